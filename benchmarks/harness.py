@@ -1,0 +1,92 @@
+"""Interleaved micro-benchmarks reported as ratios to a bare call.
+
+Absolute times on a shared machine move by 2x between runs; ratios measured
+in the same round move much less. Each round times every statement of a
+group once, in turn, and a row's figure is the median over rounds of its
+per-round ratio to the group's baseline.
+"""
+
+from __future__ import annotations
+
+import statistics
+import timeit
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class Case:
+    name: str
+    stmt: str | Callable[[], Any]
+    target: str = ""  # e.g. "<= 10x" or "<= 20 us"; empty: informative row
+    setup: str | Callable[[], Any] = "pass"
+    ratio_limit: float | None = None
+    absolute_limit_us: float | None = None
+
+
+@dataclass
+class Row:
+    group: str
+    name: str
+    per_call_ns: float
+    ratio: float
+    target: str
+    met: bool | None
+    note: str = ""
+
+
+@dataclass
+class Group:
+    title: str
+    baseline: Case
+    cases: list[Case]
+    globals: dict[str, Any] = field(default_factory=dict)
+    number: int = 20000
+    rounds: int = 15
+    baseline_label: str = "bare call"
+
+
+def run_group(group: Group) -> list[Row]:
+    cases = [group.baseline] + group.cases
+    timers = [timeit.Timer(c.stmt, c.setup, globals=group.globals) for c in cases]
+    for timer in timers:  # warm caches, memoised decisions and generated classes
+        timer.timeit(max(1, group.number // 10))
+    samples: list[list[float]] = [[] for _ in cases]
+    for _ in range(group.rounds):
+        for index, timer in enumerate(timers):
+            samples[index].append(timer.timeit(group.number) / group.number)
+    base = samples[0]
+    rows = []
+    for index, case in enumerate(cases):
+        ratios = [s / b for s, b in zip(samples[index], base)]
+        ratio = statistics.median(ratios)
+        per_call = statistics.median(samples[index]) * 1e9
+        met: bool | None = None
+        if case.ratio_limit is not None:
+            met = ratio <= case.ratio_limit
+        if case.absolute_limit_us is not None:
+            met = per_call / 1000 <= case.absolute_limit_us
+        rows.append(
+            Row(group.title, case.name if index else f"{case.name} (baseline)", per_call, ratio, case.target, met)
+        )
+    return rows
+
+
+def format_rows(rows: list[Row], markdown: bool = True) -> str:
+    head = ["group", "case", "per call", "ratio to baseline", "target", "met"]
+    body = []
+    for row in rows:
+        met = "" if row.met is None else ("yes" if row.met else "**no**" if markdown else "NO")
+        body.append(
+            [row.group, row.name, _ns(row.per_call_ns), f"{row.ratio:.2f}x", row.target, met + (f" {row.note}" if row.note else "")]
+        )
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in body]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + body)
+
+
+def _ns(value: float) -> str:
+    return f"{value / 1000:.2f} µs" if value >= 1000 else f"{value:.0f} ns"

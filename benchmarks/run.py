@@ -1,0 +1,80 @@
+"""Run every benchmark and print each row as a ratio to its baseline.
+
+    python benchmarks/run.py                 # all benchmark files
+    python benchmarks/run.py core zones      # only bench_core.py, bench_zones.py
+    python benchmarks/run.py --write         # also refresh the table in BENCHMARKS.md
+
+Each ``benchmarks/bench_*.py`` defines ``groups()`` (interleaved timeit
+groups, see harness.py) and/or ``rows()`` (benchmarks that measure their own
+way, e.g. a load generator against a server, returning harness.Row objects).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from harness import Row, format_rows, run_group  # noqa: E402
+
+BEGIN = "<!-- benchmark table: begin -->"
+END = "<!-- benchmark table: end -->"
+
+
+def load(name: str):  # type: ignore[no-untyped-def]
+    path = HERE / f"bench_{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="benchmark files to run (default: all)")
+    parser.add_argument("--write", action="store_true", help="refresh the table in BENCHMARKS.md")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, not for the table)")
+    args = parser.parse_args()
+    names = args.names or sorted(p.stem[6:] for p in HERE.glob("bench_*.py"))
+    rows: list[Row] = []
+    started = time.time()
+    for name in names:
+        module = load(name)
+        for group in getattr(module, "groups", lambda: [])():
+            if args.quick:
+                group.rounds, group.number = 3, max(1000, group.number // 10)
+            print(f"# {group.title} ...", file=sys.stderr, flush=True)
+            rows.extend(run_group(group))
+        if hasattr(module, "rows"):
+            print(f"# {name}: own measurement ...", file=sys.stderr, flush=True)
+            rows.extend(module.rows(quick=args.quick))
+    print(format_rows(rows, markdown=False))
+    misses = [r for r in rows if r.met is False]
+    header = (
+        f"Measured {time.strftime('%Y-%m-%d')} on {platform.python_implementation()} "
+        f"{platform.python_version()}, {platform.machine()}, in {time.time() - started:.0f} s "
+        f"(`python benchmarks/run.py --write`). Ratios are medians of per-round ratios to the "
+        f"group's baseline measured in the same round."
+    )
+    if args.write:
+        target = HERE.parent / "BENCHMARKS.md"
+        text = target.read_text(encoding="utf-8") if target.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+        table = f"{BEGIN}\n{header}\n\n{format_rows(rows)}\n\nMisses: {len(misses)}\n{END}"
+        if BEGIN in text and END in text:
+            text = text[: text.index(BEGIN)] + table + text[text.index(END) + len(END):]
+        else:
+            text += "\n" + table + "\n"
+        target.write_text(text, encoding="utf-8")
+        print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""purposeguard: runtime purpose enforcement for data-use promises.
+
+Code paths declare the purpose they serve, data carries its categories, and
+a compiled policy decides whether a value may reach a use::
+
+    import purposeguard as pg
+
+    pg.configure("trust-center")
+
+    @pg.purpose("advertising")
+    def recommend_ads(text): ...
+
+    body = pg.label("Quarterly numbers attached", "customer_data.content.email")
+    recommend_ads(body)   # raises pg.PurposeViolation
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import testing
+from ._errors import ObligationError, PolicyError, PurposeGuardError, PurposeViolation, UnknownKeyError
+from ._guarded import purpose
+from ._labels import Category, label, labels_of, produces, tenant_of
+from ._policy import Decision, Policy
+from ._records import Declassification, Record, Violation
+from ._runtime import (
+    Guard,
+    check,
+    configure,
+    current_purpose,
+    current_tenant,
+    decide,
+    explain,
+    get_guard,
+    on_record,
+    on_violation,
+)
+from ._taxonomy import Taxonomy
+from ._zones import current_zone, transform, wrap_executor, zone
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Category",
+    "Decision",
+    "Declassification",
+    "Guard",
+    "ObligationError",
+    "Policy",
+    "PolicyError",
+    "PurposeGuardError",
+    "PurposeViolation",
+    "Record",
+    "Taxonomy",
+    "UnknownKeyError",
+    "Violation",
+    "check",
+    "compelled_disclosure",
+    "configure",
+    "current_purpose",
+    "current_tenant",
+    "current_zone",
+    "decide",
+    "explain",
+    "get_guard",
+    "label",
+    "labels_of",
+    "on_record",
+    "on_violation",
+    "produces",
+    "purpose",
+    "tenant_of",
+    "testing",
+    "transform",
+    "wrap_executor",
+    "zone",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Obligations pull in the audit and disclosure layers; load them on first use.
+    if name == "compelled_disclosure":
+        from .disclosure import compelled_disclosure
+
+        return compelled_disclosure
+    raise AttributeError(f"module 'purposeguard' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from purposeguard.cli import run
+
+run()

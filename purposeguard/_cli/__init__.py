@@ -1,0 +1,1 @@
+"""Sub-commands of the ``purposeguard`` command line, one module each."""

@@ -1,0 +1,142 @@
+"""``purposeguard policy show|check`` and ``purposeguard explain``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .._policy import Policy
+from ..cli import CommandError
+
+# The two columns of the published data-use table.
+PROMISE_COLUMNS = (
+    ("customer_data", "customer data (excluding content)"),
+    ("customer_data.content", "content"),
+)
+
+
+def register(subparsers: Any) -> None:
+    policy = subparsers.add_parser("policy", help="show or check a policy")
+    policy_commands = policy.add_subparsers(dest="policy_command", metavar="ACTION")
+    policy.set_defaults(handler=lambda args: _missing(policy))
+
+    show = policy_commands.add_parser("show", help="print a policy's decision matrix")
+    show.add_argument("--policy", default="trust-center", help="pack name or TOML file (default: trust-center)")
+    show.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    show.set_defaults(handler=_show)
+
+    check = policy_commands.add_parser("check", help="validate a policy file")
+    check.add_argument("file", help="policy TOML file or pack name")
+    check.set_defaults(handler=_check)
+
+    explain = subparsers.add_parser("explain", help="which rule decides a category for a purpose, and why")
+    explain.add_argument("category")
+    explain.add_argument("purpose")
+    explain.add_argument("--tenant", default=None)
+    explain.add_argument("--policy", default="trust-center", help="pack name or TOML file")
+    explain.set_defaults(handler=_explain)
+
+
+def _missing(parser: argparse.ArgumentParser) -> int:
+    raise CommandError(f"{parser.prog}: missing action (show or check)", 2)
+
+
+def promise_columns(policy: Policy) -> list[tuple[str, str]]:
+    columns = [(key, title) for key, title in PROMISE_COLUMNS if key in policy.taxonomy.categories]
+    if not columns:
+        columns = [(key, key) for key in policy.taxonomy.categories if "." not in key]
+    return columns
+
+
+def matrix_data(policy: Policy) -> dict[str, Any]:
+    columns = promise_columns(policy)
+    rows = []
+    for purpose in policy.taxonomy.purposes:
+        row: dict[str, Any] = {"purpose": purpose}
+        for key, _ in columns:
+            row[key] = "yes" if policy.cell(key, purpose)[0] else "no"
+        rows.append(row)
+    matrix: dict[str, dict[str, Any]] = {}
+    for purpose in policy.taxonomy.purposes:
+        matrix[purpose] = {}
+        for category in policy.taxonomy.categories:
+            allowed, rule, consentable = policy.cell(category, purpose)
+            matrix[purpose][category] = {
+                "allowed": allowed,
+                "rule": rule.id if rule else None,
+                "consentable": consentable,
+                "obligations": list(rule.obligations) if rule and allowed else [],
+            }
+    return {
+        "policy": policy.name,
+        "default": policy.default,
+        "columns": [{"category": key, "title": title} for key, title in columns],
+        "rows": rows,
+        "matrix": matrix,
+    }
+
+
+def _cell_text(entry: dict[str, Any]) -> str:
+    if entry["allowed"]:
+        return "yes" + ("*" if entry["obligations"] else "")
+    return "consent" if entry["consentable"] else "no"
+
+
+def render(policy: Policy, fmt: str) -> str:
+    data = matrix_data(policy)
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    columns = data["columns"]
+    head = ["use (purpose)"] + [c["title"] for c in columns]
+    body = [[row["purpose"]] + [row[c["category"]] for c in columns] for row in data["rows"]]
+    categories = list(policy.taxonomy.categories)
+    full_head = ["purpose"] + categories
+    full_body = [
+        [purpose] + [_cell_text(data["matrix"][purpose][c]) for c in categories]
+        for purpose in policy.taxonomy.purposes
+    ]
+    legend = "yes* = allowed with obligations; consent = denied unless the tenant consents; default: " + policy.default
+    if fmt == "markdown":
+        return "\n".join(
+            [f"## Data-use table: {policy.name}", "", _markdown(head, body), "",
+             "## Every category", "", _markdown(full_head, full_body), "", legend]
+        )
+    return "\n".join(
+        [f"Data-use table: {policy.name}", _table(head, body), "",
+         "Every category", _table(full_head, full_body), legend]
+    )
+
+
+def _markdown(head: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _table(head: list[str], body: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
+    def line(row: list[str]) -> str:
+        return "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in body])
+
+
+def _show(args: argparse.Namespace) -> int:
+    print(render(Policy.load(args.policy), args.format))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    policy = Policy.load(args.file)
+    print(
+        f"{args.file}: valid policy {policy.name!r}: {len(policy.rules)} rules, "
+        f"{len(policy.transforms)} transforms, {len(policy.destinations)} destinations"
+    )
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    policy = Policy.load(args.policy)
+    consents = None
+    print(policy.explain(args.category, args.purpose, tenant=args.tenant, consents=consents))
+    return 0

@@ -1,0 +1,115 @@
+"""The exception tree of purposeguard.
+
+::
+
+    PurposeGuardError                 every error the library raises
+    ├── PurposeViolation              data reached a use the policy forbids (also PermissionError)
+    ├── PolicyError                   a policy that cannot be loaded, or a misuse of one
+    │   └── UnknownKeyError           a category or purpose no taxonomy defines
+    └── ObligationError               a rule's obligation was not met
+
+Errors carry their context as attributes so callers never parse messages.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from ._records import Violation
+
+__all__ = [
+    "ObligationError",
+    "PolicyError",
+    "PurposeGuardError",
+    "PurposeViolation",
+    "UnknownKeyError",
+]
+
+
+class PurposeGuardError(Exception):
+    """Root of every error purposeguard raises."""
+
+
+class PurposeViolation(PurposeGuardError, PermissionError):
+    """Labelled data reached a purpose the policy denies (enforce mode).
+
+    ``violations`` lists every :class:`~purposeguard.Violation` found at the
+    checkpoint; none of them holds the value itself.
+    """
+
+    def __init__(self, violations: Sequence[Violation]) -> None:
+        self.violations: list[Violation] = list(violations)
+        first = self.violations[0] if self.violations else None
+        if first is None:
+            message = "purpose violation"
+        else:
+            rule = first.rule or "the policy default"
+            message = (
+                f"{first.category} may not be used for {first.purpose} "
+                f"(rule {rule}, via {first.via}, in {first.function})"
+            )
+            if len(self.violations) > 1:
+                message += f" and {len(self.violations) - 1} more"
+        super().__init__(message)
+
+    @property
+    def purpose(self) -> str | None:
+        return self.violations[0].purpose if self.violations else None
+
+    @property
+    def category(self) -> str | None:
+        return self.violations[0].category if self.violations else None
+
+    @property
+    def rule(self) -> str | None:
+        return self.violations[0].rule if self.violations else None
+
+
+class PolicyError(PurposeGuardError):
+    """A policy that cannot be loaded, or an operation the policy forbids.
+
+    ``path``, ``rule``, ``field`` and ``line`` say where, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        rule: str | None = None,
+        field: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.path = path
+        self.rule = rule
+        self.field = field
+        self.line = line
+        self.reason = message
+        parts = []
+        if path is not None:
+            parts.append(f"{path}:{line}" if line is not None else path)
+        if rule is not None:
+            parts.append(f"rule {rule!r}")
+        if field is not None:
+            parts.append(f"field {field!r}")
+        parts.append(message)
+        super().__init__(": ".join(parts))
+
+
+class UnknownKeyError(PolicyError):
+    """A category or purpose key that no loaded taxonomy defines."""
+
+    def __init__(self, key: str, kind: str, **where: str | None) -> None:
+        self.key = key
+        self.kind = kind
+        super().__init__(f"unknown {kind} {key!r}", **where)  # type: ignore[arg-type]
+
+
+class ObligationError(PurposeGuardError):
+    """An obligation attached to a rule (redirect first, minimise, notify) was not met."""
+
+    def __init__(self, message: str, *, obligation: str, rule: str | None = None) -> None:
+        self.obligation = obligation
+        self.rule = rule
+        super().__init__(message)

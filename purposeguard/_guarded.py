@@ -1,0 +1,367 @@
+"""``@purpose``: the decorator and context manager on the hot path.
+
+For plain functions the wrapper is generated with the function's own
+signature (measured here: about 66 ns of wrapper against 166 ns for a
+generic ``*args, **kwargs`` one), and its first test is one set lookup per
+argument: ``type(arg) in NO_LABELS``. Only when that fails, or when a zone is
+open, does the call reach the guard.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import keyword
+from contextvars import ContextVar
+from typing import Any, Callable, TypeVar
+
+from ._context import FLAGS, PURPOSE, ZONE
+from ._errors import PurposeGuardError
+from ._labels import NO_LABELS, labels_in_values, tenant_of
+from ._runtime import check_zone, get_guard, require_purpose_key
+
+__all__ = ["purpose"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Tokens of ``with purpose(...)`` blocks, per context, so one purpose object
+# can be entered by many tasks at once without mixing their tokens.
+_CM_TOKENS: ContextVar[tuple[Any, Any] | None] = ContextVar("purposeguard.cm_tokens", default=None)
+
+
+def _function_name(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', getattr(fn, '__name__', '?'))}"
+
+
+def _tenant_in(values: tuple[Any, ...]) -> str | None:
+    state = ZONE.get() if FLAGS.zones else None
+    if state is not None and state.tenant is not None:
+        return state.tenant  # type: ignore[no-any-return]
+    for value in values:
+        tenant = tenant_of(value)
+        if tenant is not None:
+            return tenant
+    return None
+
+
+def _entry_check(purpose_key: str, name: str, values: tuple[Any, ...]) -> None:
+    """Arguments carry labels (or a zone is open): decide and act per mode."""
+    guard = get_guard()
+    labels = labels_in_values(values)
+    state = ZONE.get() if FLAGS.zones else None
+    if state is not None and labels:
+        state.add(labels)
+    if labels:
+        guard.check_labels(
+            labels, purpose_key, via="argument", function=name, tenant=_tenant_in(values)
+        )
+    if state is not None:
+        check_zone(guard, state, purpose_key, labels, name)
+
+
+def _zone_check(purpose_key: str, name: str) -> None:
+    state = ZONE.get()
+    if state is not None and state.categories:
+        check_zone(get_guard(), state, purpose_key, frozenset(), name)
+
+
+def _return_check(purpose_key: str, name: str, value: Any) -> None:
+    labels = labels_in_values((value,))
+    if not labels:
+        return
+    state = ZONE.get() if FLAGS.zones else None
+    if state is not None:
+        state.add(labels)
+    get_guard().check_labels(
+        labels, purpose_key, via="return", function=name, tenant=_tenant_in((value,))
+    )
+
+
+_TEMPLATE = """
+def {name}({params}):
+    if {fast_test}:
+        if _pg_F.zones:
+            _pg_zone_check(_pg_P, _pg_N)
+    else:
+        _pg_entry_check(_pg_P, _pg_N, {values})
+    _pg_tok = _pg_set(_pg_P)
+    try:
+        _pg_r = _pg_fn({call})
+    finally:
+        _pg_reset(_pg_tok)
+    if _pg_T(_pg_r) not in _pg_NL:
+        _pg_return_check(_pg_P, _pg_N, _pg_r)
+    return _pg_r
+"""
+
+
+def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any] | None:
+    """A wrapper with ``fn``'s own signature, or None where that is not possible."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    namespace: dict[str, Any] = {
+        "_pg_F": FLAGS,
+        "_pg_P": purpose_key,
+        "_pg_N": name,
+        "_pg_T": type,
+        "_pg_NL": NO_LABELS,
+        "_pg_set": PURPOSE.set,
+        "_pg_reset": PURPOSE.reset,
+        "_pg_fn": fn,
+        "_pg_zone_check": _zone_check,
+        "_pg_entry_check": _entry_check,
+        "_pg_return_check": _return_check,
+    }
+    params: list[str] = []
+    call: list[str] = []
+    simple: list[str] = []
+    spread: list[str] = []
+    seen_kw_only_marker = False
+    previous_kind = None
+    for index, parameter in enumerate(signature.parameters.values()):
+        pname = parameter.name
+        if pname.startswith("_pg_") or keyword.iskeyword(pname) or not pname.isidentifier():
+            return None
+        kind = parameter.kind
+        if previous_kind is inspect.Parameter.POSITIONAL_ONLY and kind is not inspect.Parameter.POSITIONAL_ONLY:
+            params.append("/")
+        default = ""
+        if parameter.default is not inspect.Parameter.empty:
+            namespace[f"_pg_d{index}"] = parameter.default
+            default = f"=_pg_d{index}"
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            params.append(f"*{pname}")
+            call.append(f"*{pname}")
+            spread.append(pname)
+            seen_kw_only_marker = True
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            params.append(f"**{pname}")
+            call.append(f"**{pname}")
+            spread.append(f"tuple({pname}.values())")
+        elif kind is inspect.Parameter.KEYWORD_ONLY:
+            if not seen_kw_only_marker:
+                params.append("*")
+                seen_kw_only_marker = True
+            params.append(f"{pname}{default}")
+            call.append(f"{pname}={pname}")
+            simple.append(pname)
+        else:
+            params.append(f"{pname}{default}")
+            call.append(pname)
+            simple.append(pname)
+        previous_kind = kind
+    if previous_kind is inspect.Parameter.POSITIONAL_ONLY:
+        params.append("/")
+    tests = [f"_pg_T({p}) in _pg_NL" for p in simple] + [f"not {s}" for s in spread if not s.startswith("tuple(")]
+    tests += [f"not {s[6:-10]}" for s in spread if s.startswith("tuple(")]
+    fast_test = " and ".join(tests) if tests else "True"
+    values_parts = [f"({', '.join(simple)},)" if simple else "()"]
+    for s in spread:
+        values_parts.append(s if s.startswith("tuple(") else f"tuple({s})")
+    values = " + ".join(values_parts)
+    source = _TEMPLATE.format(
+        name="_pg_wrapper",
+        params=", ".join(params),
+        fast_test=fast_test,
+        values=values,
+        call=", ".join(call),
+    )
+    exec(compile(source, f"<purposeguard wrapper of {name}>", "exec"), namespace)
+    wrapper: Callable[..., Any] = namespace["_pg_wrapper"]
+    return wrapper
+
+
+def _generic_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = args + tuple(kwargs.values()) if kwargs else args
+        for value in values:
+            if type(value) not in NO_LABELS:
+                _entry_check(purpose_key, name, values)
+                break
+        else:
+            if FLAGS.zones:
+                _zone_check(purpose_key, name)
+        token = PURPOSE.set(purpose_key)
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            PURPOSE.reset(token)
+        if type(result) not in NO_LABELS:
+            _return_check(purpose_key, name, result)
+        return result
+
+    return wrapper
+
+
+def _enter_values(purpose_key: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    values = args + tuple(kwargs.values()) if kwargs else args
+    for value in values:
+        if type(value) not in NO_LABELS:
+            _entry_check(purpose_key, name, values)
+            return
+    if FLAGS.zones:
+        _zone_check(purpose_key, name)
+
+
+def _coroutine_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any]:
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _enter_values(purpose_key, name, args, kwargs)
+        token = PURPOSE.set(purpose_key)
+        try:
+            result = await fn(*args, **kwargs)
+        finally:
+            PURPOSE.reset(token)
+        if type(result) not in NO_LABELS:
+            _return_check(purpose_key, name, result)
+        return result
+
+    return wrapper
+
+
+def _generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any]:
+    # The purpose is current only while the generator body runs: it is set
+    # around each step and reset before the value goes back to the caller.
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _enter_values(purpose_key, name, args, kwargs)
+        token = PURPOSE.set(purpose_key)
+        try:
+            generator = fn(*args, **kwargs)
+        finally:
+            PURPOSE.reset(token)
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            token = PURPOSE.set(purpose_key)
+            try:
+                if to_throw is not None:
+                    error, to_throw = to_throw, None
+                    item = generator.throw(error)
+                else:
+                    item = generator.send(to_send)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                PURPOSE.reset(token)
+            if type(item) not in NO_LABELS:
+                _return_check(purpose_key, name, item)
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                token = PURPOSE.set(purpose_key)
+                try:
+                    generator.close()
+                finally:
+                    PURPOSE.reset(token)
+                raise
+            except BaseException as error:  # noqa: BLE001 - forwarded into the generator
+                to_throw = error
+                to_send = None
+
+    return wrapper
+
+
+def _async_generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any]:
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _enter_values(purpose_key, name, args, kwargs)
+        generator = fn(*args, **kwargs)
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            token = PURPOSE.set(purpose_key)
+            try:
+                if to_throw is not None:
+                    error, to_throw = to_throw, None
+                    item = await generator.athrow(error)
+                else:
+                    item = await generator.asend(to_send)
+            except StopAsyncIteration:
+                return
+            finally:
+                PURPOSE.reset(token)
+            if type(item) not in NO_LABELS:
+                _return_check(purpose_key, name, item)
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                token = PURPOSE.set(purpose_key)
+                try:
+                    await generator.aclose()
+                finally:
+                    PURPOSE.reset(token)
+                raise
+            except BaseException as error:  # noqa: BLE001 - forwarded into the generator
+                to_throw = error
+                to_send = None
+
+    return wrapper
+
+
+class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpose("...")
+    """Declare the purpose a code path serves: a decorator and a context manager.
+
+    >>> @purpose("service.operations")
+    ... def troubleshoot(ticket): ...
+    >>> with purpose("service.security"):
+    ...     current_purpose()
+    'service.security'
+
+    Decorating checks every argument's labels (and the zone's) when the
+    function is entered, and what it returns or yields. Unknown keys fail
+    here, when the decorator is applied. ``enabled=False`` returns the
+    function unwrapped and costs nothing.
+    """
+
+    __slots__ = ("key", "enabled")
+
+    def __init__(self, key: str, *, enabled: bool = True) -> None:
+        self.key = require_purpose_key(key)
+        self.enabled = enabled
+
+    def __repr__(self) -> str:
+        return f"purpose({self.key!r})"
+
+    # -- decorator --------------------------------------------------------------
+
+    def __call__(self, fn: F) -> F:
+        if not self.enabled:
+            return fn
+        if isinstance(fn, (classmethod, staticmethod)):
+            return type(fn)(self(fn.__func__))  # type: ignore[return-value]
+        if not callable(fn):
+            raise TypeError(f"@purpose decorates functions, not {type(fn).__name__}")
+        name = _function_name(fn)
+        if inspect.isasyncgenfunction(fn):
+            wrapper = _async_generator_wrapper(fn, self.key, name)
+        elif inspect.iscoroutinefunction(fn):
+            wrapper = _coroutine_wrapper(fn, self.key, name)
+        elif inspect.isgeneratorfunction(fn):
+            wrapper = _generator_wrapper(fn, self.key, name)
+        else:
+            wrapper = _generated_wrapper(fn, self.key, name) or _generic_wrapper(fn, self.key, name)
+        functools.update_wrapper(wrapper, fn)
+        wrapper.__purposeguard_purpose__ = self.key  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    # -- context manager -------------------------------------------------------------
+
+    def __enter__(self) -> purpose:
+        if FLAGS.zones:
+            _zone_check(self.key, "<with purpose>")
+        token = PURPOSE.set(self.key)
+        _CM_TOKENS.set((token, _CM_TOKENS.get()))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        node = _CM_TOKENS.get()
+        if node is None or node[0].var is not PURPOSE or PURPOSE.get() != self.key:
+            raise PurposeGuardError(f"leaving purpose {self.key!r} that was not entered here")
+        _CM_TOKENS.set(node[1])
+        PURPOSE.reset(node[0])
+
+    async def __aenter__(self) -> purpose:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__(*exc)

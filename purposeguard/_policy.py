@@ -1,0 +1,803 @@
+"""Policies: taxonomy + rules, validated whole, compiled into a decision table.
+
+Deciding is a dictionary lookup on a table built once at load time; no I/O
+and no parsing happens at decide time. Consent is the one input that changes
+while a process runs, so it is passed in as a small protocol and consulted
+only for denials that a ``consentable`` rule decided.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+from ._errors import PolicyError, UnknownKeyError
+from ._taxonomy import Taxonomy, depth, is_valid_key
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "Decision",
+    "Destination",
+    "Policy",
+    "Rule",
+    "Transform",
+    "ConsentLookup",
+    "EFFECTS",
+    "MODES",
+    "OBLIGATIONS",
+    "PACKS",
+]
+
+EFFECTS = ("allow", "deny")
+MODES = ("enforce", "trace", "off")
+OBLIGATIONS = ("redirect_first", "minimize", "notify_tenant")
+# Consent can widen some uses, never advertising (the data-use promise).
+NEVER_CONSENTABLE = ("advertising",)
+PACKS = ("trust-center",)
+
+_POLICY_KEYS = {"name", "description", "default", "mode", "context_mode", "taxonomy"}
+_RULE_KEYS = {
+    "id",
+    "description",
+    "categories",
+    "purposes",
+    "effect",
+    "consentable",
+    "obligations",
+    "mode",
+}
+_TRANSFORM_KEYS = {"id", "description", "from", "to"}
+_DESTINATION_KEYS = {"id", "description", "hosts", "purpose"}
+_TRANSPORT_KEYS = {"require_tls"}
+_TOP_KEYS = {"policy", "rules", "transforms", "destinations", "transport", "taxonomy"}
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
+_LINE_IN_TOML_ERROR = re.compile(r"line (\d+)")
+
+
+class ConsentLookup(Protocol):
+    """What the decision table asks a consent store: has ``tenant`` consented?"""
+
+    def has_consent(self, tenant: str, purpose: str, category: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    categories: tuple[str, ...]
+    purposes: tuple[str, ...]
+    effect: str
+    consentable: bool = False
+    obligations: tuple[str, ...] = ()
+    mode: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A declassification the policy permits: inputs of ``from`` become ``to``."""
+
+    id: str
+    from_categories: tuple[str, ...]
+    to: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where data leaves the process, and the purpose it serves there."""
+
+    id: str
+    hosts: tuple[str, ...]
+    purpose: str
+    description: str = ""
+
+    def matches(self, host: str) -> bool:
+        host = host.lower().rstrip(".")
+        return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in self.hosts)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of deciding a set of categories for one purpose.
+
+    ``category`` and ``rule`` are those of the first denied category in sorted
+    order, or of the first category when all are allowed; ``rule`` is None when
+    the policy default decided. ``denied`` lists every denied category.
+    """
+
+    allowed: bool
+    category: str | None
+    purpose: str
+    rule: str | None
+    obligations: tuple[str, ...] = ()
+    consent: bool = False
+    denied: tuple[str, ...] = ()
+    rule_mode: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+@dataclass(frozen=True, slots=True)
+class _Cell:
+    allowed: bool
+    rule: Rule | None
+    consentable: bool
+    candidates: tuple[Rule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Remediation:
+    """How a denied flow can be fixed, without naming the value."""
+
+    kind: str  # "transform" | "consent" | "label-sink" | "block"
+    text: str
+
+
+class Policy:
+    """A validated, compiled data-use policy.
+
+    >>> policy = Policy.load("trust-center")
+    >>> policy.decide(["customer_data.content.email"], "advertising").allowed
+    False
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        taxonomy: Taxonomy,
+        rules: Sequence[Rule],
+        default: str = "deny",
+        mode: str | None = None,
+        context_mode: str | None = None,
+        transforms: Sequence[Transform] = (),
+        destinations: Sequence[Destination] = (),
+        require_tls: Sequence[str] = (),
+        description: str = "",
+        source: str | None = None,
+    ) -> None:
+        self.name = name
+        self.taxonomy = taxonomy
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        self.default = default
+        self.mode = mode
+        self.context_mode = context_mode
+        self.transforms: Mapping[str, Transform] = {t.id: t for t in transforms}
+        self.destinations: tuple[Destination, ...] = tuple(destinations)
+        self.require_tls: tuple[str, ...] = tuple(require_tls)
+        self.description = description
+        self.source = source
+        self.rules_by_id: Mapping[str, Rule] = {r.id: r for r in self.rules}
+        _validate_semantics(self)
+        self._table = self._compile()
+        # Memoised decisions, per purpose then per label set: the hot path's
+        # one lookup once a label set has been seen.
+        self._decisions: dict[str, dict[frozenset[str], Decision]] = {
+            p: {} for p in taxonomy.purposes
+        }
+        self._remediations: dict[tuple[str, str], Remediation] = {}
+
+    # -- loading ---------------------------------------------------------
+
+    @classmethod
+    def load(cls, path_or_pack: str | Path) -> Policy:
+        """Load a built-in pack by name (``"trust-center"``) or a TOML file by path."""
+        if isinstance(path_or_pack, str) and path_or_pack in PACKS:
+            text = resources.files("purposeguard.packs").joinpath(f"{path_or_pack}.toml").read_text(
+                encoding="utf-8"
+            )
+            return cls.from_toml(text, source=f"pack:{path_or_pack}")
+        path = Path(path_or_pack)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            hint = f" (built-in packs: {', '.join(PACKS)})" if not path.suffix else ""
+            raise PolicyError(f"no such policy file{hint}", path=str(path)) from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise PolicyError(f"cannot read policy file: {error}", path=str(path)) from None
+        return cls.from_toml(text, source=str(path))
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: str = "<string>") -> Policy:
+        """Parse and validate a policy; a bad policy raises and yields nothing."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            match = _LINE_IN_TOML_ERROR.search(str(error))
+            raise PolicyError(
+                f"TOML syntax error: {error}",
+                path=source,
+                line=int(match.group(1)) if match else None,
+            ) from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> Policy:
+        return _build(data, source)
+
+    # -- deciding ----------------------------------------------------------
+
+    def decide(
+        self,
+        categories: Iterable[str],
+        purpose: str,
+        *,
+        tenant: str | None = None,
+        consents: ConsentLookup | None = None,
+    ) -> Decision:
+        """Decide a set of categories for one purpose (DESIGN §4)."""
+        if not isinstance(categories, frozenset):
+            if isinstance(categories, str):
+                categories = (categories,)
+            categories = frozenset(categories)
+        try:
+            by_labels = self._decisions[purpose]
+        except (KeyError, TypeError):
+            raise UnknownKeyError(str(purpose), "purpose") from None
+        decision = by_labels.get(categories)
+        if decision is None:
+            decision = self._decide_uncached(categories, purpose)
+            by_labels[categories] = decision
+        if decision.allowed or tenant is None or consents is None:
+            return decision
+        return self._apply_consent(decision, purpose, tenant, consents)
+
+    def _decide_uncached(self, categories: frozenset[str], purpose: str) -> Decision:
+        if not categories:
+            return Decision(True, None, purpose, None)
+        for category in categories:
+            if category not in self.taxonomy.categories:
+                raise UnknownKeyError(str(category), "category")
+        ordered = sorted(categories)
+        denied = [c for c in ordered if not self._table[c, purpose].allowed]
+        if denied:
+            first = self._table[denied[0], purpose]
+            rule = first.rule
+            return Decision(
+                False,
+                denied[0],
+                purpose,
+                rule.id if rule else None,
+                (),
+                False,
+                tuple(denied),
+                rule.mode if rule else None,
+            )
+        obligations: list[str] = []
+        for category in ordered:
+            rule = self._table[category, purpose].rule
+            if rule is not None:
+                obligations.extend(o for o in rule.obligations if o not in obligations)
+        first_rule = self._table[ordered[0], purpose].rule
+        return Decision(
+            True,
+            ordered[0],
+            purpose,
+            first_rule.id if first_rule else None,
+            tuple(obligations),
+            False,
+            (),
+            first_rule.mode if first_rule else None,
+        )
+
+    def _apply_consent(
+        self, decision: Decision, purpose: str, tenant: str, consents: ConsentLookup
+    ) -> Decision:
+        still_denied = []
+        consented = False
+        for category in decision.denied:
+            cell = self._table[category, purpose]
+            if cell.consentable and consents.has_consent(tenant, purpose, category):
+                consented = True
+            else:
+                still_denied.append(category)
+        if not consented:
+            return decision
+        if still_denied:
+            first = self._table[still_denied[0], purpose].rule
+            return Decision(
+                False,
+                still_denied[0],
+                purpose,
+                first.id if first else None,
+                (),
+                False,
+                tuple(still_denied),
+                first.mode if first else None,
+            )
+        category = decision.category
+        rule = self._table[category, purpose].rule if category else None
+        return Decision(
+            True,
+            category,
+            purpose,
+            rule.id if rule else None,
+            rule.obligations if rule else (),
+            True,
+            (),
+            rule.mode if rule else None,
+        )
+
+    def cell(self, category: str, purpose: str) -> tuple[bool, Rule | None, bool]:
+        """``(allowed, deciding rule, consentable)`` for one category and purpose."""
+        self.taxonomy.require_category(category)
+        self.taxonomy.require_purpose(purpose)
+        cell = self._table[category, purpose]
+        return cell.allowed, cell.rule, cell.consentable
+
+    def is_consentable(self, category: str, purpose: str) -> bool:
+        return self.cell(category, purpose)[2]
+
+    def destination_for(self, host: str) -> Destination | None:
+        for destination in self.destinations:
+            if destination.matches(host):
+                return destination
+        return None
+
+    def requires_tls(self, categories: Iterable[str]) -> tuple[str, ...]:
+        """The categories among ``categories`` that may not travel unencrypted."""
+        out = []
+        for category in categories:
+            chain = self.taxonomy.category_ancestors(category)
+            if any(c in self.require_tls for c in chain):
+                out.append(category)
+        return tuple(sorted(out))
+
+    # -- explaining --------------------------------------------------------
+
+    def remediation(self, category: str, purpose: str) -> Remediation:
+        """How a denial of ``category`` for ``purpose`` can be fixed."""
+        key = (category, purpose)
+        found = self._remediations.get(key)
+        if found is None:
+            found = self._remediation_uncached(category, purpose)
+            self._remediations[key] = found
+        return found
+
+    def _remediation_uncached(self, category: str, purpose: str) -> Remediation:
+        allowed, rule, consentable = self.cell(category, purpose)
+        if allowed:
+            return Remediation("none", "allowed; nothing to fix")
+        decided_by = f"rule {rule.id!r}" if rule else "the policy default (no rule matches)"
+        chain = self.taxonomy.category_ancestors(category)
+        for transform in self.transforms.values():
+            if any(c in transform.from_categories for c in chain) and self._table[
+                transform.to, purpose
+            ].allowed:
+                return Remediation(
+                    "transform",
+                    f"denied by {decided_by}; derive what {purpose} needs through the "
+                    f"permitted transform {transform.id!r} ({category} -> {transform.to})",
+                )
+        if consentable:
+            return Remediation(
+                "consent",
+                f"denied by {decided_by}; allowed only for tenants that have recorded "
+                f"consent to {purpose} for {category}",
+            )
+        purposes_allowed = [
+            p
+            for p in self.taxonomy.purposes
+            if self._table[category, p].allowed and not _related(p, purpose)
+        ]
+        if purposes_allowed and not any(purpose == p for p in NEVER_CONSENTABLE):
+            return Remediation(
+                "label-sink",
+                f"denied by {decided_by}; if this code serves another use, declare that "
+                f"purpose on the sink ({category} is allowed for {', '.join(sorted(purposes_allowed))}); "
+                "otherwise block the flow",
+            )
+        return Remediation(
+            "block",
+            f"denied by {decided_by}; {category} may never be used for {purpose}: block the flow",
+        )
+
+    def explain(
+        self,
+        category: str,
+        purpose: str,
+        *,
+        tenant: str | None = None,
+        consents: ConsentLookup | None = None,
+    ) -> str:
+        """Which rule decides ``category`` for ``purpose``, and why, in words."""
+        self.taxonomy.require_category(category)
+        self.taxonomy.require_purpose(purpose)
+        cell = self._table[category, purpose]
+        decision = self.decide([category], purpose, tenant=tenant, consents=consents)
+        verdict = "allowed" if decision.allowed else "denied"
+        lines = [f"{category} for {purpose}: {verdict}"]
+        if cell.rule is None:
+            lines.append(f"  decided by: the policy default ({self.default}); no rule matches")
+        else:
+            rule = cell.rule
+            lines.append(
+                f"  decided by: rule {rule.id!r} ({rule.effect}; categories "
+                f"{', '.join(rule.categories)}; purposes {', '.join(rule.purposes)})"
+            )
+            if rule.description:
+                lines.append(f"  rule says: {rule.description}")
+        others = [r for r in cell.candidates if r is not cell.rule]
+        if others:
+            lines.append(
+                "  also matching, less specific or outranked: "
+                + ", ".join(f"{r.id} ({r.effect})" for r in others)
+            )
+        lines.append(
+            f"  why: the most specific rule wins (category {category} implies "
+            f"{', '.join(self.taxonomy.category_ancestors(category)[1:]) or 'nothing more'}; "
+            f"purpose {purpose} implies "
+            f"{', '.join(self.taxonomy.purpose_ancestors(purpose)[1:]) or 'nothing more'}); "
+            "among equally specific rules deny wins"
+        )
+        if cell.consentable:
+            if decision.consent:
+                lines.append(f"  consent: tenant {tenant!r} consented, so the denial becomes allow")
+            else:
+                lines.append("  consent: a tenant's recorded consent turns this denial into allow")
+        if cell.rule is not None and cell.rule.obligations and cell.allowed:
+            lines.append("  obligations: " + ", ".join(cell.rule.obligations))
+        if not decision.allowed:
+            lines.append("  fix: " + self.remediation(category, purpose).text)
+        return "\n".join(lines)
+
+    def matrix(self, categories: Sequence[str] | None = None) -> list[tuple[str, list[bool]]]:
+        """Rows of ``(purpose, [allowed per category])`` for every purpose key."""
+        columns = list(categories) if categories is not None else list(self.taxonomy.categories)
+        return [
+            (purpose, [self._table[c, purpose].allowed for c in columns])
+            for purpose in self.taxonomy.purposes
+        ]
+
+    # -- compiling -----------------------------------------------------------
+
+    def _compile(self) -> dict[tuple[str, str], _Cell]:
+        table: dict[tuple[str, str], _Cell] = {}
+        for category in self.taxonomy.categories:
+            category_chain = self.taxonomy.category_ancestors(category)
+            for purpose in self.taxonomy.purposes:
+                purpose_chain = self.taxonomy.purpose_ancestors(purpose)
+                ranked: list[tuple[int, int, int, Rule]] = []
+                for index, rule in enumerate(self.rules):
+                    category_depth = max(
+                        (depth(c) for c in rule.categories if c in category_chain), default=0
+                    )
+                    purpose_depth = max(
+                        (depth(p) for p in rule.purposes if p in purpose_chain), default=0
+                    )
+                    if category_depth and purpose_depth:
+                        ranked.append((category_depth, purpose_depth, index, rule))
+                if not ranked:
+                    table[category, purpose] = _Cell(self.default == "allow", None, False, ())
+                    continue
+                ranked.sort(key=lambda item: (-item[0], -item[1], item[2]))
+                top = [r for cd, pd, _, r in ranked if (cd, pd) == ranked[0][:2]]
+                denies = [r for r in top if r.effect == "deny"]
+                if denies:
+                    # A plain deny outranks a consentable one at equal specificity.
+                    firm = [r for r in denies if not r.consentable]
+                    winner = firm[0] if firm else denies[0]
+                    table[category, purpose] = _Cell(
+                        False, winner, not firm, tuple(r for *_, r in ranked)
+                    )
+                else:
+                    table[category, purpose] = _Cell(
+                        True, top[0], False, tuple(r for *_, r in ranked)
+                    )
+        return table
+
+    def __repr__(self) -> str:
+        return f"<Policy {self.name!r} rules={len(self.rules)} source={self.source!r}>"
+
+
+def _related(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+# -- validation ----------------------------------------------------------------
+
+
+def _build(data: Mapping[str, Any], source: str) -> Policy:
+    if not isinstance(data, Mapping):
+        raise PolicyError("a policy must be a table", path=source)
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise PolicyError(
+            f"unknown section {sorted(unknown)[0]!r} (expected one of {', '.join(sorted(_TOP_KEYS))})",
+            path=source,
+            field=sorted(unknown)[0],
+        )
+    header = _table(data.get("policy", {}), source, "policy")
+    _no_unknown_keys(header, _POLICY_KEYS, source, None, "policy")
+    name = _string(header.get("name", Path(source).stem), source, None, "policy.name")
+    description = _string(header.get("description", ""), source, None, "policy.description")
+    default = header.get("default", "deny")
+    if default not in EFFECTS:
+        raise PolicyError(
+            f"unknown default {default!r} (expected allow or deny)", path=source, field="policy.default"
+        )
+    mode = _mode(header.get("mode"), source, None, "policy.mode")
+    context_mode = _mode(header.get("context_mode"), source, None, "policy.context_mode")
+
+    taxonomy = _taxonomy(header.get("taxonomy"), data.get("taxonomy"), source)
+
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    raw_rules = data.get("rules", [])
+    if not isinstance(raw_rules, list):
+        raise PolicyError("'rules' must be an array of tables ([[rules]])", path=source, field="rules")
+    for index, raw in enumerate(raw_rules):
+        rule = _rule(raw, index, taxonomy, source)
+        if rule.id in seen:
+            raise PolicyError("duplicate rule id", path=source, rule=rule.id, field="id")
+        seen.add(rule.id)
+        rules.append(rule)
+
+    transforms: list[Transform] = []
+    for index, raw in enumerate(_array(data.get("transforms", []), source, "transforms")):
+        transform = _transform(raw, index, taxonomy, source)
+        if transform.id in {t.id for t in transforms}:
+            raise PolicyError("duplicate transform id", path=source, rule=transform.id, field="id")
+        transforms.append(transform)
+
+    destinations: list[Destination] = []
+    for index, raw in enumerate(_array(data.get("destinations", []), source, "destinations")):
+        destination = _destination(raw, index, taxonomy, source)
+        if destination.id in {d.id for d in destinations}:
+            raise PolicyError(
+                "duplicate destination id", path=source, rule=destination.id, field="id"
+            )
+        destinations.append(destination)
+
+    transport = _table(data.get("transport", {}), source, "transport")
+    _no_unknown_keys(transport, _TRANSPORT_KEYS, source, None, "transport")
+    require_tls = _keys(
+        transport.get("require_tls", []), "category", taxonomy, source, None, "transport.require_tls",
+        allow_empty=True,
+    )
+    return Policy(
+        name=name,
+        taxonomy=taxonomy,
+        rules=rules,
+        default=default,
+        mode=mode,
+        context_mode=context_mode,
+        transforms=transforms,
+        destinations=destinations,
+        require_tls=require_tls,
+        description=description,
+        source=source,
+    )
+
+
+def _validate_semantics(policy: Policy) -> None:
+    for rule in policy.rules:
+        if rule.consentable:
+            for purpose in rule.purposes:
+                for never in NEVER_CONSENTABLE:
+                    if _related(purpose, never):
+                        raise PolicyError(
+                            f"consent can never widen {never}",
+                            path=policy.source,
+                            rule=rule.id,
+                            field="consentable",
+                        )
+
+
+def _taxonomy(base: Any, extra: Any, source: str) -> Taxonomy:
+    taxonomy = Taxonomy.builtin()
+    if base is not None and base != "purposeguard":
+        if base == "fideslang":
+            from .fides import fideslang_taxonomy
+
+            taxonomy = fideslang_taxonomy()
+        else:
+            raise PolicyError(
+                f"unknown taxonomy {base!r} (expected purposeguard or fideslang)",
+                path=source,
+                field="policy.taxonomy",
+            )
+    if extra is None:
+        return taxonomy
+    table = _table(extra, source, "taxonomy")
+    _no_unknown_keys(table, {"categories", "purposes"}, source, None, "taxonomy")
+    categories = _table(table.get("categories", {}), source, "taxonomy.categories")
+    purposes = _table(table.get("purposes", {}), source, "taxonomy.purposes")
+    return taxonomy.extended(categories, purposes, path=source)
+
+
+def _rule(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Rule:
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"rule #{index + 1} must be a table", path=source, field="rules")
+    rule_id = raw.get("id")
+    if not isinstance(rule_id, str) or not _ID_PATTERN.match(rule_id):
+        raise PolicyError(
+            f"rule #{index + 1} needs an id of letters, digits, '-', '_', '.' or ':'",
+            path=source,
+            rule=rule_id if isinstance(rule_id, str) else None,
+            field="id",
+        )
+    _no_unknown_keys(raw, _RULE_KEYS, source, rule_id, None)
+    for required in ("categories", "purposes", "effect"):
+        if required not in raw:
+            raise PolicyError("missing", path=source, rule=rule_id, field=required)
+    categories = _keys(raw["categories"], "category", taxonomy, source, rule_id, "categories")
+    purposes = _keys(raw["purposes"], "purpose", taxonomy, source, rule_id, "purposes")
+    effect = raw["effect"]
+    if effect not in EFFECTS:
+        raise PolicyError(
+            f"unknown effect {effect!r} (expected allow or deny)", path=source, rule=rule_id, field="effect"
+        )
+    consentable = raw.get("consentable", False)
+    if not isinstance(consentable, bool):
+        raise PolicyError("must be true or false", path=source, rule=rule_id, field="consentable")
+    if consentable and effect != "deny":
+        raise PolicyError(
+            "only a deny rule can be consentable", path=source, rule=rule_id, field="consentable"
+        )
+    obligations = raw.get("obligations", [])
+    if not isinstance(obligations, list) or not all(isinstance(o, str) for o in obligations):
+        raise PolicyError("must be a list of strings", path=source, rule=rule_id, field="obligations")
+    for obligation in obligations:
+        if obligation not in OBLIGATIONS:
+            raise PolicyError(
+                f"unknown obligation {obligation!r} (expected {', '.join(OBLIGATIONS)})",
+                path=source,
+                rule=rule_id,
+                field="obligations",
+            )
+    if obligations and effect != "allow":
+        raise PolicyError(
+            "obligations belong to allow rules", path=source, rule=rule_id, field="obligations"
+        )
+    mode = _mode(raw.get("mode"), source, rule_id, "mode")
+    description = _string(raw.get("description", ""), source, rule_id, "description")
+    return Rule(
+        id=rule_id,
+        categories=categories,
+        purposes=purposes,
+        effect=effect,
+        consentable=consentable,
+        obligations=tuple(obligations),
+        mode=mode,
+        description=description,
+    )
+
+
+def _transform(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Transform:
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"transform #{index + 1} must be a table", path=source, field="transforms")
+    transform_id = raw.get("id")
+    if not isinstance(transform_id, str) or not _ID_PATTERN.match(transform_id):
+        raise PolicyError(f"transform #{index + 1} needs an id", path=source, field="id")
+    _no_unknown_keys(raw, _TRANSFORM_KEYS, source, transform_id, None)
+    for required in ("from", "to"):
+        if required not in raw:
+            raise PolicyError("missing", path=source, rule=transform_id, field=required)
+    from_categories = _keys(raw["from"], "category", taxonomy, source, transform_id, "from")
+    to = raw["to"]
+    if not isinstance(to, str):
+        raise PolicyError("must be one category key", path=source, rule=transform_id, field="to")
+    _known(to, "category", taxonomy, source, transform_id, "to")
+    description = _string(raw.get("description", ""), source, transform_id, "description")
+    return Transform(transform_id, from_categories, to, description)
+
+
+def _destination(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Destination:
+    if not isinstance(raw, Mapping):
+        raise PolicyError(
+            f"destination #{index + 1} must be a table", path=source, field="destinations"
+        )
+    destination_id = raw.get("id")
+    if not isinstance(destination_id, str) or not _ID_PATTERN.match(destination_id):
+        raise PolicyError(f"destination #{index + 1} needs an id", path=source, field="id")
+    _no_unknown_keys(raw, _DESTINATION_KEYS, source, destination_id, None)
+    hosts = raw.get("hosts")
+    if (
+        not isinstance(hosts, list)
+        or not hosts
+        or not all(isinstance(h, str) and h.strip() for h in hosts)
+    ):
+        raise PolicyError(
+            "must be a non-empty list of host names or patterns",
+            path=source,
+            rule=destination_id,
+            field="hosts",
+        )
+    purpose = raw.get("purpose")
+    if not isinstance(purpose, str):
+        raise PolicyError("must be one purpose key", path=source, rule=destination_id, field="purpose")
+    _known(purpose, "purpose", taxonomy, source, destination_id, "purpose")
+    description = _string(raw.get("description", ""), source, destination_id, "description")
+    return Destination(destination_id, tuple(h.strip() for h in hosts), purpose, description)
+
+
+def _keys(
+    value: Any,
+    kind: str,
+    taxonomy: Taxonomy,
+    source: str,
+    rule: str | None,
+    field_name: str,
+    *,
+    allow_empty: bool = False,
+) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"must be a list of {kind} keys", path=source, rule=rule, field=field_name)
+    if not value and not allow_empty:
+        raise PolicyError(f"must name at least one {kind}", path=source, rule=rule, field=field_name)
+    for key in value:
+        _known(key, kind, taxonomy, source, rule, field_name)
+    return tuple(dict.fromkeys(value))
+
+
+def _known(
+    key: str, kind: str, taxonomy: Taxonomy, source: str, rule: str | None, field_name: str
+) -> None:
+    if not is_valid_key(key):
+        raise PolicyError(
+            f"malformed {kind} key {key!r} (dotted lowercase segments)",
+            path=source,
+            rule=rule,
+            field=field_name,
+        )
+    known = taxonomy.categories if kind == "category" else taxonomy.purposes
+    if key not in known:
+        raise UnknownKeyError(key, kind, path=source, rule=rule, field=field_name)
+
+
+def _mode(value: Any, source: str, rule: str | None, field_name: str) -> str | None:
+    if value is None:
+        return None
+    if value not in MODES:
+        raise PolicyError(
+            f"unknown mode {value!r} (expected enforce, trace or off)",
+            path=source,
+            rule=rule,
+            field=field_name,
+        )
+    return str(value)
+
+
+def _string(value: Any, source: str, rule: str | None, field_name: str) -> str:
+    if not isinstance(value, str):
+        raise PolicyError("must be a string", path=source, rule=rule, field=field_name)
+    return value
+
+
+def _table(value: Any, source: str, field_name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise PolicyError("must be a table", path=source, field=field_name)
+    return value
+
+
+def _array(value: Any, source: str, field_name: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise PolicyError(
+            f"must be an array of tables ([[{field_name}]])", path=source, field=field_name
+        )
+    return value
+
+
+def _no_unknown_keys(
+    raw: Mapping[str, Any], allowed: set[str], source: str, rule: str | None, section: str | None
+) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        name = f"{section}.{unknown[0]}" if section else unknown[0]
+        raise PolicyError(
+            f"unknown key (expected one of {', '.join(sorted(allowed))})",
+            path=source,
+            rule=rule,
+            field=name,
+        )

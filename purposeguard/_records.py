@@ -1,0 +1,72 @@
+"""What the runtime records: violations and declassifications.
+
+Records name categories, purposes, rules and functions, never values: they
+are what telemetry and the audit log carry, and neither may leak what the
+policy protects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Declassification", "Record", "Violation", "VIAS"]
+
+VIAS = ("argument", "return", "context", "egress", "transport", "obligation")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Base of every record the runtime hands to sinks."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kind"] = self.kind
+        return data
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Violation(Record):
+    """Labelled data reached a use the policy denies.
+
+    ``remediation`` says how the flow can be fixed (``fix`` is one of
+    ``transform``, ``consent``, ``label-sink``, ``block``); neither holds any
+    part of the value.
+    """
+
+    category: str
+    purpose: str
+    rule: str | None
+    via: str
+    function: str
+    tenant: str | None
+    mode: str
+    timestamp: float
+    remediation: str = ""
+    fix: str = "block"
+
+    @property
+    def kind(self) -> str:
+        return "violation"
+
+
+@dataclass(frozen=True, slots=True)
+class Declassification(Record):
+    """A policy transform removed labels from a value (and put its own on)."""
+
+    transform: str
+    from_categories: tuple[str, ...]
+    to: str
+    function: str
+    purpose: str | None
+    tenant: str | None
+    timestamp: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return "declassification"

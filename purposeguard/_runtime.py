@@ -1,0 +1,486 @@
+"""The runtime: the active guard, checks, violation dispatch and modes.
+
+The decorator and zone live in their own modules; both call into the guard
+here only when something labelled is in play, so the allowed path without
+labels never reaches this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ._context import FLAGS, PURPOSE, ZONE
+from ._errors import PolicyError, PurposeGuardError, PurposeViolation, UnknownKeyError
+from ._labels import labels_of, set_taxonomy, tenant_of
+from ._policy import MODES, ConsentLookup, Decision, Policy
+from ._records import Record, Violation
+
+__all__ = [
+    "Guard",
+    "configure",
+    "current_purpose",
+    "current_tenant",
+    "decide",
+    "explain",
+    "check",
+    "get_guard",
+    "on_violation",
+    "on_record",
+    "reset",
+]
+
+logger = logging.getLogger("purposeguard")
+
+INTERNAL_ERROR_RULE = "purposeguard.internal-error"
+Handler = Callable[[Any], None]
+
+
+class _Handlers:
+    """Process-wide subscribers; they outlive ``configure()`` calls."""
+
+    def __init__(self) -> None:
+        self.violations: list[Handler] = []
+        self.records: list[Handler] = []
+        self.failed: set[int] = set()
+        self.lock = threading.Lock()
+
+
+HANDLERS = _Handlers()
+
+
+def _subscribe(bucket: list[Handler], callback: Handler) -> Callable[[], None]:
+    if not callable(callback):
+        raise TypeError("the callback must be callable")
+    with HANDLERS.lock:
+        bucket.append(callback)
+
+    def unsubscribe() -> None:
+        with HANDLERS.lock:
+            try:
+                bucket.remove(callback)
+            except ValueError:
+                pass
+
+    return unsubscribe
+
+
+def on_violation(callback: Callable[[Violation], None]) -> Callable[[], None]:
+    """Call ``callback(violation)`` for every violation recorded (enforce or trace).
+
+    Returns a function that unsubscribes it. A callback that raises is logged
+    once and never breaks the guarded code.
+    """
+    return _subscribe(HANDLERS.violations, callback)
+
+
+def on_record(callback: Callable[[Record], None]) -> Callable[[], None]:
+    """Call ``callback(record)`` for every record: violations, declassifications,
+    consent changes and disclosures. Sinks (telemetry, audit) subscribe here."""
+    return _subscribe(HANDLERS.records, callback)
+
+
+def _env_mode(variable: str) -> str | None:
+    value = os.environ.get(variable)
+    if not value:
+        return None
+    value = value.strip().lower()
+    if value not in MODES:
+        logger.warning("ignoring %s=%r: expected enforce, trace or off", variable, value)
+        return None
+    return value
+
+
+def _check_mode(value: str | None, name: str) -> str | None:
+    if value is not None and value not in MODES:
+        raise PolicyError(f"unknown {name} {value!r} (expected enforce, trace or off)", field=name)
+    return value
+
+
+class Guard:
+    """A policy, the modes it runs in, and where its records go.
+
+    ``pg.configure()`` builds one and makes it the process's guard. Tests and
+    libraries can build their own and activate it for a block::
+
+        guard = Guard(Policy.load("trust-center"), mode="trace")
+        with guard.activate():
+            ...
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        mode: str | None = None,
+        context_mode: str | None = None,
+        consents: ConsentLookup | None = None,
+    ) -> None:
+        self.policy = policy
+        self.mode_setting = _check_mode(mode, "mode")
+        self.context_mode_setting = _check_mode(context_mode, "context_mode")
+        self.consents = consents
+        # The chain of DESIGN §5, resolved once: rule mode, configure(), the
+        # policy, the environment, then the built-in default.
+        self.mode: str = (
+            self.mode_setting or policy.mode or _env_mode("PURPOSEGUARD_MODE") or "enforce"
+        )
+        self.context_mode: str = (
+            self.context_mode_setting
+            or policy.context_mode
+            or _env_mode("PURPOSEGUARD_CONTEXT_MODE")
+            or "trace"
+        )
+        self.handlers: list[Handler] = []
+        self.records: list[Handler] = []
+
+    # -- public helpers -------------------------------------------------------
+
+    def decide(
+        self, categories: Iterable[str], purpose: str, *, tenant: str | None = None
+    ) -> Decision:
+        return self.policy.decide(categories, purpose, tenant=tenant, consents=self.consents)
+
+    def explain(self, category: str, purpose: str, *, tenant: str | None = None) -> str:
+        return self.policy.explain(category, purpose, tenant=tenant, consents=self.consents)
+
+    def activate(self) -> _Activation:
+        """Make this guard the active one for the current context (a ``with`` block)."""
+        return _Activation(self)
+
+    def on_violation(self, callback: Callable[[Violation], None]) -> Callable[[], None]:
+        return _subscribe(self.handlers, callback)
+
+    def on_record(self, callback: Callable[[Record], None]) -> Callable[[], None]:
+        return _subscribe(self.records, callback)
+
+    def mode_for(self, rule_mode: str | None, *, context: bool = False) -> str:
+        if rule_mode is not None:
+            return rule_mode
+        return self.context_mode if context else self.mode
+
+    def reload(self, path_or_pack: str | Path | None = None) -> Policy:
+        """Load the policy again (or another one); on any error keep the old one."""
+        source = path_or_pack
+        if source is None:
+            current = self.policy.source or "pack:trust-center"
+            source = current[5:] if current.startswith("pack:") else current
+        policy = Policy.load(source)
+        self.policy = policy
+        if _STATE.guard is self:
+            set_taxonomy(policy.taxonomy)
+        return policy
+
+    # -- checking ---------------------------------------------------------------
+
+    def check_labels(
+        self,
+        labels: frozenset[str],
+        purpose: str,
+        *,
+        via: str,
+        function: str | Callable[[], str],
+        tenant: str | None = None,
+        context: bool = False,
+    ) -> Decision:
+        """Decide ``labels`` for ``purpose`` and act on a denial per mode.
+
+        Raises :class:`PurposeViolation` in enforce mode; fails closed when the
+        engine itself fails.
+        """
+        try:
+            decision = self.policy.decide(labels, purpose, tenant=tenant, consents=self.consents)
+            if decision.allowed:
+                return decision
+            self._violate(decision, via=via, function=function, tenant=tenant, context=context)
+            return decision
+        except PurposeViolation:
+            raise
+        except Exception as error:
+            return self._internal_error(error, labels, purpose, via, function, tenant, context)
+
+    def _violate(
+        self,
+        decision: Decision,
+        *,
+        via: str,
+        function: str | Callable[[], str],
+        tenant: str | None,
+        context: bool,
+    ) -> None:
+        policy = self.policy
+        name = function() if callable(function) else function
+        now = time.time()
+        recorded: list[Violation] = []
+        enforce = False
+        for category in decision.denied:
+            _, rule, _ = policy.cell(category, decision.purpose)
+            mode = self.mode_for(rule.mode if rule else None, context=context)
+            if mode == "off":
+                continue
+            remediation = policy.remediation(category, decision.purpose)
+            violation = Violation(
+                category=category,
+                purpose=decision.purpose,
+                rule=rule.id if rule else None,
+                via=via,
+                function=name,
+                tenant=tenant,
+                mode=mode,
+                timestamp=now,
+                remediation=remediation.text,
+                fix=remediation.kind,
+            )
+            recorded.append(violation)
+            enforce = enforce or mode == "enforce"
+        if not recorded:
+            return
+        for violation in recorded:
+            self.dispatch(violation)
+        if enforce:
+            raise PurposeViolation(recorded)
+
+    def _internal_error(
+        self,
+        error: Exception,
+        labels: frozenset[str],
+        purpose: str,
+        via: str,
+        function: str | Callable[[], str],
+        tenant: str | None,
+        context: bool,
+    ) -> Decision:
+        mode = self.context_mode if context else self.mode
+        logger.error(
+            "purposeguard could not check %s for %s (%s); %s",
+            ", ".join(sorted(labels)) or "a value",
+            purpose,
+            type(error).__name__,
+            "denying (enforce mode)" if mode == "enforce" else f"proceeding ({mode} mode)",
+        )
+        categories = sorted(str(c) for c in labels) or ["unknown"]
+        decision = Decision(False, categories[0], str(purpose), INTERNAL_ERROR_RULE, denied=tuple(categories))
+        if mode == "off":
+            return decision
+        name = function() if callable(function) else function
+        violation = Violation(
+            category=categories[0],
+            purpose=str(purpose),
+            rule=INTERNAL_ERROR_RULE,
+            via=via,
+            function=name,
+            tenant=tenant,
+            mode=mode,
+            timestamp=time.time(),
+            remediation=f"the policy engine failed ({type(error).__name__}); fix the policy or the labels",
+            fix="block",
+        )
+        self.dispatch(violation)
+        if mode == "enforce":
+            raise PurposeViolation([violation]) from error
+        return decision
+
+    def dispatch(self, record: Record) -> None:
+        """Hand a record to every subscriber; a failing subscriber never breaks the caller."""
+        is_violation = isinstance(record, Violation)
+        for bucket in (
+            (HANDLERS.violations, self.handlers) if is_violation else ()
+        ) + (HANDLERS.records, self.records):
+            for handler in tuple(bucket):
+                try:
+                    handler(record)
+                except Exception:
+                    key = id(handler)
+                    if key not in HANDLERS.failed:
+                        HANDLERS.failed.add(key)
+                        logger.exception(
+                            "a purposeguard handler failed; it stays subscribed and "
+                            "further failures of it are not logged"
+                        )
+
+
+class _Activation:
+    __slots__ = ("guard", "token")
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        self.token: Any = None
+
+    def __enter__(self) -> Guard:
+        self.token = _ACTIVE.set(self.guard)
+        set_taxonomy(self.guard.policy.taxonomy)
+        return self.guard
+
+    def __exit__(self, *exc: object) -> None:
+        _ACTIVE.reset(self.token)
+        set_taxonomy(get_guard().policy.taxonomy)
+
+
+class _State:
+    __slots__ = ("guard", "lock")
+
+    def __init__(self) -> None:
+        self.guard: Guard | None = None
+        self.lock = threading.Lock()
+
+
+_STATE = _State()
+# A guard activated for one context (tests, embedded use) wins over the global one.
+_ACTIVE: ContextVar[Guard | None] = ContextVar("purposeguard.guard", default=None)
+
+
+def get_guard() -> Guard:
+    """The guard in force here: an activated one, else the configured one,
+    else the built-in ``trust-center`` pack with default modes."""
+    active = _ACTIVE.get()
+    if active is not None:
+        return active
+    guard = _STATE.guard
+    if guard is None:
+        with _STATE.lock:
+            guard = _STATE.guard
+            if guard is None:
+                guard = Guard(Policy.load("trust-center"))
+                _STATE.guard = guard
+                set_taxonomy(guard.policy.taxonomy)
+    return guard
+
+
+def configure(
+    policy: str | Path | Policy = "trust-center",
+    *,
+    mode: str | None = None,
+    context_mode: str | None = None,
+    telemetry: bool | None = None,
+    audit: Any = None,
+    consents: ConsentLookup | None = None,
+) -> Guard:
+    """Load ``policy`` and make it the process's guard.
+
+    ``policy`` is a pack name, a path to a TOML file or a :class:`Policy`.
+    Nothing changes if anything fails: a bad policy is never half-loaded and
+    the previous guard stays in force. ``telemetry=True`` is
+    ``purposeguard.otel.instrument()``, ``False`` uninstruments, ``None``
+    leaves telemetry as it is; ``audit`` (a path or an audit log) works the
+    same way, with ``False`` to detach.
+    """
+    loaded = policy if isinstance(policy, Policy) else Policy.load(policy)
+    guard = Guard(loaded, mode=mode, context_mode=context_mode, consents=consents)
+    if audit is not None:
+        from ._sinks import set_audit
+
+        set_audit(audit)
+    with _STATE.lock:
+        previous = _STATE.guard
+        if previous is not None and consents is None:
+            guard.consents = previous.consents
+        _STATE.guard = guard
+        set_taxonomy(loaded.taxonomy)
+    if telemetry is not None:
+        from ._sinks import set_telemetry
+
+        set_telemetry(telemetry)
+    return guard
+
+
+def reset() -> None:
+    """Forget the configured guard (tests); the next use loads the defaults again."""
+    with _STATE.lock:
+        _STATE.guard = None
+    get_guard()
+
+
+def current_purpose() -> str | None:
+    """The purpose the running code declared, innermost first; None outside any."""
+    return PURPOSE.get()
+
+
+def current_tenant() -> str | None:
+    """The tenant of the current zone, if any."""
+    state = ZONE.get() if FLAGS.zones else None
+    return state.tenant if state is not None else None
+
+
+def decide(
+    categories: Iterable[str] | str, purpose: str, *, tenant: str | None = None
+) -> Decision:
+    """Decide categories for a purpose under the active policy; pure, no side effects.
+
+    >>> decide(["customer_data.content"], "service.communications").allowed
+    False
+    """
+    if isinstance(categories, str):
+        categories = (categories,)
+    return get_guard().decide(categories, purpose, tenant=tenant)
+
+
+def explain(category: str, purpose: str, *, tenant: str | None = None) -> str:
+    """Which rule decides ``category`` for ``purpose``, and why."""
+    return get_guard().explain(category, purpose, tenant=tenant)
+
+
+def caller_name(depth: int) -> str:
+    try:
+        frame = sys._getframe(depth + 1)
+    except ValueError:  # pragma: no cover - no such frame
+        return "<unknown>"
+    code = frame.f_code
+    module = frame.f_globals.get("__name__", "?")
+    return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"
+
+
+def check(value: Any, purpose: str | None = None, *, via: str = "argument") -> Decision:
+    """An explicit checkpoint: may ``value`` be used for ``purpose`` (default:
+    the current purpose)? Raises or records per mode, and returns the decision.
+
+    >>> check("plain text", "advertising").allowed
+    True
+    """
+    guard = get_guard()
+    if purpose is None:
+        purpose = PURPOSE.get()
+        if purpose is None:
+            raise PurposeGuardError(
+                "check() outside any purpose: pass purpose= or call it inside @purpose/with purpose"
+            )
+    guard.policy.taxonomy.require_purpose(purpose)
+    labels = labels_of(value)
+    state = ZONE.get() if FLAGS.zones else None
+    tenant = tenant_of(value) or (state.tenant if state is not None else None)
+    function = lambda: caller_name(3)  # noqa: E731 - evaluated only on a violation
+    if state is not None:
+        state.add(labels)
+    if labels:
+        decision = guard.check_labels(labels, purpose, via=via, function=function, tenant=tenant)
+    else:
+        decision = Decision(True, None, purpose, None)
+    if state is not None:
+        check_zone(guard, state, purpose, labels, function)
+    return decision
+
+
+def check_zone(
+    guard: Guard,
+    state: Any,
+    purpose: str,
+    already: frozenset[str],
+    function: str | Callable[[], str],
+) -> None:
+    """Check the zone's categories not already checked as arguments (via=context)."""
+    rest = state.categories - already if already else state.categories
+    if rest:
+        guard.check_labels(
+            rest, purpose, via="context", function=function, tenant=state.tenant, context=True
+        )
+
+
+def require_purpose_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise UnknownKeyError(str(key), "purpose")
+    return get_guard().policy.taxonomy.require_purpose(key)

@@ -1,0 +1,1 @@
+"""pytest plugin (see issue 7); registered through the pytest11 entry point."""

@@ -42,6 +42,32 @@ INTERNAL_ERROR_RULE = "purposeguard.internal-error"
 Handler = Callable[[Any], None]
 
 
+class _Counters:
+    """Checks counted in process; telemetry reports them through observable
+    instruments, so the hot path never calls a metrics SDK."""
+
+    __slots__ = ("enabled", "checks")
+
+    def __init__(self) -> None:
+        self.enabled = False
+        # (purpose, outcome) -> count; outcome is "allowed", "denied" or "error".
+        self.checks: dict[tuple[str, str], int] = {}
+
+    def count(self, purpose: str, outcome: str) -> None:
+        key = (purpose, outcome)
+        checks = self.checks
+        checks[key] = checks.get(key, 0) + 1
+
+
+COUNTERS = _Counters()
+
+
+class SinkFailure(PurposeGuardError):
+    """Raised by a sink (the audit log) that could not keep a record it must
+    keep. The dispatcher lets it through for enforce-mode records (fail
+    closed) and logs it otherwise."""
+
+
 class _Handlers:
     """Process-wide subscribers; they outlive ``configure()`` calls."""
 
@@ -196,13 +222,19 @@ class Guard:
         """
         try:
             decision = self.policy.decide(labels, purpose, tenant=tenant, consents=self.consents)
+            if COUNTERS.enabled:
+                COUNTERS.count(purpose, "allowed" if decision.allowed else "denied")
             if decision.allowed:
                 return decision
             self._violate(decision, via=via, function=function, tenant=tenant, context=context)
             return decision
         except PurposeViolation:
             raise
+        except SinkFailure:
+            raise
         except Exception as error:
+            if COUNTERS.enabled:
+                COUNTERS.count(str(purpose), "error")
             return self._internal_error(error, labels, purpose, via, function, tenant, context)
 
     def _violate(
@@ -289,12 +321,17 @@ class Guard:
     def dispatch(self, record: Record) -> None:
         """Hand a record to every subscriber; a failing subscriber never breaks the caller."""
         is_violation = isinstance(record, Violation)
+        must_keep: SinkFailure | None = None
         for bucket in (
             (HANDLERS.violations, self.handlers) if is_violation else ()
         ) + (HANDLERS.records, self.records):
             for handler in tuple(bucket):
                 try:
                     handler(record)
+                except SinkFailure as failure:
+                    logger.error("purposeguard could not keep a record: %s", failure)
+                    if getattr(record, "mode", "enforce") == "enforce":
+                        must_keep = failure
                 except Exception:
                     key = id(handler)
                     if key not in HANDLERS.failed:
@@ -303,6 +340,9 @@ class Guard:
                             "a purposeguard handler failed; it stays subscribed and "
                             "further failures of it are not logged"
                         )
+        if must_keep is not None:
+            # Fail closed: a record that enforce mode must keep was lost.
+            raise must_keep
 
 
 class _Activation:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import statistics
 import timeit
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass
@@ -58,7 +59,7 @@ def run_group(group: Group) -> list[Row]:
     base = samples[0]
     rows = []
     for index, case in enumerate(cases):
-        ratios = [s / b for s, b in zip(samples[index], base)]
+        ratios = [s / b for s, b in zip(samples[index], base, strict=False)]
         ratio = statistics.median(ratios)
         per_call = statistics.median(samples[index]) * 1e9
         met: bool | None = None
@@ -85,7 +86,7 @@ def format_rows(rows: list[Row], markdown: bool = True) -> str:
         lines += ["| " + " | ".join(r) + " |" for r in body]
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + body)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) for r in [head] + body)
 
 
 def _ns(value: float) -> str:

@@ -16,7 +16,7 @@ a compiled policy decides whether a value may reach a use::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any as _Any
 
 from . import testing
 from ._errors import ObligationError, PolicyError, PurposeGuardError, PurposeViolation, UnknownKeyError
@@ -78,7 +78,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     # Obligations pull in the audit and disclosure layers; load them on first use.
     if name == "compelled_disclosure":
         from .disclosure import compelled_disclosure

@@ -7,8 +7,9 @@ current zone without importing the runtime.
 from __future__ import annotations
 
 import threading
-from contextvars import ContextVar
-from typing import Iterable
+from collections.abc import Iterable
+from contextvars import ContextVar, Token
+from typing import Any
 
 __all__ = ["PURPOSE", "ZONE", "ZoneState", "zones_in_use", "note_labels"]
 
@@ -17,15 +18,48 @@ ZONE: ContextVar[ZoneState | None] = ContextVar("purposeguard.zone", default=Non
 
 
 class _Flags:
-    # Set once the first zone opens: until then the hot path skips the zone
-    # lookup entirely, so code that never uses zones pays nothing for them.
-    __slots__ = ("zones",)
+    """Process-wide switches read by the generated wrappers.
+
+    ``zones`` turns on once the first zone opens: until then the hot path
+    skips the zone lookup, so code that never uses zones pays nothing for
+    them. ``fast`` allows the labelled shortcut (a labelled class already
+    known to be allowed for a purpose): only while no zone was ever opened and
+    no guard is activated for one context, because then the process-wide
+    guard decides everything.
+    """
+
+    __slots__ = ("zones", "fast", "activations")
 
     def __init__(self) -> None:
         self.zones = False
+        self.fast = True
+        self.activations = 0
+
+    def refresh(self) -> None:
+        self.fast = not self.zones and self.activations == 0
 
 
 FLAGS = _Flags()
+
+# purpose -> labelled classes whose labels the process-wide guard allows for
+# it without consent. Wrappers hold these sets; they are cleared in place
+# whenever the policy changes.
+FAST_ALLOWED: dict[str, set[type]] = {}
+# purpose -> [count of checks allowed through the shortcut], for telemetry.
+FAST_HITS: dict[str, list[int]] = {}
+
+
+def fast_allowed(purpose: str) -> set[type]:
+    found = FAST_ALLOWED.get(purpose)
+    if found is None:
+        found = FAST_ALLOWED.setdefault(purpose, set())
+        FAST_HITS.setdefault(purpose, [0])
+    return found
+
+
+def forget_fast_allowed() -> None:
+    for allowed in FAST_ALLOWED.values():
+        allowed.clear()
 
 
 def zones_in_use() -> bool:
@@ -36,10 +70,11 @@ class ZoneState:
     """What one zone (a request, a job) has seen: its categories and tenant.
 
     Shared by every task and thread that copies the context the zone was
-    opened in, so what they see flows back to the zone.
+    opened in, so what they see flows back to the zone. ``categories`` only
+    grows: nothing, not even a transform, removes a category from a zone.
     """
 
-    __slots__ = ("categories", "tenant", "parent", "_lock", "owner", "purpose_hint")
+    __slots__ = ("categories", "tenant", "parent", "_lock", "owner", "purpose_hint", "opener", "token", "closed")
 
     def __init__(
         self,
@@ -53,11 +88,17 @@ class ZoneState:
             if tenant is None:
                 tenant = parent.tenant
         self.categories: frozenset[str] = start
-        self.tenant = tenant
+        self.tenant: str | None = tenant
         self.parent = parent
         self._lock = threading.Lock()
         self.owner = threading.get_ident()
         self.purpose_hint: str | None = None
+        # The zone object that opened this state and the token that closes
+        # it: kept on the state (not the zone object) so one zone object can
+        # be entered by many tasks at once without mixing their tokens.
+        self.opener: Any = None
+        self.token: Token[ZoneState | None] | None = None
+        self.closed = False
 
     def add(self, labels: frozenset[str]) -> None:
         if labels <= self.categories:
@@ -65,6 +106,35 @@ class ZoneState:
         # Threads in one zone may add at once; a lost update would hide a flow.
         with self._lock:
             self.categories = self.categories | labels
+            closed = self.closed
+        if closed and self.parent is not None:
+            # Work that outlives a nested zone (a task it started) still
+            # reports to the enclosing zone, which is the one still open.
+            self.parent.add(labels)
+
+    def close(self) -> None:
+        """Mark the zone closed and hand what it learned to its parent."""
+        with self._lock:
+            self.closed = True
+            learned = self.categories
+        if self.parent is not None:
+            self.parent.add(learned)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A copy for another process: what the zone knew, detached from it.
+        return (_detached, (self.tenant, tuple(sorted(self.categories)), self.closed))
+
+    def __repr__(self) -> str:
+        return (
+            f"<ZoneState tenant={self.tenant!r} categories={sorted(self.categories)!r}"
+            f"{' closed' if self.closed else ''}>"
+        )
+
+
+def _detached(tenant: str | None, categories: tuple[str, ...], closed: bool) -> ZoneState:
+    state = ZoneState(tenant, None, categories)
+    state.closed = closed
+    return state
 
 
 def note_labels(labels: frozenset[str]) -> None:

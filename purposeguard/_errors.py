@@ -13,7 +13,8 @@ Errors carry their context as attributes so callers never parse messages.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._records import Violation
@@ -52,6 +53,11 @@ class PurposeViolation(PurposeGuardError, PermissionError):
             if len(self.violations) > 1:
                 message += f" and {len(self.violations) - 1} more"
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt from the records, not the message, so a violation raised in
+        # a worker process (process pools, task queues) arrives whole.
+        return (type(self), (self.violations,))
 
     @property
     def purpose(self) -> str | None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import functools
 import inspect
 import keyword
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
-from ._context import FLAGS, PURPOSE, ZONE
+from ._context import FAST_HITS, FLAGS, PURPOSE, ZONE, fast_allowed
 from ._errors import PurposeGuardError
 from ._labels import NO_LABELS, labels_in_values, tenant_of
+from ._runtime import _ACTIVE as _ACTIVE_GUARD
 from ._runtime import check_zone, get_guard, require_purpose_key
 
 __all__ = ["purpose"]
@@ -46,17 +48,56 @@ def _tenant_in(values: tuple[Any, ...]) -> str | None:
 
 def _entry_check(purpose_key: str, name: str, values: tuple[Any, ...]) -> None:
     """Arguments carry labels (or a zone is open): decide and act per mode."""
-    guard = get_guard()
     labels = labels_in_values(values)
-    state = ZONE.get() if FLAGS.zones else None
-    if state is not None and labels:
-        state.add(labels)
+    if FLAGS.zones:
+        state = ZONE.get()
+        if state is not None:
+            _entry_check_in_zone(purpose_key, name, values, labels, state)
+            return
+    if not labels:
+        return
+    guard = get_guard()
+    # A label set seen before and allowed: one memo lookup, no tenant lookup.
+    if guard.allowed_without_consent(labels, purpose_key):
+        _learn(purpose_key, values)
+        return
+    guard.check_labels(labels, purpose_key, via="argument", function=name, tenant=_tenant_in(values))
+    _learn_if_allowed(guard, purpose_key, values)
+
+
+def _learn(purpose_key: str, values: tuple[Any, ...]) -> None:
+    """Remember labelled classes among ``values`` as allowed for the purpose.
+
+    Only while FLAGS.fast holds (the process-wide guard decides) and only for
+    classes that carry their labels themselves (labelled str and bytes).
+    Every label set of an allowed union is allowed on its own.
+    """
+    if not FLAGS.fast or _ACTIVE_GUARD.get() is not None:
+        return
+    allowed = fast_allowed(purpose_key)
+    for value in values:
+        t = type(value)
+        if getattr(t, "_pg_kind", None) is not None:
+            allowed.add(t)
+
+
+def _learn_if_allowed(guard: Any, purpose_key: str, values: tuple[Any, ...]) -> None:
+    labels = labels_in_values(values)
+    if labels and guard.allowed_without_consent(labels, purpose_key):
+        _learn(purpose_key, values)
+
+
+def _entry_check_in_zone(
+    purpose_key: str, name: str, values: tuple[Any, ...], labels: frozenset[str], state: Any
+) -> None:
+    guard = get_guard()
     if labels:
-        guard.check_labels(
-            labels, purpose_key, via="argument", function=name, tenant=_tenant_in(values)
-        )
-    if state is not None:
-        check_zone(guard, state, purpose_key, labels, name)
+        state.add(labels)
+        if not guard.allowed_without_consent(labels, purpose_key):
+            guard.check_labels(
+                labels, purpose_key, via="argument", function=name, tenant=_tenant_in(values)
+            )
+    check_zone(guard, state, purpose_key, labels, name)
 
 
 def _zone_check(purpose_key: str, name: str) -> None:
@@ -72,16 +113,21 @@ def _return_check(purpose_key: str, name: str, value: Any) -> None:
     state = ZONE.get() if FLAGS.zones else None
     if state is not None:
         state.add(labels)
-    get_guard().check_labels(
-        labels, purpose_key, via="return", function=name, tenant=_tenant_in((value,))
-    )
+    guard = get_guard()
+    if guard.allowed_without_consent(labels, purpose_key):
+        _learn(purpose_key, (value,))
+        return
+    guard.check_labels(labels, purpose_key, via="return", function=name, tenant=_tenant_in((value,)))
+    _learn_if_allowed(guard, purpose_key, (value,))
 
 
 _TEMPLATE = """
 def {name}({params}):
-    if {fast_test}:
+    if {plain_test}:
         if _pg_F.zones:
             _pg_zone_check(_pg_P, _pg_N)
+    elif _pg_F.fast and {known_test}:
+        _pg_HIT[0] += 1
     else:
         _pg_entry_check(_pg_P, _pg_N, {values})
     _pg_tok = _pg_set(_pg_P)
@@ -89,7 +135,8 @@ def {name}({params}):
         _pg_r = _pg_fn({call})
     finally:
         _pg_reset(_pg_tok)
-    if _pg_T(_pg_r) not in _pg_NL:
+    _pg_t = _pg_T(_pg_r)
+    if _pg_t not in _pg_NL and not (_pg_F.fast and _pg_t in _pg_OK):
         _pg_return_check(_pg_P, _pg_N, _pg_r)
     return _pg_r
 """
@@ -113,6 +160,8 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         "_pg_zone_check": _zone_check,
         "_pg_entry_check": _entry_check,
         "_pg_return_check": _return_check,
+        "_pg_OK": fast_allowed(purpose_key),
+        "_pg_HIT": FAST_HITS[purpose_key],
     }
     params: list[str] = []
     call: list[str] = []
@@ -154,9 +203,12 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         previous_kind = kind
     if previous_kind is inspect.Parameter.POSITIONAL_ONLY:
         params.append("/")
-    tests = [f"_pg_T({p}) in _pg_NL" for p in simple] + [f"not {s}" for s in spread if not s.startswith("tuple(")]
-    tests += [f"not {s[6:-10]}" for s in spread if s.startswith("tuple(")]
-    fast_test = " and ".join(tests) if tests else "True"
+    empty_spreads = [f"not {s}" for s in spread if not s.startswith("tuple(")]
+    empty_spreads += [f"not {s[6:-10]}" for s in spread if s.startswith("tuple(")]
+    plain_test = " and ".join([f"_pg_T({p}) in _pg_NL" for p in simple] + empty_spreads) or "True"
+    known_test = " and ".join(
+        [f"(_pg_T({p}) in _pg_NL or _pg_T({p}) in _pg_OK)" for p in simple] + empty_spreads
+    ) or "True"
     values_parts = [f"({', '.join(simple)},)" if simple else "()"]
     for s in spread:
         values_parts.append(s if s.startswith("tuple(") else f"tuple({s})")
@@ -164,7 +216,8 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
     source = _TEMPLATE.format(
         name="_pg_wrapper",
         params=", ".join(params),
-        fast_test=fast_test,
+        plain_test=plain_test,
+        known_test=known_test,
         values=values,
         call=", ".join(call),
     )

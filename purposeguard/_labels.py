@@ -20,10 +20,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import sys
 import threading
 import typing
 import weakref
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import wrapt
 
@@ -63,6 +65,7 @@ def set_taxonomy(taxonomy: Taxonomy) -> None:
     if taxonomy is not KEYS.taxonomy:
         KEYS.taxonomy = taxonomy
         _KINDS.clear()
+        _KINDS_NO_TENANT.clear()
 
 
 # -- str and bytes -------------------------------------------------------------
@@ -94,6 +97,7 @@ _CLASSES: dict[tuple[frozenset[str], str | None], _Kind] = {}
 _CLASSES_LOCK = threading.Lock()
 # (categories as given, tenant) -> kind, for keys already validated.
 _KINDS: dict[tuple[tuple[str, ...], str | None], _Kind] = {}
+_KINDS_NO_TENANT: dict[tuple[str, ...], _Kind] = {}
 _UNIONS: dict[tuple[_Kind, _Kind], _Kind] = {}
 
 
@@ -120,7 +124,16 @@ def _union(a: _Kind, b: _Kind) -> _Kind:
 
 
 _str_new = str.__new__
+_str_add = str.__add__
+_str_replace = str.replace
+_str_join = str.join
 _bytes_new = bytes.__new__
+_FULL = slice(None)
+
+
+def _plain_bytes(value: Any) -> bytes:
+    # bytes(x) would call a labelled value's __bytes__ (which keeps the label).
+    return bytes.__getitem__(bytes(value) if isinstance(value, bytearray) else value, _FULL)
 
 
 def _kind_of(value: object) -> _Kind | None:
@@ -157,42 +170,61 @@ def _relabel(result: Any, kind: _Kind) -> Any:
     return result
 
 
-def _unary(base: Callable[..., Any]) -> Callable[..., Any]:
-    # Methods whose result depends only on self: no argument scan, one allocation.
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return _relabel(base(self, *args, **kwargs), type(self)._pg_kind)
+# Methods are generated from small templates rather than written through one
+# generic *args/**kwargs wrapper: each labelled class *is* the class of its
+# label set, so a result is relabelled with one ``base.__new__(type(self), r)``
+# and no argument scan, which keeps an operation on a ~150-character string
+# within a small multiple of the plain one.
+_SAME_POSITIONAL = """
+def {name}(self, *args):
+    return _new(type(self), _base(self, *args))
+"""
+_SAME_KEYWORDS = """
+def {name}(self, *args, **kwargs):
+    return _new(type(self), _base(self, *args, **kwargs))
+"""
+_SAME_OR_NOT_IMPLEMENTED = """
+def {name}(self, other):
+    result = _base(self, other)
+    if result is NotImplemented:
+        return result
+    return _new(type(self), result)
+"""
+_PIECES = """
+def {name}(self, *args, **kwargs):
+    cls = type(self)
+    return [_new(cls, piece) for piece in _base(self, *args, **kwargs)]
+"""
+_COMBINING = """
+def {name}(self, *args, **kwargs):
+    result = _base(self, *args, **kwargs)
+    if result is NotImplemented:
+        return result
+    return _relabel(result, _merged(type(self)._pg_kind, args, kwargs))
+"""
 
-    method.__name__ = base.__name__
-    method.__doc__ = base.__doc__
-    return method
+
+def _install(cls: type, base: type, template: str, names: Iterable[str]) -> None:
+    for name in names:
+        namespace: dict[str, Any] = {
+            "_new": base.__new__,
+            "_base": getattr(base, name),
+            "_relabel": _relabel,
+            "_merged": _merged,
+            "NotImplemented": NotImplemented,
+        }
+        exec(template.format(name=name), namespace)  # noqa: S102 - fixed templates above
+        method = namespace[name]
+        method.__doc__ = getattr(base, name).__doc__
+        method.__qualname__ = f"{cls.__name__}.{name}"
+        setattr(cls, name, method)
 
 
-def _combining(base: Callable[..., Any]) -> Callable[..., Any]:
-    # Methods whose result mixes in their arguments (replace, join, format...).
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = base(self, *args, **kwargs)
-        if result is NotImplemented:
-            return result
-        return _relabel(result, _merged(type(self)._pg_kind, args, kwargs))
-
-    method.__name__ = base.__name__
-    method.__doc__ = base.__doc__
-    return method
-
-
-_STR_UNARY = (
-    "upper", "lower", "strip", "lstrip", "rstrip", "title", "capitalize", "casefold",
-    "swapcase", "center", "ljust", "rjust", "zfill", "expandtabs", "removeprefix",
-    "removesuffix", "translate", "split", "rsplit", "splitlines", "__mul__", "__rmul__",
+_CASE_AND_PADDING = (
+    "upper", "lower", "strip", "lstrip", "rstrip", "title", "capitalize", "swapcase",
+    "center", "ljust", "rjust", "zfill", "removeprefix", "removesuffix", "translate",
     "__getitem__",
 )
-_STR_COMBINING = ("replace", "join", "format", "format_map", "partition", "rpartition", "__mod__")
-_BYTES_UNARY = (
-    "upper", "lower", "strip", "lstrip", "rstrip", "title", "capitalize", "swapcase",
-    "center", "ljust", "rjust", "zfill", "expandtabs", "removeprefix", "removesuffix",
-    "translate", "split", "rsplit", "splitlines", "__mul__", "__rmul__", "__getitem__", "hex",
-)
-_BYTES_COMBINING = ("replace", "join", "partition", "rpartition", "__mod__")
 
 
 class LabelledStr(str):
@@ -204,21 +236,39 @@ class LabelledStr(str):
     _pg_kind: _Kind
 
     def __add__(self, other: object) -> Any:
-        result = str.__add__(self, other)  # type: ignore[operator]
+        result = _str_add(self, other)
         if result is NotImplemented:
             return result
-        kind = type(self)._pg_kind
+        if type(other) is str:
+            return _str_new(type(self), result)
         other_kind = getattr(type(other), "_pg_kind", None)
-        if other_kind is not None:
-            kind = _union(kind, other_kind)
-        return _str_new(kind.str_cls, result)
+        if other_kind is None:
+            return _str_new(type(self), result)
+        return _str_new(_union(type(self)._pg_kind, other_kind).str_cls, result)
+
+    def replace(self, old: str, new: str, count: int = -1) -> Any:
+        result = _str_replace(self, old, new, count)
+        cls = type(self)
+        other = getattr(type(new), "_pg_kind", None)
+        if other is not None:
+            cls = _union(cls._pg_kind, other).str_cls
+        return _str_new(cls, result)
+
+    def join(self, iterable: Iterable[str]) -> Any:
+        items = iterable if type(iterable) in (list, tuple) else list(iterable)
+        kind = type(self)._pg_kind
+        for item in items:  # type: ignore[union-attr]
+            other = getattr(type(item), "_pg_kind", None)
+            if other is not None:
+                kind = _union(kind, other)
+        return _str_new(kind.str_cls, _str_join(self, items))
 
     def __radd__(self, other: object) -> Any:
         # Python tries this before str.__add__ of the left operand because this
         # class subclasses str: "plain" + labelled keeps the label.
         if not isinstance(other, str):
             return NotImplemented
-        return _str_new(type(self)._pg_kind.str_cls, str.__add__(other, self))
+        return _str_new(type(self), _str_add(other, self))
 
     def __rmod__(self, template: object) -> Any:
         if not isinstance(template, str):
@@ -273,12 +323,12 @@ class LabelledBytes(bytes):
     def __radd__(self, other: Any) -> Any:
         if not isinstance(other, (bytes, bytearray)):
             return NotImplemented
-        return _bytes_new(type(self)._pg_kind.bytes_cls, bytes(other) + bytes(self))
+        return _bytes_new(type(self)._pg_kind.bytes_cls, _plain_bytes(other) + _plain_bytes(self))
 
     def __rmod__(self, template: Any) -> Any:
         if not isinstance(template, bytes):
             return NotImplemented
-        return _bytes_new(type(self)._pg_kind.bytes_cls, bytes.__mod__(template, bytes(self)))
+        return _bytes_new(type(self)._pg_kind.bytes_cls, bytes.__mod__(template, _plain_bytes(self)))
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return _str_new(type(self)._pg_kind.str_cls, bytes.decode(self, encoding, errors))
@@ -292,18 +342,19 @@ class LabelledBytes(bytes):
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         kind = type(self)._pg_kind
-        return (_rebuild, (bytes(self), tuple(sorted(kind.labels)), kind.tenant))
+        return (_rebuild, (_plain_bytes(self), tuple(sorted(kind.labels)), kind.tenant))
 
 
-for _name in _STR_UNARY:
-    setattr(LabelledStr, _name, _unary(getattr(str, _name)))
-for _name in _STR_COMBINING:
-    setattr(LabelledStr, _name, _combining(getattr(str, _name)))
-for _name in _BYTES_UNARY:
-    setattr(LabelledBytes, _name, _unary(getattr(bytes, _name)))
-for _name in _BYTES_COMBINING:
-    setattr(LabelledBytes, _name, _combining(getattr(bytes, _name)))
-del _name
+_install(LabelledStr, str, _SAME_POSITIONAL, _CASE_AND_PADDING + ("casefold",))
+_install(LabelledStr, str, _SAME_KEYWORDS, ("expandtabs",))
+_install(LabelledStr, str, _SAME_OR_NOT_IMPLEMENTED, ("__mul__", "__rmul__"))
+_install(LabelledStr, str, _PIECES, ("split", "rsplit", "splitlines"))
+_install(LabelledStr, str, _COMBINING, ("format", "format_map", "partition", "rpartition", "__mod__"))
+_install(LabelledBytes, bytes, _SAME_POSITIONAL, _CASE_AND_PADDING)
+_install(LabelledBytes, bytes, _SAME_KEYWORDS, ("expandtabs", "hex"))
+_install(LabelledBytes, bytes, _SAME_OR_NOT_IMPLEMENTED, ("__mul__", "__rmul__"))
+_install(LabelledBytes, bytes, _PIECES, ("split", "rsplit", "splitlines"))
+_install(LabelledBytes, bytes, _COMBINING, ("partition", "rpartition", "__mod__", "replace", "join"))
 
 
 def _rebuild(value: Any, labels: tuple[str, ...], tenant: str | None) -> Any:
@@ -402,6 +453,10 @@ def _weakrefable(t: type) -> bool:
 
 
 def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
+    if tenant is None:
+        kind = _KINDS_NO_TENANT.get(categories)
+        if kind is not None:
+            return kind
     key = (categories, tenant)
     kind = _KINDS.get(key)
     if kind is None:
@@ -413,6 +468,8 @@ def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
             raise TypeError("tenant must be a string or None")
         kind = _kind_for(frozenset(categories), tenant)
         _KINDS[key] = kind
+        if tenant is None:
+            _KINDS_NO_TENANT[categories] = kind
     return kind
 
 
@@ -427,9 +484,11 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
     referenceable objects come back unchanged (labelled in place), and other
     objects come back wrapped in a transparent proxy.
     """
-    if not categories:
-        raise TypeError("label() needs at least one category")
-    kind = _resolve(categories, tenant)
+    kind = _KINDS_NO_TENANT.get(categories) if tenant is None else None
+    if kind is None:
+        if not categories:
+            raise TypeError("label() needs at least one category")
+        kind = _resolve(categories, tenant)
     t = type(value)
     result: Any
     if t is str:
@@ -443,11 +502,11 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
             if isinstance(value, str):
                 result = _str_new(kind.str_cls, str.__str__(value))
             else:
-                result = _bytes_new(kind.bytes_cls, bytes(value))  # type: ignore[call-overload]
+                result = _bytes_new(kind.bytes_cls, _plain_bytes(value))
         elif isinstance(value, str):
             result = _str_new(kind.str_cls, str.__str__(value))
         elif isinstance(value, bytes):
-            result = _bytes_new(kind.bytes_cls, bytes(value))
+            result = _bytes_new(kind.bytes_cls, _plain_bytes(value))
         else:
             result = _label_object(value, kind)
     if FLAGS.zones:
@@ -464,7 +523,7 @@ def strip_labels(value: T) -> T:
     if getattr(t, "_pg_kind", None) is not None:
         if isinstance(value, str):
             return str.__str__(value)  # type: ignore[return-value]
-        return bytes(value)  # type: ignore[return-value,call-overload]
+        return _plain_bytes(value)  # type: ignore[return-value]
     if isinstance(value, LabelledProxy):
         return value.__wrapped__  # type: ignore[no-any-return]
     if _OBJECTS.pop(id(value), None) is not None:
@@ -511,9 +570,20 @@ def annotated_fields(t: type) -> tuple[tuple[str, frozenset[str]], ...]:
     try:
         hints = typing.get_type_hints(t, include_extras=True)
     except Exception:
+        # A class defined inside a function, under postponed annotations, cannot
+        # be resolved as a whole; resolve what each field's string allows.
         hints = {}
         for klass in reversed(t.__mro__):
-            hints.update(getattr(klass, "__annotations__", {}) or {})
+            module = sys.modules.get(getattr(klass, "__module__", ""), None)
+            namespace = {"Annotated": typing.Annotated, "Category": Category, "typing": typing}
+            namespace.update(vars(module) if module is not None else {})
+            for name, hint in (getattr(klass, "__annotations__", {}) or {}).items():
+                if isinstance(hint, str):
+                    try:
+                        hint = eval(hint, namespace)  # noqa: S307 - the class's own annotation
+                    except Exception:
+                        continue
+                hints[name] = hint
     for name, hint in hints.items():
         categories = _categories_in_hint(hint)
         if categories:

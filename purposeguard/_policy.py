@@ -11,10 +11,11 @@ from __future__ import annotations
 import fnmatch
 import re
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from ._errors import PolicyError, UnknownKeyError
 from ._taxonomy import Taxonomy, depth, is_valid_key
@@ -388,7 +389,9 @@ class Policy:
         purposes_allowed = [
             p
             for p in self.taxonomy.purposes
-            if self._table[category, p].allowed and not _related(p, purpose)
+            # A narrower purpose (service.operations for service) is the
+            # natural suggestion; the purpose itself and its ancestors are not.
+            if self._table[category, p].allowed and p not in self.taxonomy.purpose_ancestors(purpose)
         ]
         if purposes_allowed and not any(purpose == p for p in NEVER_CONSENTABLE):
             return Remediation(

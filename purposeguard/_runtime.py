@@ -12,11 +12,12 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from ._context import FLAGS, PURPOSE, ZONE
+from ._context import FAST_HITS, FLAGS, PURPOSE, ZONE, forget_fast_allowed
 from ._errors import PolicyError, PurposeGuardError, PurposeViolation, UnknownKeyError
 from ._labels import labels_of, set_taxonomy, tenant_of
 from ._policy import MODES, ConsentLookup, Decision, Policy
@@ -57,6 +58,15 @@ class _Counters:
         key = (purpose, outcome)
         checks = self.checks
         checks[key] = checks.get(key, 0) + 1
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        """Every check so far: counted ones plus the wrappers' shortcut hits."""
+        out = dict(self.checks)
+        for purpose, hits in FAST_HITS.items():
+            if hits[0]:
+                key = (purpose, "allowed")
+                out[key] = out.get(key, 0) + hits[0]
+        return out
 
 
 COUNTERS = _Counters()
@@ -148,7 +158,7 @@ class Guard:
         context_mode: str | None = None,
         consents: ConsentLookup | None = None,
     ) -> None:
-        self.policy = policy
+        self._policy = policy
         self.mode_setting = _check_mode(mode, "mode")
         self.context_mode_setting = _check_mode(context_mode, "context_mode")
         self.consents = consents
@@ -165,6 +175,16 @@ class Guard:
         )
         self.handlers: list[Handler] = []
         self.records: list[Handler] = []
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: Policy) -> None:
+        self._policy = policy
+        # Wrappers' shortcuts were learnt from the old policy.
+        forget_fast_allowed()
 
     # -- public helpers -------------------------------------------------------
 
@@ -204,6 +224,23 @@ class Guard:
         return policy
 
     # -- checking ---------------------------------------------------------------
+
+    def allowed_without_consent(self, labels: frozenset[str], purpose: str) -> bool:
+        """True when the memoised decision for ``labels`` allows ``purpose``.
+
+        The hot path's shortcut: an allowed base decision needs no tenant and
+        no consent lookup. Anything else (unseen set, denial) returns False and
+        goes through :meth:`check_labels`.
+        """
+        memo = self.policy._decisions.get(purpose)
+        if memo is None:
+            return False
+        decision = memo.get(labels)
+        if decision is None or not decision.allowed:
+            return False
+        if COUNTERS.enabled:
+            COUNTERS.count(purpose, "allowed")
+        return True
 
     def check_labels(
         self,
@@ -353,12 +390,16 @@ class _Activation:
         self.token: Any = None
 
     def __enter__(self) -> Guard:
+        FLAGS.activations += 1
+        FLAGS.refresh()
         self.token = _ACTIVE.set(self.guard)
         set_taxonomy(self.guard.policy.taxonomy)
         return self.guard
 
     def __exit__(self, *exc: object) -> None:
         _ACTIVE.reset(self.token)
+        FLAGS.activations -= 1
+        FLAGS.refresh()
         set_taxonomy(get_guard().policy.taxonomy)
 
 
@@ -421,6 +462,7 @@ def configure(
         if previous is not None and consents is None:
             guard.consents = previous.consents
         _STATE.guard = guard
+        forget_fast_allowed()
         set_taxonomy(loaded.taxonomy)
     if telemetry is not None:
         from ._sinks import set_telemetry
@@ -433,6 +475,7 @@ def reset() -> None:
     """Forget the configured guard (tests); the next use loads the defaults again."""
     with _STATE.lock:
         _STATE.guard = None
+        forget_fast_allowed()
     get_guard()
 
 
@@ -470,6 +513,10 @@ def caller_name(depth: int) -> str:
         frame = sys._getframe(depth + 1)
     except ValueError:  # pragma: no cover - no such frame
         return "<unknown>"
+    return frame_name(frame)
+
+
+def frame_name(frame: Any) -> str:
     code = frame.f_code
     module = frame.f_globals.get("__name__", "?")
     return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"
@@ -493,7 +540,8 @@ def check(value: Any, purpose: str | None = None, *, via: str = "argument") -> D
     labels = labels_of(value)
     state = ZONE.get() if FLAGS.zones else None
     tenant = tenant_of(value) or (state.tenant if state is not None else None)
-    function = lambda: caller_name(3)  # noqa: E731 - evaluated only on a violation
+    caller = sys._getframe(1)
+    function = lambda: frame_name(caller)  # noqa: E731 - named only on a violation
     if state is not None:
         state.add(labels)
     if labels:

@@ -8,9 +8,9 @@ knows nothing of policies' rules.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Iterable, Mapping
 
 from ._errors import PolicyError, UnknownKeyError
 

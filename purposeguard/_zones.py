@@ -14,13 +14,14 @@ import functools
 import inspect
 import threading
 import time
-from typing import Any, Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from ._context import FLAGS, PURPOSE, ZONE, ZoneState
 from ._errors import PolicyError, PurposeGuardError
-from ._labels import KEYS, label, labels_in_values, strip_labels, tenant_of
+from ._labels import KEYS, LabelledProxy, label, labels_in_values, strip_labels, tenant_of
 from ._records import Declassification
-from ._runtime import caller_name, get_guard
+from ._runtime import get_guard
 
 __all__ = ["zone", "transform", "wrap_executor", "current_zone", "ContextExecutor"]
 
@@ -30,46 +31,71 @@ F = TypeVar("F", bound=Callable[..., Any])
 class zone:  # noqa: N801 - reads as a statement: with zone(tenant=...)
     """The scope of one request or job: ``with pg.zone(tenant="contoso"): ...``.
 
-    A nested zone starts with its parent's categories and hands what it
+    Inside it, every labelled value created, checked or passed into guarded
+    code adds its categories to the zone, and every guarded entry checks the
+    zone's categories too (``via="context"``, under ``context_mode``). A
+    nested zone starts with its parent's categories and hands what it
     learned back to the parent when it closes. ``categories`` seeds the zone
     (for instance from incoming baggage); unknown keys raise.
+
+    One zone object may be entered by several tasks or threads at once; each
+    entry gets its own state. Leaving a zone that was not entered in the
+    current context and thread raises :class:`PurposeGuardError` and changes
+    nothing.
     """
 
-    __slots__ = ("tenant", "categories", "_entries")
+    __slots__ = ("tenant", "categories")
 
     def __init__(self, tenant: str | None = None, *, categories: Iterable[str] = ()) -> None:
         if tenant is not None and not isinstance(tenant, str):
             raise TypeError("tenant must be a string or None")
+        if isinstance(categories, str):
+            categories = (categories,)
         self.tenant = tenant
         self.categories = KEYS.taxonomy.require_categories(categories)
-        self._entries: list[tuple[ZoneState, contextvars.Token[ZoneState | None], int]] = []
+
+    def __repr__(self) -> str:
+        return f"zone(tenant={self.tenant!r})"
 
     def __enter__(self) -> ZoneState:
-        FLAGS.zones = True
+        if not FLAGS.zones:
+            FLAGS.zones = True
+            FLAGS.refresh()
         state = ZoneState(self.tenant, ZONE.get(), self.categories)
-        token = ZONE.set(state)
-        self._entries.append((state, token, threading.get_ident()))
+        state.opener = self
+        state.token = ZONE.set(state)
         return state
 
     def __exit__(self, *exc: object) -> None:
-        if not self._entries:
-            raise PurposeGuardError("leaving a zone that was never entered")
-        state, token, thread = self._entries[-1]
-        if thread != threading.get_ident():
+        # Every check comes before any change, so a misuse leaves every
+        # zone (this one, its parent, another request's) as it was.
+        state = ZONE.get()
+        if state is None or state.opener is not self:
+            outer = state.parent if state is not None else None
+            while outer is not None and outer.opener is not self:
+                outer = outer.parent
+            if outer is not None:
+                raise PurposeGuardError(
+                    "leaving a zone that is not the current one: leave the inner zone first"
+                )
+            raise PurposeGuardError("leaving a zone that was never entered here")
+        if state.owner != threading.get_ident():
             raise PurposeGuardError(
                 "leaving a zone from another thread than the one that entered it"
             )
-        if ZONE.get() is not state:
-            raise PurposeGuardError("leaving a zone that is not the current one (zones must nest)")
+        token = state.token
+        if token is None:
+            raise PurposeGuardError("leaving a zone that was never entered here")
         try:
             ZONE.reset(token)
-        except ValueError:
+        except (ValueError, RuntimeError):
+            # The token belongs to another context (a task or copied context
+            # that inherited the zone), or was used already.
             raise PurposeGuardError(
-                "leaving a zone with a token from another context"
+                "leaving a zone from another task or context than the one that entered it"
             ) from None
-        self._entries.pop()
-        if state.parent is not None:
-            state.parent.add(state.categories)
+        state.token = None
+        state.close()
 
     async def __aenter__(self) -> ZoneState:
         return self.__enter__()
@@ -90,6 +116,33 @@ def _covered(category: str, allowed: tuple[str, ...]) -> bool:
     return any(category == a or category.startswith(a + ".") for a in allowed)
 
 
+def _declassified(result: Any) -> Any:
+    # One container level, the depth at which labels_of looks: a list of
+    # labelled strings must not keep its items' labels through a transform.
+    result = strip_labels(result)
+    t = type(result)
+    if t in (list, tuple, set, frozenset):
+        return t(strip_labels(item) for item in result)
+    if t is dict:
+        return {strip_labels(k): strip_labels(v) for k, v in result.items()}
+    return result
+
+
+def _tenant_in(values: tuple[Any, ...]) -> str | None:
+    # The same depth labels_in_values looks: the values and their items.
+    for value in values:
+        tenant = tenant_of(value)
+        if tenant is not None:
+            return tenant
+        inner = value.__wrapped__ if isinstance(value, LabelledProxy) else value
+        if type(inner) in (list, tuple, set, frozenset, dict):
+            for item in inner.values() if type(inner) is dict else inner:
+                tenant = tenant_of(item)
+                if tenant is not None:
+                    return tenant
+    return None
+
+
 def transform(transform_id: str) -> Callable[[F], F]:
     """Apply a policy transform: the one way labels are removed.
 
@@ -97,22 +150,32 @@ def transform(transform_id: str) -> Callable[[F], F]:
     ... def mailbox_size(messages): return sum(len(m) for m in messages)
 
     The inputs may carry only the transform's ``from`` categories (anything
-    else is a violation, ``via="argument"``); the result carries the ``to``
-    category instead of the inputs' labels, and every use is recorded as a
-    :class:`Declassification`. The zone keeps what it saw.
+    else is a violation, ``via="argument"``: raised in enforce mode, recorded
+    in trace mode, where the refused categories stay on the result). The
+    result carries the ``to`` category instead of the accepted labels, and
+    every use is reported to :func:`on_record` handlers as a
+    :class:`Declassification` (not a violation). The zone keeps what it saw.
+    An id the active policy does not define raises :class:`PolicyError` here,
+    when decorating.
     """
     policy = get_guard().policy
-    if transform_id not in policy.transforms:
+    if not isinstance(transform_id, str) or transform_id not in policy.transforms:
         raise PolicyError(
             f"unknown transform {transform_id!r} (the policy defines: "
             f"{', '.join(sorted(policy.transforms)) or 'none'})",
-            rule=transform_id,
+            rule=str(transform_id),
         )
 
     def decorate(fn: F) -> F:
-        name = f"{fn.__module__}.{fn.__qualname__}"
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError("@transform applies to functions that return their result, not generators")
+        if not callable(fn):
+            raise TypeError(f"@transform decorates functions, not {type(fn).__name__}")
+        name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
 
-        def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[frozenset[str], str | None]:
+        def before(
+            args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> tuple[frozenset[str], tuple[str, ...], str | None]:
             guard = get_guard()
             spec = guard.policy.transforms.get(transform_id)
             if spec is None:
@@ -120,24 +183,29 @@ def transform(transform_id: str) -> Callable[[F], F]:
             values = args + tuple(kwargs.values())
             labels = labels_in_values(values)
             state = ZONE.get() if FLAGS.zones else None
-            tenant = next((t for t in map(tenant_of, values) if t), None) or (
-                state.tenant if state is not None else None
-            )
+            tenant = state.tenant if state is not None else None
+            if tenant is None:
+                tenant = _tenant_in(values)
             if state is not None and labels:
+                # Before anything else: a refused or failing transform must
+                # not hide from the zone what reached it.
                 state.add(labels)
-            refused = sorted(c for c in labels if not _covered(c, spec.from_categories))
+            refused = tuple(sorted(c for c in labels if not _covered(c, spec.from_categories)))
             if refused:
                 _refuse(guard, transform_id, refused, name, tenant)
-            return labels, tenant
+            return labels.difference(refused), refused, tenant
 
-        def after(result: Any, labels: frozenset[str], tenant: str | None) -> Any:
+        def after(
+            result: Any, accepted: frozenset[str], refused: tuple[str, ...], tenant: str | None
+        ) -> Any:
             guard = get_guard()
             spec = guard.policy.transforms[transform_id]
-            out = label(strip_labels(result), spec.to, tenant=tenant)
+            # What the transform does not accept is not declassified by it.
+            out = label(_declassified(result), spec.to, *refused, tenant=tenant)
             guard.dispatch(
                 Declassification(
                     transform=transform_id,
-                    from_categories=tuple(sorted(labels)),
+                    from_categories=tuple(sorted(accepted)),
                     to=spec.to,
                     function=name,
                     purpose=PURPOSE.get(),
@@ -147,53 +215,67 @@ def transform(transform_id: str) -> Callable[[F], F]:
             )
             return out
 
+        wrapper: Callable[..., Any]
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                labels, tenant = before(args, kwargs)
-                return after(await fn(*args, **kwargs), labels, tenant)
+                accepted, refused, tenant = before(args, kwargs)
+                return after(await fn(*args, **kwargs), accepted, refused, tenant)
 
-            return async_wrapper  # type: ignore[return-value]
+            wrapper = async_wrapper
+        else:
 
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            labels, tenant = before(args, kwargs)
-            return after(fn(*args, **kwargs), labels, tenant)
+            @functools.wraps(fn)
+            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+                accepted, refused, tenant = before(args, kwargs)
+                return after(fn(*args, **kwargs), accepted, refused, tenant)
 
-        wrapper.__purposeguard_transform__ = transform_id  # type: ignore[attr-defined]
+            wrapper = sync_wrapper
+        setattr(wrapper, "__purposeguard_transform__", transform_id)  # noqa: B010 - mypy cannot see the attribute
         return wrapper  # type: ignore[return-value]
 
     return decorate
 
 
-def _refuse(guard: Any, transform_id: str, refused: list[str], name: str, tenant: str | None) -> None:
+def _refuse(
+    guard: Any, transform_id: str, refused: tuple[str, ...], name: str, tenant: str | None
+) -> None:
     from ._errors import PurposeViolation
     from ._records import Violation
 
-    spec = guard.policy.transforms[transform_id]
+    policy = guard.policy
+    spec = policy.transforms[transform_id]
     mode = guard.mode
     if mode == "off":
         return
     purpose_now = PURPOSE.get() or "transform"
-    violations = [
-        Violation(
-            category=category,
-            purpose=purpose_now,
-            rule=transform_id,
-            via="argument",
-            function=name,
-            tenant=tenant,
-            mode=mode,
-            timestamp=time.time(),
-            remediation=(
-                f"transform {transform_id!r} accepts only {', '.join(spec.from_categories)}; "
-                f"{category} needs another transform, or the flow must be blocked"
-            ),
-            fix="block",
+    now = time.time()
+    violations = []
+    for category in refused:
+        other = next(
+            (t.id for t in policy.transforms.values() if _covered(category, t.from_categories)),
+            None,
         )
-        for category in refused
-    ]
+        accepts = f"transform {transform_id!r} accepts only {', '.join(spec.from_categories)}"
+        if other is not None:
+            fix, text = "transform", f"{accepts}; derive from {category} through transform {other!r} instead"
+        else:
+            fix, text = "block", f"{accepts}; no transform of the policy accepts {category}: block the flow"
+        violations.append(
+            Violation(
+                category=category,
+                purpose=purpose_now,
+                rule=transform_id,
+                via="argument",
+                function=name,
+                tenant=tenant,
+                mode=mode,
+                timestamp=now,
+                remediation=text,
+                fix=fix,
+            )
+        )
     for violation in violations:
         guard.dispatch(violation)
     if mode == "enforce":
@@ -203,16 +285,80 @@ def _refuse(guard: Any, transform_id: str, refused: list[str], name: str, tenant
 # -- executors ---------------------------------------------------------------------------
 
 
+def _run_in_process(
+    fn: Callable[..., Any],
+    purpose_key: str | None,
+    tenant: str | None,
+    categories: tuple[str, ...],
+    in_zone: bool,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[Any, tuple[str, ...]]:
+    # Runs in the worker process: a context cannot be pickled, so the parts
+    # of it that matter travel as plain values, as they do in baggage.
+    token = PURPOSE.set(purpose_key)
+    try:
+        if not in_zone:
+            return fn(*args, **kwargs), ()
+        with zone(tenant, categories=categories) as state:
+            result = fn(*args, **kwargs)
+            return result, tuple(sorted(state.categories))
+    finally:
+        PURPOSE.reset(token)
+
+
 class ContextExecutor(concurrent.futures.Executor):
     """An executor that runs each task in a copy of the submitter's context,
-    so purpose, tenant and zone follow work into the pool."""
+    so purpose, tenant and zone follow work into the pool.
+
+    Threads share the submitter's zone, so what the work sees flows back at
+    once. A process pool cannot share it: the purpose, tenant and zone
+    categories travel with the task, and the categories the worker's zone
+    learned are added to the submitter's zone when the task completes.
+    """
 
     def __init__(self, executor: concurrent.futures.Executor) -> None:
         self._executor = executor
+        self._processes = isinstance(executor, concurrent.futures.ProcessPoolExecutor)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        if self._processes:
+            return self._submit_to_process(fn, args, kwargs)
         context = contextvars.copy_context()
         return self._executor.submit(context.run, fn, *args, **kwargs)
+
+    def _submit_to_process(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> concurrent.futures.Future[Any]:
+        state = ZONE.get() if FLAGS.zones else None
+        inner = self._executor.submit(
+            _run_in_process,
+            fn,
+            PURPOSE.get(),
+            state.tenant if state is not None else None,
+            tuple(sorted(state.categories)) if state is not None else (),
+            state is not None,
+            args,
+            kwargs,
+        )
+        outer: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def finish(done: concurrent.futures.Future[Any]) -> None:
+            if done.cancelled():
+                outer.cancel()
+                outer.set_running_or_notify_cancel()
+                return
+            error = done.exception()
+            if error is not None:
+                outer.set_exception(error)
+                return
+            result, learned = done.result()
+            if state is not None and learned:
+                state.add(frozenset(learned))
+            outer.set_result(result)
+
+        inner.add_done_callback(finish)
+        return outer
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._executor.shutdown(wait=wait, cancel_futures=cancel_futures)
@@ -223,7 +369,15 @@ class ContextExecutor(concurrent.futures.Executor):
 
 def wrap_executor(executor: concurrent.futures.Executor) -> ContextExecutor:
     """Wrap a ``concurrent.futures`` executor so submitted work keeps the
-    current purpose, tenant and zone (also via ``loop.run_in_executor``)."""
+    current purpose, tenant and zone (also through ``loop.run_in_executor``).
+
+    >>> from concurrent.futures import ThreadPoolExecutor
+    >>> with wrap_executor(ThreadPoolExecutor(2)) as pool:
+    ...     pool.submit(current_zone).result() is None
+    True
+    """
     if isinstance(executor, ContextExecutor):
         return executor
+    if not isinstance(executor, concurrent.futures.Executor):
+        raise TypeError(f"wrap_executor() needs a concurrent.futures.Executor, not {type(executor).__name__}")
     return ContextExecutor(executor)

@@ -12,7 +12,8 @@ import argparse
 import importlib
 import pkgutil
 import sys
-from typing import Any, Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from ._errors import PurposeGuardError
 

@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from ._records import Record, Violation
 from ._runtime import on_record, on_violation

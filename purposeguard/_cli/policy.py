@@ -117,7 +117,7 @@ def _markdown(head: list[str], body: list[list[str]]) -> str:
 def _table(head: list[str], body: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
     def line(row: list[str]) -> str:
-        return "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+        return "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in body])
 
 

@@ -1,0 +1,143 @@
+"""Core hot paths against a bare call (DESIGN §8)."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import timeit
+from pathlib import Path
+
+from harness import Case, Group, Row
+
+import purposeguard as pg
+
+EMAIL = "customer_data.content.email"
+BODY = (
+    "Hello team, the quarterly numbers are attached. Please review them before Thursday's "
+    "meeting and send comments to finance. Thanks, Alex"
+)
+
+
+def _setup_namespace() -> dict[str, object]:
+    pg.configure("trust-center")
+
+    def bare(x: object) -> object:
+        return x
+
+    def closure_decorator(fn):  # type: ignore[no-untyped-def]
+        def wrapper(x):  # type: ignore[no-untyped-def]
+            return fn(x)
+
+        return wrapper
+
+    passthrough = closure_decorator(bare)
+
+    @pg.purpose("service.operations")
+    def guarded(x: object) -> object:
+        return x
+
+    @pg.purpose("advertising")
+    def denied(x: object) -> object:
+        return x
+
+    trace_guard = pg.Guard(pg.Policy.load("trust-center"), mode="trace")
+    labelled = pg.label("ticket 4711", EMAIL)
+    body = pg.label(BODY, EMAIL)
+    policy = pg.get_guard().policy
+    labels = frozenset({EMAIL})
+    policy.decide(labels, "service.operations")
+    return {
+        "bare": bare,
+        "passthrough": passthrough,
+        "guarded": guarded,
+        "denied": denied,
+        "trace_guard": trace_guard,
+        "labelled": labelled,
+        "plain_body": BODY,
+        "body": body,
+        "label": pg.label,
+        "EMAIL": EMAIL,
+        "decide": policy.decide,
+        "labels": labels,
+        "enforcer": _casbin_enforcer(),
+    }
+
+
+def _casbin_enforcer():  # type: ignore[no-untyped-def]
+    import casbin
+
+    folder = Path(tempfile.mkdtemp(prefix="pg-bench-casbin-"))
+    (folder / "model.conf").write_text(
+        "[request_definition]\nr = sub, obj, act\n\n[policy_definition]\np = sub, obj, act\n\n"
+        "[policy_effect]\ne = some(where (p.eft == allow))\n\n"
+        "[matchers]\nm = r.sub == p.sub && r.obj == p.obj && r.act == p.act\n"
+    )
+    policy = pg.Policy.load("trust-center")
+    lines = []
+    for category in policy.taxonomy.categories:
+        for purpose in policy.taxonomy.purposes:
+            if policy.decide([category], purpose).allowed:
+                lines.append(f"p, {category}, {purpose}, use")
+    (folder / "policy.csv").write_text("\n".join(lines) + "\n")
+    return casbin.Enforcer(str(folder / "model.conf"), str(folder / "policy.csv"))
+
+
+def groups() -> list[Group]:
+    namespace = _setup_namespace()
+    hot = Group(
+        "core",
+        Case("bare call f(x)", "bare(1)"),
+        [
+            Case("closure passthrough", "passthrough(1)"),
+            Case("@purpose, unlabelled argument", "guarded(1)", "<= 10x", ratio_limit=10),
+            Case("@purpose, labelled argument, allowed", "guarded(labelled)", "<= 12x", ratio_limit=12),
+            Case(
+                "@purpose, denied argument, trace mode",
+                "with trace_guard.activate(): denied(labelled)",
+                "informative",
+            ),
+            Case("label('ticket 4711', category)", "label('ticket 4711', EMAIL)", "<= 12x", ratio_limit=12),
+            Case("decide() of a label set seen before", "decide(labels, 'service.operations')", ""),
+        ],
+        globals=namespace,
+        number=20000,
+    )
+    operation = Group(
+        "labelled str operation (146 chars)",
+        Case("plain_body.upper()", "plain_body.upper()"),
+        [
+            Case("labelled body.upper()", "body.upper()", "<= 3x", ratio_limit=3),
+            Case("labelled body.replace(...)", "body.replace('team', 'all')", "<= 3x", ratio_limit=3),
+            Case("labelled body + ' -- sent'", "body + ' -- sent'", "informative"),
+        ],
+        globals=namespace,
+        number=20000,
+    )
+    return [hot, operation]
+
+
+def rows(quick: bool = False) -> list[Row]:
+    """decide() of a cached label set against pycasbin's enforce, interleaved."""
+    namespace = _setup_namespace()
+    decide_timer = timeit.Timer("decide(labels, 'service.operations')", globals=namespace)
+    casbin_timer = timeit.Timer("enforcer.enforce('customer_data.content.email', 'service.operations', 'use')", globals=namespace)
+    rounds, n_decide, n_casbin = (3, 2000, 50) if quick else (9, 20000, 300)
+    ratios, decide_ns, casbin_ns = [], [], []
+    for _ in range(rounds):
+        d = decide_timer.timeit(n_decide) / n_decide
+        c = casbin_timer.timeit(n_casbin) / n_casbin
+        ratios.append(c / d)
+        decide_ns.append(d * 1e9)
+        casbin_ns.append(c * 1e9)
+    ratio = statistics.median(ratios)
+    return [
+        Row("decide vs pycasbin", "pycasbin enforce (baseline)", statistics.median(casbin_ns), 1.0, "", None),
+        Row(
+            "decide vs pycasbin",
+            "decide() of a label set seen before: times faster than casbin",
+            statistics.median(decide_ns),
+            ratio,
+            ">= 100x faster",
+            ratio >= 100,
+        ),
+    ]

@@ -1,0 +1,323 @@
+"""A static scan of a source tree: what the code declares, found by parsing.
+
+The scan never imports the code it reads (importing could run it, and the
+code under review may need services that are not there). It finds every
+``@purpose``/``with purpose``, ``@produces``, ``@transform``, ``Category``
+and ``label`` use that resolves, through the file's own imports, to
+purposeguard, and records the file, line, enclosing function and literal
+keys. It never records a labelled value: for ``label(value, *categories)``
+only the categories are read. Files that do not parse are skipped and named.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Finding", "ScanResult", "scan", "KINDS"]
+
+KINDS = ("purpose", "produces", "transform", "category", "label")
+_CANONICAL = {
+    "purpose": "purpose",
+    "produces": "produces",
+    "transform": "transform",
+    "Category": "category",
+    "label": "label",
+}
+_MODULES = ("purposeguard",)
+# Directories that hold other people's code or build output, never the team's own.
+_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "build", "dist", "venv", "env"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One use of the purposeguard API in the scanned code.
+
+    ``keys`` are the literal keys (purpose, categories, or the transform id);
+    ``dynamic`` says some argument was not a literal and could not be read.
+    ``function`` is the module-qualified name of the enclosing function or
+    class, or the module for module-level code.
+    """
+
+    kind: str
+    path: str
+    line: int
+    function: str
+    keys: tuple[str, ...]
+    form: str  # "decorator", "with", "call"
+    dynamic: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "path": self.path,
+            "line": self.line,
+            "function": self.function,
+            "keys": list(self.keys),
+            "form": self.form,
+            "dynamic": self.dynamic,
+        }
+
+
+@dataclass
+class ScanResult:
+    """Everything one scan found, and the files it could not read."""
+
+    root: str
+    files: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    # function -> names used in its parameters' annotations (to find classes
+    # whose fields carry Category annotations)
+    annotations: dict[str, set[str]] = field(default_factory=dict)
+
+    def of_kind(self, kind: str) -> list[Finding]:
+        return [f for f in self.findings if f.kind == kind]
+
+    def purposes(self) -> dict[str, list[Finding]]:
+        """Declared purpose -> the findings that declare it."""
+        out: dict[str, list[Finding]] = {}
+        for finding in self.of_kind("purpose"):
+            for key in finding.keys:
+                out.setdefault(key, []).append(finding)
+        return out
+
+    def class_categories(self) -> dict[str, set[str]]:
+        """Short class name -> categories its annotated fields carry."""
+        out: dict[str, set[str]] = {}
+        for finding in self.of_kind("category"):
+            out.setdefault(finding.function.rpartition(".")[2], set()).update(finding.keys)
+        return out
+
+    def flows(self) -> dict[tuple[str, str], list[str]]:
+        """Declared (category, purpose) pairs -> the functions declaring them.
+
+        A function declares a flow when it serves a purpose (``@purpose`` or a
+        ``with purpose`` inside it) and handles a category: it ``produces``
+        it, ``label``s with it, or takes a parameter whose type (a class in
+        the scanned tree) has a field annotated with it.
+        """
+        by_function: dict[str, tuple[set[str], set[str]]] = {}
+        classes = self.class_categories()
+        for finding in self.findings:
+            purposes, categories = by_function.setdefault(finding.function, (set(), set()))
+            if finding.kind == "purpose":
+                purposes.update(finding.keys)
+            elif finding.kind in ("produces", "label", "category"):
+                categories.update(finding.keys)
+        for function, names in self.annotations.items():
+            if function in by_function:
+                for name in names:
+                    by_function[function][1].update(classes.get(name, ()))
+        flows: dict[tuple[str, str], list[str]] = {}
+        for function, (purposes, categories) in sorted(by_function.items()):
+            for purpose in purposes:
+                for category in categories:
+                    flows.setdefault((category, purpose), []).append(function)
+        return flows
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "root": self.root,
+            "files": self.files,
+            "findings": [f.to_dict() for f in self.findings],
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+        }
+
+
+def _module_name(relative: Path) -> str:
+    parts = list(relative.with_suffix("").parts)
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts) or relative.stem
+
+
+class _Visitor(ast.NodeVisitor):
+    def __init__(self, result: ScanResult, path: str, module: str) -> None:
+        self.result = result
+        self.path = path
+        self.scope: list[str] = [module]
+        self.module_aliases: set[str] = set()
+        self.names: dict[str, str] = {}
+        self.handled: set[int] = set()
+
+    # -- imports ----------------------------------------------------------------
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if alias.name in _MODULES:
+                self.module_aliases.add(alias.asname or alias.name)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level == 0 and node.module in _MODULES:
+            for alias in node.names:
+                if alias.name in _CANONICAL:
+                    self.names[alias.asname or alias.name] = alias.name
+
+    def _resolve(self, node: ast.expr) -> str | None:
+        if isinstance(node, ast.Name):
+            name = self.names.get(node.id)
+            return _CANONICAL[name] if name else None
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in _CANONICAL
+            and isinstance(node.value, ast.Name)
+            and node.value.id in self.module_aliases
+        ):
+            return _CANONICAL[node.attr]
+        return None
+
+    # -- scopes -----------------------------------------------------------------
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        for decorator in node.decorator_list:
+            if isinstance(decorator, ast.Call):
+                kind = self._resolve(decorator.func)
+                if kind is not None and kind != "category":
+                    self._record(decorator, kind, "decorator", owner=node.name)
+        self.scope.append(node.name)
+        qualname = ".".join(self.scope)
+        names: set[str] = set()
+        arguments = node.args
+        for arg in arguments.posonlyargs + arguments.args + arguments.kwonlyargs + [
+            a for a in (arguments.vararg, arguments.kwarg) if a is not None
+        ]:
+            if arg.annotation is not None:
+                names.update(_annotation_names(arg.annotation))
+        if names:
+            self.result.annotations.setdefault(qualname, set()).update(names)
+        self.generic_visit(node)
+        self.scope.pop()
+
+    visit_FunctionDef = _function
+    visit_AsyncFunctionDef = _function
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for decorator in node.decorator_list:
+            self.visit(decorator)
+        self.scope.append(node.name)
+        for statement in node.body:
+            self.visit(statement)
+        self.scope.pop()
+
+    def _with(self, node: ast.With | ast.AsyncWith) -> None:
+        for item in node.items:
+            expr = item.context_expr
+            if isinstance(expr, ast.Call) and self._resolve(expr.func) == "purpose":
+                self._record(expr, "purpose", "with")
+        self.generic_visit(node)
+
+    visit_With = _with
+    visit_AsyncWith = _with
+
+    def visit_Call(self, node: ast.Call) -> None:
+        if id(node) not in self.handled:
+            kind = self._resolve(node.func)
+            if kind is not None:
+                self._record(node, kind, "call")
+        self.generic_visit(node)
+
+    # -- recording ----------------------------------------------------------------
+
+    def _record(self, call: ast.Call, kind: str, form: str, owner: str | None = None) -> None:
+        self.handled.add(id(call))
+        if kind == "label":
+            # The first argument is the value itself: never read it.
+            arguments = list(call.args[1:])
+            arguments += [k.value for k in call.keywords if k.arg == "categories"]
+        elif kind in ("purpose", "transform"):
+            arguments = list(call.args[:1]) + [
+                k.value for k in call.keywords if k.arg in ("key", "transform_id")
+            ]
+        else:
+            arguments = list(call.args)
+        keys: list[str] = []
+        dynamic = False
+        for argument in arguments:
+            if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                keys.append(argument.value)
+            else:
+                dynamic = True
+        if kind == "label" and any(k.arg is None for k in call.keywords):
+            dynamic = True
+        function = ".".join(self.scope + ([owner] if owner else []))
+        self.result.findings.append(
+            Finding(kind, self.path, call.lineno, function, tuple(keys), form, dynamic)
+        )
+
+
+def _annotation_names(node: ast.expr) -> Iterator[str]:
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            yield sub.id
+        elif isinstance(sub, ast.Attribute):
+            yield sub.attr
+        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            # A string (forward) annotation: "Message" or "list[Message]".
+            try:
+                parsed = ast.parse(sub.value, mode="eval")
+            except SyntaxError:
+                continue
+            yield from _annotation_names(parsed.body)
+
+
+def _python_files(root: Path, skipped: list[tuple[str, str]]) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+
+    def on_error(error: OSError) -> None:
+        skipped.append((str(error.filename or root), error.strerror or str(error)))
+
+    for directory, subdirs, files in os.walk(root, onerror=on_error):
+        subdirs[:] = sorted(
+            d for d in subdirs if not d.startswith(".") and d not in _SKIP_DIRS and not d.endswith(".egg-info")
+        )
+        for name in sorted(files):
+            if name.endswith(".py"):
+                yield Path(directory) / name
+
+
+def scan(source: str | os.PathLike[str]) -> ScanResult:
+    """Scan a directory (or one ``.py`` file) without importing anything.
+
+    Raises ``FileNotFoundError`` or ``PermissionError`` when ``source``
+    itself cannot be read; files inside it that cannot be read or parsed
+    are listed in :attr:`ScanResult.skipped` instead.
+    """
+    root = Path(source)
+    if not root.exists():
+        raise FileNotFoundError(2, "no such file or directory", str(root))
+    if not os.access(root, os.R_OK) or (root.is_dir() and not os.access(root, os.X_OK)):
+        raise PermissionError(13, "permission denied", str(root))
+    base = root.parent if root.is_file() else root
+    result = ScanResult(root=str(root))
+    for path in _python_files(root, result.skipped):
+        relative = path.relative_to(base)
+        shown = relative.as_posix()
+        try:
+            text = path.read_bytes()
+        except OSError as error:
+            result.skipped.append((shown, error.strerror or str(error)))
+            continue
+        try:
+            tree = ast.parse(text, filename=shown)
+        except SyntaxError as error:
+            where = f"line {error.lineno}: " if error.lineno else ""
+            result.skipped.append((shown, f"does not parse ({where}{error.msg})"))
+            continue
+        except (ValueError, RecursionError, MemoryError) as error:
+            result.skipped.append((shown, f"does not parse ({type(error).__name__})"))
+            continue
+        result.files += 1
+        visitor = _Visitor(result, shown, _module_name(relative))
+        # Imports first, wherever they are, so a decorator above a late
+        # import still resolves.
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                visitor.visit(node)
+        visitor.visit(tree)
+    return result

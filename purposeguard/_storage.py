@@ -1,0 +1,476 @@
+"""Where the audit log and the consent grants are kept.
+
+:class:`Storage` is the small interface the audit log and the consent store
+need from a database; :class:`SQLiteStorage` implements it on one SQLite file
+in WAL mode (the default). Another database can back purposeguard by
+implementing the same methods: what matters is that :meth:`Storage.append`
+runs as one transaction that reads the recorded head of the chain, links
+each new entry to it with :func:`link`, applies the consent change if any,
+and moves the head, all or nothing, while holding the database's write lock
+(``BEGIN IMMEDIATE`` here, ``SELECT ... FOR UPDATE`` elsewhere).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ._errors import PurposeGuardError
+
+__all__ = [
+    "AuditError",
+    "GENESIS",
+    "Grant",
+    "Pending",
+    "Revoke",
+    "SQLiteStorage",
+    "Storage",
+    "StoredEntry",
+    "link",
+]
+
+# The previous-hash of the first record.
+GENESIS = "0" * 64
+FORMAT = "purposeguard-audit"
+VERSION = "1"
+SYNCHRONOUS = ("full", "normal", "extra")
+
+
+class AuditError(PurposeGuardError):
+    """The audit log (or consent store) cannot be opened, read or written.
+
+    ``path`` names the file and ``reason`` the problem, e.g. ``not an SQLite
+    database``, ``database or disk is full``.
+    """
+
+    def __init__(self, reason: str, *, path: str | None = None) -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+
+def link(prev_hash: str, seq: int, kind: str, timestamp: float, data: str) -> str:
+    """The hash of one entry: it covers its position, content and predecessor."""
+    digest = hashlib.sha256()
+    digest.update(f"{prev_hash}\n{seq}\n{kind}\n{timestamp!r}\n".encode())
+    digest.update(data.encode("utf-8"))
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An entry to append: its kind, timestamp and JSON text."""
+
+    kind: str
+    timestamp: float
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    seq: int
+    kind: str
+    timestamp: float
+    data: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One tenant's consent to one purpose for one category."""
+
+    tenant: str
+    purpose: str
+    category: str
+    granted_by: str
+    granted_at: float
+    expires_at: float | None = None
+
+    def active(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    """Remove ``tenant``'s grants of ``purpose`` for ``categories`` (all when None)."""
+
+    tenant: str
+    purpose: str
+    categories: tuple[str, ...] | None = None
+
+
+class Storage(Protocol):
+    """What the audit log and the consent store need from a database."""
+
+    location: str
+    log_id: str
+
+    def append(
+        self, items: Sequence[Pending], *, grants: Sequence[Grant] = (), revoke: Revoke | None = None
+    ) -> list[int]:
+        """Atomically chain and append ``items`` (and apply a consent change); their seqs."""
+        ...
+
+    def entries(self, start: int = 1) -> Iterator[StoredEntry]: ...
+
+    def last(self, n: int) -> list[StoredEntry]: ...
+
+    def head(self) -> tuple[int, str]:
+        """The recorded end of the chain: ``(seq, hash)``, ``(0, GENESIS)`` when empty."""
+        ...
+
+    def grants(self, tenant: str | None = None) -> list[Grant]: ...
+
+    def changed(self) -> bool:
+        """True when another connection or process may have changed the data."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS purposeguard_meta (
+        key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS purposeguard_audit (
+        seq INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        timestamp REAL NOT NULL,
+        data TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS purposeguard_consent (
+        tenant TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        category TEXT NOT NULL,
+        granted_by TEXT NOT NULL,
+        granted_at REAL NOT NULL,
+        expires_at REAL,
+        PRIMARY KEY (tenant, purpose, category))""",
+)
+_TABLES = {"purposeguard_meta", "purposeguard_audit", "purposeguard_consent"}
+
+
+def _describe(error: sqlite3.Error) -> str:
+    text = str(error)
+    if text == "file is not a database":
+        return "not a purposeguard audit log: not an SQLite database (file is not a database)"
+    if "malformed" in text:
+        return f"corrupted SQLite file ({text})"
+    return text
+
+
+class SQLiteStorage:
+    """The audit log and consent grants in one SQLite file (WAL mode).
+
+    One connection per instance, shared by its threads under a lock; several
+    processes may each open their own. ``synchronous="full"`` makes every
+    acknowledged append survive a power cut, not only a killed process.
+    ``max_bytes`` caps the file: an append that would grow it further fails
+    as a full disk does.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        create: bool = True,
+        readonly: bool = False,
+        synchronous: str = "full",
+        max_bytes: int | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise AuditError(f"unknown synchronous setting {synchronous!r} (expected full, normal or extra)")
+        if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes <= 0):
+            raise AuditError("max_bytes must be a positive number of bytes")
+        self.location = str(path)
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        self._data_version: int | None = None
+        memory = self.location == ":memory:"
+        if memory:
+            if readonly:
+                raise AuditError("an in-memory log cannot be opened read-only", path=self.location)
+            connection = sqlite3.connect(
+                ":memory:", isolation_level=None, check_same_thread=False, timeout=timeout
+            )
+        else:
+            file = Path(path)
+            if file.is_dir():
+                raise AuditError("is a directory, not an audit log", path=self.location)
+            if (readonly or not create) and not file.exists():
+                raise AuditError("no such audit log", path=self.location)
+            if not file.parent.is_dir():
+                raise AuditError(f"no such directory {str(file.parent)!r}", path=self.location)
+            mode = "ro" if readonly else ("rwc" if create else "rw")
+            try:
+                connection = sqlite3.connect(
+                    f"{file.resolve().as_uri()}?mode={mode}",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=timeout,
+                )
+            except sqlite3.Error as error:
+                raise AuditError(f"cannot open: {_describe(error)}", path=self.location) from None
+        self._connection = connection
+        try:
+            self.log_id = self._open(memory, synchronous, max_bytes)
+        except BaseException:
+            connection.close()
+            raise
+
+    # -- opening -------------------------------------------------------------
+
+    def _open(self, memory: bool, synchronous: str, max_bytes: int | None) -> str:
+        connection = self._connection
+        try:
+            tables = self._tables()
+            if not tables:
+                if self.readonly:
+                    raise AuditError(
+                        "not a purposeguard audit log: an empty database", path=self.location
+                    )
+                # Only a file that is empty (or new) is turned into a log:
+                # a foreign database is never written to.
+                if not memory:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                self._create()
+                tables = self._tables()
+            if "purposeguard_meta" not in tables:
+                shown = ", ".join(sorted(tables)[:5])
+                raise AuditError(
+                    f"not a purposeguard audit log: an SQLite database with other tables ({shown})",
+                    path=self.location,
+                )
+            meta = dict(connection.execute("SELECT key, value FROM purposeguard_meta").fetchall())
+            if meta.get("format") != FORMAT:
+                raise AuditError(
+                    "not a purposeguard audit log: its format marker is missing", path=self.location
+                )
+            if meta.get("version") != VERSION:
+                raise AuditError(
+                    f"unsupported audit log version {meta.get('version')!r} (this purposeguard reads {VERSION})",
+                    path=self.location,
+                )
+            missing = _TABLES - tables
+            if missing:
+                raise AuditError(
+                    f"damaged audit log: table {sorted(missing)[0]} is missing", path=self.location
+                )
+            if not self.readonly:
+                if not memory:
+                    mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+                    if mode != "wal":
+                        connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
+                if max_bytes is not None:
+                    page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+                    connection.execute(f"PRAGMA max_page_count={max(1, max_bytes // page_size)}")
+            # A quick structural check: a damaged file fails here, not mid-append.
+            connection.execute("SELECT count(*) FROM purposeguard_audit").fetchone()
+            return str(meta.get("log_id", ""))
+        except sqlite3.Error as error:
+            raise AuditError(_describe(error), path=self.location) from None
+
+    def _tables(self) -> set[str]:
+        rows = self._connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def _create(self) -> None:
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have created it while we waited for the lock.
+            if not self._tables():
+                for statement in _SCHEMA:
+                    connection.execute(statement)
+                connection.executemany(
+                    "INSERT INTO purposeguard_meta (key, value) VALUES (?, ?)",
+                    [
+                        ("format", FORMAT),
+                        ("version", VERSION),
+                        ("log_id", uuid.uuid4().hex),
+                        ("head_seq", "0"),
+                        ("head_hash", GENESIS),
+                    ],
+                )
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    # -- writing ---------------------------------------------------------------
+
+    def append(
+        self, items: Sequence[Pending], *, grants: Sequence[Grant] = (), revoke: Revoke | None = None
+    ) -> list[int]:
+        if self.readonly:
+            raise AuditError("opened read-only: cannot append", path=self.location)
+        connection = self._connection
+        with self._lock:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise AuditError(f"cannot write: {_describe(error)}", path=self.location) from None
+            try:
+                seq, prev = self._head()
+                if revoke is not None:
+                    self._revoke(revoke)
+                if grants:
+                    connection.executemany(
+                        "INSERT OR REPLACE INTO purposeguard_consent "
+                        "(tenant, purpose, category, granted_by, granted_at, expires_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        [
+                            (g.tenant, g.purpose, g.category, g.granted_by, g.granted_at, g.expires_at)
+                            for g in grants
+                        ],
+                    )
+                rows = []
+                seqs = []
+                for item in items:
+                    seq += 1
+                    digest = link(prev, seq, item.kind, item.timestamp, item.data)
+                    rows.append((seq, item.kind, item.timestamp, item.data, prev, digest))
+                    seqs.append(seq)
+                    prev = digest
+                if rows:
+                    connection.executemany(
+                        "INSERT INTO purposeguard_audit (seq, kind, timestamp, data, prev_hash, hash) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                    connection.executemany(
+                        "UPDATE purposeguard_meta SET value = ? WHERE key = ?",
+                        [(str(seq), "head_seq"), (prev, "head_hash")],
+                    )
+                connection.execute("COMMIT")
+            except BaseException as error:
+                try:
+                    connection.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite already rolled back (e.g. after SQLITE_FULL)
+                if isinstance(error, sqlite3.IntegrityError):
+                    raise AuditError(
+                        "the log was altered: a record exists beyond its recorded end "
+                        "(run `purposeguard audit verify`)",
+                        path=self.location,
+                    ) from None
+                if isinstance(error, sqlite3.Error):
+                    raise AuditError(f"cannot write: {_describe(error)}", path=self.location) from None
+                raise
+            return seqs
+
+    def _head(self) -> tuple[int, str]:
+        meta = dict(
+            self._connection.execute(
+                "SELECT key, value FROM purposeguard_meta WHERE key IN ('head_seq', 'head_hash')"
+            ).fetchall()
+        )
+        try:
+            return int(meta["head_seq"]), str(meta["head_hash"])
+        except (KeyError, ValueError):
+            raise AuditError("damaged audit log: its recorded head is missing", path=self.location) from None
+
+    def _revoke(self, revoke: Revoke) -> None:
+        connection = self._connection
+        if revoke.categories is None:
+            cursor = connection.execute(
+                "DELETE FROM purposeguard_consent WHERE tenant = ? AND purpose = ?",
+                (revoke.tenant, revoke.purpose),
+            )
+            if cursor.rowcount == 0:
+                raise LookupError(f"tenant {revoke.tenant!r} has no consent to {revoke.purpose}")
+            return
+        for category in revoke.categories:
+            cursor = connection.execute(
+                "DELETE FROM purposeguard_consent WHERE tenant = ? AND purpose = ? AND category = ?",
+                (revoke.tenant, revoke.purpose, category),
+            )
+            if cursor.rowcount == 0:
+                raise LookupError(
+                    f"tenant {revoke.tenant!r} has no consent to {revoke.purpose} for {category}"
+                )
+
+    # -- reading ---------------------------------------------------------------
+
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            try:
+                return self._connection.execute(sql, params).fetchall()
+            except sqlite3.Error as error:
+                raise AuditError(_describe(error), path=self.location) from None
+
+    def entries(self, start: int = 1) -> Iterator[StoredEntry]:
+        # Pages, so other threads can write between them and memory stays flat.
+        after = start - 1
+        while True:
+            rows = self._query(
+                "SELECT seq, kind, timestamp, data, prev_hash, hash FROM purposeguard_audit "
+                "WHERE seq > ? ORDER BY seq LIMIT 1000",
+                (after,),
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield _entry(row)
+            after = int(rows[-1][0])  # type: ignore[call-overload]
+
+    def last(self, n: int) -> list[StoredEntry]:
+        rows = self._query(
+            "SELECT seq, kind, timestamp, data, prev_hash, hash FROM purposeguard_audit "
+            "ORDER BY seq DESC LIMIT ?",
+            (n,),
+        )
+        return [_entry(row) for row in reversed(rows)]
+
+    def head(self) -> tuple[int, str]:
+        with self._lock:
+            try:
+                return self._head()
+            except sqlite3.Error as error:
+                raise AuditError(_describe(error), path=self.location) from None
+
+    def grants(self, tenant: str | None = None) -> list[Grant]:
+        sql = (
+            "SELECT tenant, purpose, category, granted_by, granted_at, expires_at "
+            "FROM purposeguard_consent"
+        )
+        if tenant is None:
+            rows = self._query(sql + " ORDER BY tenant, purpose, category")
+        else:
+            rows = self._query(sql + " WHERE tenant = ? ORDER BY purpose, category", (tenant,))
+        return [Grant(*row) for row in rows]  # type: ignore[arg-type]
+
+    def changed(self) -> bool:
+        # data_version moves when another connection commits: the cheap way to
+        # see a revocation made by another process before the next decision.
+        version = self._query("PRAGMA data_version")[0][0]
+        if version != self._data_version:
+            self._data_version = version  # type: ignore[assignment]
+            return True
+        return False
+
+    def trace(self, callback: object) -> None:
+        """Install an SQLite trace callback (tests: which threads run statements)."""
+        with self._lock:
+            self._connection.set_trace_callback(callback)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+
+def _entry(row: tuple[object, ...]) -> StoredEntry:
+    seq, kind, timestamp, data, prev_hash, digest = row
+    return StoredEntry(int(seq), str(kind), float(timestamp), str(data), str(prev_hash), str(digest))  # type: ignore[call-overload,arg-type]

@@ -28,7 +28,7 @@ KEEPS_LABEL: list[tuple[str, Callable[[], Any], frozenset[str]]] = [
     ("concat left", lambda: "Fwd: " + body, frozenset({EMAIL})),
     ("concat two labels", lambda: body + doc, frozenset({EMAIL, DOC})),
     ("percent labelled template", lambda: pg.label("Re: %s", EMAIL) % "x", frozenset({EMAIL})),
-    ("percent single labelled operand", lambda: f"Re: {body}", frozenset({EMAIL})),
+    ("percent single labelled operand", lambda: "Re: %s" % body, frozenset({EMAIL})),  # noqa: UP031
     ("format on labelled template", lambda: pg.label("{} said", EMAIL).format("x"), frozenset({EMAIL})),
     ("format with labelled argument of labelled template", lambda: doc.replace("notes", "{}").format(body), frozenset({EMAIL, DOC})),
     ("slice", lambda: body[3:10], frozenset({EMAIL})),

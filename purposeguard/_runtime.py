@@ -175,6 +175,7 @@ class Guard:
         )
         self.handlers: list[Handler] = []
         self.records: list[Handler] = []
+        self._denial_memo: dict[tuple[str, tuple[str, ...], bool], list[tuple[str, str | None, str, str, str]]] = {}
 
     @property
     def policy(self) -> Policy:
@@ -183,6 +184,7 @@ class Guard:
     @policy.setter
     def policy(self, policy: Policy) -> None:
         self._policy = policy
+        self._denial_memo = {}
         # Wrappers' shortcuts were learnt from the old policy.
         forget_fast_allowed()
 
@@ -283,30 +285,14 @@ class Guard:
         tenant: str | None,
         context: bool,
     ) -> None:
-        policy = self.policy
         name = function() if callable(function) else function
         now = time.time()
         recorded: list[Violation] = []
         enforce = False
-        for category in decision.denied:
-            _, rule, _ = policy.cell(category, decision.purpose)
-            mode = self.mode_for(rule.mode if rule else None, context=context)
-            if mode == "off":
-                continue
-            remediation = policy.remediation(category, decision.purpose)
-            violation = Violation(
-                category=category,
-                purpose=decision.purpose,
-                rule=rule.id if rule else None,
-                via=via,
-                function=name,
-                tenant=tenant,
-                mode=mode,
-                timestamp=now,
-                remediation=remediation.text,
-                fix=remediation.kind,
+        for category, rule_id, mode, remediation, fix in self._denials(decision, context):
+            recorded.append(
+                Violation(category, decision.purpose, rule_id, via, name, tenant, mode, now, remediation, fix)
             )
-            recorded.append(violation)
             enforce = enforce or mode == "enforce"
         if not recorded:
             return
@@ -314,6 +300,26 @@ class Guard:
             self.dispatch(violation)
         if enforce:
             raise PurposeViolation(recorded)
+
+    def _denials(
+        self, decision: Decision, context: bool
+    ) -> list[tuple[str, str | None, str, str, str]]:
+        """What each denied category of ``decision`` records, memoised: the
+        violation path then only builds the records."""
+        key = (decision.purpose, decision.denied, context)
+        found = self._denial_memo.get(key)
+        if found is None:
+            policy = self.policy
+            found = []
+            for category in decision.denied:
+                _, rule, _ = policy.cell(category, decision.purpose)
+                mode = self.mode_for(rule.mode if rule else None, context=context)
+                if mode == "off":
+                    continue
+                remediation = policy.remediation(category, decision.purpose)
+                found.append((category, rule.id if rule else None, mode, remediation.text, remediation.kind))
+            self._denial_memo[key] = found
+        return found
 
     def _internal_error(
         self,

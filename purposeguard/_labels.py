@@ -25,7 +25,7 @@ import threading
 import typing
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, SupportsIndex, TypeVar
 
 import wrapt
 
@@ -236,7 +236,7 @@ class LabelledStr(str):
     _pg_kind: _Kind
 
     def __add__(self, other: object) -> Any:
-        result = _str_add(self, other)
+        result = _str_add(self, other)  # type: ignore[arg-type]
         if result is NotImplemented:
             return result
         if type(other) is str:
@@ -246,7 +246,7 @@ class LabelledStr(str):
             return _str_new(type(self), result)
         return _str_new(_union(type(self)._pg_kind, other_kind).str_cls, result)
 
-    def replace(self, old: str, new: str, count: int = -1) -> Any:
+    def replace(self, old: str, new: str, count: SupportsIndex = -1) -> Any:
         result = _str_replace(self, old, new, count)
         cls = type(self)
         other = getattr(type(new), "_pg_kind", None)
@@ -371,7 +371,7 @@ def _rebuild(value: Any, labels: tuple[str, ...], tenant: str | None) -> Any:
 # -- other objects --------------------------------------------------------------
 
 
-class LabelledProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class LabelledProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
     """Carries labels for objects that cannot be weakly referenced (list, dict, ...)."""
 
     __slots__ = ("_self_pg_kind",)
@@ -494,7 +494,7 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
     if t is str:
         result = _str_new(kind.str_cls, value)
     elif t is bytes:
-        result = _bytes_new(kind.bytes_cls, value)
+        result = _bytes_new(kind.bytes_cls, value)  # type: ignore[call-overload]
     else:
         own = getattr(t, "_pg_kind", None)
         if own is not None:

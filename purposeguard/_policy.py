@@ -23,7 +23,7 @@ from ._taxonomy import Taxonomy, depth, is_valid_key
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,no-redef]
 
 __all__ = [
     "Decision",
@@ -316,11 +316,11 @@ class Policy:
                 tuple(still_denied),
                 first.mode if first else None,
             )
-        category = decision.category
-        rule = self._table[category, purpose].rule if category else None
+        first_category = decision.category
+        rule = self._table[first_category, purpose].rule if first_category is not None else None
         return Decision(
             True,
-            category,
+            first_category,
             purpose,
             rule.id if rule else None,
             rule.obligations if rule else (),

@@ -1,0 +1,1 @@
+"""An example multi-tenant mail service guarded by purposeguard."""

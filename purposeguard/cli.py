@@ -77,14 +77,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PurposeGuardError as error:
         _fail(f"purposeguard: {error}")
         return EXIT_INVALID
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: not an error of ours.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except OSError as error:
         _fail(f"purposeguard: {error.strerror or error}: {error.filename or ''}".rstrip(": "))
         return EXIT_INVALID
     except KeyboardInterrupt:
         _fail("purposeguard: interrupted")
         return 130
-    except BrokenPipeError:  # pragma: no cover - e.g. piped into head
-        return EXIT_OK
     except Exception as error:  # noqa: BLE001 - the CLI never shows a traceback
         _fail(f"purposeguard: internal error: {type(error).__name__}: {error}")
         return EXIT_INVALID

@@ -113,7 +113,30 @@ def groups() -> list[Group]:
         globals=namespace,
         number=20000,
     )
-    return [hot, operation]
+    objects = Group(
+        "labelling other objects (why side table first, proxy as fallback)",
+        Case("plain object attribute", "mailbox.owner"),
+        [
+            Case("side-table-labelled object attribute", "labelled_mailbox.owner", "informative"),
+            Case("wrapt ObjectProxy attribute", "proxied_mailbox.owner", "informative"),
+            Case("labels_of(side-table object)", "labels_of(labelled_mailbox)", "informative"),
+        ],
+        globals=_objects_namespace(),
+        number=20000,
+    )
+    return [hot, operation, objects]
+
+
+def _objects_namespace() -> dict[str, object]:
+    from purposeguard._labels import LabelledProxy, _kind_for
+
+    class Mailbox:
+        def __init__(self) -> None:
+            self.owner = "a"
+
+    labelled = pg.label(Mailbox(), "customer_data")
+    proxied = LabelledProxy(Mailbox(), _kind_for(frozenset({"customer_data"}), None))
+    return {"mailbox": Mailbox(), "labelled_mailbox": labelled, "proxied_mailbox": proxied, "labels_of": pg.labels_of}
 
 
 def rows(quick: bool = False) -> list[Row]:

@@ -43,6 +43,8 @@ MODES = ("enforce", "trace", "off")
 OBLIGATIONS = ("redirect_first", "minimize", "notify_tenant")
 # Consent can widen some uses, never advertising (the data-use promise).
 NEVER_CONSENTABLE = ("advertising",)
+# The same promise under a policy written in fideslang keys.
+NEVER_CONSENTABLE_BY_TAXONOMY = {"fideslang": ("marketing.advertising",)}
 PACKS = ("trust-center",)
 
 _POLICY_KEYS = {"name", "description", "default", "mode", "context_mode", "taxonomy"}
@@ -587,7 +589,7 @@ def _validate_semantics(policy: Policy) -> None:
     for rule in policy.rules:
         if rule.consentable:
             for purpose in rule.purposes:
-                for never in NEVER_CONSENTABLE:
+                for never in NEVER_CONSENTABLE_BY_TAXONOMY.get(policy.taxonomy.name, NEVER_CONSENTABLE):
                     if _related(purpose, never):
                         raise PolicyError(
                             f"consent can never widen {never}",

@@ -1,0 +1,101 @@
+"""``purposeguard report``: the data-use report from an audit log and a code scan."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..cli import EXIT_USAGE, CommandError
+
+PROG = "purposeguard report"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write the data-use report (HTML and Markdown) from an audit log and a code scan",
+        description="Write report.html (self-contained) and report.md: a data map of categories x "
+        "purposes as the code declares them and as runtime observed them, violations by rule, "
+        "declassifications, consents, disclosures and the policy's decision matrix.",
+    )
+    parser.add_argument("--audit", metavar="PATH", help="audit log file (SQLite, from pg.configure(audit=...))")
+    parser.add_argument("--source", metavar="PATH", help="source tree (or .py file) to scan; never imported")
+    parser.add_argument("--policy", default="trust-center", help="pack name or TOML file (default: trust-center)")
+    parser.add_argument("--out", metavar="DIR", required=True, help="directory to write report.html and report.md into")
+    parser.add_argument("--title", default="Data-use report", help="the report's title")
+    parser.set_defaults(handler=_report)
+
+
+def readable_file(path: str, what: str, prog: str) -> Path:
+    """A path that exists, is a file and can be read, or a one-line CommandError."""
+    file = Path(path)
+    if not file.exists():
+        raise CommandError(f"{prog}: no such {what}: {path}")
+    if file.is_dir():
+        raise CommandError(f"{prog}: {what} is a directory: {path}")
+    if not os.access(file, os.R_OK):
+        raise CommandError(f"{prog}: cannot read {what}: {path}")
+    return file
+
+
+def readable_source(path: str, prog: str) -> Path:
+    source = Path(path)
+    if not source.exists():
+        raise CommandError(f"{prog}: no such source path: {path}")
+    if not os.access(source, os.R_OK) or (source.is_dir() and not os.access(source, os.X_OK)):
+        raise CommandError(f"{prog}: cannot read source path: {path}")
+    return source
+
+
+def scan_source(path: str, prog: str) -> Any:
+    """Scan ``path``, naming every skipped file on stderr (one line each)."""
+    from .._scan import scan
+
+    result = scan(readable_source(path, prog))
+    for skipped, reason in result.skipped:
+        print(f"{prog}: skipped {skipped}: {reason}", file=sys.stderr)
+    return result
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .._policy import Policy
+    from ..audit import AuditError
+    from ..report import build_report, read_audit, render_html, render_markdown
+
+    if args.audit is None and args.source is None:
+        raise CommandError(f"{PROG}: give --audit PATH, --source PATH or both (see --help)", EXIT_USAGE)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"{PROG}: --out is not a directory: {args.out}")
+    policy = Policy.load(args.policy)
+    records: list[Any] = []
+    if args.audit is not None:
+        readable_file(args.audit, "audit log", PROG)
+        try:
+            records = read_audit(args.audit)
+        except AuditError as error:
+            raise CommandError(f"{PROG}: not a purposeguard audit log: {args.audit} ({error})") from None
+    scanned = scan_source(args.source, PROG) if args.source is not None else None
+    data = build_report(records, scanned, policy, title=args.title, audit_source=args.audit)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        html_path = out / "report.html"
+        md_path = out / "report.md"
+        html_path.write_text(render_html(data), encoding="utf-8")
+        md_path.write_text(render_markdown(data), encoding="utf-8")
+    except OSError as error:
+        raise CommandError(f"{PROG}: cannot write the report to {args.out}: {error.strerror or error}") from None
+    counts = data["audit"]["counts"]
+    code = data["code"]
+    scanned_text = (
+        f", {code['files']} files scanned, {len(code['skipped'])} skipped" if code.get("scanned") else ""
+    )
+    print(
+        f"wrote {html_path} and {md_path}: {counts['violation']} violations in "
+        f"{len(data['violations'])} rules, {counts['declassification']} declassifications, "
+        f"{counts['consent']} consent changes, {counts['disclosure']} disclosures{scanned_text}"
+    )
+    return 0

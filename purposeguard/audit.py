@@ -1,0 +1,548 @@
+"""The tamper-evident audit log, and the sink that feeds it.
+
+Every record the runtime produces (violations, declassifications, consent
+changes, disclosures) can be kept in an append-only log where each entry
+holds the hash of the one before it::
+
+    log = AuditLog("audit.db")          # SQLite, WAL mode; ":memory:" for tests
+    seq = log.append(violation)         # stores violation.to_dict() as JSON
+    assert log.verify().ok              # or: purposeguard audit verify audit.db
+
+    pg.configure("trust-center", audit="audit.db")   # every record, off the hot path
+
+Entries hold what records hold: categories, purposes, rules, names. A record
+field that carries a labelled value is refused, so the log never keeps what
+the policy protects.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import dataclasses
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._labels import LabelledProxy
+from ._records import Record
+from ._runtime import SinkFailure, on_record
+from ._storage import GENESIS, AuditError, Pending, SQLiteStorage, Storage, StoredEntry, link
+
+__all__ = [
+    "AuditEntry",
+    "AuditError",
+    "AuditLog",
+    "AuditSink",
+    "VerifyResult",
+    "attach",
+    "attached",
+    "detach",
+]
+
+logger = logging.getLogger("purposeguard.audit")
+
+# Records that must be on disk before the code that produced them goes on:
+# a consent change or a disclosure that cannot be proven must not happen.
+SYNCHRONOUS_KINDS = frozenset({"consent", "disclosure"})
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One entry of the log: its position, kind, time and the record's fields."""
+
+    seq: int
+    kind: str
+    timestamp: float
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "kind": self.kind,
+            "timestamp": self.timestamp,
+            "data": self.data,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """The outcome of :meth:`AuditLog.verify`.
+
+    ``first_bad`` is the seq of the first record that is altered, missing,
+    inserted or out of place (None when ``ok``); ``reason`` says which.
+    """
+
+    ok: bool
+    count: int
+    first_bad: int | None = None
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _refuse_values(data: Any, where: str) -> None:
+    # A labelled str/bytes or proxy is a protected value, whatever field it sits in.
+    if type(data) in _PLAIN:
+        return
+    if getattr(type(data), "_pg_kind", None) is not None or isinstance(data, LabelledProxy):
+        raise AuditError(
+            f"refusing to store a labelled value in field {where!r}: audit records hold names, never values"
+        )
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            _refuse_values(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, (list, tuple)):
+        for index, value in enumerate(data):
+            _refuse_values(value, f"{where}[{index}]")
+
+
+# Record type -> its field names, for records that keep Record.to_dict: the
+# writer builds the same dict without dataclasses.asdict's deep copy (~10x).
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _record_dict(record: Any) -> dict[str, Any]:
+    t = type(record)
+    names = _FIELDS.get(t)
+    if names is None:
+        if getattr(t, "to_dict", None) is not Record.to_dict or not dataclasses.is_dataclass(t):
+            return record.to_dict()  # type: ignore[no-any-return]
+        names = tuple(f.name for f in dataclasses.fields(t))
+        _FIELDS[t] = names
+    return {name: getattr(record, name) for name in names}
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def encode(record: Record | Mapping[str, Any]) -> Pending:
+    """The entry to append for ``record``: its kind, time and JSON fields."""
+    if isinstance(record, Mapping):
+        data = dict(record)
+        kind = data.get("kind")
+    elif hasattr(record, "to_dict"):
+        data = _record_dict(record)
+        kind = getattr(record, "kind", None)
+    else:
+        raise AuditError(f"cannot audit a {type(record).__name__}: expected a purposeguard record")
+    if not isinstance(kind, str) or not kind:
+        raise AuditError("an audit record needs a kind")
+    _refuse_values(data, "")
+    data["kind"] = kind
+    stamp = data.get("timestamp")
+    timestamp = float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else time.time()
+    try:
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_not_json)
+    except (TypeError, ValueError) as error:
+        raise AuditError(f"cannot audit a {kind} record: {error}") from None
+    return Pending(kind, timestamp, text)
+
+
+def _as_entry(stored: StoredEntry) -> AuditEntry:
+    try:
+        data = json.loads(stored.data)
+    except ValueError:
+        data = {"unreadable": True}
+    if not isinstance(data, dict):
+        data = {"value": data}
+    return AuditEntry(stored.seq, stored.kind, stored.timestamp, data, stored.prev_hash, stored.hash)
+
+
+class AuditLog:
+    """An append-only, hash-chained log of records, on SQLite by default.
+
+    ``path`` is a file (created when missing, unless ``create=False``) or
+    ``":memory:"``. Several threads may share one log and several processes
+    may each open the same file. A file that is not an audit log (another
+    SQLite database, a damaged one, anything else) raises :class:`AuditError`
+    and is left untouched. ``storage=`` takes any :class:`purposeguard._storage.Storage`
+    instead of SQLite.
+
+    >>> log = AuditLog(":memory:")
+    >>> log.append({"kind": "note", "text": "hello"})
+    1
+    >>> log.verify().ok
+    True
+    """
+
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        create: bool = True,
+        readonly: bool = False,
+        synchronous: str = "full",
+        max_bytes: int | None = None,
+        storage: Storage | None = None,
+    ) -> None:
+        if storage is None:
+            if not isinstance(path, (str, Path)) or not str(path):
+                raise AuditError(f"an audit log needs a file path or ':memory:', not {path!r}")
+            storage = SQLiteStorage(
+                path, create=create, readonly=readonly, synchronous=synchronous, max_bytes=max_bytes
+            )
+        self.storage = storage
+        self.path = storage.location
+        self.log_id = storage.log_id
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<AuditLog {self.path!r}>"
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def append(self, record: Record | Mapping[str, Any]) -> int:
+        """Append one record (stored as ``record.to_dict()``); returns its seq once it is committed."""
+        return self.append_many([record])[0]
+
+    def append_many(self, records: Sequence[Record | Mapping[str, Any]]) -> list[int]:
+        """Append records in one transaction: all of them or none."""
+        return self.storage.append([encode(r) for r in records])
+
+    def records(self, start: int = 1) -> Iterator[AuditEntry]:
+        """Every entry from seq ``start`` on, in order."""
+        for stored in self.storage.entries(start):
+            yield _as_entry(stored)
+
+    def tail(self, n: int = 10) -> list[AuditEntry]:
+        """The last ``n`` entries, oldest first."""
+        return [_as_entry(s) for s in self.storage.last(n)]
+
+    def __len__(self) -> int:
+        return self.storage.head()[0]
+
+    def verify(self) -> VerifyResult:
+        """Walk the chain: every record present, in place, unaltered, up to the recorded end."""
+        expected = 1
+        prev = GENESIS
+        # hash -> seq of every good record, to tell an insertion from an alteration.
+        seen: dict[str, int] = {GENESIS: 0}
+        for entry in self.storage.entries():
+            if entry.seq > expected:
+                missing = f"{expected}" if entry.seq == expected + 1 else f"{expected}-{entry.seq - 1}"
+                return VerifyResult(
+                    False, expected - 1, expected, f"record {missing} is missing (deleted)"
+                )
+            own = link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data)
+            follows = seen.get(entry.prev_hash)
+            if entry.prev_hash != prev and follows is not None and follows < expected - 1:
+                first = follows + 1
+                return VerifyResult(
+                    False,
+                    expected - 1,
+                    first,
+                    f"record {first} was inserted or moved: record {entry.seq}'s content "
+                    f"follows record {follows}",
+                )
+            if own != entry.hash:
+                return VerifyResult(
+                    False,
+                    expected - 1,
+                    entry.seq,
+                    f"record {entry.seq} was altered or moved: its hash does not match its content",
+                )
+            if entry.prev_hash != prev:
+                if entry.seq == 1:
+                    return VerifyResult(False, 0, 1, "record 1 does not start the chain")
+                return VerifyResult(
+                    False,
+                    expected - 1,
+                    entry.seq - 1,
+                    f"record {entry.seq - 1} was altered: record {entry.seq} does not follow it",
+                )
+            seen[entry.hash] = entry.seq
+            prev = entry.hash
+            expected += 1
+        count = expected - 1
+        head_seq, head_hash = self.storage.head()
+        if head_seq > count:
+            return VerifyResult(
+                False,
+                count,
+                count + 1,
+                f"record {count + 1} is missing (deleted): the log ends at record {count} "
+                f"but {head_seq} were written",
+            )
+        if head_seq < count:
+            return VerifyResult(
+                False, count, head_seq + 1, f"record {head_seq + 1} was inserted after the recorded end"
+            )
+        if head_hash != prev:
+            return VerifyResult(
+                False, count, count, f"record {count} was altered: it is not the recorded end"
+            )
+        return VerifyResult(True, count)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.storage.close()
+
+
+# -- the sink --------------------------------------------------------------------
+
+
+class AuditSink:
+    """Writes records to an :class:`AuditLog` off the caller's thread, in batches.
+
+    A handler for :func:`purposeguard.on_record`: calling it appends the record
+    to an in-memory queue (no I/O) that a writer thread commits every
+    ``interval`` seconds or every ``batch_size`` records. Consent changes and
+    disclosures are written before the call returns.
+
+    When the log cannot keep records (a full disk, a read-only file), the
+    writer logs the failure, keeps the records and retries; until it
+    succeeds again every record handed to the sink raises
+    :class:`purposeguard._runtime.SinkFailure`, which the runtime turns into
+    a denial for enforce-mode records (fail closed). If the queue reaches
+    ``max_pending`` the caller writes a batch itself rather than drop any.
+    """
+
+    def __init__(
+        self,
+        log: AuditLog,
+        *,
+        batch_size: int = 512,
+        interval: float = 0.05,
+        max_pending: int = 100_000,
+        owns_log: bool = False,
+    ) -> None:
+        self.log = log
+        self.batch_size = batch_size
+        self.interval = interval
+        self.max_pending = max_pending
+        self.owns_log = owns_log
+        self.error: AuditError | None = None
+        self.written = 0
+        self._pending: collections.deque[Record] = collections.deque()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="purposeguard-audit", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"<AuditSink {self.log.path!r} pending={len(self._pending)}>"
+
+    def __call__(self, record: Record) -> None:
+        ref = getattr(record, "audit_ref", None)
+        if isinstance(ref, str) and ref.partition(":")[0] == self.log.log_id:
+            return  # already appended to this very log by its producer
+        if getattr(record, "kind", None) in SYNCHRONOUS_KINDS:
+            self._write_now(record)
+            return
+        self._pending.append(record)
+        error = self.error
+        if error is not None:
+            raise SinkFailure(f"audit log {self.log.path} cannot keep records: {error.reason}")
+        pending = len(self._pending)
+        if pending >= self.batch_size:
+            self._wake.set()
+            if pending >= self.max_pending:
+                self._drain()  # back-pressure on the producer, not a lost record
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush(self) -> None:
+        """Write everything queued so far; raises :class:`AuditError` if the log cannot keep it."""
+        self._drain()
+        if self._pending and self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """Stop the writer after a last flush (failures are logged), and close an owned log."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout=10)
+        try:
+            self._drain()
+        finally:
+            if self._pending:
+                logger.error(
+                    "purposeguard audit log %s: %d records could not be written before closing (%s)",
+                    self.log.path,
+                    len(self._pending),
+                    self.error.reason if self.error else "unknown error",
+                )
+            if self.owns_log:
+                self.log.close()
+
+    # -- writing ----------------------------------------------------------------
+
+    def _write_now(self, record: Record) -> None:
+        with self._write_lock:
+            self._drain_locked()
+            try:
+                self.log.append(record)
+            except AuditError as error:
+                self._failed(error)
+                raise SinkFailure(f"audit log {self.log.path} cannot keep records: {error.reason}") from None
+            self.written += 1
+
+    def _drain(self) -> None:
+        with self._write_lock:
+            self._drain_locked()
+
+    def _drain_locked(self) -> None:
+        pending = self._pending
+        while pending:
+            batch: list[Record] = []
+            while pending and len(batch) < self.batch_size:
+                batch.append(pending.popleft())
+            try:
+                items = []
+                for record in batch:
+                    try:
+                        items.append(encode(record))
+                    except AuditError as error:
+                        # A record no log can hold (not JSON, a labelled value): say so, keep going.
+                        logger.error("purposeguard audit: skipping a %s record: %s", getattr(record, "kind", "?"), error)
+                self.log.storage.append(items)
+            except AuditError as error:
+                pending.extendleft(reversed(batch))
+                self._failed(error)
+                return
+            self.written += len(batch)
+            if self.error is not None:
+                logger.warning("purposeguard audit log %s: writing again", self.log.path)
+                self.error = None
+
+    def _failed(self, error: AuditError) -> None:
+        if self.error is None:
+            logger.error(
+                "purposeguard audit log %s cannot keep records (%s); %d pending, retrying; "
+                "enforce mode denies until it recovers",
+                self.log.path,
+                error.reason,
+                len(self._pending),
+            )
+        self.error = error
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stopping:
+                return
+            if self._pending:
+                try:
+                    self._drain()
+                except Exception:  # pragma: no cover - the writer must never die silently
+                    logger.exception("purposeguard audit writer failed")
+
+
+class _Attached:
+    __slots__ = ("sink", "unsubscribe", "lock")
+
+    def __init__(self) -> None:
+        self.sink: AuditSink | None = None
+        self.unsubscribe: Callable[[], None] | None = None
+        self.lock = threading.Lock()
+
+
+_ATTACHED = _Attached()
+
+
+def attach(audit: str | Path | AuditLog | AuditSink, **options: Any) -> AuditSink:
+    """Send every record (violations, declassifications, consent changes,
+    disclosures) to an audit log: a path, an :class:`AuditLog` or an
+    :class:`AuditSink`. Replaces a sink attached before. ``options`` go to
+    :class:`AuditSink` (``batch_size``, ``interval``, ``max_pending``).
+
+    ``pg.configure(audit=path)`` calls this; ``pg.configure(audit=False)``
+    calls :func:`detach`.
+    """
+    if isinstance(audit, AuditSink):
+        sink = audit
+    elif isinstance(audit, AuditLog):
+        sink = AuditSink(audit, **options)
+    elif isinstance(audit, (str, Path)) and str(audit):
+        sink = AuditSink(AuditLog(audit), owns_log=True, **options)
+    else:
+        raise AuditError(f"audit= takes a path, an AuditLog or False, not {audit!r}")
+    detach()
+    with _ATTACHED.lock:
+        _ATTACHED.sink = sink
+        _ATTACHED.unsubscribe = on_record(sink)
+    return sink
+
+
+def attached() -> AuditSink | None:
+    """The sink :func:`attach` installed, if any."""
+    return _ATTACHED.sink
+
+
+def detach() -> None:
+    """Stop sending records to the audit log, after writing those queued."""
+    with _ATTACHED.lock:
+        sink, unsubscribe = _ATTACHED.sink, _ATTACHED.unsubscribe
+        _ATTACHED.sink = _ATTACHED.unsubscribe = None
+    if unsubscribe is not None:
+        unsubscribe()
+    if sink is not None:
+        sink.close()
+
+
+_INHERITED: list[AuditSink] = []
+
+
+def _after_fork_in_child() -> None:
+    # A forked worker (gunicorn, Celery prefork) inherits the sink but not its
+    # writer thread, and must not share the parent's SQLite connection: give
+    # it its own sink on the same file. The parent writes what it had queued.
+    sink = _ATTACHED.sink
+    if sink is None:
+        return
+    _ATTACHED.lock = threading.Lock()  # another parent thread may have held it
+    unsubscribe = _ATTACHED.unsubscribe
+    _ATTACHED.sink = _ATTACHED.unsubscribe = None
+    if unsubscribe is not None:
+        unsubscribe()
+    # Never closed here: closing the parent's connection in the child is unsafe.
+    _INHERITED.append(sink)
+    if sink.owns_log and sink.log.path != ":memory:":
+        try:
+            attach(sink.log.path, batch_size=sink.batch_size, interval=sink.interval, max_pending=sink.max_pending)
+        except AuditError as error:
+            logger.error("purposeguard audit: the forked process has no audit sink: %s", error)
+    else:
+        logger.warning(
+            "purposeguard audit: a forked process does not inherit an audit sink built on an "
+            "AuditLog object; call attach() in the child"
+        )
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    sink = _ATTACHED.sink
+    if sink is not None:
+        try:
+            sink.flush()
+        except Exception as error:  # noqa: BLE001 - exiting: report, never raise
+            logger.error("purposeguard audit: records lost at exit: %s", error)

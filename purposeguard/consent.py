@@ -1,0 +1,322 @@
+"""Tenants' consent: "unless the customer says otherwise", made executable.
+
+A :class:`ConsentStore` records, per tenant, grants of a purpose for
+categories, with who granted them, when, and an optional expiry. The guard
+consults it only for denials decided by a ``consentable`` rule (DESIGN §4,
+step 5)::
+
+    store = ConsentStore("consent.db")
+    store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    pg.configure("trust-center", consents=store)
+
+Every change is appended to the store's audit log in the same transaction
+(all or nothing) and dispatched as a :class:`ConsentChange` record, so an
+attached audit sink and telemetry see it too. A revocation or an expiry
+applies to the very next decision: the policy memoises base decisions, never
+consent outcomes, and the store re-reads its grants whenever another
+connection or process has changed the file.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ._errors import PolicyError, UnknownKeyError
+from ._policy import Policy
+from ._records import Record
+from ._runtime import SinkFailure, get_guard, logger
+from ._storage import AuditError, Grant, Revoke
+from ._taxonomy import ancestors
+from .audit import AuditLog, encode
+
+__all__ = ["ConsentChange", "ConsentStore", "Grant"]
+
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}\Z")
+
+
+# Not frozen, like the core's records (a frozen subclass of a non-frozen
+# Record is not allowed); sinks treat records as read-only.
+@dataclass(slots=True)
+class ConsentChange(Record):
+    """A consent granted or revoked (``action``), by whom (``actor``), for what.
+
+    ``audit_ref`` is ``"<log id>:<seq>"`` of the entry that already holds
+    this change, so a sink writing to that same log does not write it twice.
+    """
+
+    action: str
+    tenant: str
+    purpose: str
+    categories: tuple[str, ...]
+    actor: str
+    rules: tuple[str, ...]
+    expires_at: float | None
+    timestamp: float
+    audit_ref: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "consent"
+
+
+class ConsentStore:
+    """Consent grants per tenant, kept in SQLite beside an audit log.
+
+    ``path_or_audit`` is a file path (``":memory:"`` for tests) or an
+    :class:`~purposeguard.audit.AuditLog` whose file also holds the grants.
+    ``policy`` decides which grants are acceptable (default: the active
+    guard's policy at the time of each change). ``tenants`` lists the known
+    tenants (or is a predicate); without it any well-formed tenant id is
+    accepted. ``clock`` returns the current time in seconds (tests pass
+    their own to move time).
+
+    >>> store = ConsentStore(":memory:")
+    >>> _ = store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    >>> store.has_consent("contoso", "improvement", "customer_data.content.email")
+    True
+    """
+
+    def __init__(
+        self,
+        path_or_audit: str | Path | AuditLog = ":memory:",
+        *,
+        policy: Policy | None = None,
+        tenants: Iterable[str] | Callable[[str], bool] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(path_or_audit, AuditLog):
+            self.audit = path_or_audit
+            self._owns_log = False
+        else:
+            self.audit = AuditLog(path_or_audit)
+            self._owns_log = True
+        self.policy = policy
+        if tenants is None or callable(tenants):
+            self._is_tenant: Callable[[str], bool] | None = tenants
+        else:
+            known = frozenset(tenants)
+            self._is_tenant = known.__contains__
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._by_tenant: dict[str, tuple[Grant, ...]] = {}
+
+    def __repr__(self) -> str:
+        return f"<ConsentStore {self.audit.path!r}>"
+
+    # -- changes ------------------------------------------------------------------
+
+    def grant(
+        self,
+        tenant: str,
+        purpose: str,
+        categories: str | Iterable[str],
+        *,
+        granted_by: str,
+        expires_at: float | datetime | None = None,
+    ) -> ConsentChange:
+        """Record that ``tenant`` consents to ``purpose`` for ``categories``.
+
+        Accepted only where the rule deciding each category for ``purpose`` is
+        ``consentable``; otherwise :class:`PolicyError` names the rule.
+        Granting again replaces the earlier grant (and its expiry).
+        """
+        policy = self._policy()
+        tenant = self._tenant(tenant)
+        purpose = policy.taxonomy.require_purpose(purpose)
+        keys = self._categories(policy, categories)
+        actor = _actor(granted_by, "granted_by")
+        now = float(self.clock())
+        expiry = _expiry(expires_at, now)
+        rules = []
+        for category in keys:
+            allowed, rule, consentable = policy.cell(category, purpose)
+            decided_by = f"rule {rule.id!r}" if rule else "the policy default"
+            if allowed:
+                raise PolicyError(
+                    f"{category} is already allowed for {purpose} by {decided_by}: consent is not needed",
+                    rule=rule.id if rule else None,
+                    field="purpose",
+                )
+            if not consentable:
+                raise PolicyError(
+                    f"consent cannot allow {category} for {purpose}: {decided_by} is not consentable",
+                    rule=rule.id if rule else None,
+                    field="purpose",
+                )
+            assert rule is not None  # a consentable cell always has its rule
+            if rule.id not in rules:
+                rules.append(rule.id)
+        change = ConsentChange(
+            action="grant",
+            tenant=tenant,
+            purpose=purpose,
+            categories=keys,
+            actor=actor,
+            rules=tuple(rules),
+            expires_at=expiry,
+            timestamp=now,
+        )
+        grants = [Grant(tenant, purpose, category, actor, now, expiry) for category in keys]
+        return self._commit(change, grants=grants)
+
+    def revoke(
+        self,
+        tenant: str,
+        purpose: str,
+        categories: str | Iterable[str] | None = None,
+        *,
+        revoked_by: str,
+    ) -> ConsentChange:
+        """Withdraw ``tenant``'s consent to ``purpose`` (for ``categories``, or
+        all of them); applies to the next decision. Revoking a consent that
+        was never granted raises :class:`PolicyError` and records nothing."""
+        policy = self._policy()
+        tenant = self._tenant(tenant)
+        purpose = policy.taxonomy.require_purpose(purpose)
+        keys = None if categories is None else self._categories(policy, categories)
+        actor = _actor(revoked_by, "revoked_by")
+        change = ConsentChange(
+            action="revoke",
+            tenant=tenant,
+            purpose=purpose,
+            categories=keys or (),
+            actor=actor,
+            rules=(),
+            expires_at=None,
+            timestamp=float(self.clock()),
+        )
+        return self._commit(change, revoke=Revoke(tenant, purpose, keys))
+
+    def _commit(
+        self, change: ConsentChange, *, grants: builtins.list[Grant] | None = None, revoke: Revoke | None = None
+    ) -> ConsentChange:
+        try:
+            seq = self.audit.storage.append([encode(change)], grants=grants or (), revoke=revoke)[0]
+        except LookupError as error:
+            raise PolicyError(str(error), field="categories") from None
+        with self._lock:
+            self._by_tenant.pop(change.tenant, None)
+            self._load(change.tenant)
+        recorded = dataclasses.replace(change, audit_ref=f"{self.audit.log_id}:{seq}")
+        try:
+            get_guard().dispatch(recorded)
+        except SinkFailure as failure:
+            # The change is committed and proven in this store's own log; an
+            # attached sink elsewhere that failed has logged why.
+            logger.error("consent change kept in %s but not in the attached audit sink: %s", self.audit.path, failure)
+        return recorded
+
+    # -- reading ----------------------------------------------------------------
+
+    def list(self, tenant: str | None = None, *, include_expired: bool = False) -> builtins.list[Grant]:
+        """The grants recorded (for one tenant, or all), one per category."""
+        if tenant is not None:
+            tenant = self._tenant(tenant)
+        grants = self.audit.storage.grants(tenant)
+        if include_expired:
+            return grants
+        now = float(self.clock())
+        return [g for g in grants if g.active(now)]
+
+    def has_consent(self, tenant: str, purpose: str, category: str) -> bool:
+        """Has ``tenant`` an unexpired grant of ``purpose`` (or an ancestor) for
+        ``category`` (or an ancestor)? The guard's :class:`ConsentLookup`."""
+        with self._lock:
+            try:
+                if self.audit.storage.changed():
+                    self._by_tenant.clear()
+            except AuditError as error:
+                # Deciding on a store that cannot be read: no consent (the deny stands).
+                logger.error("consent store %s unreadable, treating as no consent: %s", self.audit.path, error)
+                return False
+            grants = self._by_tenant.get(tenant)
+            if grants is None:
+                grants = self._load(tenant)
+        if not grants:
+            return False
+        purposes = ancestors(purpose)
+        categories = ancestors(category)
+        now = self.clock()
+        for grant in grants:
+            if grant.purpose in purposes and grant.category in categories and grant.active(now):
+                return True
+        return False
+
+    def _load(self, tenant: str) -> tuple[Grant, ...]:
+        try:
+            grants = tuple(self.audit.storage.grants(tenant))
+        except AuditError as error:
+            logger.error("consent store %s unreadable: %s", self.audit.path, error)
+            return ()
+        self._by_tenant[tenant] = grants
+        return grants
+
+    def close(self) -> None:
+        if self._owns_log:
+            self.audit.close()
+
+    def __enter__(self) -> ConsentStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- validation ---------------------------------------------------------------
+
+    def _policy(self) -> Policy:
+        return self.policy if self.policy is not None else get_guard().policy
+
+    def _tenant(self, tenant: object) -> str:
+        if not isinstance(tenant, str) or not _TENANT.match(tenant):
+            raise PolicyError(
+                f"malformed tenant id {tenant!r} (letters, digits and _.:@- , at most 200)", field="tenant"
+            )
+        if self._is_tenant is not None and not self._is_tenant(tenant):
+            raise UnknownKeyError(tenant, "tenant", field="tenant")
+        return tenant
+
+    @staticmethod
+    def _categories(policy: Policy, categories: str | Iterable[str]) -> tuple[str, ...]:
+        if isinstance(categories, str):
+            categories = (categories,)
+        try:
+            keys = tuple(dict.fromkeys(categories))
+        except TypeError:
+            raise PolicyError("categories must be a category key or a list of them", field="categories") from None
+        if not keys:
+            raise PolicyError("name at least one category", field="categories")
+        for key in keys:
+            policy.taxonomy.require_category(key)
+        return tuple(sorted(keys))
+
+
+def _actor(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PolicyError(f"{name} must name who made the change", field=name)
+    if getattr(type(value), "_pg_kind", None) is not None:
+        raise PolicyError(f"{name} must not be a labelled value", field=name)
+    return value
+
+
+def _expiry(value: float | datetime | None, now: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise PolicyError("expires_at must be timezone-aware", field="expires_at")
+        stamp = value.timestamp()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        stamp = float(value)
+    else:
+        raise PolicyError("expires_at must be a datetime or seconds since the epoch", field="expires_at")
+    if stamp <= now:
+        raise PolicyError("expires_at is already past", field="expires_at")
+    return stamp

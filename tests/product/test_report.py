@@ -1,0 +1,140 @@
+"""The data-use report: built from audit records, a code scan and the policy."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from purposeguard import Policy
+from purposeguard._scan import scan
+from purposeguard.report import build_report, render_html, render_markdown, write_report
+
+T0 = 1_790_000_000.0  # 2026-09-21 14:13:20Z
+
+
+def violation(rule: str | None, category: str, purpose: str, at: float, **extra: object) -> tuple:
+    data = {
+        "kind": "violation", "category": category, "purpose": purpose, "rule": rule, "via": "argument",
+        "function": "app.handlers.f", "tenant": "contoso", "mode": "trace", "timestamp": at, **extra,
+    }
+    return ("violation", at, data)
+
+
+ENTRIES = [
+    violation("no-advertising", "customer_data.content.email", "advertising", T0 + 30),
+    violation("no-advertising", "customer_data.content.email", "advertising", T0 + 10),
+    violation("no-advertising", "customer_data", "advertising", T0 + 50, tenant="fabrikam"),
+    violation(None, "payment_data", "marketing", T0 + 20),
+    ("declassification", T0 + 5, {
+        "transform": "usage-aggregate", "from_categories": ["customer_data.content.email"], "to": "usage_data",
+        "function": "app.handlers.mailbox_size", "purpose": "service.communications", "tenant": "contoso",
+    }),
+    ("consent", T0 + 1, {"action": "grant", "tenant": "contoso", "purpose": "improvement",
+                         "categories": ["customer_data"], "actor": "admin@contoso"}),
+    ("disclosure", T0 + 2, {"case": "LE-1", "tenant": "contoso", "purpose": "disclosure.compelled",
+                            "categories": ["customer_data"], "fields": ["owner"], "notified": True}),
+]
+
+
+@pytest.fixture
+def report(sample_tree: Path) -> dict:
+    return build_report(ENTRIES, scan(sample_tree), Policy.load("trust-center"), now=T0 + 100)
+
+
+def test_violations_are_grouped_by_rule_with_counts_and_first_and_last_seen(report: dict) -> None:
+    groups = {g["rule"]: g for g in report["violations"]}
+    assert list(groups) == ["no-advertising", "(policy default)"]  # most frequent first
+    ads = groups["no-advertising"]
+    assert ads["count"] == 3
+    assert (ads["first_seen"], ads["last_seen"]) == (T0 + 10, T0 + 50)
+    assert ads["first_seen_text"] == "2026-09-21 14:13:30Z"
+    assert ads["categories"] == ["customer_data", "customer_data.content.email"]
+    assert ads["tenants"] == ["contoso", "fabrikam"]
+    assert groups["(policy default)"]["count"] == 1
+
+
+def test_data_map_shows_declared_and_observed_flows_with_the_policy_verdict(report: dict) -> None:
+    cells = {(row["category"], c["purpose"]): c for row in report["data_map"]["rows"] for c in row["cells"]}
+    spam = cells["customer_data.content.email", "service.security"]
+    assert spam["declared"] == ["app.handlers.scan_for_spam"] and spam["policy"] == "allowed"
+    ads = cells["customer_data.content.email", "advertising"]
+    assert ads["declared"] == ["app.handlers.recommend_ads"] and ads["violations"] == 2
+    assert ads["policy"] == "denied"
+    assert cells["customer_data", "improvement"]["consents"] == 1
+    assert cells["customer_data", "improvement"]["policy"] == "consent"
+    assert cells["customer_data", "disclosure.compelled"]["disclosures"] == 1
+    assert cells["usage_data", "service.communications"]["declassifications"] == 1
+    assert report["data_map"]["purposes"][:2] == ["service.operations", "service.security"]  # taxonomy order
+
+
+def test_declassifications_consents_and_disclosures_are_listed(report: dict) -> None:
+    (usage,) = report["declassifications"]
+    assert (usage["transform"], usage["count"], usage["from"], usage["to"]) == (
+        "usage-aggregate", 1, ["customer_data.content.email"], "usage_data"
+    )
+    assert report["consents"][0]["fields"]["actor"] == "admin@contoso"
+    assert report["disclosures"][0]["fields"]["case"] == "LE-1"
+
+
+def test_code_section_lists_findings_and_skipped_files(report: dict) -> None:
+    code = report["code"]
+    assert code["skipped"] == [{"path": "app/broken.py", "reason": code["skipped"][0]["reason"]}]
+    assert any(f["function"] == "app.handlers.scan_for_spam" for f in code["findings"])
+    assert code["unknown_keys"] == []
+
+
+def test_keys_the_policy_does_not_define_are_flagged(tmp_path: Path) -> None:
+    (tmp_path / "svc.py").write_text(
+        "import purposeguard as pg\n@pg.purpose('servcie.operations')\n@pg.transform('nope')\ndef f(): pass\n"
+    )
+    report = build_report([], scan(tmp_path), Policy.load("trust-center"))
+    assert [(u["key"], u["kind"], u["where"]) for u in report["code"]["unknown_keys"]] == [
+        ("servcie.operations", "purpose", "svc.py:2"),
+        ("nope", "transform", "svc.py:3"),
+    ]
+    assert "servcie.operations" in render_html(report)
+
+
+def test_the_decision_matrix_is_the_policy_s(report: dict) -> None:
+    matrix = report["matrix"]["matrix"]
+    assert set(matrix) == set(Policy.load("trust-center").taxonomy.purposes)
+    assert matrix["advertising"]["customer_data"]["allowed"] is False
+    assert matrix["service.security"]["customer_data.content"]["allowed"] is True
+
+
+def test_html_is_self_contained(report: dict) -> None:
+    page = render_html(report)
+    for forbidden in ("<script", "http://", "https://", "src=", "url(", "@import", "<link", "<iframe"):
+        assert forbidden not in page.lower(), forbidden
+    assert "default-src 'none'" in page
+
+
+def test_markdown_twin_has_the_same_sections_and_counts(report: dict) -> None:
+    text = render_markdown(report)
+    for title in ("## Summary", "## Data map", "## Violations by rule", "## Declassifications", "## Consents",
+                  "## Disclosures", "## Decision matrix", "## Declared in code", "### Files skipped"):
+        assert title in text
+    assert "| no-advertising | 3 | 2026-09-21 14:13:30Z | 2026-09-21 14:14:10Z |" in text
+    assert "| (policy default) | 1 |" in text
+    assert "V2 [denied]" in text  # email x advertising: two violations observed
+
+
+def test_html_escapes_what_it_shows() -> None:
+    hostile = violation("<b>rule</b>", "customer_data", "advertising", T0, function="<script>x</script>")
+    page = render_html(build_report([hostile], None, Policy.load("trust-center")))
+    assert "<script>x" not in page and "&lt;script&gt;x" in page
+
+
+def test_write_report_accepts_entries_and_writes_both_files(tmp_path: Path, sample_tree: Path) -> None:
+    html_path, md_path = write_report(tmp_path / "out", audit=ENTRIES, source=sample_tree)
+    assert html_path.read_text().startswith("<!DOCTYPE html>")
+    assert md_path.read_text().startswith("# Data-use report")
+    assert re.search(r'data-rule="no-advertising">no-advertising</td><td class="count" data-count="3"',
+                     html_path.read_text())
+
+
+def test_report_data_is_json(report: dict) -> None:
+    assert json.loads(json.dumps(report))["violations"][0]["count"] == 3

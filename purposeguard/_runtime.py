@@ -227,7 +227,7 @@ class Guard:
 
     # -- checking ---------------------------------------------------------------
 
-    def allowed_without_consent(self, labels: frozenset[str], purpose: str) -> bool:
+    def allowed_without_consent(self, labels: frozenset[str], purpose: str, *, count: bool = True) -> bool:
         """True when the memoised decision for ``labels`` allows ``purpose``.
 
         The hot path's shortcut: an allowed base decision needs no tenant and
@@ -240,7 +240,7 @@ class Guard:
         decision = memo.get(labels)
         if decision is None or not decision.allowed:
             return False
-        if COUNTERS.enabled:
+        if count and COUNTERS.enabled:  # count=False: a re-ask after check_labels counted it
             COUNTERS.count(purpose, "allowed")
         return True
 
@@ -373,7 +373,7 @@ class Guard:
                     handler(record)
                 except SinkFailure as failure:
                     logger.error("purposeguard could not keep a record: %s", failure)
-                    if getattr(record, "mode", "enforce") == "enforce":
+                    if getattr(record, "mode", self.mode) == "enforce":
                         must_keep = failure
                 except Exception:
                     key = id(handler)
@@ -569,6 +569,10 @@ def check_zone(
     """Check the zone's categories not already checked as arguments (via=context)."""
     rest = state.categories - already if already else state.categories
     if rest:
+        # Every guarded call in a request lands here: a zone already allowed
+        # for this purpose costs one memo lookup.
+        if guard.allowed_without_consent(rest, purpose):
+            return
         guard.check_labels(
             rest, purpose, via="context", function=function, tenant=state.tenant, context=True
         )

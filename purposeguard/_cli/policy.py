@@ -35,6 +35,9 @@ def register(subparsers: Any) -> None:
     explain.add_argument("purpose")
     explain.add_argument("--tenant", default=None)
     explain.add_argument("--policy", default="trust-center", help="pack name or TOML file")
+    explain.add_argument(
+        "--consents", default=None, metavar="PATH", help="an audit/consent SQLite file whose grants apply"
+    )
     explain.set_defaults(handler=_explain)
 
 
@@ -138,5 +141,13 @@ def _check(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     policy = Policy.load(args.policy)
     consents = None
+    if args.consents is not None:
+        from pathlib import Path
+
+        from ..consent import ConsentStore
+
+        if not Path(args.consents).is_file():
+            raise CommandError(f"purposeguard explain: no such consent file: {args.consents}")
+        consents = ConsentStore(args.consents, policy=policy)
     print(policy.explain(args.category, args.purpose, tenant=args.tenant, consents=consents))
     return 0

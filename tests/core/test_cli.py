@@ -92,3 +92,17 @@ def test_console_script_and_module_entry_points() -> None:
         assert "service.communications" in done.stdout
     done = subprocess.run([str(exe), "policy", "check", "/nope.toml"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_explain_applies_recorded_consent(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from purposeguard.consent import ConsentStore
+
+    path = tmp_path / "consents.sqlite"
+    store = ConsentStore(str(path))
+    store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    code, out, _ = run(capsys, "explain", "customer_data.content.email", "improvement", "--tenant", "contoso", "--consents", str(path))
+    assert code == 0 and "allowed" in out.splitlines()[0] and "consented" in out
+    code, out, _ = run(capsys, "explain", "customer_data.content.email", "improvement", "--tenant", "fabrikam", "--consents", str(path))
+    assert code == 0 and "denied" in out.splitlines()[0]
+    code, _, err = run(capsys, "explain", "customer_data", "improvement", "--consents", str(tmp_path / "none.sqlite"))
+    assert code == 1 and err.count("\n") == 1

@@ -486,3 +486,28 @@ def test_purpose_follows_threads_started_with_a_copied_context() -> None:
         thread.start()
         thread.join()
     assert seen == ["service.security"]
+
+
+def test_a_sink_that_cannot_keep_records_denies_only_in_enforce_mode(content: str) -> None:
+    from purposeguard._runtime import SinkFailure
+
+    def lost(_: Any) -> None:
+        raise SinkFailure("disk full")
+
+    pg.configure("trust-center", mode="trace")
+
+    @pg.transform("usage-aggregate")
+    def size(text: str) -> int:
+        return len(text)
+
+    stop = pg.on_record(lost)
+    try:
+        pg.check(content, "advertising")  # trace: recorded (or not), never raised
+        size(content)  # a declassification in trace mode proceeds too
+        pg.configure("trust-center", mode="enforce")
+        with pytest.raises(SinkFailure):
+            pg.check(content, "improvement")
+        with pytest.raises(SinkFailure):
+            size(content)
+    finally:
+        stop()

@@ -24,6 +24,8 @@ from ._runtime import check_zone, get_guard, require_purpose_key
 
 __all__ = ["purpose"]
 
+_EMPTY: frozenset[str] = frozenset()
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Tokens of ``with purpose(...)`` blocks, per context, so one purpose object
@@ -68,11 +70,12 @@ def _entry_check(purpose_key: str, name: str, values: tuple[Any, ...]) -> None:
 def _learn(purpose_key: str, values: tuple[Any, ...]) -> None:
     """Remember labelled classes among ``values`` as allowed for the purpose.
 
-    Only while FLAGS.fast holds (the process-wide guard decides) and only for
+    Only while no guard is activated for one context (the process-wide guard
+    decides; zones do not matter, the shortcut is taken outside them) and only for
     classes that carry their labels themselves (labelled str and bytes).
     Every label set of an allowed union is allowed on its own.
     """
-    if not FLAGS.fast or _ACTIVE_GUARD.get() is not None:
+    if not FLAGS.fast_unzoned or _ACTIVE_GUARD.get() is not None:
         return
     allowed = fast_allowed(purpose_key)
     for value in values:
@@ -83,27 +86,58 @@ def _learn(purpose_key: str, values: tuple[Any, ...]) -> None:
 
 def _learn_if_allowed(guard: Any, purpose_key: str, values: tuple[Any, ...]) -> None:
     labels = labels_in_values(values)
-    if labels and guard.allowed_without_consent(labels, purpose_key):
+    if labels and guard.allowed_without_consent(labels, purpose_key, count=False):
         _learn(purpose_key, values)
 
 
 def _entry_check_in_zone(
     purpose_key: str, name: str, values: tuple[Any, ...], labels: frozenset[str], state: Any
 ) -> None:
-    guard = get_guard()
     if labels:
         state.add(labels)
-        if not guard.allowed_without_consent(labels, purpose_key):
-            guard.check_labels(
-                labels, purpose_key, via="argument", function=name, tenant=_tenant_in(values)
-            )
+    # The arguments' labels are part of the zone now: a zone allowed as a
+    # whole allows them too (a set is allowed when each category is).
+    if _zone_allows(state, purpose_key):
+        return
+    epoch = FLAGS.epoch  # before the guard: a policy change meanwhile invalidates it
+    categories = state.categories
+    guard = get_guard()
+    if labels and not guard.allowed_without_consent(labels, purpose_key):
+        guard.check_labels(labels, purpose_key, via="argument", function=name, tenant=_tenant_in(values))
     check_zone(guard, state, purpose_key, labels, name)
+    _remember_zone(guard, state, purpose_key, categories, epoch)
+
+
+def _zone_allows(state: Any, purpose_key: str) -> bool:
+    """The zone's whole category set was allowed for this purpose, under the
+    process-wide guard and the policy in force now."""
+    seen = state.allowed.get(purpose_key)
+    if seen is not None and seen[0] is state.categories and seen[1] == FLAGS.epoch and FLAGS.fast_unzoned:
+        hits = FAST_HITS.get(purpose_key)
+        if hits is not None:
+            hits[0] += 1
+        return True
+    return False
+
+
+def _remember_zone(guard: Any, state: Any, purpose_key: str, categories: frozenset[str], epoch: int) -> None:
+    if categories and FLAGS.fast_unzoned and guard.allowed_without_consent(categories, purpose_key, count=False):
+        state.allowed[purpose_key] = (categories, epoch)
 
 
 def _zone_check(purpose_key: str, name: str) -> None:
     state = ZONE.get()
-    if state is not None and state.categories:
-        check_zone(get_guard(), state, purpose_key, frozenset(), name)
+    if state is None:
+        return
+    categories = state.categories
+    # Every guarded call of a request lands here: the zone remembers the
+    # category set the process-wide guard last allowed for this purpose.
+    if not categories or _zone_allows(state, purpose_key):
+        return
+    epoch = FLAGS.epoch
+    guard = get_guard()
+    check_zone(guard, state, purpose_key, _EMPTY, name)
+    _remember_zone(guard, state, purpose_key, categories, epoch)
 
 
 def _return_check(purpose_key: str, name: str, value: Any) -> None:
@@ -113,6 +147,8 @@ def _return_check(purpose_key: str, name: str, value: Any) -> None:
     state = ZONE.get() if FLAGS.zones else None
     if state is not None:
         state.add(labels)
+        if _zone_allows(state, purpose_key):
+            return
     guard = get_guard()
     if guard.allowed_without_consent(labels, purpose_key):
         _learn(purpose_key, (value,))
@@ -124,9 +160,9 @@ def _return_check(purpose_key: str, name: str, value: Any) -> None:
 _TEMPLATE = """
 def {name}({params}):
     if {plain_test}:
-        if _pg_F.zones:
+        if _pg_F.zones and _pg_ZG() is not None:
             _pg_zone_check(_pg_P, _pg_N)
-    elif _pg_F.fast and {known_test}:
+    elif (_pg_F.fast or _pg_F.fast_unzoned and _pg_ZG() is None) and {known_test}:
         _pg_HIT[0] += 1
     else:
         _pg_entry_check(_pg_P, _pg_N, {values})
@@ -136,7 +172,7 @@ def {name}({params}):
     finally:
         _pg_reset(_pg_tok)
     _pg_t = _pg_T(_pg_r)
-    if _pg_t not in _pg_NL and not (_pg_F.fast and _pg_t in _pg_OK):
+    if _pg_t not in _pg_NL and not (_pg_t in _pg_OK and (_pg_F.fast or _pg_F.fast_unzoned and _pg_ZG() is None)):
         _pg_return_check(_pg_P, _pg_N, _pg_r)
     return _pg_r
 """
@@ -162,6 +198,7 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         "_pg_return_check": _return_check,
         "_pg_OK": fast_allowed(purpose_key),
         "_pg_HIT": FAST_HITS[purpose_key],
+        "_pg_ZG": ZONE.get,
     }
     params: list[str] = []
     call: list[str] = []

@@ -1,0 +1,344 @@
+"""OpenTelemetry for purposeguard: violations on traces, counters on dashboards.
+
+>>> from purposeguard import otel
+>>> otel.instrument()        # the global tracer and meter providers
+>>> otel.uninstrument()
+
+``pg.configure(telemetry=True)`` is the same as :func:`instrument`. Once on:
+
+* every violation becomes a span event ``purposeguard.violation`` on the
+  *current* span (no span is ever created); in enforce mode the span also
+  records the exception and its status becomes ERROR, in trace mode the
+  status is left alone;
+* counters ``purposeguard.violations`` (category, purpose, rule, mode, via),
+  ``purposeguard.checks`` (purpose, outcome),
+  ``purposeguard.violations.by_function`` (code.function, purpose),
+  ``purposeguard.declassifications`` (transform, category, purpose) and
+  ``purposeguard.disclosures`` (purpose). They are counted in process and
+  reported through observable instruments, so the guarded code never calls
+  the metrics SDK: a check costs a dictionary update, and the SDK reads the
+  totals when its reader collects. Tenants never become metric attributes;
+* every violation is logged on the ``purposeguard`` logger at INFO with the
+  same attributes in ``extra`` (so the OpenTelemetry logging handler carries
+  them to a logs backend). INFO, not WARNING: an application that has not
+  configured logging would otherwise print every trace-mode violation to
+  stderr through :data:`logging.lastResort`. Turn them on with
+  ``logging.getLogger("purposeguard").setLevel(logging.INFO)``.
+
+Attribute and instrument names live in :mod:`purposeguard._otel_attributes`.
+Only ``opentelemetry-api`` is needed to import this module (everything is a
+no-op until an SDK is installed); ``pip install 'purposeguard[otel]'``
+brings the SDK and the Prometheus exporter.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.trace import Status, StatusCode, TracerProvider
+
+from . import _otel_attributes as names
+from ._errors import PurposeViolation
+from ._runtime import COUNTERS, on_record
+
+__all__ = ["LOG_LEVEL", "instrument", "instrumented", "uninstrument"]
+
+logger = logging.getLogger("purposeguard")
+
+#: The level of the per-violation log records (see the module docstring).
+LOG_LEVEL = logging.INFO
+
+# Distinct function names counted in ``purposeguard.violations.by_function``
+# before the rest are counted as ``_other``: names come from code, but a
+# caller passing a computed ``function=`` must not blow up a metrics backend.
+MAX_FUNCTIONS = 1000
+
+_LOG_MESSAGE = "purpose violation: %s may not be used for %s (rule %s, via %s, in %s, %s mode)"
+
+
+def _text(value: object) -> str:
+    # A plain str for OpenTelemetry attributes, whatever subclass arrived
+    # (records hold plain keys; the type test keeps that case cheap).
+    if type(value) is str:
+        return value
+    return str.__str__(value) if isinstance(value, str) else str(value)
+
+
+def _checks_now() -> dict[tuple[str, str], int]:
+    # Counted checks plus the wrappers' shortcut hits for allowed labels.
+    # Another thread may add a purpose while the snapshot iterates; the
+    # second try then sees a settled dictionary.
+    try:
+        return COUNTERS.snapshot()
+    except RuntimeError:
+        return COUNTERS.snapshot()
+
+
+class _Session:
+    """One ``instrument()`` call: its providers, and the counts since then."""
+
+    def __init__(self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None) -> None:
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self.lock = threading.Lock()
+        self.violations: dict[tuple[str, str, str, str, str], int] = {}
+        self.functions: dict[tuple[str, str], int] = {}
+        self.declassifications: dict[tuple[str, str, str | None], int] = {}
+        self.disclosures: dict[str, int] = {}
+        # The check counts are process-wide; report what was counted since now.
+        self.checks_base: dict[tuple[str, str], int] = _checks_now()
+        self.failed: set[str] = set()
+        self.unsubscribe: Callable[[], None] | None = None
+
+    # -- records (called on the guarded code's thread, only on records) ------------------
+
+    def on_record(self, record: Any) -> None:
+        kind = getattr(record, "kind", None)
+        if kind == "violation":
+            self._violation(record)
+        elif kind == "declassification":
+            key = (
+                _text(record.transform),
+                _text(record.to),
+                None if record.purpose is None else _text(record.purpose),
+            )
+            with self.lock:
+                self.declassifications[key] = self.declassifications.get(key, 0) + 1
+        elif kind == "disclosure":
+            purpose = _text(getattr(record, "purpose", None) or "disclosure.compelled")
+            with self.lock:
+                self.disclosures[purpose] = self.disclosures.get(purpose, 0) + 1
+
+    def _violation(self, violation: Any) -> None:
+        category = _text(violation.category)
+        purpose = _text(violation.purpose)
+        rule = names.DEFAULT_RULE if violation.rule is None else _text(violation.rule)
+        mode = _text(violation.mode)
+        via = _text(violation.via)
+        function = _text(violation.function)
+        key = (category, purpose, rule, mode, via)
+        with self.lock:
+            self.violations[key] = self.violations.get(key, 0) + 1
+            fkey = (function, purpose)
+            if fkey not in self.functions and len(self.functions) >= MAX_FUNCTIONS:
+                fkey = (names.OTHER_FUNCTIONS, purpose)
+            self.functions[fkey] = self.functions.get(fkey, 0) + 1
+        attributes: dict[str, str] = {
+            names.CATEGORY: category,
+            names.PURPOSE: purpose,
+            names.RULE: rule,
+            names.MODE: mode,
+            names.VIA: via,
+            names.CODE_FUNCTION: function,
+        }
+        if violation.tenant is not None:
+            attributes[names.TENANT] = _text(violation.tenant)
+        # Each signal on its own: a broken tracing setup must not stop the
+        # counting or the log record, and none of it may reach the host.
+        try:
+            span = trace.get_current_span()
+            if span.is_recording():
+                timestamp = int(violation.timestamp * 1e9) if violation.timestamp else None
+                span.add_event(names.EVENT_VIOLATION, attributes, timestamp)
+                if mode == "enforce":
+                    error = PurposeViolation([violation])
+                    span.record_exception(error, attributes, timestamp)
+                    span.set_status(Status(StatusCode.ERROR, str(error)))
+        except Exception:
+            self._failure("span")
+        try:
+            if logger.isEnabledFor(LOG_LEVEL):
+                logger.log(
+                    LOG_LEVEL, _LOG_MESSAGE, category, purpose, rule, via, function, mode, extra=attributes
+                )
+        except Exception:
+            self._failure("log")
+
+    def _failure(self, what: str) -> None:
+        # Logged once per signal: a broken exporter or SDK would otherwise log
+        # on every violation, and the log itself could become the outage.
+        if what in self.failed:
+            return
+        self.failed.add(what)
+        try:
+            logger.exception(
+                "purposeguard telemetry could not emit a violation on the %s signal; the guarded "
+                "code goes on, counting continues, and further failures of it are not logged",
+                what,
+            )
+        except Exception:  # noqa: S110 - the logging setup itself is what failed
+            pass
+
+    # -- observable callbacks (called by the SDK's reader, off the hot path) ------------
+
+    def observe_violations(self) -> Iterable[Observation]:
+        with self.lock:
+            items = list(self.violations.items())
+        for (category, purpose, rule, mode, via), count in items:
+            yield Observation(
+                count,
+                {
+                    names.CATEGORY: category,
+                    names.PURPOSE: purpose,
+                    names.RULE: rule,
+                    names.MODE: mode,
+                    names.VIA: via,
+                },
+            )
+
+    def observe_functions(self) -> Iterable[Observation]:
+        with self.lock:
+            items = list(self.functions.items())
+        for (function, purpose), count in items:
+            yield Observation(count, {names.CODE_FUNCTION: function, names.PURPOSE: purpose})
+
+    def observe_checks(self) -> Iterable[Observation]:
+        current = _checks_now()
+        base = self.checks_base
+        for (purpose, outcome), count in current.items():
+            count -= base.get((purpose, outcome), 0)
+            if count > 0:
+                yield Observation(count, {names.PURPOSE: purpose, names.OUTCOME: outcome})
+
+    def observe_declassifications(self) -> Iterable[Observation]:
+        with self.lock:
+            items = list(self.declassifications.items())
+        for (transform, to, purpose), count in items:
+            attributes = {names.TRANSFORM: transform, names.CATEGORY: to}
+            if purpose is not None:
+                attributes[names.PURPOSE] = purpose
+            yield Observation(count, attributes)
+
+    def observe_disclosures(self) -> Iterable[Observation]:
+        with self.lock:
+            items = list(self.disclosures.items())
+        for purpose, count in items:
+            yield Observation(count, {names.PURPOSE: purpose})
+
+
+class _State:
+    __slots__ = ("session", "lock")
+
+    def __init__(self) -> None:
+        self.session: _Session | None = None
+        self.lock = threading.Lock()
+
+
+_STATE = _State()
+
+
+def _callback(meter_provider: object, read: Callable[[_Session], Iterable[Observation]]) -> Callable[
+    [CallbackOptions], Iterable[Observation]
+]:
+    # The SDK keeps the first callbacks registered for an instrument name on
+    # a meter and ignores later ones, so callbacks read the *current* session
+    # and report only while it uses the provider they were registered with.
+    def callback(options: CallbackOptions) -> Iterable[Observation]:
+        session = _STATE.session
+        if session is None or session.meter_provider is not meter_provider:
+            return []
+        return list(read(session))
+
+    return callback
+
+
+def _register_instruments(meter_provider: MeterProvider) -> None:
+    from . import __version__
+
+    meter = meter_provider.get_meter(names.METER_NAME, __version__)
+    meter.create_observable_counter(
+        names.VIOLATIONS,
+        [_callback(meter_provider, _Session.observe_violations)],
+        unit="{violation}",
+        description="Purpose violations recorded (enforce and trace mode).",
+    )
+    meter.create_observable_counter(
+        names.CHECKS,
+        [_callback(meter_provider, _Session.observe_checks)],
+        unit="{check}",
+        description="Checks of labelled data against a purpose, by outcome.",
+    )
+    meter.create_observable_counter(
+        names.VIOLATIONS_BY_FUNCTION,
+        [_callback(meter_provider, _Session.observe_functions)],
+        unit="{violation}",
+        description="Purpose violations by the function where they were found.",
+    )
+    meter.create_observable_counter(
+        names.DECLASSIFICATIONS,
+        [_callback(meter_provider, _Session.observe_declassifications)],
+        unit="{declassification}",
+        description="Uses of policy transforms that removed labels.",
+    )
+    meter.create_observable_counter(
+        names.DISCLOSURES,
+        [_callback(meter_provider, _Session.observe_disclosures)],
+        unit="{disclosure}",
+        description="Compelled disclosures made.",
+    )
+
+
+def instrument(
+    tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None
+) -> None:
+    """Report violations, checks, declassifications and disclosures through
+    OpenTelemetry.
+
+    ``meter_provider`` defaults to the global one. Span events go on whatever
+    span is current when the violation happens, whichever provider made it;
+    ``tracer_provider`` (default: the global one) is kept for reference and
+    never used to start spans. Calling it again with the same providers
+    changes nothing; with other providers it replaces the previous setup, and
+    counts start from zero for the new ones.
+
+    >>> from opentelemetry.sdk.metrics import MeterProvider
+    >>> instrument(meter_provider=MeterProvider())
+    >>> uninstrument()
+    """
+    if tracer_provider is not None and not hasattr(tracer_provider, "get_tracer"):
+        raise TypeError("tracer_provider must be an OpenTelemetry TracerProvider")
+    if meter_provider is not None and not hasattr(meter_provider, "get_meter"):
+        raise TypeError("meter_provider must be an OpenTelemetry MeterProvider")
+    with _STATE.lock:
+        meters = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        tracers = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        current = _STATE.session
+        if current is not None and current.meter_provider is meters and current.tracer_provider is tracers:
+            # configure(telemetry=True) on every reload must not reset the counters.
+            return
+        _stop()
+        session = _Session(tracers, meters)
+        _register_instruments(meters)
+        session.unsubscribe = on_record(session.on_record)
+        _STATE.session = session
+        COUNTERS.enabled = True
+
+
+def uninstrument() -> None:
+    """Stop reporting: no more span events, log records or counting.
+
+    Instruments already registered with a meter provider report nothing
+    from now on. Safe to call when not instrumented.
+    """
+    with _STATE.lock:
+        _stop()
+
+
+def instrumented() -> bool:
+    """Whether :func:`instrument` is in force."""
+    return _STATE.session is not None
+
+
+def _stop() -> None:
+    session = _STATE.session
+    if session is None:
+        return
+    COUNTERS.enabled = False
+    if session.unsubscribe is not None:
+        session.unsubscribe()
+    _STATE.session = None

@@ -2,6 +2,18 @@
 
 Installed as ``purposeguard.integrations``; each module imports its
 framework lazily, and a missing extra raises an ImportError that names it.
+
+=====================  ==============================================  ==========================
+module                 what it does                                    extra
+=====================  ==============================================  ==========================
+``asgi``               zone + purpose per request, 403 on violations   ``asgi`` (Starlette routes)
+``wsgi``               the same for WSGI; ``init_app`` for Flask       ``wsgi``, ``flask``
+``httpx``              guard outgoing httpx requests (sync, async)     ``httpx``
+``requests``           guard outgoing requests calls                   ``requests``
+``celery``             purpose, tenant, zone across tasks              ``celery``
+``logging``            keep labelled content out of log records        none (standard library)
+``baggage``            W3C baggage for purpose, tenant and zone        none (opentelemetry-api)
+=====================  ==============================================  ==========================
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Every OpenTelemetry name purposeguard emits, in one place (DESIGN §7).
 
-Span events, metric instruments and log records use the same attribute keys,
-so a query written against one signal reads the same against the others.
-Prometheus turns the dots into underscores: ``purposeguard.category`` is the
-label ``purposeguard_category`` and the counter ``purposeguard.violations``
-is exported as ``purposeguard_violations_total``.
+Span events and log records use namespaced attribute keys
+(``purposeguard.category``); metric instruments use the bare names DESIGN §7
+gives them (``category``), which Prometheus exports as labels of the same name.
+The counter ``purposeguard.violations`` is exported as
+``purposeguard_violations_total``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,15 @@ __all__ = [
     "DISCLOSURES",
     "EVENT_VIOLATION",
     "METER_NAME",
+    "METRIC_ATTRIBUTE_KEYS",
+    "METRIC_CATEGORY",
+    "METRIC_FUNCTION",
+    "METRIC_MODE",
+    "METRIC_OUTCOME",
+    "METRIC_PURPOSE",
+    "METRIC_RULE",
+    "METRIC_TRANSFORM",
+    "METRIC_VIA",
     "MODE",
     "OTHER_FUNCTIONS",
     "OUTCOME",
@@ -46,6 +55,23 @@ CODE_FUNCTION = "code.function"
 
 ATTRIBUTE_KEYS = frozenset(
     {CATEGORY, PURPOSE, RULE, MODE, VIA, TENANT, OUTCOME, TRANSFORM, CODE_FUNCTION}
+)
+
+# Metric attributes are the bare names DESIGN §7 gives the counters
+# ("attributes category, purpose, rule, mode, via"), so Prometheus labels read
+# ``category="..."``; span events and log records keep the namespaced keys.
+METRIC_CATEGORY = "category"
+METRIC_PURPOSE = "purpose"
+METRIC_RULE = "rule"
+METRIC_MODE = "mode"
+METRIC_VIA = "via"
+METRIC_OUTCOME = "outcome"
+METRIC_TRANSFORM = "transform"
+METRIC_FUNCTION = CODE_FUNCTION
+
+METRIC_ATTRIBUTE_KEYS = frozenset(
+    {METRIC_CATEGORY, METRIC_PURPOSE, METRIC_RULE, METRIC_MODE, METRIC_VIA, METRIC_OUTCOME,
+     METRIC_TRANSFORM, METRIC_FUNCTION}
 )
 
 # -- span events -----------------------------------------------------------------------

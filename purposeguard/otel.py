@@ -183,11 +183,11 @@ class _Session:
             yield Observation(
                 count,
                 {
-                    names.CATEGORY: category,
-                    names.PURPOSE: purpose,
-                    names.RULE: rule,
-                    names.MODE: mode,
-                    names.VIA: via,
+                    names.METRIC_CATEGORY: category,
+                    names.METRIC_PURPOSE: purpose,
+                    names.METRIC_RULE: rule,
+                    names.METRIC_MODE: mode,
+                    names.METRIC_VIA: via,
                 },
             )
 
@@ -195,7 +195,7 @@ class _Session:
         with self.lock:
             items = list(self.functions.items())
         for (function, purpose), count in items:
-            yield Observation(count, {names.CODE_FUNCTION: function, names.PURPOSE: purpose})
+            yield Observation(count, {names.METRIC_FUNCTION: function, names.METRIC_PURPOSE: purpose})
 
     def observe_checks(self) -> Iterable[Observation]:
         current = _checks_now()
@@ -203,22 +203,22 @@ class _Session:
         for (purpose, outcome), count in current.items():
             count -= base.get((purpose, outcome), 0)
             if count > 0:
-                yield Observation(count, {names.PURPOSE: purpose, names.OUTCOME: outcome})
+                yield Observation(count, {names.METRIC_PURPOSE: purpose, names.METRIC_OUTCOME: outcome})
 
     def observe_declassifications(self) -> Iterable[Observation]:
         with self.lock:
             items = list(self.declassifications.items())
         for (transform, to, purpose), count in items:
-            attributes = {names.TRANSFORM: transform, names.CATEGORY: to}
+            attributes = {names.METRIC_TRANSFORM: transform, names.METRIC_CATEGORY: to}
             if purpose is not None:
-                attributes[names.PURPOSE] = purpose
+                attributes[names.METRIC_PURPOSE] = purpose
             yield Observation(count, attributes)
 
     def observe_disclosures(self) -> Iterable[Observation]:
         with self.lock:
             items = list(self.disclosures.items())
         for purpose, count in items:
-            yield Observation(count, {names.PURPOSE: purpose})
+            yield Observation(count, {names.METRIC_PURPOSE: purpose})
 
 
 class _State:

@@ -123,6 +123,13 @@ def _check_attribute(key: str, value: Any, policy: pg.Policy) -> None:
         names.VIA: lambda v: v in VIAS,
         names.OUTCOME: lambda v: v in ("allowed", "denied", "error"),
         names.TRANSFORM: lambda v: v in policy.transforms,
+        names.METRIC_CATEGORY: lambda v: v in taxonomy.categories,
+        names.METRIC_PURPOSE: lambda v: v in taxonomy.purposes,
+        names.METRIC_RULE: lambda v: v in policy.rules_by_id or v == names.DEFAULT_RULE,
+        names.METRIC_MODE: lambda v: v in MODES,
+        names.METRIC_VIA: lambda v: v in VIAS,
+        names.METRIC_OUTCOME: lambda v: v in ("allowed", "denied", "error"),
+        names.METRIC_TRANSFORM: lambda v: v in policy.transforms,
         names.TENANT: lambda v: v == TENANT,
         names.CODE_FUNCTION: lambda v: bool(FUNCTION.match(v)),
     }

@@ -41,11 +41,11 @@ def test_violations_counter_has_the_design_attributes(telemetry: Telemetry) -> N
     assert telemetry.points(names.VIOLATIONS) == [
         (
             {
-                "purposeguard.category": CONTENT,
-                "purposeguard.purpose": "advertising",
-                "purposeguard.rule": "no-advertising",
-                "purposeguard.mode": "trace",
-                "purposeguard.via": "argument",
+                "category": CONTENT,
+                "purpose": "advertising",
+                "rule": "no-advertising",
+                "mode": "trace",
+                "via": "argument",
             },
             3,
         )
@@ -57,7 +57,7 @@ def test_checks_counter_counts_by_purpose_and_outcome(telemetry: Telemetry) -> N
     for _ in range(4):
         troubleshoot(pg.label("ticket", CONTENT))
     recommend_ads(pg.label("body", CONTENT))
-    counted = {(a["purposeguard.purpose"], a["purposeguard.outcome"]): v for a, v in telemetry.points(names.CHECKS)}
+    counted = {(a["purpose"], a["outcome"]): v for a, v in telemetry.points(names.CHECKS)}
     assert counted == {("service.operations", "allowed"): 4, ("advertising", "denied"): 1}
 
 
@@ -66,7 +66,7 @@ def test_enforce_violations_are_counted_in_enforce_mode(telemetry: Telemetry) ->
     with pytest.raises(pg.PurposeViolation):
         recommend_ads(pg.label("body", CONTENT))
     ((attributes, value),) = telemetry.points(names.VIOLATIONS)
-    assert attributes["purposeguard.mode"] == "enforce" and value == 1
+    assert attributes["mode"] == "enforce" and value == 1
 
 
 def test_violations_by_function_feed_the_top_functions_panel(telemetry: Telemetry) -> None:
@@ -74,7 +74,7 @@ def test_violations_by_function_feed_the_top_functions_panel(telemetry: Telemetr
     recommend_ads(pg.label("body", CONTENT))
     recommend_ads(pg.label("body", CONTENT))
     assert telemetry.points(names.VIOLATIONS_BY_FUNCTION) == [
-        ({"code.function": f"{__name__}.recommend_ads", "purposeguard.purpose": "advertising"}, 2)
+        ({"code.function": f"{__name__}.recommend_ads", "purpose": "advertising"}, 2)
     ]
 
 
@@ -90,9 +90,9 @@ def test_declassifications_have_their_own_counter(telemetry: Telemetry) -> None:
     assert telemetry.points(names.DECLASSIFICATIONS) == [
         (
             {
-                "purposeguard.transform": "usage-aggregate",
-                "purposeguard.category": "usage_data",
-                "purposeguard.purpose": "service.operations",
+                "transform": "usage-aggregate",
+                "category": "usage_data",
+                "purpose": "service.operations",
             },
             1,
         )
@@ -116,7 +116,7 @@ def test_disclosures_have_their_own_counter(telemetry: Telemetry, tmp_path: Path
     ) as disclosure:
         disclosure.release(mailbox, fields=["owner"])
     assert len(notices) == 1
-    assert telemetry.points(names.DISCLOSURES) == [({"purposeguard.purpose": "disclosure.compelled"}, 1)]
+    assert telemetry.points(names.DISCLOSURES) == [({"purpose": "disclosure.compelled"}, 1)]
 
 
 def test_the_hot_path_never_calls_the_metrics_sdk() -> None:
@@ -303,4 +303,4 @@ def test_configure_telemetry_uses_the_global_sdk_providers() -> None:
     result = json.loads(done.stdout)
     assert result["events"] == ["purposeguard.violation"]
     ((attributes, value),) = result["points"]
-    assert value == 1 and attributes["purposeguard.rule"] == "no-advertising"
+    assert value == 1 and attributes["rule"] == "no-advertising"

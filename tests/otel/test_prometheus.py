@@ -100,47 +100,47 @@ def prometheus_data(prometheus: Prometheus, tmp_path_factory: pytest.TempPathFac
 def test_violations_reach_prometheus_with_their_labels(prometheus_data: Prometheus) -> None:
     """purposeguard_violations_total carries the counts and the §7 labels."""
     result = prometheus_data.wait_for(
-        'purposeguard_violations_total{purposeguard_mode="trace", purposeguard_via="argument"}',
+        'purposeguard_violations_total{mode="trace", via="argument"}',
         lambda r: len(r) == 1 and _value(r) == 6,
     )
     labels = result[0]["metric"]
-    assert labels["purposeguard_category"] == CONTENT
-    assert labels["purposeguard_purpose"] == "advertising"
-    assert labels["purposeguard_rule"] == "no-advertising"
+    assert labels["category"] == CONTENT
+    assert labels["purpose"] == "advertising"
+    assert labels["rule"] == "no-advertising"
     assert labels["job"] == "purposeguard-tests"
 
     enforced = prometheus_data.wait_for(
-        'purposeguard_violations_total{purposeguard_mode="enforce"}',
+        'purposeguard_violations_total{mode="enforce"}',
         lambda r: len(r) == 1 and _value(r) == 4,
     )
-    assert enforced[0]["metric"]["purposeguard_purpose"] == "marketing.direct"
-    assert enforced[0]["metric"]["purposeguard_category"] == "customer_data"
-    assert enforced[0]["metric"]["purposeguard_rule"] == "no-direct-marketing"
-    assert enforced[0]["metric"]["purposeguard_via"] == "argument"
+    assert enforced[0]["metric"]["purpose"] == "marketing.direct"
+    assert enforced[0]["metric"]["category"] == "customer_data"
+    assert enforced[0]["metric"]["rule"] == "no-direct-marketing"
+    assert enforced[0]["metric"]["via"] == "argument"
 
     context = prometheus_data.wait_for(
-        'purposeguard_violations_total{purposeguard_via="context"}', lambda r: _value(r) == 2
+        'purposeguard_violations_total{via="context"}', lambda r: _value(r) == 2
     )
-    assert {s["metric"]["purposeguard_mode"] for s in context} == {"trace"}
+    assert {s["metric"]["mode"] for s in context} == {"trace"}
     prometheus_data.wait_for("sum(purposeguard_violations_total)", lambda r: _value(r) == 12)
 
 
 def test_checks_reach_prometheus_by_purpose_and_outcome(prometheus_data: Prometheus) -> None:
     allowed = prometheus_data.wait_for(
-        'purposeguard_checks_total{purposeguard_outcome="allowed", purposeguard_purpose="service.operations"}',
+        'purposeguard_checks_total{outcome="allowed", purpose="service.operations"}',
         lambda r: _value(r) == 10,
     )
     assert len(allowed) == 1
     # The compelled disclosure's release is checked too, and allowed.
     prometheus_data.wait_for(
-        'purposeguard_checks_total{purposeguard_outcome="allowed", purposeguard_purpose="disclosure.compelled"}',
+        'purposeguard_checks_total{outcome="allowed", purpose="disclosure.compelled"}',
         lambda r: _value(r) > 0,
     )
     denied = prometheus_data.wait_for(
-        'sum by (purposeguard_purpose) (purposeguard_checks_total{purposeguard_outcome="denied"})',
+        'sum by (purpose) (purposeguard_checks_total{outcome="denied"})',
         lambda r: _value(r) == 12,
     )
-    assert {s["metric"]["purposeguard_purpose"]: float(s["value"][1]) for s in denied} == {
+    assert {s["metric"]["purpose"]: float(s["value"][1]) for s in denied} == {
         "advertising": 8.0,
         "marketing.direct": 4.0,
     }
@@ -148,10 +148,10 @@ def test_checks_reach_prometheus_by_purpose_and_outcome(prometheus_data: Prometh
 
 def test_declassifications_and_disclosures_have_their_own_counters(prometheus_data: Prometheus) -> None:
     result = prometheus_data.wait_for("purposeguard_declassifications_total", lambda r: _value(r) == 2)
-    assert result[0]["metric"]["purposeguard_transform"] == "usage-aggregate"
-    assert result[0]["metric"]["purposeguard_category"] == "usage_data"
+    assert result[0]["metric"]["transform"] == "usage-aggregate"
+    assert result[0]["metric"]["category"] == "usage_data"
     prometheus_data.wait_for(
-        'purposeguard_disclosures_total{purposeguard_purpose="disclosure.compelled"}',
+        'purposeguard_disclosures_total{purpose="disclosure.compelled"}',
         lambda r: _value(r) == 2,
     )
 

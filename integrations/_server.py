@@ -1,0 +1,169 @@
+"""What the ASGI and WSGI middleware share: route purposes, path patterns,
+the 403 body, and the per-request decisions that do not depend on a framework."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from contextvars import Token
+from typing import Any, TypeVar
+
+from purposeguard._context import PURPOSE
+from purposeguard._errors import PurposeViolation
+from purposeguard._labels import EMPTY
+from purposeguard._runtime import check_zone, get_guard, require_purpose_key
+from purposeguard._zones import zone
+
+from .baggage import clean_tenant
+
+__all__ = ["PathPurposes", "PurposeCache", "enter_purpose", "route_purpose", "violation_body"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+MARK = "__purposeguard_purpose__"
+
+
+def route_purpose(key: str) -> Callable[[F], F]:
+    """Declare the purpose of a route for the purposeguard middleware.
+
+    >>> @route_purpose("service.operations")
+    ... async def troubleshoot(request): ...
+
+    The middleware finds the route before the handler runs and keeps the
+    purpose current for the whole request: the handler, a streaming body and
+    background tasks. The handler itself is not wrapped (``@pg.purpose`` on a
+    handler works too, and also checks its arguments).
+    """
+    key = require_purpose_key(key)
+
+    def mark(fn: F) -> F:
+        try:
+            setattr(fn, MARK, key)
+        except (AttributeError, TypeError):
+            raise TypeError(f"cannot mark {fn!r} with a purpose") from None
+        return fn
+
+    return mark
+
+
+_SEGMENT = re.compile(r"\{[^{}/]+\}|\*\*|\*")
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    """``/mail/{id}`` (one segment), ``/files/*`` (within a segment), ``/api/**`` (anything)."""
+    out = []
+    position = 0
+    for match in _SEGMENT.finditer(pattern):
+        out.append(re.escape(pattern[position : match.start()]))
+        token = match.group()
+        if token == "**" or token.endswith(":path}"):
+            out.append(".*")
+        else:
+            out.append("[^/]*" if token == "*" else "[^/]+")
+        position = match.end()
+    out.append(re.escape(pattern[position:]))
+    return re.compile("".join(out))
+
+
+class PathPurposes:
+    """A mapping from path patterns to purposes; the most literal pattern wins."""
+
+    def __init__(self, purposes: Mapping[str, str] | None) -> None:
+        entries = []
+        for pattern, key in (purposes or {}).items():
+            if not isinstance(pattern, str) or not pattern.startswith("/"):
+                raise ValueError(f"a path pattern must start with '/': {pattern!r}")
+            require_purpose_key(key)
+            literal = len(_SEGMENT.sub("", pattern))
+            entries.append((literal, pattern, _compile(pattern), key))
+        entries.sort(key=lambda e: (-e[0], e[1]))
+        self._entries = [(regex, key) for _, _, regex, key in entries]
+        self._exact = {p: k for _, p, _, k in entries if not _SEGMENT.search(p)}
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def match(self, path: str) -> str | None:
+        key = self._exact.get(path)
+        if key is not None:
+            return key
+        for regex, key in self._entries:
+            if regex.fullmatch(path):
+                return key
+        return None
+
+
+class PurposeCache:
+    """The purpose per route and the zone object per (tenant, categories), bounded.
+
+    One zone object may be entered by many requests at once (each entry has
+    its own state), so requests from one tenant share it and skip validating
+    the same categories again.
+    """
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self.routes: dict[Any, str | None] = {}
+        self._zones: dict[tuple[str | None, frozenset[str]], zone] = {}
+        self._tenants: dict[bytes, str] = {}
+
+    def zone(self, tenant: str | None, categories: frozenset[str]) -> zone:
+        key = (tenant, categories)
+        found = self._zones.get(key)
+        if found is None:
+            if len(self._zones) >= self.LIMIT:
+                self._zones.clear()
+            found = self._zones[key] = zone(tenant, categories=categories)
+        return found
+
+    def tenant(self, raw: bytes, source: str) -> str | None:
+        """A tenant header value, validated once per distinct value (bad ones warn every time)."""
+        found = self._tenants.get(raw)
+        if found is None:
+            found = clean_tenant(raw, source)
+            if found is not None:
+                if len(self._tenants) >= self.LIMIT:
+                    self._tenants.clear()
+                self._tenants[raw] = found
+        return found
+
+    def remember(self, route: Any, key: str | None) -> str | None:
+        if len(self.routes) >= self.LIMIT:
+            self.routes.clear()
+        self.routes[route] = key
+        return key
+
+
+def enter_purpose(key: str, state: Any, function: str) -> Token[str | None]:
+    """Make ``key`` the current purpose for the request and check the zone's
+    categories against it (``via="context"``); the caller resets the token.
+
+    A bare ContextVar set (not ``with pg.purpose``): this runs per request,
+    and the zone check only matters when the zone already holds something.
+    """
+    token = PURPOSE.set(key)
+    if state.categories:
+        try:
+            check_zone(get_guard(), state, key, EMPTY, function)
+        except BaseException:
+            PURPOSE.reset(token)
+            raise
+    return token
+
+
+def violation_body(error: PurposeViolation) -> bytes:
+    """The JSON body of a 403: rule, purpose and category of each violation, never the data."""
+    items = [
+        {"rule": v.rule, "purpose": v.purpose, "category": v.category, "via": v.via}
+        for v in error.violations
+    ]
+    first = items[0] if items else {"rule": None, "purpose": None, "category": None, "via": None}
+    document = {"error": "purpose_violation", **first, "violations": items}
+    return json.dumps(document, sort_keys=True).encode("utf-8")
+
+
+def resolve_tenant_header(name: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError("tenant_header must be a header name")
+    return name.lower()

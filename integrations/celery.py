@@ -1,0 +1,141 @@
+"""Purpose, tenant and zone across Celery tasks.
+
+>>> from purposeguard.integrations import celery as pg_celery
+>>> pg_celery.instrument()                      # in the publisher and in the worker
+>>> @app.task
+... @pg.purpose("service.operations")           # a task declared with a purpose is guarded
+... def reindex(mailbox_id): ...
+
+Publishing a task puts the current purpose, the zone's tenant and categories
+(and the labels of the task's arguments, which serializers drop) into the
+message header ``purposeguard_baggage`` (W3C baggage syntax). The worker
+reads them back, validated like any baggage, and runs each task in a zone of
+its own with that tenant and those categories, and with the publisher's
+purpose current. A task whose function is decorated with ``@pg.purpose``
+checks the zone (``via="context"``) and its arguments when it starts, so a
+task declared for advertising is caught when the publisher's zone held
+customer data. Needs ``pip install 'purposeguard[celery]'``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from purposeguard._context import PURPOSE
+from purposeguard._zones import zone
+
+from . import baggage
+from ._egress import deep_labels
+
+__all__ = ["HEADER", "instrument", "uninstrument", "is_instrumented"]
+
+logger = logging.getLogger("purposeguard")
+
+HEADER = "purposeguard_baggage"
+_UID = "purposeguard.integrations.celery"
+
+
+class _Running:
+    """Zones and purpose tokens of the tasks running now, by task id."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, tuple[zone, Any]] = {}
+        self.lock = threading.Lock()
+        self.connected = False
+
+
+_RUNNING = _Running()
+
+
+def _before_publish(sender: Any = None, body: Any = None, headers: Any = None, **_: Any) -> None:
+    if headers is None:
+        return
+    try:
+        # Protocol 2: body is (args, kwargs, embed); protocol 1: a dict.
+        if isinstance(body, (tuple, list)) and len(body) >= 2:
+            labels = deep_labels((body[0], body[1]))
+        elif isinstance(body, dict):
+            labels = deep_labels((body.get("args"), body.get("kwargs")))
+        else:
+            labels = frozenset()
+        value = baggage.header_value(extra_categories=labels)
+    except Exception:  # noqa: BLE001 - publishing never fails over purposeguard
+        logger.exception("purposeguard could not add its header to a task message")
+        return
+    if value:
+        headers[HEADER] = value
+
+
+def _incoming(task: Any) -> baggage.Incoming:
+    request = getattr(task, "request", None)
+    raw = getattr(request, HEADER, None)
+    if raw is None:
+        extra = getattr(request, "headers", None)
+        if isinstance(extra, dict):
+            raw = extra.get(HEADER)
+    if raw is None:
+        return baggage.NOTHING
+    if not isinstance(raw, (str, bytes)):
+        logger.warning("purposeguard ignored a task header that is not a string")
+        return baggage.NOTHING
+    return baggage.parse(raw)
+
+
+def _prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    if task_id is None:
+        return
+    incoming = _incoming(task)
+    task_zone = zone(incoming.tenant, categories=incoming.categories)
+    task_zone.__enter__()
+    # The publisher's purpose is current; a task's own @pg.purpose nests inside
+    # and is the one its checks use.
+    token = PURPOSE.set(incoming.purpose) if incoming.purpose else None
+    with _RUNNING.lock:
+        _RUNNING.tasks[task_id] = (task_zone, token)
+
+
+def _postrun(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
+    with _RUNNING.lock:
+        entry = _RUNNING.tasks.pop(task_id, None) if task_id is not None else None
+    if entry is None:
+        return
+    task_zone, token = entry
+    try:
+        if token is not None:
+            PURPOSE.reset(token)
+        task_zone.__exit__(None, None, None)
+    except Exception:  # noqa: BLE001 - never fail a worker over bookkeeping
+        logger.exception("purposeguard could not close the zone of task %s", task_id)
+
+
+def instrument() -> None:
+    """Connect to Celery's signals (publishing and running tasks), process-wide."""
+    from . import require
+
+    require("celery", "celery")
+    from celery import signals
+
+    with _RUNNING.lock:
+        if _RUNNING.connected:
+            return
+        _RUNNING.connected = True
+    signals.before_task_publish.connect(_before_publish, weak=False, dispatch_uid=_UID + ".publish")
+    signals.task_prerun.connect(_prerun, weak=False, dispatch_uid=_UID + ".prerun")
+    signals.task_postrun.connect(_postrun, weak=False, dispatch_uid=_UID + ".postrun")
+
+
+def uninstrument() -> None:
+    """Disconnect from Celery's signals."""
+    from celery import signals
+
+    signals.before_task_publish.disconnect(_before_publish, dispatch_uid=_UID + ".publish")
+    signals.task_prerun.disconnect(_prerun, dispatch_uid=_UID + ".prerun")
+    signals.task_postrun.disconnect(_postrun, dispatch_uid=_UID + ".postrun")
+    with _RUNNING.lock:
+        _RUNNING.connected = False
+
+
+def is_instrumented() -> bool:
+    return _RUNNING.connected

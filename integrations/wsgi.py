@@ -1,0 +1,224 @@
+"""WSGI middleware: a zone and a purpose per request (Flask, any WSGI app).
+
+>>> from flask import Flask
+>>> from purposeguard.integrations.wsgi import init_app, route_purpose
+>>> app = Flask(__name__)
+>>> init_app(app, purposes={"/admin/**": "service.operations"})
+
+The same behaviour as the ASGI middleware: a zone per request with the
+tenant (``x-tenant`` header or ``tenant_from(environ)``) and the categories
+of incoming W3C baggage, the route's purpose current for the whole request
+(streamed bodies included: the response iterable runs in the request's
+context), and a violation that escapes the app becomes a 403 with a JSON
+body naming rule, purpose and category. Flask turns unhandled exceptions
+into 500s itself, so :func:`init_app` also registers an error handler.
+
+The middleware needs no framework; :func:`init_app` needs Flask
+(``pip install 'purposeguard[flask]'``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from purposeguard._errors import PurposeViolation
+from purposeguard._zones import zone
+
+from . import baggage
+from ._server import (
+    MARK,
+    PathPurposes,
+    PurposeCache,
+    enter_purpose,
+    resolve_tenant_header,
+    route_purpose,
+    violation_body,
+)
+
+__all__ = ["PurposeGuardMiddleware", "init_app", "route_purpose"]
+
+logger = logging.getLogger("purposeguard")
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+Resolver = Callable[[Environ], "str | None"]
+
+_NOT_FOUND = object()
+_FUNCTION = "purposeguard.integrations.wsgi.PurposeGuardMiddleware"
+
+
+class PurposeGuardMiddleware:
+    """Open a zone per request, set the route's purpose, turn violations into 403s.
+
+    Options as for the ASGI middleware, plus ``resolver``: a callable
+    ``(environ) -> purpose | None`` that finds the route's purpose (Flask's
+    is installed by :func:`init_app`).
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        tenant_header: str = "x-tenant",
+        tenant_from: Callable[[Environ], str | None] | None = None,
+        purposes: Mapping[str, str] | None = None,
+        resolver: Resolver | None = None,
+        read_baggage: bool = True,
+        status_code: int = 403,
+    ) -> None:
+        self.app = app
+        self.environ_key = "HTTP_" + resolve_tenant_header(tenant_header).upper().replace("-", "_")
+        self.tenant_from = tenant_from
+        self.paths = PathPurposes(purposes)
+        self.resolver = resolver
+        self.read_baggage = read_baggage
+        self.status = f"{status_code} Forbidden" if status_code == 403 else f"{status_code} Purpose Violation"
+        self._cache = PurposeCache()
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        raw_baggage = environ.get("HTTP_BAGGAGE") if self.read_baggage else None
+        incoming = baggage.parse(_wsgi_bytes(raw_baggage)) if raw_baggage else baggage.NOTHING
+        if self.tenant_from is not None:
+            tenant = baggage.clean_tenant(self.tenant_from(environ), "tenant_from")
+        else:
+            raw_tenant = environ.get(self.environ_key)
+            tenant = self._cache.tenant(_wsgi_bytes(raw_tenant), "the tenant header") if raw_tenant else None
+        if tenant is None:
+            tenant = incoming.tenant
+        key = self._route_purpose(environ) or incoming.purpose
+
+        # The request runs in a context of its own: the server iterates the
+        # body after __call__ returned, and each step re-enters this context.
+        context = contextvars.copy_context()
+        request_zone = self._cache.zone(tenant, incoming.categories)
+        started = False
+
+        def watch(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            nonlocal started
+            started = True
+            return start_response(status, headers, exc_info)
+
+        try:
+            result = context.run(self._start, request_zone, key, environ, watch)
+        except PurposeViolation as error:
+            context.run(_leave, request_zone)
+            body = violation_body(error)
+            # PEP 3333: exc_info only when replacing headers the app already set.
+            start_response(
+                self.status,
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+                sys.exc_info() if started else None,
+            )
+            return [body]
+        except BaseException:
+            context.run(_leave, request_zone)
+            raise
+        return _Body(result, context, request_zone)
+
+    def _start(
+        self, request_zone: zone, key: str | None, environ: Environ, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        state = request_zone.__enter__()
+        if key is not None:
+            # Never reset: the context belongs to this request alone.
+            enter_purpose(key, state, _FUNCTION)
+        return self.app(environ, start_response)
+
+    def _route_purpose(self, environ: Environ) -> str | None:
+        path = environ.get("PATH_INFO", "") or "/"
+        route = (environ.get("REQUEST_METHOD"), environ.get("SCRIPT_NAME", ""), path)
+        cached = self._cache.routes.get(route, _NOT_FOUND)
+        if cached is not _NOT_FOUND:
+            return cached  # type: ignore[return-value]
+        key = self.resolver(environ) if self.resolver is not None else None
+        if key is None and self.paths:
+            key = self.paths.match(path)
+        return self._cache.remember(route, key)
+
+
+def _wsgi_bytes(value: str) -> bytes:
+    # WSGI hands headers over as latin-1 decoded str (PEP 3333).
+    return value.encode("latin-1", "replace")
+
+
+def _leave(request_zone: zone) -> None:
+    try:
+        request_zone.__exit__(None, None, None)
+    except Exception:  # noqa: BLE001 - never fail a response over bookkeeping
+        logger.debug("purposeguard could not close a request zone", exc_info=True)
+
+
+class _Body:
+    """The app's response iterable, stepped inside the request's context."""
+
+    __slots__ = ("_result", "_context", "_zone", "_closed")
+
+    def __init__(self, result: Iterable[bytes], context: contextvars.Context, request_zone: zone) -> None:
+        self._result = result
+        self._context = context
+        self._zone = request_zone
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        run = self._context.run
+        iterator = run(iter, self._result)
+        while True:
+            try:
+                chunk = run(next, iterator)
+            except StopIteration:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                self._context.run(close)
+        finally:
+            self._context.run(_leave, self._zone)
+
+
+# -- Flask ----------------------------------------------------------------------------
+
+
+def flask_resolver(app: Any) -> Resolver:
+    """The purpose marked on the Flask view a request is routed to."""
+
+    def resolve(environ: Environ) -> str | None:
+        try:
+            endpoint, _ = app.url_map.bind_to_environ(environ).match()
+        except Exception:  # noqa: BLE001 - 404/405/redirects: no route, no purpose
+            return None
+        view = app.view_functions.get(endpoint)
+        return getattr(view, MARK, None) if view is not None else None
+
+    return resolve
+
+
+def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
+    """Install the middleware on a Flask app and answer violations with a 403.
+
+    Options are those of :class:`PurposeGuardMiddleware`; routes marked with
+    ``@route_purpose``/``@pg.purpose`` get their purpose before the view runs.
+    """
+    from . import require
+
+    flask = require("flask", "flask")
+    options.setdefault("resolver", flask_resolver(app))
+    middleware = PurposeGuardMiddleware(app.wsgi_app, **options)
+    app.wsgi_app = middleware
+    status = int(middleware.status.split()[0])
+
+    def forbid(error: PurposeViolation) -> Any:
+        return flask.Response(violation_body(error), status=status, mimetype="application/json")  # type: ignore[attr-defined]
+
+    app.register_error_handler(PurposeViolation, forbid)
+    return middleware

@@ -1,0 +1,124 @@
+"""Celery with a real worker thread in this process (in-memory broker, not eager mode)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from purposeguard.integrations import celery as pg_celery
+
+import purposeguard as pg
+
+CONTENT = "customer_data.content.email"
+
+
+def state() -> dict[str, Any]:
+    zone = pg.current_zone()
+    return {
+        "purpose": pg.current_purpose(),
+        "tenant": pg.current_tenant(),
+        "zone": sorted(zone.categories) if zone is not None else None,
+    }
+
+
+app = Celery("purposeguard-test", broker="memory://", backend="cache+memory://")
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    worker_hijack_root_logger=False,
+    worker_enable_remote_control=False,
+    # The in-memory transport polls; the default second would make the tests crawl.
+    broker_transport_options={"polling_interval": 0.01},
+)
+
+
+@app.task(name="pgtest.inspect")
+def inspect_task(*args: Any) -> dict[str, Any]:
+    return state()
+
+
+@app.task(name="pgtest.advertise")
+@pg.purpose("advertising")
+def advertise_task(campaign: str) -> dict[str, Any]:
+    return {"campaign": campaign, **state()}
+
+
+@app.task(name="pgtest.operate")
+@pg.purpose("service.operations")
+def operate_task(ticket: str) -> dict[str, Any]:
+    return {"ticket": ticket, **state()}
+
+
+@pytest.fixture(scope="module")
+def worker() -> Iterator[Any]:
+    pg_celery.instrument()
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as running:
+            yield running
+    finally:
+        pg_celery.uninstrument()
+
+
+def test_publishing_carries_purpose_tenant_and_zone_to_the_worker(worker: Any) -> None:
+    with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
+        pg.label("mail body", CONTENT)
+        result = inspect_task.delay()
+    assert result.get(timeout=10, interval=0.01) == {"purpose": "service.operations", "tenant": "contoso", "zone": [CONTENT]}
+
+
+def test_labels_of_task_arguments_travel_though_json_drops_them(worker: Any, marker: str) -> None:
+    result = inspect_task.delay(pg.label(marker, "customer_data.content.crm"))
+    assert result.get(timeout=10, interval=0.01)["zone"] == ["customer_data.content.crm"]
+
+
+def test_each_task_runs_in_a_zone_of_its_own(worker: Any) -> None:
+    with pg.zone(tenant="contoso"):
+        pg.label("mail body", CONTENT)
+        inspect_task.delay().get(timeout=10, interval=0.01)
+    assert inspect_task.delay().get(timeout=10, interval=0.01) == {"purpose": None, "tenant": None, "zone": []}
+
+
+def test_a_task_declared_with_a_purpose_is_guarded_in_trace(worker: Any) -> None:
+    with pg.testing.capture() as violations:
+        with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
+            pg.label("mail body", CONTENT)
+            result = advertise_task.delay("spring")
+        outcome = result.get(timeout=10, interval=0.01)
+    assert outcome["purpose"] == "advertising"
+    assert [(v.category, v.purpose, v.via, v.tenant, v.rule) for v in violations] == [
+        (CONTENT, "advertising", "context", "contoso", "no-advertising")
+    ]
+    assert violations[0].function.endswith("advertise_task")
+
+
+def test_a_task_declared_with_a_purpose_fails_when_context_mode_enforces(worker: Any, marker: str) -> None:
+    pg.configure("trust-center", context_mode="enforce")
+    with pg.zone(tenant="contoso"):
+        pg.label(marker, CONTENT)
+        result = advertise_task.delay("spring")
+    result.get(timeout=10, interval=0.01, propagate=False)
+    assert result.state == "FAILURE"
+    assert "no-advertising" in str(result.result)
+    assert marker not in str(result.result) and marker not in str(result.traceback)
+
+
+def test_an_allowed_task_runs(worker: Any) -> None:
+    with pg.testing.assert_no_violations(), pg.zone(tenant="contoso"):
+        pg.label("mail body", CONTENT)
+        outcome = operate_task.delay("T-1").get(timeout=10, interval=0.01)
+    assert outcome == {"ticket": "T-1", "purpose": "service.operations", "tenant": "contoso", "zone": [CONTENT]}
+
+
+def test_bad_header_is_ignored_with_a_warning(worker: Any, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="purposeguard"):
+        result = inspect_task.apply_async(
+            headers={pg_celery.HEADER: "purposeguard.zone=no.such%2Cneither,purposeguard.purpose=%FF"}
+        )
+        outcome = result.get(timeout=10, interval=0.01)
+    assert outcome == {"purpose": None, "tenant": None, "zone": []}
+    assert any(r.name == "purposeguard" and r.levelno == logging.WARNING for r in caplog.records)

@@ -1,0 +1,160 @@
+"""The logging filter with the standard logging module and a real file handler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from purposeguard.integrations.logging import PurposeGuardFilter, setup, teardown
+
+import purposeguard as pg
+
+PAYMENT = "payment_data"  # not allowed for service.operations in the built-in pack
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Iterator[tuple[logging.Logger, Path]]:
+    path = tmp_path / "service.log"
+    logger = logging.getLogger("pgtest.service")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s %(card)s", defaults={"card": "-"}))
+    logger.addHandler(handler)
+    guard_filter = setup(logger)
+    yield logger, path
+    teardown(guard_filter, logger)
+    logger.removeHandler(handler)
+    handler.close()
+
+
+def read(path: Path) -> str:
+    for handler in logging.getLogger("pgtest.service").handlers:
+        handler.flush()
+    return path.read_text(encoding="utf-8")
+
+
+def test_enforce_redacts_a_labelled_argument_naming_the_category(
+    log_file: tuple[logging.Logger, Path], marker: str
+) -> None:
+    logger, path = log_file
+    with pg.testing.capture() as violations:
+        logger.info("charging card %s", pg.label(marker, PAYMENT))
+    text = read(path)
+    assert marker not in text
+    assert "redacted" in text and PAYMENT in text
+    assert [(v.category, v.purpose, v.via, v.mode) for v in violations] == [
+        (PAYMENT, "service.operations", "egress", "enforce")
+    ]
+
+
+def test_enforce_redacts_a_labelled_message(log_file: tuple[logging.Logger, Path], marker: str) -> None:
+    logger, path = log_file
+    logger.warning(pg.label(f"card {marker}", PAYMENT))
+    text = read(path)
+    assert marker not in text and PAYMENT in text
+
+
+def test_enforce_redacts_labelled_extra_fields(log_file: tuple[logging.Logger, Path], marker: str) -> None:
+    logger, path = log_file
+    logger.info("payment accepted", extra={"card": pg.label(marker, PAYMENT)})
+    text = read(path)
+    assert marker not in text
+    assert "[redacted: payment_data]" in text
+
+
+def test_labels_inside_a_dict_argument_are_found(log_file: tuple[logging.Logger, Path], marker: str) -> None:
+    logger, path = log_file
+    logger.info("request %(body)s", {"body": pg.label(marker, PAYMENT)})
+    assert marker not in read(path)
+
+
+def test_trace_passes_the_record_and_records_a_violation(
+    log_file: tuple[logging.Logger, Path], marker: str
+) -> None:
+    pg.configure("trust-center", mode="trace")
+    logger, path = log_file
+    with pg.testing.capture() as violations:
+        logger.info("charging card %s", pg.label(marker, PAYMENT))
+    assert marker in read(path)
+    assert [(v.category, v.mode) for v in violations] == [(PAYMENT, "trace")]
+
+
+def test_allowed_categories_and_plain_records_pass_untouched(log_file: tuple[logging.Logger, Path]) -> None:
+    logger, path = log_file
+    with pg.testing.assert_no_violations():
+        logger.info("ticket %s", pg.label("mailbox over quota", "customer_data"))
+        logger.info("plain %d", 42)
+    text = read(path)
+    assert "ticket mailbox over quota" in text and "plain 42" in text
+
+
+def test_a_stricter_purpose_redacts_content(tmp_path: Path, marker: str) -> None:
+    """Logs that feed service communications may not hold content."""
+    logger = logging.getLogger("pgtest.comms")
+    logger.propagate = False
+    handler = logging.FileHandler(tmp_path / "comms.log", encoding="utf-8")
+    logger.addHandler(handler)
+    guard_filter = setup(logger, purpose="service.communications")
+    try:
+        logger.warning("%s", pg.label(marker, "customer_data.content.email"))
+        handler.flush()
+        assert marker not in (tmp_path / "comms.log").read_text(encoding="utf-8")
+    finally:
+        teardown(guard_filter, logger)
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def test_records_of_child_loggers_reach_the_handler_filter(tmp_path: Path, marker: str) -> None:
+    parent = logging.getLogger("pgtest.parent")
+    parent.propagate = False
+    handler = logging.FileHandler(tmp_path / "parent.log", encoding="utf-8")
+    parent.addHandler(handler)
+    guard_filter = setup(parent)
+    try:
+        with pg.testing.capture() as violations:
+            logging.getLogger("pgtest.parent.child").error("card %s", pg.label(marker, PAYMENT))
+        handler.flush()
+        assert marker not in (tmp_path / "parent.log").read_text(encoding="utf-8")
+        assert len(violations) == 1
+    finally:
+        teardown(guard_filter, parent)
+        parent.removeHandler(handler)
+        handler.close()
+
+
+def test_two_handlers_judge_a_record_once(tmp_path: Path, marker: str) -> None:
+    logger = logging.getLogger("pgtest.twice")
+    logger.propagate = False
+    handlers = [logging.FileHandler(tmp_path / f"{i}.log", encoding="utf-8") for i in range(2)]
+    for handler in handlers:
+        logger.addHandler(handler)
+    guard_filter = setup(logger)
+    try:
+        with pg.testing.capture() as violations:
+            logger.error("card %s", pg.label(marker, PAYMENT))
+        assert len(violations) == 1
+        for i, handler in enumerate(handlers):
+            handler.flush()
+            assert marker not in (tmp_path / f"{i}.log").read_text(encoding="utf-8")
+    finally:
+        teardown(guard_filter, logger)
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+def test_teardown_removes_the_filter(log_file: tuple[logging.Logger, Path]) -> None:
+    logger, _ = log_file
+    (handler,) = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
+    (guard_filter,) = [f for f in handler.filters if isinstance(f, PurposeGuardFilter)]
+    teardown(guard_filter, logger)
+    assert not [f for f in handler.filters if isinstance(f, PurposeGuardFilter)]
+
+
+def test_unknown_purpose_is_refused_at_setup() -> None:
+    with pytest.raises(pg.UnknownKeyError):
+        PurposeGuardFilter("logging.everything")

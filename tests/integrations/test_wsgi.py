@@ -1,0 +1,200 @@
+"""The WSGI middleware with Flask: its test client and a real werkzeug server on loopback."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask, Response, jsonify
+from purposeguard.integrations.wsgi import PurposeGuardMiddleware, init_app, route_purpose
+
+import purposeguard as pg
+
+CONTENT = "customer_data.content.email"
+
+
+def flask_app(state_of: Callable[[], dict[str, Any]], marker: str, testing: bool) -> Flask:
+    app = Flask("purposeguard-test")
+    app.testing = testing
+
+    @app.get("/ops")
+    @route_purpose("service.operations")
+    def ops() -> Any:
+        return jsonify(state_of())
+
+    @app.get("/guarded/<int:item>")
+    @pg.purpose("service.operations")
+    def guarded(item: int) -> Any:
+        return jsonify({"item": item, **state_of()})
+
+    @app.get("/comms/<item>")
+    def comms(item: str) -> Any:
+        return jsonify(state_of())
+
+    @app.get("/plain")
+    def plain() -> Any:
+        return jsonify(state_of())
+
+    @app.get("/leak")
+    def leak() -> Any:
+        body = pg.label(marker, CONTENT)
+        pg.check(body)
+        return jsonify({"sent": str(body)})
+
+    @app.get("/boom")
+    def boom() -> Any:
+        raise ValueError("an ordinary bug")
+
+    @app.get("/stream")
+    @route_purpose("service.operations")
+    def stream() -> Response:
+        def chunks() -> Iterator[str]:
+            for _ in range(3):
+                yield json.dumps(state_of()) + "\n"
+
+        return Response(chunks(), mimetype="application/x-ndjson")
+
+    init_app(app, purposes={"/comms/*": "service.communications", "/leak": "service.communications"})
+    return app
+
+
+class FlaskClient:
+    """The Flask test client and httpx over loopback, behind one small interface."""
+
+    def __init__(self, app: Flask, url: str | None) -> None:
+        self.app = app
+        self.http = httpx.Client(base_url=url, timeout=10) if url else None
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+        if self.http is not None:
+            response = self.http.get(path, headers=headers)
+            return response.status_code, response.headers.get("content-type", ""), response.text
+        with self.app.test_client() as test_client:
+            result = test_client.get(path, headers=headers)
+            return result.status_code, result.content_type, result.get_data(as_text=True)
+
+
+@pytest.fixture(scope="module")
+def flask_server(serve_wsgi_module: Callable[[Any], Any], state_of: Any, marker: str) -> tuple[Flask, str]:
+    app = flask_app(state_of, marker, testing=False)
+    return app, serve_wsgi_module(app).url
+
+
+@pytest.fixture(params=["test_client", "werkzeug"])
+def client(request: pytest.FixtureRequest, state_of: Any, marker: str) -> Iterator[FlaskClient]:
+    if request.param == "werkzeug":
+        app, url = request.getfixturevalue("flask_server")
+        wrapped = FlaskClient(app, url)
+    else:
+        wrapped = FlaskClient(flask_app(state_of, marker, testing=True), None)
+    yield wrapped
+    if wrapped.http is not None:
+        wrapped.http.close()
+
+
+def test_route_purpose_and_tenant_header_reach_the_view(client: FlaskClient) -> None:
+    status, _, text = client.get("/ops", headers={"x-tenant": "contoso"})
+    assert status == 200
+    assert json.loads(text) == {"purpose": "service.operations", "tenant": "contoso", "zone": []}
+
+
+def test_pg_purpose_view_is_found_before_it_runs(client: FlaskClient) -> None:
+    _, _, text = client.get("/guarded/3")
+    assert json.loads(text) == {"item": 3, "purpose": "service.operations", "tenant": None, "zone": []}
+
+
+def test_path_pattern_sets_the_purpose(client: FlaskClient) -> None:
+    assert json.loads(client.get("/comms/x")[2])["purpose"] == "service.communications"
+
+
+def test_request_without_tenant_header_runs_under_defaults(client: FlaskClient) -> None:
+    status, _, text = client.get("/plain")
+    assert status == 200
+    assert json.loads(text) == {"purpose": None, "tenant": None, "zone": []}
+
+
+def test_violation_becomes_403_json_without_data(client: FlaskClient, marker: str) -> None:
+    status, content_type, text = client.get("/leak", headers={"x-tenant": "contoso"})
+    assert status == 403
+    assert content_type == "application/json"
+    body = json.loads(text)
+    assert (body["rule"], body["purpose"], body["category"]) == (
+        "no-content-in-service-communications",
+        "service.communications",
+        CONTENT,
+    )
+    assert marker not in text
+
+
+def test_other_exceptions_pass_through(state_of: Any, marker: str) -> None:
+    app = flask_app(state_of, marker, testing=True)
+    with app.test_client() as test_client, pytest.raises(ValueError, match="an ordinary bug"):
+        test_client.get("/boom")
+
+
+def test_other_exceptions_stay_a_500_over_loopback(
+    state_of: Any, marker: str, serve_wsgi: Callable[[Any], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = serve_wsgi(flask_app(state_of, marker, testing=False))
+    with caplog.at_level(logging.CRITICAL):  # Flask logs the traceback of the bug
+        response = httpx.get(server.url + "/boom", timeout=10)
+    assert response.status_code == 500
+    assert "purpose_violation" not in response.text
+
+
+def test_streamed_body_keeps_purpose_tenant_and_zone(client: FlaskClient) -> None:
+    headers = {"x-tenant": "fabrikam", "baggage": f"purposeguard.zone={CONTENT}"}
+    status, _, text = client.get("/stream", headers=headers)
+    lines = [json.loads(line) for line in text.splitlines() if line]
+    assert status == 200 and len(lines) == 3
+    assert all(line == {"purpose": "service.operations", "tenant": "fabrikam", "zone": [CONTENT]} for line in lines)
+
+
+def test_zone_from_baggage_is_checked_against_the_route_purpose(client: FlaskClient) -> None:
+    pg.configure("trust-center", context_mode="enforce")
+    status, _, text = client.get("/comms/1", headers={"baggage": f"purposeguard.zone=bogus.key%2C{CONTENT}"})
+    assert status == 403
+    assert json.loads(text)["via"] == "context"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["purposeguard.zone=%C3%28", "purposeguard.unknown=1", "purposeguard.purpose=" + "a" * 500, "purposeguard.zone=no.such"],
+    ids=["bad utf-8", "unknown key", "oversized", "unknown category"],
+)
+def test_bad_baggage_is_ignored_with_a_warning(
+    client: FlaskClient, raw: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="purposeguard"):
+        status, _, text = client.get("/plain", headers={"baggage": raw})
+    assert status == 200
+    assert json.loads(text) == {"purpose": None, "tenant": None, "zone": []}
+    assert any(r.name == "purposeguard" and r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_plain_wsgi_app_violation_is_a_403_from_the_middleware(
+    serve_wsgi: Callable[[Any], Any], marker: str
+) -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        pg.check(pg.label(marker, CONTENT))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"sent"]
+
+    server = serve_wsgi(PurposeGuardMiddleware(app, purposes={"/**": "advertising"}))
+    response = httpx.get(server.url + "/anything/at/all", timeout=10)
+    assert response.status_code == 403
+    assert response.json()["rule"] == "no-advertising"
+    assert marker not in response.text
+
+
+def test_plain_wsgi_app_other_exceptions_pass_through() -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        raise KeyError("not ours")
+
+    middleware = PurposeGuardMiddleware(app)
+    with pytest.raises(KeyError, match="not ours"):
+        middleware({"PATH_INFO": "/", "REQUEST_METHOD": "GET"}, lambda *a: None)

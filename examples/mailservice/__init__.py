@@ -1,1 +1,91 @@
-"""An example multi-tenant mail service guarded by purposeguard."""
+"""An example multi-tenant mail service that keeps a published data-use promise.
+
+Installed as ``purposeguard.mailservice`` (``pip install 'purposeguard[demo]'``)
+and driven by ``purposeguard demo``. Tenants have end users with mailboxes
+(messages are ``customer_data.content.email``), a document library
+(``customer_data.content.document``) and administrators. The service filters
+spam, troubleshoots mailboxes, counts usage through the policy's transforms
+and notifies administrators of storage limits, as the promise allows; its
+"ad recommendations", newsletter, product-analytics job and law-enforcement
+desk show what the promise forbids, or allows only with consent or under
+obligations::
+
+    from purposeguard.mailservice import running
+
+    with running() as service:            # uvicorn on a free 127.0.0.1 port
+        httpx.get(service.url + "/healthz")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from purposeguard.audit import AuditLog
+from purposeguard.consent import ConsentStore
+
+from .app import MailService, create_app
+from .outside import LoopbackTransport, OutsideServer
+from .server import PortInUse, ServiceThread, bind
+from .store import Store
+
+__all__ = [
+    "LoopbackTransport",
+    "MailService",
+    "OutsideServer",
+    "PortInUse",
+    "Running",
+    "ServiceThread",
+    "Store",
+    "bind",
+    "create_app",
+    "running",
+]
+
+
+@dataclass
+class Running:
+    """A started service: its URL, state, HTTP server and the local outside world."""
+
+    url: str
+    service: MailService
+    server: ServiceThread
+    outside: OutsideServer
+
+
+@contextmanager
+def running(
+    *,
+    port: int = 0,
+    consents: ConsentStore | None = None,
+    audit: AuditLog | str | Path | None = None,
+    store: Store | None = None,
+    log_level: str = "warning",
+) -> Iterator[Running]:
+    """Serve the mail service on 127.0.0.1 (``port`` 0: a free one) with a
+    local stand-in for the ad network and the newsletter service.
+
+    Instruments httpx for the block (and undoes it if it was not on before).
+    The guard is the caller's: ``pg.configure(...)`` first, with the same
+    ``consents`` store if consent should decide anything. A port in use raises
+    :class:`PortInUse` before anything starts. ``log_level`` is uvicorn's.
+    """
+    from purposeguard.integrations import httpx as pg_httpx
+
+    outside = OutsideServer()
+    service = MailService(store, consents=consents, audit=audit, outside=outside.routes())
+    try:
+        server = ServiceThread(create_app(service), port=port, log_level=log_level)
+    except BaseException:
+        outside.server.server_close()
+        raise
+    was_instrumented = pg_httpx.is_instrumented()
+    pg_httpx.instrument()
+    try:
+        with outside, server:
+            yield Running(server.url, service, server, outside)
+    finally:
+        if not was_instrumented:
+            pg_httpx.uninstrument()

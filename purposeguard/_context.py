@@ -25,18 +25,25 @@ class _Flags:
     them. ``fast`` allows the labelled shortcut (a labelled class already
     known to be allowed for a purpose): only while no zone was ever opened and
     no guard is activated for one context, because then the process-wide
-    guard decides everything.
+    guard decides everything. ``fast_unzoned`` allows it once zones are in
+    use, where no zone is current (the wrapper then looks the zone up), so
+    guarded calls outside a zone keep the shortcut.
     """
 
-    __slots__ = ("zones", "fast", "activations")
+    __slots__ = ("zones", "fast", "fast_unzoned", "activations", "epoch")
 
     def __init__(self) -> None:
         self.zones = False
         self.fast = True
+        self.fast_unzoned = True
         self.activations = 0
+        # Bumped whenever the policy changes: zones remember "allowed for
+        # this purpose" only for the epoch they learnt it in.
+        self.epoch = 0
 
     def refresh(self) -> None:
-        self.fast = not self.zones and self.activations == 0
+        self.fast_unzoned = self.activations == 0
+        self.fast = not self.zones and self.fast_unzoned
 
 
 FLAGS = _Flags()
@@ -58,6 +65,7 @@ def fast_allowed(purpose: str) -> set[type]:
 
 
 def forget_fast_allowed() -> None:
+    FLAGS.epoch += 1
     for allowed in FAST_ALLOWED.values():
         allowed.clear()
 
@@ -74,7 +82,18 @@ class ZoneState:
     grows: nothing, not even a transform, removes a category from a zone.
     """
 
-    __slots__ = ("categories", "tenant", "parent", "_lock", "owner", "purpose_hint", "opener", "token", "closed")
+    __slots__ = (
+        "categories",
+        "tenant",
+        "parent",
+        "_lock",
+        "owner",
+        "purpose_hint",
+        "opener",
+        "token",
+        "closed",
+        "allowed",
+    )
 
     def __init__(
         self,
@@ -99,6 +118,9 @@ class ZoneState:
         self.opener: Any = None
         self.token: Token[ZoneState | None] | None = None
         self.closed = False
+        # purpose -> (categories, policy epoch) the process-wide guard allowed:
+        # a guarded call seeing the same category set again skips the check.
+        self.allowed: dict[str, tuple[frozenset[str], int]] = {}
 
     def add(self, labels: frozenset[str]) -> None:
         if labels <= self.categories:

@@ -80,9 +80,7 @@ class zone:  # noqa: N801 - reads as a statement: with zone(tenant=...)
                 )
             raise PurposeGuardError("leaving a zone that was never entered here")
         if state.owner != threading.get_ident():
-            raise PurposeGuardError(
-                "leaving a zone from another thread than the one that entered it"
-            )
+            raise PurposeGuardError("leaving a zone from another thread than the one that entered it")
         token = state.token
         if token is None:
             raise PurposeGuardError("leaving a zone that was never entered here")
@@ -195,9 +193,7 @@ def transform(transform_id: str) -> Callable[[F], F]:
                 _refuse(guard, transform_id, refused, name, tenant)
             return labels.difference(refused), refused, tenant
 
-        def after(
-            result: Any, accepted: frozenset[str], refused: tuple[str, ...], tenant: str | None
-        ) -> Any:
+        def after(result: Any, accepted: frozenset[str], refused: tuple[str, ...], tenant: str | None) -> Any:
             guard = get_guard()
             spec = guard.policy.transforms[transform_id]
             # What the transform does not accept is not declassified by it.
@@ -238,9 +234,7 @@ def transform(transform_id: str) -> Callable[[F], F]:
     return decorate
 
 
-def _refuse(
-    guard: Any, transform_id: str, refused: tuple[str, ...], name: str, tenant: str | None
-) -> None:
+def _refuse(guard: Any, transform_id: str, refused: tuple[str, ...], name: str, tenant: str | None) -> None:
     from ._errors import PurposeViolation
     from ._records import Violation
 

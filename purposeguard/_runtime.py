@@ -72,6 +72,10 @@ class _Counters:
 COUNTERS = _Counters()
 
 
+# Records that no mode may lose: the action they record must not happen without them.
+MUST_KEEP_KINDS = frozenset({"consent", "disclosure"})
+
+
 class SinkFailure(PurposeGuardError):
     """Raised by a sink (the audit log) that could not keep a record it must
     keep. The dispatcher lets it through for enforce-mode records (fail
@@ -296,10 +300,16 @@ class Guard:
             enforce = enforce or mode == "enforce"
         if not recorded:
             return
+        lost: SinkFailure | None = None
         for violation in recorded:
-            self.dispatch(violation)
+            try:
+                self.dispatch(violation)
+            except SinkFailure as failure:
+                lost = failure
         if enforce:
-            raise PurposeViolation(recorded)
+            # Still a violation to the caller (a 403 to a web client), whatever
+            # the sink did; the sink's failure rides along as the cause.
+            raise PurposeViolation(recorded) from lost
 
     def _denials(
         self, decision: Decision, context: bool
@@ -373,7 +383,9 @@ class Guard:
                     handler(record)
                 except SinkFailure as failure:
                     logger.error("purposeguard could not keep a record: %s", failure)
-                    if getattr(record, "mode", self.mode) == "enforce":
+                    # Consent changes and disclosures are obligations in
+                    # themselves: losing their record stops them in any mode.
+                    if record.kind in MUST_KEEP_KINDS or getattr(record, "mode", self.mode) == "enforce":
                         must_keep = failure
                 except Exception:
                     key = id(handler)

@@ -35,7 +35,7 @@ from ._errors import ObligationError
 from ._labels import _OBJECT_REFS, _OBJECTS, LabelledProxy, annotated_fields, labels_of
 from ._policy import Policy
 from ._records import Record
-from ._runtime import caller_name, get_guard
+from ._runtime import SinkFailure, caller_name, get_guard
 from .audit import AuditError, AuditLog, attached
 
 __all__ = ["CompelledDisclosure", "Disclosure", "DisclosureNotice", "Released", "compelled_disclosure"]
@@ -314,8 +314,14 @@ class CompelledDisclosure:
                 ) from error
             record = dataclasses.replace(record, audit_ref=f"{self.audit.log_id}:{seq}")
         # An attached sink writes disclosures before this returns; if it cannot,
-        # the dispatcher raises SinkFailure and nothing is released.
-        guard.dispatch(record)
+        # the dispatcher raises SinkFailure (in any mode) and nothing is released.
+        try:
+            guard.dispatch(record)
+        except SinkFailure as error:
+            raise ObligationError(
+                f"case {self.case}: the disclosure cannot be audited ({error}); nothing released",
+                obligation="record",
+            ) from error
         self.releases.append(record)
         return Released(values, self.case)
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 import functools
 import inspect
 import keyword
+import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from ._context import FAST_HITS, FLAGS, PURPOSE, ZONE, fast_allowed
 from ._errors import PurposeGuardError
-from ._labels import NO_LABELS, labels_in_values, tenant_of
+from ._labels import NO_LABELS, labels_in_values, merge_tenants, tenant_of
 from ._runtime import _ACTIVE as _ACTIVE_GUARD
-from ._runtime import check_zone, get_guard, require_purpose_key
+from ._runtime import check_zone, frame_name, get_guard, require_purpose_key
 
 __all__ = ["purpose"]
 
@@ -38,19 +39,33 @@ def _function_name(fn: Any) -> str:
 
 
 def _tenant_in(values: tuple[Any, ...]) -> str | None:
-    state = ZONE.get() if FLAGS.zones else None
-    if state is not None and state.tenant is not None:
-        return state.tenant  # type: ignore[no-any-return]
+    """Whose data this is, for consent: the values' own tenant (several
+    tenants make a mixed value no consent covers), else the zone's."""
+    found: str | None = None
     for value in values:
         tenant = tenant_of(value)
         if tenant is not None:
-            return tenant
-    return None
+            found = merge_tenants(found, tenant)
+    if found is not None:
+        return found
+    state = ZONE.get() if FLAGS.zones else None
+    return state.tenant if state is not None else None
+
+
+def _read_labels(purpose_key: str, name: str, values: tuple[Any, ...], via: str) -> frozenset[str]:
+    """The labels of ``values``; reading them runs user code (properties of
+    annotated fields, an ORM's lazy attributes), and a failure there is an
+    engine failure: enforce mode denies, trace mode records and goes on."""
+    try:
+        return labels_in_values(values)
+    except Exception as error:
+        get_guard()._internal_error(error, frozenset(), purpose_key, via, name, None, False)
+        return frozenset()
 
 
 def _entry_check(purpose_key: str, name: str, values: tuple[Any, ...]) -> None:
     """Arguments carry labels (or a zone is open): decide and act per mode."""
-    labels = labels_in_values(values)
+    labels = _read_labels(purpose_key, name, values, "argument")
     if FLAGS.zones:
         state = ZONE.get()
         if state is not None:
@@ -141,7 +156,7 @@ def _zone_check(purpose_key: str, name: str) -> None:
 
 
 def _return_check(purpose_key: str, name: str, value: Any) -> None:
-    labels = labels_in_values((value,))
+    labels = _read_labels(purpose_key, name, (value,), "return")
     if not labels:
         return
     state = ZONE.get() if FLAGS.zones else None
@@ -181,7 +196,8 @@ def {name}({params}):
 def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any] | None:
     """A wrapper with ``fn``'s own signature, or None where that is not possible."""
     try:
-        signature = inspect.signature(fn)
+        # follow_wrapped=False: a decorator below may have changed the signature.
+        signature = inspect.signature(fn, follow_wrapped=False)
     except (TypeError, ValueError):
         return None
     namespace: dict[str, Any] = {
@@ -438,7 +454,8 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
 
     def __enter__(self) -> purpose:
         if FLAGS.zones:
-            _zone_check(self.key, "<with purpose>")
+            caller = sys._getframe(1)
+            _zone_check(self.key, frame_name(caller.f_back if caller.f_code is _AENTER_CODE else caller))
         token = PURPOSE.set(self.key)
         _CM_TOKENS.set((token, _CM_TOKENS.get()))
         return self
@@ -455,3 +472,6 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
 
     async def __aexit__(self, *exc: object) -> None:
         self.__exit__(*exc)
+
+
+_AENTER_CODE = purpose.__aenter__.__code__  # skipped when naming the code that entered

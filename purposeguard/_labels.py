@@ -113,12 +113,25 @@ def _kind_for(labels: frozenset[str], tenant: str | None) -> _Kind:
     return kind
 
 
+# The tenant of a value built from several tenants' data: no tenant's consent
+# covers it, so consent never widens what it may be used for.
+MIXED_TENANT = "(several tenants)"
+
+
+def merge_tenants(a: str | None, b: str | None) -> str | None:
+    if a == b or b is None:
+        return a
+    if a is None:
+        return b
+    return MIXED_TENANT
+
+
 def _union(a: _Kind, b: _Kind) -> _Kind:
     if a is b:
         return a
     kind = _UNIONS.get((a, b))
     if kind is None:
-        kind = _kind_for(a.labels | b.labels, a.tenant if a.tenant is not None else b.tenant)
+        kind = _kind_for(a.labels | b.labels, merge_tenants(a.tenant, b.tenant))
         _UNIONS[a, b] = kind
     return kind
 
@@ -161,6 +174,13 @@ def _merged(kind: _Kind, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> _K
 
 def _relabel(result: Any, kind: _Kind) -> Any:
     t = type(result)
+    own = getattr(t, "_pg_kind", None) if t not in NO_LABELS else None
+    if own is not None:
+        # The result is an operand itself ("%s" % labelled): it keeps its labels
+        # and gains the receiver's.
+        kind = _union(kind, own)
+        result = str.__str__(result) if isinstance(result, str) else _plain_bytes(result)
+        t = type(result)
     if t is str:
         return kind.str_cls(result)
     if t is bytes:
@@ -221,18 +241,24 @@ _SIGNATURES: dict[str, tuple[str, str]] = {
     "split": (", sep=None, maxsplit=-1", ", sep, maxsplit"),
     "rsplit": (", sep=None, maxsplit=-1", ", sep, maxsplit"),
     "splitlines": (", keepends=False", ", keepends"),
-    "hex": (", *args", ", *args"),
+}
+# bytes methods whose parameters differ from str's.
+_BYTES_SIGNATURES: dict[str, tuple[str, str]] = {
+    "translate": (", table, delete=_EMPTY_BYTES", ", table, delete"),
+    "hex": (", *args, **kwargs", ", *args, **kwargs"),
 }
 
 
 def _install(cls: type, base: type, template: str, names: Iterable[str]) -> None:
     for name in names:
-        params, args = _SIGNATURES.get(name, ("", ""))
+        signatures = _BYTES_SIGNATURES if base is bytes and name in _BYTES_SIGNATURES else _SIGNATURES
+        params, args = signatures.get(name, ("", ""))
         namespace: dict[str, Any] = {
             "_base": getattr(base, name),
             "_relabel": _relabel,
             "_merged": _merged,
             "_SPACE": " " if base is str else b" ",
+            "_EMPTY_BYTES": b"",
         }
         exec(template.format(name=name, params=params, args=args), namespace)  # noqa: S102 - fixed templates above
         method = namespace[name]
@@ -346,7 +372,8 @@ class LabelledBytes(bytes):
         return _bytes_new(kind.bytes_cls, result)
 
     def __radd__(self, other: Any) -> Any:
-        if not isinstance(other, (bytes, bytearray)):
+        # A bytearray stays a (mutable, unlabelled) bytearray: the zone's job.
+        if not isinstance(other, bytes):
             return NotImplemented
         return _bytes_new(type(self)._pg_kind.bytes_cls, _plain_bytes(other) + _plain_bytes(self))
 
@@ -748,8 +775,25 @@ def produces(*categories: str, tenant: str | None = None) -> Callable[[T], T]:
 
             @functools.wraps(fn)
             async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                async for item in fn(*args, **kwargs):
-                    yield label(item, *categories, tenant=tenant)
+                generator = fn(*args, **kwargs)
+                to_send: Any = None
+                to_throw: BaseException | None = None
+                while True:
+                    try:
+                        if to_throw is not None:
+                            error, to_throw = to_throw, None
+                            item = await generator.athrow(error)
+                        else:
+                            item = await generator.asend(to_send)
+                    except StopAsyncIteration:
+                        return
+                    try:
+                        to_send = yield label(item, *categories, tenant=tenant)
+                    except GeneratorExit:
+                        await generator.aclose()
+                        raise
+                    except BaseException as error:  # noqa: BLE001 - forwarded into the generator
+                        to_throw, to_send = error, None
 
             return async_gen_wrapper
         if inspect.iscoroutinefunction(fn):
@@ -763,8 +807,27 @@ def produces(*categories: str, tenant: str | None = None) -> Callable[[T], T]:
 
             @functools.wraps(fn)
             def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                for item in fn(*args, **kwargs):
-                    yield label(item, *categories, tenant=tenant)
+                # Delegates send(), throw(), close() and the return value, as
+                # ``yield from`` would, labelling each item on its way out.
+                generator = fn(*args, **kwargs)
+                to_send: Any = None
+                to_throw: BaseException | None = None
+                while True:
+                    try:
+                        if to_throw is not None:
+                            error, to_throw = to_throw, None
+                            item = generator.throw(error)
+                        else:
+                            item = generator.send(to_send)
+                    except StopIteration as stop:
+                        return stop.value
+                    try:
+                        to_send = yield label(item, *categories, tenant=tenant)
+                    except GeneratorExit:
+                        generator.close()
+                        raise
+                    except BaseException as error:  # noqa: BLE001 - forwarded into the generator
+                        to_throw, to_send = error, None
 
             return gen_wrapper
 

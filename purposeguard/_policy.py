@@ -253,7 +253,7 @@ class Policy:
             by_labels[categories] = decision
         if decision.allowed or tenant is None or consents is None:
             return decision
-        return self._apply_consent(decision, purpose, tenant, consents)
+        return self._apply_consent(decision, categories, purpose, tenant, consents)
 
     def _decide_uncached(self, categories: frozenset[str], purpose: str) -> Decision:
         if not categories:
@@ -294,7 +294,12 @@ class Policy:
         )
 
     def _apply_consent(
-        self, decision: Decision, purpose: str, tenant: str, consents: ConsentLookup
+        self,
+        decision: Decision,
+        categories: frozenset[str],
+        purpose: str,
+        tenant: str,
+        consents: ConsentLookup,
     ) -> Decision:
         still_denied = []
         consented = False
@@ -318,14 +323,21 @@ class Policy:
                 tuple(still_denied),
                 first.mode if first else None,
             )
-        first_category = decision.category
-        rule = self._table[first_category, purpose].rule if first_category is not None else None
+        # Every category is allowed now: report as DESIGN §4 says, the first
+        # category in sorted order and its rule, with the allowed rules' obligations.
+        ordered = sorted(categories)
+        obligations: list[str] = []
+        for category in ordered:
+            cell = self._table[category, purpose]
+            if cell.allowed and cell.rule is not None:
+                obligations.extend(o for o in cell.rule.obligations if o not in obligations)
+        rule = self._table[ordered[0], purpose].rule
         return Decision(
             True,
-            first_category,
+            ordered[0],
             purpose,
             rule.id if rule else None,
-            rule.obligations if rule else (),
+            tuple(obligations),
             True,
             (),
             rule.mode if rule else None,

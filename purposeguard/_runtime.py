@@ -436,7 +436,8 @@ _ACTIVE: ContextVar[Guard | None] = ContextVar("purposeguard.guard", default=Non
 
 def get_guard() -> Guard:
     """The guard in force here: an activated one, else the configured one,
-    else the built-in ``trust-center`` pack with default modes."""
+    else the policy named by ``PURPOSEGUARD_POLICY`` (the built-in
+    ``trust-center`` pack when unset) with default modes."""
     active = _ACTIVE.get()
     if active is not None:
         return active
@@ -445,7 +446,9 @@ def get_guard() -> Guard:
         with _STATE.lock:
             guard = _STATE.guard
             if guard is None:
-                guard = Guard(Policy.load("trust-center"))
+                # PURPOSEGUARD_POLICY lets modules decorated at import time use a
+                # policy's own keys before configure() runs.
+                guard = Guard(Policy.load(os.environ.get("PURPOSEGUARD_POLICY") or "trust-center"))
                 _STATE.guard = guard
                 set_taxonomy(guard.policy.taxonomy)
     return guard
@@ -555,10 +558,15 @@ def check(value: Any, purpose: str | None = None, *, via: str = "argument") -> D
                 "check() outside any purpose: pass purpose= or call it inside @purpose/with purpose"
             )
     guard.policy.taxonomy.require_purpose(purpose)
-    labels = labels_of(value)
+    caller = sys._getframe(1)
+    try:
+        labels = labels_of(value)
+    except Exception as error:  # reading labels ran user code that failed: fail closed
+        return guard._internal_error(
+            error, frozenset(), purpose, via, lambda: frame_name(caller), None, False
+        )
     state = ZONE.get() if FLAGS.zones else None
     tenant = tenant_of(value) or (state.tenant if state is not None else None)
-    caller = sys._getframe(1)
     function = lambda: frame_name(caller)  # noqa: E731 - named only on a violation
     if state is not None:
         state.add(labels)

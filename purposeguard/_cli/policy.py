@@ -140,14 +140,23 @@ def _check(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     policy = Policy.load(args.policy)
+    # A key the taxonomy does not define is a bad argument (exit 2), not bad input.
+    for kind, key, known in (
+        ("category", args.category, policy.taxonomy.categories),
+        ("purpose", args.purpose, policy.taxonomy.purposes),
+    ):
+        if key not in known:
+            raise CommandError(f"purposeguard explain: unknown {kind} {key!r} (see: purposeguard policy show)", 2)
     consents = None
     if args.consents is not None:
         from pathlib import Path
 
         from ..consent import ConsentStore
 
-        if not Path(args.consents).is_file():
+        if not Path(args.consents).exists():
             raise CommandError(f"purposeguard explain: no such consent file: {args.consents}")
+        if not Path(args.consents).is_file():
+            raise CommandError(f"purposeguard explain: not a file: {args.consents}")
         consents = ConsentStore(args.consents, policy=policy)
     print(policy.explain(args.category, args.purpose, tenant=args.tenant, consents=consents))
     return 0

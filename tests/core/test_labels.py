@@ -209,3 +209,50 @@ async def test_produces_on_coroutines_and_async_generators() -> None:
 
     assert pg.labels_of(await fetch()) == {DOC}
     assert [pg.labels_of(x) async for x in stream()] == [{DOC}]
+
+
+def test_produces_generator_keeps_send_throw_and_return_value() -> None:
+    @pg.produces(EMAIL)
+    def echo() -> Any:
+        got = yield "ready"
+        try:
+            yield f"got {got}"
+        except KeyError:
+            yield "caught"
+        return "done"
+
+    gen = echo()
+    assert next(gen) == "ready"
+    reply = gen.send("hello")
+    assert reply == "got hello" and pg.labels_of(reply) == {EMAIL}
+    assert gen.throw(KeyError("x")) == "caught"
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value == "done"
+
+
+async def test_produces_async_generator_keeps_asend() -> None:
+    @pg.produces(EMAIL)
+    async def echo() -> Any:
+        got = yield "ready"
+        yield f"got {got}"
+
+    gen = echo()
+    assert await gen.asend(None) == "ready"
+    reply = await gen.asend("hi")
+    assert reply == "got hi" and pg.labels_of(reply) == {EMAIL}
+    await gen.aclose()
+
+
+def test_labelled_template_with_labelled_operand_keeps_both() -> None:
+    assert pg.labels_of(pg.label("%s", EMAIL) % doc) == {EMAIL, DOC}
+    assert pg.labels_of(pg.label("{}", EMAIL).format(doc)) == {EMAIL, DOC}
+
+
+def test_labelled_bytes_methods_keep_their_parameters() -> None:
+    raw = pg.label(b"hello", "customer_data")
+    assert raw.translate(None, b"l") == b"heo" and pg.labels_of(raw.translate(None, b"l")) == {"customer_data"}
+    assert raw.hex(":") == "68:65:6c:6c:6f" and pg.labels_of(raw.hex()) == {"customer_data"}
+    assert raw[0] == 104 and type(raw[0]) is int
+    assert pg.labels_of(raw[1:3]) == {"customer_data"}
+    assert type(bytearray(b"x") + raw) is bytearray

@@ -244,3 +244,47 @@ def test_decisions_are_memoised_per_label_set() -> None:
     policy = pg.Policy.load("trust-center")
     first = policy.decide(frozenset({"customer_data"}), "service.operations")
     assert policy.decide(frozenset({"customer_data"}), "service.operations") is first
+
+
+def test_a_decision_allowed_by_consent_reports_the_first_category_and_its_rule() -> None:
+    policy = pg.Policy.from_toml(
+        """
+[[rules]]
+id = "admin-improvement"
+categories = ["administrator_data"]
+purposes = ["improvement"]
+effect = "allow"
+[[rules]]
+id = "improvement-only-with-consent"
+categories = ["customer_data"]
+purposes = ["improvement"]
+effect = "deny"
+consentable = true
+"""
+    )
+    consents = Consents({("contoso", "improvement", "customer_data")})
+    decision = policy.decide(["customer_data", "administrator_data"], "improvement", tenant="contoso", consents=consents)
+    assert decision.allowed and decision.consent
+    assert (decision.category, decision.rule) == ("administrator_data", "admin-improvement")
+
+
+def test_one_tenants_consent_never_covers_another_tenants_data() -> None:
+    pg.configure("trust-center", consents=Consents({("contoso", "improvement", "customer_data")}))
+    mine = pg.label("x", "customer_data.content.email", tenant="contoso")
+    theirs = pg.label("y", "customer_data.content.email", tenant="fabrikam")
+    assert pg.check(mine, "improvement").allowed
+    with pytest.raises(pg.PurposeViolation):
+        pg.check(theirs, "improvement")
+    with pytest.raises(pg.PurposeViolation):
+        pg.check(mine + theirs, "improvement")  # mixed data: no single tenant consented
+
+    @pg.purpose("improvement")
+    def train(a: str, b: str) -> str:
+        return "trained"
+
+    with pytest.raises(pg.PurposeViolation):
+        train(mine, theirs)
+    with pg.zone(tenant="contoso"):
+        with pytest.raises(pg.PurposeViolation):  # the value's tenant wins over the zone's
+            train(theirs, "plain")
+    assert train(mine, "plain") == "trained"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 
@@ -231,7 +231,6 @@ def test_allowed_flow_records_nothing(content: str) -> None:
 
 def test_containers_one_level_deep_and_annotated_fields_are_checked(content: str) -> None:
     from dataclasses import dataclass
-    from typing import Annotated
 
     @dataclass
     class Message:
@@ -512,3 +511,96 @@ def test_a_sink_that_cannot_keep_records_denies_only_in_enforce_mode(content: st
             size(content)  # an unrecorded declassification does not happen
     finally:
         stop()
+
+
+class _Detached:
+    """An object whose annotated field raises when read, like a detached ORM row."""
+
+    body: Annotated[str, pg.Category(EMAIL)]
+
+    @property  # type: ignore[no-redef]
+    def body(self) -> str:
+        raise RuntimeError("detached instance")
+
+
+def test_a_failure_while_reading_labels_fails_closed_in_enforce_mode() -> None:
+    @pg.purpose("service.operations")
+    def troubleshoot(thing: Any) -> str:
+        return "ran"
+
+    with pytest.raises(pg.PurposeViolation) as caught:
+        troubleshoot(_Detached())
+    assert caught.value.violations[0].rule == "purposeguard.internal-error"
+    with pytest.raises(pg.PurposeViolation):
+        pg.check(_Detached(), "service.operations")
+
+
+def test_a_failure_while_reading_labels_is_recorded_in_trace_mode(trace_guard: pg.Guard) -> None:
+    @pg.purpose("service.operations")
+    def troubleshoot(thing: Any) -> str:
+        return "ran"
+
+    with pg.testing.capture() as violations:
+        assert troubleshoot(_Detached()) == "ran"
+    assert [v.rule for v in violations] == ["purposeguard.internal-error"]
+
+
+def test_a_decorator_below_that_changes_the_signature_is_respected() -> None:
+    import functools
+
+    def inject(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return fn("DB", *args, **kwargs)
+
+        return wrapper
+
+    @pg.purpose("service.operations")
+    @inject
+    def handler(db: str, x: int) -> tuple[str, int, str | None]:
+        return db, x, pg.current_purpose()
+
+    assert handler(1) == ("DB", 1, "service.operations")
+
+
+def test_context_mode_precedence_reaches_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = pg.Policy.from_toml('[[rules]]\nid = "r"\ncategories = ["usage_data"]\npurposes = ["service"]\neffect = "allow"\n')
+    monkeypatch.setenv("PURPOSEGUARD_CONTEXT_MODE", "enforce")
+    assert pg.Guard(policy).context_mode == "enforce"
+    assert pg.Guard(policy, context_mode="off").context_mode == "off"
+    monkeypatch.delenv("PURPOSEGUARD_CONTEXT_MODE")
+    assert pg.Guard(policy).context_mode == "trace"
+    assert pg.Guard(pg.Policy.load("trust-center")).context_mode == "trace"
+
+
+def test_purposeguard_policy_names_the_default_policy(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    policy = tmp_path / "custom.toml"
+    policy.write_text(
+        '[taxonomy.purposes]\n"service.analytics" = "usage analytics"\n'
+        '[[rules]]\nid = "analytics"\ncategories = ["usage_data"]\npurposes = ["service.analytics"]\neffect = "allow"\n'
+    )
+    code = (
+        "import purposeguard as pg\n"
+        "@pg.purpose('service.analytics')\n"
+        "def count(x): return pg.current_purpose()\n"
+        "print(count(pg.label(3, 'usage_data')))\n"
+    )
+    import os
+
+    env = dict(os.environ, PURPOSEGUARD_POLICY=str(policy))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "service.analytics"
+
+
+def test_with_purpose_in_a_zone_names_the_code_that_entered_it(content: str, trace_guard: pg.Guard) -> None:
+    with pg.zone():
+        pg.label("mail", EMAIL)
+        with pg.testing.capture() as violations:
+            with pg.purpose("advertising"):
+                pass
+    assert violations[0].via == "context"
+    assert violations[0].function.endswith("test_with_purpose_in_a_zone_names_the_code_that_entered_it")

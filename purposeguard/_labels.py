@@ -29,13 +29,15 @@ from typing import Any, SupportsIndex, TypeVar
 
 import wrapt
 
-from ._context import FLAGS, ZONE
+from ._context import FLAGS, ZONE, forget_fast_allowed
 from ._errors import UnknownKeyError
 from ._taxonomy import Taxonomy
 
 __all__ = [
     "Category",
     "LabelledBytes",
+    "LabelledFloat",
+    "LabelledInt",
     "LabelledProxy",
     "LabelledStr",
     "label",
@@ -50,12 +52,22 @@ EMPTY: frozenset[str] = frozenset()
 
 
 class _Keys:
-    """The taxonomy that label keys are validated against (the active policy's)."""
+    """The taxonomy that label keys are validated against: the process-wide
+    policy's, or, while a guard is activated for one context, that guard's
+    (``active`` is set by the runtime, which this layer does not import)."""
 
-    __slots__ = ("taxonomy",)
+    __slots__ = ("taxonomy", "active")
 
     def __init__(self) -> None:
         self.taxonomy: Taxonomy = Taxonomy.builtin()
+        self.active: Callable[[], Taxonomy | None] | None = None
+
+    def current(self) -> Taxonomy:
+        if FLAGS.activations and self.active is not None:
+            found = self.active()
+            if found is not None:
+                return found
+        return self.taxonomy
 
 
 KEYS = _Keys()
@@ -74,7 +86,7 @@ def set_taxonomy(taxonomy: Taxonomy) -> None:
 class _Kind:
     """The pair of labelled classes for one (label set, tenant)."""
 
-    __slots__ = ("labels", "tenant", "str_cls", "bytes_cls")
+    __slots__ = ("labels", "tenant", "str_cls", "bytes_cls", "_numbers")
 
     def __init__(self, labels: frozenset[str], tenant: str | None) -> None:
         self.labels = labels
@@ -91,6 +103,21 @@ class _Kind:
             {"__slots__": (), "_pg_labels": labels, "_pg_tenant": tenant, "_pg_kind": self,
              "__module__": __name__, "__qualname__": "LabelledBytes"},
         )
+        self._numbers: dict[type, type] = {}
+
+    def number_cls(self, base: type) -> type:
+        """The labelled subclass of ``int`` or ``float``, built on first use."""
+        found = self._numbers.get(base)
+        if found is None:
+            parent = LabelledInt if base is int else LabelledFloat
+            found = type(
+                parent.__name__,
+                (parent,),
+                {"__slots__": (), "_pg_labels": self.labels, "_pg_tenant": self.tenant,
+                 "_pg_kind": self, "__module__": __name__, "__qualname__": parent.__name__},
+            )
+            self._numbers[base] = found
+        return found
 
 
 _CLASSES: dict[tuple[frozenset[str], str | None], _Kind] = {}
@@ -101,6 +128,12 @@ _KINDS_NO_TENANT: dict[tuple[str, ...], _Kind] = {}
 _UNIONS: dict[tuple[_Kind, _Kind], _Kind] = {}
 
 
+# Label sets are bounded by the taxonomy, tenants are not: past this many
+# cached (label set, tenant) kinds, the tenant-specific ones are forgotten.
+# Live values keep their classes; a forgotten class is freed with its last value.
+TENANT_KINDS_LIMIT = 2048
+
+
 def _kind_for(labels: frozenset[str], tenant: str | None) -> _Kind:
     key = (labels, tenant)
     kind = _CLASSES.get(key)
@@ -108,9 +141,21 @@ def _kind_for(labels: frozenset[str], tenant: str | None) -> _Kind:
         with _CLASSES_LOCK:
             kind = _CLASSES.get(key)
             if kind is None:
+                if tenant is not None and len(_CLASSES) >= TENANT_KINDS_LIMIT:
+                    _forget_tenant_kinds()
                 kind = _Kind(labels, tenant)
                 _CLASSES[key] = kind
     return kind
+
+
+def _forget_tenant_kinds() -> None:
+    for key in [k for k in _CLASSES if k[1] is not None]:
+        del _CLASSES[key]
+    for key in [k for k in _KINDS if k[1] is not None]:
+        del _KINDS[key]
+    _UNIONS.clear()
+    # Wrappers' shortcut sets hold classes too.
+    forget_fast_allowed()
 
 
 # The tenant of a value built from several tenants' data: no tenant's consent
@@ -413,6 +458,29 @@ _install(LabelledBytes, bytes, _PIECES, ("split", "rsplit", "splitlines"))
 _install(LabelledBytes, bytes, _COMBINING, ("partition", "rpartition", "__mod__", "replace", "join"))
 
 
+class LabelledInt(int):
+    """An ``int`` that carries data categories (a count, an id); arithmetic
+    results are plain ints, which the zone covers."""
+
+    __slots__ = ()
+    _pg_kind: _Kind
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        kind = type(self)._pg_kind
+        return (_rebuild, (int(self), tuple(sorted(kind.labels)), kind.tenant))
+
+
+class LabelledFloat(float):
+    """A ``float`` that carries data categories; see :class:`LabelledInt`."""
+
+    __slots__ = ()
+    _pg_kind: _Kind
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        kind = type(self)._pg_kind
+        return (_rebuild, (float(self), tuple(sorted(kind.labels)), kind.tenant))
+
+
 def _rebuild(value: Any, labels: tuple[str, ...], tenant: str | None) -> Any:
     # Unpickling trusts the labels it finds: they were valid when pickled, and
     # dropping them would be a silent declassification.
@@ -421,6 +489,8 @@ def _rebuild(value: Any, labels: tuple[str, ...], tenant: str | None) -> Any:
         return kind.str_cls(value)
     if isinstance(value, bytes):
         return _bytes_new(kind.bytes_cls, value)
+    if type(value) in (int, float):
+        return kind.number_cls(type(value))(value)
     return _label_object(value, kind)
 
 
@@ -509,6 +579,14 @@ def _weakrefable(t: type) -> bool:
 
 
 def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
+    if FLAGS.activations:
+        # Another context may run under another taxonomy: validate against this
+        # context's, and keep the caches for the process-wide one.
+        taxonomy = KEYS.current()
+        for category in categories:
+            if not isinstance(category, str) or category not in taxonomy.categories:
+                raise UnknownKeyError(str(category), "category")
+        return _kind_for(frozenset(categories), tenant)
     if tenant is None:
         kind = _KINDS_NO_TENANT.get(categories)
         if kind is not None:
@@ -540,7 +618,7 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
     referenceable objects come back unchanged (labelled in place), and other
     objects come back wrapped in a transparent proxy.
     """
-    kind = _KINDS_NO_TENANT.get(categories) if tenant is None else None
+    kind = _KINDS_NO_TENANT.get(categories) if tenant is None and not FLAGS.activations else None
     if kind is None:
         if not categories:
             raise TypeError("label() needs at least one category")
@@ -557,12 +635,18 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
             kind = _union(own, kind)
             if isinstance(value, str):
                 result = kind.str_cls(str.__str__(value))
-            else:
+            elif isinstance(value, bytes):
                 result = _bytes_new(kind.bytes_cls, _plain_bytes(value))
+            else:
+                base = int if isinstance(value, int) else float
+                result = kind.number_cls(base)(base(value))
         elif isinstance(value, str):
             result = kind.str_cls(str.__str__(value))
         elif isinstance(value, bytes):
             result = _bytes_new(kind.bytes_cls, _plain_bytes(value))
+        elif t is int or t is float:
+            # Subclasses, not proxies: json, sqlite3 and arithmetic see a number.
+            result = kind.number_cls(t)(value)
         else:
             result = _label_object(value, kind)
     if FLAGS.zones:
@@ -579,6 +663,10 @@ def strip_labels(value: T) -> T:
     if getattr(t, "_pg_kind", None) is not None:
         if isinstance(value, str):
             return str.__str__(value)  # type: ignore[return-value]
+        if isinstance(value, int):
+            return int(value)  # type: ignore[return-value]
+        if isinstance(value, float):
+            return float(value)  # type: ignore[return-value]
         return _plain_bytes(value)  # type: ignore[return-value]
     if isinstance(value, LabelledProxy):
         return value.__wrapped__  # type: ignore[no-any-return]
@@ -598,7 +686,7 @@ class Category:
     def __init__(self, *categories: str) -> None:
         if not categories:
             raise TypeError("Category() needs at least one category")
-        taxonomy = KEYS.taxonomy
+        taxonomy = KEYS.current()
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
                 raise UnknownKeyError(str(category), "category")

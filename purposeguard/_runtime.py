@@ -19,7 +19,7 @@ from typing import Any
 
 from ._context import FAST_HITS, FLAGS, PURPOSE, ZONE, forget_fast_allowed
 from ._errors import PolicyError, PurposeGuardError, PurposeViolation, UnknownKeyError
-from ._labels import labels_of, set_taxonomy, tenant_of
+from ._labels import KEYS, labels_of, set_taxonomy, tenant_of
 from ._policy import MODES, ConsentLookup, Decision, Policy
 from ._records import Record, Violation
 
@@ -411,14 +411,12 @@ class _Activation:
         FLAGS.activations += 1
         FLAGS.refresh()
         self.token = _ACTIVE.set(self.guard)
-        set_taxonomy(self.guard.policy.taxonomy)
         return self.guard
 
     def __exit__(self, *exc: object) -> None:
         _ACTIVE.reset(self.token)
         FLAGS.activations -= 1
         FLAGS.refresh()
-        set_taxonomy(get_guard().policy.taxonomy)
 
 
 class _State:
@@ -432,6 +430,14 @@ class _State:
 _STATE = _State()
 # A guard activated for one context (tests, embedded use) wins over the global one.
 _ACTIVE: ContextVar[Guard | None] = ContextVar("purposeguard.guard", default=None)
+
+
+def _active_taxonomy() -> Any:
+    active = _ACTIVE.get()
+    return active.policy.taxonomy if active is not None else None
+
+
+KEYS.active = _active_taxonomy
 
 
 def get_guard() -> Guard:

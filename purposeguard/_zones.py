@@ -52,7 +52,7 @@ class zone:  # noqa: N801 - reads as a statement: with zone(tenant=...)
         if isinstance(categories, str):
             categories = (categories,)
         self.tenant = tenant
-        self.categories = KEYS.taxonomy.require_categories(categories)
+        self.categories = KEYS.current().require_categories(categories)
 
     def __repr__(self) -> str:
         return f"zone(tenant={self.tenant!r})"

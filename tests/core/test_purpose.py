@@ -604,3 +604,34 @@ def test_with_purpose_in_a_zone_names_the_code_that_entered_it(content: str, tra
                 pass
     assert violations[0].via == "context"
     assert violations[0].function.endswith("test_with_purpose_in_a_zone_names_the_code_that_entered_it")
+
+
+def test_an_activated_guard_decides_label_keys_only_for_its_own_context() -> None:
+    import threading
+
+    extended = pg.Policy.from_toml(
+        '[taxonomy.categories]\n"customer_data.content.fax" = "fax pages"\n'
+        '[[rules]]\nid = "r"\ncategories = ["customer_data"]\npurposes = ["service.operations"]\neffect = "allow"\n'
+    )
+    guard = pg.Guard(extended)
+    inside = threading.Event()
+    release = threading.Event()
+    results: list[object] = []
+
+    def activated() -> None:
+        with guard.activate():
+            results.append(pg.labels_of(pg.label("page", "customer_data.content.fax")))
+            inside.set()
+            release.wait(10)
+            results.append(pg.labels_of(pg.label("page 2", "customer_data.content.fax")))
+
+    worker = threading.Thread(target=activated)
+    worker.start()
+    assert inside.wait(10)
+    try:
+        with pytest.raises(pg.UnknownKeyError):  # this context's guard does not know the key
+            pg.label("page", "customer_data.content.fax")
+    finally:
+        release.set()
+        worker.join(10)
+    assert results == [{"customer_data.content.fax"}, {"customer_data.content.fax"}]

@@ -106,7 +106,7 @@ class PolicyError(PurposeGuardError):
 class UnknownKeyError(PolicyError):
     """A category or purpose key that no loaded taxonomy defines."""
 
-    def __init__(self, key: str, kind: str, **where: str | None) -> None:
+    def __init__(self, key: str, kind: str, **where: str | int | None) -> None:
         self.key = key
         self.kind = kind
         super().__init__(f"unknown {kind} {key!r}", **where)  # type: ignore[arg-type]

@@ -149,10 +149,10 @@ def _kind_for(labels: frozenset[str], tenant: str | None) -> _Kind:
 
 
 def _forget_tenant_kinds() -> None:
-    for key in [k for k in _CLASSES if k[1] is not None]:
-        del _CLASSES[key]
-    for key in [k for k in _KINDS if k[1] is not None]:
-        del _KINDS[key]
+    for class_key in [k for k in _CLASSES if k[1] is not None]:
+        del _CLASSES[class_key]
+    for kind_key in [k for k in _KINDS if k[1] is not None]:
+        del _KINDS[kind_key]
     _UNIONS.clear()
     # Wrappers' shortcut sets hold classes too.
     forget_fast_allowed()
@@ -639,7 +639,7 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
                 result = _bytes_new(kind.bytes_cls, _plain_bytes(value))
             else:
                 base = int if isinstance(value, int) else float
-                result = kind.number_cls(base)(base(value))
+                result = kind.number_cls(base)(base(value))  # type: ignore[call-overload,arg-type]
         elif isinstance(value, str):
             result = kind.str_cls(str.__str__(value))
         elif isinstance(value, bytes):
@@ -664,9 +664,9 @@ def strip_labels(value: T) -> T:
         if isinstance(value, str):
             return str.__str__(value)  # type: ignore[return-value]
         if isinstance(value, int):
-            return int(value)  # type: ignore[return-value]
+            return int(value)  # type: ignore[return-value,call-overload]
         if isinstance(value, float):
-            return float(value)  # type: ignore[return-value]
+            return float(value)  # type: ignore[return-value,arg-type]
         return _plain_bytes(value)  # type: ignore[return-value]
     if isinstance(value, LabelledProxy):
         return value.__wrapped__  # type: ignore[no-any-return]

@@ -6,7 +6,10 @@ code under review may need services that are not there). It finds every
 and ``label`` use that resolves, through the file's own imports, to
 purposeguard, and records the file, line, enclosing function and literal
 keys. It never records a labelled value: for ``label(value, *categories)``
-only the categories are read. Files that do not parse are skipped and named.
+only the categories are read. Files that do not parse are skipped and named,
+and so are folders of installed code (virtualenvs, ``site-packages``,
+``node_modules``); only hidden folders and ``__pycache__`` are passed over
+without a word.
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ _CANONICAL = {
     "label": "label",
 }
 _MODULES = ("purposeguard",)
-# Directories that hold other people's code or build output, never the team's own.
-_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "build", "dist", "venv", "env"}
+# Folders that hold installed packages, never the team's own code: skipped,
+# and named in ScanResult.skipped so nothing disappears unsaid. A folder
+# called build, dist, env or venv is scanned like any other unless it is a
+# virtualenv (it has a pyvenv.cfg): it may well be the team's own package.
+_INSTALLED = {"site-packages": "installed packages", "node_modules": "JavaScript packages"}
 
 
 @dataclass(frozen=True)
@@ -264,6 +270,15 @@ def _annotation_names(node: ast.expr) -> Iterator[str]:
             yield from _annotation_names(parsed.body)
 
 
+def _skip_reason(directory: Path, name: str) -> str | None:
+    """Why a folder is not scanned, or None to scan it."""
+    if (directory / name / "pyvenv.cfg").is_file():
+        return "a virtualenv (it has a pyvenv.cfg), not the project's code"
+    if name in _INSTALLED:
+        return f"{_INSTALLED[name]}, not the project's code"
+    return None
+
+
 def _python_files(root: Path, skipped: list[tuple[str, str]]) -> Iterator[Path]:
     if root.is_file():
         yield root
@@ -273,12 +288,22 @@ def _python_files(root: Path, skipped: list[tuple[str, str]]) -> Iterator[Path]:
         skipped.append((str(error.filename or root), error.strerror or str(error)))
 
     for directory, subdirs, files in os.walk(root, onerror=on_error):
-        subdirs[:] = sorted(
-            d for d in subdirs if not d.startswith(".") and d not in _SKIP_DIRS and not d.endswith(".egg-info")
-        )
+        here = Path(directory)
+        kept = []
+        for name in sorted(subdirs):
+            # Hidden folders (.git, .venv, .tox) and bytecode caches go unsaid:
+            # they never hold the project's own source.
+            if name.startswith(".") or name == "__pycache__" or name.endswith(".egg-info"):
+                continue
+            reason = _skip_reason(here, name)
+            if reason is not None:
+                skipped.append(((here / name).relative_to(root).as_posix() + "/", reason))
+                continue
+            kept.append(name)
+        subdirs[:] = kept
         for name in sorted(files):
             if name.endswith(".py"):
-                yield Path(directory) / name
+                yield here / name
 
 
 def scan(source: str | os.PathLike[str]) -> ScanResult:

@@ -12,6 +12,7 @@ and moves the head, all or nothing, while holding the database's write lock
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 import threading
@@ -126,11 +127,18 @@ class Storage(Protocol):
         """The recorded end of the chain: ``(seq, hash)``, ``(0, GENESIS)`` when empty."""
         ...
 
-    def grants(self, tenant: str | None = None) -> list[Grant]: ...
-
-    def changed(self) -> bool:
-        """True when another connection or process may have changed the data."""
+    def snapshot(self) -> contextlib.AbstractContextManager[tuple[tuple[int, str], Iterator[StoredEntry]]]:
+        """The head and every entry as of one moment (one read transaction):
+        what verification walks, so a concurrent append is never mistaken
+        for a deleted record."""
         ...
+
+    def generation(self) -> object:
+        """A token that changes whenever the data changes, by any connection or
+        process: equal tokens mean nothing was committed in between."""
+        ...
+
+    def grants(self, tenant: str | None = None) -> list[Grant]: ...
 
     def close(self) -> None: ...
 
@@ -193,7 +201,10 @@ class SQLiteStorage:
         self.location = str(path)
         self.readonly = readonly
         self._lock = threading.RLock()
-        self._data_version: int | None = None
+        self._timeout = timeout
+        # Commits made through this connection: PRAGMA data_version only
+        # moves for other connections' commits, so generation() needs both.
+        self._commits = 0
         memory = self.location == ":memory:"
         if memory:
             if readonly:
@@ -355,6 +366,7 @@ class SQLiteStorage:
                         [(str(seq), "head_seq"), (prev, "head_hash")],
                     )
                 connection.execute("COMMIT")
+                self._commits += 1
             except BaseException as error:
                 try:
                     connection.execute("ROLLBACK")
@@ -372,15 +384,7 @@ class SQLiteStorage:
             return seqs
 
     def _head(self) -> tuple[int, str]:
-        meta = dict(
-            self._connection.execute(
-                "SELECT key, value FROM purposeguard_meta WHERE key IN ('head_seq', 'head_hash')"
-            ).fetchall()
-        )
-        try:
-            return int(meta["head_seq"]), str(meta["head_hash"])
-        except (KeyError, ValueError):
-            raise AuditError("damaged audit log: its recorded head is missing", path=self.location) from None
+        return _read_head(self._connection, self.location)
 
     def _revoke(self, revoke: Revoke) -> None:
         connection = self._connection
@@ -452,14 +456,52 @@ class SQLiteStorage:
             rows = self._query(sql + " WHERE tenant = ? ORDER BY purpose, category", (tenant,))
         return [Grant(*row) for row in rows]  # type: ignore[arg-type]
 
-    def changed(self) -> bool:
-        # data_version moves when another connection commits: the cheap way to
-        # see a revocation made by another process before the next decision.
-        version = self._query("PRAGMA data_version")[0][0]
-        if version != self._data_version:
-            self._data_version = version  # type: ignore[assignment]
-            return True
-        return False
+    def generation(self) -> tuple[int, int]:
+        # data_version moves when another connection (or process) commits,
+        # _commits when this one does: together, any change to the file.
+        with self._lock:
+            version = self._query("PRAGMA data_version")[0][0]
+            return int(version), self._commits  # type: ignore[call-overload]
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[tuple[tuple[int, str], Iterator[StoredEntry]]]:
+        if self.location == ":memory:":
+            # Only this connection can write an in-memory log: holding its
+            # lock is the snapshot.
+            with self._lock:
+                try:
+                    head = self._head()
+                    cursor = self._connection.execute(_SELECT_ALL)
+                except sqlite3.Error as error:
+                    raise AuditError(_describe(error), path=self.location) from None
+                yield head, _rows(cursor, self.location)
+            return
+        # A connection of its own, so one read transaction can span the walk
+        # while this storage's connection goes on writing; in WAL mode the
+        # reader sees the file as of its first read and blocks no writer.
+        try:
+            reader = sqlite3.connect(
+                f"{Path(self.location).resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                timeout=self._timeout,
+            )
+        except sqlite3.Error as error:
+            raise AuditError(f"cannot open: {_describe(error)}", path=self.location) from None
+        try:
+            try:
+                reader.execute("BEGIN")
+                head = _read_head(reader, self.location)
+                cursor = reader.execute(_SELECT_ALL)
+            except sqlite3.Error as error:
+                raise AuditError(_describe(error), path=self.location) from None
+            yield head, _rows(cursor, self.location)
+        finally:
+            try:
+                reader.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            reader.close()
 
     def trace(self, callback: object) -> None:
         """Install an SQLite trace callback (tests: which threads run statements)."""
@@ -469,6 +511,36 @@ class SQLiteStorage:
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+
+
+_SELECT_ALL = (
+    "SELECT seq, kind, timestamp, data, prev_hash, hash FROM purposeguard_audit ORDER BY seq"
+)
+
+
+def _read_head(connection: sqlite3.Connection, location: str) -> tuple[int, str]:
+    meta = dict(
+        connection.execute(
+            "SELECT key, value FROM purposeguard_meta WHERE key IN ('head_seq', 'head_hash')"
+        ).fetchall()
+    )
+    try:
+        return int(meta["head_seq"]), str(meta["head_hash"])
+    except (KeyError, ValueError):
+        raise AuditError("damaged audit log: its recorded head is missing", path=location) from None
+
+
+def _rows(cursor: sqlite3.Cursor, location: str) -> Iterator[StoredEntry]:
+    # In pages, so memory stays flat however long the log is.
+    while True:
+        try:
+            rows = cursor.fetchmany(1000)
+        except sqlite3.Error as error:
+            raise AuditError(_describe(error), path=location) from None
+        if not rows:
+            return
+        for row in rows:
+            yield _entry(row)
 
 
 def _entry(row: tuple[object, ...]) -> StoredEntry:

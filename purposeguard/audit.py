@@ -13,6 +13,15 @@ holds the hash of the one before it::
 Entries hold what records hold: categories, purposes, rules, names. A record
 field that carries a labelled value is refused, so the log never keeps what
 the policy protects.
+
+What the chain proves, and what it does not: the hashes are plain SHA-256,
+with no key. Altering, deleting, inserting or reordering records is found,
+but someone who can write the file can also rewrite the whole chain from
+the altered record on (or replace the file) and it verifies again. Keep
+the head that ``verify`` reports (``VerifyResult.head``; printed by
+``purposeguard audit verify``) somewhere the writer of the log cannot
+change, and pass it back (``verify(anchor=...)``, ``--anchor``): a rewrite
+that drops or changes that record then fails.
 """
 
 from __future__ import annotations
@@ -25,14 +34,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ._labels import LabelledProxy
 from ._records import Record
-from ._runtime import SinkFailure, on_record
+from ._runtime import SinkFailure, get_guard, on_record
 from ._storage import GENESIS, AuditError, Pending, SQLiteStorage, Storage, StoredEntry, link
 
 __all__ = [
@@ -81,12 +90,15 @@ class VerifyResult:
 
     ``first_bad`` is the seq of the first record that is altered, missing,
     inserted or out of place (None when ``ok``); ``reason`` says which.
+    ``head`` is the hash of the last record of an intact log (the genesis
+    hash of an empty one): stored elsewhere, it exposes a rewritten file.
     """
 
     ok: bool
     count: int
     first_bad: int | None = None
     reason: str = ""
+    head: str | None = None
 
     def __bool__(self) -> bool:
         return self.ok
@@ -103,12 +115,15 @@ def _refuse_values(data: Any, where: str) -> None:
         raise AuditError(
             f"refusing to store a labelled value in field {where!r}: audit records hold names, never values"
         )
+    # Plain members are checked inline: this runs for every record the sink writes.
     if isinstance(data, Mapping):
         for key, value in data.items():
-            _refuse_values(value, f"{where}.{key}" if where else str(key))
+            if type(value) not in _PLAIN:
+                _refuse_values(value, f"{where}.{key}" if where else str(key))
     elif isinstance(data, (list, tuple)):
         for index, value in enumerate(data):
-            _refuse_values(value, f"{where}[{index}]")
+            if type(value) not in _PLAIN:
+                _refuse_values(value, f"{where}[{index}]")
 
 
 # Record type -> its field names, for records that keep Record.to_dict: the
@@ -131,6 +146,10 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+# One encoder for every record: json.dumps with options builds a new one per call.
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_not_json)
+
+
 def encode(record: Record | Mapping[str, Any]) -> Pending:
     """The entry to append for ``record``: its kind, time and JSON fields."""
     if isinstance(record, Mapping):
@@ -148,7 +167,7 @@ def encode(record: Record | Mapping[str, Any]) -> Pending:
     stamp = data.get("timestamp")
     timestamp = float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else time.time()
     try:
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_not_json)
+        text = _JSON.encode(data)
     except (TypeError, ValueError) as error:
         raise AuditError(f"cannot audit a {kind} record: {error}") from None
     return Pending(kind, timestamp, text)
@@ -231,72 +250,110 @@ class AuditLog:
     def __len__(self) -> int:
         return self.storage.head()[0]
 
-    def verify(self) -> VerifyResult:
-        """Walk the chain: every record present, in place, unaltered, up to the recorded end."""
-        expected = 1
-        prev = GENESIS
-        # hash -> seq of every good record, to tell an insertion from an alteration.
-        seen: dict[str, int] = {GENESIS: 0}
-        for entry in self.storage.entries():
-            if entry.seq > expected:
-                missing = f"{expected}" if entry.seq == expected + 1 else f"{expected}-{entry.seq - 1}"
-                return VerifyResult(
-                    False, expected - 1, expected, f"record {missing} is missing (deleted)"
-                )
-            own = link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data)
-            follows = seen.get(entry.prev_hash)
-            if entry.prev_hash != prev and follows is not None and follows < expected - 1:
-                first = follows + 1
-                return VerifyResult(
-                    False,
-                    expected - 1,
-                    first,
-                    f"record {first} was inserted or moved: record {entry.seq}'s content "
-                    f"follows record {follows}",
-                )
-            if own != entry.hash:
-                return VerifyResult(
-                    False,
-                    expected - 1,
-                    entry.seq,
-                    f"record {entry.seq} was altered or moved: its hash does not match its content",
-                )
-            if entry.prev_hash != prev:
-                if entry.seq == 1:
-                    return VerifyResult(False, 0, 1, "record 1 does not start the chain")
-                return VerifyResult(
-                    False,
-                    expected - 1,
-                    entry.seq - 1,
-                    f"record {entry.seq - 1} was altered: record {entry.seq} does not follow it",
-                )
-            seen[entry.hash] = entry.seq
-            prev = entry.hash
-            expected += 1
-        count = expected - 1
-        head_seq, head_hash = self.storage.head()
-        if head_seq > count:
-            return VerifyResult(
-                False,
-                count,
-                count + 1,
-                f"record {count + 1} is missing (deleted): the log ends at record {count} "
-                f"but {head_seq} were written",
-            )
-        if head_seq < count:
-            return VerifyResult(
-                False, count, head_seq + 1, f"record {head_seq + 1} was inserted after the recorded end"
-            )
-        if head_hash != prev:
-            return VerifyResult(
-                False, count, count, f"record {count} was altered: it is not the recorded end"
-            )
-        return VerifyResult(True, count)
+    def verify(self, *, anchor: str | None = None) -> VerifyResult:
+        """Walk the chain: every record present, in place, unaltered, up to the recorded end.
+
+        The walk and the recorded end are read as of one moment, so records
+        other threads or processes append meanwhile are neither missed nor
+        taken for deleted ones. ``VerifyResult.head`` is the hash of the last
+        record: keep it elsewhere and pass it back as ``anchor`` later, and
+        a rewrite of the whole chain (which an unkeyed hash chain cannot
+        reveal by itself) that lost or changed that record fails.
+        """
+        if anchor is not None and (not isinstance(anchor, str) or len(anchor) != 64):
+            raise AuditError(f"an anchor is a head hash (64 hex digits), not {anchor!r}")
+        with self.storage.snapshot() as (head, stored):
+            return _verify_chain(stored, head, anchor.lower() if anchor else None)
+
+    def verified_records(self) -> tuple[list[AuditEntry], VerifyResult]:
+        """Every entry and the chain's verification, read as of one moment:
+        what a report shows is what was verified. Entries after the first
+        bad one are returned too (the result says where the chain breaks)."""
+        kept: list[StoredEntry] = []
+        with self.storage.snapshot() as (head, stored):
+
+            def collect() -> Iterator[StoredEntry]:
+                for entry in stored:
+                    kept.append(entry)
+                    yield entry
+
+            result = _verify_chain(collect(), head, None)
+            kept.extend(stored)  # the rest, when the walk stopped early
+        return [_as_entry(s) for s in kept], result
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.storage.close()
+
+
+def _verify_chain(stored: Iterable[StoredEntry], head: tuple[int, str], anchor: str | None) -> VerifyResult:
+    expected = 1
+    prev = GENESIS
+    # hash -> seq of every good record, to tell an insertion from an alteration.
+    seen: dict[str, int] = {GENESIS: 0}
+    for entry in stored:
+        if entry.seq > expected:
+            missing = f"{expected}" if entry.seq == expected + 1 else f"{expected}-{entry.seq - 1}"
+            return VerifyResult(
+                False, expected - 1, expected, f"record {missing} is missing (deleted)"
+            )
+        own = link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data)
+        follows = seen.get(entry.prev_hash)
+        if entry.prev_hash != prev and follows is not None and follows < expected - 1:
+            first = follows + 1
+            return VerifyResult(
+                False,
+                expected - 1,
+                first,
+                f"record {first} was inserted or moved: record {entry.seq}'s content "
+                f"follows record {follows}",
+            )
+        if own != entry.hash:
+            return VerifyResult(
+                False,
+                expected - 1,
+                entry.seq,
+                f"record {entry.seq} was altered or moved: its hash does not match its content",
+            )
+        if entry.prev_hash != prev:
+            if entry.seq == 1:
+                return VerifyResult(False, 0, 1, "record 1 does not start the chain")
+            return VerifyResult(
+                False,
+                expected - 1,
+                entry.seq - 1,
+                f"record {entry.seq - 1} was altered: record {entry.seq} does not follow it",
+            )
+        seen[entry.hash] = entry.seq
+        prev = entry.hash
+        expected += 1
+    count = expected - 1
+    head_seq, head_hash = head
+    if head_seq > count:
+        return VerifyResult(
+            False,
+            count,
+            count + 1,
+            f"record {count + 1} is missing (deleted): the log ends at record {count} "
+            f"but {head_seq} were written",
+        )
+    if head_seq < count:
+        return VerifyResult(
+            False, count, head_seq + 1, f"record {head_seq + 1} was inserted after the recorded end"
+        )
+    if head_hash != prev:
+        return VerifyResult(
+            False, count, count, f"record {count} was altered: it is not the recorded end"
+        )
+    if anchor is not None and anchor not in seen:
+        return VerifyResult(
+            False,
+            count,
+            None,
+            f"the anchor {anchor[:12]}... is not in the chain: the log was rewritten or replaced",
+        )
+    return VerifyResult(True, count, head=prev)
 
 
 # -- the sink --------------------------------------------------------------------
@@ -311,11 +368,13 @@ class AuditSink:
     disclosures are written before the call returns.
 
     When the log cannot keep records (a full disk, a read-only file), the
-    writer logs the failure, keeps the records and retries; until it
-    succeeds again every record handed to the sink raises
-    :class:`purposeguard._runtime.SinkFailure`, which the runtime turns into
-    a denial for enforce-mode records (fail closed). If the queue reaches
-    ``max_pending`` the caller writes a batch itself rather than drop any.
+    writer logs the failure once, keeps the records and retries, and logs
+    once more when it writes again; until then every enforce-mode record
+    handed to the sink raises :class:`purposeguard._runtime.SinkFailure`,
+    which the runtime turns into a denial (fail closed), while trace-mode
+    records wait in the queue. If the queue reaches ``max_pending`` the
+    caller writes a batch itself rather than drop any. ``written`` counts
+    the records committed, not those skipped as impossible to store.
     """
 
     def __init__(
@@ -353,7 +412,10 @@ class AuditSink:
             return
         self._pending.append(record)
         error = self.error
-        if error is not None:
+        if error is not None and _must_keep(record):
+            # Kept for the retry; only a record enforce mode must keep fails
+            # the caller. The rest were reported once for this episode, not
+            # once per record while the disk stays full.
             raise SinkFailure(f"audit log {self.log.path} cannot keep records: {error.reason}")
         pending = len(self._pending)
         if pending >= self.batch_size:
@@ -400,6 +462,12 @@ class AuditSink:
                 self._failed(error)
                 raise SinkFailure(f"audit log {self.log.path} cannot keep records: {error.reason}") from None
             self.written += 1
+            self._recovered()
+
+    def _recovered(self) -> None:
+        if self.error is not None:
+            logger.warning("purposeguard audit log %s: writing again", self.log.path)
+            self.error = None
 
     def _drain(self) -> None:
         with self._write_lock:
@@ -424,10 +492,8 @@ class AuditSink:
                 pending.extendleft(reversed(batch))
                 self._failed(error)
                 return
-            self.written += len(batch)
-            if self.error is not None:
-                logger.warning("purposeguard audit log %s: writing again", self.log.path)
-                self.error = None
+            self.written += len(items)  # skipped records were not written
+            self._recovered()
 
     def _failed(self, error: AuditError) -> None:
         if self.error is None:
@@ -451,6 +517,17 @@ class AuditSink:
                     self._drain()
                 except Exception:  # pragma: no cover - the writer must never die silently
                     logger.exception("purposeguard audit writer failed")
+
+
+def _must_keep(record: Record) -> bool:
+    # What Guard.dispatch fails closed on: enforce-mode records, and the
+    # kinds that are obligations in themselves.
+    if getattr(record, "kind", None) in SYNCHRONOUS_KINDS:
+        return True
+    mode = getattr(record, "mode", None)
+    if not isinstance(mode, str):
+        mode = get_guard().mode
+    return mode == "enforce"
 
 
 class _Attached:

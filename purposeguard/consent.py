@@ -13,8 +13,9 @@ Every change is appended to the store's audit log in the same transaction
 (all or nothing) and dispatched as a :class:`ConsentChange` record, so an
 attached audit sink and telemetry see it too. A revocation or an expiry
 applies to the very next decision: the policy memoises base decisions, never
-consent outcomes, and the store re-reads its grants whenever another
-connection or process has changed the file.
+consent outcomes, and the store re-reads its grants whenever anything (this
+store, another store on the same log, another process) has committed to the
+file since it last read them.
 """
 
 from __future__ import annotations
@@ -107,6 +108,10 @@ class ConsentStore:
         self.clock = clock
         self._lock = threading.Lock()
         self._by_tenant: dict[str, tuple[Grant, ...]] = {}
+        # The storage's generation when _by_tenant was last known good: any
+        # commit since (this store, another store on the same log, another
+        # process) clears the cache before the next decision.
+        self._generation: object = None
 
     def __repr__(self) -> str:
         return f"<ConsentStore {self.audit.path!r}>"
@@ -203,8 +208,9 @@ class ConsentStore:
         except LookupError as error:
             raise PolicyError(str(error), field="categories") from None
         with self._lock:
-            self._by_tenant.pop(change.tenant, None)
-            self._load(change.tenant)
+            # Re-read at the next decision, whoever committed what meanwhile.
+            self._by_tenant.clear()
+            self._generation = None
         recorded = dataclasses.replace(change, audit_ref=f"{self.audit.log_id}:{seq}")
         try:
             get_guard().dispatch(recorded)
@@ -231,8 +237,10 @@ class ConsentStore:
         ``category`` (or an ancestor)? The guard's :class:`ConsentLookup`."""
         with self._lock:
             try:
-                if self.audit.storage.changed():
+                generation = self.audit.storage.generation()
+                if generation != self._generation:
                     self._by_tenant.clear()
+                    self._generation = generation
             except AuditError as error:
                 # Deciding on a store that cannot be read: no consent (the deny stands).
                 logger.error("consent store %s unreadable, treating as no consent: %s", self.audit.path, error)

@@ -18,9 +18,10 @@ Needs ``pip install 'purposeguard[fides]'``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -30,10 +31,11 @@ from ._taxonomy import BUILTIN_CATEGORIES, BUILTIN_PURPOSES, Taxonomy, ancestors
 
 if TYPE_CHECKING:
     from ._policy import Policy
-    from ._scan import ScanResult
+    from ._scan import Finding, ScanResult
 
 __all__ = [
     "CATEGORY_TO_FIDES",
+    "check_fides_key",
     "PURPOSE_TO_FIDES",
     "category_from_fides",
     "category_to_fides",
@@ -201,6 +203,21 @@ def _nearest(key: str, kind: str, table: Mapping[str, str], known: frozenset[str
     raise UnknownKeyError(key, kind)
 
 
+# fideslang's FidesKey pattern (fideslang.validation.FIDES_KEY_PATTERN).
+FIDES_KEY = re.compile(r"[a-zA-Z0-9_.<>-]+")
+
+UnknownKeyHandler = Callable[["Finding", UnknownKeyError], None]
+
+
+def check_fides_key(key: object, what: str = "fides_key") -> str:
+    """``key`` if fideslang accepts it as a FidesKey, else a ValueError saying why."""
+    if not isinstance(key, str) or not FIDES_KEY.fullmatch(key):
+        raise ValueError(
+            f"{what} {key!r} is not a valid Fides key: use letters, digits and _ . - < > only"
+        )
+    return key
+
+
 def system_manifest(
     scanned: ScanResult,
     *,
@@ -208,6 +225,7 @@ def system_manifest(
     fides_key: str | None = None,
     name: str | None = None,
     data_subjects: tuple[str, ...] = ("customer",),
+    on_unknown: UnknownKeyHandler | None = None,
 ) -> dict[str, Any]:
     """A Fides system manifest (``{"system": [...]}``) from a static scan.
 
@@ -216,6 +234,12 @@ def system_manifest(
     :meth:`ScanResult.flows`). Keys of a built-in-taxonomy policy are
     mapped to fideslang; under ``taxonomy = "fideslang"`` they are used as
     they are. The result is validated with fideslang's own ``System`` model.
+
+    A key in the code that the taxonomy does not define (a typo such as
+    ``@purpose("advertizing")``) raises :class:`UnknownKeyError` naming its
+    file and line; with ``on_unknown`` the finding is passed to it instead
+    and left out, and the rest is exported. A ``fides_key`` fideslang would
+    refuse raises ``ValueError``.
     """
     try:
         from fideslang.models import System
@@ -223,18 +247,25 @@ def system_manifest(
         raise ImportError(
             "purposeguard.fides needs the fideslang package: pip install 'purposeguard[fides]'"
         ) from error
+    if fides_key is not None:
+        check_fides_key(fides_key)
     categories_known, uses_known = _fides_keys()
     subjects_known = {s.fides_key for s in _fideslang().data_subject}
     for subject in data_subjects:
         if subject not in subjects_known:
             raise UnknownKeyError(subject, "fideslang data subject")
     native = policy is not None and policy.taxonomy.name == "fideslang"
+    # The keys the code may use: the policy's (built-in ones plus any it adds).
+    own_purposes = policy.taxonomy.purposes if policy is not None else BUILTIN_PURPOSES
+    own_categories = policy.taxonomy.categories if policy is not None else BUILTIN_CATEGORIES
 
     def use_of(purpose: str) -> str:
         if native:
             if purpose not in uses_known:
                 raise UnknownKeyError(purpose, "fideslang data use")
             return purpose
+        if purpose not in own_purposes:
+            raise UnknownKeyError(purpose, "purpose")
         return _nearest(purpose, "purpose", PURPOSE_TO_FIDES, uses_known)
 
     def category_of(category: str) -> str:
@@ -242,8 +273,11 @@ def system_manifest(
             if category not in categories_known:
                 raise UnknownKeyError(category, "fideslang data category")
             return category
+        if category not in own_categories:
+            raise UnknownKeyError(category, "category")
         return _nearest(category, "category", CATEGORY_TO_FIDES, categories_known)
 
+    scanned = _without_unknown_keys(scanned, use_of, category_of, on_unknown)
     declarations: dict[str, dict[str, Any]] = {}
     for purpose, findings in sorted(scanned.purposes().items()):
         use = use_of(purpose)
@@ -273,6 +307,39 @@ def system_manifest(
     }
     System.model_validate(system)
     return {"system": [system]}
+
+
+def _without_unknown_keys(
+    scanned: ScanResult,
+    use_of: Callable[[str], str],
+    category_of: Callable[[str], str],
+    on_unknown: UnknownKeyHandler | None,
+) -> ScanResult:
+    """The scan less the keys the taxonomy does not define, each reported
+    (``on_unknown``) or raised with its file and line."""
+    kept = []
+    for finding in scanned.findings:
+        if finding.kind == "purpose":
+            check = use_of
+        elif finding.kind in ("produces", "label", "category"):
+            check = category_of
+        else:
+            kept.append(finding)
+            continue
+        good = []
+        for key in finding.keys:
+            try:
+                check(key)
+            except UnknownKeyError as error:
+                located = UnknownKeyError(key, error.kind, path=finding.path, line=finding.line)
+                if on_unknown is None:
+                    raise located from None
+                on_unknown(finding, located)
+                continue
+            good.append(key)
+        if good or not finding.keys:
+            kept.append(dataclasses.replace(finding, keys=tuple(good)))
+    return dataclasses.replace(scanned, findings=kept)
 
 
 def _builtin_keys_are_mapped() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,16 @@ from typing import Any
 from ._policy import Policy
 from ._scan import ScanResult, scan
 
-__all__ = ["Entry", "build_report", "read_audit", "render_html", "render_markdown", "write_report"]
+__all__ = [
+    "Entry",
+    "build_report",
+    "integrity",
+    "read_audit",
+    "read_verified_audit",
+    "render_html",
+    "render_markdown",
+    "write_report",
+]
 
 SECTIONS = (
     ("summary", "Summary"),
@@ -73,8 +83,16 @@ def read_audit(path: str | os.PathLike[str]) -> list[Entry]:
 
     Raises ``FileNotFoundError``/``PermissionError`` for a path that cannot
     be read and :class:`purposeguard.audit.AuditError` for a file that is
-    not an audit log; never creates a file.
+    not an audit log; never creates a file. Does not say whether the hash
+    chain holds: :func:`read_verified_audit` does.
     """
+    return read_verified_audit(path)[0]
+
+
+def read_verified_audit(path: str | os.PathLike[str]) -> tuple[list[Entry], dict[str, Any]]:
+    """Every entry of an audit log file and the verification of its hash
+    chain, read as of one moment (see :func:`integrity`); raises as
+    :func:`read_audit` does."""
     from .audit import AuditLog
 
     file = Path(path)
@@ -85,7 +103,26 @@ def read_audit(path: str | os.PathLike[str]) -> list[Entry]:
     if not os.access(file, os.R_OK):
         raise PermissionError(13, "cannot read the audit log", str(file))
     with AuditLog(file, create=False, readonly=True) as log:
-        return entries(log.records())
+        found, result = log.verified_records()
+    return entries(found), integrity(result)
+
+
+def integrity(result: Any) -> dict[str, Any]:
+    """The report's view of a :class:`purposeguard.audit.VerifyResult`,
+    with the one line the summary shows."""
+    if result.ok:
+        text = f"audit chain: intact ({result.count} records)"
+    else:
+        text = f"audit chain: NOT intact: {result.reason}"
+    return {
+        "checked": True,
+        "ok": bool(result.ok),
+        "count": result.count,
+        "first_bad": result.first_bad,
+        "reason": result.reason,
+        "head": result.head,
+        "text": text,
+    }
 
 
 # -- building -----------------------------------------------------------------------
@@ -118,6 +155,44 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
+_ALL_CATEGORIES = "all (every category granted)"
+
+
+def _order(entry: Entry) -> tuple[float, int]:
+    return (entry.timestamp, entry.seq if entry.seq is not None else 0)
+
+
+def _consent_state(
+    changes: list[Entry], now: float
+) -> tuple[dict[tuple[str, str], set[str]], dict[tuple[str, str], tuple[int, int]]]:
+    """Replay grants and revocations in order: (category, purpose) -> the
+    tenants whose consent is in force at ``now``, and -> (grants, revokes)."""
+    state: dict[tuple[str, str, str], float | None] = {}  # (tenant, purpose, category) -> expiry
+    counted: dict[tuple[str, str], list[int]] = {}
+    for entry in sorted(changes, key=_order):
+        data = entry.data
+        tenant, purpose = str(data.get("tenant") or ""), data.get("purpose")
+        if not isinstance(purpose, str) or not purpose:
+            continue
+        categories = [str(c) for c in data.get("categories") or ()]
+        if data.get("action") == "grant":
+            expiry = data.get("expires_at")
+            for category in categories:
+                state[(tenant, purpose, category)] = float(expiry) if isinstance(expiry, (int, float)) else None
+                counted.setdefault((category, purpose), [0, 0])[0] += 1
+        elif data.get("action") == "revoke":
+            if not categories:  # revoked for every category granted
+                categories = sorted({c for (t, p, c) in state if t == tenant and p == purpose})
+            for category in categories:
+                state.pop((tenant, purpose, category), None)
+                counted.setdefault((category, purpose), [0, 0])[1] += 1
+    in_force: dict[tuple[str, str], set[str]] = {}
+    for (tenant, purpose, category), expiry in state.items():
+        if expiry is None or expiry > now:
+            in_force.setdefault((category, purpose), set()).add(tenant)
+    return in_force, {key: (grants, revokes) for key, (grants, revokes) in counted.items()}
+
+
 def build_report(
     audit: Iterable[Any] = (),
     scanned: ScanResult | None = None,
@@ -125,13 +200,19 @@ def build_report(
     *,
     title: str = "Data-use report",
     audit_source: str | None = None,
+    audit_integrity: Mapping[str, Any] | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """The report's data: a JSON-able dict the renderers turn into HTML and Markdown."""
+    """The report's data: a JSON-able dict the renderers turn into HTML and Markdown.
+
+    ``audit_integrity`` is :func:`integrity` of the log the entries came
+    from; without it the summary says the chain was not checked.
+    """
     import time
 
     from ._cli.policy import matrix_data
 
+    now = now if now is not None else time.time()
     policy = policy or Policy.load("trust-center")
     records = entries(audit)
     by_kind: dict[str, list[Entry]] = {k: [] for k in RECORD_KINDS}
@@ -222,14 +303,20 @@ def build_report(
     # -- consents and disclosures, as recorded
     def listed(kind: str) -> list[dict[str, Any]]:
         rows = []
-        for entry in sorted(by_kind[kind], key=lambda e: e.timestamp):
+        for entry in sorted(by_kind[kind], key=_order):
             fields = {
                 k: _scalar(v)
                 for k, v in sorted(entry.data.items())
                 if k not in ("kind", "timestamp", "audit_ref") and v not in (None, "", [], ())
             }
+            if kind == "consent" and entry.data.get("action") == "revoke" and not entry.data.get("categories"):
+                fields["categories"] = _ALL_CATEGORIES
+            if kind == "consent" and isinstance(entry.data.get("expires_at"), (int, float)):
+                fields["expires_at"] = _when(float(entry.data["expires_at"]))
             rows.append({"seq": entry.seq, "when": _when(entry.timestamp), "fields": fields})
         return rows
+
+    in_force, consent_changes = _consent_state(by_kind["consent"], now)
 
     # -- the data map: category x purpose, declared and observed
     cells: dict[tuple[str, str], dict[str, Any]] = {}
@@ -237,16 +324,32 @@ def build_report(
     def cell(category: str, purpose: str) -> dict[str, Any]:
         return cells.setdefault(
             (category, purpose),
-            {"declared": [], "violations": 0, "declassifications": 0, "consents": 0, "disclosures": 0},
+            {
+                "declared": [],
+                "violations": 0,
+                "declassifications": 0,
+                "grants": 0,
+                "revokes": 0,
+                "consenting_tenants": [],
+                "disclosures": 0,
+            },
         )
 
     flows = scanned.flows() if scanned is not None else {}
     for (category, purpose), functions in flows.items():
         cell(category, purpose)["declared"] = sorted(set(functions))
+    # Consents as their net state: grants and revocations counted apart, and
+    # the tenants whose consent is in force now (a grant then its revocation
+    # is no consent).
+    for (category, purpose), (grants, revokes) in consent_changes.items():
+        changed = cell(category, purpose)
+        changed["grants"] += grants
+        changed["revokes"] += revokes
+    for (category, purpose), tenants in in_force.items():
+        cell(category, purpose)["consenting_tenants"] = sorted(tenants)
     for kind, counter in (
         ("violation", "violations"),
         ("declassification", "declassifications"),
-        ("consent", "consents"),
         ("disclosure", "disclosures"),
     ):
         for entry in by_kind[kind]:
@@ -300,11 +403,27 @@ def build_report(
     code["unknown_keys"] = unknown_keys
 
     counts = {kind: len(by_kind[kind]) for kind in RECORD_KINDS}
+    if audit_integrity is None:
+        checked: dict[str, Any] = {
+            "checked": False,
+            "ok": None,
+            "text": "audit chain: not checked (no audit log file)"
+            if audit_source is None
+            else "audit chain: not checked",
+        }
+    else:
+        checked = dict(audit_integrity)
     return {
         "title": title,
-        "generated_at": _when(now if now is not None else time.time()),
+        "generated_at": _when(now),
         "policy": {"name": policy.name, "source": policy.source or "", "default": policy.default},
-        "audit": {"source": audit_source or "", "entries": len(records), "counts": counts, "other": other},
+        "audit": {
+            "source": audit_source or "",
+            "entries": len(records),
+            "counts": counts,
+            "other": other,
+            "integrity": checked,
+        },
         "data_map": {"purposes": map_purposes, "rows": data_map_rows},
         "violations": violations,
         "declassifications": declassifications,
@@ -312,6 +431,11 @@ def build_report(
             {"id": t.id, "from": list(t.from_categories), "to": t.to} for t in policy.transforms.values()
         ],
         "consents": listed("consent"),
+        "consents_in_force": [
+            {"tenant": tenant, "purpose": purpose, "category": category}
+            for (category, purpose), tenants in sorted(in_force.items())
+            for tenant in sorted(tenants)
+        ],
         "disclosures": listed("disclosure"),
         "matrix": matrix_data(policy),
         "code": code,
@@ -343,6 +467,10 @@ td.count,td.num{text-align:right;font-variant-numeric:tabular-nums}
 .stat{border:1px solid #dde2ea;border-radius:6px;padding:8px 14px;min-width:120px}
 .stat b{display:block;font-size:22px}
 code{font-size:12px}
+.integrity{font-weight:600;padding:8px 12px;border-radius:4px;margin:10px 0}
+.integrity.intact{background:#e6f4ea;color:#14532d}
+.integrity.broken{background:#b91c1c;color:#fff;font-size:16px}
+.integrity.unchecked{background:#eee;color:#444}
 """
 
 
@@ -357,6 +485,15 @@ def _html_table(head: list[str], rows: list[list[str]], attrs: str = "") -> str:
         out.append("<tr>" + "".join(c if c.startswith(("<td", "<th")) else f"<td>{c}</td>" for c in row) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def _tenants(tenants: list[str]) -> str:
+    # A count alone says nothing about whom; a long list says too much to read.
+    if not tenants:
+        return "none recorded"
+    shown = ", ".join(tenants[:5])
+    more = f" and {len(tenants) - 5} more" if len(tenants) > 5 else ""
+    return f"{len(tenants)}: {shown}{more}"
 
 
 def _list(values: Iterable[Any]) -> str:
@@ -383,7 +520,10 @@ def render_html(report: Mapping[str, Any]) -> str:
         ("files scanned", code.get("files", 0)),
         ("files skipped", len(code.get("skipped", []))),
     ]
-    summary = '<div class="summary-grid">' + "".join(
+    checked = audit.get("integrity") or {"checked": False, "ok": None, "text": "audit chain: not checked"}
+    state = "intact" if checked.get("ok") else ("broken" if checked.get("checked") else "unchecked")
+    summary = f'<p class="integrity {state}" data-integrity="{state}">{_e(checked["text"])}</p>'
+    summary += '<div class="summary-grid">' + "".join(
         f'<div class="stat" data-stat="{_e(name)}"><b>{value}</b>{_e(name)}</div>' for name, value in stats
     ) + "</div>"
     summary += _html_table(
@@ -412,11 +552,21 @@ def render_html(report: Mapping[str, Any]) -> str:
                 for field, css, word in (
                     ("violations", "viol", "violations"),
                     ("declassifications", "decl", "declassified"),
-                    ("consents", "cons", "consents"),
-                    ("disclosures", "disc", "disclosed"),
                 ):
                     if c.get(field):
                         tags.append(f'<span class="tag {css}">{c[field]} {word}</span>')
+                consenting = c.get("consenting_tenants") or []
+                if c.get("grants") or c.get("revokes"):
+                    changes = f"granted {c.get('grants', 0)}, revoked {c.get('revokes', 0)}"
+                    tags.append(
+                        f'<span class="tag cons" data-consents-in-force="{len(consenting)}" '
+                        f'title="{_e(changes)}">'
+                        + (f"consent in force: {len(consenting)} tenant{'s' if len(consenting) != 1 else ''}"
+                           if consenting else "no consent in force")
+                        + f" ({_e(changes)})</span>"
+                    )
+                if c.get("disclosures"):
+                    tags.append(f'<span class="tag disc">{c["disclosures"]} disclosed</span>')
                 body = " ".join(tags) or '<span class="muted">·</span>'
                 cells.append(
                     f'<td class="{c["policy"]}" data-category="{_e(row["category"])}" '
@@ -426,7 +576,8 @@ def render_html(report: Mapping[str, Any]) -> str:
         body = (
             "<p>Rows are categories, columns purposes. <em>declared</em>: code serving the purpose "
             "handles the category (static scan); counts: what the audit log recorded at runtime "
-            "(violations, declassifications, consents, disclosures; allowed uses are not audited). "
+            "(violations, declassifications, consents in force with the grants and revocations behind "
+            "them, disclosures; allowed uses are not audited). "
             "Cell colour: the policy's verdict (green allowed, red denied, amber consent).</p>"
         )
         body += _html_table(head, rows, ' class="data-map"')
@@ -446,14 +597,14 @@ def render_html(report: Mapping[str, Any]) -> str:
                 _list(g["vias"]),
                 _list(g["modes"]),
                 _list(g["functions"]),
-                str(len(g["tenants"])),
+                f'<td data-tenants="{len(g["tenants"])}">{_e(_tenants(g["tenants"]))}</td>',
                 _list(g["fixes"]),
             ]
             for g in report["violations"]
         ]
         body = _html_table(
             ["rule", "count", "first seen", "last seen", "categories", "purposes", "via", "mode",
-             "functions", "tenants", "how to fix"],
+             "functions", "tenants affected", "how to fix"],
             rows,
             ' class="violations"',
         )
@@ -503,6 +654,18 @@ def render_html(report: Mapping[str, Any]) -> str:
             body = _html_table(["when"] + names, rows, f' class="{key}" data-count="{len(listed)}"')
         else:
             body = f"<p>No {kind} recorded.</p>"
+        if key == "consents" and listed:
+            in_force = report.get("consents_in_force", [])
+            body += f'<h3 id="consents-in-force">In force now ({len(in_force)})</h3>'
+            body += (
+                _html_table(
+                    ["tenant", "purpose", "category"],
+                    [[_e(c["tenant"]), _e(c["purpose"]), _e(c["category"])] for c in in_force],
+                    f' class="consents-in-force" data-count="{len(in_force)}"',
+                )
+                if in_force
+                else "<p>No consent is in force: every grant was revoked or has expired.</p>"
+            )
         section(key, body)
 
     matrix = report["matrix"]
@@ -562,6 +725,9 @@ def render_html(report: Mapping[str, Any]) -> str:
     section("code", body)
 
     nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title in SECTIONS)
+    broken = (
+        f'<p class="integrity broken" role="alert">{_e(checked["text"])}</p>' if state == "broken" else ""
+    )
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -569,7 +735,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
         f"<title>{_e(report['title'])}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>{_e(report['title'])}</h1><p>Record of processing activities: policy "
-        f"{_e(report['policy']['name'])}, generated {_e(report['generated_at'])}</p></header>"
+        f"{_e(report['policy']['name'])}, generated {_e(report['generated_at'])}</p>{broken}</header>"
         f"<nav>{nav}</nav><main>{''.join(parts)}</main></body></html>\n"
     )
 
@@ -577,8 +743,24 @@ def render_html(report: Mapping[str, Any]) -> str:
 # -- Markdown -----------------------------------------------------------------------
 
 
+# Characters Markdown gives a meaning to, inside a line: escaped with a
+# backslash (CommonMark escapes any ASCII punctuation) so that a name such as
+# __main__.ads or <module> shows as written, and | cannot end a table cell.
+_MD_SPECIAL = {c: "\\" + c for c in "\\`*_<>|[]~#!"}
+_MD_TABLE = str.maketrans({**_MD_SPECIAL, "\n": " ", "\r": " "})
+
+
 def _md(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return str(value).translate(_MD_TABLE)
+
+
+def _md_code(value: Any) -> str:
+    """``value`` as an inline code span, whatever backticks it holds."""
+    text = str(value).replace("\n", " ").replace("\r", " ")
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _md_table(head: list[str], rows: list[list[Any]]) -> str:
@@ -592,15 +774,24 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     audit = report["audit"]
     counts = audit["counts"]
     code = report["code"]
-    out = [f"# {report['title']}", ""]
+    checked = audit.get("integrity") or {"checked": False, "ok": None, "text": "audit chain: not checked"}
+    banner = _md(checked["text"])
+    if checked.get("checked") and not checked.get("ok"):
+        banner = f"**WARNING: {banner}**"
+    elif checked.get("ok"):
+        banner = f"**{banner}**"
+    out = [f"# {_md(report['title'])}", ""]
     out += [
         "## Summary",
+        "",
+        banner,
         "",
         _md_table(
             ["", ""],
             [
                 ["policy", f"{report['policy']['name']} ({report['policy']['source']}), default {report['policy']['default']}"],
                 ["audit log", f"{audit['source'] or 'none'} ({audit['entries']} entries)"],
+                ["audit chain", checked["text"].removeprefix("audit chain: ")],
                 ["source tree", code.get("root") or "not scanned"],
                 ["generated", report["generated_at"]],
                 ["violations", f"{counts['violation']} in {len(report['violations'])} rules"],
@@ -617,9 +808,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     data_map = report["data_map"]
     if data_map["rows"]:
         out.append(
-            "Rows are categories, columns purposes. `D` declared in code; `V` violations, `T` "
-            "declassifications, `C` consents, `X` disclosures recorded at runtime (allowed uses are not audited); "
-            "the policy's verdict in brackets."
+            "Rows are categories, columns purposes. `D` declared in code; recorded at runtime (allowed "
+            "uses are not audited): `V` violations, `T` declassifications, `X` disclosures, `G` consent "
+            "grants and `R` revocations, `C` tenants whose consent is in force now (no `C`: none is); "
+            "the policy's verdict in parentheses."
         )
         out.append("")
         rows = []
@@ -629,10 +821,13 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                 marks = []
                 if c.get("declared"):
                     marks.append("D")
-                for field, letter in (("violations", "V"), ("declassifications", "T"), ("consents", "C"), ("disclosures", "X")):
+                for field, letter in (("violations", "V"), ("declassifications", "T"), ("disclosures", "X"),
+                                      ("grants", "G"), ("revokes", "R")):
                     if c.get(field):
                         marks.append(f"{letter}{c[field]}")
-                cells.append((" ".join(marks) or "·") + f" [{c['policy']}]")
+                if c.get("consenting_tenants"):
+                    marks.append(f"C{len(c['consenting_tenants'])}")
+                cells.append((" ".join(marks) or "·") + f" ({c['policy']})")
             rows.append(cells)
         out += [_md_table(["category \\ purpose"] + data_map["purposes"], rows), ""]
     else:
@@ -642,11 +837,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report["violations"]:
         out.append(
             _md_table(
-                ["rule", "count", "first seen", "last seen", "categories", "purposes", "via", "mode", "functions", "tenants"],
+                ["rule", "count", "first seen", "last seen", "categories", "purposes", "via", "mode", "functions",
+                 "tenants affected"],
                 [
                     [g["rule"], g["count"], g["first_seen_text"], g["last_seen_text"], ", ".join(g["categories"]),
                      ", ".join(g["purposes"]), ", ".join(g["vias"]), ", ".join(g["modes"]),
-                     ", ".join(g["functions"]), len(g["tenants"])]
+                     ", ".join(g["functions"]), _tenants(g["tenants"])]
                     for g in report["violations"]
                 ],
             )
@@ -673,6 +869,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         if listed:
             names = sorted({f for row in listed for f in row["fields"]})
             out.append(_md_table(["when"] + names, [[row["when"]] + [row["fields"].get(n, "") for n in names] for row in listed]))
+            if key == "consents":
+                in_force = report.get("consents_in_force", [])
+                out += ["", f"### In force now ({len(in_force)})", ""]
+                out.append(
+                    _md_table(
+                        ["tenant", "purpose", "category"],
+                        [[c["tenant"], c["purpose"], c["category"]] for c in in_force],
+                    )
+                    if in_force
+                    else "No consent is in force: every grant was revoked or has expired."
+                )
         else:
             out.append(f"No {kind} recorded.")
 
@@ -693,7 +900,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         "## Decision matrix",
         "",
-        f"Policy `{matrix['policy']}`, default {matrix['default']}. yes* = allowed with obligations; "
+        f"Policy {_md_code(matrix['policy'])}, default {_md(matrix['default'])}. yes\\* = allowed with obligations; "
         "consent = denied unless the tenant consents.",
         "",
         _md_table(["purpose \\ category"] + categories, rows),
@@ -702,7 +909,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
     ]
     if code.get("scanned"):
-        out.append(f"{code['files']} Python files parsed under `{code['root']}`, without importing them.")
+        out.append(f"{code['files']} Python files parsed under {_md_code(code['root'])}, without importing them.")
         out.append("")
         if code["findings"]:
             out.append(
@@ -742,26 +949,50 @@ def write_report(
 ) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.md`` into directory ``out``.
 
-    ``audit`` is an audit log path or entries already read; ``source`` a
+    ``audit`` is an audit log path (its hash chain is verified and the
+    summary says whether it holds) or entries already read; ``source`` a
     directory to scan or a :class:`ScanResult`. Returns the two paths.
     """
     loaded = policy if isinstance(policy, Policy) else Policy.load(
         policy if isinstance(policy, str) else Path(policy)
     )
     audit_source = None
+    checked = None
     if audit is None:
         records: list[Entry] = []
     elif isinstance(audit, (str, os.PathLike)):
         audit_source = str(audit)
-        records = read_audit(audit)
+        records, checked = read_verified_audit(audit)
     else:
         records = entries(audit)
     scanned = source if isinstance(source, ScanResult) or source is None else scan(source)
-    data = build_report(records, scanned, loaded, title=title, audit_source=audit_source)
+    data = build_report(
+        records, scanned, loaded, title=title, audit_source=audit_source, audit_integrity=checked
+    )
+    return write_files(out, data)
+
+
+def write_files(out: str | os.PathLike[str], report: Mapping[str, Any]) -> tuple[Path, Path]:
+    """Render ``report`` into ``out/report.html`` and ``out/report.md``.
+
+    Both are rendered before anything is written, and each file is written
+    beside its final name and then renamed: a failure leaves the previous
+    report (or none), never half of one.
+    """
+    html_text = render_html(report)
+    md_text = render_markdown(report)
     directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
-    html_path = directory / "report.html"
-    md_path = directory / "report.md"
-    html_path.write_text(render_html(data), encoding="utf-8")
-    md_path.write_text(render_markdown(data), encoding="utf-8")
-    return html_path, md_path
+    targets = [(directory / "report.html", html_text), (directory / "report.md", md_text)]
+    temporary: list[Path] = []
+    try:
+        for target, text in targets:
+            part = target.with_name(f".{target.name}.{os.getpid()}.part")
+            temporary.append(part)
+            part.write_text(text, encoding="utf-8")
+        for (target, _), part in zip(targets, temporary, strict=True):
+            os.replace(part, target)
+    finally:
+        for part in temporary:
+            part.unlink(missing_ok=True)
+    return targets[0][0], targets[1][0]

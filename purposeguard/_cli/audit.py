@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from typing import Any
 
@@ -17,9 +18,20 @@ def register(subparsers: Any) -> None:
     audit.set_defaults(handler=lambda args: _missing(audit))
 
     verify = commands.add_parser(
-        "verify", help="check the hash chain: exit 0 if intact, 1 naming the first bad record"
+        "verify",
+        help="check the hash chain: exit 0 if intact, 1 naming the first bad record",
+        description="Check the hash chain: exit 0 if intact (printing the count and the head "
+        "hash), 1 naming the first altered, deleted, inserted or reordered record. The chain is "
+        "not keyed: whoever can write the file can rewrite it whole and it verifies again. Store "
+        "the printed head where the log's writer cannot change it and pass it back with --anchor "
+        "to catch such a rewrite.",
     )
     verify.add_argument("path", help="audit log file (SQLite)")
+    verify.add_argument(
+        "--anchor",
+        metavar="HASH",
+        help="a head printed by an earlier verify: fail unless the chain still holds that record",
+    )
     verify.set_defaults(handler=_verify)
 
     tail = commands.add_parser("tail", help="print the last records")
@@ -39,12 +51,20 @@ def _open(path: str) -> AuditLog:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    anchor = args.anchor
+    if anchor is not None and not _HEX64.fullmatch(anchor):
+        raise CommandError(
+            f"purposeguard audit verify: --anchor takes a head hash (64 hex digits), not {anchor!r}", EXIT_USAGE
+        )
     with _open(args.path) as log:
-        result = log.verify()
+        result = log.verify(anchor=anchor)
     if not result.ok:
         raise CommandError(f"{args.path}: NOT intact: {result.reason}", EXIT_INVALID)
-    print(f"{args.path}: intact, {result.count} records")
+    print(f"{args.path}: intact, {result.count} records, head {result.head}")
     return 0
+
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _tail(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,20 @@ def _missing(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from .._errors import UnknownKeyError
     from .._policy import Policy
-    from ..fides import fideslang_taxonomy, system_manifest
+    from .._scan import Finding
+    from ..fides import check_fides_key, fideslang_taxonomy, system_manifest
+
+    if args.system_key is not None:
+        try:
+            check_fides_key(args.system_key, "--system-key")
+        except ValueError as error:
+            raise CommandError(f"{PROG}: {error}", EXIT_USAGE) from None
+
+    def unknown(finding: Finding, error: UnknownKeyError) -> None:
+        # A typo in one decorator must not cost the whole manifest: say where, go on.
+        print(f"{PROG}: skipped {finding.path}:{finding.line}: {error.reason}", file=sys.stderr)
 
     try:
         import yaml  # type: ignore[import-untyped]
@@ -48,7 +61,9 @@ def _export(args: argparse.Namespace) -> int:
 
         policy = Policy.load(args.policy)
         scanned = scan_source(args.source, PROG)
-        manifest = system_manifest(scanned, policy=policy, fides_key=args.system_key, name=args.name)
+        manifest = system_manifest(
+            scanned, policy=policy, fides_key=args.system_key, name=args.name, on_unknown=unknown
+        )
     except ImportError:
         raise CommandError(f"{PROG}: needs fideslang: pip install 'purposeguard[fides]'") from None
     fmt = args.format or ("json" if args.out and args.out.lower().endswith(".json") else "yaml")

@@ -47,6 +47,8 @@ def readable_source(path: str, prog: str) -> Path:
         raise CommandError(f"{prog}: no such source path: {path}")
     if not os.access(source, os.R_OK) or (source.is_dir() and not os.access(source, os.X_OK)):
         raise CommandError(f"{prog}: cannot read source path: {path}")
+    if not source.is_dir() and source.suffix != ".py":
+        raise CommandError(f"{prog}: --source is neither a directory nor a .py file: {path}")
     return source
 
 
@@ -63,7 +65,7 @@ def scan_source(path: str, prog: str) -> Any:
 def _report(args: argparse.Namespace) -> int:
     from .._policy import Policy
     from ..audit import AuditError
-    from ..report import build_report, read_audit, render_html, render_markdown
+    from ..report import build_report, read_verified_audit, write_files
 
     if args.audit is None and args.source is None:
         raise CommandError(f"{PROG}: give --audit PATH, --source PATH or both (see --help)", EXIT_USAGE)
@@ -72,30 +74,37 @@ def _report(args: argparse.Namespace) -> int:
         raise CommandError(f"{PROG}: --out is not a directory: {args.out}")
     policy = Policy.load(args.policy)
     records: list[Any] = []
+    checked = None
     if args.audit is not None:
         readable_file(args.audit, "audit log", PROG)
         try:
-            records = read_audit(args.audit)
+            records, checked = read_verified_audit(args.audit)
         except AuditError as error:
             raise CommandError(f"{PROG}: not a purposeguard audit log: {args.audit} ({error})") from None
     scanned = scan_source(args.source, PROG) if args.source is not None else None
-    data = build_report(records, scanned, policy, title=args.title, audit_source=args.audit)
+    data = build_report(
+        records, scanned, policy, title=args.title, audit_source=args.audit, audit_integrity=checked
+    )
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        html_path = out / "report.html"
-        md_path = out / "report.md"
-        html_path.write_text(render_html(data), encoding="utf-8")
-        md_path.write_text(render_markdown(data), encoding="utf-8")
+        html_path, md_path = write_files(out, data)
     except OSError as error:
         raise CommandError(f"{PROG}: cannot write the report to {args.out}: {error.strerror or error}") from None
+    if checked is not None and not checked["ok"]:
+        # The report is written whole and says so at the top; the exit status
+        # tells a script that what it shows cannot be trusted.
+        raise CommandError(
+            f"{PROG}: the audit log {args.audit} is NOT intact: {checked['reason']} "
+            f"(the report in {args.out} says so)"
+        )
     counts = data["audit"]["counts"]
     code = data["code"]
     scanned_text = (
         f", {code['files']} files scanned, {len(code['skipped'])} skipped" if code.get("scanned") else ""
     )
+    chain = f", audit chain intact ({checked['count']} records)" if checked is not None else ""
     print(
         f"wrote {html_path} and {md_path}: {counts['violation']} violations in "
         f"{len(data['violations'])} rules, {counts['declassification']} declassifications, "
-        f"{counts['consent']} consent changes, {counts['disclosure']} disclosures{scanned_text}"
+        f"{counts['consent']} consent changes, {counts['disclosure']} disclosures{scanned_text}{chain}"
     )
     return 0

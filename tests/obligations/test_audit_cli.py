@@ -42,7 +42,41 @@ def verify(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 def test_an_intact_log_verifies_with_exit_0(ten: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, text = verify(ten, capsys)
     assert code == 0
-    assert text == f"{ten}: intact, 10 records"
+    with AuditLog(ten, readonly=True) as log:
+        (last,) = log.tail(1)
+    # The head, to be kept where the log's writer cannot change it.
+    assert text == f"{ten}: intact, 10 records, head {last.hash}"
+
+
+def test_an_anchor_catches_a_rewrite_of_the_whole_chain(
+    ten: Path, tmp_path: Path, make_violation: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text = verify(ten, capsys)
+    anchor = text.rsplit(" ", 1)[1]
+    with AuditLog(ten) as log:
+        log.append(make_violation(11))  # the log goes on growing past the anchor
+    assert main(["audit", "verify", str(ten), "--anchor", anchor]) == 0
+    capsys.readouterr()
+    # An attacker who can write the file rebuilds a consistent chain without record 4:
+    # the unkeyed chain alone verifies, the anchor does not.
+    forged = tmp_path / "forged.db"
+    with AuditLog(ten, readonly=True) as original, AuditLog(forged, synchronous="normal") as rewritten:
+        for entry in original.records():
+            if entry.seq != 4:
+                rewritten.append(entry.data)
+    forged_ok, _ = verify(forged, capsys)
+    assert forged_ok == 0
+    code, text = verify_with(forged, capsys, "--anchor", anchor)
+    assert code == 1
+    assert "anchor" in text and "rewritten" in text and "\n" not in text
+    code, text = verify_with(ten, capsys, "--anchor", "xyz")
+    assert code == 2 and "64 hex digits" in text
+
+
+def verify_with(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    code = main(["audit", "verify", str(path), *extra])
+    out, err = capsys.readouterr()
+    return code, (out + err).strip()
 
 
 def test_the_installed_command_verifies_in_a_real_process(ten: Path) -> None:

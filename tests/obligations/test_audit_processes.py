@@ -213,3 +213,58 @@ def test_a_forked_worker_gets_its_own_sink_on_the_same_file(log_path: Path) -> N
         verified = log.verify()
     assert verified.ok, verified.reason
     assert verified.count == 50
+
+
+APPENDING_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from purposeguard.audit import AuditLog
+
+    log = AuditLog(sys.argv[1], synchronous="normal")
+    stop = Path(sys.argv[2])
+    deadline = time.monotonic() + 60
+    i = 0
+    while not stop.exists() and time.monotonic() < deadline and i < 200_000:
+        log.append({"kind": "note", "i": i})
+        i += 1
+        if i == 50:
+            print("started", flush=True)
+    log.close()
+    """
+)
+
+
+def test_verify_while_another_process_appends_never_reports_a_false_failure(
+    tmp_path: Path, log_path: Path
+) -> None:
+    # verify must read the chain and the recorded end as of one moment: a
+    # record committed between the two is not a deleted one.
+    AuditLog(log_path).close()
+    stop = tmp_path / "stop"
+    with subprocess.Popen(
+        [sys.executable, "-c", APPENDING_WRITER, str(log_path), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as writer:
+        try:
+            assert writer.stdout is not None and writer.stdout.readline().strip() == "started"
+            counts = []
+            with AuditLog(log_path, readonly=True) as reader:
+                for _ in range(40):
+                    result = reader.verify()
+                    assert result.ok, result.reason
+                    counts.append(result.count)
+            with AuditLog(log_path) as shared:  # a writable log, as a service would hold it
+                for _ in range(10):
+                    result = shared.verify()
+                    assert result.ok, result.reason
+                    counts.append(result.count)
+            assert writer.poll() is None, "the writer stopped before verify finished"
+            assert counts[-1] > counts[0], "nothing was appended while verify ran"
+        finally:
+            stop.touch()
+            writer.wait(30)
+    assert writer.returncode == 0
+    with AuditLog(log_path, readonly=True) as log:
+        assert log.verify().ok

@@ -260,3 +260,62 @@ def test_the_writer_recovers_and_writes_what_it_kept(log_path: Path) -> None:
         unsubscribe()
         sink.close()
         log.close()
+
+
+def _audit_lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("purposeguard") and r.levelno == level]
+
+
+def test_a_full_disk_is_logged_once_per_episode_not_once_per_record(
+    log_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = _tiny_log(log_path)
+    pg.configure("trust-center", mode="trace")
+    sink = audit.attach(log, interval=60.0)
+    body = pg.label("Quarterly numbers attached", EMAIL)
+    with caplog.at_level(logging.INFO, logger="purposeguard"):
+        for _ in range(50):
+            recommend_ads(body)
+        with pytest.raises(AuditError):
+            sink.flush()
+        for _ in range(200):  # the disk stays full: nothing more to say
+            assert recommend_ads(body) == len(body)
+        with pytest.raises(AuditError):
+            sink.flush()
+        assert len(_audit_lines(caplog, logging.ERROR)) == 1
+        assert "database or disk is full" in _audit_lines(caplog, logging.ERROR)[0]
+        assert sink.written == 0
+        # Room again: one line for the recovery, every kept record written.
+        log.storage._connection.execute("PRAGMA max_page_count=1000000")  # type: ignore[attr-defined]
+        sink.flush()
+        assert [m for m in _audit_lines(caplog, logging.WARNING) if "writing again" in m] == [
+            f"purposeguard audit log {log.path}: writing again"
+        ]
+        # A second episode is a second error line.
+        log.storage._connection.execute("PRAGMA max_page_count=1")  # type: ignore[attr-defined]
+        for _ in range(100):
+            recommend_ads(body)
+        with pytest.raises(AuditError):
+            sink.flush()
+        assert len(_audit_lines(caplog, logging.ERROR)) == 2
+        log.storage._connection.execute("PRAGMA max_page_count=1000000")  # type: ignore[attr-defined]
+        sink.flush()
+    assert sink.pending == 0 and sink.written == log.verify().count == 350
+    audit.detach()
+    log.close()
+
+
+def test_written_counts_only_records_that_reached_the_log(log_path: Path, marker: str) -> None:
+    log = AuditLog(log_path)
+    sink = AuditSink(log, interval=60.0)
+    try:
+        sink({"kind": "note", "text": "kept"})  # type: ignore[arg-type]
+        # A record no log may hold (a labelled value in a field): skipped, named, never counted.
+        sink({"kind": "note", "leak": pg.label(marker, EMAIL)})  # type: ignore[arg-type]
+        sink({"kind": "note", "text": "kept too"})  # type: ignore[arg-type]
+        sink.flush()
+        assert sink.written == 2 == log.verify().count
+    finally:
+        sink.close()
+        log.close()
+    assert marker.encode() not in log_path.read_bytes()

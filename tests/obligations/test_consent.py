@@ -88,6 +88,31 @@ def test_a_revocation_by_another_process_applies_here(log_path: Path) -> None:
     here.close()
 
 
+def test_a_revocation_by_another_store_on_the_same_log_applies_here(log_path: Path) -> None:
+    """Two stores sharing one AuditLog share one connection, whose own commits
+    do not move SQLite's data_version: the guard's store must still see them."""
+    log = AuditLog(log_path)
+    deciding = ConsentStore(log)
+    pg.configure("trust-center", consents=deciding)
+    admin = ConsentStore(log)
+
+    def allowed() -> bool:
+        return pg.decide([EMAIL], "improvement", tenant="contoso").allowed
+
+    assert not allowed()
+    admin.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    assert allowed()
+    admin.revoke("contoso", "improvement", revoked_by="admin@contoso")
+    assert not allowed()
+    admin.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    assert allowed()
+    # And the other way round: the deciding store's own change, seen by the admin store.
+    deciding.revoke("contoso", "improvement", ["customer_data"], revoked_by="dpo@contoso")
+    assert not admin.has_consent("contoso", "improvement", EMAIL)
+    assert not allowed()
+    log.close()
+
+
 def test_expired_grants_stop_applying(log_path: Path) -> None:
     clock = Clock()
     store = ConsentStore(log_path, clock=clock)

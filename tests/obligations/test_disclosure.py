@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +11,7 @@ import pytest
 
 import purposeguard as pg
 from purposeguard import audit
-from purposeguard.audit import AuditLog
+from purposeguard.audit import AuditError, AuditLog
 from purposeguard.disclosure import Disclosure, DisclosureNotice
 
 EMAIL = "customer_data.content.email"
@@ -281,3 +282,44 @@ def test_labels_on_the_whole_record_apply_to_every_released_field(log_path: Path
         with pytest.raises(pg.PurposeViolation) as caught:
             disclosure.release(record, fields=["owner"])
     assert caught.value.category == "payment_data"
+
+
+def _full_log(path: Path) -> AuditLog:
+    """A real log that may not grow by a single page: a full disk, for SQLite."""
+    AuditLog(path).close()
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    connection.close()
+    log = AuditLog(path, max_bytes=(pages + 1) * page_size)
+    # Fill it to the last byte: even a small record no longer fits.
+    with pytest.raises(AuditError, match="full"):
+        for _ in range(10_000):
+            log.append({"kind": "note", "text": "x"})
+    return log
+
+
+@pytest.mark.parametrize("failure", ["full", "read-only"])
+def test_in_trace_mode_an_attached_sink_that_cannot_write_blocks_the_release(
+    mailbox: dict[str, Any], log_path: Path, failure: str
+) -> None:
+    if failure == "full":
+        log = _full_log(log_path)
+    else:
+        AuditLog(log_path).close()
+        log = AuditLog(log_path, readonly=True)
+    pg.configure("trust-center", mode="trace")
+    audit.attach(log, interval=60.0)
+    kept_before = len(log)
+    released: list[Any] = []
+    with pg.compelled_disclosure(**request(), notifier=Outbox()) as disclosure:
+        with pytest.raises(pg.ObligationError, match="cannot be audited") as caught:
+            released.append(disclosure.release(mailbox, fields=["owner"]))
+    assert caught.value.obligation == "record"
+    assert released == [] and disclosure.releases == []
+    audit.detach()
+    log.close()
+    with AuditLog(log_path, readonly=True) as reader:
+        assert reader.verify().count == kept_before
+        assert "disclosure" not in {e.kind for e in reader.records()}

@@ -225,15 +225,58 @@ def test_export_bad_input_is_one_line_and_non_zero(
     assert len(lines) == 1 and message in lines[0]
 
 
-def test_export_of_unknown_keys_in_code_fails_in_one_line(tmp_path: Path) -> None:
-    (tmp_path / "svc.py").write_text("import purposeguard as pg\n@pg.purpose('not.a.purpose')\ndef f(): pass\n")
+def test_an_unknown_key_in_code_is_skipped_with_its_place_and_the_rest_exported(tmp_path: Path) -> None:
+    (tmp_path / "svc.py").write_text(
+        "import purposeguard as pg\n"
+        "@pg.purpose('advertizing')\n"
+        "def typo(): pass\n"
+        "@pg.purpose('service.operations')\n"
+        "@pg.produces('customer_data.content.email', 'customer_data.nope')\n"
+        "def lookup(x): return x\n"
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "purposeguard", "fides", "export", "--source", str(tmp_path)],
+        [sys.executable, "-m", "purposeguard", "fides", "export", "--source", str(tmp_path), "--format", "json"],
         capture_output=True, text=True, timeout=60,
     )
-    assert result.returncode == 1
-    assert len(result.stderr.strip().splitlines()) == 1 and "not.a.purpose" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "purposeguard fides export: skipped svc.py:2: unknown purpose 'advertizing'",
+        "purposeguard fides export: skipped svc.py:5: unknown category 'customer_data.nope'",
+    ]
+    system = json.loads(result.stdout)["system"][0]
+    System.model_validate(system)
+    assert _declarations(system) == {"essential.service.operations": ["user.content.private"]}
+    # The library raises, naming the place, unless told where to report.
+    with pytest.raises(pg.UnknownKeyError, match=r"svc.py:2: unknown purpose 'advertizing'"):
+        fides.system_manifest(scan(tmp_path))
+
+
+@pytest.mark.parametrize("key", ["bad key!!", "", "sp ace", "semi;colon"])
+def test_an_invalid_system_key_is_one_line_before_any_work(
+    key: str, sample_tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fides", "export", "--source", str(sample_tree), "--system-key", key]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip().splitlines() == [
+        f"purposeguard fides export: --system-key {key!r} is not a valid Fides key: "
+        "use letters, digits and _ . - < > only"
+    ]
+    with pytest.raises(ValueError, match="not a valid Fides key"):
+        fides.system_manifest(scan(sample_tree), fides_key=key)
+
+
+def test_a_source_that_is_not_python_is_one_line_and_non_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "manifest.json").write_text("{}")
+    assert main(["fides", "export", "--source", str(tmp_path / "manifest.json")]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"purposeguard fides export: --source is neither a directory nor a .py file: {tmp_path / 'manifest.json'}"
+    ]
+    (tmp_path / "one.py").write_text("import purposeguard as pg\n@pg.purpose('advertising')\ndef f(): pass\n")
+    assert main(["fides", "export", "--source", str(tmp_path / "one.py"), "--format", "json"]) == 0
+    assert _declarations(json.loads(capsys.readouterr().out)["system"][0]) == {"marketing.advertising": []}
 
 
 @pytest.mark.parametrize("purpose", ["marketing.advertising", "marketing.advertising.first_party", "marketing"])

@@ -63,7 +63,8 @@ def test_data_map_shows_declared_and_observed_flows_with_the_policy_verdict(repo
     ads = cells["customer_data.content.email", "advertising"]
     assert ads["declared"] == ["app.handlers.recommend_ads"] and ads["violations"] == 2
     assert ads["policy"] == "denied"
-    assert cells["customer_data", "improvement"]["consents"] == 1
+    assert cells["customer_data", "improvement"]["grants"] == 1
+    assert cells["customer_data", "improvement"]["consenting_tenants"] == ["contoso"]
     assert cells["customer_data", "improvement"]["policy"] == "consent"
     assert cells["customer_data", "disclosure.compelled"]["disclosures"] == 1
     assert cells["usage_data", "service.communications"]["declassifications"] == 1
@@ -119,7 +120,7 @@ def test_markdown_twin_has_the_same_sections_and_counts(report: dict) -> None:
         assert title in text
     assert "| no-advertising | 3 | 2026-09-21 14:13:30Z | 2026-09-21 14:14:10Z |" in text
     assert "| (policy default) | 1 |" in text
-    assert "V2 [denied]" in text  # email x advertising: two violations observed
+    assert "V2 (denied)" in text  # email x advertising: two violations observed
 
 
 def test_html_escapes_what_it_shows() -> None:
@@ -138,3 +139,73 @@ def test_write_report_accepts_entries_and_writes_both_files(tmp_path: Path, samp
 
 def test_report_data_is_json(report: dict) -> None:
     assert json.loads(json.dumps(report))["violations"][0]["count"] == 3
+
+
+def test_markdown_shows_names_literally_whatever_characters_they_hold() -> None:
+    hostile = violation(
+        "rule_with*stars*", "customer_data", "advertising", T0,
+        function="__main__.ads.<module>", tenant="ten|ant`x`",
+    )
+    text = render_markdown(build_report([hostile], None, Policy.load("trust-center")))
+    row = next(line for line in text.splitlines() if "rule" in line and "advertising" in line and "<" in line)
+    assert r"\_\_main\_\_.ads.\<module\>" in row
+    assert r"rule\_with\*stars\*" in row
+    assert r"ten\|ant\`x\`" in row
+    # Every | left unescaped is a cell border: the row keeps its 10 columns.
+    assert len(re.findall(r"(?<!\\)\|", row)) == 11
+    for raw in ("__main__", "<module>", "*stars*", "`x`"):
+        assert raw not in text
+
+
+def _consent(action: str, at: float, categories: list[str], tenant: str = "contoso", **extra: object) -> tuple:
+    return ("consent", at, {"action": action, "tenant": tenant, "purpose": "improvement",
+                            "categories": categories, "actor": "admin@contoso", **extra})
+
+
+def test_a_revoked_consent_is_not_shown_as_in_force() -> None:
+    changes = [
+        _consent("grant", T0 + 1, ["customer_data"]),
+        _consent("grant", T0 + 2, ["customer_data"], tenant="fabrikam"),
+        _consent("revoke", T0 + 3, []),  # contoso: every category, as ConsentStore records it
+        _consent("grant", T0 + 4, ["customer_data.content"], tenant="northwind", expires_at=T0 + 50),
+    ]
+    report = build_report(changes, None, Policy.load("trust-center"), now=T0 + 100)
+    cells = {(row["category"], c["purpose"]): c for row in report["data_map"]["rows"] for c in row["cells"]}
+    whole = cells["customer_data", "improvement"]
+    assert (whole["grants"], whole["revokes"], whole["consenting_tenants"]) == (2, 1, ["fabrikam"])
+    expired = cells["customer_data.content", "improvement"]
+    assert (expired["grants"], expired["consenting_tenants"]) == (1, [])
+    assert report["consents_in_force"] == [
+        {"tenant": "fabrikam", "purpose": "improvement", "category": "customer_data"}
+    ]
+    revoke_row = report["consents"][2]
+    assert revoke_row["fields"]["action"] == "revoke"
+    assert revoke_row["fields"]["categories"] == "all (every category granted)"
+    page = render_html(report)
+    assert 'data-consents-in-force="1"' in page and 'data-consents-in-force="0"' in page
+    assert "no consent in force (granted 1, revoked 0)" in page
+    assert '<table class="consents-in-force" data-count="1">' in page
+    text = render_markdown(report)
+    assert "G2 R1 C1 (consent)" in text and "G1 (consent)" in text
+    assert "| revoke | admin@contoso | all (every category granted) |" in text
+
+    # Only a grant then its revocation: nothing in force anywhere.
+    report = build_report(changes[:1] + [_consent("revoke", T0 + 3, ["customer_data"])], None,
+                          Policy.load("trust-center"), now=T0 + 100)
+    cells = {(row["category"], c["purpose"]): c for row in report["data_map"]["rows"] for c in row["cells"]}
+    assert cells["customer_data", "improvement"]["consenting_tenants"] == []
+    assert report["consents_in_force"] == []
+    assert "No consent is in force" in render_html(report)
+
+
+def test_the_tenants_column_names_the_tenants_it_counts(report: dict) -> None:
+    page = render_html(report)
+    assert "<th>tenants affected</th>" in page
+    assert '<td data-tenants="2">2: contoso, fabrikam</td>' in page
+    assert "| tenants affected |" in render_markdown(report)
+    assert "| 2: contoso, fabrikam |" in render_markdown(report)
+
+
+def test_the_summary_says_when_the_audit_chain_was_not_checked(report: dict) -> None:
+    assert report["audit"]["integrity"]["checked"] is False
+    assert 'data-integrity="unchecked">audit chain: not checked' in render_html(report)

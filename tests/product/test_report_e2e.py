@@ -80,16 +80,45 @@ def test_report_from_a_real_audit_file_and_source_tree(
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         f"wrote {out}/report.html and {out}/report.md: 4 violations in 2 rules, 1 declassifications, "
-        "1 consent changes, 1 disclosures, 5 files scanned, 1 skipped"
+        "1 consent changes, 1 disclosures, 5 files scanned, 1 skipped, audit chain intact (7 records)"
     )
     assert result.stderr.strip().startswith("purposeguard report: skipped app/broken.py: does not parse")
     html = (out / "report.html").read_text()
     markdown = (out / "report.md").read_text()
     assert "| no-advertising | 3 |" in markdown and "| no-direct-marketing | 1 |" in markdown
     assert "LE-2026-7" in markdown and "admin@contoso" in markdown
+    assert 'data-integrity="intact">audit chain: intact (7 records)</p>' in html
+    assert "**audit chain: intact (7 records)**" in markdown
     # The protected value was labelled, violated, declassified and disclosed: it is nowhere.
     for text in (html, markdown, result.stdout, result.stderr):
         assert value_marker not in text
+
+
+def test_a_tampered_log_is_reported_as_not_intact_and_exits_1(
+    audit_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with sqlite3.connect(audit_file) as connection:
+        connection.execute(
+            "UPDATE purposeguard_audit SET data = replace(data, 'no-advertising', 'forged-rule') WHERE seq = 2"
+        )
+    connection.close()
+    out = tmp_path / "report"
+    assert main(["report", "--audit", str(audit_file), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith(f"purposeguard report: the audit log {audit_file} is NOT intact: record 2 ")
+    # Written whole, and the forged record does not pass for a proven one.
+    html = (out / "report.html").read_text()
+    markdown = (out / "report.md").read_text()
+    assert html.rstrip().endswith("</html>") and "## Declared in code" in markdown
+    assert "forged-rule" in html
+    banner = re.search(r'<p class="integrity broken"[^>]*>([^<]+)</p>', html)
+    assert banner is not None and banner.group(1).startswith("audit chain: NOT intact: record 2 was altered")
+    summary = html[html.index('<section id="summary">'):html.index('<section id="data-map">')]
+    assert 'data-integrity="broken">audit chain: NOT intact: record 2' in summary
+    assert "**WARNING: audit chain: NOT intact: record 2 was altered" in markdown
+    assert not list(out.glob(".*.part"))
 
 
 def _dump_dom_and_screenshot(page: Path, tmp_path: Path) -> str:

@@ -105,3 +105,28 @@ def test_undecodable_and_null_byte_files_are_skipped(tmp_path: Path) -> None:
     result = scan(tmp_path)
     assert sorted(p for p, _ in result.skipped) == ["latin.py", "nul.py"]
     assert [f.keys for f in result.findings] == [("service",)]
+
+
+def test_folders_are_never_passed_over_silently(tmp_path: Path) -> None:
+    declared = "import purposeguard as pg\n@pg.purpose('{purpose}')\ndef f(x):\n    return x\n"
+    files = {
+        "build/tasks.py": "advertising",  # the team's own package called build
+        "dist/publish.py": "marketing.direct",
+        "app/env/settings.py": "service.operations",
+        "venv/lib/thing.py": "improvement",  # a real virtualenv: skipped, and named
+        "site-packages/vendored.py": "improvement",
+        ".tox/hidden.py": "improvement",
+    }
+    for name, purpose in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(declared.format(purpose=purpose))
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    result = scan(tmp_path)
+    assert sorted(f.path for f in result.of_kind("purpose")) == [
+        "app/env/settings.py", "build/tasks.py", "dist/publish.py"
+    ]
+    assert sorted(result.skipped) == [
+        ("site-packages/", "installed packages, not the project's code"),
+        ("venv/", "a virtualenv (it has a pyvenv.cfg), not the project's code"),
+    ]

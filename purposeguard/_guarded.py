@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from ._context import FAST_HITS, FLAGS, PURPOSE, ZONE, fast_allowed
+from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError
 from ._labels import NO_LABELS, labels_in_values, merge_tenants, tenant_of
 from ._runtime import _ACTIVE as _ACTIVE_GUARD
@@ -326,82 +327,33 @@ def _coroutine_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
     return wrapper
 
 
+def _item_checker(purpose_key: str, name: str) -> Callable[[Any], Any]:
+    def check_item(item: Any) -> Any:
+        if type(item) not in NO_LABELS:
+            _return_check(purpose_key, name, item)
+        return item
+
+    return check_item
+
+
 def _generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any]:
     # The purpose is current only while the generator body runs: it is set
     # around each step and reset before the value goes back to the caller.
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _enter_values(purpose_key, name, args, kwargs)
-        token = PURPOSE.set(purpose_key)
-        try:
-            generator = fn(*args, **kwargs)
-        finally:
-            PURPOSE.reset(token)
-        to_send: Any = None
-        to_throw: BaseException | None = None
-        while True:
-            token = PURPOSE.set(purpose_key)
-            try:
-                if to_throw is not None:
-                    error, to_throw = to_throw, None
-                    item = generator.throw(error)
-                else:
-                    item = generator.send(to_send)
-            except StopIteration as stop:
-                return stop.value
-            finally:
-                PURPOSE.reset(token)
-            if type(item) not in NO_LABELS:
-                _return_check(purpose_key, name, item)
-            try:
-                to_send = yield item
-            except GeneratorExit:
-                token = PURPOSE.set(purpose_key)
-                try:
-                    generator.close()
-                finally:
-                    PURPOSE.reset(token)
-                raise
-            except BaseException as error:  # noqa: BLE001 - forwarded into the generator
-                to_throw = error
-                to_send = None
-
-    return wrapper
+    return generator_function(
+        fn,
+        _item_checker(purpose_key, name),
+        before=lambda args, kwargs: _enter_values(purpose_key, name, args, kwargs),
+        context=(PURPOSE, purpose_key),
+    )
 
 
 def _async_generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any]:
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _enter_values(purpose_key, name, args, kwargs)
-        generator = fn(*args, **kwargs)
-        to_send: Any = None
-        to_throw: BaseException | None = None
-        while True:
-            token = PURPOSE.set(purpose_key)
-            try:
-                if to_throw is not None:
-                    error, to_throw = to_throw, None
-                    item = await generator.athrow(error)
-                else:
-                    item = await generator.asend(to_send)
-            except StopAsyncIteration:
-                return
-            finally:
-                PURPOSE.reset(token)
-            if type(item) not in NO_LABELS:
-                _return_check(purpose_key, name, item)
-            try:
-                to_send = yield item
-            except GeneratorExit:
-                token = PURPOSE.set(purpose_key)
-                try:
-                    await generator.aclose()
-                finally:
-                    PURPOSE.reset(token)
-                raise
-            except BaseException as error:  # noqa: BLE001 - forwarded into the generator
-                to_throw = error
-                to_send = None
-
-    return wrapper
+    return async_generator_function(
+        fn,
+        _item_checker(purpose_key, name),
+        before=lambda args, kwargs: _enter_values(purpose_key, name, args, kwargs),
+        context=(PURPOSE, purpose_key),
+    )
 
 
 class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpose("...")

@@ -30,6 +30,7 @@ from typing import Any, SupportsIndex, TypeVar
 import wrapt
 
 from ._context import FLAGS, ZONE, forget_fast_allowed
+from ._delegation import async_generator_function, generator_function
 from ._errors import UnknownKeyError
 from ._taxonomy import Taxonomy
 
@@ -856,34 +857,14 @@ def produces(*categories: str, tenant: str | None = None) -> Callable[[T], T]:
         raise TypeError("produces() needs at least one category")
     _resolve(categories, tenant)  # unknown keys fail when decorating
 
+    def relabel(item: Any) -> Any:
+        return label(item, *categories, tenant=tenant)
+
     def decorate(fn: Any) -> Any:
         if isinstance(fn, (classmethod, staticmethod)):
             return type(fn)(decorate(fn.__func__))
         if inspect.isasyncgenfunction(fn):
-
-            @functools.wraps(fn)
-            async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                generator = fn(*args, **kwargs)
-                to_send: Any = None
-                to_throw: BaseException | None = None
-                while True:
-                    try:
-                        if to_throw is not None:
-                            error, to_throw = to_throw, None
-                            item = await generator.athrow(error)
-                        else:
-                            item = await generator.asend(to_send)
-                    except StopAsyncIteration:
-                        return
-                    try:
-                        to_send = yield label(item, *categories, tenant=tenant)
-                    except GeneratorExit:
-                        await generator.aclose()
-                        raise
-                    except BaseException as error:  # noqa: BLE001 - forwarded into the generator
-                        to_throw, to_send = error, None
-
-            return async_gen_wrapper
+            return functools.wraps(fn)(async_generator_function(fn, relabel))
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -892,32 +873,8 @@ def produces(*categories: str, tenant: str | None = None) -> Callable[[T], T]:
 
             return async_wrapper
         if inspect.isgeneratorfunction(fn):
-
-            @functools.wraps(fn)
-            def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                # Delegates send(), throw(), close() and the return value, as
-                # ``yield from`` would, labelling each item on its way out.
-                generator = fn(*args, **kwargs)
-                to_send: Any = None
-                to_throw: BaseException | None = None
-                while True:
-                    try:
-                        if to_throw is not None:
-                            error, to_throw = to_throw, None
-                            item = generator.throw(error)
-                        else:
-                            item = generator.send(to_send)
-                    except StopIteration as stop:
-                        return stop.value
-                    try:
-                        to_send = yield label(item, *categories, tenant=tenant)
-                    except GeneratorExit:
-                        generator.close()
-                        raise
-                    except BaseException as error:  # noqa: BLE001 - forwarded into the generator
-                        to_throw, to_send = error, None
-
-            return gen_wrapper
+            # send(), throw(), close() and the return value are forwarded.
+            return functools.wraps(fn)(generator_function(fn, relabel))
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -1,0 +1,125 @@
+"""``yield from`` with a hook: generators wrapped by ``@purpose`` and ``@produces``.
+
+Both need what ``yield from`` gives (``send``, ``throw``, ``close`` and the
+return value forwarded) plus one thing it cannot: each item passes through a
+function on its way out, and, for ``@purpose``, each step of the inner
+generator runs with a context variable set and reset around it, so the
+purpose is current only while the generator's own code runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Generator
+from contextvars import ContextVar
+from typing import Any
+
+__all__ = ["async_generator_function", "delegate", "generator_function"]
+
+
+def delegate(
+    generator: Generator[Any, Any, Any],
+    on_item: Callable[[Any], Any],
+    context: tuple[ContextVar[Any], Any] | None = None,
+) -> Generator[Any, Any, Any]:
+    var, value = context if context is not None else (None, None)
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    while True:
+        token = var.set(value) if var is not None else None
+        try:
+            if to_throw is not None:
+                error, to_throw = to_throw, None
+                item = generator.throw(error)
+            else:
+                item = generator.send(to_send)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            if token is not None:
+                var.reset(token)  # type: ignore[union-attr]
+        item = on_item(item)
+        try:
+            to_send = yield item
+        except GeneratorExit:
+            token = var.set(value) if var is not None else None
+            try:
+                generator.close()
+            finally:
+                if token is not None:
+                    var.reset(token)  # type: ignore[union-attr]
+            raise
+        except BaseException as error:  # noqa: BLE001 - forwarded into the generator
+            to_throw, to_send = error, None
+
+
+def generator_function(
+    fn: Callable[..., Generator[Any, Any, Any]],
+    on_item: Callable[[Any], Any],
+    *,
+    before: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None,
+    context: tuple[ContextVar[Any], Any] | None = None,
+) -> Callable[..., Generator[Any, Any, Any]]:
+    """A generator function that runs ``before(args, kwargs)`` when called and
+    then delegates to ``fn``'s generator (creating it inside ``context`` too)."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        if before is not None:
+            before(args, kwargs)
+        if context is not None:
+            token = context[0].set(context[1])
+            try:
+                generator = fn(*args, **kwargs)
+            finally:
+                context[0].reset(token)
+        else:
+            generator = fn(*args, **kwargs)
+        return (yield from delegate(generator, on_item, context))
+
+    return wrapper
+
+
+def async_generator_function(
+    fn: Callable[..., AsyncGenerator[Any, Any]],
+    on_item: Callable[[Any], Any],
+    *,
+    before: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None,
+    context: tuple[ContextVar[Any], Any] | None = None,
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    """The asynchronous twin of :func:`generator_function` (async generators
+    have no ``yield from``, so the forwarding is written out here, once)."""
+    var, value = context if context is not None else (None, None)
+
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        if before is not None:
+            before(args, kwargs)
+        generator = fn(*args, **kwargs)
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            token = var.set(value) if var is not None else None
+            try:
+                if to_throw is not None:
+                    error, to_throw = to_throw, None
+                    item = await generator.athrow(error)
+                else:
+                    item = await generator.asend(to_send)
+            except StopAsyncIteration:
+                return
+            finally:
+                if token is not None:
+                    var.reset(token)  # type: ignore[union-attr]
+            item = on_item(item)
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                token = var.set(value) if var is not None else None
+                try:
+                    await generator.aclose()
+                finally:
+                    if token is not None:
+                        var.reset(token)  # type: ignore[union-attr]
+                raise
+            except BaseException as error:  # noqa: BLE001 - forwarded into the generator
+                to_throw, to_send = error, None
+
+    return wrapper

@@ -6,6 +6,7 @@ current zone without importing the runtime.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterable
 from contextvars import ContextVar, Token
@@ -52,15 +53,22 @@ FLAGS = _Flags()
 # it without consent. Wrappers hold these sets; they are cleared in place
 # whenever the policy changes.
 FAST_ALLOWED: dict[str, set[type]] = {}
-# purpose -> [count of checks allowed through the shortcut], for telemetry.
-FAST_HITS: dict[str, list[int]] = {}
+# purpose -> count of checks allowed through the shortcut, for telemetry. An
+# itertools.count: next() on it is one atomic step, where ``n += 1`` could lose
+# an update between threads.
+FAST_HITS: dict[str, itertools.count[int]] = {}
+
+
+def hits_taken(counter: itertools.count[int]) -> int:
+    """How many times ``next()`` was called on ``counter`` (read without counting)."""
+    return int(repr(counter)[6:-1])
 
 
 def fast_allowed(purpose: str) -> set[type]:
     found = FAST_ALLOWED.get(purpose)
     if found is None:
         found = FAST_ALLOWED.setdefault(purpose, set())
-        FAST_HITS.setdefault(purpose, [0])
+        FAST_HITS.setdefault(purpose, itertools.count())
     return found
 
 

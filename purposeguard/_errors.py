@@ -52,6 +52,10 @@ class PurposeViolation(PurposeGuardError, PermissionError):
             )
             if len(self.violations) > 1:
                 message += f" and {len(self.violations) - 1} more"
+            # The fix travels with the exception, so a traceback says it too.
+            remediation = getattr(first, "remediation", "")
+            if remediation:
+                message += f"; fix: {remediation}"
         super().__init__(message)
 
     def __reduce__(self) -> tuple[object, ...]:

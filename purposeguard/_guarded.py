@@ -131,7 +131,7 @@ def _zone_allows(state: Any, purpose_key: str) -> bool:
     if seen is not None and seen[0] is state.categories and seen[1] == FLAGS.epoch and FLAGS.fast_unzoned:
         hits = FAST_HITS.get(purpose_key)
         if hits is not None:
-            hits[0] += 1
+            next(hits)
         return True
     return False
 
@@ -179,7 +179,7 @@ def {name}({params}):
         if _pg_F.zones and _pg_ZG() is not None:
             _pg_zone_check(_pg_P, _pg_N)
     elif (_pg_F.fast or _pg_F.fast_unzoned and _pg_ZG() is None) and {known_test}:
-        _pg_HIT[0] += 1
+        _pg_next(_pg_HIT)
     else:
         _pg_entry_check(_pg_P, _pg_N, {values})
     _pg_tok = _pg_set(_pg_P)
@@ -215,6 +215,7 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         "_pg_return_check": _return_check,
         "_pg_OK": fast_allowed(purpose_key),
         "_pg_HIT": FAST_HITS[purpose_key],
+        "_pg_next": next,
         "_pg_ZG": ZONE.get,
     }
     params: list[str] = []

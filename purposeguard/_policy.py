@@ -414,6 +414,12 @@ class Policy:
                 f"purpose on the sink ({category} is allowed for {', '.join(sorted(purposes_allowed))}); "
                 "otherwise block the flow",
             )
+        if rule is None:
+            return Remediation(
+                "block",
+                f"denied by {decided_by}; no rule allows {category} for {purpose}: block the flow, "
+                "or add a rule if the promise allows this use",
+            )
         return Remediation(
             "block",
             f"denied by {decided_by}; {category} may never be used for {purpose}: block the flow",

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from ._context import FAST_HITS, FLAGS, PURPOSE, ZONE, forget_fast_allowed
+from ._context import FAST_HITS, FLAGS, PURPOSE, ZONE, forget_fast_allowed, hits_taken
 from ._errors import PolicyError, PurposeGuardError, PurposeViolation, UnknownKeyError
 from ._labels import KEYS, labels_of, set_taxonomy, tenant_of
 from ._policy import MODES, ConsentLookup, Decision, Policy
@@ -47,25 +47,30 @@ class _Counters:
     """Checks counted in process; telemetry reports them through observable
     instruments, so the hot path never calls a metrics SDK."""
 
-    __slots__ = ("enabled", "checks")
+    __slots__ = ("enabled", "checks", "lock")
 
     def __init__(self) -> None:
         self.enabled = False
+        self.lock = threading.Lock()
         # (purpose, outcome) -> count; outcome is "allowed", "denied" or "error".
         self.checks: dict[tuple[str, str], int] = {}
 
     def count(self, purpose: str, outcome: str) -> None:
         key = (purpose, outcome)
-        checks = self.checks
-        checks[key] = checks.get(key, 0) + 1
+        # A lost update would make the exported counter go backwards, which
+        # a metrics backend reads as a reset.
+        with self.lock:
+            self.checks[key] = self.checks.get(key, 0) + 1
 
     def snapshot(self) -> dict[tuple[str, str], int]:
         """Every check so far: counted ones plus the wrappers' shortcut hits."""
-        out = dict(self.checks)
+        with self.lock:
+            out = dict(self.checks)
         for purpose, hits in FAST_HITS.items():
-            if hits[0]:
+            taken = hits_taken(hits)
+            if taken:
                 key = (purpose, "allowed")
-                out[key] = out.get(key, 0) + hits[0]
+                out[key] = out.get(key, 0) + taken
         return out
 
 

@@ -103,6 +103,11 @@ def _every_path(mode: str) -> None:
     troubleshoot(secret)
     with pg.purpose("service.operations"):
         mailbox_size(secret)
+    # A transform refusing what it does not accept, outside any purpose.
+    try:
+        mailbox_size(pg.label(f"card {MARKER}", "payment_data", tenant=TENANT))
+    except pg.PurposeViolation:
+        pass
 
 
 def _attributes_of_spans(telemetry: Telemetry) -> list[tuple[str, dict[str, Any]]]:
@@ -117,15 +122,17 @@ def _check_attribute(key: str, value: Any, policy: pg.Policy) -> None:
     taxonomy = policy.taxonomy
     allowed: dict[str, Any] = {
         names.CATEGORY: lambda v: v in taxonomy.categories,
-        names.PURPOSE: lambda v: v in taxonomy.purposes,
-        names.RULE: lambda v: v in policy.rules_by_id or v == names.DEFAULT_RULE,
+        # "transform": a transform refused its input outside any purpose.
+        names.PURPOSE: lambda v: v in taxonomy.purposes or v == "transform",
+        # A transform's id is the rule when a transform refuses its input.
+        names.RULE: lambda v: v in policy.rules_by_id or v in policy.transforms or v == names.DEFAULT_RULE,
         names.MODE: lambda v: v in MODES,
         names.VIA: lambda v: v in VIAS,
         names.OUTCOME: lambda v: v in ("allowed", "denied", "error"),
         names.TRANSFORM: lambda v: v in policy.transforms,
         names.METRIC_CATEGORY: lambda v: v in taxonomy.categories,
-        names.METRIC_PURPOSE: lambda v: v in taxonomy.purposes,
-        names.METRIC_RULE: lambda v: v in policy.rules_by_id or v == names.DEFAULT_RULE,
+        names.METRIC_PURPOSE: lambda v: v in taxonomy.purposes or v == "transform",
+        names.METRIC_RULE: lambda v: v in policy.rules_by_id or v in policy.transforms or v == names.DEFAULT_RULE,
         names.METRIC_MODE: lambda v: v in MODES,
         names.METRIC_VIA: lambda v: v in VIAS,
         names.METRIC_OUTCOME: lambda v: v in ("allowed", "denied", "error"),

@@ -234,6 +234,25 @@ def test_every_dashboard_query_is_valid_and_returns_data(prometheus_data: Promet
         prometheus_data.wait_for(expr, lambda r: len(r) > 0, timeout=30)
 
 
+_GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+_MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*\"")
+_METRIC = re.compile(r"\b(purposeguard_[a-z_]+)\b")
+
+
+def test_every_dashboard_query_uses_only_exported_label_names(prometheus_data: Prometheus) -> None:
+    """A `sum by (x)` over a label that does not exist still returns a series,
+    so "returns data" alone cannot catch a misspelt label: compare the names."""
+    for expr in (_substitute(e) for e in _expressions(_dashboard())):
+        used = {name.strip() for group in _GROUPING.findall(expr) for name in group.split(",") if name.strip()}
+        used |= set(_MATCHER.findall(expr))
+        exported: set[str] = set()
+        for metric in set(_METRIC.findall(expr)):
+            for series in prometheus_data.wait_for(metric, lambda r: len(r) > 0, timeout=30):
+                exported |= set(series["metric"])
+        missing = used - exported - {"le"}
+        assert not missing, f"{expr}: labels {sorted(missing)} are not exported"
+
+
 def test_dashboard_rate_panels_see_the_second_burst(prometheus_data: Prometheus) -> None:
     """The counters grew between scrapes, so the panels show real movement."""
     prometheus_data.wait_for(

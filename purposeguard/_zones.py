@@ -197,7 +197,8 @@ def transform(transform_id: str) -> Callable[[F], F]:
             guard = get_guard()
             spec = guard.policy.transforms[transform_id]
             # What the transform does not accept is not declassified by it.
-            out = label(_declassified(result), spec.to, *refused, tenant=tenant)
+            # None carries nothing (and a proxy of it would break `is None`).
+            out = None if result is None else label(_declassified(result), spec.to, *refused, tenant=tenant)
             guard.dispatch(
                 Declassification(
                     transform=transform_id,

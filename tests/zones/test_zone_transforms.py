@@ -226,3 +226,11 @@ def test_a_transform_of_a_policy_that_is_later_replaced_fails_clearly() -> None:
     pg.configure(policy)
     with pytest.raises(pg.PolicyError, match="no transform"):
         mailbox_size(mail())
+
+
+def test_a_transform_that_returns_none_returns_none() -> None:
+    @pg.transform("usage-aggregate")
+    def nothing(body: str) -> None:
+        return None
+
+    assert nothing(pg.label("mail", "customer_data.content.email")) is None

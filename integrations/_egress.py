@@ -20,7 +20,7 @@ from purposeguard._labels import EMPTY, NO_LABELS, labels_of, tenant_of
 from purposeguard._records import Violation
 from purposeguard._runtime import check_zone, get_guard
 
-__all__ = ["Egress", "check_egress", "deep_labels", "is_loopback"]
+__all__ = ["Egress", "check_chunk", "check_egress", "deep_labels", "is_loopback"]
 
 TRANSPORT_RULE = "transport.require_tls"
 _CONTAINERS = (list, tuple, set, frozenset, dict)
@@ -106,17 +106,32 @@ def check_egress(url: str, labels: frozenset[str], *, function: str) -> Egress:
             guard.check_labels(labels, purpose, via="egress", function=function, tenant=tenant)
         if state is not None:
             check_zone(guard, state, purpose, labels, function)
-    if labels and parts.scheme.lower() == "http" and host and not is_loopback(host):
-        clear = policy.requires_tls(labels)
+    if parts.scheme.lower() == "http" and host and not is_loopback(host):
+        # The request's own labels under the guard's mode; categories only the
+        # zone saw (text merged into an f-string, a file read into bytes) under
+        # context_mode, like every other zone check.
+        clear = policy.requires_tls(labels) if labels else ()
         if clear:
-            _refuse_plain_http(guard, clear, purpose or "service", function, tenant)
+            _refuse_plain_http(guard, clear, purpose or "service", function, tenant, guard.mode)
+        if state is not None and state.categories:
+            rest = policy.requires_tls(state.categories - labels)
+            if rest:
+                _refuse_plain_http(guard, rest, purpose or "service", function, tenant, guard.context_mode)
     return Egress(host, purpose, labels, destination is not None)
 
 
+def check_chunk(url: str, chunk: Any, *, function: str) -> None:
+    """Check one chunk of a streamed body (an iterator or async generator the
+    client sends piece by piece) before it leaves, like a whole request."""
+    kind = getattr(type(chunk), "_pg_kind", None)
+    labels = kind.labels if kind is not None else labels_of(chunk)
+    if labels:
+        check_egress(url, labels, function=function)
+
+
 def _refuse_plain_http(
-    guard: Any, categories: tuple[str, ...], purpose: str, function: str, tenant: str | None
+    guard: Any, categories: tuple[str, ...], purpose: str, function: str, tenant: str | None, mode: str
 ) -> None:
-    mode = guard.mode
     if mode == "off":
         return
     now = time.time()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping
 from contextvars import Token
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ from purposeguard._zones import zone
 
 from .baggage import clean_tenant
 
-__all__ = ["PathPurposes", "PurposeCache", "enter_purpose", "route_purpose", "violation_body"]
+__all__ = ["PathPurposes", "PurposeCache", "enter_purpose", "route_purpose", "violation_body", "violation_in"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 MARK = "__purposeguard_purpose__"
@@ -152,13 +153,75 @@ def enter_purpose(key: str, state: Any, function: str) -> Token[str | None]:
     return token
 
 
+# Exception groups (task groups wrap what their tasks raise).
+_GROUPS: tuple[type[BaseException], ...]
+EXCEPTION_GROUP: type[Exception] | None
+if sys.version_info >= (3, 11):
+    _GROUPS = (BaseExceptionGroup,)  # noqa: F821 - builtin since 3.11
+    EXCEPTION_GROUP = ExceptionGroup  # noqa: F821
+else:  # Python 3.10: the backport anyio brings, when installed
+    try:
+        from exceptiongroup import BaseExceptionGroup as _BaseGroup  # type: ignore[import-not-found,unused-ignore]
+        from exceptiongroup import ExceptionGroup as _Group  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        _GROUPS, EXCEPTION_GROUP = (), None
+    else:
+        _GROUPS, EXCEPTION_GROUP = (_BaseGroup,), _Group
+
+
+def violation_in(error: BaseException) -> PurposeViolation | None:
+    """The purpose violation ``error`` is, or that an exception group holds.
+
+    A violation raised in a task group (``anyio``, ``asyncio.TaskGroup``)
+    arrives wrapped in an ``ExceptionGroup``; a group holding at least one
+    violation is answered as a violation (with all the violations it holds),
+    since its other errors are what the violation cut short.
+    """
+    if isinstance(error, PurposeViolation):
+        return error
+    if not _GROUPS or not isinstance(error, _GROUPS):
+        return None
+    found: list[PurposeViolation] = []
+
+    def walk(current: BaseException, depth: int) -> None:
+        if isinstance(current, PurposeViolation):
+            found.append(current)
+        elif depth < 16 and isinstance(current, _GROUPS):
+            for inner in current.exceptions:  # type: ignore[attr-defined,unused-ignore]
+                walk(inner, depth + 1)
+
+    walk(error, 0)
+    if not found:
+        return None
+    if len(found) == 1:
+        return found[0]
+    return PurposeViolation([v for violation in found for v in violation.violations])
+
+
 def violation_body(error: PurposeViolation) -> bytes:
-    """The JSON body of a 403: rule, purpose and category of each violation, never the data."""
+    """The JSON body of a 403: rule, purpose and category of each violation, never the data.
+
+    ``{"error": "purpose_violation", "rule", "decided_by", "purpose", "category",
+    "via", "violations": [...]}``, the top-level fields being those of the
+    first violation. ``rule`` is the id of the policy rule that denied, or
+    null when no rule matched and the policy's default denied; ``decided_by``
+    says which: ``"rule"`` or ``"policy default"``.
+    """
     items = [
-        {"rule": v.rule, "purpose": v.purpose, "category": v.category, "via": v.via}
+        {
+            "rule": v.rule,
+            "decided_by": "rule" if v.rule else "policy default",
+            "purpose": v.purpose,
+            "category": v.category,
+            "via": v.via,
+        }
         for v in error.violations
     ]
-    first = items[0] if items else {"rule": None, "purpose": None, "category": None, "via": None}
+    first = (
+        items[0]
+        if items
+        else {"rule": None, "decided_by": "policy default", "purpose": None, "category": None, "via": None}
+    )
     document = {"error": "purpose_violation", **first, "violations": items}
     return json.dumps(document, sort_keys=True).encode("utf-8")
 

@@ -12,8 +12,11 @@ the whole request, streaming bodies and background tasks included. The
 route's purpose comes from ``@route_purpose``/``@pg.purpose`` on its
 endpoint (Starlette routing), else from the ``purposes`` path patterns, else
 from the caller's baggage. A :class:`~purposeguard.PurposeViolation` that
-escapes the app before the response started becomes a 403 with a JSON body
-naming rule, purpose and category; every other exception passes through.
+escapes the app before the response started (also inside an exception
+group, as task groups raise it) becomes a 403 with a JSON body naming rule,
+purpose and category (``"rule": null, "decided_by": "policy default"`` when
+no rule matched and the policy's default denied; see
+``_server.violation_body``); every other exception passes through.
 
 Pure ASGI: the middleware itself needs no framework; finding routes needs
 Starlette (``pip install 'purposeguard[asgi]'``).
@@ -36,6 +39,7 @@ from ._server import (
     resolve_tenant_header,
     route_purpose,
     violation_body,
+    violation_in,
 )
 
 __all__ = ["PurposeGuardMiddleware", "route_purpose"]
@@ -88,10 +92,13 @@ class PurposeGuardMiddleware:
             return
         raw_tenant: bytes | None = None
         raw_baggage: list[bytes] | None = None
+        raw_host: bytes | None = None
         tenant_header = self.tenant_header
         for name, value in scope.get("headers", ()):
             if name == tenant_header:
                 raw_tenant = value
+            elif name == b"host":
+                raw_host = value
             elif name == _BAGGAGE and self.read_baggage:
                 if raw_baggage is None:
                     raw_baggage = [value]
@@ -104,7 +111,7 @@ class PurposeGuardMiddleware:
             tenant = self._cache.tenant(raw_tenant, "the tenant header") if raw_tenant else None
         if tenant is None:
             tenant = incoming.tenant
-        key = self._route_purpose(scope) or incoming.purpose
+        key = self._route_purpose(scope, raw_host) or incoming.purpose
 
         started = False
 
@@ -124,10 +131,12 @@ class PurposeGuardMiddleware:
                         await self.app(scope, receive, watch)
                     finally:
                         PURPOSE.reset(token)
-            except PurposeViolation as error:
-                if started or kind != "http":
+            except BaseException as error:
+                # A violation, or a task group's ExceptionGroup holding one.
+                violation = violation_in(error)
+                if violation is None or started or kind != "http":
                     raise
-                await self._forbid(send, error)
+                await self._forbid(send, violation)
 
     async def _forbid(self, send: Send, error: PurposeViolation) -> None:
         body = violation_body(error)
@@ -145,8 +154,10 @@ class PurposeGuardMiddleware:
 
     # -- route purposes --------------------------------------------------------------
 
-    def _route_purpose(self, scope: Scope) -> str | None:
-        route = (scope["type"], scope.get("method"), scope.get("root_path", ""), scope["path"])
+    def _route_purpose(self, scope: Scope, host: bytes | None) -> str | None:
+        # The Host is part of the route: Starlette's Host routing (and any
+        # router matching on it) sends one path to different endpoints.
+        route = (scope["type"], scope.get("method"), scope.get("root_path", ""), scope["path"], host)
         cached = self._cache.routes.get(route, _NOT_FOUND)
         if cached is not _NOT_FOUND:
             return cached  # type: ignore[return-value]

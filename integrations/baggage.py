@@ -99,7 +99,9 @@ def clean_tenant(value: object, source: str) -> str | None:
 
 
 def _text(header: str | bytes | Iterable[str | bytes]) -> str | None:
-    """One header string from one or several header values, or None if unusable."""
+    """One header string from one or several header values (bytes read as
+    latin-1, so a non-ASCII member survives to be dropped on its own), or
+    None when a value is neither str nor bytes."""
     if isinstance(header, (str, bytes)):
         parts: list[str | bytes] = [header]
     else:
@@ -107,11 +109,8 @@ def _text(header: str | bytes | Iterable[str | bytes]) -> str | None:
     texts = []
     for part in parts:
         if isinstance(part, bytes):
-            try:
-                part = part.decode("ascii")
-            except UnicodeDecodeError:
-                return None
-        if not isinstance(part, str) or not part.isascii():
+            part = part.decode("latin-1")
+        if not isinstance(part, str):
             return None
         texts.append(part)
     return ",".join(texts)
@@ -141,11 +140,14 @@ def parse(header: str | bytes | Iterable[str | bytes] | None) -> Incoming:
 
     text = _text(header)
     if text is None:
-        warn("the baggage header is not ASCII")
+        warn("the baggage header is not a string")
         return Incoming(warnings=tuple(warnings))
+    # A bad member (another vendor's oversized or non-ASCII one) drops that
+    # member alone: zone categories only ever restrict, so dropping
+    # purposeguard's members with it would widen what the request may do.
+    # The work stays linear in the header, which the server already bounds.
     if len(text) > MAX_HEADER:
         warn(f"the baggage header is longer than {MAX_HEADER} bytes")
-        return Incoming(warnings=tuple(warnings))
 
     taxonomy = get_guard().policy.taxonomy
     purposes: set[str] = set()
@@ -156,6 +158,9 @@ def parse(header: str | bytes | Iterable[str | bytes] | None) -> Incoming:
         key = key.strip()
         if not key.startswith(_PREFIX):
             continue  # other services' baggage is not ours to judge
+        if not member.isascii():
+            warn(f"{key if key.isascii() else 'a member'} is not ASCII")
+            continue
         if key not in _KEYS:
             warn("an unknown purposeguard baggage key")
             continue

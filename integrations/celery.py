@@ -128,6 +128,9 @@ def instrument() -> None:
 
 def uninstrument() -> None:
     """Disconnect from Celery's signals."""
+    from . import require
+
+    require("celery", "celery")
     from celery import signals
 
     signals.before_task_publish.disconnect(_before_publish, dispatch_uid=_UID + ".publish")

@@ -12,61 +12,161 @@ purpose, tenant and zone categories travel in the W3C ``baggage`` header,
 except to a policy destination (another party). Patching happens when
 ``httpx`` is imported (at once if it already is); ``uninstrument()`` undoes it.
 Needs ``pip install 'purposeguard[httpx]'``.
+
+Where the checks hook in, and why:
+
+* ``httpx.Request.__init__`` (and ``Client.build_request``) remember the
+  labels of the arguments a request is built from, keyed by the request
+  object: httpx encodes bodies to plain bytes, which carry no label. The
+  labels stay with the request, so sending it twice is checked twice.
+* ``Client._send_single_request`` runs once per hop, after auth flows and
+  ``request`` event hooks, for every transport (mounts, custom transports)
+  and for every redirect hop, which ``Client.send`` does not see again. Each
+  hop is checked against its own host, and the baggage header is rewritten
+  per hop (purposeguard's members are removed on a hop to a destination).
+  ``_build_redirect_request`` hands a request's labels to its redirect.
+* A streamed body (an iterator, an async generator) is wrapped per hop: each
+  chunk's labels are checked before the chunk is written. Content whose
+  labels cannot be known (a file object's bytes) falls to the zone check.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, cast
 
 from purposeguard._labels import EMPTY
 
 from . import baggage
-from ._egress import check_egress, deep_labels, header_labels
+from ._egress import check_chunk, check_egress, deep_labels, header_labels
 from ._patch import Patcher
 
 __all__ = ["instrument", "uninstrument", "is_instrumented"]
 
-# Labels of the arguments a request was built from: httpx encodes bodies to
-# plain bytes, so they are read before encoding and looked up at send time.
-_BUILT: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+# Labels of the arguments each request was built from, by request object.
+_LABELS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+_SYNC = "httpx.Client.send"
+_ASYNC = "httpx.AsyncClient.send"
+
+
+def _remember(request: Any, labels: frozenset[str]) -> None:
+    if labels:
+        try:
+            _LABELS[request] = _LABELS.get(request, EMPTY) | labels
+        except TypeError:  # not weak-referenceable: the zone check still applies
+            pass
+
+
+def _init_request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    wrapped(*args, **kwargs)
+    _remember(instance, deep_labels((args, tuple(kwargs.values()))))
 
 
 def _build_request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     request = wrapped(*args, **kwargs)
-    labels = deep_labels((args, tuple(kwargs.values())))
-    if labels:
-        _BUILT[request] = labels
+    # Client defaults are merged into new objects here; the caller's own
+    # arguments are read again in case merging dropped their labels.
+    _remember(request, deep_labels((args, tuple(kwargs.values()))))
     return request
 
 
-def _prepare(args: tuple[Any, ...], kwargs: dict[str, Any], function: str) -> None:
-    request = args[0] if args else kwargs["request"]
-    labels = _BUILT.pop(request, EMPTY) | header_labels(request.headers.raw)
-    egress = check_egress(str(request.url), labels, function=function)
+def _build_redirect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    new = wrapped(*args, **kwargs)
+    previous = args[0] if args else kwargs["request"]
+    _remember(new, _LABELS.get(previous, EMPTY))
+    return new
+
+
+def _hop(request: Any, function: str, asynchronous: bool) -> None:
+    labels = _LABELS.get(request, EMPTY) | header_labels(request.headers.raw)
+    url = str(request.url)
+    egress = check_egress(url, labels, function=function)
     baggage.inject(request.headers, extra_categories=labels, include=not egress.external)
+    stream: Any = request.stream
+    inner: Any = cast(Any, stream).inner if isinstance(stream, _checked_type()) else stream
+    if isinstance(inner, _byte_stream_type()):
+        return  # bytes already read: their labels were remembered at build time
+    import httpx
+
+    # A stream the client cannot send (a sync iterator on an AsyncClient) is
+    # left for httpx to refuse with its own error.
+    if isinstance(inner, httpx.AsyncByteStream if asynchronous else httpx.SyncByteStream):
+        request.stream = _checked_type()(inner, url, function)
 
 
-def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    _prepare(args, kwargs, "httpx.Client.send")
+def _send_single(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    _hop(args[0] if args else kwargs["request"], _SYNC, False)
     return wrapped(*args, **kwargs)
 
 
-async def _send_async(
+async def _send_single_async(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    _prepare(args, kwargs, "httpx.AsyncClient.send")
+    _hop(args[0] if args else kwargs["request"], _ASYNC, True)
     return await wrapped(*args, **kwargs)
+
+
+_TYPES: dict[str, type] = {}
+
+
+def _byte_stream_type() -> type:
+    found = _TYPES.get("bytes")
+    if found is None:
+        import httpx
+
+        found = _TYPES["bytes"] = httpx.ByteStream
+    return found
+
+
+def _checked_type() -> type:
+    """A request stream that checks each chunk before httpx writes it
+    (defined on first use: httpx is imported lazily)."""
+    found = _TYPES.get("checked")
+    if found is not None:
+        return found
+    import httpx
+
+    class CheckedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+        def __init__(self, inner: Any, url: str, function: str) -> None:
+            self.inner = inner
+            self.url = url
+            self.function = function
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self.inner:
+                check_chunk(self.url, chunk, function=self.function)
+                yield chunk
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            async for chunk in self.inner:
+                check_chunk(self.url, chunk, function=self.function)
+                yield chunk
+
+        def close(self) -> None:
+            close = getattr(self.inner, "close", None)
+            if close is not None:
+                close()
+
+        async def aclose(self) -> None:
+            aclose = getattr(self.inner, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    _TYPES["checked"] = CheckedStream
+    return CheckedStream
 
 
 _PATCHER = Patcher(
     "httpx",
     [
+        ("Request", "__init__", _init_request),
         ("Client", "build_request", _build_request),
         ("AsyncClient", "build_request", _build_request),
-        ("Client", "send", _send),
-        ("AsyncClient", "send", _send_async),
+        ("Client", "_build_redirect_request", _build_redirect),
+        ("AsyncClient", "_build_redirect_request", _build_redirect),
+        ("Client", "_send_single_request", _send_single),
+        ("AsyncClient", "_send_single_request", _send_single_async),
     ],
 )
 

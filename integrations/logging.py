@@ -4,17 +4,26 @@
 >>> setup()          # every handler of the root logger gets the filter
 
 A log line serves ``service.operations`` (configurable). A record whose
-message, arguments or ``extra`` fields carry categories the policy does not
-allow for that purpose is redacted in enforce mode (the message names the
-categories, the values are gone) or passed with a violation recorded in
-trace mode. Labels follow values passed as arguments (``log.info("%s", body)``)
-and labelled messages; text merged into an f-string beforehand carries no
-label and is the zone's concern. Standard library only.
+message, arguments, ``extra`` fields or exception (its arguments and
+attributes, along the ``__cause__``/``__context__`` chain, ``exc_text`` and
+``stack_info``) carry categories the policy does not allow for that purpose
+is redacted in enforce mode (the message names the categories, the values
+are gone; a redacted exception keeps only its type) or passed with a
+violation recorded in trace mode. Labels follow values passed as arguments
+(``log.info("%s", body)``) and labelled messages; text merged into an
+f-string beforehand carries no label and is the zone's concern. Standard
+library only.
+
+Each filter decides for its own purpose: a record that passed a filter for
+``service.operations`` is judged again by a filter for a stricter purpose on
+another handler (one filter object on several handlers judges it once).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from typing import Any
 
 from purposeguard._errors import PurposeViolation
 from purposeguard._runtime import get_guard, require_purpose_key
@@ -26,6 +35,20 @@ __all__ = ["PurposeGuardFilter", "setup", "teardown"]
 # What a LogRecord holds before any ``extra=`` is merged in.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 _CHECKED = "_purposeguard_checked"
+_CHAIN = 8  # exceptions followed along __cause__/__context__
+
+
+def _exception_parts(record: logging.LogRecord) -> list[Any]:
+    parts: list[Any] = [record.exc_text, record.stack_info]
+    exc_info = record.exc_info
+    error = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None
+    seen = 0
+    while isinstance(error, BaseException) and seen < _CHAIN:
+        parts.append(error.args)
+        parts.append(list(vars(error).values()) if hasattr(error, "__dict__") else None)
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return parts
 
 
 class PurposeGuardFilter(logging.Filter):
@@ -40,11 +63,25 @@ class PurposeGuardFilter(logging.Filter):
         self.purpose = require_purpose_key(purpose)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, _CHECKED, False):
-            return True  # a second handler: judged once, not twice
-        record.__dict__[_CHECKED] = True
+        # Judged once per purpose: the same filter on two handlers (or a
+        # logger-level and a handler-level filter of one setup()) reports
+        # once; a filter for another purpose still decides for itself.
+        checked = record.__dict__.get(_CHECKED)
+        if checked is None:
+            checked = record.__dict__[_CHECKED] = set()
+        elif self.purpose in checked:
+            return True
+        checked.add(self.purpose)
         extras = [key for key in record.__dict__ if key not in _STANDARD and key != _CHECKED]
-        labels = deep_labels((record.msg, record.args, [record.__dict__[k] for k in extras]), depth=4)
+        message_labels = deep_labels(
+            (record.msg, record.args, [record.__dict__[k] for k in extras]), depth=4
+        )
+        error_labels = (
+            deep_labels(_exception_parts(record), depth=4)
+            if record.exc_info or record.exc_text or record.stack_info
+            else frozenset()
+        )
+        labels = message_labels | error_labels
         if not labels:
             return True
         try:
@@ -52,46 +89,90 @@ class PurposeGuardFilter(logging.Filter):
                 labels, self.purpose, via="egress", function=f"logging.{record.name}"
             )
         except PurposeViolation as error:
-            _redact(record, error, extras)
+            _redact(record, error, extras, bool(message_labels), bool(error_labels))
         return True
 
 
-def _redact(record: logging.LogRecord, error: PurposeViolation, extras: list[str]) -> None:
+def _redact(
+    record: logging.LogRecord, error: PurposeViolation, extras: list[str], message: bool, exception: bool
+) -> None:
     categories = ", ".join(sorted({v.category for v in error.violations}))
     rules = ", ".join(sorted({v.rule or "the policy default" for v in error.violations}))
-    record.msg = (
-        f"[purposeguard redacted this message: it carried {categories}, "
-        f"not allowed for {error.violations[0].purpose} (rule {rules})]"
-    )
-    record.args = None
-    for key in extras:
-        if deep_labels(record.__dict__[key], depth=4):
-            record.__dict__[key] = f"[redacted: {categories}]"
+    if message:
+        record.msg = (
+            f"[purposeguard redacted this message: it carried {categories}, "
+            f"not allowed for {error.violations[0].purpose} (rule {rules})]"
+        )
+        record.args = None
+        for key in extras:
+            if deep_labels(record.__dict__[key], depth=4):
+                record.__dict__[key] = f"[redacted: {categories}]"
+    if exception:
+        exc_info = record.exc_info
+        kind = type(exc_info[1]).__name__ if isinstance(exc_info, tuple) and exc_info[1] is not None else "exception"
+        # Formatter.format renders exc_text when exc_info is gone.
+        record.exc_info = None
+        record.exc_text = f"[purposeguard redacted a {kind} traceback: it carried {categories}]"
+        if record.stack_info:
+            record.stack_info = "[purposeguard redacted the stack]"
     # A handler may have formatted the record already.
     record.__dict__.pop("message", None)
+
+
+# -- setup: handlers that exist now and those added later ---------------------------------
+
+_LOCK = threading.Lock()
+_WATCHED: dict[logging.Logger, list[PurposeGuardFilter]] = {}
+_ORIGINAL_ADD_HANDLER = logging.Logger.addHandler
+
+
+def _add_handler(self: logging.Logger, hdlr: logging.Handler) -> None:
+    _ORIGINAL_ADD_HANDLER(self, hdlr)
+    for guard_filter in _WATCHED.get(self, ()):
+        hdlr.addFilter(guard_filter)
+
+
+def _resolve(logger: logging.Logger | str | None) -> logging.Logger:
+    return logging.getLogger(logger) if isinstance(logger, str) or logger is None else logger
 
 
 def setup(
     logger: logging.Logger | str | None = None, *, purpose: str = "service.operations"
 ) -> PurposeGuardFilter:
-    """Add one :class:`PurposeGuardFilter` to every handler of ``logger`` (root by default).
+    """Add one :class:`PurposeGuardFilter` to every handler of ``logger`` (root by default),
+    now and later.
 
-    Handler filters see records propagated from child loggers too. A logger
-    without handlers gets the filter itself. Returns the filter.
+    Handler filters see records propagated from child loggers too, which a
+    filter on the logger itself does not. Handlers added to ``logger`` later
+    (``logging.basicConfig`` after ``setup()``, ``dictConfig``) get the filter
+    as they are added through ``Logger.addHandler``, which purposeguard wraps
+    until the last :func:`teardown`. The logger gets the filter too, for its
+    own records while it has no handler (Python's last-resort handler).
+    Returns the filter.
     """
-    target = logging.getLogger(logger) if isinstance(logger, str) or logger is None else logger
+    target = _resolve(logger)
     guard_filter = PurposeGuardFilter(purpose)
-    if target.handlers:
-        for handler in target.handlers:
-            handler.addFilter(guard_filter)
-    else:
-        target.addFilter(guard_filter)
+    with _LOCK:
+        _WATCHED.setdefault(target, []).append(guard_filter)
+        if logging.Logger.addHandler is not _add_handler:
+            logging.Logger.addHandler = _add_handler  # type: ignore[method-assign]
+    for handler in list(target.handlers):
+        handler.addFilter(guard_filter)
+    target.addFilter(guard_filter)
     return guard_filter
 
 
 def teardown(guard_filter: PurposeGuardFilter, logger: logging.Logger | str | None = None) -> None:
     """Remove a filter :func:`setup` added."""
-    target = logging.getLogger(logger) if isinstance(logger, str) or logger is None else logger
+    target = _resolve(logger)
+    with _LOCK:
+        filters = _WATCHED.get(target, [])
+        if guard_filter in filters:
+            filters.remove(guard_filter)
+        if not filters:
+            _WATCHED.pop(target, None)
+        if not _WATCHED and logging.Logger.addHandler is _add_handler:
+            logging.Logger.addHandler = _ORIGINAL_ADD_HANDLER  # type: ignore[method-assign]
     target.removeFilter(guard_filter)
     for handler in target.handlers:
         handler.removeFilter(guard_filter)

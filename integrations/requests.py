@@ -9,26 +9,41 @@ current one), the zone's categories, TLS for content off-host, and the
 purpose, tenant and zone in the W3C ``baggage`` header. Every hop of a
 redirect is checked against its own host. Needs
 ``pip install 'purposeguard[requests]'``.
+
+requests encodes JSON and forms to plain bytes, which carry no label, so the
+labels are read before encoding: ``PreparedRequest.prepare`` remembers the
+labels of its arguments by prepared request (``Session().send(prepared)``
+and sending one prepared request twice are checked every time), ``copy``
+hands them to each redirect hop, and ``Session.request`` adds those of its
+own arguments (cookies and auth merged into jars lose theirs). A streamed
+body (a generator) is wrapped so each chunk is checked before it is written;
+content whose labels cannot be known (a file object) falls to the zone check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
+from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY
 
 from . import baggage
-from ._egress import check_egress, deep_labels, header_labels
+from ._egress import check_chunk, check_egress, deep_labels, header_labels
 from ._patch import Patcher
 
 __all__ = ["instrument", "uninstrument", "is_instrumented"]
 
-# Labels of the call being sent: requests encodes JSON and forms to plain
-# bytes in between, so Session.request reads them and Session.send uses them
-# (for each redirect hop too).
 _PENDING: ContextVar[frozenset[str]] = ContextVar("purposeguard.requests.pending", default=EMPTY)
+_LABELS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+_FUNCTION = "requests.Session.send"
+
+
+def _remember(prepared: Any, labels: frozenset[str]) -> None:
+    if labels:
+        _LABELS[prepared] = _LABELS.get(prepared, EMPTY) | labels
 
 
 def _request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -40,15 +55,83 @@ def _request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], 
         _PENDING.reset(token)
 
 
+def _prepare(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    result = wrapped(*args, **kwargs)
+    _remember(instance, deep_labels((args, tuple(kwargs.values()))))
+    return result
+
+
+def _copy(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    new = wrapped(*args, **kwargs)
+    _remember(new, _LABELS.get(instance, EMPTY))
+    return new
+
+
+class _CheckedBody:
+    """A streamed request body whose chunks are checked before they are written.
+
+    urllib3 turns an ``OSError`` raised while sending into a connection
+    error, and a :class:`PurposeViolation` is a ``PermissionError``: the
+    violation is kept here and raised again by the send wrapper.
+    """
+
+    def __init__(self, inner: Any, url: str) -> None:
+        self.inner = inner
+        self.url = url
+        self.violation: PurposeViolation | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        for chunk in self.inner:
+            try:
+                check_chunk(self.url, chunk, function=_FUNCTION)
+            except PurposeViolation as error:
+                self.violation = error
+                raise
+            yield chunk
+
+
+def _streamed(body: Any) -> bool:
+    if body is None or isinstance(body, (bytes, str, bytearray, memoryview)):
+        return False
+    # A file object is read in blocks of plain bytes: nothing to check per chunk.
+    return hasattr(body, "__iter__") and not hasattr(body, "read")
+
+
 def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     request = args[0] if args else kwargs["request"]
-    labels = _PENDING.get() | deep_labels(request.body) | header_labels(request.headers.items())
-    egress = check_egress(request.url, labels, function="requests.Session.send")
+    body = request.body
+    if isinstance(body, _CheckedBody):
+        body = body.inner
+    labels = (
+        _PENDING.get()
+        | _LABELS.get(request, EMPTY)
+        | (deep_labels(body) if not _streamed(body) else EMPTY)
+        | header_labels(request.headers.items())
+    )
+    egress = check_egress(request.url, labels, function=_FUNCTION)
     baggage.inject(request.headers, extra_categories=labels, include=not egress.external)
-    return wrapped(*args, **kwargs)
+    checked = None
+    if _streamed(body):
+        checked = request.body = _CheckedBody(body, request.url)
+    try:
+        return wrapped(*args, **kwargs)
+    except PurposeViolation:
+        raise
+    except Exception as error:
+        if checked is not None and checked.violation is not None:
+            raise checked.violation from error
+        raise
 
 
-_PATCHER = Patcher("requests", [("Session", "request", _request), ("Session", "send", _send)])
+_PATCHER = Patcher(
+    "requests",
+    [
+        ("Session", "request", _request),
+        ("Session", "send", _send),
+        ("PreparedRequest", "prepare", _prepare),
+        ("PreparedRequest", "copy", _copy),
+    ],
+)
 
 
 def instrument() -> None:

@@ -30,6 +30,7 @@ from purposeguard._zones import zone
 
 from . import baggage
 from ._server import (
+    EXCEPTION_GROUP,
     MARK,
     PathPurposes,
     PurposeCache,
@@ -37,6 +38,7 @@ from ._server import (
     resolve_tenant_header,
     route_purpose,
     violation_body,
+    violation_in,
 )
 
 __all__ = ["PurposeGuardMiddleware", "init_app", "route_purpose"]
@@ -105,9 +107,12 @@ class PurposeGuardMiddleware:
 
         try:
             result = context.run(self._start, request_zone, key, environ, watch)
-        except PurposeViolation as error:
+        except BaseException as error:
             context.run(_leave, request_zone)
-            body = violation_body(error)
+            violation = violation_in(error)
+            if violation is None:
+                raise
+            body = violation_body(violation)
             # PEP 3333: exc_info only when replacing headers the app already set.
             start_response(
                 self.status,
@@ -115,9 +120,6 @@ class PurposeGuardMiddleware:
                 sys.exc_info() if started else None,
             )
             return [body]
-        except BaseException:
-            context.run(_leave, request_zone)
-            raise
         return _Body(result, context, request_zone)
 
     def _start(
@@ -131,7 +133,13 @@ class PurposeGuardMiddleware:
 
     def _route_purpose(self, environ: Environ) -> str | None:
         path = environ.get("PATH_INFO", "") or "/"
-        route = (environ.get("REQUEST_METHOD"), environ.get("SCRIPT_NAME", ""), path)
+        # The Host is part of the route (Flask's host_matching, subdomains).
+        route = (
+            environ.get("REQUEST_METHOD"),
+            environ.get("SCRIPT_NAME", ""),
+            path,
+            environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
+        )
         cached = self._cache.routes.get(route, _NOT_FOUND)
         if cached is not _NOT_FOUND:
             return cached  # type: ignore[return-value]
@@ -217,8 +225,15 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     app.wsgi_app = middleware
     status = int(middleware.status.split()[0])
 
-    def forbid(error: PurposeViolation) -> Any:
-        return flask.Response(violation_body(error), status=status, mimetype="application/json")  # type: ignore[attr-defined]
+    def forbid(error: Exception) -> Any:
+        violation = violation_in(error)
+        if violation is None:
+            raise error  # an exception group without a violation: Flask's own 500
+        return flask.Response(violation_body(violation), status=status, mimetype="application/json")  # type: ignore[attr-defined]
 
     app.register_error_handler(PurposeViolation, forbid)
+    if EXCEPTION_GROUP is not None:
+        # Flask looks handlers up by the exception's class: a violation raised
+        # in a task group arrives as an ExceptionGroup.
+        app.register_error_handler(EXCEPTION_GROUP, forbid)
     return middleware

@@ -182,17 +182,42 @@ def recorder() -> Iterator[RecordingServer]:
         protocol_version = "HTTP/1.1"
 
         def _answer(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
+            try:
+                body = self._body()
+            except ValueError:  # a chunked body the client abandoned half-way
+                self.close_connection = True
+                return
             received.append(
                 Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             )
+            if self.path.startswith("/redirect"):
+                # /redirect?to=<url>: a 307 keeps method and body for the next hop.
+                from urllib.parse import parse_qs, urlsplit
+
+                self.send_response(307)
+                self.send_header("location", parse_qs(urlsplit(self.path).query)["to"][0])
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
             payload = json.dumps({"ok": True}).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
+
+        def _body(self) -> bytes:
+            if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                body = b""
+                while True:
+                    size = int(self.rfile.readline().strip() or b"x", 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return body
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
+            length = int(self.headers.get("content-length") or 0)
+            return self.rfile.read(length) if length else b""
 
         do_GET = do_POST = do_PUT = _answer  # noqa: N815 - http.server's naming
 

@@ -194,7 +194,8 @@ def test_background_tasks_keep_purpose_tenant_and_zone(client: httpx.Client, see
     assert seen == [expected] * 3
 
 
-def test_concurrent_requests_do_not_share_zones(client: httpx.Client) -> None:
+def test_consecutive_requests_do_not_share_zones(client: httpx.Client) -> None:
+    # Requests truly in flight together: test_server_review.py (many at once, mixed routes).
     first = client.get("/ops", headers={"x-tenant": "a", "baggage": f"purposeguard.zone={CONTENT}"}).json()
     second = client.get("/ops", headers={"x-tenant": "b"}).json()
     assert first["zone"] == [CONTENT] and first["tenant"] == "a"

@@ -158,3 +158,111 @@ def test_teardown_removes_the_filter(log_file: tuple[logging.Logger, Path]) -> N
 def test_unknown_purpose_is_refused_at_setup() -> None:
     with pytest.raises(pg.UnknownKeyError):
         PurposeGuardFilter("logging.everything")
+
+
+CONTENT = "customer_data.content.email"  # allowed for service.operations, not for communications
+
+
+def _file_logger(name: str, path: Path, purpose: str | None = None) -> tuple[logging.Logger, logging.Handler]:
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    if purpose is not None:
+        handler.addFilter(PurposeGuardFilter(purpose))
+    logger.addHandler(handler)
+    return logger, handler
+
+
+def test_each_filter_decides_for_its_own_purpose(tmp_path: Path, marker: str) -> None:
+    """A record allowed for operations is still judged by a stricter filter on another handler."""
+    logger, ops = _file_logger("pgtest.purposes", tmp_path / "ops.log", "service.operations")
+    comms = logging.FileHandler(tmp_path / "comms.log", encoding="utf-8")
+    comms.addFilter(PurposeGuardFilter("service.communications"))
+    logger.addHandler(comms)
+    try:
+        with pg.testing.capture() as violations:
+            logger.info("body %s", pg.label(marker, CONTENT))
+        for handler in (ops, comms):
+            handler.flush()
+        assert marker in (tmp_path / "ops.log").read_text(encoding="utf-8")
+        comms_text = (tmp_path / "comms.log").read_text(encoding="utf-8")
+        assert marker not in comms_text and CONTENT in comms_text
+        assert [v.purpose for v in violations] == ["service.communications"]
+    finally:
+        for handler in (ops, comms):
+            logger.removeHandler(handler)
+            handler.close()
+
+
+def test_setup_before_any_handler_covers_handlers_added_later(tmp_path: Path, marker: str) -> None:
+    """setup() first, then handlers (as basicConfig/dictConfig do): child records are redacted too."""
+    parent = logging.getLogger("pgtest.late")
+    parent.propagate = False
+    parent.setLevel(logging.INFO)
+    guard_filter = setup(parent, purpose="service.communications")
+    handler = logging.FileHandler(tmp_path / "late.log", encoding="utf-8")
+    parent.addHandler(handler)
+    try:
+        logging.getLogger("pgtest.late.child").info("child %s", pg.label(marker, CONTENT))
+        parent.info("own %s", pg.label(marker, CONTENT))
+        handler.flush()
+        text = (tmp_path / "late.log").read_text(encoding="utf-8")
+        assert marker not in text
+        assert text.count("redacted") == 2
+    finally:
+        teardown(guard_filter, parent)
+        parent.removeHandler(handler)
+        handler.close()
+    assert logging.Logger.addHandler.__module__ == "logging"  # the last teardown restores it
+
+
+def test_setup_before_basic_config_on_root_in_a_subprocess(tmp_path: Path, marker: str) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "root.log"
+    code = textwrap.dedent(
+        f"""
+        import logging
+        import purposeguard as pg
+        from purposeguard.integrations.logging import setup
+        setup(purpose="service.communications")
+        logging.basicConfig(filename={str(path)!r}, level=logging.INFO)
+        logging.getLogger("app.child").info("child %s", pg.label({marker!r}, {CONTENT!r}))
+        logging.info("root %s", pg.label({marker!r}, {CONTENT!r}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = path.read_text(encoding="utf-8")
+    assert marker not in text and text.count("redacted") == 2
+
+
+def test_exception_text_is_checked_and_redacted(tmp_path: Path, marker: str) -> None:
+    logger, handler = _file_logger("pgtest.exc", tmp_path / "exc.log")
+    guard_filter = setup(logger, purpose="service.communications")
+    try:
+        with pg.testing.capture() as violations:
+            try:
+                raise ValueError(pg.label(marker, CONTENT))
+            except ValueError:
+                logger.exception("failed")
+            try:
+                try:
+                    raise KeyError(pg.label(marker, CONTENT))
+                except KeyError as inner:
+                    raise RuntimeError("outer") from inner
+            except RuntimeError:
+                logger.error("chained", exc_info=True)
+        handler.flush()
+        text = (tmp_path / "exc.log").read_text(encoding="utf-8")
+        assert marker not in text
+        assert "ValueError" in text and "RuntimeError" in text and CONTENT in text
+        assert "failed" in text and "chained" in text  # the clean messages stay
+        assert len(violations) == 2
+    finally:
+        teardown(guard_filter, logger)
+        logger.removeHandler(handler)
+        handler.close()

@@ -22,7 +22,7 @@ from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError
 from ._labels import NO_LABELS, labels_in_values, merge_tenants, tenant_of
 from ._runtime import _ACTIVE as _ACTIVE_GUARD
-from ._runtime import check_zone, frame_name, get_guard, require_purpose_key
+from ._runtime import COUNTERS, check_zone, frame_name, get_guard, require_purpose_key
 
 __all__ = ["purpose"]
 
@@ -79,8 +79,9 @@ def _entry_check(purpose_key: str, name: str, values: tuple[Any, ...]) -> None:
     if guard.allowed_without_consent(labels, purpose_key):
         _learn(purpose_key, values)
         return
-    guard.check_labels(labels, purpose_key, via="argument", function=name, tenant=_tenant_in(values))
-    _learn_if_allowed(guard, purpose_key, values)
+    decision = guard.check_labels(labels, purpose_key, via="argument", function=name, tenant=_tenant_in(values))
+    if decision.allowed and not decision.consent:  # first sight of an allowed label set
+        _learn_if_allowed(guard, purpose_key, values)
 
 
 def _learn(purpose_key: str, values: tuple[Any, ...]) -> None:
@@ -169,8 +170,9 @@ def _return_check(purpose_key: str, name: str, value: Any) -> None:
     if guard.allowed_without_consent(labels, purpose_key):
         _learn(purpose_key, (value,))
         return
-    guard.check_labels(labels, purpose_key, via="return", function=name, tenant=_tenant_in((value,)))
-    _learn_if_allowed(guard, purpose_key, (value,))
+    decision = guard.check_labels(labels, purpose_key, via="return", function=name, tenant=_tenant_in((value,)))
+    if decision.allowed and not decision.consent:
+        _learn_if_allowed(guard, purpose_key, (value,))
 
 
 _TEMPLATE = """
@@ -179,7 +181,8 @@ def {name}({params}):
         if _pg_F.zones and _pg_ZG() is not None:
             _pg_zone_check(_pg_P, _pg_N)
     elif (_pg_F.fast or _pg_F.fast_unzoned and _pg_ZG() is None) and {known_test}:
-        _pg_next(_pg_HIT)
+        if _pg_C.enabled:
+            _pg_next(_pg_HIT)
     else:
         _pg_entry_check(_pg_P, _pg_N, {values})
     _pg_tok = _pg_set(_pg_P)
@@ -216,6 +219,7 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         "_pg_OK": fast_allowed(purpose_key),
         "_pg_HIT": FAST_HITS[purpose_key],
         "_pg_next": next,
+        "_pg_C": COUNTERS,
         "_pg_ZG": ZONE.get,
     }
     params: list[str] = []
@@ -261,9 +265,13 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
     empty_spreads = [f"not {s}" for s in spread if not s.startswith("tuple(")]
     empty_spreads += [f"not {s[6:-10]}" for s in spread if s.startswith("tuple(")]
     plain_test = " and ".join([f"_pg_T({p}) in _pg_NL" for p in simple] + empty_spreads) or "True"
-    known_test = " and ".join(
-        [f"(_pg_T({p}) in _pg_NL or _pg_T({p}) in _pg_OK)" for p in simple] + empty_spreads
-    ) or "True"
+    if len(simple) == 1 and not spread:
+        # The plain test just failed for this one argument: only the shortcut set is left.
+        known_test = f"_pg_T({simple[0]}) in _pg_OK"
+    else:
+        known_test = " and ".join(
+            [f"(_pg_T({p}) in _pg_NL or _pg_T({p}) in _pg_OK)" for p in simple] + empty_spreads
+        ) or "True"
     values_parts = [f"({', '.join(simple)},)" if simple else "()"]
     for s in spread:
         values_parts.append(s if s.startswith("tuple(") else f"tuple({s})")

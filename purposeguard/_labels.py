@@ -79,6 +79,7 @@ def set_taxonomy(taxonomy: Taxonomy) -> None:
         KEYS.taxonomy = taxonomy
         _KINDS.clear()
         _KINDS_NO_TENANT.clear()
+        _STR_FAST.clear()
 
 
 # -- str and bytes -------------------------------------------------------------
@@ -126,6 +127,8 @@ _CLASSES_LOCK = threading.Lock()
 # (categories as given, tenant) -> kind, for keys already validated.
 _KINDS: dict[tuple[tuple[str, ...], str | None], _Kind] = {}
 _KINDS_NO_TENANT: dict[tuple[str, ...], _Kind] = {}
+# categories as given -> labelled str class: label()'s first and cheapest test.
+_STR_FAST: dict[tuple[str, ...], type[LabelledStr]] = {}
 _UNIONS: dict[tuple[_Kind, _Kind], _Kind] = {}
 
 
@@ -605,6 +608,7 @@ def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
         _KINDS[key] = kind
         if tenant is None:
             _KINDS_NO_TENANT[categories] = kind
+            _STR_FAST[categories] = kind.str_cls
     return kind
 
 
@@ -619,6 +623,15 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
     referenceable objects come back unchanged (labelled in place), and other
     objects come back wrapped in a transparent proxy.
     """
+    if type(value) is str and tenant is None:
+        cls = _STR_FAST.get(categories)
+        if cls is not None and not FLAGS.activations:
+            fast: Any = cls(value)
+            if FLAGS.zones:
+                state = ZONE.get()
+                if state is not None:
+                    state.add(cls._pg_kind.labels)
+            return fast  # type: ignore[no-any-return]
     kind = _KINDS_NO_TENANT.get(categories) if tenant is None and not FLAGS.activations else None
     if kind is None:
         if not categories:

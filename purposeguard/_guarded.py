@@ -401,7 +401,10 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
         name = _function_name(fn)
         if inspect.isasyncgenfunction(fn):
             wrapper = _async_generator_wrapper(fn, self.key, name)
-        elif inspect.iscoroutinefunction(fn):
+        elif inspect.iscoroutinefunction(fn) or (
+            # A callable object whose __call__ is a coroutine function.
+            not inspect.isfunction(fn) and inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+        ):
             wrapper = _coroutine_wrapper(fn, self.key, name)
         elif inspect.isgeneratorfunction(fn):
             wrapper = _generator_wrapper(fn, self.key, name)

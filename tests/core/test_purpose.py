@@ -635,3 +635,13 @@ def test_an_activated_guard_decides_label_keys_only_for_its_own_context() -> Non
         release.set()
         worker.join(10)
     assert results == [{"customer_data.content.fax"}, {"customer_data.content.fax"}]
+
+
+async def test_a_callable_object_with_an_async_call_keeps_its_purpose() -> None:
+    class Job:
+        async def __call__(self) -> str | None:
+            await asyncio.sleep(0)
+            return pg.current_purpose()
+
+    guarded = pg.purpose("service.operations")(Job())
+    assert await guarded() == "service.operations"

@@ -403,7 +403,7 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
             wrapper = _async_generator_wrapper(fn, self.key, name)
         elif inspect.iscoroutinefunction(fn) or (
             # A callable object whose __call__ is a coroutine function.
-            not inspect.isfunction(fn) and inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+            not inspect.isfunction(fn) and inspect.iscoroutinefunction(type(fn).__call__)
         ):
             wrapper = _coroutine_wrapper(fn, self.key, name)
         elif inspect.isgeneratorfunction(fn):

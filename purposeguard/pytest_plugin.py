@@ -13,6 +13,11 @@ is installed (with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``, load it with
               recommend_ads(pg.label("hi", "customer_data.content.email"))
           purposeguard.assert_violation(purpose="advertising")
 
+  The guard is active in the test's context: asyncio tasks the test starts
+  and threads started with a copied context (``contextvars.copy_context()``,
+  ``pg.wrap_executor``) use it; a bare ``threading.Thread`` runs under the
+  process-wide guard instead. Its violations are still captured.
+
 - ``@pytest.mark.purpose("service.operations")`` runs one test under a purpose;
 - strict mode fails every test during which a violation was recorded, in any
   mode (a trace-mode violation raises nothing, so it would otherwise pass).

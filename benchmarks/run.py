@@ -42,7 +42,11 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help="refresh the table in BENCHMARKS.md")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, not for the table)")
     args = parser.parse_args()
-    names = args.names or sorted(p.stem[6:] for p in HERE.glob("bench_*.py"))
+    available = sorted(p.stem[6:] for p in HERE.glob("bench_*.py"))
+    unknown = [name for name in args.names if name not in available]
+    if unknown:
+        parser.error(f"no benchmark named {', '.join(unknown)} (available: {', '.join(available)})")
+    names = args.names or available
     rows: list[Row] = []
     started = time.time()
     for name in names:

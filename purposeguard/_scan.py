@@ -29,8 +29,15 @@ _CANONICAL = {
     "transform": "transform",
     "Category": "category",
     "label": "label",
+    # The web integrations declare a route's purpose with their own decorator.
+    "route_purpose": "purpose",
 }
-_MODULES = ("purposeguard",)
+_MODULES = (
+    "purposeguard",
+    "purposeguard.integrations.asgi",
+    "purposeguard.integrations.wsgi",
+    "purposeguard.integrations._server",
+)
 # Folders that hold installed packages, never the team's own code: skipped,
 # and named in ScanResult.skipped so nothing disappears unsaid. A folder
 # called build, dist, env or venv is scanned like any other unless it is a

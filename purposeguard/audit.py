@@ -623,3 +623,11 @@ def _flush_at_exit() -> None:
             sink.flush()
         except Exception as error:  # noqa: BLE001 - exiting: report, never raise
             logger.error("purposeguard audit: records lost at exit: %s", error)
+        try:
+            # Closing the last connection folds the write-ahead log into the
+            # main file, so the file alone (copied, attached to a ticket) holds
+            # every record.
+            sink.close()
+            sink.log.close()
+        except Exception as error:  # noqa: BLE001 - exiting: report, never raise
+            logger.warning("purposeguard audit: could not close the log at exit: %s", error)

@@ -95,11 +95,16 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         return (yield)
     if len(marker.args) != 1 or marker.kwargs or not isinstance(marker.args[0], str):
         pytest.fail('use @pytest.mark.purpose("purpose.key") with exactly one key', pytrace=False)
+    from ._errors import UnknownKeyError
     from ._guarded import purpose
 
+    try:
+        declared = purpose(marker.args[0])
+    except UnknownKeyError as error:
+        pytest.fail(f"@pytest.mark.purpose: {error}", pytrace=False)
     # Entered here, in the thread and context the test body runs in; an async
     # test's task copies this context, so it sees the purpose too.
-    with purpose(marker.args[0]):
+    with declared:
         return (yield)
 
 
@@ -238,7 +243,11 @@ def _describe(violations: list[Any]) -> str:
         f"mode {v.mode}, in {v.function})"
         for v in violations
     ]
-    return f"{len(violations)} purpose violation(s) recorded:\n" + "\n".join(lines)
+    return (
+        f"{len(violations)} purpose violation(s) recorded:\n"
+        + "\n".join(lines)
+        + f"\n(a test that records violations on purpose: @pytest.mark.{_ALLOW_MARKER})"
+    )
 
 
 class _StrictMode:

@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
     policy.set_defaults(handler=lambda args: _missing(policy))
 
     show = policy_commands.add_parser("show", help="print a policy's decision matrix")
-    show.add_argument("--policy", default="trust-center", help="pack name or TOML file (default: trust-center)")
+    show.add_argument("file", nargs="?", default=None, help="policy TOML file or pack name (default: trust-center)")
+    show.add_argument("--policy", default=None, help="the same, as an option")
     show.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     show.set_defaults(handler=_show)
 
@@ -125,17 +126,23 @@ def _table(head: list[str], body: list[list[str]]) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    print(render(Policy.load(args.policy), args.format))
+    if args.file is not None and args.policy is not None and args.file != args.policy:
+        raise CommandError("purposeguard policy show: give the policy once (FILE or --policy)", 2)
+    print(render(Policy.load(args.file or args.policy or "trust-center"), args.format))
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
     policy = Policy.load(args.file)
     print(
-        f"{args.file}: valid policy {policy.name!r}: {len(policy.rules)} rules, "
-        f"{len(policy.transforms)} transforms, {len(policy.destinations)} destinations"
+        f"{args.file}: valid policy {policy.name!r}: {_count(len(policy.rules), 'rule')}, "
+        f"{_count(len(policy.transforms), 'transform')}, {_count(len(policy.destinations), 'destination')}"
     )
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _explain(args: argparse.Namespace) -> int:

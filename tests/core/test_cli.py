@@ -107,3 +107,13 @@ def test_explain_applies_recorded_consent(capsys: pytest.CaptureFixture[str], tm
     assert code == 0 and "denied" in out.splitlines()[0]
     code, _, err = run(capsys, "explain", "customer_data", "improvement", "--consents", str(tmp_path / "none.sqlite"))
     assert code == 1 and err.count("\n") == 1
+
+
+def test_policy_show_takes_the_file_as_argument_or_option(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('[policy]\nname = "mine"\n[[rules]]\nid = "a"\ncategories = ["customer_data"]\npurposes = ["service"]\neffect = "allow"\n')
+    for argv in (["policy", "show", str(path)], ["policy", "show", "--policy", str(path)]):
+        code, out, _ = run(capsys, *argv)
+        assert code == 0 and "Data-use table: mine" in out
+    code, _, err = run(capsys, "policy", "show", str(path), "--policy", "trust-center")
+    assert code == 2 and err.count("\n") == 1

@@ -319,3 +319,29 @@ def test_written_counts_only_records_that_reached_the_log(log_path: Path, marker
         sink.close()
         log.close()
     assert marker.encode() not in log_path.read_bytes()
+
+
+def test_the_log_file_alone_holds_every_record_after_the_process_exits(tmp_path: Path) -> None:
+    """At exit the sink closes the log, which folds the write-ahead log into
+    the main file: copying just that file loses nothing."""
+    import shutil
+    import subprocess
+    import sys
+
+    code = (
+        "import purposeguard as pg\n"
+        "pg.configure('trust-center', mode='trace', audit='audit.db')\n"
+        "for _ in range(3):\n"
+        "    pg.check(pg.label('x', 'customer_data.content.email'), 'advertising')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(tmp_path / "audit.db", copy / "audit.db")
+    log = AuditLog(copy / "audit.db", readonly=True)
+    try:
+        result = log.verify()
+        assert result.ok and len(list(log.records())) == 3
+    finally:
+        log.close()

@@ -130,3 +130,17 @@ def test_folders_are_never_passed_over_silently(tmp_path: Path) -> None:
         ("site-packages/", "installed packages, not the project's code"),
         ("venv/", "a virtualenv (it has a pyvenv.cfg), not the project's code"),
     ]
+
+
+def test_route_purposes_of_the_web_integrations_count(tmp_path: Path) -> None:
+    (tmp_path / "web.py").write_text(
+        "from purposeguard.integrations.asgi import route_purpose\n"
+        "from purposeguard.integrations import wsgi\n\n"
+        '@route_purpose("advertising")\n'
+        "async def ads(request): ...\n\n"
+        '@wsgi.route_purpose("service.operations")\n'
+        "def ops(): ...\n"
+    )
+    result = scan(tmp_path)
+    found = {(f.function, f.keys) for f in result.of_kind("purpose")}
+    assert ("web.ads", ("advertising",)) in found

@@ -157,7 +157,12 @@ def _zone_check(purpose_key: str, name: str) -> None:
     _remember_zone(guard, state, purpose_key, categories, epoch)
 
 
-def _return_check(purpose_key: str, name: str, value: Any) -> None:
+def _return_check(purpose_key: str, name: str, value: Any, arguments: tuple[Any, ...] = ()) -> None:
+    for argument in arguments:
+        if argument is value:
+            # Handing an argument back is no new flow: it was checked on entry,
+            # and counting it twice would double every pass-through violation.
+            return
     labels = _read_labels(purpose_key, name, (value,), "return")
     if not labels:
         return
@@ -192,7 +197,7 @@ def {name}({params}):
         _pg_reset(_pg_tok)
     _pg_t = _pg_T(_pg_r)
     if _pg_t not in _pg_NL and not (_pg_t in _pg_OK and (_pg_F.fast or _pg_F.fast_unzoned and _pg_ZG() is None)):
-        _pg_return_check(_pg_P, _pg_N, _pg_r)
+        _pg_return_check(_pg_P, _pg_N, _pg_r, {values})
     return _pg_r
 """
 
@@ -305,7 +310,7 @@ def _generic_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Cal
         finally:
             PURPOSE.reset(token)
         if type(result) not in NO_LABELS:
-            _return_check(purpose_key, name, result)
+            _return_check(purpose_key, name, result, values)
         return result
 
     return wrapper
@@ -330,7 +335,7 @@ def _coroutine_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         finally:
             PURPOSE.reset(token)
         if type(result) not in NO_LABELS:
-            _return_check(purpose_key, name, result)
+            _return_check(purpose_key, name, result, args + tuple(kwargs.values()))
         return result
 
     return wrapper

@@ -304,6 +304,12 @@ def instrument(
         raise TypeError("tracer_provider must be an OpenTelemetry TracerProvider")
     if meter_provider is not None and not hasattr(meter_provider, "get_meter"):
         raise TypeError("meter_provider must be an OpenTelemetry MeterProvider")
+    if tracer_provider is None and meter_provider is None and not _sdk_installed():
+        # The API alone is a no-op: say so once instead of reporting into nothing.
+        logger.warning(
+            "purposeguard telemetry is on but the OpenTelemetry SDK is not installed, so spans and "
+            "metrics go nowhere: pip install 'purposeguard[otel]' and set up providers"
+        )
     with _STATE.lock:
         meters = meter_provider if meter_provider is not None else metrics.get_meter_provider()
         tracers = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
@@ -327,6 +333,12 @@ def uninstrument() -> None:
     """
     with _STATE.lock:
         _stop()
+
+
+def _sdk_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("opentelemetry.sdk") is not None
 
 
 def instrumented() -> bool:

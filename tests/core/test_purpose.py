@@ -645,3 +645,20 @@ async def test_a_callable_object_with_an_async_call_keeps_its_purpose() -> None:
 
     guarded = pg.purpose("service.operations")(Job())
     assert await guarded() == "service.operations"
+
+
+def test_a_pass_through_records_one_violation_not_two(content: str, trace_guard: pg.Guard) -> None:
+    @pg.purpose("advertising")
+    def echo(text: str) -> str:
+        return text
+
+    @pg.purpose("advertising")
+    def shout(text: str) -> str:
+        return text.upper()  # a new value derived inside: a flow of its own
+
+    with pg.testing.capture() as violations:
+        echo(content)
+    assert [v.via for v in violations] == ["argument"]
+    with pg.testing.capture() as violations:
+        shout(content)
+    assert [v.via for v in violations] == ["argument", "return"]

@@ -125,3 +125,21 @@ def test_an_unconfigured_application_sees_no_violation_lines_on_stderr() -> None
     loud = subprocess.run([sys.executable, "-c", SCRIPT, "configured"], capture_output=True, text=True, timeout=60)
     assert loud.returncode == 0, loud.stderr
     assert loud.stderr.count("INFO:purposeguard:purpose violation: customer_data.content.email") == 3
+
+
+def test_telemetry_without_the_sdk_says_so_once() -> None:
+    """The API alone is a no-op: instrument() warns instead of reporting into nothing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['opentelemetry.sdk'] = None  # as if the [otel] extra were not installed\n"
+        "import purposeguard as pg\n"
+        "pg.configure('trust-center', telemetry=True)\n"
+        "pg.configure('trust-center', mode='trace')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("SDK is not installed") == 1
+    assert "pip install 'purposeguard[otel]'" in done.stderr

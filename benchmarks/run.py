@@ -12,8 +12,11 @@ way, e.g. a load generator against a server, returning harness.Row objects).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
+import json
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,11 +39,26 @@ def load(name: str):  # type: ignore[no-untyped-def]
     return module
 
 
+def measure(name: str, quick: bool) -> list[Row]:
+    module = load(name)
+    rows: list[Row] = []
+    for group in getattr(module, "groups", lambda: [])():
+        if quick:
+            group.rounds, group.number = 3, max(1000, group.number // 10)
+        print(f"# {group.title} ...", file=sys.stderr, flush=True)
+        rows.extend(run_group(group))
+    if hasattr(module, "rows"):
+        print(f"# {name}: own measurement ...", file=sys.stderr, flush=True)
+        rows.extend(module.rows(quick=quick))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="benchmark files to run (default: all)")
     parser.add_argument("--write", action="store_true", help="refresh the table in BENCHMARKS.md")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, not for the table)")
+    parser.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     available = sorted(p.stem[6:] for p in HERE.glob("bench_*.py"))
     unknown = [name for name in args.names if name not in available]
@@ -49,16 +67,21 @@ def main() -> int:
     names = args.names or available
     rows: list[Row] = []
     started = time.time()
+    if args.emit_json:
+        # One benchmark file, measured in this (fresh) process, rows as JSON.
+        print(json.dumps([dataclasses.asdict(row) for row in measure(names[0], args.quick)]))
+        return 0
     for name in names:
-        module = load(name)
-        for group in getattr(module, "groups", lambda: [])():
-            if args.quick:
-                group.rounds, group.number = 3, max(1000, group.number // 10)
-            print(f"# {group.title} ...", file=sys.stderr, flush=True)
-            rows.extend(run_group(group))
-        if hasattr(module, "rows"):
-            print(f"# {name}: own measurement ...", file=sys.stderr, flush=True)
-            rows.extend(module.rows(quick=args.quick))
+        # Each file in a process of its own: servers, writer threads and
+        # telemetry one file leaves behind must not bill the next one.
+        command = [sys.executable, str(Path(__file__).resolve()), name, "--emit-json"]
+        if args.quick:
+            command.append("--quick")
+        done = subprocess.run(command, stdout=subprocess.PIPE, text=True, timeout=1800)
+        if done.returncode != 0:
+            print(f"run.py: benchmark {name} failed (exit {done.returncode})", file=sys.stderr)
+            return 1
+        rows.extend(Row(**row) for row in json.loads(done.stdout.strip().splitlines()[-1]))
     print(format_rows(rows, markdown=False))
     misses = [r for r in rows if r.met is False]
     header = (

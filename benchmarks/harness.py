@@ -65,10 +65,16 @@ def run_group(group: Group) -> list[Row]:
         met: bool | None = None
         if case.ratio_limit is not None:
             met = ratio <= case.ratio_limit
+        note = ""
         if case.absolute_limit_us is not None:
-            met = per_call / 1000 <= case.absolute_limit_us
+            # An absolute time is the cost of the code when nothing else
+            # interferes: best of the rounds, as the design measures its own
+            # absolute figures ("best of 7"); the median is shown beside it.
+            best = min(samples[index]) * 1e9
+            met = best / 1000 <= case.absolute_limit_us
+            note = f"(best of {group.rounds}: {_ns(best)}; median shown)"
         rows.append(
-            Row(group.title, case.name if index else f"{case.name} (baseline)", per_call, ratio, case.target, met)
+            Row(group.title, case.name if index else f"{case.name} (baseline)", per_call, ratio, case.target, met, note)
         )
     return rows
 

@@ -119,3 +119,29 @@ def test_return_violations_name_the_return_path(telemetry: Telemetry) -> None:
     (event,) = _events(telemetry)
     assert event["purposeguard.via"] == "return"
     assert str(event["code.function"]).endswith("leak")
+
+
+def test_repeated_violations_give_equal_events_and_respect_span_limits(telemetry: Telemetry) -> None:
+    """Event attributes are validated once and reused; the span's own limits still apply."""
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    pg.configure("trust-center", mode="trace")
+    with telemetry.tracer().start_as_current_span("request"):
+        for tenant in ("contoso", "contoso", "fabrikam"):
+            recommend_ads(pg.label("Quarterly numbers", CONTENT, tenant=tenant))
+    (span,) = telemetry.spans.get_finished_spans()
+    events = [dict(e.attributes or {}) for e in span.events]
+    assert len(events) == 3 and events[0] == events[1]
+    assert [e["purposeguard.tenant"] for e in events] == ["contoso", "contoso", "fabrikam"]
+
+    exporter = InMemorySpanExporter()
+    small = TracerProvider(span_limits=SpanLimits(max_event_attributes=2, max_attribute_length=4))
+    small.add_span_processor(SimpleSpanProcessor(exporter))
+    with small.get_tracer("t").start_as_current_span("request"):
+        recommend_ads(pg.label("Quarterly numbers", CONTENT, tenant="contoso"))
+    (limited,) = exporter.get_finished_spans()
+    attributes = dict(limited.events[0].attributes or {})
+    assert len(attributes) == 2 and all(len(str(v)) <= 4 for v in attributes.values())
+    small.shutdown()

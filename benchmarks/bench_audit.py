@@ -40,7 +40,7 @@ def _namespace() -> dict[str, object]:
 
     def without_sink() -> None:
         while subscribed:
-            subscribed.pop()()  # type: ignore[operator]
+            subscribed.pop()()
         sink.flush()
 
     def cleanup() -> None:

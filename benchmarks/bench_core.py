@@ -24,8 +24,8 @@ def _setup_namespace() -> dict[str, object]:
     def bare(x: object) -> object:
         return x
 
-    def closure_decorator(fn):  # type: ignore[no-untyped-def]
-        def wrapper(x):  # type: ignore[no-untyped-def]
+    def closure_decorator(fn):
+        def wrapper(x):
             return fn(x)
 
         return wrapper
@@ -63,7 +63,7 @@ def _setup_namespace() -> dict[str, object]:
     }
 
 
-def _casbin_enforcer():  # type: ignore[no-untyped-def]
+def _casbin_enforcer():
     import casbin
 
     folder = Path(tempfile.mkdtemp(prefix="pg-bench-casbin-"))

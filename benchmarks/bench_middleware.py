@@ -33,8 +33,8 @@ HEADERS = {"x-tenant": "contoso"}
 # -- the servers (run as: bench_middleware.py serve asgi|wsgi plain|guarded PORT) --------------
 
 
-def _asgi_app(guarded: bool):  # type: ignore[no-untyped-def]
-    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+def _asgi_app(guarded: bool):
+    async def app(scope, receive, send):
         if scope["type"] != "http":
             return
         await send({"type": "http.response.start", "status": 200,
@@ -51,8 +51,8 @@ def _asgi_app(guarded: bool):  # type: ignore[no-untyped-def]
     return PurposeGuardMiddleware(app, purposes={"/": "service.operations"})
 
 
-def _wsgi_app(guarded: bool):  # type: ignore[no-untyped-def]
-    def app(environ, start_response):  # type: ignore[no-untyped-def]
+def _wsgi_app(guarded: bool):
+    def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
         return [b"ok"]
 
@@ -77,7 +77,7 @@ def serve(kind: str, variant: str, port: int) -> None:
         from werkzeug.serving import WSGIRequestHandler, make_server
 
         class Quiet(WSGIRequestHandler):
-            def log_request(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            def log_request(self, *args, **kwargs) -> None:
                 pass
 
         make_server("127.0.0.1", port, _wsgi_app(guarded), threaded=True, request_handler=Quiet).serve_forever()
@@ -146,10 +146,10 @@ def _drive(ports: list[int], requests: int, seconds: float) -> list[dict[str, fl
         [sys.executable, str(HERE), "load", ",".join(map(str, ports)), str(requests), str(seconds)],
         capture_output=True, text=True, timeout=seconds + 30, check=True,
     )
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+    return json.loads(out.stdout)
 
 
-def rows(quick: bool = False) -> list:  # type: ignore[type-arg]
+def rows(quick: bool = False) -> list:
     sys.path.insert(0, str(HERE.parent))
     from harness import Row
 

@@ -30,7 +30,7 @@ BEGIN = "<!-- benchmark table: begin -->"
 END = "<!-- benchmark table: end -->"
 
 
-def load(name: str):  # type: ignore[no-untyped-def]
+def load(name: str):
     path = HERE / f"bench_{name}.py"
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     assert spec and spec.loader

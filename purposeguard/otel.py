@@ -251,36 +251,20 @@ def _register_instruments(meter_provider: MeterProvider) -> None:
     from . import __version__
 
     meter = meter_provider.get_meter(names.METER_NAME, __version__)
-    meter.create_observable_counter(
-        names.VIOLATIONS,
-        [_callback(meter_provider, _Session.observe_violations)],
-        unit="{violation}",
-        description="Purpose violations recorded (enforce and trace mode).",
-    )
-    meter.create_observable_counter(
-        names.CHECKS,
-        [_callback(meter_provider, _Session.observe_checks)],
-        unit="{check}",
-        description="Checks of labelled data against a purpose, by outcome.",
-    )
-    meter.create_observable_counter(
-        names.VIOLATIONS_BY_FUNCTION,
-        [_callback(meter_provider, _Session.observe_functions)],
-        unit="{violation}",
-        description="Purpose violations by the function where they were found.",
-    )
-    meter.create_observable_counter(
-        names.DECLASSIFICATIONS,
-        [_callback(meter_provider, _Session.observe_declassifications)],
-        unit="{declassification}",
-        description="Uses of policy transforms that removed labels.",
-    )
-    meter.create_observable_counter(
-        names.DISCLOSURES,
-        [_callback(meter_provider, _Session.observe_disclosures)],
-        unit="{disclosure}",
-        description="Compelled disclosures made.",
-    )
+    for name, observe, unit, description in (
+        (names.VIOLATIONS, _Session.observe_violations, "{violation}",
+         "Purpose violations recorded (enforce and trace mode)."),
+        (names.CHECKS, _Session.observe_checks, "{check}",
+         "Checks of labelled data against a purpose, by outcome."),
+        (names.VIOLATIONS_BY_FUNCTION, _Session.observe_functions, "{violation}",
+         "Purpose violations by the function where they were found."),
+        (names.DECLASSIFICATIONS, _Session.observe_declassifications, "{declassification}",
+         "Uses of policy transforms that removed labels."),
+        (names.DISCLOSURES, _Session.observe_disclosures, "{disclosure}", "Compelled disclosures made."),
+    ):
+        meter.create_observable_counter(
+            name, [_callback(meter_provider, observe)], unit=unit, description=description
+        )
 
 
 def instrument(

@@ -12,7 +12,7 @@ import fnmatch
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,12 +34,17 @@ __all__ = [
     "ConsentLookup",
     "EFFECTS",
     "MODES",
+    "STRICTNESS",
+    "effective_mode",
+    "environment_mode",
     "OBLIGATIONS",
     "PACKS",
 ]
 
 EFFECTS = ("allow", "deny")
 MODES = ("enforce", "trace", "off")
+# A mode given to configure() is a ceiling: a rule may be laxer, never stricter.
+STRICTNESS: Mapping[str, int] = {"off": 0, "trace": 1, "enforce": 2}
 OBLIGATIONS = ("redirect_first", "minimize", "notify_tenant")
 # Consent can widen some uses, never advertising (the data-use promise).
 NEVER_CONSENTABLE = ("advertising",)
@@ -57,6 +62,7 @@ _RULE_KEYS = {
     "consentable",
     "obligations",
     "mode",
+    "context_mode",
 }
 _TRANSFORM_KEYS = {"id", "description", "from", "to"}
 _DESTINATION_KEYS = {"id", "description", "hosts", "purpose"}
@@ -82,6 +88,10 @@ class Rule:
     obligations: tuple[str, ...] = ()
     mode: str | None = None
     description: str = ""
+    context_mode: str | None = None
+    # Where the rule was written (a file or pack:NAME); with ``extends`` it may
+    # differ from the policy's own source.
+    origin: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -448,6 +458,14 @@ class Policy:
                 f"  decided by: rule {rule.id!r} ({rule.effect}; categories "
                 f"{', '.join(rule.categories)}; purposes {', '.join(rule.purposes)})"
             )
+            lines.append(
+                f"  rule modes: mode {rule.mode or 'unset'}, context_mode {rule.context_mode or 'unset'}"
+                + (
+                    " (unset: configure(), the policy or the environment decides)"
+                    if rule.mode is None or rule.context_mode is None
+                    else ""
+                )
+            )
             if rule.description:
                 lines.append(f"  rule says: {rule.description}")
         others = [r for r in cell.candidates if r is not cell.rule]
@@ -684,6 +702,7 @@ def _rule(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Rule:
             "obligations belong to allow rules", path=source, rule=rule_id, field="obligations"
         )
     mode = _mode(raw.get("mode"), source, rule_id, "mode")
+    context_mode = _mode(raw.get("context_mode"), source, rule_id, "context_mode")
     description = _string(raw.get("description", ""), source, rule_id, "description")
     return Rule(
         id=rule_id,
@@ -694,7 +713,22 @@ def _rule(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Rule:
         obligations=tuple(obligations),
         mode=mode,
         description=description,
+        context_mode=context_mode,
+        origin=source,
     )
+
+
+def _no_modes(raw: Mapping[str, Any], kind: str, entry_id: str, source: str) -> None:
+    # Checked before the unknown-key check: a mode on the wrong entry is a
+    # common slip, and "unknown key" would not say where modes belong.
+    for key in ("mode", "context_mode"):
+        if key in raw:
+            raise PolicyError(
+                f"a {kind} has no {key}; modes belong to rules (or to [policy])",
+                path=source,
+                rule=entry_id,
+                field=key,
+            )
 
 
 def _transform(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Transform:
@@ -703,6 +737,7 @@ def _transform(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Transfo
     transform_id = raw.get("id")
     if not isinstance(transform_id, str) or not _ID_PATTERN.match(transform_id):
         raise PolicyError(f"transform #{index + 1} needs an id", path=source, field="id")
+    _no_modes(raw, "transform", transform_id, source)
     _no_unknown_keys(raw, _TRANSFORM_KEYS, source, transform_id, None)
     for required in ("from", "to"):
         if required not in raw:
@@ -724,6 +759,7 @@ def _destination(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Desti
     destination_id = raw.get("id")
     if not isinstance(destination_id, str) or not _ID_PATTERN.match(destination_id):
         raise PolicyError(f"destination #{index + 1} needs an id", path=source, field="id")
+    _no_modes(raw, "destination", destination_id, source)
     _no_unknown_keys(raw, _DESTINATION_KEYS, source, destination_id, None)
     hosts = raw.get("hosts")
     if (
@@ -790,6 +826,55 @@ def _mode(value: Any, source: str, rule: str | None, field_name: str) -> str | N
             field=field_name,
         )
     return str(value)
+
+
+def environment_mode(variable: str, environ: Mapping[str, str]) -> str | None:
+    """The mode an environment variable sets, or None when it is unset or empty.
+
+    A value that is not a mode is an error, never ignored: a typo in
+    ``PURPOSEGUARD_MODE=trcae`` must not leave production enforcing.
+    """
+    value = environ.get(variable)
+    if not value or not value.strip():
+        return None
+    mode = value.strip().lower()
+    if mode not in MODES:
+        raise PolicyError(
+            f"environment variable {variable}={value!r} is not a mode "
+            "(expected enforce, trace or off; unset it for the default)"
+        )
+    return mode
+
+
+def effective_mode(
+    rule_mode: str | None,
+    configured: str | None,
+    policy_mode: str | None,
+    environment: str | None,
+    *,
+    fallback: str = "enforce",
+    also_capped_by: str | None = None,
+) -> str:
+    """The mode a flow runs in: the first of the rule's own mode, the mode
+    given to ``configure()``, the policy's, the environment's and ``fallback``
+    that is set, capped by ``configured`` (and ``also_capped_by``).
+
+    The cap is the operator's switch: ``configure(mode="trace")`` traces a
+    rule that says enforce, while a rule that says trace stays in trace
+    under ``configure(mode="enforce")``.
+
+    >>> effective_mode("enforce", "trace", None, None)
+    'trace'
+    >>> effective_mode("trace", "enforce", None, None)
+    'trace'
+    >>> effective_mode(None, None, None, "off")
+    'off'
+    """
+    mode = rule_mode or configured or policy_mode or environment or fallback
+    for cap in (configured, also_capped_by):
+        if cap is not None and STRICTNESS[cap] < STRICTNESS[mode]:
+            mode = cap
+    return mode
 
 
 def _string(value: Any, source: str, rule: str | None, field_name: str) -> str:

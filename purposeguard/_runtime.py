@@ -20,7 +20,7 @@ from typing import Any
 from ._context import FAST_HITS, FLAGS, PURPOSE, ZONE, forget_fast_allowed, hits_taken
 from ._errors import PolicyError, PurposeGuardError, PurposeViolation, UnknownKeyError
 from ._labels import KEYS, labels_of, set_taxonomy, tenant_of
-from ._policy import MODES, ConsentLookup, Decision, Policy
+from ._policy import MODES, ConsentLookup, Decision, Policy, effective_mode, environment_mode
 from ._records import Record, Violation
 
 __all__ = [
@@ -131,17 +131,6 @@ def on_record(callback: Callable[[Record], None]) -> Callable[[], None]:
     return _subscribe(HANDLERS.records, callback)
 
 
-def _env_mode(variable: str) -> str | None:
-    value = os.environ.get(variable)
-    if not value:
-        return None
-    value = value.strip().lower()
-    if value not in MODES:
-        logger.warning("ignoring %s=%r: expected enforce, trace or off", variable, value)
-        return None
-    return value
-
-
 def _check_mode(value: str | None, name: str) -> str | None:
     if value is not None and value not in MODES:
         raise PolicyError(f"unknown {name} {value!r} (expected enforce, trace or off)", field=name)
@@ -171,17 +160,10 @@ class Guard:
         self.mode_setting = _check_mode(mode, "mode")
         self.context_mode_setting = _check_mode(context_mode, "context_mode")
         self.consents = consents
-        # The chain of DESIGN §5, resolved once: rule mode, configure(), the
-        # policy, the environment, then the built-in default.
-        self.mode: str = (
-            self.mode_setting or policy.mode or _env_mode("PURPOSEGUARD_MODE") or "enforce"
-        )
-        self.context_mode: str = (
-            self.context_mode_setting
-            or policy.context_mode
-            or _env_mode("PURPOSEGUARD_CONTEXT_MODE")
-            or "trace"
-        )
+        # Read once, here: an invalid value fails configure(), not a later check.
+        self.environment_mode = environment_mode("PURPOSEGUARD_MODE", os.environ)
+        self.environment_context_mode = environment_mode("PURPOSEGUARD_CONTEXT_MODE", os.environ)
+        self._resolve_modes()
         self.handlers: list[Handler] = []
         self.records: list[Handler] = []
         self._denial_memo: dict[tuple[str, tuple[str, ...], bool], list[tuple[str, str | None, str, str, str]]] = {}
@@ -194,6 +176,7 @@ class Guard:
     def policy(self, policy: Policy) -> None:
         self._policy = policy
         self._denial_memo = {}
+        self._resolve_modes()
         # Wrappers' shortcuts were learnt from the old policy.
         forget_fast_allowed()
 
@@ -217,10 +200,25 @@ class Guard:
     def on_record(self, callback: Callable[[Record], None]) -> Callable[[], None]:
         return _subscribe(self.records, callback)
 
+    def _resolve_modes(self) -> None:
+        # The modes of flows no rule's own mode decides (the default rule,
+        # transport, engine failures), resolved once per policy.
+        self.mode: str = self.mode_for(None)
+        self.context_mode: str = self.mode_for(None, context=True)
+
     def mode_for(self, rule_mode: str | None, *, context: bool = False) -> str:
-        if rule_mode is not None:
-            return rule_mode
-        return self.context_mode if context else self.mode
+        """The mode of a flow decided by a rule whose own mode (``context_mode``
+        for zone-only flows) is ``rule_mode``."""
+        if context:
+            return effective_mode(
+                rule_mode,
+                self.context_mode_setting,
+                self._policy.context_mode,
+                self.environment_context_mode,
+                fallback="trace",
+                also_capped_by=self.mode_setting,
+            )
+        return effective_mode(rule_mode, self.mode_setting, self._policy.mode, self.environment_mode)
 
     def reload(self, path_or_pack: str | Path | None = None) -> Policy:
         """Load the policy again (or another one); on any error keep the old one."""
@@ -328,7 +326,8 @@ class Guard:
             found = []
             for category in decision.denied:
                 _, rule, _ = policy.cell(category, decision.purpose)
-                mode = self.mode_for(rule.mode if rule else None, context=context)
+                rule_mode = (rule.context_mode if context else rule.mode) if rule else None
+                mode = self.mode_for(rule_mode, context=context)
                 if mode == "off":
                     continue
                 remediation = policy.remediation(category, decision.purpose)

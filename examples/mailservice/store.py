@@ -22,6 +22,7 @@ EMAIL = "customer_data.content.email"
 DOCUMENT = "customer_data.content.document"
 CUSTOMER = "customer_data"
 END_USER_USAGE = "usage_data.end_user"
+ADMINISTRATOR = "administrator_data"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -128,8 +129,10 @@ class Store:
         return None
 
     def administrators(self, tenant: str) -> list[str]:
-        # Plain strings on purpose: they only address notices, and never reach a guarded path.
-        return [a for (a,) in self._rows("SELECT address FROM administrators WHERE tenant = ? ORDER BY address", (tenant,))]
+        return [
+            pg.label(a, ADMINISTRATOR, tenant=tenant)
+            for (a,) in self._rows("SELECT address FROM administrators WHERE tenant = ? ORDER BY address", (tenant,))
+        ]
 
     # -- mail ------------------------------------------------------------------------
 

@@ -75,10 +75,35 @@ def matrix_data(policy: Policy) -> dict[str, Any]:
     return {
         "policy": policy.name,
         "default": policy.default,
+        "mode": policy.mode,
+        "context_mode": policy.context_mode,
         "columns": [{"category": key, "title": title} for key, title in columns],
         "rows": rows,
         "matrix": matrix,
+        "rules": [
+            {
+                "id": rule.id,
+                "effect": rule.effect,
+                "categories": list(rule.categories),
+                "purposes": list(rule.purposes),
+                "consentable": rule.consentable,
+                "obligations": list(rule.obligations),
+                "mode": rule.mode,
+                "context_mode": rule.context_mode,
+                "from": rule.origin,
+            }
+            for rule in policy.rules
+        ],
     }
+
+
+def _modes_line(policy: Policy) -> str:
+    return (
+        "modes: a rule's own mode (context_mode for zone-only flows) first, then configure(), "
+        f"the policy (mode {policy.mode or 'unset'}, context_mode {policy.context_mode or 'unset'}), "
+        "PURPOSEGUARD_MODE / PURPOSEGUARD_CONTEXT_MODE, then enforce / trace; "
+        "configure(mode=...) also caps every rule"
+    )
 
 
 def _cell_text(entry: dict[str, Any]) -> str:
@@ -101,14 +126,30 @@ def render(policy: Policy, fmt: str) -> str:
         for purpose in policy.taxonomy.purposes
     ]
     legend = "yes* = allowed with obligations; consent = denied unless the tenant consents; default: " + policy.default
+    rules_head = ["rule", "effect", "categories", "purposes", "mode", "context_mode", "from"]
+    rules_body = [
+        [
+            r["id"],
+            r["effect"] + (" (consentable)" if r["consentable"] else ""),
+            ", ".join(r["categories"]),
+            ", ".join(r["purposes"]),
+            r["mode"] or "-",
+            r["context_mode"] or "-",
+            r["from"] or "-",
+        ]
+        for r in data["rules"]
+    ]
+    modes = _modes_line(policy) + "; - = unset"
     if fmt == "markdown":
         return "\n".join(
             [f"## Data-use table: {policy.name}", "", _markdown(head, body), "",
-             "## Every category", "", _markdown(full_head, full_body), "", legend]
+             "## Every category", "", _markdown(full_head, full_body), "", legend, "",
+             "## Rules", "", _markdown(rules_head, rules_body), "", modes]
         )
     return "\n".join(
         [f"Data-use table: {policy.name}", _table(head, body), "",
-         "Every category", _table(full_head, full_body), legend]
+         "Every category", _table(full_head, full_body), legend, "",
+         "Rules", _table(rules_head, rules_body), modes]
     )
 
 

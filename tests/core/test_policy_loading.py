@@ -30,7 +30,8 @@ def write(tmp_path: Path, text: str, name: str = "policy.toml") -> Path:
 def test_pack_loads_by_name() -> None:
     policy = pg.Policy.load("trust-center")
     assert policy.name == "trust-center"
-    assert policy.mode == "enforce" and policy.context_mode == "trace"
+    # The pack leaves the rollout to PURPOSEGUARD_MODE and configure().
+    assert policy.mode is None and policy.context_mode == "trace"
     assert "usage-aggregate" in policy.transforms
     assert policy.destination_for("ads.example.net") is not None
     assert policy.requires_tls(["customer_data.content.email", "usage_data"]) == (

@@ -96,6 +96,8 @@ def _listed(category: str, purpose: str) -> bool:
         "service.communications",
     }:
         return True
+    if category in {"service_data", "administrator_data"} and purpose.split(".")[0] == "service":
+        return True
     return category == "usage_data.end_user" and purpose.startswith("service")
 
 

@@ -374,10 +374,10 @@ def test_invalid_mode_in_configure_is_rejected_and_keeps_the_old_guard() -> None
     assert pg.get_guard() is before
 
 
-def test_bad_environment_mode_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_environment_mode_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PURPOSEGUARD_MODE", "sometimes")
-    guard = pg.Guard(pg.Policy.from_toml(POLICY_WITH_RULE_MODE.format(policy_mode="")))
-    assert guard.mode == "enforce"
+    with pytest.raises(pg.PolicyError, match="PURPOSEGUARD_MODE='sometimes' is not a mode"):
+        pg.Guard(pg.Policy.from_toml(POLICY_WITH_RULE_MODE.format(policy_mode="")))
 
 
 # -- fail closed ------------------------------------------------------------------------------

@@ -164,8 +164,10 @@ def test_a_guarded_entry_checks_the_zone_via_context_in_context_mode() -> None:
     assert violation.function.endswith("show_ads")
 
 
-def test_an_argument_flow_keeps_mode_while_the_zone_keeps_context_mode() -> None:
-    pg.configure("trust-center", mode="trace", context_mode="enforce")
+def test_an_argument_flow_keeps_mode_while_the_zone_keeps_context_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Through the environment: configure(mode="trace") would cap the zone's flows too.
+    monkeypatch.setenv("PURPOSEGUARD_MODE", "trace")
+    pg.configure("trust-center", context_mode="enforce")
     with pg.testing.capture() as violations:
         with pg.zone():
             body = pg.label("body", EMAIL)

@@ -13,6 +13,8 @@ module                 what it does                                    extra
 ``celery``             purpose, tenant, zone across tasks              ``celery``
 ``logging``            keep labelled content out of log records        none (standard library)
 ``baggage``            W3C baggage for purpose, tenant and zone        none (opentelemetry-api)
+``sqlalchemy``         label values loaded through SQLAlchemy 2        ``sqlalchemy``
+``django``             ORM labels, middleware and settings for Django  ``django``
 =====================  ==============================================  ==========================
 """
 

@@ -1,0 +1,488 @@
+"""Labels at the source for SQLAlchemy 2, ORM and Core.
+
+>>> from typing import Annotated
+>>> import purposeguard as pg
+>>> from purposeguard.integrations import sqlalchemy as pg_sqlalchemy
+>>> class Post(Base):
+...     __tablename__ = "posts"
+...     __purposeguard_tenant__ = "tenant"          # the attribute holding the row's tenant
+...     id: Mapped[int] = mapped_column(primary_key=True)
+...     tenant: Mapped[str]
+...     body: Mapped[Annotated[str, pg.Category("customer_data.content.email")]]
+...     note: Mapped[str] = mapped_column(info={"purposeguard": "customer_data"})
+>>> pg_sqlalchemy.instrument()
+
+One declaration per column: a ``Category`` in the ``Mapped[...]``
+annotation, or ``mapped_column(info={"purposeguard": "..."})`` (a key or a
+list of keys; Core tables say the same with ``Column(..., info=...)`` and
+name their tenant column with ``Table(..., info={"purposeguard_tenant": "tenant"})``).
+Nothing is added to the schema: no column type changes, so Alembic's
+autogenerate and the database see exactly the tables they saw before.
+
+Once instrumented:
+
+- attribute values of instances loaded or refreshed from the database
+  (queries, lazy and deferred loads, ``session.refresh``) are labelled with
+  their column's categories and the row's tenant (the value of the column
+  ``__purposeguard_tenant__`` names); the instance itself carries the union;
+- rows of ``select(Post.id, Post.body)`` (through a ``Session`` or a Core
+  ``Connection``) carry the same labels in the positions of labelled
+  columns, and so do SQL expressions computed from a labelled column
+  (``func.lower(Post.body)``): derived in SQL from content is still content.
+  The tenant of such a row comes from the tenant column when the row
+  selects it; otherwise the value has no tenant, so no tenant's consent can
+  widen its use. Rows of such selects are read in full before they are
+  returned (``yield_per`` buffers); textual SQL (``text()``,
+  ``exec_driver_sql``) is not labelled;
+- labelling goes through :func:`purposeguard.label`, so a value loaded while
+  a purpose is current is checked like any other labelled value.
+
+Labelled values bound as parameters (writes, WHERE clauses) are ``str``,
+``bytes``, ``int`` or ``float`` subclasses: the database stores the plain
+value. A ``Category`` with a key the taxonomy does not define, and a model
+whose ``__purposeguard_tenant__`` names no column, fail in
+:func:`instrument` (or when a model defined later is mapped), naming the
+class and the field. Needs ``pip install 'purposeguard[sqlalchemy]'``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from purposeguard._errors import PolicyError, UnknownKeyError
+from purposeguard._labels import KEYS, annotated_fields, label
+
+from . import require
+from ._patch import Patcher
+
+__all__ = ["SUPPORTED", "instrument", "is_instrumented", "uninstrument"]
+
+# The SQLAlchemy releases this integration was tried against (major, minor).
+SUPPORTED = ((2, 0), (2, 1))
+
+INFO_KEY = "purposeguard"
+TABLE_TENANT_KEY = "purposeguard_tenant"
+
+
+class _Model:
+    """What one mapped class declares: labelled attributes and its tenant attribute."""
+
+    __slots__ = ("fields", "tenant", "categories")
+
+    def __init__(self, fields: tuple[tuple[str, tuple[str, ...]], ...], tenant: str | None) -> None:
+        self.fields = fields
+        self.tenant = tenant
+        found: set[str] = set()
+        for _key, categories in fields:
+            found.update(categories)
+        self.categories = tuple(sorted(found))
+
+
+class _Table:
+    """What one table declares, for rows: column name -> categories, and the tenant column."""
+
+    __slots__ = ("table", "columns", "tenant")
+
+    def __init__(self, table: Any, columns: dict[str, tuple[str, ...]], tenant: str | None) -> None:
+        self.table = table
+        self.columns = columns
+        self.tenant = tenant
+
+
+class _State:
+    """Everything this integration keeps, with one reset."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.instrumented = False
+        self.models: dict[type, _Model] = {}
+        # id(table) -> declarations; _Table.table keeps the table alive, so the id stays its own.
+        self.tables: dict[int, _Table] = {}
+        self.patcher = Patcher(
+            "sqlalchemy.engine.base", [("Connection", "execute", lambda *a: _connection_execute(*a))]
+        )
+
+    def forget(self) -> None:
+        self.models.clear()
+        self.tables.clear()
+
+
+_STATE = _State()
+# Set while a Session runs a statement this integration labels itself, so the
+# Connection underneath hands the ORM its own result untouched.
+_IN_SESSION: contextvars.ContextVar[bool] = contextvars.ContextVar("purposeguard_sqlalchemy_session", default=False)
+
+
+def _version(text: str) -> tuple[int, int]:
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return (parts + [0, 0])[0], (parts + [0, 0])[1]
+
+
+def _check_version(sqlalchemy: Any) -> None:
+    found = _version(str(sqlalchemy.__version__))
+    if found < SUPPORTED[0]:
+        raise RuntimeError(
+            f"purposeguard.integrations.sqlalchemy needs SQLAlchemy 2.0 or later; found {sqlalchemy.__version__}"
+        )
+    if found > SUPPORTED[-1]:
+        warnings.warn(
+            f"purposeguard.integrations.sqlalchemy was tried with SQLAlchemy "
+            f"{SUPPORTED[0][0]}.{SUPPORTED[0][1]} to {SUPPORTED[-1][0]}.{SUPPORTED[-1][1]}; "
+            f"found {sqlalchemy.__version__}: check that loaded values are still labelled",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+# -- declarations -------------------------------------------------------------------
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _info_categories(info: Any, owner: str, field: str) -> set[str]:
+    if not info:
+        return set()
+    value = info.get(INFO_KEY) if hasattr(info, "get") else None
+    if value is None:
+        return set()
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
+        return set(value)
+    raise PolicyError(
+        f'info={{"{INFO_KEY}": ...}} must be a category key or a list of keys, not {type(value).__name__}',
+        path=owner,
+        field=field,
+    )
+
+
+def _validated(categories: Iterable[str], owner: str, field: str) -> tuple[str, ...]:
+    taxonomy = KEYS.current()
+    for category in categories:
+        if category not in taxonomy.categories:
+            raise UnknownKeyError(category, "category", path=owner, field=field)
+    return tuple(sorted(categories))
+
+
+def _declare(mapper: Any) -> _Model:
+    """Read and check what a mapped class declares; remember its tables' columns."""
+    cls = mapper.class_
+    owner = _name(cls)
+    try:
+        annotated = dict(annotated_fields(cls))
+    except Exception:  # noqa: BLE001 - annotations that do not resolve declare nothing
+        annotated = {}
+    fields: list[tuple[str, tuple[str, ...]]] = []
+    by_table: dict[int, tuple[Any, dict[str, tuple[str, ...]]]] = {}
+    for key, column in mapper.columns.items():
+        categories = _info_categories(getattr(column, "info", None), owner, key) | set(annotated.get(key, ()))
+        if not categories:
+            continue
+        checked = _validated(categories, owner, key)
+        fields.append((key, checked))
+        table = getattr(column, "table", None)
+        name = getattr(column, "name", None)
+        if table is not None and name is not None:
+            by_table.setdefault(id(table), (table, {}))[1][name] = checked
+    tenant = getattr(cls, "__purposeguard_tenant__", None)
+    tenant_column: Any = None
+    if tenant is not None:
+        if not isinstance(tenant, str) or tenant not in mapper.columns:
+            names = ", ".join(mapper.columns.keys()) or "none"
+            raise PolicyError(
+                f"__purposeguard_tenant__ = {tenant!r} names no column of the model (its columns: {names})",
+                path=owner,
+                field="__purposeguard_tenant__",
+            )
+        tenant_column = mapper.columns[tenant]
+    model = _Model(tuple(fields), tenant)
+    with _STATE.lock:
+        _STATE.models[cls] = model
+        for table_id, (table, columns) in by_table.items():
+            tenant_name = None
+            if tenant_column is not None and getattr(tenant_column, "table", None) is table:
+                tenant_name = tenant_column.name
+            known = _STATE.tables.get(table_id)
+            if known is not None and known.table is table:
+                known.columns.update(columns)
+                known.tenant = known.tenant or tenant_name
+            else:
+                _STATE.tables[table_id] = _Table(table, dict(columns), tenant_name)
+    return model
+
+
+def _model(cls: type, mapper: Any) -> _Model:
+    model = _STATE.models.get(cls)
+    if model is None:
+        model = _declare(mapper)
+    return model
+
+
+def _table(table: Any) -> _Table:
+    known = _STATE.tables.get(id(table))
+    if known is not None and known.table is table:
+        return known
+    # A Core table (or one no mapper maps): its columns' info says it all.
+    owner = str(getattr(table, "fullname", None) or getattr(table, "name", "table"))
+    columns: dict[str, tuple[str, ...]] = {}
+    for column in getattr(table, "columns", ()):
+        categories = _info_categories(getattr(column, "info", None), owner, column.name)
+        if categories:
+            columns[column.name] = _validated(categories, owner, column.name)
+    tenant = (getattr(table, "info", None) or {}).get(TABLE_TENANT_KEY)
+    if tenant is not None and (not isinstance(tenant, str) or tenant not in table.columns):
+        raise PolicyError(
+            f"info={{{TABLE_TENANT_KEY!r}: {tenant!r}}} names no column of the table",
+            path=owner,
+            field=TABLE_TENANT_KEY,
+        )
+    entry = _Table(table, columns, tenant)
+    with _STATE.lock:
+        _STATE.tables[id(table)] = entry
+    return entry
+
+
+# -- instances ---------------------------------------------------------------------
+
+
+def _tenant(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if type(value) is str else str(value)
+
+
+def _label_instance(state: Any, attrs: Iterable[str] | None) -> None:
+    model = _model(state.class_, state.mapper)
+    if not model.fields:
+        return
+    values = state.dict
+    tenant = _tenant(values.get(model.tenant)) if model.tenant is not None else None
+    wanted = None if attrs is None else set(attrs)
+    for key, categories in model.fields:
+        if wanted is not None and key not in wanted:
+            continue
+        value = values.get(key)
+        if value is not None:
+            # Straight into the instance dict: the ORM sees no change to flush.
+            values[key] = label(value, *categories, tenant=tenant)
+    obj = state.obj()
+    if obj is not None:
+        _label_quietly(obj, model.categories, tenant)
+
+
+def _label_quietly(obj: Any, categories: tuple[str, ...], tenant: str | None) -> None:
+    # The instance carries its columns' categories (for checks on the whole
+    # object); its values were labelled (and checked) one by one already.
+    from purposeguard._labels import _label_object, _resolve
+
+    _label_object(obj, _resolve(categories, tenant))
+
+
+def _on_load(state: Any, _context: Any) -> None:
+    _label_instance(state, None)
+
+
+def _on_refresh(state: Any, _context: Any, attrs: Iterable[str] | None) -> None:
+    _label_instance(state, attrs)
+
+
+def _on_mapper(mapper: Any, _cls: type) -> None:
+    # Models defined after instrument(): checked as they are mapped.
+    _declare(mapper)
+
+
+# -- rows ----------------------------------------------------------------------------
+
+# (position, categories, position of the row's tenant column or None)
+_Plan = tuple[tuple[int, tuple[str, ...], "int | None"], ...]
+
+
+def _column_of(expr: Any) -> Any:
+    """The table column an ORM attribute or Core column stands for, or None."""
+    prop = getattr(expr, "property", None)
+    columns = getattr(prop, "columns", None)
+    if columns is not None and len(columns) == 1:
+        expr = columns[0]
+    deannotate = getattr(expr, "_deannotate", None)
+    if deannotate is not None:
+        expr = deannotate()
+    if getattr(expr, "table", None) is not None and getattr(expr, "name", None) is not None:
+        return expr
+    return None
+
+
+def _columns_in(expr: Any) -> list[Any]:
+    """Every table column an expression is computed from (a column, a label, a function of columns)."""
+    from sqlalchemy.sql import visitors
+    from sqlalchemy.sql.schema import Column
+
+    found = _column_of(expr)
+    if found is not None:
+        return [found]
+    clause = getattr(expr, "__clause_element__", None)
+    element = clause() if clause is not None else expr
+    out = []
+    try:
+        for node in visitors.iterate(element):
+            if isinstance(node, Column):
+                column = _column_of(node)
+                if column is not None:
+                    out.append(column)
+    except Exception:  # noqa: BLE001 - not a SQL expression: nothing to label
+        return []
+    return out
+
+
+def _is_entity(description: dict[str, Any]) -> bool:
+    expr = description.get("expr")
+    return isinstance(expr, type) or (description.get("entity") is not None and expr is description.get("entity"))
+
+
+def _plan(statement: Any) -> _Plan | None:
+    from sqlalchemy.sql import Select
+
+    if not isinstance(statement, Select):
+        return None
+    descriptions: Sequence[dict[str, Any]] = statement.column_descriptions
+    per_position: list[list[Any]] = []
+    for description in descriptions:
+        if _is_entity(description) or getattr(description.get("expr"), "is_aliased_class", False):
+            per_position.append([])  # instances are labelled by the load event
+        else:
+            per_position.append(_columns_in(description.get("expr")))
+    plan = []
+    for position, columns in enumerate(per_position):
+        categories: set[str] = set()
+        tenant_at: int | None = None
+        for column in columns:
+            entry = _table(column.table)
+            found = entry.columns.get(column.name)
+            if not found:
+                continue
+            categories.update(found)
+            if entry.tenant is not None and tenant_at is None:
+                tenant_at = _position_of(per_position, column.table, entry.tenant)
+        if categories:
+            plan.append((position, tuple(sorted(categories)), tenant_at))
+    return tuple(plan) or None
+
+
+def _position_of(per_position: list[list[Any]], table: Any, name: str) -> int | None:
+    for position, columns in enumerate(per_position):
+        if len(columns) == 1 and columns[0].table is table and columns[0].name == name:
+            return position
+    return None
+
+
+def _labelled_row(row: Sequence[Any], plan: _Plan) -> tuple[Any, ...]:
+    values = list(row)
+    for position, categories, tenant_at in plan:
+        value = values[position]
+        if value is not None:
+            tenant = _tenant(row[tenant_at]) if tenant_at is not None else None
+            values[position] = label(value, *categories, tenant=tenant)
+    return tuple(values)
+
+
+def _relabelled(result: Any, plan: _Plan) -> Any:
+    frozen = result.freeze()
+    scalars = getattr(frozen, "_source_supports_scalars", False)
+    rows = [_labelled_row((item,) if scalars else item, plan) for item in frozen.data]
+    return frozen.with_new_rows(rows)()
+
+
+def _on_orm_execute(state: Any) -> Any:
+    if not state.is_select:
+        return None
+    plan = _plan(state.statement)
+    if plan is None:
+        return None
+    token = _IN_SESSION.set(True)
+    try:
+        result = state.invoke_statement()
+    finally:
+        _IN_SESSION.reset(token)
+    return _relabelled(result, plan)
+
+
+def _connection_execute(wrapped: Any, _instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    result = wrapped(*args, **kwargs)
+    if _IN_SESSION.get() or not _STATE.instrumented:
+        return result
+    options = kwargs.get("execution_options") or {}
+    if "_sa_orm_load_options" in options:
+        return result  # the ORM reads this result itself; its rows are labelled above it
+    statement = args[0] if args else kwargs.get("statement")
+    plan = _plan(statement)
+    if plan is None or not getattr(result, "returns_rows", False):
+        return result
+    return _relabelled(result, plan)
+
+
+# -- switching on and off ----------------------------------------------------------------
+
+
+def _all_mappers() -> list[Any]:
+    from sqlalchemy.orm import mapperlib
+
+    registries = getattr(mapperlib, "_mapper_registries", {})
+    found = []
+    for registry in list(registries):
+        found.extend(registry.mappers)
+    return found
+
+
+def instrument() -> None:
+    """Label values loaded through SQLAlchemy (idempotent).
+
+    Checks every model mapped so far (unknown category keys and a missing
+    tenant column raise :class:`~purposeguard.PolicyError` naming the class and
+    field); models mapped later are checked as they are mapped.
+    """
+    sqlalchemy = require("sqlalchemy", "sqlalchemy")
+    _check_version(sqlalchemy)
+    from sqlalchemy import event
+    from sqlalchemy.orm import Mapper, Session
+
+    with _STATE.lock:
+        if _STATE.instrumented:
+            return
+        _STATE.forget()
+        for mapper in _all_mappers():
+            _declare(mapper)  # raises before anything is switched on
+        event.listen(Mapper, "load", _on_load, raw=True)
+        event.listen(Mapper, "refresh", _on_refresh, raw=True)
+        event.listen(Mapper, "after_mapper_constructed", _on_mapper)
+        event.listen(Session, "do_orm_execute", _on_orm_execute)
+        _STATE.instrumented = True
+    _STATE.patcher.install()
+
+
+def uninstrument() -> None:
+    """Stop labelling loaded values (idempotent); values labelled already keep their labels."""
+    with _STATE.lock:
+        if not _STATE.instrumented:
+            return
+        from sqlalchemy import event
+        from sqlalchemy.orm import Mapper, Session
+
+        event.remove(Mapper, "load", _on_load)
+        event.remove(Mapper, "refresh", _on_refresh)
+        event.remove(Mapper, "after_mapper_constructed", _on_mapper)
+        event.remove(Session, "do_orm_execute", _on_orm_execute)
+        _STATE.instrumented = False
+        _STATE.forget()
+    _STATE.patcher.remove()
+
+
+def is_instrumented() -> bool:
+    return _STATE.instrumented

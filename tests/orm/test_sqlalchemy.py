@@ -1,0 +1,361 @@
+"""SQLAlchemy 2: values loaded from the database arrive labelled, one declaration per column."""
+
+from collections.abc import Iterator
+from typing import Annotated, Any, Optional
+
+import pytest
+import sqlalchemy as sa
+from purposeguard.integrations import sqlalchemy as pg_sqlalchemy
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, relationship
+
+import purposeguard as pg
+
+EMAIL = "customer_data.content.email"
+BODY = "Quarterly numbers attached, call me"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Author(Base):
+    __tablename__ = "authors"
+    __purposeguard_tenant__ = "tenant"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str]
+    email: Mapped[str] = mapped_column(info={"purposeguard": "administrator_data"})
+    posts: Mapped[list["Post"]] = relationship(back_populates="author")
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    __purposeguard_tenant__ = "tenant"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str]
+    title: Mapped[str]
+    body: Mapped[Annotated[str, pg.Category(EMAIL)]]
+    note: Mapped[Optional[str]] = mapped_column(info={"purposeguard": ["customer_data"]}, deferred=True)
+    author_id: Mapped[Optional[int]] = mapped_column(ForeignKey("authors.id"))
+    author: Mapped[Optional[Author]] = relationship(back_populates="posts")
+
+
+core = MetaData()
+messages = Table(
+    "messages",
+    core,
+    Column("id", Integer, primary_key=True),
+    Column("mailbox", String),
+    Column("body", String, info={"purposeguard": EMAIL}),
+    info={"purposeguard_tenant": "mailbox"},
+)
+
+
+@pytest.fixture(autouse=True)
+def instrumented() -> Iterator[None]:
+    pg_sqlalchemy.instrument()
+    yield
+    pg_sqlalchemy.uninstrument()
+
+
+@pytest.fixture
+def db(engine: Any) -> Any:
+    Base.metadata.create_all(engine)
+    core.create_all(engine)
+    with Session(engine) as session:
+        author = Author(tenant="contoso", email="admin@contoso.example")
+        session.add(Post(tenant="contoso", title="hello", body=BODY, note="a note", author=author))
+        session.add(Post(tenant="fabrikam", title="other", body="Fabrikam's mail", note=None))
+        session.commit()
+    with engine.begin() as connection:
+        connection.execute(insert(messages).values(mailbox="contoso", body=BODY))
+    return engine
+
+
+def _first_post(session: Session) -> Post:
+    return session.scalars(select(Post).where(Post.title == "hello")).one()
+
+
+# -- instances -------------------------------------------------------------------------
+
+
+def test_a_loaded_attribute_carries_its_annotated_category_and_the_row_tenant(db: Any) -> None:
+    with Session(db) as session:
+        post = _first_post(session)
+        assert post.body == BODY
+        assert pg.labels_of(post.body) == {EMAIL}
+        assert pg.tenant_of(post.body) == "contoso"
+
+
+def test_info_declares_a_category_as_well(db: Any) -> None:
+    with Session(db) as session:
+        author = session.scalars(select(Author)).one()
+        assert pg.labels_of(author.email) == {"administrator_data"}
+        assert pg.tenant_of(author.email) == "contoso"
+
+
+def test_unlabelled_columns_stay_plain(db: Any) -> None:
+    with Session(db) as session:
+        post = _first_post(session)
+        assert type(post.title) is str and type(post.id) is int
+        assert pg.labels_of(post.title) == frozenset()
+
+
+def test_the_instance_carries_every_category_of_its_columns(db: Any) -> None:
+    with Session(db) as session:
+        post = _first_post(session)
+        assert pg.labels_of(post) >= {EMAIL, "customer_data"}
+        assert pg.tenant_of(post) == "contoso"
+
+
+def test_each_row_gets_its_own_tenant(db: Any) -> None:
+    with Session(db) as session:
+        posts = session.scalars(select(Post).order_by(Post.id)).all()
+        assert [pg.tenant_of(p.body) for p in posts] == ["contoso", "fabrikam"]
+
+
+def test_deferred_columns_are_labelled_when_they_load(db: Any) -> None:
+    with Session(db) as session:
+        post = _first_post(session)
+        assert "note" not in post.__dict__
+        assert pg.labels_of(post.note) == {"customer_data"}
+
+
+def test_expired_and_refreshed_attributes_are_labelled_again(db: Any) -> None:
+    with Session(db) as session:
+        post = _first_post(session)
+        session.expire(post, ["body"])
+        assert pg.labels_of(post.body) == {EMAIL}
+        session.refresh(post)
+        assert pg.labels_of(post.body) == {EMAIL} and pg.tenant_of(post.body) == "contoso"
+
+
+def test_related_objects_loaded_lazily_are_labelled(db: Any) -> None:
+    with Session(db) as session:
+        author = session.scalars(select(Author)).one()
+        assert [pg.labels_of(p.body) for p in author.posts] == [{EMAIL}]
+
+
+def test_aliased_entities_are_labelled(db: Any) -> None:
+    with Session(db) as session:
+        alias = aliased(Post)
+        post = session.scalars(select(alias).where(alias.title == "hello")).one()
+        assert pg.labels_of(post.body) == {EMAIL}
+
+
+def test_null_values_stay_none(db: Any) -> None:
+    with Session(db) as session:
+        post = session.scalars(select(Post).where(Post.title == "other")).one()
+        assert post.note is None
+
+
+# -- rows ---------------------------------------------------------------------------------
+
+
+def test_selected_columns_are_labelled_with_the_tenant_of_their_row(db: Any) -> None:
+    with Session(db) as session:
+        rows = session.execute(select(Post.id, Post.body, Post.tenant).order_by(Post.id)).all()
+        assert [pg.labels_of(r.body) for r in rows] == [{EMAIL}, {EMAIL}]
+        assert [pg.tenant_of(r.body) for r in rows] == ["contoso", "fabrikam"]
+        assert pg.labels_of(rows[0].id) == frozenset()
+
+
+def test_without_its_tenant_column_a_row_value_has_no_tenant(db: Any) -> None:
+    with Session(db) as session:
+        bodies = session.scalars(select(Post.body).order_by(Post.id)).all()
+        assert [pg.labels_of(b) for b in bodies] == [{EMAIL}, {EMAIL}]
+        assert [pg.tenant_of(b) for b in bodies] == [None, None]
+
+
+def test_labelled_columns_under_another_name_are_labelled(db: Any) -> None:
+    with Session(db) as session:
+        row = session.execute(select(Post.body.label("text")).where(Post.title == "hello")).one()
+        assert pg.labels_of(row.text) == {EMAIL}
+
+
+def test_values_computed_in_sql_from_a_labelled_column_are_labelled(db: Any) -> None:
+    with Session(db) as session:
+        upper = session.scalars(select(func.upper(Post.body)).where(Post.title == "hello")).one()
+        count = session.scalars(select(func.count()).select_from(Post)).one()
+        assert upper == BODY.upper() and pg.labels_of(upper) == {EMAIL}
+        assert count == 2 and pg.labels_of(count) == frozenset()
+
+
+def test_rows_of_entities_and_columns_together(db: Any) -> None:
+    with Session(db) as session:
+        post, body = session.execute(select(Post, Post.body).where(Post.title == "hello")).one()
+        assert pg.labels_of(post.body) == {EMAIL} and pg.labels_of(body) == {EMAIL}
+
+
+def test_joined_columns_of_two_models(db: Any) -> None:
+    with Session(db) as session:
+        row = session.execute(
+            select(Author.email, Author.tenant, Post.body).join(Post.author)
+        ).one()
+        assert pg.labels_of(row.email) == {"administrator_data"}
+        assert pg.tenant_of(row.email) == "contoso"
+        assert pg.labels_of(row.body) == {EMAIL}
+
+
+def test_core_rows_of_a_table_with_column_info(db: Any) -> None:
+    with db.connect() as connection:
+        row = connection.execute(select(messages.c.id, messages.c.body, messages.c.mailbox)).one()
+        assert pg.labels_of(row.body) == {EMAIL} and pg.tenant_of(row.body) == "contoso"
+        assert pg.labels_of(row.mailbox) == frozenset()
+
+
+def test_core_rows_of_a_mapped_table(db: Any) -> None:
+    with db.connect() as connection:
+        table = Post.__table__
+        rows = connection.execute(select(table.c.body, table.c.tenant).order_by(table.c.id)).all()
+        assert [(pg.labels_of(r.body), pg.tenant_of(r.body)) for r in rows] == [
+            ({EMAIL}, "contoso"),
+            ({EMAIL}, "fabrikam"),
+        ]
+
+
+def test_an_orm_select_run_on_a_connection(db: Any) -> None:
+    with db.connect() as connection:
+        bodies = connection.execute(select(Post.body)).scalars().all()
+        assert {pg.labels_of(b) for b in bodies} == {frozenset({EMAIL})}
+
+
+def test_core_rows_through_a_session(db: Any) -> None:
+    with Session(db) as session:
+        body = session.execute(select(messages.c.body)).scalar_one()
+        assert pg.labels_of(body) == {EMAIL}
+
+
+def test_mappings_of_labelled_rows(db: Any) -> None:
+    with Session(db) as session:
+        mapping = session.execute(select(Post.body).where(Post.title == "hello")).mappings().one()
+        assert pg.labels_of(mapping["body"]) == {EMAIL}
+
+
+# -- writes and queries keep working -------------------------------------------------------
+
+
+def test_loading_marks_nothing_to_flush(db: Any) -> None:
+    statements: list[str] = []
+    with Session(db) as session:
+        posts = session.scalars(select(Post)).all()
+        assert all(pg.labels_of(p.body) for p in posts)
+        event.listen(db, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        assert not session.dirty
+        session.commit()
+    assert not any(s.lstrip().upper().startswith("UPDATE") for s in statements)
+
+
+def test_labelled_values_bound_as_parameters_store_the_plain_value(db: Any) -> None:
+    with Session(db) as session:
+        post = _first_post(session)
+        post.body = post.body + " (edited)"
+        post.title = pg.label("labelled title", "customer_data")
+        session.add(Post(tenant="contoso", title="new", body=pg.label("from a form", EMAIL)))
+        session.commit()
+    with db.connect() as connection:
+        stored = connection.exec_driver_sql(
+            "select title, body, typeof(body) from posts order by id"
+        ).all() if db.dialect.name == "sqlite" else connection.exec_driver_sql(
+            "select title, body, pg_typeof(body)::text from posts order by id"
+        ).all()
+    assert [tuple(r[:2]) for r in stored] == [
+        ("labelled title", BODY + " (edited)"),
+        ("other", "Fabrikam's mail"),
+        ("new", "from a form"),
+    ]
+    assert all(type(v) is str for row in stored for v in row)
+
+
+def test_where_clauses_with_labelled_values_match(db: Any) -> None:
+    with Session(db) as session:
+        body = _first_post(session).body
+        assert pg.labels_of(body) == {EMAIL}
+        assert session.scalars(select(Post.title).where(Post.body == body)).all() == ["hello"]
+        session.execute(update(Post).where(Post.body == body).values(title=body[:5]))
+        session.commit()
+        assert session.scalars(select(Post.title).order_by(Post.id)).all() == [BODY[:5], "other"]
+
+
+# -- the policy applies to what was loaded --------------------------------------------------
+
+
+def test_a_loaded_value_reaching_a_forbidden_purpose_is_refused(db: Any) -> None:
+    pg.configure("trust-center", mode="enforce")
+
+    @pg.purpose("advertising")
+    def pick_ads(text: str) -> str:
+        return "ad"
+
+    with Session(db) as session:
+        post = _first_post(session)
+        with pytest.raises(pg.PurposeViolation) as caught:
+            pick_ads(post.body)
+        (row,) = session.execute(select(Post.body, Post.tenant).where(Post.title == "hello")).all()
+        with pytest.raises(pg.PurposeViolation):
+            pick_ads(row.body)
+    violation = caught.value.violations[0]
+    assert (violation.category, violation.purpose, violation.tenant) == (EMAIL, "advertising", "contoso")
+
+
+def test_loading_inside_a_zone_adds_the_categories_to_it(db: Any) -> None:
+    with pg.zone(tenant="contoso") as zone, Session(db) as session:
+        _first_post(session)
+        assert EMAIL in zone.categories
+
+
+# -- switching on and off -------------------------------------------------------------------
+
+
+def test_instrument_twice_labels_once(db: Any) -> None:
+    pg_sqlalchemy.instrument()
+    with Session(db) as session:
+        assert pg.labels_of(_first_post(session).body) == {EMAIL}
+    assert pg_sqlalchemy.is_instrumented()
+
+
+def test_uninstrument_stops_labelling(db: Any) -> None:
+    pg_sqlalchemy.uninstrument()
+    pg_sqlalchemy.uninstrument()
+    assert not pg_sqlalchemy.is_instrumented()
+    with Session(db) as session:
+        post = _first_post(session)
+        assert type(post.body) is str
+        assert type(session.scalars(select(Post.body)).first()) is str
+    with db.connect() as connection:
+        assert type(connection.execute(select(messages.c.body)).scalar_one()) is str
+
+
+@pytest.mark.parametrize("version", ["1.4.54", "0.9"])
+def test_an_unsupported_old_release_is_refused(version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    pg_sqlalchemy.uninstrument()
+    monkeypatch.setattr(sa, "__version__", version)
+    with pytest.raises(RuntimeError, match=f"needs SQLAlchemy 2.0 or later; found {version}"):
+        pg_sqlalchemy.instrument()
+    assert not pg_sqlalchemy.is_instrumented()
+
+
+def test_a_newer_release_than_tried_is_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    pg_sqlalchemy.uninstrument()
+    monkeypatch.setattr(sa, "__version__", "3.0.1")
+    with pytest.warns(RuntimeWarning, match="tried with SQLAlchemy 2.0 to 2.1; found 3.0.1"):
+        pg_sqlalchemy.instrument()
+    assert pg_sqlalchemy.is_instrumented()
+
+
+def test_no_purposeguard_type_enters_the_schema() -> None:
+    for table in [*Base.metadata.tables.values(), messages]:
+        for column in table.columns:
+            assert type(column.type).__module__.startswith("sqlalchemy."), (table.name, column.name)

@@ -15,6 +15,7 @@ module                 what it does                                    extra
 ``baggage``            W3C baggage for purpose, tenant and zone        none (opentelemetry-api)
 ``sqlalchemy``         label values loaded through SQLAlchemy 2        ``sqlalchemy``
 ``django``             ORM labels, middleware and settings for Django  ``django``
+``spark``              labels and purposes on PySpark batch jobs       ``spark``
 =====================  ==============================================  ==========================
 """
 

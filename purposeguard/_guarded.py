@@ -58,7 +58,7 @@ def _read_labels(purpose_key: str, name: str, values: tuple[Any, ...], via: str)
     annotated fields, an ORM's lazy attributes), and a failure there is an
     engine failure: enforce mode denies, trace mode records and goes on."""
     try:
-        return labels_in_values(values)
+        return labels_in_values(values, purpose_key)
     except Exception as error:
         get_guard()._internal_error(error, frozenset(), purpose_key, via, name, None, False)
         return frozenset()

@@ -36,6 +36,7 @@ from ._taxonomy import Taxonomy
 
 __all__ = [
     "Category",
+    "ForeignLabels",
     "LabelledBytes",
     "LabelledFloat",
     "LabelledInt",
@@ -45,7 +46,9 @@ __all__ = [
     "labels_of",
     "tenant_of",
     "produces",
+    "register_foreign",
     "strip_labels",
+    "unregister_foreign",
 ]
 
 T = TypeVar("T")
@@ -661,6 +664,8 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
         elif t is int or t is float:
             # Subclasses, not proxies: json, sqlite3 and arithmetic see a number.
             result = kind.number_cls(t)(value)
+        elif FOREIGN and (reader := foreign_reader(t)) is not None:
+            result = reader.label(value, kind.labels, tenant)
         else:
             result = _label_object(value, kind)
     if FLAGS.zones:
@@ -684,6 +689,8 @@ def strip_labels(value: T) -> T:
         return _plain_bytes(value)  # type: ignore[return-value]
     if isinstance(value, LabelledProxy):
         return value.__wrapped__  # type: ignore[no-any-return]
+    if FOREIGN and (reader := foreign_reader(t)) is not None:
+        return reader.strip(value)  # type: ignore[no-any-return]
     if _OBJECTS.pop(id(value), None) is not None:
         _OBJECT_REFS.pop(id(value), None)
     return value
@@ -776,6 +783,52 @@ def _categories_in_hint(hint: Any) -> frozenset[str]:
     return found
 
 
+# -- labels of foreign types -------------------------------------------------------------
+
+
+class ForeignLabels(typing.Protocol):
+    """How labels are read from and put on values of a type this layer does
+    not know (a Spark DataFrame keeps them in its schema). Integrations
+    register one per type; it is asked only after every fast path missed."""
+
+    def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
+        """The value's categories; for ``purpose``, without those the value
+        itself shows are allowed for it (rows filtered to consenting tenants)."""
+
+    def tenant(self, value: Any) -> str | None: ...
+
+    def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any: ...
+
+    def strip(self, value: Any) -> Any: ...
+
+
+# type -> reader; subclasses are found through the MRO and remembered.
+FOREIGN: dict[type, ForeignLabels] = {}
+_FOREIGN_FOUND: dict[type, ForeignLabels | None] = {}
+
+
+def register_foreign(t: type, reader: ForeignLabels) -> None:
+    """Read labels of ``t`` (and its subclasses) through ``reader``."""
+    FOREIGN[t] = reader
+    _FOREIGN_FOUND.clear()
+    NO_LABELS.difference_update([k for k in NO_LABELS if issubclass(k, t)])
+
+
+def unregister_foreign(t: type) -> None:
+    FOREIGN.pop(t, None)
+    _FOREIGN_FOUND.clear()
+
+
+def foreign_reader(t: type) -> ForeignLabels | None:
+    try:
+        return _FOREIGN_FOUND[t]
+    except KeyError:
+        pass
+    found = next((FOREIGN[base] for base in t.__mro__ if base in FOREIGN), None)
+    _FOREIGN_FOUND[t] = found
+    return found
+
+
 # -- reading labels -----------------------------------------------------------------
 
 
@@ -786,6 +839,10 @@ def _own_labels(value: Any) -> frozenset[str]:
         return kind.labels  # type: ignore[no-any-return]
     if t is LabelledProxy or isinstance(value, LabelledProxy):
         return value._self_pg_kind.labels  # type: ignore[no-any-return]
+    if FOREIGN:
+        reader = foreign_reader(t)
+        if reader is not None:
+            return reader.labels(value, None)
     found = EMPTY
     object_kind = _OBJECTS.get(id(value))
     if object_kind is not None and _OBJECT_REFS[id(value)]() is value:
@@ -829,6 +886,7 @@ def labels_of(value: Any) -> frozenset[str]:
         and t not in SIDE_TABLE_TYPES
         and not isinstance(value, LabelledProxy)
         and not annotated_fields(t)
+        and not (FOREIGN and foreign_reader(t) is not None)
     ):
         NO_LABELS.add(t)
         # Re-check: another thread may have labelled an instance meanwhile.
@@ -854,6 +912,10 @@ def tenant_of(value: Any) -> str | None:
             kind = value._self_pg_kind
         else:
             kind = _OBJECTS.get(id(value))
+            if kind is None and FOREIGN:
+                reader = foreign_reader(type(value))
+                if reader is not None:
+                    return reader.tenant(value)
     return kind.tenant if kind is not None else None
 
 
@@ -903,7 +965,9 @@ def is_dataclass_instance(value: Any) -> bool:
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
-def labels_in_values(values: Iterable[Any]) -> frozenset[str]:
+def labels_in_values(values: Iterable[Any], purpose: str | None = None) -> frozenset[str]:
+    """The labels of ``values``; with ``purpose``, foreign values may leave out
+    categories they show to be allowed for it (see :class:`ForeignLabels`)."""
     found = EMPTY
     for value in values:
         t = type(value)
@@ -912,6 +976,8 @@ def labels_in_values(values: Iterable[Any]) -> frozenset[str]:
         kind = getattr(t, "_pg_kind", None)
         if kind is not None:
             found = found | kind.labels
+        elif purpose is not None and FOREIGN and (reader := foreign_reader(t)) is not None:
+            found = found | reader.labels(value, purpose)
         else:
             found = found | labels_of(value)
     return found

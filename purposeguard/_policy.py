@@ -65,7 +65,7 @@ _RULE_KEYS = {
     "context_mode",
 }
 _TRANSFORM_KEYS = {"id", "description", "from", "to"}
-_DESTINATION_KEYS = {"id", "description", "hosts", "purpose"}
+_DESTINATION_KEYS = {"id", "description", "hosts", "paths", "tables", "purpose"}
 _TRANSPORT_KEYS = {"require_tls"}
 _TOP_KEYS = {"policy", "rules", "transforms", "destinations", "transport", "taxonomy"}
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
@@ -112,10 +112,21 @@ class Destination:
     hosts: tuple[str, ...]
     purpose: str
     description: str = ""
+    # Where batch jobs write: file paths or URLs (patterns) and table names.
+    paths: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
 
     def matches(self, host: str) -> bool:
         host = host.lower().rstrip(".")
         return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in self.hosts)
+
+    def matches_path(self, path: str) -> bool:
+        path = path.rstrip("/")
+        return any(fnmatch.fnmatchcase(path, pattern.rstrip("/")) for pattern in self.paths)
+
+    def matches_table(self, table: str) -> bool:
+        table = table.lower()
+        return any(fnmatch.fnmatchcase(table, pattern.lower()) for pattern in self.tables)
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +377,18 @@ class Policy:
     def destination_for(self, host: str) -> Destination | None:
         for destination in self.destinations:
             if destination.matches(host):
+                return destination
+        return None
+
+    def destination_for_path(self, path: str) -> Destination | None:
+        for destination in self.destinations:
+            if destination.paths and destination.matches_path(path):
+                return destination
+        return None
+
+    def destination_for_table(self, table: str) -> Destination | None:
+        for destination in self.destinations:
+            if destination.tables and destination.matches_table(table):
                 return destination
         return None
 
@@ -761,14 +784,23 @@ def _destination(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Desti
         raise PolicyError(f"destination #{index + 1} needs an id", path=source, field="id")
     _no_modes(raw, "destination", destination_id, source)
     _no_unknown_keys(raw, _DESTINATION_KEYS, source, destination_id, None)
-    hosts = raw.get("hosts")
-    if (
-        not isinstance(hosts, list)
-        or not hosts
-        or not all(isinstance(h, str) and h.strip() for h in hosts)
-    ):
+    places: dict[str, tuple[str, ...]] = {}
+    for field_name, what in (("hosts", "host names"), ("paths", "paths"), ("tables", "table names")):
+        value = raw.get(field_name)
+        if value is None:
+            places[field_name] = ()
+            continue
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+            raise PolicyError(
+                f"must be a non-empty list of {what} or patterns",
+                path=source,
+                rule=destination_id,
+                field=field_name,
+            )
+        places[field_name] = tuple(v.strip() for v in value)
+    if not any(places.values()):
         raise PolicyError(
-            "must be a non-empty list of host names or patterns",
+            "needs hosts, paths or tables: where the data goes",
             path=source,
             rule=destination_id,
             field="hosts",
@@ -778,7 +810,9 @@ def _destination(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Desti
         raise PolicyError("must be one purpose key", path=source, rule=destination_id, field="purpose")
     _known(purpose, "purpose", taxonomy, source, destination_id, "purpose")
     description = _string(raw.get("description", ""), source, destination_id, "description")
-    return Destination(destination_id, tuple(h.strip() for h in hosts), purpose, description)
+    return Destination(
+        destination_id, places["hosts"], purpose, description, places["paths"], places["tables"]
+    )
 
 
 def _keys(

@@ -1,0 +1,955 @@
+"""Purposes and labels on Apache Spark (PySpark) batch jobs.
+
+>>> from purposeguard.integrations import spark as pg_spark
+>>> pg_spark.instrument()        # UDFs keep their purpose; writes are egress checks
+>>> mail = pg_spark.label_columns(
+...     raw, {"body": "customer_data.content.email"}, tenant_column="tenant")
+>>> pg.labels_of(mail.select(F.upper("body")))
+frozenset({'customer_data.content.email'})
+
+Categories live in the Spark schema's column metadata (key
+``purposeguard``), so they survive wherever Spark keeps metadata (simple
+projections, aliases, files written with their schema). Where Spark drops it
+(expressions, aggregations, joins, unions, windows, UDFs, SQL), the labels of
+a column are derived from Spark's own analysed plan: an output column carries
+the union of the categories of every column its expression references,
+followed by expression id down to the source relations. A column whose
+lineage cannot be derived carries every category of the plan (fail closed).
+
+Importing this module lets ``pg.labels_of``, ``@pg.purpose``, ``pg.label``
+and ``@pg.transform`` read and write DataFrame labels. ``instrument()`` adds
+what needs patching: UDFs run with the purpose that was current where they
+were defined (also in the Python workers), and writing a DataFrame to a path
+or table is an egress checked against the policy's ``[[destinations]]``
+(``paths``, ``tables``). Needs ``pip install 'purposeguard[spark]'``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from purposeguard._context import FLAGS, PURPOSE, ZONE
+from purposeguard._errors import PurposeGuardError
+from purposeguard._labels import KEYS, MIXED_TENANT, register_foreign, tenant_of, unregister_foreign
+from purposeguard._records import Record
+from purposeguard._runtime import check_zone, get_guard, logger
+
+from . import require
+
+require("pyspark", "spark")
+
+import pyspark  # noqa: E402 - after the check that names the extra
+from pyspark.sql import Column, DataFrame  # noqa: E402
+
+__all__ = [
+    "ConsentSnapshot",
+    "SchemaError",
+    "consented",
+    "instrument",
+    "is_instrumented",
+    "label_columns",
+    "lineage",
+    "uninstrument",
+]
+
+KEY = "purposeguard"
+SUPPORTED = (4,)
+
+
+class SchemaError(PurposeGuardError, ValueError):
+    """A column named for labelling, or as the tenant column, that the
+    DataFrame does not have. ``column`` names it."""
+
+    def __init__(self, message: str, column: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+@dataclass(slots=True)
+class ConsentSnapshot(Record):
+    """``consented()`` filtered a job's rows to the tenants that consented.
+
+    Names the purpose, the categories whose consentable rules the filter
+    satisfies, and the tenants kept; never any row or value.
+    """
+
+    purpose: str
+    categories: tuple[str, ...]
+    rules: tuple[str, ...]
+    tenants: tuple[str, ...]
+    function: str
+    timestamp: float
+
+    @property
+    def kind(self) -> str:
+        return "consent_snapshot"
+
+
+# -- column metadata -------------------------------------------------------------------------
+
+
+def _meta(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    found = (metadata or {}).get(KEY)
+    return dict(found) if isinstance(found, Mapping) else {}
+
+
+def _with_meta(metadata: Mapping[str, Any] | None, **changes: Any) -> dict[str, Any]:
+    out = {k: v for k, v in (metadata or {}).items() if not k.startswith("__")}
+    own = _meta(metadata)
+    own.update(changes)
+    out[KEY] = own
+    return out
+
+
+def _categories(value: str | Iterable[str], column: str) -> frozenset[str]:
+    if isinstance(value, str):
+        value = (value,)
+    elif not isinstance(value, Iterable):
+        raise TypeError(f"column {column!r}: categories must be a key or a list of keys")
+    return frozenset(KEYS.current().require_categories(tuple(value)))
+
+
+def _columns_of(df: DataFrame) -> list[str]:
+    return [field.name for field in df.schema.fields]
+
+
+def _relabelled(df: DataFrame, changes: Mapping[str, Mapping[str, Any]]) -> DataFrame:
+    """One projection that puts new metadata on the named columns."""
+    schema = df.schema
+    columns = []
+    for field in schema.fields:
+        change = changes.get(field.name)
+        if change is None:
+            columns.append(df[field.name])
+        else:
+            columns.append(df[field.name].alias(field.name, metadata=dict(change)))
+    return df.select(*columns)
+
+
+def label_columns(
+    df: DataFrame,
+    columns: Mapping[str, str | Iterable[str]],
+    *,
+    tenant_column: str | None = None,
+) -> DataFrame:
+    """Return ``df`` with data categories on ``columns`` (name -> key or keys).
+
+    ``tenant_column`` names the column that says whose data each row is: the
+    DataFrame then holds several tenants' data (consent never covers it as a
+    whole; :func:`consented` filters it per tenant). Unknown keys raise
+    :class:`~purposeguard.UnknownKeyError` and unknown columns
+    :class:`SchemaError`, before any Spark job runs.
+    """
+    if not isinstance(df, DataFrame):
+        raise TypeError(f"label_columns() needs a pyspark DataFrame, not {type(df).__name__}")
+    if not isinstance(columns, Mapping) or not columns:
+        raise TypeError("label_columns() needs a mapping of column name to categories")
+    present = _columns_of(df)
+    wanted: dict[str, frozenset[str]] = {}
+    for name, value in columns.items():
+        if name not in present:
+            raise SchemaError(
+                f"label_columns(): no column {name!r} (the DataFrame has {', '.join(present)})", name
+            )
+        wanted[name] = _categories(value, name)
+    if tenant_column is not None and tenant_column not in present:
+        raise SchemaError(
+            f"label_columns(): no tenant column {tenant_column!r} (the DataFrame has {', '.join(present)})",
+            tenant_column,
+        )
+    schema = {field.name: field.metadata for field in df.schema.fields}
+    changes: dict[str, dict[str, Any]] = {}
+    for name, categories in wanted.items():
+        before = frozenset(_meta(schema[name]).get("categories", ()))
+        changes[name] = _with_meta(schema[name], categories=sorted(before | categories))
+    if tenant_column is not None:
+        changes[tenant_column] = _with_meta(changes.get(tenant_column, schema[tenant_column]), tenant=True)
+    labelled = _relabelled(df, changes)
+    _add_to_zone(frozenset().union(*wanted.values()))
+    return labelled
+
+
+def _add_to_zone(categories: frozenset[str]) -> None:
+    if categories and FLAGS.zones:
+        state = ZONE.get()
+        if state is not None:
+            state.add(categories)
+
+
+# -- lineage from the analysed plan ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """What each output column of a DataFrame carries, in output order.
+
+    ``consents`` maps a purpose to the categories a :func:`consented` filter
+    covers for it, per column.
+    """
+
+    names: tuple[str, ...]
+    categories: tuple[frozenset[str], ...]
+    consents: tuple[Mapping[str, frozenset[str]], ...]
+    derived: bool  # False: the plan could not be read, every column carries everything
+
+    def all(self) -> frozenset[str]:
+        return frozenset().union(*self.categories) if self.categories else frozenset()
+
+    def for_purpose(self, purpose: str) -> frozenset[str]:
+        out: set[str] = set()
+        for categories, consents in zip(self.categories, self.consents, strict=True):
+            covered = consents.get(purpose)
+            out.update(categories - covered if covered else categories)
+        return frozenset(out)
+
+
+_EMPTY: frozenset[str] = frozenset()
+_NO_CONSENT: Mapping[str, frozenset[str]] = {}
+
+
+def _class(node: Mapping[str, Any]) -> str:
+    return str(node.get("class", "")).rsplit(".", 1)[-1]
+
+
+def _expr_id(node: Mapping[str, Any]) -> int | None:
+    found = node.get("exprId")
+    if isinstance(found, Mapping) and isinstance(found.get("id"), int):
+        return int(found["id"])
+    return None
+
+
+def _is_tree(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and isinstance(value[0], Mapping) and "class" in value[0]
+
+
+class _Plan:
+    """Column lineage of one analysed logical plan, read from Spark's JSON
+    form of it (one call to the JVM) plus the schemas of the nodes where
+    metadata enters (their metadata is not in the JSON)."""
+
+    def __init__(self, jplan: Any) -> None:
+        self.jplan = jplan
+        self.nodes: list[Mapping[str, Any]] = json.loads(jplan.toJSON())
+        # exprId -> (referenced exprIds, opaque): defined by an expression.
+        self.defined: dict[int, tuple[set[int], bool]] = {}
+        # exprId -> positional counterparts in the other children of a set operation.
+        self.merged: dict[int, list[int]] = {}
+        self.sources: set[int] = set()
+        self.meta: dict[int, dict[str, Any]] = {}
+        self._paths: list[tuple[int, ...]] = []
+        self._walk_plan()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _walk_plan(self) -> None:
+        # Pre-order with children counts: each node's path of child positions from the root.
+        self._paths = [()] * len(self.nodes)
+
+        def visit(index: int, path: tuple[int, ...]) -> int:
+            self._paths[index] = path
+            nxt = index + 1
+            for position in range(int(self.nodes[index].get("num-children", 0))):
+                nxt = visit(nxt, (*path, position))
+            return nxt
+
+        visit(0, ())
+        for index, node in enumerate(self.nodes):
+            self._read_node(index, node)
+
+    def _jnode(self, index: int) -> Any:
+        j = self.jplan
+        for position in self._paths[index]:
+            j = j.children().apply(position)
+        return j
+
+    def _read_node(self, index: int, node: Mapping[str, Any]) -> None:
+        name = _class(node)
+        explicit = False
+        for key, value in node.items():
+            if key in ("class", "num-children"):
+                continue
+            explicit = self._scan(value) or explicit
+        children = int(node.get("num-children", 0))
+        if children == 0 or explicit:
+            self._read_schema(index, source=children == 0)
+        if name in ("Union", "Intersect", "Except"):
+            self._read_set_operation(index)
+        elif name == "Generate":
+            refs, opaque = self._refs(node.get("generator"))
+            for attr in self._attributes(node.get("generatorOutput")):
+                self.defined[attr] = (refs, opaque)
+        elif name == "Expand":
+            refs, opaque = self._refs(node.get("projections"))
+            for attr in self._attributes(node.get("output")):
+                self.defined[attr] = (refs, opaque)
+
+    def _read_schema(self, index: int, *, source: bool) -> None:
+        jnode = self._jnode(index)
+        ids = _output_ids(jnode)
+        fields = json.loads(jnode.schema().json()).get("fields", [])
+        for expr_id, field in zip(ids, fields, strict=True):
+            own = _meta(field.get("metadata"))
+            if own:
+                self.meta[expr_id] = own
+            if source:
+                self.sources.add(expr_id)
+
+    def _read_set_operation(self, index: int) -> None:
+        jnode = self._jnode(index)
+        jchildren = jnode.children()
+        outputs = [_output_ids(jchildren.apply(k)) for k in range(jchildren.size())]
+        if not outputs:
+            return
+        for position, expr_id in enumerate(outputs[0]):
+            self.merged.setdefault(expr_id, []).extend(
+                other[position] for other in outputs[1:] if position < len(other)
+            )
+
+    def _scan(self, value: Any) -> bool:
+        """Record the definitions in a field; True when an alias there sets metadata."""
+        if _is_tree(value):
+            return self._tree(value)
+        explicit = False
+        if isinstance(value, list):
+            for item in value:
+                explicit = self._scan(item) or explicit
+        elif isinstance(value, Mapping) and "product-class" in value:
+            for item in value.values():
+                explicit = self._scan(item) or explicit
+        return explicit
+
+    def _tree(self, nodes: list[Mapping[str, Any]]) -> bool:
+        explicit = False
+
+        def visit(i: int) -> tuple[int, set[int], bool]:
+            nonlocal explicit
+            node = nodes[i]
+            name = _class(node)
+            refs: set[int] = set()
+            opaque = "Subquery" in name or name in ("Exists", "ListQuery", "LateralSubquery")
+            expr_id = _expr_id(node)
+            if name in ("AttributeReference", "OuterReference") and expr_id is not None:
+                refs.add(expr_id)
+            nxt = i + 1
+            for _ in range(int(node.get("num-children", 0))):
+                nxt, child_refs, child_opaque = visit(nxt)
+                refs |= child_refs
+                opaque = opaque or child_opaque
+            if name == "Alias" and expr_id is not None:
+                self.defined[expr_id] = (refs, opaque)
+                if node.get("explicitMetadata") is not None:
+                    explicit = True
+            return nxt, refs, opaque
+
+        visit(0)
+        return explicit
+
+    def _refs(self, value: Any) -> tuple[set[int], bool]:
+        refs: set[int] = set()
+        opaque = False
+        for tree in _trees(value):
+            for node in tree:
+                name = _class(node)
+                expr_id = _expr_id(node)
+                if name in ("AttributeReference", "OuterReference") and expr_id is not None:
+                    refs.add(expr_id)
+                opaque = opaque or "Subquery" in name
+        return refs, opaque
+
+    def _attributes(self, value: Any) -> list[int]:
+        out = []
+        for tree in _trees(value):
+            expr_id = _expr_id(tree[0])
+            if expr_id is not None:
+                out.append(expr_id)
+        return out
+
+    # -- resolving ---------------------------------------------------------------------------
+
+    def resolve(self) -> Lineage:
+        everything = frozenset(
+            c for own in self.meta.values() for c in own.get("categories", ()) if isinstance(c, str)
+        )
+        memo: dict[int, tuple[frozenset[str], Mapping[str, frozenset[str]]]] = {}
+
+        def own_of(expr_id: int) -> tuple[frozenset[str], dict[str, frozenset[str]] | None, bool]:
+            own = self.meta.get(expr_id, {})
+            cats = frozenset(c for c in own.get("categories", ()) if isinstance(c, str))
+            raw = own.get("consented")
+            consents = (
+                {p: frozenset(c) for p, c in raw.items() if isinstance(p, str) and isinstance(c, list)}
+                if isinstance(raw, Mapping)
+                else None
+            )
+            return cats, consents, bool(own.get("declassified"))
+
+        def of(expr_id: int, depth: int = 0) -> tuple[frozenset[str], Mapping[str, frozenset[str]]]:
+            found = memo.get(expr_id)
+            if found is not None:
+                return found
+            memo[expr_id] = (everything, _NO_CONSENT)  # a cycle (never in a plan) fails closed
+            cats, consents, barrier = own_of(expr_id)
+            inherited: list[Mapping[str, frozenset[str]]] = []
+            if depth > 500:
+                result = (everything, _NO_CONSENT)
+                memo[expr_id] = result
+                return result
+            if not barrier:
+                if expr_id in self.defined:
+                    refs, opaque = self.defined[expr_id]
+                    if opaque:
+                        cats = cats | everything
+                    for ref in refs:
+                        ref_cats, ref_consents = of(ref, depth + 1)
+                        cats = cats | ref_cats
+                        inherited.append(ref_consents)
+                elif expr_id not in self.sources and expr_id not in self.merged:
+                    # Neither read from a source nor defined by an expression
+                    # this walk understands: carry everything.
+                    cats = cats | everything
+                    inherited.append(_NO_CONSENT)
+                for other in self.merged.get(expr_id, ()):
+                    other_cats, other_consents = of(other, depth + 1)
+                    cats = cats | other_cats
+                    inherited.append(other_consents)
+            if consents is None:
+                consents = _intersect(inherited) if inherited else {}
+            result = (cats, consents)
+            memo[expr_id] = result
+            return result
+
+        ids = _output_ids(self.jplan)
+        fields = json.loads(self.jplan.schema().json()).get("fields", [])
+        names: list[str] = []
+        categories: list[frozenset[str]] = []
+        consents: list[Mapping[str, frozenset[str]]] = []
+        for expr_id, field in zip(ids, fields, strict=True):
+            # What Spark kept on the output column itself counts too.
+            top = _meta(field.get("metadata"))
+            cats, cons = of(expr_id)
+            if not top.get("declassified"):
+                cats = cats | frozenset(c for c in top.get("categories", ()) if isinstance(c, str))
+            names.append(str(field.get("name")))
+            categories.append(cats)
+            consents.append(cons)
+        return Lineage(tuple(names), tuple(categories), tuple(consents), True)
+
+
+def _trees(value: Any) -> list[list[Mapping[str, Any]]]:
+    if _is_tree(value):
+        return [value]
+    out: list[list[Mapping[str, Any]]] = []
+    if isinstance(value, list):
+        for item in value:
+            out.extend(_trees(item))
+    return out
+
+
+def _intersect(items: list[Mapping[str, frozenset[str]]]) -> dict[str, frozenset[str]]:
+    first, *rest = items
+    out = dict(first)
+    for other in rest:
+        out = {p: c & other[p] for p, c in out.items() if p in other and c & other[p]}
+    return out
+
+
+def _output_ids(jnode: Any) -> list[int]:
+    output = jnode.output()
+    return [int(output.apply(k).exprId().id()) for k in range(output.size())]
+
+
+_LINEAGE: weakref.WeakKeyDictionary[Any, Lineage] = weakref.WeakKeyDictionary()
+_LINEAGE_LOCK = threading.Lock()
+
+
+def _schema_only(df: DataFrame) -> Lineage:
+    """Fail closed where the plan cannot be read: every column carries every
+    category shown anywhere in the plan's schemas (or, without a plan, the
+    DataFrame's own schema)."""
+    fields = df.schema.fields
+    everything = set(
+        c for f in fields for c in _meta(f.metadata).get("categories", ()) if isinstance(c, str)
+    )
+    try:
+        stack = [df._jdf.queryExecution().analyzed()]
+        while stack:
+            node = stack.pop()
+            for field in json.loads(node.schema().json()).get("fields", []):
+                everything.update(
+                    c for c in _meta(field.get("metadata")).get("categories", ()) if isinstance(c, str)
+                )
+            children = node.children()
+            stack.extend(children.apply(k) for k in range(children.size()))
+    except Exception:
+        logger.debug("purposeguard read the DataFrame's own schema only", exc_info=True)
+    found = frozenset(everything)
+    return Lineage(
+        tuple(f.name for f in fields),
+        tuple(found for _ in fields),
+        tuple(_NO_CONSENT for _ in fields),
+        False,
+    )
+
+
+def lineage(df: DataFrame) -> Lineage:
+    """The categories of each output column of ``df``, from its analysed plan."""
+    with _LINEAGE_LOCK:
+        found = _LINEAGE.get(df)
+    if found is not None:
+        return found
+    try:
+        jdf = df._jdf
+        found = _Plan(jdf.queryExecution().analyzed()).resolve()
+    except Exception as error:
+        if isinstance(error, AttributeError) and not hasattr(df, "_jdf"):
+            # Spark Connect: no plan in this process.
+            logger.debug("purposeguard reads Spark Connect DataFrames from their schema only")
+        else:
+            logger.warning(
+                "purposeguard could not derive column lineage (%s); every column carries every "
+                "category of the DataFrame",
+                type(error).__name__,
+            )
+        found = _schema_only(df)
+    with _LINEAGE_LOCK:
+        _LINEAGE[df] = found
+    return found
+
+
+# -- the label reader registered with purposeguard ----------------------------------------------
+
+
+class _DataFrameLabels:
+    """How ``pg.labels_of``, ``@pg.purpose``, ``pg.label`` and ``@pg.transform``
+    see a DataFrame."""
+
+    def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
+        found = lineage(value)
+        return found.for_purpose(purpose) if purpose is not None else found.all()
+
+    def tenant(self, value: Any) -> str | None:
+        fields = value.schema.fields
+        if any(_meta(f.metadata).get("tenant") for f in fields):
+            return MIXED_TENANT
+        owners = {_meta(f.metadata).get("owner") for f in fields} - {None}
+        if len(owners) == 1:
+            return str(owners.pop())
+        return MIXED_TENANT if owners else None
+
+    def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
+        found = lineage(value)
+        changes: dict[str, dict[str, Any]] = {}
+        for field, have in zip(value.schema.fields, found.categories, strict=True):
+            extra: dict[str, Any] = {"categories": sorted(have | categories)}
+            if tenant is not None:
+                extra["owner"] = tenant
+            if _meta(field.metadata).get("declassified"):
+                extra["declassified"] = True
+            changes[field.name] = _with_meta(field.metadata, **extra)
+        return _relabelled(value, changes)
+
+    def strip(self, value: Any) -> Any:
+        # A barrier: lineage stops here, the columns carry only what is put on next.
+        changes = {
+            field.name: {KEY: {"categories": [], "declassified": True}} for field in value.schema.fields
+        }
+        return _relabelled(value, changes)
+
+
+class _ColumnLabels:
+    """``pg.labels_of(df["body"])``: the categories of the columns a Column
+    expression references."""
+
+    def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
+        origin = _origin_of(value)
+        try:
+            ids, metadata = _column_references(value)
+        except Exception:
+            ids, metadata = [], []
+        found: set[str] = set()
+        for own in metadata:
+            found.update(c for c in _meta(own).get("categories", ()) if isinstance(c, str))
+        frames = [origin] if origin is not None else []
+        frames += [f for f in (ref() for ref in _RECENT) if f is not None and f is not origin]
+        wanted = set(ids)
+        for frame in frames:
+            if not wanted:
+                break
+            try:
+                plan = _exprids_of(frame)
+            except Exception:
+                continue
+            for expr_id in list(wanted):
+                if expr_id in plan:
+                    found.update(plan[expr_id])
+                    wanted.discard(expr_id)
+        return frozenset(found)
+
+    def tenant(self, value: Any) -> str | None:
+        return None
+
+    def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
+        raise TypeError("label a DataFrame's columns with label_columns(), not a Column")
+
+    def strip(self, value: Any) -> Any:
+        return value
+
+
+def _column_references(column: Any) -> tuple[list[int], list[dict[str, Any]]]:
+    ids: list[int] = []
+    metadata: list[dict[str, Any]] = []
+    stack = [column._jc.node()]
+    while stack:
+        node = stack.pop()
+        if node.getClass().getSimpleName() == "ExpressionColumnNode":
+            refs = node.expression().references().toSeq()
+            for k in range(refs.size()):
+                attr = refs.apply(k)
+                ids.append(int(attr.exprId().id()))
+                metadata.append(json.loads(attr.metadata().json()))
+            continue
+        children = node.children()
+        for k in range(children.size()):
+            stack.append(children.apply(k))
+    return ids, metadata
+
+
+def _exprids_of(df: DataFrame) -> dict[int, frozenset[str]]:
+    found = lineage(df)
+    ids = _output_ids(df._jdf.queryExecution().analyzed())
+    return dict(zip(ids, found.categories, strict=True))
+
+
+# Columns taken from a DataFrame (df["x"], df.x) remember it, so their
+# lineage can be read from its plan; recently used DataFrames serve columns
+# built from such columns.
+# Column defines __eq__ (it builds an expression), so it is no dict key: by id.
+_ORIGINS: dict[int, tuple[weakref.ref[Any], Any]] = {}
+_RECENT: list[weakref.ref[Any]] = []
+_RECENT_LIMIT = 32
+
+
+def _origin_of(column: Any) -> Any:
+    entry = _ORIGINS.get(id(column))
+    if entry is not None and entry[0]() is column:
+        return entry[1]
+    return None
+
+
+def _remember_origin(df: Any, column: Any) -> None:
+    key = id(column)
+    try:
+        ref = weakref.ref(column, lambda _ref, key=key: _ORIGINS.pop(key, None))  # type: ignore[misc]
+    except TypeError:
+        return
+    _ORIGINS[key] = (ref, df)
+    if not _RECENT or _RECENT[-1]() is not df:
+        _RECENT.append(weakref.ref(df))
+        del _RECENT[:-_RECENT_LIMIT]
+
+
+_DATAFRAME_READER = _DataFrameLabels()
+_COLUMN_READER = _ColumnLabels()
+register_foreign(DataFrame, _DATAFRAME_READER)
+register_foreign(Column, _COLUMN_READER)
+
+
+# -- consent ----------------------------------------------------------------------------------
+
+
+def _tenant_column(df: DataFrame, tenant_column: str | None) -> str:
+    present = _columns_of(df)
+    if tenant_column is not None:
+        if tenant_column not in present:
+            raise SchemaError(
+                f"consented(): no tenant column {tenant_column!r} (the DataFrame has {', '.join(present)})",
+                tenant_column,
+            )
+        return tenant_column
+    for field in df.schema.fields:
+        if _meta(field.metadata).get("tenant"):
+            return str(field.name)
+    raise SchemaError(
+        "consented(): the DataFrame names no tenant column: label it with "
+        "label_columns(..., tenant_column=...) or pass tenant_column=",
+        "",
+    )
+
+
+def consented(
+    df: DataFrame,
+    purpose: str,
+    *,
+    store: Any = None,
+    tenant_column: str | None = None,
+) -> DataFrame:
+    """Keep the rows whose tenant consented to ``purpose`` where the deciding
+    rule is consentable.
+
+    For each category of ``df`` denied for ``purpose`` by a consentable rule,
+    only tenants with a grant in the consent store (``store``, default the
+    one given to ``pg.configure(consents=...)``) keep their rows; the store
+    is read once, into a snapshot that Spark broadcasts to the executors, and
+    the snapshot is recorded once (a :class:`ConsentSnapshot` record). The
+    result's columns say that consent covers those categories for
+    ``purpose``, so a ``@pg.purpose(purpose)`` function accepts it. Categories
+    denied outright stay denied: consent never widens advertising.
+    """
+    guard = get_guard()
+    policy = guard.policy
+    policy.taxonomy.require_purpose(purpose)
+    column = _tenant_column(df, tenant_column)
+    found = lineage(df)
+    covered: list[str] = []
+    rules: list[str] = []
+    for category in sorted(found.all()):
+        allowed, rule, consentable = policy.cell(category, purpose)
+        if not allowed and consentable:
+            covered.append(category)
+            if rule is not None and rule.id not in rules:
+                rules.append(rule.id)
+    if not covered:
+        return df
+    lookup = store if store is not None else guard.consents
+    tenants: list[str] = []
+    if lookup is not None:
+        candidates = sorted({grant.tenant for grant in lookup.list()}) if hasattr(lookup, "list") else []
+        tenants = [t for t in candidates if all(lookup.has_consent(t, purpose, c) for c in covered)]
+    spark = df.sparkSession
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    snapshot = spark.createDataFrame([(t,) for t in tenants], StructType([StructField(column, StringType())]))
+    from pyspark.sql import functions as F
+
+    kept = df.join(F.broadcast(snapshot), on=column, how="left_semi")
+    # left_semi keeps the left side's columns (and their order): mark them.
+    changes: dict[str, dict[str, Any]] = {}
+    for field, cats in zip(kept.schema.fields, lineage(kept).categories, strict=True):
+        own = _meta(field.metadata)
+        granted = dict(own.get("consented") or {})
+        granted[purpose] = sorted(cats & frozenset(covered))
+        changes[field.name] = _with_meta(field.metadata, consented=granted)
+    result = _relabelled(kept, changes)
+    guard.dispatch(
+        ConsentSnapshot(
+            purpose=purpose,
+            categories=tuple(covered),
+            rules=tuple(rules),
+            tenants=tuple(tenants),
+            function=_caller(),
+            timestamp=time.time(),
+        )
+    )
+    return result
+
+
+def _caller() -> str:
+    import sys
+
+    frame = sys._getframe(2)
+    return f"{frame.f_globals.get('__name__', '?')}.{getattr(frame.f_code, 'co_qualname', frame.f_code.co_name)}"
+
+
+# -- UDFs keep their purpose --------------------------------------------------------------------
+
+
+class _WithPurpose:
+    """A UDF's function, run with the purpose current where it was defined.
+
+    Pickled to the Python workers with the function: the purpose travels as
+    a plain key, set around each call there.
+    """
+
+    def __init__(self, fn: Callable[..., Any], purpose: str) -> None:
+        self.fn = fn
+        self.purpose = purpose
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        token = PURPOSE.set(self.purpose)
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            PURPOSE.reset(token)
+
+
+# -- writes are egress ----------------------------------------------------------------------------
+
+
+def _check_write(df: DataFrame, *, path: str | None = None, table: str | None = None, method: str) -> None:
+    guard = get_guard()
+    policy = guard.policy
+    destination = None
+    if path is not None:
+        candidates = [path]
+        if "://" not in path and not path.startswith("file:"):
+            candidates.append(os.path.abspath(path))
+        for candidate in candidates:
+            destination = policy.destination_for_path(candidate)
+            if destination is not None:
+                break
+    elif table is not None:
+        destination = policy.destination_for_table(table)
+    purpose = destination.purpose if destination is not None else PURPOSE.get()
+    if purpose is None:
+        return
+    function = f"pyspark.sql.DataFrameWriter.{method}"
+    state = ZONE.get() if FLAGS.zones else None
+    try:
+        labels = _DATAFRAME_READER.labels(df, purpose)
+    except Exception as error:
+        guard._internal_error(error, frozenset(), purpose, "egress", function, None, False)
+        return
+    if state is not None and labels:
+        state.add(labels)
+    if labels:
+        guard.check_labels(labels, purpose, via="egress", function=function, tenant=tenant_of(df))
+    if state is not None:
+        check_zone(guard, state, purpose, labels, function)
+
+
+def _path_of(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
+    path = kwargs.get("path", args[0] if args else None)
+    if isinstance(path, (list, tuple)):
+        path = path[0] if path else None
+    return str(path) if path is not None else None
+
+
+# -- instrument ------------------------------------------------------------------------------------
+
+
+class _Patches:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.originals: list[tuple[Any, str, Any]] = []
+
+
+_PATCHES = _Patches()
+_PATH_METHODS = ("save", "parquet", "csv", "json", "orc", "text")
+_TABLE_METHODS = ("saveAsTable", "insertInto")
+_V2_METHODS = ("create", "replace", "createOrReplace", "append", "overwrite", "overwritePartitions")
+
+
+def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+    original = owner.__dict__[name]
+    _PATCHES.originals.append((owner, name, original))
+    replacement = make(original)
+    functools.update_wrapper(replacement, original)
+    setattr(owner, name, replacement)
+
+
+def _path_writer(name: str) -> Callable[[Any], Any]:
+    def make(original: Any) -> Any:
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            _check_write(self._df, path=_path_of(args, kwargs), method=name)
+            return original(self, *args, **kwargs)
+
+        return write
+
+    return make
+
+
+def _table_writer(name: str) -> Callable[[Any], Any]:
+    def make(original: Any) -> Any:
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            table = kwargs.get("name", kwargs.get("tableName", args[0] if args else None))
+            _check_write(self._df, table=str(table), method=name)
+            return original(self, *args, **kwargs)
+
+        return write
+
+    return make
+
+
+def _v2_writer(name: str) -> Callable[[Any], Any]:
+    def make(original: Any) -> Any:
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            _check_write(self._df, table=getattr(self, "_pg_table", None) or "", method=f"writeTo.{name}")
+            return original(self, *args, **kwargs)
+
+        return write
+
+    return make
+
+
+def instrument() -> None:
+    """Patch PySpark: UDFs keep the purpose current where they were defined
+    (in the workers too); DataFrame writes are checked as egress; columns
+    taken from a DataFrame remember it. Idempotent."""
+    version = int(pyspark.__version__.split(".")[0])
+    if version not in SUPPORTED:
+        logger.warning(
+            "purposeguard's Spark integration is tested with PySpark 4.x, not %s", pyspark.__version__
+        )
+    from pyspark.sql import readwriter, udf
+
+    with _PATCHES.lock:
+        if _PATCHES.originals:
+            return
+
+        def udf_init(original: Any) -> Any:
+            def __init__(self: Any, func: Any, *args: Any, **kwargs: Any) -> None:
+                purpose = PURPOSE.get()
+                if purpose is not None and not isinstance(func, _WithPurpose):
+                    func = _WithPurpose(func, purpose)
+                original(self, func, *args, **kwargs)
+
+            return __init__
+
+        _patch(udf.UserDefinedFunction, "__init__", udf_init)
+        for name in _PATH_METHODS:
+            _patch(readwriter.DataFrameWriter, name, _path_writer(name))
+        for name in _TABLE_METHODS:
+            _patch(readwriter.DataFrameWriter, name, _table_writer(name))
+
+        def v2_init(original: Any) -> Any:
+            def __init__(self: Any, df: Any, table: str) -> None:
+                original(self, df, table)
+                self._pg_table = table
+
+            return __init__
+
+        _patch(readwriter.DataFrameWriterV2, "__init__", v2_init)
+        for name in _V2_METHODS:
+            _patch(readwriter.DataFrameWriterV2, name, _v2_writer(name))
+        from pyspark.sql.classic.dataframe import DataFrame as frame_class
+
+        for name in ("__getitem__", "__getattr__"):
+            if name in frame_class.__dict__:
+                _patch(frame_class, name, _column_getter)
+
+
+def _column_getter(original: Any) -> Any:
+    def get(self: Any, item: Any) -> Any:
+        result = original(self, item)
+        if isinstance(result, Column):
+            _remember_origin(self, result)
+        return result
+
+    return get
+
+
+def uninstrument() -> None:
+    """Undo :func:`instrument`. Labels are still read (that needs no patch)."""
+    with _PATCHES.lock:
+        while _PATCHES.originals:
+            owner, name, original = _PATCHES.originals.pop()
+            setattr(owner, name, original)
+
+
+def is_instrumented() -> bool:
+    return bool(_PATCHES.originals)
+
+
+def _unregister() -> None:
+    """Stop reading DataFrame labels (tests of the registry)."""
+    unregister_foreign(DataFrame)
+    unregister_foreign(Column)

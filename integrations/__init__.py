@@ -10,6 +10,10 @@ module                 what it does                                    extra
 ``wsgi``               the same for WSGI; ``init_app`` for Flask       ``wsgi``, ``flask``
 ``httpx``              guard outgoing httpx requests (sync, async)     ``httpx``
 ``requests``           guard outgoing requests calls                   ``requests``
+``urllib3``            guard urllib3 (botocore, elasticsearch-py...)   ``urllib3``
+``http_client``        guard http.client and urllib.request            none (standard library)
+``aiohttp``            guard outgoing aiohttp client requests          ``aiohttp``
+``smtp``               guard mail sent with smtplib (and its mailers)  none (standard library)
 ``celery``             purpose, tenant, zone across tasks              ``celery``
 ``logging``            keep labelled content out of log records        none (standard library)
 ``baggage``            W3C baggage for purpose, tenant and zone        none (opentelemetry-api)
@@ -17,6 +21,10 @@ module                 what it does                                    extra
 ``django``             ORM labels, middleware and settings for Django  ``django``
 ``spark``              labels and purposes on PySpark batch jobs       ``spark``
 =====================  ==============================================  ==========================
+
+When any egress guard is on, a client that can send data out but has no
+guard on (one purposeguard does not guard, or whose guard was not turned
+on) is named once on the ``purposeguard`` logger at the next egress check.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The check every outgoing HTTP call goes through (httpx, requests).
+"""The check every outgoing call goes through (httpx, requests, urllib3,
+http.client, aiohttp, smtplib).
 
 Before a request leaves: what it carries is checked against the purpose of
 its destination (the policy's ``[[destinations]]``), else the current
@@ -11,6 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +24,9 @@ from purposeguard._labels import EMPTY, NO_LABELS, labels_of, tenant_of
 from purposeguard._records import Violation
 from purposeguard._runtime import check_zone, get_guard
 
-__all__ = ["Egress", "check_chunk", "check_egress", "deep_labels", "is_loopback"]
+from . import _unguarded
+
+__all__ = ["Egress", "check_chunk", "check_egress", "checked_by", "deep_labels", "is_loopback", "outer_layer"]
 
 TRANSPORT_RULE = "transport.require_tls"
 _CONTAINERS = (list, tuple, set, frozenset, dict)
@@ -28,6 +34,29 @@ _CONTAINERS = (list, tuple, set, frozenset, dict)
 # so a huge payload cannot turn the check into the slow part of a request.
 MAX_DEPTH = 8
 MAX_ITEMS = 50_000
+# Schemes that send in the clear: what ``[transport] require_tls`` refuses off-host.
+PLAINTEXT_SCHEMES = frozenset({"http", "smtp", "ws", "ftp"})
+
+# The client library whose guard checked the call in progress. Clients are
+# stacked (requests on urllib3 on http.client): the outermost guard checks the
+# whole call, with the labels it saw before encoding; the layers below it must
+# not check the same bytes again (one record per flow, not one per layer).
+_LAYER: ContextVar[str | None] = ContextVar("purposeguard.egress.layer", default=None)
+
+
+def outer_layer() -> str | None:
+    """The client library whose guard is checking the call in progress, if any."""
+    return _LAYER.get()
+
+
+@contextmanager
+def checked_by(layer: str) -> Iterator[None]:
+    """Mark the calls made inside the block as checked by ``layer``'s guard."""
+    token = _LAYER.set(layer)
+    try:
+        yield
+    finally:
+        _LAYER.reset(token)
 
 
 def deep_labels(values: Any, depth: int = MAX_DEPTH) -> frozenset[str]:
@@ -89,8 +118,13 @@ class Egress:
         self.external = external
 
 
-def check_egress(url: str, labels: frozenset[str], *, function: str) -> Egress:
-    """Check a request to ``url`` carrying ``labels``; raise or record per mode."""
+def check_egress(url: str, labels: frozenset[str], *, function: str, zone: bool = True) -> Egress:
+    """Check a request to ``url`` carrying ``labels``; raise or record per mode.
+
+    ``zone=False`` checks only ``labels``: for the pieces of a call whose
+    start was checked already (with the zone) by the same guard."""
+    if _unguarded.PENDING.waiting:
+        _unguarded.review()
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     guard = get_guard()
@@ -104,16 +138,16 @@ def check_egress(url: str, labels: frozenset[str], *, function: str) -> Egress:
     if purpose is not None:
         if labels:
             guard.check_labels(labels, purpose, via="egress", function=function, tenant=tenant)
-        if state is not None:
+        if zone and state is not None:
             check_zone(guard, state, purpose, labels, function)
-    if parts.scheme.lower() == "http" and host and not is_loopback(host):
+    if parts.scheme.lower() in PLAINTEXT_SCHEMES and host and not is_loopback(host):
         # The request's own labels under the guard's mode; categories only the
         # zone saw (text merged into an f-string, a file read into bytes) under
         # context_mode, like every other zone check.
         clear = policy.requires_tls(labels) if labels else ()
         if clear:
             _refuse_plain_http(guard, clear, purpose or "service", function, tenant, guard.mode)
-        if state is not None and state.categories:
+        if zone and state is not None and state.categories:
             rest = policy.requires_tls(state.categories - labels)
             if rest:
                 _refuse_plain_http(guard, rest, purpose or "service", function, tenant, guard.context_mode)
@@ -145,7 +179,7 @@ def _refuse_plain_http(
             tenant=tenant,
             mode=mode,
             timestamp=now,
-            remediation=f"{category} may leave this host only encrypted: use https://",
+            remediation=f"{category} may leave this host only encrypted: use TLS (https://, SMTP with STARTTLS)",
             fix="block",
         )
         for category in categories

@@ -38,7 +38,7 @@ from typing import Any, cast
 
 from purposeguard._labels import EMPTY
 
-from . import baggage
+from . import _unguarded, baggage
 from ._egress import check_chunk, check_egress, deep_labels, header_labels
 from ._patch import Patcher
 
@@ -177,11 +177,13 @@ def instrument() -> None:
 
     require("httpx", "httpx")
     _PATCHER.install()
+    _unguarded.activate("httpx")
 
 
 def uninstrument() -> None:
     """Restore httpx as it was."""
     _PATCHER.remove()
+    _unguarded.deactivate("httpx")
 
 
 def is_instrumented() -> bool:

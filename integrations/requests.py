@@ -30,8 +30,8 @@ from typing import Any
 from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY
 
-from . import baggage
-from ._egress import check_chunk, check_egress, deep_labels, header_labels
+from . import _unguarded, baggage
+from ._egress import check_chunk, check_egress, checked_by, deep_labels, header_labels
 from ._patch import Patcher
 
 __all__ = ["instrument", "uninstrument", "is_instrumented"]
@@ -114,7 +114,9 @@ def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwa
     if _streamed(body):
         checked = request.body = _CheckedBody(body, request.url)
     try:
-        return wrapped(*args, **kwargs)
+        # urllib3 and http.client below send what was just checked.
+        with checked_by("requests"):
+            return wrapped(*args, **kwargs)
     except PurposeViolation:
         raise
     except Exception as error:
@@ -140,11 +142,13 @@ def instrument() -> None:
 
     require("requests", "requests")
     _PATCHER.install()
+    _unguarded.activate("requests")
 
 
 def uninstrument() -> None:
     """Restore requests as it was."""
     _PATCHER.remove()
+    _unguarded.deactivate("requests")
 
 
 def is_instrumented() -> bool:

@@ -1,0 +1,174 @@
+"""Guard outgoing requests made with ``http.client`` and ``urllib.request``:
+``instrument()`` once.
+
+>>> from purposeguard.integrations import http_client as pg_http_client
+>>> pg_http_client.instrument()
+
+``urllib.request.urlopen`` and code that drives ``http.client`` by hand
+(``request()``, or ``putrequest``/``putheader``/``send``) all go through the
+three ``HTTPConnection`` methods patched here: ``putrequest`` checks the
+destination and the zone once per request, ``putheader`` and ``send`` check
+the labels of header values and of each piece of the body that is labelled
+(a labelled ``str`` body stays labelled when ``http.client`` encodes it);
+``request()`` checks the whole request before it connects.
+The same rules as the other HTTP clients apply: the destination's purpose
+(else the current purpose), the zone's categories, and TLS for content
+off-host. No ``baggage`` header is added here: ``putrequest`` callers set
+their own headers, and a second header would be a protocol error.
+
+Calls from clients that have their own guard (requests, urllib3) were
+checked there, before encoding, and are not checked twice.
+"""
+
+from __future__ import annotations
+
+import http.client
+import urllib.error
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from purposeguard._errors import PurposeViolation
+
+from . import _unguarded
+from ._egress import check_chunk, check_egress, checked_by, deep_labels, header_labels, outer_layer
+from ._patch import Patcher
+
+__all__ = ["instrument", "is_instrumented", "uninstrument"]
+
+_FUNCTION = "http.client.HTTPConnection.request"
+_LAYER = "http.client"
+# The URL of the request each connection is sending, for its header and body checks.
+_URLS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _encrypted(connection: Any) -> bool:
+    # urllib3's HTTPS connection derives from http.client.HTTPConnection, not HTTPSConnection.
+    return (
+        isinstance(connection, http.client.HTTPSConnection) or getattr(connection, "default_port", 80) == 443
+    )
+
+
+def _url(connection: Any, path: str) -> str:
+    if "://" in path:  # an absolute URL, as sent to a proxy
+        return path
+    host = getattr(connection, "_tunnel_host", None) or connection.host
+    port = getattr(connection, "_tunnel_port", None) or connection.port
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    scheme = "https" if _encrypted(connection) else "http"
+    return f"{scheme}://{host}:{port}{path}"
+
+
+def _streamed(body: Any) -> bool:
+    if body is None or isinstance(body, (str, bytes, bytearray, memoryview)):
+        return False
+    return hasattr(body, "__iter__") and not hasattr(body, "read")
+
+
+def _request(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # The whole request is known here: check it before connecting, then let
+    # putrequest/putheader/send (called by request) through unchecked.
+    if outer_layer() is not None:
+        return wrapped(*args, **kwargs)
+    method, url, *rest = args
+    body = rest[0] if rest else kwargs.get("body")
+    headers = rest[1] if len(rest) > 1 else kwargs.get("headers") or {}
+    full_url = _url(instance, str(url))
+    labels = deep_labels(url) | header_labels(headers.items())
+    if _streamed(body):
+        body = _checked(body, full_url)
+    else:
+        labels = labels | deep_labels(body)
+    check_egress(full_url, labels, function=_FUNCTION)
+    kwargs = {**kwargs, "body": body, "headers": headers}
+    with checked_by(_LAYER):
+        return wrapped(method, url, **kwargs)
+
+
+def _putrequest(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if outer_layer() is None:
+        path = args[1] if len(args) > 1 else kwargs.get("url", "/")
+        url = _url(instance, str(path))
+        check_egress(url, deep_labels(path), function=_FUNCTION)
+        _URLS[instance] = url
+    return wrapped(*args, **kwargs)
+
+
+def _putheader(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if outer_layer() is None:
+        labels = deep_labels(args[1:])
+        if labels:
+            check_egress(_URLS.get(instance) or _url(instance, "/"), labels, function=_FUNCTION, zone=False)
+    return wrapped(*args, **kwargs)
+
+
+def _checked(chunks: Any, url: str) -> Iterator[Any]:
+    for chunk in chunks:
+        check_chunk(url, chunk, function=_FUNCTION)
+        yield chunk
+
+
+def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if outer_layer() is not None:
+        return wrapped(*args, **kwargs)
+    data = args[0] if args else kwargs["data"]
+    url = _URLS.get(instance) or _url(instance, "/")
+    if isinstance(data, (str, bytes, bytearray, memoryview)):
+        labels = deep_labels(data)
+        if labels:
+            check_egress(url, labels, function=_FUNCTION, zone=False)
+    elif hasattr(data, "__iter__") and not hasattr(data, "read"):
+        # ``send`` writes an iterable piece by piece: check each before it goes.
+        return wrapped(_checked(data, url))
+    return wrapped(*args, **kwargs)
+
+
+def _do_open(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    try:
+        return wrapped(*args, **kwargs)
+    except urllib.error.URLError as error:
+        # urllib wraps every OSError (a PurposeViolation is a PermissionError) in URLError.
+        if isinstance(error.reason, PurposeViolation):
+            raise error.reason from None
+        raise
+
+
+_PATCHER = Patcher(
+    "http.client",
+    [
+        ("HTTPConnection", "request", _request),
+        ("HTTPConnection", "putrequest", _putrequest),
+        ("HTTPConnection", "putheader", _putheader),
+        ("HTTPConnection", "send", _send),
+    ],
+)
+
+
+_URLLIB = Patcher("urllib.request", [("AbstractHTTPHandler", "do_open", _do_open)])
+
+
+def instrument() -> None:
+    """Guard every request made with ``http.client`` or ``urllib.request`` from now on."""
+    _PATCHER.install()
+    _URLLIB.install()
+    _unguarded.activate("http_client")
+
+
+def uninstrument() -> None:
+    """Restore http.client and urllib.request as they were."""
+    _URLLIB.remove()
+    _PATCHER.remove()
+    _unguarded.deactivate("http_client")
+
+
+def is_instrumented() -> bool:
+    return _PATCHER.applied

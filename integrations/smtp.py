@@ -1,0 +1,132 @@
+"""Guard outgoing mail sent with ``smtplib``: ``instrument()`` once.
+
+>>> from purposeguard.integrations import smtp as pg_smtp
+>>> pg_smtp.instrument()
+
+Everything that sends mail through the standard library goes through
+``smtplib.SMTP.sendmail`` (``send_message`` flattens the message and calls
+it; Flask-Mail, Django's SMTP backend and most mailers do the same). Before
+a message leaves, the labels of its addresses, headers and bodies are checked
+against the purpose of the mail server's host (the policy's
+``[[destinations]]``, e.g. a bulk-mail provider named for ``marketing``),
+else the current purpose; the zone's categories are checked too; and
+categories under ``[transport] require_tls`` may not leave over a session
+that is not encrypted (no ``starttls()``, not ``SMTP_SSL``) to a host that
+is not loopback.
+
+Why the ``email`` package is watched too: building a message encodes its
+text (``EmailMessage.set_content`` re-wraps lines, headers become header
+objects), so the labels of what went in are gone by the time it is sent.
+``instrument()`` therefore remembers, per message part, the labels of the
+values set as its headers, payload or content, and ``send_message`` reads
+them back. A message flattened by hand to plain bytes keeps no labels; the
+zone still sees what was labelled while it was open.
+"""
+
+from __future__ import annotations
+
+import ssl
+import weakref
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from purposeguard._labels import EMPTY, labels_of
+
+from . import _unguarded
+from ._egress import check_egress, deep_labels
+from ._patch import Patcher
+
+__all__ = ["instrument", "is_instrumented", "message_labels", "uninstrument"]
+
+_FUNCTION = "smtplib.SMTP.sendmail"
+# Labels of the values a message part was built from, by part.
+_PARTS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+# Labels of the message ``send_message`` is flattening, for the ``sendmail`` it calls.
+_PENDING: ContextVar[frozenset[str]] = ContextVar("purposeguard.smtp.pending", default=EMPTY)
+
+
+def _remember(part: Any, values: tuple[Any, ...]) -> None:
+    labels = deep_labels(values)
+    if labels:
+        try:
+            _PARTS[part] = _PARTS.get(part, EMPTY) | labels
+        except TypeError:  # not weak-referenceable: the zone check still applies
+            pass
+
+
+def _remembering(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    result = wrapped(*args, **kwargs)
+    _remember(instance, (args, tuple(kwargs.values())))
+    return result
+
+
+def message_labels(message: Any) -> frozenset[str]:
+    """The labels of everything a message (and each of its parts) was built from."""
+    found: frozenset[str] = EMPTY
+    walk = getattr(message, "walk", None)
+    parts = walk() if walk is not None else (message,)
+    for part in parts:
+        found = found | _PARTS.get(part, EMPTY)
+        payload = part.get_payload() if hasattr(part, "get_payload") else None
+        if isinstance(payload, (str, bytes)):
+            found = found | labels_of(payload)
+        for value in getattr(part, "_headers", ()):
+            found = found | deep_labels(value)
+    return found
+
+
+def _send_message(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    message = args[0] if args else kwargs.get("msg")
+    labels = message_labels(message) | deep_labels(
+        (args[1:], tuple(v for k, v in kwargs.items() if k != "msg"))
+    )
+    token = _PENDING.set(_PENDING.get() | labels)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _PENDING.reset(token)
+
+
+def _sendmail(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    labels = _PENDING.get() | deep_labels((args, tuple(kwargs.values())))
+    host = str(getattr(instance, "_host", "") or "")
+    encrypted = isinstance(getattr(instance, "sock", None), ssl.SSLSocket)
+    check_egress(f"{'smtps' if encrypted else 'smtp'}://{host}", labels, function=_FUNCTION)
+    return wrapped(*args, **kwargs)
+
+
+_SMTP = Patcher("smtplib", [("SMTP", "send_message", _send_message), ("SMTP", "sendmail", _sendmail)])
+_EMAIL = Patcher(
+    "email.message",
+    [
+        ("Message", "__setitem__", _remembering),
+        ("Message", "add_header", _remembering),
+        ("Message", "set_payload", _remembering),
+        ("MIMEPart", "set_content", _remembering),
+    ],
+)
+
+
+def instrument() -> None:
+    """Guard every message sent with ``smtplib`` (and the mailers built on it) from now on."""
+    _EMAIL.install()
+    _SMTP.install()
+    _unguarded.activate("smtp")
+
+
+def uninstrument() -> None:
+    """Restore ``smtplib`` and ``email`` as they were."""
+    _SMTP.remove()
+    _EMAIL.remove()
+    _unguarded.deactivate("smtp")
+
+
+def is_instrumented() -> bool:
+    return _SMTP.applied

@@ -1,0 +1,171 @@
+"""Guard outgoing ``urllib3`` requests: ``instrument()`` once.
+
+>>> from purposeguard.integrations import urllib3 as pg_urllib3
+>>> pg_urllib3.instrument()
+
+urllib3 is the HTTP client under requests, botocore (boto3) and
+elasticsearch-py, and many SDKs call it directly. The same checks as the
+httpx and requests integrations: labels of the body, JSON, form fields and
+headers against the destination's purpose (else the current purpose), the
+zone's categories, TLS for content off-host, and purpose, tenant and zone in
+the W3C ``baggage`` header (not to a policy destination).
+
+Where the checks hook in, and why:
+
+* ``RequestMethods.request`` (``PoolManager.request``, ``pool.request``,
+  ``urllib3.request``) remembers the labels of its arguments: it encodes
+  ``json=`` and ``fields=`` to plain bytes, which carry no label.
+* ``HTTPConnectionPool.urlopen`` runs once per hop, including the retries
+  and redirects urllib3 follows itself, each checked against its own host.
+* A call made by the requests integration was checked there already, with
+  the labels requests saw before encoding: urllib3 does not check it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from purposeguard._errors import PurposeViolation
+from purposeguard._labels import EMPTY
+
+from . import _unguarded, baggage
+from ._egress import check_chunk, check_egress, checked_by, deep_labels, header_labels, outer_layer
+from ._patch import Patcher
+
+__all__ = ["instrument", "is_instrumented", "uninstrument"]
+
+_LAYER = "urllib3"
+_FUNCTION = "urllib3.HTTPConnectionPool.urlopen"
+_PENDING: ContextVar[frozenset[str]] = ContextVar("purposeguard.urllib3.pending", default=EMPTY)
+
+
+def _request(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    labels = deep_labels((args, tuple(kwargs.values())))
+    token = _PENDING.set(_PENDING.get() | labels)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _PENDING.reset(token)
+
+
+class _CheckedBody:
+    """A streamed body whose chunks are checked before they are written; the
+    violation is kept, since urllib3 turns errors raised while sending into
+    its own connection errors."""
+
+    def __init__(self, inner: Any, url: str) -> None:
+        self.inner = inner
+        self.url = url
+        self.violation: PurposeViolation | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        for chunk in self.inner:
+            try:
+                check_chunk(self.url, chunk, function=_FUNCTION)
+            except PurposeViolation as error:
+                self.violation = error
+                raise
+            yield chunk
+
+
+def _streamed(body: Any) -> bool:
+    if body is None or isinstance(body, (bytes, str, bytearray, memoryview, dict, list, tuple)):
+        return False
+    return hasattr(body, "__iter__") and not hasattr(body, "read")
+
+
+def _url(pool: Any, url: str) -> str:
+    if "://" in url:  # through a proxy, urllib3 sends the absolute URL
+        return url
+    host = pool.host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{pool.scheme}://{host}:{pool.port}{url}"
+
+
+# ``urlopen``'s parameters, in order: urllib3 calls itself positionally for
+# retries and redirects, requests by keyword.
+_URLOPEN_PARAMETERS = (
+    "method",
+    "url",
+    "body",
+    "headers",
+    "retries",
+    "redirect",
+    "assert_same_host",
+    "timeout",
+    "pool_timeout",
+    "release_conn",
+    "chunked",
+    "body_pos",
+    "preload_content",
+    "decode_content",
+)
+
+
+def _urlopen(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if outer_layer() not in (None, _LAYER):
+        return wrapped(*args, **kwargs)  # checked by the client above (requests)
+    if len(args) > len(_URLOPEN_PARAMETERS) or (len(args) < 2 and not {"method", "url"} <= kwargs.keys()):
+        return wrapped(*args, **kwargs)  # not a signature we know: let urllib3 say so
+    kwargs = {**dict(zip(_URLOPEN_PARAMETERS, args, strict=False)), **kwargs}
+    method = kwargs.pop("method")
+    url = kwargs.pop("url")
+    body = kwargs.get("body")
+    headers = kwargs.get("headers")
+    streamed = _streamed(body)
+    full_url = _url(instance, url)
+    labels = _PENDING.get() | (EMPTY if streamed else deep_labels(body))
+    if headers is not None:
+        labels = labels | header_labels(headers.items())
+    egress = check_egress(full_url, labels, function=_FUNCTION)
+    headers = dict(headers if headers is not None else instance.headers)
+    baggage.inject(headers, extra_categories=labels, include=not egress.external)
+    kwargs["headers"] = headers
+    if streamed:
+        kwargs["body"] = body = _CheckedBody(body, full_url)
+    try:
+        with checked_by(_LAYER):
+            return wrapped(method, url, **kwargs)
+    except PurposeViolation:
+        raise
+    except Exception as error:
+        if isinstance(body, _CheckedBody) and body.violation is not None:
+            raise body.violation from error
+        raise
+
+
+_PATCHER = Patcher(
+    "urllib3",
+    [
+        ("HTTPConnectionPool", "urlopen", _urlopen),
+    ],
+)
+_METHODS = Patcher("urllib3._request_methods", [("RequestMethods", "request", _request)])
+
+
+def instrument() -> None:
+    """Guard every ``urllib3`` request (pools, ``PoolManager``, ``urllib3.request``) from now on."""
+    from . import require
+
+    require("urllib3", "urllib3")
+    _METHODS.install()
+    _PATCHER.install()
+    _unguarded.activate("urllib3")
+
+
+def uninstrument() -> None:
+    """Restore urllib3 as it was."""
+    _PATCHER.remove()
+    _METHODS.remove()
+    _unguarded.deactivate("urllib3")
+
+
+def is_instrumented() -> bool:
+    return _PATCHER.applied

@@ -416,12 +416,15 @@ class _Plan:
                     # this walk understands: carry everything.
                     cats = cats | everything
                     inherited.append(_NO_CONSENT)
+            if consents is None:
+                consents = _intersect(inherited) if inherited else {}
+            if not barrier:
+                # A set operation's column holds every child's rows: consent
+                # covers it only where it covers each of them.
                 for other in self.merged.get(expr_id, ()):
                     other_cats, other_consents = of(other, depth + 1)
                     cats = cats | other_cats
-                    inherited.append(other_consents)
-            if consents is None:
-                consents = _intersect(inherited) if inherited else {}
+                    consents = _intersect([consents, other_consents])
             result = (cats, consents)
             memo[expr_id] = result
             return result
@@ -726,10 +729,12 @@ def consented(
     spark = df.sparkSession
     from pyspark.sql.types import StringType, StructField, StructType
 
-    snapshot = spark.createDataFrame([(t,) for t in tenants], StructType([StructField(column, StringType())]))
+    snapshot = spark.createDataFrame(
+        [(t,) for t in tenants], StructType([StructField("consenting_tenant", StringType())])
+    )
     from pyspark.sql import functions as F
 
-    kept = df.join(F.broadcast(snapshot), on=column, how="left_semi")
+    kept = df.join(F.broadcast(snapshot), df[column] == snapshot["consenting_tenant"], "left_semi")
     # left_semi keeps the left side's columns (and their order): mark them.
     changes: dict[str, dict[str, Any]] = {}
     for field, cats in zip(kept.schema.fields, lineage(kept).categories, strict=True):

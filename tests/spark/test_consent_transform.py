@@ -1,0 +1,207 @@
+"""Consent at scale (consented()), declassification (@pg.transform) and bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from purposeguard.integrations import spark as pg_spark
+from pyspark.sql import functions as F
+
+import purposeguard as pg
+from purposeguard.consent import ConsentStore
+
+EMAIL = "customer_data.content.email"
+
+
+@pytest.fixture
+def store() -> Iterator[ConsentStore]:
+    consents = ConsentStore(":memory:")
+    for tenant in ("contoso", "northwind"):
+        consents.grant(tenant, "improvement", ["customer_data"], granted_by=f"admin@{tenant}")
+    # Consent for documents does not cover mail.
+    consents.grant(
+        "fabrikam", "improvement", ["customer_data.content.document"], granted_by="admin@fabrikam"
+    )
+    pg.configure("trust-center", mode="enforce", consents=consents)
+    yield consents
+    consents.close()
+
+
+def _tenants(frame: Any) -> list[str]:
+    return sorted(r.tenant for r in frame.select("tenant").distinct().collect())
+
+
+def test_consented_keeps_the_tenants_that_consented(mail: Any, store: ConsentStore) -> None:
+    kept = pg_spark.consented(mail, "improvement")
+    assert _tenants(kept) == ["contoso", "northwind"]
+    assert kept.count() == 20
+    assert kept.columns == mail.columns
+
+
+def test_an_improvement_job_over_consented_tenants_is_allowed(mail: Any, store: ConsentStore) -> None:
+    @pg.purpose("improvement")
+    def average_length(frame: Any) -> float:
+        return float(frame.agg(F.avg(F.length("body"))).first()[0])
+
+    with pg.testing.capture() as seen:
+        assert average_length(pg_spark.consented(mail, "improvement")) > 0
+        # Derived from consented rows only: still covered.
+        average_length(pg_spark.consented(mail, "improvement").select(F.upper("body").alias("body")))
+    assert seen == []
+
+
+def test_a_consentable_purpose_on_unfiltered_multi_tenant_data_is_a_violation(
+    mail: Any, store: ConsentStore
+) -> None:
+    @pg.purpose("improvement")
+    def average_length(frame: Any) -> None: ...
+
+    with pytest.raises(pg.PurposeViolation) as refused:
+        average_length(mail)
+    violations = refused.value.violations
+    assert {(v.rule, v.tenant) for v in violations} == {("improvement-only-with-consent", "(several tenants)")}
+
+
+def test_mixing_consented_and_other_rows_loses_the_consent(mail: Any, store: ConsentStore) -> None:
+    @pg.purpose("improvement")
+    def train(frame: Any) -> None: ...
+
+    mixed = pg_spark.consented(mail, "improvement").select("body").union(mail.select("body"))
+    with pytest.raises(pg.PurposeViolation):
+        train(mixed)
+
+
+def test_consent_for_one_purpose_does_not_cover_another(mail: Any, store: ConsentStore) -> None:
+    @pg.purpose("advertising")
+    def audience(frame: Any) -> None: ...
+
+    with pytest.raises(pg.PurposeViolation) as refused:
+        audience(pg_spark.consented(mail, "improvement"))
+    assert {v.rule for v in refused.value.violations} == {"no-advertising"}
+    # Advertising is never consentable: nothing to filter, nothing to cover.
+    assert pg_spark.consented(mail, "advertising") is mail
+
+
+def test_the_snapshot_is_recorded_once(mail: Any, store: ConsentStore) -> None:
+    records: list[Any] = []
+    unsubscribe = pg.on_record(records.append)
+    try:
+        kept = pg_spark.consented(mail, "improvement")
+        kept.count()
+        kept.select("body").collect()
+    finally:
+        unsubscribe()
+    snapshots = [r for r in records if r.kind == "consent_snapshot"]
+    assert len(snapshots) == 1
+    assert snapshots[0].tenants == ("contoso", "northwind")
+    assert snapshots[0].rules == ("improvement-only-with-consent",)
+    assert "Body of message" not in repr(snapshots[0].to_dict())
+
+
+def test_a_revoked_consent_applies_to_the_next_job(mail: Any, store: ConsentStore) -> None:
+    store.revoke("northwind", "improvement", ["customer_data"], revoked_by="admin@northwind")
+    assert _tenants(pg_spark.consented(mail, "improvement")) == ["contoso"]
+
+
+def test_without_a_store_no_tenant_is_kept(mail: Any) -> None:
+    pg.configure("trust-center", mode="enforce")
+    assert pg_spark.consented(mail, "improvement").count() == 0
+
+
+def test_consented_needs_a_tenant_column(raw_mail: Any, store: ConsentStore) -> None:
+    unlabelled_tenants = pg_spark.label_columns(raw_mail, {"body": EMAIL})
+    with pytest.raises(pg_spark.SchemaError, match="tenant column"):
+        pg_spark.consented(unlabelled_tenants, "improvement")
+    with pytest.raises(pg_spark.SchemaError, match="'owner'"):
+        pg_spark.consented(unlabelled_tenants, "improvement", tenant_column="owner")
+
+
+# -- transforms ----------------------------------------------------------------------------------
+
+
+@pg.transform("usage-aggregate")
+def usage_per_tenant_and_day(frame: Any) -> Any:
+    return frame.groupBy("tenant", "day").agg(
+        F.count("*").alias("messages"), F.avg(F.length("body")).alias("average_length")
+    )
+
+
+def test_a_transform_turns_content_into_usage_data(mail: Any, enforce: pg.Guard) -> None:
+    records: list[Any] = []
+    unsubscribe = pg.on_record(records.append)
+    try:
+        usage = usage_per_tenant_and_day(mail)
+    finally:
+        unsubscribe()
+    assert pg.labels_of(usage) == frozenset({"usage_data"})
+    assert [r.kind for r in records] == ["declassification"]
+    assert records[0].from_categories == ("customer_data", EMAIL)
+    # And what follows the transform carries usage data only.
+    later = usage.select(F.concat("tenant", F.col("messages").cast("string")).alias("line"))
+    assert pg.labels_of(later) == frozenset({"usage_data"})
+
+    @pg.purpose("service.communications")
+    def notify_admins(frame: Any) -> int:
+        return int(frame.count())
+
+    assert notify_admins(usage) == 12
+
+
+def test_a_transform_refuses_categories_it_does_not_accept(mail: Any, enforce: pg.Guard) -> None:
+    billed = pg_spark.label_columns(mail, {"size": "payment_data"})
+    with pytest.raises(pg.PurposeViolation) as refused:
+        usage_per_tenant_and_day(billed)
+    assert {v.category for v in refused.value.violations} == {"payment_data"}
+
+
+def test_in_trace_mode_refused_categories_stay_on_the_result(mail: Any) -> None:
+    pg.configure("trust-center", mode="trace")
+    billed = pg_spark.label_columns(mail, {"size": "payment_data"})
+    with pg.testing.capture() as seen:
+        usage = usage_per_tenant_and_day(billed)
+    assert {v.category for v in seen} == {"payment_data"}
+    assert pg.labels_of(usage) == frozenset({"usage_data", "payment_data"})
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_jobs(spark: Any) -> Iterator[Any]:
+    """Fails the test if a Spark job ran inside it."""
+    context = spark.sparkContext
+    context.setJobGroup("purposeguard-bad-input", "bad input must fail before any job")
+    yield
+    tracker = context.statusTracker()
+    assert list(tracker.getJobIdsForGroup("purposeguard-bad-input")) == []
+    context.setLocalProperty("spark.jobGroup.id", None)
+
+
+def test_an_unknown_category_is_named(raw_mail: Any, no_jobs: Any) -> None:
+    with pytest.raises(pg.UnknownKeyError, match="customer_data.content.fax"):
+        pg_spark.label_columns(raw_mail, {"body": "customer_data.content.fax"})
+
+
+def test_a_missing_column_is_named(raw_mail: Any, no_jobs: Any) -> None:
+    with pytest.raises(pg_spark.SchemaError, match="'subject'") as error:
+        pg_spark.label_columns(raw_mail, {"subject": EMAIL})
+    assert error.value.column == "subject"
+
+
+def test_a_missing_tenant_column_is_named(raw_mail: Any, no_jobs: Any) -> None:
+    with pytest.raises(pg_spark.SchemaError, match="tenant column 'customer'") as error:
+        pg_spark.label_columns(raw_mail, {"body": EMAIL}, tenant_column="customer")
+    assert error.value.column == "customer"
+
+
+def test_the_job_group_check_sees_jobs(raw_mail: Any, spark: Any) -> None:
+    """The no_jobs fixture can fail: a count in the group is seen."""
+    context = spark.sparkContext
+    context.setJobGroup("purposeguard-probe", "probe")
+    try:
+        raw_mail.count()
+        assert list(context.statusTracker().getJobIdsForGroup("purposeguard-probe"))
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)

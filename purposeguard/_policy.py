@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ._errors import PolicyError, UnknownKeyError
-from ._taxonomy import Taxonomy, depth, is_valid_key
+from ._taxonomy import Taxonomy, is_valid_key
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,6 +51,16 @@ NEVER_CONSENTABLE = ("advertising",)
 # The same promise under a policy written in fideslang keys.
 NEVER_CONSENTABLE_BY_TAXONOMY = {"fideslang": ("marketing.advertising",)}
 PACKS = ("trust-center",)
+
+# Memory bounds, checked before anything large is built: a policy past them is
+# refused with a PolicyError instead of exhausting memory or appearing to hang.
+# The decision table holds one entry per (category, purpose) pair, about
+# 100 bytes each, so a million cells is about 100 MB.
+MAX_TABLE_CELLS = 1_000_000
+# Each rule is indexed under every (category, purpose) pair it names.
+MAX_RULE_PAIRS = 1_000_000
+# The TOML text itself, refused before parsing.
+MAX_POLICY_BYTES = 16 * 1024 * 1024
 
 _POLICY_KEYS = {"name", "description", "default", "mode", "context_mode", "taxonomy"}
 _RULE_KEYS = {
@@ -156,7 +166,6 @@ class _Cell:
     allowed: bool
     rule: Rule | None
     consentable: bool
-    candidates: tuple[Rule, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +212,8 @@ class Policy:
         self.source = source
         self.rules_by_id: Mapping[str, Rule] = {r.id: r for r in self.rules}
         _validate_semantics(self)
+        _check_size(self)
+        self._by_pair: dict[tuple[str, str], list[Rule]] = {}
         self._table = self._compile()
         # Memoised decisions, per purpose then per label set: the hot path's
         # one lookup once a label set has been seen.
@@ -223,6 +234,10 @@ class Policy:
             return cls.from_toml(text, source=f"pack:{path_or_pack}")
         path = Path(path_or_pack)
         try:
+            if path.is_file() and path.stat().st_size > MAX_POLICY_BYTES:
+                raise PolicyError(
+                    f"the policy file is over the limit of {MAX_POLICY_BYTES:,} bytes", path=str(path)
+                )
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             hint = f" (built-in packs: {', '.join(PACKS)})" if not path.suffix else ""
@@ -234,6 +249,10 @@ class Policy:
     @classmethod
     def from_toml(cls, text: str, *, source: str = "<string>") -> Policy:
         """Parse and validate a policy; a bad policy raises and yields nothing."""
+        if len(text) > MAX_POLICY_BYTES // 4 and len(text.encode("utf-8")) > MAX_POLICY_BYTES:
+            raise PolicyError(
+                f"the policy text is over the limit of {MAX_POLICY_BYTES:,} bytes", path=source
+            )
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
@@ -491,7 +510,7 @@ class Policy:
             )
             if rule.description:
                 lines.append(f"  rule says: {rule.description}")
-        others = [r for r in cell.candidates if r is not cell.rule]
+        others = [r for r in self.candidates(category, purpose) if r is not cell.rule]
         if others:
             lines.append(
                 "  also matching, less specific or outranked: "
@@ -525,43 +544,113 @@ class Policy:
 
     # -- compiling -----------------------------------------------------------
 
+    def candidates(self, category: str, purpose: str) -> tuple[Rule, ...]:
+        """Every rule that matches ``category`` for ``purpose``, most specific first
+        (deepest category, then deepest purpose, then file order)."""
+        self.taxonomy.require_category(category)
+        self.taxonomy.require_purpose(purpose)
+        found: dict[str, Rule] = {}
+        for category_key in self.taxonomy.category_ancestors(category):
+            for purpose_key in self.taxonomy.purpose_ancestors(purpose):
+                for rule in self._by_pair.get((category_key, purpose_key), ()):
+                    # The first pair a rule is met under is its deepest one,
+                    # since ancestors come deepest first.
+                    found.setdefault(rule.id, rule)
+        return tuple(found.values())
+
     def _compile(self) -> dict[tuple[str, str], _Cell]:
+        # Rules indexed by each (category, purpose) pair they name: a cell
+        # then looks up its own ancestor pairs, instead of scoring every rule.
+        by_pair = self._by_pair
+        by_category: dict[str, dict[str, list[Rule]]] = {}
+        for rule in self.rules:
+            for category in rule.categories:
+                row = by_category.setdefault(category, {})
+                for purpose in rule.purposes:
+                    row.setdefault(purpose, []).append(rule)
+                    by_pair.setdefault((category, purpose), row[purpose])
+        default = _Cell(self.default == "allow", None, False)
+        # Cells are shared: most cells of a big table repeat a few outcomes.
+        outcomes: dict[tuple[str, bool], _Cell] = {}
+        purpose_chains = [(p, self.taxonomy.purpose_ancestors(p)) for p in self.taxonomy.purposes]
         table: dict[tuple[str, str], _Cell] = {}
         for category in self.taxonomy.categories:
-            category_chain = self.taxonomy.category_ancestors(category)
-            for purpose in self.taxonomy.purposes:
-                purpose_chain = self.taxonomy.purpose_ancestors(purpose)
-                ranked: list[tuple[int, int, int, Rule]] = []
-                for index, rule in enumerate(self.rules):
-                    category_depth = max(
-                        (depth(c) for c in rule.categories if c in category_chain), default=0
-                    )
-                    purpose_depth = max(
-                        (depth(p) for p in rule.purposes if p in purpose_chain), default=0
-                    )
-                    if category_depth and purpose_depth:
-                        ranked.append((category_depth, purpose_depth, index, rule))
-                if not ranked:
-                    table[category, purpose] = _Cell(self.default == "allow", None, False, ())
+            # Deepest first: the first row with a match is the most specific.
+            rows = [
+                by_category[key] for key in self.taxonomy.category_ancestors(category) if key in by_category
+            ]
+            if not rows:
+                table.update(dict.fromkeys([(category, p) for p, _ in purpose_chains], default))
+                continue
+            for purpose, purpose_chain in purpose_chains:
+                top = _most_specific(rows, purpose_chain)
+                if top is None:
+                    table[category, purpose] = default
                     continue
-                ranked.sort(key=lambda item: (-item[0], -item[1], item[2]))
-                top = [r for cd, pd, _, r in ranked if (cd, pd) == ranked[0][:2]]
-                denies = [r for r in top if r.effect == "deny"]
-                if denies:
-                    # A plain deny outranks a consentable one at equal specificity.
-                    firm = [r for r in denies if not r.consentable]
-                    winner = firm[0] if firm else denies[0]
-                    table[category, purpose] = _Cell(
-                        False, winner, not firm, tuple(r for *_, r in ranked)
-                    )
-                else:
-                    table[category, purpose] = _Cell(
-                        True, top[0], False, tuple(r for *_, r in ranked)
-                    )
+                winner, consentable = _winner(top)
+                key = (winner.id, consentable)
+                cell = outcomes.get(key)
+                if cell is None:
+                    cell = outcomes[key] = _Cell(winner.effect == "allow", winner, consentable)
+                table[category, purpose] = cell
         return table
 
     def __repr__(self) -> str:
         return f"<Policy {self.name!r} rules={len(self.rules)} source={self.source!r}>"
+
+
+def _most_specific(rows: list[dict[str, list[Rule]]], purpose_chain: tuple[str, ...]) -> list[Rule] | None:
+    """The matching rules of the deepest category, then the deepest purpose.
+
+    ``rows`` are the rules by purpose of the cell's category and its ancestors,
+    deepest first; chains hold one key per depth, so the first pair with rules
+    is the most specific one, and every rule of that specificity is listed
+    under exactly that pair.
+    """
+    for row in rows:
+        for purpose in purpose_chain:
+            rules = row.get(purpose)
+            if rules:
+                return rules
+    return None
+
+
+def _winner(top: list[Rule]) -> tuple[Rule, bool]:
+    """Among equally specific rules deny wins, and a plain deny outranks a
+    consentable one; ties go to the first in file order."""
+    consentable: Rule | None = None
+    allow: Rule | None = None
+    for rule in top:
+        if rule.effect == "deny":
+            if not rule.consentable:
+                return rule, False
+            if consentable is None:
+                consentable = rule
+        elif allow is None:
+            allow = rule
+    if consentable is not None:
+        return consentable, True
+    assert allow is not None  # top is never empty
+    return allow, False
+
+
+def _check_size(policy: Policy) -> None:
+    cells = len(policy.taxonomy.categories) * len(policy.taxonomy.purposes)
+    if cells > MAX_TABLE_CELLS:
+        raise PolicyError(
+            f"{len(policy.taxonomy.categories):,} categories × {len(policy.taxonomy.purposes):,} purposes "
+            f"make {cells:,} decision-table cells, over the limit of {MAX_TABLE_CELLS:,}",
+            path=policy.source,
+            field="taxonomy",
+        )
+    pairs = sum(len(rule.categories) * len(rule.purposes) for rule in policy.rules)
+    if pairs > MAX_RULE_PAIRS:
+        raise PolicyError(
+            f"the rules name {pairs:,} category-purpose pairs, over the limit of "
+            f"{MAX_RULE_PAIRS:,} category-purpose pairs",
+            path=policy.source,
+            field="rules",
+        )
 
 
 def _related(a: str, b: str) -> bool:

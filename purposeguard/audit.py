@@ -42,7 +42,7 @@ from typing import Any
 from ._labels import LabelledProxy
 from ._records import Record
 from ._runtime import SinkFailure, get_guard, on_record
-from ._storage import GENESIS, AuditError, Pending, SQLiteStorage, Storage, StoredEntry, link
+from ._storage import GENESIS, AuditError, Pending, Storage, StoredEntry, link, open_storage
 
 __all__ = [
     "AuditEntry",
@@ -186,12 +186,14 @@ def _as_entry(stored: StoredEntry) -> AuditEntry:
 class AuditLog:
     """An append-only, hash-chained log of records, on SQLite by default.
 
-    ``path`` is a file (created when missing, unless ``create=False``) or
-    ``":memory:"``. Several threads may share one log and several processes
-    may each open the same file. A file that is not an audit log (another
-    SQLite database, a damaged one, anything else) raises :class:`AuditError`
-    and is left untouched. ``storage=`` takes any :class:`purposeguard._storage.Storage`
-    instead of SQLite.
+    ``path`` is a file (created when missing, unless ``create=False``),
+    ``":memory:"``, or a URL: ``sqlite:///PATH`` or ``postgresql://...``
+    (``pip install 'purposeguard[postgres]'``; many replicas share one
+    chain). Several threads may share one log and several processes may each
+    open the same file or database. Storage that is not an audit log
+    (another database, a damaged one, another schema version) raises
+    :class:`AuditError` and is left untouched. ``storage=`` takes any
+    :class:`purposeguard._storage.Storage` instead.
 
     >>> log = AuditLog(":memory:")
     >>> log.append({"kind": "note", "text": "hello"})
@@ -212,10 +214,14 @@ class AuditLog:
     ) -> None:
         if storage is None:
             if not isinstance(path, (str, Path)) or not str(path):
-                raise AuditError(f"an audit log needs a file path or ':memory:', not {path!r}")
-            storage = SQLiteStorage(
+                raise AuditError(f"an audit log needs a file path, a URL or ':memory:', not {path!r}")
+            storage = open_storage(
                 path, create=create, readonly=readonly, synchronous=synchronous, max_bytes=max_bytes
             )
+            # What opens the same log again (a forked worker); path may be redacted.
+            self.target: str | Path = path
+        else:
+            self.target = storage.location
         self.storage = storage
         self.path = storage.location
         self.log_id = storage.log_id
@@ -359,6 +365,37 @@ def _verify_chain(stored: Iterable[StoredEntry], head: tuple[int, str], anchor: 
 # -- the sink --------------------------------------------------------------------
 
 
+class AuditGap(Record):
+    """Records the sink had to drop while the log could not keep them and its
+    buffer was full: written in their place once the log is back, so the
+    chain says how many are missing and when."""
+
+    __slots__ = ("dropped", "first", "last", "reason")
+
+    def __init__(self, first: float, reason: str) -> None:
+        self.dropped = 0
+        self.first = first
+        self.last = first
+        self.reason = reason
+
+    @property
+    def kind(self) -> str:
+        return "audit.gap"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "dropped": self.dropped,
+            "first_dropped_at": self.first,
+            "last_dropped_at": self.last,
+            "reason": self.reason,
+            "timestamp": self.last,
+        }
+
+
+DURABILITY = ("batch", "sync")
+
+
 class AuditSink:
     """Writes records to an :class:`AuditLog` off the caller's thread, in batches.
 
@@ -367,14 +404,25 @@ class AuditSink:
     ``interval`` seconds or every ``batch_size`` records. Consent changes and
     disclosures are written before the call returns.
 
-    When the log cannot keep records (a full disk, a read-only file), the
-    writer logs the failure once, keeps the records and retries, and logs
-    once more when it writes again; until then every enforce-mode record
-    handed to the sink raises :class:`purposeguard._runtime.SinkFailure`,
-    which the runtime turns into a denial (fail closed), while trace-mode
-    records wait in the queue. If the queue reaches ``max_pending`` the
-    caller writes a batch itself rather than drop any. ``written`` counts
-    the records committed, not those skipped as impossible to store.
+    ``durability`` says what a killed process may lose: ``"batch"`` (the
+    default) loses at most the records queued since the last commit (about
+    ``interval`` seconds' worth); ``"sync"`` commits every record before the
+    call returns, so a record the caller saw handed over is never lost, at
+    the cost of one commit per record on the caller's thread. The
+    ``PURPOSEGUARD_AUDIT_DURABILITY`` environment variable sets the default.
+
+    When the log cannot keep records (a full disk, a read-only file, a
+    database that is down), the writer logs the failure once, keeps the
+    records and retries, and logs once more when it writes them again, in
+    order; until then every enforce-mode record handed to the sink raises
+    :class:`purposeguard._runtime.SinkFailure`, which the runtime turns into
+    a denial (fail closed), while trace-mode records wait in the queue. The
+    queue holds at most ``max_pending`` records: while the log is down, a
+    record beyond that is dropped and counted in an ``audit.gap`` record
+    written in its place when the log is back (``dropped`` counts them
+    too). While the log works, a full queue makes the caller write a batch
+    itself rather than drop any. ``written`` counts the records committed,
+    not those skipped as impossible to store.
     """
 
     def __init__(
@@ -385,14 +433,23 @@ class AuditSink:
         interval: float = 0.05,
         max_pending: int = 100_000,
         owns_log: bool = False,
+        durability: str | None = None,
     ) -> None:
+        if durability is None:
+            durability = os.environ.get("PURPOSEGUARD_AUDIT_DURABILITY", "").strip().lower() or "batch"
+        if durability not in DURABILITY:
+            raise AuditError(f"unknown durability {durability!r} (expected batch or sync)")
+        if not isinstance(max_pending, int) or max_pending < 1:
+            raise AuditError("max_pending must be a positive number of records")
         self.log = log
         self.batch_size = batch_size
         self.interval = interval
         self.max_pending = max_pending
         self.owns_log = owns_log
+        self.durability = durability
         self.error: AuditError | None = None
         self.written = 0
+        self.dropped = 0
         self._pending: collections.deque[Record] = collections.deque()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -410,18 +467,47 @@ class AuditSink:
         if getattr(record, "kind", None) in SYNCHRONOUS_KINDS:
             self._write_now(record)
             return
-        self._pending.append(record)
         error = self.error
+        if self.durability == "sync" and error is None:
+            try:
+                self._write_now(record)
+                return
+            except SinkFailure:
+                if _must_keep(record):
+                    raise
+                error = self.error  # a trace record: buffered below
+        pending = len(self._pending)
+        if error is not None and pending >= self.max_pending:
+            self._drop(record, error)
+        else:
+            self._pending.append(record)
+            pending += 1
         if error is not None and _must_keep(record):
             # Kept for the retry; only a record enforce mode must keep fails
             # the caller. The rest were reported once for this episode, not
             # once per record while the disk stays full.
             raise SinkFailure(f"audit log {self.log.path} cannot keep records: {error.reason}")
-        pending = len(self._pending)
         if pending >= self.batch_size:
             self._wake.set()
-            if pending >= self.max_pending:
+            if pending >= self.max_pending and error is None:
                 self._drain()  # back-pressure on the producer, not a lost record
+
+    def _drop(self, record: Record, error: AuditError) -> None:
+        now = time.time()
+        pending = self._pending
+        gap = pending[-1] if pending else None
+        if not isinstance(gap, AuditGap):
+            gap = AuditGap(now, error.reason)
+            pending.append(gap)
+            logger.error(
+                "purposeguard audit log %s: %d records buffered, dropping further records "
+                "(counted in an audit.gap record) until it recovers",
+                self.log.path,
+                self.max_pending,
+            )
+        gap.dropped += 1
+        gap.last = now
+        self.dropped += 1
 
     @property
     def pending(self) -> int:
@@ -454,10 +540,18 @@ class AuditSink:
     # -- writing ----------------------------------------------------------------
 
     def _write_now(self, record: Record) -> None:
+        try:
+            item = encode(record)
+        except AuditError as error:
+            # This record cannot be stored anywhere; the log itself is fine.
+            raise SinkFailure(f"audit log {self.log.path} cannot keep a {record.kind} record: {error}") from None
         with self._write_lock:
             self._drain_locked()
+            if self._pending and self.error is not None:
+                # Never ahead of records queued before it: the chain keeps their order.
+                raise SinkFailure(f"audit log {self.log.path} cannot keep records: {self.error.reason}")
             try:
-                self.log.append(record)
+                self.log.storage.append([item])
             except AuditError as error:
                 self._failed(error)
                 raise SinkFailure(f"audit log {self.log.path} cannot keep records: {error.reason}") from None
@@ -601,7 +695,7 @@ def _after_fork_in_child() -> None:
     _INHERITED.append(sink)
     if sink.owns_log and sink.log.path != ":memory:":
         try:
-            attach(sink.log.path, batch_size=sink.batch_size, interval=sink.interval, max_pending=sink.max_pending)
+            attach(sink.log.target, durability=sink.durability, batch_size=sink.batch_size, interval=sink.interval, max_pending=sink.max_pending)
         except AuditError as error:
             logger.error("purposeguard audit: the forked process has no audit sink: %s", error)
     else:

@@ -69,10 +69,12 @@ class ConsentChange(Record):
 
 
 class ConsentStore:
-    """Consent grants per tenant, kept in SQLite beside an audit log.
+    """Consent grants per tenant, kept beside an audit log.
 
-    ``path_or_audit`` is a file path (``":memory:"`` for tests) or an
-    :class:`~purposeguard.audit.AuditLog` whose file also holds the grants.
+    ``path_or_audit`` is a file path (``":memory:"`` for tests), a URL
+    (``sqlite:///PATH``, or ``postgresql://...`` shared by every replica:
+    a change on one is seen by all within a second), or an
+    :class:`~purposeguard.audit.AuditLog` whose storage also holds the grants.
     ``policy`` decides which grants are acceptable (default: the active
     guard's policy at the time of each change). ``tenants`` lists the known
     tenants (or is a predicate); without it any well-formed tenant id is
@@ -112,6 +114,13 @@ class ConsentStore:
         # commit since (this store, another store on the same log, another
         # process) clears the cache before the next decision.
         self._generation: object = None
+        self._reported = False
+        try:
+            # Load every grant now and keep the view current from here on
+            # (a no-op where the backend re-reads on demand).
+            self.audit.storage.refresh()
+        except AuditError as error:
+            self._unreadable(error)
 
     def __repr__(self) -> str:
         return f"<ConsentStore {self.audit.path!r}>"
@@ -211,6 +220,11 @@ class ConsentStore:
             # Re-read at the next decision, whoever committed what meanwhile.
             self._by_tenant.clear()
             self._generation = None
+        try:
+            # This process sees its own change at once; other replicas when notified.
+            self.audit.storage.refresh()
+        except AuditError as error:
+            self._unreadable(error)
         recorded = dataclasses.replace(change, audit_ref=f"{self.audit.log_id}:{seq}")
         try:
             get_guard().dispatch(recorded)
@@ -235,6 +249,19 @@ class ConsentStore:
     def has_consent(self, tenant: str, purpose: str, category: str) -> bool:
         """Has ``tenant`` an unexpired grant of ``purpose`` (or an ancestor) for
         ``category`` (or an ancestor)? The guard's :class:`ConsentLookup`."""
+        storage = self.audit.storage
+        try:
+            # A backend that keeps its own current view (PostgreSQL, told of
+            # every change by the database) answers from memory.
+            pushed = storage.cached_grants(tenant)
+        except AuditError as error:
+            self._unreadable(error)
+            return False
+        if pushed is not None:
+            if self._reported:
+                self._reported = False
+                logger.warning("consent store %s: readable again", self.audit.path)
+            return self._matches(pushed, purpose, category)
         with self._lock:
             try:
                 generation = self.audit.storage.generation()
@@ -248,6 +275,9 @@ class ConsentStore:
             grants = self._by_tenant.get(tenant)
             if grants is None:
                 grants = self._load(tenant)
+        return self._matches(grants, purpose, category)
+
+    def _matches(self, grants: tuple[Grant, ...], purpose: str, category: str) -> bool:
         if not grants:
             return False
         purposes = ancestors(purpose)
@@ -257,6 +287,13 @@ class ConsentStore:
             if grant.purpose in purposes and grant.category in categories and grant.active(now):
                 return True
         return False
+
+    def _unreadable(self, error: AuditError) -> None:
+        # Deciding without a current view: no consent (the deny stands), said
+        # once per outage rather than once per decision.
+        if not self._reported:
+            self._reported = True
+            logger.error("consent store %s unreadable, treating as no consent: %s", self.audit.path, error.reason)
 
     def _load(self, tenant: str) -> tuple[Grant, ...]:
         try:

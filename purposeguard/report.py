@@ -93,8 +93,13 @@ def read_verified_audit(path: str | os.PathLike[str]) -> tuple[list[Entry], dict
     """Every entry of an audit log file and the verification of its hash
     chain, read as of one moment (see :func:`integrity`); raises as
     :func:`read_audit` does."""
+    from ._storage import is_url
     from .audit import AuditLog
 
+    if isinstance(path, str) and is_url(path):
+        with AuditLog(path, create=False, readonly=True) as log:
+            found, result = log.verified_records()
+        return entries(found), integrity(result)
     file = Path(path)
     if not file.exists():
         raise FileNotFoundError(2, "no such audit log", str(file))

@@ -1,4 +1,4 @@
-"""``purposeguard audit verify PATH`` and ``purposeguard audit tail PATH``."""
+"""``purposeguard audit verify|tail|init|upgrade|migrate``: audit logs named by path or URL."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import re
 import time
 from typing import Any
 
+from .._storage import is_postgres, is_url, redact
 from ..audit import AuditEntry, AuditLog
 from ..cli import EXIT_INVALID, EXIT_USAGE, CommandError
+
+WHERE = "audit log: a file (SQLite), sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
 
 
 def register(subparsers: Any) -> None:
@@ -26,7 +29,7 @@ def register(subparsers: Any) -> None:
         "the printed head where the log's writer cannot change it and pass it back with --anchor "
         "to catch such a rewrite.",
     )
-    verify.add_argument("path", help="audit log file (SQLite)")
+    verify.add_argument("path", help=WHERE)
     verify.add_argument(
         "--anchor",
         metavar="HASH",
@@ -35,18 +38,47 @@ def register(subparsers: Any) -> None:
     verify.set_defaults(handler=_verify)
 
     tail = commands.add_parser("tail", help="print the last records")
-    tail.add_argument("path", help="audit log file (SQLite)")
+    tail.add_argument("path", help=WHERE)
     tail.add_argument("-n", type=int, default=10, metavar="N", help="how many records (default 10)")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
     tail.set_defaults(handler=_tail)
 
+    init = commands.add_parser(
+        "init",
+        help="create the audit log's tables (schema version included) in an empty database",
+        description="Create purposeguard's tables in an empty database (or a new SQLite file). "
+        "A database that already holds them is left as it is; one of another schema version is refused.",
+    )
+    init.add_argument("path", help=WHERE)
+    init.set_defaults(handler=_init)
+
+    upgrade = commands.add_parser(
+        "upgrade",
+        help="bring a PostgreSQL audit log's schema to this purposeguard's version",
+        description="Apply the schema upgrades from the database's recorded version to this "
+        "purposeguard's, one transaction per version; nothing changes if a step fails.",
+    )
+    upgrade.add_argument("url", help="postgresql://USER:PASSWORD@HOST:PORT/DB")
+    upgrade.set_defaults(handler=_upgrade)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="copy an SQLite audit log (chain and consents) into an empty PostgreSQL database",
+        description="Verify the SQLite log, copy every record (same positions and hashes) and every "
+        "consent grant into an empty PostgreSQL database in one transaction, then verify the copy "
+        "and check it ends at the same head. Nothing is written if any step fails.",
+    )
+    migrate.add_argument("source", help="the SQLite audit log file")
+    migrate.add_argument("destination", help="postgresql://USER:PASSWORD@HOST:PORT/DB (an empty database)")
+    migrate.set_defaults(handler=_migrate)
+
 
 def _missing(parser: argparse.ArgumentParser) -> int:
-    raise CommandError(f"{parser.prog}: missing action (verify or tail)", EXIT_USAGE)
+    raise CommandError(f"{parser.prog}: missing action (verify, tail, init, upgrade or migrate)", EXIT_USAGE)
 
 
 def _open(path: str) -> AuditLog:
-    # Read-only: inspecting a log never creates or changes a file.
+    # Read-only: inspecting a log never creates or changes a file or a table.
     return AuditLog(path, readonly=True)
 
 
@@ -58,9 +90,84 @@ def _verify(args: argparse.Namespace) -> int:
         )
     with _open(args.path) as log:
         result = log.verify(anchor=anchor)
+    shown = redact(args.path)
     if not result.ok:
-        raise CommandError(f"{args.path}: NOT intact: {result.reason}", EXIT_INVALID)
-    print(f"{args.path}: intact, {result.count} records, head {result.head}")
+        raise CommandError(f"{shown}: NOT intact: {result.reason}", EXIT_INVALID)
+    print(f"{shown}: intact, {result.count} records, head {result.head}")
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    with AuditLog(args.path, create=True) as log:
+        count = len(log)
+    print(f"{redact(args.path)}: audit log ready (schema version {_schema_version(args.path)}, {count} records)")
+    return 0
+
+
+def _schema_version(path: str) -> int:
+    if is_postgres(path):
+        from .._storage.postgres import SCHEMA_VERSION
+
+        return SCHEMA_VERSION
+    from .._storage import VERSION
+
+    return int(VERSION)
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    if not is_postgres(args.url):
+        raise CommandError(
+            "purposeguard audit upgrade: takes a postgresql:// URL (SQLite logs need no upgrade)", EXIT_USAGE
+        )
+    from .._storage.postgres import upgrade
+
+    start, end = upgrade(args.url)
+    if start == end:
+        print(f"{redact(args.url)}: schema version {end}, already current")
+    else:
+        print(f"{redact(args.url)}: schema upgraded from version {start} to {end}")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    if is_url(args.source) and not args.source.startswith("sqlite:"):
+        raise CommandError("purposeguard audit migrate: the source is an SQLite file or sqlite:/// URL", EXIT_USAGE)
+    if not is_postgres(args.destination):
+        raise CommandError("purposeguard audit migrate: the destination is a postgresql:// URL", EXIT_USAGE)
+    with AuditLog(args.source, create=False, readonly=True) as source:
+        with source.storage.snapshot() as (head, stored):
+            # Verify and copy one and the same snapshot of the source.
+            checked: list[Any] = []
+
+            def walk() -> Any:
+                for entry in stored:
+                    checked.append(entry)
+                    yield entry
+
+            from ..audit import _verify_chain
+
+            result = _verify_chain(walk(), head, None)
+            checked.extend(stored)
+        if not result.ok:
+            raise CommandError(f"{args.source}: NOT intact, not migrated: {result.reason}", EXIT_INVALID)
+        grants = source.storage.grants()
+        log_id = source.log_id
+    from .._storage.postgres import PostgresStorage
+
+    destination = PostgresStorage(args.destination, create=True)
+    try:
+        copied = destination.import_chain(checked, grants, log_id=log_id)
+        with AuditLog(storage=destination) as copy:
+            verified = copy.verify(anchor=result.head)
+    finally:
+        destination.close()
+    shown = redact(args.destination)
+    if not verified.ok or verified.head != result.head:
+        raise CommandError(f"{shown}: the copy does NOT verify: {verified.reason}", EXIT_INVALID)
+    print(
+        f"{shown}: copied {copied} records and {len(grants)} consent grants from {args.source}; "
+        f"intact, {verified.count} records, head {verified.head} (the source's)"
+    )
     return 0
 
 

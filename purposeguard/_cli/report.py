@@ -21,7 +21,11 @@ def register(subparsers: Any) -> None:
         "purposes as the code declares them and as runtime observed them, violations by rule, "
         "declassifications, consents, disclosures and the policy's decision matrix.",
     )
-    parser.add_argument("--audit", metavar="PATH", help="audit log file (SQLite, from pg.configure(audit=...))")
+    parser.add_argument(
+        "--audit",
+        metavar="PATH",
+        help="audit log: a file (SQLite) or a URL (sqlite:///PATH, postgresql://...), from pg.configure(audit=...)",
+    )
     parser.add_argument("--source", metavar="PATH", help="source tree (or .py file) to scan; never imported")
     parser.add_argument("--policy", default="trust-center", help="pack name or TOML file (default: trust-center)")
     parser.add_argument("--out", metavar="DIR", required=True, help="directory to write report.html and report.md into")
@@ -76,11 +80,18 @@ def _report(args: argparse.Namespace) -> int:
     records: list[Any] = []
     checked = None
     if args.audit is not None:
-        readable_file(args.audit, "audit log", PROG)
+        from .._storage import is_url, redact
+
+        if not is_url(args.audit):
+            readable_file(args.audit, "audit log", PROG)
         try:
             records, checked = read_verified_audit(args.audit)
         except AuditError as error:
+            if is_url(args.audit):
+                # The error names the database (without its password) and the cause.
+                raise CommandError(f"{PROG}: {error}") from None
             raise CommandError(f"{PROG}: not a purposeguard audit log: {args.audit} ({error})") from None
+        args.audit = redact(args.audit)
     scanned = scan_source(args.source, PROG) if args.source is not None else None
     data = build_report(
         records, scanned, policy, title=args.title, audit_source=args.audit, audit_integrity=checked

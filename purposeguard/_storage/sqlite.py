@@ -1,147 +1,19 @@
-"""Where the audit log and the consent grants are kept.
-
-:class:`Storage` is the small interface the audit log and the consent store
-need from a database; :class:`SQLiteStorage` implements it on one SQLite file
-in WAL mode (the default). Another database can back purposeguard by
-implementing the same methods: what matters is that :meth:`Storage.append`
-runs as one transaction that reads the recorded head of the chain, links
-each new entry to it with :func:`link`, applies the consent change if any,
-and moves the head, all or nothing, while holding the database's write lock
-(``BEGIN IMMEDIATE`` here, ``SELECT ... FOR UPDATE`` elsewhere).
-"""
+"""The audit log and consent grants in one SQLite file (WAL mode): the embedded default."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from ._errors import PurposeGuardError
+from .base import FORMAT, GENESIS, VERSION, AuditError, Grant, Pending, Revoke, StoredEntry, link
 
-__all__ = [
-    "AuditError",
-    "GENESIS",
-    "Grant",
-    "Pending",
-    "Revoke",
-    "SQLiteStorage",
-    "Storage",
-    "StoredEntry",
-    "link",
-]
+__all__ = ["SQLiteStorage", "SYNCHRONOUS"]
 
-# The previous-hash of the first record.
-GENESIS = "0" * 64
-FORMAT = "purposeguard-audit"
-VERSION = "1"
 SYNCHRONOUS = ("full", "normal", "extra")
-
-
-class AuditError(PurposeGuardError):
-    """The audit log (or consent store) cannot be opened, read or written.
-
-    ``path`` names the file and ``reason`` the problem, e.g. ``not an SQLite
-    database``, ``database or disk is full``.
-    """
-
-    def __init__(self, reason: str, *, path: str | None = None) -> None:
-        self.reason = reason
-        self.path = path
-        super().__init__(f"{path}: {reason}" if path else reason)
-
-
-def link(prev_hash: str, seq: int, kind: str, timestamp: float, data: str) -> str:
-    """The hash of one entry: it covers its position, content and predecessor."""
-    digest = hashlib.sha256()
-    digest.update(f"{prev_hash}\n{seq}\n{kind}\n{timestamp!r}\n".encode())
-    digest.update(data.encode("utf-8"))
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """An entry to append: its kind, timestamp and JSON text."""
-
-    kind: str
-    timestamp: float
-    data: str
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEntry:
-    seq: int
-    kind: str
-    timestamp: float
-    data: str
-    prev_hash: str
-    hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """One tenant's consent to one purpose for one category."""
-
-    tenant: str
-    purpose: str
-    category: str
-    granted_by: str
-    granted_at: float
-    expires_at: float | None = None
-
-    def active(self, now: float) -> bool:
-        return self.expires_at is None or self.expires_at > now
-
-
-@dataclass(frozen=True, slots=True)
-class Revoke:
-    """Remove ``tenant``'s grants of ``purpose`` for ``categories`` (all when None)."""
-
-    tenant: str
-    purpose: str
-    categories: tuple[str, ...] | None = None
-
-
-class Storage(Protocol):
-    """What the audit log and the consent store need from a database."""
-
-    location: str
-    log_id: str
-
-    def append(
-        self, items: Sequence[Pending], *, grants: Sequence[Grant] = (), revoke: Revoke | None = None
-    ) -> list[int]:
-        """Atomically chain and append ``items`` (and apply a consent change); their seqs."""
-        ...
-
-    def entries(self, start: int = 1) -> Iterator[StoredEntry]: ...
-
-    def last(self, n: int) -> list[StoredEntry]: ...
-
-    def head(self) -> tuple[int, str]:
-        """The recorded end of the chain: ``(seq, hash)``, ``(0, GENESIS)`` when empty."""
-        ...
-
-    def snapshot(self) -> contextlib.AbstractContextManager[tuple[tuple[int, str], Iterator[StoredEntry]]]:
-        """The head and every entry as of one moment (one read transaction):
-        what verification walks, so a concurrent append is never mistaken
-        for a deleted record."""
-        ...
-
-    def generation(self) -> object:
-        """A token that changes whenever the data changes, by any connection or
-        process: equal tokens mean nothing was committed in between."""
-        ...
-
-    def grants(self, tenant: str | None = None) -> list[Grant]: ...
-
-    def close(self) -> None: ...
-
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS purposeguard_meta (
@@ -502,6 +374,13 @@ class SQLiteStorage:
             except sqlite3.Error:
                 pass
             reader.close()
+
+    def cached_grants(self, tenant: str) -> tuple[Grant, ...] | None:
+        # No pushed view: the consent store re-reads when generation() moves.
+        return None
+
+    def refresh(self) -> None:
+        pass
 
     def trace(self, callback: object) -> None:
         """Install an SQLite trace callback (tests: which threads run statements)."""

@@ -1,0 +1,153 @@
+"""What every storage backend shares: the chain's hash, the entry and grant
+types, the error, and the interface the audit log and consent store use.
+
+A backend implements :class:`Storage`. What matters is that
+:meth:`Storage.append` runs as one transaction that reads the recorded head
+of the chain, links each new entry to it with :func:`link`, applies the
+consent change if any, and moves the head, all or nothing, while holding the
+database's write lock (``BEGIN IMMEDIATE`` in SQLite, a ``SELECT ... FOR
+UPDATE`` of the head row in PostgreSQL): that lock is what lets many
+processes share one chain without forks or gaps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .._errors import PurposeGuardError
+
+__all__ = [
+    "FORMAT",
+    "GENESIS",
+    "VERSION",
+    "AuditError",
+    "Grant",
+    "Pending",
+    "Revoke",
+    "Storage",
+    "StoredEntry",
+    "link",
+]
+
+# The previous-hash of the first record.
+GENESIS = "0" * 64
+FORMAT = "purposeguard-audit"
+VERSION = "1"
+
+
+class AuditError(PurposeGuardError):
+    """The audit log (or consent store) cannot be opened, read or written.
+
+    ``path`` names the file and ``reason`` the problem, e.g. ``not an SQLite
+    database``, ``database or disk is full``.
+    """
+
+    def __init__(self, reason: str, *, path: str | None = None) -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+
+def link(prev_hash: str, seq: int, kind: str, timestamp: float, data: str) -> str:
+    """The hash of one entry: it covers its position, content and predecessor."""
+    digest = hashlib.sha256()
+    digest.update(f"{prev_hash}\n{seq}\n{kind}\n{timestamp!r}\n".encode())
+    digest.update(data.encode("utf-8"))
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An entry to append: its kind, timestamp and JSON text."""
+
+    kind: str
+    timestamp: float
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    seq: int
+    kind: str
+    timestamp: float
+    data: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One tenant's consent to one purpose for one category."""
+
+    tenant: str
+    purpose: str
+    category: str
+    granted_by: str
+    granted_at: float
+    expires_at: float | None = None
+
+    def active(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    """Remove ``tenant``'s grants of ``purpose`` for ``categories`` (all when None)."""
+
+    tenant: str
+    purpose: str
+    categories: tuple[str, ...] | None = None
+
+
+class Storage(Protocol):
+    """What the audit log and the consent store need from a database."""
+
+    location: str
+    log_id: str
+
+    def append(
+        self, items: Sequence[Pending], *, grants: Sequence[Grant] = (), revoke: Revoke | None = None
+    ) -> list[int]:
+        """Atomically chain and append ``items`` (and apply a consent change); their seqs."""
+        ...
+
+    def entries(self, start: int = 1) -> Iterator[StoredEntry]: ...
+
+    def last(self, n: int) -> list[StoredEntry]: ...
+
+    def head(self) -> tuple[int, str]:
+        """The recorded end of the chain: ``(seq, hash)``, ``(0, GENESIS)`` when empty."""
+        ...
+
+    def snapshot(self) -> contextlib.AbstractContextManager[tuple[tuple[int, str], Iterator[StoredEntry]]]:
+        """The head and every entry as of one moment (one read transaction):
+        what verification walks, so a concurrent append is never mistaken
+        for a deleted record."""
+        ...
+
+    def generation(self) -> object:
+        """A token that changes whenever the data changes, by any connection or
+        process: equal tokens mean nothing was committed in between."""
+        ...
+
+    def grants(self, tenant: str | None = None) -> list[Grant]: ...
+
+    def cached_grants(self, tenant: str) -> tuple[Grant, ...] | None:
+        """``tenant``'s grants from a view the backend keeps current by itself
+        (no I/O), or None when the backend keeps no such view and the caller
+        reads :meth:`grants` when :meth:`generation` moves. Raises
+        :class:`AuditError` when the view may be older than its bound."""
+        ...
+
+    def refresh(self) -> None:
+        """Bring the view behind :meth:`cached_grants` up to date now (after a
+        change this process committed)."""
+        ...
+
+    def close(self) -> None: ...
+
+

@@ -1,0 +1,755 @@
+"""The audit log and consent grants in PostgreSQL: one chain, many replicas.
+
+Every append locks the chain's head row (``SELECT ... FOR UPDATE``), links
+the new entries to it and moves it in the same transaction, so any number of
+processes append to one chain without forks or gaps. Consent changes send a
+``NOTIFY``; each process that reads consents keeps the grants in memory and a
+watcher thread reloads them when notified, so a decision never waits on the
+database. The watcher also proves every ``heartbeat`` seconds that it is in
+contact: a view that has not been confirmed for ``stale_after`` seconds is
+refused (no consent), which bounds how long a revocation can take to bite on
+any replica, even one cut off from the database.
+
+Needs ``pip install 'purposeguard[postgres]'`` (psycopg 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import redact
+from .base import FORMAT, GENESIS, AuditError, Grant, Pending, Revoke, StoredEntry, link
+
+__all__ = ["CHANNEL", "SCHEMA_VERSION", "PostgresStorage", "upgrade"]
+
+logger = logging.getLogger("purposeguard.audit")
+
+# The schema this purposeguard reads and writes; upgrade() moves older ones here.
+SCHEMA_VERSION = 1
+CHANNEL = "purposeguard_consent"
+# Serialises schema creation and upgrades between processes (any constant no
+# other application is likely to use: "pgua" in ASCII).
+_SCHEMA_LOCK = 0x70677561
+
+_TABLES: dict[str, tuple[str, ...]] = {
+    "purposeguard_schema_version": ("version", "applied_at"),
+    "purposeguard_meta": ("key", "value"),
+    "purposeguard_head": ("id", "seq", "hash"),
+    "purposeguard_audit": ("seq", "kind", "timestamp", "data", "prev_hash", "hash"),
+    "purposeguard_consent": ("tenant", "purpose", "category", "granted_by", "granted_at", "expires_at"),
+}
+
+_SCHEMA = (
+    """CREATE TABLE purposeguard_schema_version (
+        version INTEGER NOT NULL, applied_at DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE purposeguard_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE purposeguard_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL)""",
+    """CREATE TABLE purposeguard_audit (
+        seq BIGINT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        timestamp DOUBLE PRECISION NOT NULL,
+        data TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL)""",
+    """CREATE TABLE purposeguard_consent (
+        tenant TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        category TEXT NOT NULL,
+        granted_by TEXT NOT NULL,
+        granted_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION,
+        PRIMARY KEY (tenant, purpose, category))""",
+)
+
+# Statements that take a database from version N to N + 1, applied by
+# upgrade() in one transaction each. Empty while there is only version 1.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+
+_COLUMNS = "seq, kind, timestamp, data, prev_hash, hash"
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise ImportError(
+            "PostgreSQL storage needs psycopg 3: pip install 'purposeguard[postgres]'"
+        ) from None
+    return psycopg
+
+
+def _line(error: BaseException) -> str:
+    """One line of a psycopg/libpq message (they span several)."""
+    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+    for prefix in ("connection failed: ",):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    return text or type(error).__name__
+
+
+def _entry(row: Sequence[Any]) -> StoredEntry:
+    seq, kind, timestamp, data, prev_hash, digest = row
+    return StoredEntry(int(seq), str(kind), float(timestamp), str(data), str(prev_hash), str(digest))
+
+
+@dataclass(frozen=True)
+class _View:
+    """Every grant, by tenant, as of ``fresh_at`` (time.monotonic)."""
+
+    by_tenant: dict[str, tuple[Grant, ...]]
+    fresh_at: float
+
+
+_OPEN: weakref.WeakSet[PostgresStorage] = weakref.WeakSet()
+
+
+class PostgresStorage:
+    """The audit log and consent grants in one PostgreSQL database.
+
+    ``url`` is a libpq URL (``postgresql://user:password@host:port/dbname``).
+    A database without purposeguard's tables gets them (unless ``create`` is
+    false or ``readonly``); one with another schema version, a missing table
+    or column, or other data under purposeguard's table names is refused
+    with :class:`AuditError` and left untouched. Threads share one
+    connection under a lock; it is re-opened after the database comes back.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = True,
+        readonly: bool = False,
+        connect_timeout: float = 5.0,
+        stale_after: float = 1.0,
+        heartbeat: float = 0.2,
+    ) -> None:
+        psycopg = _psycopg()
+        self._psycopg = psycopg
+        self._url = url
+        self.location = redact(url)
+        self.readonly = readonly
+        if not heartbeat > 0 or not stale_after > heartbeat:
+            raise AuditError("stale_after must be longer than heartbeat, both positive", path=self.location)
+        self.stale_after = float(stale_after)
+        self.heartbeat = float(heartbeat)
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.Error as error:
+            raise AuditError(f"malformed PostgreSQL URL ({_line(error)})", path=self.location) from None
+        for port in str(params.get("port", "")).split(","):
+            if port and not port.isdigit():
+                raise AuditError(f"malformed PostgreSQL URL: port {port!r} is not a number", path=self.location)
+        self._connect_args: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in params:
+            # libpq counts whole seconds and treats less than 2 as 2.
+            self._connect_args["connect_timeout"] = max(2, round(connect_timeout))
+        if "application_name" not in params:
+            self._connect_args["application_name"] = "purposeguard"
+        self._lock = threading.RLock()
+        self._conn: Any = None
+        self._commits = 0
+        self._view: _View | None = None
+        self._view_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._watch_error: str | None = None
+        self._pid = os.getpid()
+        with self._lock:
+            self._conn = self._connect()
+            try:
+                self.log_id = self._open(create)
+            except BaseException:
+                self._conn.close()
+                raise
+        _OPEN.add(self)
+
+    def __repr__(self) -> str:
+        return f"<PostgresStorage {self.location!r}>"
+
+    # -- connecting -----------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        psycopg = self._psycopg
+        try:
+            connection = psycopg.connect(self._url, **self._connect_args)
+        except psycopg.Error as error:
+            raise AuditError(f"cannot connect: {_line(error)}", path=self.location) from None
+        if self.readonly:
+            connection.execute("SET default_transaction_read_only = on")
+        return connection
+
+    def _connection(self) -> Any:
+        # Called with self._lock held: the shared connection, re-opened after
+        # the database went away (a restart, a network cut).
+        if os.getpid() != self._pid:
+            self._after_fork()
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._conn = None
+            self._conn = self._connect()
+        return self._conn
+
+    def _after_fork(self) -> None:
+        # The parent's connection and watcher belong to the parent: never
+        # touch its socket, open our own.
+        self._pid = os.getpid()
+        self._conn = None
+        self._watcher = None
+        self._stop = threading.Event()
+        self._view = None
+        # A parent thread may have held them at the fork.
+        self._lock = threading.RLock()
+        self._view_lock = threading.Lock()
+
+    def _failed(self, error: BaseException, doing: str) -> AuditError:
+        psycopg = self._psycopg
+        if isinstance(error, psycopg.OperationalError) or (self._conn is not None and self._conn.broken):
+            with contextlib.suppress(Exception):
+                if self._conn is not None:
+                    self._conn.close()
+            self._conn = None
+            return AuditError(f"cannot {doing}: database unreachable ({_line(error)})", path=self.location)
+        return AuditError(f"cannot {doing}: {_line(error)}", path=self.location)
+
+    # -- opening -----------------------------------------------------------------------
+
+    def _tables(self, conn: Any) -> set[str]:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_name LIKE 'purposeguard%%'"
+        ).fetchall()
+        return {str(row[0]) for row in rows}
+
+    def _open(self, create: bool) -> str:
+        conn = self._conn
+        psycopg = self._psycopg
+        try:
+            tables = self._tables(conn)
+            if not tables:
+                if self.readonly or not create:
+                    raise AuditError(
+                        "not a purposeguard audit log: the database has no purposeguard tables "
+                        "(create them with `purposeguard audit init URL`)",
+                        path=self.location,
+                    )
+                self._create(conn)
+                tables = self._tables(conn)
+            return check_schema(conn, tables, self.location)
+        except psycopg.Error as error:
+            raise AuditError(f"cannot open: {_line(error)}", path=self.location) from None
+
+    def _create(self, conn: Any) -> None:
+        with conn.transaction():
+            # Replicas starting together: one creates, the others wait and find it done.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            if self._tables(conn):
+                return
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO purposeguard_schema_version (version, applied_at) VALUES (%s, %s)",
+                (SCHEMA_VERSION, time.time()),
+            )
+            conn.cursor().executemany(
+                "INSERT INTO purposeguard_meta (key, value) VALUES (%s, %s)",
+                [("format", FORMAT), ("log_id", uuid.uuid4().hex)],
+            )
+            conn.execute("INSERT INTO purposeguard_head (id, seq, hash) VALUES (1, 0, %s)", (GENESIS,))
+
+    # -- writing -----------------------------------------------------------------
+
+    def append(
+        self, items: Sequence[Pending], *, grants: Sequence[Grant] = (), revoke: Revoke | None = None
+    ) -> list[int]:
+        if self.readonly:
+            raise AuditError("opened read-only: cannot append", path=self.location)
+        psycopg = self._psycopg
+        with self._lock:
+            conn = self._connection()
+            seqs: list[int] = []
+            try:
+                with conn.transaction():
+                    row = conn.execute("SELECT seq, hash FROM purposeguard_head WHERE id = 1 FOR UPDATE").fetchone()
+                    if row is None:
+                        raise AuditError("damaged audit log: its recorded head is missing", path=self.location)
+                    seq, prev = int(row[0]), str(row[1])
+                    if revoke is not None:
+                        self._revoke(conn, revoke)
+                    if grants:
+                        conn.cursor().executemany(
+                            "INSERT INTO purposeguard_consent "
+                            "(tenant, purpose, category, granted_by, granted_at, expires_at) "
+                            "VALUES (%s, %s, %s, %s, %s, %s) "
+                            "ON CONFLICT (tenant, purpose, category) DO UPDATE SET "
+                            "granted_by = EXCLUDED.granted_by, granted_at = EXCLUDED.granted_at, "
+                            "expires_at = EXCLUDED.expires_at",
+                            [
+                                (g.tenant, g.purpose, g.category, g.granted_by, g.granted_at, g.expires_at)
+                                for g in grants
+                            ],
+                        )
+                    rows = []
+                    for item in items:
+                        seq += 1
+                        digest = link(prev, seq, item.kind, item.timestamp, item.data)
+                        rows.append((seq, item.kind, item.timestamp, item.data, prev, digest))
+                        seqs.append(seq)
+                        prev = digest
+                    if rows:
+                        conn.cursor().executemany(
+                            f"INSERT INTO purposeguard_audit ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+                            rows,
+                        )
+                        conn.execute("UPDATE purposeguard_head SET seq = %s, hash = %s WHERE id = 1", (seq, prev))
+                    if grants or revoke is not None:
+                        # Delivered at commit, to every replica's watcher.
+                        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.log_id))
+            except psycopg.errors.UniqueViolation:
+                raise AuditError(
+                    "the log was altered: a record exists beyond its recorded end "
+                    "(run `purposeguard audit verify`)",
+                    path=self.location,
+                ) from None
+            except psycopg.Error as error:
+                raise self._failed(error, "write") from None
+            self._commits += 1
+            return seqs
+
+    def _revoke(self, conn: Any, revoke: Revoke) -> None:
+        if revoke.categories is None:
+            cursor = conn.execute(
+                "DELETE FROM purposeguard_consent WHERE tenant = %s AND purpose = %s",
+                (revoke.tenant, revoke.purpose),
+            )
+            if cursor.rowcount == 0:
+                raise LookupError(f"tenant {revoke.tenant!r} has no consent to {revoke.purpose}")
+            return
+        for category in revoke.categories:
+            cursor = conn.execute(
+                "DELETE FROM purposeguard_consent WHERE tenant = %s AND purpose = %s AND category = %s",
+                (revoke.tenant, revoke.purpose, category),
+            )
+            if cursor.rowcount == 0:
+                raise LookupError(
+                    f"tenant {revoke.tenant!r} has no consent to {revoke.purpose} for {category}"
+                )
+
+    def import_chain(
+        self, entries: Iterable[StoredEntry], grants: Sequence[Grant], *, log_id: str | None = None
+    ) -> int:
+        """Copy a chain as it is (same seqs and hashes) and its grants into this
+        empty log, in one transaction: all of it or nothing. Returns the count."""
+        if self.readonly:
+            raise AuditError("opened read-only: cannot import", path=self.location)
+        psycopg = self._psycopg
+        with self._lock:
+            conn = self._connection()
+            count = 0
+            try:
+                with conn.transaction():
+                    head = conn.execute("SELECT seq FROM purposeguard_head WHERE id = 1 FOR UPDATE").fetchone()
+                    existing = conn.execute("SELECT count(*) FROM purposeguard_consent").fetchone()
+                    if head is None or int(head[0]) != 0 or int(existing[0]) != 0:
+                        raise AuditError(
+                            "the destination already holds records or grants: migrate into an empty database",
+                            path=self.location,
+                        )
+                    last = (0, GENESIS)
+                    batch: list[tuple[Any, ...]] = []
+                    cursor = conn.cursor()
+                    for entry in entries:
+                        batch.append(
+                            (entry.seq, entry.kind, entry.timestamp, entry.data, entry.prev_hash, entry.hash)
+                        )
+                        last = (entry.seq, entry.hash)
+                        count += 1
+                        if len(batch) >= 1000:
+                            cursor.executemany(
+                                f"INSERT INTO purposeguard_audit ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+                                batch,
+                            )
+                            batch = []
+                    if batch:
+                        cursor.executemany(
+                            f"INSERT INTO purposeguard_audit ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+                            batch,
+                        )
+                    if grants:
+                        cursor.executemany(
+                            "INSERT INTO purposeguard_consent "
+                            "(tenant, purpose, category, granted_by, granted_at, expires_at) "
+                            "VALUES (%s, %s, %s, %s, %s, %s)",
+                            [
+                                (g.tenant, g.purpose, g.category, g.granted_by, g.granted_at, g.expires_at)
+                                for g in grants
+                            ],
+                        )
+                    conn.execute("UPDATE purposeguard_head SET seq = %s, hash = %s WHERE id = 1", last)
+                    if log_id:
+                        # The same log in a new place: records that name it stay valid.
+                        conn.execute("UPDATE purposeguard_meta SET value = %s WHERE key = 'log_id'", (log_id,))
+                    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, log_id or self.log_id))
+            except psycopg.Error as error:
+                raise self._failed(error, "import") from None
+            if log_id:
+                self.log_id = log_id
+            self._commits += 1
+            return count
+
+    # -- reading -----------------------------------------------------------------
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        psycopg = self._psycopg
+        with self._lock:
+            try:
+                conn = self._connection()
+                return list(conn.execute(sql, params).fetchall())
+            except psycopg.Error as error:
+                raise self._failed(error, "read") from None
+
+    def entries(self, start: int = 1) -> Iterator[StoredEntry]:
+        after = start - 1
+        while True:
+            rows = self._query(
+                f"SELECT {_COLUMNS} FROM purposeguard_audit WHERE seq > %s ORDER BY seq LIMIT 1000", (after,)
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield _entry(row)
+            after = int(rows[-1][0])
+
+    def last(self, n: int) -> list[StoredEntry]:
+        rows = self._query(f"SELECT {_COLUMNS} FROM purposeguard_audit ORDER BY seq DESC LIMIT %s", (n,))
+        return [_entry(row) for row in reversed(rows)]
+
+    def head(self) -> tuple[int, str]:
+        rows = self._query("SELECT seq, hash FROM purposeguard_head WHERE id = 1")
+        if not rows:
+            raise AuditError("damaged audit log: its recorded head is missing", path=self.location)
+        return int(rows[0][0]), str(rows[0][1])
+
+    def grants(self, tenant: str | None = None) -> list[Grant]:
+        sql = "SELECT tenant, purpose, category, granted_by, granted_at, expires_at FROM purposeguard_consent"
+        if tenant is None:
+            rows = self._query(sql + " ORDER BY tenant, purpose, category")
+        else:
+            rows = self._query(sql + " WHERE tenant = %s ORDER BY purpose, category", (tenant,))
+        return [_grant(row) for row in rows]
+
+    def generation(self) -> tuple[int, int]:
+        # Only meaningful beside cached_grants(): changes arrive by NOTIFY.
+        view = self._view
+        return (id(view), self._commits)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[tuple[tuple[int, str], Iterator[StoredEntry]]]:
+        # A connection of its own and one REPEATABLE READ transaction: the head
+        # and the walk see the same moment while replicas go on appending.
+        psycopg = self._psycopg
+        try:
+            reader = psycopg.connect(self._url, **self._connect_args)
+        except psycopg.Error as error:
+            raise AuditError(f"cannot connect: {_line(error)}", path=self.location) from None
+        cursor: Any = None
+        try:
+            try:
+                reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                row = reader.execute("SELECT seq, hash FROM purposeguard_head WHERE id = 1").fetchone()
+                if row is None:
+                    raise AuditError("damaged audit log: its recorded head is missing", path=self.location)
+                cursor = reader.cursor(name="purposeguard_walk")
+                cursor.execute(f"SELECT {_COLUMNS} FROM purposeguard_audit ORDER BY seq")
+            except psycopg.Error as error:
+                raise AuditError(f"cannot read: {_line(error)}", path=self.location) from None
+
+            def walk() -> Iterator[StoredEntry]:
+                while True:
+                    try:
+                        rows = cursor.fetchmany(1000)
+                    except psycopg.Error as error:
+                        raise AuditError(f"cannot read: {_line(error)}", path=self.location) from None
+                    if not rows:
+                        return
+                    for found in rows:
+                        yield _entry(found)
+
+            yield (int(row[0]), str(row[1])), walk()
+        finally:
+            if cursor is not None:
+                with contextlib.suppress(Exception):
+                    cursor.close()
+            with contextlib.suppress(Exception):
+                reader.close()
+
+    # -- the consent view ---------------------------------------------------------
+
+    def cached_grants(self, tenant: str) -> tuple[Grant, ...] | None:
+        watcher = self._watcher
+        if watcher is None or not watcher.is_alive():
+            self._start_watcher()
+        view = self._view
+        if view is None:
+            raise AuditError(
+                f"consents not loaded yet ({self._watch_error or 'connecting'})", path=self.location
+            )
+        age = time.monotonic() - view.fresh_at
+        if age > self.stale_after:
+            raise AuditError(
+                f"consents not confirmed for {age:.1f}s (bound {self.stale_after:g}s): "
+                f"{self._watch_error or 'no contact with the database'}",
+                path=self.location,
+            )
+        return view.by_tenant.get(tenant, ())
+
+    def refresh(self) -> None:
+        """Reload every grant now (on this thread), and keep a watcher running."""
+        psycopg = self._psycopg
+        started = time.monotonic()
+        with self._lock:
+            try:
+                rows = self._connection().execute(
+                    "SELECT tenant, purpose, category, granted_by, granted_at, expires_at FROM purposeguard_consent"
+                ).fetchall()
+            except psycopg.Error as error:
+                raise self._failed(error, "read consents") from None
+        self._publish(rows, started)
+        watcher = self._watcher
+        if watcher is None or not watcher.is_alive():
+            self._start_watcher()
+
+    def _publish(self, rows: Iterable[Sequence[Any]], started: float) -> None:
+        by_tenant: dict[str, list[Grant]] = {}
+        for row in rows:
+            grant = _grant(row)
+            by_tenant.setdefault(grant.tenant, []).append(grant)
+        with self._view_lock:
+            current = self._view
+            # A slower load that started earlier never replaces a newer one.
+            if current is None or started >= current.fresh_at:
+                self._view = _View({k: tuple(v) for k, v in by_tenant.items()}, started)
+
+    def _confirm(self, started: float) -> None:
+        with self._view_lock:
+            current = self._view
+            if current is not None and started > current.fresh_at:
+                self._view = _View(current.by_tenant, started)
+
+    def _start_watcher(self) -> None:
+        with self._view_lock:
+            if self._watcher is not None and self._watcher.is_alive():
+                return
+            self._stop = threading.Event()
+            thread = threading.Thread(
+                target=self._watch, args=(self._stop,), name="purposeguard-consent-watch", daemon=True
+            )
+            self._watcher = thread
+        thread.start()
+
+    def _watch(self, stop: threading.Event) -> None:
+        psycopg = self._psycopg
+        conn: Any = None
+        reported = False
+        while not stop.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self._url, **self._connect_args)
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    started = time.monotonic()
+                    self._publish(self._load(conn), started)
+                    if reported:
+                        logger.warning("purposeguard consent store %s: in contact again", self.location)
+                    reported = False
+                    self._watch_error = None
+                changed = False
+                for _ in conn.notifies(timeout=self.heartbeat, stop_after=1):
+                    changed = True
+                # Every change committed before this query has been notified
+                # by the time it returns (PostgreSQL delivers notifications
+                # before it reports the query done).
+                started = time.monotonic()
+                conn.execute("SELECT 1")
+                for _ in conn.notifies(timeout=0):
+                    changed = True
+                if changed:
+                    self._publish(self._load(conn), started)
+                else:
+                    self._confirm(started)
+            except psycopg.Error as error:
+                self._watch_error = f"database unreachable ({_line(error)})"
+                if not reported:
+                    logger.error(
+                        "purposeguard consent store %s: %s; consents are refused after %gs without contact",
+                        self.location,
+                        self._watch_error,
+                        self.stale_after,
+                    )
+                    reported = True
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                conn = None
+                stop.wait(self.heartbeat)
+            except Exception:  # pragma: no cover - the watcher must never die silently
+                logger.exception("purposeguard consent watcher failed")
+                stop.wait(self.heartbeat)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    @staticmethod
+    def _load(conn: Any) -> list[tuple[Any, ...]]:
+        return list(
+            conn.execute(
+                "SELECT tenant, purpose, category, granted_by, granted_at, expires_at FROM purposeguard_consent"
+            ).fetchall()
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout=5)
+        with self._lock:
+            if self._conn is not None and os.getpid() == self._pid:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+            self._conn = None
+        _OPEN.discard(self)
+
+
+def _grant(row: Sequence[Any]) -> Grant:
+    tenant, purpose, category, granted_by, granted_at, expires_at = row
+    return Grant(
+        str(tenant),
+        str(purpose),
+        str(category),
+        str(granted_by),
+        float(granted_at),
+        None if expires_at is None else float(expires_at),
+    )
+
+
+def check_schema(conn: Any, tables: set[str], location: str) -> str:
+    """Refuse a database whose purposeguard tables are not this version's; the log id."""
+    if "purposeguard_schema_version" not in tables:
+        shown = ", ".join(sorted(tables)[:5])
+        raise AuditError(
+            f"not a purposeguard audit log: no purposeguard_schema_version table (found {shown})",
+            path=location,
+        )
+    row = conn.execute("SELECT max(version) FROM purposeguard_schema_version").fetchone()
+    version = row[0] if row else None
+    if version is None:
+        raise AuditError("damaged audit log: purposeguard_schema_version is empty", path=location)
+    if version < SCHEMA_VERSION:
+        raise AuditError(
+            f"the database has schema version {version}, this purposeguard uses {SCHEMA_VERSION}: "
+            "run `purposeguard audit upgrade URL`",
+            path=location,
+        )
+    if version > SCHEMA_VERSION:
+        raise AuditError(
+            f"the database has schema version {version}, newer than this purposeguard's "
+            f"({SCHEMA_VERSION}): upgrade purposeguard",
+            path=location,
+        )
+    for table, columns in _TABLES.items():
+        if table not in tables:
+            raise AuditError(f"damaged audit log: table {table} is missing", path=location)
+        found = {
+            str(r[0])
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s",
+                (table,),
+            ).fetchall()
+        }
+        lacking = [c for c in columns if c not in found]
+        if lacking:
+            raise AuditError(
+                f"damaged audit log: table {table} has no column {lacking[0]} (altered by hand?)", path=location
+            )
+    meta = dict(conn.execute("SELECT key, value FROM purposeguard_meta").fetchall())
+    if meta.get("format") != FORMAT:
+        raise AuditError("not a purposeguard audit log: its format marker is missing", path=location)
+    head = conn.execute("SELECT count(*) FROM purposeguard_head WHERE id = 1").fetchone()
+    if not head or int(head[0]) != 1:
+        raise AuditError("damaged audit log: its recorded head is missing", path=location)
+    return str(meta.get("log_id", ""))
+
+
+def upgrade(url: str) -> tuple[int, int]:
+    """Bring a database's purposeguard schema to this version, one
+    transaction per step; ``(from_version, to_version)``."""
+    psycopg = _psycopg()
+    location = redact(url)
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
+    except psycopg.Error as error:
+        raise AuditError(f"cannot connect: {_line(error)}", path=location) from None
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            tables = {
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema() AND table_name LIKE 'purposeguard%%'"
+                ).fetchall()
+            }
+            if "purposeguard_schema_version" not in tables:
+                raise AuditError(
+                    "not a purposeguard audit log: no purposeguard_schema_version table "
+                    "(create one with `purposeguard audit init URL`)",
+                    path=location,
+                )
+            row = conn.execute("SELECT max(version) FROM purposeguard_schema_version").fetchone()
+            start = int(row[0]) if row and row[0] is not None else 0
+            if start > SCHEMA_VERSION:
+                raise AuditError(
+                    f"the database has schema version {start}, newer than this purposeguard's "
+                    f"({SCHEMA_VERSION}): upgrade purposeguard",
+                    path=location,
+                )
+            version = start
+            while version < SCHEMA_VERSION:
+                steps = _MIGRATIONS.get(version)
+                if steps is None:
+                    raise AuditError(f"no upgrade from schema version {version}", path=location)
+                for statement in steps:
+                    conn.execute(statement)
+                version += 1
+                conn.execute(
+                    "INSERT INTO purposeguard_schema_version (version, applied_at) VALUES (%s, %s)",
+                    (version, time.time()),
+                )
+            check_schema(conn, tables, location)
+    except psycopg.Error as error:
+        raise AuditError(f"cannot upgrade: {_line(error)}", path=location) from None
+    finally:
+        conn.close()
+    return start, SCHEMA_VERSION
+
+
+def _after_fork_in_child() -> None:
+    for storage in list(_OPEN):
+        storage._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

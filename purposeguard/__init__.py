@@ -21,6 +21,7 @@ from typing import Any as _Any
 
 from . import testing
 from ._errors import ObligationError, PolicyError, PurposeGuardError, PurposeViolation, UnknownKeyError
+from ._fields import install as _install_fields
 from ._guarded import purpose
 from ._labels import Category, label, labels_of, produces, tenant_of
 from ._policy import Decision, Policy
@@ -50,6 +51,9 @@ if not _Path(__file__).resolve().parent.joinpath("integrations").is_dir() and (
 ):
     __path__.append(str(_checkout))  # noqa: F821 - the package's own __path__
     __path__.append(str(_checkout / "examples"))  # noqa: F821
+
+# Annotated fields of dataclasses and attrs classes built from now on arrive labelled.
+_install_fields()
 
 __version__ = "0.1.0"
 

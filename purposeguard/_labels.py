@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import linecache
+import re
 import sys
 import threading
 import typing
@@ -38,10 +40,16 @@ __all__ = [
     "Category",
     "ForeignLabels",
     "LabelledBytes",
+    "LabelledDict",
     "LabelledFloat",
+    "LabelledFrozenSet",
     "LabelledInt",
+    "LabelledList",
     "LabelledProxy",
+    "LabelledSet",
     "LabelledStr",
+    "LabelledTuple",
+    "box_kind",
     "label",
     "labels_of",
     "tenant_of",
@@ -120,6 +128,24 @@ class _Kind:
                 (parent,),
                 {"__slots__": (), "_pg_labels": self.labels, "_pg_tenant": self.tenant,
                  "_pg_kind": self, "__module__": __name__, "__qualname__": parent.__name__},
+            )
+            self._numbers[base] = found
+        return found
+
+    def container_cls(self, base: type) -> type:
+        """The labelled subclass of ``dict``, ``list``, ``tuple``, ``set`` or
+        ``frozenset``, built on first use.
+
+        It carries the kind as ``_pg_box``, not ``_pg_kind``: ``_pg_kind`` tells
+        the hot path a value's labels are all on its class, while a
+        container's items may carry labels of their own."""
+        found = self._numbers.get(base)
+        if found is None:
+            parent = _CONTAINER_CLASSES[base]
+            found = type(
+                parent.__name__,
+                (parent,),
+                {"__slots__": (), "_pg_box": self, "__module__": __name__, "__qualname__": parent.__name__},
             )
             self._numbers[base] = found
         return found
@@ -488,6 +514,77 @@ class LabelledFloat(float):
         return (_rebuild, (float(self), tuple(sorted(kind.labels)), kind.tenant))
 
 
+class _LabelledContainer:
+    """What the labelled containers share: their labels on the class (as
+    ``_pg_box``), pickling that keeps them, and nothing else. They are real
+    ``dict``/``list``/... instances, so ``json.dumps``, web frameworks'
+    JSON responses and clients that test ``isinstance(x, dict)`` take them
+    as they are. Methods that build a new container (``copy()``, ``|``,
+    slicing) return plain ones: the zone covers those."""
+
+    __slots__ = ()
+    _pg_box: _Kind
+    _pg_base: type
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        kind = type(self)._pg_box
+        return (_rebuild, (type(self)._pg_base(self), tuple(sorted(kind.labels)), kind.tenant))
+
+
+class LabelledDict(_LabelledContainer, dict):  # type: ignore[type-arg]
+    """A ``dict`` that carries data categories; see :func:`label`."""
+
+    __slots__ = ()
+    _pg_base = dict
+
+
+class LabelledList(_LabelledContainer, list):  # type: ignore[type-arg]
+    """A ``list`` that carries data categories; see :func:`label`."""
+
+    __slots__ = ()
+    _pg_base = list
+
+
+class LabelledTuple(_LabelledContainer, tuple):  # type: ignore[type-arg]
+    """A ``tuple`` that carries data categories; see :func:`label`."""
+
+    __slots__ = ()
+    _pg_base = tuple
+
+
+class LabelledSet(_LabelledContainer, set):  # type: ignore[type-arg]
+    """A ``set`` that carries data categories; see :func:`label`."""
+
+    __slots__ = ()
+    _pg_base = set
+
+
+class LabelledFrozenSet(_LabelledContainer, frozenset):  # type: ignore[type-arg]
+    """A ``frozenset`` that carries data categories; see :func:`label`."""
+
+    __slots__ = ()
+    _pg_base = frozenset
+
+
+_CONTAINER_CLASSES: dict[type, type] = {
+    dict: LabelledDict,
+    list: LabelledList,
+    tuple: LabelledTuple,
+    set: LabelledSet,
+    frozenset: LabelledFrozenSet,
+}
+
+
+def box_base(t: type) -> type:
+    """The plain container type a labelled container class stands for."""
+    return t._pg_base  # type: ignore[attr-defined,no-any-return]
+
+
+def box_kind(value: Any) -> _Kind | None:
+    """The kind of a labelled container (:class:`LabelledDict` ...), else None."""
+    return getattr(type(value), "_pg_box", None)
+
+
 def _rebuild(value: Any, labels: tuple[str, ...], tenant: str | None) -> Any:
     # Unpickling trusts the labels it finds: they were valid when pickled, and
     # dropping them would be a silent declassification.
@@ -498,6 +595,8 @@ def _rebuild(value: Any, labels: tuple[str, ...], tenant: str | None) -> Any:
         return _bytes_new(kind.bytes_cls, value)
     if type(value) in (int, float):
         return kind.number_cls(type(value))(value)
+    if type(value) in _CONTAINER_CLASSES:
+        return kind.container_cls(type(value))(value)
     return _label_object(value, kind)
 
 
@@ -584,6 +683,8 @@ def _weakrefable(t: type) -> bool:
 
 # -- labelling ------------------------------------------------------------------
 
+_NONE_TYPE = type(None)
+
 
 def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
     if FLAGS.activations:
@@ -664,10 +765,25 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
         elif t is int or t is float:
             # Subclasses, not proxies: json, sqlite3 and arithmetic see a number.
             result = kind.number_cls(t)(value)
+        elif t in _CONTAINER_CLASSES:
+            # Subclasses too (a shallow copy): json.dumps and web frameworks
+            # reject a proxy of a dict, and take a dict subclass as a dict.
+            result = kind.container_cls(t)(value)
+        elif t is _NONE_TYPE or t is bool:
+            # None, True and False are singletons: a labelled stand-in would
+            # break `is None` and database drivers. They stay themselves and
+            # their categories go to the zone (below), which checks them
+            # where the request's data leaves.
+            result = value
         elif FOREIGN and (reader := foreign_reader(t)) is not None:
             result = reader.label(value, kind.labels, tenant)
         else:
-            result = _label_object(value, kind)
+            box = getattr(t, "_pg_box", None)
+            if box is not None:
+                kind = _union(box, kind)
+                result = kind.container_cls(box_base(t))(value)
+            else:
+                result = _label_object(value, kind)
     if FLAGS.zones:
         state = ZONE.get()
         if state is not None:
@@ -689,6 +805,8 @@ def strip_labels(value: T) -> T:
         return _plain_bytes(value)  # type: ignore[return-value]
     if isinstance(value, LabelledProxy):
         return value.__wrapped__  # type: ignore[no-any-return]
+    if getattr(t, "_pg_box", None) is not None:
+        return box_base(t)(value)  # type: ignore[no-any-return]
     if FOREIGN and (reader := foreign_reader(t)) is not None:
         return reader.strip(value)  # type: ignore[no-any-return]
     if _OBJECTS.pop(id(value), None) is not None:
@@ -700,9 +818,16 @@ def strip_labels(value: T) -> T:
 
 
 class Category:
-    """Marks a field's categories: ``body: Annotated[str, Category("customer_data.content.email")]``."""
+    """Marks a field's categories: ``body: Annotated[str, Category("customer_data.content.email")]``.
 
-    __slots__ = ("categories",)
+    One declaration per field, read wherever the object is built: values of
+    such fields arrive labelled from dataclasses, attrs classes and pydantic
+    v2 models (and from the ORM integrations). An unknown key raises
+    :class:`UnknownKeyError` when the class is defined, naming the class and
+    field when the class body shows them.
+    """
+
+    __slots__ = ("categories", "_keys")
 
     def __init__(self, *categories: str) -> None:
         if not categories:
@@ -710,8 +835,10 @@ class Category:
         taxonomy = KEYS.current()
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
-                raise UnknownKeyError(str(category), "category")
+                raise UnknownKeyError(str(category), "category", field=_defining_field(sys._getframe(1)))
         self.categories = frozenset(categories)
+        # As given, for label(): its caches are keyed by the categories' tuple.
+        self._keys: tuple[str, ...] = tuple(sorted(self.categories))
 
     def __repr__(self) -> str:
         return f"Category({', '.join(repr(c) for c in sorted(self.categories))})"
@@ -721,6 +848,55 @@ class Category:
 
     def __hash__(self) -> int:
         return hash(self.categories)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        """pydantic v2: validate as the annotated type would, then label.
+
+        The labels the input already carried are kept (validating a ``str``
+        field builds a new plain ``str``), as is its tenant.
+        """
+        from pydantic_core import core_schema
+
+        keys = self._keys
+
+        def keep_labels(value: Any, validate: Any) -> Any:
+            result = validate(value)
+            carried = labels_of(value) if type(value) not in NO_LABELS else EMPTY
+            tenant = tenant_of(value) if carried else None
+            if carried:
+                return label(result, *keys, *sorted(carried - self.categories), tenant=tenant)
+            return label(result, *keys)
+
+        return core_schema.no_info_wrap_validator_function(keep_labels, handler(source))
+
+
+def _defining_field(frame: Any) -> str | None:
+    """``Class.field`` whose annotation is being evaluated, when the stack
+    shows it, else None: a class body running ``name: Annotated[...]``, or a
+    type-hint reader (``typing.get_type_hints``, pydantic) resolving
+    postponed annotations with the class and field name in its locals."""
+    try:
+        namespace = frame.f_locals
+        if "__module__" in namespace and "__qualname__" in namespace:
+            owner = str(namespace["__qualname__"])
+            line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+            found = re.match(r"\s*([A-Za-z_]\w*)\s*:", line)
+            return f"{owner}.{found.group(1)}" if found else owner
+        for _ in range(12):
+            frame = frame.f_back
+            if frame is None:
+                return None
+            names = frame.f_locals
+            field = names.get("name", names.get("ann_name"))
+            if not isinstance(field, str):
+                continue
+            for holder in ("base", "obj", "cls"):
+                owner_type = names.get(holder)
+                if isinstance(owner_type, type) and field in getattr(owner_type, "__annotations__", {}):
+                    return f"{owner_type.__qualname__}.{field}"
+        return None
+    except Exception:  # noqa: BLE001 - only a better message is at stake
+        return None
 
 
 # type -> ((field name, categories), ...); empty tuple for types without any.
@@ -746,6 +922,10 @@ def annotated_fields(t: type) -> tuple[tuple[str, frozenset[str]], ...]:
                 if isinstance(hint, str):
                     try:
                         hint = eval(hint, namespace)  # noqa: S307 - the class's own annotation
+                    except UnknownKeyError as error:
+                        raise UnknownKeyError(
+                            error.key, error.kind, field=f"{klass.__qualname__}.{name}"
+                        ) from None
                     except Exception:
                         continue
                 hints[name] = hint
@@ -839,6 +1019,9 @@ def _own_labels(value: Any) -> frozenset[str]:
         return kind.labels  # type: ignore[no-any-return]
     if t is LabelledProxy or isinstance(value, LabelledProxy):
         return value._self_pg_kind.labels  # type: ignore[no-any-return]
+    box = getattr(t, "_pg_box", None)
+    if box is not None:
+        return box.labels  # type: ignore[no-any-return]
     if FOREIGN:
         reader = foreign_reader(t)
         if reader is not None:
@@ -860,6 +1043,9 @@ def _own_labels_shallow(value: Any) -> frozenset[str]:
         return kind.labels  # type: ignore[no-any-return]
     if isinstance(value, LabelledProxy):
         return value._self_pg_kind.labels  # type: ignore[no-any-return]
+    box = getattr(type(value), "_pg_box", None)
+    if box is not None:
+        return box.labels  # type: ignore[no-any-return]
     return EMPTY
 
 
@@ -874,10 +1060,11 @@ def labels_of(value: Any) -> frozenset[str]:
         return kind.labels  # type: ignore[no-any-return]
     found = _own_labels(value)
     inner = value.__wrapped__ if isinstance(value, LabelledProxy) else value
-    if type(inner) in _CONTAINERS:
-        items = inner.items() if type(inner) is dict else inner
+    if type(inner) in _CONTAINERS or getattr(type(inner), "_pg_box", None) is not None:
+        is_dict = isinstance(inner, dict)
+        items = inner.items() if is_dict else inner
         for item in items:
-            if type(item) is tuple and type(inner) is dict:
+            if is_dict:
                 found = found | _item_labels(item[0]) | _item_labels(item[1])
             else:
                 found = found | _item_labels(item)
@@ -911,7 +1098,7 @@ def tenant_of(value: Any) -> str | None:
         if isinstance(value, LabelledProxy):
             kind = value._self_pg_kind
         else:
-            kind = _OBJECTS.get(id(value))
+            kind = getattr(type(value), "_pg_box", None) or _OBJECTS.get(id(value))
             if kind is None and FOREIGN:
                 reader = foreign_reader(type(value))
                 if reader is not None:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._labels import LabelledProxy
+from ._labels import LabelledProxy, box_kind
 from ._records import Record
 from ._runtime import SinkFailure, get_guard, on_record
 from ._storage import GENESIS, AuditError, Pending, Storage, StoredEntry, link, open_storage
@@ -111,7 +111,11 @@ def _refuse_values(data: Any, where: str) -> None:
     # A labelled str/bytes or proxy is a protected value, whatever field it sits in.
     if type(data) in _PLAIN:
         return
-    if getattr(type(data), "_pg_kind", None) is not None or isinstance(data, LabelledProxy):
+    if (
+        getattr(type(data), "_pg_kind", None) is not None
+        or isinstance(data, LabelledProxy)
+        or box_kind(data) is not None
+    ):
         raise AuditError(
             f"refusing to store a labelled value in field {where!r}: audit records hold names, never values"
         )

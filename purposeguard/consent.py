@@ -38,7 +38,7 @@ from ._storage import AuditError, Grant, Revoke
 from ._taxonomy import ancestors
 from .audit import AuditLog, encode
 
-__all__ = ["ConsentChange", "ConsentStore", "Grant"]
+__all__ = ["ConsentChange", "ConsentStore", "Grant", "actor_name"]
 
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}\Z")
 
@@ -347,8 +347,59 @@ def _actor(value: object, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise PolicyError(f"{name} must name who made the change", field=name)
     if getattr(type(value), "_pg_kind", None) is not None:
-        raise PolicyError(f"{name} must not be a labelled value", field=name)
+        raise PolicyError(
+            f"{name} must not be a labelled value: pass consent.actor_name(value) to record a labelled "
+            "name (checked and audited)",
+            field=name,
+        )
     return value
+
+
+ACTOR_TRANSFORM = "actor-name"
+
+
+def actor_name(value: str, *, purpose: str = "service.security") -> str:
+    """The plain name of who made a change, from a labelled one (a signed-in
+    user's email read from the database), for ``granted_by``/``revoked_by``.
+
+    >>> import purposeguard as pg
+    >>> email = pg.label("admin@contoso.example", "customer_data")
+    >>> store_actor = actor_name(email)
+
+    Keeping who acted is a use of that name: its categories are checked for
+    ``purpose`` (``service.security`` by default: the record of who changed
+    what), raising or recording per mode like any check, and every call is
+    recorded as a :class:`~purposeguard.Declassification` with transform
+    ``"actor-name"``, so the audit log and telemetry show that a labelled
+    name was kept, by which function, for which tenant. A plain string
+    passes through unchanged and records nothing.
+    """
+    from ._labels import labels_of, strip_labels, tenant_of
+    from ._records import Declassification
+    from ._runtime import caller_name, check, current_purpose, current_tenant
+
+    if not isinstance(value, str):
+        raise PolicyError("an actor name must be a string", field="actor")
+    labels = labels_of(value)
+    if not labels:
+        return value
+    check(value, purpose)
+    plain = strip_labels(value)
+    get_guard().dispatch(
+        Declassification(
+            transform=ACTOR_TRANSFORM,
+            from_categories=tuple(sorted(labels)),
+            to="",
+            function=caller_name(1),
+            purpose=current_purpose() or purpose,
+            tenant=tenant_of(value) or current_tenant(),
+            timestamp=time.time(),
+            extra={"checked_for": purpose},
+        )
+    )
+    if not plain.strip():
+        raise PolicyError("an actor name must name who made the change", field="actor")
+    return plain
 
 
 def _expiry(value: float | datetime | None, now: float) -> float | None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from ._context import PURPOSE
 from ._errors import ObligationError
-from ._labels import _OBJECT_REFS, _OBJECTS, LabelledProxy, annotated_fields, labels_of
+from ._labels import _OBJECT_REFS, _OBJECTS, LabelledProxy, annotated_fields, box_kind, labels_of
 from ._policy import Policy
 from ._records import Record
 from ._runtime import SinkFailure, caller_name, get_guard
@@ -331,6 +331,9 @@ def _object_labels(obj: Any) -> frozenset[str]:
     only the named fields' own labels may decide what goes out."""
     if isinstance(obj, LabelledProxy):
         return obj._self_pg_kind.labels  # type: ignore[no-any-return]
+    box = box_kind(obj)
+    if box is not None:
+        return box.labels
     kind = _OBJECTS.get(id(obj))
     if kind is not None and _OBJECT_REFS[id(obj)]() is obj:
         return kind.labels  # type: ignore[no-any-return]

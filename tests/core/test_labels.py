@@ -135,15 +135,13 @@ def test_labelled_numbers_stay_numbers_for_json_and_sqlite(tmp_path: Path) -> No
     assert pg.labels_of(pg.label(count, "customer_data")) == {"usage_data", "customer_data"}
 
 
-def test_mutable_containers_are_labelled_through_a_transparent_proxy() -> None:
+def test_containers_are_labelled_as_a_shallow_copy_of_their_own_type() -> None:
     recipients = ["a@example.com"]
     labelled = pg.label(recipients, "customer_data")
     labelled.append("b@example.com")
-    assert recipients == ["a@example.com", "b@example.com"]
-    assert isinstance(labelled, list) and len(labelled) == 2
+    assert recipients == ["a@example.com"], "the labelled list is a copy: label where you build it"
+    assert isinstance(labelled, list) and labelled == ["a@example.com", "b@example.com"]
     assert pg.labels_of(labelled) == {"customer_data"}
-    # json.dumps cannot see through a proxy of a list or dict (its C encoder
-    # checks exact types): documented in README, "What it cannot see".
 
 
 def test_objects_that_support_weak_references_keep_their_identity() -> None:

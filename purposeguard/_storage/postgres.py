@@ -200,7 +200,10 @@ class PostgresStorage:
                 with contextlib.suppress(Exception):
                     conn.close()
             self._conn = None
-            self._conn = self._connect()
+            try:
+                self._conn = self._connect()
+            except AuditError as error:
+                raise AuditError(f"database unreachable ({error.reason})", path=self.location) from None
         return self._conn
 
     def _after_fork(self) -> None:

@@ -3,7 +3,8 @@
 >>> from purposeguard.integrations.logging import setup
 >>> setup()          # every handler of the root logger gets the filter
 
-A log line serves ``service.operations`` (configurable). A record whose
+A log line serves ``service.operations.logs`` (configurable; the built-in
+pack keeps content out of it with rule ``no-content-in-logs``). A record whose
 message, arguments, ``extra`` fields or exception (its arguments and
 attributes, along the ``__cause__``/``__context__`` chain, ``exc_text`` and
 ``stack_info``) carry categories the policy does not allow for that purpose
@@ -58,7 +59,7 @@ class PurposeGuardFilter(logging.Filter):
     logged, and which categories were removed.
     """
 
-    def __init__(self, purpose: str = "service.operations", name: str = "") -> None:
+    def __init__(self, purpose: str = "service.operations.logs", name: str = "") -> None:
         super().__init__(name)
         self.purpose = require_purpose_key(purpose)
 
@@ -137,7 +138,7 @@ def _resolve(logger: logging.Logger | str | None) -> logging.Logger:
 
 
 def setup(
-    logger: logging.Logger | str | None = None, *, purpose: str = "service.operations"
+    logger: logging.Logger | str | None = None, *, purpose: str = "service.operations.logs"
 ) -> PurposeGuardFilter:
     """Add one :class:`PurposeGuardFilter` to every handler of ``logger`` (root by default),
     now and later.

@@ -62,7 +62,7 @@ MAX_RULE_PAIRS = 1_000_000
 # The TOML text itself, refused before parsing.
 MAX_POLICY_BYTES = 16 * 1024 * 1024
 
-_POLICY_KEYS = {"name", "description", "default", "mode", "context_mode", "taxonomy"}
+_POLICY_KEYS = {"name", "description", "default", "mode", "context_mode", "taxonomy", "extends", "remove"}
 _RULE_KEYS = {
     "id",
     "description",
@@ -198,6 +198,7 @@ class Policy:
         require_tls: Sequence[str] = (),
         description: str = "",
         source: str | None = None,
+        extends: Sequence[str] = (),
     ) -> None:
         self.name = name
         self.taxonomy = taxonomy
@@ -210,6 +211,8 @@ class Policy:
         self.require_tls: tuple[str, ...] = tuple(require_tls)
         self.description = description
         self.source = source
+        # The policies this one starts from, nearest first (``extends``).
+        self.extends: tuple[str, ...] = tuple(extends)
         self.rules_by_id: Mapping[str, Rule] = {r.id: r for r in self.rules}
         _validate_semantics(self)
         _check_size(self)
@@ -228,45 +231,33 @@ class Policy:
     def load(cls, path_or_pack: str | Path) -> Policy:
         """Load a built-in pack by name (``"trust-center"``) or a TOML file by path."""
         if isinstance(path_or_pack, str) and path_or_pack in PACKS:
-            text = resources.files("purposeguard.packs").joinpath(f"{path_or_pack}.toml").read_text(
-                encoding="utf-8"
-            )
-            return cls.from_toml(text, source=f"pack:{path_or_pack}")
+            return cls.from_toml(_pack_text(path_or_pack), source=f"pack:{path_or_pack}")
         path = Path(path_or_pack)
-        try:
-            if path.is_file() and path.stat().st_size > MAX_POLICY_BYTES:
-                raise PolicyError(
-                    f"the policy file is over the limit of {MAX_POLICY_BYTES:,} bytes", path=str(path)
-                )
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            hint = f" (built-in packs: {', '.join(PACKS)})" if not path.suffix else ""
-            raise PolicyError(f"no such policy file{hint}", path=str(path)) from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise PolicyError(f"cannot read policy file: {error}", path=str(path)) from None
-        return cls.from_toml(text, source=str(path))
+        return cls.from_toml(_read_policy_file(path), source=str(path))
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "<string>") -> Policy:
         """Parse and validate a policy; a bad policy raises and yields nothing."""
-        if len(text) > MAX_POLICY_BYTES // 4 and len(text.encode("utf-8")) > MAX_POLICY_BYTES:
-            raise PolicyError(
-                f"the policy text is over the limit of {MAX_POLICY_BYTES:,} bytes", path=source
-            )
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            match = _LINE_IN_TOML_ERROR.search(str(error))
-            raise PolicyError(
-                f"TOML syntax error: {error}",
-                path=source,
-                line=int(match.group(1)) if match else None,
-            ) from None
+        data = _parse(text, source)
         return cls.from_dict(data, source=source)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> Policy:
-        return _build(data, source)
+        parts = _parts(data, source, ())
+        return cls(
+            name=parts.name,
+            taxonomy=parts.taxonomy,
+            rules=parts.rules,
+            default=parts.default,
+            mode=parts.mode,
+            context_mode=parts.context_mode,
+            transforms=parts.transforms,
+            destinations=parts.destinations,
+            require_tls=parts.require_tls,
+            description=parts.description,
+            source=source,
+            extends=parts.extends,
+        )
 
     # -- deciding ----------------------------------------------------------
 
@@ -660,7 +651,92 @@ def _related(a: str, b: str) -> bool:
 # -- validation ----------------------------------------------------------------
 
 
-def _build(data: Mapping[str, Any], source: str) -> Policy:
+def _pack_text(name: str) -> str:
+    return resources.files("purposeguard.packs").joinpath(f"{name}.toml").read_text(encoding="utf-8")
+
+
+def _read_policy_file(path: Path, *, referrer: str | None = None) -> str:
+    # ``referrer`` is the policy whose ``extends`` named this file: errors name it.
+    where: dict[str, Any] = {"path": referrer, "field": "policy.extends"} if referrer else {"path": str(path)}
+    named = f" {str(path)!r}" if referrer else ""
+    try:
+        if path.is_file() and path.stat().st_size > MAX_POLICY_BYTES:
+            raise PolicyError(
+                f"the policy file{named} is over the limit of {MAX_POLICY_BYTES:,} bytes", **where
+            )
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        hint = f" (built-in packs: {', '.join(PACKS)})" if not path.suffix or referrer else ""
+        raise PolicyError(f"no such policy file{named}{hint}", **where) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise PolicyError(f"cannot read policy file{named}: {error}", **where) from None
+
+
+@dataclass
+class _Parts:
+    """A policy's validated contents before compiling, with what it inherited."""
+
+    name: str
+    description: str
+    default: str
+    mode: str | None
+    context_mode: str | None
+    taxonomy: Taxonomy
+    rules: list[Rule]
+    transforms: list[Transform]
+    destinations: list[Destination]
+    require_tls: list[str]
+    extends: tuple[str, ...] = ()
+
+
+def _identity(source: str) -> str:
+    """What a cycle of ``extends`` is detected on: a pack name or a resolved path."""
+    if source.startswith("pack:") or source.startswith("<"):
+        return source
+    return str(Path(source).resolve())
+
+
+def _inherit(extends: Any, source: str, chain: tuple[str, ...]) -> _Parts:
+    if not isinstance(extends, str) or not extends.strip():
+        raise PolicyError(
+            "must be a pack name or a path relative to this file", path=source, field="policy.extends"
+        )
+    base_source = _base_source(extends, source)
+    here = chain + (_identity(source),)
+    if _identity(base_source) in here:
+        cycle = " -> ".join([*here, _identity(base_source)])
+        raise PolicyError(f"extends makes a cycle: {cycle}", path=source, field="policy.extends")
+    if extends in PACKS:
+        text = _pack_text(extends)
+    else:
+        text = _read_policy_file(Path(base_source), referrer=source)
+    return _parts(_parse(text, base_source), base_source, here)
+
+
+def _parse(text: str, source: str) -> dict[str, Any]:
+    if len(text) > MAX_POLICY_BYTES // 4 and len(text.encode("utf-8")) > MAX_POLICY_BYTES:
+        raise PolicyError(f"the policy text is over the limit of {MAX_POLICY_BYTES:,} bytes", path=source)
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        match = _LINE_IN_TOML_ERROR.search(str(error))
+        raise PolicyError(
+            f"TOML syntax error: {error}",
+            path=source,
+            line=int(match.group(1)) if match else None,
+        ) from None
+    return data
+
+
+def _replace_by_id(inherited: Sequence[Any], own: Sequence[Any]) -> list[Any]:
+    """Inherited entries in their order, each replaced by this file's entry of
+    the same id, then this file's new entries."""
+    own_by_id = {entry.id: entry for entry in own}
+    merged = [own_by_id.pop(entry.id, entry) for entry in inherited]
+    return merged + [entry for entry in own if entry.id in own_by_id]
+
+
+def _parts(data: Mapping[str, Any], source: str, chain: tuple[str, ...]) -> _Parts:
     if not isinstance(data, Mapping):
         raise PolicyError("a policy must be a table", path=source)
     unknown = set(data) - _TOP_KEYS
@@ -672,17 +748,31 @@ def _build(data: Mapping[str, Any], source: str) -> Policy:
         )
     header = _table(data.get("policy", {}), source, "policy")
     _no_unknown_keys(header, _POLICY_KEYS, source, None, "policy")
+    base = _inherit(header["extends"], source, chain) if "extends" in header else None
+    remove = header.get("remove", [])
+    if not isinstance(remove, list) or not all(isinstance(r, str) for r in remove):
+        raise PolicyError("must be a list of rule ids", path=source, field="policy.remove")
+    if remove and base is None:
+        raise PolicyError(
+            "drops inherited rules: set extends too", path=source, field="policy.remove"
+        )
     name = _string(header.get("name", Path(source).stem), source, None, "policy.name")
-    description = _string(header.get("description", ""), source, None, "policy.description")
-    default = header.get("default", "deny")
+    description = _string(
+        header.get("description", base.description if base else ""), source, None, "policy.description"
+    )
+    default = header.get("default", base.default if base else "deny")
     if default not in EFFECTS:
         raise PolicyError(
             f"unknown default {default!r} (expected allow or deny)", path=source, field="policy.default"
         )
-    mode = _mode(header.get("mode"), source, None, "policy.mode")
-    context_mode = _mode(header.get("context_mode"), source, None, "policy.context_mode")
+    mode = _mode(header.get("mode"), source, None, "policy.mode") or (base.mode if base else None)
+    context_mode = _mode(header.get("context_mode"), source, None, "policy.context_mode") or (
+        base.context_mode if base else None
+    )
 
-    taxonomy = _taxonomy(header.get("taxonomy"), data.get("taxonomy"), source)
+    taxonomy = _taxonomy(
+        header.get("taxonomy"), data.get("taxonomy"), source, base.taxonomy if base else None
+    )
 
     rules: list[Rule] = []
     seen: set[str] = set()
@@ -697,19 +787,23 @@ def _build(data: Mapping[str, Any], source: str) -> Policy:
         rules.append(rule)
 
     transforms: list[Transform] = []
+    transform_ids: set[str] = set()
     for index, raw in enumerate(_array(data.get("transforms", []), source, "transforms")):
         transform = _transform(raw, index, taxonomy, source)
-        if transform.id in {t.id for t in transforms}:
+        if transform.id in transform_ids:
             raise PolicyError("duplicate transform id", path=source, rule=transform.id, field="id")
+        transform_ids.add(transform.id)
         transforms.append(transform)
 
     destinations: list[Destination] = []
+    destination_ids: set[str] = set()
     for index, raw in enumerate(_array(data.get("destinations", []), source, "destinations")):
         destination = _destination(raw, index, taxonomy, source)
-        if destination.id in {d.id for d in destinations}:
+        if destination.id in destination_ids:
             raise PolicyError(
                 "duplicate destination id", path=source, rule=destination.id, field="id"
             )
+        destination_ids.add(destination.id)
         destinations.append(destination)
 
     transport = _table(data.get("transport", {}), source, "transport")
@@ -718,19 +812,44 @@ def _build(data: Mapping[str, Any], source: str) -> Policy:
         transport.get("require_tls", []), "category", taxonomy, source, None, "transport.require_tls",
         allow_empty=True,
     )
-    return Policy(
+    extends: tuple[str, ...] = ()
+    if base is not None:
+        inherited_ids = {rule.id for rule in base.rules}
+        for rule_id in remove:
+            if rule_id not in inherited_ids:
+                raise PolicyError(
+                    f"no inherited rule has the id {rule_id!r}",
+                    path=source,
+                    rule=rule_id,
+                    field="policy.remove",
+                )
+        dropped = set(remove)
+        rules = _replace_by_id([r for r in base.rules if r.id not in dropped], rules)
+        transforms = _replace_by_id(base.transforms, transforms)
+        destinations = _replace_by_id(base.destinations, destinations)
+        require_tls = tuple(dict.fromkeys([*base.require_tls, *require_tls]))
+        extends = (_base_source(header["extends"], source), *base.extends)
+    return _Parts(
         name=name,
-        taxonomy=taxonomy,
-        rules=rules,
+        description=description,
         default=default,
         mode=mode,
         context_mode=context_mode,
+        taxonomy=taxonomy,
+        rules=rules,
         transforms=transforms,
         destinations=destinations,
-        require_tls=require_tls,
-        description=description,
-        source=source,
+        require_tls=list(require_tls),
+        extends=extends,
     )
+
+
+def _base_source(extends: str, source: str) -> str:
+    if extends in PACKS:
+        return f"pack:{extends}"
+    if source.startswith("pack:") or source.startswith("<"):
+        return str(Path(extends))
+    return str(Path(source).parent / extends)
 
 
 def _validate_semantics(policy: Policy) -> None:
@@ -747,19 +866,24 @@ def _validate_semantics(policy: Policy) -> None:
                         )
 
 
-def _taxonomy(base: Any, extra: Any, source: str) -> Taxonomy:
-    taxonomy = Taxonomy.builtin()
-    if base is not None and base != "purposeguard":
-        if base == "fideslang":
-            from .fides import fideslang_taxonomy
+def _taxonomy(base: Any, extra: Any, source: str, inherited: Taxonomy | None = None) -> Taxonomy:
+    taxonomy = inherited or Taxonomy.builtin()
+    if base is not None and base not in ("purposeguard", "fideslang"):
+        raise PolicyError(
+            f"unknown taxonomy {base!r} (expected purposeguard or fideslang)",
+            path=source,
+            field="policy.taxonomy",
+        )
+    if base is not None and inherited is not None and base != inherited.name:
+        raise PolicyError(
+            f"the policy it extends uses the {inherited.name} taxonomy, not {base}",
+            path=source,
+            field="policy.taxonomy",
+        )
+    if base == "fideslang" and inherited is None:
+        from .fides import fideslang_taxonomy
 
-            taxonomy = fideslang_taxonomy()
-        else:
-            raise PolicyError(
-                f"unknown taxonomy {base!r} (expected purposeguard or fideslang)",
-                path=source,
-                field="policy.taxonomy",
-            )
+        taxonomy = fideslang_taxonomy()
     if extra is None:
         return taxonomy
     table = _table(extra, source, "taxonomy")

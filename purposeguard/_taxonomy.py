@@ -37,6 +37,7 @@ BUILTIN_PURPOSES: Mapping[str, str] = MappingProxyType(
     {
         "service": "providing the service the customer pays for",
         "service.operations": "service management and troubleshooting",
+        "service.operations.logs": "writing logs, traces and diagnostics (content stays out)",
         "service.security": "security, spam and malware prevention, threat detection",
         "service.communications": "service communications (maintenance notices, new features, limits)",
         "service.personalization": "personalized or inference-based features of the service",

@@ -71,6 +71,7 @@ PURPOSE_TO_FIDES: Mapping[str, str] = MappingProxyType(
     {
         "service": "essential.service",
         "service.operations": "essential.service.operations",
+        "service.operations.logs": "essential.service.operations",
         "service.security": "essential.service.security",
         "service.communications": "essential.service.notifications",
         "service.personalization": "personalize",

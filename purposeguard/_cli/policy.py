@@ -77,6 +77,7 @@ def matrix_data(policy: Policy) -> dict[str, Any]:
         "default": policy.default,
         "mode": policy.mode,
         "context_mode": policy.context_mode,
+        "extends": list(policy.extends),
         "columns": [{"category": key, "title": title} for key, title in columns],
         "rows": rows,
         "matrix": matrix,
@@ -140,6 +141,8 @@ def render(policy: Policy, fmt: str) -> str:
         for r in data["rules"]
     ]
     modes = _modes_line(policy) + "; - = unset"
+    if policy.extends:
+        modes += "\nextends: " + " <- ".join(policy.extends) + " (rules merged by id; from = where each rule was written)"
     if fmt == "markdown":
         return "\n".join(
             [f"## Data-use table: {policy.name}", "", _markdown(head, body), "",

@@ -46,7 +46,7 @@ def test_enforce_redacts_a_labelled_argument_naming_the_category(
     assert marker not in text
     assert "redacted" in text and PAYMENT in text
     assert [(v.category, v.purpose, v.via, v.mode) for v in violations] == [
-        (PAYMENT, "service.operations", "egress", "enforce")
+        (PAYMENT, "service.operations.logs", "egress", "enforce")
     ]
 
 

@@ -16,7 +16,6 @@ a compiled policy decides whether a value may reach a use::
 
 from __future__ import annotations
 
-from pathlib import Path as _Path
 from typing import Any as _Any
 
 from . import testing
@@ -40,17 +39,6 @@ from ._runtime import (
 )
 from ._taxonomy import Taxonomy
 from ._zones import current_zone, transform, wrap_executor, zone
-
-# Run from a source checkout (``python -m ...`` in the repository root puts the
-# source tree ahead of the installed package), ``purposeguard.integrations``
-# and ``purposeguard.mailservice`` live beside the package, not inside it, as
-# the build maps them. Look there too, so the checkout imports like the wheel.
-_checkout = _Path(__file__).resolve().parent.parent
-if not _Path(__file__).resolve().parent.joinpath("integrations").is_dir() and (
-    _checkout.joinpath("integrations", "__init__.py").is_file()
-):
-    __path__.append(str(_checkout))  # noqa: F821 - the package's own __path__
-    __path__.append(str(_checkout / "examples"))  # noqa: F821
 
 # Annotated fields of dataclasses and attrs classes built from now on arrive labelled.
 _install_fields()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 import purposeguard as pg
 from purposeguard import _runtime
+
+# The tests run against the installed package. A ``python -c``/``-m`` that a
+# test starts from the repository root would otherwise import the checkout's
+# purposeguard/ folder ahead of it (which has no integrations/ inside).
+os.environ.setdefault("PYTHONSAFEPATH", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,9 @@
 """``purposeguard demo``: the example mail service, guarded, in one command.
 
-Starts ``purposeguard.mailservice`` with uvicorn on a loopback port, with an
-SQLite audit log and a consent store in the output directory, drives the
-scenario of :mod:`purposeguard.mailservice.scenario` through real HTTP,
+Starts the example mail service (the private ``purposeguard._demo``) with
+uvicorn on a loopback port, with an SQLite audit log and a consent store in
+the output directory, drives the scenario of ``purposeguard._demo.scenario``
+through real HTTP,
 prints one line per step and a table of what the policy allowed and denied,
 then writes the data-use report next to the audit log. Exit 0 when every
 outcome is what the policy says, 1 otherwise.
@@ -148,11 +149,10 @@ def result_table(outcomes: Sequence[Any]) -> str:
 
 def _load_service() -> Any:
     try:
-        return importlib.import_module("purposeguard.mailservice")
+        return importlib.import_module("purposeguard._demo")
     except ImportError as error:
-        raise CommandError(
-            f"{PROG}: the example service needs its extras: pip install 'purposeguard[demo]' ({error})"
-        ) from None
+        missing = f" (missing: {error.name})" if error.name else ""
+        raise CommandError(f"{PROG}: the example service needs the demo extra: pip install 'purposeguard[demo]'{missing}") from None
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -162,7 +162,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .. import audit as audit_module
     from ..consent import ConsentStore
 
-    scenario = importlib.import_module("purposeguard.mailservice.scenario")
+    scenario = importlib.import_module("purposeguard._demo.scenario")
 
     if args.port:
         # Before anything is written: a port in use is the likeliest failure.

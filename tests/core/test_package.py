@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import purposeguard as pg
 
@@ -50,35 +54,130 @@ def test_installed_package_has_integrations_and_py_typed() -> None:
     assert Path(integrations.__file__).parent.name == "integrations"
 
 
-def test_built_wheel_holds_the_package_integrations_and_pack(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
+# Names that only the old ``__path__`` extension made importable from a checkout.
+NOT_IN_THE_PACKAGE = (
+    "purposeguard.tests",
+    "purposeguard.build",
+    "purposeguard.benchmarks",
+    "purposeguard.examples",
+    "purposeguard.mailservice",
+)
+
+# Run from a directory outside the checkout: which files do these names import, and which do not import?
+PROBE = (
+    "import importlib, purposeguard, purposeguard.integrations.asgi as asgi\n"
+    "print(purposeguard.__file__); print(asgi.__file__)\n"
+    f"for name in {NOT_IN_THE_PACKAGE!r}:\n"
+    "    try:\n"
+    "        importlib.import_module(name)\n"
+    "    except ImportError:\n"
+    "        continue\n"
+    "    print('importable:', name)\n"
+)
+
+
+def _run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, **kwargs)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def _integration_modules() -> set[str]:
+    return {path.name for path in ROOT.joinpath("integrations").glob("*.py")}
+
+
+@pytest.mark.slow
+def test_built_wheel_holds_the_package_integrations_and_pack_and_nothing_else(tmp_path: Path) -> None:
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)])
     (wheel,) = tmp_path.glob("purposeguard-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in (
         "purposeguard/__init__.py",
         "purposeguard/py.typed",
         "purposeguard/packs/trust-center.toml",
-        "purposeguard/integrations/__init__.py",
         "purposeguard/_cli/policy.py",
+        "purposeguard/_demo/__init__.py",
+        "purposeguard/_demo/app.py",
+        *(f"purposeguard/integrations/{name}" for name in _integration_modules()),
     ):
         assert required in names
-    # Installed from that wheel alone, purposeguard.integrations imports.
+    # Only the package and its metadata: no tests, benchmarks, examples or a public demo module.
+    tops = {name.split("/")[0] for name in names}
+    assert tops == {"purposeguard", "purposeguard-0.1.0.dist-info"}, tops
+    for name in names:
+        parts = name.split("/")
+        assert not {"tests", "benchmarks", "examples", "mailservice", "build"} & set(parts), name
+    # Installed from that wheel alone, run from elsewhere: the integrations import from it, nothing else does.
     target = tmp_path / "site"
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    code = "import purposeguard.integrations as i, purposeguard as pg; print(i.__file__); print(pg.decide(['customer_data'], 'advertising').allowed)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert str(target) in done.stdout and done.stdout.strip().endswith("False")
+    _run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
+    done = _run([sys.executable, "-c", PROBE], env=env, cwd=elsewhere)
+    package_file, asgi_file = done.stdout.splitlines()[:2]
+    assert package_file == str(target / "purposeguard" / "__init__.py")
+    assert asgi_file == str(target / "purposeguard" / "integrations" / "asgi.py")
+    assert "importable" not in done.stdout, done.stdout
+    code = "import purposeguard as pg; print(pg.decide(['customer_data'], 'advertising').allowed)"
+    assert _run([sys.executable, "-c", code], env=env, cwd=elsewhere).stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_editable_install_maps_the_integrations_folder(tmp_path: Path) -> None:
+    """``pip install -e .`` installs ``integrations/`` as ``purposeguard.integrations`` and nothing more."""
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    python = venv / "bin" / "python"
+    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", "-e", str(ROOT)])
+    # purposeguard's own dependencies come from this environment, without its purposeguard.
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for site_dir in {Path(p) for p in sys.path if p.endswith("site-packages")}:
+        for entry in site_dir.iterdir():
+            if entry.name.startswith(("purposeguard", "__editable__", "_purposeguard")) or entry.suffix == ".pth":
+                continue
+            if not deps.joinpath(entry.name).exists():
+                deps.joinpath(entry.name).symlink_to(entry)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"PYTHONPATH": str(deps), "PATH": "/usr/bin:/bin"}
+    done = _run([str(python), "-c", PROBE], env=env, cwd=elsewhere)
+    package_file, asgi_file = done.stdout.splitlines()[:2]
+    assert package_file == str(ROOT / "purposeguard" / "__init__.py")
+    assert asgi_file == str(ROOT / "integrations" / "asgi.py")
+    assert "importable" not in done.stdout, done.stdout
+
+
+def test_a_checkout_imports_no_repository_folder_as_a_submodule() -> None:
+    """Whatever the install, the package's ``__path__`` is the package folder alone."""
+    import importlib
+
+    assert list(pg.__path__) == [str(Path(pg.__file__).parent)]
+    for name in NOT_IN_THE_PACKAGE:
+        with pytest.raises(ImportError):
+            importlib.import_module(name)
+
+
+def test_only_the_demo_command_imports_the_demo_service() -> None:
+    """The demo is a top layer, like the CLI: the library and the integrations never import it."""
+    importers = []
+    for path in sorted([*ROOT.joinpath("purposeguard").rglob("*.py"), *ROOT.joinpath("integrations").rglob("*.py")]):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith("purposeguard/_demo/"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = "." * node.level + (node.module or "")
+                names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = [node.value]  # importlib.import_module("purposeguard._demo")
+            if any(name == "purposeguard._demo" or name.startswith("purposeguard._demo.") or "._demo" in name for name in names):
+                importers.append(relative)
+    assert sorted(set(importers)) == ["purposeguard/_cli/demo.py"]
 
 
 def test_missing_extra_names_the_extra() -> None:

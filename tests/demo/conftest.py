@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from purposeguard.mailservice import Running, running
 
 import purposeguard as pg
 from purposeguard import audit as audit_module
+from purposeguard._demo import Running, running
 from purposeguard.audit import AuditLog
 from purposeguard.consent import ConsentStore
 

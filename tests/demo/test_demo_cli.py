@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from purposeguard.mailservice import features, scenario
 
 import purposeguard as pg
+from purposeguard._demo import features, scenario
 from purposeguard.audit import AuditLog
 from purposeguard.cli import main
 
@@ -210,7 +210,7 @@ def test_the_demo_leaves_no_global_state_behind(tmp_path: Path, capsys: pytest.C
 def test_a_missing_extra_names_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in [m for m in sys.modules if m == "purposeguard.mailservice" or m.startswith("purposeguard.mailservice.")]:
+    for name in [m for m in sys.modules if m == "purposeguard._demo" or m.startswith("purposeguard._demo.")]:
         monkeypatch.delitem(sys.modules, name)
     # As if starlette were not installed.
     for name in [m for m in sys.modules if m == "starlette" or m.startswith("starlette.")]:
@@ -219,3 +219,37 @@ def test_a_missing_extra_names_what_to_install(
     assert main(["demo", "--out", str(tmp_path)]) == 1
     assert list(tmp_path.iterdir()) == []
     assert "pip install 'purposeguard[demo]'" in one_line_error(capsys.readouterr())
+
+
+# Installed as sitecustomize: the interpreter starts as if these distributions were not installed.
+BLOCKER = """
+import sys
+
+class _NotInstalled:
+    blocked = set({blocked!r})
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in self.blocked:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, _NotInstalled())
+"""
+
+
+@pytest.mark.parametrize("missing", ["uvicorn", "starlette"])
+def test_the_demo_command_without_its_extra_names_the_extra_in_one_line(tmp_path: Path, missing: str) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    site.joinpath("sitecustomize.py").write_text(BLOCKER.format(blocked=[missing]), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [str(EXECUTABLE), "demo", "--out", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    err = result.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith("purposeguard demo: ") and "pip install 'purposeguard[demo]'" in err
+    assert f"(missing: {missing})" in err
+    assert result.stdout == "" and not out.exists()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from purposeguard.mailservice import Store, running
-from purposeguard.mailservice.outside import AD_NETWORK, NEWSLETTER
 
 import purposeguard as pg
+from purposeguard._demo import Store, running
+from purposeguard._demo.outside import AD_NETWORK, NEWSLETTER
 from purposeguard.audit import AuditLog
 
 from .conftest import MARKER, MEGAN, PAT, Service

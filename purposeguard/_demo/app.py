@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from purposeguard.integrations.asgi import PurposeGuardMiddleware, route_purpose
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,6 +26,7 @@ from purposeguard.consent import ConsentStore
 from purposeguard.disclosure import DisclosureNotice
 
 from . import features
+from ._integrations import PurposeGuardMiddleware, route_purpose
 from .outside import AD_NETWORK, NEWSLETTER, LoopbackTransport
 from .store import CUSTOMER, DOCUMENT, EMAIL, Store
 

@@ -1,8 +1,11 @@
-"""An example multi-tenant mail service that keeps a published data-use promise.
+"""The example multi-tenant mail service that ``purposeguard demo`` runs.
 
-Installed as ``purposeguard.mailservice`` (``pip install 'purposeguard[demo]'``)
-and driven by ``purposeguard demo``. Tenants have end users with mailboxes
-(messages are ``customer_data.content.email``), a document library
+Private: only the CLI's ``demo`` command imports it, and it needs the
+``demo`` extra (``pip install 'purposeguard[demo]'``). Like the CLI, it sits
+on top of the library and may use the integrations; nothing below imports it.
+
+Tenants have end users with mailboxes (messages are
+``customer_data.content.email``), a document library
 (``customer_data.content.document``) and administrators. The service filters
 spam, troubleshoots mailboxes, counts usage through the policy's transforms
 and notifies administrators of storage limits, as the promise allows; its
@@ -10,7 +13,7 @@ and notifies administrators of storage limits, as the promise allows; its
 desk show what the promise forbids, or allows only with consent or under
 obligations::
 
-    from purposeguard.mailservice import running
+    from purposeguard._demo import running
 
     with running() as service:            # uvicorn on a free 127.0.0.1 port
         httpx.get(service.url + "/healthz")
@@ -25,6 +28,16 @@ from pathlib import Path
 
 from purposeguard.audit import AuditLog
 from purposeguard.consent import ConsentStore
+
+try:
+    # The service's own dependencies: a missing one names the extra, before any half-import.
+    import httpx  # noqa: F401
+    import starlette  # noqa: F401
+    import uvicorn  # noqa: F401
+except ImportError as error:
+    raise ImportError(
+        f"the demo needs {error.name or 'its dependencies'}: pip install 'purposeguard[demo]'", name=error.name
+    ) from error
 
 from .app import MailService, create_app
 from .outside import LoopbackTransport, OutsideServer
@@ -72,7 +85,7 @@ def running(
     ``consents`` store if consent should decide anything. A port in use raises
     :class:`PortInUse` before anything starts. ``log_level`` is uvicorn's.
     """
-    from purposeguard.integrations import httpx as pg_httpx
+    from ._integrations import pg_httpx
 
     outside = OutsideServer()
     service = MailService(store, consents=consents, audit=audit, outside=outside.routes())

@@ -1,0 +1,21 @@
+"""The integrations the demo uses, under the names mypy knows them by.
+
+Installed, ``integrations/`` is ``purposeguard.integrations``; mypy reads the
+repository, where that folder is the top-level package ``integrations`` (it
+has no notion of the install's package-dir mapping). The demo is the only
+module of the package that imports an integration, so the indirection lives
+here alone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from integrations import httpx as pg_httpx
+    from integrations.asgi import PurposeGuardMiddleware, route_purpose
+else:
+    from purposeguard.integrations import httpx as pg_httpx
+    from purposeguard.integrations.asgi import PurposeGuardMiddleware, route_purpose
+
+__all__ = ["PurposeGuardMiddleware", "pg_httpx", "route_purpose"]

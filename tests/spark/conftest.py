@@ -50,6 +50,17 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(autouse=True)
+def _test_functions_travel_by_value(request: pytest.FixtureRequest) -> None:
+    """A UDF defined in a test module reaches the workers whole: they import
+    the installed purposeguard, never the repository's tests/ folder."""
+    from pyspark import cloudpickle
+
+    module = request.module
+    if sys.modules.get(module.__name__) is module:
+        cloudpickle.register_pickle_by_value(module)
+
+
+@pytest.fixture(autouse=True)
 def _instrumented() -> Iterator[None]:
     pg_spark.instrument()
     yield

@@ -1,4 +1,4 @@
-"""SQLAlchemy declarations that cannot work fail at instrument(), naming the class and field."""
+"""ORM declarations that cannot work fail at instrument(), naming the class and field; missing extras are named."""
 
 import gc
 import subprocess
@@ -98,3 +98,23 @@ def test_without_sqlalchemy_instrument_names_the_extra(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "pip install 'purposeguard[sqlalchemy]'" in done.stderr.strip().splitlines()[-1]
+
+
+def test_importing_the_django_integration_imports_no_django() -> None:
+    code = "import sys, purposeguard.integrations.django; print('django' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("use", ["PurposeGuardMiddleware", "instrument()"])
+def test_without_django_the_integration_names_the_extra(use: str, tmp_path: Path) -> None:
+    stub = tmp_path / "stubs" / "django"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('no django here')\n", encoding="utf-8")
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path / 'stubs')!r})\n"
+        f"from purposeguard.integrations import django as m; m.{use}\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "pip install 'purposeguard[django]'" in done.stderr.strip().splitlines()[-1]

@@ -1,0 +1,104 @@
+"""``PurposeGuardMiddleware``: a zone per request, the tenant after authentication, 403 on violations."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponse
+
+from purposeguard._errors import PolicyError, PurposeViolation
+from purposeguard._zones import current_zone, zone
+
+from .. import _server
+from . import _settings
+
+__all__ = ["PurposeGuardMiddleware"]
+
+_REQUEST_ZONE = "_purposeguard_zone"
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    accept = request.headers.get("Accept", "")
+    sent = request.headers.get("Content-Type", "")
+    return "json" in accept.lower() or "json" in sent.lower()
+
+
+def _html_page(error: PurposeViolation) -> str:
+    rows = "".join(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+            html.escape(v.category or ""),
+            html.escape(v.purpose or ""),
+            html.escape(v.rule or "policy default"),
+            html.escape(v.via or ""),
+        )
+        for v in error.violations
+    )
+    return (
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>403 Forbidden</title></head>"
+        "<body><h1>403 Forbidden</h1><p>This use of data is not allowed by the data-use policy.</p>"
+        "<table><thead><tr><th>category</th><th>purpose</th><th>decided by</th><th>via</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></body></html>"
+    )
+
+
+def forbidden(request: HttpRequest, error: PurposeViolation) -> HttpResponse:
+    """The 403 for a violation: JSON for JSON requests, an HTML page otherwise; never the data."""
+    if _wants_json(request):
+        return HttpResponse(_server.violation_body(error), status=403, content_type="application/json")
+    return HttpResponse(_html_page(error), status=403, content_type="text/html; charset=utf-8")
+
+
+class PurposeGuardMiddleware:
+    """A zone per request (sync and async), its tenant from ``PURPOSEGUARD["tenant_from"]``
+    once the request is authenticated, and a 403 for a :class:`~purposeguard.PurposeViolation`."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        with zone() as state:
+            setattr(request, _REQUEST_ZONE, state)
+            response = self.get_response(request)
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
+        with zone() as state:
+            setattr(request, _REQUEST_ZONE, state)
+            return await get_response(request)
+
+    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
+        # Views run after every middleware's request phase: authentication is done.
+        resolver = _settings.LOADED.tenant_from
+        if resolver is None:
+            return None
+        state = getattr(request, _REQUEST_ZONE, None) or current_zone()
+        if state is None:
+            return None
+        tenant = resolver(request)
+        if tenant is None:
+            return None
+        if not isinstance(tenant, str):
+            tenant = str(tenant)
+        if state.tenant is None:
+            state.tenant = tenant
+        elif state.tenant != tenant:
+            raise PolicyError("the request's zone already has a tenant; tenant_from named another one")
+        return None
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        error = _server.violation_in(exception)
+        if error is None:
+            return None
+        return forbidden(request, error)

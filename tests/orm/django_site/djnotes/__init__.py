@@ -1,0 +1,1 @@
+"""A small Django notes app, declared once per field, used by the Django integration tests."""

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("notes/", views.notes),
+    path("notes-async/", views.notes_async),
+    path("ads/", views.ads),
+    path("ads-async/", views.ads_async),
+    path("ads-values/", views.ads_from_values),
+    path("profile-ads/", views.profile_ads),
+]

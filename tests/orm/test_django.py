@@ -1,0 +1,398 @@
+"""Django: ORM values arrive labelled, a zone per request, the tenant after login, violations as 403s.
+
+A real Django project (tests/orm/django_site) on a real SQLite file, driven by
+Django's test clients and served on loopback (WSGI and ASGI)."""
+
+import asyncio
+import json
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+
+import purposeguard as pg
+
+SITE = Path(__file__).parent / "django_site"
+DOCUMENT = "customer_data.content.document"
+BODY = "Minutes of the board meeting: merger talks with Fabrikam"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The Django project, set up once: settings, apps (our AppConfig.ready()), tables, two users."""
+    import django
+    from django.conf import settings
+
+    sys.path.insert(0, str(SITE))
+    import djnotes_settings as site_settings
+
+    values = {k: v for k, v in vars(site_settings).items() if k.isupper()}
+    values["DATABASES"] = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path_factory.mktemp("django") / "db.sqlite3")}
+    }
+    settings.configure(**values)
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from djnotes.models import Note, Profile
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    alice = User.objects.create_user("alice", password="pw-alice")
+    bob = User.objects.create_user("bob", password="pw-bob")
+    Note.objects.create(owner=alice, title="board", body=BODY)
+    Note.objects.create(owner=bob, title="shopping", body="Bob's shopping list")
+    Profile.objects.create(user=alice, email="alice@contoso.example")
+    yield {"alice": alice, "bob": bob, "Note": Note, "Profile": Profile}
+    from purposeguard.integrations import django as pg_django
+
+    pg_django.uninstrument()
+    sys.path.remove(str(SITE))
+
+
+@pytest.fixture(autouse=True)
+def configured(site: dict[str, Any]) -> None:
+    """The PURPOSEGUARD setting applied again: every test starts from a fresh guard."""
+    from purposeguard.integrations.django import _settings
+
+    _settings.apply()
+
+
+def _client(site: dict[str, Any], user: str = "alice") -> Any:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(site[user])
+    return client
+
+
+# -- the ORM ---------------------------------------------------------------------------
+
+
+def test_listing_the_app_switches_orm_labelling_on(site: dict[str, Any]) -> None:
+    from purposeguard.integrations import django as pg_django
+
+    assert pg_django.is_instrumented()
+
+
+def test_a_loaded_instance_has_labelled_fields_and_the_row_tenant(site: dict[str, Any]) -> None:
+    note = site["Note"].objects.get(title="board")
+    assert note.body == BODY
+    assert pg.labels_of(note.body) == {DOCUMENT}
+    assert pg.tenant_of(note.body) == str(site["alice"].pk)
+    assert pg.labels_of(note.title) == frozenset()
+    assert DOCUMENT in pg.labels_of(note)
+
+
+def test_deferred_fields_are_labelled_when_they_load(site: dict[str, Any]) -> None:
+    note = site["Note"].objects.only("title").get(title="board")
+    assert "body" not in note.__dict__
+    assert pg.labels_of(note.body) == {DOCUMENT}
+
+
+def test_loading_marks_nothing_changed_and_saving_stores_the_plain_value(site: dict[str, Any]) -> None:
+    from django.db import connection
+
+    Note = site["Note"]
+    note = Note.objects.get(title="board")
+    note.title = note.body[:7]  # a labelled value written to a plain column
+    note.save()
+    with connection.cursor() as cursor:
+        cursor.execute("select title, body, typeof(body) from djnotes_note where id = %s", [note.pk])
+        title, body, kind = cursor.fetchone()
+    assert (title, body, kind) == (BODY[:7], BODY, "text") and type(title) is str
+    assert Note.objects.filter(body=note.body).count() == 1  # a labelled value in a WHERE clause
+    note.title = "board"
+    note.save()
+
+
+def test_values_rows_are_labelled_with_the_tenant_when_it_is_selected(site: dict[str, Any]) -> None:
+    row = site["Note"].objects.filter(title="board").values("title", "body", "owner").get()
+    assert pg.labels_of(row["body"]) == {DOCUMENT} and pg.tenant_of(row["body"]) == str(site["alice"].pk)
+    assert pg.labels_of(row["title"]) == frozenset()
+
+
+def test_values_list_rows_and_named_rows_are_labelled(site: dict[str, Any]) -> None:
+    Note = site["Note"]
+    (title, body) = Note.objects.filter(title="board").values_list("title", "body").get()
+    named = Note.objects.filter(title="board").values_list("body", "owner_id", named=True).get()
+    assert pg.labels_of(body) == {DOCUMENT} and pg.tenant_of(body) is None
+    assert pg.labels_of(named.body) == {DOCUMENT} and pg.tenant_of(named.body) == str(site["alice"].pk)
+
+
+def test_flat_values_lists_are_labelled(site: dict[str, Any]) -> None:
+    bodies = list(site["Note"].objects.order_by("id").values_list("body", flat=True))
+    titles = list(site["Note"].objects.order_by("id").values_list("title", flat=True))
+    assert [pg.labels_of(b) for b in bodies] == [{DOCUMENT}, {DOCUMENT}]
+    assert [type(t) for t in titles] == [str, str]
+
+
+def test_related_fields_and_annotations_are_labelled(site: dict[str, Any]) -> None:
+    from django.db.models.functions import Upper
+
+    User = type(site["alice"])
+    row = User.objects.filter(username="alice").values("profile__email", "profile__user").get()
+    assert pg.labels_of(row["profile__email"]) == {"customer_data"}
+    assert pg.tenant_of(row["profile__email"]) == str(site["alice"].pk)
+    shouted = site["Note"].objects.filter(title="board").annotate(loud=Upper("body")).values_list("loud", flat=True)
+    assert [pg.labels_of(v) for v in shouted] == [{DOCUMENT}]
+
+
+def test_async_queries_are_labelled(site: dict[str, Any]) -> None:
+    async def load() -> Any:
+        return await site["Note"].objects.filter(title="board").afirst()
+
+    note = asyncio.run(load())
+    assert pg.labels_of(note.body) == {DOCUMENT}
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+def test_an_allowed_view_answers_within_a_zone_named_after_the_user(site: dict[str, Any]) -> None:
+    with pg.testing.assert_no_violations():
+        response = _client(site).get("/notes/")
+    assert response.status_code == 200
+    assert response.json() == {"notes": [BODY[:20]], "tenant": f"user-{site['alice'].pk}"}
+
+
+def test_an_allowed_async_view_answers(site: dict[str, Any]) -> None:
+    from django.test import AsyncClient
+
+    async def call() -> Any:
+        client = AsyncClient()
+        await client.aforce_login(site["bob"])
+        return await client.get("/notes-async/")
+
+    response = asyncio.run(call())
+    assert response.status_code == 200
+    assert response.json() == {"notes": ["Bob's shopping list"], "tenant": f"user-{site['bob'].pk}"}
+
+
+def test_content_reaching_an_ad_is_a_403_with_a_json_body_for_json_requests(site: dict[str, Any]) -> None:
+    with pg.testing.capture() as violations:
+        response = _client(site).get("/ads/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 403 and response["Content-Type"] == "application/json"
+    body = response.json()
+    assert (body["error"], body["purpose"], body["category"], body["rule"]) == (
+        "purpose_violation", "advertising", DOCUMENT, "no-advertising"
+    )
+    assert BODY not in response.content.decode()
+    assert [(v.purpose, v.tenant) for v in violations] == [("advertising", str(site["alice"].pk))]
+
+
+def test_a_violation_is_an_html_page_for_a_browser(site: dict[str, Any]) -> None:
+    response = _client(site).get("/ads/", HTTP_ACCEPT="text/html")
+    page = response.content.decode()
+    assert response.status_code == 403 and response["Content-Type"].startswith("text/html")
+    assert "<h1>403 Forbidden</h1>" in page and "no-advertising" in page and BODY not in page
+
+
+def test_async_views_are_refused_too(site: dict[str, Any]) -> None:
+    from django.test import AsyncClient
+
+    async def call() -> Any:
+        client = AsyncClient()
+        await client.aforce_login(site["alice"])
+        return await client.get("/ads-async/", headers={"Accept": "application/json"})
+
+    response = asyncio.run(call())
+    assert response.status_code == 403 and response.json()["purpose"] == "advertising"
+
+
+def test_values_list_rows_reaching_an_ad_are_refused(site: dict[str, Any]) -> None:
+    assert _client(site).get("/ads-values/").status_code == 403
+
+
+def test_what_the_request_zone_saw_reaches_an_ad_built_with_an_f_string(site: dict[str, Any]) -> None:
+    with pg.testing.capture() as violations:
+        response = _client(site).get("/profile-ads/", HTTP_ACCEPT="application/json")
+    (violation,) = violations
+    assert (violation.via, violation.purpose, violation.category) == ("context", "advertising", DOCUMENT)
+    assert violation.tenant == f"user-{site['alice'].pk}"  # the zone's tenant, named after login
+    # Zone-only flows follow the rule's context_mode.
+    assert response.status_code == (403 if violation.mode == "enforce" else 200)
+
+
+def test_in_trace_mode_the_view_runs_and_the_violation_is_recorded(site: dict[str, Any]) -> None:
+    pg.configure("trust-center", mode="trace")
+    with pg.testing.capture() as violations:
+        response = _client(site).get("/ads/")
+    assert response.status_code == 200
+    assert [(v.purpose, v.category, v.mode) for v in violations] == [("advertising", DOCUMENT, "trace")]
+
+
+def test_an_anonymous_request_has_no_tenant(site: dict[str, Any]) -> None:
+    from django.test import Client
+
+    response = Client().get("/notes/")
+    assert response.status_code == 302  # login_required, and nothing else in the way
+
+
+# -- served on loopback --------------------------------------------------------------------
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture
+def served(site: dict[str, Any]) -> Iterator[str]:
+    from django.core.wsgi import get_wsgi_application
+
+    server = make_server("127.0.0.1", 0, get_wsgi_application(), handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def _session_cookie(site: dict[str, Any], user: str) -> str:
+    return str(_client(site, user).cookies["sessionid"].value)
+
+
+def _get(url: str, cookie: str, accept: str = "application/json") -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Cookie": f"sessionid={cookie}", "Accept": accept})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_served_over_loopback_allowed_and_refused(site: dict[str, Any], served: str) -> None:
+    cookie = _session_cookie(site, "alice")
+    status, body = _get(served + "/notes/", cookie)
+    assert status == 200 and json.loads(body)["tenant"] == f"user-{site['alice'].pk}"
+    status, body = _get(served + "/ads/", cookie)
+    assert status == 403 and json.loads(body)["rule"] == "no-advertising" and BODY not in body
+
+
+def test_served_through_asgi_over_loopback(site: dict[str, Any]) -> None:
+    import socket
+    import time
+
+    import uvicorn
+    from django.core.asgi import get_asgi_application
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(get_asgi_application(), host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cookie = _session_cookie(site, "bob")
+        status, body = _get(f"http://127.0.0.1:{port}/notes-async/", cookie)
+        assert status == 200 and json.loads(body)["notes"] == ["Bob's shopping list"]
+        status, body = _get(f"http://127.0.0.1:{port}/ads-async/", cookie, accept="text/html")
+        assert status == 403 and "<h1>403 Forbidden</h1>" in body
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def temporary_models(site: dict[str, Any]) -> Iterator[list[str]]:
+    """Models a test defines on the fly, taken out of the app registry afterwards."""
+    from django.apps import apps
+    from purposeguard.integrations import django as pg_django
+
+    names: list[str] = []
+    yield names
+    for name in names:
+        apps.all_models["djnotes"].pop(name.lower(), None)
+    apps.clear_cache()
+    pg_django.uninstrument()
+    pg_django.instrument()
+
+
+def _model(name: str, namespace: dict[str, Any], names: list[str]) -> type:
+    from django.db import models
+
+    names.append(name)
+    namespace = {"__module__": "djnotes.models", "Meta": type("Meta", (), {"app_label": "djnotes"}), **namespace}
+    return type(name, (models.Model,), namespace)
+
+
+def test_an_unknown_category_key_fails_at_instrument_naming_model_and_field(temporary_models: list[str]) -> None:
+    from typing import Annotated
+
+    from django.db import models
+    from purposeguard.integrations import django as pg_django
+
+    category = pg.Category("customer_data")
+    category.categories = frozenset({"customer_data.contnet"})  # as if the taxonomy had changed since
+    _model("BadKey", {"__annotations__": {"text": Annotated[str, category]}, "text": models.TextField()}, temporary_models)
+    pg_django.uninstrument()
+    with pytest.raises(pg.UnknownKeyError) as caught:
+        pg_django.instrument()
+    assert "BadKey" in str(caught.value) and caught.value.field == "text"
+    assert not pg_django.is_instrumented()
+
+
+def test_a_missing_tenant_field_fails_at_instrument(temporary_models: list[str]) -> None:
+    from django.db import models
+    from purposeguard.integrations import django as pg_django
+
+    _model("NoTenant", {"__purposeguard_tenant__": "tenant", "owner": models.CharField(max_length=10)}, temporary_models)
+    pg_django.uninstrument()
+    with pytest.raises(pg.PolicyError, match=r"NoTenant.*'tenant' names no field of the model \(its fields: id, owner\)"):
+        pg_django.instrument()
+
+
+def test_a_category_on_something_that_is_not_a_field_fails(temporary_models: list[str]) -> None:
+    from typing import Annotated
+
+    from purposeguard.integrations import django as pg_django
+
+    _model("NotAField", {"__annotations__": {"body": Annotated[str, pg.Category("customer_data")]}}, temporary_models)
+    pg_django.uninstrument()
+    with pytest.raises(pg.PolicyError, match="NotAField.*'body'.*not a field of the model"):
+        pg_django.instrument()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"policy": "trust-center", "tenant": "x"}, "unknown keys 'tenant'"),
+        ({"tenant_from": "djnotes.tenancy.nobody"}, "PURPOSEGUARD\\['tenant_from'\\] = 'djnotes.tenancy.nobody'"),
+        ({"tenant_from": 42}, "must be a callable or its dotted path"),
+        (["policy"], "PURPOSEGUARD must be a dict, not list"),
+    ],
+)
+def test_a_bad_setting_stops_the_start_with_a_clear_error(site: dict[str, Any], setting: Any, message: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import override_settings
+    from purposeguard.integrations.django import _settings
+
+    before = _settings.LOADED.tenant_from
+    with override_settings(PURPOSEGUARD=setting), pytest.raises(ImproperlyConfigured, match=message):
+        _settings.apply()
+    assert _settings.LOADED.tenant_from is before  # nothing half-applied
+
+
+def test_a_bad_policy_in_the_setting_is_a_policy_error(site: dict[str, Any]) -> None:
+    from django.test import override_settings
+    from purposeguard.integrations.django import _settings
+
+    with override_settings(PURPOSEGUARD={"policy": "no-such-pack"}), pytest.raises(pg.PolicyError):
+        _settings.apply()

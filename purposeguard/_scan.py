@@ -4,9 +4,15 @@ The scan never imports the code it reads (importing could run it, and the
 code under review may need services that are not there). It finds every
 ``@purpose``/``with purpose``, ``@produces``, ``@transform``, ``Category``
 and ``label`` use that resolves, through the file's own imports, to
-purposeguard, and records the file, line, enclosing function and literal
-keys. It never records a labelled value: for ``label(value, *categories)``
-only the categories are read. Files that do not parse are skipped and named,
+purposeguard, and records the file, line, enclosing function and keys. Keys
+are read from literals and from the constants they name (module-level
+``EMAIL = "customer_data.content.email"``, imported from another scanned
+module or not, tuples of them, class attributes), and field declarations
+are found where the frameworks keep them: ``Category`` in an annotation
+(directly or through an alias such as ``Body = Annotated[str,
+pg.Category(...)]``) and ``info={"purposeguard": ...}`` on SQLAlchemy and
+SQLModel columns. It never records a labelled value: for
+``label(value, *categories)`` only the categories are read. Files that do not parse are skipped and named,
 and so are folders of installed code (virtualenvs, ``site-packages``,
 ``node_modules``); only hidden folders and ``__pycache__`` are passed over
 without a word.
@@ -86,6 +92,9 @@ class ScanResult:
     # function -> names used in its parameters' annotations (to find classes
     # whose fields carry Category annotations)
     annotations: dict[str, set[str]] = field(default_factory=dict)
+    # function -> names its body refers to (a model it queries: select(Post),
+    # Note.objects.filter(...), a Core table)
+    references: dict[str, set[str]] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Finding]:
         return [f for f in self.findings if f.kind == kind]
@@ -110,8 +119,9 @@ class ScanResult:
 
         A function declares a flow when it serves a purpose (``@purpose`` or a
         ``with purpose`` inside it) and handles a category: it ``produces``
-        it, ``label``s with it, or takes a parameter whose type (a class in
-        the scanned tree) has a field annotated with it.
+        it, ``label``s with it, takes a parameter whose type (a class in
+        the scanned tree) has a field annotated with it, or refers in its body
+        to such a class or to a table whose columns declare it (a query).
         """
         by_function: dict[str, tuple[set[str], set[str]]] = {}
         classes = self.class_categories()
@@ -121,10 +131,11 @@ class ScanResult:
                 purposes.update(finding.keys)
             elif finding.kind in ("produces", "label", "category"):
                 categories.update(finding.keys)
-        for function, names in self.annotations.items():
-            if function in by_function:
-                for name in names:
-                    by_function[function][1].update(classes.get(name, ()))
+        for table in (self.annotations, self.references):
+            for function, names in table.items():
+                if function in by_function:
+                    for name in names:
+                        by_function[function][1].update(classes.get(name, ()))
         flows: dict[tuple[str, str], list[str]] = {}
         for function, (purposes, categories) in sorted(by_function.items()):
             for purpose in purposes:
@@ -148,14 +159,161 @@ def _module_name(relative: Path) -> str:
     return ".".join(parts) or relative.stem
 
 
+# The ORMs whose column declarations (``info={"purposeguard": ...}``) the scan reads.
+_ORM_MODULES = ("sqlalchemy", "sqlmodel")
+_INFO_KEY = "purposeguard"
+# How far one constant may refer to another (EMAIL = CONTENT = "...").
+_DEPTH = 16
+
+
+def _dotted(node: ast.expr) -> str | None:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+class _Definitions:
+    """Module-level names of every scanned module (constants, ``Annotated``
+    aliases, class attributes) and what each module imports, so a key
+    written as a name resolves to the literal it stands for. Nothing is
+    evaluated: only literals, and names bound to literals, resolve."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, ast.expr]] = {}
+        # module -> local name -> (source module, name in it, or None for the module itself)
+        self.imported: dict[str, dict[str, tuple[str, str | None]]] = {}
+        self.visitors: dict[str, _Visitor] = {}
+
+    def add(self, module: str, tree: ast.Module, is_package: bool, visitor: _Visitor) -> None:
+        values: dict[str, ast.expr] = {}
+        for node in tree.body:
+            self._bind(node, values, "")
+        imported: dict[str, tuple[str, str | None]] = {}
+        package = module if is_package else module.rpartition(".")[0]
+        for found in ast.walk(tree):
+            if isinstance(found, ast.ImportFrom):
+                source = found.module or ""
+                if found.level:
+                    base = package.split(".") if package else []
+                    base = base[: len(base) - (found.level - 1)] if found.level > 1 else base
+                    source = ".".join([*base, *([source] if source else [])])
+                for alias in found.names:
+                    imported[alias.asname or alias.name] = (source, alias.name)
+            elif isinstance(found, ast.Import):
+                for alias in found.names:
+                    if alias.asname:
+                        imported[alias.asname] = (alias.name, None)
+                    else:
+                        head = alias.name.partition(".")[0]
+                        imported[head] = (head, None)
+        self.values[module] = values
+        self.imported[module] = imported
+        self.visitors[module] = visitor
+
+    def _bind(self, node: ast.stmt, values: dict[str, ast.expr], prefix: str) -> None:
+        if isinstance(node, ast.Assign) and node.value is not None:
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    values[prefix + target.id] = node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None and isinstance(node.target, ast.Name):
+            values[prefix + node.target.id] = node.value
+        elif isinstance(node, ast.ClassDef) and not prefix:
+            for statement in node.body:
+                self._bind(statement, values, node.name + ".")
+
+    def definition(self, module: str, node: ast.expr, depth: int = 0) -> tuple[str, ast.expr] | None:
+        """The (module, expression) a name or dotted name is bound to, if known."""
+        dotted = _dotted(node)
+        if dotted is None or depth > _DEPTH:
+            return None
+        return self._lookup(module, dotted, depth)
+
+    def _lookup(self, module: str, dotted: str, depth: int) -> tuple[str, ast.expr] | None:
+        if depth > _DEPTH:
+            return None
+        values = self.values.get(module)
+        if values is None:
+            return None
+        if dotted in values:
+            return module, values[dotted]
+        head, _, rest = dotted.partition(".")
+        source = self.imported.get(module, {}).get(head)
+        if source is None:
+            return None
+        source_module, name = source
+        if name is None:
+            # import app.keys as keys; keys.EMAIL (or app.keys.EMAIL)
+            parts = rest.split(".") if rest else []
+            for cut in range(len(parts), 0, -1):
+                candidate = ".".join([source_module, *parts[: cut - 1]]) if cut > 1 else source_module
+                if candidate in self.values:
+                    return self._lookup(candidate, ".".join(parts[cut - 1 :]), depth + 1)
+            return None
+        as_module = f"{source_module}.{name}" if source_module else name
+        if rest and as_module in self.values:
+            return self._lookup(as_module, rest, depth + 1)  # from app import keys; keys.EMAIL
+        return self._lookup(source_module, name + ("." + rest if rest else ""), depth + 1)
+
+    def keys(self, module: str, node: ast.expr, depth: int = 0) -> tuple[str, ...] | None:
+        """The literal keys an argument stands for, or None when it is not a literal."""
+        if depth > _DEPTH:
+            return None
+        if isinstance(node, ast.Constant):
+            return (node.value,) if isinstance(node.value, str) else None
+        if isinstance(node, ast.Starred):
+            return self.keys(module, node.value, depth + 1)
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            out: list[str] = []
+            for element in node.elts:
+                found = self.keys(module, element, depth + 1)
+                if found is None:
+                    return None
+                out.extend(found)
+            return tuple(out)
+        bound = self.definition(module, node, depth)
+        if bound is None:
+            return None
+        return self.keys(bound[0], bound[1], depth + 1)
+
+    def categories_in(self, module: str, node: ast.expr, depth: int = 0, *, direct: bool = True) -> set[str]:
+        """Categories an annotation declares through ``Category`` calls (when
+        ``direct``) and through the aliases it names (``Mapped[Body]``)."""
+        found: set[str] = set()
+        if depth > _DEPTH:
+            return found
+        visitor = self.visitors.get(module)
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Call):
+                if direct and visitor is not None and visitor._resolve(sub.func) == "category":
+                    for argument in sub.args:
+                        found.update(self.keys(module, argument) or ())
+            elif isinstance(sub, (ast.Name, ast.Attribute)):
+                bound = self.definition(module, sub, depth)
+                if bound is not None and isinstance(bound[1], (ast.Subscript, ast.Name, ast.Attribute)):
+                    found |= self.categories_in(bound[0], bound[1], depth + 1)
+        return found
+
+
 class _Visitor(ast.NodeVisitor):
-    def __init__(self, result: ScanResult, path: str, module: str) -> None:
+    def __init__(self, result: ScanResult, path: str, module: str,
+                 definitions: _Definitions | None = None) -> None:
         self.result = result
         self.path = path
+        self.module = module
         self.scope: list[str] = [module]
         self.module_aliases: set[str] = set()
         self.names: dict[str, str] = {}
         self.handled: set[int] = set()
+        self.definitions = definitions or _Definitions()
+        self.orm = False
+        # The name a module-level assignment binds (messages = Table(...)):
+        # the owner of the column declarations inside it.
+        self.target: str | None = None
 
     # -- imports ----------------------------------------------------------------
 
@@ -163,8 +321,12 @@ class _Visitor(ast.NodeVisitor):
         for alias in node.names:
             if alias.name in _MODULES:
                 self.module_aliases.add(alias.asname or alias.name)
+            if alias.name.partition(".")[0] in _ORM_MODULES:
+                self.orm = True
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level == 0 and (node.module or "").partition(".")[0] in _ORM_MODULES:
+            self.orm = True
         if node.level == 0 and node.module in _MODULES:
             for alias in node.names:
                 if alias.name in _CANONICAL:
@@ -202,6 +364,15 @@ class _Visitor(ast.NodeVisitor):
                 names.update(_annotation_names(arg.annotation))
         if names:
             self.result.annotations.setdefault(qualname, set()).update(names)
+        referenced = {
+            sub.id if isinstance(sub, ast.Name) else sub.attr
+            for statement in node.body
+            for sub in ast.walk(statement)
+            if isinstance(sub, ast.Name)
+            or (isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name))
+        }
+        if referenced:
+            self.result.references.setdefault(qualname, set()).update(referenced)
         self.generic_visit(node)
         self.scope.pop()
 
@@ -213,8 +384,26 @@ class _Visitor(ast.NodeVisitor):
             self.visit(decorator)
         self.scope.append(node.name)
         for statement in node.body:
+            if isinstance(statement, ast.AnnAssign):
+                # A field typed with an alias (body: Mapped[Body]) declares what the alias does.
+                through_alias = self.definitions.categories_in(self.module, statement.annotation, direct=False)
+                if through_alias:
+                    self.result.findings.append(
+                        Finding("category", self.path, statement.lineno, ".".join(self.scope),
+                                tuple(sorted(through_alias)), "annotation")
+                    )
             self.visit(statement)
         self.scope.pop()
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        if len(self.scope) == 1 and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            self.target = node.targets[0].id
+            try:
+                self.generic_visit(node)
+            finally:
+                self.target = None
+        else:
+            self.generic_visit(node)
 
     def _with(self, node: ast.With | ast.AsyncWith) -> None:
         for item in node.items:
@@ -231,7 +420,20 @@ class _Visitor(ast.NodeVisitor):
             kind = self._resolve(node.func)
             if kind is not None:
                 self._record(node, kind, "call")
+        if self.orm:
+            for info in _info_dicts(node):
+                self._record_info(info)
         self.generic_visit(node)
+
+    def _record_info(self, info: ast.Dict) -> None:
+        for key, value in zip(info.keys, info.values, strict=True):
+            if isinstance(key, ast.Constant) and key.value == _INFO_KEY:
+                keys = self.definitions.keys(self.module, value)
+                owner = self.scope + ([self.target] if self.target and len(self.scope) == 1 else [])
+                self.result.findings.append(
+                    Finding("category", self.path, value.lineno, ".".join(owner), keys or (), "info",
+                            keys is None)
+                )
 
     # -- recording ----------------------------------------------------------------
 
@@ -250,16 +452,29 @@ class _Visitor(ast.NodeVisitor):
         keys: list[str] = []
         dynamic = False
         for argument in arguments:
-            if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
-                keys.append(argument.value)
-            else:
+            found = self.definitions.keys(self.module, argument)
+            if found is None:
                 dynamic = True
+            else:
+                keys.extend(found)
         if kind == "label" and any(k.arg is None for k in call.keywords):
             dynamic = True
         function = ".".join(self.scope + ([owner] if owner else []))
         self.result.findings.append(
             Finding(kind, self.path, call.lineno, function, tuple(keys), form, dynamic)
         )
+
+
+def _info_dicts(call: ast.Call) -> Iterator[ast.Dict]:
+    """The column ``info`` dicts of a call: ``info={...}`` and, for SQLModel,
+    ``sa_column_kwargs={"info": {...}}``."""
+    for keyword in call.keywords:
+        if keyword.arg == "info" and isinstance(keyword.value, ast.Dict):
+            yield keyword.value
+        elif isinstance(keyword.value, ast.Dict):
+            for key, value in zip(keyword.value.keys, keyword.value.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "info" and isinstance(value, ast.Dict):
+                    yield value
 
 
 def _annotation_names(node: ast.expr) -> Iterator[str]:
@@ -327,6 +542,8 @@ def scan(source: str | os.PathLike[str]) -> ScanResult:
         raise PermissionError(13, "permission denied", str(root))
     base = root.parent if root.is_file() else root
     result = ScanResult(root=str(root))
+    definitions = _Definitions()
+    parsed: list[tuple[_Visitor, ast.Module]] = []
     for path in _python_files(root, result.skipped):
         relative = path.relative_to(base)
         shown = relative.as_posix()
@@ -345,11 +562,17 @@ def scan(source: str | os.PathLike[str]) -> ScanResult:
             result.skipped.append((shown, f"does not parse ({type(error).__name__})"))
             continue
         result.files += 1
-        visitor = _Visitor(result, shown, _module_name(relative))
+        module = _module_name(relative)
+        visitor = _Visitor(result, shown, module, definitions)
         # Imports first, wherever they are, so a decorator above a late
         # import still resolves.
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 visitor.visit(node)
+        definitions.add(module, tree, relative.name == "__init__.py", visitor)
+        parsed.append((visitor, tree))
+    # Every module's names are known before any is read: a key may be a
+    # constant another module defines.
+    for visitor, tree in parsed:
         visitor.visit(tree)
     return result

@@ -26,7 +26,7 @@ def test_finds_every_declared_purpose_with_place_and_function(sample_tree: Path)
         ("app.handlers.Newsletter.send", ("marketing.direct",), "decorator"),
         ("app.handlers.troubleshoot", ("service.operations",), "with"),
         ("app.handlers.notify_admins", ("service.communications",), "with"),
-        ("app.handlers.dynamic", (), "decorator"),
+        ("app.handlers.dynamic", ("service.operations",), "decorator"),  # a module constant
         ("app.side_effect.analytics", ("improvement",), "decorator"),
     }
     spam = next(f for f in result.of_kind("purpose") if f.function == "app.handlers.scan_for_spam")
@@ -34,9 +34,14 @@ def test_finds_every_declared_purpose_with_place_and_function(sample_tree: Path)
     assert spam.path == "app/handlers.py" and source_line.strip() == '@declare("service.security")'
 
 
-def test_non_literal_keys_are_marked_dynamic(sample_tree: Path) -> None:
-    dynamic = [f for f in scan(sample_tree).findings if f.dynamic]
-    assert [(f.function, f.kind) for f in dynamic] == [("app.handlers.dynamic", "purpose")]
+def test_non_literal_keys_are_marked_dynamic(tmp_path: Path) -> None:
+    (tmp_path / "jobs.py").write_text(
+        "import os\nimport purposeguard as pg\n\n"
+        "@pg.purpose(os.environ['PURPOSE'])\ndef job(x):\n    return pg.label(x, 'customer_data', pick())\n"
+    )
+    found = [(f.function, f.kind, f.keys) for f in scan(tmp_path).findings if f.dynamic]
+    assert found == [("jobs.job", "purpose", ()), ("jobs.job", "label", ("customer_data",))]
+    assert not [f for f in scan(tmp_path / "jobs.py").findings if not f.dynamic]
 
 
 def test_finds_produces_transform_category_and_label(sample_tree: Path) -> None:

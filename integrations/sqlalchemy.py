@@ -54,7 +54,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from purposeguard._errors import PolicyError, UnknownKeyError
-from purposeguard._labels import KEYS, annotated_fields, label
+from purposeguard._labels import KEYS, _label_object, _resolve, annotated_fields, label
 
 from . import require
 from ._patch import Patcher
@@ -71,11 +71,15 @@ TABLE_TENANT_KEY = "purposeguard_tenant"
 class _Model:
     """What one mapped class declares: labelled attributes and its tenant attribute."""
 
-    __slots__ = ("fields", "tenant", "categories")
+    __slots__ = ("fields", "tenant", "categories", "undeclared")
 
-    def __init__(self, fields: tuple[tuple[str, tuple[str, ...]], ...], tenant: str | None) -> None:
+    def __init__(
+        self, fields: tuple[tuple[str, tuple[str, ...]], ...], tenant: str | None, undeclared: bool = False
+    ) -> None:
         self.fields = fields
         self.tenant = tenant
+        # Some categories come from column info only (labels_of(instance) cannot see them).
+        self.undeclared = undeclared
         found: set[str] = set()
         for _key, categories in fields:
             found.update(categories)
@@ -182,11 +186,14 @@ def _declare(mapper: Any) -> _Model:
     except Exception:  # noqa: BLE001 - annotations that do not resolve declare nothing
         annotated = {}
     fields: list[tuple[str, tuple[str, ...]]] = []
+    undeclared = False
     by_table: dict[int, tuple[Any, dict[str, tuple[str, ...]]]] = {}
     for key, column in mapper.columns.items():
-        categories = _info_categories(getattr(column, "info", None), owner, key) | set(annotated.get(key, ()))
+        from_info = _info_categories(getattr(column, "info", None), owner, key)
+        categories = from_info | set(annotated.get(key, ()))
         if not categories:
             continue
+        undeclared = undeclared or not from_info <= set(annotated.get(key, ()))
         checked = _validated(categories, owner, key)
         fields.append((key, checked))
         table = getattr(column, "table", None)
@@ -204,7 +211,7 @@ def _declare(mapper: Any) -> _Model:
                 field="__purposeguard_tenant__",
             )
         tenant_column = mapper.columns[tenant]
-    model = _Model(tuple(fields), tenant)
+    model = _Model(tuple(fields), tenant, undeclared)
     with _STATE.lock:
         _STATE.models[cls] = model
         for table_id, (table, columns) in by_table.items():
@@ -261,11 +268,13 @@ def _tenant(value: Any) -> str | None:
 
 
 def _label_instance(state: Any, attrs: Iterable[str] | None) -> None:
-    model = _model(state.class_, state.mapper)
+    model = _STATE.models.get(state.class_) or _declare(state.mapper)
     if not model.fields:
         return
     values = state.dict
-    tenant = _tenant(values.get(model.tenant)) if model.tenant is not None else None
+    tenant = values.get(model.tenant) if model.tenant is not None else None
+    if tenant is not None and type(tenant) is not str:
+        tenant = str(tenant)
     wanted = None if attrs is None else set(attrs)
     for key, categories in model.fields:
         if wanted is not None and key not in wanted:
@@ -274,17 +283,14 @@ def _label_instance(state: Any, attrs: Iterable[str] | None) -> None:
         if value is not None:
             # Straight into the instance dict: the ORM sees no change to flush.
             values[key] = label(value, *categories, tenant=tenant)
-    obj = state.obj()
-    if obj is not None:
-        _label_quietly(obj, model.categories, tenant)
-
-
-def _label_quietly(obj: Any, categories: tuple[str, ...], tenant: str | None) -> None:
-    # The instance carries its columns' categories (for checks on the whole
-    # object); its values were labelled (and checked) one by one already.
-    from purposeguard._labels import _label_object, _resolve
-
-    _label_object(obj, _resolve(categories, tenant))
+    if model.undeclared:
+        # Categories given only in column info are not in the class's
+        # annotations: the instance carries them (and the tenant) itself, for
+        # checks on the whole object. Its values were labelled, and checked,
+        # one by one already.
+        obj = state.obj()
+        if obj is not None:
+            _label_object(obj, _resolve(model.categories, tenant))
 
 
 def _on_load(state: Any, _context: Any) -> None:

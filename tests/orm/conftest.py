@@ -1,8 +1,9 @@
-"""Real databases for the ORM tests: SQLite files in a temporary folder (and
-PostgreSQL, when the services fixture is there)."""
+"""Real databases for the ORM tests: SQLite files in a temporary folder, and the
+same tests on a throwaway PostgreSQL server (the distributed tests' fixture)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,31 @@ from typing import Any
 import pytest
 import sqlalchemy
 
+SERVICES = Path(__file__).resolve().parents[1] / "distributed"
 
-@pytest.fixture(params=["sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL of an empty database of each backend under test."""
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One PostgreSQL cluster for the session's ORM tests, stopped at its end."""
+    sys.path.insert(0, str(SERVICES))
+    try:
+        from services import PostgresServer
+    finally:
+        sys.path.remove(str(SERVICES))
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new, empty database of each backend under test."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'app.db'}"
+        return f"sqlite:///{tmp_path / 'app.db'}"
+    url: str = request.getfixturevalue("postgres_server").create_database()
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ def scan_source(path: str, prog: str) -> Any:
 def _report(args: argparse.Namespace) -> int:
     from .._policy import Policy
     from ..audit import AuditError
-    from ..report import build_report, read_verified_audit, write_files
+    from ..report import Entry, Integrity, build_report, read_verified_audit, write_files
 
     if args.audit is None and args.source is None:
         raise CommandError(f"{PROG}: give --audit PATH, --source PATH or both (see --help)", EXIT_USAGE)
@@ -77,8 +77,8 @@ def _report(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise CommandError(f"{PROG}: --out is not a directory: {args.out}")
     policy = Policy.load(args.policy)
-    records: list[Any] = []
-    checked = None
+    records: list[Entry] = []
+    checked: Integrity | None = None
     if args.audit is not None:
         from .._storage import is_url, redact
 
@@ -100,22 +100,19 @@ def _report(args: argparse.Namespace) -> int:
         html_path, md_path = write_files(out, data)
     except OSError as error:
         raise CommandError(f"{PROG}: cannot write the report to {args.out}: {error.strerror or error}") from None
-    if checked is not None and not checked["ok"]:
+    if checked is not None and not checked.ok:
         # The report is written whole and says so at the top; the exit status
         # tells a script that what it shows cannot be trusted.
         raise CommandError(
-            f"{PROG}: the audit log {args.audit} is NOT intact: {checked['reason']} "
+            f"{PROG}: the audit log {args.audit} is NOT intact: {checked.reason} "
             f"(the report in {args.out} says so)"
         )
-    counts = data["audit"]["counts"]
-    code = data["code"]
-    scanned_text = (
-        f", {code['files']} files scanned, {len(code['skipped'])} skipped" if code.get("scanned") else ""
-    )
-    chain = f", audit chain intact ({checked['count']} records)" if checked is not None else ""
+    audit, code = data.audit, data.code
+    scanned_text = f", {code.files} files scanned, {len(code.skipped)} skipped" if code.scanned else ""
+    chain = f", audit chain intact ({checked.count} records)" if checked is not None else ""
     print(
-        f"wrote {html_path} and {md_path}: {counts['violation']} violations in "
-        f"{len(data['violations'])} rules, {counts['declassification']} declassifications, "
-        f"{counts['consent']} consent changes, {counts['disclosure']} disclosures{scanned_text}{chain}"
+        f"wrote {html_path} and {md_path}: {audit.violations} violations in "
+        f"{len(data.violations)} rules, {audit.declassifications} declassifications, "
+        f"{audit.consents} consent changes, {audit.disclosures} disclosures{scanned_text}{chain}"
     )
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -10,7 +11,14 @@ import pytest
 
 from purposeguard import Policy
 from purposeguard._scan import scan
-from purposeguard.report import build_report, render_html, render_markdown, write_report
+from purposeguard.report import (
+    ConsentInForce,
+    Report,
+    build_report,
+    render_html,
+    render_markdown,
+    write_report,
+)
 
 T0 = 1_790_000_000.0  # 2026-09-21 14:13:20Z
 
@@ -40,51 +48,51 @@ ENTRIES = [
 
 
 @pytest.fixture
-def report(sample_tree: Path) -> dict:
+def report(sample_tree: Path) -> Report:
     return build_report(ENTRIES, scan(sample_tree), Policy.load("trust-center"), now=T0 + 100)
 
 
-def test_violations_are_grouped_by_rule_with_counts_and_first_and_last_seen(report: dict) -> None:
-    groups = {g["rule"]: g for g in report["violations"]}
+def test_violations_are_grouped_by_rule_with_counts_and_first_and_last_seen(report: Report) -> None:
+    groups = {g.rule: g for g in report.violations}
     assert list(groups) == ["no-advertising", "(policy default)"]  # most frequent first
     ads = groups["no-advertising"]
-    assert ads["count"] == 3
-    assert (ads["first_seen"], ads["last_seen"]) == (T0 + 10, T0 + 50)
-    assert ads["first_seen_text"] == "2026-09-21 14:13:30Z"
-    assert ads["categories"] == ["customer_data", "customer_data.content.email"]
-    assert ads["tenants"] == ["contoso", "fabrikam"]
-    assert groups["(policy default)"]["count"] == 1
+    assert ads.count == 3
+    assert (ads.first_seen, ads.last_seen) == (T0 + 10, T0 + 50)
+    assert ads.first_seen_text == "2026-09-21 14:13:30Z"
+    assert ads.categories == ("customer_data", "customer_data.content.email")
+    assert ads.tenants == ("contoso", "fabrikam")
+    assert groups["(policy default)"].count == 1
 
 
-def test_data_map_shows_declared_and_observed_flows_with_the_policy_verdict(report: dict) -> None:
-    cells = {(row["category"], c["purpose"]): c for row in report["data_map"]["rows"] for c in row["cells"]}
+def test_data_map_shows_declared_and_observed_flows_with_the_policy_verdict(report: Report) -> None:
+    cells = {(row.category, c.purpose): c for row in report.data_map.rows for c in row.cells}
     spam = cells["customer_data.content.email", "service.security"]
-    assert spam["declared"] == ["app.handlers.scan_for_spam"] and spam["policy"] == "allowed"
+    assert spam.declared == ("app.handlers.scan_for_spam",) and spam.policy == "allowed"
     ads = cells["customer_data.content.email", "advertising"]
-    assert ads["declared"] == ["app.handlers.recommend_ads"] and ads["violations"] == 2
-    assert ads["policy"] == "denied"
-    assert cells["customer_data", "improvement"]["grants"] == 1
-    assert cells["customer_data", "improvement"]["consenting_tenants"] == ["contoso"]
-    assert cells["customer_data", "improvement"]["policy"] == "consent"
-    assert cells["customer_data", "disclosure.compelled"]["disclosures"] == 1
-    assert cells["usage_data", "service.communications"]["declassifications"] == 1
-    assert report["data_map"]["purposes"][:2] == ["service.operations", "service.security"]  # taxonomy order
+    assert ads.declared == ("app.handlers.recommend_ads",) and ads.violations == 2
+    assert ads.policy == "denied"
+    assert cells["customer_data", "improvement"].grants == 1
+    assert cells["customer_data", "improvement"].consenting_tenants == ("contoso",)
+    assert cells["customer_data", "improvement"].policy == "consent"
+    assert cells["customer_data", "disclosure.compelled"].disclosures == 1
+    assert cells["usage_data", "service.communications"].declassifications == 1
+    assert report.data_map.purposes[:2] == ("service.operations", "service.security")  # taxonomy order
 
 
-def test_declassifications_consents_and_disclosures_are_listed(report: dict) -> None:
-    (usage,) = report["declassifications"]
-    assert (usage["transform"], usage["count"], usage["from"], usage["to"]) == (
-        "usage-aggregate", 1, ["customer_data.content.email"], "usage_data"
+def test_declassifications_consents_and_disclosures_are_listed(report: Report) -> None:
+    (usage,) = report.declassifications
+    assert (usage.transform, usage.count, usage.from_categories, usage.to) == (
+        "usage-aggregate", 1, ("customer_data.content.email",), "usage_data"
     )
-    assert report["consents"][0]["fields"]["actor"] == "admin@contoso"
-    assert report["disclosures"][0]["fields"]["case"] == "LE-1"
+    assert report.consents[0].fields["actor"] == "admin@contoso"
+    assert report.disclosures[0].fields["case"] == "LE-1"
 
 
-def test_code_section_lists_findings_and_skipped_files(report: dict) -> None:
-    code = report["code"]
-    assert code["skipped"] == [{"path": "app/broken.py", "reason": code["skipped"][0]["reason"]}]
-    assert any(f["function"] == "app.handlers.scan_for_spam" for f in code["findings"])
-    assert code["unknown_keys"] == []
+def test_code_section_lists_findings_and_skipped_files(report: Report) -> None:
+    code = report.code
+    assert [s.path for s in code.skipped] == ["app/broken.py"] and code.skipped[0].reason
+    assert any(f.function == "app.handlers.scan_for_spam" for f in code.findings)
+    assert code.unknown_keys == ()
 
 
 def test_keys_the_policy_does_not_define_are_flagged(tmp_path: Path) -> None:
@@ -92,28 +100,29 @@ def test_keys_the_policy_does_not_define_are_flagged(tmp_path: Path) -> None:
         "import purposeguard as pg\n@pg.purpose('servcie.operations')\n@pg.transform('nope')\ndef f(): pass\n"
     )
     report = build_report([], scan(tmp_path), Policy.load("trust-center"))
-    assert [(u["key"], u["kind"], u["where"]) for u in report["code"]["unknown_keys"]] == [
+    assert [(u.key, u.kind, u.where) for u in report.code.unknown_keys] == [
         ("servcie.operations", "purpose", "svc.py:2"),
         ("nope", "transform", "svc.py:3"),
     ]
     assert "servcie.operations" in render_html(report)
 
 
-def test_the_decision_matrix_is_the_policy_s(report: dict) -> None:
-    matrix = report["matrix"]["matrix"]
-    assert set(matrix) == set(Policy.load("trust-center").taxonomy.purposes)
-    assert matrix["advertising"]["customer_data"]["allowed"] is False
-    assert matrix["service.security"]["customer_data.content"]["allowed"] is True
+def test_the_decision_matrix_is_the_policy_s(report: Report) -> None:
+    matrix = {row.purpose: {c.category: c for c in row.cells} for row in report.matrix.rows}
+    assert list(matrix) == list(Policy.load("trust-center").taxonomy.purposes)
+    assert matrix["advertising"]["customer_data"].allowed is False
+    assert matrix["service.security"]["customer_data.content"].allowed is True
+    assert matrix["improvement"]["customer_data"].text == "consent"
 
 
-def test_html_is_self_contained(report: dict) -> None:
+def test_html_is_self_contained(report: Report) -> None:
     page = render_html(report)
     for forbidden in ("<script", "http://", "https://", "src=", "url(", "@import", "<link", "<iframe"):
         assert forbidden not in page.lower(), forbidden
     assert "default-src 'none'" in page
 
 
-def test_markdown_twin_has_the_same_sections_and_counts(report: dict) -> None:
+def test_markdown_twin_has_the_same_sections_and_counts(report: Report) -> None:
     text = render_markdown(report)
     for title in ("## Summary", "## Data map", "## Violations by rule", "## Declassifications", "## Consents",
                   "## Disclosures", "## Decision matrix", "## Declared in code", "### Files skipped"):
@@ -137,8 +146,14 @@ def test_write_report_accepts_entries_and_writes_both_files(tmp_path: Path, samp
                      html_path.read_text())
 
 
-def test_report_data_is_json(report: dict) -> None:
-    assert json.loads(json.dumps(report))["violations"][0]["count"] == 3
+def test_the_report_is_frozen_and_its_data_is_json(report: Report) -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.violations[0].count = 0  # type: ignore[misc]
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["violations"][0]["count"] == 3
+    assert data["violations"][0]["first_seen_text"] == "2026-09-21 14:13:30Z"
+    assert data["audit"]["integrity"]["state"] == "unchecked"
+    assert data["data_map"]["rows"][0]["cells"][0]["purpose"] == "service.operations"
 
 
 def test_markdown_shows_names_literally_whatever_characters_they_hold() -> None:
@@ -170,17 +185,15 @@ def test_a_revoked_consent_is_not_shown_as_in_force() -> None:
         _consent("grant", T0 + 4, ["customer_data.content"], tenant="northwind", expires_at=T0 + 50),
     ]
     report = build_report(changes, None, Policy.load("trust-center"), now=T0 + 100)
-    cells = {(row["category"], c["purpose"]): c for row in report["data_map"]["rows"] for c in row["cells"]}
+    cells = {(row.category, c.purpose): c for row in report.data_map.rows for c in row.cells}
     whole = cells["customer_data", "improvement"]
-    assert (whole["grants"], whole["revokes"], whole["consenting_tenants"]) == (2, 1, ["fabrikam"])
+    assert (whole.grants, whole.revokes, whole.consenting_tenants) == (2, 1, ("fabrikam",))
     expired = cells["customer_data.content", "improvement"]
-    assert (expired["grants"], expired["consenting_tenants"]) == (1, [])
-    assert report["consents_in_force"] == [
-        {"tenant": "fabrikam", "purpose": "improvement", "category": "customer_data"}
-    ]
-    revoke_row = report["consents"][2]
-    assert revoke_row["fields"]["action"] == "revoke"
-    assert revoke_row["fields"]["categories"] == "all (every category granted)"
+    assert (expired.grants, expired.consenting_tenants) == (1, ())
+    assert report.consents_in_force == (ConsentInForce(tenant="fabrikam", purpose="improvement", category="customer_data"),)
+    revoke_row = report.consents[2]
+    assert revoke_row.fields["action"] == "revoke"
+    assert revoke_row.fields["categories"] == "all (every category granted)"
     page = render_html(report)
     assert 'data-consents-in-force="1"' in page and 'data-consents-in-force="0"' in page
     assert "no consent in force (granted 1, revoked 0)" in page
@@ -192,13 +205,13 @@ def test_a_revoked_consent_is_not_shown_as_in_force() -> None:
     # Only a grant then its revocation: nothing in force anywhere.
     report = build_report(changes[:1] + [_consent("revoke", T0 + 3, ["customer_data"])], None,
                           Policy.load("trust-center"), now=T0 + 100)
-    cells = {(row["category"], c["purpose"]): c for row in report["data_map"]["rows"] for c in row["cells"]}
-    assert cells["customer_data", "improvement"]["consenting_tenants"] == []
-    assert report["consents_in_force"] == []
+    cells = {(row.category, c.purpose): c for row in report.data_map.rows for c in row.cells}
+    assert cells["customer_data", "improvement"].consenting_tenants == ()
+    assert report.consents_in_force == ()
     assert "No consent is in force" in render_html(report)
 
 
-def test_the_tenants_column_names_the_tenants_it_counts(report: dict) -> None:
+def test_the_tenants_column_names_the_tenants_it_counts(report: Report) -> None:
     page = render_html(report)
     assert "<th>tenants affected</th>" in page
     assert '<td data-tenants="2">2: contoso, fabrikam</td>' in page
@@ -206,6 +219,6 @@ def test_the_tenants_column_names_the_tenants_it_counts(report: dict) -> None:
     assert "| 2: contoso, fabrikam |" in render_markdown(report)
 
 
-def test_the_summary_says_when_the_audit_chain_was_not_checked(report: dict) -> None:
-    assert report["audit"]["integrity"]["checked"] is False
+def test_the_summary_says_when_the_audit_chain_was_not_checked(report: Report) -> None:
+    assert report.audit.integrity.checked is False
     assert 'data-integrity="unchecked">audit chain: not checked' in render_html(report)

@@ -12,10 +12,14 @@ step 5)::
 Every change is appended to the store's audit log in the same transaction
 (all or nothing) and dispatched as a :class:`ConsentChange` record, so an
 attached audit sink and telemetry see it too. A revocation or an expiry
-applies to the very next decision: the policy memoises base decisions, never
-consent outcomes, and the store re-reads its grants whenever anything (this
-store, another store on the same log, another process) has committed to the
-file since it last read them.
+applies to the very next decision in this process: the policy memoises base
+decisions, never consent outcomes. On SQLite the store re-reads its grants
+whenever anything (this store, another store on the same log, another
+process) has committed to the file since it last read them. On PostgreSQL
+(``ConsentStore("postgresql://...")``) every replica keeps the grants in
+memory, reloaded when the database notifies a change, so a change on one
+replica applies on all of them within ``stale_after`` (one second) and a
+decision never waits on the database (see docs/storage.md).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ Needs ``pip install 'purposeguard[postgres]'`` (psycopg 3).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -165,6 +166,11 @@ class PostgresStorage:
         self._stop = threading.Event()
         self._watch_error: str | None = None
         self._pid = os.getpid()
+        # The grants the chain's consent records make, replayed up to seq _replayed.
+        self._replay_lock = threading.Lock()
+        self._chained: dict[tuple[str, str, str], Grant] = {}
+        self._replayed = 0
+        self._mismatch_reported = False
         with self._lock:
             self._conn = self._connect()
             try:
@@ -217,6 +223,7 @@ class PostgresStorage:
         # A parent thread may have held them at the fork.
         self._lock = threading.RLock()
         self._view_lock = threading.Lock()
+        self._replay_lock = threading.Lock()
 
     def _failed(self, error: BaseException, doing: str) -> AuditError:
         psycopg = self._psycopg
@@ -525,20 +532,17 @@ class PostgresStorage:
         started = time.monotonic()
         with self._lock:
             try:
-                rows = self._connection().execute(
-                    "SELECT tenant, purpose, category, granted_by, granted_at, expires_at FROM purposeguard_consent"
-                ).fetchall()
+                grants = self._load(self._connection())
             except psycopg.Error as error:
                 raise self._failed(error, "read consents") from None
-        self._publish(rows, started)
+        self._publish(grants, started)
         watcher = self._watcher
         if watcher is None or not watcher.is_alive():
             self._start_watcher()
 
-    def _publish(self, rows: Iterable[Sequence[Any]], started: float) -> None:
+    def _publish(self, grants: Iterable[Grant], started: float) -> None:
         by_tenant: dict[str, list[Grant]] = {}
-        for row in rows:
-            grant = _grant(row)
+        for grant in grants:
             by_tenant.setdefault(grant.tenant, []).append(grant)
         with self._view_lock:
             current = self._view
@@ -614,13 +618,73 @@ class PostgresStorage:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    @staticmethod
-    def _load(conn: Any) -> list[tuple[Any, ...]]:
-        return list(
-            conn.execute(
-                "SELECT tenant, purpose, category, granted_by, granted_at, expires_at FROM purposeguard_consent"
+    def _load(self, conn: Any) -> list[Grant]:
+        """The grants to decide on: those the table holds and the chain's
+        consent records also grant. A grant added to (or widened in) the
+        table by hand, without its record, is never used."""
+        # One snapshot for both, so a change committed in between is not
+        # taken for an edit by hand.
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            table = [
+                _grant(row)
+                for row in conn.execute(
+                    "SELECT tenant, purpose, category, granted_by, granted_at, expires_at FROM purposeguard_consent"
+                ).fetchall()
+            ]
+            chained = self._replay(conn)
+        kept: list[Grant] = []
+        differs = len(table) != len(chained)
+        for grant in table:
+            recorded = chained.get((grant.tenant, grant.purpose, grant.category))
+            if recorded is None:
+                differs = True
+                continue
+            if recorded.expires_at != grant.expires_at:
+                differs = True
+                # The earlier expiry of the two: never longer than the record says.
+                ends = [e for e in (recorded.expires_at, grant.expires_at) if e is not None]
+                grant = Grant(grant.tenant, grant.purpose, grant.category, grant.granted_by,
+                              grant.granted_at, min(ends) if ends else None)
+            kept.append(grant)
+        if differs and not self._mismatch_reported:
+            self._mismatch_reported = True
+            logger.error(
+                "purposeguard consent store %s: the consent table differs from the chain's consent records "
+                "(edited by hand?); deciding only on grants both hold (run `purposeguard audit verify`)",
+                self.location,
+            )
+        return kept
+
+    def _replay(self, conn: Any) -> dict[tuple[str, str, str], Grant]:
+        # Incremental: the seq index reads only records appended since the last replay.
+        with self._replay_lock:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM purposeguard_audit WHERE seq > %s AND kind = 'consent' ORDER BY seq",
+                (self._replayed,),
             ).fetchall()
-        )
+            for row in rows:
+                entry = _entry(row)
+                self._replayed = entry.seq
+                if link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data) != entry.hash:
+                    continue  # an altered record grants nothing; verify names it
+                try:
+                    data = json.loads(entry.data)
+                    action, tenant, purpose = data["action"], data["tenant"], data["purpose"]
+                    categories = list(data.get("categories") or ())
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if action == "grant":
+                    for category in categories:
+                        self._chained[(tenant, purpose, category)] = Grant(
+                            tenant, purpose, category, str(data.get("actor", "")),
+                            float(data.get("timestamp") or entry.timestamp), data.get("expires_at"),
+                        )
+                elif action == "revoke":
+                    for key in [k for k in self._chained if k[0] == tenant and k[1] == purpose]:
+                        if not categories or key[2] in categories:
+                            del self._chained[key]
+            return dict(self._chained)
 
     def close(self) -> None:
         self._stop.set()

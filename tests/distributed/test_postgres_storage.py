@@ -244,3 +244,27 @@ def test_sqlite_urls_name_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         log.append(violation())
     done = cli("audit", "verify", f"sqlite:///{absolute}")
     assert done.returncode == 0 and "intact, 1 records" in done.stdout
+
+
+def test_a_grant_inserted_by_hand_is_never_used(pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    with ConsentStore(pg_url) as store:
+        store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            "INSERT INTO purposeguard_consent VALUES ('fabrikam', 'improvement', 'customer_data', 'mallory', 1, NULL)"
+        )
+        conn.execute("UPDATE purposeguard_consent SET expires_at = 4102444800 WHERE tenant = 'contoso'")
+    with caplog.at_level("ERROR", logger="purposeguard.audit"), ConsentStore(pg_url) as store:
+        assert not store.has_consent("fabrikam", "improvement", "customer_data.content.email")
+        # The recorded grant still holds, never longer than its record says (no expiry: the table's).
+        assert store.has_consent("contoso", "improvement", "customer_data.content.email")
+    assert "differs from the chain's consent records" in caplog.text
+
+
+def test_a_grant_whose_record_was_deleted_is_not_used(pg_url: str) -> None:
+    with ConsentStore(pg_url) as store:
+        store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("DELETE FROM purposeguard_audit WHERE kind = 'consent'")
+    with ConsentStore(pg_url) as store:
+        assert not store.has_consent("contoso", "improvement", "customer_data.content.email")

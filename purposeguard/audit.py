@@ -273,7 +273,13 @@ class AuditLog:
         if anchor is not None and (not isinstance(anchor, str) or len(anchor) != 64):
             raise AuditError(f"an anchor is a head hash (64 hex digits), not {anchor!r}")
         with self.storage.snapshot() as (head, stored):
-            return _verify_chain(stored, head, anchor.lower() if anchor else None)
+            result = _verify_chain(stored, head, anchor.lower() if anchor else None)
+        if result.ok:
+            # The grants decisions use must be the ones the chain records.
+            mismatch = self.storage.consent_mismatch()
+            if mismatch is not None:
+                return VerifyResult(False, result.count, None, mismatch)
+        return result
 
     def verified_records(self) -> tuple[list[AuditEntry], VerifyResult]:
         """Every entry and the chain's verification, read as of one moment:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,7 +31,9 @@ __all__ = [
     "Revoke",
     "Storage",
     "StoredEntry",
+    "consent_difference",
     "link",
+    "replay_consents",
 ]
 
 # The previous-hash of the first record.
@@ -136,6 +139,12 @@ class Storage(Protocol):
 
     def grants(self, tenant: str | None = None) -> list[Grant]: ...
 
+    def consent_mismatch(self) -> str | None:
+        """How the consent table differs from what the chain's consent records
+        grant (None when they agree): verification's check that no grant was
+        added, changed or removed by hand."""
+        ...
+
     def cached_grants(self, tenant: str) -> tuple[Grant, ...] | None:
         """``tenant``'s grants from a view the backend keeps current by itself
         (no I/O), or None when the backend keeps no such view and the caller
@@ -151,3 +160,61 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
+
+
+GrantKey = tuple[str, str, str]
+
+
+def replay_consents(entries: Iterable[StoredEntry], grants: dict[GrantKey, Grant]) -> None:
+    """Apply the chain's consent records, in order, to ``grants`` (by tenant,
+    purpose, category): what the consent table must hold. A record whose
+    hash does not match its content grants nothing (verification names it)."""
+    for entry in entries:
+        if entry.kind != "consent":
+            continue
+        if link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data) != entry.hash:
+            continue
+        try:
+            data = json.loads(entry.data)
+            action, tenant, purpose = str(data["action"]), str(data["tenant"]), str(data["purpose"])
+            categories = [str(c) for c in data.get("categories") or ()]
+            expires = data.get("expires_at")
+            expires_at = None if expires is None else float(expires)
+            granted_at = float(data.get("timestamp") or entry.timestamp)
+        except (ValueError, KeyError, TypeError):
+            continue
+        if action == "grant":
+            for category in categories:
+                grants[(tenant, purpose, category)] = Grant(
+                    tenant, purpose, category, str(data.get("actor", "")), granted_at, expires_at
+                )
+        elif action == "revoke":
+            for key in [k for k in grants if k[0] == tenant and k[1] == purpose]:
+                if not categories or key[2] in categories:
+                    del grants[key]
+
+
+def consent_difference(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -> str | None:
+    """The first way the consent table differs from what the chain's records
+    grant (None when they agree), in words."""
+    seen: set[GrantKey] = set()
+    for grant in sorted(table, key=lambda g: (g.tenant, g.purpose, g.category)):
+        key = (grant.tenant, grant.purpose, grant.category)
+        seen.add(key)
+        recorded = chained.get(key)
+        if recorded is None:
+            return (
+                f"the consent table grants {grant.tenant!r} {grant.purpose} for {grant.category} "
+                "with no consent record in the chain (added by hand?)"
+            )
+        if recorded.expires_at != grant.expires_at:
+            return (
+                f"the consent table's grant to {grant.tenant!r} of {grant.purpose} for {grant.category} "
+                "expires otherwise than its consent record says (changed by hand?)"
+            )
+    for key in sorted(set(chained) - seen):
+        return (
+            f"the consent table lacks the grant to {key[0]!r} of {key[1]} for {key[2]} "
+            "that the chain records (removed by hand?)"
+        )
+    return None

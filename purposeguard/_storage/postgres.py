@@ -16,7 +16,6 @@ Needs ``pip install 'purposeguard[postgres]'`` (psycopg 3).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -28,7 +27,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import redact
-from .base import FORMAT, GENESIS, AuditError, Grant, Pending, Revoke, StoredEntry, link
+from .base import (
+    FORMAT,
+    GENESIS,
+    AuditError,
+    Grant,
+    Pending,
+    Revoke,
+    StoredEntry,
+    consent_difference,
+    link,
+    replay_consents,
+)
 
 __all__ = ["CHANNEL", "SCHEMA_VERSION", "PostgresStorage", "upgrade"]
 
@@ -663,28 +673,36 @@ class PostgresStorage:
                 f"SELECT {_COLUMNS} FROM purposeguard_audit WHERE seq > %s AND kind = 'consent' ORDER BY seq",
                 (self._replayed,),
             ).fetchall()
-            for row in rows:
-                entry = _entry(row)
-                self._replayed = entry.seq
-                if link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data) != entry.hash:
-                    continue  # an altered record grants nothing; verify names it
-                try:
-                    data = json.loads(entry.data)
-                    action, tenant, purpose = data["action"], data["tenant"], data["purpose"]
-                    categories = list(data.get("categories") or ())
-                except (ValueError, KeyError, TypeError):
-                    continue
-                if action == "grant":
-                    for category in categories:
-                        self._chained[(tenant, purpose, category)] = Grant(
-                            tenant, purpose, category, str(data.get("actor", "")),
-                            float(data.get("timestamp") or entry.timestamp), data.get("expires_at"),
-                        )
-                elif action == "revoke":
-                    for key in [k for k in self._chained if k[0] == tenant and k[1] == purpose]:
-                        if not categories or key[2] in categories:
-                            del self._chained[key]
+            entries = [_entry(row) for row in rows]
+            replay_consents(entries, self._chained)
+            if entries:
+                self._replayed = entries[-1].seq
             return dict(self._chained)
+
+    def consent_mismatch(self) -> str | None:
+        """How the consent table differs from the chain's consent records, read
+        in one snapshot; None when they agree."""
+        psycopg = self._psycopg
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    table = [
+                        _grant(row)
+                        for row in conn.execute(
+                            "SELECT tenant, purpose, category, granted_by, granted_at, expires_at "
+                            "FROM purposeguard_consent"
+                        ).fetchall()
+                    ]
+                    rows = conn.execute(
+                        f"SELECT {_COLUMNS} FROM purposeguard_audit WHERE kind = 'consent' ORDER BY seq"
+                    ).fetchall()
+            except psycopg.Error as error:
+                raise self._failed(error, "read consents") from None
+        chained: dict[tuple[str, str, str], Grant] = {}
+        replay_consents((_entry(row) for row in rows), chained)
+        return consent_difference(table, chained)
 
     def close(self) -> None:
         self._stop.set()

@@ -9,7 +9,19 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .base import FORMAT, GENESIS, VERSION, AuditError, Grant, Pending, Revoke, StoredEntry, link
+from .base import (
+    FORMAT,
+    GENESIS,
+    VERSION,
+    AuditError,
+    Grant,
+    Pending,
+    Revoke,
+    StoredEntry,
+    consent_difference,
+    link,
+    replay_consents,
+)
 
 __all__ = ["SQLiteStorage", "SYNCHRONOUS"]
 
@@ -374,6 +386,42 @@ class SQLiteStorage:
             except sqlite3.Error:
                 pass
             reader.close()
+
+    def consent_mismatch(self) -> str | None:
+        """How the consent table differs from the chain's consent records, read
+        in one snapshot; None when they agree."""
+        records = (
+            "SELECT seq, kind, timestamp, data, prev_hash, hash FROM purposeguard_audit "
+            "WHERE kind = 'consent' ORDER BY seq"
+        )
+        grants = (
+            "SELECT tenant, purpose, category, granted_by, granted_at, expires_at FROM purposeguard_consent"
+        )
+        if self.location == ":memory:":
+            with self._lock:
+                rows, table = self._query(records), self._query(grants)
+        else:
+            try:
+                reader = sqlite3.connect(
+                    f"{Path(self.location).resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    timeout=self._timeout,
+                )
+            except sqlite3.Error as error:
+                raise AuditError(f"cannot open: {_describe(error)}", path=self.location) from None
+            try:
+                reader.execute("BEGIN")  # one read transaction: one moment of the file
+                rows = reader.execute(records).fetchall()
+                table = reader.execute(grants).fetchall()
+                reader.execute("ROLLBACK")
+            except sqlite3.Error as error:
+                raise AuditError(_describe(error), path=self.location) from None
+            finally:
+                reader.close()
+        chained: dict[tuple[str, str, str], Grant] = {}
+        replay_consents((_entry(row) for row in rows), chained)
+        return consent_difference([Grant(*row) for row in table], chained)  # type: ignore[arg-type]
 
     def cached_grants(self, tenant: str) -> tuple[Grant, ...] | None:
         # No pushed view: the consent store re-reads when generation() moves.

@@ -268,3 +268,23 @@ def test_a_grant_whose_record_was_deleted_is_not_used(pg_url: str) -> None:
         conn.execute("DELETE FROM purposeguard_audit WHERE kind = 'consent'")
     with ConsentStore(pg_url) as store:
         assert not store.has_consent("contoso", "improvement", "customer_data.content.email")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_verify_names_a_consent_table_edited_by_hand(backend: str, pg_url: str, tmp_path: Path) -> None:
+    url = pg_url if backend == "postgres" else str(tmp_path / "audit.db")
+    with ConsentStore(url) as store:
+        store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    assert cli("audit", "verify", url).returncode == 0
+    statement = "INSERT INTO purposeguard_consent VALUES ('fabrikam', 'improvement', 'customer_data', 'mallory', 1, NULL)"
+    if backend == "postgres":
+        with psycopg.connect(url) as conn:
+            conn.execute(statement)
+    else:
+        import sqlite3
+
+        with sqlite3.connect(url) as conn:
+            conn.execute(statement)
+        conn.close()
+    line = _one_line_error(cli("audit", "verify", url))
+    assert "NOT intact: the consent table grants 'fabrikam' improvement for customer_data with no consent record" in line

@@ -19,16 +19,25 @@ from __future__ import annotations
 from typing import Any as _Any
 
 from . import testing
-from ._errors import ObligationError, PolicyError, PurposeGuardError, PurposeViolation, UnknownKeyError
+from ._configure import configure
+from ._context import ZoneState
+from ._errors import (
+    AuditError,
+    ObligationError,
+    PolicyError,
+    PurposeGuardError,
+    PurposeViolation,
+    SinkFailure,
+    UnknownKeyError,
+)
 from ._fields import install as _install_fields
 from ._guarded import purpose
 from ._labels import Category, label, labels_of, produces, tenant_of
-from ._policy import Decision, Policy
+from ._policy import ConsentLookup, Decision, Destination, Policy, Remediation, Rule, Transform
 from ._records import Declassification, Record, Violation
 from ._runtime import (
     Guard,
     check,
-    configure,
     current_purpose,
     current_tenant,
     decide,
@@ -38,17 +47,20 @@ from ._runtime import (
     on_violation,
 )
 from ._taxonomy import Taxonomy
-from ._zones import current_zone, transform, wrap_executor, zone
+from ._version import __version__ as __version__
+from ._zones import ContextExecutor, current_zone, transform, wrap_executor, zone
 
 # Annotated fields of dataclasses and attrs classes built from now on arrive labelled.
 _install_fields()
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "AuditError",
     "Category",
+    "ConsentLookup",
+    "ContextExecutor",
     "Decision",
     "Declassification",
+    "Destination",
     "Guard",
     "ObligationError",
     "Policy",
@@ -56,9 +68,14 @@ __all__ = [
     "PurposeGuardError",
     "PurposeViolation",
     "Record",
+    "Remediation",
+    "Rule",
+    "SinkFailure",
     "Taxonomy",
+    "Transform",
     "UnknownKeyError",
     "Violation",
+    "ZoneState",
     "check",
     "compelled_disclosure",
     "configure",

@@ -12,10 +12,15 @@ from collections.abc import Iterable
 from contextvars import ContextVar, Token
 from typing import Any
 
-__all__ = ["PURPOSE", "ZONE", "ZoneState", "zones_in_use", "note_labels"]
+__all__ = ["ACTIVE_GUARD", "PURPOSE", "ZONE", "ZoneState", "zones_in_use", "note_labels"]
 
 PURPOSE: ContextVar[str | None] = ContextVar("purposeguard.purpose", default=None)
 ZONE: ContextVar[ZoneState | None] = ContextVar("purposeguard.zone", default=None)
+# A guard activated for one context (tests, embedded use) wins over the
+# process-wide one. Kept here, below the labels layer, so labels validate keys
+# against that guard's taxonomy by reading ``.policy.taxonomy`` off it,
+# without knowing the runtime that sets it.
+ACTIVE_GUARD: ContextVar[Any] = ContextVar("purposeguard.guard", default=None)
 
 
 class _Flags:

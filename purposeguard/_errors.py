@@ -6,7 +6,9 @@
     ├── PurposeViolation              data reached a use the policy forbids (also PermissionError)
     ├── PolicyError                   a policy that cannot be loaded, or a misuse of one
     │   └── UnknownKeyError           a category or purpose no taxonomy defines
-    └── ObligationError               a rule's obligation was not met
+    ├── ObligationError               a rule's obligation was not met
+    ├── AuditError                    the audit log or consent store cannot be opened, read or written
+    └── SinkFailure                   a sink could not keep a record it must keep (fail closed)
 
 Errors carry their context as attributes so callers never parse messages.
 """
@@ -20,10 +22,12 @@ if TYPE_CHECKING:
     from ._records import Violation
 
 __all__ = [
+    "AuditError",
     "ObligationError",
     "PolicyError",
     "PurposeGuardError",
     "PurposeViolation",
+    "SinkFailure",
     "UnknownKeyError",
 ]
 
@@ -123,3 +127,25 @@ class ObligationError(PurposeGuardError):
         self.obligation = obligation
         self.rule = rule
         super().__init__(message)
+
+
+class AuditError(PurposeGuardError):
+    """The audit log (or consent store) cannot be opened, read or written.
+
+    ``path`` names the file and ``reason`` the problem, e.g. ``not an SQLite
+    database``, ``database or disk is full``.
+    """
+
+    def __init__(self, reason: str, *, path: str | None = None) -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+
+class SinkFailure(PurposeGuardError):
+    """A sink (the audit log) could not keep a record it must keep.
+
+    Violations in enforce mode, consent changes and disclosures must not
+    happen without their record: the guard stops them (fail closed). Any
+    other record that is lost is logged and the guarded code goes on.
+    """

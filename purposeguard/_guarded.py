@@ -17,11 +17,11 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from ._context import ACTIVE_GUARD as _ACTIVE_GUARD
 from ._context import FAST_HITS, FLAGS, PURPOSE, ZONE, fast_allowed
 from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError
 from ._labels import NO_LABELS, labels_in_values, merge_tenants, tenant_of
-from ._runtime import _ACTIVE as _ACTIVE_GUARD
 from ._runtime import COUNTERS, check_zone, frame_name, get_guard, require_purpose_key
 
 __all__ = ["purpose"]

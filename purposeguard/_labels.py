@@ -31,7 +31,7 @@ from typing import Any, SupportsIndex, TypeVar
 
 import wrapt
 
-from ._context import FLAGS, ZONE, forget_fast_allowed
+from ._context import ACTIVE_GUARD, FLAGS, ZONE, forget_fast_allowed
 from ._delegation import async_generator_function, generator_function
 from ._errors import UnknownKeyError
 from ._taxonomy import Taxonomy
@@ -65,20 +65,18 @@ EMPTY: frozenset[str] = frozenset()
 
 class _Keys:
     """The taxonomy that label keys are validated against: the process-wide
-    policy's, or, while a guard is activated for one context, that guard's
-    (``active`` is set by the runtime, which this layer does not import)."""
+    policy's, or, while a guard is activated for one context, that guard's."""
 
-    __slots__ = ("taxonomy", "active")
+    __slots__ = ("taxonomy",)
 
     def __init__(self) -> None:
         self.taxonomy: Taxonomy = Taxonomy.builtin()
-        self.active: Callable[[], Taxonomy | None] | None = None
 
     def current(self) -> Taxonomy:
-        if FLAGS.activations and self.active is not None:
-            found = self.active()
-            if found is not None:
-                return found
+        if FLAGS.activations:
+            active = ACTIVE_GUARD.get()
+            if active is not None:
+                return active.policy.taxonomy  # type: ignore[no-any-return]
         return self.taxonomy
 
 

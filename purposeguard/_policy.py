@@ -881,7 +881,7 @@ def _taxonomy(base: Any, extra: Any, source: str, inherited: Taxonomy | None = N
             field="policy.taxonomy",
         )
     if base == "fideslang" and inherited is None:
-        from .fides import fideslang_taxonomy
+        from ._fideslang import fideslang_taxonomy
 
         taxonomy = fideslang_taxonomy()
     if extra is None:

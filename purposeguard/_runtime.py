@@ -17,15 +17,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from ._context import FAST_HITS, FLAGS, PURPOSE, ZONE, forget_fast_allowed, hits_taken
-from ._errors import PolicyError, PurposeGuardError, PurposeViolation, UnknownKeyError
-from ._labels import KEYS, labels_of, set_taxonomy, tenant_of
+from ._context import ACTIVE_GUARD, FAST_HITS, FLAGS, PURPOSE, ZONE, forget_fast_allowed, hits_taken
+from ._errors import PolicyError, PurposeGuardError, PurposeViolation, SinkFailure, UnknownKeyError
+from ._labels import labels_of, set_taxonomy, tenant_of
 from ._policy import MODES, ConsentLookup, Decision, Policy, effective_mode, environment_mode
 from ._records import Record, Violation
 
 __all__ = [
     "Guard",
-    "configure",
+    "install",
     "current_purpose",
     "current_tenant",
     "decide",
@@ -79,12 +79,6 @@ COUNTERS = _Counters()
 
 # Records that no mode may lose: the action they record must not happen without them.
 MUST_KEEP_KINDS = frozenset({"consent", "disclosure"})
-
-
-class SinkFailure(PurposeGuardError):
-    """Raised by a sink (the audit log) that could not keep a record it must
-    keep. The dispatcher lets it through for enforce-mode records (fail
-    closed) and logs it otherwise."""
 
 
 class _Handlers:
@@ -433,15 +427,7 @@ class _State:
 
 _STATE = _State()
 # A guard activated for one context (tests, embedded use) wins over the global one.
-_ACTIVE: ContextVar[Guard | None] = ContextVar("purposeguard.guard", default=None)
-
-
-def _active_taxonomy() -> Any:
-    active = _ACTIVE.get()
-    return active.policy.taxonomy if active is not None else None
-
-
-KEYS.active = _active_taxonomy
+_ACTIVE: ContextVar[Guard | None] = ACTIVE_GUARD
 
 
 def get_guard() -> Guard:
@@ -464,41 +450,17 @@ def get_guard() -> Guard:
     return guard
 
 
-def configure(
-    policy: str | Path | Policy = "trust-center",
-    *,
-    mode: str | None = None,
-    context_mode: str | None = None,
-    telemetry: bool | None = None,
-    audit: Any = None,
-    consents: ConsentLookup | None = None,
-) -> Guard:
-    """Load ``policy`` and make it the process's guard.
-
-    ``policy`` is a pack name, a path to a TOML file or a :class:`Policy`.
-    Nothing changes if anything fails: a bad policy is never half-loaded and
-    the previous guard stays in force. ``telemetry=True`` is
-    ``purposeguard.otel.instrument()``, ``False`` uninstruments, ``None``
-    leaves telemetry as it is; ``audit`` (a path or an audit log) works the
-    same way, with ``False`` to detach.
-    """
-    loaded = policy if isinstance(policy, Policy) else Policy.load(policy)
-    guard = Guard(loaded, mode=mode, context_mode=context_mode, consents=consents)
-    if audit is not None:
-        from ._sinks import set_audit
-
-        set_audit(audit)
+def install(guard: Guard) -> Guard:
+    """Make ``guard`` the process's guard. Consents carry over from the
+    previous one unless ``guard`` has its own; wrappers' shortcuts and label
+    caches learnt under the old policy are dropped."""
     with _STATE.lock:
         previous = _STATE.guard
-        if previous is not None and consents is None:
+        if previous is not None and guard.consents is None:
             guard.consents = previous.consents
         _STATE.guard = guard
         forget_fast_allowed()
-        set_taxonomy(loaded.taxonomy)
-    if telemetry is not None:
-        from ._sinks import set_telemetry
-
-        set_telemetry(telemetry)
+        set_taxonomy(guard.policy.taxonomy)
     return guard
 
 

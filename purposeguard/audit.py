@@ -39,9 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._errors import SinkFailure
 from ._labels import LabelledProxy, box_kind
 from ._records import Record
-from ._runtime import SinkFailure, get_guard, on_record
+from ._runtime import get_guard, on_record
 from ._storage import GENESIS, AuditError, Pending, Storage, StoredEntry, link, open_storage
 
 __all__ = [
@@ -425,7 +426,7 @@ class AuditSink:
     database that is down), the writer logs the failure once, keeps the
     records and retries, and logs once more when it writes them again, in
     order; until then every enforce-mode record handed to the sink raises
-    :class:`purposeguard._runtime.SinkFailure`, which the runtime turns into
+    :class:`purposeguard.SinkFailure`, which the runtime turns into
     a denial (fail closed), while trace-mode records wait in the queue. The
     queue holds at most ``max_pending`` records: while the log is down, a
     record beyond that is dropped and counted in an ``audit.gap`` record

@@ -15,22 +15,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from . import _cli
+from ._cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, CommandError
 from ._errors import PurposeGuardError
 
-__all__ = ["main", "CommandError"]
-
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_USAGE = 2
-
-
-class CommandError(Exception):
-    """A command's one-line failure, with the exit code to use."""
-
-    def __init__(self, message: str, code: int = EXIT_INVALID) -> None:
-        super().__init__(message)
-        self.code = code
-
+__all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "CommandError", "main"]
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -44,8 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
-    from . import _cli
-
     for module_info in sorted(pkgutil.iter_modules(_cli.__path__), key=lambda m: m.name):
         if module_info.name.startswith("_"):
             continue
@@ -62,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         if args.version:
-            from . import __version__
+            from ._version import __version__
 
             print(f"purposeguard {__version__}")
             return EXIT_OK

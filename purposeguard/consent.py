@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ._errors import PolicyError, UnknownKeyError
+from ._errors import PolicyError, SinkFailure, UnknownKeyError
 from ._policy import Policy
 from ._records import Record
-from ._runtime import SinkFailure, get_guard, logger
+from ._runtime import get_guard, logger
 from ._storage import AuditError, Grant, Revoke
 from ._taxonomy import ancestors
 from .audit import AuditLog, encode

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from ._context import PURPOSE
-from ._errors import ObligationError
+from ._errors import ObligationError, SinkFailure
 from ._labels import _OBJECT_REFS, _OBJECTS, LabelledProxy, annotated_fields, box_kind, labels_of
 from ._policy import Policy
 from ._records import Record
-from ._runtime import SinkFailure, caller_name, get_guard
+from ._runtime import caller_name, get_guard
 from .audit import AuditError, AuditLog, attached
 
 __all__ = ["CompelledDisclosure", "Disclosure", "DisclosureNotice", "Released", "compelled_disclosure"]

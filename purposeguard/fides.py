@@ -27,7 +27,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import UnknownKeyError
-from ._taxonomy import BUILTIN_CATEGORIES, BUILTIN_PURPOSES, Taxonomy, ancestors, is_valid_key
+from ._fideslang import fideslang_default, fideslang_taxonomy
+from ._taxonomy import BUILTIN_CATEGORIES, BUILTIN_PURPOSES, ancestors
 
 if TYPE_CHECKING:
     from ._policy import Policy
@@ -86,20 +87,10 @@ PURPOSE_TO_FIDES: Mapping[str, str] = MappingProxyType(
 )
 
 
-def _fideslang() -> Any:
-    try:
-        from fideslang.default_taxonomy import DEFAULT_TAXONOMY
-    except ImportError as error:
-        raise ImportError(
-            "purposeguard.fides needs the fideslang package: pip install 'purposeguard[fides]'"
-        ) from error
-    return DEFAULT_TAXONOMY
-
-
 @functools.lru_cache(maxsize=1)
 def _fides_keys() -> tuple[frozenset[str], frozenset[str]]:
     """The installed fideslang's data category and data use keys."""
-    taxonomy = _fideslang()
+    taxonomy = fideslang_default()
     return (
         frozenset(item.fides_key for item in taxonomy.data_category),
         frozenset(item.fides_key for item in taxonomy.data_use),
@@ -162,40 +153,6 @@ def purpose_from_fides(fides_key: str) -> str | None:
     return _from_fides(fides_key, PURPOSE_TO_FIDES, _fides_keys()[1], "data use")
 
 
-def _meaning(item: Any) -> str:
-    text = item.name or item.fides_key
-    if item.description:
-        text = f"{text}: {item.description}"
-    if item.version_deprecated:
-        replaced = f", replaced by {item.replaced_by}" if item.replaced_by else ""
-        text += f" (deprecated in fideslang {item.version_deprecated}{replaced})"
-    return str(text)
-
-
-@functools.lru_cache(maxsize=1)
-def fideslang_taxonomy() -> Taxonomy:
-    """A :class:`~purposeguard.Taxonomy` of fideslang's default data categories
-    (as categories) and data uses (as purposes), read from the installed package.
-
-    >>> "user.content" in fideslang_taxonomy().categories
-    True
-    """
-    source = _fideslang()
-    built: dict[str, dict[str, str]] = {}
-    for kind, items in (("category", source.data_category), ("purpose", source.data_use)):
-        keys = {item.fides_key: _meaning(item) for item in items}
-        for key in keys:
-            # Our key pattern is stricter than Fides' ([a-zA-Z0-9_.<>-]); a
-            # future fideslang key outside it must fail loudly, not vanish.
-            if not is_valid_key(key):
-                raise ValueError(f"fideslang {kind} key {key!r} does not fit purposeguard's key pattern")
-            parent = key.rpartition(".")[0]
-            if parent and parent not in keys:
-                raise ValueError(f"fideslang {kind} key {key!r} has no parent {parent!r}")
-        built[kind] = keys
-    return Taxonomy(built["category"], built["purpose"], name="fideslang")
-
-
 def _nearest(key: str, kind: str, table: Mapping[str, str], known: frozenset[str]) -> str:
     # A key a policy added under a built-in one maps as its nearest built-in ancestor.
     for level in ancestors(key):
@@ -251,7 +208,7 @@ def system_manifest(
     if fides_key is not None:
         check_fides_key(fides_key)
     categories_known, uses_known = _fides_keys()
-    subjects_known = {s.fides_key for s in _fideslang().data_subject}
+    subjects_known = {s.fides_key for s in fideslang_default().data_subject}
     for subject in data_subjects:
         if subject not in subjects_known:
             raise UnknownKeyError(subject, "fideslang data subject")

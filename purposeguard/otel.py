@@ -248,7 +248,7 @@ def _callback(meter_provider: object, read: Callable[[_Session], Iterable[Observ
 
 
 def _register_instruments(meter_provider: MeterProvider) -> None:
-    from . import __version__
+    from ._version import __version__
 
     meter = meter_provider.get_meter(names.METER_NAME, __version__)
     for name, observe, unit, description in (

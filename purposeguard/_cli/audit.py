@@ -10,7 +10,7 @@ from typing import Any
 
 from .._storage import is_postgres, is_url, redact
 from ..audit import AuditEntry, AuditLog
-from ..cli import EXIT_INVALID, EXIT_USAGE, CommandError
+from . import EXIT_INVALID, EXIT_USAGE, CommandError
 
 WHERE = "audit log: a file (SQLite), sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..cli import EXIT_INVALID, CommandError
+from . import EXIT_INVALID, CommandError
 
 PROG = "purposeguard demo"
 AUDIT_FILE = "audit.db"
@@ -158,7 +158,7 @@ def _load_service() -> Any:
 def _demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     mailservice = _load_service()
-    from .. import _runtime
+    from .. import _configure, _runtime
     from .. import audit as audit_module
     from ..consent import ConsentStore
 
@@ -174,7 +174,7 @@ def _demo(args: argparse.Namespace) -> int:
     consents = ConsentStore(log)
     outcomes: list[Any] = []
     try:
-        _runtime.configure(POLICY, mode=args.mode, audit=log, consents=consents)
+        _configure.configure(POLICY, mode=args.mode, audit=log, consents=consents)
         with contextlib.ExitStack() as stack:
             try:
                 # uvicorn's own log lines would interleave with the table; failures show as outcomes.
@@ -192,7 +192,7 @@ def _demo(args: argparse.Namespace) -> int:
         audit_module.detach()
         consents.close()
         log.close()
-        restored = _runtime.configure(
+        restored = _configure.configure(
             previous.policy, mode=previous.mode_setting, context_mode=previous.context_mode_setting
         )
         restored.consents = previous.consents

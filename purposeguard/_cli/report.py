@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import EXIT_USAGE, CommandError
+from . import EXIT_USAGE, CommandError
 
 PROG = "purposeguard report"
 

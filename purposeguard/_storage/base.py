@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .._errors import PurposeGuardError
+from .._errors import AuditError
 
 __all__ = [
     "FORMAT",
@@ -40,19 +40,6 @@ __all__ = [
 GENESIS = "0" * 64
 FORMAT = "purposeguard-audit"
 VERSION = "1"
-
-
-class AuditError(PurposeGuardError):
-    """The audit log (or consent store) cannot be opened, read or written.
-
-    ``path`` names the file and ``reason`` the problem, e.g. ``not an SQLite
-    database``, ``database or disk is full``.
-    """
-
-    def __init__(self, reason: str, *, path: str | None = None) -> None:
-        self.reason = reason
-        self.path = path
-        super().__init__(f"{path}: {reason}" if path else reason)
 
 
 def link(prev_hash: str, seq: int, kind: str, timestamp: float, data: str) -> str:

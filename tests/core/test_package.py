@@ -29,7 +29,14 @@ def test_all_is_sorted_and_complete() -> None:
 
 
 def test_one_exception_root() -> None:
-    for error in (pg.PurposeViolation, pg.PolicyError, pg.UnknownKeyError, pg.ObligationError):
+    for error in (
+        pg.PurposeViolation,
+        pg.PolicyError,
+        pg.UnknownKeyError,
+        pg.ObligationError,
+        pg.AuditError,
+        pg.SinkFailure,
+    ):
         assert issubclass(error, pg.PurposeGuardError)
     assert issubclass(pg.PurposeViolation, PermissionError)
     assert issubclass(pg.UnknownKeyError, pg.PolicyError)

@@ -1,0 +1,54 @@
+"""``configure()``: the one place that wires a guard to its sinks.
+
+It sits above the runtime and the sinks (telemetry, audit): the runtime
+hands records to whoever subscribed and never imports a sink, and the sinks
+are imported here only when ``configure()`` names them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ._policy import ConsentLookup, Policy
+from ._runtime import Guard, install
+
+__all__ = ["configure"]
+
+
+def configure(
+    policy: str | Path | Policy = "trust-center",
+    *,
+    mode: str | None = None,
+    context_mode: str | None = None,
+    telemetry: bool | None = None,
+    audit: Any = None,
+    consents: ConsentLookup | None = None,
+) -> Guard:
+    """Load ``policy`` and make it the process's guard.
+
+    ``policy`` is a pack name, a path to a TOML file or a :class:`Policy`.
+    Nothing changes if anything fails: a bad policy is never half-loaded and
+    the previous guard stays in force. ``telemetry=True`` is
+    ``purposeguard.otel.instrument()``, ``False`` uninstruments, ``None``
+    leaves telemetry as it is; ``audit`` (a path or an audit log) works the
+    same way, with ``False`` to detach.
+    """
+    loaded = policy if isinstance(policy, Policy) else Policy.load(policy)
+    guard = Guard(loaded, mode=mode, context_mode=context_mode, consents=consents)
+    if audit is not None:
+        from . import audit as audit_module
+
+        if audit is False:
+            audit_module.detach()
+        else:
+            audit_module.attach(audit)
+    install(guard)
+    if telemetry is not None:
+        from . import otel
+
+        if telemetry:
+            otel.instrument()
+        else:
+            otel.uninstrument()
+    return guard

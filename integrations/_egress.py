@@ -11,7 +11,6 @@ categories under ``[transport] require_tls`` may not leave over plain
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -19,10 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from purposeguard._context import FLAGS, PURPOSE, ZONE
-from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY, NO_LABELS, labels_of, tenant_of
-from purposeguard._records import Violation
-from purposeguard._runtime import check_zone, get_guard
+from purposeguard._runtime import Denial, check_zone, get_guard
 
 from . import _unguarded
 
@@ -146,11 +143,11 @@ def check_egress(url: str, labels: frozenset[str], *, function: str, zone: bool 
         # context_mode, like every other zone check.
         clear = policy.requires_tls(labels) if labels else ()
         if clear:
-            _refuse_plain_http(guard, clear, purpose or "service", function, tenant, guard.mode)
+            _refuse_plain_http(guard, clear, purpose or "service", function, tenant, context=False)
         if zone and state is not None and state.categories:
             rest = policy.requires_tls(state.categories - labels)
             if rest:
-                _refuse_plain_http(guard, rest, purpose or "service", function, tenant, guard.context_mode)
+                _refuse_plain_http(guard, rest, purpose or "service", function, tenant, context=True)
     return Egress(host, purpose, labels, destination is not None)
 
 
@@ -164,30 +161,13 @@ def check_chunk(url: str, chunk: Any, *, function: str) -> None:
 
 
 def _refuse_plain_http(
-    guard: Any, categories: tuple[str, ...], purpose: str, function: str, tenant: str | None, mode: str
+    guard: Any, categories: tuple[str, ...], purpose: str, function: str, tenant: str | None, *, context: bool
 ) -> None:
-    if mode == "off":
-        return
-    now = time.time()
-    violations = [
-        Violation(
-            category=category,
-            purpose=purpose,
-            rule=TRANSPORT_RULE,
-            via="transport",
-            function=function,
-            tenant=tenant,
-            mode=mode,
-            timestamp=now,
-            remediation=f"{category} may leave this host only encrypted: use TLS (https://, SMTP with STARTTLS)",
-            fix="block",
-        )
-        for category in categories
-    ]
-    for violation in violations:
-        guard.dispatch(violation)
-    if mode == "enforce":
-        raise PurposeViolation(violations)
+    # The request's own labels run in the guard's mode, categories only the
+    # zone saw in context_mode: Guard.violate resolves which.
+    text = "{} may leave this host only encrypted: use TLS (https://, SMTP with STARTTLS)"
+    denials = [Denial(category, TRANSPORT_RULE, None, text.format(category)) for category in categories]
+    guard.violate(purpose, denials, via="transport", function=function, tenant=tenant, context=context)
 
 
 def header_labels(pairs: Any) -> frozenset[str]:

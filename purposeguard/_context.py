@@ -6,11 +6,12 @@ current zone without importing the runtime.
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Iterable
 from contextvars import ContextVar, Token
 from typing import Any
+
+from ._state import STATE
 
 __all__ = ["ACTIVE_GUARD", "PURPOSE", "ZONE", "ZoneState", "zones_in_use", "note_labels"]
 
@@ -23,64 +24,8 @@ ZONE: ContextVar[ZoneState | None] = ContextVar("purposeguard.zone", default=Non
 ACTIVE_GUARD: ContextVar[Any] = ContextVar("purposeguard.guard", default=None)
 
 
-class _Flags:
-    """Process-wide switches read by the generated wrappers.
-
-    ``zones`` turns on once the first zone opens: until then the hot path
-    skips the zone lookup, so code that never uses zones pays nothing for
-    them. ``fast`` allows the labelled shortcut (a labelled class already
-    known to be allowed for a purpose): only while no zone was ever opened and
-    no guard is activated for one context, because then the process-wide
-    guard decides everything. ``fast_unzoned`` allows it once zones are in
-    use, where no zone is current (the wrapper then looks the zone up), so
-    guarded calls outside a zone keep the shortcut.
-    """
-
-    __slots__ = ("zones", "fast", "fast_unzoned", "activations", "epoch")
-
-    def __init__(self) -> None:
-        self.zones = False
-        self.fast = True
-        self.fast_unzoned = True
-        self.activations = 0
-        # Bumped whenever the policy changes: zones remember "allowed for
-        # this purpose" only for the epoch they learnt it in.
-        self.epoch = 0
-
-    def refresh(self) -> None:
-        self.fast_unzoned = self.activations == 0
-        self.fast = not self.zones and self.fast_unzoned
-
-
-FLAGS = _Flags()
-
-# purpose -> labelled classes whose labels the process-wide guard allows for
-# it without consent. Wrappers hold these sets; they are cleared in place
-# whenever the policy changes.
-FAST_ALLOWED: dict[str, set[type]] = {}
-# purpose -> count of checks allowed through the shortcut, for telemetry. An
-# itertools.count: next() on it is one atomic step, where ``n += 1`` could lose
-# an update between threads.
-FAST_HITS: dict[str, itertools.count[int]] = {}
-
-
-def hits_taken(counter: itertools.count[int]) -> int:
-    """How many times ``next()`` was called on ``counter`` (read without counting)."""
-    return int(repr(counter)[6:-1])
-
-
-def fast_allowed(purpose: str) -> set[type]:
-    found = FAST_ALLOWED.get(purpose)
-    if found is None:
-        found = FAST_ALLOWED.setdefault(purpose, set())
-        FAST_HITS.setdefault(purpose, itertools.count())
-    return found
-
-
-def forget_fast_allowed() -> None:
-    FLAGS.epoch += 1
-    for allowed in FAST_ALLOWED.values():
-        allowed.clear()
+# The switches the generated wrappers read; owned by the process state.
+FLAGS = STATE.flags
 
 
 def zones_in_use() -> bool:

@@ -11,22 +11,26 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import keyword
+import linecache
 import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from ._context import ACTIVE_GUARD as _ACTIVE_GUARD
-from ._context import FAST_HITS, FLAGS, PURPOSE, ZONE, fast_allowed
+from ._context import FLAGS, PURPOSE, ZONE
 from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError
-from ._labels import NO_LABELS, labels_in_values, merge_tenants, tenant_of
+from ._labels import NO_LABELS, labels_in_values, tenant_of_values
 from ._runtime import COUNTERS, check_zone, frame_name, get_guard, require_purpose_key
+from ._shortcut import allowed_classes, hits, learn, remember_zone, zone_allows
 
 __all__ = ["purpose"]
 
 _EMPTY: frozenset[str] = frozenset()
+# Numbers the generated wrappers' file names: two functions may share a name.
+_WRAPPERS_MADE = itertools.count(1)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,11 +46,7 @@ def _function_name(fn: Any) -> str:
 def _tenant_in(values: tuple[Any, ...]) -> str | None:
     """Whose data this is, for consent: the values' own tenant (several
     tenants make a mixed value no consent covers), else the zone's."""
-    found: str | None = None
-    for value in values:
-        tenant = tenant_of(value)
-        if tenant is not None:
-            found = merge_tenants(found, tenant)
+    found = tenant_of_values(values)
     if found is not None:
         return found
     state = ZONE.get() if FLAGS.zones else None
@@ -77,34 +77,17 @@ def _entry_check(purpose_key: str, name: str, values: tuple[Any, ...]) -> None:
     guard = get_guard()
     # A label set seen before and allowed: one memo lookup, no tenant lookup.
     if guard.allowed_without_consent(labels, purpose_key):
-        _learn(purpose_key, values)
+        learn(purpose_key, values)
         return
     decision = guard.check_labels(labels, purpose_key, via="argument", function=name, tenant=_tenant_in(values))
     if decision.allowed and not decision.consent:  # first sight of an allowed label set
         _learn_if_allowed(guard, purpose_key, values)
 
 
-def _learn(purpose_key: str, values: tuple[Any, ...]) -> None:
-    """Remember labelled classes among ``values`` as allowed for the purpose.
-
-    Only while no guard is activated for one context (the process-wide guard
-    decides; zones do not matter, the shortcut is taken outside them) and only for
-    classes that carry their labels themselves (labelled str and bytes).
-    Every label set of an allowed union is allowed on its own.
-    """
-    if not FLAGS.fast_unzoned or _ACTIVE_GUARD.get() is not None:
-        return
-    allowed = fast_allowed(purpose_key)
-    for value in values:
-        t = type(value)
-        if getattr(t, "_pg_kind", None) is not None:
-            allowed.add(t)
-
-
 def _learn_if_allowed(guard: Any, purpose_key: str, values: tuple[Any, ...]) -> None:
     labels = labels_in_values(values)
     if labels and guard.allowed_without_consent(labels, purpose_key, count=False):
-        _learn(purpose_key, values)
+        learn(purpose_key, values)
 
 
 def _entry_check_in_zone(
@@ -114,7 +97,7 @@ def _entry_check_in_zone(
         state.add(labels)
     # The arguments' labels are part of the zone now: a zone allowed as a
     # whole allows them too (a set is allowed when each category is).
-    if _zone_allows(state, purpose_key):
+    if zone_allows(state, purpose_key):
         return
     epoch = FLAGS.epoch  # before the guard: a policy change meanwhile invalidates it
     categories = state.categories
@@ -122,24 +105,7 @@ def _entry_check_in_zone(
     if labels and not guard.allowed_without_consent(labels, purpose_key):
         guard.check_labels(labels, purpose_key, via="argument", function=name, tenant=_tenant_in(values))
     check_zone(guard, state, purpose_key, labels, name)
-    _remember_zone(guard, state, purpose_key, categories, epoch)
-
-
-def _zone_allows(state: Any, purpose_key: str) -> bool:
-    """The zone's whole category set was allowed for this purpose, under the
-    process-wide guard and the policy in force now."""
-    seen = state.allowed.get(purpose_key)
-    if seen is not None and seen[0] is state.categories and seen[1] == FLAGS.epoch and FLAGS.fast_unzoned:
-        hits = FAST_HITS.get(purpose_key)
-        if hits is not None:
-            next(hits)
-        return True
-    return False
-
-
-def _remember_zone(guard: Any, state: Any, purpose_key: str, categories: frozenset[str], epoch: int) -> None:
-    if categories and FLAGS.fast_unzoned and guard.allowed_without_consent(categories, purpose_key, count=False):
-        state.allowed[purpose_key] = (categories, epoch)
+    remember_zone(guard, state, purpose_key, categories, epoch)
 
 
 def _zone_check(purpose_key: str, name: str) -> None:
@@ -149,12 +115,12 @@ def _zone_check(purpose_key: str, name: str) -> None:
     categories = state.categories
     # Every guarded call of a request lands here: the zone remembers the
     # category set the process-wide guard last allowed for this purpose.
-    if not categories or _zone_allows(state, purpose_key):
+    if not categories or zone_allows(state, purpose_key):
         return
     epoch = FLAGS.epoch
     guard = get_guard()
     check_zone(guard, state, purpose_key, _EMPTY, name)
-    _remember_zone(guard, state, purpose_key, categories, epoch)
+    remember_zone(guard, state, purpose_key, categories, epoch)
 
 
 def _return_check(purpose_key: str, name: str, value: Any, arguments: tuple[Any, ...] = ()) -> None:
@@ -169,11 +135,11 @@ def _return_check(purpose_key: str, name: str, value: Any, arguments: tuple[Any,
     state = ZONE.get() if FLAGS.zones else None
     if state is not None:
         state.add(labels)
-        if _zone_allows(state, purpose_key):
+        if zone_allows(state, purpose_key):
             return
     guard = get_guard()
     if guard.allowed_without_consent(labels, purpose_key):
-        _learn(purpose_key, (value,))
+        learn(purpose_key, (value,))
         return
     decision = guard.check_labels(labels, purpose_key, via="return", function=name, tenant=_tenant_in((value,)))
     if decision.allowed and not decision.consent:
@@ -196,10 +162,19 @@ def {name}({params}):
     finally:
         _pg_reset(_pg_tok)
     _pg_t = _pg_T(_pg_r)
-    if _pg_t not in _pg_NL and not (_pg_t in _pg_OK and (_pg_F.fast or _pg_F.fast_unzoned and _pg_ZG() is None)):
-        _pg_return_check(_pg_P, _pg_N, _pg_r, {values})
+    if _pg_t not in _pg_NL:
+        if _pg_t in _pg_OK and (_pg_F.fast or _pg_F.fast_unzoned and _pg_ZG() is None):
+            if _pg_C.enabled and not _pg_handed_back(_pg_r, {values}):
+                _pg_next(_pg_HIT)
+        else:
+            _pg_return_check(_pg_P, _pg_N, _pg_r, {values})
     return _pg_r
 """
+
+
+def _handed_back(result: Any, arguments: tuple[Any, ...]) -> bool:
+    # A returned argument was checked on entry: no second check to count.
+    return any(argument is result for argument in arguments)
 
 
 def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any] | None:
@@ -221,8 +196,9 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         "_pg_zone_check": _zone_check,
         "_pg_entry_check": _entry_check,
         "_pg_return_check": _return_check,
-        "_pg_OK": fast_allowed(purpose_key),
-        "_pg_HIT": FAST_HITS[purpose_key],
+        "_pg_handed_back": _handed_back,
+        "_pg_OK": allowed_classes(purpose_key),
+        "_pg_HIT": hits(purpose_key).steps,
         "_pg_next": next,
         "_pg_C": COUNTERS,
         "_pg_ZG": ZONE.get,
@@ -289,7 +265,11 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         values=values,
         call=", ".join(call),
     )
-    exec(compile(source, f"<purposeguard wrapper of {name}>", "exec"), namespace)
+    filename = f"<purposeguard wrapper of {name} #{next(_WRAPPERS_MADE)}>"
+    # Registered like a file, so tracebacks and debuggers show the wrapper's
+    # source (an mtime of None keeps linecache.checkcache off it).
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)
     wrapper: Callable[..., Any] = namespace["_pg_wrapper"]
     return wrapper
 

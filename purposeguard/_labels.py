@@ -20,10 +20,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import itertools
 import linecache
 import re
 import sys
-import threading
 import typing
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -31,9 +31,11 @@ from typing import Any, SupportsIndex, TypeVar
 
 import wrapt
 
-from ._context import ACTIVE_GUARD, FLAGS, ZONE, forget_fast_allowed
+from ._context import ACTIVE_GUARD, FLAGS, ZONE
 from ._delegation import async_generator_function, generator_function
 from ._errors import UnknownKeyError
+from ._shortcut import invalidate
+from ._state import STATE
 from ._taxonomy import Taxonomy
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "label",
     "labels_of",
     "tenant_of",
+    "tenant_of_values",
     "produces",
     "register_foreign",
     "strip_labels",
@@ -63,29 +66,38 @@ T = TypeVar("T")
 EMPTY: frozenset[str] = frozenset()
 
 
+# The registries and caches below belong to the process state; these names
+# are bound to its containers, which a reset clears in place.
+_STATE = STATE.labels
+_STATE.default_taxonomy = Taxonomy.builtin()
+if _STATE.taxonomy is None:
+    _STATE.taxonomy = _STATE.default_taxonomy
+
+
 class _Keys:
     """The taxonomy that label keys are validated against: the process-wide
     policy's, or, while a guard is activated for one context, that guard's."""
 
-    __slots__ = ("taxonomy",)
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.taxonomy: Taxonomy = Taxonomy.builtin()
+    @property
+    def taxonomy(self) -> Taxonomy:
+        return _STATE.taxonomy  # type: ignore[no-any-return]
 
     def current(self) -> Taxonomy:
         if FLAGS.activations:
             active = ACTIVE_GUARD.get()
             if active is not None:
                 return active.policy.taxonomy  # type: ignore[no-any-return]
-        return self.taxonomy
+        return _STATE.taxonomy  # type: ignore[no-any-return]
 
 
 KEYS = _Keys()
 
 
 def set_taxonomy(taxonomy: Taxonomy) -> None:
-    if taxonomy is not KEYS.taxonomy:
-        KEYS.taxonomy = taxonomy
+    if taxonomy is not _STATE.taxonomy:
+        _STATE.taxonomy = taxonomy
         _KINDS.clear()
         _KINDS_NO_TENANT.clear()
         _STR_FAST.clear()
@@ -149,14 +161,15 @@ class _Kind:
         return found
 
 
-_CLASSES: dict[tuple[frozenset[str], str | None], _Kind] = {}
-_CLASSES_LOCK = threading.Lock()
+# (label set, tenant) -> kind: every labelled class made.
+_CLASSES: dict[tuple[frozenset[str], str | None], _Kind] = _STATE.classes
+_CLASSES_LOCK = _STATE.classes_lock
 # (categories as given, tenant) -> kind, for keys already validated.
-_KINDS: dict[tuple[tuple[str, ...], str | None], _Kind] = {}
-_KINDS_NO_TENANT: dict[tuple[str, ...], _Kind] = {}
+_KINDS: dict[tuple[tuple[str, ...], str | None], _Kind] = _STATE.kinds
+_KINDS_NO_TENANT: dict[tuple[str, ...], _Kind] = _STATE.kinds_no_tenant
 # categories as given -> labelled str class: label()'s first and cheapest test.
-_STR_FAST: dict[tuple[str, ...], type[LabelledStr]] = {}
-_UNIONS: dict[tuple[_Kind, _Kind], _Kind] = {}
+_STR_FAST: dict[tuple[str, ...], type[LabelledStr]] = _STATE.str_fast
+_UNIONS: dict[tuple[_Kind, _Kind], _Kind] = _STATE.unions
 
 
 # Label sets are bounded by the taxonomy, tenants are not: past this many
@@ -186,7 +199,7 @@ def _forget_tenant_kinds() -> None:
         del _KINDS[kind_key]
     _UNIONS.clear()
     # Wrappers' shortcut sets hold classes too.
-    forget_fast_allowed()
+    invalidate("tenant label classes forgotten")
 
 
 # The tenant of a value built from several tenants' data: no tenant's consent
@@ -325,6 +338,12 @@ _BYTES_SIGNATURES: dict[str, tuple[str, str]] = {
 }
 
 
+def _register_source(filename: str, source: str) -> None:
+    # Generated code you can read: tracebacks and debuggers find the source
+    # under this name (an mtime of None keeps linecache.checkcache off it).
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+
+
 def _install(cls: type, base: type, template: str, names: Iterable[str]) -> None:
     for name in names:
         signatures = _BYTES_SIGNATURES if base is bytes and name in _BYTES_SIGNATURES else _SIGNATURES
@@ -336,7 +355,10 @@ def _install(cls: type, base: type, template: str, names: Iterable[str]) -> None
             "_SPACE": " " if base is str else b" ",
             "_EMPTY_BYTES": b"",
         }
-        exec(template.format(name=name, params=params, args=args), namespace)  # noqa: S102 - fixed templates above
+        source = template.format(name=name, params=params, args=args)
+        filename = f"<purposeguard generated {cls.__name__}.{name}>"
+        _register_source(filename, source)
+        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - fixed templates above
         method = namespace[name]
         method.__doc__ = getattr(base, name).__doc__
         method.__qualname__ = f"{cls.__name__}.{name}"
@@ -629,16 +651,14 @@ class LabelledProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
 
 
 # id(obj) -> kind, for weakly referenceable objects; entries leave with the object.
-_OBJECTS: dict[int, _Kind] = {}
-_OBJECT_REFS: dict[int, weakref.ref[Any]] = {}
+_OBJECTS: dict[int, _Kind] = _STATE.objects
+_OBJECT_REFS: dict[int, weakref.ref[Any]] = _STATE.object_refs
 
 # Types whose instances are known to carry no labels: the hot path's one test.
 # A type leaves the set the moment one of its instances is labelled.
-NO_LABELS: set[type] = {
-    type(None), bool, int, float, complex, str, bytes, bytearray, range, type,
-}
+NO_LABELS: set[type] = _STATE.no_labels
 # Types that ever had an instance labelled in the side table: never "label-free".
-SIDE_TABLE_TYPES: set[type] = set()
+SIDE_TABLE_TYPES: set[type] = _STATE.side_table_types
 _CONTAINERS = (list, tuple, set, frozenset, dict)
 
 
@@ -668,7 +688,7 @@ def _label_object(value: Any, kind: _Kind) -> Any:
     return value
 
 
-_WEAKREFABLE: dict[type, bool] = {}
+_WEAKREFABLE: dict[type, bool] = _STATE.weakrefable
 
 
 def _weakrefable(t: type) -> bool:
@@ -898,7 +918,7 @@ def _defining_field(frame: Any) -> str | None:
 
 
 # type -> ((field name, categories), ...); empty tuple for types without any.
-_FIELDS: dict[type, tuple[tuple[str, frozenset[str]], ...]] = {}
+_FIELDS: dict[type, tuple[tuple[str, frozenset[str]], ...]] = _STATE.fields
 
 
 def annotated_fields(t: type) -> tuple[tuple[str, frozenset[str]], ...]:
@@ -981,8 +1001,8 @@ class ForeignLabels(typing.Protocol):
 
 
 # type -> reader; subclasses are found through the MRO and remembered.
-FOREIGN: dict[type, ForeignLabels] = {}
-_FOREIGN_FOUND: dict[type, ForeignLabels | None] = {}
+FOREIGN: dict[type, ForeignLabels] = _STATE.foreign
+_FOREIGN_FOUND: dict[type, ForeignLabels | None] = _STATE.foreign_found
 
 
 def register_foreign(t: type, reader: ForeignLabels) -> None:
@@ -1102,6 +1122,39 @@ def tenant_of(value: Any) -> str | None:
                 if reader is not None:
                     return reader.tenant(value)
     return kind.tenant if kind is not None else None
+
+
+def tenant_of_values(values: Iterable[Any]) -> str | None:
+    """Whose data ``values`` are: the tenants their labels name, looked up
+    as deep as :func:`labels_in_values` looks (each value and a container's
+    items). Data of several tenants belongs to none of them: the result is
+    :data:`MIXED_TENANT`, which no tenant's consent covers. None when no
+    value names a tenant."""
+    found: str | None = None
+    for value in values:
+        t = type(value)
+        if t in NO_LABELS:
+            continue
+        kind = getattr(t, "_pg_kind", None)
+        if kind is not None:
+            if kind.tenant is not None:
+                found = merge_tenants(found, kind.tenant)
+            continue
+        own = tenant_of(value)
+        if own is not None:
+            found = merge_tenants(found, own)
+        inner = value.__wrapped__ if isinstance(value, LabelledProxy) else value
+        if type(inner) in _CONTAINERS:
+            items: Iterable[Any] = (
+                itertools.chain.from_iterable(inner.items()) if type(inner) is dict else inner
+            )
+            for item in items:
+                if type(item) in NO_LABELS:
+                    continue
+                tenant = tenant_of(item)
+                if tenant is not None:
+                    found = merge_tenants(found, tenant)
+    return found
 
 
 # -- produces ---------------------------------------------------------------------------

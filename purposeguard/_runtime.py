@@ -10,20 +10,23 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from ._context import ACTIVE_GUARD, FAST_HITS, FLAGS, PURPOSE, ZONE, forget_fast_allowed, hits_taken
+from ._context import ACTIVE_GUARD, FLAGS, PURPOSE, ZONE
 from ._errors import PolicyError, PurposeGuardError, PurposeViolation, SinkFailure, UnknownKeyError
-from ._labels import labels_of, set_taxonomy, tenant_of
+from ._labels import labels_of, set_taxonomy, tenant_of_values
 from ._policy import MODES, ConsentLookup, Decision, Policy, effective_mode, environment_mode
 from ._records import Record, Violation
+from ._shortcut import invalidate
+from ._state import STATE
+from ._state import reset as reset_state
 
 __all__ = [
+    "Denial",
     "Guard",
     "install",
     "current_purpose",
@@ -35,6 +38,7 @@ __all__ = [
     "on_violation",
     "on_record",
     "reset",
+    "subscribe_scoped",
 ]
 
 logger = logging.getLogger("purposeguard")
@@ -43,62 +47,23 @@ INTERNAL_ERROR_RULE = "purposeguard.internal-error"
 Handler = Callable[[Any], None]
 
 
-class _Counters:
-    """Checks counted in process; telemetry reports them through observable
-    instruments, so the hot path never calls a metrics SDK."""
-
-    __slots__ = ("enabled", "checks", "lock")
-
-    def __init__(self) -> None:
-        self.enabled = False
-        self.lock = threading.Lock()
-        # (purpose, outcome) -> count; outcome is "allowed", "denied" or "error".
-        self.checks: dict[tuple[str, str], int] = {}
-
-    def count(self, purpose: str, outcome: str) -> None:
-        key = (purpose, outcome)
-        # A lost update would make the exported counter go backwards, which
-        # a metrics backend reads as a reset.
-        with self.lock:
-            self.checks[key] = self.checks.get(key, 0) + 1
-
-    def snapshot(self) -> dict[tuple[str, str], int]:
-        """Every check so far: counted ones plus the wrappers' shortcut hits."""
-        with self.lock:
-            out = dict(self.checks)
-        for purpose, hits in FAST_HITS.items():
-            taken = hits_taken(hits)
-            if taken:
-                key = (purpose, "allowed")
-                out[key] = out.get(key, 0) + taken
-        return out
-
-
-COUNTERS = _Counters()
+# Checks counted in process (telemetry reads them) and subscribers: both
+# owned by the process state.
+COUNTERS = STATE.counters
+HANDLERS = STATE.handlers
 
 
 # Records that no mode may lose: the action they record must not happen without them.
 MUST_KEEP_KINDS = frozenset({"consent", "disclosure"})
 
 
-class _Handlers:
-    """Process-wide subscribers; they outlive ``configure()`` calls."""
-
-    def __init__(self) -> None:
-        self.violations: list[Handler] = []
-        self.records: list[Handler] = []
-        self.failed: set[int] = set()
-        self.lock = threading.Lock()
-
-
-HANDLERS = _Handlers()
-
-
-def _subscribe(bucket: list[Handler], callback: Handler) -> Callable[[], None]:
+def _subscribe(bucket: list[Handler], callback: Handler, *, scoped: bool = False) -> Callable[[], None]:
     if not callable(callback):
         raise TypeError("the callback must be callable")
     with HANDLERS.lock:
         bucket.append(callback)
+        if scoped:
+            HANDLERS.scoped.add(id(callback))
 
     def unsubscribe() -> None:
         with HANDLERS.lock:
@@ -106,8 +71,19 @@ def _subscribe(bucket: list[Handler], callback: Handler) -> Callable[[], None]:
                 bucket.remove(callback)
             except ValueError:
                 pass
+            if scoped and callback not in bucket:
+                HANDLERS.scoped.discard(id(callback))
 
     return unsubscribe
+
+
+def subscribe_scoped(kind: str, callback: Handler) -> Callable[[], None]:
+    """Like :func:`on_violation` (``kind="violations"``) or :func:`on_record`
+    (``"records"``), for a subscriber whose owner unsubscribes it when its
+    scope ends (a capture block, a telemetry session): ``pg.testing.reset()``
+    leaves it to that owner."""
+    bucket = HANDLERS.violations if kind == "violations" else HANDLERS.records
+    return _subscribe(bucket, callback, scoped=True)
 
 
 def on_violation(callback: Callable[[Violation], None]) -> Callable[[], None]:
@@ -129,6 +105,22 @@ def _check_mode(value: str | None, name: str) -> str | None:
     if value is not None and value not in MODES:
         raise PolicyError(f"unknown {name} {value!r} (expected enforce, trace or off)", field=name)
     return value
+
+
+class Denial(NamedTuple):
+    """One denied category at one checkpoint, as :meth:`Guard.violate` records it.
+
+    ``rule`` is the id of what decided (a rule, a transform, the transport
+    requirement); ``mode`` the mode it runs in (None: the guard's);
+    ``remediation`` and ``fix`` what to do about it (None: the policy's
+    advice for the category and purpose).
+    """
+
+    category: str
+    rule: str | None
+    mode: str | None = None
+    remediation: str | None = None
+    fix: str = "block"
 
 
 class Guard:
@@ -160,7 +152,7 @@ class Guard:
         self._resolve_modes()
         self.handlers: list[Handler] = []
         self.records: list[Handler] = []
-        self._denial_memo: dict[tuple[str, tuple[str, ...], bool], list[tuple[str, str | None, str, str, str]]] = {}
+        self._denial_memo: dict[tuple[str, tuple[str, ...], bool], list[Denial]] = {}
 
     @property
     def policy(self) -> Policy:
@@ -172,7 +164,7 @@ class Guard:
         self._denial_memo = {}
         self._resolve_modes()
         # Wrappers' shortcuts were learnt from the old policy.
-        forget_fast_allowed()
+        invalidate("policy replaced")
 
     # -- public helpers -------------------------------------------------------
 
@@ -222,7 +214,7 @@ class Guard:
             source = current[5:] if current.startswith("pack:") else current
         policy = Policy.load(source)
         self.policy = policy
-        if _STATE.guard is self:
+        if STATE.guard is self:
             set_taxonomy(policy.taxonomy)
         return policy
 
@@ -266,37 +258,63 @@ class Guard:
                 COUNTERS.count(purpose, "allowed" if decision.allowed else "denied")
             if decision.allowed:
                 return decision
-            self._violate(decision, via=via, function=function, tenant=tenant, context=context)
+            self.violate(
+                decision.purpose,
+                self._denials(decision, context),
+                via=via,
+                function=function,
+                tenant=tenant,
+                context=context,
+            )
             return decision
         except PurposeViolation:
-            raise
-        except SinkFailure:
             raise
         except Exception as error:
             if COUNTERS.enabled:
                 COUNTERS.count(str(purpose), "error")
             return self._internal_error(error, labels, purpose, via, function, tenant, context)
 
-    def _violate(
+    def violate(
         self,
-        decision: Decision,
+        purpose: str,
+        denials: Iterable[Denial],
         *,
         via: str,
         function: str | Callable[[], str],
-        tenant: str | None,
-        context: bool,
-    ) -> None:
-        name = function() if callable(function) else function
+        tenant: str | None = None,
+        context: bool = False,
+        cause: BaseException | None = None,
+    ) -> list[Violation]:
+        """Record a violation for each of ``denials`` and act per mode: the
+        one path every violation takes (arguments, returns, zones,
+        transforms, egress, transport, logging, obligations).
+
+        A denial's mode is its rule's (``None``: this guard's ``mode``, or
+        ``context_mode`` for a flow seen only through the zone); a denial
+        without remediation gets the policy's advice for its category and
+        purpose. ``off`` records nothing. Every record goes to the
+        subscribers; if any is in enforce mode, :class:`PurposeViolation`
+        is raised (chained to ``cause``, else to a sink's failure to keep a
+        record): a lost record never turns a violation into another error.
+        Returns what was recorded.
+        """
+        name: str | None = None
         now = time.time()
         recorded: list[Violation] = []
         enforce = False
-        for category, rule_id, mode, remediation, fix in self._denials(decision, context):
-            recorded.append(
-                Violation(category, decision.purpose, rule_id, via, name, tenant, mode, now, remediation, fix)
-            )
+        for category, rule, rule_mode, remediation, fix in denials:
+            mode = rule_mode or self.mode_for(None, context=context)
+            if mode == "off":
+                continue
+            if remediation is None:
+                advice = self.policy.remediation(category, purpose)
+                remediation, fix = advice.text, advice.kind
+            if name is None:
+                name = function() if callable(function) else function
+            recorded.append(Violation(category, purpose, rule, via, name, tenant, mode, now, remediation, fix))
             enforce = enforce or mode == "enforce"
         if not recorded:
-            return
+            return recorded
         lost: SinkFailure | None = None
         for violation in recorded:
             try:
@@ -306,11 +324,10 @@ class Guard:
         if enforce:
             # Still a violation to the caller (a 403 to a web client), whatever
             # the sink did; the sink's failure rides along as the cause.
-            raise PurposeViolation(recorded) from lost
+            raise PurposeViolation(recorded) from (cause if cause is not None else lost)
+        return recorded
 
-    def _denials(
-        self, decision: Decision, context: bool
-    ) -> list[tuple[str, str | None, str, str, str]]:
+    def _denials(self, decision: Decision, context: bool) -> list[Denial]:
         """What each denied category of ``decision`` records, memoised: the
         violation path then only builds the records."""
         key = (decision.purpose, decision.denied, context)
@@ -325,7 +342,7 @@ class Guard:
                 if mode == "off":
                     continue
                 remediation = policy.remediation(category, decision.purpose)
-                found.append((category, rule.id if rule else None, mode, remediation.text, remediation.kind))
+                found.append(Denial(category, rule.id if rule else None, mode, remediation.text, remediation.kind))
             self._denial_memo[key] = found
         return found
 
@@ -339,6 +356,8 @@ class Guard:
         tenant: str | None,
         context: bool,
     ) -> Decision:
+        """The engine failed while checking: enforce mode denies (fail
+        closed), trace mode records the failure and the call proceeds."""
         mode = self.context_mode if context else self.mode
         logger.error(
             "purposeguard could not check %s for %s (%s); %s",
@@ -348,26 +367,17 @@ class Guard:
             "denying (enforce mode)" if mode == "enforce" else f"proceeding ({mode} mode)",
         )
         categories = sorted(str(c) for c in labels) or ["unknown"]
-        decision = Decision(False, categories[0], str(purpose), INTERNAL_ERROR_RULE, denied=tuple(categories))
-        if mode == "off":
-            return decision
-        name = function() if callable(function) else function
-        violation = Violation(
-            category=categories[0],
-            purpose=str(purpose),
-            rule=INTERNAL_ERROR_RULE,
-            via=via,
-            function=name,
-            tenant=tenant,
-            mode=mode,
-            timestamp=time.time(),
-            remediation=f"the policy engine failed ({type(error).__name__}); fix the policy or the labels",
-            fix="block",
+        denial = Denial(
+            categories[0],
+            INTERNAL_ERROR_RULE,
+            mode,
+            f"the policy engine failed ({type(error).__name__}); fix the policy or the labels",
+            "block",
         )
-        self.dispatch(violation)
-        if mode == "enforce":
-            raise PurposeViolation([violation]) from error
-        return decision
+        self.violate(
+            str(purpose), (denial,), via=via, function=function, tenant=tenant, context=context, cause=error
+        )
+        return Decision(False, categories[0], str(purpose), INTERNAL_ERROR_RULE, denied=tuple(categories))
 
     def dispatch(self, record: Record) -> None:
         """Hand a record to every subscriber; a failing subscriber never breaks the caller."""
@@ -417,15 +427,6 @@ class _Activation:
         FLAGS.refresh()
 
 
-class _State:
-    __slots__ = ("guard", "lock")
-
-    def __init__(self) -> None:
-        self.guard: Guard | None = None
-        self.lock = threading.Lock()
-
-
-_STATE = _State()
 # A guard activated for one context (tests, embedded use) wins over the global one.
 _ACTIVE: ContextVar[Guard | None] = ACTIVE_GUARD
 
@@ -437,15 +438,15 @@ def get_guard() -> Guard:
     active = _ACTIVE.get()
     if active is not None:
         return active
-    guard = _STATE.guard
+    guard: Guard | None = STATE.guard
     if guard is None:
-        with _STATE.lock:
-            guard = _STATE.guard
+        with STATE.guard_lock:
+            guard = STATE.guard
             if guard is None:
                 # PURPOSEGUARD_POLICY lets modules decorated at import time use a
                 # policy's own keys before configure() runs.
                 guard = Guard(Policy.load(os.environ.get("PURPOSEGUARD_POLICY") or "trust-center"))
-                _STATE.guard = guard
+                STATE.guard = guard
                 set_taxonomy(guard.policy.taxonomy)
     return guard
 
@@ -454,21 +455,20 @@ def install(guard: Guard) -> Guard:
     """Make ``guard`` the process's guard. Consents carry over from the
     previous one unless ``guard`` has its own; wrappers' shortcuts and label
     caches learnt under the old policy are dropped."""
-    with _STATE.lock:
-        previous = _STATE.guard
+    with STATE.guard_lock:
+        previous = STATE.guard
         if previous is not None and guard.consents is None:
             guard.consents = previous.consents
-        _STATE.guard = guard
-        forget_fast_allowed()
+        STATE.guard = guard
+        invalidate("guard configured")
         set_taxonomy(guard.policy.taxonomy)
     return guard
 
 
-def reset() -> None:
-    """Forget the configured guard (tests); the next use loads the defaults again."""
-    with _STATE.lock:
-        _STATE.guard = None
-        forget_fast_allowed()
+def reset(*, keep_telemetry: bool = False) -> None:
+    """Put every piece of process state back as a fresh import has it, then
+    load the default guard (``pg.testing.reset()``; see :mod:`._state`)."""
+    reset_state(keep_telemetry=keep_telemetry)
     get_guard()
 
 
@@ -538,7 +538,7 @@ def check(value: Any, purpose: str | None = None, *, via: str = "argument") -> D
             error, frozenset(), purpose, via, lambda: frame_name(caller), None, False
         )
     state = ZONE.get() if FLAGS.zones else None
-    tenant = tenant_of(value) or (state.tenant if state is not None else None)
+    tenant = tenant_of_values((value,)) or (state.tenant if state is not None else None)
     function = lambda: frame_name(caller)  # noqa: E731 - named only on a violation
     if state is not None:
         state.add(labels)

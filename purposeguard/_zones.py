@@ -19,13 +19,16 @@ from typing import Any, TypeVar
 
 from ._context import FLAGS, PURPOSE, ZONE, ZoneState
 from ._errors import PolicyError, PurposeGuardError
-from ._labels import KEYS, LabelledProxy, label, labels_in_values, strip_labels, tenant_of
+from ._labels import KEYS, label, labels_in_values, strip_labels, tenant_of_values
 from ._records import Declassification
-from ._runtime import get_guard
+from ._runtime import Denial, get_guard
 
 __all__ = ["zone", "transform", "wrap_executor", "current_zone", "ContextExecutor"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_OPENED = FLAGS.opened.steps
+_CLOSED = FLAGS.closed.steps
 
 
 class zone:  # noqa: N801 - reads as a statement: with zone(tenant=...)
@@ -58,6 +61,8 @@ class zone:  # noqa: N801 - reads as a statement: with zone(tenant=...)
         return f"zone(tenant={self.tenant!r})"
 
     def __enter__(self) -> ZoneState:
+        # Counted so a reset knows whether the zones switch may go off.
+        next(_OPENED)
         if not FLAGS.zones:
             FLAGS.zones = True
             FLAGS.refresh()
@@ -94,6 +99,7 @@ class zone:  # noqa: N801 - reads as a statement: with zone(tenant=...)
             ) from None
         state.token = None
         state.close()
+        next(_CLOSED)
 
     async def __aenter__(self) -> ZoneState:
         return self.__enter__()
@@ -124,21 +130,6 @@ def _declassified(result: Any) -> Any:
     if t is dict:
         return {strip_labels(k): strip_labels(v) for k, v in result.items()}
     return result
-
-
-def _tenant_in(values: tuple[Any, ...]) -> str | None:
-    # The same depth labels_in_values looks: the values and their items.
-    for value in values:
-        tenant = tenant_of(value)
-        if tenant is not None:
-            return tenant
-        inner = value.__wrapped__ if isinstance(value, LabelledProxy) else value
-        if type(inner) in (list, tuple, set, frozenset, dict):
-            for item in inner.values() if type(inner) is dict else inner:
-                tenant = tenant_of(item)
-                if tenant is not None:
-                    return tenant
-    return None
 
 
 def transform(transform_id: str) -> Callable[[F], F]:
@@ -181,9 +172,11 @@ def transform(transform_id: str) -> Callable[[F], F]:
             values = args + tuple(kwargs.values())
             labels = labels_in_values(values)
             state = ZONE.get() if FLAGS.zones else None
-            tenant = state.tenant if state is not None else None
-            if tenant is None:
-                tenant = _tenant_in(values)
+            # Whose data this is, as for @purpose: the values' tenants (several
+            # make it nobody's), else the zone's.
+            tenant = tenant_of_values(values)
+            if tenant is None and state is not None:
+                tenant = state.tenant
             if state is not None and labels:
                 # Before anything else: a refused or failing transform must
                 # not hide from the zone what reached it.
@@ -236,45 +229,23 @@ def transform(transform_id: str) -> Callable[[F], F]:
 
 
 def _refuse(guard: Any, transform_id: str, refused: tuple[str, ...], name: str, tenant: str | None) -> None:
-    from ._errors import PurposeViolation
-    from ._records import Violation
-
+    """Categories a transform does not accept reached it: a violation, with
+    the transform that would accept each of them as the fix."""
     policy = guard.policy
     spec = policy.transforms[transform_id]
-    mode = guard.mode
-    if mode == "off":
-        return
-    purpose_now = PURPOSE.get() or "transform"
-    now = time.time()
-    violations = []
+    accepts = f"transform {transform_id!r} accepts only {', '.join(spec.from_categories)}"
+    denials = []
     for category in refused:
         other = next(
             (t.id for t in policy.transforms.values() if _covered(category, t.from_categories)),
             None,
         )
-        accepts = f"transform {transform_id!r} accepts only {', '.join(spec.from_categories)}"
         if other is not None:
             fix, text = "transform", f"{accepts}; derive from {category} through transform {other!r} instead"
         else:
             fix, text = "block", f"{accepts}; no transform of the policy accepts {category}: block the flow"
-        violations.append(
-            Violation(
-                category=category,
-                purpose=purpose_now,
-                rule=transform_id,
-                via="argument",
-                function=name,
-                tenant=tenant,
-                mode=mode,
-                timestamp=now,
-                remediation=text,
-                fix=fix,
-            )
-        )
-    for violation in violations:
-        guard.dispatch(violation)
-    if mode == "enforce":
-        raise PurposeViolation(violations)
+        denials.append(Denial(category, transform_id, None, text, fix))
+    guard.violate(PURPOSE.get() or "transform", denials, via="argument", function=name, tenant=tenant)
 
 
 # -- executors ---------------------------------------------------------------------------

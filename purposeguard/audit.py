@@ -43,6 +43,7 @@ from ._errors import SinkFailure
 from ._labels import LabelledProxy, box_kind
 from ._records import Record
 from ._runtime import get_guard, on_record
+from ._state import on_reset
 from ._storage import GENESIS, AuditError, Pending, Storage, StoredEntry, link, open_storage
 
 __all__ = [
@@ -685,6 +686,10 @@ def detach() -> None:
         unsubscribe()
     if sink is not None:
         sink.close()
+
+
+# pg.testing.reset() detaches the sink like a fresh process has none.
+on_reset("audit", detach)
 
 
 _INHERITED: list[AuditSink] = []

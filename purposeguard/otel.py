@@ -44,7 +44,8 @@ from opentelemetry.trace import Status, StatusCode, TracerProvider
 
 from . import _otel_attributes as names
 from ._errors import PurposeViolation
-from ._runtime import COUNTERS, on_record
+from ._runtime import COUNTERS, subscribe_scoped
+from ._state import on_reset
 
 __all__ = ["LOG_LEVEL", "instrument", "instrumented", "uninstrument"]
 
@@ -304,7 +305,7 @@ def instrument(
         _stop()
         session = _Session(tracers, meters)
         _register_instruments(meters)
-        session.unsubscribe = on_record(session.on_record)
+        session.unsubscribe = subscribe_scoped("records", session.on_record)
         _STATE.session = session
         COUNTERS.enabled = True
 
@@ -317,6 +318,10 @@ def uninstrument() -> None:
     """
     with _STATE.lock:
         _stop()
+
+
+# pg.testing.reset() turns telemetry off like a fresh process has it.
+on_reset("telemetry", uninstrument)
 
 
 # Frozen event attributes, reused: the SDK's add_event validates every

@@ -188,9 +188,12 @@ class PurposeGuardFixture:
     # -- lifecycle ------------------------------------------------------------------
 
     def _start(self) -> None:
-        from ._runtime import on_record, on_violation
+        from ._runtime import subscribe_scoped
 
-        self._unsubscribe = [on_violation(self._add_violation), on_record(self._add_record)]
+        self._unsubscribe = [
+            subscribe_scoped("violations", self._add_violation),
+            subscribe_scoped("records", self._add_record),
+        ]
 
     def _add_violation(self, violation: Violation) -> None:
         with self._lock:
@@ -255,7 +258,7 @@ class _StrictMode:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[Any]:
-        from ._runtime import on_violation
+        from ._runtime import subscribe_scoped
 
         seen: list[Any] = []
         lock = threading.Lock()
@@ -266,7 +269,7 @@ class _StrictMode:
 
         item.stash[_SEEN] = seen
         item.stash[_REPORTED] = 0
-        unsubscribe = on_violation(add)
+        unsubscribe = subscribe_scoped("violations", add)
         try:
             return (yield)
         finally:

@@ -1,4 +1,5 @@
-"""Testing helpers: capture violations, assert there were none.
+"""Testing helpers: capture violations, assert there were none, reset
+everything the process keeps.
 
 >>> import purposeguard as pg
 >>> with pg.testing.capture() as violations:
@@ -15,9 +16,27 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._records import Record, Violation
-from ._runtime import on_record, on_violation
+from ._runtime import reset as _reset
+from ._runtime import subscribe_scoped
 
-__all__ = ["capture", "capture_records", "assert_no_violations"]
+__all__ = ["assert_no_violations", "capture", "capture_records", "reset"]
+
+
+def reset(*, keep_telemetry: bool = False) -> None:
+    """Put purposeguard back as a fresh process has it: the configured
+    guard, subscribers, telemetry and the audit sink (detached), counters,
+    the hot path's shortcuts and label caches, and the zones switch (off
+    unless a zone is open). Call it between tests (the suite's autouse
+    fixture does); guards activated by an open ``with guard.activate()``
+    block, and labels already on values, stay.
+
+    ``keep_telemetry=True`` leaves OpenTelemetry instrumentation and the
+    counts it reports, for tests that share one instrumentation.
+
+    >>> import purposeguard as pg
+    >>> pg.testing.reset()
+    """
+    _reset(keep_telemetry=keep_telemetry)
 
 
 class _Captured(list):  # type: ignore[type-arg]
@@ -37,7 +56,7 @@ def capture() -> Iterator[list[Violation]]:
     """Collect every :class:`Violation` recorded while the block is open, in
     any mode, thread or task."""
     captured = _Captured()
-    unsubscribe = on_violation(captured.add)
+    unsubscribe = subscribe_scoped("violations", captured.add)
     try:
         yield captured
     finally:
@@ -49,7 +68,7 @@ def capture_records() -> Iterator[list[Record]]:
     """Like :func:`capture`, for every record: declassifications, consent
     changes and disclosures as well as violations."""
     captured = _Captured()
-    unsubscribe = on_record(captured.add)
+    unsubscribe = subscribe_scoped("records", captured.add)
     try:
         yield captured
     finally:

@@ -1,4 +1,4 @@
-"""Shared fixtures: every test starts from the default guard and no subscribers."""
+"""Shared fixtures: every test starts from a fresh process state and no subscribers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 import purposeguard as pg
-from purposeguard import _runtime
+from purposeguard._state import STATE
+
+
+def _unscoped_subscribers() -> list[object]:
+    handlers = STATE.handlers
+    with handlers.lock:
+        return [h for h in handlers.violations + handlers.records if id(h) not in handlers.scoped]
 
 # The tests run against the installed package. A ``python -c``/``-m`` that a
 # test starts from the repository root would otherwise import the checkout's
@@ -17,18 +23,18 @@ os.environ.setdefault("PYTHONSAFEPATH", "1")
 
 
 @pytest.fixture(autouse=True)
-def _fresh_guard() -> Iterator[None]:
-    """Reset the process-wide guard, and fail a test that leaks a subscriber."""
-    _runtime.reset()
-    violations_before = list(_runtime.HANDLERS.violations)
-    records_before = list(_runtime.HANDLERS.records)
+def _fresh_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``pg.testing.reset()`` around every test, and fail a test that leaks a subscriber.
+
+    A module that shares one telemetry instrumentation across its tests
+    (``KEEPS_TELEMETRY = True``) keeps it, and the counts it reports.
+    """
+    keep = bool(getattr(request.module, "KEEPS_TELEMETRY", False))
+    pg.testing.reset(keep_telemetry=keep)
     yield
-    _runtime.reset()
-    leaked = [h for h in _runtime.HANDLERS.violations if h not in violations_before]
-    leaked += [h for h in _runtime.HANDLERS.records if h not in records_before]
-    # Drop them so one test's subscriber cannot affect the next.
-    _runtime.HANDLERS.violations[:] = violations_before
-    _runtime.HANDLERS.records[:] = records_before
+    leaked = _unscoped_subscribers()
+    # Dropped by the reset, so one test's subscriber cannot affect the next.
+    pg.testing.reset(keep_telemetry=keep)
     assert not leaked, f"test left subscribers behind: {leaked}"
 
 

@@ -95,6 +95,8 @@ class ScanResult:
     # function -> names its body refers to (a model it queries: select(Post),
     # Note.objects.filter(...), a Core table)
     references: dict[str, set[str]] = field(default_factory=dict)
+    # function -> names of the functions it calls (by their own name, not resolved)
+    calls: dict[str, set[str]] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Finding]:
         return [f for f in self.findings if f.kind == kind]
@@ -117,31 +119,62 @@ class ScanResult:
     def flows(self) -> dict[tuple[str, str], list[str]]:
         """Declared (category, purpose) pairs -> the functions declaring them.
 
-        A function declares a flow when it serves a purpose (``@purpose`` or a
-        ``with purpose`` inside it) and handles a category: it ``produces``
-        it, ``label``s with it, takes a parameter whose type (a class in
-        the scanned tree) has a field annotated with it, or refers in its body
-        to such a class or to a table whose columns declare it (a query).
+        A function handles a category when it ``produces`` it, ``label``s
+        with it, takes a parameter whose type (a class in the scanned tree)
+        has a field annotated with it, refers in its body to such a class or
+        to a table whose columns declare it (a query), or calls a helper
+        without a purpose that does. It declares a flow when it serves a
+        purpose (``@purpose`` or a ``with purpose`` inside it) and handles a
+        category, and so does every function with a purpose it calls: data a
+        route loads reaches the features it calls (``pick_ad(note.body)``).
+        Calls are matched by name, one level deep, so this over-approximates.
         """
-        by_function: dict[str, tuple[set[str], set[str]]] = {}
         classes = self.class_categories()
+        purposes: dict[str, set[str]] = {}
+        own: dict[str, set[str]] = {}
         for finding in self.findings:
-            purposes, categories = by_function.setdefault(finding.function, (set(), set()))
             if finding.kind == "purpose":
-                purposes.update(finding.keys)
+                purposes.setdefault(finding.function, set()).update(finding.keys)
             elif finding.kind in ("produces", "label", "category"):
-                categories.update(finding.keys)
+                own.setdefault(finding.function, set()).update(finding.keys)
         for table in (self.annotations, self.references):
             for function, names in table.items():
-                if function in by_function:
-                    for name in names:
-                        by_function[function][1].update(classes.get(name, ()))
+                for name in names:
+                    found = classes.get(name)
+                    if found:
+                        own.setdefault(function, set()).update(found)
+        functions = set(purposes) | set(own) | set(self.calls)
+        by_name: dict[str, list[str]] = {}
+        for function in functions:
+            by_name.setdefault(function.rpartition(".")[2], []).append(function)
+
+        def handled(function: str) -> set[str]:
+            found = set(own.get(function, ()))
+            for name in self.calls.get(function, ()):
+                for helper in by_name.get(name, ()):
+                    if helper != function and helper not in purposes:
+                        found |= own.get(helper, set())
+            return found
+
         flows: dict[tuple[str, str], list[str]] = {}
-        for function, (purposes, categories) in sorted(by_function.items()):
-            for purpose in purposes:
+
+        def add(categories: set[str], keys: set[str], function: str) -> None:
+            for purpose in keys:
                 for category in categories:
-                    flows.setdefault((category, purpose), []).append(function)
-        return flows
+                    names = flows.setdefault((category, purpose), [])
+                    if function not in names:
+                        names.append(function)
+
+        for function in sorted(functions):
+            categories = handled(function)
+            if not categories:
+                continue
+            add(categories, purposes.get(function, set()), function)
+            for name in self.calls.get(function, ()):
+                for callee in by_name.get(name, ()):
+                    if callee != function:
+                        add(categories, purposes.get(callee, set()), callee)
+        return {key: sorted(names) for key, names in flows.items()}
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -366,13 +399,21 @@ class _Visitor(ast.NodeVisitor):
             self.result.annotations.setdefault(qualname, set()).update(names)
         referenced = {
             sub.id if isinstance(sub, ast.Name) else sub.attr
-            for statement in node.body
-            for sub in ast.walk(statement)
+            for sub in _own_nodes(node.body)
             if isinstance(sub, ast.Name)
             or (isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name))
         }
         if referenced:
             self.result.references.setdefault(qualname, set()).update(referenced)
+        called = {
+            sub.func.id if isinstance(sub.func, ast.Name) else sub.func.attr
+            for sub in _own_nodes(node.body)
+            if isinstance(sub, ast.Call)
+            and isinstance(sub.func, (ast.Name, ast.Attribute))
+            and self._resolve(sub.func) is None
+        }
+        if called:
+            self.result.calls.setdefault(qualname, set()).update(called)
         self.generic_visit(node)
         self.scope.pop()
 
@@ -463,6 +504,19 @@ class _Visitor(ast.NodeVisitor):
         self.result.findings.append(
             Finding(kind, self.path, call.lineno, function, tuple(keys), form, dynamic)
         )
+
+
+def _own_nodes(body: list[ast.stmt]) -> Iterator[ast.AST]:
+    """The nodes of a function body, without those of the functions and
+    classes defined inside it (they are functions of their own)."""
+    nested = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    pending: list[ast.AST] = [statement for statement in body if not isinstance(statement, nested)]
+    while pending:
+        node = pending.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, nested):
+                pending.append(child)
 
 
 def _info_dicts(call: ast.Call) -> Iterator[ast.Dict]:

@@ -188,3 +188,60 @@ def test_constants_that_refer_to_each_other_in_a_cycle_stay_dynamic(tmp_path: Pa
     )
     (finding,) = scan(tmp_path).findings
     assert finding.dynamic
+
+
+def test_what_a_route_loads_reaches_the_features_it_calls(tmp_path: Path) -> None:
+    write_tree(tmp_path, {
+        "web/__init__.py": "",
+        "web/models.py": """
+            from typing import Annotated
+
+            import purposeguard as pg
+            from sqlalchemy.orm import Mapped
+
+
+            class Note:
+                body: Mapped[Annotated[str, pg.Category("customer_data.content.document")]]
+
+
+            class User:
+                email: Mapped[Annotated[str, pg.Category("customer_data")]]
+        """,
+        "web/features.py": """
+            import purposeguard as pg
+
+
+            @pg.purpose("advertising")
+            def pick_ad(text):
+                return "ad"
+
+
+            @pg.purpose("marketing.direct")
+            def mail(address):
+                return None
+        """,
+        "web/app.py": """
+            from . import features
+            from .models import Note, User
+
+
+            def create_app(app):
+                def own_note(session, note_id):
+                    return session.get(Note, note_id)
+
+                @app.get("/ad")
+                def ad(session):
+                    return features.pick_ad(own_note(session, 1).body)
+
+                @app.post("/mail")
+                def newsletter(session):
+                    for user in session.query(User):
+                        features.mail(user.email)
+
+                return app
+        """,
+    })
+    assert scan(tmp_path).flows() == {
+        (DOCUMENT, "advertising"): ["web.features.pick_ad"],
+        ("customer_data", "marketing.direct"): ["web.features.mail"],
+    }

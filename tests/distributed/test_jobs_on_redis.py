@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,22 @@ from purposeguard.audit import AuditLog
 
 HERE = Path(__file__).resolve().parent
 CONTENT = jobs.CONTENT
+# Publisher and workers share a baggage key, as peers that trust each other do
+# (purposeguard's baggage members are signed where signing is available).
+BAGGAGE_KEY = "jobs-test-baggage-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _shared_baggage_key() -> Iterator[None]:
+    before = os.environ.get("PURPOSEGUARD_BAGGAGE_KEYS")
+    os.environ["PURPOSEGUARD_BAGGAGE_KEYS"] = BAGGAGE_KEY
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PURPOSEGUARD_BAGGAGE_KEYS", None)
+        else:
+            os.environ["PURPOSEGUARD_BAGGAGE_KEYS"] = before
 
 
 def worker_env(broker: str, audit: str) -> dict[str, str]:
@@ -34,6 +50,7 @@ def worker_env(broker: str, audit: str) -> dict[str, str]:
         PG_JOBS_BROKER=broker,
         PG_JOBS_AUDIT=audit,
         PG_JOBS_CONTEXT_MODE="enforce",
+        PURPOSEGUARD_BAGGAGE_KEYS=BAGGAGE_KEY,
         PYTHONPATH=os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]),
     )
     return env
@@ -226,5 +243,3 @@ def test_rq_uninstrument_restores_rq(rq_queue: tuple[Queue, str]) -> None:
 def marker() -> str:
     return "PGMARKER-jobs-4b1e-do-not-leak"
 
-
-_ = Callable

@@ -341,3 +341,32 @@ def test_explain_shows_the_deciding_rules_modes() -> None:
     policy = _policy(ads_modes='mode = "trace"\ncontext_mode = "enforce"')
     assert "rule modes: mode trace, context_mode enforce" in policy.explain("customer_data", "advertising")
     assert "rule modes: mode unset, context_mode unset" in policy.explain("customer_data", "marketing.direct")
+
+
+# -- the pack's never-rules enforce zone flows ------------------------------------------------
+
+
+@pg.purpose("disclosure.voluntary")
+def tell_the_police(value: Any) -> str:
+    return "told"
+
+
+@pytest.mark.parametrize("function", [show_ads, newsletter, tell_the_police])
+def test_the_packs_never_rules_refuse_zone_flows(function: Any) -> None:
+    pg.configure("trust-center")
+    assert _zone_modes(function) == ["enforce", "raised"]
+
+
+@pytest.mark.parametrize("configured", [{"mode": "trace"}, {"context_mode": "trace"}])
+def test_the_operator_can_trace_the_packs_never_rules_zone_flows(configured: dict[str, str]) -> None:
+    pg.configure("trust-center", **configured)
+    assert _zone_modes(show_ads) == ["trace"]
+
+
+def test_other_zone_flows_of_the_pack_stay_traced() -> None:
+    @pg.purpose("service.communications")
+    def notice(value: Any) -> str:
+        return "sent"
+
+    pg.configure("trust-center")
+    assert _zone_modes(notice) == ["trace"]  # content in a service communication, zone only

@@ -84,6 +84,8 @@ def test_each_task_runs_in_a_zone_of_its_own(worker: Any) -> None:
 
 
 def test_a_task_declared_with_a_purpose_is_guarded_in_trace(worker: Any) -> None:
+    # The pack's no-advertising enforces zone flows; trace them for this test.
+    pg.configure("trust-center", context_mode="trace")
     with pg.testing.capture() as violations:
         with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
             pg.label("mail body", CONTENT)

@@ -247,11 +247,11 @@ def test_every_derivation_is_caught_by_its_expected_channel(
         assert vias == {"argument"}
         assert not ran
     else:
-        # The label is gone; only the zone knows, and context_mode (trace in
-        # the trust-center pack) records the flow and lets the call run.
+        # The label is gone; only the zone knows, and the pack's rule
+        # no-advertising (context_mode = "enforce") refuses the flow.
         assert labels == frozenset()
         assert vias == {"context"}
-        assert ran
+        assert not ran
 
 
 @pytest.mark.parametrize(("derivation", "code", "derive", "channel"), CASES, ids=[c[0] for c in CASES])

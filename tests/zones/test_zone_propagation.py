@@ -45,6 +45,9 @@ async def test_a_task_created_in_a_zone_carries_purpose_tenant_and_zone() -> Non
 
 
 async def test_what_a_task_learns_reaches_its_zone() -> None:
+    # A probe of where zone categories travel: traced, since the pack's
+    # never-rules would refuse the flow (context_mode = "enforce").
+    pg.configure("trust-center", context_mode="trace")
     async def work() -> str:
         await asyncio.sleep(0)
         return read_mail()
@@ -93,6 +96,9 @@ def test_a_wrapped_thread_pool_carries_purpose_tenant_and_zone() -> None:
 
 def test_a_zones_categories_reach_work_in_a_wrapped_thread_pool() -> None:
     """Learned in the request thread, checked by guarded code in the pool."""
+    # A probe of where zone categories travel: traced, since the pack's
+    # never-rules would refuse the flow (context_mode = "enforce").
+    pg.configure("trust-center", context_mode="trace")
     with pg.testing.capture() as violations:
         with pg.wrap_executor(concurrent.futures.ThreadPoolExecutor(2)) as pool:
             with pg.zone(tenant="contoso"):
@@ -102,6 +108,9 @@ def test_a_zones_categories_reach_work_in_a_wrapped_thread_pool() -> None:
 
 
 def test_what_work_in_a_wrapped_pool_learns_reaches_the_zone() -> None:
+    # A probe of where zone categories travel: traced, since the pack's
+    # never-rules would refuse the flow (context_mode = "enforce").
+    pg.configure("trust-center", context_mode="trace")
     with pg.testing.capture() as violations:
         with pg.wrap_executor(concurrent.futures.ThreadPoolExecutor(2)) as pool:
             with pg.zone() as state:
@@ -204,6 +213,9 @@ async def test_two_concurrent_zones_in_tasks_stay_apart() -> None:
 
 
 def test_two_concurrent_zones_in_threads_stay_apart() -> None:
+    # A probe of where zone categories travel: traced, since the pack's
+    # never-rules would refuse the flow (context_mode = "enforce").
+    pg.configure("trust-center", context_mode="trace")
     barrier = threading.Barrier(2, timeout=10)
     results: dict[str, Any] = {}
 

@@ -120,6 +120,9 @@ def test_what_a_closed_nested_zone_still_learns_reaches_the_parent() -> None:
 
 
 def test_a_guarded_call_in_a_parent_sees_a_closed_childs_categories() -> None:
+    # A probe of where zone categories travel: traced, since the pack's
+    # never-rules would refuse the flow (context_mode = "enforce").
+    pg.configure("trust-center", context_mode="trace")
     with pg.testing.capture() as violations:
         with pg.zone():
             with pg.zone():
@@ -148,15 +151,16 @@ def test_outside_a_zone_there_is_no_zone_and_no_tracking() -> None:
 
 
 def test_a_guarded_entry_checks_the_zone_via_context_in_context_mode() -> None:
-    """trust-center: context_mode is trace, so the call proceeds and is recorded."""
+    """trust-center: no-advertising sets context_mode = "enforce", so the call is refused."""
     with pg.testing.capture() as violations:
         with pg.zone(tenant="contoso"):
             pg.label("body", EMAIL)
-            assert show_ads("u-1") == "ads for u-1"
+            with pytest.raises(pg.PurposeViolation):
+                show_ads("u-1")
     assert len(violations) == 1
     violation = violations[0]
     assert violation.via == "context"
-    assert violation.mode == "trace"
+    assert violation.mode == "enforce"
     assert violation.category == EMAIL
     assert violation.purpose == "advertising"
     assert violation.rule == "no-advertising"
@@ -229,6 +233,9 @@ def test_an_allowed_purpose_in_a_zone_records_nothing() -> None:
 
 
 def test_check_sees_the_zone() -> None:
+    # A probe of where zone categories travel: traced, since the pack's
+    # never-rules would refuse the flow (context_mode = "enforce").
+    pg.configure("trust-center", context_mode="trace")
     with pg.testing.capture() as violations:
         with pg.zone():
             pg.label("body", EMAIL)
@@ -238,6 +245,9 @@ def test_check_sees_the_zone() -> None:
 
 
 def test_with_purpose_block_checks_the_zone() -> None:
+    # A probe of where zone categories travel: traced, since the pack's
+    # never-rules would refuse the flow (context_mode = "enforce").
+    pg.configure("trust-center", context_mode="trace")
     with pg.testing.capture() as violations:
         with pg.zone():
             pg.label("body", EMAIL)
@@ -247,6 +257,9 @@ def test_with_purpose_block_checks_the_zone() -> None:
 
 
 async def test_an_async_zone_works_like_a_sync_one() -> None:
+    # A probe of where zone categories travel: traced, since the pack's
+    # never-rules would refuse the flow (context_mode = "enforce").
+    pg.configure("trust-center", context_mode="trace")
     @pg.purpose("advertising")
     async def show_ads_async(user_id: str) -> str:
         return user_id
@@ -293,6 +306,9 @@ def test_the_allowed_label_shortcut_still_feeds_and_checks_the_zone() -> None:
 
 
 def test_a_zone_checked_again_after_it_learns_a_new_category() -> None:
+    # A probe of where zone categories travel: traced, since the pack's
+    # never-rules would refuse the flow (context_mode = "enforce").
+    pg.configure("trust-center", context_mode="trace")
     with pg.testing.capture() as violations:
         with pg.zone():
             pg.label("x", "customer_data")

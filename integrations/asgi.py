@@ -6,12 +6,18 @@
 >>> app.add_middleware(PurposeGuardMiddleware, purposes={"/admin/**": "service.operations"})
 
 Per HTTP or WebSocket connection the middleware opens a zone with the tenant
-(a header, ``x-tenant`` by default, or ``tenant_from(scope)``) and the
-categories arriving in W3C baggage, and makes the route's purpose current for
-the whole request, streaming bodies and background tasks included. The
-route's purpose comes from ``@route_purpose``/``@pg.purpose`` on its
-endpoint (Starlette routing), else from the ``purposes`` path patterns, else
-from the caller's baggage. A :class:`~purposeguard.PurposeViolation` that
+(a header, ``x-tenant`` by default, or ``tenant_from(scope)``; the app can
+name it after authenticating with ``pg.set_tenant``) and the categories
+arriving in W3C baggage, and makes the route's purpose current for the whole
+request, streaming bodies and background tasks included. The route's purpose
+comes from ``@route_purpose``/``@pg.purpose`` on the endpoint the
+framework's router picks (it writes it into the scope before calling it:
+routes of included FastAPI routers, mounted apps and hosts alike; a mounted
+app or a class-based endpoint, or one of its methods, can be marked too),
+else from the ``purposes`` path patterns, else from the caller's baggage.
+When the server starts the app (or on the first request without lifespan),
+every purpose marked on a route reachable from the app is checked against
+the policy: an unknown key is a :class:`~purposeguard.PolicyError` then. A :class:`~purposeguard.PurposeViolation` that
 escapes the app before the response started (also inside an exception
 group, as task groups raise it) becomes a 403 with a JSON body naming rule,
 purpose and category (``"rule": null, "decided_by": "policy default"`` when
@@ -28,7 +34,8 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from purposeguard._context import PURPOSE
-from purposeguard._errors import PurposeViolation
+from purposeguard._errors import PolicyError, PurposeViolation
+from purposeguard._runtime import require_purpose_key
 
 from . import baggage
 from ._server import (
@@ -52,7 +59,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _BAGGAGE = b"baggage"
 _FUNCTION = "purposeguard.integrations.asgi.PurposeGuardMiddleware"
-_NOT_FOUND = object()
 
 
 class PurposeGuardMiddleware:
@@ -83,22 +89,23 @@ class PurposeGuardMiddleware:
         self.read_baggage = read_baggage
         self.status_code = status_code
         self._cache = PurposeCache()
-        self._router: Any = _NOT_FOUND
+        self._checked = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
+            if kind == "lifespan":
+                receive = self._on_startup(scope, receive)
             await self.app(scope, receive, send)
             return
+        if not self._checked:
+            self._check_routes(scope.get("app"))
         raw_tenant: bytes | None = None
         raw_baggage: list[bytes] | None = None
-        raw_host: bytes | None = None
         tenant_header = self.tenant_header
         for name, value in scope.get("headers", ()):
             if name == tenant_header:
                 raw_tenant = value
-            elif name == b"host":
-                raw_host = value
             elif name == _BAGGAGE and self.read_baggage:
                 if raw_baggage is None:
                     raw_baggage = [value]
@@ -111,7 +118,7 @@ class PurposeGuardMiddleware:
             tenant = self._cache.tenant(raw_tenant, "the tenant header") if raw_tenant else None
         if tenant is None:
             tenant = incoming.tenant
-        key = self._route_purpose(scope, raw_host) or incoming.purpose
+        key = (self.paths.match(scope["path"]) if self.paths else None) or incoming.purpose
 
         started = False
 
@@ -122,21 +129,25 @@ class PurposeGuardMiddleware:
             await send(message)
 
         with self._cache.zone(tenant, incoming.categories) as state:
+            # The framework's router writes the endpoint it picked into the
+            # scope before calling it: that is where a route's own purpose
+            # is read, whatever nesting (included routers, mounted apps,
+            # hosts) led there.
+            routed = _RoutedScope(scope)
+            routed.pg_state = state
+            token = PURPOSE.set(None)
             try:
-                if key is None:
-                    await self.app(scope, receive, watch)
-                else:
-                    token = enter_purpose(key, state, _FUNCTION)
-                    try:
-                        await self.app(scope, receive, watch)
-                    finally:
-                        PURPOSE.reset(token)
+                if key is not None:
+                    enter_purpose(key, state, _FUNCTION)
+                await self.app(routed, receive, watch)
             except BaseException as error:
                 # A violation, or a task group's ExceptionGroup holding one.
                 violation = violation_in(error)
                 if violation is None or started or kind != "http":
                     raise
                 await self._forbid(send, violation)
+            finally:
+                PURPOSE.reset(token)
 
     async def _forbid(self, send: Send, error: PurposeViolation) -> None:
         body = violation_body(error)
@@ -154,61 +165,121 @@ class PurposeGuardMiddleware:
 
     # -- route purposes --------------------------------------------------------------
 
-    def _route_purpose(self, scope: Scope, host: bytes | None) -> str | None:
-        # The Host is part of the route: Starlette's Host routing (and any
-        # router matching on it) sends one path to different endpoints.
-        route = (scope["type"], scope.get("method"), scope.get("root_path", ""), scope["path"], host)
-        cached = self._cache.routes.get(route, _NOT_FOUND)
-        if cached is not _NOT_FOUND:
-            return cached  # type: ignore[return-value]
-        key = self._endpoint_purpose(scope) or (self.paths.match(scope["path"]) if self.paths else None)
-        return self._cache.remember(route, key)
+    def _on_startup(self, scope: Scope, receive: Receive) -> Receive:
+        """Check the route table when the server starts the app (lifespan)."""
 
-    def _endpoint_purpose(self, scope: Scope) -> str | None:
-        router = self._router
-        if router is _NOT_FOUND:
-            router = self._router = _find_router(self.app)
-        if router is None:
-            router = _find_router(scope.get("app"))
-            if router is None:
-                return None
-        return _match(router.routes, scope, depth=0)
+        async def receiving() -> Message:
+            message = await receive()
+            if message.get("type") == "lifespan.startup" and not self._checked:
+                self._check_routes(scope.get("app"))
+            return message
 
+        return receiving
 
-def _find_router(app: Any) -> Any:
-    """The Starlette router below ``app`` (through middleware), or None."""
-    for _ in range(64):
-        if app is None:
-            return None
-        routes = getattr(app, "routes", None)
-        if isinstance(routes, list) and hasattr(app, "url_path_for"):
-            return app
-        router = getattr(app, "router", None)
-        if router is not None and isinstance(getattr(router, "routes", None), list):
-            return router
-        app = getattr(app, "app", None)
-    return None
+    def _check_routes(self, app: Any) -> None:
+        """Every purpose marked on a route of the app the framework exposes
+        (``scope["app"]``) must be one the policy defines: a typo or a key a
+        later ``configure()`` dropped fails here, loudly, not as a request
+        that silently runs without its purpose."""
+        self._checked = True
+        for where, key in marked_routes(app):
+            try:
+                require_purpose_key(key)
+            except PolicyError as error:
+                self._checked = False
+                raise PolicyError(
+                    f"route {where} is marked with a purpose the policy does not define: {error}"
+                ) from None
 
 
-def _match(routes: list[Any], scope: Scope, depth: int) -> str | None:
-    if depth > 8:
-        return None
-    try:
-        from starlette.routing import Match
-    except ImportError:  # a router-like object without Starlette: no route marks
-        return None
-    for route in routes:
-        try:
-            match, child = route.matches(scope)
-        except Exception:  # noqa: BLE001 - a route that cannot match this scope
-            continue
-        if match is not Match.FULL:
-            continue
-        endpoint = getattr(route, "endpoint", None)
+def _route_mark(endpoint: Any, scope: Scope) -> str | None:
+    """The purpose marked on what the router picked: a function, a
+    class-based endpoint (on the class or on the method for this request),
+    or a mounted app."""
+    key = getattr(endpoint, MARK, None)
+    if key is None and isinstance(endpoint, type):
+        method = scope.get("method")
+        handler = getattr(endpoint, method.lower(), None) if isinstance(method, str) else None
+        if handler is None and scope.get("type") == "websocket":
+            handler = getattr(endpoint, "on_receive", None)
+        key = getattr(handler, MARK, None) if handler is not None else None
+    return key if isinstance(key, str) else None
+
+
+class _RoutedScope(dict):  # type: ignore[type-arg]
+    """The request's scope, passed down in place of the server's: it sees
+    the router write ``endpoint`` and makes the endpoint's purpose current
+    before the endpoint runs (and for its streamed body and background
+    tasks, which run in the same context)."""
+
+    __slots__ = ("pg_state",)
+    pg_state: Any
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        dict.__setitem__(self, key, value)
+        if key == "endpoint":
+            self._routed(value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        dict.update(self, *args, **kwargs)
+        endpoint = dict.get(self, "endpoint")
         if endpoint is not None:
-            return getattr(endpoint, MARK, None)
-        inner = getattr(route, "routes", None)
-        if isinstance(inner, list):
-            return _match(inner, {**scope, **child}, depth + 1)
+            self._routed(endpoint)
+
+    def _routed(self, endpoint: Any) -> None:
+        key = _route_mark(endpoint, self)
+        if key is not None and key != PURPOSE.get():
+            # Reset with the rest of the request's context by the middleware.
+            enter_purpose(key, self.pg_state, _FUNCTION)
+
+
+def marked_routes(app: Any) -> list[tuple[str, str]]:
+    """``(route, purpose)`` for each marked route reachable from ``app``
+    through the route tables Starlette and FastAPI expose (``routes`` of an
+    app, router, ``Mount`` or ``Host``; FastAPI's included routers)."""
+    found: list[tuple[str, str]] = []
+    seen: set[int] = set()
+
+    def walk(node: Any, prefix: str, depth: int) -> None:
+        if node is None or depth > 32 or id(node) in seen:
+            return
+        seen.add(id(node))
+        key = getattr(node, MARK, None)
+        if isinstance(key, str):
+            found.append((prefix or "/", key))
+        routes = getattr(node, "routes", None)
+        if not isinstance(routes, list):
+            router = getattr(node, "router", None)
+            routes = getattr(router, "routes", None) if router is not None else None
+        if not isinstance(routes, list):
+            return
+        for route in routes:
+            # FastAPI keeps an included router's prefix on its include context.
+            included = getattr(getattr(route, "include_context", None), "prefix", "")
+            path = prefix + str(getattr(route, "path", "") or included or "")
+            endpoint = getattr(route, "endpoint", None)
+            if endpoint is not None:
+                key = _route_mark(endpoint, {}) or _method_marks(endpoint)
+                if key is not None:
+                    found.append((path or "/", key))
+            # Mount and Host hold an app; FastAPI's include_router keeps the
+            # included router itself.
+            for inner in (getattr(route, "app", None), getattr(route, "original_router", None)):
+                if inner is not None and inner is not endpoint:
+                    walk(inner, path, depth + 1)
+            walk_routes = getattr(route, "routes", None)
+            if isinstance(walk_routes, list) and getattr(route, "app", None) is None:
+                walk(route, path, depth + 1)
+
+    walk(app, "", 0)
+    return found
+
+
+def _method_marks(endpoint: Any) -> str | None:
+    if not isinstance(endpoint, type):
         return None
+    for name in ("get", "post", "put", "patch", "delete", "head", "options", "on_receive"):
+        key = getattr(getattr(endpoint, name, None), MARK, None)
+        if isinstance(key, str):
+            return key
     return None

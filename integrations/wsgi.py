@@ -197,8 +197,24 @@ class _Body:
 # -- Flask ----------------------------------------------------------------------------
 
 
+def _view_mark(view: Any, method: str | None) -> str | None:
+    """The purpose marked on a Flask view: the function, or for a class-based
+    view (``View.as_view``) its class or the method serving ``method``."""
+    key = getattr(view, MARK, None)
+    if key is None:
+        view_class = getattr(view, "view_class", None)
+        if view_class is not None:
+            key = getattr(view_class, MARK, None)
+            if key is None and method:
+                key = getattr(getattr(view_class, method.lower(), None), MARK, None)
+                if key is None and method == "HEAD":
+                    key = getattr(getattr(view_class, "get", None), MARK, None)
+    return key if isinstance(key, str) else None
+
+
 def flask_resolver(app: Any) -> Resolver:
-    """The purpose marked on the Flask view a request is routed to."""
+    """The purpose marked on the Flask view a request is routed to
+    (blueprints' views included: Flask keeps them all in ``view_functions``)."""
 
     def resolve(environ: Environ) -> str | None:
         try:
@@ -206,9 +222,31 @@ def flask_resolver(app: Any) -> Resolver:
         except Exception:  # noqa: BLE001 - 404/405/redirects: no route, no purpose
             return None
         view = app.view_functions.get(endpoint)
-        return getattr(view, MARK, None) if view is not None else None
+        return _view_mark(view, environ.get("REQUEST_METHOD")) if view is not None else None
 
     return resolve
+
+
+def check_flask_routes(app: Any) -> None:
+    """Every purpose marked on a view of ``app`` must be one the policy
+    defines; raises :class:`~purposeguard.PolicyError` naming the route."""
+    from purposeguard._errors import PolicyError
+    from purposeguard._runtime import require_purpose_key
+
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions.get(rule.endpoint)
+        if view is None:
+            continue
+        for method in sorted(rule.methods or ()) or [None]:
+            key = _view_mark(view, method)
+            if key is None:
+                continue
+            try:
+                require_purpose_key(key)
+            except PolicyError as error:
+                raise PolicyError(
+                    f"route {method or ''} {rule.rule} is marked with a purpose the policy does not define: {error}"
+                ) from None
 
 
 def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
@@ -231,6 +269,17 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
             raise error  # an exception group without a violation: Flask's own 500
         return flask.Response(violation_body(violation), status=status, mimetype="application/json")  # type: ignore[attr-defined]
 
+    # Views registered later (blueprints after init_app) are checked before
+    # the first request is served; those registered already, now.
+    check_flask_routes(app)
+    checked = [False]
+
+    def check_once() -> None:
+        if not checked[0]:
+            check_flask_routes(app)
+            checked[0] = True
+
+    app.before_request(check_once)
     app.register_error_handler(PurposeViolation, forbid)
     if EXCEPTION_GROUP is not None:
         # Flask looks handlers up by the exception's class: a violation raised

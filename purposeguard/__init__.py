@@ -48,7 +48,7 @@ from ._runtime import (
 )
 from ._taxonomy import Taxonomy
 from ._version import __version__ as __version__
-from ._zones import ContextExecutor, current_zone, transform, wrap_executor, zone
+from ._zones import ContextExecutor, current_zone, set_tenant, transform, wrap_executor, zone
 
 # Annotated fields of dataclasses and attrs classes built from now on arrive labelled.
 _install_fields()
@@ -91,6 +91,7 @@ __all__ = [
     "on_violation",
     "produces",
     "purpose",
+    "set_tenant",
     "tenant_of",
     "testing",
     "transform",

@@ -167,7 +167,9 @@ def _patch_attrs(module: Any) -> None:
     if not (_ATTRS_TESTED[0] <= version <= _ATTRS_TESTED[1]):
         logger.warning(
             "purposeguard does not label attrs fields with attrs %s (tried with %s.%s to %s.x)",
-            attr.__version__, *_ATTRS_TESTED[0], _ATTRS_TESTED[1][0],
+            attr.__version__,
+            *_ATTRS_TESTED[0],
+            _ATTRS_TESTED[1][0],
         )
         return
     wrapt.wrap_function_wrapper("attr._make", "_ClassBuilder.build_class", _finish_attrs_class)
@@ -182,7 +184,9 @@ def install() -> None:
             wrapt.wrap_function_wrapper(dataclasses, "_process_class", _finish_dataclass)
             _PATCHED["dataclasses"] = True
         else:  # pragma: no cover - a Python this release was not tried with
-            logger.warning("purposeguard does not label dataclass fields on Python %s", sys.version.split()[0])
+            logger.warning(
+                "purposeguard does not label dataclass fields on Python %s", sys.version.split()[0]
+            )
     if "attrs_hook" not in _PATCHED:
         _PATCHED["attrs_hook"] = True
         wrapt.register_post_import_hook(_patch_attrs, "attr")

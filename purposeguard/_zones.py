@@ -23,7 +23,7 @@ from ._labels import KEYS, label, labels_in_values, strip_labels, tenant_of_valu
 from ._records import Declassification
 from ._runtime import Denial, get_guard
 
-__all__ = ["zone", "transform", "wrap_executor", "current_zone", "ContextExecutor"]
+__all__ = ["zone", "transform", "wrap_executor", "current_zone", "set_tenant", "ContextExecutor"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -347,3 +347,50 @@ def wrap_executor(executor: concurrent.futures.Executor) -> ContextExecutor:
     if not isinstance(executor, concurrent.futures.Executor):
         raise TypeError(f"wrap_executor() needs a concurrent.futures.Executor, not {type(executor).__name__}")
     return ContextExecutor(executor)
+
+
+# -- the tenant, once the application knows it ------------------------------------------
+
+# The longest tenant id accepted: the same bound baggage applies to incoming ones.
+MAX_TENANT_LENGTH = 256
+
+
+def set_tenant(tenant: str) -> None:
+    """Name the current zone's tenant, once the application has authenticated
+    the caller (a middleware opens the zone before the app knows who it is).
+
+    >>> with zone():
+    ...     set_tenant("contoso")
+    ...     current_zone().tenant
+    'contoso'
+
+    A zone's tenant is set once: naming the same tenant again does nothing,
+    naming a different one raises :class:`PolicyError` (one request serves
+    one tenant). The id must be a non-empty printable string of at most 256
+    characters, and not a labelled value (tenant ids travel in records and
+    baggage). Outside a zone it raises :class:`PolicyError`.
+    """
+    if not isinstance(tenant, str):
+        raise PolicyError(f"a tenant id is a string, not {type(tenant).__name__}", field="tenant")
+    if getattr(type(tenant), "_pg_kind", None) is not None:
+        raise PolicyError(
+            "a tenant id must not be a labelled value: it is kept in records and baggage", field="tenant"
+        )
+    if not tenant or tenant != tenant.strip() or len(tenant) > MAX_TENANT_LENGTH or not tenant.isprintable():
+        raise PolicyError(
+            f"a tenant id is 1 to {MAX_TENANT_LENGTH} printable characters without surrounding spaces",
+            field="tenant",
+        )
+    state = ZONE.get() if FLAGS.zones else None
+    if state is None:
+        raise PolicyError("set_tenant() outside a zone: open one with pg.zone() or a middleware", field="tenant")
+    with state._lock:
+        current = state.tenant
+        if current is None:
+            state.tenant = tenant
+            return
+    if current != tenant:
+        raise PolicyError(
+            f"this zone's tenant is already {current!r}, not {tenant!r}: a zone serves one tenant",
+            field="tenant",
+        )

@@ -27,16 +27,45 @@ else:  # pragma: no cover - the core's own dependency on 3.10
 ROOT = Path(__file__).resolve().parents[2]
 # What applications that use purposeguard's integrations commonly install themselves.
 COMMON = [
-    "pydantic", "fastapi", "starlette", "flask", "werkzeug", "jinja2", "httpx", "requests",
-    "attrs", "celery", "uvicorn", "opentelemetry-api", "opentelemetry-sdk", "wrapt",
-    "typing-extensions", "packaging", "pyyaml", "urllib3", "sqlalchemy", "django", "aiohttp",
+    "pydantic",
+    "fastapi",
+    "starlette",
+    "flask",
+    "werkzeug",
+    "jinja2",
+    "httpx",
+    "requests",
+    "attrs",
+    "celery",
+    "uvicorn",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "wrapt",
+    "typing-extensions",
+    "packaging",
+    "pyyaml",
+    "urllib3",
+    "sqlalchemy",
+    "django",
+    "aiohttp",
 ]
 
 
 def resolve(requirements: list[str], report: Path) -> dict[str, Version]:
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-         "--disable-pip-version-check", "--report", str(report), *requirements],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--report",
+            str(report),
+            *requirements,
+        ],
         capture_output=True,
         text=True,
         timeout=600,

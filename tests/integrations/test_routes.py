@@ -1,0 +1,375 @@
+"""Route purposes wherever the framework routes: FastAPI's include_router,
+mounted apps, class-based endpoints, Flask blueprints and class-based views;
+marks the policy does not define fail at startup; pg.set_tenant after
+authentication. Served by uvicorn and werkzeug on loopback."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from importlib import resources
+from typing import Any
+
+import flask
+import httpx
+import pytest
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request
+from flask.views import MethodView
+from purposeguard.integrations import wsgi
+from purposeguard.integrations.asgi import PurposeGuardMiddleware, marked_routes, route_purpose
+from starlette.applications import Starlette
+from starlette.endpoints import HTTPEndpoint
+from starlette.exceptions import StarletteDeprecationWarning
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Mount, Route
+
+import purposeguard as pg
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+CONTENT = "customer_data.content.email"
+MARKER = "zq-route-4e2a"
+
+
+@pg.purpose("marketing.direct")
+def mail_newsletter(body: str) -> None:
+    """What the newsletter route does with content: its purpose forbids it."""
+
+
+def purpose_now() -> dict[str, Any]:
+    return {"purpose": pg.current_purpose(), "tenant": pg.current_tenant()}
+
+
+def fastapi_app(seen: list[dict[str, Any]]) -> FastAPI:
+    inner = APIRouter(prefix="/campaigns")
+
+    @inner.post("/send")
+    @route_purpose("marketing.direct")
+    def send() -> dict[str, Any]:
+        # The team's newsletter route: it reads content and mails it.
+        pg.check(pg.label(MARKER, CONTENT))
+        return {"sent": True}
+
+    @inner.get("/async")
+    @route_purpose("marketing.direct")
+    async def async_route() -> dict[str, Any]:
+        return purpose_now()
+
+    outer = APIRouter(prefix="/news")
+
+    @outer.get("/status")
+    @route_purpose("service.operations")
+    def status() -> dict[str, Any]:
+        return purpose_now()
+
+    @outer.get("/stream")
+    @route_purpose("service.communications")
+    def stream() -> StreamingResponse:
+        def chunks() -> Iterator[bytes]:
+            yield (pg.current_purpose() or "none").encode()
+
+        return StreamingResponse(chunks())
+
+    @outer.get("/later")
+    @route_purpose("service.communications")
+    def later(tasks: BackgroundTasks) -> dict[str, bool]:
+        tasks.add_task(lambda: seen.append(purpose_now()))
+        return {"queued": True}
+
+    outer.include_router(inner)
+    api = FastAPI()
+    api.include_router(outer)
+
+    sub = FastAPI()
+
+    @sub.get("/ping")
+    @route_purpose("service.security")
+    def ping() -> dict[str, Any]:
+        return purpose_now()
+
+    api.mount("/sub", sub)
+
+    async def starlette_ops(request: StarletteRequest) -> JSONResponse:
+        return JSONResponse(purpose_now())
+
+    class Items(HTTPEndpoint):
+        @route_purpose("service.communications")
+        async def get(self, request: StarletteRequest) -> JSONResponse:
+            return JSONResponse(purpose_now())
+
+        async def post(self, request: StarletteRequest) -> JSONResponse:
+            return JSONResponse(purpose_now())
+
+    admin = Starlette(
+        routes=[Route("/ops", route_purpose("service.operations")(starlette_ops)), Route("/items", Items)]
+    )
+    api.mount("/admin", admin)
+
+    async def whole_app(scope: Any, receive: Any, send: Any) -> None:
+        await JSONResponse(purpose_now())(scope, receive, send)
+
+    api.mount("/legacy", route_purpose("service.operations")(whole_app))
+    api.add_middleware(PurposeGuardMiddleware)
+    return api
+
+
+@pytest.fixture
+def seen() -> list[dict[str, Any]]:
+    return []
+
+
+@pytest.fixture
+def fastapi_server(serve_asgi: Callable[[Any], Any], seen: list[dict[str, Any]]) -> Iterator[httpx.Client]:
+    server = serve_asgi(fastapi_app(seen))
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client
+
+
+def test_routes_of_included_routers_get_their_purpose(fastapi_server: httpx.Client) -> None:
+    assert fastapi_server.get("/news/status").json()["purpose"] == "service.operations"
+    assert fastapi_server.get("/news/campaigns/async").json()["purpose"] == "marketing.direct"
+
+
+def test_the_newsletter_route_of_an_included_router_is_refused_in_enforce_mode(
+    fastapi_server: httpx.Client,
+) -> None:
+    with pg.testing.capture() as violations:
+        response = fastapi_server.post("/news/campaigns/send")
+    assert response.status_code == 403
+    assert response.json()["purpose"] == "marketing.direct" and MARKER not in response.text
+    assert [(v.purpose, v.category) for v in violations] == [("marketing.direct", CONTENT)]
+
+
+def test_streamed_bodies_and_background_tasks_of_included_routes_keep_the_purpose(
+    fastapi_server: httpx.Client, seen: list[dict[str, Any]]
+) -> None:
+    assert fastapi_server.get("/news/stream").text == "service.communications"
+    assert fastapi_server.get("/news/later").json() == {"queued": True}
+    assert seen and seen[0]["purpose"] == "service.communications"
+
+
+def test_routes_of_mounted_apps_and_marked_mounted_apps_get_their_purpose(
+    fastapi_server: httpx.Client,
+) -> None:
+    assert fastapi_server.get("/sub/ping").json()["purpose"] == "service.security"
+    assert fastapi_server.get("/admin/ops").json()["purpose"] == "service.operations"
+    assert fastapi_server.get("/legacy/anything").json()["purpose"] == "service.operations"
+
+
+def test_a_class_based_endpoint_is_marked_per_method(fastapi_server: httpx.Client) -> None:
+    assert fastapi_server.get("/admin/items").json()["purpose"] == "service.communications"
+    assert fastapi_server.post("/admin/items").json()["purpose"] is None
+
+
+def test_unrouted_requests_run_without_a_route_purpose(fastapi_server: httpx.Client) -> None:
+    assert fastapi_server.get("/nowhere").status_code == 404
+
+
+def test_marked_routes_lists_what_the_route_tables_hold() -> None:
+    found = dict(marked_routes(fastapi_app([])))
+    assert found["/news/campaigns/send"] == "marketing.direct"
+    assert found["/news/status"] == "service.operations"
+    assert found["/sub/ping"] == "service.security"
+    assert found["/admin/ops"] == "service.operations"
+    assert found["/admin/items"] == "service.communications"
+    assert found["/legacy"] == "service.operations"
+
+
+# -- a mark the policy does not define fails at startup -----------------------------------
+
+
+def policy_with_partner_purpose() -> pg.Policy:
+    text = resources.files("purposeguard.packs").joinpath("trust-center.toml").read_text(encoding="utf-8")
+    return pg.Policy.from_toml(
+        text + '\n[taxonomy.purposes]\n"marketing.partner" = "partner campaigns"\n', source="partner"
+    )
+
+
+def test_a_route_marked_with_a_purpose_the_policy_dropped_fails_at_startup() -> None:
+    pg.configure(policy_with_partner_purpose())
+    router = APIRouter(prefix="/partner")
+
+    @router.get("/push")
+    @route_purpose("marketing.partner")
+    def push() -> dict[str, bool]:
+        return {"pushed": True}
+
+    api = FastAPI()
+    api.include_router(router)
+    api.add_middleware(PurposeGuardMiddleware)
+    pg.configure("trust-center")  # the key is gone: the route cannot get its purpose
+    with pytest.raises(pg.PolicyError, match=r"/partner/push.*marketing\.partner"):
+        with TestClient(api):  # runs the lifespan startup
+            pass
+
+
+def test_without_lifespan_the_first_request_fails_loudly_instead(serve_asgi: Callable[[Any], Any]) -> None:
+    pg.configure(policy_with_partner_purpose())
+
+    @route_purpose("marketing.partner")
+    async def push(request: StarletteRequest) -> JSONResponse:
+        return JSONResponse({"pushed": True})
+
+    app = Starlette(routes=[Mount("/partner", routes=[Route("/push", push)])])
+    app.add_middleware(PurposeGuardMiddleware)
+    pg.configure("trust-center")
+    server = serve_asgi(app)
+    # A connection of its own per request: uvicorn closes one after an app error.
+    assert httpx.get(server.url + "/partner/push", timeout=10).status_code == 500
+    assert httpx.get(server.url + "/partner/push", timeout=10).status_code == 500, "never a silent default"
+
+
+# -- pg.set_tenant after authentication --------------------------------------------------------
+
+
+def authenticated_app() -> FastAPI:
+    api = FastAPI()
+
+    def current_user(request: Request) -> str:
+        # The app authenticates, then names the tenant: the middleware could not know it.
+        tenant = request.headers.get("authorization", "").removeprefix("Bearer ")
+        pg.set_tenant(tenant)
+        if request.headers.get("x-switch"):
+            pg.set_tenant(request.headers["x-switch"])
+        return tenant
+
+    @api.get("/me")
+    @route_purpose("service.operations")
+    def me(user: str = Depends(current_user)) -> dict[str, Any]:
+        return purpose_now()
+
+    @api.post("/ads")
+    @route_purpose("advertising")
+    def ads(user: str = Depends(current_user)) -> dict[str, bool]:
+        pg.check(pg.label(MARKER, CONTENT))
+        return {"shown": True}
+
+    api.add_middleware(PurposeGuardMiddleware)
+    return api
+
+
+def test_set_tenant_names_the_zone_tenant_after_authentication(serve_asgi: Callable[[Any], Any]) -> None:
+    server = serve_asgi(authenticated_app())
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/me", headers={"authorization": "Bearer contoso"}).json() == {
+            "purpose": "service.operations",
+            "tenant": "contoso",
+        }
+        assert client.get("/me", headers={"authorization": "Bearer fabrikam"}).json()["tenant"] == "fabrikam"
+        with pg.testing.capture() as violations:
+            denied = client.post("/ads", headers={"authorization": "Bearer contoso"})
+        assert denied.status_code == 403
+        assert [v.tenant for v in violations] == ["contoso"]
+
+
+def test_a_second_different_tenant_in_one_request_is_an_error(serve_asgi: Callable[[Any], Any]) -> None:
+    server = serve_asgi(authenticated_app())
+    # A connection of its own per request: uvicorn closes one after an app error.
+    response = httpx.get(
+        server.url + "/me", headers={"authorization": "Bearer contoso", "x-switch": "fabrikam"}, timeout=10
+    )
+    assert response.status_code == 500
+    same = httpx.get(
+        server.url + "/me", headers={"authorization": "Bearer contoso", "x-switch": "contoso"}, timeout=10
+    )
+    assert same.json()["tenant"] == "contoso"
+
+
+def test_set_tenant_sets_once_and_refuses_a_different_one() -> None:
+    with pg.zone() as state:
+        pg.set_tenant("contoso")
+        pg.set_tenant("contoso")
+        assert state.tenant == "contoso" and pg.current_tenant() == "contoso"
+        with pytest.raises(pg.PolicyError, match="already 'contoso', not 'fabrikam'"):
+            pg.set_tenant("fabrikam")
+        assert pg.current_tenant() == "contoso"
+    with pg.zone(tenant="fabrikam"), pytest.raises(pg.PolicyError):
+        pg.set_tenant("contoso")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", " contoso", "x" * 257, "tab\there", 42, None, b"contoso"],
+    ids=["empty", "spaces", "too long", "control character", "int", "None", "bytes"],
+)
+def test_set_tenant_refuses_bad_ids(bad: Any) -> None:
+    with pg.zone() as state:
+        with pytest.raises(pg.PolicyError):
+            pg.set_tenant(bad)
+        assert state.tenant is None
+
+
+def test_set_tenant_refuses_labelled_ids_and_use_outside_a_zone() -> None:
+    with pg.zone(), pytest.raises(pg.PolicyError, match="labelled"):
+        pg.set_tenant(pg.label("contoso", CONTENT))
+    with pytest.raises(pg.PolicyError, match="outside a zone"):
+        pg.set_tenant("contoso")
+    assert "set_tenant" in pg.__all__
+
+
+# -- Flask: blueprints, class-based views, marks checked at init_app ---------------------------------
+
+
+def flask_app() -> flask.Flask:
+    news = flask.Blueprint("news", __name__, url_prefix="/news")
+
+    @news.post("/send")
+    @wsgi.route_purpose("marketing.direct")
+    def send() -> Any:
+        mail_newsletter(pg.label(MARKER, CONTENT))
+        return {"sent": True}
+
+    class Item(MethodView):
+        @wsgi.route_purpose("service.operations")
+        def get(self) -> Any:
+            return purpose_now()
+
+        def post(self) -> Any:
+            return purpose_now()
+
+    news.add_url_rule("/item", view_func=Item.as_view("item"))
+    app = flask.Flask("routes")
+    wsgi.init_app(app)
+    app.register_blueprint(news)  # after init_app, as apps often do
+    return app
+
+
+def test_flask_blueprint_and_method_view_routes_get_their_purpose(serve_wsgi: Callable[[Any], Any]) -> None:
+    server = serve_wsgi(flask_app())
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/news/item").json()["purpose"] == "service.operations"
+        assert client.post("/news/item").json()["purpose"] is None
+        denied = client.post("/news/send")
+    assert denied.status_code == 403 and denied.json()["purpose"] == "marketing.direct"
+    assert MARKER not in denied.text
+
+
+def test_flask_marks_the_policy_does_not_define_fail_at_init_app_and_first_request() -> None:
+    pg.configure(policy_with_partner_purpose())
+    app = flask.Flask("partner")
+
+    @app.get("/push")
+    @wsgi.route_purpose("marketing.partner")
+    def push() -> Any:
+        return {"pushed": True}
+
+    late = flask.Blueprint("late", __name__)
+
+    @late.get("/late")
+    @wsgi.route_purpose("marketing.partner")
+    def late_push() -> Any:
+        return {"pushed": True}
+
+    pg.configure("trust-center")
+    with pytest.raises(pg.PolicyError, match=r"/push.*marketing\.partner"):
+        wsgi.init_app(app)
+
+    other = flask.Flask("partner-late")
+    wsgi.init_app(other)
+    other.register_blueprint(late)
+    other.config["PROPAGATE_EXCEPTIONS"] = True
+    with pytest.raises(pg.PolicyError, match=r"/late"):
+        other.test_client().get("/late")

@@ -20,6 +20,7 @@ module                 what it does                                    extra
 ``sqlalchemy``         label values loaded through SQLAlchemy 2        ``sqlalchemy``
 ``django``             ORM labels, middleware and settings for Django  ``django``
 ``spark``              labels and purposes on PySpark batch jobs       ``spark``
+``jinja2``             rendered templates carry what they interpolated ``jinja2``
 =====================  ==============================================  ==========================
 
 When any egress guard is on, a client that can send data out but has no

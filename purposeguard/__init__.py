@@ -46,12 +46,15 @@ from ._runtime import (
     on_record,
     on_violation,
 )
+from ._sources import install as _install_sources
 from ._taxonomy import Taxonomy
 from ._version import __version__ as __version__
 from ._zones import ContextExecutor, current_zone, set_tenant, transform, wrap_executor, zone
 
 # Annotated fields of dataclasses and attrs classes built from now on arrive labelled.
 _install_fields()
+# Reading is a use: labelling while a purpose is current is checked against it.
+_install_sources()
 
 __all__ = [
     "AuditError",

@@ -31,7 +31,7 @@ from typing import Any, SupportsIndex, TypeVar
 
 import wrapt
 
-from ._context import ACTIVE_GUARD, FLAGS, ZONE
+from ._context import ACTIVE_GUARD, FLAGS, PURPOSE, ZONE
 from ._delegation import async_generator_function, generator_function
 from ._errors import UnknownKeyError
 from ._shortcut import invalidate
@@ -58,6 +58,7 @@ __all__ = [
     "tenant_of_values",
     "produces",
     "register_foreign",
+    "relabel",
     "strip_labels",
     "unregister_foreign",
 ]
@@ -734,6 +735,50 @@ def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
     return kind
 
 
+class _Source:
+    """Reading is a use: labelling a value while a purpose is current checks
+    its categories against that purpose (``via="source"``). ``check`` is
+    installed by the runtime (this layer does not import it); it returns True
+    when the policy allows the categories without consent, which is
+    remembered per purpose (as the labelled kinds seen) until the policy
+    changes (``epoch``)."""
+
+    __slots__ = ("check", "allowed", "epoch")
+
+    def __init__(self) -> None:
+        self.check: Callable[[frozenset[str], str, str | None], bool] | None = None
+        # purpose -> kinds whose categories it may read without consent
+        self.allowed: dict[str, set[_Kind]] = {}
+        self.epoch = -1
+
+
+SOURCE = _Source()
+_NOTHING_ALLOWED: frozenset[_Kind] = frozenset()
+_current_purpose = PURPOSE.get
+
+
+def _read_in_purpose(kind: _Kind, tenant: str | None, purpose: str) -> None:
+    """Check a read of ``kind``'s categories under ``purpose`` (the caller
+    found it not remembered as allowed)."""
+    check = SOURCE.check
+    if check is None:
+        return
+    epoch = FLAGS.epoch  # before the check: a policy change meanwhile invalidates it
+    if SOURCE.epoch != epoch:
+        SOURCE.allowed = {}
+        SOURCE.epoch = epoch
+    if check(kind.labels, purpose, tenant) and not FLAGS.activations and SOURCE.epoch == epoch:
+        SOURCE.allowed.setdefault(purpose, set()).add(kind)
+
+
+def _read_allowed(kind: _Kind, purpose: str) -> bool:
+    return (
+        kind in SOURCE.allowed.get(purpose, _NOTHING_ALLOWED)
+        and SOURCE.epoch == FLAGS.epoch
+        and not FLAGS.activations
+    )
+
+
 def label(value: T, *categories: str, tenant: str | None = None) -> T:
     """Return ``value`` labelled with ``categories`` (added to any it has).
 
@@ -741,9 +786,14 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
     >>> sorted(labels_of(body.upper()))
     ['customer_data.content.email']
 
-    ``str`` and ``bytes`` come back as labelled subclasses, weakly
-    referenceable objects come back unchanged (labelled in place), and other
-    objects come back wrapped in a transparent proxy.
+    ``str``, ``bytes``, ``int``, ``float`` and the containers come back as
+    labelled subclasses, ``None`` and booleans as themselves (their categories
+    go to the zone), weakly referenceable objects unchanged (labelled in
+    place), and other objects wrapped in a transparent proxy.
+
+    Reading is a use: labelling while a purpose is current checks the
+    categories against it, and a denial is a violation ``via="source"``,
+    handled per mode like any other.
     """
     if type(value) is str and tenant is None:
         cls = _STR_FAST.get(categories)
@@ -753,12 +803,37 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
                 state = ZONE.get()
                 if state is not None:
                     state.add(cls._pg_kind.labels)
+            purpose = _current_purpose()
+            if purpose is not None:
+                kind = cls._pg_kind
+                if not _read_allowed(kind, purpose):
+                    _read_in_purpose(kind, None, purpose)
             return fast  # type: ignore[no-any-return]
+    result, attached = _attach(value, categories, tenant)
+    purpose = _current_purpose()
+    if purpose is not None and not _read_allowed(attached, purpose):
+        _read_in_purpose(attached, tenant, purpose)
+    return result  # type: ignore[no-any-return]
+
+
+def relabel(value: T, *categories: str, tenant: str | None = None) -> T:
+    """:func:`label` for values already read: what is built from labelled
+    values (a rendered page, a transform's output) carries their labels on
+    without counting as reading them again (no ``via="source"`` check)."""
+    if not categories:
+        raise TypeError("relabel() needs at least one category")
+    return _attach(value, categories, tenant)[0]  # type: ignore[no-any-return]
+
+
+def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tuple[Any, _Kind]:
+    """Label ``value`` and tell the zone; returns the result and the kind of
+    the categories attached (not merged with the value's own)."""
     kind = _KINDS_NO_TENANT.get(categories) if tenant is None and not FLAGS.activations else None
     if kind is None:
         if not categories:
             raise TypeError("label() needs at least one category")
         kind = _resolve(categories, tenant)
+    attached = kind
     t = type(value)
     result: Any
     if t is str:
@@ -806,7 +881,7 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
         state = ZONE.get()
         if state is not None:
             state.add(kind.labels)
-    return result  # type: ignore[no-any-return]
+    return result, attached
 
 
 def strip_labels(value: T) -> T:
@@ -881,9 +956,11 @@ class Category:
             result = validate(value)
             carried = labels_of(value) if type(value) not in NO_LABELS else EMPTY
             tenant = tenant_of(value) if carried else None
-            if carried:
-                return label(result, *keys, *sorted(carried - self.categories), tenant=tenant)
-            return label(result, *keys)
+            extra = carried - self.categories
+            if extra:
+                # Read where the input was labelled: carried on, not read again.
+                result = relabel(result, *sorted(extra), tenant=tenant)
+            return label(result, *keys, tenant=tenant if not extra else None)
 
         return core_schema.no_info_wrap_validator_function(keep_labels, handler(source))
 

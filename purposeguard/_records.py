@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = ["Declassification", "Record", "Violation", "VIAS"]
 
-VIAS = ("argument", "return", "context", "egress", "transport", "obligation")
+VIAS = ("argument", "return", "context", "egress", "transport", "obligation", "source")
 
 
 @dataclass(slots=True)
@@ -36,6 +36,10 @@ class Record:
 class Violation(Record):
     """Labelled data reached a use the policy denies.
 
+    ``via`` is the path: ``argument`` and ``return`` of guarded code,
+    ``context`` (the zone), ``egress`` and ``transport`` (data leaving),
+    ``obligation``, or ``source`` (data labelled, produced or loaded while a
+    purpose that may not hold it was current: reading is a use).
     ``remediation`` says how the flow can be fixed (``fix`` is one of
     ``transform``, ``consent``, ``label-sink``, ``block``); neither holds any
     part of the value.

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from ._context import FLAGS, PURPOSE, ZONE, ZoneState
 from ._errors import PolicyError, PurposeGuardError
-from ._labels import KEYS, label, labels_in_values, strip_labels, tenant_of_values
+from ._labels import KEYS, labels_in_values, relabel, strip_labels, tenant_of_values
 from ._records import Declassification
 from ._runtime import Denial, get_guard
 
@@ -191,7 +191,7 @@ def transform(transform_id: str) -> Callable[[F], F]:
             spec = guard.policy.transforms[transform_id]
             # What the transform does not accept is not declassified by it.
             # None carries nothing (and a proxy of it would break `is None`).
-            out = None if result is None else label(_declassified(result), spec.to, *refused, tenant=tenant)
+            out = None if result is None else relabel(_declassified(result), spec.to, *refused, tenant=tenant)
             guard.dispatch(
                 Declassification(
                     transform=transform_id,

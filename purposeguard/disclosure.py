@@ -280,6 +280,10 @@ class CompelledDisclosure:
         notified = False
         if not self.notification_prohibited and self.notifier is not None:
             notice = DisclosureNotice(self.case, self.tenant, self.authority, names, ordered, now)
+            # Notifying the tenant is the disclosure's obligation, not part of
+            # what is disclosed: what the notifier reads (the administrators'
+            # addresses) is not read for the disclosure's purpose.
+            token = PURPOSE.set(None)
             try:
                 self.notifier(notice)
             except Exception as error:
@@ -288,6 +292,8 @@ class CompelledDisclosure:
                     f"({type(error).__name__}); nothing released",
                     obligation="notify_tenant",
                 ) from error
+            finally:
+                PURPOSE.reset(token)
             notified = True
         record = Disclosure(
             case=self.case,

@@ -251,9 +251,12 @@ def test_containers_one_level_deep_and_annotated_fields_are_checked(content: str
 
 
 def test_returned_labelled_data_is_checked_against_the_purpose() -> None:
+    # Labelled outside: labelling inside the purpose would be a read (via="source").
+    line = pg.label("read from a mailbox", EMAIL)
+
     @pg.purpose("advertising")
     def ads_profile() -> str:
-        return pg.label("read from a mailbox", EMAIL)
+        return line
 
     with pytest.raises(pg.PurposeViolation) as caught:
         ads_profile()
@@ -261,10 +264,12 @@ def test_returned_labelled_data_is_checked_against_the_purpose() -> None:
 
 
 def test_generator_yields_are_checked() -> None:
+    quoted = pg.label("quoted mail line", EMAIL)
+
     @pg.purpose("service.communications")
     def notices() -> Any:
         yield "plain notice"
-        yield pg.label("quoted mail line", EMAIL)
+        yield quoted
 
     gen = notices()
     assert next(gen) == "plain notice"

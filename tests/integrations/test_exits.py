@@ -221,9 +221,11 @@ def test_sendmail_with_a_labelled_raw_message_is_refused(mail_server: SMTPServer
 
 def test_trace_mode_records_once_and_delivers(mail_server: SMTPServer) -> None:
     pg.configure("trust-center", mode="trace")
+    # Read before the purpose starts: labelling inside it would itself be a use (via="source").
+    entry = pg.label("diary entry", CONTENT)
     with pg.testing.capture() as seen, pg.purpose("service.communications"):
         with smtplib.SMTP("127.0.0.1", mail_server.port, timeout=10) as client:
-            client.send_message(newsletter("a@b.example", pg.label("diary entry", CONTENT)))
+            client.send_message(newsletter("a@b.example", entry))
     assert [(v.via, v.rule, v.mode) for v in seen] == [
         ("egress", "no-content-in-service-communications", "trace")
     ]
@@ -265,9 +267,10 @@ def test_zone_content_in_a_plain_mail_to_a_marketing_host_is_a_context_flow(mail
 def test_uninstrument_restores_smtplib_and_email(mail_server: SMTPServer) -> None:
     pg_smtp.uninstrument()
     assert not pg_smtp.is_instrumented()
+    body = pg.label("x", CONTENT)
     with pg.testing.assert_no_violations(), pg.purpose("service.communications"):
         with smtplib.SMTP("127.0.0.1", mail_server.port, timeout=10) as client:
-            client.send_message(newsletter("a@b.example", pg.label("x", CONTENT)))
+            client.send_message(newsletter("a@b.example", body))
     assert len(mail_server.mailbox.messages) == 1
 
 
@@ -326,9 +329,11 @@ def test_urllib3_checks_each_redirect_hop_against_its_own_host(
 
 
 def test_urllib3_streamed_body_is_checked_chunk_by_chunk(recorder: Any) -> None:
+    piece = pg.label("mail body", CONTENT).encode()
+
     def chunks() -> Iterator[bytes]:
         yield b"plain "
-        yield pg.label("mail body", CONTENT).encode()
+        yield piece
 
     with pg.purpose("service.communications"), pytest.raises(pg.PurposeViolation):
         urllib3.PoolManager().request("POST", recorder.url() + "/stream", body=chunks(), chunked=True)
@@ -340,9 +345,10 @@ def test_requests_unguarded_is_still_checked_by_urllib3(recorder: Any) -> None:
     # PermissionError) in its ConnectionError: the call still fails closed,
     # and the requests guard, when on, raises the violation itself.
     assert not pg_requests.is_instrumented()
+    body = pg.label("mail body", CONTENT)
     with pg.testing.capture() as seen, pg.purpose("service.communications"):
         with pytest.raises(requests.ConnectionError) as caught:
-            requests.post(recorder.url() + "/notice", data=pg.label("mail body", CONTENT), timeout=10)
+            requests.post(recorder.url() + "/notice", data=body, timeout=10)
     assert isinstance(caught.value.args[0], pg.PurposeViolation)
     assert [v.function for v in seen] == ["urllib3.HTTPConnectionPool.urlopen"]
     assert recorder.received == []
@@ -351,8 +357,9 @@ def test_requests_unguarded_is_still_checked_by_urllib3(recorder: Any) -> None:
 def test_requests_over_urllib3_and_http_client_is_one_flow_one_record(recorder: Any) -> None:
     pg_requests.instrument()
     pg.configure("trust-center", mode="trace")
+    body = pg.label("mail body", CONTENT)
     with pg.testing.capture() as seen, pg.purpose("service.communications"):
-        requests.post(recorder.url() + "/notice", data=pg.label("mail body", CONTENT), timeout=10)
+        requests.post(recorder.url() + "/notice", data=body, timeout=10)
     assert [(v.via, v.function) for v in seen] == [("egress", "requests.Session.send")]
 
 
@@ -384,14 +391,15 @@ def test_urllib_request_allowed_call_is_sent(recorder: Any) -> None:
 
 
 def test_http_client_by_hand_checks_headers_and_body(recorder: Any) -> None:
+    body = pg.label("mail body", CONTENT)
     connection = http.client.HTTPConnection("127.0.0.1", recorder.port, timeout=10)
     with pg.purpose("service.communications"), pytest.raises(pg.PurposeViolation):
         connection.putrequest("POST", "/notice")
-        connection.putheader("x-preview", pg.label("mail body", CONTENT))
+        connection.putheader("x-preview", body)
     connection.close()
     connection = http.client.HTTPConnection("127.0.0.1", recorder.port, timeout=10)
     with pg.purpose("service.communications"), pytest.raises(pg.PurposeViolation):
-        connection.request("POST", "/notice", body=pg.label("mail body", CONTENT))
+        connection.request("POST", "/notice", body=body)
     connection.close()
     assert recorder.received == []
 
@@ -463,9 +471,11 @@ def test_aiohttp_checks_each_redirect_hop(recorder: Any, loopback_policy: pg.Pol
 
 
 def test_aiohttp_streamed_body_is_checked_chunk_by_chunk(recorder: Any) -> None:
+    piece = pg.label("mail body", CONTENT).encode()
+
     async def chunks() -> AsyncIterator[bytes]:
         yield b"plain "
-        yield pg.label("mail body", CONTENT).encode()
+        yield piece
 
     async def go() -> None:
         async with aiohttp.ClientSession() as session:

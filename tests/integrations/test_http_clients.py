@@ -168,8 +168,8 @@ def test_uninstrument_restores_the_clients(recorder: Any) -> None:
     pg_httpx.uninstrument()
     pg_requests.uninstrument()
     assert not pg_httpx.is_instrumented() and not pg_requests.is_instrumented()
+    body = pg.label("hello", CONTENT)
     with pg.purpose("service.communications"):
-        body = pg.label("hello", CONTENT)
         assert send_httpx(recorder.url(), json={"b": body}) == 200
         assert send_requests(recorder.url(), json={"b": body}) == 200
     assert all("baggage" not in r.headers for r in recorder.received)

@@ -38,6 +38,7 @@ ENTRY_POINTS = {
     "celery.instrument": ("celery", "celery", "from purposeguard.integrations import celery as m; m.instrument()"),
     "celery.uninstrument": ("celery", "celery", "from purposeguard.integrations import celery as m; m.uninstrument()"),
     "wsgi.init_app": ("flask", "flask", "from purposeguard.integrations import wsgi as m; m.init_app(object())"),
+    "jinja2 (import)": ("jinja2", "jinja2", "from purposeguard.integrations import jinja2 as m"),
 }
 
 

@@ -31,8 +31,17 @@ def recommend_ads(text: str) -> str:
     return "ad"
 
 
+PROFILE: list[str] = []
+
+
 @pg.purpose("advertising")
 def build_profile() -> str:
+    return PROFILE[0]
+
+
+@pg.purpose("advertising")
+def read_profile() -> str:
+    # Reading (labelling) inside a purpose that may not hold it: via="source".
     return pg.label(f"profile of {MARKER}", CONTENT, tenant=TENANT)
 
 
@@ -79,7 +88,7 @@ def logs() -> Iterator[tuple[InMemoryLogRecordExporter, _Records]]:
 
 
 def _every_path(mode: str) -> None:
-    """A violation through every path, in ``mode``: argument, return, context, egress."""
+    """A violation through every path, in ``mode``: argument, return, context, egress, source."""
     guard = pg.configure("trust-center", mode=mode, context_mode=mode)
     secret = pg.label(f"Quarterly numbers {MARKER}", CONTENT, tenant=TENANT)
 
@@ -91,7 +100,9 @@ def _every_path(mode: str) -> None:
             assert MARKER not in str(error) and MARKER not in repr(error.violations)
 
     attempt(recommend_ads, secret)
+    PROFILE[:] = [pg.label(f"profile of {MARKER}", CONTENT, tenant=TENANT)]
     attempt(build_profile)
+    attempt(read_profile)
     with pg.zone(tenant=TENANT):
         inside = pg.label(f"Lunch with {MARKER}", CONTENT)
         attempt(recommend_ads, f"summary: {inside}")  # only the zone still knows
@@ -154,7 +165,7 @@ def test_the_marker_appears_in_no_span_metric_or_log(
                 _every_path(mode)
     # Every mode that records, through every path, really happened.
     assert {(v.mode, v.via) for v in violations} == {
-        (mode, via) for mode in ("enforce", "trace") for via in ("argument", "return", "context", "egress")
+        (mode, via) for mode in ("enforce", "trace") for via in ("argument", "return", "context", "egress", "source")
     }
     assert all(v.mode != "off" for v in violations)
 

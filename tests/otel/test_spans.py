@@ -109,10 +109,11 @@ def test_every_denied_category_is_its_own_event(telemetry: Telemetry) -> None:
 
 def test_return_violations_name_the_return_path(telemetry: Telemetry) -> None:
     pg.configure("trust-center", mode="trace")
+    body = pg.label("body", CONTENT)  # labelling inside the purpose would be a read (via="source")
 
     @pg.purpose("advertising")
     def leak() -> str:
-        return pg.label("body", CONTENT)
+        return body
 
     with telemetry.tracer().start_as_current_span("request"):
         leak()

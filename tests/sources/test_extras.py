@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,10 @@ def test_fideslang_stays_out_of_the_all_extra() -> None:
 def test_installing_all_downgrades_nothing_against_the_newest_releases(tmp_path: Path) -> None:
     (tmp_path / "alone").mkdir()
     (tmp_path / "ours").mkdir()
-    alone = resolve(COMMON, tmp_path / "alone" / "report.json")
-    with_us = resolve([*COMMON, f"{ROOT}[all]"], tmp_path / "ours" / "report.json")
+    # The two resolutions are independent: run them side by side.
+    with ThreadPoolExecutor(2) as pool:
+        alone_job = pool.submit(resolve, COMMON, tmp_path / "alone" / "report.json")
+        ours_job = pool.submit(resolve, [*COMMON, f"{ROOT}[all]"], tmp_path / "ours" / "report.json")
+        alone, with_us = alone_job.result(), ours_job.result()
     assert "purposeguard" in with_us and "pydantic" in alone
     assert downgrades({n: v for n, v in alone.items() if n in COMMON}, with_us) == []

@@ -375,9 +375,11 @@ def test_an_argument_in_a_remembered_zone_is_still_checked_as_an_argument() -> N
 
 
 def test_a_labelled_return_in_a_remembered_zone_is_checked() -> None:
+    card = pg.label("4111", "payment_data")  # read before: labelling inside would be via="source"
+
     @pg.purpose("service.operations")
     def lookup_card() -> str:
-        return pg.label("4111", "payment_data")
+        return card
 
     with pg.zone():
         pg.label("x", EMAIL)

@@ -373,3 +373,36 @@ def test_flask_marks_the_policy_does_not_define_fail_at_init_app_and_first_reque
     other.config["PROPAGATE_EXCEPTIONS"] = True
     with pytest.raises(pg.PolicyError, match=r"/late"):
         other.test_client().get("/late")
+
+
+def test_flask_apps_name_the_tenant_after_authentication(serve_wsgi: Callable[[Any], Any]) -> None:
+    app = flask.Flask("tenants")
+    wsgi.init_app(app)
+
+    @app.before_request
+    def authenticate() -> None:
+        tenant = flask.request.headers.get("authorization", "").removeprefix("Bearer ")
+        if tenant:
+            pg.set_tenant(tenant)
+
+    @app.get("/me")
+    @wsgi.route_purpose("service.operations")
+    def me() -> Any:
+        return purpose_now()
+
+    @app.post("/ads")
+    @wsgi.route_purpose("advertising")
+    def ads() -> Any:
+        pg.check(pg.label(MARKER, CONTENT))
+        return {"shown": True}
+
+    server = serve_wsgi(app)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/me", headers={"authorization": "Bearer contoso"}).json() == {
+            "purpose": "service.operations",
+            "tenant": "contoso",
+        }
+        assert client.get("/me").json()["tenant"] is None
+        with pg.testing.capture() as violations:
+            assert client.post("/ads", headers={"authorization": "Bearer fabrikam"}).status_code == 403
+    assert [v.tenant for v in violations] == ["fabrikam"]

@@ -220,8 +220,9 @@ def test_rq_enqueue_is_an_egress_check(rq_queue: tuple[Queue, str], marker: str)
     queue, _ = rq_queue
     pg.configure("trust-center", mode="enforce")
     count = queue.count
+    content = pg.label(marker, CONTENT)  # read before: labelling under advertising is itself a use (via="source")
     with pg.purpose("advertising"), pytest.raises(pg.PurposeViolation) as refused:
-        queue.enqueue(jobs.inspect_job, pg.label(marker, CONTENT))
+        queue.enqueue(jobs.inspect_job, content)
     assert refused.value.violations[0].via == "egress"
     assert queue.count == count  # nothing reached Redis
 

@@ -24,6 +24,7 @@ def configure(
     telemetry: bool | None = None,
     audit: Any = None,
     consents: ConsentLookup | None = None,
+    audit_key: Any = None,
 ) -> Guard:
     """Load ``policy`` and make it the process's guard.
 
@@ -32,10 +33,16 @@ def configure(
     the previous guard stays in force. ``telemetry=True`` is
     ``purposeguard.otel.instrument()``, ``False`` uninstruments, ``None``
     leaves telemetry as it is; ``audit`` (a path or an audit log) works the
-    same way, with ``False`` to detach.
+    same way, with ``False`` to detach. ``audit_key`` (text or bytes of at
+    least 32 bytes, or the Path of a key file) keys the audit chain of every
+    log opened from then on.
     """
     loaded = policy if isinstance(policy, Policy) else Policy.load(policy)
     guard = Guard(loaded, mode=mode, context_mode=context_mode, consents=consents)
+    if audit_key is not None:
+        from . import audit as audit_module
+
+        audit_module.set_key(audit_key)
     if audit is not None:
         from . import audit as audit_module
 

@@ -14,14 +14,21 @@ Entries hold what records hold: categories, purposes, rules, names. A record
 field that carries a labelled value is refused, so the log never keeps what
 the policy protects.
 
-What the chain proves, and what it does not: the hashes are plain SHA-256,
-with no key. Altering, deleting, inserting or reordering records is found,
+What the chain proves, and what it does not. Without a key the hashes are
+plain SHA-256: altering, deleting, inserting or reordering records is found,
 but someone who can write the file can also rewrite the whole chain from
-the altered record on (or replace the file) and it verifies again. Keep
-the head that ``verify`` reports (``VerifyResult.head``; printed by
-``purposeguard audit verify``) somewhere the writer of the log cannot
-change, and pass it back (``verify(anchor=...)``, ``--anchor``): a rewrite
-that drops or changes that record then fails.
+the altered record on (or replace the file) and it verifies again; it
+proves integrity against accidents only. With a key
+(``configure(audit_key=...)``, ``AuditLog(path, key=...)``, or the
+``PURPOSEGUARD_AUDIT_KEY`` / ``PURPOSEGUARD_AUDIT_KEY_FILE`` environment
+variables) every link is an HMAC-SHA256 that also binds the log's id, and
+the recorded end of the chain is signed at every commit: without the key
+no record can be altered, inserted, removed, reordered or cut off the tail,
+and no chain rewritten, without ``verify`` naming the first bad record.
+Either way, keep the head that ``verify`` reports (``VerifyResult.head``)
+somewhere the writer of the log cannot change and pass it back
+(``verify(anchor=...)``, ``--anchor``): that also catches the log being
+rolled back to an older copy of itself.
 """
 
 from __future__ import annotations
@@ -44,7 +51,18 @@ from ._labels import LabelledProxy, box_kind
 from ._records import Record
 from ._runtime import get_guard, on_record
 from ._state import on_reset
-from ._storage import GENESIS, AuditError, Pending, Storage, StoredEntry, link, open_storage
+from ._storage import (
+    GENESIS,
+    AuditError,
+    ChainKey,
+    Head,
+    Pending,
+    Storage,
+    StoredEntry,
+    link,
+    load_key_file,
+    open_storage,
+)
 
 __all__ = [
     "AuditEntry",
@@ -55,6 +73,7 @@ __all__ = [
     "attach",
     "attached",
     "detach",
+    "set_key",
 ]
 
 logger = logging.getLogger("purposeguard.audit")
@@ -101,6 +120,9 @@ class VerifyResult:
     first_bad: int | None = None
     reason: str = ""
     head: str | None = None
+    # True when the chain was checked with its key (proof against tampering,
+    # not only accidents).
+    keyed: bool = False
 
     def __bool__(self) -> bool:
         return self.ok
@@ -179,6 +201,51 @@ def encode(record: Record | Mapping[str, Any]) -> Pending:
     return Pending(kind, timestamp, text)
 
 
+class _KeySetting:
+    __slots__ = ("key",)
+
+    def __init__(self) -> None:
+        self.key: ChainKey | None = None
+
+
+_KEY = _KeySetting()
+
+KeyLike = str | bytes | Path | ChainKey
+
+
+def as_key(key: KeyLike) -> ChainKey:
+    """``key`` as a :class:`ChainKey`: text or bytes are the key itself, a
+    :class:`~pathlib.Path` names a key file."""
+    if isinstance(key, ChainKey):
+        return key
+    if isinstance(key, Path):
+        return load_key_file(str(key))
+    return ChainKey(key)
+
+
+def set_key(key: KeyLike | None) -> None:
+    """The key every audit log opened from now on keys its chain with
+    (``configure(audit_key=...)``); None falls back to the environment."""
+    _KEY.key = None if key is None else as_key(key)
+
+
+def default_key() -> ChainKey | None:
+    """The configured key, else ``PURPOSEGUARD_AUDIT_KEY``, else the file
+    ``PURPOSEGUARD_AUDIT_KEY_FILE`` names; None when none is set."""
+    if _KEY.key is not None:
+        return _KEY.key
+    text = os.environ.get("PURPOSEGUARD_AUDIT_KEY")
+    if text:
+        try:
+            return ChainKey(text)
+        except AuditError as error:
+            raise AuditError(f"PURPOSEGUARD_AUDIT_KEY: {error}") from None
+    file = os.environ.get("PURPOSEGUARD_AUDIT_KEY_FILE")
+    if file:
+        return load_key_file(file)
+    return None
+
+
 def _as_entry(stored: StoredEntry) -> AuditEntry:
     try:
         data = json.loads(stored.data)
@@ -191,6 +258,12 @@ def _as_entry(stored: StoredEntry) -> AuditEntry:
 
 class AuditLog:
     """An append-only, hash-chained log of records, on SQLite by default.
+
+    ``key`` keys the chain (HMAC-SHA256; text or bytes of at least 32
+    bytes, a :class:`~pathlib.Path` of a key file, or a :class:`ChainKey`);
+    by default the configured key or the environment's, if any. A log
+    started with a key needs that key to be written to or verified; a log
+    started without one cannot take one later.
 
     ``path`` is a file (created when missing, unless ``create=False``),
     ``":memory:"``, or a URL: ``sqlite:///PATH`` or ``postgresql://...``
@@ -217,12 +290,19 @@ class AuditLog:
         synchronous: str = "full",
         max_bytes: int | None = None,
         storage: Storage | None = None,
+        key: KeyLike | None = None,
     ) -> None:
         if storage is None:
             if not isinstance(path, (str, Path)) or not str(path):
                 raise AuditError(f"an audit log needs a file path, a URL or ':memory:', not {path!r}")
+            chain_key = default_key() if key is None else as_key(key)
             storage = open_storage(
-                path, create=create, readonly=readonly, synchronous=synchronous, max_bytes=max_bytes
+                path,
+                create=create,
+                readonly=readonly,
+                synchronous=synchronous,
+                max_bytes=max_bytes,
+                key=chain_key,
             )
             # What opens the same log again (a forked worker); path may be redacted.
             self.target: str | Path = path
@@ -232,6 +312,11 @@ class AuditLog:
         self.path = storage.location
         self.log_id = storage.log_id
         self.closed = False
+
+    @property
+    def keyed(self) -> bool:
+        """Is the chain keyed (whether or not this log holds the key)?"""
+        return bool(self.storage.key_id)
 
     def __repr__(self) -> str:
         return f"<AuditLog {self.path!r}>"
@@ -274,8 +359,16 @@ class AuditLog:
         """
         if anchor is not None and (not isinstance(anchor, str) or len(anchor) != 64):
             raise AuditError(f"an anchor is a head hash (64 hex digits), not {anchor!r}")
-        with self.storage.snapshot() as (head, stored):
-            result = _verify_chain(stored, head, anchor.lower() if anchor else None)
+        storage = self.storage
+        if storage.key_id and storage.key is None:
+            return VerifyResult(
+                False,
+                0,
+                None,
+                f"the chain is keyed (key id {storage.key_id}): verifying it needs its key",
+            )
+        with storage.snapshot() as (head, stored):
+            result = _verify_chain(stored, head, anchor.lower() if anchor else None, storage.key, self.log_id)
         if result.ok:
             # The grants decisions use must be the ones the chain records.
             mismatch = self.storage.consent_mismatch()
@@ -295,7 +388,7 @@ class AuditLog:
                     kept.append(entry)
                     yield entry
 
-            result = _verify_chain(collect(), head, None)
+            result = _verify_chain(collect(), head, None, self.storage.key, self.log_id)
             kept.extend(stored)  # the rest, when the walk stopped early
         return [_as_entry(s) for s in kept], result
 
@@ -305,7 +398,13 @@ class AuditLog:
             self.storage.close()
 
 
-def _verify_chain(stored: Iterable[StoredEntry], head: tuple[int, str], anchor: str | None) -> VerifyResult:
+def _verify_chain(
+    stored: Iterable[StoredEntry],
+    head: Head | tuple[int, str],
+    anchor: str | None,
+    key: ChainKey | None = None,
+    log_id: str = "",
+) -> VerifyResult:
     expected = 1
     prev = GENESIS
     # hash -> seq of every good record, to tell an insertion from an alteration.
@@ -316,7 +415,7 @@ def _verify_chain(stored: Iterable[StoredEntry], head: tuple[int, str], anchor: 
             return VerifyResult(
                 False, expected - 1, expected, f"record {missing} is missing (deleted)"
             )
-        own = link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data)
+        own = link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data, key, log_id)
         follows = seen.get(entry.prev_hash)
         if entry.prev_hash != prev and follows is not None and follows < expected - 1:
             first = follows + 1
@@ -347,7 +446,7 @@ def _verify_chain(stored: Iterable[StoredEntry], head: tuple[int, str], anchor: 
         prev = entry.hash
         expected += 1
     count = expected - 1
-    head_seq, head_hash = head
+    head_seq, head_hash = head[0], head[1]
     if head_seq > count:
         return VerifyResult(
             False,
@@ -364,6 +463,18 @@ def _verify_chain(stored: Iterable[StoredEntry], head: tuple[int, str], anchor: 
         return VerifyResult(
             False, count, count, f"record {count} was altered: it is not the recorded end"
         )
+    if key is not None:
+        signature = head[2] if len(head) > 2 else None
+        if (count or signature is not None) and (
+            not isinstance(signature, str) or not key.checks_head(log_id, head_seq, head_hash, signature)
+        ):
+            return VerifyResult(
+                False,
+                count,
+                count + 1,
+                f"records from {count + 1} on were cut off: the recorded end (record {count}) "
+                "is not signed with the key",
+            )
     if anchor is not None and anchor not in seen:
         return VerifyResult(
             False,
@@ -371,7 +482,7 @@ def _verify_chain(stored: Iterable[StoredEntry], head: tuple[int, str], anchor: 
             None,
             f"the anchor {anchor[:12]}... is not in the chain: the log was rewritten or replaced",
         )
-    return VerifyResult(True, count, head=prev)
+    return VerifyResult(True, count, head=prev, keyed=key is not None)
 
 
 # -- the sink --------------------------------------------------------------------
@@ -690,6 +801,7 @@ def detach() -> None:
 
 # pg.testing.reset() detaches the sink like a fresh process has none.
 on_reset("audit", detach)
+on_reset("audit key", lambda: set_key(None))
 
 
 _INHERITED: list[AuditSink] = []

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import math
 import re
 import threading
 import time
@@ -417,6 +418,9 @@ def _expiry(value: float | datetime | None, now: float) -> float | None:
         stamp = float(value)
     else:
         raise PolicyError("expires_at must be a datetime or seconds since the epoch", field="expires_at")
+    if not math.isfinite(stamp):
+        # inf would never end and nan compares false both ways: neither is a time.
+        raise PolicyError(f"expires_at must be a finite time, not {stamp!r}", field="expires_at")
     if stamp <= now:
         raise PolicyError("expires_at is already past", field="expires_at")
     return stamp

@@ -8,8 +8,8 @@ import re
 import time
 from typing import Any
 
-from .._storage import is_postgres, is_url, redact
-from ..audit import AuditEntry, AuditLog
+from .._storage import ChainKey, is_postgres, is_url, load_key_file, redact
+from ..audit import AuditEntry, AuditLog, default_key
 from . import EXIT_INVALID, EXIT_USAGE, CommandError
 
 WHERE = "audit log: a file (SQLite), sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
@@ -24,16 +24,23 @@ def register(subparsers: Any) -> None:
         "verify",
         help="check the hash chain: exit 0 if intact, 1 naming the first bad record",
         description="Check the hash chain: exit 0 if intact (printing the count and the head "
-        "hash), 1 naming the first altered, deleted, inserted or reordered record. The chain is "
-        "not keyed: whoever can write the file can rewrite it whole and it verifies again. Store "
-        "the printed head where the log's writer cannot change it and pass it back with --anchor "
-        "to catch such a rewrite.",
+        "hash), 1 naming the first altered, deleted, inserted, reordered or cut-off record. A log "
+        "written with a key is verified with --key-file (or PURPOSEGUARD_AUDIT_KEY[_FILE]): then "
+        "no one without the key can change it unnoticed. Without a key the chain proves integrity "
+        "against accidents only: whoever can write the file can rewrite it whole. Store the "
+        "printed head where the log's writer cannot change it and pass it back with --anchor to "
+        "catch a rewrite or a roll-back to an older copy.",
     )
     verify.add_argument("path", help=WHERE)
     verify.add_argument(
         "--anchor",
         metavar="HASH",
         help="a head printed by an earlier verify: fail unless the chain still holds that record",
+    )
+    verify.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="the file holding the audit key the log was written with (one line)",
     )
     verify.set_defaults(handler=_verify)
 
@@ -70,6 +77,7 @@ def register(subparsers: Any) -> None:
     )
     migrate.add_argument("source", help="the SQLite audit log file")
     migrate.add_argument("destination", help="postgresql://USER:PASSWORD@HOST:PORT/DB (an empty database)")
+    migrate.add_argument("--key-file", metavar="FILE", help="the audit key of a keyed log (one line)")
     migrate.set_defaults(handler=_migrate)
 
 
@@ -77,9 +85,9 @@ def _missing(parser: argparse.ArgumentParser) -> int:
     raise CommandError(f"{parser.prog}: missing action (verify, tail, init, upgrade or migrate)", EXIT_USAGE)
 
 
-def _open(path: str) -> AuditLog:
+def _open(path: str, key: ChainKey | None = None) -> AuditLog:
     # Read-only: inspecting a log never creates or changes a file or a table.
-    return AuditLog(path, readonly=True)
+    return AuditLog(path, readonly=True, key=key)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -88,13 +96,31 @@ def _verify(args: argparse.Namespace) -> int:
         raise CommandError(
             f"purposeguard audit verify: --anchor takes a head hash (64 hex digits), not {anchor!r}", EXIT_USAGE
         )
-    with _open(args.path) as log:
-        result = log.verify(anchor=anchor)
     shown = redact(args.path)
+    key = load_key_file(args.key_file) if args.key_file is not None else default_key()
+    with _open(args.path, key) as log:
+        if log.keyed and key is None:
+            raise CommandError(
+                f"{shown}: the chain is keyed (key id {log.storage.key_id}): pass --key-file FILE "
+                "(or set PURPOSEGUARD_AUDIT_KEY_FILE) to verify it",
+                EXIT_USAGE,
+            )
+        result = log.verify(anchor=anchor)
     if not result.ok:
         raise CommandError(f"{shown}: NOT intact: {result.reason}", EXIT_INVALID)
-    print(f"{shown}: intact, {result.count} records, head {result.head}")
+    # The head stays the last word: scripts keep it as an anchor.
+    if result.keyed:
+        print(f"{shown}: keyed chain (key id {key_id(key)}): intact, {result.count} records, head {result.head}")
+    else:
+        print(
+            f"{shown}: unkeyed chain, integrity against accidents only (whoever can write the log could "
+            f"rewrite it): intact, {result.count} records, head {result.head}"
+        )
     return 0
+
+
+def key_id(key: ChainKey | None) -> str:
+    return key.key_id if key is not None else "none"
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -134,7 +160,13 @@ def _migrate(args: argparse.Namespace) -> int:
         raise CommandError("purposeguard audit migrate: the source is an SQLite file or sqlite:/// URL", EXIT_USAGE)
     if not is_postgres(args.destination):
         raise CommandError("purposeguard audit migrate: the destination is a postgresql:// URL", EXIT_USAGE)
-    with AuditLog(args.source, create=False, readonly=True) as source:
+    key = load_key_file(args.key_file) if args.key_file is not None else default_key()
+    with AuditLog(args.source, create=False, readonly=True, key=key) as source:
+        if source.keyed and key is None:
+            raise CommandError(
+                f"{args.source}: the chain is keyed (key id {source.storage.key_id}): pass --key-file FILE",
+                EXIT_USAGE,
+            )
         with source.storage.snapshot() as (head, stored):
             # Verify and copy one and the same snapshot of the source.
             checked: list[Any] = []
@@ -146,7 +178,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
             from ..audit import _verify_chain
 
-            result = _verify_chain(walk(), head, None)
+            result = _verify_chain(walk(), head, None, key, source.log_id)
             checked.extend(stored)
         if not result.ok:
             raise CommandError(f"{args.source}: NOT intact, not migrated: {result.reason}", EXIT_INVALID)
@@ -154,7 +186,7 @@ def _migrate(args: argparse.Namespace) -> int:
         log_id = source.log_id
     from .._storage.postgres import PostgresStorage
 
-    destination = PostgresStorage(args.destination, create=True)
+    destination = PostgresStorage(args.destination, create=True, key=key)
     try:
         copied = destination.import_chain(checked, grants, log_id=log_id)
         with AuditLog(storage=destination) as copy:

@@ -11,7 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .base import FORMAT, GENESIS, VERSION, AuditError, Grant, Pending, Revoke, Storage, StoredEntry, link
+from .base import (
+    FORMAT,
+    GENESIS,
+    VERSION,
+    AuditError,
+    ChainKey,
+    Grant,
+    Head,
+    Pending,
+    Revoke,
+    Storage,
+    StoredEntry,
+    link,
+    load_key_file,
+)
 from .sqlite import SYNCHRONOUS, SQLiteStorage
 
 __all__ = [
@@ -20,7 +34,9 @@ __all__ = [
     "SYNCHRONOUS",
     "VERSION",
     "AuditError",
+    "ChainKey",
     "Grant",
+    "Head",
     "Pending",
     "Revoke",
     "SQLiteStorage",
@@ -28,6 +44,7 @@ __all__ = [
     "StoredEntry",
     "is_url",
     "link",
+    "load_key_file",
     "open_storage",
     "redact",
 ]
@@ -93,13 +110,15 @@ def open_storage(
     readonly: bool = False,
     synchronous: str = "full",
     max_bytes: int | None = None,
+    key: ChainKey | None = None,
     **options: Any,
 ) -> Storage:
     """The storage ``target`` names: a path or URL (see the module's docstring).
 
     ``options`` go to the backend: ``connect_timeout`` and ``stale_after``
-    for PostgreSQL.
+    for PostgreSQL. ``key`` keys the chain (HMAC-SHA256).
     """
+    options["key"] = key
     if isinstance(target, Path):
         return SQLiteStorage(
             target, create=create, readonly=readonly, synchronous=synchronous, max_bytes=max_bytes, **options

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,15 +26,21 @@ from .._errors import AuditError
 __all__ = [
     "FORMAT",
     "GENESIS",
+    "MIN_KEY_BYTES",
     "VERSION",
     "AuditError",
+    "ChainKey",
     "Grant",
+    "Head",
     "Pending",
     "Revoke",
     "Storage",
     "StoredEntry",
+    "check_key",
     "consent_difference",
+    "decide_on",
     "link",
+    "load_key_file",
     "replay_consents",
 ]
 
@@ -42,12 +50,97 @@ FORMAT = "purposeguard-audit"
 VERSION = "1"
 
 
-def link(prev_hash: str, seq: int, kind: str, timestamp: float, data: str) -> str:
-    """The hash of one entry: it covers its position, content and predecessor."""
+def link(
+    prev_hash: str, seq: int, kind: str, timestamp: float, data: str, key: ChainKey | None = None, log_id: str = ""
+) -> str:
+    """The hash of one entry: it covers its position, content and predecessor;
+    with a key, an HMAC that also covers the log's id (a record copied from
+    another log does not fit)."""
+    if key is not None:
+        return key.link(log_id, prev_hash, seq, kind, timestamp, data)
     digest = hashlib.sha256()
     digest.update(f"{prev_hash}\n{seq}\n{kind}\n{timestamp!r}\n".encode())
-    digest.update(data.encode("utf-8"))
+    digest.update(data.encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
+
+
+# Shorter keys are refused: 32 bytes is the HMAC-SHA256 block's half, and what
+# `secrets.token_hex(16)` gives.
+MIN_KEY_BYTES = 32
+
+
+class ChainKey:
+    """The secret that keys the audit chain (HMAC-SHA256).
+
+    Built from text or bytes of at least 32 bytes. ``key_id`` names it
+    without revealing it (stored in the log, so a wrong key is told apart
+    from a tampered record).
+    """
+
+    __slots__ = ("_key", "key_id")
+
+    def __init__(self, key: str | bytes) -> None:
+        if isinstance(key, str):
+            material = key.encode("utf-8", "surrogatepass")
+        elif isinstance(key, (bytes, bytearray)):
+            material = bytes(key)
+        else:
+            raise AuditError(f"an audit key is text or bytes, not {type(key).__name__}")
+        if len(material) < MIN_KEY_BYTES:
+            raise AuditError(
+                f"the audit key is too short ({len(material)} bytes; at least {MIN_KEY_BYTES}, e.g. "
+                "the output of `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        self._key = material
+        self.key_id = hmac.new(material, b"purposeguard audit key id", hashlib.sha256).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"<ChainKey {self.key_id}>"
+
+    def link(self, log_id: str, prev_hash: str, seq: int, kind: str, timestamp: float, data: str) -> str:
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        mac.update(f"{log_id}\n{prev_hash}\n{seq}\n{kind}\n{timestamp!r}\n".encode())
+        mac.update(data.encode("utf-8", "surrogatepass"))
+        return mac.hexdigest()
+
+    def sign_head(self, log_id: str, seq: int, head_hash: str) -> str:
+        """A checkpoint's signature: the chain of ``log_id`` had ``seq`` records ending at ``head_hash``."""
+        text = f"purposeguard checkpoint\n{log_id}\n{seq}\n{head_hash}"
+        return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
+
+    def checks_head(self, log_id: str, seq: int, head_hash: str, signature: str) -> bool:
+        return hmac.compare_digest(self.sign_head(log_id, seq, head_hash), signature)
+
+
+def load_key_file(path: str) -> ChainKey:
+    """The key a key file holds: one line of at least 32 characters (no spaces
+    or control characters), a trailing newline allowed."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(4097)
+    except IsADirectoryError:
+        raise AuditError(f"the audit key file {path!r} is a directory") from None
+    except OSError as error:
+        raise AuditError(f"cannot read the audit key file {path!r}: {error.strerror or error}") from None
+    if len(raw) > 4096:
+        raise AuditError(f"malformed audit key file {path!r}: longer than 4096 bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AuditError(f"malformed audit key file {path!r}: not text (expected one line holding the key)") from None
+    line = text[:-1] if text.endswith("\n") else text
+    line = line[:-1] if line.endswith("\r") else line
+    if not line:
+        raise AuditError(f"malformed audit key file {path!r}: it is empty")
+    if any(c.isspace() or not c.isprintable() for c in line):
+        raise AuditError(
+            f"malformed audit key file {path!r}: expected one line holding the key, "
+            "with no spaces, tabs, control characters or further lines"
+        )
+    try:
+        return ChainKey(line)
+    except AuditError as error:
+        raise AuditError(f"audit key file {path!r}: {error}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +186,51 @@ class Revoke:
     categories: tuple[str, ...] | None = None
 
 
+# What a snapshot reads as the chain's recorded end: its seq, its hash and,
+# on a keyed log, the end's signature (None when there is none).
+Head = tuple[int, str, "str | None"]
+
+
+def check_key(recorded: str | None, key: ChainKey | None, *, empty: bool, readonly: bool, location: str) -> bool:
+    """Does ``key`` fit the log whose recorded key id is ``recorded``? Raises
+    :class:`AuditError` when not; True when the log is new and the key's id
+    must be recorded now."""
+    if recorded:
+        if key is None:
+            if readonly:
+                return False  # readable (tail); verifying it needs the key
+            raise AuditError(
+                f"the audit log's chain is keyed (key id {recorded}): configure its key "
+                "(audit_key=, PURPOSEGUARD_AUDIT_KEY or PURPOSEGUARD_AUDIT_KEY_FILE)",
+                path=location,
+            )
+        if key.key_id != recorded:
+            raise AuditError(
+                f"wrong audit key: the log's chain is keyed with key id {recorded}, the key given has "
+                f"id {key.key_id} (or the log was rewritten under another key)",
+                path=location,
+            )
+        return False
+    if key is None:
+        return False
+    if empty and not readonly:
+        return True
+    raise AuditError(
+        "a key was given but the log's chain is not keyed (started without a key, or its key record "
+        "was removed): a key applies to a new log",
+        path=location,
+    )
+
+
 class Storage(Protocol):
     """What the audit log and the consent store need from a database."""
 
     location: str
     log_id: str
+    # The key that links new records (None: the unkeyed SHA-256 chain), and
+    # the key id the log records (None: an unkeyed log).
+    key: ChainKey | None
+    key_id: str | None
 
     def append(
         self, items: Sequence[Pending], *, grants: Sequence[Grant] = (), revoke: Revoke | None = None
@@ -113,7 +246,7 @@ class Storage(Protocol):
         """The recorded end of the chain: ``(seq, hash)``, ``(0, GENESIS)`` when empty."""
         ...
 
-    def snapshot(self) -> contextlib.AbstractContextManager[tuple[tuple[int, str], Iterator[StoredEntry]]]:
+    def snapshot(self) -> contextlib.AbstractContextManager[tuple[Head, Iterator[StoredEntry]]]:
         """The head and every entry as of one moment (one read transaction):
         what verification walks, so a concurrent append is never mistaken
         for a deleted record."""
@@ -152,14 +285,16 @@ class Storage(Protocol):
 GrantKey = tuple[str, str, str]
 
 
-def replay_consents(entries: Iterable[StoredEntry], grants: dict[GrantKey, Grant]) -> None:
+def replay_consents(
+    entries: Iterable[StoredEntry], grants: dict[GrantKey, Grant], key: ChainKey | None = None, log_id: str = ""
+) -> None:
     """Apply the chain's consent records, in order, to ``grants`` (by tenant,
     purpose, category): what the consent table must hold. A record whose
     hash does not match its content grants nothing (verification names it)."""
     for entry in entries:
         if entry.kind != "consent":
             continue
-        if link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data) != entry.hash:
+        if link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data, key, log_id) != entry.hash:
             continue
         try:
             data = json.loads(entry.data)
@@ -170,15 +305,17 @@ def replay_consents(entries: Iterable[StoredEntry], grants: dict[GrantKey, Grant
             granted_at = float(data.get("timestamp") or entry.timestamp)
         except (ValueError, KeyError, TypeError):
             continue
+        if expires_at is not None and not math.isfinite(expires_at):
+            continue  # never an expiry that does not end (or compare)
         if action == "grant":
             for category in categories:
                 grants[(tenant, purpose, category)] = Grant(
                     tenant, purpose, category, str(data.get("actor", "")), granted_at, expires_at
                 )
         elif action == "revoke":
-            for key in [k for k in grants if k[0] == tenant and k[1] == purpose]:
-                if not categories or key[2] in categories:
-                    del grants[key]
+            for held in [k for k in grants if k[0] == tenant and k[1] == purpose]:
+                if not categories or held[2] in categories:
+                    del grants[held]
 
 
 def consent_difference(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -> str | None:
@@ -205,3 +342,26 @@ def consent_difference(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -
             "that the chain records (removed by hand?)"
         )
     return None
+
+
+def decide_on(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -> tuple[list[Grant], bool]:
+    """The grants to decide on: those the table holds that the chain's consent
+    records also grant, never for longer than the record says; and whether
+    the table differed (edited by hand)."""
+    kept: list[Grant] = []
+    rows = list(table)
+    differs = len(rows) != len(chained)
+    for grant in rows:
+        recorded = chained.get((grant.tenant, grant.purpose, grant.category))
+        if recorded is None:
+            differs = True
+            continue
+        if recorded.expires_at != grant.expires_at:
+            differs = True
+            ends = [e for e in (recorded.expires_at, grant.expires_at) if e is not None and math.isfinite(e)]
+            grant = Grant(
+                grant.tenant, grant.purpose, grant.category, grant.granted_by, grant.granted_at,
+                min(ends) if ends else None,
+            )
+        kept.append(grant)
+    return kept, differs

@@ -31,10 +31,13 @@ from .base import (
     FORMAT,
     GENESIS,
     AuditError,
+    ChainKey,
     Grant,
+    Head,
     Pending,
     Revoke,
     StoredEntry,
+    check_key,
     consent_difference,
     link,
     replay_consents,
@@ -144,8 +147,11 @@ class PostgresStorage:
         connect_timeout: float = 5.0,
         stale_after: float = 1.0,
         heartbeat: float = 0.2,
+        key: ChainKey | None = None,
     ) -> None:
         psycopg = _psycopg()
+        self.key = key
+        self.key_id: str | None = None
         self._psycopg = psycopg
         self._url = url
         self.location = redact(url)
@@ -268,9 +274,28 @@ class PostgresStorage:
                     )
                 self._create(conn)
                 tables = self._tables(conn)
-            return check_schema(conn, tables, self.location)
+            log_id = check_schema(conn, tables, self.location)
+            self.log_id = log_id  # what the key binds records to
+            self._bind_key(conn)
+            return log_id
         except psycopg.Error as error:
             raise AuditError(f"cannot open: {_line(error)}", path=self.location) from None
+
+    def _bind_key(self, conn: Any) -> None:
+        row = conn.execute("SELECT value FROM purposeguard_meta WHERE key = 'key_id'").fetchone()
+        self.key_id = str(row[0]) if row else None
+        head = conn.execute("SELECT seq FROM purposeguard_head WHERE id = 1").fetchone()
+        empty = head is None or int(head[0]) == 0
+        if check_key(self.key_id, self.key, empty=empty, readonly=self.readonly, location=self.location):
+            assert self.key is not None
+            # Replicas starting together on a new log: the first one's key id stays.
+            conn.execute(
+                "INSERT INTO purposeguard_meta (key, value) VALUES ('key_id', %s) ON CONFLICT (key) DO NOTHING",
+                (self.key.key_id,),
+            )
+            row = conn.execute("SELECT value FROM purposeguard_meta WHERE key = 'key_id'").fetchone()
+            self.key_id = str(row[0]) if row else None
+            check_key(self.key_id, self.key, empty=True, readonly=True, location=self.location)
 
     def _create(self, conn: Any) -> None:
         with conn.transaction():
@@ -323,9 +348,10 @@ class PostgresStorage:
                             ],
                         )
                     rows = []
+                    key, log_id = self.key, self.log_id
                     for item in items:
                         seq += 1
-                        digest = link(prev, seq, item.kind, item.timestamp, item.data)
+                        digest = link(prev, seq, item.kind, item.timestamp, item.data, key, log_id)
                         rows.append((seq, item.kind, item.timestamp, item.data, prev, digest))
                         seqs.append(seq)
                         prev = digest
@@ -335,6 +361,13 @@ class PostgresStorage:
                             rows,
                         )
                         conn.execute("UPDATE purposeguard_head SET seq = %s, hash = %s WHERE id = 1", (seq, prev))
+                        if key is not None:
+                            # The signed end: cutting records off the tail needs the key.
+                            conn.execute(
+                                "INSERT INTO purposeguard_meta (key, value) VALUES ('head_mac', %s) "
+                                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                                (key.sign_head(log_id, seq, prev),),
+                            )
                     if grants or revoke is not None:
                         # Delivered at commit, to every replica's watcher.
                         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.log_id))
@@ -422,6 +455,13 @@ class PostgresStorage:
                     if log_id:
                         # The same log in a new place: records that name it stay valid.
                         conn.execute("UPDATE purposeguard_meta SET value = %s WHERE key = 'log_id'", (log_id,))
+                    if self.key is not None and last[0]:
+                        # A keyed chain keeps its signed end, under the id its records bind.
+                        conn.execute(
+                            "INSERT INTO purposeguard_meta (key, value) VALUES ('head_mac', %s) "
+                            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                            (self.key.sign_head(log_id or self.log_id, *last),),
+                        )
                     conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, log_id or self.log_id))
             except psycopg.Error as error:
                 raise self._failed(error, "import") from None
@@ -477,7 +517,7 @@ class PostgresStorage:
         return (id(view), self._commits)
 
     @contextlib.contextmanager
-    def snapshot(self) -> Iterator[tuple[tuple[int, str], Iterator[StoredEntry]]]:
+    def snapshot(self) -> Iterator[tuple[Head, Iterator[StoredEntry]]]:
         # A connection of its own and one REPEATABLE READ transaction: the head
         # and the walk see the same moment while replicas go on appending.
         psycopg = self._psycopg
@@ -492,6 +532,7 @@ class PostgresStorage:
                 row = reader.execute("SELECT seq, hash FROM purposeguard_head WHERE id = 1").fetchone()
                 if row is None:
                     raise AuditError("damaged audit log: its recorded head is missing", path=self.location)
+                mac = reader.execute("SELECT value FROM purposeguard_meta WHERE key = 'head_mac'").fetchone()
                 cursor = reader.cursor(name="purposeguard_walk")
                 cursor.execute(f"SELECT {_COLUMNS} FROM purposeguard_audit ORDER BY seq")
             except psycopg.Error as error:
@@ -508,7 +549,7 @@ class PostgresStorage:
                     for found in rows:
                         yield _entry(found)
 
-            yield (int(row[0]), str(row[1])), walk()
+            yield (int(row[0]), str(row[1]), str(mac[0]) if mac else None), walk()
         finally:
             if cursor is not None:
                 with contextlib.suppress(Exception):
@@ -674,7 +715,7 @@ class PostgresStorage:
                 (self._replayed,),
             ).fetchall()
             entries = [_entry(row) for row in rows]
-            replay_consents(entries, self._chained)
+            replay_consents(entries, self._chained, self.key, self.log_id)
             if entries:
                 self._replayed = entries[-1].seq
             return dict(self._chained)
@@ -701,7 +742,7 @@ class PostgresStorage:
             except psycopg.Error as error:
                 raise self._failed(error, "read consents") from None
         chained: dict[tuple[str, str, str], Grant] = {}
-        replay_consents((_entry(row) for row in rows), chained)
+        replay_consents((_entry(row) for row in rows), chained, self.key, self.log_id)
         return consent_difference(table, chained)
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 import uuid
@@ -14,16 +15,22 @@ from .base import (
     GENESIS,
     VERSION,
     AuditError,
+    ChainKey,
     Grant,
+    Head,
     Pending,
     Revoke,
     StoredEntry,
+    check_key,
     consent_difference,
+    decide_on,
     link,
     replay_consents,
 )
 
 __all__ = ["SQLiteStorage", "SYNCHRONOUS"]
+
+logger = logging.getLogger("purposeguard.audit")
 
 SYNCHRONOUS = ("full", "normal", "extra")
 
@@ -77,6 +84,7 @@ class SQLiteStorage:
         synchronous: str = "full",
         max_bytes: int | None = None,
         timeout: float = 30.0,
+        key: ChainKey | None = None,
     ) -> None:
         if synchronous not in SYNCHRONOUS:
             raise AuditError(f"unknown synchronous setting {synchronous!r} (expected full, normal or extra)")
@@ -84,6 +92,12 @@ class SQLiteStorage:
             raise AuditError("max_bytes must be a positive number of bytes")
         self.location = str(path)
         self.readonly = readonly
+        self.key = key
+        self.key_id: str | None = None
+        # The grants the chain's consent records make, replayed up to seq _replayed.
+        self._chained: dict[tuple[str, str, str], Grant] = {}
+        self._replayed = 0
+        self._mismatch_reported = False
         self._lock = threading.RLock()
         self._timeout = timeout
         # Commits made through this connection: PRAGMA data_version only
@@ -171,9 +185,32 @@ class SQLiteStorage:
                     connection.execute(f"PRAGMA max_page_count={max(1, max_bytes // page_size)}")
             # A quick structural check: a damaged file fails here, not mid-append.
             connection.execute("SELECT count(*) FROM purposeguard_audit").fetchone()
-            return str(meta.get("log_id", ""))
+            log_id = str(meta.get("log_id", ""))
+            self.key_id = meta.get("key_id") or None
+            empty = meta.get("head_seq", "0") == "0"
+            if check_key(self.key_id, self.key, empty=empty, readonly=self.readonly, location=self.location):
+                self.key_id = self._record_key()
+                check_key(self.key_id, self.key, empty=True, readonly=True, location=self.location)
+            return log_id
         except sqlite3.Error as error:
             raise AuditError(_describe(error), path=self.location) from None
+
+    def _record_key(self) -> str | None:
+        # Under the write lock: two processes opening a new log at once
+        # agree on one key id (the second one finds the first's).
+        assert self.key is not None
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(
+                "INSERT OR IGNORE INTO purposeguard_meta (key, value) VALUES ('key_id', ?)", (self.key.key_id,)
+            )
+            row = connection.execute("SELECT value FROM purposeguard_meta WHERE key = 'key_id'").fetchone()
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return str(row[0]) if row else None
 
     def _tables(self) -> set[str]:
         rows = self._connection.execute(
@@ -218,7 +255,7 @@ class SQLiteStorage:
             except sqlite3.Error as error:
                 raise AuditError(f"cannot write: {_describe(error)}", path=self.location) from None
             try:
-                seq, prev = self._head()
+                seq, prev, _ = self._head()
                 if revoke is not None:
                     self._revoke(revoke)
                 if grants:
@@ -233,9 +270,10 @@ class SQLiteStorage:
                     )
                 rows = []
                 seqs = []
+                key, log_id = self.key, self.log_id
                 for item in items:
                     seq += 1
-                    digest = link(prev, seq, item.kind, item.timestamp, item.data)
+                    digest = link(prev, seq, item.kind, item.timestamp, item.data, key, log_id)
                     rows.append((seq, item.kind, item.timestamp, item.data, prev, digest))
                     seqs.append(seq)
                     prev = digest
@@ -249,6 +287,12 @@ class SQLiteStorage:
                         "UPDATE purposeguard_meta SET value = ? WHERE key = ?",
                         [(str(seq), "head_seq"), (prev, "head_hash")],
                     )
+                    if key is not None:
+                        # The signed end: cutting records off the tail needs the key.
+                        connection.execute(
+                            "INSERT OR REPLACE INTO purposeguard_meta (key, value) VALUES ('head_mac', ?)",
+                            (key.sign_head(log_id, seq, prev),),
+                        )
                 connection.execute("COMMIT")
                 self._commits += 1
             except BaseException as error:
@@ -267,7 +311,7 @@ class SQLiteStorage:
                 raise
             return seqs
 
-    def _head(self) -> tuple[int, str]:
+    def _head(self) -> Head:
         return _read_head(self._connection, self.location)
 
     def _revoke(self, revoke: Revoke) -> None:
@@ -325,20 +369,58 @@ class SQLiteStorage:
     def head(self) -> tuple[int, str]:
         with self._lock:
             try:
-                return self._head()
+                return self._head()[:2]
             except sqlite3.Error as error:
                 raise AuditError(_describe(error), path=self.location) from None
 
     def grants(self, tenant: str | None = None) -> list[Grant]:
+        """The grants to decide on: those the consent table holds that the
+        chain's consent records also grant. A grant added to (or widened in)
+        the table by hand, without its record, is never used."""
         sql = (
             "SELECT tenant, purpose, category, granted_by, granted_at, expires_at "
             "FROM purposeguard_consent"
         )
-        if tenant is None:
-            rows = self._query(sql + " ORDER BY tenant, purpose, category")
-        else:
-            rows = self._query(sql + " WHERE tenant = ? ORDER BY purpose, category", (tenant,))
-        return [Grant(*row) for row in rows]  # type: ignore[arg-type]
+        with self._lock:
+            # One read transaction for both, so a change committed in between
+            # is not taken for an edit by hand (in memory this lock suffices).
+            own = self._connection.in_transaction
+            try:
+                if not own:
+                    self._connection.execute("BEGIN")
+                try:
+                    if tenant is None:
+                        rows = self._connection.execute(sql + " ORDER BY tenant, purpose, category").fetchall()
+                    else:
+                        rows = self._connection.execute(
+                            sql + " WHERE tenant = ? ORDER BY purpose, category", (tenant,)
+                        ).fetchall()
+                    records = self._connection.execute(
+                        "SELECT seq, kind, timestamp, data, prev_hash, hash FROM purposeguard_audit "
+                        "WHERE seq > ? AND kind = 'consent' ORDER BY seq",
+                        (self._replayed,),
+                    ).fetchall()
+                finally:
+                    if not own:
+                        self._connection.execute("ROLLBACK")
+            except sqlite3.Error as error:
+                raise AuditError(_describe(error), path=self.location) from None
+            entries = [_entry(row) for row in records]
+            replay_consents(entries, self._chained, self.key, self.log_id)
+            if entries:
+                self._replayed = entries[-1].seq
+            chained = self._chained
+            if tenant is not None:
+                chained = {k: g for k, g in chained.items() if k[0] == tenant}
+            kept, differs = decide_on((Grant(*row) for row in rows), chained)  # type: ignore[arg-type]
+        if differs and not self._mismatch_reported:
+            self._mismatch_reported = True
+            logger.error(
+                "purposeguard consent store %s: the consent table differs from the chain's consent records "
+                "(edited by hand?); deciding only on grants both hold (run `purposeguard audit verify`)",
+                self.location,
+            )
+        return kept
 
     def generation(self) -> tuple[int, int]:
         # data_version moves when another connection (or process) commits,
@@ -348,7 +430,7 @@ class SQLiteStorage:
             return int(version), self._commits  # type: ignore[call-overload]
 
     @contextlib.contextmanager
-    def snapshot(self) -> Iterator[tuple[tuple[int, str], Iterator[StoredEntry]]]:
+    def snapshot(self) -> Iterator[tuple[Head, Iterator[StoredEntry]]]:
         if self.location == ":memory:":
             # Only this connection can write an in-memory log: holding its
             # lock is the snapshot.
@@ -420,7 +502,7 @@ class SQLiteStorage:
             finally:
                 reader.close()
         chained: dict[tuple[str, str, str], Grant] = {}
-        replay_consents((_entry(row) for row in rows), chained)
+        replay_consents((_entry(row) for row in rows), chained, self.key, self.log_id)
         return consent_difference([Grant(*row) for row in table], chained)  # type: ignore[arg-type]
 
     def cached_grants(self, tenant: str) -> tuple[Grant, ...] | None:
@@ -445,14 +527,14 @@ _SELECT_ALL = (
 )
 
 
-def _read_head(connection: sqlite3.Connection, location: str) -> tuple[int, str]:
+def _read_head(connection: sqlite3.Connection, location: str) -> Head:
     meta = dict(
         connection.execute(
-            "SELECT key, value FROM purposeguard_meta WHERE key IN ('head_seq', 'head_hash')"
+            "SELECT key, value FROM purposeguard_meta WHERE key IN ('head_seq', 'head_hash', 'head_mac')"
         ).fetchall()
     )
     try:
-        return int(meta["head_seq"]), str(meta["head_hash"])
+        return int(meta["head_seq"]), str(meta["head_hash"]), meta.get("head_mac")
     except (KeyError, ValueError):
         raise AuditError("damaged audit log: its recorded head is missing", path=location) from None
 

@@ -45,7 +45,10 @@ def test_an_intact_log_verifies_with_exit_0(ten: Path, capsys: pytest.CaptureFix
     with AuditLog(ten, readonly=True) as log:
         (last,) = log.tail(1)
     # The head, to be kept where the log's writer cannot change it.
-    assert text == f"{ten}: intact, 10 records, head {last.hash}"
+    assert text == (
+        f"{ten}: unkeyed chain, integrity against accidents only (whoever can write the log could "
+        f"rewrite it): intact, 10 records, head {last.hash}"
+    )
 
 
 def test_an_anchor_catches_a_rewrite_of_the_whole_chain(

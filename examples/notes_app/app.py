@@ -59,18 +59,10 @@ def create_app(database_url: str, *, mode: str = "enforce", consents: str | None
         return jsonify(error="sign in first"), 401
 
     @app.before_request
-    def enter_tenant_zone() -> None:
-        # Once Flask-Login knows the user, the rest of the request runs in a
-        # zone named after the user's tenant, so consent applies to it too.
+    def name_the_tenant() -> None:
+        # Once Flask-Login knows the user, the request's zone is the user's tenant's.
         if current_user.is_authenticated:
-            g.tenant_zone = pg.zone(tenant=current_user.tenant)
-            g.tenant_zone.__enter__()
-
-    @app.teardown_request
-    def leave_tenant_zone(_error: BaseException | None) -> None:
-        tenant_zone = g.pop("tenant_zone", None)
-        if tenant_zone is not None:
-            tenant_zone.__exit__(None, None, None)
+            pg.set_tenant(current_user.tenant)
 
     @app.teardown_appcontext
     def close_db(_error: BaseException | None) -> None:

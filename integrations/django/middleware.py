@@ -9,8 +9,8 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
-from purposeguard._errors import PolicyError, PurposeViolation
-from purposeguard._zones import current_zone, zone
+from purposeguard._errors import PurposeViolation
+from purposeguard._zones import current_zone, set_tenant, zone
 
 from .. import _server
 from . import _settings
@@ -83,18 +83,13 @@ class PurposeGuardMiddleware:
         resolver = _settings.LOADED.tenant_from
         if resolver is None:
             return None
-        state = getattr(request, _REQUEST_ZONE, None) or current_zone()
-        if state is None:
+        if getattr(request, _REQUEST_ZONE, None) is None and current_zone() is None:
             return None
         tenant = resolver(request)
         if tenant is None:
             return None
-        if not isinstance(tenant, str):
-            tenant = str(tenant)
-        if state.tenant is None:
-            state.tenant = tenant
-        elif state.tenant != tenant:
-            raise PolicyError("the request's zone already has a tenant; tenant_from named another one")
+        # One request, one tenant: naming another raises PolicyError.
+        set_tenant(tenant if isinstance(tenant, str) else str(tenant))
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

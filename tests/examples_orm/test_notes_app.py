@@ -218,7 +218,7 @@ def _glue_lines() -> list[str]:
     for path in sorted((EXAMPLES / "notes_app").glob("*.py")):
         for line in path.read_text(encoding="utf-8").splitlines():
             code = line.split("#", 1)[0]
-            if re.search(r"\bpg[._]|purposeguard|ConsentStore|\bstore\b|tenant_zone|_request$|is_authenticated:", code) and not code.lstrip().startswith(('"', "'")):
+            if re.search(r"\bpg[._]|purposeguard|ConsentStore|\bstore\b|name_the_tenant|_request$|is_authenticated:", code) and not code.lstrip().startswith(('"', "'")):
                 lines.append(f"{path.name}: {line.strip()}")
     return lines
 

@@ -219,6 +219,13 @@ def test_what_the_request_zone_saw_reaches_an_ad_built_with_an_f_string(site: di
     assert response.status_code == (403 if violation.mode == "enforce" else 200)
 
 
+def test_a_view_declared_for_ads_may_not_even_read_the_notes(site: dict[str, Any]) -> None:
+    with pg.testing.capture() as violations:
+        response = _client(site).get("/ads-by-purpose/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 403 and response.json()["via"] == "source"
+    assert [(v.via, v.purpose, v.tenant) for v in violations] == [("source", "advertising", str(site["alice"].pk))]
+
+
 def test_in_trace_mode_the_view_runs_and_the_violation_is_recorded(site: dict[str, Any]) -> None:
     pg.configure("trust-center", mode="trace")
     with pg.testing.capture() as violations:

@@ -359,3 +359,38 @@ def test_no_purposeguard_type_enters_the_schema() -> None:
     for table in [*Base.metadata.tables.values(), messages]:
         for column in table.columns:
             assert type(column.type).__module__.startswith("sqlalchemy."), (table.name, column.name)
+
+
+# -- reading is a use ---------------------------------------------------------------------
+
+
+def test_loading_under_a_purpose_that_may_not_read_it_is_refused(db: Any) -> None:
+    pg.configure("trust-center", mode="enforce")
+    with Session(db) as session, pg.purpose("advertising"), pytest.raises(pg.PurposeViolation) as caught:
+        session.scalars(select(Post).where(Post.title == "hello")).all()
+    violation = caught.value.violations[0]
+    assert (violation.via, violation.purpose, violation.tenant) == ("source", "advertising", "contoso")
+
+
+def test_selecting_columns_under_such_a_purpose_is_refused_too(db: Any) -> None:
+    pg.configure("trust-center", mode="enforce")
+    with Session(db) as session, pg.purpose("advertising"), pytest.raises(pg.PurposeViolation) as caught:
+        session.scalars(select(Post.body)).all()
+    assert caught.value.violations[0].via == "source"
+
+
+def test_in_trace_mode_the_load_is_recorded_and_goes_on(db: Any) -> None:
+    pg.configure("trust-center", mode="trace")
+    with pg.testing.capture() as violations, Session(db) as session, pg.purpose("marketing.direct"):
+        authors = session.scalars(select(Author)).all()
+    assert [a.email for a in authors] == ["admin@contoso.example"]
+    assert {(v.via, v.category, v.purpose) for v in violations} == {
+        ("source", "administrator_data", "marketing.direct")
+    }
+    assert all(v.function.endswith("test_in_trace_mode_the_load_is_recorded_and_goes_on") for v in violations)
+
+
+def test_loading_under_a_purpose_that_may_read_it_records_nothing(db: Any) -> None:
+    pg.configure("trust-center", mode="enforce")
+    with pg.testing.assert_no_violations(), Session(db) as session, pg.purpose("service.operations"):
+        assert len(session.scalars(select(Post)).all()) == 2

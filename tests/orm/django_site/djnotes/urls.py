@@ -9,4 +9,5 @@ urlpatterns = [
     path("ads-async/", views.ads_async),
     path("ads-values/", views.ads_from_values),
     path("profile-ads/", views.profile_ads),
+    path("ads-by-purpose/", views.ads_by_purpose),
 ]

@@ -58,3 +58,11 @@ def profile_ads(request: HttpRequest) -> JsonResponse:
     note = Note.objects.filter(owner=request.user).first()
     text = f"about {note.body if note else ''}!"
     return JsonResponse({"ad": choose_ad(text)})
+
+
+@login_required
+@pg.purpose("advertising")
+def ads_by_purpose(request: HttpRequest) -> JsonResponse:
+    # Declared for advertising, the view may not even read the notes.
+    notes = list(Note.objects.filter(owner=request.user))
+    return JsonResponse({"ads": len(notes)})

@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from harness import Case, Group
@@ -32,7 +33,7 @@ def _namespace() -> dict[str, object]:
     folder = Path(tempfile.mkdtemp(prefix="pg-bench-audit-"))
     log = AuditLog(folder / "audit.db", synchronous="normal")
     sink = AuditSink(log, owns_log=True)
-    subscribed: list[object] = []
+    subscribed: list[Callable[[], None]] = []
 
     def with_sink() -> None:
         if not subscribed:

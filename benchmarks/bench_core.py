@@ -1,4 +1,4 @@
-"""Core hot paths against a bare call (DESIGN §8)."""
+"""Core hot paths against a bare call (targets: BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -147,12 +147,12 @@ def _objects_namespace() -> dict[str, object]:
     return {"mailbox": Mailbox(), "labelled_mailbox": labelled, "proxied_mailbox": proxied, "labels_of": pg.labels_of}
 
 
-def rows(quick: bool = False) -> list[Row]:
+def rows(quick: bool = False, smoke: bool = False) -> list[Row]:
     """decide() of a cached label set against pycasbin's enforce, interleaved."""
     namespace = _setup_namespace()
     decide_timer = timeit.Timer("decide(labels, 'service.operations')", globals=namespace)
     casbin_timer = timeit.Timer("enforcer.enforce('customer_data.content.email', 'service.operations', 'use')", globals=namespace)
-    rounds, n_decide, n_casbin = (3, 2000, 50) if quick else (9, 20000, 300)
+    rounds, n_decide, n_casbin = (1, 20, 2) if smoke else (3, 2000, 50) if quick else (9, 20000, 300)
     ratios, decide_ns, casbin_ns = [], [], []
     for _ in range(rounds):
         d = decide_timer.timeit(n_decide) / n_decide

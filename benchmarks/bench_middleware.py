@@ -8,7 +8,7 @@ between them (a bounded number, within a bounded time), so both see the same
 moment of the shared machine. A row's ratio is the median over rounds of
 guarded / plain: the median latency, and the throughput (requests per second
 of time spent waiting on that server, leaving out the slowest tenth of the
-requests, which on a shared machine measures other processes). Target (DESIGN §8): at most 5% added.
+requests, which on a shared machine measures other processes). Target: at most 5% added.
 
     python benchmarks/run.py middleware
 """
@@ -149,11 +149,11 @@ def _drive(ports: list[int], requests: int, seconds: float) -> list[dict[str, fl
     return json.loads(out.stdout)
 
 
-def rows(quick: bool = False) -> list:
+def rows(quick: bool = False, smoke: bool = False) -> list:
     sys.path.insert(0, str(HERE.parent))
     from harness import Row
 
-    rounds, requests, seconds = (3, 300, 5.0) if quick else (9, 1500, 10.0)
+    rounds, requests, seconds = (1, 20, 5.0) if smoke else (3, 300, 5.0) if quick else (9, 1500, 10.0)
     servers: dict[tuple[str, str], tuple[int, subprocess.Popen[bytes]]] = {}
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     try:
@@ -188,12 +188,12 @@ def rows(quick: bool = False) -> list:
     group = "integration middleware (loopback, keep-alive)"
     names = {"asgi": "ASGI, uvicorn", "wsgi": "WSGI, werkzeug threaded"}
     for kind in ("asgi", "wsgi"):
-        plain, guarded = samples[kind, "plain"], samples[kind, "guarded"]
-        latency = statistics.median(g["median_s"] / p["median_s"] for g, p in zip(guarded, plain, strict=True))
-        loss = statistics.median(p["rps"] / g["rps"] for g, p in zip(guarded, plain, strict=True))
-        plain_latency = statistics.median(p["median_s"] for p in plain) * 1e9
-        guarded_latency = statistics.median(g["median_s"] for g in guarded) * 1e9
-        rps = statistics.median(g["rps"] for g in guarded)
+        plain_rounds, guarded_rounds = samples[kind, "plain"], samples[kind, "guarded"]
+        latency = statistics.median(g["median_s"] / p["median_s"] for g, p in zip(guarded_rounds, plain_rounds, strict=True))
+        loss = statistics.median(p["rps"] / g["rps"] for g, p in zip(guarded_rounds, plain_rounds, strict=True))
+        plain_latency = statistics.median(p["median_s"] for p in plain_rounds) * 1e9
+        guarded_latency = statistics.median(g["median_s"] for g in guarded_rounds) * 1e9
+        rps = statistics.median(g["rps"] for g in guarded_rounds)
         out.append(Row(group, f"{names[kind]}: request without purposeguard (baseline)", plain_latency, 1.0, "", None))
         out.append(Row(group, f"{names[kind]}: latency with purposeguard", guarded_latency, latency,
                        f"<= {TARGET:.2f}x", latency <= TARGET))

@@ -1,4 +1,4 @@
-"""Telemetry costs (DESIGN §7, §8): the violation path with the OpenTelemetry
+"""Telemetry costs (targets: BENCHMARKS.md): the violation path with the OpenTelemetry
 SDK installed and instrumented, and the allowed path with and without it.
 
 Instrumenting is switched in each case's ``setup``, which timeit runs before

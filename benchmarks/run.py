@@ -3,10 +3,13 @@
     python benchmarks/run.py                 # all benchmark files
     python benchmarks/run.py core zones      # only bench_core.py, bench_zones.py
     python benchmarks/run.py --write         # also refresh the table in BENCHMARKS.md
+    python benchmarks/run.py --smoke         # one short round of everything: does it run? (no figures)
 
 Each ``benchmarks/bench_*.py`` defines ``groups()`` (interleaved timeit
 groups, see harness.py) and/or ``rows()`` (benchmarks that measure their own
-way, e.g. a load generator against a server, returning harness.Row objects).
+way, e.g. a load generator against a server, returning harness.Row objects;
+``rows(quick=..., smoke=...)``: ``smoke`` asks for one round of a few
+operations, enough to prove the benchmark still runs).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import inspect
 import json
 import platform
 import subprocess
@@ -39,17 +43,22 @@ def load(name: str):
     return module
 
 
-def measure(name: str, quick: bool) -> list[Row]:
+def measure(name: str, quick: bool, smoke: bool = False) -> list[Row]:
     module = load(name)
     rows: list[Row] = []
     for group in getattr(module, "groups", lambda: [])():
-        if quick:
+        if smoke:
+            group.rounds, group.number = 1, 20
+        elif quick:
             group.rounds, group.number = 3, max(1000, group.number // 10)
         print(f"# {group.title} ...", file=sys.stderr, flush=True)
         rows.extend(run_group(group))
     if hasattr(module, "rows"):
         print(f"# {name}: own measurement ...", file=sys.stderr, flush=True)
-        rows.extend(module.rows(quick=quick))
+        if smoke and "smoke" in inspect.signature(module.rows).parameters:
+            rows.extend(module.rows(quick=True, smoke=True))
+        else:
+            rows.extend(module.rows(quick=quick or smoke))
     return rows
 
 
@@ -58,18 +67,21 @@ def main() -> int:
     parser.add_argument("names", nargs="*", help="benchmark files to run (default: all)")
     parser.add_argument("--write", action="store_true", help="refresh the table in BENCHMARKS.md")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, not for the table)")
+    parser.add_argument("--smoke", action="store_true", help="one short round: proves each benchmark runs, no figures")
     parser.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     available = sorted(p.stem[6:] for p in HERE.glob("bench_*.py"))
     unknown = [name for name in args.names if name not in available]
     if unknown:
         parser.error(f"no benchmark named {', '.join(unknown)} (available: {', '.join(available)})")
+    if args.smoke and args.write:
+        parser.error("--smoke measures nothing worth keeping: it cannot --write")
     names = args.names or available
     rows: list[Row] = []
     started = time.time()
     if args.emit_json:
         # One benchmark file, measured in this (fresh) process, rows as JSON.
-        print(json.dumps([dataclasses.asdict(row) for row in measure(names[0], args.quick)]))
+        print(json.dumps([dataclasses.asdict(row) for row in measure(names[0], args.quick, args.smoke)]))
         return 0
     for name in names:
         # Each file in a process of its own: servers, writer threads and
@@ -77,6 +89,8 @@ def main() -> int:
         command = [sys.executable, str(Path(__file__).resolve()), name, "--emit-json"]
         if args.quick:
             command.append("--quick")
+        if args.smoke:
+            command.append("--smoke")
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, timeout=1800)
         if done.returncode != 0:
             print(f"run.py: benchmark {name} failed (exit {done.returncode})", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 >>> from starlette.applications import Starlette
 >>> from purposeguard.integrations.asgi import PurposeGuardMiddleware, route_purpose
->>> app = Starlette(routes=[...])
+>>> app = Starlette()
 >>> app.add_middleware(PurposeGuardMiddleware, purposes={"/admin/**": "service.operations"})
 
 Per HTTP or WebSocket connection the middleware opens a zone with the tenant

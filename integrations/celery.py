@@ -1,10 +1,14 @@
 """Purpose, tenant and zone across Celery tasks.
 
+>>> import celery
+>>> import purposeguard as pg
 >>> from purposeguard.integrations import celery as pg_celery
 >>> pg_celery.instrument()                      # in the publisher and in the worker
+>>> app = celery.Celery("mail")
 >>> @app.task
 ... @pg.purpose("service.operations")           # a task declared with a purpose is guarded
 ... def reindex(mailbox_id): ...
+>>> pg_celery.uninstrument()
 
 Publishing a task puts the current purpose, the zone's tenant and categories
 (and the labels of the task's arguments, which serializers drop) into the

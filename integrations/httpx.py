@@ -2,6 +2,7 @@
 
 >>> from purposeguard.integrations import httpx as pg_httpx
 >>> pg_httpx.instrument()
+>>> pg_httpx.uninstrument()
 
 Before a request leaves, the labels of what it carries (content, data,
 files, JSON, params, headers, cookies) are checked against the purpose of its

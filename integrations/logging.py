@@ -1,7 +1,8 @@
 """Keep labelled content out of log records.
 
->>> from purposeguard.integrations.logging import setup
->>> setup()          # every handler of the root logger gets the filter
+>>> from purposeguard.integrations.logging import setup, teardown
+>>> guard_filter = setup()   # every handler of the root logger gets the filter
+>>> teardown(guard_filter)
 
 A log line serves ``service.operations.logs`` (configurable; the built-in
 pack keeps content out of it with rule ``no-content-in-logs``). A record whose

@@ -2,6 +2,7 @@
 
 >>> from purposeguard.integrations import requests as pg_requests
 >>> pg_requests.instrument()
+>>> pg_requests.uninstrument()
 
 The same checks as the httpx integration: labels of params, data, JSON,
 files, headers and cookies against the destination's purpose (else the

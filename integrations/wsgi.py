@@ -3,7 +3,7 @@
 >>> from flask import Flask
 >>> from purposeguard.integrations.wsgi import init_app, route_purpose
 >>> app = Flask(__name__)
->>> init_app(app, purposes={"/admin/**": "service.operations"})
+>>> middleware = init_app(app, purposes={"/admin/**": "service.operations"})
 
 The same behaviour as the ASGI middleware: a zone per request with the
 tenant (``x-tenant`` header or ``tenant_from(environ)``) and the categories

@@ -353,10 +353,14 @@ def _async_generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str
 class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpose("...")
     """Declare the purpose a code path serves: a decorator and a context manager.
 
-    >>> @purpose("service.operations")
-    ... def troubleshoot(ticket): ...
-    >>> with purpose("service.security"):
-    ...     current_purpose()
+    >>> import purposeguard as pg
+    >>> @pg.purpose("service.operations")
+    ... def troubleshoot(ticket):
+    ...     return pg.current_purpose()
+    >>> troubleshoot("ticket 42")
+    'service.operations'
+    >>> with pg.purpose("service.security"):
+    ...     pg.current_purpose()
     'service.security'
 
     Decorating checks every argument's labels (and the zone's) when the
@@ -380,7 +384,7 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
         if not self.enabled:
             return fn
         if isinstance(fn, (classmethod, staticmethod)):
-            return type(fn)(self(fn.__func__))  # type: ignore[return-value]
+            return type(fn)(self(fn.__func__))
         if not callable(fn):
             raise TypeError(f"@purpose decorates functions, not {type(fn).__name__}")
         name = _function_name(fn)

@@ -406,7 +406,7 @@ class LabelledStr(str):
     def join(self, iterable: Iterable[str]) -> Any:
         items = iterable if type(iterable) in (list, tuple) else list(iterable)
         kind = type(self)._pg_kind
-        for item in items:  # type: ignore[union-attr]
+        for item in items:
             if type(item) is not str:
                 other = getattr(type(item), "_pg_kind", None)
                 if other is not None:
@@ -624,7 +624,8 @@ def _rebuild(value: Any, labels: tuple[str, ...], tenant: str | None) -> Any:
 # -- other objects --------------------------------------------------------------
 
 
-class LabelledProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
+# wrapt 2 ships types; 1.x (still allowed) does not, and subclassing its Any is an error there.
+class LabelledProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg,unused-ignore]
     """Carries labels for objects that cannot be weakly referenced (list, dict, ...)."""
 
     __slots__ = ("_self_pg_kind",)
@@ -892,9 +893,9 @@ def strip_labels(value: T) -> T:
         if isinstance(value, str):
             return str.__str__(value)  # type: ignore[return-value]
         if isinstance(value, int):
-            return int(value)  # type: ignore[return-value,call-overload]
+            return int(value)  # type: ignore[return-value]
         if isinstance(value, float):
-            return float(value)  # type: ignore[return-value,arg-type]
+            return float(value)  # type: ignore[return-value]
         return _plain_bytes(value)  # type: ignore[return-value]
     if isinstance(value, LabelledProxy):
         return value.__wrapped__  # type: ignore[no-any-return]
@@ -1137,7 +1138,7 @@ def _own_labels_shallow(value: Any) -> frozenset[str]:
     if kind is not None:
         return kind.labels  # type: ignore[no-any-return]
     if isinstance(value, LabelledProxy):
-        return value._self_pg_kind.labels  # type: ignore[no-any-return]
+        return value._self_pg_kind.labels
     box = getattr(type(value), "_pg_box", None)
     if box is not None:
         return box.labels  # type: ignore[no-any-return]

@@ -1,8 +1,8 @@
-"""Every OpenTelemetry name purposeguard emits, in one place (DESIGN §7).
+"""Every OpenTelemetry name purposeguard emits, in one place (docs/telemetry.md lists them).
 
 Span events and log records use namespaced attribute keys
-(``purposeguard.category``); metric instruments use the bare names DESIGN §7
-gives them (``category``), which Prometheus exports as labels of the same name.
+(``purposeguard.category``); metric instruments use bare names
+(``category``), which Prometheus exports as labels of the same name.
 The counter ``purposeguard.violations`` is exported as
 ``purposeguard_violations_total``.
 """
@@ -57,8 +57,8 @@ ATTRIBUTE_KEYS = frozenset(
     {CATEGORY, PURPOSE, RULE, MODE, VIA, TENANT, OUTCOME, TRANSFORM, CODE_FUNCTION}
 )
 
-# Metric attributes are the bare names DESIGN §7 gives the counters
-# ("attributes category, purpose, rule, mode, via"), so Prometheus labels read
+# Metric attributes are bare names (category, purpose, rule, mode, via), so
+# dashboards and alerts stay short: Prometheus labels read
 # ``category="..."``; span events and log records keep the namespaced keys.
 METRIC_CATEGORY = "category"
 METRIC_PURPOSE = "purpose"

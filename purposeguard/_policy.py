@@ -23,7 +23,8 @@ from ._taxonomy import Taxonomy, is_valid_key
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib  # type: ignore[import-not-found,no-redef]
+    # Checked as Python 3.10: whether tomli is importable depends on the checking interpreter.
+    import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
 
 __all__ = [
     "Decision",
@@ -269,7 +270,9 @@ class Policy:
         tenant: str | None = None,
         consents: ConsentLookup | None = None,
     ) -> Decision:
-        """Decide a set of categories for one purpose (DESIGN §4)."""
+        """Decide a set of categories for one purpose: per category the most specific
+        rule (deepest category, then deepest purpose; deny among equals), else the
+        policy's default; a consentable deny becomes allow with the tenant's consent."""
         if not isinstance(categories, frozenset):
             if isinstance(categories, str):
                 categories = (categories,)
@@ -354,8 +357,9 @@ class Policy:
                 tuple(still_denied),
                 first.mode if first else None,
             )
-        # Every category is allowed now: report as DESIGN §4 says, the first
-        # category in sorted order and its rule, with the allowed rules' obligations.
+        # Every category is allowed now: report the first category in sorted
+        # order and its rule, so a decision reads the same whatever order the
+        # labels came in, with every allowed rule's obligations.
         ordered = sorted(categories)
         obligations: list[str] = []
         for category in ordered:

@@ -2,8 +2,8 @@
 
 A :class:`ConsentStore` records, per tenant, grants of a purpose for
 categories, with who granted them, when, and an optional expiry. The guard
-consults it only for denials decided by a ``consentable`` rule (DESIGN §4,
-step 5)::
+consults it only for denials decided by a ``consentable`` rule, the last
+step of a decision::
 
     store = ConsentStore("consent.db")
     store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")

@@ -336,13 +336,13 @@ def _object_labels(obj: Any) -> frozenset[str]:
     """The labels put on the record as a whole, not those of its fields:
     only the named fields' own labels may decide what goes out."""
     if isinstance(obj, LabelledProxy):
-        return obj._self_pg_kind.labels  # type: ignore[no-any-return]
+        return obj._self_pg_kind.labels
     box = box_kind(obj)
     if box is not None:
         return box.labels
     kind = _OBJECTS.get(id(obj))
     if kind is not None and _OBJECT_REFS[id(obj)]() is obj:
-        return kind.labels  # type: ignore[no-any-return]
+        return kind.labels
     return frozenset()
 
 

@@ -1,7 +1,7 @@
 """Interoperability with the Fides taxonomy (``fideslang``).
 
 Each built-in category and purpose maps to the closest key of fideslang's
-default taxonomy (DESIGN §3); a policy that says ``taxonomy = "fideslang"``
+default taxonomy (``purposeguard policy show`` lists the built-in keys); a policy that says ``taxonomy = "fideslang"``
 uses fideslang's own data categories and data uses as its keys::
 
     >>> from purposeguard import fides

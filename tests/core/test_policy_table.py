@@ -14,7 +14,7 @@ CONTENT_SUBCATEGORIES = [
     "customer_data.content.crm",
 ]
 
-# (purpose, customer data excluding content, content): DESIGN §1.
+# (purpose, customer data excluding content, content): the data-use table at the top of README.md.
 SEED_TABLE = [
     ("service.operations", True, True),
     ("service.security", True, True),

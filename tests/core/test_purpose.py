@@ -157,7 +157,7 @@ def test_signature_is_kept_with_defaults_keyword_only_and_varargs() -> None:
 
     assert f(1) == (1, 2, (), 3, {})
     assert f(1, 5, 6, 7, c=8, d=9) == (1, 5, (6, 7), 8, {"d": 9})
-    assert str(inspect.signature(f)) == str(inspect.signature(f.__wrapped__))
+    assert str(inspect.signature(f)) == str(inspect.signature(inspect.unwrap(f)))
     assert f.__name__ == "f"
 
 
@@ -315,7 +315,7 @@ def test_violation_never_holds_the_value() -> None:
     assert violation.tenant == "contoso"
 
 
-# -- modes: DESIGN §5 precedence ------------------------------------------------------------
+# -- modes: which setting wins (README, "The policy") ---------------------------------------
 
 POLICY_WITH_RULE_MODE = """
 [policy]

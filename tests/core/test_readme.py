@@ -31,7 +31,7 @@ def test_readme_starts_with_exactly_two_setup_commands() -> None:
     assert first_block is not None
     commands = [line for line in first_block.group(1).splitlines() if line.strip()]
     assert len(commands) == 2
-    assert "pip install" in commands[0] and commands[1].endswith("pytest")
+    assert "pip install" in commands[0] and commands[1] == "bash scripts/test"
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     for command in commands:
         assert command in ci

@@ -112,7 +112,12 @@ def test_open_report_opens_the_html_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     opened: list[str] = []
-    monkeypatch.setattr("webbrowser.open", lambda url, *a, **k: opened.append(url) or True)
+
+    def open_browser(url: str, *args: Any, **kwargs: Any) -> bool:
+        opened.append(url)
+        return True
+
+    monkeypatch.setattr("webbrowser.open", open_browser)
     assert main(["demo", "--out", str(tmp_path), "--open-report"]) == 0
     assert opened == [(tmp_path / "report.html").as_uri()]
 

@@ -259,7 +259,7 @@ def test_bad_baggage_is_ignored_with_a_warning(
     client: httpx.Client, raw: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="purposeguard"):
-        response = client.get("/plain", headers=[("baggage", raw)])
+        response = client.get("/plain", headers=[(b"baggage", raw)])
     assert response.status_code == 200
     assert response.json() == {"purpose": None, "tenant": None, "zone": []}
     assert any(r.name == "purposeguard" and r.levelno == logging.WARNING for r in caplog.records)

@@ -96,12 +96,13 @@ def test_content_to_an_advertising_destination_is_refused_before_it_leaves(
 ) -> None:
     pg.configure(loopback_policy)
     body = pg.label(marker, CONTENT)
-    kwargs: dict[str, Any] = {
+    cases: dict[str, dict[str, Any]] = {
         "json-nested": {"json": {"campaign": {"inputs": [body]}}},
         "params": {"params": {"q": body}},
         "headers": {"headers": {"x-snippet": body}},
         "data": {"data": {"field": body}},
-    }[where]
+    }
+    kwargs = cases[where]
     with pg.purpose("service.operations"), pytest.raises(pg.PurposeViolation) as caught:
         send(recorder.url("localhost") + "/ads", **kwargs)
     (violation,) = caught.value.violations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -29,9 +30,9 @@ def train_spam_model(text: str) -> int:
 
 
 @pytest.fixture
-def store(log_path: Path) -> ConsentStore:
+def store(log_path: Path) -> Iterator[ConsentStore]:
     consent_store = ConsentStore(log_path, tenants=["contoso", "fabrikam"])
-    yield consent_store  # type: ignore[misc]
+    yield consent_store
     consent_store.close()
 
 

@@ -208,7 +208,7 @@ def test_voluntary_disclosure_stays_denied_whatever_is_passed(mailbox: dict[str,
         return value
 
     with pytest.raises(TypeError):
-        pg.compelled_disclosure(**request(), notifier=Outbox(), audit=log_path, purpose="disclosure.voluntary")  # type: ignore[call-arg]
+        pg.compelled_disclosure(**request(), notifier=Outbox(), audit=log_path, purpose="disclosure.voluntary")
     with pg.compelled_disclosure(
         **request(), notification_prohibited=True, prohibition_ref="order 7", audit=log_path
     ) as disclosure:

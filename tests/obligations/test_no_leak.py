@@ -47,7 +47,7 @@ def test_every_kind_of_record_keeps_names_never_values(
         assert released["body"] == marker  # the requester gets the value; the log does not
         audit.detach()
     store.close()
-    kinds = set()
+    kinds: set[str] = set()
     assert main(["audit", "verify", str(log_path)]) == 0
     assert main(["audit", "tail", str(log_path), "-n", "100"]) == 0
     assert main(["audit", "tail", str(log_path), "-n", "100", "--json"]) == 0

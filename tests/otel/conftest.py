@@ -103,12 +103,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # `-m "not services"` must leave out every test that needs the Prometheus binary.
+    if "prometheus" in getattr(item, "fixturenames", ()) and item.get_closest_marker("services") is None:
+        pytest.fail(f"{item.nodeid} starts Prometheus: mark it @pytest.mark.services", pytrace=False)
+
+
 def prometheus_binary() -> str:
     found = shutil.which("prometheus") or ("/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else None)
     if found is None:
         pytest.fail(
             "the Prometheus server binary is missing: install Debian's 'prometheus' package "
-            "(apt-get install prometheus; .ci/run does this). These tests need a real Prometheus.",
+            "(apt-get install prometheus; `bash scripts/test` does this). These tests need a real Prometheus.",
             pytrace=False,
         )
     return found
@@ -138,7 +144,7 @@ class Prometheus:
             detail = error.read().decode("utf-8", "replace")
             raise AssertionError(f"Prometheus rejected {promql!r}: {error.code} {detail}") from None
         assert body["status"] == "success", body
-        return body["data"]  # type: ignore[no-any-return]
+        return body["data"]
 
     def wait_for(self, promql: str, predicate: Any, timeout: float = 60.0) -> list[dict[str, Any]]:
         """Poll ``promql`` until ``predicate(result)`` holds; fail after ``timeout`` s."""

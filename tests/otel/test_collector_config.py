@@ -13,7 +13,7 @@ def _config() -> dict[str, Any]:
     text = importlib.resources.files("purposeguard.integrations").joinpath("otel-collector.yaml").read_text(
         encoding="utf-8"
     )
-    return yaml.safe_load(text)  # type: ignore[no-any-return]
+    return yaml.safe_load(text)
 
 
 def test_otlp_in_prometheus_out_for_metrics() -> None:

@@ -199,7 +199,7 @@ def test_the_marker_appears_in_no_span_metric_or_log(
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
                 metric_names.add(metric.name)
-                for point in metric.data.data_points:  # type: ignore[union-attr]
+                for point in metric.data.data_points:
                     assert names.TENANT not in (point.attributes or {})
                     for key, value in (point.attributes or {}).items():
                         _check_attribute(key, value, policy)

@@ -97,8 +97,9 @@ def prometheus_data(prometheus: Prometheus, tmp_path_factory: pytest.TempPathFac
         otel.uninstrument()
 
 
+@pytest.mark.services
 def test_violations_reach_prometheus_with_their_labels(prometheus_data: Prometheus) -> None:
-    """purposeguard_violations_total carries the counts and the §7 labels."""
+    """purposeguard_violations_total carries the counts and the labels docs/telemetry.md lists."""
     result = prometheus_data.wait_for(
         'purposeguard_violations_total{mode="trace", via="argument"}',
         lambda r: len(r) == 1 and _value(r) == 6,
@@ -125,6 +126,7 @@ def test_violations_reach_prometheus_with_their_labels(prometheus_data: Promethe
     prometheus_data.wait_for("sum(purposeguard_violations_total)", lambda r: _value(r) == 12)
 
 
+@pytest.mark.services
 def test_checks_reach_prometheus_by_purpose_and_outcome(prometheus_data: Prometheus) -> None:
     allowed = prometheus_data.wait_for(
         'purposeguard_checks_total{outcome="allowed", purpose="service.operations"}',
@@ -146,6 +148,7 @@ def test_checks_reach_prometheus_by_purpose_and_outcome(prometheus_data: Prometh
     }
 
 
+@pytest.mark.services
 def test_declassifications_and_disclosures_have_their_own_counters(prometheus_data: Prometheus) -> None:
     result = prometheus_data.wait_for("purposeguard_declassifications_total", lambda r: _value(r) == 2)
     assert result[0]["metric"]["transform"] == "usage-aggregate"
@@ -156,6 +159,7 @@ def test_declassifications_and_disclosures_have_their_own_counters(prometheus_da
     )
 
 
+@pytest.mark.services
 def test_no_series_carries_a_tenant_or_a_value(prometheus_data: Prometheus) -> None:
     result = prometheus_data.wait_for('{__name__=~"purposeguard_.*"}', lambda r: len(r) >= 8)
     for series in result:
@@ -182,7 +186,7 @@ def _dashboard() -> dict[str, Any]:
     text = importlib.resources.files("purposeguard.integrations").joinpath("grafana-dashboard.json").read_text(
         encoding="utf-8"
     )
-    return json.loads(text)  # type: ignore[no-any-return]
+    return json.loads(text)
 
 
 def _expressions(node: Any) -> list[str]:
@@ -225,6 +229,7 @@ def test_dashboard_has_the_panels_the_issue_names() -> None:
     assert len(_expressions(dashboard)) >= 10
 
 
+@pytest.mark.services
 def test_every_dashboard_query_is_valid_and_returns_data(prometheus_data: Prometheus) -> None:
     expressions = [_substitute(e) for e in _expressions(_dashboard())]
     assert expressions
@@ -239,6 +244,7 @@ _MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*\"")
 _METRIC = re.compile(r"\b(purposeguard_[a-z_]+)\b")
 
 
+@pytest.mark.services
 def test_every_dashboard_query_uses_only_exported_label_names(prometheus_data: Prometheus) -> None:
     """A `sum by (x)` over a label that does not exist still returns a series,
     so "returns data" alone cannot catch a misspelt label: compare the names."""
@@ -253,6 +259,7 @@ def test_every_dashboard_query_uses_only_exported_label_names(prometheus_data: P
         assert not missing, f"{expr}: labels {sorted(missing)} are not exported"
 
 
+@pytest.mark.services
 def test_dashboard_rate_panels_see_the_second_burst(prometheus_data: Prometheus) -> None:
     """The counters grew between scrapes, so the panels show real movement."""
     prometheus_data.wait_for(

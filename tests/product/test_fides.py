@@ -91,7 +91,9 @@ def test_fideslang_taxonomy_is_the_installed_default_taxonomy() -> None:
     assert set(taxonomy.categories) == set(FIDES_CATEGORIES)
     assert set(taxonomy.purposes) == set(FIDES_USES)
     assert all(KEY_PATTERN.match(k) for k in [*taxonomy.categories, *taxonomy.purposes])
-    assert taxonomy.categories["user.content"].startswith(FIDES_CATEGORIES["user.content"].name)
+    fides_name = FIDES_CATEGORIES["user.content"].name
+    assert fides_name is not None
+    assert taxonomy.categories["user.content"].startswith(fides_name)
 
 
 FIDES_POLICY = """

@@ -121,10 +121,18 @@ def test_a_tampered_log_is_reported_as_not_intact_and_exits_1(
     assert not list(out.glob(".*.part"))
 
 
-def _dump_dom_and_screenshot(page: Path, tmp_path: Path) -> str:
-    chromium = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
-    if chromium is None:
-        pytest.fail("headless Chromium is needed for this test: apt-get install chromium (.ci/run installs it)")
+@pytest.fixture
+def chromium(request: pytest.FixtureRequest) -> str:
+    """Debian's headless Chromium; only for tests marked `services`."""
+    if request.node.get_closest_marker("services") is None:
+        pytest.fail(f"{request.node.nodeid} runs Chromium: mark it @pytest.mark.services", pytrace=False)
+    found = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if found is None:
+        pytest.fail("headless Chromium is needed for this test: apt-get install chromium (`bash scripts/test` does this)")
+    return found
+
+
+def _dump_dom_and_screenshot(chromium: str, page: Path, tmp_path: Path) -> str:
     profile = tmp_path / "chromium-profile"
     base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
     dom = subprocess.run(
@@ -142,10 +150,13 @@ def _dump_dom_and_screenshot(page: Path, tmp_path: Path) -> str:
     return dom.stdout
 
 
-def test_chromium_renders_the_sections_and_counts(audit_file: Path, sample_tree: Path, tmp_path: Path) -> None:
+@pytest.mark.services
+def test_chromium_renders_the_sections_and_counts(
+    chromium: str, audit_file: Path, sample_tree: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "report"
     assert main(["report", "--audit", str(audit_file), "--source", str(sample_tree), "--out", str(out)]) == 0
-    dom = _dump_dom_and_screenshot(out / "report.html", tmp_path)
+    dom = _dump_dom_and_screenshot(chromium, out / "report.html", tmp_path)
     sections = re.findall(r'<section id="([a-z-]+)"><h2>([^<]+)</h2>', dom)
     assert sections == [
         ("summary", "Summary"), ("data-map", "Data map"), ("violations", "Violations by rule"),

@@ -165,9 +165,9 @@ CASES: list[tuple[str, str, Callable[[str], Any], str]] = [
     (
         "regex-group",
         're.search(r"(\\w+) numbers", body).group(1)',
-        lambda b: re.search(r"(\w+) numbers", b).group(1),
+        lambda b: re.search(r"(\w+) numbers", b).group(1),  # type: ignore[union-attr]
         ZONE,
-    ),  # type: ignore[union-attr]
+    ),
     ("regex-findall", 're.findall(r"\\w+", body)', lambda b: re.findall(r"\w+", b), ZONE),
     ("regex-sub", 're.sub("board", "team", body)', lambda b: re.sub("board", "team", b), ZONE),
     ("html-escape", "html.escape(body)", lambda b: html.escape(b), LABEL),

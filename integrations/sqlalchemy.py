@@ -1,8 +1,10 @@
 """Labels at the source for SQLAlchemy 2, ORM and Core.
 
 >>> from typing import Annotated
+>>> from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 >>> import purposeguard as pg
 >>> from purposeguard.integrations import sqlalchemy as pg_sqlalchemy
+>>> class Base(DeclarativeBase): ...
 >>> class Post(Base):
 ...     __tablename__ = "posts"
 ...     __purposeguard_tenant__ = "tenant"          # the attribute holding the row's tenant
@@ -11,6 +13,7 @@
 ...     body: Mapped[Annotated[str, pg.Category("customer_data.content.email")]]
 ...     note: Mapped[str] = mapped_column(info={"purposeguard": "customer_data"})
 >>> pg_sqlalchemy.instrument()
+>>> pg_sqlalchemy.uninstrument()
 
 One declaration per column: a ``Category`` in the ``Mapped[...]``
 annotation, or ``mapped_column(info={"purposeguard": "..."})`` (a key or a

@@ -50,7 +50,8 @@ def test_docstring_examples_run(name: str) -> None:
     output = io.StringIO()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for test in _doctests(name):
-        runner.run(test, out=output.write)
+        # As a user types them: without the module's own `from __future__ import annotations`.
+        runner.run(test, compileflags=0, out=output.write)
     assert runner.failures == 0, output.getvalue()
 
 

@@ -41,7 +41,9 @@ def test_a_rendered_migration_names_only_sqlalchemy_types(engine: Any) -> None:
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection)
-            script = render_python_code(produce_migrations(context, _metadata()).upgrade_ops)
+            upgrade = produce_migrations(context, _metadata()).upgrade_ops
+            assert upgrade is not None
+            script = render_python_code(upgrade)
     finally:
         pg_sqlalchemy.uninstrument()
     assert "op.create_table('posts'" in script and "sa.Column('body', sa.String()" in script

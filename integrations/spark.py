@@ -1,11 +1,16 @@
 """Purposes and labels on Apache Spark (PySpark) batch jobs.
 
+>>> import purposeguard as pg
+>>> from pyspark.sql import SparkSession, functions as F
 >>> from purposeguard.integrations import spark as pg_spark
 >>> pg_spark.instrument()        # UDFs keep their purpose; writes are egress checks
+>>> spark = SparkSession.builder.master("local[1]").getOrCreate()
+>>> raw = spark.createDataFrame([("contoso", "Quarterly numbers")], ["tenant", "body"])
 >>> mail = pg_spark.label_columns(
 ...     raw, {"body": "customer_data.content.email"}, tenant_column="tenant")
 >>> pg.labels_of(mail.select(F.upper("body")))
 frozenset({'customer_data.content.email'})
+>>> pg_spark.uninstrument()
 
 Categories live in the Spark schema's column metadata (key
 ``purposeguard``), so they survive wherever Spark keeps metadata (simple

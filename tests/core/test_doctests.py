@@ -11,7 +11,10 @@ from __future__ import annotations
 import doctest
 import importlib
 import io
+import os
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 
@@ -19,6 +22,8 @@ import pytest
 ROOTS = ("purposeguard", "purposeguard.integrations")
 # Running this one would run the command line.
 NOT_IMPORTED = {"purposeguard.__main__"}
+# Examples that start a service run in a process of their own, which takes the service with it when it exits.
+NEEDS_SERVICE = {"purposeguard.integrations.spark"}
 
 
 def _module_names() -> list[str]:
@@ -45,14 +50,35 @@ def _defined_in(test: doctest.DocTest, filename: str | None) -> bool:
     return test.filename is None or filename is None or test.filename == filename
 
 
-@pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples_run(name: str) -> None:
+def _run_examples(name: str) -> tuple[int, str]:
     output = io.StringIO()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for test in _doctests(name):
         # As a user types them: without the module's own `from __future__ import annotations`.
         runner.run(test, compileflags=0, out=output.write)
-    assert runner.failures == 0, output.getvalue()
+    return runner.failures, output.getvalue()
+
+
+@pytest.mark.parametrize("name", sorted(set(MODULES) - NEEDS_SERVICE))
+def test_docstring_examples_run(name: str) -> None:
+    failures, report = _run_examples(name)
+    assert failures == 0, report
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("name", sorted(NEEDS_SERVICE))
+def test_docstring_examples_that_start_a_service_run(name: str) -> None:
+    env = dict(
+        os.environ,
+        SPARK_LOCAL_IP="127.0.0.1",
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_SUBMIT_ARGS="--conf spark.ui.enabled=false --conf spark.driver.bindAddress=127.0.0.1 pyspark-shell",
+    )
+    done = subprocess.run(
+        [sys.executable, __file__, name], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert done.stdout.startswith("failures: 0"), done.stdout[-4000:]
 
 
 def test_the_walk_finds_the_package_and_its_examples() -> None:
@@ -60,7 +86,13 @@ def test_the_walk_finds_the_package_and_its_examples() -> None:
     assert {"purposeguard._guarded", "purposeguard.integrations.httpx", "purposeguard.integrations.celery"} <= set(
         MODULES
     )
+    assert NEEDS_SERVICE <= set(MODULES)
     with_examples = {name for name in MODULES if _doctests(name)}
     assert {"purposeguard._guarded", "purposeguard._policy", "purposeguard.integrations.logging"} <= with_examples
     examples = sum(len(test.examples) for name in with_examples for test in _doctests(name))
     assert examples >= 40
+
+
+if __name__ == "__main__":
+    failed, text = _run_examples(sys.argv[1])
+    print(f"failures: {failed}\n{text}")

@@ -292,11 +292,12 @@ def test_urllib3_json_to_an_ad_destination_is_refused(
 @pytest.mark.parametrize("where", ["fields", "body", "headers"])
 def test_urllib3_checks_fields_body_and_headers(recorder: Any, where: str) -> None:
     value = pg.label("a mail body", CONTENT)
-    kwargs: dict[str, Any] = {
+    cases: dict[str, dict[str, Any]] = {
         "fields": {"fields": {"q": value}},
         "body": {"body": value.encode()},
         "headers": {"headers": {"x-snippet": value}},
-    }[where]
+    }
+    kwargs = cases[where]
     with pg.purpose("service.communications"), pytest.raises(pg.PurposeViolation):
         urllib3.PoolManager().request("POST", recorder.url() + "/notice", **kwargs)
     assert recorder.received == []

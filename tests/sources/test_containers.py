@@ -9,6 +9,7 @@ import pickle
 import sqlite3
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ def starlette_test_client() -> type:
     return TestClient
 
 
-def profile() -> dict[str, object]:
+def profile() -> dict[str, Any]:
     return pg.label({"name": "Megan", "note": pg.label(MARKER, DOC), "tags": ["a"]}, EMAIL)
 
 
@@ -86,11 +87,11 @@ def test_flask_jsonifies_a_labelled_dict() -> None:
     app = flask.Flask(__name__)
 
     @app.get("/me")
-    def me() -> object:
+    def me() -> Any:
         return profile()
 
     @app.get("/list")
-    def listing() -> object:
+    def listing() -> Any:
         return flask.jsonify(pg.label([pg.label(MARKER, EMAIL)], EMAIL))
 
     client = app.test_client()
@@ -131,7 +132,8 @@ def test_http_clients_send_a_labelled_dict_as_json() -> None:
     request = httpx.Request("POST", "http://127.0.0.1:9/x", json=profile())
     assert json.loads(request.content)["note"] == MARKER
     prepared = requests.Request("POST", "http://127.0.0.1:9/x", json=profile()).prepare()
-    assert json.loads(prepared.body or b"{}")["note"] == MARKER
+    assert isinstance(prepared.body, bytes)
+    assert json.loads(prepared.body)["note"] == MARKER
 
 
 @pytest.mark.parametrize("value", [None, True, False], ids=["None", "True", "False"])

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import inspect
 import io
 import os
 import pkgutil
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -40,14 +42,28 @@ MODULES = _module_names()
 
 
 def _doctests(name: str) -> list[doctest.DocTest]:
+    """The module's own examples: its docstring, and those of the functions
+    and classes it defines (with their methods), as the doctest finder
+    collects them, but looking only at what the module defines."""
     module = importlib.import_module(name)
-    found = doctest.DocTestFinder(exclude_empty=True).find(module, name)
-    # The finder also follows names a module imports from elsewhere; each example belongs to the module defining it.
-    return [test for test in found if test.examples and _defined_in(test, module.__file__)]
+    found = doctest.DocTestFinder(recurse=False, exclude_empty=True).find(module, name)
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    for attribute, value in list(vars(module).items()):
+        if _defined_here(value, name):
+            found += finder.find(value, f"{name}.{attribute}", module=module)
+    return [test for test in found if test.examples]
 
 
-def _defined_in(test: doctest.DocTest, filename: str | None) -> bool:
-    return test.filename is None or filename is None or test.filename == filename
+def _defined_here(value: Any, module: str) -> bool:
+    try:
+        unwrapped = inspect.unwrap(value)
+        return (inspect.isroutine(unwrapped) or inspect.isclass(unwrapped)) and getattr(
+            unwrapped, "__module__", None
+        ) == module
+    except Exception:
+        # A lazy object (Django's settings) raises on any look instead of
+        # saying what it is; it holds no example.
+        return False
 
 
 def _run_examples(name: str) -> tuple[int, str]:

@@ -1,10 +1,13 @@
 """Purpose, tenant and zone across RQ jobs.
 
+>>> import purposeguard as pg
 >>> from purposeguard.integrations import rq as pg_rq
 >>> pg_rq.instrument()          # in the code that enqueues, and in the worker
 >>> @pg.purpose("service.operations")
 ... def reindex(mailbox_id): ...
->>> queue.enqueue(reindex, "mbx-1")
+>>> pg_rq.uninstrument()
+
+and enqueue as usual: ``queue.enqueue(reindex, "mbx-1")``.
 
 Enqueueing is where data leaves the process: the job's arguments are checked
 like any egress (against the current purpose, with the zone's categories),

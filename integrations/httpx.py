@@ -29,6 +29,15 @@ Where the checks hook in, and why:
 * A streamed body (an iterator, an async generator) is wrapped per hop: each
   chunk's labels are checked before the chunk is written. Content whose
   labels cannot be known (a file object's bytes) falls to the zone check.
+
+Why private methods: no public seam sees every hop of every client. Event
+hooks run per hop, but any code can replace a client's ``event_hooks`` and
+with them the check; a wrapped transport misses the transports an
+application brings (mounts, custom ``BaseTransport`` subclasses). So the
+integration is pinned to the httpx releases it was tried with
+(:data:`TESTED_HTTPX`, also the bounds of the ``[httpx]`` extra), and
+``instrument()`` refuses any other release with an error naming it, rather
+than guarding some requests and silently missing others.
 """
 
 from __future__ import annotations
@@ -43,10 +52,14 @@ from . import _unguarded, baggage
 from ._egress import check_chunk, check_egress, deep_labels, header_labels
 from ._patch import Patcher
 
-__all__ = ["instrument", "uninstrument", "is_instrumented"]
+__all__ = ["TESTED_HTTPX", "check_version", "instrument", "is_instrumented", "uninstrument"]
 
 # Labels of the arguments each request was built from, by request object.
 _LABELS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+#: The httpx releases (major, minor) this integration was tried with, both
+#: included: 0.27.x and 0.28.x.
+TESTED_HTTPX = ((0, 27), (0, 28))
 _SYNC = "httpx.Client.send"
 _ASYNC = "httpx.AsyncClient.send"
 
@@ -176,9 +189,25 @@ def instrument() -> None:
     """Guard every ``httpx.Client`` and ``httpx.AsyncClient`` request from now on."""
     from . import require
 
-    require("httpx", "httpx")
+    check_version(getattr(require("httpx", "httpx"), "__version__", ""))
     _PATCHER.install()
     _unguarded.activate("httpx")
+
+
+def check_version(version: str) -> None:
+    """Refuse an httpx release outside :data:`TESTED_HTTPX` (its per-hop internals may differ)."""
+    low, high = TESTED_HTTPX
+    parts = version.split(".")
+    try:
+        found = (int(parts[0]), int(parts[1]))
+    except (IndexError, ValueError):
+        found = None
+    if found is None or not low <= found <= high:
+        raise RuntimeError(
+            f"purposeguard.integrations.httpx was tried with httpx {low[0]}.{low[1]} to {high[0]}.{high[1]} "
+            f"and hooks into its per-request internals; httpx {version or '(unknown version)'} is not "
+            f"supported: pip install 'purposeguard[httpx]' for a tried release"
+        )
 
 
 def uninstrument() -> None:

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from purposeguard._errors import PurposeViolation
 from purposeguard._runtime import get_guard, require_purpose_key
 
 from ._egress import deep_labels
+from ._patch import Patcher
 
 __all__ = ["PurposeGuardFilter", "setup", "teardown"]
 
@@ -125,13 +127,20 @@ def _redact(
 
 _LOCK = threading.Lock()
 _WATCHED: dict[logging.Logger, list[PurposeGuardFilter]] = {}
-_ORIGINAL_ADD_HANDLER = logging.Logger.addHandler
 
 
-def _add_handler(self: logging.Logger, hdlr: logging.Handler) -> None:
-    _ORIGINAL_ADD_HANDLER(self, hdlr)
-    for guard_filter in _WATCHED.get(self, ()):
-        hdlr.addFilter(guard_filter)
+def _add_handler(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    result = wrapped(*args, **kwargs)
+    handler = args[0] if args else kwargs["hdlr"]
+    for guard_filter in _WATCHED.get(instance, ()):
+        handler.addFilter(guard_filter)
+    return result
+
+
+# Logger.addHandler is the one public door every configuration goes through
+# (basicConfig, dictConfig, fileConfig, direct calls); wrapt wraps it in place
+# and the last teardown() puts the original back.
+_PATCHER = Patcher("logging", [("Logger", "addHandler", _add_handler)])
 
 
 def _resolve(logger: logging.Logger | str | None) -> logging.Logger:
@@ -156,8 +165,7 @@ def setup(
     guard_filter = PurposeGuardFilter(purpose)
     with _LOCK:
         _WATCHED.setdefault(target, []).append(guard_filter)
-        if logging.Logger.addHandler is not _add_handler:
-            logging.Logger.addHandler = _add_handler  # type: ignore[method-assign]
+        _PATCHER.install()
     for handler in list(target.handlers):
         handler.addFilter(guard_filter)
     target.addFilter(guard_filter)
@@ -173,8 +181,8 @@ def teardown(guard_filter: PurposeGuardFilter, logger: logging.Logger | str | No
             filters.remove(guard_filter)
         if not filters:
             _WATCHED.pop(target, None)
-        if not _WATCHED and logging.Logger.addHandler is _add_handler:
-            logging.Logger.addHandler = _ORIGINAL_ADD_HANDLER  # type: ignore[method-assign]
+        if not _WATCHED:
+            _PATCHER.remove()
     target.removeFilter(guard_filter)
     for handler in target.handlers:
         handler.removeFilter(guard_filter)

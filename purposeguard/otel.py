@@ -330,38 +330,85 @@ on_reset("telemetry", uninstrument)
 _FROZEN: dict[tuple[Any, ...], Any] = {}
 _FROZEN_LIMIT = 1024
 
+#: The opentelemetry-sdk releases whose span internals the fast path was tried
+#: with (``Span._add_event``, ``Span._limits``, ``Event``, ``BoundedAttributes``),
+#: as (major, minor) bounds, both included. Any other release, any other span
+#: class, and any error on the way get the public ``span.add_event``.
+FAST_PATH_SDK_VERSIONS = ((1, 24), (1, 45))
+
 
 def _add_event(span: Any, attributes: dict[str, str], timestamp: int | None) -> None:
     """``span.add_event`` for the violation event, without re-validating
-    attributes already validated once, on the SDK's span; any other span
-    (or an SDK without these internals) gets the public call."""
-    add = getattr(span, "_add_event", None)
-    limits = getattr(span, "_limits", None)
-    if add is None or limits is None or _SDK_EVENT is None:
-        span.add_event(names.EVENT_VIOLATION, attributes, timestamp)
-        return
-    key = (limits.max_event_attributes, limits.max_attribute_length, *attributes.items())
-    frozen = _FROZEN.get(key)
-    if frozen is None:
-        frozen = _SDK_EVENT[1](
-            limits.max_event_attributes, attributes, max_value_len=limits.max_attribute_length, immutable=True
-        )
-        if len(_FROZEN) >= _FROZEN_LIMIT:
-            _FROZEN.clear()
-        _FROZEN[key] = frozen
-    add(_SDK_EVENT[0](name=names.EVENT_VIOLATION, attributes=frozen, timestamp=timestamp))
+    attributes already validated once, on a span of a tested SDK release;
+    every other span, and any failure of the fast path, gets the public call."""
+    sdk = _FAST_PATH.sdk
+    if sdk is not None and type(span) in sdk.span_types:
+        try:
+            limits = span._limits
+            key = (limits.max_event_attributes, limits.max_attribute_length, *attributes.items())
+            frozen = _FROZEN.get(key)
+            if frozen is None:
+                frozen = sdk.bounded(
+                    limits.max_event_attributes, attributes, max_value_len=limits.max_attribute_length, immutable=True
+                )
+                if len(_FROZEN) >= _FROZEN_LIMIT:
+                    _FROZEN.clear()
+                _FROZEN[key] = frozen
+            span._add_event(sdk.event(name=names.EVENT_VIOLATION, attributes=frozen, timestamp=timestamp))
+            return
+        except Exception:
+            # The SDK's internals are not what they were when tried: public
+            # calls only from now on (said once, at debug: nothing is lost).
+            _FAST_PATH.sdk = None
+            logger.debug("purposeguard: the OpenTelemetry SDK span's fast path failed; using span.add_event")
+    span.add_event(names.EVENT_VIOLATION, attributes, timestamp)
 
 
-def _sdk_event_classes() -> tuple[Any, Any] | None:
+class _SdkInternals:
+    __slots__ = ("span_types", "event", "bounded")
+
+    def __init__(self, span_types: tuple[type, ...], event: Any, bounded: Any) -> None:
+        self.span_types = span_types
+        self.event = event
+        self.bounded = bounded
+
+
+class _FastPath:
+    __slots__ = ("sdk",)
+
+    def __init__(self) -> None:
+        self.sdk: _SdkInternals | None = _sdk_internals()
+
+
+def _sdk_version() -> tuple[int, int] | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version("opentelemetry-sdk")
+    except PackageNotFoundError:
+        return None
+    parts = text.split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _sdk_internals() -> _SdkInternals | None:
+    found = _sdk_version()
+    low, high = FAST_PATH_SDK_VERSIONS
+    if found is None or not low <= found <= high:
+        return None
     try:
         from opentelemetry.attributes import BoundedAttributes
-        from opentelemetry.sdk.trace import Event
+        from opentelemetry.sdk.trace import Event, Span, _Span
     except ImportError:
         return None
-    return Event, BoundedAttributes
+    # Exactly the SDK's own classes: a subclass may override what the fast path skips.
+    return _SdkInternals((Span, _Span), Event, BoundedAttributes)
 
 
-_SDK_EVENT = _sdk_event_classes()
+_FAST_PATH = _FastPath()
 
 
 def _sdk_installed() -> bool:

@@ -1,0 +1,153 @@
+"""The violation span event takes the SDK span's fast path only on the SDK
+releases it was tried with, and falls back to the public ``span.add_event``
+for any other span, release or error; the event is the same either way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import Span as SdkSpan
+
+import purposeguard as pg
+from purposeguard import _otel_attributes as names
+from purposeguard import otel
+
+from .conftest import Telemetry
+
+CONTENT = "customer_data.content.email"
+
+
+@pg.purpose("advertising")
+def recommend_ads(text: str) -> None:
+    return None
+
+
+@pytest.fixture
+def public_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of events added through the SDK span's public add_event."""
+    calls: list[str] = []
+    public = SdkSpan.add_event
+
+    def counting(self: Any, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        calls.append(name)
+        public(self, name, attributes, timestamp)
+
+    monkeypatch.setattr(SdkSpan, "add_event", counting)
+    return calls
+
+
+@pytest.fixture
+def fast_path_restored() -> Iterator[None]:
+    saved = otel._FAST_PATH.sdk
+    yield
+    otel._FAST_PATH.sdk = saved
+
+
+def _violation_event(telemetry: Telemetry, tenant: str = "contoso") -> dict[str, Any]:
+    pg.configure("trust-center", mode="trace")
+    with telemetry.tracer().start_as_current_span("request"):
+        recommend_ads(pg.label("quarterly numbers", CONTENT, tenant=tenant))
+    (span,) = telemetry.spans.get_finished_spans()
+    (event,) = [e for e in span.events if e.name == names.EVENT_VIOLATION]
+    return dict(event.attributes or {})
+
+
+EXPECTED = {
+    names.CATEGORY: CONTENT,
+    names.PURPOSE: "advertising",
+    names.RULE: "no-advertising",
+    names.MODE: "trace",
+    names.VIA: "argument",
+    names.TENANT: "contoso",
+}
+
+
+def test_the_installed_sdk_release_is_one_the_fast_path_was_tried_with() -> None:
+    """The suite runs on a tried release; bump FAST_PATH_SDK_VERSIONS only after trying a new one."""
+    found = otel._sdk_version()
+    low, high = otel.FAST_PATH_SDK_VERSIONS
+    assert found is not None and low <= found <= high, found
+    assert otel._FAST_PATH.sdk is not None
+
+
+def test_a_tried_release_takes_the_fast_path(telemetry: Telemetry, public_calls: list[str]) -> None:
+    attributes = _violation_event(telemetry)
+    assert {k: attributes[k] for k in EXPECTED} == EXPECTED
+    assert public_calls == [], "the fast path adds the event without the public call"
+
+
+def test_a_release_not_tried_takes_the_public_call(
+    telemetry: Telemetry, public_calls: list[str], fast_path_restored: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(otel, "_sdk_version", lambda: (1, 99))
+    otel._FAST_PATH.sdk = otel._sdk_internals()
+    assert otel._FAST_PATH.sdk is None
+    attributes = _violation_event(telemetry)
+    assert {k: attributes[k] for k in EXPECTED} == EXPECTED
+    assert public_calls == [names.EVENT_VIOLATION]
+
+
+def test_a_fast_path_that_raises_falls_back_and_stays_off(
+    telemetry: Telemetry, public_calls: list[str], fast_path_restored: None, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As an SDK release whose Event took other arguments would."""
+
+    def changed(**kwargs: Any) -> Any:
+        raise TypeError("Event() got an unexpected keyword argument 'attributes'")
+
+    sdk = otel._FAST_PATH.sdk
+    assert sdk is not None
+    monkeypatch.setattr(sdk, "event", changed)
+    with caplog.at_level("WARNING", logger="purposeguard"):
+        attributes = _violation_event(telemetry)
+    assert {k: attributes[k] for k in EXPECTED} == EXPECTED
+    assert public_calls == [names.EVENT_VIOLATION]
+    assert otel._FAST_PATH.sdk is None, "one failure turns the fast path off for the process"
+    assert not [r for r in caplog.records if r.levelname in {"WARNING", "ERROR"}], "nothing was lost: no failure logged"
+
+
+def test_a_span_without_the_sdk_internals_gets_the_public_call(fast_path_restored: None) -> None:
+    """A vendor's recording span (no ``_add_event``, no ``_limits``) receives the event through the API."""
+
+    class VendorSpan(trace.NonRecordingSpan):
+        def __init__(self) -> None:
+            super().__init__(trace.INVALID_SPAN_CONTEXT)
+            self.events: list[tuple[str, dict[str, Any]]] = []
+
+        def is_recording(self) -> bool:
+            return True
+
+        def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+            self.events.append((name, dict(attributes or {})))
+
+    span = VendorSpan()
+    otel.instrument()
+    try:
+        pg.configure("trust-center", mode="trace")
+        with trace.use_span(span, end_on_exit=False):
+            recommend_ads(pg.label("quarterly numbers", CONTENT, tenant="contoso"))
+    finally:
+        otel.uninstrument()
+    (event,) = span.events
+    assert event[0] == names.EVENT_VIOLATION
+    assert {k: event[1][k] for k in EXPECTED} == EXPECTED
+    assert otel._FAST_PATH.sdk is not None, "another span class is no failure of the fast path"
+
+
+def test_a_subclass_of_the_sdk_span_gets_the_public_call(
+    telemetry: Telemetry, public_calls: list[str]
+) -> None:
+    """A subclass may override add_event (to enrich or filter events): the fast path would skip that."""
+
+    class Enriching(SdkSpan):
+        pass
+
+    pg.configure("trust-center", mode="trace")
+    with telemetry.tracer().start_as_current_span("request") as span:
+        span.__class__ = Enriching
+        recommend_ads(pg.label("quarterly numbers", CONTENT, tenant="contoso"))
+    assert public_calls == [names.EVENT_VIOLATION]

@@ -48,7 +48,7 @@ def _asgi_app(guarded: bool):
     import purposeguard as pg
 
     pg.configure("trust-center")
-    return PurposeGuardMiddleware(app, purposes={"/": "service.operations"})
+    return PurposeGuardMiddleware(app, tenant_header="x-tenant", purposes={"/": "service.operations"})
 
 
 def _wsgi_app(guarded: bool):
@@ -63,7 +63,7 @@ def _wsgi_app(guarded: bool):
     import purposeguard as pg
 
     pg.configure("trust-center")
-    return PurposeGuardMiddleware(app, purposes={"/": "service.operations"})
+    return PurposeGuardMiddleware(app, tenant_header="x-tenant", purposes={"/": "service.operations"})
 
 
 def serve(kind: str, variant: str, port: int) -> None:

@@ -63,7 +63,11 @@ app = Starlette(
         Route("/promote/{mail_id}", promote),
     ]
 )
-app.add_middleware(PurposeGuardMiddleware, purposes={"/newsletter/{mail_id}": "service.communications"})
+# x-tenant names the tenant only because this example trusts it: run it behind a gateway that
+# authenticates callers and sets the header (or pass tenant_from= with your own authentication).
+app.add_middleware(
+    PurposeGuardMiddleware, tenant_header="x-tenant", purposes={"/newsletter/{mail_id}": "service.communications"}
+)
 
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000

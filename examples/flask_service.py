@@ -52,7 +52,9 @@ def promote(mail_id: str):  # type: ignore[no-untyped-def]
     return jsonify(sent=True)
 
 
-init_app(app, purposes={"/newsletter/*": "service.communications"})
+# x-tenant names the tenant only because this example trusts it: run it behind a gateway that
+# authenticates callers and sets the header (or pass tenant_from= with your own authentication).
+init_app(app, tenant_header="x-tenant", purposes={"/newsletter/*": "service.communications"})
 
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 5000

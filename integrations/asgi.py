@@ -6,8 +6,9 @@
 >>> app.add_middleware(PurposeGuardMiddleware, purposes={"/admin/**": "service.operations"})
 
 Per HTTP or WebSocket connection the middleware opens a zone with the tenant
-(a header, ``x-tenant`` by default, or ``tenant_from(scope)``; the app can
-name it after authenticating with ``pg.set_tenant``) and the categories
+(``tenant_from(scope)``, the application's authenticated identity, or
+``pg.set_tenant``; a header only where the app names one with
+``tenant_header``, behind a gateway that sets it; else signed baggage) and the categories
 arriving in W3C baggage, and makes the route's purpose current for the whole
 request, streaming bodies and background tasks included. The route's purpose
 comes from ``@route_purpose``/``@pg.purpose`` on the endpoint the
@@ -64,8 +65,9 @@ _FUNCTION = "purposeguard.integrations.asgi.PurposeGuardMiddleware"
 class PurposeGuardMiddleware:
     """Open a zone per request, set the route's purpose, turn violations into 403s.
 
-    ``tenant_header``: the header naming the tenant (``x-tenant``).
-    ``tenant_from``: ``callable(scope) -> str | None``, used instead of the header.
+    ``tenant_from``: ``callable(scope) -> str | None``, the tenant of the caller the app authenticated.
+    ``tenant_header``: a header naming the tenant (none by default: a client can send any header;
+    name one only behind a gateway that authenticates callers and sets it). ``tenant_from`` wins.
     ``purposes``: ``{path pattern: purpose}``; ``{name}`` matches one path
     segment, ``*`` part of one, ``**`` anything. Route marks win over patterns.
     ``read_baggage``: read purpose, tenant and zone from incoming baggage.
@@ -76,14 +78,16 @@ class PurposeGuardMiddleware:
         self,
         app: ASGIApp,
         *,
-        tenant_header: str = "x-tenant",
+        tenant_header: str | None = None,
         tenant_from: Callable[[Scope], str | None] | None = None,
         purposes: Mapping[str, str] | None = None,
         read_baggage: bool = True,
         status_code: int = 403,
     ) -> None:
         self.app = app
-        self.tenant_header = resolve_tenant_header(tenant_header).encode("latin-1")
+        self.tenant_header = (
+            resolve_tenant_header(tenant_header).encode("latin-1") if tenant_header is not None else None
+        )
         self.tenant_from = tenant_from
         self.paths = PathPurposes(purposes)
         self.read_baggage = read_baggage

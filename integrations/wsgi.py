@@ -6,7 +6,7 @@
 >>> middleware = init_app(app, purposes={"/admin/**": "service.operations"})
 
 The same behaviour as the ASGI middleware: a zone per request with the
-tenant (``x-tenant`` header or ``tenant_from(environ)``) and the categories
+tenant (``tenant_from(environ)``, a header only where named with ``tenant_header``, or signed baggage) and the categories
 of incoming W3C baggage, the route's purpose current for the whole request
 (streamed bodies included: the response iterable runs in the request's
 context), and a violation that escapes the app becomes a 403 with a JSON
@@ -66,7 +66,7 @@ class PurposeGuardMiddleware:
         self,
         app: WSGIApp,
         *,
-        tenant_header: str = "x-tenant",
+        tenant_header: str | None = None,
         tenant_from: Callable[[Environ], str | None] | None = None,
         purposes: Mapping[str, str] | None = None,
         resolver: Resolver | None = None,
@@ -74,7 +74,11 @@ class PurposeGuardMiddleware:
         status_code: int = 403,
     ) -> None:
         self.app = app
-        self.environ_key = "HTTP_" + resolve_tenant_header(tenant_header).upper().replace("-", "_")
+        self.environ_key = (
+            "HTTP_" + resolve_tenant_header(tenant_header).upper().replace("-", "_")
+            if tenant_header is not None
+            else None
+        )
         self.tenant_from = tenant_from
         self.paths = PathPurposes(purposes)
         self.resolver = resolver
@@ -88,7 +92,7 @@ class PurposeGuardMiddleware:
         if self.tenant_from is not None:
             tenant = baggage.clean_tenant(self.tenant_from(environ), "tenant_from")
         else:
-            raw_tenant = environ.get(self.environ_key)
+            raw_tenant = environ.get(self.environ_key) if self.environ_key is not None else None
             tenant = self._cache.tenant(_wsgi_bytes(raw_tenant), "the tenant header") if raw_tenant else None
         if tenant is None:
             tenant = incoming.tenant

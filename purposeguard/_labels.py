@@ -840,7 +840,7 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
     if t is str:
         result = kind.str_cls(value)
     elif t is bytes:
-        result = _bytes_new(kind.bytes_cls, value)  # type: ignore[call-overload]
+        result = _bytes_new(kind.bytes_cls, value)
     else:
         own = getattr(t, "_pg_kind", None)
         if own is not None:
@@ -851,7 +851,7 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
                 result = _bytes_new(kind.bytes_cls, _plain_bytes(value))
             else:
                 base = int if isinstance(value, int) else float
-                result = kind.number_cls(base)(base(value))  # type: ignore[call-overload,arg-type]
+                result = kind.number_cls(base)(base(value))
         elif isinstance(value, str):
             result = kind.str_cls(str.__str__(value))
         elif isinstance(value, bytes):

@@ -412,7 +412,7 @@ class SQLiteStorage:
             chained = self._chained
             if tenant is not None:
                 chained = {k: g for k, g in chained.items() if k[0] == tenant}
-            kept, differs = decide_on((Grant(*row) for row in rows), chained)  # type: ignore[arg-type]
+            kept, differs = decide_on((Grant(*row) for row in rows), chained)
         if differs and not self._mismatch_reported:
             self._mismatch_reported = True
             logger.error(

@@ -358,7 +358,7 @@ def test_the_packs_never_rules_refuse_zone_flows(function: Any) -> None:
 
 
 @pytest.mark.parametrize("configured", [{"mode": "trace"}, {"context_mode": "trace"}])
-def test_the_operator_can_trace_the_packs_never_rules_zone_flows(configured: dict[str, str]) -> None:
+def test_the_operator_can_trace_the_packs_never_rules_zone_flows(configured: dict[str, Any]) -> None:
     pg.configure("trust-center", **configured)
     assert _zone_modes(show_ads) == ["trace"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ class Replica:
 
 
 @pytest.fixture
-def replicas(pg_url: str) -> list[Replica]:
+def replicas(pg_url: str) -> Iterator[list[Replica]]:
     ConsentStore(pg_url).close()  # schema first
     started = [Replica(pg_url, "contoso") for _ in range(2)]
     yield started  # type: ignore[misc]

@@ -65,7 +65,7 @@ def test_four_processes_append_to_one_chain_without_forks_or_gaps(pg_url: str) -
 
 def _kill_after(process: subprocess.Popen[str], acks: int) -> list[int]:
     assert process.stdout is not None
-    acknowledged = []
+    acknowledged: list[int] = []
     deadline = time.monotonic() + 60
     while len(acknowledged) < acks and time.monotonic() < deadline:
         line = process.stdout.readline()

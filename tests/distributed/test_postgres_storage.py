@@ -283,8 +283,8 @@ def test_verify_names_a_consent_table_edited_by_hand(backend: str, pg_url: str, 
     else:
         import sqlite3
 
-        with sqlite3.connect(url) as conn:
-            conn.execute(statement)
-        conn.close()
+        with sqlite3.connect(url) as lite:
+            lite.execute(statement)
+        lite.close()
     line = _one_line_error(cli("audit", "verify", url))
     assert "NOT intact: the consent table grants 'fabrikam' improvement for customer_data with no consent record" in line

@@ -46,7 +46,7 @@ async def advertise(request: Request) -> JSONResponse:
 
 
 app = Starlette(routes=[Route("/inspect", inspect), Route("/advertise", advertise)])
-app.add_middleware(PurposeGuardMiddleware)
+app.add_middleware(PurposeGuardMiddleware, tenant_header="x-tenant")
 
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=PORT, log_level="warning", access_log=False, ws="none")

@@ -94,6 +94,7 @@ def starlette_app(state_of: Callable[[], dict[str, Any]], marker: str, seen: lis
     )
     app.add_middleware(
         PurposeGuardMiddleware,
+        tenant_header="x-tenant",
         purposes={"/comms/{item}": "service.communications", "/leak": "service.communications"},
     )
     return app
@@ -339,7 +340,7 @@ def fastapi_app(state_of: Callable[[], dict[str, Any]], marker: str, seen: list[
         pg.check(body)
         return {"sent": str(body)}
 
-    app.add_middleware(PurposeGuardMiddleware)
+    app.add_middleware(PurposeGuardMiddleware, tenant_header="x-tenant")
     return app
 
 

@@ -47,7 +47,7 @@ def test_starlette_host_routing_gives_each_host_its_own_purpose(serve_asgi: Call
             Host("comms.test", app=Router(routes=[Route("/h", comms)])),
         ]
     )
-    app.add_middleware(PurposeGuardMiddleware)
+    app.add_middleware(PurposeGuardMiddleware, tenant_header="x-tenant")
     server = serve_asgi(app)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         for _ in range(2):  # the second round is answered from the cache
@@ -70,7 +70,7 @@ def test_flask_host_matching_gives_each_host_its_own_purpose(serve_wsgi: Callabl
     def ops() -> Any:
         return jsonify({"purpose": pg.current_purpose()})
 
-    init_app(app)
+    init_app(app, tenant_header="x-tenant")
     server = serve_wsgi(app)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         for _ in range(2):
@@ -121,7 +121,7 @@ def test_the_zone_survives_a_bad_member_over_a_real_server(
         return JSONResponse({})
 
     asgi_app = Starlette(routes=[Route("/comms", route_purpose("service.communications")(asgi_comms))])
-    asgi_app.add_middleware(PurposeGuardMiddleware)
+    asgi_app.add_middleware(PurposeGuardMiddleware, tenant_header="x-tenant")
     flask_app = Flask("bad-member")
 
     @flask_app.get("/comms")
@@ -129,7 +129,7 @@ def test_the_zone_survives_a_bad_member_over_a_real_server(
     def flask_comms() -> Any:
         return jsonify({})
 
-    init_app(flask_app)
+    init_app(flask_app, tenant_header="x-tenant")
     for server in (serve_asgi(asgi_app), serve_wsgi(flask_app)):
         # Content in the caller's zone may not reach communications.
         assert b" 403 " in _raw_get(server.port, "/comms", header)
@@ -185,7 +185,7 @@ def _group_app(marker: str) -> Starlette:
             Route("/bugs", comms(only_bugs)),
         ]
     )
-    app.add_middleware(PurposeGuardMiddleware)
+    app.add_middleware(PurposeGuardMiddleware, tenant_header="x-tenant")
     return app
 
 
@@ -222,7 +222,7 @@ def test_a_violation_in_an_exception_group_becomes_a_403_under_wsgi(serve_wsgi: 
     def bugs() -> Any:
         raise ExceptionGroup("tasks", [ValueError("an ordinary bug")])  # noqa: F821
 
-    init_app(app)
+    init_app(app, tenant_header="x-tenant")
 
     def bare(environ: dict[str, Any], start_response: Any) -> Any:
         grouped()
@@ -256,7 +256,7 @@ def test_a_default_denial_names_the_policy_default(serve_asgi: Callable[[Any], A
             Route("/comms", route_purpose("service.communications")(comms)),
         ]
     )
-    app.add_middleware(PurposeGuardMiddleware)
+    app.add_middleware(PurposeGuardMiddleware, tenant_header="x-tenant")
     server = serve_asgi(app)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         default = client.get("/pay").json()
@@ -318,7 +318,7 @@ def test_many_requests_in_flight_at_once_keep_their_own_zones_asgi(
         return await handle(request)
 
     app = Starlette(routes=[Route("/ops", ops), Route("/sec", sec)])
-    app.add_middleware(PurposeGuardMiddleware)
+    app.add_middleware(PurposeGuardMiddleware, tenant_header="x-tenant")
     server = serve_asgi(app)
 
     async def go() -> list[dict[str, Any]]:
@@ -355,7 +355,7 @@ def test_many_requests_in_flight_at_once_keep_their_own_zones_flask(
     def sec(i: int) -> Any:
         return handle(i)
 
-    init_app(app)
+    init_app(app, tenant_header="x-tenant")
     server = serve_wsgi(app)
 
     def get(i: int) -> dict[str, Any]:

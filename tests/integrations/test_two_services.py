@@ -95,7 +95,7 @@ def service_a(service_b: str, serve_asgi: Callable[[Any], Any], marker: str) -> 
         return JSONResponse({"status": response.status_code, "body": response.json()})
 
     app = Starlette(routes=[Route("/relay/{what}", relay)])
-    app.add_middleware(PurposeGuardMiddleware)
+    app.add_middleware(PurposeGuardMiddleware, tenant_header="x-tenant")
     pg_httpx.instrument()
     try:
         yield serve_asgi(app).url

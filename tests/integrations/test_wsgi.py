@@ -58,7 +58,7 @@ def flask_app(state_of: Callable[[], dict[str, Any]], marker: str, testing: bool
 
         return Response(chunks(), mimetype="application/x-ndjson")
 
-    init_app(app, purposes={"/comms/*": "service.communications", "/leak": "service.communications"})
+    init_app(app, tenant_header="x-tenant", purposes={"/comms/*": "service.communications", "/leak": "service.communications"})
     return app
 
 
@@ -184,7 +184,7 @@ def test_plain_wsgi_app_violation_is_a_403_from_the_middleware(
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"sent"]
 
-    server = serve_wsgi(PurposeGuardMiddleware(app, purposes={"/**": "advertising"}))
+    server = serve_wsgi(PurposeGuardMiddleware(app, tenant_header="x-tenant", purposes={"/**": "advertising"}))
     response = httpx.get(server.url + "/anything/at/all", timeout=10)
     assert response.status_code == 403
     assert response.json()["rule"] == "no-advertising"
@@ -195,6 +195,6 @@ def test_plain_wsgi_app_other_exceptions_pass_through() -> None:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         raise KeyError("not ours")
 
-    middleware = PurposeGuardMiddleware(app)
+    middleware = PurposeGuardMiddleware(app, tenant_header="x-tenant")
     with pytest.raises(KeyError, match="not ours"):
         middleware({"PATH_INFO": "/", "REQUEST_METHOD": "GET"}, lambda *a: None)

@@ -135,7 +135,7 @@ def test_a_starlette_template_response_body_is_labelled(tmp_path: Path) -> None:
 
     (tmp_path / "mail.html").write_text("<p>{{ body }}</p>", encoding="utf-8")
     templates = Jinja2Templates(env=Environment(loader=jinja2.FileSystemLoader(tmp_path), autoescape=True))
-    bodies: list[bytes] = []
+    bodies: list[Any] = []
 
     async def page(request: Request) -> Response:
         response = templates.TemplateResponse(request, "mail.html", {"body": body()})

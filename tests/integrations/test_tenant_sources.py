@@ -1,0 +1,78 @@
+"""Who the tenant is: the application says so (``tenant_from``, ``pg.set_tenant``);
+a client header counts only where the application names it."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+from purposeguard.integrations import asgi, wsgi
+from starlette.applications import Starlette
+from starlette.exceptions import StarletteDeprecationWarning
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import purposeguard as pg
+
+with warnings.catch_warnings():
+    # As in test_asgi: Starlette's test client warns when it falls back to httpx.
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+
+async def whoami(request: Request) -> JSONResponse:
+    return JSONResponse({"tenant": pg.current_tenant()})
+
+
+def _asgi(**options: Any) -> TestClient:
+    app = Starlette(routes=[Route("/whoami", whoami)])
+    app.add_middleware(asgi.PurposeGuardMiddleware, **options)
+    return TestClient(app)
+
+
+def _wsgi_tenant(headers: dict[str, str], **options: Any) -> Any:
+    seen: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(pg.current_tenant())
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    middleware = wsgi.PurposeGuardMiddleware(app, **options)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/whoami", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
+               "wsgi.url_scheme": "http"}
+    environ.update({"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()})
+    list(middleware(environ, lambda status, headers, exc_info=None: None))
+    return seen[0]
+
+
+def test_a_header_the_application_did_not_name_is_no_tenant() -> None:
+    assert _asgi().get("/whoami", headers={"x-tenant": "contoso"}).json() == {"tenant": None}
+    assert _wsgi_tenant({"x-tenant": "contoso"}) is None
+
+
+def test_a_header_the_application_names_is_the_tenant() -> None:
+    client = _asgi(tenant_header="x-tenant")
+    assert client.get("/whoami", headers={"x-tenant": "contoso"}).json() == {"tenant": "contoso"}
+    assert _wsgi_tenant({"x-tenant": "contoso"}, tenant_header="x-tenant") == "contoso"
+
+
+def test_the_applications_identity_wins_over_a_named_header() -> None:
+    client = _asgi(tenant_header="x-tenant", tenant_from=lambda scope: "fabrikam")
+    assert client.get("/whoami", headers={"x-tenant": "contoso"}).json() == {"tenant": "fabrikam"}
+    assert _wsgi_tenant({"x-tenant": "contoso"}, tenant_header="x-tenant", tenant_from=lambda environ: "fabrikam") == (
+        "fabrikam"
+    )
+
+
+def test_an_anonymous_caller_with_no_identity_has_no_tenant() -> None:
+    client = _asgi(tenant_from=lambda scope: None)
+    assert client.get("/whoami", headers={"x-tenant": "contoso"}).json() == {"tenant": None}
+
+
+@pytest.mark.parametrize("name", ["", 42])
+def test_a_tenant_header_must_be_a_name(name: Any) -> None:
+    with pytest.raises(ValueError, match="tenant_header must be a header name"):
+        asgi.PurposeGuardMiddleware(Starlette(), tenant_header=name)

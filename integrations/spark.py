@@ -502,6 +502,15 @@ def _schema_only(df: DataFrame) -> Lineage:
     )
 
 
+# Frames a transform stripped, to be labelled next (see _DataFrameLabels.strip).
+_STRIPPED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _seed(df: DataFrame, found: Lineage) -> None:
+    with _LINEAGE_LOCK:
+        _LINEAGE[df] = found
+
+
 def lineage(df: DataFrame) -> Lineage:
     """The categories of each output column of ``df``, from its analysed plan."""
     with _LINEAGE_LOCK:
@@ -549,22 +558,31 @@ class _DataFrameLabels:
 
     def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
         found = lineage(value)
+        stripped = value in _STRIPPED
         changes: dict[str, dict[str, Any]] = {}
         for field, have in zip(value.schema.fields, found.categories, strict=True):
             extra: dict[str, Any] = {"categories": sorted(have | categories)}
             if tenant is not None:
                 extra["owner"] = tenant
-            if _meta(field.metadata).get("declassified"):
+            if stripped or _meta(field.metadata).get("declassified"):
                 extra["declassified"] = True
             changes[field.name] = _with_meta(field.metadata, **extra)
-        return _relabelled(value, changes)
+        result = _relabelled(value, changes)
+        # The projection added is known: no need to read its plan again.
+        _seed(result, Lineage(found.names, tuple(have | categories for have in found.categories),
+                              found.consents, found.derived))
+        return result
 
     def strip(self, value: Any) -> Any:
-        # A barrier: lineage stops here, the columns carry only what is put on next.
-        changes = {
-            field.name: {KEY: {"categories": [], "declassified": True}} for field in value.schema.fields
-        }
-        return _relabelled(value, changes)
+        # Only a transform strips labels, and it labels the result at once: the
+        # barrier (lineage stops there) goes into that one projection. Until
+        # then a new wrapper of the same plan stands for the stripped frame.
+        fields = value.schema.fields
+        result = type(value)(value._jdf, value.sparkSession)
+        _seed(result, Lineage(tuple(f.name for f in fields), (_EMPTY,) * len(fields),
+                              (_NO_CONSENT,) * len(fields), True))
+        _STRIPPED.add(result)
+        return result
 
 
 class _ColumnLabels:
@@ -737,12 +755,14 @@ def consented(
     kept = df.join(F.broadcast(snapshot), df[column] == snapshot["consenting_tenant"], "left_semi")
     # left_semi keeps the left side's columns (and their order): mark them.
     changes: dict[str, dict[str, Any]] = {}
-    for field, cats in zip(kept.schema.fields, lineage(kept).categories, strict=True):
-        own = _meta(field.metadata)
-        granted = dict(own.get("consented") or {})
+    marked: list[Mapping[str, frozenset[str]]] = []
+    for field, cats, had in zip(kept.schema.fields, found.categories, found.consents, strict=True):
+        granted = {p: sorted(c) for p, c in had.items()}
         granted[purpose] = sorted(cats & frozenset(covered))
         changes[field.name] = _with_meta(field.metadata, consented=granted)
+        marked.append({p: frozenset(c) for p, c in granted.items()})
     result = _relabelled(kept, changes)
+    _seed(result, Lineage(found.names, found.categories, tuple(marked), found.derived))
     guard.dispatch(
         ConsentSnapshot(
             purpose=purpose,

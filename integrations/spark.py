@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from purposeguard import _runtime
 from purposeguard._context import FLAGS, PURPOSE, ZONE
 from purposeguard._errors import PurposeGuardError
 from purposeguard._labels import KEYS, MIXED_TENANT, register_foreign, tenant_of, unregister_foreign
@@ -790,20 +791,41 @@ class _WithPurpose:
     """A UDF's function, run with the purpose current where it was defined.
 
     Pickled to the Python workers with the function: the purpose travels as
-    a plain key, set around each call there.
+    a plain key, set around each call there. A worker that has not been
+    configured loads the driver's policy (a pack, or a policy file the
+    worker can read) with the driver's mode settings, so a guarded call
+    inside the UDF is decided by the same rules.
     """
 
     def __init__(self, fn: Callable[..., Any], purpose: str) -> None:
         self.fn = fn
         self.purpose = purpose
+        guard = get_guard()
+        source = guard.policy.source or ""
+        self.policy: str | None = source if source.startswith("pack:") or os.path.isfile(source) else None
+        self.modes = (guard.mode_setting, guard.context_mode_setting)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.policy is not None and _runtime._STATE.guard is None:
+            _configure_worker(self.policy, *self.modes)
         token = PURPOSE.set(self.purpose)
         try:
             return self.fn(*args, **kwargs)
         finally:
             PURPOSE.reset(token)
+
+
+def _configure_worker(source: str, mode: str | None, context_mode: str | None) -> None:
+    with _runtime._STATE.lock:
+        if _runtime._STATE.guard is not None:
+            return
+    try:
+        _runtime.configure(source[5:] if source.startswith("pack:") else source, mode=mode,
+                           context_mode=context_mode)
+    except PurposeGuardError as error:
+        # The worker keeps its own default (PURPOSEGUARD_POLICY, else the pack).
+        logger.warning("purposeguard could not load the driver's policy in a Spark worker: %s", error)
 
 
 # -- writes are egress ----------------------------------------------------------------------------

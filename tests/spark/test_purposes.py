@@ -238,3 +238,26 @@ def test_uninstrument_restores_pyspark(raw_mail: Any) -> None:
     assert pg_spark.is_instrumented()
     pg_spark.instrument()  # idempotent
     assert readwriter.DataFrameWriter.parquet.__name__ == "parquet"
+
+
+def test_a_worker_decides_by_the_driver_s_policy_file(raw_mail: Any, tmp_path: Path) -> None:
+    """The driver traces advertising; the UDF's guarded call in the worker
+    traces too instead of failing the task under the worker's default."""
+    from importlib import resources
+
+    pack = resources.files("purposeguard.packs").joinpath("trust-center.toml").read_text(encoding="utf-8")
+    path = tmp_path / "policy.toml"
+    path.write_text(pack, encoding="utf-8")
+    pg.configure(str(path), mode="trace")
+
+    def profile(text):  # type: ignore[no-untyped-def]
+        @pg.purpose("advertising")
+        def interests(value):  # type: ignore[no-untyped-def]
+            return f"{pg.current_purpose()}:{pg.get_guard().mode}:{pg.get_guard().policy.source == str(path)}"
+
+        return interests(pg.label(text, EMAIL))
+
+    with pg.purpose("service.operations"):
+        as_udf = F.udf(profile, StringType())
+    rows = raw_mail.select(as_udf("body").alias("p")).distinct().collect()
+    assert [r.p for r in rows] == ["advertising:trace:True"]

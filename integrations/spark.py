@@ -40,6 +40,7 @@ from purposeguard import _runtime
 from purposeguard._context import FLAGS, PURPOSE, ZONE
 from purposeguard._errors import PurposeGuardError
 from purposeguard._labels import KEYS, MIXED_TENANT, register_foreign, tenant_of, unregister_foreign
+from purposeguard._policy import Policy
 from purposeguard._records import Record
 from purposeguard._runtime import check_zone, get_guard, logger
 
@@ -791,10 +792,10 @@ class _WithPurpose:
     """A UDF's function, run with the purpose current where it was defined.
 
     Pickled to the Python workers with the function: the purpose travels as
-    a plain key, set around each call there. A worker that has not been
-    configured loads the driver's policy (a pack, or a policy file the
-    worker can read) with the driver's mode settings, so a guarded call
-    inside the UDF is decided by the same rules.
+    a plain key, set around each call there. The driver's policy (a pack, or
+    a policy file the worker can read) and its mode settings travel too: a
+    worker whose own guard differs runs the call under a guard built from
+    them, so a guarded call inside the UDF is decided by the same rules.
     """
 
     def __init__(self, fn: Callable[..., Any], purpose: str) -> None:
@@ -807,25 +808,45 @@ class _WithPurpose:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.policy is not None and _runtime._STATE.guard is None:
-            _configure_worker(self.policy, *self.modes)
+        guard = self._guard()
         token = PURPOSE.set(self.purpose)
         try:
-            return self.fn(*args, **kwargs)
+            if guard is None:
+                return self.fn(*args, **kwargs)
+            with guard.activate():
+                return self.fn(*args, **kwargs)
         finally:
             PURPOSE.reset(token)
 
+    def _guard(self) -> Any:
+        if self.policy is None:
+            return None
+        current = _runtime._STATE.guard
+        if (
+            current is not None
+            and current.policy.source == self.policy
+            and (current.mode_setting, current.context_mode_setting) == self.modes
+        ):
+            return None
+        return _worker_guard(self.policy, self.modes)
 
-def _configure_worker(source: str, mode: str | None, context_mode: str | None) -> None:
-    with _runtime._STATE.lock:
-        if _runtime._STATE.guard is not None:
-            return
+
+_WORKER_GUARDS: dict[tuple[str, tuple[str | None, str | None]], Any] = {}
+
+
+def _worker_guard(source: str, modes: tuple[str | None, str | None]) -> Any:
+    key = (source, modes)
+    if key in _WORKER_GUARDS:
+        return _WORKER_GUARDS[key]
+    guard = None
     try:
-        _runtime.configure(source[5:] if source.startswith("pack:") else source, mode=mode,
-                           context_mode=context_mode)
+        policy = Policy.load(source[5:] if source.startswith("pack:") else source)
+        guard = _runtime.Guard(policy, mode=modes[0], context_mode=modes[1])
     except PurposeGuardError as error:
-        # The worker keeps its own default (PURPOSEGUARD_POLICY, else the pack).
+        # The worker keeps its own guard (PURPOSEGUARD_POLICY, else the pack).
         logger.warning("purposeguard could not load the driver's policy in a Spark worker: %s", error)
+    _WORKER_GUARDS[key] = guard
+    return guard
 
 
 # -- writes are egress ----------------------------------------------------------------------------

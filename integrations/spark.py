@@ -43,6 +43,7 @@ from purposeguard._labels import KEYS, MIXED_TENANT, register_foreign, tenant_of
 from purposeguard._policy import Policy
 from purposeguard._records import Record
 from purposeguard._runtime import check_zone, get_guard, logger
+from purposeguard._state import STATE
 
 from . import require
 
@@ -821,7 +822,7 @@ class _WithPurpose:
     def _guard(self) -> Any:
         if self.policy is None:
             return None
-        current = _runtime._STATE.guard
+        current = STATE.guard
         if (
             current is not None
             and current.policy.source == self.policy

@@ -41,11 +41,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from purposeguard import _runtime
 from purposeguard._context import FLAGS, PURPOSE, ZONE
 from purposeguard._errors import PurposeGuardError
 from purposeguard._labels import KEYS, MIXED_TENANT, register_foreign, tenant_of, unregister_foreign
+from purposeguard._policy import Policy
 from purposeguard._records import Record
 from purposeguard._runtime import check_zone, get_guard, logger
+from purposeguard._state import STATE
 
 from . import require
 
@@ -507,6 +510,15 @@ def _schema_only(df: DataFrame) -> Lineage:
     )
 
 
+# Frames a transform stripped, to be labelled next (see _DataFrameLabels.strip).
+_STRIPPED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _seed(df: DataFrame, found: Lineage) -> None:
+    with _LINEAGE_LOCK:
+        _LINEAGE[df] = found
+
+
 def lineage(df: DataFrame) -> Lineage:
     """The categories of each output column of ``df``, from its analysed plan."""
     with _LINEAGE_LOCK:
@@ -554,22 +566,31 @@ class _DataFrameLabels:
 
     def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
         found = lineage(value)
+        stripped = value in _STRIPPED
         changes: dict[str, dict[str, Any]] = {}
         for field, have in zip(value.schema.fields, found.categories, strict=True):
             extra: dict[str, Any] = {"categories": sorted(have | categories)}
             if tenant is not None:
                 extra["owner"] = tenant
-            if _meta(field.metadata).get("declassified"):
+            if stripped or _meta(field.metadata).get("declassified"):
                 extra["declassified"] = True
             changes[field.name] = _with_meta(field.metadata, **extra)
-        return _relabelled(value, changes)
+        result = _relabelled(value, changes)
+        # The projection added is known: no need to read its plan again.
+        _seed(result, Lineage(found.names, tuple(have | categories for have in found.categories),
+                              found.consents, found.derived))
+        return result
 
     def strip(self, value: Any) -> Any:
-        # A barrier: lineage stops here, the columns carry only what is put on next.
-        changes = {
-            field.name: {KEY: {"categories": [], "declassified": True}} for field in value.schema.fields
-        }
-        return _relabelled(value, changes)
+        # Only a transform strips labels, and it labels the result at once: the
+        # barrier (lineage stops there) goes into that one projection. Until
+        # then a new wrapper of the same plan stands for the stripped frame.
+        fields = value.schema.fields
+        result = type(value)(value._jdf, value.sparkSession)
+        _seed(result, Lineage(tuple(f.name for f in fields), (_EMPTY,) * len(fields),
+                              (_NO_CONSENT,) * len(fields), True))
+        _STRIPPED.add(result)
+        return result
 
 
 class _ColumnLabels:
@@ -742,12 +763,14 @@ def consented(
     kept = df.join(F.broadcast(snapshot), df[column] == snapshot["consenting_tenant"], "left_semi")
     # left_semi keeps the left side's columns (and their order): mark them.
     changes: dict[str, dict[str, Any]] = {}
-    for field, cats in zip(kept.schema.fields, lineage(kept).categories, strict=True):
-        own = _meta(field.metadata)
-        granted = dict(own.get("consented") or {})
+    marked: list[Mapping[str, frozenset[str]]] = []
+    for field, cats, had in zip(kept.schema.fields, found.categories, found.consents, strict=True):
+        granted = {p: sorted(c) for p, c in had.items()}
         granted[purpose] = sorted(cats & frozenset(covered))
         changes[field.name] = _with_meta(field.metadata, consented=granted)
+        marked.append({p: frozenset(c) for p, c in granted.items()})
     result = _relabelled(kept, changes)
+    _seed(result, Lineage(found.names, found.categories, tuple(marked), found.derived))
     guard.dispatch(
         ConsentSnapshot(
             purpose=purpose,
@@ -775,20 +798,61 @@ class _WithPurpose:
     """A UDF's function, run with the purpose current where it was defined.
 
     Pickled to the Python workers with the function: the purpose travels as
-    a plain key, set around each call there.
+    a plain key, set around each call there. The driver's policy (a pack, or
+    a policy file the worker can read) and its mode settings travel too: a
+    worker whose own guard differs runs the call under a guard built from
+    them, so a guarded call inside the UDF is decided by the same rules.
     """
 
     def __init__(self, fn: Callable[..., Any], purpose: str) -> None:
         self.fn = fn
         self.purpose = purpose
+        guard = get_guard()
+        source = guard.policy.source or ""
+        self.policy: str | None = source if source.startswith("pack:") or os.path.isfile(source) else None
+        self.modes = (guard.mode_setting, guard.context_mode_setting)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        guard = self._guard()
         token = PURPOSE.set(self.purpose)
         try:
-            return self.fn(*args, **kwargs)
+            if guard is None:
+                return self.fn(*args, **kwargs)
+            with guard.activate():
+                return self.fn(*args, **kwargs)
         finally:
             PURPOSE.reset(token)
+
+    def _guard(self) -> Any:
+        if self.policy is None:
+            return None
+        current = STATE.guard
+        if (
+            current is not None
+            and current.policy.source == self.policy
+            and (current.mode_setting, current.context_mode_setting) == self.modes
+        ):
+            return None
+        return _worker_guard(self.policy, self.modes)
+
+
+_WORKER_GUARDS: dict[tuple[str, tuple[str | None, str | None]], Any] = {}
+
+
+def _worker_guard(source: str, modes: tuple[str | None, str | None]) -> Any:
+    key = (source, modes)
+    if key in _WORKER_GUARDS:
+        return _WORKER_GUARDS[key]
+    guard = None
+    try:
+        policy = Policy.load(source[5:] if source.startswith("pack:") else source)
+        guard = _runtime.Guard(policy, mode=modes[0], context_mode=modes[1])
+    except PurposeGuardError as error:
+        # The worker keeps its own guard (PURPOSEGUARD_POLICY, else the pack).
+        logger.warning("purposeguard could not load the driver's policy in a Spark worker: %s", error)
+    _WORKER_GUARDS[key] = guard
+    return guard
 
 
 # -- writes are egress ----------------------------------------------------------------------------

@@ -209,3 +209,55 @@ def test_bad_destination_places_are_policy_errors(entry: str, field: str, words:
         pg.Policy.from_toml(text, source="bad.toml")
     message = str(error.value)
     assert "bad.toml" in message and "ads-out" in message and field in message and words in message
+
+
+def test_a_udf_registered_for_sql_keeps_its_purpose(raw_mail: Any, spark: Any) -> None:
+    with pg.purpose("service.operations"):
+        spark.udf.register("purpose_here", _purpose_in_worker, StringType())
+    raw_mail.createOrReplaceTempView("raw_mail")
+    rows = spark.sql("SELECT DISTINCT purpose_here(body) AS p FROM raw_mail").collect()
+    assert [r.p for r in rows] == ["service.operations"]
+
+
+def test_writing_to_an_ad_table_through_write_to_is_refused(mail: Any, ads_policy: Path) -> None:
+    with pytest.raises(pg.PurposeViolation) as refused:
+        mail.select("body").writeTo("ads_interests").using("parquet").create()
+    assert {(v.via, v.purpose) for v in refused.value.violations} == {("egress", "advertising")}
+
+
+def test_uninstrument_restores_pyspark(raw_mail: Any) -> None:
+    from pyspark.sql import readwriter
+
+    patched = readwriter.DataFrameWriter.parquet
+    pg_spark.uninstrument()
+    try:
+        assert readwriter.DataFrameWriter.parquet is not patched
+        assert not pg_spark.is_instrumented()
+    finally:
+        pg_spark.instrument()
+    assert pg_spark.is_instrumented()
+    pg_spark.instrument()  # idempotent
+    assert readwriter.DataFrameWriter.parquet.__name__ == "parquet"
+
+
+def test_a_worker_decides_by_the_driver_s_policy_file(raw_mail: Any, tmp_path: Path) -> None:
+    """The driver traces advertising; the UDF's guarded call in the worker
+    traces too instead of failing the task under the worker's default."""
+    from importlib import resources
+
+    pack = resources.files("purposeguard.packs").joinpath("trust-center.toml").read_text(encoding="utf-8")
+    path = tmp_path / "policy.toml"
+    path.write_text(pack, encoding="utf-8")
+    pg.configure(str(path), mode="trace")
+
+    def profile(text):  # type: ignore[no-untyped-def]
+        @pg.purpose("advertising")
+        def interests(value):  # type: ignore[no-untyped-def]
+            return f"{pg.current_purpose()}:{pg.get_guard().mode}:{pg.get_guard().policy.source == str(path)}"
+
+        return interests(pg.label(text, EMAIL))
+
+    with pg.purpose("service.operations"):
+        as_udf = F.udf(profile, StringType())
+    rows = raw_mail.select(as_udf("body").alias("p")).distinct().collect()
+    assert [r.p for r in rows] == ["advertising:trace:True"]

@@ -58,6 +58,8 @@ def _setup_namespace() -> dict[str, object]:
         "label": pg.label,
         "EMAIL": EMAIL,
         "decide": policy.decide,
+        "pg_decide": pg.decide,
+        "email_list": [EMAIL],
         "labels": labels,
         "enforcer": _casbin_enforcer(),
     }
@@ -121,6 +123,46 @@ def groups() -> list[Group]:
             ("concatenation", " + ' -- sent'", "informative", None),
         ]
     ]
+    # The public call against the memoised lookup it ends in.
+    public_decide = Group(
+        "pg.decide() against the memoised decision",
+        Case("Policy.decide(frozenset seen before)", "decide(labels, 'service.operations')"),
+        [
+            Case("pg.decide(frozenset)", "pg_decide(labels, 'service.operations')", "<= 2x", ratio_limit=2),
+            Case("pg.decide('category')", "pg_decide(EMAIL, 'service.operations')", "<= 2x", ratio_limit=2),
+            # Held in a variable, as the baseline's frozenset is.
+            Case("pg.decide(['category'])", "pg_decide(email_list, 'service.operations')", "<= 2x", ratio_limit=2),
+            Case("pg.decide([EMAIL]) building the list", "pg_decide([EMAIL], 'service.operations')", "informative"),
+        ],
+        globals=namespace,
+        number=20000,
+        baseline_label="memoised decision",
+    )
+    signatures_ns = _signatures_namespace(namespace)
+    signatures = Group(
+        "every signature on the fast path (one labelled allowed argument)",
+        Case("bare call f(labelled)", "bare(labelled)"),
+        [
+            Case("@purpose f(x)", "guarded(labelled)", "<= 12x", ratio_limit=12),
+            Case("@purpose f(*args)", "star(labelled)", "<= 12x", ratio_limit=12),
+            Case("@purpose f(**kwargs)", "star_kw(x=labelled)", "<= 12x", ratio_limit=12),
+            Case("@purpose f(*args, **kwargs)", "both(labelled)", "<= 12x", ratio_limit=12),
+            Case("@purpose f(*, x)", "keyword_only(x=labelled)", "<= 12x", ratio_limit=12),
+            Case("@purpose f(x, /)", "positional_only(labelled)", "<= 12x", ratio_limit=12),
+            Case("@purpose method", "service.method(labelled)", "<= 12x", ratio_limit=12),
+            Case("@purpose object with __call__", "handler(labelled)", "<= 12x", ratio_limit=12),
+        ],
+        globals=signatures_ns,
+        number=20000,
+    )
+    many_arguments = Group(
+        "32 labelled arguments",
+        Case("@purpose f(a0, ..., a31)", "params32(*labelled32)"),
+        [Case("@purpose f(*args) with 32", "star32(*labelled32)", "<= 2x", ratio_limit=2)],
+        globals=signatures_ns,
+        number=5000,
+        baseline_label="32 positional parameters",
+    )
     objects = Group(
         "labelling other objects (why side table first, proxy as fallback)",
         Case("plain object attribute", "mailbox.owner"),
@@ -132,7 +174,59 @@ def groups() -> list[Group]:
         globals=_objects_namespace(),
         number=20000,
     )
-    return [hot, *operations, objects]
+    return [hot, *operations, public_decide, signatures, many_arguments, objects]
+
+
+def _signatures_namespace(base: dict[str, object]) -> dict[str, object]:
+    @pg.purpose("service.operations")
+    def star(*args):
+        return args[0]
+
+    @pg.purpose("service.operations")
+    def star_kw(**kwargs):
+        return kwargs["x"]
+
+    @pg.purpose("service.operations")
+    def both(*args, **kwargs):
+        return args[0]
+
+    @pg.purpose("service.operations")
+    def keyword_only(*, x):
+        return x
+
+    @pg.purpose("service.operations")
+    def positional_only(x, /):
+        return x
+
+    class Service:
+        @pg.purpose("service.operations")
+        def method(self, x):
+            return x
+
+    class Handler:
+        def __call__(self, x):
+            return x
+
+    @pg.purpose("service.operations")
+    def star32(*args):
+        return args[0]
+
+    source = "def params32(" + ", ".join(f"a{i}" for i in range(32)) + "):\n    return a0\n"
+    made: dict[str, object] = {}
+    exec(source, made)
+    return {
+        **base,
+        "star": star,
+        "star_kw": star_kw,
+        "both": both,
+        "keyword_only": keyword_only,
+        "positional_only": positional_only,
+        "service": Service(),
+        "handler": pg.purpose("service.operations")(Handler()),
+        "star32": star32,
+        "params32": pg.purpose("service.operations")(made["params32"]),
+        "labelled32": tuple(pg.label(f"ticket {i}", EMAIL) for i in range(32)),
+    }
 
 
 def _objects_namespace() -> dict[str, object]:

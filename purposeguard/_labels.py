@@ -34,7 +34,7 @@ import wrapt
 from ._context import ACTIVE_GUARD, FLAGS, PURPOSE, ZONE
 from ._delegation import async_generator_function, generator_function
 from ._errors import UnknownKeyError
-from ._shortcut import invalidate
+from ._shortcut import forget_classes
 from ._state import STATE
 from ._taxonomy import Taxonomy
 
@@ -174,8 +174,9 @@ _UNIONS: dict[tuple[_Kind, _Kind], _Kind] = _STATE.unions
 
 
 # Label sets are bounded by the taxonomy, tenants are not: past this many
-# cached (label set, tenant) kinds, the tenant-specific ones are forgotten.
-# Live values keep their classes; a forgotten class is freed with its last value.
+# cached (label set, tenant) kinds, the oldest tenant-specific ones are
+# forgotten, an eighth at a time. Live values keep their classes; a forgotten
+# class is freed with its last value.
 TENANT_KINDS_LIMIT = 2048
 
 
@@ -187,20 +188,27 @@ def _kind_for(labels: frozenset[str], tenant: str | None) -> _Kind:
             kind = _CLASSES.get(key)
             if kind is None:
                 if tenant is not None and len(_CLASSES) >= TENANT_KINDS_LIMIT:
-                    _forget_tenant_kinds()
+                    _forget_oldest_tenant_kinds()
                 kind = _Kind(labels, tenant)
                 _CLASSES[key] = kind
     return kind
 
 
-def _forget_tenant_kinds() -> None:
-    for class_key in [k for k in _CLASSES if k[1] is not None]:
-        del _CLASSES[class_key]
-    for kind_key in [k for k in _KINDS if k[1] is not None]:
+def _forget_oldest_tenant_kinds() -> None:
+    # Partial and local: only the forgotten kinds leave the caches and the
+    # wrappers' shortcut sets. Nothing is invalidated, since the policy did
+    # not change: the classes of other tenants stay allowed, and zones keep
+    # what they learnt. (Dicts keep insertion order: the first are the oldest.)
+    tenant_keys = [k for k in _CLASSES if k[1] is not None]
+    gone: set[_Kind] = {_CLASSES.pop(k) for k in tenant_keys[: max(1, len(tenant_keys) // 8)]}
+    for kind_key in [k for k, kind in _KINDS.items() if kind in gone]:
         del _KINDS[kind_key]
-    _UNIONS.clear()
-    # Wrappers' shortcut sets hold classes too.
-    invalidate("tenant label classes forgotten")
+    for union_key in [k for k, kind in _UNIONS.items() if kind in gone or k[0] in gone or k[1] in gone]:
+        del _UNIONS[union_key]
+    classes: set[type] = set()
+    for kind in gone:
+        classes.update((kind.str_cls, kind.bytes_cls, *kind._numbers.values()))
+    forget_classes(classes)
 
 
 # The tenant of a value built from several tenants' data: no tenant's consent
@@ -706,6 +714,21 @@ def _weakrefable(t: type) -> bool:
 _NONE_TYPE = type(None)
 
 
+# The longest tenant id accepted (set_tenant() and baggage use the same bound):
+# tenant ids are cache keys and travel in records.
+MAX_TENANT_LENGTH = 256
+
+
+def require_tenant(tenant: str | None) -> str | None:
+    """``tenant`` if it is None or a string of at most MAX_TENANT_LENGTH characters."""
+    if tenant is not None:
+        if not isinstance(tenant, str):
+            raise TypeError(f"tenant must be a string or None, not {type(tenant).__name__}")
+        if len(tenant) > MAX_TENANT_LENGTH:
+            raise ValueError(f"a tenant id is at most {MAX_TENANT_LENGTH} characters, this one has {len(tenant)}")
+    return tenant
+
+
 def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
     if FLAGS.activations:
         # Another context may run under another taxonomy: validate against this
@@ -714,11 +737,13 @@ def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
                 raise UnknownKeyError(str(category), "category")
-        return _kind_for(frozenset(categories), tenant)
+        return _kind_for(frozenset(categories), require_tenant(tenant))
     if tenant is None:
         kind = _KINDS_NO_TENANT.get(categories)
         if kind is not None:
             return kind
+    else:
+        require_tenant(tenant)
     key = (categories, tenant)
     kind = _KINDS.get(key)
     if kind is None:
@@ -726,8 +751,6 @@ def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
                 raise UnknownKeyError(str(category), "category")
-        if tenant is not None and not isinstance(tenant, str):
-            raise TypeError("tenant must be a string or None")
         kind = _kind_for(frozenset(categories), tenant)
         _KINDS[key] = kind
         if tenant is None:

@@ -491,9 +491,49 @@ def decide(
     >>> decide(["customer_data.content"], "service.communications").allowed
     False
     """
-    if isinstance(categories, str):
-        categories = (categories,)
-    return get_guard().decide(categories, purpose, tenant=tenant)
+    guard = _active() or STATE.guard or get_guard()
+    # The memoised decision read directly: the public call then costs about
+    # what the wrappers' own lookup does (the guard's methods add nothing
+    # when no tenant's consent can change the answer).
+    given: Any = categories  # dispatched on its exact type below
+    kind = type(given)
+    key: frozenset[str]
+    if kind is frozenset:
+        key = given
+    elif kind is str:
+        key = _SINGLE_SETS.get(given) or _single_set(given)
+    elif (kind is list or kind is tuple) and len(given) == 1:
+        only = given[0]
+        key = _SINGLE_SETS.get(only) or _single_set(only)
+    else:
+        key = frozenset(given)
+    try:
+        decision = guard._policy._decisions[purpose][key]
+    except (KeyError, TypeError):
+        pass
+    else:
+        if tenant is None or decision.allowed:
+            return decision
+    return guard.decide(key, purpose, tenant=tenant)
+
+
+_SINGLE_SETS = STATE.single_sets
+_active = _ACTIVE.get
+_SINGLE_SETS_LIMIT = 4096
+
+
+def _single_set(category: str) -> frozenset[str]:
+    # One category's set, reused rather than built per call; bounded, the
+    # oldest entry goes first (the sets carry no decision, so nothing else
+    # is invalidated).
+    found = _SINGLE_SETS.get(category)
+    if found is None:
+        found = frozenset((category,))
+        if type(category) is str and len(category) <= 256:
+            if len(_SINGLE_SETS) >= _SINGLE_SETS_LIMIT:
+                del _SINGLE_SETS[next(iter(_SINGLE_SETS))]  # the oldest, only
+            _SINGLE_SETS[category] = found
+    return found
 
 
 def explain(category: str, purpose: str, *, tenant: str | None = None) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from ._context import ACTIVE_GUARD
 from ._state import STATE, Counter
 
-__all__ = ["allowed_classes", "hits", "invalidate", "learn", "remember_zone", "zone_allows"]
+__all__ = ["allowed_classes", "forget_classes", "hits", "invalidate", "learn", "remember_zone", "zone_allows"]
 
 FLAGS = STATE.flags
 COUNTERS = STATE.counters
@@ -47,6 +47,14 @@ def invalidate(reason: str) -> None:
     STATE.invalidated_because = reason
     for allowed in tuple(_ALLOWED.values()):
         allowed.clear()
+
+
+def forget_classes(classes: set[type]) -> None:
+    """Drop ``classes`` from every purpose's set (the labels layer evicted
+    them from its caches). Only memory: the policy did not change, so the
+    epoch stays and zones keep what they learnt."""
+    for allowed in tuple(_ALLOWED.values()):
+        allowed.difference_update(classes)
 
 
 def learn(purpose: str, values: tuple[Any, ...]) -> None:

@@ -252,6 +252,9 @@ class State:
         self.invalidated_because = "start"
         # What resetting a sink means, by sink name ("telemetry", "audit").
         self.sinks: dict[str, Callable[[], None]] = {}
+        # pg.decide()'s one-category sets, reused instead of built per call
+        # (bounded by the runtime; they carry no decision).
+        self.single_sets: dict[str, frozenset[str]] = {}
 
 
 STATE = State()
@@ -288,5 +291,6 @@ def reset(*, keep_telemetry: bool = False) -> None:
     for allowed in tuple(STATE.fast_allowed.values()):
         allowed.clear()
     STATE.labels.reset()
+    STATE.single_sets.clear()
     STATE.flags.reset()
     STATE.invalidated_because = "reset"

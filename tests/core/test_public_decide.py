@@ -1,0 +1,88 @@
+"""pg.decide() reads the memoised decision directly: same answers as the guard, in every input form."""
+
+from __future__ import annotations
+
+import pytest
+
+import purposeguard as pg
+from purposeguard import _runtime
+from purposeguard._state import STATE
+
+EMAIL = "customer_data.content.email"
+
+
+class Consents:
+    def __init__(self, granted: set[tuple[str, str, str]]) -> None:
+        self.granted = granted
+
+    def has_consent(self, tenant: str, purpose: str, category: str) -> bool:
+        from purposeguard._taxonomy import ancestors
+
+        return any((tenant, p, c) in self.granted for p in ancestors(purpose) for c in ancestors(category))
+
+
+def test_every_input_form_decides_what_the_guard_decides_before_and_after_memoising() -> None:
+    pg.configure("trust-center")
+    guard = pg.get_guard()
+    reference = pg.Policy.load("trust-center")
+    categories = sorted(reference.taxonomy.categories)[:12]
+    purposes = sorted(reference.taxonomy.purposes)
+    for purpose in purposes:
+        for category in categories:
+            expected = reference.decide([category], purpose)
+            for _ in range(2):  # the first call fills the memo, the second reads it
+                forms = [category, [category], (category,), frozenset({category}), {category}, iter([category])]
+                for form in forms:
+                    got = pg.decide(form, purpose)
+                    assert (got.allowed, got.rule) == (expected.allowed, expected.rule), (form, purpose)
+        pair = [categories[0], categories[-1]]
+        expected = reference.decide(pair, purpose)
+        assert pg.decide(pair, purpose).allowed == expected.allowed
+        assert guard.decide(pair, purpose).allowed == expected.allowed
+
+
+def test_an_activated_guard_decides_not_the_process_wide_memo() -> None:
+    pg.configure("trust-center")
+    assert not pg.decide(EMAIL, "advertising").allowed  # memoised under the process guard
+    permissive = pg.Policy.from_toml(
+        '[policy]\nname = "open"\ndefault = "allow"\n', source="open"
+    )
+    with pg.Guard(permissive).activate():
+        assert pg.decide(EMAIL, "advertising").allowed
+    assert not pg.decide(EMAIL, "advertising").allowed
+
+
+def test_a_memoised_denial_still_asks_the_tenants_consent() -> None:
+    consents = Consents({("contoso", "improvement", "customer_data")})
+    guard = pg.Guard(pg.Policy.load("trust-center"), consents=consents)
+    with guard.activate():
+        assert not pg.decide(EMAIL, "improvement").allowed  # memoised denial
+        assert pg.decide(EMAIL, "improvement", tenant="contoso").allowed
+        assert not pg.decide([EMAIL], "improvement", tenant="fabrikam").allowed
+        consents.granted.clear()
+        assert not pg.decide(EMAIL, "improvement", tenant="contoso").allowed
+
+
+def test_unknown_keys_are_refused_even_next_to_a_memoised_decision() -> None:
+    pg.configure("trust-center")
+    pg.decide(EMAIL, "service.operations")
+    with pytest.raises(pg.UnknownKeyError):
+        pg.decide(EMAIL, "no.such.purpose")
+    with pytest.raises(pg.UnknownKeyError):
+        pg.decide("no.such.category", "service.operations")
+    with pytest.raises(pg.UnknownKeyError):
+        pg.decide([EMAIL, "no.such.category"], "service.operations")
+
+
+def test_the_one_category_sets_are_bounded_and_evicted_one_at_a_time() -> None:
+    pg.configure("trust-center")
+    limit = _runtime._SINGLE_SETS_LIMIT
+    pg.decide(EMAIL, "service.operations")
+    for index in range(limit + 50):
+        with pytest.raises(pg.UnknownKeyError):
+            pg.decide(f"unknown.category{index}", "service.operations")
+    assert len(STATE.single_sets) == limit  # full, never emptied at once
+    assert EMAIL not in STATE.single_sets  # the oldest went first
+    assert pg.decide(EMAIL, "service.operations").allowed
+    pg.testing.reset()
+    assert not STATE.single_sets

@@ -38,6 +38,7 @@ import collections
 import dataclasses
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -62,6 +63,7 @@ from ._storage import (
     link,
     load_key_file,
     open_storage,
+    read_checkpoint,
 )
 
 __all__ = [
@@ -174,8 +176,41 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def _escaped(value: Any, where: str, found: list[str]) -> Any:
+    """``value`` with what JSON text in UTF-8 cannot hold faithfully made
+    plain: a lone surrogate as its ``\\udcxx`` escape, a non-finite number
+    as its name, any other object as its type's name (never its repr, which
+    could hold anything). ``found`` collects where."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            found.append(where or "(record)")
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        found.append(where or "(record)")
+        return repr(value)  # 'nan', 'inf', '-inf': a name, never a number
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            name = _escaped(str(key), f"{where}.{key}" if where else str(key), found)
+            out[name] = _escaped(item, f"{where}.{name}" if where else name, found)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_escaped(item, f"{where}[{i}]", found) for i, item in enumerate(value)]
+    found.append(where or "(record)")
+    return f"<{type(value).__name__}>"
+
+
 # One encoder for every record: json.dumps with options builds a new one per call.
-_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_not_json)
+_JSON = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_not_json
+)
 
 
 def encode(record: Record | Mapping[str, Any]) -> Pending:
@@ -194,10 +229,19 @@ def encode(record: Record | Mapping[str, Any]) -> Pending:
     data["kind"] = kind
     stamp = data.get("timestamp")
     timestamp = float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else time.time()
+    if not math.isfinite(timestamp):
+        timestamp = time.time()  # the entry's own time; the record's stays in its fields, escaped
     try:
         text = _JSON.encode(data)
-    except (TypeError, ValueError) as error:
-        raise AuditError(f"cannot audit a {kind} record: {error}") from None
+        # Lone surrogates pass JSON but not UTF-8: found here, not in the
+        # database's driver, where they would fail the whole batch.
+        text.encode("utf-8")
+    except (TypeError, ValueError):
+        # Escaped, kept and flagged: a record is never lost for what it holds.
+        found: list[str] = []
+        data = _escaped(data, "", found)
+        data["escaped"] = found
+        text = _JSON.encode(data)
     return Pending(kind, timestamp, text)
 
 
@@ -263,7 +307,9 @@ class AuditLog:
     bytes, a :class:`~pathlib.Path` of a key file, or a :class:`ChainKey`);
     by default the configured key or the environment's, if any. A log
     started with a key needs that key to be written to or verified; a log
-    started without one cannot take one later.
+    started without one cannot take one later. A keyed SQLite file also
+    signs its end into ``PATH-checkpoint`` (every ``checkpoint_every``
+    records, default 256, and at close): keep and copy it with the file.
 
     ``path`` is a file (created when missing, unless ``create=False``),
     ``":memory:"``, or a URL: ``sqlite:///PATH`` or ``postgresql://...``
@@ -291,11 +337,14 @@ class AuditLog:
         max_bytes: int | None = None,
         storage: Storage | None = None,
         key: KeyLike | None = None,
+        checkpoint_every: int | None = None,
     ) -> None:
         if storage is None:
             if not isinstance(path, (str, Path)) or not str(path):
                 raise AuditError(f"an audit log needs a file path, a URL or ':memory:', not {path!r}")
             chain_key = default_key() if key is None else as_key(key)
+            # SQLite only: how often a keyed log signs its end into its checkpoint file.
+            options = {} if checkpoint_every is None else {"checkpoint_every": checkpoint_every}
             storage = open_storage(
                 path,
                 create=create,
@@ -303,6 +352,7 @@ class AuditLog:
                 synchronous=synchronous,
                 max_bytes=max_bytes,
                 key=chain_key,
+                **options,
             )
             # What opens the same log again (a forked worker); path may be redacted.
             self.target: str | Path = path
@@ -367,8 +417,42 @@ class AuditLog:
                 None,
                 f"the chain is keyed (key id {storage.key_id}): verifying it needs its key",
             )
+        # Read before the snapshot: a checkpoint is written after its commit,
+        # so the snapshot holds every record it names.
+        key = storage.key
+        checkpoint_path = getattr(storage, "checkpoint_path", None) if key is not None else None
+        must_hold: tuple[int, str] | None = None
+        if key is not None and checkpoint_path is not None:
+            try:
+                checkpoint = read_checkpoint(checkpoint_path)
+            except AuditError as error:
+                return VerifyResult(False, 0, None, error.reason)
+            if checkpoint is not None:
+                if not key.checks_head(checkpoint.log_id, checkpoint.seq, checkpoint.hash, checkpoint.mac):
+                    return VerifyResult(
+                        False, 0, None, f"the checkpoint file {checkpoint_path} is not signed with the key (forged)"
+                    )
+                if checkpoint.log_id != self.log_id:
+                    return VerifyResult(
+                        False,
+                        0,
+                        None,
+                        f"the file holds log {self.log_id} but its signed checkpoint is of log "
+                        f"{checkpoint.log_id}: the file was swapped",
+                    )
+                must_hold = (checkpoint.seq, checkpoint.hash)
         with storage.snapshot() as (head, stored):
-            result = _verify_chain(stored, head, anchor.lower() if anchor else None, storage.key, self.log_id)
+            result = _verify_chain(
+                stored, head, anchor.lower() if anchor else None, storage.key, self.log_id, must_hold
+            )
+        if result.ok and checkpoint_path is not None and must_hold is None and result.count:
+            return VerifyResult(
+                False,
+                result.count,
+                None,
+                f"the signed checkpoint file {checkpoint_path} is missing (deleted, or the log copied "
+                "without it): records lost from its write-ahead log could not be detected",
+            )
         if result.ok:
             # The grants decisions use must be the ones the chain records.
             mismatch = self.storage.consent_mismatch()
@@ -381,6 +465,11 @@ class AuditLog:
         what a report shows is what was verified. Entries after the first
         bad one are returned too (the result says where the chain breaks)."""
         kept: list[StoredEntry] = []
+        if self.storage.key_id and self.storage.key is None:
+            # Readable, but only its key can prove it.
+            entries = [_as_entry(s) for s in self.storage.entries()]
+            reason = f"the chain is keyed (key id {self.storage.key_id}): verifying it needs its key"
+            return entries, VerifyResult(False, len(entries), None, reason)
         with self.storage.snapshot() as (head, stored):
 
             def collect() -> Iterator[StoredEntry]:
@@ -404,6 +493,7 @@ def _verify_chain(
     anchor: str | None,
     key: ChainKey | None = None,
     log_id: str = "",
+    must_hold: tuple[int, str] | None = None,
 ) -> VerifyResult:
     expected = 1
     prev = GENESIS
@@ -474,6 +564,25 @@ def _verify_chain(
                 count + 1,
                 f"records from {count + 1} on were cut off: the recorded end (record {count}) "
                 "is not signed with the key",
+            )
+    if must_hold is not None:
+        held_seq, held_hash = must_hold
+        if held_seq > count:
+            missing = f"{count + 1}" if held_seq == count + 1 else f"{count + 1}-{held_seq}"
+            return VerifyResult(
+                False,
+                count,
+                count + 1,
+                f"records {missing} are missing: the chain ends at record {count} but a signed checkpoint "
+                f"says {held_seq} were written (a corrupted or truncated write-ahead log, or an older copy "
+                "of the file)",
+            )
+        if seen.get(held_hash) != held_seq:
+            return VerifyResult(
+                False,
+                count,
+                held_seq,
+                f"record {held_seq} is not the one the signed checkpoint names: the log was rewritten or replaced",
             )
     if anchor is not None and anchor not in seen:
         return VerifyResult(
@@ -696,21 +805,52 @@ class AuditSink:
             batch: list[Record] = []
             while pending and len(batch) < self.batch_size:
                 batch.append(pending.popleft())
-            try:
-                items = []
-                for record in batch:
-                    try:
-                        items.append(encode(record))
-                    except AuditError as error:
-                        # A record no log can hold (not JSON, a labelled value): say so, keep going.
-                        logger.error("purposeguard audit: skipping a %s record: %s", getattr(record, "kind", "?"), error)
-                self.log.storage.append(items)
-            except AuditError as error:
-                pending.extendleft(reversed(batch))
-                self._failed(error)
+            kept: list[Record] = []
+            items: list[Pending] = []
+            for record in batch:
+                try:
+                    items.append(encode(record))
+                    kept.append(record)
+                except AuditError as error:
+                    # Only a labelled value (or no kind at all) gets here: what
+                    # the log must never hold. Everything else is escaped.
+                    logger.error("purposeguard audit: skipping a %s record: %s", getattr(record, "kind", "?"), error)
+            done, failure = self._append_pieces(items)
+            self.written += done
+            if failure is not None:
+                pending.extendleft(reversed(kept[done:]))
+                self._failed(failure)
                 return
-            self.written += len(items)  # skipped records were not written
             self._recovered()
+
+    def _append_pieces(self, items: list[Pending]) -> tuple[int, AuditError | None]:
+        """Append ``items`` in order; when the batch fails, in smaller pieces
+        (a nearly full disk may still take them). How many were written, and
+        the error that stopped the rest."""
+        storage = self.log.storage
+        done = 0
+        size = len(items)
+        while done < len(items):
+            piece = items[done : done + size]
+            try:
+                try:
+                    storage.append(piece)
+                except AuditError:
+                    if size == 1:
+                        raise
+                    # One record first: a log that takes nothing (a database
+                    # that is down) costs two attempts, not one per halving.
+                    storage.append(piece[:1])
+                    done += 1
+                    size = max(1, size // 2)
+                    continue
+            except AuditError as error:
+                return done, error
+            except Exception as error:  # noqa: BLE001 - an unexpected failure still fails closed
+                return done, AuditError(f"cannot write: {type(error).__name__}: {error}", path=self.log.path)
+            done += len(piece)
+        return done, None
+
 
     def _failed(self, error: AuditError) -> None:
         if self.error is None:
@@ -759,11 +899,12 @@ class _Attached:
 _ATTACHED = _Attached()
 
 
-def attach(audit: str | Path | AuditLog | AuditSink, **options: Any) -> AuditSink:
+def attach(audit: str | Path | AuditLog | AuditSink, *, key: KeyLike | None = None, **options: Any) -> AuditSink:
     """Send every record (violations, declassifications, consent changes,
     disclosures) to an audit log: a path, an :class:`AuditLog` or an
     :class:`AuditSink`. Replaces a sink attached before. ``options`` go to
-    :class:`AuditSink` (``batch_size``, ``interval``, ``max_pending``).
+    :class:`AuditSink` (``batch_size``, ``interval``, ``max_pending``);
+    ``key`` keys a log opened from a path (default: the configured key).
 
     ``pg.configure(audit=path)`` calls this; ``pg.configure(audit=False)``
     calls :func:`detach`.
@@ -773,7 +914,7 @@ def attach(audit: str | Path | AuditLog | AuditSink, **options: Any) -> AuditSin
     elif isinstance(audit, AuditLog):
         sink = AuditSink(audit, **options)
     elif isinstance(audit, (str, Path)) and str(audit):
-        sink = AuditSink(AuditLog(audit), owns_log=True, **options)
+        sink = AuditSink(AuditLog(audit, key=key), owns_log=True, **options)
     else:
         raise AuditError(f"audit= takes a path, an AuditLog or False, not {audit!r}")
     detach()
@@ -823,7 +964,14 @@ def _after_fork_in_child() -> None:
     _INHERITED.append(sink)
     if sink.owns_log and sink.log.path != ":memory:":
         try:
-            attach(sink.log.target, durability=sink.durability, batch_size=sink.batch_size, interval=sink.interval, max_pending=sink.max_pending)
+            attach(
+                sink.log.target,
+                key=sink.log.storage.key,  # the child writes the same keyed chain
+                durability=sink.durability,
+                batch_size=sink.batch_size,
+                interval=sink.interval,
+                max_pending=sink.max_pending,
+            )
         except AuditError as error:
             logger.error("purposeguard audit: the forked process has no audit sink: %s", error)
     else:

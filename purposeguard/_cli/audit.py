@@ -225,7 +225,10 @@ _SUMMARY_FIELDS = {
 
 
 def _line(entry: AuditEntry) -> str:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.timestamp))
+    try:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.timestamp))
+    except (OverflowError, OSError, ValueError):
+        stamp = repr(entry.timestamp)
     keys = _SUMMARY_FIELDS.get(entry.kind) or tuple(k for k in sorted(entry.data) if k not in ("kind", "timestamp"))
     parts = []
     for key in keys:
@@ -234,5 +237,27 @@ def _line(entry: AuditEntry) -> str:
             continue
         if isinstance(value, list):
             value = ",".join(str(v) for v in value)
-        parts.append(f"{key}={value}")
-    return f"{entry.seq:>6}  {stamp}  {entry.kind:<16} {' '.join(parts)}"
+        parts.append(f"{shown(str(key))}={shown(str(value), quote=True)}")
+    if entry.data.get("escaped"):
+        parts.append("(escaped)")
+    return f"{entry.seq:>6}  {stamp}  {shown(entry.kind):<16} {' '.join(parts)}"
+
+
+def shown(text: str, *, quote: bool = False) -> str:
+    """``text`` as one line that cannot pass for anything else: control and
+    other unprintable characters (newlines, terminal escapes, lone
+    surrogates) and backslashes escaped; with ``quote``, a value holding a
+    space, ``=`` or ``"`` in double quotes, so it cannot forge another field."""
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    line = "".join(out)
+    if quote and (not line or any(c in line for c in ' ="')):
+        line = '"' + line.replace('"', '\\"') + '"'
+    return line

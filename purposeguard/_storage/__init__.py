@@ -25,6 +25,7 @@ from .base import (
     StoredEntry,
     link,
     load_key_file,
+    read_checkpoint,
 )
 from .sqlite import SYNCHRONOUS, SQLiteStorage
 
@@ -46,6 +47,7 @@ __all__ = [
     "link",
     "load_key_file",
     "open_storage",
+    "read_checkpoint",
     "redact",
 ]
 

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import math
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -30,6 +31,7 @@ __all__ = [
     "VERSION",
     "AuditError",
     "ChainKey",
+    "Checkpoint",
     "Grant",
     "Head",
     "Pending",
@@ -41,6 +43,8 @@ __all__ = [
     "decide_on",
     "link",
     "load_key_file",
+    "read_checkpoint",
+    "write_checkpoint",
     "replay_consents",
 ]
 
@@ -365,3 +369,65 @@ def decide_on(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -> tuple[l
             )
         kept.append(grant)
     return kept, differs
+
+
+CHECKPOINT_FORMAT = "purposeguard-checkpoint"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed statement, kept outside the database: log ``log_id`` had
+    ``seq`` records, the last one's hash ``hash``."""
+
+    log_id: str
+    seq: int
+    hash: str
+    mac: str
+
+
+def write_checkpoint(path: str, key: ChainKey, log_id: str, seq: int, head_hash: str) -> None:
+    """Replace the checkpoint file at ``path`` (written whole, then renamed:
+    a crash leaves the old one or the new one, never half of either)."""
+    text = json.dumps(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "log_id": log_id,
+            "seq": seq,
+            "hash": head_hash,
+            "mac": key.sign_head(log_id, seq, head_hash),
+        },
+        sort_keys=True,
+    )
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "w", encoding="ascii") as file:
+            file.write(text + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def read_checkpoint(path: str) -> Checkpoint | None:
+    """The checkpoint file at ``path``; None when there is none. A damaged
+    one raises :class:`AuditError`."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(4097)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise AuditError(f"cannot read the checkpoint file {path}: {error.strerror or error}") from None
+    try:
+        data = json.loads(raw.decode("ascii"))
+        if data.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("format")
+        checkpoint = Checkpoint(str(data["log_id"]), int(data["seq"]), str(data["hash"]), str(data["mac"]))
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        raise AuditError(f"the checkpoint file {path} is damaged (not a purposeguard checkpoint)") from None
+    if checkpoint.seq < 1:
+        raise AuditError(f"the checkpoint file {path} is damaged (not a purposeguard checkpoint)")
+    return checkpoint

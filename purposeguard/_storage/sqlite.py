@@ -25,7 +25,9 @@ from .base import (
     consent_difference,
     decide_on,
     link,
+    read_checkpoint,
     replay_consents,
+    write_checkpoint,
 )
 
 __all__ = ["SQLiteStorage", "SYNCHRONOUS"]
@@ -85,6 +87,7 @@ class SQLiteStorage:
         max_bytes: int | None = None,
         timeout: float = 30.0,
         key: ChainKey | None = None,
+        checkpoint_every: int = 256,
     ) -> None:
         if synchronous not in SYNCHRONOUS:
             raise AuditError(f"unknown synchronous setting {synchronous!r} (expected full, normal or extra)")
@@ -93,6 +96,15 @@ class SQLiteStorage:
         self.location = str(path)
         self.readonly = readonly
         self.key = key
+        if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+            raise AuditError("checkpoint_every must be a positive number of records")
+        self.checkpoint_every = checkpoint_every
+        # A keyed file log also signs its end into a file beside it, outside
+        # SQLite's write-ahead log: records a corrupted or truncated WAL
+        # loses (which SQLite drops without a word) are then still missed.
+        self.checkpoint_path: str | None = None if self.location == ":memory:" else self.location + "-checkpoint"
+        self._checkpointed = 0
+        self._checkpoint_failed = False
         self.key_id: str | None = None
         # The grants the chain's consent records make, replayed up to seq _replayed.
         self._chained: dict[tuple[str, str, str], Grant] = {}
@@ -295,6 +307,10 @@ class SQLiteStorage:
                         )
                 connection.execute("COMMIT")
                 self._commits += 1
+                if key is not None and rows and (
+                    self._checkpointed == 0 or seq - self._checkpointed >= self.checkpoint_every
+                ):
+                    self._checkpoint(seq, prev)
             except BaseException as error:
                 try:
                     connection.execute("ROLLBACK")
@@ -310,6 +326,42 @@ class SQLiteStorage:
                     raise AuditError(f"cannot write: {_describe(error)}", path=self.location) from None
                 raise
             return seqs
+
+    def _checkpoint(self, seq: int, head_hash: str) -> None:
+        if self.key is None or self.checkpoint_path is None:
+            return
+        try:
+            try:
+                current = read_checkpoint(self.checkpoint_path)
+            except AuditError:
+                current = None  # damaged: replaced by a good one
+            if current is not None and current.log_id != self.log_id:
+                # Evidence that the file was swapped: kept for verify, never overwritten.
+                if not self._checkpoint_failed:
+                    self._checkpoint_failed = True
+                    logger.error(
+                        "purposeguard audit log %s: its checkpoint file is of another log (%s); "
+                        "the file was swapped? (run `purposeguard audit verify`)",
+                        self.location,
+                        current.log_id,
+                    )
+                return
+            # Another process may have signed a later end already.
+            if current is None or current.seq < seq:
+                write_checkpoint(self.checkpoint_path, self.key, self.log_id, seq, head_hash)
+            self._checkpointed = seq
+            if self._checkpoint_failed:
+                self._checkpoint_failed = False
+                logger.warning("purposeguard audit log %s: checkpoint file written again", self.location)
+        except OSError as error:
+            # The records are committed; the next commit tries again.
+            if not self._checkpoint_failed:
+                self._checkpoint_failed = True
+                logger.error(
+                    "purposeguard audit log %s: cannot write its checkpoint file (%s)",
+                    self.location,
+                    error.strerror or error,
+                )
 
     def _head(self) -> Head:
         return _read_head(self._connection, self.location)
@@ -519,6 +571,13 @@ class SQLiteStorage:
 
     def close(self) -> None:
         with self._lock:
+            if self.key is not None and not self.readonly and self.key_id:
+                try:
+                    seq, head_hash, _ = self._head()
+                except sqlite3.Error:
+                    seq = 0
+                if seq and seq != self._checkpointed:
+                    self._checkpoint(seq, head_hash)
             self._connection.close()
 
 

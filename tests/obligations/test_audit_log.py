@@ -83,13 +83,15 @@ def test_a_labelled_value_in_a_record_is_refused_and_nothing_is_written(
     assert marker.encode() not in file_bytes(log_path)
 
 
-def test_a_record_that_is_not_json_is_refused(log_path: Path) -> None:
+def test_a_record_that_is_not_json_is_kept_escaped_and_one_without_a_kind_refused(log_path: Path) -> None:
     with AuditLog(log_path) as log:
-        with pytest.raises(AuditError, match="not JSON"):
-            log.append({"kind": "note", "what": object()})
+        # Kept, with the field by its type's name (never its repr) and flagged.
+        assert log.append({"kind": "note", "what": object()}) == 1
+        (entry,) = log.tail(1)
+        assert entry.data["what"] == "<object>" and entry.data["escaped"] == ["what"]
         with pytest.raises(AuditError, match="needs a kind"):
             log.append({"note": "no kind"})
-        assert len(log) == 0
+        assert len(log) == 1
 
 
 def test_threads_writing_at_once_lose_nothing(log_path: Path, make_violation: Any) -> None:

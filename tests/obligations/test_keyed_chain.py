@@ -5,6 +5,7 @@ with one line, never a traceback and never "intact"."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -215,7 +216,13 @@ def test_a_keyed_log_made_to_look_unkeyed_is_not_intact(
 def test_a_changed_log_id_breaks_every_record(keyed: Path, key_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sql(keyed, "UPDATE purposeguard_meta SET value = 'ffffffffffffffffffffffffffffffff' WHERE key = 'log_id'")
     code, text = verify(keyed, key_file, capsys)
-    assert code == 1 and "record 1 was altered" in text
+    # The signed checkpoint file beside it names the log it belongs to.
+    assert code == 1 and "the file was swapped" in text
+    Path(str(keyed) + "-checkpoint").unlink()
+    with AuditLog(keyed, readonly=True, key=key_file) as log:
+        result = log.verify()
+    # Without it, every record's link names the log id it was written under.
+    assert not result.ok and result.first_bad == 1 and "record 1 was altered" in result.reason
 
 
 def test_a_record_copied_from_another_log_with_the_same_key_does_not_fit(
@@ -396,3 +403,30 @@ def test_non_finite_or_past_expiries_are_refused(expiry: float) -> None:
         with pytest.raises(pg.PolicyError, match="expires_at must be a finite time|already past"):
             store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso", expires_at=expiry)
         assert store.audit.verify().count == 0
+
+
+def test_a_forked_worker_writes_the_same_keyed_chain(log_path: Path, key_file: Path) -> None:
+    from purposeguard import audit
+
+    audit.attach(str(log_path), key=key_file)
+    child = os.fork()
+    if child == 0:  # a prefork worker: its own sink on the same keyed log
+        code = 1
+        try:
+            sink = audit.attached()
+            if sink is not None and sink.log.keyed:
+                sink({"kind": "note", "text": "from the worker"})  # type: ignore[arg-type]
+                sink.flush()
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    sink = audit.attached()
+    assert sink is not None
+    sink({"kind": "note", "text": "from the parent"})  # type: ignore[arg-type]
+    audit.detach()
+    with AuditLog(log_path, readonly=True, key=key_file) as log:
+        result = log.verify()
+        texts = sorted(e.data["text"] for e in log.records())
+    assert result.ok and result.keyed and texts == ["from the parent", "from the worker"]

@@ -1,0 +1,182 @@
+"""Purpose, tenant and zone across RQ jobs.
+
+>>> from purposeguard.integrations import rq as pg_rq
+>>> pg_rq.instrument()          # in the code that enqueues, and in the worker
+>>> @pg.purpose("service.operations")
+... def reindex(mailbox_id): ...
+>>> queue.enqueue(reindex, "mbx-1")
+
+Enqueueing is where data leaves the process: the job's arguments are checked
+like any egress (against the current purpose, with the zone's categories),
+and the current purpose, the zone's tenant and categories (and the labels of
+the arguments, which RQ's serializer drops) are stored in the job's ``meta``
+under ``purposeguard_baggage`` (W3C baggage syntax). The worker reads them
+back, validated like any incoming baggage, and runs the job in a zone of its
+own with that tenant and those categories and with the enqueuer's purpose
+current; a job function decorated with ``@pg.purpose`` checks the zone and
+its arguments when it starts, so a job declared for advertising is refused
+in the worker when the enqueuer's zone held customer data.
+
+In the worker, call :func:`instrument` where the worker imports its
+settings (``rq worker -c settings``) after ``pg.configure(...)``. RQ runs
+each job in a forked process that exits without running exit handlers, so
+the audit records a job produced are flushed before its process ends.
+
+Needs ``pip install 'purposeguard[rq]'``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from purposeguard._context import PURPOSE
+from purposeguard._zones import zone
+
+from . import baggage
+from ._egress import check_egress, deep_labels
+
+__all__ = ["META_KEY", "instrument", "is_instrumented", "uninstrument"]
+
+logger = logging.getLogger("purposeguard")
+
+META_KEY = "purposeguard_baggage"
+SUPPORTED = (1, 16)
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.originals: dict[str, Any] = {}
+
+
+_STATE = _State()
+
+
+def _queue_url(queue: Any) -> str:
+    """Where a queue's jobs go, as a URL the egress check understands."""
+    try:
+        kwargs = queue.connection.connection_pool.connection_kwargs
+        host = kwargs.get("host") or "localhost"
+        port = kwargs.get("port") or 6379
+        db = kwargs.get("db") or 0
+        scheme = "rediss" if kwargs.get("ssl") else "redis"
+        if kwargs.get("path"):
+            return f"unix://localhost/{queue.name}"
+        return f"{scheme}://{host}:{port}/{db}/{queue.name}"
+    except Exception:  # noqa: BLE001 - an unusual connection still gets its check
+        return f"redis://localhost/{getattr(queue, 'name', 'default')}"
+
+
+def _function_name(func: Any) -> str:
+    if isinstance(func, str):
+        return func
+    module = getattr(func, "__module__", "?")
+    return f"{module}.{getattr(func, '__qualname__', getattr(func, '__name__', '?'))}"
+
+
+def _create_job(original: Any) -> Any:
+    def create_job(self: Any, func: Any, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any) -> Any:
+        labels = deep_labels((args, kwargs))
+        # Raises in enforce mode before anything reaches Redis.
+        check_egress(_queue_url(self), labels, function=_function_name(func))
+        job = original(self, func, args, kwargs, *rest, **options)
+        try:
+            value = baggage.header_value(extra_categories=labels)
+        except Exception:  # noqa: BLE001 - enqueueing never fails over purposeguard's header
+            logger.exception("purposeguard could not add its baggage to an RQ job")
+            return job
+        if value:
+            job.meta[META_KEY] = value
+        return job
+
+    create_job.__wrapped__ = original  # type: ignore[attr-defined]
+    return create_job
+
+
+def _perform(original: Any) -> Any:
+    def perform(self: Any) -> Any:
+        raw = self.meta.get(META_KEY) if isinstance(getattr(self, "meta", None), dict) else None
+        if raw is not None and not isinstance(raw, (str, bytes)):
+            logger.warning("purposeguard ignored an RQ job's baggage that is not a string")
+            raw = None
+        incoming = baggage.parse(raw) if raw is not None else baggage.NOTHING
+        try:
+            with zone(incoming.tenant, categories=incoming.categories):
+                token = PURPOSE.set(incoming.purpose) if incoming.purpose else None
+                try:
+                    return original(self)
+                finally:
+                    if token is not None:
+                        PURPOSE.reset(token)
+        finally:
+            _flush_audit()
+
+    perform.__wrapped__ = original  # type: ignore[attr-defined]
+    return perform
+
+
+def _flush_audit() -> None:
+    # RQ's work horse leaves with os._exit: what the job recorded must be
+    # written now or never.
+    from purposeguard import audit
+
+    sink = audit.attached()
+    if sink is None:
+        return
+    try:
+        sink.flush()
+    except Exception as error:  # noqa: BLE001 - the job's outcome stands; the sink logged why
+        logger.error("purposeguard could not write an RQ job's audit records: %s", error)
+
+
+def _version() -> tuple[int, ...]:
+    import rq
+
+    parts = []
+    for piece in str(getattr(rq, "__version__", getattr(rq, "VERSION", "0"))).split(".")[:2]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def instrument() -> None:
+    """Check and tag jobs when they are enqueued and run them in their zone, process-wide."""
+    from . import require
+
+    require("rq", "rq")
+    from rq.job import Job
+    from rq.queue import Queue
+
+    version = _version()
+    if version < SUPPORTED:
+        raise ImportError(
+            f"purposeguard.integrations.rq supports rq {SUPPORTED[0]}.{SUPPORTED[1]} or later, not "
+            f"{'.'.join(map(str, version))}: pip install 'purposeguard[rq]'"
+        )
+    with _STATE.lock:
+        if _STATE.originals:
+            return
+        _STATE.originals = {"create_job": Queue.create_job, "perform": Job.perform}
+        # setattr: the classes are RQ's own, patched in place for every queue and job.
+        setattr(Queue, "create_job", _create_job(Queue.create_job))  # noqa: B010
+        setattr(Job, "perform", _perform(Job.perform))  # noqa: B010
+
+
+def uninstrument() -> None:
+    """Restore RQ's own methods."""
+    with _STATE.lock:
+        originals = _STATE.originals
+        if not originals:
+            return
+        from rq.job import Job
+        from rq.queue import Queue
+
+        setattr(Queue, "create_job", originals["create_job"])  # noqa: B010
+        setattr(Job, "perform", originals["perform"])  # noqa: B010
+        _STATE.originals = {}
+
+
+def is_instrumented() -> bool:
+    return bool(_STATE.originals)

@@ -1,0 +1,68 @@
+"""Jobs for the Celery and RQ tests, and the workers' settings.
+
+Imported by the test process (to enqueue) and by the worker processes the
+tests start. A worker (``PG_JOBS_WORKER=1``) configures purposeguard from the
+environment: ``PG_JOBS_AUDIT`` (where records go) and
+``PG_JOBS_CONTEXT_MODE``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+
+import purposeguard as pg
+
+CONTENT = "customer_data.content.email"
+
+
+def state() -> dict[str, Any]:
+    zone = pg.current_zone()
+    return {
+        "purpose": pg.current_purpose(),
+        "tenant": pg.current_tenant(),
+        "zone": sorted(zone.categories) if zone is not None else None,
+    }
+
+
+def inspect_job(*args: Any) -> dict[str, Any]:
+    return state()
+
+
+@pg.purpose("advertising")
+def advertise_job(campaign: str) -> dict[str, Any]:
+    return {"campaign": campaign, **state()}
+
+
+@pg.purpose("service.operations")
+def operate_job(ticket: str) -> dict[str, Any]:
+    return {"ticket": ticket, **state()}
+
+
+app = Celery("pgjobs", broker=os.environ.get("PG_JOBS_BROKER", "memory://"), backend=os.environ.get("PG_JOBS_BROKER"))
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_default_queue="pgjobs",
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+    worker_prefetch_multiplier=1,
+)
+celery_inspect = app.task(name="pgjobs.inspect")(inspect_job)
+celery_advertise = app.task(name="pgjobs.advertise")(advertise_job)
+celery_operate = app.task(name="pgjobs.operate")(operate_job)
+
+if os.environ.get("PG_JOBS_WORKER") == "1":
+    from purposeguard.integrations import celery as pg_celery
+    from purposeguard.integrations import rq as pg_rq
+
+    pg.configure(
+        "trust-center",
+        context_mode=os.environ.get("PG_JOBS_CONTEXT_MODE", "trace"),
+        audit=os.environ["PG_JOBS_AUDIT"],
+    )
+    pg_celery.instrument()
+    pg_rq.instrument()

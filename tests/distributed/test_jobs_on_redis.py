@@ -1,0 +1,230 @@
+"""Celery and RQ on a real redis-server, with worker processes started here:
+purpose, tenant and zone travel with the job; a forbidden job is refused in
+the worker and recorded once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jobs
+import pytest
+from purposeguard.integrations import celery as pg_celery
+from purposeguard.integrations import rq as pg_rq
+from redis import Redis
+from rq import Queue
+from services import RedisServer
+
+import purposeguard as pg
+from purposeguard.audit import AuditLog
+
+HERE = Path(__file__).resolve().parent
+CONTENT = jobs.CONTENT
+
+
+def worker_env(broker: str, audit: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PG_JOBS_WORKER="1",
+        PG_JOBS_BROKER=broker,
+        PG_JOBS_AUDIT=audit,
+        PG_JOBS_CONTEXT_MODE="enforce",
+        PYTHONPATH=os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]),
+    )
+    return env
+
+
+class Worker:
+    def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.output = log.open("w")
+        self.process = subprocess.Popen(command, cwd=HERE, env=env, stdout=self.output, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.output.close()
+
+
+def violations_in(audit_url: str, function_suffix: str) -> list[dict[str, Any]]:
+    with AuditLog(audit_url, readonly=True) as log:
+        assert log.verify().ok
+        return [e.data for e in log.records() if e.kind == "violation" and e.data["function"].endswith(function_suffix)]
+
+
+def recorded_once(audit_url: str, function_suffix: str) -> dict[str, Any]:
+    """The one violation a refused job left, after giving a second one time to appear."""
+    deadline = time.monotonic() + 20
+    found: list[dict[str, Any]] = []
+    while not found and time.monotonic() < deadline:
+        found = violations_in(audit_url, function_suffix)
+        time.sleep(0.1)
+    time.sleep(1.0)
+    found = violations_in(audit_url, function_suffix)
+    assert len(found) == 1, found
+    return found[0]
+
+
+# -- Celery ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def celery_worker(redis_server: RedisServer, postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Celery worker process (prefork pool) on redis; yields its audit URL."""
+    broker = redis_server.url(1)
+    audit_url = postgres.create_database()
+    AuditLog(audit_url).close()
+    jobs.app.conf.update(broker_url=broker, result_backend=broker)
+    worker = Worker(
+        [sys.executable, "-m", "celery", "-A", "jobs", "worker", "--pool=prefork", "-c", "1",
+         "-Q", "pgjobs", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
+        worker_env(broker, audit_url),
+        tmp_path_factory.mktemp("celery") / "worker.log",
+    )
+    pg_celery.instrument()
+    try:
+        # Up once it answers.
+        jobs.celery_inspect.delay().get(timeout=60)
+        yield audit_url
+    finally:
+        pg_celery.uninstrument()
+        worker.stop()
+
+
+def test_celery_carries_purpose_tenant_and_zone_to_a_worker_process(celery_worker: str) -> None:
+    with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
+        pg.label("mail body", CONTENT)
+        result = jobs.celery_inspect.delay()
+    assert result.get(timeout=30) == {"purpose": "service.operations", "tenant": "contoso", "zone": [CONTENT]}
+    # Each job runs in a zone of its own.
+    assert jobs.celery_inspect.delay().get(timeout=30) == {"purpose": None, "tenant": None, "zone": []}
+
+
+def test_celery_runs_an_allowed_job(celery_worker: str) -> None:
+    with pg.zone(tenant="contoso"):
+        pg.label("mail body", CONTENT)
+        outcome = jobs.celery_operate.delay("T-1").get(timeout=30)
+    assert outcome == {"ticket": "T-1", "purpose": "service.operations", "tenant": "contoso", "zone": [CONTENT]}
+
+
+def test_celery_refuses_a_forbidden_job_in_the_worker_and_records_it_once(celery_worker: str, marker: str) -> None:
+    with pg.zone(tenant="contoso"):
+        pg.label(marker, CONTENT)
+        result = jobs.celery_advertise.delay("celery-spring")
+    result.get(timeout=30, propagate=False)
+    assert result.state == "FAILURE"
+    assert "no-advertising" in str(result.result) and marker not in str(result.result)
+    record = recorded_once(celery_worker, "advertise_job")
+    assert (record["category"], record["purpose"], record["via"], record["tenant"], record["mode"]) == (
+        CONTENT, "advertising", "context", "contoso", "enforce"
+    )
+    assert marker not in str(record)
+
+
+# -- RQ ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rq_queue(redis_server: RedisServer, postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Queue, str]]:
+    """An RQ worker process (forking a work horse per job) on redis; the queue and its audit URL."""
+    url = redis_server.url(2)
+    audit_url = postgres.create_database()
+    AuditLog(audit_url).close()
+    rq_binary = str(Path(sys.executable).parent / "rq")
+    worker = Worker(
+        [rq_binary, "worker", "-u", url, "-c", "jobs", "--path", str(HERE), "--disable-job-desc-logging", "pgjobs"],
+        worker_env(url, audit_url),
+        tmp_path_factory.mktemp("rq") / "worker.log",
+    )
+    connection = Redis.from_url(url)
+    pg_rq.instrument()
+    try:
+        yield Queue("pgjobs", connection=connection), audit_url
+    finally:
+        pg_rq.uninstrument()
+        worker.stop()
+        connection.close()
+
+
+def wait_job(job: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = job.get_status(refresh=True)
+        if status in ("finished", "failed"):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"job {job.id} did not finish in time")
+
+
+def test_rq_carries_purpose_tenant_and_zone_to_a_worker_process(rq_queue: tuple[Queue, str]) -> None:
+    queue, _ = rq_queue
+    with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
+        pg.label("mail body", CONTENT)
+        job = queue.enqueue(jobs.inspect_job)
+    assert wait_job(job) == "finished"
+    assert job.return_value() == {"purpose": "service.operations", "tenant": "contoso", "zone": [CONTENT]}
+    plain = queue.enqueue(jobs.inspect_job)
+    assert wait_job(plain) == "finished"
+    assert plain.return_value() == {"purpose": None, "tenant": None, "zone": []}
+
+
+def test_rq_labels_of_arguments_travel_though_the_serializer_drops_them(rq_queue: tuple[Queue, str], marker: str) -> None:
+    queue, _ = rq_queue
+    job = queue.enqueue(jobs.operate_job, pg.label(marker, "customer_data.content.crm"))
+    assert wait_job(job) == "finished"
+    assert job.return_value()["zone"] == ["customer_data.content.crm"]
+
+
+def test_rq_refuses_a_forbidden_job_in_the_worker_and_records_it_once(rq_queue: tuple[Queue, str], marker: str) -> None:
+    queue, audit_url = rq_queue
+    with pg.zone(tenant="contoso"):
+        pg.label(marker, CONTENT)
+        job = queue.enqueue(jobs.advertise_job, "rq-spring")
+    assert wait_job(job) == "failed"
+    job.refresh()
+    assert "no-advertising" in str(job.latest_result().exc_string)
+    assert marker not in str(job.latest_result().exc_string)
+    record = recorded_once(audit_url, "advertise_job")
+    assert (record["category"], record["purpose"], record["via"], record["tenant"], record["mode"]) == (
+        CONTENT, "advertising", "context", "contoso", "enforce"
+    )
+
+
+def test_rq_enqueue_is_an_egress_check(rq_queue: tuple[Queue, str], marker: str) -> None:
+    queue, _ = rq_queue
+    pg.configure("trust-center", mode="enforce")
+    count = queue.count
+    with pg.purpose("advertising"), pytest.raises(pg.PurposeViolation) as refused:
+        queue.enqueue(jobs.inspect_job, pg.label(marker, CONTENT))
+    assert refused.value.violations[0].via == "egress"
+    assert queue.count == count  # nothing reached Redis
+
+
+def test_rq_uninstrument_restores_rq(rq_queue: tuple[Queue, str]) -> None:
+    from rq.job import Job
+
+    pg_rq.uninstrument()
+    try:
+        assert not pg_rq.is_instrumented()
+        assert not hasattr(Job.perform, "__wrapped__") and not hasattr(Queue.create_job, "__wrapped__")
+    finally:
+        pg_rq.instrument()
+    pg_rq.instrument()  # idempotent
+    assert Job.perform.__wrapped__.__name__ == "perform"  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def marker() -> str:
+    return "PGMARKER-jobs-4b1e-do-not-leak"
+
+
+_ = Callable

@@ -31,7 +31,7 @@ class Replicas:
             subprocess.Popen(
                 [sys.executable, str(SERVICE), url, str(port)], stdout=log, stderr=subprocess.STDOUT
             )
-            for port, log in zip(self.ports, self.logs)
+            for port, log in zip(self.ports, self.logs, strict=True)
         ]
         try:
             for port in self.ports:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from ._context import ACTIVE_GUARD, FLAGS, PURPOSE, ZONE
 from ._errors import PolicyError, PurposeGuardError, PurposeViolation, SinkFailure, UnknownKeyError
-from ._labels import labels_of, set_taxonomy, tenant_of_values
+from ._labels import WalkLimit, labels_in_values, set_taxonomy, tenant_of_values
 from ._policy import MODES, ConsentLookup, Decision, Policy, effective_mode, environment_mode
 from ._records import Record, Violation
 from ._shortcut import invalidate
@@ -532,7 +532,11 @@ def check(value: Any, purpose: str | None = None, *, via: str = "argument") -> D
     guard.policy.taxonomy.require_purpose(purpose)
     caller = sys._getframe(1)
     try:
-        labels = labels_of(value)
+        labels = labels_in_values((value,), purpose)
+    except WalkLimit as error:  # content beyond the walk's bound: fail closed
+        return guard._internal_error(
+            error, error.labels, purpose, via, lambda: frame_name(caller), error.tenant, False
+        )
     except Exception as error:  # reading labels ran user code that failed: fail closed
         return guard._internal_error(
             error, frozenset(), purpose, via, lambda: frame_name(caller), None, False

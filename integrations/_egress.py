@@ -104,7 +104,7 @@ def check_egress(url: str, labels: frozenset[str], *, function: str, zone: bool 
     destination = policy.destination_for(host) if host else None
     purpose = destination.purpose if destination is not None else PURPOSE.get()
     state = ZONE.get() if FLAGS.zones else None
-    tenant = state.tenant if state is not None else None
+    tenant = state.data_tenant() if state is not None else None
     if state is not None and labels:
         state.add(labels)
     if purpose is not None:

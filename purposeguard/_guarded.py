@@ -98,7 +98,7 @@ def _entry_check_in_zone(
     purpose_key: str, name: str, values: tuple[Any, ...], labels: frozenset[str], state: Any
 ) -> None:
     if labels:
-        state.add(labels)
+        state.add(labels, tenant_of_values(values))
     # The arguments' labels are part of the zone now: a zone allowed as a
     # whole allows them too (a set is allowed when each category is).
     if zone_allows(state, purpose_key):
@@ -141,7 +141,7 @@ def _return_check(purpose_key: str, name: str, value: Any, arguments: tuple[Any,
         return
     state = ZONE.get() if FLAGS.zones else None
     if state is not None:
-        state.add(labels)
+        state.add(labels, tenant_of_values((value,)))
         if zone_allows(state, purpose_key):
             return
     guard = get_guard()

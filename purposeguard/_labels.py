@@ -34,6 +34,7 @@ from typing import Any, SupportsIndex, TypeVar
 import wrapt
 
 from ._context import ACTIVE_GUARD, FLAGS, PURPOSE, ZONE
+from ._context import MIXED_TENANT as MIXED_TENANT
 from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError, UnknownKeyError
 from ._shortcut import invalidate
@@ -208,9 +209,6 @@ def _forget_tenant_kinds() -> None:
     invalidate("tenant label classes forgotten")
 
 
-# The tenant of a value built from several tenants' data: no tenant's consent
-# covers it, so consent never widens what it may be used for.
-MIXED_TENANT = "(several tenants)"
 
 
 def merge_tenants(a: str | None, b: str | None) -> str | None:
@@ -593,7 +591,7 @@ def _item_of(container: Any, item: Any) -> Any:
         if FLAGS.zones:
             state = ZONE.get()
             if state is not None:
-                state.add(type(container)._pg_box.labels)
+                state.add(type(container)._pg_box.labels, type(container)._pg_box.tenant)
         return item
     kind = type(container)._pg_box
     return label(item, *sorted(kind.labels), tenant=kind.tenant)
@@ -995,7 +993,7 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
     if FLAGS.zones:
         state = ZONE.get()
         if state is not None:
-            state.add(kind.labels)
+            state.add(kind.labels, kind.tenant)
     return result, attached
 
 
@@ -1451,6 +1449,30 @@ def _slots(t: type) -> tuple[str, ...]:
     return found
 
 
+# How the walk looks into instances of a type, decided once per type.
+_OPAQUE_SHAPE, _EXCEPTION, _MAPPING, _COLLECTION, _OBJECT, _NOTHING = range(6)
+_SHAPES: dict[type, tuple[int, tuple[str, ...]]] = {}
+
+
+def _shape(t: type) -> tuple[int, tuple[str, ...]]:
+    found = _SHAPES.get(t)
+    if found is None:
+        names: tuple[str, ...] = ()
+        if issubclass(t, _TEXT) or issubclass(t, _OPAQUE):
+            how = _OPAQUE_SHAPE
+        elif issubclass(t, BaseException):
+            how = _EXCEPTION
+        elif issubclass(t, (dict, Mapping)):
+            how = _MAPPING
+        elif issubclass(t, (list, tuple, set, frozenset, deque, Collection)):
+            how = _COLLECTION
+        else:
+            names = _slots(t)
+            how = _OBJECT if names or getattr(t, "__dictoffset__", 0) != 0 else _NOTHING
+        found = _SHAPES[t] = (how, names)
+    return found
+
+
 class _Walk:
     __slots__ = ("labels", "tenant", "budget", "seen", "purpose", "short")
 
@@ -1479,7 +1501,7 @@ class _Walk:
         if self.budget < 0:
             self.short = True
             return
-        if isinstance(value, LabelledProxy):
+        if t is LabelledProxy or isinstance(value, LabelledProxy):
             self.add(value._self_pg_kind)
             value = value.__wrapped__
             t = type(value)
@@ -1494,61 +1516,61 @@ class _Walk:
             if owner is not None:
                 self.tenant = merge_tenants(self.tenant, owner)
             return
-        else:
+        elif t in SIDE_TABLE_TYPES:
             object_kind = _OBJECTS.get(id(value))
             if object_kind is not None and _OBJECT_REFS[id(value)]() is value:
                 self.add(object_kind)
-        if isinstance(value, _TEXT) or isinstance(value, _OPAQUE):
+        how, names = _shape(t)
+        if how == _OPAQUE_SHAPE:
             return
         fields = annotated_fields(t)
         for name, categories in fields:
             if getattr(value, name, None) is not None:
                 self.labels.update(categories)
-        if isinstance(value, BaseException):
+        children: Iterable[Any]
+        if how == _OBJECT:
+            state = getattr(value, "__dict__", None)
+            if names:
+                children = list(state.values()) if isinstance(state, dict) else []
+                for name in names:
+                    try:
+                        children.append(object.__getattribute__(value, name))
+                    except AttributeError:
+                        continue
+            elif isinstance(state, dict):
+                children = state.values()
+            else:
+                return
+        elif how == _MAPPING:
+            children = _pairs(value)
+        elif how == _COLLECTION:
+            children = value
+        elif how == _EXCEPTION:
             # An exception's arguments are not in its __dict__; an
             # ExceptionGroup's exceptions are among its arguments.
-            children: Iterable[Any] = (
+            children = (
                 *value.args,
                 *getattr(value, "__dict__", {}).values(),
                 value.__cause__,
                 value.__context__,
             )
-        elif isinstance(value, (dict, Mapping)):
-            children = _pairs(value)
-        elif isinstance(value, (list, tuple, set, frozenset, deque, Collection)):
-            children = value
         else:
-            state = getattr(value, "__dict__", None)
-            names = _slots(t)
-            if not isinstance(state, dict) and not names:
-                if (
-                    not self.labels
-                    and not fields
-                    and t not in SIDE_TABLE_TYPES
-                    and not (FOREIGN and foreign_reader(t) is not None)
-                    and getattr(t, "__dictoffset__", 0) == 0
-                ):
-                    # Instances of this type hold no attributes to look into.
-                    NO_LABELS.add(t)
-                    if t in SIDE_TABLE_TYPES:
-                        NO_LABELS.discard(t)
-                return
-            values = list(state.values()) if isinstance(state, dict) else []
-            for name in names:
-                try:
-                    values.append(object.__getattribute__(value, name))
-                except AttributeError:
-                    continue
-            children = values
-        if id(value) in self.seen:
+            if not fields and t not in SIDE_TABLE_TYPES:
+                # Instances of this type hold no attributes to look into.
+                NO_LABELS.add(t)
+                if t in SIDE_TABLE_TYPES:
+                    NO_LABELS.discard(t)
             return
-        self.seen.add(id(value))
         if level <= 0:
             for child in children:  # anything that may hold labels is beyond the bound
                 if type(child) not in NO_LABELS:
                     self.short = True
                     return
             return
+        key = id(value)
+        if key in self.seen:
+            return
+        self.seen.add(key)
         for child in children:
             self.visit(child, level - 1)
             if self.short:

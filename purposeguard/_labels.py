@@ -1449,6 +1449,7 @@ def _slots(t: type) -> tuple[str, ...]:
     return found
 
 
+_BUILTIN_CONTAINERS = frozenset({dict, list, tuple, set, frozenset, deque})
 # How the walk looks into instances of a type, decided once per type.
 _OPAQUE_SHAPE, _EXCEPTION, _MAPPING, _COLLECTION, _OBJECT, _NOTHING = range(6)
 _SHAPES: dict[type, tuple[int, tuple[str, ...]]] = {}
@@ -1541,10 +1542,20 @@ class _Walk:
                 children = state.values()
             else:
                 return
-        elif how == _MAPPING:
-            children = _pairs(value)
-        elif how == _COLLECTION:
-            children = value
+        elif how == _MAPPING or how == _COLLECTION:
+            if t in _BUILTIN_CONTAINERS or getattr(t, "_pg_box", None) is not None:
+                children = _pairs(value) if how == _MAPPING else value
+            else:
+                # Code of the application's own: a lazy proxy (Django's
+                # SimpleLazyObject) may claim to be a collection and fail to
+                # iterate. Then its attributes are what it holds.
+                try:
+                    children = list(_pairs(value) if how == _MAPPING else value)
+                except Exception:
+                    state = getattr(value, "__dict__", None)
+                    if not isinstance(state, dict):
+                        return
+                    children = list(state.values())
         elif how == _EXCEPTION:
             # An exception's arguments are not in its __dict__; an
             # ExceptionGroup's exceptions are among its arguments.
@@ -1562,6 +1573,11 @@ class _Walk:
                     NO_LABELS.discard(t)
             return
         if level <= 0:
+            if how == _OBJECT:
+                # An object graph (a framework's request, a session) goes on
+                # into code and configuration: it ends here, as data in
+                # containers does not.
+                return
             for child in children:  # anything that may hold labels is beyond the bound
                 if type(child) not in NO_LABELS:
                     self.short = True

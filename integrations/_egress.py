@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from purposeguard._context import FLAGS, PURPOSE, ZONE
-from purposeguard._labels import EMPTY, NO_LABELS, labels_of, tenant_of
+from purposeguard._labels import EMPTY, WalkLimit, labels_in_values
 from purposeguard._runtime import Denial, check_zone, get_guard
 
 from . import _unguarded
@@ -26,11 +26,6 @@ from . import _unguarded
 __all__ = ["Egress", "check_chunk", "check_egress", "checked_by", "deep_labels", "is_loopback", "outer_layer"]
 
 TRANSPORT_RULE = "transport.require_tls"
-_CONTAINERS = (list, tuple, set, frozenset, dict)
-# Bounds for walking request bodies: deep enough for JSON documents, bounded
-# so a huge payload cannot turn the check into the slow part of a request.
-MAX_DEPTH = 8
-MAX_ITEMS = 50_000
 # Schemes that send in the clear: what ``[transport] require_tls`` refuses off-host.
 PLAINTEXT_SCHEMES = frozenset({"http", "smtp", "ws", "ftp"})
 
@@ -56,38 +51,18 @@ def checked_by(layer: str) -> Iterator[None]:
         _LAYER.reset(token)
 
 
-def deep_labels(values: Any, depth: int = MAX_DEPTH) -> frozenset[str]:
-    """The labels anywhere in ``values`` (nested containers, JSON-like)."""
-    found: set[str] = set()
-    budget = [MAX_ITEMS]
-    tenant: list[str] = []
-
-    def walk(value: Any, level: int) -> None:
-        budget[0] -= 1
-        if budget[0] < 0:
-            return
-        t = type(value)
-        kind = getattr(t, "_pg_kind", None)
-        if kind is not None:
-            found.update(kind.labels)
-            return
-        if t in NO_LABELS and t not in _CONTAINERS:
-            return
-        own = labels_of(value)
-        if own:
-            found.update(own)
-            if not tenant:
-                owner = tenant_of(value)
-                if owner:
-                    tenant.append(owner)
-        if level <= 0 or not isinstance(value, _CONTAINERS):
-            return
-        items = value.items() if isinstance(value, dict) else value
-        for item in items:
-            walk(item, level - 1)
-
-    walk(values, depth)
-    return frozenset(found) if found else EMPTY
+def deep_labels(values: Any) -> frozenset[str]:
+    """The labels anywhere in ``values`` (nested containers, JSON-like
+    documents, objects' attributes), as deep as every checkpoint looks: the
+    labels layer's one walk and its bound (``MAX_DEPTH`` levels,
+    ``MAX_ITEMS`` values). Content beyond the bound was not looked at: enforce
+    mode refuses the call, trace mode records that and goes on."""
+    try:
+        return labels_in_values((values,))
+    except WalkLimit as error:
+        purpose = PURPOSE.get() or "service"
+        get_guard()._internal_error(error, error.labels, purpose, "egress", "egress", error.tenant, False)
+        return error.labels
 
 
 def is_loopback(host: str) -> bool:
@@ -129,7 +104,7 @@ def check_egress(url: str, labels: frozenset[str], *, function: str, zone: bool 
     destination = policy.destination_for(host) if host else None
     purpose = destination.purpose if destination is not None else PURPOSE.get()
     state = ZONE.get() if FLAGS.zones else None
-    tenant = state.tenant if state is not None else None
+    tenant = state.data_tenant() if state is not None else None
     if state is not None and labels:
         state.add(labels)
     if purpose is not None:
@@ -155,7 +130,7 @@ def check_chunk(url: str, chunk: Any, *, function: str) -> None:
     """Check one chunk of a streamed body (an iterator or async generator the
     client sends piece by piece) before it leaves, like a whole request."""
     kind = getattr(type(chunk), "_pg_kind", None)
-    labels = kind.labels if kind is not None else labels_of(chunk)
+    labels = kind.labels if kind is not None else deep_labels(chunk)
     if labels:
         check_egress(url, labels, function=function)
 

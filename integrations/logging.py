@@ -29,9 +29,9 @@ from collections.abc import Callable
 from typing import Any
 
 from purposeguard._errors import PurposeViolation
+from purposeguard._labels import WalkLimit, labels_in_values
 from purposeguard._runtime import get_guard, require_purpose_key
 
-from ._egress import deep_labels
 from ._patch import Patcher
 
 __all__ = ["PurposeGuardFilter", "setup", "teardown"]
@@ -39,20 +39,24 @@ __all__ = ["PurposeGuardFilter", "setup", "teardown"]
 # What a LogRecord holds before any ``extra=`` is merged in.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 _CHECKED = "_purposeguard_checked"
-_CHAIN = 8  # exceptions followed along __cause__/__context__
 
 
 def _exception_parts(record: logging.LogRecord) -> list[Any]:
-    parts: list[Any] = [record.exc_text, record.stack_info]
+    # The exception itself: the walk looks into its arguments, attributes,
+    # __cause__/__context__ chain and an ExceptionGroup's exceptions.
     exc_info = record.exc_info
     error = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None
-    seen = 0
-    while isinstance(error, BaseException) and seen < _CHAIN:
-        parts.append(error.args)
-        parts.append(list(vars(error).values()) if hasattr(error, "__dict__") else None)
-        error = error.__cause__ or error.__context__
-        seen += 1
-    return parts
+    return [record.exc_text, record.stack_info, error]
+
+
+def _labels(values: Any, purpose: str, name: str) -> frozenset[str]:
+    """The labels in ``values``; content beyond the walk's bound was not
+    looked at, which enforce mode treats as a refusal (the record is redacted)."""
+    try:
+        return labels_in_values((values,))
+    except WalkLimit as error:
+        get_guard()._internal_error(error, error.labels, purpose, "egress", f"logging.{name}", error.tenant, False)
+        return error.labels
 
 
 class PurposeGuardFilter(logging.Filter):
@@ -77,23 +81,30 @@ class PurposeGuardFilter(logging.Filter):
             return True
         checked.add(self.purpose)
         extras = [key for key in record.__dict__ if key not in _STANDARD and key != _CHECKED]
-        message_labels = deep_labels(
-            (record.msg, record.args, [record.__dict__[k] for k in extras]), depth=4
-        )
-        error_labels = (
-            deep_labels(_exception_parts(record), depth=4)
-            if record.exc_info or record.exc_text or record.stack_info
-            else frozenset()
-        )
-        labels = message_labels | error_labels
-        if not labels:
-            return True
+        message_labels: frozenset[str] = frozenset()
+        error_labels: frozenset[str] = frozenset()
+        # Which walk is running: a part whose walk hit the bound is redacted
+        # whole (in enforce mode), since what it holds was not looked at.
+        walking = "message"
         try:
+            message_labels = _labels(
+                (record.msg, record.args, [record.__dict__[k] for k in extras]), self.purpose, record.name
+            )
+            walking = "exception"
+            if record.exc_info or record.exc_text or record.stack_info:
+                error_labels = _labels(_exception_parts(record), self.purpose, record.name)
+            walking = ""
+            labels = message_labels | error_labels
+            if not labels:
+                return True
             get_guard().check_labels(
                 labels, self.purpose, via="egress", function=f"logging.{record.name}"
             )
         except PurposeViolation as error:
-            _redact(record, error, extras, bool(message_labels), bool(error_labels))
+            _redact(
+                record, error, extras, bool(message_labels) or walking == "message",
+                bool(error_labels) or walking == "exception",
+            )
         return True
 
 
@@ -109,7 +120,11 @@ def _redact(
         )
         record.args = None
         for key in extras:
-            if deep_labels(record.__dict__[key], depth=4):
+            try:
+                carried = labels_in_values((record.__dict__[key],))
+            except WalkLimit:
+                carried = frozenset({"beyond the bound"})
+            if carried:
                 record.__dict__[key] = f"[redacted: {categories}]"
     if exception:
         exc_info = record.exc_info

@@ -13,6 +13,10 @@ from typing import Any
 
 from ._state import STATE
 
+# The tenant of data built from several tenants' data: no tenant's consent
+# covers it, so consent never widens what it may be used for.
+MIXED_TENANT = "(several tenants)"
+
 __all__ = ["ACTIVE_GUARD", "PURPOSE", "ZONE", "ZoneState", "zones_in_use", "note_labels"]
 
 PURPOSE: ContextVar[str | None] = ContextVar("purposeguard.purpose", default=None)
@@ -43,6 +47,7 @@ class ZoneState:
     __slots__ = (
         "categories",
         "tenant",
+        "owners",
         "parent",
         "_lock",
         "owner",
@@ -51,6 +56,7 @@ class ZoneState:
         "token",
         "closed",
         "allowed",
+        "flows",
     )
 
     def __init__(
@@ -66,6 +72,9 @@ class ZoneState:
                 tenant = parent.tenant
         self.categories: frozenset[str] = start
         self.tenant: str | None = tenant
+        # Tenants that labelled data seen in the zone names (which may not be
+        # the zone's own): see data_tenant().
+        self.owners: frozenset[str] = parent.owners if parent is not None else frozenset()
         self.parent = parent
         self._lock = threading.Lock()
         self.owner = threading.get_ident()
@@ -79,26 +88,50 @@ class ZoneState:
         # purpose -> (categories, policy epoch) the process-wide guard allowed:
         # a guarded call seeing the same category set again skips the check.
         self.allowed: dict[str, tuple[frozenset[str], int]] = {}
+        # (rule, purpose, category, via, function, tenant, mode) -> the
+        # violation recorded for that flow in this zone: repeats count on it.
+        self.flows: dict[tuple[Any, ...], Any] = {}
 
-    def add(self, labels: frozenset[str]) -> None:
-        if labels <= self.categories:
+    def add(self, labels: frozenset[str], tenant: str | None = None) -> None:
+        if labels <= self.categories and (tenant is None or tenant in self.owners):
             return
         # Threads in one zone may add at once; a lost update would hide a flow.
         with self._lock:
             self.categories = self.categories | labels
+            if tenant is not None and tenant not in self.owners:
+                self.owners = self.owners | {tenant}
             closed = self.closed
         if closed and self.parent is not None:
             # Work that outlives a nested zone (a task it started) still
             # reports to the enclosing zone, which is the one still open.
-            self.parent.add(labels)
+            self.parent.add(labels, tenant)
+
+    def data_tenant(self) -> str | None:
+        """Whose data the zone holds, for consent on its flows: the zone's
+        tenant and every tenant its labelled data names. Data of several
+        tenants belongs to none (``MIXED_TENANT``): one tenant's consent
+        never covers another's data read in its zone."""
+        owners = self.owners
+        if not owners:
+            return self.tenant
+        found = self.tenant
+        for owner in owners:
+            if found is None or found == owner:
+                found = owner
+            else:
+                return MIXED_TENANT
+        return found
 
     def close(self) -> None:
         """Mark the zone closed and hand what it learned to its parent."""
         with self._lock:
             self.closed = True
             learned = self.categories
+            owners = self.owners
         if self.parent is not None:
             self.parent.add(learned)
+            for owner in owners:
+                self.parent.add(learned, owner)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A copy for another process: what the zone knew, detached from it.

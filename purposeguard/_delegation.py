@@ -16,11 +16,24 @@ from typing import Any
 __all__ = ["async_generator_function", "delegate", "generator_function"]
 
 
+def _close_after(close: Callable[[], Any], context: tuple[ContextVar[Any], Any] | None) -> None:
+    token = context[0].set(context[1]) if context is not None else None
+    try:
+        close()
+    finally:
+        if token is not None:
+            context[0].reset(token)  # type: ignore[index]
+
+
 def delegate(
     generator: Generator[Any, Any, Any],
     on_item: Callable[[Any], Any],
     context: tuple[ContextVar[Any], Any] | None = None,
+    on_receive: Callable[[Any], None] | None = None,
 ) -> Generator[Any, Any, Any]:
+    """``yield from generator`` with ``on_item`` applied to what it yields and
+    ``on_receive`` to what the caller sends or throws in (a refusal there
+    closes the generator and reaches the caller)."""
     var, value = context if context is not None else (None, None)
     to_send: Any = None
     to_throw: BaseException | None = None
@@ -50,6 +63,12 @@ def delegate(
             raise
         except BaseException as error:  # noqa: BLE001 - forwarded into the generator
             to_throw, to_send = error, None
+        if on_receive is not None and (to_send is not None or to_throw is not None):
+            try:
+                on_receive(to_send if to_throw is None else to_throw)
+            except BaseException:
+                _close_after(generator.close, context)
+                raise
 
 
 def generator_function(
@@ -58,6 +77,7 @@ def generator_function(
     *,
     before: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None,
     context: tuple[ContextVar[Any], Any] | None = None,
+    on_receive: Callable[[Any], None] | None = None,
 ) -> Callable[..., Generator[Any, Any, Any]]:
     """A generator function that runs ``before(args, kwargs)`` when called and
     then delegates to ``fn``'s generator (creating it inside ``context`` too)."""
@@ -73,7 +93,7 @@ def generator_function(
                 context[0].reset(token)
         else:
             generator = fn(*args, **kwargs)
-        return (yield from delegate(generator, on_item, context))
+        return (yield from delegate(generator, on_item, context, on_receive))
 
     return wrapper
 
@@ -84,6 +104,7 @@ def async_generator_function(
     *,
     before: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None,
     context: tuple[ContextVar[Any], Any] | None = None,
+    on_receive: Callable[[Any], None] | None = None,
 ) -> Callable[..., AsyncGenerator[Any, Any]]:
     """The asynchronous twin of :func:`generator_function` (async generators
     have no ``yield from``, so the forwarding is written out here, once)."""
@@ -121,5 +142,16 @@ def async_generator_function(
                 raise
             except BaseException as error:  # noqa: BLE001 - forwarded into the generator
                 to_throw, to_send = error, None
+            if on_receive is not None and (to_send is not None or to_throw is not None):
+                try:
+                    on_receive(to_send if to_throw is None else to_throw)
+                except BaseException:
+                    token = var.set(value) if var is not None else None
+                    try:
+                        await generator.aclose()
+                    finally:
+                        if token is not None:
+                            var.reset(token)  # type: ignore[union-attr]
+                    raise
 
     return wrapper

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from ._context import FLAGS, PURPOSE, ZONE
 from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError
-from ._labels import NO_LABELS, labels_in_values, tenant_of_values
+from ._labels import NO_LABELS, WalkLimit, labels_in_values, tenant_of_values
 from ._runtime import COUNTERS, check_zone, frame_name, get_guard, require_purpose_key
 from ._shortcut import allowed_classes, hits, learn, remember_zone, zone_allows
 
@@ -59,6 +59,10 @@ def _read_labels(purpose_key: str, name: str, values: tuple[Any, ...], via: str)
     engine failure: enforce mode denies, trace mode records and goes on."""
     try:
         return labels_in_values(values, purpose_key)
+    except WalkLimit as error:
+        # Content beyond the walk's bound was not looked at: fail closed.
+        get_guard()._internal_error(error, error.labels, purpose_key, via, name, error.tenant, False)
+        return error.labels
     except Exception as error:
         get_guard()._internal_error(error, frozenset(), purpose_key, via, name, None, False)
         return frozenset()
@@ -94,7 +98,7 @@ def _entry_check_in_zone(
     purpose_key: str, name: str, values: tuple[Any, ...], labels: frozenset[str], state: Any
 ) -> None:
     if labels:
-        state.add(labels)
+        state.add(labels, tenant_of_values(values))
     # The arguments' labels are part of the zone now: a zone allowed as a
     # whole allows them too (a set is allowed when each category is).
     if zone_allows(state, purpose_key):
@@ -124,17 +128,20 @@ def _zone_check(purpose_key: str, name: str) -> None:
 
 
 def _return_check(purpose_key: str, name: str, value: Any, arguments: tuple[Any, ...] = ()) -> None:
-    for argument in arguments:
-        if argument is value:
-            # Handing an argument back is no new flow: it was checked on entry,
-            # and counting it twice would double every pass-through violation.
-            return
+    if getattr(type(value), "_pg_kind", None) is not None:
+        for argument in arguments:
+            if argument is value:
+                # A labelled str, bytes or number handed back is the value
+                # checked on entry (immutable): no new flow to count twice.
+                return
+    # A container or object handed back is checked again: the function may
+    # have put labelled values into it.
     labels = _read_labels(purpose_key, name, (value,), "return")
     if not labels:
         return
     state = ZONE.get() if FLAGS.zones else None
     if state is not None:
-        state.add(labels)
+        state.add(labels, tenant_of_values((value,)))
         if zone_allows(state, purpose_key):
             return
     guard = get_guard()
@@ -173,7 +180,8 @@ def {name}({params}):
 
 
 def _handed_back(result: Any, arguments: tuple[Any, ...]) -> bool:
-    # A returned argument was checked on entry: no second check to count.
+    # A returned labelled str/bytes/number that was an argument was checked
+    # on entry (it cannot have changed): no second check to count.
     return any(argument is result for argument in arguments)
 
 
@@ -359,6 +367,16 @@ def _item_checker(purpose_key: str, name: str) -> Callable[[Any], Any]:
     return check_item
 
 
+def _receive_checker(purpose_key: str, name: str) -> Callable[[Any], None]:
+    # What send()/asend() hands in (and the exception athrow()/throw() does)
+    # enters the generator's code like an argument, and is checked like one.
+    def check_received(value: Any) -> None:
+        if type(value) not in NO_LABELS:
+            _entry_check(purpose_key, name, (value,))
+
+    return check_received
+
+
 def _generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any]:
     # The purpose is current only while the generator body runs: it is set
     # around each step and reset before the value goes back to the caller.
@@ -367,6 +385,7 @@ def _generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         _item_checker(purpose_key, name),
         before=lambda args, kwargs: _enter_values(purpose_key, name, args, kwargs),
         context=(PURPOSE, purpose_key),
+        on_receive=_receive_checker(purpose_key, name),
     )
 
 
@@ -376,6 +395,7 @@ def _async_generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str
         _item_checker(purpose_key, name),
         before=lambda args, kwargs: _enter_values(purpose_key, name, args, kwargs),
         context=(PURPOSE, purpose_key),
+        on_receive=_receive_checker(purpose_key, name),
     )
 
 
@@ -414,6 +434,13 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
             return fn
         if isinstance(fn, (classmethod, staticmethod)):
             return type(fn)(self(fn.__func__))
+        if isinstance(fn, type):
+            # Wrapping a class in a function would break isinstance() and
+            # subclassing; guarding every method silently is a guess.
+            raise TypeError(
+                f"@purpose decorates functions and methods, not the class {fn.__name__}: "
+                "decorate its methods"
+            )
         if not callable(fn):
             raise TypeError(f"@purpose decorates functions, not {type(fn).__name__}")
         name = _function_name(fn)

@@ -17,28 +17,33 @@ why it is only the fallback.
 
 from __future__ import annotations
 
+import copyreg
 import dataclasses
 import functools
 import inspect
-import itertools
 import linecache
 import re
 import sys
+import types
 import typing
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, SupportsIndex, TypeVar
 
 import wrapt
 
 from ._context import ACTIVE_GUARD, FLAGS, PURPOSE, ZONE
+from ._context import MIXED_TENANT as MIXED_TENANT
 from ._delegation import async_generator_function, generator_function
-from ._errors import UnknownKeyError
+from ._errors import PurposeGuardError, UnknownKeyError
 from ._shortcut import forget_classes
 from ._state import STATE
 from ._taxonomy import Taxonomy
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_ITEMS",
     "Category",
     "ForeignLabels",
     "LabelledBytes",
@@ -61,6 +66,7 @@ __all__ = [
     "relabel",
     "strip_labels",
     "unregister_foreign",
+    "WalkLimit",
 ]
 
 T = TypeVar("T")
@@ -211,9 +217,6 @@ def _forget_oldest_tenant_kinds() -> None:
     forget_classes(classes)
 
 
-# The tenant of a value built from several tenants' data: no tenant's consent
-# covers it, so consent never widens what it may be used for.
-MIXED_TENANT = "(several tenants)"
 
 
 def merge_tenants(a: str | None, b: str | None) -> str | None:
@@ -520,23 +523,46 @@ _install(LabelledBytes, bytes, _PIECES, ("split", "rsplit", "splitlines"))
 _install(LabelledBytes, bytes, _COMBINING, ("partition", "rpartition", "__mod__", "replace", "join"))
 
 
-class LabelledInt(int):
+class _LabelledNumber:
+    """Text made from a labelled number keeps its labels: ``str(n)``,
+    ``repr(n)``, ``format(n, spec)`` and a lone f-string ``f"{n}"``."""
+
+    __slots__ = ()
+    _pg_kind: _Kind
+    _pg_number: Any
+
+    def __str__(self) -> str:
+        number: Any = type(self)._pg_number
+        return type(self)._pg_kind.str_cls(number.__repr__(self))
+
+    def __repr__(self) -> str:
+        number: Any = type(self)._pg_number
+        return type(self)._pg_kind.str_cls(number.__repr__(self))
+
+    def __format__(self, spec: str) -> str:
+        number: Any = type(self)._pg_number
+        return type(self)._pg_kind.str_cls(number.__format__(self, spec))
+
+
+class LabelledInt(_LabelledNumber, int):
     """An ``int`` that carries data categories (a count, an id); arithmetic
     results are plain ints, which the zone covers."""
 
     __slots__ = ()
     _pg_kind: _Kind
+    _pg_number = int
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         kind = type(self)._pg_kind
         return (_rebuild, (int(self), tuple(sorted(kind.labels)), kind.tenant))
 
 
-class LabelledFloat(float):
+class LabelledFloat(_LabelledNumber, float):
     """A ``float`` that carries data categories; see :class:`LabelledInt`."""
 
     __slots__ = ()
     _pg_kind: _Kind
+    _pg_number = float
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         kind = type(self)._pg_kind
@@ -560,25 +586,67 @@ class _LabelledContainer:
         return (_rebuild, (type(self)._pg_base(self), tuple(sorted(kind.labels)), kind.tenant))
 
 
+def _item_of(container: Any, item: Any) -> Any:
+    """An item read from a labelled container: it keeps the container's
+    labels. Strings, bytes and numbers come back labelled, objects are
+    labelled in place; a mutable container inside (a nested ``dict`` or
+    ``list``) comes back as itself, so writes through it still reach the
+    outer one, and its categories go to the zone."""
+    t = type(item)
+    if t is _NONE_TYPE or t is bool:
+        return label(item, *type(container)._pg_box.labels)
+    if t in _CONTAINERS or getattr(t, "_pg_box", None) is not None or isinstance(item, LabelledProxy):
+        if FLAGS.zones:
+            state = ZONE.get()
+            if state is not None:
+                state.add(type(container)._pg_box.labels, type(container)._pg_box.tenant)
+        return item
+    kind = type(container)._pg_box
+    return label(item, *sorted(kind.labels), tenant=kind.tenant)
+
+
 class LabelledDict(_LabelledContainer, dict):  # type: ignore[type-arg]
-    """A ``dict`` that carries data categories; see :func:`label`."""
+    """A ``dict`` that carries data categories; see :func:`label`. Items read
+    from it (``d[key]``, ``d.get(key)``) keep them."""
 
     __slots__ = ()
     _pg_base = dict
 
+    def __getitem__(self, key: Any) -> Any:
+        return _item_of(self, dict.__getitem__(self, key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if dict.__contains__(self, key):
+            return _item_of(self, dict.__getitem__(self, key))
+        return default
+
 
 class LabelledList(_LabelledContainer, list):  # type: ignore[type-arg]
-    """A ``list`` that carries data categories; see :func:`label`."""
+    """A ``list`` that carries data categories; see :func:`label`. Items read
+    by index keep them."""
 
     __slots__ = ()
     _pg_base = list
 
+    def __getitem__(self, index: Any) -> Any:
+        found = list.__getitem__(self, index)
+        if isinstance(index, slice):
+            return type(self)(found)
+        return _item_of(self, found)
+
 
 class LabelledTuple(_LabelledContainer, tuple):  # type: ignore[type-arg]
-    """A ``tuple`` that carries data categories; see :func:`label`."""
+    """A ``tuple`` that carries data categories; see :func:`label`. Items
+    read by index keep them."""
 
     __slots__ = ()
     _pg_base = tuple
+
+    def __getitem__(self, index: Any) -> Any:
+        found = tuple.__getitem__(self, index)
+        if isinstance(index, slice):
+            return type(self)(found)
+        return _item_of(self, found)
 
 
 class LabelledSet(_LabelledContainer, set):  # type: ignore[type-arg]
@@ -693,9 +761,54 @@ def _label_object(value: Any, kind: _Kind) -> Any:
     else:
         _OBJECT_REFS[object_id] = weakref.ref(value, _forget(object_id))
     _OBJECTS[object_id] = kind
-    SIDE_TABLE_TYPES.add(t)
+    if t not in SIDE_TABLE_TYPES:
+        SIDE_TABLE_TYPES.add(t)
+        _keep_labels_when_pickled(t)
     NO_LABELS.discard(t)
     return value
+
+
+def _keep_labels_when_pickled(t: type) -> None:
+    """Pickling (and ``copy``) of ``t``'s instances keeps side-table labels:
+    pickle asks ``copyreg.dispatch_table`` before an object's own
+    ``__reduce_ex__``. A type with a reducer of its own is left alone."""
+    if t in copyreg.dispatch_table:
+        return
+    copyreg.dispatch_table[t] = _reduce_labelled_object
+
+
+def _reduce_labelled_object(value: Any) -> Any:
+    reduced = value.__reduce_ex__(4)
+    object_kind = _OBJECTS.get(id(value))
+    if object_kind is None or _OBJECT_REFS[id(value)]() is not value or not isinstance(reduced, tuple):
+        return reduced
+    return (_rebuild_object, (reduced, tuple(sorted(object_kind.labels)), object_kind.tenant))
+
+
+def _rebuild_object(reduced: tuple[Any, ...], labels: tuple[str, ...], tenant: str | None) -> Any:
+    # What pickle does with a reduce tuple, then the labels the object had.
+    factory, args = reduced[0], reduced[1]
+    value = factory(*args)
+    state = reduced[2] if len(reduced) > 2 else None
+    if state is not None:
+        setstate = getattr(value, "__setstate__", None)
+        if setstate is not None:
+            setstate(state)
+        else:
+            slot_state = None
+            if isinstance(state, tuple) and len(state) == 2:
+                state, slot_state = state
+            if state:
+                value.__dict__.update(state)
+            for name, item in (slot_state or {}).items():
+                setattr(value, name, item)
+    if len(reduced) > 3 and reduced[3] is not None:
+        for item in reduced[3]:
+            value.append(item)
+    if len(reduced) > 4 and reduced[4] is not None:
+        for key, item in reduced[4]:
+            value[key] = item
+    return _label_object(value, _kind_for(frozenset(labels), tenant))
 
 
 _WEAKREFABLE: dict[type, bool] = _STATE.weakrefable
@@ -904,7 +1017,7 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
     if FLAGS.zones:
         state = ZONE.get()
         if state is not None:
-            state.add(kind.labels)
+            state.add(kind.labels, kind.tenant)
     return result, attached
 
 
@@ -1170,35 +1283,15 @@ def _own_labels_shallow(value: Any) -> frozenset[str]:
 
 def labels_of(value: Any) -> frozenset[str]:
     """The categories ``value`` carries: its own, its annotated fields', and
-    those of a container's items one level deep."""
+    those of everything inside it, as deep as the deep walk below looks (what lies
+    beyond its bound is left out here; checkpoints refuse it)."""
     t = type(value)
     if t in NO_LABELS:
         return EMPTY
     kind = getattr(t, "_pg_kind", None)
     if kind is not None:
         return kind.labels  # type: ignore[no-any-return]
-    found = _own_labels(value)
-    inner = value.__wrapped__ if isinstance(value, LabelledProxy) else value
-    if type(inner) in _CONTAINERS or getattr(type(inner), "_pg_box", None) is not None:
-        is_dict = isinstance(inner, dict)
-        items = inner.items() if is_dict else inner
-        for item in items:
-            if is_dict:
-                found = found | _item_labels(item[0]) | _item_labels(item[1])
-            else:
-                found = found | _item_labels(item)
-    elif (
-        not found
-        and t not in SIDE_TABLE_TYPES
-        and not isinstance(value, LabelledProxy)
-        and not annotated_fields(t)
-        and not (FOREIGN and foreign_reader(t) is not None)
-    ):
-        NO_LABELS.add(t)
-        # Re-check: another thread may have labelled an instance meanwhile.
-        if t in SIDE_TABLE_TYPES:
-            NO_LABELS.discard(t)
-    return found
+    return _walk((value,), strict=False)[0]
 
 
 def _item_labels(item: Any) -> frozenset[str]:
@@ -1227,11 +1320,11 @@ def tenant_of(value: Any) -> str | None:
 
 def tenant_of_values(values: Iterable[Any]) -> str | None:
     """Whose data ``values`` are: the tenants their labels name, looked up
-    as deep as :func:`labels_in_values` looks (each value and a container's
-    items). Data of several tenants belongs to none of them: the result is
-    :data:`MIXED_TENANT`, which no tenant's consent covers. None when no
-    value names a tenant."""
+    as deep as :func:`labels_in_values` looks. Data of several tenants
+    belongs to none of them: the result is :data:`MIXED_TENANT`, which no
+    tenant's consent covers. None when no value names a tenant."""
     found: str | None = None
+    rest: list[Any] = []
     for value in values:
         t = type(value)
         if t in NO_LABELS:
@@ -1241,20 +1334,9 @@ def tenant_of_values(values: Iterable[Any]) -> str | None:
             if kind.tenant is not None:
                 found = merge_tenants(found, kind.tenant)
             continue
-        own = tenant_of(value)
-        if own is not None:
-            found = merge_tenants(found, own)
-        inner = value.__wrapped__ if isinstance(value, LabelledProxy) else value
-        if type(inner) in _CONTAINERS:
-            items: Iterable[Any] = (
-                itertools.chain.from_iterable(inner.items()) if type(inner) is dict else inner
-            )
-            for item in items:
-                if type(item) in NO_LABELS:
-                    continue
-                tenant = tenant_of(item)
-                if tenant is not None:
-                    found = merge_tenants(found, tenant)
+        rest.append(value)
+    if rest:
+        found = merge_tenants(found, _walk(rest, strict=False)[1]) if found else _walk(rest, strict=False)[1]
     return found
 
 
@@ -1305,9 +1387,12 @@ def is_dataclass_instance(value: Any) -> bool:
 
 
 def labels_in_values(values: Iterable[Any], purpose: str | None = None) -> frozenset[str]:
-    """The labels of ``values``; with ``purpose``, foreign values may leave out
-    categories they show to be allowed for it (see :class:`ForeignLabels`)."""
+    """The labels of ``values``, as deep as the deep walk below looks; with
+    ``purpose``, foreign values may leave out categories they show to be
+    allowed for it (see :class:`ForeignLabels`). Raises
+    :class:`WalkLimit` for content beyond the walk's bound."""
     found = EMPTY
+    rest: list[Any] | None = None
     for value in values:
         t = type(value)
         if t in NO_LABELS:
@@ -1315,8 +1400,246 @@ def labels_in_values(values: Iterable[Any], purpose: str | None = None) -> froze
         kind = getattr(t, "_pg_kind", None)
         if kind is not None:
             found = found | kind.labels
-        elif purpose is not None and FOREIGN and (reader := foreign_reader(t)) is not None:
-            found = found | reader.labels(value, purpose)
+        elif rest is None:
+            rest = [value]
         else:
-            found = found | labels_of(value)
+            rest.append(value)
+    if rest is not None:
+        found = found | _walk(rest, purpose)[0]
     return found
+
+
+# -- the deep walk -----------------------------------------------------------------------
+#
+# The one walk that finds the labels anywhere inside a value.
+#
+# Every checkpoint reads labels through it: ``@purpose`` arguments and return
+# values, ``pg.check``, the egress guards and the logging filter. It looks
+# into containers of every kind (``dict``, ``list``, ``tuple``, ``set``,
+# ``deque``, any :class:`collections.abc.Mapping` or ``Collection`` such as
+# ``OrderedDict``, ``defaultdict``, ``ChainMap``, ``UserDict``, ``UserList``
+# and named tuples, and their subclasses), into labelled containers and
+# proxies, and into the attribute values of plain objects (``__dict__`` and
+# ``__slots__``).
+#
+# The walk is bounded: :data:`MAX_DEPTH` levels of nesting and
+# :data:`MAX_ITEMS` values looked into (values of a type known to carry no
+# labels, such as plain ``str`` and ``int``, cost one set lookup and do not
+# count). Content beyond either bound is not looked at, and the walk says so
+# by raising :class:`WalkLimit`: checkpoints treat that as an engine failure,
+# so enforce mode refuses (fails closed) and trace mode records it.
+
+# Deep enough for JSON documents and object graphs of a request; bounded so a
+# huge payload cannot turn a check into the slow part of a call.
+MAX_DEPTH = 8
+MAX_ITEMS = 50_000
+
+# Never looked into: code, classes and modules are not data.
+_OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+           types.CodeType, types.FrameType, types.TracebackType, types.GeneratorType,
+           types.CoroutineType, types.AsyncGeneratorType, property, classmethod, staticmethod)
+_TEXT = (str, bytes, bytearray, memoryview)
+
+
+class WalkLimit(PurposeGuardError):
+    """A value nests deeper than ``MAX_DEPTH`` or holds more than
+    ``MAX_ITEMS`` values: what lies beyond was not looked at."""
+
+    def __init__(self, labels: frozenset[str], tenant: str | None) -> None:
+        super().__init__(
+            f"a value nests deeper than {MAX_DEPTH} levels or holds more than {MAX_ITEMS} values; "
+            "purposeguard did not look beyond that"
+        )
+        self.labels = labels
+        self.tenant = tenant
+
+
+# type -> attribute names its __slots__ declare (empty: none).
+_SLOTS: dict[type, tuple[str, ...]] = {}
+
+
+def _slots(t: type) -> tuple[str, ...]:
+    found = _SLOTS.get(t)
+    if found is None:
+        names: list[str] = []
+        for klass in t.__mro__:
+            declared = klass.__dict__.get("__slots__", ())
+            if isinstance(declared, str):
+                declared = (declared,)
+            for name in declared:
+                if name not in ("__dict__", "__weakref__") and name not in names:
+                    names.append(name)
+        found = _SLOTS[t] = tuple(names)
+    return found
+
+
+_BUILTIN_CONTAINERS = frozenset({dict, list, tuple, set, frozenset, deque})
+# How the walk looks into instances of a type, decided once per type.
+_OPAQUE_SHAPE, _EXCEPTION, _MAPPING, _COLLECTION, _OBJECT, _NOTHING = range(6)
+_SHAPES: dict[type, tuple[int, tuple[str, ...]]] = {}
+
+
+def _shape(t: type) -> tuple[int, tuple[str, ...]]:
+    found = _SHAPES.get(t)
+    if found is None:
+        names: tuple[str, ...] = ()
+        if issubclass(t, _TEXT) or issubclass(t, _OPAQUE):
+            how = _OPAQUE_SHAPE
+        elif issubclass(t, BaseException):
+            how = _EXCEPTION
+        elif issubclass(t, (dict, Mapping)):
+            how = _MAPPING
+        elif issubclass(t, (list, tuple, set, frozenset, deque, Collection)):
+            how = _COLLECTION
+        else:
+            names = _slots(t)
+            how = _OBJECT if names or getattr(t, "__dictoffset__", 0) != 0 else _NOTHING
+        found = _SHAPES[t] = (how, names)
+    return found
+
+
+class _Walk:
+    __slots__ = ("labels", "tenant", "budget", "seen", "purpose", "short")
+
+    def __init__(self, purpose: str | None) -> None:
+        self.labels: set[str] = set()
+        self.tenant: str | None = None
+        self.budget = MAX_ITEMS
+        self.seen: set[int] = set()
+        self.purpose = purpose
+        self.short = False
+
+    def add(self, kind: Any) -> None:
+        self.labels.update(kind.labels)
+        if kind.tenant is not None:
+            self.tenant = merge_tenants(self.tenant, kind.tenant)
+
+    def visit(self, value: Any, level: int) -> None:
+        t = type(value)
+        if t in NO_LABELS:
+            return
+        kind = getattr(t, "_pg_kind", None)
+        if kind is not None:
+            self.add(kind)
+            return
+        self.budget -= 1
+        if self.budget < 0:
+            self.short = True
+            return
+        if t is LabelledProxy or isinstance(value, LabelledProxy):
+            self.add(value._self_pg_kind)
+            value = value.__wrapped__
+            t = type(value)
+            if t in NO_LABELS:
+                return
+        box = getattr(t, "_pg_box", None)
+        if box is not None:
+            self.add(box)
+        elif FOREIGN and (reader := foreign_reader(t)) is not None:
+            self.labels.update(reader.labels(value, self.purpose))
+            owner = reader.tenant(value)
+            if owner is not None:
+                self.tenant = merge_tenants(self.tenant, owner)
+            return
+        elif t in SIDE_TABLE_TYPES:
+            object_kind = _OBJECTS.get(id(value))
+            if object_kind is not None and _OBJECT_REFS[id(value)]() is value:
+                self.add(object_kind)
+        how, names = _shape(t)
+        if how == _OPAQUE_SHAPE:
+            return
+        fields = annotated_fields(t)
+        for name, categories in fields:
+            if getattr(value, name, None) is not None:
+                self.labels.update(categories)
+        children: Iterable[Any]
+        if how == _OBJECT:
+            state = getattr(value, "__dict__", None)
+            if names:
+                children = list(state.values()) if isinstance(state, dict) else []
+                for name in names:
+                    try:
+                        children.append(object.__getattribute__(value, name))
+                    except AttributeError:
+                        continue
+            elif isinstance(state, dict):
+                children = state.values()
+            else:
+                return
+        elif how == _MAPPING or how == _COLLECTION:
+            if t in _BUILTIN_CONTAINERS or getattr(t, "_pg_box", None) is not None:
+                children = _pairs(value) if how == _MAPPING else value
+            else:
+                # Code of the application's own: a lazy proxy (Django's
+                # SimpleLazyObject) may claim to be a collection and fail to
+                # iterate. Then its attributes are what it holds.
+                try:
+                    children = list(_pairs(value) if how == _MAPPING else value)
+                except Exception:
+                    state = getattr(value, "__dict__", None)
+                    if not isinstance(state, dict):
+                        return
+                    children = list(state.values())
+        elif how == _EXCEPTION:
+            # An exception's arguments are not in its __dict__; an
+            # ExceptionGroup's exceptions are among its arguments.
+            children = (
+                *value.args,
+                *getattr(value, "__dict__", {}).values(),
+                value.__cause__,
+                value.__context__,
+            )
+        else:
+            if not fields and t not in SIDE_TABLE_TYPES:
+                # Instances of this type hold no attributes to look into.
+                NO_LABELS.add(t)
+                if t in SIDE_TABLE_TYPES:
+                    NO_LABELS.discard(t)
+            return
+        if level <= 0:
+            if how == _OBJECT:
+                # An object graph (a framework's request, a session) goes on
+                # into code and configuration: it ends here, as data in
+                # containers does not.
+                return
+            for child in children:  # anything that may hold labels is beyond the bound
+                if type(child) not in NO_LABELS:
+                    self.short = True
+                    return
+            return
+        key = id(value)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        for child in children:
+            self.visit(child, level - 1)
+            if self.short:
+                return
+
+
+def _pairs(mapping: Any) -> Iterable[Any]:
+    for key, item in mapping.items():
+        yield key
+        yield item
+
+
+def _walk(
+    values: Iterable[Any], purpose: str | None = None, *, strict: bool = True
+) -> tuple[frozenset[str], str | None]:
+    """The labels anywhere in ``values`` and whose data they are
+    (:data:`~purposeguard._labels.MIXED_TENANT` for several tenants).
+
+    With ``strict`` (checkpoints), content beyond the bounds raises
+    :class:`WalkLimit` carrying what was found; without, what was found is
+    returned. ``purpose`` lets foreign readers leave out categories they show
+    to be allowed for it.
+    """
+    state = _Walk(purpose)
+    for value in values:
+        state.visit(value, MAX_DEPTH)
+        if state.short:
+            break
+    labels = frozenset(state.labels) if state.labels else EMPTY
+    if state.short and strict:
+        raise WalkLimit(labels, state.tenant)
+    return labels, state.tenant

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Declassification", "Record", "Violation", "VIAS"]
+__all__ = ["Declassification", "Record", "Repeats", "Violation", "VIAS"]
 
 VIAS = ("argument", "return", "context", "egress", "transport", "obligation", "source")
 
@@ -55,10 +55,35 @@ class Violation(Record):
     timestamp: float
     remediation: str = ""
     fix: str = "block"
+    # Checks this record stands for: within a zone, one record per flow
+    # (rule, purpose, category, via, function); repeats raise the count.
+    count: int = 1
 
     @property
     def kind(self) -> str:
         return "violation"
+
+
+@dataclass(slots=True)
+class Repeats(Record):
+    """How many times one flow's violation occurred in a zone, sent when the
+    zone closes if it occurred more than once. The violation itself was
+    recorded at its first occurrence (nothing waits for the zone to close);
+    this record gives sinks the final count."""
+
+    category: str
+    purpose: str
+    rule: str | None
+    via: str
+    function: str
+    tenant: str | None
+    mode: str
+    count: int
+    timestamp: float
+
+    @property
+    def kind(self) -> str:
+        return "repeats"
 
 
 @dataclass(slots=True)

@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 
 from ._context import ACTIVE_GUARD, FLAGS, PURPOSE, ZONE
 from ._errors import PolicyError, PurposeGuardError, PurposeViolation, SinkFailure, UnknownKeyError
-from ._labels import labels_of, set_taxonomy, tenant_of_values
+from ._labels import WalkLimit, labels_in_values, set_taxonomy, tenant_of_values
 from ._policy import MODES, ConsentLookup, Decision, Policy, effective_mode, environment_mode
-from ._records import Record, Violation
+from ._records import Record, Repeats, Violation
 from ._shortcut import invalidate
 from ._state import STATE
 from ._state import reset as reset_state
@@ -316,7 +316,7 @@ class Guard:
         if not recorded:
             return recorded
         lost: SinkFailure | None = None
-        for violation in recorded:
+        for violation in recorded if enforce else _first_in_zone(recorded):
             try:
                 self.dispatch(violation)
             except SinkFailure as failure:
@@ -406,6 +406,56 @@ class Guard:
         if must_keep is not None:
             # Fail closed: a record that enforce mode must keep was lost.
             raise must_keep
+
+
+# Distinct flows a zone aggregates; past this, each further flow is recorded
+# as it happens, so a zone that sees ever new flows holds no growing table.
+ZONE_FLOWS_LIMIT = 10_000
+
+
+def _first_in_zone(recorded: list[Violation]) -> list[Violation]:
+    """Within a zone, one record per flow (rule, purpose, category, via,
+    function; tenant and mode too): the first occurrence is dispatched at
+    once, later ones only raise its ``count``; :func:`report_repeats` sends
+    the final counts when the zone closes. Enforce mode is never aggregated:
+    each refusal is recorded as it happens."""
+    state = ZONE.get() if FLAGS.zones else None
+    if state is None:
+        return recorded
+    fresh: list[Violation] = []
+    with state._lock:
+        flows = state.flows
+        for violation in recorded:
+            key = (
+                violation.rule, violation.purpose, violation.category, violation.via,
+                violation.function, violation.tenant, violation.mode,
+            )
+            first = flows.get(key)
+            if first is None:
+                if len(flows) < ZONE_FLOWS_LIMIT:
+                    flows[key] = violation
+                fresh.append(violation)
+            else:
+                first.count += 1
+    return fresh
+
+
+def report_repeats(guard: Guard, state: Any) -> None:
+    """Send a :class:`Repeats` record for every flow of a closing zone that
+    occurred more than once."""
+    with state._lock:
+        repeated = [v for v in state.flows.values() if v.count > 1]
+        state.flows = {}
+    now = time.time()
+    for violation in repeated:
+        record = Repeats(
+            violation.category, violation.purpose, violation.rule, violation.via, violation.function,
+            violation.tenant, violation.mode, violation.count, now,
+        )
+        try:
+            guard.dispatch(record)
+        except SinkFailure:
+            pass  # logged by dispatch; the violation itself was kept at its first occurrence
 
 
 class _Activation:
@@ -572,7 +622,11 @@ def check(value: Any, purpose: str | None = None, *, via: str = "argument") -> D
     guard.policy.taxonomy.require_purpose(purpose)
     caller = sys._getframe(1)
     try:
-        labels = labels_of(value)
+        labels = labels_in_values((value,), purpose)
+    except WalkLimit as error:  # content beyond the walk's bound: fail closed
+        return guard._internal_error(
+            error, error.labels, purpose, via, lambda: frame_name(caller), error.tenant, False
+        )
     except Exception as error:  # reading labels ran user code that failed: fail closed
         return guard._internal_error(
             error, frozenset(), purpose, via, lambda: frame_name(caller), None, False
@@ -581,7 +635,7 @@ def check(value: Any, purpose: str | None = None, *, via: str = "argument") -> D
     tenant = tenant_of_values((value,)) or (state.tenant if state is not None else None)
     function = lambda: frame_name(caller)  # noqa: E731 - named only on a violation
     if state is not None:
-        state.add(labels)
+        state.add(labels, tenant_of_values((value,)) if labels else None)
     if labels:
         decision = guard.check_labels(labels, purpose, via=via, function=function, tenant=tenant)
     else:
@@ -605,8 +659,10 @@ def check_zone(
         # for this purpose costs one memo lookup.
         if guard.allowed_without_consent(rest, purpose):
             return
+        # Whose data the zone holds: one tenant's consent never covers
+        # another tenant's data read in its zone.
         guard.check_labels(
-            rest, purpose, via="context", function=function, tenant=state.tenant, context=True
+            rest, purpose, via="context", function=function, tenant=state.data_tenant(), context=True
         )
 
 

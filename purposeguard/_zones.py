@@ -21,7 +21,7 @@ from ._context import FLAGS, PURPOSE, ZONE, ZoneState
 from ._errors import PolicyError, PurposeGuardError
 from ._labels import KEYS, labels_in_values, relabel, require_tenant, strip_labels, tenant_of_values
 from ._records import Declassification
-from ._runtime import Denial, get_guard
+from ._runtime import Denial, get_guard, report_repeats
 
 __all__ = ["zone", "transform", "wrap_executor", "current_zone", "set_tenant", "ContextExecutor"]
 
@@ -99,6 +99,8 @@ class zone:  # noqa: N801 - reads as a statement: with zone(tenant=...)
         state.token = None
         state.close()
         next(_CLOSED)
+        if state.flows:
+            report_repeats(get_guard(), state)
 
     async def __aenter__(self) -> ZoneState:
         return self.__enter__()

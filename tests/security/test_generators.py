@@ -1,0 +1,105 @@
+"""Values a caller hands into a guarded generator are checked like arguments."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+import purposeguard as pg
+
+EMAIL = "customer_data.content.email"
+
+
+@pg.purpose("advertising")
+def ad_loop() -> Iterator[int]:
+    while True:
+        received = yield 1
+        if received is None:
+            return
+
+
+@pg.purpose("advertising")
+async def async_ad_loop() -> AsyncIterator[int]:
+    while True:
+        received = yield 1
+        if received is None:
+            return
+
+
+def test_send_of_a_labelled_value_is_refused_in_enforce_mode() -> None:
+    """send() of a labelled value into an advertising generator raises, and the generator is closed."""
+    pg.configure("trust-center", mode="enforce")
+    generator = ad_loop()
+    next(generator)
+    with pytest.raises(pg.PurposeViolation) as raised:
+        generator.send(pg.label("mail body", EMAIL))
+    assert [v.via for v in raised.value.violations] == ["argument"]
+    with pytest.raises(StopIteration):
+        next(generator)
+
+
+def test_send_of_a_labelled_value_is_recorded_in_trace_mode() -> None:
+    """In trace mode the received value is recorded as a violation and the generator goes on."""
+    pg.configure("trust-center", mode="trace")
+    generator = ad_loop()
+    next(generator)
+    with pg.testing.capture() as violations:
+        assert generator.send(pg.label("mail body", EMAIL)) == 1
+    assert [(v.category, v.purpose, v.via) for v in violations] == [(EMAIL, "advertising", "argument")]
+
+
+def test_throw_of_an_exception_carrying_a_labelled_value_is_refused() -> None:
+    """throw() hands an exception into the generator: its arguments are checked too."""
+    pg.configure("trust-center", mode="enforce")
+    generator = ad_loop()
+    next(generator)
+    with pytest.raises(pg.PurposeViolation):
+        generator.throw(ValueError(pg.label("mail body", EMAIL)))
+
+
+def test_plain_values_sent_in_pass() -> None:
+    """Unlabelled values sent in are not refused."""
+    pg.configure("trust-center", mode="enforce")
+    generator = ad_loop()
+    next(generator)
+    assert generator.send("house ad") == 1
+
+
+def test_asend_of_a_labelled_value_is_refused() -> None:
+    """asend() of a labelled value into an advertising async generator raises."""
+    pg.configure("trust-center", mode="enforce")
+
+    async def run() -> None:
+        generator = async_ad_loop()
+        await generator.asend(None)
+        await generator.asend(pg.label("mail body", EMAIL))
+
+    with pytest.raises(pg.PurposeViolation):
+        asyncio.run(run())
+
+
+def test_athrow_of_a_labelled_exception_is_refused() -> None:
+    """athrow() of an exception carrying a labelled value raises the violation."""
+    pg.configure("trust-center", mode="enforce")
+
+    async def run() -> None:
+        generator = async_ad_loop()
+        await generator.asend(None)
+        await generator.athrow(ValueError(pg.label("mail body", EMAIL)))
+
+    with pytest.raises(pg.PurposeViolation):
+        asyncio.run(run())
+
+
+def test_send_inside_an_enforcing_zone_is_refused_via_the_zone_too() -> None:
+    """Inside a zone with context_mode=enforce, text derived from content and sent in is refused."""
+    pg.configure("trust-center", mode="enforce", context_mode="enforce")
+    with pg.zone():
+        body = pg.label("mail body", EMAIL)
+        derived = "".join(reversed(str.__str__(body)))  # a new, unlabelled str
+        generator = ad_loop()
+        with pytest.raises(pg.PurposeViolation):
+            next(generator)
+            generator.send(derived)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from ._context import FLAGS, PURPOSE, ZONE
+from ._context import FLAGS, PURPOSE, ZONE, ZoneState
 from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError
 from ._labels import NO_LABELS, labels_in_values, tenant_of_values
@@ -363,13 +363,26 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
     function is entered, and what it returns or yields. Unknown keys fail
     here, when the decorator is applied. ``enabled=False`` returns the
     function unwrapped and costs nothing.
+
+    ``output="decision"`` marks a function whose result is a decision (log
+    a user in, score a mail as spam, check a quota): what it reads inside
+    stays in its own frame instead of tainting the rest of the request's
+    zone; only what it returns (its labels) flows on into the zone. It is
+    checked like any guarded function, against the zone as it stands, and
+    applies to functions and coroutine functions, not generators.
     """
 
-    __slots__ = ("key", "enabled")
+    __slots__ = ("key", "enabled", "output")
 
-    def __init__(self, key: str, *, enabled: bool = True) -> None:
+    def __init__(self, key: str, *, enabled: bool = True, output: str = "value") -> None:
         self.key = require_purpose_key(key)
         self.enabled = enabled
+        if output not in _OUTPUTS:
+            raise ValueError(
+                f"output must be one of {', '.join(map(repr, _OUTPUTS))}, not "
+                f"{_safe_word(output)}"
+            )
+        self.output = output
 
     def __repr__(self) -> str:
         return f"purpose({self.key!r})"
@@ -395,6 +408,10 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
             wrapper = _generator_wrapper(fn, self.key, name)
         else:
             wrapper = _generated_wrapper(fn, self.key, name) or _generic_wrapper(fn, self.key, name)
+        if self.output == "decision":
+            if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+                raise TypeError('output="decision" applies to functions that return their decision, not generators')
+            wrapper = _decision_frame(wrapper, inspect.iscoroutinefunction(fn))
         functools.update_wrapper(wrapper, fn)
         wrapper.__purposeguard_purpose__ = self.key  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
@@ -421,6 +438,69 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
 
     async def __aexit__(self, *exc: object) -> None:
         self.__exit__(*exc)
+
+
+_OUTPUTS = ("value", "decision")
+
+
+def _safe_word(value: object) -> str:
+    # Never echo what a caller passed: it may be a labelled value.
+    if isinstance(value, str) and value.isidentifier() and len(value) <= 40 and not labels_in_values((value,)):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+def _open_frame() -> tuple[Any, Any]:
+    """A zone of its own for a decision frame: it starts from what the
+    request's zone knows (so the frame is checked against it) and hands
+    nothing back when it ends."""
+    outer = ZONE.get()
+    if outer is None:
+        return None, None
+    inner = ZoneState(outer.tenant, None, outer.categories)
+    return outer, ZONE.set(inner)
+
+
+def _close_frame(outer: Any, token: Any, result: Any) -> None:
+    ZONE.reset(token)
+    # What the decision hands on is what flows on: its own labels only.
+    labels = labels_in_values((result,))
+    if labels:
+        outer.add(labels)
+
+
+def _decision_frame(wrapper: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+    if is_async:
+
+        async def async_decision(*args: Any, **kwargs: Any) -> Any:
+            if not FLAGS.zones:
+                return await wrapper(*args, **kwargs)
+            outer, token = _open_frame()
+            if outer is None:
+                return await wrapper(*args, **kwargs)
+            result: Any = None
+            try:
+                result = await wrapper(*args, **kwargs)
+            finally:
+                _close_frame(outer, token, result)
+            return result
+
+        return async_decision
+
+    def decision(*args: Any, **kwargs: Any) -> Any:
+        if not FLAGS.zones:
+            return wrapper(*args, **kwargs)
+        outer, token = _open_frame()
+        if outer is None:
+            return wrapper(*args, **kwargs)
+        result: Any = None
+        try:
+            result = wrapper(*args, **kwargs)
+        finally:
+            _close_frame(outer, token, result)
+        return result
+
+    return decision
 
 
 _AENTER_CODE = purpose.__aenter__.__code__  # skipped when naming the code that entered

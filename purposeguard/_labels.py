@@ -712,7 +712,7 @@ def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
         taxonomy = KEYS.current()
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
-                raise UnknownKeyError(str(category), "category")
+                raise UnknownKeyError(category, "category")
         return _kind_for(frozenset(categories), tenant)
     if tenant is None:
         kind = _KINDS_NO_TENANT.get(categories)
@@ -724,7 +724,7 @@ def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
         taxonomy = KEYS.taxonomy
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
-                raise UnknownKeyError(str(category), "category")
+                raise UnknownKeyError(category, "category")
         if tenant is not None and not isinstance(tenant, str):
             raise TypeError("tenant must be a string or None")
         kind = _kind_for(frozenset(categories), tenant)
@@ -832,7 +832,15 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
     if kind is None:
         if not categories:
             raise TypeError("label() needs at least one category")
-        kind = _resolve(categories, tenant)
+        try:
+            kind = _resolve(categories, tenant)
+        except UnknownKeyError as error:
+            if type(value) is str and value in KEYS.current().categories:
+                # pg.label("customer_data", value): name the mistake, not the value.
+                raise UnknownKeyError(
+                    categories[0], "category", hint="the arguments look swapped: pg.label(value, *categories)"
+                ) from None
+            raise error from None
     attached = kind
     t = type(value)
     result: Any
@@ -928,7 +936,7 @@ class Category:
         taxonomy = KEYS.current()
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
-                raise UnknownKeyError(str(category), "category", field=_defining_field(sys._getframe(1)))
+                raise UnknownKeyError(category, "category", field=_defining_field(sys._getframe(1)))
         self.categories = frozenset(categories)
         # As given, for label(): its caches are keyed by the categories' tuple.
         self._keys: tuple[str, ...] = tuple(sorted(self.categories))

@@ -277,7 +277,7 @@ class Policy:
         try:
             by_labels = self._decisions[purpose]
         except (KeyError, TypeError):
-            raise UnknownKeyError(str(purpose), "purpose") from None
+            raise UnknownKeyError(purpose, "purpose") from None
         decision = by_labels.get(categories)
         if decision is None:
             decision = self._decide_uncached(categories, purpose)
@@ -291,7 +291,7 @@ class Policy:
             return Decision(True, None, purpose, None)
         for category in categories:
             if category not in self.taxonomy.categories:
-                raise UnknownKeyError(str(category), "category")
+                raise UnknownKeyError(category, "category")
         ordered = sorted(categories)
         denied = [c for c in ordered if not self._table[c, purpose].allowed]
         if denied:

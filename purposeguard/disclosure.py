@@ -246,7 +246,7 @@ class CompelledDisclosure:
             self.audit = AuditLog(audit)
             self._owns_audit = True
         else:
-            raise ObligationError(f"audit= takes a path or an AuditLog, not {audit!r}", obligation="record")
+            raise ObligationError(f"audit= takes a path or an AuditLog, not a {type(audit).__name__}", obligation="record")
         self.releases: list[Disclosure] = []
         self._token: Any = None
 
@@ -412,7 +412,7 @@ def _field_names(fields: Sequence[str] | None) -> tuple[str, ...]:
         raise ObligationError("release() needs at least one field name (minimize)", obligation="minimize")
     for name in names:
         if not isinstance(name, str) or not name:
-            raise ObligationError(f"field names must be strings, not {name!r}", obligation="minimize")
+            raise ObligationError(f"field names must be strings, not a {type(name).__name__}", obligation="minimize")
         if labels_of(name):
             raise ObligationError("field names must not be labelled values", obligation="minimize")
     return tuple(dict.fromkeys(names))

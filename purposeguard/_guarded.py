@@ -40,7 +40,12 @@ _CM_TOKENS: ContextVar[tuple[Any, Any] | None] = ContextVar("purposeguard.cm_tok
 
 
 def _function_name(fn: Any) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', getattr(fn, '__name__', '?'))}"
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', getattr(fn, '__name__', '?'))}"
+    # Names go into records, logs and exports: a function named by hostile
+    # code (setattr __qualname__) carries no line breaks or escapes there.
+    if not name.isprintable():
+        name = name.encode("unicode_escape").decode("ascii")
+    return name if len(name) <= 300 else name[:297] + "..."
 
 
 def _tenant_in(values: tuple[Any, ...]) -> str | None:

@@ -27,7 +27,7 @@ import sys
 import typing
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, SupportsIndex, TypeVar
+from typing import Any, NoReturn, SupportsIndex, TypeVar
 
 import wrapt
 
@@ -705,6 +705,16 @@ def _weakrefable(t: type) -> bool:
 _NONE_TYPE = type(None)
 
 
+def _unhashable(categories: tuple[Any, ...], tenant: object = None) -> NoReturn:
+    """A category (or tenant) that cannot even be looked up (a dict, a list): name it by type."""
+    if tenant is not None:
+        require_tenant(tenant)
+    for category in categories:
+        if not isinstance(category, str):
+            raise UnknownKeyError(category, "category")
+    raise TypeError("categories must be strings")
+
+
 def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
     if FLAGS.activations:
         # Another context may run under another taxonomy: validate against this
@@ -714,19 +724,21 @@ def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
             if not isinstance(category, str) or category not in taxonomy.categories:
                 raise UnknownKeyError(category, "category")
         return _kind_for(frozenset(categories), tenant)
-    if tenant is None:
-        kind = _KINDS_NO_TENANT.get(categories)
+    key = (categories, tenant)
+    try:
+        kind = _KINDS_NO_TENANT.get(categories) if tenant is None else None
         if kind is not None:
             return kind
-    key = (categories, tenant)
-    kind = _KINDS.get(key)
+        kind = _KINDS.get(key)
+    except TypeError:
+        _unhashable(categories, tenant)
     if kind is None:
         taxonomy = KEYS.taxonomy
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
                 raise UnknownKeyError(category, "category")
-        if tenant is not None and not isinstance(tenant, str):
-            raise TypeError("tenant must be a string or None")
+        if tenant is not None:
+            require_tenant(tenant)
         kind = _kind_for(frozenset(categories), tenant)
         _KINDS[key] = kind
         if tenant is None:
@@ -779,6 +791,23 @@ def _read_allowed(kind: _Kind, purpose: str) -> bool:
     )
 
 
+# The longest tenant id accepted anywhere (zones, labels, baggage).
+MAX_TENANT_LENGTH = 256
+
+
+def require_tenant(tenant: object) -> str:
+    """A tenant id as records, logs and baggage may carry it: a printable
+    string of 1 to 256 characters without surrounding spaces, not a
+    labelled value. The error names the rule, never the value."""
+    if not isinstance(tenant, str):
+        raise TypeError(f"tenant must be a string or None, not {type(tenant).__name__}")
+    if getattr(type(tenant), "_pg_kind", None) is not None:
+        raise ValueError("a tenant id must not be a labelled value: it is kept in records and baggage")
+    if not tenant or tenant != tenant.strip() or len(tenant) > MAX_TENANT_LENGTH or not tenant.isprintable():
+        raise ValueError(f"a tenant id is 1 to {MAX_TENANT_LENGTH} printable characters without surrounding spaces")
+    return tenant
+
+
 def label(value: T, *categories: str, tenant: str | None = None) -> T:
     """Return ``value`` labelled with ``categories`` (added to any it has).
 
@@ -796,7 +825,10 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
     handled per mode like any other.
     """
     if type(value) is str and tenant is None:
-        cls = _STR_FAST.get(categories)
+        try:
+            cls = _STR_FAST.get(categories)
+        except TypeError:  # an unhashable "category": _attach names the mistake
+            cls = None
         if cls is not None and not FLAGS.activations:
             fast: Any = cls(value)
             if FLAGS.zones:
@@ -828,7 +860,10 @@ def relabel(value: T, *categories: str, tenant: str | None = None) -> T:
 def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tuple[Any, _Kind]:
     """Label ``value`` and tell the zone; returns the result and the kind of
     the categories attached (not merged with the value's own)."""
-    kind = _KINDS_NO_TENANT.get(categories) if tenant is None and not FLAGS.activations else None
+    try:
+        kind = _KINDS_NO_TENANT.get(categories) if tenant is None and not FLAGS.activations else None
+    except TypeError:
+        _unhashable(categories, tenant)
     if kind is None:
         if not categories:
             raise TypeError("label() needs at least one category")

@@ -78,7 +78,8 @@ _TRANSFORM_KEYS = {"id", "description", "from", "to"}
 _DESTINATION_KEYS = {"id", "description", "hosts", "paths", "tables", "purpose"}
 _TRANSPORT_KEYS = {"require_tls"}
 _TOP_KEYS = {"policy", "rules", "transforms", "destinations", "transport", "taxonomy"}
-_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
+# Ids travel in every record, span and log line: key-shaped and bounded.
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 _LINE_IN_TOML_ERROR = re.compile(r"line (\d+)")
 
 
@@ -899,7 +900,7 @@ def _rule(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Rule:
     rule_id = raw.get("id")
     if not isinstance(rule_id, str) or not _ID_PATTERN.match(rule_id):
         raise PolicyError(
-            f"rule #{index + 1} needs an id of letters, digits, '-', '_', '.' or ':'",
+            f"rule #{index + 1} needs an id of letters, digits, '-', '_', '.' or ':' (at most 128)",
             path=source,
             rule=rule_id if isinstance(rule_id, str) else None,
             field="id",

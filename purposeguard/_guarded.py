@@ -9,6 +9,7 @@ open, does the call reach the guard.
 
 from __future__ import annotations
 
+import enum
 import functools
 import inspect
 import itertools
@@ -372,7 +373,10 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
     ``output="decision"`` marks a function whose result is a decision (log
     a user in, score a mail as spam, check a quota): what it reads inside
     stays in its own frame instead of tainting the rest of the request's
-    zone; only what it returns (its labels) flows on into the zone. It is
+    zone; only what it returns flows on into the zone: its labels, and, when
+    the result is not a decision (None, a truth value, a number, an enum
+    member, a labelled value, a short tuple of those) but text, bytes or an
+    object that could carry what was read, everything the frame saw. It is
     checked like any guarded function, against the zone as it stands, and
     applies to functions and coroutine functions, not generators.
     """
@@ -466,10 +470,28 @@ def _open_frame() -> tuple[Any, Any]:
     return outer, ZONE.set(inner)
 
 
+def _is_decision(value: Any, depth: int = 0) -> bool:
+    """A result that is a decision, not data: None, a truth value, a number,
+    an enum member, a labelled value (its labels flow on), or a short tuple
+    or list of those. Text, bytes, mappings and objects can carry what the
+    frame read rebuilt without a label, so they hand the frame's categories on."""
+    if value is None or isinstance(value, (bool, int, float, enum.Enum)):
+        return True
+    if getattr(type(value), "_pg_kind", None) is not None and isinstance(value, (str, bytes)):
+        return True
+    if type(value) in (tuple, list) and depth < 2 and len(value) <= 64:
+        return all(_is_decision(item, depth + 1) for item in value)
+    return False
+
+
 def _close_frame(outer: Any, token: Any, result: Any) -> None:
+    inner = ZONE.get()
     ZONE.reset(token)
-    # What the decision hands on is what flows on: its own labels only.
+    # What the decision hands on is what flows on: its own labels, and
+    # everything the frame saw when the result could be data in disguise.
     labels = labels_in_values((result,))
+    if not _is_decision(result) and inner is not None:
+        labels = labels | inner.categories
     if labels:
         outer.add(labels)
 

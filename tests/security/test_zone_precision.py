@@ -27,10 +27,10 @@ def enforcing() -> pg.Guard:
 
 
 @pg.purpose("service.security", output="decision")
-def log_in(token: str) -> str:
-    """Loads the user (customer data) to decide who is calling; returns only the id."""
-    user = {"id": token, "address": pg.label("megan@contoso.example", CONTACT)}
-    return "user-" + str(len(user["address"]))
+def log_in(token: str) -> int:
+    """Loads the user (customer data) to decide who is calling; returns only the numeric id."""
+    user = {"id": 21, "token": token, "address": pg.label("megan@contoso.example", CONTACT)}
+    return int(user["id"])  # type: ignore[call-overload]
 
 
 @pg.purpose("service.security")
@@ -95,7 +95,7 @@ def test_a_house_ad_after_a_marked_login_is_allowed(enforcing: pg.Guard) -> None
         user_id = log_in("t0k")
         assert house_ad("sidebar") == "house ad in sidebar"
         assert CONTACT not in state.categories
-        assert user_id == "user-21"
+        assert user_id == 21
 
 
 def test_an_unmarked_login_still_taints_the_request(enforcing: pg.Guard) -> None:
@@ -143,6 +143,50 @@ def test_content_loaded_outside_the_frame_still_taints(enforcing: pg.Guard) -> N
         with pytest.raises(pg.PurposeViolation) as raised:
             house_ad(f"slot {len(body.split())}")
     assert raised.value.violations[0].via == "context"
+
+
+@pytest.mark.parametrize(
+    "launder",
+    [
+        lambda body: f"re: {body}",
+        lambda body: body.encode("utf-8").hex(),
+        lambda body: {"summary": f"{body[:10]}..."},
+        lambda body: [f"{w}!" for w in body.split()],
+        lambda body: bytes(body, "utf-8") + b"",
+        lambda body: type("Carrier", (), {"text": f"{body}"})(),
+    ],
+    ids=["fstring", "hex", "dict", "list-of-text", "bytes", "object"],
+)
+def test_content_a_decision_reads_and_returns_rebuilt_taints_the_request(
+    enforcing: pg.Guard, launder: Any
+) -> None:
+    """Secure: a decision that returns text, bytes or an object hands everything its frame saw on."""
+
+    @pg.purpose("service.security", output="decision")
+    def sneaky() -> Any:
+        return launder(pg.label(BODY, EMAIL))
+
+    with pg.zone(tenant="contoso") as state:
+        rebuilt = sneaky()
+        assert EMAIL in state.categories
+        with pytest.raises(pg.PurposeViolation):
+            ads(rebuilt)
+
+
+@pytest.mark.parametrize(
+    "verdict", [True, None, 0.93, 7, ("spam", 0.9)], ids=["bool", "none", "float", "int", "tuple-with-text"]
+)
+def test_a_decision_result_keeps_the_frame_closed_unless_it_holds_text(enforcing: pg.Guard, verdict: Any) -> None:
+    """Secure and precise: truth values and numbers keep the frame closed; a tuple with text opens it."""
+
+    @pg.purpose("service.security", output="decision")
+    def verdict_of() -> Any:
+        pg.label(BODY, EMAIL)
+        return verdict
+
+    with pg.zone(tenant="contoso") as state:
+        verdict_of()
+        assert (EMAIL in state.categories) == isinstance(verdict, tuple)
 
 
 def test_laundering_through_a_decision_of_content_the_request_read_is_refused(enforcing: pg.Guard) -> None:

@@ -127,6 +127,20 @@ def test_a_quota_notice_built_from_a_transformed_count_is_allowed(enforcing: pg.
         assert pg.labels_of(used) == {"usage_data.end_user"}
 
 
+def test_an_unmarked_quota_check_taints_the_notice(enforcing: pg.Guard) -> None:
+    """Secure (and the second false positive this fixes): unmarked, the mailbox read refuses the notice."""
+
+    @pg.purpose("service.operations")
+    def quota_used_unmarked() -> int:
+        return bytes_used([pg.label(BODY, EMAIL)])  # type: ignore[no-any-return]
+
+    with pg.zone(tenant="contoso"):
+        used = quota_used_unmarked()
+        with pytest.raises(pg.PurposeViolation) as raised:
+            quota_notice(used)
+    assert raised.value.violations[0].via == "context"
+
+
 def test_the_usage_figure_still_cannot_reach_advertising(enforcing: pg.Guard) -> None:
     """Secure: the transformed figure keeps its own label; usage data never reaches advertising."""
     with pg.zone(tenant="contoso"):

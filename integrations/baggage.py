@@ -17,7 +17,7 @@ other baggage members travel unchanged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -72,28 +72,34 @@ class Incoming:
 NOTHING = Incoming()
 
 
-def clean_tenant(value: object, source: str) -> str | None:
-    """A tenant id from the network, or None (with a warning) when it is unusable."""
+def clean_tenant(value: object, source: str, report: Callable[[str], None] | None = None) -> str | None:
+    """A tenant id from the network, or None (with a warning) when it is unusable.
+
+    ``report`` collects the warning instead of logging it (one warning per
+    header, however many members are bad)."""
+
+    def say(reason: str) -> None:
+        if report is not None:
+            report(f"a tenant from {source}: {reason}")
+        else:
+            logger.warning("purposeguard ignored a tenant from %s: %s", source, reason)
+
     if value is None:
         return None
     if isinstance(value, bytes):
         try:
             value = value.decode("ascii")
         except UnicodeDecodeError:
-            logger.warning("purposeguard ignored a tenant from %s: not ASCII", source)
+            say("not ASCII")
             return None
     if not isinstance(value, str):
-        logger.warning("purposeguard ignored a tenant from %s: not a string", source)
+        say("not a string")
         return None
     value = value.strip()
     if not value:
         return None
     if len(value) > MAX_TENANT or not value.isprintable():
-        logger.warning(
-            "purposeguard ignored a tenant from %s: longer than %d characters or not printable",
-            source,
-            MAX_TENANT,
-        )
+        say(f"longer than {MAX_TENANT} characters or not printable")
         return None
     return value
 
@@ -135,13 +141,31 @@ def parse(header: str | bytes | Iterable[str | bytes] | None) -> Incoming:
     warnings: list[str] = []
 
     def warn(message: str) -> None:
-        warnings.append(message)
-        logger.warning("purposeguard ignored baggage: %s", message)
+        # Collected, then logged once per header: a header of a thousand bad
+        # members is one warning, not a thousand.
+        if len(warnings) < MAX_WARNINGS:
+            warnings.append(message)
+        else:
+            dropped[0] += 1
 
+    dropped = [0]
+    incoming = _parse(header, warn)
+    if warnings:
+        more = f" (and {dropped[0]} more)" if dropped[0] else ""
+        logger.warning("purposeguard ignored baggage: %s%s", "; ".join(warnings), more)
+        incoming = Incoming(incoming.purpose, incoming.tenant, incoming.categories, tuple(warnings))
+    return incoming
+
+
+# At most this many distinct problems are named per header; the rest are counted.
+MAX_WARNINGS = 5
+
+
+def _parse(header: str | bytes | Iterable[str | bytes], warn: Callable[[str], None]) -> Incoming:
     text = _text(header)
     if text is None:
         warn("the baggage header is not a string")
-        return Incoming(warnings=tuple(warnings))
+        return Incoming()
     # A bad member (another vendor's oversized or non-ASCII one) drops that
     # member alone: zone categories only ever restrict, so dropping
     # purposeguard's members with it would widen what the request may do.
@@ -159,7 +183,7 @@ def parse(header: str | bytes | Iterable[str | bytes] | None) -> Incoming:
         if not key.startswith(_PREFIX):
             continue  # other services' baggage is not ours to judge
         if not member.isascii():
-            warn(f"{key if key.isascii() else 'a member'} is not ASCII")
+            warn(f"{key if key in _KEYS else 'a purposeguard member'} is not ASCII")
             continue
         if key not in _KEYS:
             warn("an unknown purposeguard baggage key")
@@ -186,7 +210,7 @@ def parse(header: str | bytes | Iterable[str | bytes] | None) -> Incoming:
                 continue
             purposes.add(value)
         elif key == TENANT_KEY:
-            tenant = clean_tenant(value, "baggage")
+            tenant = clean_tenant(value, "baggage", warn)
             if tenant is not None:
                 tenants.add(tenant)
         else:
@@ -211,7 +235,7 @@ def parse(header: str | bytes | Iterable[str | bytes] | None) -> Incoming:
         warn(f"{TENANT_KEY} appears with different values")
     elif tenants:
         tenant = tenants.pop()
-    return Incoming(purpose, tenant, frozenset(categories), tuple(warnings))
+    return Incoming(purpose, tenant, frozenset(categories))
 
 
 def header_value(

@@ -15,6 +15,7 @@ Errors carry their context as attributes so callers never parse messages.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -111,13 +112,26 @@ class PolicyError(PurposeGuardError):
         super().__init__(": ".join(parts))
 
 
+# What a taxonomy key looks like: dotted words, bounded. Anything else is
+# not echoed in messages.
+_KEY_SHAPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,79}")
+
+
 class UnknownKeyError(PolicyError):
     """A category or purpose key that no loaded taxonomy defines."""
 
-    def __init__(self, key: str, kind: str, **where: str | int | None) -> None:
-        self.key = key
+    def __init__(self, key: object, kind: str, *, hint: str = "", **where: str | int | None) -> None:
+        # A key that does not look like one may be a value passed by mistake
+        # (swapped arguments): it is named by its type, never printed.
+        shown = key if type(key) is str and _KEY_SHAPE.fullmatch(key) else None
+        self.key = shown if shown is not None else f"<{type(key).__name__}>"
         self.kind = kind
-        super().__init__(f"unknown {kind} {key!r}", **where)  # type: ignore[arg-type]
+        text = (
+            f"unknown {kind} {shown!r}"
+            if shown is not None
+            else f"unknown {kind}: a {type(key).__name__} that is not a {kind} key (not shown: it may be data)"
+        )
+        super().__init__(text + (f"; {hint}" if hint else ""), **where)  # type: ignore[arg-type]
 
 
 class ObligationError(PurposeGuardError):

@@ -9,6 +9,7 @@ open, does the call reach the guard.
 
 from __future__ import annotations
 
+import enum
 import functools
 import inspect
 import itertools
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from ._context import FLAGS, PURPOSE, ZONE
+from ._context import FLAGS, PURPOSE, ZONE, ZoneState
 from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError
 from ._labels import NO_LABELS, WalkLimit, labels_in_values, tenant_of_values
@@ -40,7 +41,12 @@ _CM_TOKENS: ContextVar[tuple[Any, Any] | None] = ContextVar("purposeguard.cm_tok
 
 
 def _function_name(fn: Any) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', getattr(fn, '__name__', '?'))}"
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', getattr(fn, '__name__', '?'))}"
+    # Names go into records, logs and exports: a function named by hostile
+    # code (setattr __qualname__) carries no line breaks or escapes there.
+    if not name.isprintable():
+        name = name.encode("unicode_escape").decode("ascii")
+    return name if len(name) <= 300 else name[:297] + "..."
 
 
 def _tenant_in(values: tuple[Any, ...]) -> str | None:
@@ -416,13 +422,29 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
     function is entered, and what it returns or yields. Unknown keys fail
     here, when the decorator is applied. ``enabled=False`` returns the
     function unwrapped and costs nothing.
+
+    ``output="decision"`` marks a function whose result is a decision (log
+    a user in, score a mail as spam, check a quota): what it reads inside
+    stays in its own frame instead of tainting the rest of the request's
+    zone; only what it returns flows on into the zone: its labels, and, when
+    the result is not a decision (None, a truth value, a number, an enum
+    member, a labelled value, a short tuple of those) but text, bytes or an
+    object that could carry what was read, everything the frame saw. It is
+    checked like any guarded function, against the zone as it stands, and
+    applies to functions and coroutine functions, not generators.
     """
 
-    __slots__ = ("key", "enabled")
+    __slots__ = ("key", "enabled", "output")
 
-    def __init__(self, key: str, *, enabled: bool = True) -> None:
+    def __init__(self, key: str, *, enabled: bool = True, output: str = "value") -> None:
         self.key = require_purpose_key(key)
         self.enabled = enabled
+        if output not in _OUTPUTS:
+            raise ValueError(
+                f"output must be one of {', '.join(map(repr, _OUTPUTS))}, not "
+                f"{_safe_word(output)}"
+            )
+        self.output = output
 
     def __repr__(self) -> str:
         return f"purpose({self.key!r})"
@@ -455,6 +477,10 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
             wrapper = _generator_wrapper(fn, self.key, name)
         else:
             wrapper = _generated_wrapper(fn, self.key, name) or _generic_wrapper(fn, self.key, name)
+        if self.output == "decision":
+            if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+                raise TypeError('output="decision" applies to functions that return their decision, not generators')
+            wrapper = _decision_frame(wrapper, inspect.iscoroutinefunction(fn))
         functools.update_wrapper(wrapper, fn)
         wrapper.__purposeguard_purpose__ = self.key  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
@@ -481,6 +507,87 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
 
     async def __aexit__(self, *exc: object) -> None:
         self.__exit__(*exc)
+
+
+_OUTPUTS = ("value", "decision")
+
+
+def _safe_word(value: object) -> str:
+    # Never echo what a caller passed: it may be a labelled value.
+    if isinstance(value, str) and value.isidentifier() and len(value) <= 40 and not labels_in_values((value,)):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+def _open_frame() -> tuple[Any, Any]:
+    """A zone of its own for a decision frame: it starts from what the
+    request's zone knows (so the frame is checked against it) and hands
+    nothing back when it ends."""
+    outer = ZONE.get()
+    if outer is None:
+        return None, None
+    inner = ZoneState(outer.tenant, None, outer.categories)
+    return outer, ZONE.set(inner)
+
+
+def _is_decision(value: Any, depth: int = 0) -> bool:
+    """A result that is a decision, not data: None, a truth value, a number,
+    an enum member, a labelled value (its labels flow on), or a short tuple
+    or list of those. Text, bytes, mappings and objects can carry what the
+    frame read rebuilt without a label, so they hand the frame's categories on."""
+    if value is None or isinstance(value, (bool, int, float, enum.Enum)):
+        return True
+    if getattr(type(value), "_pg_kind", None) is not None and isinstance(value, (str, bytes)):
+        return True
+    if type(value) in (tuple, list) and depth < 2 and len(value) <= 64:
+        return all(_is_decision(item, depth + 1) for item in value)
+    return False
+
+
+def _close_frame(outer: Any, token: Any, result: Any) -> None:
+    inner = ZONE.get()
+    ZONE.reset(token)
+    # What the decision hands on is what flows on: its own labels, and
+    # everything the frame saw when the result could be data in disguise.
+    labels = labels_in_values((result,))
+    if not _is_decision(result) and inner is not None:
+        labels = labels | inner.categories
+    if labels:
+        outer.add(labels)
+
+
+def _decision_frame(wrapper: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+    if is_async:
+
+        async def async_decision(*args: Any, **kwargs: Any) -> Any:
+            if not FLAGS.zones:
+                return await wrapper(*args, **kwargs)
+            outer, token = _open_frame()
+            if outer is None:
+                return await wrapper(*args, **kwargs)
+            result: Any = None
+            try:
+                result = await wrapper(*args, **kwargs)
+            finally:
+                _close_frame(outer, token, result)
+            return result
+
+        return async_decision
+
+    def decision(*args: Any, **kwargs: Any) -> Any:
+        if not FLAGS.zones:
+            return wrapper(*args, **kwargs)
+        outer, token = _open_frame()
+        if outer is None:
+            return wrapper(*args, **kwargs)
+        result: Any = None
+        try:
+            result = wrapper(*args, **kwargs)
+        finally:
+            _close_frame(outer, token, result)
+        return result
+
+    return decision
 
 
 _AENTER_CODE = purpose.__aenter__.__code__  # skipped when naming the code that entered

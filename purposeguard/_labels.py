@@ -29,7 +29,7 @@ import typing
 import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any, SupportsIndex, TypeVar
+from typing import Any, NoReturn, SupportsIndex, TypeVar
 
 import wrapt
 
@@ -827,19 +827,14 @@ def _weakrefable(t: type) -> bool:
 _NONE_TYPE = type(None)
 
 
-# The longest tenant id accepted (set_tenant() and baggage use the same bound):
-# tenant ids are cache keys and travel in records.
-MAX_TENANT_LENGTH = 256
-
-
-def require_tenant(tenant: str | None) -> str | None:
-    """``tenant`` if it is None or a string of at most MAX_TENANT_LENGTH characters."""
+def _unhashable(categories: tuple[Any, ...], tenant: object = None) -> NoReturn:
+    """A category (or tenant) that cannot even be looked up (a dict, a list): name it by type."""
     if tenant is not None:
-        if not isinstance(tenant, str):
-            raise TypeError(f"tenant must be a string or None, not {type(tenant).__name__}")
-        if len(tenant) > MAX_TENANT_LENGTH:
-            raise ValueError(f"a tenant id is at most {MAX_TENANT_LENGTH} characters, this one has {len(tenant)}")
-    return tenant
+        require_tenant(tenant)
+    for category in categories:
+        if not isinstance(category, str):
+            raise UnknownKeyError(category, "category")
+    raise TypeError("categories must be strings")
 
 
 def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
@@ -849,21 +844,23 @@ def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
         taxonomy = KEYS.current()
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
-                raise UnknownKeyError(str(category), "category")
-        return _kind_for(frozenset(categories), require_tenant(tenant))
-    if tenant is None:
-        kind = _KINDS_NO_TENANT.get(categories)
+                raise UnknownKeyError(category, "category")
+        return _kind_for(frozenset(categories), tenant)
+    key = (categories, tenant)
+    try:
+        kind = _KINDS_NO_TENANT.get(categories) if tenant is None else None
         if kind is not None:
             return kind
-    else:
-        require_tenant(tenant)
-    key = (categories, tenant)
-    kind = _KINDS.get(key)
+        kind = _KINDS.get(key)
+    except TypeError:
+        _unhashable(categories, tenant)
     if kind is None:
         taxonomy = KEYS.taxonomy
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
-                raise UnknownKeyError(str(category), "category")
+                raise UnknownKeyError(category, "category")
+        if tenant is not None:
+            require_tenant(tenant)
         kind = _kind_for(frozenset(categories), tenant)
         _KINDS[key] = kind
         if tenant is None:
@@ -916,6 +913,23 @@ def _read_allowed(kind: _Kind, purpose: str) -> bool:
     )
 
 
+# The longest tenant id accepted anywhere (zones, labels, baggage).
+MAX_TENANT_LENGTH = 256
+
+
+def require_tenant(tenant: object) -> str:
+    """A tenant id as records, logs and baggage may carry it: a printable
+    string of 1 to 256 characters without surrounding spaces, not a
+    labelled value. The error names the rule, never the value."""
+    if not isinstance(tenant, str):
+        raise TypeError(f"tenant must be a string or None, not {type(tenant).__name__}")
+    if getattr(type(tenant), "_pg_kind", None) is not None:
+        raise ValueError("a tenant id must not be a labelled value: it is kept in records and baggage")
+    if not tenant or tenant != tenant.strip() or len(tenant) > MAX_TENANT_LENGTH or not tenant.isprintable():
+        raise ValueError(f"a tenant id is 1 to {MAX_TENANT_LENGTH} printable characters without surrounding spaces")
+    return tenant
+
+
 def label(value: T, *categories: str, tenant: str | None = None) -> T:
     """Return ``value`` labelled with ``categories`` (added to any it has).
 
@@ -933,7 +947,10 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
     handled per mode like any other.
     """
     if type(value) is str and tenant is None:
-        cls = _STR_FAST.get(categories)
+        try:
+            cls = _STR_FAST.get(categories)
+        except TypeError:  # an unhashable "category": _attach names the mistake
+            cls = None
         if cls is not None and not FLAGS.activations:
             fast: Any = cls(value)
             if FLAGS.zones:
@@ -965,11 +982,22 @@ def relabel(value: T, *categories: str, tenant: str | None = None) -> T:
 def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tuple[Any, _Kind]:
     """Label ``value`` and tell the zone; returns the result and the kind of
     the categories attached (not merged with the value's own)."""
-    kind = _KINDS_NO_TENANT.get(categories) if tenant is None and not FLAGS.activations else None
+    try:
+        kind = _KINDS_NO_TENANT.get(categories) if tenant is None and not FLAGS.activations else None
+    except TypeError:
+        _unhashable(categories, tenant)
     if kind is None:
         if not categories:
             raise TypeError("label() needs at least one category")
-        kind = _resolve(categories, tenant)
+        try:
+            kind = _resolve(categories, tenant)
+        except UnknownKeyError as error:
+            if type(value) is str and value in KEYS.current().categories:
+                # pg.label("customer_data", value): name the mistake, not the value.
+                raise UnknownKeyError(
+                    categories[0], "category", hint="the arguments look swapped: pg.label(value, *categories)"
+                ) from None
+            raise error from None
     attached = kind
     t = type(value)
     result: Any
@@ -1065,7 +1093,7 @@ class Category:
         taxonomy = KEYS.current()
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
-                raise UnknownKeyError(str(category), "category", field=_defining_field(sys._getframe(1)))
+                raise UnknownKeyError(category, "category", field=_defining_field(sys._getframe(1)))
         self.categories = frozenset(categories)
         # As given, for label(): its caches are keyed by the categories' tuple.
         self._keys: tuple[str, ...] = tuple(sorted(self.categories))

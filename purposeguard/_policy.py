@@ -79,7 +79,8 @@ _TRANSFORM_KEYS = {"id", "description", "from", "to"}
 _DESTINATION_KEYS = {"id", "description", "hosts", "paths", "tables", "purpose"}
 _TRANSPORT_KEYS = {"require_tls"}
 _TOP_KEYS = {"policy", "rules", "transforms", "destinations", "transport", "taxonomy"}
-_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
+# Ids travel in every record, span and log line: key-shaped and bounded.
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 _LINE_IN_TOML_ERROR = re.compile(r"line (\d+)")
 
 
@@ -280,7 +281,7 @@ class Policy:
         try:
             by_labels = self._decisions[purpose]
         except (KeyError, TypeError):
-            raise UnknownKeyError(str(purpose), "purpose") from None
+            raise UnknownKeyError(purpose, "purpose") from None
         decision = by_labels.get(categories)
         if decision is None:
             decision = self._decide_uncached(categories, purpose)
@@ -294,7 +295,7 @@ class Policy:
             return Decision(True, None, purpose, None)
         for category in categories:
             if category not in self.taxonomy.categories:
-                raise UnknownKeyError(str(category), "category")
+                raise UnknownKeyError(category, "category")
         ordered = sorted(categories)
         denied = [c for c in ordered if not self._table[c, purpose].allowed]
         if denied:
@@ -903,7 +904,7 @@ def _rule(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Rule:
     rule_id = raw.get("id")
     if not isinstance(rule_id, str) or not _ID_PATTERN.match(rule_id):
         raise PolicyError(
-            f"rule #{index + 1} needs an id of letters, digits, '-', '_', '.' or ':'",
+            f"rule #{index + 1} needs an id of letters, digits, '-', '_', '.' or ':' (at most 128)",
             path=source,
             rule=rule_id if isinstance(rule_id, str) else None,
             field="id",

@@ -668,5 +668,5 @@ def check_zone(
 
 def require_purpose_key(key: object) -> str:
     if not isinstance(key, str):
-        raise UnknownKeyError(str(key), "purpose")
+        raise UnknownKeyError(key, "purpose")
     return get_guard().policy.taxonomy.require_purpose(key)

@@ -132,7 +132,7 @@ class Taxonomy:
         try:
             return self._category_ancestors[key]
         except (KeyError, TypeError):
-            raise UnknownKeyError(str(key), "category") from None
+            raise UnknownKeyError(key, "category") from None
 
     def purpose_ancestors(self, key: str) -> tuple[str, ...]:
         try:
@@ -142,7 +142,7 @@ class Taxonomy:
 
     def require_category(self, key: object) -> str:
         if not isinstance(key, str) or key not in self.categories:
-            raise UnknownKeyError(str(key), "category")
+            raise UnknownKeyError(key, "category")
         return key
 
     def require_purpose(self, key: object) -> str:

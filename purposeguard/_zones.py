@@ -19,7 +19,15 @@ from typing import Any, TypeVar
 
 from ._context import FLAGS, PURPOSE, ZONE, ZoneState
 from ._errors import PolicyError, PurposeGuardError
-from ._labels import KEYS, labels_in_values, relabel, require_tenant, strip_labels, tenant_of_values
+from ._labels import (
+    KEYS,
+    MAX_TENANT_LENGTH,
+    labels_in_values,
+    relabel,
+    require_tenant,
+    strip_labels,
+    tenant_of_values,
+)
 from ._records import Declassification
 from ._runtime import Denial, get_guard, report_repeats
 
@@ -50,7 +58,8 @@ class zone:  # noqa: N801 - reads as a statement: with zone(tenant=...)
     __slots__ = ("tenant", "categories")
 
     def __init__(self, tenant: str | None = None, *, categories: Iterable[str] = ()) -> None:
-        require_tenant(tenant)
+        if tenant is not None:
+            require_tenant(tenant)
         if isinstance(categories, str):
             categories = (categories,)
         self.tenant = tenant
@@ -351,9 +360,6 @@ def wrap_executor(executor: concurrent.futures.Executor) -> ContextExecutor:
 
 
 # -- the tenant, once the application knows it ------------------------------------------
-
-# The longest tenant id accepted: the same bound baggage applies to incoming ones.
-MAX_TENANT_LENGTH = 256
 
 
 def set_tenant(tenant: str) -> None:

@@ -357,7 +357,17 @@ def _actor(value: object, name: str) -> str:
             "name (checked and audited)",
             field=name,
         )
+    if len(value) > MAX_ACTOR_LENGTH or not value.isprintable() or value != value.strip():
+        # Actor names go into the audit chain, reports and logs: no line
+        # breaks or terminal escapes, and a bound.
+        raise PolicyError(
+            f"{name} is 1 to {MAX_ACTOR_LENGTH} printable characters without surrounding spaces",
+            field=name,
+        )
     return value
+
+
+MAX_ACTOR_LENGTH = 256
 
 
 ACTOR_TRANSFORM = "actor-name"

@@ -24,6 +24,7 @@ Voluntary disclosure stays denied: nothing here can set another purpose.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,16 +32,27 @@ from pathlib import Path
 from typing import Any
 
 from ._context import PURPOSE
-from ._errors import ObligationError, SinkFailure
-from ._labels import _OBJECT_REFS, _OBJECTS, LabelledProxy, annotated_fields, box_kind, labels_of
+from ._errors import ObligationError, PurposeViolation, SinkFailure
+from ._labels import (
+    _OBJECT_REFS,
+    _OBJECTS,
+    LabelledProxy,
+    annotated_fields,
+    box_kind,
+    labels_in_values,
+    labels_of,
+    tenant_of_values,
+)
 from ._policy import Policy
 from ._records import Record
-from ._runtime import caller_name, get_guard
+from ._runtime import Denial, caller_name, get_guard
 from .audit import AuditError, AuditLog, attached
 
 __all__ = ["CompelledDisclosure", "Disclosure", "DisclosureNotice", "Released", "compelled_disclosure"]
 
 PURPOSE_KEY = "disclosure.compelled"
+# What refuses another tenant's data in a release, in violation records.
+TENANT_RULE = "disclosure-tenant-boundary"
 
 
 # Not frozen, like the core's records (a frozen subclass of a non-frozen
@@ -102,7 +114,7 @@ class Released(Mapping[str, Any]):
             return self._values[name]
         except KeyError:
             raise ObligationError(
-                f"field {name!r} was not named in the request of case {self._case}: not released (minimize)",
+                f"field {_shown(name) if isinstance(name, str) else type(name).__name__} was not named in the request of case {_shown(self._case)}: not released (minimize)",
                 obligation="minimize",
             ) from None
 
@@ -194,7 +206,7 @@ class CompelledDisclosure:
             )
         if "redirect_first" in obligations and not redirect_attempted:
             raise ObligationError(
-                f"case {self.case}: redirect the requester to the customer first (redirect_first)",
+                f"case {_shown(self.case)}: redirect the requester to the customer first (redirect_first)",
                 obligation="redirect_first",
                 rule=_rule_with(policy, "redirect_first"),
             )
@@ -208,7 +220,7 @@ class CompelledDisclosure:
             )
         if "notify_tenant" in obligations and not notification_prohibited and notifier is None:
             raise ObligationError(
-                f"case {self.case}: the tenant's administrators must be notified first: pass notifier= "
+                f"case {_shown(self.case)}: the tenant's administrators must be notified first: pass notifier= "
                 "(or notification_prohibited=True with prohibition_ref=)",
                 obligation="notify_tenant",
                 rule=_rule_with(policy, "notify_tenant"),
@@ -234,7 +246,7 @@ class CompelledDisclosure:
             self.audit = AuditLog(audit)
             self._owns_audit = True
         else:
-            raise ObligationError(f"audit= takes a path or an AuditLog, not {audit!r}", obligation="record")
+            raise ObligationError(f"audit= takes a path or an AuditLog, not a {type(audit).__name__}", obligation="record")
         self.releases: list[Disclosure] = []
         self._token: Any = None
 
@@ -247,6 +259,32 @@ class CompelledDisclosure:
         self._token = None
         if self._owns_audit and self.audit is not None:
             self.audit.close()
+
+    def _refuse_other_tenant(
+        self, guard: Any, name: str, value: Any, categories: frozenset[str], function: str
+    ) -> None:
+        """Data of another tenant than the case's is never released under
+        this case: the demand names one customer, and that customer is the
+        one notified. Recorded through the guard's one violation path
+        (``via="obligation"``) in every mode, then refused."""
+        owner = tenant_of_values((value,))
+        if owner is None or owner == self.tenant:
+            return
+        found = sorted(categories | labels_in_values((value,))) or ["customer_data"]
+        text = (
+            f"field {_shown(name)} holds data of another tenant than case {_shown(self.case)} names: "
+            "a compelled disclosure releases only the named customer's data"
+        )
+        denials = [Denial(category, TENANT_RULE, "enforce", text, "block") for category in found]
+        try:
+            guard.violate(PURPOSE_KEY, denials, via="obligation", function=function, tenant=owner)
+        except PurposeViolation as violation:
+            raise ObligationError(
+                f"case {_shown(self.case)}: {text}; nothing released", obligation="tenant", rule=TENANT_RULE
+            ) from violation
+        raise ObligationError(  # pragma: no cover - violate raises for an enforce denial
+            f"case {_shown(self.case)}: {text}; nothing released", obligation="tenant", rule=TENANT_RULE
+        )
 
     def release(self, obj: Any, fields: Sequence[str] | None = None) -> Released:
         """Release ``fields`` of ``obj`` (a mapping or an object) and nothing else.
@@ -264,13 +302,13 @@ class CompelledDisclosure:
         container = _object_labels(obj)
         values: dict[str, Any] = {}
         categories: set[str] = set(container)
-        annotated = dict(annotated_fields(type(obj))) if not isinstance(obj, Mapping) else {}
-        for name in names:
-            value = _field(obj, name, self.case)
-            values[name] = value
-            categories |= labels_of(value)
-            categories |= annotated.get(name, frozenset())
         function = caller_name(1)
+        for name in names:
+            value, found = _field_path(obj, name, self.case)
+            values[name] = value
+            categories |= found
+            categories |= labels_in_values((value,))
+            self._refuse_other_tenant(guard, name, value, found, function)
         if categories:
             guard.check_labels(
                 frozenset(categories), PURPOSE_KEY, via="egress", function=function, tenant=self.tenant
@@ -288,7 +326,7 @@ class CompelledDisclosure:
                 self.notifier(notice)
             except Exception as error:
                 raise ObligationError(
-                    f"case {self.case}: notifying the tenant's administrators failed "
+                    f"case {_shown(self.case)}: notifying the tenant's administrators failed "
                     f"({type(error).__name__}); nothing released",
                     obligation="notify_tenant",
                 ) from error
@@ -315,7 +353,7 @@ class CompelledDisclosure:
                 seq = self.audit.append(record)
             except AuditError as error:
                 raise ObligationError(
-                    f"case {self.case}: the disclosure cannot be audited ({error.reason}); nothing released",
+                    f"case {_shown(self.case)}: the disclosure cannot be audited ({error.reason}); nothing released",
                     obligation="record",
                 ) from error
             record = dataclasses.replace(record, audit_ref=f"{self.audit.log_id}:{seq}")
@@ -325,7 +363,7 @@ class CompelledDisclosure:
             guard.dispatch(record)
         except SinkFailure as error:
             raise ObligationError(
-                f"case {self.case}: the disclosure cannot be audited ({error}); nothing released",
+                f"case {_shown(self.case)}: the disclosure cannot be audited ({error}); nothing released",
                 obligation="record",
             ) from error
         self.releases.append(record)
@@ -374,21 +412,94 @@ def _field_names(fields: Sequence[str] | None) -> tuple[str, ...]:
         raise ObligationError("release() needs at least one field name (minimize)", obligation="minimize")
     for name in names:
         if not isinstance(name, str) or not name:
-            raise ObligationError(f"field names must be strings, not {name!r}", obligation="minimize")
+            raise ObligationError(f"field names must be strings, not a {type(name).__name__}", obligation="minimize")
         if labels_of(name):
             raise ObligationError("field names must not be labelled values", obligation="minimize")
     return tuple(dict.fromkeys(names))
 
 
-def _field(obj: Any, name: str, case: str) -> Any:
+_SCALARS = (str, bytes, int, float, bool, type(None), datetime.date, datetime.time, datetime.timedelta)
+_MAX_PATH = 200
+
+
+def _shown(text: str) -> str:
+    """A requester-supplied name, safe to print: repr-escaped and bounded."""
+    shown = repr(text)
+    return shown if len(shown) <= 80 else shown[:77] + "...'"
+
+
+def _is_plain(value: Any) -> bool:
+    """A value that is no record: a scalar, or a list/tuple of scalars."""
+    inner = value.__wrapped__ if isinstance(value, LabelledProxy) else value
+    if isinstance(inner, _SCALARS):
+        return True
+    if isinstance(inner, (list, tuple, set, frozenset)):
+        return all(
+            isinstance(item.__wrapped__ if isinstance(item, LabelledProxy) else item, _SCALARS) for item in inner
+        )
+    return False
+
+
+def _step(obj: Any, segment: str, path: str, case: str) -> tuple[Any, frozenset[str]]:
+    """One field of one record, and the categories its class declares for it."""
     if isinstance(obj, Mapping):
-        if name in obj:
-            return obj[name]
-    elif not name.startswith("_") and hasattr(obj, name):
-        return getattr(obj, name)
+        if segment in obj:
+            return obj[segment], frozenset()
+    elif not segment.startswith("_") and not isinstance(obj, _SCALARS) and hasattr(obj, segment):
+        declared = dict(annotated_fields(type(obj))).get(segment, frozenset())
+        return getattr(obj, segment), declared
     raise ObligationError(
-        f"case {case}: the record has no field {name!r}; nothing released", obligation="minimize"
+        f"case {_shown(case)}: the record has no field {_shown(path)}; nothing released", obligation="minimize"
     )
+
+
+def _field_path(obj: Any, path: str, case: str) -> tuple[Any, frozenset[str]]:
+    """The value at ``path`` ("owner.address.city", "messages[].subject")
+    and the categories declared along it. A path must end at plain values:
+    a whole record (a mapping, an object, a list of them) is refused, so a
+    property that hands back the record cannot release all of it."""
+    if len(path) > _MAX_PATH:
+        raise ObligationError(
+            f"case {_shown(case)}: a field path is at most {_MAX_PATH} characters; nothing released",
+            obligation="minimize",
+        )
+    segments = path.split(".")
+    declared: set[str] = set()
+    current: list[Any] = [obj]
+    many = False
+    for segment in segments:
+        each = segment.endswith("[]")
+        key = segment[:-2] if each else segment
+        if not key or "[" in key or "]" in key:
+            raise ObligationError(
+                f"case {_shown(case)}: {_shown(path)} is not a field path (fields joined by '.', "
+                "'[]' after a list of records); nothing released",
+                obligation="minimize",
+            )
+        following: list[Any] = []
+        for record in current:
+            value, found = _step(record, key, path, case)
+            declared |= found
+            if each:
+                if isinstance(value, (Mapping, str, bytes)) or not isinstance(value, (list, tuple)):
+                    raise ObligationError(
+                        f"case {_shown(case)}: {_shown(key)} in {_shown(path)} is not a list of records; "
+                        "nothing released",
+                        obligation="minimize",
+                    )
+                following.extend(value)
+                many = True
+            else:
+                following.append(value)
+        current = following
+    result: Any = current if many else current[0]
+    if not all(_is_plain(value) for value in current):
+        raise ObligationError(
+            f"case {_shown(case)}: {_shown(path)} is a whole record, not a field: name the fields "
+            "the request requires one by one (minimize); nothing released",
+            obligation="minimize",
+        )
+    return result, frozenset(declared)
 
 
 def compelled_disclosure(

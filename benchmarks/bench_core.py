@@ -6,6 +6,7 @@ import statistics
 import tempfile
 import timeit
 from pathlib import Path
+from typing import Any
 
 from harness import Case, Group, Row
 
@@ -212,7 +213,7 @@ def _signatures_namespace(base: dict[str, object]) -> dict[str, object]:
         return args[0]
 
     source = "def params32(" + ", ".join(f"a{i}" for i in range(32)) + "):\n    return a0\n"
-    made: dict[str, object] = {}
+    made: dict[str, Any] = {}
     exec(source, made)
     return {
         **base,

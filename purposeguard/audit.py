@@ -317,7 +317,10 @@ class AuditLog:
     chain). Several threads may share one log and several processes may each
     open the same file or database. Storage that is not an audit log
     (another database, a damaged one, another schema version) raises
-    :class:`AuditError` and is left untouched. ``storage=`` takes any
+    :class:`AuditError` and is left untouched. ``storage_options`` go to
+    the backend: for PostgreSQL ``connect_timeout`` (seconds, default 5),
+    ``stale_after`` (how long a replica's consent view may go unconfirmed,
+    default 1 s) and ``heartbeat`` (default 0.2 s). ``storage=`` takes any
     :class:`purposeguard._storage.Storage` instead.
 
     >>> log = AuditLog(":memory:")
@@ -338,6 +341,7 @@ class AuditLog:
         storage: Storage | None = None,
         key: KeyLike | None = None,
         checkpoint_every: int | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         if storage is None:
             if not isinstance(path, (str, Path)) or not str(path):
@@ -353,6 +357,7 @@ class AuditLog:
                 max_bytes=max_bytes,
                 key=chain_key,
                 **options,
+                **dict(storage_options or {}),
             )
             # What opens the same log again (a forked worker); path may be redacted.
             self.target: str | Path = path

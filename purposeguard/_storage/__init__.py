@@ -52,6 +52,8 @@ __all__ = [
 ]
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+_POSTGRES_OPTIONS = frozenset({"connect_timeout", "stale_after", "heartbeat"})
+_SQLITE_OPTIONS = frozenset({"timeout"})
 
 
 def _scheme(target: str) -> str | None:
@@ -120,6 +122,16 @@ def open_storage(
     ``options`` go to the backend: ``connect_timeout`` and ``stale_after``
     for PostgreSQL. ``key`` keys the chain (HMAC-SHA256).
     """
+    postgres = isinstance(target, str) and _scheme(target) in POSTGRES_SCHEMES
+    allowed = _POSTGRES_OPTIONS if postgres else _SQLITE_OPTIONS
+    for name, value in options.items():
+        if name not in allowed:
+            raise AuditError(
+                f"unknown storage option {name!r} for {'PostgreSQL' if postgres else 'SQLite'} "
+                f"(expected {', '.join(sorted(allowed))})"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise AuditError(f"storage option {name} must be a positive number of seconds, not {value!r}")
     options["key"] = key
     if isinstance(target, Path):
         return SQLiteStorage(

@@ -67,7 +67,13 @@ def _signatures() -> dict[str, Callable[[Any], Any]]:
     }
 
 
-@pytest.mark.parametrize("kind", list(_signatures()))
+# A bound method's ``self`` is an object whose attributes are looked into on
+# every call (they can hold labelled values), so a method never takes the
+# unlabelled-argument shortcut: methods are not on the fast path yet.
+_SHORTCUT_KINDS = [kind for kind in _signatures() if kind != "method"]
+
+
+@pytest.mark.parametrize("kind", _SHORTCUT_KINDS)
 def test_an_allowed_labelled_argument_takes_the_shortcut_after_the_first_call(kind: str) -> None:
     call = _signatures()[kind]
     allowed = pg.label("ticket 4711", TICKET)

@@ -96,7 +96,7 @@ class PostgresServer:
             command = ("runuser", "-u", self.user, "--", *command)
         result = subprocess.run(command, capture_output=True, text=True, cwd=self.root, timeout=120)
         if result.returncode != 0:
-            raise RuntimeError(f"{command[-1] if False else ' '.join(command[:6])} failed:\n{result.stdout}{result.stderr}")
+            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
 
     def start(self) -> None:
         options = (

@@ -288,3 +288,29 @@ def test_verify_names_a_consent_table_edited_by_hand(backend: str, pg_url: str, 
         lite.close()
     line = _one_line_error(cli("audit", "verify", url))
     assert "NOT intact: the consent table grants 'fabrikam' improvement for customer_data with no consent record" in line
+
+
+def test_storage_options_set_the_consent_bound(pg_url: str) -> None:
+    with AuditLog(pg_url, storage_options={"stale_after": 2.5, "heartbeat": 0.5}) as log:
+        assert (log.storage.stale_after, log.storage.heartbeat) == (2.5, 0.5)  # type: ignore[attr-defined]
+        with ConsentStore(log) as store:
+            store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+            assert store.has_consent("contoso", "improvement", "customer_data.content.email")
+
+
+@pytest.mark.parametrize(
+    ("options", "cause"),
+    [
+        ({"stale_after": 0.1, "heartbeat": 0.2}, "stale_after must be longer than heartbeat"),
+        ({"stale_after": "soon"}, "stale_after must be a positive number"),
+        ({"stale": 1.0}, "unknown storage option 'stale' for PostgreSQL"),
+    ],
+)
+def test_bad_storage_options_are_one_error(pg_url: str, options: dict[str, object], cause: str) -> None:
+    with pytest.raises(AuditError, match=cause):
+        AuditLog(pg_url, storage_options=options)
+
+
+def test_postgres_options_are_refused_for_sqlite(tmp_path: Path) -> None:
+    with pytest.raises(AuditError, match="unknown storage option 'stale_after' for SQLite"):
+        AuditLog(str(tmp_path / "audit.db"), storage_options={"stale_after": 2.0})

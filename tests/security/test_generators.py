@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Generator
 
 import pytest
 
@@ -13,7 +13,7 @@ EMAIL = "customer_data.content.email"
 
 
 @pg.purpose("advertising")
-def ad_loop() -> Iterator[int]:
+def ad_loop() -> Generator[int, object, None]:
     while True:
         received = yield 1
         if received is None:
@@ -21,7 +21,7 @@ def ad_loop() -> Iterator[int]:
 
 
 @pg.purpose("advertising")
-async def async_ad_loop() -> AsyncIterator[int]:
+async def async_ad_loop() -> AsyncGenerator[int, object]:
     while True:
         received = yield 1
         if received is None:

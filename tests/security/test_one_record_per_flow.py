@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import purposeguard as pg
 from purposeguard._state import STATE
 
@@ -23,7 +25,7 @@ def test_a_thousand_identical_violations_in_one_zone_are_one_record_with_count_1
                 ads(body)
     assert len(violations) == 1
     assert violations[0].count == 1000
-    repeats = [r for r in records if r.kind == "repeats"]
+    repeats: list[Any] = [r for r in records if r.kind == "repeats"]
     assert [(r.category, r.purpose, r.via, r.count) for r in repeats] == [(EMAIL, "advertising", "argument", 1000)]
     assert [r.kind for r in records] == ["violation", "repeats"]
 

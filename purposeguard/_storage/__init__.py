@@ -53,7 +53,7 @@ __all__ = [
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 _POSTGRES_OPTIONS = frozenset({"connect_timeout", "stale_after", "heartbeat"})
-_SQLITE_OPTIONS = frozenset({"timeout"})
+_SQLITE_OPTIONS = frozenset({"timeout", "checkpoint_every"})
 
 
 def _scheme(target: str) -> str | None:
@@ -119,8 +119,9 @@ def open_storage(
 ) -> Storage:
     """The storage ``target`` names: a path or URL (see the module's docstring).
 
-    ``options`` go to the backend: ``connect_timeout`` and ``stale_after``
-    for PostgreSQL. ``key`` keys the chain (HMAC-SHA256).
+    ``options`` go to the backend: ``connect_timeout``, ``stale_after`` and
+    ``heartbeat`` for PostgreSQL; ``timeout`` and ``checkpoint_every`` (records
+    between signed checkpoints of a keyed log) for SQLite. ``key`` keys the chain (HMAC-SHA256).
     """
     postgres = isinstance(target, str) and _scheme(target) in POSTGRES_SCHEMES
     allowed = _POSTGRES_OPTIONS if postgres else _SQLITE_OPTIONS
@@ -131,7 +132,8 @@ def open_storage(
                 f"(expected {', '.join(sorted(allowed))})"
             )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise AuditError(f"storage option {name} must be a positive number of seconds, not {value!r}")
+            unit = "records" if name == "checkpoint_every" else "seconds"
+            raise AuditError(f"storage option {name} must be a positive number of {unit}, not {value!r}")
     options["key"] = key
     if isinstance(target, Path):
         return SQLiteStorage(

@@ -18,12 +18,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from purposeguard._context import FLAGS, PURPOSE, ZONE
+from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY, WalkLimit, labels_in_values
 from purposeguard._runtime import Denial, check_zone, get_guard
 
 from . import _unguarded
 
-__all__ = ["Egress", "check_chunk", "check_egress", "checked_by", "deep_labels", "is_loopback", "outer_layer"]
+__all__ = [
+    "CheckedBody",
+    "Egress",
+    "check_chunk",
+    "check_egress",
+    "checked_by",
+    "deep_labels",
+    "is_loopback",
+    "outer_layer",
+]
 
 TRANSPORT_RULE = "transport.require_tls"
 # Schemes that send in the clear: what ``[transport] require_tls`` refuses off-host.
@@ -124,6 +134,31 @@ def check_egress(url: str, labels: frozenset[str], *, function: str, zone: bool 
             if rest:
                 _refuse_plain_http(guard, rest, purpose or "service", function, tenant, context=True)
     return Egress(host, purpose, labels, destination is not None)
+
+
+class CheckedBody:
+    """A streamed request body whose chunks are checked before they are written.
+
+    The clients turn an ``OSError`` raised while sending into their own
+    connection errors, and a :class:`PurposeViolation` is a
+    ``PermissionError``: the violation is kept here for the send wrapper to
+    raise again.
+    """
+
+    def __init__(self, inner: Any, url: str, function: str) -> None:
+        self.inner = inner
+        self.url = url
+        self.function = function
+        self.violation: PurposeViolation | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        for chunk in self.inner:
+            try:
+                check_chunk(self.url, chunk, function=self.function)
+            except PurposeViolation as error:
+                self.violation = error
+                raise
+            yield chunk
 
 
 def check_chunk(url: str, chunk: Any, *, function: str) -> None:

@@ -24,7 +24,7 @@ content whose labels cannot be known (a file object) falls to the zone check.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -32,7 +32,7 @@ from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY
 
 from . import _unguarded, baggage
-from ._egress import check_chunk, check_egress, checked_by, deep_labels, header_labels
+from ._egress import CheckedBody, check_egress, checked_by, deep_labels, header_labels
 from ._patch import Patcher
 
 __all__ = ["instrument", "uninstrument", "is_instrumented"]
@@ -68,29 +68,6 @@ def _copy(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwa
     return new
 
 
-class _CheckedBody:
-    """A streamed request body whose chunks are checked before they are written.
-
-    urllib3 turns an ``OSError`` raised while sending into a connection
-    error, and a :class:`PurposeViolation` is a ``PermissionError``: the
-    violation is kept here and raised again by the send wrapper.
-    """
-
-    def __init__(self, inner: Any, url: str) -> None:
-        self.inner = inner
-        self.url = url
-        self.violation: PurposeViolation | None = None
-
-    def __iter__(self) -> Iterator[Any]:
-        for chunk in self.inner:
-            try:
-                check_chunk(self.url, chunk, function=_FUNCTION)
-            except PurposeViolation as error:
-                self.violation = error
-                raise
-            yield chunk
-
-
 def _streamed(body: Any) -> bool:
     if body is None or isinstance(body, (bytes, str, bytearray, memoryview)):
         return False
@@ -101,7 +78,7 @@ def _streamed(body: Any) -> bool:
 def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     request = args[0] if args else kwargs["request"]
     body = request.body
-    if isinstance(body, _CheckedBody):
+    if isinstance(body, CheckedBody):
         body = body.inner
     labels = (
         _PENDING.get()
@@ -113,7 +90,7 @@ def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwa
     baggage.inject(request.headers, extra_categories=labels, include=not egress.external)
     checked = None
     if _streamed(body):
-        checked = request.body = _CheckedBody(body, request.url)
+        checked = request.body = CheckedBody(body, request.url, _FUNCTION)
     try:
         # urllib3 and http.client below send what was just checked.
         with checked_by("requests"):

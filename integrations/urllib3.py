@@ -23,7 +23,7 @@ Where the checks hook in, and why:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -31,7 +31,7 @@ from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY
 
 from . import _unguarded, baggage
-from ._egress import check_chunk, check_egress, checked_by, deep_labels, header_labels, outer_layer
+from ._egress import CheckedBody, check_egress, checked_by, deep_labels, header_labels, outer_layer
 from ._patch import Patcher
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -50,26 +50,6 @@ def _request(
         return wrapped(*args, **kwargs)
     finally:
         _PENDING.reset(token)
-
-
-class _CheckedBody:
-    """A streamed body whose chunks are checked before they are written; the
-    violation is kept, since urllib3 turns errors raised while sending into
-    its own connection errors."""
-
-    def __init__(self, inner: Any, url: str) -> None:
-        self.inner = inner
-        self.url = url
-        self.violation: PurposeViolation | None = None
-
-    def __iter__(self) -> Iterator[Any]:
-        for chunk in self.inner:
-            try:
-                check_chunk(self.url, chunk, function=_FUNCTION)
-            except PurposeViolation as error:
-                self.violation = error
-                raise
-            yield chunk
 
 
 def _streamed(body: Any) -> bool:
@@ -129,14 +109,14 @@ def _urlopen(
     baggage.inject(headers, extra_categories=labels, include=not egress.external)
     kwargs["headers"] = headers
     if streamed:
-        kwargs["body"] = body = _CheckedBody(body, full_url)
+        kwargs["body"] = body = CheckedBody(body, full_url, _FUNCTION)
     try:
         with checked_by(_LAYER):
             return wrapped(method, url, **kwargs)
     except PurposeViolation:
         raise
     except Exception as error:
-        if isinstance(body, _CheckedBody) and body.violation is not None:
+        if isinstance(body, CheckedBody) and body.violation is not None:
             raise body.violation from error
         raise
 

@@ -50,9 +50,13 @@ def _namespace() -> dict[str, object]:
     sinks = {
         "batch": sink,
         "batch_keyed": AuditSink(AuditLog(folder / "keyed.db", synchronous="normal", key=key), owns_log=True),
-        "sync": AuditSink(AuditLog(folder / "sync.db", synchronous="normal"), owns_log=True, durability="sync"),
+        "sync": AuditSink(
+            AuditLog(folder / "sync.db", synchronous="normal"), owns_log=True, durability="sync"
+        ),
         "sync_keyed": AuditSink(
-            AuditLog(folder / "sync-keyed.db", synchronous="normal", key=key), owns_log=True, durability="sync"
+            AuditLog(folder / "sync-keyed.db", synchronous="normal", key=key),
+            owns_log=True,
+            durability="sync",
         ),
     }
     only: list[object] = []
@@ -163,10 +167,16 @@ def groups() -> list[Group]:
         baseline=Case("audit sink, batch durability, unkeyed", "denied(labelled)", setup="use('batch')"),
         baseline_label="batch durability, unkeyed",
         cases=[
-            Case("audit sink, batch durability, keyed chain (HMAC)", "denied(labelled)", setup="use('batch_keyed')"),
+            Case(
+                "audit sink, batch durability, keyed chain (HMAC)",
+                "denied(labelled)",
+                setup="use('batch_keyed')",
+            ),
             # Informative: what a deployment that must not lose the last
             # milliseconds pays, one SQLite commit per record on the caller's thread.
-            Case("audit sink, sync durability (a commit per record)", "denied(labelled)", setup="use('sync')"),
+            Case(
+                "audit sink, sync durability (a commit per record)", "denied(labelled)", setup="use('sync')"
+            ),
             Case("audit sink, sync durability, keyed chain", "denied(labelled)", setup="use('sync_keyed')"),
         ],
         globals=namespace,

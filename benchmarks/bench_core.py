@@ -132,8 +132,17 @@ def groups() -> list[Group]:
             Case("pg.decide(frozenset)", "pg_decide(labels, 'service.operations')", "<= 2x", ratio_limit=2),
             Case("pg.decide('category')", "pg_decide(EMAIL, 'service.operations')", "<= 2x", ratio_limit=2),
             # Held in a variable, as the baseline's frozenset is.
-            Case("pg.decide(['category'])", "pg_decide(email_list, 'service.operations')", "<= 2x", ratio_limit=2),
-            Case("pg.decide([EMAIL]) building the list", "pg_decide([EMAIL], 'service.operations')", "informative"),
+            Case(
+                "pg.decide(['category'])",
+                "pg_decide(email_list, 'service.operations')",
+                "<= 2x",
+                ratio_limit=2,
+            ),
+            Case(
+                "pg.decide([EMAIL]) building the list",
+                "pg_decide([EMAIL], 'service.operations')",
+                "informative",
+            ),
         ],
         globals=namespace,
         number=20000,
@@ -239,14 +248,21 @@ def _objects_namespace() -> dict[str, object]:
 
     labelled = pg.label(Mailbox(), "customer_data")
     proxied = LabelledProxy(Mailbox(), _kind_for(frozenset({"customer_data"}), None))
-    return {"mailbox": Mailbox(), "labelled_mailbox": labelled, "proxied_mailbox": proxied, "labels_of": pg.labels_of}
+    return {
+        "mailbox": Mailbox(),
+        "labelled_mailbox": labelled,
+        "proxied_mailbox": proxied,
+        "labels_of": pg.labels_of,
+    }
 
 
 def rows(quick: bool = False, smoke: bool = False) -> list[Row]:
     """decide() of a cached label set against pycasbin's enforce, interleaved."""
     namespace = _setup_namespace()
     decide_timer = timeit.Timer("decide(labels, 'service.operations')", globals=namespace)
-    casbin_timer = timeit.Timer("enforcer.enforce('customer_data.content.email', 'service.operations', 'use')", globals=namespace)
+    casbin_timer = timeit.Timer(
+        "enforcer.enforce('customer_data.content.email', 'service.operations', 'use')", globals=namespace
+    )
     rounds, n_decide, n_casbin = (1, 20, 2) if smoke else (3, 2000, 50) if quick else (9, 20000, 300)
     ratios, decide_ns, casbin_ns = [], [], []
     for _ in range(rounds):

@@ -37,8 +37,13 @@ def _asgi_app(guarded: bool):
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"ok"})
 
     if not guarded:
@@ -71,8 +76,15 @@ def serve(kind: str, variant: str, port: int) -> None:
     if kind == "asgi":
         import uvicorn
 
-        uvicorn.run(_asgi_app(guarded), host="127.0.0.1", port=port, log_level="error",
-                    access_log=False, lifespan="off", ws="none")
+        uvicorn.run(
+            _asgi_app(guarded),
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
+            access_log=False,
+            lifespan="off",
+            ws="none",
+        )
     else:
         from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -80,7 +92,9 @@ def serve(kind: str, variant: str, port: int) -> None:
             def log_request(self, *args, **kwargs) -> None:
                 pass
 
-        make_server("127.0.0.1", port, _wsgi_app(guarded), threaded=True, request_handler=Quiet).serve_forever()
+        make_server(
+            "127.0.0.1", port, _wsgi_app(guarded), threaded=True, request_handler=Quiet
+        ).serve_forever()
 
 
 # -- the load generator (run as: bench_middleware.py load PLAIN_PORT GUARDED_PORT REQUESTS SECONDS) --
@@ -144,7 +158,10 @@ def _wait(port: int, timeout: float = 30.0) -> None:
 def _drive(ports: list[int], requests: int, seconds: float) -> list[dict[str, float]]:
     out = subprocess.run(
         [sys.executable, str(HERE), "load", ",".join(map(str, ports)), str(requests), str(seconds)],
-        capture_output=True, text=True, timeout=seconds + 30, check=True,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
     )
     return json.loads(out.stdout)
 
@@ -162,7 +179,9 @@ def rows(quick: bool = False, smoke: bool = False) -> list:
                 port = _free_port()
                 process = subprocess.Popen(
                     [sys.executable, str(HERE), "serve", kind, variant, str(port)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
                 )
                 servers[kind, variant] = (port, process)
         for port, _ in servers.values():
@@ -189,16 +208,41 @@ def rows(quick: bool = False, smoke: bool = False) -> list:
     names = {"asgi": "ASGI, uvicorn", "wsgi": "WSGI, werkzeug threaded"}
     for kind in ("asgi", "wsgi"):
         plain_rounds, guarded_rounds = samples[kind, "plain"], samples[kind, "guarded"]
-        latency = statistics.median(g["median_s"] / p["median_s"] for g, p in zip(guarded_rounds, plain_rounds, strict=True))
-        loss = statistics.median(p["rps"] / g["rps"] for g, p in zip(guarded_rounds, plain_rounds, strict=True))
+        latency = statistics.median(
+            g["median_s"] / p["median_s"] for g, p in zip(guarded_rounds, plain_rounds, strict=True)
+        )
+        loss = statistics.median(
+            p["rps"] / g["rps"] for g, p in zip(guarded_rounds, plain_rounds, strict=True)
+        )
         plain_latency = statistics.median(p["median_s"] for p in plain_rounds) * 1e9
         guarded_latency = statistics.median(g["median_s"] for g in guarded_rounds) * 1e9
         rps = statistics.median(g["rps"] for g in guarded_rounds)
-        out.append(Row(group, f"{names[kind]}: request without purposeguard (baseline)", plain_latency, 1.0, "", None))
-        out.append(Row(group, f"{names[kind]}: latency with purposeguard", guarded_latency, latency,
-                       f"<= {TARGET:.2f}x", latency <= TARGET))
-        out.append(Row(group, f"{names[kind]}: throughput loss (plain/guarded rps)", guarded_latency, loss,
-                       f"<= {TARGET:.2f}x", loss <= TARGET, note=f"{rps:.0f} req/s guarded"))
+        out.append(
+            Row(
+                group, f"{names[kind]}: request without purposeguard (baseline)", plain_latency, 1.0, "", None
+            )
+        )
+        out.append(
+            Row(
+                group,
+                f"{names[kind]}: latency with purposeguard",
+                guarded_latency,
+                latency,
+                f"<= {TARGET:.2f}x",
+                latency <= TARGET,
+            )
+        )
+        out.append(
+            Row(
+                group,
+                f"{names[kind]}: throughput loss (plain/guarded rps)",
+                guarded_latency,
+                loss,
+                f"<= {TARGET:.2f}x",
+                loss <= TARGET,
+                note=f"{rps:.0f} req/s guarded",
+            )
+        )
     return out
 
 
@@ -206,7 +250,9 @@ if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "load":
-        print(json.dumps(load([int(p) for p in sys.argv[2].split(",")], int(sys.argv[3]), float(sys.argv[4]))))
+        print(
+            json.dumps(load([int(p) for p in sys.argv[2].split(",")], int(sys.argv[3]), float(sys.argv[4])))
+        )
     else:
         for row in rows(quick="--quick" in sys.argv):
             print(row)

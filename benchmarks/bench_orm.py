@@ -9,7 +9,6 @@ row count. The integration is switched on or off in each statement's setup,
 which is not timed.
 """
 
-
 from typing import Annotated
 
 from harness import Case, Group, Row, run_group
@@ -43,7 +42,9 @@ def _namespace() -> dict[str, object]:
     Base.metadata.create_all(engine)
     with Session(engine) as session:
         session.add_all(
-            Message(tenant=f"tenant-{i % 7}", subject=f"subject {i}", sender=f"user{i}@example.org", body=BODY)
+            Message(
+                tenant=f"tenant-{i % 7}", subject=f"subject {i}", sender=f"user{i}@example.org", body=BODY
+            )
             for i in range(ROWS)
         )
         session.commit()

@@ -77,7 +77,12 @@ def groups() -> list[Group]:
         "otel: violation path (trace mode)",
         Case("bare call f(x)", "bare(1)", setup="switch(False)"),
         [
-            Case("trace-mode violation, telemetry off", "recommend_ads(labelled)", "informative", setup="switch(False)"),
+            Case(
+                "trace-mode violation, telemetry off",
+                "recommend_ads(labelled)",
+                "informative",
+                setup="switch(False)",
+            ),
             Case(
                 "trace-mode violation, SDK instrumented, recording span",
                 "recommend_ads(labelled)",

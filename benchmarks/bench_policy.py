@@ -34,11 +34,15 @@ def policy_text(rules: int, keys: int = KEYS) -> str:
     lines += [f'"{p}" = "benchmark purpose"' for p in purposes]
     for index in range(rules):
         named_categories = sorted({categories[(index * 7) % keys], categories[(index * 31 + 3) % keys]})
-        named_purposes = sorted({purposes[(index * 13 + index // keys) % keys], purposes[(index * 17 + 5) % keys]})
+        named_purposes = sorted(
+            {purposes[(index * 13 + index // keys) % keys], purposes[(index * 17 + 5) % keys]}
+        )
         effect = "deny" if index % 3 == 0 else "allow"
         lines.append(
             f'[[rules]]\nid = "rule-{index}"\ndescription = "benchmark rule {index}"\n'
-            f"categories = {named_categories}\npurposes = {named_purposes}\neffect = \"{effect}\"".replace("'", '"')
+            f'categories = {named_categories}\npurposes = {named_purposes}\neffect = "{effect}"'.replace(
+                "'", '"'
+            )
         )
     return "\n".join(lines) + "\n"
 

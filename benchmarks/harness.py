@@ -74,7 +74,15 @@ def run_group(group: Group) -> list[Row]:
             met = best / 1000 <= case.absolute_limit_us
             note = f"(best of {group.rounds}: {_ns(best)}; median shown)"
         rows.append(
-            Row(group.title, case.name if index else f"{case.name} (baseline)", per_call, ratio, case.target, met, note)
+            Row(
+                group.title,
+                case.name if index else f"{case.name} (baseline)",
+                per_call,
+                ratio,
+                case.target,
+                met,
+                note,
+            )
         )
     return rows
 
@@ -85,7 +93,14 @@ def format_rows(rows: list[Row], markdown: bool = True) -> str:
     for row in rows:
         met = "" if row.met is None else ("yes" if row.met else "**no**" if markdown else "NO")
         body.append(
-            [row.group, row.name, _ns(row.per_call_ns), f"{row.ratio:.2f}x", row.target, met + (f" {row.note}" if row.note else "")]
+            [
+                row.group,
+                row.name,
+                _ns(row.per_call_ns),
+                f"{row.ratio:.2f}x",
+                row.target,
+                met + (f" {row.note}" if row.note else ""),
+            ]
         )
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]

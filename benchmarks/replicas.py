@@ -105,7 +105,9 @@ def audit_rounds(url: str) -> dict[str, list[float]]:
 def propagation(url: str) -> list[float]:
     ConsentStore(url).close()
     watchers = [
-        subprocess.Popen([sys.executable, str(REPLICA), url, "contoso", "600"], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(REPLICA), url, "contoso", "600"], stdout=subprocess.PIPE, text=True
+        )
         for _ in range(3)
     ]
     delays: list[float] = []
@@ -166,29 +168,48 @@ def main() -> None:
     finally:
         server.close()
     rows = [
-        ("audit append, 100 per transaction: raw psycopg insert (baseline)",
-         f"{statistics.median(times['raw batch']) * 1e6:.1f} µs/record",
-         f"{1 / statistics.median(times['raw batch']):,.0f}/s", "1.00x"),
-        ("audit append, 100 per transaction: purposeguard chain",
-         f"{statistics.median(times['chain batch']) * 1e6:.1f} µs/record",
-         f"{1 / statistics.median(times['chain batch']):,.0f}/s",
-         f"{per_round_ratio(times, 'chain batch', 'raw batch'):.2f}x"),
-        ("audit append, 1 per transaction (sync durability): raw psycopg insert (baseline)",
-         f"{statistics.median(times['raw single']) * 1e6:.0f} µs/record",
-         f"{1 / statistics.median(times['raw single']):,.0f}/s", "1.00x"),
-        ("audit append, 1 per transaction (sync durability): purposeguard chain",
-         f"{statistics.median(times['chain single']) * 1e6:.0f} µs/record",
-         f"{1 / statistics.median(times['chain single']):,.0f}/s",
-         f"{per_round_ratio(times, 'chain single', 'raw single'):.2f}x"),
-        (f"consent propagation to 3 replica processes ({len(delays)} samples)",
-         f"median {statistics.median(delays) * 1000:.1f} ms", f"p99 {percentile(delays, 0.99) * 1000:.1f} ms",
-         "bound 1 s"),
-        ("load: 4 replicas, 2000 requests, 16 concurrent, consent granted halfway",
-         f"{load.rate():,.0f} req/s, median {load.latency_ms():.1f} ms",
-         f"wrong decisions after the bound: {len(load.wrong(1.0))}",
-         f"refused {load.refused()}, recorded {refusals}, chain {'intact' if verified.ok else 'BROKEN'}"),
-        ("load: first allowed answer per replica after the grant's commit",
-         ", ".join(f"r{r}: {d * 1000:.0f} ms" for r, d in sorted(load.propagation().items())), "", ""),
+        (
+            "audit append, 100 per transaction: raw psycopg insert (baseline)",
+            f"{statistics.median(times['raw batch']) * 1e6:.1f} µs/record",
+            f"{1 / statistics.median(times['raw batch']):,.0f}/s",
+            "1.00x",
+        ),
+        (
+            "audit append, 100 per transaction: purposeguard chain",
+            f"{statistics.median(times['chain batch']) * 1e6:.1f} µs/record",
+            f"{1 / statistics.median(times['chain batch']):,.0f}/s",
+            f"{per_round_ratio(times, 'chain batch', 'raw batch'):.2f}x",
+        ),
+        (
+            "audit append, 1 per transaction (sync durability): raw psycopg insert (baseline)",
+            f"{statistics.median(times['raw single']) * 1e6:.0f} µs/record",
+            f"{1 / statistics.median(times['raw single']):,.0f}/s",
+            "1.00x",
+        ),
+        (
+            "audit append, 1 per transaction (sync durability): purposeguard chain",
+            f"{statistics.median(times['chain single']) * 1e6:.0f} µs/record",
+            f"{1 / statistics.median(times['chain single']):,.0f}/s",
+            f"{per_round_ratio(times, 'chain single', 'raw single'):.2f}x",
+        ),
+        (
+            f"consent propagation to 3 replica processes ({len(delays)} samples)",
+            f"median {statistics.median(delays) * 1000:.1f} ms",
+            f"p99 {percentile(delays, 0.99) * 1000:.1f} ms",
+            "bound 1 s",
+        ),
+        (
+            "load: 4 replicas, 2000 requests, 16 concurrent, consent granted halfway",
+            f"{load.rate():,.0f} req/s, median {load.latency_ms():.1f} ms",
+            f"wrong decisions after the bound: {len(load.wrong(1.0))}",
+            f"refused {load.refused()}, recorded {refusals}, chain {'intact' if verified.ok else 'BROKEN'}",
+        ),
+        (
+            "load: first allowed answer per replica after the grant's commit",
+            ", ".join(f"r{r}: {d * 1000:.0f} ms" for r, d in sorted(load.propagation().items())),
+            "",
+            "",
+        ),
     ]
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on CPython {platform.python_version()}, PostgreSQL 15 on loopback "

@@ -63,11 +63,15 @@ def measure(name: str, quick: bool, smoke: bool = False) -> list[Row]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("names", nargs="*", help="benchmark files to run (default: all)")
     parser.add_argument("--write", action="store_true", help="refresh the table in BENCHMARKS.md")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, not for the table)")
-    parser.add_argument("--smoke", action="store_true", help="one short round: proves each benchmark runs, no figures")
+    parser.add_argument(
+        "--smoke", action="store_true", help="one short round: proves each benchmark runs, no figures"
+    )
     parser.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     available = sorted(p.stem[6:] for p in HERE.glob("bench_*.py"))
@@ -109,7 +113,7 @@ def main() -> int:
         text = target.read_text(encoding="utf-8") if target.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
         table = f"{BEGIN}\n{header}\n\n{format_rows(rows)}\n\nMisses: {len(misses)}\n{END}"
         if BEGIN in text and END in text:
-            text = text[: text.index(BEGIN)] + table + text[text.index(END) + len(END):]
+            text = text[: text.index(BEGIN)] + table + text[text.index(END) + len(END) :]
         else:
             text += "\n" + table + "\n"
         target.write_text(text, encoding="utf-8")

@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                 tenants = sorted(
                     {g.tenant for g in store.list() if store.has_consent(g.tenant, "improvement", job.EMAIL)}
                 )
-                return job.usage_summary(job.usage_rows(mail)), job.length_by_day(job.keep_tenants(mail, tenants))
+                return job.usage_summary(job.usage_rows(mail)), job.length_by_day(
+                    job.keep_tenants(mail, tenants)
+                )
 
             # Warm up the JVM, the Python workers and both code paths; the
             # results must agree, or the comparison means nothing.

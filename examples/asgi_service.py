@@ -66,7 +66,9 @@ app = Starlette(
 # x-tenant names the tenant only because this example trusts it: run it behind a gateway that
 # authenticates callers and sets the header (or pass tenant_from= with your own authentication).
 app.add_middleware(
-    PurposeGuardMiddleware, tenant_header="x-tenant", purposes={"/newsletter/{mail_id}": "service.communications"}
+    PurposeGuardMiddleware,
+    tenant_header="x-tenant",
+    purposes={"/newsletter/{mail_id}": "service.communications"},
 )
 
 if __name__ == "__main__":

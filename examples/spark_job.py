@@ -72,10 +72,19 @@ def generate_mailboxes(spark: Any, *, tenants: int = 40, messages: int = 200_000
     return spark.range(messages).select(
         F.concat(F.lit("m"), n.cast("string")).alias("id"),
         F.concat(F.lit("tenant-"), F.lpad((n % tenants).cast("string"), 3, "0")).alias("tenant"),
-        F.concat(F.lit("user"), (n % 97).cast("string"), F.lit("@tenant"), (n % tenants).cast("string"),
-                 F.lit(".example")).alias("sender"),
-        F.concat(F.lit("Message "), n.cast("string"), F.lit(": "),
-                 F.element_at(sentences, (n % len(SENTENCES) + 1).cast("int"))).alias("body"),
+        F.concat(
+            F.lit("user"),
+            (n % 97).cast("string"),
+            F.lit("@tenant"),
+            (n % tenants).cast("string"),
+            F.lit(".example"),
+        ).alias("sender"),
+        F.concat(
+            F.lit("Message "),
+            n.cast("string"),
+            F.lit(": "),
+            F.element_at(sentences, (n % len(SENTENCES) + 1).cast("int")),
+        ).alias("body"),
         (n * 7919 % 50_000 + 200).alias("size"),
         F.date_add(F.lit("2026-11-01").cast("date"), (n % 30).cast("int")).cast("string").alias("day"),
     )
@@ -83,9 +92,7 @@ def generate_mailboxes(spark: Any, *, tenants: int = 40, messages: int = 200_000
 
 def label_mail(raw: Any) -> Any:
     """Where the data enters the job: one declaration per column."""
-    return pg_spark.label_columns(
-        raw, {"body": EMAIL, "sender": "customer_data"}, tenant_column="tenant"
-    )
+    return pg_spark.label_columns(raw, {"body": EMAIL, "sender": "customer_data"}, tenant_column="tenant")
 
 
 # -- the computations (plain Spark; the benchmark runs them without purposeguard too) --------------
@@ -211,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "advertising audience: "
         + ("refused" if outcome.audience_refused else "BUILT")
-        + "".join(f"\n  {v.category} for {v.purpose} (rule {v.rule}, via {v.via})" for v in outcome.violations)
+        + "".join(
+            f"\n  {v.category} for {v.purpose} (rule {v.rule}, via {v.via})" for v in outcome.violations
+        )
     )
     print(f"job took {took:.1f} s")
     return 0 if outcome.audience_refused else 1

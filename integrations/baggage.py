@@ -225,7 +225,9 @@ def _parse(header: str | bytes | Iterable[str | bytes], warn: Callable[[str], No
                 else:
                     unknown += 1
             if unknown:
-                warn(f"{key} names {unknown} categor{'y' if unknown == 1 else 'ies'} the policy does not define")
+                warn(
+                    f"{key} names {unknown} categor{'y' if unknown == 1 else 'ies'} the policy does not define"
+                )
     purpose = tenant = None
     if len(purposes) > 1:
         warn(f"{PURPOSE_KEY} appears with different values")

@@ -72,12 +72,16 @@ def _remember(request: Any, labels: frozenset[str]) -> None:
             pass
 
 
-def _init_request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _init_request(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     wrapped(*args, **kwargs)
     _remember(instance, deep_labels((args, tuple(kwargs.values()))))
 
 
-def _build_request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _build_request(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     request = wrapped(*args, **kwargs)
     # Client defaults are merged into new objects here; the caller's own
     # arguments are read again in case merging dropped their labels.
@@ -85,7 +89,9 @@ def _build_request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, 
     return request
 
 
-def _build_redirect(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _build_redirect(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     new = wrapped(*args, **kwargs)
     previous = args[0] if args else kwargs["request"]
     _remember(new, _LABELS.get(previous, EMPTY))
@@ -109,7 +115,9 @@ def _hop(request: Any, function: str, asynchronous: bool) -> None:
         request.stream = _checked_type()(inner, url, function)
 
 
-def _send_single(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _send_single(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     _hop(args[0] if args else kwargs["request"], _SYNC, False)
     return wrapped(*args, **kwargs)
 

@@ -55,7 +55,9 @@ def _labels(values: Any, purpose: str, name: str) -> frozenset[str]:
     try:
         return labels_in_values((values,))
     except WalkLimit as error:
-        get_guard()._internal_error(error, error.labels, purpose, "egress", f"logging.{name}", error.tenant, False)
+        get_guard()._internal_error(
+            error, error.labels, purpose, "egress", f"logging.{name}", error.tenant, False
+        )
         return error.labels
 
 
@@ -97,12 +99,13 @@ class PurposeGuardFilter(logging.Filter):
             labels = message_labels | error_labels
             if not labels:
                 return True
-            get_guard().check_labels(
-                labels, self.purpose, via="egress", function=f"logging.{record.name}"
-            )
+            get_guard().check_labels(labels, self.purpose, via="egress", function=f"logging.{record.name}")
         except PurposeViolation as error:
             _redact(
-                record, error, extras, bool(message_labels) or walking == "message",
+                record,
+                error,
+                extras,
+                bool(message_labels) or walking == "message",
                 bool(error_labels) or walking == "exception",
             )
         return True
@@ -128,7 +131,11 @@ def _redact(
                 record.__dict__[key] = f"[redacted: {categories}]"
     if exception:
         exc_info = record.exc_info
-        kind = type(exc_info[1]).__name__ if isinstance(exc_info, tuple) and exc_info[1] is not None else "exception"
+        kind = (
+            type(exc_info[1]).__name__
+            if isinstance(exc_info, tuple) and exc_info[1] is not None
+            else "exception"
+        )
         # Formatter.format renders exc_text when exc_info is gone.
         record.exc_info = None
         record.exc_text = f"[purposeguard redacted a {kind} traceback: it carried {categories}]"
@@ -144,7 +151,9 @@ _LOCK = threading.Lock()
 _WATCHED: dict[logging.Logger, list[PurposeGuardFilter]] = {}
 
 
-def _add_handler(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _add_handler(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     result = wrapped(*args, **kwargs)
     handler = args[0] if args else kwargs["hdlr"]
     for guard_filter in _WATCHED.get(instance, ()):

@@ -47,7 +47,9 @@ def _remember(prepared: Any, labels: frozenset[str]) -> None:
         _LABELS[prepared] = _LABELS.get(prepared, EMPTY) | labels
 
 
-def _request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _request(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     labels = deep_labels((args, tuple(kwargs.values())))
     token = _PENDING.set(labels)
     try:
@@ -56,7 +58,9 @@ def _request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], 
         _PENDING.reset(token)
 
 
-def _prepare(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _prepare(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     result = wrapped(*args, **kwargs)
     _remember(instance, deep_labels((args, tuple(kwargs.values()))))
     return result

@@ -80,7 +80,9 @@ def _function_name(func: Any) -> str:
 
 
 def _create_job(original: Any) -> Any:
-    def create_job(self: Any, func: Any, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any) -> Any:
+    def create_job(
+        self: Any, func: Any, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any
+    ) -> Any:
         labels = deep_labels((args, kwargs))
         # Raises in enforce mode before anything reaches Redis.
         check_egress(_queue_url(self), labels, function=_function_name(func))

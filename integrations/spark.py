@@ -486,9 +486,7 @@ def _schema_only(df: DataFrame) -> Lineage:
     category shown anywhere in the plan's schemas (or, without a plan, the
     DataFrame's own schema)."""
     fields = df.schema.fields
-    everything = set(
-        c for f in fields for c in _meta(f.metadata).get("categories", ()) if isinstance(c, str)
-    )
+    everything = set(c for f in fields for c in _meta(f.metadata).get("categories", ()) if isinstance(c, str))
     try:
         stack = [df._jdf.queryExecution().analyzed()]
         while stack:
@@ -577,8 +575,15 @@ class _DataFrameLabels:
             changes[field.name] = _with_meta(field.metadata, **extra)
         result = _relabelled(value, changes)
         # The projection added is known: no need to read its plan again.
-        _seed(result, Lineage(found.names, tuple(have | categories for have in found.categories),
-                              found.consents, found.derived))
+        _seed(
+            result,
+            Lineage(
+                found.names,
+                tuple(have | categories for have in found.categories),
+                found.consents,
+                found.derived,
+            ),
+        )
         return result
 
     def strip(self, value: Any) -> Any:
@@ -587,8 +592,12 @@ class _DataFrameLabels:
         # then a new wrapper of the same plan stands for the stripped frame.
         fields = value.schema.fields
         result = type(value)(value._jdf, value.sparkSession)
-        _seed(result, Lineage(tuple(f.name for f in fields), (_EMPTY,) * len(fields),
-                              (_NO_CONSENT,) * len(fields), True))
+        _seed(
+            result,
+            Lineage(
+                tuple(f.name for f in fields), (_EMPTY,) * len(fields), (_NO_CONSENT,) * len(fields), True
+            ),
+        )
         _STRIPPED.add(result)
         return result
 
@@ -788,7 +797,9 @@ def _caller() -> str:
     import sys
 
     frame = sys._getframe(2)
-    return f"{frame.f_globals.get('__name__', '?')}.{getattr(frame.f_code, 'co_qualname', frame.f_code.co_name)}"
+    return (
+        f"{frame.f_globals.get('__name__', '?')}.{getattr(frame.f_code, 'co_qualname', frame.f_code.co_name)}"
+    )
 
 
 # -- UDFs keep their purpose --------------------------------------------------------------------

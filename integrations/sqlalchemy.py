@@ -121,7 +121,9 @@ class _State:
 _STATE = _State()
 # Set while a Session runs a statement this integration labels itself, so the
 # Connection underneath hands the ORM its own result untouched.
-_IN_SESSION: contextvars.ContextVar[bool] = contextvars.ContextVar("purposeguard_sqlalchemy_session", default=False)
+_IN_SESSION: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "purposeguard_sqlalchemy_session", default=False
+)
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -353,7 +355,9 @@ def _columns_in(expr: Any) -> list[Any]:
 
 def _is_entity(description: dict[str, Any]) -> bool:
     expr = description.get("expr")
-    return isinstance(expr, type) or (description.get("entity") is not None and expr is description.get("entity"))
+    return isinstance(expr, type) or (
+        description.get("entity") is not None and expr is description.get("entity")
+    )
 
 
 def _plan(statement: Any) -> _Plan | None:

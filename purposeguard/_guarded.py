@@ -89,7 +89,9 @@ def _entry_check(purpose_key: str, name: str, values: tuple[Any, ...]) -> None:
     if guard.allowed_without_consent(labels, purpose_key):
         learn(purpose_key, values)
         return
-    decision = guard.check_labels(labels, purpose_key, via="argument", function=name, tenant=_tenant_in(values))
+    decision = guard.check_labels(
+        labels, purpose_key, via="argument", function=name, tenant=_tenant_in(values)
+    )
     if decision.allowed and not decision.consent:  # first sight of an allowed label set
         _learn_if_allowed(guard, purpose_key, values)
 
@@ -154,7 +156,9 @@ def _return_check(purpose_key: str, name: str, value: Any, arguments: tuple[Any,
     if guard.allowed_without_consent(labels, purpose_key):
         learn(purpose_key, (value,))
         return
-    decision = guard.check_labels(labels, purpose_key, via="return", function=name, tenant=_tenant_in((value,)))
+    decision = guard.check_labels(
+        labels, purpose_key, via="return", function=name, tenant=_tenant_in((value,))
+    )
     if decision.allowed and not decision.consent:
         _learn_if_allowed(guard, purpose_key, (value,))
 
@@ -235,7 +239,10 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         if pname.startswith("_pg_") or keyword.iskeyword(pname) or not pname.isidentifier():
             return None
         kind = parameter.kind
-        if previous_kind is inspect.Parameter.POSITIONAL_ONLY and kind is not inspect.Parameter.POSITIONAL_ONLY:
+        if (
+            previous_kind is inspect.Parameter.POSITIONAL_ONLY
+            and kind is not inspect.Parameter.POSITIONAL_ONLY
+        ):
             params.append("/")
         default = ""
         if parameter.default is not inspect.Parameter.empty:
@@ -292,9 +299,10 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         # The plain test just failed for this one argument: only the shortcut set is left.
         known_test = f"_pg_T({simple[0]}) in _pg_OK"
     else:
-        known_test = " and ".join(
-            [f"(_pg_T({p}) in _pg_NL or _pg_T({p}) in _pg_OK)" for p in simple] + known_spreads
-        ) or "True"
+        known_test = (
+            " and ".join([f"(_pg_T({p}) in _pg_NL or _pg_T({p}) in _pg_OK)" for p in simple] + known_spreads)
+            or "True"
+        )
     values_parts = [f"({', '.join(simple)},)" if simple else "()"]
     for s in spread:
         values_parts.append(s if s.startswith("tuple(") else f"tuple({s})")
@@ -441,8 +449,7 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
         self.enabled = enabled
         if output not in _OUTPUTS:
             raise ValueError(
-                f"output must be one of {', '.join(map(repr, _OUTPUTS))}, not "
-                f"{_safe_word(output)}"
+                f"output must be one of {', '.join(map(repr, _OUTPUTS))}, not {_safe_word(output)}"
             )
         self.output = output
 
@@ -460,8 +467,7 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
             # Wrapping a class in a function would break isinstance() and
             # subclassing; guarding every method silently is a guess.
             raise TypeError(
-                f"@purpose decorates functions and methods, not the class {fn.__name__}: "
-                "decorate its methods"
+                f"@purpose decorates functions and methods, not the class {fn.__name__}: decorate its methods"
             )
         if not callable(fn):
             raise TypeError(f"@purpose decorates functions, not {type(fn).__name__}")
@@ -479,7 +485,9 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
             wrapper = _generated_wrapper(fn, self.key, name) or _generic_wrapper(fn, self.key, name)
         if self.output == "decision":
             if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
-                raise TypeError('output="decision" applies to functions that return their decision, not generators')
+                raise TypeError(
+                    'output="decision" applies to functions that return their decision, not generators'
+                )
             wrapper = _decision_frame(wrapper, inspect.iscoroutinefunction(fn))
         functools.update_wrapper(wrapper, fn)
         wrapper.__purposeguard_purpose__ = self.key  # type: ignore[attr-defined]
@@ -514,7 +522,12 @@ _OUTPUTS = ("value", "decision")
 
 def _safe_word(value: object) -> str:
     # Never echo what a caller passed: it may be a labelled value.
-    if isinstance(value, str) and value.isidentifier() and len(value) <= 40 and not labels_in_values((value,)):
+    if (
+        isinstance(value, str)
+        and value.isidentifier()
+        and len(value) <= 40
+        and not labels_in_values((value,))
+    ):
         return repr(value)
     return f"a {type(value).__name__}"
 

@@ -124,14 +124,26 @@ class _Kind:
         self.str_cls: type[LabelledStr] = type(
             "LabelledStr",
             (LabelledStr,),
-            {"__slots__": (), "_pg_labels": labels, "_pg_tenant": tenant, "_pg_kind": self,
-             "__module__": __name__, "__qualname__": "LabelledStr"},
+            {
+                "__slots__": (),
+                "_pg_labels": labels,
+                "_pg_tenant": tenant,
+                "_pg_kind": self,
+                "__module__": __name__,
+                "__qualname__": "LabelledStr",
+            },
         )
         self.bytes_cls: type[LabelledBytes] = type(
             "LabelledBytes",
             (LabelledBytes,),
-            {"__slots__": (), "_pg_labels": labels, "_pg_tenant": tenant, "_pg_kind": self,
-             "__module__": __name__, "__qualname__": "LabelledBytes"},
+            {
+                "__slots__": (),
+                "_pg_labels": labels,
+                "_pg_tenant": tenant,
+                "_pg_kind": self,
+                "__module__": __name__,
+                "__qualname__": "LabelledBytes",
+            },
         )
         self._numbers: dict[type, type] = {}
 
@@ -143,8 +155,14 @@ class _Kind:
             found = type(
                 parent.__name__,
                 (parent,),
-                {"__slots__": (), "_pg_labels": self.labels, "_pg_tenant": self.tenant,
-                 "_pg_kind": self, "__module__": __name__, "__qualname__": parent.__name__},
+                {
+                    "__slots__": (),
+                    "_pg_labels": self.labels,
+                    "_pg_tenant": self.tenant,
+                    "_pg_kind": self,
+                    "__module__": __name__,
+                    "__qualname__": parent.__name__,
+                },
             )
             self._numbers[base] = found
         return found
@@ -215,8 +233,6 @@ def _forget_oldest_tenant_kinds() -> None:
     for kind in gone:
         classes.update((kind.str_cls, kind.bytes_cls, *kind._numbers.values()))
     forget_classes(classes)
-
-
 
 
 def merge_tenants(a: str | None, b: str | None) -> str | None:
@@ -329,16 +345,24 @@ def {name}(self{params}):
 
 # name -> (parameters after self, arguments passed on); defaults as the base type's.
 _SIGNATURES: dict[str, tuple[str, str]] = {
-    "upper": ("", ""), "lower": ("", ""), "casefold": ("", ""), "swapcase": ("", ""),
-    "title": ("", ""), "capitalize": ("", ""),
-    "strip": (", chars=None", ", chars"), "lstrip": (", chars=None", ", chars"),
+    "upper": ("", ""),
+    "lower": ("", ""),
+    "casefold": ("", ""),
+    "swapcase": ("", ""),
+    "title": ("", ""),
+    "capitalize": ("", ""),
+    "strip": (", chars=None", ", chars"),
+    "lstrip": (", chars=None", ", chars"),
     "rstrip": (", chars=None", ", chars"),
     "center": (", width, fillchar=_SPACE", ", width, fillchar"),
     "ljust": (", width, fillchar=_SPACE", ", width, fillchar"),
     "rjust": (", width, fillchar=_SPACE", ", width, fillchar"),
-    "zfill": (", width", ", width"), "removeprefix": (", prefix", ", prefix"),
-    "removesuffix": (", suffix", ", suffix"), "translate": (", table", ", table"),
-    "expandtabs": (", tabsize=8", ", tabsize"), "__getitem__": (", key", ", key"),
+    "zfill": (", width", ", width"),
+    "removeprefix": (", prefix", ", prefix"),
+    "removesuffix": (", suffix", ", suffix"),
+    "translate": (", table", ", table"),
+    "expandtabs": (", tabsize=8", ", tabsize"),
+    "__getitem__": (", key", ", key"),
     "split": (", sep=None, maxsplit=-1", ", sep, maxsplit"),
     "rsplit": (", sep=None, maxsplit=-1", ", sep, maxsplit"),
     "splitlines": (", keepends=False", ", keepends"),
@@ -378,8 +402,21 @@ def _install(cls: type, base: type, template: str, names: Iterable[str]) -> None
 
 
 _CASE_AND_PADDING = (
-    "upper", "lower", "strip", "lstrip", "rstrip", "title", "capitalize", "swapcase",
-    "center", "ljust", "rjust", "zfill", "removeprefix", "removesuffix", "translate",
+    "upper",
+    "lower",
+    "strip",
+    "lstrip",
+    "rstrip",
+    "title",
+    "capitalize",
+    "swapcase",
+    "center",
+    "ljust",
+    "rjust",
+    "zfill",
+    "removeprefix",
+    "removesuffix",
+    "translate",
     "expandtabs",
 )
 
@@ -926,7 +963,9 @@ def require_tenant(tenant: object) -> str:
     if getattr(type(tenant), "_pg_kind", None) is not None:
         raise ValueError("a tenant id must not be a labelled value: it is kept in records and baggage")
     if not tenant or tenant != tenant.strip() or len(tenant) > MAX_TENANT_LENGTH or not tenant.isprintable():
-        raise ValueError(f"a tenant id is 1 to {MAX_TENANT_LENGTH} printable characters without surrounding spaces")
+        raise ValueError(
+            f"a tenant id is 1 to {MAX_TENANT_LENGTH} printable characters without surrounding spaces"
+        )
     return tenant
 
 
@@ -1463,9 +1502,22 @@ MAX_DEPTH = 8
 MAX_ITEMS = 50_000
 
 # Never looked into: code, classes and modules are not data.
-_OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
-           types.CodeType, types.FrameType, types.TracebackType, types.GeneratorType,
-           types.CoroutineType, types.AsyncGeneratorType, property, classmethod, staticmethod)
+_OPAQUE = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.CodeType,
+    types.FrameType,
+    types.TracebackType,
+    types.GeneratorType,
+    types.CoroutineType,
+    types.AsyncGeneratorType,
+    property,
+    classmethod,
+    staticmethod,
+)
 _TEXT = (str, bytes, bytearray, memoryview)
 
 

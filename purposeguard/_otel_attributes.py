@@ -53,9 +53,7 @@ OUTCOME = "purposeguard.outcome"
 TRANSFORM = "purposeguard.transform"
 CODE_FUNCTION = "code.function"
 
-ATTRIBUTE_KEYS = frozenset(
-    {CATEGORY, PURPOSE, RULE, MODE, VIA, TENANT, OUTCOME, TRANSFORM, CODE_FUNCTION}
-)
+ATTRIBUTE_KEYS = frozenset({CATEGORY, PURPOSE, RULE, MODE, VIA, TENANT, OUTCOME, TRANSFORM, CODE_FUNCTION})
 
 # Metric attributes are bare names (category, purpose, rule, mode, via), so
 # dashboards and alerts stay short: Prometheus labels read
@@ -70,8 +68,16 @@ METRIC_TRANSFORM = "transform"
 METRIC_FUNCTION = CODE_FUNCTION
 
 METRIC_ATTRIBUTE_KEYS = frozenset(
-    {METRIC_CATEGORY, METRIC_PURPOSE, METRIC_RULE, METRIC_MODE, METRIC_VIA, METRIC_OUTCOME,
-     METRIC_TRANSFORM, METRIC_FUNCTION}
+    {
+        METRIC_CATEGORY,
+        METRIC_PURPOSE,
+        METRIC_RULE,
+        METRIC_MODE,
+        METRIC_VIA,
+        METRIC_OUTCOME,
+        METRIC_TRANSFORM,
+        METRIC_FUNCTION,
+    }
 )
 
 # -- span events -----------------------------------------------------------------------

@@ -222,9 +222,7 @@ class Policy:
         self._table = self._compile()
         # Memoised decisions, per purpose then per label set: the hot path's
         # one lookup once a label set has been seen.
-        self._decisions: dict[str, dict[frozenset[str], Decision]] = {
-            p: {} for p in taxonomy.purposes
-        }
+        self._decisions: dict[str, dict[frozenset[str], Decision]] = {p: {} for p in taxonomy.purposes}
         self._remediations: dict[tuple[str, str], Remediation] = {}
 
     # -- loading ---------------------------------------------------------
@@ -434,9 +432,10 @@ class Policy:
         decided_by = f"rule {rule.id!r}" if rule else "the policy default (no rule matches)"
         chain = self.taxonomy.category_ancestors(category)
         for transform in self.transforms.values():
-            if any(c in transform.from_categories for c in chain) and self._table[
-                transform.to, purpose
-            ].allowed:
+            if (
+                any(c in transform.from_categories for c in chain)
+                and self._table[transform.to, purpose].allowed
+            ):
                 return Remediation(
                     "transform",
                     f"denied by {decided_by}; derive what {purpose} needs through the "
@@ -758,9 +757,7 @@ def _parts(data: Mapping[str, Any], source: str, chain: tuple[str, ...]) -> _Par
     if not isinstance(remove, list) or not all(isinstance(r, str) for r in remove):
         raise PolicyError("must be a list of rule ids", path=source, field="policy.remove")
     if remove and base is None:
-        raise PolicyError(
-            "drops inherited rules: set extends too", path=source, field="policy.remove"
-        )
+        raise PolicyError("drops inherited rules: set extends too", path=source, field="policy.remove")
     name = _string(header.get("name", Path(source).stem), source, None, "policy.name")
     description = _string(
         header.get("description", base.description if base else ""), source, None, "policy.description"
@@ -805,16 +802,19 @@ def _parts(data: Mapping[str, Any], source: str, chain: tuple[str, ...]) -> _Par
     for index, raw in enumerate(_array(data.get("destinations", []), source, "destinations")):
         destination = _destination(raw, index, taxonomy, source)
         if destination.id in destination_ids:
-            raise PolicyError(
-                "duplicate destination id", path=source, rule=destination.id, field="id"
-            )
+            raise PolicyError("duplicate destination id", path=source, rule=destination.id, field="id")
         destination_ids.add(destination.id)
         destinations.append(destination)
 
     transport = _table(data.get("transport", {}), source, "transport")
     _no_unknown_keys(transport, _TRANSPORT_KEYS, source, None, "transport")
     require_tls = _keys(
-        transport.get("require_tls", []), "category", taxonomy, source, None, "transport.require_tls",
+        transport.get("require_tls", []),
+        "category",
+        taxonomy,
+        source,
+        None,
+        "transport.require_tls",
         allow_empty=True,
     )
     extends: tuple[str, ...] = ()
@@ -939,9 +939,7 @@ def _rule(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Rule:
                 field="obligations",
             )
     if obligations and effect != "allow":
-        raise PolicyError(
-            "obligations belong to allow rules", path=source, rule=rule_id, field="obligations"
-        )
+        raise PolicyError("obligations belong to allow rules", path=source, rule=rule_id, field="obligations")
     mode = _mode(raw.get("mode"), source, rule_id, "mode")
     context_mode = _mode(raw.get("context_mode"), source, rule_id, "context_mode")
     description = _string(raw.get("description", ""), source, rule_id, "description")
@@ -994,9 +992,7 @@ def _transform(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Transfo
 
 def _destination(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Destination:
     if not isinstance(raw, Mapping):
-        raise PolicyError(
-            f"destination #{index + 1} must be a table", path=source, field="destinations"
-        )
+        raise PolicyError(f"destination #{index + 1} must be a table", path=source, field="destinations")
     destination_id = raw.get("id")
     if not isinstance(destination_id, str) or not _ID_PATTERN.match(destination_id):
         raise PolicyError(f"destination #{index + 1} needs an id", path=source, field="id")
@@ -1008,7 +1004,11 @@ def _destination(raw: Any, index: int, taxonomy: Taxonomy, source: str) -> Desti
         if value is None:
             places[field_name] = ()
             continue
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str) and v.strip() for v in value)
+        ):
             raise PolicyError(
                 f"must be a non-empty list of {what} or patterns",
                 path=source,
@@ -1052,9 +1052,7 @@ def _keys(
     return tuple(dict.fromkeys(value))
 
 
-def _known(
-    key: str, kind: str, taxonomy: Taxonomy, source: str, rule: str | None, field_name: str
-) -> None:
+def _known(key: str, kind: str, taxonomy: Taxonomy, source: str, rule: str | None, field_name: str) -> None:
     if not is_valid_key(key):
         raise PolicyError(
             f"malformed {kind} key {key!r} (dotted lowercase segments)",
@@ -1143,9 +1141,7 @@ def _table(value: Any, source: str, field_name: str) -> Mapping[str, Any]:
 
 def _array(value: Any, source: str, field_name: str) -> list[Any]:
     if not isinstance(value, list):
-        raise PolicyError(
-            f"must be an array of tables ([[{field_name}]])", path=source, field=field_name
-        )
+        raise PolicyError(f"must be an array of tables ([[{field_name}]])", path=source, field=field_name)
     return value
 
 

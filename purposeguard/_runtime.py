@@ -168,9 +168,7 @@ class Guard:
 
     # -- public helpers -------------------------------------------------------
 
-    def decide(
-        self, categories: Iterable[str], purpose: str, *, tenant: str | None = None
-    ) -> Decision:
+    def decide(self, categories: Iterable[str], purpose: str, *, tenant: str | None = None) -> Decision:
         return self.policy.decide(categories, purpose, tenant=tenant, consents=self.consents)
 
     def explain(self, category: str, purpose: str, *, tenant: str | None = None) -> str:
@@ -311,7 +309,9 @@ class Guard:
                 remediation, fix = advice.text, advice.kind
             if name is None:
                 name = function() if callable(function) else function
-            recorded.append(Violation(category, purpose, rule, via, name, tenant, mode, now, remediation, fix))
+            recorded.append(
+                Violation(category, purpose, rule, via, name, tenant, mode, now, remediation, fix)
+            )
             enforce = enforce or mode == "enforce"
         if not recorded:
             return recorded
@@ -342,7 +342,9 @@ class Guard:
                 if mode == "off":
                     continue
                 remediation = policy.remediation(category, decision.purpose)
-                found.append(Denial(category, rule.id if rule else None, mode, remediation.text, remediation.kind))
+                found.append(
+                    Denial(category, rule.id if rule else None, mode, remediation.text, remediation.kind)
+                )
             self._denial_memo[key] = found
         return found
 
@@ -383,9 +385,10 @@ class Guard:
         """Hand a record to every subscriber; a failing subscriber never breaks the caller."""
         is_violation = isinstance(record, Violation)
         must_keep: SinkFailure | None = None
-        for bucket in (
-            (HANDLERS.violations, self.handlers) if is_violation else ()
-        ) + (HANDLERS.records, self.records):
+        for bucket in ((HANDLERS.violations, self.handlers) if is_violation else ()) + (
+            HANDLERS.records,
+            self.records,
+        ):
             for handler in tuple(bucket):
                 try:
                     handler(record)
@@ -427,8 +430,13 @@ def _first_in_zone(recorded: list[Violation]) -> list[Violation]:
         flows = state.flows
         for violation in recorded:
             key = (
-                violation.rule, violation.purpose, violation.category, violation.via,
-                violation.function, violation.tenant, violation.mode,
+                violation.rule,
+                violation.purpose,
+                violation.category,
+                violation.via,
+                violation.function,
+                violation.tenant,
+                violation.mode,
             )
             first = flows.get(key)
             if first is None:
@@ -449,8 +457,15 @@ def report_repeats(guard: Guard, state: Any) -> None:
     now = time.time()
     for violation in repeated:
         record = Repeats(
-            violation.category, violation.purpose, violation.rule, violation.via, violation.function,
-            violation.tenant, violation.mode, violation.count, now,
+            violation.category,
+            violation.purpose,
+            violation.rule,
+            violation.via,
+            violation.function,
+            violation.tenant,
+            violation.mode,
+            violation.count,
+            now,
         )
         try:
             guard.dispatch(record)
@@ -533,9 +548,7 @@ def current_tenant() -> str | None:
     return state.tenant if state is not None else None
 
 
-def decide(
-    categories: Iterable[str] | str, purpose: str, *, tenant: str | None = None
-) -> Decision:
+def decide(categories: Iterable[str] | str, purpose: str, *, tenant: str | None = None) -> Decision:
     """Decide categories for a purpose under the active policy; pure, no side effects.
 
     >>> decide(["customer_data.content"], "service.communications").allowed

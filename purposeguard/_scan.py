@@ -333,8 +333,9 @@ class _Definitions:
 
 
 class _Visitor(ast.NodeVisitor):
-    def __init__(self, result: ScanResult, path: str, module: str,
-                 definitions: _Definitions | None = None) -> None:
+    def __init__(
+        self, result: ScanResult, path: str, module: str, definitions: _Definitions | None = None
+    ) -> None:
         self.result = result
         self.path = path
         self.module = module
@@ -390,9 +391,12 @@ class _Visitor(ast.NodeVisitor):
         qualname = ".".join(self.scope)
         names: set[str] = set()
         arguments = node.args
-        for arg in arguments.posonlyargs + arguments.args + arguments.kwonlyargs + [
-            a for a in (arguments.vararg, arguments.kwarg) if a is not None
-        ]:
+        for arg in (
+            arguments.posonlyargs
+            + arguments.args
+            + arguments.kwonlyargs
+            + [a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+        ):
             if arg.annotation is not None:
                 names.update(_annotation_names(arg.annotation))
         if names:
@@ -427,11 +431,19 @@ class _Visitor(ast.NodeVisitor):
         for statement in node.body:
             if isinstance(statement, ast.AnnAssign):
                 # A field typed with an alias (body: Mapped[Body]) declares what the alias does.
-                through_alias = self.definitions.categories_in(self.module, statement.annotation, direct=False)
+                through_alias = self.definitions.categories_in(
+                    self.module, statement.annotation, direct=False
+                )
                 if through_alias:
                     self.result.findings.append(
-                        Finding("category", self.path, statement.lineno, ".".join(self.scope),
-                                tuple(sorted(through_alias)), "annotation")
+                        Finding(
+                            "category",
+                            self.path,
+                            statement.lineno,
+                            ".".join(self.scope),
+                            tuple(sorted(through_alias)),
+                            "annotation",
+                        )
                     )
             self.visit(statement)
         self.scope.pop()
@@ -472,8 +484,9 @@ class _Visitor(ast.NodeVisitor):
                 keys = self.definitions.keys(self.module, value)
                 owner = self.scope + ([self.target] if self.target and len(self.scope) == 1 else [])
                 self.result.findings.append(
-                    Finding("category", self.path, value.lineno, ".".join(owner), keys or (), "info",
-                            keys is None)
+                    Finding(
+                        "category", self.path, value.lineno, ".".join(owner), keys or (), "info", keys is None
+                    )
                 )
 
     # -- recording ----------------------------------------------------------------

@@ -185,9 +185,23 @@ class Labels:
     """
 
     __slots__ = (
-        "taxonomy", "default_taxonomy", "classes", "classes_lock", "kinds", "kinds_no_tenant", "str_fast",
-        "unions", "fields", "weakrefable", "no_labels", "no_labels_default", "side_table_types", "objects",
-        "object_refs", "foreign", "foreign_found",
+        "taxonomy",
+        "default_taxonomy",
+        "classes",
+        "classes_lock",
+        "kinds",
+        "kinds_no_tenant",
+        "str_fast",
+        "unions",
+        "fields",
+        "weakrefable",
+        "no_labels",
+        "no_labels_default",
+        "side_table_types",
+        "objects",
+        "object_refs",
+        "foreign",
+        "foreign_found",
     )
 
     def __init__(self) -> None:

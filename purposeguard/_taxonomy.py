@@ -79,9 +79,7 @@ class Taxonomy:
     def __post_init__(self) -> None:
         object.__setattr__(self, "categories", MappingProxyType(dict(self.categories)))
         object.__setattr__(self, "purposes", MappingProxyType(dict(self.purposes)))
-        object.__setattr__(
-            self, "_category_ancestors", {k: ancestors(k) for k in self.categories}
-        )
+        object.__setattr__(self, "_category_ancestors", {k: ancestors(k) for k in self.categories})
         object.__setattr__(self, "_purpose_ancestors", {k: ancestors(k) for k in self.purposes})
 
     @classmethod

@@ -390,7 +390,9 @@ def set_tenant(tenant: str) -> None:
         )
     state = ZONE.get() if FLAGS.zones else None
     if state is None:
-        raise PolicyError("set_tenant() outside a zone: open one with pg.zone() or a middleware", field="tenant")
+        raise PolicyError(
+            "set_tenant() outside a zone: open one with pg.zone() or a middleware", field="tenant"
+        )
     with state._lock:
         current = state.tenant
         if current is None:

@@ -228,7 +228,9 @@ def encode(record: Record | Mapping[str, Any]) -> Pending:
     _refuse_values(data, "")
     data["kind"] = kind
     stamp = data.get("timestamp")
-    timestamp = float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else time.time()
+    timestamp = (
+        float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else time.time()
+    )
     if not math.isfinite(timestamp):
         timestamp = time.time()  # the entry's own time; the record's stays in its fields, escaped
     try:
@@ -435,7 +437,10 @@ class AuditLog:
             if checkpoint is not None:
                 if not key.checks_head(checkpoint.log_id, checkpoint.seq, checkpoint.hash, checkpoint.mac):
                     return VerifyResult(
-                        False, 0, None, f"the checkpoint file {checkpoint_path} is not signed with the key (forged)"
+                        False,
+                        0,
+                        None,
+                        f"the checkpoint file {checkpoint_path} is not signed with the key (forged)",
                     )
                 if checkpoint.log_id != self.log_id:
                     return VerifyResult(
@@ -507,9 +512,7 @@ def _verify_chain(
     for entry in stored:
         if entry.seq > expected:
             missing = f"{expected}" if entry.seq == expected + 1 else f"{expected}-{entry.seq - 1}"
-            return VerifyResult(
-                False, expected - 1, expected, f"record {missing} is missing (deleted)"
-            )
+            return VerifyResult(False, expected - 1, expected, f"record {missing} is missing (deleted)")
         own = link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data, key, log_id)
         follows = seen.get(entry.prev_hash)
         if entry.prev_hash != prev and follows is not None and follows < expected - 1:
@@ -555,9 +558,7 @@ def _verify_chain(
             False, count, head_seq + 1, f"record {head_seq + 1} was inserted after the recorded end"
         )
     if head_hash != prev:
-        return VerifyResult(
-            False, count, count, f"record {count} was altered: it is not the recorded end"
-        )
+        return VerifyResult(False, count, count, f"record {count} was altered: it is not the recorded end")
     if key is not None:
         signature = head[2] if len(head) > 2 else None
         if (count or signature is not None) and (
@@ -781,7 +782,9 @@ class AuditSink:
             item = encode(record)
         except AuditError as error:
             # This record cannot be stored anywhere; the log itself is fine.
-            raise SinkFailure(f"audit log {self.log.path} cannot keep a {record.kind} record: {error}") from None
+            raise SinkFailure(
+                f"audit log {self.log.path} cannot keep a {record.kind} record: {error}"
+            ) from None
         with self._write_lock:
             self._drain_locked()
             if self._pending and self.error is not None:
@@ -819,7 +822,9 @@ class AuditSink:
                 except AuditError as error:
                     # Only a labelled value (or no kind at all) gets here: what
                     # the log must never hold. Everything else is escaped.
-                    logger.error("purposeguard audit: skipping a %s record: %s", getattr(record, "kind", "?"), error)
+                    logger.error(
+                        "purposeguard audit: skipping a %s record: %s", getattr(record, "kind", "?"), error
+                    )
             done, failure = self._append_pieces(items)
             self.written += done
             if failure is not None:
@@ -855,7 +860,6 @@ class AuditSink:
                 return done, AuditError(f"cannot write: {type(error).__name__}: {error}", path=self.log.path)
             done += len(piece)
         return done, None
-
 
     def _failed(self, error: AuditError) -> None:
         if self.error is None:
@@ -904,7 +908,9 @@ class _Attached:
 _ATTACHED = _Attached()
 
 
-def attach(audit: str | Path | AuditLog | AuditSink, *, key: KeyLike | None = None, **options: Any) -> AuditSink:
+def attach(
+    audit: str | Path | AuditLog | AuditSink, *, key: KeyLike | None = None, **options: Any
+) -> AuditSink:
     """Send every record (violations, declassifications, consent changes,
     disclosures) to an audit log: a path, an :class:`AuditLog` or an
     :class:`AuditSink`. Replaces a sink attached before. ``options`` go to

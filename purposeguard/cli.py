@@ -21,6 +21,7 @@ from ._errors import PurposeGuardError
 
 __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "CommandError", "main"]
 
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise CommandError(f"{self.prog}: {message} (see --help)", EXIT_USAGE)

@@ -215,7 +215,11 @@ class ConsentStore:
         return self._commit(change, revoke=Revoke(tenant, purpose, keys))
 
     def _commit(
-        self, change: ConsentChange, *, grants: builtins.list[Grant] | None = None, revoke: Revoke | None = None
+        self,
+        change: ConsentChange,
+        *,
+        grants: builtins.list[Grant] | None = None,
+        revoke: Revoke | None = None,
     ) -> ConsentChange:
         try:
             seq = self.audit.storage.append([encode(change)], grants=grants or (), revoke=revoke)[0]
@@ -236,7 +240,9 @@ class ConsentStore:
         except SinkFailure as failure:
             # The change is committed and proven in this store's own log; an
             # attached sink elsewhere that failed has logged why.
-            logger.error("consent change kept in %s but not in the attached audit sink: %s", self.audit.path, failure)
+            logger.error(
+                "consent change kept in %s but not in the attached audit sink: %s", self.audit.path, failure
+            )
         return recorded
 
     # -- reading ----------------------------------------------------------------
@@ -275,7 +281,9 @@ class ConsentStore:
                     self._generation = generation
             except AuditError as error:
                 # Deciding on a store that cannot be read: no consent (the deny stands).
-                logger.error("consent store %s unreadable, treating as no consent: %s", self.audit.path, error)
+                logger.error(
+                    "consent store %s unreadable, treating as no consent: %s", self.audit.path, error
+                )
                 return False
             grants = self._by_tenant.get(tenant)
             if grants is None:
@@ -298,7 +306,9 @@ class ConsentStore:
         # once per outage rather than once per decision.
         if not self._reported:
             self._reported = True
-            logger.error("consent store %s unreadable, treating as no consent: %s", self.audit.path, error.reason)
+            logger.error(
+                "consent store %s unreadable, treating as no consent: %s", self.audit.path, error.reason
+            )
 
     def _load(self, tenant: str) -> tuple[Grant, ...]:
         try:
@@ -340,7 +350,9 @@ class ConsentStore:
         try:
             keys = tuple(dict.fromkeys(categories))
         except TypeError:
-            raise PolicyError("categories must be a category key or a list of them", field="categories") from None
+            raise PolicyError(
+                "categories must be a category key or a list of them", field="categories"
+            ) from None
         if not keys:
             raise PolicyError("name at least one category", field="categories")
         for key in keys:

@@ -211,7 +211,9 @@ class CompelledDisclosure:
                 rule=_rule_with(policy, "redirect_first"),
             )
         if not isinstance(notification_prohibited, bool):
-            raise ObligationError("notification_prohibited= must be True or False", obligation="notify_tenant")
+            raise ObligationError(
+                "notification_prohibited= must be True or False", obligation="notify_tenant"
+            )
         if notification_prohibited:
             prohibition_ref = _required_text(prohibition_ref, "prohibition_ref", "notify_tenant")
         elif prohibition_ref is not None:
@@ -246,7 +248,9 @@ class CompelledDisclosure:
             self.audit = AuditLog(audit)
             self._owns_audit = True
         else:
-            raise ObligationError(f"audit= takes a path or an AuditLog, not a {type(audit).__name__}", obligation="record")
+            raise ObligationError(
+                f"audit= takes a path or an AuditLog, not a {type(audit).__name__}", obligation="record"
+            )
         self.releases: list[Disclosure] = []
         self._token: Any = None
 
@@ -412,7 +416,9 @@ def _field_names(fields: Sequence[str] | None) -> tuple[str, ...]:
         raise ObligationError("release() needs at least one field name (minimize)", obligation="minimize")
     for name in names:
         if not isinstance(name, str) or not name:
-            raise ObligationError(f"field names must be strings, not a {type(name).__name__}", obligation="minimize")
+            raise ObligationError(
+                f"field names must be strings, not a {type(name).__name__}", obligation="minimize"
+            )
         if labels_of(name):
             raise ObligationError("field names must not be labelled values", obligation="minimize")
     return tuple(dict.fromkeys(names))
@@ -435,7 +441,8 @@ def _is_plain(value: Any) -> bool:
         return True
     if isinstance(inner, (list, tuple, set, frozenset)):
         return all(
-            isinstance(item.__wrapped__ if isinstance(item, LabelledProxy) else item, _SCALARS) for item in inner
+            isinstance(item.__wrapped__ if isinstance(item, LabelledProxy) else item, _SCALARS)
+            for item in inner
         )
     return False
 
@@ -449,7 +456,8 @@ def _step(obj: Any, segment: str, path: str, case: str) -> tuple[Any, frozenset[
         declared = dict(annotated_fields(type(obj))).get(segment, frozenset())
         return getattr(obj, segment), declared
     raise ObligationError(
-        f"case {_shown(case)}: the record has no field {_shown(path)}; nothing released", obligation="minimize"
+        f"case {_shown(case)}: the record has no field {_shown(path)}; nothing released",
+        obligation="minimize",
     )
 
 

@@ -106,8 +106,7 @@ def _checked(key: str, kind: str, table: Mapping[str, str], known: frozenset[str
         # The installed fideslang dropped or renamed a key we pair with: say so
         # rather than export a key Fides would reject.
         raise LookupError(
-            f"fideslang no longer defines {fides_key!r} (paired with {key!r}); "
-            "update purposeguard.fides"
+            f"fideslang no longer defines {fides_key!r} (paired with {key!r}); update purposeguard.fides"
         )
     return fides_key
 
@@ -170,9 +169,7 @@ UnknownKeyHandler = Callable[["Finding", UnknownKeyError], None]
 def check_fides_key(key: object, what: str = "fides_key") -> str:
     """``key`` if fideslang accepts it as a FidesKey, else a ValueError saying why."""
     if not isinstance(key, str) or not FIDES_KEY.fullmatch(key):
-        raise ValueError(
-            f"{what} {key!r} is not a valid Fides key: use letters, digits and _ . - < > only"
-        )
+        raise ValueError(f"{what} {key!r} is not a valid Fides key: use letters, digits and _ . - < > only")
     return key
 
 

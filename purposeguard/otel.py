@@ -233,9 +233,9 @@ class _State:
 _STATE = _State()
 
 
-def _callback(meter_provider: object, read: Callable[[_Session], Iterable[Observation]]) -> Callable[
-    [CallbackOptions], Iterable[Observation]
-]:
+def _callback(
+    meter_provider: object, read: Callable[[_Session], Iterable[Observation]]
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
     # The SDK keeps the first callbacks registered for an instrument name on
     # a meter and ignores later ones, so callbacks read the *current* session
     # and report only while it uses the provider they were registered with.
@@ -253,14 +253,30 @@ def _register_instruments(meter_provider: MeterProvider) -> None:
 
     meter = meter_provider.get_meter(names.METER_NAME, __version__)
     for name, observe, unit, description in (
-        (names.VIOLATIONS, _Session.observe_violations, "{violation}",
-         "Purpose violations recorded (enforce and trace mode)."),
-        (names.CHECKS, _Session.observe_checks, "{check}",
-         "Checks of labelled data against a purpose, by outcome."),
-        (names.VIOLATIONS_BY_FUNCTION, _Session.observe_functions, "{violation}",
-         "Purpose violations by the function where they were found."),
-        (names.DECLASSIFICATIONS, _Session.observe_declassifications, "{declassification}",
-         "Uses of policy transforms that removed labels."),
+        (
+            names.VIOLATIONS,
+            _Session.observe_violations,
+            "{violation}",
+            "Purpose violations recorded (enforce and trace mode).",
+        ),
+        (
+            names.CHECKS,
+            _Session.observe_checks,
+            "{check}",
+            "Checks of labelled data against a purpose, by outcome.",
+        ),
+        (
+            names.VIOLATIONS_BY_FUNCTION,
+            _Session.observe_functions,
+            "{violation}",
+            "Purpose violations by the function where they were found.",
+        ),
+        (
+            names.DECLASSIFICATIONS,
+            _Session.observe_declassifications,
+            "{declassification}",
+            "Uses of policy transforms that removed labels.",
+        ),
         (names.DISCLOSURES, _Session.observe_disclosures, "{disclosure}", "Compelled disclosures made."),
     ):
         meter.create_observable_counter(
@@ -349,7 +365,10 @@ def _add_event(span: Any, attributes: dict[str, str], timestamp: int | None) -> 
             frozen = _FROZEN.get(key)
             if frozen is None:
                 frozen = sdk.bounded(
-                    limits.max_event_attributes, attributes, max_value_len=limits.max_attribute_length, immutable=True
+                    limits.max_event_attributes,
+                    attributes,
+                    max_value_len=limits.max_attribute_length,
+                    immutable=True,
                 )
                 if len(_FROZEN) >= _FROZEN_LIMIT:
                     _FROZEN.clear()

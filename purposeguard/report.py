@@ -100,8 +100,10 @@ def write_report(
     summary says whether it holds) or entries already read; ``source`` a
     directory to scan or a :class:`ScanResult`. Returns the two paths.
     """
-    loaded = policy if isinstance(policy, Policy) else Policy.load(
-        policy if isinstance(policy, str) else Path(policy)
+    loaded = (
+        policy
+        if isinstance(policy, Policy)
+        else Policy.load(policy if isinstance(policy, str) else Path(policy))
     )
     audit_source = None
     checked = None

@@ -16,6 +16,7 @@ def _unscoped_subscribers() -> list[object]:
     with handlers.lock:
         return [h for h in handlers.violations + handlers.records if id(h) not in handlers.scoped]
 
+
 # The tests run against the installed package. A ``python -c``/``-m`` that a
 # test starts from the repository root would otherwise import the checkout's
 # purposeguard/ folder ahead of it (which has no integrations/ inside).

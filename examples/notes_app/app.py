@@ -22,8 +22,9 @@ from .forms import NoteIn, SignIn, SignUp
 from .models import Base, Note, User
 
 
-def create_app(database_url: str, *, mode: str = "enforce", consents: str | None = None,
-               secret_key: str | None = None) -> Flask:
+def create_app(
+    database_url: str, *, mode: str = "enforce", consents: str | None = None, secret_key: str | None = None
+) -> Flask:
     """The app on ``database_url``; ``consents`` is where tenants' consent is kept."""
     store = ConsentStore(consents) if consents else None
     pg.configure("trust-center", mode=mode, consents=store)
@@ -81,8 +82,12 @@ def create_app(database_url: str, *, mode: str = "enforce", consents: str | None
         form = body(SignUp)
         if db().scalar(select(User.id).where(User.username == form.username)) is not None:
             return jsonify(error="username taken"), 409
-        user = User(tenant="t-" + secrets.token_hex(6), username=form.username,
-                    password_hash=generate_password_hash(form.password), email=form.email)
+        user = User(
+            tenant="t-" + secrets.token_hex(6),
+            username=form.username,
+            password_hash=generate_password_hash(form.password),
+            email=form.email,
+        )
         db().add(user)
         db().commit()
         return jsonify(id=user.id), 201

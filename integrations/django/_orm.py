@@ -21,8 +21,12 @@ class _Model:
 
     __slots__ = ("fields", "by_name", "tenant", "tenant_name", "categories")
 
-    def __init__(self, fields: tuple[tuple[str, str, tuple[str, ...]], ...], tenant: str | None,
-                 tenant_name: str | None) -> None:
+    def __init__(
+        self,
+        fields: tuple[tuple[str, str, tuple[str, ...]], ...],
+        tenant: str | None,
+        tenant_name: str | None,
+    ) -> None:
         self.fields = fields
         self.by_name: dict[str, tuple[str, ...]] = {}
         for name, attname, categories in fields:
@@ -251,8 +255,10 @@ def _values_iter(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dic
     names, plan = planned
     for row in wrapped(*args, **kwargs):
         labelled = _labelled([row.get(name) for name in names], plan)
-        yield {name: labelled[index] if index < len(names) and names[index] == name else value
-               for index, (name, value) in enumerate(row.items())}
+        yield {
+            name: labelled[index] if index < len(names) and names[index] == name else value
+            for index, (name, value) in enumerate(row.items())
+        }
 
 
 def _values_list_iter(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -45,7 +45,9 @@ def tenant_resolver(config: dict[str, Any]) -> TenantFrom | None:
         try:
             found = import_string(found)
         except ImportError as error:
-            raise ImproperlyConfigured(f"PURPOSEGUARD['tenant_from'] = {config['tenant_from']!r}: {error}") from None
+            raise ImproperlyConfigured(
+                f"PURPOSEGUARD['tenant_from'] = {config['tenant_from']!r}: {error}"
+            ) from None
     if not callable(found):
         raise ImproperlyConfigured("PURPOSEGUARD['tenant_from'] must be a callable or its dotted path")
     return found  # type: ignore[no-any-return]

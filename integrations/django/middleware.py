@@ -37,7 +37,7 @@ def _html_page(error: PurposeViolation) -> str:
         for v in error.violations
     )
     return (
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>403 Forbidden</title></head>"
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>403 Forbidden</title></head>'
         "<body><h1>403 Forbidden</h1><p>This use of data is not allowed by the data-use policy.</p>"
         "<table><thead><tr><th>category</th><th>purpose</th><th>decided by</th><th>via</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></body></html>"

@@ -94,7 +94,8 @@ def _verify(args: argparse.Namespace) -> int:
     anchor = args.anchor
     if anchor is not None and not _HEX64.fullmatch(anchor):
         raise CommandError(
-            f"purposeguard audit verify: --anchor takes a head hash (64 hex digits), not {anchor!r}", EXIT_USAGE
+            f"purposeguard audit verify: --anchor takes a head hash (64 hex digits), not {anchor!r}",
+            EXIT_USAGE,
         )
     shown = redact(args.path)
     key = load_key_file(args.key_file) if args.key_file is not None else default_key()
@@ -110,7 +111,9 @@ def _verify(args: argparse.Namespace) -> int:
         raise CommandError(f"{shown}: NOT intact: {result.reason}", EXIT_INVALID)
     # The head stays the last word: scripts keep it as an anchor.
     if result.keyed:
-        print(f"{shown}: keyed chain (key id {key_id(key)}): intact, {result.count} records, head {result.head}")
+        print(
+            f"{shown}: keyed chain (key id {key_id(key)}): intact, {result.count} records, head {result.head}"
+        )
     else:
         print(
             f"{shown}: unkeyed chain, integrity against accidents only (whoever can write the log could "
@@ -126,7 +129,9 @@ def key_id(key: ChainKey | None) -> str:
 def _init(args: argparse.Namespace) -> int:
     with AuditLog(args.path, create=True) as log:
         count = len(log)
-    print(f"{redact(args.path)}: audit log ready (schema version {_schema_version(args.path)}, {count} records)")
+    print(
+        f"{redact(args.path)}: audit log ready (schema version {_schema_version(args.path)}, {count} records)"
+    )
     return 0
 
 
@@ -157,7 +162,9 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     if is_url(args.source) and not args.source.startswith("sqlite:"):
-        raise CommandError("purposeguard audit migrate: the source is an SQLite file or sqlite:/// URL", EXIT_USAGE)
+        raise CommandError(
+            "purposeguard audit migrate: the source is an SQLite file or sqlite:/// URL", EXIT_USAGE
+        )
     if not is_postgres(args.destination):
         raise CommandError("purposeguard audit migrate: the destination is a postgresql:// URL", EXIT_USAGE)
     key = load_key_file(args.key_file) if args.key_file is not None else default_key()
@@ -229,7 +236,9 @@ def _line(entry: AuditEntry) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.timestamp))
     except (OverflowError, OSError, ValueError):
         stamp = repr(entry.timestamp)
-    keys = _SUMMARY_FIELDS.get(entry.kind) or tuple(k for k in sorted(entry.data) if k not in ("kind", "timestamp"))
+    keys = _SUMMARY_FIELDS.get(entry.kind) or tuple(
+        k for k in sorted(entry.data) if k not in ("kind", "timestamp")
+    )
     parts = []
     for key in keys:
         value = entry.data.get(key)
@@ -256,7 +265,9 @@ def shown(text: str, *, quote: bool = False) -> str:
             out.append(char)
         else:
             code = ord(char)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+            out.append(
+                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+            )
     line = "".join(out)
     if quote and (not line or any(c in line for c in ' ="')):
         line = '"' + line.replace('"', '\\"') + '"'

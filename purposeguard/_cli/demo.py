@@ -49,9 +49,15 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="directory for audit.db, report.html and report.md (created if missing; default: a new temporary directory)",
     )
-    parser.add_argument("--open-report", action="store_true", help="open the HTML report in a browser at the end")
     parser.add_argument(
-        "--port", type=_port, default=0, metavar="N", help="port on 127.0.0.1 for the service (default: a free one)"
+        "--open-report", action="store_true", help="open the HTML report in a browser at the end"
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=0,
+        metavar="N",
+        help="port on 127.0.0.1 for the service (default: a free one)",
     )
     parser.set_defaults(handler=_demo)
 
@@ -88,7 +94,9 @@ def prepare_out(out: str | None) -> Path:
         try:
             directory.mkdir()
         except OSError as error:
-            raise CommandError(f"{PROG}: cannot create --out directory {out}: {error.strerror or error}") from None
+            raise CommandError(
+                f"{PROG}: cannot create --out directory {out}: {error.strerror or error}"
+            ) from None
     _clear_previous_log(directory / AUDIT_FILE)
     return directory
 
@@ -112,7 +120,9 @@ def _clear_previous_log(path: Path) -> None:
         except FileNotFoundError:
             pass
         except OSError as error:
-            raise CommandError(f"{PROG}: cannot replace the previous audit log {path}: {error.strerror}") from None
+            raise CommandError(
+                f"{PROG}: cannot replace the previous audit log {path}: {error.strerror}"
+            ) from None
 
 
 # -- output -------------------------------------------------------------------------------
@@ -137,7 +147,14 @@ def _progress(index: int, total: int, outcome: Any) -> None:
 def result_table(outcomes: Sequence[Any]) -> str:
     """The final table: one row per use the policy decides."""
     rows = [
-        [o.step.use, o.step.purpose, o.step.data_text, o.decision + ("" if o.ok else "  << NOT AS POLICY"), o.rule, o.mode]
+        [
+            o.step.use,
+            o.step.purpose,
+            o.step.data_text,
+            o.decision + ("" if o.ok else "  << NOT AS POLICY"),
+            o.rule,
+            o.mode,
+        ]
         for o in outcomes
         if o.step.purpose is not None
     ]
@@ -152,7 +169,9 @@ def _load_service() -> Any:
         return importlib.import_module("purposeguard._demo")
     except ImportError as error:
         missing = f" (missing: {error.name})" if error.name else ""
-        raise CommandError(f"{PROG}: the example service needs the demo extra: pip install 'purposeguard[demo]'{missing}") from None
+        raise CommandError(
+            f"{PROG}: the example service needs the demo extra: pip install 'purposeguard[demo]'{missing}"
+        ) from None
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -200,7 +219,9 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(result_table(outcomes))
     if args.mode == "trace":
-        print("\ntrace mode: denied flows went ahead and were recorded; --mode enforce blocks them (HTTP 403).")
+        print(
+            "\ntrace mode: denied flows went ahead and were recorded; --mode enforce blocks them (HTTP 403)."
+        )
     print()
     print(f"audit log: {audit_path} ({_verified(audit_path)})")
     html_path = _write_report(out, audit_path, Path(mailservice.__file__).parent)
@@ -256,7 +277,11 @@ def _write_report(out: Path, audit_path: Path, source: Path) -> Path | None:
         return None
     try:
         html_path, _ = write_report(
-            out, audit=audit_path, source=source, policy=POLICY, title="purposeguard demo: the example mail service"
+            out,
+            audit=audit_path,
+            source=source,
+            policy=POLICY,
+            title="purposeguard demo: the example mail service",
         )
     except OSError as error:
         raise CommandError(f"{PROG}: cannot write the report to {out}: {error.strerror or error}") from None

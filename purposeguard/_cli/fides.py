@@ -28,8 +28,12 @@ def register(subparsers: Any) -> None:
     export.add_argument(
         "--format", choices=("yaml", "json"), default=None, help="default: json for a .json --out, else yaml"
     )
-    export.add_argument("--policy", default="trust-center", help="pack name or TOML file (default: trust-center)")
-    export.add_argument("--system-key", default=None, help="the system's fides_key (default: from the source name)")
+    export.add_argument(
+        "--policy", default="trust-center", help="pack name or TOML file (default: trust-center)"
+    )
+    export.add_argument(
+        "--system-key", default=None, help="the system's fides_key (default: from the source name)"
+    )
     export.add_argument("--name", default=None, help="the system's name")
     export.set_defaults(handler=_export)
 
@@ -82,5 +86,7 @@ def _export(args: argparse.Namespace) -> int:
     except OSError as error:
         raise CommandError(f"{PROG}: cannot write {args.out}: {error.strerror or error}") from None
     declarations = manifest["system"][0]["privacy_declarations"]
-    print(f"wrote {out}: system {manifest['system'][0]['fides_key']!r} with {len(declarations)} privacy declarations")
+    print(
+        f"wrote {out}: system {manifest['system'][0]['fides_key']!r} with {len(declarations)} privacy declarations"
+    )
     return 0

@@ -17,7 +17,9 @@ def register(subparsers: Any) -> None:
     policy.set_defaults(handler=lambda args: _missing(policy))
 
     show = policy_commands.add_parser("show", help="print a policy's decision matrix")
-    show.add_argument("file", nargs="?", default=None, help="policy TOML file or pack name (default: trust-center)")
+    show.add_argument(
+        "file", nargs="?", default=None, help="policy TOML file or pack name (default: trust-center)"
+    )
     show.add_argument("--policy", default=None, help="the same, as an option")
     show.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     show.set_defaults(handler=_show)
@@ -69,7 +71,10 @@ def render(policy: Policy, fmt: str) -> str:
         [purpose] + [_cell_text(data["matrix"][purpose][c]) for c in categories]
         for purpose in policy.taxonomy.purposes
     ]
-    legend = "yes* = allowed with obligations; consent = denied unless the tenant consents; default: " + policy.default
+    legend = (
+        "yes* = allowed with obligations; consent = denied unless the tenant consents; default: "
+        + policy.default
+    )
     rules_head = ["rule", "effect", "categories", "purposes", "mode", "context_mode", "from"]
     rules_body = [
         [
@@ -85,17 +90,44 @@ def render(policy: Policy, fmt: str) -> str:
     ]
     modes = _modes_line(policy) + "; - = unset"
     if policy.extends:
-        modes += "\nextends: " + " <- ".join(policy.extends) + " (rules merged by id; from = where each rule was written)"
+        modes += (
+            "\nextends: "
+            + " <- ".join(policy.extends)
+            + " (rules merged by id; from = where each rule was written)"
+        )
     if fmt == "markdown":
         return "\n".join(
-            [f"## Data-use table: {policy.name}", "", _markdown(head, body), "",
-             "## Every category", "", _markdown(full_head, full_body), "", legend, "",
-             "## Rules", "", _markdown(rules_head, rules_body), "", modes]
+            [
+                f"## Data-use table: {policy.name}",
+                "",
+                _markdown(head, body),
+                "",
+                "## Every category",
+                "",
+                _markdown(full_head, full_body),
+                "",
+                legend,
+                "",
+                "## Rules",
+                "",
+                _markdown(rules_head, rules_body),
+                "",
+                modes,
+            ]
         )
     return "\n".join(
-        [f"Data-use table: {policy.name}", _table(head, body), "",
-         "Every category", _table(full_head, full_body), legend, "",
-         "Rules", _table(rules_head, rules_body), modes]
+        [
+            f"Data-use table: {policy.name}",
+            _table(head, body),
+            "",
+            "Every category",
+            _table(full_head, full_body),
+            legend,
+            "",
+            "Rules",
+            _table(rules_head, rules_body),
+            modes,
+        ]
     )
 
 
@@ -107,8 +139,10 @@ def _markdown(head: list[str], body: list[list[str]]) -> str:
 
 def _table(head: list[str], body: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
+
     def line(row: list[str]) -> str:
         return "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
+
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in body])
 
 
@@ -140,7 +174,9 @@ def _explain(args: argparse.Namespace) -> int:
         ("purpose", args.purpose, policy.taxonomy.purposes),
     ):
         if key not in known:
-            raise CommandError(f"purposeguard explain: unknown {kind} {key!r} (see: purposeguard policy show)", 2)
+            raise CommandError(
+                f"purposeguard explain: unknown {kind} {key!r} (see: purposeguard policy show)", 2
+            )
     consents = None
     if args.consents is not None:
         from pathlib import Path

@@ -27,8 +27,12 @@ def register(subparsers: Any) -> None:
         help="audit log: a file (SQLite) or a URL (sqlite:///PATH, postgresql://...), from pg.configure(audit=...)",
     )
     parser.add_argument("--source", metavar="PATH", help="source tree (or .py file) to scan; never imported")
-    parser.add_argument("--policy", default="trust-center", help="pack name or TOML file (default: trust-center)")
-    parser.add_argument("--out", metavar="DIR", required=True, help="directory to write report.html and report.md into")
+    parser.add_argument(
+        "--policy", default="trust-center", help="pack name or TOML file (default: trust-center)"
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", required=True, help="directory to write report.html and report.md into"
+    )
     parser.add_argument("--title", default="Data-use report", help="the report's title")
     parser.set_defaults(handler=_report)
 
@@ -99,7 +103,9 @@ def _report(args: argparse.Namespace) -> int:
     try:
         html_path, md_path = write_files(out, data)
     except OSError as error:
-        raise CommandError(f"{PROG}: cannot write the report to {args.out}: {error.strerror or error}") from None
+        raise CommandError(
+            f"{PROG}: cannot write the report to {args.out}: {error.strerror or error}"
+        ) from None
     if checked is not None and not checked.ok:
         # The report is written whole and says so at the top; the exit status
         # tells a script that what it shows cannot be trusted.

@@ -36,7 +36,8 @@ try:
     import uvicorn  # noqa: F401
 except ImportError as error:
     raise ImportError(
-        f"the demo needs {error.name or 'its dependencies'}: pip install 'purposeguard[demo]'", name=error.name
+        f"the demo needs {error.name or 'its dependencies'}: pip install 'purposeguard[demo]'",
+        name=error.name,
     ) from error
 
 from .app import MailService, create_app

@@ -176,7 +176,7 @@ class MailService:
 
     @route_purpose("service.personalization")
     async def recommendations(self, request: Request) -> Response:
-        """"Recommendations" that are ads: the latest mail goes to the ad network.
+        """ "Recommendations" that are ads: the latest mail goes to the ad network.
 
         The route claims personalization, which may read content; the call to
         the ad network's host is advertising, whatever the route claims.
@@ -211,8 +211,12 @@ class MailService:
         categories = data.get("categories", [CUSTOMER])
         change = store.grant(tenant, _text(data, "purpose"), categories, granted_by=_text(data, "granted_by"))
         return JSONResponse(
-            {"tenant": tenant, "purpose": change.purpose, "categories": list(change.categories),
-             "rules": list(change.rules)},
+            {
+                "tenant": tenant,
+                "purpose": change.purpose,
+                "categories": list(change.categories),
+                "rules": list(change.rules),
+            },
             status_code=201,
         )
 
@@ -285,7 +289,9 @@ class MailService:
         owner = self.store.user(tenant, mailbox)
         if owner is None:
             raise BadRequest(f"no mailbox {mailbox!r} in tenant {tenant!r}", 404)
-        return features.mailbox_record(owner, self.store.messages(tenant, mailbox), self.store.documents(tenant))
+        return features.mailbox_record(
+            owner, self.store.messages(tenant, mailbox), self.store.documents(tenant)
+        )
 
     def _consents(self) -> ConsentStore:
         if self.consents is None:
@@ -378,7 +384,9 @@ def create_app(service: MailService | None = None) -> Starlette:
         Route(f"{t}/administrators", _handled(service.add_administrator), methods=["POST"]),
         Route(f"{t}/mailboxes/{{mailbox}}/messages", _handled(service.deliver), methods=["POST"]),
         Route(f"{t}/mailboxes/{{mailbox}}/diagnostics", _handled(service.diagnostics), methods=["GET"]),
-        Route(f"{t}/mailboxes/{{mailbox}}/recommendations", _handled(service.recommendations), methods=["GET"]),
+        Route(
+            f"{t}/mailboxes/{{mailbox}}/recommendations", _handled(service.recommendations), methods=["GET"]
+        ),
         Route(f"{t}/documents/{{name}}", _handled(service.put_document), methods=["PUT"]),
         Route(f"{t}/usage-statistics", _handled(service.usage_statistics), methods=["GET"]),
         Route(f"{t}/admin/storage-notices", _handled(service.storage_notices), methods=["POST"]),

@@ -106,7 +106,9 @@ def newsletter_recipients(addresses: list[Annotated[str, pg.Category("customer_d
 
 
 @pg.purpose("improvement")
-def product_analytics(bodies: list[Annotated[str, pg.Category("customer_data.content.email")]]) -> dict[str, float]:
+def product_analytics(
+    bodies: list[Annotated[str, pg.Category("customer_data.content.email")]],
+) -> dict[str, float]:
     """Which features to build next, learnt from how people write mail:
     improvement of the service, only where the tenant consented."""
     words = [len(b.split()) for b in bodies]

@@ -47,7 +47,9 @@ class OutsideServer:
                 host = (self.headers.get("host") or "").split(":")[0]
                 received.append(Delivery(host, self.path, body))
                 if host == AD_NETWORK:
-                    answer: dict[str, Any] = {"ads": ["Premium spreadsheet templates", "Quarterly-report coaching"]}
+                    answer: dict[str, Any] = {
+                        "ads": ["Premium spreadsheet templates", "Quarterly-report coaching"]
+                    }
                 else:
                     answer = {"queued": True}
                 payload = json.dumps(answer).encode()
@@ -64,7 +66,10 @@ class OutsideServer:
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="mailservice-outside", daemon=True
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="mailservice-outside",
+            daemon=True,
         )
 
     def start(self) -> OutsideServer:

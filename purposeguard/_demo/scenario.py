@@ -123,16 +123,35 @@ def _mail(sender: str, subject: str, body: str) -> dict[str, Any]:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("set up contoso: user megan", "POST", "/t/contoso/users", {"address": MEGAN, "name": "Megan Bowen", "quota": 240}),
+    Step(
+        "set up contoso: user megan",
+        "POST",
+        "/t/contoso/users",
+        {"address": MEGAN, "name": "Megan Bowen", "quota": 240},
+    ),
     Step("set up contoso: user alex", "POST", "/t/contoso/users", {"address": ALEX, "name": "Alex Wilber"}),
-    Step("set up contoso: administrator", "POST", "/t/contoso/administrators", {"address": "it-admin@contoso.example"}),
+    Step(
+        "set up contoso: administrator",
+        "POST",
+        "/t/contoso/administrators",
+        {"address": "it-admin@contoso.example"},
+    ),
     Step("set up fabrikam: user pat", "POST", "/t/fabrikam/users", {"address": PAT, "name": "Pat Kim"}),
-    Step("set up fabrikam: administrator", "POST", "/t/fabrikam/administrators", {"address": "admin@fabrikam.example"}),
+    Step(
+        "set up fabrikam: administrator",
+        "POST",
+        "/t/fabrikam/administrators",
+        {"address": "admin@fabrikam.example"},
+    ),
     Step(
         "deliver mail to megan",
         "POST",
         f"/t/contoso/mailboxes/{MEGAN}/messages",
-        _mail(ALEX, "Q3 numbers", "Hi Megan, the Q3 numbers are attached. Revenue is up 12% on Q2; please keep this internal until the board meeting on Thursday."),
+        _mail(
+            ALEX,
+            "Q3 numbers",
+            "Hi Megan, the Q3 numbers are attached. Revenue is up 12% on Q2; please keep this internal until the board meeting on Thursday.",
+        ),
     ),
     Step(
         "deliver mail to alex",
@@ -144,14 +163,22 @@ STEPS: tuple[Step, ...] = (
         "deliver mail to pat",
         "POST",
         f"/t/fabrikam/mailboxes/{PAT}/messages",
-        _mail("ops@fabrikam.example", "Rota", "Pat, you are on call next week; the handover notes are in the shared folder."),
+        _mail(
+            "ops@fabrikam.example",
+            "Rota",
+            "Pat, you are on call next week; the handover notes are in the shared folder.",
+        ),
         tenant="fabrikam",
     ),
     Step(
         "spam filter on incoming mail",
         "POST",
         f"/t/contoso/mailboxes/{MEGAN}/messages",
-        _mail("winner@lottery.example", "You are a WINNER!!!", "Claim your lottery prize: free money, click here and send a wire transfer fee!!!"),
+        _mail(
+            "winner@lottery.example",
+            "You are a WINNER!!!",
+            "Claim your lottery prize: free money, click here and send a wire transfer fee!!!",
+        ),
         purpose="service.security",
         categories=(EMAIL,),
         check=_spam_flagged,
@@ -160,7 +187,10 @@ STEPS: tuple[Step, ...] = (
         "store a document",
         "PUT",
         "/t/contoso/documents/q3-plan.docx",
-        {"owner": MEGAN, "body": "Q3 plan: hire two engineers, ship the mobile client, close the Berlin office."},
+        {
+            "owner": MEGAN,
+            "body": "Q3 plan: hire two engineers, ship the mobile client, close the Berlin office.",
+        },
         purpose="service.operations",
         categories=(DOCUMENT,),
     ),
@@ -177,7 +207,7 @@ STEPS: tuple[Step, ...] = (
         "/t/contoso/usage-statistics",
         purpose="service.operations",
         categories=("usage_data",),
-                check=_usage_data,
+        check=_usage_data,
     ),
     Step(
         "storage-limit notice (end-user-usage)",
@@ -186,7 +216,7 @@ STEPS: tuple[Step, ...] = (
         {},
         purpose="service.communications",
         categories=(END_USER_USAGE,),
-                check=_notice_sent,
+        check=_notice_sent,
     ),
     Step(
         "storage-limit notice quoting mail",
@@ -248,8 +278,13 @@ STEPS: tuple[Step, ...] = (
         "compelled disclosure, no redirect",
         "POST",
         "/t/contoso/law-enforcement/compelled",
-        {"case": "LE-2026-0042", "authority": "District Court, Springfield", "mailbox": MEGAN,
-         "fields": ["owner", "message_count"], "redirect_attempted": False},
+        {
+            "case": "LE-2026-0042",
+            "authority": "District Court, Springfield",
+            "mailbox": MEGAN,
+            "fields": ["owner", "message_count"],
+            "redirect_attempted": False,
+        },
         purpose="disclosure.compelled",
         categories=(CUSTOMER,),
         obligation="redirect_first",
@@ -258,8 +293,13 @@ STEPS: tuple[Step, ...] = (
         "compelled disclosure after redirect",
         "POST",
         "/t/contoso/law-enforcement/compelled",
-        {"case": "LE-2026-0042", "authority": "District Court, Springfield", "mailbox": MEGAN,
-         "fields": ["owner", "message_count"], "redirect_attempted": True},
+        {
+            "case": "LE-2026-0042",
+            "authority": "District Court, Springfield",
+            "mailbox": MEGAN,
+            "fields": ["owner", "message_count"],
+            "redirect_attempted": True,
+        },
         purpose="disclosure.compelled",
         categories=(CUSTOMER,),
         data="customer_data (2 fields)",
@@ -293,8 +333,14 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def judge(step: Step, status: int, body: dict[str, Any], violations: list[pg.Violation],
-          expected: pg.Decision | None, run: Run) -> Outcome:
+def judge(
+    step: Step,
+    status: int,
+    body: dict[str, Any],
+    violations: list[pg.Violation],
+    expected: pg.Decision | None,
+    run: Run,
+) -> Outcome:
     """Compare what happened at ``step`` with what the policy says."""
     mode = run.guard.mode
     if step.purpose is None or expected is None:
@@ -308,8 +354,14 @@ def judge(step: Step, status: int, body: dict[str, Any], violations: list[pg.Vio
         if refused and violations:
             problem = f"{len(violations)} violation(s) recorded for a refused disclosure"
         return Outcome(
-            step, status, f"refused: {step.obligation}", str(body.get("rule") or expected.rule or ""),
-            "any", not problem, problem, violations,
+            step,
+            status,
+            f"refused: {step.obligation}",
+            str(body.get("rule") or expected.rule or ""),
+            "any",
+            not problem,
+            problem,
+            violations,
         )
     if expected.allowed:
         decision = "allowed" + (" (consent)" if expected.consent else "")
@@ -322,15 +374,21 @@ def judge(step: Step, status: int, body: dict[str, Any], violations: list[pg.Vio
             problem = f"the policy allows it, yet {len(violations)} violation(s) were recorded ({violations[0].rule})"
         elif extra:
             problem = extra
-        return Outcome(step, status, decision, expected.rule or "(default)", mode, not problem, problem, violations)
+        return Outcome(
+            step, status, decision, expected.rule or "(default)", mode, not problem, problem, violations
+        )
     # Denied by the policy: blocked in enforce mode, recorded and let through in trace mode.
     rule = expected.rule or "(default)"
     if not violations:
-        return Outcome(step, status, "not stopped", rule, mode, False, "the policy denies it, nothing was recorded")
+        return Outcome(
+            step, status, "not stopped", rule, mode, False, "the policy denies it, nothing was recorded"
+        )
     primary = next((v for v in violations if v.via != "context"), violations[0])
     problem = ""
     if (primary.rule or "(default)") != rule or primary.purpose != step.purpose:
-        problem = f"recorded rule {primary.rule} for {primary.purpose}, the policy says {rule} for {step.purpose}"
+        problem = (
+            f"recorded rule {primary.rule} for {primary.purpose}, the policy says {rule} for {step.purpose}"
+        )
     if primary.mode == "enforce":
         decision = f"denied, blocked ({status})"
         if not problem and (status != 403 or body.get("rule") != expected.rule):
@@ -369,7 +427,9 @@ def run(
                 )
                 mark = len(collector.items)
                 response = client.request(step.method, step.path, json=step.body)
-                outcome = judge(step, response.status_code, _json(response), collector.since(mark), expected, state)
+                outcome = judge(
+                    step, response.status_code, _json(response), collector.since(mark), expected, state
+                )
                 outcomes.append(outcome)
                 if progress is not None:
                     progress(index, len(steps), outcome)

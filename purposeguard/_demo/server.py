@@ -25,7 +25,9 @@ def bind(port: int = 0, host: str = DEFAULT_HOST) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        raise PortInUse(error.errno, f"port {port} on {host} is in use or not available ({error.strerror})") from None
+        raise PortInUse(
+            error.errno, f"port {port} on {host} is in use or not available ({error.strerror})"
+        ) from None
     return sock
 
 
@@ -36,7 +38,9 @@ class ServiceThread:
     ...     httpx.get(server.url + "/healthz")
     """
 
-    def __init__(self, app: Any, *, port: int = 0, host: str = DEFAULT_HOST, log_level: str = "warning") -> None:
+    def __init__(
+        self, app: Any, *, port: int = 0, host: str = DEFAULT_HOST, log_level: str = "warning"
+    ) -> None:
         import uvicorn
 
         self.sock = bind(port, host)

@@ -112,7 +112,9 @@ class Store:
         )
 
     def add_administrator(self, tenant: str, address: str) -> None:
-        self._write("INSERT OR REPLACE INTO administrators (tenant, address) VALUES (?, ?)", (tenant, address))
+        self._write(
+            "INSERT OR REPLACE INTO administrators (tenant, address) VALUES (?, ?)", (tenant, address)
+        )
 
     def users(self, tenant: str) -> list[User]:
         return [
@@ -131,7 +133,9 @@ class Store:
     def administrators(self, tenant: str) -> list[str]:
         return [
             pg.label(a, ADMINISTRATOR, tenant=tenant)
-            for (a,) in self._rows("SELECT address FROM administrators WHERE tenant = ? ORDER BY address", (tenant,))
+            for (a,) in self._rows(
+                "SELECT address FROM administrators WHERE tenant = ? ORDER BY address", (tenant,)
+            )
         ]
 
     # -- mail ------------------------------------------------------------------------
@@ -172,7 +176,9 @@ class Store:
     def documents(self, tenant: str) -> list[Document]:
         return [
             Document(n, pg.label(o, CUSTOMER, tenant=tenant), pg.label(b, DOCUMENT, tenant=tenant))
-            for n, o, b in self._rows("SELECT name, owner, body FROM documents WHERE tenant = ? ORDER BY name", (tenant,))
+            for n, o, b in self._rows(
+                "SELECT name, owner, body FROM documents WHERE tenant = ? ORDER BY name", (tenant,)
+            )
         ]
 
     # -- usage -------------------------------------------------------------------------
@@ -187,7 +193,9 @@ class Store:
         """Bytes used per mailbox: per-user usage data, labelled as such."""
         return {
             mailbox: pg.label(used, END_USER_USAGE, tenant=tenant)
-            for mailbox, used in self._rows("SELECT mailbox, bytes FROM storage_used WHERE tenant = ?", (tenant,))
+            for mailbox, used in self._rows(
+                "SELECT mailbox, bytes FROM storage_used WHERE tenant = ?", (tenant,)
+            )
         }
 
     # -- outbox ------------------------------------------------------------------------
@@ -201,5 +209,7 @@ class Store:
     def outbox(self, tenant: str) -> list[dict[str, Any]]:
         return [
             {"recipient": r, "kind": k, "text": t}
-            for r, k, t in self._rows("SELECT recipient, kind, text FROM outbox WHERE tenant = ? ORDER BY id", (tenant,))
+            for r, k, t in self._rows(
+                "SELECT recipient, kind, text FROM outbox WHERE tenant = ? ORDER BY id", (tenant,)
+            )
         ]

@@ -111,7 +111,9 @@ def integrity(result: Any) -> Integrity:
 
 def unchecked(audit_source: str | None) -> Integrity:
     """The summary line when no hash chain was verified."""
-    text = "audit chain: not checked (no audit log file)" if audit_source is None else "audit chain: not checked"
+    text = (
+        "audit chain: not checked (no audit log file)" if audit_source is None else "audit chain: not checked"
+    )
     return Integrity(checked=False, ok=None, text=text)
 
 
@@ -157,11 +159,15 @@ def violation_groups(violations: Iterable[Entry]) -> tuple[ViolationGroup, ...]:
             name: tuple(sorted({str(e.data[key]) for e in group if e.data.get(key)}))
             for name, key in _VIOLATION_FIELDS
         }
-        groups.append(ViolationGroup(rule=rule, count=len(group), first_seen=min(seen), last_seen=max(seen), **values))
+        groups.append(
+            ViolationGroup(rule=rule, count=len(group), first_seen=min(seen), last_seen=max(seen), **values)
+        )
     return tuple(sorted(groups, key=lambda g: (-g.count, g.rule)))
 
 
-def declassification_groups(declassifications: Iterable[Entry], policy: Policy) -> tuple[DeclassificationGroup, ...]:
+def declassification_groups(
+    declassifications: Iterable[Entry], policy: Policy
+) -> tuple[DeclassificationGroup, ...]:
     """Declassifications grouped by transform, by name."""
     grouped: dict[str, list[Entry]] = {}
     for entry in declassifications:
@@ -176,7 +182,9 @@ def declassification_groups(declassifications: Iterable[Entry], policy: Policy) 
                 count=len(group),
                 first_seen=min(seen),
                 last_seen=max(seen),
-                from_categories=tuple(sorted({str(c) for e in group for c in e.data.get("from_categories") or ()})),
+                from_categories=tuple(
+                    sorted({str(c) for e in group for c in e.data.get("from_categories") or ()})
+                ),
                 # The first record names the target; the policy's transform when it does not.
                 to=str(group[0].data.get("to") or (spec.to if spec else "")),
                 purposes=tuple(sorted({str(e.data["purpose"]) for e in group if e.data.get("purpose")})),
@@ -233,7 +241,9 @@ def consent_state(
         if data.get("action") == "grant":
             expiry = data.get("expires_at")
             for category in categories:
-                state[(tenant, purpose, category)] = float(expiry) if isinstance(expiry, (int, float)) else None
+                state[(tenant, purpose, category)] = (
+                    float(expiry) if isinstance(expiry, (int, float)) else None
+                )
                 counted.setdefault((category, purpose), [0, 0])[0] += 1
         elif data.get("action") == "revoke":
             if not categories:  # revoked for every category granted
@@ -296,7 +306,9 @@ def data_map(
     consent_changes: Mapping[ConsentKey, tuple[int, int]],
 ) -> DataMap:
     """Category x purpose: declared in code, recorded at runtime, and the policy's verdict."""
-    declared = {key: tuple(sorted(set(functions))) for key, functions in (scanned.flows() if scanned else {}).items()}
+    declared = {
+        key: tuple(sorted(set(functions))) for key, functions in (scanned.flows() if scanned else {}).items()
+    }
     observed = _observed(kinds)
     keys = set(declared) | set(consent_changes) | set(in_force) | set(observed)
     taxonomy = policy.taxonomy
@@ -324,7 +336,9 @@ def data_map(
             **observed.get(key, {}),
         )
 
-    rows = tuple(MapRow(category, tuple(cell(category, purpose) for purpose in purposes)) for category in categories)
+    rows = tuple(
+        MapRow(category, tuple(cell(category, purpose) for purpose in purposes)) for category in categories
+    )
     return DataMap(purposes=tuple(purposes), rows=rows)
 
 
@@ -371,7 +385,12 @@ def code_section(scanned: ScanResult | None, policy: Policy) -> CodeSection:
         files=scanned.files,
         findings=tuple(
             CodeFinding(
-                kind=f.kind, keys=tuple(f.keys), dynamic=f.dynamic, function=f.function, path=f.path, line=f.line,
+                kind=f.kind,
+                keys=tuple(f.keys),
+                dynamic=f.dynamic,
+                function=f.function,
+                path=f.path,
+                line=f.line,
                 form=f.form,
             )
             for f in scanned.findings

@@ -127,7 +127,10 @@ def table(head: Sequence[str], rows: Iterable[Sequence[Node]], **attributes: obj
     """A table: ``head`` as header text; a row's :func:`td`/:func:`th` cells as they are, anything else in a ``<td>``."""
     body = [element("tr", *(cell if isinstance(cell, Cell) else td(cell) for cell in row)) for row in rows]
     return element(
-        "table", element("thead", element("tr", *(th(h) for h in head))), element("tbody", *body), **attributes
+        "table",
+        element("thead", element("tr", *(th(h) for h in head))),
+        element("tbody", *body),
+        **attributes,
     )
 
 
@@ -193,9 +196,19 @@ def _map_cell(category: str, cell: MapCell) -> Html:
     if cell.grants or cell.revokes:
         changes = f"granted {cell.grants}, revoked {cell.revokes}"
         consenting = len(cell.consenting_tenants)
-        state = f"consent in force: {consenting} tenant{'s' if consenting != 1 else ''}" if consenting else "no consent in force"
+        state = (
+            f"consent in force: {consenting} tenant{'s' if consenting != 1 else ''}"
+            if consenting
+            else "no consent in force"
+        )
         tags.append(
-            element("span", f"{state} ({changes})", class_="tag cons", data_consents_in_force=consenting, title=changes)
+            element(
+                "span",
+                f"{state} ({changes})",
+                class_="tag cons",
+                data_consents_in_force=consenting,
+                title=changes,
+            )
         )
     if cell.disclosures:
         tags.append(element("span", f"{cell.disclosures} disclosed", class_="tag disc"))
@@ -234,8 +247,19 @@ def violations(report: Report) -> Html:
         ]
         for g in report.violations
     ]
-    head = ["rule", "count", "first seen", "last seen", "categories", "purposes", "via", "mode", "functions",
-            "tenants affected", "how to fix"]
+    head = [
+        "rule",
+        "count",
+        "first seen",
+        "last seen",
+        "categories",
+        "purposes",
+        "via",
+        "mode",
+        "functions",
+        "tenants affected",
+        "how to fix",
+    ]
     return table(head, rows, class_="violations")
 
 
@@ -293,7 +317,9 @@ def consents(report: Report) -> Html:
     if not in_force:
         return body + _trusted("<p>No consent is in force: every grant was revoked or has expired.</p>")
     rows = [[c.tenant, c.purpose, c.category] for c in in_force]
-    return body + table(["tenant", "purpose", "category"], rows, class_="consents-in-force", data_count=len(in_force))
+    return body + table(
+        ["tenant", "purpose", "category"], rows, class_="consents-in-force", data_count=len(in_force)
+    )
 
 
 def disclosures(report: Report) -> Html:
@@ -308,11 +334,22 @@ _MATRIX_LEGEND = _trusted(
 
 def decision_matrix(matrix: DecisionMatrix) -> Html:
     rows = [
-        [th(row.purpose), *(td(cell.text, class_=cell.verdict, title=f"rule: {cell.rule or 'default'}") for cell in row.cells)]
+        [
+            th(row.purpose),
+            *(
+                td(cell.text, class_=cell.verdict, title=f"rule: {cell.rule or 'default'}")
+                for cell in row.cells
+            ),
+        ]
         for row in matrix.rows
     ]
     legend = element(
-        "p", "Policy ", element("code", matrix.policy), ", default ", element("b", matrix.default), _MATRIX_LEGEND
+        "p",
+        "Policy ",
+        element("code", matrix.policy),
+        ", default ",
+        element("b", matrix.default),
+        _MATRIX_LEGEND,
     )
     return legend + table(["purpose \\ category", *matrix.categories], rows, class_="decision-matrix")
 
@@ -321,7 +358,10 @@ def code(section: CodeSection) -> Html:
     if not section.scanned:
         return _trusted("<p>No source tree was scanned (pass <code>--source</code>).</p>")
     body = element(
-        "p", f"{section.files} Python files parsed under ", element("code", section.root), ", without importing them."
+        "p",
+        f"{section.files} Python files parsed under ",
+        element("code", section.root),
+        ", without importing them.",
     )
     if section.findings:
         rows = [
@@ -345,7 +385,9 @@ def code(section: CodeSection) -> Html:
         )
     if section.skipped:
         body += element("h3", "Files skipped", id="skipped") + table(
-            ["file", "reason"], [[element("code", s.path), s.reason] for s in section.skipped], class_="skipped"
+            ["file", "reason"],
+            [[element("code", s.path), s.reason] for s in section.skipped],
+            class_="skipped",
         )
     return body
 
@@ -405,12 +447,17 @@ def render_html(report: Report) -> str:
     )
     nav = join(element("a", title, href=f"#{key}") for key, title, _ in SECTIONS)
     checked = report.audit.integrity
-    broken = element("p", checked.text, class_="integrity broken", role="alert") if checked.state == "broken" else ""
+    broken = (
+        element("p", checked.text, class_="integrity broken", role="alert")
+        if checked.state == "broken"
+        else ""
+    )
     header = element(
         "header",
         element("h1", report.title),
         element(
-            "p", f"Record of processing activities: policy {report.policy.name}, generated {report.generated_at}"
+            "p",
+            f"Record of processing activities: policy {report.policy.name}, generated {report.generated_at}",
         ),
         broken,
     )

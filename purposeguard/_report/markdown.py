@@ -143,11 +143,31 @@ def data_map(data: DataMap) -> list[Md]:
 def violations(report: Report) -> list[Md]:
     if not report.violations:
         return [_trusted("No violation recorded.")]
-    head = ["rule", "count", "first seen", "last seen", "categories", "purposes", "via", "mode", "functions",
-            "tenants affected"]
+    head = [
+        "rule",
+        "count",
+        "first seen",
+        "last seen",
+        "categories",
+        "purposes",
+        "via",
+        "mode",
+        "functions",
+        "tenants affected",
+    ]
     rows = [
-        [g.rule, g.count, g.first_seen_text, g.last_seen_text, ", ".join(g.categories), ", ".join(g.purposes),
-         ", ".join(g.vias), ", ".join(g.modes), ", ".join(g.functions), tenants_text(g.tenants)]
+        [
+            g.rule,
+            g.count,
+            g.first_seen_text,
+            g.last_seen_text,
+            ", ".join(g.categories),
+            ", ".join(g.purposes),
+            ", ".join(g.vias),
+            ", ".join(g.modes),
+            ", ".join(g.functions),
+            tenants_text(g.tenants),
+        ]
         for g in report.violations
     ]
     return [table(head, rows)]
@@ -158,8 +178,16 @@ def declassifications(report: Report) -> list[Md]:
         return [_trusted("No declassification recorded.")]
     head = ["transform", "count", "first seen", "last seen", "from", "to", "purposes", "functions"]
     rows = [
-        [g.transform, g.count, g.first_seen_text, g.last_seen_text, ", ".join(g.from_categories), g.to,
-         ", ".join(g.purposes), ", ".join(g.functions)]
+        [
+            g.transform,
+            g.count,
+            g.first_seen_text,
+            g.last_seen_text,
+            ", ".join(g.from_categories),
+            g.to,
+            ", ".join(g.purposes),
+            ", ".join(g.functions),
+        ]
         for g in report.declassifications
     ]
     return [table(head, rows)]
@@ -167,7 +195,9 @@ def declassifications(report: Report) -> list[Md]:
 
 def _records(rows: Sequence[RecordRow]) -> Md:
     names = sorted({name for row in rows for name in row.fields})
-    return table(["when", *names], [[row.when, *(row.fields.get(name, "") for name in names)] for row in rows])
+    return table(
+        ["when", *names], [[row.when, *(row.fields.get(name, "") for name in names)] for row in rows]
+    )
 
 
 def consents(report: Report) -> list[Md]:
@@ -207,13 +237,20 @@ def declared_in_code(section: CodeSection) -> list[Md]:
     if not section.scanned:
         return [_trusted("No source tree was scanned.")]
     out = [
-        text(f"{section.files} Python files parsed under ") + code(section.root) + _trusted(", without importing them."),
+        text(f"{section.files} Python files parsed under ")
+        + code(section.root)
+        + _trusted(", without importing them."),
         _trusted(""),
     ]
     if section.findings:
         rows = [
-            [f.kind, ", ".join(f.keys) + (" (+ non-literal)" if f.dynamic else ""), f.function, f"{f.path}:{f.line}",
-             f.form]
+            [
+                f.kind,
+                ", ".join(f.keys) + (" (+ non-literal)" if f.dynamic else ""),
+                f.function,
+                f"{f.path}:{f.line}",
+                f.form,
+            ]
             for f in section.findings
         ]
         out.append(table(["use", "keys", "function", "where", "form"], rows))

@@ -55,7 +55,13 @@ VERSION = "1"
 
 
 def link(
-    prev_hash: str, seq: int, kind: str, timestamp: float, data: str, key: ChainKey | None = None, log_id: str = ""
+    prev_hash: str,
+    seq: int,
+    kind: str,
+    timestamp: float,
+    data: str,
+    key: ChainKey | None = None,
+    log_id: str = "",
 ) -> str:
     """The hash of one entry: it covers its position, content and predecessor;
     with a key, an HMAC that also covers the log's id (a record copied from
@@ -131,7 +137,9 @@ def load_key_file(path: str) -> ChainKey:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise AuditError(f"malformed audit key file {path!r}: not text (expected one line holding the key)") from None
+        raise AuditError(
+            f"malformed audit key file {path!r}: not text (expected one line holding the key)"
+        ) from None
     line = text[:-1] if text.endswith("\n") else text
     line = line[:-1] if line.endswith("\r") else line
     if not line:
@@ -195,7 +203,9 @@ class Revoke:
 Head = tuple[int, str, "str | None"]
 
 
-def check_key(recorded: str | None, key: ChainKey | None, *, empty: bool, readonly: bool, location: str) -> bool:
+def check_key(
+    recorded: str | None, key: ChainKey | None, *, empty: bool, readonly: bool, location: str
+) -> bool:
     """Does ``key`` fit the log whose recorded key id is ``recorded``? Raises
     :class:`AuditError` when not; True when the log is new and the key's id
     must be recorded now."""
@@ -284,13 +294,14 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
-
-
 GrantKey = tuple[str, str, str]
 
 
 def replay_consents(
-    entries: Iterable[StoredEntry], grants: dict[GrantKey, Grant], key: ChainKey | None = None, log_id: str = ""
+    entries: Iterable[StoredEntry],
+    grants: dict[GrantKey, Grant],
+    key: ChainKey | None = None,
+    log_id: str = "",
 ) -> None:
     """Apply the chain's consent records, in order, to ``grants`` (by tenant,
     purpose, category): what the consent table must hold. A record whose
@@ -298,7 +309,10 @@ def replay_consents(
     for entry in entries:
         if entry.kind != "consent":
             continue
-        if link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data, key, log_id) != entry.hash:
+        if (
+            link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data, key, log_id)
+            != entry.hash
+        ):
             continue
         try:
             data = json.loads(entry.data)
@@ -364,7 +378,11 @@ def decide_on(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -> tuple[l
             differs = True
             ends = [e for e in (recorded.expires_at, grant.expires_at) if e is not None and math.isfinite(e)]
             grant = Grant(
-                grant.tenant, grant.purpose, grant.category, grant.granted_by, grant.granted_at,
+                grant.tenant,
+                grant.purpose,
+                grant.category,
+                grant.granted_by,
+                grant.granted_at,
                 min(ends) if ends else None,
             )
         kept.append(grant)

@@ -107,7 +107,7 @@ def _line(error: BaseException) -> str:
     text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
     for prefix in ("connection failed: ",):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
     return text or type(error).__name__
 
 
@@ -166,7 +166,9 @@ class PostgresStorage:
             raise AuditError(f"malformed PostgreSQL URL ({_line(error)})", path=self.location) from None
         for port in str(params.get("port", "")).split(","):
             if port and not port.isdigit():
-                raise AuditError(f"malformed PostgreSQL URL: port {port!r} is not a number", path=self.location)
+                raise AuditError(
+                    f"malformed PostgreSQL URL: port {port!r} is not a number", path=self.location
+                )
         self._connect_args: dict[str, Any] = {"autocommit": True}
         if "connect_timeout" not in params:
             # libpq counts whole seconds and treats less than 2 as 2.
@@ -328,9 +330,13 @@ class PostgresStorage:
             seqs: list[int] = []
             try:
                 with conn.transaction():
-                    row = conn.execute("SELECT seq, hash FROM purposeguard_head WHERE id = 1 FOR UPDATE").fetchone()
+                    row = conn.execute(
+                        "SELECT seq, hash FROM purposeguard_head WHERE id = 1 FOR UPDATE"
+                    ).fetchone()
                     if row is None:
-                        raise AuditError("damaged audit log: its recorded head is missing", path=self.location)
+                        raise AuditError(
+                            "damaged audit log: its recorded head is missing", path=self.location
+                        )
                     seq, prev = int(row[0]), str(row[1])
                     if revoke is not None:
                         self._revoke(conn, revoke)
@@ -360,7 +366,9 @@ class PostgresStorage:
                             f"INSERT INTO purposeguard_audit ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
                             rows,
                         )
-                        conn.execute("UPDATE purposeguard_head SET seq = %s, hash = %s WHERE id = 1", (seq, prev))
+                        conn.execute(
+                            "UPDATE purposeguard_head SET seq = %s, hash = %s WHERE id = 1", (seq, prev)
+                        )
                         if key is not None:
                             # The signed end: cutting records off the tail needs the key.
                             conn.execute(
@@ -414,7 +422,9 @@ class PostgresStorage:
             count = 0
             try:
                 with conn.transaction():
-                    head = conn.execute("SELECT seq FROM purposeguard_head WHERE id = 1 FOR UPDATE").fetchone()
+                    head = conn.execute(
+                        "SELECT seq FROM purposeguard_head WHERE id = 1 FOR UPDATE"
+                    ).fetchone()
                     existing = conn.execute("SELECT count(*) FROM purposeguard_consent").fetchone()
                     if head is None or int(head[0]) != 0 or int(existing[0]) != 0:
                         raise AuditError(
@@ -454,7 +464,9 @@ class PostgresStorage:
                     conn.execute("UPDATE purposeguard_head SET seq = %s, hash = %s WHERE id = 1", last)
                     if log_id:
                         # The same log in a new place: records that name it stay valid.
-                        conn.execute("UPDATE purposeguard_meta SET value = %s WHERE key = 'log_id'", (log_id,))
+                        conn.execute(
+                            "UPDATE purposeguard_meta SET value = %s WHERE key = 'log_id'", (log_id,)
+                        )
                     if self.key is not None and last[0]:
                         # A keyed chain keeps its signed end, under the id its records bind.
                         conn.execute(
@@ -695,8 +707,14 @@ class PostgresStorage:
                 differs = True
                 # The earlier expiry of the two: never longer than the record says.
                 ends = [e for e in (recorded.expires_at, grant.expires_at) if e is not None]
-                grant = Grant(grant.tenant, grant.purpose, grant.category, grant.granted_by,
-                              grant.granted_at, min(ends) if ends else None)
+                grant = Grant(
+                    grant.tenant,
+                    grant.purpose,
+                    grant.category,
+                    grant.granted_by,
+                    grant.granted_at,
+                    min(ends) if ends else None,
+                )
             kept.append(grant)
         if differs and not self._mismatch_reported:
             self._mismatch_reported = True
@@ -808,7 +826,8 @@ def check_schema(conn: Any, tables: set[str], location: str) -> str:
         lacking = [c for c in columns if c not in found]
         if lacking:
             raise AuditError(
-                f"damaged audit log: table {table} has no column {lacking[0]} (altered by hand?)", path=location
+                f"damaged audit log: table {table} has no column {lacking[0]} (altered by hand?)",
+                path=location,
             )
     meta = dict(conn.execute("SELECT key, value FROM purposeguard_meta").fetchall())
     if meta.get("format") != FORMAT:

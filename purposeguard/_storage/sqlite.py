@@ -102,7 +102,9 @@ class SQLiteStorage:
         # A keyed file log also signs its end into a file beside it, outside
         # SQLite's write-ahead log: records a corrupted or truncated WAL
         # loses (which SQLite drops without a word) are then still missed.
-        self.checkpoint_path: str | None = None if self.location == ":memory:" else self.location + "-checkpoint"
+        self.checkpoint_path: str | None = (
+            None if self.location == ":memory:" else self.location + "-checkpoint"
+        )
         self._checkpointed = 0
         self._checkpoint_failed = False
         self.key_id: str | None = None
@@ -156,9 +158,7 @@ class SQLiteStorage:
             tables = self._tables()
             if not tables:
                 if self.readonly:
-                    raise AuditError(
-                        "not a purposeguard audit log: an empty database", path=self.location
-                    )
+                    raise AuditError("not a purposeguard audit log: an empty database", path=self.location)
                 # Only a file that is empty (or new) is turned into a log:
                 # a foreign database is never written to.
                 if not memory:
@@ -215,7 +215,8 @@ class SQLiteStorage:
         connection.execute("BEGIN IMMEDIATE")
         try:
             connection.execute(
-                "INSERT OR IGNORE INTO purposeguard_meta (key, value) VALUES ('key_id', ?)", (self.key.key_id,)
+                "INSERT OR IGNORE INTO purposeguard_meta (key, value) VALUES ('key_id', ?)",
+                (self.key.key_id,),
             )
             row = connection.execute("SELECT value FROM purposeguard_meta WHERE key = 'key_id'").fetchone()
             connection.execute("COMMIT")
@@ -225,9 +226,7 @@ class SQLiteStorage:
         return str(row[0]) if row else None
 
     def _tables(self) -> set[str]:
-        rows = self._connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'"
-        ).fetchall()
+        rows = self._connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
         return {row[0] for row in rows}
 
     def _create(self) -> None:
@@ -307,8 +306,10 @@ class SQLiteStorage:
                         )
                 connection.execute("COMMIT")
                 self._commits += 1
-                if key is not None and rows and (
-                    self._checkpointed == 0 or seq - self._checkpointed >= self.checkpoint_every
+                if (
+                    key is not None
+                    and rows
+                    and (self._checkpointed == 0 or seq - self._checkpointed >= self.checkpoint_every)
                 ):
                     self._checkpoint(seq, prev)
             except BaseException as error:
@@ -429,10 +430,7 @@ class SQLiteStorage:
         """The grants to decide on: those the consent table holds that the
         chain's consent records also grant. A grant added to (or widened in)
         the table by hand, without its record, is never used."""
-        sql = (
-            "SELECT tenant, purpose, category, granted_by, granted_at, expires_at "
-            "FROM purposeguard_consent"
-        )
+        sql = "SELECT tenant, purpose, category, granted_by, granted_at, expires_at FROM purposeguard_consent"
         with self._lock:
             # One read transaction for both, so a change committed in between
             # is not taken for an edit by hand (in memory this lock suffices).
@@ -442,7 +440,9 @@ class SQLiteStorage:
                     self._connection.execute("BEGIN")
                 try:
                     if tenant is None:
-                        rows = self._connection.execute(sql + " ORDER BY tenant, purpose, category").fetchall()
+                        rows = self._connection.execute(
+                            sql + " ORDER BY tenant, purpose, category"
+                        ).fetchall()
                     else:
                         rows = self._connection.execute(
                             sql + " WHERE tenant = ? ORDER BY purpose, category", (tenant,)
@@ -581,9 +581,7 @@ class SQLiteStorage:
             self._connection.close()
 
 
-_SELECT_ALL = (
-    "SELECT seq, kind, timestamp, data, prev_hash, hash FROM purposeguard_audit ORDER BY seq"
-)
+_SELECT_ALL = "SELECT seq, kind, timestamp, data, prev_hash, hash FROM purposeguard_audit ORDER BY seq"
 
 
 def _read_head(connection: sqlite3.Connection, location: str) -> Head:

@@ -41,7 +41,11 @@ def test_policy_show_has_a_row_for_every_purpose(capsys: pytest.CaptureFixture[s
     from purposeguard._taxonomy import BUILTIN_PURPOSES
 
     for purpose in BUILTIN_PURPOSES:
-        line = next(line for line in first_block.splitlines() if line.strip("| ").startswith(purpose + " ") or line.strip("| ").split(" ")[0] == purpose)
+        line = next(
+            line
+            for line in first_block.splitlines()
+            if line.strip("| ").startswith(purpose + " ") or line.strip("| ").split(" ")[0] == purpose
+        )
         assert ("yes" in line) or ("no" in line)
     comms = next(line for line in first_block.splitlines() if "service.communications" in line)
     assert comms.replace("|", " ").split()[1:] == ["yes", "no"]
@@ -49,11 +53,15 @@ def test_policy_show_has_a_row_for_every_purpose(capsys: pytest.CaptureFixture[s
 
 def test_policy_check_valid_and_invalid(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
-    good.write_text('[[rules]]\nid = "a"\ncategories = ["customer_data"]\npurposes = ["service"]\neffect = "allow"\n')
+    good.write_text(
+        '[[rules]]\nid = "a"\ncategories = ["customer_data"]\npurposes = ["service"]\neffect = "allow"\n'
+    )
     code, out, _ = run(capsys, "policy", "check", str(good))
     assert code == 0 and "valid" in out
     bad = tmp_path / "bad.toml"
-    bad.write_text('[[rules]]\nid = "a"\ncategories = ["customer_data"]\npurposes = ["service"]\neffect = "perhaps"\n')
+    bad.write_text(
+        '[[rules]]\nid = "a"\ncategories = ["customer_data"]\npurposes = ["service"]\neffect = "perhaps"\n'
+    )
     code, out, err = run(capsys, "policy", "check", str(bad))
     assert code == 1
     assert err.count("\n") == 1 and str(bad) in err and "effect" in err and "Traceback" not in err
@@ -79,7 +87,9 @@ def test_explain(capsys: pytest.CaptureFixture[str]) -> None:
         (["policy", "check", "/no/such/file.toml"], 1),
     ],
 )
-def test_bad_arguments_get_one_line_and_an_exit_code(capsys: pytest.CaptureFixture[str], argv: list[str], code: int) -> None:
+def test_bad_arguments_get_one_line_and_an_exit_code(
+    capsys: pytest.CaptureFixture[str], argv: list[str], code: int
+) -> None:
     got, out, err = run(capsys, *argv)
     assert got == code
     assert err.strip() and err.count("\n") == 1 and "Traceback" not in err
@@ -91,7 +101,9 @@ def test_console_script_and_module_entry_points() -> None:
         done = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert "service.communications" in done.stdout
-    done = subprocess.run([str(exe), "policy", "check", "/nope.toml"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(exe), "policy", "check", "/nope.toml"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
@@ -101,17 +113,41 @@ def test_explain_applies_recorded_consent(capsys: pytest.CaptureFixture[str], tm
     path = tmp_path / "consents.sqlite"
     store = ConsentStore(str(path))
     store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
-    code, out, _ = run(capsys, "explain", "customer_data.content.email", "improvement", "--tenant", "contoso", "--consents", str(path))
+    code, out, _ = run(
+        capsys,
+        "explain",
+        "customer_data.content.email",
+        "improvement",
+        "--tenant",
+        "contoso",
+        "--consents",
+        str(path),
+    )
     assert code == 0 and "allowed" in out.splitlines()[0] and "consented" in out
-    code, out, _ = run(capsys, "explain", "customer_data.content.email", "improvement", "--tenant", "fabrikam", "--consents", str(path))
+    code, out, _ = run(
+        capsys,
+        "explain",
+        "customer_data.content.email",
+        "improvement",
+        "--tenant",
+        "fabrikam",
+        "--consents",
+        str(path),
+    )
     assert code == 0 and "denied" in out.splitlines()[0]
-    code, _, err = run(capsys, "explain", "customer_data", "improvement", "--consents", str(tmp_path / "none.sqlite"))
+    code, _, err = run(
+        capsys, "explain", "customer_data", "improvement", "--consents", str(tmp_path / "none.sqlite")
+    )
     assert code == 1 and err.count("\n") == 1
 
 
-def test_policy_show_takes_the_file_as_argument_or_option(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_policy_show_takes_the_file_as_argument_or_option(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     path = tmp_path / "p.toml"
-    path.write_text('[policy]\nname = "mine"\n[[rules]]\nid = "a"\ncategories = ["customer_data"]\npurposes = ["service"]\neffect = "allow"\n')
+    path.write_text(
+        '[policy]\nname = "mine"\n[[rules]]\nid = "a"\ncategories = ["customer_data"]\npurposes = ["service"]\neffect = "allow"\n'
+    )
     for argv in (["policy", "show", str(path)], ["policy", "show", "--policy", str(path)]):
         code, out, _ = run(capsys, *argv)
         assert code == 0 and "Data-use table: mine" in out

@@ -99,12 +99,18 @@ def test_docstring_examples_that_start_a_service_run(name: str) -> None:
 
 def test_the_walk_finds_the_package_and_its_examples() -> None:
     """The examples above are really collected: the modules with examples, and enough of them."""
-    assert {"purposeguard._guarded", "purposeguard.integrations.httpx", "purposeguard.integrations.celery"} <= set(
-        MODULES
-    )
+    assert {
+        "purposeguard._guarded",
+        "purposeguard.integrations.httpx",
+        "purposeguard.integrations.celery",
+    } <= set(MODULES)
     assert NEEDS_SERVICE <= set(MODULES)
     with_examples = {name for name in MODULES if _doctests(name)}
-    assert {"purposeguard._guarded", "purposeguard._policy", "purposeguard.integrations.logging"} <= with_examples
+    assert {
+        "purposeguard._guarded",
+        "purposeguard._policy",
+        "purposeguard.integrations.logging",
+    } <= with_examples
     examples = sum(len(test.examples) for name in with_examples for test in _doctests(name))
     assert examples >= 40
 

@@ -43,7 +43,9 @@ class Signature:
 
     def source(self) -> str:
         params: list[str] = []
-        positional = [f"p{i}" for i in range(self.positional_only)] + [f"a{i}" for i in range(self.positional)]
+        positional = [f"p{i}" for i in range(self.positional_only)] + [
+            f"a{i}" for i in range(self.positional)
+        ]
         first_default = len(positional) - self.defaults
         for index, name in enumerate(positional):
             params.append(f"{name}=_default" if index >= first_default else name)
@@ -95,7 +97,9 @@ def calls(draw: Any, signature: Signature) -> Call:
     value = st.sampled_from(VALUES)
     positional: list[str] = []
     keywords: list[tuple[str, str]] = []
-    names = [f"p{i}" for i in range(signature.positional_only)] + [f"a{i}" for i in range(signature.positional)]
+    names = [f"p{i}" for i in range(signature.positional_only)] + [
+        f"a{i}" for i in range(signature.positional)
+    ]
     required = len(names) - signature.defaults
     given_count = draw(st.integers(required, len(names)))
     by_keyword = False
@@ -210,7 +214,9 @@ def run(which: str, signature: Signature, call: Call, flags: Flags) -> dict[str,
                     returned = wrapper(*args, **kwargs)
                 outcomes.append(("returned", _shape(returned)))
             except pg.PurposeViolation as error:
-                outcomes.append(("denied", [(v.category, v.rule, v.via, v.tenant, v.mode) for v in error.violations]))
+                outcomes.append(
+                    ("denied", [(v.category, v.rule, v.via, v.tenant, v.mode) for v in error.violations])
+                )
             except ValueError as error:
                 outcomes.append(("failed", str(error)))
             outcomes.append(("purpose after", pg.current_purpose()))
@@ -250,4 +256,6 @@ def test_a_generated_wrapper_shows_its_source_in_tracebacks() -> None:
     wrapper_frame = next(f for f in frames if "purposeguard wrapper of" in f.filename)
     assert "fails" in wrapper_frame.filename
     assert wrapper_frame.line == "_pg_r = _pg_fn(ticket, retries=retries)"
-    assert "def _pg_wrapper(ticket, *, retries=_pg_d1):" in "".join(linecache.getlines(wrapper_frame.filename))
+    assert "def _pg_wrapper(ticket, *, retries=_pg_d1):" in "".join(
+        linecache.getlines(wrapper_frame.filename)
+    )

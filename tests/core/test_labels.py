@@ -30,7 +30,11 @@ KEEPS_LABEL: list[tuple[str, Callable[[], Any], frozenset[str]]] = [
     ("percent labelled template", lambda: pg.label("Re: %s", EMAIL) % "x", frozenset({EMAIL})),
     ("percent single labelled operand", lambda: "Re: %s" % body, frozenset({EMAIL})),  # noqa: UP031
     ("format on labelled template", lambda: pg.label("{} said", EMAIL).format("x"), frozenset({EMAIL})),
-    ("format with labelled argument of labelled template", lambda: doc.replace("notes", "{}").format(body), frozenset({EMAIL, DOC})),
+    (
+        "format with labelled argument of labelled template",
+        lambda: doc.replace("notes", "{}").format(body),
+        frozenset({EMAIL, DOC}),
+    ),
     ("slice", lambda: body[3:10], frozenset({EMAIL})),
     ("index", lambda: body[0], frozenset({EMAIL})),
     ("upper", lambda: body.upper(), frozenset({EMAIL})),
@@ -57,7 +61,9 @@ KEEPS_LABEL: list[tuple[str, Callable[[], Any], frozenset[str]]] = [
 
 
 @pytest.mark.parametrize(("name", "derive", "expected"), KEEPS_LABEL, ids=[k[0] for k in KEEPS_LABEL])
-def test_derived_values_keep_the_union_of_labels(name: str, derive: Callable[[], Any], expected: frozenset[str]) -> None:
+def test_derived_values_keep_the_union_of_labels(
+    name: str, derive: Callable[[], Any], expected: frozenset[str]
+) -> None:
     assert pg.labels_of(derive()) == expected
 
 
@@ -262,7 +268,9 @@ def test_labelled_template_with_labelled_operand_keeps_both() -> None:
 
 def test_labelled_bytes_methods_keep_their_parameters() -> None:
     raw = pg.label(b"hello", "customer_data")
-    assert raw.translate(None, b"l") == b"heo" and pg.labels_of(raw.translate(None, b"l")) == {"customer_data"}
+    assert raw.translate(None, b"l") == b"heo" and pg.labels_of(raw.translate(None, b"l")) == {
+        "customer_data"
+    }
     assert raw.hex(":") == "68:65:6c:6c:6f" and pg.labels_of(raw.hex()) == {"customer_data"}
     assert raw[0] == 104 and type(raw[0]) is int
     assert pg.labels_of(raw[1:3]) == {"customer_data"}

@@ -82,11 +82,16 @@ def test_purposeguard_mode_reaches_a_process_that_never_calls_configure() -> Non
     )
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PURPOSEGUARD_")}
     traced = subprocess.run(
-        [sys.executable, "-c", code], env={**env, "PURPOSEGUARD_MODE": "trace"},
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code],
+        env={**env, "PURPOSEGUARD_MODE": "trace"},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert traced.returncode == 0 and traced.stdout.strip() == "ran", traced.stderr
-    enforced = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    enforced = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
     assert enforced.returncode != 0 and "PurposeViolation" in enforced.stderr
 
 
@@ -218,15 +223,25 @@ def test_a_reloaded_policy_brings_its_own_modes(tmp_path: Path) -> None:
     ],
 )
 def test_effective_mode_table(
-    rule: str | None, configured: str | None, policy: str | None, environment: str | None,
-    also_capped_by: str | None, expected: str,
+    rule: str | None,
+    configured: str | None,
+    policy: str | None,
+    environment: str | None,
+    also_capped_by: str | None,
+    expected: str,
 ) -> None:
     assert effective_mode(rule, configured, policy, environment, also_capped_by=also_capped_by) == expected
 
 
 # -- the pack: service and administrator data run the service ----------------------------------
 
-PACK_PURPOSES = ["service", "service.operations", "service.security", "service.communications", "service.personalization"]
+PACK_PURPOSES = [
+    "service",
+    "service.operations",
+    "service.security",
+    "service.communications",
+    "service.personalization",
+]
 
 
 @pytest.mark.parametrize("category", ["service_data", "administrator_data"])
@@ -238,9 +253,12 @@ def test_the_pack_allows_service_and_administrator_data_for_the_service(category
 
 @pytest.mark.parametrize("category", ["service_data", "administrator_data"])
 @pytest.mark.parametrize(
-    "purpose", ["advertising", "marketing", "marketing.direct", "disclosure", "disclosure.voluntary", "improvement"]
+    "purpose",
+    ["advertising", "marketing", "marketing.direct", "disclosure", "disclosure.voluntary", "improvement"],
 )
-def test_the_pack_still_denies_service_and_administrator_data_beyond_the_service(category: str, purpose: str) -> None:
+def test_the_pack_still_denies_service_and_administrator_data_beyond_the_service(
+    category: str, purpose: str
+) -> None:
     assert not pg.decide([category], purpose).allowed
 
 
@@ -251,7 +269,9 @@ def test_a_storage_notice_can_be_mailed_to_a_labelled_administrator() -> None:
 
     pg.configure("trust-center", mode="enforce")
     administrator = pg.label("it-admin@contoso.example", "administrator_data")
-    notice = pg.label("user@contoso.example is close to the storage limit", "customer_data", "usage_data.end_user")
+    notice = pg.label(
+        "user@contoso.example is close to the storage limit", "customer_data", "usage_data.end_user"
+    )
     with pg.testing.capture() as violations:
         assert mail(administrator, notice) == "sent to 24 chars"
     assert violations == []
@@ -285,7 +305,11 @@ def test_a_mode_on_a_transform_or_destination_is_refused(tmp_path: Path, section
     with pytest.raises(pg.PolicyError) as raised:
         pg.Policy.load(path)
     error = raised.value
-    assert (error.path, error.rule, error.field) == (str(path), "agg" if section == "transforms" else "ads", key)
+    assert (error.path, error.rule, error.field) == (
+        str(path),
+        "agg" if section == "transforms" else "ads",
+        key,
+    )
     assert "modes belong to rules" in str(error)
 
 
@@ -308,8 +332,11 @@ def test_an_invalid_environment_mode_stops_a_process_at_configure() -> None:
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PURPOSEGUARD_")}
     code = "import purposeguard as pg\npg.configure('trust-center')\n"
     done = subprocess.run(
-        [sys.executable, "-c", code], env={**env, "PURPOSEGUARD_MODE": "sometimes"},
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code],
+        env={**env, "PURPOSEGUARD_MODE": "sometimes"},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode != 0 and "PURPOSEGUARD_MODE='sometimes' is not a mode" in done.stderr
 
@@ -319,16 +346,25 @@ def test_an_invalid_environment_mode_stops_a_process_at_configure() -> None:
 
 def test_policy_show_lists_each_rules_mode_and_context_mode(tmp_path: Path) -> None:
     path = tmp_path / "modes.toml"
-    path.write_text(RULE_MODES.format(header="", ads_modes='mode = "trace"\ncontext_mode = "enforce"', newsletter_modes=""))
+    path.write_text(
+        RULE_MODES.format(
+            header="", ads_modes='mode = "trace"\ncontext_mode = "enforce"', newsletter_modes=""
+        )
+    )
     shown = subprocess.run(
-        [sys.executable, "-m", "purposeguard", "policy", "show", str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "purposeguard", "policy", "show", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert shown.returncode == 0, shown.stderr
     (row,) = [line for line in shown.stdout.splitlines() if line.startswith("no-ads ")]
     assert row.split()[-3:] == ["trace", "enforce", str(path)]
     as_json = subprocess.run(
         [sys.executable, "-m", "purposeguard", "policy", "show", str(path), "--format", "json"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     import json
 

@@ -9,7 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import purposeguard as pg
 
 PURPOSES = ["service.operations", "service.security", "service.communications", "advertising", "improvement"]
-CATEGORIES = ["customer_data", "customer_data.content.email", "usage_data", "usage_data.end_user", "payment_data"]
+CATEGORIES = [
+    "customer_data",
+    "customer_data.content.email",
+    "usage_data",
+    "usage_data.end_user",
+    "payment_data",
+]
 
 
 _REFERENCE = pg.Policy.load("trust-center")

@@ -91,7 +91,10 @@ def _run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 
 def _source_files() -> set[str]:
     """Every module of the package and of the integrations, as the wheel names them."""
-    package = {f"purposeguard/{p.relative_to(ROOT / 'purposeguard').as_posix()}" for p in ROOT.glob("purposeguard/**/*.py")}
+    package = {
+        f"purposeguard/{p.relative_to(ROOT / 'purposeguard').as_posix()}"
+        for p in ROOT.glob("purposeguard/**/*.py")
+    }
     integrations = {
         f"purposeguard/integrations/{p.relative_to(ROOT / 'integrations').as_posix()}"
         for p in ROOT.glob("integrations/**/*.py")
@@ -142,13 +145,18 @@ def test_editable_install_maps_the_integrations_folder(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", "-e", str(ROOT)])
+    _run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", "-e", str(ROOT)]
+    )
     # purposeguard's own dependencies come from this environment, without its purposeguard.
     deps = tmp_path / "deps"
     deps.mkdir()
     for site_dir in {Path(p) for p in sys.path if p.endswith("site-packages")}:
         for entry in site_dir.iterdir():
-            if entry.name.startswith(("purposeguard", "__editable__", "_purposeguard")) or entry.suffix == ".pth":
+            if (
+                entry.name.startswith(("purposeguard", "__editable__", "_purposeguard"))
+                or entry.suffix == ".pth"
+            ):
                 continue
             if not deps.joinpath(entry.name).exists():
                 deps.joinpath(entry.name).symlink_to(entry)
@@ -175,7 +183,9 @@ def test_a_checkout_imports_no_repository_folder_as_a_submodule() -> None:
 def test_only_the_demo_command_imports_the_demo_service() -> None:
     """The demo is a top layer, like the CLI: the library and the integrations never import it."""
     importers = []
-    for path in sorted([*ROOT.joinpath("purposeguard").rglob("*.py"), *ROOT.joinpath("integrations").rglob("*.py")]):
+    for path in sorted(
+        [*ROOT.joinpath("purposeguard").rglob("*.py"), *ROOT.joinpath("integrations").rglob("*.py")]
+    ):
         relative = path.relative_to(ROOT).as_posix()
         if relative.startswith("purposeguard/_demo/"):
             continue
@@ -189,7 +199,10 @@ def test_only_the_demo_command_imports_the_demo_service() -> None:
                 names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 names = [node.value]  # importlib.import_module("purposeguard._demo")
-            if any(name == "purposeguard._demo" or name.startswith("purposeguard._demo.") or "._demo" in name for name in names):
+            if any(
+                name == "purposeguard._demo" or name.startswith("purposeguard._demo.") or "._demo" in name
+                for name in names
+            ):
                 importers.append(relative)
     assert sorted(set(importers)) == ["purposeguard/_cli/demo.py"]
 

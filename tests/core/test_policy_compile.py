@@ -45,7 +45,9 @@ def reference_compile(policy: pg.Policy) -> dict[tuple[str, str], ReferenceCell]
             if denies:
                 firm = [r for r in denies if not r.consentable]
                 winner = firm[0] if firm else denies[0]
-                table[category, purpose] = ReferenceCell(False, winner, not firm, tuple(r for *_, r in ranked))
+                table[category, purpose] = ReferenceCell(
+                    False, winner, not firm, tuple(r for *_, r in ranked)
+                )
             else:
                 table[category, purpose] = ReferenceCell(True, top[0], False, tuple(r for *_, r in ranked))
     return table

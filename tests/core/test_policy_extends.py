@@ -90,9 +90,15 @@ def test_remove_drops_inherited_rules(tmp_path: Path) -> None:
 
 
 def test_extends_a_path_relative_to_the_file_and_chains(tmp_path: Path) -> None:
-    _write(tmp_path, "base/company.toml", '[policy]\nextends = "trust-center"\nmode = "trace"\n'
-           '[[rules]]\nid = "company-ops"\ncategories = ["payment_data"]\npurposes = ["service.operations"]\neffect = "allow"\n')
-    team = _write(tmp_path, "teams/mail.toml", '[policy]\nextends = "../base/company.toml"\nremove = ["company-ops"]\n')
+    _write(
+        tmp_path,
+        "base/company.toml",
+        '[policy]\nextends = "trust-center"\nmode = "trace"\n'
+        '[[rules]]\nid = "company-ops"\ncategories = ["payment_data"]\npurposes = ["service.operations"]\neffect = "allow"\n',
+    )
+    team = _write(
+        tmp_path, "teams/mail.toml", '[policy]\nextends = "../base/company.toml"\nremove = ["company-ops"]\n'
+    )
     policy = pg.Policy.load(team)
     assert policy.extends == (str(tmp_path / "teams" / "../base/company.toml"), "pack:trust-center")
     assert policy.mode == "trace"  # inherited: this file sets none
@@ -131,7 +137,11 @@ def test_an_unknown_rule_id_in_remove_names_file_rule_and_field(tmp_path: Path) 
     path = _write(tmp_path, "team.toml", '[policy]\nextends = "trust-center"\nremove = ["no-such-rule"]\n')
     with pytest.raises(pg.PolicyError) as raised:
         pg.Policy.load(path)
-    assert (raised.value.path, raised.value.rule, raised.value.field) == (str(path), "no-such-rule", "policy.remove")
+    assert (raised.value.path, raised.value.rule, raised.value.field) == (
+        str(path),
+        "no-such-rule",
+        "policy.remove",
+    )
 
 
 def test_remove_without_extends_is_refused(tmp_path: Path) -> None:
@@ -150,16 +160,30 @@ def test_an_unknown_base_names_the_file_that_asked_for_it(tmp_path: Path) -> Non
 
 
 def test_an_error_in_the_base_names_the_base_file(tmp_path: Path) -> None:
-    _write(tmp_path, "base.toml", '[[rules]]\nid = "x"\ncategories = ["customer_data"]\npurposes = ["advertising"]\neffect = "maybe"\n')
+    _write(
+        tmp_path,
+        "base.toml",
+        '[[rules]]\nid = "x"\ncategories = ["customer_data"]\npurposes = ["advertising"]\neffect = "maybe"\n',
+    )
     with pytest.raises(pg.PolicyError) as raised:
         pg.Policy.load(_write(tmp_path, "team.toml", '[policy]\nextends = "base.toml"\n'))
-    assert (raised.value.path, raised.value.rule, raised.value.field) == (str(tmp_path / "base.toml"), "x", "effect")
+    assert (raised.value.path, raised.value.rule, raised.value.field) == (
+        str(tmp_path / "base.toml"),
+        "x",
+        "effect",
+    )
 
 
 def test_a_key_only_the_child_defines_is_unknown_to_the_base(tmp_path: Path) -> None:
-    _write(tmp_path, "base.toml", '[[rules]]\nid = "x"\ncategories = ["customer_data.content.ticket"]\npurposes = ["service"]\neffect = "allow"\n')
+    _write(
+        tmp_path,
+        "base.toml",
+        '[[rules]]\nid = "x"\ncategories = ["customer_data.content.ticket"]\npurposes = ["service"]\neffect = "allow"\n',
+    )
     child = _write(
-        tmp_path, "team.toml", '[policy]\nextends = "base.toml"\n[taxonomy.categories]\n"customer_data.content.ticket" = "t"\n'
+        tmp_path,
+        "team.toml",
+        '[policy]\nextends = "base.toml"\n[taxonomy.categories]\n"customer_data.content.ticket" = "t"\n',
     )
     with pytest.raises(pg.UnknownKeyError):
         pg.Policy.load(child)
@@ -178,7 +202,9 @@ def test_policy_show_shows_the_merged_rules_and_where_each_came_from(tmp_path: P
     )
     shown = subprocess.run(
         [sys.executable, "-m", "purposeguard", "policy", "show", str(path), "--format", "json"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
@@ -188,7 +214,10 @@ def test_policy_show_shows_the_merged_rules_and_where_each_came_from(tmp_path: P
     assert "no-direct-marketing" not in origins
     assert data["extends"] == ["pack:trust-center"]
     table = subprocess.run(
-        [sys.executable, "-m", "purposeguard", "policy", "show", str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "purposeguard", "policy", "show", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert "extends: pack:trust-center" in table.stdout
 
@@ -198,7 +227,9 @@ def test_policy_check_reports_a_cycle_in_one_line(tmp_path: Path) -> None:
     _write(tmp_path, "b.toml", '[policy]\nextends = "a.toml"\n')
     done = subprocess.run(
         [sys.executable, "-m", "purposeguard", "policy", "check", str(tmp_path / "a.toml")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1 and "cycle" in done.stderr

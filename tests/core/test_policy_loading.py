@@ -59,19 +59,72 @@ def test_from_toml_and_load_agree(tmp_path: Path) -> None:
         (VALID.replace('["customer_data"]', "[]"), "ops", "categories", "at least one"),
         (VALID.replace('["service.operations"]', "[]"), "ops", "purposes", "at least one"),
         (VALID.replace('["customer_data"]', '["Customer Data"]'), "ops", "categories", "malformed"),
-        (VALID.replace('["customer_data"]', '["customer_data.secret"]'), "ops", "categories", "unknown category"),
-        (VALID.replace('["service.operations"]', '["service.unknown"]'), "ops", "purposes", "unknown purpose"),
-        (VALID + '\n[[rules]]\nid = "ops"\ncategories = ["customer_data"]\npurposes = ["advertising"]\neffect = "deny"\n', "ops", "id", "duplicate rule id"),
+        (
+            VALID.replace('["customer_data"]', '["customer_data.secret"]'),
+            "ops",
+            "categories",
+            "unknown category",
+        ),
+        (
+            VALID.replace('["service.operations"]', '["service.unknown"]'),
+            "ops",
+            "purposes",
+            "unknown purpose",
+        ),
+        (
+            VALID
+            + '\n[[rules]]\nid = "ops"\ncategories = ["customer_data"]\npurposes = ["advertising"]\neffect = "deny"\n',
+            "ops",
+            "id",
+            "duplicate rule id",
+        ),
         (VALID + "consentable = 1\n", "ops", "consentable", "true or false"),
         (VALID + 'obligations = ["dance"]\n', "ops", "obligations", "unknown obligation"),
-        (VALID.replace('id = "ops"', 'id = "ads"').replace("service.operations", "advertising").replace('"allow"', '"deny"\nconsentable = true'), "ads", "consentable", "never widen"),
-        (VALID + '\n[[transforms]]\nid = "t"\nfrom = ["customer_data"]\nto = "nothing_like_this"\n', "t", "to", "unknown category"),
-        (VALID + '\n[[transforms]]\nid = "t"\nfrom = ["customer_datum"]\nto = "usage_data"\n', "t", "from", "unknown category"),
-        (VALID + '\n[[destinations]]\nid = "d"\nhosts = ["x.example"]\npurpose = "adverts"\n', "d", "purpose", "unknown purpose"),
-        (VALID + '\n[[destinations]]\nid = "d"\nhosts = []\npurpose = "advertising"\n', "d", "hosts", "non-empty"),
-        (VALID + '\n[transport]\nrequire_tls = ["contentish"]\n', None, "transport.require_tls", "unknown category"),
-        (VALID + '\n[extras]\nx = 1\n', None, "extras", "unknown section"),
-        (VALID + '\n[taxonomy.categories]\n"customer_data.content.chat" = "chat"\n"orphan.child" = "x"\n', None, "taxonomy.categories", "unknown category"),
+        (
+            VALID.replace('id = "ops"', 'id = "ads"')
+            .replace("service.operations", "advertising")
+            .replace('"allow"', '"deny"\nconsentable = true'),
+            "ads",
+            "consentable",
+            "never widen",
+        ),
+        (
+            VALID + '\n[[transforms]]\nid = "t"\nfrom = ["customer_data"]\nto = "nothing_like_this"\n',
+            "t",
+            "to",
+            "unknown category",
+        ),
+        (
+            VALID + '\n[[transforms]]\nid = "t"\nfrom = ["customer_datum"]\nto = "usage_data"\n',
+            "t",
+            "from",
+            "unknown category",
+        ),
+        (
+            VALID + '\n[[destinations]]\nid = "d"\nhosts = ["x.example"]\npurpose = "adverts"\n',
+            "d",
+            "purpose",
+            "unknown purpose",
+        ),
+        (
+            VALID + '\n[[destinations]]\nid = "d"\nhosts = []\npurpose = "advertising"\n',
+            "d",
+            "hosts",
+            "non-empty",
+        ),
+        (
+            VALID + '\n[transport]\nrequire_tls = ["contentish"]\n',
+            None,
+            "transport.require_tls",
+            "unknown category",
+        ),
+        (VALID + "\n[extras]\nx = 1\n", None, "extras", "unknown section"),
+        (
+            VALID + '\n[taxonomy.categories]\n"customer_data.content.chat" = "chat"\n"orphan.child" = "x"\n',
+            None,
+            "taxonomy.categories",
+            "unknown category",
+        ),
     ],
 )
 def test_invalid_policies_name_file_rule_and_field(
@@ -205,9 +258,7 @@ class Consents:
     def has_consent(self, tenant: str, purpose: str, category: str) -> bool:
         from purposeguard._taxonomy import ancestors
 
-        return any(
-            (tenant, p, c) in self.granted for p in ancestors(purpose) for c in ancestors(category)
-        )
+        return any((tenant, p, c) in self.granted for p in ancestors(purpose) for c in ancestors(category))
 
 
 def test_consent_turns_a_consentable_deny_into_allow_only_for_that_tenant() -> None:
@@ -264,7 +315,9 @@ consentable = true
 """
     )
     consents = Consents({("contoso", "improvement", "customer_data")})
-    decision = policy.decide(["customer_data", "administrator_data"], "improvement", tenant="contoso", consents=consents)
+    decision = policy.decide(
+        ["customer_data", "administrator_data"], "improvement", tenant="contoso", consents=consents
+    )
     assert decision.allowed and decision.consent
     assert (decision.category, decision.rule) == ("administrator_data", "admin-improvement")
 

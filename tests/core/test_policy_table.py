@@ -109,10 +109,7 @@ def _listed(category: str, purpose: str) -> bool:
 def test_every_other_pair_is_denied_by_the_default() -> None:
     policy = pg.get_guard().policy
     unlisted = [
-        (c, p)
-        for c in policy.taxonomy.categories
-        for p in policy.taxonomy.purposes
-        if not _listed(c, p)
+        (c, p) for c in policy.taxonomy.categories for p in policy.taxonomy.purposes if not _listed(c, p)
     ]
     assert len(unlisted) > 50
     for category, purpose in unlisted:

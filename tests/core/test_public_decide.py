@@ -31,7 +31,14 @@ def test_every_input_form_decides_what_the_guard_decides_before_and_after_memois
         for category in categories:
             expected = reference.decide([category], purpose)
             for _ in range(2):  # the first call fills the memo, the second reads it
-                forms = [category, [category], (category,), frozenset({category}), {category}, iter([category])]
+                forms = [
+                    category,
+                    [category],
+                    (category,),
+                    frozenset({category}),
+                    {category},
+                    iter([category]),
+                ]
                 for form in forms:
                     got = pg.decide(form, purpose)
                     assert (got.allowed, got.rule) == (expected.allowed, expected.rule), (form, purpose)
@@ -44,9 +51,7 @@ def test_every_input_form_decides_what_the_guard_decides_before_and_after_memois
 def test_an_activated_guard_decides_not_the_process_wide_memo() -> None:
     pg.configure("trust-center")
     assert not pg.decide(EMAIL, "advertising").allowed  # memoised under the process guard
-    permissive = pg.Policy.from_toml(
-        '[policy]\nname = "open"\ndefault = "allow"\n', source="open"
-    )
+    permissive = pg.Policy.from_toml('[policy]\nname = "open"\ndefault = "allow"\n', source="open")
     with pg.Guard(permissive).activate():
         assert pg.decide(EMAIL, "advertising").allowed
     assert not pg.decide(EMAIL, "advertising").allowed

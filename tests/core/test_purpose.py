@@ -335,7 +335,9 @@ effect = "deny"
 """
 
 
-def _mode_of(purpose: str, monkeypatch: pytest.MonkeyPatch, *, env: str | None = None, **configure: Any) -> str:
+def _mode_of(
+    purpose: str, monkeypatch: pytest.MonkeyPatch, *, env: str | None = None, **configure: Any
+) -> str:
     if env is not None:
         monkeypatch.setenv("PURPOSEGUARD_MODE", env)
     else:
@@ -367,7 +369,13 @@ def test_mode_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_configure_trace_traces_every_rule_of_the_pack(content: str) -> None:
     pg.configure(policy="trust-center", mode="trace")
     with pg.testing.capture() as violations:
-        for purpose in ("advertising", "marketing.direct", "disclosure.voluntary", "improvement", "service.communications"):
+        for purpose in (
+            "advertising",
+            "marketing.direct",
+            "disclosure.voluntary",
+            "improvement",
+            "service.communications",
+        ):
             pg.check(content, purpose)
     assert len(violations) == 5 and {v.mode for v in violations} == {"trace"}
 
@@ -414,7 +422,9 @@ def test_internal_error_denies_in_enforce_mode(content: str) -> None:
     assert caught.value.violations[0].rule == "purposeguard.internal-error"
 
 
-def test_internal_error_records_and_proceeds_in_trace_mode(content: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_internal_error_records_and_proceeds_in_trace_mode(
+    content: str, caplog: pytest.LogCaptureFixture
+) -> None:
     guard = pg.configure("trust-center", mode="trace")
     guard.policy = BrokenPolicy(guard.policy)  # type: ignore[assignment]
 
@@ -448,7 +458,9 @@ def test_check_returns_the_denied_decision_in_trace_mode(content: str, trace_gua
     assert violations[0].function.endswith("test_check_returns_the_denied_decision_in_trace_mode")
 
 
-def test_on_violation_callbacks_and_a_failing_callback(content: str, trace_guard: pg.Guard, caplog: pytest.LogCaptureFixture) -> None:
+def test_on_violation_callbacks_and_a_failing_callback(
+    content: str, trace_guard: pg.Guard, caplog: pytest.LogCaptureFixture
+) -> None:
     got: list[pg.Violation] = []
 
     def broken(_: pg.Violation) -> None:
@@ -569,7 +581,9 @@ def test_a_decorator_below_that_changes_the_signature_is_respected() -> None:
 
 
 def test_context_mode_precedence_reaches_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    policy = pg.Policy.from_toml('[[rules]]\nid = "r"\ncategories = ["usage_data"]\npurposes = ["service"]\neffect = "allow"\n')
+    policy = pg.Policy.from_toml(
+        '[[rules]]\nid = "r"\ncategories = ["usage_data"]\npurposes = ["service"]\neffect = "allow"\n'
+    )
     monkeypatch.setenv("PURPOSEGUARD_CONTEXT_MODE", "enforce")
     assert pg.Guard(policy).context_mode == "enforce"
     assert pg.Guard(policy, context_mode="off").context_mode == "off"
@@ -596,7 +610,9 @@ def test_purposeguard_policy_names_the_default_policy(tmp_path: Any) -> None:
     import os
 
     env = dict(os.environ, PURPOSEGUARD_POLICY=str(policy))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "service.analytics"
 

@@ -1,4 +1,4 @@
-"""House rules that a test can hold: ruff clean, mypy clean (strict) on the package, a relaxed
+"""House rules that a test can hold: ruff clean and formatted, mypy clean (strict) on the package, a relaxed
 mypy pass over tests and benchmarks, no references to design-document sections in code."""
 
 from __future__ import annotations
@@ -13,9 +13,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_ruff_is_clean() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ruff_format_is_applied() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, "run `ruff format .`:\n" + done.stdout + done.stderr
 
 
 def test_mypy_strict_is_clean() -> None:
@@ -33,8 +48,16 @@ def test_mypy_relaxed_is_clean_on_tests_and_benchmarks() -> None:
     """Bodies type-checked, annotations not required (tests/mypy.ini)."""
     done = subprocess.run(
         [
-            sys.executable, "-m", "mypy", "--config-file", "tests/mypy.ini",
-            "--no-incremental", "--cache-dir", "/dev/null", "tests", "benchmarks",
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            "tests/mypy.ini",
+            "--no-incremental",
+            "--cache-dir",
+            "/dev/null",
+            "tests",
+            "benchmarks",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -54,10 +77,29 @@ def test_code_points_to_its_own_docs_not_to_design_sections() -> None:
     pattern = re.compile(r"DESIGN\s*§|§\s*\d|DESIGN\.md")
     offenders = []
     paths = sorted(ROOT.glob("*.md"))
-    for folder in ("purposeguard", "integrations", "examples", "benchmarks", "tests", "scripts", ".ci", "docs"):
+    for folder in (
+        "purposeguard",
+        "integrations",
+        "examples",
+        "benchmarks",
+        "tests",
+        "scripts",
+        ".ci",
+        "docs",
+    ):
         paths += sorted((ROOT / folder).rglob("*"))
     for path in paths:
-        if path.is_file() and path.suffix in {"", ".py", ".toml", ".sh", ".ini", ".md", ".yaml", ".json", ".html"}:
+        if path.is_file() and path.suffix in {
+            "",
+            ".py",
+            ".toml",
+            ".sh",
+            ".ini",
+            ".md",
+            ".yaml",
+            ".json",
+            ".html",
+        }:
             text = path.read_text(encoding="utf-8", errors="replace")
             for number, line in enumerate(text.splitlines(), 1):
                 if pattern.search(line):

@@ -17,7 +17,9 @@ def test_quick_start_runs_as_written(tmp_path: Path) -> None:
     assert code is not None
     script = tmp_path / "quickstart.py"
     script.write_text(code.group(1), encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "1"
@@ -57,11 +59,15 @@ def test_obligations_example_runs(tmp_path: Path) -> None:
     )
     script = tmp_path / "obligations.py"
     script.write_text(prelude + code.group(1) + epilogue, encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("ok")
     verify = subprocess.run(
         [sys.executable, "-m", "purposeguard", "audit", "verify", str(tmp_path / "audit.db")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert verify.returncode == 0, verify.stderr

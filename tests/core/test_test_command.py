@@ -84,7 +84,10 @@ def test_without_the_venv_it_says_to_run_the_first_command(checkout: Path, tmp_p
     done = _run(checkout, path=_bare_path(tmp_path))
     assert done.returncode == 2
     assert "run the README's first command first" in done.stderr
-    assert "python3 -m venv .venv && .venv/bin/pip install -q '.[test]' && .venv/bin/purposeguard demo" in done.stderr
+    assert (
+        "python3 -m venv .venv && .venv/bin/pip install -q '.[test]' && .venv/bin/purposeguard demo"
+        in done.stderr
+    )
 
 
 def test_ci_installs_as_the_readme_says_then_runs_the_same_command() -> None:
@@ -96,7 +99,9 @@ def test_ci_installs_as_the_readme_says_then_runs_the_same_command() -> None:
     )
     assert "bash scripts/test || status=$?" in lines
     assert 'if [ "$status" -eq 5 ]; then' in lines, "no tests collected is a failure"
-    assert not [line for line in lines if "pytest" in line and "echo" not in line], "pytest only through scripts/test"
+    assert not [line for line in lines if "pytest" in line and "echo" not in line], (
+        "pytest only through scripts/test"
+    )
 
 
 def test_the_script_runs_pytest_from_the_venv_with_the_arguments_it_was_given() -> None:

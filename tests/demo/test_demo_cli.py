@@ -84,7 +84,9 @@ def test_demo_in_trace_mode_lets_denied_flows_proceed_and_says_so(tmp_path: Path
     assert result.returncode == 0, result.stdout + result.stderr
     rows = table_rows(result.stdout)
     for rule in DENIED_RULES:
-        assert any(rule in row and "denied, proceeded" in row and row.endswith("trace") for row in rows.values()), rule
+        assert any(
+            rule in row and "denied, proceeded" in row and row.endswith("trace") for row in rows.values()
+        ), rule
     assert "trace mode: denied flows went ahead and were recorded" in result.stdout
     # Trace mode records the most; none of it, nor the output, holds a mail or document body.
     bodies = [step.body["body"] for step in scenario.STEPS if step.body and "body" in step.body]
@@ -122,7 +124,9 @@ def test_open_report_opens_the_html_report(
     assert opened == [(tmp_path / "report.html").as_uri()]
 
 
-def test_a_second_run_replaces_the_previous_audit_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_second_run_replaces_the_previous_audit_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["demo", "--out", str(tmp_path)]) == 0
     with AuditLog(tmp_path / "audit.db", create=False, readonly=True) as log:
         first = len(log)
@@ -250,7 +254,12 @@ def test_the_demo_command_without_its_extra_names_the_extra_in_one_line(tmp_path
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = tmp_path / "out"
     result = subprocess.run(
-        [str(EXECUTABLE), "demo", "--out", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        [str(EXECUTABLE), "demo", "--out", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1, result.stdout + result.stderr
     err = result.stderr.strip()

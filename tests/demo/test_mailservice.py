@@ -47,23 +47,32 @@ def test_unknown_mailbox_is_404_and_bad_json_is_400(start_service: StartService)
     service = start_service()
     service.seed()
     assert service.client.get("/t/contoso/mailboxes/nobody@contoso.example/diagnostics").status_code == 404
-    bad = service.client.post("/t/contoso/users", content=b"not json", headers={"content-type": "application/json"})
+    bad = service.client.post(
+        "/t/contoso/users", content=b"not json", headers={"content-type": "application/json"}
+    )
     assert bad.status_code == 400
 
 
 def test_usage_statistics_come_from_the_usage_aggregate_transform(start_service: StartService) -> None:
     service = start_service()
     service.seed()
-    put = service.client.put("/t/contoso/documents/plan.docx", json={"owner": MEGAN, "body": "Plan: ship it."})
+    put = service.client.put(
+        "/t/contoso/documents/plan.docx", json={"owner": MEGAN, "body": "Plan: ship it."}
+    )
     assert put.status_code == 201
     response = service.client.get("/t/contoso/usage-statistics")
     assert response.status_code == 200
     stats = response.json()
     assert stats["categories"] == ["usage_data"]
     assert (stats["messages"], stats["documents"], stats["users"]) == (1, 1, 1)
-    aggregates = [r for r in service.records if isinstance(r, pg.Declassification) and r.transform == "usage-aggregate"]
+    aggregates = [
+        r for r in service.records if isinstance(r, pg.Declassification) and r.transform == "usage-aggregate"
+    ]
     assert len(aggregates) == 1
-    assert set(aggregates[0].from_categories) == {"customer_data.content.email", "customer_data.content.document"}
+    assert set(aggregates[0].from_categories) == {
+        "customer_data.content.email",
+        "customer_data.content.document",
+    }
     assert service.violations == []
 
 
@@ -92,7 +101,9 @@ def test_storage_notice_quoting_mail_is_blocked_in_enforce_mode(start_service: S
     assert rules(service) == {"no-content-in-service-communications"}
 
 
-def test_storage_notice_quoting_mail_proceeds_but_is_recorded_in_trace_mode(start_service: StartService) -> None:
+def test_storage_notice_quoting_mail_proceeds_but_is_recorded_in_trace_mode(
+    start_service: StartService,
+) -> None:
     service = start_service("trace")
     service.seed(quota=40)
     response = service.client.post("/t/contoso/admin/storage-notices?quote=latest", json={})
@@ -110,12 +121,16 @@ def test_ad_recommendations_never_reach_the_ad_network(start_service: StartServi
     assert response.json()["rule"] == "no-advertising"
     [violation] = service.violations
     assert (violation.via, violation.purpose, violation.category) == (
-        "egress", "advertising", "customer_data.content.email"
+        "egress",
+        "advertising",
+        "customer_data.content.email",
     )
     assert service.outside.received == []
 
 
-def test_ad_recommendations_in_trace_mode_reach_the_local_fake_and_are_recorded(start_service: StartService) -> None:
+def test_ad_recommendations_in_trace_mode_reach_the_local_fake_and_are_recorded(
+    start_service: StartService,
+) -> None:
     service = start_service("trace")
     service.seed()
     response = service.client.get(f"/t/contoso/mailboxes/{MEGAN}/recommendations")
@@ -148,7 +163,11 @@ def test_product_analytics_needs_the_tenants_consent(start_service: StartService
 
     grant = service.client.post(
         "/t/contoso/admin/consents",
-        json={"purpose": "improvement", "categories": ["customer_data"], "granted_by": "it-admin@contoso.example"},
+        json={
+            "purpose": "improvement",
+            "categories": ["customer_data"],
+            "granted_by": "it-admin@contoso.example",
+        },
     )
     assert grant.status_code == 201 and grant.json()["rules"] == ["improvement-only-with-consent"]
     service.violations.clear()
@@ -158,7 +177,8 @@ def test_product_analytics_needs_the_tenants_consent(start_service: StartService
     assert service.client.post(job.format("fabrikam"), json={}).status_code == 403
 
     revoke = service.client.post(
-        "/t/contoso/admin/consents/revoke", json={"purpose": "improvement", "revoked_by": "it-admin@contoso.example"}
+        "/t/contoso/admin/consents/revoke",
+        json={"purpose": "improvement", "revoked_by": "it-admin@contoso.example"},
     )
     assert revoke.status_code == 200
     assert service.client.post(job.format("contoso"), json={}).status_code == 403
@@ -169,7 +189,11 @@ def test_consent_to_advertising_is_refused(start_service: StartService) -> None:
     service.seed()
     response = service.client.post(
         "/t/contoso/admin/consents",
-        json={"purpose": "advertising", "categories": ["customer_data"], "granted_by": "it-admin@contoso.example"},
+        json={
+            "purpose": "advertising",
+            "categories": ["customer_data"],
+            "granted_by": "it-admin@contoso.example",
+        },
     )
     assert response.status_code == 400
     assert "no-advertising" in response.json()["message"]
@@ -198,7 +222,9 @@ COMPELLED = {
 def test_compelled_disclosure_requires_a_redirect_first(start_service: StartService) -> None:
     service = start_service()
     service.seed()
-    response = service.client.post("/t/contoso/law-enforcement/compelled", json={**COMPELLED, "redirect_attempted": False})
+    response = service.client.post(
+        "/t/contoso/law-enforcement/compelled", json={**COMPELLED, "redirect_attempted": False}
+    )
     assert response.status_code == 409
     assert response.json()["obligation"] == "redirect_first"
     assert response.json()["rule"] == "compelled-disclosure"
@@ -206,10 +232,14 @@ def test_compelled_disclosure_requires_a_redirect_first(start_service: StartServ
     assert not [r for r in service.records if r.kind == "disclosure"]
 
 
-def test_compelled_disclosure_releases_only_the_named_fields_after_notifying(start_service: StartService) -> None:
+def test_compelled_disclosure_releases_only_the_named_fields_after_notifying(
+    start_service: StartService,
+) -> None:
     service = start_service()
     service.seed()
-    response = service.client.post("/t/contoso/law-enforcement/compelled", json={**COMPELLED, "redirect_attempted": True})
+    response = service.client.post(
+        "/t/contoso/law-enforcement/compelled", json={**COMPELLED, "redirect_attempted": True}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["released"] == {"owner": MEGAN, "message_count": 1}
@@ -225,9 +255,16 @@ def test_compelled_disclosure_releases_only_the_named_fields_after_notifying(sta
     assert disclosures[0]["fields"] == ["owner", "message_count"] and disclosures[0]["notified"] is True
 
 
-def test_compelled_disclosure_without_an_administrator_to_notify_releases_nothing(start_service: StartService) -> None:
+def test_compelled_disclosure_without_an_administrator_to_notify_releases_nothing(
+    start_service: StartService,
+) -> None:
     service = start_service()
-    assert service.client.post("/t/tailspin/users", json={"address": "kim@tailspin.example", "name": "Kim"}).status_code == 201
+    assert (
+        service.client.post(
+            "/t/tailspin/users", json={"address": "kim@tailspin.example", "name": "Kim"}
+        ).status_code
+        == 201
+    )
     response = service.client.post(
         "/t/tailspin/law-enforcement/compelled",
         json={**COMPELLED, "mailbox": "kim@tailspin.example", "redirect_attempted": True},
@@ -256,7 +293,10 @@ def test_no_value_leaks_into_records_audit_or_logs(
     client.get(f"/t/contoso/mailboxes/{MEGAN}/recommendations")
     client.post("/t/contoso/newsletter", json={"subject": "Offers"})
     client.post("/t/contoso/jobs/product-analytics", json={})
-    client.post("/t/contoso/law-enforcement/voluntary", json={"requester": "PD", "mailbox": MEGAN, "fields": ["messages"]})
+    client.post(
+        "/t/contoso/law-enforcement/voluntary",
+        json={"requester": "PD", "mailbox": MEGAN, "fields": ["messages"]},
+    )
     client.post("/t/contoso/law-enforcement/compelled", json={**COMPELLED, "redirect_attempted": True})
     assert len(service.violations) >= 5
     service.flush()
@@ -273,7 +313,8 @@ def test_the_store_can_live_in_a_sqlite_file(tmp_path: Path) -> None:
     with running(store=Store(path)) as first, httpx.Client(base_url=first.url) as client:
         assert client.post("/t/contoso/users", json={"address": MEGAN, "name": "Megan"}).status_code == 201
         delivered = client.post(
-            f"/t/contoso/mailboxes/{MEGAN}/messages", json={"sender": "a@b.example", "subject": "Hi", "body": "Hello"}
+            f"/t/contoso/mailboxes/{MEGAN}/messages",
+            json={"sender": "a@b.example", "subject": "Hi", "body": "Hello"},
         )
         assert delivered.status_code == 201
     first.service.store.close()

@@ -41,7 +41,9 @@ def operate_job(ticket: str) -> dict[str, Any]:
     return {"ticket": ticket, **state()}
 
 
-app = Celery("pgjobs", broker=os.environ.get("PG_JOBS_BROKER", "memory://"), backend=os.environ.get("PG_JOBS_BROKER"))
+app = Celery(
+    "pgjobs", broker=os.environ.get("PG_JOBS_BROKER", "memory://"), backend=os.environ.get("PG_JOBS_BROKER")
+)
 app.conf.update(
     task_serializer="json",
     result_serializer="json",

@@ -86,7 +86,8 @@ class LoadResult:
         return [
             o
             for o in self.outcomes
-            if (o.received < self.flip_started and o.allowed) or (o.sent > self.flip_done + bound and not o.allowed)
+            if (o.received < self.flip_started and o.allowed)
+            or (o.sent > self.flip_done + bound and not o.allowed)
         ]
 
     def refused(self) -> int:
@@ -147,5 +148,7 @@ async def _load(urls: list[str], tenant: str, total: int, concurrency: int, dead
     return result
 
 
-def run_load(urls: list[str], *, tenant: str = "contoso", total: int = 2000, concurrency: int = 16, seconds: float = 60) -> LoadResult:
+def run_load(
+    urls: list[str], *, tenant: str = "contoso", total: int = 2000, concurrency: int = 16, seconds: float = 60
+) -> LoadResult:
     return asyncio.run(_load(urls, tenant, total, concurrency, time.monotonic() + seconds))

@@ -80,12 +80,15 @@ class PostgresServer:
             shutil.chown(password_file, self.user)
         self._run(
             str(PG_BIN / "initdb"),
-            "-D", str(self.data),
-            "-U", PG_USER,
+            "-D",
+            str(self.data),
+            "-U",
+            PG_USER,
             "--auth=scram-sha-256",
             f"--pwfile={password_file}",
             "--no-sync",
-            "-E", "UTF8",
+            "-E",
+            "UTF8",
             "--locale=C",
         )
         password_file.unlink()
@@ -103,7 +106,19 @@ class PostgresServer:
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
             "-c fsync=off -c full_page_writes=off -c max_connections=100 -c shared_buffers=32MB"
         )
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
+        self._run(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         wait_for_port(self.port)
 
     def stop(self, mode: str = "fast") -> None:
@@ -141,13 +156,20 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 binary,
-                "--bind", "127.0.0.1",
-                "--port", str(self.port),
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self.root),
-                "--daemonize", "no",
-                "--protected-mode", "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.root),
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

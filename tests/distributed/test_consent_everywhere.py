@@ -30,7 +30,9 @@ class Replica:
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
-            raise AssertionError(f"the replica died: {self.process.stderr.read() if self.process.stderr else ''}")
+            raise AssertionError(
+                f"the replica died: {self.process.stderr.read() if self.process.stderr else ''}"
+            )
         return line.strip()
 
     def wait_state(self, expected: bool) -> float:
@@ -57,7 +59,9 @@ def replicas(pg_url: str) -> Iterator[list[Replica]]:
         replica.close()
 
 
-def test_a_grant_and_a_revocation_reach_every_replica_within_the_bound(pg_url: str, replicas: list[Replica]) -> None:
+def test_a_grant_and_a_revocation_reach_every_replica_within_the_bound(
+    pg_url: str, replicas: list[Replica]
+) -> None:
     for replica in replicas:
         assert replica.wait_state(False)
     with ConsentStore(pg_url) as store:
@@ -79,7 +83,9 @@ def test_two_stores_in_one_process_see_each_others_grants_for_that_tenant_only(p
     with ConsentStore(pg_url) as first, ConsentStore(pg_url) as second:
         first.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
         deadline = time.monotonic() + BOUND
-        while not second.has_consent("contoso", "improvement", "customer_data") and time.monotonic() < deadline:
+        while (
+            not second.has_consent("contoso", "improvement", "customer_data") and time.monotonic() < deadline
+        ):
             time.sleep(0.005)
         assert second.has_consent("contoso", "improvement", "customer_data.content.email")
         assert not second.has_consent("fabrikam", "improvement", "customer_data.content.email")

@@ -47,7 +47,9 @@ def _listening(server: PostgresServer) -> bool:
 
 
 def violation(n: int, mode: str = "trace") -> pg.Violation:
-    return pg.Violation(CONTENT, "advertising", "no-advertising", "argument", f"w.{n}", "contoso", mode, time.time())
+    return pg.Violation(
+        CONTENT, "advertising", "no-advertising", "argument", f"w.{n}", "contoso", mode, time.time()
+    )
 
 
 def wait_until(condition: object, timeout: float = 20.0) -> None:
@@ -70,7 +72,9 @@ def flush_when_back(sink: AuditSink, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
-def test_trace_mode_keeps_working_while_down_and_writes_the_buffer_in_order(server: PostgresServer, url: str) -> None:
+def test_trace_mode_keeps_working_while_down_and_writes_the_buffer_in_order(
+    server: PostgresServer, url: str
+) -> None:
     pg.configure("trust-center", mode="trace")
     sink = audit.attach(url)
     guard = get_guard()
@@ -145,7 +149,9 @@ def test_enforce_mode_denies_a_record_that_cannot_be_kept(server: PostgresServer
     assert count(body) == 9
 
 
-def test_consent_decisions_fail_closed_when_the_database_is_gone_too_long(server: PostgresServer, url: str) -> None:
+def test_consent_decisions_fail_closed_when_the_database_is_gone_too_long(
+    server: PostgresServer, url: str
+) -> None:
     store = ConsentStore(url)
     try:
         store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")

@@ -60,7 +60,9 @@ class Worker:
     def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
         self.output = log.open("w")
-        self.process = subprocess.Popen(command, cwd=HERE, env=env, stdout=self.output, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, cwd=HERE, env=env, stdout=self.output, stderr=subprocess.STDOUT
+        )
 
     def stop(self) -> None:
         self.process.terminate()
@@ -75,7 +77,11 @@ class Worker:
 def violations_in(audit_url: str, function_suffix: str) -> list[dict[str, Any]]:
     with AuditLog(audit_url, readonly=True) as log:
         assert log.verify().ok
-        return [e.data for e in log.records() if e.kind == "violation" and e.data["function"].endswith(function_suffix)]
+        return [
+            e.data
+            for e in log.records()
+            if e.kind == "violation" and e.data["function"].endswith(function_suffix)
+        ]
 
 
 def recorded_once(audit_url: str, function_suffix: str) -> dict[str, Any]:
@@ -95,15 +101,33 @@ def recorded_once(audit_url: str, function_suffix: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def celery_worker(redis_server: RedisServer, postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def celery_worker(
+    redis_server: RedisServer, postgres: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A Celery worker process (prefork pool) on redis; yields its audit URL."""
     broker = redis_server.url(1)
     audit_url = postgres.create_database()
     AuditLog(audit_url).close()
     jobs.app.conf.update(broker_url=broker, result_backend=broker)
     worker = Worker(
-        [sys.executable, "-m", "celery", "-A", "jobs", "worker", "--pool=prefork", "-c", "1",
-         "-Q", "pgjobs", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "jobs",
+            "worker",
+            "--pool=prefork",
+            "-c",
+            "1",
+            "-Q",
+            "pgjobs",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "warning",
+        ],
         worker_env(broker, audit_url),
         tmp_path_factory.mktemp("celery") / "worker.log",
     )
@@ -130,10 +154,17 @@ def test_celery_runs_an_allowed_job(celery_worker: str) -> None:
     with pg.zone(tenant="contoso"):
         pg.label("mail body", CONTENT)
         outcome = jobs.celery_operate.delay("T-1").get(timeout=30)
-    assert outcome == {"ticket": "T-1", "purpose": "service.operations", "tenant": "contoso", "zone": [CONTENT]}
+    assert outcome == {
+        "ticket": "T-1",
+        "purpose": "service.operations",
+        "tenant": "contoso",
+        "zone": [CONTENT],
+    }
 
 
-def test_celery_refuses_a_forbidden_job_in_the_worker_and_records_it_once(celery_worker: str, marker: str) -> None:
+def test_celery_refuses_a_forbidden_job_in_the_worker_and_records_it_once(
+    celery_worker: str, marker: str
+) -> None:
     with pg.zone(tenant="contoso"):
         pg.label(marker, CONTENT)
         result = jobs.celery_advertise.delay("celery-spring")
@@ -142,7 +173,11 @@ def test_celery_refuses_a_forbidden_job_in_the_worker_and_records_it_once(celery
     assert "no-advertising" in str(result.result) and marker not in str(result.result)
     record = recorded_once(celery_worker, "advertise_job")
     assert (record["category"], record["purpose"], record["via"], record["tenant"], record["mode"]) == (
-        CONTENT, "advertising", "context", "contoso", "enforce"
+        CONTENT,
+        "advertising",
+        "context",
+        "contoso",
+        "enforce",
     )
     assert marker not in str(record)
 
@@ -151,14 +186,27 @@ def test_celery_refuses_a_forbidden_job_in_the_worker_and_records_it_once(celery
 
 
 @pytest.fixture(scope="module")
-def rq_queue(redis_server: RedisServer, postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Queue, str]]:
+def rq_queue(
+    redis_server: RedisServer, postgres: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Queue, str]]:
     """An RQ worker process (forking a work horse per job) on redis; the queue and its audit URL."""
     url = redis_server.url(2)
     audit_url = postgres.create_database()
     AuditLog(audit_url).close()
     rq_binary = str(Path(sys.executable).parent / "rq")
     worker = Worker(
-        [rq_binary, "worker", "-u", url, "-c", "jobs", "--path", str(HERE), "--disable-job-desc-logging", "pgjobs"],
+        [
+            rq_binary,
+            "worker",
+            "-u",
+            url,
+            "-c",
+            "jobs",
+            "--path",
+            str(HERE),
+            "--disable-job-desc-logging",
+            "pgjobs",
+        ],
         worker_env(url, audit_url),
         tmp_path_factory.mktemp("rq") / "worker.log",
     )
@@ -194,14 +242,18 @@ def test_rq_carries_purpose_tenant_and_zone_to_a_worker_process(rq_queue: tuple[
     assert plain.return_value() == {"purpose": None, "tenant": None, "zone": []}
 
 
-def test_rq_labels_of_arguments_travel_though_the_serializer_drops_them(rq_queue: tuple[Queue, str], marker: str) -> None:
+def test_rq_labels_of_arguments_travel_though_the_serializer_drops_them(
+    rq_queue: tuple[Queue, str], marker: str
+) -> None:
     queue, _ = rq_queue
     job = queue.enqueue(jobs.operate_job, pg.label(marker, "customer_data.content.crm"))
     assert wait_job(job) == "finished"
     assert job.return_value()["zone"] == ["customer_data.content.crm"]  # type: ignore[index]
 
 
-def test_rq_refuses_a_forbidden_job_in_the_worker_and_records_it_once(rq_queue: tuple[Queue, str], marker: str) -> None:
+def test_rq_refuses_a_forbidden_job_in_the_worker_and_records_it_once(
+    rq_queue: tuple[Queue, str], marker: str
+) -> None:
     queue, audit_url = rq_queue
     with pg.zone(tenant="contoso"):
         pg.label(marker, CONTENT)
@@ -212,7 +264,11 @@ def test_rq_refuses_a_forbidden_job_in_the_worker_and_records_it_once(rq_queue: 
     assert marker not in str(job.latest_result().exc_string)  # type: ignore[union-attr]
     record = recorded_once(audit_url, "advertise_job")
     assert (record["category"], record["purpose"], record["via"], record["tenant"], record["mode"]) == (
-        CONTENT, "advertising", "context", "contoso", "enforce"
+        CONTENT,
+        "advertising",
+        "context",
+        "contoso",
+        "enforce",
     )
 
 
@@ -220,7 +276,9 @@ def test_rq_enqueue_is_an_egress_check(rq_queue: tuple[Queue, str], marker: str)
     queue, _ = rq_queue
     pg.configure("trust-center", mode="enforce")
     count = queue.count
-    content = pg.label(marker, CONTENT)  # read before: labelling under advertising is itself a use (via="source")
+    content = pg.label(
+        marker, CONTENT
+    )  # read before: labelling under advertising is itself a use (via="source")
     with pg.purpose("advertising"), pytest.raises(pg.PurposeViolation) as refused:
         queue.enqueue(jobs.inspect_job, content)
     assert refused.value.violations[0].via == "egress"
@@ -243,4 +301,3 @@ def test_rq_uninstrument_restores_rq(rq_queue: tuple[Queue, str]) -> None:
 @pytest.fixture
 def marker() -> str:
     return "PGMARKER-jobs-4b1e-do-not-leak"
-

@@ -21,7 +21,9 @@ CONTENT = "customer_data.content.email"
 
 
 def violation(n: int) -> pg.Violation:
-    return pg.Violation(CONTENT, "advertising", "no-advertising", "argument", f"tests.f{n}", "contoso", "trace", time.time())
+    return pg.Violation(
+        CONTENT, "advertising", "no-advertising", "argument", f"tests.f{n}", "contoso", "trace", time.time()
+    )
 
 
 @pytest.fixture
@@ -56,21 +58,34 @@ def test_an_intact_keyed_chain_verifies(keyed: str, key_file: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert f"keyed chain (key id {ChainKey(KEY).key_id}): intact, 10 records" in done.stdout
     unkeyed = verify(keyed, None)
-    assert unkeyed.returncode == 2 and unkeyed.stderr.count("\n") == 1 and "the chain is keyed" in unkeyed.stderr
+    assert (
+        unkeyed.returncode == 2 and unkeyed.stderr.count("\n") == 1 and "the chain is keyed" in unkeyed.stderr
+    )
 
 
 @pytest.mark.parametrize(
     ("statements", "says"),
     [
-        (["UPDATE purposeguard_audit SET data = replace(data, 'advertising', 'analytics') WHERE seq = 4"],
-         "record 4 was altered"),
+        (
+            ["UPDATE purposeguard_audit SET data = replace(data, 'advertising', 'analytics') WHERE seq = 4"],
+            "record 4 was altered",
+        ),
         (["DELETE FROM purposeguard_audit WHERE seq = 6"], "record 6 is missing (deleted)"),
-        (["UPDATE purposeguard_audit SET seq = 100 WHERE seq = 3",
-          "UPDATE purposeguard_audit SET seq = 3 WHERE seq = 4",
-          "UPDATE purposeguard_audit SET seq = 4 WHERE seq = 100"], "record 3 "),
-        (["DELETE FROM purposeguard_audit WHERE seq > 7",
-          "UPDATE purposeguard_head SET seq = 7, hash = (SELECT hash FROM purposeguard_audit WHERE seq = 7)"],
-         "records from 8 on were cut off"),
+        (
+            [
+                "UPDATE purposeguard_audit SET seq = 100 WHERE seq = 3",
+                "UPDATE purposeguard_audit SET seq = 3 WHERE seq = 4",
+                "UPDATE purposeguard_audit SET seq = 4 WHERE seq = 100",
+            ],
+            "record 3 ",
+        ),
+        (
+            [
+                "DELETE FROM purposeguard_audit WHERE seq > 7",
+                "UPDATE purposeguard_head SET seq = 7, hash = (SELECT hash FROM purposeguard_audit WHERE seq = 7)",
+            ],
+            "records from 8 on were cut off",
+        ),
         (["UPDATE purposeguard_meta SET value = 'ffff' WHERE key = 'log_id'"], "record 1 was altered"),
     ],
     ids=["altered", "deleted", "reordered", "cut-off-tail", "log-id"],
@@ -119,7 +134,8 @@ def test_a_forged_grant_never_widens_a_decision(pg_url: str, key_file: Path) -> 
         data = '{"action":"grant","categories":["customer_data"],"kind":"consent","purpose":"improvement","tenant":"fabrikam"}'
         forged = link(hash_, seq + 1, "consent", 1.0, data)
         conn.execute(
-            "INSERT INTO purposeguard_audit VALUES (%s, 'consent', 1.0, %s, %s, %s)", (seq + 1, data, hash_, forged)
+            "INSERT INTO purposeguard_audit VALUES (%s, 'consent', 1.0, %s, %s, %s)",
+            (seq + 1, data, hash_, forged),
         )
         conn.execute("UPDATE purposeguard_head SET seq = %s, hash = %s", (seq + 1, forged))
         conn.execute(
@@ -145,6 +161,10 @@ def test_a_keyed_sqlite_log_migrates_with_its_key(tmp_path: Path, pg_url: str, k
     assert done.returncode == 0, done.stderr
     assert f"head {head} (the source's)" in done.stdout
     verified = verify(pg_url, key_file)
-    assert verified.returncode == 0 and "keyed chain" in verified.stdout and "intact, 6 records" in verified.stdout
+    assert (
+        verified.returncode == 0
+        and "keyed chain" in verified.stdout
+        and "intact, 6 records" in verified.stdout
+    )
     with ConsentStore(AuditLog(pg_url, key=key_file)) as store:
         assert store.has_consent("contoso", "improvement", CONTENT)

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 
-def run(code: str, *, without: str | None = None, tmp_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    code: str, *, without: str | None = None, tmp_path: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     prelude = ""
     if without is not None:
         assert tmp_path is not None
@@ -31,7 +33,11 @@ def test_the_core_and_the_rq_integration_import_neither_psycopg_nor_rq() -> None
 
 
 def test_a_postgres_url_without_psycopg_names_the_extra(tmp_path: Path) -> None:
-    done = run("from purposeguard.audit import AuditLog\nAuditLog('postgresql://u:p@127.0.0.1:1/d')", without="psycopg", tmp_path=tmp_path)
+    done = run(
+        "from purposeguard.audit import AuditLog\nAuditLog('postgresql://u:p@127.0.0.1:1/d')",
+        without="psycopg",
+        tmp_path=tmp_path,
+    )
     assert done.returncode != 0
     assert "pip install 'purposeguard[postgres]'" in done.stderr.strip().splitlines()[-1]
 
@@ -47,6 +53,10 @@ def test_the_cli_says_so_in_one_line(tmp_path: Path) -> None:
 
 
 def test_rq_instrument_without_rq_names_the_extra(tmp_path: Path) -> None:
-    done = run("from purposeguard.integrations import rq as m; m.uninstrument(); m.instrument()", without="rq", tmp_path=tmp_path)
+    done = run(
+        "from purposeguard.integrations import rq as m; m.uninstrument(); m.instrument()",
+        without="rq",
+        tmp_path=tmp_path,
+    )
     assert done.returncode != 0
     assert "pip install 'purposeguard[rq]'" in done.stderr.strip().splitlines()[-1]

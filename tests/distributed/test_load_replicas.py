@@ -25,7 +25,9 @@ def replicas(pg_url: str, tmp_path: Path) -> Iterator[Replicas]:
         started.stop()
 
 
-def test_four_replicas_one_consent_flip_no_wrong_decision_no_lost_record(pg_url: str, replicas: Replicas) -> None:
+def test_four_replicas_one_consent_flip_no_wrong_decision_no_lost_record(
+    pg_url: str, replicas: Replicas
+) -> None:
     result = run_load(replicas.urls(), total=1600, concurrency=16, seconds=90)
     assert result.errors == 0
     assert len(result.outcomes) == 1600
@@ -42,6 +44,8 @@ def test_four_replicas_one_consent_flip_no_wrong_decision_no_lost_record(pg_url:
     refusals = [e for e in entries if e.kind == "violation"]
     # One record per refused request, from every replica, none lost.
     assert len(refusals) == result.refused()
-    assert {(e.data["rule"], e.data["tenant"]) for e in refusals} == {("improvement-only-with-consent", "contoso")}
+    assert {(e.data["rule"], e.data["tenant"]) for e in refusals} == {
+        ("improvement-only-with-consent", "contoso")
+    }
     assert [e.data["action"] for e in entries if e.kind == "consent"] == ["grant"]
     assert verified.count == len(refusals) + 1

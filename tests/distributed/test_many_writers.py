@@ -41,7 +41,8 @@ def by_writer(url: str) -> dict[str, list[int]]:
 def test_four_processes_append_to_one_chain_without_forks_or_gaps(pg_url: str) -> None:
     AuditLog(pg_url).close()  # the schema exists before the writers race
     writers = [
-        start_writer(pg_url, f"replica{i}", 300, "sync" if i == 0 else "batch", batch_size=7) for i in range(4)
+        start_writer(pg_url, f"replica{i}", 300, "sync" if i == 0 else "batch", batch_size=7)
+        for i in range(4)
     ]
     for process in writers:
         out, err = process.communicate(timeout=120)
@@ -104,7 +105,9 @@ def test_sigkill_with_sync_durability_loses_no_acknowledged_record(pg_url: str) 
 def test_sigkill_with_batch_durability_loses_only_a_tail_of_unflushed_records(pg_url: str) -> None:
     AuditLog(pg_url).close()
     # About 500 records a second each; the sink commits every 10 ms.
-    writers = [start_writer(pg_url, f"replica{i}", 100_000, "batch", batch_size=50, pause=0.002) for i in range(3)]
+    writers = [
+        start_writer(pg_url, f"replica{i}", 100_000, "batch", batch_size=50, pause=0.002) for i in range(3)
+    ]
     acked = [_kill_after(process, 400) for process in writers]
     with AuditLog(pg_url, readonly=True) as log:
         result = log.verify()

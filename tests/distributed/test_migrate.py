@@ -17,7 +17,9 @@ from purposeguard.consent import ConsentStore
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "purposeguard", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "purposeguard", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.fixture
@@ -29,8 +31,16 @@ def sqlite_log(tmp_path: Path) -> Path:
         store.revoke("fabrikam", "improvement", revoked_by="admin@fabrikam")
         for n in range(40):
             store.audit.append(
-                pg.Violation("customer_data.content.email", "advertising", "no-advertising", "argument",
-                             f"f{n}", "contoso", "trace", time.time())
+                pg.Violation(
+                    "customer_data.content.email",
+                    "advertising",
+                    "no-advertising",
+                    "argument",
+                    f"f{n}",
+                    "contoso",
+                    "trace",
+                    time.time(),
+                )
             )
     return path
 
@@ -63,7 +73,9 @@ def test_a_source_that_does_not_verify_is_not_migrated(sqlite_log: Path, pg_url:
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "NOT intact, not migrated: record 11 was altered" in done.stderr
     with psycopg.connect(pg_url) as conn:
-        tables = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'").fetchone()
+        tables = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
     assert tables == (0,)
 
 

@@ -27,7 +27,9 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def violation(n: int = 0, mode: str = "trace") -> pg.Violation:
-    return pg.Violation(CONTENT, "advertising", "no-advertising", "argument", f"tests.f{n}", "contoso", mode, time.time())
+    return pg.Violation(
+        CONTENT, "advertising", "no-advertising", "argument", f"tests.f{n}", "contoso", mode, time.time()
+    )
 
 
 def test_an_audit_log_named_by_url_appends_and_verifies(pg_url: str) -> None:
@@ -177,7 +179,9 @@ def test_reading_an_empty_database_creates_nothing(pg_url: str) -> None:
         ).fetchone() == (0,)
 
 
-@pytest.mark.parametrize(("version", "cause"), [(2, "newer than this purposeguard's"), (0, "purposeguard audit upgrade")])
+@pytest.mark.parametrize(
+    ("version", "cause"), [(2, "newer than this purposeguard's"), (0, "purposeguard audit upgrade")]
+)
 def test_another_schema_version_is_refused(pg_url: str, version: int, cause: str) -> None:
     with AuditLog(pg_url) as log:
         log.append(violation())
@@ -204,7 +208,9 @@ def test_a_record_edited_by_hand_fails_verification_naming_it(pg_url: str) -> No
     with AuditLog(pg_url) as log:
         log.append_many([violation(i) for i in range(5)])
     with psycopg.connect(pg_url) as conn:
-        conn.execute("UPDATE purposeguard_audit SET data = replace(data, 'contoso', 'fabrikam') WHERE seq = 3")
+        conn.execute(
+            "UPDATE purposeguard_audit SET data = replace(data, 'contoso', 'fabrikam') WHERE seq = 3"
+        )
     line = _one_line_error(cli("audit", "verify", pg_url))
     assert "NOT intact: record 3 was altered" in line
 
@@ -287,7 +293,10 @@ def test_verify_names_a_consent_table_edited_by_hand(backend: str, pg_url: str, 
             lite.execute(statement)
         lite.close()
     line = _one_line_error(cli("audit", "verify", url))
-    assert "NOT intact: the consent table grants 'fabrikam' improvement for customer_data with no consent record" in line
+    assert (
+        "NOT intact: the consent table grants 'fabrikam' improvement for customer_data with no consent record"
+        in line
+    )
 
 
 def test_storage_options_set_the_consent_bound(pg_url: str) -> None:

@@ -45,7 +45,10 @@ def _app(tmp_path: Path, mode: str = "enforce") -> Any:
     from notes_app import create_app
 
     app = create_app(
-        f"sqlite:///{tmp_path / 'notes.db'}", mode=mode, consents=str(tmp_path / "consent.db"), secret_key="tests"
+        f"sqlite:///{tmp_path / 'notes.db'}",
+        mode=mode,
+        consents=str(tmp_path / "consent.db"),
+        secret_key="tests",
     )
     app.testing = True
     return app
@@ -53,7 +56,12 @@ def _app(tmp_path: Path, mode: str = "enforce") -> Any:
 
 def _signed_in(app: Any, username: str = "alice", email: str = "alice@example.org") -> Any:
     client = app.test_client()
-    assert client.post("/signup", json={"username": username, "password": "correct horse", "email": email}).status_code == 201
+    assert (
+        client.post(
+            "/signup", json={"username": username, "password": "correct horse", "email": email}
+        ).status_code
+        == 201
+    )
     assert client.post("/login", json={"username": username, "password": "correct horse"}).status_code == 200
     return client
 
@@ -193,15 +201,21 @@ def test_served_over_loopback(served: str) -> None:
 
     def call(method: str, path: str, payload: Any = None) -> tuple[int, Any]:
         data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(served + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            served + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with opener.open(request, timeout=10) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
-    assert call("POST", "/signup", {"username": "carol", "password": "correct horse", "email": "c@example.org"})[0] == 201
+    assert (
+        call("POST", "/signup", {"username": "carol", "password": "correct horse", "email": "c@example.org"})[
+            0
+        ]
+        == 201
+    )
     assert call("POST", "/login", {"username": "carol", "password": "correct horse"})[0] == 200
     status, created = call("POST", "/notes", {"title": "t", "body": SECRET})
     assert status == 201
@@ -218,7 +232,10 @@ def _glue_lines() -> list[str]:
     for path in sorted((EXAMPLES / "notes_app").glob("*.py")):
         for line in path.read_text(encoding="utf-8").splitlines():
             code = line.split("#", 1)[0]
-            if re.search(r"\bpg[._]|purposeguard|ConsentStore|\bstore\b|name_the_tenant|_request$|is_authenticated:", code) and not code.lstrip().startswith(('"', "'")):
+            if re.search(
+                r"\bpg[._]|purposeguard|ConsentStore|\bstore\b|name_the_tenant|_request$|is_authenticated:",
+                code,
+            ) and not code.lstrip().startswith(('"', "'")):
                 lines.append(f"{path.name}: {line.strip()}")
     return lines
 

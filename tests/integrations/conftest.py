@@ -122,7 +122,9 @@ class WerkzeugThread:
 
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.port = int(self.server.server_port)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:

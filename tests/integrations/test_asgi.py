@@ -33,7 +33,9 @@ with warnings.catch_warnings():
 CONTENT = "customer_data.content.email"
 
 
-def starlette_app(state_of: Callable[[], dict[str, Any]], marker: str, seen: list[dict[str, Any]]) -> Starlette:
+def starlette_app(
+    state_of: Callable[[], dict[str, Any]], marker: str, seen: list[dict[str, Any]]
+) -> Starlette:
     @route_purpose("service.operations")
     async def ops(request: Request) -> JSONResponse:
         return JSONResponse(state_of())
@@ -116,7 +118,10 @@ def starlette_server(serve_asgi_module: Callable[[Any], Any], state_of: Any, mar
 
 @pytest.fixture(params=["testclient", "uvicorn"])
 def client(
-    request: pytest.FixtureRequest, state_of: Callable[[], dict[str, Any]], marker: str, seen: list[dict[str, Any]]
+    request: pytest.FixtureRequest,
+    state_of: Callable[[], dict[str, Any]],
+    marker: str,
+    seen: list[dict[str, Any]],
 ) -> Iterator[httpx.Client]:
     if request.param == "testclient":
         with TestClient(starlette_app(state_of, marker, seen), raise_server_exceptions=False) as test_client:
@@ -182,10 +187,14 @@ def test_streaming_response_keeps_purpose_tenant_and_zone(client: httpx.Client) 
     with client.stream("GET", "/stream", headers=headers) as response:
         lines = [json.loads(line) for line in response.iter_lines() if line]
     assert len(lines) == 3
-    assert all(line == {"purpose": "service.operations", "tenant": "fabrikam", "zone": [CONTENT]} for line in lines)
+    assert all(
+        line == {"purpose": "service.operations", "tenant": "fabrikam", "zone": [CONTENT]} for line in lines
+    )
 
 
-def test_background_tasks_keep_purpose_tenant_and_zone(client: httpx.Client, seen: list[dict[str, Any]]) -> None:
+def test_background_tasks_keep_purpose_tenant_and_zone(
+    client: httpx.Client, seen: list[dict[str, Any]]
+) -> None:
     headers = {"x-tenant": "fabrikam", "baggage": f"purposeguard.zone={CONTENT}"}
     assert client.get("/later", headers=headers).status_code == 200
     assert client.get("/once", headers=headers).status_code == 200
@@ -301,9 +310,9 @@ def test_tenant_from_callback_replaces_the_header(state_of: Any) -> None:
         PurposeGuardMiddleware, tenant_from=lambda scope: dict(scope["headers"]).get(b"x-org", b"").decode()
     )
     with TestClient(app) as test_client:
-        assert test_client.get("/", headers={"x-org": "northwind", "x-tenant": "ignored"}).json()["tenant"] == (
-            "northwind"
-        )
+        assert test_client.get("/", headers={"x-org": "northwind", "x-tenant": "ignored"}).json()[
+            "tenant"
+        ] == ("northwind")
 
 
 def test_unknown_purpose_in_the_path_mapping_fails_at_startup() -> None:
@@ -351,7 +360,10 @@ def fastapi_server(serve_asgi_module: Callable[[Any], Any], state_of: Any, marke
 
 @pytest.fixture(params=["testclient", "uvicorn"])
 def fastapi_client(
-    request: pytest.FixtureRequest, state_of: Callable[[], dict[str, Any]], marker: str, seen: list[dict[str, Any]]
+    request: pytest.FixtureRequest,
+    state_of: Callable[[], dict[str, Any]],
+    marker: str,
+    seen: list[dict[str, Any]],
 ) -> Iterator[httpx.Client]:
     if request.param == "testclient":
         with TestClient(fastapi_app(state_of, marker, seen), raise_server_exceptions=False) as test_client:
@@ -371,7 +383,9 @@ def test_fastapi_pg_purpose_endpoint_keeps_its_signature_and_purpose(fastapi_cli
 def test_fastapi_background_task_keeps_purpose_and_zone(
     fastapi_client: httpx.Client, seen: list[dict[str, Any]]
 ) -> None:
-    response = fastapi_client.get("/notify", headers={"x-tenant": "contoso", "baggage": "purposeguard.zone=customer_data"})
+    response = fastapi_client.get(
+        "/notify", headers={"x-tenant": "contoso", "baggage": "purposeguard.zone=customer_data"}
+    )
     assert response.json()["purpose"] == "service.communications"
     wait_for(seen, 1)
     assert seen == [{"purpose": "service.communications", "tenant": "contoso", "zone": ["customer_data"]}]

@@ -68,7 +68,11 @@ def test_publishing_carries_purpose_tenant_and_zone_to_the_worker(worker: Any) -
     with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
         pg.label("mail body", CONTENT)
         result = inspect_task.delay()
-    assert result.get(timeout=10, interval=0.01) == {"purpose": "service.operations", "tenant": "contoso", "zone": [CONTENT]}
+    assert result.get(timeout=10, interval=0.01) == {
+        "purpose": "service.operations",
+        "tenant": "contoso",
+        "zone": [CONTENT],
+    }
 
 
 def test_labels_of_task_arguments_travel_though_json_drops_them(worker: Any, marker: str) -> None:
@@ -80,7 +84,11 @@ def test_each_task_runs_in_a_zone_of_its_own(worker: Any) -> None:
     with pg.zone(tenant="contoso"):
         pg.label("mail body", CONTENT)
         inspect_task.delay().get(timeout=10, interval=0.01)
-    assert inspect_task.delay().get(timeout=10, interval=0.01) == {"purpose": None, "tenant": None, "zone": []}
+    assert inspect_task.delay().get(timeout=10, interval=0.01) == {
+        "purpose": None,
+        "tenant": None,
+        "zone": [],
+    }
 
 
 def test_a_task_declared_with_a_purpose_is_guarded_in_trace(worker: Any) -> None:
@@ -113,7 +121,12 @@ def test_an_allowed_task_runs(worker: Any) -> None:
     with pg.testing.assert_no_violations(), pg.zone(tenant="contoso"):
         pg.label("mail body", CONTENT)
         outcome = operate_task.delay("T-1").get(timeout=10, interval=0.01)
-    assert outcome == {"ticket": "T-1", "purpose": "service.operations", "tenant": "contoso", "zone": [CONTENT]}
+    assert outcome == {
+        "ticket": "T-1",
+        "purpose": "service.operations",
+        "tenant": "contoso",
+        "zone": [CONTENT],
+    }
 
 
 def test_bad_header_is_ignored_with_a_warning(worker: Any, caplog: pytest.LogCaptureFixture) -> None:

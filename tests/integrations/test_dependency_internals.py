@@ -62,7 +62,9 @@ def test_logging_is_wrapped_with_wrapt_while_set_up_and_restored_by_the_last_tea
         assert isinstance(vars(logging.Logger)["addHandler"], wrapt.FunctionWrapper)
         assert "addHandler" not in vars(logging.RootLogger), "subclasses keep inheriting it"
         teardown(first, logger)
-        assert isinstance(vars(logging.Logger)["addHandler"], wrapt.FunctionWrapper), "one setup is still live"
+        assert isinstance(vars(logging.Logger)["addHandler"], wrapt.FunctionWrapper), (
+            "one setup is still live"
+        )
         handler = logging.NullHandler()
         logger.addHandler(handler)
         assert handler.filters == [second]

@@ -57,17 +57,25 @@ CLIENTS = ["httpx", "httpx-async", "requests"]
 
 
 def _leaked(recorder: Any, marker: str) -> bool:
-    return any(marker.encode() in r.body or marker in r.path or marker in str(r.headers) for r in recorder.received)
+    return any(
+        marker.encode() in r.body or marker in r.path or marker in str(r.headers) for r in recorder.received
+    )
 
 
 # -- 1. redirects ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_a_redirect_to_a_destination_is_checked_for_its_own_purpose(client: str, recorder: Any, marker: str) -> None:
+def test_a_redirect_to_a_destination_is_checked_for_its_own_purpose(
+    client: str, recorder: Any, marker: str
+) -> None:
     ads = recorder.url("localhost") + "/ads"
     first = recorder.url() + "/redirect?to=" + quote(ads, safe="")
-    with pg.zone(tenant="contoso"), pg.purpose("service.operations"), pytest.raises(pg.PurposeViolation) as caught:
+    with (
+        pg.zone(tenant="contoso"),
+        pg.purpose("service.operations"),
+        pytest.raises(pg.PurposeViolation) as caught,
+    ):
         _post(client, first, content=pg.label(marker.encode(), CONTENT))
     assert {v.purpose for v in caught.value.violations} == {"advertising"}
     # The first hop (our own loopback service) got the body; the destination nothing.
@@ -151,11 +159,17 @@ def _forms(ads: str, marker: str) -> dict[str, Callable[[], Any]]:
             await c.post(ads, **kwargs)
 
     return {
-        "httpx Request(content=bytes) + send": lambda: httpx.Client().send(httpx.Request("POST", ads, content=raw())),
-        "httpx Request(json=) + send": lambda: httpx.Client().send(httpx.Request("POST", ads, json={"a": [text()]})),
+        "httpx Request(content=bytes) + send": lambda: httpx.Client().send(
+            httpx.Request("POST", ads, content=raw())
+        ),
+        "httpx Request(json=) + send": lambda: httpx.Client().send(
+            httpx.Request("POST", ads, json={"a": [text()]})
+        ),
         "httpx content=iter": lambda: httpx.post(ads, content=iter([b"ok", raw()])),
         "httpx async content=async generator": lambda: _run(async_post(content=agen())),
-        "httpx async Request + send": lambda: _run(async_send(lambda: httpx.Request("POST", ads, content=raw()))),
+        "httpx async Request + send": lambda: _run(
+            async_send(lambda: httpx.Request("POST", ads, content=raw()))
+        ),
         "requests Session.send(prepared data=dict)": lambda: requests.Session().send(
             requests.Request("POST", ads, data={"a": text()}).prepare(), timeout=10
         ),
@@ -194,7 +208,11 @@ def test_file_objects_whose_labels_are_lost_fall_to_the_zone_check(
         async with httpx.AsyncClient(timeout=10) as c:
             await c.post(ads, files={"f": io.BytesIO(data)})
 
-    with pg.zone(tenant="contoso"), pg.purpose("service.operations"), pytest.raises(pg.PurposeViolation) as caught:
+    with (
+        pg.zone(tenant="contoso"),
+        pg.purpose("service.operations"),
+        pytest.raises(pg.PurposeViolation) as caught,
+    ):
         data = pg.label(marker.encode(), CONTENT)
         if form == "httpx files=BytesIO":
             httpx.post(ads, files={"f": io.BytesIO(data)})

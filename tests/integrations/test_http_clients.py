@@ -70,7 +70,11 @@ def test_allowed_call_carries_purpose_tenant_and_zone_in_baggage(
     (received,) = recorder.received
     assert marker in received.body.decode()  # allowed: the data does travel
     incoming = ours(received.headers["baggage"])
-    assert (incoming.purpose, incoming.tenant, incoming.categories) == ("service.operations", "contoso", {CONTENT})
+    assert (incoming.purpose, incoming.tenant, incoming.categories) == (
+        "service.operations",
+        "contoso",
+        {CONTENT},
+    )
 
 
 def test_labels_of_what_is_sent_travel_even_without_a_zone(send: Callable[..., int], recorder: Any) -> None:
@@ -142,7 +146,11 @@ def test_content_over_plain_http_off_host_is_refused(send: Callable[..., int], m
         # Refused before any connection is attempted: nothing leaves the machine.
         send("http://mail-archive.example.com:9/store", json={"body": pg.label(marker, CONTENT)})
     (violation,) = caught.value.violations
-    assert (violation.via, violation.category, violation.rule) == ("transport", CONTENT, "transport.require_tls")
+    assert (violation.via, violation.category, violation.rule) == (
+        "transport",
+        CONTENT,
+        "transport.require_tls",
+    )
     assert marker not in str(caught.value)
 
 

@@ -33,11 +33,31 @@ def test_a_missing_framework_names_the_extra_to_install() -> None:
 # Each public entry point, run in a fresh interpreter where importing the
 # framework fails (a stub package that raises ImportError comes first on sys.path).
 ENTRY_POINTS = {
-    "httpx.instrument": ("httpx", "httpx", "from purposeguard.integrations import httpx as m; m.instrument()"),
-    "requests.instrument": ("requests", "requests", "from purposeguard.integrations import requests as m; m.instrument()"),
-    "celery.instrument": ("celery", "celery", "from purposeguard.integrations import celery as m; m.instrument()"),
-    "celery.uninstrument": ("celery", "celery", "from purposeguard.integrations import celery as m; m.uninstrument()"),
-    "wsgi.init_app": ("flask", "flask", "from purposeguard.integrations import wsgi as m; m.init_app(object())"),
+    "httpx.instrument": (
+        "httpx",
+        "httpx",
+        "from purposeguard.integrations import httpx as m; m.instrument()",
+    ),
+    "requests.instrument": (
+        "requests",
+        "requests",
+        "from purposeguard.integrations import requests as m; m.instrument()",
+    ),
+    "celery.instrument": (
+        "celery",
+        "celery",
+        "from purposeguard.integrations import celery as m; m.instrument()",
+    ),
+    "celery.uninstrument": (
+        "celery",
+        "celery",
+        "from purposeguard.integrations import celery as m; m.uninstrument()",
+    ),
+    "wsgi.init_app": (
+        "flask",
+        "flask",
+        "from purposeguard.integrations import wsgi as m; m.init_app(object())",
+    ),
     "jinja2 (import)": ("jinja2", "jinja2", "from purposeguard.integrations import jinja2 as m"),
 }
 
@@ -56,7 +76,9 @@ def test_each_entry_point_names_its_extra_when_the_framework_is_missing(entry: s
     done = _run_without(framework, code, tmp_path)
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("ImportError:") and f"pip install 'purposeguard[{extra}]'" in last, done.stderr[-1500:]
+    assert last.startswith("ImportError:") and f"pip install 'purposeguard[{extra}]'" in last, done.stderr[
+        -1500:
+    ]
 
 
 def test_the_asgi_middleware_runs_without_starlette(tmp_path: Any) -> None:

@@ -22,7 +22,9 @@ def log_file(tmp_path: Path) -> Iterator[tuple[logging.Logger, Path]]:
     logger.propagate = False
     logger.setLevel(logging.INFO)
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s %(card)s", defaults={"card": "-"}))
+    handler.setFormatter(
+        logging.Formatter("%(levelname)s %(name)s %(message)s %(card)s", defaults={"card": "-"})
+    )
     logger.addHandler(handler)
     guard_filter = setup(logger)
     yield logger, path
@@ -215,7 +217,9 @@ def test_setup_before_any_handler_covers_handlers_added_later(tmp_path: Path, ma
         teardown(guard_filter, parent)
         parent.removeHandler(handler)
         handler.close()
-    assert not isinstance(vars(logging.Logger)["addHandler"], wrapt.ObjectProxy)  # the last teardown restores it
+    assert not isinstance(
+        vars(logging.Logger)["addHandler"], wrapt.ObjectProxy
+    )  # the last teardown restores it
 
 
 def test_setup_before_basic_config_on_root_in_a_subprocess(tmp_path: Path, marker: str) -> None:

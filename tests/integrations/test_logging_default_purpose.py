@@ -27,7 +27,9 @@ def diary_log(tmp_path: Path) -> Iterator[tuple[logging.Logger, Path]]:
     handler.close()
 
 
-def test_content_is_redacted_under_the_pack_with_default_setup(diary_log: tuple[logging.Logger, Path]) -> None:
+def test_content_is_redacted_under_the_pack_with_default_setup(
+    diary_log: tuple[logging.Logger, Path],
+) -> None:
     logger, path = diary_log
     pg.configure("trust-center")
     with pg.testing.capture() as violations:
@@ -39,7 +41,9 @@ def test_content_is_redacted_under_the_pack_with_default_setup(diary_log: tuple[
     assert [(v.purpose, v.rule) for v in violations] == [("service.operations.logs", "no-content-in-logs")]
 
 
-def test_customer_data_that_is_not_content_still_reaches_the_log(diary_log: tuple[logging.Logger, Path]) -> None:
+def test_customer_data_that_is_not_content_still_reaches_the_log(
+    diary_log: tuple[logging.Logger, Path],
+) -> None:
     logger, path = diary_log
     pg.configure("trust-center")
     logger.info("mailbox %s is full", pg.label("user@contoso.example", "customer_data"))
@@ -47,9 +51,13 @@ def test_customer_data_that_is_not_content_still_reaches_the_log(diary_log: tupl
     assert "mailbox user@contoso.example is full" in path.read_text(encoding="utf-8")
 
 
-def test_a_policy_can_let_content_into_its_logs(diary_log: tuple[logging.Logger, Path], tmp_path: Path) -> None:
+def test_a_policy_can_let_content_into_its_logs(
+    diary_log: tuple[logging.Logger, Path], tmp_path: Path
+) -> None:
     policy = tmp_path / "verbose.toml"
-    policy.write_text('[policy]\nextends = "trust-center"\nremove = ["no-content-in-logs"]\n', encoding="utf-8")
+    policy.write_text(
+        '[policy]\nextends = "trust-center"\nremove = ["no-content-in-logs"]\n', encoding="utf-8"
+    )
     logger, path = diary_log
     pg.configure(policy)
     logger.info("user wrote: %s", pg.label("my secret diary entry", "customer_data.content"))

@@ -41,6 +41,7 @@ def test_starlette_host_routing_gives_each_host_its_own_purpose(serve_asgi: Call
     @route_purpose("service.communications")
     async def comms(request: Request) -> JSONResponse:
         return JSONResponse({"purpose": pg.current_purpose()})
+
     app = Starlette(
         routes=[
             Host("ops.test", app=Router(routes=[Route("/h", ops)])),
@@ -51,7 +52,9 @@ def test_starlette_host_routing_gives_each_host_its_own_purpose(serve_asgi: Call
     server = serve_asgi(app)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         for _ in range(2):  # the second round is answered from the cache
-            assert client.get("/h", headers={"host": "comms.test"}).json() == {"purpose": "service.communications"}
+            assert client.get("/h", headers={"host": "comms.test"}).json() == {
+                "purpose": "service.communications"
+            }
             assert client.get("/h", headers={"host": "ops.test"}).json() == {"purpose": "service.operations"}
 
 
@@ -74,7 +77,9 @@ def test_flask_host_matching_gives_each_host_its_own_purpose(serve_wsgi: Callabl
     server = serve_wsgi(app)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         for _ in range(2):
-            assert client.get("/h", headers={"host": "comms.test"}).json() == {"purpose": "service.communications"}
+            assert client.get("/h", headers={"host": "comms.test"}).json() == {
+                "purpose": "service.communications"
+            }
             assert client.get("/h", headers={"host": "ops.test"}).json() == {"purpose": "service.operations"}
 
 
@@ -82,7 +87,9 @@ def test_flask_host_matching_gives_each_host_its_own_purpose(serve_wsgi: Callabl
 
 
 def test_a_non_ascii_member_does_not_drop_the_zone() -> None:
-    incoming = baggage.parse([f"purposeguard.zone={CONTENT},vendor=caf\u00e9".encode(), b"purposeguard.tenant=t"])
+    incoming = baggage.parse(
+        [f"purposeguard.zone={CONTENT},vendor=caf\u00e9".encode(), b"purposeguard.tenant=t"]
+    )
     assert incoming.categories == frozenset({CONTENT}) and incoming.tenant == "t"
     assert incoming.warnings == ()  # another vendor's member is not ours to judge
     bad = baggage.parse(f"purposeguard.zone={CONTENT},purposeguard.tenant=caf\u00e9".encode())
@@ -97,7 +104,13 @@ def test_an_oversized_header_keeps_purposeguard_members() -> None:
 
 def _raw_get(port: int, path: str, header: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nhost: x\r\nbaggage: " + header + b"\r\nconnection: close\r\n\r\n")
+        sock.sendall(
+            b"GET "
+            + path.encode()
+            + b" HTTP/1.1\r\nhost: x\r\nbaggage: "
+            + header
+            + b"\r\nconnection: close\r\n\r\n"
+        )
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -200,7 +213,9 @@ def test_a_violation_in_a_task_group_becomes_a_403(serve_asgi: Callable[[Any], A
         assert client.get("/bugs").status_code == 500  # a group without a violation passes through
 
 
-def test_a_violation_in_an_exception_group_becomes_a_403_under_wsgi(serve_wsgi: Callable[[Any], Any], marker: str) -> None:
+def test_a_violation_in_an_exception_group_becomes_a_403_under_wsgi(
+    serve_wsgi: Callable[[Any], Any], marker: str
+) -> None:
     def leak() -> None:
         pg.check(pg.label(marker, CONTENT))
 
@@ -324,7 +339,10 @@ def test_many_requests_in_flight_at_once_keep_their_own_zones_asgi(
     async def go() -> list[dict[str, Any]]:
         async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
             responses = await asyncio.gather(
-                *[client.get(("/ops" if i % 2 else "/sec") + f"?i={i}", headers=_headers(i)) for i in range(N)]
+                *[
+                    client.get(("/ops" if i % 2 else "/sec") + f"?i={i}", headers=_headers(i))
+                    for i in range(N)
+                ]
             )
         assert all(r.status_code == 200 for r in responses)
         return [r.json() for r in responses]

@@ -41,8 +41,13 @@ def _wsgi_tenant(headers: dict[str, str], **options: Any) -> Any:
         return [b"ok"]
 
     middleware = wsgi.PurposeGuardMiddleware(app, **options)
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/whoami", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
-               "wsgi.url_scheme": "http"}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/whoami",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+    }
     environ.update({"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()})
     list(middleware(environ, lambda status, headers, exc_info=None: None))
     return seen[0]
@@ -62,9 +67,9 @@ def test_a_header_the_application_names_is_the_tenant() -> None:
 def test_the_applications_identity_wins_over_a_named_header() -> None:
     client = _asgi(tenant_header="x-tenant", tenant_from=lambda scope: "fabrikam")
     assert client.get("/whoami", headers={"x-tenant": "contoso"}).json() == {"tenant": "fabrikam"}
-    assert _wsgi_tenant({"x-tenant": "contoso"}, tenant_header="x-tenant", tenant_from=lambda environ: "fabrikam") == (
-        "fabrikam"
-    )
+    assert _wsgi_tenant(
+        {"x-tenant": "contoso"}, tenant_header="x-tenant", tenant_from=lambda environ: "fabrikam"
+    ) == ("fabrikam")
 
 
 def test_an_anonymous_caller_with_no_identity_has_no_tenant() -> None:

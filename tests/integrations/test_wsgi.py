@@ -58,7 +58,11 @@ def flask_app(state_of: Callable[[], dict[str, Any]], marker: str, testing: bool
 
         return Response(chunks(), mimetype="application/x-ndjson")
 
-    init_app(app, tenant_header="x-tenant", purposes={"/comms/*": "service.communications", "/leak": "service.communications"})
+    init_app(
+        app,
+        tenant_header="x-tenant",
+        purposes={"/comms/*": "service.communications", "/leak": "service.communications"},
+    )
     return app
 
 
@@ -151,7 +155,9 @@ def test_streamed_body_keeps_purpose_tenant_and_zone(client: FlaskClient) -> Non
     status, _, text = client.get("/stream", headers=headers)
     lines = [json.loads(line) for line in text.splitlines() if line]
     assert status == 200 and len(lines) == 3
-    assert all(line == {"purpose": "service.operations", "tenant": "fabrikam", "zone": [CONTENT]} for line in lines)
+    assert all(
+        line == {"purpose": "service.operations", "tenant": "fabrikam", "zone": [CONTENT]} for line in lines
+    )
 
 
 def test_zone_from_baggage_is_checked_against_the_route_purpose(client: FlaskClient) -> None:
@@ -163,7 +169,12 @@ def test_zone_from_baggage_is_checked_against_the_route_purpose(client: FlaskCli
 
 @pytest.mark.parametrize(
     "raw",
-    ["purposeguard.zone=%C3%28", "purposeguard.unknown=1", "purposeguard.purpose=" + "a" * 500, "purposeguard.zone=no.such"],
+    [
+        "purposeguard.zone=%C3%28",
+        "purposeguard.unknown=1",
+        "purposeguard.purpose=" + "a" * 500,
+        "purposeguard.zone=no.such",
+    ],
     ids=["bad utf-8", "unknown key", "oversized", "unknown category"],
 )
 def test_bad_baggage_is_ignored_with_a_warning(
@@ -184,7 +195,9 @@ def test_plain_wsgi_app_violation_is_a_403_from_the_middleware(
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"sent"]
 
-    server = serve_wsgi(PurposeGuardMiddleware(app, tenant_header="x-tenant", purposes={"/**": "advertising"}))
+    server = serve_wsgi(
+        PurposeGuardMiddleware(app, tenant_header="x-tenant", purposes={"/**": "advertising"})
+    )
     response = httpx.get(server.url + "/anything/at/all", timeout=10)
     assert response.status_code == 403
     assert response.json()["rule"] == "no-advertising"

@@ -85,13 +85,17 @@ def verify_with(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> 
 def test_the_installed_command_verifies_in_a_real_process(ten: Path) -> None:
     ok = subprocess.run(
         [sys.executable, "-m", "purposeguard", "audit", "verify", str(ten)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert ok.returncode == 0, ok.stderr
     sql(ten, "UPDATE purposeguard_audit SET data = replace(data, 'no-advertising', 'other') WHERE seq = 4")
     bad = subprocess.run(
         [sys.executable, "-m", "purposeguard", "audit", "verify", str(ten)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert bad.returncode == 1
     assert "record 4" in bad.stderr
@@ -168,7 +172,9 @@ def test_an_inserted_record_is_named(ten: Path, capsys: pytest.CaptureFixture[st
     assert "record 5 was inserted" in text
 
 
-def test_a_record_appended_behind_the_log_s_back_is_named(ten: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_record_appended_behind_the_log_s_back_is_named(
+    ten: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from purposeguard._storage import link
 
     connection = sqlite3.connect(ten)
@@ -233,7 +239,9 @@ def test_tail_json_is_one_object_per_line(ten: Path, capsys: pytest.CaptureFixtu
     assert objects[1]["prev_hash"] == objects[0]["hash"]
 
 
-def test_tail_defaults_to_ten_and_bad_n_is_a_usage_error(ten: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tail_defaults_to_ten_and_bad_n_is_a_usage_error(
+    ten: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["audit", "tail", str(ten)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 10
     assert main(["audit", "tail", str(ten), "-n", "-1"]) == 2

@@ -15,7 +15,7 @@ import pytest
 
 from purposeguard.audit import AuditLog
 
-WORKER = '''
+WORKER = """
 import time
 
 import purposeguard as pg
@@ -32,7 +32,7 @@ def burst(path, ident, count, ready):
             mode="trace", timestamp=time.time(),
         ))
     log.close()
-'''
+"""
 
 
 def test_four_processes_times_500_records_all_present_and_chained(

@@ -63,7 +63,10 @@ def test_configure_audit_path_records_every_violation(log_path: Path) -> None:
     assert {e.kind for e in entries} == {"violation"}
     first = entries[0].data
     assert (first["category"], first["purpose"], first["rule"], first["mode"]) == (
-        EMAIL, "advertising", "no-advertising", "trace"
+        EMAIL,
+        "advertising",
+        "no-advertising",
+        "trace",
     )
     assert first["tenant"] == "contoso"
     assert first["function"].endswith("recommend_ads")
@@ -263,7 +266,9 @@ def test_the_writer_recovers_and_writes_what_it_kept(log_path: Path) -> None:
 
 
 def _audit_lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name.startswith("purposeguard") and r.levelno == level]
+    return [
+        r.getMessage() for r in caplog.records if r.name.startswith("purposeguard") and r.levelno == level
+    ]
 
 
 def test_a_full_disk_is_logged_once_per_episode_not_once_per_record(
@@ -335,7 +340,9 @@ def test_the_log_file_alone_holds_every_record_after_the_process_exits(tmp_path:
         "for _ in range(3):\n"
         "    pg.check(pg.label('x', 'customer_data.content.email'), 'advertising')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     copy = tmp_path / "copy"
     copy.mkdir()

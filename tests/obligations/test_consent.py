@@ -134,7 +134,9 @@ def test_expiry_as_an_aware_datetime(store: ConsentStore) -> None:
     change = store.grant("contoso", "improvement", [EMAIL], granted_by="a@contoso", expires_at=later)
     assert change.expires_at == pytest.approx(later.timestamp())
     with pytest.raises(pg.PolicyError, match="timezone-aware"):
-        store.grant("contoso", "improvement", [EMAIL], granted_by="a@contoso", expires_at=datetime(2099, 1, 1))
+        store.grant(
+            "contoso", "improvement", [EMAIL], granted_by="a@contoso", expires_at=datetime(2099, 1, 1)
+        )
     with pytest.raises(pg.PolicyError, match="already past"):
         store.grant("contoso", "improvement", [EMAIL], granted_by="a@contoso", expires_at=1.0)
 
@@ -142,7 +144,9 @@ def test_expiry_as_an_aware_datetime(store: ConsentStore) -> None:
 def test_list_shows_who_granted_what_and_when(log_path: Path) -> None:
     clock = Clock()
     store = ConsentStore(log_path, clock=clock)
-    store.grant("contoso", "improvement", [EMAIL, "customer_data.content.document"], granted_by="admin@contoso")
+    store.grant(
+        "contoso", "improvement", [EMAIL, "customer_data.content.document"], granted_by="admin@contoso"
+    )
     store.grant("fabrikam", "improvement", "customer_data", granted_by="it@fabrikam")
     grants = store.list()
     assert [(g.tenant, g.category) for g in grants] == [
@@ -212,8 +216,12 @@ def test_who_granted_is_required(store: ConsentStore) -> None:
 
 def test_revoking_what_was_never_granted_is_an_error_and_records_nothing(store: ConsentStore) -> None:
     store.grant("contoso", "improvement", [EMAIL], granted_by="admin@contoso")
-    with pytest.raises(pg.PolicyError, match="has no consent to improvement for customer_data.content.document"):
-        store.revoke("contoso", "improvement", [EMAIL, "customer_data.content.document"], revoked_by="x@contoso")
+    with pytest.raises(
+        pg.PolicyError, match="has no consent to improvement for customer_data.content.document"
+    ):
+        store.revoke(
+            "contoso", "improvement", [EMAIL, "customer_data.content.document"], revoked_by="x@contoso"
+        )
     # All or nothing: the email grant is still there.
     assert [g.category for g in store.list("contoso")] == [EMAIL]
     assert len(store.audit) == 1

@@ -41,7 +41,9 @@ class Outbox:
 
 def request(**overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = dict(
-        case="LE-2026-0042", tenant="contoso", authority="District Court, Springfield",
+        case="LE-2026-0042",
+        tenant="contoso",
+        authority="District Court, Springfield",
         redirect_attempted=True,
     )
     base.update(overrides)
@@ -68,7 +70,9 @@ def test_a_release_returns_only_the_named_fields(mailbox: dict[str, Any], log_pa
     assert entry.kind == "disclosure"
     data = entry.data
     assert (data["case"], data["authority"], data["tenant"]) == (
-        "LE-2026-0042", "District Court, Springfield", "contoso"
+        "LE-2026-0042",
+        "District Court, Springfield",
+        "contoso",
     )
     assert data["fields"] == ["owner", "created"]
     assert data["categories"] == ["customer_data"]
@@ -107,7 +111,10 @@ def test_administrators_are_notified_before_the_release(mailbox: dict[str, Any],
     assert events == ["notified", "recorded disclosure", "released"]
     (notice,) = outbox.notices
     assert (notice.case, notice.tenant, notice.fields, notice.categories) == (
-        "LE-2026-0042", "contoso", ("owner",), ("customer_data",)
+        "LE-2026-0042",
+        "contoso",
+        ("owner",),
+        ("customer_data",),
     )
 
 
@@ -117,7 +124,9 @@ def test_a_failing_notifier_blocks_the_release(mailbox: dict[str, Any], log_path
 
     with AuditLog(log_path) as log:
         with pg.compelled_disclosure(**request(), notifier=broken, audit=log) as disclosure:
-            with pytest.raises(pg.ObligationError, match="notifying the tenant's administrators failed") as caught:
+            with pytest.raises(
+                pg.ObligationError, match="notifying the tenant's administrators failed"
+            ) as caught:
                 disclosure.release(mailbox, fields=["owner"])
         assert caught.value.obligation == "notify_tenant"
         assert isinstance(caught.value.__cause__, ConnectionError)
@@ -154,9 +163,7 @@ def test_without_a_notifier_or_a_prohibition_nothing_happens(log_path: Path) -> 
         ("redirect_attempted", "needs redirect_attempted="),
     ],
 )
-def test_missing_fields_are_clear_errors_and_leave_no_record(
-    missing: str, text: str, log_path: Path
-) -> None:
+def test_missing_fields_are_clear_errors_and_leave_no_record(missing: str, text: str, log_path: Path) -> None:
     arguments = request()
     arguments[missing] = None
     with pytest.raises(pg.ObligationError, match=text):
@@ -202,13 +209,17 @@ def test_annotated_fields_of_objects_are_checked(log_path: Path) -> None:
             disclosure.release(account, fields=["card"])
 
 
-def test_voluntary_disclosure_stays_denied_whatever_is_passed(mailbox: dict[str, Any], log_path: Path) -> None:
+def test_voluntary_disclosure_stays_denied_whatever_is_passed(
+    mailbox: dict[str, Any], log_path: Path
+) -> None:
     @pg.purpose("disclosure.voluntary")
     def hand_over(value: str) -> str:
         return value
 
     with pytest.raises(TypeError):
-        pg.compelled_disclosure(**request(), notifier=Outbox(), audit=log_path, purpose="disclosure.voluntary")
+        pg.compelled_disclosure(
+            **request(), notifier=Outbox(), audit=log_path, purpose="disclosure.voluntary"
+        )
     with pg.compelled_disclosure(
         **request(), notification_prohibited=True, prohibition_ref="order 7", audit=log_path
     ) as disclosure:
@@ -239,7 +250,9 @@ def test_the_attached_sink_audits_the_release_before_it_returns(
     assert entry.kind == "disclosure" and entry.data["case"] == "LE-2026-0042"
 
 
-def test_a_log_that_cannot_keep_the_record_blocks_the_release(mailbox: dict[str, Any], log_path: Path) -> None:
+def test_a_log_that_cannot_keep_the_record_blocks_the_release(
+    mailbox: dict[str, Any], log_path: Path
+) -> None:
     AuditLog(log_path).close()
     outbox = Outbox()
     with AuditLog(log_path, readonly=True) as log:
@@ -271,9 +284,7 @@ def test_a_disclosure_is_written_once_when_sink_and_audit_share_the_log(
 
 def test_labelled_request_fields_are_refused(mailbox: dict[str, Any], log_path: Path, marker: str) -> None:
     with pytest.raises(pg.ObligationError, match="must not be a labelled value"):
-        pg.compelled_disclosure(
-            **request(case=pg.label(marker, EMAIL)), notifier=Outbox(), audit=log_path
-        )
+        pg.compelled_disclosure(**request(case=pg.label(marker, EMAIL)), notifier=Outbox(), audit=log_path)
 
 
 def test_labels_on_the_whole_record_apply_to_every_released_field(log_path: Path) -> None:

@@ -67,7 +67,9 @@ def meta(path: Path) -> dict[str, str]:
         connection.close()
 
 
-def verify(path: Path, key_file: Path | None, capsys: pytest.CaptureFixture[str], *more: str) -> tuple[int, str]:
+def verify(
+    path: Path, key_file: Path | None, capsys: pytest.CaptureFixture[str], *more: str
+) -> tuple[int, str]:
     argv = ["audit", "verify", str(path), *more]
     if key_file is not None:
         argv += ["--key-file", str(key_file)]
@@ -76,7 +78,9 @@ def verify(path: Path, key_file: Path | None, capsys: pytest.CaptureFixture[str]
     return code, (out + err).strip()
 
 
-def rechain(path: Path, records: list[tuple[str, float, str]], key: ChainKey | None, log_id: str = "") -> None:
+def rechain(
+    path: Path, records: list[tuple[str, float, str]], key: ChainKey | None, log_id: str = ""
+) -> None:
     """What an attacker without the real key does: rebuild a consistent chain
     (unkeyed, or under a key of their own) and move the recorded end."""
     prev = "0" * 64
@@ -89,7 +93,9 @@ def rechain(path: Path, records: list[tuple[str, float, str]], key: ChainKey | N
     try:
         connection.execute("DELETE FROM purposeguard_audit")
         connection.executemany("INSERT INTO purposeguard_audit VALUES (?, ?, ?, ?, ?, ?)", built)
-        connection.execute("UPDATE purposeguard_meta SET value = ? WHERE key = 'head_seq'", (str(len(built)),))
+        connection.execute(
+            "UPDATE purposeguard_meta SET value = ? WHERE key = 'head_seq'", (str(len(built)),)
+        )
         connection.execute("UPDATE purposeguard_meta SET value = ? WHERE key = 'head_hash'", (prev,))
         if key is not None:
             connection.execute("UPDATE purposeguard_meta SET value = ? WHERE key = 'key_id'", (key.key_id,))
@@ -143,7 +149,11 @@ def test_an_inserted_record_is_named(keyed: Path, key_file: Path, capsys: pytest
     seq4 = original[3]
     data = seq4[3].replace("tests.writer_4", "tests.writer_x")
     forged = link(seq4[5], 5, "violation", seq4[2], data)
-    sql(keyed, "INSERT INTO purposeguard_audit VALUES (?, ?, ?, ?, ?, ?)", params=(5, "violation", seq4[2], data, seq4[5], forged))
+    sql(
+        keyed,
+        "INSERT INTO purposeguard_audit VALUES (?, ?, ?, ?, ?, ?)",
+        params=(5, "violation", seq4[2], data, seq4[5], forged),
+    )
     code, text = verify(keyed, key_file, capsys)
     assert code == 1 and "NOT intact: record 5 " in text
 
@@ -213,7 +223,9 @@ def test_a_keyed_log_made_to_look_unkeyed_is_not_intact(
     assert "the log's chain is not keyed" in text
 
 
-def test_a_changed_log_id_breaks_every_record(keyed: Path, key_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_changed_log_id_breaks_every_record(
+    keyed: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     sql(keyed, "UPDATE purposeguard_meta SET value = 'ffffffffffffffffffffffffffffffff' WHERE key = 'log_id'")
     code, text = verify(keyed, key_file, capsys)
     # The signed checkpoint file beside it names the log it belongs to.
@@ -235,7 +247,11 @@ def test_a_record_copied_from_another_log_with_the_same_key_does_not_fit(
     # Record 10 of the other log replaces record 10 here, whole, with its end.
     seq, kind, timestamp, data, prev, digest = rows(other)[-1]
     sql(keyed, "DELETE FROM purposeguard_audit WHERE seq = 10")
-    sql(keyed, "INSERT INTO purposeguard_audit VALUES (?, ?, ?, ?, ?, ?)", params=(seq, kind, timestamp, data, rows(keyed)[-1][5], digest))
+    sql(
+        keyed,
+        "INSERT INTO purposeguard_audit VALUES (?, ?, ?, ?, ?, ?)",
+        params=(seq, kind, timestamp, data, rows(keyed)[-1][5], digest),
+    )
     code, text = verify(keyed, key_file, capsys)
     assert code == 1 and "record 10 was altered" in text
 
@@ -298,7 +314,9 @@ def test_malformed_key_files_are_one_line_errors(
     assert says in text and ": intact" not in text
 
 
-def test_missing_key_files_are_one_line_errors(keyed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_key_files_are_one_line_errors(
+    keyed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, text = verify(keyed, tmp_path / "nowhere.key", capsys)
     assert code != 0 and "\n" not in text and "cannot read the audit key file" in text
     code, text = verify(keyed, tmp_path, capsys)
@@ -384,7 +402,11 @@ def test_a_forged_grant_with_a_forged_consent_record_is_never_used(
     data["tenant"] = "fabrikam"
     text_data = json.dumps(data, sort_keys=True, separators=(",", ":"))
     forged = link(last[5], 2, "consent", last[2], text_data)
-    sql(log_path, "INSERT INTO purposeguard_audit VALUES (?, ?, ?, ?, ?, ?)", params=(2, "consent", last[2], text_data, last[5], forged))
+    sql(
+        log_path,
+        "INSERT INTO purposeguard_audit VALUES (?, ?, ?, ?, ?, ?)",
+        params=(2, "consent", last[2], text_data, last[5], forged),
+    )
     sql(
         log_path,
         "UPDATE purposeguard_meta SET value = '2' WHERE key = 'head_seq'",
@@ -401,7 +423,9 @@ def test_a_forged_grant_with_a_forged_consent_record_is_never_used(
 def test_non_finite_or_past_expiries_are_refused(expiry: float) -> None:
     with ConsentStore(":memory:") as store:
         with pytest.raises(pg.PolicyError, match="expires_at must be a finite time|already past"):
-            store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso", expires_at=expiry)
+            store.grant(
+                "contoso", "improvement", ["customer_data"], granted_by="admin@contoso", expires_at=expiry
+            )
         assert store.audit.verify().count == 0
 
 

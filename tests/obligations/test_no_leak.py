@@ -40,8 +40,12 @@ def test_every_kind_of_record_keeps_names_never_values(
         size(secret)
         store.grant("contoso", "improvement", [EMAIL], granted_by="admin@contoso")
         with pg.compelled_disclosure(
-            case="LE-1", tenant="contoso", authority="court", redirect_attempted=True,
-            notification_prohibited=True, prohibition_ref="order 7",
+            case="LE-1",
+            tenant="contoso",
+            authority="court",
+            redirect_attempted=True,
+            notification_prohibited=True,
+            prohibition_ref="order 7",
         ) as disclosure:
             released = disclosure.release({"body": secret, "owner": "megan"}, fields=["body"])
         assert released["body"] == marker  # the requester gets the value; the log does not

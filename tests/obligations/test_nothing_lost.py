@@ -35,7 +35,9 @@ def key_file(tmp_path: Path) -> Path:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "purposeguard", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "purposeguard", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def violation(n: int, tenant: str = "contoso", mode: str = "trace", padding: int = 0) -> pg.Violation:
@@ -117,7 +119,9 @@ def test_a_batch_that_does_not_fit_is_written_in_smaller_pieces(log_path: Path) 
 # -- text output ---------------------------------------------------------------------------
 
 
-def test_tail_escapes_what_could_forge_a_line_or_a_field(log_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tail_escapes_what_could_forge_a_line_or_a_field(
+    log_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with AuditLog(log_path) as log:
         log.append(violation(1, tenant="evil\n     2  2026-01-01T00:00:00Z  consent          action=grant"))
         log.append(violation(2, tenant="a rule=forged \x1b[2J\u202e\udc80"))
@@ -157,7 +161,11 @@ BURST_WRITER = textwrap.dedent(
 
 def _start(script: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, str(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -239,7 +247,9 @@ def _wal_copy(log_path: Path, tmp_path: Path, name: str) -> tuple[Path, Path]:
     return copy, Path(str(copy) + "-wal")
 
 
-def test_a_crashed_writer_leaves_a_log_that_verifies(crashed_log: Path, key_file: Path, tmp_path: Path) -> None:
+def test_a_crashed_writer_leaves_a_log_that_verifies(
+    crashed_log: Path, key_file: Path, tmp_path: Path
+) -> None:
     copy, _ = _wal_copy(crashed_log, tmp_path, "intact")
     done = cli("audit", "verify", str(copy), "--key-file", str(key_file))
     assert done.returncode == 0, done.stderr
@@ -261,8 +271,11 @@ def test_a_damaged_wal_is_named(crashed_log: Path, key_file: Path, tmp_path: Pat
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stdout + done.stderr
     # Checkpoints every 20 records (the writer was killed before closing):
     # the last one names at least record 281, past where the WAL broke.
-    found = re.search(r"records (\d+)-(\d+) are missing: the chain ends at record (\d+) but a signed checkpoint "
-                      r"says (\d+) were written \(a corrupted or truncated write-ahead log", done.stderr)
+    found = re.search(
+        r"records (\d+)-(\d+) are missing: the chain ends at record (\d+) but a signed checkpoint "
+        r"says (\d+) were written \(a corrupted or truncated write-ahead log",
+        done.stderr,
+    )
     assert found, done.stderr
     first, last, end, said = map(int, found.groups())
     assert first == end + 1 and last == said and 281 <= said <= 300 and end < said
@@ -295,7 +308,9 @@ def test_an_older_copy_of_the_log_put_back_is_named(tmp_path: Path, log_path: Pa
     shutil.copy(older, log_path)
     done = cli("audit", "verify", str(log_path), "--key-file", str(key_file))
     assert done.returncode == 1
-    assert "records 6-12 are missing: the chain ends at record 5 but a signed checkpoint says 12" in done.stderr
+    assert (
+        "records 6-12 are missing: the chain ends at record 5 but a signed checkpoint says 12" in done.stderr
+    )
 
 
 def test_a_deleted_or_forged_checkpoint_is_named(tmp_path: Path, log_path: Path, key_file: Path) -> None:

@@ -83,7 +83,9 @@ def test_a_category_annotation_with_an_unknown_key_fails_where_it_is_written() -
 
 def test_importing_the_integration_imports_no_sqlalchemy() -> None:
     code = "import sys, purposeguard.integrations.sqlalchemy; print('sqlalchemy' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert done.stdout.strip() == "False"
 
 
@@ -102,7 +104,9 @@ def test_without_sqlalchemy_instrument_names_the_extra(tmp_path: Path) -> None:
 
 def test_importing_the_django_integration_imports_no_django() -> None:
     code = "import sys, purposeguard.integrations.django; print('django' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert done.stdout.strip() == "False"
 
 

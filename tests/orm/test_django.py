@@ -34,7 +34,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
     values = {k: v for k, v in vars(site_settings).items() if k.isupper()}
     values["DATABASES"] = {
-        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path_factory.mktemp("django") / "db.sqlite3")}
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(tmp_path_factory.mktemp("django") / "db.sqlite3"),
+        }
     }
     settings.configure(**values)
     django.setup()
@@ -139,7 +142,9 @@ def test_related_fields_and_annotations_are_labelled(site: dict[str, Any]) -> No
     row = User.objects.filter(username="alice").values("profile__email", "profile__user").get()
     assert pg.labels_of(row["profile__email"]) == {"customer_data"}
     assert pg.tenant_of(row["profile__email"]) == str(site["alice"].pk)
-    shouted = site["Note"].objects.filter(title="board").annotate(loud=Upper("body")).values_list("loud", flat=True)
+    shouted = (
+        site["Note"].objects.filter(title="board").annotate(loud=Upper("body")).values_list("loud", flat=True)
+    )
     assert [pg.labels_of(v) for v in shouted] == [{DOCUMENT}]
 
 
@@ -158,7 +163,7 @@ def test_an_allowed_view_answers_within_a_zone_named_after_the_user(site: dict[s
     with pg.testing.assert_no_violations():
         response = _client(site).get("/notes/")
     assert response.status_code == 200
-    assert response.json() == {"notes": [BODY[:20]], "tenant": str(site['alice'].pk)}
+    assert response.json() == {"notes": [BODY[:20]], "tenant": str(site["alice"].pk)}
 
 
 def test_an_allowed_async_view_answers(site: dict[str, Any]) -> None:
@@ -171,7 +176,7 @@ def test_an_allowed_async_view_answers(site: dict[str, Any]) -> None:
 
     response = asyncio.run(call())
     assert response.status_code == 200
-    assert response.json() == {"notes": ["Bob's shopping list"], "tenant": str(site['bob'].pk)}
+    assert response.json() == {"notes": ["Bob's shopping list"], "tenant": str(site["bob"].pk)}
 
 
 def test_content_reaching_an_ad_is_a_403_with_a_json_body_for_json_requests(site: dict[str, Any]) -> None:
@@ -180,7 +185,10 @@ def test_content_reaching_an_ad_is_a_403_with_a_json_body_for_json_requests(site
     assert response.status_code == 403 and response["Content-Type"] == "application/json"
     body = response.json()
     assert (body["error"], body["purpose"], body["category"], body["rule"]) == (
-        "purpose_violation", "advertising", DOCUMENT, "no-advertising"
+        "purpose_violation",
+        "advertising",
+        DOCUMENT,
+        "no-advertising",
     )
     assert BODY not in response.content.decode()
     assert [(v.purpose, v.tenant) for v in violations] == [("advertising", str(site["alice"].pk))]
@@ -214,7 +222,7 @@ def test_what_the_request_zone_saw_reaches_an_ad_built_with_an_f_string(site: di
         response = _client(site).get("/profile-ads/", HTTP_ACCEPT="application/json")
     (violation,) = violations
     assert (violation.via, violation.purpose, violation.category) == ("context", "advertising", DOCUMENT)
-    assert violation.tenant == str(site['alice'].pk)  # the zone's tenant, named after login
+    assert violation.tenant == str(site["alice"].pk)  # the zone's tenant, named after login
     # Zone-only flows follow the rule's context_mode.
     assert response.status_code == (403 if violation.mode == "enforce" else 200)
 
@@ -223,7 +231,9 @@ def test_a_view_declared_for_ads_may_not_even_read_the_notes(site: dict[str, Any
     with pg.testing.capture() as violations:
         response = _client(site).get("/ads-by-purpose/", HTTP_ACCEPT="application/json")
     assert response.status_code == 403 and response.json()["via"] == "source"
-    assert [(v.via, v.purpose, v.tenant) for v in violations] == [("source", "advertising", str(site["alice"].pk))]
+    assert [(v.via, v.purpose, v.tenant) for v in violations] == [
+        ("source", "advertising", str(site["alice"].pk))
+    ]
 
 
 def test_in_trace_mode_the_view_runs_and_the_violation_is_recorded(site: dict[str, Any]) -> None:
@@ -280,7 +290,7 @@ def _get(url: str, cookie: str, accept: str = "application/json") -> tuple[int, 
 def test_served_over_loopback_allowed_and_refused(site: dict[str, Any], served: str) -> None:
     cookie = _session_cookie(site, "alice")
     status, body = _get(served + "/notes/", cookie)
-    assert status == 200 and json.loads(body)["tenant"] == str(site['alice'].pk)
+    assert status == 200 and json.loads(body)["tenant"] == str(site["alice"].pk)
     status, body = _get(served + "/ads/", cookie)
     assert status == 403 and json.loads(body)["rule"] == "no-advertising" and BODY not in body
 
@@ -295,7 +305,9 @@ def test_served_through_asgi_over_loopback(site: dict[str, Any]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = uvicorn.Config(get_asgi_application(), host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    config = uvicorn.Config(
+        get_asgi_application(), host="127.0.0.1", port=port, log_level="error", lifespan="off"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -311,7 +323,6 @@ def test_served_through_asgi_over_loopback(site: dict[str, Any]) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
 
 
 # -- bad input ----------------------------------------------------------------------------------
@@ -336,11 +347,17 @@ def _model(name: str, namespace: dict[str, Any], names: list[str]) -> type:
     from django.db import models
 
     names.append(name)
-    namespace = {"__module__": "djnotes.models", "Meta": type("Meta", (), {"app_label": "djnotes"}), **namespace}
+    namespace = {
+        "__module__": "djnotes.models",
+        "Meta": type("Meta", (), {"app_label": "djnotes"}),
+        **namespace,
+    }
     return type(name, (models.Model,), namespace)
 
 
-def test_an_unknown_category_key_fails_at_instrument_naming_model_and_field(temporary_models: list[str]) -> None:
+def test_an_unknown_category_key_fails_at_instrument_naming_model_and_field(
+    temporary_models: list[str],
+) -> None:
     from typing import Annotated
 
     from django.db import models
@@ -348,7 +365,11 @@ def test_an_unknown_category_key_fails_at_instrument_naming_model_and_field(temp
 
     category = pg.Category("customer_data")
     category.categories = frozenset({"customer_data.contnet"})  # as if the taxonomy had changed since
-    _model("BadKey", {"__annotations__": {"text": Annotated[str, category]}, "text": models.TextField()}, temporary_models)
+    _model(
+        "BadKey",
+        {"__annotations__": {"text": Annotated[str, category]}, "text": models.TextField()},
+        temporary_models,
+    )
     pg_django.uninstrument()
     with pytest.raises(pg.UnknownKeyError) as caught:
         pg_django.instrument()
@@ -360,9 +381,15 @@ def test_a_missing_tenant_field_fails_at_instrument(temporary_models: list[str])
     from django.db import models
     from purposeguard.integrations import django as pg_django
 
-    _model("NoTenant", {"__purposeguard_tenant__": "tenant", "owner": models.CharField(max_length=10)}, temporary_models)
+    _model(
+        "NoTenant",
+        {"__purposeguard_tenant__": "tenant", "owner": models.CharField(max_length=10)},
+        temporary_models,
+    )
     pg_django.uninstrument()
-    with pytest.raises(pg.PolicyError, match=r"NoTenant.*'tenant' names no field of the model \(its fields: id, owner\)"):
+    with pytest.raises(
+        pg.PolicyError, match=r"NoTenant.*'tenant' names no field of the model \(its fields: id, owner\)"
+    ):
         pg_django.instrument()
 
 
@@ -371,7 +398,11 @@ def test_a_category_on_something_that_is_not_a_field_fails(temporary_models: lis
 
     from purposeguard.integrations import django as pg_django
 
-    _model("NotAField", {"__annotations__": {"body": Annotated[str, pg.Category("customer_data")]}}, temporary_models)
+    _model(
+        "NotAField",
+        {"__annotations__": {"body": Annotated[str, pg.Category("customer_data")]}},
+        temporary_models,
+    )
     pg_django.uninstrument()
     with pytest.raises(pg.PolicyError, match="NotAField.*'body'.*not a field of the model"):
         pg_django.instrument()
@@ -381,12 +412,17 @@ def test_a_category_on_something_that_is_not_a_field_fails(temporary_models: lis
     ("setting", "message"),
     [
         ({"policy": "trust-center", "tenant": "x"}, "unknown keys 'tenant'"),
-        ({"tenant_from": "djnotes.tenancy.nobody"}, "PURPOSEGUARD\\['tenant_from'\\] = 'djnotes.tenancy.nobody'"),
+        (
+            {"tenant_from": "djnotes.tenancy.nobody"},
+            "PURPOSEGUARD\\['tenant_from'\\] = 'djnotes.tenancy.nobody'",
+        ),
         ({"tenant_from": 42}, "must be a callable or its dotted path"),
         (["policy"], "PURPOSEGUARD must be a dict, not list"),
     ],
 )
-def test_a_bad_setting_stops_the_start_with_a_clear_error(site: dict[str, Any], setting: Any, message: str) -> None:
+def test_a_bad_setting_stops_the_start_with_a_clear_error(
+    site: dict[str, Any], setting: Any, message: str
+) -> None:
     from django.core.exceptions import ImproperlyConfigured
     from django.test import override_settings
     from purposeguard.integrations.django import _settings

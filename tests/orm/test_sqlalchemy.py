@@ -201,9 +201,7 @@ def test_rows_of_entities_and_columns_together(db: Any) -> None:
 
 def test_joined_columns_of_two_models(db: Any) -> None:
     with Session(db) as session:
-        row = session.execute(
-            select(Author.email, Author.tenant, Post.body).join(Post.author)
-        ).one()
+        row = session.execute(select(Author.email, Author.tenant, Post.body).join(Post.author)).one()
         assert pg.labels_of(row.email) == {"administrator_data"}
         assert pg.tenant_of(row.email) == "contoso"
         assert pg.labels_of(row.body) == {EMAIL}
@@ -266,11 +264,13 @@ def test_labelled_values_bound_as_parameters_store_the_plain_value(db: Any) -> N
         session.add(Post(tenant="contoso", title="new", body=pg.label("from a form", EMAIL)))
         session.commit()
     with db.connect() as connection:
-        stored = connection.exec_driver_sql(
-            "select title, body, typeof(body) from posts order by id"
-        ).all() if db.dialect.name == "sqlite" else connection.exec_driver_sql(
-            "select title, body, pg_typeof(body)::text from posts order by id"
-        ).all()
+        stored = (
+            connection.exec_driver_sql("select title, body, typeof(body) from posts order by id").all()
+            if db.dialect.name == "sqlite"
+            else connection.exec_driver_sql(
+                "select title, body, pg_typeof(body)::text from posts order by id"
+            ).all()
+        )
     assert [tuple(r[:2]) for r in stored] == [
         ("labelled title", BODY + " (edited)"),
         ("other", "Fabrikam's mail"),

@@ -18,7 +18,9 @@ class Hero(SQLModel, table=True):
     team: str
     name: str
     secret: Annotated[str, pg.Category(EMAIL)]
-    nickname: Optional[str] = Field(default=None, sa_column_kwargs={"info": {"purposeguard": "customer_data"}})
+    nickname: Optional[str] = Field(
+        default=None, sa_column_kwargs={"info": {"purposeguard": "customer_data"}}
+    )
 
 
 @pytest.fixture

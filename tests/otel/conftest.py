@@ -110,7 +110,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def prometheus_binary() -> str:
-    found = shutil.which("prometheus") or ("/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else None)
+    found = shutil.which("prometheus") or (
+        "/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else None
+    )
     if found is None:
         pytest.fail(
             "the Prometheus server binary is missing: install Debian's 'prometheus' package "
@@ -182,7 +184,9 @@ def metrics_endpoint() -> Iterator[MetricsEndpoint]:
 
 
 @pytest.fixture(scope="session")
-def prometheus(metrics_endpoint: MetricsEndpoint, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+def prometheus(
+    metrics_endpoint: MetricsEndpoint, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
     """Debian's Prometheus on a free loopback port, scraping the app every second."""
     binary = prometheus_binary()
     home = tmp_path_factory.mktemp("prometheus")

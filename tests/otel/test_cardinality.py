@@ -35,7 +35,9 @@ def train_model(value: object) -> None:
 FUNCTIONS = {"advertising": advertise, "marketing.direct": mail_campaign, "improvement": train_model}
 
 
-def test_ten_thousand_violations_across_a_thousand_tenants_stay_within_the_bound(telemetry: Telemetry) -> None:
+def test_ten_thousand_violations_across_a_thousand_tenants_stay_within_the_bound(
+    telemetry: Telemetry,
+) -> None:
     guards = {mode: pg.Guard(pg.Policy.load("trust-center"), mode=mode) for mode in MODES}
     combos = list(itertools.product(CATEGORIES, PURPOSES, MODES, ("argument", "egress")))
     total = 10_000
@@ -51,7 +53,11 @@ def test_ten_thousand_violations_across_a_thousand_tenants_stay_within_the_bound
                     FUNCTIONS[purpose](value)
                 else:
                     guards[mode].check_labels(
-                        pg.labels_of(value), purpose, via="egress", function="tests.otel.upload", tenant=tenant
+                        pg.labels_of(value),
+                        purpose,
+                        via="egress",
+                        function="tests.otel.upload",
+                        tenant=tenant,
                     )
             except pg.PurposeViolation:
                 assert mode == "enforce"
@@ -77,7 +83,9 @@ def test_ten_thousand_violations_across_a_thousand_tenants_stay_within_the_bound
         assert not any("note" in str(v) for v in attributes.values())
 
 
-def test_function_names_past_the_cap_are_counted_together(telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_function_names_past_the_cap_are_counted_together(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from purposeguard import otel
 
     monkeypatch.setattr(otel, "MAX_FUNCTIONS", 5)

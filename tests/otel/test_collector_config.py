@@ -10,8 +10,10 @@ import yaml
 
 
 def _config() -> dict[str, Any]:
-    text = importlib.resources.files("purposeguard.integrations").joinpath("otel-collector.yaml").read_text(
-        encoding="utf-8"
+    text = (
+        importlib.resources.files("purposeguard.integrations")
+        .joinpath("otel-collector.yaml")
+        .read_text(encoding="utf-8")
     )
     return yaml.safe_load(text)
 
@@ -33,5 +35,7 @@ def test_every_pipeline_names_only_defined_components() -> None:
         assert set(pipeline) <= {"receivers", "processors", "exporters"}, name
         for section in ("receivers", "processors", "exporters"):
             for component in pipeline.get(section, []):
-                assert component in config[section], f"pipeline {name} uses undefined {section[:-1]} {component}"
+                assert component in config[section], (
+                    f"pipeline {name} uses undefined {section[:-1]} {component}"
+                )
     assert {"traces", "metrics", "logs"} <= set(config["service"]["pipelines"])

@@ -91,7 +91,10 @@ def test_a_release_not_tried_takes_the_public_call(
 
 
 def test_a_fast_path_that_raises_falls_back_and_stays_off(
-    telemetry: Telemetry, public_calls: list[str], fast_path_restored: None, monkeypatch: pytest.MonkeyPatch,
+    telemetry: Telemetry,
+    public_calls: list[str],
+    fast_path_restored: None,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """As an SDK release whose Event took other arguments would."""
@@ -107,7 +110,9 @@ def test_a_fast_path_that_raises_falls_back_and_stays_off(
     assert {k: attributes[k] for k in EXPECTED} == EXPECTED
     assert public_calls == [names.EVENT_VIOLATION]
     assert otel._FAST_PATH.sdk is None, "one failure turns the fast path off for the process"
-    assert not [r for r in caplog.records if r.levelname in {"WARNING", "ERROR"}], "nothing was lost: no failure logged"
+    assert not [r for r in caplog.records if r.levelname in {"WARNING", "ERROR"}], (
+        "nothing was lost: no failure logged"
+    )
 
 
 def test_a_span_without_the_sdk_internals_gets_the_public_call(fast_path_restored: None) -> None:

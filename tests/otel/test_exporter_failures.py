@@ -61,7 +61,9 @@ class RaisingMetricExporter(MetricExporter):
         super().__init__()
         self.calls = 0
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         self.calls += 1
         raise ConnectionError("collector unreachable")
 
@@ -101,7 +103,9 @@ class HangingMetricExporter(RaisingMetricExporter):
         super().__init__()
         self.hang = Hang()
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         self.hang()
         return MetricExportResult.FAILURE
 
@@ -168,9 +172,13 @@ def test_raising_exporters_are_logged_per_export_not_per_call(warnings_logged: _
 def test_hanging_exporters_do_not_stop_guarded_code(warnings_logged: _Collect) -> None:
     spans = HangingSpanExporter()
     tracer_provider = TracerProvider(shutdown_on_exit=False)
-    tracer_provider.add_span_processor(BatchSpanProcessor(spans, schedule_delay_millis=10, max_export_batch_size=1))
+    tracer_provider.add_span_processor(
+        BatchSpanProcessor(spans, schedule_delay_millis=10, max_export_batch_size=1)
+    )
     metrics = HangingMetricExporter()
-    reader = PeriodicExportingMetricReader(metrics, export_interval_millis=10, export_timeout_millis=HANG_LIMIT * 1000)
+    reader = PeriodicExportingMetricReader(
+        metrics, export_interval_millis=10, export_timeout_millis=HANG_LIMIT * 1000
+    )
     meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
     otel.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
     tracer = tracer_provider.get_tracer("tests")

@@ -108,7 +108,11 @@ def _every_path(mode: str) -> None:
         attempt(recommend_ads, f"summary: {inside}")  # only the zone still knows
     attempt(
         lambda: guard.check_labels(
-            pg.labels_of(secret), "advertising", via="egress", function="tests.otel.egress.post", tenant=TENANT
+            pg.labels_of(secret),
+            "advertising",
+            via="egress",
+            function="tests.otel.egress.post",
+            tenant=TENANT,
         )
     )
     troubleshoot(secret)
@@ -143,7 +147,9 @@ def _check_attribute(key: str, value: Any, policy: pg.Policy) -> None:
         names.TRANSFORM: lambda v: v in policy.transforms,
         names.METRIC_CATEGORY: lambda v: v in taxonomy.categories,
         names.METRIC_PURPOSE: lambda v: v in taxonomy.purposes or v == "transform",
-        names.METRIC_RULE: lambda v: v in policy.rules_by_id or v in policy.transforms or v == names.DEFAULT_RULE,
+        names.METRIC_RULE: lambda v: (
+            v in policy.rules_by_id or v in policy.transforms or v == names.DEFAULT_RULE
+        ),
         names.METRIC_MODE: lambda v: v in MODES,
         names.METRIC_VIA: lambda v: v in VIAS,
         names.METRIC_OUTCOME: lambda v: v in ("allowed", "denied", "error"),
@@ -165,7 +171,9 @@ def test_the_marker_appears_in_no_span_metric_or_log(
                 _every_path(mode)
     # Every mode that records, through every path, really happened.
     assert {(v.mode, v.via) for v in violations} == {
-        (mode, via) for mode in ("enforce", "trace") for via in ("argument", "return", "context", "egress", "source")
+        (mode, via)
+        for mode in ("enforce", "trace")
+        for via in ("argument", "return", "context", "egress", "source")
     }
     assert all(v.mode != "off" for v in violations)
 

@@ -60,7 +60,9 @@ def otel_logs() -> Iterator[InMemoryLogRecordExporter]:
         provider.shutdown()
 
 
-def test_a_violation_is_logged_with_its_attributes(telemetry: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_violation_is_logged_with_its_attributes(
+    telemetry: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
     pg.configure("trust-center", mode="trace")
     with caplog.at_level(logging.INFO, logger="purposeguard"):
         recommend_ads(pg.label("Quarterly numbers", CONTENT, tenant="contoso"))
@@ -122,7 +124,9 @@ def test_an_unconfigured_application_sees_no_violation_lines_on_stderr() -> None
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout.strip() == "done"
     assert quiet.stderr == ""
-    loud = subprocess.run([sys.executable, "-c", SCRIPT, "configured"], capture_output=True, text=True, timeout=60)
+    loud = subprocess.run(
+        [sys.executable, "-c", SCRIPT, "configured"], capture_output=True, text=True, timeout=60
+    )
     assert loud.returncode == 0, loud.stderr
     assert loud.stderr.count("INFO:purposeguard:purpose violation: customer_data.content.email") == 3
 

@@ -70,7 +70,9 @@ def _burst(audit: Path) -> None:
             notifier=lambda notice: None,
             audit=audit,
         ) as disclosure:
-            disclosure.release({"owner": pg.label("megan@contoso.example", "customer_data")}, fields=["owner"])
+            disclosure.release(
+                {"owner": pg.label("megan@contoso.example", "customer_data")}, fields=["owner"]
+            )
     with enforce_guard.activate():
         for _ in range(2):
             with pytest.raises(pg.PurposeViolation):
@@ -183,8 +185,10 @@ GRAFANA_VARIABLES = {
 
 
 def _dashboard() -> dict[str, Any]:
-    text = importlib.resources.files("purposeguard.integrations").joinpath("grafana-dashboard.json").read_text(
-        encoding="utf-8"
+    text = (
+        importlib.resources.files("purposeguard.integrations")
+        .joinpath("grafana-dashboard.json")
+        .read_text(encoding="utf-8")
     )
     return json.loads(text)
 
@@ -249,7 +253,9 @@ def test_every_dashboard_query_uses_only_exported_label_names(prometheus_data: P
     """A `sum by (x)` over a label that does not exist still returns a series,
     so "returns data" alone cannot catch a misspelt label: compare the names."""
     for expr in (_substitute(e) for e in _expressions(_dashboard())):
-        used = {name.strip() for group in _GROUPING.findall(expr) for name in group.split(",") if name.strip()}
+        used = {
+            name.strip() for group in _GROUPING.findall(expr) for name in group.split(",") if name.strip()
+        }
         used |= set(_MATCHER.findall(expr))
         exported: set[str] = set()
         for metric in set(_METRIC.findall(expr)):

@@ -24,7 +24,12 @@ def troubleshoot(ticket: str) -> str:
 
 
 def _events(telemetry: Telemetry, name: str = names.EVENT_VIOLATION) -> list[dict[str, object]]:
-    return [dict(e.attributes or {}) for s in telemetry.spans.get_finished_spans() for e in s.events if e.name == name]
+    return [
+        dict(e.attributes or {})
+        for s in telemetry.spans.get_finished_spans()
+        for e in s.events
+        if e.name == name
+    ]
 
 
 def test_trace_mode_violation_is_an_event_on_the_current_span(telemetry: Telemetry) -> None:
@@ -56,7 +61,9 @@ def test_enforce_mode_records_the_exception_and_sets_error(telemetry: Telemetry)
     pg.configure("trust-center", mode="enforce")
     # The host catches the violation inside its span, so only purposeguard
     # can have recorded the exception and set the status.
-    with telemetry.tracer().start_as_current_span("request", record_exception=False, set_status_on_exception=False):
+    with telemetry.tracer().start_as_current_span(
+        "request", record_exception=False, set_status_on_exception=False
+    ):
         with pytest.raises(pg.PurposeViolation):
             recommend_ads(pg.label("Quarterly numbers", CONTENT))
     (span,) = telemetry.spans.get_finished_spans()

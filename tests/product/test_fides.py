@@ -125,10 +125,17 @@ def test_a_policy_can_use_fideslang_keys_directly() -> None:
 
 @pytest.mark.parametrize(
     ("categories", "purposes"),
-    [('["user.no_such_thing"]', '["essential"]'), ('["customer_data"]', '["essential"]'), ('["user"]', '["service"]')],
+    [
+        ('["user.no_such_thing"]', '["essential"]'),
+        ('["customer_data"]', '["essential"]'),
+        ('["user"]', '["service"]'),
+    ],
 )
 def test_a_fideslang_policy_rejects_keys_fideslang_does_not_define(categories: str, purposes: str) -> None:
-    text = FIDES_POLICY + f'\n[[rules]]\nid = "bad"\ncategories = {categories}\npurposes = {purposes}\neffect = "allow"\n'
+    text = (
+        FIDES_POLICY
+        + f'\n[[rules]]\nid = "bad"\ncategories = {categories}\npurposes = {purposes}\neffect = "allow"\n'
+    )
     with pytest.raises(pg.UnknownKeyError) as caught:
         pg.Policy.from_toml(text)
     assert caught.value.rule == "bad"
@@ -201,8 +208,20 @@ def test_export_to_stdout_as_json_with_a_fideslang_policy(
         "@pg.produces('user.contact.email')\n"
         "def lookup(x): return x\n"
     )
-    code = main(["fides", "export", "--source", str(tmp_path / "src"), "--format", "json",
-                 "--policy", str(tmp_path / "policy.toml"), "--system-key", "svc"])
+    code = main(
+        [
+            "fides",
+            "export",
+            "--source",
+            str(tmp_path / "src"),
+            "--format",
+            "json",
+            "--policy",
+            str(tmp_path / "policy.toml"),
+            "--system-key",
+            "svc",
+        ]
+    )
     assert code == 0
     system = json.loads(capsys.readouterr().out)["system"][0]
     assert _declarations(system) == {"essential.service.operations": ["user.contact.email"]}
@@ -211,14 +230,22 @@ def test_export_to_stdout_as_json_with_a_fideslang_policy(
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
-        (["fides", "export", "--source", "{tmp}/missing"], 1, "purposeguard fides export: no such source path: "),
+        (
+            ["fides", "export", "--source", "{tmp}/missing"],
+            1,
+            "purposeguard fides export: no such source path: ",
+        ),
         (["fides", "export"], 2, "the following arguments are required: --source"),
         (["fides"], 2, "purposeguard fides: missing action (export)"),
         (["fides", "export", "--source", "{tree}", "--out", "{tmp}"], 1, "--out is a directory"),
     ],
 )
 def test_export_bad_input_is_one_line_and_non_zero(
-    argv: list[str], code: int, message: str, sample_tree: Path, tmp_path: Path,
+    argv: list[str],
+    code: int,
+    message: str,
+    sample_tree: Path,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     argv = [a.format(tmp=tmp_path, tree=sample_tree) for a in argv]
@@ -237,8 +264,20 @@ def test_an_unknown_key_in_code_is_skipped_with_its_place_and_the_rest_exported(
         "def lookup(x): return x\n"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "purposeguard", "fides", "export", "--source", str(tmp_path), "--format", "json"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "purposeguard",
+            "fides",
+            "export",
+            "--source",
+            str(tmp_path),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines() == [
@@ -281,7 +320,9 @@ def test_a_source_that_is_not_python_is_one_line_and_non_zero(
     assert _declarations(json.loads(capsys.readouterr().out)["system"][0]) == {"marketing.advertising": []}
 
 
-@pytest.mark.parametrize("purpose", ["marketing.advertising", "marketing.advertising.first_party", "marketing"])
+@pytest.mark.parametrize(
+    "purpose", ["marketing.advertising", "marketing.advertising.first_party", "marketing"]
+)
 def test_consent_can_never_widen_advertising_under_fideslang_keys(purpose: str) -> None:
     text = FIDES_POLICY + (
         f'\n[[rules]]\nid = "ads-with-consent"\ncategories = ["user"]\npurposes = ["{purpose}"]\n'

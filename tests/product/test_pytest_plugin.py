@@ -264,7 +264,9 @@ def test_strict_with_the_fixture_fails_even_when_enforce_raised(inner: pytest.Py
     inner.runpytest_inprocess("--purposeguard-strict").assert_outcomes(failed=1)
 
 
-def _run_subprocess(pytester: pytest.Pytester, *args: str, autoload: bool) -> subprocess.CompletedProcess[str]:
+def _run_subprocess(
+    pytester: pytest.Pytester, *args: str, autoload: bool
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.pop("PYTEST_ADDOPTS", None)
     if autoload:

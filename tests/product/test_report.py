@@ -25,8 +25,16 @@ T0 = 1_790_000_000.0  # 2026-09-21 14:13:20Z
 
 def violation(rule: str | None, category: str, purpose: str, at: float, **extra: object) -> tuple:
     data = {
-        "kind": "violation", "category": category, "purpose": purpose, "rule": rule, "via": "argument",
-        "function": "app.handlers.f", "tenant": "contoso", "mode": "trace", "timestamp": at, **extra,
+        "kind": "violation",
+        "category": category,
+        "purpose": purpose,
+        "rule": rule,
+        "via": "argument",
+        "function": "app.handlers.f",
+        "tenant": "contoso",
+        "mode": "trace",
+        "timestamp": at,
+        **extra,
     }
     return ("violation", at, data)
 
@@ -36,14 +44,41 @@ ENTRIES = [
     violation("no-advertising", "customer_data.content.email", "advertising", T0 + 10),
     violation("no-advertising", "customer_data", "advertising", T0 + 50, tenant="fabrikam"),
     violation(None, "payment_data", "marketing", T0 + 20),
-    ("declassification", T0 + 5, {
-        "transform": "usage-aggregate", "from_categories": ["customer_data.content.email"], "to": "usage_data",
-        "function": "app.handlers.mailbox_size", "purpose": "service.communications", "tenant": "contoso",
-    }),
-    ("consent", T0 + 1, {"action": "grant", "tenant": "contoso", "purpose": "improvement",
-                         "categories": ["customer_data"], "actor": "admin@contoso"}),
-    ("disclosure", T0 + 2, {"case": "LE-1", "tenant": "contoso", "purpose": "disclosure.compelled",
-                            "categories": ["customer_data"], "fields": ["owner"], "notified": True}),
+    (
+        "declassification",
+        T0 + 5,
+        {
+            "transform": "usage-aggregate",
+            "from_categories": ["customer_data.content.email"],
+            "to": "usage_data",
+            "function": "app.handlers.mailbox_size",
+            "purpose": "service.communications",
+            "tenant": "contoso",
+        },
+    ),
+    (
+        "consent",
+        T0 + 1,
+        {
+            "action": "grant",
+            "tenant": "contoso",
+            "purpose": "improvement",
+            "categories": ["customer_data"],
+            "actor": "admin@contoso",
+        },
+    ),
+    (
+        "disclosure",
+        T0 + 2,
+        {
+            "case": "LE-1",
+            "tenant": "contoso",
+            "purpose": "disclosure.compelled",
+            "categories": ["customer_data"],
+            "fields": ["owner"],
+            "notified": True,
+        },
+    ),
 ]
 
 
@@ -82,7 +117,10 @@ def test_data_map_shows_declared_and_observed_flows_with_the_policy_verdict(repo
 def test_declassifications_consents_and_disclosures_are_listed(report: Report) -> None:
     (usage,) = report.declassifications
     assert (usage.transform, usage.count, usage.from_categories, usage.to) == (
-        "usage-aggregate", 1, ("customer_data.content.email",), "usage_data"
+        "usage-aggregate",
+        1,
+        ("customer_data.content.email",),
+        "usage_data",
     )
     assert report.consents[0].fields["actor"] == "admin@contoso"
     assert report.disclosures[0].fields["case"] == "LE-1"
@@ -124,8 +162,17 @@ def test_html_is_self_contained(report: Report) -> None:
 
 def test_markdown_twin_has_the_same_sections_and_counts(report: Report) -> None:
     text = render_markdown(report)
-    for title in ("## Summary", "## Data map", "## Violations by rule", "## Declassifications", "## Consents",
-                  "## Disclosures", "## Decision matrix", "## Declared in code", "### Files skipped"):
+    for title in (
+        "## Summary",
+        "## Data map",
+        "## Violations by rule",
+        "## Declassifications",
+        "## Consents",
+        "## Disclosures",
+        "## Decision matrix",
+        "## Declared in code",
+        "### Files skipped",
+    ):
         assert title in text
     assert "| no-advertising | 3 | 2026-09-21 14:13:30Z | 2026-09-21 14:14:10Z |" in text
     assert "| (policy default) | 1 |" in text
@@ -142,8 +189,10 @@ def test_write_report_accepts_entries_and_writes_both_files(tmp_path: Path, samp
     html_path, md_path = write_report(tmp_path / "out", audit=ENTRIES, source=sample_tree)
     assert html_path.read_text().startswith("<!DOCTYPE html>")
     assert md_path.read_text().startswith("# Data-use report")
-    assert re.search(r'data-rule="no-advertising">no-advertising</td><td class="count" data-count="3"',
-                     html_path.read_text())
+    assert re.search(
+        r'data-rule="no-advertising">no-advertising</td><td class="count" data-count="3"',
+        html_path.read_text(),
+    )
 
 
 def test_the_report_is_frozen_and_its_data_is_json(report: Report) -> None:
@@ -158,8 +207,12 @@ def test_the_report_is_frozen_and_its_data_is_json(report: Report) -> None:
 
 def test_markdown_shows_names_literally_whatever_characters_they_hold() -> None:
     hostile = violation(
-        "rule_with*stars*", "customer_data", "advertising", T0,
-        function="__main__.ads.<module>", tenant="ten|ant`x`",
+        "rule_with*stars*",
+        "customer_data",
+        "advertising",
+        T0,
+        function="__main__.ads.<module>",
+        tenant="ten|ant`x`",
     )
     text = render_markdown(build_report([hostile], None, Policy.load("trust-center")))
     row = next(line for line in text.splitlines() if "rule" in line and "advertising" in line and "<" in line)
@@ -172,9 +225,21 @@ def test_markdown_shows_names_literally_whatever_characters_they_hold() -> None:
         assert raw not in text
 
 
-def _consent(action: str, at: float, categories: list[str], tenant: str = "contoso", **extra: object) -> tuple:
-    return ("consent", at, {"action": action, "tenant": tenant, "purpose": "improvement",
-                            "categories": categories, "actor": "admin@contoso", **extra})
+def _consent(
+    action: str, at: float, categories: list[str], tenant: str = "contoso", **extra: object
+) -> tuple:
+    return (
+        "consent",
+        at,
+        {
+            "action": action,
+            "tenant": tenant,
+            "purpose": "improvement",
+            "categories": categories,
+            "actor": "admin@contoso",
+            **extra,
+        },
+    )
 
 
 def test_a_revoked_consent_is_not_shown_as_in_force() -> None:
@@ -190,7 +255,9 @@ def test_a_revoked_consent_is_not_shown_as_in_force() -> None:
     assert (whole.grants, whole.revokes, whole.consenting_tenants) == (2, 1, ("fabrikam",))
     expired = cells["customer_data.content", "improvement"]
     assert (expired.grants, expired.consenting_tenants) == (1, ())
-    assert report.consents_in_force == (ConsentInForce(tenant="fabrikam", purpose="improvement", category="customer_data"),)
+    assert report.consents_in_force == (
+        ConsentInForce(tenant="fabrikam", purpose="improvement", category="customer_data"),
+    )
     revoke_row = report.consents[2]
     assert revoke_row.fields["action"] == "revoke"
     assert revoke_row.fields["categories"] == "all (every category granted)"
@@ -203,8 +270,12 @@ def test_a_revoked_consent_is_not_shown_as_in_force() -> None:
     assert "| revoke | admin@contoso | all (every category granted) |" in text
 
     # Only a grant then its revocation: nothing in force anywhere.
-    report = build_report(changes[:1] + [_consent("revoke", T0 + 3, ["customer_data"])], None,
-                          Policy.load("trust-center"), now=T0 + 100)
+    report = build_report(
+        changes[:1] + [_consent("revoke", T0 + 3, ["customer_data"])],
+        None,
+        Policy.load("trust-center"),
+        now=T0 + 100,
+    )
     cells = {(row.category, c.purpose): c for row in report.data_map.rows for c in row.cells}
     assert cells["customer_data", "improvement"].consenting_tenants == ()
     assert report.consents_in_force == ()

@@ -21,8 +21,14 @@ from purposeguard.consent import ConsentStore
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -57,10 +63,16 @@ def audit_file(tmp_path: Path, value_marker: str) -> Iterator[Path]:
     with AuditLog(path) as log:
         ConsentStore(log).grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
         with pg.compelled_disclosure(
-            case="LE-2026-7", tenant="contoso", authority="District Court",
-            redirect_attempted=True, notifier=lambda notice: None, audit=log,
+            case="LE-2026-7",
+            tenant="contoso",
+            authority="District Court",
+            redirect_attempted=True,
+            notifier=lambda notice: None,
+            audit=log,
         ) as disclosure:
-            disclosure.release({"owner": pg.label(value_marker, "customer_data"), "size": 3}, fields=["owner"])
+            disclosure.release(
+                {"owner": pg.label(value_marker, "customer_data"), "size": 3}, fields=["owner"]
+            )
     yield path
 
 
@@ -115,7 +127,7 @@ def test_a_tampered_log_is_reported_as_not_intact_and_exits_1(
     assert "forged-rule" in html
     banner = re.search(r'<p class="integrity broken"[^>]*>([^<]+)</p>', html)
     assert banner is not None and banner.group(1).startswith("audit chain: NOT intact: record 2 was altered")
-    summary = html[html.index('<section id="summary">'):html.index('<section id="data-map">')]
+    summary = html[html.index('<section id="summary">') : html.index('<section id="data-map">')]
     assert 'data-integrity="broken">audit chain: NOT intact: record 2' in summary
     assert "**WARNING: audit chain: NOT intact: record 2 was altered" in markdown
     assert not list(out.glob(".*.part"))
@@ -128,21 +140,23 @@ def chromium(request: pytest.FixtureRequest) -> str:
         pytest.fail(f"{request.node.nodeid} runs Chromium: mark it @pytest.mark.services", pytrace=False)
     found = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
     if found is None:
-        pytest.fail("headless Chromium is needed for this test: apt-get install chromium (`bash scripts/test` does this)")
+        pytest.fail(
+            "headless Chromium is needed for this test: apt-get install chromium (`bash scripts/test` does this)"
+        )
     return found
 
 
 def _dump_dom_and_screenshot(chromium: str, page: Path, tmp_path: Path) -> str:
     profile = tmp_path / "chromium-profile"
     base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
-    dom = subprocess.run(
-        [*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=90
-    )
+    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=90)
     assert dom.returncode == 0, dom.stderr[-2000:]
     shot = tmp_path / "report.png"
     screenshot = subprocess.run(
         [*base, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
-        capture_output=True, text=True, timeout=90,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     assert screenshot.returncode == 0, screenshot.stderr[-2000:]
     data = shot.read_bytes()
@@ -159,19 +173,29 @@ def test_chromium_renders_the_sections_and_counts(
     dom = _dump_dom_and_screenshot(chromium, out / "report.html", tmp_path)
     sections = re.findall(r'<section id="([a-z-]+)"><h2>([^<]+)</h2>', dom)
     assert sections == [
-        ("summary", "Summary"), ("data-map", "Data map"), ("violations", "Violations by rule"),
-        ("declassifications", "Declassifications"), ("consents", "Consents"), ("disclosures", "Disclosures"),
-        ("decision-matrix", "Decision matrix"), ("code", "Declared in code"),
+        ("summary", "Summary"),
+        ("data-map", "Data map"),
+        ("violations", "Violations by rule"),
+        ("declassifications", "Declassifications"),
+        ("consents", "Consents"),
+        ("disclosures", "Disclosures"),
+        ("decision-matrix", "Decision matrix"),
+        ("code", "Declared in code"),
     ]
     counts = dict(re.findall(r'<td data-rule="([^"]+)">[^<]*</td><td class="count" data-count="(\d+)">', dom))
     assert counts == {"no-advertising": "3", "no-direct-marketing": "1"}
     assert re.search(r'data-stat="violations"><b>4</b>', dom)
     assert re.search(r'data-stat="files skipped"><b>1</b>', dom)
-    assert re.search(r'<td data-transform="usage-aggregate">usage-aggregate</td><td class="count" data-count="1">', dom)
+    assert re.search(
+        r'<td data-transform="usage-aggregate">usage-aggregate</td><td class="count" data-count="1">', dom
+    )
     assert re.search(r'<table class="consents" data-count="1">', dom)
     assert re.search(r'<table class="disclosures" data-count="1">', dom)
-    assert re.search(r'data-category="customer_data.content.email" data-purpose="advertising"[^>]*>'
-                     r'.*?3 violations', dom)
+    assert re.search(
+        r'data-category="customer_data.content.email" data-purpose="advertising"[^>]*>'
+        r".*?3 violations",
+        dom,
+    )
     assert "<script" not in dom
 
 
@@ -215,7 +239,11 @@ def test_an_audit_path_that_is_not_an_audit_log_is_one_line_exit_1(
         (["report", "--out", "{tmp}/out"], 2, "give --audit PATH, --source PATH or both"),
         (["report", "--source", "{tmp}"], 2, "the following arguments are required: --out"),
         (["report", "--source", "{tmp}", "--out", "{tmp}/file.txt"], 1, "--out is not a directory"),
-        (["report", "--source", "{tmp}", "--out", "{tmp}/out", "--policy", "{tmp}/none.toml"], 1, "no such policy"),
+        (
+            ["report", "--source", "{tmp}", "--out", "{tmp}/out", "--policy", "{tmp}/none.toml"],
+            1,
+            "no such policy",
+        ),
     ],
 )
 def test_report_usage_errors_are_one_line(

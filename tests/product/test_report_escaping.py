@@ -20,36 +20,80 @@ T0 = 1_790_000_000.0
 SCRIPT = "<script>alert(1)</script>"
 # Markup of both formats, a table border, and characters that act instead of showing:
 # NUL, BEL, an ANSI escape sequence, a right-to-left override, a zero-width space, DEL.
-HOSTILE = f'{SCRIPT}<img src=x onerror=alert(1)>"\'&amp;|a|b| `tick` *star* _u_ [l](javascript:x) # \\ \n\r' \
-          "\x00\x07\x1b[31mred\u202eevil\u200b\x7f"
+HOSTILE = (
+    f"{SCRIPT}<img src=x onerror=alert(1)>\"'&amp;|a|b| `tick` *star* _u_ [l](javascript:x) # \\ \n\r"
+    "\x00\x07\x1b[31mred\u202eevil\u200b\x7f"
+)
 ACTING = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def hostile_report(tmp_path: Path) -> Report:
     name = HOSTILE
     entries = [
-        ("violation", T0, {"rule": name, "category": name, "purpose": name, "via": name, "mode": name,
-                           "function": name, "tenant": name, "remediation": name}),
-        ("violation", T0 + 1, {"rule": "no-advertising", "category": "customer_data", "purpose": "advertising",
-                               "function": name, "tenant": name}),
-        ("declassification", T0 + 2, {"transform": name, "from_categories": [name], "to": name,
-                                      "function": name, "purpose": name, "tenant": name}),
-        ("consent", T0 + 3, {"action": "grant", "tenant": name, "purpose": name, "categories": [name],
-                             "actor": name}),
-        ("disclosure", T0 + 4, {"case": name, name: name, "tenant": name, "purpose": "disclosure.compelled",
-                                "categories": [name]}),
+        (
+            "violation",
+            T0,
+            {
+                "rule": name,
+                "category": name,
+                "purpose": name,
+                "via": name,
+                "mode": name,
+                "function": name,
+                "tenant": name,
+                "remediation": name,
+            },
+        ),
+        (
+            "violation",
+            T0 + 1,
+            {
+                "rule": "no-advertising",
+                "category": "customer_data",
+                "purpose": "advertising",
+                "function": name,
+                "tenant": name,
+            },
+        ),
+        (
+            "declassification",
+            T0 + 2,
+            {
+                "transform": name,
+                "from_categories": [name],
+                "to": name,
+                "function": name,
+                "purpose": name,
+                "tenant": name,
+            },
+        ),
+        (
+            "consent",
+            T0 + 3,
+            {"action": "grant", "tenant": name, "purpose": name, "categories": [name], "actor": name},
+        ),
+        (
+            "disclosure",
+            T0 + 4,
+            {
+                "case": name,
+                name: name,
+                "tenant": name,
+                "purpose": "disclosure.compelled",
+                "categories": [name],
+            },
+        ),
     ]
     tree = tmp_path / "src"
     tree.mkdir()
     # A key the policy does not define, as the scan reads it from the source.
     (tree / "svc.py").write_text(
-        "import purposeguard as pg\n"
-        f"@pg.purpose({'<script>|x|' + chr(0x202e)!r})\n"
-        "def f(): pass\n",
+        f"import purposeguard as pg\n@pg.purpose({'<script>|x|' + chr(0x202E)!r})\ndef f(): pass\n",
         encoding="utf-8",
     )
-    return build_report(entries, scan(tree), Policy.load("trust-center"), title=name, audit_source=name,
-                        now=T0 + 10)
+    return build_report(
+        entries, scan(tree), Policy.load("trust-center"), title=name, audit_source=name, now=T0 + 10
+    )
 
 
 class _Page(HTMLParser):
@@ -75,14 +119,56 @@ def test_html_shows_hostile_names_as_text(tmp_path: Path) -> None:
     parsed.feed(page)
     # Only the renderer's own elements and attributes; the names became text.
     assert set(parsed.tags) <= {
-        "html", "head", "meta", "title", "style", "body", "header", "h1", "p", "nav", "a", "main", "section",
-        "h2", "h3", "div", "b", "table", "thead", "tbody", "tr", "th", "td", "span", "br", "code", "em",
+        "html",
+        "head",
+        "meta",
+        "title",
+        "style",
+        "body",
+        "header",
+        "h1",
+        "p",
+        "nav",
+        "a",
+        "main",
+        "section",
+        "h2",
+        "h3",
+        "div",
+        "b",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "span",
+        "br",
+        "code",
+        "em",
     }
     assert "script" not in parsed.tags and "img" not in parsed.tags
     assert {name for name, _ in parsed.attributes} <= {
-        "lang", "charset", "name", "content", "http-equiv", "href", "id", "class", "title", "role",
-        "data-integrity", "data-stat", "data-category", "data-purpose", "data-consents-in-force", "data-rule",
-        "data-count", "data-tenants", "data-transform", "data-seq",
+        "lang",
+        "charset",
+        "name",
+        "content",
+        "http-equiv",
+        "href",
+        "id",
+        "class",
+        "title",
+        "role",
+        "data-integrity",
+        "data-stat",
+        "data-category",
+        "data-purpose",
+        "data-consents-in-force",
+        "data-rule",
+        "data-count",
+        "data-tenants",
+        "data-transform",
+        "data-seq",
     }
     assert "onerror" not in {name for name, _ in parsed.attributes}
     assert "<script" not in page.lower() and "<img" not in page.lower()
@@ -98,7 +184,9 @@ def test_markdown_shows_hostile_names_as_text(tmp_path: Path) -> None:
     text = render_markdown(hostile_report(tmp_path))
     assert not ACTING.search(text)
     assert SCRIPT not in text
-    assert not re.search(r"(?<!\\)[<>]", text)  # every angle bracket escaped: no HTML reaches a Markdown viewer
+    assert not re.search(
+        r"(?<!\\)[<>]", text
+    )  # every angle bracket escaped: no HTML reaches a Markdown viewer
     assert r"\<script\>alert(1)\</script\>" in text
     # Every row of every table keeps its columns: no | in a name ends a cell, no line break ends a row.
     for block in re.findall(r"(?:^\|.*\|$\n?)+", text, re.M):
@@ -125,7 +213,10 @@ def test_markup_is_made_only_by_escaping() -> None:
         report_html.text("x") + "<b>"  # type: ignore[operator]
     assert str(report_html.text(SCRIPT)) == "&lt;script&gt;alert(1)&lt;/script&gt;"
     cell = report_html.element("td", SCRIPT, report_html.text("&"), title='"><script>', class_="x")
-    assert str(cell) == '<td title="&quot;&gt;&lt;script&gt;" class="x">&lt;script&gt;alert(1)&lt;/script&gt;&amp;</td>'
+    assert (
+        str(cell)
+        == '<td title="&quot;&gt;&lt;script&gt;" class="x">&lt;script&gt;alert(1)&lt;/script&gt;&amp;</td>'
+    )
     for bad in ("td onclick=x", "script>", ""):
         with pytest.raises(ValueError):
             report_html.element(bad)
@@ -141,8 +232,11 @@ def test_constant_markup_is_only_ever_a_string_literal(module: object) -> None:
     """The one way around escaping, ``_trusted``, takes literals written in the renderer, never a value."""
     source = Path(module.__file__).read_text(encoding="utf-8")  # type: ignore[attr-defined]
     calls = [
-        node for node in ast.walk(ast.parse(source))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_trusted", "Html", "Md", "Cell")
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("_trusted", "Html", "Md", "Cell")
     ]
     assert calls
     for call in calls:

@@ -49,7 +49,9 @@ def test_finds_produces_transform_category_and_label(sample_tree: Path) -> None:
     assert [(f.kind, f.keys) for f in found["app.handlers.read_body"]] == [
         ("produces", ("customer_data.content.email",))
     ]
-    assert [(f.kind, f.keys) for f in found["app.handlers.mailbox_size"]] == [("transform", ("usage-aggregate",))]
+    assert [(f.kind, f.keys) for f in found["app.handlers.mailbox_size"]] == [
+        ("transform", ("usage-aggregate",))
+    ]
     assert [(f.kind, f.keys) for f in found["app.models.Message"]] == [
         ("category", ("customer_data.content.email",))
     ]
@@ -79,7 +81,9 @@ def test_unparsable_files_are_skipped_and_named(sample_tree: Path) -> None:
     assert result.files == 5  # the rest was still scanned
 
 
-def test_scanning_never_imports_the_code(sample_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scanning_never_imports_the_code(
+    sample_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     result = scan(sample_tree)
     assert any(f.path == "app/side_effect.py" for f in result.findings)
@@ -129,7 +133,9 @@ def test_folders_are_never_passed_over_silently(tmp_path: Path) -> None:
     (tmp_path / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
     result = scan(tmp_path)
     assert sorted(f.path for f in result.of_kind("purpose")) == [
-        "app/env/settings.py", "build/tasks.py", "dist/publish.py"
+        "app/env/settings.py",
+        "build/tasks.py",
+        "dist/publish.py",
     ]
     assert sorted(result.skipped) == [
         ("site-packages/", "installed packages, not the project's code"),

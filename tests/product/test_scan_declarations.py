@@ -166,7 +166,8 @@ def test_the_fides_export_lists_the_categories_orm_code_handles(tree: Path) -> N
     from purposeguard.fides import system_manifest
 
     declarations = {
-        d["data_use"]: d["data_categories"] for d in system_manifest(scan(tree))["system"][0]["privacy_declarations"]
+        d["data_use"]: d["data_categories"]
+        for d in system_manifest(scan(tree))["system"][0]["privacy_declarations"]
     }
     assert declarations["marketing.advertising"] == ["user.content.private"]
     assert declarations["marketing.communications.email"] == ["user"]
@@ -191,9 +192,11 @@ def test_constants_that_refer_to_each_other_in_a_cycle_stay_dynamic(tmp_path: Pa
 
 
 def test_what_a_route_loads_reaches_the_features_it_calls(tmp_path: Path) -> None:
-    write_tree(tmp_path, {
-        "web/__init__.py": "",
-        "web/models.py": """
+    write_tree(
+        tmp_path,
+        {
+            "web/__init__.py": "",
+            "web/models.py": """
             from typing import Annotated
 
             import purposeguard as pg
@@ -207,7 +210,7 @@ def test_what_a_route_loads_reaches_the_features_it_calls(tmp_path: Path) -> Non
             class User:
                 email: Mapped[Annotated[str, pg.Category("customer_data")]]
         """,
-        "web/features.py": """
+            "web/features.py": """
             import purposeguard as pg
 
 
@@ -220,7 +223,7 @@ def test_what_a_route_loads_reaches_the_features_it_calls(tmp_path: Path) -> Non
             def mail(address):
                 return None
         """,
-        "web/app.py": """
+            "web/app.py": """
             from . import features
             from .models import Note, User
 
@@ -240,7 +243,8 @@ def test_what_a_route_loads_reaches_the_features_it_calls(tmp_path: Path) -> Non
 
                 return app
         """,
-    })
+        },
+    )
     assert scan(tmp_path).flows() == {
         (DOCUMENT, "advertising"): ["web.features.pick_ad"],
         ("customer_data", "marketing.direct"): ["web.features.mail"],

@@ -95,8 +95,16 @@ def test_a_field_path_releases_exactly_that_field(tmp_path: Path, path: str, exp
 
 @pytest.mark.parametrize(
     "path",
-    ["owner", "owner.address", "messages", "messages[]", "everything", "export", "everything.owner",
-     "export.owner"],
+    [
+        "owner",
+        "owner.address",
+        "messages",
+        "messages[]",
+        "everything",
+        "export",
+        "everything.owner",
+        "export.owner",
+    ],
     ids=lambda p: f"whole-record:{p}",
 )
 def test_a_whole_record_is_never_released(tmp_path: Path, path: str) -> None:
@@ -112,9 +120,22 @@ def test_a_whole_record_is_never_released(tmp_path: Path, path: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["owner..name", ".owner", "owner.", "owner.address[].city", "owner[x]", "messages[][].subject",
-     "owner.__class__", "owner._secret", "messages[].__dict__", "nothere", "owner.address.zip",
-     "x" * 500, "created.upper", "created[]"],
+    [
+        "owner..name",
+        ".owner",
+        "owner.",
+        "owner.address[].city",
+        "owner[x]",
+        "messages[][].subject",
+        "owner.__class__",
+        "owner._secret",
+        "messages[].__dict__",
+        "nothere",
+        "owner.address.zip",
+        "x" * 500,
+        "created.upper",
+        "created[]",
+    ],
     ids=lambda p: f"bad-path:{p[:20]}",
 )
 def test_a_malformed_or_unknown_path_releases_nothing(tmp_path: Path, path: str) -> None:
@@ -171,7 +192,9 @@ def test_another_tenants_data_is_refused_and_recorded(tmp_path: Path, other: str
 
 def test_mixed_tenants_in_one_list_are_refused(tmp_path: Path) -> None:
     """Secure: a list mixing the case's tenant and another's belongs to nobody: refused."""
-    record = {"to": [pg.label("a@contoso", CUSTOMER, tenant="contoso"), pg.label("b@fab", CUSTOMER, tenant="fab")]}
+    record = {
+        "to": [pg.label("a@contoso", CUSTOMER, tenant="contoso"), pg.label("b@fab", CUSTOMER, tenant="fab")]
+    }
     with open_case(tmp_path) as disclosure, pytest.raises(pg.ObligationError):
         disclosure.release(record, fields=["to"])
 
@@ -202,14 +225,23 @@ def test_unnamed_fields_stay_closed_after_a_path_release(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
-    "case", ["LE\n2026", "LE\x1b[31m", "'; DROP TABLE audit; --", "x" * 300], ids=["newline", "ansi", "sql", "long"]
+    "case",
+    ["LE\n2026", "LE\x1b[31m", "'; DROP TABLE audit; --", "x" * 300],
+    ids=["newline", "ansi", "sql", "long"],
 )
 def test_hostile_case_ids_are_escaped_in_errors(tmp_path: Path, case: str) -> None:
     """Secure: a hostile case id appears escaped and bounded in error messages, never raw."""
-    with pg.compelled_disclosure(
-        case=case, tenant="contoso", authority="Court", redirect_attempted=True, notifier=Outbox(),
-        audit=tmp_path / "a.db",
-    ) as disclosure, pytest.raises(pg.ObligationError) as raised:
+    with (
+        pg.compelled_disclosure(
+            case=case,
+            tenant="contoso",
+            authority="Court",
+            redirect_attempted=True,
+            notifier=Outbox(),
+            audit=tmp_path / "a.db",
+        ) as disclosure,
+        pytest.raises(pg.ObligationError) as raised,
+    ):
         disclosure.release({"a": 1}, fields=["nope"])
     message = str(raised.value)
     assert "\n" not in message and "\x1b" not in message and len(message) < 400

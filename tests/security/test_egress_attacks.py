@@ -57,7 +57,9 @@ class Recorder:
                 return None
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def port(self) -> int:
@@ -147,7 +149,9 @@ def test_laundered_content_to_an_ad_destination_never_leaves(
 
 
 @pytest.mark.parametrize("exit_name", list(EXITS))
-def test_a_house_ad_after_a_decision_frame_reaches_the_ad_destination(recorder: Recorder, exit_name: str) -> None:
+def test_a_house_ad_after_a_decision_frame_reaches_the_ad_destination(
+    recorder: Recorder, exit_name: str
+) -> None:
     """Precise: a spam verdict over content, in a decision frame, does not block an ad call carrying no user data."""
 
     @pg.purpose("service.security", output="decision")

@@ -26,7 +26,18 @@ HOSTILE = [
     "con\u2028toso",
     "con\ttoso",
 ]
-HOSTILE_IDS = ["empty", "lead-space", "trail-space", "newline", "cr", "ansi", "nul", "too-long", "line-sep", "tab"]
+HOSTILE_IDS = [
+    "empty",
+    "lead-space",
+    "trail-space",
+    "newline",
+    "cr",
+    "ansi",
+    "nul",
+    "too-long",
+    "line-sep",
+    "tab",
+]
 
 
 @pytest.mark.parametrize("tenant", HOSTILE, ids=HOSTILE_IDS)
@@ -59,7 +70,9 @@ def test_a_labelled_tenant_id_is_refused_without_echo() -> None:
         assert SECRET not in str(raised.value)
 
 
-@pytest.mark.parametrize("tenant", [3, 3.5, b"contoso", ["contoso"], object()], ids=lambda t: type(t).__name__)
+@pytest.mark.parametrize(
+    "tenant", [3, 3.5, b"contoso", ["contoso"], object()], ids=lambda t: type(t).__name__
+)
 def test_a_tenant_of_the_wrong_type_names_the_type(tenant: Any) -> None:
     """Secure: a wrong-typed tenant is a TypeError naming the type."""
     with pytest.raises(TypeError, match=type(tenant).__name__):
@@ -96,7 +109,9 @@ def test_an_unknown_category_that_is_not_key_shaped_is_not_echoed(key: Any) -> N
 
 
 @pytest.mark.parametrize(
-    "key", [SECRET, "adver\ntising", "\x1b[31madvertising", "p" * 1000], ids=["email", "newline", "ansi", "long"]
+    "key",
+    [SECRET, "adver\ntising", "\x1b[31madvertising", "p" * 1000],
+    ids=["email", "newline", "ansi", "long"],
 )
 def test_an_unknown_purpose_is_not_echoed(key: str) -> None:
     """Secure: an unknown purpose that does not look like a key is not printed."""
@@ -159,7 +174,9 @@ def test_a_hostile_rule_id_is_a_policy_error_naming_the_field(rule_id: str) -> N
 
 
 @pytest.mark.parametrize(
-    "qualname", ["ads\nINFO forged line", "ads\x1b[2J", "a" * 5000, "ads\u2028x"], ids=["newline", "ansi", "long", "ls"]
+    "qualname",
+    ["ads\nINFO forged line", "ads\x1b[2J", "a" * 5000, "ads\u2028x"],
+    ids=["newline", "ansi", "long", "ls"],
 )
 def test_a_hostile_function_name_is_escaped_in_violation_records(qualname: str) -> None:
     """Secure: a function name set by hostile code is escaped and bounded in violation records."""
@@ -233,17 +250,28 @@ def test_disclosure_audit_argument_of_the_wrong_type_is_not_echoed(tmp_path: Pat
     secret = pg.label(SECRET, "customer_data")
     with pytest.raises(pg.ObligationError) as raised:
         pg.compelled_disclosure(
-            case="LE-1", tenant="contoso", authority="Court", redirect_attempted=True,
-            notifier=lambda n: None, audit=[secret],  # type: ignore[arg-type]
+            case="LE-1",
+            tenant="contoso",
+            authority="Court",
+            redirect_attempted=True,
+            notifier=lambda n: None,
+            audit=[secret],  # type: ignore[arg-type]
         )
     assert SECRET not in str(raised.value)
 
 
 def test_a_labelled_field_name_in_a_release_is_not_echoed(tmp_path: Path) -> None:
     """Secure: a non-string field name is named by type, never printed."""
-    with pg.compelled_disclosure(
-        case="LE-1", tenant="contoso", authority="Court", redirect_attempted=True,
-        notifier=lambda n: None, audit=tmp_path / "a.db",
-    ) as disclosure, pytest.raises(pg.ObligationError) as raised:
+    with (
+        pg.compelled_disclosure(
+            case="LE-1",
+            tenant="contoso",
+            authority="Court",
+            redirect_attempted=True,
+            notifier=lambda n: None,
+            audit=tmp_path / "a.db",
+        ) as disclosure,
+        pytest.raises(pg.ObligationError) as raised,
+    ):
         disclosure.release({"a": 1}, fields=[{"x": SECRET}])  # type: ignore[list-item]
     assert SECRET not in str(raised.value)

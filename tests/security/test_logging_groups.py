@@ -40,7 +40,9 @@ def _log_exception(logger: logging.Logger, error: BaseException) -> None:
         logger.exception("task group failed")
 
 
-def test_an_exception_group_with_a_labelled_member_is_redacted(logged: tuple[logging.Logger, io.StringIO]) -> None:
+def test_an_exception_group_with_a_labelled_member_is_redacted(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
     """A labelled value in an ExceptionGroup member does not reach the log."""
     pg.configure("trust-center", mode="enforce")
     logger, stream = logged
@@ -84,7 +86,9 @@ def test_a_plain_exception_group_is_logged_as_is(logged: tuple[logging.Logger, i
     assert "plain failure" in stream.getvalue()
 
 
-def test_trace_mode_records_the_group_and_keeps_the_record(logged: tuple[logging.Logger, io.StringIO]) -> None:
+def test_trace_mode_records_the_group_and_keeps_the_record(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
     """Trace mode records a violation for the labelled member."""
     pg.configure("trust-center", mode="trace")
     logger, _ = logged

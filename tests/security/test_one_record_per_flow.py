@@ -26,7 +26,9 @@ def test_a_thousand_identical_violations_in_one_zone_are_one_record_with_count_1
     assert len(violations) == 1
     assert violations[0].count == 1000
     repeats: list[Any] = [r for r in records if r.kind == "repeats"]
-    assert [(r.category, r.purpose, r.via, r.count) for r in repeats] == [(EMAIL, "advertising", "argument", 1000)]
+    assert [(r.category, r.purpose, r.via, r.count) for r in repeats] == [
+        (EMAIL, "advertising", "argument", 1000)
+    ]
     assert [r.kind for r in records] == ["violation", "repeats"]
 
 

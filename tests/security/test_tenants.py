@@ -77,7 +77,10 @@ def test_a_nested_value_of_another_tenant_is_found_by_the_deep_walk(store: Conse
     """Whose data a nested structure is comes from the same deep walk as its labels."""
     pg.configure("trust-center", mode="enforce", consents=store)
     nested = {
-        "rows": [{"body": pg.label("x", EMAIL, tenant="contoso")}, {"body": pg.label("y", EMAIL, tenant="fabrikam")}]
+        "rows": [
+            {"body": pg.label("x", EMAIL, tenant="contoso")},
+            {"body": pg.label("y", EMAIL, tenant="fabrikam")},
+        ]
     }
     assert tenant_of_values([nested]) == MIXED
 

@@ -190,7 +190,9 @@ def test_content_a_decision_reads_and_returns_rebuilt_taints_the_request(
 @pytest.mark.parametrize(
     "verdict", [True, None, 0.93, 7, ("spam", 0.9)], ids=["bool", "none", "float", "int", "tuple-with-text"]
 )
-def test_a_decision_result_keeps_the_frame_closed_unless_it_holds_text(enforcing: pg.Guard, verdict: Any) -> None:
+def test_a_decision_result_keeps_the_frame_closed_unless_it_holds_text(
+    enforcing: pg.Guard, verdict: Any
+) -> None:
     """Secure and precise: truth values and numbers keep the frame closed; a tuple with text opens it."""
 
     @pg.purpose("service.security", output="decision")

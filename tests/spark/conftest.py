@@ -68,8 +68,14 @@ def _instrumented() -> Iterator[None]:
 
 
 MESSAGES = [
-    (f"m{i}", TENANTS[i % len(TENANTS)], f"user{i % 7}@{TENANTS[i % len(TENANTS)]}.example",
-     f"Body of message {i}: quarterly numbers", 1000 + 17 * i, f"2026-11-{1 + i % 3:02d}")
+    (
+        f"m{i}",
+        TENANTS[i % len(TENANTS)],
+        f"user{i % 7}@{TENANTS[i % len(TENANTS)]}.example",
+        f"Body of message {i}: quarterly numbers",
+        1000 + 17 * i,
+        f"2026-11-{1 + i % 3:02d}",
+    )
     for i in range(40)
 ]
 

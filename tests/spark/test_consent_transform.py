@@ -21,9 +21,7 @@ def store() -> Iterator[ConsentStore]:
     for tenant in ("contoso", "northwind"):
         consents.grant(tenant, "improvement", ["customer_data"], granted_by=f"admin@{tenant}")
     # Consent for documents does not cover mail.
-    consents.grant(
-        "fabrikam", "improvement", ["customer_data.content.document"], granted_by="admin@fabrikam"
-    )
+    consents.grant("fabrikam", "improvement", ["customer_data.content.document"], granted_by="admin@fabrikam")
     pg.configure("trust-center", mode="enforce", consents=consents)
     yield consents
     consents.close()
@@ -61,7 +59,9 @@ def test_a_consentable_purpose_on_unfiltered_multi_tenant_data_is_a_violation(
     with pytest.raises(pg.PurposeViolation) as refused:
         average_length(mail)
     violations = refused.value.violations
-    assert {(v.rule, v.tenant) for v in violations} == {("improvement-only-with-consent", "(several tenants)")}
+    assert {(v.rule, v.tenant) for v in violations} == {
+        ("improvement-only-with-consent", "(several tenants)")
+    }
 
 
 def test_mixing_consented_and_other_rows_loses_the_consent(mail: Any, store: ConsentStore) -> None:

@@ -54,7 +54,9 @@ def test_the_job_reports_usage_analyses_consented_tenants_and_refuses_the_audien
     assert outcome.analysis == job.length_by_day(job.keep_tenants(stored_mail, consenting))
     assert outcome.analysis != job.length_by_day(stored_mail)
     assert outcome.audience_refused
-    assert {(v.rule, v.via, v.mode) for v in outcome.violations} == {("no-advertising", "argument", "enforce")}
+    assert {(v.rule, v.via, v.mode) for v in outcome.violations} == {
+        ("no-advertising", "argument", "enforce")
+    }
 
 
 def test_in_trace_mode_the_audience_is_built_and_recorded(

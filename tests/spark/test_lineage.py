@@ -101,7 +101,9 @@ def test_labels_written_to_files_come_back(mail: Any, spark: Any, tmp_path: Any)
     assert pg.labels_of(again) == frozenset({EMAIL})
 
 
-def test_a_plan_that_cannot_be_read_carries_every_category(mail: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plan_that_cannot_be_read_carries_every_category(
+    mail: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     derived = mail.select(F.upper("body").alias("loud"), "size")
 
     def broken(self: Any, jplan: Any) -> None:

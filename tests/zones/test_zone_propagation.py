@@ -48,6 +48,7 @@ async def test_what_a_task_learns_reaches_its_zone() -> None:
     # A probe of where zone categories travel: traced, since the pack's
     # never-rules would refuse the flow (context_mode = "enforce").
     pg.configure("trust-center", context_mode="trace")
+
     async def work() -> str:
         await asyncio.sleep(0)
         return read_mail()

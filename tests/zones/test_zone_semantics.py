@@ -168,7 +168,9 @@ def test_a_guarded_entry_checks_the_zone_via_context_in_context_mode() -> None:
     assert violation.function.endswith("show_ads")
 
 
-def test_an_argument_flow_keeps_mode_while_the_zone_keeps_context_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_argument_flow_keeps_mode_while_the_zone_keeps_context_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Through the environment: configure(mode="trace") would cap the zone's flows too.
     monkeypatch.setenv("PURPOSEGUARD_MODE", "trace")
     pg.configure("trust-center", context_mode="enforce")
@@ -260,6 +262,7 @@ async def test_an_async_zone_works_like_a_sync_one() -> None:
     # A probe of where zone categories travel: traced, since the pack's
     # never-rules would refuse the flow (context_mode = "enforce").
     pg.configure("trust-center", context_mode="trace")
+
     @pg.purpose("advertising")
     async def show_ads_async(user_id: str) -> str:
         return user_id

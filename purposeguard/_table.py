@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from ._policy import Policy
 
-__all__ = ["PROMISE_COLUMNS", "matrix_data", "promise_columns"]
+__all__ = ["PROMISE_COLUMNS", "Cell", "cells", "matrix_data", "promise_columns"]
 
 # The two columns of the published data-use table.
 PROMISE_COLUMNS = (
@@ -22,6 +23,27 @@ def promise_columns(policy: Policy) -> list[tuple[str, str]]:
     return columns
 
 
+class Cell(NamedTuple):
+    """One decision of the table: ``policy show`` and the report read the same cells."""
+
+    purpose: str
+    category: str
+    allowed: bool
+    rule: str | None
+    consentable: bool
+    # Obligations bind only where the rule allows.
+    obligations: tuple[str, ...]
+
+
+def cells(policy: Policy) -> Iterator[Cell]:
+    """Every (purpose, category) decision of the policy's taxonomy, purposes in order."""
+    for purpose in policy.taxonomy.purposes:
+        for category in policy.taxonomy.categories:
+            allowed, rule, consentable = policy.cell(category, purpose)
+            obligations = tuple(rule.obligations) if rule and allowed else ()
+            yield Cell(purpose, category, allowed, rule.id if rule else None, consentable, obligations)
+
+
 def matrix_data(policy: Policy) -> dict[str, Any]:
     columns = promise_columns(policy)
     rows = []
@@ -30,17 +52,14 @@ def matrix_data(policy: Policy) -> dict[str, Any]:
         for key, _ in columns:
             row[key] = "yes" if policy.cell(key, purpose)[0] else "no"
         rows.append(row)
-    matrix: dict[str, dict[str, Any]] = {}
-    for purpose in policy.taxonomy.purposes:
-        matrix[purpose] = {}
-        for category in policy.taxonomy.categories:
-            allowed, rule, consentable = policy.cell(category, purpose)
-            matrix[purpose][category] = {
-                "allowed": allowed,
-                "rule": rule.id if rule else None,
-                "consentable": consentable,
-                "obligations": list(rule.obligations) if rule and allowed else [],
-            }
+    matrix: dict[str, dict[str, Any]] = {purpose: {} for purpose in policy.taxonomy.purposes}
+    for cell in cells(policy):
+        matrix[cell.purpose][cell.category] = {
+            "allowed": cell.allowed,
+            "rule": cell.rule,
+            "consentable": cell.consentable,
+            "obligations": list(cell.obligations),
+        }
     return {
         "policy": policy.name,
         "default": policy.default,

@@ -10,6 +10,7 @@ from typing import Any
 
 from .._policy import Policy
 from .._scan import ScanResult
+from .._table import cells
 from .model import (
     ALL_CATEGORIES,
     DEFAULT_RULE,
@@ -344,23 +345,21 @@ def data_map(
 
 def decision_matrix(policy: Policy) -> DecisionMatrix:
     """The policy's decision for every purpose and category of its taxonomy."""
-    categories = tuple(policy.taxonomy.categories)
-    rows = []
-    for purpose in policy.taxonomy.purposes:
-        cells = []
-        for category in categories:
-            allowed, rule, consentable = policy.cell(category, purpose)
-            cells.append(
-                MatrixCell(
-                    category=category,
-                    allowed=allowed,
-                    rule=rule.id if rule else None,
-                    consentable=consentable,
-                    obligations=tuple(rule.obligations) if rule and allowed else (),
-                )
+    by_purpose: dict[str, list[MatrixCell]] = {purpose: [] for purpose in policy.taxonomy.purposes}
+    for cell in cells(policy):
+        by_purpose[cell.purpose].append(
+            MatrixCell(
+                category=cell.category,
+                allowed=cell.allowed,
+                rule=cell.rule,
+                consentable=cell.consentable,
+                obligations=cell.obligations,
             )
-        rows.append(MatrixRow(purpose, tuple(cells)))
-    return DecisionMatrix(policy=policy.name, default=policy.default, categories=categories, rows=tuple(rows))
+        )
+    rows = tuple(MatrixRow(purpose, tuple(row)) for purpose, row in by_purpose.items())
+    return DecisionMatrix(
+        policy=policy.name, default=policy.default, categories=tuple(policy.taxonomy.categories), rows=rows
+    )
 
 
 def code_section(scanned: ScanResult | None, policy: Policy) -> CodeSection:

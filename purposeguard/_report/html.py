@@ -21,32 +21,20 @@ from .model import (
     RecordRow,
     Report,
 )
-from .text import tenants_text, visible
+from .text import Markup, tenants_text, visible
 
 _KEY = object()
 
 
-class Html:
+class Html(Markup):
     """Markup that is safe to write out as it is."""
 
-    __slots__ = ("_markup",)
+    __slots__ = ()
+    _made_by = "text(), element() or join()"
 
-    def __init__(self, markup: str, key: object) -> None:
-        if key is not _KEY:
-            raise TypeError("Html is made by text(), element() or join(), never from a str")
-        self._markup = markup
-
-    def __str__(self) -> str:
-        return self._markup
-
-    def __repr__(self) -> str:
-        return f"Html({self._markup!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Html) and other._markup == self._markup
-
-    def __hash__(self) -> int:
-        return hash(self._markup)
+    @classmethod
+    def _key(cls) -> object:
+        return _KEY
 
     def __add__(self, other: Html) -> Html:
         if not isinstance(other, Html):

@@ -14,32 +14,20 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 
 from .model import CodeSection, DataMap, DecisionMatrix, RecordRow, Report
-from .text import tenants_text, visible
+from .text import Markup, tenants_text, visible
 
 _KEY = object()
 
 
-class Md:
+class Md(Markup):
     """Markdown that is safe to write out as it is."""
 
-    __slots__ = ("_markup",)
+    __slots__ = ()
+    _made_by = "text(), code() or table()"
 
-    def __init__(self, markup: str, key: object) -> None:
-        if key is not _KEY:
-            raise TypeError("Md is made by text(), code() or table(), never from a str")
-        self._markup = markup
-
-    def __str__(self) -> str:
-        return self._markup
-
-    def __repr__(self) -> str:
-        return f"Md({self._markup!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Md) and other._markup == self._markup
-
-    def __hash__(self) -> int:
-        return hash(self._markup)
+    @classmethod
+    def _key(cls) -> object:
+        return _KEY
 
     def __add__(self, other: Md) -> Md:
         if not isinstance(other, Md):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import ClassVar
 
 # Characters that would act rather than show: C0 and C1 controls (a terminal
 # obeys ESC sequences in a `cat`ted report), zero-width and bidirectional
@@ -11,6 +12,46 @@ from collections.abc import Sequence
 # separators. Shown as escapes instead, so a name reads as it is. Tab, line
 # feed and carriage return are left to each format.
 _ACTING = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+class Markup:
+    """Text already escaped for one format, made only by that format's own helpers.
+
+    Each format subclasses it with a private key only its module holds, so no code
+    outside that module can wrap a plain ``str`` as if it were escaped.
+    """
+
+    __slots__ = ("_markup",)
+    # The format's own class (what equals it) and how its values are made.
+    _format: ClassVar[type[Markup]]
+    _made_by: ClassVar[str]
+
+    def __init__(self, markup: str, key: object) -> None:
+        if key is not self._key():
+            name = self._format.__name__
+            raise TypeError(f"{name} is made by {self._made_by}, never from a str")
+        self._markup = markup
+
+    def __init_subclass__(cls) -> None:
+        # A format class names how it is made; its subclasses (an HTML cell) stay that format.
+        if "_made_by" in cls.__dict__:
+            cls._format = cls
+
+    @classmethod
+    def _key(cls) -> object:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self._markup
+
+    def __repr__(self) -> str:
+        return f"{self._format.__name__}({self._markup!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, self._format) and other._markup == self._markup
+
+    def __hash__(self) -> int:
+        return hash(self._markup)
 
 
 def _shown(match: re.Match[str]) -> str:

@@ -65,7 +65,16 @@ from typing import Any
 
 from purposeguard._context import FLAGS, ZONE, ZoneState
 from purposeguard._errors import PolicyError, UnknownKeyError
-from purposeguard._labels import KEYS, _label_object, _resolve, annotated_fields, label
+from purposeguard._labels import (
+    EMPTY,
+    KEYS,
+    _label_object,
+    _resolve,
+    annotated_fields,
+    label,
+    register_foreign,
+    unregister_foreign,
+)
 
 from . import require
 from ._patch import Patcher
@@ -549,6 +558,29 @@ def _connection_execute(wrapped: Any, _instance: Any, args: tuple[Any, ...], kwa
     return _relabelled(result, plan)
 
 
+class _Machinery:
+    """Label reading for SQLAlchemy's per-instance state (``_sa_instance_state``):
+    it holds no application data, only the way into the session, the mapper
+    and the engine. Checks look into a loaded instance's attribute values
+    (columns and loaded relationships) and stop there, instead of walking the
+    ORM's object graph to their bound and failing closed."""
+
+    def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
+        return EMPTY
+
+    def tenant(self, value: Any) -> str | None:
+        return None
+
+    def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
+        raise TypeError("SQLAlchemy's instance state is not data: label the instance or its values")
+
+    def strip(self, value: Any) -> Any:
+        return value
+
+
+_MACHINERY = _Machinery()
+
+
 # -- switching on and off ----------------------------------------------------------------
 
 
@@ -572,7 +604,7 @@ def instrument() -> None:
     sqlalchemy = require("sqlalchemy", "sqlalchemy")
     _check_version(sqlalchemy)
     from sqlalchemy import event
-    from sqlalchemy.orm import Mapper, Session
+    from sqlalchemy.orm import InstanceState, Mapper, Session
 
     with _STATE.lock:
         if _STATE.instrumented:
@@ -584,6 +616,7 @@ def instrument() -> None:
         event.listen(Mapper, "refresh", _on_refresh, raw=True)
         event.listen(Mapper, "after_mapper_constructed", _on_mapper)
         event.listen(Session, "do_orm_execute", _on_orm_execute)
+        register_foreign(InstanceState, _MACHINERY)
         _STATE.instrumented = True
     _STATE.patcher.install()
 
@@ -594,8 +627,9 @@ def uninstrument() -> None:
         if not _STATE.instrumented:
             return
         from sqlalchemy import event
-        from sqlalchemy.orm import Mapper, Session
+        from sqlalchemy.orm import InstanceState, Mapper, Session
 
+        unregister_foreign(InstanceState)
         event.remove(Mapper, "load", _on_load)
         event.remove(Mapper, "refresh", _on_refresh)
         event.remove(Mapper, "after_mapper_constructed", _on_mapper)

@@ -310,6 +310,29 @@ def test_a_loaded_value_reaching_a_forbidden_purpose_is_refused(db: Any) -> None
     assert (violation.category, violation.purpose, violation.tenant) == (EMAIL, "advertising", "contoso")
 
 
+def test_a_loaded_instance_is_checked_by_its_values_as_an_argument(db: Any) -> None:
+    """The check looks into the instance's columns and loaded relationships, not
+    the ORM's own state (session, mapper, engine), which would exceed the walk's bound."""
+    pg.configure("trust-center", mode="enforce")
+
+    @pg.purpose("service.operations")
+    def troubleshoot(post: Post) -> int:
+        return len(post.body)
+
+    @pg.purpose("advertising")
+    def pick_ads(post: Post) -> str:
+        return "ad"
+
+    with Session(db) as session:
+        post = _first_post(session)
+        assert post.author is not None  # a loaded relationship is looked into too
+        assert troubleshoot(post) == len(BODY)
+        with pytest.raises(pg.PurposeViolation) as caught:
+            pick_ads(post)
+    assert {(v.category, v.via) for v in caught.value.violations} >= {(EMAIL, "argument")}
+    assert "administrator_data" in {v.category for v in caught.value.violations}
+
+
 def test_loading_an_instance_inside_a_zone_leaves_the_zone_as_it_was(db: Any) -> None:
     """A loaded row is not yet a flow: the login layer loading the user does not taint the request."""
     with pg.zone(tenant="contoso") as zone, Session(db) as session:

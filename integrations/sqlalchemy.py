@@ -374,11 +374,26 @@ def _reader_base() -> type:
         _pg_tenant: str | None = None
 
         def __get__(self, instance: Any, owner: Any) -> Any:
-            value = InstrumentedAttribute.__get__(self, instance, owner)
-            if instance is not None and value is not None and FLAGS.zones:
+            if instance is None:
+                return self
+            # SQLAlchemy's own fast path (a loaded value in the instance's
+            # dict), inlined: this runs on every read of a declared column.
+            values = instance.__dict__
+            key = self.key
+            if key in values and self.impl.supports_population:
+                value = values[key]
+            else:
+                value = InstrumentedAttribute.__get__(self, instance, owner)
+            if FLAGS.zones and value is not None:
                 zone = ZONE.get()
                 if zone is not None:
-                    _note_read(zone, type(self), instance, value)
+                    kind = getattr(type(value), "_pg_kind", None)
+                    if (
+                        kind is None
+                        or not kind.labels <= zone.categories
+                        or (kind.tenant is not None and kind.tenant not in zone.owners)
+                    ):
+                        _note_read(zone, type(self), instance, value)
             return value
 
     _READER.append(ReadingAttribute)

@@ -5,7 +5,8 @@ fresh session (so every row is really loaded): once with the integration
 switched off, once with it on (each row's labelled columns come back as
 labelled values with the row's tenant). The ratio of the two is the cost of
 labelling per loaded row; the per-row time is the load time divided by the
-row count. The integration is switched on or off in each statement's setup,
+row count. A third group reads a declared attribute of a loaded instance
+(instrumented, the read tells the request's zone what flows). The integration is switched on or off in each statement's setup,
 which is not timed.
 """
 
@@ -19,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 import purposeguard as pg
 
 ROWS = 200
+READS = 1000
 BODY = "Quarterly numbers attached; the forecast for the next two quarters is in the second sheet. " * 2
 
 
@@ -58,10 +60,28 @@ def _namespace() -> dict[str, object]:
             return len(session.execute(select(Message.id, Message.tenant, Message.body)).all())
 
     pg_sqlalchemy.instrument()
-    with Session(engine) as session:
-        assert pg.labels_of(session.scalars(select(Message)).first().body)  # type: ignore[union-attr]
+    with Session(engine, expire_on_commit=False) as session:
+        loaded = session.scalars(select(Message)).first()
+        assert loaded is not None and pg.labels_of(loaded.body)
+
+    def reads() -> int:
+        total = 0
+        for _ in range(READS):
+            total += len(loaded.body)
+        return total
+
+    def reads_in_zone() -> int:
+        with pg.zone(tenant="tenant-0"):
+            return reads()
+
     pg_sqlalchemy.uninstrument()
-    return {"instances": instances, "rows": rows, "pg_sqlalchemy": pg_sqlalchemy}
+    return {
+        "instances": instances,
+        "rows": rows,
+        "reads": reads,
+        "reads_in_zone": reads_in_zone,
+        "pg_sqlalchemy": pg_sqlalchemy,
+    }
 
 
 OFF = "pg_sqlalchemy.uninstrument()"
@@ -90,6 +110,19 @@ def _groups(quick: bool) -> list[Group]:
             rounds=rounds,
             baseline_label="the same load without purposeguard",
         ),
+        Group(
+            f"SQLAlchemy: {READS} reads of a declared attribute of a loaded instance",
+            Case(f"{READS} reads, not instrumented, in a zone", "reads_in_zone()", setup=OFF),
+            [
+                Case(f"{READS} reads, instrumented, outside a zone", "reads()", "informative", setup=ON),
+                # Each read tells the zone what flows (a set test once it knows).
+                Case(f"{READS} reads, instrumented, in a zone", "reads_in_zone()", "informative", setup=ON),
+            ],
+            globals=namespace,
+            number=number,
+            rounds=rounds,
+            baseline_label="the same reads without purposeguard",
+        ),
     ]
 
 
@@ -99,7 +132,11 @@ def rows(quick: bool = False) -> list[Row]:
     try:
         for group in _groups(quick):
             for row in run_group(group):
-                row.note = (row.note + " " if row.note else "") + f"({row.per_call_ns / ROWS:.0f} ns per row)"
+                per = READS if "reads" in row.name else ROWS
+                unit = "read" if "reads" in row.name else "row"
+                row.note = (
+                    row.note + " " if row.note else ""
+                ) + f"({row.per_call_ns / per:.0f} ns per {unit})"
                 out.append(row)
     finally:
         pg_sqlalchemy.uninstrument()

@@ -38,7 +38,14 @@ Once instrumented:
   returned (``yield_per`` buffers); textual SQL (``text()``,
   ``exec_driver_sql``) is not labelled;
 - labelling goes through :func:`purposeguard.label`, so a value loaded while
-  a purpose is current is checked like any other labelled value.
+  a purpose is current is checked like any other labelled value;
+- a request's zone learns a loaded instance's categories when a labelled
+  attribute is read (``post.body``), not when the row is loaded: the login
+  layer loading the user does not taint a request that never reads the
+  user's personal fields. Rows of ``select(Post.body)`` are reads: their
+  categories reach the zone as they are returned. Reading the instance's
+  ``__dict__`` directly hands out the labelled values without telling the
+  zone.
 
 Labelled values bound as parameters (writes, WHERE clauses) are ``str``,
 ``bytes``, ``int`` or ``float`` subclasses: the database stores the plain
@@ -56,8 +63,18 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from purposeguard._context import FLAGS, ZONE, ZoneState
 from purposeguard._errors import PolicyError, UnknownKeyError
-from purposeguard._labels import KEYS, _label_object, _resolve, annotated_fields, label
+from purposeguard._labels import (
+    EMPTY,
+    KEYS,
+    _label_object,
+    _resolve,
+    annotated_fields,
+    label,
+    register_foreign,
+    unregister_foreign,
+)
 
 from . import require
 from ._patch import Patcher
@@ -74,7 +91,7 @@ TABLE_TENANT_KEY = "purposeguard_tenant"
 class _Model:
     """What one mapped class declares: labelled attributes and its tenant attribute."""
 
-    __slots__ = ("fields", "tenant", "categories", "undeclared")
+    __slots__ = ("fields", "tenant", "categories", "undeclared", "loud")
 
     def __init__(
         self, fields: tuple[tuple[str, tuple[str, ...]], ...], tenant: str | None, undeclared: bool = False
@@ -83,6 +100,8 @@ class _Model:
         self.tenant = tenant
         # Some categories come from column info only (labels_of(instance) cannot see them).
         self.undeclared = undeclared
+        # Loads tell the zone at once: an attribute could not be made to tell it on read.
+        self.loud = False
         found: set[str] = set()
         for _key, categories in fields:
             found.update(categories)
@@ -107,6 +126,9 @@ class _State:
         self.lock = threading.RLock()
         self.instrumented = False
         self.models: dict[type, _Model] = {}
+        # Labelled attributes whose class was swapped for a reading one, with
+        # the class each had before: put back when the models are forgotten.
+        self.readers: list[tuple[Any, type]] = []
         # id(table) -> declarations; _Table.table keeps the table alive, so the id stays its own.
         self.tables: dict[int, _Table] = {}
         self.patcher = Patcher(
@@ -114,6 +136,9 @@ class _State:
         )
 
     def forget(self) -> None:
+        for attribute, original in self.readers:
+            attribute.__class__ = original
+        self.readers.clear()
         self.models.clear()
         self.tables.clear()
 
@@ -219,6 +244,7 @@ def _declare(mapper: Any) -> _Model:
     model = _Model(tuple(fields), tenant, undeclared)
     with _STATE.lock:
         _STATE.models[cls] = model
+        _read_through(mapper, model)
         for table_id, (table, columns) in by_table.items():
             tenant_name = None
             if tenant_column is not None and getattr(tenant_column, "table", None) is table:
@@ -298,12 +324,118 @@ def _label_instance(state: Any, attrs: Iterable[str] | None) -> None:
             _label_object(obj, _resolve(model.categories, tenant))
 
 
+def _quietly(attrs: Iterable[str] | None, state: Any) -> None:
+    """Label a loaded instance without telling the request's zone: loading a
+    row is not yet a flow (the reading attribute tells the zone when a value
+    is read). The labels still pass the source check under the current
+    purpose, in a scratch zone with the request's tenant and categories that
+    records flows where the request's zone does."""
+    outer = ZONE.get() if FLAGS.zones else None
+    model = _STATE.models.get(state.class_) or _declare(state.mapper)
+    if outer is None or model.loud:
+        _label_instance(state, attrs)
+        return
+    scratch = ZoneState(outer.tenant, None, outer.categories)
+    scratch.owners = outer.owners
+    scratch.flows = outer.flows
+    scratch.allowed = outer.allowed
+    scratch._lock = outer._lock
+    token = ZONE.set(scratch)
+    try:
+        _label_instance(state, attrs)
+    finally:
+        ZONE.reset(token)
+
+
 def _on_load(state: Any, _context: Any) -> None:
-    _label_instance(state, None)
+    _quietly(None, state)
 
 
 def _on_refresh(state: Any, _context: Any, attrs: Iterable[str] | None) -> None:
-    _label_instance(state, attrs)
+    _quietly(attrs, state)
+
+
+_READER: list[type] = []
+
+
+def _reader_base() -> type:
+    """The attribute class of labelled columns: SQLAlchemy's own, plus telling
+    the zone what a read hands out (built once, after SQLAlchemy is imported)."""
+    if _READER:
+        return _READER[0]
+    from sqlalchemy.orm.attributes import InstrumentedAttribute
+
+    class ReadingAttribute(InstrumentedAttribute[Any]):
+        __slots__ = ()
+        inherit_cache = True
+        # Set on the per-column subclasses: the column's categories and the
+        # model's tenant attribute, for values that cannot carry a label.
+        _pg_labels: frozenset[str] = frozenset()
+        _pg_tenant: str | None = None
+
+        def __get__(self, instance: Any, owner: Any) -> Any:
+            if instance is None:
+                return self
+            # SQLAlchemy's own fast path (a loaded value in the instance's
+            # dict), inlined: this runs on every read of a declared column.
+            values = instance.__dict__
+            key = self.key
+            if key in values and self.impl.supports_population:
+                value = values[key]
+            else:
+                value = InstrumentedAttribute.__get__(self, instance, owner)
+            if FLAGS.zones and value is not None:
+                zone = ZONE.get()
+                if zone is not None:
+                    kind = getattr(type(value), "_pg_kind", None)
+                    if (
+                        kind is None
+                        or not kind.labels <= zone.categories
+                        or (kind.tenant is not None and kind.tenant not in zone.owners)
+                    ):
+                        _note_read(zone, type(self), instance, value)
+            return value
+
+    _READER.append(ReadingAttribute)
+    return ReadingAttribute
+
+
+def _note_read(zone: ZoneState, reader: Any, instance: Any, value: Any) -> None:
+    kind = getattr(type(value), "_pg_kind", None) or getattr(type(value), "_pg_box", None)
+    if kind is not None:
+        zone.add(kind.labels, kind.tenant)
+        return
+    # None, a truth value, a proxy: the column's categories with the row's tenant.
+    tenant = instance.__dict__.get(reader._pg_tenant) if reader._pg_tenant is not None else None
+    zone.add(reader._pg_labels, _tenant(tenant))
+
+
+def _read_through(mapper: Any, model: _Model) -> None:
+    """Give each labelled column attribute of ``mapper``'s class the reading
+    class. An attribute of a class of its own (a custom instrumentation)
+    keeps it, and its model's loads tell the zone at once instead."""
+    base = _reader_base()
+    manager = mapper.class_manager
+    for key, categories in model.fields:
+        attribute = manager.get(key)
+        if attribute is None or isinstance(attribute, base):
+            continue
+        original = type(attribute)
+        if original is not base.__mro__[1]:
+            model.loud = True
+            continue
+        reader = type(
+            "ReadingInstrumentedAttribute",
+            (base,),
+            {
+                "__slots__": (),
+                "inherit_cache": True,
+                "_pg_labels": _resolve(categories, None).labels,
+                "_pg_tenant": model.tenant,
+            },
+        )
+        attribute.__class__ = reader
+        _STATE.readers.append((attribute, original))
 
 
 def _on_mapper(mapper: Any, _cls: type) -> None:
@@ -441,6 +573,29 @@ def _connection_execute(wrapped: Any, _instance: Any, args: tuple[Any, ...], kwa
     return _relabelled(result, plan)
 
 
+class _Machinery:
+    """Label reading for SQLAlchemy's per-instance state (``_sa_instance_state``):
+    it holds no application data, only the way into the session, the mapper
+    and the engine. Checks look into a loaded instance's attribute values
+    (columns and loaded relationships) and stop there, instead of walking the
+    ORM's object graph to their bound and failing closed."""
+
+    def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
+        return EMPTY
+
+    def tenant(self, value: Any) -> str | None:
+        return None
+
+    def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
+        raise TypeError("SQLAlchemy's instance state is not data: label the instance or its values")
+
+    def strip(self, value: Any) -> Any:
+        return value
+
+
+_MACHINERY = _Machinery()
+
+
 # -- switching on and off ----------------------------------------------------------------
 
 
@@ -464,7 +619,7 @@ def instrument() -> None:
     sqlalchemy = require("sqlalchemy", "sqlalchemy")
     _check_version(sqlalchemy)
     from sqlalchemy import event
-    from sqlalchemy.orm import Mapper, Session
+    from sqlalchemy.orm import InstanceState, Mapper, Session
 
     with _STATE.lock:
         if _STATE.instrumented:
@@ -476,6 +631,7 @@ def instrument() -> None:
         event.listen(Mapper, "refresh", _on_refresh, raw=True)
         event.listen(Mapper, "after_mapper_constructed", _on_mapper)
         event.listen(Session, "do_orm_execute", _on_orm_execute)
+        register_foreign(InstanceState, _MACHINERY)
         _STATE.instrumented = True
     _STATE.patcher.install()
 
@@ -486,8 +642,9 @@ def uninstrument() -> None:
         if not _STATE.instrumented:
             return
         from sqlalchemy import event
-        from sqlalchemy.orm import Mapper, Session
+        from sqlalchemy.orm import InstanceState, Mapper, Session
 
+        unregister_foreign(InstanceState)
         event.remove(Mapper, "load", _on_load)
         event.remove(Mapper, "refresh", _on_refresh)
         event.remove(Mapper, "after_mapper_constructed", _on_mapper)

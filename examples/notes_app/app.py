@@ -23,11 +23,20 @@ from .models import Base, Note, User
 
 
 def create_app(
-    database_url: str, *, mode: str = "enforce", consents: str | None = None, secret_key: str | None = None
+    database_url: str,
+    *,
+    mode: str = "enforce",
+    context_mode: str | None = None,
+    consents: str | None = None,
+    secret_key: str | None = None,
 ) -> Flask:
-    """The app on ``database_url``; ``consents`` is where tenants' consent is kept."""
+    """The app on ``database_url``; ``consents`` is where tenants' consent is kept.
+
+    ``context_mode="enforce"`` refuses flows seen only through the request's
+    zone too (values rebuilt without their label), not just the pack's
+    never-rules."""
     store = ConsentStore(consents) if consents else None
-    pg.configure("trust-center", mode=mode, consents=store)
+    pg.configure("trust-center", mode=mode, context_mode=context_mode, consents=store)
     pg_sqlalchemy.instrument()
 
     engine = create_engine(database_url)
@@ -143,6 +152,11 @@ def create_app(
         return jsonify([row.id for row in rows if features.matches(row.body, words)])
 
     # -- what the growth team asked for -----------------------------------------------
+
+    @app.get("/promotion")
+    @login_required
+    def promotion() -> Any:
+        return jsonify(ad=features.house_ad())
 
     @app.get("/notes/<int:note_id>/ad")
     @login_required

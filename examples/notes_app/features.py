@@ -1,8 +1,10 @@
 """What the app does with notes, each function under the purpose it serves.
 
-``preview`` and ``search`` run the service; the other three are what the
-promise forbids (ads, direct marketing) or allows only with the tenant's
-consent (product analytics, an improvement of the service).
+``preview`` and ``search`` run the service; a house ad that reads no one's
+data is advertising the promise allows; the other three are what the
+promise forbids (ads chosen from notes, direct marketing) or allows only
+with the tenant's consent (product analytics, an improvement of the
+service).
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ def pick_ad(body: str) -> str:
         if keyword in body.lower():
             return ad
     return "Upgrade to Notes Pro"
+
+
+@pg.purpose("advertising")
+def house_ad() -> str:
+    """An ad for the app itself, the same for everyone: it reads no one's data."""
+    return "Notes Pro: offline notes and unlimited attachments"
 
 
 @pg.purpose("marketing.direct")

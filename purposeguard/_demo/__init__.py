@@ -6,7 +6,9 @@ on top of the library and may use the integrations; nothing below imports it.
 
 Tenants have end users with mailboxes (messages are
 ``customer_data.content.email``), a document library
-(``customer_data.content.document``) and administrators. The service filters
+(``customer_data.content.document``) and administrators, kept in SQLite
+through SQLAlchemy models and received as pydantic request bodies whose
+fields declare their categories: the service labels nothing by hand. The service filters
 spam, troubleshoots mailboxes, counts usage through the policy's transforms
 and notifies administrators of storage limits, as the promise allows; its
 "ad recommendations", newsletter, product-analytics job and law-enforcement
@@ -32,6 +34,8 @@ from purposeguard.consent import ConsentStore
 try:
     # The service's own dependencies: a missing one names the extra, before any half-import.
     import httpx  # noqa: F401
+    import pydantic  # noqa: F401
+    import sqlalchemy  # noqa: F401
     import starlette  # noqa: F401
     import uvicorn  # noqa: F401
 except ImportError as error:
@@ -81,12 +85,14 @@ def running(
     """Serve the mail service on 127.0.0.1 (``port`` 0: a free one) with a
     local stand-in for the ad network and the newsletter service.
 
-    Instruments httpx for the block (and undoes it if it was not on before).
+    Instruments httpx and SQLAlchemy for the block (and undoes each that was
+    not on before): calls to outside parties are checked, and what the store
+    reads arrives labelled.
     The guard is the caller's: ``pg.configure(...)`` first, with the same
     ``consents`` store if consent should decide anything. A port in use raises
     :class:`PortInUse` before anything starts. ``log_level`` is uvicorn's.
     """
-    from ._integrations import pg_httpx
+    from ._integrations import pg_httpx, pg_sqlalchemy
 
     outside = OutsideServer()
     service = MailService(store, consents=consents, audit=audit, outside=outside.routes())
@@ -94,12 +100,15 @@ def running(
         server = ServiceThread(create_app(service), port=port, log_level=log_level)
     except BaseException:
         outside.server.server_close()
+        service.close()
         raise
-    was_instrumented = pg_httpx.is_instrumented()
-    pg_httpx.instrument()
+    switched_on = [m for m in (pg_httpx, pg_sqlalchemy) if not m.is_instrumented()]
+    for module in switched_on:
+        module.instrument()
     try:
         with outside, server:
             yield Running(server.url, service, server, outside)
     finally:
-        if not was_instrumented:
-            pg_httpx.uninstrument()
+        for module in switched_on:
+            module.uninstrument()
+        service.close()

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,12 +26,13 @@ from purposeguard.audit import AuditLog
 from purposeguard.consent import ConsentStore
 from purposeguard.disclosure import DisclosureNotice
 
-from . import features
+from . import bodies, features
 from ._integrations import PurposeGuardMiddleware, route_purpose
 from .outside import AD_NETWORK, NEWSLETTER, LoopbackTransport
-from .store import CUSTOMER, DOCUMENT, EMAIL, Store
+from .store import Store
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+B = TypeVar("B", bound=BaseModel)
 
 
 class BadRequest(Exception):
@@ -66,24 +68,29 @@ class MailService:
         audit: AuditLog | str | Path | None = None,
         outside: Mapping[str, tuple[str, int]] | None = None,
     ) -> None:
+        self._own_store = store is None
         self.store = store if store is not None else Store()
         self.consents = consents
         self.audit = audit
         self.outside = dict(outside or {})
 
+    def close(self) -> None:
+        """Close the store if the service opened it (a store passed in is the caller's)."""
+        if self._own_store:
+            self.store.close()
+
     # -- set-up -------------------------------------------------------------------
 
     @route_purpose("service.operations")
     async def add_user(self, request: Request) -> Response:
-        tenant, data = await _tenant_and_json(request)
-        address = _text(data, "address")
-        self.store.add_user(tenant, address, _text(data, "name"), _int(data, "quota", 50 * features.GIB))
-        return JSONResponse({"tenant": tenant, "user": address}, status_code=201)
+        tenant, user = await _tenant_and_body(request, bodies.NewUser)
+        self.store.add_user(tenant, user.address, user.name, user.quota)
+        return JSONResponse({"tenant": tenant, "user": user.address}, status_code=201)
 
     @route_purpose("service.operations")
     async def add_administrator(self, request: Request) -> Response:
-        tenant, data = await _tenant_and_json(request)
-        self.store.add_administrator(tenant, _text(data, "address"))
+        tenant, administrator = await _tenant_and_body(request, bodies.NewAdministrator)
+        self.store.add_administrator(tenant, administrator.address)
         return JSONResponse({"tenant": tenant}, status_code=201)
 
     # -- mail and documents --------------------------------------------------------
@@ -92,27 +99,23 @@ class MailService:
     async def deliver(self, request: Request) -> Response:
         """Deliver a mail: the spam filter reads it (security), then the mailbox's
         storage figure is updated through the ``end-user-usage`` transform."""
-        tenant, data = await _tenant_and_json(request)
+        tenant, mail = await _tenant_and_body(request, bodies.Mail)
         mailbox = self._mailbox(request, tenant)
-        sender = pg.label(_text(data, "sender"), CUSTOMER, tenant=tenant)
-        subject = pg.label(_text(data, "subject"), EMAIL, tenant=tenant)
-        body = pg.label(_text(data, "body"), EMAIL, tenant=tenant)
-        score = features.spam_score(subject, body)
+        score = features.spam_score(mail.subject, mail.body)
         spam = score >= 0.5
-        message_id = self.store.add_message(tenant, mailbox, sender, subject, body, spam)
+        message_id = self.store.add_message(tenant, mailbox, mail.sender, mail.subject, mail.body, spam)
         used = features.storage_used([m.body for m in self.store.messages(tenant, mailbox)])
         self.store.set_storage_used(tenant, mailbox, int(used))
         return JSONResponse({"id": message_id, "spam": spam, "spam_score": score}, status_code=201)
 
     @route_purpose("service.operations")
     async def put_document(self, request: Request) -> Response:
-        tenant, data = await _tenant_and_json(request)
+        tenant, document = await _tenant_and_body(request, bodies.NewDocument)
         name = request.path_params["name"]
-        owner = _text(data, "owner")
-        if self.store.user(tenant, owner) is None:
-            raise BadRequest(f"no user {owner!r} in tenant {tenant!r}", 404)
-        body = pg.label(_text(data, "body"), DOCUMENT, tenant=tenant)
-        self.store.put_document(tenant, name, owner, body)
+        if self.store.user(tenant, document.owner) is None:
+            # The owner is customer data: the answer does not echo it.
+            raise BadRequest(f"the owner is no user of tenant {tenant!r}", 404)
+        self.store.put_document(tenant, name, document.owner, document.body)
         return JSONResponse({"document": name}, status_code=201)
 
     # -- operations -------------------------------------------------------------------
@@ -172,6 +175,14 @@ class MailService:
     async def outbox(self, request: Request) -> Response:
         return JSONResponse({"outbox": self.store.outbox(_tenant(request))})
 
+    @route_purpose("advertising")
+    async def promotion(self, request: Request) -> Response:
+        """A house ad shown in a mailbox: the mailbox must exist (its owner's
+        entry is looked up in a decision frame), the ad reads no customer data."""
+        tenant = _tenant(request)
+        mailbox = self._mailbox(request, tenant)
+        return JSONResponse({"mailbox": mailbox, "ad": features.house_ad()})
+
     # -- what the promise forbids ------------------------------------------------------------
 
     @route_purpose("service.personalization")
@@ -190,9 +201,9 @@ class MailService:
     @route_purpose("marketing.direct")
     async def newsletter(self, request: Request) -> Response:
         """Send the tenant's end users a newsletter through the newsletter service."""
-        tenant, data = await _tenant_and_json(request)
+        tenant, newsletter = await _tenant_and_body(request, bodies.Newsletter)
         recipients = features.newsletter_recipients([u.address for u in self.store.users(tenant)])
-        await self._post(NEWSLETTER, "/v1/send", {"subject": _text(data, "subject"), "to": recipients})
+        await self._post(NEWSLETTER, "/v1/send", {"subject": newsletter.subject, "to": recipients})
         return JSONResponse({"tenant": tenant, "recipients": len(recipients)})
 
     @route_purpose("improvement")
@@ -206,10 +217,9 @@ class MailService:
 
     @route_purpose("service.operations")
     async def grant_consent(self, request: Request) -> Response:
-        tenant, data = await _tenant_and_json(request)
+        tenant, grant = await _tenant_and_body(request, bodies.Grant)
         store = self._consents()
-        categories = data.get("categories", [CUSTOMER])
-        change = store.grant(tenant, _text(data, "purpose"), categories, granted_by=_text(data, "granted_by"))
+        change = store.grant(tenant, grant.purpose, grant.categories, granted_by=grant.granted_by)
         return JSONResponse(
             {
                 "tenant": tenant,
@@ -222,8 +232,8 @@ class MailService:
 
     @route_purpose("service.operations")
     async def revoke_consent(self, request: Request) -> Response:
-        tenant, data = await _tenant_and_json(request)
-        change = self._consents().revoke(tenant, _text(data, "purpose"), revoked_by=_text(data, "revoked_by"))
+        tenant, revocation = await _tenant_and_body(request, bodies.Revocation)
+        change = self._consents().revoke(tenant, revocation.purpose, revoked_by=revocation.revoked_by)
         return JSONResponse({"tenant": tenant, "purpose": change.purpose, "revoked": True})
 
     # -- law enforcement ----------------------------------------------------------------------
@@ -231,9 +241,9 @@ class MailService:
     @route_purpose("disclosure.voluntary")
     async def voluntary_disclosure(self, request: Request) -> Response:
         """A request without a legal obligation behind it: the promise says never."""
-        tenant, data = await _tenant_and_json(request)
-        record = self._mailbox_record(tenant, _text(data, "mailbox"))
-        fields = _fields(data, record)
+        tenant, asked = await _tenant_and_body(request, bodies.Disclosure)
+        record = self._mailbox_record(tenant, asked.mailbox)
+        fields = _fields(asked.fields, record)
         handed = features.hand_over({name: record[name] for name in fields})
         return JSONResponse({"tenant": tenant, "released": handed})
 
@@ -241,15 +251,14 @@ class MailService:
     async def compelled_disclosure(self, request: Request) -> Response:
         """A demand the law compels: redirect first, release only the named
         fields, notify the tenant's administrators before anything goes out."""
-        tenant, data = await _tenant_and_json(request)
-        record = self._mailbox_record(tenant, _text(data, "mailbox"))
-        fields = _fields(data, record)
-        redirected = data.get("redirect_attempted", False)
+        tenant, demand = await _tenant_and_body(request, bodies.CompelledDisclosure)
+        record = self._mailbox_record(tenant, demand.mailbox)
+        fields = _fields(demand.fields, record)
         with pg.compelled_disclosure(
-            case=_text(data, "case"),
+            case=demand.case,
             tenant=tenant,
-            authority=_text(data, "authority"),
-            redirect_attempted=redirected if isinstance(redirected, bool) else False,
+            authority=demand.authority,
+            redirect_attempted=demand.redirect_attempted,
             notifier=lambda notice: self._notify(tenant, notice),
             audit=self.audit,
         ) as disclosure:
@@ -281,7 +290,7 @@ class MailService:
 
     def _mailbox(self, request: Request, tenant: str) -> str:
         mailbox = str(request.path_params["mailbox"])
-        if self.store.user(tenant, mailbox) is None:
+        if not _exists(self.store.user, tenant, mailbox):
             raise BadRequest(f"no mailbox {mailbox!r} in tenant {tenant!r}", 404)
         return mailbox
 
@@ -309,38 +318,34 @@ class MailService:
         return answer if isinstance(answer, dict) else {}
 
 
+@pg.purpose("service.operations", output="decision")
+def _exists(find: Callable[[str, str], object], tenant: str, key: str) -> bool:
+    """Whether ``find`` finds ``key``: a decision, so the row it loads (an
+    owner's directory entry, customer data) stays in this frame instead of
+    tainting the request's zone, whatever the request's purpose."""
+    return find(tenant, key) is not None
+
+
 def _tenant(request: Request) -> str:
     return str(request.path_params["tenant"])
 
 
-async def _tenant_and_json(request: Request) -> tuple[str, dict[str, Any]]:
+async def _tenant_and_body(request: Request, model: type[B]) -> tuple[str, B]:
+    """The request's tenant and its body validated as ``model``: the model's
+    ``Category`` fields arrive labelled."""
+    raw = await request.body()
     try:
-        data = await request.json()
-    except ValueError:
-        raise BadRequest("the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
-    return _tenant(request), data
+        body = model.model_validate_json(raw or b"{}")
+    except ValidationError as error:
+        # Field names only: the values may be personal data.
+        names = sorted({str(e["loc"][0]) for e in error.errors() if e.get("loc")})
+        if not names:
+            raise BadRequest("the body must be a JSON object") from None
+        raise BadRequest(f"invalid fields: {', '.join(names)}") from None
+    return _tenant(request), body
 
 
-def _text(data: Mapping[str, Any], name: str) -> str:
-    value = data.get(name)
-    if not isinstance(value, str) or not value:
-        raise BadRequest(f"{name!r} must be a non-empty string")
-    return value
-
-
-def _int(data: Mapping[str, Any], name: str, default: int) -> int:
-    value = data.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise BadRequest(f"{name!r} must be a positive integer")
-    return value
-
-
-def _fields(data: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
-    fields = data.get("fields")
-    if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
-        raise BadRequest("'fields' must be a non-empty list of field names")
+def _fields(fields: list[str], record: Mapping[str, Any]) -> list[str]:
     unknown = [f for f in fields if f not in record]
     if unknown:
         raise BadRequest(f"unknown fields: {', '.join(unknown)} (known: {', '.join(record)})")
@@ -387,6 +392,7 @@ def create_app(service: MailService | None = None) -> Starlette:
         Route(
             f"{t}/mailboxes/{{mailbox}}/recommendations", _handled(service.recommendations), methods=["GET"]
         ),
+        Route(f"{t}/mailboxes/{{mailbox}}/promotion", _handled(service.promotion), methods=["GET"]),
         Route(f"{t}/documents/{{name}}", _handled(service.put_document), methods=["PUT"]),
         Route(f"{t}/usage-statistics", _handled(service.usage_statistics), methods=["GET"]),
         Route(f"{t}/admin/storage-notices", _handled(service.storage_notices), methods=["POST"]),

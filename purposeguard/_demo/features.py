@@ -18,7 +18,6 @@ import purposeguard as pg
 from .store import Document, Message, User
 
 SPAM_WORDS = ("lottery", "winner", "free money", "click here", "wire transfer")
-GIB = 1024**3
 
 
 # -- allowed --------------------------------------------------------------------------
@@ -73,12 +72,13 @@ def usage_statistics(messages: list[str], documents: list[str], users: int) -> d
 def storage_notice(user: User, used: Annotated[Any, pg.Category("usage_data.end_user")]) -> str:
     """The notice to a tenant's administrators that a user is close to the storage limit."""
     percent = 100 * int(used) / user.quota if user.quota else 100.0
-    # An f-string that adds text drops labels; the notice carries what it was built from.
-    return pg.label(
-        f"{user.address} has used {percent:.0f}% of the mailbox limit; "
-        "consider raising the limit or archiving old mail.",
-        *pg.labels_of(user.address),
-        *pg.labels_of(used),
+    # Built by concatenation, which keeps labels (an f-string adding text
+    # would drop them): the notice carries the address's and the figure's.
+    return (
+        user.address
+        + " has used "
+        + f"{used}"
+        + f" bytes, {percent:.0f}% of the mailbox limit; consider raising the limit or archiving old mail."
     )
 
 
@@ -94,6 +94,13 @@ def storage_notice_quoting(
 def to_administrators(notice: str) -> str:
     """What leaves for the administrators' inboxes."""
     return notice
+
+
+@pg.purpose("advertising")
+def house_ad() -> str:
+    """An ad for the service's own premium plan, the same in every mailbox:
+    advertising that reads no customer data, which the promise does not forbid."""
+    return "Upgrade to Premium: 100 GB mailboxes and priority support"
 
 
 # -- denied by the promise ---------------------------------------------------------------

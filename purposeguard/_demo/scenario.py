@@ -99,6 +99,10 @@ def _reached(host: str) -> Check:
     return check
 
 
+def _house_ad_shown(run: Run, body: dict[str, Any]) -> str | None:
+    return None if body.get("ad") else "no house ad was shown"
+
+
 def _released_minimum(run: Run, body: dict[str, Any]) -> str | None:
     released = sorted(body.get("released", {}))
     if released != ["message_count", "owner"]:
@@ -225,6 +229,14 @@ STEPS: tuple[Step, ...] = (
         {},
         purpose="service.communications",
         categories=(EMAIL,),
+    ),
+    Step(
+        "house ad, no customer data",
+        "GET",
+        f"/t/contoso/mailboxes/{MEGAN}/promotion",
+        purpose="advertising",
+        data="none",
+        check=_house_ad_shown,
     ),
     Step(
         f"ad recommendations ({AD_NETWORK})",
@@ -374,9 +386,9 @@ def judge(
             problem = f"the policy allows it, yet {len(violations)} violation(s) were recorded ({violations[0].rule})"
         elif extra:
             problem = extra
-        return Outcome(
-            step, status, decision, expected.rule or "(default)", mode, not problem, problem, violations
-        )
+        # No category at all is not the policy's default: unlabelled data is always allowed.
+        rule = expected.rule or ("(no labelled data)" if not step.categories else "(default)")
+        return Outcome(step, status, decision, rule, mode, not problem, problem, violations)
     # Denied by the policy: blocked in enforce mode, recorded and let through in trace mode.
     rule = expected.rule or "(default)"
     if not violations:

@@ -1,20 +1,25 @@
-"""Where the mail service keeps its tenants' data: SQLite, in memory or in a file.
+"""Where the mail service keeps its tenants' data: SQLite through SQLAlchemy, in memory or in a file.
 
-SQLite stores plain text, so the categories live in the schema: every read
-labels what it returns (a message body is ``customer_data.content.email``, a
-mailbox owner's address is ``customer_data``, a per-user storage figure is
-``usage_data.end_user``), with the tenant it belongs to. Administrators'
-addresses are kept apart and never enter a guarded path.
+Each personal column is declared once, in its model's annotation (a message
+body is ``customer_data.content.email``, a mailbox owner's address is
+``customer_data``, a per-user storage figure is ``usage_data.end_user``, an
+administrator's address is ``administrator_data``), and each model names the
+column holding its tenant. With ``purposeguard.integrations.sqlalchemy``
+instrumented (:func:`purposeguard._demo.running` does it), what the store
+reads comes back labelled with the row's tenant: nothing here labels a
+value by hand, and the database holds the plain text.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 import purposeguard as pg
 
@@ -24,56 +29,84 @@ CUSTOMER = "customer_data"
 END_USER_USAGE = "usage_data.end_user"
 ADMINISTRATOR = "administrator_data"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    tenant TEXT NOT NULL, address TEXT NOT NULL, name TEXT NOT NULL, quota INTEGER NOT NULL,
-    PRIMARY KEY (tenant, address));
-CREATE TABLE IF NOT EXISTS administrators (
-    tenant TEXT NOT NULL, address TEXT NOT NULL, PRIMARY KEY (tenant, address));
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, mailbox TEXT NOT NULL,
-    sender TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL, spam INTEGER NOT NULL,
-    received REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (
-    tenant TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL, body TEXT NOT NULL,
-    PRIMARY KEY (tenant, name));
-CREATE TABLE IF NOT EXISTS storage_used (
-    tenant TEXT NOT NULL, mailbox TEXT NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (tenant, mailbox));
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, recipient TEXT NOT NULL,
-    kind TEXT NOT NULL, text TEXT NOT NULL, sent REAL NOT NULL);
-"""
+
+class Base(DeclarativeBase):
+    pass
 
 
 # Literal keys in the annotations: the static scan of `purposeguard report` reads them.
-@dataclass
-class Message:
-    """A mail in a mailbox: subject and body are content, the sender is customer data."""
-
-    id: int
-    mailbox: str
-    sender: Annotated[str, pg.Category("customer_data")]
-    subject: Annotated[str, pg.Category("customer_data.content.email")]
-    body: Annotated[str, pg.Category("customer_data.content.email")]
-    spam: bool
-
-
-@dataclass
-class Document:
-    """A file in the tenant's document library: its body is content."""
-
-    name: str
-    owner: Annotated[str, pg.Category("customer_data")]
-    body: Annotated[str, pg.Category("customer_data.content.document")]
-
-
-@dataclass
-class User:
+class User(Base):
     """An end user of a tenant; the directory entry is customer data."""
 
-    address: Annotated[str, pg.Category("customer_data")]
-    name: Annotated[str, pg.Category("customer_data")]
-    quota: int
+    __tablename__ = "users"
+    __purposeguard_tenant__ = "tenant"
+
+    tenant: Mapped[str] = mapped_column(primary_key=True)
+    address: Mapped[Annotated[str, pg.Category("customer_data")]] = mapped_column(primary_key=True)
+    name: Mapped[Annotated[str, pg.Category("customer_data")]]
+    quota: Mapped[int]
+
+
+class Administrator(Base):
+    """An administrator of a tenant: told about limits and compelled disclosures."""
+
+    __tablename__ = "administrators"
+    __purposeguard_tenant__ = "tenant"
+
+    tenant: Mapped[str] = mapped_column(primary_key=True)
+    address: Mapped[Annotated[str, pg.Category("administrator_data")]] = mapped_column(primary_key=True)
+
+
+class Message(Base):
+    """A mail in a mailbox: subject and body are content, the sender is customer data."""
+
+    __tablename__ = "messages"
+    __purposeguard_tenant__ = "tenant"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(index=True)
+    mailbox: Mapped[str]
+    sender: Mapped[Annotated[str, pg.Category("customer_data")]]
+    subject: Mapped[Annotated[str, pg.Category("customer_data.content.email")]]
+    body: Mapped[Annotated[str, pg.Category("customer_data.content.email")]]
+    spam: Mapped[bool]
+    received: Mapped[float]
+
+
+class Document(Base):
+    """A file in the tenant's document library: its body is content."""
+
+    __tablename__ = "documents"
+    __purposeguard_tenant__ = "tenant"
+
+    tenant: Mapped[str] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(primary_key=True)
+    owner: Mapped[Annotated[str, pg.Category("customer_data")]]
+    body: Mapped[Annotated[str, pg.Category("customer_data.content.document")]]
+
+
+class StorageUsed(Base):
+    """Bytes one mailbox takes: per-user usage data, not content."""
+
+    __tablename__ = "storage_used"
+    __purposeguard_tenant__ = "tenant"
+
+    tenant: Mapped[str] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(primary_key=True)
+    bytes: Mapped[Annotated[int, pg.Category("usage_data.end_user")]]
+
+
+class Sent(Base):
+    """A notice that left for an administrator's inbox."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(index=True)
+    recipient: Mapped[str]
+    kind: Mapped[str]
+    text: Mapped[str]
+    sent: Mapped[float]
 
 
 class Store:
@@ -81,135 +114,103 @@ class Store:
 
     ``path`` is a SQLite file or ``":memory:"``. One connection, shared by the
     server's threads under a lock: the service is small and SQLite is quick.
+    What the read methods return are the models' instances (or their labelled
+    values), detached from the session that loaded them.
     """
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        url = "sqlite://" if self.path == ":memory:" else f"sqlite:///{self.path}"
+        self._engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.executescript(_SCHEMA)
+        Base.metadata.create_all(self._engine)
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._engine.dispose()
 
-    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return list(self._db.execute(sql, args).fetchall())
+    def _read(self, statement: Any) -> list[Any]:
+        with self._lock, self._sessions() as session:
+            return list(session.scalars(statement))
 
-    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
-        with self._lock:
-            cursor = self._db.execute(sql, args)
-            return int(cursor.lastrowid or 0)
+    def _write(self, *rows: Base) -> None:
+        with self._lock, self._sessions() as session:
+            for row in rows:
+                session.merge(row)
+            session.commit()
 
     # -- tenants ------------------------------------------------------------------
 
     def add_user(self, tenant: str, address: str, name: str, quota: int) -> None:
-        self._write(
-            "INSERT OR REPLACE INTO users (tenant, address, name, quota) VALUES (?, ?, ?, ?)",
-            (tenant, address, name, quota),
-        )
+        self._write(User(tenant=tenant, address=address, name=name, quota=quota))
 
     def add_administrator(self, tenant: str, address: str) -> None:
-        self._write(
-            "INSERT OR REPLACE INTO administrators (tenant, address) VALUES (?, ?)", (tenant, address)
-        )
+        self._write(Administrator(tenant=tenant, address=address))
 
     def users(self, tenant: str) -> list[User]:
-        return [
-            User(pg.label(a, CUSTOMER, tenant=tenant), pg.label(n, CUSTOMER, tenant=tenant), q)
-            for a, n, q in self._rows(
-                "SELECT address, name, quota FROM users WHERE tenant = ? ORDER BY address", (tenant,)
-            )
-        ]
+        return self._read(select(User).where(User.tenant == tenant).order_by(User.address))
 
     def user(self, tenant: str, address: str) -> User | None:
-        for user in self.users(tenant):
-            if user.address == address:
-                return user
-        return None
+        found = self._read(select(User).where(User.tenant == tenant, User.address == address))
+        return found[0] if found else None
 
     def administrators(self, tenant: str) -> list[str]:
-        return [
-            pg.label(a, ADMINISTRATOR, tenant=tenant)
-            for (a,) in self._rows(
-                "SELECT address FROM administrators WHERE tenant = ? ORDER BY address", (tenant,)
-            )
-        ]
+        found = self._read(
+            select(Administrator).where(Administrator.tenant == tenant).order_by(Administrator.address)
+        )
+        return [administrator.address for administrator in found]
 
     # -- mail ------------------------------------------------------------------------
 
     def add_message(self, tenant: str, mailbox: str, sender: str, subject: str, body: str, spam: bool) -> int:
-        return self._write(
-            "INSERT INTO messages (tenant, mailbox, sender, subject, body, spam, received) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (tenant, mailbox, sender, subject, body, int(spam), time.time()),
+        message = Message(
+            tenant=tenant,
+            mailbox=mailbox,
+            sender=sender,
+            subject=subject,
+            body=body,
+            spam=spam,
+            received=time.time(),
         )
+        with self._lock, self._sessions() as session:
+            session.add(message)
+            session.commit()
+            return int(message.id)
 
     def messages(self, tenant: str, mailbox: str | None = None) -> list[Message]:
-        sql = "SELECT id, mailbox, sender, subject, body, spam FROM messages WHERE tenant = ?"
-        args: tuple[Any, ...] = (tenant,)
+        statement = select(Message).where(Message.tenant == tenant)
         if mailbox is not None:
-            sql += " AND mailbox = ?"
-            args += (mailbox,)
-        return [
-            Message(
-                i,
-                m,
-                pg.label(s, CUSTOMER, tenant=tenant),
-                pg.label(subj, EMAIL, tenant=tenant),
-                pg.label(b, EMAIL, tenant=tenant),
-                bool(spam),
-            )
-            for i, m, s, subj, b, spam in self._rows(sql + " ORDER BY id", args)
-        ]
+            statement = statement.where(Message.mailbox == mailbox)
+        return self._read(statement.order_by(Message.id))
 
     # -- documents -----------------------------------------------------------------
 
     def put_document(self, tenant: str, name: str, owner: str, body: str) -> None:
-        self._write(
-            "INSERT OR REPLACE INTO documents (tenant, name, owner, body) VALUES (?, ?, ?, ?)",
-            (tenant, name, owner, body),
-        )
+        self._write(Document(tenant=tenant, name=name, owner=owner, body=body))
 
     def documents(self, tenant: str) -> list[Document]:
-        return [
-            Document(n, pg.label(o, CUSTOMER, tenant=tenant), pg.label(b, DOCUMENT, tenant=tenant))
-            for n, o, b in self._rows(
-                "SELECT name, owner, body FROM documents WHERE tenant = ? ORDER BY name", (tenant,)
-            )
-        ]
+        return self._read(select(Document).where(Document.tenant == tenant).order_by(Document.name))
 
     # -- usage -------------------------------------------------------------------------
 
     def set_storage_used(self, tenant: str, mailbox: str, used: int) -> None:
-        self._write(
-            "INSERT OR REPLACE INTO storage_used (tenant, mailbox, bytes) VALUES (?, ?, ?)",
-            (tenant, mailbox, int(used)),
-        )
+        self._write(StorageUsed(tenant=tenant, mailbox=mailbox, bytes=int(used)))
 
     def storage_used(self, tenant: str) -> dict[str, int]:
         """Bytes used per mailbox: per-user usage data, labelled as such."""
         return {
-            mailbox: pg.label(used, END_USER_USAGE, tenant=tenant)
-            for mailbox, used in self._rows(
-                "SELECT mailbox, bytes FROM storage_used WHERE tenant = ?", (tenant,)
-            )
+            row.mailbox: row.bytes
+            for row in self._read(select(StorageUsed).where(StorageUsed.tenant == tenant))
         }
 
     # -- outbox ------------------------------------------------------------------------
 
     def send(self, tenant: str, recipient: str, kind: str, text: str) -> None:
-        self._write(
-            "INSERT INTO outbox (tenant, recipient, kind, text, sent) VALUES (?, ?, ?, ?, ?)",
-            (tenant, recipient, kind, str(text), time.time()),
-        )
+        self._write(Sent(tenant=tenant, recipient=recipient, kind=kind, text=str(text), sent=time.time()))
 
     def outbox(self, tenant: str) -> list[dict[str, Any]]:
         return [
-            {"recipient": r, "kind": k, "text": t}
-            for r, k, t in self._rows(
-                "SELECT recipient, kind, text FROM outbox WHERE tenant = ? ORDER BY id", (tenant,)
-            )
+            {"recipient": sent.recipient, "kind": sent.kind, "text": sent.text}
+            for sent in self._read(select(Sent).where(Sent.tenant == tenant).order_by(Sent.id))
         ]

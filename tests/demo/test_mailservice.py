@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import re
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from purposeguard.integrations import sqlalchemy as pg_sqlalchemy
 
 import purposeguard as pg
 from purposeguard._demo import Store, running
 from purposeguard._demo.outside import AD_NETWORK, NEWSLETTER
+from purposeguard._scan import scan
 from purposeguard.audit import AuditLog
 
 from .conftest import MARKER, MEGAN, PAT, Service
@@ -318,11 +322,65 @@ def test_the_store_can_live_in_a_sqlite_file(tmp_path: Path) -> None:
         )
         assert delivered.status_code == 201
     first.service.store.close()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("select body, typeof(body) from messages").fetchall() == [("Hello", "text")]
     again = Store(path)
+    pg_sqlalchemy.instrument()
     try:
         [message] = again.messages("contoso", MEGAN)
         assert message.body == "Hello"
         assert pg.labels_of(message.body) == {"customer_data.content.email"}
         assert pg.tenant_of(message.body) == "contoso"
+        assert pg.labels_of(again.users("contoso")[0].address) == {"customer_data"}
     finally:
+        pg_sqlalchemy.uninstrument()
         again.close()
+
+
+# -- labels at the source --------------------------------------------------------------------
+
+DEMO = Path(pg.__file__).parent / "_demo"
+
+
+def test_no_line_of_the_demo_labels_a_value_by_hand() -> None:
+    """What the store reads and what requests carry arrive labelled: the service never calls pg.label."""
+    assert scan(DEMO).of_kind("label") == []
+    by_hand = [
+        f"{path.name}:{number}"
+        for path in sorted(DEMO.glob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"\b(pg\.)?(re)?label\(", line.split("#", 1)[0])
+    ]
+    assert by_hand == []
+
+
+def test_categories_are_declared_once_per_field_in_models_and_bodies() -> None:
+    found = {(f.function, f.keys) for f in scan(DEMO).of_kind("category")}
+    assert ("store.Message", ("customer_data.content.email",)) in found
+    assert ("bodies.Mail", ("customer_data.content.email",)) in found
+    assert ("store.StorageUsed", ("usage_data.end_user",)) in found
+
+
+def test_a_delivered_mail_is_labelled_from_the_request_body_and_from_the_store(
+    start_service: StartService,
+) -> None:
+    service = start_service()
+    service.seed()
+    [message] = service.running.service.store.messages("contoso", MEGAN)
+    assert pg.labels_of(message.body) == {"customer_data.content.email"}
+    assert pg.labels_of(message.sender) == {"customer_data"}
+    assert pg.tenant_of(message.body) == "contoso"
+    assert pg.labels_of(service.running.service.store.storage_used("contoso")[MEGAN]) == {
+        "usage_data.end_user"
+    }
+    assert pg.labels_of(service.running.service.store.administrators("contoso")[0]) == {"administrator_data"}
+
+
+def test_an_invalid_body_names_the_fields_not_the_values(start_service: StartService) -> None:
+    service = start_service()
+    service.seed()
+    answer = service.client.post(
+        f"/t/contoso/mailboxes/{MEGAN}/messages", json={"sender": MARKER, "subject": "", "body": 3}
+    )
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "invalid fields: body, subject"}

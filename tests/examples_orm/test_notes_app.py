@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 from purposeguard.integrations import sqlalchemy as pg_sqlalchemy
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,6 +25,7 @@ from werkzeug.serving import make_server
 
 import purposeguard as pg
 from purposeguard._scan import scan
+from purposeguard._state import STATE
 
 from .conftest import EXAMPLES
 
@@ -39,18 +41,32 @@ def clean(notes_app_module: Any) -> Iterator[None]:
     features.USAGE.clear()
     yield
     pg_sqlalchemy.uninstrument()
+    pg.testing.reset()
+    # Every request's zone was closed: nothing leaks into the next test.
+    assert not STATE.flags.zones, "a request left its zone open"
 
 
-def _app(tmp_path: Path, mode: str = "enforce") -> Any:
+class _Client(FlaskClient):
+    """Flask's test client, closing every response: the request's zone closes
+    when the server closes the body, as a real server does."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["buffered"] = True
+        return super().open(*args, **kwargs)
+
+
+def _app(tmp_path: Path, mode: str = "enforce", context_mode: str | None = None) -> Any:
     from notes_app import create_app
 
     app = create_app(
         f"sqlite:///{tmp_path / 'notes.db'}",
         mode=mode,
+        context_mode=context_mode,
         consents=str(tmp_path / "consent.db"),
         secret_key="tests",
     )
     app.testing = True
+    app.test_client_class = _Client
     return app
 
 
@@ -179,6 +195,112 @@ def test_trace_mode_runs_every_feature_and_records_every_violation(tmp_path: Pat
         ("improvement", CONTENT, "trace", tenant),
     }
     assert all(SECRET not in repr(v) and "alice@example.org" not in repr(v) for v in violations)
+
+
+# -- every zone flow enforced ------------------------------------------------------------------
+
+# (feature, method, path, body, expected status); run in this order by one signed-in user.
+ALLOWED = [
+    ("add a note", "POST", "/notes", {"title": "trip", "body": SECRET}, 201),
+    ("list notes", "GET", "/notes", None, 200),
+    ("show a note", "GET", "/notes/1", None, 200),
+    ("search notes", "GET", "/search?q=lisbon", None, 200),
+    ("house ad", "GET", "/promotion", None, 200),
+    ("consent to analytics", "POST", "/settings/analytics", None, 200),
+    ("analytics with consent", "POST", "/insights", None, 200),
+    ("sign out", "POST", "/logout", None, 200),
+]
+FORBIDDEN = [
+    ("ad chosen from a note", "GET", "/notes/1/ad", "no-advertising"),
+    ("newsletter", "POST", "/newsletter", "no-direct-marketing"),
+    ("analytics without consent", "POST", "/insights", "improvement-only-with-consent"),
+]
+
+
+def _laundering_routes(app: Any) -> None:
+    """Views an attacker inside the app could add: each rebuilds the data
+    without its label (an f-string, ``format``) before a
+    forbidden use, so only the request's zone can see the flow."""
+    from flask_login import current_user, login_required
+    from notes_app import features
+    from notes_app.models import Note
+
+    def first_note() -> Any:
+        with Session(app.extensions["notes.engine"]) as session:
+            return session.scalars(select(Note).where(Note.owner_id == current_user.id)).first()
+
+    views = {
+        "ad-from-note": lambda: features.pick_ad(f"about: {first_note().body}"),
+        "ad-from-email": lambda: features.pick_ad("{} likes travel".format(current_user.email)),
+        "newsletter-to-email": lambda: features.send_newsletter(f" {current_user.email}".strip()) or "",
+        "analytics-over-note": lambda: str(features.count_words(f"{first_note().body} ")),
+    }
+    for name, view in views.items():
+        app.add_url_rule(f"/launder/{name}", name, login_required(view))
+
+
+LAUNDERED = ["ad-from-note", "ad-from-email", "newsletter-to-email", "analytics-over-note"]
+
+
+def test_every_allowed_feature_runs_with_every_zone_flow_enforced(tmp_path: Path) -> None:
+    """No false positive: signing in loads the user (customer data) into no
+    zone until a personal field is read, so a house ad in a signed-in request is served."""
+    app = _app(tmp_path, context_mode="enforce")
+    client = _signed_in(app)
+    refused = []
+    with pg.testing.capture() as violations:
+        for feature, method, path, payload, status in ALLOWED:
+            answer = client.open(path, method=method, json=payload)
+            if answer.status_code != status:
+                refused.append((feature, answer.status_code, answer.get_json()))
+    assert refused == [] and violations == []
+
+
+@pytest.mark.parametrize(("feature", "method", "path", "rule"), FORBIDDEN, ids=[f[0] for f in FORBIDDEN])
+def test_every_forbidden_feature_is_refused_with_every_zone_flow_enforced(
+    tmp_path: Path, feature: str, method: str, path: str, rule: str
+) -> None:
+    from notes_app import features
+
+    client, note_id = _with_note(_app(tmp_path, context_mode="enforce"))
+    assert note_id == 1
+    answer = client.open(path, method=method)
+    assert answer.status_code == 403 and answer.get_json()["rule"] == rule
+    assert features.OUTBOX.sent == [] and not features.USAGE
+
+
+@pytest.mark.parametrize("name", LAUNDERED)
+def test_every_laundered_forbidden_flow_is_refused_through_the_zone(tmp_path: Path, name: str) -> None:
+    """Secure: a personal field read in the request and rebuilt without its label still cannot reach a forbidden use."""
+    from notes_app import features
+
+    app = _app(tmp_path, context_mode="enforce")
+    _laundering_routes(app)
+    client, _ = _with_note(app)
+    with pg.testing.capture() as violations:
+        answer = client.get(f"/launder/{name}")
+    assert answer.status_code == 403, answer.get_data(as_text=True)
+    assert [v.via for v in violations] == ["context"]
+    assert features.OUTBOX.sent == [] and not features.USAGE
+    body = answer.get_data(as_text=True)
+    assert SECRET not in body and "alice@example.org" not in body
+
+
+def test_a_house_ad_after_reading_the_users_email_is_refused(tmp_path: Path) -> None:
+    """The zone learns the user's categories when a personal field is read, not never."""
+    app = _app(tmp_path, context_mode="enforce")
+    from flask_login import current_user, login_required
+    from notes_app import features
+
+    def greet_then_promote() -> Any:
+        greeting = f"Hello {current_user.email}"  # read: the zone now holds customer data
+        return {"greeting": greeting[:0], "ad": features.house_ad()}
+
+    app.add_url_rule("/greet-and-promote", "greet", login_required(greet_then_promote))
+    client = _signed_in(app)
+    assert client.get("/promotion").status_code == 200
+    answer = client.get("/greet-and-promote")
+    assert answer.status_code == 403 and answer.get_json()["rule"] == "no-advertising"
 
 
 # -- served on loopback -------------------------------------------------------------------------------

@@ -310,10 +310,83 @@ def test_a_loaded_value_reaching_a_forbidden_purpose_is_refused(db: Any) -> None
     assert (violation.category, violation.purpose, violation.tenant) == (EMAIL, "advertising", "contoso")
 
 
-def test_loading_inside_a_zone_adds_the_categories_to_it(db: Any) -> None:
+def test_a_loaded_instance_is_checked_by_its_values_as_an_argument(db: Any) -> None:
+    """The check looks into the instance's columns and loaded relationships, not
+    the ORM's own state (session, mapper, engine), which would exceed the walk's bound."""
+    pg.configure("trust-center", mode="enforce")
+
+    @pg.purpose("service.operations")
+    def troubleshoot(post: Post) -> int:
+        return len(post.body)
+
+    @pg.purpose("advertising")
+    def pick_ads(post: Post) -> str:
+        return "ad"
+
+    with Session(db) as session:
+        post = _first_post(session)
+        assert post.author is not None  # a loaded relationship is looked into too
+        assert troubleshoot(post) == len(BODY)
+        with pytest.raises(pg.PurposeViolation) as caught:
+            pick_ads(post)
+    assert {(v.category, v.via) for v in caught.value.violations} >= {(EMAIL, "argument")}
+    assert "administrator_data" in {v.category for v in caught.value.violations}
+
+
+def test_loading_an_instance_inside_a_zone_leaves_the_zone_as_it_was(db: Any) -> None:
+    """A loaded row is not yet a flow: the login layer loading the user does not taint the request."""
     with pg.zone(tenant="contoso") as zone, Session(db) as session:
-        _first_post(session)
+        post = _first_post(session)
+        assert post.title == "hello" and post.author is not None
+        assert zone.categories == frozenset()
+        assert pg.labels_of(post.__dict__["body"]) == {EMAIL}  # labelled all the same
+
+
+def test_reading_a_labelled_attribute_inside_a_zone_adds_its_categories(db: Any) -> None:
+    with pg.zone(tenant="contoso") as zone, Session(db) as session:
+        post = _first_post(session)
+        laundered = f"{post.body}!"  # an f-string drops the label: the zone has it
+        assert pg.labels_of(laundered) == frozenset()
+        assert EMAIL in zone.categories and "contoso" in zone.owners
+
+
+def test_a_lazy_deferred_read_inside_a_zone_adds_its_categories(db: Any) -> None:
+    with pg.zone(tenant="contoso") as zone, Session(db) as session:
+        post = _first_post(session)
+        assert post.note == "a note"
+        assert zone.categories == {"customer_data"}
+
+
+def test_selecting_a_labelled_column_inside_a_zone_is_a_read(db: Any) -> None:
+    with pg.zone(tenant="contoso") as zone, Session(db) as session:
+        session.execute(select(Post.id, Post.body)).all()
         assert EMAIL in zone.categories
+
+
+def test_a_read_laundered_into_a_forbidden_purpose_is_refused_through_the_zone(db: Any) -> None:
+    pg.configure("trust-center", mode="enforce", context_mode="enforce")
+
+    @pg.purpose("advertising")
+    def pick_ads(text: str) -> str:
+        return "ad"
+
+    with pg.zone(tenant="contoso"), Session(db) as session:
+        post = _first_post(session)
+        assert pick_ads("house ad") == "ad"  # loaded, never read: nothing flows
+        laundered = f"about {post.body}"
+        assert pg.labels_of(laundered) == frozenset()
+        with pytest.raises(pg.PurposeViolation) as caught:
+            pick_ads(laundered)
+    assert {(v.via, v.rule) for v in caught.value.violations} == {("context", "no-advertising")}
+
+
+def test_uninstrument_gives_the_attributes_their_own_class_back(db: Any) -> None:
+    from sqlalchemy.orm.attributes import InstrumentedAttribute
+
+    assert type(Post.__dict__["body"]) is not InstrumentedAttribute
+    pg_sqlalchemy.uninstrument()
+    assert type(Post.__dict__["body"]) is InstrumentedAttribute
+    assert type(Post.__dict__["title"]) is InstrumentedAttribute
 
 
 # -- switching on and off -------------------------------------------------------------------

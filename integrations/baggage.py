@@ -25,6 +25,7 @@ other baggage members travel unchanged.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,7 +179,28 @@ def parse(
     dropped = [0]
     if isinstance(traceparent, bytes):
         traceparent = traceparent.decode("latin-1")
-    incoming = _parse(header, warn, channel, trace_id(traceparent))
+    seen = STATE.baggage_seen
+    try:
+        remembered: Any = (header if isinstance(header, (str, bytes)) else tuple(header), channel, traceparent)
+        hit = seen.get(remembered)
+    except TypeError:  # a part that is not hashable: not a header we sent
+        remembered = hit = None
+    if hit is not None:
+        incoming, issued, keys, taxonomy = hit
+        # Only while the keys and the policy are those it was read with, and
+        # the signature is still within its age.
+        if (
+            keys is _keys()
+            and taxonomy is get_guard().policy.taxonomy
+            and (channel != HTTP or abs(time.time() - issued) <= MAX_AGE)
+        ):
+            return incoming  # type: ignore[no-any-return]
+    signed_at: list[int] = []
+    incoming = _parse(header, warn, channel, trace_id(traceparent), signed_at)
+    if signed_at and not warnings and remembered is not None:
+        if len(seen) >= MAX_REMEMBERED:
+            seen.clear()
+        seen[remembered] = (incoming, signed_at[0], _keys(), get_guard().policy.taxonomy)
     if warnings:
         more = f" (and {dropped[0]} more)" if dropped[0] else ""
         logger.warning("purposeguard ignored baggage: %s%s", "; ".join(warnings), more)
@@ -188,6 +210,8 @@ def parse(
 
 # At most this many distinct problems are named per header; the rest are counted.
 MAX_WARNINGS = 5
+# Verified headers remembered per process (each is a few hundred bytes).
+MAX_REMEMBERED = 1024
 
 
 def _say_once(topic: str, message: str, *args: object) -> None:
@@ -256,6 +280,7 @@ def _parse(
     warn: Callable[[str], None],
     channel: str,
     trace: str | None,
+    signed_at: list[int],
 ) -> Incoming:
     keys = _keys()
     read = _members(header, warn, judge=bool(keys))
@@ -302,6 +327,7 @@ def _parse(
     if problem is not None:
         warn(f"purposeguard's baggage {problem}; its members are ignored")
         return Incoming()
+    signed_at.append(int(signature.split(".")[2]))
     return _validated(values, warn)
 
 

@@ -274,6 +274,10 @@ class State:
         self.baggage_keys: tuple[Any, ...] | None = None
         # Baggage problems that are said once per process, not per request.
         self.baggage_said: set[str] = set()
+        # Baggage headers verified lately (header, channel, trace) -> what was
+        # read, when it was signed, and the keys and taxonomy it was read with:
+        # a peer sends the same header for every call within a second.
+        self.baggage_seen: dict[Any, tuple[Any, int, Any, Any]] = {}
 
 
 STATE = State()
@@ -313,5 +317,6 @@ def reset(*, keep_telemetry: bool = False) -> None:
     STATE.single_sets.clear()
     STATE.baggage_keys = None
     STATE.baggage_said.clear()
+    STATE.baggage_seen.clear()
     STATE.flags.reset()
     STATE.invalidated_because = "reset"

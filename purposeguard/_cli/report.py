@@ -79,7 +79,8 @@ def scan_source(path: str, prog: str) -> Any:
 def _key(key_file: str | None) -> Any:
     """The audit key of ``--key-file``, else the environment's (None without
     one); a key file that cannot be used is a one-line error."""
-    from ..audit import AuditError, default_key, load_key_file
+    from .._storage import load_key_file
+    from ..audit import AuditError, default_key
 
     try:
         return load_key_file(key_file) if key_file is not None else default_key()

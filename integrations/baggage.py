@@ -143,6 +143,8 @@ def _text(header: str | bytes | Iterable[str | bytes]) -> str | None:
 
 
 def _decode(raw: str) -> str | None:
+    if "%" not in raw and "+" not in raw:
+        return raw.strip()  # nothing encoded (the members were checked to be ASCII)
     try:
         # quote_plus (what OpenTelemetry writes) turns spaces into '+'.
         return unquote_to_bytes(raw.replace("+", " ")).decode("utf-8").strip()
@@ -181,26 +183,32 @@ def parse(
         traceparent = traceparent.decode("latin-1")
     seen = STATE.baggage_seen
     try:
-        remembered: Any = (header if isinstance(header, (str, bytes)) else tuple(header), channel, traceparent)
+        remembered: Any = (
+            header if isinstance(header, (str, bytes)) else tuple(header),
+            channel,
+            traceparent,
+        )
         hit = seen.get(remembered)
     except TypeError:  # a part that is not hashable: not a header we sent
         remembered = hit = None
+    keys = _keys()
+    taxonomy = get_guard().policy.taxonomy
     if hit is not None:
-        incoming, issued, keys, taxonomy = hit
+        incoming, issued, read_with, read_against = hit
         # Only while the keys and the policy are those it was read with, and
         # the signature is still within its age.
         if (
-            keys is _keys()
-            and taxonomy is get_guard().policy.taxonomy
+            read_with is keys
+            and read_against is taxonomy
             and (channel != HTTP or abs(time.time() - issued) <= MAX_AGE)
         ):
             return incoming  # type: ignore[no-any-return]
     signed_at: list[int] = []
-    incoming = _parse(header, warn, channel, trace_id(traceparent), signed_at)
+    incoming = _parse(header, warn, channel, trace_id(traceparent), signed_at, keys)
     if signed_at and not warnings and remembered is not None:
         if len(seen) >= MAX_REMEMBERED:
             seen.clear()
-        seen[remembered] = (incoming, signed_at[0], _keys(), get_guard().policy.taxonomy)
+        seen[remembered] = (incoming, signed_at[0], keys, taxonomy)
     if warnings:
         more = f" (and {dropped[0]} more)" if dropped[0] else ""
         logger.warning("purposeguard ignored baggage: %s%s", "; ".join(warnings), more)
@@ -281,8 +289,9 @@ def _parse(
     channel: str,
     trace: str | None,
     signed_at: list[int],
+    keys: tuple[BaggageKey, ...] | None = None,
 ) -> Incoming:
-    keys = _keys()
+    keys = _keys() if keys is None else keys
     read = _members(header, warn, judge=bool(keys))
     if read is None:
         return Incoming()

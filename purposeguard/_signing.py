@@ -246,11 +246,19 @@ def verify(
     if bound != "-" and (len(bound) != 32 or not _HEX.issuperset(bound)):
         return "has a malformed signature"
     issued = int(issued_text)
-    candidates = [key for key in keys if key.key_id == key_id]
-    if not candidates:
+    message = None
+    matched = held = False
+    for key in keys:
+        if key.key_id == key_id:
+            held = True
+            if message is None:
+                message = _message(key_id, issued, channel, bound, purpose, tenant, zone)
+            if hmac.compare_digest(key.mac(message), mac):
+                matched = True
+                break
+    if not held:
         return "is signed with a key this service does not hold"
-    message = _message(key_id, issued, channel, bound, purpose, tenant, zone)
-    if not any(hmac.compare_digest(key.mac(message), mac) for key in candidates):
+    if not matched:
         return "is badly signed"
     if bound != "-" and bound != trace:
         return "was signed for another trace"

@@ -46,7 +46,7 @@ NEW_KEY = "signed-baggage-new-key-d83e11b07c4f9a56"
 STRANGER_KEY = "signed-baggage-someone-elses-key-00112233"
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 OTHER_TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-NOTHING = {"purpose": None, "tenant": None, "zone": []}
+NOTHING: dict[str, Any] = {"purpose": None, "tenant": None, "zone": []}
 
 
 class ServiceB:

@@ -28,8 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import Case, Group
-
 import purposeguard as pg
 from purposeguard._signing import current_keys, sign
 from purposeguard._state import STATE
@@ -123,7 +121,11 @@ def _enter(*scopes: Any) -> None:
         scope.__enter__()
 
 
-def groups() -> list[Group]:
+def groups() -> list[Any]:
+    # Imported here: the load generator runs this file as a script, where
+    # the benchmarks folder need not be on the path.
+    from harness import Case, Group
+
     namespace = _namespace()
     asgi = Group(
         "signed baggage per request: ASGI middleware, in process",

@@ -181,13 +181,14 @@ def parse(
     dropped = [0]
     if isinstance(traceparent, bytes):
         traceparent = traceparent.decode("latin-1")
+    if not isinstance(header, (str, bytes)):
+        try:
+            header = tuple(header)  # read once: it may be an iterator
+        except TypeError:
+            header = (header,)  # type: ignore[assignment]  # reported below as not a string
     seen = STATE.baggage_seen
     try:
-        remembered: Any = (
-            header if isinstance(header, (str, bytes)) else tuple(header),
-            channel,
-            traceparent,
-        )
+        remembered: Any = (header, channel, traceparent)
         hit = seen.get(remembered)
     except TypeError:  # a part that is not hashable: not a header we sent
         remembered = hit = None

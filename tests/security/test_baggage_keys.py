@@ -181,3 +181,12 @@ def test_a_task_header_holds_for_its_task_only(monkeypatch: pytest.MonkeyPatch) 
     assert baggage.parse(header, channel=channel).tenant == "t"
     assert baggage.parse(header, channel=baggage.task_channel("rq", "job-2")).tenant is None
     assert baggage.parse(header).tenant is None  # nor over HTTP
+
+
+def test_a_header_given_as_an_iterator_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several header values may come as a generator: remembering the header must not use it up."""
+    monkeypatch.setenv("PURPOSEGUARD_BAGGAGE_KEYS", KEY)
+    first, *rest = baggage.signed_header(tenant="contoso", categories=[CONTENT]).split(",")
+    values = (value.encode() for value in (first, ",".join(rest)))
+    incoming = baggage.parse(values)
+    assert (incoming.tenant, incoming.categories) == ("contoso", frozenset({CONTENT}))

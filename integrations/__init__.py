@@ -16,7 +16,7 @@ module                 what it does                                    extra
 ``smtp``               guard mail sent with smtplib (and its mailers)  none (standard library)
 ``celery``             purpose, tenant, zone across tasks              ``celery``
 ``logging``            keep labelled content out of log records        none (standard library)
-``baggage``            W3C baggage for purpose, tenant and zone        none (opentelemetry-api)
+``baggage``            signed baggage: purpose, tenant and zone        none (opentelemetry-api)
 ``sqlalchemy``         label values loaded through SQLAlchemy 2        ``sqlalchemy``
 ``django``             ORM labels, middleware and settings for Django  ``django``
 ``spark``              labels and purposes on PySpark batch jobs       ``spark``

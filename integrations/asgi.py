@@ -59,6 +59,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _BAGGAGE = b"baggage"
+_TRACEPARENT = b"traceparent"
 _FUNCTION = "purposeguard.integrations.asgi.PurposeGuardMiddleware"
 
 
@@ -70,7 +71,8 @@ class PurposeGuardMiddleware:
     name one only behind a gateway that authenticates callers and sets it). ``tenant_from`` wins.
     ``purposes``: ``{path pattern: purpose}``; ``{name}`` matches one path
     segment, ``*`` part of one, ``**`` anything. Route marks win over patterns.
-    ``read_baggage``: read purpose, tenant and zone from incoming baggage.
+    ``read_baggage``: read purpose, tenant and zone from incoming baggage (only
+    members signed with a baggage key this service holds are read).
     ``status_code``: the status of the response to a violation (403).
     """
 
@@ -106,6 +108,7 @@ class PurposeGuardMiddleware:
             self._check_routes(scope.get("app"))
         raw_tenant: bytes | None = None
         raw_baggage: list[bytes] | None = None
+        traceparent: bytes | None = None
         tenant_header = self.tenant_header
         for name, value in scope.get("headers", ()):
             if name == tenant_header:
@@ -115,7 +118,13 @@ class PurposeGuardMiddleware:
                     raw_baggage = [value]
                 else:
                     raw_baggage.append(value)
-        incoming = baggage.parse(raw_baggage) if raw_baggage is not None else baggage.NOTHING
+            elif name == _TRACEPARENT:
+                traceparent = value
+        incoming = (
+            baggage.parse(raw_baggage, traceparent=traceparent)
+            if raw_baggage is not None
+            else baggage.NOTHING
+        )
         if self.tenant_from is not None:
             tenant = baggage.clean_tenant(self.tenant_from(scope), "tenant_from")
         else:

@@ -1,13 +1,21 @@
-"""Purpose, tenant and zone categories in W3C baggage, read and written.
+"""Purpose, tenant and zone categories in W3C baggage, signed, read and written.
 
 Three keys travel between services: ``purposeguard.purpose``,
 ``purposeguard.tenant`` and ``purposeguard.zone`` (the zone's categories,
-comma-separated). Reading is strict: baggage comes from the network, so
-anything malformed (not ASCII, bad percent-encoding, unknown ``purposeguard.*``
-keys, oversized values, keys the policy does not define) is dropped with a
-warning on the ``purposeguard`` logger. Dropping never widens a permission:
-unknown categories are dropped one by one and the known ones next to them
-are kept, so an invented key cannot carry a real one out of a check.
+comma-separated), with ``purposeguard.sig``: one HMAC-SHA256 over the three
+together, the channel (an HTTP call, one Celery task, one RQ job), the trace
+the call is part of and the time, made with the first key of
+``configure(baggage_keys=[...])`` or ``PURPOSEGUARD_BAGGAGE_KEYS`` (see
+``purposeguard._signing``). Only members whose signature one of those keys
+verifies are read: unsigned, badly signed, tampered, replayed into another
+channel or trace, stale or malformed ones are all ignored, with one warning
+per request on the ``purposeguard`` logger. Without a key purposeguard's
+members are neither sent nor read (said once per process).
+
+What a verified signature vouches for is still checked: purposes and
+categories the policy does not define are dropped (categories one by one,
+the known ones next to them kept), tenants that are not printable or too
+long are dropped.
 
 Writing goes through OpenTelemetry's ``W3CBaggagePropagator``, on top of the
 current OpenTelemetry baggage and of any ``baggage`` header already set, so
@@ -17,27 +25,35 @@ other baggage members travel unchanged.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote_plus, unquote_to_bytes
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 
 from purposeguard._context import FLAGS, PURPOSE, ZONE
+from purposeguard._errors import ConfigurationError
 from purposeguard._labels import EMPTY
 from purposeguard._runtime import get_guard
+from purposeguard._signing import ENV, MAX_AGE, BaggageKey, current_keys, sign, trace_id, verify
+from purposeguard._state import STATE
 
 __all__ = [
+    "HTTP",
     "PURPOSE_KEY",
+    "SIG_KEY",
     "TENANT_KEY",
     "ZONE_KEY",
     "Incoming",
     "header_value",
     "inject",
     "parse",
+    "signed_header",
+    "task_channel",
 ]
 
 logger = logging.getLogger("purposeguard")
@@ -45,7 +61,11 @@ logger = logging.getLogger("purposeguard")
 PURPOSE_KEY = "purposeguard.purpose"
 TENANT_KEY = "purposeguard.tenant"
 ZONE_KEY = "purposeguard.zone"
+SIG_KEY = "purposeguard.sig"
 _KEYS = (PURPOSE_KEY, TENANT_KEY, ZONE_KEY)
+_SIGNED = (*_KEYS, SIG_KEY)
+#: The channel of baggage on an HTTP call (see :func:`task_channel` for tasks).
+HTTP = "http"
 _PREFIX = "purposeguard."
 
 # W3C baggage limits the whole header to 8192 bytes; our own members get
@@ -123,6 +143,8 @@ def _text(header: str | bytes | Iterable[str | bytes]) -> str | None:
 
 
 def _decode(raw: str) -> str | None:
+    if "%" not in raw and "+" not in raw:
+        return raw.strip()  # nothing encoded (the members were checked to be ASCII)
     try:
         # quote_plus (what OpenTelemetry writes) turns spaces into '+'.
         return unquote_to_bytes(raw.replace("+", " ")).decode("utf-8").strip()
@@ -130,11 +152,19 @@ def _decode(raw: str) -> str | None:
         return None
 
 
-def parse(header: str | bytes | Iterable[str | bytes] | None) -> Incoming:
+def parse(
+    header: str | bytes | Iterable[str | bytes] | None,
+    *,
+    channel: str = HTTP,
+    traceparent: str | bytes | None = None,
+) -> Incoming:
     """Read purposeguard's members from a ``baggage`` header (or several).
 
-    Never raises on bad input; what cannot be used is left out and named in
-    ``Incoming.warnings`` (and logged on the ``purposeguard`` logger).
+    ``channel`` is where the header arrived: :data:`HTTP` (the default), or
+    :func:`task_channel` for a queued task; ``traceparent`` the W3C trace
+    context the request carries, if any. Never raises on bad input; what
+    cannot be used is left out and named in ``Incoming.warnings`` (and
+    logged on the ``purposeguard`` logger, once per header).
     """
     if header is None:
         return NOTHING
@@ -149,7 +179,37 @@ def parse(header: str | bytes | Iterable[str | bytes] | None) -> Incoming:
             dropped[0] += 1
 
     dropped = [0]
-    incoming = _parse(header, warn)
+    if isinstance(traceparent, bytes):
+        traceparent = traceparent.decode("latin-1")
+    if not isinstance(header, (str, bytes)):
+        try:
+            header = tuple(header)  # read once: it may be an iterator
+        except TypeError:
+            header = (header,)  # type: ignore[assignment]  # reported below as not a string
+    seen = STATE.baggage_seen
+    try:
+        remembered: Any = (header, channel, traceparent)
+        hit = seen.get(remembered)
+    except TypeError:  # a part that is not hashable: not a header we sent
+        remembered = hit = None
+    keys = _keys()
+    taxonomy = get_guard().policy.taxonomy
+    if hit is not None:
+        incoming, issued, read_with, read_against = hit
+        # Only while the keys and the policy are those it was read with, and
+        # the signature is still within its age.
+        if (
+            read_with is keys
+            and read_against is taxonomy
+            and (channel != HTTP or abs(time.time() - issued) <= MAX_AGE)
+        ):
+            return incoming  # type: ignore[no-any-return]
+    signed_at: list[int] = []
+    incoming = _parse(header, warn, channel, trace_id(traceparent), signed_at, keys)
+    if signed_at and not warnings and remembered is not None:
+        if len(seen) >= MAX_REMEMBERED:
+            seen.clear()
+        seen[remembered] = (incoming, signed_at[0], keys, taxonomy)
     if warnings:
         more = f" (and {dropped[0]} more)" if dropped[0] else ""
         logger.warning("purposeguard ignored baggage: %s%s", "; ".join(warnings), more)
@@ -159,65 +219,145 @@ def parse(header: str | bytes | Iterable[str | bytes] | None) -> Incoming:
 
 # At most this many distinct problems are named per header; the rest are counted.
 MAX_WARNINGS = 5
+# Verified headers remembered per process (each is a few hundred bytes).
+MAX_REMEMBERED = 1024
 
 
-def _parse(header: str | bytes | Iterable[str | bytes], warn: Callable[[str], None]) -> Incoming:
+def _say_once(topic: str, message: str, *args: object) -> None:
+    said = STATE.baggage_said
+    if topic not in said:
+        said.add(topic)
+        logger.warning(message, *args)
+
+
+def _keys() -> tuple[BaggageKey, ...]:
+    """The keys in force; none (nothing signed, nothing read) when the
+    environment's are unusable: fail closed, said once."""
+    try:
+        return current_keys()
+    except ConfigurationError as error:
+        _say_once("bad keys", "purposeguard neither signs nor reads baggage: %s", error)
+        return ()
+
+
+def _members(
+    header: str | bytes | Iterable[str | bytes], warn: Callable[[str], None], judge: bool
+) -> tuple[dict[str, str], bool] | None:
+    """purposeguard's members by key, raw (percent-encoded, properties cut),
+    and whether one is unusable as a whole (repeated, not ASCII, no value);
+    None when the header itself is not text. With ``judge=False`` (nothing
+    will be read) it only finds out whether there is any member of ours."""
     text = _text(header)
     if text is None:
         warn("the baggage header is not a string")
-        return Incoming()
-    # A bad member (another vendor's oversized or non-ASCII one) drops that
-    # member alone: zone categories only ever restrict, so dropping
-    # purposeguard's members with it would widen what the request may do.
-    # The work stays linear in the header, which the server already bounds.
+        return None
+    # A bad member of another vendor drops that member alone; the work stays
+    # linear in the header, which the server already bounds.
     if len(text) > MAX_HEADER:
         warn(f"the baggage header is longer than {MAX_HEADER} bytes")
-
-    taxonomy = get_guard().policy.taxonomy
-    purposes: set[str] = set()
-    tenants: set[str] = set()
-    categories: set[str] = set()
+    found: dict[str, str] = {}
+    broken = False
     for member in text.split(","):
         key, sep, raw = member.partition("=")
         key = key.strip()
         if not key.startswith(_PREFIX):
             continue  # other services' baggage is not ours to judge
+        if not judge:
+            return found, True
         if not member.isascii():
-            warn(f"{key if key in _KEYS else 'a purposeguard member'} is not ASCII")
+            warn(f"{key if key in _SIGNED else 'a purposeguard member'} is not ASCII")
+            broken = True
             continue
-        if key not in _KEYS:
+        if key not in _SIGNED:
             warn("an unknown purposeguard baggage key")
             continue
         if not sep:
             warn(f"{key} has no value")
+            broken = True
+            continue
+        if key in found:
+            warn(f"{key} appears more than once")
+            broken = True
             continue
         # Properties (";name=value") carry nothing for us.
-        raw = raw.split(";", 1)[0]
+        found[key] = raw.split(";", 1)[0]
+    return found, broken
+
+
+def _parse(
+    header: str | bytes | Iterable[str | bytes],
+    warn: Callable[[str], None],
+    channel: str,
+    trace: str | None,
+    signed_at: list[int],
+    keys: tuple[BaggageKey, ...] | None = None,
+) -> Incoming:
+    keys = _keys() if keys is None else keys
+    read = _members(header, warn, judge=bool(keys))
+    if read is None:
+        return Incoming()
+    found, broken = read
+    if not found and not broken:
+        return Incoming()
+    if not keys:
+        _say_once(
+            "no key",
+            "purposeguard ignores the purpose, tenant and zone in incoming baggage: no baggage key is "
+            "configured (set %s, or configure(baggage_keys=[...]), to the key the calling services share)",
+            ENV,
+        )
+        return Incoming()
+    if broken:
+        warn("purposeguard's members are ignored")
+        return Incoming()
+    signature = found.pop(SIG_KEY, None)
+    if signature is None:
+        warn("purposeguard's members are not signed and are ignored")
+        return Incoming()
+    values: dict[str, str] = {}
+    for key, raw in found.items():
         limit = MAX_ZONE if key == ZONE_KEY else MAX_TENANT if key == TENANT_KEY else MAX_PURPOSE
-        if len(raw) > 3 * limit:
-            warn(f"{key} is longer than {limit} characters")
-            continue
-        value = _decode(raw)
-        if value is None:
-            warn(f"{key} is not percent-encoded UTF-8")
-            continue
-        if len(value) > limit:
-            warn(f"{key} is longer than {limit} characters")
-            continue
-        if key == PURPOSE_KEY:
-            if value not in taxonomy.purposes:
-                warn(f"{key} names a purpose the policy does not define")
-                continue
-            purposes.add(value)
-        elif key == TENANT_KEY:
-            tenant = clean_tenant(value, "baggage", warn)
-            if tenant is not None:
-                tenants.add(tenant)
+        value = _decode(raw) if len(raw) <= 3 * limit else None
+        if value is None or len(value) > limit:
+            warn(
+                f"{key} is not percent-encoded UTF-8 of at most {limit} characters; purposeguard's members are ignored"
+            )
+            return Incoming()
+        values[key] = value
+    problem = verify(
+        keys,
+        signature,
+        channel=channel,
+        trace=trace,
+        purpose=values.get(PURPOSE_KEY),
+        tenant=values.get(TENANT_KEY),
+        zone=values.get(ZONE_KEY),
+        max_age=MAX_AGE if channel == HTTP else None,
+    )
+    if problem is not None:
+        warn(f"purposeguard's baggage {problem}; its members are ignored")
+        return Incoming()
+    signed_at.append(int(signature.split(".")[2]))
+    return _validated(values, warn)
+
+
+def _validated(values: dict[str, str], warn: Callable[[str], None]) -> Incoming:
+    """What a verified signature vouches for, checked against this service's policy."""
+    taxonomy = get_guard().policy.taxonomy
+    purpose = values.get(PURPOSE_KEY)
+    if purpose is not None and purpose not in taxonomy.purposes:
+        warn(f"{PURPOSE_KEY} names a purpose the policy does not define")
+        purpose = None
+    tenant = values.get(TENANT_KEY)
+    if tenant is not None:
+        tenant = clean_tenant(tenant, "baggage", warn)
+    categories: set[str] = set()
+    zone_value = values.get(ZONE_KEY)
+    if zone_value is not None:
+        keys = [k.strip() for k in zone_value.split(",") if k.strip()]
+        if len(keys) > MAX_ZONE_CATEGORIES:
+            warn(f"{ZONE_KEY} lists more than {MAX_ZONE_CATEGORIES} categories")
         else:
-            keys = [k.strip() for k in value.split(",") if k.strip()]
-            if len(keys) > MAX_ZONE_CATEGORIES:
-                warn(f"{key} lists more than {MAX_ZONE_CATEGORIES} categories")
-                continue
             unknown = 0
             for category in keys:
                 if category in taxonomy.categories:
@@ -226,17 +366,8 @@ def _parse(header: str | bytes | Iterable[str | bytes], warn: Callable[[str], No
                     unknown += 1
             if unknown:
                 warn(
-                    f"{key} names {unknown} categor{'y' if unknown == 1 else 'ies'} the policy does not define"
+                    f"{ZONE_KEY} names {unknown} categor{'y' if unknown == 1 else 'ies'} the policy does not define"
                 )
-    purpose = tenant = None
-    if len(purposes) > 1:
-        warn(f"{PURPOSE_KEY} appears with different values")
-    elif purposes:
-        purpose = purposes.pop()
-    if len(tenants) > 1:
-        warn(f"{TENANT_KEY} appears with different values")
-    elif tenants:
-        tenant = tenants.pop()
     return Incoming(purpose, tenant, frozenset(categories))
 
 
@@ -245,29 +376,45 @@ def header_value(
     *,
     extra_categories: frozenset[str] = EMPTY,
     include: bool = True,
+    channel: str = HTTP,
+    traceparent: str | None = None,
 ) -> str | None:
     """The ``baggage`` header for an outgoing call made here, or None if empty.
 
     Carries the current purpose, the zone's tenant and categories (plus
-    ``extra_categories``, e.g. the labels of what is being sent), over the
-    current OpenTelemetry baggage and the members of ``existing``. With
-    ``include=False`` purposeguard's members are removed instead (a call to
-    another party).
+    ``extra_categories``, e.g. the labels of what is being sent), signed for
+    ``channel`` and the trace of ``traceparent`` (the one the call carries),
+    over the current OpenTelemetry baggage and the members of ``existing``.
+    With ``include=False``, or with no baggage key, purposeguard's members
+    are removed instead (a call to another party; nobody could trust them).
     """
-    state = ZONE.get() if FLAGS.zones and include else None
-    purpose = PURPOSE.get() if include else None
+    keys = _keys() if include else ()
+    state = ZONE.get() if FLAGS.zones and keys else None
+    purpose = PURPOSE.get() if keys else None
     tenant = state.tenant if state is not None else None
-    categories = (state.categories if state is not None else EMPTY) | (extra_categories if include else EMPTY)
+    categories = (state.categories if state is not None else EMPTY) | (extra_categories if keys else EMPTY)
     if purpose is None and tenant is None and not categories and existing is None:
         if not otel_baggage.get_all():
             return None
+    zone_value = ",".join(sorted(categories)) if categories else None
+    signature = None
+    if purpose is not None or tenant is not None or zone_value is not None:
+        signature = sign(
+            keys[0],
+            channel=channel,
+            trace=trace_id(traceparent),
+            purpose=purpose,
+            tenant=tenant,
+            zone=zone_value,
+        )
     ctx = otel_context.get_current()
     if existing:
         ctx = _PROPAGATOR.extract({"baggage": existing}, context=ctx)
     for key, value in (
         (PURPOSE_KEY, purpose),
         (TENANT_KEY, tenant),
-        (ZONE_KEY, ",".join(sorted(categories)) if categories else None),
+        (ZONE_KEY, zone_value),
+        (SIG_KEY, signature),
     ):
         # Stale members (from the request that reached us) must not travel on.
         ctx = otel_baggage.set_baggage(key, value, ctx) if value else otel_baggage.remove_baggage(key, ctx)
@@ -279,18 +426,68 @@ def header_value(
 def inject(
     headers: MutableMapping[str, Any], *, extra_categories: frozenset[str] = EMPTY, include: bool = True
 ) -> None:
-    """Set the ``baggage`` header in ``headers`` for a call made here (``include=False``:
-    remove purposeguard's members from it)."""
+    """Set the ``baggage`` header in ``headers`` for an HTTP call made here
+    (``include=False``: remove purposeguard's members from it). The
+    signature is bound to the ``traceparent`` the headers carry, if any."""
     existing = None
+    traceparent = None
     for name in list(headers.keys()):
-        if isinstance(name, str) and name.lower() == "baggage":
+        if not isinstance(name, str):
+            continue
+        lowered = name.lower()
+        if lowered == "traceparent":
+            value = headers[name]
+            traceparent = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        elif lowered == "baggage" and existing is None:
             value = headers[name]
             existing = value.decode("latin-1") if isinstance(value, bytes) else str(value)
             if name != "baggage":
                 del headers[name]
-            break
-    value = header_value(existing, extra_categories=extra_categories, include=include)
+    value = header_value(
+        existing, extra_categories=extra_categories, include=include, traceparent=traceparent
+    )
     if value:
         headers["baggage"] = value
     elif existing is not None and "baggage" in headers:
         del headers["baggage"]
+
+
+def task_channel(kind: str, task_id: object) -> str:
+    """The channel of one queued task (``kind`` is ``"celery"`` or ``"rq"``):
+    its baggage holds for that task id only, however long it waits."""
+    return f"{kind} task {task_id}"
+
+
+def signed_header(
+    *,
+    purpose: str | None = None,
+    tenant: str | None = None,
+    categories: Iterable[str] = (),
+    key: str | bytes | None = None,
+    channel: str = HTTP,
+    traceparent: str | None = None,
+    issued: int | None = None,
+) -> str:
+    """A ``baggage`` header with these members, signed as a peer service
+    sharing ``key`` (by default the first key in force) would sign it: for
+    tests, and for callers that build headers by hand.
+
+    >>> signed_header(purpose="service.operations", key="k" * 32).startswith("purposeguard.purpose=")
+    True
+    """
+    signer = BaggageKey(key) if key is not None else (_keys() or (None,))[0]
+    if signer is None:
+        raise ConfigurationError("no baggage key to sign with", setting=ENV)
+    zone_value = ",".join(sorted(categories)) or None
+    members = {PURPOSE_KEY: purpose, TENANT_KEY: tenant, ZONE_KEY: zone_value}
+    signature = sign(
+        signer,
+        channel=channel,
+        trace=trace_id(traceparent),
+        purpose=purpose,
+        tenant=tenant,
+        zone=zone_value,
+        issued=issued,
+    )
+    parts = [f"{name}={quote_plus(value)}" for name, value in members.items() if value is not None]
+    return ",".join([*parts, f"{SIG_KEY}={signature}"])

@@ -12,8 +12,10 @@
 
 Publishing a task puts the current purpose, the zone's tenant and categories
 (and the labels of the task's arguments, which serializers drop) into the
-message header ``purposeguard_baggage`` (W3C baggage syntax). The worker
-reads them back, validated like any baggage, and runs each task in a zone of
+message header ``purposeguard_baggage`` (W3C baggage syntax), signed for
+that task id with the baggage key (``PURPOSEGUARD_BAGGAGE_KEYS``) publisher
+and worker share. The worker reads them back, verified and validated like
+any baggage (a header copied onto another task is ignored), and runs each task in a zone of
 its own with that tenant and those categories, and with the publisher's
 purpose current. A task whose function is decorated with ``@pg.purpose``
 checks the zone (``via="context"``) and its arguments when it starts, so a
@@ -64,7 +66,13 @@ def _before_publish(sender: Any = None, body: Any = None, headers: Any = None, *
             labels = deep_labels((body.get("args"), body.get("kwargs")))
         else:
             labels = frozenset()
-        value = baggage.header_value(extra_categories=labels)
+        # Protocol 2 carries the task id in the headers, protocol 1 in the body.
+        task_id = headers.get("id") if isinstance(headers, dict) else None
+        if task_id is None and isinstance(body, dict):
+            task_id = body.get("id")
+        if task_id is None:
+            return  # baggage bound to no task could be replayed onto any
+        value = baggage.header_value(extra_categories=labels, channel=baggage.task_channel("celery", task_id))
     except Exception:  # noqa: BLE001 - publishing never fails over purposeguard
         logger.exception("purposeguard could not add its header to a task message")
         return
@@ -84,7 +92,8 @@ def _incoming(task: Any) -> baggage.Incoming:
     if not isinstance(raw, (str, bytes)):
         logger.warning("purposeguard ignored a task header that is not a string")
         return baggage.NOTHING
-    return baggage.parse(raw)
+    task_id = getattr(request, "id", None)
+    return baggage.parse(raw, channel=baggage.task_channel("celery", task_id))
 
 
 def _prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:

@@ -13,8 +13,10 @@ Enqueueing is where data leaves the process: the job's arguments are checked
 like any egress (against the current purpose, with the zone's categories),
 and the current purpose, the zone's tenant and categories (and the labels of
 the arguments, which RQ's serializer drops) are stored in the job's ``meta``
-under ``purposeguard_baggage`` (W3C baggage syntax). The worker reads them
-back, validated like any incoming baggage, and runs the job in a zone of its
+under ``purposeguard_baggage`` (W3C baggage syntax), signed for that job id
+with the baggage key (``PURPOSEGUARD_BAGGAGE_KEYS``) enqueuer and worker
+share. The worker reads them back, verified and validated like any incoming
+baggage (meta copied onto another job is ignored), and runs the job in a zone of its
 own with that tenant and those categories and with the enqueuer's purpose
 current; a job function decorated with ``@pg.purpose`` checks the zone and
 its arguments when it starts, so a job declared for advertising is refused
@@ -88,7 +90,7 @@ def _create_job(original: Any) -> Any:
         check_egress(_queue_url(self), labels, function=_function_name(func))
         job = original(self, func, args, kwargs, *rest, **options)
         try:
-            value = baggage.header_value(extra_categories=labels)
+            value = baggage.header_value(extra_categories=labels, channel=baggage.task_channel("rq", job.id))
         except Exception:  # noqa: BLE001 - enqueueing never fails over purposeguard's header
             logger.exception("purposeguard could not add its baggage to an RQ job")
             return job
@@ -106,7 +108,11 @@ def _perform(original: Any) -> Any:
         if raw is not None and not isinstance(raw, (str, bytes)):
             logger.warning("purposeguard ignored an RQ job's baggage that is not a string")
             raw = None
-        incoming = baggage.parse(raw) if raw is not None else baggage.NOTHING
+        incoming = (
+            baggage.parse(raw, channel=baggage.task_channel("rq", self.id))
+            if raw is not None
+            else baggage.NOTHING
+        )
         try:
             with zone(incoming.tenant, categories=incoming.categories):
                 token = PURPOSE.set(incoming.purpose) if incoming.purpose else None

@@ -88,7 +88,11 @@ class PurposeGuardMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         raw_baggage = environ.get("HTTP_BAGGAGE") if self.read_baggage else None
-        incoming = baggage.parse(_wsgi_bytes(raw_baggage)) if raw_baggage else baggage.NOTHING
+        incoming = (
+            baggage.parse(_wsgi_bytes(raw_baggage), traceparent=environ.get("HTTP_TRACEPARENT"))
+            if raw_baggage
+            else baggage.NOTHING
+        )
         if self.tenant_from is not None:
             tenant = baggage.clean_tenant(self.tenant_from(environ), "tenant_from")
         else:

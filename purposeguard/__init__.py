@@ -23,6 +23,7 @@ from ._configure import configure
 from ._context import ZoneState
 from ._errors import (
     AuditError,
+    ConfigurationError,
     ObligationError,
     PolicyError,
     PurposeGuardError,
@@ -59,6 +60,7 @@ _install_sources()
 __all__ = [
     "AuditError",
     "Category",
+    "ConfigurationError",
     "ConsentLookup",
     "ContextExecutor",
     "Decision",

@@ -7,9 +7,11 @@ are imported here only when ``configure()`` names them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from . import _signing
 from ._policy import ConsentLookup, Policy
 from ._runtime import Guard, install
 
@@ -25,6 +27,7 @@ def configure(
     audit: Any = None,
     consents: ConsentLookup | None = None,
     audit_key: Any = None,
+    baggage_keys: Iterable[str | bytes] | None = None,
 ) -> Guard:
     """Load ``policy`` and make it the process's guard.
 
@@ -35,8 +38,16 @@ def configure(
     leaves telemetry as it is; ``audit`` (a path or an audit log) works the
     same way, with ``False`` to detach. ``audit_key`` (text or bytes of at
     least 32 bytes, or the Path of a key file) keys the audit chain of every
-    log opened from then on.
+    log opened from then on. ``baggage_keys`` (a list of keys of at least 32
+    bytes; the first signs, all verify) sign and verify the purpose, tenant
+    and zone that travel in baggage between services; None leaves the keys
+    as they are (by default ``PURPOSEGUARD_BAGGAGE_KEYS``, comma-separated).
+    An unusable key raises :class:`~purposeguard.ConfigurationError`.
     """
+    # Checked before anything changes: a bad key leaves the previous setup in force.
+    keys = _signing.keys_from(baggage_keys) if baggage_keys is not None else None
+    if keys is None:
+        _signing.check_environment()
     loaded = policy if isinstance(policy, Policy) else Policy.load(policy)
     guard = Guard(loaded, mode=mode, context_mode=context_mode, consents=consents)
     if audit_key is not None:
@@ -51,6 +62,8 @@ def configure(
         else:
             audit_module.attach(audit)
     install(guard)
+    if keys is not None:
+        _signing.set_keys(keys)
     if telemetry is not None:
         from . import otel
 

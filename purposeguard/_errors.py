@@ -8,6 +8,7 @@
     │   └── UnknownKeyError           a category or purpose no taxonomy defines
     ├── ObligationError               a rule's obligation was not met
     ├── AuditError                    the audit log or consent store cannot be opened, read or written
+    ├── ConfigurationError            a setting that cannot be used (a baggage key too short)
     └── SinkFailure                   a sink could not keep a record it must keep (fail closed)
 
 Errors carry their context as attributes so callers never parse messages.
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuditError",
+    "ConfigurationError",
     "ObligationError",
     "PolicyError",
     "PurposeGuardError",
@@ -154,6 +156,19 @@ class AuditError(PurposeGuardError):
         self.reason = reason
         self.path = path
         super().__init__(f"{path}: {reason}" if path else reason)
+
+
+class ConfigurationError(PurposeGuardError, ValueError):
+    """A setting purposeguard cannot use, e.g. a baggage key that is too short.
+
+    ``setting`` names it (``baggage_keys``, ``PURPOSEGUARD_BAGGAGE_KEYS``);
+    the message never holds a key.
+    """
+
+    def __init__(self, message: str, *, setting: str) -> None:
+        self.setting = setting
+        self.reason = message
+        super().__init__(f"{setting}: {message}")
 
 
 class SinkFailure(PurposeGuardError):

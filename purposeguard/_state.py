@@ -269,6 +269,15 @@ class State:
         # pg.decide()'s one-category sets, reused instead of built per call
         # (bounded by the runtime; they carry no decision).
         self.single_sets: dict[str, frozenset[str]] = {}
+        # The keys that sign and verify purposeguard's baggage members
+        # (configure(baggage_keys=...)); None: PURPOSEGUARD_BAGGAGE_KEYS decides.
+        self.baggage_keys: tuple[Any, ...] | None = None
+        # Baggage problems that are said once per process, not per request.
+        self.baggage_said: set[str] = set()
+        # Baggage headers verified lately (header, channel, trace) -> what was
+        # read, when it was signed, and the keys and taxonomy it was read with:
+        # a peer sends the same header for every call within a second.
+        self.baggage_seen: dict[Any, tuple[Any, int, Any, Any]] = {}
 
 
 STATE = State()
@@ -306,5 +315,8 @@ def reset(*, keep_telemetry: bool = False) -> None:
         allowed.clear()
     STATE.labels.reset()
     STATE.single_sets.clear()
+    STATE.baggage_keys = None
+    STATE.baggage_said.clear()
+    STATE.baggage_seen.clear()
     STATE.flags.reset()
     STATE.invalidated_because = "reset"

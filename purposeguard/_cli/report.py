@@ -26,6 +26,12 @@ def register(subparsers: Any) -> None:
         metavar="PATH",
         help="audit log: a file (SQLite) or a URL (sqlite:///PATH, postgresql://...), from pg.configure(audit=...)",
     )
+    parser.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="the file holding the audit key a keyed log was written with (one line); "
+        "default: PURPOSEGUARD_AUDIT_KEY or PURPOSEGUARD_AUDIT_KEY_FILE",
+    )
     parser.add_argument("--source", metavar="PATH", help="source tree (or .py file) to scan; never imported")
     parser.add_argument(
         "--policy", default="trust-center", help="pack name or TOML file (default: trust-center)"
@@ -70,6 +76,18 @@ def scan_source(path: str, prog: str) -> Any:
     return result
 
 
+def _key(key_file: str | None) -> Any:
+    """The audit key of ``--key-file``, else the environment's (None without
+    one); a key file that cannot be used is a one-line error."""
+    from .._storage import load_key_file
+    from ..audit import AuditError, default_key
+
+    try:
+        return load_key_file(key_file) if key_file is not None else default_key()
+    except AuditError as error:
+        raise CommandError(f"{PROG}: {error}") from None
+
+
 def _report(args: argparse.Namespace) -> int:
     from .._policy import Policy
     from ..audit import AuditError
@@ -77,6 +95,8 @@ def _report(args: argparse.Namespace) -> int:
 
     if args.audit is None and args.source is None:
         raise CommandError(f"{PROG}: give --audit PATH, --source PATH or both (see --help)", EXIT_USAGE)
+    if args.key_file is not None and args.audit is None:
+        raise CommandError(f"{PROG}: --key-file goes with --audit PATH (see --help)", EXIT_USAGE)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CommandError(f"{PROG}: --out is not a directory: {args.out}")
@@ -88,10 +108,11 @@ def _report(args: argparse.Namespace) -> int:
 
         if not is_url(args.audit):
             readable_file(args.audit, "audit log", PROG)
+        key = _key(args.key_file)
         try:
-            records, checked = read_verified_audit(args.audit)
+            records, checked = read_verified_audit(args.audit, key=key)
         except AuditError as error:
-            if is_url(args.audit):
+            if is_url(args.audit) or "audit key" in error.reason:
                 # The error names the database (without its password) and the cause.
                 raise CommandError(f"{PROG}: {error}") from None
             raise CommandError(f"{PROG}: not a purposeguard audit log: {args.audit} ({error})") from None
@@ -109,6 +130,11 @@ def _report(args: argparse.Namespace) -> int:
     if checked is not None and not checked.ok:
         # The report is written whole and says so at the top; the exit status
         # tells a script that what it shows cannot be trusted.
+        if "verifying it needs its key" in checked.reason:
+            raise CommandError(
+                f"{PROG}: the audit log {args.audit} is keyed: pass --key-file FILE (or set "
+                f"PURPOSEGUARD_AUDIT_KEY_FILE) to verify it (the report in {args.out} says it is unverified)"
+            )
         raise CommandError(
             f"{PROG}: the audit log {args.audit} is NOT intact: {checked.reason} "
             f"(the report in {args.out} says so)"

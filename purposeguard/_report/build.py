@@ -70,15 +70,16 @@ def read_audit(path: str | os.PathLike[str]) -> list[Entry]:
     return read_verified_audit(path)[0]
 
 
-def read_verified_audit(path: str | os.PathLike[str]) -> tuple[list[Entry], Integrity]:
+def read_verified_audit(path: str | os.PathLike[str], *, key: Any = None) -> tuple[list[Entry], Integrity]:
     """Every entry of an audit log file and the verification of its hash
     chain, read as of one moment (see :func:`integrity`); raises as
-    :func:`read_audit` does."""
+    :func:`read_audit` does. ``key`` is the audit key of a keyed log (by
+    default the configured or the environment's)."""
     from .._storage import is_url
     from ..audit import AuditLog
 
     if isinstance(path, str) and is_url(path):
-        with AuditLog(path, create=False, readonly=True) as log:
+        with AuditLog(path, create=False, readonly=True, key=key) as log:
             found, result = log.verified_records()
         return entries(found), integrity(result)
     file = Path(path)
@@ -88,7 +89,7 @@ def read_verified_audit(path: str | os.PathLike[str]) -> tuple[list[Entry], Inte
         raise IsADirectoryError(21, "is a directory, not an audit log", str(file))
     if not os.access(file, os.R_OK):
         raise PermissionError(13, "cannot read the audit log", str(file))
-    with AuditLog(file, create=False, readonly=True) as log:
+    with AuditLog(file, create=False, readonly=True, key=key) as log:
         found, result = log.verified_records()
     return entries(found), integrity(result)
 

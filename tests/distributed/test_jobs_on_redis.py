@@ -14,6 +14,7 @@ from typing import Any
 
 import jobs
 import pytest
+from purposeguard.integrations import baggage
 from purposeguard.integrations import celery as pg_celery
 from purposeguard.integrations import rq as pg_rq
 from redis import Redis
@@ -180,6 +181,31 @@ def test_celery_refuses_a_forbidden_job_in_the_worker_and_records_it_once(
         "enforce",
     )
     assert marker not in str(record)
+
+
+@pytest.mark.parametrize("forgery", ["wrong key", "another task's header", "unsigned"])
+def test_celery_a_forged_header_gains_nothing_in_the_worker_process(celery_worker: str, forgery: str) -> None:
+    """A publisher without the shared key cannot set the worker's purpose, tenant
+    or zone, nor make a job be refused and recorded."""
+    task_id = f"forged-{forgery.replace(' ', '-')}-{time.monotonic_ns()}"
+    members: dict[str, Any] = {"purpose": "service.security", "tenant": "contoso", "categories": [CONTENT]}
+    if forgery == "wrong key":
+        header = baggage.signed_header(
+            **members, key="a-key-the-worker-does-not-hold-0123", channel=f"celery task {task_id}"
+        )
+    elif forgery == "another task's header":
+        header = baggage.signed_header(**members, key=BAGGAGE_KEY, channel="celery task some-other-task")
+    else:
+        header = f"purposeguard.tenant=contoso,purposeguard.zone={CONTENT}"
+    outcome = jobs.celery_inspect.apply_async(task_id=task_id, headers={pg_celery.HEADER: header})
+    assert outcome.get(timeout=30) == {"purpose": None, "tenant": None, "zone": []}
+    before = len(violations_in(celery_worker, "advertise_job"))
+    advertised = jobs.celery_advertise.apply_async(
+        args=["forged-spring"], task_id=task_id + "-ad", headers={pg_celery.HEADER: header}
+    )
+    assert advertised.get(timeout=30)["tenant"] is None  # ran: the forged zone refused nothing
+    time.sleep(1.0)
+    assert len(violations_in(celery_worker, "advertise_job")) == before
 
 
 # -- RQ ------------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -250,3 +250,39 @@ def zone_state() -> dict[str, Any]:
 def state_of() -> Callable[[], dict[str, Any]]:
     """What the running code sees: purpose, tenant, zone categories."""
     return zone_state
+
+
+# -- signed baggage --------------------------------------------------------------------
+
+#: The baggage key the services of these tests share, as peers that trust each other do.
+BAGGAGE_KEY = "integration-tests-baggage-key-5f0c2a9d81e4b7"
+
+
+class Signer(Protocol):
+    def __call__(
+        self,
+        *,
+        purpose: str | None = None,
+        tenant: str | None = None,
+        zone: str | Iterable[str] = (),
+        **options: Any,
+    ) -> str: ...
+
+
+def sign_baggage(
+    *, purpose: str | None = None, tenant: str | None = None, zone: str | Iterable[str] = (), **options: Any
+) -> str:
+    """A ``baggage`` header signed as a peer holding :data:`BAGGAGE_KEY` signs it."""
+    from purposeguard.integrations import baggage
+
+    categories = [zone] if isinstance(zone, str) else list(zone)
+    options.setdefault("key", BAGGAGE_KEY)
+    return baggage.signed_header(purpose=purpose, tenant=tenant, categories=categories, **options)
+
+
+@pytest.fixture
+def signed(monkeypatch: pytest.MonkeyPatch) -> Signer:
+    """This process holds :data:`BAGGAGE_KEY` (``PURPOSEGUARD_BAGGAGE_KEYS``) for
+    the test; the fixture signs baggage as a peer sharing that key would."""
+    monkeypatch.setenv("PURPOSEGUARD_BAGGAGE_KEYS", BAGGAGE_KEY)
+    return sign_baggage

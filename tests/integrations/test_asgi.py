@@ -24,6 +24,8 @@ from starlette.routing import Route
 
 import purposeguard as pg
 
+from .conftest import Signer, sign_baggage
+
 with warnings.catch_warnings():
     # Starlette 1.x prefers httpx2 for its test client and warns when it
     # falls back to httpx; either drives the app the same way.
@@ -182,8 +184,8 @@ def test_other_exceptions_are_a_500_from_the_framework_over_uvicorn(client: http
     assert "purpose_violation" not in response.text
 
 
-def test_streaming_response_keeps_purpose_tenant_and_zone(client: httpx.Client) -> None:
-    headers = {"x-tenant": "fabrikam", "baggage": f"purposeguard.zone={CONTENT}"}
+def test_streaming_response_keeps_purpose_tenant_and_zone(client: httpx.Client, signed: Signer) -> None:
+    headers = {"x-tenant": "fabrikam", "baggage": signed(zone=CONTENT)}
     with client.stream("GET", "/stream", headers=headers) as response:
         lines = [json.loads(line) for line in response.iter_lines() if line]
     assert len(lines) == 3
@@ -193,9 +195,9 @@ def test_streaming_response_keeps_purpose_tenant_and_zone(client: httpx.Client) 
 
 
 def test_background_tasks_keep_purpose_tenant_and_zone(
-    client: httpx.Client, seen: list[dict[str, Any]]
+    client: httpx.Client, seen: list[dict[str, Any]], signed: Signer
 ) -> None:
-    headers = {"x-tenant": "fabrikam", "baggage": f"purposeguard.zone={CONTENT}"}
+    headers = {"x-tenant": "fabrikam", "baggage": signed(zone=CONTENT)}
     assert client.get("/later", headers=headers).status_code == 200
     assert client.get("/once", headers=headers).status_code == 200
     wait_for(seen, 3)
@@ -204,16 +206,16 @@ def test_background_tasks_keep_purpose_tenant_and_zone(
     assert seen == [expected] * 3
 
 
-def test_consecutive_requests_do_not_share_zones(client: httpx.Client) -> None:
+def test_consecutive_requests_do_not_share_zones(client: httpx.Client, signed: Signer) -> None:
     # Requests truly in flight together: test_server_review.py (many at once, mixed routes).
-    first = client.get("/ops", headers={"x-tenant": "a", "baggage": f"purposeguard.zone={CONTENT}"}).json()
+    first = client.get("/ops", headers={"x-tenant": "a", "baggage": signed(zone=CONTENT)}).json()
     second = client.get("/ops", headers={"x-tenant": "b"}).json()
     assert first["zone"] == [CONTENT] and first["tenant"] == "a"
     assert second == {"purpose": "service.operations", "tenant": "b", "zone": []}
 
 
-def test_baggage_seeds_purpose_tenant_and_zone(client: httpx.Client) -> None:
-    baggage = f"purposeguard.purpose=service.security,purposeguard.tenant=contoso,purposeguard.zone={CONTENT}"
+def test_baggage_seeds_purpose_tenant_and_zone(client: httpx.Client, signed: Signer) -> None:
+    baggage = signed(purpose="service.security", tenant="contoso", zone=CONTENT)
     assert client.get("/plain", headers={"baggage": baggage}).json() == {
         "purpose": "service.security",
         "tenant": "contoso",
@@ -221,28 +223,32 @@ def test_baggage_seeds_purpose_tenant_and_zone(client: httpx.Client) -> None:
     }
 
 
-def test_tenant_header_wins_over_baggage_tenant(client: httpx.Client) -> None:
-    response = client.get("/plain", headers={"x-tenant": "contoso", "baggage": "purposeguard.tenant=other"})
+def test_tenant_header_wins_over_baggage_tenant(client: httpx.Client, signed: Signer) -> None:
+    response = client.get("/plain", headers={"x-tenant": "contoso", "baggage": signed(tenant="other")})
     assert response.json()["tenant"] == "contoso"
 
 
-def test_route_purpose_wins_over_baggage_purpose(client: httpx.Client) -> None:
-    response = client.get("/ops", headers={"baggage": "purposeguard.purpose=advertising"})
+def test_route_purpose_wins_over_baggage_purpose(client: httpx.Client, signed: Signer) -> None:
+    response = client.get("/ops", headers={"baggage": signed(purpose="advertising")})
     assert response.json()["purpose"] == "service.operations"
 
 
-def test_zone_from_baggage_is_checked_against_the_route_purpose_in_trace(client: httpx.Client) -> None:
+def test_zone_from_baggage_is_checked_against_the_route_purpose_in_trace(
+    client: httpx.Client, signed: Signer
+) -> None:
     with pg.testing.capture() as violations:
-        response = client.get("/comms/1", headers={"baggage": f"purposeguard.zone={CONTENT}"})
+        response = client.get("/comms/1", headers={"baggage": signed(zone=CONTENT)})
     assert response.status_code == 200  # context_mode is trace in the built-in pack
     assert [(v.category, v.purpose, v.via) for v in violations] == [
         (CONTENT, "service.communications", "context")
     ]
 
 
-def test_zone_from_baggage_is_refused_with_403_when_context_mode_enforces(client: httpx.Client) -> None:
+def test_zone_from_baggage_is_refused_with_403_when_context_mode_enforces(
+    client: httpx.Client, signed: Signer
+) -> None:
     pg.configure("trust-center", context_mode="enforce")
-    response = client.get("/comms/1", headers={"baggage": f"purposeguard.zone={CONTENT}"})
+    response = client.get("/comms/1", headers={"baggage": signed(zone=CONTENT)})
     assert response.status_code == 403
     assert response.json()["rule"] == "no-content-in-service-communications"
     assert response.json()["via"] == "context"
@@ -251,23 +257,30 @@ def test_zone_from_baggage_is_refused_with_403_when_context_mode_enforces(client
 # -- bad input --------------------------------------------------------------------------
 
 
-BAD_BAGGAGE = {
-    "wrong percent-encoding": b"purposeguard.purpose=%FF%FE",
-    "not ascii": "purposeguard.tenant=caf\u00e9".encode("latin-1"),
-    "unknown key": b"purposeguard.purpose_override=service.operations",
-    "oversized value": b"purposeguard.zone=" + b"customer_data.content.email%2C" * 150,
-    "too many categories": b"purposeguard.zone=" + b"customer_data%2C" * 70,
-    "oversized header": b"x=" + b"a" * 9000,
-    "unknown purpose": b"purposeguard.purpose=service.everything",
-    "unknown category": b"purposeguard.zone=customer_data.content.secret_sauce",
-    "no value": b"purposeguard.zone",
+# Malformed members are ignored whether or not a signature comes with them;
+# signed values the policy does not define are dropped after the signature holds.
+def _signature() -> bytes:
+    return b"," + sign_baggage(tenant="someone").split(",")[-1].encode()
+
+
+BAD_BAGGAGE: dict[str, Callable[[], bytes]] = {
+    "wrong percent-encoding": lambda: b"purposeguard.purpose=%FF%FE" + _signature(),
+    "not ascii": lambda: "purposeguard.tenant=caf\u00e9".encode("latin-1") + _signature(),
+    "unknown key": lambda: b"purposeguard.purpose_override=service.operations",
+    "oversized value": lambda: b"purposeguard.zone=" + b"customer_data.content.email%2C" * 150 + _signature(),
+    "too many categories": lambda: sign_baggage(zone=[f"customer_data.k{i}" for i in range(70)]).encode(),
+    "oversized header": lambda: b"x=" + b"a" * 9000,
+    "unknown purpose": lambda: sign_baggage(purpose="service.everything").encode(),
+    "unknown category": lambda: sign_baggage(zone="customer_data.content.secret_sauce").encode(),
+    "no value": lambda: b"purposeguard.zone" + _signature(),
 }
 
 
-@pytest.mark.parametrize("raw", BAD_BAGGAGE.values(), ids=BAD_BAGGAGE.keys())
+@pytest.mark.parametrize("make", BAD_BAGGAGE.values(), ids=BAD_BAGGAGE.keys())
 def test_bad_baggage_is_ignored_with_a_warning(
-    client: httpx.Client, raw: bytes, caplog: pytest.LogCaptureFixture
+    client: httpx.Client, make: Callable[[], bytes], caplog: pytest.LogCaptureFixture, signed: Signer
 ) -> None:
+    raw = make()
     with caplog.at_level(logging.WARNING, logger="purposeguard"):
         response = client.get("/plain", headers=[(b"baggage", raw)])
     assert response.status_code == 200
@@ -275,17 +288,19 @@ def test_bad_baggage_is_ignored_with_a_warning(
     assert any(r.name == "purposeguard" and r.levelno == logging.WARNING for r in caplog.records)
 
 
-def test_unknown_category_cannot_carry_a_known_one_out_of_the_check(client: httpx.Client) -> None:
+def test_unknown_category_cannot_carry_a_known_one_out_of_the_check(
+    client: httpx.Client, signed: Signer
+) -> None:
     pg.configure("trust-center", context_mode="enforce")
-    baggage = f"purposeguard.zone=made_up.thing%2C{CONTENT}%2CNOT-A-KEY"
+    baggage = signed(zone=["made_up.thing", CONTENT, "NOT-A-KEY"])
     response = client.get("/comms/1", headers={"baggage": baggage})
     assert response.status_code == 403
     assert response.json()["category"] == CONTENT
 
 
-def test_bad_baggage_purpose_never_widens_what_the_route_allows(client: httpx.Client) -> None:
+def test_bad_baggage_purpose_never_widens_what_the_route_allows(client: httpx.Client, signed: Signer) -> None:
     pg.configure("trust-center", context_mode="enforce")
-    baggage = f"purposeguard.purpose=%FF,purposeguard.zone={CONTENT}"
+    baggage = signed(purpose="service.everything", zone=CONTENT)
     response = client.get("/comms/1", headers={"baggage": baggage})
     assert response.status_code == 403
 
@@ -381,10 +396,10 @@ def test_fastapi_pg_purpose_endpoint_keeps_its_signature_and_purpose(fastapi_cli
 
 
 def test_fastapi_background_task_keeps_purpose_and_zone(
-    fastapi_client: httpx.Client, seen: list[dict[str, Any]]
+    fastapi_client: httpx.Client, seen: list[dict[str, Any]], signed: Signer
 ) -> None:
     response = fastapi_client.get(
-        "/notify", headers={"x-tenant": "contoso", "baggage": "purposeguard.zone=customer_data"}
+        "/notify", headers={"x-tenant": "contoso", "baggage": signed(zone="customer_data")}
     )
     assert response.json()["purpose"] == "service.communications"
     wait_for(seen, 1)

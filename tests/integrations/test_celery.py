@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
+from purposeguard.integrations import baggage
 from purposeguard.integrations import celery as pg_celery
 
 import purposeguard as pg
+
+from .conftest import Signer
 
 CONTENT = "customer_data.content.email"
 
@@ -52,6 +55,11 @@ def advertise_task(campaign: str) -> dict[str, Any]:
 @pg.purpose("service.operations")
 def operate_task(ticket: str) -> dict[str, Any]:
     return {"ticket": ticket, **state()}
+
+
+@pytest.fixture(autouse=True)
+def _shared_key(signed: Signer) -> None:
+    """Publisher and worker (one process here) hold the same baggage key."""
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +145,26 @@ def test_bad_header_is_ignored_with_a_warning(worker: Any, caplog: pytest.LogCap
         outcome = result.get(timeout=10, interval=0.01)
     assert outcome == {"purpose": None, "tenant": None, "zone": []}
     assert any(r.name == "purposeguard" and r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_a_header_signed_for_its_own_task_is_read(worker: Any, signed: Signer) -> None:
+    header = signed(tenant="contoso", zone=CONTENT, channel=baggage.task_channel("celery", "task-7"))
+    outcome = inspect_task.apply_async(task_id="task-7", headers={pg_celery.HEADER: header}).get(timeout=10)
+    assert outcome == {"purpose": None, "tenant": "contoso", "zone": [CONTENT]}
+
+
+def test_a_header_copied_onto_another_task_is_ignored(
+    worker: Any, signed: Signer, caplog: pytest.LogCaptureFixture
+) -> None:
+    header = signed(tenant="contoso", zone=CONTENT, channel=baggage.task_channel("celery", "task-7"))
+    with caplog.at_level(logging.WARNING, logger="purposeguard"):
+        outcome = inspect_task.apply_async(task_id="task-8", headers={pg_celery.HEADER: header}).get(
+            timeout=10
+        )
+    assert outcome == {"purpose": None, "tenant": None, "zone": []}
+    assert any("badly signed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_header_made_for_an_http_call_is_ignored_in_a_task(worker: Any, signed: Signer) -> None:
+    outcome = inspect_task.apply_async(headers={pg_celery.HEADER: signed(tenant="contoso")}).get(timeout=10)
+    assert outcome["tenant"] is None

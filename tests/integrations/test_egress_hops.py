@@ -19,6 +19,8 @@ from purposeguard.integrations._egress import check_egress
 
 import purposeguard as pg
 
+from .conftest import Signer
+
 CONTENT = "customer_data.content.email"
 
 
@@ -83,7 +85,9 @@ def test_a_redirect_to_a_destination_is_checked_for_its_own_purpose(
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_no_purposeguard_baggage_reaches_a_destination_on_a_redirect_hop(client: str, recorder: Any) -> None:
+def test_no_purposeguard_baggage_reaches_a_destination_on_a_redirect_hop(
+    client: str, recorder: Any, signed: Signer
+) -> None:
     ads = recorder.url("localhost") + "/ads"
     first = recorder.url() + "/redirect?to=" + quote(ads, safe="")
     with pg.zone(tenant="contoso"), pg.purpose("service.operations"):

@@ -31,7 +31,7 @@ from purposeguard.integrations import urllib3 as pg_urllib3
 
 import purposeguard as pg
 
-from .conftest import free_port, loopback_policy_text
+from .conftest import Signer, free_port, loopback_policy_text
 
 CONTENT = "customer_data.content.email"
 ADDRESS = "customer_data"
@@ -303,7 +303,7 @@ def test_urllib3_checks_fields_body_and_headers(recorder: Any, where: str) -> No
     assert recorder.received == []
 
 
-def test_urllib3_allowed_call_carries_purpose_and_tenant(recorder: Any) -> None:
+def test_urllib3_allowed_call_carries_purpose_and_tenant(recorder: Any, signed: Signer) -> None:
     with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
         response = urllib3.PoolManager().request(
             "POST", recorder.url() + "/ingest", json={"body": pg.label("x", CONTENT)}
@@ -439,7 +439,7 @@ def test_aiohttp_json_to_an_ad_destination_is_refused(
     assert recorder.received == []
 
 
-def test_aiohttp_allowed_call_carries_baggage(recorder: Any) -> None:
+def test_aiohttp_allowed_call_carries_baggage(recorder: Any, signed: Signer) -> None:
     async def go() -> int:
         async with aiohttp.ClientSession() as session:
             with pg.zone(tenant="contoso"), pg.purpose("service.operations"):

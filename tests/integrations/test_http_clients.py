@@ -15,6 +15,8 @@ from purposeguard.integrations import requests as pg_requests
 
 import purposeguard as pg
 
+from .conftest import Signer
+
 CONTENT = "customer_data.content.email"
 
 
@@ -62,7 +64,7 @@ def ours(header: str | None) -> baggage.Incoming:
 
 
 def test_allowed_call_carries_purpose_tenant_and_zone_in_baggage(
-    send: Callable[..., int], recorder: Any, marker: str
+    send: Callable[..., int], recorder: Any, marker: str, signed: Signer
 ) -> None:
     with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
         body = pg.label(marker, CONTENT)
@@ -77,18 +79,45 @@ def test_allowed_call_carries_purpose_tenant_and_zone_in_baggage(
     )
 
 
-def test_labels_of_what_is_sent_travel_even_without_a_zone(send: Callable[..., int], recorder: Any) -> None:
+def test_labels_of_what_is_sent_travel_even_without_a_zone(
+    send: Callable[..., int], recorder: Any, signed: Signer
+) -> None:
     with pg.purpose("service.operations"):
         send(recorder.url(), content=pg.label("a document body", "customer_data.content.document"))
     assert ours(recorder.received[0].headers["baggage"]).categories == {"customer_data.content.document"}
 
 
-def test_existing_baggage_members_are_kept(send: Callable[..., int], recorder: Any) -> None:
+def test_existing_baggage_members_are_kept(send: Callable[..., int], recorder: Any, signed: Signer) -> None:
     with pg.purpose("service.security"):
         send(recorder.url(), headers={"baggage": "team=mail,purposeguard.purpose=advertising"}, content=b"x")
     header = recorder.received[0].headers["baggage"]
     assert "team=mail" in header
     assert ours(header).purpose == "service.security"
+
+
+def test_without_a_baggage_key_no_purposeguard_member_is_sent(
+    send: Callable[..., int], recorder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unsigned members would be ignored by every receiver: none leave, stale ones are removed."""
+    monkeypatch.delenv("PURPOSEGUARD_BAGGAGE_KEYS", raising=False)
+    with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
+        pg.label("a mail body", CONTENT)
+        send(recorder.url(), headers={"baggage": "team=mail,purposeguard.purpose=advertising"}, content=b"x")
+    header = recorder.received[0].headers["baggage"]
+    assert "team=mail" in header and "purposeguard" not in header
+
+
+def test_the_signature_is_bound_to_the_trace_the_call_carries(
+    send: Callable[..., int], recorder: Any, signed: Signer
+) -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
+        send(recorder.url(), headers={"traceparent": traceparent}, content=b"x")
+    header = recorder.received[0].headers["baggage"]
+    assert baggage.parse(header, traceparent=traceparent).tenant == "contoso"
+    other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    replayed = baggage.parse(header, traceparent=other)
+    assert replayed.tenant is None and any("another trace" in w for w in replayed.warnings)
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,8 @@ from starlette.routing import Host, Route, Router
 
 import purposeguard as pg
 
+from .conftest import Signer, sign_baggage
+
 CONTENT = "customer_data.content.email"
 PAYMENT = "payment_data"  # no rule names it for service.operations: the default denies
 
@@ -86,18 +88,28 @@ def test_flask_host_matching_gives_each_host_its_own_purpose(serve_wsgi: Callabl
 # -- 7. one bad baggage member drops itself, not the zone ----------------------------------------
 
 
-def test_a_non_ascii_member_does_not_drop_the_zone() -> None:
-    incoming = baggage.parse(
-        [f"purposeguard.zone={CONTENT},vendor=caf\u00e9".encode(), b"purposeguard.tenant=t"]
-    )
+def test_a_non_ascii_member_does_not_drop_the_zone(signed: Signer) -> None:
+    first, *rest = signed(zone=CONTENT, tenant="t").split(",")
+    incoming = baggage.parse([f"{first},vendor=caf\u00e9".encode(), ",".join(rest).encode()])
     assert incoming.categories == frozenset({CONTENT}) and incoming.tenant == "t"
     assert incoming.warnings == ()  # another vendor's member is not ours to judge
-    bad = baggage.parse(f"purposeguard.zone={CONTENT},purposeguard.tenant=caf\u00e9".encode())
+    # A signed tenant this service cannot use drops itself, not the zone.
+    bad = baggage.parse(signed(zone=CONTENT, tenant="bad\ttenant"))
     assert bad.categories == frozenset({CONTENT}) and bad.tenant is None and bad.warnings
 
 
-def test_an_oversized_header_keeps_purposeguard_members() -> None:
-    incoming = baggage.parse(f"purposeguard.zone={CONTENT},vendor=" + "x" * 9000)
+def test_a_tampered_member_gives_nothing_at_all(signed: Signer) -> None:
+    """A member changed on the way (here: made non-ASCII) voids the signature
+    over all three: nothing is read, and a warning says so."""
+    header = signed(zone=CONTENT, tenant="t").replace(
+        "purposeguard.tenant=t", "purposeguard.tenant=caf\u00e9"
+    )
+    bad = baggage.parse(header.encode())
+    assert (bad.purpose, bad.tenant, bad.categories) == (None, None, frozenset()) and bad.warnings
+
+
+def test_an_oversized_header_keeps_purposeguard_members(signed: Signer) -> None:
+    incoming = baggage.parse(signed(zone=CONTENT) + ",vendor=" + "x" * 9000)
     assert incoming.categories == frozenset({CONTENT})
     assert any("longer than" in w for w in incoming.warnings)
 
@@ -118,15 +130,12 @@ def _raw_get(port: int, path: str, header: bytes) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "header",
-    [
-        f"purposeguard.zone={CONTENT},vendor=caf".encode() + "\u00e9".encode(),
-        f"purposeguard.zone={CONTENT},vendor=".encode() + b"x" * 9000,
-    ],
+    "bad_member",
+    ["vendor=caf".encode() + "\u00e9".encode(), b"vendor=" + b"x" * 9000],
     ids=["non-ascii member", "oversized header"],
 )
 def test_the_zone_survives_a_bad_member_over_a_real_server(
-    header: bytes, serve_asgi: Callable[[Any], Any], serve_wsgi: Callable[[Any], Any]
+    bad_member: bytes, serve_asgi: Callable[[Any], Any], serve_wsgi: Callable[[Any], Any], signed: Signer
 ) -> None:
     pg.configure("trust-center", context_mode="enforce")
 
@@ -145,6 +154,7 @@ def test_the_zone_survives_a_bad_member_over_a_real_server(
     init_app(flask_app, tenant_header="x-tenant")
     for server in (serve_asgi(asgi_app), serve_wsgi(flask_app)):
         # Content in the caller's zone may not reach communications.
+        header = signed(zone=CONTENT).encode() + b"," + bad_member
         assert b" 403 " in _raw_get(server.port, "/comms", header)
 
 
@@ -300,12 +310,12 @@ def _expected(i: int) -> dict[str, Any]:
 def _headers(i: int) -> dict[str, str]:
     headers = {"x-tenant": f"t{i}"}
     if i % 4 == 1:
-        headers["baggage"] = "purposeguard.zone=usage_data"
+        headers["baggage"] = sign_baggage(zone="usage_data")
     return headers
 
 
 def test_many_requests_in_flight_at_once_keep_their_own_zones_asgi(
-    serve_asgi: Callable[[Any], Any], state_of: Callable[[], dict[str, Any]]
+    serve_asgi: Callable[[Any], Any], state_of: Callable[[], dict[str, Any]], signed: Signer
 ) -> None:
     """N requests, all in the handler at the same time (an event every one waits for)."""
     arrived = 0
@@ -351,7 +361,7 @@ def test_many_requests_in_flight_at_once_keep_their_own_zones_asgi(
 
 
 def test_many_requests_in_flight_at_once_keep_their_own_zones_flask(
-    serve_wsgi: Callable[[Any], Any], state_of: Callable[[], dict[str, Any]]
+    serve_wsgi: Callable[[Any], Any], state_of: Callable[[], dict[str, Any]], signed: Signer
 ) -> None:
     """werkzeug's threaded server: N threads, all in the view at once (a barrier)."""
     barrier = threading.Barrier(N, timeout=10)

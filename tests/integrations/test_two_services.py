@@ -3,6 +3,7 @@ in this process (uvicorn thread), service B in a process of its own."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,6 +20,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import purposeguard as pg
+
+from .conftest import BAGGAGE_KEY, Signer
 
 CONTENT = "customer_data.content.email"
 HERE = Path(__file__).resolve().parent
@@ -62,6 +65,8 @@ def service_b(ads: Any) -> Iterator[str]:
     ad_url = f"http://localhost:{ads.server_address[1]}/ads"
     process = subprocess.Popen(
         [sys.executable, str(HERE / "service_b.py"), str(port), ad_url],
+        # B shares A's baggage key: A's zone reaches B only signed.
+        env={**os.environ, "PURPOSEGUARD_BAGGAGE_KEYS": BAGGAGE_KEY},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -86,7 +91,7 @@ def service_b(ads: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def service_a(service_b: str, serve_asgi: Callable[[Any], Any], marker: str) -> Iterator[str]:
+def service_a(service_b: str, serve_asgi: Callable[[Any], Any], marker: str, signed: Signer) -> Iterator[str]:
     @route_purpose("service.operations")
     async def relay(request: Request) -> JSONResponse:
         pg.label(marker, CONTENT)  # content read in A: the zone now holds it

@@ -14,6 +14,8 @@ from purposeguard.integrations.wsgi import PurposeGuardMiddleware, init_app, rou
 
 import purposeguard as pg
 
+from .conftest import Signer, sign_baggage
+
 CONTENT = "customer_data.content.email"
 
 
@@ -150,8 +152,8 @@ def test_other_exceptions_stay_a_500_over_loopback(
     assert "purpose_violation" not in response.text
 
 
-def test_streamed_body_keeps_purpose_tenant_and_zone(client: FlaskClient) -> None:
-    headers = {"x-tenant": "fabrikam", "baggage": f"purposeguard.zone={CONTENT}"}
+def test_streamed_body_keeps_purpose_tenant_and_zone(client: FlaskClient, signed: Signer) -> None:
+    headers = {"x-tenant": "fabrikam", "baggage": signed(zone=CONTENT)}
     status, _, text = client.get("/stream", headers=headers)
     lines = [json.loads(line) for line in text.splitlines() if line]
     assert status == 200 and len(lines) == 3
@@ -160,26 +162,31 @@ def test_streamed_body_keeps_purpose_tenant_and_zone(client: FlaskClient) -> Non
     )
 
 
-def test_zone_from_baggage_is_checked_against_the_route_purpose(client: FlaskClient) -> None:
+def test_zone_from_baggage_is_checked_against_the_route_purpose(client: FlaskClient, signed: Signer) -> None:
     pg.configure("trust-center", context_mode="enforce")
-    status, _, text = client.get("/comms/1", headers={"baggage": f"purposeguard.zone=bogus.key%2C{CONTENT}"})
+    status, _, text = client.get("/comms/1", headers={"baggage": signed(zone=["bogus.key", CONTENT])})
     assert status == 403
     assert json.loads(text)["via"] == "context"
 
 
+def _signature() -> str:
+    return "," + sign_baggage(tenant="someone").split(",")[-1]
+
+
 @pytest.mark.parametrize(
-    "raw",
+    "make",
     [
-        "purposeguard.zone=%C3%28",
-        "purposeguard.unknown=1",
-        "purposeguard.purpose=" + "a" * 500,
-        "purposeguard.zone=no.such",
+        lambda: "purposeguard.zone=%C3%28" + _signature(),
+        lambda: "purposeguard.unknown=1",
+        lambda: "purposeguard.purpose=" + "a" * 500 + _signature(),
+        lambda: sign_baggage(zone="no.such"),
     ],
     ids=["bad utf-8", "unknown key", "oversized", "unknown category"],
 )
 def test_bad_baggage_is_ignored_with_a_warning(
-    client: FlaskClient, raw: str, caplog: pytest.LogCaptureFixture
+    client: FlaskClient, make: Callable[[], str], caplog: pytest.LogCaptureFixture, signed: Signer
 ) -> None:
+    raw = make()
     with caplog.at_level(logging.WARNING, logger="purposeguard"):
         status, _, text = client.get("/plain", headers={"baggage": raw})
     assert status == 200

@@ -198,9 +198,14 @@ def test_a_hostile_function_name_is_escaped_in_violation_records(qualname: str) 
         assert violation.function.isprintable() and len(violation.function) <= 300
 
 
+# The stricter case: this service holds a baggage key, so members are judged, not skipped.
+BAGGAGE_KEY = "hostile-strings-baggage-key-0123456789abcdef"
+
+
 def _baggage_logs(caplog: pytest.LogCaptureFixture, header: str) -> tuple[Any, list[logging.LogRecord]]:
     from purposeguard.integrations import baggage
 
+    pg.configure(baggage_keys=[BAGGAGE_KEY])
     with caplog.at_level(logging.WARNING, logger="purposeguard"):
         caplog.clear()
         incoming = baggage.parse(header)
@@ -215,6 +220,16 @@ def test_bad_baggage_is_one_warning_per_header(caplog: pytest.LogCaptureFixture,
     assert len(records) == 1
     assert incoming.categories == frozenset()
     assert len(records[0].getMessage()) < 1000
+
+
+def test_many_bad_categories_in_signed_baggage_are_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Secure: a signature that holds does not buy one warning per bad category."""
+    from purposeguard.integrations import baggage
+
+    header = baggage.signed_header(categories=[f"no_such_category_{i}" for i in range(60)], key=BAGGAGE_KEY)
+    incoming, records = _baggage_logs(caplog, header)
+    assert len(records) == 1 and incoming.categories == frozenset()
+    assert "60 categories" in records[0].getMessage() and "no_such_category" not in records[0].getMessage()
 
 
 def test_many_bad_tenant_members_are_one_warning(caplog: pytest.LogCaptureFixture) -> None:

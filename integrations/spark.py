@@ -344,13 +344,27 @@ class _Plan:
                 self.defined[attr] = (refs, opaque or not refs)
 
     def _read_schema(self, index: int, *, source: bool) -> None:
-        jnode = self._jnode(index)
-        fields = json.loads(jnode.schema().json()).get("fields", [])
-        ids = _listed_output(self.nodes[index], len(fields))
-        if ids is None:
-            ids = _output_ids(jnode)
-        for expr_id, field in zip(ids, fields, strict=True):
-            own = _meta(field.get("metadata"))
+        node = self.nodes[index]
+        key = _node_key(node)
+        read = _NODE_READS.get(key) if key is not None else None
+        if read is None:
+            jnode = self._jnode(index)
+            if index == 0 and self.fields is not None:
+                fields = [{"name": f.name, "metadata": f.metadata} for f in self.fields]
+            else:
+                fields = json.loads(jnode.schema().json()).get("fields", [])
+            ids = _listed_output(node, len(fields))
+            if ids is None:
+                key = None  # not listed as the key says: never cached
+                ids = _output_ids(jnode)
+            read = tuple(
+                (expr_id, _meta(field.get("metadata"))) for expr_id, field in zip(ids, fields, strict=True)
+            )
+            if key is not None:
+                if len(_NODE_READS) >= _NODE_READS_LIMIT:
+                    _NODE_READS.clear()
+                _NODE_READS[key] = read
+        for expr_id, own in read:
             if own:
                 self.meta[expr_id] = own
             if source:
@@ -575,6 +589,27 @@ def _listed_output(node: Mapping[str, Any], expected: int | None) -> list[int] |
     if expected is not None and len(ids) != expected:
         return None
     return ids
+
+
+# The metadata of a relation's or labelling projection's output, by the node's
+# output expression ids. Spark never reuses an expression id within a JVM (the
+# JVM's id is part of the key), and the node that makes an id fixes its
+# metadata, so a plan that contains a node read before (the next step of the
+# same job) needs no round trip for it.
+_NODE_READS: dict[tuple[str, str, tuple[int, ...]], tuple[tuple[int, dict[str, Any]], ...]] = {}
+_NODE_READS_LIMIT = 4096
+
+
+def _node_key(node: Mapping[str, Any]) -> tuple[str, str, tuple[int, ...]] | None:
+    ids = _listed_output(node, None)
+    if not ids:
+        return None
+    for item in node.get("projectList") or node.get("aggregateExpressions") or node.get("output") or ():
+        found = item[0].get("exprId") if _is_tree(item) else None
+        jvm = found.get("jvmId") if isinstance(found, Mapping) else None
+        if isinstance(jvm, str) and jvm:
+            return (jvm, _class(node), tuple(ids))
+    return None
 
 
 def _output_ids(jnode: Any) -> list[int]:

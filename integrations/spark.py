@@ -32,12 +32,13 @@ or table is an egress checked against the policy's ``[[destinations]]``
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,10 +131,43 @@ def _columns_of(df: DataFrame) -> list[str]:
 
 
 def _relabelled(df: DataFrame, changes: Mapping[str, Mapping[str, Any]]) -> DataFrame:
-    """One projection that puts new metadata on the named columns."""
-    schema = df.schema
+    """One projection that puts new metadata on the named columns.
+
+    Built on the JVM objects directly: the job pays one round trip per
+    changed column and value, not PySpark's per-call bookkeeping, and the
+    columns left alone cost nothing (``withColumns`` keeps them in place).
+    """
+    fields = df.schema.fields
+    names = [field.name for field in fields]
+    if not changes:
+        return df
+    if len({name.lower() for name in names}) < len(names):
+        # Duplicate names: withColumns would replace every column of a name
+        # with the same expression; a select names each (Spark reports a
+        # name it cannot tell apart).
+        return _relabelled_by_select(df, changes)
+    jdf = df._jdf
+    jvm = df.sparkSession._jvm
+    metadata_class = getattr(jvm, "org.apache.spark.sql.types.Metadata")
+    made: dict[str, Any] = {}
+    replaced: dict[str, Any] = {}
+    for name, change in changes.items():
+        text = json.dumps(change, sort_keys=True)
+        jmeta = made.get(text)
+        if jmeta is None:
+            jmeta = made[text] = metadata_class.fromJson(text)
+        replaced[name] = getattr(jdf.col(_quoted(name)), "as")(name, jmeta)
+    return type(df)(jdf.withColumns(replaced), df.sparkSession)
+
+
+def _quoted(name: str) -> str:
+    # Column names with dots or backticks are read as nested fields unless quoted.
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _relabelled_by_select(df: DataFrame, changes: Mapping[str, Mapping[str, Any]]) -> DataFrame:
     columns = []
-    for field in schema.fields:
+    for field in df.schema.fields:
         change = changes.get(field.name)
         if change is None:
             columns.append(df[field.name])
@@ -243,8 +277,10 @@ class _Plan:
     form of it (one call to the JVM) plus the schemas of the nodes where
     metadata enters (their metadata is not in the JSON)."""
 
-    def __init__(self, jplan: Any) -> None:
+    def __init__(self, jplan: Any, fields: list[Any] | None = None) -> None:
         self.jplan = jplan
+        # The root's schema as the DataFrame already holds it (no round trip).
+        self.fields = fields
         self.nodes: list[Mapping[str, Any]] = json.loads(jplan.toJSON())
         # exprId -> (referenced exprIds, opaque): defined by an expression.
         self.defined: dict[int, tuple[set[int], bool]] = {}
@@ -298,28 +334,68 @@ class _Plan:
             refs, opaque = self._refs(node.get("projections"))
             for attr in self._attributes(node.get("output")):
                 self.defined[attr] = (refs, opaque)
+        elif "functionExpr" in node and "output" in node:
+            # mapInPandas, applyInPandas, cogrouped and Arrow maps: the
+            # function sees the columns its expression takes (and the group
+            # keys), and every output column may hold any of them.
+            fields = [v for k, v in node.items() if k not in ("class", "num-children", "output")]
+            refs, opaque = self._refs(fields)
+            for attr in self._attributes(node.get("output")):
+                self.defined[attr] = (refs, opaque or not refs)
 
     def _read_schema(self, index: int, *, source: bool) -> None:
-        jnode = self._jnode(index)
-        ids = _output_ids(jnode)
-        fields = json.loads(jnode.schema().json()).get("fields", [])
-        for expr_id, field in zip(ids, fields, strict=True):
-            own = _meta(field.get("metadata"))
+        node = self.nodes[index]
+        key = _node_key(node)
+        read = _NODE_READS.get(key) if key is not None else None
+        if read is None:
+            jnode = self._jnode(index)
+            if index == 0 and self.fields is not None:
+                fields = [{"name": f.name, "metadata": f.metadata} for f in self.fields]
+            else:
+                fields = json.loads(jnode.schema().json()).get("fields", [])
+            ids = _listed_output(node, len(fields))
+            if ids is None:
+                key = None  # not listed as the key says: never cached
+                ids = _output_ids(jnode)
+            read = tuple(
+                (expr_id, _meta(field.get("metadata"))) for expr_id, field in zip(ids, fields, strict=True)
+            )
+            if key is not None:
+                if len(_NODE_READS) >= _NODE_READS_LIMIT:
+                    _NODE_READS.clear()
+                _NODE_READS[key] = read
+        for expr_id, own in read:
             if own:
                 self.meta[expr_id] = own
             if source:
                 self.sources.add(expr_id)
 
     def _read_set_operation(self, index: int) -> None:
-        jnode = self._jnode(index)
-        jchildren = jnode.children()
-        outputs = [_output_ids(jchildren.apply(k)) for k in range(jchildren.size())]
+        outputs = [self._output_of(child) for child in self._children(index)]
         if not outputs:
             return
         for position, expr_id in enumerate(outputs[0]):
             self.merged.setdefault(expr_id, []).extend(
                 other[position] for other in outputs[1:] if position < len(other)
             )
+
+    def _children(self, index: int) -> list[int]:
+        out = []
+        nxt = index + 1
+        for _ in range(int(self.nodes[index].get("num-children", 0))):
+            out.append(nxt)
+            nxt = self._end(nxt)
+        return out
+
+    def _end(self, index: int) -> int:
+        nxt = index + 1
+        for _ in range(int(self.nodes[index].get("num-children", 0))):
+            nxt = self._end(nxt)
+        return nxt
+
+    def _output_of(self, index: int) -> list[int]:
+        listed = _listed_output(self.nodes[index], None)
+        return listed if listed is not None else _output_ids(self._jnode(index))
 
     def _scan(self, value: Any) -> bool:
         """Record the definitions in a field; True when an alias there sets metadata."""
@@ -405,7 +481,7 @@ class _Plan:
                 return found
             memo[expr_id] = (everything, _NO_CONSENT)  # a cycle (never in a plan) fails closed
             cats, consents, barrier = own_of(expr_id)
-            inherited: list[Mapping[str, frozenset[str]]] = []
+            inherited: list[tuple[frozenset[str], Mapping[str, frozenset[str]]]] = []
             if depth > 500:
                 result = (everything, _NO_CONSENT)
                 memo[expr_id] = result
@@ -415,30 +491,36 @@ class _Plan:
                     refs, opaque = self.defined[expr_id]
                     if opaque:
                         cats = cats | everything
+                        inherited.append((everything, _NO_CONSENT))
                     for ref in refs:
                         ref_cats, ref_consents = of(ref, depth + 1)
                         cats = cats | ref_cats
-                        inherited.append(ref_consents)
+                        inherited.append((ref_cats, ref_consents))
                 elif expr_id not in self.sources and expr_id not in self.merged:
                     # Neither read from a source nor defined by an expression
                     # this walk understands: carry everything.
                     cats = cats | everything
-                    inherited.append(_NO_CONSENT)
+                    inherited.append((everything, _NO_CONSENT))
             if consents is None:
-                consents = _intersect(inherited) if inherited else {}
+                consents = _combine(inherited) if inherited else {}
             if not barrier:
                 # A set operation's column holds every child's rows: consent
                 # covers it only where it covers each of them.
                 for other in self.merged.get(expr_id, ()):
                     other_cats, other_consents = of(other, depth + 1)
+                    consents = _combine([(cats, consents), (other_cats, other_consents)])
                     cats = cats | other_cats
-                    consents = _intersect([consents, other_consents])
             result = (cats, consents)
             memo[expr_id] = result
             return result
 
-        ids = _output_ids(self.jplan)
-        fields = json.loads(self.jplan.schema().json()).get("fields", [])
+        if self.fields is not None:
+            fields = [{"name": f.name, "metadata": f.metadata} for f in self.fields]
+        else:
+            fields = json.loads(self.jplan.schema().json()).get("fields", [])
+        ids = _listed_output(self.nodes[0], len(fields))
+        if ids is None:
+            ids = _output_ids(self.jplan)
         names: list[str] = []
         categories: list[frozenset[str]] = []
         consents: list[Mapping[str, frozenset[str]]] = []
@@ -464,12 +546,70 @@ def _trees(value: Any) -> list[list[Mapping[str, Any]]]:
     return out
 
 
-def _intersect(items: list[Mapping[str, frozenset[str]]]) -> dict[str, frozenset[str]]:
-    first, *rest = items
-    out = dict(first)
-    for other in rest:
-        out = {p: c & other[p] for p, c in out.items() if p in other and c & other[p]}
+def _combine(parts: list[tuple[frozenset[str], Mapping[str, frozenset[str]]]]) -> dict[str, frozenset[str]]:
+    """Consent over a column built from ``parts`` (categories, consents):
+    a category is covered for a purpose where every part carrying it is
+    covered; a part without the category takes nothing away."""
+    out: dict[str, frozenset[str]] = {}
+    for purpose in {p for _, consents in parts for p in consents}:
+        covered: set[str] = set()
+        uncovered: set[str] = set()
+        for categories, consents in parts:
+            granted = consents.get(purpose, _EMPTY)
+            covered |= categories & granted
+            uncovered |= categories - granted
+        if covered - uncovered:
+            out[purpose] = frozenset(covered - uncovered)
     return out
+
+
+def _listed_output(node: Mapping[str, Any], expected: int | None) -> list[int] | None:
+    """The output expression ids of a plan node where its JSON form lists
+    them (projections, aggregations, most relations), else None: asking the
+    JVM costs three round trips per column."""
+    name = _class(node)
+    if name == "Project":
+        items = node.get("projectList")
+    elif name == "Aggregate":
+        items = node.get("aggregateExpressions")
+    elif int(node.get("num-children", 0)) == 0:
+        items = node.get("output")
+    else:
+        return None
+    if not isinstance(items, list):
+        return None
+    ids = []
+    for item in items:
+        if not _is_tree(item) or _class(item[0]) not in ("Alias", "AttributeReference"):
+            return None
+        expr_id = _expr_id(item[0])
+        if expr_id is None:
+            return None
+        ids.append(expr_id)
+    if expected is not None and len(ids) != expected:
+        return None
+    return ids
+
+
+# The metadata of a relation's or labelling projection's output, by the node's
+# output expression ids. Spark never reuses an expression id within a JVM (the
+# JVM's id is part of the key), and the node that makes an id fixes its
+# metadata, so a plan that contains a node read before (the next step of the
+# same job) needs no round trip for it.
+_NODE_READS: dict[tuple[str, str, tuple[int, ...]], tuple[tuple[int, dict[str, Any]], ...]] = {}
+_NODE_READS_LIMIT = 4096
+
+
+def _node_key(node: Mapping[str, Any]) -> tuple[str, str, tuple[int, ...]] | None:
+    ids = _listed_output(node, None)
+    if not ids:
+        return None
+    for item in node.get("projectList") or node.get("aggregateExpressions") or node.get("output") or ():
+        found = item[0].get("exprId") if _is_tree(item) else None
+        jvm = found.get("jvmId") if isinstance(found, Mapping) else None
+        if isinstance(jvm, str) and jvm:
+            return (jvm, _class(node), tuple(ids))
+    return None
 
 
 def _output_ids(jnode: Any) -> list[int]:
@@ -525,7 +665,7 @@ def lineage(df: DataFrame) -> Lineage:
         return found
     try:
         jdf = df._jdf
-        found = _Plan(jdf.queryExecution().analyzed()).resolve()
+        found = _Plan(jdf.queryExecution().analyzed(), list(df.schema.fields)).resolve()
     except Exception as error:
         if isinstance(error, AttributeError) and not hasattr(df, "_jdf"):
             # Spark Connect: no plan in this process.
@@ -774,8 +914,14 @@ def consented(
     changes: dict[str, dict[str, Any]] = {}
     marked: list[Mapping[str, frozenset[str]]] = []
     for field, cats, had in zip(kept.schema.fields, found.categories, found.consents, strict=True):
+        now = cats & frozenset(covered)
+        if not now:
+            # Nothing of this column is covered: an empty mark would read the
+            # same as none, and leaving it saves the projection a column.
+            marked.append(had)
+            continue
         granted = {p: sorted(c) for p, c in had.items()}
-        granted[purpose] = sorted(cats & frozenset(covered))
+        granted[purpose] = sorted(now)
         changes[field.name] = _with_meta(field.metadata, consented=granted)
         marked.append({p: frozenset(c) for p, c in granted.items()})
     result = _relabelled(kept, changes)
@@ -824,16 +970,44 @@ class _WithPurpose:
         self.modes = (guard.mode_setting, guard.context_mode_setting)
         functools.update_wrapper(self, fn)
 
+    @property
+    def __signature__(self) -> inspect.Signature:
+        # Grouped-map pandas UDFs pass the group key only to a function that
+        # takes two arguments; the workers count them with getfullargspec,
+        # which reads this and not __wrapped__.
+        return inspect.signature(self.fn)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         guard = self._guard()
         token = PURPOSE.set(self.purpose)
         try:
             if guard is None:
-                return self.fn(*args, **kwargs)
-            with guard.activate():
-                return self.fn(*args, **kwargs)
+                result = self.fn(*args, **kwargs)
+            else:
+                with guard.activate():
+                    result = self.fn(*args, **kwargs)
         finally:
             PURPOSE.reset(token)
+        if isinstance(result, Iterator):
+            # Iterator pandas UDFs (mapInPandas, Iterator[pd.Series]) do their
+            # work as the worker pulls each batch: the purpose is set for each.
+            return self._each(result, guard)
+        return result
+
+    def _each(self, results: Iterator[Any], guard: Any) -> Iterator[Any]:
+        while True:
+            token = PURPOSE.set(self.purpose)
+            try:
+                if guard is None:
+                    item = next(results)
+                else:
+                    with guard.activate():
+                        item = next(results)
+            except StopIteration:
+                return
+            finally:
+                PURPOSE.reset(token)
+            yield item
 
     def _guard(self) -> Any:
         if self.policy is None:

@@ -73,6 +73,22 @@ def test_mixing_consented_and_other_rows_loses_the_consent(mail: Any, store: Con
         train(mixed)
 
 
+def test_a_consented_column_combined_with_an_unlabelled_one_stays_covered(
+    mail: Any, store: ConsentStore
+) -> None:
+    """An input without the category takes nothing away from its consent."""
+
+    @pg.purpose("improvement")
+    def train(frame: Any) -> int:
+        return int(frame.count())
+
+    kept = pg_spark.consented(mail, "improvement")
+    assert train(kept.select(F.concat("body", "id", F.col("size").cast("string")).alias("x"))) == 20
+    # The same expression over unfiltered rows is still refused.
+    with pytest.raises(pg.PurposeViolation):
+        train(mail.select(F.concat("body", "id").alias("x")))
+
+
 def test_consent_for_one_purpose_does_not_cover_another(mail: Any, store: ConsentStore) -> None:
     @pg.purpose("advertising")
     def audience(frame: Any) -> None: ...

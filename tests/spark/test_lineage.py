@@ -116,3 +116,28 @@ def test_a_plan_that_cannot_be_read_carries_every_category(
     # The schema no longer shows the email category (upper() dropped it):
     # failing closed takes every category the plan's sources declare.
     assert found.categories == (frozenset({EMAIL, "customer_data"}),) * 2
+
+
+def test_a_plan_node_read_before_gives_the_same_lineage(mail: Any) -> None:
+    """Nodes already read (the same job's earlier step) are not asked again,
+    and what they give is what a fresh read gives."""
+
+    def derived() -> Any:
+        return mail.groupBy("tenant").agg(F.collect_list("body").alias("b"), F.max("sender").alias("s"))
+
+    pg_spark._NODE_READS.clear()
+    fresh = pg_spark.lineage(derived())
+    assert pg_spark._NODE_READS
+    again = pg_spark.lineage(derived())
+    assert again == fresh
+    assert fresh.categories == (frozenset(), frozenset({EMAIL}), frozenset({"customer_data"}))
+
+
+def test_columns_with_dots_and_backticks_in_their_names_are_labelled(raw_mail: Any) -> None:
+    odd = raw_mail.select(F.col("body").alias("mail.body"), F.col("id").alias("the `id`"))
+    labelled = pg_spark.label_columns(odd, {"mail.body": EMAIL, "the `id`": "customer_data"})
+    assert labelled.columns == ["mail.body", "the `id`"]
+    assert pg_spark.lineage(labelled.select(F.upper(F.col("`mail.body`")))).categories == (
+        frozenset({EMAIL}),
+    )
+    assert labelled.schema["the `id`"].metadata["purposeguard"]["categories"] == ["customer_data"]

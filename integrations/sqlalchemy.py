@@ -332,6 +332,8 @@ def _quietly(attrs: Iterable[str] | None, state: Any) -> None:
     records flows where the request's zone does."""
     outer = ZONE.get() if FLAGS.zones else None
     model = _STATE.models.get(state.class_) or _declare(state.mapper)
+    if not model.fields:
+        return
     if outer is None or model.loud:
         _label_instance(state, attrs)
         return

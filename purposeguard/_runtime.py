@@ -473,6 +473,9 @@ def report_repeats(guard: Guard, state: Any) -> None:
             pass  # logged by dispatch; the violation itself was kept at its first occurrence
 
 
+_FLAGS_LOCK = FLAGS.lock
+
+
 class _Activation:
     __slots__ = ("guard", "token")
 
@@ -481,15 +484,20 @@ class _Activation:
         self.token: Any = None
 
     def __enter__(self) -> Guard:
-        FLAGS.activations += 1
-        FLAGS.refresh()
+        # Under the flags' lock: `activations += 1` is a read and a write, and
+        # a lost update between threads would let the shortcut decide while a
+        # guard is activated. The hot path only reads the flags.
+        with _FLAGS_LOCK:
+            FLAGS.activations += 1
+            FLAGS.refresh()
         self.token = _ACTIVE.set(self.guard)
         return self.guard
 
     def __exit__(self, *exc: object) -> None:
         _ACTIVE.reset(self.token)
-        FLAGS.activations -= 1
-        FLAGS.refresh()
+        with _FLAGS_LOCK:
+            FLAGS.activations -= 1
+            FLAGS.refresh()
 
 
 # A guard activated for one context (tests, embedded use) wins over the global one.

@@ -673,8 +673,23 @@ def _item_of(container: Any, item: Any) -> Any:
     labelled in place; a mutable container inside (a nested ``dict`` or
     ``list``) comes back as itself, so writes through it still reach the
     outer one, and its categories go to the zone."""
-    t = type(item)
     kind = type(container)._pg_box
+    t = type(item)
+    # Plain text and numbers first (a JSON document's keys and values):
+    # getattr() on a type that lacks the attribute raises and clears an
+    # AttributeError inside, which would cost more than the rest.
+    if (t is str or t is int or t is float) and not FLAGS.activations:
+        # The categories were checked when the container was labelled; the
+        # zone and the read check as label() does them.
+        result = kind.str_cls(item) if t is str else kind.number_cls(t)(item)
+        if FLAGS.zones:
+            state = ZONE.get()
+            if state is not None:
+                state.add(kind.labels, kind.tenant)
+        purpose = _current_purpose()
+        if purpose is not None and not _read_allowed(kind, purpose):
+            _read_in_purpose(kind, kind.tenant, purpose)
+        return result
     if t is _NONE_TYPE or t is bool:
         return label(item, *sorted(kind.labels), tenant=kind.tenant)
     if t in _CONTAINERS or getattr(t, "_pg_box", None) is not None or isinstance(item, LabelledProxy):
@@ -683,18 +698,6 @@ def _item_of(container: Any, item: Any) -> Any:
             if state is not None:
                 state.add(kind.labels, kind.tenant)
         return item
-    if t is str and kind.tenant is None and not FLAGS.activations:
-        # The common case (a JSON document's keys and values) without the
-        # generic path's argument handling; the zone and the read check as label().
-        result = kind.str_cls(item)
-        if FLAGS.zones:
-            state = ZONE.get()
-            if state is not None:
-                state.add(kind.labels)
-        purpose = _current_purpose()
-        if purpose is not None and not _read_allowed(kind, purpose):
-            _read_in_purpose(kind, None, purpose)
-        return result
     return label(item, *sorted(kind.labels), tenant=kind.tenant)
 
 

@@ -28,7 +28,8 @@ import types
 import typing
 import weakref
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, ItemsView, Iterable, KeysView, Mapping, ValuesView
+from itertools import repeat
 from typing import Any, NoReturn, SupportsIndex, TypeVar
 
 import wrapt
@@ -608,19 +609,62 @@ class LabelledFloat(_LabelledNumber, float):
 
 class _LabelledContainer:
     """What the labelled containers share: their labels on the class (as
-    ``_pg_box``), pickling that keeps them, and nothing else. They are real
-    ``dict``/``list``/... instances, so ``json.dumps``, web frameworks'
-    JSON responses and clients that test ``isinstance(x, dict)`` take them
-    as they are. Methods that build a new container (``copy()``, ``|``,
-    slicing) return plain ones: the zone covers those."""
+    ``_pg_box``), items that keep them, and pickling that keeps them. They
+    are real ``dict``/``list``/... instances, so ``json.dumps``, web
+    frameworks' JSON responses and clients that test ``isinstance(x, dict)``
+    take them as they are.
+
+    Every way Python code reads items goes through a method here and hands
+    them out labelled: indexing, iteration (``for``, unpacking, ``list()``,
+    ``sorted()``, ``enumerate``, ``zip``, ``map``, comprehensions, ``*args``),
+    ``keys()``/``values()``/``items()``, ``dict(d)`` and ``{**d}``, ``pop()``,
+    ``copy()`` and the operators that build a new container. What C code reads
+    without asking the class (``set(s)``, ``frozenset(s)``, ``orjson``) is
+    listed in docs/laundering.md: the zone covers it."""
 
     __slots__ = ()
     _pg_box: _Kind
-    _pg_base: type
+    _pg_base: Any
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         kind = type(self)._pg_box
-        return (_rebuild, (type(self)._pg_base(self), tuple(sorted(kind.labels)), kind.tenant))
+        return (_rebuild, (_plain_container(self), tuple(sorted(kind.labels)), kind.tenant))
+
+    def __iter__(self) -> Any:
+        return map(_item_of, repeat(self), type(self)._pg_base.__iter__(self))
+
+    def __repr__(self) -> str:
+        return type(self)._pg_box.str_cls(type(self)._pg_base.__repr__(self))
+
+    def copy(self) -> Any:
+        cls: Any = type(self)
+        return cls(_plain_container(self))
+
+    def __copy__(self) -> Any:
+        return self.copy()
+
+
+def _plain_container(value: Any) -> Any:
+    """A plain copy of a labelled container, its items as they are stored
+    (``dict(labelled)`` would hand them out labelled)."""
+    base = type(value)._pg_base
+    if base is dict:
+        return dict(dict.items(value))
+    return base(base.__iter__(value))
+
+
+def _plain_items(value: Any) -> Iterable[Any]:
+    """A labelled container's items as stored, without labelling each one."""
+    base = type(value)._pg_base
+    if base is dict:
+        return _stored_pairs(value)
+    return base.__iter__(value)  # type: ignore[no-any-return]
+
+
+def _stored_pairs(mapping: Any) -> Iterable[Any]:
+    for key, item in dict.items(mapping):
+        yield key
+        yield item
 
 
 def _item_of(container: Any, item: Any) -> Any:
@@ -629,22 +673,128 @@ def _item_of(container: Any, item: Any) -> Any:
     labelled in place; a mutable container inside (a nested ``dict`` or
     ``list``) comes back as itself, so writes through it still reach the
     outer one, and its categories go to the zone."""
+    kind = type(container)._pg_box
     t = type(item)
+    # Plain text and numbers first (a JSON document's keys and values):
+    # getattr() on a type that lacks the attribute raises and clears an
+    # AttributeError inside, which would cost more than the rest.
+    if (t is str or t is int or t is float) and not FLAGS.activations:
+        # The categories were checked when the container was labelled; the
+        # zone and the read check as label() does them.
+        result = kind.str_cls(item) if t is str else kind.number_cls(t)(item)
+        if FLAGS.zones:
+            state = ZONE.get()
+            if state is not None:
+                state.add(kind.labels, kind.tenant)
+        purpose = _current_purpose()
+        if purpose is not None and not _read_allowed(kind, purpose):
+            _read_in_purpose(kind, kind.tenant, purpose)
+        return result
     if t is _NONE_TYPE or t is bool:
-        return label(item, *type(container)._pg_box.labels)
+        return label(item, *sorted(kind.labels), tenant=kind.tenant)
     if t in _CONTAINERS or getattr(t, "_pg_box", None) is not None or isinstance(item, LabelledProxy):
         if FLAGS.zones:
             state = ZONE.get()
             if state is not None:
-                state.add(type(container)._pg_box.labels, type(container)._pg_box.tenant)
+                state.add(kind.labels, kind.tenant)
         return item
-    kind = type(container)._pg_box
     return label(item, *sorted(kind.labels), tenant=kind.tenant)
 
 
+def _pair_of(container: Any, pair: tuple[Any, Any]) -> tuple[Any, Any]:
+    return (_item_of(container, pair[0]), _item_of(container, pair[1]))
+
+
+def _combined(container: Any, other: Any, result: Any, *more: Any) -> Any:
+    """A container built by an operator (``+``, ``|``, ``&`` ...) from a
+    labelled one: labelled with its operands' labels."""
+    if result is NotImplemented:
+        return result
+    base = type(result)
+    if base not in _CONTAINER_CLASSES:
+        return result
+    kind = type(container)._pg_box
+    for operand in (other, *more):
+        operand_kind = getattr(type(operand), "_pg_box", None)
+        if operand_kind is not None:
+            kind = _union(kind, operand_kind)
+    return kind.container_cls(base)(result)
+
+
+class _LabelledKeys(KeysView):  # type: ignore[type-arg]
+    """``keys()`` of a labelled dict: a live view whose keys keep the labels."""
+
+    __slots__ = ()
+    _mapping: Any
+
+    def __iter__(self) -> Any:
+        return map(_item_of, repeat(self._mapping), dict.__iter__(self._mapping))
+
+    def __reversed__(self) -> Any:
+        return map(_item_of, repeat(self._mapping), dict.__reversed__(self._mapping))
+
+    def __len__(self) -> int:
+        return dict.__len__(self._mapping)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self._mapping, key)
+
+    @property
+    def mapping(self) -> Any:
+        return types.MappingProxyType(self._mapping)
+
+
+class _LabelledValues(ValuesView):  # type: ignore[type-arg]
+    """``values()`` of a labelled dict: a live view whose values keep the labels."""
+
+    __slots__ = ()
+    _mapping: Any
+
+    def __iter__(self) -> Any:
+        return map(_item_of, repeat(self._mapping), dict.values(self._mapping))
+
+    def __reversed__(self) -> Any:
+        return map(_item_of, repeat(self._mapping), reversed(dict.values(self._mapping)))
+
+    def __len__(self) -> int:
+        return dict.__len__(self._mapping)
+
+    def __contains__(self, value: object) -> bool:
+        return value in dict.values(self._mapping)
+
+    @property
+    def mapping(self) -> Any:
+        return types.MappingProxyType(self._mapping)
+
+
+class _LabelledItems(ItemsView):  # type: ignore[type-arg]
+    """``items()`` of a labelled dict: a live view whose keys and values keep the labels."""
+
+    __slots__ = ()
+    _mapping: Any
+
+    def __iter__(self) -> Any:
+        return map(_pair_of, repeat(self._mapping), dict.items(self._mapping))
+
+    def __reversed__(self) -> Any:
+        return map(_pair_of, repeat(self._mapping), reversed(dict.items(self._mapping)))
+
+    def __len__(self) -> int:
+        return dict.__len__(self._mapping)
+
+    def __contains__(self, item: object) -> bool:
+        stored: Any = dict.items(self._mapping)
+        return item in stored
+
+    @property
+    def mapping(self) -> Any:
+        return types.MappingProxyType(self._mapping)
+
+
 class LabelledDict(_LabelledContainer, dict):  # type: ignore[type-arg]
-    """A ``dict`` that carries data categories; see :func:`label`. Items read
-    from it (``d[key]``, ``d.get(key)``) keep them."""
+    """A ``dict`` that carries data categories; see :func:`label`. Keys and
+    values read from it (``d[key]``, ``d.get(key)``, iteration, the views,
+    ``dict(d)``, ``{**d}``, ``pop``) keep them."""
 
     __slots__ = ()
     _pg_base = dict
@@ -657,10 +807,39 @@ class LabelledDict(_LabelledContainer, dict):  # type: ignore[type-arg]
             return _item_of(self, dict.__getitem__(self, key))
         return default
 
+    def __reversed__(self) -> Any:
+        return map(_item_of, repeat(self), dict.__reversed__(self))
+
+    def keys(self) -> Any:
+        return _LabelledKeys(self)
+
+    def values(self) -> Any:
+        return _LabelledValues(self)
+
+    def items(self) -> Any:
+        return _LabelledItems(self)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        if dict.__contains__(self, key):
+            return _item_of(self, dict.pop(self, key))
+        return dict.pop(self, key, *default)
+
+    def popitem(self) -> Any:
+        return _pair_of(self, dict.popitem(self))
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        return _item_of(self, dict.setdefault(self, key, default))
+
+    def __or__(self, other: Any) -> Any:
+        return _combined(self, other, dict.__or__(self, other))
+
+    def __ror__(self, other: Any) -> Any:
+        return _combined(self, other, dict.__ror__(self, other))
+
 
 class LabelledList(_LabelledContainer, list):  # type: ignore[type-arg]
     """A ``list`` that carries data categories; see :func:`label`. Items read
-    by index keep them."""
+    from it (by index, by iteration, ``pop``) keep them."""
 
     __slots__ = ()
     _pg_base = list
@@ -671,10 +850,31 @@ class LabelledList(_LabelledContainer, list):  # type: ignore[type-arg]
             return type(self)(found)
         return _item_of(self, found)
 
+    def __reversed__(self) -> Any:
+        return map(_item_of, repeat(self), list.__reversed__(self))
+
+    def pop(self, index: SupportsIndex = -1) -> Any:
+        return _item_of(self, list.pop(self, index))
+
+    def __add__(self, other: Any) -> Any:
+        return _combined(self, other, list.__add__(self, other))
+
+    def __radd__(self, other: Any) -> Any:
+        # plain + labelled: Python asks the subclass on the right first.
+        if not isinstance(other, list):
+            return NotImplemented
+        return _combined(self, other, list.__add__(other, self))
+
+    def __mul__(self, times: Any) -> Any:
+        return _combined(self, None, list.__mul__(self, times))
+
+    def __rmul__(self, times: Any) -> Any:
+        return _combined(self, None, list.__rmul__(self, times))
+
 
 class LabelledTuple(_LabelledContainer, tuple):  # type: ignore[type-arg]
     """A ``tuple`` that carries data categories; see :func:`label`. Items
-    read by index keep them."""
+    read from it (by index, by iteration and unpacking) keep them."""
 
     __slots__ = ()
     _pg_base = tuple
@@ -685,16 +885,83 @@ class LabelledTuple(_LabelledContainer, tuple):  # type: ignore[type-arg]
             return type(self)(found)
         return _item_of(self, found)
 
+    def copy(self) -> Any:
+        return self
 
-class LabelledSet(_LabelledContainer, set):  # type: ignore[type-arg]
-    """A ``set`` that carries data categories; see :func:`label`."""
+    def __copy__(self) -> Any:
+        return self
+
+    def __add__(self, other: Any) -> Any:
+        return _combined(self, other, tuple.__add__(self, other))
+
+    def __radd__(self, other: Any) -> Any:
+        if not isinstance(other, tuple):
+            return NotImplemented
+        return _combined(self, other, tuple.__add__(other, self))
+
+    def __mul__(self, times: Any) -> Any:
+        return _combined(self, None, tuple.__mul__(self, times))
+
+    def __rmul__(self, times: Any) -> Any:
+        return _combined(self, None, tuple.__rmul__(self, times))
+
+
+class _LabelledSetOps(_LabelledContainer):
+    """The set operations of labelled sets: results keep the labels."""
+
+    __slots__ = ()
+
+    def __or__(self, other: Any) -> Any:
+        return _combined(self, other, type(self)._pg_base.__or__(self, other))
+
+    def __ror__(self, other: Any) -> Any:
+        return _combined(self, other, type(self)._pg_base.__ror__(self, other))
+
+    def __and__(self, other: Any) -> Any:
+        return _combined(self, other, type(self)._pg_base.__and__(self, other))
+
+    def __rand__(self, other: Any) -> Any:
+        return _combined(self, other, type(self)._pg_base.__rand__(self, other))
+
+    def __sub__(self, other: Any) -> Any:
+        return _combined(self, other, type(self)._pg_base.__sub__(self, other))
+
+    def __rsub__(self, other: Any) -> Any:
+        return _combined(self, other, type(self)._pg_base.__rsub__(self, other))
+
+    def __xor__(self, other: Any) -> Any:
+        return _combined(self, other, type(self)._pg_base.__xor__(self, other))
+
+    def __rxor__(self, other: Any) -> Any:
+        return _combined(self, other, type(self)._pg_base.__rxor__(self, other))
+
+    def union(self, *others: Any) -> Any:
+        return _combined(self, None, type(self)._pg_base.union(self, *others), *others)
+
+    def intersection(self, *others: Any) -> Any:
+        return _combined(self, None, type(self)._pg_base.intersection(self, *others), *others)
+
+    def difference(self, *others: Any) -> Any:
+        return _combined(self, None, type(self)._pg_base.difference(self, *others))
+
+    def symmetric_difference(self, other: Any) -> Any:
+        return _combined(self, other, type(self)._pg_base.symmetric_difference(self, other))
+
+
+class LabelledSet(_LabelledSetOps, set):  # type: ignore[type-arg]
+    """A ``set`` that carries data categories; see :func:`label`. Items read
+    from it (by iteration, ``pop``) keep them."""
 
     __slots__ = ()
     _pg_base = set
 
+    def pop(self) -> Any:
+        return _item_of(self, set.pop(self))
 
-class LabelledFrozenSet(_LabelledContainer, frozenset):  # type: ignore[type-arg]
-    """A ``frozenset`` that carries data categories; see :func:`label`."""
+
+class LabelledFrozenSet(_LabelledSetOps, frozenset):  # type: ignore[type-arg]
+    """A ``frozenset`` that carries data categories; see :func:`label`.
+    Items read from it by iteration keep them."""
 
     __slots__ = ()
     _pg_base = frozenset
@@ -1078,7 +1345,7 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
             box = getattr(t, "_pg_box", None)
             if box is not None:
                 kind = _union(box, kind)
-                result = kind.container_cls(box_base(t))(value)
+                result = kind.container_cls(box_base(t))(_plain_container(value))
             else:
                 result = _label_object(value, kind)
     if FLAGS.zones:
@@ -1103,7 +1370,7 @@ def strip_labels(value: T) -> T:
     if isinstance(value, LabelledProxy):
         return value.__wrapped__  # type: ignore[no-any-return]
     if getattr(t, "_pg_box", None) is not None:
-        return box_base(t)(value)  # type: ignore[no-any-return]
+        return _plain_container(value)  # type: ignore[no-any-return]
     if FOREIGN and (reader := foreign_reader(t)) is not None:
         return reader.strip(value)  # type: ignore[no-any-return]
     if _OBJECTS.pop(id(value), None) is not None:
@@ -1647,8 +1914,11 @@ class _Walk:
             else:
                 return
         elif how == _MAPPING or how == _COLLECTION:
-            if t in _BUILTIN_CONTAINERS or getattr(t, "_pg_box", None) is not None:
+            if t in _BUILTIN_CONTAINERS:
                 children = _pairs(value) if how == _MAPPING else value
+            elif box is not None:
+                # As stored: the labelled container's own methods would label each item.
+                children = _plain_items(value)
             else:
                 # Code of the application's own: a lazy proxy (Django's
                 # SimpleLazyObject) may claim to be a collection and fail to
@@ -1677,11 +1947,6 @@ class _Walk:
                     NO_LABELS.discard(t)
             return
         if level <= 0:
-            if how == _OBJECT:
-                # An object graph (a framework's request, a session) goes on
-                # into code and configuration: it ends here, as data in
-                # containers does not.
-                return
             for child in children:  # anything that may hold labels is beyond the bound
                 if type(child) not in NO_LABELS:
                     self.short = True

@@ -14,9 +14,11 @@ __all__ = [
     "CATEGORY",
     "CHECKS",
     "CODE_FUNCTION",
+    "COUNT",
     "DECLASSIFICATIONS",
     "DEFAULT_RULE",
     "DISCLOSURES",
+    "EVENT_REPEATS",
     "EVENT_VIOLATION",
     "METER_NAME",
     "METRIC_ATTRIBUTE_KEYS",
@@ -52,8 +54,12 @@ TENANT = "purposeguard.tenant"
 OUTCOME = "purposeguard.outcome"
 TRANSFORM = "purposeguard.transform"
 CODE_FUNCTION = "code.function"
+# Span events and log records: how many checks the event stands for (an int).
+COUNT = "purposeguard.count"
 
-ATTRIBUTE_KEYS = frozenset({CATEGORY, PURPOSE, RULE, MODE, VIA, TENANT, OUTCOME, TRANSFORM, CODE_FUNCTION})
+ATTRIBUTE_KEYS = frozenset(
+    {CATEGORY, PURPOSE, RULE, MODE, VIA, TENANT, OUTCOME, TRANSFORM, CODE_FUNCTION, COUNT}
+)
 
 # Metric attributes are bare names (category, purpose, rule, mode, via), so
 # dashboards and alerts stay short: Prometheus labels read
@@ -83,6 +89,10 @@ METRIC_ATTRIBUTE_KEYS = frozenset(
 # -- span events -----------------------------------------------------------------------
 
 EVENT_VIOLATION = "purposeguard.violation"
+# Within a zone one flow's violation is one event (count 1, at its first
+# occurrence); when the zone closes, a flow that recurred gets this event
+# with the final count.
+EVENT_REPEATS = "purposeguard.violation.repeats"
 
 # -- metric instruments ------------------------------------------------------------------
 

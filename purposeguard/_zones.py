@@ -72,8 +72,10 @@ class zone:  # noqa: N801 - reads as a statement: with zone(tenant=...)
         # Counted so a reset knows whether the zones switch may go off.
         next(_OPENED)
         if not FLAGS.zones:
-            FLAGS.zones = True
-            FLAGS.refresh()
+            # With the lock activations take: refresh() reads their count.
+            with FLAGS.lock:
+                FLAGS.zones = True
+                FLAGS.refresh()
         state = ZoneState(self.tenant, ZONE.get(), self.categories)
         state.opener = self
         state.token = ZONE.set(state)
@@ -189,8 +191,8 @@ def transform(transform_id: str) -> Callable[[F], F]:
                 tenant = state.tenant
             if state is not None and labels:
                 # Before anything else: a refused or failing transform must
-                # not hide from the zone what reached it.
-                state.add(labels)
+                # not hide from the zone what reached it, nor whose it was.
+                state.add(labels, tenant_of_values(values))
             refused = tuple(sorted(c for c in labels if not _covered(c, spec.from_categories)))
             if refused:
                 _refuse(guard, transform_id, refused, name, tenant)

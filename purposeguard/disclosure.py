@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._context import PURPOSE
+from ._context import FLAGS, PURPOSE, ZONE
 from ._errors import ObligationError, PurposeViolation, SinkFailure
 from ._labels import (
     _OBJECT_REFS,
@@ -41,6 +41,8 @@ from ._labels import (
     box_kind,
     labels_in_values,
     labels_of,
+    merge_tenants,
+    tenant_of,
     tenant_of_values,
 )
 from ._policy import Policy
@@ -265,13 +267,26 @@ class CompelledDisclosure:
             self.audit.close()
 
     def _refuse_other_tenant(
-        self, guard: Any, name: str, value: Any, categories: frozenset[str], function: str
+        self,
+        guard: Any,
+        name: str,
+        value: Any,
+        categories: frozenset[str],
+        function: str,
+        holders: str | None,
     ) -> None:
         """Data of another tenant than the case's is never released under
         this case: the demand names one customer, and that customer is the
         one notified. Recorded through the guard's one violation path
-        (``via="obligation"``) in every mode, then refused."""
-        owner = tenant_of_values((value,))
+        (``via="obligation"``) in every mode, then refused.
+
+        Whose data a field is follows the one tenant rule: the tenants its
+        value and the records holding it (``holders``) are labelled for
+        (several: nobody's), else the zone's tenant."""
+        owner = merge_tenants(tenant_of_values((value,)), holders)
+        if owner is None:
+            state = ZONE.get() if FLAGS.zones else None
+            owner = state.tenant if state is not None else None
         if owner is None or owner == self.tenant:
             return
         found = sorted(categories | labels_in_values((value,))) or ["customer_data"]
@@ -308,11 +323,11 @@ class CompelledDisclosure:
         categories: set[str] = set(container)
         function = caller_name(1)
         for name in names:
-            value, found = _field_path(obj, name, self.case)
+            value, found, holders = _field_path(obj, name, self.case)
             values[name] = value
             categories |= found
             categories |= labels_in_values((value,))
-            self._refuse_other_tenant(guard, name, value, found, function)
+            self._refuse_other_tenant(guard, name, value, found, function, holders)
         if categories:
             guard.check_labels(
                 frozenset(categories), PURPOSE_KEY, via="egress", function=function, tenant=self.tenant
@@ -461,9 +476,10 @@ def _step(obj: Any, segment: str, path: str, case: str) -> tuple[Any, frozenset[
     )
 
 
-def _field_path(obj: Any, path: str, case: str) -> tuple[Any, frozenset[str]]:
-    """The value at ``path`` ("owner.address.city", "messages[].subject")
-    and the categories declared along it. A path must end at plain values:
+def _field_path(obj: Any, path: str, case: str) -> tuple[Any, frozenset[str], str | None]:
+    """The value at ``path`` ("owner.address.city", "messages[].subject"),
+    the categories declared along it, and the tenant the records along it
+    are labelled for (several: ``MIXED_TENANT``; none: None). A path must end at plain values:
     a whole record (a mapping, an object, a list of them) is refused, so a
     property that hands back the record cannot release all of it."""
     if len(path) > _MAX_PATH:
@@ -474,6 +490,7 @@ def _field_path(obj: Any, path: str, case: str) -> tuple[Any, frozenset[str]]:
     segments = path.split(".")
     declared: set[str] = set()
     current: list[Any] = [obj]
+    holders: str | None = None
     many = False
     for segment in segments:
         each = segment.endswith("[]")
@@ -486,6 +503,7 @@ def _field_path(obj: Any, path: str, case: str) -> tuple[Any, frozenset[str]]:
             )
         following: list[Any] = []
         for record in current:
+            holders = merge_tenants(holders, tenant_of(record))
             value, found = _step(record, key, path, case)
             declared |= found
             if each:
@@ -507,7 +525,7 @@ def _field_path(obj: Any, path: str, case: str) -> tuple[Any, frozenset[str]]:
             "the request requires one by one (minimize); nothing released",
             obligation="minimize",
         )
-    return result, frozenset(declared)
+    return result, frozenset(declared), holders
 
 
 def compelled_disclosure(

@@ -60,6 +60,9 @@ LOG_LEVEL = logging.INFO
 MAX_FUNCTIONS = 1000
 
 _LOG_MESSAGE = "purpose violation: %s may not be used for %s (rule %s, via %s, in %s, %s mode)"
+_REPEATS_MESSAGE = (
+    "purpose violation repeated: %s for %s occurred %d times in the zone (rule %s, via %s, in %s)"
+)
 
 
 def _text(value: object) -> str:
@@ -102,6 +105,8 @@ class _Session:
         kind = getattr(record, "kind", None)
         if kind == "violation":
             self._violation(record)
+        elif kind == "repeats":
+            self._repeats(record)
         elif kind == "declassification":
             key = (
                 _text(record.transform),
@@ -115,21 +120,23 @@ class _Session:
             with self.lock:
                 self.disclosures[purpose] = self.disclosures.get(purpose, 0) + 1
 
-    def _violation(self, violation: Any) -> None:
-        category = _text(violation.category)
-        purpose = _text(violation.purpose)
-        rule = names.DEFAULT_RULE if violation.rule is None else _text(violation.rule)
-        mode = _text(violation.mode)
-        via = _text(violation.via)
-        function = _text(violation.function)
+    def _count(self, record: Any, checks: int) -> dict[str, str | int]:
+        """Add ``checks`` to the violation counters for ``record``'s flow;
+        the span event's and log record's attributes."""
+        category = _text(record.category)
+        purpose = _text(record.purpose)
+        rule = names.DEFAULT_RULE if record.rule is None else _text(record.rule)
+        mode = _text(record.mode)
+        via = _text(record.via)
+        function = _text(record.function)
         key = (category, purpose, rule, mode, via)
         with self.lock:
-            self.violations[key] = self.violations.get(key, 0) + 1
+            self.violations[key] = self.violations.get(key, 0) + checks
             fkey = (function, purpose)
             if fkey not in self.functions and len(self.functions) >= MAX_FUNCTIONS:
                 fkey = (names.OTHER_FUNCTIONS, purpose)
-            self.functions[fkey] = self.functions.get(fkey, 0) + 1
-        attributes: dict[str, str] = {
+            self.functions[fkey] = self.functions.get(fkey, 0) + checks
+        attributes: dict[str, str | int] = {
             names.CATEGORY: category,
             names.PURPOSE: purpose,
             names.RULE: rule,
@@ -137,8 +144,50 @@ class _Session:
             names.VIA: via,
             names.CODE_FUNCTION: function,
         }
-        if violation.tenant is not None:
-            attributes[names.TENANT] = _text(violation.tenant)
+        if record.tenant is not None:
+            attributes[names.TENANT] = _text(record.tenant)
+        return attributes
+
+    def _repeats(self, record: Any) -> None:
+        # The flow's first occurrence was counted and sent as it happened;
+        # the counters get the rest, the span the final count.
+        count = record.count if type(record.count) is int and record.count > 1 else 1
+        attributes = self._count(record, count - 1)
+        attributes[names.COUNT] = count
+        try:
+            span = trace.get_current_span()
+            if span.is_recording():
+                timestamp = int(record.timestamp * 1e9) if record.timestamp else None
+                span.add_event(names.EVENT_REPEATS, attributes, timestamp)
+        except Exception:
+            self._failure("span")
+        try:
+            if logger.isEnabledFor(LOG_LEVEL):
+                logger.log(
+                    LOG_LEVEL,
+                    _REPEATS_MESSAGE,
+                    attributes[names.CATEGORY],
+                    attributes[names.PURPOSE],
+                    count,
+                    attributes[names.RULE],
+                    attributes[names.VIA],
+                    attributes[names.CODE_FUNCTION],
+                    extra=attributes,
+                )
+        except Exception:
+            self._failure("log")
+
+    def _violation(self, violation: Any) -> None:
+        attributes = self._count(violation, 1)
+        attributes[names.COUNT] = violation.count if type(violation.count) is int else 1
+        category, purpose, rule, mode, via, function = (
+            attributes[names.CATEGORY],
+            attributes[names.PURPOSE],
+            attributes[names.RULE],
+            attributes[names.MODE],
+            attributes[names.VIA],
+            attributes[names.CODE_FUNCTION],
+        )
         # Each signal on its own: a broken tracing setup must not stop the
         # counting or the log record, and none of it may reach the host.
         try:
@@ -353,7 +402,7 @@ _FROZEN_LIMIT = 1024
 FAST_PATH_SDK_VERSIONS = ((1, 24), (1, 45))
 
 
-def _add_event(span: Any, attributes: dict[str, str], timestamp: int | None) -> None:
+def _add_event(span: Any, attributes: dict[str, str | int], timestamp: int | None) -> None:
     """``span.add_event`` for the violation event, without re-validating
     attributes already validated once, on a span of a tested SDK release;
     every other span, and any failure of the fast path, gets the public call."""

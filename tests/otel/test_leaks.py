@@ -106,6 +106,9 @@ def _every_path(mode: str) -> None:
     with pg.zone(tenant=TENANT):
         inside = pg.label(f"Lunch with {MARKER}", CONTENT)
         attempt(recommend_ads, f"summary: {inside}")  # only the zone still knows
+    with pg.zone(tenant=TENANT):
+        for _ in range(3):  # one flow, repeated: a repeats event and log record at the close
+            attempt(recommend_ads, secret)
     attempt(
         lambda: guard.check_labels(
             pg.labels_of(secret),
@@ -156,6 +159,7 @@ def _check_attribute(key: str, value: Any, policy: pg.Policy) -> None:
         names.METRIC_TRANSFORM: lambda v: v in policy.transforms,
         names.TENANT: lambda v: v == TENANT,
         names.CODE_FUNCTION: lambda v: bool(FUNCTION.match(v)),
+        names.COUNT: lambda v: type(v) is int and v >= 1,
     }
     assert key in allowed, f"unexpected attribute {key}={value!r}"
     assert allowed[key](value), f"attribute {key} holds {value!r}"
@@ -186,8 +190,11 @@ def test_the_marker_appears_in_no_span_metric_or_log(
     for record in plain.records:
         exported.append(formatter.format(record))
         exported.append(repr(record.__dict__))
-    assert len(plain.records) == len(violations)
-    assert len(exporter.get_finished_logs()) == len(violations)
+    # One log record per violation record, and one per flow that recurred in a zone.
+    repeated = sum(1 for v in violations if v.count > 1)
+    assert repeated == 1  # the trace-mode pass; enforce mode records each refusal
+    assert len(plain.records) == len(violations) + repeated
+    assert len(exporter.get_finished_logs()) == len(violations) + repeated
     everything = "\n".join(exported)
     assert "Quarterly numbers" not in everything and "Lunch with" not in everything
     assert MARKER not in everything

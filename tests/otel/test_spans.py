@@ -46,6 +46,7 @@ def test_trace_mode_violation_is_an_event_on_the_current_span(telemetry: Telemet
         "purposeguard.via": "argument",
         "purposeguard.tenant": "contoso",
         "code.function": f"{__name__}.recommend_ads",
+        "purposeguard.count": 1,
     }
 
 

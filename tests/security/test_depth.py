@@ -134,3 +134,44 @@ def test_a_cycle_is_walked_once() -> None:
     second.subject = pg.label("mail body", EMAIL)
     with pytest.raises(pg.PurposeViolation):
         ads(first)
+
+
+class _Node:
+    def __init__(self, child: Any) -> None:
+        self.child = child
+
+
+def _chain(value: Any, levels: int) -> Any:
+    for _ in range(levels):
+        value = _Node(value)
+    return value
+
+
+def test_an_object_graph_deeper_than_the_bound_is_refused_in_enforce_mode() -> None:
+    """Attributes beyond MAX_DEPTH are not looked at: enforce mode refuses, as for containers."""
+    pg.configure("trust-center", mode="enforce")
+    with pytest.raises(pg.PurposeViolation) as raised:
+        ads(_chain(pg.label("mail body", EMAIL), MAX_DEPTH + 2))
+    assert [v.rule for v in raised.value.violations] == ["purposeguard.internal-error"]
+
+
+def test_an_object_graph_beyond_the_bound_is_recorded_in_trace_mode() -> None:
+    """Trace mode records the unchecked attributes and lets the call run."""
+    pg.configure("trust-center", mode="trace")
+    with pg.testing.capture() as violations:
+        assert ads(_chain({"body": "plain"}, MAX_DEPTH + 2)) == 1
+    assert [v.rule for v in violations] == ["purposeguard.internal-error"]
+
+
+def test_an_object_graph_within_the_bound_is_looked_through() -> None:
+    """A label MAX_DEPTH levels down an object graph is found and refused as a label, not as the bound."""
+    pg.configure("trust-center", mode="enforce")
+    with pytest.raises(pg.PurposeViolation) as raised:
+        ads(_chain(pg.label("mail body", EMAIL), MAX_DEPTH))
+    assert {v.category for v in raised.value.violations} == {EMAIL}
+
+
+def test_an_object_ending_in_plain_values_at_the_bound_passes() -> None:
+    """Plain text and numbers at the bound hold nothing more: the call runs."""
+    pg.configure("trust-center", mode="enforce")
+    assert ads(_chain("plain", MAX_DEPTH + 1)) == 1

@@ -1,0 +1,320 @@
+"""Web frameworks under concurrent load, with and without purposeguard.
+
+Eight servers run as processes of their own on 127.0.0.1: Starlette on
+uvicorn, FastAPI with an included router on uvicorn, Flask on gunicorn
+(gthread worker) and Flask on waitress, each once plain and once with
+``PurposeGuardMiddleware``. The apps are alike on both sides: a few routes,
+one with a path parameter answering JSON, the endpoint marked with its
+purpose. ``wrk`` (the Debian package) loads one server at a time for a
+bounded time over keep-alive connections; a round loads the plain and the
+guarded server of a kind at the same time (one wrk each, started in turn,
+the order alternating between rounds), so both see the same moment of the
+shared machine and its drift cancels out: the server that needs more CPU per
+request answers fewer of them. A row's ratio is the median
+over rounds of plain / guarded requests per second. Target: at most 5% fewer
+requests per second with purposeguard (a ratio of at most 1/0.95).
+
+    python benchmarks/run.py load
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+# At most 5% fewer requests per second: plain / guarded <= 1 / 0.95.
+TARGET = 1 / 0.95
+PATH = "/api/tickets/4711"
+TENANT_HEADER = "x-tenant"
+PURPOSE = "service.operations"
+KINDS = {
+    "starlette": "Starlette, uvicorn",
+    "fastapi": "FastAPI with routers, uvicorn",
+    "flask-gunicorn": "Flask, gunicorn gthread",
+    "flask-waitress": "Flask, waitress",
+}
+THREADS = 4
+
+
+# -- the apps --------------------------------------------------------------------------------------
+
+
+def _guard() -> None:
+    import purposeguard as pg
+
+    pg.configure("trust-center")
+
+
+def starlette_app(variant: str) -> Any:
+    from purposeguard.integrations.asgi import PurposeGuardMiddleware, route_purpose
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    @route_purpose(PURPOSE)
+    async def ticket(request: Request) -> JSONResponse:
+        return JSONResponse({"id": request.path_params["ticket"], "status": "open"})
+
+    async def health(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    routes = [
+        Route("/health", health),
+        Mount("/api", routes=[Route("/tickets/{ticket}", ticket), Route("/status", health)]),
+    ]
+    middleware = []
+    if variant == "guarded":
+        _guard()
+        middleware = [Middleware(PurposeGuardMiddleware, tenant_header=TENANT_HEADER)]
+    return Starlette(routes=routes, middleware=middleware)
+
+
+def fastapi_app(variant: str) -> Any:
+    from fastapi import APIRouter, FastAPI
+    from purposeguard.integrations.asgi import PurposeGuardMiddleware, route_purpose
+
+    tickets = APIRouter(prefix="/tickets")
+
+    @tickets.get("/{ticket}")
+    @route_purpose(PURPOSE)
+    async def ticket(ticket: int) -> dict[str, Any]:
+        return {"id": ticket, "status": "open"}
+
+    @tickets.get("/")
+    async def tickets_list() -> list[int]:
+        return [1, 2, 3]
+
+    api = APIRouter(prefix="/api")
+    api.include_router(tickets)
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(api)
+
+    @app.get("/health")
+    async def health() -> str:
+        return "ok"
+
+    if variant == "guarded":
+        _guard()
+        app.add_middleware(PurposeGuardMiddleware, tenant_header=TENANT_HEADER)
+    return app
+
+
+def flask_app(variant: str) -> Any:
+    from flask import Blueprint, Flask, jsonify
+    from purposeguard.integrations.wsgi import init_app, route_purpose
+
+    app = Flask("bench")
+    api = Blueprint("api", "bench", url_prefix="/api")
+
+    @api.get("/tickets/<int:ticket>")
+    @route_purpose(PURPOSE)
+    def ticket(ticket: int) -> Any:
+        return jsonify(id=ticket, status="open")
+
+    @api.get("/status")
+    def status() -> str:
+        return "ok"
+
+    app.register_blueprint(api)
+
+    @app.get("/health")
+    def health() -> str:
+        return "ok"
+
+    if variant == "guarded":
+        _guard()
+        init_app(app, tenant_header=TENANT_HEADER)
+    return app
+
+
+def serve(kind: str, variant: str, port: int) -> None:
+    if kind in ("starlette", "fastapi"):
+        import uvicorn
+
+        app = starlette_app(variant) if kind == "starlette" else fastapi_app(variant)
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False, ws="none")
+    elif kind == "flask-waitress":
+        import logging
+
+        import waitress
+
+        # Its queue-depth warnings are the load we make, not a fault.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+        waitress.serve(flask_app(variant), host="127.0.0.1", port=port, threads=THREADS, _quiet=True)
+    elif kind == "flask-gunicorn":
+        from gunicorn.app.base import BaseApplication
+
+        app = flask_app(variant)
+
+        class Server(BaseApplication):  # type: ignore[misc]
+            def load_config(self) -> None:
+                for name, value in {
+                    "bind": f"127.0.0.1:{port}",
+                    "workers": 1,
+                    "worker_class": "gthread",
+                    "threads": THREADS,
+                    "loglevel": "error",
+                    "accesslog": None,
+                }.items():
+                    self.cfg.set(name, value)
+
+            def load(self) -> Any:
+                return app
+
+        Server().run()
+    else:
+        raise SystemExit(f"unknown server kind {kind!r}")
+
+
+# -- the load ----------------------------------------------------------------------------------------
+
+
+def _wrk_command(port: int, seconds: float, connections: int) -> list[str]:
+    return [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "5s",
+        "-H",
+        f"{TENANT_HEADER}: contoso",
+        f"http://127.0.0.1:{port}{PATH}",
+    ]
+
+
+def _requests_per_second(port: int, out: str) -> float:
+    """Requests per second in wrk's report; an error or non-2xx answer fails the benchmark."""
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors on port {port}:\n{out}")
+    found = re.search(r"Requests/sec:\s*([0-9.]+)", out)
+    if found is None or float(found.group(1)) <= 0:
+        raise RuntimeError(f"no requests answered on port {port}, wrk says:\n{out}")
+    return float(found.group(1))
+
+
+def _wrk(ports: list[int], seconds: float, connections: int) -> list[float]:
+    """Load every port at the same time, one wrk each, for the same bounded time."""
+    runs = [
+        subprocess.Popen(_wrk_command(port, seconds, connections), stdout=subprocess.PIPE, text=True)
+        for port in ports
+    ]
+    outputs = []
+    for run in runs:
+        try:
+            out, _ = run.communicate(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.communicate()
+            raise
+        outputs.append(out)
+    return [_requests_per_second(port, out) for port, out in zip(ports, outputs, strict=True)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited ({process.returncode})")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", PATH, headers={TENANT_HEADER: "contoso"})
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            if response.status != 200:
+                raise RuntimeError(f"server on port {port} answered {response.status}")
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
+    sys.path.insert(0, str(HERE.parent))
+    from harness import Row
+
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (the Debian package wrk; scripts/test installs it)")
+    rounds, seconds = (1, 1.0) if smoke else (5, 2.0) if quick else (9, 3.0)
+    connections = 8
+    out: list[Any] = []
+    group = f"web under load (wrk, {connections} keep-alive connections, loopback)"
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    for kind, title in KINDS.items():
+        servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
+        try:
+            # One kind at a time: the other kinds' servers would hold memory
+            # and threads on the shared cores while this one is measured.
+            for variant in ("plain", "guarded"):
+                port = _free_port()
+                process = subprocess.Popen(
+                    [sys.executable, str(HERE), "serve", kind, variant, str(port)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+                servers[variant] = (port, process)
+            for port, process in servers.values():
+                _wait(port, process)
+            samples: dict[str, list[float]] = {"plain": [], "guarded": []}
+            _wrk([port for port, _ in servers.values()], 1, connections)  # warm up
+            for index in range(rounds):
+                # Both at once, so both see the same moment of the shared
+                # machine; which one wrk starts first alternates.
+                order = ("plain", "guarded") if index % 2 == 0 else ("guarded", "plain")
+                measured = _wrk([servers[variant][0] for variant in order], seconds, connections)
+                for variant, rps in zip(order, measured, strict=True):
+                    samples[variant].append(rps)
+        finally:
+            for _, process in servers.values():
+                process.terminate()
+            for _, process in servers.values():
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
+        loss = statistics.median(p / g for p, g in zip(samples["plain"], samples["guarded"], strict=True))
+        plain_rps = statistics.median(samples["plain"])
+        guarded_rps = statistics.median(samples["guarded"])
+        out.append(Row(group, f"{title}: without purposeguard (baseline)", 1e9 / plain_rps, 1.0, "", None))
+        out.append(
+            Row(
+                group,
+                f"{title}: with purposeguard (plain / guarded req/s)",
+                1e9 / guarded_rps,
+                loss,
+                "<= 1.05x (>= 95% of the req/s)",
+                loss <= TARGET,
+                note=f"{guarded_rps:.0f} vs {plain_rps:.0f} req/s",
+            )
+        )
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "serve":
+        serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        from harness import format_rows
+
+        print(format_rows(rows(quick="--quick" in sys.argv, smoke="--smoke" in sys.argv), markdown=False))

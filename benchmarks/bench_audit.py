@@ -115,11 +115,11 @@ def _namespace() -> dict[str, object]:
     )
     encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     secret = key.encode()
-    head = [0, "0" * 64]
+    head: list[tuple[int, str]] = [(0, "0" * 64)]
 
     def raw_append() -> None:
         data = encoder.encode(record.to_dict())
-        seq, prev = head[0] + 1, head[1]
+        seq, prev = head[0][0] + 1, head[0][1]
         mac = hmac.new(secret, digestmod=hashlib.sha256)
         mac.update(f"log\n{prev}\n{seq}\nviolation\n{record.timestamp!r}\n".encode())
         mac.update(data.encode())
@@ -135,11 +135,11 @@ def _namespace() -> dict[str, object]:
             (str(seq), digest, signed),
         )
         raw.execute("COMMIT")
-        head[:] = [seq, digest]
+        head[0] = (seq, digest)
 
     def raw_rows_only() -> None:
         data = encoder.encode(record.to_dict())
-        seq, prev = head[0] + 1, head[1]
+        seq, prev = head[0][0] + 1, head[0][1]
         mac = hmac.new(secret, digestmod=hashlib.sha256)
         mac.update(f"log\n{prev}\n{seq}\nviolation\n{record.timestamp!r}\n".encode())
         mac.update(data.encode())
@@ -150,7 +150,7 @@ def _namespace() -> dict[str, object]:
             (seq, "violation", record.timestamp, data, prev, digest),
         )
         raw.execute("COMMIT")
-        head[:] = [seq, digest]
+        head[0] = (seq, digest)
 
     def burst() -> None:
         for _ in range(BURST):

@@ -148,13 +148,13 @@ def serve(kind: str, variant: str, port: int) -> None:
     elif kind == "flask-waitress":
         import logging
 
-        import waitress
+        import waitress  # type: ignore[import-untyped,unused-ignore]
 
         # Its queue-depth warnings are the load we make, not a fault.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         waitress.serve(flask_app(variant), host="127.0.0.1", port=port, threads=THREADS, _quiet=True)
     elif kind == "flask-gunicorn":
-        from gunicorn.app.base import BaseApplication
+        from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped,unused-ignore]
 
         app = flask_app(variant)
 

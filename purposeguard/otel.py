@@ -348,10 +348,11 @@ on_reset("telemetry", uninstrument)
 # attribute again on each call (about 8 µs of a 20 µs budget here), while a
 # violation's attributes repeat. Kept without the tenant, which is unbounded
 # (a million tenants must not each take an entry, nor make the entries of the
-# others fall out): the tenant is a plain str the SDK would keep as it is, set
-# on each event's own copy. Bounded (rules x functions), evicted oldest first
+# others fall out): an event without a tenant shares the validated object,
+# one with a tenant gets its own copy with the tenant (a plain str the SDK
+# would keep as it is) added. Bounded (rules x functions), evicted oldest first
 # one entry at a time, never all at once.
-_FROZEN: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+_FROZEN: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _FROZEN_LIMIT = 4096
 
 #: The opentelemetry-sdk releases whose span internals the fast path was tried
@@ -382,17 +383,19 @@ def _add_event(
                 cached = _FROZEN.get((maxlen, max_value_len, key))
                 if cached is None:
                     base = {name: value for name, value in attributes.items() if name != names.TENANT}
-                    cached = dict(sdk.bounded(maxlen, base, max_value_len=max_value_len, immutable=True))
+                    cached = sdk.bounded(maxlen, base, max_value_len=max_value_len, immutable=True)
                     with _FROZEN_LOCK:
                         while len(_FROZEN) >= _FROZEN_LIMIT:
                             _FROZEN.popitem(last=False)
                         _FROZEN[maxlen, max_value_len, key] = cached
-                frozen = sdk.bounded(maxlen, None, max_value_len=max_value_len, immutable=True)
-                # What the SDK's own deepcopy does: values already clean, set directly.
-                own = type(frozen._dict)(cached)
-                if tenant is not None:
+                if tenant is None:
+                    frozen = cached  # immutable: shared by every event of this flow
+                else:
+                    frozen = sdk.bounded(maxlen, None, max_value_len=max_value_len, immutable=True)
+                    # What the SDK's own deepcopy does: values already clean, set directly.
+                    own = type(frozen._dict)(cached._dict)
                     own[names.TENANT] = tenant
-                frozen._dict = own
+                    frozen._dict = own
                 span._add_event(sdk.event(name=names.EVENT_VIOLATION, attributes=frozen, timestamp=timestamp))
                 return
         except Exception:

@@ -214,3 +214,20 @@ def test_a_tenant_longer_than_the_span_limit_is_cut_by_the_sdk(
     assert public_calls == [names.EVENT_VIOLATION]
     (event,) = [e for e in span.events if e.name == names.EVENT_VIOLATION]  # type: ignore[attr-defined]
     assert (event.attributes or {})[names.TENANT] == "a-tenant"
+
+
+def test_events_without_a_tenant_share_one_validated_attributes_object(
+    telemetry: Telemetry, public_calls: list[str]
+) -> None:
+    pg.configure("trust-center", mode="trace")
+    with telemetry.tracer().start_as_current_span("request"):
+        for _ in range(3):
+            recommend_ads(pg.label("quarterly numbers", CONTENT))
+        recommend_ads(pg.label("quarterly numbers", CONTENT, tenant="contoso"))
+    (span,) = telemetry.spans.get_finished_spans()
+    events = [e for e in span.events if e.name == names.EVENT_VIOLATION]
+    assert len({id(e.attributes) for e in events[:3]}) == 1
+    assert names.TENANT not in (events[0].attributes or {})
+    assert (events[3].attributes or {})[names.TENANT] == "contoso"
+    assert events[3].attributes is not events[0].attributes
+    assert public_calls == []

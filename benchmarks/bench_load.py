@@ -7,10 +7,10 @@ uvicorn, FastAPI with an included router on uvicorn, Flask on gunicorn
 one with a path parameter answering JSON, the endpoint marked with its
 purpose. ``wrk`` (the Debian package) loads one server at a time for a
 bounded time over keep-alive connections; a round loads the plain and the
-guarded server of a kind at the same time (one wrk each, started in turn,
-the order alternating between rounds), so both see the same moment of the
-shared machine and its drift cancels out: the server that needs more CPU per
-request answers fewer of them. A row's ratio is the median
+guarded server of a kind back to back, the order alternating between rounds.
+Beside requests per second, each row reports the server's own CPU time per
+request (its processes' user + system time over the requests wrk counted),
+which the shared machine's other load moves much less. A row's ratio is the median
 over rounds of plain / guarded requests per second. Target: at most 5% fewer
 requests per second with purposeguard (a ratio of at most 1/0.95).
 
@@ -195,32 +195,45 @@ def _wrk_command(port: int, seconds: float, connections: int) -> list[str]:
     ]
 
 
-def _requests_per_second(port: int, out: str) -> float:
-    """Requests per second in wrk's report; an error or non-2xx answer fails the benchmark."""
+def _wrk(port: int, pid: int, seconds: float, connections: int) -> tuple[float, float]:
+    """Load one server for a bounded time: wrk's requests per second, and
+    the server's own CPU time (its processes' user + system) per request.
+    An error or a non-2xx answer fails the benchmark."""
+    cpu_before = _cpu_seconds(pid)
+    done = subprocess.run(
+        _wrk_command(port, seconds, connections),
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    )
+    cpu = _cpu_seconds(pid) - cpu_before
+    out = done.stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors on port {port}:\n{out}")
-    found = re.search(r"Requests/sec:\s*([0-9.]+)", out)
-    if found is None or float(found.group(1)) <= 0:
+    rate = re.search(r"Requests/sec:\s*([0-9.]+)", out)
+    count = re.search(r"([0-9]+) requests in", out)
+    if rate is None or count is None or float(rate.group(1)) <= 0 or int(count.group(1)) <= 0:
         raise RuntimeError(f"no requests answered on port {port}, wrk says:\n{out}")
-    return float(found.group(1))
+    return float(rate.group(1)), cpu / int(count.group(1))
 
 
-def _wrk(ports: list[int], seconds: float, connections: int) -> list[float]:
-    """Load every port at the same time, one wrk each, for the same bounded time."""
-    runs = [
-        subprocess.Popen(_wrk_command(port, seconds, connections), stdout=subprocess.PIPE, text=True)
-        for port in ports
-    ]
-    outputs = []
-    for run in runs:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its descendants (gunicorn's
+    worker is a child of its arbiter), read from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
         try:
-            out, _ = run.communicate(timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            run.communicate()
-            raise
-        outputs.append(out)
-    return [_requests_per_second(port, out) for port, out in zip(ports, outputs, strict=True)]
+            with open(f"/proc/{current}/stat", encoding="ascii") as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            with open(f"/proc/{current}/task/{current}/children", encoding="ascii") as file:
+                pending.extend(int(child) for child in file.read().split())
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile: its time went with it
+    return total
 
 
 def _free_port() -> int:
@@ -275,15 +288,17 @@ def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
                 servers[variant] = (port, process)
             for port, process in servers.values():
                 _wait(port, process)
+                _wrk(port, process.pid, 1, connections)  # warm up
             samples: dict[str, list[float]] = {"plain": [], "guarded": []}
-            _wrk([port for port, _ in servers.values()], 1, connections)  # warm up
+            cpu: dict[str, list[float]] = {"plain": [], "guarded": []}
             for index in range(rounds):
-                # Both at once, so both see the same moment of the shared
-                # machine; which one wrk starts first alternates.
+                # Back to back, the order alternating between rounds.
                 order = ("plain", "guarded") if index % 2 == 0 else ("guarded", "plain")
-                measured = _wrk([servers[variant][0] for variant in order], seconds, connections)
-                for variant, rps in zip(order, measured, strict=True):
+                for variant in order:
+                    port, process = servers[variant]
+                    rps, per_request = _wrk(port, process.pid, seconds, connections)
                     samples[variant].append(rps)
+                    cpu[variant].append(per_request)
         finally:
             for _, process in servers.values():
                 process.terminate()
@@ -294,6 +309,7 @@ def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
                     process.kill()
                     process.wait(timeout=10)
         loss = statistics.median(p / g for p, g in zip(samples["plain"], samples["guarded"], strict=True))
+        work = statistics.median(g / p for p, g in zip(cpu["plain"], cpu["guarded"], strict=True))
         plain_rps = statistics.median(samples["plain"])
         guarded_rps = statistics.median(samples["guarded"])
         out.append(Row(group, f"{title}: without purposeguard (baseline)", 1e9 / plain_rps, 1.0, "", None))
@@ -306,6 +322,19 @@ def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
                 "<= 1.05x (>= 95% of the req/s)",
                 loss <= TARGET,
                 note=f"{guarded_rps:.0f} vs {plain_rps:.0f} req/s",
+            )
+        )
+        # Informative: what the server itself spent per request, which the
+        # shared machine's other load moves much less than requests/s.
+        out.append(
+            Row(
+                group,
+                f"{title}: server CPU per request (guarded / plain)",
+                statistics.median(cpu["guarded"]) * 1e9,
+                work,
+                "informative",
+                None,
+                f"plain {statistics.median(cpu['plain']) * 1e6:.0f} µs",
             )
         )
     return out

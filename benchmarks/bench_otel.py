@@ -7,6 +7,7 @@ every timed loop, so the cases still interleave round by round.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from harness import Case, Group
@@ -21,6 +22,7 @@ import purposeguard as pg
 from purposeguard import otel
 
 EMAIL = "customer_data.content.email"
+SPREAD = 2000
 
 
 class _Switch:
@@ -62,7 +64,29 @@ def _namespace() -> dict[str, Any]:
         # Returns nothing: one violation per call (the argument), not two.
         return None
 
+    # 2,000 functions and 2,000 tenants, visited in an order that pairs each
+    # function with many tenants: what a multi-tenant service's violations look
+    # like to the telemetry caches. The single-tenant row walks the same code
+    # (one step of a counter, two list reads) over one function and one tenant.
+    functions, values = [], []
+    for index in range(SPREAD):
+        scope: dict[str, Any] = {}
+        exec(f"def advertise_{index}(x):\n    return None\n", scope)
+        functions.append(pg.purpose("advertising")(scope[f"advertise_{index}"]))
+        values.append(pg.label("ticket 4711", EMAIL, tenant=f"tenant-{index}"))
+    step = itertools.count()
+
+    def spread() -> None:
+        index = next(step)
+        functions[index % SPREAD](values[(index * 7) % SPREAD])
+
+    def one() -> None:
+        index = next(step)
+        functions[index % 1](values[(index * 7) % 1])
+
     return {
+        "spread": spread,
+        "one": one,
         "bare": bare,
         "troubleshoot": troubleshoot,
         "recommend_ads": recommend_ads,
@@ -93,6 +117,23 @@ def groups() -> list[Group]:
         ],
         globals=namespace,
         number=5000,
+    )
+    spread = Group(
+        f"otel: violation path, {SPREAD:,} tenants and {SPREAD:,} functions (trace mode, SDK, span)",
+        Case("one tenant, one function", "one()", setup="switch(True, in_span=True)"),
+        [
+            Case(
+                f"{SPREAD:,} tenants x {SPREAD:,} functions, in turn",
+                "spread()",
+                "<= 1.30x",
+                setup="switch(True, in_span=True)",
+                ratio_limit=1.30,
+            ),
+        ],
+        globals=namespace,
+        number=4000,
+        rounds=15,
+        baseline_label="one tenant, one function",
     )
     # Same host conditions on both sides (SDK installed, a request span
     # current); only instrument() differs. An extra row shows the host's own
@@ -126,4 +167,4 @@ def groups() -> list[Group]:
                 baseline_label="SDK installed, not instrumented",
             )
         )
-    return [violation, *allowed]
+    return [violation, spread, *allowed]

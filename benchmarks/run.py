@@ -4,6 +4,7 @@
     python benchmarks/run.py core zones      # only bench_core.py, bench_zones.py
     python benchmarks/run.py --write         # also refresh the table in BENCHMARKS.md
     python benchmarks/run.py --smoke         # one short round of everything: does it run? (no figures)
+    python benchmarks/run.py --growth        # how cost grows (growth.py's curves); --write, --quick, --smoke
 
 Each ``benchmarks/bench_*.py`` defines ``groups()`` (interleaved timeit
 groups, see harness.py) and/or ``rows()`` (benchmarks that measure their own
@@ -32,6 +33,9 @@ from harness import Row, format_rows, run_group  # noqa: E402
 
 BEGIN = "<!-- benchmark table: begin -->"
 END = "<!-- benchmark table: end -->"
+GROWTH_BEGIN = "<!-- growth table: begin -->"
+GROWTH_END = "<!-- growth table: end -->"
+GROWTH_HEADING = "## How cost grows"
 
 
 def load(name: str):
@@ -72,8 +76,15 @@ def main() -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="one short round: proves each benchmark runs, no figures"
     )
+    parser.add_argument(
+        "--growth", action="store_true", help="how cost grows: the curves of growth.py and of bench files"
+    )
     parser.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.growth:
+        if args.smoke and args.write:
+            parser.error("--smoke measures nothing worth keeping: it cannot --write")
+        return growth(args.names, quick=args.quick, smoke=args.smoke, write=args.write)
     available = sorted(p.stem[6:] for p in HERE.glob("bench_*.py"))
     unknown = [name for name in args.names if name not in available]
     if unknown:
@@ -116,6 +127,69 @@ def main() -> int:
             text = text[: text.index(BEGIN)] + table + text[text.index(END) + len(END) :]
         else:
             text += "\n" + table + "\n"
+        target.write_text(text, encoding="utf-8")
+        print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
+def growth(names: list[str], *, quick: bool, smoke: bool, write: bool) -> int:
+    """Run each curve in a process of its own; print the section, and with
+    ``write`` put it into BENCHMARKS.md under "How cost grows"."""
+    import growth as curves
+
+    # A bench file joins by defining growth(quick, smoke); read, not imported,
+    # so looking costs nothing and runs none of its set-up.
+    extra = [
+        f"bench:{path.stem[6:]}"
+        for path in sorted(HERE.glob("bench_*.py"))
+        if "\ndef growth(" in path.read_text(encoding="utf-8")
+    ]
+    available = list(curves.CURVES) + extra
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        print(
+            f"run.py: no curve named {', '.join(unknown)} (available: {', '.join(available)})",
+            file=sys.stderr,
+        )
+        return 2
+    started = time.time()
+    rows: list[Row] = []
+    for name in names or available:
+        print(f"# growth: {name} ...", file=sys.stderr, flush=True)
+        command = [sys.executable, str(HERE / "growth.py"), name]
+        command += ["--quick"] if quick else []
+        command += ["--smoke"] if smoke else []
+        try:
+            done = subprocess.run(
+                command, stdout=subprocess.PIPE, text=True, timeout=300 if quick or smoke else 900
+            )
+        except subprocess.TimeoutExpired:
+            print(f"run.py: curve {name} ran out of time", file=sys.stderr)
+            return 1
+        if done.returncode != 0:
+            print(f"run.py: curve {name} failed (exit {done.returncode})", file=sys.stderr)
+            return 1
+        rows.extend(Row(**row) for row in json.loads(done.stdout.strip().splitlines()[-1]))
+    elapsed = time.time() - started
+    print(format_rows(rows, markdown=False))
+    print(f"# {len(rows)} rows in {elapsed:.0f} s", file=sys.stderr)
+    if write:
+        header = (
+            f"Measured {time.strftime('%Y-%m-%d')} on {platform.python_implementation()} "
+            f"{platform.python_version()}, {platform.machine()}, in {elapsed:.0f} s "
+            f"(`python benchmarks/run.py --growth{' --quick' if quick else ''} --write`). Each curve's "
+            f"ratio is the median of per-round ratios to its first point, or to the plain operation "
+            f"measured in the same round where the curve says so."
+        )
+        section = f"{GROWTH_BEGIN}\n{header}\n\n{format_rows(rows)}\n{GROWTH_END}"
+        target = HERE.parent / "BENCHMARKS.md"
+        text = target.read_text(encoding="utf-8")
+        if GROWTH_BEGIN in text and GROWTH_END in text:
+            text = (
+                text[: text.index(GROWTH_BEGIN)] + section + text[text.index(GROWTH_END) + len(GROWTH_END) :]
+            )
+        else:
+            text = text.rstrip("\n") + f"\n\n{GROWTH_HEADING}\n\n{section}\n"
         target.write_text(text, encoding="utf-8")
         print(f"wrote {target}", file=sys.stderr)
     return 0

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -179,22 +180,30 @@ class _Session:
 
     def _violation(self, violation: Any) -> None:
         attributes = self._count(violation, 1)
-        attributes[names.COUNT] = violation.count if type(violation.count) is int else 1
+        count = violation.count if type(violation.count) is int else 1
+        found = attributes.pop(names.TENANT, None)
+        tenant = None if found is None else str(found)
+        attributes[names.COUNT] = count
         category, purpose, rule, mode, via, function = (
-            attributes[names.CATEGORY],
-            attributes[names.PURPOSE],
-            attributes[names.RULE],
-            attributes[names.MODE],
-            attributes[names.VIA],
-            attributes[names.CODE_FUNCTION],
+            str(attributes[names.CATEGORY]),
+            str(attributes[names.PURPOSE]),
+            str(attributes[names.RULE]),
+            str(attributes[names.MODE]),
+            str(attributes[names.VIA]),
+            str(attributes[names.CODE_FUNCTION]),
         )
+        # Without the tenant: that is the part the event cache keys on; the
+        # tenant goes last, into each event's own copy.
+        event_key = (category, purpose, rule, mode, via, function, count)
+        if tenant is not None:
+            attributes[names.TENANT] = tenant
         # Each signal on its own: a broken tracing setup must not stop the
         # counting or the log record, and none of it may reach the host.
         try:
             span = trace.get_current_span()
             if span.is_recording():
                 timestamp = int(violation.timestamp * 1e9) if violation.timestamp else None
-                _add_event(span, attributes, timestamp)
+                _add_event(span, event_key, attributes, tenant, timestamp)
                 if mode == "enforce":
                     error = PurposeViolation([violation])
                     span.record_exception(error, attributes, timestamp)
@@ -389,47 +398,69 @@ def uninstrument() -> None:
 on_reset("telemetry", uninstrument)
 
 
-# Frozen event attributes, reused: the SDK's add_event validates every
+# Validated event attributes, reused: the SDK's add_event validates every
 # attribute again on each call (about 8 µs of a 20 µs budget here), while a
-# violation's attributes repeat. Bounded: tenants make the sets unbounded.
-_FROZEN: dict[tuple[Any, ...], Any] = {}
-_FROZEN_LIMIT = 1024
+# violation's attributes repeat. Kept without the tenant, which is unbounded
+# (a million tenants must not each take an entry, nor make the entries of the
+# others fall out): an event without a tenant shares the validated object,
+# one with a tenant gets its own copy with the tenant (a plain str the SDK
+# would keep as it is) added. Bounded (rules x functions), evicted oldest first
+# one entry at a time, never all at once.
+_FROZEN: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_FROZEN_LIMIT = 4096
 
 #: The opentelemetry-sdk releases whose span internals the fast path was tried
-#: with (``Span._add_event``, ``Span._limits``, ``Event``, ``BoundedAttributes``),
-#: as (major, minor) bounds, both included. Any other release, any other span
-#: class, and any error on the way get the public ``span.add_event``.
+#: with (``Span._add_event``, ``Span._limits``, ``Event``, ``BoundedAttributes``
+#: and its ``_dict``), as (major, minor) bounds, both included. Any other
+#: release, any other span class, and any error on the way get the public
+#: ``span.add_event``.
 FAST_PATH_SDK_VERSIONS = ((1, 24), (1, 45))
 
 
-def _add_event(span: Any, attributes: dict[str, str | int], timestamp: int | None) -> None:
+def _add_event(
+    span: Any, key: tuple[str | int, ...], attributes: dict[str, str | int], tenant: str | None, timestamp: int | None
+) -> None:
     """``span.add_event`` for the violation event, without re-validating
     attributes already validated once, on a span of a tested SDK release;
-    every other span, and any failure of the fast path, gets the public call."""
+    every other span, what the SDK would have to cut or drop, and any failure
+    of the fast path get the public call. ``key`` names ``attributes`` but
+    the tenant, which is ``attributes``' last entry when it is not ``None``."""
     sdk = _FAST_PATH.sdk
     if sdk is not None and type(span) in sdk.span_types:
         try:
             limits = span._limits
-            key = (limits.max_event_attributes, limits.max_attribute_length, *attributes.items())
-            frozen = _FROZEN.get(key)
-            if frozen is None:
-                frozen = sdk.bounded(
-                    limits.max_event_attributes,
-                    attributes,
-                    max_value_len=limits.max_attribute_length,
-                    immutable=True,
-                )
-                if len(_FROZEN) >= _FROZEN_LIMIT:
-                    _FROZEN.clear()
-                _FROZEN[key] = frozen
-            span._add_event(sdk.event(name=names.EVENT_VIOLATION, attributes=frozen, timestamp=timestamp))
-            return
+            maxlen = limits.max_event_attributes
+            max_value_len = limits.max_attribute_length
+            if (maxlen is None or len(attributes) <= maxlen) and (
+                tenant is None or max_value_len is None or len(tenant) <= max_value_len
+            ):
+                cached = _FROZEN.get((maxlen, max_value_len, key))
+                if cached is None:
+                    base = {name: value for name, value in attributes.items() if name != names.TENANT}
+                    cached = sdk.bounded(maxlen, base, max_value_len=max_value_len, immutable=True)
+                    with _FROZEN_LOCK:
+                        while len(_FROZEN) >= _FROZEN_LIMIT:
+                            _FROZEN.popitem(last=False)
+                        _FROZEN[maxlen, max_value_len, key] = cached
+                if tenant is None:
+                    frozen = cached  # immutable: shared by every event of this flow
+                else:
+                    frozen = sdk.bounded(maxlen, None, max_value_len=max_value_len, immutable=True)
+                    # What the SDK's own deepcopy does: values already clean, set directly.
+                    own = type(frozen._dict)(cached._dict)
+                    own[names.TENANT] = tenant
+                    frozen._dict = own
+                span._add_event(sdk.event(name=names.EVENT_VIOLATION, attributes=frozen, timestamp=timestamp))
+                return
         except Exception:
             # The SDK's internals are not what they were when tried: public
             # calls only from now on (said once, at debug: nothing is lost).
             _FAST_PATH.sdk = None
             logger.debug("purposeguard: the OpenTelemetry SDK span's fast path failed; using span.add_event")
     span.add_event(names.EVENT_VIOLATION, attributes, timestamp)
+
+
+_FROZEN_LOCK = threading.Lock()
 
 
 class _SdkInternals:

@@ -117,6 +117,12 @@ class SQLiteStorage:
         # Commits made through this connection: PRAGMA data_version only
         # moves for other connections' commits, so generation() needs both.
         self._commits = 0
+        # The chain's head as this connection last wrote or read it, and the
+        # PRAGMA data_version it was read at: an append re-reads the head only
+        # when another connection (or process) has committed since, which
+        # data_version reports without reading any table.
+        self._known_head: tuple[int, str] | None = None
+        self._known_version: int | None = None
         memory = self.location == ":memory:"
         if memory:
             if readonly:
@@ -266,7 +272,7 @@ class SQLiteStorage:
             except sqlite3.Error as error:
                 raise AuditError(f"cannot write: {_describe(error)}", path=self.location) from None
             try:
-                seq, prev, _ = self._head()
+                seq, prev = self._write_head()
                 if revoke is not None:
                     self._revoke(revoke)
                 if grants:
@@ -294,18 +300,22 @@ class SQLiteStorage:
                         "VALUES (?, ?, ?, ?, ?, ?)",
                         rows,
                     )
-                    connection.executemany(
-                        "UPDATE purposeguard_meta SET value = ? WHERE key = ?",
-                        [(str(seq), "head_seq"), (prev, "head_hash")],
-                    )
-                    if key is not None:
+                    if key is None:
+                        connection.execute(
+                            "INSERT OR REPLACE INTO purposeguard_meta (key, value) "
+                            "VALUES ('head_seq', ?), ('head_hash', ?)",
+                            (str(seq), prev),
+                        )
+                    else:
                         # The signed end: cutting records off the tail needs the key.
                         connection.execute(
-                            "INSERT OR REPLACE INTO purposeguard_meta (key, value) VALUES ('head_mac', ?)",
-                            (key.sign_head(log_id, seq, prev),),
+                            "INSERT OR REPLACE INTO purposeguard_meta (key, value) "
+                            "VALUES ('head_seq', ?), ('head_hash', ?), ('head_mac', ?)",
+                            (str(seq), prev, key.sign_head(log_id, seq, prev)),
                         )
                 connection.execute("COMMIT")
                 self._commits += 1
+                self._known_head = (seq, prev)
                 if (
                     key is not None
                     and rows
@@ -313,6 +323,7 @@ class SQLiteStorage:
                 ):
                     self._checkpoint(seq, prev)
             except BaseException as error:
+                self._known_head = None
                 try:
                     connection.execute("ROLLBACK")
                 except sqlite3.Error:
@@ -366,6 +377,17 @@ class SQLiteStorage:
 
     def _head(self) -> Head:
         return _read_head(self._connection, self.location)
+
+    def _write_head(self) -> tuple[int, str]:
+        """The head to append after, inside the write transaction: the one
+        this connection knows unless another has committed since."""
+        version = self._connection.execute("PRAGMA data_version").fetchone()[0]
+        known = self._known_head
+        if known is not None and version == self._known_version:
+            return known
+        seq, prev, _ = self._head()
+        self._known_head, self._known_version = (seq, prev), version
+        return seq, prev
 
     def _revoke(self, revoke: Revoke) -> None:
         connection = self._connection

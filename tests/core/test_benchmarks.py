@@ -17,6 +17,8 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 NAMES = sorted(path.stem.removeprefix("bench_") for path in BENCHMARKS.glob("bench_*.py"))
+# Benchmarks that need a program pip cannot install (wrk, the Debian package).
+NEEDS_SERVICES = {"load"}
 
 
 def _smoke(*args: str) -> subprocess.CompletedProcess[str]:
@@ -29,7 +31,13 @@ def test_there_are_benchmarks_to_run() -> None:
     assert {"audit", "core", "middleware", "otel", "zones"} <= set(NAMES)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=[pytest.mark.services, pytest.mark.slow]) if n in NEEDS_SERVICES else n
+        for n in NAMES
+    ],
+)
 def test_benchmark_runs_one_short_round(name: str) -> None:
     done = _smoke(name, "--smoke", "--emit-json")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -45,3 +53,36 @@ def test_a_smoke_run_cannot_overwrite_the_table() -> None:
     done = _smoke("core", "--smoke", "--write")
     assert done.returncode == 2
     assert "--smoke measures nothing worth keeping" in done.stderr
+
+
+def test_the_growth_report_runs_one_short_round_of_every_curve() -> None:
+    done = _smoke("--growth", "--smoke")
+    assert done.returncode == 0, done.stderr[-3000:]
+    groups = {line.split("  ")[0] for line in done.stdout.splitlines()[1:] if line.strip()}
+    for curve in (
+        "rules",
+        "tenants",
+        "arguments",
+        "labels per value",
+        "string length",
+        "violations",
+        "audit batch",
+        "peers",
+    ):
+        assert any(group.startswith(curve) for group in groups), (curve, groups)
+    assert "pycasbin enforce" in done.stdout
+
+
+def test_a_smoke_growth_run_cannot_overwrite_the_report() -> None:
+    done = _smoke("--growth", "--smoke", "--write")
+    assert done.returncode == 2
+    assert "--smoke measures nothing worth keeping" in done.stderr
+
+
+def test_an_unknown_curve_is_one_line_and_exit_2() -> None:
+    done = _smoke("--growth", "--smoke", "no-such-curve")
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip().splitlines() == [done.stderr.strip().splitlines()[0]]
+        and "no curve named no-such-curve" in done.stderr
+    )

@@ -189,3 +189,71 @@ def test_a_readonly_log_cannot_be_appended_to(log_path: Path, make_violation: An
     with AuditLog(log_path, readonly=True) as log:
         with pytest.raises(AuditError, match="read-only"):
             log.append(make_violation())
+
+
+# -- the head kept in memory ----------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [None, "head-" + "0123456789abcdef" * 3], ids=["unkeyed", "keyed"])
+def test_two_connections_appending_in_turn_keep_one_chain(
+    log_path: Path, make_violation: Any, key: str | None
+) -> None:
+    """Each writer learns the head the other wrote: no seq twice, no broken link."""
+    first = AuditLog(log_path, synchronous="normal", key=key)
+    second = AuditLog(log_path, synchronous="normal", key=key)
+    try:
+        seqs = []
+        for n in range(20):
+            writer = first if n % 3 else second  # uneven turns: runs of two, then a switch
+            seqs.append(writer.append(make_violation(n)))
+        assert seqs == list(range(1, 21))
+        assert first.verify().ok and second.verify().ok
+        assert first.verify().count == 20
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_append_reads_the_head_only_after_another_connection_committed(
+    log_path: Path, make_violation: Any
+) -> None:
+    log = AuditLog(log_path, synchronous="normal")
+    other = AuditLog(log_path, synchronous="normal")
+    statements: list[str] = []
+    try:
+        log.append(make_violation(1))
+        log.storage.trace(statements.append)  # type: ignore[attr-defined]
+        log.append(make_violation(2))
+        log.append(make_violation(3))
+        reads_alone = sum(
+            "head_seq', 'head_hash'" in s and s.lstrip().startswith("SELECT") for s in statements
+        )
+        other.append(make_violation(4))
+        log.append(make_violation(5))
+        reads_after = sum(
+            "head_seq', 'head_hash'" in s and s.lstrip().startswith("SELECT") for s in statements
+        )
+        assert (reads_alone, reads_after) == (0, 1)
+        assert log.verify().ok and log.verify().count == 5
+    finally:
+        log.close()
+        other.close()
+
+
+def test_a_row_slipped_in_by_another_connection_is_still_reported_as_an_altered_log(
+    log_path: Path, make_violation: Any
+) -> None:
+    log = AuditLog(log_path, synchronous="normal")
+    try:
+        log.append(make_violation(1))
+        intruder = sqlite3.connect(log_path)
+        intruder.execute(
+            "INSERT INTO purposeguard_audit (seq, kind, timestamp, data, prev_hash, hash) "
+            "VALUES (2, 'violation', 0, '{}', 'x', 'y')"
+        )
+        intruder.commit()
+        intruder.close()
+        with pytest.raises(AuditError, match="altered"):
+            log.append(make_violation(2))
+    finally:
+        log.close()

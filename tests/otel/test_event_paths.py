@@ -156,3 +156,78 @@ def test_a_subclass_of_the_sdk_span_gets_the_public_call(
         span.__class__ = Enriching
         recommend_ads(pg.label("quarterly numbers", CONTENT, tenant="contoso"))
     assert public_calls == [names.EVENT_VIOLATION]
+
+
+def test_many_tenants_share_one_cached_entry_and_each_event_names_its_own(
+    telemetry: Telemetry, public_calls: list[str]
+) -> None:
+    """The cache keys on what repeats (rule, function, ...): a tenant takes no entry, evicts none."""
+    pg.configure("trust-center", mode="trace")
+    otel._FROZEN.clear()
+    tenants = [f"tenant-{n}" for n in range(300)]
+    with telemetry.tracer().start_as_current_span("request"):
+        for tenant in tenants:
+            recommend_ads(pg.label("quarterly numbers", CONTENT, tenant=tenant))
+    (span,) = telemetry.spans.get_finished_spans()
+    events = [dict(e.attributes or {}) for e in span.events if e.name == names.EVENT_VIOLATION]
+    assert [e[names.TENANT] for e in events] == tenants[-len(events) :]
+    assert all(
+        {k: e[k] for k in EXPECTED if k != names.TENANT}
+        == {k: v for k, v in EXPECTED.items() if k != names.TENANT}
+        for e in events
+    )
+    assert len(otel._FROZEN) == 1
+    assert public_calls == []
+
+
+def test_a_full_cache_evicts_its_oldest_entry_only(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg.configure("trust-center", mode="trace")
+    otel._FROZEN.clear()
+    monkeypatch.setattr(otel, "_FROZEN_LIMIT", 3)
+    functions = []
+    for n in range(5):
+
+        def ads(text: str) -> None:
+            return None
+
+        ads.__qualname__ = f"ads_{n}"
+        functions.append(pg.purpose("advertising")(ads))
+    with telemetry.tracer().start_as_current_span("request"):
+        for function in functions:
+            function(pg.label("quarterly numbers", CONTENT))
+    kept = [key[2][5] for key in otel._FROZEN]
+    assert len(kept) == 3 and [name.rsplit("ads_", 1)[1] for name in kept] == ["2", "3", "4"]
+
+
+def test_a_tenant_longer_than_the_span_limit_is_cut_by_the_sdk(
+    telemetry: Telemetry, public_calls: list[str]
+) -> None:
+    """What the SDK would truncate (and warn about) takes the SDK's public call."""
+    pg.configure("trust-center", mode="trace")
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+
+    provider = TracerProvider(span_limits=SpanLimits(max_attribute_length=8))
+    with provider.get_tracer("t").start_as_current_span("request") as span:
+        recommend_ads(pg.label("quarterly numbers", CONTENT, tenant="a-tenant-with-a-long-name"))
+    assert public_calls == [names.EVENT_VIOLATION]
+    (event,) = [e for e in span.events if e.name == names.EVENT_VIOLATION]  # type: ignore[attr-defined]
+    assert (event.attributes or {})[names.TENANT] == "a-tenant"
+
+
+def test_events_without_a_tenant_share_one_validated_attributes_object(
+    telemetry: Telemetry, public_calls: list[str]
+) -> None:
+    pg.configure("trust-center", mode="trace")
+    with telemetry.tracer().start_as_current_span("request"):
+        for _ in range(3):
+            recommend_ads(pg.label("quarterly numbers", CONTENT))
+        recommend_ads(pg.label("quarterly numbers", CONTENT, tenant="contoso"))
+    (span,) = telemetry.spans.get_finished_spans()
+    events = [e for e in span.events if e.name == names.EVENT_VIOLATION]
+    assert len({id(e.attributes) for e in events[:3]}) == 1
+    assert names.TENANT not in (events[0].attributes or {})
+    assert (events[3].attributes or {})[names.TENANT] == "contoso"
+    assert events[3].attributes is not events[0].attributes
+    assert public_calls == []

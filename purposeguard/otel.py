@@ -418,7 +418,11 @@ FAST_PATH_SDK_VERSIONS = ((1, 24), (1, 45))
 
 
 def _add_event(
-    span: Any, key: tuple[str | int, ...], attributes: dict[str, str | int], tenant: str | None, timestamp: int | None
+    span: Any,
+    key: tuple[str | int, ...],
+    attributes: dict[str, str | int],
+    tenant: str | None,
+    timestamp: int | None,
 ) -> None:
     """``span.add_event`` for the violation event, without re-validating
     attributes already validated once, on a span of a tested SDK release;

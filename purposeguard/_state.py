@@ -175,8 +175,9 @@ class Labels:
     """The labels layer's registries and caches (the labels module binds
     these containers to its own names).
 
-    ``taxonomy`` validates label keys (the process-wide policy's); ``kinds``
-    and the other caches map label sets and tenants to labelled classes;
+    ``taxonomy`` validates label keys (the process-wide policy's); ``classes``
+    and the other caches map label sets to labelled classes (tenants live on
+    the labelled instances);
     ``no_labels`` holds the types whose instances are known to carry no
     labels (the hot path's one test); ``foreign`` the label readers that
     integrations registered; ``objects``/``object_refs`` are the
@@ -189,7 +190,6 @@ class Labels:
         "default_taxonomy",
         "classes",
         "classes_lock",
-        "kinds",
         "kinds_no_tenant",
         "str_fast",
         "unions",
@@ -209,7 +209,6 @@ class Labels:
         self.default_taxonomy: Any = None
         self.classes: dict[Any, Any] = {}
         self.classes_lock = threading.Lock()
-        self.kinds: dict[Any, Any] = {}
         self.kinds_no_tenant: dict[Any, Any] = {}
         self.str_fast: dict[Any, Any] = {}
         self.unions: dict[Any, Any] = {}
@@ -231,7 +230,6 @@ class Labels:
         """Forget the label-set caches (the taxonomy they were validated against changed)."""
         with self.classes_lock:
             self.classes.clear()
-            self.kinds.clear()
             self.kinds_no_tenant.clear()
             self.str_fast.clear()
             self.unions.clear()

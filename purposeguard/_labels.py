@@ -39,7 +39,7 @@ from ._context import MIXED_TENANT as MIXED_TENANT
 from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError, UnknownKeyError
 from ._shortcut import forget_classes
-from ._state import STATE
+from ._state import STATE, BoundedDict
 from ._taxonomy import Taxonomy
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "box_kind",
     "label",
     "labels_of",
+    "learn_flat",
     "tenant_of",
     "tenant_of_values",
     "produces",
@@ -932,6 +933,45 @@ _OBJECT_REFS: dict[int, weakref.ref[Any]] = _STATE.object_refs
 NO_LABELS: set[type] = _STATE.no_labels
 # Types that ever had an instance labelled in the side table: never "label-free".
 SIDE_TABLE_TYPES: set[type] = _STATE.side_table_types
+# Types of plain objects, whose instances carry labels only in the values of
+# their ``__dict__``: an instance whose attribute values are all of types in
+# NO_LABELS carries none. Guarded methods test their ``self`` that way on
+# every call (a shallow look at the attribute types, so setting a labelled
+# attribute later is seen at once, with no hook on the class).
+FLAT_OBJECTS: set[type] = _STATE.flat_objects
+_FLAT_KNOWN: dict[type, bool] = BoundedDict()
+
+
+def learn_flat(t: type) -> None:
+    """Put ``t`` in :data:`FLAT_OBJECTS` if its instances are plain objects."""
+    if issubclass(t, _LABELLED_BASES):
+        return  # never plain, and not remembered: the class goes with its values
+    known = _FLAT_KNOWN.get(t)
+    if known is None:
+        known = _FLAT_KNOWN[t] = _is_flat(t)
+    if known and t not in SIDE_TABLE_TYPES and not (FOREIGN and foreign_reader(t) is not None):
+        FLAT_OBJECTS.add(t)
+
+
+_LABELLED_BASES = (LabelledStr, LabelledBytes, _LabelledNumber, _LabelledContainer, LabelledProxy)
+
+
+def _is_flat(t: type) -> bool:
+    if t in _CONTAINERS or issubclass(t, LabelledProxy) or getattr(t, "_pg_box", None) is not None:
+        return False
+    if getattr(t, "_pg_kind", None) is not None or t.__getattribute__ is not object.__getattribute__:
+        return False
+    how, names = _shape(t)
+    if how != _OBJECT or names or annotated_fields(t):
+        return False
+    # Its __dict__ must be the instance dict itself, not a property of the class.
+    for klass in t.__mro__:
+        declared = klass.__dict__.get("__dict__")
+        if declared is not None:
+            return type(declared) is types.GetSetDescriptorType
+    return False
+
+
 _CONTAINERS = (list, tuple, set, frozenset, dict)
 
 
@@ -960,6 +1000,7 @@ def _label_object(value: Any, kind: _Kind) -> Any:
         SIDE_TABLE_TYPES.add(t)
         _keep_labels_when_pickled(t)
     NO_LABELS.discard(t)
+    FLAT_OBJECTS.discard(t)
     return value
 
 
@@ -1471,6 +1512,7 @@ def register_foreign(t: type, reader: ForeignLabels) -> None:
     FOREIGN[t] = reader
     _FOREIGN_FOUND.clear()
     NO_LABELS.difference_update([k for k in NO_LABELS if issubclass(k, t)])
+    FLAT_OBJECTS.difference_update([k for k in FLAT_OBJECTS if issubclass(k, t)])
 
 
 def unregister_foreign(t: type) -> None:
@@ -1719,7 +1761,7 @@ class WalkLimit(PurposeGuardError):
 
 
 # type -> attribute names its __slots__ declare (empty: none).
-_SLOTS: dict[type, tuple[str, ...]] = {}
+_SLOTS: dict[type, tuple[str, ...]] = BoundedDict()
 
 
 def _slots(t: type) -> tuple[str, ...]:
@@ -1740,7 +1782,7 @@ def _slots(t: type) -> tuple[str, ...]:
 _BUILTIN_CONTAINERS = frozenset({dict, list, tuple, set, frozenset, deque})
 # How the walk looks into instances of a type, decided once per type.
 _OPAQUE_SHAPE, _EXCEPTION, _MAPPING, _COLLECTION, _OBJECT, _NOTHING = range(6)
-_SHAPES: dict[type, tuple[int, tuple[str, ...]]] = {}
+_SHAPES: dict[type, tuple[int, tuple[str, ...]]] = BoundedDict()
 
 
 def _shape(t: type) -> tuple[int, tuple[str, ...]]:

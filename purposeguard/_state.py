@@ -19,11 +19,101 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["STATE", "Counter", "Counters", "Flags", "Handlers", "on_reset", "reset"]
+__all__ = [
+    "STATE",
+    "TYPE_CACHE_LIMIT",
+    "BoundedDict",
+    "Counter",
+    "Counters",
+    "Flags",
+    "Handlers",
+    "TypeSet",
+    "on_reset",
+    "reset",
+]
 
 logger = logging.getLogger("purposeguard")
 
 Handler = Callable[[Any], None]
+
+
+# How many types each type-keyed cache keeps. Programs make classes at run
+# time (model factories, named tuples): a cache that kept every type it saw
+# would keep them all alive. The caches are filled in the order types are
+# met and forget their oldest eighth when full, so together they keep about
+# the last few hundred types, whatever passed through before.
+TYPE_CACHE_LIMIT = 512
+
+
+class BoundedDict(dict):  # type: ignore[type-arg]
+    """A dict that forgets its oldest eighth when it reaches ``limit`` keys.
+
+    Lookups are the plain dict's (``get``, ``in``, ``[]``); only storing a
+    new key pays for the bound. Eviction is partial and local: it drops
+    memory, nothing else."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int = TYPE_CACHE_LIMIT) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if len(self) >= self.limit and key not in self:
+            for old in list(itertools.islice(self, max(1, self.limit // 8))):
+                dict.pop(self, old, None)
+        dict.__setitem__(self, key, value)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return dict.__getitem__(self, key)
+
+
+class TypeSet(set):  # type: ignore[type-arg]
+    """A set of types that keeps at most ``limit`` of those it learns (the
+    ``keep`` types always stay), forgetting the oldest eighth when full.
+
+    Membership is the plain set's C test, so the hot path's ``type(x) in
+    NO_LABELS`` costs what it did; adding goes through Python and keeps the
+    order. A forgotten type is learnt again the next time it is looked at."""
+
+    __slots__ = ("keep", "limit", "order")
+
+    def __init__(self, keep: frozenset[type] = frozenset(), limit: int = TYPE_CACHE_LIMIT) -> None:
+        super().__init__(keep)
+        self.keep = keep
+        self.limit = limit
+        self.order: dict[type, None] = {}
+
+    def add(self, t: type) -> None:
+        if t in self:
+            return
+        if t not in self.keep:
+            if len(self.order) >= self.limit:
+                for old in list(itertools.islice(self.order, max(1, self.limit // 8))):
+                    del self.order[old]
+                    set.discard(self, old)
+            self.order[t] = None
+        set.add(self, t)
+
+    def discard(self, t: object) -> None:
+        set.discard(self, t)
+        self.order.pop(t, None)
+
+    def update(self, *others: Any) -> None:
+        for other in others:
+            for t in other:
+                self.add(t)
+
+    def difference_update(self, *others: Any) -> None:
+        for other in others:
+            for t in list(other):
+                self.discard(t)
+
+    def clear(self) -> None:
+        set.clear(self)
+        self.order.clear()
 
 
 class Counter:
@@ -197,6 +287,7 @@ class Labels:
         "weakrefable",
         "no_labels",
         "no_labels_default",
+        "flat_objects",
         "side_table_types",
         "objects",
         "object_refs",
@@ -211,20 +302,24 @@ class Labels:
         self.classes_lock = threading.Lock()
         self.kinds_no_tenant: dict[Any, Any] = {}
         self.str_fast: dict[Any, Any] = {}
-        self.unions: dict[Any, Any] = {}
-        self.fields: dict[type, Any] = {}
-        self.weakrefable: dict[type, bool] = {}
+        # Pairs of label sets: at most four times as many as label sets kept.
+        self.unions: dict[Any, Any] = BoundedDict(4 * 4096)
+        self.fields: dict[type, Any] = BoundedDict()
+        self.weakrefable: dict[type, bool] = BoundedDict()
         self.no_labels_default: frozenset[type] = frozenset(
             {type(None), bool, int, float, complex, str, bytes, bytearray, range, type}
         )
-        self.no_labels: set[type] = set(self.no_labels_default)
+        self.no_labels: set[type] = TypeSet(self.no_labels_default)
+        # Types of plain objects (attributes in a __dict__, nothing else that
+        # can hold labels): guarded methods test their self's attribute types.
+        self.flat_objects: set[type] = TypeSet()
         self.side_table_types: set[type] = set()
         self.objects: dict[int, Any] = {}
         self.object_refs: dict[int, Any] = {}
         # Label readers integrations registered for types this layer does not
         # know (code wiring, kept by a reset), and the lookups through the MRO.
         self.foreign: dict[type, Any] = {}
-        self.foreign_found: dict[type, Any] = {}
+        self.foreign_found: dict[type, Any] = BoundedDict()
 
     def clear_caches(self) -> None:
         """Forget the label-set caches (the taxonomy they were validated against changed)."""
@@ -244,6 +339,7 @@ class Labels:
         # those labels are still there.
         self.no_labels.clear()
         self.no_labels.update(self.no_labels_default - self.side_table_types)
+        self.flat_objects.clear()
 
 
 class State:

@@ -39,7 +39,7 @@ from ._context import MIXED_TENANT as MIXED_TENANT
 from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError, UnknownKeyError
 from ._shortcut import forget_classes
-from ._state import STATE, BoundedDict
+from ._state import STATE, remember, trim_types
 from ._taxonomy import Taxonomy
 
 __all__ = [
@@ -263,7 +263,7 @@ def _union(a: _Kind, b: _Kind) -> _Kind:
     kind = _UNIONS.get((a, b))
     if kind is None:
         kind = _kind_for(a.labels | b.labels)
-        _UNIONS[a, b] = kind
+        remember(_UNIONS, (a, b), kind, 4 * LABEL_SETS_LIMIT)
     return kind
 
 
@@ -575,7 +575,9 @@ class LabelledStr(str):
         if other is not None:
             kind = _union(kind, other)
             tenant = merge_tenants(tenant, _tenant_on(template))
-        return _str_with(kind, tenant, str.__mod__(template, str.__str__(self)))
+        # ``self`` as the operand: formatting reads it through __str__ (itself),
+        # so the text is copied once, not first into a plain str.
+        return _str_with(kind, tenant, str.__mod__(template, self))
 
     def __str__(self) -> str:
         return self
@@ -939,7 +941,7 @@ SIDE_TABLE_TYPES: set[type] = _STATE.side_table_types
 # every call (a shallow look at the attribute types, so setting a labelled
 # attribute later is seen at once, with no hook on the class).
 FLAT_OBJECTS: set[type] = _STATE.flat_objects
-_FLAT_KNOWN: dict[type, bool] = BoundedDict()
+_FLAT_KNOWN: dict[type, bool] = {}
 
 
 def learn_flat(t: type) -> None:
@@ -948,9 +950,10 @@ def learn_flat(t: type) -> None:
         return  # never plain, and not remembered: the class goes with its values
     known = _FLAT_KNOWN.get(t)
     if known is None:
-        known = _FLAT_KNOWN[t] = _is_flat(t)
+        known = remember(_FLAT_KNOWN, t, _is_flat(t))
     if known and t not in SIDE_TABLE_TYPES and not (FOREIGN and foreign_reader(t) is not None):
         FLAT_OBJECTS.add(t)
+        trim_types(FLAT_OBJECTS)
 
 
 _LABELLED_BASES = (LabelledStr, LabelledBytes, _LabelledNumber, _LabelledContainer, LabelledProxy)
@@ -1054,7 +1057,7 @@ def _weakrefable(t: type) -> bool:
     known = _WEAKREFABLE.get(t)
     if known is None:
         known = t.__weakrefoffset__ != 0
-        _WEAKREFABLE[t] = known
+        remember(_WEAKREFABLE, t, known)
     return known
 
 
@@ -1467,7 +1470,7 @@ def annotated_fields(t: type) -> tuple[tuple[str, frozenset[str]], ...]:
             if found_here:
                 fields.append((name, found_here))
     result = tuple(fields)
-    _FIELDS[t] = result
+    remember(_FIELDS, t, result)
     return result
 
 
@@ -1526,7 +1529,7 @@ def foreign_reader(t: type) -> ForeignLabels | None:
     except KeyError:
         pass
     found = next((FOREIGN[base] for base in t.__mro__ if base in FOREIGN), None)
-    _FOREIGN_FOUND[t] = found
+    remember(_FOREIGN_FOUND, t, found)
     return found
 
 
@@ -1761,7 +1764,7 @@ class WalkLimit(PurposeGuardError):
 
 
 # type -> attribute names its __slots__ declare (empty: none).
-_SLOTS: dict[type, tuple[str, ...]] = BoundedDict()
+_SLOTS: dict[type, tuple[str, ...]] = {}
 
 
 def _slots(t: type) -> tuple[str, ...]:
@@ -1775,14 +1778,14 @@ def _slots(t: type) -> tuple[str, ...]:
             for name in declared:
                 if name not in ("__dict__", "__weakref__") and name not in names:
                     names.append(name)
-        found = _SLOTS[t] = tuple(names)
+        found = remember(_SLOTS, t, tuple(names))
     return found
 
 
 _BUILTIN_CONTAINERS = frozenset({dict, list, tuple, set, frozenset, deque})
 # How the walk looks into instances of a type, decided once per type.
 _OPAQUE_SHAPE, _EXCEPTION, _MAPPING, _COLLECTION, _OBJECT, _NOTHING = range(6)
-_SHAPES: dict[type, tuple[int, tuple[str, ...]]] = BoundedDict()
+_SHAPES: dict[type, tuple[int, tuple[str, ...]]] = {}
 
 
 def _shape(t: type) -> tuple[int, tuple[str, ...]]:
@@ -1800,7 +1803,10 @@ def _shape(t: type) -> tuple[int, tuple[str, ...]]:
         else:
             names = _slots(t)
             how = _OBJECT if names or getattr(t, "__dictoffset__", 0) != 0 else _NOTHING
-        found = _SHAPES[t] = (how, names)
+        found = remember(_SHAPES, t, (how, names))
+        # A new type: the walk may learn it as label-free next, so bound
+        # that set here (it stays a plain set for the hot path).
+        trim_types(NO_LABELS, _STATE.no_labels_default)
     return found
 
 

@@ -1205,22 +1205,23 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
         except TypeError:  # an unhashable "category": _attach names the mistake
             cls = None
         if cls is not None and not FLAGS.activations:
-            kind = cls._pg_kind
             fast: Any
             if tenant is None:
                 fast = cls(value)
             else:
                 # The tenant goes on the instance: no class per tenant, no
                 # cache that a million tenants would fill.
-                fast = kind.tstr_cls(value)
+                fast = cls._pg_kind.tstr_cls(value)
                 fast._pg_tenant = _checked_tenant(tenant)
             if FLAGS.zones:
                 state = ZONE.get()
                 if state is not None:
-                    state.add(kind.labels, tenant)
+                    state.add(cls._pg_kind.labels, tenant)
             purpose = _current_purpose()
-            if purpose is not None and not _read_allowed(kind, purpose):
-                _read_in_purpose(kind, tenant, purpose)
+            if purpose is not None:
+                kind = cls._pg_kind
+                if not _read_allowed(kind, purpose):
+                    _read_in_purpose(kind, tenant, purpose)
             return fast  # type: ignore[no-any-return]
     result, attached = _attach(value, categories, tenant)
     purpose = _current_purpose()

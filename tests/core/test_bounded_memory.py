@@ -109,3 +109,19 @@ def test_a_forgotten_label_free_type_is_learnt_again() -> None:
     _labels.NO_LABELS.discard(Opaque)
     use(Opaque())
     assert Opaque in _labels.NO_LABELS
+
+
+def test_memoised_decisions_are_bounded_and_stay_right(monkeypatch: Any) -> None:
+    import itertools
+
+    from purposeguard import _policy
+
+    monkeypatch.setattr(_policy, "DECISIONS_LIMIT", 16)
+    policy = pg.Policy.load("trust-center")
+    keys = sorted(policy.taxonomy.categories)
+    sets = [frozenset(pair) for pair in itertools.combinations(keys, 2)][:40]
+    first = [policy.decide(s, "advertising") for s in sets]
+    assert len(policy._decisions["advertising"]) <= 16
+    assert [policy.decide(s, "advertising") for s in sets] == first  # decided again, the same
+    assert not policy.decide([EMAIL], "advertising").allowed
+    assert policy.decide([EMAIL], PURPOSE).allowed

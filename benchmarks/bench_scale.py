@@ -285,7 +285,7 @@ def rows(quick: bool = False, smoke: bool = False) -> list[Row]:
         Row(
             "bounded memory",
             f"{grown['calls']:,.0f} guarded calls, {grown['classes']:,.0f} fresh classes, "
-            f"a fresh tenant each call: RSS growth (MiB)",
+            f"a fresh tenant each call: RSS growth, MiB in the ratio column",
             grown["seconds"] * 1e9 / max(grown["calls"], 1),
             grown["rss_mib"],
             "informative",

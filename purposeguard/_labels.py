@@ -950,10 +950,14 @@ def learn_flat(t: type) -> None:
         return  # never plain, and not remembered: the class goes with its values
     known = _FLAT_KNOWN.get(t)
     if known is None:
+        size = len(_FLAT_KNOWN)
         known = remember(_FLAT_KNOWN, t, _is_flat(t))
+        if len(_FLAT_KNOWN) <= size:
+            # The oldest eighth was forgotten: the set follows, so both keep
+            # the same (newest) types and no older class stays alive in one.
+            FLAT_OBJECTS.intersection_update(_FLAT_KNOWN)
     if known and t not in SIDE_TABLE_TYPES and not (FOREIGN and foreign_reader(t) is not None):
         FLAT_OBJECTS.add(t)
-        trim_types(FLAT_OBJECTS)
 
 
 _LABELLED_BASES = (LabelledStr, LabelledBytes, _LabelledNumber, _LabelledContainer, LabelledProxy)

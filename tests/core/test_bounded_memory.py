@@ -39,7 +39,7 @@ def _fresh_class(n: int) -> type:
     return type(f"Handler{n}", (_Base,), {})
 
 
-def _instance(cls: type) -> Any:
+def _instance(cls: Any) -> Any:
     if issubclass(cls, tuple):
         return cls("x", 1)
     return cls()

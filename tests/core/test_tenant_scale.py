@@ -79,8 +79,8 @@ def test_every_str_operation_keeps_the_tenant() -> None:
         assert pg.labels_of(result) == {EMAIL}
         assert pg.tenant_of(result) == "contoso"
     raw = body.encode()
-    for result in (raw.upper(), raw[1:4], raw + b"!", b"> " + raw, *raw.split()):
-        assert pg.tenant_of(result) == "contoso"
+    for piece in (raw.upper(), raw[1:4], raw + b"!", b"> " + raw, *raw.split()):
+        assert pg.tenant_of(piece) == "contoso"
 
 
 def test_values_of_two_tenants_combine_into_data_of_neither() -> None:

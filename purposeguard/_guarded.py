@@ -294,6 +294,20 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
             container = s if not s.startswith("tuple(") else s[6:-10]
             # One item (the common case) is unpacked and tested without a
             # loop: measured here about 60 ns cheaper per call.
+            if s.startswith("tuple("):
+                # **kwargs: a dict's values unpack through an iterator, no
+                # cheaper than the loop (measured), so the loop it is.
+                prelude += (
+                    f"    if {container} and _pg_k:\n"
+                    f"        for _pg_v in {items}:\n"
+                    "            _pg_v = _pg_T(_pg_v)\n"
+                    "            if _pg_v not in _pg_NL:\n"
+                    "                _pg_s = False\n"
+                    "                if _pg_v not in _pg_OK:\n"
+                    "                    _pg_k = False\n"
+                    "                    break\n"
+                )
+                continue
             prelude += (
                 f"    if len({container}) == 1:\n"
                 f"        (_pg_v,) = {items}\n"

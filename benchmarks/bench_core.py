@@ -161,6 +161,11 @@ def groups() -> list[Group]:
             Case("@purpose f(x, /)", "positional_only(labelled)", "<= 12x", ratio_limit=12),
             Case("@purpose method", "service.method(labelled)", "<= 12x", ratio_limit=12),
             Case("@purpose object with __call__", "handler(labelled)", "<= 12x", ratio_limit=12),
+            # What a guard cannot go below: a passthrough wrapper with the same
+            # signature (Python builds the argument tuple and dicts twice).
+            Case("passthrough f(*args), no guard (floor)", "pass_star(labelled)", "informative"),
+            Case("passthrough f(**kwargs), no guard (floor)", "pass_star_kw(x=labelled)", "informative"),
+            Case("@purpose method, self with 3 attributes", "mailbox.method(labelled)", "informative"),
         ],
         globals=signatures_ns,
         number=20000,
@@ -217,6 +222,22 @@ def _signatures_namespace(base: dict[str, object]) -> dict[str, object]:
         def __call__(self, x):
             return x
 
+    class Mailbox(Service):
+        def __init__(self):
+            self.owner, self.size, self.folder = "ops", 3, None
+
+    def passthrough(fn):
+        def star_wrapper(*args):
+            return fn(*args)
+
+        def star_kw_wrapper(**kwargs):
+            return fn(**kwargs)
+
+        return star_wrapper, star_kw_wrapper
+
+    pass_star = passthrough(lambda *args: args[0])[0]
+    pass_star_kw = passthrough(lambda **kwargs: kwargs["x"])[1]
+
     @pg.purpose("service.operations")
     def star32(*args):
         return args[0]
@@ -232,6 +253,9 @@ def _signatures_namespace(base: dict[str, object]) -> dict[str, object]:
         "keyword_only": keyword_only,
         "positional_only": positional_only,
         "service": Service(),
+        "mailbox": Mailbox(),
+        "pass_star": pass_star,
+        "pass_star_kw": pass_star_kw,
         "handler": pg.purpose("service.operations")(Handler()),
         "star32": star32,
         "params32": pg.purpose("service.operations")(made["params32"]),

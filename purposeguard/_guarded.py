@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from ._context import FLAGS, PURPOSE, ZONE, ZoneState
 from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError
-from ._labels import NO_LABELS, WalkLimit, labels_in_values, tenant_of_values
+from ._labels import FLAT_OBJECTS, NO_LABELS, WalkLimit, labels_in_values, learn_flat, tenant_of_values
 from ._runtime import COUNTERS, check_zone, frame_name, get_guard, require_purpose_key
 from ._shortcut import allowed_classes, hits, learn, remember_zone, zone_allows
 
@@ -76,6 +76,12 @@ def _read_labels(purpose_key: str, name: str, values: tuple[Any, ...], via: str)
 
 def _entry_check(purpose_key: str, name: str, values: tuple[Any, ...]) -> None:
     """Arguments carry labels (or a zone is open): decide and act per mode."""
+    if values:
+        # A method's self: once its type is known to be a plain object, the
+        # wrapper looks at its attribute types instead of coming here.
+        first = type(values[0])
+        if first not in FLAT_OBJECTS and first not in NO_LABELS:
+            learn_flat(first)
     labels = _read_labels(purpose_key, name, values, "argument")
     if FLAGS.zones:
         state = ZONE.get()
@@ -220,6 +226,9 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         "_pg_next": next,
         "_pg_C": COUNTERS,
         "_pg_ZG": ZONE.get,
+        "_pg_FLAT": FLAT_OBJECTS,
+        "_pg_sup": NO_LABELS.issuperset,
+        "_pg_map": map,
     }
     call_method = None
     if not inspect.isfunction(fn) and not isinstance(fn, type):
@@ -283,8 +292,31 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         for s in spread:
             items = s if not s.startswith("tuple(") else s[6:-1]
             container = s if not s.startswith("tuple(") else s[6:-10]
+            # One item (the common case) is unpacked and tested without a
+            # loop: measured here about 60 ns cheaper per call.
+            if s.startswith("tuple("):
+                # **kwargs: a dict's values unpack through an iterator, no
+                # cheaper than the loop (measured), so the loop it is.
+                prelude += (
+                    f"    if {container} and _pg_k:\n"
+                    f"        for _pg_v in {items}:\n"
+                    "            _pg_v = _pg_T(_pg_v)\n"
+                    "            if _pg_v not in _pg_NL:\n"
+                    "                _pg_s = False\n"
+                    "                if _pg_v not in _pg_OK:\n"
+                    "                    _pg_k = False\n"
+                    "                    break\n"
+                )
+                continue
             prelude += (
-                f"    if {container} and _pg_k:\n"
+                f"    if len({container}) == 1:\n"
+                f"        (_pg_v,) = {items}\n"
+                "        _pg_v = _pg_T(_pg_v)\n"
+                "        if _pg_v not in _pg_NL:\n"
+                "            _pg_s = False\n"
+                "            if _pg_v not in _pg_OK:\n"
+                "                _pg_k = False\n"
+                f"    elif {container} and _pg_k:\n"
                 f"        for _pg_v in {items}:\n"
                 "            _pg_v = _pg_T(_pg_v)\n"
                 "            if _pg_v not in _pg_NL:\n"
@@ -294,15 +326,34 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
                 "                    break\n"
             )
         plain_spreads, known_spreads = ["_pg_s"], ["_pg_k"]
-    plain_test = " and ".join([f"_pg_T({p}) in _pg_NL" for p in simple] + plain_spreads) or "True"
-    if len(simple) == 1 and not spread:
+    plain_tests = [f"_pg_T({p}) in _pg_NL" for p in simple]
+    known_tests = [f"(_pg_T({p}) in _pg_NL or _pg_T({p}) in _pg_OK)" for p in simple]
+    first = next(iter(signature.parameters.values()), None)
+    if (
+        first is not None
+        and first.name == "self"
+        and first.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ):
+        # A method: self is a plain object whose labels could only be in its
+        # attributes. Their types are looked at on every call (a labelled
+        # value set on it later is seen at once); anything else, or a self
+        # of a type not known to be plain, goes to the full check.
+        prelude = (
+            "    _pg_o = _pg_T(self) in _pg_FLAT and (\n"
+            "        not (_pg_d := self.__dict__) or _pg_sup(_pg_map(_pg_T, _pg_d.values()))\n"
+            "    )\n"
+        ) + prelude
+        plain_tests[0] = known_tests[0] = "_pg_o"
+        if len(simple) == 2 and not spread:
+            # The plain test failed for self or for the one argument: with
+            # self plain, only the argument's shortcut set is left.
+            known_tests[1] = f"_pg_T({simple[1]}) in _pg_OK"
+    plain_test = " and ".join(plain_tests + plain_spreads) or "True"
+    if len(simple) == 1 and not spread and plain_tests[0] != "_pg_o":
         # The plain test just failed for this one argument: only the shortcut set is left.
         known_test = f"_pg_T({simple[0]}) in _pg_OK"
     else:
-        known_test = (
-            " and ".join([f"(_pg_T({p}) in _pg_NL or _pg_T({p}) in _pg_OK)" for p in simple] + known_spreads)
-            or "True"
-        )
+        known_test = " and ".join(known_tests + known_spreads) or "True"
     values_parts = [f"({', '.join(simple)},)" if simple else "()"]
     for s in spread:
         values_parts.append(s if s.startswith("tuple(") else f"tuple({s})")

@@ -21,6 +21,7 @@ import copyreg
 import dataclasses
 import functools
 import inspect
+import itertools
 import linecache
 import re
 import sys
@@ -39,7 +40,7 @@ from ._context import MIXED_TENANT as MIXED_TENANT
 from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError, UnknownKeyError
 from ._shortcut import forget_classes
-from ._state import STATE
+from ._state import STATE, remember, trim_types
 from ._taxonomy import Taxonomy
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "box_kind",
     "label",
     "labels_of",
+    "learn_flat",
     "tenant_of",
     "tenant_of_values",
     "produces",
@@ -106,7 +108,6 @@ KEYS = _Keys()
 def set_taxonomy(taxonomy: Taxonomy) -> None:
     if taxonomy is not _STATE.taxonomy:
         _STATE.taxonomy = taxonomy
-        _KINDS.clear()
         _KINDS_NO_TENANT.clear()
         _STR_FAST.clear()
 
@@ -115,124 +116,136 @@ def set_taxonomy(taxonomy: Taxonomy) -> None:
 
 
 class _Kind:
-    """The pair of labelled classes for one (label set, tenant)."""
+    """A label set, and with ``tenant`` whose data it is.
 
-    __slots__ = ("labels", "tenant", "str_cls", "bytes_cls", "_numbers")
+    The kind of a label set alone (``tenant`` None) is made once per label
+    set and owns its labelled classes: with and without a tenant slot, for
+    str, bytes, numbers and containers. Tenants live on the labelled
+    instances, never in a class, so a million tenants make no class and
+    evict nothing. A kind with a tenant is a light pair made as needed (for
+    side-table objects and proxies), pointing at its label set's kind
+    (``base``); it owns no class."""
 
-    def __init__(self, labels: frozenset[str], tenant: str | None) -> None:
+    __slots__ = ("labels", "tenant", "base", "str_cls", "bytes_cls", "tstr_cls", "tbytes_cls", "_numbers")
+
+    def __init__(self, labels: frozenset[str], tenant: str | None = None, base: _Kind | None = None) -> None:
         self.labels = labels
         self.tenant = tenant
-        self.str_cls: type[LabelledStr] = type(
-            "LabelledStr",
-            (LabelledStr,),
-            {
-                "__slots__": (),
-                "_pg_labels": labels,
-                "_pg_tenant": tenant,
-                "_pg_kind": self,
-                "__module__": __name__,
-                "__qualname__": "LabelledStr",
-            },
-        )
-        self.bytes_cls: type[LabelledBytes] = type(
-            "LabelledBytes",
-            (LabelledBytes,),
-            {
-                "__slots__": (),
-                "_pg_labels": labels,
-                "_pg_tenant": tenant,
-                "_pg_kind": self,
-                "__module__": __name__,
-                "__qualname__": "LabelledBytes",
-            },
-        )
-        self._numbers: dict[type, type] = {}
+        if base is not None:
+            self.base = base
+            return
+        self.base = self
+        self.str_cls: type[LabelledStr] = self._subclass(LabelledStr, "_pg_kind")
+        self.tstr_cls: type[LabelledStr] = self._subclass(_TenantStr, "_pg_kind")
+        self.bytes_cls: type[LabelledBytes] = self._subclass(LabelledBytes, "_pg_kind")
+        self.tbytes_cls: type[LabelledBytes] = self._subclass(_TenantBytes, "_pg_kind")
+        self._numbers: dict[tuple[type, bool], type] = {}
 
-    def number_cls(self, base: type) -> type:
-        """The labelled subclass of ``int`` or ``float``, built on first use."""
-        found = self._numbers.get(base)
+    def _subclass(self, parent: type, attribute: str) -> Any:
+        # Every one is named as the public class it stands for.
+        name = parent.__name__.lstrip("_").replace("Tenant", "Labelled")
+        namespace: dict[str, Any] = {
+            "__slots__": (),
+            attribute: self,
+            "__module__": __name__,
+            "__qualname__": name,
+        }
+        if attribute == "_pg_kind":
+            namespace["_pg_labels"] = self.labels
+        return type(name, (parent,), namespace)
+
+    def number_cls(self, base: type, tenant: bool = False) -> type:
+        """The labelled subclass of ``int`` or ``float`` (with a tenant
+        attribute when ``tenant``), built on first use."""
+        found = self._numbers.get((base, tenant))
         if found is None:
-            parent = LabelledInt if base is int else LabelledFloat
-            found = type(
-                parent.__name__,
-                (parent,),
-                {
-                    "__slots__": (),
-                    "_pg_labels": self.labels,
-                    "_pg_tenant": self.tenant,
-                    "_pg_kind": self,
-                    "__module__": __name__,
-                    "__qualname__": parent.__name__,
-                },
-            )
-            self._numbers[base] = found
+            parent: type = LabelledInt if base is int else LabelledFloat
+            found = self._subclass(_tenant_parent(parent) if tenant else parent, "_pg_kind")
+            self._numbers[base, tenant] = found
         return found
 
-    def container_cls(self, base: type) -> type:
+    def container_cls(self, base: type, tenant: bool = False) -> type:
         """The labelled subclass of ``dict``, ``list``, ``tuple``, ``set`` or
         ``frozenset``, built on first use.
 
         It carries the kind as ``_pg_box``, not ``_pg_kind``: ``_pg_kind`` tells
         the hot path a value's labels are all on its class, while a
         container's items may carry labels of their own."""
-        found = self._numbers.get(base)
+        found = self._numbers.get((base, tenant))
         if found is None:
             parent = _CONTAINER_CLASSES[base]
-            found = type(
-                parent.__name__,
-                (parent,),
-                {"__slots__": (), "_pg_box": self, "__module__": __name__, "__qualname__": parent.__name__},
-            )
-            self._numbers[base] = found
+            found = self._subclass(_tenant_parent(parent) if tenant else parent, "_pg_box")
+            self._numbers[base, tenant] = found
         return found
 
 
-# (label set, tenant) -> kind: every labelled class made.
-_CLASSES: dict[tuple[frozenset[str], str | None], _Kind] = _STATE.classes
+# Parents of the labelled classes whose instances carry a tenant: str has a
+# slot for it; bytes, numbers and containers an instance __dict__ (their C
+# layout admits no slot).
+_TENANT_PARENTS: dict[type, type] = {}
+
+
+def _tenant_parent(parent: type) -> type:
+    found = _TENANT_PARENTS.get(parent)
+    if found is None:
+        found = _TENANT_PARENTS[parent] = type(
+            parent.__name__, (parent,), {"__module__": __name__, "__qualname__": parent.__name__}
+        )
+    return found
+
+
+# label set -> kind: every labelled class made.
+_CLASSES: dict[frozenset[str], _Kind] = _STATE.classes
 _CLASSES_LOCK = _STATE.classes_lock
-# (categories as given, tenant) -> kind, for keys already validated.
-_KINDS: dict[tuple[tuple[str, ...], str | None], _Kind] = _STATE.kinds
+# categories as given -> kind, for keys already validated.
 _KINDS_NO_TENANT: dict[tuple[str, ...], _Kind] = _STATE.kinds_no_tenant
 # categories as given -> labelled str class: label()'s first and cheapest test.
 _STR_FAST: dict[tuple[str, ...], type[LabelledStr]] = _STATE.str_fast
 _UNIONS: dict[tuple[_Kind, _Kind], _Kind] = _STATE.unions
 
 
-# Label sets are bounded by the taxonomy, tenants are not: past this many
-# cached (label set, tenant) kinds, the oldest tenant-specific ones are
-# forgotten, an eighth at a time. Live values keep their classes; a forgotten
-# class is freed with its last value.
-TENANT_KINDS_LIMIT = 2048
+# Label sets are bounded by the taxonomy (tenants no longer make classes),
+# but a program may combine categories in many ways: past this many label
+# sets the oldest eighth is forgotten. Live values keep their classes; a
+# forgotten class is freed with its last value.
+LABEL_SETS_LIMIT = 4096
 
 
-def _kind_for(labels: frozenset[str], tenant: str | None) -> _Kind:
-    key = (labels, tenant)
-    kind = _CLASSES.get(key)
+def _kind_for(labels: frozenset[str], tenant: str | None = None) -> _Kind:
+    kind = _CLASSES.get(labels)
     if kind is None:
         with _CLASSES_LOCK:
-            kind = _CLASSES.get(key)
+            kind = _CLASSES.get(labels)
             if kind is None:
-                if tenant is not None and len(_CLASSES) >= TENANT_KINDS_LIMIT:
-                    _forget_oldest_tenant_kinds()
-                kind = _Kind(labels, tenant)
-                _CLASSES[key] = kind
-    return kind
+                if len(_CLASSES) >= LABEL_SETS_LIMIT:
+                    _forget_oldest_label_sets()
+                kind = _Kind(labels)
+                _CLASSES[labels] = kind
+    return kind if tenant is None else _Kind(labels, tenant, kind)
 
 
-def _forget_oldest_tenant_kinds() -> None:
+def _with_tenant(kind: _Kind, tenant: str | None) -> _Kind:
+    # ``kind`` is a label set's own kind (no tenant).
+    return kind if tenant is None else _Kind(kind.labels, tenant, kind)
+
+
+def _forget_oldest_label_sets() -> None:
     # Partial and local: only the forgotten kinds leave the caches and the
     # wrappers' shortcut sets. Nothing is invalidated, since the policy did
-    # not change: the classes of other tenants stay allowed, and zones keep
-    # what they learnt. (Dicts keep insertion order: the first are the oldest.)
-    tenant_keys = [k for k in _CLASSES if k[1] is not None]
-    gone: set[_Kind] = {_CLASSES.pop(k) for k in tenant_keys[: max(1, len(tenant_keys) // 8)]}
-    for kind_key in [k for k, kind in _KINDS.items() if kind in gone]:
-        del _KINDS[kind_key]
+    # not change: the classes of other label sets stay allowed, and zones
+    # keep what they learnt. (Dicts keep insertion order: the first are the oldest.)
+    keys = list(itertools.islice(_CLASSES, max(1, len(_CLASSES) // 8)))
+    gone: set[_Kind] = {_CLASSES.pop(k) for k in keys}
+    for kind_key in [k for k, kind in _KINDS_NO_TENANT.items() if kind in gone]:
+        del _KINDS_NO_TENANT[kind_key]
+        _STR_FAST.pop(kind_key, None)
     for union_key in [k for k, kind in _UNIONS.items() if kind in gone or k[0] in gone or k[1] in gone]:
         del _UNIONS[union_key]
     classes: set[type] = set()
     for kind in gone:
-        classes.update((kind.str_cls, kind.bytes_cls, *kind._numbers.values()))
+        classes.update(
+            (kind.str_cls, kind.tstr_cls, kind.bytes_cls, kind.tbytes_cls, *kind._numbers.values())
+        )
     forget_classes(classes)
 
 
@@ -245,13 +258,59 @@ def merge_tenants(a: str | None, b: str | None) -> str | None:
 
 
 def _union(a: _Kind, b: _Kind) -> _Kind:
+    """The kind of both label sets (kinds without a tenant)."""
     if a is b:
         return a
     kind = _UNIONS.get((a, b))
     if kind is None:
-        kind = _kind_for(a.labels | b.labels, merge_tenants(a.tenant, b.tenant))
-        _UNIONS[a, b] = kind
+        kind = _kind_for(a.labels | b.labels)
+        remember(_UNIONS, (a, b), kind, 4 * LABEL_SETS_LIMIT)
     return kind
+
+
+def _join(a: _Kind, b: _Kind) -> _Kind:
+    """:func:`_union` for kinds that may carry a tenant (tenants merged)."""
+    if a is b:
+        return a
+    return _with_tenant(_union(a.base, b.base), merge_tenants(a.tenant, b.tenant))
+
+
+_getattr = getattr
+
+
+def _tenant_on(value: Any) -> str | None:
+    """The tenant a labelled str, bytes, number or container carries."""
+    return _getattr(value, "_pg_tenant", None)
+
+
+def _str_with(kind: _Kind, tenant: str | None, text: str) -> Any:
+    if tenant is None:
+        return kind.str_cls(text)
+    made = kind.tstr_cls(text)
+    made._pg_tenant = tenant
+    return made
+
+
+def _bytes_with(kind: _Kind, tenant: str | None, data: bytes) -> Any:
+    if tenant is None:
+        return _bytes_new(kind.bytes_cls, data)
+    made = _bytes_new(kind.tbytes_cls, data)
+    made._pg_tenant = tenant
+    return made
+
+
+def _number_with(kind: _Kind, tenant: str | None, base: type, number: Any) -> Any:
+    made = kind.number_cls(base, tenant is not None)(number)
+    if tenant is not None:
+        made._pg_tenant = tenant
+    return made
+
+
+def _container_with(kind: _Kind, tenant: str | None, base: type, items: Any) -> Any:
+    made = kind.container_cls(base, tenant is not None)(items)
+    if tenant is not None:
+        made._pg_tenant = tenant
+    return made
 
 
 _str_new = str.__new__
@@ -268,45 +327,55 @@ def _plain_bytes(value: Any) -> bytes:
 
 
 def _kind_of(value: object) -> _Kind | None:
-    return getattr(type(value), "_pg_kind", None)
+    """The kind of a labelled str, bytes or number, with its tenant."""
+    kind = getattr(type(value), "_pg_kind", None)
+    if kind is None:
+        return None
+    return _with_tenant(kind, _tenant_on(value))
 
 
-def _merged(kind: _Kind, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> _Kind:
+def _merged(
+    kind: _Kind, tenant: str | None, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> tuple[_Kind, str | None]:
     for arg in args:
         if type(arg) in NO_LABELS:
             continue
         other = getattr(type(arg), "_pg_kind", None)
         if other is not None:
             kind = _union(kind, other)
+            tenant = merge_tenants(tenant, _tenant_on(arg))
         elif type(arg) in (list, tuple):
             for item in arg:
                 other = getattr(type(item), "_pg_kind", None)
                 if other is not None:
                     kind = _union(kind, other)
+                    tenant = merge_tenants(tenant, _tenant_on(item))
     for arg in kwargs.values():
         other = getattr(type(arg), "_pg_kind", None)
         if other is not None:
             kind = _union(kind, other)
-    return kind
+            tenant = merge_tenants(tenant, _tenant_on(arg))
+    return kind, tenant
 
 
-def _relabel(result: Any, kind: _Kind) -> Any:
+def _relabel(result: Any, kind: _Kind, tenant: str | None) -> Any:
     t = type(result)
     own = getattr(t, "_pg_kind", None) if t not in NO_LABELS else None
     if own is not None:
         # The result is an operand itself ("%s" % labelled): it keeps its labels
         # and gains the receiver's.
         kind = _union(kind, own)
+        tenant = merge_tenants(tenant, _tenant_on(result))
         result = str.__str__(result) if isinstance(result, str) else _plain_bytes(result)
         t = type(result)
     if t is str:
-        return kind.str_cls(result)
+        return _str_with(kind, tenant, result)
     if t is bytes:
-        return _bytes_new(kind.bytes_cls, result)
+        return _bytes_with(kind, tenant, result)
     if t is list:
-        return [_relabel(item, kind) for item in result]
+        return [_relabel(item, kind, tenant) for item in result]
     if t is tuple:
-        return tuple(_relabel(item, kind) for item in result)
+        return tuple(_relabel(item, kind, tenant) for item in result)
     return result
 
 
@@ -337,11 +406,36 @@ def {name}(self, *args, **kwargs):
     result = _base(self, *args, **kwargs)
     if result is NotImplemented:
         return result
-    return _relabel(result, _merged(type(self)._pg_kind, args, kwargs))
+    return _relabel(result, *_merged(type(self)._pg_kind, _getattr(self, "_pg_tenant", None), args, kwargs))
 """
 _TO_STR = """
 def {name}(self{params}):
-    return type(self)._pg_kind.str_cls(_base(self{args}))
+    return _str_with(type(self)._pg_kind, _getattr(self, "_pg_tenant", None), _base(self{args}))
+"""
+# The same for classes whose instances carry a tenant: results carry it on.
+_TENANT_SAME = """
+def {name}(self{params}):
+    made = type(self)(_base(self{args}))
+    made._pg_tenant = _getattr(self, "_pg_tenant", None)
+    return made
+"""
+_TENANT_SAME_OR_NOT_IMPLEMENTED = """
+def {name}(self, other):
+    result = _base(self, other)
+    if result is NotImplemented:
+        return result
+    made = type(self)(result)
+    made._pg_tenant = _getattr(self, "_pg_tenant", None)
+    return made
+"""
+_TENANT_PIECES = """
+def {name}(self{params}):
+    cls = type(self)
+    tenant = _getattr(self, "_pg_tenant", None)
+    pieces = [cls(piece) for piece in _base(self{args})]
+    for piece in pieces:
+        piece._pg_tenant = tenant
+    return pieces
 """
 
 # name -> (parameters after self, arguments passed on); defaults as the base type's.
@@ -389,6 +483,8 @@ def _install(cls: type, base: type, template: str, names: Iterable[str]) -> None
             "_base": getattr(base, name),
             "_relabel": _relabel,
             "_merged": _merged,
+            "_getattr": getattr,
+            "_str_with": _str_with,
             "_SPACE": " " if base is str else b" ",
             "_EMPTY_BYTES": b"",
         }
@@ -439,7 +535,7 @@ class LabelledStr(str):
         other_kind = getattr(type(other), "_pg_kind", None)
         if other_kind is None:
             return type(self)(result)
-        return _union(type(self)._pg_kind, other_kind).str_cls(result)
+        return _str_with(_union(type(self)._pg_kind, other_kind), _tenant_on(other), result)
 
     def replace(self, old: str, new: str, count: SupportsIndex = -1) -> Any:
         result = _str_replace(self, old, new, count)
@@ -450,17 +546,19 @@ class LabelledStr(str):
         other = getattr(type(new), "_pg_kind", None)
         if other is None:
             return type(self)(result)
-        return _union(type(self)._pg_kind, other).str_cls(result)
+        return _str_with(_union(type(self)._pg_kind, other), _tenant_on(new), result)
 
     def join(self, iterable: Iterable[str]) -> Any:
         items = iterable if type(iterable) in (list, tuple) else list(iterable)
         kind = type(self)._pg_kind
+        tenant = _tenant_on(self)
         for item in items:
             if type(item) is not str:
                 other = getattr(type(item), "_pg_kind", None)
                 if other is not None:
                     kind = _union(kind, other)
-        return kind.str_cls(_str_join(self, items))
+                    tenant = merge_tenants(tenant, _tenant_on(item))
+        return _str_with(kind, tenant, _str_join(self, items))
 
     def __radd__(self, other: object) -> Any:
         # Python tries this before str.__add__ of the left operand because this
@@ -472,8 +570,15 @@ class LabelledStr(str):
     def __rmod__(self, template: object) -> Any:
         if not isinstance(template, str):
             return NotImplemented
-        kind = _union(type(self)._pg_kind, _kind_of(template) or type(self)._pg_kind)
-        return kind.str_cls(str.__mod__(template, str.__str__(self)))
+        kind = type(self)._pg_kind
+        tenant = _tenant_on(self)
+        other = getattr(type(template), "_pg_kind", None)
+        if other is not None:
+            kind = _union(kind, other)
+            tenant = merge_tenants(tenant, _tenant_on(template))
+        # ``self`` as the operand: formatting reads it through __str__ (itself),
+        # so the text is copied once, not first into a plain str.
+        return _str_with(kind, tenant, str.__mod__(template, self))
 
     def __str__(self) -> str:
         return self
@@ -481,23 +586,64 @@ class LabelledStr(str):
     def __format__(self, spec: str) -> str:
         if not spec:
             return self
-        return type(self)._pg_kind.str_cls(str.__format__(self, spec))
+        return _str_with(type(self)._pg_kind, _tenant_on(self), str.__format__(self, spec))  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
-        return type(self)._pg_kind.str_cls(str.__repr__(self))
+        return _str_with(type(self)._pg_kind, _tenant_on(self), str.__repr__(self))  # type: ignore[no-any-return]
 
     def __iter__(self) -> Any:
         return map(type(self), str.__iter__(self))
 
     def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return _bytes_new(type(self)._pg_kind.bytes_cls, str.encode(self, encoding, errors))
+        return _bytes_with(type(self)._pg_kind, _tenant_on(self), str.encode(self, encoding, errors))  # type: ignore[no-any-return]
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         kind = type(self)._pg_kind
-        return (_rebuild, (str.__str__(self), tuple(sorted(kind.labels)), kind.tenant))
+        return (_rebuild, (str.__str__(self), tuple(sorted(kind.labels)), _tenant_on(self)))
 
     def __getnewargs__(self) -> Any:
         return (str.__str__(self),)
+
+
+class _TenantStr(LabelledStr):
+    """A labelled ``str`` that also says whose data it is: the tenant is a
+    slot of the instance (one pointer), so tenants make no classes."""
+
+    __slots__ = ("_pg_tenant",)
+
+    def __add__(self, other: object) -> Any:
+        result = _str_add(self, other)  # type: ignore[arg-type]
+        if result is NotImplemented:
+            return result
+        kind = type(self)._pg_kind
+        tenant = _tenant_on(self)
+        if type(other) is not str:
+            other_kind = getattr(type(other), "_pg_kind", None)
+            if other_kind is not None:
+                kind = _union(kind, other_kind)
+                tenant = merge_tenants(tenant, _tenant_on(other))
+        return _str_with(kind, tenant, result)
+
+    def replace(self, old: str, new: str, count: SupportsIndex = -1) -> Any:
+        result = _str_replace(self, old, new, count)
+        kind = type(self)._pg_kind
+        tenant = _tenant_on(self)
+        if type(new) is not str:
+            other = getattr(type(new), "_pg_kind", None)
+            if other is not None:
+                kind = _union(kind, other)
+                tenant = merge_tenants(tenant, _tenant_on(new))
+        return _str_with(kind, tenant, result)
+
+    def __radd__(self, other: object) -> Any:
+        if not isinstance(other, str):
+            return NotImplemented
+        return _str_with(type(self)._pg_kind, _tenant_on(self), _str_add(other, self))
+
+    def __iter__(self) -> Any:
+        kind = type(self)._pg_kind
+        tenant = _tenant_on(self)
+        return (_str_with(kind, tenant, c) for c in str.__iter__(self))
 
 
 class LabelledBytes(bytes):
@@ -514,29 +660,31 @@ class LabelledBytes(bytes):
         except TypeError:
             return NotImplemented
         kind = type(self)._pg_kind
+        tenant = _tenant_on(self)
         other_kind = getattr(type(other), "_pg_kind", None)
         if other_kind is not None:
             kind = _union(kind, other_kind)
-        return _bytes_new(kind.bytes_cls, result)
+            tenant = merge_tenants(tenant, _tenant_on(other))
+        return _bytes_with(kind, tenant, result)
 
     def __radd__(self, other: Any) -> Any:
         # A bytearray stays a (mutable, unlabelled) bytearray: the zone's job.
         if not isinstance(other, bytes):
             return NotImplemented
-        return _bytes_new(type(self)._pg_kind.bytes_cls, _plain_bytes(other) + _plain_bytes(self))
+        return _bytes_with(type(self)._pg_kind, _tenant_on(self), _plain_bytes(other) + _plain_bytes(self))
 
     def __rmod__(self, template: Any) -> Any:
         if not isinstance(template, bytes):
             return NotImplemented
-        return _bytes_new(type(self)._pg_kind.bytes_cls, bytes.__mod__(template, _plain_bytes(self)))
+        return _bytes_with(type(self)._pg_kind, _tenant_on(self), bytes.__mod__(template, _plain_bytes(self)))
 
     def __getitem__(self, key: Any) -> Any:
         result = bytes.__getitem__(self, key)
         # An index gives an int, which cannot carry labels: the zone's job.
-        return type(self)(result) if type(result) is bytes else result
+        return _bytes_with(type(self)._pg_kind, _tenant_on(self), result) if type(result) is bytes else result
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return type(self)._pg_kind.str_cls(bytes.decode(self, encoding, errors))
+        return _str_with(type(self)._pg_kind, _tenant_on(self), bytes.decode(self, encoding, errors))  # type: ignore[no-any-return]
 
     def __bytes__(self) -> bytes:
         return self
@@ -547,18 +695,29 @@ class LabelledBytes(bytes):
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         kind = type(self)._pg_kind
-        return (_rebuild, (_plain_bytes(self), tuple(sorted(kind.labels)), kind.tenant))
+        return (_rebuild, (_plain_bytes(self), tuple(sorted(kind.labels)), _tenant_on(self)))
+
+
+class _TenantBytes(LabelledBytes):
+    """A labelled ``bytes`` that also says whose data it is (an instance
+    attribute: bytes admits no slot)."""
 
 
 _install(LabelledStr, str, _SAME, _CASE_AND_PADDING + ("casefold", "__getitem__"))
 _install(LabelledStr, str, _SAME_OR_NOT_IMPLEMENTED, ("__mul__", "__rmul__"))
 _install(LabelledStr, str, _PIECES, ("split", "rsplit", "splitlines"))
 _install(LabelledStr, str, _COMBINING, ("format", "format_map", "partition", "rpartition", "__mod__"))
+_install(_TenantStr, str, _TENANT_SAME, _CASE_AND_PADDING + ("casefold", "__getitem__"))
+_install(_TenantStr, str, _TENANT_SAME_OR_NOT_IMPLEMENTED, ("__mul__", "__rmul__"))
+_install(_TenantStr, str, _TENANT_PIECES, ("split", "rsplit", "splitlines"))
 _install(LabelledBytes, bytes, _SAME, _CASE_AND_PADDING)
 _install(LabelledBytes, bytes, _TO_STR, ("hex",))
 _install(LabelledBytes, bytes, _SAME_OR_NOT_IMPLEMENTED, ("__mul__", "__rmul__"))
 _install(LabelledBytes, bytes, _PIECES, ("split", "rsplit", "splitlines"))
 _install(LabelledBytes, bytes, _COMBINING, ("partition", "rpartition", "__mod__", "replace", "join"))
+_install(_TenantBytes, bytes, _TENANT_SAME, _CASE_AND_PADDING)
+_install(_TenantBytes, bytes, _TENANT_SAME_OR_NOT_IMPLEMENTED, ("__mul__", "__rmul__"))
+_install(_TenantBytes, bytes, _TENANT_PIECES, ("split", "rsplit", "splitlines"))
 
 
 class _LabelledNumber:
@@ -568,18 +727,19 @@ class _LabelledNumber:
     __slots__ = ()
     _pg_kind: _Kind
     _pg_number: Any
+    _pg_tenant: str | None = None
 
     def __str__(self) -> str:
         number: Any = type(self)._pg_number
-        return type(self)._pg_kind.str_cls(number.__repr__(self))
+        return _str_with(type(self)._pg_kind, _tenant_on(self), number.__repr__(self))  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         number: Any = type(self)._pg_number
-        return type(self)._pg_kind.str_cls(number.__repr__(self))
+        return _str_with(type(self)._pg_kind, _tenant_on(self), number.__repr__(self))  # type: ignore[no-any-return]
 
     def __format__(self, spec: str) -> str:
         number: Any = type(self)._pg_number
-        return type(self)._pg_kind.str_cls(number.__format__(self, spec))
+        return _str_with(type(self)._pg_kind, _tenant_on(self), number.__format__(self, spec))  # type: ignore[no-any-return]
 
 
 class LabelledInt(_LabelledNumber, int):
@@ -592,7 +752,7 @@ class LabelledInt(_LabelledNumber, int):
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         kind = type(self)._pg_kind
-        return (_rebuild, (int(self), tuple(sorted(kind.labels)), kind.tenant))
+        return (_rebuild, (int(self), tuple(sorted(kind.labels)), _tenant_on(self)))
 
 
 class LabelledFloat(_LabelledNumber, float):
@@ -604,7 +764,7 @@ class LabelledFloat(_LabelledNumber, float):
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         kind = type(self)._pg_kind
-        return (_rebuild, (float(self), tuple(sorted(kind.labels)), kind.tenant))
+        return (_rebuild, (float(self), tuple(sorted(kind.labels)), _tenant_on(self)))
 
 
 class _LabelledContainer:
@@ -625,20 +785,22 @@ class _LabelledContainer:
     __slots__ = ()
     _pg_box: _Kind
     _pg_base: Any
+    _pg_tenant: str | None = None
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         kind = type(self)._pg_box
-        return (_rebuild, (_plain_container(self), tuple(sorted(kind.labels)), kind.tenant))
+        return (_rebuild, (_plain_container(self), tuple(sorted(kind.labels)), _tenant_on(self)))
 
     def __iter__(self) -> Any:
         return map(_item_of, repeat(self), type(self)._pg_base.__iter__(self))
 
     def __repr__(self) -> str:
-        return type(self)._pg_box.str_cls(type(self)._pg_base.__repr__(self))
+        text: str = _str_with(type(self)._pg_box, _tenant_on(self), type(self)._pg_base.__repr__(self))
+        return text
 
     def copy(self) -> Any:
         cls: Any = type(self)
-        return cls(_plain_container(self))
+        return _container_with(cls._pg_box, _tenant_on(self), cls._pg_base, _plain_container(self))
 
     def __copy__(self) -> Any:
         return self.copy()
@@ -674,6 +836,7 @@ def _item_of(container: Any, item: Any) -> Any:
     ``list``) comes back as itself, so writes through it still reach the
     outer one, and its categories go to the zone."""
     kind = type(container)._pg_box
+    tenant = _tenant_on(container)
     t = type(item)
     # Plain text and numbers first (a JSON document's keys and values):
     # getattr() on a type that lacks the attribute raises and clears an
@@ -681,24 +844,24 @@ def _item_of(container: Any, item: Any) -> Any:
     if (t is str or t is int or t is float) and not FLAGS.activations:
         # The categories were checked when the container was labelled; the
         # zone and the read check as label() does them.
-        result = kind.str_cls(item) if t is str else kind.number_cls(t)(item)
+        result = _str_with(kind, tenant, item) if t is str else _number_with(kind, tenant, t, item)
         if FLAGS.zones:
             state = ZONE.get()
             if state is not None:
-                state.add(kind.labels, kind.tenant)
+                state.add(kind.labels, tenant)
         purpose = _current_purpose()
         if purpose is not None and not _read_allowed(kind, purpose):
-            _read_in_purpose(kind, kind.tenant, purpose)
+            _read_in_purpose(kind, tenant, purpose)
         return result
     if t is _NONE_TYPE or t is bool:
-        return label(item, *sorted(kind.labels), tenant=kind.tenant)
+        return label(item, *sorted(kind.labels), tenant=tenant)
     if t in _CONTAINERS or getattr(t, "_pg_box", None) is not None or isinstance(item, LabelledProxy):
         if FLAGS.zones:
             state = ZONE.get()
             if state is not None:
-                state.add(kind.labels, kind.tenant)
+                state.add(kind.labels, tenant)
         return item
-    return label(item, *sorted(kind.labels), tenant=kind.tenant)
+    return label(item, *sorted(kind.labels), tenant=tenant)
 
 
 def _pair_of(container: Any, pair: tuple[Any, Any]) -> tuple[Any, Any]:
@@ -714,11 +877,13 @@ def _combined(container: Any, other: Any, result: Any, *more: Any) -> Any:
     if base not in _CONTAINER_CLASSES:
         return result
     kind = type(container)._pg_box
+    tenant = _tenant_on(container)
     for operand in (other, *more):
         operand_kind = getattr(type(operand), "_pg_box", None)
         if operand_kind is not None:
             kind = _union(kind, operand_kind)
-    return kind.container_cls(base)(result)
+            tenant = merge_tenants(tenant, _tenant_on(operand))
+    return _container_with(kind, tenant, base, result)
 
 
 class _LabelledKeys(KeysView):  # type: ignore[type-arg]
@@ -989,16 +1154,16 @@ def box_kind(value: Any) -> _Kind | None:
 def _rebuild(value: Any, labels: tuple[str, ...], tenant: str | None) -> Any:
     # Unpickling trusts the labels it finds: they were valid when pickled, and
     # dropping them would be a silent declassification.
-    kind = _kind_for(frozenset(labels), tenant)
+    kind = _kind_for(frozenset(labels))
     if isinstance(value, str):
-        return kind.str_cls(value)
+        return _str_with(kind, tenant, value)
     if isinstance(value, bytes):
-        return _bytes_new(kind.bytes_cls, value)
+        return _bytes_with(kind, tenant, value)
     if type(value) in (int, float):
-        return kind.number_cls(type(value))(value)
+        return _number_with(kind, tenant, type(value), value)
     if type(value) in _CONTAINER_CLASSES:
-        return kind.container_cls(type(value))(value)
-    return _label_object(value, kind)
+        return _container_with(kind, tenant, type(value), value)
+    return _label_object(value, _with_tenant(kind, tenant))
 
 
 # -- other objects --------------------------------------------------------------
@@ -1041,6 +1206,50 @@ _OBJECT_REFS: dict[int, weakref.ref[Any]] = _STATE.object_refs
 NO_LABELS: set[type] = _STATE.no_labels
 # Types that ever had an instance labelled in the side table: never "label-free".
 SIDE_TABLE_TYPES: set[type] = _STATE.side_table_types
+# Types of plain objects, whose instances carry labels only in the values of
+# their ``__dict__``: an instance whose attribute values are all of types in
+# NO_LABELS carries none. Guarded methods test their ``self`` that way on
+# every call (a shallow look at the attribute types, so setting a labelled
+# attribute later is seen at once, with no hook on the class).
+FLAT_OBJECTS: set[type] = _STATE.flat_objects
+_FLAT_KNOWN: dict[type, bool] = {}
+
+
+def learn_flat(t: type) -> None:
+    """Put ``t`` in :data:`FLAT_OBJECTS` if its instances are plain objects."""
+    if issubclass(t, _LABELLED_BASES):
+        return  # never plain, and not remembered: the class goes with its values
+    known = _FLAT_KNOWN.get(t)
+    if known is None:
+        size = len(_FLAT_KNOWN)
+        known = remember(_FLAT_KNOWN, t, _is_flat(t))
+        if len(_FLAT_KNOWN) <= size:
+            # The oldest eighth was forgotten: the set follows, so both keep
+            # the same (newest) types and no older class stays alive in one.
+            FLAT_OBJECTS.intersection_update(_FLAT_KNOWN)
+    if known and t not in SIDE_TABLE_TYPES and not (FOREIGN and foreign_reader(t) is not None):
+        FLAT_OBJECTS.add(t)
+
+
+_LABELLED_BASES = (LabelledStr, LabelledBytes, _LabelledNumber, _LabelledContainer, LabelledProxy)
+
+
+def _is_flat(t: type) -> bool:
+    if t in _CONTAINERS or issubclass(t, LabelledProxy) or getattr(t, "_pg_box", None) is not None:
+        return False
+    if getattr(t, "_pg_kind", None) is not None or t.__getattribute__ is not object.__getattribute__:
+        return False
+    how, names = _shape(t)
+    if how != _OBJECT or names or annotated_fields(t):
+        return False
+    # Its __dict__ must be the instance dict itself, not a property of the class.
+    for klass in t.__mro__:
+        declared = klass.__dict__.get("__dict__")
+        if declared is not None:
+            return type(declared) is types.GetSetDescriptorType
+    return False
+
+
 _CONTAINERS = (list, tuple, set, frozenset, dict)
 
 
@@ -1054,14 +1263,14 @@ def _forget(object_id: int) -> Callable[[Any], None]:
 
 def _label_object(value: Any, kind: _Kind) -> Any:
     if isinstance(value, LabelledProxy):
-        return LabelledProxy(value.__wrapped__, _union(value._self_pg_kind, kind))
+        return LabelledProxy(value.__wrapped__, _join(value._self_pg_kind, kind))
     t = type(value)
     if t in _CONTAINERS or t in (int, float, complex, bool, type(None)) or not _weakrefable(t):
         return LabelledProxy(value, kind)
     object_id = id(value)
     previous = _OBJECTS.get(object_id)
     if previous is not None and _OBJECT_REFS[object_id]() is value:
-        kind = _union(previous, kind)
+        kind = _join(previous, kind)
     else:
         _OBJECT_REFS[object_id] = weakref.ref(value, _forget(object_id))
     _OBJECTS[object_id] = kind
@@ -1069,6 +1278,7 @@ def _label_object(value: Any, kind: _Kind) -> Any:
         SIDE_TABLE_TYPES.add(t)
         _keep_labels_when_pickled(t)
     NO_LABELS.discard(t)
+    FLAT_OBJECTS.discard(t)
     return value
 
 
@@ -1122,7 +1332,7 @@ def _weakrefable(t: type) -> bool:
     known = _WEAKREFABLE.get(t)
     if known is None:
         known = t.__weakrefoffset__ != 0
-        _WEAKREFABLE[t] = known
+        remember(_WEAKREFABLE, t, known)
     return known
 
 
@@ -1141,7 +1351,8 @@ def _unhashable(categories: tuple[Any, ...], tenant: object = None) -> NoReturn:
     raise TypeError("categories must be strings")
 
 
-def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
+def _resolve(categories: tuple[str, ...], tenant: str | None = None) -> _Kind:
+    """The kind of ``categories`` (validated) with ``tenant`` (validated)."""
     if FLAGS.activations:
         # Another context may run under another taxonomy: validate against this
         # context's, and keep the caches for the process-wide one.
@@ -1149,13 +1360,9 @@ def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
                 raise UnknownKeyError(category, "category")
-        return _kind_for(frozenset(categories), tenant)
-    key = (categories, tenant)
+        return _kind_for(frozenset(categories), None if tenant is None else _checked_tenant(tenant))
     try:
-        kind = _KINDS_NO_TENANT.get(categories) if tenant is None else None
-        if kind is not None:
-            return kind
-        kind = _KINDS.get(key)
+        kind = _KINDS_NO_TENANT.get(categories)
     except TypeError:
         _unhashable(categories, tenant)
     if kind is None:
@@ -1163,14 +1370,29 @@ def _resolve(categories: tuple[str, ...], tenant: str | None) -> _Kind:
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
                 raise UnknownKeyError(category, "category")
-        if tenant is not None:
-            require_tenant(tenant)
-        kind = _kind_for(frozenset(categories), tenant)
-        _KINDS[key] = kind
-        if tenant is None:
-            _KINDS_NO_TENANT[categories] = kind
-            _STR_FAST[categories] = kind.str_cls
-    return kind
+        kind = _kind_for(frozenset(categories))
+        if len(_KINDS_NO_TENANT) >= LABEL_SETS_LIMIT:
+            # Partial and local: the oldest eighth of these lookups goes.
+            for old in list(itertools.islice(_KINDS_NO_TENANT, LABEL_SETS_LIMIT // 8)):
+                del _KINDS_NO_TENANT[old]
+                _STR_FAST.pop(old, None)
+        _KINDS_NO_TENANT[categories] = kind
+        _STR_FAST[categories] = kind.str_cls
+    return kind if tenant is None else _Kind(kind.labels, _checked_tenant(tenant), kind)
+
+
+def _checked_tenant(tenant: object) -> str:
+    # The common case in one expression; anything else gets require_tenant's
+    # full test and its error.
+    if (
+        type(tenant) is str
+        and 0 < len(tenant) <= MAX_TENANT_LENGTH
+        and tenant.isprintable()
+        and tenant[0] != " "
+        and tenant[-1] != " "
+    ):
+        return tenant
+    return require_tenant(tenant)
 
 
 class _Source:
@@ -1252,22 +1474,29 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
     categories against it, and a denial is a violation ``via="source"``,
     handled per mode like any other.
     """
-    if type(value) is str and tenant is None:
+    if type(value) is str:
         try:
             cls = _STR_FAST.get(categories)
         except TypeError:  # an unhashable "category": _attach names the mistake
             cls = None
         if cls is not None and not FLAGS.activations:
-            fast: Any = cls(value)
+            fast: Any
+            if tenant is None:
+                fast = cls(value)
+            else:
+                # The tenant goes on the instance: no class per tenant, no
+                # cache that a million tenants would fill.
+                fast = cls._pg_kind.tstr_cls(value)
+                fast._pg_tenant = _checked_tenant(tenant)
             if FLAGS.zones:
                 state = ZONE.get()
                 if state is not None:
-                    state.add(cls._pg_kind.labels)
+                    state.add(cls._pg_kind.labels, tenant)
             purpose = _current_purpose()
             if purpose is not None:
                 kind = cls._pg_kind
                 if not _read_allowed(kind, purpose):
-                    _read_in_purpose(kind, None, purpose)
+                    _read_in_purpose(kind, tenant, purpose)
             return fast  # type: ignore[no-any-return]
     result, attached = _attach(value, categories, tenant)
     purpose = _current_purpose()
@@ -1287,16 +1516,16 @@ def relabel(value: T, *categories: str, tenant: str | None = None) -> T:
 
 def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tuple[Any, _Kind]:
     """Label ``value`` and tell the zone; returns the result and the kind of
-    the categories attached (not merged with the value's own)."""
+    the categories attached (not merged with the value's own, without a tenant)."""
     try:
-        kind = _KINDS_NO_TENANT.get(categories) if tenant is None and not FLAGS.activations else None
+        kind = _KINDS_NO_TENANT.get(categories) if not FLAGS.activations else None
     except TypeError:
         _unhashable(categories, tenant)
     if kind is None:
         if not categories:
             raise TypeError("label() needs at least one category")
         try:
-            kind = _resolve(categories, tenant)
+            kind = _resolve(categories).base
         except UnknownKeyError as error:
             if type(value) is str and value in KEYS.current().categories:
                 # pg.label("customer_data", value): name the mistake, not the value.
@@ -1304,35 +1533,38 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
                     categories[0], "category", hint="the arguments look swapped: pg.label(value, *categories)"
                 ) from None
             raise error from None
+    if tenant is not None:
+        tenant = _checked_tenant(tenant)
     attached = kind
     t = type(value)
     result: Any
     if t is str:
-        result = kind.str_cls(value)
+        result = _str_with(kind, tenant, value)
     elif t is bytes:
-        result = _bytes_new(kind.bytes_cls, value)
+        result = _bytes_with(kind, tenant, value)
     else:
         own = getattr(t, "_pg_kind", None)
         if own is not None:
             kind = _union(own, kind)
+            tenant = merge_tenants(_tenant_on(value), tenant)
             if isinstance(value, str):
-                result = kind.str_cls(str.__str__(value))
+                result = _str_with(kind, tenant, str.__str__(value))
             elif isinstance(value, bytes):
-                result = _bytes_new(kind.bytes_cls, _plain_bytes(value))
+                result = _bytes_with(kind, tenant, _plain_bytes(value))
             else:
                 base = int if isinstance(value, int) else float
-                result = kind.number_cls(base)(base(value))
+                result = _number_with(kind, tenant, base, base(value))
         elif isinstance(value, str):
-            result = kind.str_cls(str.__str__(value))
+            result = _str_with(kind, tenant, str.__str__(value))
         elif isinstance(value, bytes):
-            result = _bytes_new(kind.bytes_cls, _plain_bytes(value))
+            result = _bytes_with(kind, tenant, _plain_bytes(value))
         elif t is int or t is float:
             # Subclasses, not proxies: json, sqlite3 and arithmetic see a number.
-            result = kind.number_cls(t)(value)
+            result = _number_with(kind, tenant, t, value)
         elif t in _CONTAINER_CLASSES:
             # Subclasses too (a shallow copy): json.dumps and web frameworks
             # reject a proxy of a dict, and take a dict subclass as a dict.
-            result = kind.container_cls(t)(value)
+            result = _container_with(kind, tenant, t, value)
         elif t is _NONE_TYPE or t is bool:
             # None, True and False are singletons: a labelled stand-in would
             # break `is None` and database drivers. They stay themselves and
@@ -1345,13 +1577,14 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
             box = getattr(t, "_pg_box", None)
             if box is not None:
                 kind = _union(box, kind)
-                result = kind.container_cls(box_base(t))(_plain_container(value))
+                tenant = merge_tenants(_tenant_on(value), tenant)
+                result = _container_with(kind, tenant, box_base(t), _plain_container(value))
             else:
-                result = _label_object(value, kind)
+                result = _label_object(value, _with_tenant(kind, tenant))
     if FLAGS.zones:
         state = ZONE.get()
         if state is not None:
-            state.add(kind.labels, kind.tenant)
+            state.add(kind.labels, tenant)
     return result, attached
 
 
@@ -1513,7 +1746,7 @@ def annotated_fields(t: type) -> tuple[tuple[str, frozenset[str]], ...]:
             if found_here:
                 fields.append((name, found_here))
     result = tuple(fields)
-    _FIELDS[t] = result
+    remember(_FIELDS, t, result)
     return result
 
 
@@ -1558,6 +1791,7 @@ def register_foreign(t: type, reader: ForeignLabels) -> None:
     FOREIGN[t] = reader
     _FOREIGN_FOUND.clear()
     NO_LABELS.difference_update([k for k in NO_LABELS if issubclass(k, t)])
+    FLAT_OBJECTS.difference_update([k for k in FLAT_OBJECTS if issubclass(k, t)])
 
 
 def unregister_foreign(t: type) -> None:
@@ -1571,7 +1805,7 @@ def foreign_reader(t: type) -> ForeignLabels | None:
     except KeyError:
         pass
     found = next((FOREIGN[base] for base in t.__mro__ if base in FOREIGN), None)
-    _FOREIGN_FOUND[t] = found
+    remember(_FOREIGN_FOUND, t, found)
     return found
 
 
@@ -1639,16 +1873,19 @@ def _item_labels(item: Any) -> frozenset[str]:
 
 def tenant_of(value: Any) -> str | None:
     """The tenant a labelled value belongs to, if it was labelled with one."""
-    kind = getattr(type(value), "_pg_kind", None)
-    if kind is None:
-        if isinstance(value, LabelledProxy):
-            kind = value._self_pg_kind
-        else:
-            kind = getattr(type(value), "_pg_box", None) or _OBJECTS.get(id(value))
-            if kind is None and FOREIGN:
-                reader = foreign_reader(type(value))
-                if reader is not None:
-                    return reader.tenant(value)
+    if (
+        getattr(type(value), "_pg_kind", None) is not None
+        or getattr(type(value), "_pg_box", None) is not None
+    ):
+        # Labelled str, bytes, numbers and containers carry it themselves.
+        return _tenant_on(value)
+    if isinstance(value, LabelledProxy):
+        return value._self_pg_kind.tenant
+    kind = _OBJECTS.get(id(value))
+    if kind is None and FOREIGN:
+        reader = foreign_reader(type(value))
+        if reader is not None:
+            return reader.tenant(value)
     return kind.tenant if kind is not None else None
 
 
@@ -1665,8 +1902,9 @@ def tenant_of_values(values: Iterable[Any]) -> str | None:
             continue
         kind = getattr(t, "_pg_kind", None)
         if kind is not None:
-            if kind.tenant is not None:
-                found = merge_tenants(found, kind.tenant)
+            tenant = _tenant_on(value)
+            if tenant is not None:
+                found = merge_tenants(found, tenant)
             continue
         rest.append(value)
     if rest:
@@ -1816,7 +2054,7 @@ def _slots(t: type) -> tuple[str, ...]:
             for name in declared:
                 if name not in ("__dict__", "__weakref__") and name not in names:
                     names.append(name)
-        found = _SLOTS[t] = tuple(names)
+        found = remember(_SLOTS, t, tuple(names))
     return found
 
 
@@ -1841,7 +2079,10 @@ def _shape(t: type) -> tuple[int, tuple[str, ...]]:
         else:
             names = _slots(t)
             how = _OBJECT if names or getattr(t, "__dictoffset__", 0) != 0 else _NOTHING
-        found = _SHAPES[t] = (how, names)
+        found = remember(_SHAPES, t, (how, names))
+        # A new type: the walk may learn it as label-free next, so bound
+        # that set here (it stays a plain set for the hot path).
+        trim_types(NO_LABELS, _STATE.no_labels_default)
     return found
 
 
@@ -1856,10 +2097,12 @@ class _Walk:
         self.purpose = purpose
         self.short = False
 
-    def add(self, kind: Any) -> None:
+    def add(self, kind: Any, tenant: str | None = None) -> None:
         self.labels.update(kind.labels)
-        if kind.tenant is not None:
-            self.tenant = merge_tenants(self.tenant, kind.tenant)
+        if tenant is None:
+            tenant = kind.tenant
+        if tenant is not None:
+            self.tenant = merge_tenants(self.tenant, tenant)
 
     def visit(self, value: Any, level: int) -> None:
         t = type(value)
@@ -1867,7 +2110,7 @@ class _Walk:
             return
         kind = getattr(t, "_pg_kind", None)
         if kind is not None:
-            self.add(kind)
+            self.add(kind, _tenant_on(value))
             return
         self.budget -= 1
         if self.budget < 0:
@@ -1881,7 +2124,7 @@ class _Walk:
                 return
         box = getattr(t, "_pg_box", None)
         if box is not None:
-            self.add(box)
+            self.add(box, _tenant_on(value))
         elif FOREIGN and (reader := foreign_reader(t)) is not None:
             self.labels.update(reader.labels(value, self.purpose))
             owner = reader.tenant(value)

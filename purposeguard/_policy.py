@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ._errors import PolicyError, UnknownKeyError
+from ._state import remember
 from ._taxonomy import Taxonomy, is_valid_key
 
 if sys.version_info >= (3, 11):
@@ -62,6 +63,8 @@ MAX_TABLE_CELLS = 1_000_000
 MAX_RULE_PAIRS = 1_000_000
 # The TOML text itself, refused before parsing.
 MAX_POLICY_BYTES = 16 * 1024 * 1024
+# Memoised decisions kept per purpose (label sets).
+DECISIONS_LIMIT = 4096
 
 _POLICY_KEYS = {"name", "description", "default", "mode", "context_mode", "taxonomy", "extends", "remove"}
 _RULE_KEYS = {
@@ -283,7 +286,9 @@ class Policy:
         decision = by_labels.get(categories)
         if decision is None:
             decision = self._decide_uncached(categories, purpose)
-            by_labels[categories] = decision
+            # Label sets a program uses are few, but decide() takes any:
+            # past the bound the oldest eighth is decided again when next asked.
+            remember(by_labels, categories, decision, DECISIONS_LIMIT)
         if decision.allowed or tenant is None or consents is None:
             return decision
         return self._apply_consent(decision, categories, purpose, tenant, consents)

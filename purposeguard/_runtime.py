@@ -22,7 +22,7 @@ from ._labels import WalkLimit, labels_in_values, set_taxonomy, tenant_of_values
 from ._policy import MODES, ConsentLookup, Decision, Policy, effective_mode, environment_mode
 from ._records import Record, Repeats, Violation
 from ._shortcut import invalidate
-from ._state import STATE
+from ._state import STATE, remember
 from ._state import reset as reset_state
 
 __all__ = [
@@ -345,7 +345,7 @@ class Guard:
                 found.append(
                     Denial(category, rule.id if rule else None, mode, remediation.text, remediation.kind)
                 )
-            self._denial_memo[key] = found
+            remember(self._denial_memo, key, found, 4096)
         return found
 
     def _internal_error(

@@ -19,11 +19,53 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["STATE", "Counter", "Counters", "Flags", "Handlers", "on_reset", "reset"]
+__all__ = [
+    "STATE",
+    "TYPE_CACHE_LIMIT",
+    "Counter",
+    "Counters",
+    "Flags",
+    "Handlers",
+    "on_reset",
+    "remember",
+    "reset",
+    "trim_types",
+]
 
 logger = logging.getLogger("purposeguard")
 
 Handler = Callable[[Any], None]
+
+
+# How many types each type-keyed cache keeps. Programs make classes at run
+# time (model factories, named tuples): a cache that kept every type it saw
+# would keep them all alive. The caches are filled in the order types are
+# met and forget their oldest eighth when full, so together they keep about
+# the last few hundred types, whatever passed through before.
+TYPE_CACHE_LIMIT = 512
+
+
+def remember(cache: dict[Any, Any], key: Any, value: Any, limit: int = TYPE_CACHE_LIMIT) -> Any:
+    """Store ``value`` under ``key`` in ``cache`` (a plain dict, so lookups
+    stay the dict's own), forgetting the oldest eighth first when ``cache``
+    holds ``limit`` keys. Partial and local: it drops memory, nothing else."""
+    if len(cache) >= limit and key not in cache:
+        for old in list(itertools.islice(cache, max(1, limit // 8))):
+            cache.pop(old, None)
+    cache[key] = value
+    return value
+
+
+def trim_types(found: set[type], keep: frozenset[type] = frozenset(), limit: int = TYPE_CACHE_LIMIT) -> None:
+    """Keep at most ``limit`` types in ``found`` besides ``keep``: past it, an
+    eighth of the others is forgotten (a set has no order: which eighth is
+    arbitrary). ``found`` stays a plain set, so the hot path's ``type(x) in
+    found`` costs what it did (a set subclass measured 15 ns slower here)."""
+    if len(found) - len(keep) <= limit:
+        return
+    extra = [t for t in found if t not in keep]
+    for t in extra[: max(1, len(extra) // 8)]:
+        found.discard(t)
 
 
 class Counter:
@@ -175,8 +217,9 @@ class Labels:
     """The labels layer's registries and caches (the labels module binds
     these containers to its own names).
 
-    ``taxonomy`` validates label keys (the process-wide policy's); ``kinds``
-    and the other caches map label sets and tenants to labelled classes;
+    ``taxonomy`` validates label keys (the process-wide policy's); ``classes``
+    and the other caches map label sets to labelled classes (tenants live on
+    the labelled instances);
     ``no_labels`` holds the types whose instances are known to carry no
     labels (the hot path's one test); ``foreign`` the label readers that
     integrations registered; ``objects``/``object_refs`` are the
@@ -189,7 +232,6 @@ class Labels:
         "default_taxonomy",
         "classes",
         "classes_lock",
-        "kinds",
         "kinds_no_tenant",
         "str_fast",
         "unions",
@@ -197,6 +239,7 @@ class Labels:
         "weakrefable",
         "no_labels",
         "no_labels_default",
+        "flat_objects",
         "side_table_types",
         "objects",
         "object_refs",
@@ -209,7 +252,6 @@ class Labels:
         self.default_taxonomy: Any = None
         self.classes: dict[Any, Any] = {}
         self.classes_lock = threading.Lock()
-        self.kinds: dict[Any, Any] = {}
         self.kinds_no_tenant: dict[Any, Any] = {}
         self.str_fast: dict[Any, Any] = {}
         self.unions: dict[Any, Any] = {}
@@ -219,6 +261,9 @@ class Labels:
             {type(None), bool, int, float, complex, str, bytes, bytearray, range, type}
         )
         self.no_labels: set[type] = set(self.no_labels_default)
+        # Types of plain objects (attributes in a __dict__, nothing else that
+        # can hold labels): guarded methods test their self's attribute types.
+        self.flat_objects: set[type] = set()
         self.side_table_types: set[type] = set()
         self.objects: dict[int, Any] = {}
         self.object_refs: dict[int, Any] = {}
@@ -231,7 +276,6 @@ class Labels:
         """Forget the label-set caches (the taxonomy they were validated against changed)."""
         with self.classes_lock:
             self.classes.clear()
-            self.kinds.clear()
             self.kinds_no_tenant.clear()
             self.str_fast.clear()
             self.unions.clear()
@@ -246,6 +290,7 @@ class Labels:
         # those labels are still there.
         self.no_labels.clear()
         self.no_labels.update(self.no_labels_default - self.side_table_types)
+        self.flat_objects.clear()
 
 
 class State:

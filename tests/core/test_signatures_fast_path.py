@@ -67,13 +67,7 @@ def _signatures() -> dict[str, Callable[[Any], Any]]:
     }
 
 
-# A bound method's ``self`` is an object whose attributes are looked into on
-# every call (they can hold labelled values), so a method never takes the
-# unlabelled-argument shortcut: methods are not on the fast path yet.
-_SHORTCUT_KINDS = [kind for kind in _signatures() if kind != "method"]
-
-
-@pytest.mark.parametrize("kind", _SHORTCUT_KINDS)
+@pytest.mark.parametrize("kind", list(_signatures()))
 def test_an_allowed_labelled_argument_takes_the_shortcut_after_the_first_call(kind: str) -> None:
     call = _signatures()[kind]
     allowed = pg.label("ticket 4711", TICKET)
@@ -127,3 +121,122 @@ def test_a_callable_object_wrapped_is_called_through_its_own_call() -> None:
     with pytest.raises(pg.PurposeViolation):
         wrapped(pg.label("a@example.com", EMAIL))
     assert counter.calls == 1  # refused before the object ran
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.owner = "ops"
+        self.size = 3
+
+    @pg.purpose(PURPOSE)
+    def read(self, x: Any) -> Any:
+        return x
+
+    @pg.purpose(PURPOSE)
+    def plain(self) -> str:
+        return "done"
+
+
+def _fast_calls(call: Callable[[], Any]) -> int:
+    counter = hits(PURPOSE)
+    before = counter.value()
+    for _ in range(5):
+        call()
+    return counter.value() - before
+
+
+def test_a_method_of_a_plain_object_takes_the_shortcut() -> None:
+    box = Mailbox()
+    allowed = pg.label("ticket 4711", TICKET)
+    box.read(allowed)
+    assert _fast_calls(lambda: box.read(allowed)) >= 5
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "new attribute",
+        "existing attribute",
+        "inside a list attribute",
+        "inside a dict attribute",
+        "nested object",
+    ],
+)
+def test_a_labelled_attribute_set_after_the_first_call_is_seen_at_once(where: str) -> None:
+    box = Mailbox()
+    allowed = pg.label("ticket 4711", TICKET)
+    denied = pg.label("a@example.com", EMAIL)
+    box.read(allowed)
+    assert box.plain() == "done"
+    assert _fast_calls(lambda: box.read(allowed)) >= 5  # learnt: self is a plain object
+    if where == "new attribute":
+        box.body = denied  # type: ignore[attr-defined]
+    elif where == "existing attribute":
+        box.owner = denied
+    elif where == "inside a list attribute":
+        box.items = ["plain"]  # type: ignore[attr-defined]
+        box.read(allowed)  # a list attribute: the full check, still allowed
+        box.items.append(denied)  # type: ignore[attr-defined]
+    elif where == "inside a dict attribute":
+        box.meta = {}  # type: ignore[attr-defined]
+        box.read(allowed)
+        box.meta["from"] = denied  # type: ignore[attr-defined]
+    else:
+        inner = Mailbox()
+        box.inner = inner  # type: ignore[attr-defined]
+        box.read(allowed)
+        inner.owner = denied
+    with pytest.raises(pg.PurposeViolation):
+        box.read(allowed)
+    with pytest.raises(pg.PurposeViolation):
+        box.plain()  # self alone carries the label now
+    other = Mailbox()
+    assert other.read(allowed) == allowed  # another instance of the class is not affected
+
+
+def test_an_object_labelled_in_place_after_the_first_call_is_refused() -> None:
+    box = Mailbox()
+    allowed = pg.label("ticket 4711", TICKET)
+    box.read(allowed)
+    box.read(allowed)
+    pg.label(box, EMAIL)
+    with pytest.raises(pg.PurposeViolation):
+        box.read(allowed)
+    with pytest.raises(pg.PurposeViolation):
+        Mailbox.read(box, "plain")
+
+
+def test_a_class_with_annotated_fields_or_slots_is_never_taken_for_plain() -> None:
+    from typing import Annotated
+
+    from purposeguard._labels import FLAT_OBJECTS
+
+    class Note:
+        body: Annotated[str, pg.Category(EMAIL)]
+
+        def __init__(self) -> None:
+            self.body = "text"
+
+        @pg.purpose(PURPOSE)
+        def read(self) -> None:
+            return None
+
+    class Slotted:
+        __slots__ = ("body",)
+
+        def __init__(self) -> None:
+            self.body = pg.label("a@example.com", EMAIL)
+
+        @pg.purpose(PURPOSE)
+        def read(self) -> None:
+            return None
+
+    note = Note()
+    for _ in range(3):
+        with pytest.raises(pg.PurposeViolation):
+            note.read()
+    slotted = Slotted()
+    for _ in range(3):
+        with pytest.raises(pg.PurposeViolation):
+            slotted.read()
+    assert Note not in FLAT_OBJECTS and Slotted not in FLAT_OBJECTS

@@ -163,7 +163,7 @@ def _rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def growth(calls: int, deadline_s: float) -> dict[str, float]:
+def memory_growth(calls: int, deadline_s: float) -> dict[str, float]:
     """``calls`` guarded calls, a fresh class every 10 and a fresh tenant
     every call, stopped at ``deadline_s``: RSS growth and classes alive."""
     import weakref
@@ -281,7 +281,7 @@ def rows(quick: bool = False, smoke: bool = False) -> list[Row]:
             )
         )
     calls, deadline = (2_000, 10.0) if smoke else (100_000, 60.0) if quick else (1_000_000, 300.0)
-    grown = growth(calls, deadline)
+    grown = memory_growth(calls, deadline)
     found.append(
         Row(
             "bounded memory",

@@ -40,7 +40,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("warehouse")))
         .config("spark.sql.session.timeZone", "UTC")
-        # Plain pickled Python UDFs: the Arrow path needs pandas and pyarrow.
+        # Plain Python UDFs go pickled row by row (test_pandas_udfs.py tries the Arrow ones).
         .config("spark.sql.execution.pythonUDF.arrow.enabled", "false")
         .getOrCreate()
     )

@@ -57,6 +57,10 @@ def _bodies_of_group(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"tenant": [frame["tenant"].iloc[0]], "longest": [frame["body"].str.len().max()]})
 
 
+def _cogrouped(key: tuple[Any, ...], left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"tenant": [key[0]], "n": [len(left) + len(right)], "p": [f"{pg.current_purpose()}"]})
+
+
 def _interests(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     @pg.purpose("advertising")
     def profile(text: str) -> str:
@@ -124,6 +128,21 @@ def test_a_guarded_call_inside_map_in_pandas_is_checked_in_the_worker(raw_mail: 
         mapped = raw_mail.mapInPandas(_interests, "i string")
     with pytest.raises(Exception, match="PurposeViolation"):
         mapped.collect()
+
+
+def test_cogrouped_apply_in_pandas_gets_the_key_the_purpose_and_both_sides_categories(
+    mail: Any, spark: Any
+) -> None:
+    audiences = spark.createDataFrame([("contoso", "a1"), ("fabrikam", "a2")], ["tenant", "audience"])
+    with pg.purpose("service.operations"):
+        joined = (
+            audiences.groupBy("tenant")
+            .cogroup(mail.select("tenant", "body").groupBy("tenant"))
+            .applyInPandas(_cogrouped, "tenant string, n long, p string")
+        )
+    assert pg_spark.lineage(joined).categories == (frozenset({EMAIL}),) * 3
+    rows = sorted((r.tenant, r.n, r.p) for r in joined.collect())
+    assert rows[:2] == [("contoso", 11, "service.operations"), ("fabrikam", 11, "service.operations")]
 
 
 # -- labels through pandas UDFs -----------------------------------------------------------------------

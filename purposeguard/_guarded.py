@@ -187,7 +187,7 @@ def {name}({params}):
     _pg_t = _pg_T(_pg_r)
     if _pg_t not in _pg_NL:
         if _pg_t in _pg_OK and (_pg_F.fast or _pg_F.fast_unzoned and _pg_ZG() is None):
-            if _pg_C.enabled and not _pg_handed_back(_pg_r, {values}):
+            if _pg_C.enabled and {not_handed_back}:
                 _pg_next(_pg_HIT)
         else:
             _pg_return_check(_pg_P, _pg_N, _pg_r, {values})
@@ -358,6 +358,13 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
     for s in spread:
         values_parts.append(s if s.startswith("tuple(") else f"tuple({s})")
     values = " + ".join(values_parts)
+    # Whether the result is not one of the arguments, by identity: spelt out
+    # per parameter, since a call of _handed_back costs more than the rest of
+    # the allowed path once telemetry counts hits.
+    not_handed_back_tests = [f"_pg_r is not {p}" for p in simple]
+    if spread:
+        not_handed_back_tests.append(f"not _pg_handed_back(_pg_r, {' + '.join(values_parts[1:])})")
+    not_handed_back = " and ".join(not_handed_back_tests) or "True"
     source = _TEMPLATE.format(
         name="_pg_wrapper",
         params=", ".join(params),
@@ -365,6 +372,7 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         plain_test=plain_test,
         known_test=known_test,
         values=values,
+        not_handed_back=not_handed_back,
         call=", ".join(call),
     )
     filename = f"<purposeguard wrapper of {name} #{next(_WRAPPERS_MADE)}>"

@@ -70,6 +70,7 @@ from purposeguard._labels import (
     KEYS,
     _label_object,
     _resolve,
+    _tenant_on,
     annotated_fields,
     label,
     register_foreign,
@@ -393,7 +394,7 @@ def _reader_base() -> type:
                     if (
                         kind is None
                         or not kind.labels <= zone.categories
-                        or (kind.tenant is not None and kind.tenant not in zone.owners)
+                        or ((tenant := _tenant_on(value)) is not None and tenant not in zone.owners)
                     ):
                         _note_read(zone, type(self), instance, value)
             return value
@@ -405,7 +406,7 @@ def _reader_base() -> type:
 def _note_read(zone: ZoneState, reader: Any, instance: Any, value: Any) -> None:
     kind = getattr(type(value), "_pg_kind", None) or getattr(type(value), "_pg_box", None)
     if kind is not None:
-        zone.add(kind.labels, kind.tenant)
+        zone.add(kind.labels, _tenant_on(value))
         return
     # None, a truth value, a proxy: the column's categories with the row's tenant.
     tenant = instance.__dict__.get(reader._pg_tenant) if reader._pg_tenant is not None else None

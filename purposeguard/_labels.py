@@ -886,6 +886,14 @@ def _item_of(container: Any, item: Any) -> Any:
         return result
     if t is _NONE_TYPE or t is bool:
         return label(item, *sorted(kind.labels), tenant=tenant)
+    if t is tuple or t is frozenset:
+        # Nothing writes through an immutable one (a row of a query result):
+        # it comes back labelled, so its items do too.
+        if FLAGS.zones:
+            state = ZONE.get()
+            if state is not None:
+                state.add(kind.labels, tenant)
+        return _container_with(kind, tenant, t, item)
     if t in _CONTAINERS or getattr(t, "_pg_box", None) is not None or isinstance(item, LabelledProxy):
         if FLAGS.zones:
             state = ZONE.get()

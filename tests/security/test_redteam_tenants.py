@@ -289,3 +289,41 @@ def test_a_slice_of_another_tenants_list_is_refused_in_a_consenting_zone(store: 
         with pytest.raises(pg.PurposeViolation) as refused:
             train(page)
     assert refused.value.violations[0].tenant == "fabrikam"
+
+
+def test_no_tenant_can_be_named_several_tenants_to_hold_consent_for_mixed_data(tmp_path: Path) -> None:
+    """A grant to a tenant spelled like the marker for mixed data would cover every mix: refused."""
+    consent_store = ConsentStore(tmp_path / "audit.log")
+    try:
+        with pytest.raises(pg.PolicyError):
+            consent_store.grant(MIXED, "improvement", ["customer_data"], granted_by="admin")
+        pg.configure("trust-center", mode="enforce", consents=consent_store)
+        with pytest.raises(pg.PurposeViolation):
+            train(_mine("a") + _theirs("b"))
+    finally:
+        consent_store.close()
+
+
+@dataclasses.dataclass
+class Note:
+    body: str
+
+
+OBJECT_COPIES: dict[str, Callable[[Any], Any]] = {
+    "as labelled": lambda o: o,
+    "copy.copy": copy.copy,
+    "copy.deepcopy": copy.deepcopy,
+    "pickle": lambda o: pickle.loads(pickle.dumps(o)),
+}
+
+
+@pytest.mark.parametrize("duplicate", OBJECT_COPIES.values(), ids=OBJECT_COPIES.keys())
+def test_a_labelled_objects_copies_keep_its_tenant(
+    duplicate: Callable[[Any], Any], trace_guard: pg.Guard
+) -> None:
+    assert _whose(duplicate(_mine(Note("contoso's note")))) == ("contoso", True)
+
+
+def test_an_object_labelled_again_for_another_tenant_belongs_to_neither(trace_guard: pg.Guard) -> None:
+    note = _mine(Note("contoso's note"))
+    assert _whose(pg.label(note, EMAIL, tenant="fabrikam")) == (MIXED, True)

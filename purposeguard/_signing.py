@@ -248,7 +248,12 @@ def verify(
     if len(parts) != 5 or parts[0] != VERSION:
         return "has a malformed signature"
     _, key_id, issued_text, bound, mac = parts
-    if not issued_text.isdigit() or len(issued_text) > 12 or len(mac) != _MAC_CHARS:
+    # isdigit() alone takes '²' and other digits int() refuses.
+    if (
+        not (issued_text.isascii() and issued_text.isdigit())
+        or len(issued_text) > 12
+        or len(mac) != _MAC_CHARS
+    ):
         return "has a malformed signature"
     if bound != "-" and (len(bound) != 32 or not _HEX.issuperset(bound)):
         return "has a malformed signature"

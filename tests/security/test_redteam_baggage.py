@@ -20,7 +20,7 @@ from purposeguard.integrations.asgi import PurposeGuardMiddleware as AsgiMiddlew
 from purposeguard.integrations.wsgi import PurposeGuardMiddleware as WsgiMiddleware
 
 import purposeguard as pg
-from purposeguard._signing import BaggageKey
+from purposeguard._signing import BaggageKey, verify
 
 KEY = "redteam-baggage-key-one-0123456789abcdef"
 OTHER = "redteam-baggage-key-two-fedcba9876543210"
@@ -291,3 +291,24 @@ def test_wsgi_a_forged_tenant_is_not_read_and_a_signed_one_is() -> None:
     environ["HTTP_TRACEPARENT"] = TRACE
     list(middleware(environ, lambda status, headers, exc_info=None: None))
     assert seen["tenant"] == "contoso"
+
+
+@pytest.mark.parametrize(
+    "issued",
+    ["\u00b2\u00b3", "\u0661\u0662", "1_700_000_000", " 17"],
+    ids=["superscript", "arabic-indic", "underscores", "space"],
+)
+def test_a_signature_time_that_is_not_plain_ascii_digits_is_malformed_not_an_error(issued: str) -> None:
+    """The verifier is reached with text from the network: it answers, it never raises."""
+    key = BaggageKey(KEY)
+    said = verify(
+        (key,),
+        f"1.{key.key_id}.{issued}.-.{'A' * 43}",
+        channel=baggage.HTTP,
+        trace=None,
+        purpose=None,
+        tenant="contoso",
+        zone=None,
+        max_age=baggage.MAX_AGE,
+    )
+    assert said == "has a malformed signature"

@@ -26,6 +26,7 @@ from purposeguard._labels import tenant_of_values
 from purposeguard.consent import ConsentStore
 
 EMAIL = "customer_data.content.email"
+_EMPTY: tuple[Any, ...] = ()
 
 
 def _mine(value: Any) -> Any:
@@ -111,7 +112,7 @@ READS: dict[str, Callable[[], Any]] = {
     "zip(*items())": lambda: list(zip(*_mine({"k": "v"}).items(), strict=True))[1][0],
     "dict(items())": lambda: dict(_mine({"k": "v"}).items())["k"],
     "filter": lambda: next(filter(None, _mine(["v"]))),
-    "sum of tuples": lambda: sum([_mine(("v",))], ())[0],
+    "sum of tuples": lambda: sum([_mine(("v",))], _EMPTY)[0],
     "set.pop": lambda: _mine({"v"}).pop(),
     "list.pop(0)": lambda: _mine(["v", "w"]).pop(0),
     "Holder(**d)": lambda: Holder(**_mine({"x": "v"})).x,

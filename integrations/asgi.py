@@ -119,7 +119,9 @@ class PurposeGuardMiddleware:
                 else:
                     raw_baggage.append(value)
             elif name == _TRACEPARENT:
-                traceparent = value
+                # Two traceparents name no one trace: a signature bound to a
+                # trace holds in neither.
+                traceparent = value if traceparent is None else b""
         incoming = (
             baggage.parse(raw_baggage, traceparent=traceparent)
             if raw_baggage is not None

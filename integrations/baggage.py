@@ -452,10 +452,14 @@ def inject(
         del headers["baggage"]
 
 
-def task_channel(kind: str, task_id: object) -> str:
+def task_channel(kind: str, task_id: object, name: object = None) -> str:
     """The channel of one queued task (``kind`` is ``"celery"`` or ``"rq"``):
-    its baggage holds for that task id only, however long it waits."""
-    return f"{kind} task {task_id}"
+    its baggage holds for that task id and task (``name``: the Celery task's
+    name, the RQ job's function) only, however long it waits. Task ids are
+    chosen by whoever enqueues, so without the name a header seen on one
+    task could be put on another task enqueued under the same id."""
+    ident = str(task_id)
+    return f"{kind} task {len(ident)}:{ident} {'-' if name is None else name}"
 
 
 def signed_header(

@@ -72,7 +72,12 @@ def _before_publish(sender: Any = None, body: Any = None, headers: Any = None, *
             task_id = body.get("id")
         if task_id is None:
             return  # baggage bound to no task could be replayed onto any
-        value = baggage.header_value(extra_categories=labels, channel=baggage.task_channel("celery", task_id))
+        name = headers.get("task") if isinstance(headers, dict) else None
+        if name is None and isinstance(body, dict):
+            name = body.get("task")
+        value = baggage.header_value(
+            extra_categories=labels, channel=baggage.task_channel("celery", task_id, name)
+        )
     except Exception:  # noqa: BLE001 - publishing never fails over purposeguard
         logger.exception("purposeguard could not add its header to a task message")
         return
@@ -93,7 +98,7 @@ def _incoming(task: Any) -> baggage.Incoming:
         logger.warning("purposeguard ignored a task header that is not a string")
         return baggage.NOTHING
     task_id = getattr(request, "id", None)
-    return baggage.parse(raw, channel=baggage.task_channel("celery", task_id))
+    return baggage.parse(raw, channel=baggage.task_channel("celery", task_id, getattr(task, "name", None)))
 
 
 def _prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:

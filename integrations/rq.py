@@ -90,7 +90,9 @@ def _create_job(original: Any) -> Any:
         check_egress(_queue_url(self), labels, function=_function_name(func))
         job = original(self, func, args, kwargs, *rest, **options)
         try:
-            value = baggage.header_value(extra_categories=labels, channel=baggage.task_channel("rq", job.id))
+            value = baggage.header_value(
+                extra_categories=labels, channel=baggage.task_channel("rq", job.id, job.func_name)
+            )
         except Exception:  # noqa: BLE001 - enqueueing never fails over purposeguard's header
             logger.exception("purposeguard could not add its baggage to an RQ job")
             return job
@@ -109,7 +111,7 @@ def _perform(original: Any) -> Any:
             logger.warning("purposeguard ignored an RQ job's baggage that is not a string")
             raw = None
         incoming = (
-            baggage.parse(raw, channel=baggage.task_channel("rq", self.id))
+            baggage.parse(raw, channel=baggage.task_channel("rq", self.id, self.func_name))
             if raw is not None
             else baggage.NOTHING
         )

@@ -185,11 +185,30 @@ class _Kind:
 _TENANT_PARENTS: dict[type, type] = {}
 
 
+class _UnsetContainerTenant:
+    """The tenant of a tenant-carrying container whose own was never set
+    (``type(d)(...)``, as ``dataclasses.asdict`` rebuilds one): the tenant
+    its items name, and none (:data:`MIXED_TENANT`) when they name nobody,
+    never the zone's. Read only while the instance holds no tenant."""
+
+    def __get__(self, instance: Any, owner: type | None = None) -> str:
+        if instance is None:
+            return MIXED_TENANT
+        found = tenant_of_values(_plain_items(instance))
+        return MIXED_TENANT if found is None else found
+
+
 def _tenant_parent(parent: type) -> type:
     found = _TENANT_PARENTS.get(parent)
     if found is None:
+        # An instance made by calling its class (``type(x)(...)``) was given
+        # no tenant: a number belongs to none, so no tenant's consent covers
+        # it; a container to whoever its items name (none if they name nobody).
+        unset: Any = _UnsetContainerTenant() if issubclass(parent, _LabelledContainer) else MIXED_TENANT
         found = _TENANT_PARENTS[parent] = type(
-            parent.__name__, (parent,), {"__module__": __name__, "__qualname__": parent.__name__}
+            parent.__name__,
+            (parent,),
+            {"__module__": __name__, "__qualname__": parent.__name__, "_pg_tenant": unset},
         )
     return found
 
@@ -611,6 +630,14 @@ class _TenantStr(LabelledStr):
 
     __slots__ = ("_pg_tenant",)
 
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when the slot was never set (``type(x)(...)`` builds
+        # one without a tenant): whose data it is is unknown, so it belongs
+        # to no tenant, never to the zone's.
+        if name == "_pg_tenant":
+            return MIXED_TENANT
+        raise AttributeError(name)
+
     def __add__(self, other: object) -> Any:
         result = _str_add(self, other)  # type: ignore[arg-type]
         if result is NotImplemented:
@@ -701,6 +728,10 @@ class LabelledBytes(bytes):
 class _TenantBytes(LabelledBytes):
     """A labelled ``bytes`` that also says whose data it is (an instance
     attribute: bytes admits no slot)."""
+
+    # One made by calling its class (``type(x)(...)``) has no tenant of its
+    # own: it belongs to none, never to the zone's.
+    _pg_tenant: str | None = MIXED_TENANT
 
 
 _install(LabelledStr, str, _SAME, _CASE_AND_PADDING + ("casefold", "__getitem__"))
@@ -855,6 +886,14 @@ def _item_of(container: Any, item: Any) -> Any:
         return result
     if t is _NONE_TYPE or t is bool:
         return label(item, *sorted(kind.labels), tenant=tenant)
+    if t is tuple or t is frozenset:
+        # Nothing writes through an immutable one (a row of a query result):
+        # it comes back labelled, so its items do too.
+        if FLAGS.zones:
+            state = ZONE.get()
+            if state is not None:
+                state.add(kind.labels, tenant)
+        return _container_with(kind, tenant, t, item)
     if t in _CONTAINERS or getattr(t, "_pg_box", None) is not None or isinstance(item, LabelledProxy):
         if FLAGS.zones:
             state = ZONE.get()
@@ -1012,7 +1051,7 @@ class LabelledList(_LabelledContainer, list):  # type: ignore[type-arg]
     def __getitem__(self, index: Any) -> Any:
         found = list.__getitem__(self, index)
         if isinstance(index, slice):
-            return type(self)(found)
+            return _container_with(type(self)._pg_box, _tenant_on(self), list, found)
         return _item_of(self, found)
 
     def __reversed__(self) -> Any:
@@ -1047,7 +1086,7 @@ class LabelledTuple(_LabelledContainer, tuple):  # type: ignore[type-arg]
     def __getitem__(self, index: Any) -> Any:
         found = tuple.__getitem__(self, index)
         if isinstance(index, slice):
-            return type(self)(found)
+            return _container_with(type(self)._pg_box, _tenant_on(self), tuple, found)
         return _item_of(self, found)
 
     def copy(self) -> Any:

@@ -210,10 +210,17 @@ def trace_id(traceparent: str | None) -> str | None:
     """The trace id of a W3C ``traceparent`` value, or None when there is none or it is malformed."""
     if not traceparent:
         return None
+    # Read as OpenTelemetry reads it, so the trace a signature is checked
+    # against is the trace the request's spans join: version 00 has exactly
+    # four fields (two headers joined by a comma are not a traceparent).
     parts = traceparent.strip().split("-")
-    if len(parts) < 4:
+    if len(parts) < 4 or (parts[0] == "00" and len(parts) != 4):
         return None
-    found = parts[1]
+    version, found, span, flags = parts[:4]
+    if len(version) != 2 or version == "ff" or len(span) != 16 or len(flags) != 2:
+        return None
+    if not _HEX.issuperset(version + span + flags) or span == "0" * 16:
+        return None
     if len(found) != 32 or not _HEX.issuperset(found) or found == "0" * 32:
         return None
     return found
@@ -241,7 +248,12 @@ def verify(
     if len(parts) != 5 or parts[0] != VERSION:
         return "has a malformed signature"
     _, key_id, issued_text, bound, mac = parts
-    if not issued_text.isdigit() or len(issued_text) > 12 or len(mac) != _MAC_CHARS:
+    # isdigit() alone takes '²' and other digits int() refuses.
+    if (
+        not (issued_text.isascii() and issued_text.isdigit())
+        or len(issued_text) > 12
+        or len(mac) != _MAC_CHARS
+    ):
         return "has a malformed signature"
     if bound != "-" and (len(bound) != 32 or not _HEX.issuperset(bound)):
         return "has a malformed signature"

@@ -148,7 +148,9 @@ def test_bad_header_is_ignored_with_a_warning(worker: Any, caplog: pytest.LogCap
 
 
 def test_a_header_signed_for_its_own_task_is_read(worker: Any, signed: Signer) -> None:
-    header = signed(tenant="contoso", zone=CONTENT, channel=baggage.task_channel("celery", "task-7"))
+    header = signed(
+        tenant="contoso", zone=CONTENT, channel=baggage.task_channel("celery", "task-7", "pgtest.inspect")
+    )
     outcome = inspect_task.apply_async(task_id="task-7", headers={pg_celery.HEADER: header}).get(timeout=10)
     assert outcome == {"purpose": None, "tenant": "contoso", "zone": [CONTENT]}
 
@@ -156,9 +158,27 @@ def test_a_header_signed_for_its_own_task_is_read(worker: Any, signed: Signer) -
 def test_a_header_copied_onto_another_task_is_ignored(
     worker: Any, signed: Signer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    header = signed(tenant="contoso", zone=CONTENT, channel=baggage.task_channel("celery", "task-7"))
+    header = signed(
+        tenant="contoso", zone=CONTENT, channel=baggage.task_channel("celery", "task-7", "pgtest.inspect")
+    )
     with caplog.at_level(logging.WARNING, logger="purposeguard"):
         outcome = inspect_task.apply_async(task_id="task-8", headers={pg_celery.HEADER: header}).get(
+            timeout=10
+        )
+    assert outcome == {"purpose": None, "tenant": None, "zone": []}
+    assert any("badly signed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_header_put_on_another_task_enqueued_under_the_same_id_is_ignored(
+    worker: Any, signed: Signer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever enqueues chooses the task id: a header seen on one task, put on a
+    different task under that same id, carries nothing."""
+    header = signed(
+        tenant="contoso", zone=CONTENT, channel=baggage.task_channel("celery", "task-9", "pgtest.operate")
+    )
+    with caplog.at_level(logging.WARNING, logger="purposeguard"):
+        outcome = inspect_task.apply_async(task_id="task-9", headers={pg_celery.HEADER: header}).get(
             timeout=10
         )
     assert outcome == {"purpose": None, "tenant": None, "zone": []}

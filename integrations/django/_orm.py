@@ -194,64 +194,83 @@ _READER: list[type] = []
 
 
 def _reader_base() -> type:
-    """The descriptor class of declared fields: Django's own, plus telling the
-    zone what a read hands out (built once, after Django is imported).
-
-    Django's ``DeferredAttribute`` has no ``__set__``, so a loaded value is
-    read straight from the instance's dict without calling it; the reading
-    class has one (storing into the dict as Django's ``__init__`` and
-    ``refresh_from_db`` expect), which makes every read of a declared field
-    pass through ``__get__``."""
+    """The base of the reading descriptor classes (built once, after Django is imported)."""
     if _READER:
         return _READER[0]
     from django.db.models.query_utils import DeferredAttribute
 
     class ReadingAttribute(DeferredAttribute):  # type: ignore[misc]  # Django ships no types
         __slots__ = ()
-        # Set on the per-field subclasses: the field's attname and categories,
-        # and the model's tenant attname, for values that cannot carry a label.
-        _pg_attname: str = ""
-        _pg_labels: frozenset[str] = frozenset()
-        _pg_tenant: str | None = None
-
-        def __get__(self, instance: Any, cls: Any = None) -> Any:
-            if instance is None:
-                return self
-            values = instance.__dict__
-            attname = self._pg_attname
-            if attname in values:
-                value = values[attname]
-            else:
-                value = DeferredAttribute.__get__(self, instance, cls)  # a deferred field loads
-            if FLAGS.zones and value is not None:
-                zone = ZONE.get()
-                if zone is not None:
-                    kind = getattr(type(value), "_pg_kind", None)
-                    if kind is None or not kind.labels <= zone.categories:
-                        _note_read(zone, type(self), instance, value)
-                    else:
-                        # The row's tenant is on the value, not its class.
-                        tenant = getattr(value, "_pg_tenant", None)
-                        if tenant is not None and tenant not in zone.owners:
-                            zone.add(kind.labels, tenant)
-            return value
-
-        def __set__(self, instance: Any, value: Any) -> None:
-            instance.__dict__[self._pg_attname] = value
 
     _READER.append(ReadingAttribute)
     return ReadingAttribute
 
 
-def _note_read(zone: ZoneState, reader: Any, instance: Any, value: Any) -> None:
+def _reader(attname: str, labels: frozenset[str], tenant_attname: str | None) -> type:
+    """The descriptor class of one declared field: Django's own, plus telling
+    the zone what a read hands out.
+
+    Django's ``DeferredAttribute`` has no ``__set__``, so a loaded value is
+    read straight from the instance's dict without calling it; this class has
+    one (storing into the dict, as Django's ``__init__`` and
+    ``refresh_from_db`` expect), which makes every read of the field pass
+    through ``__get__``: the hot path of a Django app, so what it needs is in
+    the closure, not looked up on the descriptor."""
+    base = _reader_base()
+    deferred_get = base.__mro__[1].__get__
+    flags = FLAGS
+    zone_get = ZONE.get
+    # (zone, labelled class, tenant) of the last read this field told a zone
+    # of: a zone's categories and owners only grow, so reading a value of
+    # that class and tenant in that zone again has nothing to tell it. One
+    # tuple, replaced whole, so threads never see half of one.
+    seen: list[tuple[Any, Any, Any]] = [(None, None, None)]
+
+    def __get__(self: Any, instance: Any, cls: Any = None) -> Any:
+        if instance is None:
+            return self
+        values = instance.__dict__
+        if attname in values:
+            value = values[attname]
+        else:
+            value = deferred_get(self, instance, cls)  # a deferred field loads
+        if flags.zones and value is not None:
+            zone = zone_get()
+            if zone is not None:
+                t = type(value)
+                last = seen[0]
+                if last[0] is zone and last[1] is t and (last[2] is None or last[2] == value._pg_tenant):
+                    return value
+                kind = getattr(t, "_pg_kind", None)
+                if kind is None:
+                    _note_read(zone, instance, value, labels, tenant_attname)
+                    return value
+                # The row's tenant is on the value, not its class.
+                tenant = getattr(value, "_pg_tenant", None)
+                zone.add(kind.labels, tenant)
+                if tenant is not None or not hasattr(t, "_pg_tenant"):
+                    seen[0] = (zone, t, tenant)
+        return value
+
+    def __set__(self: Any, instance: Any, value: Any) -> None:
+        instance.__dict__[attname] = value
+
+    return type(
+        "ReadingDeferredAttribute", (base,), {"__slots__": (), "__get__": __get__, "__set__": __set__}
+    )
+
+
+def _note_read(
+    zone: ZoneState, instance: Any, value: Any, labels: frozenset[str], tenant_attname: str | None
+) -> None:
     kind = getattr(type(value), "_pg_kind", None) or getattr(type(value), "_pg_box", None)
     if kind is not None:
         zone.add(kind.labels, getattr(value, "_pg_tenant", None))
         return
     # A value that carries no label (a date, a truth value, an object): the
     # field's categories with the row's tenant.
-    tenant = instance.__dict__.get(reader._pg_tenant) if reader._pg_tenant is not None else None
-    zone.add(reader._pg_labels, _tenant(tenant))
+    tenant = instance.__dict__.get(tenant_attname) if tenant_attname is not None else None
+    zone.add(labels, _tenant(tenant))
 
 
 def _descriptor(model: type, attname: str) -> Any:
@@ -279,16 +298,7 @@ def _read_through(model: type, declared: _Model) -> None:
         if original is not DeferredAttribute:
             declared.loud = True
             continue
-        reader = type(
-            "ReadingDeferredAttribute",
-            (base,),
-            {
-                "__slots__": (),
-                "_pg_attname": attname,
-                "_pg_labels": _resolve(categories, None).labels,
-                "_pg_tenant": declared.tenant,
-            },
-        )
+        reader = _reader(attname, _resolve(categories, None).labels, declared.tenant)
         descriptor.__class__ = reader
         _STATE.readers.append((descriptor, original))
 

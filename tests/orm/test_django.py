@@ -179,6 +179,21 @@ def test_reading_a_declared_field_inside_a_zone_adds_its_categories(site: dict[s
         assert zone.categories == {"customer_data"} and alice in zone.owners
 
 
+def test_every_zone_and_every_row_tenant_a_read_names_is_told(site: dict[str, Any]) -> None:
+    """Reads are remembered per zone, class and tenant: another zone, or a
+    row of another tenant read in the same zone, is told again."""
+    alice, bob = str(site["alice"].pk), str(site["bob"].pk)
+    notes = list(site["Note"].objects.order_by("id"))
+    with pg.zone(tenant=alice) as first:
+        assert notes[0].body == BODY
+    with pg.zone(tenant=alice) as second:
+        assert notes[0].body == BODY
+        assert (second.categories, second.owners) == ({DOCUMENT}, {alice})
+        assert notes[1].body == "Bob's shopping list"
+        assert second.owners == {alice, bob}
+    assert (first.categories, first.owners) == ({DOCUMENT}, {alice})
+
+
 def test_a_deferred_field_read_inside_a_zone_adds_its_categories(site: dict[str, Any]) -> None:
     with pg.zone(tenant=str(site["alice"].pk)) as zone:
         note = site["Note"].objects.only("title").get(title="board")

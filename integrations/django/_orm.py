@@ -216,8 +216,10 @@ def _reader(attname: str, labels: frozenset[str], tenant_attname: str | None) ->
     ``refresh_from_db`` expect), which makes every read of the field pass
     through ``__get__``: the hot path of a Django app, so what it needs is in
     the closure, not looked up on the descriptor."""
+    from django.db.models.query_utils import DeferredAttribute
+
     base = _reader_base()
-    deferred_get = base.__mro__[1].__get__
+    deferred_get = DeferredAttribute.__get__
     flags = FLAGS
     zone_get = ZONE.get
     # (zone, labelled class, tenant) of the last read this field told a zone

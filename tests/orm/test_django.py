@@ -497,6 +497,80 @@ def _model(name: str, namespace: dict[str, Any], names: list[str]) -> type:
     return type(name, (models.Model,), namespace)
 
 
+def _create_table(model: type) -> None:
+    from django.db import connection
+
+    with connection.schema_editor() as editor:
+        editor.create_model(model)
+
+
+def _drop_table(model: type) -> None:
+    from django.db import connection
+
+    with connection.schema_editor() as editor:
+        editor.delete_model(model)
+
+
+def test_a_model_defined_after_instrument_is_read_through_from_its_first_load(
+    temporary_models: list[str],
+) -> None:
+    from typing import Annotated
+
+    from django.db import models
+    from django.db.models.query_utils import DeferredAttribute
+
+    Late = _model(
+        "Late",
+        {
+            "__annotations__": {"secret": Annotated[str, pg.Category("customer_data")]},
+            "secret": models.TextField(),
+            "title": models.TextField(),
+        },
+        temporary_models,
+    )
+    _create_table(Late)
+    try:
+        Late.objects.create(secret="s3cret", title="t")
+        with pg.zone() as zone:
+            late = Late.objects.get()
+            assert type(Late.__dict__["secret"]) is not DeferredAttribute
+            assert late.title == "t" and zone.categories == frozenset()
+            assert late.secret == "s3cret" and zone.categories == {"customer_data"}
+    finally:
+        _drop_table(Late)
+
+
+def test_a_declared_field_with_a_descriptor_of_its_own_tells_the_zone_at_load(
+    temporary_models: list[str],
+) -> None:
+    """A file field keeps Django's FileDescriptor: its model's loads tell the zone at once."""
+    from typing import Annotated
+
+    from django.db import models
+    from django.db.models.fields.files import FileDescriptor
+    from purposeguard.integrations import django as pg_django
+
+    Upload = _model(
+        "Upload",
+        {
+            "__annotations__": {"scan": Annotated[str, pg.Category("customer_data")]},
+            "scan": models.FileField(upload_to="scans"),
+        },
+        temporary_models,
+    )
+    pg_django.uninstrument()
+    pg_django.instrument()
+    _create_table(Upload)
+    try:
+        Upload.objects.create(scan="scans/passport.png")
+        assert type(Upload.__dict__["scan"]) is FileDescriptor
+        with pg.zone() as zone:
+            Upload.objects.get()
+            assert zone.categories == {"customer_data"}
+    finally:
+        _drop_table(Upload)
+
+
 def test_an_unknown_category_key_fails_at_instrument_naming_model_and_field(
     temporary_models: list[str],
 ) -> None:

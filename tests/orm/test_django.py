@@ -519,7 +519,7 @@ def test_a_model_defined_after_instrument_is_read_through_from_its_first_load(
     from django.db import models
     from django.db.models.query_utils import DeferredAttribute
 
-    Late = _model(
+    Late: Any = _model(
         "Late",
         {
             "__annotations__": {"secret": Annotated[str, pg.Category("customer_data")]},
@@ -550,7 +550,7 @@ def test_a_declared_field_with_a_descriptor_of_its_own_tells_the_zone_at_load(
     from django.db.models.fields.files import FileDescriptor
     from purposeguard.integrations import django as pg_django
 
-    Upload = _model(
+    Upload: Any = _model(
         "Upload",
         {
             "__annotations__": {"scan": Annotated[str, pg.Category("customer_data")]},

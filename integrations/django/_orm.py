@@ -294,10 +294,10 @@ def _read_through(model: type, declared: _Model) -> None:
     base = _reader_base()
     for _field, attname, categories in declared.fields:
         descriptor = _descriptor(model, attname)
-        if descriptor is None or isinstance(descriptor, base):
+        if isinstance(descriptor, base):
             continue
         original = type(descriptor)
-        if original is not DeferredAttribute:
+        if descriptor is None or original is not DeferredAttribute:
             declared.loud = True
             continue
         reader = _reader(attname, _resolve(categories, None).labels, declared.tenant)

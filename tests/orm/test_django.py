@@ -242,6 +242,15 @@ def test_assigning_a_declared_field_stores_it_and_saves_the_plain_value(site: di
     assert Profile.objects.get(pk=profile.pk).email == EMAIL
 
 
+def test_saving_inside_a_zone_reads_the_fields_it_writes(site: dict[str, Any]) -> None:
+    with pg.zone(tenant=str(site["alice"].pk)) as zone:
+        profile = site["Profile"].objects.get(user=site["alice"])
+        profile.save(update_fields=["user"])
+        assert zone.categories == frozenset()
+        profile.save()
+        assert zone.categories == {"customer_data"}
+
+
 def test_uninstrument_gives_the_fields_django_s_own_descriptor_back(site: dict[str, Any]) -> None:
     from django.db.models.query_utils import DeferredAttribute
     from purposeguard.integrations import django as pg_django

@@ -62,6 +62,28 @@ def _namespace() -> dict[str, object]:
                 total += len(loaded.subject)
             return total
 
+    class Bare:
+        """The least a data descriptor can do: hand out the instance's dict value."""
+
+        def __get__(self, instance: Any, cls: Any = None) -> Any:
+            return instance.__dict__["body"]
+
+        def __set__(self, instance: Any, value: Any) -> None:
+            instance.__dict__["body"] = value
+
+    class Holder:
+        body = Bare()
+
+    holder = Holder()
+    holder.body = BODY
+
+    def floor() -> int:
+        with pg.zone(tenant="tenant-0"):
+            total = 0
+            for _ in range(READS):
+                total += len(holder.body)
+            return total
+
     def declared() -> int:
         total = 0
         for _ in range(READS):
@@ -93,6 +115,7 @@ def _namespace() -> dict[str, object]:
         "declared": declared,
         "declared_in_zone": declared_in_zone,
         "plain_many": plain_many,
+        "floor": floor,
         "declared_many": declared_many,
         "pg_django": pg_django,
     }
@@ -109,6 +132,8 @@ def groups() -> list[Group]:
             f"Django: {READS} reads of a field of a loaded instance",
             Case(f"{READS} reads of an undeclared field, instrumented, in a zone", "plain()", setup=ON),
             [
+                # What any descriptor that sees reads costs, before it does anything.
+                Case(f"{READS} reads through a bare Python data descriptor", "floor()"),
                 Case(f"{READS} reads of a declared field, not instrumented", "declared_in_zone()", setup=OFF),
                 Case(
                     f"{READS} reads of a declared field, instrumented, outside a zone", "declared()", setup=ON

@@ -241,8 +241,14 @@ def _reader(attname: str, labels: frozenset[str], tenant_attname: str | None) ->
             if zone is not None:
                 t = type(value)
                 last = seen[0]
-                if last[0] is zone and last[1] is t and (last[2] is None or last[2] == value._pg_tenant):
-                    return value
+                if last[0] is zone and last[1] is t:
+                    if last[2] is None:
+                        return value
+                    try:
+                        if value._pg_tenant == last[2]:
+                            return value
+                    except AttributeError:  # a tenant slot never set: told below
+                        pass
                 kind = getattr(t, "_pg_kind", None)
                 if kind is None:
                     _note_read(zone, instance, value, labels, tenant_attname)

@@ -549,6 +549,36 @@ def test_a_model_defined_after_instrument_is_read_through_from_its_first_load(
         _drop_table(Late)
 
 
+def test_reading_a_declared_value_that_cannot_carry_a_label_tells_the_zone(
+    temporary_models: list[str],
+) -> None:
+    """True and False stay themselves: the read names the field's categories and the row's tenant."""
+    from typing import Annotated
+
+    from django.db import models
+
+    Flag: Any = _model(
+        "Flag",
+        {
+            "__purposeguard_tenant__": "account",
+            "__annotations__": {"vip": Annotated[bool, pg.Category("customer_data")]},
+            "account": models.CharField(max_length=20),
+            "vip": models.BooleanField(),
+        },
+        temporary_models,
+    )
+    _create_table(Flag)
+    try:
+        Flag.objects.create(account="acct-7", vip=True)
+        with pg.zone() as zone:
+            flag = Flag.objects.get()
+            assert zone.categories == frozenset()
+            assert flag.vip is True
+            assert (zone.categories, zone.owners) == ({"customer_data"}, {"acct-7"})
+    finally:
+        _drop_table(Flag)
+
+
 def test_a_declared_field_with_a_descriptor_of_its_own_tells_the_zone_at_load(
     temporary_models: list[str],
 ) -> None:

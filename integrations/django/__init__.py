@@ -26,7 +26,10 @@ configures purposeguard from ``PURPOSEGUARD`` and checks every model): model
 instances loaded from the database have labelled field values (with the
 row's tenant), and so do the rows of ``values()`` and ``values_list()``
 (also for related fields, ``"author__email"``, and annotations computed
-from a labelled field). The middleware opens a zone per request (sync and
+from a labelled field). A request's zone learns an instance's categories
+when a declared field is read, not when the row is loaded: the login layer
+loading the user does not taint a request that never reads the user's
+fields. The middleware opens a zone per request (sync and
 async views), names its tenant with ``tenant_from(request)`` once the
 request is authenticated (in ``process_view``), and answers a
 :class:`~purposeguard.PurposeViolation` with a 403: JSON for requests that

@@ -1,5 +1,11 @@
 """Django ORM values arrive labelled: model instances (``Model.from_db``) and
-``values()``/``values_list()`` rows, from the ``Category`` annotations on model fields."""
+``values()``/``values_list()`` rows, from the ``Category`` annotations on model fields.
+
+A request's zone learns an instance's categories when a declared field is
+read (``profile.email``), not when the row is loaded: the login layer loading
+the user does not taint a request that never reads the user's personal
+fields. Declared fields' descriptors get a reading subclass of Django's
+``DeferredAttribute`` for this (given back by :func:`uninstrument`)."""
 
 from __future__ import annotations
 
@@ -7,8 +13,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from purposeguard._context import FLAGS, ZONE, ZoneState
 from purposeguard._errors import PolicyError, UnknownKeyError
-from purposeguard._labels import KEYS, annotated_fields, label
+from purposeguard._labels import KEYS, _label_object, _resolve, annotated_fields, label
 
 from .. import require
 from .._patch import Patcher
@@ -19,7 +26,7 @@ __all__ = ["instrument", "is_instrumented", "uninstrument"]
 class _Model:
     """What one model declares: (field name, attname, categories) and its tenant attname."""
 
-    __slots__ = ("fields", "by_name", "tenant", "tenant_name", "categories")
+    __slots__ = ("fields", "by_name", "tenant", "tenant_name", "categories", "loud")
 
     def __init__(
         self,
@@ -38,6 +45,9 @@ class _Model:
         for _name, _attname, categories in fields:
             found.update(categories)
         self.categories = tuple(sorted(found))
+        # Loads tell the zone at once: a field's descriptor is not Django's
+        # plain one (a file, a foreign key, a custom field), so reads cannot tell it.
+        self.loud = False
 
 
 class _State:
@@ -45,6 +55,9 @@ class _State:
         self.lock = threading.Lock()
         self.instrumented = False
         self.models: dict[type, _Model] = {}
+        # Declared fields' descriptors whose class was swapped for a reading
+        # one, with the class each had before: put back by forget().
+        self.readers: list[tuple[Any, type]] = []
         self.from_db = Patcher("django.db.models.base", [("Model", "from_db", _from_db)])
         self.values = Patcher(
             "django.db.models.query",
@@ -54,6 +67,12 @@ class _State:
                 ("FlatValuesListIterable", "__iter__", _flat_values_iter),
             ],
         )
+
+    def forget(self) -> None:
+        for descriptor, original in self.readers:
+            descriptor.__class__ = original
+        self.readers.clear()
+        self.models.clear()
 
 
 def _name(model: type) -> str:
@@ -110,7 +129,11 @@ def declare(model: type) -> _Model:
 def _model(model: type) -> _Model:
     found = _STATE.models.get(model)
     if found is None:
+        # A model defined after instrument(): checked, and read through, on its first load.
         found = declare(model)
+        with _STATE.lock:
+            if _STATE.instrumented:
+                _read_through(model, found)
     return found
 
 
@@ -126,14 +149,36 @@ def _tenant(value: Any) -> str | None:
 def _from_db(wrapped: Any, _cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     instance = wrapped(*args, **kwargs)
     if _STATE.instrumented:
-        _label_instance(instance)
+        _quietly(instance)
     return instance
 
 
-def _label_instance(instance: Any) -> None:
+def _quietly(instance: Any) -> None:
+    """Label a loaded instance without telling the request's zone: loading a
+    row is not yet a flow (the reading descriptor tells the zone when a value
+    is read). The labels still pass the source check under the current
+    purpose, in a scratch zone with the request's tenant and categories that
+    records flows where the request's zone does."""
     model = _model(type(instance))
     if not model.fields:
         return
+    outer = ZONE.get() if FLAGS.zones else None
+    if outer is None or model.loud:
+        _label_instance(instance, model)
+        return
+    scratch = ZoneState(outer.tenant, None, outer.categories)
+    scratch.owners = outer.owners
+    scratch.flows = outer.flows
+    scratch.allowed = outer.allowed
+    scratch._lock = outer._lock
+    token = ZONE.set(scratch)
+    try:
+        _label_instance(instance, model)
+    finally:
+        ZONE.reset(token)
+
+
+def _label_instance(instance: Any, model: _Model) -> None:
     values = instance.__dict__
     tenant = _tenant(values.get(model.tenant)) if model.tenant is not None else None
     for _field, attname, categories in model.fields:
@@ -141,10 +186,129 @@ def _label_instance(instance: Any) -> None:
         if value is not None:
             # Into the instance dict: no descriptor, nothing marked changed.
             values[attname] = label(value, *categories, tenant=tenant)
-    from purposeguard._labels import _label_object, _resolve
-
     # The instance carries its fields' categories too, for checks on the whole object.
     _label_object(instance, _resolve(model.categories, tenant))
+
+
+_READER: list[type] = []
+
+
+def _reader_base() -> type:
+    """The base of the reading descriptor classes (built once, after Django is imported)."""
+    if _READER:
+        return _READER[0]
+    from django.db.models.query_utils import DeferredAttribute
+
+    class ReadingAttribute(DeferredAttribute):  # type: ignore[misc]  # Django ships no types
+        __slots__ = ()
+
+    _READER.append(ReadingAttribute)
+    return ReadingAttribute
+
+
+def _reader(attname: str, labels: frozenset[str], tenant_attname: str | None) -> type:
+    """The descriptor class of one declared field: Django's own, plus telling
+    the zone what a read hands out.
+
+    Django's ``DeferredAttribute`` has no ``__set__``, so a loaded value is
+    read straight from the instance's dict without calling it; this class has
+    one (storing into the dict, as Django's ``__init__`` and
+    ``refresh_from_db`` expect), which makes every read of the field pass
+    through ``__get__``: the hot path of a Django app, so what it needs is in
+    the closure, not looked up on the descriptor."""
+    from django.db.models.query_utils import DeferredAttribute
+
+    base = _reader_base()
+    deferred_get = DeferredAttribute.__get__
+    flags = FLAGS
+    zone_get = ZONE.get
+    # (zone, labelled class, tenant) of the last read this field told a zone
+    # of: a zone's categories and owners only grow, so reading a value of
+    # that class and tenant in that zone again has nothing to tell it. One
+    # tuple, replaced whole, so threads never see half of one.
+    seen: list[tuple[Any, Any, Any]] = [(None, None, None)]
+
+    def __get__(self: Any, instance: Any, cls: Any = None) -> Any:
+        if instance is None:
+            return self
+        values = instance.__dict__
+        if attname in values:
+            value = values[attname]
+        else:
+            value = deferred_get(self, instance, cls)  # a deferred field loads
+        if flags.zones and value is not None:
+            zone = zone_get()
+            if zone is not None:
+                t = type(value)
+                last = seen[0]
+                if last[0] is zone and last[1] is t:
+                    if last[2] is None:
+                        return value
+                    try:
+                        if value._pg_tenant == last[2]:
+                            return value
+                    except AttributeError:  # a tenant slot never set: told below
+                        pass
+                kind = getattr(t, "_pg_kind", None)
+                if kind is None:
+                    _note_read(zone, instance, value, labels, tenant_attname)
+                    return value
+                # The row's tenant is on the value, not its class.
+                tenant = getattr(value, "_pg_tenant", None)
+                zone.add(kind.labels, tenant)
+                if tenant is not None or not hasattr(t, "_pg_tenant"):
+                    seen[0] = (zone, t, tenant)
+        return value
+
+    def __set__(self: Any, instance: Any, value: Any) -> None:
+        instance.__dict__[attname] = value
+
+    return type(
+        "ReadingDeferredAttribute", (base,), {"__slots__": (), "__get__": __get__, "__set__": __set__}
+    )
+
+
+def _note_read(
+    zone: ZoneState, instance: Any, value: Any, labels: frozenset[str], tenant_attname: str | None
+) -> None:
+    kind = getattr(type(value), "_pg_kind", None) or getattr(type(value), "_pg_box", None)
+    if kind is not None:
+        zone.add(kind.labels, getattr(value, "_pg_tenant", None))
+        return
+    # A value that carries no label (a date, a truth value, an object): the
+    # field's categories with the row's tenant.
+    tenant = instance.__dict__.get(tenant_attname) if tenant_attname is not None else None
+    zone.add(labels, _tenant(tenant))
+
+
+def _descriptor(model: type, attname: str) -> Any:
+    for klass in model.__mro__:
+        found = klass.__dict__.get(attname)
+        if found is not None:
+            return found
+    return None
+
+
+def _read_through(model: type, declared: _Model) -> None:
+    """Give each declared field of ``model`` the reading descriptor class. A
+    field with a descriptor class of its own keeps it, and its model's loads
+    tell the zone at once instead."""
+    if not declared.fields:
+        return
+    from django.db.models.query_utils import DeferredAttribute
+
+    base = _reader_base()
+    for _field, attname, categories in declared.fields:
+        descriptor = _descriptor(model, attname)
+        if isinstance(descriptor, base):
+            continue
+        original = type(descriptor)
+        if descriptor is None or original is not DeferredAttribute:
+            declared.loud = True
+            continue
+        reader = _reader(attname, _resolve(categories, None).labels, declared.tenant)
+        descriptor.__class__ = reader
+        _STATE.readers.append((descriptor, original))
 
 
 # -- values() and values_list() rows ----------------------------------------------------
@@ -290,19 +454,23 @@ def instrument() -> None:
     with _STATE.lock:
         if _STATE.instrumented:
             return
-        _STATE.models.clear()
-        for model in apps.get_models(include_auto_created=True):
-            declare(model)  # raises before anything is switched on
+        _STATE.forget()
+        declared = [(model, declare(model)) for model in apps.get_models(include_auto_created=True)]
+        # Every model checked (a check raises before anything is switched on):
+        # declared fields read through.
+        for model, found in declared:
+            _read_through(model, found)
         _STATE.instrumented = True
     _STATE.from_db.install()
     _STATE.values.install()
 
 
 def uninstrument() -> None:
-    """Stop labelling (idempotent); values labelled already keep their labels."""
+    """Stop labelling (idempotent); values labelled already keep their labels,
+    declared fields get Django's own descriptor class back."""
     with _STATE.lock:
         _STATE.instrumented = False
-        _STATE.models.clear()
+        _STATE.forget()
     _STATE.from_db.remove()
     _STATE.values.remove()
 

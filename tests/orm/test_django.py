@@ -156,6 +156,148 @@ def test_async_queries_are_labelled(site: dict[str, Any]) -> None:
     assert pg.labels_of(note.body) == {DOCUMENT}
 
 
+# -- the zone learns what is read --------------------------------------------------------------
+
+EMAIL = "alice@contoso.example"
+
+
+def test_loading_an_instance_inside_a_zone_leaves_the_zone_as_it_was(site: dict[str, Any]) -> None:
+    """A loaded row is not yet a flow: the login layer loading the user does not taint the request."""
+    with pg.zone(tenant=str(site["alice"].pk)) as zone:
+        profile = site["Profile"].objects.get(user=site["alice"])
+        assert profile.user_id == site["alice"].pk
+        assert zone.categories == frozenset()
+        assert pg.labels_of(profile.__dict__["email"]) == {"customer_data"}  # labelled all the same
+
+
+def test_reading_a_declared_field_inside_a_zone_adds_its_categories(site: dict[str, Any]) -> None:
+    alice = str(site["alice"].pk)
+    with pg.zone(tenant=alice) as zone:
+        profile = site["Profile"].objects.get(user=site["alice"])
+        laundered = f"{profile.email}!"  # an f-string drops the label: the zone has it
+        assert pg.labels_of(laundered) == frozenset()
+        assert zone.categories == {"customer_data"} and alice in zone.owners
+
+
+def test_every_zone_and_every_row_tenant_a_read_names_is_told(site: dict[str, Any]) -> None:
+    """Reads are remembered per zone, class and tenant: another zone, or a
+    row of another tenant read in the same zone, is told again."""
+    alice, bob = str(site["alice"].pk), str(site["bob"].pk)
+    notes = list(site["Note"].objects.order_by("id"))
+    with pg.zone(tenant=alice) as first:
+        assert notes[0].body == BODY
+    with pg.zone(tenant=alice) as second:
+        assert notes[0].body == BODY
+        assert (second.categories, second.owners) == ({DOCUMENT}, {alice})
+        assert notes[1].body == "Bob's shopping list"
+        assert second.owners == {alice, bob}
+    assert (first.categories, first.owners) == ({DOCUMENT}, {alice})
+
+
+def test_a_deferred_field_read_inside_a_zone_adds_its_categories(site: dict[str, Any]) -> None:
+    with pg.zone(tenant=str(site["alice"].pk)) as zone:
+        note = site["Note"].objects.only("title").get(title="board")
+        assert note.title == "board" and zone.categories == frozenset()
+        assert note.body == BODY
+        assert zone.categories == {DOCUMENT}
+
+
+def test_values_rows_inside_a_zone_are_reads(site: dict[str, Any]) -> None:
+    with pg.zone(tenant=str(site["alice"].pk)) as zone:
+        bodies = list(site["Note"].objects.filter(title="board").values_list("body", flat=True))
+        assert bodies == [BODY] and zone.categories == {DOCUMENT}
+    with pg.zone(tenant=str(site["alice"].pk)) as zone:
+        site["Note"].objects.filter(title="board").values("title", "body").get()
+        assert zone.categories == {DOCUMENT}
+
+
+def test_loading_under_a_forbidden_purpose_inside_a_zone_is_still_a_source_violation(
+    site: dict[str, Any],
+) -> None:
+    @pg.purpose("advertising")
+    def load() -> Any:
+        return site["Profile"].objects.get(user=site["alice"])
+
+    with pg.zone(tenant=str(site["alice"].pk)) as zone, pytest.raises(pg.PurposeViolation) as caught:
+        load()
+    assert [(v.via, v.purpose, v.category) for v in caught.value.violations] == [
+        ("source", "advertising", "customer_data")
+    ]
+    assert zone.categories == frozenset()
+
+
+def test_assigning_a_declared_field_stores_it_and_saves_the_plain_value(site: dict[str, Any]) -> None:
+    from django.db import connection
+
+    Profile = site["Profile"]
+    profile = Profile.objects.get(user=site["alice"])
+    profile.email = "alice@fabrikam.example"
+    assert profile.__dict__["email"] == "alice@fabrikam.example"
+    profile.save()
+    with connection.cursor() as cursor:
+        cursor.execute("select email from djnotes_profile where id = %s", [profile.pk])
+        assert cursor.fetchone() == ("alice@fabrikam.example",)
+    profile.email = EMAIL
+    profile.save()
+    assert Profile.objects.get(pk=profile.pk).email == EMAIL
+
+
+def test_saving_inside_a_zone_reads_the_fields_it_writes(site: dict[str, Any]) -> None:
+    with pg.zone(tenant=str(site["alice"].pk)) as zone:
+        profile = site["Profile"].objects.get(user=site["alice"])
+        profile.save(update_fields=["user"])
+        assert zone.categories == frozenset()
+        profile.save()
+        assert zone.categories == {"customer_data"}
+
+
+def test_uninstrument_gives_the_fields_django_s_own_descriptor_back(site: dict[str, Any]) -> None:
+    from django.db.models.query_utils import DeferredAttribute
+    from purposeguard.integrations import django as pg_django
+
+    Profile, Note = site["Profile"], site["Note"]
+    assert type(Profile.__dict__["email"]) is not DeferredAttribute
+    assert type(Note.__dict__["title"]) is DeferredAttribute  # undeclared: untouched
+    pg_django.uninstrument()
+    try:
+        assert type(Profile.__dict__["email"]) is DeferredAttribute
+        assert type(Note.__dict__["body"]) is DeferredAttribute
+        with pg.zone() as zone:
+            profile = Profile.objects.get(user=site["alice"])
+            assert type(profile.email) is str and zone.categories == frozenset()
+    finally:
+        pg_django.instrument()
+    assert type(Profile.__dict__["email"]) is not DeferredAttribute
+
+
+def _enforce_zone_flows() -> None:
+    pg.configure("trust-center", mode="enforce", context_mode="enforce")
+
+
+def test_a_signed_in_house_ad_is_allowed_with_zone_flows_enforced(site: dict[str, Any]) -> None:
+    """The account middleware loads the user's profile in every request: the
+    house ad reads none of it, so it is not refused."""
+    _enforce_zone_flows()
+    with pg.testing.assert_no_violations():
+        response = _client(site).get("/house-ad/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200 and response.json() == {"ad": "ad-for-28"}
+
+
+def test_a_users_email_laundered_into_an_ad_is_refused(site: dict[str, Any]) -> None:
+    _enforce_zone_flows()
+    with pg.testing.capture() as violations:
+        response = _client(site).get("/email-ad/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 403 and EMAIL not in response.content.decode()
+    body = response.json()
+    assert (body["via"], body["purpose"], body["category"], body["rule"]) == (
+        "context",
+        "advertising",
+        "customer_data",
+        "no-advertising",
+    )
+    assert [(v.via, v.tenant) for v in violations] == [("context", str(site["alice"].pk))]
+
+
 # -- requests --------------------------------------------------------------------------------
 
 
@@ -295,6 +437,15 @@ def test_served_over_loopback_allowed_and_refused(site: dict[str, Any], served: 
     assert status == 403 and json.loads(body)["rule"] == "no-advertising" and BODY not in body
 
 
+def test_served_over_loopback_zone_flows_enforced(site: dict[str, Any], served: str) -> None:
+    _enforce_zone_flows()
+    cookie = _session_cookie(site, "alice")
+    status, body = _get(served + "/house-ad/", cookie)
+    assert (status, json.loads(body)) == (200, {"ad": "ad-for-28"})
+    status, body = _get(served + "/email-ad/", cookie)
+    assert status == 403 and json.loads(body)["via"] == "context" and EMAIL not in body
+
+
 def test_served_through_asgi_over_loopback(site: dict[str, Any]) -> None:
     import socket
     import time
@@ -353,6 +504,110 @@ def _model(name: str, namespace: dict[str, Any], names: list[str]) -> type:
         **namespace,
     }
     return type(name, (models.Model,), namespace)
+
+
+def _create_table(model: type) -> None:
+    from django.db import connection
+
+    with connection.schema_editor() as editor:
+        editor.create_model(model)
+
+
+def _drop_table(model: type) -> None:
+    from django.db import connection
+
+    with connection.schema_editor() as editor:
+        editor.delete_model(model)
+
+
+def test_a_model_defined_after_instrument_is_read_through_from_its_first_load(
+    temporary_models: list[str],
+) -> None:
+    from typing import Annotated
+
+    from django.db import models
+    from django.db.models.query_utils import DeferredAttribute
+
+    Late: Any = _model(
+        "Late",
+        {
+            "__annotations__": {"secret": Annotated[str, pg.Category("customer_data")]},
+            "secret": models.TextField(),
+            "title": models.TextField(),
+        },
+        temporary_models,
+    )
+    _create_table(Late)
+    try:
+        Late.objects.create(secret="s3cret", title="t")
+        with pg.zone() as zone:
+            late = Late.objects.get()
+            assert type(Late.__dict__["secret"]) is not DeferredAttribute
+            assert late.title == "t" and zone.categories == frozenset()
+            assert late.secret == "s3cret" and zone.categories == {"customer_data"}
+    finally:
+        _drop_table(Late)
+
+
+def test_reading_a_declared_value_that_cannot_carry_a_label_tells_the_zone(
+    temporary_models: list[str],
+) -> None:
+    """True and False stay themselves: the read names the field's categories and the row's tenant."""
+    from typing import Annotated
+
+    from django.db import models
+
+    Flag: Any = _model(
+        "Flag",
+        {
+            "__purposeguard_tenant__": "account",
+            "__annotations__": {"vip": Annotated[bool, pg.Category("customer_data")]},
+            "account": models.CharField(max_length=20),
+            "vip": models.BooleanField(),
+        },
+        temporary_models,
+    )
+    _create_table(Flag)
+    try:
+        Flag.objects.create(account="acct-7", vip=True)
+        with pg.zone() as zone:
+            flag = Flag.objects.get()
+            assert zone.categories == frozenset()
+            assert flag.vip is True
+            assert (zone.categories, zone.owners) == ({"customer_data"}, {"acct-7"})
+    finally:
+        _drop_table(Flag)
+
+
+def test_a_declared_field_with_a_descriptor_of_its_own_tells_the_zone_at_load(
+    temporary_models: list[str],
+) -> None:
+    """A file field keeps Django's FileDescriptor: its model's loads tell the zone at once."""
+    from typing import Annotated
+
+    from django.db import models
+    from django.db.models.fields.files import FileDescriptor
+    from purposeguard.integrations import django as pg_django
+
+    Upload: Any = _model(
+        "Upload",
+        {
+            "__annotations__": {"scan": Annotated[str, pg.Category("customer_data")]},
+            "scan": models.FileField(upload_to="scans"),
+        },
+        temporary_models,
+    )
+    pg_django.uninstrument()
+    pg_django.instrument()
+    _create_table(Upload)
+    try:
+        Upload.objects.create(scan="scans/passport.png")
+        assert type(Upload.__dict__["scan"]) is FileDescriptor
+        with pg.zone() as zone:
+            Upload.objects.get()
+            assert zone.categories == {"customer_data"}
+    finally:
+        _drop_table(Upload)
 
 
 def test_an_unknown_category_key_fails_at_instrument_naming_model_and_field(

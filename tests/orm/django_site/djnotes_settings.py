@@ -17,6 +17,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "purposeguard.integrations.django.PurposeGuardMiddleware",
+    "djnotes.account.AccountMiddleware",
 ]
 PURPOSEGUARD = {
     "policy": "trust-center",

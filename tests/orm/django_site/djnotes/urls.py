@@ -10,4 +10,6 @@ urlpatterns = [
     path("ads-values/", views.ads_from_values),
     path("profile-ads/", views.profile_ads),
     path("ads-by-purpose/", views.ads_by_purpose),
+    path("house-ad/", views.house_ad),
+    path("email-ad/", views.email_ad),
 ]

@@ -3,7 +3,7 @@ from django.http import HttpRequest, JsonResponse
 
 import purposeguard as pg
 
-from .models import Note
+from .models import Note, Profile
 
 
 @pg.purpose("advertising")
@@ -66,3 +66,17 @@ def ads_by_purpose(request: HttpRequest) -> JsonResponse:
     # Declared for advertising, the view may not even read the notes.
     notes = list(Note.objects.filter(owner=request.user))
     return JsonResponse({"ads": len(notes)})
+
+
+@login_required
+def house_ad(request: HttpRequest) -> JsonResponse:
+    # The account middleware loaded the user's profile; this ad reads none of it.
+    return JsonResponse({"ad": choose_ad("house ad: try the mobile app")})
+
+
+@login_required
+def email_ad(request: HttpRequest) -> JsonResponse:
+    # The profile's email, laundered through an f-string: the text carries no
+    # label, the zone that read the email remembers it.
+    profile = Profile.objects.filter(user=request.user).first()
+    return JsonResponse({"ad": choose_ad(f"offers for {profile.email if profile else ''}")})

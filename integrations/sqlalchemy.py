@@ -338,12 +338,7 @@ def _quietly(attrs: Iterable[str] | None, state: Any) -> None:
     if outer is None or model.loud:
         _label_instance(state, attrs)
         return
-    scratch = ZoneState(outer.tenant, None, outer.categories)
-    scratch.owners = outer.owners
-    scratch.flows = outer.flows
-    scratch.allowed = outer.allowed
-    scratch._lock = outer._lock
-    token = ZONE.set(scratch)
+    token = ZONE.set(outer.scratch())
     try:
         _label_instance(state, attrs)
     finally:

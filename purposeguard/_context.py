@@ -106,6 +106,18 @@ class ZoneState:
             # reports to the enclosing zone, which is the one still open.
             self.parent.add(labels, tenant)
 
+    def scratch(self) -> ZoneState:
+        """A zone that decides and records flows as this one does (same
+        tenant, owners, memo and flow records) but whose new categories stay
+        its own. An ORM labels what it loads in one: loading a row is not
+        yet a flow; reading an attribute of it tells this zone."""
+        scratch = ZoneState(self.tenant, None, self.categories)
+        scratch.owners = self.owners
+        scratch.flows = self.flows
+        scratch.allowed = self.allowed
+        scratch._lock = self._lock
+        return scratch
+
     def data_tenant(self) -> str | None:
         """Whose data the zone holds, for consent on its flows: the zone's
         tenant and every tenant its labelled data names. Data of several

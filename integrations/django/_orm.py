@@ -166,12 +166,7 @@ def _quietly(instance: Any) -> None:
     if outer is None or model.loud:
         _label_instance(instance, model)
         return
-    scratch = ZoneState(outer.tenant, None, outer.categories)
-    scratch.owners = outer.owners
-    scratch.flows = outer.flows
-    scratch.allowed = outer.allowed
-    scratch._lock = outer._lock
-    token = ZONE.set(scratch)
+    token = ZONE.set(outer.scratch())
     try:
         _label_instance(instance, model)
     finally:

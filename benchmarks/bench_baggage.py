@@ -82,7 +82,7 @@ def _namespace() -> dict[str, Any]:
         if close is not None:
             close()
 
-    members = {"purpose": "service.operations", "tenant": "contoso", "categories": [CONTENT]}
+    members: dict[str, Any] = {"purpose": "service.operations", "tenant": "contoso", "categories": [CONTENT]}
     signed = baggage.signed_header(**members)
     unsigned = signed.split(",purposeguard.sig=")[0]
     assert baggage.parse(signed).tenant == "contoso"
@@ -204,7 +204,7 @@ def load(port: int, requests: int, seconds: float) -> list[dict[str, float]]:
     from bench_middleware import HEADERS, _summary
 
     pg.configure("trust-center", baggage_keys=[KEY])
-    members = {"purpose": "service.operations", "categories": [CONTENT]}
+    members: dict[str, Any] = {"purpose": "service.operations", "categories": [CONTENT]}
     repeated = baggage.signed_header(tenant="contoso", **members)
     connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(3)]
     latencies: list[list[float]] = [[], [], []]

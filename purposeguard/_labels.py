@@ -929,74 +929,65 @@ def _combined(container: Any, other: Any, result: Any, *more: Any) -> Any:
     return _container_with(kind, tenant, base, result)
 
 
-class _LabelledKeys(KeysView):  # type: ignore[type-arg]
-    """``keys()`` of a labelled dict: a live view whose keys keep the labels."""
+class _LabelledView:
+    """What the views of a labelled dict share: live, and every entry read
+    through them keeps the dict's labels."""
 
     __slots__ = ()
     _mapping: Any
+    # The dict's own view of what is stored, and what each entry becomes
+    # (static methods: (dict) -> view, (dict, entry) -> labelled entry).
+    _stored: Any
+    _entry: Any
 
     def __iter__(self) -> Any:
-        return map(_item_of, repeat(self._mapping), dict.__iter__(self._mapping))
+        cls = type(self)
+        return map(cls._entry, repeat(self._mapping), cls._stored(self._mapping))
 
     def __reversed__(self) -> Any:
-        return map(_item_of, repeat(self._mapping), dict.__reversed__(self._mapping))
+        cls = type(self)
+        return map(cls._entry, repeat(self._mapping), reversed(cls._stored(self._mapping)))
 
     def __len__(self) -> int:
         return dict.__len__(self._mapping)
+
+    @property
+    def mapping(self) -> Any:
+        return types.MappingProxyType(self._mapping)
+
+
+class _LabelledKeys(_LabelledView, KeysView):  # type: ignore[type-arg]
+    """``keys()`` of a labelled dict: a live view whose keys keep the labels."""
+
+    __slots__ = ()
+    _stored = staticmethod(dict.keys)
+    _entry = staticmethod(_item_of)
 
     def __contains__(self, key: object) -> bool:
         return dict.__contains__(self._mapping, key)
 
-    @property
-    def mapping(self) -> Any:
-        return types.MappingProxyType(self._mapping)
 
-
-class _LabelledValues(ValuesView):  # type: ignore[type-arg]
+class _LabelledValues(_LabelledView, ValuesView):  # type: ignore[type-arg]
     """``values()`` of a labelled dict: a live view whose values keep the labels."""
 
     __slots__ = ()
-    _mapping: Any
-
-    def __iter__(self) -> Any:
-        return map(_item_of, repeat(self._mapping), dict.values(self._mapping))
-
-    def __reversed__(self) -> Any:
-        return map(_item_of, repeat(self._mapping), reversed(dict.values(self._mapping)))
-
-    def __len__(self) -> int:
-        return dict.__len__(self._mapping)
+    _stored = staticmethod(dict.values)
+    _entry = staticmethod(_item_of)
 
     def __contains__(self, value: object) -> bool:
         return value in dict.values(self._mapping)
 
-    @property
-    def mapping(self) -> Any:
-        return types.MappingProxyType(self._mapping)
 
-
-class _LabelledItems(ItemsView):  # type: ignore[type-arg]
+class _LabelledItems(_LabelledView, ItemsView):  # type: ignore[type-arg]
     """``items()`` of a labelled dict: a live view whose keys and values keep the labels."""
 
     __slots__ = ()
-    _mapping: Any
-
-    def __iter__(self) -> Any:
-        return map(_pair_of, repeat(self._mapping), dict.items(self._mapping))
-
-    def __reversed__(self) -> Any:
-        return map(_pair_of, repeat(self._mapping), reversed(dict.items(self._mapping)))
-
-    def __len__(self) -> int:
-        return dict.__len__(self._mapping)
+    _stored = staticmethod(dict.items)
+    _entry = staticmethod(_pair_of)
 
     def __contains__(self, item: object) -> bool:
         stored: Any = dict.items(self._mapping)
         return item in stored
-
-    @property
-    def mapping(self) -> Any:
-        return types.MappingProxyType(self._mapping)
 
 
 class LabelledDict(_LabelledContainer, dict):  # type: ignore[type-arg]

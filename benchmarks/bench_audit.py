@@ -65,11 +65,11 @@ def _namespace() -> dict[str, object]:
             durability="sync",
         ),
     }
-    only: list[object] = []
+    only: list[Callable[[], None]] = []
 
     def use(name: str) -> None:
         while only:
-            only.pop()()  # type: ignore[operator]
+            only.pop()()
         for other in sinks.values():
             other.flush()
         only.append(pg.on_record(sinks[name]))
@@ -77,7 +77,7 @@ def _namespace() -> dict[str, object]:
     def cleanup() -> None:
         without_sink()
         while only:
-            only.pop()()  # type: ignore[operator]
+            only.pop()()
         for each in sinks.values():
             each.close()
         raw.close()

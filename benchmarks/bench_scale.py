@@ -221,7 +221,8 @@ def _floor_in_child(rounds: int, number: int) -> dict[str, list[float]]:
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    measured: dict[str, list[float]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return measured
 
 
 def long_ratios(rounds: int, number: int) -> dict[str, list[float]]:

@@ -203,7 +203,8 @@ def parse(
             and read_against is taxonomy
             and (channel != HTTP or abs(time.time() - issued) <= MAX_AGE)
         ):
-            return incoming  # type: ignore[no-any-return]
+            remembered_incoming: Incoming = incoming
+            return remembered_incoming
     signed_at: list[int] = []
     incoming = _parse(header, warn, channel, trace_id(traceparent), signed_at, keys)
     if signed_at and not warnings and remembered is not None:

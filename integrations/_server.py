@@ -14,11 +14,19 @@ from purposeguard._context import PURPOSE
 from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY
 from purposeguard._runtime import check_zone, get_guard, require_purpose_key
-from purposeguard._zones import zone
+from purposeguard._state import remember
 
 from .baggage import clean_tenant
 
-__all__ = ["PathPurposes", "PurposeCache", "enter_purpose", "route_purpose", "violation_body", "violation_in"]
+__all__ = [
+    "PathPurposes",
+    "PurposeCache",
+    "check_purpose",
+    "enter_purpose",
+    "route_purpose",
+    "violation_body",
+    "violation_in",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 MARK = "__purposeguard_purpose__"
@@ -95,45 +103,36 @@ class PathPurposes:
 
 
 class PurposeCache:
-    """The purpose per route and the zone object per (tenant, categories), bounded.
+    """The purpose per route and the tenant per raw header value, bounded.
 
-    One zone object may be entered by many requests at once (each entry has
-    its own state), so requests from one tenant share it and skip validating
-    the same categories again.
+    Past ``LIMIT`` entries a cache forgets its oldest eighth (looked up
+    again when next met): partial and local, never the whole cache at once.
     """
 
     LIMIT = 4096
 
     def __init__(self) -> None:
         self.routes: dict[Any, str | None] = {}
-        self._zones: dict[tuple[str | None, frozenset[str]], zone] = {}
-        self._tenants: dict[bytes, str] = {}
-
-    def zone(self, tenant: str | None, categories: frozenset[str]) -> zone:
-        key = (tenant, categories)
-        found = self._zones.get(key)
-        if found is None:
-            if len(self._zones) >= self.LIMIT:
-                self._zones.clear()
-            found = self._zones[key] = zone(tenant, categories=categories)
-        return found
+        self.tenants: dict[bytes, str] = {}
 
     def tenant(self, raw: bytes, source: str) -> str | None:
         """A tenant header value, validated once per distinct value (bad ones warn every time)."""
-        found = self._tenants.get(raw)
+        found = self.tenants.get(raw)
         if found is None:
             found = clean_tenant(raw, source)
             if found is not None:
-                if len(self._tenants) >= self.LIMIT:
-                    self._tenants.clear()
-                self._tenants[raw] = found
+                remember(self.tenants, raw, found, self.LIMIT)
         return found
 
     def remember(self, route: Any, key: str | None) -> str | None:
-        if len(self.routes) >= self.LIMIT:
-            self.routes.clear()
-        self.routes[route] = key
-        return key
+        return remember(self.routes, route, key, self.LIMIT)  # type: ignore[no-any-return]
+
+
+def check_purpose(key: str, state: Any, function: str) -> None:
+    """Check the zone's categories against the request's purpose
+    (``via="context"``): only a zone that already holds something has any."""
+    if state.categories:
+        check_zone(get_guard(), state, key, EMPTY, function)
 
 
 def enter_purpose(key: str, state: Any, function: str) -> Token[str | None]:

@@ -37,13 +37,15 @@ from typing import Any
 from purposeguard._context import PURPOSE
 from purposeguard._errors import PolicyError, PurposeViolation
 from purposeguard._runtime import require_purpose_key
+from purposeguard._state import remember
+from purposeguard._zones import enter_zone, leave_zone
 
 from . import baggage
 from ._server import (
     MARK,
     PathPurposes,
     PurposeCache,
-    enter_purpose,
+    check_purpose,
     resolve_tenant_header,
     route_purpose,
     violation_body,
@@ -92,9 +94,14 @@ class PurposeGuardMiddleware:
         )
         self.tenant_from = tenant_from
         self.paths = PathPurposes(purposes)
+        self._has_paths = bool(self.paths)
+        self._marks = RouteMarks()
         self.read_baggage = read_baggage
         self.status_code = status_code
         self._cache = PurposeCache()
+        # The cache's own dict, read inline: a request from a tenant seen
+        # before costs one lookup.
+        self._tenants = self._cache.tenants
         self._checked = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -129,31 +136,40 @@ class PurposeGuardMiddleware:
         )
         if self.tenant_from is not None:
             tenant = baggage.clean_tenant(self.tenant_from(scope), "tenant_from")
+        elif raw_tenant:
+            tenant = self._tenants.get(raw_tenant) or self._cache.tenant(raw_tenant, "the tenant header")
         else:
-            tenant = self._cache.tenant(raw_tenant, "the tenant header") if raw_tenant else None
+            tenant = None
         if tenant is None:
             tenant = incoming.tenant
-        key = (self.paths.match(scope["path"]) if self.paths else None) or incoming.purpose
+        key = (self.paths.match(scope["path"]) if self._has_paths else None) or incoming.purpose
 
         started = False
 
-        async def watch(message: Message) -> None:
+        def watch(message: Message) -> Awaitable[None]:
+            # Hands back the server's own awaitable: no coroutine of ours
+            # per message sent.
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-            await send(message)
+            return send(message)
 
-        with self._cache.zone(tenant, incoming.categories) as state:
+        state = enter_zone(tenant, incoming.categories)
+        try:
             # The framework's router writes the endpoint it picked into the
             # scope before calling it: that is where a route's own purpose
             # is read, whatever nesting (included routers, mounted apps,
             # hosts) led there.
             routed = _RoutedScope(scope)
             routed.pg_state = state
-            token = PURPOSE.set(None)
+            routed.pg_marks = self._marks
+            routed.pg_found = self._marks.found
+            # One set for the request, reset when it ends: whatever purpose
+            # the route makes current later goes with it.
+            token = PURPOSE.set(key)
             try:
-                if key is not None:
-                    enter_purpose(key, state, _FUNCTION)
+                if key is not None and state.categories:
+                    check_purpose(key, state, _FUNCTION)
                 await self.app(routed, receive, watch)
             except BaseException as error:
                 # A violation, or a task group's ExceptionGroup holding one.
@@ -163,6 +179,8 @@ class PurposeGuardMiddleware:
                 await self._forbid(send, violation)
             finally:
                 PURPOSE.reset(token)
+        finally:
+            leave_zone(state)
 
     async def _forbid(self, send: Send, error: PurposeViolation) -> None:
         body = violation_body(error)
@@ -221,31 +239,58 @@ def _route_mark(endpoint: Any, scope: Scope) -> str | None:
     return key if isinstance(key, str) else None
 
 
+class RouteMarks:
+    """The purpose marked on each endpoint a router picked, looked up once.
+
+    Keyed by the endpoint's id (a mounted ``Router`` is not hashable), with
+    the endpoint kept beside its mark so a reused id is never mistaken for
+    it. Bounded: past ``LIMIT`` endpoints the oldest eighth is forgotten
+    (looked up again when next picked). A class-based endpoint's mark may
+    depend on the request's method, so classes are looked up every time.
+    """
+
+    LIMIT = 1024
+
+    def __init__(self) -> None:
+        self.found: dict[int, tuple[Any, str | None]] = {}
+
+    def of(self, endpoint: Any, scope: Scope) -> str | None:
+        found = self.found.get(id(endpoint))
+        if found is not None and found[0] is endpoint:
+            return found[1]
+        key = _route_mark(endpoint, scope)
+        if not isinstance(endpoint, type):
+            remember(self.found, id(endpoint), (endpoint, key), self.LIMIT)
+        return key
+
+
 class _RoutedScope(dict):  # type: ignore[type-arg]
     """The request's scope, passed down in place of the server's: it sees
-    the router write ``endpoint`` and makes the endpoint's purpose current
-    before the endpoint runs (and for its streamed body and background
-    tasks, which run in the same context)."""
+    the router write ``endpoint`` (Starlette's and FastAPI's routers write
+    a match into the scope with ``scope.update``) and makes the endpoint's
+    purpose current before the endpoint runs (and for its streamed body and
+    background tasks, which run in the same context).
 
-    __slots__ = ("pg_state",)
+    Only ``update`` is watched: every other write stays the dict's own,
+    which a request makes several of (a FastAPI request about ten).
+    """
+
+    __slots__ = ("pg_state", "pg_marks", "pg_found")
     pg_state: Any
+    pg_marks: RouteMarks
+    pg_found: dict[int, tuple[Any, str | None]]
 
-    def __setitem__(self, key: str, value: Any) -> None:
-        dict.__setitem__(self, key, value)
-        if key == "endpoint":
-            self._routed(value)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        dict.update(self, *args, **kwargs)
-        endpoint = dict.get(self, "endpoint")
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        dict.update(self, other, **kwargs)
+        endpoint = self.get("endpoint")
         if endpoint is not None:
-            self._routed(endpoint)
-
-    def _routed(self, endpoint: Any) -> None:
-        key = _route_mark(endpoint, self)
-        if key is not None and key != PURPOSE.get():
-            # Reset with the rest of the request's context by the middleware.
-            enter_purpose(key, self.pg_state, _FUNCTION)
+            found = self.pg_found.get(id(endpoint))
+            key = found[1] if found is not None and found[0] is endpoint else self.pg_marks.of(endpoint, self)
+            if key is not None:
+                # Reset with the rest of the request's context by the middleware.
+                PURPOSE.set(key)
+                if self.pg_state.categories:
+                    check_purpose(key, self.pg_state, _FUNCTION)
 
 
 def marked_routes(app: Any) -> list[tuple[str, str]]:

@@ -25,8 +25,10 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from purposeguard._context import PURPOSE, ZoneState
 from purposeguard._errors import PurposeViolation
-from purposeguard._zones import zone
+from purposeguard._state import remember
+from purposeguard._zones import enter_zone, leave_zone
 
 from . import baggage
 from ._server import (
@@ -34,7 +36,7 @@ from ._server import (
     MARK,
     PathPurposes,
     PurposeCache,
-    enter_purpose,
+    check_purpose,
     resolve_tenant_header,
     route_purpose,
     violation_body,
@@ -51,6 +53,8 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 Resolver = Callable[[Environ], "str | None"]
 
 _NOT_FOUND = object()
+# Where the middleware leaves the request's zone state in the environ.
+ZONE_KEY = "purposeguard.zone"
 _FUNCTION = "purposeguard.integrations.wsgi.PurposeGuardMiddleware"
 
 
@@ -58,8 +62,10 @@ class PurposeGuardMiddleware:
     """Open a zone per request, set the route's purpose, turn violations into 403s.
 
     Options as for the ASGI middleware, plus ``resolver``: a callable
-    ``(environ) -> purpose | None`` that finds the route's purpose (Flask's
-    is installed by :func:`init_app`).
+    ``(environ) -> purpose | None`` that finds the route's purpose, for a
+    WSGI app that is not Flask (remembered per method, path and host).
+    On Flask, :func:`init_app` reads the purpose marked on the view Flask
+    routed the request to, in a hook that runs before the app's others.
     """
 
     def __init__(
@@ -81,6 +87,7 @@ class PurposeGuardMiddleware:
         )
         self.tenant_from = tenant_from
         self.paths = PathPurposes(purposes)
+        self._has_paths = bool(self.paths)
         self.resolver = resolver
         self.read_baggage = read_baggage
         self.status = f"{status_code} Forbidden" if status_code == 403 else f"{status_code} Purpose Violation"
@@ -105,7 +112,6 @@ class PurposeGuardMiddleware:
         # The request runs in a context of its own: the server iterates the
         # body after __call__ returned, and each step re-enters this context.
         context = contextvars.copy_context()
-        request_zone = self._cache.zone(tenant, incoming.categories)
         started = False
 
         def watch(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -114,9 +120,8 @@ class PurposeGuardMiddleware:
             return start_response(status, headers, exc_info)
 
         try:
-            result = context.run(self._start, request_zone, key, environ, watch)
+            state, result = context.run(self._start, tenant, incoming.categories, key, environ, watch)
         except BaseException as error:
-            context.run(_leave, request_zone)
             violation = violation_in(error)
             if violation is None:
                 raise
@@ -128,18 +133,33 @@ class PurposeGuardMiddleware:
                 sys.exc_info() if started else None,
             )
             return [body]
-        return _Body(result, context, request_zone)
+        return _Body(result, context, state)
 
     def _start(
-        self, request_zone: zone, key: str | None, environ: Environ, start_response: StartResponse
-    ) -> Iterable[bytes]:
-        state = request_zone.__enter__()
-        if key is not None:
-            # Never reset: the context belongs to this request alone.
-            enter_purpose(key, state, _FUNCTION)
-        return self.app(environ, start_response)
+        self,
+        tenant: str | None,
+        categories: frozenset[str],
+        key: str | None,
+        environ: Environ,
+        start_response: StartResponse,
+    ) -> tuple[ZoneState, Iterable[bytes]]:
+        state = enter_zone(tenant, categories)
+        try:
+            # Read by init_app's hook: a route's purpose is set only in a
+            # request this middleware opened a zone for.
+            environ[ZONE_KEY] = state
+            if key is not None:
+                # Never reset: the context belongs to this request alone.
+                PURPOSE.set(key)
+                check_purpose(key, state, _FUNCTION)
+            return state, self.app(environ, start_response)
+        except BaseException:
+            _leave(state)
+            raise
 
     def _route_purpose(self, environ: Environ) -> str | None:
+        if self.resolver is None and not self._has_paths:
+            return None
         path = environ.get("PATH_INFO", "") or "/"
         # The Host is part of the route (Flask's host_matching, subdomains).
         route = (
@@ -152,7 +172,7 @@ class PurposeGuardMiddleware:
         if cached is not _NOT_FOUND:
             return cached  # type: ignore[return-value]
         key = self.resolver(environ) if self.resolver is not None else None
-        if key is None and self.paths:
+        if key is None and self._has_paths:
             key = self.paths.match(path)
         return self._cache.remember(route, key)
 
@@ -162,9 +182,9 @@ def _wsgi_bytes(value: str) -> bytes:
     return value.encode("latin-1", "replace")
 
 
-def _leave(request_zone: zone) -> None:
+def _leave(state: ZoneState) -> None:
     try:
-        request_zone.__exit__(None, None, None)
+        leave_zone(state)
     except Exception:  # noqa: BLE001 - never fail a response over bookkeeping
         logger.debug("purposeguard could not close a request zone", exc_info=True)
 
@@ -174,10 +194,10 @@ class _Body:
 
     __slots__ = ("_result", "_context", "_zone", "_closed")
 
-    def __init__(self, result: Iterable[bytes], context: contextvars.Context, request_zone: zone) -> None:
+    def __init__(self, result: Iterable[bytes], context: contextvars.Context, state: ZoneState) -> None:
         self._result = result
         self._context = context
-        self._zone = request_zone
+        self._zone = state
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
@@ -194,12 +214,16 @@ class _Body:
         if self._closed:
             return
         self._closed = True
+        # One entry into the request's context for both steps.
+        self._context.run(self._finish)
+
+    def _finish(self) -> None:
         try:
             close = getattr(self._result, "close", None)
             if close is not None:
-                self._context.run(close)
+                close()
         finally:
-            self._context.run(_leave, self._zone)
+            _leave(self._zone)
 
 
 # -- Flask ----------------------------------------------------------------------------
@@ -218,21 +242,6 @@ def _view_mark(view: Any, method: str | None) -> str | None:
                 if key is None and method == "HEAD":
                     key = getattr(getattr(view_class, "get", None), MARK, None)
     return key if isinstance(key, str) else None
-
-
-def flask_resolver(app: Any) -> Resolver:
-    """The purpose marked on the Flask view a request is routed to
-    (blueprints' views included: Flask keeps them all in ``view_functions``)."""
-
-    def resolve(environ: Environ) -> str | None:
-        try:
-            endpoint, _ = app.url_map.bind_to_environ(environ).match()
-        except Exception:  # noqa: BLE001 - 404/405/redirects: no route, no purpose
-            return None
-        view = app.view_functions.get(endpoint)
-        return _view_mark(view, environ.get("REQUEST_METHOD")) if view is not None else None
-
-    return resolve
 
 
 def check_flask_routes(app: Any) -> None:
@@ -266,7 +275,6 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     from . import require
 
     flask = require("flask", "flask")
-    options.setdefault("resolver", flask_resolver(app))
     middleware = PurposeGuardMiddleware(app.wsgi_app, **options)
     app.wsgi_app = middleware
     status = int(middleware.status.split()[0])
@@ -280,14 +288,41 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     # Views registered later (blueprints after init_app) are checked before
     # the first request is served; those registered already, now.
     check_flask_routes(app)
-    checked = [False]
+    checked = False
+    # (endpoint, method) -> the purpose marked on its view ("" for none).
+    # Flask refuses to map an endpoint to another view, so what is found
+    # here stays true.
+    marks: dict[tuple[str, str], str] = {}
 
-    def check_once() -> None:
-        if not checked[0]:
+    def enter_route() -> None:
+        # Flask has routed the request: its endpoint names the view, with no
+        # second match of the URL (which a cache by path would redo for every
+        # new path parameter).
+        nonlocal checked
+        if not checked:
             check_flask_routes(app)
-            checked[0] = True
+            checked = True
+        # The request behind Flask's proxy, resolved once for the three reads.
+        request = flask.request._get_current_object()  # type: ignore[attr-defined]
+        state = request.environ.get(ZONE_KEY)
+        endpoint = request.endpoint
+        if state is None or endpoint is None:
+            # Not a request the middleware opened a zone for (a purpose set
+            # here would outlive it), or no route matched.
+            return
+        method = request.method
+        key = marks.get((endpoint, method))
+        if key is None:
+            view = app.view_functions.get(endpoint)
+            key = (_view_mark(view, method) if view is not None else None) or ""
+            remember(marks, (endpoint, method), key, PurposeCache.LIMIT)
+        if key:
+            # Never reset: the middleware runs the request in a context of its own.
+            PURPOSE.set(key)
+            check_purpose(key, state, _FUNCTION)
 
-    app.before_request(check_once)
+    # First of the app's hooks: the purpose is current before any other runs.
+    app.before_request_funcs.setdefault(None, []).insert(0, enter_route)
     app.register_error_handler(PurposeViolation, forbid)
     if EXCEPTION_GROUP is not None:
         # Flask looks handlers up by the exception's class: a violation raised

@@ -6,7 +6,8 @@ current zone without importing the runtime.
 
 from __future__ import annotations
 
-import threading
+from _thread import allocate_lock as _allocate_lock
+from _thread import get_ident as _get_ident
 from collections.abc import Iterable
 from contextvars import ContextVar, Token
 from typing import Any
@@ -16,6 +17,7 @@ from ._state import STATE
 # The tenant of data built from several tenants' data: no tenant's consent
 # covers it, so consent never widens what it may be used for.
 MIXED_TENANT = "(several tenants)"
+_NONE: frozenset[str] = frozenset()
 
 __all__ = ["ACTIVE_GUARD", "PURPOSE", "ZONE", "ZoneState", "zones_in_use", "note_labels"]
 
@@ -51,7 +53,6 @@ class ZoneState:
         "parent",
         "_lock",
         "owner",
-        "purpose_hint",
         "opener",
         "token",
         "closed",
@@ -63,22 +64,25 @@ class ZoneState:
         self,
         tenant: str | None,
         parent: ZoneState | None,
-        categories: Iterable[str] = (),
+        categories: Iterable[str] = _NONE,
     ) -> None:
-        start = frozenset(categories)
-        if parent is not None:
+        # Every request's zone is built here: plain stores, no calls beyond
+        # the lock and the thread id (a frozenset passed in is kept as is).
+        start = categories if type(categories) is frozenset else frozenset(categories)
+        if parent is None:
+            self.owners: frozenset[str] = _NONE
+        else:
             start = start | parent.categories
             if tenant is None:
                 tenant = parent.tenant
+            # Tenants that labelled data seen in the zone names (which may not be
+            # the zone's own): see data_tenant().
+            self.owners = parent.owners
         self.categories: frozenset[str] = start
         self.tenant: str | None = tenant
-        # Tenants that labelled data seen in the zone names (which may not be
-        # the zone's own): see data_tenant().
-        self.owners: frozenset[str] = parent.owners if parent is not None else frozenset()
         self.parent = parent
-        self._lock = threading.Lock()
-        self.owner = threading.get_ident()
-        self.purpose_hint: str | None = None
+        self._lock = _allocate_lock()
+        self.owner = _get_ident()
         # The zone object that opened this state and the token that closes
         # it: kept on the state (not the zone object) so one zone object can
         # be entered by many tasks at once without mixing their tokens.
@@ -136,14 +140,18 @@ class ZoneState:
 
     def close(self) -> None:
         """Mark the zone closed and hand what it learned to its parent."""
+        if self.parent is None:
+            # Nothing to hand over: a thread adding meanwhile finds the zone
+            # open or closed, and with no parent either way is the same.
+            self.closed = True
+            return
         with self._lock:
             self.closed = True
             learned = self.categories
             owners = self.owners
-        if self.parent is not None:
-            self.parent.add(learned)
-            for owner in owners:
-                self.parent.add(learned, owner)
+        self.parent.add(learned)
+        for owner in owners:
+            self.parent.add(learned, owner)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A copy for another process: what the zone knew, detached from it.

@@ -31,7 +31,16 @@ from ._labels import (
 from ._records import Declassification
 from ._runtime import Denial, get_guard, report_repeats
 
-__all__ = ["zone", "transform", "wrap_executor", "current_zone", "set_tenant", "ContextExecutor"]
+__all__ = [
+    "zone",
+    "transform",
+    "wrap_executor",
+    "current_zone",
+    "set_tenant",
+    "ContextExecutor",
+    "enter_zone",
+    "leave_zone",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,16 +78,8 @@ class zone:  # noqa: N801 - reads as a statement: with zone(tenant=...)
         return f"zone(tenant={self.tenant!r})"
 
     def __enter__(self) -> ZoneState:
-        # Counted so a reset knows whether the zones switch may go off.
-        next(_OPENED)
-        if not FLAGS.zones:
-            # With the lock activations take: refresh() reads their count.
-            with FLAGS.lock:
-                FLAGS.zones = True
-                FLAGS.refresh()
-        state = ZoneState(self.tenant, ZONE.get(), self.categories)
+        state = enter_zone(self.tenant, self.categories)
         state.opener = self
-        state.token = ZONE.set(state)
         return state
 
     def __exit__(self, *exc: object) -> None:
@@ -96,28 +97,54 @@ class zone:  # noqa: N801 - reads as a statement: with zone(tenant=...)
             raise PurposeGuardError("leaving a zone that was never entered here")
         if state.owner != threading.get_ident():
             raise PurposeGuardError("leaving a zone from another thread than the one that entered it")
-        token = state.token
-        if token is None:
-            raise PurposeGuardError("leaving a zone that was never entered here")
-        try:
-            ZONE.reset(token)
-        except (ValueError, RuntimeError):
-            # The token belongs to another context (a task or copied context
-            # that inherited the zone), or was used already.
-            raise PurposeGuardError(
-                "leaving a zone from another task or context than the one that entered it"
-            ) from None
-        state.token = None
-        state.close()
-        next(_CLOSED)
-        if state.flows:
-            report_repeats(get_guard(), state)
+        leave_zone(state)
 
     async def __aenter__(self) -> ZoneState:
         return self.__enter__()
 
     async def __aexit__(self, *exc: object) -> None:
         self.__exit__(*exc)
+
+
+def enter_zone(tenant: str | None, categories: frozenset[str]) -> ZoneState:
+    """Open a zone for a request or job and return its state; close it with
+    :func:`leave_zone` in the same context. ``tenant`` and ``categories``
+    must be checked already (as :class:`zone` checks them): a middleware
+    opens one per request and keeps the checks out of that path."""
+    # Counted so a reset knows whether the zones switch may go off.
+    next(_OPENED)
+    if not FLAGS.zones:
+        # With the lock activations take: refresh() reads their count.
+        with FLAGS.lock:
+            FLAGS.zones = True
+            FLAGS.refresh()
+    state = ZoneState(tenant, ZONE.get(), categories)
+    state.token = ZONE.set(state)
+    return state
+
+
+def leave_zone(state: ZoneState) -> None:
+    """Close a zone :func:`enter_zone` opened, in the context it was opened in."""
+    token = state.token
+    if token is None:
+        raise PurposeGuardError("leaving a zone that was never entered here")
+    try:
+        ZONE.reset(token)
+    except (ValueError, RuntimeError):
+        # The token belongs to another context (a task or copied context
+        # that inherited the zone), or was used already.
+        raise PurposeGuardError(
+            "leaving a zone from another task or context than the one that entered it"
+        ) from None
+    _closed(state)
+
+
+def _closed(state: ZoneState) -> None:
+    state.token = None
+    state.close()
+    next(_CLOSED)
+    if state.flows:
+        report_repeats(get_guard(), state)
 
 
 def current_zone() -> ZoneState | None:

@@ -49,7 +49,12 @@ def _wsgi_tenant(headers: dict[str, str], **options: Any) -> Any:
         "wsgi.url_scheme": "http",
     }
     environ.update({"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()})
-    list(middleware(environ, lambda status, headers, exc_info=None: None))
+    # As a WSGI server does: iterate the body, then close it (which closes the request's zone).
+    body = middleware(environ, lambda status, headers, exc_info=None: None)
+    try:
+        list(body)
+    finally:
+        body.close()  # type: ignore[attr-defined]
     return seen[0]
 
 

@@ -79,8 +79,8 @@ class FlaskClient:
         if self.http is not None:
             response = self.http.get(path, headers=headers)
             return response.status_code, response.headers.get("content-type", ""), response.text
-        with self.app.test_client() as test_client:
-            result = test_client.get(path, headers=headers)
+        # Closing the response closes the request's zone, as a WSGI server does.
+        with self.app.test_client() as test_client, test_client.get(path, headers=headers) as result:
             return result.status_code, result.content_type, result.get_data(as_text=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -224,15 +225,13 @@ def _signatures_namespace(base: dict[str, object]) -> dict[str, object]:
     def positional_only(x, /):
         return x
 
-    def method(self, x):
-        return x
-
     guard = pg.purpose("service.operations")
 
     class Service:
-        bare_method = method
+        def bare_method(self, x):
+            return x
 
-    Service.method = guard(method)
+        method = guard(bare_method)
 
     class Handler:
         def __call__(self, x):
@@ -261,7 +260,7 @@ def _signatures_namespace(base: dict[str, object]) -> dict[str, object]:
     source = "def params32(" + ", ".join(f"a{i}" for i in range(32)) + "):\n    return a0\n"
     made: dict[str, Any] = {}
     exec(source, made)
-    plain = {
+    plain: dict[str, Callable[..., Any]] = {
         "star": star,
         "star_kw": star_kw,
         "both": both,

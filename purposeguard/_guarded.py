@@ -371,18 +371,14 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
             known_test=" and ".join(known_tests + ["_pg_k"]),
             values=values,
         )
-        if not simple:
-            # Only *args and/or **kwargs, called with one item (the common
-            # case): that item is tested as a named parameter would be, with
-            # no flags and no loop (measured about 10% cheaper per call).
-            if var_args:
-                one = f"_pg_len({var_args}) == 1" + (f" and not {var_kwargs}" if var_kwargs else "")
-                item = f"_pg_v = _pg_T({var_args}[0])\n"
-            else:
-                one = f"_pg_len({var_kwargs}) == 1"
-                # Unpacking the one key reads cheaper than a values() view.
-                item = f"(_pg_v,) = {var_kwargs}\n_pg_v = _pg_T({var_kwargs}[_pg_v])\n"
-            single = item + _ENTRY.format(
+        if var_args and not simple:
+            # Only *args (and **kwargs), called with one positional item (the
+            # common case): it is tested as a named parameter would be, with
+            # no flags and no loop, measured 6-8% cheaper per call. (The same
+            # for one keyword of **kwargs measured 3% cheaper, and made three
+            # keywords 4% dearer: not taken.)
+            one = f"_pg_len({var_args}) == 1" + (f" and not {var_kwargs}" if var_kwargs else "")
+            single = f"_pg_v = _pg_T({var_args}[0])\n" + _ENTRY.format(
                 plain_test="_pg_v in _pg_NL", known_test="_pg_v in _pg_OK", values=values
             )
             entry = f"if {one}:\n{_indent(single, 4)}else:\n{_indent(entry, 4)}"

@@ -71,6 +71,10 @@ class Signature:
 
 @st.composite
 def signatures(draw: Any) -> Signature:
+    if draw(st.integers(0, 3)) == 0:
+        # Only *args and/or **kwargs: the wrappers' branch for one item.
+        var_args = draw(st.booleans())
+        return Signature(0, 0, 0, var_args, (), draw(st.booleans()) or not var_args)
     positional_only = draw(st.integers(0, 2))
     positional = draw(st.integers(0, 3))
     return Signature(

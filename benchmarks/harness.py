@@ -23,6 +23,10 @@ class Case:
     setup: str | Callable[[], Any] = "pass"
     ratio_limit: float | None = None
     absolute_limit_us: float | None = None
+    # The name of another case of the group: the row's ratio is to that case
+    # (timed in the same rounds), and a second, informative row gives the
+    # ratio to the group's baseline.
+    relative_to: str = ""
 
 
 @dataclass
@@ -56,11 +60,11 @@ def run_group(group: Group) -> list[Row]:
     for _ in range(group.rounds):
         for index, timer in enumerate(timers):
             samples[index].append(timer.timeit(group.number) / group.number)
-    base = samples[0]
+    named = {case.name: index for index, case in enumerate(cases)}
     rows = []
     for index, case in enumerate(cases):
-        ratios = [s / b for s, b in zip(samples[index], base, strict=False)]
-        ratio = statistics.median(ratios)
+        base = samples[named[case.relative_to]] if case.relative_to else samples[0]
+        ratio = _median_ratio(samples[index], base)
         per_call = statistics.median(samples[index]) * 1e9
         met: bool | None = None
         if case.ratio_limit is not None:
@@ -73,18 +77,19 @@ def run_group(group: Group) -> list[Row]:
             best = min(samples[index]) * 1e9
             met = best / 1000 <= case.absolute_limit_us
             note = f"(best of {group.rounds}: {_ns(best)}; median shown)"
+        name = f"{case.name} (to {case.relative_to})" if case.relative_to else case.name
         rows.append(
-            Row(
-                group.title,
-                case.name if index else f"{case.name} (baseline)",
-                per_call,
-                ratio,
-                case.target,
-                met,
-                note,
-            )
+            Row(group.title, name if index else f"{name} (baseline)", per_call, ratio, case.target, met, note)
         )
+        if case.relative_to:
+            to_baseline = _median_ratio(samples[index], samples[0])
+            name = f"{case.name} (to {group.baseline.name})"
+            rows.append(Row(group.title, name, per_call, to_baseline, "informative", None))
     return rows
+
+
+def _median_ratio(samples: list[float], base: list[float]) -> float:
+    return statistics.median(s / b for s, b in zip(samples, base, strict=True))
 
 
 def format_rows(rows: list[Row], markdown: bool = True) -> str:

@@ -71,6 +71,9 @@ class Signature:
 
 @st.composite
 def signatures(draw: Any) -> Signature:
+    if draw(st.integers(0, 3)) == 0:
+        # Only *args (and **kwargs): the wrappers' branch for one item.
+        return Signature(0, 0, 0, True, (), draw(st.booleans()))
     positional_only = draw(st.integers(0, 2))
     positional = draw(st.integers(0, 3))
     return Signature(
@@ -111,12 +114,13 @@ def calls(draw: Any, signature: Signature) -> Call:
         else:
             positional.append(draw(value))
     if signature.var_args and given_count == len(names):
-        positional.extend(draw(st.lists(value, max_size=2)))
+        # One item first: the wrappers have a branch of their own for it.
+        positional.extend(draw(value) for _ in range(draw(st.sampled_from((1, 0, 2)))))
     for index, has_default in enumerate(signature.keyword_only):
         if not has_default or draw(st.booleans()):
             keywords.append((f"k{index}", draw(value)))
     if signature.var_kwargs:
-        for index in range(draw(st.integers(0, 2))):
+        for index in range(draw(st.sampled_from((1, 0, 2)))):
             keywords.append((f"extra{index}", draw(value)))
     return Call(tuple(positional), tuple(keywords))
 

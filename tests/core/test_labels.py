@@ -288,3 +288,22 @@ def test_many_tenants_make_no_labelled_classes() -> None:
         assert type(value) is type(first)  # the tenant is on the instance
     assert len(_labels._CLASSES) == classes
     assert pg.tenant_of(first) == "tenant-00000"
+
+
+def test_one_character_results_keep_their_own_labels_and_tenant() -> None:
+    # Each value's own labels and tenant, even for the same character taken
+    # from values of other label sets and other tenants: a one-character
+    # result is never shared between them.
+    values = [
+        (pg.label("a note", EMAIL), frozenset({EMAIL}), None),
+        (pg.label("a note", DOC), frozenset({DOC}), None),
+        (pg.label("a note", EMAIL, tenant="contoso"), frozenset({EMAIL}), "contoso"),
+        (pg.label("a note", EMAIL, tenant="fabrikam"), frozenset({EMAIL}), "fabrikam"),
+        (pg.label(pg.label("a note", EMAIL), DOC), frozenset({EMAIL, DOC}), None),
+    ]
+    for _ in range(3):  # taken again: still each value's own
+        for value, labels, tenant in values:
+            for char in (value[0], value[2], value[-1], value[-4]):
+                assert char in "a note" and len(char) == 1 and type(char) is not str
+                assert pg.labels_of(char) == labels
+                assert pg.tenant_of(char) == tenant

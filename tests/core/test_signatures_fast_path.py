@@ -240,3 +240,79 @@ def test_a_class_with_annotated_fields_or_slots_is_never_taken_for_plain() -> No
         with pytest.raises(pg.PurposeViolation):
             slotted.read()
     assert Note not in FLAT_OBJECTS and Slotted not in FLAT_OBJECTS
+
+
+def test_a_single_star_arg_is_checked_alone() -> None:
+    @pg.purpose(PURPOSE)
+    def star(*args: Any) -> int:
+        return len(args)
+
+    allowed = pg.label("ticket 4711", TICKET)
+    denied = pg.label("a@example.com", EMAIL)
+    assert star(allowed) == 1
+    assert _fast_calls(lambda: star(allowed)) >= 5  # one item: the branch without a loop
+    with pytest.raises(pg.PurposeViolation):
+        star(denied)
+    with pytest.raises(pg.PurposeViolation):
+        star([denied])  # a container item: the full check looks inside
+    assert star("plain") == 1 and star() == 0
+
+
+@pytest.mark.parametrize("where", ["alone", "first", "middle", "last"])
+def test_a_denied_keyword_value_among_allowed_ones_is_refused(where: str) -> None:
+    @pg.purpose(PURPOSE)
+    def star_kw(**kwargs: Any) -> int:
+        return len(kwargs)
+
+    allowed = pg.label("ticket 4711", TICKET)
+    denied = pg.label("a@example.com", EMAIL)
+    assert star_kw(a=allowed) == 1 and star_kw(a=allowed, b=allowed, c="plain") == 3
+    assert _fast_calls(lambda: star_kw(b=allowed)) >= 5
+    keywords = {
+        "alone": {"z": denied},
+        "first": {"z": denied, "a": allowed, "b": allowed},
+        "middle": {"a": allowed, "z": denied, "b": "plain"},
+        "last": {"a": allowed, "b": allowed, "z": denied},
+    }[where]
+    with pytest.raises(pg.PurposeViolation):
+        star_kw(**keywords)
+
+
+def test_one_positional_item_next_to_keywords_checks_the_keywords_too() -> None:
+    @pg.purpose(PURPOSE)
+    def both(*args: Any, **kwargs: Any) -> int:
+        return len(args) + len(kwargs)
+
+    allowed = pg.label("ticket 4711", TICKET)
+    denied = pg.label("a@example.com", EMAIL)
+    assert both(allowed) == 1 and both(allowed) == 1
+    with pytest.raises(pg.PurposeViolation):
+        both(allowed, y=denied)
+    with pytest.raises(pg.PurposeViolation):
+        both("plain", y=denied)
+    with pytest.raises(pg.PurposeViolation):
+        both(y=denied)
+    with pytest.raises(pg.PurposeViolation):
+        both(denied)
+
+
+@pytest.mark.parametrize("attributes", [1, 8, 9, 30])
+def test_a_labelled_attribute_after_many_plain_ones_is_seen(attributes: int) -> None:
+    # Up to eight attributes are looked at in a loop, more in one C call:
+    # the labelled one is the last either way.
+    class Box:  # a class of its own: another test labels a Mailbox in place
+        @pg.purpose(PURPOSE)
+        def read(self, x: Any) -> Any:
+            return x
+
+    box = Box()
+    for index in range(attributes):
+        setattr(box, f"a{index}", index)
+    allowed = pg.label("ticket 4711", TICKET)
+    box.read(allowed)
+    assert _fast_calls(lambda: box.read(allowed)) >= 5
+    setattr(box, f"a{attributes - 1}", pg.label("a@example.com", EMAIL))
+    with pytest.raises(pg.PurposeViolation):
+        box.read(allowed)
+    with pytest.raises(pg.PurposeViolation):
+        box.read("plain")

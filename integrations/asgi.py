@@ -31,6 +31,7 @@ Starlette (``pip install 'purposeguard[asgi]'``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -53,6 +54,8 @@ from ._server import (
 )
 
 __all__ = ["PurposeGuardMiddleware", "route_purpose"]
+
+logger = logging.getLogger("purposeguard")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -103,6 +106,7 @@ class PurposeGuardMiddleware:
         # before costs one lookup.
         self._tenants = self._cache.tenants
         self._checked = False
+        self._warned_unseen = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -164,6 +168,7 @@ class PurposeGuardMiddleware:
             routed.pg_state = state
             routed.pg_marks = self._marks
             routed.pg_found = self._marks.found
+            routed.pg_seen = None
             # One set for the request, reset when it ends: whatever purpose
             # the route makes current later goes with it.
             token = PURPOSE.set(key)
@@ -179,8 +184,26 @@ class PurposeGuardMiddleware:
                 await self._forbid(send, violation)
             finally:
                 PURPOSE.reset(token)
+                endpoint = dict.get(routed, "endpoint")
+                if endpoint is not None and endpoint is not routed.pg_seen:
+                    self._unseen_endpoint(endpoint, routed)
         finally:
             leave_zone(state)
+
+    def _unseen_endpoint(self, endpoint: Any, scope: Scope) -> None:
+        """A router wrote the endpoint it picked without ``scope.update``:
+        a purpose marked on it was not made current. Said once, loudly,
+        rather than a route running without its purpose unnoticed."""
+        if self._warned_unseen or self._marks.of(endpoint, scope) is None:
+            return
+        self._warned_unseen = True
+        logger.warning(
+            "purposeguard: the router wrote the endpoint for %s without scope.update, so the "
+            "purpose marked on it was not made current; route marks need a router that "
+            "writes its match with scope.update (Starlette's and FastAPI's do); use the "
+            "middleware's purposes= path patterns for this router",
+            scope.get("path", "?"),
+        )
 
     async def _forbid(self, send: Send, error: PurposeViolation) -> None:
         body = violation_body(error)
@@ -275,15 +298,19 @@ class _RoutedScope(dict):  # type: ignore[type-arg]
     which a request makes several of (a FastAPI request about ten).
     """
 
-    __slots__ = ("pg_state", "pg_marks", "pg_found")
+    __slots__ = ("pg_state", "pg_marks", "pg_found", "pg_seen")
     pg_state: Any
     pg_marks: RouteMarks
     pg_found: dict[int, tuple[Any, str | None]]
+    # The last endpoint seen written with update: one written some other way
+    # is found when the request ends and reported (see _unseen_endpoint).
+    pg_seen: Any
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         dict.update(self, other, **kwargs)
         endpoint = self.get("endpoint")
         if endpoint is not None:
+            self.pg_seen = endpoint
             found = self.pg_found.get(id(endpoint))
             key = found[1] if found is not None and found[0] is endpoint else self.pg_marks.of(endpoint, self)
             if key is not None:

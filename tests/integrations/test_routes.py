@@ -406,3 +406,45 @@ def test_flask_apps_name_the_tenant_after_authentication(serve_wsgi: Callable[[A
         with pg.testing.capture() as violations:
             assert client.post("/ads", headers={"authorization": "Bearer fabrikam"}).status_code == 403
     assert [v.tenant for v in violations] == ["fabrikam"]
+
+
+# -- a router that writes its match some other way ---------------------------------------------
+
+
+def _item_writing_router(endpoint: Any) -> Any:
+    """A minimal ASGI router that writes the endpoint it picked with item
+    assignment, not ``scope.update`` (Starlette's and FastAPI's use update)."""
+
+    async def router(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        scope["endpoint"] = endpoint
+        await endpoint(scope, receive, send)
+
+    return router
+
+
+def test_an_endpoint_written_without_update_is_reported_once_not_silently_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @route_purpose("service.operations")
+    async def ops(scope: Any, receive: Any, send: Any) -> None:
+        await JSONResponse(purpose_now())(scope, receive, send)
+
+    client = TestClient(PurposeGuardMiddleware(_item_writing_router(ops)))
+    with caplog.at_level("WARNING", logger="purposeguard"):
+        first = client.get("/ops").json()
+        second = client.get("/ops").json()
+    # The mark was not applied (the router never told the middleware), and
+    # that is said once, naming what to do instead.
+    assert first["purpose"] is None and second["purpose"] is None
+    reports = [r.getMessage() for r in caplog.records if "without scope.update" in r.getMessage()]
+    assert len(reports) == 1 and "purposes= path patterns" in reports[0]
+
+
+def test_starlette_and_fastapi_routes_report_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    client = TestClient(fastapi_app([]))
+    with caplog.at_level("WARNING", logger="purposeguard"):
+        for path in ("/news/status", "/news/campaigns/async", "/sub/ping", "/admin/ops", "/admin/items"):
+            assert client.get(path).json()["purpose"] is not None
+    assert not [r for r in caplog.records if "without scope.update" in r.getMessage()]

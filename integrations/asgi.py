@@ -31,6 +31,7 @@ Starlette (``pip install 'purposeguard[asgi]'``).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -249,13 +250,21 @@ class PurposeGuardMiddleware:
 
 
 def _route_mark(endpoint: Any, scope: Scope) -> str | None:
-    """The purpose marked on what the router picked: a function, a
-    class-based endpoint (on the class or on the method for this request),
-    or a mounted app."""
+    """The purpose marked on what the router picked: a function (also
+    behind ``functools.partial``, which Starlette routes to), a class-based
+    endpoint (on the class or on the method for this request, ``get`` for a
+    HEAD as Starlette dispatches it), or a mounted app."""
+    while isinstance(endpoint, functools.partial):
+        key = getattr(endpoint, MARK, None)
+        if isinstance(key, str):
+            return key
+        endpoint = endpoint.func
     key = getattr(endpoint, MARK, None)
     if key is None and isinstance(endpoint, type):
         method = scope.get("method")
         handler = getattr(endpoint, method.lower(), None) if isinstance(method, str) else None
+        if handler is None and method == "HEAD":
+            handler = getattr(endpoint, "get", None)
         if handler is None and scope.get("type") == "websocket":
             handler = getattr(endpoint, "on_receive", None)
         key = getattr(handler, MARK, None) if handler is not None else None

@@ -115,6 +115,11 @@ def clean_tenant(value: object, source: str, report: Callable[[str], None] | Non
     if not isinstance(value, str):
         say("not a string")
         return None
+    if getattr(type(value), "_pg_kind", None) is not None:
+        # A labelled value (an email address, say): tenant ids are kept in
+        # records and sent in baggage, which labelled data must not reach.
+        say("a labelled value, which is never used as a tenant id")
+        return None
     value = value.strip()
     if not value:
         return None

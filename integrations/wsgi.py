@@ -27,7 +27,6 @@ from typing import Any
 
 from purposeguard._context import PURPOSE, ZoneState
 from purposeguard._errors import PurposeViolation
-from purposeguard._state import remember
 from purposeguard._zones import enter_zone, leave_zone
 
 from . import baggage
@@ -53,8 +52,6 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 Resolver = Callable[[Environ], "str | None"]
 
 _NOT_FOUND = object()
-# Where the middleware leaves the request's zone state in the environ.
-ZONE_KEY = "purposeguard.zone"
 _FUNCTION = "purposeguard.integrations.wsgi.PurposeGuardMiddleware"
 
 
@@ -62,10 +59,9 @@ class PurposeGuardMiddleware:
     """Open a zone per request, set the route's purpose, turn violations into 403s.
 
     Options as for the ASGI middleware, plus ``resolver``: a callable
-    ``(environ) -> purpose | None`` that finds the route's purpose, for a
-    WSGI app that is not Flask (remembered per method, path and host).
-    On Flask, :func:`init_app` reads the purpose marked on the view Flask
-    routed the request to, in a hook that runs before the app's others.
+    ``(environ) -> purpose | None`` that finds the route's purpose
+    (remembered per method, path and host; Flask's is installed by
+    :func:`init_app`).
     """
 
     def __init__(
@@ -145,9 +141,6 @@ class PurposeGuardMiddleware:
     ) -> tuple[ZoneState, Iterable[bytes]]:
         state = enter_zone(tenant, categories)
         try:
-            # Read by init_app's hook: a route's purpose is set only in a
-            # request this middleware opened a zone for.
-            environ[ZONE_KEY] = state
             if key is not None:
                 # Never reset: the context belongs to this request alone.
                 PURPOSE.set(key)
@@ -244,6 +237,21 @@ def _view_mark(view: Any, method: str | None) -> str | None:
     return key if isinstance(key, str) else None
 
 
+def flask_resolver(app: Any) -> Resolver:
+    """The purpose marked on the Flask view a request is routed to
+    (blueprints' views included: Flask keeps them all in ``view_functions``)."""
+
+    def resolve(environ: Environ) -> str | None:
+        try:
+            endpoint, _ = app.url_map.bind_to_environ(environ).match()
+        except Exception:  # noqa: BLE001 - 404/405/redirects: no route, no purpose
+            return None
+        view = app.view_functions.get(endpoint)
+        return _view_mark(view, environ.get("REQUEST_METHOD")) if view is not None else None
+
+    return resolve
+
+
 def check_flask_routes(app: Any) -> None:
     """Every purpose marked on a view of ``app`` must be one the policy
     defines; raises :class:`~purposeguard.PolicyError` naming the route."""
@@ -275,6 +283,10 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     from . import require
 
     flask = require("flask", "flask")
+    # Resolved in the middleware, before Flask opens the session, sends
+    # request_started or runs url_value_preprocessors: all of them run under
+    # the route's purpose (a hook inside Flask would come after them).
+    options.setdefault("resolver", flask_resolver(app))
     middleware = PurposeGuardMiddleware(app.wsgi_app, **options)
     app.wsgi_app = middleware
     status = int(middleware.status.split()[0])
@@ -288,41 +300,14 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     # Views registered later (blueprints after init_app) are checked before
     # the first request is served; those registered already, now.
     check_flask_routes(app)
-    checked = False
-    # (endpoint, method) -> the purpose marked on its view ("" for none).
-    # Flask refuses to map an endpoint to another view, so what is found
-    # here stays true.
-    marks: dict[tuple[str, str], str] = {}
+    checked = [False]
 
-    def enter_route() -> None:
-        # Flask has routed the request: its endpoint names the view, with no
-        # second match of the URL (which a cache by path would redo for every
-        # new path parameter).
-        nonlocal checked
-        if not checked:
+    def check_once() -> None:
+        if not checked[0]:
             check_flask_routes(app)
-            checked = True
-        # The request behind Flask's proxy, resolved once for the three reads.
-        request = flask.request._get_current_object()  # type: ignore[attr-defined]
-        state = request.environ.get(ZONE_KEY)
-        endpoint = request.endpoint
-        if state is None or endpoint is None:
-            # Not a request the middleware opened a zone for (a purpose set
-            # here would outlive it), or no route matched.
-            return
-        method = request.method
-        key = marks.get((endpoint, method))
-        if key is None:
-            view = app.view_functions.get(endpoint)
-            key = (_view_mark(view, method) if view is not None else None) or ""
-            remember(marks, (endpoint, method), key, PurposeCache.LIMIT)
-        if key:
-            # Never reset: the middleware runs the request in a context of its own.
-            PURPOSE.set(key)
-            check_purpose(key, state, _FUNCTION)
+            checked[0] = True
 
-    # First of the app's hooks: the purpose is current before any other runs.
-    app.before_request_funcs.setdefault(None, []).insert(0, enter_route)
+    app.before_request(check_once)
     app.register_error_handler(PurposeViolation, forbid)
     if EXCEPTION_GROUP is not None:
         # Flask looks handlers up by the exception's class: a violation raised

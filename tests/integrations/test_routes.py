@@ -5,6 +5,7 @@ authentication. Served by uvicorn and werkzeug on loopback."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -448,3 +449,51 @@ def test_starlette_and_fastapi_routes_report_nothing(caplog: pytest.LogCaptureFi
         for path in ("/news/status", "/news/campaigns/async", "/sub/ping", "/admin/ops", "/admin/items"):
             assert client.get(path).json()["purpose"] is not None
     assert not [r for r in caplog.records if "without scope.update" in r.getMessage()]
+
+
+def test_head_to_a_class_endpoint_runs_get_under_gets_mark() -> None:
+    # Starlette answers a HEAD with the endpoint's get(): its mark applies.
+    seen: list[tuple[str, Any]] = []
+
+    class Newsletter(HTTPEndpoint):
+        @route_purpose("marketing.direct")
+        async def get(self, request: StarletteRequest) -> JSONResponse:
+            seen.append((request.method, pg.current_purpose()))
+            return JSONResponse({})
+
+    client = TestClient(PurposeGuardMiddleware(Starlette(routes=[Route("/n", Newsletter)])))
+    assert client.get("/n").status_code == 200 and client.head("/n").status_code == 200
+    assert seen == [("GET", "marketing.direct"), ("HEAD", "marketing.direct")]
+
+
+def test_a_partial_endpoint_keeps_the_mark_of_its_function() -> None:
+    @route_purpose("marketing.direct")
+    async def newsletter(request: StarletteRequest, edition: str) -> JSONResponse:
+        return JSONResponse({**purpose_now(), "edition": edition})
+
+    app = Starlette(routes=[Route("/partial", functools.partial(newsletter, edition="june"))])
+    assert marked_routes(app) == [("/partial", "marketing.direct")]
+    body = TestClient(PurposeGuardMiddleware(app)).get("/partial").json()
+    assert body["purpose"] == "marketing.direct" and body["edition"] == "june"
+
+
+def test_flask_url_value_preprocessors_run_under_the_routes_purpose() -> None:
+    # Flask runs them (and opens the session, and sends request_started)
+    # before any before_request hook: the purpose is set before Flask starts.
+    app = flask.Flask("preprocessed")
+    seen: list[Any] = []
+
+    @app.url_value_preprocessor
+    def load(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        seen.append(pg.current_purpose())
+
+    @app.get("/news/<edition>")
+    @route_purpose("marketing.direct")
+    def news(edition: str) -> str:
+        return edition
+
+    wsgi.init_app(app, purposes={"/news/*": "service.operations"})
+    with app.test_client() as client, client.get("/news/june") as response:
+        assert response.status_code == 200
+    # The route's mark, not the path pattern: marks win.
+    assert seen == ["marketing.direct"]

@@ -86,3 +86,16 @@ def test_an_anonymous_caller_with_no_identity_has_no_tenant() -> None:
 def test_a_tenant_header_must_be_a_name(name: Any) -> None:
     with pytest.raises(ValueError, match="tenant_header must be a header name"):
         asgi.PurposeGuardMiddleware(Starlette(), tenant_header=name)
+
+
+def test_a_labelled_value_from_tenant_from_is_never_the_tenant(caplog: pytest.LogCaptureFixture) -> None:
+    # Tenant ids are kept in records and sent in baggage: an application
+    # that hands back the caller's labelled e-mail address gets no tenant
+    # and a warning, on both middlewares, instead of that address travelling on.
+    email = pg.label("alice@example.com", "customer_data.content.email")
+    with caplog.at_level("WARNING", logger="purposeguard"):
+        asgi_tenant = _asgi(tenant_from=lambda scope: email).get("/whoami").json()["tenant"]
+        wsgi_tenant = _wsgi_tenant({}, tenant_from=lambda environ: email)
+    assert asgi_tenant is None and wsgi_tenant is None
+    warned = [r.getMessage() for r in caplog.records if "labelled value" in r.getMessage()]
+    assert len(warned) == 2 and "alice" not in " ".join(warned)

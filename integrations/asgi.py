@@ -67,6 +67,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _BAGGAGE = b"baggage"
 _TRACEPARENT = b"traceparent"
 _FUNCTION = "purposeguard.integrations.asgi.PurposeGuardMiddleware"
+# Requests with no endpoint seen before an app with marked routes is reported.
+UNROUTED_BEFORE_WARNING = 20
 
 
 class PurposeGuardMiddleware:
@@ -108,6 +110,11 @@ class PurposeGuardMiddleware:
         self._tenants = self._cache.tenants
         self._checked = False
         self._warned_unseen = False
+        # Whether the app has marked routes, and whether a router was ever
+        # seen picking an endpoint (see _count_unrouted).
+        self._marked = False
+        self._endpoints_seen = False
+        self._unrouted = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -117,7 +124,7 @@ class PurposeGuardMiddleware:
             await self.app(scope, receive, send)
             return
         if not self._checked:
-            self._check_routes(scope.get("app"))
+            self._check_routes(scope.get("app") or self.app)
         raw_tenant: bytes | None = None
         raw_baggage: list[bytes] | None = None
         traceparent: bytes | None = None
@@ -185,11 +192,36 @@ class PurposeGuardMiddleware:
                 await self._forbid(send, violation)
             finally:
                 PURPOSE.reset(token)
+                seen = routed.pg_seen
                 endpoint = dict.get(routed, "endpoint")
-                if endpoint is not None and endpoint is not routed.pg_seen:
+                if endpoint is not None and endpoint is not seen:
                     self._unseen_endpoint(endpoint, routed)
+                elif not self._endpoints_seen:
+                    self._count_unrouted(seen)
         finally:
             leave_zone(state)
+
+    def _count_unrouted(self, seen: Any) -> None:
+        """Until a router is first seen picking an endpoint: an app with
+        marked routes whose router never tells this middleware (a middleware
+        in between hands the router a copy of the scope) would run every
+        route without its purpose. Said once, after a few requests."""
+        if seen is not None:
+            self._endpoints_seen = True
+            return
+        if not self._marked or self._warned_unseen:
+            return
+        self._unrouted += 1
+        if self._unrouted >= UNROUTED_BEFORE_WARNING:
+            self._warned_unseen = True
+            logger.warning(
+                "purposeguard: %d requests and the router never told the middleware which "
+                "endpoint it picked, though the app has routes marked with purposes: their "
+                "purposes were not made current. A middleware between PurposeGuardMiddleware "
+                "and the router may hand on a copy of the scope: add PurposeGuardMiddleware "
+                "after it (innermost), or use the middleware's purposes= path patterns",
+                self._unrouted,
+            )
 
     def _unseen_endpoint(self, endpoint: Any, scope: Scope) -> None:
         """A router wrote the endpoint it picked without ``scope.update``:
@@ -228,7 +260,7 @@ class PurposeGuardMiddleware:
         async def receiving() -> Message:
             message = await receive()
             if message.get("type") == "lifespan.startup" and not self._checked:
-                self._check_routes(scope.get("app"))
+                self._check_routes(scope.get("app") or self.app)
             return message
 
         return receiving
@@ -239,7 +271,9 @@ class PurposeGuardMiddleware:
         later ``configure()`` dropped fails here, loudly, not as a request
         that silently runs without its purpose."""
         self._checked = True
-        for where, key in marked_routes(app):
+        found = marked_routes(app)
+        self._marked = bool(found)
+        for where, key in found:
             try:
                 require_purpose_key(key)
             except PolicyError as error:

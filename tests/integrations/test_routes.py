@@ -17,7 +17,12 @@ import pytest
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request
 from flask.views import MethodView
 from purposeguard.integrations import wsgi
-from purposeguard.integrations.asgi import PurposeGuardMiddleware, marked_routes, route_purpose
+from purposeguard.integrations.asgi import (
+    UNROUTED_BEFORE_WARNING,
+    PurposeGuardMiddleware,
+    marked_routes,
+    route_purpose,
+)
 from starlette.applications import Starlette
 from starlette.endpoints import HTTPEndpoint
 from starlette.exceptions import StarletteDeprecationWarning
@@ -497,3 +502,40 @@ def test_flask_url_value_preprocessors_run_under_the_routes_purpose() -> None:
         assert response.status_code == 200
     # The route's mark, not the path pattern: marks win.
     assert seen == ["marketing.direct"]
+
+
+def test_routes_never_seen_behind_a_scope_copying_middleware_are_reported_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A middleware between purposeguard's and the router that hands on a copy
+    # of the scope hides the router's match: the marked route runs without
+    # its purpose, and after a few requests that is said, once.
+    @route_purpose("service.operations")
+    async def ops(request: StarletteRequest) -> JSONResponse:
+        return JSONResponse(purpose_now())
+
+    class CopyingMiddleware:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await self.app({**scope}, receive, send)
+
+    app = Starlette(routes=[Route("/ops", ops)])
+    app.add_middleware(CopyingMiddleware)
+    app.add_middleware(PurposeGuardMiddleware)  # outermost: the copy is made inside it
+    client = TestClient(app)
+    with caplog.at_level("WARNING", logger="purposeguard"):
+        purposes = {client.get("/ops").json()["purpose"] for _ in range(UNROUTED_BEFORE_WARNING + 5)}
+    assert purposes == {None}
+    reports = [r.getMessage() for r in caplog.records if "never told the middleware" in r.getMessage()]
+    assert len(reports) == 1 and "innermost" in reports[0]
+
+
+def test_a_router_seen_once_is_never_reported(caplog: pytest.LogCaptureFixture) -> None:
+    client = TestClient(fastapi_app([]))
+    with caplog.at_level("WARNING", logger="purposeguard"):
+        assert client.get("/news/status").json()["purpose"] == "service.operations"
+        for _ in range(UNROUTED_BEFORE_WARNING + 5):
+            assert client.get("/nowhere").status_code == 404
+    assert not [r for r in caplog.records if "never told the middleware" in r.getMessage()]

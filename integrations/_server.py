@@ -125,7 +125,8 @@ class PurposeCache:
         return found
 
     def remember(self, route: Any, key: str | None) -> str | None:
-        return remember(self.routes, route, key, self.LIMIT)  # type: ignore[no-any-return]
+        remember(self.routes, route, key, self.LIMIT)
+        return key
 
 
 def check_purpose(key: str, state: Any, function: str) -> None:

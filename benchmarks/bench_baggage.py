@@ -230,7 +230,7 @@ def load(port: int, requests: int, seconds: float) -> list[dict[str, float]]:
 
 
 def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
-    from harness import Row
+    from harness import Row, stop_servers
 
     sys.path.insert(0, str(MIDDLEWARE.parent))
     from bench_middleware import _free_port, _wait
@@ -269,13 +269,7 @@ def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
                 )
                 samples[kind].append(json.loads(done.stdout))
     finally:
-        for _, process in servers.values():
-            process.terminate()
-        for _, process in servers.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_servers(process for _, process in servers.values())
     out = []
     group = "signed baggage per request (loopback, keep-alive, guarded server)"
     names = {"asgi": "ASGI, uvicorn", "wsgi": "WSGI, werkzeug threaded"}

@@ -263,7 +263,7 @@ def _wait(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) ->
 
 def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
     sys.path.insert(0, str(HERE.parent))
-    from harness import Row
+    from harness import Row, stop_servers
 
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (the Debian package wrk; scripts/test installs it)")
@@ -300,14 +300,7 @@ def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
                     samples[variant].append(rps)
                     cpu[variant].append(per_request)
         finally:
-            for _, process in servers.values():
-                process.terminate()
-            for _, process in servers.values():
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+            stop_servers(process for _, process in servers.values())
         loss = statistics.median(p / g for p, g in zip(samples["plain"], samples["guarded"], strict=True))
         work = statistics.median(g / p for p, g in zip(cpu["plain"], cpu["guarded"], strict=True))
         plain_rps = statistics.median(samples["plain"])

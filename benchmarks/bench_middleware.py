@@ -168,7 +168,7 @@ def _drive(ports: list[int], requests: int, seconds: float) -> list[dict[str, fl
 
 def rows(quick: bool = False, smoke: bool = False) -> list:
     sys.path.insert(0, str(HERE.parent))
-    from harness import Row
+    from harness import Row, stop_servers
 
     rounds, requests, seconds = (1, 20, 5.0) if smoke else (3, 300, 5.0) if quick else (9, 1500, 10.0)
     servers: dict[tuple[str, str], tuple[int, subprocess.Popen[bytes]]] = {}
@@ -195,13 +195,7 @@ def rows(quick: bool = False, smoke: bool = False) -> list:
                 samples[kind, "plain"].append(plain)
                 samples[kind, "guarded"].append(guarded)
     finally:
-        for _, process in servers.values():
-            process.terminate()
-        for _, process in servers.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_servers(process for _, process in servers.values())
 
     out = []
     group = "integration middleware (loopback, keep-alive)"

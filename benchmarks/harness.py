@@ -9,8 +9,9 @@ per-round ratio to the group's baseline.
 from __future__ import annotations
 
 import statistics
+import subprocess
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,3 +118,17 @@ def format_rows(rows: list[Row], markdown: bool = True) -> str:
 
 def _ns(value: float) -> str:
     return f"{value / 1000:.2f} µs" if value >= 1000 else f"{value:.0f} ns"
+
+
+def stop_servers(processes: Iterable[subprocess.Popen[bytes]]) -> None:
+    """Stop the server processes a benchmark started: all asked to end at
+    once, then each waited for (killed if it takes more than 10 s)."""
+    processes = list(processes)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

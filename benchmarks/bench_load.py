@@ -8,6 +8,12 @@ one with a path parameter answering JSON, the endpoint marked with its
 purpose. ``wrk`` (the Debian package) loads one server at a time for a
 bounded time over keep-alive connections; a round loads the plain and the
 guarded server of a kind back to back, the order alternating between rounds.
+Each variant runs as ``PROCESSES`` server processes, one per round in turn:
+two processes of the very same app differ by up to 2-3% in requests per
+second (where the allocator and hash seed put things), which one process
+per side would count as purposeguard's. Where the machine has two CPUs or
+more, the servers run on the last and ``wrk`` on the first, so neither
+moves the other between cores.
 Beside requests per second, each row reports the server's own CPU time per
 request (its processes' user + system time over the requests wrk counted),
 which the shared machine's other load moves much less. A row's ratio is the median
@@ -44,6 +50,8 @@ KINDS = {
     "flask-waitress": "Flask, waitress",
 }
 THREADS = 4
+# Server processes per variant, taken in turn by the rounds.
+PROCESSES = 3
 
 
 # -- the apps --------------------------------------------------------------------------------------
@@ -195,17 +203,31 @@ def _wrk_command(port: int, seconds: float, connections: int) -> list[str]:
     ]
 
 
+def _cpus() -> tuple[set[int] | None, set[int] | None]:
+    """The CPUs for wrk and for the servers: the first and the last this
+    process may use, or no pinning on a single CPU."""
+    try:
+        usable = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None, None
+    if len(usable) < 2:
+        return None, None
+    return {usable[0]}, {usable[-1]}
+
+
 def _wrk(port: int, pid: int, seconds: float, connections: int) -> tuple[float, float]:
     """Load one server for a bounded time: wrk's requests per second, and
     the server's own CPU time (its processes' user + system) per request.
     An error or a non-2xx answer fails the benchmark."""
     cpu_before = _cpu_seconds(pid)
+    wrk_cpus, _ = _cpus()
     done = subprocess.run(
         _wrk_command(port, seconds, connections),
         capture_output=True,
         text=True,
         timeout=seconds + 30,
         check=True,
+        preexec_fn=None if wrk_cpus is None else lambda: os.sched_setaffinity(0, wrk_cpus),
     )
     cpu = _cpu_seconds(pid) - cpu_before
     out = done.stdout
@@ -267,26 +289,33 @@ def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
 
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (the Debian package wrk; scripts/test installs it)")
-    rounds, seconds = (1, 1.0) if smoke else (5, 2.0) if quick else (9, 3.0)
+    rounds, seconds = (1, 1.0) if smoke else (6, 2.0) if quick else (9, 3.0)
     connections = 8
     out: list[Any] = []
     group = f"web under load (wrk, {connections} keep-alive connections, loopback)"
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    _, server_cpus = _cpus()
     for kind, title in KINDS.items():
-        servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
+        servers: dict[str, list[tuple[int, subprocess.Popen[bytes]]]] = {"plain": [], "guarded": []}
         try:
             # One kind at a time: the other kinds' servers would hold memory
             # and threads on the shared cores while this one is measured.
-            for variant in ("plain", "guarded"):
-                port = _free_port()
-                process = subprocess.Popen(
-                    [sys.executable, str(HERE), "serve", kind, variant, str(port)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env=env,
-                )
-                servers[variant] = (port, process)
-            for port, process in servers.values():
+            for _ in range(1 if smoke else PROCESSES):
+                for variant in ("plain", "guarded"):
+                    port = _free_port()
+                    process = subprocess.Popen(
+                        [sys.executable, str(HERE), "serve", kind, variant, str(port)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        env=env,
+                        # Set before the server starts: its threads and
+                        # workers inherit it.
+                        preexec_fn=None
+                        if server_cpus is None
+                        else lambda: os.sched_setaffinity(0, server_cpus),
+                    )
+                    servers[variant].append((port, process))
+            for port, process in servers["plain"] + servers["guarded"]:
                 _wait(port, process)
                 _wrk(port, process.pid, 1, connections)  # warm up
             samples: dict[str, list[float]] = {"plain": [], "guarded": []}
@@ -295,12 +324,13 @@ def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
                 # Back to back, the order alternating between rounds.
                 order = ("plain", "guarded") if index % 2 == 0 else ("guarded", "plain")
                 for variant in order:
-                    port, process = servers[variant]
+                    pool = servers[variant]
+                    port, process = pool[index % len(pool)]
                     rps, per_request = _wrk(port, process.pid, seconds, connections)
                     samples[variant].append(rps)
                     cpu[variant].append(per_request)
         finally:
-            stop_servers(process for _, process in servers.values())
+            stop_servers(process for pool in servers.values() for _, process in pool)
         loss = statistics.median(p / g for p, g in zip(samples["plain"], samples["guarded"], strict=True))
         work = statistics.median(g / p for p, g in zip(cpu["plain"], cpu["guarded"], strict=True))
         plain_rps = statistics.median(samples["plain"])

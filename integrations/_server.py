@@ -113,13 +113,16 @@ class PurposeCache:
 
     def __init__(self) -> None:
         self.routes: dict[Any, str | None] = {}
-        self.tenants: dict[bytes, str] = {}
+        # Keyed by the header as the server hands it over: bytes (ASGI) or
+        # latin-1 decoded text (WSGI).
+        self.tenants: dict[bytes | str, str] = {}
 
-    def tenant(self, raw: bytes, source: str) -> str | None:
+    def tenant(self, raw: bytes | str, source: str) -> str | None:
         """A tenant header value, validated once per distinct value (bad ones warn every time)."""
         found = self.tenants.get(raw)
         if found is None:
-            found = clean_tenant(raw, source)
+            # Validated as the bytes on the wire: a WSGI server decoded them as latin-1.
+            found = clean_tenant(raw.encode("latin-1", "replace") if isinstance(raw, str) else raw, source)
             if found is not None:
                 remember(self.tenants, raw, found, self.LIMIT)
         return found

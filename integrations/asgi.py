@@ -177,9 +177,10 @@ class PurposeGuardMiddleware:
             routed.pg_marks = self._marks
             routed.pg_found = self._marks.found
             routed.pg_seen = None
-            # One set for the request, reset when it ends: whatever purpose
-            # the route makes current later goes with it.
-            token = PURPOSE.set(key)
+            # Set for the request when there is a purpose to set or one to
+            # hide from it; either way the request leaves it as it found it
+            # (see below), with whatever purpose the route made current.
+            token = PURPOSE.set(key) if key is not None or PURPOSE.get() is not None else None
             try:
                 if key is not None and state.categories:
                     check_purpose(key, state, _FUNCTION)
@@ -191,7 +192,11 @@ class PurposeGuardMiddleware:
                     raise
                 await self._forbid(send, violation)
             finally:
-                PURPOSE.reset(token)
+                if token is not None:
+                    PURPOSE.reset(token)
+                elif PURPOSE.get() is not None:
+                    # No purpose before the request: none after it either.
+                    PURPOSE.set(None)
                 seen = routed.pg_seen
                 endpoint = dict.get(routed, "endpoint")
                 if endpoint is not None and endpoint is not seen:
@@ -350,7 +355,10 @@ class _RoutedScope(dict):  # type: ignore[type-arg]
     pg_seen: Any
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
-        dict.update(self, other, **kwargs)
+        if kwargs:
+            dict.update(self, other, **kwargs)
+        else:
+            dict.update(self, other)
         endpoint = self.get("endpoint")
         if endpoint is not None:
             self.pg_seen = endpoint

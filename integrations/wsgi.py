@@ -20,6 +20,7 @@ The middleware needs no framework; :func:`init_app` needs Flask
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -88,8 +89,18 @@ class PurposeGuardMiddleware:
         self.read_baggage = read_baggage
         self.status = f"{status_code} Forbidden" if status_code == 403 else f"{status_code} Purpose Violation"
         self._cache = PurposeCache()
+        # The cache's own dict, read inline: a request from a tenant seen
+        # before costs one lookup.
+        self._tenants = self._cache.tenants
+        # Run once before the first request is served (until it passes):
+        # init_app checks Flask views registered after it here.
+        self._before_first_request: Callable[[], None] | None = None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        check = self._before_first_request
+        if check is not None:
+            check()
+            self._before_first_request = None
         raw_baggage = environ.get("HTTP_BAGGAGE") if self.read_baggage else None
         incoming = (
             baggage.parse(_wsgi_bytes(raw_baggage), traceparent=environ.get("HTTP_TRACEPARENT"))
@@ -100,7 +111,11 @@ class PurposeGuardMiddleware:
             tenant = baggage.clean_tenant(self.tenant_from(environ), "tenant_from")
         else:
             raw_tenant = environ.get(self.environ_key) if self.environ_key is not None else None
-            tenant = self._cache.tenant(_wsgi_bytes(raw_tenant), "the tenant header") if raw_tenant else None
+            tenant = (
+                (self._tenants.get(raw_tenant) or self._cache.tenant(raw_tenant, "the tenant header"))
+                if raw_tenant
+                else None
+            )
         if tenant is None:
             tenant = incoming.tenant
         key = self._route_purpose(environ) or incoming.purpose
@@ -183,25 +198,28 @@ def _leave(state: ZoneState) -> None:
 
 
 class _Body:
-    """The app's response iterable, stepped inside the request's context."""
+    """The app's response iterable, stepped inside the request's context.
 
-    __slots__ = ("_result", "_context", "_zone", "_closed")
+    Its own iterator (no generator in between): a server steps it once per
+    chunk, and each step is one entry into the context."""
+
+    __slots__ = ("_result", "_iterator", "_context", "_zone", "_closed")
 
     def __init__(self, result: Iterable[bytes], context: contextvars.Context, state: ZoneState) -> None:
         self._result = result
+        self._iterator: Iterator[bytes] | None = None
         self._context = context
         self._zone = state
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        run = self._context.run
-        iterator = run(iter, self._result)
-        while True:
-            try:
-                chunk = run(next, iterator)
-            except StopIteration:
-                return
-            yield chunk
+        self._iterator = self._context.run(iter, self._result)
+        return self
+
+    def __next__(self) -> bytes:
+        if self._iterator is None:
+            self._iterator = self._context.run(iter, self._result)
+        return self._context.run(next, self._iterator)
 
     def close(self) -> None:
         if self._closed:
@@ -298,16 +316,10 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
         return flask.Response(violation_body(violation), status=status, mimetype="application/json")  # type: ignore[attr-defined]
 
     # Views registered later (blueprints after init_app) are checked before
-    # the first request is served; those registered already, now.
+    # the first request is served (by the middleware: a before_request hook
+    # would cost every request a call); those registered already, now.
     check_flask_routes(app)
-    checked = [False]
-
-    def check_once() -> None:
-        if not checked[0]:
-            check_flask_routes(app)
-            checked[0] = True
-
-    app.before_request(check_once)
+    middleware._before_first_request = functools.partial(check_flask_routes, app)
     app.register_error_handler(PurposeViolation, forbid)
     if EXCEPTION_GROUP is not None:
         # Flask looks handlers up by the exception's class: a violation raised

@@ -10,7 +10,7 @@ from _thread import allocate_lock as _allocate_lock
 from _thread import get_ident as _get_ident
 from collections.abc import Iterable
 from contextvars import ContextVar, Token
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._state import STATE
 
@@ -67,7 +67,7 @@ class ZoneState:
         categories: Iterable[str] = _NONE,
     ) -> None:
         # Every request's zone is built here: plain stores, no calls beyond
-        # the lock and the thread id (a frozenset passed in is kept as is).
+        # the thread id (a frozenset passed in is kept as is).
         start = categories if type(categories) is frozenset else frozenset(categories)
         if parent is None:
             self.owners: frozenset[str] = _NONE
@@ -81,7 +81,6 @@ class ZoneState:
         self.categories: frozenset[str] = start
         self.tenant: str | None = tenant
         self.parent = parent
-        self._lock = _allocate_lock()
         self.owner = _get_ident()
         # The zone object that opened this state and the token that closes
         # it: kept on the state (not the zone object) so one zone object can
@@ -89,12 +88,35 @@ class ZoneState:
         self.opener: Any = None
         self.token: Token[ZoneState | None] | None = None
         self.closed = False
-        # purpose -> (categories, policy epoch) the process-wide guard allowed:
-        # a guarded call seeing the same category set again skips the check.
-        self.allowed: dict[str, tuple[frozenset[str], int]] = {}
         # (rule, purpose, category, via, function, tenant, mode) -> the
         # violation recorded for that flow in this zone: repeats count on it.
-        self.flows: dict[tuple[Any, ...], Any] = {}
+        # None until the zone records one.
+        self.flows: dict[tuple[Any, ...], Any] | None = None
+        # Not set here, made on first use (see __getattr__): most requests'
+        # zones never need them, and a server pays for every allocation.
+        # _lock: guards categories, owners, tenant and flows.
+        # allowed: purpose -> (categories, policy epoch) the process-wide
+        # guard allowed; a guarded call seeing the same category set again
+        # skips the check.
+        self._lock: Any
+        self.allowed: dict[str, tuple[frozenset[str], int]]
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only for a slot never set (_lock, allowed): made once,
+            # under one lock, so threads sharing the zone share one of each.
+            made = _LAZY.get(name)
+            if made is None:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            slot = _SLOTS[name]
+            with _MAKING:
+                try:
+                    return slot.__get__(self, ZoneState)
+                except AttributeError:
+                    value = made()
+                    slot.__set__(self, value)
+                    return value
 
     def add(self, labels: frozenset[str], tenant: str | None = None) -> None:
         if labels <= self.categories and (tenant is None or tenant in self.owners):
@@ -117,6 +139,9 @@ class ZoneState:
         yet a flow; reading an attribute of it tells this zone."""
         scratch = ZoneState(self.tenant, None, self.categories)
         scratch.owners = self.owners
+        with self._lock:
+            if self.flows is None:
+                self.flows = {}
         scratch.flows = self.flows
         scratch.allowed = self.allowed
         scratch._lock = self._lock
@@ -162,6 +187,12 @@ class ZoneState:
             f"<ZoneState tenant={self.tenant!r} categories={sorted(self.categories)!r}"
             f"{' closed' if self.closed else ''}>"
         )
+
+
+# The slots made on first use, and how (see ZoneState.__getattr__).
+_LAZY: dict[str, Any] = {"_lock": _allocate_lock, "allowed": dict}
+_SLOTS: dict[str, Any] = {name: ZoneState.__dict__[name] for name in _LAZY}
+_MAKING = _allocate_lock()
 
 
 def _detached(tenant: str | None, categories: tuple[str, ...], closed: bool) -> ZoneState:

@@ -428,6 +428,8 @@ def _first_in_zone(recorded: list[Violation]) -> list[Violation]:
     fresh: list[Violation] = []
     with state._lock:
         flows = state.flows
+        if flows is None:
+            flows = state.flows = {}
         for violation in recorded:
             key = (
                 violation.rule,
@@ -452,8 +454,8 @@ def report_repeats(guard: Guard, state: Any) -> None:
     """Send a :class:`Repeats` record for every flow of a closing zone that
     occurred more than once."""
     with state._lock:
-        repeated = [v for v in state.flows.values() if v.count > 1]
-        state.flows = {}
+        repeated = [v for v in (state.flows or {}).values() if v.count > 1]
+        state.flows = None
     now = time.time()
     for violation in repeated:
         record = Repeats(

@@ -1,0 +1,189 @@
+"""What a request leaves behind and what the middlewares make per request:
+the purpose of the caller's context is as it was after a request (whatever
+the route made current), a zone makes its lock and memo only when used, and
+Flask gets no hook that runs on every request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import flask
+from purposeguard.integrations import wsgi
+from purposeguard.integrations.asgi import PurposeGuardMiddleware, route_purpose
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import purposeguard as pg
+from purposeguard._context import ZoneState
+
+OPERATIONS = "service.operations"
+
+
+def _starlette() -> Any:
+    @route_purpose(OPERATIONS)
+    async def marked(request: Request) -> JSONResponse:
+        return JSONResponse({"purpose": pg.current_purpose()})
+
+    async def unmarked(request: Request) -> JSONResponse:
+        return JSONResponse({"purpose": pg.current_purpose()})
+
+    app = Starlette(routes=[Route("/marked", marked), Route("/unmarked", unmarked)])
+    app.add_middleware(PurposeGuardMiddleware)
+    return app
+
+
+async def _get(app: Any, path: str) -> dict[str, Any]:
+    """One request through the ASGI app, called in the caller's own context
+    (as a test client or an embedding server may)."""
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return {"status": sent[0]["status"], **json.loads(sent[1]["body"])}
+
+
+def test_a_request_leaves_the_callers_purpose_as_it_found_it() -> None:
+    pg.configure("trust-center")
+    app = _starlette()
+
+    async def scenario() -> list[Any]:
+        seen: list[Any] = []
+        # No purpose before: the route's purpose does not stay behind.
+        seen.append(await _get(app, "/marked"))
+        seen.append(pg.current_purpose())
+        # A purpose before: hidden from an unmarked route, back afterwards.
+        with pg.purpose("service.communications"):
+            seen.append(await _get(app, "/unmarked"))
+            seen.append(pg.current_purpose())
+            seen.append(await _get(app, "/marked"))
+            seen.append(pg.current_purpose())
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        {"status": 200, "purpose": OPERATIONS},
+        None,
+        {"status": 200, "purpose": None},
+        "service.communications",
+        {"status": 200, "purpose": OPERATIONS},
+        "service.communications",
+    ]
+
+
+def test_a_zone_makes_its_lock_and_memo_only_when_used() -> None:
+    pg.configure("trust-center")
+    lock_slot, memo_slot = ZoneState.__dict__["_lock"], ZoneState.__dict__["allowed"]
+    with pg.zone("contoso") as state:
+        pass
+    for slot in (lock_slot, memo_slot):
+        try:
+            slot.__get__(state, ZoneState)
+        except AttributeError:
+            continue
+        raise AssertionError(f"a zone that saw nothing made {slot.__name__}")
+    assert state.flows is None
+    # Made on first use, and then the zone's own: reads see the same object.
+    assert state._lock is state._lock and state.allowed is state.allowed
+    try:
+        _ = state.no_such_attribute  # type: ignore[attr-defined]
+    except AttributeError as error:
+        assert "no_such_attribute" in str(error)
+    else:
+        raise AssertionError("an unknown attribute must raise AttributeError")
+
+
+def test_threads_sharing_a_zone_share_its_lock_and_memo() -> None:
+    pg.configure("trust-center")
+    for _ in range(20):
+        state = ZoneState("contoso", None)
+        start = threading.Barrier(8)
+        made: list[tuple[int, int]] = []
+
+        def first_use(
+            state: ZoneState = state, start: threading.Barrier = start, made: list[tuple[int, int]] = made
+        ) -> None:
+            start.wait()
+            made.append((id(state._lock), id(state.allowed)))
+
+        threads = [threading.Thread(target=first_use) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(set(made)) == 1, "threads got different locks or memos for one zone"
+
+
+def test_labels_seen_in_a_used_zone_still_reach_it() -> None:
+    pg.configure("trust-center")
+    with pg.zone("contoso") as state:
+        pg.label("someone@example.com", "customer_data.content.email")
+        assert "customer_data.content.email" in state.categories
+
+
+def test_flask_gets_no_hook_that_runs_on_every_request() -> None:
+    pg.configure("trust-center")
+    app = flask.Flask("footprint")
+    wsgi.init_app(app)
+
+    @app.get("/ops")
+    @wsgi.route_purpose(OPERATIONS)
+    def ops() -> Any:
+        return {"purpose": pg.current_purpose()}
+
+    assert not any(app.before_request_funcs.values())
+    client = app.test_client()
+    assert client.get("/ops").json == {"purpose": OPERATIONS}
+    assert not any(app.before_request_funcs.values())
+
+
+def test_a_wsgi_body_stepped_without_iter_still_runs_in_the_request() -> None:
+    pg.configure("trust-center")
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def chunks() -> Any:
+            yield (pg.current_purpose() or "none").encode()
+            yield (pg.current_tenant() or "nobody").encode()
+
+        return chunks()
+
+    guarded = wsgi.PurposeGuardMiddleware(app, purposes={"/ops": OPERATIONS}, tenant_header="x-tenant")
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/ops", "HTTP_X_TENANT": "contoso"}
+    body: Any = guarded(environ, lambda status, headers, exc_info=None: None)
+    try:
+        assert next(body) == OPERATIONS.encode()
+        assert next(body) == b"contoso"
+        try:
+            next(body)
+        except StopIteration:
+            pass
+        else:
+            raise AssertionError("the body must end")
+    finally:
+        body.close()
+        body.close()  # a second close changes nothing
+    assert pg.current_zone() is None and pg.current_purpose() is None

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from _thread import allocate_lock as _allocate_lock
 from _thread import get_ident as _get_ident
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import Any
 
 from ._state import STATE
 
@@ -51,7 +52,7 @@ class ZoneState:
         "tenant",
         "owners",
         "parent",
-        "_lock",
+        "_own_lock",
         "owner",
         "opener",
         "token",
@@ -92,31 +93,37 @@ class ZoneState:
         # violation recorded for that flow in this zone: repeats count on it.
         # None until the zone records one.
         self.flows: dict[tuple[Any, ...], Any] | None = None
-        # Not set here, made on first use (see __getattr__): most requests'
-        # zones never need them, and a server pays for every allocation.
-        # _lock: guards categories, owners, tenant and flows.
-        # allowed: purpose -> (categories, policy epoch) the process-wide
-        # guard allowed; a guarded call seeing the same category set again
-        # skips the check.
-        self._lock: Any
-        self.allowed: dict[str, tuple[frozenset[str], int]]
+        # Made on first use: most requests' zones never need a lock or a
+        # memo, and a server pays for every allocation. (Not with
+        # __getattr__: a class that has one loses CPython's fast attribute
+        # reads for every attribute of every instance.)
+        self._own_lock: Any = None
+        # purpose -> (categories, policy epoch) the process-wide guard
+        # allowed: a guarded call seeing the same category set again skips
+        # the check. Read-only and shared until the first write (memo()).
+        self.allowed: Mapping[str, tuple[frozenset[str], int]] = NO_MEMO
 
-    if not TYPE_CHECKING:
-
-        def __getattr__(self, name: str) -> Any:
-            # Reached only for a slot never set (_lock, allowed): made once,
-            # under one lock, so threads sharing the zone share one of each.
-            made = _LAZY.get(name)
-            if made is None:
-                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-            slot = _SLOTS[name]
+    @property
+    def _lock(self) -> Any:
+        """Guards categories, owners, tenant and the tables the zone keeps."""
+        lock = self._own_lock
+        if lock is None:
+            # One lock per zone, whichever of its threads comes first.
             with _MAKING:
-                try:
-                    return slot.__get__(self, ZoneState)
-                except AttributeError:
-                    value = made()
-                    slot.__set__(self, value)
-                    return value
+                lock = self._own_lock
+                if lock is None:
+                    lock = self._own_lock = _allocate_lock()
+        return lock
+
+    def memo(self) -> dict[str, tuple[frozenset[str], int]]:
+        """The zone's memo of allowed category sets, to write to."""
+        allowed = self.allowed
+        if allowed is NO_MEMO:
+            with self._lock:
+                allowed = self.allowed
+                if allowed is NO_MEMO:
+                    allowed = self.allowed = {}
+        return allowed  # type: ignore[return-value]
 
     def add(self, labels: frozenset[str], tenant: str | None = None) -> None:
         if labels <= self.categories and (tenant is None or tenant in self.owners):
@@ -143,8 +150,8 @@ class ZoneState:
             if self.flows is None:
                 self.flows = {}
         scratch.flows = self.flows
-        scratch.allowed = self.allowed
-        scratch._lock = self._lock
+        scratch.allowed = self.memo()
+        scratch._own_lock = self._lock
         return scratch
 
     def data_tenant(self) -> str | None:
@@ -189,9 +196,9 @@ class ZoneState:
         )
 
 
-# The slots made on first use, and how (see ZoneState.__getattr__).
-_LAZY: dict[str, Any] = {"_lock": _allocate_lock, "allowed": dict}
-_SLOTS: dict[str, Any] = {name: ZoneState.__dict__[name] for name in _LAZY}
+# The memo of a zone that has allowed nothing yet: shared, read-only.
+NO_MEMO: Mapping[str, tuple[frozenset[str], int]] = MappingProxyType({})
+# Held while a zone's lock is made (see ZoneState._lock).
 _MAKING = _allocate_lock()
 
 

@@ -89,4 +89,4 @@ def remember_zone(guard: Any, state: Any, purpose: str, categories: frozenset[st
     """Note that ``categories`` were allowed for ``purpose`` in this zone,
     as of ``epoch`` (read before the guard decided)."""
     if categories and FLAGS.fast_unzoned and guard.allowed_without_consent(categories, purpose, count=False):
-        state.allowed[purpose] = (categories, epoch)
+        state.memo()[purpose] = (categories, epoch)

@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import flask
+import pytest
 from purposeguard.integrations import wsgi
 from purposeguard.integrations.asgi import PurposeGuardMiddleware, route_purpose
 from starlette.applications import Starlette
@@ -19,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import purposeguard as pg
-from purposeguard._context import ZoneState
+from purposeguard._context import NO_MEMO, ZoneState
 
 OPERATIONS = "service.operations"
 
@@ -95,24 +96,19 @@ def test_a_request_leaves_the_callers_purpose_as_it_found_it() -> None:
 
 def test_a_zone_makes_its_lock_and_memo_only_when_used() -> None:
     pg.configure("trust-center")
-    lock_slot, memo_slot = ZoneState.__dict__["_lock"], ZoneState.__dict__["allowed"]
     with pg.zone("contoso") as state:
         pass
-    for slot in (lock_slot, memo_slot):
-        try:
-            slot.__get__(state, ZoneState)
-        except AttributeError:
-            continue
-        raise AssertionError(f"a zone that saw nothing made {slot.__name__}")
-    assert state.flows is None
+    assert state._own_lock is None and state.allowed is NO_MEMO and state.flows is None
     # Made on first use, and then the zone's own: reads see the same object.
-    assert state._lock is state._lock and state.allowed is state.allowed
-    try:
-        _ = state.no_such_attribute  # type: ignore[attr-defined]
-    except AttributeError as error:
-        assert "no_such_attribute" in str(error)
-    else:
-        raise AssertionError("an unknown attribute must raise AttributeError")
+    assert state._lock is state._lock
+    assert state.memo() is state.memo() is state.allowed
+    assert state.allowed is not NO_MEMO and not NO_MEMO
+    # The shared memo of unused zones cannot be written to by mistake.
+    with pytest.raises(TypeError):
+        NO_MEMO["service.operations"] = (frozenset(), 0)  # type: ignore[index]
+    # A __getattr__ (one way to make them lazily) would cost every attribute
+    # read of every zone CPython's fast path.
+    assert "__getattr__" not in vars(ZoneState)
 
 
 def test_threads_sharing_a_zone_share_its_lock_and_memo() -> None:
@@ -126,7 +122,7 @@ def test_threads_sharing_a_zone_share_its_lock_and_memo() -> None:
             state: ZoneState = state, start: threading.Barrier = start, made: list[tuple[int, int]] = made
         ) -> None:
             start.wait()
-            made.append((id(state._lock), id(state.allowed)))
+            made.append((id(state._lock), id(state.memo())))
 
         threads = [threading.Thread(target=first_use) for _ in range(8)]
         for thread in threads:
@@ -134,6 +130,19 @@ def test_threads_sharing_a_zone_share_its_lock_and_memo() -> None:
         for thread in threads:
             thread.join()
         assert len(set(made)) == 1, "threads got different locks or memos for one zone"
+
+
+def test_a_guarded_call_in_a_zone_memoises_in_the_zone_it_ran_in() -> None:
+    pg.configure("trust-center")
+
+    @pg.purpose(OPERATIONS)
+    def handle(value: str) -> int:
+        return len(value)
+
+    with pg.zone("contoso") as state:
+        handle(pg.label("someone@example.com", "customer_data.content.email"))
+        handle("plain")
+    assert OPERATIONS in state.allowed and state.allowed is not NO_MEMO
 
 
 def test_labels_seen_in_a_used_zone_still_reach_it() -> None:

@@ -230,10 +230,10 @@ def load(port: int, requests: int, seconds: float) -> list[dict[str, float]]:
 
 
 def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
-    from harness import Row, stop_servers
+    from harness import Row, start_server, stop_servers
 
     sys.path.insert(0, str(MIDDLEWARE.parent))
-    from bench_middleware import _free_port, _wait
+    from bench_middleware import _wait
 
     rounds, requests, seconds = (1, 20, 5.0) if smoke else (3, 300, 5.0) if quick else (9, 1000, 10.0)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PURPOSEGUARD_BAGGAGE_KEYS=KEY)
@@ -241,12 +241,7 @@ def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
     samples: dict[str, list[list[dict[str, float]]]] = {"asgi": [], "wsgi": []}
     try:
         for kind in samples:
-            port = _free_port()
-            command = [sys.executable, str(MIDDLEWARE), "serve", kind, "guarded", str(port)]
-            servers[kind] = (
-                port,
-                subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env),
-            )
+            servers[kind] = start_server(str(MIDDLEWARE), kind, "guarded", env=env)
         for port, _ in servers.values():
             _wait(port)
         for kind, (port, _) in servers.items():

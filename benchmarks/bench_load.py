@@ -29,7 +29,6 @@ import http.client
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -258,12 +257,6 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -285,7 +278,7 @@ def _wait(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) ->
 
 def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
     sys.path.insert(0, str(HERE.parent))
-    from harness import Row, stop_servers
+    from harness import Row, start_server, stop_servers
 
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (the Debian package wrk; scripts/test installs it)")
@@ -302,18 +295,7 @@ def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
             # and threads on the shared cores while this one is measured.
             for _ in range(1 if smoke else PROCESSES):
                 for variant in ("plain", "guarded"):
-                    port = _free_port()
-                    process = subprocess.Popen(
-                        [sys.executable, str(HERE), "serve", kind, variant, str(port)],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                        env=env,
-                        # Set before the server starts: its threads and
-                        # workers inherit it.
-                        preexec_fn=None
-                        if server_cpus is None
-                        else lambda: os.sched_setaffinity(0, server_cpus),
-                    )
+                    port, process = start_server(str(HERE), kind, variant, env=env, cpus=server_cpus)
                     servers[variant].append((port, process))
             for port, process in servers["plain"] + servers["guarded"]:
                 _wait(port, process)

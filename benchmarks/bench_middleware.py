@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -135,12 +134,6 @@ def _summary(times: list[float]) -> dict[str, float]:
 # -- the benchmark ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -168,7 +161,7 @@ def _drive(ports: list[int], requests: int, seconds: float) -> list[dict[str, fl
 
 def rows(quick: bool = False, smoke: bool = False) -> list:
     sys.path.insert(0, str(HERE.parent))
-    from harness import Row, stop_servers
+    from harness import Row, start_server, stop_servers
 
     rounds, requests, seconds = (1, 20, 5.0) if smoke else (3, 300, 5.0) if quick else (9, 1500, 10.0)
     servers: dict[tuple[str, str], tuple[int, subprocess.Popen[bytes]]] = {}
@@ -176,14 +169,7 @@ def rows(quick: bool = False, smoke: bool = False) -> list:
     try:
         for kind in ("asgi", "wsgi"):
             for variant in ("plain", "guarded"):
-                port = _free_port()
-                process = subprocess.Popen(
-                    [sys.executable, str(HERE), "serve", kind, variant, str(port)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env=env,
-                )
-                servers[kind, variant] = (port, process)
+                servers[kind, variant] = start_server(str(HERE), kind, variant, env=env)
         for port, _ in servers.values():
             _wait(port)
         samples: dict[tuple[str, str], list[dict[str, float]]] = {key: [] for key in servers}

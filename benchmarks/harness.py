@@ -8,10 +8,13 @@ per-round ratio to the group's baseline.
 
 from __future__ import annotations
 
+import os
+import socket
 import statistics
 import subprocess
+import sys
 import timeit
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,3 +135,26 @@ def stop_servers(processes: Iterable[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def start_server(
+    script: str, *args: str, env: Mapping[str, str], cpus: set[int] | None = None
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """Start ``python script serve ARGS... PORT`` on a free loopback port,
+    its output discarded; ``cpus`` pins it (set before it starts, so its
+    threads and worker processes inherit it). Stop it with stop_servers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, script, "serve", *args, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(env),
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
+    )
+    return port, process
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

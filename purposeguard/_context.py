@@ -118,12 +118,12 @@ class ZoneState:
     def memo(self) -> dict[str, tuple[frozenset[str], int]]:
         """The zone's memo of allowed category sets, to write to."""
         allowed = self.allowed
-        if allowed is NO_MEMO:
+        if not isinstance(allowed, dict):
             with self._lock:
                 allowed = self.allowed
-                if allowed is NO_MEMO:
+                if not isinstance(allowed, dict):
                     allowed = self.allowed = {}
-        return allowed  # type: ignore[return-value]
+        return allowed
 
     def add(self, labels: frozenset[str], tenant: str | None = None) -> None:
         if labels <= self.categories and (tenant is None or tenant in self.owners):

@@ -119,17 +119,29 @@ class PurposeCache:
 
     def tenant(self, raw: bytes | str, source: str) -> str | None:
         """A tenant header value, validated once per distinct value (bad ones warn every time)."""
-        found = self.tenants.get(raw)
+        # Only the exact types servers hand over are cached: a labelled
+        # value equal to a known tenant is validated, and refused.
+        exact = type(raw) is bytes or type(raw) is str
+        found = self.tenants.get(raw) if exact else None
         if found is None:
-            # Validated as the bytes on the wire: a WSGI server decoded them as latin-1.
-            found = clean_tenant(raw.encode("latin-1", "replace") if isinstance(raw, str) else raw, source)
-            if found is not None:
+            found = clean_tenant(_wire_bytes(raw) if isinstance(raw, str) else raw, source)
+            if found is not None and exact:
                 remember(self.tenants, raw, found, self.LIMIT)
         return found
 
     def remember(self, route: Any, key: str | None) -> str | None:
         remember(self.routes, route, key, self.LIMIT)
         return key
+
+
+def _wire_bytes(text: str) -> bytes:
+    """A WSGI header value as the bytes on the wire (PEP 3333 decodes them
+    as latin-1). Text that latin-1 cannot hold came from no wire: as UTF-8
+    it is non-ASCII, and refused as such."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
 
 
 def check_purpose(key: str, state: Any, function: str) -> None:

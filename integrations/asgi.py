@@ -149,7 +149,10 @@ class PurposeGuardMiddleware:
         if self.tenant_from is not None:
             tenant = baggage.clean_tenant(self.tenant_from(scope), "tenant_from")
         elif raw_tenant:
-            tenant = self._tenants.get(raw_tenant) or self._cache.tenant(raw_tenant, "the tenant header")
+            # Inline for the bytes a server hands over only (see PurposeCache.tenant).
+            tenant = (type(raw_tenant) is bytes and self._tenants.get(raw_tenant)) or self._cache.tenant(
+                raw_tenant, "the tenant header"
+            )
         else:
             tenant = None
         if tenant is None:

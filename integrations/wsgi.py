@@ -92,15 +92,16 @@ class PurposeGuardMiddleware:
         # The cache's own dict, read inline: a request from a tenant seen
         # before costs one lookup.
         self._tenants = self._cache.tenants
-        # Run once before the first request is served (until it passes):
-        # init_app checks Flask views registered after it here.
+        # Run before each request until one has reached the app: init_app
+        # checks Flask views registered after it here (Flask refuses new
+        # views only once a request reached it, not when this middleware
+        # answered the first ones itself).
         self._before_first_request: Callable[[], None] | None = None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         check = self._before_first_request
         if check is not None:
             check()
-            self._before_first_request = None
         raw_baggage = environ.get("HTTP_BAGGAGE") if self.read_baggage else None
         incoming = (
             baggage.parse(_wsgi_bytes(raw_baggage), traceparent=environ.get("HTTP_TRACEPARENT"))
@@ -112,7 +113,12 @@ class PurposeGuardMiddleware:
         else:
             raw_tenant = environ.get(self.environ_key) if self.environ_key is not None else None
             tenant = (
-                (self._tenants.get(raw_tenant) or self._cache.tenant(raw_tenant, "the tenant header"))
+                # The inline lookup for the str a server hands over only: a
+                # labelled str equal to a known tenant is validated (refused).
+                (
+                    (type(raw_tenant) is str and self._tenants.get(raw_tenant))
+                    or self._cache.tenant(raw_tenant, "the tenant header")
+                )
                 if raw_tenant
                 else None
             )
@@ -160,10 +166,12 @@ class PurposeGuardMiddleware:
                 # Never reset: the context belongs to this request alone.
                 PURPOSE.set(key)
                 check_purpose(key, state, _FUNCTION)
-            return state, self.app(environ, start_response)
+            result = self.app(environ, start_response)
         except BaseException:
             _leave(state)
             raise
+        self._before_first_request = None
+        return state, result
 
     def _route_purpose(self, environ: Environ) -> str | None:
         if self.resolver is None and not self._has_paths:
@@ -213,7 +221,10 @@ class _Body:
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        self._iterator = self._context.run(iter, self._result)
+        # Once: iter() of an iterator is the iterator itself, and a server
+        # or test client that calls it again must not restart a list body.
+        if self._iterator is None:
+            self._iterator = self._context.run(iter, self._result)
         return self
 
     def __next__(self) -> bytes:

@@ -12,6 +12,7 @@ from typing import Any
 
 import flask
 import pytest
+import werkzeug.test
 from purposeguard.integrations import wsgi
 from purposeguard.integrations.asgi import PurposeGuardMiddleware, route_purpose
 from starlette.applications import Starlette
@@ -164,7 +165,8 @@ def test_flask_gets_no_hook_that_runs_on_every_request() -> None:
 
     assert not any(app.before_request_funcs.values())
     client = app.test_client()
-    assert client.get("/ops").json == {"purpose": OPERATIONS}
+    with client.get("/ops") as response:  # closed: its zone closes with it
+        assert response.json == {"purpose": OPERATIONS}
     assert not any(app.before_request_funcs.values())
 
 
@@ -196,3 +198,25 @@ def test_a_wsgi_body_stepped_without_iter_still_runs_in_the_request() -> None:
         body.close()
         body.close()  # a second close changes nothing
     assert pg.current_zone() is None and pg.current_purpose() is None
+
+
+def test_a_wsgi_body_iterated_again_does_not_start_over() -> None:
+    pg.configure("trust-center")
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello ", b"world"]
+
+    guarded = wsgi.PurposeGuardMiddleware(app)
+    body: Any = guarded(
+        {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda status, headers, exc_info=None: None
+    )
+    try:
+        first = next(iter(body))
+        rest = list(iter(body))  # as a client that peeks at the first chunk does
+    finally:
+        body.close()
+    assert first + b"".join(rest) == b"hello world"
+    # Werkzeug's test client iterates a body that way.
+    with werkzeug.test.Client(guarded).get("/") as response:
+        assert response.get_data() == b"hello world"

@@ -539,3 +539,30 @@ def test_a_router_seen_once_is_never_reported(caplog: pytest.LogCaptureFixture) 
         for _ in range(UNROUTED_BEFORE_WARNING + 5):
             assert client.get("/nowhere").status_code == 404
     assert not [r for r in caplog.records if "never told the middleware" in r.getMessage()]
+
+
+def test_flask_views_added_after_a_first_request_that_never_reached_flask_are_still_checked() -> None:
+    pg.configure(policy_with_partner_purpose())
+    app = flask.Flask("late-after-refusal")
+    failures = [RuntimeError("the identity service is down")]
+
+    def tenant_from(environ: dict[str, Any]) -> str | None:
+        if failures:
+            raise failures.pop()
+        return None
+
+    @wsgi.route_purpose("marketing.partner")
+    def push() -> Any:
+        return {"pushed": True}
+
+    pg.configure("trust-center")  # the key is gone
+    wsgi.init_app(app, tenant_from=tenant_from)
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    client = app.test_client()
+    # The first request fails in the middleware, before Flask: Flask still
+    # takes new views after it, and so they must still be checked.
+    with pytest.raises(RuntimeError, match="identity service"):
+        client.get("/early")
+    app.add_url_rule("/push", view_func=push)
+    with pytest.raises(pg.PolicyError, match=r"/push"):
+        client.get("/push")

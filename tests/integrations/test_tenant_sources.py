@@ -99,3 +99,30 @@ def test_a_labelled_value_from_tenant_from_is_never_the_tenant(caplog: pytest.Lo
     assert asgi_tenant is None and wsgi_tenant is None
     warned = [r.getMessage() for r in caplog.records if "labelled value" in r.getMessage()]
     assert len(warned) == 2 and "alice" not in " ".join(warned)
+
+
+def test_a_wsgi_tenant_header_latin_1_cannot_hold_is_refused_not_turned_into_question_marks() -> None:
+    # PEP 3333 hands headers over as latin-1 text; text outside latin-1 came
+    # from no wire (a non-conforming server or test client).
+    assert _wsgi_tenant({"x-tenant": "acme\u0100"}, tenant_header="x-tenant") is None
+    assert _wsgi_tenant({"x-tenant": "acme\u0141"}, tenant_header="x-tenant") is None
+    assert _wsgi_tenant({"x-tenant": "acme\xe9"}, tenant_header="x-tenant") is None  # latin-1, not ASCII
+
+
+def test_a_labelled_tenant_header_equal_to_a_known_tenant_is_refused() -> None:
+    seen: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(pg.current_tenant())
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    middleware = wsgi.PurposeGuardMiddleware(app, tenant_header="x-tenant")
+    for value in ("contoso", pg.label("contoso", "customer_data.content.email")):
+        body: Any = middleware(
+            {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_X_TENANT": value},
+            lambda status, headers, exc_info=None: None,
+        )
+        list(body)
+        body.close()
+    assert seen == ["contoso", None]

@@ -124,7 +124,7 @@ class PurposeCache:
         exact = type(raw) is bytes or type(raw) is str
         found = self.tenants.get(raw) if exact else None
         if found is None:
-            found = clean_tenant(_wire_bytes(raw) if isinstance(raw, str) else raw, source)
+            found = clean_tenant(wire_bytes(raw) if isinstance(raw, str) else raw, source)
             if found is not None and exact:
                 remember(self.tenants, raw, found, self.LIMIT)
         return found
@@ -134,7 +134,7 @@ class PurposeCache:
         return key
 
 
-def _wire_bytes(text: str) -> bytes:
+def wire_bytes(text: str) -> bytes:
     """A WSGI header value as the bytes on the wire (PEP 3333 decodes them
     as latin-1). Text that latin-1 cannot hold came from no wire: as UTF-8
     it is non-ASCII, and refused as such."""

@@ -41,6 +41,7 @@ from ._server import (
     route_purpose,
     violation_body,
     violation_in,
+    wire_bytes,
 )
 
 __all__ = ["PurposeGuardMiddleware", "init_app", "route_purpose"]
@@ -104,7 +105,7 @@ class PurposeGuardMiddleware:
             check()
         raw_baggage = environ.get("HTTP_BAGGAGE") if self.read_baggage else None
         incoming = (
-            baggage.parse(_wsgi_bytes(raw_baggage), traceparent=environ.get("HTTP_TRACEPARENT"))
+            baggage.parse(wire_bytes(raw_baggage), traceparent=environ.get("HTTP_TRACEPARENT"))
             if raw_baggage
             else baggage.NOTHING
         )
@@ -191,11 +192,6 @@ class PurposeGuardMiddleware:
         if key is None and self._has_paths:
             key = self.paths.match(path)
         return self._cache.remember(route, key)
-
-
-def _wsgi_bytes(value: str) -> bytes:
-    # WSGI hands headers over as latin-1 decoded str (PEP 3333).
-    return value.encode("latin-1", "replace")
 
 
 def _leave(state: ZoneState) -> None:

@@ -32,6 +32,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ KINDS = {
 THREADS = 4
 # Server processes per variant, taken in turn by the rounds.
 PROCESSES = 3
+# The ticket ids wrk cycles through: more than any per-path cache holds.
+DISTINCT_TICKETS = 100_000
 
 
 # -- the apps --------------------------------------------------------------------------------------
@@ -188,7 +191,19 @@ def serve(kind: str, variant: str, port: int) -> None:
 # -- the load ----------------------------------------------------------------------------------------
 
 
-def _wrk_command(port: int, seconds: float, connections: int) -> list[str]:
+# Each request asks for another ticket, as real traffic does: a cache keyed
+# by the path would hit every time on one fixed URL and hide what a route
+# with path parameters costs.
+WRK_SCRIPT = f"""
+local ticket = 0
+request = function()
+  ticket = (ticket + 1) % {DISTINCT_TICKETS}
+  return wrk.format("GET", "{PATH.rsplit("/", 1)[0]}/" .. ticket)
+end
+"""
+
+
+def _wrk_command(port: int, seconds: float, connections: int, script: str) -> list[str]:
     return [
         "wrk",
         "-t1",
@@ -198,6 +213,8 @@ def _wrk_command(port: int, seconds: float, connections: int) -> list[str]:
         "5s",
         "-H",
         f"{TENANT_HEADER}: contoso",
+        "-s",
+        script,
         f"http://127.0.0.1:{port}{PATH}",
     ]
 
@@ -214,14 +231,14 @@ def _cpus() -> tuple[set[int] | None, set[int] | None]:
     return {usable[0]}, {usable[-1]}
 
 
-def _wrk(port: int, pid: int, seconds: float, connections: int) -> tuple[float, float]:
+def _wrk(port: int, pid: int, seconds: float, connections: int, script: str) -> tuple[float, float]:
     """Load one server for a bounded time: wrk's requests per second, and
     the server's own CPU time (its processes' user + system) per request.
     An error or a non-2xx answer fails the benchmark."""
     cpu_before = _cpu_seconds(pid)
     wrk_cpus, _ = _cpus()
     done = subprocess.run(
-        _wrk_command(port, seconds, connections),
+        _wrk_command(port, seconds, connections, script),
         capture_output=True,
         text=True,
         timeout=seconds + 30,
@@ -288,60 +305,69 @@ def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
     group = f"web under load (wrk, {connections} keep-alive connections, loopback)"
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     _, server_cpus = _cpus()
-    for kind, title in KINDS.items():
-        servers: dict[str, list[tuple[int, subprocess.Popen[bytes]]]] = {"plain": [], "guarded": []}
-        try:
-            # One kind at a time: the other kinds' servers would hold memory
-            # and threads on the shared cores while this one is measured.
-            for _ in range(1 if smoke else PROCESSES):
-                for variant in ("plain", "guarded"):
-                    port, process = start_server(str(HERE), kind, variant, env=env, cpus=server_cpus)
-                    servers[variant].append((port, process))
-            for port, process in servers["plain"] + servers["guarded"]:
-                _wait(port, process)
-                _wrk(port, process.pid, 1, connections)  # warm up
-            samples: dict[str, list[float]] = {"plain": [], "guarded": []}
-            cpu: dict[str, list[float]] = {"plain": [], "guarded": []}
-            for index in range(rounds):
-                # Back to back, the order alternating between rounds.
-                order = ("plain", "guarded") if index % 2 == 0 else ("guarded", "plain")
-                for variant in order:
-                    pool = servers[variant]
-                    port, process = pool[index % len(pool)]
-                    rps, per_request = _wrk(port, process.pid, seconds, connections)
-                    samples[variant].append(rps)
-                    cpu[variant].append(per_request)
-        finally:
-            stop_servers(process for pool in servers.values() for _, process in pool)
-        loss = statistics.median(p / g for p, g in zip(samples["plain"], samples["guarded"], strict=True))
-        work = statistics.median(g / p for p, g in zip(cpu["plain"], cpu["guarded"], strict=True))
-        plain_rps = statistics.median(samples["plain"])
-        guarded_rps = statistics.median(samples["guarded"])
-        out.append(Row(group, f"{title}: without purposeguard (baseline)", 1e9 / plain_rps, 1.0, "", None))
-        out.append(
-            Row(
-                group,
-                f"{title}: with purposeguard (plain / guarded req/s)",
-                1e9 / guarded_rps,
-                loss,
-                "<= 1.05x (>= 95% of the req/s)",
-                loss <= TARGET,
-                note=f"{guarded_rps:.0f} vs {plain_rps:.0f} req/s",
+    scripts = tempfile.TemporaryDirectory(prefix="purposeguard-wrk-")
+    script = os.path.join(scripts.name, "tickets.lua")
+    with open(script, "w", encoding="utf-8") as file:
+        file.write(WRK_SCRIPT)
+    try:
+        for kind, title in KINDS.items():
+            servers: dict[str, list[tuple[int, subprocess.Popen[bytes]]]] = {"plain": [], "guarded": []}
+            try:
+                # One kind at a time: the other kinds' servers would hold memory
+                # and threads on the shared cores while this one is measured.
+                for _ in range(1 if smoke else PROCESSES):
+                    for variant in ("plain", "guarded"):
+                        port, process = start_server(str(HERE), kind, variant, env=env, cpus=server_cpus)
+                        servers[variant].append((port, process))
+                for port, process in servers["plain"] + servers["guarded"]:
+                    _wait(port, process)
+                    _wrk(port, process.pid, 1, connections, script)  # warm up
+                samples: dict[str, list[float]] = {"plain": [], "guarded": []}
+                cpu: dict[str, list[float]] = {"plain": [], "guarded": []}
+                for index in range(rounds):
+                    # Back to back, the order alternating between rounds.
+                    order = ("plain", "guarded") if index % 2 == 0 else ("guarded", "plain")
+                    for variant in order:
+                        pool = servers[variant]
+                        port, process = pool[index % len(pool)]
+                        rps, per_request = _wrk(port, process.pid, seconds, connections, script)
+                        samples[variant].append(rps)
+                        cpu[variant].append(per_request)
+            finally:
+                stop_servers(process for pool in servers.values() for _, process in pool)
+            loss = statistics.median(p / g for p, g in zip(samples["plain"], samples["guarded"], strict=True))
+            work = statistics.median(g / p for p, g in zip(cpu["plain"], cpu["guarded"], strict=True))
+            plain_rps = statistics.median(samples["plain"])
+            guarded_rps = statistics.median(samples["guarded"])
+            out.append(
+                Row(group, f"{title}: without purposeguard (baseline)", 1e9 / plain_rps, 1.0, "", None)
             )
-        )
-        # Informative: what the server itself spent per request, which the
-        # shared machine's other load moves much less than requests/s.
-        out.append(
-            Row(
-                group,
-                f"{title}: server CPU per request (guarded / plain)",
-                statistics.median(cpu["guarded"]) * 1e9,
-                work,
-                "informative",
-                None,
-                f"plain {statistics.median(cpu['plain']) * 1e6:.0f} µs",
+            out.append(
+                Row(
+                    group,
+                    f"{title}: with purposeguard (plain / guarded req/s)",
+                    1e9 / guarded_rps,
+                    loss,
+                    "<= 1.05x (>= 95% of the req/s)",
+                    loss <= TARGET,
+                    note=f"{guarded_rps:.0f} vs {plain_rps:.0f} req/s",
+                )
             )
-        )
+            # Informative: what the server itself spent per request, which the
+            # shared machine's other load moves much less than requests/s.
+            out.append(
+                Row(
+                    group,
+                    f"{title}: server CPU per request (guarded / plain)",
+                    statistics.median(cpu["guarded"]) * 1e9,
+                    work,
+                    "informative",
+                    None,
+                    f"plain {statistics.median(cpu['plain']) * 1e6:.0f} µs",
+                )
+            )
+    finally:
+        scripts.cleanup()
     return out
 
 

@@ -26,8 +26,9 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from purposeguard._context import PURPOSE, ZoneState
+from purposeguard._context import PURPOSE, ZONE, ZoneState
 from purposeguard._errors import PurposeViolation
+from purposeguard._state import remember
 from purposeguard._zones import enter_zone, leave_zone
 
 from . import baggage
@@ -162,6 +163,8 @@ class PurposeGuardMiddleware:
         start_response: StartResponse,
     ) -> tuple[ZoneState, Iterable[bytes]]:
         state = enter_zone(tenant, categories)
+        # Tells init_app's route marks (FlaskRouteMarks) the request is ours.
+        state.opener = self
         try:
             if key is not None:
                 # Never reset: the context belongs to this request alone.
@@ -263,8 +266,11 @@ def _view_mark(view: Any, method: str | None) -> str | None:
 
 
 def flask_resolver(app: Any) -> Resolver:
-    """The purpose marked on the Flask view a request is routed to
-    (blueprints' views included: Flask keeps them all in ``view_functions``)."""
+    """The purpose marked on the Flask view a request is routed to, found
+    with a URL match of its own (blueprints' views included: Flask keeps them
+    all in ``view_functions``). For a middleware in front of a Flask app that
+    :func:`init_app` did not install; :func:`init_app` reads Flask's own match
+    instead, which costs no second match per distinct path."""
 
     def resolve(environ: Environ) -> str | None:
         try:
@@ -275,6 +281,72 @@ def flask_resolver(app: Any) -> Resolver:
         return _view_mark(view, environ.get("REQUEST_METHOD")) if view is not None else None
 
     return resolve
+
+
+# A class-based view whose mark depends on the request's method.
+_BY_METHOD = "(by method)"
+
+
+class FlaskRouteMarks:
+    """Makes the purpose marked on the view Flask routed a request to current.
+
+    Runs as the app's first URL value preprocessor: after Flask matched the
+    URL (its one match per request: a route with path parameters is not
+    matched again per distinct path), before every other URL value
+    preprocessor and ``before_request`` hook and before the view. Acts only
+    inside a request its middleware opened (a ``test_request_context`` that
+    calls ``preprocess_request`` itself gets no purpose, as it gets no zone).
+    The mark is looked up once per endpoint and view (a view replaced in
+    ``view_functions`` is looked up again); bounded like the other caches.
+    """
+
+    LIMIT = 4096
+
+    def __init__(self, app: Any, middleware: PurposeGuardMiddleware) -> None:
+        self.app = app
+        self.middleware = middleware
+        self.found: dict[str, tuple[Any, str | None]] = {}
+
+    def __call__(self, endpoint: str | None, values: Any) -> None:
+        if endpoint is None:
+            return
+        state = ZONE.get()
+        if state is None or state.opener is not self.middleware:
+            return
+        view = self.app.view_functions.get(endpoint)
+        found = self.found.get(endpoint)
+        if found is not None and found[0] is view:
+            key = found[1]
+        else:
+            key = self._mark(view)
+            remember(self.found, endpoint, (view, key), self.LIMIT)
+        if key is _BY_METHOD:
+            key = _view_mark(view, self._method())
+        if key is not None:
+            # In the request's own context (the middleware runs the app in
+            # one): current until the response's body is done.
+            PURPOSE.set(key)
+            if state.categories:
+                check_purpose(key, state, _FUNCTION)
+
+    @staticmethod
+    def _mark(view: Any) -> str | None:
+        if view is None:
+            return None
+        key = getattr(view, MARK, None)
+        if isinstance(key, str):
+            return key
+        view_class = getattr(view, "view_class", None)
+        if view_class is None:
+            return None
+        key = getattr(view_class, MARK, None)
+        return key if isinstance(key, str) else _BY_METHOD
+
+    @staticmethod
+    def _method() -> str | None:
+        from flask import request
+
+        return request.method
 
 
 def check_flask_routes(app: Any) -> None:
@@ -303,17 +375,22 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     """Install the middleware on a Flask app and answer violations with a 403.
 
     Options are those of :class:`PurposeGuardMiddleware`; routes marked with
-    ``@route_purpose``/``@pg.purpose`` get their purpose before the view runs.
+    ``@route_purpose``/``@pg.purpose`` get their purpose once Flask has
+    matched the URL: before the app's URL value preprocessors,
+    ``before_request`` hooks and the view (Flask opens the session and sends
+    ``request_started`` before that, under the purpose of a ``purposes``
+    pattern or of the caller's baggage, if any).
     """
     from . import require
 
     flask = require("flask", "flask")
-    # Resolved in the middleware, before Flask opens the session, sends
-    # request_started or runs url_value_preprocessors: all of them run under
-    # the route's purpose (a hook inside Flask would come after them).
-    options.setdefault("resolver", flask_resolver(app))
     middleware = PurposeGuardMiddleware(app.wsgi_app, **options)
     app.wsgi_app = middleware
+    if middleware.resolver is None:
+        # From Flask's own URL match, first of the app's URL value
+        # preprocessors: a resolver in the middleware would match every
+        # distinct path (each id of a route with parameters) a second time.
+        app.url_value_preprocessors.setdefault(None, []).insert(0, FlaskRouteMarks(app, middleware))
     status = int(middleware.status.split()[0])
 
     def forbid(error: Exception) -> Any:

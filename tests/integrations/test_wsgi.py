@@ -113,6 +113,54 @@ def test_pg_purpose_view_is_found_before_it_runs(client: FlaskClient) -> None:
     assert json.loads(text) == {"item": 3, "purpose": "service.operations", "tenant": None, "zone": []}
 
 
+def test_routes_with_path_parameters_are_matched_by_flask_alone(state_of: Any, marker: str) -> None:
+    # The route's purpose comes from Flask's own URL match: a path with a new
+    # id costs no second match in the middleware (one bind per request).
+    app = flask_app(state_of, marker, testing=True)
+    binds: list[str] = []
+    bind = app.url_map.bind_to_environ
+
+    def counting_bind(environ: Any, *args: Any, **kwargs: Any) -> Any:
+        binds.append(environ["PATH_INFO"])
+        return bind(environ, *args, **kwargs)
+
+    app.url_map.bind_to_environ = counting_bind  # type: ignore[method-assign]
+    with app.test_client() as test_client:
+        for item in range(5):
+            with test_client.get(f"/guarded/{item}") as response:
+                assert response.json == {
+                    "item": item,
+                    "purpose": "service.operations",
+                    "tenant": None,
+                    "zone": [],
+                }
+    assert binds == [f"/guarded/{item}" for item in range(5)]
+
+
+def test_a_view_replaced_in_view_functions_brings_its_own_purpose(state_of: Any, marker: str) -> None:
+    app = flask_app(state_of, marker, testing=True)
+    with app.test_client() as test_client, test_client.get("/ops") as response:
+        assert (response.json or {}).get("purpose") == "service.operations"
+
+    @route_purpose("service.security")
+    def secured() -> Any:
+        return jsonify(state_of())
+
+    app.view_functions["ops"] = secured
+    with app.test_client() as test_client, test_client.get("/ops") as response:
+        assert (response.json or {}).get("purpose") == "service.security"
+
+
+def test_preprocessing_a_request_outside_the_middleware_sets_no_purpose(state_of: Any, marker: str) -> None:
+    # A unit test that runs Flask's request hooks itself has no request zone:
+    # the route mark is not made current in (and never leaks into) its context.
+    app = flask_app(state_of, marker, testing=True)
+    with app.test_request_context("/ops"):
+        assert app.preprocess_request() is None
+        assert pg.current_purpose() is None
+    assert pg.current_purpose() is None
+
+
 def test_path_pattern_sets_the_purpose(client: FlaskClient) -> None:
     assert json.loads(client.get("/comms/x")[2])["purpose"] == "service.communications"
 

@@ -63,8 +63,8 @@ class PurposeGuardMiddleware:
 
     Options as for the ASGI middleware, plus ``resolver``: a callable
     ``(environ) -> purpose | None`` that finds the route's purpose
-    (remembered per method, path and host; Flask's is installed by
-    :func:`init_app`).
+    (remembered per method, path and host). On Flask, :func:`init_app`
+    needs none: it reads the route from Flask's own URL match.
     """
 
     def __init__(

@@ -311,7 +311,12 @@ class FlaskRouteMarks:
         if endpoint is None:
             return
         state = ZONE.get()
-        if state is None or state.opener is not self.middleware:
+        ours = state
+        # Ours, or under a zone the app's own code opened since (a session
+        # interface, a request_started receiver): the mark still applies.
+        while ours is not None and ours.opener is not self.middleware:
+            ours = ours.parent
+        if state is None or ours is None:
             return
         view = self.app.view_functions.get(endpoint)
         found = self.found.get(endpoint)
@@ -371,6 +376,19 @@ def check_flask_routes(app: Any) -> None:
                 ) from None
 
 
+def _before_first_request(app: Any, marks: FlaskRouteMarks | None) -> None:
+    """Views registered after init_app are checked; the route marks are put
+    back first in line if the app replaced its URL value preprocessors
+    since (a route would otherwise run without its purpose, unnoticed)."""
+    check_flask_routes(app)
+    if marks is not None:
+        first = app.url_value_preprocessors.setdefault(None, [])
+        if not first or first[0] is not marks:
+            if marks in first:
+                first.remove(marks)
+            first.insert(0, marks)
+
+
 def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     """Install the middleware on a Flask app and answer violations with a 403.
 
@@ -386,11 +404,6 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     flask = require("flask", "flask")
     middleware = PurposeGuardMiddleware(app.wsgi_app, **options)
     app.wsgi_app = middleware
-    if middleware.resolver is None:
-        # From Flask's own URL match, first of the app's URL value
-        # preprocessors: a resolver in the middleware would match every
-        # distinct path (each id of a route with parameters) a second time.
-        app.url_value_preprocessors.setdefault(None, []).insert(0, FlaskRouteMarks(app, middleware))
     status = int(middleware.status.split()[0])
 
     def forbid(error: Exception) -> Any:
@@ -403,7 +416,14 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     # the first request is served (by the middleware: a before_request hook
     # would cost every request a call); those registered already, now.
     check_flask_routes(app)
-    middleware._before_first_request = functools.partial(check_flask_routes, app)
+    marks = None
+    if middleware.resolver is None:
+        # From Flask's own URL match, first of the app's URL value
+        # preprocessors: a resolver in the middleware would match every
+        # distinct path (each id of a route with parameters) a second time.
+        marks = FlaskRouteMarks(app, middleware)
+        app.url_value_preprocessors.setdefault(None, []).insert(0, marks)
+    middleware._before_first_request = functools.partial(_before_first_request, app, marks)
     app.register_error_handler(PurposeViolation, forbid)
     if EXCEPTION_GROUP is not None:
         # Flask looks handlers up by the exception's class: a violation raised

@@ -151,6 +151,40 @@ def test_a_view_replaced_in_view_functions_brings_its_own_purpose(state_of: Any,
         assert (response.json or {}).get("purpose") == "service.security"
 
 
+def test_the_route_mark_applies_under_a_zone_the_app_opened_itself(state_of: Any, marker: str) -> None:
+    # A request_started receiver (or a session interface) that opens a zone of
+    # its own for the rest of the request does not hide the route's mark.
+    from flask import request_started
+
+    app = flask_app(state_of, marker, testing=True)
+    opened: list[Any] = []
+
+    def open_zone(sender: Any, **extra: Any) -> None:
+        inner = pg.zone(tenant="fabrikam")
+        inner.__enter__()
+        opened.append(inner)
+
+    request_started.connect(open_zone, app)
+    try:
+        with app.test_client() as test_client, test_client.get("/ops") as response:
+            assert (response.json or {}).get("purpose") == "service.operations"
+            assert (response.json or {}).get("tenant") == "fabrikam"
+    finally:
+        request_started.disconnect(open_zone, app)
+    assert len(opened) == 1
+
+
+def test_route_marks_survive_an_app_replacing_its_url_value_preprocessors(state_of: Any, marker: str) -> None:
+    app = flask_app(state_of, marker, testing=True)
+    seen: list[str | None] = []
+    # After init_app, an app (or extension) sets the list anew: the marks go
+    # back first in line before the first request.
+    app.url_value_preprocessors[None] = [lambda endpoint, values: seen.append(pg.current_purpose())]
+    with app.test_client() as test_client, test_client.get("/ops") as response:
+        assert (response.json or {}).get("purpose") == "service.operations"
+    assert seen == ["service.operations"]
+
+
 def test_preprocessing_a_request_outside_the_middleware_sets_no_purpose(state_of: Any, marker: str) -> None:
     # A unit test that runs Flask's request hooks itself has no request zone:
     # the route mark is not made current in (and never leaks into) its context.

@@ -20,7 +20,9 @@ When the server starts the app (or on the first request without lifespan),
 every purpose marked on a route reachable from the app is checked against
 the policy: an unknown key is a :class:`~purposeguard.PolicyError` then. A :class:`~purposeguard.PurposeViolation` that
 escapes the app before the response started (also inside an exception
-group, as task groups raise it) becomes a 403 with a JSON body naming rule,
+group, as task groups raise it; also past the 500 that a Starlette or
+FastAPI app wrapped from outside, ``PurposeGuardMiddleware(app)``, sends
+for it before re-raising) becomes a 403 with a JSON body naming rule,
 purpose and category (``"rule": null, "decided_by": "policy default"`` when
 no rule matched and the policy's default denied; see
 ``_server.violation_body``); every other exception passes through.
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Generator, Mapping, MutableMapping
 from typing import Any
 
 from purposeguard._context import PURPOSE
@@ -160,13 +162,23 @@ class PurposeGuardMiddleware:
         key = (self.paths.match(scope["path"]) if self._has_paths else None) or incoming.purpose
 
         started = False
+        # A 500 the app's own error middleware sends before re-raising what
+        # it caught (Starlette's ServerErrorMiddleware, when this middleware
+        # wraps the app from outside): held back until the app is done, and
+        # replaced by the 403 if what it caught was a violation.
+        held: list[Message] | None = None
 
         def watch(message: Message) -> Awaitable[None]:
             # Hands back the server's own awaitable: no coroutine of ours
             # per message sent.
-            nonlocal started
+            nonlocal started, held
+            if held:
+                return _hold(held, message, send)
             if message["type"] == "http.response.start":
                 started = True
+                if message.get("status") == 500 and kind == "http":
+                    held = [message]
+                    return _HELD
             return send(message)
 
         state = enter_zone(tenant, incoming.categories)
@@ -191,9 +203,14 @@ class PurposeGuardMiddleware:
             except BaseException as error:
                 # A violation, or a task group's ExceptionGroup holding one.
                 violation = violation_in(error)
-                if violation is None or started or kind != "http":
+                if violation is None or kind != "http" or (started and not held):
+                    if held:
+                        await _release(held, send)
                     raise
                 await self._forbid(send, violation)
+            else:
+                if held:
+                    await _release(held, send)
             finally:
                 if token is not None:
                     PURPOSE.reset(token)
@@ -289,6 +306,41 @@ class PurposeGuardMiddleware:
                 raise PolicyError(
                     f"route {where} is marked with a purpose the policy does not define: {error}"
                 ) from None
+
+
+# What a held 500 may grow to before it is sent on anyway (a long streamed
+# error page is the app's, not a violation's).
+HELD_BYTES_LIMIT = 64 * 1024
+HELD_MESSAGES_LIMIT = 64
+
+
+class _Done:
+    """An awaitable that is done at once: what ``send`` returns for a message held back."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # a generator: done at the first step
+
+
+_HELD = _Done()
+
+
+def _hold(held: list[Message], message: Message, send: Send) -> Awaitable[None]:
+    held.append(message)
+    if len(held) <= HELD_MESSAGES_LIMIT and sum(len(m.get("body", b"")) for m in held) <= HELD_BYTES_LIMIT:
+        return _HELD
+    return _release(held, send)
+
+
+async def _release(held: list[Message], send: Send) -> None:
+    """Send what was held, in order, once; later messages pass straight on."""
+    messages = held[:]
+    # Emptied: watch() passes later messages straight on.
+    held.clear()
+    for message in messages:
+        await send(message)
 
 
 def _route_mark(endpoint: Any, scope: Scope) -> str | None:

@@ -566,3 +566,78 @@ def test_flask_views_added_after_a_first_request_that_never_reached_flask_are_st
     app.add_url_rule("/push", view_func=push)
     with pytest.raises(pg.PolicyError, match=r"/push"):
         client.get("/push")
+
+
+# -- wrapped from outside: the app's own error middleware answers first -------------------
+
+
+def _outside_apps() -> dict[str, Any]:
+    @route_purpose("marketing.direct")
+    async def send(request: StarletteRequest) -> JSONResponse:
+        pg.check(pg.label(MARKER, CONTENT))
+        return JSONResponse({"sent": True})
+
+    async def broken(request: StarletteRequest) -> JSONResponse:
+        raise ValueError("an ordinary bug")
+
+    async def own_500(request: StarletteRequest) -> JSONResponse:
+        return JSONResponse({"down": "for maintenance"}, status_code=500)
+
+    async def long_500(request: StarletteRequest) -> StreamingResponse:
+        async def chunks() -> Any:
+            for _ in range(100):
+                yield b"x" * 1024
+
+        return StreamingResponse(chunks(), status_code=500)
+
+    routes = [
+        Route("/send", send),
+        Route("/broken", broken),
+        Route("/own-500", own_500),
+        Route("/long-500", long_500),
+    ]
+    api = FastAPI()
+
+    @api.get("/send")
+    @route_purpose("marketing.direct")
+    async def fastapi_send() -> dict[str, Any]:
+        pg.check(pg.label(MARKER, CONTENT))
+        return {"sent": True}
+
+    return {"starlette": Starlette(routes=routes), "fastapi": api}
+
+
+@pytest.mark.parametrize("kind", ["starlette", "fastapi"])
+def test_a_violation_is_a_403_when_the_middleware_wraps_the_app_from_outside(
+    kind: str, serve_asgi: Callable[[Any], Any]
+) -> None:
+    # The app's ServerErrorMiddleware catches the violation first and sends a
+    # 500 before re-raising it: that 500 is held back and replaced.
+    server = serve_asgi(PurposeGuardMiddleware(_outside_apps()[kind]))
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        denied = client.get("/send")
+    assert denied.status_code == 403
+    assert denied.json()["purpose"] == "marketing.direct" and denied.json()["category"] == CONTENT
+    assert MARKER not in denied.text
+
+
+def test_other_500s_pass_through_a_middleware_wrapping_from_outside(serve_asgi: Callable[[Any], Any]) -> None:
+    server = serve_asgi(PurposeGuardMiddleware(_outside_apps()["starlette"]))
+
+    def get(path: str) -> httpx.Response:
+        # A connection of its own each: the server closes one after an error.
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            return client.get(path)
+
+    broken, own, long = get("/broken"), get("/own-500"), get("/long-500")
+    assert broken.status_code == 500 and broken.text == "Internal Server Error"
+    assert own.status_code == 500 and own.json() == {"down": "for maintenance"}
+    # Past the hold limit a streamed 500 goes on as it comes, whole.
+    assert long.status_code == 500 and long.content == b"x" * 1024 * 100
+
+
+def test_an_ordinary_error_still_reaches_the_test_client_from_outside() -> None:
+    client = TestClient(PurposeGuardMiddleware(_outside_apps()["starlette"]))
+    with pytest.raises(ValueError, match="an ordinary bug"):
+        client.get("/broken")
+    assert client.get("/send").status_code == 403

@@ -55,6 +55,9 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 Resolver = Callable[[Environ], "str | None"]
 
 _NOT_FOUND = object()
+# Where the middleware tells init_app's route marks which request is its own
+# (a request Flask dispatches inside a view, with an environ of its own, is not).
+REQUEST_KEY = "purposeguard.request"
 _FUNCTION = "purposeguard.integrations.wsgi.PurposeGuardMiddleware"
 
 
@@ -99,6 +102,9 @@ class PurposeGuardMiddleware:
         # views only once a request reached it, not when this middleware
         # answered the first ones itself).
         self._before_first_request: Callable[[], None] | None = None
+        # init_app's route marks: on Flask they set the route's purpose, and
+        # check the request's purpose, once Flask has matched the URL.
+        self._flask_marks: FlaskRouteMarks | None = None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         check = self._before_first_request
@@ -163,13 +169,18 @@ class PurposeGuardMiddleware:
         start_response: StartResponse,
     ) -> tuple[ZoneState, Iterable[bytes]]:
         state = enter_zone(tenant, categories)
-        # Tells init_app's route marks (FlaskRouteMarks) the request is ours.
-        state.opener = self
         try:
+            marks = self._flask_marks
+            if marks is not None:
+                # Checked by the route marks once Flask has matched the URL,
+                # and only where no route mark replaces it.
+                environ[REQUEST_KEY] = (marks, state, key)
+                marks.keep_first()
             if key is not None:
                 # Never reset: the context belongs to this request alone.
                 PURPOSE.set(key)
-                check_purpose(key, state, _FUNCTION)
+                if marks is None:
+                    check_purpose(key, state, _FUNCTION)
             result = self.app(environ, start_response)
         except BaseException:
             _leave(state)
@@ -262,6 +273,9 @@ def _view_mark(view: Any, method: str | None) -> str | None:
                 key = getattr(getattr(view_class, method.lower(), None), MARK, None)
                 if key is None and method == "HEAD":
                     key = getattr(getattr(view_class, "get", None), MARK, None)
+            if key is None:
+                # A plain View serves every method from dispatch_request.
+                key = getattr(getattr(view_class, "dispatch_request", None), MARK, None)
     return key if isinstance(key, str) else None
 
 
@@ -294,30 +308,68 @@ class FlaskRouteMarks:
     URL (its one match per request: a route with path parameters is not
     matched again per distinct path), before every other URL value
     preprocessor and ``before_request`` hook and before the view. Acts only
-    inside a request its middleware opened (a ``test_request_context`` that
-    calls ``preprocess_request`` itself gets no purpose, as it gets no zone).
-    The mark is looked up once per endpoint and view (a view replaced in
-    ``view_functions`` is looked up again); bounded like the other caches.
+    in a request its middleware opened (``REQUEST_KEY`` in the environ): a
+    ``test_request_context``, or a request a view dispatches inside its own,
+    gets nothing set. A marked route's purpose replaces the one the
+    middleware set from a ``purposes`` pattern or baggage, which is then
+    never checked; an unmarked route's is checked here. A violation is the
+    403 at once (Flask's error handlers, a blueprint's catch-all among them,
+    are not asked). The mark is looked up once per endpoint and view (a view
+    replaced in ``view_functions`` is looked up again); bounded like the
+    other caches.
     """
 
     LIMIT = 4096
 
     def __init__(self, app: Any, middleware: PurposeGuardMiddleware) -> None:
+        from flask import request
+
         self.app = app
         self.middleware = middleware
+        self.request = request
         self.found: dict[str, tuple[Any, str | None]] = {}
+        self.status = int(middleware.status.split()[0])
+
+    def keep_first(self) -> None:
+        """First in the app's URL value preprocessors, put back if the app
+        replaced them: a route must not run without its purpose unnoticed."""
+        first = self.app.url_value_preprocessors.get(None)
+        if not first or first[0] is not self:
+            others = [hook for hook in first or () if hook is not self]
+            self.app.url_value_preprocessors[None] = [self, *others]
 
     def __call__(self, endpoint: str | None, values: Any) -> None:
-        if endpoint is None:
+        entry = self.request.environ.get(REQUEST_KEY)
+        if entry is None or entry[0] is not self:
             return
-        state = ZONE.get()
-        ours = state
-        # Ours, or under a zone the app's own code opened since (a session
-        # interface, a request_started receiver): the mark still applies.
-        while ours is not None and ours.opener is not self.middleware:
-            ours = ours.parent
-        if state is None or ours is None:
+        _, opened, fallback = entry
+        # Only in the request's own context: the zone now current is the
+        # request's, or one the app opened inside it (not a caller's context
+        # that runs Flask's hooks again on a request kept after it ended).
+        state = current = ZONE.get()
+        while current is not None and current is not opened:
+            current = current.parent
+        if state is None or current is None:
             return
+        key = self._key(endpoint) if endpoint is not None else None
+        token = None
+        if key is not None:
+            # In the request's own context (the middleware runs the app in
+            # one): current until the response's body is done.
+            token = PURPOSE.set(key)
+        else:
+            key = fallback
+            if key is None:
+                return
+        if state.categories:
+            try:
+                check_purpose(key, state, _FUNCTION)
+            except PurposeViolation as violation:
+                if token is not None:
+                    PURPOSE.reset(token)
+                self._refuse(violation)
+
+    def _key(self, endpoint: str) -> str | None:
         view = self.app.view_functions.get(endpoint)
         found = self.found.get(endpoint)
         if found is not None and found[0] is view:
@@ -326,13 +378,14 @@ class FlaskRouteMarks:
             key = self._mark(view)
             remember(self.found, endpoint, (view, key), self.LIMIT)
         if key is _BY_METHOD:
-            key = _view_mark(view, self._method())
-        if key is not None:
-            # In the request's own context (the middleware runs the app in
-            # one): current until the response's body is done.
-            PURPOSE.set(key)
-            if state.categories:
-                check_purpose(key, state, _FUNCTION)
+            return _view_mark(view, self.request.method)
+        return key
+
+    def _refuse(self, violation: PurposeViolation) -> None:
+        from flask import Response, abort
+
+        # An HTTPException carrying its response: Flask sends it as it is.
+        abort(Response(violation_body(violation), status=self.status, mimetype="application/json"))
 
     @staticmethod
     def _mark(view: Any) -> str | None:
@@ -346,12 +399,6 @@ class FlaskRouteMarks:
             return None
         key = getattr(view_class, MARK, None)
         return key if isinstance(key, str) else _BY_METHOD
-
-    @staticmethod
-    def _method() -> str | None:
-        from flask import request
-
-        return request.method
 
 
 def check_flask_routes(app: Any) -> None:
@@ -376,19 +423,6 @@ def check_flask_routes(app: Any) -> None:
                 ) from None
 
 
-def _before_first_request(app: Any, marks: FlaskRouteMarks | None) -> None:
-    """Views registered after init_app are checked; the route marks are put
-    back first in line if the app replaced its URL value preprocessors
-    since (a route would otherwise run without its purpose, unnoticed)."""
-    check_flask_routes(app)
-    if marks is not None:
-        first = app.url_value_preprocessors.setdefault(None, [])
-        if not first or first[0] is not marks:
-            if marks in first:
-                first.remove(marks)
-            first.insert(0, marks)
-
-
 def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     """Install the middleware on a Flask app and answer violations with a 403.
 
@@ -397,7 +431,9 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     matched the URL: before the app's URL value preprocessors,
     ``before_request`` hooks and the view (Flask opens the session and sends
     ``request_started`` before that, under the purpose of a ``purposes``
-    pattern or of the caller's baggage, if any).
+    pattern or of the caller's baggage, if any). A route's mark replaces
+    that purpose, which is then never checked; a violation at that point is
+    the 403 at once, whatever error handlers the app has.
     """
     from . import require
 
@@ -416,14 +452,14 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     # the first request is served (by the middleware: a before_request hook
     # would cost every request a call); those registered already, now.
     check_flask_routes(app)
-    marks = None
     if middleware.resolver is None:
         # From Flask's own URL match, first of the app's URL value
         # preprocessors: a resolver in the middleware would match every
         # distinct path (each id of a route with parameters) a second time.
         marks = FlaskRouteMarks(app, middleware)
-        app.url_value_preprocessors.setdefault(None, []).insert(0, marks)
-    middleware._before_first_request = functools.partial(_before_first_request, app, marks)
+        marks.keep_first()
+        middleware._flask_marks = marks
+    middleware._before_first_request = functools.partial(check_flask_routes, app)
     app.register_error_handler(PurposeViolation, forbid)
     if EXCEPTION_GROUP is not None:
         # Flask looks handlers up by the exception's class: a violation raised

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from flask import Flask, Response, jsonify
+from flask import Blueprint, Flask, Response, jsonify
 from purposeguard.integrations.wsgi import PurposeGuardMiddleware, init_app, route_purpose
 
 import purposeguard as pg
@@ -183,6 +183,119 @@ def test_route_marks_survive_an_app_replacing_its_url_value_preprocessors(state_
     with app.test_client() as test_client, test_client.get("/ops") as response:
         assert (response.json or {}).get("purpose") == "service.operations"
     assert seen == ["service.operations"]
+
+
+def _admin_app(state_of: Callable[[], dict[str, Any]]) -> Flask:
+    app = Flask("admin")
+    app.testing = True
+    admin = Blueprint("admin", "admin", url_prefix="/admin")
+
+    @admin.get("/ops")
+    @route_purpose("service.operations")
+    def ops() -> Any:
+        return jsonify(state_of())
+
+    @admin.errorhandler(Exception)
+    def everything(error: Exception) -> Any:
+        # A blueprint's catch-all, asked before the app's handlers.
+        return {"error": "internal", "purpose": pg.current_purpose()}, 500
+
+    @app.get("/ads/<int:item>")
+    @route_purpose("advertising")
+    def ads(item: int) -> Any:
+        return jsonify(state_of())
+
+    @app.get("/forward")
+    @route_purpose("service.operations")
+    def forward() -> Any:
+        # Dispatches another route inside this request, as some apps do.
+        before = pg.current_purpose()
+        with app.test_request_context("/ads/1"):
+            app.full_dispatch_request()
+        return {"before": before, "after": pg.current_purpose()}
+
+    app.register_blueprint(admin)
+    init_app(app, purposes={"/admin/**": "service.communications"})
+    return app
+
+
+@pytest.mark.parametrize("mode", ["enforce", "trace"])
+def test_a_marked_route_replaces_the_pattern_purpose_which_is_never_checked(
+    state_of: Any, signed: Signer, mode: str
+) -> None:
+    # service.communications (the pattern) refuses content the caller's zone
+    # holds; the route's mark, service.operations, allows it.
+    pg.configure("trust-center", mode=mode, context_mode="enforce")
+    app = _admin_app(state_of)
+    with pg.testing.capture() as violations, app.test_client() as test_client:
+        with test_client.get("/admin/ops", headers={"baggage": signed(zone=[CONTENT])}) as response:
+            assert response.status_code == 200
+            assert (response.json or {}).get("purpose") == "service.operations"
+    assert violations == []
+
+
+def test_a_violation_at_the_route_mark_is_a_403_past_a_blueprint_catch_all(
+    state_of: Any, signed: Signer
+) -> None:
+    pg.configure("trust-center", context_mode="enforce")
+    app = _admin_app(state_of)
+    app.view_functions["admin.ops"] = route_purpose("advertising")(lambda: jsonify(state_of()))
+    with app.test_client() as test_client:
+        with test_client.get("/admin/ops", headers={"baggage": signed(zone=[CONTENT])}) as response:
+            assert response.status_code == 403
+            assert (response.json or {}).get("purpose") == "advertising"
+            assert (response.json or {}).get("category") == CONTENT
+
+
+def test_a_request_dispatched_inside_a_view_leaves_the_views_purpose_alone(state_of: Any) -> None:
+    app = _admin_app(state_of)
+    with app.test_client() as test_client, test_client.get("/forward") as response:
+        assert response.json == {"before": "service.operations", "after": "service.operations"}
+
+
+def test_a_request_kept_after_it_ended_sets_no_purpose_in_the_callers_context(state_of: Any) -> None:
+    app = _admin_app(state_of)
+    with pg.zone(tenant="contoso"), app.test_client() as test_client:
+        with test_client.get("/admin/ops") as response:
+            assert response.status_code == 200
+        # The test client keeps the request; running its hooks again here is
+        # the caller's context (and zone), not the request's.
+        assert app.preprocess_request() is None
+        assert pg.current_purpose() is None
+    assert pg.current_purpose() is None
+
+
+def test_route_marks_stay_first_when_the_preprocessors_are_replaced_later(state_of: Any) -> None:
+    app = _admin_app(state_of)
+    with app.test_client() as test_client:
+        assert test_client.get("/admin/ops").json == {
+            "purpose": "service.operations",
+            "tenant": None,
+            "zone": [],
+        }
+        # A tuple, after the first request: the marks go back first.
+        app.url_value_preprocessors[None] = (lambda endpoint, values: None,)  # type: ignore[assignment]
+        assert test_client.get("/admin/ops").json == {
+            "purpose": "service.operations",
+            "tenant": None,
+            "zone": [],
+        }
+    assert isinstance(app.url_value_preprocessors[None], list)
+
+
+def test_a_mark_on_a_plain_views_dispatch_request_is_read(state_of: Any) -> None:
+    from flask.views import View
+
+    class Report(View):
+        @route_purpose("service.operations")
+        def dispatch_request(self) -> Any:
+            return jsonify(state_of())
+
+    app = Flask("views")
+    app.add_url_rule("/report", view_func=Report.as_view("report"))
+    init_app(app)
+    with app.test_client() as test_client, test_client.get("/report") as response:
+        assert (response.json or {}).get("purpose") == "service.operations"
 
 
 def test_preprocessing_a_request_outside_the_middleware_sets_no_purpose(state_of: Any, marker: str) -> None:

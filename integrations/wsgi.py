@@ -55,9 +55,6 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 Resolver = Callable[[Environ], "str | None"]
 
 _NOT_FOUND = object()
-# Where the middleware tells init_app's route marks which request is its own
-# (a request Flask dispatches inside a view, with an environ of its own, is not).
-REQUEST_KEY = "purposeguard.request"
 _FUNCTION = "purposeguard.integrations.wsgi.PurposeGuardMiddleware"
 
 
@@ -172,10 +169,12 @@ class PurposeGuardMiddleware:
         try:
             marks = self._flask_marks
             if marks is not None:
-                # Checked by the route marks once Flask has matched the URL,
-                # and only where no route mark replaces it.
-                environ[REQUEST_KEY] = (marks, state, key)
-                marks.keep_first()
+                # The request's purpose is checked by the route marks once
+                # Flask has matched the URL, and only where no mark replaces it.
+                state.opener = marks
+                first = marks.app.url_value_preprocessors.get(None)
+                if not first or first[0] is not marks:
+                    marks.keep_first()
             if key is not None:
                 # Never reset: the context belongs to this request alone.
                 PURPOSE.set(key)
@@ -307,8 +306,8 @@ class FlaskRouteMarks:
     Runs as the app's first URL value preprocessor: after Flask matched the
     URL (its one match per request: a route with path parameters is not
     matched again per distinct path), before every other URL value
-    preprocessor and ``before_request`` hook and before the view. Acts only
-    in a request its middleware opened (``REQUEST_KEY`` in the environ): a
+    preprocessor and ``before_request`` hook and before the view. Acts once,
+    in the zone of a request its middleware opened: a
     ``test_request_context``, or a request a view dispatches inside its own,
     gets nothing set. A marked route's purpose replaces the one the
     middleware set from a ``purposes`` pattern or baggage, which is then
@@ -339,18 +338,16 @@ class FlaskRouteMarks:
             self.app.url_value_preprocessors[None] = [self, *others]
 
     def __call__(self, endpoint: str | None, values: Any) -> None:
-        entry = self.request.environ.get(REQUEST_KEY)
-        if entry is None or entry[0] is not self:
-            return
-        _, opened, fallback = entry
-        # Only in the request's own context: the zone now current is the
-        # request's, or one the app opened inside it (not a caller's context
-        # that runs Flask's hooks again on a request kept after it ended).
+        # The request's zone (the middleware made these marks its opener),
+        # current or under a zone the app opened inside it. Once per request:
+        # a request a view dispatches inside its own, or Flask's hooks run
+        # again on a request kept after it ended, find nothing to do.
         state = current = ZONE.get()
-        while current is not None and current is not opened:
+        while current is not None and current.opener is not self:
             current = current.parent
         if state is None or current is None:
             return
+        current.opener = None
         key = self._key(endpoint) if endpoint is not None else None
         token = None
         if key is not None:
@@ -358,7 +355,8 @@ class FlaskRouteMarks:
             # one): current until the response's body is done.
             token = PURPOSE.set(key)
         else:
-            key = fallback
+            # The purpose of a path pattern or the caller's baggage.
+            key = PURPOSE.get()
             if key is None:
                 return
         if state.categories:

@@ -129,30 +129,28 @@ class PurposeGuardMiddleware:
             )
         if tenant is None:
             tenant = incoming.tenant
-        key = self._route_purpose(environ) or incoming.purpose
+        resolving = self.resolver is not None or self._has_paths
+        key = (self._route_purpose(environ) if resolving else None) or incoming.purpose
 
         # The request runs in a context of its own: the server iterates the
         # body after __call__ returned, and each step re-enters this context.
         context = contextvars.copy_context()
-        started = False
-
-        def watch(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            nonlocal started
-            started = True
-            return start_response(status, headers, exc_info)
-
         try:
-            state, result = context.run(self._start, tenant, incoming.categories, key, environ, watch)
+            state, result = context.run(
+                self._start, tenant, incoming.categories, key, environ, start_response
+            )
         except BaseException as error:
             violation = violation_in(error)
             if violation is None:
                 raise
             body = violation_body(violation)
-            # PEP 3333: exc_info only when replacing headers the app already set.
+            # PEP 3333: called from an error handler with exc_info, the
+            # server replaces headers the app may have set already (and sets
+            # them if it set none), so no wrapper watches start_response.
             start_response(
                 self.status,
                 [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-                sys.exc_info() if started else None,
+                sys.exc_info(),
             )
             return [body]
         return _Body(result, context, state)
@@ -188,8 +186,6 @@ class PurposeGuardMiddleware:
         return state, result
 
     def _route_purpose(self, environ: Environ) -> str | None:
-        if self.resolver is None and not self._has_paths:
-            return None
         path = environ.get("PATH_INFO", "") or "/"
         # The Host is part of the route (Flask's host_matching, subdomains).
         route = (
@@ -254,7 +250,10 @@ class _Body:
             if close is not None:
                 close()
         finally:
-            _leave(self._zone)
+            try:
+                leave_zone(self._zone)
+            except Exception:  # noqa: BLE001 - never fail a response over bookkeeping
+                logger.debug("purposeguard could not close a request zone", exc_info=True)
 
 
 # -- Flask ----------------------------------------------------------------------------

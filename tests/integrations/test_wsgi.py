@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -404,6 +405,36 @@ def test_plain_wsgi_app_violation_is_a_403_from_the_middleware(
     assert response.status_code == 403
     assert response.json()["rule"] == "no-advertising"
     assert marker not in response.text
+
+
+def test_a_violation_after_the_app_set_its_headers_replaces_them(
+    serve_wsgi: Callable[[Any], Any], marker: str
+) -> None:
+    # The app called start_response before the violation: the 403 replaces
+    # its headers (PEP 3333's exc_info), on a real server and on wsgiref's
+    # strict reference handler alike.
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-From-App", "yes")])
+        pg.check(pg.label(marker, CONTENT))
+        return [b"sent"]
+
+    guarded = PurposeGuardMiddleware(app, purposes={"/**": "advertising"})
+    response = httpx.get(serve_wsgi(guarded).url + "/x", timeout=10)
+    assert response.status_code == 403 and "x-from-app" not in response.headers
+    assert response.json()["rule"] == "no-advertising" and marker not in response.text
+
+    from wsgiref.handlers import SimpleHandler
+    from wsgiref.util import setup_testing_defaults
+
+    for sets_headers_first in (True, False):
+        environ: dict[str, Any] = {}
+        setup_testing_defaults(environ)
+        out, errors = io.BytesIO(), io.StringIO()
+        inner = app if sets_headers_first else (lambda e, s: pg.check(pg.label(marker, CONTENT)) or [b""])
+        handler = SimpleHandler(io.BytesIO(), out, errors, environ)
+        handler.run(PurposeGuardMiddleware(inner, purposes={"/**": "advertising"}))
+        assert out.getvalue().startswith(b"HTTP/1.0 403 Forbidden"), (sets_headers_first, errors.getvalue())
+        assert b"X-From-App" not in out.getvalue() and marker.encode() not in out.getvalue()
 
 
 def test_plain_wsgi_app_other_exceptions_pass_through() -> None:

@@ -22,7 +22,10 @@ the policy: an unknown key is a :class:`~purposeguard.PolicyError` then. A :clas
 escapes the app before the response started (also inside an exception
 group, as task groups raise it; also past the 500 that a Starlette or
 FastAPI app wrapped from outside, ``PurposeGuardMiddleware(app)``, sends
-for it before re-raising) becomes a 403 with a JSON body naming rule,
+for it before re-raising: wrapped so, a complete 500 waits until the app
+returns, a background task of its included, and an app's handler that
+answers every exception with another status answers violations too)
+becomes a 403 with a JSON body naming rule,
 purpose and category (``"rule": null, "decided_by": "policy default"`` when
 no rule matched and the policy's default denied; see
 ``_server.violation_body``); every other exception passes through.
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Generator, Mapping, MutableMapping
 from typing import Any
 
@@ -106,6 +110,7 @@ class PurposeGuardMiddleware:
         self._marks = RouteMarks()
         self.read_baggage = read_baggage
         self.status_code = status_code
+        self._holds_500 = _wraps_starlette(app)
         self._cache = PurposeCache()
         # The cache's own dict, read inline: a request from a tenant seen
         # before costs one lookup.
@@ -162,10 +167,11 @@ class PurposeGuardMiddleware:
         key = (self.paths.match(scope["path"]) if self._has_paths else None) or incoming.purpose
 
         started = False
-        # A 500 the app's own error middleware sends before re-raising what
-        # it caught (Starlette's ServerErrorMiddleware, when this middleware
-        # wraps the app from outside): held back until the app is done, and
+        # A complete 500 from the error middleware of the Starlette or
+        # FastAPI app this middleware wraps from outside, which sends it for
+        # what it caught and re-raises: held back until the app is done, and
         # replaced by the 403 if what it caught was a violation.
+        holds_500 = self._holds_500
         held: list[Message] | None = None
 
         def watch(message: Message) -> Awaitable[None]:
@@ -173,10 +179,18 @@ class PurposeGuardMiddleware:
             # per message sent.
             nonlocal started, held
             if held:
-                return _hold(held, message, send)
+                if (
+                    len(held) == 1
+                    and message["type"] == "http.response.body"
+                    and not message.get("more_body")
+                ):
+                    held.append(message)
+                    return _HELD
+                # A streamed 500 is the app's own: it goes on as it comes.
+                return _release(held, send, message)
             if message["type"] == "http.response.start":
                 started = True
-                if message.get("status") == 500 and kind == "http":
+                if holds_500 and message.get("status") == 500:
                     held = [message]
                     return _HELD
             return send(message)
@@ -308,12 +322,6 @@ class PurposeGuardMiddleware:
                 ) from None
 
 
-# What a held 500 may grow to before it is sent on anyway (a long streamed
-# error page is the app's, not a violation's).
-HELD_BYTES_LIMIT = 64 * 1024
-HELD_MESSAGES_LIMIT = 64
-
-
 class _Done:
     """An awaitable that is done at once: what ``send`` returns for a message held back."""
 
@@ -327,20 +335,31 @@ class _Done:
 _HELD = _Done()
 
 
-def _hold(held: list[Message], message: Message, send: Send) -> Awaitable[None]:
-    held.append(message)
-    if len(held) <= HELD_MESSAGES_LIMIT and sum(len(m.get("body", b"")) for m in held) <= HELD_BYTES_LIMIT:
-        return _HELD
-    return _release(held, send)
-
-
-async def _release(held: list[Message], send: Send) -> None:
-    """Send what was held, in order, once; later messages pass straight on."""
+async def _release(held: list[Message], send: Send, then: Message | None = None) -> None:
+    """Send what was held, in order, once (and ``then``); later messages pass straight on."""
     messages = held[:]
     # Emptied: watch() passes later messages straight on.
     held.clear()
     for message in messages:
         await send(message)
+    if then is not None:
+        await send(then)
+
+
+def _wraps_starlette(app: Any) -> bool:
+    """Whether ``app`` is a Starlette (or FastAPI) app, or one behind plain
+    ASGI middlewares that keep it as ``.app``: its ServerErrorMiddleware is
+    then inside this middleware and answers a violation with a 500 first."""
+    applications = sys.modules.get("starlette.applications")
+    if applications is None:
+        return False
+    for _ in range(8):
+        if isinstance(app, applications.Starlette):
+            return True
+        app = getattr(app, "app", None)
+        if app is None or not callable(app):
+            return False
+    return False
 
 
 def _route_mark(endpoint: Any, scope: Scope) -> str | None:

@@ -6,11 +6,13 @@ authentication. Served by uvicorn and werkzeug on loopback."""
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any
 
+import anyio
 import flask
 import httpx
 import pytest
@@ -24,10 +26,11 @@ from purposeguard.integrations.asgi import (
     route_purpose,
 )
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.endpoints import HTTPEndpoint
 from starlette.exceptions import StarletteDeprecationWarning
 from starlette.requests import Request as StarletteRequest
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.routing import Mount, Route
 
 import purposeguard as pg
@@ -632,7 +635,7 @@ def test_other_500s_pass_through_a_middleware_wrapping_from_outside(serve_asgi: 
     broken, own, long = get("/broken"), get("/own-500"), get("/long-500")
     assert broken.status_code == 500 and broken.text == "Internal Server Error"
     assert own.status_code == 500 and own.json() == {"down": "for maintenance"}
-    # Past the hold limit a streamed 500 goes on as it comes, whole.
+    # A streamed 500 goes on as it comes, whole.
     assert long.status_code == 500 and long.content == b"x" * 1024 * 100
 
 
@@ -641,3 +644,82 @@ def test_an_ordinary_error_still_reaches_the_test_client_from_outside() -> None:
     with pytest.raises(ValueError, match="an ordinary bug"):
         client.get("/broken")
     assert client.get("/send").status_code == 403
+
+
+def _slow_500s(released: threading.Event) -> list[Route]:
+    """500s the app sends on purpose, whose app keeps running after them
+    until the test, having read the response, lets it go on."""
+
+    def background() -> None:
+        released.wait(timeout=30)
+
+    async def with_background(request: StarletteRequest) -> JSONResponse:
+        return JSONResponse({"incident": "INC-42"}, status_code=500, background=BackgroundTask(background))
+
+    async def streamed(request: StarletteRequest) -> StreamingResponse:
+        async def chunks() -> Any:
+            yield b"first "
+            await anyio.to_thread.run_sync(released.wait, 30)
+            yield b"second"
+
+        return StreamingResponse(chunks(), status_code=500)
+
+    return [Route("/background-500", with_background), Route("/streamed-500", streamed)]
+
+
+def test_a_500_the_app_sends_on_purpose_is_not_held_with_the_middleware_inside(
+    serve_asgi: Callable[[Any], Any],
+) -> None:
+    # Inside (add_middleware) nothing answers a violation with a 500 before
+    # this middleware: no response waits for the app to finish.
+    released = threading.Event()
+    app = Starlette(routes=_slow_500s(released))
+    app.add_middleware(PurposeGuardMiddleware)
+    server = serve_asgi(app)
+    try:
+        with httpx.Client(base_url=server.url, timeout=20) as client:
+            response = client.get("/background-500")
+            assert not released.is_set()  # answered while the background task still waits
+            assert response.status_code == 500 and response.json() == {"incident": "INC-42"}
+    finally:
+        released.set()
+
+
+def test_a_streamed_500_goes_on_as_it_comes_when_wrapped_from_outside(
+    serve_asgi: Callable[[Any], Any],
+) -> None:
+    released = threading.Event()
+    server = serve_asgi(PurposeGuardMiddleware(Starlette(routes=_slow_500s(released))))
+    try:
+        with (
+            httpx.Client(base_url=server.url, timeout=20) as client,
+            client.stream("GET", "/streamed-500") as response,
+        ):
+            chunks = response.iter_raw()
+            assert response.status_code == 500 and next(chunks) == b"first "
+            assert not released.is_set()  # the first chunk came before the app went on
+            released.set()
+            assert b"".join(chunks) == b"second"
+    finally:
+        released.set()
+
+
+def test_a_violation_is_a_403_past_a_large_500_page_when_wrapped_from_outside(
+    serve_asgi: Callable[[Any], Any],
+) -> None:
+    # The app's own 500 page (a handler for every exception) is larger than
+    # any streaming chunk; held whole, it is still replaced by the 403.
+    @route_purpose("marketing.direct")
+    async def send(request: StarletteRequest) -> JSONResponse:
+        pg.check(pg.label(MARKER, CONTENT))
+        return JSONResponse({"sent": True})
+
+    async def page(request: StarletteRequest, error: Exception) -> HTMLResponse:
+        return HTMLResponse("<p>" + "sorry " * 20_000 + "</p>", status_code=500)
+
+    app = Starlette(routes=[Route("/send", send)], exception_handlers={Exception: page})
+    server = serve_asgi(PurposeGuardMiddleware(app))
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        denied = client.get("/send")
+    assert denied.status_code == 403 and denied.json()["purpose"] == "marketing.direct"
+    assert MARKER not in denied.text

@@ -168,8 +168,9 @@ class PurposeGuardMiddleware:
             marks = self._flask_marks
             if marks is not None:
                 # The request's purpose is checked by the route marks once
-                # Flask has matched the URL, and only where no mark replaces it.
-                state.opener = marks
+                # Flask has matched the URL, and only where no mark replaces
+                # it: they find the request's zone by its opener.
+                state.opener = marks if key is None else (marks, key)
                 first = marks.app.url_value_preprocessors.get(None)
                 if not first or first[0] is not marks:
                     marks.keep_first()
@@ -323,7 +324,6 @@ class FlaskRouteMarks:
         from flask import request
 
         self.app = app
-        self.middleware = middleware
         self.request = request
         self.found: dict[str, tuple[Any, str | None]] = {}
         self.status = int(middleware.status.split()[0])
@@ -337,12 +337,20 @@ class FlaskRouteMarks:
             self.app.url_value_preprocessors[None] = [self, *others]
 
     def __call__(self, endpoint: str | None, values: Any) -> None:
-        # The request's zone (the middleware made these marks its opener),
-        # current or under a zone the app opened inside it. Once per request:
-        # a request a view dispatches inside its own, or Flask's hooks run
-        # again on a request kept after it ended, find nothing to do.
+        # The request's zone (its opener is these marks, with the purpose of
+        # a path pattern or the caller's baggage if there is one), current or
+        # under a zone the app opened inside it. Once per request: a request
+        # a view dispatches inside its own, or Flask's hooks run again on a
+        # request kept after it ended, find nothing to do.
         state = current = ZONE.get()
-        while current is not None and current.opener is not self:
+        while current is not None:
+            opener = current.opener
+            if opener is self:
+                fallback = None
+                break
+            if type(opener) is tuple and opener[0] is self:
+                fallback = opener[1]
+                break
             current = current.parent
         if state is None or current is None:
             return
@@ -353,11 +361,10 @@ class FlaskRouteMarks:
             # In the request's own context (the middleware runs the app in
             # one): current until the response's body is done.
             token = PURPOSE.set(key)
+        elif fallback is None:
+            return
         else:
-            # The purpose of a path pattern or the caller's baggage.
-            key = PURPOSE.get()
-            if key is None:
-                return
+            key = fallback
         if state.categories:
             try:
                 check_purpose(key, state, _FUNCTION)
@@ -386,16 +393,13 @@ class FlaskRouteMarks:
 
     @staticmethod
     def _mark(view: Any) -> str | None:
+        """The view's mark where the method does not decide it, else _BY_METHOD."""
         if view is None:
             return None
-        key = getattr(view, MARK, None)
-        if isinstance(key, str):
-            return key
-        view_class = getattr(view, "view_class", None)
-        if view_class is None:
-            return None
-        key = getattr(view_class, MARK, None)
-        return key if isinstance(key, str) else _BY_METHOD
+        key = _view_mark(view, None)
+        if key is None and getattr(view, "view_class", None) is not None:
+            return _BY_METHOD
+        return key
 
 
 def check_flask_routes(app: Any) -> None:

@@ -235,6 +235,23 @@ def test_a_marked_route_replaces_the_pattern_purpose_which_is_never_checked(
     assert violations == []
 
 
+def test_the_middleware_checks_the_purposes_it_sets_not_the_callers(state_of: Any, signed: Signer) -> None:
+    # Called inside the caller's own purpose (a test, an app dispatching to
+    # another), the request runs under it; the zone's categories are checked
+    # against it where guarded code runs, not by the middleware.
+    pg.configure("trust-center", context_mode="enforce")
+    app = _admin_app(state_of)
+
+    @app.get("/open")
+    def open_view() -> Any:
+        return jsonify(state_of())
+
+    with pg.purpose("advertising"), app.test_client() as test_client:
+        with test_client.get("/open", headers={"baggage": signed(zone=[CONTENT])}) as response:
+            assert response.status_code == 200
+            assert response.json == {"purpose": "advertising", "tenant": None, "zone": [CONTENT]}
+
+
 def test_a_violation_at_the_route_mark_is_a_403_past_a_blueprint_catch_all(
     state_of: Any, signed: Signer
 ) -> None:

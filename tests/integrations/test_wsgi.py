@@ -443,11 +443,15 @@ def test_a_violation_after_the_app_set_its_headers_replaces_them(
     from wsgiref.handlers import SimpleHandler
     from wsgiref.util import setup_testing_defaults
 
+    def raises_first(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        pg.check(pg.label(marker, CONTENT))
+        return [b""]
+
     for sets_headers_first in (True, False):
         environ: dict[str, Any] = {}
         setup_testing_defaults(environ)
         out, errors = io.BytesIO(), io.StringIO()
-        inner = app if sets_headers_first else (lambda e, s: pg.check(pg.label(marker, CONTENT)) or [b""])
+        inner = app if sets_headers_first else raises_first
         handler = SimpleHandler(io.BytesIO(), out, errors, environ)
         handler.run(PurposeGuardMiddleware(inner, purposes={"/**": "advertising"}))
         assert out.getvalue().startswith(b"HTTP/1.0 403 Forbidden"), (sets_headers_first, errors.getvalue())

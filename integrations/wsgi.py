@@ -329,12 +329,17 @@ class FlaskRouteMarks:
         self.status = int(middleware.status.split()[0])
 
     def keep_first(self) -> None:
-        """First in the app's URL value preprocessors, put back if the app
+        """First in the app's URL value preprocessors (among the route marks
+        of other middlewares on the same app, if any), put back if the app
         replaced them: a route must not run without its purpose unnoticed."""
-        first = self.app.url_value_preprocessors.get(None)
-        if not first or first[0] is not self:
-            others = [hook for hook in first or () if hook is not self]
-            self.app.url_value_preprocessors[None] = [self, *others]
+        first = self.app.url_value_preprocessors.get(None) or ()
+        for hook in first:
+            if hook is self:
+                return
+            if not isinstance(hook, FlaskRouteMarks):
+                break
+        others = [hook for hook in first if hook is not self]
+        self.app.url_value_preprocessors[None] = [self, *others]
 
     def __call__(self, endpoint: str | None, values: Any) -> None:
         # The request's zone (its opener is these marks, with the purpose of

@@ -301,6 +301,24 @@ def test_route_marks_stay_first_when_the_preprocessors_are_replaced_later(state_
     assert isinstance(app.url_value_preprocessors[None], list)
 
 
+def test_init_app_twice_leaves_the_preprocessors_alone_between_requests(state_of: Any) -> None:
+    app = Flask("twice")
+
+    @app.get("/ops")
+    @route_purpose("service.operations")
+    def ops() -> Any:
+        return jsonify(state_of())
+
+    init_app(app)
+    init_app(app)
+    hooks = app.url_value_preprocessors[None]
+    with app.test_client() as test_client:
+        for _ in range(3):
+            assert (test_client.get("/ops").json or {}).get("purpose") == "service.operations"
+    # Both middlewares' marks lead the list; neither rebuilt it per request.
+    assert app.url_value_preprocessors[None] is hooks and len(hooks) == 2
+
+
 def test_a_mark_on_a_plain_views_dispatch_request_is_read(state_of: Any) -> None:
     from flask.views import View
 

@@ -391,10 +391,10 @@ class FlaskRouteMarks:
         return key
 
     def _refuse(self, violation: PurposeViolation) -> None:
-        from flask import Response, abort
+        from flask import abort
 
         # An HTTPException carrying its response: Flask sends it as it is.
-        abort(Response(violation_body(violation), status=self.status, mimetype="application/json"))
+        abort(_flask_refusal(violation, self.status))
 
     @staticmethod
     def _mark(view: Any) -> str | None:
@@ -405,6 +405,13 @@ class FlaskRouteMarks:
         if key is None and getattr(view, "view_class", None) is not None:
             return _BY_METHOD
         return key
+
+
+def _flask_refusal(violation: PurposeViolation, status: int) -> Any:
+    """The Flask response to a violation: the JSON body of the 403."""
+    from flask import Response
+
+    return Response(violation_body(violation), status=status, mimetype="application/json")
 
 
 def check_flask_routes(app: Any) -> None:
@@ -443,7 +450,8 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     """
     from . import require
 
-    flask = require("flask", "flask")
+    # Without Flask, an ImportError that names the extra to install.
+    require("flask", "flask")
     middleware = PurposeGuardMiddleware(app.wsgi_app, **options)
     app.wsgi_app = middleware
     status = int(middleware.status.split()[0])
@@ -452,7 +460,7 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
         violation = violation_in(error)
         if violation is None:
             raise error  # an exception group without a violation: Flask's own 500
-        return flask.Response(violation_body(violation), status=status, mimetype="application/json")  # type: ignore[attr-defined]
+        return _flask_refusal(violation, status)
 
     # Views registered later (blueprints after init_app) are checked before
     # the first request is served (by the middleware: a before_request hook

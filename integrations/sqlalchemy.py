@@ -34,9 +34,14 @@ Once instrumented:
   (``func.lower(Post.body)``): derived in SQL from content is still content.
   The tenant of such a row comes from the tenant column when the row
   selects it; otherwise the value has no tenant, so no tenant's consent can
-  widen its use. Rows of such selects are read in full before they are
+  widen its use. A column of a subquery, alias, CTE or union is labelled
+  as the table columns it was selected from (also through expressions
+  inside the subquery), and so are rows of ``INSERT``/``UPDATE``/``DELETE
+  ... RETURNING``; a statement nested too deep to follow is refused before
+  it runs. Rows of such selects are read in full before they are
   returned (``yield_per`` buffers); textual SQL (``text()``,
-  ``exec_driver_sql``) is not labelled;
+  ``exec_driver_sql``) and lightweight ``table()`` constructs, which name
+  no declared table, are not labelled;
 - labelling goes through :func:`purposeguard.label`, so a value loaded while
   a purpose is current is checked like any other labelled value;
 - a request's zone learns a loaded instance's categories when a labelled
@@ -64,7 +69,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from purposeguard._context import FLAGS, ZONE, ZoneState
-from purposeguard._errors import PolicyError, UnknownKeyError
+from purposeguard._errors import PolicyError, PurposeGuardError, UnknownKeyError
+from purposeguard._state import remember
 from purposeguard._labels import (
     EMPTY,
     KEYS,
@@ -86,6 +92,8 @@ __all__ = ["SUPPORTED", "instrument", "is_instrumented", "uninstrument"]
 SUPPORTED = ((2, 0), (2, 1))
 
 INFO_KEY = "purposeguard"
+# Tables whose declarations are remembered; past it the oldest eighth is read again when next selected.
+TABLES_LIMIT = 4096
 TABLE_TENANT_KEY = "purposeguard_tenant"
 
 
@@ -130,7 +138,9 @@ class _State:
         # Labelled attributes whose class was swapped for a reading one, with
         # the class each had before: put back when the models are forgotten.
         self.readers: list[tuple[Any, type]] = []
-        # id(table) -> declarations; _Table.table keeps the table alive, so the id stays its own.
+        # id(table) -> declarations; _Table.table keeps the table alive, so
+        # the id stays its own. Only tables (schema objects) are kept: a
+        # subquery's or alias's columns are followed to their tables.
         self.tables: dict[int, _Table] = {}
         self.patcher = Patcher(
             "sqlalchemy.engine.base", [("Connection", "execute", lambda *a: _connection_execute(*a))]
@@ -286,7 +296,7 @@ def _table(table: Any) -> _Table:
         )
     entry = _Table(table, columns, tenant)
     with _STATE.lock:
-        _STATE.tables[id(table)] = entry
+        remember(_STATE.tables, id(table), entry, TABLES_LIMIT)
     return entry
 
 
@@ -461,25 +471,61 @@ def _column_of(expr: Any) -> Any:
     return None
 
 
-def _columns_in(expr: Any) -> list[Any]:
-    """Every table column an expression is computed from (a column, a label, a function of columns)."""
+def _columns_in(expr: Any, depth: int = 0) -> list[Any]:
+    """Every table column an expression is computed from (a column, a label,
+    a function of columns), through subqueries, aliases and CTEs."""
     from sqlalchemy.sql import visitors
-    from sqlalchemy.sql.schema import Column
+    from sqlalchemy.sql.elements import ColumnClause
 
     found = _column_of(expr)
     if found is not None:
-        return [found]
+        return _table_columns(found, depth)
     clause = getattr(expr, "__clause_element__", None)
     element = clause() if clause is not None else expr
     out = []
     try:
-        for node in visitors.iterate(element):
-            if isinstance(node, Column):
-                column = _column_of(node)
-                if column is not None:
-                    out.append(column)
+        nodes = list(visitors.iterate(element))
     except Exception:  # noqa: BLE001 - not a SQL expression: nothing to label
         return []
+    for node in nodes:
+        # ColumnClause: a table's Column, and a subquery's column of an expression.
+        if isinstance(node, ColumnClause):
+            column = _column_of(node)
+            if column is not None:
+                out.extend(_table_columns(column, depth))
+    return out
+
+
+# Subqueries of functions of subqueries...: a statement nested deeper than
+# this is refused rather than returned with labels it could not follow.
+MAX_NESTING = 32
+
+
+def _table_columns(column: Any, depth: int) -> list[Any]:
+    """The columns of tables a column stands for: itself when it is a
+    table's, else (a column of a subquery, alias, CTE or union) the table
+    columns it was selected from, which is where the declarations are."""
+    from sqlalchemy.sql.schema import Table
+
+    if isinstance(column.table, Table):
+        return [column]
+    if depth >= MAX_NESTING:
+        raise PurposeGuardError(
+            f"purposeguard could not follow the columns of a statement nested more than {MAX_NESTING} "
+            "levels deep to their tables: its rows are not returned unlabelled"
+        )
+    out: list[Any] = []
+    for base in getattr(column, "base_columns", ()):
+        if base is column:
+            # A column of a lightweight table() or a textual FROM: it names no
+            # table that could declare anything.
+            continue
+        found = _column_of(base)
+        if found is not None and found is not column:
+            out.extend(_table_columns(found, depth + 1))
+        else:
+            # An expression selected inside the subquery (func.lower(...)).
+            out.extend(_columns_in(base, depth + 1))
     return out
 
 
@@ -490,18 +536,46 @@ def _is_entity(description: dict[str, Any]) -> bool:
     )
 
 
-def _plan(statement: Any) -> _Plan | None:
-    from sqlalchemy.sql import Select
+def _positions(statement: Any) -> list[list[Any]] | None:
+    """Per position of a row, the table columns it is computed from, or None
+    for a statement whose rows this integration does not label."""
+    from sqlalchemy.sql import CompoundSelect, Select
 
-    if not isinstance(statement, Select):
+    if isinstance(statement, CompoundSelect):
+        # UNION and friends: a position holds what any of the selects puts there.
+        merged: list[list[Any]] | None = None
+        for select in statement.selects:
+            part = _positions(select)
+            if part is None:
+                continue
+            if merged is None:
+                merged = [list(columns) for columns in part]
+            else:
+                for columns, more in zip(merged, part, strict=False):
+                    columns.extend(more)
+        return merged
+    if isinstance(statement, Select):
+        descriptions: Sequence[dict[str, Any]] = statement.column_descriptions
+    elif getattr(statement, "is_dml", False):
+        # INSERT, UPDATE, DELETE ... RETURNING: rows read back from the table.
+        descriptions = getattr(statement, "returning_column_descriptions", None) or ()
+        if not descriptions:
+            return None
+    else:
         return None
-    descriptions: Sequence[dict[str, Any]] = statement.column_descriptions
     per_position: list[list[Any]] = []
     for description in descriptions:
         if _is_entity(description) or getattr(description.get("expr"), "is_aliased_class", False):
             per_position.append([])  # instances are labelled by the load event
         else:
             per_position.append(_columns_in(description.get("expr")))
+    return per_position
+
+
+def _plan(statement: Any) -> _Plan | None:
+    per_position = _positions(statement)
+    if per_position is None:
+        return None
     plan = []
     for position, columns in enumerate(per_position):
         categories: set[str] = set()
@@ -540,11 +614,18 @@ def _relabelled(result: Any, plan: _Plan) -> Any:
     frozen = result.freeze()
     scalars = getattr(frozen, "_source_supports_scalars", False)
     rows = [_labelled_row((item,) if scalars else item, plan) for item in frozen.data]
-    return frozen.with_new_rows(rows)()
+    relabelled = frozen.with_new_rows(rows)()
+    # What an UPDATE or DELETE ... RETURNING tells besides its rows.
+    try:
+        rowcount = result.rowcount
+    except Exception:  # noqa: BLE001 - a result that has none
+        return relabelled
+    relabelled.rowcount = rowcount
+    return relabelled
 
 
 def _on_orm_execute(state: Any) -> Any:
-    if not state.is_select:
+    if not (state.is_select or state.is_insert or state.is_update or state.is_delete):
         return None
     plan = _plan(state.statement)
     if plan is None:
@@ -558,14 +639,18 @@ def _on_orm_execute(state: Any) -> Any:
 
 
 def _connection_execute(wrapped: Any, _instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    result = wrapped(*args, **kwargs)
     if _IN_SESSION.get() or not _STATE.instrumented:
-        return result
+        return wrapped(*args, **kwargs)
     options = kwargs.get("execution_options") or {}
-    if "_sa_orm_load_options" in options:
-        return result  # the ORM reads this result itself; its rows are labelled above it
+    if any(type(key) is str and key.startswith("_sa_orm_") for key in options):
+        # The ORM reads this result itself (loads, ORM-enabled INSERT, UPDATE,
+        # DELETE): its rows are labelled above it, in the session's event.
+        return wrapped(*args, **kwargs)
     statement = args[0] if args else kwargs.get("statement")
+    # Planned before it runs: a statement whose columns cannot be followed
+    # to their tables is refused before it reaches the database.
     plan = _plan(statement)
+    result = wrapped(*args, **kwargs)
     if plan is None or not getattr(result, "returns_rows", False):
         return result
     return _relabelled(result, plan)

@@ -242,6 +242,88 @@ def test_mappings_of_labelled_rows(db: Any) -> None:
         assert pg.labels_of(mapping["body"]) == {EMAIL}
 
 
+# -- subqueries, aliases, CTEs, unions, RETURNING: the declarations are the tables' -------
+
+
+def test_columns_of_a_subquery_are_labelled_as_their_table_columns(db: Any) -> None:
+    with Session(db) as session:
+        inner = select(Post.body, Post.tenant).where(Post.title == "hello").subquery()
+        row = session.execute(select(inner.c.body, inner.c.tenant)).one()
+        assert pg.labels_of(row.body) == {EMAIL} and pg.tenant_of(row.body) == "contoso"
+    with db.connect() as connection:
+        inner = select(messages.c.body).subquery()
+        assert pg.labels_of(connection.execute(select(inner.c.body)).scalar_one()) == {EMAIL}
+
+
+def test_columns_of_an_alias_and_a_cte_are_labelled(db: Any) -> None:
+    with db.connect() as connection:
+        alias = messages.alias("m")
+        assert pg.labels_of(connection.execute(select(alias.c.body)).scalar_one()) == {EMAIL}
+        cte = select(messages.c.body).cte("recent")
+        assert pg.labels_of(connection.execute(select(cte.c.body)).scalar_one()) == {EMAIL}
+    with Session(db) as session:
+        cte = select(Post.body).where(Post.title == "hello").cte()
+        assert pg.labels_of(session.execute(select(cte.c.body)).scalar_one()) == {EMAIL}
+
+
+def test_an_expression_selected_in_a_subquery_keeps_the_labels_of_its_columns(db: Any) -> None:
+    with Session(db) as session:
+        inner = select(func.lower(Post.body).label("lowered")).where(Post.title == "hello").subquery()
+        twice = select(func.upper(inner.c.lowered).label("again")).subquery()
+        value = session.execute(select(twice.c.again)).scalar_one()
+        assert value == BODY.upper() and pg.labels_of(value) == {EMAIL}
+
+
+def test_each_select_of_a_union_labels_its_position(db: Any) -> None:
+    with Session(db) as session:
+        both = sa.union_all(select(Post.title), select(Post.body)).subquery()
+        values = session.scalars(select(both.c.title)).all()
+        assert {pg.labels_of(v) for v in values} == {frozenset({EMAIL})}
+    with db.connect() as connection:
+        rows = connection.execute(sa.union(select(messages.c.body), select(Post.__table__.c.title))).all()
+        assert {pg.labels_of(row[0]) for row in rows} == {frozenset({EMAIL})}
+
+
+def test_rows_returned_by_update_and_delete_returning_are_labelled(db: Any) -> None:
+    with db.begin() as connection:
+        result = connection.execute(
+            update(messages).values(mailbox=messages.c.mailbox).returning(messages.c.body, messages.c.mailbox)
+        )
+        row = result.one()
+        assert pg.labels_of(row.body) == {EMAIL} and pg.tenant_of(row.body) == "contoso"
+    with Session(db) as session:
+        bodies = session.scalars(
+            update(Post).where(Post.title == "hello").values(title="hi").returning(Post.body)
+        ).all()
+        assert [pg.labels_of(b) for b in bodies] == [{EMAIL}]
+        gone = session.execute(sa.delete(Post).where(Post.title == "other").returning(Post.body)).scalar_one()
+        assert pg.labels_of(gone) == {EMAIL}
+        session.commit()
+
+
+def test_a_subquery_per_query_keeps_nothing_alive(db: Any) -> None:
+    # Followed to their tables, subqueries and aliases are not remembered: a
+    # per-request subquery (and the values bound in it) is not kept.
+    with db.connect() as connection:
+        connection.execute(select(messages.c.body)).all()
+        before = len(pg_sqlalchemy._STATE.tables)
+        for number in range(50):
+            inner = select(messages.c.body).where(messages.c.body != f"secret-{number}").subquery()
+            connection.execute(select(inner.c.body)).all()
+            connection.execute(select(messages.alias().c.body)).all()
+    kept = [entry.table for entry in pg_sqlalchemy._STATE.tables.values()]
+    assert all(isinstance(table, Table) for table in kept)
+    assert len(kept) == before
+
+
+def test_a_statement_nested_too_deep_to_follow_is_refused_not_returned_unlabelled(db: Any) -> None:
+    expression: Any = messages.c.body
+    for depth in range(pg_sqlalchemy.MAX_NESTING + 1):
+        expression = select(func.lower(expression).label(f"level{depth}")).subquery().c[f"level{depth}"]
+    with db.connect() as connection, pytest.raises(pg.PurposeGuardError, match="nested more than"):
+        connection.execute(select(expression))
+
+
 # -- writes and queries keep working -------------------------------------------------------
 
 

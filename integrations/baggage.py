@@ -40,7 +40,7 @@ from purposeguard._errors import ConfigurationError
 from purposeguard._labels import EMPTY
 from purposeguard._runtime import get_guard
 from purposeguard._signing import ENV, MAX_AGE, BaggageKey, current_keys, sign, trace_id, verify
-from purposeguard._state import STATE
+from purposeguard._state import STATE, remember
 
 __all__ = [
     "HTTP",
@@ -212,10 +212,9 @@ def parse(
             return remembered_incoming
     signed_at: list[int] = []
     incoming = _parse(header, warn, channel, trace_id(traceparent), signed_at, keys)
-    if signed_at and not warnings and remembered is not None:
-        if len(seen) >= MAX_REMEMBERED:
-            seen.clear()
-        seen[remembered] = (incoming, signed_at[0], keys, taxonomy)
+    # Task channels name one task each: a header read for one is never read again.
+    if signed_at and not warnings and remembered is not None and channel == HTTP:
+        remember(seen, remembered, (incoming, signed_at[0], keys, taxonomy), MAX_REMEMBERED)
     if warnings:
         more = f" (and {dropped[0]} more)" if dropped[0] else ""
         logger.warning("purposeguard ignored baggage: %s%s", "; ".join(warnings), more)

@@ -49,7 +49,7 @@ from purposeguard._labels import KEYS, MIXED_TENANT, register_foreign, tenant_of
 from purposeguard._policy import Policy
 from purposeguard._records import Record
 from purposeguard._runtime import check_zone, get_guard, logger
-from purposeguard._state import STATE
+from purposeguard._state import STATE, remember
 
 from . import require
 
@@ -361,9 +361,7 @@ class _Plan:
                 (expr_id, _meta(field.get("metadata"))) for expr_id, field in zip(ids, fields, strict=True)
             )
             if key is not None:
-                if len(_NODE_READS) >= _NODE_READS_LIMIT:
-                    _NODE_READS.clear()
-                _NODE_READS[key] = read
+                remember(_NODE_READS, key, read, _NODE_READS_LIMIT)
         for expr_id, own in read:
             if own:
                 self.meta[expr_id] = own

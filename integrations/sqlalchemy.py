@@ -34,14 +34,20 @@ Once instrumented:
   (``func.lower(Post.body)``): derived in SQL from content is still content.
   The tenant of such a row comes from the tenant column when the row
   selects it; otherwise the value has no tenant, so no tenant's consent can
-  widen its use. A column of a subquery, alias, CTE or union is labelled
-  as the table columns it was selected from (also through expressions
-  inside the subquery), and so are rows of ``INSERT``/``UPDATE``/``DELETE
-  ... RETURNING``; a statement nested too deep to follow is refused before
-  it runs. Rows of such selects are read in full before they are
-  returned (``yield_per`` buffers); textual SQL (``text()``,
-  ``exec_driver_sql``) and lightweight ``table()`` constructs, which name
-  no declared table, are not labelled;
+  widen its use. A column of a subquery, alias, CTE, union or table-valued
+  function is labelled as the table columns it was selected from (also
+  through expressions inside the subquery), and so are rows of
+  ``INSERT``/``UPDATE``/``DELETE ... RETURNING`` and ``Connection.scalar``;
+  a statement nested too deep to follow is refused before it runs. Rows of
+  such selects are read in full before they are returned (``yield_per``
+  and async ``stream`` buffer);
+- a ``column_property`` is labelled with the categories declared on it
+  (``info=`` or its annotation), else with those of the columns its
+  expression reads (``func.lower(body)``, a correlated subquery);
+- not labelled: textual SQL (``text()``, ``exec_driver_sql``, and
+  ``literal_column``/``column()`` names, which name no declared column),
+  lightweight ``table()`` constructs, and the members of a ``Bundle`` or
+  a composite selected as one column (select their columns instead);
 - labelling goes through :func:`purposeguard.label`, so a value loaded while
   a purpose is current is checked like any other labelled value;
 - a request's zone learns a loaded instance's categories when a labelled
@@ -70,7 +76,6 @@ from typing import Any
 
 from purposeguard._context import FLAGS, ZONE, ZoneState
 from purposeguard._errors import PolicyError, PurposeGuardError, UnknownKeyError
-from purposeguard._state import remember
 from purposeguard._labels import (
     EMPTY,
     KEYS,
@@ -82,6 +87,7 @@ from purposeguard._labels import (
     register_foreign,
     unregister_foreign,
 )
+from purposeguard._state import remember
 
 from . import require
 from ._patch import Patcher
@@ -143,7 +149,12 @@ class _State:
         # subquery's or alias's columns are followed to their tables.
         self.tables: dict[int, _Table] = {}
         self.patcher = Patcher(
-            "sqlalchemy.engine.base", [("Connection", "execute", lambda *a: _connection_execute(*a))]
+            "sqlalchemy.engine.base",
+            [
+                ("Connection", "execute", lambda *a: _connection_execute(*a)),
+                # scalar() runs the statement without execute(): see _connection_scalar.
+                ("Connection", "scalar", lambda *a: _connection_scalar(*a)),
+            ],
         )
 
     def forget(self) -> None:
@@ -229,10 +240,16 @@ def _declare(mapper: Any) -> _Model:
     fields: list[tuple[str, tuple[str, ...]]] = []
     undeclared = False
     by_table: dict[int, tuple[Any, dict[str, tuple[str, ...]]]] = {}
+    expressions: list[tuple[str, Any]] = []
     for key, column in mapper.columns.items():
-        from_info = _info_categories(getattr(column, "info", None), owner, key)
+        # column_property(..., info=...) keeps its info on the property.
+        from_info = _info_categories(getattr(column, "info", None), owner, key) | _info_categories(
+            getattr(_property(mapper, key), "info", None), owner, key
+        )
         categories = from_info | set(annotated.get(key, ()))
         if not categories:
+            if not _is_table_column(column):
+                expressions.append((key, column))
             continue
         undeclared = undeclared or not from_info <= set(annotated.get(key, ()))
         checked = _validated(categories, owner, key)
@@ -241,6 +258,13 @@ def _declare(mapper: Any) -> _Model:
         name = getattr(column, "name", None)
         if table is not None and name is not None:
             by_table.setdefault(id(table), (table, {}))[1][name] = checked
+    for key, expression in expressions:
+        # column_property(func.lower(body)) or a correlated subquery: what is
+        # computed in SQL from labelled columns carries their categories.
+        derived = _derived_categories(expression, by_table)
+        if derived:
+            fields.append((key, derived))
+            undeclared = True
     tenant = getattr(cls, "__purposeguard_tenant__", None)
     tenant_column: Any = None
     if tenant is not None:
@@ -267,6 +291,34 @@ def _declare(mapper: Any) -> _Model:
             else:
                 _STATE.tables[table_id] = _Table(table, dict(columns), tenant_name)
     return model
+
+
+def _property(mapper: Any, key: str) -> Any:
+    try:
+        return mapper.get_property(key)
+    except Exception:  # noqa: BLE001 - a column with no property of that name
+        return None
+
+
+def _is_table_column(column: Any) -> bool:
+    from sqlalchemy.sql.schema import Table
+
+    return isinstance(getattr(column, "table", None), Table)
+
+
+def _derived_categories(
+    expression: Any, by_table: dict[int, tuple[Any, dict[str, tuple[str, ...]]]]
+) -> tuple[str, ...]:
+    found: set[str] = set()
+    for source in _columns_in(expression):
+        own = by_table.get(id(source.table))
+        categories = own[1].get(source.name) if own is not None else None
+        if categories is None:
+            # Another model's (declared already, see instrument) or a Core table's.
+            categories = _table(source.table).columns.get(source.name)
+        if categories:
+            found.update(categories)
+    return tuple(sorted(found))
 
 
 def _model(cls: type, mapper: Any) -> _Model:
@@ -505,6 +557,7 @@ def _table_columns(column: Any, depth: int) -> list[Any]:
     """The columns of tables a column stands for: itself when it is a
     table's, else (a column of a subquery, alias, CTE or union) the table
     columns it was selected from, which is where the declarations are."""
+    from sqlalchemy.sql.functions import FunctionElement
     from sqlalchemy.sql.schema import Table
 
     if isinstance(column.table, Table):
@@ -515,6 +568,11 @@ def _table_columns(column: Any, depth: int) -> list[Any]:
             "levels deep to their tables: its rows are not returned unlabelled"
         )
     out: list[Any] = []
+    function = getattr(column.table, "element", None)
+    if isinstance(function, FunctionElement):
+        # A table-valued function's column (json_each(Post.data)): what the
+        # function reads.
+        out.extend(_columns_in(function, depth + 1))
     for base in getattr(column, "base_columns", ()):
         if base is column:
             # A column of a lightweight table() or a textual FROM: it names no
@@ -565,11 +623,37 @@ def _positions(statement: Any) -> list[list[Any]] | None:
         return None
     per_position: list[list[Any]] = []
     for description in descriptions:
-        if _is_entity(description) or getattr(description.get("expr"), "is_aliased_class", False):
+        expr = description.get("expr")
+        if _is_entity(description) or getattr(expr, "is_aliased_class", False):
             per_position.append([])  # instances are labelled by the load event
         else:
-            per_position.append(_columns_in(description.get("expr")))
+            columns = _columns_in(expr)
+            declared = _declared_on_property(expr)
+            per_position.append([*columns, declared] if declared is not None else columns)
     return per_position
+
+
+class _Declared:
+    """What a model declares on a mapped attribute (a column_property's
+    info, or categories derived for it), standing in a row position beside
+    the table columns the expression reads."""
+
+    __slots__ = ("categories",)
+    table = None  # no table: never a row's tenant column
+
+    def __init__(self, categories: tuple[str, ...]) -> None:
+        self.categories = categories
+
+
+def _declared_on_property(expr: Any) -> _Declared | None:
+    prop = getattr(expr, "property", None)
+    cls = getattr(getattr(prop, "parent", None), "class_", None)
+    key = getattr(prop, "key", None)
+    model = _STATE.models.get(cls) if isinstance(cls, type) else None
+    if model is None or not isinstance(key, str):
+        return None
+    categories = dict(model.fields).get(key)
+    return _Declared(categories) if categories else None
 
 
 def _plan(statement: Any) -> _Plan | None:
@@ -581,6 +665,9 @@ def _plan(statement: Any) -> _Plan | None:
         categories: set[str] = set()
         tenant_at: int | None = None
         for column in columns:
+            if type(column) is _Declared:
+                categories.update(column.categories)
+                continue
             entry = _table(column.table)
             found = entry.columns.get(column.name)
             if not found:
@@ -615,12 +702,13 @@ def _relabelled(result: Any, plan: _Plan) -> Any:
     scalars = getattr(frozen, "_source_supports_scalars", False)
     rows = [_labelled_row((item,) if scalars else item, plan) for item in frozen.data]
     relabelled = frozen.with_new_rows(rows)()
-    # What an UPDATE or DELETE ... RETURNING tells besides its rows.
-    try:
-        rowcount = result.rowcount
-    except Exception:  # noqa: BLE001 - a result that has none
-        return relabelled
-    relabelled.rowcount = rowcount
+    # What an UPDATE or DELETE ... RETURNING tells besides its rows, and the
+    # execution context async streaming asks about (its rows were read here).
+    for name in ("rowcount", "context"):
+        try:
+            setattr(relabelled, name, getattr(result, name))
+        except Exception:  # noqa: BLE001 - a result that has none
+            continue
     return relabelled
 
 
@@ -654,6 +742,17 @@ def _connection_execute(wrapped: Any, _instance: Any, args: tuple[Any, ...], kwa
     if plan is None or not getattr(result, "returns_rows", False):
         return result
     return _relabelled(result, plan)
+
+
+def _connection_scalar(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if _IN_SESSION.get() or not _STATE.instrumented:
+        return wrapped(*args, **kwargs)
+    statement = args[0] if args else kwargs.get("statement")
+    if _plan(statement) is None:
+        return wrapped(*args, **kwargs)
+    # The first column of the first row, as execute().scalar() reads it, so
+    # that it is labelled (with its row's tenant when the row selects it).
+    return instance.execute(*args, **kwargs).scalar()
 
 
 class _Machinery:
@@ -708,8 +807,13 @@ def instrument() -> None:
         if _STATE.instrumented:
             return
         _STATE.forget()
-        for mapper in _all_mappers():
+        mappers = _all_mappers()
+        for mapper in mappers:
             _declare(mapper)  # raises before anything is switched on
+        # Again, now that every model's columns are known: a column_property
+        # computed from another model's columns takes their categories.
+        for mapper in mappers:
+            _declare(mapper)
         event.listen(Mapper, "load", _on_load, raw=True)
         event.listen(Mapper, "refresh", _on_refresh, raw=True)
         event.listen(Mapper, "after_mapper_constructed", _on_mapper)

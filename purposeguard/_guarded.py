@@ -16,6 +16,7 @@ import itertools
 import keyword
 import linecache
 import sys
+import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -403,6 +404,9 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec"), namespace)
     wrapper: Callable[..., Any] = namespace["_pg_wrapper"]
+    # Gone with the wrapper: a function decorated per call (a closure in a
+    # handler) would otherwise leave its source behind every time.
+    weakref.finalize(wrapper, linecache.cache.pop, filename, None)
     return wrapper
 
 

@@ -126,11 +126,24 @@ class _Kind:
     side-table objects and proxies), pointing at its label set's kind
     (``base``); it owns no class."""
 
-    __slots__ = ("labels", "tenant", "base", "str_cls", "bytes_cls", "tstr_cls", "tbytes_cls", "_numbers")
+    __slots__ = (
+        "labels",
+        "tenant",
+        "base",
+        "evicted",
+        "str_cls",
+        "bytes_cls",
+        "tstr_cls",
+        "tbytes_cls",
+        "_numbers",
+    )
 
     def __init__(self, labels: frozenset[str], tenant: str | None = None, base: _Kind | None = None) -> None:
         self.labels = labels
         self.tenant = tenant
+        # Set when the label set is forgotten (LABEL_SETS_LIMIT): a live
+        # value of it still works, but no shortcut or memo learns it again.
+        self.evicted = False
         if base is not None:
             self.base = base
             return
@@ -260,8 +273,11 @@ def _forget_oldest_label_sets() -> None:
         _STR_FAST.pop(kind_key, None)
     for union_key in [k for k, kind in _UNIONS.items() if kind in gone or k[0] in gone or k[1] in gone]:
         del _UNIONS[union_key]
+    for allowed in SOURCE.allowed.values():
+        allowed.difference_update(gone)
     classes: set[type] = set()
     for kind in gone:
+        kind.evicted = True
         classes.update(
             (kind.str_cls, kind.tstr_cls, kind.bytes_cls, kind.tbytes_cls, *kind._numbers.values())
         )
@@ -1462,12 +1478,15 @@ def _read_in_purpose(kind: _Kind, tenant: str | None, purpose: str) -> None:
         SOURCE.allowed = {}
         SOURCE.epoch = epoch
     if check(kind.labels, purpose, tenant) and not FLAGS.activations and SOURCE.epoch == epoch:
-        SOURCE.allowed.setdefault(purpose, set()).add(kind)
+        # The label set's own kind: a kind with a tenant is made per value.
+        base = kind.base
+        if not base.evicted:
+            SOURCE.allowed.setdefault(purpose, set()).add(base)
 
 
 def _read_allowed(kind: _Kind, purpose: str) -> bool:
     return (
-        kind in SOURCE.allowed.get(purpose, _NOTHING_ALLOWED)
+        kind.base in SOURCE.allowed.get(purpose, _NOTHING_ALLOWED)
         and SOURCE.epoch == FLAGS.epoch
         and not FLAGS.activations
     )

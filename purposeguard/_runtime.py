@@ -73,6 +73,9 @@ def _subscribe(bucket: list[Handler], callback: Handler, *, scoped: bool = False
                 pass
             if scoped and callback not in bucket:
                 HANDLERS.scoped.discard(id(callback))
+            if callback not in HANDLERS.violations and callback not in HANDLERS.records:
+                # Its id may be reused by a new handler, whose failures must be said.
+                HANDLERS.failed.discard(id(callback))
 
     return unsubscribe
 

@@ -69,7 +69,10 @@ def learn(purpose: str, values: tuple[Any, ...]) -> None:
     allowed = allowed_classes(purpose)
     for value in values:
         t = type(value)
-        if getattr(t, "_pg_kind", None) is not None:
+        kind = getattr(t, "_pg_kind", None)
+        # Not a class whose label set was forgotten (a value of it outlived
+        # the eviction): learnt again, it would be kept after its last value.
+        if kind is not None and not kind.evicted:
             allowed.add(t)
 
 

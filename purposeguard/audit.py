@@ -51,7 +51,7 @@ from ._errors import SinkFailure
 from ._labels import LabelledProxy, box_kind
 from ._records import Record
 from ._runtime import get_guard, on_record
-from ._state import on_reset
+from ._state import on_reset, remember
 from ._storage import (
     GENESIS,
     AuditError,
@@ -168,7 +168,7 @@ def _record_dict(record: Any) -> dict[str, Any]:
         if getattr(t, "to_dict", None) is not Record.to_dict or not dataclasses.is_dataclass(t):
             return record.to_dict()  # type: ignore[no-any-return]
         names = tuple(f.name for f in dataclasses.fields(t))
-        _FIELDS[t] = names
+        remember(_FIELDS, t, names)
     return {name: getattr(record, name) for name in names}
 
 

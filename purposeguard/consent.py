@@ -39,6 +39,7 @@ from ._errors import PolicyError, SinkFailure, UnknownKeyError
 from ._policy import Policy
 from ._records import Record
 from ._runtime import get_guard, logger
+from ._state import remember
 from ._storage import AuditError, Grant, Revoke
 from ._taxonomy import ancestors
 from .audit import AuditLog, encode
@@ -91,6 +92,11 @@ class ConsentStore:
     >>> store.has_consent("contoso", "improvement", "customer_data.content.email")
     True
     """
+
+    #: Tenants whose grants are kept in memory between commits (those with
+    #: none too: most lookups are for tenants that never consented); past
+    #: it the oldest eighth is read again when next asked about.
+    TENANTS_LIMIT = 4096
 
     def __init__(
         self,
@@ -316,7 +322,8 @@ class ConsentStore:
         except AuditError as error:
             logger.error("consent store %s unreadable: %s", self.audit.path, error)
             return ()
-        self._by_tenant[tenant] = grants
+        # Bounded: the tenant reaching a decision can come from a request.
+        remember(self._by_tenant, tenant, grants, self.TENANTS_LIMIT)
         return grants
 
     def close(self) -> None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -46,7 +45,7 @@ from opentelemetry.trace import Status, StatusCode, TracerProvider
 from . import _otel_attributes as names
 from ._errors import PurposeViolation
 from ._runtime import COUNTERS, subscribe_scoped
-from ._state import on_reset
+from ._state import on_reset, remember
 
 __all__ = ["LOG_LEVEL", "instrument", "instrumented", "uninstrument"]
 
@@ -404,9 +403,9 @@ on_reset("telemetry", uninstrument)
 # (a million tenants must not each take an entry, nor make the entries of the
 # others fall out): an event without a tenant shares the validated object,
 # one with a tenant gets its own copy with the tenant (a plain str the SDK
-# would keep as it is) added. Bounded (rules x functions), evicted oldest first
-# one entry at a time, never all at once.
-_FROZEN: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+# would keep as it is) added. Bounded (rules x functions): past the limit the
+# oldest eighth is validated again when next met, never all at once.
+_FROZEN: dict[tuple[Any, ...], Any] = {}
 _FROZEN_LIMIT = 4096
 
 #: The opentelemetry-sdk releases whose span internals the fast path was tried
@@ -443,9 +442,7 @@ def _add_event(
                     base = {name: value for name, value in attributes.items() if name != names.TENANT}
                     cached = sdk.bounded(maxlen, base, max_value_len=max_value_len, immutable=True)
                     with _FROZEN_LOCK:
-                        while len(_FROZEN) >= _FROZEN_LIMIT:
-                            _FROZEN.popitem(last=False)
-                        _FROZEN[maxlen, max_value_len, key] = cached
+                        remember(_FROZEN, (maxlen, max_value_len, key), cached, _FROZEN_LIMIT)
                 if tenant is None:
                     frozen = cached  # immutable: shared by every event of this flow
                 else:

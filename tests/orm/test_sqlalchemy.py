@@ -19,7 +19,15 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    aliased,
+    column_property,
+    mapped_column,
+    relationship,
+)
 
 import purposeguard as pg
 
@@ -52,6 +60,25 @@ class Post(Base):
     author: Mapped[Optional[Author]] = relationship(back_populates="posts")
 
 
+class Digest(Base):
+    """Columns computed in SQL, declared on the property or not at all."""
+
+    __tablename__ = "digests"
+    __purposeguard_tenant__ = "tenant"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column()
+    title: Mapped[str] = mapped_column()
+    body: Mapped[Annotated[str, pg.Category(EMAIL)]] = mapped_column()
+    # Undeclared: derived in SQL from a labelled column, it is labelled as it.
+    lowered: Mapped[str] = column_property(func.lower(body))
+    # Declared on the property itself.
+    shouted: Mapped[str] = column_property(func.upper(title), info={"purposeguard": "customer_data"})
+    # A correlated subquery over another model's labelled column.
+    post_body: Mapped[Optional[str]] = column_property(
+        select(Post.body).where(Post.title == title).limit(1).scalar_subquery()
+    )
+
+
 core = MetaData()
 messages = Table(
     "messages",
@@ -60,6 +87,12 @@ messages = Table(
     Column("mailbox", String),
     Column("body", String, info={"purposeguard": EMAIL}),
     info={"purposeguard_tenant": "mailbox"},
+)
+documents = Table(
+    "documents",
+    core,
+    Column("id", Integer, primary_key=True),
+    Column("data", sa.JSON, info={"purposeguard": "customer_data"}),
 )
 
 
@@ -81,6 +114,7 @@ def db(engine: Any) -> Any:
         session.commit()
     with engine.begin() as connection:
         connection.execute(insert(messages).values(mailbox="contoso", body=BODY))
+        connection.execute(insert(Digest).values(tenant="contoso", title="hello", body=BODY))
     return engine
 
 
@@ -322,6 +356,69 @@ def test_a_statement_nested_too_deep_to_follow_is_refused_not_returned_unlabelle
         expression = select(func.lower(expression).label(f"level{depth}")).subquery().c[f"level{depth}"]
     with db.connect() as connection, pytest.raises(pg.PurposeGuardError, match="nested more than"):
         connection.execute(select(expression))
+
+
+def test_column_properties_are_labelled_as_what_they_are_computed_from(db: Any) -> None:
+    with Session(db) as session:
+        digest = session.scalars(select(Digest)).one()
+        assert digest.lowered == BODY.lower()
+        assert pg.labels_of(digest.lowered) == {EMAIL} and pg.tenant_of(digest.lowered) == "contoso"
+        assert pg.labels_of(digest.shouted) == {"customer_data"}
+        assert digest.post_body == BODY and pg.labels_of(digest.post_body) == {EMAIL}
+        assert pg.labels_of(digest) >= {EMAIL, "customer_data"}
+        # Selected as columns, the same.
+        row = session.execute(select(Digest.lowered, Digest.shouted)).one()
+        assert pg.labels_of(row.lowered) == {EMAIL} and pg.labels_of(row.shouted) == {"customer_data"}
+
+
+def test_connection_scalar_labels_like_execute(db: Any) -> None:
+    with db.connect() as connection:
+        assert pg.labels_of(connection.scalar(select(Post.body).where(Post.title == "hello"))) == {EMAIL}
+        assert pg.labels_of(connection.scalar(select(messages.c.body))) == {EMAIL}
+        body = connection.scalar(select(messages.c.body, messages.c.mailbox))
+        assert pg.labels_of(body) == {EMAIL} and pg.tenant_of(body) == "contoso"
+        assert connection.scalar(select(func.count()).select_from(messages)) == 1
+    with Session(db) as session:
+        assert pg.labels_of(session.connection().scalar(select(Post.body).limit(1))) == {EMAIL}
+
+
+def test_async_streaming_still_works_and_labels(tmp_path: Any) -> None:
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'async.db'}")
+    core.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(insert(messages).values(mailbox="contoso", body=BODY))
+    engine.dispose()
+
+    async def read() -> list[Any]:
+        async_engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'async.db'}")
+        try:
+            async with async_engine.connect() as connection:
+                streamed = [row.body async for row in await connection.stream(select(messages.c.body))]
+                scalar = await connection.scalar(select(messages.c.body))
+                return [*streamed, scalar]
+        finally:
+            await async_engine.dispose()
+
+    values = asyncio.run(read())
+    assert values == [BODY, BODY]
+    assert [pg.labels_of(v) for v in values] == [{EMAIL}, {EMAIL}]
+
+
+def test_columns_of_a_table_valued_function_are_labelled_as_its_arguments(db: Any) -> None:
+    with db.begin() as connection:
+        connection.execute(insert(documents).values(data={"tags": ["urgent"]}))
+        if db.dialect.name == "sqlite":
+            items = func.json_each(documents.c.data, "$.tags").table_valued("value")
+        else:
+            items = func.json_array_elements_text(documents.c.data["tags"]).table_valued("value")
+        tag = connection.execute(
+            select(items.c.value).select_from(documents).join(items, sa.true())
+        ).scalar_one()
+        assert tag == "urgent" and pg.labels_of(tag) == {"customer_data"}
 
 
 # -- writes and queries keep working -------------------------------------------------------

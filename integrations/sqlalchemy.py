@@ -46,8 +46,11 @@ Once instrumented:
   expression reads (``func.lower(body)``, a correlated subquery);
 - not labelled: textual SQL (``text()``, ``exec_driver_sql``, and
   ``literal_column``/``column()`` names, which name no declared column),
-  lightweight ``table()`` constructs, and the members of a ``Bundle`` or
-  a composite selected as one column (select their columns instead);
+  lightweight ``table()`` constructs, and the members of a composite
+  selected as one column (select its columns instead); a ``Bundle``'s
+  members are labelled each as its column;
+- values the database makes during a flush (server defaults, computed
+  columns) are labelled as they are fetched;
 - labelling goes through :func:`purposeguard.label`, so a value loaded while
   a purpose is current is checked like any other labelled value;
 - a request's zone learns a loaded instance's categories when a labelled
@@ -415,6 +418,13 @@ def _on_refresh(state: Any, _context: Any, attrs: Iterable[str] | None) -> None:
     _quietly(attrs, state)
 
 
+def _on_refresh_flush(state: Any, _flush_context: Any, attrs: Iterable[str] | None) -> None:
+    # Values the database made during a flush (server defaults, computed
+    # columns, fetched with RETURNING or a SELECT): loaded, so labelled. The
+    # values the application set itself are left as it set them.
+    _quietly(attrs or (), state)
+
+
 _READER: list[type] = []
 
 
@@ -506,7 +516,8 @@ def _on_mapper(mapper: Any, _cls: type) -> None:
 # -- rows ----------------------------------------------------------------------------
 
 # (position, categories, position of the row's tenant column or None)
-_Plan = tuple[tuple[int, tuple[str, ...], "int | None"], ...]
+# and, for a Bundle selected as one column, the plan of its members.
+_Plan = tuple[tuple[int, tuple[str, ...], "int | None", Any], ...]
 
 
 def _column_of(expr: Any) -> Any:
@@ -627,10 +638,29 @@ def _positions(statement: Any) -> list[list[Any]] | None:
         if _is_entity(description) or getattr(expr, "is_aliased_class", False):
             per_position.append([])  # instances are labelled by the load event
         else:
-            columns = _columns_in(expr)
-            declared = _declared_on_property(expr)
-            per_position.append([*columns, declared] if declared is not None else columns)
+            per_position.append(_columns_or_members(expr))
     return per_position
+
+
+def _columns_or_members(expr: Any) -> list[Any]:
+    from sqlalchemy.orm import Bundle
+
+    if isinstance(expr, Bundle):
+        # Its members are read out of it one by one: each is labelled as its own column.
+        return [_Members([_columns_or_members(member) for member in expr.exprs])]
+    columns = _columns_in(expr)
+    declared = _declared_on_property(expr)
+    return [*columns, declared] if declared is not None else columns
+
+
+class _Members:
+    """A ``Bundle`` selected as one column: the columns of each member."""
+
+    __slots__ = ("per_member",)
+    table = None  # no table: never a row's tenant column
+
+    def __init__(self, per_member: list[list[Any]]) -> None:
+        self.per_member = per_member
 
 
 class _Declared:
@@ -660,8 +690,17 @@ def _plan(statement: Any) -> _Plan | None:
     per_position = _positions(statement)
     if per_position is None:
         return None
-    plan = []
+    return _plan_of(per_position) or None
+
+
+def _plan_of(per_position: list[list[Any]]) -> _Plan:
+    plan: list[tuple[int, tuple[str, ...], int | None, Any]] = []
     for position, columns in enumerate(per_position):
+        if len(columns) == 1 and type(columns[0]) is _Members:
+            members = _plan_of(columns[0].per_member)
+            if members:
+                plan.append((position, (), None, members))
+            continue
         categories: set[str] = set()
         tenant_at: int | None = None
         for column in columns:
@@ -676,8 +715,8 @@ def _plan(statement: Any) -> _Plan | None:
             if entry.tenant is not None and tenant_at is None:
                 tenant_at = _position_of(per_position, column.table, entry.tenant)
         if categories:
-            plan.append((position, tuple(sorted(categories)), tenant_at))
-    return tuple(plan) or None
+            plan.append((position, tuple(sorted(categories)), tenant_at, None))
+    return tuple(plan)
 
 
 def _position_of(per_position: list[list[Any]], table: Any, name: str) -> int | None:
@@ -689,12 +728,37 @@ def _position_of(per_position: list[list[Any]], table: Any, name: str) -> int | 
 
 def _labelled_row(row: Sequence[Any], plan: _Plan) -> tuple[Any, ...]:
     values = list(row)
-    for position, categories, tenant_at in plan:
+    for position, categories, tenant_at, members in plan:
         value = values[position]
-        if value is not None:
-            tenant = _tenant(row[tenant_at]) if tenant_at is not None else None
-            values[position] = label(value, *categories, tenant=tenant)
+        if value is None:
+            continue
+        if members is not None:
+            values[position] = _labelled_bundle(value, members)
+            continue
+        tenant = _tenant(row[tenant_at]) if tenant_at is not None else None
+        values[position] = label(value, *categories, tenant=tenant)
     return tuple(values)
+
+
+def _labelled_bundle(value: Any, members: _Plan) -> Any:
+    """A Bundle's row with each member labelled as its own column."""
+    from sqlalchemy.engine.result import result_tuple
+
+    fields = getattr(value, "_fields", None)
+    if not isinstance(fields, tuple) or not isinstance(value, Sequence):
+        # A Bundle subclass making rows of its own: labelled as a whole, with
+        # every member's categories (more than each member has, never fewer).
+        return label(value, *sorted(_every_category(members)))
+    return result_tuple(list(fields))(_labelled_row(value, members))
+
+
+def _every_category(plan: _Plan) -> set[str]:
+    found: set[str] = set()
+    for _position, categories, _tenant_at, members in plan:
+        found.update(categories)
+        if members is not None:
+            found.update(_every_category(members))
+    return found
 
 
 def _relabelled(result: Any, plan: _Plan) -> Any:
@@ -816,6 +880,7 @@ def instrument() -> None:
             _declare(mapper)
         event.listen(Mapper, "load", _on_load, raw=True)
         event.listen(Mapper, "refresh", _on_refresh, raw=True)
+        event.listen(Mapper, "refresh_flush", _on_refresh_flush, raw=True)
         event.listen(Mapper, "after_mapper_constructed", _on_mapper)
         event.listen(Session, "do_orm_execute", _on_orm_execute)
         register_foreign(InstanceState, _MACHINERY)
@@ -834,6 +899,7 @@ def uninstrument() -> None:
         unregister_foreign(InstanceState)
         event.remove(Mapper, "load", _on_load)
         event.remove(Mapper, "refresh", _on_refresh)
+        event.remove(Mapper, "refresh_flush", _on_refresh_flush)
         event.remove(Mapper, "after_mapper_constructed", _on_mapper)
         event.remove(Session, "do_orm_execute", _on_orm_execute)
         _STATE.instrumented = False

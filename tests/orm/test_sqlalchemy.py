@@ -77,6 +77,9 @@ class Digest(Base):
     post_body: Mapped[Optional[str]] = column_property(
         select(Post.body).where(Post.title == title).limit(1).scalar_subquery()
     )
+    # Made by the database: fetched during the flush that inserts the row.
+    summary: Mapped[Annotated[str, pg.Category(EMAIL)]] = mapped_column(server_default="(no summary)")
+    __mapper_args__ = {"eager_defaults": True}
 
 
 core = MetaData()
@@ -419,6 +422,33 @@ def test_columns_of_a_table_valued_function_are_labelled_as_its_arguments(db: An
             select(items.c.value).select_from(documents).join(items, sa.true())
         ).scalar_one()
         assert tag == "urgent" and pg.labels_of(tag) == {"customer_data"}
+
+
+def test_values_the_database_makes_during_a_flush_are_labelled(db: Any) -> None:
+    with Session(db) as session:
+        digest = Digest(tenant="fabrikam", title="new", body="fresh")
+        session.add(digest)
+        session.flush()
+        assert "summary" in digest.__dict__  # fetched by the flush, not by a later load
+        assert digest.summary == "(no summary)"
+        assert pg.labels_of(digest.summary) == {EMAIL} and pg.tenant_of(digest.summary) == "fabrikam"
+        # What the application set itself stays as it set it.
+        assert pg.labels_of(digest.__dict__["title"]) == frozenset()
+        session.rollback()
+
+
+def test_members_of_a_bundle_are_labelled_each_as_its_column(db: Any) -> None:
+    from sqlalchemy.orm import Bundle
+
+    with Session(db) as session:
+        inner = Bundle("owner", Post.tenant, Post.body)
+        row = session.execute(
+            select(Bundle("post", Post.id, Post.body, Post.tenant), inner).where(Post.title == "hello")
+        ).one()
+        assert pg.labels_of(row.post.body) == {EMAIL} and pg.tenant_of(row.post.body) == "contoso"
+        assert pg.labels_of(row.post.id) == frozenset()
+        assert pg.labels_of(row.owner.body) == {EMAIL} and pg.tenant_of(row.owner.body) == "contoso"
+        assert row.post.body == BODY and row.post._fields == ("id", "body", "tenant")
 
 
 # -- writes and queries keep working -------------------------------------------------------

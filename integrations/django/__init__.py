@@ -22,14 +22,46 @@ and in ``models.py``, one declaration per field::
         body: Annotated[str, pg.Category("customer_data.content.document")] = models.TextField()
 
 Listing the app switches ORM labelling on (its ``AppConfig.ready()``
-configures purposeguard from ``PURPOSEGUARD`` and checks every model): model
-instances loaded from the database have labelled field values (with the
-row's tenant), and so do the rows of ``values()`` and ``values_list()``
-(also for related fields, ``"author__email"``, and annotations computed
-from a labelled field). A request's zone learns an instance's categories
+configures purposeguard from ``PURPOSEGUARD`` and checks every model).
+Labelled, with the categories of the declared fields a value is read or
+computed from (more categories than strictly needed, never fewer):
+
+* model instances' field values, however loaded (``get``, iteration,
+  ``select_related``/``prefetch_related``, deferred fields read later,
+  ``refresh_from_db``, ``raw()`` rows of the model's own columns), with the
+  row's tenant. ``only()``/``defer()`` load the tenant field beside a
+  declared one; a refreshed value also carries the tenant the instance
+  holds, so a tenant changed in memory gives values of several tenants;
+* values the database makes on INSERT (``db_default``, ``GeneratedField``)
+  in ``create()``, ``save()``, ``get_or_create()`` and ``bulk_create()``;
+* annotations, on instances and in ``values()``/``values_list()`` rows
+  (``F``, functions, aggregates over relations, JSON keys, ``Subquery``
+  and ``OuterRef``, followed into nested subqueries);
+* ``values()``/``values_list()`` rows, related paths (``"author__email"``)
+  included, and the columns of ``union()``/``intersection()``/``difference()``
+  (a column holds what any of the combined queries selects there);
+* ``aggregate()``/``aaggregate()`` results (``Max``, ``Min``, custom
+  aggregates; a ``Count`` is a number of rows and stays plain).
+
+Tenants: an instance's values carry its row's tenant. A ``values()`` row
+carries it when the tenant field (or the related one, ``"author__tenant"``)
+is selected too, and none otherwise. Values computed from other rows
+(subqueries, aggregates over a relation on an instance, ``aggregate()``,
+combined queries whose tenants are not in the same column, a ``raw()`` row
+without the tenant column) carry several tenants (``MIXED_TENANT``), which
+no one tenant's consent covers.
+
+Not labelled: SQL run through ``connection.cursor()``; the extra columns
+of ``raw()`` (those not fields of the model) and of ``extra(select=...)``;
+``Exists`` annotations and other truth values (booleans cannot carry a
+label); values of fields with no ``Category`` (``dates()`` over a plain
+date field, for one).
+
+A request's zone learns an instance's categories
 when a declared field is read, not when the row is loaded: the login layer
 loading the user does not taint a request that never reads the user's
-fields. The middleware opens a zone per request (sync and
+fields (an annotation on an instance has no field to read: the zone
+learns its categories when the row is loaded). The middleware opens a zone per request (sync and
 async views), names its tenant with ``tenant_from(request)`` once the
 request is authenticated (in ``process_view``), and answers a
 :class:`~purposeguard.PurposeViolation` with a 403: JSON for requests that

@@ -1,5 +1,9 @@
-"""Django ORM values arrive labelled: model instances (``Model.from_db``) and
-``values()``/``values_list()`` rows, from the ``Category`` annotations on model fields.
+"""Django ORM values arrive labelled, from the ``Category`` annotations on
+model fields: model instances (``Model.from_db``, ``refresh_from_db``, values
+the database makes on INSERT), their annotations (``ModelIterable``),
+``values()``/``values_list()`` rows (the ``Values*Iterable`` classes) and
+``aggregate()`` results (``Query.get_aggregation``). What is and is not
+labelled, and with which tenant, is listed in the package docstring.
 
 A request's zone learns an instance's categories when a declared field is
 read (``profile.email``), not when the row is loaded: the login layer loading
@@ -13,9 +17,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from purposeguard._context import FLAGS, ZONE, ZoneState
+from purposeguard._context import FLAGS, MIXED_TENANT, ZONE, ZoneState
 from purposeguard._errors import PolicyError, UnknownKeyError
-from purposeguard._labels import KEYS, _label_object, _resolve, annotated_fields, label
+from purposeguard._labels import KEYS, _label_object, _resolve, annotated_fields, label, merge_tenants
 
 from .. import require
 from .._patch import Patcher
@@ -26,7 +30,7 @@ __all__ = ["instrument", "is_instrumented", "uninstrument"]
 class _Model:
     """What one model declares: (field name, attname, categories) and its tenant attname."""
 
-    __slots__ = ("fields", "by_name", "tenant", "tenant_name", "categories", "loud")
+    __slots__ = ("fields", "by_name", "tenant", "tenant_name", "categories", "loud", "server")
 
     def __init__(
         self,
@@ -48,6 +52,9 @@ class _Model:
         # Loads tell the zone at once: a field's descriptor is not Django's
         # plain one (a file, a foreign key, a custom field), so reads cannot tell it.
         self.loud = False
+        # Declared fields whose value the database may make on INSERT
+        # (db_default, GeneratedField): found on the first save, None till then.
+        self.server: tuple[tuple[str, tuple[str, ...]], ...] | None = None
 
 
 class _State:
@@ -58,14 +65,26 @@ class _State:
         # Declared fields' descriptors whose class was swapped for a reading
         # one, with the class each had before: put back by forget().
         self.readers: list[tuple[Any, type]] = []
-        self.from_db = Patcher("django.db.models.base", [("Model", "from_db", _from_db)])
+        self.from_db = Patcher(
+            "django.db.models.base",
+            [
+                ("Model", "from_db", _from_db),
+                ("Model", "refresh_from_db", _refresh_from_db),
+                ("Model", "_save_table", _save_table),
+            ],
+        )
         self.values = Patcher(
             "django.db.models.query",
             [
+                ("ModelIterable", "__iter__", _model_iter),
                 ("ValuesIterable", "__iter__", _values_iter),
                 ("ValuesListIterable", "__iter__", _values_list_iter),
                 ("FlatValuesListIterable", "__iter__", _flat_values_iter),
+                ("QuerySet", "bulk_create", _bulk_create),
             ],
+        )
+        self.aggregates = Patcher(
+            "django.db.models.sql.query", [("Query", "get_aggregation", _get_aggregation)]
         )
 
     def forget(self) -> None:
@@ -162,20 +181,35 @@ def _quietly(instance: Any) -> None:
     model = _model(type(instance))
     if not model.fields:
         return
-    outer = ZONE.get() if FLAGS.zones else None
-    if outer is None or model.loud:
-        _label_instance(instance, model)
-        return
-    token = ZONE.set(outer.scratch())
+    token = _scratch(model)
     try:
         _label_instance(instance, model)
     finally:
-        ZONE.reset(token)
+        if token is not None:
+            ZONE.reset(token)
+
+
+def _scratch(model: _Model) -> Any:
+    """The token of a scratch zone set for labelling ``model``'s values quietly, or None."""
+    outer = ZONE.get() if FLAGS.zones else None
+    if outer is None or model.loud:
+        return None
+    return ZONE.set(outer.scratch())
+
+
+def _row_tenant(values: dict[str, Any], model: _Model) -> str | None:
+    if model.tenant is None:
+        return None
+    if model.tenant not in values:
+        # Declared values without their row's tenant (a raw() query that does
+        # not select it): whose they are is unknown, so no tenant's consent covers them.
+        return MIXED_TENANT
+    return _tenant(values[model.tenant])
 
 
 def _label_instance(instance: Any, model: _Model) -> None:
     values = instance.__dict__
-    tenant = _tenant(values.get(model.tenant)) if model.tenant is not None else None
+    tenant = _row_tenant(values, model)
     for _field, attname, categories in model.fields:
         value = values.get(attname)
         if value is not None:
@@ -183,6 +217,108 @@ def _label_instance(instance: Any, model: _Model) -> None:
             values[attname] = label(value, *categories, tenant=tenant)
     # The instance carries its fields' categories too, for checks on the whole object.
     _label_object(instance, _resolve(model.categories, tenant))
+
+
+def _refresh_from_db(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Django reloads deferred and refreshed fields into a second instance
+    and copies them over with setattr. That instance is loaded with the
+    tenant field too (see :func:`_load_tenants`), so its values carry the
+    row's tenant in the database; the tenant the instance holds is kept
+    (Django would copy the database's over it) and merged into the labels:
+    a row whose tenant changed in memory gives values of several tenants,
+    never of the wrong one."""
+    if not _STATE.instrumented:
+        return wrapped(*args, **kwargs)
+    model = _model(type(instance))
+    if model.tenant is None or not model.fields:
+        return wrapped(*args, **kwargs)
+    values = instance.__dict__
+    if "fields" in kwargs:
+        fields = kwargs["fields"] = None if kwargs["fields"] is None else list(kwargs["fields"])
+    elif len(args) > 1:
+        fields = None if args[1] is None else list(args[1])
+        args = (args[0], fields, *args[2:])
+    else:
+        fields = None
+    if fields is None or model.tenant not in values or {model.tenant, model.tenant_name} & set(fields):
+        # Every loaded field is refreshed, the tenant with them (or it was not loaded).
+        return wrapped(*args, **kwargs)
+    held = values[model.tenant]
+    relation = instance._meta.get_field(model.tenant_name)
+    cached = relation.is_relation and relation.is_cached(instance)
+    related = relation.get_cached_value(instance) if cached else None
+    try:
+        result = wrapped(*args, **kwargs)
+    finally:
+        values[model.tenant] = held
+        if cached:
+            relation.set_cached_value(instance, related)
+    asked = set(fields)
+    tenant = _tenant(held)
+    token = _scratch(model)
+    try:
+        for name, attname, categories in model.fields:
+            value = values.get(attname)
+            if value is not None and (name in asked or attname in asked):
+                values[attname] = label(value, *categories, tenant=tenant)
+    finally:
+        if token is not None:
+            ZONE.reset(token)
+    return result
+
+
+def _server_fields(instance: Any, model: _Model) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    found = model.server
+    if found is None:
+        meta = instance._meta
+        made: list[tuple[str, tuple[str, ...]]] = []
+        for name, attname, categories in model.fields:
+            field = meta.get_field(name)
+            # has_db_default() and GeneratedField came with Django 5.0.
+            if getattr(field, "generated", False) or getattr(field, "has_db_default", lambda: False)():
+                made.append((attname, categories))
+        found = tuple(made)
+        model.server = found
+    return found
+
+
+def _label_server_values(instance: Any) -> None:
+    """Label what the database made on INSERT (db_default, GeneratedField):
+    Django sets it with setattr, not through ``from_db``."""
+    model = _model(type(instance))
+    server = _server_fields(instance, model) if model.fields else ()
+    if not server:
+        return
+    values = instance.__dict__
+    tenant = _row_tenant(values, model)
+    token = _scratch(model)
+    try:
+        for attname, categories in server:
+            value = values.get(attname)
+            # An expression (DatabaseDefault, where the backend returns
+            # nothing) is Django's marker, not a value: it stays as it is.
+            if value is not None and not hasattr(value, "resolve_expression"):
+                values[attname] = label(value, *categories, tenant=tenant)
+    finally:
+        if token is not None:
+            ZONE.reset(token)
+
+
+def _save_table(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    result = wrapped(*args, **kwargs)
+    if _STATE.instrumented:
+        _label_server_values(instance)
+    return result
+
+
+def _bulk_create(wrapped: Any, queryset: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    made = wrapped(*args, **kwargs)
+    if _STATE.instrumented and made:
+        model = _model(queryset.model)
+        if model.fields and _server_fields(made[0], model):
+            for instance in made:
+                _label_server_values(instance)
+    return made
 
 
 _READER: list[type] = []
@@ -306,15 +442,21 @@ def _read_through(model: type, declared: _Model) -> None:
         _STATE.readers.append((descriptor, original))
 
 
-# -- values() and values_list() rows ----------------------------------------------------
+# -- what a query's columns are computed from ---------------------------------------------
+
+# Subqueries are followed this deep; deeper ones are labelled with every
+# category of their model (over-labelling rather than none).
+_MAX_DEPTH = 8
 
 
-# per output position: (categories, position of the tenant) or None
-_Plan = list["tuple[tuple[str, ...], int | None] | None"]
+# (model, field name, relation prefix): where a value comes from. The prefix
+# ("" for the row's own table, "author__" through a relation) names where the
+# row's tenant may be selected; None for a column of other rows (a
+# subquery's), whose tenant no column of this row holds.
+_Source = tuple[Any, str, "str | None"]
 
 
-def _names(queryset: Any) -> list[str]:
-    query = queryset.query
+def _names_of(query: Any) -> list[str]:
     selected = getattr(query, "selected", None)
     if selected:
         return list(selected)
@@ -342,55 +484,184 @@ def _resolve_path(model: Any, path: str) -> tuple[Any, str, str] | None:
     return None
 
 
-def _columns_of(expression: Any) -> list[tuple[Any, str]]:
-    """(model, field name) of every column an annotation is computed from."""
-    from django.db.models.expressions import Col
+def _prefix(query: Any, alias: str) -> str | None:
+    """The relation path from ``query``'s own table to the table ``alias``
+    ("" for the own table and its parents' in multi-table inheritance), or
+    None when the joins do not spell one."""
+    from django.db.models import ForeignObjectRel
 
-    found: list[tuple[Any, str]] = []
+    parts: list[str] = []
+    for _hop in range(64):
+        join = query.alias_map.get(alias)
+        if join is None:
+            return None
+        parent = getattr(join, "parent_alias", None)
+        if parent is None:
+            return "".join(f"{part}__" for part in reversed(parts))
+        field = join.join_field
+        reverse = isinstance(field, ForeignObjectRel)
+        if reverse or not getattr(field.remote_field, "parent_link", False):
+            # A parent's table holds the row's own inherited fields: no step in the path.
+            parts.append(field.name)
+        alias = parent
+    return None
+
+
+def _every_field(model: Any) -> list[_Source]:
+    if model is None:
+        return []
+    return [(model, name, None) for name, _attname, _categories in _model(model).fields]
+
+
+def _columns_of(expression: Any, query: Any, depth: int = 0, outer: tuple[Any, ...] = ()) -> list[_Source]:
+    """Every column an expression of ``query`` is computed from, followed into
+    subqueries (whose columns are of other rows) and the outer columns they name."""
+    from django.db.models.expressions import Col, ResolvedOuterRef
+    from django.db.models.sql.query import Query
+
+    found: list[_Source] = []
     flatten = getattr(expression, "flatten", None)
     if flatten is None:
         return found
     for node in flatten():
         if isinstance(node, Col):
-            target = node.target
-            found.append((target.model, target.name))
+            prefix = _prefix(query, node.alias) if query is not None and depth == 0 else None
+            found.append((node.target.model, node.target.name, prefix))
+        elif isinstance(node, Query):
+            found.extend(
+                (model, name, None) for model, name, _ in _selected_by(node, depth + 1, (query, *outer))
+            )
+        elif isinstance(node, ResolvedOuterRef):
+            # OuterRef(OuterRef("x")) names a column of the query two levels up.
+            name, level = node.name, 0
+            while not isinstance(name, str) and hasattr(name, "name"):
+                name, level = name.name, level + 1
+            if isinstance(name, str) and level < len(outer) and outer[level] is not None:
+                named = outer[level]
+                if name in named.annotations:
+                    nested = _columns_of(named.annotations[name], named, depth + 1, outer[level + 1 :])
+                    found.extend((model, field, None) for model, field, _ in nested)
+                else:
+                    resolved = _resolve_path(named.model, name)
+                    if resolved is not None:
+                        found.append((resolved[0], resolved[1], None))
     return found
 
 
-def _plan(queryset: Any) -> tuple[list[str], _Plan] | None:
-    names = _names(queryset)
-    query = queryset.query
+def _selected_by(query: Any, depth: int, outer: tuple[Any, ...]) -> list[_Source]:
+    """The columns what a (sub)query selects is computed from, all of other rows."""
+    if depth > _MAX_DEPTH:
+        return _every_field(query.model)
+    found: list[_Source] = []
+    for column in query.select:
+        found.extend(_columns_of(column, query, depth, outer))
+    for expression in query.annotation_select.values():
+        found.extend(_columns_of(expression, query, depth, outer))
+    if query.default_cols:
+        found.extend(_every_field(query.model))
+    for combined in getattr(query, "combined_queries", ()):
+        found.extend(_selected_by(combined, depth + 1, outer))
+    return found
+
+
+# What labels one value: (categories, positions in the row of tenants to
+# merge, a tenant fixed for every row: MIXED_TENANT when the value is of other rows).
+_Entry = tuple[tuple[str, ...], tuple[int, ...], "str | None"]
+# per output position: an entry, or None
+_Plan = list["_Entry | None"]
+
+
+def _entry(sources: list[_Source], position: dict[str, int]) -> _Entry | None:
+    categories: set[str] = set()
+    positions: list[int] = []
+    fixed: str | None = None
+    for model, field, prefix in sources:
+        declared = _model(model)
+        found = declared.by_name.get(field)
+        if not found:
+            continue
+        categories.update(found)
+        if declared.tenant_name is None:
+            continue
+        if prefix is None:
+            fixed = MIXED_TENANT
+            continue
+        at = position.get(prefix + declared.tenant_name)
+        if at is None:
+            at = position.get(prefix + declared.tenant)  # type: ignore[operator]
+        if at is not None and at not in positions:
+            positions.append(at)
+    if not categories:
+        return None
+    return tuple(sorted(categories)), tuple(positions), fixed
+
+
+def _plan_of(query: Any, names: list[str]) -> _Plan:
     annotations = query.annotation_select
-    base = queryset.model
-    position = {name: index for index, name in enumerate(names)}
+    extra = query.extra_select
+    base = query.model
+    # A tenant is taken from a selected field, never from an annotation or
+    # extra SQL that names itself like one.
+    position = {
+        name: index for index, name in enumerate(names) if name not in annotations and name not in extra
+    }
     plan: _Plan = []
-    any_labelled = False
     for name in names:
-        sources: list[tuple[Any, str, str]] = []
+        sources: list[_Source] = []
         if name in annotations:
-            sources = [(model, field, "") for model, field in _columns_of(annotations[name])]
-        else:
+            sources = _columns_of(annotations[name], query)
+        elif name not in extra:  # extra(select=...) is raw SQL: see the module docstring
             resolved = _resolve_path(base, name)
             if resolved is not None:
                 sources = [resolved]
+        plan.append(_entry(sources, position))
+    combined = getattr(query, "combined_queries", ())
+    if query.combinator and combined:
+        plan = _combined(plan, [_plan_of(part, _names_of(part)) for part in combined])
+    return plan
+
+
+def _combined(first: _Plan, parts: list[_Plan]) -> _Plan:
+    """A column of union()/intersection()/difference() holds what any of the
+    combined queries puts there. A row does not say which query it came
+    from, so its tenant is read from the row only where every query puts
+    its tenant in the same place."""
+    plan: _Plan = []
+    for index in range(len(first)):
+        entries = [part[index] if index < len(part) else None for part in parts] or [first[index]]
         categories: set[str] = set()
-        tenant_at = None
-        for model, field, prefix in sources:
-            declared = _model(model)
-            found = declared.by_name.get(field)
-            if not found:
-                continue
-            categories.update(found)
-            if tenant_at is None and declared.tenant_name is not None:
-                tenant_at = position.get(prefix + declared.tenant_name)
-                if tenant_at is None:
-                    tenant_at = position.get(prefix + declared.tenant)  # type: ignore[operator]
-        if categories:
-            plan.append((tuple(sorted(categories)), tenant_at))
-            any_labelled = True
-        else:
+        for entry in entries:
+            if entry is not None:
+                categories.update(entry[0])
+        if not categories:
             plan.append(None)
-    return (names, plan) if any_labelled else None
+            continue
+        shapes = {(entry[1], entry[2]) if entry is not None else None for entry in entries}
+        if len(shapes) == 1 and None not in shapes:
+            positions, fixed = next(iter(shapes))  # type: ignore[misc]
+        elif any(entry is not None and (entry[1] or entry[2]) for entry in entries):
+            positions, fixed = (), MIXED_TENANT
+        else:
+            positions, fixed = (), None
+        plan.append((tuple(sorted(categories)), positions, fixed))
+    return plan
+
+
+def _plan(queryset: Any) -> tuple[list[str], _Plan] | None:
+    query = queryset.query
+    names = _names_of(query)
+    plan = _plan_of(query, names)
+    return (names, plan) if any(entry is not None for entry in plan) else None
+
+
+def _tenant_in(row: Sequence[Any], positions: tuple[int, ...], fixed: str | None) -> str | None:
+    tenant = fixed
+    for at in positions:
+        tenant = merge_tenants(tenant, _tenant(row[at]))
+    return tenant
+
+
+# -- values() and values_list() rows ----------------------------------------------------
 
 
 def _labelled(row: Sequence[Any], plan: _Plan) -> list[Any]:
@@ -400,9 +671,8 @@ def _labelled(row: Sequence[Any], plan: _Plan) -> list[Any]:
             continue
         value = values[index]
         if value is not None:
-            categories, tenant_at = entry
-            tenant = _tenant(row[tenant_at]) if tenant_at is not None else None
-            values[index] = label(value, *categories, tenant=tenant)
+            categories, positions, fixed = entry
+            values[index] = label(value, *categories, tenant=_tenant_in(row, positions, fixed))
     return values
 
 
@@ -434,8 +704,179 @@ def _flat_values_iter(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs
     rows = wrapped(*args, **kwargs)
     if planned is None or planned[1][0] is None:
         return rows
-    categories, _tenant_at = planned[1][0]
-    return (label(value, *categories) if value is not None else None for value in rows)
+    # One column: no tenant of the row is selected beside it.
+    categories, _positions, fixed = planned[1][0]
+    return (label(value, *categories, tenant=fixed) if value is not None else None for value in rows)
+
+
+# -- model instances: their tenant always loaded, their annotations labelled ---------------
+
+
+def _load_tenants(model: Any, names: frozenset[str], defer: bool) -> frozenset[str] | None:
+    """The ``only()``/``defer()`` field names widened so that the tenant field
+    of every model a declared field is loaded from loads too (a value labelled
+    without its row's tenant is released by any tenant's consent), or None
+    when they need nothing."""
+    widened = set(names)
+    for name in names:
+        resolved = _resolve_path(model, name)
+        if resolved is None:
+            continue
+        owner, field, prefix = resolved
+        declared = _model(owner)
+        if declared.tenant_name is None or not declared.fields:
+            continue
+        if defer:
+            if field in (declared.tenant_name, declared.tenant):
+                widened.discard(name)
+        elif field in declared.by_name:
+            spelled = {prefix + declared.tenant_name, prefix + (declared.tenant or declared.tenant_name)}
+            if not spelled & names:
+                widened.add(prefix + declared.tenant_name)
+    return None if widened == names else frozenset(widened)
+
+
+# Per annotation set on an instance: (name, categories, attnames of the row's
+# tenants to merge, a tenant fixed for every row).
+_Annotations = list[tuple[str, tuple[str, ...], tuple[str, ...], "str | None"]]
+
+
+def _annotation_plan(query: Any) -> _Annotations:
+    plan: _Annotations = []
+    for name, expression in query.annotation_select.items():
+        categories: set[str] = set()
+        attnames: list[str] = []
+        fixed: str | None = None
+        for model, field, prefix in _columns_of(expression, query):
+            declared = _model(model)
+            found = declared.by_name.get(field)
+            if not found:
+                continue
+            categories.update(found)
+            if declared.tenant is None:
+                continue
+            if prefix == "":
+                if declared.tenant not in attnames:
+                    attnames.append(declared.tenant)
+            else:
+                # A related row's (an instance holds its own tenant only) or other rows'.
+                fixed = MIXED_TENANT
+        if categories:
+            plan.append((name, tuple(sorted(categories)), tuple(attnames), fixed))
+    return plan
+
+
+def _combined_fields(query: Any, using: str) -> _Annotations:
+    """Instances of union()/intersection()/difference(): a field holds what
+    any combined query selects in its column, which from_db's labels (the
+    field's own) do not cover when the queries select different columns."""
+    try:
+        select, klass_info, _annotations = query.get_compiler(using=using).get_select()
+        parts = [part.get_compiler(using=using).get_select()[0] for part in query.combined_queries]
+    except Exception:  # noqa: BLE001 - Django raises its own error when the query runs
+        return []
+    plan: _Annotations = []
+    for index in klass_info["select_fields"] if klass_info else ():
+        target = getattr(select[index][0], "target", None)
+        if target is None:
+            continue
+        own = _model(target.model).by_name.get(target.name, ())
+        sources = [
+            source
+            for part in parts
+            if index < len(part)
+            for source in _columns_of(part[index][0], None)
+            if _model(source[0]).by_name.get(source[1])
+        ]
+        categories = {category for model, field, _ in sources for category in _model(model).by_name[field]}
+        if categories - set(own) or any(
+            (model, field) != (target.model, target.name) for model, field, _ in sources
+        ):
+            # Another query's column: its row's tenant is not this field's.
+            tenanted = any(_model(model).tenant is not None for model, _field, _ in sources)
+            plan.append(
+                (target.attname, tuple(sorted(categories | set(own))), (), MIXED_TENANT if tenanted else None)
+            )
+    return plan
+
+
+def _model_iter(wrapped: Any, iterable: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
+    if not _STATE.instrumented:
+        yield from wrapped(*args, **kwargs)
+        return
+    queryset = iterable.queryset
+    query = queryset.query
+    names, defer = query.deferred_loading
+    if names and not query.combinator:
+        widened = _load_tenants(queryset.model, names, defer)
+        if widened is not None:
+            # A clone: the caller's queryset keeps the fields it asked for.
+            queryset = queryset._chain()
+            queryset.query.deferred_loading = (widened, defer)
+            iterable.queryset = queryset
+            query = queryset.query
+    plan = _annotation_plan(query) if query.annotation_select else []
+    if query.combinator:
+        plan.extend(_combined_fields(query, queryset.db))
+    if not plan:
+        yield from wrapped(*args, **kwargs)
+        return
+    for instance in wrapped(*args, **kwargs):
+        values = instance.__dict__
+        for name, categories, attnames, fixed in plan:
+            value = values.get(name)
+            if value is None:
+                continue
+            tenant = fixed
+            for attname in attnames:
+                # A tenant field not loaded: whose the value is is unknown.
+                tenant = merge_tenants(
+                    tenant, _tenant(values[attname]) if attname in values else MIXED_TENANT
+                )
+            # An annotation has no reading descriptor to tell the zone when
+            # it is read: labelling it tells the zone now, as a values() row does.
+            values[name] = label(value, *categories, tenant=tenant)
+        yield instance
+
+
+# -- aggregate() ---------------------------------------------------------------------------
+
+
+def _get_aggregation(wrapped: Any, query: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Label aggregate() results (a dict made by the SQL compiler, through no
+    iterable) with the categories of the columns each is computed from. They
+    sum up many rows: their tenant is several tenants' when the model names one."""
+    exprs = args[1] if len(args) > 1 else kwargs.get("aggregate_exprs")
+    if not _STATE.instrumented or not isinstance(exprs, dict) or not exprs:
+        return wrapped(*args, **kwargs)
+    from django.db.models import Count
+
+    if all(isinstance(expression, Count) for expression in exprs.values()):
+        # count(): a number of rows, not a value of them (the hot path stays as it is).
+        return wrapped(*args, **kwargs)
+    # Resolved as Django resolves them, on a clone: get_aggregation changes the query it runs.
+    plan: dict[str, _Entry] = {}
+    probe = query.clone()
+    try:
+        for alias, expression in exprs.items():
+            resolved = expression.resolve_expression(probe, allow_joins=True, reuse=None, summarize=True)
+            probe.annotations[alias] = resolved  # later aggregates may name it
+            if isinstance(resolved, Count):
+                continue
+            entry = _entry([(model, field, None) for model, field, _ in _columns_of(resolved, probe)], {})
+            if entry is not None:
+                plan[alias] = entry
+    except Exception:  # noqa: BLE001 - Django raises its own error below; if not, label with every category
+        entry = _entry(_every_field(query.model), {})
+        plan = dict.fromkeys(exprs, entry) if entry is not None else {}
+    result = wrapped(*args, **kwargs)
+    if not plan:
+        return result
+    for alias, (categories, _positions, fixed) in plan.items():
+        value = result.get(alias)
+        if value is not None:
+            result[alias] = label(value, *categories, tenant=fixed)
+    return result
 
 
 _STATE = _State()
@@ -458,6 +899,7 @@ def instrument() -> None:
         _STATE.instrumented = True
     _STATE.from_db.install()
     _STATE.values.install()
+    _STATE.aggregates.install()
 
 
 def uninstrument() -> None:
@@ -468,6 +910,7 @@ def uninstrument() -> None:
         _STATE.forget()
     _STATE.from_db.remove()
     _STATE.values.remove()
+    _STATE.aggregates.remove()
 
 
 def is_instrumented() -> bool:

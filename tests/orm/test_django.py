@@ -694,3 +694,206 @@ def test_a_bad_policy_in_the_setting_is_a_policy_error(site: dict[str, Any]) -> 
 
     with override_settings(PURPOSEGUARD={"policy": "no-such-pack"}), pytest.raises(pg.PolicyError):
         _settings.apply()
+
+
+# -- every way a value leaves the ORM is labelled (red-team holes) -----------------------------
+
+MIXED = "(several tenants)"  # purposeguard's tenant of data of several tenants: no consent covers it
+
+
+def test_a_deferred_field_carries_the_tenant_of_its_row(site: dict[str, Any]) -> None:
+    Note = site["Note"]
+    alice = str(site["alice"].pk)
+    deferred = Note.objects.defer("body").get(title="board")
+    assert pg.labels_of(deferred.body) == {DOCUMENT} and pg.tenant_of(deferred.body) == alice
+    refreshed = Note.objects.get(title="board")
+    refreshed.refresh_from_db(fields=["body"])
+    assert pg.labels_of(refreshed.body) == {DOCUMENT} and pg.tenant_of(refreshed.body) == alice
+    only = Note.objects.only("body").get(title="board")  # the tenant field is not asked for
+    assert pg.labels_of(only.body) == {DOCUMENT} and pg.tenant_of(only.body) == alice
+    nothing = Note.objects.only("id").get(title="board")
+    assert pg.tenant_of(nothing.body) == alice and nothing.owner_id == site["alice"].pk
+
+
+def test_a_deferred_value_is_not_released_by_another_tenants_consent(site: dict[str, Any]) -> None:
+    from purposeguard.consent import ConsentStore
+
+    store = ConsentStore(":memory:")
+    bob = str(site["bob"].pk)
+    store.grant(bob, "improvement", ["customer_data"], granted_by=f"admin@{bob}")
+    pg.configure("trust-center", mode="enforce", consents=store)
+    with pg.zone(tenant=bob):
+        pg.check(site["Note"].objects.get(title="shopping").body, "improvement")  # bob's own: consented
+        for body in (
+            site["Note"].objects.defer("body").get(title="board").body,
+            site["Note"].objects.only("id").get(title="board").body,
+        ):
+            with pytest.raises(pg.PurposeViolation):
+                pg.check(body, "improvement")
+
+
+def test_a_refresh_never_labels_with_a_tenant_the_row_does_not_have(site: dict[str, Any]) -> None:
+    """The instance's tenant was changed in memory: the refreshed value is
+    of both tenants (no consent covers it), and the change is kept."""
+    note = site["Note"].objects.defer("body").get(title="board")
+    note.owner_id = site["bob"].pk
+    note.refresh_from_db(fields=["body"])
+    assert note.owner_id == site["bob"].pk
+    assert pg.labels_of(note.body) == {DOCUMENT} and pg.tenant_of(note.body) == MIXED
+
+
+def test_annotations_on_instances_are_labelled(site: dict[str, Any]) -> None:
+    from django.db.models import F, Max, OuterRef, Subquery
+    from django.db.models.functions import Lower
+
+    Note, User = site["Note"], type(site["alice"])
+    alice = str(site["alice"].pk)
+    note = Note.objects.annotate(low=Lower("body"), same=F("body"), plain=Lower("title")).get(title="board")
+    assert note.low == BODY.lower() and pg.labels_of(note.low) == {DOCUMENT}
+    assert pg.tenant_of(note.low) == alice and pg.tenant_of(note.same) == alice
+    assert pg.labels_of(note.plain) == frozenset()
+    user = User.objects.annotate(longest=Max("notes__body")).get(username="alice")
+    assert pg.labels_of(user.longest) == {DOCUMENT} and pg.tenant_of(user.longest) == MIXED
+    first = Subquery(Note.objects.filter(owner=OuterRef("pk")).values("body")[:1])
+    user = User.objects.annotate(first=first).get(username="alice")
+    assert user.first == BODY and pg.labels_of(user.first) == {DOCUMENT} and pg.tenant_of(user.first) == MIXED
+
+
+def test_subquery_annotations_in_values_are_labelled(site: dict[str, Any]) -> None:
+    from django.db.models import OuterRef, Subquery
+    from django.db.models.functions import Upper
+
+    Note, Profile, User = site["Note"], site["Profile"], type(site["alice"])
+    same = Subquery(Note.objects.filter(pk=OuterRef("pk")).values("body")[:1])
+    row = Note.objects.filter(title="board").annotate(s=same).values("s", "owner").get()
+    assert pg.labels_of(row["s"]) == {DOCUMENT} and pg.tenant_of(row["s"]) == MIXED
+    flat = Note.objects.filter(title="board").annotate(s=same).values_list("s", flat=True)
+    assert [pg.labels_of(v) for v in flat] == [{DOCUMENT}]
+    # An annotation of the inner query, a subquery within a subquery, and an
+    # outer column handed into the inner query's selection.
+    inner = Note.objects.filter(owner=OuterRef("user")).annotate(u=Upper("body")).values("u")[:1]
+    email = Subquery(Profile.objects.filter(user=OuterRef("pk")).values("email")[:1])
+    nested = Subquery(User.objects.filter(pk=OuterRef("owner")).annotate(e=email).values("e")[:1])
+    handed = Subquery(User.objects.filter(pk=OuterRef("owner")).annotate(b=OuterRef("body")).values("b")[:1])
+    row = Note.objects.filter(title="board").annotate(n=nested, h=handed).values("n", "h").get()
+    assert pg.labels_of(row["n"]) == {"customer_data"} and pg.labels_of(row["h"]) == {DOCUMENT}
+    loud = Profile.objects.annotate(u=Subquery(inner)).values_list("u", flat=True).get()
+    assert loud == BODY.upper() and pg.labels_of(loud) == {DOCUMENT}
+
+
+def test_an_annotation_takes_a_tenant_only_from_its_own_row(site: dict[str, Any]) -> None:
+    """A related row's column is labelled with several tenants unless its own tenant is selected."""
+    from django.db.models import F
+
+    Profile = site["Profile"]
+    row = (
+        Profile.objects.values("user", mail=F("email"), n=F("user__notes__body"))
+        .filter(user__notes__title="board")
+        .get()
+    )
+    alice = str(site["alice"].pk)
+    assert pg.tenant_of(row["mail"]) == alice and pg.labels_of(row["n"]) == {DOCUMENT}
+    assert pg.tenant_of(row["n"]) is None  # user__notes__owner not selected, as for "user__notes__body"
+    row = (
+        Profile.objects.values("user", "user__notes__owner", n=F("user__notes__body"))
+        .filter(user__notes__title="board")
+        .get()
+    )
+    assert pg.tenant_of(row["n"]) == alice
+
+
+def test_aggregates_are_labelled(site: dict[str, Any]) -> None:
+    from django.db.models import Aggregate, Count, Max, Min, TextField
+    from django.db.models.functions import Lower
+
+    class GroupConcat(Aggregate):  # type: ignore[misc]  # Django ships no types
+        function = "GROUP_CONCAT"
+        output_field = TextField()
+
+    Note = site["Note"]
+    found = Note.objects.aggregate(
+        most=Max("body"), least=Min("body"), all=GroupConcat("body"), n=Count("body"), t=Max("title")
+    )
+    assert found["most"] == BODY and found["least"] == "Bob's shopping list"
+    for key in ("most", "least", "all"):
+        assert pg.labels_of(found[key]) == {DOCUMENT} and pg.tenant_of(found[key]) == MIXED
+    assert type(found["n"]) is int and pg.labels_of(found["t"]) == frozenset()
+    low = Note.objects.annotate(low=Lower("body")).aggregate(m=Max("low"))["m"]
+    assert low == BODY.lower() and pg.labels_of(low) == {DOCUMENT}
+
+    async def later() -> Any:
+        return (await Note.objects.aaggregate(m=Max("body")))["m"]
+
+    assert pg.labels_of(asyncio.run(later())) == {DOCUMENT}
+    assert Note.objects.count() == 2
+
+
+def test_combined_queries_label_what_any_of_them_puts_in_a_column(site: dict[str, Any]) -> None:
+    Note, User = site["Note"], type(site["alice"])
+    alice = str(site["alice"].pk)
+    plain_first = Note.objects.values_list("title").union(Note.objects.values_list("body"))
+    assert {pg.labels_of(v) for (v,) in plain_first} == {frozenset({DOCUMENT})}
+    flat = Note.objects.values_list("title", flat=True).union(Note.objects.values_list("body", flat=True))
+    assert {pg.labels_of(v) for v in flat} == {frozenset({DOCUMENT})}
+    rows = Note.objects.values("title").union(Note.objects.values("body"))
+    assert {pg.labels_of(r["title"]) for r in rows} == {frozenset({DOCUMENT})}
+    other_model = User.objects.values_list("username").union(Note.objects.values_list("body"))
+    assert {pg.labels_of(v) for (v,) in other_model} == {frozenset({DOCUMENT})}
+    both = Note.objects.values_list("body", "owner").intersection(Note.objects.values_list("body", "owner"))
+    assert {pg.tenant_of(b) for b, o in both if o == site["alice"].pk} == {alice}
+    shifted = Note.objects.values_list("body", "owner", "title").union(
+        Note.objects.values_list("body", "title", "owner")
+    )
+    assert {pg.tenant_of(b) for b, _, _ in shifted} == {MIXED}  # the tenant is not where a row says
+    rest = Note.objects.values_list("title").difference(Note.objects.filter(title="x").values_list("body"))
+    assert {pg.labels_of(v) for (v,) in rest} == {frozenset({DOCUMENT})}
+
+
+def test_values_returned_by_an_insert_are_labelled(temporary_models: list[str]) -> None:
+    from typing import Annotated
+
+    from django.db import models
+    from django.db.models.functions import Lower
+
+    Made: Any = _model(
+        "Made",
+        {
+            "__purposeguard_tenant__": "account",
+            "__annotations__": {
+                "stamp": Annotated[str, pg.Category("customer_data")],
+                "low": Annotated[str, pg.Category("customer_data")],
+            },
+            "account": models.CharField(max_length=20),
+            "text": models.TextField(),
+            "stamp": models.TextField(db_default="server-side secret"),
+            "low": models.GeneratedField(
+                expression=Lower("text"), output_field=models.TextField(), db_persist=True
+            ),
+        },
+        temporary_models,
+    )
+    _create_table(Made)
+    try:
+        made = Made.objects.create(account="acct-1", text="Hello")
+        assert made.stamp == "server-side secret" and pg.labels_of(made.stamp) == {"customer_data"}
+        assert pg.tenant_of(made.stamp) == "acct-1"
+        assert made.low == "hello" and pg.labels_of(made.low) == {"customer_data"}
+        (bulk,) = Made.objects.bulk_create([Made(account="acct-2", text="Bulk")])
+        assert pg.labels_of(bulk.stamp) == {"customer_data"} and pg.tenant_of(bulk.stamp) == "acct-2"
+        got, created = Made.objects.get_or_create(account="acct-3", defaults={"text": "New"})
+        assert (
+            created and pg.labels_of(got.stamp) == {"customer_data"} and pg.tenant_of(got.stamp) == "acct-3"
+        )
+    finally:
+        _drop_table(Made)
+
+
+def test_combined_instances_label_a_field_holding_another_querys_column(site: dict[str, Any]) -> None:
+    Note = site["Note"]
+    same = list(Note.objects.filter(title="board").union(Note.objects.filter(title="board")))
+    assert pg.tenant_of(same[0].body) == str(site["alice"].pk)  # the same columns: labelled as loaded
+    rows = Note.objects.filter(title="board").only("id", "title")
+    mixed = list(rows.union(Note.objects.filter(title="board").only("id", "body")))
+    assert sorted(note.title for note in mixed) == sorted(["board", BODY])
+    assert {pg.labels_of(note.title) for note in mixed} == {frozenset({DOCUMENT})}
+    assert {pg.tenant_of(note.title) for note in mixed} == {MIXED}

@@ -33,8 +33,11 @@ Once instrumented:
   columns, and so do SQL expressions computed from a labelled column
   (``func.lower(Post.body)``): derived in SQL from content is still content.
   The tenant of such a row comes from the tenant column when the row
-  selects it; otherwise the value has no tenant, so no tenant's consent can
-  widen its use. A column of a subquery, alias, CTE, union or table-valued
+  selects it (through the same table, alias or subquery); otherwise, and
+  for a value computed from two rows, its tenant is several tenants'
+  (``"(several tenants)"``), so no one tenant's consent, not the request's
+  either, can widen its use: select the tenant column where consent should
+  apply. A column of a subquery, alias, CTE, union or table-valued
   function is labelled as the table columns it was selected from (also
   through expressions inside the subquery), and so are rows of
   ``INSERT``/``UPDATE``/``DELETE ... RETURNING`` and ``Connection.scalar``;
@@ -77,7 +80,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from purposeguard._context import FLAGS, ZONE, ZoneState
+from purposeguard._context import FLAGS, MIXED_TENANT, ZONE, ZoneState
 from purposeguard._errors import PolicyError, PurposeGuardError, UnknownKeyError
 from purposeguard._labels import (
     EMPTY,
@@ -109,13 +112,20 @@ TABLE_TENANT_KEY = "purposeguard_tenant"
 class _Model:
     """What one mapped class declares: labelled attributes and its tenant attribute."""
 
-    __slots__ = ("fields", "tenant", "categories", "undeclared", "loud")
+    __slots__ = ("fields", "tenant", "categories", "undeclared", "loud", "of_other_rows")
 
     def __init__(
-        self, fields: tuple[tuple[str, tuple[str, ...]], ...], tenant: str | None, undeclared: bool = False
+        self,
+        fields: tuple[tuple[str, tuple[str, ...]], ...],
+        tenant: str | None,
+        undeclared: bool = False,
+        of_other_rows: frozenset[str] = frozenset(),
     ) -> None:
         self.fields = fields
         self.tenant = tenant
+        # column_property values computed from other tables' rows (a
+        # correlated subquery): not the row's own, so not of its tenant.
+        self.of_other_rows = of_other_rows
         # Some categories come from column info only (labels_of(instance) cannot see them).
         self.undeclared = undeclared
         # Loads tell the zone at once: an attribute could not be made to tell it on read.
@@ -261,13 +271,16 @@ def _declare(mapper: Any) -> _Model:
         name = getattr(column, "name", None)
         if table is not None and name is not None:
             by_table.setdefault(id(table), (table, {}))[1][name] = checked
+    of_other_rows: set[str] = set()
     for key, expression in expressions:
         # column_property(func.lower(body)) or a correlated subquery: what is
         # computed in SQL from labelled columns carries their categories.
-        derived = _derived_categories(expression, by_table)
+        derived, other_rows = _derived_categories(expression, by_table)
         if derived:
             fields.append((key, derived))
             undeclared = True
+            if other_rows:
+                of_other_rows.add(key)
     tenant = getattr(cls, "__purposeguard_tenant__", None)
     tenant_column: Any = None
     if tenant is not None:
@@ -279,7 +292,7 @@ def _declare(mapper: Any) -> _Model:
                 field="__purposeguard_tenant__",
             )
         tenant_column = mapper.columns[tenant]
-    model = _Model(tuple(fields), tenant, undeclared)
+    model = _Model(tuple(fields), tenant, undeclared, frozenset(of_other_rows))
     with _STATE.lock:
         _STATE.models[cls] = model
         _read_through(mapper, model)
@@ -311,8 +324,11 @@ def _is_table_column(column: Any) -> bool:
 
 def _derived_categories(
     expression: Any, by_table: dict[int, tuple[Any, dict[str, tuple[str, ...]]]]
-) -> tuple[str, ...]:
+) -> tuple[tuple[str, ...], bool]:
+    """The categories of the columns an expression reads, and whether any is
+    read from another table's rows (or another alias of the model's own)."""
     found: set[str] = set()
+    other_rows = False
     for source in _columns_in(expression):
         own = by_table.get(id(source.table))
         categories = own[1].get(source.name) if own is not None else None
@@ -321,7 +337,8 @@ def _derived_categories(
             categories = _table(source.table).columns.get(source.name)
         if categories:
             found.update(categories)
-    return tuple(sorted(found))
+            other_rows = other_rows or own is None or source.origin is not source.table
+    return tuple(sorted(found)), other_rows
 
 
 def _model(cls: type, mapper: Any) -> _Model:
@@ -379,7 +396,8 @@ def _label_instance(state: Any, attrs: Iterable[str] | None) -> None:
         value = values.get(key)
         if value is not None:
             # Straight into the instance dict: the ORM sees no change to flush.
-            values[key] = label(value, *categories, tenant=tenant)
+            whose = MIXED_TENANT if key in model.of_other_rows else tenant
+            values[key] = label(value, *categories, tenant=whose)
     if model.undeclared:
         # Categories given only in column info are not in the class's
         # annotations: the instance carries them (and the tenant) itself, for
@@ -516,8 +534,10 @@ def _on_mapper(mapper: Any, _cls: type) -> None:
 # -- rows ----------------------------------------------------------------------------
 
 # (position, categories, position of the row's tenant column or None)
-# and, for a Bundle selected as one column, the plan of its members.
-_Plan = tuple[tuple[int, tuple[str, ...], "int | None", Any], ...]
+# (an int; or a tenant fixed for every row, MIXED_TENANT; or None for a
+# table that names no tenant column) and, for a Bundle selected as one
+# column, the plan of its members.
+_Plan = tuple[tuple[int, tuple[str, ...], "int | str | None", Any], ...]
 
 
 def _column_of(expr: Any) -> Any:
@@ -525,7 +545,11 @@ def _column_of(expr: Any) -> Any:
     prop = getattr(expr, "property", None)
     columns = getattr(prop, "columns", None)
     if columns is not None and len(columns) == 1:
-        expr = columns[0]
+        # The attribute's own column: of an alias for an aliased class
+        # (aliased(Post).body), so a self-join's two rows stay apart.
+        clause = getattr(expr, "__clause_element__", None)
+        own = clause() if clause is not None else None
+        expr = own if own is not None and getattr(own, "table", None) is not None else columns[0]
     deannotate = getattr(expr, "_deannotate", None)
     if deannotate is not None:
         expr = deannotate()
@@ -534,7 +558,28 @@ def _column_of(expr: Any) -> Any:
     return None
 
 
-def _columns_in(expr: Any, depth: int = 0) -> list[Any]:
+class _Read:
+    """A table column a row position reads, and the FROM object it was
+    selected through (the table itself, or an alias, subquery or CTE of it):
+    a row's tenant is read from the tenant column selected through the same
+    one, never from another alias of the same table (a self-join)."""
+
+    __slots__ = ("column", "origin")
+
+    def __init__(self, column: Any, origin: Any) -> None:
+        self.column = column
+        self.origin = origin
+
+    @property
+    def table(self) -> Any:
+        return self.column.table
+
+    @property
+    def name(self) -> Any:
+        return self.column.name
+
+
+def _columns_in(expr: Any, depth: int = 0, origin: Any = None) -> list[_Read]:
     """Every table column an expression is computed from (a column, a label,
     a function of columns), through subqueries, aliases and CTEs."""
     from sqlalchemy.sql import visitors
@@ -542,7 +587,7 @@ def _columns_in(expr: Any, depth: int = 0) -> list[Any]:
 
     found = _column_of(expr)
     if found is not None:
-        return _table_columns(found, depth)
+        return _table_columns(found, depth, origin)
     clause = getattr(expr, "__clause_element__", None)
     element = clause() if clause is not None else expr
     out = []
@@ -555,7 +600,7 @@ def _columns_in(expr: Any, depth: int = 0) -> list[Any]:
         if isinstance(node, ColumnClause):
             column = _column_of(node)
             if column is not None:
-                out.extend(_table_columns(column, depth))
+                out.extend(_table_columns(column, depth, origin))
     return out
 
 
@@ -564,26 +609,28 @@ def _columns_in(expr: Any, depth: int = 0) -> list[Any]:
 MAX_NESTING = 32
 
 
-def _table_columns(column: Any, depth: int) -> list[Any]:
+def _table_columns(column: Any, depth: int, origin: Any = None) -> list[_Read]:
     """The columns of tables a column stands for: itself when it is a
     table's, else (a column of a subquery, alias, CTE or union) the table
     columns it was selected from, which is where the declarations are."""
     from sqlalchemy.sql.functions import FunctionElement
     from sqlalchemy.sql.schema import Table
 
+    if origin is None:
+        origin = column.table
     if isinstance(column.table, Table):
-        return [column]
+        return [_Read(column, origin)]
     if depth >= MAX_NESTING:
         raise PurposeGuardError(
             f"purposeguard could not follow the columns of a statement nested more than {MAX_NESTING} "
             "levels deep to their tables: its rows are not returned unlabelled"
         )
-    out: list[Any] = []
+    out: list[_Read] = []
     function = getattr(column.table, "element", None)
     if isinstance(function, FunctionElement):
         # A table-valued function's column (json_each(Post.data)): what the
         # function reads.
-        out.extend(_columns_in(function, depth + 1))
+        out.extend(_columns_in(function, depth + 1, origin))
     for base in getattr(column, "base_columns", ()):
         if base is column:
             # A column of a lightweight table() or a textual FROM: it names no
@@ -591,10 +638,10 @@ def _table_columns(column: Any, depth: int) -> list[Any]:
             continue
         found = _column_of(base)
         if found is not None and found is not column:
-            out.extend(_table_columns(found, depth + 1))
+            out.extend(_table_columns(found, depth + 1, origin))
         else:
             # An expression selected inside the subquery (func.lower(...)).
-            out.extend(_columns_in(base, depth + 1))
+            out.extend(_columns_in(base, depth + 1, origin))
     return out
 
 
@@ -694,7 +741,7 @@ def _plan(statement: Any) -> _Plan | None:
 
 
 def _plan_of(per_position: list[list[Any]]) -> _Plan:
-    plan: list[tuple[int, tuple[str, ...], int | None, Any]] = []
+    plan: list[tuple[int, tuple[str, ...], int | str | None, Any]] = []
     for position, columns in enumerate(per_position):
         if len(columns) == 1 and type(columns[0]) is _Members:
             members = _plan_of(columns[0].per_member)
@@ -702,7 +749,7 @@ def _plan_of(per_position: list[list[Any]]) -> _Plan:
                 plan.append((position, (), None, members))
             continue
         categories: set[str] = set()
-        tenant_at: int | None = None
+        tenant_at: int | str | None = None
         for column in columns:
             if type(column) is _Declared:
                 categories.update(column.categories)
@@ -712,17 +759,27 @@ def _plan_of(per_position: list[list[Any]]) -> _Plan:
             if not found:
                 continue
             categories.update(found)
-            if entry.tenant is not None and tenant_at is None:
-                tenant_at = _position_of(per_position, column.table, entry.tenant)
+            if entry.tenant is not None:
+                at = _position_of(per_position, column, entry.tenant)
+                # A tenanted row's value whose tenant the row does not
+                # select (or computed from two rows'): whose it is is
+                # unknown, so no one tenant's consent, not the request's
+                # either, may widen its use.
+                found_at: int | str = at if at is not None else MIXED_TENANT
+                tenant_at = found_at if tenant_at is None or tenant_at == found_at else MIXED_TENANT
         if categories:
             plan.append((position, tuple(sorted(categories)), tenant_at, None))
     return tuple(plan)
 
 
-def _position_of(per_position: list[list[Any]], table: Any, name: str) -> int | None:
+def _position_of(per_position: list[list[Any]], read: _Read, name: str) -> int | None:
+    """The position of the row's tenant column for ``read``'s value: selected
+    through the same FROM object, alone in its position."""
     for position, columns in enumerate(per_position):
-        if len(columns) == 1 and columns[0].table is table and columns[0].name == name:
-            return position
+        if len(columns) == 1 and type(columns[0]) is _Read:
+            other = columns[0]
+            if other.origin is read.origin and other.table is read.table and other.name == name:
+                return position
     return None
 
 
@@ -735,7 +792,7 @@ def _labelled_row(row: Sequence[Any], plan: _Plan) -> tuple[Any, ...]:
         if members is not None:
             values[position] = _labelled_bundle(value, members)
             continue
-        tenant = _tenant(row[tenant_at]) if tenant_at is not None else None
+        tenant = _tenant(row[tenant_at]) if type(tenant_at) is int else tenant_at
         values[position] = label(value, *categories, tenant=tenant)
     return tuple(values)
 

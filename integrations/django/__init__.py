@@ -45,7 +45,9 @@ computed from (more categories than strictly needed, never fewer):
 
 Tenants: an instance's values carry its row's tenant. A ``values()`` row
 carries it when the tenant field (or the related one, ``"author__tenant"``)
-is selected too, and none otherwise. Values computed from other rows
+is selected too; otherwise its values carry several tenants (a value with
+no tenant would take the request's, whose consent does not cover another
+tenant's rows): select the tenant field where consent should apply. Values computed from other rows
 (subqueries, aggregates over a relation on an instance, ``aggregate()``,
 combined queries whose tenants are not in the same column, a ``raw()`` row
 without the tenant column) carry several tenants (``MIXED_TENANT``), which

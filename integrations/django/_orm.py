@@ -589,7 +589,12 @@ def _entry(sources: list[_Source], position: dict[str, int]) -> _Entry | None:
         at = position.get(prefix + declared.tenant_name)
         if at is None:
             at = position.get(prefix + declared.tenant)  # type: ignore[operator]
-        if at is not None and at not in positions:
+        if at is None:
+            # The row's tenant is not selected: whose the value is is
+            # unknown, so no one tenant's consent (not the request's either,
+            # which a value with no tenant would take) may widen its use.
+            fixed = MIXED_TENANT
+        elif at not in positions:
             positions.append(at)
     if not categories:
         return None

@@ -30,6 +30,7 @@ from sqlalchemy.orm import (
 )
 
 import purposeguard as pg
+from purposeguard._context import MIXED_TENANT
 
 EMAIL = "customer_data.content.email"
 BODY = "Quarterly numbers attached, call me"
@@ -209,11 +210,43 @@ def test_selected_columns_are_labelled_with_the_tenant_of_their_row(db: Any) -> 
         assert pg.labels_of(rows[0].id) == frozenset()
 
 
-def test_without_its_tenant_column_a_row_value_has_no_tenant(db: Any) -> None:
+def test_without_its_tenant_column_a_row_value_is_no_one_tenants(db: Any) -> None:
     with Session(db) as session:
         bodies = session.scalars(select(Post.body).order_by(Post.id)).all()
         assert [pg.labels_of(b) for b in bodies] == [{EMAIL}, {EMAIL}]
-        assert [pg.tenant_of(b) for b in bodies] == [None, None]
+        # Whose row it came from is unknown: several tenants', which no one
+        # tenant's consent covers (a value with no tenant would take the zone's).
+        assert [pg.tenant_of(b) for b in bodies] == [MIXED_TENANT, MIXED_TENANT]
+
+
+def test_the_request_tenants_consent_does_not_release_another_tenants_row(db: Any, tmp_path: Any) -> None:
+    from purposeguard.consent import ConsentStore
+
+    with ConsentStore(tmp_path / "consent.db") as store:
+        pg.configure("trust-center", consents=store)
+        store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+        with Session(db) as session:
+            # Every tenant's bodies, the tenant column not selected.
+            bodies = session.scalars(select(Post.body).order_by(Post.id)).all()
+            own = session.execute(select(Post.body, Post.tenant).where(Post.tenant == "contoso")).one()
+        with pg.zone(tenant="contoso"):
+            assert pg.decide(pg.labels_of(own.body), "improvement", tenant=pg.tenant_of(own.body)).allowed
+            for body in bodies:
+                with pytest.raises(pg.PurposeViolation):
+                    pg.check(body, "improvement")
+
+
+def test_a_self_join_never_takes_the_tenant_of_the_other_row(db: Any) -> None:
+    other = aliased(Post)
+    with Session(db) as session:
+        rows = session.execute(
+            select(Post.body, other.tenant).join(other, other.id != Post.id).order_by(Post.id)
+        ).all()
+        assert [r.tenant for r in rows] == ["fabrikam", "contoso"]
+        assert {pg.tenant_of(r.body) for r in rows} == {MIXED_TENANT}
+        # Through the same alias, the row's own tenant.
+        mine = session.execute(select(other.body, other.tenant).where(other.title == "hello")).one()
+        assert pg.tenant_of(mine.body) == "contoso"
 
 
 def test_labelled_columns_under_another_name_are_labelled(db: Any) -> None:
@@ -368,6 +401,8 @@ def test_column_properties_are_labelled_as_what_they_are_computed_from(db: Any) 
         assert pg.labels_of(digest.lowered) == {EMAIL} and pg.tenant_of(digest.lowered) == "contoso"
         assert pg.labels_of(digest.shouted) == {"customer_data"}
         assert digest.post_body == BODY and pg.labels_of(digest.post_body) == {EMAIL}
+        # Read from another table's row: not of the digest's tenant.
+        assert pg.tenant_of(digest.post_body) == MIXED_TENANT
         assert pg.labels_of(digest) >= {EMAIL, "customer_data"}
         # Selected as columns, the same.
         row = session.execute(select(Digest.lowered, Digest.shouted)).one()

@@ -792,7 +792,7 @@ def _labelled_row(row: Sequence[Any], plan: _Plan) -> tuple[Any, ...]:
         if members is not None:
             values[position] = _labelled_bundle(value, members)
             continue
-        tenant = _tenant(row[tenant_at]) if type(tenant_at) is int else tenant_at
+        tenant = _tenant(row[tenant_at]) if isinstance(tenant_at, int) else tenant_at
         values[position] = label(value, *categories, tenant=tenant)
     return tuple(values)
 

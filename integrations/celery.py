@@ -20,7 +20,12 @@ its own with that tenant and those categories, and with the publisher's
 purpose current. A task whose function is decorated with ``@pg.purpose``
 checks the zone (``via="context"``) and its arguments when it starts, so a
 task declared for advertising is caught when the publisher's zone held
-customer data. Needs ``pip install 'purposeguard[celery]'``.
+customer data. Where the publisher knows the task (``send_task``, and so
+``delay``/``apply_async``, of a task registered in its app), the arguments'
+labels and the publisher's zone are checked against the task's declared
+purpose before the message is sent: the serializer drops every label, and
+without a baggage key nothing of the zone reaches the worker (said once
+per process). Needs ``pip install 'purposeguard[celery]'``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from purposeguard._zones import zone
 
 from . import baggage
 from ._egress import deep_labels
+from ._patch import Patcher
+from ._tasks import check_task_purpose, declared_purpose, say_if_nothing_travels
 
 __all__ = ["HEADER", "instrument", "uninstrument", "is_instrumented"]
 
@@ -83,6 +90,24 @@ def _before_publish(sender: Any = None, body: Any = None, headers: Any = None, *
         return
     if value:
         headers[HEADER] = value
+
+
+def _send_task(wrapped: Any, app: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # Celery swallows what a publish signal handler raises: a refusal has to
+    # come from the call that publishes.
+    name = args[0] if args else kwargs.get("name")
+    task_args = args[1] if len(args) > 1 else kwargs.get("args")
+    task_kwargs = args[2] if len(args) > 2 else kwargs.get("kwargs")
+    labels = deep_labels((task_args, task_kwargs))
+    task = app.tasks.get(name) if isinstance(name, str) else None
+    purpose = declared_purpose(task) if task is not None else None
+    if purpose is not None:
+        check_task_purpose(purpose, labels, f"celery.{name}")
+    say_if_nothing_travels(labels)
+    return wrapped(*args, **kwargs)
+
+
+_PATCHER = Patcher("celery.app.base", [("Celery", "send_task", _send_task)])
 
 
 def _incoming(task: Any) -> baggage.Incoming:
@@ -142,6 +167,7 @@ def instrument() -> None:
     signals.before_task_publish.connect(_before_publish, weak=False, dispatch_uid=_UID + ".publish")
     signals.task_prerun.connect(_prerun, weak=False, dispatch_uid=_UID + ".prerun")
     signals.task_postrun.connect(_postrun, weak=False, dispatch_uid=_UID + ".postrun")
+    _PATCHER.install()
 
 
 def uninstrument() -> None:
@@ -154,6 +180,7 @@ def uninstrument() -> None:
     signals.before_task_publish.disconnect(_before_publish, dispatch_uid=_UID + ".publish")
     signals.task_prerun.disconnect(_prerun, dispatch_uid=_UID + ".prerun")
     signals.task_postrun.disconnect(_postrun, dispatch_uid=_UID + ".postrun")
+    _PATCHER.remove()
     with _RUNNING.lock:
         _RUNNING.connected = False
 

@@ -13,12 +13,19 @@ is redacted in enforce mode (the message names the categories, the values
 are gone; a redacted exception keeps only its type) or passed with a
 violation recorded in trace mode. Labels follow values passed as arguments
 (``log.info("%s", body)``) and labelled messages; text merged into an
-f-string beforehand carries no label and is the zone's concern. Standard
-library only.
+f-string beforehand carries no label, so inside a zone (a request, a job)
+the zone's categories are checked too (``via="context"``, under the
+policy's ``context_mode``: the built-in pack records such a flow, and
+``context_mode="enforce"`` redacts the record's message and exception).
+Standard library only.
 
 Each filter decides for its own purpose: a record that passed a filter for
 ``service.operations`` is judged again by a filter for a stricter purpose on
 another handler (one filter object on several handlers judges it once).
+:func:`setup` covers the handlers of the logger and of every logger below
+it (all of them for the root logger), those that exist and those added
+later: a child logger's own handler sees its records before the parent's
+does, and one that does not propagate never reaches the parent's.
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from purposeguard._context import FLAGS, ZONE
 from purposeguard._errors import PurposeViolation
 from purposeguard._labels import WalkLimit, labels_in_values
-from purposeguard._runtime import get_guard, require_purpose_key
+from purposeguard._runtime import check_zone, get_guard, require_purpose_key
 
 from ._patch import Patcher
 
@@ -97,18 +105,35 @@ class PurposeGuardFilter(logging.Filter):
                 error_labels = _labels(_exception_parts(record), self.purpose, record.name)
             walking = ""
             labels = message_labels | error_labels
-            if not labels:
-                return True
-            get_guard().check_labels(labels, self.purpose, via="egress", function=f"logging.{record.name}")
+            guard = get_guard()
+            if labels:
+                guard.check_labels(labels, self.purpose, via="egress", function=f"logging.{record.name}")
+            state = ZONE.get() if FLAGS.zones else None
+            # purposeguard's own records name categories and rules, never
+            # values (and one about a violation must not report another).
+            if state is not None and state.categories and not _own(record.name):
+                # Text rebuilt from what the zone saw (an f-string, a
+                # traceback quoting a value) carries no label of its own.
+                walking = "zone"
+                check_zone(guard, state, self.purpose, labels, f"logging.{record.name}")
         except PurposeViolation as error:
+            rebuilt = walking == "zone"
             _redact(
                 record,
                 error,
                 extras,
-                bool(message_labels) or walking == "message",
-                bool(error_labels) or walking == "exception",
+                bool(message_labels) or walking == "message" or rebuilt,
+                bool(error_labels) or walking == "exception" or (rebuilt and _has_exception(record)),
             )
         return True
+
+
+def _own(name: str) -> bool:
+    return name == "purposeguard" or name.startswith("purposeguard.")
+
+
+def _has_exception(record: logging.LogRecord) -> bool:
+    return bool(record.exc_info or record.exc_text or record.stack_info)
 
 
 def _redact(
@@ -156,9 +181,27 @@ def _add_handler(
 ) -> Any:
     result = wrapped(*args, **kwargs)
     handler = args[0] if args else kwargs["hdlr"]
-    for guard_filter in _WATCHED.get(instance, ()):
-        handler.addFilter(guard_filter)
+    # The filters of this logger's setup() and of every logger above it.
+    logger: Any = instance
+    while logger is not None:
+        for guard_filter in _WATCHED.get(logger, ()):
+            handler.addFilter(guard_filter)
+        logger = logger.parent
     return result
+
+
+def _below(target: logging.Logger) -> list[logging.Logger]:
+    """``target`` and every logger that exists below it."""
+    found = [target]
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if not isinstance(logger, logging.Logger):
+            continue  # a placeholder for a name no logger has taken yet
+        parent = logger.parent
+        while parent is not None and parent is not target:
+            parent = parent.parent
+        if parent is target and logger is not target:
+            found.append(logger)
+    return found
 
 
 # Logger.addHandler is the one public door every configuration goes through
@@ -174,8 +217,8 @@ def _resolve(logger: logging.Logger | str | None) -> logging.Logger:
 def setup(
     logger: logging.Logger | str | None = None, *, purpose: str = "service.operations.logs"
 ) -> PurposeGuardFilter:
-    """Add one :class:`PurposeGuardFilter` to every handler of ``logger`` (root by default),
-    now and later.
+    """Add one :class:`PurposeGuardFilter` to every handler of ``logger`` (root by default)
+    and of every logger below it, now and later.
 
     Handler filters see records propagated from child loggers too, which a
     filter on the logger itself does not. Handlers added to ``logger`` later
@@ -190,8 +233,9 @@ def setup(
     with _LOCK:
         _WATCHED.setdefault(target, []).append(guard_filter)
         _PATCHER.install()
-    for handler in list(target.handlers):
-        handler.addFilter(guard_filter)
+    for logger in _below(target):
+        for handler in list(logger.handlers):
+            handler.addFilter(guard_filter)
     target.addFilter(guard_filter)
     return guard_filter
 
@@ -208,5 +252,6 @@ def teardown(guard_filter: PurposeGuardFilter, logger: logging.Logger | str | No
         if not _WATCHED:
             _PATCHER.remove()
     target.removeFilter(guard_filter)
-    for handler in target.handlers:
-        handler.removeFilter(guard_filter)
+    for logger in _below(target):
+        for handler in list(logger.handlers):
+            handler.removeFilter(guard_filter)

@@ -20,7 +20,11 @@ baggage (meta copied onto another job is ignored), and runs the job in a zone of
 own with that tenant and those categories and with the enqueuer's purpose
 current; a job function decorated with ``@pg.purpose`` checks the zone and
 its arguments when it starts, so a job declared for advertising is refused
-in the worker when the enqueuer's zone held customer data.
+in the worker when the enqueuer's zone held customer data. Enqueueing such a
+function (not a dotted name) also checks its arguments' labels and the
+zone against its declared purpose, before anything reaches Redis: a
+serializer that drops labels (JSON) and a missing baggage key (said once
+per process) leave the worker nothing to check.
 
 In the worker, call :func:`instrument` where the worker imports its
 settings (``rq worker -c settings``) after ``pg.configure(...)``. RQ runs
@@ -41,6 +45,7 @@ from purposeguard._zones import zone
 
 from . import baggage
 from ._egress import check_egress, deep_labels
+from ._tasks import check_task_purpose, declared_purpose, say_if_nothing_travels
 
 __all__ = ["META_KEY", "instrument", "is_instrumented", "uninstrument"]
 
@@ -88,6 +93,10 @@ def _create_job(original: Any) -> Any:
         labels = deep_labels((args, kwargs))
         # Raises in enforce mode before anything reaches Redis.
         check_egress(_queue_url(self), labels, function=_function_name(func))
+        purpose = declared_purpose(func) if not isinstance(func, str) else None
+        if purpose is not None:
+            check_task_purpose(purpose, labels, _function_name(func))
+        say_if_nothing_travels(labels)
         job = original(self, func, args, kwargs, *rest, **options)
         try:
             value = baggage.header_value(

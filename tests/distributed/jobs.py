@@ -54,7 +54,9 @@ app.conf.update(
     worker_prefetch_multiplier=1,
 )
 celery_inspect = app.task(name="pgjobs.inspect")(inspect_job)
-celery_advertise = app.task(name="pgjobs.advertise")(advertise_job)
+# Not shared with other Celery apps: a publisher app of its own sends it by
+# name only, as another service's code would (see the tests).
+celery_advertise = app.task(name="pgjobs.advertise", shared=False)(advertise_job)
 celery_operate = app.task(name="pgjobs.operate")(operate_job)
 
 if os.environ.get("PG_JOBS_WORKER") == "1":

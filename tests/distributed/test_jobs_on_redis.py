@@ -14,6 +14,7 @@ from typing import Any
 
 import jobs
 import pytest
+from celery import Celery
 from purposeguard.integrations import baggage
 from purposeguard.integrations import celery as pg_celery
 from purposeguard.integrations import rq as pg_rq
@@ -166,9 +167,13 @@ def test_celery_runs_an_allowed_job(celery_worker: str) -> None:
 def test_celery_refuses_a_forbidden_job_in_the_worker_and_records_it_once(
     celery_worker: str, marker: str
 ) -> None:
+    # Published by name from an app that does not know the task: only the
+    # worker can check it (a publisher that knows it refuses it at once, below).
+    remote = Celery("pgjobs-remote", broker=jobs.app.conf.broker_url, backend=jobs.app.conf.result_backend)
+    remote.conf.update(task_serializer="json", accept_content=["json"], task_default_queue="pgjobs")
     with pg.zone(tenant="contoso"):
         pg.label(marker, CONTENT)
-        result = jobs.celery_advertise.delay("celery-spring")
+        result = remote.send_task("pgjobs.advertise", args=["celery-spring"])
     result.get(timeout=30, propagate=False)
     assert result.state == "FAILURE"
     assert "no-advertising" in str(result.result) and marker not in str(result.result)
@@ -283,7 +288,8 @@ def test_rq_refuses_a_forbidden_job_in_the_worker_and_records_it_once(
     queue, audit_url = rq_queue
     with pg.zone(tenant="contoso"):
         pg.label(marker, CONTENT)
-        job = queue.enqueue(jobs.advertise_job, "rq-spring")
+        # By dotted name: the enqueuer does not hold the function, only the worker can check it.
+        job = queue.enqueue(f"{jobs.__name__}.advertise_job", "rq-spring")
     assert wait_job(job) == "failed"
     job.refresh()
     assert "no-advertising" in str(job.latest_result().exc_string)  # type: ignore[union-attr]
@@ -327,3 +333,24 @@ def test_rq_uninstrument_restores_rq(rq_queue: tuple[Queue, str]) -> None:
 @pytest.fixture
 def marker() -> str:
     return "PGMARKER-jobs-4b1e-do-not-leak"
+
+
+def test_a_publisher_that_knows_the_task_refuses_it_before_the_broker(
+    celery_worker: str, rq_queue: tuple[Queue, str], marker: str
+) -> None:
+    queue, _audit_url = rq_queue
+    waiting = queue.count
+    with pg.zone(tenant="contoso"):
+        pg.label(marker, CONTENT)
+        with pytest.raises(pg.PurposeViolation) as celery_refused:
+            jobs.celery_advertise.delay("celery-spring")
+        with pytest.raises(pg.PurposeViolation) as rq_refused:
+            queue.enqueue(jobs.advertise_job, "rq-spring")
+    for refused in (celery_refused, rq_refused):
+        assert {(v.via, v.rule) for v in refused.value.violations} == {("context", "no-advertising")}
+        assert marker not in str(refused.value)
+    assert queue.count == waiting
+    # A labelled argument, no zone: refused as an argument of the task.
+    with pytest.raises(pg.PurposeViolation) as argument:
+        queue.enqueue(jobs.advertise_job, pg.label(marker, CONTENT))
+    assert [v.via for v in argument.value.violations] == ["argument"]

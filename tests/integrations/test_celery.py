@@ -45,7 +45,7 @@ def inspect_task(*args: Any) -> dict[str, Any]:
     return state()
 
 
-@app.task(name="pgtest.advertise")
+@app.task(name="pgtest.advertise", shared=False)  # unknown to `remote` below
 @pg.purpose("advertising")
 def advertise_task(campaign: str) -> dict[str, Any]:
     return {"campaign": campaign, **state()}
@@ -55,6 +55,17 @@ def advertise_task(campaign: str) -> dict[str, Any]:
 @pg.purpose("service.operations")
 def operate_task(ticket: str) -> dict[str, Any]:
     return {"ticket": ticket, **state()}
+
+
+# A publisher that does not know the tasks by their functions (another
+# service's code base): only the worker can check them.
+remote = Celery("purposeguard-test-publisher", broker="memory://", backend="cache+memory://")
+remote.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    broker_transport_options={"polling_interval": 0.01},
+)
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +116,7 @@ def test_a_task_declared_with_a_purpose_is_guarded_in_trace(worker: Any) -> None
     with pg.testing.capture() as violations:
         with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
             pg.label("mail body", CONTENT)
-            result = advertise_task.delay("spring")
+            result = remote.send_task("pgtest.advertise", args=["spring"])
         outcome = result.get(timeout=10, interval=0.01)
     assert outcome["purpose"] == "advertising"
     assert [(v.category, v.purpose, v.via, v.tenant, v.rule) for v in violations] == [
@@ -118,7 +129,7 @@ def test_a_task_declared_with_a_purpose_fails_when_context_mode_enforces(worker:
     pg.configure("trust-center", context_mode="enforce")
     with pg.zone(tenant="contoso"):
         pg.label(marker, CONTENT)
-        result = advertise_task.delay("spring")
+        result = remote.send_task("pgtest.advertise", args=["spring"])
     result.get(timeout=10, interval=0.01, propagate=False)
     assert result.state == "FAILURE"
     assert "no-advertising" in str(result.result)
@@ -188,3 +199,42 @@ def test_a_header_put_on_another_task_enqueued_under_the_same_id_is_ignored(
 def test_a_header_made_for_an_http_call_is_ignored_in_a_task(worker: Any, signed: Signer) -> None:
     outcome = inspect_task.apply_async(headers={pg_celery.HEADER: signed(tenant="contoso")}).get(timeout=10)
     assert outcome["tenant"] is None
+
+
+# -- where the publisher knows the task: checked before the message is sent -----------------
+
+
+def test_publishing_to_a_task_declared_for_a_forbidden_purpose_is_refused_at_once(
+    worker: Any, marker: str
+) -> None:
+    sent: list[Any] = []
+    from celery import signals
+
+    def count(**_: Any) -> None:
+        sent.append(1)
+
+    signals.before_task_publish.connect(count, weak=False, dispatch_uid="pgtest.count")
+    try:
+        with pytest.raises(pg.PurposeViolation) as refused:
+            advertise_task.delay(pg.label(marker, CONTENT))  # no zone: the argument itself
+        with pg.zone(tenant="contoso"), pytest.raises(pg.PurposeViolation):
+            pg.label(marker, CONTENT)
+            advertise_task.delay("spring")  # the zone held content
+    finally:
+        signals.before_task_publish.disconnect(count, dispatch_uid="pgtest.count")
+    assert sent == []  # nothing reached the broker
+    assert [(v.via, v.rule) for v in refused.value.violations] == [("argument", "no-advertising")]
+    assert marker not in str(refused.value)
+
+
+def test_without_a_baggage_key_publishing_labelled_data_is_said_once(
+    worker: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pg.configure("trust-center", baggage_keys=[])
+    monkeypatch.delenv("PURPOSEGUARD_BAGGAGE_KEYS", raising=False)
+    with caplog.at_level(logging.WARNING, logger="purposeguard"):
+        inspect_task.delay(pg.label("mail body", CONTENT)).get(timeout=10, interval=0.01)
+        inspect_task.delay(pg.label("mail body", CONTENT)).get(timeout=10, interval=0.01)
+        inspect_task.delay("plain").get(timeout=10, interval=0.01)
+    said = [r for r in caplog.records if "no baggage key" in r.getMessage()]
+    assert len(said) == 1

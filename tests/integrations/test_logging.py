@@ -271,3 +271,92 @@ def test_exception_text_is_checked_and_redacted(tmp_path: Path, marker: str) -> 
         teardown(guard_filter, logger)
         logger.removeHandler(handler)
         handler.close()
+
+
+# -- text rebuilt from what the request's zone saw -------------------------------------------
+
+CONTENT = "customer_data.content.email"
+
+
+def test_an_f_string_of_content_in_a_zone_is_recorded_under_the_packs_context_mode(
+    log_file: tuple[logging.Logger, Path], marker: str
+) -> None:
+    logger, path = log_file
+    with pg.testing.capture() as violations, pg.zone(tenant="contoso"):
+        body = pg.label(marker, CONTENT)
+        logger.info(f"got mail {body}")  # the f-string carries no label
+    assert [(v.category, v.purpose, v.via, v.mode) for v in violations] == [
+        (CONTENT, "service.operations.logs", "context", "trace")
+    ]
+    assert marker in read(path)  # the pack's context_mode for logs is trace: recorded, passed
+
+
+def test_an_f_string_of_content_in_a_zone_is_redacted_under_context_enforce(
+    log_file: tuple[logging.Logger, Path], marker: str
+) -> None:
+    logger, path = log_file
+    pg.configure("trust-center", context_mode="enforce")
+    with pg.testing.capture() as violations, pg.zone(tenant="contoso"):
+        body = pg.label(marker, CONTENT)
+        logger.info(f"got mail {body}")
+        try:
+            int(body)
+        except ValueError:
+            logger.exception("could not read the number")  # the traceback quotes the body
+    text = read(path)
+    assert marker not in text
+    assert text.count("redacted") >= 2
+    assert {(v.via, v.mode) for v in violations} == {("context", "enforce")}
+
+
+def test_a_zone_that_saw_no_content_leaves_records_alone(log_file: tuple[logging.Logger, Path]) -> None:
+    logger, path = log_file
+    pg.configure("trust-center", context_mode="enforce")
+    with pg.testing.capture() as violations, pg.zone(tenant="contoso"):
+        logger.info("request handled in %d ms", 5)
+    assert violations == [] and "request handled in 5 ms" in read(path)
+
+
+def test_setup_covers_the_handlers_of_loggers_below_it(tmp_path: Path, marker: str) -> None:
+    parent = logging.getLogger("pgtest.tree")
+    parent.propagate = False
+    child = logging.getLogger("pgtest.tree.mail")
+    quiet = logging.getLogger("pgtest.tree.audit")
+    quiet.propagate = False  # never reaches the parent's handlers
+    own = logging.FileHandler(tmp_path / "child.log", encoding="utf-8")
+    child.addHandler(own)
+    guard_filter = setup(parent)
+    later = logging.FileHandler(tmp_path / "quiet.log", encoding="utf-8")
+    quiet.addHandler(later)  # added after setup()
+    try:
+        child.error("card %s", pg.label(marker, PAYMENT))
+        quiet.error("card %s", pg.label(marker, PAYMENT))
+        for handler in (own, later):
+            handler.flush()
+        assert marker not in (tmp_path / "child.log").read_text(encoding="utf-8")
+        assert marker not in (tmp_path / "quiet.log").read_text(encoding="utf-8")
+    finally:
+        teardown(guard_filter, parent)
+        for logger, handler in ((child, own), (quiet, later)):
+            logger.removeHandler(handler)
+            handler.close()
+            assert guard_filter not in handler.filters
+
+
+def test_purposeguards_own_records_in_a_zone_are_not_flows(tmp_path: Path, marker: str) -> None:
+    own = logging.getLogger("purposeguard")
+    handler = logging.FileHandler(tmp_path / "own.log", encoding="utf-8")
+    own.addHandler(handler)
+    guard_filter = setup(own)
+    pg.configure("trust-center", context_mode="enforce")
+    try:
+        with pg.testing.capture() as violations, pg.zone(tenant="contoso"):
+            pg.label(marker, CONTENT)
+            own.warning("purposeguard: a warning naming %s only", CONTENT)
+        handler.flush()
+        assert violations == []
+        assert "a warning naming" in (tmp_path / "own.log").read_text(encoding="utf-8")
+    finally:
+        teardown(guard_filter, own)
+        own.removeHandler(handler)
+        handler.close()

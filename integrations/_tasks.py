@@ -1,0 +1,73 @@
+"""What the task queue integrations (Celery, RQ) share when a task is published.
+
+A task function declared with ``@pg.purpose`` runs for that purpose: handing
+it data is a use of the data, decided where the task is published, before
+anything reaches the broker. The worker checks the same again when the task
+starts, but only with what reaches it: a serializer drops every label, and
+without a baggage key nothing of the publisher's zone travels either.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from purposeguard._context import FLAGS, ZONE
+from purposeguard._runtime import check_zone, get_guard
+from purposeguard._signing import current_keys
+from purposeguard._state import STATE
+
+__all__ = ["check_task_purpose", "declared_purpose", "say_if_nothing_travels"]
+
+logger = logging.getLogger("purposeguard")
+
+# The attribute @pg.purpose leaves on the function it wraps.
+_DECLARED = "__purposeguard_purpose__"
+# Said once per process (forgotten by pg.testing.reset()).
+_TOPIC = "tasks without a baggage key"
+
+
+def declared_purpose(function: Any) -> str | None:
+    """The purpose a task function was declared with, or None."""
+    for candidate in (function, getattr(function, "run", None), getattr(function, "__wrapped__", None)):
+        key = getattr(candidate, _DECLARED, None) if candidate is not None else None
+        if isinstance(key, str):
+            return key
+    return None
+
+
+def check_task_purpose(purpose: str, labels: frozenset[str], function: str) -> None:
+    """Check a task's arguments (``via="argument"``) and the publisher's zone
+    (``via="context"``) against the purpose the task runs for; raises in
+    enforce mode, before the task is published."""
+    guard = get_guard()
+    state = ZONE.get() if FLAGS.zones else None
+    if labels:
+        tenant = state.data_tenant() if state is not None else None
+        guard.check_labels(labels, purpose, via="argument", function=function, tenant=tenant)
+    if state is not None:
+        check_zone(guard, state, purpose, labels, function)
+
+
+def say_if_nothing_travels(labels: frozenset[str]) -> None:
+    """Said once per process: a task published with labelled arguments or
+    from a zone that holds data, with no baggage key to carry them."""
+    said = STATE.baggage_said
+    if _TOPIC in said:
+        return
+    state = ZONE.get() if FLAGS.zones else None
+    if not labels and (state is None or not state.categories):
+        return
+    try:
+        keys = current_keys()
+    except Exception:  # noqa: BLE001 - an unusable key is said by the baggage module itself
+        return
+    if keys:
+        return
+    said.add(_TOPIC)
+    logger.warning(
+        "purposeguard: a task was published with labelled data and no baggage key "
+        "(configure(baggage_keys=...) or PURPOSEGUARD_BAGGAGE_KEYS): the worker runs it "
+        "without the labels of its arguments and without the publisher's zone, purpose and "
+        "tenant; only a task declared with @pg.purpose was checked, where it was published"
+    )

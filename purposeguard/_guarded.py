@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from ._context import FLAGS, PURPOSE, ZONE, ZoneState
 from ._delegation import async_generator_function, generator_function
-from ._errors import PurposeGuardError
+from ._errors import PurposeGuardError, PurposeViolation
 from ._labels import FLAT_OBJECTS, NO_LABELS, WalkLimit, labels_in_values, learn_flat, tenant_of_values
 from ._runtime import COUNTERS, check_zone, frame_name, get_guard, require_purpose_key
 from ._shortcut import allowed_classes, hits, learn, remember_zone, zone_allows
@@ -642,6 +642,11 @@ def _is_decision(value: Any, depth: int = 0) -> bool:
     return False
 
 
+# What a frame that raised hands on: not a decision. The exception can carry
+# what the frame read (a message quoting a value, an attribute holding it).
+_RAISED = object()
+
+
 def _close_frame(outer: Any, token: Any, result: Any) -> None:
     inner = ZONE.get()
     ZONE.reset(token)
@@ -663,11 +668,16 @@ def _decision_frame(wrapper: Callable[..., Any], is_async: bool) -> Callable[...
             outer, token = _open_frame()
             if outer is None:
                 return await wrapper(*args, **kwargs)
-            result: Any = None
             try:
                 result = await wrapper(*args, **kwargs)
-            finally:
-                _close_frame(outer, token, result)
+            except PurposeViolation:
+                # It names categories and rules only, never values.
+                _close_frame(outer, token, None)
+                raise
+            except BaseException:
+                _close_frame(outer, token, _RAISED)
+                raise
+            _close_frame(outer, token, result)
             return result
 
         return async_decision
@@ -678,11 +688,16 @@ def _decision_frame(wrapper: Callable[..., Any], is_async: bool) -> Callable[...
         outer, token = _open_frame()
         if outer is None:
             return wrapper(*args, **kwargs)
-        result: Any = None
         try:
             result = wrapper(*args, **kwargs)
-        finally:
-            _close_frame(outer, token, result)
+        except PurposeViolation:
+            # It names categories and rules only, never values.
+            _close_frame(outer, token, None)
+            raise
+        except BaseException:
+            _close_frame(outer, token, _RAISED)
+            raise
+        _close_frame(outer, token, result)
         return result
 
     return decision

@@ -259,17 +259,43 @@ def test_an_async_decision_keeps_its_reads_in_its_frame(enforcing: pg.Guard) -> 
     assert EMAIL not in asyncio.run(main())
 
 
-def test_a_failing_decision_restores_the_request_zone(enforcing: pg.Guard) -> None:
-    """Secure: an exception in a decision leaves the request's zone current and untainted."""
+def test_a_failing_decision_restores_the_request_zone_and_hands_on_what_it_saw(enforcing: pg.Guard) -> None:
+    """Secure: an exception in a decision leaves the request's zone current,
+    and hands on what the frame saw: its message or attributes can quote it."""
 
     @pg.purpose("service.security", output="decision")
     def broken() -> bool:
-        pg.label(BODY, EMAIL)
-        raise RuntimeError("no")
+        body = pg.label(BODY, EMAIL)
+        raise ValueError(f"bad mail: {body}")
+
+    @pg.purpose("advertising")
+    def advertise(text: str) -> None:
+        return None
 
     with pg.zone(tenant="contoso") as state:
-        with pytest.raises(RuntimeError):
+        with pytest.raises(ValueError) as raised:
             broken()
+        assert pg.current_zone() is state
+        assert EMAIL in state.categories
+        with pytest.raises(pg.PurposeViolation):
+            advertise(str(raised.value))
+
+
+def test_a_violation_in_a_decision_hands_nothing_on(enforcing: pg.Guard) -> None:
+    """A refusal names categories and rules, never values: the request's zone stays untainted."""
+
+    @pg.purpose("advertising")
+    def advertise(text: str) -> None:
+        return None
+
+    @pg.purpose("service.security", output="decision")
+    def refused() -> bool:
+        advertise(pg.label(BODY, EMAIL))
+        return True
+
+    with pg.zone(tenant="contoso") as state:
+        with pytest.raises(pg.PurposeViolation):
+            refused()
         assert pg.current_zone() is state
         assert EMAIL not in state.categories
 

@@ -6,6 +6,12 @@ its destination (the policy's ``[[destinations]]``), else the current
 purpose; the zone's categories are checked too (``via="context"``); and
 categories under ``[transport] require_tls`` may not leave over plain
 ``http://`` to a host that is not loopback (``via="transport"``).
+
+"What it carries" is what the client finally sends (URL, headers such as
+``Authorization`` and ``Cookie``, body), read at the last hook each
+integration has before the wire. Where the client encodes a labelled value
+into something that cannot carry a label first (Base64 of a password),
+:func:`carry_labels` labels the encoded value with the inputs' labels.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from urllib.parse import urlsplit
 
 from purposeguard._context import FLAGS, PURPOSE, ZONE
 from purposeguard._errors import PurposeViolation
-from purposeguard._labels import EMPTY, WalkLimit, labels_in_values
+from purposeguard._labels import EMPTY, WalkLimit, labels_in_values, relabel, tenant_of_values
 from purposeguard._runtime import Denial, check_zone, get_guard
 
 from . import _unguarded
@@ -28,9 +34,11 @@ __all__ = [
     "CheckedBody",
     "Egress",
     "check_chunk",
+    "carry_labels",
     "check_egress",
     "checked_by",
     "deep_labels",
+    "input_labels",
     "is_loopback",
     "outer_layer",
 ]
@@ -73,6 +81,30 @@ def deep_labels(values: Any) -> frozenset[str]:
         purpose = PURPOSE.get() or "service"
         get_guard()._internal_error(error, error.labels, purpose, "egress", "egress", error.tenant, False)
         return error.labels
+
+
+def input_labels(values: tuple[Any, ...]) -> frozenset[str]:
+    """:func:`deep_labels` of a few call arguments, with plain ``str`` and
+    ``bytes`` (the usual case) skipped without a walk."""
+    found = EMPTY
+    for value in values:
+        t = type(value)
+        if t is not str and t is not bytes and value is not None:
+            found = found | deep_labels(value)
+    return found
+
+
+def carry_labels(result: Any, values: tuple[Any, ...]) -> Any:
+    """``result`` labelled with the labels of ``values`` it was encoded from.
+
+    For encodings that drop labels (Base64 of a labelled password in an
+    ``Authorization`` header): the header then carries them to the guard
+    that checks the request on its way out, which knows the destination.
+    ``relabel`` does not count this as a new read (no ``via="source"``)."""
+    labels = input_labels(values)
+    if not labels:
+        return result
+    return relabel(result, *sorted(labels), tenant=tenant_of_values(values))
 
 
 def is_loopback(host: str) -> bool:

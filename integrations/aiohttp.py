@@ -18,12 +18,19 @@ Where the checks hook in, and why:
   aiohttp's private entry point: the ``aiohttp`` extra pins the range tested.
 * ``ClientRequest.__init__`` runs once per hop, including each redirect
   aiohttp follows itself, so each hop is checked against its own host and
-  gets its own baggage header before anything is sent.
+  gets its own baggage header before anything is sent. It also reads what
+  aiohttp encodes into headers itself, dropping labels: ``auth`` and
+  ``proxy_auth`` (Base64), the cookies of the hop (the session's jar and the
+  call's own) and ``proxy_headers``, session defaults included.
+* ``ClientSession.__init__`` remembers the labels of ``base_url`` (yarl
+  parses it into plain strings); a relative URL sent from that session
+  carries them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -31,13 +38,15 @@ from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY
 
 from . import _unguarded, baggage
-from ._egress import check_chunk, check_egress, deep_labels, header_labels
+from ._egress import check_chunk, check_egress, deep_labels, header_labels, input_labels
 from ._patch import Patcher
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
 _FUNCTION = "aiohttp.ClientSession.request"
 _PENDING: ContextVar[frozenset[str]] = ContextVar("purposeguard.aiohttp.pending", default=EMPTY)
+# Labels of a session's ``base_url``, which yarl parses into plain strings.
+_BASE_URLS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
 class _CheckedBody:
@@ -60,6 +69,27 @@ class _CheckedBody:
             yield chunk
 
 
+def _init_session(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    result = wrapped(*args, **kwargs)
+    base_url = args[0] if args else kwargs.get("base_url")
+    if base_url is not None and type(base_url) is not str:
+        labels = deep_labels(base_url)
+        if labels:
+            _BASE_URLS[instance] = labels
+    return result
+
+
+def _relative(url: Any) -> bool:
+    import yarl
+
+    try:
+        return not yarl.URL(url).absolute
+    except (TypeError, ValueError):
+        return False
+
+
 def _request(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -71,6 +101,10 @@ def _request(
         kwargs = {**kwargs, "data": streamed.__aiter__()}
         data = None
     labels = deep_labels((args, tuple(v for k, v in kwargs.items() if k != "data"), data))
+    if _BASE_URLS:
+        base = _BASE_URLS.get(instance)
+        if base and _relative(args[1] if len(args) > 1 else kwargs.get("str_or_url", "")):
+            labels = labels | base
     if not labels and streamed is None:
         return wrapped(*args, **kwargs)
 
@@ -96,12 +130,37 @@ def _init_request(
 ) -> Any:
     result = wrapped(*args, **kwargs)
     labels = _PENDING.get() | header_labels(instance.headers.items())
+    # aiohttp encodes these into headers itself (Base64 for BasicAuth, the
+    # Cookie line from the session's jar), dropping their labels: read them
+    # as they were handed to this hop, session defaults included.
+    cookies = kwargs.get("cookies")
+    if cookies:
+        labels = labels | _cookie_labels(cookies)
+    extra = (kwargs.get("auth"), kwargs.get("proxy_auth"), kwargs.get("proxy_headers"))
+    if extra != (None, None, None):
+        labels = labels | input_labels(extra)
     egress = check_egress(str(instance.url), labels, function=_FUNCTION)
     baggage.inject(instance.headers, extra_categories=labels, include=not egress.external)
     return result
 
 
-_SESSION = Patcher("aiohttp", [("ClientSession", "_request", _request)])
+def _cookie_labels(cookies: Any) -> frozenset[str]:
+    from http.cookies import Morsel
+
+    found = EMPTY
+    pairs = cookies.items() if isinstance(cookies, Mapping) else cookies
+    for _, value in pairs:
+        if isinstance(value, Morsel):
+            # A Morsel is a dict of cookie attributes: its value is an attribute.
+            found = found | input_labels((value.value, value.coded_value))
+        else:
+            found = found | input_labels((value,))
+    return found
+
+
+_SESSION = Patcher(
+    "aiohttp", [("ClientSession", "__init__", _init_session), ("ClientSession", "_request", _request)]
+)
 _REQUEST = Patcher("aiohttp", [("ClientRequest", "__init__", _init_request)])
 
 

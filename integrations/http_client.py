@@ -10,7 +10,10 @@ three ``HTTPConnection`` methods patched here: ``putrequest`` checks the
 destination and the zone once per request, ``putheader`` and ``send`` check
 the labels of header values and of each piece of the body that is labelled
 (a labelled ``str`` body stays labelled when ``http.client`` encodes it);
-``request()`` checks the whole request before it connects.
+``request()`` checks the whole request before it connects. ``urllib.request``
+sends only the path and host it parsed from the URL, as plain strings: its
+``do_open`` hands the labels of the full URL (a labelled URL string, or a
+``Request`` whose ``full_url`` is labelled) to that check.
 The same rules as the other HTTP clients apply: the destination's purpose
 (else the current purpose), the zone's categories, and TLS for content
 off-host. No ``baggage`` header is added here: ``putrequest`` callers set
@@ -26,9 +29,11 @@ import http.client
 import urllib.error
 import weakref
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from purposeguard._errors import PurposeViolation
+from purposeguard._labels import EMPTY
 
 from . import _unguarded
 from ._egress import check_chunk, check_egress, checked_by, deep_labels, header_labels, outer_layer
@@ -40,6 +45,9 @@ _FUNCTION = "http.client.HTTPConnection.request"
 _LAYER = "http.client"
 # The URL of the request each connection is sending, for its header and body checks.
 _URLS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+# Labels of the URL urllib.request is opening: it sends only the path
+# (``selector``) and host, parsed from the URL into plain strings.
+_PENDING: ContextVar[frozenset[str]] = ContextVar("purposeguard.http_client.pending", default=EMPTY)
 
 
 def _encrypted(connection: Any) -> bool:
@@ -77,7 +85,7 @@ def _request(
     body = rest[0] if rest else kwargs.get("body")
     headers = rest[1] if len(rest) > 1 else kwargs.get("headers") or {}
     full_url = _url(instance, str(url))
-    labels = deep_labels(url) | header_labels(headers.items())
+    labels = deep_labels(url) | header_labels(headers.items()) | _PENDING.get()
     if _streamed(body):
         body = _checked(body, full_url)
     else:
@@ -94,7 +102,7 @@ def _putrequest(
     if outer_layer() is None:
         path = args[1] if len(args) > 1 else kwargs.get("url", "/")
         url = _url(instance, str(path))
-        check_egress(url, deep_labels(path), function=_FUNCTION)
+        check_egress(url, deep_labels(path) | _PENDING.get(), function=_FUNCTION)
         _URLS[instance] = url
     return wrapped(*args, **kwargs)
 
@@ -133,6 +141,10 @@ def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwa
 def _do_open(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
+    request = args[1] if len(args) > 1 else kwargs.get("req")
+    full_url = getattr(request, "full_url", None)
+    kind = getattr(type(full_url), "_pg_kind", None)
+    token = _PENDING.set(kind.labels) if kind is not None else None
     try:
         return wrapped(*args, **kwargs)
     except urllib.error.URLError as error:
@@ -140,6 +152,9 @@ def _do_open(
         if isinstance(error.reason, PurposeViolation):
             raise error.reason from None
         raise
+    finally:
+        if token is not None:
+            _PENDING.reset(token)
 
 
 _PATCHER = Patcher(

@@ -26,6 +26,14 @@ Where the checks hook in, and why:
   hop is checked against its own host, and the baggage header is rewritten
   per hop (purposeguard's members are removed on a hop to a destination).
   ``_build_redirect_request`` hands a request's labels to its redirect.
+* What each hop finally sends is read there too: the labels of its URL,
+  of its header values (``Authorization``, ``Cookie``, headers an event
+  hook or auth flow set) and of a whole body that replaced the built one.
+  ``httpx.URL`` parses its text into plain pieces, so ``URL.__init__``
+  (``copy_with``, ``copy_add_param``, ``base_url``) and ``URL.join`` keep the
+  labels of what a URL was made from on the URL object. Base64 drops a
+  password's labels, so ``BasicAuth`` and ``DigestAuth`` label the
+  ``Authorization`` value they build with those of the credentials.
 * A streamed body (an iterator, an async generator) is wrapped per hop: each
   chunk's labels are checked before the chunk is written. Content whose
   labels cannot be known (a file object's bytes) falls to the zone check.
@@ -49,7 +57,7 @@ from typing import Any, cast
 from purposeguard._labels import EMPTY
 
 from . import _unguarded, baggage
-from ._egress import check_chunk, check_egress, deep_labels, header_labels
+from ._egress import carry_labels, check_chunk, check_egress, deep_labels, header_labels, input_labels
 from ._patch import Patcher
 
 __all__ = ["TESTED_HTTPX", "check_version", "instrument", "is_instrumented", "uninstrument"]
@@ -98,15 +106,77 @@ def _build_redirect(
     return new
 
 
+# Where an ``httpx.URL`` keeps the labels of what it was made from: it parses
+# its text into plain pieces, so a labelled URL string (or base_url, path,
+# params given to ``copy_with``) would otherwise leave unseen.
+_URL_LABELS = "_pg_url_labels"
+
+
+def _url_labels(url: Any) -> frozenset[str]:
+    if type(url) is str:
+        return EMPTY
+    kind = getattr(type(url), "_pg_kind", None)
+    if kind is not None:
+        return kind.labels  # type: ignore[no-any-return]
+    return getattr(url, _URL_LABELS, EMPTY)
+
+
+def _init_url(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    wrapped(*args, **kwargs)
+    labels = _url_labels(args[0] if args else kwargs.get("url", ""))
+    if kwargs:
+        labels = labels | input_labels(tuple(v for k, v in kwargs.items() if k != "url"))
+    if labels:
+        setattr(instance, _URL_LABELS, labels)
+
+
+def _join_url(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    joined = wrapped(*args, **kwargs)
+    # join goes through str(), which drops both URLs' labels.
+    labels = _url_labels(instance) | _url_labels(args[0] if args else kwargs.get("url", ""))
+    if labels:
+        setattr(joined, _URL_LABELS, _url_labels(joined) | labels)
+    return joined
+
+
+def _basic_auth_header(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # Base64 drops the password's labels: the header carries them instead,
+    # so every hop it is sent on is checked (client auth, per-request auth).
+    return carry_labels(wrapped(*args, **kwargs), (*args, *kwargs.values()))
+
+
+def _digest_auth_header(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # The username goes out as it is, the password hashed into the response.
+    return carry_labels(
+        wrapped(*args, **kwargs), (getattr(instance, "_username", None), getattr(instance, "_password", None))
+    )
+
+
 def _hop(request: Any, function: str, asynchronous: bool) -> None:
-    labels = _LABELS.get(request, EMPTY) | header_labels(request.headers.raw)
+    # The final request, after auth flows and event hooks: its URL, headers
+    # (Authorization, Cookie) and a body that replaced the built one are read
+    # here, not only the arguments it was built from.
+    labels = _LABELS.get(request, EMPTY) | header_labels(request.headers.raw) | _url_labels(request.url)
+    stream: Any = request.stream
+    inner: Any = cast(Any, stream).inner if isinstance(stream, _checked_type()) else stream
+    whole = isinstance(inner, _byte_stream_type())
+    if whole:
+        kind = getattr(type(getattr(inner, "_stream", None)), "_pg_kind", None)
+        if kind is not None:
+            labels = labels | kind.labels
     url = str(request.url)
     egress = check_egress(url, labels, function=function)
     baggage.inject(request.headers, extra_categories=labels, include=not egress.external)
-    stream: Any = request.stream
-    inner: Any = cast(Any, stream).inner if isinstance(stream, _checked_type()) else stream
-    if isinstance(inner, _byte_stream_type()):
-        return  # bytes already read: their labels were remembered at build time
+    if whole:
+        return
     import httpx
 
     # A stream the client cannot send (a sync iterator on an AsyncClient) is
@@ -182,6 +252,10 @@ def _checked_type() -> type:
 _PATCHER = Patcher(
     "httpx",
     [
+        ("URL", "__init__", _init_url),
+        ("URL", "join", _join_url),
+        ("BasicAuth", "_build_auth_header", _basic_auth_header),
+        ("DigestAuth", "_build_auth_header", _digest_auth_header),
         ("Request", "__init__", _init_request),
         ("Client", "build_request", _build_request),
         ("AsyncClient", "build_request", _build_request),

@@ -16,7 +16,10 @@ labels are read before encoding: ``PreparedRequest.prepare`` remembers the
 labels of its arguments by prepared request (``Session().send(prepared)``
 and sending one prepared request twice are checked every time), ``copy``
 hands them to each redirect hop, and ``Session.request`` adds those of its
-own arguments (cookies and auth merged into jars lose theirs). A streamed
+own arguments (cookies and auth merged into jars lose theirs).
+``prepare_url`` and ``prepare_body`` remember theirs too: an auth callable,
+run at the end of ``prepare``, may rewrite the URL or body with labelled
+values. A streamed
 body (a generator) is wrapped so each chunk is checked before it is written;
 content whose labels cannot be known (a file object) falls to the zone check.
 """
@@ -32,7 +35,7 @@ from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY
 
 from . import _unguarded, baggage
-from ._egress import CheckedBody, check_egress, checked_by, deep_labels, header_labels
+from ._egress import CheckedBody, check_egress, checked_by, deep_labels, header_labels, input_labels
 from ._patch import Patcher
 
 __all__ = ["instrument", "uninstrument", "is_instrumented"]
@@ -63,6 +66,16 @@ def _prepare(
 ) -> Any:
     result = wrapped(*args, **kwargs)
     _remember(instance, deep_labels((args, tuple(kwargs.values()))))
+    return result
+
+
+def _prepare_part(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # prepare_url / prepare_body encode to plain text; an auth callable (run
+    # at the end of prepare) may call them again with new, labelled values.
+    result = wrapped(*args, **kwargs)
+    _remember(instance, input_labels((*args, *kwargs.values())))
     return result
 
 
@@ -113,6 +126,8 @@ _PATCHER = Patcher(
         ("Session", "request", _request),
         ("Session", "send", _send),
         ("PreparedRequest", "prepare", _prepare),
+        ("PreparedRequest", "prepare_url", _prepare_part),
+        ("PreparedRequest", "prepare_body", _prepare_part),
         ("PreparedRequest", "copy", _copy),
     ],
 )

@@ -19,8 +19,16 @@ text (``EmailMessage.set_content`` re-wraps lines, headers become header
 objects), so the labels of what went in are gone by the time it is sent.
 ``instrument()`` therefore remembers, per message part, the labels of the
 values set as its headers, payload or content, and ``send_message`` reads
-them back. A message flattened by hand to plain bytes keeps no labels; the
-zone still sees what was labelled while it was open.
+them back. ``Message.as_string`` / ``as_bytes`` label the text they flatten with the
+message's labels, and parsing (``email.message_from_string``,
+``message_from_bytes``, ``FeedParser``) keeps the labels of the text on the
+parsed message. Text flattened another way (a ``Generator`` by hand) keeps
+none; the zone still sees what was labelled while it was open.
+
+Mail sent by hand with ``mail()``, ``rcpt()`` and ``data()`` is checked
+too: ``data()`` like ``sendmail`` (the message and the zone), a labelled
+address at ``mail()``/``rcpt()`` before it is sent; inside ``sendmail``
+these commands are not checked again.
 """
 
 from __future__ import annotations
@@ -31,10 +39,10 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from purposeguard._labels import EMPTY, labels_of
+from purposeguard._labels import EMPTY, labels_of, relabel
 
 from . import _unguarded
-from ._egress import check_egress, deep_labels
+from ._egress import check_egress, deep_labels, input_labels
 from ._patch import Patcher
 
 __all__ = ["instrument", "is_instrumented", "message_labels", "uninstrument"]
@@ -44,6 +52,9 @@ _FUNCTION = "smtplib.SMTP.sendmail"
 _PARTS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 # Labels of the message ``send_message`` is flattening, for the ``sendmail`` it calls.
 _PENDING: ContextVar[frozenset[str]] = ContextVar("purposeguard.smtp.pending", default=EMPTY)
+# True inside ``sendmail``, which checked the whole message: the ``mail``,
+# ``rcpt`` and ``data`` commands it sends are not checked again.
+_CHECKED: ContextVar[bool] = ContextVar("purposeguard.smtp.checked", default=False)
 
 
 def _remember(part: Any, values: tuple[Any, ...]) -> None:
@@ -92,17 +103,86 @@ def _send_message(
         _PENDING.reset(token)
 
 
+def _check(client: Any, labels: frozenset[str], function: str, *, zone: bool = True) -> None:
+    host = str(getattr(client, "_host", "") or "")
+    encrypted = isinstance(getattr(client, "sock", None), ssl.SSLSocket)
+    check_egress(f"{'smtps' if encrypted else 'smtp'}://{host}", labels, function=function, zone=zone)
+
+
 def _sendmail(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    labels = _PENDING.get() | deep_labels((args, tuple(kwargs.values())))
-    host = str(getattr(instance, "_host", "") or "")
-    encrypted = isinstance(getattr(instance, "sock", None), ssl.SSLSocket)
-    check_egress(f"{'smtps' if encrypted else 'smtp'}://{host}", labels, function=_FUNCTION)
+    _check(instance, _PENDING.get() | deep_labels((args, tuple(kwargs.values()))), _FUNCTION)
+    token = _CHECKED.set(True)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _CHECKED.reset(token)
+
+
+def _data(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # The message itself, sent by hand (mail, rcpt, data): checked like
+    # sendmail, the zone included.
+    if not _CHECKED.get():
+        _check(instance, input_labels((*args, *kwargs.values())), "smtplib.SMTP.data")
     return wrapped(*args, **kwargs)
 
 
-_SMTP = Patcher("smtplib", [("SMTP", "send_message", _send_message), ("SMTP", "sendmail", _sendmail)])
+def _envelope(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # A labelled address sent with mail() or rcpt() by hand leaves before
+    # data(): its own labels are checked here, the zone once at data().
+    if not _CHECKED.get():
+        labels = input_labels((*args, *kwargs.values()))
+        if labels:
+            _check(instance, labels, f"smtplib.SMTP.{wrapped.__name__}", zone=False)
+    return wrapped(*args, **kwargs)
+
+
+def _flattened(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # A message flattened by hand (``sendmail(msg.as_string())``) is plain
+    # text: it carries the labels the message was built from.
+    text = wrapped(*args, **kwargs)
+    labels = message_labels(instance)
+    return relabel(text, *sorted(labels)) if labels else text
+
+
+def _parsed(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # Parsing reads the text through StringIO and splits it into lines,
+    # which drops its labels: the parsed message keeps them.
+    message = wrapped(*args, **kwargs)
+    _remember(message, (args[:1] if args else (kwargs.get("text"),)))
+    return message
+
+
+def _feed(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    _remember(instance, (args, tuple(kwargs.values())))
+    return wrapped(*args, **kwargs)
+
+
+def _close(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    message = wrapped(*args, **kwargs)
+    fed = _PARTS.pop(instance, EMPTY)
+    if fed:
+        _PARTS[message] = _PARTS.get(message, EMPTY) | fed
+    return message
+
+
+_SMTP = Patcher(
+    "smtplib",
+    [
+        ("SMTP", "send_message", _send_message),
+        ("SMTP", "sendmail", _sendmail),
+        ("SMTP", "mail", _envelope),
+        ("SMTP", "rcpt", _envelope),
+        ("SMTP", "data", _data),
+    ],
+)
+_PARSER = Patcher("email.parser", [("Parser", "parsestr", _parsed), ("BytesParser", "parsebytes", _parsed)])
+_FEEDPARSER = Patcher("email.feedparser", [("FeedParser", "feed", _feed), ("FeedParser", "close", _close)])
 _EMAIL = Patcher(
     "email.message",
     [
@@ -110,6 +190,8 @@ _EMAIL = Patcher(
         ("Message", "add_header", _remembering),
         ("Message", "set_payload", _remembering),
         ("MIMEPart", "set_content", _remembering),
+        ("Message", "as_string", _flattened),
+        ("Message", "as_bytes", _flattened),
     ],
 )
 
@@ -117,6 +199,8 @@ _EMAIL = Patcher(
 def instrument() -> None:
     """Guard every message sent with ``smtplib`` (and the mailers built on it) from now on."""
     _EMAIL.install()
+    _PARSER.install()
+    _FEEDPARSER.install()
     _SMTP.install()
     _unguarded.activate("smtp")
 
@@ -124,6 +208,8 @@ def instrument() -> None:
 def uninstrument() -> None:
     """Restore ``smtplib`` and ``email`` as they were."""
     _SMTP.remove()
+    _FEEDPARSER.remove()
+    _PARSER.remove()
     _EMAIL.remove()
     _unguarded.deactivate("smtp")
 

@@ -17,12 +17,20 @@ Where the checks hook in, and why:
   ``json=`` and ``fields=`` to plain bytes, which carry no label.
 * ``HTTPConnectionPool.urlopen`` runs once per hop, including the retries
   and redirects urllib3 follows itself, each checked against its own host.
+* ``make_headers`` (``urllib3.make_headers``, ``urllib3.util.make_headers``)
+  labels the ``authorization`` and ``proxy-authorization`` values it builds
+  with the labels of ``basic_auth`` / ``proxy_basic_auth``, which Base64
+  drops; ``urlopen`` then checks them with the request. A reference taken
+  before ``instrument()`` (``from urllib3 import make_headers``) keeps the
+  original function.
 * A call made by the requests integration was checked there already, with
   the labels requests saw before encoding: urllib3 does not check it again.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -31,7 +39,15 @@ from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY
 
 from . import _unguarded, baggage
-from ._egress import CheckedBody, check_egress, checked_by, deep_labels, header_labels, outer_layer
+from ._egress import (
+    CheckedBody,
+    carry_labels,
+    check_egress,
+    checked_by,
+    deep_labels,
+    header_labels,
+    outer_layer,
+)
 from ._patch import Patcher
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -121,6 +137,53 @@ def _urlopen(
         raise
 
 
+# ``make_headers`` is a function, bound under these names by urllib3 itself.
+_MAKE_HEADERS_HOMES = ("urllib3.util.request", "urllib3.util", "urllib3")
+_ORIGINAL_MAKE_HEADERS: list[Callable[..., Any]] = []
+
+
+def _carrying_make_headers(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def make_headers(*args: Any, **kwargs: Any) -> Any:
+        headers = original(*args, **kwargs)
+        # Base64 drops the labels of a labelled ``basic_auth`` or
+        # ``proxy_basic_auth``: the header values carry them instead, for
+        # the check of the request they are sent with.
+        for name in ("authorization", "proxy-authorization"):
+            if name in headers:
+                headers[name] = carry_labels(headers[name], (*args, *kwargs.values()))
+        return headers
+
+    make_headers.__pg_original__ = original  # type: ignore[attr-defined]
+    return make_headers
+
+
+def _patch_make_headers() -> None:
+    home = sys.modules.get(_MAKE_HEADERS_HOMES[0])
+    original = getattr(home, "make_headers", None)
+    if original is None or hasattr(original, "__pg_original__"):
+        return
+    _ORIGINAL_MAKE_HEADERS.append(original)
+    carrying = _carrying_make_headers(original)
+    for name in _MAKE_HEADERS_HOMES:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "make_headers", None) is original:
+            setattr(module, "make_headers", carrying)  # noqa: B010 - ModuleType has no such attribute for mypy
+
+
+def _unpatch_make_headers() -> None:
+    if not _ORIGINAL_MAKE_HEADERS:
+        return
+    original = _ORIGINAL_MAKE_HEADERS.pop()
+    for name in _MAKE_HEADERS_HOMES:
+        module = sys.modules.get(name)
+        if (
+            module is not None
+            and getattr(getattr(module, "make_headers", None), "__pg_original__", None) is original
+        ):
+            setattr(module, "make_headers", original)  # noqa: B010 - as above
+
+
 _PATCHER = Patcher(
     "urllib3",
     [
@@ -137,11 +200,13 @@ def instrument() -> None:
     require("urllib3", "urllib3")
     _METHODS.install()
     _PATCHER.install()
+    _patch_make_headers()
     _unguarded.activate("urllib3")
 
 
 def uninstrument() -> None:
     """Restore urllib3 as it was."""
+    _unpatch_make_headers()
     _PATCHER.remove()
     _METHODS.remove()
     _unguarded.deactivate("urllib3")

@@ -7,22 +7,46 @@
 >>> sorted(pg.labels_of(page))
 ['customer_data.content.email']
 
-Each ``{{ ... }}`` output passes through the environment's ``finalize``
-before it is escaped or turned into text; purposeguard reads the labels (and
-tenant) of each value there, and of the arguments of every filter (so
-``{{ body|e }}``, ``{{ body|safe }}`` and ``{{ "%s"|format(body) }}`` count
-too, though the filter's result is a plain string), and labels the rendered
-text with all of them, autoescape on or off, across ``include``,
-``extends``, macros and ``call`` blocks. A mail or page built from content is
-then checked where it leaves (a guarded mailer, an egress guard, the zone).
-Only what the template interpolates or filters counts: a variable passed in
-and never output adds nothing.
+A render labels its text with the labels (and tenant) of every labelled
+value the template read on its way to the output, whatever the path:
+
+- each ``{{ ... }}`` value (the environment's ``finalize``, autoescape on or
+  off) and every argument of a filter (``{{ body|e }}``, ``|format``,
+  ``|join``: the filter's result may be a plain string);
+- every operand of ``~``; the concatenation itself is labelled too, so a
+  ``{% set x = 'Hi ' ~ body %}`` or a namespace attribute built with ``~``
+  carries the labels when output later or read from ``make_module()``;
+- every argument of a call (macros, ``caller()``, ``"".join(items)``,
+  ``"{}".format(body)``);
+- every variable the template reads from its context or globals, and the
+  object of every ``a.b`` / ``a[b]`` (an attribute of an object labelled
+  with ``pg.label(obj, ...)`` is itself plain). Containers are looked into
+  where their items are output, filtered, joined or passed to a call, not
+  where they are read, to keep a render without labels cheap.
+
+A value read only to decide (``{% if body %}``, ``{{ body|length }}``) labels
+the page too: over-labelling rather than under-labelling. A variable passed
+in and never read adds nothing. This holds across ``include``, ``extends``,
+``import``, macros and ``call`` blocks, in ``render``, ``render_async``, and
+in each chunk of ``generate``, ``generate_async`` and ``stream`` (a chunk
+carries what the render had read by the time it was produced; buffered
+streams and ``TemplateStream.dump`` included), and for sandboxed
+environments instrumented the same way. A page is then checked where it
+leaves (a guarded mailer, an egress guard, the zone).
+
+Not covered: ``Markup(body)`` or ``markupsafe.escape(body)`` made outside the
+template returns a Markup without labels, so there is nothing to carry;
+label the Markup's source where it is output instead. Joining the chunks of
+``generate``/``stream`` with a plain ``"".join`` drops their labels, as for
+any str; ``render`` the template, or join with a labelled chunk.
 
 :class:`Environment` is a drop-in ``jinja2.Environment``; :func:`instrument`
 does the same to an environment a framework built (Flask's
 ``app.jinja_env``, Starlette's ``Jinja2Templates(...).env``). Instrument
 before the first template is compiled: a template compiled without a
 ``finalize`` never calls it (the environment's template cache is cleared).
+Instrumenting swaps the environment's class for a subclass (same name) and
+its ``template_class`` and ``context_class`` likewise.
 
 Needs Jinja2 (``pip install 'purposeguard[jinja2]'``).
 """
@@ -34,10 +58,21 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from purposeguard._labels import EMPTY, NO_LABELS, labels_of, merge_tenants, relabel, tenant_of
+from purposeguard._labels import (
+    _CONTAINER_CLASSES,
+    EMPTY,
+    NO_LABELS,
+    _item_labels,
+    labels_of,
+    merge_tenants,
+    relabel,
+    tenant_of,
+    tenant_of_values,
+)
 
 try:
     import jinja2
+    import jinja2.runtime
 except ImportError as error:  # pragma: no cover - the extra is missing
     raise ImportError(
         "purposeguard.integrations.jinja2 needs 'jinja2': pip install 'purposeguard[jinja2]'"
@@ -46,6 +81,15 @@ except ImportError as error:  # pragma: no cover - the extra is missing
 __all__ = ["Environment", "LabelledTemplate", "instrument"]
 
 _MARK = "_purposeguard_instrumented"
+
+
+# Jinja passes the variables in scope to each call in a loop or block; the
+# callee never receives them, unless it takes the context (then its reads
+# of them are noted as reads).
+_CALL_INTERNALS = frozenset({"_loop_vars", "_block_vars"})
+# Exact containers are never labelled themselves (label() makes a labelled
+# subclass): what they hold is noted when it is read or output.
+_PLAIN_CONTAINERS = frozenset(_CONTAINER_CLASSES)
 
 
 class _Seen:
@@ -59,14 +103,31 @@ class _Seen:
         self.any = False
 
     def note(self, value: Any) -> None:
+        """The labels of ``value`` and of everything inside it."""
         if type(value) in NO_LABELS:
             return
         found = labels_of(value)
         if found:
-            self.labels = self.labels | found
-            owner = tenant_of(value)
-            self.tenant = owner if not self.any else merge_tenants(self.tenant, owner)
-            self.any = True
+            # tenant_of() does not look inside a list or mapping.
+            self._add(found, tenant_of_values((value,)))
+
+    def note_own(self, value: Any) -> None:
+        """The labels of ``value`` itself, not of what it holds: for every
+        variable and attribute read, where a deep walk of each list or
+        mapping read would cost a render without labels in proportion to its
+        data. What it holds is noted when it is itself read, output,
+        filtered, concatenated or passed to a call."""
+        t = type(value)
+        if t in NO_LABELS or t in _PLAIN_CONTAINERS:
+            return
+        found = _item_labels(value)
+        if found:
+            self._add(found, tenant_of(value))
+
+    def _add(self, found: frozenset[str], owner: str | None) -> None:
+        self.labels = self.labels | found
+        self.tenant = owner if not self.any else merge_tenants(self.tenant, owner)
+        self.any = True
 
 
 _RENDER: ContextVar[_Seen | None] = ContextVar("purposeguard.jinja2.render", default=None)
@@ -91,13 +152,76 @@ def _finish(seen: _Seen, token: Any) -> None:
     if outer is not None and seen.labels:
         # A template rendered while rendering another (a filter, a macro
         # from Python) hands what it saw to the outer page.
-        outer.labels = outer.labels | seen.labels
-        outer.tenant = seen.tenant if not outer.any else merge_tenants(outer.tenant, seen.tenant)
-        outer.any = True
+        outer._add(seen.labels, seen.tenant)
+
+
+def _joined(join: Callable[[Any], str]) -> Callable[[Any], str]:
+    """``~`` (``str_join``/``markup_join``) under a template's own name: a
+    plain ``"".join`` drops the labels of its parts, and the result may be
+    stored (``set``, a namespace) and output later as a plain string."""
+
+    def joined(seq: Any) -> str:
+        parts = tuple(seq)
+        text = join(parts)
+        found: _Seen | None = None
+        for part in parts:
+            if type(part) not in NO_LABELS:
+                found = found or _Seen()
+                found.note(part)
+        if found is None or not found.labels:
+            return text
+        seen = _RENDER.get()
+        if seen is not None:
+            seen._add(found.labels, found.tenant)
+        # Markup is left as it is: a labelled str would lose its safety and
+        # be escaped twice; the render labels the page with what it noted.
+        return _labelled(text, found) if type(text) is str else text
+
+    return joined
+
+
+def _buffered(chunks: Iterator[str], size: int) -> Iterator[str]:
+    # TemplateStream's own buffering joins chunks with a plain "".join.
+    buf: list[str] = []
+    seen = _Seen()
+    for chunk in chunks:
+        buf.append(chunk)
+        seen.note(chunk)
+        if len(buf) >= size:
+            yield _labelled("".join(buf), seen)
+            buf = []
+    if buf:
+        yield _labelled("".join(buf), seen)
+
+
+class _LabelledStream(jinja2.environment.TemplateStream):
+    def enable_buffering(self, size: int = 5) -> None:
+        if size <= 1:
+            raise ValueError("buffer size too small")
+        self.buffered = True
+        self._next = functools.partial(next, _buffered(self._gen, size))
 
 
 class LabelledTemplate(jinja2.Template):
     """A template whose rendered text carries the labels of what it interpolated."""
+
+    @classmethod
+    def _from_namespace(
+        cls,
+        environment: jinja2.Environment,
+        namespace: Any,
+        globals: Any,
+    ) -> jinja2.Template:
+        # The compiled code looks these up in its module namespace on each call.
+        for name in ("str_join", "markup_join"):
+            join = namespace.get(name)
+            if join is not None and not hasattr(join, "__purposeguard_join__"):
+                namespace[name] = _joined(join)
+                namespace[name].__purposeguard_join__ = join
+        return super()._from_namespace(environment, namespace, globals)
+
+    def stream(self, *args: Any, **kwargs: Any) -> jinja2.environment.TemplateStream:
+        return _LabelledStream(self.generate(*args, **kwargs))
 
     def render(self, *args: Any, **kwargs: Any) -> str:
         seen, token = _start()
@@ -163,6 +287,60 @@ def _finalizer(previous: Callable[..., Any] | None) -> Callable[..., Any]:
     return finalize
 
 
+class _LabelledContext(jinja2.runtime.Context):
+    """Notes every variable a template reads and every argument it passes to
+    a call (macros, ``caller()``, methods such as ``"".join``): what a
+    template read may reach its output by a path no other hook sees."""
+
+    def resolve_or_missing(self, key: str) -> Any:
+        value = super().resolve_or_missing(key)
+        seen = _RENDER.get()
+        if seen is not None:
+            seen.note_own(value)
+        return value
+
+    def call(self, obj: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        seen = _RENDER.get()
+        if seen is not None:
+            for value in args:
+                seen.note(value)
+            for name, value in kwargs.items():
+                if name not in _CALL_INTERNALS:
+                    seen.note(value)
+        return super().call(obj, *args, **kwargs)
+
+
+class _Reads(jinja2.Environment):
+    """Notes the object of every ``a.b`` and ``a[b]``: an attribute of a
+    labelled object is itself a plain value. The value read is noted where
+    it goes (output, filter, ``~``, call, or the object of the next read)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        seen = _RENDER.get()
+        if seen is not None and type(obj) not in _PLAIN_CONTAINERS:
+            seen.note_own(obj)
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        seen = _RENDER.get()
+        if seen is not None and type(obj) not in _PLAIN_CONTAINERS:
+            seen.note_own(obj)
+        return super().getitem(obj, argument)
+
+
+_CLASSES: dict[tuple[type, type], type] = {}
+
+
+def _with(base: type, extra: type) -> type:
+    """``base`` with ``extra``'s methods first, made once per pair."""
+    if issubclass(base, extra):
+        return base
+    made = _CLASSES.get((base, extra))
+    if made is None:
+        made = _CLASSES[(base, extra)] = type(base.__name__, (extra, base), {"__module__": base.__module__})
+    return made
+
+
 def _watched_filter(fn: Callable[..., Any]) -> Callable[..., Any]:
     skip = 1 if getattr(fn, "jinja_pass_arg", None) is not None else 0
 
@@ -193,12 +371,12 @@ def instrument(env: Any) -> Any:
     for name, fn in list(env.filters.items()):
         if not hasattr(fn, "__purposeguard_filter__"):
             env.filters[name] = _watched_filter(fn)
-    if not issubclass(env.template_class, LabelledTemplate):
-        base = env.template_class
-        if base is jinja2.Template:
-            env.template_class = LabelledTemplate
-        else:
-            env.template_class = type(base.__name__, (LabelledTemplate, base), {})
+    env.template_class = _with(env.template_class, LabelledTemplate)
+    env.context_class = _with(env.context_class, _LabelledContext)
+    # A class of its own, not wrapped bound methods on the instance: overlay()
+    # copies the instance's __dict__, and a copied bound method would read
+    # through the original environment (its sandbox rules).
+    env.__class__ = _with(type(env), _Reads)
     cache = getattr(env, "cache", None)
     if cache is not None:
         cache.clear()
@@ -206,7 +384,7 @@ def instrument(env: Any) -> Any:
     return env
 
 
-class Environment(jinja2.Environment):
+class Environment(_Reads):
     """A ``jinja2.Environment`` whose templates label what they render; see the module."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from typing import Any as _Any
 
-from . import testing
+from . import (
+    _paths,  # noqa: F401 - labelled text in pathlib paths (see the module)
+    testing,
+)
 from ._configure import configure
 from ._context import ZoneState
 from ._errors import (

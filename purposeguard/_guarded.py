@@ -674,8 +674,12 @@ def _decision_frame(wrapper: Callable[..., Any], is_async: bool) -> Callable[...
                 # It names categories and rules only, never values.
                 _close_frame(outer, token, None)
                 raise
-            except BaseException:
+            except Exception:
                 _close_frame(outer, token, _RAISED)
+                raise
+            except BaseException:
+                # Cancelled or interrupted from outside: nothing of the frame's.
+                _close_frame(outer, token, None)
                 raise
             _close_frame(outer, token, result)
             return result
@@ -694,8 +698,12 @@ def _decision_frame(wrapper: Callable[..., Any], is_async: bool) -> Callable[...
             # It names categories and rules only, never values.
             _close_frame(outer, token, None)
             raise
-        except BaseException:
+        except Exception:
             _close_frame(outer, token, _RAISED)
+            raise
+        except BaseException:
+            # Cancelled or interrupted from outside: nothing of the frame's.
+            _close_frame(outer, token, None)
             raise
         _close_frame(outer, token, result)
         return result

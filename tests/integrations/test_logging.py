@@ -345,6 +345,10 @@ def test_setup_covers_the_handlers_of_loggers_below_it(tmp_path: Path, marker: s
 
 def test_purposeguards_own_records_in_a_zone_are_not_flows(tmp_path: Path, marker: str) -> None:
     own = logging.getLogger("purposeguard")
+    # Other tests may have quietened it (a dictConfig disables existing loggers).
+    level, disabled = own.level, own.disabled
+    own.setLevel(logging.WARNING)
+    own.disabled = False
     handler = logging.FileHandler(tmp_path / "own.log", encoding="utf-8")
     own.addHandler(handler)
     guard_filter = setup(own)
@@ -360,3 +364,5 @@ def test_purposeguards_own_records_in_a_zone_are_not_flows(tmp_path: Path, marke
         teardown(guard_filter, own)
         own.removeHandler(handler)
         handler.close()
+        own.setLevel(level)
+        own.disabled = disabled

@@ -476,7 +476,7 @@ def test_members_of_a_bundle_are_labelled_each_as_its_column(db: Any) -> None:
     from sqlalchemy.orm import Bundle
 
     with Session(db) as session:
-        inner = Bundle("owner", Post.tenant, Post.body)
+        inner: Any = Bundle("owner", Post.tenant, Post.body)
         row = session.execute(
             select(Bundle("post", Post.id, Post.body, Post.tenant), inner).where(Post.title == "hello")
         ).one()

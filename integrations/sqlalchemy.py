@@ -104,6 +104,9 @@ __all__ = ["SUPPORTED", "instrument", "is_instrumented", "uninstrument"]
 SUPPORTED = ((2, 0), (2, 1))
 
 INFO_KEY = "purposeguard"
+# The tenant of a table whose model keeps its rows' tenant in another table
+# (a subclass under joined inheritance): its values' tenant is not read.
+_ELSEWHERE = "(the tenant column is in another table)"
 # Tables whose declarations are remembered; past it the oldest eighth is read again when next selected.
 TABLES_LIMIT = 4096
 TABLE_TENANT_KEY = "purposeguard_tenant"
@@ -159,7 +162,9 @@ class _State:
         self.readers: list[tuple[Any, type]] = []
         # id(table) -> declarations; _Table.table keeps the table alive, so
         # the id stays its own. Only tables (schema objects) are kept: a
-        # subquery's or alias's columns are followed to their tables.
+        # subquery's or alias's columns are followed to their tables. Those
+        # of mapped models are kept apart, never forgotten while instrumented.
+        self.declared: dict[int, _Table] = {}
         self.tables: dict[int, _Table] = {}
         self.patcher = Patcher(
             "sqlalchemy.engine.base",
@@ -175,6 +180,7 @@ class _State:
             attribute.__class__ = original
         self.readers.clear()
         self.models.clear()
+        self.declared.clear()
         self.tables.clear()
 
 
@@ -297,15 +303,21 @@ def _declare(mapper: Any) -> _Model:
         _STATE.models[cls] = model
         _read_through(mapper, model)
         for table_id, (table, columns) in by_table.items():
-            tenant_name = None
-            if tenant_column is not None and getattr(tenant_column, "table", None) is table:
-                tenant_name = tenant_column.name
-            known = _STATE.tables.get(table_id)
-            if known is not None and known.table is table:
-                known.columns.update(columns)
-                known.tenant = known.tenant or tenant_name
-            else:
-                _STATE.tables[table_id] = _Table(table, dict(columns), tenant_name)
+            tenant_name: str | None = None
+            if tenant_column is not None:
+                # A subclass's own table under joined inheritance: the row's
+                # tenant is in its parent's table.
+                same = getattr(tenant_column, "table", None) is table
+                tenant_name = tenant_column.name if same else _ELSEWHERE
+            known = _STATE.declared.get(table_id)
+            if known is None or known.table is not table:
+                # Declared by a model: kept while instrumented (the bounded
+                # cache of Core tables would forget it first).
+                known = _STATE.declared[table_id] = _table_info(table)
+                _STATE.tables.pop(table_id, None)
+            known.columns.update(columns)
+            if tenant_name is not None and (known.tenant is None or known.tenant is _ELSEWHERE):
+                known.tenant = tenant_name
     return model
 
 
@@ -337,7 +349,14 @@ def _derived_categories(
             categories = _table(source.table).columns.get(source.name)
         if categories:
             found.update(categories)
-            other_rows = other_rows or own is None or source.origin is not source.table
+            # Not this row's: another table's, another alias of its own (a
+            # correlated subquery), or many rows' (an aggregate).
+            other_rows = (
+                other_rows
+                or own is None
+                or source.other_rows
+                or source.origin != frozenset({id(source.table)})
+            )
     return tuple(sorted(found)), other_rows
 
 
@@ -349,10 +368,17 @@ def _model(cls: type, mapper: Any) -> _Model:
 
 
 def _table(table: Any) -> _Table:
-    known = _STATE.tables.get(id(table))
+    known = _STATE.declared.get(id(table)) or _STATE.tables.get(id(table))
     if known is not None and known.table is table:
         return known
-    # A Core table (or one no mapper maps): its columns' info says it all.
+    entry = _table_info(table)
+    with _STATE.lock:
+        remember(_STATE.tables, id(table), entry, TABLES_LIMIT)
+    return entry
+
+
+def _table_info(table: Any) -> _Table:
+    """What a table's own ``info`` declares (a Core table, or one no mapper maps)."""
     owner = str(getattr(table, "fullname", None) or getattr(table, "name", "table"))
     columns: dict[str, tuple[str, ...]] = {}
     for column in getattr(table, "columns", ()):
@@ -366,10 +392,7 @@ def _table(table: Any) -> _Table:
             path=owner,
             field=TABLE_TENANT_KEY,
         )
-    entry = _Table(table, columns, tenant)
-    with _STATE.lock:
-        remember(_STATE.tables, id(table), entry, TABLES_LIMIT)
-    return entry
+    return _Table(table, columns, tenant)
 
 
 # -- instances ---------------------------------------------------------------------
@@ -564,11 +587,19 @@ class _Read:
     a row's tenant is read from the tenant column selected through the same
     one, never from another alias of the same table (a self-join)."""
 
-    __slots__ = ("column", "origin")
+    __slots__ = ("column", "origin", "plain", "other_rows")
 
-    def __init__(self, column: Any, origin: Any) -> None:
+    def __init__(self, column: Any, origin: frozenset[int], plain: bool, other_rows: bool) -> None:
         self.column = column
+        # The FROM objects (ids) the column was selected through, from the
+        # outermost subquery to the table: the same for two columns of one
+        # row, different for a self-join's two aliases (also inside a subquery).
         self.origin = origin
+        # The position is the column itself, not an expression of it: only
+        # such a position can be the row's tenant.
+        self.plain = plain
+        # Read through an aggregate or a window: a value of other rows.
+        self.other_rows = other_rows
 
     @property
     def table(self) -> Any:
@@ -579,15 +610,17 @@ class _Read:
         return self.column.name
 
 
-def _columns_in(expr: Any, depth: int = 0, origin: Any = None) -> list[_Read]:
+def _columns_in(expr: Any, depth: int = 0, origin: frozenset[int] = frozenset()) -> list[_Read]:
     """Every table column an expression is computed from (a column, a label,
     a function of columns), through subqueries, aliases and CTEs."""
     from sqlalchemy.sql import visitors
-    from sqlalchemy.sql.elements import ColumnClause
+    from sqlalchemy.sql.elements import ColumnClause, Label
 
+    while isinstance(expr, Label):
+        expr = expr.element  # Post.tenant.label("owner") is still the column
     found = _column_of(expr)
     if found is not None:
-        return _table_columns(found, depth, origin)
+        return _table_columns(found, depth, origin, plain=True)
     clause = getattr(expr, "__clause_element__", None)
     element = clause() if clause is not None else expr
     out = []
@@ -595,13 +628,44 @@ def _columns_in(expr: Any, depth: int = 0, origin: Any = None) -> list[_Read]:
         nodes = list(visitors.iterate(element))
     except Exception:  # noqa: BLE001 - not a SQL expression: nothing to label
         return []
+    other_rows = any(_of_other_rows(node) for node in nodes)
     for node in nodes:
         # ColumnClause: a table's Column, and a subquery's column of an expression.
         if isinstance(node, ColumnClause):
             column = _column_of(node)
             if column is not None:
-                out.extend(_table_columns(column, depth, origin))
+                out.extend(_table_columns(column, depth, origin, plain=False, other_rows=other_rows))
     return out
+
+
+# Aggregate functions by name (SQLAlchemy has no flag for them): a value
+# they compute is of many rows, whose tenants may differ.
+_AGGREGATES = frozenset(
+    {
+        "aggregate_strings", "array_agg", "avg", "bool_and", "bool_or", "count", "every",
+        "group_concat", "json_agg", "json_group_array", "json_group_object", "json_object_agg",
+        "jsonb_agg", "jsonb_object_agg", "listagg", "max", "min", "mode", "percentile_cont",
+        "percentile_disc", "stddev", "stddev_pop", "stddev_samp", "string_agg", "sum",
+        "var_pop", "var_samp", "variance", "xmlagg",
+    }
+)  # fmt: skip
+
+
+def _of_other_rows(node: Any) -> bool:
+    from sqlalchemy.sql.elements import FunctionFilter, Over, WithinGroup
+    from sqlalchemy.sql.functions import FunctionElement
+
+    if isinstance(node, (Over, WithinGroup, FunctionFilter)):
+        return True
+    return isinstance(node, FunctionElement) and str(getattr(node, "name", "")).lower() in _AGGREGATES
+
+
+def _lineage(column: Any) -> frozenset[int]:
+    return frozenset(
+        id(table)
+        for proxy in getattr(column, "proxy_set", ())
+        if (table := getattr(proxy, "table", None)) is not None
+    )
 
 
 # Subqueries of functions of subqueries...: a statement nested deeper than
@@ -609,17 +673,18 @@ def _columns_in(expr: Any, depth: int = 0, origin: Any = None) -> list[_Read]:
 MAX_NESTING = 32
 
 
-def _table_columns(column: Any, depth: int, origin: Any = None) -> list[_Read]:
+def _table_columns(
+    column: Any, depth: int, origin: frozenset[int], *, plain: bool, other_rows: bool = False
+) -> list[_Read]:
     """The columns of tables a column stands for: itself when it is a
     table's, else (a column of a subquery, alias, CTE or union) the table
     columns it was selected from, which is where the declarations are."""
     from sqlalchemy.sql.functions import FunctionElement
     from sqlalchemy.sql.schema import Table
 
-    if origin is None:
-        origin = column.table
+    origin = origin | _lineage(column)
     if isinstance(column.table, Table):
-        return [_Read(column, origin)]
+        return [_Read(column, origin, plain, other_rows)]
     if depth >= MAX_NESTING:
         raise PurposeGuardError(
             f"purposeguard could not follow the columns of a statement nested more than {MAX_NESTING} "
@@ -638,10 +703,13 @@ def _table_columns(column: Any, depth: int, origin: Any = None) -> list[_Read]:
             continue
         found = _column_of(base)
         if found is not None and found is not column:
-            out.extend(_table_columns(found, depth + 1, origin))
+            out.extend(_table_columns(found, depth + 1, origin, plain=plain, other_rows=other_rows))
         else:
             # An expression selected inside the subquery (func.lower(...)).
-            out.extend(_columns_in(base, depth + 1, origin))
+            inner = _columns_in(base, depth + 1, origin)
+            for read in inner:
+                read.other_rows = read.other_rows or other_rows
+            out.extend(inner)
     return out
 
 
@@ -667,8 +735,7 @@ def _positions(statement: Any) -> list[list[Any]] | None:
             if merged is None:
                 merged = [list(columns) for columns in part]
             else:
-                for columns, more in zip(merged, part, strict=False):
-                    columns.extend(more)
+                merged = [_merged(columns, more) for columns, more in zip(merged, part, strict=False)]
         return merged
     if isinstance(statement, Select):
         descriptions: Sequence[dict[str, Any]] = statement.column_descriptions
@@ -698,6 +765,33 @@ def _columns_or_members(expr: Any) -> list[Any]:
     columns = _columns_in(expr)
     declared = _declared_on_property(expr)
     return [*columns, declared] if declared is not None else columns
+
+
+def _merged(columns: list[Any], more: list[Any]) -> list[Any]:
+    """One position of a union: what either select puts there. Two bundles
+    of one shape merge member by member; otherwise a bundle's members are
+    read as the position's columns."""
+    if (
+        len(columns) == 1
+        and len(more) == 1
+        and type(columns[0]) is _Members
+        and type(more[0]) is _Members
+        and len(columns[0].per_member) == len(more[0].per_member)
+    ):
+        pairs = zip(columns[0].per_member, more[0].per_member, strict=True)
+        return [_Members([_merged(a, b) for a, b in pairs])]
+    return _flattened(columns) + _flattened(more)
+
+
+def _flattened(columns: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for column in columns:
+        if type(column) is _Members:
+            for member in column.per_member:
+                out.extend(_flattened(member))
+        else:
+            out.append(column)
+    return out
 
 
 class _Members:
@@ -760,11 +854,15 @@ def _plan_of(per_position: list[list[Any]]) -> _Plan:
                 continue
             categories.update(found)
             if entry.tenant is not None:
-                at = _position_of(per_position, column, entry.tenant)
+                at = (
+                    _position_of(per_position, column, entry.tenant)
+                    if entry.tenant is not _ELSEWHERE and not column.other_rows
+                    else None
+                )
                 # A tenanted row's value whose tenant the row does not
-                # select (or computed from two rows'): whose it is is
-                # unknown, so no one tenant's consent, not the request's
-                # either, may widen its use.
+                # select (or computed from two rows', or from many by an
+                # aggregate or a window): whose it is is unknown, so no one
+                # tenant's consent, not the request's either, may widen its use.
                 found_at: int | str = at if at is not None else MIXED_TENANT
                 tenant_at = found_at if tenant_at is None or tenant_at == found_at else MIXED_TENANT
         if categories:
@@ -778,7 +876,13 @@ def _position_of(per_position: list[list[Any]], read: _Read, name: str) -> int |
     for position, columns in enumerate(per_position):
         if len(columns) == 1 and type(columns[0]) is _Read:
             other = columns[0]
-            if other.origin is read.origin and other.table is read.table and other.name == name:
+            if (
+                other.plain
+                and not other.other_rows
+                and other.origin == read.origin
+                and other.table is read.table
+                and other.name == name
+            ):
                 return position
     return None
 
@@ -805,7 +909,7 @@ def _labelled_bundle(value: Any, members: _Plan) -> Any:
     if not isinstance(fields, tuple) or not isinstance(value, Sequence):
         # A Bundle subclass making rows of its own: labelled as a whole, with
         # every member's categories (more than each member has, never fewer).
-        return label(value, *sorted(_every_category(members)))
+        return label(value, *sorted(_every_category(members)), tenant=MIXED_TENANT)
     return result_tuple(list(fields))(_labelled_row(value, members))
 
 
@@ -823,14 +927,29 @@ def _relabelled(result: Any, plan: _Plan) -> Any:
     scalars = getattr(frozen, "_source_supports_scalars", False)
     rows = [_labelled_row((item,) if scalars else item, plan) for item in frozen.data]
     relabelled = frozen.with_new_rows(rows)()
-    # What an UPDATE or DELETE ... RETURNING tells besides its rows, and the
-    # execution context async streaming asks about (its rows were read here).
-    for name in ("rowcount", "context"):
+    # The execution context async streaming asks about (its rows were read
+    # here), and what an INSERT, UPDATE or DELETE ... RETURNING tells besides
+    # its rows, as the driver's result told it.
+    context = getattr(result, "context", None)
+    dml = any(getattr(context, kind, False) for kind in ("isinsert", "isupdate", "isdelete"))
+    for name in _DML_ATTRIBUTES if dml else ("rowcount", "context"):
         try:
             setattr(relabelled, name, getattr(result, name))
-        except Exception:  # noqa: BLE001 - a result that has none
+        except Exception:  # noqa: BLE001 - a result that has none (inserted_primary_key of an UPDATE)
             continue
     return relabelled
+
+
+_DML_ATTRIBUTES = (
+    "rowcount",
+    "context",
+    "is_insert",
+    "lastrowid",
+    "inserted_primary_key",
+    "inserted_primary_key_rows",
+    "returned_defaults",
+    "returned_defaults_rows",
+)
 
 
 def _on_orm_execute(state: Any) -> Any:

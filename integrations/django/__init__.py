@@ -35,11 +35,12 @@ computed from (more categories than strictly needed, never fewer):
 * values the database makes on INSERT (``db_default``, ``GeneratedField``)
   in ``create()``, ``save()``, ``get_or_create()`` and ``bulk_create()``;
 * annotations, on instances and in ``values()``/``values_list()`` rows
-  (``F``, functions, aggregates over relations, JSON keys, ``Subquery``
+  (``F``, functions, aggregates, window functions, JSON keys, ``Subquery``
   and ``OuterRef``, followed into nested subqueries);
 * ``values()``/``values_list()`` rows, related paths (``"author__email"``)
   included, and the columns of ``union()``/``intersection()``/``difference()``
-  (a column holds what any of the combined queries selects there);
+  (a column holds what any of the combined queries selects there; so does
+  ``values()`` called after ``union()``);
 * ``aggregate()``/``aaggregate()`` results (``Max``, ``Min``, custom
   aggregates; a ``Count`` is a number of rows and stays plain).
 
@@ -47,8 +48,11 @@ Tenants: an instance's values carry its row's tenant. A ``values()`` row
 carries it when the tenant field (or the related one, ``"author__tenant"``)
 is selected too; otherwise its values carry several tenants (a value with
 no tenant would take the request's, whose consent does not cover another
-tenant's rows): select the tenant field where consent should apply. Values computed from other rows
-(subqueries, aggregates over a relation on an instance, ``aggregate()``,
+tenant's rows): select the tenant field where consent should apply (a flat ``values_list()``
+carries a row's tenant only when its one column is the tenant field itself).
+Values computed from other rows
+(subqueries, aggregates and window functions in annotations, even over the
+row's own table or grouped by its tenant, ``aggregate()``,
 combined queries whose tenants are not in the same column, a ``raw()`` row
 without the tenant column) carry several tenants (``MIXED_TENANT``), which
 no one tenant's consent covers.

@@ -14,8 +14,8 @@ fields. Declared fields' descriptors get a reading subclass of Django's
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from purposeguard._context import FLAGS, MIXED_TENANT, ZONE, ZoneState
 from purposeguard._errors import PolicyError, UnknownKeyError
@@ -65,7 +65,8 @@ class _State:
         # Declared fields' descriptors whose class was swapped for a reading
         # one, with the class each had before: put back by forget().
         self.readers: list[tuple[Any, type]] = []
-        self.from_db = Patcher(
+        # Model methods: instances loaded, refreshed and saved.
+        self.instances = Patcher(
             "django.db.models.base",
             [
                 ("Model", "from_db", _from_db),
@@ -73,7 +74,9 @@ class _State:
                 ("Model", "_save_table", _save_table),
             ],
         )
-        self.values = Patcher(
+        # What a queryset hands back: instances with their annotations,
+        # values()/values_list() rows, bulk_create()'s instances.
+        self.querysets = Patcher(
             "django.db.models.query",
             [
                 ("ModelIterable", "__iter__", _model_iter),
@@ -168,33 +171,28 @@ def _tenant(value: Any) -> str | None:
 def _from_db(wrapped: Any, _cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     instance = wrapped(*args, **kwargs)
     if _STATE.instrumented:
-        _quietly(instance)
+        model = _model(type(instance))
+        if model.fields:
+            _quietly(model, _label_instance, instance, model)
     return instance
 
 
-def _quietly(instance: Any) -> None:
-    """Label a loaded instance without telling the request's zone: loading a
-    row is not yet a flow (the reading descriptor tells the zone when a value
-    is read). The labels still pass the source check under the current
-    purpose, in a scratch zone with the request's tenant and categories that
-    records flows where the request's zone does."""
-    model = _model(type(instance))
-    if not model.fields:
-        return
-    token = _scratch(model)
-    try:
-        _label_instance(instance, model)
-    finally:
-        if token is not None:
-            ZONE.reset(token)
-
-
-def _scratch(model: _Model) -> Any:
-    """The token of a scratch zone set for labelling ``model``'s values quietly, or None."""
+def _quietly(model: _Model, labelling: Callable[..., None], *args: Any) -> None:
+    """Run ``labelling(*args)`` (labelling ``model``'s values) without telling
+    the request's zone: loading a row is not yet a flow (the reading
+    descriptor tells the zone when a value is read). The labels still pass
+    the source check under the current purpose, in a scratch zone with the
+    request's tenant and categories that records flows where the request's
+    zone does. A model whose loads are loud labels in the request's zone."""
     outer = ZONE.get() if FLAGS.zones else None
     if outer is None or model.loud:
-        return None
-    return ZONE.set(outer.scratch())
+        labelling(*args)
+        return
+    token = ZONE.set(outer.scratch())
+    try:
+        labelling(*args)
+    finally:
+        ZONE.reset(token)
 
 
 def _row_tenant(values: dict[str, Any], model: _Model) -> str | None:
@@ -217,6 +215,18 @@ def _label_instance(instance: Any, model: _Model) -> None:
             values[attname] = label(value, *categories, tenant=tenant)
     # The instance carries its fields' categories too, for checks on the whole object.
     _label_object(instance, _resolve(model.categories, tenant))
+
+
+def _label_values(
+    values: dict[str, Any], fields: Sequence[tuple[str, tuple[str, ...]]], tenant: str | None
+) -> None:
+    """Label the (attname, categories) ``fields`` present in an instance dict.
+    An expression (Django's DatabaseDefault marker, where the backend
+    returns nothing on INSERT) is not a value: it stays as it is."""
+    for attname, categories in fields:
+        value = values.get(attname)
+        if value is not None and not hasattr(value, "resolve_expression"):
+            values[attname] = label(value, *categories, tenant=tenant)
 
 
 def _refresh_from_db(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -254,16 +264,10 @@ def _refresh_from_db(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs:
         if cached:
             relation.set_cached_value(instance, related)
     asked = set(fields)
-    tenant = _tenant(held)
-    token = _scratch(model)
-    try:
-        for name, attname, categories in model.fields:
-            value = values.get(attname)
-            if value is not None and (name in asked or attname in asked):
-                values[attname] = label(value, *categories, tenant=tenant)
-    finally:
-        if token is not None:
-            ZONE.reset(token)
+    refreshed = [
+        (attname, categories) for name, attname, categories in model.fields if {name, attname} & asked
+    ]
+    _quietly(model, _label_values, values, refreshed, _tenant(held))
     return result
 
 
@@ -290,18 +294,7 @@ def _label_server_values(instance: Any) -> None:
     if not server:
         return
     values = instance.__dict__
-    tenant = _row_tenant(values, model)
-    token = _scratch(model)
-    try:
-        for attname, categories in server:
-            value = values.get(attname)
-            # An expression (DatabaseDefault, where the backend returns
-            # nothing) is Django's marker, not a value: it stays as it is.
-            if value is not None and not hasattr(value, "resolve_expression"):
-                values[attname] = label(value, *categories, tenant=tenant)
-    finally:
-        if token is not None:
-            ZONE.reset(token)
+    _quietly(model, _label_values, values, server, _row_tenant(values, model))
 
 
 def _save_table(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -515,17 +508,25 @@ def _every_field(model: Any) -> list[_Source]:
 
 def _columns_of(expression: Any, query: Any, depth: int = 0, outer: tuple[Any, ...] = ()) -> list[_Source]:
     """Every column an expression of ``query`` is computed from, followed into
-    subqueries (whose columns are of other rows) and the outer columns they name."""
-    from django.db.models.expressions import Col, ResolvedOuterRef
+    subqueries (whose columns are of other rows) and the outer columns they name.
+    An expression holding a window function or an aggregate is computed from
+    other rows (a window's frame, a group, a relation's rows) wherever its
+    columns are: all of them are of other rows."""
+    from django.db.models import Aggregate
+    from django.db.models.expressions import Col, ResolvedOuterRef, Window
     from django.db.models.sql.query import Query
 
     found: list[_Source] = []
     flatten = getattr(expression, "flatten", None)
     if flatten is None:
         return found
-    for node in flatten():
+    nodes = list(flatten())
+    own = query is not None and depth == 0
+    if own and any(isinstance(node, (Window, Aggregate)) for node in nodes):
+        own = False
+    for node in nodes:
         if isinstance(node, Col):
-            prefix = _prefix(query, node.alias) if query is not None and depth == 0 else None
+            prefix = _prefix(query, node.alias) if own else None
             found.append((node.target.model, node.target.name, prefix))
         elif isinstance(node, Query):
             found.extend(
@@ -564,6 +565,42 @@ def _selected_by(query: Any, depth: int, outer: tuple[Any, ...]) -> list[_Source
     return found
 
 
+_Place = TypeVar("_Place")
+
+
+def _labelling(
+    sources: list[_Source], tenant_at: Callable[[_Model, str], _Place | None]
+) -> tuple[tuple[str, ...], tuple[_Place, ...], str | None] | None:
+    """What labels a value computed from ``sources``: its categories, the
+    places of the row's tenants to merge (``tenant_at(model, prefix)``: a
+    position in a values() row, an attname on an instance; None where the
+    row does not hold that tenant), and a tenant fixed for every row:
+    MIXED_TENANT when the value is of other rows or its tenant is not held.
+    None when no source is declared."""
+    categories: set[str] = set()
+    places: list[_Place] = []
+    fixed: str | None = None
+    for model, field, prefix in sources:
+        declared = _model(model)
+        found = declared.by_name.get(field)
+        if not found:
+            continue
+        categories.update(found)
+        if declared.tenant is None:
+            continue
+        place = None if prefix is None else tenant_at(declared, prefix)
+        if place is None:
+            # Other rows', or the row's tenant is not held: whose the value
+            # is is unknown, so no one tenant's consent (not the request's
+            # either, which a value with no tenant would take) may widen its use.
+            fixed = MIXED_TENANT
+        elif place not in places:
+            places.append(place)
+    if not categories:
+        return None
+    return tuple(sorted(categories)), tuple(places), fixed
+
+
 # What labels one value: (categories, positions in the row of tenants to
 # merge, a tenant fixed for every row: MIXED_TENANT when the value is of other rows).
 _Entry = tuple[tuple[str, ...], tuple[int, ...], "str | None"]
@@ -572,33 +609,11 @@ _Plan = list["_Entry | None"]
 
 
 def _entry(sources: list[_Source], position: dict[str, int]) -> _Entry | None:
-    categories: set[str] = set()
-    positions: list[int] = []
-    fixed: str | None = None
-    for model, field, prefix in sources:
-        declared = _model(model)
-        found = declared.by_name.get(field)
-        if not found:
-            continue
-        categories.update(found)
-        if declared.tenant_name is None:
-            continue
-        if prefix is None:
-            fixed = MIXED_TENANT
-            continue
-        at = position.get(prefix + declared.tenant_name)
-        if at is None:
-            at = position.get(prefix + declared.tenant)  # type: ignore[operator]
-        if at is None:
-            # The row's tenant is not selected: whose the value is is
-            # unknown, so no one tenant's consent (not the request's either,
-            # which a value with no tenant would take) may widen its use.
-            fixed = MIXED_TENANT
-        elif at not in positions:
-            positions.append(at)
-    if not categories:
-        return None
-    return tuple(sorted(categories)), tuple(positions), fixed
+    def tenant_at(declared: _Model, prefix: str) -> int | None:
+        at = position.get(prefix + declared.tenant_name)  # type: ignore[operator]
+        return position.get(prefix + declared.tenant) if at is None else at  # type: ignore[operator]
+
+    return _labelling(sources, tenant_at)
 
 
 def _plan_of(query: Any, names: list[str]) -> _Plan:
@@ -622,8 +637,21 @@ def _plan_of(query: Any, names: list[str]) -> _Plan:
         plan.append(_entry(sources, position))
     combined = getattr(query, "combined_queries", ())
     if query.combinator and combined:
-        plan = _combined(plan, [_plan_of(part, _names_of(part)) for part in combined])
+        # As Django's compiler does: a combined query that selects nothing of
+        # its own selects what the combined query names (values() after union()).
+        outer = _selects(query)
+        parts = [
+            _plan_of(part, names if outer and not _selects(part) else _names_of(part)) for part in combined
+        ]
+        plan = _combined(plan, parts)
     return plan
+
+
+def _selects(query: Any) -> bool:
+    """Whether values()/values_list() limited what ``query`` selects."""
+    if hasattr(query, "selected"):  # Django 5.2
+        return query.selected is not None
+    return bool(query.values_select)
 
 
 def _combined(first: _Plan, parts: list[_Plan]) -> _Plan:
@@ -633,7 +661,13 @@ def _combined(first: _Plan, parts: list[_Plan]) -> _Plan:
     its tenant in the same place."""
     plan: _Plan = []
     for index in range(len(first)):
-        entries = [part[index] if index < len(part) else None for part in parts] or [first[index]]
+        own = first[index]
+        # A query whose plan does not reach this column (its selection not
+        # known) stands for what the combined query says is there, which
+        # counts too: a part plan short of a column never takes its labels off.
+        entries = [part[index] if index < len(part) else own for part in parts]
+        if own is not None:
+            entries.append(own)
         categories: set[str] = set()
         for entry in entries:
             if entry is not None:
@@ -709,9 +743,14 @@ def _flat_values_iter(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs
     rows = wrapped(*args, **kwargs)
     if planned is None or planned[1][0] is None:
         return rows
-    # One column: no tenant of the row is selected beside it.
-    categories, _positions, fixed = planned[1][0]
-    return (label(value, *categories, tenant=fixed) if value is not None else None for value in rows)
+    # One column: the row's tenant is in it only where it is the tenant field itself.
+    categories, positions, fixed = planned[1][0]
+    return (
+        label(value, *categories, tenant=_tenant_in((value,), positions, fixed))
+        if value is not None
+        else None
+        for value in rows
+    )
 
 
 # -- model instances: their tenant always loaded, their annotations labelled ---------------
@@ -746,28 +785,17 @@ def _load_tenants(model: Any, names: frozenset[str], defer: bool) -> frozenset[s
 _Annotations = list[tuple[str, tuple[str, ...], tuple[str, ...], "str | None"]]
 
 
+def _own_tenant(declared: _Model, prefix: str) -> str | None:
+    # An instance holds its own row's tenant only, not a related row's.
+    return declared.tenant if prefix == "" else None
+
+
 def _annotation_plan(query: Any) -> _Annotations:
     plan: _Annotations = []
     for name, expression in query.annotation_select.items():
-        categories: set[str] = set()
-        attnames: list[str] = []
-        fixed: str | None = None
-        for model, field, prefix in _columns_of(expression, query):
-            declared = _model(model)
-            found = declared.by_name.get(field)
-            if not found:
-                continue
-            categories.update(found)
-            if declared.tenant is None:
-                continue
-            if prefix == "":
-                if declared.tenant not in attnames:
-                    attnames.append(declared.tenant)
-            else:
-                # A related row's (an instance holds its own tenant only) or other rows'.
-                fixed = MIXED_TENANT
-        if categories:
-            plan.append((name, tuple(sorted(categories)), tuple(attnames), fixed))
+        found = _labelling(_columns_of(expression, query), _own_tenant)
+        if found is not None:
+            plan.append((name, *found))
     return plan
 
 
@@ -902,8 +930,8 @@ def instrument() -> None:
         for model, found in declared:
             _read_through(model, found)
         _STATE.instrumented = True
-    _STATE.from_db.install()
-    _STATE.values.install()
+    _STATE.instances.install()
+    _STATE.querysets.install()
     _STATE.aggregates.install()
 
 
@@ -913,8 +941,8 @@ def uninstrument() -> None:
     with _STATE.lock:
         _STATE.instrumented = False
         _STATE.forget()
-    _STATE.from_db.remove()
-    _STATE.values.remove()
+    _STATE.instances.remove()
+    _STATE.querysets.remove()
     _STATE.aggregates.remove()
 
 

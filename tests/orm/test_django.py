@@ -900,3 +900,96 @@ def test_combined_instances_label_a_field_holding_another_querys_column(site: di
     assert sorted(note.title for note in mixed) == sorted(["board", BODY])
     assert {pg.labels_of(note.title) for note in mixed} == {frozenset({DOCUMENT})}
     assert {pg.tenant_of(note.title) for note in mixed} == {MIXED}
+
+
+def test_window_functions_and_aggregates_in_annotations_carry_several_tenants(site: dict[str, Any]) -> None:
+    """A window or an aggregate computes a row's value from other rows: no one
+    row's tenant is its tenant, even the row's own one, selected beside it."""
+    from django.db.models import F, Max, Window
+    from django.db.models.functions import Lag, Upper
+
+    Note = site["Note"]
+    both = Note.objects.filter(title__in=["board", "shopping"])
+    notes = list(both.annotate(m=Window(Max("body"))).order_by("id"))
+    assert [n.m for n in notes] == [BODY, BODY]  # bob's row holds alice's body
+    assert [(pg.labels_of(n.m), pg.tenant_of(n.m)) for n in notes] == [({DOCUMENT}, MIXED)] * 2
+    lag = Window(Lag("body"), order_by=F("id").asc())
+    rows = list(both.values("owner").annotate(prev=lag).order_by("id"))
+    assert rows[1]["prev"] == BODY and rows[1]["owner"] == site["bob"].pk
+    assert pg.labels_of(rows[1]["prev"]) == {DOCUMENT} and pg.tenant_of(rows[1]["prev"]) == MIXED
+    nested = list(both.annotate(p=Upper(lag)).values_list("p", "owner").order_by("id"))
+    assert nested[1][0] == BODY.upper() and pg.tenant_of(nested[1][0]) == MIXED
+    shifted = list(both.annotate(prev=lag).order_by("id"))
+    assert shifted[1].prev == BODY and pg.tenant_of(shifted[1].prev) == MIXED
+    # An aggregate in an annotation, over the row's own table, is of other rows too.
+    grouped = both.values("owner").annotate(m=Max("body")).order_by("owner")
+    assert {pg.tenant_of(row["m"]) for row in grouped} == {MIXED}
+    assert {pg.labels_of(row["m"]) for row in grouped} == {frozenset({DOCUMENT})}
+
+
+def test_values_of_a_combined_query_are_labelled(site: dict[str, Any]) -> None:
+    """values()/values_list() after union(): the combined queries select the
+    columns the combined query names (as Django's compiler sets them)."""
+    from purposeguard.integrations.django import _orm
+
+    Note = site["Note"]
+    alice, bob = str(site["alice"].pk), str(site["bob"].pk)
+    combined = Note.objects.filter(title="board").union(Note.objects.filter(title="shopping"))
+    rows = combined.values("body", "owner")
+    assert {(r["body"], pg.tenant_of(r["body"])) for r in rows} == {
+        (BODY, alice),
+        ("Bob's shopping list", bob),
+    }
+    assert {pg.labels_of(r["body"]) for r in rows} == {frozenset({DOCUMENT})}
+    flat = list(combined.values_list("body", flat=True))
+    assert len(flat) == 2 and {(pg.labels_of(b), pg.tenant_of(b)) for b in flat} == {
+        (frozenset({DOCUMENT}), MIXED)
+    }
+
+    async def later() -> list[Any]:
+        return [row["body"] async for row in combined.values("body")]
+
+    assert {pg.labels_of(b) for b in asyncio.run(later())} == {frozenset({DOCUMENT})}
+    # A combined query whose plan is empty where the outer one is not leaves the labels on.
+    entry = ((DOCUMENT,), (1,), None)
+    assert _orm._combined([entry, None], [[], []]) == [entry, None]
+
+
+def test_a_flat_list_takes_its_tenant_from_the_row_only_when_it_is_the_tenant(
+    temporary_models: list[str],
+) -> None:
+    """The tenant field itself declared: a flat list of it carries each row's
+    tenant; a flat list of another declared field cannot, so it is several tenants'."""
+    from typing import Annotated
+
+    from django.db import models
+
+    Account: Any = _model(
+        "Account",
+        {
+            "__purposeguard_tenant__": "org",
+            "__annotations__": {
+                "org": Annotated[str, pg.Category("customer_data")],
+                "secret": Annotated[str, pg.Category(DOCUMENT)],
+            },
+            "org": models.CharField(max_length=20),
+            "secret": models.TextField(),
+        },
+        temporary_models,
+    )
+    _create_table(Account)
+    try:
+        Account.objects.create(org="org-1", secret="one")
+        Account.objects.create(org="org-2", secret="two")
+        orgs = list(Account.objects.order_by("id").values_list("org", flat=True))
+        assert orgs == ["org-1", "org-2"]
+        assert [(pg.labels_of(o), pg.tenant_of(o)) for o in orgs] == [
+            ({"customer_data"}, "org-1"),
+            ({"customer_data"}, "org-2"),
+        ]
+        secrets = list(Account.objects.order_by("id").values_list("secret", flat=True))
+        assert [(pg.labels_of(s), pg.tenant_of(s)) for s in secrets] == [({DOCUMENT}, MIXED)] * 2
+        pairs = list(Account.objects.order_by("id").values_list("secret", "org"))
+        assert [pg.tenant_of(s) for s, _ in pairs] == ["org-1", "org-2"]
+    finally:
+        _drop_table(Account)

@@ -83,6 +83,24 @@ class Digest(Base):
     __mapper_args__ = {"eager_defaults": True}
 
 
+class Staff(Base):
+    """Joined-table inheritance: the tenant is in the parent's table."""
+
+    __tablename__ = "staff"
+    __purposeguard_tenant__ = "tenant"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column()
+    kind: Mapped[str] = mapped_column()
+    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "staff"}
+
+
+class Manager(Staff):
+    __tablename__ = "managers"
+    id: Mapped[int] = mapped_column(ForeignKey("staff.id"), primary_key=True)
+    notes: Mapped[Annotated[str, pg.Category(EMAIL)]] = mapped_column()
+    __mapper_args__ = {"polymorphic_identity": "manager"}
+
+
 core = MetaData()
 messages = Table(
     "messages",
@@ -484,6 +502,87 @@ def test_members_of_a_bundle_are_labelled_each_as_its_column(db: Any) -> None:
         assert pg.labels_of(row.post.id) == frozenset()
         assert pg.labels_of(row.owner.body) == {EMAIL} and pg.tenant_of(row.owner.body) == "contoso"
         assert row.post.body == BODY and row.post._fields == ("id", "body", "tenant")
+
+
+def test_a_self_join_inside_a_subquery_or_cte_never_takes_the_other_rows_tenant(db: Any) -> None:
+    other = aliased(Post)
+    joined = select(other.body, Post.tenant).join(other, other.id != Post.id)
+    with Session(db) as session:
+        for inner in (joined.subquery(), joined.cte()):
+            rows = session.execute(select(inner.c.body, inner.c.tenant)).all()
+            assert len(rows) == 2 and {pg.tenant_of(r.body) for r in rows} == {MIXED_TENANT}
+        # Both columns of one row, through one subquery: that row's tenant.
+        own = select(Post.body, Post.tenant).subquery()
+        rows = session.execute(select(own.c.body, own.c.tenant)).all()
+        assert sorted((pg.tenant_of(r.body), r.tenant) for r in rows) == [
+            ("contoso", "contoso"),
+            ("fabrikam", "fabrikam"),
+        ]
+
+
+def test_values_of_many_rows_are_several_tenants(db: Any) -> None:
+    with Session(db) as session:
+        windowed = session.execute(
+            select(Post.tenant, func.max(Post.body).over().label("longest")).order_by(Post.id)
+        ).all()
+        assert [pg.tenant_of(r.longest) for r in windowed] == [MIXED_TENANT, MIXED_TENANT]
+        assert {pg.labels_of(r.longest) for r in windowed} == {frozenset({EMAIL})}
+        grouped = session.execute(
+            select(func.max(Post.body), func.count(Post.tenant)).group_by(Post.title)
+        ).all()
+        assert {pg.tenant_of(r[0]) for r in grouped} == {MIXED_TENANT}
+
+
+def test_only_the_tenant_column_itself_is_the_rows_tenant(db: Any) -> None:
+    with Session(db) as session:
+        rows = session.execute(select(Post.body, Post.tenant == "contoso").order_by(Post.id)).all()
+        assert {pg.tenant_of(r[0]) for r in rows} == {MIXED_TENANT}  # a truth value is no tenant
+        renamed = session.execute(select(Post.body, Post.tenant.label("owner")).order_by(Post.id)).all()
+        assert [pg.tenant_of(r.body) for r in renamed] == ["contoso", "fabrikam"]
+
+
+def test_a_union_of_bundles_is_labelled(db: Any) -> None:
+    from sqlalchemy.orm import Bundle
+
+    bundle: Any = Bundle("post", Post.body, Post.tenant)
+    with Session(db) as session:
+        rows = session.execute(
+            select(bundle).where(Post.title == "hello").union_all(select(bundle).where(Post.title == "other"))
+        ).all()
+        assert len(rows) == 2 and {pg.labels_of(r[0]) for r in rows} == {frozenset({EMAIL})}
+
+
+def test_a_subclass_table_under_joined_inheritance_is_several_tenants(db: Any) -> None:
+    with Session(db) as session:
+        session.add(Manager(tenant="contoso", notes="raise for the team"))
+        session.commit()
+        row = session.execute(select(Manager.notes, Manager.tenant)).one()
+        assert pg.labels_of(row.notes) == {EMAIL} and pg.tenant_of(row.notes) == MIXED_TENANT
+        # Loaded as an instance, the row's own tenant.
+        manager = session.scalars(select(Manager)).one()
+        assert pg.tenant_of(manager.notes) == "contoso"
+
+
+def test_model_tables_are_never_the_cache_that_is_forgotten(db: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(pg_sqlalchemy, "TABLES_LIMIT", 8)
+    throwaway = MetaData()
+    tables = [Table(f"throwaway{n}", throwaway, Column("id", Integer, primary_key=True)) for n in range(20)]
+    throwaway.create_all(db)
+    with db.connect() as connection:
+        for table in tables:
+            connection.execute(select(table.c.id)).all()
+    assert len(pg_sqlalchemy._STATE.tables) <= 8
+    with Session(db) as session:
+        row = session.execute(select(Post.body, Post.tenant).where(Post.title == "hello")).one()
+        assert pg.labels_of(row.body) == {EMAIL} and pg.tenant_of(row.body) == "contoso"
+
+
+def test_returning_results_keep_what_the_driver_told(db: Any) -> None:
+    with db.begin() as connection:
+        result = connection.execute(
+            insert(messages).values(mailbox="contoso", body="new").returning(messages.c.body)
+        )
+        assert result.is_insert and pg.labels_of(result.scalar_one()) == {EMAIL}
 
 
 # -- writes and queries keep working -------------------------------------------------------

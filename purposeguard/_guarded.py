@@ -647,6 +647,15 @@ def _is_decision(value: Any, depth: int = 0) -> bool:
 _RAISED = object()
 
 
+def _raised(error: BaseException) -> Any:
+    """What a frame that raised ``error`` hands on: nothing for a violation
+    (it names categories and rules only) or a cancellation or interrupt
+    (from outside the frame), everything the frame saw for any other error."""
+    if isinstance(error, PurposeViolation) or not isinstance(error, Exception):
+        return None
+    return _RAISED
+
+
 def _close_frame(outer: Any, token: Any, result: Any) -> None:
     inner = ZONE.get()
     ZONE.reset(token)
@@ -670,16 +679,8 @@ def _decision_frame(wrapper: Callable[..., Any], is_async: bool) -> Callable[...
                 return await wrapper(*args, **kwargs)
             try:
                 result = await wrapper(*args, **kwargs)
-            except PurposeViolation:
-                # It names categories and rules only, never values.
-                _close_frame(outer, token, None)
-                raise
-            except Exception:
-                _close_frame(outer, token, _RAISED)
-                raise
-            except BaseException:
-                # Cancelled or interrupted from outside: nothing of the frame's.
-                _close_frame(outer, token, None)
+            except BaseException as error:
+                _close_frame(outer, token, _raised(error))
                 raise
             _close_frame(outer, token, result)
             return result
@@ -694,16 +695,8 @@ def _decision_frame(wrapper: Callable[..., Any], is_async: bool) -> Callable[...
             return wrapper(*args, **kwargs)
         try:
             result = wrapper(*args, **kwargs)
-        except PurposeViolation:
-            # It names categories and rules only, never values.
-            _close_frame(outer, token, None)
-            raise
-        except Exception:
-            _close_frame(outer, token, _RAISED)
-            raise
-        except BaseException:
-            # Cancelled or interrupted from outside: nothing of the frame's.
-            _close_frame(outer, token, None)
+        except BaseException as error:
+            _close_frame(outer, token, _raised(error))
             raise
         _close_frame(outer, token, result)
         return result

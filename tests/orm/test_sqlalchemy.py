@@ -585,6 +585,24 @@ def test_returning_results_keep_what_the_driver_told(db: Any) -> None:
         assert result.is_insert and pg.labels_of(result.scalar_one()) == {EMAIL}
 
 
+def test_a_statement_shape_is_planned_once(db: Any, monkeypatch: Any) -> None:
+    planned: list[Any] = []
+    positions = pg_sqlalchemy._positions
+
+    def counting(statement: Any) -> Any:
+        planned.append(statement)
+        return positions(statement)
+
+    monkeypatch.setattr(pg_sqlalchemy, "_positions", counting)
+    with Session(db) as session:
+        for title in ("hello", "other", "hello"):
+            # Built afresh each time, as a request does: the same shape, other values.
+            row = session.execute(select(Post.body, Post.tenant).where(Post.title == title)).one()
+            assert pg.labels_of(row.body) == {EMAIL} and pg.tenant_of(row.body) == row.tenant
+        session.execute(select(Post.title).where(Post.id > 0)).all()
+    assert len(planned) == 2  # one plan per shape, whatever the bound values
+
+
 # -- writes and queries keep working -------------------------------------------------------
 
 

@@ -34,11 +34,23 @@ streams and ``TemplateStream.dump`` included), and for sandboxed
 environments instrumented the same way. A page is then checked where it
 leaves (a guarded mailer, an egress guard, the zone).
 
+A labelled value read from a plain dict or object (``d.k``, ``order.email``)
+labels the page wherever it goes next, also where no hook sees it
+(``'%s' % (d.k,)``, a decision ``{% if d.k == ... %}``, a filter registered
+after :func:`instrument`, a ``finalize`` replaced later).
+
 Not covered: ``Markup(body)`` or ``markupsafe.escape(body)`` made outside the
 template returns a Markup without labels, so there is nothing to carry;
-label the Markup's source where it is output instead. Joining the chunks of
-``generate``/``stream`` with a plain ``"".join`` drops their labels, as for
-any str; ``render`` the template, or join with a labelled chunk.
+label the Markup's source where it is output instead. A dict or list passed
+whole to an operator (``'%(k)s' % d``) is not looked into (its items are,
+where the template reads them). A module cached by ``{% import %}`` labels
+the page only on the render that ran it. Templates compiled by an
+environment that was not instrumented (a shared bytecode cache warmed
+before, ``compile_templates`` with ``ModuleLoader``) never call the
+instrumented ``finalize``: reads are still noted, output alone is not.
+Joining the chunks of ``generate``/``stream`` with a plain ``"".join``
+drops their labels, as for any str; ``render`` the template, or join with a
+labelled chunk.
 
 :class:`Environment` is a drop-in ``jinja2.Environment``; :func:`instrument`
 does the same to an environment a framework built (Flask's
@@ -61,14 +73,22 @@ from typing import Any
 from purposeguard._labels import (
     _CONTAINER_CLASSES,
     EMPTY,
+    FLAT_OBJECTS,
+    FOREIGN,
     NO_LABELS,
+    SIDE_TABLE_TYPES,
+    LabelledProxy,
     _item_labels,
+    annotated_fields,
+    foreign_reader,
     labels_of,
+    learn_flat,
     merge_tenants,
     relabel,
     tenant_of,
     tenant_of_values,
 )
+from purposeguard._state import TYPE_CACHE_LIMIT, remember
 
 try:
     import jinja2
@@ -118,9 +138,19 @@ class _Seen:
         data. What it holds is noted when it is itself read, output,
         filtered, concatenated or passed to a call."""
         t = type(value)
-        if t in NO_LABELS or t in _PLAIN_CONTAINERS:
+        if t in NO_LABELS or t in _PLAIN_CONTAINERS or t in FLAT_OBJECTS:
+            # A plain object (an ORM row, a form) carries labels only in its
+            # attributes, which are noted as they are read: O(1) per read.
             return
+        if t in _NO_OWN_LABELS and t not in SIDE_TABLE_TYPES:
+            return  # a bound method, a loop object: nothing of its own, ever
+        if getattr(t, "_pg_kind", None) is None:
+            learn_flat(t)
+            if t in FLAT_OBJECTS:
+                return
         found = _item_labels(value)
+        if not found and _never_own_labels(t):
+            remember(_NO_OWN_LABELS, t, True, TYPE_CACHE_LIMIT)
         if found:
             self._add(found, tenant_of(value))
 
@@ -128,6 +158,21 @@ class _Seen:
         self.labels = self.labels | found
         self.tenant = owner if not self.any else merge_tenants(self.tenant, owner)
         self.any = True
+
+
+# Types whose instances carry no labels of their own unless one is labelled
+# in place (then the type is in SIDE_TABLE_TYPES, checked on each read).
+_NO_OWN_LABELS: dict[type, bool] = {}
+
+
+def _never_own_labels(t: type) -> bool:
+    return (
+        getattr(t, "_pg_kind", None) is None
+        and getattr(t, "_pg_box", None) is None
+        and not issubclass(t, LabelledProxy)
+        and not annotated_fields(t)
+        and not (FOREIGN and foreign_reader(t) is not None)
+    )
 
 
 _RENDER: ContextVar[_Seen | None] = ContextVar("purposeguard.jinja2.render", default=None)
@@ -181,17 +226,27 @@ def _joined(join: Callable[[Any], str]) -> Callable[[Any], str]:
 
 
 def _buffered(chunks: Iterator[str], size: int) -> Iterator[str]:
-    # TemplateStream's own buffering joins chunks with a plain "".join.
+    """Jinja's own buffering (``TemplateStream._buffered_generator``: every
+    ``size`` non-empty chunks, nothing after the last), whose plain
+    ``"".join`` would drop the chunks' labels."""
     buf: list[str] = []
-    seen = _Seen()
-    for chunk in chunks:
-        buf.append(chunk)
-        seen.note(chunk)
-        if len(buf) >= size:
-            yield _labelled("".join(buf), seen)
-            buf = []
-    if buf:
+    filled = 0
+    while True:
+        try:
+            while filled < size:
+                chunk = next(chunks)
+                buf.append(chunk)
+                if chunk:
+                    filled += 1
+        except StopIteration:
+            if not filled:
+                return
+        seen = _Seen()
+        for chunk in buf:
+            seen.note(chunk)
         yield _labelled("".join(buf), seen)
+        buf = []
+        filled = 0
 
 
 class _LabelledStream(jinja2.environment.TemplateStream):
@@ -303,11 +358,22 @@ class _LabelledContext(jinja2.runtime.Context):
         seen = _RENDER.get()
         if seen is not None:
             for value in args:
-                seen.note(value)
+                _note_argument(seen, value)
             for name, value in kwargs.items():
                 if name not in _CALL_INTERNALS:
-                    seen.note(value)
+                    _note_argument(seen, value)
         return super().call(obj, *args, **kwargs)
+
+
+def _note_argument(seen: _Seen, value: Any) -> None:
+    # Lists, tuples, sets and dicts are looked into (bounded); any other
+    # collection only for its own labels: walking it could run it (a lazy
+    # query set built in full to be looked at). Its items are noted as the
+    # callee reads them back through the template, or where they are output.
+    if type(value) in _PLAIN_CONTAINERS:
+        seen.note(value)
+    else:
+        seen.note_own(value)
 
 
 class _Reads(jinja2.Environment):
@@ -315,17 +381,38 @@ class _Reads(jinja2.Environment):
     labelled object is itself a plain value. The value read is noted where
     it goes (output, filter, ``~``, call, or the object of the next read)."""
 
+    # Every a.b and a[b] of every render comes here: the common case (a plain
+    # object or container, a plain value) is tested inline, without a call.
+
     def getattr(self, obj: Any, attribute: str) -> Any:
+        value = super().getattr(obj, attribute)
         seen = _RENDER.get()
-        if seen is not None and type(obj) not in _PLAIN_CONTAINERS:
-            seen.note_own(obj)
-        return super().getattr(obj, attribute)
+        if seen is not None and not (
+            (type(obj) in FLAT_OBJECTS or type(obj) in _PLAIN_CONTAINERS) and type(value) in NO_LABELS
+        ):
+            _note_read(seen, obj, value)
+        return value
 
     def getitem(self, obj: Any, argument: Any) -> Any:
+        value = super().getitem(obj, argument)
         seen = _RENDER.get()
-        if seen is not None and type(obj) not in _PLAIN_CONTAINERS:
-            seen.note_own(obj)
-        return super().getitem(obj, argument)
+        if seen is not None and not (
+            (type(obj) in _PLAIN_CONTAINERS or type(obj) in FLAT_OBJECTS) and type(value) in NO_LABELS
+        ):
+            _note_read(seen, obj, value)
+        return value
+
+
+def _note_read(seen: _Seen, obj: Any, value: Any) -> None:
+    # The object (an attribute of an object labelled in place is plain) and
+    # the value read: a labelled value read from a plain dict or object can
+    # reach the output by a path no hook sees ('%s' % (d.k,), a decision
+    # {% if d.k == ... %}, a filter registered after instrument()).
+    t = type(obj)
+    if t not in _PLAIN_CONTAINERS and t not in FLAT_OBJECTS:
+        seen.note_own(obj)
+    if type(value) not in NO_LABELS:
+        seen.note_own(value)
 
 
 _CLASSES: dict[tuple[type, type], type] = {}

@@ -191,3 +191,62 @@ def test_a_value_read_only_to_decide_labels_the_page() -> None:
     # Over-labelling, by design: the branch taken tells something about the value.
     page = Environment().from_string("{% if 'Quarterly' in body %}yes{% endif %}").render(body=body())
     assert page == "yes" and pg.labels_of(page) == {EMAIL}
+
+
+# -- values read from plain containers and objects reach the page by any path --------------
+
+
+class Order:
+    def __init__(self) -> None:
+        self.email = body()
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ '%s!' % (order.email,) }}",
+        "{{ '%s!' % (d.k,) }}",
+        "{% if d.k == 'Quarterly numbers' %}yes{% endif %}",
+        "{% if 'Quarterly' in order.email %}yes{% endif %}",
+        "{{ d.k|plain }}",
+        "{{ order.email|plain }}",
+    ],
+)
+def test_a_labelled_value_read_from_a_plain_dict_or_object_labels_the_page(source: str) -> None:
+    env = Environment()
+    env.filters["plain"] = lambda value: "".join(value)  # registered after instrument()
+    page = env.from_string(source).render(order=Order(), d={"k": body()})
+    assert page and pg.labels_of(page) == {EMAIL}
+
+
+def test_a_finalize_replaced_after_instrument_still_labels_the_page() -> None:
+    env = Environment().overlay(finalize=lambda value: "".join(value) if isinstance(value, str) else value)
+    page = env.from_string("<td>{{ d.k }}</td>").render(d={"k": body()})
+    assert pg.labels_of(page) == {EMAIL}
+
+
+def test_buffered_chunks_are_cut_where_jinja_cuts_them() -> None:
+    source = "{% for x in xs %}{{ x }}{{ e }}{% endfor %}{{ e }}{{ e }}"
+    plain = jinja2.Environment().from_string(source).stream(xs="abc", e="")
+    plain.enable_buffering(2)
+    guarded = Environment().from_string(source).stream(xs="abc", e="")
+    guarded.enable_buffering(2)
+    assert list(guarded) == list(plain)
+
+
+def test_a_lazy_collection_passed_to_a_call_is_not_run() -> None:
+    class Lazy:
+        runs = 0
+
+        def __iter__(self) -> Any:
+            Lazy.runs += 1
+            return iter(["a", "b"])
+
+        def __len__(self) -> int:
+            return 2
+
+        def __contains__(self, item: object) -> bool:
+            return False
+
+    page = Environment().from_string("{{ count(items) }}").render(items=Lazy(), count=lambda items: "n")
+    assert page == "n" and Lazy.runs == 0

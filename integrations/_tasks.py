@@ -9,6 +9,7 @@ without a baggage key nothing of the publisher's zone travels either.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -17,7 +18,7 @@ from purposeguard._runtime import check_zone, get_guard
 from purposeguard._signing import current_keys
 from purposeguard._state import STATE
 
-__all__ = ["check_task_purpose", "declared_purpose", "say_if_nothing_travels"]
+__all__ = ["check_published", "check_task_purpose", "declared_purpose", "say_if_nothing_travels"]
 
 logger = logging.getLogger("purposeguard")
 
@@ -29,11 +30,23 @@ _TOPIC = "tasks without a baggage key"
 
 def declared_purpose(function: Any) -> str | None:
     """The purpose a task function was declared with, or None."""
+    for _ in range(8):
+        if not isinstance(function, functools.partial):
+            break
+        function = function.func
     for candidate in (function, getattr(function, "run", None), getattr(function, "__wrapped__", None)):
         key = getattr(candidate, _DECLARED, None) if candidate is not None else None
         if isinstance(key, str):
             return key
     return None
+
+
+def check_published(task: Any, labels: frozenset[str], function: str) -> None:
+    """Check what is handed to ``task`` (a function or a task object) against
+    the purpose it was declared with, if any."""
+    purpose = declared_purpose(task) if task is not None else None
+    if purpose is not None:
+        check_task_purpose(purpose, labels, function)
 
 
 def check_task_purpose(purpose: str, labels: frozenset[str], function: str) -> None:

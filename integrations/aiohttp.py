@@ -47,6 +47,8 @@ _FUNCTION = "aiohttp.ClientSession.request"
 _PENDING: ContextVar[frozenset[str]] = ContextVar("purposeguard.aiohttp.pending", default=EMPTY)
 # Labels of a session's ``base_url``, which yarl parses into plain strings.
 _BASE_URLS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+# A session's own proxy (URL with credentials, proxy_auth): its labels, for every hop.
+_SESSION_PROXY: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
 class _CheckedBody:
@@ -78,6 +80,11 @@ def _init_session(
         labels = deep_labels(base_url)
         if labels:
             _BASE_URLS[instance] = labels
+    # A session-wide proxy (credentials in its URL become a Proxy-Authorization
+    # header aiohttp builds without labels) and proxy_auth: read for every hop.
+    proxy = input_labels((kwargs.get("proxy"), kwargs.get("proxy_auth")))
+    if proxy:
+        _SESSION_PROXY[instance] = proxy
     return result
 
 
@@ -105,6 +112,8 @@ def _request(
         base = _BASE_URLS.get(instance)
         if base and _relative(args[1] if len(args) > 1 else kwargs.get("str_or_url", "")):
             labels = labels | base
+    if _SESSION_PROXY and kwargs.get("proxy") is None:
+        labels = labels | _SESSION_PROXY.get(instance, EMPTY)
     if not labels and streamed is None:
         return wrapped(*args, **kwargs)
 

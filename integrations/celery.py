@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from purposeguard._context import PURPOSE
@@ -40,7 +41,7 @@ from purposeguard._zones import zone
 from . import baggage
 from ._egress import deep_labels
 from ._patch import Patcher
-from ._tasks import check_task_purpose, declared_purpose, say_if_nothing_travels
+from ._tasks import check_published, say_if_nothing_travels
 
 __all__ = ["HEADER", "instrument", "uninstrument", "is_instrumented"]
 
@@ -99,12 +100,47 @@ def _send_task(wrapped: Any, app: Any, args: tuple[Any, ...], kwargs: dict[str, 
     task_args = args[1] if len(args) > 1 else kwargs.get("args")
     task_kwargs = args[2] if len(args) > 2 else kwargs.get("kwargs")
     labels = deep_labels((task_args, task_kwargs))
-    task = app.tasks.get(name) if isinstance(name, str) else None
-    purpose = declared_purpose(task) if task is not None else None
-    if purpose is not None:
-        check_task_purpose(purpose, labels, f"celery.{name}")
+    check_published(kwargs.get("task_type") or _registered(app, name), labels, f"celery.{name}")
+    # The tasks a chain, a chord or a link runs next carry their own arguments.
+    for signature in _signatures(kwargs, 0):
+        next_name = signature.get("task")
+        next_labels = deep_labels((signature.get("args"), signature.get("kwargs")))
+        labels = labels | next_labels
+        check_published(_registered(app, next_name), next_labels, f"celery.{next_name}")
     say_if_nothing_travels(labels)
     return wrapped(*args, **kwargs)
+
+
+def _registered(app: Any, name: Any) -> Any:
+    # The registry as it is: app.tasks would finalize the app (and raises
+    # for one made with autofinalize=False), which send_task itself avoids.
+    registry = getattr(app, "_tasks", None)
+    return registry.get(name) if isinstance(name, str) and isinstance(registry, Mapping) else None
+
+
+def _signatures(options: Mapping[str, Any], depth: int) -> list[Any]:
+    found: list[Any] = []
+    if depth > 16:
+        return found
+    for key in ("chain", "chord", "link", "link_error"):
+        value = options.get(key)
+        if not value:
+            continue
+        for signature in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(signature, Mapping):
+                found.append(signature)
+                inner = signature.get("options")
+                if isinstance(inner, Mapping):
+                    found.extend(_signatures(inner, depth + 1))
+                # A chord's header and a group's tasks.
+                for member in (
+                    signature.get("kwargs", {}).get("tasks", ())
+                    if isinstance(signature.get("kwargs"), Mapping)
+                    else ()
+                ):
+                    if isinstance(member, Mapping):
+                        found.append(member)
+    return found
 
 
 _PATCHER = Patcher("celery.app.base", [("Celery", "send_task", _send_task)])

@@ -92,8 +92,10 @@ def _build_request(
 ) -> Any:
     request = wrapped(*args, **kwargs)
     # Client defaults are merged into new objects here; the caller's own
-    # arguments are read again in case merging dropped their labels.
-    _remember(request, deep_labels((args, tuple(kwargs.values()))))
+    # arguments are read again in case merging dropped their labels (a
+    # relative httpx.URL merged with base_url keeps none of its own).
+    url = args[1] if len(args) > 1 else kwargs.get("url")
+    _remember(request, deep_labels((args, tuple(kwargs.values()))) | _url_labels(url))
     return request
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from purposeguard._context import FLAGS, ZONE
@@ -45,6 +46,8 @@ from ._patch import Patcher
 __all__ = ["PurposeGuardFilter", "setup", "teardown"]
 
 # What a LogRecord holds before any ``extra=`` is merged in.
+# Set while a record's zone check runs (see PurposeGuardFilter.filter).
+_JUDGING: ContextVar[bool] = ContextVar("purposeguard.logging.judging", default=False)
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 _CHECKED = "_purposeguard_checked"
 
@@ -101,7 +104,7 @@ class PurposeGuardFilter(logging.Filter):
                 (record.msg, record.args, [record.__dict__[k] for k in extras]), self.purpose, record.name
             )
             walking = "exception"
-            if record.exc_info or record.exc_text or record.stack_info:
+            if _has_exception(record):
                 error_labels = _labels(_exception_parts(record), self.purpose, record.name)
             walking = ""
             labels = message_labels | error_labels
@@ -111,11 +114,17 @@ class PurposeGuardFilter(logging.Filter):
             state = ZONE.get() if FLAGS.zones else None
             # purposeguard's own records name categories and rules, never
             # values (and one about a violation must not report another).
-            if state is not None and state.categories and not _own(record.name):
+            if state is not None and state.categories and not _own(record.name) and not _JUDGING.get():
                 # Text rebuilt from what the zone saw (an f-string, a
                 # traceback quoting a value) carries no label of its own.
                 walking = "zone"
-                check_zone(guard, state, self.purpose, labels, f"logging.{record.name}")
+                # A violation callback that logs must not be judged again
+                # from inside this check (it would report itself, endlessly).
+                token = _JUDGING.set(True)
+                try:
+                    check_zone(guard, state, self.purpose, labels, f"logging.{record.name}")
+                finally:
+                    _JUDGING.reset(token)
         except PurposeViolation as error:
             rebuilt = walking == "zone"
             _redact(

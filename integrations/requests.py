@@ -27,7 +27,7 @@ content whose labels cannot be known (a file object) falls to the zone check.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -92,6 +92,12 @@ def _streamed(body: Any) -> bool:
     return hasattr(body, "__iter__") and not hasattr(body, "read")
 
 
+def _proxy_labels(proxies: Any) -> frozenset[str]:
+    if not proxies or not isinstance(proxies, Mapping):
+        return EMPTY
+    return input_labels(tuple(proxies.values()))
+
+
 def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     request = args[0] if args else kwargs["request"]
     body = request.body
@@ -102,6 +108,11 @@ def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwa
         | _LABELS.get(request, EMPTY)
         | (deep_labels(body) if not _streamed(body) else EMPTY)
         | header_labels(request.headers.items())
+        # An auth callable or hook may have set the URL itself.
+        | (deep_labels(request.url) if type(request.url) is not str else EMPTY)
+        # Credentials in a proxy's URL (Session.proxies, the environment's)
+        # become a Proxy-Authorization header built without labels.
+        | _proxy_labels(args[5] if len(args) > 5 else kwargs.get("proxies"))
     )
     egress = check_egress(request.url, labels, function=_FUNCTION)
     baggage.inject(request.headers, extra_categories=labels, include=not egress.external)

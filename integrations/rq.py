@@ -45,7 +45,7 @@ from purposeguard._zones import zone
 
 from . import baggage
 from ._egress import check_egress, deep_labels
-from ._tasks import check_task_purpose, declared_purpose, say_if_nothing_travels
+from ._tasks import check_published, say_if_nothing_travels
 
 __all__ = ["META_KEY", "instrument", "is_instrumented", "uninstrument"]
 
@@ -93,9 +93,8 @@ def _create_job(original: Any) -> Any:
         labels = deep_labels((args, kwargs))
         # Raises in enforce mode before anything reaches Redis.
         check_egress(_queue_url(self), labels, function=_function_name(func))
-        purpose = declared_purpose(func) if not isinstance(func, str) else None
-        if purpose is not None:
-            check_task_purpose(purpose, labels, _function_name(func))
+        if not isinstance(func, str):
+            check_published(func, labels, _function_name(func))
         say_if_nothing_travels(labels)
         job = original(self, func, args, kwargs, *rest, **options)
         try:

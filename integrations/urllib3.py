@@ -120,6 +120,11 @@ def _urlopen(
     labels = _PENDING.get() | (EMPTY if streamed else deep_labels(body))
     if headers is not None:
         labels = labels | header_labels(headers.items())
+    proxy_headers = getattr(instance, "proxy_headers", None)
+    if proxy_headers:
+        # Merged into the request by the pool after this hook (a ProxyManager's
+        # Proxy-Authorization, built by make_headers with its password's labels).
+        labels = labels | header_labels(proxy_headers.items())
     egress = check_egress(full_url, labels, function=_FUNCTION)
     headers = dict(headers if headers is not None else instance.headers)
     baggage.inject(headers, extra_categories=labels, include=not egress.external)

@@ -651,8 +651,17 @@ def _raised(error: BaseException) -> Any:
     """What a frame that raised ``error`` hands on: nothing for a violation
     (it names categories and rules only) or a cancellation or interrupt
     (from outside the frame), everything the frame saw for any other error."""
-    if isinstance(error, PurposeViolation) or not isinstance(error, Exception):
+    if not isinstance(error, Exception):
         return None
+    # A refusal raised while handling another error carries that error in
+    # its chain (__context__, __cause__), which can quote what was read.
+    seen: BaseException | None = error
+    for _ in range(16):
+        if seen is None:
+            return None
+        if not isinstance(seen, PurposeViolation):
+            return _RAISED
+        seen = seen.__cause__ or seen.__context__
     return _RAISED
 
 

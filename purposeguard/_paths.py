@@ -33,27 +33,37 @@ def _plain(value: Any) -> Any:
     return str.__str__(value)
 
 
-def _parse_parts(wrapped: Any, _flavour: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+# Plain functions in place of pathlib's (not wrapt's wrappers): every path
+# built in the process goes through them, and a wrapper doubled the cost of
+# ``Path("a") / "b"``; these add one loop over the parts.
+
+
+def _parse_parts_of(original: Any) -> Any:
     # Python 3.10, 3.11: _Flavour.parse_parts(parts), every part of a new
     # path (also with_name, with_suffix, relative_to).
-    if args:
-        parts = args[0]
-        if any(type(part) is not str and isinstance(part, str) for part in parts):
-            args = (tuple(_plain(part) for part in parts), *args[1:])
-    return wrapped(*args, **kwargs)
+    def parse_parts(self: Any, parts: Any) -> Any:
+        for part in parts:
+            if type(part) is not str and isinstance(part, str):
+                return original(self, [_plain(part) for part in parts])
+        return original(self, parts)
+
+    return parse_parts
 
 
-def _parse_path(wrapped: Any, _cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    # Python 3.12 and later: PurePath._parse_path(path), the joined path text.
-    if args and type(args[0]) is not str:
-        args = (_plain(args[0]), *args[1:])
-    return wrapped(*args, **kwargs)
+def _parse_path_of(original: Any) -> Any:
+    # Python 3.12 and later: the classmethod PurePath._parse_path(path), the
+    # joined path text; ``original`` is its function, called with the class
+    # it was called on (a Windows path parses its own way).
+    def parse_path(cls: Any, path: Any) -> Any:
+        return original(cls, _plain(path) if type(path) is not str else path)
+
+    return classmethod(parse_path)
 
 
 @wrapt.when_imported("pathlib")
 def _hook(pathlib: Any) -> None:
     flavour = getattr(pathlib, "_Flavour", None)
     if flavour is not None and "parse_parts" in vars(flavour):
-        wrapt.wrap_function_wrapper(flavour, "parse_parts", _parse_parts)
+        flavour.parse_parts = _parse_parts_of(flavour.parse_parts)
     elif "_parse_path" in vars(pathlib.PurePath):
-        wrapt.wrap_function_wrapper(pathlib.PurePath, "_parse_path", _parse_path)
+        pathlib.PurePath._parse_path = _parse_path_of(vars(pathlib.PurePath)["_parse_path"].__func__)

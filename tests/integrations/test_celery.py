@@ -238,3 +238,39 @@ def test_without_a_baggage_key_publishing_labelled_data_is_said_once(
         inspect_task.delay("plain").get(timeout=10, interval=0.01)
     said = [r for r in caplog.records if "no baggage key" in r.getMessage()]
     assert len(said) == 1
+
+
+def test_the_tasks_a_chain_a_chord_or_a_link_runs_next_are_checked_too(worker: Any, marker: str) -> None:
+    from celery import chain, chord
+
+    value = pg.label(marker, CONTENT)
+    for publish in (
+        lambda: chain(operate_task.s("T-1"), advertise_task.si(value)).apply_async(),
+        lambda: chord([inspect_task.s()], advertise_task.si(value)).apply_async(),
+        lambda: inspect_task.apply_async(("x",), link=advertise_task.si(value)),
+    ):
+        with pytest.raises(pg.PurposeViolation) as refused:
+            publish()
+        assert [(v.via, v.rule) for v in refused.value.violations] == [("argument", "no-advertising")]
+
+
+def test_sending_by_name_never_finalizes_the_app() -> None:
+    lazy = Celery("purposeguard-lazy", broker="memory://", autofinalize=False)
+    pg_celery.instrument()
+    try:
+        lazy.send_task("elsewhere.task", args=["x"])  # raised "app not finalized" before
+        assert not lazy.finalized
+    finally:
+        pg_celery.uninstrument()
+
+
+def test_a_partial_of_a_declared_task_function_keeps_its_purpose() -> None:
+    import functools
+
+    from purposeguard.integrations._tasks import declared_purpose
+
+    @pg.purpose("advertising")
+    def advertise(campaign: str) -> None:
+        return None
+
+    assert declared_purpose(functools.partial(advertise, "spring")) == "advertising"

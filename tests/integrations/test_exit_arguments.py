@@ -190,15 +190,19 @@ def test_urllib3_uninstrument_restores_make_headers() -> None:
 # -- aiohttp: session defaults --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("setting", ["cookies", "auth", "base_url"])
+@pytest.mark.parametrize("setting", ["cookies", "auth", "base_url", "proxy", "proxy_auth"])
 def test_aiohttp_session_defaults_are_checked(recorder: Any, setting: str) -> None:
     value = secret()
+    address = recorder.url().split("//", 1)[1]
 
     async def go() -> None:
         options: Any = {
             "cookies": {"cookies": {"c": value}},
             "auth": {"auth": aiohttp.BasicAuth("user", value)},
             "base_url": {"base_url": recorder.url() + "/" + value + "/"},
+            # The recorder stands in for the proxy the credentials go to.
+            "proxy": {"proxy": "http://user:" + value + "@" + address},
+            "proxy_auth": {"proxy": recorder.url(), "proxy_auth": aiohttp.BasicAuth("user", value)},
         }[setting]
         async with aiohttp.ClientSession(**options) as session:
             url = "x" if setting == "base_url" else recorder.url()
@@ -286,3 +290,48 @@ def test_smtp_data_allowed_for_its_purpose_is_delivered_once_checked(mail_server
             client.sendmail("ops@service.example", ["a@b.example"], "Subject: x\r\n\r\n" + value)
     (message,) = mail_server.mailbox.messages
     assert SECRET.encode() in message
+
+
+# -- what the review of these checks found -----------------------------------------------------
+
+
+def test_httpx_a_relative_url_object_merged_with_base_url_is_checked(recorder: Any) -> None:
+    path = httpx.URL("/" + secret())
+
+    def send() -> Any:
+        with httpx.Client(base_url=recorder.url()) as client:
+            return client.get(path)
+
+    refused(send)
+    assert recorder.received == []
+
+
+def test_requests_a_url_assigned_by_an_auth_callable_is_checked(recorder: Any) -> None:
+    value = secret()
+
+    def auth(prepared: requests.PreparedRequest) -> requests.PreparedRequest:
+        prepared.url = (prepared.url or "") + "?q=" + value
+        return prepared
+
+    refused(lambda: requests.get(recorder.url(), auth=auth, timeout=10))
+    assert recorder.received == []
+
+
+def test_requests_credentials_in_a_sessions_proxy_are_checked(recorder: Any) -> None:
+    address = recorder.url().split("//", 1)[1]
+    proxy = "http://user:" + secret() + "@" + address  # concatenation keeps the label
+
+    def send() -> Any:
+        with requests.Session() as session:
+            session.proxies = {"http": proxy}
+            return session.get("http://example.invalid/", timeout=10)
+
+    refused(send)
+    assert recorder.received == []
+
+
+def test_urllib3_proxy_headers_of_a_proxy_manager_are_checked(recorder: Any) -> None:
+    headers = urllib3.make_headers(proxy_basic_auth="user:" + secret())
+    manager = urllib3.ProxyManager(recorder.url(), proxy_headers=headers)
+    refused(lambda: manager.request("GET", "http://example.invalid/"))
+    assert recorder.received == []

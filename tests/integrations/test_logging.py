@@ -366,3 +366,25 @@ def test_purposeguards_own_records_in_a_zone_are_not_flows(tmp_path: Path, marke
         handler.close()
         own.setLevel(level)
         own.disabled = disabled
+
+
+def test_a_violation_callback_that_logs_is_not_judged_again(
+    log_file: tuple[logging.Logger, Path], marker: str
+) -> None:
+    logger, path = log_file
+    pg.configure("trust-center", context_mode="enforce")
+    calls: list[str] = []
+
+    def audit(violation: pg.Violation) -> None:
+        calls.append(violation.category)
+        logger.warning("flow of %s", violation.category)
+
+    unsubscribe = pg.on_violation(audit)
+    try:
+        with pg.zone(tenant="contoso"):
+            pg.label(marker, CONTENT)
+            logger.info("request handled")
+    finally:
+        unsubscribe()
+    assert calls == [CONTENT]  # once, not once per nested record
+    assert marker not in read(path)

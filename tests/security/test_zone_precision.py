@@ -353,3 +353,27 @@ def test_the_demo_mail_service_has_no_false_positive_with_every_zone_flow_enforc
     assert len(allowed) >= 7 and len(refused) >= 5
     assert [(o.step.use, v.rule) for o in allowed for v in o.violations] == []
     assert all(o.status >= 400 for o in refused)
+
+
+def test_a_refusal_raised_while_handling_an_error_hands_that_error_on(enforcing: pg.Guard) -> None:
+    """The refusal's chain (__context__) holds the first error, which can quote what was read."""
+
+    @pg.purpose("advertising")
+    def advertise(text: str) -> None:
+        return None
+
+    @pg.purpose("service.security", output="decision")
+    def broken() -> bool:
+        body = pg.label(BODY, EMAIL)
+        try:
+            raise ValueError(f"bad mail: {body}")
+        except ValueError:
+            advertise(body)  # refused, with the ValueError as its context
+        return True
+
+    with pg.zone(tenant="contoso") as state:
+        with pytest.raises(pg.PurposeViolation) as raised:
+            broken()
+        assert EMAIL in state.categories
+        with pytest.raises(pg.PurposeViolation):
+            advertise(str(raised.value.__context__))

@@ -33,7 +33,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from purposeguard._errors import PurposeViolation
-from purposeguard._labels import EMPTY
+from purposeguard._labels import EMPTY, labels_of
 
 from . import _unguarded
 from ._egress import check_chunk, check_egress, checked_by, deep_labels, header_labels, outer_layer
@@ -143,8 +143,8 @@ def _do_open(
 ) -> Any:
     request = args[1] if len(args) > 1 else kwargs.get("req")
     full_url = getattr(request, "full_url", None)
-    kind = getattr(type(full_url), "_pg_kind", None)
-    token = _PENDING.set(kind.labels) if kind is not None else None
+    labels = labels_of(full_url) if isinstance(full_url, str) and type(full_url) is not str else EMPTY
+    token = _PENDING.set(labels) if labels else None
     try:
         return wrapped(*args, **kwargs)
     except urllib.error.URLError as error:

@@ -54,7 +54,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, cast
 
-from purposeguard._labels import EMPTY
+from purposeguard._labels import EMPTY, labels_of
 
 from . import _unguarded, baggage
 from ._egress import carry_labels, check_chunk, check_egress, deep_labels, header_labels, input_labels
@@ -117,9 +117,8 @@ _URL_LABELS = "_pg_url_labels"
 def _url_labels(url: Any) -> frozenset[str]:
     if type(url) is str:
         return EMPTY
-    kind = getattr(type(url), "_pg_kind", None)
-    if kind is not None:
-        return kind.labels  # type: ignore[no-any-return]
+    if isinstance(url, str):
+        return labels_of(url)
     return getattr(url, _URL_LABELS, EMPTY)
 
 
@@ -171,9 +170,9 @@ def _hop(request: Any, function: str, asynchronous: bool) -> None:
     inner: Any = cast(Any, stream).inner if isinstance(stream, _checked_type()) else stream
     whole = isinstance(inner, _byte_stream_type())
     if whole:
-        kind = getattr(type(getattr(inner, "_stream", None)), "_pg_kind", None)
-        if kind is not None:
-            labels = labels | kind.labels
+        content = getattr(inner, "_stream", None)
+        if isinstance(content, (str, bytes)) and type(content) not in (str, bytes):
+            labels = labels | labels_of(content)
     url = str(request.url)
     egress = check_egress(url, labels, function=function)
     baggage.inject(request.headers, extra_categories=labels, include=not egress.external)

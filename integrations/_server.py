@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from purposeguard._context import PURPOSE
 from purposeguard._errors import PurposeViolation
+from purposeguard._guarded import PURPOSE_MARK
 from purposeguard._labels import EMPTY
 from purposeguard._runtime import check_zone, get_guard, require_purpose_key
 from purposeguard._state import remember
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-MARK = "__purposeguard_purpose__"
+MARK = PURPOSE_MARK
 
 
 def route_purpose(key: str) -> Callable[[F], F]:

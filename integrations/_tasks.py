@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from purposeguard._context import FLAGS, ZONE
+from purposeguard._guarded import PURPOSE_MARK
 from purposeguard._runtime import check_zone, get_guard
 from purposeguard._signing import current_keys
 from purposeguard._state import STATE
@@ -22,8 +23,6 @@ __all__ = ["check_published", "check_task_purpose", "declared_purpose", "say_if_
 
 logger = logging.getLogger("purposeguard")
 
-# The attribute @pg.purpose leaves on the function it wraps.
-_DECLARED = "__purposeguard_purpose__"
 # Said once per process (forgotten by pg.testing.reset()).
 _TOPIC = "tasks without a baggage key"
 
@@ -35,7 +34,7 @@ def declared_purpose(function: Any) -> str | None:
             break
         function = function.func
     for candidate in (function, getattr(function, "run", None), getattr(function, "__wrapped__", None)):
-        key = getattr(candidate, _DECLARED, None) if candidate is not None else None
+        key = getattr(candidate, PURPOSE_MARK, None) if candidate is not None else None
         if isinstance(key, str):
             return key
     return None

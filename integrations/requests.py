@@ -41,6 +41,10 @@ from ._patch import Patcher
 __all__ = ["instrument", "uninstrument", "is_instrumented"]
 
 _PENDING: ContextVar[frozenset[str]] = ContextVar("purposeguard.requests.pending", default=EMPTY)
+# The arguments Session.request walked: prepare() is handed the same body
+# objects again (with the session's headers, cookies and auth merged in new
+# ones) and walks only what is new.
+_WALKED: ContextVar[tuple[Any, ...]] = ContextVar("purposeguard.requests.walked", default=())
 _LABELS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 _FUNCTION = "requests.Session.send"
 
@@ -53,11 +57,14 @@ def _remember(prepared: Any, labels: frozenset[str]) -> None:
 def _request(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    labels = deep_labels((args, tuple(kwargs.values())))
+    values = (*args, *kwargs.values())
+    labels = deep_labels(values)
     token = _PENDING.set(labels)
+    walked = _WALKED.set(values)
     try:
         return wrapped(*args, **kwargs)
     finally:
+        _WALKED.reset(walked)
         _PENDING.reset(token)
 
 
@@ -65,7 +72,10 @@ def _prepare(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     result = wrapped(*args, **kwargs)
-    _remember(instance, deep_labels((args, tuple(kwargs.values()))))
+    # What Session.request saw stays with the request, for a later
+    # session.send(response.request).
+    _remember(instance, _PENDING.get())
+    _remember(instance, deep_labels(_not_walked((*args, *kwargs.values()))))
     return result
 
 
@@ -75,8 +85,15 @@ def _prepare_part(
     # prepare_url / prepare_body encode to plain text; an auth callable (run
     # at the end of prepare) may call them again with new, labelled values.
     result = wrapped(*args, **kwargs)
-    _remember(instance, input_labels((*args, *kwargs.values())))
+    _remember(instance, input_labels(_not_walked((*args, *kwargs.values()))))
     return result
+
+
+def _not_walked(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    walked = _WALKED.get()
+    if not walked:
+        return values
+    return tuple(value for value in values if not any(value is seen for seen in walked))
 
 
 def _copy(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from purposeguard._labels import EMPTY, labels_of, relabel
+from purposeguard._labels import EMPTY, labels_of, merge_tenants, relabel, tenant_of, tenant_of_values
 
 from . import _unguarded
 from ._egress import check_egress, deep_labels, input_labels
@@ -48,8 +48,11 @@ from ._patch import Patcher
 __all__ = ["instrument", "is_instrumented", "message_labels", "uninstrument"]
 
 _FUNCTION = "smtplib.SMTP.sendmail"
-# Labels of the values a message part was built from, by part.
-_PARTS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+# Labels of the values a message part was built from, by part, and whose
+# data they are: text flattened from the message carries both, so another
+# tenant's consent never releases it.
+_PARTS: weakref.WeakKeyDictionary[Any, tuple[frozenset[str], str | None]] = weakref.WeakKeyDictionary()
+_NOTHING: tuple[frozenset[str], str | None] = (EMPTY, None)
 # Labels of the message ``send_message`` is flattening, for the ``sendmail`` it calls.
 _PENDING: ContextVar[frozenset[str]] = ContextVar("purposeguard.smtp.pending", default=EMPTY)
 # True inside ``sendmail``, which checked the whole message: the ``mail``,
@@ -60,10 +63,15 @@ _CHECKED: ContextVar[bool] = ContextVar("purposeguard.smtp.checked", default=Fal
 def _remember(part: Any, values: tuple[Any, ...]) -> None:
     labels = deep_labels(values)
     if labels:
-        try:
-            _PARTS[part] = _PARTS.get(part, EMPTY) | labels
-        except TypeError:  # not weak-referenceable: the zone check still applies
-            pass
+        _add(part, labels, tenant_of_values((values,)))
+
+
+def _add(part: Any, labels: frozenset[str], tenant: str | None) -> None:
+    try:
+        known, known_tenant = _PARTS.get(part, _NOTHING)
+        _PARTS[part] = (known | labels, merge_tenants(known_tenant, tenant))
+    except TypeError:  # not weak-referenceable: the zone check still applies
+        pass
 
 
 def _remembering(
@@ -76,17 +84,31 @@ def _remembering(
 
 def message_labels(message: Any) -> frozenset[str]:
     """The labels of everything a message (and each of its parts) was built from."""
+    return _labels_and_tenant(message)[0]
+
+
+def _labels_and_tenant(message: Any) -> tuple[frozenset[str], str | None]:
     found: frozenset[str] = EMPTY
+    tenant: str | None = None
     walk = getattr(message, "walk", None)
     parts = walk() if walk is not None else (message,)
     for part in parts:
-        found = found | _PARTS.get(part, EMPTY)
+        labels, part_tenant = _PARTS.get(part, _NOTHING)
         payload = part.get_payload() if hasattr(part, "get_payload") else None
         if isinstance(payload, (str, bytes)):
-            found = found | labels_of(payload)
+            payload_labels = labels_of(payload)
+            if payload_labels:
+                labels = labels | payload_labels
+                part_tenant = merge_tenants(part_tenant, tenant_of(payload))
         for value in getattr(part, "_headers", ()):
-            found = found | deep_labels(value)
-    return found
+            header_labels = deep_labels(value)
+            if header_labels:
+                labels = labels | header_labels
+                part_tenant = merge_tenants(part_tenant, tenant_of_values((value,)))
+        if labels:
+            tenant = merge_tenants(tenant, part_tenant)
+            found = found | labels
+    return found, tenant
 
 
 def _send_message(
@@ -146,8 +168,8 @@ def _flattened(
     # A message flattened by hand (``sendmail(msg.as_string())``) is plain
     # text: it carries the labels the message was built from.
     text = wrapped(*args, **kwargs)
-    labels = message_labels(instance)
-    return relabel(text, *sorted(labels)) if labels else text
+    labels, tenant = _labels_and_tenant(instance)
+    return relabel(text, *sorted(labels), tenant=tenant) if labels else text
 
 
 def _parsed(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -165,9 +187,9 @@ def _feed(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwa
 
 def _close(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     message = wrapped(*args, **kwargs)
-    fed = _PARTS.pop(instance, EMPTY)
+    fed, tenant = _PARTS.pop(instance, _NOTHING)
     if fed:
-        _PARTS[message] = _PARTS.get(message, EMPTY) | fed
+        _add(message, fed, tenant)
     return message
 
 

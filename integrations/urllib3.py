@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -144,7 +145,8 @@ def _urlopen(
 
 # ``make_headers`` is a function, bound under these names by urllib3 itself.
 _MAKE_HEADERS_HOMES = ("urllib3.util.request", "urllib3.util", "urllib3")
-_ORIGINAL_MAKE_HEADERS: list[Callable[..., Any]] = []
+# Instrumenting from two threads at once must patch, and restore, once.
+_MAKE_HEADERS_LOCK = threading.Lock()
 
 
 def _carrying_make_headers(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -164,29 +166,25 @@ def _carrying_make_headers(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _patch_make_headers() -> None:
-    home = sys.modules.get(_MAKE_HEADERS_HOMES[0])
-    original = getattr(home, "make_headers", None)
-    if original is None or hasattr(original, "__pg_original__"):
-        return
-    _ORIGINAL_MAKE_HEADERS.append(original)
-    carrying = _carrying_make_headers(original)
-    for name in _MAKE_HEADERS_HOMES:
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, "make_headers", None) is original:
-            setattr(module, "make_headers", carrying)  # noqa: B010 - ModuleType has no such attribute for mypy
+    with _MAKE_HEADERS_LOCK:
+        home = sys.modules.get(_MAKE_HEADERS_HOMES[0])
+        original = getattr(home, "make_headers", None)
+        if original is None or hasattr(original, "__pg_original__"):
+            return
+        carrying = _carrying_make_headers(original)
+        for name in _MAKE_HEADERS_HOMES:
+            module = sys.modules.get(name)
+            if module is not None and getattr(module, "make_headers", None) is original:
+                setattr(module, "make_headers", carrying)  # noqa: B010 - ModuleType has no such attribute for mypy
 
 
 def _unpatch_make_headers() -> None:
-    if not _ORIGINAL_MAKE_HEADERS:
-        return
-    original = _ORIGINAL_MAKE_HEADERS.pop()
-    for name in _MAKE_HEADERS_HOMES:
-        module = sys.modules.get(name)
-        if (
-            module is not None
-            and getattr(getattr(module, "make_headers", None), "__pg_original__", None) is original
-        ):
-            setattr(module, "make_headers", original)  # noqa: B010 - as above
+    with _MAKE_HEADERS_LOCK:
+        for name in _MAKE_HEADERS_HOMES:
+            module = sys.modules.get(name)
+            original = getattr(getattr(module, "make_headers", None), "__pg_original__", None)
+            if module is not None and original is not None:
+                setattr(module, "make_headers", original)  # noqa: B010 - as above
 
 
 _PATCHER = Patcher(

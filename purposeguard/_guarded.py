@@ -33,6 +33,9 @@ __all__ = ["purpose"]
 _EMPTY: frozenset[str] = frozenset()
 # Numbers the generated wrappers' file names: two functions may share a name.
 _WRAPPERS_MADE = itertools.count(1)
+# The attribute a purpose decorator leaves on what it wraps: routers and task
+# queues read a function's declared purpose from it.
+PURPOSE_MARK = "__purposeguard_purpose__"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -575,7 +578,7 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
                 )
             wrapper = _decision_frame(wrapper, inspect.iscoroutinefunction(fn))
         functools.update_wrapper(wrapper, fn)
-        wrapper.__purposeguard_purpose__ = self.key  # type: ignore[attr-defined]
+        setattr(wrapper, PURPOSE_MARK, self.key)
         return wrapper  # type: ignore[return-value]
 
     # -- context manager -------------------------------------------------------------

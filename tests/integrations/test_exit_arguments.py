@@ -330,6 +330,15 @@ def test_requests_credentials_in_a_sessions_proxy_are_checked(recorder: Any) -> 
     assert recorder.received == []
 
 
+def test_requests_a_prepared_request_sent_again_later_keeps_its_bodys_labels(recorder: Any) -> None:
+    # Session.request walks the body once; the prepared request keeps what it saw.
+    with requests.Session() as session:
+        with pg.purpose("service.operations"):
+            first = session.post(recorder.url(), json={"body": secret()}, timeout=10)
+        refused(lambda: session.send(first.request, timeout=10))
+    assert len(recorder.received) == 1
+
+
 def test_urllib3_proxy_headers_of_a_proxy_manager_are_checked(recorder: Any) -> None:
     headers = urllib3.make_headers(proxy_basic_auth="user:" + secret())
     manager = urllib3.ProxyManager(recorder.url(), proxy_headers=headers)

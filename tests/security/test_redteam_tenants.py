@@ -327,3 +327,28 @@ def test_a_labelled_objects_copies_keep_its_tenant(
 def test_an_object_labelled_again_for_another_tenant_belongs_to_neither(trace_guard: pg.Guard) -> None:
     note = _mine(Note("contoso's note"))
     assert _whose(pg.label(note, EMAIL, tenant="fabrikam")) == (MIXED, True)
+
+
+@pytest.mark.parametrize("flatten", ["as_string", "as_bytes"])
+def test_a_mail_flattened_from_another_tenants_data_stays_theirs(store: ConsentStore, flatten: str) -> None:
+    """``message.as_string()`` relabels the text it flattens: with the tenant of what built it."""
+    import email.message
+
+    from purposeguard.integrations import smtp as pg_smtp
+
+    pg.configure("trust-center", mode="enforce", consents=store)
+    pg_smtp.instrument()
+    try:
+        message = email.message.EmailMessage()
+        message["Subject"] = "digest"
+        message.set_content(_theirs("fabrikam's quarterly numbers"))
+        text = getattr(message, flatten)()
+        assert pg.tenant_of(text) == "fabrikam"
+        with pg.zone(tenant="contoso"), pytest.raises(pg.PurposeViolation) as refused:
+            train(text)
+        assert refused.value.violations[0].tenant == "fabrikam"
+
+        message["X-Account"] = _mine("contoso's account")
+        assert pg.tenant_of(getattr(message, flatten)()) == MIXED
+    finally:
+        pg_smtp.uninstrument()

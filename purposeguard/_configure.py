@@ -50,17 +50,19 @@ def configure(
         _signing.check_environment()
     loaded = policy if isinstance(policy, Policy) else Policy.load(policy)
     guard = Guard(loaded, mode=mode, context_mode=context_mode, consents=consents)
-    if audit_key is not None:
+    chain_key = None
+    if audit_key is not None or audit is not None:
         from . import audit as audit_module
 
-        audit_module.set_key(audit_key)
-    if audit is not None:
-        from . import audit as audit_module
-
+        # Read (and checked) first, set only once the log it keys is open: a
+        # log that fails to open leaves the previous key in force too.
+        chain_key = audit_module.as_key(audit_key) if audit_key is not None else None
         if audit is False:
             audit_module.detach()
-        else:
-            audit_module.attach(audit)
+        elif audit is not None:
+            audit_module.attach(audit, key=chain_key)
+        if chain_key is not None:
+            audit_module.set_key(chain_key)
     install(guard)
     if keys is not None:
         _signing.set_keys(keys)

@@ -74,11 +74,16 @@ class ZoneState:
             self.owners: frozenset[str] = _NONE
         else:
             start = start | parent.categories
-            if tenant is None:
-                tenant = parent.tenant
             # Tenants that labelled data seen in the zone names (which may not be
             # the zone's own): see data_tenant().
             self.owners = parent.owners
+            if tenant is None:
+                tenant = parent.tenant
+            elif parent.tenant is not None and tenant != parent.tenant and parent.categories:
+                # What the enclosing zone saw was its tenant's data: a zone
+                # nested for another tenant carries it as theirs, so the new
+                # tenant's consent never covers it.
+                self.owners = self.owners | {parent.tenant}
         self.categories: frozenset[str] = start
         self.tenant: str | None = tenant
         self.parent = parent
@@ -184,6 +189,10 @@ class ZoneState:
         self.parent.add(learned)
         for owner in owners:
             self.parent.add(learned, owner)
+        if self.tenant is not None and learned and self.tenant != self.parent.tenant:
+            # Seen in this tenant's zone, it is this tenant's data in the
+            # enclosing one too (a batch job's zone per tenant in turn).
+            self.parent.add(learned, self.tenant)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A copy for another process: what the zone knew, detached from it.

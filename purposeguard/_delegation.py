@@ -32,12 +32,22 @@ def delegate(
     on_receive: Callable[[Any], None] | None = None,
 ) -> Generator[Any, Any, Any]:
     """``yield from generator`` with ``on_item`` applied to what it yields and
-    ``on_receive`` to what the caller sends or throws in (a refusal there
+    ``on_receive`` to what the caller sends or throws in before each step
+    (None for a plain ``next()`` and for the first step; a refusal there
     closes the generator and reaches the caller)."""
     var, value = context if context is not None else (None, None)
     to_send: Any = None
     to_throw: BaseException | None = None
     while True:
+        if on_receive is not None:
+            # Every step, the first included: the generator's code runs
+            # again now, perhaps long after it was made (a consumer primed
+            # before the request read anything).
+            try:
+                on_receive(to_send if to_throw is None else to_throw)
+            except BaseException:
+                _close_after(generator.close, context)
+                raise
         token = var.set(value) if var is not None else None
         try:
             if to_throw is not None:
@@ -63,12 +73,6 @@ def delegate(
             raise
         except BaseException as error:  # noqa: BLE001 - forwarded into the generator
             to_throw, to_send = error, None
-        if on_receive is not None and (to_send is not None or to_throw is not None):
-            try:
-                on_receive(to_send if to_throw is None else to_throw)
-            except BaseException:
-                _close_after(generator.close, context)
-                raise
 
 
 def generator_function(
@@ -117,6 +121,17 @@ def async_generator_function(
         to_send: Any = None
         to_throw: BaseException | None = None
         while True:
+            if on_receive is not None:
+                try:
+                    on_receive(to_send if to_throw is None else to_throw)
+                except BaseException:
+                    token = var.set(value) if var is not None else None
+                    try:
+                        await generator.aclose()
+                    finally:
+                        if token is not None:
+                            var.reset(token)  # type: ignore[union-attr]
+                    raise
             token = var.set(value) if var is not None else None
             try:
                 if to_throw is not None:
@@ -142,16 +157,5 @@ def async_generator_function(
                 raise
             except BaseException as error:  # noqa: BLE001 - forwarded into the generator
                 to_throw, to_send = error, None
-            if on_receive is not None and (to_send is not None or to_throw is not None):
-                try:
-                    on_receive(to_send if to_throw is None else to_throw)
-                except BaseException:
-                    token = var.set(value) if var is not None else None
-                    try:
-                        await generator.aclose()
-                    finally:
-                        if token is not None:
-                            var.reset(token)  # type: ignore[union-attr]
-                    raise
 
     return wrapper

@@ -119,6 +119,20 @@ class PolicyError(PurposeGuardError):
 _KEY_SHAPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,79}")
 
 
+def key_shaped(value: object) -> bool:
+    """A plain ``str`` shaped like a key (a labelled value never is)."""
+    return type(value) is str and _KEY_SHAPE.fullmatch(value) is not None
+
+
+def shown(value: object) -> str:
+    """How an error names a value a caller passed where a key or id was
+    expected: quoted when it is :func:`key_shaped`, else by its type (a
+    labelled value, or data passed by mistake, is never printed)."""
+    if key_shaped(value):
+        return repr(value)
+    return f"a {type(value).__name__} (not shown: it may be data)"
+
+
 class UnknownKeyError(PolicyError):
     """A category or purpose key that no loaded taxonomy defines."""
 

@@ -472,9 +472,13 @@ def _item_checker(purpose_key: str, name: str) -> Callable[[Any], Any]:
 def _receive_checker(purpose_key: str, name: str) -> Callable[[Any], None]:
     # What send()/asend() hands in (and the exception athrow()/throw() does)
     # enters the generator's code like an argument, and is checked like one.
+    # Every step checks the zone: it may have seen content since the
+    # generator last ran, and text rebuilt from it can be sent in plain.
     def check_received(value: Any) -> None:
         if type(value) not in NO_LABELS:
             _entry_check(purpose_key, name, (value,))
+        elif FLAGS.zones:
+            _zone_check(purpose_key, name)
 
     return check_received
 
@@ -528,6 +532,13 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
     object that could carry what was read, everything the frame saw. It is
     checked like any guarded function, against the zone as it stands, and
     applies to functions and coroutine functions, not generators.
+
+    A ``with purpose(...)`` block around a ``yield`` in a generator that is
+    not decorated hands its purpose to whoever consumes the generator, until
+    it is resumed (generators share their consumer's context: that is how a
+    ``@contextlib.contextmanager`` or a test fixture sets a purpose for the
+    block it wraps). To give a generator's own code a purpose, decorate the
+    generator function: its purpose is current only while its body runs.
     """
 
     __slots__ = ("key", "enabled", "output")

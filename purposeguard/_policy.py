@@ -9,7 +9,9 @@ only for denials that a ``consentable`` rule decided.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
+import stat
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -664,16 +666,27 @@ def _pack_text(name: str) -> str:
     return resources.files("purposeguard.packs").joinpath(f"{name}.toml").read_text(encoding="utf-8")
 
 
+def _nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
 def _read_policy_file(path: Path, *, referrer: str | None = None) -> str:
     # ``referrer`` is the policy whose ``extends`` named this file: errors name it.
     where: dict[str, Any] = {"path": referrer, "field": "policy.extends"} if referrer else {"path": str(path)}
     named = f" {str(path)!r}" if referrer else ""
     try:
-        if path.is_file() and path.stat().st_size > MAX_POLICY_BYTES:
+        # Opened without blocking and checked to be a regular file before a
+        # byte is read: a FIFO would block, /dev/zero never ends. At most one
+        # byte past the limit is read, whatever the size the file claims.
+        with open(path, "rb", buffering=0, opener=_nonblocking) as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise PolicyError(f"the policy file{named} is not a regular file", **where)
+            data = file.read(MAX_POLICY_BYTES + 1)
+        if len(data) > MAX_POLICY_BYTES:
             raise PolicyError(
                 f"the policy file{named} is over the limit of {MAX_POLICY_BYTES:,} bytes", **where
             )
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except FileNotFoundError:
         hint = f" (built-in packs: {', '.join(PACKS)})" if not path.suffix or referrer else ""
         raise PolicyError(f"no such policy file{named}{hint}", **where) from None
@@ -727,6 +740,8 @@ def _parse(text: str, source: str) -> dict[str, Any]:
         raise PolicyError(f"the policy text is over the limit of {MAX_POLICY_BYTES:,} bytes", path=source)
     try:
         data: dict[str, Any] = tomllib.loads(text)
+    except RecursionError:
+        raise PolicyError("the policy nests tables or arrays too deep to read", path=source) from None
     except tomllib.TOMLDecodeError as error:
         match = _LINE_IN_TOML_ERROR.search(str(error))
         raise PolicyError(

@@ -284,7 +284,6 @@ class Guard:
         function: str | Callable[[], str],
         tenant: str | None = None,
         context: bool = False,
-        cause: BaseException | None = None,
     ) -> list[Violation]:
         """Record a violation for each of ``denials`` and act per mode: the
         one path every violation takes (arguments, returns, zones,
@@ -295,8 +294,9 @@ class Guard:
         without remediation gets the policy's advice for its category and
         purpose. ``off`` records nothing. Every record goes to the
         subscribers; if any is in enforce mode, :class:`PurposeViolation`
-        is raised (chained to ``cause``, else to a sink's failure to keep a
-        record): a lost record never turns a violation into another error.
+        is raised (chained to a sink's failure to keep a record, if any, and
+        to nothing else): a lost record never turns a violation into another
+        error.
         Returns what was recorded.
         """
         name: str | None = None
@@ -327,7 +327,7 @@ class Guard:
         if enforce:
             # Still a violation to the caller (a 403 to a web client), whatever
             # the sink did; the sink's failure rides along as the cause.
-            raise PurposeViolation(recorded) from (cause if cause is not None else lost)
+            raise PurposeViolation(recorded) from lost
         return recorded
 
     def _denials(self, decision: Decision, context: bool) -> list[Denial]:
@@ -379,9 +379,10 @@ class Guard:
             f"the policy engine failed ({type(error).__name__}); fix the policy or the labels",
             "block",
         )
-        self.violate(
-            str(purpose), (denial,), via=via, function=function, tenant=tenant, context=context, cause=error
-        )
+        # Not chained to ``error``: its message may quote what was being
+        # checked (a property that fails on the value it parses), and a
+        # violation's traceback ends up in logs. Its type is named above.
+        self.violate(str(purpose), (denial,), via=via, function=function, tenant=tenant, context=context)
         return Decision(False, categories[0], str(purpose), INTERNAL_ERROR_RULE, denied=tuple(categories))
 
     def dispatch(self, record: Record) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from ._context import FLAGS, PURPOSE, ZONE, ZoneState
-from ._errors import PolicyError, PurposeGuardError
+from ._errors import PolicyError, PurposeGuardError, key_shaped, shown
 from ._labels import (
     KEYS,
     MAX_TENANT_LENGTH,
@@ -190,9 +190,9 @@ def transform(transform_id: str) -> Callable[[F], F]:
     policy = get_guard().policy
     if not isinstance(transform_id, str) or transform_id not in policy.transforms:
         raise PolicyError(
-            f"unknown transform {transform_id!r} (the policy defines: "
+            f"unknown transform {shown(transform_id)} (the policy defines: "
             f"{', '.join(sorted(policy.transforms)) or 'none'})",
-            rule=str(transform_id),
+            rule=transform_id if key_shaped(transform_id) else None,
         )
 
     def decorate(fn: F) -> F:

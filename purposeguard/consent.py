@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ._errors import PolicyError, SinkFailure, UnknownKeyError
+from ._errors import PolicyError, SinkFailure, UnknownKeyError, shown
 from ._policy import Policy
 from ._records import Record
 from ._runtime import get_guard, logger
@@ -344,7 +344,8 @@ class ConsentStore:
     def _tenant(self, tenant: object) -> str:
         if not isinstance(tenant, str) or not _TENANT.match(tenant):
             raise PolicyError(
-                f"malformed tenant id {tenant!r} (letters, digits and _.:@- , at most 200)", field="tenant"
+                f"malformed tenant id: {shown(tenant)} (letters, digits and _.:@- , at most 200)",
+                field="tenant",
             )
         if self._is_tenant is not None and not self._is_tenant(tenant):
             raise UnknownKeyError(tenant, "tenant", field="tenant")

@@ -342,3 +342,37 @@ def test_one_tenants_consent_never_covers_another_tenants_data() -> None:
         with pytest.raises(pg.PurposeViolation):  # the value's tenant wins over the zone's
             train(theirs, "plain")
     assert train(mine, "plain") == "trained"
+
+
+def test_a_policy_path_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """A FIFO would block forever and /dev/zero never ends: both are refused at once."""
+    import os
+    import threading
+
+    fifo = tmp_path / "policy.toml"
+    os.mkfifo(fifo)
+    child = tmp_path / "child.toml"
+    child.write_text(f'[policy]\nname = "child"\nextends = "{fifo}"\n')
+    errors: list[BaseException] = []
+
+    def load_each() -> None:
+        for path in (fifo, Path("/dev/zero"), child):
+            try:
+                pg.Policy.load(path)
+            except BaseException as error:  # noqa: BLE001 - what it raised is the assertion
+                errors.append(error)
+
+    # In a thread: a regression would block on the FIFO, and fail here rather than hang the suite.
+    loading = threading.Thread(target=load_each, daemon=True)
+    loading.start()
+    loading.join(60)
+    assert not loading.is_alive(), "reading a FIFO as a policy blocked"
+    assert len(errors) == 3
+    assert all(isinstance(e, pg.PolicyError) and "not a regular file" in str(e) for e in errors), errors
+
+
+def test_a_policy_nested_too_deep_for_the_toml_reader_is_a_policy_error(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(pg.PolicyError, match="too deep"):
+        pg.Policy.load(deep)

@@ -454,3 +454,18 @@ def test_a_forked_worker_writes_the_same_keyed_chain(log_path: Path, key_file: P
         result = log.verify()
         texts = sorted(e.data["text"] for e in log.records())
     assert result.ok and result.keyed and texts == ["from the parent", "from the worker"]
+
+
+def test_a_configure_whose_audit_log_fails_to_open_keeps_the_previous_key(tmp_path: Path) -> None:
+    """Nothing changes if anything fails: the key of a log that did not open is not kept."""
+    from purposeguard import audit
+
+    try:
+        audit.set_key(KEY)
+        with pytest.raises(AuditError):
+            pg.configure(
+                "trust-center", audit=str(tmp_path / "no-such-folder" / "audit.db"), audit_key=OTHER_KEY
+            )
+        assert audit.default_key() is not None and audit.default_key().key_id == ChainKey(KEY).key_id  # type: ignore[union-attr]
+    finally:
+        audit.set_key(None)

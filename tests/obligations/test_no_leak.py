@@ -63,3 +63,43 @@ def test_every_kind_of_record_keeps_names_never_values(
     assert marker.encode() not in file_bytes(log_path)
     assert marker.upper().encode() not in file_bytes(log_path)
     assert marker not in caplog.text
+
+
+def test_an_internal_error_is_not_chained_to_an_exception_that_quotes_the_value() -> None:
+    """A property that fails on what it parses quotes it; the refusal names the error's type only."""
+    import traceback
+    from typing import Annotated
+
+    class Mail:
+        subject: Annotated[str, pg.Category(EMAIL)]
+
+        def __init__(self, raw: str) -> None:
+            self._raw = raw
+
+        @property  # type: ignore[no-redef]
+        def subject(self) -> str:
+            raise ValueError(f"cannot parse a subject from {self._raw!r}")
+
+    @pg.purpose("service.operations")
+    def triage(mail: Mail) -> str:
+        return "ok"
+
+    pg.configure("trust-center", mode="enforce")
+    raw = " ".join(["Quarterly", "numbers", "for", "the", "board"])  # the traceback shows source lines
+    with pytest.raises(pg.PurposeViolation) as refused:
+        triage(Mail(raw))
+    shown = "".join(traceback.format_exception(refused.value))
+    assert refused.value.violations[0].rule == "purposeguard.internal-error"
+    assert "ValueError" in str(refused.value)
+    assert raw not in shown and "cannot parse" not in shown and refused.value.__cause__ is None
+
+
+def test_errors_about_a_labelled_argument_name_its_type_never_its_value(log_path: Path) -> None:
+    secret = pg.label("Quarterly numbers for the board", EMAIL)
+    with pytest.raises(pg.PolicyError) as unknown:
+        pg.transform(secret)
+    with ConsentStore(log_path) as store, pytest.raises(pg.PolicyError) as malformed:
+        store.grant(secret, "improvement", ["customer_data"], granted_by="admin")
+    for error in (unknown.value, malformed.value):
+        assert "Quarterly" not in str(error) and "LabelledStr" in str(error)
+        assert "Quarterly" not in repr(vars(error))

@@ -103,3 +103,70 @@ def test_send_inside_an_enforcing_zone_is_refused_via_the_zone_too() -> None:
         with pytest.raises(pg.PurposeViolation):
             next(generator)
             generator.send(derived)
+
+
+# -- each step checks the zone: a consumer primed before the request read content --------
+
+
+@pg.purpose("advertising")
+def ad_consumer(received: list[object]) -> Generator[None, object, None]:
+    while True:
+        received.append((yield))
+
+
+@pg.purpose("advertising")
+async def ad_stream(received: list[object]) -> AsyncGenerator[None, object]:
+    while True:
+        received.append((yield))
+
+
+@pytest.mark.parametrize("step", ["send", "next"])
+def test_a_generator_primed_before_the_read_is_refused_at_its_next_step(step: str) -> None:
+    pg.configure("trust-center", mode="enforce")
+    received: list[object] = []
+    with pg.zone(tenant="contoso"):
+        consumer = ad_consumer(received)
+        next(consumer)
+        text = f"re: {pg.label('Quarterly numbers', EMAIL)}"
+        with pytest.raises(pg.PurposeViolation) as refused:
+            consumer.send(text) if step == "send" else next(consumer)
+    assert refused.value.violations[0].via == "context"
+    assert received == []
+
+
+def test_a_generator_made_before_the_read_is_refused_at_its_first_step() -> None:
+    pg.configure("trust-center", mode="enforce")
+    received: list[object] = []
+    with pg.zone(tenant="contoso"):
+        consumer = ad_consumer(received)
+        pg.label("Quarterly numbers", EMAIL)
+        with pytest.raises(pg.PurposeViolation):
+            next(consumer)
+    assert received == []
+
+
+def test_an_async_generator_primed_before_the_read_is_refused_at_asend() -> None:
+    pg.configure("trust-center", mode="enforce")
+    received: list[object] = []
+
+    async def run() -> None:
+        with pg.zone(tenant="contoso"):
+            stream = ad_stream(received)
+            await stream.asend(None)
+            text = f"re: {pg.label('Quarterly numbers', EMAIL)}"
+            await stream.asend(text)
+
+    with pytest.raises(pg.PurposeViolation):
+        asyncio.run(run())
+    assert received == []
+
+
+def test_a_generator_stepping_in_a_zone_that_allows_it_runs_every_step() -> None:
+    pg.configure("trust-center", mode="enforce")
+    received: list[object] = []
+    with pg.testing.assert_no_violations(), pg.zone(tenant="contoso"):
+        consumer = ad_consumer(received)
+        next(consumer)
+        consumer.send("plain")
+        next(consumer)
+    assert received == ["plain", None]

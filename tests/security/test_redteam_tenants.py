@@ -352,3 +352,41 @@ def test_a_mail_flattened_from_another_tenants_data_stays_theirs(store: ConsentS
         assert pg.tenant_of(getattr(message, flatten)()) == MIXED
     finally:
         pg_smtp.uninstrument()
+
+
+def test_a_zone_nested_for_another_tenant_never_releases_what_the_outer_zone_saw(store: ConsentStore) -> None:
+    """Text rebuilt from fabrikam's mail in fabrikam's zone, used in a zone nested for contoso (who consented)."""
+    pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=store)
+    with pg.zone(tenant="fabrikam"):
+        laundered = f"sample: {pg.label('fabrikam mail', EMAIL)}"
+        with pg.zone(tenant="contoso"), pytest.raises(pg.PurposeViolation) as refused:
+            train(laundered)
+    assert refused.value.violations[0].tenant == MIXED
+
+
+def test_a_tenants_zone_hands_its_tenant_back_to_the_enclosing_zone(store: ConsentStore) -> None:
+    """A batch job inside one zone, a zone per tenant in turn: fabrikam's data is not contoso's later."""
+    pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=store)
+    carried: list[str] = []
+    with pg.zone():
+        with pg.zone(tenant="fabrikam"):
+            carried.append(f"sample: {pg.label('fabrikam mail', EMAIL)}")
+        with pg.zone(tenant="contoso"), pytest.raises(pg.PurposeViolation) as refused:
+            train(carried[0])
+    assert refused.value.violations[0].tenant == MIXED
+
+
+def test_nested_zones_of_one_tenant_or_over_an_empty_zone_keep_its_consent(store: ConsentStore) -> None:
+    pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=store)
+    with pg.testing.assert_no_violations():
+        with pg.zone(tenant="contoso"):
+            laundered = f"sample: {pg.label('contoso mail', EMAIL)}"
+            with pg.zone(tenant="contoso"):
+                train(laundered)
+        with pg.zone(tenant="fabrikam"), pg.zone(tenant="contoso"):
+            train(f"sample: {pg.label('contoso mail', EMAIL)}")
+        # Side by side, not nested: each tenant's zone starts clean.
+        with pg.zone(tenant="fabrikam"):
+            f"sample: {pg.label('fabrikam mail', EMAIL)}"
+        with pg.zone(tenant="contoso"):
+            train(f"sample: {pg.label('contoso mail', EMAIL)}")

@@ -16,6 +16,7 @@ module                 what it does                                    extra
 ``smtp``               guard mail sent with smtplib (and its mailers)  none (standard library)
 ``celery``             purpose, tenant, zone across tasks              ``celery``
 ``logging``            keep labelled content out of log records        none (standard library)
+``spans``              keep labelled content out of tracing spans      ``otel``
 ``baggage``            signed baggage: purpose, tenant and zone        none (opentelemetry-api)
 ``sqlalchemy``         label values loaded through SQLAlchemy 2        ``sqlalchemy``
 ``django``             ORM labels, middleware and settings for Django  ``django``

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -58,6 +59,11 @@ LOG_LEVEL = logging.INFO
 # before the rest are counted as ``_other``: names come from code, but a
 # caller passing a computed ``function=`` must not blow up a metrics backend.
 MAX_FUNCTIONS = 1000
+
+# Set while a violation's own telemetry is put on the current span: an exit
+# that judges what reaches spans (purposeguard.integrations.spans) lets it
+# pass, as it names categories and rules, never values.
+OWN_TELEMETRY: ContextVar[bool] = ContextVar("purposeguard.otel.own_telemetry", default=False)
 
 _LOG_MESSAGE = "purpose violation: %s may not be used for %s (rule %s, via %s, in %s, %s mode)"
 _REPEATS_MESSAGE = (
@@ -103,10 +109,15 @@ class _Session:
 
     def on_record(self, record: Any) -> None:
         kind = getattr(record, "kind", None)
-        if kind == "violation":
-            self._violation(record)
-        elif kind == "repeats":
-            self._repeats(record)
+        if kind == "violation" or kind == "repeats":
+            token = OWN_TELEMETRY.set(True)
+            try:
+                if kind == "violation":
+                    self._violation(record)
+                else:
+                    self._repeats(record)
+            finally:
+                OWN_TELEMETRY.reset(token)
         elif kind == "declassification":
             key = (
                 _text(record.transform),

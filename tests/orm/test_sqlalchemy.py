@@ -564,7 +564,7 @@ def test_a_subclass_table_under_joined_inheritance_is_several_tenants(db: Any) -
 
 
 def test_model_tables_are_never_the_cache_that_is_forgotten(db: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr(pg_sqlalchemy, "TABLES_LIMIT", 8)
+    monkeypatch.setattr(pg_sqlalchemy._declarations, "TABLES_LIMIT", 8)
     throwaway = MetaData()
     tables = [Table(f"throwaway{n}", throwaway, Column("id", Integer, primary_key=True)) for n in range(20)]
     throwaway.create_all(db)
@@ -587,13 +587,13 @@ def test_returning_results_keep_what_the_driver_told(db: Any) -> None:
 
 def test_a_statement_shape_is_planned_once(db: Any, monkeypatch: Any) -> None:
     planned: list[Any] = []
-    positions = pg_sqlalchemy._positions
+    positions = pg_sqlalchemy._plans._positions
 
     def counting(statement: Any) -> Any:
         planned.append(statement)
         return positions(statement)
 
-    monkeypatch.setattr(pg_sqlalchemy, "_positions", counting)
+    monkeypatch.setattr(pg_sqlalchemy._plans, "_positions", counting)
     with Session(db) as session:
         for title in ("hello", "other", "hello"):
             # Built afresh each time, as a request does: the same shape, other values.

@@ -1,0 +1,278 @@
+"""What models and tables declare, kept in the integration's one store.
+
+A column's categories come from its ``Mapped[...]`` annotation or its
+``info=`` (a ``column_property`` without either takes those of the columns
+its expression reads); a row's tenant from the column the model's
+``__purposeguard_tenant__`` (or a Core table's ``info``) names. Checked as
+each model is declared.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from purposeguard._errors import PolicyError, UnknownKeyError
+from purposeguard._labels import KEYS, annotated_fields
+from purposeguard._state import remember
+
+from ._lineage import _columns_in
+from ._reading import _read_through
+
+INFO_KEY = "purposeguard"
+# The tenant of a table whose model keeps its rows' tenant in another table
+# (a subclass under joined inheritance): its values' tenant is not read.
+_ELSEWHERE = "(the tenant column is in another table)"
+# Tables whose declarations are remembered; past it the oldest eighth is read again when next selected.
+TABLES_LIMIT = 4096
+TABLE_TENANT_KEY = "purposeguard_tenant"
+
+
+class _Model:
+    """What one mapped class declares: labelled attributes and its tenant attribute."""
+
+    __slots__ = ("fields", "tenant", "categories", "undeclared", "loud", "of_other_rows")
+
+    def __init__(
+        self,
+        fields: tuple[tuple[str, tuple[str, ...]], ...],
+        tenant: str | None,
+        undeclared: bool = False,
+        of_other_rows: frozenset[str] = frozenset(),
+    ) -> None:
+        self.fields = fields
+        self.tenant = tenant
+        # column_property values computed from other tables' rows (a
+        # correlated subquery): not the row's own, so not of its tenant.
+        self.of_other_rows = of_other_rows
+        # Some categories come from column info only (labels_of(instance) cannot see them).
+        self.undeclared = undeclared
+        # Loads tell the zone at once: an attribute could not be made to tell it on read.
+        self.loud = False
+        found: set[str] = set()
+        for _key, categories in fields:
+            found.update(categories)
+        self.categories = tuple(sorted(found))
+
+
+class _Table:
+    """What one table declares, for rows: column name -> categories, and the tenant column."""
+
+    __slots__ = ("table", "columns", "tenant")
+
+    def __init__(self, table: Any, columns: dict[str, tuple[str, ...]], tenant: str | None) -> None:
+        self.table = table
+        self.columns = columns
+        self.tenant = tenant
+
+
+class _State:
+    """Everything this integration keeps of the declarations (and the plans
+    made from them), with one reset."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.instrumented = False
+        self.models: dict[type, _Model] = {}
+        # Labelled attributes whose class was swapped for a reading one, with
+        # the class each had before: put back when the models are forgotten.
+        self.readers: list[tuple[Any, type]] = []
+        # id(table) -> declarations; _Table.table keeps the table alive, so
+        # the id stays its own. Only tables (schema objects) are kept: a
+        # subquery's or alias's columns are followed to their tables. Those
+        # of mapped models are kept apart, never forgotten while instrumented.
+        self.declared: dict[int, _Table] = {}
+        self.tables: dict[int, _Table] = {}
+        # Statement cache key -> its plan (see _plan); emptied when a model
+        # is declared, since a plan reads the declarations.
+        self.plans: dict[Any, Any] = {}
+
+    def forget(self) -> None:
+        for attribute, original in self.readers:
+            attribute.__class__ = original
+        self.readers.clear()
+        self.models.clear()
+        self.declared.clear()
+        self.tables.clear()
+        self.plans.clear()
+
+
+_STATE = _State()
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _info_categories(info: Any, owner: str, field: str) -> set[str]:
+    if not info:
+        return set()
+    value = info.get(INFO_KEY) if hasattr(info, "get") else None
+    if value is None:
+        return set()
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
+        return set(value)
+    raise PolicyError(
+        f'info={{"{INFO_KEY}": ...}} must be a category key or a list of keys, not {type(value).__name__}',
+        path=owner,
+        field=field,
+    )
+
+
+def _validated(categories: Iterable[str], owner: str, field: str) -> tuple[str, ...]:
+    taxonomy = KEYS.current()
+    for category in categories:
+        if category not in taxonomy.categories:
+            raise UnknownKeyError(category, "category", path=owner, field=field)
+    return tuple(sorted(categories))
+
+
+def _declare(mapper: Any) -> _Model:
+    """Read and check what a mapped class declares; remember its tables' columns."""
+    cls = mapper.class_
+    owner = _name(cls)
+    try:
+        annotated = dict(annotated_fields(cls))
+    except Exception:  # noqa: BLE001 - annotations that do not resolve declare nothing
+        annotated = {}
+    fields: list[tuple[str, tuple[str, ...]]] = []
+    undeclared = False
+    by_table: dict[int, tuple[Any, dict[str, tuple[str, ...]]]] = {}
+    expressions: list[tuple[str, Any]] = []
+    for key, column in mapper.columns.items():
+        # column_property(..., info=...) keeps its info on the property.
+        from_info = _info_categories(getattr(column, "info", None), owner, key) | _info_categories(
+            getattr(_property(mapper, key), "info", None), owner, key
+        )
+        categories = from_info | set(annotated.get(key, ()))
+        if not categories:
+            if not _is_table_column(column):
+                expressions.append((key, column))
+            continue
+        undeclared = undeclared or not from_info <= set(annotated.get(key, ()))
+        checked = _validated(categories, owner, key)
+        fields.append((key, checked))
+        table = getattr(column, "table", None)
+        name = getattr(column, "name", None)
+        if table is not None and name is not None:
+            by_table.setdefault(id(table), (table, {}))[1][name] = checked
+    of_other_rows: set[str] = set()
+    for key, expression in expressions:
+        # column_property(func.lower(body)) or a correlated subquery: what is
+        # computed in SQL from labelled columns carries their categories.
+        derived, other_rows = _derived_categories(expression, by_table)
+        if derived:
+            fields.append((key, derived))
+            undeclared = True
+            if other_rows:
+                of_other_rows.add(key)
+    tenant = getattr(cls, "__purposeguard_tenant__", None)
+    tenant_column: Any = None
+    if tenant is not None:
+        if not isinstance(tenant, str) or tenant not in mapper.columns:
+            names = ", ".join(mapper.columns.keys()) or "none"
+            raise PolicyError(
+                f"__purposeguard_tenant__ = {tenant!r} names no column of the model (its columns: {names})",
+                path=owner,
+                field="__purposeguard_tenant__",
+            )
+        tenant_column = mapper.columns[tenant]
+    model = _Model(tuple(fields), tenant, undeclared, frozenset(of_other_rows))
+    with _STATE.lock:
+        _STATE.plans.clear()
+        _STATE.models[cls] = model
+        _read_through(mapper, model, _STATE.readers)
+        for table_id, (table, columns) in by_table.items():
+            tenant_name: str | None = None
+            if tenant_column is not None:
+                # A subclass's own table under joined inheritance: the row's
+                # tenant is in its parent's table.
+                same = getattr(tenant_column, "table", None) is table
+                tenant_name = tenant_column.name if same else _ELSEWHERE
+            known = _STATE.declared.get(table_id)
+            if known is None or known.table is not table:
+                # Declared by a model: kept while instrumented (the bounded
+                # cache of Core tables would forget it first).
+                known = _STATE.declared[table_id] = _table_info(table)
+                _STATE.tables.pop(table_id, None)
+            known.columns.update(columns)
+            if tenant_name is not None and (known.tenant is None or known.tenant is _ELSEWHERE):
+                known.tenant = tenant_name
+    return model
+
+
+def _property(mapper: Any, key: str) -> Any:
+    try:
+        return mapper.get_property(key)
+    except Exception:  # noqa: BLE001 - a column with no property of that name
+        return None
+
+
+def _is_table_column(column: Any) -> bool:
+    from sqlalchemy.sql.schema import Table
+
+    return isinstance(getattr(column, "table", None), Table)
+
+
+def _derived_categories(
+    expression: Any, by_table: dict[int, tuple[Any, dict[str, tuple[str, ...]]]]
+) -> tuple[tuple[str, ...], bool]:
+    """The categories of the columns an expression reads, and whether any is
+    read from another table's rows (or another alias of the model's own)."""
+    found: set[str] = set()
+    other_rows = False
+    for source in _columns_in(expression):
+        own = by_table.get(id(source.table))
+        categories = own[1].get(source.name) if own is not None else None
+        if categories is None:
+            # Another model's (declared already, see instrument) or a Core table's.
+            categories = _table(source.table).columns.get(source.name)
+        if categories:
+            found.update(categories)
+            # Not this row's: another table's, another alias of its own (a
+            # correlated subquery), or many rows' (an aggregate).
+            other_rows = (
+                other_rows
+                or own is None
+                or source.other_rows
+                or source.origin != frozenset({id(source.table)})
+            )
+    return tuple(sorted(found)), other_rows
+
+
+def _model(cls: type, mapper: Any) -> _Model:
+    model = _STATE.models.get(cls)
+    if model is None:
+        model = _declare(mapper)
+    return model
+
+
+def _table(table: Any) -> _Table:
+    known = _STATE.declared.get(id(table)) or _STATE.tables.get(id(table))
+    if known is not None and known.table is table:
+        return known
+    entry = _table_info(table)
+    with _STATE.lock:
+        remember(_STATE.tables, id(table), entry, TABLES_LIMIT)
+    return entry
+
+
+def _table_info(table: Any) -> _Table:
+    """What a table's own ``info`` declares (a Core table, or one no mapper maps)."""
+    owner = str(getattr(table, "fullname", None) or getattr(table, "name", "table"))
+    columns: dict[str, tuple[str, ...]] = {}
+    for column in getattr(table, "columns", ()):
+        categories = _info_categories(getattr(column, "info", None), owner, column.name)
+        if categories:
+            columns[column.name] = _validated(categories, owner, column.name)
+    tenant = (getattr(table, "info", None) or {}).get(TABLE_TENANT_KEY)
+    if tenant is not None and (not isinstance(tenant, str) or tenant not in table.columns):
+        raise PolicyError(
+            f"info={{{TABLE_TENANT_KEY!r}: {tenant!r}}} names no column of the table",
+            path=owner,
+            field=TABLE_TENANT_KEY,
+        )
+    return _Table(table, columns, tenant)

@@ -1,0 +1,232 @@
+"""Labelling what is loaded: instances on the ORM's load and refresh events,
+and rows of a ``Session`` or ``Connection`` (``RETURNING`` and
+``Connection.scalar`` too), relabelled by their statement's plan.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from purposeguard._context import FLAGS, MIXED_TENANT, ZONE
+from purposeguard._labels import EMPTY, _label_object, _resolve, label
+
+from .._patch import Patcher
+from ._declarations import _STATE, _declare
+from ._plans import _Plan, _plan
+from ._reading import _tenant
+
+# Set while a Session runs a statement this integration labels itself, so the
+# Connection underneath hands the ORM its own result untouched.
+_IN_SESSION: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "purposeguard_sqlalchemy_session", default=False
+)
+
+
+def _label_instance(state: Any, attrs: Iterable[str] | None) -> None:
+    model = _STATE.models.get(state.class_) or _declare(state.mapper)
+    if not model.fields:
+        return
+    values = state.dict
+    tenant = values.get(model.tenant) if model.tenant is not None else None
+    if tenant is not None and type(tenant) is not str:
+        tenant = str(tenant)
+    wanted = None if attrs is None else set(attrs)
+    for key, categories in model.fields:
+        if wanted is not None and key not in wanted:
+            continue
+        value = values.get(key)
+        if value is not None:
+            # Straight into the instance dict: the ORM sees no change to flush.
+            whose = MIXED_TENANT if key in model.of_other_rows else tenant
+            values[key] = label(value, *categories, tenant=whose)
+    if model.undeclared:
+        # Categories given only in column info are not in the class's
+        # annotations: the instance carries them (and the tenant) itself, for
+        # checks on the whole object. Its values were labelled, and checked,
+        # one by one already.
+        obj = state.obj()
+        if obj is not None:
+            _label_object(obj, _resolve(model.categories, tenant))
+
+
+def _quietly(attrs: Iterable[str] | None, state: Any) -> None:
+    """Label a loaded instance without telling the request's zone: loading a
+    row is not yet a flow (the reading attribute tells the zone when a value
+    is read). The labels still pass the source check under the current
+    purpose, in a scratch zone with the request's tenant and categories that
+    records flows where the request's zone does."""
+    outer = ZONE.get() if FLAGS.zones else None
+    model = _STATE.models.get(state.class_) or _declare(state.mapper)
+    if not model.fields:
+        return
+    if outer is None or model.loud:
+        _label_instance(state, attrs)
+        return
+    token = ZONE.set(outer.scratch())
+    try:
+        _label_instance(state, attrs)
+    finally:
+        ZONE.reset(token)
+
+
+def _on_load(state: Any, _context: Any) -> None:
+    _quietly(None, state)
+
+
+def _on_refresh(state: Any, _context: Any, attrs: Iterable[str] | None) -> None:
+    _quietly(attrs, state)
+
+
+def _on_refresh_flush(state: Any, _flush_context: Any, attrs: Iterable[str] | None) -> None:
+    # Values the database made during a flush (server defaults, computed
+    # columns, fetched with RETURNING or a SELECT): loaded, so labelled. The
+    # values the application set itself are left as it set them.
+    _quietly(attrs or (), state)
+
+
+def _on_mapper(mapper: Any, _cls: type) -> None:
+    # Models defined after instrument(): checked as they are mapped.
+    _declare(mapper)
+
+
+def _labelled_row(row: Sequence[Any], plan: _Plan) -> tuple[Any, ...]:
+    values = list(row)
+    for position, categories, tenant_at, members in plan:
+        value = values[position]
+        if value is None:
+            continue
+        if members is not None:
+            values[position] = _labelled_bundle(value, members)
+            continue
+        tenant = _tenant(row[tenant_at]) if isinstance(tenant_at, int) else tenant_at
+        values[position] = label(value, *categories, tenant=tenant)
+    return tuple(values)
+
+
+def _labelled_bundle(value: Any, members: _Plan) -> Any:
+    """A Bundle's row with each member labelled as its own column."""
+    from sqlalchemy.engine.result import result_tuple
+
+    fields = getattr(value, "_fields", None)
+    if not isinstance(fields, tuple) or not isinstance(value, Sequence):
+        # A Bundle subclass making rows of its own: labelled as a whole, with
+        # every member's categories (more than each member has, never fewer).
+        return label(value, *sorted(_every_category(members)), tenant=MIXED_TENANT)
+    return result_tuple(list(fields))(_labelled_row(value, members))
+
+
+def _every_category(plan: _Plan) -> set[str]:
+    found: set[str] = set()
+    for _position, categories, _tenant_at, members in plan:
+        found.update(categories)
+        if members is not None:
+            found.update(_every_category(members))
+    return found
+
+
+def _relabelled(result: Any, plan: _Plan) -> Any:
+    frozen = result.freeze()
+    scalars = getattr(frozen, "_source_supports_scalars", False)
+    rows = [_labelled_row((item,) if scalars else item, plan) for item in frozen.data]
+    relabelled = frozen.with_new_rows(rows)()
+    # The execution context async streaming asks about (its rows were read
+    # here), and what an INSERT, UPDATE or DELETE ... RETURNING tells besides
+    # its rows, as the driver's result told it.
+    context = getattr(result, "context", None)
+    dml = any(getattr(context, kind, False) for kind in ("isinsert", "isupdate", "isdelete"))
+    for name in _DML_ATTRIBUTES if dml else ("rowcount", "context"):
+        try:
+            setattr(relabelled, name, getattr(result, name))
+        except Exception:  # noqa: BLE001 - a result that has none (inserted_primary_key of an UPDATE)
+            continue
+    return relabelled
+
+
+_DML_ATTRIBUTES = (
+    "rowcount",
+    "context",
+    "is_insert",
+    "lastrowid",
+    "inserted_primary_key",
+    "inserted_primary_key_rows",
+    "returned_defaults",
+    "returned_defaults_rows",
+)
+
+
+def _on_orm_execute(state: Any) -> Any:
+    if not (state.is_select or state.is_insert or state.is_update or state.is_delete):
+        return None
+    plan = _plan(state.statement)
+    if plan is None:
+        return None
+    token = _IN_SESSION.set(True)
+    try:
+        result = state.invoke_statement()
+    finally:
+        _IN_SESSION.reset(token)
+    return _relabelled(result, plan)
+
+
+def _connection_execute(wrapped: Any, _instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if _IN_SESSION.get() or not _STATE.instrumented:
+        return wrapped(*args, **kwargs)
+    options = kwargs.get("execution_options") or {}
+    if any(type(key) is str and key.startswith("_sa_orm_") for key in options):
+        # The ORM reads this result itself (loads, ORM-enabled INSERT, UPDATE,
+        # DELETE): its rows are labelled above it, in the session's event.
+        return wrapped(*args, **kwargs)
+    statement = args[0] if args else kwargs.get("statement")
+    # Planned before it runs: a statement whose columns cannot be followed
+    # to their tables is refused before it reaches the database.
+    plan = _plan(statement)
+    result = wrapped(*args, **kwargs)
+    if plan is None or not getattr(result, "returns_rows", False):
+        return result
+    return _relabelled(result, plan)
+
+
+def _connection_scalar(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if _IN_SESSION.get() or not _STATE.instrumented:
+        return wrapped(*args, **kwargs)
+    statement = args[0] if args else kwargs.get("statement")
+    if _plan(statement) is None:
+        return wrapped(*args, **kwargs)
+    # The first column of the first row, as execute().scalar() reads it, so
+    # that it is labelled (with its row's tenant when the row selects it).
+    return instance.execute(*args, **kwargs).scalar()
+
+
+class _Machinery:
+    """Label reading for SQLAlchemy's per-instance state (``_sa_instance_state``):
+    it holds no application data, only the way into the session, the mapper
+    and the engine. Checks look into a loaded instance's attribute values
+    (columns and loaded relationships) and stop there, instead of walking the
+    ORM's object graph to their bound and failing closed."""
+
+    def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
+        return EMPTY
+
+    def tenant(self, value: Any) -> str | None:
+        return None
+
+    def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
+        raise TypeError("SQLAlchemy's instance state is not data: label the instance or its values")
+
+    def strip(self, value: Any) -> Any:
+        return value
+
+
+_MACHINERY = _Machinery()
+
+# Installed by instrument(), removed by uninstrument().
+_PATCHER = Patcher(
+    "sqlalchemy.engine.base",
+    [
+        ("Connection", "execute", _connection_execute),
+        # scalar() runs the statement without execute(): see _connection_scalar.
+        ("Connection", "scalar", _connection_scalar),
+    ],
+)

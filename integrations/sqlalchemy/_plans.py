@@ -1,0 +1,217 @@
+"""Row plans: per statement, which categories and whose tenant the values in
+each position of its rows carry.
+
+A position reads the table columns :mod:`._lineage` follows it to; the plan
+looks them up in the declarations. Plans are remembered by the statement's
+cache key, so a statement shape is planned once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from purposeguard._context import MIXED_TENANT
+from purposeguard._state import remember
+
+from ._declarations import _ELSEWHERE, _STATE, _table
+from ._lineage import _columns_in, _Read
+
+# (position, categories, position of the row's tenant column or None)
+# (an int; or a tenant fixed for every row, MIXED_TENANT; or None for a
+# table that names no tenant column) and, for a Bundle selected as one
+# column, the plan of its members.
+_Plan = tuple[tuple[int, tuple[str, ...], "int | str | None", Any], ...]
+
+
+def _is_entity(description: dict[str, Any]) -> bool:
+    expr = description.get("expr")
+    return isinstance(expr, type) or (
+        description.get("entity") is not None and expr is description.get("entity")
+    )
+
+
+def _positions(statement: Any) -> list[list[Any]] | None:
+    """Per position of a row, the table columns it is computed from, or None
+    for a statement whose rows this integration does not label."""
+    from sqlalchemy.sql import CompoundSelect, Select
+
+    if isinstance(statement, CompoundSelect):
+        # UNION and friends: a position holds what any of the selects puts there.
+        merged: list[list[Any]] | None = None
+        for select in statement.selects:
+            part = _positions(select)
+            if part is None:
+                continue
+            if merged is None:
+                merged = [list(columns) for columns in part]
+            else:
+                merged = [_merged(columns, more) for columns, more in zip(merged, part, strict=False)]
+        return merged
+    if isinstance(statement, Select):
+        descriptions: Sequence[dict[str, Any]] = statement.column_descriptions
+    elif getattr(statement, "is_dml", False):
+        # INSERT, UPDATE, DELETE ... RETURNING: rows read back from the table.
+        descriptions = getattr(statement, "returning_column_descriptions", None) or ()
+        if not descriptions:
+            return None
+    else:
+        return None
+    per_position: list[list[Any]] = []
+    for description in descriptions:
+        expr = description.get("expr")
+        if _is_entity(description) or getattr(expr, "is_aliased_class", False):
+            per_position.append([])  # instances are labelled by the load event
+        else:
+            per_position.append(_columns_or_members(expr))
+    return per_position
+
+
+def _columns_or_members(expr: Any) -> list[Any]:
+    from sqlalchemy.orm import Bundle
+
+    if isinstance(expr, Bundle):
+        # Its members are read out of it one by one: each is labelled as its own column.
+        return [_Members([_columns_or_members(member) for member in expr.exprs])]
+    columns = _columns_in(expr)
+    declared = _declared_on_property(expr)
+    return [*columns, declared] if declared is not None else columns
+
+
+def _merged(columns: list[Any], more: list[Any]) -> list[Any]:
+    """One position of a union: what either select puts there. Two bundles
+    of one shape merge member by member; otherwise a bundle's members are
+    read as the position's columns."""
+    if (
+        len(columns) == 1
+        and len(more) == 1
+        and type(columns[0]) is _Members
+        and type(more[0]) is _Members
+        and len(columns[0].per_member) == len(more[0].per_member)
+    ):
+        pairs = zip(columns[0].per_member, more[0].per_member, strict=True)
+        return [_Members([_merged(a, b) for a, b in pairs])]
+    return _flattened(columns) + _flattened(more)
+
+
+def _flattened(columns: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for column in columns:
+        if type(column) is _Members:
+            for member in column.per_member:
+                out.extend(_flattened(member))
+        else:
+            out.append(column)
+    return out
+
+
+class _Members:
+    """A ``Bundle`` selected as one column: the columns of each member."""
+
+    __slots__ = ("per_member",)
+    table = None  # no table: never a row's tenant column
+
+    def __init__(self, per_member: list[list[Any]]) -> None:
+        self.per_member = per_member
+
+
+class _Declared:
+    """What a model declares on a mapped attribute (a column_property's
+    info, or categories derived for it), standing in a row position beside
+    the table columns the expression reads."""
+
+    __slots__ = ("categories",)
+    table = None  # no table: never a row's tenant column
+
+    def __init__(self, categories: tuple[str, ...]) -> None:
+        self.categories = categories
+
+
+def _declared_on_property(expr: Any) -> _Declared | None:
+    prop = getattr(expr, "property", None)
+    cls = getattr(getattr(prop, "parent", None), "class_", None)
+    key = getattr(prop, "key", None)
+    model = _STATE.models.get(cls) if isinstance(cls, type) else None
+    if model is None or not isinstance(key, str):
+        return None
+    categories = dict(model.fields).get(key)
+    return _Declared(categories) if categories else None
+
+
+def _plan(statement: Any) -> _Plan | None:
+    """How to label the rows of ``statement``, or None. Remembered by the
+    statement's cache key (SQLAlchemy's own, memoised on the statement and
+    used for its compiled cache): a plan depends on the statement's shape and
+    the declarations, never on bound values, and costs tens of microseconds."""
+    try:
+        cache_key = statement._generate_cache_key()
+    except Exception:  # noqa: BLE001 - not a statement SQLAlchemy can cache: planned each time
+        cache_key = None
+    key = getattr(cache_key, "key", None)
+    if key is not None:
+        found = _STATE.plans.get(key, _UNPLANNED)
+        if found is not _UNPLANNED:
+            return found  # type: ignore[no-any-return]
+    per_position = _positions(statement)
+    plan = _plan_of(per_position) or None if per_position is not None else None
+    if key is not None:
+        remember(_STATE.plans, key, plan, PLANS_LIMIT)
+    return plan
+
+
+_UNPLANNED = object()
+# Statement shapes whose plan is remembered; past it the oldest eighth is planned again.
+PLANS_LIMIT = 2048
+
+
+def _plan_of(per_position: list[list[Any]]) -> _Plan:
+    plan: list[tuple[int, tuple[str, ...], int | str | None, Any]] = []
+    for position, columns in enumerate(per_position):
+        if len(columns) == 1 and type(columns[0]) is _Members:
+            members = _plan_of(columns[0].per_member)
+            if members:
+                plan.append((position, (), None, members))
+            continue
+        categories: set[str] = set()
+        tenant_at: int | str | None = None
+        for column in columns:
+            if type(column) is _Declared:
+                categories.update(column.categories)
+                continue
+            entry = _table(column.table)
+            found = entry.columns.get(column.name)
+            if not found:
+                continue
+            categories.update(found)
+            if entry.tenant is not None:
+                at = (
+                    _position_of(per_position, column, entry.tenant)
+                    if entry.tenant is not _ELSEWHERE and not column.other_rows
+                    else None
+                )
+                # A tenanted row's value whose tenant the row does not
+                # select (or computed from two rows', or from many by an
+                # aggregate or a window): whose it is is unknown, so no one
+                # tenant's consent, not the request's either, may widen its use.
+                found_at: int | str = at if at is not None else MIXED_TENANT
+                tenant_at = found_at if tenant_at is None or tenant_at == found_at else MIXED_TENANT
+        if categories:
+            plan.append((position, tuple(sorted(categories)), tenant_at, None))
+    return tuple(plan)
+
+
+def _position_of(per_position: list[list[Any]], read: _Read, name: str) -> int | None:
+    """The position of the row's tenant column for ``read``'s value: selected
+    through the same FROM object, alone in its position."""
+    for position, columns in enumerate(per_position):
+        if len(columns) == 1 and type(columns[0]) is _Read:
+            other = columns[0]
+            if (
+                other.plain
+                and not other.other_rows
+                and other.origin == read.origin
+                and other.table is read.table
+                and other.name == name
+            ):
+                return position
+    return None

@@ -1,0 +1,102 @@
+"""The attribute class of labelled columns: reading ``post.body`` tells the
+request's zone what the read hands out (loading the row did not)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from purposeguard._context import FLAGS, ZONE, ZoneState
+from purposeguard._labels import _resolve, _tenant_on
+
+if TYPE_CHECKING:
+    from ._declarations import _Model
+
+
+def _tenant(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if type(value) is str else str(value)
+
+
+_READER: list[type] = []
+
+
+def _reader_base() -> type:
+    """The attribute class of labelled columns: SQLAlchemy's own, plus telling
+    the zone what a read hands out (built once, after SQLAlchemy is imported)."""
+    if _READER:
+        return _READER[0]
+    from sqlalchemy.orm.attributes import InstrumentedAttribute
+
+    class ReadingAttribute(InstrumentedAttribute[Any]):
+        __slots__ = ()
+        inherit_cache = True
+        # Set on the per-column subclasses: the column's categories and the
+        # model's tenant attribute, for values that cannot carry a label.
+        _pg_labels: frozenset[str] = frozenset()
+        _pg_tenant: str | None = None
+
+        def __get__(self, instance: Any, owner: Any) -> Any:
+            if instance is None:
+                return self
+            # SQLAlchemy's own fast path (a loaded value in the instance's
+            # dict), inlined: this runs on every read of a declared column.
+            values = instance.__dict__
+            key = self.key
+            if key in values and self.impl.supports_population:
+                value = values[key]
+            else:
+                value = InstrumentedAttribute.__get__(self, instance, owner)
+            if FLAGS.zones and value is not None:
+                zone = ZONE.get()
+                if zone is not None:
+                    kind = getattr(type(value), "_pg_kind", None)
+                    if (
+                        kind is None
+                        or not kind.labels <= zone.categories
+                        or ((tenant := _tenant_on(value)) is not None and tenant not in zone.owners)
+                    ):
+                        _note_read(zone, type(self), instance, value)
+            return value
+
+    _READER.append(ReadingAttribute)
+    return ReadingAttribute
+
+
+def _note_read(zone: ZoneState, reader: Any, instance: Any, value: Any) -> None:
+    kind = getattr(type(value), "_pg_kind", None) or getattr(type(value), "_pg_box", None)
+    if kind is not None:
+        zone.add(kind.labels, _tenant_on(value))
+        return
+    # None, a truth value, a proxy: the column's categories with the row's tenant.
+    tenant = instance.__dict__.get(reader._pg_tenant) if reader._pg_tenant is not None else None
+    zone.add(reader._pg_labels, _tenant(tenant))
+
+
+def _read_through(mapper: Any, model: _Model, readers: list[tuple[Any, type]]) -> None:
+    """Give each labelled column attribute of ``mapper``'s class the reading
+    class. An attribute of a class of its own (a custom instrumentation)
+    keeps it, and its model's loads tell the zone at once instead. Each
+    swapped attribute is added to ``readers`` with its class before."""
+    base = _reader_base()
+    manager = mapper.class_manager
+    for key, categories in model.fields:
+        attribute = manager.get(key)
+        if attribute is None or isinstance(attribute, base):
+            continue
+        original = type(attribute)
+        if original is not base.__mro__[1]:
+            model.loud = True
+            continue
+        reader = type(
+            "ReadingInstrumentedAttribute",
+            (base,),
+            {
+                "__slots__": (),
+                "inherit_cache": True,
+                "_pg_labels": _resolve(categories, None).labels,
+                "_pg_tenant": model.tenant,
+            },
+        )
+        attribute.__class__ = reader
+        readers.append((attribute, original))

@@ -930,7 +930,7 @@ def test_window_functions_and_aggregates_in_annotations_carry_several_tenants(si
 def test_values_of_a_combined_query_are_labelled(site: dict[str, Any]) -> None:
     """values()/values_list() after union(): the combined queries select the
     columns the combined query names (as Django's compiler sets them)."""
-    from purposeguard.integrations.django import _orm
+    from purposeguard.integrations.django import _queries
 
     Note = site["Note"]
     alice, bob = str(site["alice"].pk), str(site["bob"].pk)
@@ -952,7 +952,7 @@ def test_values_of_a_combined_query_are_labelled(site: dict[str, Any]) -> None:
     assert {pg.labels_of(b) for b in asyncio.run(later())} == {frozenset({DOCUMENT})}
     # A combined query whose plan is empty where the outer one is not leaves the labels on.
     entry = ((DOCUMENT,), (1,), None)
-    assert _orm._combined([entry, None], [[], []]) == [entry, None]
+    assert _queries._combined([entry, None], [[], []]) == [entry, None]
 
 
 def test_a_flat_list_takes_its_tenant_from_the_row_only_when_it_is_the_tenant(

@@ -1,0 +1,161 @@
+"""Model instances labelled as Django makes them: loaded (``Model.from_db``),
+refreshed or loaded later (``refresh_from_db``), and given values the
+database makes on INSERT (``Model._save_table``, ``QuerySet.bulk_create``).
+Labelling a load tells the request's zone nothing (``_quietly``); reading a
+declared field does (the reading descriptors in ``_declared``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from purposeguard._context import FLAGS, MIXED_TENANT, ZONE
+from purposeguard._labels import _label_object, _resolve, label
+
+from ._declared import STATE, Declaration, as_tenant, declaration_of
+
+
+def from_db(wrapped: Any, _cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    instance = wrapped(*args, **kwargs)
+    if STATE.instrumented:
+        model = declaration_of(type(instance))
+        if model.fields:
+            _quietly(model, _label_instance, instance, model)
+    return instance
+
+
+def _quietly(model: Declaration, labelling: Callable[..., None], *args: Any) -> None:
+    """Run ``labelling(*args)`` (labelling ``model``'s values) without telling
+    the request's zone: loading a row is not yet a flow (the reading
+    descriptor tells the zone when a value is read). The labels still pass
+    the source check under the current purpose, in a scratch zone with the
+    request's tenant and categories that records flows where the request's
+    zone does. A model whose loads are loud labels in the request's zone."""
+    outer = ZONE.get() if FLAGS.zones else None
+    if outer is None or model.loud:
+        labelling(*args)
+        return
+    token = ZONE.set(outer.scratch())
+    try:
+        labelling(*args)
+    finally:
+        ZONE.reset(token)
+
+
+def _row_tenant(values: dict[str, Any], model: Declaration) -> str | None:
+    if model.tenant is None:
+        return None
+    if model.tenant not in values:
+        # Declared values without their row's tenant (a raw() query that does
+        # not select it): whose they are is unknown, so no tenant's consent covers them.
+        return MIXED_TENANT
+    return as_tenant(values[model.tenant])
+
+
+def _label_instance(instance: Any, model: Declaration) -> None:
+    values = instance.__dict__
+    tenant = _row_tenant(values, model)
+    for _field, attname, categories in model.fields:
+        value = values.get(attname)
+        if value is not None:
+            # Into the instance dict: no descriptor, nothing marked changed.
+            values[attname] = label(value, *categories, tenant=tenant)
+    # The instance carries its fields' categories too, for checks on the whole object.
+    _label_object(instance, _resolve(model.categories, tenant))
+
+
+def _label_values(
+    values: dict[str, Any], fields: Sequence[tuple[str, tuple[str, ...]]], tenant: str | None
+) -> None:
+    """Label the (attname, categories) ``fields`` present in an instance dict.
+    An expression (Django's DatabaseDefault marker, where the backend
+    returns nothing on INSERT) is not a value: it stays as it is."""
+    for attname, categories in fields:
+        value = values.get(attname)
+        if value is not None and not hasattr(value, "resolve_expression"):
+            values[attname] = label(value, *categories, tenant=tenant)
+
+
+def refresh_from_db(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Django reloads deferred and refreshed fields into a second instance
+    and copies them over with setattr. That instance is loaded with the
+    tenant field too (see ``_queries._load_tenants``), so its values carry the
+    row's tenant in the database; the tenant the instance holds is kept
+    (Django would copy the database's over it) and merged into the labels:
+    a row whose tenant changed in memory gives values of several tenants,
+    never of the wrong one."""
+    if not STATE.instrumented:
+        return wrapped(*args, **kwargs)
+    model = declaration_of(type(instance))
+    if model.tenant is None or not model.fields:
+        return wrapped(*args, **kwargs)
+    values = instance.__dict__
+    if "fields" in kwargs:
+        fields = kwargs["fields"] = None if kwargs["fields"] is None else list(kwargs["fields"])
+    elif len(args) > 1:
+        fields = None if args[1] is None else list(args[1])
+        args = (args[0], fields, *args[2:])
+    else:
+        fields = None
+    if fields is None or model.tenant not in values or {model.tenant, model.tenant_name} & set(fields):
+        # Every loaded field is refreshed, the tenant with them (or it was not loaded).
+        return wrapped(*args, **kwargs)
+    held = values[model.tenant]
+    relation = instance._meta.get_field(model.tenant_name)
+    cached = relation.is_relation and relation.is_cached(instance)
+    related = relation.get_cached_value(instance) if cached else None
+    try:
+        result = wrapped(*args, **kwargs)
+    finally:
+        values[model.tenant] = held
+        if cached:
+            relation.set_cached_value(instance, related)
+    asked = set(fields)
+    refreshed = [
+        (attname, categories) for name, attname, categories in model.fields if {name, attname} & asked
+    ]
+    _quietly(model, _label_values, values, refreshed, as_tenant(held))
+    return result
+
+
+def _server_fields(instance: Any, model: Declaration) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    found = model.server
+    if found is None:
+        meta = instance._meta
+        made: list[tuple[str, tuple[str, ...]]] = []
+        for name, attname, categories in model.fields:
+            field = meta.get_field(name)
+            # has_db_default() and GeneratedField came with Django 5.0.
+            if getattr(field, "generated", False) or getattr(field, "has_db_default", lambda: False)():
+                made.append((attname, categories))
+        found = tuple(made)
+        model.server = found
+    return found
+
+
+def _label_server_values(instance: Any) -> None:
+    """Label what the database made on INSERT (db_default, GeneratedField):
+    Django sets it with setattr, not through ``from_db``."""
+    model = declaration_of(type(instance))
+    server = _server_fields(instance, model) if model.fields else ()
+    if not server:
+        return
+    values = instance.__dict__
+    _quietly(model, _label_values, values, server, _row_tenant(values, model))
+
+
+def save_table(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    result = wrapped(*args, **kwargs)
+    if STATE.instrumented:
+        _label_server_values(instance)
+    return result
+
+
+def bulk_create(wrapped: Any, queryset: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    made = wrapped(*args, **kwargs)
+    if STATE.instrumented and made:
+        model = declaration_of(queryset.model)
+        if model.fields and _server_fields(made[0], model):
+            for instance in made:
+                _label_server_values(instance)
+    return made

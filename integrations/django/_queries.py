@@ -1,0 +1,497 @@
+"""What each column of a queryset's SQL is computed from, and the labels
+that gives what the queryset hands out: ``values()``/``values_list()`` rows
+(the ``Values*Iterable`` classes), instances' annotations and the fields of
+combined queries (``ModelIterable``, which also loads the tenant field
+beside the declared fields ``only()``/``defer()`` load), and ``aggregate()``
+results (``Query.get_aggregation``). Columns are followed through
+relations, annotations, ``Subquery``/``OuterRef`` and ``union()``; a value
+computed from other rows (a subquery's, a window's, an aggregate's) carries
+several tenants (``MIXED_TENANT``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from purposeguard._context import MIXED_TENANT
+from purposeguard._labels import label, merge_tenants
+
+from ._declared import STATE, Declaration, as_tenant, declaration_of
+
+# -- what a query's columns are computed from ---------------------------------------------
+
+# Subqueries are followed this deep; deeper ones are labelled with every
+# category of their model (over-labelling rather than none).
+_MAX_DEPTH = 8
+
+
+# (model, field name, relation prefix): where a value comes from. The prefix
+# ("" for the row's own table, "author__" through a relation) names where the
+# row's tenant may be selected; None for a column of other rows (a
+# subquery's), whose tenant no column of this row holds.
+_Source = tuple[Any, str, "str | None"]
+
+
+def _names_of(query: Any) -> list[str]:
+    selected = getattr(query, "selected", None)
+    if selected:
+        return list(selected)
+    return [*query.extra_select, *query.values_select, *query.annotation_select]
+
+
+def _resolve_path(model: Any, path: str) -> tuple[Any, str, str] | None:
+    """(model, field name, relation prefix) of a ``values()`` path, or None."""
+    from django.core.exceptions import FieldDoesNotExist
+
+    prefix = ""
+    parts = path.split("__")
+    for index, part in enumerate(parts):
+        try:
+            field = model._meta.get_field(part)
+        except FieldDoesNotExist:
+            # A transform (body__lower) keeps the field it starts from.
+            return (model, parts[index - 1], prefix) if index else None
+        related = getattr(field, "related_model", None)
+        if related is not None and index < len(parts) - 1:
+            model = related
+            prefix += part + "__"
+            continue
+        return model, part, prefix
+    return None
+
+
+def _prefix(query: Any, alias: str) -> str | None:
+    """The relation path from ``query``'s own table to the table ``alias``
+    ("" for the own table and its parents' in multi-table inheritance), or
+    None when the joins do not spell one."""
+    from django.db.models import ForeignObjectRel
+
+    parts: list[str] = []
+    for _hop in range(64):
+        join = query.alias_map.get(alias)
+        if join is None:
+            return None
+        parent = getattr(join, "parent_alias", None)
+        if parent is None:
+            return "".join(f"{part}__" for part in reversed(parts))
+        field = join.join_field
+        reverse = isinstance(field, ForeignObjectRel)
+        if reverse or not getattr(field.remote_field, "parent_link", False):
+            # A parent's table holds the row's own inherited fields: no step in the path.
+            parts.append(field.name)
+        alias = parent
+    return None
+
+
+def _every_field(model: Any) -> list[_Source]:
+    if model is None:
+        return []
+    return [(model, name, None) for name, _attname, _categories in declaration_of(model).fields]
+
+
+def _columns_of(expression: Any, query: Any, depth: int = 0, outer: tuple[Any, ...] = ()) -> list[_Source]:
+    """Every column an expression of ``query`` is computed from, followed into
+    subqueries (whose columns are of other rows) and the outer columns they name.
+    An expression holding a window function or an aggregate is computed from
+    other rows (a window's frame, a group, a relation's rows) wherever its
+    columns are: all of them are of other rows."""
+    from django.db.models import Aggregate
+    from django.db.models.expressions import Col, ResolvedOuterRef, Window
+    from django.db.models.sql.query import Query
+
+    found: list[_Source] = []
+    flatten = getattr(expression, "flatten", None)
+    if flatten is None:
+        return found
+    nodes = list(flatten())
+    own = query is not None and depth == 0
+    if own and any(isinstance(node, (Window, Aggregate)) for node in nodes):
+        own = False
+    for node in nodes:
+        if isinstance(node, Col):
+            prefix = _prefix(query, node.alias) if own else None
+            found.append((node.target.model, node.target.name, prefix))
+        elif isinstance(node, Query):
+            found.extend(
+                (model, name, None) for model, name, _ in _selected_by(node, depth + 1, (query, *outer))
+            )
+        elif isinstance(node, ResolvedOuterRef):
+            # OuterRef(OuterRef("x")) names a column of the query two levels up.
+            name, level = node.name, 0
+            while not isinstance(name, str) and hasattr(name, "name"):
+                name, level = name.name, level + 1
+            if isinstance(name, str) and level < len(outer) and outer[level] is not None:
+                named = outer[level]
+                if name in named.annotations:
+                    nested = _columns_of(named.annotations[name], named, depth + 1, outer[level + 1 :])
+                    found.extend((model, field, None) for model, field, _ in nested)
+                else:
+                    resolved = _resolve_path(named.model, name)
+                    if resolved is not None:
+                        found.append((resolved[0], resolved[1], None))
+    return found
+
+
+def _selected_by(query: Any, depth: int, outer: tuple[Any, ...]) -> list[_Source]:
+    """The columns what a (sub)query selects is computed from, all of other rows."""
+    if depth > _MAX_DEPTH:
+        return _every_field(query.model)
+    found: list[_Source] = []
+    for column in query.select:
+        found.extend(_columns_of(column, query, depth, outer))
+    for expression in query.annotation_select.values():
+        found.extend(_columns_of(expression, query, depth, outer))
+    if query.default_cols:
+        found.extend(_every_field(query.model))
+    for combined in getattr(query, "combined_queries", ()):
+        found.extend(_selected_by(combined, depth + 1, outer))
+    return found
+
+
+_Place = TypeVar("_Place")
+
+
+def _labelling(
+    sources: list[_Source], tenant_at: Callable[[Declaration, str], _Place | None]
+) -> tuple[tuple[str, ...], tuple[_Place, ...], str | None] | None:
+    """What labels a value computed from ``sources``: its categories, the
+    places of the row's tenants to merge (``tenant_at(model, prefix)``: a
+    position in a values() row, an attname on an instance; None where the
+    row does not hold that tenant), and a tenant fixed for every row:
+    MIXED_TENANT when the value is of other rows or its tenant is not held.
+    None when no source is declared."""
+    categories: set[str] = set()
+    places: list[_Place] = []
+    fixed: str | None = None
+    for model, field, prefix in sources:
+        declared = declaration_of(model)
+        found = declared.by_name.get(field)
+        if not found:
+            continue
+        categories.update(found)
+        if declared.tenant is None:
+            continue
+        place = None if prefix is None else tenant_at(declared, prefix)
+        if place is None:
+            # Other rows', or the row's tenant is not held: whose the value
+            # is is unknown, so no one tenant's consent (not the request's
+            # either, which a value with no tenant would take) may widen its use.
+            fixed = MIXED_TENANT
+        elif place not in places:
+            places.append(place)
+    if not categories:
+        return None
+    return tuple(sorted(categories)), tuple(places), fixed
+
+
+# What labels one value: (categories, positions in the row of tenants to
+# merge, a tenant fixed for every row: MIXED_TENANT when the value is of other rows).
+_Entry = tuple[tuple[str, ...], tuple[int, ...], "str | None"]
+# per output position: an entry, or None
+_Plan = list["_Entry | None"]
+
+
+def _entry(sources: list[_Source], position: dict[str, int]) -> _Entry | None:
+    def tenant_at(declared: Declaration, prefix: str) -> int | None:
+        at = position.get(prefix + declared.tenant_name)  # type: ignore[operator]
+        return position.get(prefix + declared.tenant) if at is None else at  # type: ignore[operator]
+
+    return _labelling(sources, tenant_at)
+
+
+def _plan_of(query: Any, names: list[str]) -> _Plan:
+    annotations = query.annotation_select
+    extra = query.extra_select
+    base = query.model
+    # A tenant is taken from a selected field, never from an annotation or
+    # extra SQL that names itself like one.
+    position = {
+        name: index for index, name in enumerate(names) if name not in annotations and name not in extra
+    }
+    plan: _Plan = []
+    for name in names:
+        sources: list[_Source] = []
+        if name in annotations:
+            sources = _columns_of(annotations[name], query)
+        elif name not in extra:  # extra(select=...) is raw SQL: see the module docstring
+            resolved = _resolve_path(base, name)
+            if resolved is not None:
+                sources = [resolved]
+        plan.append(_entry(sources, position))
+    combined = getattr(query, "combined_queries", ())
+    if query.combinator and combined:
+        # As Django's compiler does: a combined query that selects nothing of
+        # its own selects what the combined query names (values() after union()).
+        outer = _selects(query)
+        parts = [
+            _plan_of(part, names if outer and not _selects(part) else _names_of(part)) for part in combined
+        ]
+        plan = _combined(plan, parts)
+    return plan
+
+
+def _selects(query: Any) -> bool:
+    """Whether values()/values_list() limited what ``query`` selects."""
+    if hasattr(query, "selected"):  # Django 5.2
+        return query.selected is not None
+    return bool(query.values_select)
+
+
+def _combined(first: _Plan, parts: list[_Plan]) -> _Plan:
+    """A column of union()/intersection()/difference() holds what any of the
+    combined queries puts there. A row does not say which query it came
+    from, so its tenant is read from the row only where every query puts
+    its tenant in the same place."""
+    plan: _Plan = []
+    for index in range(len(first)):
+        own = first[index]
+        # A query whose plan does not reach this column (its selection not
+        # known) stands for what the combined query says is there, which
+        # counts too: a part plan short of a column never takes its labels off.
+        entries = [part[index] if index < len(part) else own for part in parts]
+        if own is not None:
+            entries.append(own)
+        categories: set[str] = set()
+        for entry in entries:
+            if entry is not None:
+                categories.update(entry[0])
+        if not categories:
+            plan.append(None)
+            continue
+        shapes = {(entry[1], entry[2]) if entry is not None else None for entry in entries}
+        if len(shapes) == 1 and None not in shapes:
+            positions, fixed = next(iter(shapes))  # type: ignore[misc]
+        elif any(entry is not None and (entry[1] or entry[2]) for entry in entries):
+            positions, fixed = (), MIXED_TENANT
+        else:
+            positions, fixed = (), None
+        plan.append((tuple(sorted(categories)), positions, fixed))
+    return plan
+
+
+def _plan(queryset: Any) -> tuple[list[str], _Plan] | None:
+    query = queryset.query
+    names = _names_of(query)
+    plan = _plan_of(query, names)
+    return (names, plan) if any(entry is not None for entry in plan) else None
+
+
+def _tenant_in(row: Sequence[Any], positions: tuple[int, ...], fixed: str | None) -> str | None:
+    tenant = fixed
+    for at in positions:
+        tenant = merge_tenants(tenant, as_tenant(row[at]))
+    return tenant
+
+
+# -- values() and values_list() rows ----------------------------------------------------
+
+
+def _labelled(row: Sequence[Any], plan: _Plan) -> list[Any]:
+    values = list(row)
+    for index, entry in enumerate(plan):
+        if entry is None or index >= len(values):
+            continue
+        value = values[index]
+        if value is not None:
+            categories, positions, fixed = entry
+            values[index] = label(value, *categories, tenant=_tenant_in(row, positions, fixed))
+    return values
+
+
+def values_iter(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
+    planned = _plan(instance.queryset) if STATE.instrumented else None
+    if planned is None:
+        yield from wrapped(*args, **kwargs)
+        return
+    names, plan = planned
+    for row in wrapped(*args, **kwargs):
+        labelled = _labelled([row.get(name) for name in names], plan)
+        yield {
+            name: labelled[index] if index < len(names) and names[index] == name else value
+            for index, (name, value) in enumerate(row.items())
+        }
+
+
+def values_list_iter(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    planned = _plan(instance.queryset) if STATE.instrumented else None
+    rows = wrapped(*args, **kwargs)
+    if planned is None:
+        return rows
+    plan = planned[1]
+    return (tuple(_labelled(row, plan)) for row in rows)
+
+
+def flat_values_iter(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    planned = _plan(instance.queryset) if STATE.instrumented else None
+    rows = wrapped(*args, **kwargs)
+    if planned is None or planned[1][0] is None:
+        return rows
+    # One column: the row's tenant is in it only where it is the tenant field itself.
+    categories, positions, fixed = planned[1][0]
+    return (
+        label(value, *categories, tenant=_tenant_in((value,), positions, fixed))
+        if value is not None
+        else None
+        for value in rows
+    )
+
+
+# -- model instances: their tenant always loaded, their annotations labelled ---------------
+
+
+def _load_tenants(model: Any, names: frozenset[str], defer: bool) -> frozenset[str] | None:
+    """The ``only()``/``defer()`` field names widened so that the tenant field
+    of every model a declared field is loaded from loads too (a value labelled
+    without its row's tenant is released by any tenant's consent), or None
+    when they need nothing."""
+    widened = set(names)
+    for name in names:
+        resolved = _resolve_path(model, name)
+        if resolved is None:
+            continue
+        owner, field, prefix = resolved
+        declared = declaration_of(owner)
+        if declared.tenant_name is None or not declared.fields:
+            continue
+        if defer:
+            if field in (declared.tenant_name, declared.tenant):
+                widened.discard(name)
+        elif field in declared.by_name:
+            spelled = {prefix + declared.tenant_name, prefix + (declared.tenant or declared.tenant_name)}
+            if not spelled & names:
+                widened.add(prefix + declared.tenant_name)
+    return None if widened == names else frozenset(widened)
+
+
+# Per annotation set on an instance: (name, categories, attnames of the row's
+# tenants to merge, a tenant fixed for every row).
+_Annotations = list[tuple[str, tuple[str, ...], tuple[str, ...], "str | None"]]
+
+
+def _own_tenant(declared: Declaration, prefix: str) -> str | None:
+    # An instance holds its own row's tenant only, not a related row's.
+    return declared.tenant if prefix == "" else None
+
+
+def _annotation_plan(query: Any) -> _Annotations:
+    plan: _Annotations = []
+    for name, expression in query.annotation_select.items():
+        found = _labelling(_columns_of(expression, query), _own_tenant)
+        if found is not None:
+            plan.append((name, *found))
+    return plan
+
+
+def _combined_fields(query: Any, using: str) -> _Annotations:
+    """Instances of union()/intersection()/difference(): a field holds what
+    any combined query selects in its column, which from_db's labels (the
+    field's own) do not cover when the queries select different columns."""
+    try:
+        select, klass_info, _annotations = query.get_compiler(using=using).get_select()
+        parts = [part.get_compiler(using=using).get_select()[0] for part in query.combined_queries]
+    except Exception:  # noqa: BLE001 - Django raises its own error when the query runs
+        return []
+    plan: _Annotations = []
+    for index in klass_info["select_fields"] if klass_info else ():
+        target = getattr(select[index][0], "target", None)
+        if target is None:
+            continue
+        own = declaration_of(target.model).by_name.get(target.name, ())
+        sources = [
+            source
+            for part in parts
+            if index < len(part)
+            for source in _columns_of(part[index][0], None)
+            if declaration_of(source[0]).by_name.get(source[1])
+        ]
+        categories = {
+            category for model, field, _ in sources for category in declaration_of(model).by_name[field]
+        }
+        if categories - set(own) or any(
+            (model, field) != (target.model, target.name) for model, field, _ in sources
+        ):
+            # Another query's column: its row's tenant is not this field's.
+            tenanted = any(declaration_of(model).tenant is not None for model, _field, _ in sources)
+            plan.append(
+                (target.attname, tuple(sorted(categories | set(own))), (), MIXED_TENANT if tenanted else None)
+            )
+    return plan
+
+
+def model_iter(wrapped: Any, iterable: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
+    if not STATE.instrumented:
+        yield from wrapped(*args, **kwargs)
+        return
+    queryset = iterable.queryset
+    query = queryset.query
+    names, defer = query.deferred_loading
+    if names and not query.combinator:
+        widened = _load_tenants(queryset.model, names, defer)
+        if widened is not None:
+            # A clone: the caller's queryset keeps the fields it asked for.
+            queryset = queryset._chain()
+            queryset.query.deferred_loading = (widened, defer)
+            iterable.queryset = queryset
+            query = queryset.query
+    plan = _annotation_plan(query) if query.annotation_select else []
+    if query.combinator:
+        plan.extend(_combined_fields(query, queryset.db))
+    if not plan:
+        yield from wrapped(*args, **kwargs)
+        return
+    for instance in wrapped(*args, **kwargs):
+        values = instance.__dict__
+        for name, categories, attnames, fixed in plan:
+            value = values.get(name)
+            if value is None:
+                continue
+            tenant = fixed
+            for attname in attnames:
+                # A tenant field not loaded: whose the value is is unknown.
+                tenant = merge_tenants(
+                    tenant, as_tenant(values[attname]) if attname in values else MIXED_TENANT
+                )
+            # An annotation has no reading descriptor to tell the zone when
+            # it is read: labelling it tells the zone now, as a values() row does.
+            values[name] = label(value, *categories, tenant=tenant)
+        yield instance
+
+
+# -- aggregate() ---------------------------------------------------------------------------
+
+
+def get_aggregation(wrapped: Any, query: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Label aggregate() results (a dict made by the SQL compiler, through no
+    iterable) with the categories of the columns each is computed from. They
+    sum up many rows: their tenant is several tenants' when the model names one."""
+    exprs = args[1] if len(args) > 1 else kwargs.get("aggregate_exprs")
+    if not STATE.instrumented or not isinstance(exprs, dict) or not exprs:
+        return wrapped(*args, **kwargs)
+    from django.db.models import Count
+
+    if all(isinstance(expression, Count) for expression in exprs.values()):
+        # count(): a number of rows, not a value of them (the hot path stays as it is).
+        return wrapped(*args, **kwargs)
+    # Resolved as Django resolves them, on a clone: get_aggregation changes the query it runs.
+    plan: dict[str, _Entry] = {}
+    probe = query.clone()
+    try:
+        for alias, expression in exprs.items():
+            resolved = expression.resolve_expression(probe, allow_joins=True, reuse=None, summarize=True)
+            probe.annotations[alias] = resolved  # later aggregates may name it
+            if isinstance(resolved, Count):
+                continue
+            entry = _entry([(model, field, None) for model, field, _ in _columns_of(resolved, probe)], {})
+            if entry is not None:
+                plan[alias] = entry
+    except Exception:  # noqa: BLE001 - Django raises its own error below; if not, label with every category
+        entry = _entry(_every_field(query.model), {})
+        plan = dict.fromkeys(exprs, entry) if entry is not None else {}
+    result = wrapped(*args, **kwargs)
+    if not plan:
+        return result
+    for alias, (categories, _positions, fixed) in plan.items():
+        value = result.get(alias)
+        if value is not None:
+            result[alias] = label(value, *categories, tenant=fixed)
+    return result

@@ -1,12 +1,17 @@
-"""Reading a declared field of a Django model instance against a plain one.
+"""Reading a declared field of a Django model instance against a plain one,
+and loading rows of a declared model with and without labelling.
 
 Django reads a loaded field straight from the instance's dict (its field
 descriptor is a non-data descriptor). Instrumented, a declared field's
 descriptor tells the request's zone what a read hands out, so every read of
 that field runs Python code: this is the hot path of a Django app, measured
 against reading an undeclared field of the same instance (a plain dict
-read). The integration is switched on or off in each statement's setup,
-which is not timed. Django runs on an in-memory SQLite database.
+read). Loading a queryset (instances, ``values()`` rows, a flat
+``values_list()``) labels each row's declared value, with the row's tenant
+where the row holds it: those rows are the load with the integration on
+against the same load with it off. The integration is switched on or off
+in each statement's setup, which is not timed. Django runs on an in-memory
+SQLite database.
 """
 
 from typing import Annotated, Any
@@ -17,6 +22,7 @@ import purposeguard as pg
 
 READS = 1000
 ROWS = 700  # 100 of them of the zone's tenant
+LOAD = 500  # rows a queryset loads
 BODY = "Quarterly numbers attached; the forecast for the next two quarters is in the second sheet. " * 2
 
 
@@ -108,8 +114,25 @@ def _namespace() -> dict[str, object]:
         Message.objects.get(pk=1)
         assert type(Message.__dict__["body"]).__name__ == "ReadingDeferredAttribute"
 
+    # Loading: every row of the slice is really fetched and built (a fresh queryset each time).
+    def load_instances() -> int:
+        return len(list(Message.objects.order_by("id")[:LOAD]))
+
+    def load_values() -> int:
+        return len(list(Message.objects.order_by("id")[:LOAD].values("id", "tenant", "subject", "body")))
+
+    def load_flat() -> int:
+        return len(list(Message.objects.order_by("id")[:LOAD].values_list("body", flat=True)))
+
+    (row,) = Message.objects.filter(pk=1).values("tenant", "body")
+    assert pg.tenant_of(row["body"]) == "tenant-0" and pg.labels_of(row["body"])
+    assert pg.labels_of(next(iter(Message.objects.values_list("body", flat=True))))
+
     pg_django.uninstrument()
     return {
+        "load_instances": load_instances,
+        "load_values": load_values,
+        "load_flat": load_flat,
         "switch_on": switch_on,
         "plain": plain,
         "declared": declared,
@@ -163,5 +186,21 @@ def groups() -> list[Group]:
             number=200,
             rounds=9,
             baseline_label="the same reads of an undeclared field",
+        ),
+        *(
+            Group(
+                f"Django: {what}, {LOAD} rows (one declared field each)",
+                Case(f"{case}, not instrumented", statement, setup=OFF),
+                [Case(f"{case}, labelled at the source", statement, "informative", setup=ON)],
+                globals=namespace,
+                number=20,
+                rounds=9,
+                baseline_label="the same load without purposeguard",
+            )
+            for what, case, statement in (
+                ("iterate a queryset of instances", f"load {LOAD} instances", "load_instances()"),
+                (".values() rows", f"load {LOAD} .values() rows", "load_values()"),
+                (".values_list(flat=True) of the declared field", f"load {LOAD} flat values", "load_flat()"),
+            )
         ),
     ]

@@ -269,11 +269,25 @@ def _combined(first: _Plan, parts: list[_Plan]) -> _Plan:
     return plan
 
 
-def _plan(queryset: Any) -> tuple[list[str], _Plan] | None:
+def _plan(queryset: Any, names: list[str] | None = None) -> tuple[list[str], _Plan] | None:
     query = queryset.query
-    names = _names_of(query)
+    if names is None:
+        names = _names_of(query)
     plan = _plan_of(query, names)
     return (names, plan) if any(entry is not None for entry in plan) else None
+
+
+def _tuple_names(queryset: Any) -> list[str]:
+    """The names of a ``values_list()`` row's columns, in the row's order."""
+    query = queryset.query
+    names = _names_of(query)
+    fields = getattr(queryset, "_fields", None)
+    if getattr(query, "selected", None) or not fields:
+        return names
+    # Before Django 5.2 the SQL selects fields, then annotations, and
+    # ValuesListIterable reorders each row to the order values_list() named.
+    ordered = [*fields, *(name for name in query.annotation_select if name not in fields)]
+    return ordered if ordered != names and set(ordered) <= set(names) else names
 
 
 def _tenant_in(row: Sequence[Any], positions: tuple[int, ...], fixed: str | None) -> str | None:
@@ -313,7 +327,8 @@ def values_iter(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict
 
 
 def values_list_iter(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    planned = _plan(instance.queryset) if STATE.instrumented else None
+    queryset = instance.queryset
+    planned = _plan(queryset, _tuple_names(queryset)) if STATE.instrumented else None
     rows = wrapped(*args, **kwargs)
     if planned is None:
         return rows

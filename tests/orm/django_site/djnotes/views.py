@@ -1,9 +1,42 @@
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import django
+from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, JsonResponse
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 import purposeguard as pg
 
 from .models import Note, Profile
+
+AsyncView = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+async def current_user(request: HttpRequest) -> Any:
+    # request.auser() is Django 5.0+; before it the lazy user is loaded in a thread.
+    if hasattr(request, "auser"):
+        return await request.auser()
+    return await sync_to_async(
+        lambda: request.user._wrapped if request.user.is_authenticated else request.user
+    )()
+
+
+def async_login_required(view: AsyncView) -> AsyncView:
+    """login_required for an async view (Django's own is async-aware from 5.0 only)."""
+    if django.VERSION >= (5, 0):
+        return login_required(view)  # type: ignore[return-value]
+
+    @functools.wraps(view)
+    async def checked(request: HttpRequest) -> HttpResponse:
+        user = await current_user(request)
+        if not user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        return await view(request)
+
+    return checked
 
 
 @pg.purpose("advertising")
@@ -23,10 +56,10 @@ def notes(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"notes": [summarise(n.body) for n in mine], "tenant": pg.current_tenant()})
 
 
-@login_required
+@async_login_required
 @pg.purpose("service.operations")
 async def notes_async(request: HttpRequest) -> JsonResponse:
-    user = await request.auser()
+    user = await current_user(request)
     bodies = [n.body async for n in Note.objects.filter(owner=user).order_by("id")]
     return JsonResponse({"notes": [summarise(b) for b in bodies], "tenant": pg.current_tenant()})
 
@@ -37,9 +70,9 @@ def ads(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ad": choose_ad(note.body if note else "")})
 
 
-@login_required
+@async_login_required
 async def ads_async(request: HttpRequest) -> JsonResponse:
-    user = await request.auser()
+    user = await current_user(request)
     note = await Note.objects.filter(owner=user).afirst()
     return JsonResponse({"ad": choose_ad(note.body if note else "")})
 

@@ -14,7 +14,7 @@ import pytest
 from purposeguard.integrations import baggage
 
 import purposeguard as pg
-from purposeguard import _labels
+from purposeguard import _kinds, _labels
 from purposeguard._shortcut import allowed_classes
 from purposeguard._state import STATE
 from purposeguard.consent import ConsentStore
@@ -83,7 +83,7 @@ def _many_label_sets(limit: int) -> list[tuple[str, ...]]:
 
 
 def test_label_sets_read_under_a_purpose_stay_within_the_label_set_bound(monkeypatch: Any) -> None:
-    monkeypatch.setattr(_labels, "LABEL_SETS_LIMIT", 32)
+    monkeypatch.setattr(_kinds, "LABEL_SETS_LIMIT", 32)
     sets = _many_label_sets(32)
     purpose = sorted(pg.get_guard().policy.taxonomy.purposes)[0]
     with pg.purpose(purpose):
@@ -97,7 +97,7 @@ def test_label_sets_read_under_a_purpose_stay_within_the_label_set_bound(monkeyp
 
 
 def test_a_value_outliving_its_label_set_is_not_learnt_again_by_the_shortcut(monkeypatch: Any) -> None:
-    monkeypatch.setattr(_labels, "LABEL_SETS_LIMIT", 32)
+    monkeypatch.setattr(_kinds, "LABEL_SETS_LIMIT", 32)
     sets = _many_label_sets(32)
     purpose = sorted(pg.get_guard().policy.taxonomy.purposes)[0]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import purposeguard as pg
-from purposeguard import _labels
+from purposeguard import _kinds, _labels
 from purposeguard._shortcut import allowed_classes
 from purposeguard._state import STATE
 
@@ -149,8 +149,8 @@ def test_a_live_labelled_string_with_a_tenant_costs_at_most_twice_the_plain_one(
 
 
 def test_label_sets_are_evicted_an_eighth_at_a_time_and_locally(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_labels, "LABEL_SETS_LIMIT", 16)
-    monkeypatch.setattr(_labels, "_CLASSES", _labels._CLASSES)
+    monkeypatch.setattr(_kinds, "LABEL_SETS_LIMIT", 16)
+    monkeypatch.setattr(_kinds, "_CLASSES", _kinds._CLASSES)
     _labels._CLASSES.clear()
     _labels._KINDS_NO_TENANT.clear()
     _labels._STR_FAST.clear()

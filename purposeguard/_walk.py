@@ -6,8 +6,10 @@ into containers of every kind (``dict``, ``list``, ``tuple``, ``set``,
 ``deque``, any :class:`collections.abc.Mapping` or ``Collection`` such as
 ``OrderedDict``, ``defaultdict``, ``ChainMap``, ``UserDict``, ``UserList``
 and named tuples, and their subclasses), into labelled containers and
-proxies, and into the attribute values of plain objects (``__dict__`` and
-``__slots__``).
+proxies, into the attribute values of plain objects (``__dict__`` and
+``__slots__``), and into what lazy and wrapping values hold without
+consuming them (generators, built-in iterators, ``functools.partial``,
+``memoryview``, ``re.Match``, ``UserString``: see :func:`_holder`).
 
 The walk is bounded: :data:`MAX_DEPTH` levels of nesting and
 :data:`MAX_ITEMS` values looked into (values of a type known to carry no
@@ -23,9 +25,13 @@ bounds and its per-type memos are one concern, read in one place.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import re
+import sys
 import types
 import weakref
-from collections import deque
+from collections import UserString, deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
@@ -71,9 +77,6 @@ _OPAQUE = (
     types.CodeType,
     types.FrameType,
     types.TracebackType,
-    types.GeneratorType,
-    types.CoroutineType,
-    types.AsyncGeneratorType,
     property,
     classmethod,
     staticmethod,
@@ -115,7 +118,7 @@ def _slots(t: type) -> tuple[str, ...]:
 
 _BUILTIN_CONTAINERS = frozenset({dict, list, tuple, set, frozenset, deque})
 # How the walk looks into instances of a type, decided once per type.
-_OPAQUE_SHAPE, _EXCEPTION, _MAPPING, _COLLECTION, _OBJECT, _NOTHING = range(6)
+_OPAQUE_SHAPE, _EXCEPTION, _MAPPING, _COLLECTION, _OBJECT, _NOTHING, _HOLDER = range(7)
 _SHAPES: dict[type, tuple[int, tuple[str, ...]]] = {}
 
 
@@ -123,7 +126,11 @@ def _shape(t: type) -> tuple[int, tuple[str, ...]]:
     found = _SHAPES.get(t)
     if found is None:
         names: tuple[str, ...] = ()
-        if issubclass(t, _TEXT) or issubclass(t, _OPAQUE):
+        holder = _holder(t)
+        if holder is not None:
+            remember(_HOLDERS, t, holder)
+            how = _HOLDER
+        elif issubclass(t, _TEXT) or issubclass(t, _OPAQUE):
             how = _OPAQUE_SHAPE
         elif issubclass(t, BaseException):
             how = _EXCEPTION
@@ -138,6 +145,115 @@ def _shape(t: type) -> tuple[int, tuple[str, ...]]:
         # A new type: the walk may learn it as label-free next, so bound
         # that set here (it stays a plain set for the hot path).
         trim_types(NO_LABELS, _STATE.no_labels_default)
+    return found
+
+
+# Iterators written in C that hand over what they iterate through
+# ``__reduce__`` without consuming it (dict and set iterators copy what is
+# left). itertools' own stopped doing so in Python 3.12.
+_REDUCING_MODULES = frozenset(
+    {"builtins", "_collections"} | ({"itertools"} if sys.version_info < (3, 12) else set())
+)
+
+
+def _frame_locals(frame_name: str) -> Callable[[Any], Iterable[Any] | None]:
+    def held(value: Any) -> Iterable[Any]:
+        # A generator not yet run or suspended: its arguments and locals (a
+        # generator expression's source iterator among them) are what it
+        # goes on to produce from. A finished one holds nothing.
+        frame = getattr(value, frame_name)
+        return () if frame is None else tuple(frame.f_locals.values())
+
+    return held
+
+
+def _memoryview_object(value: Any) -> Iterable[Any]:
+    try:
+        return (value.obj,)
+    except ValueError:  # released
+        return ()
+
+
+def _partial_arguments(value: Any) -> Iterable[Any]:
+    state = getattr(value, "__dict__", None)
+    return (*value.args, *value.keywords.values(), *(state.values() if isinstance(state, dict) else ()))
+
+
+def _reduced(value: Any) -> Iterable[Any] | None:
+    try:
+        reduced = value.__reduce__()
+    except Exception:
+        return None
+    if not isinstance(reduced, tuple) or len(reduced) < 2:
+        return None
+    return (*reduced[1], *reduced[2:]) if isinstance(reduced[1], tuple) else reduced[1:]
+
+
+_FRAMES: dict[type, Callable[[Any], Iterable[Any] | None]] = {
+    types.GeneratorType: _frame_locals("gi_frame"),
+    types.CoroutineType: _frame_locals("cr_frame"),
+    types.AsyncGeneratorType: _frame_locals("ag_frame"),
+}
+# type -> how to read what an instance holds (see _holder), decided once per type.
+_HOLDERS: dict[type, Callable[[Any], Iterable[Any] | None]] = {}
+
+
+def _holder(t: type) -> Callable[[Any], Iterable[Any] | None] | None:
+    """How to read what an instance of ``t`` holds, for the lazy and
+    wrapping types the walk looks into by what they hold, not by iterating
+    them (which would consume a generator) or by their attributes (which C
+    types keep out of sight); None for every other type. The reader returns
+    None when an instance will not tell."""
+    read = _FRAMES.get(t)
+    if read is None:
+        if issubclass(t, memoryview):
+            read = _memoryview_object
+        elif issubclass(t, re.Match):
+            read = _attribute("string")
+        elif issubclass(t, UserString):
+            read = _attribute("data")
+        elif issubclass(t, functools.partial):
+            read = _partial_arguments
+        elif (
+            t.__module__ in _REDUCING_MODULES
+            and hasattr(t, "__next__")
+            and not issubclass(t, (str, bytes, bytearray))
+        ):
+            read = _reduced
+    return read
+
+
+def _attribute(name: str) -> Callable[[Any], Iterable[Any]]:
+    def held(value: Any) -> Iterable[Any]:
+        return (getattr(value, name),)
+
+    return held
+
+
+def _slot_values(value: Any, t: type) -> list[Any]:
+    found: list[Any] = []
+    for name in _slots(t):
+        try:
+            found.append(object.__getattribute__(value, name))
+        except AttributeError:
+            continue
+    return found
+
+
+def _public_attributes(value: Any, t: type) -> list[Any]:
+    """The public attribute values of a container of the application's own
+    (a list subclass with a ``subject``): private ones are left out, as
+    libraries keep their machinery there (an ORM's collection adapter)."""
+    found: list[Any] = []
+    state = getattr(value, "__dict__", None)
+    if isinstance(state, dict):
+        found.extend(item for name, item in state.items() if type(name) is str and not name.startswith("_"))
+    for name in _slots(t):
+        if not name.startswith("_"):
+            try:
+                found.append(object.__getattribute__(value, name))
+            except AttributeError:
+                continue
     return found
 
 
@@ -218,16 +334,37 @@ class _Walk:
                 # As stored: the labelled container's own methods would label each item.
                 children = _plain_items(value)
             else:
-                # Code of the application's own: a lazy proxy (Django's
-                # SimpleLazyObject) may claim to be a collection and fail to
-                # iterate. Then its attributes are what it holds.
+                # Code of the application's own: iterated no further than
+                # the budget (an endless __iter__ is content not looked at),
+                # with its public attributes beside its items. A lazy proxy
+                # (Django's SimpleLazyObject) may claim to be a collection and
+                # fail to iterate: then its attributes are what it holds, and
+                # a collection that neither iterates nor has attributes holds
+                # what could not be looked at.
                 try:
-                    children = list(_pairs(value) if how == _MAPPING else value)
+                    items = iter(_pairs(value) if how == _MAPPING else value)
+                    children = list(itertools.islice(items, self.budget + 1))
                 except Exception:
                     state = getattr(value, "__dict__", None)
-                    if not isinstance(state, dict):
+                    held = list(state.values()) if isinstance(state, dict) else []
+                    held.extend(_slot_values(value, t))
+                    if not held:
+                        self.short = True
                         return
-                    children = list(state.values())
+                    children = held
+                else:
+                    if len(children) > self.budget:
+                        self.short = True
+                        return
+                    children.extend(_public_attributes(value, t))
+        elif how == _HOLDER:
+            read = _HOLDERS.get(t) or _holder(t)
+            held_values = read(value) if read is not None else None
+            if held_values is None:
+                # Holds something it would not hand over: not looked at.
+                self.short = True
+                return
+            children = held_values
         elif how == _EXCEPTION:
             # An exception's arguments are not in its __dict__; an
             # ExceptionGroup's exceptions are among its arguments.

@@ -66,6 +66,8 @@ annotated_fields: Callable[[type], tuple[tuple[str, frozenset[str]], ...]] = _in
 # huge payload cannot turn a check into the slow part of a call.
 MAX_DEPTH = 8
 MAX_ITEMS = 50_000
+# Of MAX_ITEMS, what the locals of one generator or coroutine may take (see _Walk.frame).
+FRAME_BUDGET = 2_000
 
 # Never looked into: code, classes and modules are not data.
 _OPAQUE = (
@@ -275,6 +277,36 @@ class _Walk:
         if tenant is not None:
             self.tenant = merge_tenants(self.tenant, tenant)
 
+    def frame(self, held: Iterable[Any], level: int) -> None:
+        """A generator's or coroutine's locals, looked into as far as a
+        share of the budget goes. Best effort, unlike every other value: a
+        generator over an ORM query holds the ORM's machinery (sessions,
+        compiled statements), far past the bounds, and holds no labelled
+        value until it runs; running it is checked where its items go."""
+        if level <= 0:
+            return
+        inner = _Walk(self.purpose)
+        inner.budget = min(self.budget, FRAME_BUDGET)
+        inner.seen = set(self.seen)
+        # Labelled values first, then the rest one by one: a local that goes
+        # past the bounds (a session) does not hide the next one.
+        rest: list[Any] = []
+        for child in held:
+            if getattr(type(child), "_pg_kind", None) is not None:
+                inner.visit(child, level - 1)
+            else:
+                rest.append(child)
+        for child in rest:
+            if inner.budget <= 0:
+                break
+            inner.visit(child, level - 1)
+            inner.short = False
+        if inner.labels:
+            self.labels.update(inner.labels)
+        if inner.tenant is not None:
+            self.tenant = merge_tenants(self.tenant, inner.tenant)
+        self.budget -= min(self.budget, FRAME_BUDGET) - max(inner.budget, 0)
+
     def visit(self, value: Any, level: int) -> None:
         t = type(value)
         if t in NO_LABELS:
@@ -363,6 +395,9 @@ class _Walk:
             if held_values is None:
                 # Holds something it would not hand over: not looked at.
                 self.short = True
+                return
+            if t in _FRAMES:
+                self.frame(held_values, level)
                 return
             children = held_values
         elif how == _EXCEPTION:

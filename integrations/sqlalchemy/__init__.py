@@ -100,6 +100,7 @@ from ._loading import (
     _on_orm_execute,
     _on_refresh,
     _on_refresh_flush,
+    machinery_types,
 )
 from ._plans import PLANS_LIMIT as PLANS_LIMIT
 
@@ -153,7 +154,7 @@ def instrument() -> None:
     sqlalchemy = require("sqlalchemy", "sqlalchemy")
     _check_version(sqlalchemy)
     from sqlalchemy import event
-    from sqlalchemy.orm import InstanceState, Mapper, Session
+    from sqlalchemy.orm import Mapper, Session
 
     with _STATE.lock:
         if _STATE.instrumented:
@@ -171,7 +172,8 @@ def instrument() -> None:
         event.listen(Mapper, "refresh_flush", _on_refresh_flush, raw=True)
         event.listen(Mapper, "after_mapper_constructed", _on_mapper)
         event.listen(Session, "do_orm_execute", _on_orm_execute)
-        register_foreign(InstanceState, _MACHINERY)
+        for machinery in machinery_types():
+            register_foreign(machinery, _MACHINERY)
         _STATE.instrumented = True
     _PATCHER.install()
 
@@ -182,9 +184,10 @@ def uninstrument() -> None:
         if not _STATE.instrumented:
             return
         from sqlalchemy import event
-        from sqlalchemy.orm import InstanceState, Mapper, Session
+        from sqlalchemy.orm import Mapper, Session
 
-        unregister_foreign(InstanceState)
+        for machinery in machinery_types():
+            unregister_foreign(machinery)
         event.remove(Mapper, "load", _on_load)
         event.remove(Mapper, "refresh", _on_refresh)
         event.remove(Mapper, "refresh_flush", _on_refresh_flush)

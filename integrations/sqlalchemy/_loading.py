@@ -200,11 +200,15 @@ def _connection_scalar(wrapped: Any, instance: Any, args: tuple[Any, ...], kwarg
 
 
 class _Machinery:
-    """Label reading for SQLAlchemy's per-instance state (``_sa_instance_state``):
-    it holds no application data, only the way into the session, the mapper
-    and the engine. Checks look into a loaded instance's attribute values
-    (columns and loaded relationships) and stop there, instead of walking the
-    ORM's object graph to their bound and failing closed."""
+    """Label reading for SQLAlchemy's machinery: an instance's state
+    (``_sa_instance_state``), sessions, queries, results, connections and
+    engines. They hold no application data of their own, only the way to it:
+    rows a result has not fetched yet are labelled as they are fetched, and
+    an instance a session holds labels its values as they are read. Checks
+    look into a loaded instance's attribute values (columns and loaded
+    relationships) and stop at the machinery, instead of walking the ORM's
+    object graph to its bound and failing closed (a session or a result
+    handed to a guarded function, or a generator over a query)."""
 
     def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
         return EMPTY
@@ -213,13 +217,23 @@ class _Machinery:
         return None
 
     def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
-        raise TypeError("SQLAlchemy's instance state is not data: label the instance or its values")
+        raise TypeError("SQLAlchemy's machinery is not data: label the instance or its values")
 
     def strip(self, value: Any) -> Any:
         return value
 
 
 _MACHINERY = _Machinery()
+
+
+def machinery_types() -> tuple[type, ...]:
+    """The SQLAlchemy classes read through :data:`_MACHINERY` (with their subclasses)."""
+    from sqlalchemy.engine import Connection, Engine, Result
+    from sqlalchemy.engine.result import FilterResult
+    from sqlalchemy.orm import InstanceState, Query, Session
+
+    return (InstanceState, Session, Query, Result, FilterResult, Connection, Engine)
+
 
 # Installed by instrument(), removed by uninstrument().
 _PATCHER = Patcher(

@@ -144,6 +144,42 @@ def _first_post(session: Session) -> Post:
     return session.scalars(select(Post).where(Post.title == "hello")).one()
 
 
+# -- the ORM's machinery handed to guarded code -------------------------------------------
+
+
+def test_sessions_queries_results_and_generators_over_them_are_not_walked_past_the_bound(db: Any) -> None:
+    """Handed to a guarded function they hold no data of their own (rows are
+    labelled as they are fetched): no refusal for a walk that hit its bound."""
+    pg.configure("trust-center", mode="enforce")
+
+    @pg.purpose("service.operations")
+    def export(rows: Any) -> int:
+        return sum(1 for _ in rows)
+
+    with Session(db) as session, pg.testing.assert_no_violations():
+        assert export(session.execute(select(Post))) == 2
+        assert export(session.scalars(select(Post))) == 2
+        assert export(session.query(Post)) == 2
+        assert export(post.title for post in session.query(Post)) == 2
+        assert export(iter(session.scalars(select(Post)).all())) == 2
+        with db.connect() as connection:
+            assert export(connection.execute(select(messages))) == 1
+        export([session])
+
+
+def test_a_generator_over_loaded_instances_still_carries_their_labels(db: Any) -> None:
+    pg.configure("trust-center", mode="enforce")
+
+    @pg.purpose("advertising")
+    def target(rows: Any) -> None:
+        return None
+
+    with Session(db) as session:
+        posts = session.scalars(select(Post)).all()
+        with pytest.raises(pg.PurposeViolation):
+            target(post.body for post in posts)
+
+
 # -- instances -------------------------------------------------------------------------
 
 

@@ -168,3 +168,23 @@ def test_a_plain_userstring_is_text_not_a_walk_past_the_bound() -> None:
     with pg.testing.assert_no_violations():
         profile(UserString("plain text"))
     assert pg.labels_of(UserString(body())) == {EMAIL}
+
+
+def test_a_generators_locals_are_looked_into_as_far_as_their_share_of_the_budget() -> None:
+    """Best effort, unlike other values: a generator over an ORM query holds the
+    ORM's machinery far past the bounds, and no labelled value until it runs."""
+    pg.configure("trust-center", mode="enforce")
+    deep: Any = "plain"
+    for _ in range(20):
+        deep = {"next": [deep, object()]}
+
+    def rows(source: Any, label: str) -> Iterator[str]:
+        yield label
+
+    with pg.testing.assert_no_violations():
+        profile(rows(deep, "plain"))
+    with pytest.raises(pg.PurposeViolation):
+        profile(rows(deep, body()))
+    with pytest.raises(pg.PurposeViolation) as too_deep:
+        profile([deep])  # the same graph as an argument is content not looked at
+    assert too_deep.value.violations[0].rule == "purposeguard.internal-error"

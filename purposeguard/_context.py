@@ -59,6 +59,7 @@ class ZoneState:
         "closed",
         "allowed",
         "flows",
+        "saw",
     )
 
     def __init__(
@@ -98,6 +99,9 @@ class ZoneState:
         # violation recorded for that flow in this zone: repeats count on it.
         # None until the zone records one.
         self.flows: dict[tuple[Any, ...], Any] | None = None
+        # Whether labelled data reached this zone itself (not only what it
+        # started from): then what it knows is its tenant's to the parent.
+        self.saw = False
         # Made on first use: most requests' zones never need a lock or a
         # memo, and a server pays for every allocation. (Not with
         # __getattr__: a class that has one loses CPython's fast attribute
@@ -131,6 +135,8 @@ class ZoneState:
         return allowed
 
     def add(self, labels: frozenset[str], tenant: str | None = None) -> None:
+        if labels:
+            self.saw = True
         if labels <= self.categories and (tenant is None or tenant in self.owners):
             return
         # Threads in one zone may add at once; a lost update would hide a flow.
@@ -189,7 +195,7 @@ class ZoneState:
         self.parent.add(learned)
         for owner in owners:
             self.parent.add(learned, owner)
-        if self.tenant is not None and learned and self.tenant != self.parent.tenant:
+        if self.saw and self.tenant is not None and learned and self.tenant != self.parent.tenant:
             # Seen in this tenant's zone, it is this tenant's data in the
             # enclosing one too (a batch job's zone per tenant in turn).
             self.parent.add(learned, self.tenant)

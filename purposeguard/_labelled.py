@@ -1085,7 +1085,7 @@ def _forget(object_id: int) -> Callable[[Any], None]:
 
 
 def _label_object(value: Any, kind: _Kind) -> Any:
-    if isinstance(value, LabelledProxy):
+    if issubclass(type(value), LabelledProxy):
         return LabelledProxy(value.__wrapped__, _join(value._self_pg_kind, kind))
     t = type(value)
     if t in _CONTAINERS or t in (int, float, complex, bool, type(None)) or not _weakrefable(t):

@@ -26,7 +26,7 @@ import types
 import typing
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from . import _labelled as _labelled_module
 from . import _walk as _walk_module
@@ -286,8 +286,9 @@ def strip_labels(value: T) -> T:
         if isinstance(value, float):
             return float(value)  # type: ignore[return-value]
         return _plain_bytes(value)  # type: ignore[return-value]
-    if isinstance(value, LabelledProxy):
-        return value.__wrapped__  # type: ignore[no-any-return]
+    if issubclass(type(value), LabelledProxy):
+        wrapped: T = cast(LabelledProxy, value).__wrapped__
+        return wrapped
     if getattr(t, "_pg_box", None) is not None:
         return _plain_container(value)  # type: ignore[no-any-return]
     if FOREIGN and (reader := foreign_reader(t)) is not None:
@@ -456,7 +457,7 @@ def _own_labels(value: Any) -> frozenset[str]:
     kind = getattr(t, "_pg_kind", None)
     if kind is not None:
         return kind.labels  # type: ignore[no-any-return]
-    if t is LabelledProxy or isinstance(value, LabelledProxy):
+    if t is LabelledProxy or issubclass(t, LabelledProxy):
         return value._self_pg_kind.labels  # type: ignore[no-any-return]
     box = getattr(t, "_pg_box", None)
     if box is not None:
@@ -480,8 +481,9 @@ def _own_labels_shallow(value: Any) -> frozenset[str]:
     kind = getattr(type(value), "_pg_kind", None)
     if kind is not None:
         return kind.labels  # type: ignore[no-any-return]
-    if isinstance(value, LabelledProxy):
-        return value._self_pg_kind.labels
+    if issubclass(type(value), LabelledProxy):
+        labels: frozenset[str] = value._self_pg_kind.labels
+        return labels
     box = getattr(type(value), "_pg_box", None)
     if box is not None:
         return box.labels  # type: ignore[no-any-return]
@@ -518,8 +520,9 @@ def tenant_of(value: Any) -> str | None:
     ):
         # Labelled str, bytes, numbers and containers carry it themselves.
         return _tenant_on(value)
-    if isinstance(value, LabelledProxy):
-        return value._self_pg_kind.tenant
+    if issubclass(type(value), LabelledProxy):
+        tenant: str | None = value._self_pg_kind.tenant
+        return tenant
     kind = _OBJECTS.get(id(value))
     if kind is None and FOREIGN:
         reader = foreign_reader(type(value))

@@ -681,7 +681,17 @@ def _read_policy_file(path: Path, *, referrer: str | None = None) -> str:
         with open(path, "rb", buffering=0, opener=_nonblocking) as file:
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
                 raise PolicyError(f"the policy file{named} is not a regular file", **where)
-            data = file.read(MAX_POLICY_BYTES + 1)
+            # Raw reads may come back short (network and FUSE file systems):
+            # read until the end, or one byte past the limit.
+            chunks: list[bytes] = []
+            size = 0
+            while size <= MAX_POLICY_BYTES:
+                chunk = file.read(MAX_POLICY_BYTES + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            data = b"".join(chunks)
         if len(data) > MAX_POLICY_BYTES:
             raise PolicyError(
                 f"the policy file{named} is over the limit of {MAX_POLICY_BYTES:,} bytes", **where

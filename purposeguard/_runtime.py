@@ -379,10 +379,16 @@ class Guard:
             f"the policy engine failed ({type(error).__name__}); fix the policy or the labels",
             "block",
         )
-        # Not chained to ``error``: its message may quote what was being
-        # checked (a property that fails on the value it parses), and a
-        # violation's traceback ends up in logs. Its type is named above.
-        self.violate(str(purpose), (denial,), via=via, function=function, tenant=tenant, context=context)
+        # Not chained to ``error``, not even as the exception being handled
+        # (``__context__``): its message may quote what was being checked (a
+        # property that fails on the value it parses), and a violation's
+        # traceback ends up in logs and error trackers. Its type is named above.
+        try:
+            self.violate(str(purpose), (denial,), via=via, function=function, tenant=tenant, context=context)
+        except PurposeViolation as refusal:
+            if refusal.__context__ is error:
+                refusal.__context__ = None
+            raise
         return Decision(False, categories[0], str(purpose), INTERNAL_ERROR_RULE, denied=tuple(categories))
 
     def dispatch(self, record: Record) -> None:

@@ -25,8 +25,8 @@ bounds and its per-type memos are one concern, read in one place.
 
 from __future__ import annotations
 
+import array
 import functools
-import itertools
 import re
 import sys
 import types
@@ -66,8 +66,12 @@ annotated_fields: Callable[[type], tuple[tuple[str, frozenset[str]], ...]] = _in
 # huge payload cannot turn a check into the slow part of a call.
 MAX_DEPTH = 8
 MAX_ITEMS = 50_000
-# Of MAX_ITEMS, what the locals of one generator or coroutine may take (see _Walk.frame).
+# Of MAX_ITEMS, what one best-effort look may take (a generator's locals, a
+# collection's attributes: see _Walk.best_effort).
 FRAME_BUDGET = 2_000
+# Items of a collection of the application's own iterated at most, plain ones
+# included: its __iter__ may never end.
+_ITERATION_LIMIT = 10 * MAX_ITEMS
 
 # Never looked into: code, classes and modules are not data.
 _OPAQUE = (
@@ -83,7 +87,8 @@ _OPAQUE = (
     classmethod,
     staticmethod,
 )
-_TEXT = (str, bytes, bytearray, memoryview)
+# array.array holds machine numbers or characters: nothing a label stays on.
+_TEXT = (str, bytes, bytearray, memoryview, array.array)
 
 
 class WalkLimit(PurposeGuardError):
@@ -118,7 +123,9 @@ def _slots(t: type) -> tuple[str, ...]:
     return found
 
 
-_BUILTIN_CONTAINERS = frozenset({dict, list, tuple, set, frozenset, deque})
+_BUILTIN_CONTAINERS = frozenset(
+    {dict, list, tuple, set, frozenset, deque, type({}.keys()), type({}.values()), type({}.items())}
+)
 # How the walk looks into instances of a type, decided once per type.
 _OPAQUE_SHAPE, _EXCEPTION, _MAPPING, _COLLECTION, _OBJECT, _NOTHING, _HOLDER = range(7)
 _SHAPES: dict[type, tuple[int, tuple[str, ...]]] = {}
@@ -158,13 +165,18 @@ _REDUCING_MODULES = frozenset(
 )
 
 
-def _frame_locals(frame_name: str) -> Callable[[Any], Iterable[Any] | None]:
+def _frame_locals(frame_name: str, awaiting: str) -> Callable[[Any], Iterable[Any] | None]:
     def held(value: Any) -> Iterable[Any]:
         # A generator not yet run or suspended: its arguments and locals (a
-        # generator expression's source iterator among them) are what it
-        # goes on to produce from. A finished one holds nothing.
+        # generator expression's source iterator among them), and what it
+        # is suspended in (``yield from``, ``await``), are what it goes on
+        # to produce from. A finished one holds nothing.
         frame = getattr(value, frame_name)
-        return () if frame is None else tuple(frame.f_locals.values())
+        if frame is None:
+            return ()
+        inner = getattr(value, awaiting, None)
+        found = tuple(frame.f_locals.values())
+        return found if inner is None else (*found, inner)
 
     return held
 
@@ -181,6 +193,10 @@ def _partial_arguments(value: Any) -> Iterable[Any]:
     return (*value.args, *value.keywords.values(), *(state.values() if isinstance(state, dict) else ()))
 
 
+def _user_string(value: Any) -> Iterable[Any]:
+    return (value.data, *_public_attributes(value, type(value)))
+
+
 def _reduced(value: Any) -> Iterable[Any] | None:
     try:
         reduced = value.__reduce__()
@@ -192,9 +208,9 @@ def _reduced(value: Any) -> Iterable[Any] | None:
 
 
 _FRAMES: dict[type, Callable[[Any], Iterable[Any] | None]] = {
-    types.GeneratorType: _frame_locals("gi_frame"),
-    types.CoroutineType: _frame_locals("cr_frame"),
-    types.AsyncGeneratorType: _frame_locals("ag_frame"),
+    types.GeneratorType: _frame_locals("gi_frame", "gi_yieldfrom"),
+    types.CoroutineType: _frame_locals("cr_frame", "cr_await"),
+    types.AsyncGeneratorType: _frame_locals("ag_frame", "ag_await"),
 }
 # type -> how to read what an instance holds (see _holder), decided once per type.
 _HOLDERS: dict[type, Callable[[Any], Iterable[Any] | None]] = {}
@@ -213,12 +229,13 @@ def _holder(t: type) -> Callable[[Any], Iterable[Any] | None] | None:
         elif issubclass(t, re.Match):
             read = _attribute("string")
         elif issubclass(t, UserString):
-            read = _attribute("data")
+            read = _user_string
         elif issubclass(t, functools.partial):
             read = _partial_arguments
         elif (
             t.__module__ in _REDUCING_MODULES
             and hasattr(t, "__next__")
+            and "__reduce__" in t.__dict__  # not itertools.pairwise, nor an awaitable's iterator
             and not issubclass(t, (str, bytes, bytearray))
         ):
             read = _reduced
@@ -277,25 +294,55 @@ class _Walk:
         if tenant is not None:
             self.tenant = merge_tenants(self.tenant, tenant)
 
-    def frame(self, held: Iterable[Any], level: int) -> None:
-        """A generator's or coroutine's locals, looked into as far as a
-        share of the budget goes. Best effort, unlike every other value: a
-        generator over an ORM query holds the ORM's machinery (sessions,
-        compiled statements), far past the bounds, and holds no labelled
-        value until it runs; running it is checked where its items go."""
+    def items_of(self, collection: Iterable[Any]) -> list[Any] | None:
+        """The items of a collection of the application's own that may hold
+        labels, or None past the bounds: plain text and numbers are free, as
+        in a built-in container, but an endless ``__iter__`` is not."""
+        found: list[Any] = []
+        looked = 0
+        for item in collection:
+            looked += 1
+            if looked > _ITERATION_LIMIT:
+                return None
+            if type(item) in NO_LABELS:
+                continue
+            found.append(item)
+            if len(found) > self.budget:
+                return None
+        return found
+
+    def best_effort(self, held: Iterable[Any], level: int) -> None:
+        """Look into ``held`` (a generator's or coroutine's locals, the public
+        attributes of a collection of the application's own) as far as a
+        share of the budget goes. Built-in containers, labelled values and
+        lazy values among them are looked into as anywhere else, bounds
+        included; other objects best effort: a generator over an ORM query
+        holds the ORM's machinery (sessions, compiled statements), far past
+        the bounds, and no labelled value until it runs (running it is
+        checked where its items go); a paginator's page holds its paginator."""
         if level <= 0:
             return
-        inner = _Walk(self.purpose)
-        inner.budget = min(self.budget, FRAME_BUDGET)
-        inner.seen = set(self.seen)
-        # Labelled values first, then the rest one by one: a local that goes
-        # past the bounds (a session) does not hide the next one.
         rest: list[Any] = []
         for child in held:
-            if getattr(type(child), "_pg_kind", None) is not None:
-                inner.visit(child, level - 1)
+            t = type(child)
+            if t in NO_LABELS:
+                continue
+            if (
+                t in _BUILTIN_CONTAINERS
+                or getattr(t, "_pg_kind", None) is not None
+                or getattr(t, "_pg_box", None) is not None
+                or _shape(t)[0] == _HOLDER
+            ):
+                self.visit(child, level - 1)
+                if self.short:
+                    return
             else:
                 rest.append(child)
+        if not rest:
+            return
+        inner = _Walk(self.purpose)
+        share = inner.budget = min(self.budget, FRAME_BUDGET)
+        inner.seen = set()
         for child in rest:
             if inner.budget <= 0:
                 break
@@ -305,7 +352,7 @@ class _Walk:
             self.labels.update(inner.labels)
         if inner.tenant is not None:
             self.tenant = merge_tenants(self.tenant, inner.tenant)
-        self.budget -= min(self.budget, FRAME_BUDGET) - max(inner.budget, 0)
+        self.budget -= share - max(inner.budget, 0)
 
     def visit(self, value: Any, level: int) -> None:
         t = type(value)
@@ -319,7 +366,7 @@ class _Walk:
         if self.budget < 0:
             self.short = True
             return
-        if t is LabelledProxy or isinstance(value, LabelledProxy):
+        if t is LabelledProxy or issubclass(t, LabelledProxy):
             self.add(value._self_pg_kind)
             value = value.__wrapped__
             t = type(value)
@@ -356,7 +403,9 @@ class _Walk:
                     except AttributeError:
                         continue
             elif isinstance(state, dict):
-                children = state.values()
+                # A copy: looking into a value may add to the dict (a lazy
+                # attribute computed on first read).
+                children = tuple(state.values())
             else:
                 return
         elif how == _MAPPING or how == _COLLECTION:
@@ -367,15 +416,14 @@ class _Walk:
                 children = _plain_items(value)
             else:
                 # Code of the application's own: iterated no further than
-                # the budget (an endless __iter__ is content not looked at),
-                # with its public attributes beside its items. A lazy proxy
+                # the bounds (an endless __iter__ is content not looked at),
+                # with its public attributes looked into beside its items. A lazy proxy
                 # (Django's SimpleLazyObject) may claim to be a collection and
                 # fail to iterate: then its attributes are what it holds, and
                 # a collection that neither iterates nor has attributes holds
                 # what could not be looked at.
                 try:
-                    items = iter(_pairs(value) if how == _MAPPING else value)
-                    children = list(itertools.islice(items, self.budget + 1))
+                    items = self.items_of(_pairs(value) if how == _MAPPING else value)
                 except Exception:
                     state = getattr(value, "__dict__", None)
                     held = list(state.values()) if isinstance(state, dict) else []
@@ -385,10 +433,13 @@ class _Walk:
                         return
                     children = held
                 else:
-                    if len(children) > self.budget:
+                    if items is None:
                         self.short = True
                         return
-                    children.extend(_public_attributes(value, t))
+                    children = items
+                    self.best_effort(_public_attributes(value, t), level)
+                    if self.short:
+                        return
         elif how == _HOLDER:
             read = _HOLDERS.get(t) or _holder(t)
             held_values = read(value) if read is not None else None
@@ -397,7 +448,7 @@ class _Walk:
                 self.short = True
                 return
             if t in _FRAMES:
-                self.frame(held_values, level)
+                self.best_effort(held_values, level)
                 return
             children = held_values
         elif how == _EXCEPTION:

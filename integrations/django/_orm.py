@@ -15,10 +15,16 @@ This module patches Django's methods with them and switches labelling on and off
 
 from __future__ import annotations
 
+from typing import Any
+
+from purposeguard._context import MIXED_TENANT
+from purposeguard._labels import EMPTY, register_foreign, unregister_foreign
+from purposeguard._walk import _walk
+
 from .. import require
 from .._patch import Patcher
 from . import _instances, _queries
-from ._declared import STATE, declare, read_through
+from ._declared import STATE, declaration_of, declare, read_through
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -48,6 +54,77 @@ _PATCHERS = (
 )
 
 
+class _Lazy:
+    """Label reading for Django's lazy objects (``request.user`` is a
+    ``SimpleLazyObject``): what they hold once set up, without setting them
+    up. A check must not run a database query or a session read, nor change
+    the request it looks into."""
+
+    def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
+        wrapped = self._wrapped(value)
+        return EMPTY if wrapped is None else _walk((wrapped,), purpose, strict=False)[0]
+
+    def tenant(self, value: Any) -> str | None:
+        wrapped = self._wrapped(value)
+        return None if wrapped is None else _walk((wrapped,), strict=False)[1]
+
+    @staticmethod
+    def _wrapped(value: Any) -> Any:
+        from django.utils.functional import empty
+
+        wrapped = object.__getattribute__(value, "__dict__").get("_wrapped", empty)
+        return None if wrapped is empty else wrapped
+
+    def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
+        raise TypeError("a Django lazy object is not data: label what it wraps")
+
+    def strip(self, value: Any) -> Any:
+        return value
+
+
+_LAZY = _Lazy()
+
+
+class _QuerySets:
+    """Label reading for querysets: what they hold once evaluated (their
+    result cache), else what they would yield: the categories of the columns
+    their rows read (``values()``/``values_list()``) or the model's declared
+    fields, of no one tenant (the query has not run). Read, not walked: a
+    filtered queryset's ``Query`` (where nodes, joins, the model's options)
+    goes far past the walk's bounds."""
+
+    def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
+        return self._read(value, purpose)[0]
+
+    def tenant(self, value: Any) -> str | None:
+        return self._read(value, None)[1]
+
+    @staticmethod
+    def _read(queryset: Any, purpose: str | None) -> tuple[frozenset[str], str | None]:
+        cache = queryset.__dict__.get("_result_cache")
+        if cache is not None:
+            return _walk((cache,), purpose, strict=False)
+        categories: set[str] = set()
+        planned = _queries._plan(queryset) if queryset._fields is not None else None
+        if planned is not None:
+            for entry in planned[1]:
+                if entry is not None:
+                    categories.update(entry[0])
+        elif queryset._fields is None:
+            for found in declaration_of(queryset.model).by_name.values():
+                categories.update(found)
+        return (frozenset(categories), MIXED_TENANT) if categories else (EMPTY, None)
+
+    def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
+        raise TypeError("a queryset is not data: label what it loads")
+
+    def strip(self, value: Any) -> Any:
+        return value
+
+
+_QUERYSETS = _QuerySets()
+
+
 def instrument() -> None:
     """Label what the Django ORM loads (idempotent); checks every installed model first."""
     require("django", "django")
@@ -63,6 +140,11 @@ def instrument() -> None:
         for model, found in declared:
             read_through(model, found)
         STATE.instrumented = True
+    from django.db.models.query import QuerySet
+    from django.utils.functional import LazyObject
+
+    register_foreign(LazyObject, _LAZY)
+    register_foreign(QuerySet, _QUERYSETS)
     for patcher in _PATCHERS:
         patcher.install()
 
@@ -73,6 +155,11 @@ def uninstrument() -> None:
     with STATE.lock:
         STATE.instrumented = False
         STATE.forget()
+    from django.db.models.query import QuerySet
+    from django.utils.functional import LazyObject
+
+    unregister_foreign(LazyObject)
+    unregister_foreign(QuerySet)
     for patcher in _PATCHERS:
         patcher.remove()
 

@@ -10,10 +10,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from purposeguard._context import FLAGS, MIXED_TENANT, ZONE
-from purposeguard._labels import EMPTY, _label_object, _resolve, label
+from purposeguard._labels import EMPTY, _label_object, _resolve, label, tenant_of_values
+from purposeguard._walk import _walk
 
 from .._patch import Patcher
-from ._declarations import _STATE, _declare
+from ._declarations import _STATE, _declare, _model
 from ._plans import _Plan, _plan
 from ._reading import _tenant
 
@@ -131,6 +132,9 @@ def _relabelled(result: Any, plan: _Plan) -> Any:
     scalars = getattr(frozen, "_source_supports_scalars", False)
     rows = [_labelled_row((item,) if scalars else item, plan) for item in frozen.data]
     relabelled = frozen.with_new_rows(rows)()
+    # What a guarded function handed the result reads from it (see _Machinery).
+    relabelled._pg_categories = frozenset(_every_category(plan))
+    relabelled._pg_rows = rows
     # The execution context async streaming asks about (its rows were read
     # here), and what an INSERT, UPDATE or DELETE ... RETURNING tells besides
     # its rows, as the driver's result told it.
@@ -201,26 +205,77 @@ def _connection_scalar(wrapped: Any, instance: Any, args: tuple[Any, ...], kwarg
 
 class _Machinery:
     """Label reading for SQLAlchemy's machinery: an instance's state
-    (``_sa_instance_state``), sessions, queries, results, connections and
-    engines. They hold no application data of their own, only the way to it:
-    rows a result has not fetched yet are labelled as they are fetched, and
-    an instance a session holds labels its values as they are read. Checks
-    look into a loaded instance's attribute values (columns and loaded
-    relationships) and stop at the machinery, instead of walking the ORM's
-    object graph to its bound and failing closed (a session or a result
-    handed to a guarded function, or a generator over a query)."""
+    (``_sa_instance_state``), sessions, queries, statements' results,
+    connections and engines. Checks look into a loaded instance's attribute
+    values (columns and loaded relationships) and stop at the machinery,
+    instead of walking the ORM's object graph to its bound and failing
+    closed (a session or a result handed to a guarded function, or a
+    generator over a query). What the machinery does carry is read:
+
+    - a result this integration labelled: the categories of its columns and
+      the tenants of its rows (already read and buffered);
+    - a query: the categories of what it selects, of no one tenant (it has
+      not run), and the labels of the values bound in it;
+    - a session, connection or engine: the labels of what the application
+      keeps in its ``info``.
+    """
 
     def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
-        return EMPTY
+        return self._read(value)[0]
 
     def tenant(self, value: Any) -> str | None:
-        return None
+        return self._read(value)[1]
+
+    def _read(self, value: Any) -> tuple[frozenset[str], str | None]:
+        from sqlalchemy.orm import Query
+
+        result = getattr(value, "_real_result", None) or value  # scalars(), mappings()
+        categories = getattr(result, "_pg_categories", None)
+        if categories is not None:
+            return categories, tenant_of_values(getattr(result, "_pg_rows", ()))
+        if isinstance(value, Query):
+            return _query_labels(value)
+        info = value.__dict__.get("info") if hasattr(value, "__dict__") else None
+        if isinstance(info, dict) and info:
+            return _best_effort(info.values())
+        return EMPTY, None
 
     def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
         raise TypeError("SQLAlchemy's machinery is not data: label the instance or its values")
 
     def strip(self, value: Any) -> Any:
         return value
+
+
+def _best_effort(values: Iterable[Any]) -> tuple[frozenset[str], str | None]:
+    labels, tenant = _walk(values, strict=False)
+    return labels, tenant
+
+
+def _query_labels(query: Any) -> tuple[frozenset[str], str | None]:
+    from sqlalchemy import inspect as sa_inspect
+    from sqlalchemy.sql import visitors
+    from sqlalchemy.sql.elements import BindParameter
+
+    try:
+        statement = query.statement
+        plan = _plan(statement)
+        bound = [node.value for node in visitors.iterate(statement) if isinstance(node, BindParameter)]
+    except Exception:  # noqa: BLE001 - a query that cannot compile yet: what it binds is unknown too
+        return EMPTY, None
+    labels, tenant = _best_effort(bound)
+    selected = _every_category(plan) if plan is not None else set()
+    # Whole entities (aliased ones too) are labelled as they load, not
+    # through the row plan.
+    for description in query.column_descriptions:
+        entity = description.get("entity")
+        if entity is not None and description.get("expr") is entity:
+            mapper = sa_inspect(entity).mapper
+            selected.update(_model(mapper.class_, mapper).categories)
+    if selected:
+        labels = labels | frozenset(selected)
+        tenant = MIXED_TENANT
+    return labels, tenant
 
 
 _MACHINERY = _Machinery()

@@ -92,6 +92,7 @@ def test_an_internal_error_is_not_chained_to_an_exception_that_quotes_the_value(
     assert refused.value.violations[0].rule == "purposeguard.internal-error"
     assert "ValueError" in str(refused.value)
     assert raw not in shown and "cannot parse" not in shown and refused.value.__cause__ is None
+    assert refused.value.__context__ is None  # error trackers walk it whatever __suppress_context__ says
 
 
 def test_errors_about_a_labelled_argument_name_its_type_never_its_value(log_path: Path) -> None:

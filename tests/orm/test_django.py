@@ -1000,3 +1000,56 @@ def test_a_flat_list_takes_its_tenant_from_the_row_only_when_it_is_the_tenant(
         assert [pg.tenant_of(s) for s, _ in pairs] == ["org-1", "org-2"]
     finally:
         _drop_table(Account)
+
+
+# -- querysets and lazy objects handed to guarded code --------------------------------------
+
+
+def test_a_queryset_handed_to_guarded_code_is_read_not_walked_past_the_bound(site: dict[str, Any]) -> None:
+    """A filtered queryset's Query goes far past the walk's bounds: what it
+    would yield (or holds, once evaluated) is read instead."""
+    Note = site["Note"]
+    pg.configure("trust-center", mode="enforce")
+
+    @pg.purpose("service.operations")
+    def count(rows: Any) -> int:
+        return sum(1 for _ in rows)
+
+    @pg.purpose("advertising")
+    def target(rows: Any) -> None:
+        return None
+
+    filtered = Note.objects.filter(title="board", owner=site["alice"]).order_by("id")
+    with pg.testing.assert_no_violations():
+        assert count(filtered) == 1
+        assert count(filtered.values_list("title", flat=True)) == 1
+        target(filtered.values_list("title", flat=True))  # no declared column
+    for handed in (filtered, filtered.values_list("body", flat=True), filtered.values("body")):
+        with pytest.raises(pg.PurposeViolation) as refused:
+            target(handed)
+        assert refused.value.violations[0].category == DOCUMENT
+    evaluated = Note.objects.filter(title="board")
+    list(evaluated)
+    assert pg.tenant_of(evaluated) == str(site["alice"].pk)
+    assert pg.tenant_of(Note.objects.filter(title="board")) == MIXED
+
+
+def test_a_lazy_object_is_not_set_up_by_a_check(site: dict[str, Any]) -> None:
+    from django.utils.functional import SimpleLazyObject
+
+    pg.configure("trust-center", mode="enforce")
+    loaded: list[bool] = []
+
+    def load() -> Any:
+        loaded.append(True)
+        return site["alice"]
+
+    @pg.purpose("service.operations")
+    def handle(user: Any) -> None:
+        return None
+
+    lazy = SimpleLazyObject(load)
+    handle(lazy)
+    assert loaded == []
+    assert lazy.username == "alice" and loaded == [True]
+    handle(lazy)

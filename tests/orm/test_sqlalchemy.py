@@ -180,6 +180,39 @@ def test_a_generator_over_loaded_instances_still_carries_their_labels(db: Any) -
             target(post.body for post in posts)
 
 
+def test_the_machinery_carries_what_it_holds(db: Any) -> None:
+    """Read, not walked: a labelled result's columns and rows' tenants, what a
+    query selects (of no one tenant) and binds, what a session keeps in info."""
+    pg.configure("trust-center", mode="enforce")
+
+    @pg.purpose("advertising")
+    def target(value: Any) -> None:
+        return None
+
+    with Session(db) as session:
+        bodies = select(Post.body, Post.tenant).where(Post.title == "hello")
+        handed_over = {
+            "result": lambda: session.execute(bodies),
+            "scalars": lambda: session.scalars(select(Post.body)),
+            "mappings": lambda: session.execute(bodies).mappings(),
+            "query": lambda: session.query(Post),
+            "query bound to a labelled value": lambda: session.query(Author.id).filter(
+                Author.email == pg.label("x@contoso.example", EMAIL)
+            ),
+        }
+        for name, handed in handed_over.items():
+            with pytest.raises(pg.PurposeViolation):
+                target(handed())
+                pytest.fail(f"{name} passed")
+        assert pg.tenant_of(session.execute(bodies)) == "contoso"
+        assert pg.tenant_of(session.query(Post)) == MIXED_TENANT  # it has not run: whose rows is unknown
+        session.info["last_body"] = pg.label(BODY, EMAIL)
+        with pytest.raises(pg.PurposeViolation):
+            target(session)
+        with pg.testing.assert_no_violations():
+            target(session.execute(select(Post.title)))  # no declared column
+
+
 # -- instances -------------------------------------------------------------------------
 
 

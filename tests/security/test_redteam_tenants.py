@@ -390,3 +390,15 @@ def test_nested_zones_of_one_tenant_or_over_an_empty_zone_keep_its_consent(store
             f"sample: {pg.label('fabrikam mail', EMAIL)}"
         with pg.zone(tenant="contoso"):
             train(f"sample: {pg.label('contoso mail', EMAIL)}")
+
+
+def test_a_zone_nested_for_another_tenant_that_reads_nothing_hands_nothing_back_as_theirs(
+    store: ConsentStore,
+) -> None:
+    """A zone opened for fabrikam to send a notification, reading nothing, inside contoso's."""
+    pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=store)
+    with pg.testing.assert_no_violations(), pg.zone(tenant="contoso"):
+        laundered = f"sample: {pg.label('contoso mail', EMAIL)}"
+        with pg.zone(tenant="fabrikam"):
+            pass
+        train(laundered)

@@ -170,21 +170,63 @@ def test_a_plain_userstring_is_text_not_a_walk_past_the_bound() -> None:
     assert pg.labels_of(UserString(body())) == {EMAIL}
 
 
+class _Node:
+    """A link in an object graph far past the bounds, as an ORM's machinery is."""
+
+    def __init__(self, below: Any) -> None:
+        self.below = below
+        self.other = object()
+
+
 def test_a_generators_locals_are_looked_into_as_far_as_their_share_of_the_budget() -> None:
-    """Best effort, unlike other values: a generator over an ORM query holds the
-    ORM's machinery far past the bounds, and no labelled value until it runs."""
+    """Objects among a generator's locals are looked into best effort (a generator
+    over an ORM query holds the ORM's machinery far past the bounds, and no
+    labelled value until it runs); built-in containers and labelled values
+    among them are looked into as anywhere else, bounds included."""
     pg.configure("trust-center", mode="enforce")
-    deep: Any = "plain"
+    machinery: Any = "plain"
+    nested: Any = "plain"
     for _ in range(20):
-        deep = {"next": [deep, object()]}
+        machinery = _Node(machinery)
+        nested = {"next": [nested]}
 
     def rows(source: Any, label: str) -> Iterator[str]:
         yield label
 
     with pg.testing.assert_no_violations():
-        profile(rows(deep, "plain"))
+        profile(rows(machinery, "plain"))
+    with pytest.raises(pg.PurposeViolation) as labelled:
+        profile(rows(machinery, body()))
+    assert labelled.value.violations[0].rule == "no-advertising"
+    for too_deep in ([machinery], rows(nested, "plain"), (item for item in [nested])):
+        with pytest.raises(pg.PurposeViolation) as refused:
+            profile(too_deep)  # content not looked at
+        assert refused.value.violations[0].rule == "purposeguard.internal-error"
+
+
+def test_a_generator_suspended_in_what_it_delegates_to_is_looked_into() -> None:
+    pg.configure("trust-center", mode="enforce")
+
+    def inner(text: str) -> Iterator[str]:
+        yield "first"
+        yield text
+
+    def outer() -> Iterator[str]:
+        yield from inner(body())
+
+    started = outer()
+    next(started)
     with pytest.raises(pg.PurposeViolation):
-        profile(rows(deep, body()))
-    with pytest.raises(pg.PurposeViolation) as too_deep:
-        profile([deep])  # the same graph as an argument is content not looked at
-    assert too_deep.value.violations[0].rule == "purposeguard.internal-error"
+        profile(started)
+
+
+def test_plain_items_of_a_large_collection_of_the_applications_own_are_free() -> None:
+    from collections import Counter, OrderedDict, UserList
+
+    pg.configure("trust-center", mode="enforce")
+    with pg.testing.assert_no_violations():
+        profile(UserList(range(60_000)))
+        profile(Counter(str(n) for n in range(30_000)))
+        profile(OrderedDict((str(n), n) for n in range(30_000)))
+        profile({n: n for n in range(60_000)}.keys())
+        profile(itertools.pairwise([1, 2, 3]))

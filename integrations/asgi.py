@@ -44,8 +44,10 @@ from typing import Any
 
 from purposeguard._context import PURPOSE
 from purposeguard._errors import PolicyError, PurposeViolation
+from purposeguard._labels import foreign_reader, register_foreign
 from purposeguard._runtime import require_purpose_key
 from purposeguard._state import remember
+from purposeguard._walk import _walk
 from purposeguard._zones import enter_zone, leave_zone
 
 from . import baggage
@@ -111,6 +113,7 @@ class PurposeGuardMiddleware:
         self.read_baggage = read_baggage
         self.status_code = status_code
         self._holds_500 = _wraps_starlette(app)
+        _read_connections_as_requests()
         self._cache = PurposeCache()
         # The cache's own dict, read inline: a request from a tenant seen
         # before costs one lookup.
@@ -320,6 +323,66 @@ class PurposeGuardMiddleware:
                 raise PolicyError(
                     f"route {where} is marked with a purpose the policy does not define: {error}"
                 ) from None
+
+
+# What a connection's scope holds that is the framework's, not the request's:
+# the app, its router and routes (FastAPI's reach pydantic's models), exit stacks.
+_FRAMEWORK_KEYS = frozenset(
+    {
+        "app",
+        "router",
+        "route",
+        "endpoint",
+        "fastapi_astack",
+        "fastapi_inner_astack",
+        "fastapi_function_astack",
+        "starlette.exception_handlers",
+        "extensions",
+    }
+)
+
+
+class _Connection:
+    """Label reading for Starlette's and FastAPI's ``Request`` and
+    ``WebSocket`` (and the app behind them), handed to a guarded handler or
+    service: what the request carries (its scope's own values, what the app
+    put in ``request.state`` or ``app.state``, bodies already read), read best
+    effort, without the app and its routes, which go far past the walk's
+    bounds (a FastAPI route reaches pydantic's schema objects) and hold no
+    request data."""
+
+    def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
+        return self._read(value, purpose)[0]
+
+    def tenant(self, value: Any) -> str | None:
+        return self._read(value, None)[1]
+
+    @staticmethod
+    def _read(value: Any, purpose: str | None) -> tuple[frozenset[str], str | None]:
+        own = vars(value) if hasattr(value, "__dict__") else {}
+        scope = own.get("scope")
+        held = [item for key, item in own.items() if key not in ("scope", "app", "_receive", "_send")]
+        if isinstance(scope, Mapping):
+            held.extend(item for key, item in scope.items() if key not in _FRAMEWORK_KEYS)
+        return _walk(held, purpose, strict=False)
+
+    def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
+        raise TypeError("a request is not data: label the values read from it")
+
+    def strip(self, value: Any) -> Any:
+        return value
+
+
+_CONNECTION = _Connection()
+
+
+def _read_connections_as_requests() -> None:
+    """Starlette's connection and application classes read through :class:`_Connection`."""
+    requests = sys.modules.get("starlette.requests")
+    applications = sys.modules.get("starlette.applications")
+    for found in (getattr(requests, "HTTPConnection", None), getattr(applications, "Starlette", None)):
+        if isinstance(found, type) and foreign_reader(found) is None:
+            register_foreign(found, _CONNECTION)
 
 
 class _Done:

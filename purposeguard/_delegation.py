@@ -25,6 +25,17 @@ def _close_after(close: Callable[[], Any], context: tuple[ContextVar[Any], Any] 
             context[0].reset(token)  # type: ignore[index]
 
 
+async def _aclose_after(
+    generator: AsyncGenerator[Any, Any], context: tuple[ContextVar[Any], Any] | None
+) -> None:
+    token = context[0].set(context[1]) if context is not None else None
+    try:
+        await generator.aclose()
+    finally:
+        if token is not None:
+            context[0].reset(token)  # type: ignore[index]
+
+
 def delegate(
     generator: Generator[Any, Any, Any],
     on_item: Callable[[Any], Any],
@@ -125,12 +136,7 @@ def async_generator_function(
                 try:
                     on_receive(to_send if to_throw is None else to_throw)
                 except BaseException:
-                    token = var.set(value) if var is not None else None
-                    try:
-                        await generator.aclose()
-                    finally:
-                        if token is not None:
-                            var.reset(token)  # type: ignore[union-attr]
+                    await _aclose_after(generator, context)
                     raise
             token = var.set(value) if var is not None else None
             try:
@@ -148,12 +154,7 @@ def async_generator_function(
             try:
                 to_send = yield item
             except GeneratorExit:
-                token = var.set(value) if var is not None else None
-                try:
-                    await generator.aclose()
-                finally:
-                    if token is not None:
-                        var.reset(token)  # type: ignore[union-attr]
+                await _aclose_after(generator, context)
                 raise
             except BaseException as error:  # noqa: BLE001 - forwarded into the generator
                 to_throw, to_send = error, None

@@ -228,13 +228,16 @@ class _Machinery:
 
     def _read(self, value: Any) -> tuple[frozenset[str], str | None]:
         from sqlalchemy.orm import Query
+        from sqlalchemy.sql import ClauseElement
 
         result = getattr(value, "_real_result", None) or value  # scalars(), mappings()
         categories = getattr(result, "_pg_categories", None)
         if categories is not None:
             return categories, tenant_of_values(getattr(result, "_pg_rows", ()))
         if isinstance(value, Query):
-            return _query_labels(value)
+            return _query_labels(value, value.statement)
+        if isinstance(value, ClauseElement):
+            return _query_labels(value, value)
         info = value.__dict__.get("info") if hasattr(value, "__dict__") else None
         if isinstance(info, dict) and info:
             return _best_effort(info.values())
@@ -252,22 +255,24 @@ def _best_effort(values: Iterable[Any]) -> tuple[frozenset[str], str | None]:
     return labels, tenant
 
 
-def _query_labels(query: Any) -> tuple[frozenset[str], str | None]:
+def _query_labels(query: Any, statement: Any) -> tuple[frozenset[str], str | None]:
+    """A query's or statement's: the categories of what it selects (of no
+    one tenant: it has not run) and the labels of the values bound in it."""
     from sqlalchemy import inspect as sa_inspect
     from sqlalchemy.sql import visitors
     from sqlalchemy.sql.elements import BindParameter
 
     try:
-        statement = query.statement
-        plan = _plan(statement)
+        plan = _plan(statement) if hasattr(statement, "_generate_cache_key") else None
         bound = [node.value for node in visitors.iterate(statement) if isinstance(node, BindParameter)]
-    except Exception:  # noqa: BLE001 - a query that cannot compile yet: what it binds is unknown too
+        descriptions = getattr(query, "column_descriptions", ())
+    except Exception:  # noqa: BLE001 - one that cannot compile yet: what it binds is unknown too
         return EMPTY, None
     labels, tenant = _best_effort(bound)
     selected = _every_category(plan) if plan is not None else set()
     # Whole entities (aliased ones too) are labelled as they load, not
     # through the row plan.
-    for description in query.column_descriptions:
+    for description in descriptions:
         entity = description.get("entity")
         if entity is not None and description.get("expr") is entity:
             mapper = sa_inspect(entity).mapper
@@ -283,11 +288,28 @@ _MACHINERY = _Machinery()
 
 def machinery_types() -> tuple[type, ...]:
     """The SQLAlchemy classes read through :data:`_MACHINERY` (with their subclasses)."""
+    from sqlalchemy import MetaData
     from sqlalchemy.engine import Connection, Engine, Result
     from sqlalchemy.engine.result import FilterResult
-    from sqlalchemy.orm import InstanceState, Query, Session
+    from sqlalchemy.orm import InstanceState, Mapper, Query, Session
+    from sqlalchemy.orm.util import AliasedClass
+    from sqlalchemy.pool import Pool
+    from sqlalchemy.sql import ClauseElement
 
-    return (InstanceState, Session, Query, Result, FilterResult, Connection, Engine)
+    return (
+        InstanceState,
+        Session,
+        Query,
+        Result,
+        FilterResult,
+        Connection,
+        Engine,
+        ClauseElement,
+        Mapper,
+        AliasedClass,
+        MetaData,
+        Pool,
+    )
 
 
 # Installed by instrument(), removed by uninstrument().

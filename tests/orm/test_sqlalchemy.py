@@ -211,6 +211,15 @@ def test_the_machinery_carries_what_it_holds(db: Any) -> None:
             target(session)
         with pg.testing.assert_no_violations():
             target(session.execute(select(Post.title)))  # no declared column
+            target(select(Post.title).where(Post.title == "hello"))
+            target(Base.metadata)
+        for statement in (
+            select(Post),
+            select(Post.body),
+            select(Author.id).where(Author.email == session.info["last_body"]),
+        ):
+            with pytest.raises(pg.PurposeViolation):
+                target(statement)
 
 
 # -- instances -------------------------------------------------------------------------

@@ -9,7 +9,9 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
+from purposeguard._context import PURPOSE, ZONE, ZoneState
 from purposeguard._errors import PurposeViolation
+from purposeguard._guarded import PURPOSE_MARK
 from purposeguard._zones import current_zone, set_tenant, zone
 
 from .. import _server
@@ -70,15 +72,21 @@ class PurposeGuardMiddleware:
         with zone() as state:
             setattr(request, _REQUEST_ZONE, state)
             response = self.get_response(request)
-        return response
+        return _streamed_within(request, response, state)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
         with zone() as state:
             setattr(request, _REQUEST_ZONE, state)
-            return await get_response(request)
+            response = await get_response(request)
+        return _streamed_within(request, response, state)
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
+        # A streamed response runs its content after the view returned: it is
+        # produced under the view's purpose too (see _streamed_within).
+        key = getattr(view, PURPOSE_MARK, None)
+        if isinstance(key, str):
+            setattr(request, _VIEW_PURPOSE, key)
         # Views run after every middleware's request phase: authentication is done.
         resolver = _settings.LOADED.tenant_from
         if resolver is None:
@@ -97,3 +105,50 @@ class PurposeGuardMiddleware:
         if error is None:
             return None
         return forbidden(request, error)
+
+
+_VIEW_PURPOSE = "_purposeguard_view_purpose"
+
+
+def _streamed_within(request: HttpRequest, response: Any, state: ZoneState) -> Any:
+    """A ``StreamingHttpResponse`` whose view declared a purpose: each chunk
+    is produced in the request's zone and under the view's purpose, as the
+    view's own code was, so a chunk that reads declared fields for a purpose
+    that may not have them is refused (the stream stops) instead of being
+    sent unseen after the view returned."""
+    key = getattr(request, _VIEW_PURPOSE, None)
+    if key is None or not getattr(response, "streaming", False):
+        return response
+    if getattr(response, "is_async", False):
+        response.streaming_content = _async_steps(response.streaming_content, state, key)
+    else:
+        response.streaming_content = _steps(response.streaming_content, state, key)
+    return response
+
+
+def _steps(chunks: Any, state: ZoneState, key: str) -> Any:
+    iterator = iter(chunks)
+    while True:
+        zone_token, purpose_token = ZONE.set(state), PURPOSE.set(key)
+        try:
+            chunk = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            PURPOSE.reset(purpose_token)
+            ZONE.reset(zone_token)
+        yield chunk
+
+
+async def _async_steps(chunks: Any, state: ZoneState, key: str) -> Any:
+    iterator = chunks.__aiter__()
+    while True:
+        zone_token, purpose_token = ZONE.set(state), PURPOSE.set(key)
+        try:
+            chunk = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        finally:
+            PURPOSE.reset(purpose_token)
+            ZONE.reset(zone_token)
+        yield chunk

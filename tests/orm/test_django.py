@@ -1053,3 +1053,30 @@ def test_a_lazy_object_is_not_set_up_by_a_check(site: dict[str, Any]) -> None:
     assert loaded == []
     assert lazy.username == "alice" and loaded == [True]
     handle(lazy)
+
+
+# -- a streamed response is produced under its view's purpose ------------------------------
+
+
+def test_a_streamed_response_is_produced_under_the_views_purpose(site: dict[str, Any]) -> None:
+    """The note bodies of a service-communications view's StreamingHttpResponse
+    are read after the view returned: each chunk runs in the request's zone,
+    under the view's purpose, and reading content there is refused (the stream
+    stops) instead of being sent unseen."""
+    pg.configure("trust-center", mode="enforce")
+    response = _client(site).get("/digest-feed/")
+    assert response.status_code == 200 and response.streaming, response.content[:600]
+    with pytest.raises(pg.PurposeViolation) as refused:
+        b"".join(response.streaming_content)
+    assert refused.value.violations[0].purpose == "service.communications"
+    assert refused.value.violations[0].category == DOCUMENT
+    # A generator over a queryset, handed back: its queryset says what it will read.
+    assert _client(site).get("/digest-of-a-query/").status_code == 403
+
+
+def test_a_streamed_response_for_an_allowed_purpose_streams(site: dict[str, Any]) -> None:
+    pg.configure("trust-center", mode="enforce")
+    with pg.testing.assert_no_violations():
+        response = _client(site).get("/notes-feed/")
+        assert response.status_code == 200
+        assert b"".join(response.streaming_content) == (BODY[:20] + "\n").encode()

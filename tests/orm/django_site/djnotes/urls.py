@@ -12,4 +12,7 @@ urlpatterns = [
     path("ads-by-purpose/", views.ads_by_purpose),
     path("house-ad/", views.house_ad),
     path("email-ad/", views.email_ad),
+    path("digest-feed/", views.digest_feed),
+    path("digest-of-a-query/", views.digest_of_a_query),
+    path("notes-feed/", views.notes_feed),
 ]

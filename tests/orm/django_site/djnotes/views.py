@@ -6,7 +6,7 @@ import django
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 import purposeguard as pg
 
@@ -113,3 +113,31 @@ def email_ad(request: HttpRequest) -> JsonResponse:
     # label, the zone that read the email remembers it.
     profile = Profile.objects.filter(user=request.user).first()
     return JsonResponse({"ad": choose_ad(f"offers for {profile.email if profile else ''}")})
+
+
+@login_required
+@pg.purpose("service.communications")
+def digest_feed(request: HttpRequest) -> StreamingHttpResponse:
+    # Service communications may carry customer data, not content: the note
+    # bodies are read while the response streams, after the view returned.
+    return StreamingHttpResponse(_digest(request.user.pk))
+
+
+def _digest(owner_id: int) -> Any:
+    # Nothing labelled among its locals when the view returns: the rows load as it runs.
+    for note in Note.objects.filter(owner_id=owner_id).order_by("id"):
+        yield f"your note says: {note.body}\n"
+
+
+@login_required
+@pg.purpose("service.communications")
+def digest_of_a_query(request: HttpRequest) -> StreamingHttpResponse:
+    notes = Note.objects.filter(owner=request.user).order_by("id").iterator()
+    return StreamingHttpResponse(f"your note says: {note.body}\n" for note in notes)
+
+
+@login_required
+@pg.purpose("service.operations")
+def notes_feed(request: HttpRequest) -> StreamingHttpResponse:
+    notes = Note.objects.filter(owner=request.user).order_by("id").iterator()
+    return StreamingHttpResponse(f"{summarise(note.body)}\n" for note in notes)

@@ -4,6 +4,7 @@ the 403 body, and the per-request decisions that do not depend on a framework.""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -212,6 +213,28 @@ def violation_in(error: BaseException) -> PurposeViolation | None:
     if len(found) == 1:
         return found[0]
     return PurposeViolation([v for violation in found for v in violation.violations])
+
+
+def say_cut_off(method: object, route: str | None, violation: PurposeViolation) -> None:
+    """A violation raised once the response had started (a streamed body):
+    its status is sent and cannot become a 403, so the server cuts the
+    response off. Said in purposeguard's words, next to the server's own
+    report, so the cut is not read as a network fault. ``route`` is the
+    matched route's template, never the path (a path can quote what a
+    client typed)."""
+    request = method if isinstance(method, str) and method.isalpha() else "a request"
+    if route is not None:
+        request = f"{request} {route}"
+    logging.getLogger("purposeguard").warning(
+        "purposeguard: a purpose violation was raised after the response to %s had started "
+        "(rule %s, purpose %s, category %s): its status was already sent, so the response is "
+        "cut off instead of answered with a 403; read what a streamed body needs before the "
+        "response starts to have it refused with a 403",
+        request,
+        violation.rule,
+        violation.purpose,
+        violation.category,
+    )
 
 
 def violation_body(error: PurposeViolation) -> bytes:

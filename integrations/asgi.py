@@ -58,6 +58,7 @@ from ._server import (
     check_purpose,
     resolve_tenant_header,
     route_purpose,
+    say_cut_off,
     violation_body,
     violation_in,
 )
@@ -223,6 +224,8 @@ class PurposeGuardMiddleware:
                 if violation is None or kind != "http" or (started and not held):
                     if held:
                         await _release(held, send)
+                    if violation is not None and started:
+                        say_cut_off(routed.get("method"), _route_template(routed), violation)
                     raise
                 await self._forbid(send, violation)
             else:
@@ -383,6 +386,13 @@ def _read_connections_as_requests() -> None:
     for found in (getattr(requests, "HTTPConnection", None), getattr(applications, "Starlette", None)):
         if isinstance(found, type) and foreign_reader(found) is None:
             register_foreign(found, _CONNECTION)
+
+
+def _route_template(scope: Scope) -> str | None:
+    """The matched route's template (``/notes/{note}``), never the path
+    itself: a path can quote what a client typed (an address, a name)."""
+    template = getattr(dict.get(scope, "route"), "path", None)
+    return template if isinstance(template, str) else None
 
 
 class _Done:

@@ -40,6 +40,7 @@ from ._server import (
     check_purpose,
     resolve_tenant_header,
     route_purpose,
+    say_cut_off,
     violation_body,
     violation_in,
     wire_bytes,
@@ -153,7 +154,7 @@ class PurposeGuardMiddleware:
                 sys.exc_info(),
             )
             return [body]
-        return _Body(result, context, state)
+        return _Body(result, context, state, environ)
 
     def _start(
         self,
@@ -217,14 +218,17 @@ class _Body:
     Its own iterator (no generator in between): a server steps it once per
     chunk, and each step is one entry into the context."""
 
-    __slots__ = ("_result", "_iterator", "_context", "_zone", "_closed")
+    __slots__ = ("_result", "_iterator", "_context", "_zone", "_closed", "_environ")
 
-    def __init__(self, result: Iterable[bytes], context: contextvars.Context, state: ZoneState) -> None:
+    def __init__(
+        self, result: Iterable[bytes], context: contextvars.Context, state: ZoneState, environ: Environ
+    ) -> None:
         self._result = result
         self._iterator: Iterator[bytes] | None = None
         self._context = context
         self._zone = state
         self._closed = False
+        self._environ = environ
 
     def __iter__(self) -> Iterator[bytes]:
         # Once: iter() of an iterator is the iterator itself, and a server
@@ -236,7 +240,15 @@ class _Body:
     def __next__(self) -> bytes:
         if self._iterator is None:
             self._iterator = self._context.run(iter, self._result)
-        return self._context.run(next, self._iterator)
+        try:
+            return self._context.run(next, self._iterator)
+        except PurposeViolation as violation:
+            # The status went out with the first chunk: the server cuts the
+            # response off.
+            environ = self._environ
+            rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+            say_cut_off(environ.get("REQUEST_METHOD"), getattr(rule, "rule", None), violation)
+            raise
 
     def close(self) -> None:
         if self._closed:

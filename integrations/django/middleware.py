@@ -119,14 +119,17 @@ def _streamed_within(request: HttpRequest, response: Any, state: ZoneState) -> A
     key = getattr(request, _VIEW_PURPOSE, None)
     if key is None or not getattr(response, "streaming", False):
         return response
+    # Said if a chunk is refused (see say_cut_off): the pattern, not the path.
+    route = getattr(getattr(request, "resolver_match", None), "route", None)
+    where = (request.method, route if isinstance(route, str) else None)
     if getattr(response, "is_async", False):
-        response.streaming_content = _async_steps(response.streaming_content, state, key)
+        response.streaming_content = _async_steps(response.streaming_content, state, key, where)
     else:
-        response.streaming_content = _steps(response.streaming_content, state, key)
+        response.streaming_content = _steps(response.streaming_content, state, key, where)
     return response
 
 
-def _steps(chunks: Any, state: ZoneState, key: str) -> Any:
+def _steps(chunks: Any, state: ZoneState, key: str, where: tuple[Any, str | None]) -> Any:
     iterator = iter(chunks)
     while True:
         zone_token, purpose_token = ZONE.set(state), PURPOSE.set(key)
@@ -134,13 +137,16 @@ def _steps(chunks: Any, state: ZoneState, key: str) -> Any:
             chunk = next(iterator)
         except StopIteration:
             return
+        except PurposeViolation as violation:
+            _server.say_cut_off(*where, violation)
+            raise
         finally:
             PURPOSE.reset(purpose_token)
             ZONE.reset(zone_token)
         yield chunk
 
 
-async def _async_steps(chunks: Any, state: ZoneState, key: str) -> Any:
+async def _async_steps(chunks: Any, state: ZoneState, key: str, where: tuple[Any, str | None]) -> Any:
     iterator = chunks.__aiter__()
     while True:
         zone_token, purpose_token = ZONE.set(state), PURPOSE.set(key)
@@ -148,6 +154,9 @@ async def _async_steps(chunks: Any, state: ZoneState, key: str) -> Any:
             chunk = await iterator.__anext__()
         except StopAsyncIteration:
             return
+        except PurposeViolation as violation:
+            _server.say_cut_off(*where, violation)
+            raise
         finally:
             PURPOSE.reset(purpose_token)
             ZONE.reset(zone_token)

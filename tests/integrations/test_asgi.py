@@ -413,3 +413,33 @@ def test_fastapi_violation_in_a_sync_endpoint_is_a_403_without_data(
     assert response.status_code == 403
     assert response.json()["rule"] == "no-content-in-service-communications"
     assert marker not in response.text
+
+
+def test_violation_in_a_started_stream_is_cut_off_and_said_without_data(
+    marker: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once a streamed body's status is sent it cannot become a 403: the
+    response is cut off, and purposeguard says why, naming the route's
+    template and the rule, never the path or the value."""
+
+    @route_purpose("service.communications")
+    async def digest(request: Request) -> StreamingResponse:
+        async def chunks() -> Any:
+            yield "first line\n"
+            pg.check(pg.label(marker, CONTENT))
+            yield "never sent\n"
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    app = Starlette(routes=[Route("/digest/{who}", digest)])
+    app.add_middleware(PurposeGuardMiddleware)
+    caplog.set_level(logging.WARNING, logger="purposeguard")
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        response = test_client.get("/digest/someone-secret")
+    assert response.status_code == 200
+    assert "never sent" not in response.text
+    said = [r.getMessage() for r in caplog.records if "cut off" in r.getMessage()]
+    assert len(said) == 1
+    assert "GET /digest/{who}" in said[0]
+    assert "no-content-in-service-communications" in said[0]
+    assert "someone-secret" not in said[0] and marker not in said[0]

@@ -483,3 +483,36 @@ def test_plain_wsgi_app_other_exceptions_pass_through() -> None:
     middleware = PurposeGuardMiddleware(app, tenant_header="x-tenant")
     with pytest.raises(KeyError, match="not ours"):
         middleware({"PATH_INFO": "/", "REQUEST_METHOD": "GET"}, lambda *a: None)
+
+
+def test_violation_in_a_started_stream_is_cut_off_and_said_without_data(
+    marker: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A streamed body's status is sent with its first chunk: a violation in
+    a later chunk cuts the response off, and purposeguard says why, naming
+    the method and the policy's rule, never the path or the value."""
+    app = Flask("purposeguard-cut-off")
+
+    @app.get("/digest/<who>")
+    @route_purpose("service.communications")
+    def digest(who: str) -> Response:
+        def chunks() -> Iterator[str]:
+            yield "first line\n"
+            pg.check(pg.label(marker, CONTENT))
+            yield "never sent\n"
+
+        return Response(chunks(), mimetype="text/plain")
+
+    init_app(app)
+    caplog.set_level(logging.WARNING, logger="purposeguard")
+    response = app.test_client().get("/digest/someone-secret", buffered=False)
+    chunks = iter(response.response)
+    assert next(chunks) == b"first line\n"
+    with pytest.raises(pg.PurposeViolation):
+        next(chunks)
+    said = [r.getMessage() for r in caplog.records if "cut off" in r.getMessage()]
+    assert len(said) == 1
+    # Flask's request (and its rule) is gone once the view returned.
+    assert "response to GET had started" in said[0]
+    assert "no-content-in-service-communications" in said[0]
+    assert "someone-secret" not in said[0] and marker not in said[0]

@@ -5,6 +5,7 @@ Django's test clients and served on loopback (WSGI and ASGI)."""
 
 import asyncio
 import json
+import logging
 import sys
 import threading
 import urllib.error
@@ -1058,18 +1059,24 @@ def test_a_lazy_object_is_not_set_up_by_a_check(site: dict[str, Any]) -> None:
 # -- a streamed response is produced under its view's purpose ------------------------------
 
 
-def test_a_streamed_response_is_produced_under_the_views_purpose(site: dict[str, Any]) -> None:
+def test_a_streamed_response_is_produced_under_the_views_purpose(
+    site: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
     """The note bodies of a service-communications view's StreamingHttpResponse
     are read after the view returned: each chunk runs in the request's zone,
     under the view's purpose, and reading content there is refused (the stream
-    stops) instead of being sent unseen."""
+    stops, and purposeguard says the response was cut off, naming the URL
+    pattern, not the path) instead of being sent unseen."""
     pg.configure("trust-center", mode="enforce")
     response = _client(site).get("/digest-feed/")
     assert response.status_code == 200 and response.streaming, response.content[:600]
+    caplog.set_level(logging.WARNING, logger="purposeguard")
     with pytest.raises(pg.PurposeViolation) as refused:
         b"".join(response.streaming_content)
     assert refused.value.violations[0].purpose == "service.communications"
     assert refused.value.violations[0].category == DOCUMENT
+    said = [r.getMessage() for r in caplog.records if "cut off" in r.getMessage()]
+    assert len(said) == 1 and "response to GET digest-feed/ had started" in said[0], said
     # A generator over a queryset, handed back: its queryset says what it will read.
     assert _client(site).get("/digest-of-a-query/").status_code == 403
 

@@ -391,7 +391,7 @@ def _read_connections_as_requests() -> None:
 def _route_template(scope: Scope) -> str | None:
     """The matched route's template (``/notes/{note}``), never the path
     itself: a path can quote what a client typed (an address, a name)."""
-    template = getattr(dict.get(scope, "route"), "path", None)
+    template = getattr(scope.get("route"), "path", None)
     return template if isinstance(template, str) else None
 
 

@@ -46,17 +46,45 @@ call, but what the logging filter would let through (a failure of the
 application's own objects while they are looked into). Spans of other
 ``Span`` implementations, and SDK subclasses that override these methods,
 are not covered. Needs the SDK: ``pip install 'purposeguard[otel]'``.
+
+Trusted tracers. Library instrumentations (an ASGI or FastAPI server, an
+HTTP client) make their own spans with fixed attributes (``http.route``,
+``http.request.method``, ``server.address``); in a zone that read content
+each of them would record a flow, and ``context_mode="enforce"`` would
+redact them. ``instrument(trusted_tracers=...)`` names the tracers (the name
+given to ``trace.get_tracer(name)``, or a prefix ending in ``*``) whose
+spans skip the zone check::
+
+    spans.instrument(trusted_tracers=["opentelemetry.instrumentation.*"])
+
+is the recommended setting for the OpenTelemetry contrib instrumentations,
+whose tracers are named after their modules
+(``opentelemetry.instrumentation.asgi``, ``...fastapi``, ``...httpx``).
+``"a.b.*"`` trusts the names that start with ``a.b.`` (not ``a.b`` itself,
+nor ``a.bx``); ``"a.b*"`` those that start with ``a.b``. Nothing is trusted
+by default. Trust covers the zone check only: a labelled value on a trusted
+span is judged by its labels as anywhere else, and so is a recorded
+exception or an error status description, text that comes from the
+application, checked against the zone too. Trust needs both the span's
+tracer and the code setting the value to be trusted (the contrib
+instrumentations' tracers are named after their modules, so the same names
+serve): text the application itself puts on a trusted span
+(``trace.get_current_span()`` in a handler whose current span is the server
+instrumentation's, the instrumentations' request and response hooks, which
+are the application's functions) is held to the zone like any other.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from types import FrameType
 from typing import Any
 
-from purposeguard._context import FLAGS, ZONE
+from purposeguard._context import FLAGS, REDACTING, ZONE
 from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY, WalkLimit, labels_in_values
 from purposeguard._runtime import Guard, check_zone, get_guard, require_purpose_key
@@ -77,21 +105,143 @@ _RECORDED = "_purposeguard_exception"
 _NUMBERS = frozenset({int, float, bool, type(None)})
 
 
+# Tracers resolved per _Tracers: past this many names (tracers named at
+# run time), the rest are resolved on each call instead of kept.
+_MAX_TRACERS = 1024
+# A tracer without a usable name: recorded under the bare prefix, never trusted.
+_NAMELESS = ("opentelemetry.trace", False)
+
+
+class _Tracers:
+    """The trusted tracers, and per tracer name what it resolved to: the
+    ``function`` its records carry and whether its spans skip the zone check.
+
+    Replaced whole by instrument() and uninstrument(), so a span call holds
+    one consistent answer and a new setting starts from an empty cache."""
+
+    __slots__ = ("names", "prefixes", "resolved", "modules")
+
+    def __init__(self, names: frozenset[str] = frozenset(), prefixes: tuple[str, ...] = ()) -> None:
+        self.names = names
+        self.prefixes = prefixes
+        self.resolved: dict[str, tuple[str, bool]] = {}
+        # Module name -> whether code there is trusted to set values (see _set_by_trusted).
+        self.modules: dict[str, bool] = {}
+
+    def trusts_module(self, module: str) -> bool:
+        found = self.modules.get(module)
+        if found is None:
+            found = module in self.names or module.startswith(self.prefixes)
+            if len(self.modules) < _MAX_TRACERS:
+                self.modules[module] = found
+        return found
+
+    def resolve(self, scope: Any) -> tuple[str, bool]:
+        # The tracer's name (code chooses it, like a logger's): never the
+        # span's name, which is itself a value that may quote content.
+        name = getattr(scope, "name", None)
+        if not isinstance(name, str) or not name:
+            return _NAMELESS
+        found = self.resolved.get(name)
+        if found is None:
+            found = (f"opentelemetry.trace.{name}", name in self.names or name.startswith(self.prefixes))
+            if len(self.resolved) < _MAX_TRACERS:
+                self.resolved[name] = found
+        return found
+
+
 class _Settings:
-    __slots__ = ("purpose",)
+    __slots__ = ("purpose", "tracers")
 
     def __init__(self) -> None:
         self.purpose = "service.operations.logs"
+        self.tracers = _Tracers()
 
 
 _SETTINGS = _Settings()
 
 
-def _function(scope: Any) -> str:
-    # The tracer's name (code chooses it, like a logger's): never the span's
-    # name, which is itself a value that may quote content.
-    name = getattr(scope, "name", None)
-    return f"opentelemetry.trace.{name}" if isinstance(name, str) and name else "opentelemetry.trace"
+def _tracer(scope: Any) -> tuple[str, bool]:
+    """(the ``function`` of the tracer's records, whether it is trusted)."""
+    tracers = _SETTINGS.tracers
+    function, trusted = tracers.resolve(scope)
+    # Trust matters only where the zone would be checked; there it also
+    # needs the code setting the value to be trusted (see _set_by_trusted).
+    if trusted and _zone_open() and not _set_by_trusted(tracers):
+        return function, False
+    return function, trusted
+
+
+# Frames between the code that sets a value and this module's hooks: the
+# OpenTelemetry API and SDK, context managers, and this module itself.
+_PASSING_THROUGH = (
+    "opentelemetry.sdk.",
+    "opentelemetry.trace",
+    "opentelemetry.util.",
+    "opentelemetry.context",
+    "contextlib",
+    "functools",
+    __name__,
+)
+# How far up the stack the setting code is looked for.
+_CALLER_DEPTH = 24
+
+
+def _set_by_trusted(tracers: _Tracers) -> bool:
+    """Whether the code that set the value lives in a trusted module (the
+    tracers' names are their modules' names): the application's own code
+    putting text on a trusted tracer's span (``get_current_span()`` in a
+    handler, an instrumentation's request hook) is held to the zone."""
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(_CALLER_DEPTH):
+        if frame is None:
+            return False
+        module = frame.f_globals.get("__name__")
+        if not isinstance(module, str):
+            return False
+        if not module.startswith(_PASSING_THROUGH):
+            return tracers.trusts_module(module)
+        frame = frame.f_back
+    return False
+
+
+def _trusted(tracers: Iterable[str] | None) -> _Tracers:
+    """``trusted_tracers`` checked: exact names and prefixes (a trailing ``*``)."""
+    if tracers is None:
+        return _Tracers()
+    if isinstance(tracers, (str, bytes, bytearray)):
+        raise TypeError(
+            f"trusted_tracers takes an iterable of tracer names, not a single {type(tracers).__name__}"
+        )
+    try:
+        entries = list(tracers)
+    except TypeError:
+        raise TypeError(
+            f"trusted_tracers takes an iterable of tracer names, not {type(tracers).__name__}"
+        ) from None
+    names: set[str] = set()
+    prefixes: set[str] = set()
+    for entry in entries:
+        if not isinstance(entry, str):
+            # Its type only: a wrong entry may be anything, content included.
+            raise TypeError(f"trusted_tracers holds tracer names (str), not {type(entry).__name__}")
+        name = str.__str__(entry)
+        if not name:
+            raise ValueError("trusted_tracers holds an empty tracer name")
+        pattern = name.endswith("*")
+        stem = name[:-1] if pattern else name
+        if "*" in stem:
+            raise ValueError(f"trusted_tracers entry {name!r}: only a trailing '*' makes a prefix")
+        if not pattern:
+            names.add(name)
+        elif not stem.strip("."):
+            raise ValueError(
+                f"trusted_tracers entry {name!r} trusts every tracer, the application's own too:"
+                " name the tracers, or a prefix"
+            )
+        else:
+            prefixes.add(stem)
+    return _Tracers(frozenset(names), tuple(sorted(prefixes)))
 
 
 def _labels(values: tuple[Any, ...], purpose: str, function: str) -> frozenset[str]:
@@ -133,6 +283,8 @@ def _judge(
             if memo is not None:
                 return EMPTY, memo[4]
     token = _JUDGING.set(True)
+    # A refusal here redacts a value: the traced operation did not fail.
+    redacting = REDACTING.set(True)
     labels: frozenset[str] = quoted
     try:
         labels = _labels(values, purpose, function) | quoted
@@ -145,6 +297,7 @@ def _judge(
     except PurposeViolation as error:
         return labels, error
     finally:
+        REDACTING.reset(redacting)
         _JUDGING.reset(token)
     return labels, None
 
@@ -189,23 +342,27 @@ def _redacted(error: PurposeViolation) -> str:
     return f"[redacted: {_categories(error)}]"
 
 
-def _text(span: Any, value: Any, function: str) -> Any:
-    """A name or description as the span may keep it."""
-    if type(value) is str and not _zone_open():
+def _text(span: Any, value: Any, function: str, trusted: bool) -> Any:
+    """A name or description as the span may keep it (``trusted``: the
+    tracer's own, judged by its labels only)."""
+    if type(value) is str and (trusted or not _zone_open()):
         return value
-    _, refusal = _judge(span, (value,), True, function)
+    _, refusal = _judge(span, (value,), not trusted, function)
     return value if refusal is None else _redacted(refusal)
 
 
-def _pair(span: Any, key: Any, value: Any, function: str) -> tuple[Any, Any]:
+def _pair(span: Any, key: Any, value: Any, function: str, trusted: bool) -> tuple[Any, Any]:
     """An attribute as the span may keep it."""
     plain_key = type(key) is str
     if plain_key:
         t = type(value)
-        if t in _NUMBERS or (t is str and not _zone_open()):
+        if t in _NUMBERS or (t is str and (trusted or not _zone_open())):
             return key, value
     _, refusal = _judge(
-        span, (value,) if plain_key else (key, value), _holds_text(value) or not plain_key, function
+        span,
+        (value,) if plain_key else (key, value),
+        not trusted and (_holds_text(value) or not plain_key),
+        function,
     )
     if refusal is None:
         return key, value
@@ -221,7 +378,7 @@ def _carries(value: Any) -> bool:
         return True
 
 
-def _attributes(span: Any, attributes: Any, function: str) -> Any:
+def _attributes(span: Any, attributes: Any, function: str, trusted: bool) -> Any:
     """``attributes`` as the span may keep them: the same object when nothing changed."""
     items = getattr(attributes, "items", None)
     if not attributes or items is None:
@@ -229,7 +386,7 @@ def _attributes(span: Any, attributes: Any, function: str) -> Any:
     pairs = list(items())
     kept: dict[Any, Any] | None = None
     for index, (key, value) in enumerate(pairs):
-        new_key, new_value = _pair(span, key, value, function)
+        new_key, new_value = _pair(span, key, value, function, trusted)
         if kept is None and (new_key is not key or new_value is not value):
             kept = dict(pairs[:index])
         if kept is not None:
@@ -268,7 +425,7 @@ def _set_attribute(
     if _skip(span):
         return original(span, *args, **kwargs)
     key, value = _bind_pair(*args, **kwargs)
-    key, value = _pair(span, key, value, _function(_scope(span)))
+    key, value = _pair(span, key, value, *_tracer(_scope(span)))
     return original(span, key, value)
 
 
@@ -282,7 +439,7 @@ def _set_attributes(
     if _skip(span):
         return original(span, *args, **kwargs)
     (attributes,) = _bind_attributes(*args, **kwargs)
-    return original(span, _attributes(span, attributes, _function(_scope(span))))
+    return original(span, _attributes(span, attributes, *_tracer(_scope(span))))
 
 
 def _bind_attributes(attributes: Any) -> tuple[Any]:
@@ -293,8 +450,13 @@ def _add_event(original: Callable[..., Any], span: Any, args: tuple[Any, ...], k
     if _skip(span):
         return original(span, *args, **kwargs)
     name, attributes, timestamp = _bind_event(*args, **kwargs)
-    function = _function(_scope(span))
-    return original(span, _text(span, name, function), _attributes(span, attributes, function), timestamp)
+    function, trusted = _tracer(_scope(span))
+    return original(
+        span,
+        _text(span, name, function, trusted),
+        _attributes(span, attributes, function, trusted),
+        timestamp,
+    )
 
 
 def _bind_event(name: Any, attributes: Any = None, timestamp: Any = None) -> tuple[Any, Any, Any]:
@@ -305,7 +467,7 @@ def _add_link(original: Callable[..., Any], span: Any, args: tuple[Any, ...], kw
     if _skip(span):
         return original(span, *args, **kwargs)
     context, attributes = _bind_link(*args, **kwargs)
-    return original(span, context, _attributes(span, attributes, _function(_scope(span))))
+    return original(span, context, _attributes(span, attributes, *_tracer(_scope(span))))
 
 
 def _bind_link(context: Any, attributes: Any = None) -> tuple[Any, Any]:
@@ -318,7 +480,7 @@ def _update_name(
     if _skip(span):
         return original(span, *args, **kwargs)
     (name,) = _bind_name(*args, **kwargs)
-    return original(span, _text(span, name, _function(_scope(span))))
+    return original(span, _text(span, name, *_tracer(_scope(span))))
 
 
 def _bind_name(name: Any) -> tuple[Any]:
@@ -349,7 +511,10 @@ def _set_status(
         quoted = recorded[1]
     if not quoted and type(text) is str and not _zone_open():
         return original(span, *args, **kwargs)
-    _, refusal = _judge(span, (text,), True, _function(_scope(span)), quoted)
+    # An error's description quotes the application's exception, on a
+    # trusted tracer's span too: held to the zone.
+    function, _ = _tracer(_scope(span))
+    _, refusal = _judge(span, (text,), True, function, quoted)
     if refusal is None:
         return original(span, *args, **kwargs)
     return original(span, *_status_with(status, _redacted(refusal)))
@@ -373,7 +538,8 @@ def _record_exception(
     if _skip(span):
         return original(span, *args, **kwargs)
     exception, attributes, timestamp, escaped = _bind_exception(*args, **kwargs)
-    function = _function(_scope(span))
+    function, trusted = _tracer(_scope(span))
+    # The exception is the application's, whatever tracer records it: held to the zone.
     labels, refusal = _judge(span, (exception,), True, function)
     if labels or refusal is not None:
         try:
@@ -382,7 +548,7 @@ def _record_exception(
             text = ""
         # A status set next that quotes this exception is judged with its labels.
         span.__dict__[_RECORDED] = (text, labels, refusal)
-    attributes = _attributes(span, attributes, function)
+    attributes = _attributes(span, attributes, function, trusted)
     # The SDK's own add_event carries what was just judged: not judged again.
     token = _JUDGING.set(True)
     try:
@@ -423,27 +589,27 @@ def _init(original: Callable[..., Any], span: Any, args: tuple[Any, ...], kwargs
     links = kwargs.get("links")
     if type(name) is str and not attributes and not events and not links and not _zone_open():
         return original(span, **kwargs)
-    function = _function(kwargs.get("instrumentation_scope"))
-    kwargs["name"] = _text(span, name, function)
+    function, trusted = _tracer(kwargs.get("instrumentation_scope"))
+    kwargs["name"] = _text(span, name, function, trusted)
     if attributes:
-        kwargs["attributes"] = _attributes(span, attributes, function)
+        kwargs["attributes"] = _attributes(span, attributes, function, trusted)
     if events:
-        kwargs["events"] = [_event(span, event, function) for event in events]
+        kwargs["events"] = [_event(span, event, function, trusted) for event in events]
     if links:
-        kwargs["links"] = [_link(span, link, function) for link in links]
+        kwargs["links"] = [_link(span, link, function, trusted) for link in links]
     return original(span, **kwargs)
 
 
-def _event(span: Any, event: Any, function: str) -> Any:
-    name = _text(span, event.name, function)
-    attributes = _attributes(span, event.attributes, function)
+def _event(span: Any, event: Any, function: str, trusted: bool) -> Any:
+    name = _text(span, event.name, function, trusted)
+    attributes = _attributes(span, event.attributes, function, trusted)
     if name is event.name and attributes is event.attributes:
         return event
     return type(event)(name=name, attributes=attributes, timestamp=event.timestamp)
 
 
-def _link(span: Any, link: Any, function: str) -> Any:
-    attributes = _attributes(span, getattr(link, "attributes", None), function)
+def _link(span: Any, link: Any, function: str, trusted: bool) -> Any:
+    attributes = _attributes(span, getattr(link, "attributes", None), function, trusted)
     if attributes is getattr(link, "attributes", None):
         return link
     return type(link)(context=link.context, attributes=attributes)
@@ -501,15 +667,25 @@ class _Active:
 _ACTIVE = _Active()
 
 
-def instrument(purpose: str = "service.operations.logs") -> None:
+def instrument(
+    purpose: str = "service.operations.logs", *, trusted_tracers: Iterable[str] | None = None
+) -> None:
     """Judge every value set on a span of the OpenTelemetry SDK for ``purpose``, from now on.
+
+    ``trusted_tracers`` names tracers (``trace.get_tracer(name)``'s name, or
+    a prefix ending in ``*``) whose spans skip the zone check; their labelled
+    values, recorded exceptions and error descriptions are judged still.
+    None (the default) trusts no tracer.
 
     Replaces methods of ``opentelemetry.sdk.trace.Span`` with plain
     functions (a wrapt wrapper's binding costs about as much as
-    ``set_attribute`` itself). Calling it again only changes the purpose.
-    Raises ImportError naming the extra when the SDK is missing.
+    ``set_attribute`` itself). Calling it again sets the purpose and the
+    trusted tracers anew (a call without ``trusted_tracers`` trusts none);
+    the span class is patched once. Raises ImportError naming the extra when
+    the SDK is missing, TypeError or ValueError for a ``trusted_tracers``
+    entry that is not a tracer name, leaving the previous setting in force.
 
-    >>> instrument()
+    >>> instrument(trusted_tracers=["opentelemetry.instrumentation.*"])
     >>> is_instrumented()
     True
     >>> uninstrument()
@@ -518,8 +694,10 @@ def instrument(purpose: str = "service.operations.logs") -> None:
 
     sdk: Any = require("opentelemetry.sdk.trace", "otel")
     key = require_purpose_key(purpose)
+    tracers = _trusted(trusted_tracers)
     with _ACTIVE.lock:
         _SETTINGS.purpose = key
+        _SETTINGS.tracers = tracers
         if _ACTIVE.span_class is None:
             span_class: type = sdk.Span
             for name, hook, make in _HOOKS:
@@ -532,9 +710,10 @@ def instrument(purpose: str = "service.operations.logs") -> None:
 
 
 def uninstrument() -> None:
-    """Restore the SDK's ``Span`` as it was. Safe to call when not instrumented."""
+    """Restore the SDK's ``Span`` as it was, trusting no tracer. Safe to call when not instrumented."""
     with _ACTIVE.lock:
         _ACTIVE.on = False
+        _SETTINGS.tracers = _Tracers()
         span_class = _ACTIVE.span_class
         if span_class is not None:
             for name, (own, ours) in _ACTIVE.originals.items():

@@ -20,7 +20,7 @@ from ._state import STATE
 MIXED_TENANT = "(several tenants)"
 _NONE: frozenset[str] = frozenset()
 
-__all__ = ["ACTIVE_GUARD", "PURPOSE", "ZONE", "ZoneState", "zones_in_use", "note_labels"]
+__all__ = ["ACTIVE_GUARD", "PURPOSE", "REDACTING", "ZONE", "ZoneState", "zones_in_use", "note_labels"]
 
 PURPOSE: ContextVar[str | None] = ContextVar("purposeguard.purpose", default=None)
 ZONE: ContextVar[ZoneState | None] = ContextVar("purposeguard.zone", default=None)
@@ -29,6 +29,10 @@ ZONE: ContextVar[ZoneState | None] = ContextVar("purposeguard.zone", default=Non
 # against that guard's taxonomy by reading ``.policy.taxonomy`` off it,
 # without knowing the runtime that sets it.
 ACTIVE_GUARD: ContextVar[Any] = ContextVar("purposeguard.guard", default=None)
+# Set by an exit that judges a value it replaces rather than refuses (a log
+# record, a span attribute): an enforce-mode violation there is caught by the
+# exit, so it is not the failure of the operation the current span traces.
+REDACTING: ContextVar[bool] = ContextVar("purposeguard.redacting", default=False)
 
 
 # The switches the generated wrappers read; owned by the process state.

@@ -44,6 +44,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import Status, StatusCode, TracerProvider
 
 from . import _otel_attributes as names
+from ._context import REDACTING
 from ._errors import PurposeViolation
 from ._runtime import COUNTERS, subscribe_scoped
 from ._state import on_reset, remember
@@ -217,7 +218,10 @@ class _Session:
                 if mode == "enforce":
                     error = PurposeViolation([violation])
                     span.record_exception(error, attributes, timestamp)
-                    span.set_status(Status(StatusCode.ERROR, str(error)))
+                    # A value an exit redacted (a log line, a span attribute)
+                    # failed nothing: the request it belongs to goes on.
+                    if not REDACTING.get():
+                        span.set_status(Status(StatusCode.ERROR, str(error)))
         except Exception:
             self._failure("span")
         try:

@@ -457,3 +457,15 @@ def test_a_missing_sdk_names_the_extra(tmp_path: Path) -> None:
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError:") and "pip install 'purposeguard[otel]'" in last, done.stderr[-1500:]
+
+
+def test_a_redacted_value_does_not_mark_the_span_failed(guarded: Telemetry) -> None:
+    """A value the exit replaced failed nothing: the request span keeps its
+    status (the violation's event and exception are still recorded on it)."""
+    pg.configure("trust-center", mode="enforce")
+    with guarded.tracer().start_as_current_span("request") as span:
+        span.set_attribute("note", _body())
+    (finished,) = guarded.spans.get_finished_spans()
+    assert dict(finished.attributes or {})["note"] == REDACTED
+    assert finished.status.status_code is StatusCode.UNSET
+    assert [e.name for e in finished.events] == [names.EVENT_VIOLATION, "exception"]

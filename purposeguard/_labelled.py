@@ -57,6 +57,9 @@ _STATE = STATE.labels
 
 
 _getattr = getattr
+# Bound once: a method call on a ContextVar measured about four times the
+# cost of calling its bound ``get`` (what the conversions below pay per call).
+_zone_get = ZONE.get
 
 
 def _tenant_on(value: Any) -> str | None:
@@ -100,6 +103,16 @@ _str_replace = str.replace
 _str_join = str.join
 _bytes_new = bytes.__new__
 _FULL = slice(None)
+
+
+def _tell_zone(value: Any) -> None:
+    """Add a labelled str, bytes or number's categories and tenant to the
+    current zone: text made from it is plain wherever CPython copies it into
+    a new string (text around an f-string field, ``"{}".format``, ``%`` with
+    a tuple), and the zone must know it was read here even when the value
+    was labelled before the zone opened."""
+    if FLAGS.zones and (state := _zone_get()) is not None:
+        state.add(type(value)._pg_kind.labels, _tenant_on(value))
 
 
 def _plain_bytes(value: Any) -> bytes:
@@ -365,15 +378,25 @@ class LabelledStr(str):
         # so the text is copied once, not first into a plain str.
         return _str_with(kind, tenant, str.__mod__(template, self))
 
+    # Text conversions tell the zone (see _tell_zone): CPython calls these for
+    # an f-string field, str.format, %-formatting and str()/repr(), then
+    # copies the text into a new plain string in C. Inlined: an f-string is
+    # the commonest use of a labelled value, and a call costs more than the check.
     def __str__(self) -> str:
+        if FLAGS.zones and (state := _zone_get()) is not None:
+            state.add(type(self)._pg_kind.labels, self._pg_tenant)
         return self
 
     def __format__(self, spec: str) -> str:
+        if FLAGS.zones and (state := _zone_get()) is not None:
+            state.add(type(self)._pg_kind.labels, self._pg_tenant)
         if not spec:
             return self
         return _str_with(type(self)._pg_kind, _tenant_on(self), str.__format__(self, spec))  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
+        if FLAGS.zones and (state := _zone_get()) is not None:
+            state.add(type(self)._pg_kind.labels, self._pg_tenant)
         return _str_with(type(self)._pg_kind, _tenant_on(self), str.__repr__(self))  # type: ignore[no-any-return]
 
     def __iter__(self) -> Any:
@@ -484,6 +507,17 @@ class LabelledBytes(bytes):
     def __bytes__(self) -> bytes:
         return self
 
+    # Text made from bytes (``str(b)``, ``repr(b)``, an f-string field, ``%s``
+    # and ``%r``: object.__format__ calls __str__) keeps the labels and tells
+    # the zone, as for str. bytes.__str__ keeps Python's -b warning.
+    def __str__(self) -> str:
+        _tell_zone(self)
+        return _str_with(type(self)._pg_kind, _tenant_on(self), bytes.__str__(self))  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        _tell_zone(self)
+        return _str_with(type(self)._pg_kind, _tenant_on(self), bytes.__repr__(self))  # type: ignore[no-any-return]
+
     def __iter__(self) -> Any:
         # Items of bytes are ints, which cannot carry labels: the zone's job.
         return bytes.__iter__(self)
@@ -532,14 +566,17 @@ class _LabelledNumber:
     _pg_tenant: str | None = None
 
     def __str__(self) -> str:
+        _tell_zone(self)
         number: Any = type(self)._pg_number
         return _str_with(type(self)._pg_kind, _tenant_on(self), number.__repr__(self))  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
+        _tell_zone(self)
         number: Any = type(self)._pg_number
         return _str_with(type(self)._pg_kind, _tenant_on(self), number.__repr__(self))  # type: ignore[no-any-return]
 
     def __format__(self, spec: str) -> str:
+        _tell_zone(self)
         number: Any = type(self)._pg_number
         return _str_with(type(self)._pg_kind, _tenant_on(self), number.__format__(self, spec))  # type: ignore[no-any-return]
 
@@ -597,7 +634,13 @@ class _LabelledContainer:
         return map(_item_of, repeat(self), type(self)._pg_base.__iter__(self))
 
     def __repr__(self) -> str:
-        text: str = _str_with(type(self)._pg_box, _tenant_on(self), type(self)._pg_base.__repr__(self))
+        # The C repr reads the items without asking the class: tell the zone
+        # here (str() and an f-string field come here too).
+        kind = type(self)._pg_box
+        tenant = _tenant_on(self)
+        if FLAGS.zones and (state := _zone_get()) is not None:
+            state.add(kind.labels, tenant)
+        text: str = _str_with(kind, tenant, type(self)._pg_base.__repr__(self))
         return text
 
     def copy(self) -> Any:

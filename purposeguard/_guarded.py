@@ -27,6 +27,8 @@ from ._errors import PurposeGuardError, PurposeViolation
 from ._labels import FLAT_OBJECTS, NO_LABELS, WalkLimit, labels_in_values, learn_flat, tenant_of_values
 from ._runtime import COUNTERS, check_zone, frame_name, get_guard, require_purpose_key
 from ._shortcut import allowed_classes, hits, learn, remember_zone, zone_allows
+from ._state import on_reset, remember
+from ._walk_diagnosis import capped, diagnose, type_name
 
 __all__ = ["purpose"]
 
@@ -63,30 +65,184 @@ def _tenant_in(values: tuple[Any, ...]) -> str | None:
     return state.tenant if state is not None else None
 
 
-def _read_labels(purpose_key: str, name: str, values: tuple[Any, ...], via: str) -> frozenset[str]:
+def _read_labels(
+    purpose_key: str,
+    name: str,
+    values: tuple[Any, ...],
+    via: str,
+    arguments: _Arguments | None = None,
+    kwargs: dict[str, Any] | None = None,
+) -> frozenset[str]:
     """The labels of ``values``; reading them runs user code (properties of
-    annotated fields, an ORM's lazy attributes), and a failure there is an
-    engine failure: enforce mode denies, trace mode records and goes on."""
+    annotated fields, an ORM's lazy attributes), and a failure there, or
+    content beyond the walk's bounds, fails closed as an engine failure
+    does: enforce mode denies, trace mode records and goes on. The refusal
+    says which value and where inside it (``arguments`` and ``kwargs``
+    name the values)."""
     try:
         return labels_in_values(values, purpose_key)
     except WalkLimit as error:
         # Content beyond the walk's bound was not looked at: fail closed.
-        get_guard()._internal_error(error, error.labels, purpose_key, via, name, error.tenant, False)
+        where = _where_once(name, purpose_key, values, arguments, kwargs, error)
+        get_guard()._internal_error(
+            error, error.labels, purpose_key, via, name, error.tenant, False, where=where
+        )
         return error.labels
     except Exception as error:
-        get_guard()._internal_error(error, frozenset(), purpose_key, via, name, None, False)
+        where = _where_once(name, purpose_key, values, arguments, kwargs, error)
+        get_guard()._internal_error(error, frozenset(), purpose_key, via, name, None, False, where=where)
         return frozenset()
 
 
-def _entry_check(purpose_key: str, name: str, values: tuple[Any, ...]) -> None:
-    """Arguments carry labels (or a zone is open): decide and act per mode."""
+class _Arguments:
+    """How a guarded function's arguments are named in a refusal that says
+    which one the walk gave up on: made when decorating, read only then,
+    never on a call. ``signature`` is the one a generated wrapper was made
+    from (its values are the named parameters, then ``*args``' items, then
+    ``**kwargs``' values); without it the values are as called
+    (positional, then keyword) and the signature is read from ``fn``."""
+
+    __slots__ = ("fn", "signature")
+
+    def __init__(self, fn: Any, signature: inspect.Signature | None = None) -> None:
+        self.fn = fn
+        self.signature = signature
+
+    def name(self, index: int, count: int, kwargs: dict[str, Any] | None) -> str:
+        """The name of the ``index``-th of ``count`` values checked, of
+        which the last ``len(kwargs)`` are ``kwargs``' values. Parameter
+        names are code; a keyword that names no parameter may be data
+        (``f(**row)``) and is never shown."""
+        signature = self.signature
+        if signature is None:
+            try:
+                signature = inspect.signature(self.fn, follow_wrapped=False)
+            except (TypeError, ValueError):
+                return f"argument {index + 1}" if index < count - len(kwargs or ()) else "a keyword argument"
+        parameters = list(signature.parameters.values())
+        positional = [p for p in parameters if p.kind in _POSITIONAL]
+        spread = next((p.name for p in parameters if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
+        spread_keywords = next((p.name for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+        first_keyword = count - len(kwargs or ())
+        if index >= first_keyword:
+            if self.signature is None and kwargs:
+                keyword = next(itertools.islice(kwargs, index - first_keyword, None), None)
+                parameter = signature.parameters.get(keyword) if type(keyword) is str else None
+                if parameter is not None and parameter.kind in _NAMED:
+                    return parameter.name
+            return f"a keyword argument in **{spread_keywords}" if spread_keywords else "a keyword argument"
+        if self.signature is not None:
+            named = [p for p in parameters if p.kind in _POSITIONAL or p.kind in _NAMED]
+            if index < len(named):
+                parameter = named[index]
+                if parameter.kind is not inspect.Parameter.POSITIONAL_ONLY:
+                    return parameter.name
+                return f"argument {positional.index(parameter) + 1} ({parameter.name}, positional-only)"
+            index = len(positional) + index - len(named)
+        elif index < len(positional):
+            parameter = positional[index]
+            if parameter.kind is not inspect.Parameter.POSITIONAL_ONLY:
+                return parameter.name
+            return f"argument {index + 1} ({parameter.name}, positional-only)"
+        return f"argument {index + 1} (in *{spread})" if spread else f"argument {index + 1}"
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+class _Named(_Arguments):
+    """One value with one name: what a function returns or yields, what is sent into a generator."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        super().__init__(None)
+        self.what = what
+
+    def name(self, index: int, count: int, kwargs: dict[str, Any] | None) -> str:
+        return self.what
+
+
+_RETURNED = _Named("the return value")
+_YIELDED = _Named("a yielded value")
+_SENT = _Named("a value sent in")
+
+
+# (function, purpose, the values' type names, error type) -> where the walk
+# gave up: in trace mode a call that keeps passing an object too large to
+# look through would pay the second pass (as long as the walk) every time.
+# Type names, not types: nothing here keeps a class alive.
+_WHERE: dict[tuple[Any, ...], str] = {}
+_WHERE_LIMIT = 256
+on_reset("walk diagnosis", _WHERE.clear)
+
+
+def _where_once(
+    name: str,
+    purpose_key: str,
+    values: tuple[Any, ...],
+    arguments: _Arguments | None,
+    kwargs: dict[str, Any] | None,
+    error: Exception,
+) -> str:
+    key = (
+        name,
+        purpose_key,
+        tuple(f"{type(v).__module__}.{type(v).__qualname__}" for v in values),
+        type(error).__name__,
+    )
+    found = _WHERE.get(key)
+    if found is None:
+        found = remember(_WHERE, key, _where(purpose_key, values, arguments, kwargs, error), _WHERE_LIMIT)
+    return found
+
+
+def _where(
+    purpose_key: str,
+    values: tuple[Any, ...],
+    arguments: _Arguments | None,
+    kwargs: dict[str, Any] | None,
+    error: Exception,
+) -> str:
+    """Which of ``values`` the walk gave up on (or raised in) and where
+    inside it, for the refusal; only the value's name when a second pass
+    does not tell. Names types and attributes, never a value."""
+    count = len(values)
+
+    def name_of(index: int) -> str:
+        if arguments is None:
+            return f"argument {index + 1}"
+        return capped(arguments.name(index, count, kwargs))
+
+    where = "the arguments" if count != 1 else "the value"
+    try:
+        found = diagnose(values, purpose_key, name_of)
+        if found is not None:
+            return found
+        if count == 1:
+            where = name_of(0)
+    except Exception:
+        pass
+    return where if isinstance(error, WalkLimit) else f"{where} (raised {type_name(type(error))})"
+
+
+def _entry_check(
+    purpose_key: str,
+    name: str,
+    values: tuple[Any, ...],
+    arguments: _Arguments | None = None,
+    kwargs: dict[str, Any] | None = None,
+) -> None:
+    """Arguments carry labels (or a zone is open): decide and act per mode.
+    ``arguments`` and ``kwargs`` name them if the walk gives up on one."""
     if values:
         # A method's self: once its type is known to be a plain object, the
         # wrapper looks at its attribute types instead of coming here.
         first = type(values[0])
         if first not in FLAT_OBJECTS and first not in NO_LABELS:
             learn_flat(first)
-    labels = _read_labels(purpose_key, name, values, "argument")
+    labels = _read_labels(purpose_key, name, values, "argument", arguments, kwargs)
     if FLAGS.zones:
         state = ZONE.get()
         if state is not None:
@@ -145,7 +301,9 @@ def _zone_check(purpose_key: str, name: str) -> None:
     remember_zone(guard, state, purpose_key, categories, epoch)
 
 
-def _return_check(purpose_key: str, name: str, value: Any, arguments: tuple[Any, ...] = ()) -> None:
+def _return_check(
+    purpose_key: str, name: str, value: Any, arguments: tuple[Any, ...] = (), what: _Arguments = _RETURNED
+) -> None:
     if getattr(type(value), "_pg_kind", None) is not None:
         for argument in arguments:
             if argument is value:
@@ -154,7 +312,7 @@ def _return_check(purpose_key: str, name: str, value: Any, arguments: tuple[Any,
                 return
     # A container or object handed back is checked again: the function may
     # have put labelled values into it.
-    labels = _read_labels(purpose_key, name, (value,), "return")
+    labels = _read_labels(purpose_key, name, (value,), "return", what)
     if not labels:
         return
     state = ZONE.get() if FLAGS.zones else None
@@ -198,7 +356,7 @@ elif (_pg_F.fast or _pg_F.fast_unzoned and _pg_ZG() is None) and {known_test}:
     if _pg_C.enabled:
         _pg_next(_pg_HIT)
 else:
-    _pg_entry_check(_pg_P, _pg_N, {values})
+    _pg_entry_check(_pg_P, _pg_N, {values}, _pg_A{keywords})
 """
 
 # One item of *args (the common case) is tested without a loop: measured
@@ -268,6 +426,7 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         "_pg_fn": fn,
         "_pg_zone_check": _zone_check,
         "_pg_entry_check": _entry_check,
+        "_pg_A": _Arguments(fn, signature),
         "_pg_return_check": _return_check,
         "_pg_handed_back": _handed_back,
         "_pg_OK": allowed_classes(purpose_key),
@@ -354,11 +513,14 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         [f"tuple({var_kwargs}.values())"] if var_kwargs else []
     )
     values = " + ".join(([f"({', '.join(simple)},)"] if simple else []) + spread_values) or "()"
+    # Where **kwargs' values start among the values, should the walk give up on one.
+    keywords = f", {var_kwargs}" if var_kwargs else ""
     if not (var_args or var_kwargs):
         entry = _ENTRY.format(
             plain_test=" and ".join(plain_tests) or "True",
             known_test=" and ".join(known_tests) or "True",
             values=values,
+            keywords=keywords,
         )
     else:
         # *args and **kwargs items take the same two tests as named
@@ -374,6 +536,7 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
             plain_test=" and ".join(plain_tests + ["_pg_s"]),
             known_test=" and ".join(known_tests + ["_pg_k"]),
             values=values,
+            keywords=keywords,
         )
         if var_args and not simple:
             # Only *args (and **kwargs), called with one positional item (the
@@ -383,7 +546,7 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
             # keywords 4% dearer: not taken.)
             one = f"_pg_len({var_args}) == 1" + (f" and not {var_kwargs}" if var_kwargs else "")
             single = f"_pg_v = _pg_T({var_args}[0])\n" + _ENTRY.format(
-                plain_test="_pg_v in _pg_NL", known_test="_pg_v in _pg_OK", values=values
+                plain_test="_pg_v in _pg_NL", known_test="_pg_v in _pg_OK", values=values, keywords=keywords
             )
             entry = f"if {one}:\n{_indent(single, 4)}else:\n{_indent(entry, 4)}"
     # Whether the result is not one of the arguments, by identity: spelt out
@@ -414,11 +577,13 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
 
 
 def _generic_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any]:
+    arguments = _Arguments(fn)
+
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         values = args + tuple(kwargs.values()) if kwargs else args
         for value in values:
             if type(value) not in NO_LABELS:
-                _entry_check(purpose_key, name, values)
+                _entry_check(purpose_key, name, values, arguments, kwargs)
                 break
         else:
             if FLAGS.zones:
@@ -435,19 +600,23 @@ def _generic_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Cal
     return wrapper
 
 
-def _enter_values(purpose_key: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _enter_values(
+    purpose_key: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], arguments: _Arguments
+) -> None:
     values = args + tuple(kwargs.values()) if kwargs else args
     for value in values:
         if type(value) not in NO_LABELS:
-            _entry_check(purpose_key, name, values)
+            _entry_check(purpose_key, name, values, arguments, kwargs)
             return
     if FLAGS.zones:
         _zone_check(purpose_key, name)
 
 
 def _coroutine_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any]:
+    arguments = _Arguments(fn)
+
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _enter_values(purpose_key, name, args, kwargs)
+        _enter_values(purpose_key, name, args, kwargs, arguments)
         token = PURPOSE.set(purpose_key)
         try:
             result = await fn(*args, **kwargs)
@@ -463,7 +632,7 @@ def _coroutine_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
 def _item_checker(purpose_key: str, name: str) -> Callable[[Any], Any]:
     def check_item(item: Any) -> Any:
         if type(item) not in NO_LABELS:
-            _return_check(purpose_key, name, item)
+            _return_check(purpose_key, name, item, (), _YIELDED)
         return item
 
     return check_item
@@ -476,7 +645,7 @@ def _receive_checker(purpose_key: str, name: str) -> Callable[[Any], None]:
     # generator last ran, and text rebuilt from it can be sent in plain.
     def check_received(value: Any) -> None:
         if type(value) not in NO_LABELS:
-            _entry_check(purpose_key, name, (value,))
+            _entry_check(purpose_key, name, (value,), _SENT)
         elif FLAGS.zones:
             _zone_check(purpose_key, name)
 
@@ -486,20 +655,22 @@ def _receive_checker(purpose_key: str, name: str) -> Callable[[Any], None]:
 def _generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any]:
     # The purpose is current only while the generator body runs: it is set
     # around each step and reset before the value goes back to the caller.
+    arguments = _Arguments(fn)
     return generator_function(
         fn,
         _item_checker(purpose_key, name),
-        before=lambda args, kwargs: _enter_values(purpose_key, name, args, kwargs),
+        before=lambda args, kwargs: _enter_values(purpose_key, name, args, kwargs, arguments),
         context=(PURPOSE, purpose_key),
         on_receive=_receive_checker(purpose_key, name),
     )
 
 
 def _async_generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any]:
+    arguments = _Arguments(fn)
     return async_generator_function(
         fn,
         _item_checker(purpose_key, name),
-        before=lambda args, kwargs: _enter_values(purpose_key, name, args, kwargs),
+        before=lambda args, kwargs: _enter_values(purpose_key, name, args, kwargs, arguments),
         context=(PURPOSE, purpose_key),
         on_receive=_receive_checker(purpose_key, name),
     )

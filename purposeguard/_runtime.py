@@ -360,25 +360,50 @@ class Guard:
         function: str | Callable[[], str],
         tenant: str | None,
         context: bool,
+        *,
+        where: str | None = None,
     ) -> Decision:
         """The engine failed while checking: enforce mode denies (fail
-        closed), trace mode records the failure and the call proceeds."""
+        closed), trace mode records the failure and the call proceeds.
+
+        ``where`` is set when reading the labels failed rather than the
+        policy: which value, and where inside it (type and attribute names
+        only, see ``_walk_diagnosis``)."""
         mode = self.context_mode if context else self.mode
+        failed = type(error).__name__
+        if isinstance(error, WalkLimit):
+            # Not a fault of the policy: the value is too big or too deep to
+            # look through. Labelling it would not help (the walk looks
+            # inside a labelled object too).
+            smaller = {
+                "argument": "pass the function only what it needs",
+                "return": "return or yield only what is needed",
+            }.get(via, "hand on only what is needed")
+            reason = (
+                f"the label walk gave up on {where or 'a value nested too deep or too large to look through'}; "
+                f"{smaller}, not the whole object, or read its type's labels with a foreign reader "
+                "(purposeguard._labels.register_foreign)"
+            )
+        elif where is not None:
+            # The application's code raised while its labels were read (a
+            # property, an __iter__); ``where`` names the error's type, never
+            # its message, which may quote the value.
+            reason = (
+                f"reading the labels of {where} failed; fix what raised, "
+                "or pass the function only what it needs"
+            )
+        else:
+            reason = f"the policy engine failed ({failed}); fix the policy or the labels"
         logger.error(
-            "purposeguard could not check %s for %s (%s); %s",
+            "purposeguard could not check %s for %s (%s): %s; %s",
             ", ".join(sorted(labels)) or "a value",
             purpose,
-            type(error).__name__,
+            failed,
+            reason,
             "denying (enforce mode)" if mode == "enforce" else f"proceeding ({mode} mode)",
         )
         categories = sorted(str(c) for c in labels) or ["unknown"]
-        denial = Denial(
-            categories[0],
-            INTERNAL_ERROR_RULE,
-            mode,
-            f"the policy engine failed ({type(error).__name__}); fix the policy or the labels",
-            "block",
-        )
+        denial = Denial(categories[0], INTERNAL_ERROR_RULE, mode, reason, "block")
         # Not chained to ``error``, not even as the exception being handled
         # (``__context__``): its message may quote what was being checked (a
         # property that fails on the value it parses), and a violation's

@@ -1,5 +1,6 @@
-"""What every storage backend shares: the chain's hash, the entry and grant
-types, the error, and the interface the audit log and consent store use.
+"""What every storage backend shares: the chain's hash and how new entries
+are linked, the entry and grant types, the consent changes, the error, and the
+interface the audit log and consent store use. Each backend keeps its own SQL.
 
 A backend implements :class:`Storage`. What matters is that
 :meth:`Storage.append` runs as one transaction that reads the recorded head
@@ -16,11 +17,12 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .._errors import AuditError
 
@@ -41,12 +43,18 @@ __all__ = [
     "check_key",
     "consent_difference",
     "decide_on",
+    "grant_rows",
     "link",
+    "linked_rows",
     "load_key_file",
+    "log_table_differs",
     "read_checkpoint",
     "write_checkpoint",
     "replay_consents",
+    "revoke_grants",
 ]
+
+logger = logging.getLogger("purposeguard.audit")
 
 # The previous-hash of the first record.
 GENESIS = "0" * 64
@@ -72,6 +80,20 @@ def link(
     digest.update(f"{prev_hash}\n{seq}\n{kind}\n{timestamp!r}\n".encode())
     digest.update(data.encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
+
+
+def linked_rows(
+    items: Iterable[Pending], seq: int, prev: str, key: ChainKey | None, log_id: str
+) -> list[tuple[int, str, float, str, str, str]]:
+    """The audit rows ``(seq, kind, timestamp, data, prev_hash, hash)`` that
+    chain ``items`` after the entry ``seq`` whose hash is ``prev``."""
+    rows = []
+    for item in items:
+        seq += 1
+        digest = link(prev, seq, item.kind, item.timestamp, item.data, key, log_id)
+        rows.append((seq, item.kind, item.timestamp, item.data, prev, digest))
+        prev = digest
+    return rows
 
 
 # Shorter keys are refused: 32 bytes is the HMAC-SHA256 block's half, and what
@@ -295,6 +317,38 @@ class Storage(Protocol):
 
 
 GrantKey = tuple[str, str, str]
+
+
+def grant_rows(grants: Iterable[Grant]) -> list[tuple[str, str, str, str, float, float | None]]:
+    """The consent rows ``(tenant, purpose, category, granted_by, granted_at, expires_at)``."""
+    return [(g.tenant, g.purpose, g.category, g.granted_by, g.granted_at, g.expires_at) for g in grants]
+
+
+def revoke_grants(
+    execute: Callable[[str, tuple[str, ...]], Any], revoke: Revoke, every: str, each: str
+) -> None:
+    """Carry out ``revoke`` in the current transaction, with the backend's
+    ``DELETE`` statements: ``every`` takes (tenant, purpose), ``each`` also a
+    category. Raises :class:`LookupError` when a grant to remove is not held."""
+    if revoke.categories is None:
+        cursor = execute(every, (revoke.tenant, revoke.purpose))
+        if cursor.rowcount == 0:
+            raise LookupError(f"tenant {revoke.tenant!r} has no consent to {revoke.purpose}")
+        return
+    for category in revoke.categories:
+        cursor = execute(each, (revoke.tenant, revoke.purpose, category))
+        if cursor.rowcount == 0:
+            raise LookupError(f"tenant {revoke.tenant!r} has no consent to {revoke.purpose} for {category}")
+
+
+def log_table_differs(location: str) -> None:
+    # Once per storage (the caller keeps the flag): a table edited by hand
+    # differs on every read until it is repaired.
+    logger.error(
+        "purposeguard consent store %s: the consent table differs from the chain's consent records "
+        "(edited by hand?); deciding only on grants both hold (run `purposeguard audit verify`)",
+        location,
+    )
 
 
 def replay_consents(

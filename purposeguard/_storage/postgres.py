@@ -39,8 +39,11 @@ from .base import (
     StoredEntry,
     check_key,
     consent_difference,
-    link,
+    grant_rows,
+    linked_rows,
+    log_table_differs,
     replay_consents,
+    revoke_grants,
 )
 
 __all__ = ["CHANNEL", "SCHEMA_VERSION", "PostgresStorage", "upgrade"]
@@ -90,6 +93,8 @@ _SCHEMA = (
 _MIGRATIONS: dict[int, tuple[str, ...]] = {}
 
 _COLUMNS = "seq, kind, timestamp, data, prev_hash, hash"
+_REVOKE_EVERY = "DELETE FROM purposeguard_consent WHERE tenant = %s AND purpose = %s"
+_REVOKE_EACH = "DELETE FROM purposeguard_consent WHERE tenant = %s AND purpose = %s AND category = %s"
 
 
 def _psycopg() -> Any:
@@ -327,7 +332,6 @@ class PostgresStorage:
         psycopg = self._psycopg
         with self._lock:
             conn = self._connection()
-            seqs: list[int] = []
             try:
                 with conn.transaction():
                     row = conn.execute(
@@ -339,7 +343,7 @@ class PostgresStorage:
                         )
                     seq, prev = int(row[0]), str(row[1])
                     if revoke is not None:
-                        self._revoke(conn, revoke)
+                        revoke_grants(conn.execute, revoke, _REVOKE_EVERY, _REVOKE_EACH)
                     if grants:
                         conn.cursor().executemany(
                             "INSERT INTO purposeguard_consent "
@@ -348,20 +352,13 @@ class PostgresStorage:
                             "ON CONFLICT (tenant, purpose, category) DO UPDATE SET "
                             "granted_by = EXCLUDED.granted_by, granted_at = EXCLUDED.granted_at, "
                             "expires_at = EXCLUDED.expires_at",
-                            [
-                                (g.tenant, g.purpose, g.category, g.granted_by, g.granted_at, g.expires_at)
-                                for g in grants
-                            ],
+                            grant_rows(grants),
                         )
-                    rows = []
                     key, log_id = self.key, self.log_id
-                    for item in items:
-                        seq += 1
-                        digest = link(prev, seq, item.kind, item.timestamp, item.data, key, log_id)
-                        rows.append((seq, item.kind, item.timestamp, item.data, prev, digest))
-                        seqs.append(seq)
-                        prev = digest
+                    rows = linked_rows(items, seq, prev, key, log_id)
+                    seqs = [row[0] for row in rows]
                     if rows:
+                        seq, prev = rows[-1][0], rows[-1][5]
                         conn.cursor().executemany(
                             f"INSERT INTO purposeguard_audit ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
                             rows,
@@ -389,25 +386,6 @@ class PostgresStorage:
                 raise self._failed(error, "write") from None
             self._commits += 1
             return seqs
-
-    def _revoke(self, conn: Any, revoke: Revoke) -> None:
-        if revoke.categories is None:
-            cursor = conn.execute(
-                "DELETE FROM purposeguard_consent WHERE tenant = %s AND purpose = %s",
-                (revoke.tenant, revoke.purpose),
-            )
-            if cursor.rowcount == 0:
-                raise LookupError(f"tenant {revoke.tenant!r} has no consent to {revoke.purpose}")
-            return
-        for category in revoke.categories:
-            cursor = conn.execute(
-                "DELETE FROM purposeguard_consent WHERE tenant = %s AND purpose = %s AND category = %s",
-                (revoke.tenant, revoke.purpose, category),
-            )
-            if cursor.rowcount == 0:
-                raise LookupError(
-                    f"tenant {revoke.tenant!r} has no consent to {revoke.purpose} for {category}"
-                )
 
     def import_chain(
         self, entries: Iterable[StoredEntry], grants: Sequence[Grant], *, log_id: str | None = None
@@ -456,10 +434,7 @@ class PostgresStorage:
                             "INSERT INTO purposeguard_consent "
                             "(tenant, purpose, category, granted_by, granted_at, expires_at) "
                             "VALUES (%s, %s, %s, %s, %s, %s)",
-                            [
-                                (g.tenant, g.purpose, g.category, g.granted_by, g.granted_at, g.expires_at)
-                                for g in grants
-                            ],
+                            grant_rows(grants),
                         )
                     conn.execute("UPDATE purposeguard_head SET seq = %s, hash = %s WHERE id = 1", last)
                     if log_id:
@@ -689,12 +664,7 @@ class PostgresStorage:
         # taken for an edit by hand.
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            table = [
-                _grant(row)
-                for row in conn.execute(
-                    "SELECT tenant, purpose, category, granted_by, granted_at, expires_at FROM purposeguard_consent"
-                ).fetchall()
-            ]
+            table = _consent_table(conn)
             chained = self._replay(conn)
         kept: list[Grant] = []
         differs = len(table) != len(chained)
@@ -718,11 +688,7 @@ class PostgresStorage:
             kept.append(grant)
         if differs and not self._mismatch_reported:
             self._mismatch_reported = True
-            logger.error(
-                "purposeguard consent store %s: the consent table differs from the chain's consent records "
-                "(edited by hand?); deciding only on grants both hold (run `purposeguard audit verify`)",
-                self.location,
-            )
+            log_table_differs(self.location)
         return kept
 
     def _replay(self, conn: Any) -> dict[tuple[str, str, str], Grant]:
@@ -747,13 +713,7 @@ class PostgresStorage:
             try:
                 with conn.transaction():
                     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                    table = [
-                        _grant(row)
-                        for row in conn.execute(
-                            "SELECT tenant, purpose, category, granted_by, granted_at, expires_at "
-                            "FROM purposeguard_consent"
-                        ).fetchall()
-                    ]
+                    table = _consent_table(conn)
                     rows = conn.execute(
                         f"SELECT {_COLUMNS} FROM purposeguard_audit WHERE kind = 'consent' ORDER BY seq"
                     ).fetchall()
@@ -786,6 +746,13 @@ def _grant(row: Sequence[Any]) -> Grant:
         float(granted_at),
         None if expires_at is None else float(expires_at),
     )
+
+
+def _consent_table(conn: Any) -> list[Grant]:
+    rows = conn.execute(
+        "SELECT tenant, purpose, category, granted_by, granted_at, expires_at FROM purposeguard_consent"
+    ).fetchall()
+    return [_grant(row) for row in rows]
 
 
 def check_schema(conn: Any, tables: set[str], location: str) -> str:

@@ -24,9 +24,12 @@ from .base import (
     check_key,
     consent_difference,
     decide_on,
-    link,
+    grant_rows,
+    linked_rows,
+    log_table_differs,
     read_checkpoint,
     replay_consents,
+    revoke_grants,
     write_checkpoint,
 )
 
@@ -56,6 +59,8 @@ _SCHEMA = (
         PRIMARY KEY (tenant, purpose, category))""",
 )
 _TABLES = {"purposeguard_meta", "purposeguard_audit", "purposeguard_consent"}
+_REVOKE_EVERY = "DELETE FROM purposeguard_consent WHERE tenant = ? AND purpose = ?"
+_REVOKE_EACH = "DELETE FROM purposeguard_consent WHERE tenant = ? AND purpose = ? AND category = ?"
 
 
 def _describe(error: sqlite3.Error) -> str:
@@ -274,27 +279,19 @@ class SQLiteStorage:
             try:
                 seq, prev = self._write_head()
                 if revoke is not None:
-                    self._revoke(revoke)
+                    revoke_grants(connection.execute, revoke, _REVOKE_EVERY, _REVOKE_EACH)
                 if grants:
                     connection.executemany(
                         "INSERT OR REPLACE INTO purposeguard_consent "
                         "(tenant, purpose, category, granted_by, granted_at, expires_at) "
                         "VALUES (?, ?, ?, ?, ?, ?)",
-                        [
-                            (g.tenant, g.purpose, g.category, g.granted_by, g.granted_at, g.expires_at)
-                            for g in grants
-                        ],
+                        grant_rows(grants),
                     )
-                rows = []
-                seqs = []
                 key, log_id = self.key, self.log_id
-                for item in items:
-                    seq += 1
-                    digest = link(prev, seq, item.kind, item.timestamp, item.data, key, log_id)
-                    rows.append((seq, item.kind, item.timestamp, item.data, prev, digest))
-                    seqs.append(seq)
-                    prev = digest
+                rows = linked_rows(items, seq, prev, key, log_id)
+                seqs = [row[0] for row in rows]
                 if rows:
+                    seq, prev = rows[-1][0], rows[-1][5]
                     connection.executemany(
                         "INSERT INTO purposeguard_audit (seq, kind, timestamp, data, prev_hash, hash) "
                         "VALUES (?, ?, ?, ?, ?, ?)",
@@ -389,26 +386,6 @@ class SQLiteStorage:
         self._known_head, self._known_version = (seq, prev), version
         return seq, prev
 
-    def _revoke(self, revoke: Revoke) -> None:
-        connection = self._connection
-        if revoke.categories is None:
-            cursor = connection.execute(
-                "DELETE FROM purposeguard_consent WHERE tenant = ? AND purpose = ?",
-                (revoke.tenant, revoke.purpose),
-            )
-            if cursor.rowcount == 0:
-                raise LookupError(f"tenant {revoke.tenant!r} has no consent to {revoke.purpose}")
-            return
-        for category in revoke.categories:
-            cursor = connection.execute(
-                "DELETE FROM purposeguard_consent WHERE tenant = ? AND purpose = ? AND category = ?",
-                (revoke.tenant, revoke.purpose, category),
-            )
-            if cursor.rowcount == 0:
-                raise LookupError(
-                    f"tenant {revoke.tenant!r} has no consent to {revoke.purpose} for {category}"
-                )
-
     # -- reading ---------------------------------------------------------------
 
     def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
@@ -489,11 +466,7 @@ class SQLiteStorage:
             kept, differs = decide_on((Grant(*row) for row in rows), chained)
         if differs and not self._mismatch_reported:
             self._mismatch_reported = True
-            logger.error(
-                "purposeguard consent store %s: the consent table differs from the chain's consent records "
-                "(edited by hand?); deciding only on grants both hold (run `purposeguard audit verify`)",
-                self.location,
-            )
+            log_table_differs(self.location)
         return kept
 
     def generation(self) -> tuple[int, int]:
@@ -502,6 +475,18 @@ class SQLiteStorage:
         with self._lock:
             version = self._query("PRAGMA data_version")[0][0]
             return int(version), self._commits  # type: ignore[call-overload]
+
+    def _reader(self) -> sqlite3.Connection:
+        """A read-only connection of its own to the file."""
+        try:
+            return sqlite3.connect(
+                f"{Path(self.location).resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                timeout=self._timeout,
+            )
+        except sqlite3.Error as error:
+            raise AuditError(f"cannot open: {_describe(error)}", path=self.location) from None
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[tuple[Head, Iterator[StoredEntry]]]:
@@ -519,15 +504,7 @@ class SQLiteStorage:
         # A connection of its own, so one read transaction can span the walk
         # while this storage's connection goes on writing; in WAL mode the
         # reader sees the file as of its first read and blocks no writer.
-        try:
-            reader = sqlite3.connect(
-                f"{Path(self.location).resolve().as_uri()}?mode=ro",
-                uri=True,
-                isolation_level=None,
-                timeout=self._timeout,
-            )
-        except sqlite3.Error as error:
-            raise AuditError(f"cannot open: {_describe(error)}", path=self.location) from None
+        reader = self._reader()
         try:
             try:
                 reader.execute("BEGIN")
@@ -557,15 +534,7 @@ class SQLiteStorage:
             with self._lock:
                 rows, table = self._query(records), self._query(grants)
         else:
-            try:
-                reader = sqlite3.connect(
-                    f"{Path(self.location).resolve().as_uri()}?mode=ro",
-                    uri=True,
-                    isolation_level=None,
-                    timeout=self._timeout,
-                )
-            except sqlite3.Error as error:
-                raise AuditError(f"cannot open: {_describe(error)}", path=self.location) from None
+            reader = self._reader()
             try:
                 reader.execute("BEGIN")  # one read transaction: one moment of the file
                 rows = reader.execute(records).fetchall()

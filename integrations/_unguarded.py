@@ -35,6 +35,8 @@ UNGUARDED = (
     "aiosmtplib",
     "websockets",
     "websocket",
+    # WebSockets over httpx: messages go on the upgraded stream, past httpx's per-request hook.
+    "httpx_ws",
     "grpc",
     "paramiko",
     "ftplib",

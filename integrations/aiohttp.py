@@ -25,10 +25,17 @@ Where the checks hook in, and why:
 * ``ClientSession.__init__`` remembers the labels of ``base_url`` (yarl
   parses it into plain strings); a relative URL sent from that session
   carries them.
+* Each message sent on a client WebSocket (``ws_connect``) is checked like a
+  request body to the WebSocket's host: ``send_str``, ``send_bytes``,
+  ``send_json`` (its data before encoding), and, where the installed aiohttp
+  has them, ``send_json_bytes`` and ``send_frame``; the payloads of
+  ``ping``, ``pong`` and ``close`` too. The handshake itself is a request
+  like any other.
 """
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
@@ -172,6 +179,64 @@ _SESSION = Patcher(
 )
 _REQUEST = Patcher("aiohttp", [("ClientRequest", "__init__", _init_request)])
 
+# What puts a message on a client WebSocket, and the argument that holds it.
+# ``send_frame`` (3.11) and ``send_json_bytes`` are newer than the oldest
+# aiohttp the extra allows: patched where present.
+_WS_METHODS = {
+    "send_str": "data",
+    "send_bytes": "data",
+    "send_json": "data",
+    "send_json_bytes": "data",
+    "send_frame": "message",
+    "ping": "message",
+    "pong": "message",
+    "close": "message",
+}
+# The WebSocket whose message is being checked: ``send_json`` goes on through
+# ``send_str`` with the encoded text, one message checked once.
+_WS_SENDING: ContextVar[Any] = ContextVar("purposeguard.aiohttp.ws_sending", default=None)
+# Built on first ``instrument()``, once aiohttp is imported: which methods it has.
+_WEBSOCKET: dict[str, Patcher] = {}
+_WEBSOCKET_LOCK = threading.Lock()
+
+
+def _ws_send(method: str, argument: str) -> Callable[..., Any]:
+    function = f"aiohttp.ClientWebSocketResponse.{method}"
+
+    async def send(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if _WS_SENDING.get() is instance:
+            return await wrapped(*args, **kwargs)
+        # The message is the first argument of each (``close`` takes it by keyword only).
+        message = args[0] if args else kwargs.get(argument)
+        if message is not None and not (type(message) in (str, bytes) and not message):
+            response = getattr(instance, "_response", None)
+            url = str(response.url) if response is not None else ""
+            check_egress(url, input_labels((message,)), function=function)
+        token = _WS_SENDING.set(instance)
+        try:
+            return await wrapped(*args, **kwargs)
+        finally:
+            _WS_SENDING.reset(token)
+
+    return send
+
+
+def _websocket() -> Patcher:
+    with _WEBSOCKET_LOCK:
+        patcher = _WEBSOCKET.get("patcher")
+        if patcher is None:
+            import aiohttp
+
+            have = aiohttp.ClientWebSocketResponse
+            present = [name for name in _WS_METHODS if callable(getattr(have, name, None))]
+            patcher = _WEBSOCKET["patcher"] = Patcher(
+                "aiohttp",
+                [("ClientWebSocketResponse", name, _ws_send(name, _WS_METHODS[name])) for name in present],
+            )
+        return patcher
+
 
 def instrument() -> None:
     """Guard every request made with an ``aiohttp.ClientSession`` from now on."""
@@ -180,11 +245,15 @@ def instrument() -> None:
     require("aiohttp", "aiohttp")
     _SESSION.install()
     _REQUEST.install()
+    _websocket().install()
     _unguarded.activate("aiohttp")
 
 
 def uninstrument() -> None:
     """Restore aiohttp as it was."""
+    websocket = _WEBSOCKET.get("patcher")
+    if websocket is not None:
+        websocket.remove()
     _REQUEST.remove()
     _SESSION.remove()
     _unguarded.deactivate("aiohttp")

@@ -26,17 +26,29 @@ checked there, before encoding, and are not checked twice.
 from __future__ import annotations
 
 import http.client
+import inspect
 import urllib.error
 import weakref
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
+from purposeguard._context import PURPOSE
 from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY, labels_of
+from purposeguard._runtime import get_guard
 
 from . import _unguarded
-from ._egress import check_chunk, check_egress, checked_by, deep_labels, header_labels, outer_layer
+from ._egress import _LAYER as _CHECKING
+from ._egress import (
+    check_chunk,
+    check_egress,
+    checked_by,
+    deep_labels,
+    header_labels,
+    input_labels,
+    outer_layer,
+)
 from ._patch import Patcher
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -74,6 +86,34 @@ def _streamed(body: Any) -> bool:
     return hasattr(body, "__iter__") and not hasattr(body, "read")
 
 
+# ``request``'s parameters before the keyword-only ones: urllib.request passes
+# them positionally, other callers by keyword too.
+_REQUEST_PARAMETERS = ("method", "url", "body", "headers")
+_TAKEN = tuple(frozenset(_REQUEST_PARAMETERS[:n]) for n in range(len(_REQUEST_PARAMETERS) + 1))
+# The signature of the original ``request`` (bound: no ``self``), read once.
+_SIGNATURES: dict[Any, inspect.Signature] = {}
+
+
+def _bind(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments by name, as ``request`` receives them; ``TypeError``
+    for a call http.client would refuse too."""
+    function = getattr(wrapped, "__func__", wrapped)
+    signature = _SIGNATURES.get(function)
+    if signature is None:
+        signature = _SIGNATURES[function] = inspect.signature(wrapped)
+    named: dict[str, Any] = {}
+    for name, value in signature.bind(*args, **kwargs).arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            # Not in any Python release: which of them is the body is unknown.
+            raise ValueError(f"request(*{name}) cannot be read")
+        else:
+            named[name] = value
+    return named
+
+
 def _request(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -81,9 +121,31 @@ def _request(
     # putrequest/putheader/send (called by request) through unchecked.
     if outer_layer() is not None:
         return wrapped(*args, **kwargs)
-    method, url, *rest = args
-    body = rest[0] if rest else kwargs.get("body")
-    headers = rest[1] if len(rest) > 1 else kwargs.get("headers") or {}
+    count = len(args)
+    if 2 <= count <= len(_REQUEST_PARAMETERS) and _TAKEN[count].isdisjoint(kwargs):
+        method, url = args[0], args[1]
+        body = args[2] if count > 2 else kwargs.get("body")
+        headers = args[3] if count > 3 else kwargs.get("headers")
+        if kwargs:  # passed on below by position
+            kwargs = {key: value for key, value in kwargs.items() if key != "body" and key != "headers"}
+    else:
+        # Keyword shapes (``request(method=..., url=...)``, ``request("GET", url=...)``):
+        # read as Python binds them to request, never by guessing positions.
+        try:
+            kwargs = _bind(wrapped, args, kwargs)
+        except TypeError:
+            raise  # http.client would refuse the call the same way: nothing is sent
+        except Exception as error:
+            # Unreadable: enforce mode refuses, trace mode records and lets it go.
+            get_guard()._internal_error(
+                error, EMPTY, PURPOSE.get() or "service", "egress", _FUNCTION, None, False
+            )
+            return wrapped(*args, **kwargs)
+        method = kwargs.pop("method")
+        url = kwargs.pop("url")
+        body = kwargs.pop("body", None)
+        headers = kwargs.pop("headers", None)
+    headers = headers or {}
     full_url = _url(instance, str(url))
     labels = deep_labels(url) | header_labels(headers.items()) | _PENDING.get()
     if _streamed(body):
@@ -91,9 +153,8 @@ def _request(
     else:
         labels = labels | deep_labels(body)
     check_egress(full_url, labels, function=_FUNCTION)
-    kwargs = {**kwargs, "body": body, "headers": headers}
     with checked_by(_LAYER):
-        return wrapped(method, url, **kwargs)
+        return wrapped(method, url, body, headers, **kwargs)
 
 
 def _putrequest(
@@ -111,21 +172,42 @@ def _putheader(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     if outer_layer() is None:
-        labels = deep_labels(args[1:])
+        # The name too (a keyword ``header=`` as well): all of it goes on the wire.
+        labels = input_labels((*args, *kwargs.values()))
         if labels:
             check_egress(_URLS.get(instance) or _url(instance, "/"), labels, function=_FUNCTION, zone=False)
     return wrapped(*args, **kwargs)
 
 
 def _checked(chunks: Any, url: str) -> Iterator[Any]:
-    for chunk in chunks:
+    for chunk in unmarked_chunks(chunks):
         check_chunk(url, chunk, function=_FUNCTION)
         yield chunk
 
 
+def unmarked_chunks(chunks: Any) -> Iterator[Any]:
+    """The chunks of a streamed body, each produced with no client marked as
+    checking. The code that makes them (a generator) runs while its request
+    is being sent, inside that request's ``checked_by``: a call it makes
+    itself is not part of that request and is checked on its own (requests
+    and urllib3 wrap their streamed bodies with this too)."""
+    iterator: Iterator[Any] | None = None
+    while True:
+        token = _CHECKING.set(None)
+        try:
+            if iterator is None:
+                iterator = iter(chunks)
+            chunk = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            _CHECKING.reset(token)
+        yield chunk
+
+
 def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if outer_layer() is not None:
-        return wrapped(*args, **kwargs)
+    if outer_layer() is not None or (not args and "data" not in kwargs):
+        return wrapped(*args, **kwargs)  # checked above, or a call http.client refuses itself
     data = args[0] if args else kwargs["data"]
     url = _URLS.get(instance) or _url(instance, "/")
     if isinstance(data, (str, bytes, bytearray, memoryview)):

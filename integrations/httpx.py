@@ -37,6 +37,9 @@ Where the checks hook in, and why:
 * A streamed body (an iterator, an async generator) is wrapped per hop: each
   chunk's labels are checked before the chunk is written. Content whose
   labels cannot be known (a file object's bytes) falls to the zone check.
+* ``HTTPTransport.handle_request`` (and the async one) checks a request that
+  no client hop checked: a transport driven without a client. Under a
+  client, the hop's request is not checked twice.
 
 Why private methods: no public seam sees every hop of every client. Event
 hooks run per hop, but any code can replace a client's ``event_hooks`` and
@@ -52,6 +55,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
 from typing import Any, cast
 
 from purposeguard._labels import EMPTY, labels_of
@@ -64,12 +68,16 @@ __all__ = ["TESTED_HTTPX", "check_version", "instrument", "is_instrumented", "un
 
 # Labels of the arguments each request was built from, by request object.
 _LABELS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+# The request a client hop checked and is handing to its transport.
+_HOP: ContextVar[Any] = ContextVar("purposeguard.httpx.hop", default=None)
 
 #: The httpx releases (major, minor) this integration was tried with, both
 #: included: 0.27.x and 0.28.x.
 TESTED_HTTPX = ((0, 27), (0, 28))
 _SYNC = "httpx.Client.send"
 _ASYNC = "httpx.AsyncClient.send"
+_TRANSPORT = "httpx.HTTPTransport.handle_request"
+_ASYNC_TRANSPORT = "httpx.AsyncHTTPTransport.handle_async_request"
 
 
 def _remember(request: Any, labels: frozenset[str]) -> None:
@@ -189,14 +197,44 @@ def _hop(request: Any, function: str, asynchronous: bool) -> None:
 def _send_single(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    _hop(args[0] if args else kwargs["request"], _SYNC, False)
-    return wrapped(*args, **kwargs)
+    request = args[0] if args else kwargs["request"]
+    _hop(request, _SYNC, False)
+    token = _HOP.set(request)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _HOP.reset(token)
 
 
 async def _send_single_async(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    _hop(args[0] if args else kwargs["request"], _ASYNC, True)
+    request = args[0] if args else kwargs["request"]
+    _hop(request, _ASYNC, True)
+    token = _HOP.set(request)
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        _HOP.reset(token)
+
+
+def _transport(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    request = args[0] if args else kwargs.get("request")
+    # A transport driven without a client (``HTTPTransport().handle_request``)
+    # sends what no hop saw; under a client, the hop checked this very request.
+    if request is not None and _HOP.get() is not request:
+        _hop(request, _TRANSPORT, False)
+    return wrapped(*args, **kwargs)
+
+
+async def _transport_async(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    request = args[0] if args else kwargs.get("request")
+    if request is not None and _HOP.get() is not request:
+        _hop(request, _ASYNC_TRANSPORT, True)
     return await wrapped(*args, **kwargs)
 
 
@@ -264,6 +302,8 @@ _PATCHER = Patcher(
         ("AsyncClient", "_build_redirect_request", _build_redirect),
         ("Client", "_send_single_request", _send_single),
         ("AsyncClient", "_send_single_request", _send_single_async),
+        ("HTTPTransport", "handle_request", _transport),
+        ("AsyncHTTPTransport", "handle_async_request", _transport_async),
     ],
 )
 

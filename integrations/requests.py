@@ -22,6 +22,13 @@ run at the end of ``prepare``, may rewrite the URL or body with labelled
 values. A streamed
 body (a generator) is wrapped so each chunk is checked before it is written;
 content whose labels cannot be known (a file object) falls to the zone check.
+
+urllib3 and http.client do not check again what requests checked: only the
+adapter's send (``HTTPAdapter.send``) of the request ``Session.send`` just
+checked is marked as checked for them. What a response hook or an auth
+handler sends meanwhile is checked on its own, and an adapter driven without
+a session (or handed another request, as ``HTTPDigestAuth`` does for its
+retry) checks the request itself.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from purposeguard._labels import EMPTY
 from . import _unguarded, baggage
 from ._egress import CheckedBody, check_egress, checked_by, deep_labels, header_labels, input_labels
 from ._patch import Patcher
+from .http_client import unmarked_chunks
 
 __all__ = ["instrument", "uninstrument", "is_instrumented"]
 
@@ -47,6 +55,9 @@ _PENDING: ContextVar[frozenset[str]] = ContextVar("purposeguard.requests.pending
 _WALKED: ContextVar[tuple[Any, ...]] = ContextVar("purposeguard.requests.walked", default=())
 _LABELS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 _FUNCTION = "requests.Session.send"
+_ADAPTER = "requests.adapters.HTTPAdapter.send"
+# The prepared request Session.send checked and is handing to its adapter.
+_CHECKED: ContextVar[Any] = ContextVar("purposeguard.requests.checked", default=None)
 
 
 def _remember(prepared: Any, labels: frozenset[str]) -> None:
@@ -115,8 +126,9 @@ def _proxy_labels(proxies: Any) -> frozenset[str]:
     return input_labels(tuple(proxies.values()))
 
 
-def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    request = args[0] if args else kwargs["request"]
+def _check(request: Any, proxies: Any, function: str) -> CheckedBody | None:
+    """Check ``request`` before it leaves; a streamed body comes back wrapped
+    so each chunk is checked as it is written."""
     body = request.body
     if isinstance(body, CheckedBody):
         body = body.inner
@@ -129,23 +141,58 @@ def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwa
         | (deep_labels(request.url) if type(request.url) is not str else EMPTY)
         # Credentials in a proxy's URL (Session.proxies, the environment's)
         # become a Proxy-Authorization header built without labels.
-        | _proxy_labels(args[5] if len(args) > 5 else kwargs.get("proxies"))
+        | _proxy_labels(proxies)
     )
-    egress = check_egress(request.url, labels, function=_FUNCTION)
+    egress = check_egress(request.url, labels, function=function)
     baggage.inject(request.headers, extra_categories=labels, include=not egress.external)
-    checked = None
     if _streamed(body):
-        checked = request.body = CheckedBody(body, request.url, _FUNCTION)
+        checked = request.body = CheckedBody(unmarked_chunks(body), request.url, function)
+        return checked
+    return None
+
+
+def _sending(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], checked: Any) -> Any:
     try:
-        # urllib3 and http.client below send what was just checked.
-        with checked_by("requests"):
-            return wrapped(*args, **kwargs)
+        return wrapped(*args, **kwargs)
     except PurposeViolation:
         raise
     except Exception as error:
         if checked is not None and checked.violation is not None:
             raise checked.violation from error
         raise
+
+
+def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    request = args[0] if args else kwargs["request"]
+    # Session.send passes ``proxies`` on to the adapter by keyword.
+    checked = _check(request, kwargs.get("proxies"), _FUNCTION)
+    # Only the adapter's send of this very request is covered by the check
+    # (``_adapter_send``): response hooks, auth handlers and the rest of
+    # Session.send run unmarked, so what they send is checked on its own.
+    token = _CHECKED.set(request)
+    try:
+        return _sending(wrapped, args, kwargs, checked)
+    finally:
+        _CHECKED.reset(token)
+
+
+def _adapter_send(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    request = args[0] if args else kwargs.get("request")
+    if request is None:
+        return wrapped(*args, **kwargs)  # requests refuses the call itself
+    checked = None
+    if _CHECKED.get() is not request:
+        # Not the request Session.send just checked: an auth handler's retry
+        # (HTTPDigestAuth sends a copy from its response hook), or an
+        # adapter driven by hand.
+        checked = _check(request, args[5] if len(args) > 5 else kwargs.get("proxies"), _ADAPTER)
+    # One check, one send: sending the same request again from a hook is checked again.
+    _CHECKED.set(None)
+    with checked_by("requests"):
+        # urllib3 and http.client below send what was just checked.
+        return _sending(wrapped, args, kwargs, checked)
 
 
 _PATCHER = Patcher(
@@ -159,6 +206,7 @@ _PATCHER = Patcher(
         ("PreparedRequest", "copy", _copy),
     ],
 )
+_ADAPTERS = Patcher("requests.adapters", [("HTTPAdapter", "send", _adapter_send)])
 
 
 def instrument() -> None:
@@ -167,11 +215,13 @@ def instrument() -> None:
 
     require("requests", "requests")
     _PATCHER.install()
+    _ADAPTERS.install()
     _unguarded.activate("requests")
 
 
 def uninstrument() -> None:
     """Restore requests as it was."""
+    _ADAPTERS.remove()
     _PATCHER.remove()
     _unguarded.deactivate("requests")
 

@@ -30,14 +30,17 @@ Where the checks hook in, and why:
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
+from purposeguard._context import PURPOSE
 from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY
+from purposeguard._runtime import get_guard
 
 from . import _unguarded, baggage
 from ._egress import (
@@ -50,6 +53,7 @@ from ._egress import (
     outer_layer,
 )
 from ._patch import Patcher
+from .http_client import unmarked_chunks
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -85,7 +89,9 @@ def _url(pool: Any, url: str) -> str:
 
 
 # ``urlopen``'s parameters, in order: urllib3 calls itself positionally for
-# retries and redirects, requests by keyword.
+# retries and redirects, requests by keyword. The calls that name no argument
+# twice are read from these directly; any other shape is bound by the real
+# signature (``_bind``).
 _URLOPEN_PARAMETERS = (
     "method",
     "url",
@@ -102,6 +108,40 @@ _URLOPEN_PARAMETERS = (
     "preload_content",
     "decode_content",
 )
+# By number of positional arguments: the parameters they fill, which a keyword may not name again.
+_TAKEN = tuple(frozenset(_URLOPEN_PARAMETERS[:n]) for n in range(len(_URLOPEN_PARAMETERS) + 1))
+# The signature of the original ``urlopen`` (bound: no ``self``), read once.
+_SIGNATURES: dict[Any, inspect.Signature] = {}
+
+
+def _bind(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments as urllib3 itself receives them: by name, with the
+    extra keywords (``**response_kw``) alongside. Raises ``TypeError`` for a
+    call urllib3 would refuse too."""
+    function = getattr(wrapped, "__func__", wrapped)
+    signature = _SIGNATURES.get(function)
+    if signature is None:
+        signature = _SIGNATURES[function] = inspect.signature(wrapped)
+    bound = signature.bind(*args, **kwargs).arguments
+    named: dict[str, Any] = {}
+    for name, value in bound.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            # Not in any urllib3 release: which of them is the body is unknown.
+            raise ValueError(f"urlopen(*{name}) cannot be read")
+        else:
+            named[name] = value
+    return named
+
+
+def _unreadable(error: Exception) -> None:
+    # The arguments could not be read (no signature, or one with ``*args``):
+    # what the call sends is unknown, so enforce mode refuses it and trace
+    # mode records that and lets it go.
+    purpose = PURPOSE.get() or "service"
+    get_guard()._internal_error(error, EMPTY, purpose, "egress", _FUNCTION, None, False)
 
 
 def _urlopen(
@@ -109,11 +149,26 @@ def _urlopen(
 ) -> Any:
     if outer_layer() not in (None, _LAYER):
         return wrapped(*args, **kwargs)  # checked by the client above (requests)
-    if len(args) > len(_URLOPEN_PARAMETERS) or (len(args) < 2 and not {"method", "url"} <= kwargs.keys()):
-        return wrapped(*args, **kwargs)  # not a signature we know: let urllib3 say so
-    kwargs = {**dict(zip(_URLOPEN_PARAMETERS, args, strict=False)), **kwargs}
-    method = kwargs.pop("method")
-    url = kwargs.pop("url")
+    count = len(args)
+    if 2 <= count <= len(_URLOPEN_PARAMETERS) and _TAKEN[count].isdisjoint(kwargs):
+        kwargs = {**dict(zip(_URLOPEN_PARAMETERS[2:], args[2:], strict=False)), **kwargs}
+        method, url = args[0], args[1]
+    elif count == 0 and "method" in kwargs and "url" in kwargs:
+        kwargs = dict(kwargs)
+        method = kwargs.pop("method")
+        url = kwargs.pop("url")
+    else:
+        # Mixed shapes (``urlopen("POST", url=..., body=...)``): read them the
+        # way Python binds them to urlopen, never by guessing positions.
+        try:
+            kwargs = _bind(wrapped, args, kwargs)
+        except TypeError:
+            raise  # urllib3 would refuse the call the same way: nothing is sent
+        except Exception as error:
+            _unreadable(error)
+            return wrapped(*args, **kwargs)
+        method = kwargs.pop("method")
+        url = kwargs.pop("url")
     body = kwargs.get("body")
     headers = kwargs.get("headers")
     streamed = _streamed(body)
@@ -131,7 +186,7 @@ def _urlopen(
     baggage.inject(headers, extra_categories=labels, include=not egress.external)
     kwargs["headers"] = headers
     if streamed:
-        kwargs["body"] = body = CheckedBody(body, full_url, _FUNCTION)
+        kwargs["body"] = body = CheckedBody(unmarked_chunks(body), full_url, _FUNCTION)
     try:
         with checked_by(_LAYER):
             return wrapped(method, url, **kwargs)

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 
 from purposeguard._context import FLAGS, PURPOSE, ZONE
 from purposeguard._errors import PurposeViolation
-from purposeguard._labels import EMPTY, WalkLimit, labels_in_values, relabel, tenant_of_values
+from purposeguard._labels import EMPTY, NO_LABELS, WalkLimit, relabel, tenant_of, tenant_of_values
 from purposeguard._runtime import Denial, check_zone, get_guard
+from purposeguard._walk import _walk
 
 from . import _unguarded
 
@@ -39,6 +40,7 @@ __all__ = [
     "checked_by",
     "deep_labels",
     "input_labels",
+    "sent_labels",
     "is_loopback",
     "outer_layer",
 ]
@@ -74,13 +76,43 @@ def deep_labels(values: Any) -> frozenset[str]:
     documents, objects' attributes), as deep as every checkpoint looks: the
     labels layer's one walk and its bound (``MAX_DEPTH`` levels,
     ``MAX_ITEMS`` values). Content beyond the bound was not looked at: enforce
-    mode refuses the call, trace mode records that and goes on."""
-    try:
-        return labels_in_values((values,))
-    except WalkLimit as error:
-        purpose = PURPOSE.get() or "service"
-        get_guard()._internal_error(error, error.labels, purpose, "egress", "egress", error.tenant, False)
-        return error.labels
+    mode refuses the call, trace mode records that and goes on.
+
+    The tenant the labels name joins the current zone's owners, as a
+    checkpoint's does: what is sent is then decided with whose data it is
+    (see :func:`check_egress`), however the caller unions the labels."""
+    return sent_labels(values)[0]
+
+
+def sent_labels(values: Any) -> tuple[frozenset[str], str | None]:
+    """:func:`deep_labels` of ``values`` and the tenant their labels name
+    (``MIXED_TENANT`` for several, None for none), from the same walk."""
+    t = type(values)
+    if t in NO_LABELS:
+        return EMPTY, None
+    kind = getattr(t, "_pg_kind", None)
+    if kind is not None:
+        labels: frozenset[str] = kind.labels
+        tenant = tenant_of(values) if labels else None
+    else:
+        try:
+            labels, tenant = _walk((values,))
+        except WalkLimit as error:
+            purpose = PURPOSE.get() or "service"
+            get_guard()._internal_error(error, error.labels, purpose, "egress", "egress", error.tenant, False)
+            labels, tenant = error.labels, error.tenant
+    if tenant is not None and labels:
+        note_owner(labels, tenant)
+    return labels, tenant
+
+
+def note_owner(labels: frozenset[str], tenant: str) -> None:
+    """Tell the current zone, if any, that it holds ``tenant``'s data with
+    ``labels`` (the runtime's checkpoints do the same): one tenant's consent
+    then never covers another tenant's data sent from its zone."""
+    state = ZONE.get() if FLAGS.zones else None
+    if state is not None:
+        state.add(labels, tenant)
 
 
 def input_labels(values: tuple[Any, ...]) -> frozenset[str]:
@@ -132,9 +164,15 @@ class Egress:
         self.external = external
 
 
-def check_egress(url: str, labels: frozenset[str], *, function: str, zone: bool = True) -> Egress:
+def check_egress(
+    url: str, labels: frozenset[str], *, function: str, zone: bool = True, tenant: str | None = None
+) -> Egress:
     """Check a request to ``url`` carrying ``labels``; raise or record per mode.
 
+    ``tenant`` is whose data the labels are, where the caller knows it
+    (:func:`sent_labels`); else the zone's data tenant decides, which
+    already counts the tenants :func:`deep_labels` saw (several tenants:
+    ``MIXED_TENANT``, which no consent covers), as ``pg.check`` decides.
     ``zone=False`` checks only ``labels``: for the pieces of a call whose
     start was checked already (with the zone) by the same guard."""
     if _unguarded.PENDING.waiting:
@@ -146,9 +184,12 @@ def check_egress(url: str, labels: frozenset[str], *, function: str, zone: bool 
     destination = policy.destination_for(host) if host else None
     purpose = destination.purpose if destination is not None else PURPOSE.get()
     state = ZONE.get() if FLAGS.zones else None
-    tenant = state.data_tenant() if state is not None else None
-    if state is not None and labels:
-        state.add(labels)
+    if state is not None:
+        if labels:
+            state.add(labels, tenant)
+        if tenant is None:
+            # Read after the labels joined: the zone then names their owner.
+            tenant = state.data_tenant()
     if purpose is not None:
         if labels:
             guard.check_labels(labels, purpose, via="egress", function=function, tenant=tenant)
@@ -196,10 +237,9 @@ class CheckedBody:
 def check_chunk(url: str, chunk: Any, *, function: str) -> None:
     """Check one chunk of a streamed body (an iterator or async generator the
     client sends piece by piece) before it leaves, like a whole request."""
-    kind = getattr(type(chunk), "_pg_kind", None)
-    labels = kind.labels if kind is not None else deep_labels(chunk)
+    labels, tenant = sent_labels(chunk)
     if labels:
-        check_egress(url, labels, function=function)
+        check_egress(url, labels, function=function, tenant=tenant)
 
 
 def _refuse_plain_http(
@@ -218,5 +258,9 @@ def header_labels(pairs: Any) -> frozenset[str]:
     for _, value in pairs:
         kind = getattr(type(value), "_pg_kind", None)
         if kind is not None:
-            found = found | kind.labels
+            labels = kind.labels
+            found = found | labels
+            tenant = tenant_of(value) if labels else None
+            if tenant is not None:
+                note_owner(labels, tenant)
     return found

@@ -40,22 +40,34 @@ def declared_purpose(function: Any) -> str | None:
     return None
 
 
-def check_published(task: Any, labels: frozenset[str], function: str) -> None:
+def check_published(task: Any, labels: frozenset[str], function: str, *, tenant: str | None = None) -> None:
     """Check what is handed to ``task`` (a function or a task object) against
-    the purpose it was declared with, if any."""
+    the purpose it was declared with, if any. ``tenant``: whose data the
+    labels are (:func:`~purposeguard.integrations._egress.sent_labels`)."""
     purpose = declared_purpose(task) if task is not None else None
     if purpose is not None:
-        check_task_purpose(purpose, labels, function)
+        check_task_purpose(purpose, labels, function, tenant=tenant)
 
 
-def check_task_purpose(purpose: str, labels: frozenset[str], function: str) -> None:
+def check_task_purpose(
+    purpose: str, labels: frozenset[str], function: str, *, tenant: str | None = None
+) -> None:
     """Check a task's arguments (``via="argument"``) and the publisher's zone
     (``via="context"``) against the purpose the task runs for; raises in
-    enforce mode, before the task is published."""
+    enforce mode, before the task is published.
+
+    The arguments are decided as ``pg.check`` decides a value: with
+    ``tenant``, whose data they are, else with the zone's data tenant (which
+    counts the tenants :func:`~purposeguard.integrations._egress.deep_labels`
+    saw); their owner joins the zone, so the zone's own flows are then
+    decided as several tenants' data if it is."""
     guard = get_guard()
     state = ZONE.get() if FLAGS.zones else None
+    if state is not None and labels:
+        state.add(labels, tenant)
     if labels:
-        tenant = state.data_tenant() if state is not None else None
+        if tenant is None and state is not None:
+            tenant = state.data_tenant()
         guard.check_labels(labels, purpose, via="argument", function=function, tenant=tenant)
     if state is not None:
         check_zone(guard, state, purpose, labels, function)

@@ -17,6 +17,25 @@ categories the policy does not define are dropped (categories one by one,
 the known ones next to them kept), tenants that are not printable or too
 long are dropped.
 
+The tenant sent is whose data the zone holds (``ZoneState.data_tenant``),
+not only the tenant it was opened for: a zone that holds several tenants'
+data sends the runtime's own marker for that, ``MIXED_TENANT``, as its
+tenant member (signed like any tenant). A receiver never takes the marker
+for a tenant's name: ``Incoming.tenant`` is None and
+``Incoming.several_tenants`` True, and :func:`mark_zone` makes the zone
+opened for it one that no tenant's consent covers, whatever tenant the
+application names later. A receiver of an earlier version reads it as a
+tenant nobody consented for.
+
+A zone sends at most ``MAX_ZONE_CATEGORIES`` entries in at most
+``MAX_ZONE`` characters. A larger zone is over-approximated, never cut:
+its deepest categories are replaced by their parent's whole subtree,
+written ``parent.*`` (``*``: every category), until it fits. A receiver
+puts the subtree's every category in its zone (the parent alone would not
+do: a rule on the parent may allow what a rule on a child denies). A
+signed list longer than ``MAX_ZONE_CATEGORIES`` (from another sender) is
+read whole: every category in it that the policy defines is kept.
+
 Writing goes through OpenTelemetry's ``W3CBaggagePropagator``, on top of the
 current OpenTelemetry baggage and of any ``baggage`` header already set, so
 other baggage members travel unchanged.
@@ -27,7 +46,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote_plus, unquote_to_bytes
 
@@ -35,9 +54,9 @@ from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 
-from purposeguard._context import FLAGS, PURPOSE, ZONE
+from purposeguard._context import FLAGS, MIXED_TENANT, PURPOSE, ZONE, ZoneState
 from purposeguard._errors import ConfigurationError
-from purposeguard._labels import EMPTY
+from purposeguard._labels import EMPTY, merge_tenants
 from purposeguard._runtime import get_guard
 from purposeguard._signing import ENV, MAX_AGE, BaggageKey, current_keys, sign, trace_id, verify
 from purposeguard._state import STATE, remember
@@ -51,6 +70,7 @@ __all__ = [
     "Incoming",
     "header_value",
     "inject",
+    "mark_zone",
     "parse",
     "signed_header",
     "task_channel",
@@ -74,7 +94,12 @@ MAX_HEADER = 8192
 MAX_PURPOSE = 128
 MAX_TENANT = 256
 MAX_ZONE = 4096
+# The most entries a sender writes (a receiver of an earlier version drops a
+# longer list whole); a receiver of this version reads any list within MAX_ZONE.
 MAX_ZONE_CATEGORIES = 64
+# A zone entry standing for a category and everything under it; alone, for every category.
+SUBTREE = ".*"
+EVERYTHING = "*"
 
 _PROPAGATOR = W3CBaggagePropagator()
 
@@ -87,6 +112,9 @@ class Incoming:
     tenant: str | None = None
     categories: frozenset[str] = EMPTY
     warnings: tuple[str, ...] = field(default=())
+    # The sender's zone held several tenants' data: no tenant's consent
+    # covers what arrives (``tenant`` is then None; see mark_zone).
+    several_tenants: bool = False
 
 
 NOTHING = Incoming()
@@ -218,7 +246,7 @@ def parse(
     if warnings:
         more = f" (and {dropped[0]} more)" if dropped[0] else ""
         logger.warning("purposeguard ignored baggage: %s%s", "; ".join(warnings), more)
-        incoming = Incoming(incoming.purpose, incoming.tenant, incoming.categories, tuple(warnings))
+        incoming = replace(incoming, warnings=tuple(warnings))
     return incoming
 
 
@@ -354,63 +382,156 @@ def _validated(values: dict[str, str], warn: Callable[[str], None]) -> Incoming:
         warn(f"{PURPOSE_KEY} names a purpose the policy does not define")
         purpose = None
     tenant = values.get(TENANT_KEY)
-    if tenant is not None:
+    several = tenant == MIXED_TENANT
+    if several:
+        # The marker, never a tenant's name (see mark_zone).
+        tenant = None
+    elif tenant is not None:
         tenant = clean_tenant(tenant, "baggage", warn)
     categories: set[str] = set()
     zone_value = values.get(ZONE_KEY)
     if zone_value is not None:
-        keys = [k.strip() for k in zone_value.split(",") if k.strip()]
-        if len(keys) > MAX_ZONE_CATEGORIES:
-            warn(f"{ZONE_KEY} lists more than {MAX_ZONE_CATEGORIES} categories")
-        else:
-            unknown = 0
-            for category in keys:
-                if category in taxonomy.categories:
-                    categories.add(category)
-                else:
-                    unknown += 1
-            if unknown:
-                warn(
-                    f"{ZONE_KEY} names {unknown} categor{'y' if unknown == 1 else 'ies'} the policy does not define"
-                )
-    return Incoming(purpose, tenant, frozenset(categories))
+        # MAX_ZONE bounds the work; a longer list than this version sends is
+        # read whole rather than dropped (an empty zone would allow more).
+        known = taxonomy.categories
+        subtrees: set[str] = set()
+        unknown = 0
+        for entry in zone_value.split(","):
+            entry = entry.strip()
+            if not entry:
+                continue
+            if entry == EVERYTHING:
+                subtrees.add("")
+            elif entry.endswith(SUBTREE) and entry[: -len(SUBTREE)] in known:
+                subtrees.add(entry[: -len(SUBTREE)])
+            elif entry in known:
+                categories.add(entry)
+            else:
+                unknown += 1
+        if unknown:
+            warn(
+                f"{ZONE_KEY} names {unknown} categor{'y' if unknown == 1 else 'ies'} the policy does not define"
+            )
+        if "" in subtrees:
+            categories.update(known)
+        elif subtrees:
+            categories.update(
+                key for key in known if not subtrees.isdisjoint(taxonomy.category_ancestors(key))
+            )
+    return Incoming(purpose, tenant, frozenset(categories), several_tenants=several)
+
+
+def mark_zone(state: ZoneState, incoming: Incoming) -> None:
+    """Make the zone a receiver opened for ``incoming`` hold what arrived as
+    several tenants' data, if the sender's zone did: a tenant the
+    application names later (``pg.set_tenant``, ``tenant_from``) then finds
+    its consent does not cover it. Call it right after opening the zone."""
+    if incoming.several_tenants:
+        state.add(EMPTY, MIXED_TENANT)
+
+
+def zone_value(categories: frozenset[str]) -> str | None:
+    """The ``purposeguard.zone`` member for ``categories``: all of them, or,
+    past ``MAX_ZONE_CATEGORIES`` entries or ``MAX_ZONE`` characters, their
+    over-approximation by whole subtrees (see the module's docstring)."""
+    if not categories:
+        return None
+    value = ",".join(sorted(categories))
+    if len(categories) <= MAX_ZONE_CATEGORIES and len(value) <= MAX_ZONE:
+        return value
+    exact = set(categories)
+    # Categories standing for their whole subtree ("" for every category).
+    wholes: set[str] = set()
+    while True:
+        value = ",".join(sorted([*exact, *(whole + SUBTREE if whole else EVERYTHING for whole in wholes)]))
+        if len(exact) + len(wholes) <= MAX_ZONE_CATEGORIES and len(value) <= MAX_ZONE:
+            return value
+        deepest = max(_level(node) for node in exact | wholes)
+        if deepest < 0:
+            return value  # "*" alone: always fits
+        wholes = {_parent(node) if _level(node) == deepest else node for node in wholes} | {
+            _parent(node) for node in exact if _level(node) == deepest
+        }
+        wholes = {whole for whole in wholes if not _under(whole, wholes)}
+        exact = {
+            node
+            for node in exact
+            if _level(node) < deepest and node not in wholes and not _under(node, wholes)
+        }
+
+
+def _level(node: str) -> int:
+    """Dots in a key (0 at the top); -1 for the root of every category."""
+    return node.count(".") if node else -1
+
+
+def _parent(node: str) -> str:
+    return node.rpartition(".")[0]
+
+
+def _under(node: str, wholes: set[str]) -> bool:
+    """Whether a proper ancestor of ``node`` (or the root) stands for its subtree."""
+    if not node:
+        return False
+    if "" in wholes:
+        return True
+    parent = node.rpartition(".")[0]
+    while parent:
+        if parent in wholes:
+            return True
+        parent = parent.rpartition(".")[0]
+    return False
 
 
 def header_value(
     existing: str | None = None,
     *,
     extra_categories: frozenset[str] = EMPTY,
+    extra_tenant: str | None = None,
+    carried: Incoming | None = None,
     include: bool = True,
     channel: str = HTTP,
     traceparent: str | None = None,
 ) -> str | None:
     """The ``baggage`` header for an outgoing call made here, or None if empty.
 
-    Carries the current purpose, the zone's tenant and categories (plus
-    ``extra_categories``, e.g. the labels of what is being sent), signed for
-    ``channel`` and the trace of ``traceparent`` (the one the call carries),
-    over the current OpenTelemetry baggage and the members of ``existing``.
-    With ``include=False``, or with no baggage key, purposeguard's members
-    are removed instead (a call to another party; nobody could trust them).
+    Carries the current purpose, whose data the zone holds (its data
+    tenant, ``MIXED_TENANT`` for several) and its categories (plus
+    ``extra_categories``, e.g. the labels of what is being sent, whose
+    tenant is ``extra_tenant``), signed for ``channel`` and the trace of
+    ``traceparent`` (the one the call carries), over the current
+    OpenTelemetry baggage and the members of ``existing``. ``carried``: what
+    the message already carried, verified (an RQ job enqueued again), kept
+    in: its categories and tenant join, its purpose stands if none is
+    current. With ``include=False``, or with no baggage key, purposeguard's
+    members are removed instead (a call to another party; nobody could
+    trust them).
     """
     keys = _keys() if include else ()
     state = ZONE.get() if FLAGS.zones and keys else None
     purpose = PURPOSE.get() if keys else None
-    tenant = state.tenant if state is not None else None
+    tenant = state.data_tenant() if state is not None else None
     categories = (state.categories if state is not None else EMPTY) | (extra_categories if keys else EMPTY)
+    if keys:
+        if extra_tenant is not None and extra_categories:
+            tenant = merge_tenants(tenant, extra_tenant)
+        if carried is not None:
+            categories = categories | carried.categories
+            tenant = merge_tenants(tenant, MIXED_TENANT if carried.several_tenants else carried.tenant)
+            purpose = purpose or carried.purpose
     if purpose is None and tenant is None and not categories and existing is None:
         if not otel_baggage.get_all():
             return None
-    zone_value = ",".join(sorted(categories)) if categories else None
+    zone = zone_value(categories)
     signature = None
-    if purpose is not None or tenant is not None or zone_value is not None:
+    if purpose is not None or tenant is not None or zone is not None:
         signature = sign(
             keys[0],
             channel=channel,
             trace=trace_id(traceparent),
             purpose=purpose,
             tenant=tenant,
-            zone=zone_value,
+            zone=zone,
         )
     ctx = otel_context.get_current()
     if existing:
@@ -418,7 +539,7 @@ def header_value(
     for key, value in (
         (PURPOSE_KEY, purpose),
         (TENANT_KEY, tenant),
-        (ZONE_KEY, zone_value),
+        (ZONE_KEY, zone),
         (SIG_KEY, signature),
     ):
         # Stale members (from the request that reached us) must not travel on.

@@ -10,8 +10,8 @@
 ... def reindex(mailbox_id): ...
 >>> pg_celery.uninstrument()
 
-Publishing a task puts the current purpose, the zone's tenant and categories
-(and the labels of the task's arguments, which serializers drop) into the
+Publishing a task puts the current purpose, whose data the zone holds (its
+tenant, or "several tenants": see ``baggage``) and its categories (and the labels of the task's arguments, which serializers drop) into the
 message header ``purposeguard_baggage`` (W3C baggage syntax), signed for
 that task id with the baggage key (``PURPOSEGUARD_BAGGAGE_KEYS``) publisher
 and worker share. The worker reads them back, verified and validated like
@@ -25,7 +25,15 @@ customer data. Where the publisher knows the task (``send_task``, and so
 labels and the publisher's zone are checked against the task's declared
 purpose before the message is sent: the serializer drops every label, and
 without a baggage key nothing of the zone reaches the worker (said once
-per process). Needs ``pip install 'purposeguard[celery]'``.
+per process).
+
+Publishing is also where the data leaves the process, as enqueueing an RQ
+job is: every ``send_task`` (so ``delay`` and ``apply_async``, and the
+arguments of the tasks a chain, chord or link runs next) is checked like
+any egress against the purpose of the broker's host (a policy
+``[[destinations]]`` entry) or else the current purpose, with the
+publisher's zone, whether or not the task was declared with a purpose.
+Needs ``pip install 'purposeguard[celery]'``.
 """
 
 from __future__ import annotations
@@ -34,12 +42,14 @@ import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from purposeguard._context import PURPOSE
+from purposeguard._labels import merge_tenants
 from purposeguard._zones import zone
 
 from . import baggage
-from ._egress import deep_labels
+from ._egress import check_egress, deep_labels, sent_labels
 from ._patch import Patcher
 from ._tasks import check_published, say_if_nothing_travels
 
@@ -99,16 +109,43 @@ def _send_task(wrapped: Any, app: Any, args: tuple[Any, ...], kwargs: dict[str, 
     name = args[0] if args else kwargs.get("name")
     task_args = args[1] if len(args) > 1 else kwargs.get("args")
     task_kwargs = args[2] if len(args) > 2 else kwargs.get("kwargs")
-    labels = deep_labels((task_args, task_kwargs))
-    check_published(kwargs.get("task_type") or _registered(app, name), labels, f"celery.{name}")
-    # The tasks a chain, a chord or a link runs next carry their own arguments.
-    for signature in _signatures(kwargs, 0):
-        next_name = signature.get("task")
-        next_labels = deep_labels((signature.get("args"), signature.get("kwargs")))
-        labels = labels | next_labels
-        check_published(_registered(app, next_name), next_labels, f"celery.{next_name}")
-    say_if_nothing_travels(labels)
+    labels, tenant = sent_labels((task_args, task_kwargs))
+    # The tasks a chain, a chord or a link runs next travel in the same
+    # message, with their own arguments.
+    following = [
+        (signature.get("task"), *sent_labels((signature.get("args"), signature.get("kwargs"))))
+        for signature in _signatures(kwargs, 0)
+    ]
+    sent, owner = labels, tenant
+    for _, next_labels, next_tenant in following:
+        sent = sent | next_labels
+        owner = merge_tenants(owner, next_tenant)
+    # Leaving the process: against the broker host's purpose or the current one, with the zone.
+    check_egress(_broker_url(app), sent, function=f"celery.{name}", tenant=owner)
+    check_published(
+        kwargs.get("task_type") or _registered(app, name), labels, f"celery.{name}", tenant=tenant
+    )
+    for next_name, next_labels, next_tenant in following:
+        check_published(_registered(app, next_name), next_labels, f"celery.{next_name}", tenant=next_tenant)
+    say_if_nothing_travels(sent)
     return wrapped(*args, **kwargs)
+
+
+def _broker_url(app: Any) -> str:
+    """Where a Celery app publishes, as a URL the egress check understands
+    (scheme, host and port; never the credentials)."""
+    try:
+        conf = app.conf
+        url = conf.broker_write_url or conf.broker_url or "amqp://localhost"
+        if isinstance(url, (list, tuple)):
+            url = url[0] if url else "amqp://localhost"
+        # Failover lists: the first broker is the one written to.
+        parts = urlsplit(str(url).split(";", 1)[0].strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme or 'amqp'}://{host}{port}/"
+    except Exception:  # noqa: BLE001 - an unusual broker setting still gets its check
+        return "amqp://localhost/"
 
 
 def _registered(app: Any, name: Any) -> Any:
@@ -167,7 +204,7 @@ def _prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **
         return
     incoming = _incoming(task)
     task_zone = zone(incoming.tenant, categories=incoming.categories)
-    task_zone.__enter__()
+    baggage.mark_zone(task_zone.__enter__(), incoming)
     # The publisher's purpose is current; a task's own @pg.purpose nests inside
     # and is the one its checks use.
     token = PURPOSE.set(incoming.purpose) if incoming.purpose else None

@@ -11,11 +11,19 @@ and enqueue as usual: ``queue.enqueue(reindex, "mbx-1")``.
 
 Enqueueing is where data leaves the process: the job's arguments are checked
 like any egress (against the current purpose, with the zone's categories),
-and the current purpose, the zone's tenant and categories (and the labels of
-the arguments, which RQ's serializer drops) are stored in the job's ``meta``
+and the current purpose, whose data the zone holds (its tenant, or "several
+tenants": see ``baggage``) and its categories (and the labels of the
+arguments, which RQ's serializer drops) are stored in the job's ``meta``
 under ``purposeguard_baggage`` (W3C baggage syntax), signed for that job id
 with the baggage key (``PURPOSEGUARD_BAGGAGE_KEYS``) enqueuer and worker
-share. The worker reads them back, verified and validated like any incoming
+share. ``Queue.create_job`` (under ``enqueue``, ``enqueue_call``,
+``enqueue_at``/``enqueue_in`` and ``enqueue_many``) checks while it still
+sees the labelled arguments; ``Queue.enqueue_job`` and
+``Queue.schedule_job`` check and tag a job made any other way
+(``Job.create`` then ``enqueue_job``, a job fetched back from Redis), once
+per job and queue: a job ``create_job`` checked for that queue is not
+checked or recorded again. A job that already carries baggage verified for
+it keeps what it carried (its categories and tenant join the enqueuer's). The worker reads them back, verified and validated like any incoming
 baggage (meta copied onto another job is ignored), and runs the job in a zone of its
 own with that tenant and those categories and with the enqueuer's purpose
 current; a job function decorated with ``@pg.purpose`` checks the zone and
@@ -37,6 +45,7 @@ Needs ``pip install 'purposeguard[rq]'``.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -44,7 +53,7 @@ from purposeguard._context import PURPOSE
 from purposeguard._zones import zone
 
 from . import baggage
-from ._egress import check_egress, deep_labels
+from ._egress import check_egress, sent_labels
 from ._tasks import check_published, say_if_nothing_travels
 
 __all__ = ["META_KEY", "instrument", "is_instrumented", "uninstrument"]
@@ -53,6 +62,8 @@ logger = logging.getLogger("purposeguard")
 
 META_KEY = "purposeguard_baggage"
 SUPPORTED = (1, 16)
+# Set on a job once it was checked and tagged for a queue: the queue's URL.
+_CHECKED = "_purposeguard_checked_for"
 
 
 class _State:
@@ -86,30 +97,114 @@ def _function_name(func: Any) -> str:
     return f"{module}.{getattr(func, '__qualname__', getattr(func, '__name__', '?'))}"
 
 
+def _check(url: str, func: Any, labels: frozenset[str], tenant: str | None, name: str) -> None:
+    # Raises in enforce mode before anything reaches Redis.
+    check_egress(url, labels, function=name, tenant=tenant)
+    if func is not None and not isinstance(func, str):
+        check_published(func, labels, name, tenant=tenant)
+    say_if_nothing_travels(labels)
+
+
+def _tag(
+    job: Any,
+    url: str,
+    labels: frozenset[str],
+    tenant: str | None,
+    carried: baggage.Incoming | None = None,
+) -> None:
+    try:
+        value = baggage.header_value(
+            extra_categories=labels,
+            extra_tenant=tenant,
+            carried=carried,
+            channel=baggage.task_channel("rq", job.id, job.func_name),
+        )
+        if value:
+            job.meta[META_KEY] = value
+        setattr(job, _CHECKED, url)
+    except Exception:  # noqa: BLE001 - enqueueing never fails over purposeguard's header
+        logger.exception("purposeguard could not add its baggage to an RQ job")
+
+
 def _create_job(original: Any) -> Any:
     def create_job(
         self: Any, func: Any, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any
     ) -> Any:
-        labels = deep_labels((args, kwargs))
-        # Raises in enforce mode before anything reaches Redis.
-        check_egress(_queue_url(self), labels, function=_function_name(func))
-        if not isinstance(func, str):
-            check_published(func, labels, _function_name(func))
-        say_if_nothing_travels(labels)
+        url = _queue_url(self)
+        labels, tenant = sent_labels((args, kwargs))
+        _check(url, func, labels, tenant, _function_name(func))
         job = original(self, func, args, kwargs, *rest, **options)
-        try:
-            value = baggage.header_value(
-                extra_categories=labels, channel=baggage.task_channel("rq", job.id, job.func_name)
-            )
-        except Exception:  # noqa: BLE001 - enqueueing never fails over purposeguard's header
-            logger.exception("purposeguard could not add its baggage to an RQ job")
-            return job
-        if value:
-            job.meta[META_KEY] = value
+        _tag(job, url, labels, tenant)
         return job
 
     create_job.__wrapped__ = original  # type: ignore[attr-defined]
     return create_job
+
+
+def _prepared(queue: Any, job: Any) -> None:
+    """Check and tag a job ``Queue.create_job`` did not make for this queue
+    (``Job.create``, a job fetched back from Redis), before it is stored."""
+    url = _queue_url(queue)
+    if getattr(job, _CHECKED, None) == url:
+        return  # create_job checked it, with the labels it saw then
+    func = _job_function(job)
+    # A job made here holds its arguments as given (labelled); one fetched
+    # from Redis as its serializer read them back (pickle keeps labels).
+    args = job.__dict__.get("_args")
+    kwargs = job.__dict__.get("_kwargs")
+    labels, tenant = sent_labels(
+        (args if isinstance(args, (list, tuple)) else (), kwargs if isinstance(kwargs, dict) else {})
+    )
+    _check(url, func, labels, tenant, _function_name(func) if func is not None else str(job.func_name))
+    carried = None
+    meta = job.meta if isinstance(getattr(job, "meta", None), dict) else None
+    raw = meta.get(META_KEY) if meta is not None else None
+    if isinstance(raw, (str, bytes)):
+        # Verified for this job id and function only: meta copied from
+        # another job carries nothing.
+        carried = baggage.parse(raw, channel=baggage.task_channel("rq", job.id, job.func_name))
+    _tag(job, url, labels, tenant, carried)
+
+
+def _job_function(job: Any) -> Any:
+    """The function a job runs, where this process has it already (never
+    imported here just to look: as with a dotted name given to enqueue)."""
+    try:
+        name = job.func_name
+        instance = job.__dict__.get("_instance")
+        if instance is not None and isinstance(name, str):
+            return getattr(instance, name, None)
+        if not isinstance(name, str):
+            return None
+        parts = name.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            found: Any = sys.modules.get(".".join(parts[:cut]))
+            if found is None:
+                continue
+            for attribute in parts[cut:]:
+                found = getattr(found, attribute, None)
+            return found
+    except Exception:  # noqa: BLE001 - an unresolvable job is checked as one given by name
+        return None
+    return None
+
+
+def _enqueue_job(original: Any) -> Any:
+    def enqueue_job(self: Any, job: Any, *args: Any, **kwargs: Any) -> Any:
+        _prepared(self, job)
+        return original(self, job, *args, **kwargs)
+
+    enqueue_job.__wrapped__ = original  # type: ignore[attr-defined]
+    return enqueue_job
+
+
+def _schedule_job(original: Any) -> Any:
+    def schedule_job(self: Any, job: Any, *args: Any, **kwargs: Any) -> Any:
+        _prepared(self, job)
+        return original(self, job, *args, **kwargs)
+
+    schedule_job.__wrapped__ = original  # type: ignore[attr-defined]
+    return schedule_job
 
 
 def _perform(original: Any) -> Any:
@@ -124,7 +219,8 @@ def _perform(original: Any) -> Any:
             else baggage.NOTHING
         )
         try:
-            with zone(incoming.tenant, categories=incoming.categories):
+            with zone(incoming.tenant, categories=incoming.categories) as state:
+                baggage.mark_zone(state, incoming)
                 token = PURPOSE.set(incoming.purpose) if incoming.purpose else None
                 try:
                     return original(self)
@@ -179,9 +275,15 @@ def instrument() -> None:
     with _STATE.lock:
         if _STATE.originals:
             return
-        _STATE.originals = {"create_job": Queue.create_job, "perform": Job.perform}
+        originals = {"create_job": Queue.create_job, "enqueue_job": Queue.enqueue_job, "perform": Job.perform}
+        if hasattr(Queue, "schedule_job"):
+            originals["schedule_job"] = Queue.schedule_job
+        _STATE.originals = originals
         # setattr: the classes are RQ's own, patched in place for every queue and job.
         setattr(Queue, "create_job", _create_job(Queue.create_job))  # noqa: B010
+        setattr(Queue, "enqueue_job", _enqueue_job(Queue.enqueue_job))  # noqa: B010
+        if "schedule_job" in originals:
+            setattr(Queue, "schedule_job", _schedule_job(Queue.schedule_job))  # noqa: B010
         setattr(Job, "perform", _perform(Job.perform))  # noqa: B010
 
 
@@ -194,7 +296,9 @@ def uninstrument() -> None:
         from rq.job import Job
         from rq.queue import Queue
 
-        setattr(Queue, "create_job", originals["create_job"])  # noqa: B010
+        for name in ("create_job", "enqueue_job", "schedule_job"):
+            if name in originals:
+                setattr(Queue, name, originals[name])
         setattr(Job, "perform", originals["perform"])  # noqa: B010
         _STATE.originals = {}
 

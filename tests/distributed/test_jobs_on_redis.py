@@ -324,6 +324,8 @@ def test_rq_uninstrument_restores_rq(rq_queue: tuple[Queue, str]) -> None:
     try:
         assert not pg_rq.is_instrumented()
         assert not hasattr(Job.perform, "__wrapped__") and not hasattr(Queue.create_job, "__wrapped__")
+        for name in ("enqueue_job", "schedule_job"):
+            assert not hasattr(getattr(Queue, name), "__wrapped__")
     finally:
         pg_rq.instrument()
     pg_rq.instrument()  # idempotent
@@ -354,3 +356,183 @@ def test_a_publisher_that_knows_the_task_refuses_it_before_the_broker(
     with pytest.raises(pg.PurposeViolation) as argument:
         queue.enqueue(jobs.advertise_job, pg.label(marker, CONTENT))
     assert [v.via for v in argument.value.violations] == ["argument"]
+
+
+# -- every way a job reaches Redis is checked, once ----------------------------------------------
+
+
+@pg.purpose("improvement")
+def improve_job(text: str) -> str:
+    return "improved"
+
+
+def improvement_allowed_here(*text: str) -> dict[str, Any]:
+    """Run in the job's zone: may what the zone holds be used for improvement?"""
+    try:
+        with pg.purpose("improvement"):
+            pg.check("plain text")  # only the zone speaks
+        allowed = True
+    except pg.PurposeViolation:
+        allowed = False
+    return {"tenant": pg.current_tenant(), "improvement": allowed}
+
+
+@pytest.fixture
+def consents() -> Iterator[Any]:
+    """acme consented to improvement for customer data; globex did not."""
+    from purposeguard.consent import ConsentStore
+
+    store = ConsentStore(":memory:")
+    try:
+        pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=store)
+        store.grant("acme", "improvement", ["customer_data"], granted_by="admin@acme")
+        yield store
+    finally:
+        store.close()
+
+
+def _stored(queue: Queue, job_id: str) -> bool:
+    return bool(queue.connection.exists(f"rq:job:{job_id}"))
+
+
+@pytest.mark.parametrize("how", ["enqueue_job", "schedule_job", "enqueue_many", "enqueue_in"])
+def test_rq_a_job_made_any_way_is_checked_before_redis(
+    rq_queue: tuple[Queue, str], marker: str, how: str
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from rq.job import Job
+
+    queue, _ = rq_queue
+    pg.configure("trust-center", mode="enforce")
+    body = pg.label(marker, CONTENT)
+    job_id = f"checked-{how}-{time.monotonic_ns()}"
+    waiting = queue.count
+    with pytest.raises(pg.PurposeViolation) as refused:
+        if how == "enqueue_job":
+            queue.enqueue_job(
+                Job.create(jobs.advertise_job, args=(body,), id=job_id, connection=queue.connection)
+            )
+        elif how == "schedule_job":
+            job = Job.create(jobs.advertise_job, args=(body,), id=job_id, connection=queue.connection)
+            queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(minutes=5))
+        elif how == "enqueue_many":
+            queue.enqueue_many([Queue.prepare_data(jobs.advertise_job, args=(body,), job_id=job_id)])
+        else:
+            queue.enqueue_in(timedelta(minutes=5), jobs.advertise_job, body, job_id=job_id)
+    assert [(v.via, v.rule) for v in refused.value.violations] == [("argument", "no-advertising")]
+    assert marker not in str(refused.value)
+    assert queue.count == waiting and not _stored(queue, job_id)
+
+
+def test_rq_a_prepared_job_carries_purpose_tenant_and_zone_to_the_worker(rq_queue: tuple[Queue, str]) -> None:
+    from rq.job import Job
+
+    queue, _ = rq_queue
+    with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
+        pg.label("mail body", CONTENT)
+        job = queue.enqueue_job(Job.create(jobs.inspect_job, connection=queue.connection))
+    assert pg_rq.META_KEY in job.meta
+    assert wait_job(job) == "finished"
+    assert job.return_value() == {"purpose": "service.operations", "tenant": "contoso", "zone": [CONTENT]}
+
+
+def test_rq_enqueue_checks_and_records_once(rq_queue: tuple[Queue, str]) -> None:
+    queue, _ = rq_queue
+    pg.configure("trust-center", mode="trace")
+    content = pg.label("mail body", CONTENT)
+    with pg.testing.capture() as seen, pg.purpose("advertising"):
+        job = queue.enqueue(jobs.inspect_job, content)
+    assert [(v.via, v.rule) for v in seen] == [("egress", "no-advertising")]
+    assert wait_job(job) == "finished"
+
+
+def test_rq_a_job_enqueued_again_keeps_the_zone_it_carried(rq_queue: tuple[Queue, str]) -> None:
+    from rq.job import Job
+
+    queue, _ = rq_queue
+    with pg.zone(tenant="contoso"):
+        pg.label("mail body", CONTENT)
+        first = queue.enqueue_job(Job.create(jobs.inspect_job, connection=queue.connection))
+    assert wait_job(first) == "finished"
+    again = Job.fetch(first.id, connection=queue.connection)
+    queue.enqueue_job(again)  # from a context that holds nothing
+    assert wait_job(again) == "finished"
+    assert again.return_value() == {"purpose": None, "tenant": "contoso", "zone": [CONTENT]}
+
+
+def _held(queue: Queue) -> Queue:
+    """A queue on the same Redis that no worker serves: its jobs are run here, by hand."""
+    return Queue("pgjobs-held", connection=queue.connection)
+
+
+def test_rq_another_tenants_argument_is_not_published_on_the_zone_tenants_consent(
+    rq_queue: tuple[Queue, str], consents: Any, marker: str
+) -> None:
+    queue = _held(rq_queue[0])
+    waiting = queue.count
+    globex = pg.label(marker, CONTENT, tenant="globex")  # read before the zone opened
+    with pg.zone(tenant="acme"), pytest.raises(pg.PurposeViolation) as refused:
+        queue.enqueue(improve_job, globex)
+    assert {(v.via, v.tenant) for v in refused.value.violations} == {("argument", "globex")}
+    assert queue.count == waiting
+    # acme's own data, in acme's zone: its consent covers it.
+    with pg.zone(tenant="acme"):
+        queue.enqueue(improve_job, pg.label("acme mail", CONTENT, tenant="acme"))
+    assert queue.count == waiting + 1
+
+
+def test_rq_a_zone_of_several_tenants_reaches_the_job_as_no_ones(
+    rq_queue: tuple[Queue, str], consents: Any
+) -> None:
+    from rq.job import Job
+
+    queue = _held(rq_queue[0])
+    with pg.zone(tenant="acme"):
+        globex = pg.label("globex private mail", CONTENT, tenant="globex")
+        with pg.purpose("service.operations"):
+            job = queue.enqueue_job(
+                Job.create(improvement_allowed_here, args=(f"copy: {globex}",), connection=queue.connection)
+            )
+    # Performed here, where the consent store is, as the worker performs it.
+    assert Job.fetch(job.id, connection=queue.connection).perform() == {"tenant": None, "improvement": False}
+    # One tenant's zone stays that tenant's.
+    with pg.zone(tenant="acme"):
+        pg.label("acme mail", CONTENT, tenant="acme")
+        job = queue.enqueue_job(Job.create(improvement_allowed_here, connection=queue.connection))
+    assert Job.fetch(job.id, connection=queue.connection).perform() == {"tenant": "acme", "improvement": True}
+
+
+def test_celery_publishing_is_an_egress_check(celery_worker: str, marker: str) -> None:
+    """Any task, declared with a purpose or not: its arguments leave the
+    process for the broker under the current purpose, as an RQ job's do."""
+    pg.configure("trust-center", mode="enforce")
+    content = pg.label(marker, CONTENT)  # read before: labelling under advertising is a use too
+    with pg.purpose("advertising"), pytest.raises(pg.PurposeViolation) as refused:
+        jobs.celery_inspect.delay(content)
+    assert [(v.via, v.rule) for v in refused.value.violations] == [("egress", "no-advertising")]
+    assert marker not in str(refused.value)
+    # What the current purpose may hold is sent.
+    with pg.purpose("service.operations"):
+        outcome = jobs.celery_inspect.delay(pg.label("mail body", CONTENT)).get(timeout=30)
+    assert outcome["zone"] == [CONTENT]
+
+
+def test_celery_another_tenants_argument_is_not_published_on_the_zone_tenants_consent(
+    celery_worker: str, consents: Any, marker: str
+) -> None:
+    task = jobs.app.task(name="pgjobs.improve", shared=False)(improve_job)
+    globex = pg.label(marker, CONTENT, tenant="globex")
+    with pg.zone(tenant="acme"), pytest.raises(pg.PurposeViolation) as refused:
+        task.delay(globex)
+    assert {(v.via, v.tenant) for v in refused.value.violations} == {("argument", "globex")}
+
+
+def test_celery_a_zone_of_several_tenants_reaches_the_worker_as_no_ones(
+    celery_worker: str, consents: Any
+) -> None:
+    with pg.zone(tenant="acme"):
+        globex = pg.label("globex private mail", CONTENT, tenant="globex")
+        with pg.purpose("service.operations"):
+            outcome = jobs.celery_inspect.delay(f"copy: {globex}").get(timeout=30)
+    assert (outcome["tenant"], outcome["zone"]) == (None, [CONTENT])

@@ -201,6 +201,40 @@ def test_a_header_made_for_an_http_call_is_ignored_in_a_task(worker: Any, signed
     assert outcome["tenant"] is None
 
 
+@app.task(name="pgtest.improvement_after_naming")
+def improvement_after_naming(*text: str) -> dict[str, Any]:
+    """The task names its tenant (as an app does after authenticating), then
+    asks whether what its zone holds may be used for improvement."""
+    pg.set_tenant("acme")
+    try:
+        with pg.purpose("improvement"):
+            pg.check("plain text")
+        return {"improvement": True}
+    except pg.PurposeViolation as error:
+        return {"improvement": False, "tenants": sorted({str(v.tenant) for v in error.violations})}
+
+
+def test_a_zone_of_several_tenants_is_no_ones_in_the_task_whatever_tenant_it_names(worker: Any) -> None:
+    from purposeguard._context import MIXED_TENANT
+    from purposeguard.consent import ConsentStore
+
+    store = ConsentStore(":memory:")
+    try:
+        pg.configure("trust-center", context_mode="enforce", consents=store)
+        store.grant("acme", "improvement", ["customer_data"], granted_by="admin@acme")
+        with pg.zone(tenant="acme"):
+            globex = pg.label("globex private mail", CONTENT, tenant="globex")
+            with pg.purpose("service.operations"):
+                mixed = improvement_after_naming.delay(f"copy: {globex}").get(timeout=10, interval=0.01)
+        with pg.zone(tenant="acme"):
+            acme = pg.label("acme mail", CONTENT, tenant="acme")
+            own = improvement_after_naming.delay(f"copy: {acme}").get(timeout=10, interval=0.01)
+    finally:
+        store.close()
+    assert mixed == {"improvement": False, "tenants": [MIXED_TENANT]}
+    assert own == {"improvement": True}
+
+
 # -- where the publisher knows the task: checked before the message is sent -----------------
 
 

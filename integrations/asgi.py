@@ -200,6 +200,8 @@ class PurposeGuardMiddleware:
             return send(message)
 
         state = enter_zone(tenant, incoming.categories)
+        if incoming.several_tenants:
+            baggage.mark_zone(state, incoming)
         try:
             # The framework's router writes the endpoint it picked into the
             # scope before calling it: that is where a route's own purpose

@@ -137,9 +137,7 @@ class PurposeGuardMiddleware:
         # body after __call__ returned, and each step re-enters this context.
         context = contextvars.copy_context()
         try:
-            state, result = context.run(
-                self._start, tenant, incoming.categories, key, environ, start_response
-            )
+            state, result = context.run(self._start, tenant, incoming, key, environ, start_response)
         except BaseException as error:
             violation = violation_in(error)
             if violation is None:
@@ -159,12 +157,14 @@ class PurposeGuardMiddleware:
     def _start(
         self,
         tenant: str | None,
-        categories: frozenset[str],
+        incoming: baggage.Incoming,
         key: str | None,
         environ: Environ,
         start_response: StartResponse,
     ) -> tuple[ZoneState, Iterable[bytes]]:
-        state = enter_zone(tenant, categories)
+        state = enter_zone(tenant, incoming.categories)
+        if incoming.several_tenants:
+            baggage.mark_zone(state, incoming)
         try:
             marks = self._flask_marks
             if marks is not None:

@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+from ._context import MIXED_TENANT
 from ._errors import PolicyError, UnknownKeyError
 from ._state import remember
 from ._taxonomy import Taxonomy, is_valid_key
@@ -291,7 +292,9 @@ class Policy:
             # Label sets a program uses are few, but decide() takes any:
             # past the bound the oldest eighth is decided again when next asked.
             remember(by_labels, categories, decision, DECISIONS_LIMIT)
-        if decision.allowed or tenant is None or consents is None:
+        # Data of several tenants is no one tenant's to consent for, whatever
+        # a store holds under the marker's name (a tenant may call itself so).
+        if decision.allowed or tenant is None or consents is None or tenant == MIXED_TENANT:
             return decision
         return self._apply_consent(decision, categories, purpose, tenant, consents)
 

@@ -91,3 +91,24 @@ def test_the_one_category_sets_are_bounded_and_evicted_one_at_a_time() -> None:
     assert pg.decide(EMAIL, "service.operations").allowed
     pg.testing.reset()
     assert not STATE.single_sets
+
+
+def test_no_grant_covers_data_of_several_tenants_even_under_the_markers_name() -> None:
+    """A tenant that calls itself "(several tenants)" and consents must not
+    release every mixed value: the marker is never a tenant to ask."""
+    from purposeguard._context import MIXED_TENANT
+
+    consents = Consents(
+        {(MIXED_TENANT, "improvement", "customer_data"), ("contoso", "improvement", "customer_data")}
+    )
+    guard = pg.Guard(pg.Policy.load("trust-center"), consents=consents)
+    with guard.activate():
+        assert pg.decide(EMAIL, "improvement", tenant="contoso").allowed  # the store answers
+        assert not pg.decide(EMAIL, "improvement", tenant=MIXED_TENANT).allowed
+        assert not guard.decide([EMAIL], "improvement", tenant=MIXED_TENANT).allowed
+        mixed = pg.label("Quarterly numbers", EMAIL, tenant="contoso") + pg.label(
+            " and more", EMAIL, tenant="fabrikam"
+        )
+        assert pg.tenant_of(mixed) == MIXED_TENANT
+        with pytest.raises(pg.PurposeViolation):
+            pg.check(mixed, "improvement")

@@ -137,6 +137,48 @@ def test_a_zone_holding_another_tenants_data_does_not_become_one_tenant_downstre
     assert "acme" not in seen["tenants"]
 
 
+def _asgi_downstream(seen: dict[str, Any], name_tenant: str) -> Any:
+    from purposeguard.integrations.asgi import PurposeGuardMiddleware as AsgiMiddleware
+
+    async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        pg.set_tenant(name_tenant)
+        seen["tenant"] = pg.current_tenant()
+        try:
+            with pg.purpose("improvement"):
+                pg.check("plain text")
+            seen["improvement"] = "allowed"
+        except pg.PurposeViolation:
+            seen["improvement"] = "refused"
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    return AsgiMiddleware(app)
+
+
+@pytest.mark.parametrize("server_kind", ["wsgi", "asgi"])
+def test_a_tenant_named_downstream_does_not_cover_several_tenants_data(
+    consents: ConsentStore, signed: Signer, request: pytest.FixtureRequest, server_kind: str
+) -> None:
+    """The receiving middlewares mark the zone they open for several tenants'
+    data: the app naming its caller (acme, who consented) afterwards does not
+    make acme's consent cover globex's data that arrived with the call."""
+    seen: dict[str, Any] = {}
+    if server_kind == "wsgi":
+        server = request.getfixturevalue("serve_wsgi")(_downstream(seen, name_tenant="acme"))
+    else:
+        server = request.getfixturevalue("serve_asgi")(_asgi_downstream(seen, "acme"))
+    with pg.zone(tenant="acme"):
+        globex = pg.label("globex private mail", CONTENT, tenant="globex")
+        with pg.purpose("service.operations"):
+            response = requests.post(server.url + "/ingest", data=f"copy: {globex}", timeout=10)
+    assert response.status_code == 200
+    assert (seen["tenant"], seen["improvement"]) == ("acme", "refused")
+
+
 def test_one_tenants_zone_still_travels_as_that_tenant(
     consents: ConsentStore, signed: Signer, serve_wsgi: Callable[[Any], Any]
 ) -> None:

@@ -15,6 +15,7 @@ module                 what it does                                    extra
 ``aiohttp``            guard outgoing aiohttp client requests          ``aiohttp``
 ``smtp``               guard mail sent with smtplib (and its mailers)  none (standard library)
 ``celery``             purpose, tenant, zone across tasks              ``celery``
+``rq``                 the same across RQ jobs (enqueuer and worker)   ``rq``
 ``logging``            keep labelled content out of log records        none (standard library)
 ``spans``              keep labelled content out of tracing spans      ``otel``
 ``baggage``            signed baggage: purpose, tenant and zone        none (opentelemetry-api)

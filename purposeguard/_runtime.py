@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ._context import ACTIVE_GUARD, FLAGS, PURPOSE, ZONE
+from ._context import ACTIVE_GUARD, FLAGS, MIXED_TENANT, PURPOSE, ZONE
 from ._errors import PolicyError, PurposeGuardError, PurposeViolation, SinkFailure, UnknownKeyError
 from ._labels import WalkLimit, labels_in_values, set_taxonomy, tenant_of_values
 from ._policy import MODES, ConsentLookup, Decision, Policy, effective_mode, environment_mode
@@ -192,6 +192,36 @@ class Guard:
         # transport, engine failures), resolved once per policy.
         self.mode: str = self.mode_for(None)
         self.context_mode: str = self.mode_for(None, context=True)
+        self._say_overridden()
+
+    def _say_overridden(self) -> None:
+        """An operator's environment variable that the policy's own setting
+        outranks does nothing: said once per guard and policy, not silently."""
+        policy = self._policy
+        for variable, from_environment, from_policy, setting in (
+            ("PURPOSEGUARD_MODE", self.environment_mode, policy.mode, self.mode_setting),
+            (
+                "PURPOSEGUARD_CONTEXT_MODE",
+                self.environment_context_mode,
+                policy.context_mode,
+                self.context_mode_setting,
+            ),
+        ):
+            if (
+                setting is None
+                and from_environment is not None
+                and from_policy not in (None, from_environment)
+            ):
+                logger.warning(
+                    "purposeguard: %s=%s has no effect: the policy %r sets %s = %r, which comes first; "
+                    "pass configure(%s=...) to decide it, or drop it from the policy",
+                    variable,
+                    from_environment,
+                    policy.name,
+                    "mode" if variable == "PURPOSEGUARD_MODE" else "context_mode",
+                    from_policy,
+                    "mode" if variable == "PURPOSEGUARD_MODE" else "context_mode",
+                )
 
     def mode_for(self, rule_mode: str | None, *, context: bool = False) -> str:
         """The mode of a flow decided by a rule whose own mode (``context_mode``
@@ -310,6 +340,8 @@ class Guard:
             if remediation is None:
                 advice = self.policy.remediation(category, purpose)
                 remediation, fix = advice.text, advice.kind
+            if via == "source" or tenant == MIXED_TENANT:
+                remediation = _in_context(remediation, fix, category, purpose, via, tenant)
             if name is None:
                 name = function() if callable(function) else function
             recorded.append(
@@ -669,6 +701,24 @@ def frame_name(frame: Any) -> str:
     code = frame.f_code
     module = frame.f_globals.get("__name__", "?")
     return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"
+
+
+def _in_context(text: str, fix: str | None, category: str, purpose: str, via: str, tenant: str | None) -> str:
+    """The policy's advice for ``category`` and ``purpose``, said for how the
+    flow was met: a read is refused before any transform sees the value, and
+    data of several tenants is no one tenant's to consent for."""
+    if via == "source":
+        text = (
+            f"{category} was read while {purpose} was current, and reading is a use: load only "
+            f"what {purpose} may read (a narrower select, SQLAlchemy load_only()/defer(), Django "
+            f"only()/defer()), or read it under a purpose that may; policy: {text}"
+        )
+    if fix == "consent" and tenant == MIXED_TENANT:
+        text += (
+            "; this data is of several tenants (or of rows that do not name their tenant), which "
+            "no one tenant's consent covers: select the tenant column, or work one tenant at a time"
+        )
+    return text
 
 
 def check(value: Any, purpose: str | None = None, *, via: str = "argument") -> Decision:

@@ -406,3 +406,39 @@ def test_other_zone_flows_of_the_pack_stay_traced() -> None:
 
     pg.configure("trust-center")
     assert _zone_modes(notice) == ["trace"]  # content in a service communication, zone only
+
+
+# -- an environment variable the policy outranks is said, not ignored silently -----------------
+
+
+def test_an_environment_variable_the_policy_outranks_is_said(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The built-in pack sets ``context_mode = "trace"``, which comes before
+    PURPOSEGUARD_CONTEXT_MODE: an operator setting it to enforce is told it
+    does nothing, and how to decide it."""
+    monkeypatch.setenv("PURPOSEGUARD_CONTEXT_MODE", "enforce")
+    with caplog.at_level("WARNING", logger="purposeguard"):
+        pg.configure("trust-center")
+    said = [r.getMessage() for r in caplog.records if "has no effect" in r.getMessage()]
+    assert len(said) == 1
+    assert "PURPOSEGUARD_CONTEXT_MODE=enforce" in said[0] and "configure(context_mode=...)" in said[0]
+    assert pg.get_guard().context_mode == "trace"
+
+
+@pytest.mark.parametrize(
+    ("environment", "configured"),
+    [("trace", None), ("enforce", "enforce")],
+    ids=["the policy's own value", "configure() decides"],
+)
+def test_nothing_is_said_when_the_variable_is_not_outranked(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    environment: str,
+    configured: str | None,
+) -> None:
+    monkeypatch.setenv("PURPOSEGUARD_CONTEXT_MODE", environment)
+    monkeypatch.setenv("PURPOSEGUARD_MODE", "trace")  # the pack sets no policy-wide mode
+    with caplog.at_level("WARNING", logger="purposeguard"):
+        pg.configure("trust-center", context_mode=configured)
+    assert not [r for r in caplog.records if "has no effect" in r.getMessage()]

@@ -17,7 +17,8 @@ value the template read on its way to the output, whatever the path:
   ``{% set x = 'Hi ' ~ body %}`` or a namespace attribute built with ``~``
   carries the labels when output later or read from ``make_module()``;
 - every argument of a call (macros, ``caller()``, ``"".join(items)``,
-  ``"{}".format(body)``);
+  ``"{}".format(body)``), and the right operand of ``%`` (a dict or list
+  formatted whole, ``'<%(k)s>' % d``, is looked into);
 - every variable the template reads from its context or globals, and the
   object of every ``a.b`` / ``a[b]`` (an attribute of an object labelled
   with ``pg.label(obj, ...)`` is itself plain). Containers are looked into
@@ -31,26 +32,49 @@ in and never read adds nothing. This holds across ``include``, ``extends``,
 in each chunk of ``generate``, ``generate_async`` and ``stream`` (a chunk
 carries what the render had read by the time it was produced; buffered
 streams and ``TemplateStream.dump`` included), and for sandboxed
-environments instrumented the same way. A page is then checked where it
-leaves (a guarded mailer, an egress guard, the zone).
+environments instrumented the same way. A module made by ``{% import %}``,
+which Jinja caches on its template, carries what making it read: every
+page that imports it (``import``, ``from ... import``) is labelled with
+that, on every render. A page is then checked where it leaves (a guarded
+mailer, an egress guard, the zone).
 
 A labelled value read from a plain dict or object (``d.k``, ``order.email``)
 labels the page wherever it goes next, also where no hook sees it
 (``'%s' % (d.k,)``, a decision ``{% if d.k == ... %}``, a filter registered
 after :func:`instrument`, a ``finalize`` replaced later).
 
-Not covered: ``Markup(body)`` or ``markupsafe.escape(body)`` made outside the
-template returns a Markup without labels, so there is nothing to carry;
-label the Markup's source where it is output instead. A dict or list passed
-whole to an operator (``'%(k)s' % d``) is not looked into (its items are,
-where the template reads them). A module cached by ``{% import %}`` labels
-the page only on the render that ran it. Templates compiled by an
-environment that was not instrumented (a shared bytecode cache warmed
-before, ``compile_templates`` with ``ModuleLoader``) never call the
-instrumented ``finalize``: reads are still noted, output alone is not.
-Joining the chunks of ``generate``/``stream`` with a plain ``"".join``
-drops their labels, as for any str; ``render`` the template, or join with a
-labelled chunk.
+``Markup`` and ``escape`` carry labels too, process-wide from the first
+:func:`instrument` (or :class:`Environment`) until :func:`uninstrument`.
+Stored HTML the application marks safe before a template sees it
+(``Markup(note.body)``), ``escape``, ``escape_silent`` and ``Markup.escape``
+of a labelled value, and every Markup operation that mixes one in (``%``,
+``format``, ``+``, ``join``, ``replace``) return a Markup carrying its
+labels and tenant; what is made from a labelled Markup (slicing, ``upper``,
+``split``, ``unescape``, ``striptags``, ``str()``) carries them on. A
+labelled Markup is still a Markup, escaped no second time (``str()`` of it
+is text, as for any Markup), and its class is also the label set's labelled
+str class, so every checkpoint reads its labels. A Markup made while a
+template renders (by a function it calls) labels the page. A reference to
+``escape`` taken before instrumenting (``from markupsafe import escape``)
+carries labels as well: markupsafe's ``escape`` looks up what it calls on
+each call. Values without labels become exactly the Markup they were, at
+least as fast.
+
+Not covered: ``pg.label(Markup(html), ...)`` returns a labelled str, not a
+Markup, which autoescaping then escapes; make the Markup from the labelled
+text (``Markup(pg.label(html, ...))``). Likewise a labelled str on the left
+of ``+`` with a Markup gives a labelled str (the str's own ``+``). A Markup
+subclass with ``__slots__`` of its own comes back as a labelled plain
+Markup when the value has a tenant. With MarkupSafe before 3.0 (``escape``
+written in C), an ``escape`` imported before instrumenting drops the labels
+of text it had to escape. Templates compiled by an environment that was not
+instrumented (a shared bytecode cache warmed before, ``compile_templates``
+with ``ModuleLoader``) never call the instrumented ``finalize``: reads,
+calls and what autoescaping escapes are noted, but with autoescape off a
+value output without being read (a call's result) is not. Joining the
+chunks of ``generate``/``stream`` with a plain ``"".join`` drops their
+labels, as for any str; ``render`` the template, or join with a labelled
+chunk.
 
 :class:`Environment` is a drop-in ``jinja2.Environment``; :func:`instrument`
 does the same to an environment a framework built (Flask's
@@ -58,7 +82,11 @@ does the same to an environment a framework built (Flask's
 before the first template is compiled: a template compiled without a
 ``finalize`` never calls it (the environment's template cache is cleared).
 Instrumenting swaps the environment's class for a subclass (same name) and
-its ``template_class`` and ``context_class`` likewise.
+its ``template_class``, ``context_class`` and ``code_generator_class``
+likewise, and replaces ``Markup``'s constructor and mixing operations,
+``markupsafe.escape``, ``escape_silent`` and ``_escape_inner``, and the
+``escape`` jinja2's modules imported; :func:`uninstrument` puts markupsafe
+and jinja2's names back as they were (environments stay instrumented).
 
 Needs Jinja2 (``pip install 'purposeguard[jinja2]'``).
 """
@@ -66,7 +94,9 @@ Needs Jinja2 (``pip install 'purposeguard[jinja2]'``).
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncGenerator, Callable, Iterator
+import sys
+import threading
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -78,7 +108,9 @@ from purposeguard._labels import (
     NO_LABELS,
     SIDE_TABLE_TYPES,
     LabelledProxy,
+    LabelledStr,
     _item_labels,
+    _tenant_on,
     annotated_fields,
     foreign_reader,
     labels_of,
@@ -92,13 +124,15 @@ from purposeguard._state import TYPE_CACHE_LIMIT, remember
 
 try:
     import jinja2
+    import jinja2.compiler
     import jinja2.runtime
+    import markupsafe
 except ImportError as error:  # pragma: no cover - the extra is missing
     raise ImportError(
         "purposeguard.integrations.jinja2 needs 'jinja2': pip install 'purposeguard[jinja2]'"
     ) from error
 
-__all__ = ["Environment", "LabelledTemplate", "instrument"]
+__all__ = ["Environment", "LabelledTemplate", "instrument", "is_instrumented", "uninstrument"]
 
 _MARK = "_purposeguard_instrumented"
 
@@ -181,9 +215,7 @@ _RENDER: ContextVar[_Seen | None] = ContextVar("purposeguard.jinja2.render", def
 def _labelled(text: str, seen: _Seen) -> str:
     if not seen.labels:
         return text
-    # Not a new read: the values were labelled (and checked) where they
-    # were read; the page only carries them on.
-    return relabel(text, *sorted(seen.labels), tenant=seen.tenant)
+    return _carried(text, seen.labels, seen.tenant)  # type: ignore[no-any-return]
 
 
 def _start() -> tuple[_Seen, Any]:
@@ -198,6 +230,401 @@ def _finish(seen: _Seen, token: Any) -> None:
         # A template rendered while rendering another (a filter, a macro
         # from Python) hands what it saw to the outer page.
         outer._add(seen.labels, seen.tenant)
+
+
+# -- Markup and escape ---------------------------------------------------------
+
+_Markup = markupsafe.Markup
+_str_new = str.__new__
+
+
+def _carried(made: Any, labels: frozenset[str], tenant: str | None) -> Any:
+    """``made`` carrying ``labels`` (and ``tenant``) besides its own, of the
+    same kind: a Markup stays safe, so it is not escaped a second time."""
+    t = type(made)
+    own = getattr(t, "_pg_kind", None)
+    if own is not None and labels <= own.labels:
+        present = _tenant_on(made)
+        if merge_tenants(present, tenant) == present:
+            return made  # already carries them (a Markup built from a labelled Markup)
+    if isinstance(made, _Markup):
+        # Not a new read: the values were labelled (and checked) where they
+        # were read; what is built from them only carries them on.
+        return _markup_of(getattr(t, "_pg_markup", t), relabel(made, *sorted(labels), tenant=tenant))
+    if isinstance(made, str):
+        return relabel(made, *sorted(labels), tenant=tenant)
+    if t is list or t is tuple:
+        return t(_carried(item, labels, tenant) for item in made)
+    return made
+
+
+# (Markup class, labelled str class) -> the labelled Markup class of both.
+_MARKUP_CLASSES: dict[tuple[type, type], type] = {}
+
+
+def _markup_of(base: type, text: str, source: Any = None) -> Any:
+    """``text`` as a labelled ``base`` (a Markup class) with the labels and
+    tenant of ``source``, a labelled str (``text`` itself by default)."""
+    if source is None:
+        source = text
+    t = type(source)
+    cls = _MARKUP_CLASSES.get((base, t))
+    if cls is None:
+        cls = _markup_class(base, t)
+    made: Any = _str_new(cls, text)
+    tenant = _tenant_on(source)
+    if tenant is not None:
+        made._pg_tenant = tenant
+    return made
+
+
+# Labelled str classes (not Markup): escape() and Markup() of their values
+# take a short path.
+_LABELLED_TEXT: dict[type, bool] = {}
+
+
+def _labelled_text(t: type) -> bool:
+    found = _LABELLED_TEXT.get(t)
+    if found is None:
+        found = issubclass(t, LabelledStr) and not hasattr(t, "__html__")
+        remember(_LABELLED_TEXT, t, found)
+    return found
+
+
+def _markup_from(base: type, text: str, source: Any) -> Any:
+    """:func:`_markup_of` made from a labelled str: a render in progress
+    notes its labels (the Markup may reach the page by a path no other hook
+    sees)."""
+    made = _markup_of(base, text, source)
+    seen = _RENDER.get()
+    if seen is not None:
+        seen._add(type(source)._pg_kind.labels, _tenant_on(source))
+    return made
+
+
+def _markup_class(base: type, text_class: type) -> type:
+    # A subclass of both the Markup class and the label set's own str class:
+    # Markup's methods come first (its escaping is what makes it safe), and
+    # every label reader of purposeguard finds the labels on the class.
+    namespace = {
+        "__slots__": (),
+        "_pg_markup": base,
+        "_pg_text": text_class,
+        "__module__": __name__,
+        "__qualname__": "LabelledMarkup",
+    }
+    try:
+        cls = type("LabelledMarkup", (_MarkupLabels, base, text_class), namespace)
+    except TypeError:
+        # A Markup subclass whose instances cannot take a tenant slot (its
+        # own __slots__): the labels are kept on a plain Markup instead.
+        if base is _Markup:
+            raise
+        cls = _markup_class(_Markup, text_class)
+    return remember(_MARKUP_CLASSES, (base, text_class), cls)  # type: ignore[no-any-return]
+
+
+def _text(value: Any) -> Any:
+    """A labelled Markup's text as a labelled str (``str(markup)``: text,
+    no longer marked safe)."""
+    made = type(value)._pg_text(str.__str__(value))
+    tenant = _tenant_on(value)
+    if tenant is not None:
+        made._pg_tenant = tenant
+    return made
+
+
+def _markup_rebuilt(base: type, text: str, labels: tuple[str, ...], tenant: str | None) -> Any:
+    # Unpickling and copying: the labels were valid when the value was made.
+    return _markup_of(base, relabel(text, *labels, tenant=tenant))
+
+
+class _MarkupLabels:
+    """What a labelled Markup adds to Markup: each operation runs on the
+    plain Markup of its text (Markup's own escaping, arguments' labels carried
+    by the instrumented Markup) and its result carries this value's labels."""
+
+    __slots__ = ()
+    _pg_markup: Any  # the Markup class
+    _pg_text: Any  # the label set's str class
+    _pg_kind: Any
+
+    def __str__(self) -> str:
+        return _text(self)  # type: ignore[no-any-return]
+
+    def __format__(self, spec: str) -> str:
+        return _text(self).__format__(spec)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        text = f"{type(self)._pg_markup.__name__}({str.__repr__(self)})"
+        return _carried(text, type(self)._pg_kind.labels, _tenant_on(self))  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_text(self))
+
+    def __rmod__(self, template: object) -> Any:
+        if isinstance(template, _Markup):
+            # Markup % labelled Markup: the template's own __mod__ escapes
+            # its arguments (str's would not), and carries their labels.
+            return NotImplemented
+        if not isinstance(template, str):
+            return NotImplemented
+        return _text(self).__rmod__(template)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        cls = type(self)
+        labels = tuple(sorted(cls._pg_kind.labels))
+        return (_markup_rebuilt, (cls._pg_markup, str.__str__(self), labels, _tenant_on(self)))
+
+    @classmethod
+    def escape(cls, s: Any, /) -> Any:
+        # A classmethod: what it escapes has nothing of this class's labels.
+        return cls._pg_markup.escape(s)
+
+
+def _on_plain(name: str) -> Callable[..., Any]:
+    def method(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+        cls = type(self)
+        base = cls._pg_markup
+        made = getattr(base, name)(_str_new(base, str.__str__(self)), *args, **kwargs)
+        if made is NotImplemented:
+            return made
+        return _carried(made, cls._pg_kind.labels, _tenant_on(self))
+
+    method.__name__ = name
+    method.__qualname__ = f"LabelledMarkup.{name}"
+    return method
+
+
+# Markup's operations that return text (Markup, str, or a list or tuple of them).
+_MARKUP_OPERATIONS = (
+    "__add__",
+    "__radd__",
+    "__mul__",
+    "__rmul__",
+    "__mod__",
+    "__getitem__",
+    "join",
+    "split",
+    "rsplit",
+    "splitlines",
+    "partition",
+    "rpartition",
+    "format",
+    "format_map",
+    "replace",
+    "unescape",
+    "striptags",
+    "capitalize",
+    "title",
+    "lower",
+    "upper",
+    "casefold",
+    "swapcase",
+    "ljust",
+    "rjust",
+    "center",
+    "zfill",
+    "strip",
+    "lstrip",
+    "rstrip",
+    "removeprefix",
+    "removesuffix",
+    "translate",
+    "expandtabs",
+)
+for _name in _MARKUP_OPERATIONS:
+    if hasattr(_Markup, _name):
+        setattr(_MarkupLabels, _name, _on_plain(_name))
+
+
+def _plain(value: Any) -> bool:
+    t = type(value)
+    if t in NO_LABELS or t is _Markup:
+        return True
+    if t is tuple:  # Markup % (a, b)
+        for item in value:
+            if type(item) not in NO_LABELS and type(item) is not _Markup:
+                return False
+        return True
+    return False
+
+
+def _with_labels_of(made: Any, values: Iterable[Any], deep: bool = False) -> Any:
+    """``made`` (built from ``values``) carrying their labels; a render in
+    progress notes them too (a Markup built while rendering may reach the
+    page by a path no other hook sees).
+
+    Lists, tuples, sets and dicts are looked into; other objects (one with
+    ``__html__``, a form field that refers to its whole form) only for their
+    own labels unless ``deep``: what ``__html__`` or ``str()`` of them
+    returns is noted for its own labels."""
+    found: _Seen | None = None
+    for value in values:
+        if not _plain(value):
+            found = found or _Seen()
+            if deep:
+                found.note(value)
+            else:
+                _note_argument(found, value)
+    if found is None or not found.labels:
+        return made
+    seen = _RENDER.get()
+    if seen is not None:
+        seen._add(found.labels, found.tenant)
+    return _carried(made, found.labels, found.tenant)
+
+
+def _new(cls: Any, object: Any = "", encoding: str | None = None, errors: str = "strict") -> Any:
+    """``Markup.__new__``: the same Markup, carrying the labels of what it is made of."""
+    t = type(object)
+    if encoding is None:
+        if t is str:
+            return _str_new(cls, object)  # what Markup.__new__ does for a str, without the __html__ look-up
+        if _labelled_text(t) and getattr(cls, "_pg_markup", None) is None:
+            return _markup_from(cls, object, object)
+    source = object
+    if hasattr(object, "__html__"):
+        object = object.__html__()
+    made = _str_new(cls, object) if encoding is None else _str_new(cls, object, encoding, errors)
+    return _with_labels_of(made, (source,) if object is source else (source, object))
+
+
+def _mixing_one(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """A Markup operator whose operand becomes part of its result."""
+
+    @functools.wraps(original)
+    def method(self: Any, value: Any, /) -> Any:
+        made = original(self, value)
+        if type(value) is str or made is NotImplemented:
+            return made
+        return _with_labels_of(made, (value,))
+
+    return method
+
+
+def _mixing(original: Callable[..., Any], deep: bool = False) -> Callable[..., Any]:
+    """A Markup operation whose arguments become part of its result;
+    ``deep`` for ``format``, which reads their attributes and items."""
+
+    @functools.wraps(original)
+    def method(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+        made = original(self, *args, **kwargs)
+        if made is NotImplemented:
+            return made
+        for value in args:
+            if type(value) is not str:
+                return _with_labels_of(made, (*args, *kwargs.values()), deep)
+        return _with_labels_of(made, kwargs.values(), deep) if kwargs else made
+
+    return method
+
+
+def _joining(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def join(self: Any, iterable: Iterable[Any], /) -> Any:
+        items = iterable if type(iterable) is list or type(iterable) is tuple else list(iterable)
+        made = original(self, items)
+        for item in items:
+            if not _plain(item):
+                return _with_labels_of(made, items)
+        return made
+
+    return join
+
+
+# The originals, as markupsafe defined them when this module was imported.
+_ESCAPE: Callable[[Any], Any] = markupsafe.escape
+# MarkupSafe 3 escapes in Python around a C function of plain str; 2.x escapes in C.
+_ESCAPE_INNER: Callable[[str], str] | None = getattr(markupsafe, "_escape_inner", None)
+
+
+_NUMBERS = frozenset({int, float, bool, type(None)})
+
+
+def _escape(s: Any, /) -> Any:
+    """``markupsafe.escape``: the same Markup, carrying ``s``'s labels."""
+    t = type(s)
+    if _ESCAPE_INNER is not None:
+        # What markupsafe.escape does for these, without its look-ups.
+        if t is str:
+            return _str_new(_Markup, _ESCAPE_INNER(s))
+        if t is _Markup:
+            return _str_new(_Markup, s)
+        if t in _NUMBERS:
+            return _str_new(_Markup, _ESCAPE_INNER(str(s)))
+        if _labelled_text(t):
+            return _markup_from(_Markup, _ESCAPE_INNER(s), s)
+    made = _ESCAPE(s)
+    if type(s) in NO_LABELS:
+        return made
+    return _with_labels_of(made, (s,))
+
+
+def _escape_silent(s: Any, /) -> Any:
+    if s is None:
+        return _Markup()
+    return _escape(s)
+
+
+def _escape_inner(s: str, /) -> str:
+    """``markupsafe._escape_inner``, which the original ``escape`` looks up on
+    each call: a reference to it taken before :func:`instrument` (``from
+    markupsafe import escape``) carries labels too."""
+    made = _ESCAPE_INNER(s)  # type: ignore[misc]
+    if type(s) is str or made is s:
+        return made
+    kind = getattr(type(s), "_pg_kind", None)
+    if kind is None:
+        return made
+    return relabel(made, *sorted(kind.labels), tenant=_tenant_on(s))
+
+
+_PATCH_LOCK = threading.Lock()
+# (owner, name, original, patched) in the order applied.
+_PATCHED: list[tuple[Any, str, Any, Any]] = []
+
+
+def _patch(owner: Any, name: str, patched: Any) -> None:
+    original = vars(owner)[name]
+    setattr(owner, name, patched)
+    _PATCHED.append((owner, name, original, patched))
+
+
+def _patch_markupsafe() -> None:
+    with _PATCH_LOCK:
+        if _PATCHED:
+            return
+        own = vars(_Markup)
+        _patch(_Markup, "__new__", staticmethod(_new))
+        for name in ("__add__", "__radd__", "__mod__"):
+            _patch(_Markup, name, _mixing_one(own[name]))
+        for name in ("format", "format_map", "replace", "ljust", "rjust", "center"):
+            if name in own:
+                _patch(_Markup, name, _mixing(own[name], deep=name.startswith("format")))
+        _patch(_Markup, "join", _joining(own["join"]))
+        _patch(markupsafe, "escape", _escape)
+        _patch(markupsafe, "escape_silent", _escape_silent)
+        if _ESCAPE_INNER is not None:
+            _patch(markupsafe, "_escape_inner", _escape_inner)
+        # Jinja binds escape by name at import (compiled templates import it
+        # from jinja2.runtime when they load).
+        for module_name, module in list(sys.modules.items()):
+            if (
+                module is not None
+                and module_name.split(".")[0] == "jinja2"
+                and vars(module).get("escape") is _ESCAPE
+            ):
+                _patch(module, "escape", _escape)
+
+
+def _unpatch_markupsafe() -> None:
+    with _PATCH_LOCK:
+        for owner, name, original, patched in reversed(_PATCHED):
+            # Left alone if something else replaced it since: it may wrap ours.
+            if vars(owner).get(name) is patched:
+                setattr(owner, name, original)
+        _PATCHED.clear()
 
 
 def _joined(join: Callable[[Any], str]) -> Callable[[Any], str]:
@@ -218,9 +645,7 @@ def _joined(join: Callable[[Any], str]) -> Callable[[Any], str]:
         seen = _RENDER.get()
         if seen is not None:
             seen._add(found.labels, found.tenant)
-        # Markup is left as it is: a labelled str would lose its safety and
-        # be escaped twice; the render labels the page with what it noted.
-        return _labelled(text, found) if type(text) is str else text
+        return _labelled(text, found)  # Markup (autoescape) stays Markup
 
     return joined
 
@@ -275,6 +700,33 @@ class LabelledTemplate(jinja2.Template):
                 namespace[name].__purposeguard_join__ = join
         return super()._from_namespace(environment, namespace, globals)
 
+    # A module made by {% import %} is cached on its template and reused by
+    # later renders: it carries what making it read, and every render that
+    # imports it notes that (its values may carry none: a {% set %} block,
+    # a number, a branch taken).
+
+    def make_module(self, vars: Any = None, shared: bool = False, locals: Any = None) -> Any:
+        seen, token = _start()
+        try:
+            module = super().make_module(vars, shared, locals)
+        finally:
+            _finish(seen, token)
+        return _module_labelled(module, seen)
+
+    async def make_module_async(self, vars: Any = None, shared: bool = False, locals: Any = None) -> Any:
+        seen, token = _start()
+        try:
+            module = await super().make_module_async(vars, shared, locals)
+        finally:
+            _finish(seen, token)
+        return _module_labelled(module, seen)
+
+    def _get_default_module(self, ctx: Any = None) -> Any:
+        return _imported(super()._get_default_module(ctx))
+
+    async def _get_default_module_async(self, ctx: Any = None) -> Any:
+        return _imported(await super()._get_default_module_async(ctx))
+
     def stream(self, *args: Any, **kwargs: Any) -> jinja2.environment.TemplateStream:
         return _LabelledStream(self.generate(*args, **kwargs))
 
@@ -320,6 +772,19 @@ class LabelledTemplate(jinja2.Template):
             finally:
                 _RENDER.reset(token)
             yield _labelled(chunk, seen)
+
+
+def _module_labelled(module: Any, seen: _Seen) -> Any:
+    if not seen.labels:
+        return module
+    return relabel(module, *sorted(seen.labels), tenant=seen.tenant)
+
+
+def _imported(module: Any) -> Any:
+    seen = _RENDER.get()
+    if seen is not None:
+        seen.note_own(module)
+    return module
 
 
 def _finalizer(previous: Callable[..., Any] | None) -> Callable[..., Any]:
@@ -445,13 +910,32 @@ def _watched_filter(fn: Callable[..., Any]) -> Callable[..., Any]:
     return watched
 
 
+class _CodeGenerator(jinja2.compiler.CodeGenerator):
+    """Compiles ``a % b`` with ``b`` passed through ``context.call(identity, b)``:
+    a dict or list formatted whole is looked into like any call's argument.
+    Both are in every compiled template; the environment needs nothing more."""
+
+    @jinja2.compiler.optimizeconst
+    def visit_Mod(self, node: Any, frame: Any) -> None:
+        env = self.environment
+        intercepted = env.sandboxed and "%" in getattr(env, "intercepted_binops", ())
+        self.write("environment.call_binop(context, '%', " if intercepted else "(")
+        self.visit(node.left, frame)
+        self.write(", context.call(identity, " if intercepted else " % context.call(identity, ")
+        self.visit(node.right, frame)
+        self.write("))")
+
+
 def instrument(env: Any) -> Any:
-    """Make ``env`` (a ``jinja2.Environment``) label what its templates render.
+    """Make ``env`` (a ``jinja2.Environment``) label what its templates render,
+    and ``Markup`` and ``escape`` carry labels (process-wide, until
+    :func:`uninstrument`).
 
     Idempotent. Returns ``env``. Filters added to ``env.filters`` later are
     not watched (their output still is, through ``finalize``)."""
     if not isinstance(env, jinja2.Environment):
         raise TypeError(f"instrument() needs a jinja2.Environment, not {type(env).__name__}")
+    _patch_markupsafe()
     if getattr(env, _MARK, False):
         return env
     env.finalize = _finalizer(env.finalize)
@@ -460,6 +944,7 @@ def instrument(env: Any) -> Any:
             env.filters[name] = _watched_filter(fn)
     env.template_class = _with(env.template_class, LabelledTemplate)
     env.context_class = _with(env.context_class, _LabelledContext)
+    env.code_generator_class = _with(env.code_generator_class, _CodeGenerator)
     # A class of its own, not wrapped bound methods on the instance: overlay()
     # copies the instance's __dict__, and a copied bound method would read
     # through the original environment (its sandbox rules).
@@ -469,6 +954,20 @@ def instrument(env: Any) -> Any:
         cache.clear()
     setattr(env, _MARK, True)
     return env
+
+
+def uninstrument() -> None:
+    """Restore markupsafe (``Markup``, ``escape``, ``escape_silent``) and
+    jinja2's names for ``escape`` as they were. Environments instrumented
+    stay so (they label what they render); a Markup already labelled keeps
+    its labels. The next :func:`instrument` (or :class:`Environment`)
+    instruments markupsafe again."""
+    _unpatch_markupsafe()
+
+
+def is_instrumented() -> bool:
+    """Whether ``Markup`` and ``escape`` carry labels (see :func:`instrument`)."""
+    return bool(_PATCHED)
 
 
 class Environment(_Reads):

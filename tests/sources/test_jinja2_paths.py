@@ -66,6 +66,9 @@ SOURCES = [
     "{{ body|truncate(12) }}",
     "{{ body|e }}",
     "{{ ('Hi ' ~ body)|e }}",
+    # a dict or list formatted whole
+    "{{ '<%(body)s>' % message }}",
+    "{{ 'all: %s' % items }}",
 ]
 
 
@@ -178,13 +181,81 @@ def test_what_a_stream_dumps_is_labelled(encoding: str | None) -> None:
     assert out.chunks and all(pg.labels_of(chunk) == {EMAIL} for chunk in out.chunks)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Markup(labelled) and escape(labelled) drop the labels before the template sees them"
-)
 @pytest.mark.parametrize("wrap", [Markup, escape], ids=["Markup", "escape"])
 def test_markup_made_from_a_labelled_value(wrap: Callable[[Any], Markup]) -> None:
     page = Environment(autoescape=True).from_string("{{ x }}").render(x=wrap(body()))
     assert pg.labels_of(page) == {EMAIL}
+
+
+class _Cache(jinja2.BytecodeCache):
+    """In memory, shared by two environments."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if bucket.key in self.stored:
+            bucket.bytecode_from_string(self.stored[bucket.key])
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.stored[bucket.key] = bucket.bytecode_to_string()
+
+
+def test_a_template_compiled_by_a_plain_environment_labels_what_it_escapes() -> None:
+    # Compiled without the instrumented finalize; the value comes from a
+    # call with no labelled argument, so only its escaping sees it.
+    cache = _Cache()
+    loader = jinja2.DictLoader({"page.html": "<p>{{ latest() }}</p>"})
+    jinja2.Environment(loader=loader, autoescape=True, bytecode_cache=cache).get_template("page.html")
+    assert cache.stored
+    env = Environment(loader=loader, autoescape=True, bytecode_cache=cache)
+    page = env.get_template("page.html").render(latest=body)
+    assert page == "<p>Quarterly numbers</p>" and pg.labels_of(page) == {EMAIL}
+
+
+def test_a_sandbox_that_intercepts_modulo_still_does() -> None:
+    class Strict(jinja2.sandbox.SandboxedEnvironment):
+        intercepted_binops = frozenset({"%"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            return "refused"
+
+    env = instrument(Strict())
+    page = env.from_string("{{ '<%(k)s>' % d }}").render(d={"k": body()})
+    assert page == "refused" and pg.labels_of(page) == {EMAIL}
+
+
+IMPORTED = {
+    "helpers.html": (
+        "{% set banner %}[{{ motto }}]{% endset %}{% set size = motto|length %}"
+        "{% macro quote(v) %}> {{ v }}{% endmacro %}"
+    ),
+    "module": '{% import "helpers.html" as h %}{{ h.banner }}',
+    "names": '{% from "helpers.html" import banner, size %}{{ banner }} {{ size }}',
+    "macro": '{% from "helpers.html" import quote %}{{ quote("plain") }}',
+}
+
+
+@pytest.mark.parametrize("name", ["module", "names", "macro"])
+@pytest.mark.parametrize("enable_async", [False, True], ids=["sync", "async"])
+def test_a_cached_imported_module_labels_every_page_that_imports_it(name: str, enable_async: bool) -> None:
+    env = Environment(loader=jinja2.DictLoader(IMPORTED), autoescape=True, enable_async=enable_async)
+    env.globals["motto"] = body()
+    template = env.get_template(name)
+    # The first render makes the module (and jinja caches it on its template).
+    for _ in range(3):
+        page = asyncio.run(template.render_async()) if enable_async else template.render()
+        assert pg.labels_of(page) == {EMAIL}
+        assert pg.tenant_of(page) == "contoso"
+
+
+def test_an_imported_module_without_labelled_reads_stays_plain() -> None:
+    env = Environment(loader=jinja2.DictLoader(IMPORTED), autoescape=True)
+    env.globals["motto"] = "plain"
+    for _ in range(2):
+        page = env.get_template("names").render()
+        assert page == "[plain] 5" and type(page) is str and not pg.labels_of(page)
+    assert not pg.labels_of(env.get_template("helpers.html").module)
 
 
 def test_a_value_read_only_to_decide_labels_the_page() -> None:

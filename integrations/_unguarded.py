@@ -26,6 +26,9 @@ GUARDED = {
     "smtplib": "smtp",
     "urllib.request": "http_client",
 }
+# Clients another guarded client sends through: calls through that client are
+# checked by its guard; only direct calls need this one.
+UNDER = {"urllib3": "requests"}
 # Clients that send data out which purposeguard does not guard: only the zone sees their flows.
 UNGUARDED = (
     "pycurl",
@@ -115,6 +118,18 @@ def review() -> None:
                 "purposeguard: %s is imported but purposeguard does not guard it: what it sends is not "
                 "checked (only the zone's categories are, at guarded calls)",
                 module,
+            )
+        elif _active.get(UNDER.get(module, "")):
+            logger.warning(
+                "purposeguard: %s is imported and its guard is off: calls made through %s are checked by "
+                "%s's guard, direct %s calls (an SDK or library using it) are not; call "
+                "purposeguard.integrations.%s.instrument() if anything uses it directly (no call is "
+                "checked twice)",
+                module,
+                UNDER[module],
+                UNDER[module],
+                module,
+                guard,
             )
         else:
             logger.warning(

@@ -536,3 +536,19 @@ def test_urllib_error_is_still_raised_for_a_refused_connection() -> None:
     # The guard adds checks, not failures: an unreachable host fails as before.
     with pg.purpose("service.operations"), pytest.raises(urllib.error.URLError):
         urllib.request.urlopen("http://127.0.0.1:9/", timeout=2)
+
+
+def test_urllib3_under_a_guarded_requests_is_named_for_its_direct_calls_only(
+    recorder: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """requests sends through urllib3: with requests' guard on, urllib3's
+    guard is named for direct urllib3 calls, not as if requests' were unchecked."""
+    _unguarded.reset()
+    pg_urllib3.uninstrument()
+    pg_requests.instrument()
+    caplog.set_level(logging.WARNING, logger="purposeguard")
+    with pg.purpose("service.operations"):
+        requests.get(recorder.url() + "/a", timeout=5)
+    (named,) = [r.getMessage() for r in caplog.records if "urllib3 is imported" in r.getMessage()]
+    assert "calls made through requests are checked by requests's guard" in named
+    assert "purposeguard.integrations.urllib3.instrument()" in named

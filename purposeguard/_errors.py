@@ -192,3 +192,19 @@ class SinkFailure(PurposeGuardError):
     happen without their record: the guard stops them (fail closed). Any
     other record that is lost is logged and the guarded code goes on.
     """
+
+
+# Named where users import them: tracebacks, span events (``exception.type``)
+# and pickles say ``purposeguard.PurposeViolation``, not this private module.
+for _public in (
+    PurposeGuardError,
+    PurposeViolation,
+    PolicyError,
+    UnknownKeyError,
+    ObligationError,
+    AuditError,
+    ConfigurationError,
+    SinkFailure,
+):
+    _public.__module__ = "purposeguard"
+del _public

@@ -413,6 +413,13 @@ class AuditLog:
         record: keep it elsewhere and pass it back as ``anchor`` later, and
         a rewrite of the whole chain (which an unkeyed hash chain cannot
         reveal by itself) that lost or changed that record fails.
+
+        The consent table must then hold exactly the grants the log's own
+        consent records make (those a consent store wrote with its changes).
+        Copies of another store's changes, which an attached sink keeps
+        with their ``audit_ref``, make none: the log that only receives
+        them verifies with its table empty, and the store's own log is the
+        one that proves its grants.
         """
         if anchor is not None and (not isinstance(anchor, str) or len(anchor) != 64):
             raise AuditError(f"an anchor is a head hash (64 hex digits), not {anchor!r}")
@@ -702,6 +709,9 @@ class AuditSink:
         ref = getattr(record, "audit_ref", None)
         if isinstance(ref, str) and ref.partition(":")[0] == self.log.log_id:
             return  # already appended to this very log by its producer
+        # Otherwise written with its audit_ref: a consent change copied from
+        # another log backs no grant here, and verify does not ask this
+        # log's consent table for it (_storage.base.forwarded_from).
         if getattr(record, "kind", None) in SYNCHRONOUS_KINDS:
             self._write_now(record)
             return

@@ -57,6 +57,10 @@ class ConsentChange(Record):
 
     ``audit_ref`` is ``"<log id>:<seq>"`` of the entry that already holds
     this change, so a sink writing to that same log does not write it twice.
+    A sink on another log keeps it in its copy: that is how the other log's
+    verification knows the copy grants nothing there (its consent table
+    never held the grant), while the store's own entry, written without a
+    reference, is checked against the store's table.
     """
 
     action: str

@@ -29,7 +29,9 @@ def register(subparsers: Any) -> None:
         "no one without the key can change it unnoticed. Without a key the chain proves integrity "
         "against accidents only: whoever can write the file can rewrite it whole. Store the "
         "printed head where the log's writer cannot change it and pass it back with --anchor to "
-        "catch a rewrite or a roll-back to an older copy.",
+        "catch a rewrite or a roll-back to an older copy. A consent store's log also has its consent "
+        "table checked against its consent records; the copies of a store's changes that an audit "
+        "sink on another log keeps are not grants of that log (verify the store's log for those).",
     )
     verify.add_argument("path", help=WHERE)
     verify.add_argument(

@@ -43,6 +43,7 @@ __all__ = [
     "check_key",
     "consent_difference",
     "decide_on",
+    "forwarded_from",
     "grant_rows",
     "link",
     "linked_rows",
@@ -359,7 +360,9 @@ def replay_consents(
 ) -> None:
     """Apply the chain's consent records, in order, to ``grants`` (by tenant,
     purpose, category): what the consent table must hold. A record whose
-    hash does not match its content grants nothing (verification names it)."""
+    hash does not match its content grants nothing (verification names it),
+    and neither does a copy of another log's consent change (see
+    :func:`forwarded_from`)."""
     for entry in entries:
         if entry.kind != "consent":
             continue
@@ -377,6 +380,8 @@ def replay_consents(
             granted_at = float(data.get("timestamp") or entry.timestamp)
         except (ValueError, KeyError, TypeError):
             continue
+        if forwarded_from(data, log_id) is not None:
+            continue  # proven in the store's own log, whose table holds its grants
         if expires_at is not None and not math.isfinite(expires_at):
             continue  # never an expiry that does not end (or compare)
         if action == "grant":
@@ -388,6 +393,28 @@ def replay_consents(
             for held in [k for k in grants if k[0] == tenant and k[1] == purpose]:
                 if not categories or held[2] in categories:
                     del grants[held]
+
+
+def forwarded_from(data: dict[str, Any], log_id: str) -> str | None:
+    """The id of the log a consent record was copied from, or None when the
+    record is this log's own consent change.
+
+    A consent store appends each change to its own log, in the transaction
+    that changes its consent table, with no ``audit_ref``; an audit sink on
+    another log then receives the change with ``audit_ref`` set to
+    ``"<store's log id>:<seq>"`` and keeps it as it is. Such a copy is shown
+    like any consent record (report, ``audit tail``) but grants nothing in
+    this log: its table never held that grant. A record whose reference is
+    missing, malformed or names this very log counts as this log's own, so
+    a real store's table is always checked against every change it made
+    (and with a key, no one can add a reference to those records unnoticed)."""
+    ref = data.get("audit_ref")
+    if not isinstance(ref, str):
+        return None
+    origin, sep, _ = ref.partition(":")
+    if not sep or not origin or origin == log_id:
+        return None
+    return origin
 
 
 def consent_difference(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -> str | None:
@@ -419,7 +446,11 @@ def consent_difference(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -
 def decide_on(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -> tuple[list[Grant], bool]:
     """The grants to decide on: those the table holds that the chain's consent
     records also grant, never for longer than the record says; and whether
-    the table differed (edited by hand)."""
+    the table differed (edited by hand). Every backend decides with this.
+
+    A row whose expiry is not a finite time (``Infinity``, ``-Infinity``,
+    ``NaN`` written by hand) is refused, whatever the record says: no grant
+    is ever made with one, and which end such a row meant cannot be told."""
     kept: list[Grant] = []
     rows = list(table)
     differs = len(rows) != len(chained)
@@ -428,9 +459,13 @@ def decide_on(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -> tuple[l
         if recorded is None:
             differs = True
             continue
+        if grant.expires_at is not None and not math.isfinite(grant.expires_at):
+            differs = True
+            continue
         if recorded.expires_at != grant.expires_at:
             differs = True
-            ends = [e for e in (recorded.expires_at, grant.expires_at) if e is not None and math.isfinite(e)]
+            # The earlier expiry of the two: never longer than the record says.
+            ends = [e for e in (recorded.expires_at, grant.expires_at) if e is not None]
             grant = Grant(
                 grant.tenant,
                 grant.purpose,

@@ -39,6 +39,7 @@ from .base import (
     StoredEntry,
     check_key,
     consent_difference,
+    decide_on,
     grant_rows,
     linked_rows,
     log_table_differs,
@@ -666,26 +667,7 @@ class PostgresStorage:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             table = _consent_table(conn)
             chained = self._replay(conn)
-        kept: list[Grant] = []
-        differs = len(table) != len(chained)
-        for grant in table:
-            recorded = chained.get((grant.tenant, grant.purpose, grant.category))
-            if recorded is None:
-                differs = True
-                continue
-            if recorded.expires_at != grant.expires_at:
-                differs = True
-                # The earlier expiry of the two: never longer than the record says.
-                ends = [e for e in (recorded.expires_at, grant.expires_at) if e is not None]
-                grant = Grant(
-                    grant.tenant,
-                    grant.purpose,
-                    grant.category,
-                    grant.granted_by,
-                    grant.granted_at,
-                    min(ends) if ends else None,
-                )
-            kept.append(grant)
+        kept, differs = decide_on(table, chained)
         if differs and not self._mismatch_reported:
             self._mismatch_reported = True
             log_table_differs(self.location)

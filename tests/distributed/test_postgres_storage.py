@@ -323,3 +323,77 @@ def test_bad_storage_options_are_one_error(pg_url: str, options: dict[str, objec
 def test_postgres_options_are_refused_for_sqlite(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="unknown storage option 'stale_after' for SQLite"):
         AuditLog(str(tmp_path / "audit.db"), storage_options={"stale_after": 2.0})
+
+
+# A row's expiry edited by hand to what no grant can have: SQLite stores
+# +-Infinity (NaN becomes NULL there), PostgreSQL all three.
+NON_FINITE = [
+    ("sqlite", float("inf")),
+    ("sqlite", -float("inf")),
+    ("postgres", float("inf")),
+    ("postgres", -float("inf")),
+    ("postgres", float("nan")),
+]
+
+
+@pytest.mark.parametrize("recorded", [None, 4102444800.0], ids=["no-expiry", "expiry"])
+@pytest.mark.parametrize(("backend", "expiry"), NON_FINITE, ids=[f"{b}-{e}" for b, e in NON_FINITE])
+def test_a_non_finite_expiry_written_by_hand_is_refused_on_both_backends(
+    backend: str,
+    expiry: float,
+    recorded: float | None,
+    pg_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = pg_url if backend == "postgres" else str(tmp_path / "audit.db")
+    with ConsentStore(url) as store:
+        store.grant(
+            "contoso", "improvement", ["customer_data"], granted_by="admin@contoso", expires_at=recorded
+        )
+        store.grant("fabrikam", "improvement", ["customer_data"], granted_by="admin@fabrikam")
+    if backend == "postgres":
+        with psycopg.connect(url) as conn:
+            conn.execute(
+                "UPDATE purposeguard_consent SET expires_at = %s WHERE tenant = 'contoso'", (expiry,)
+            )
+    else:
+        import sqlite3
+
+        with sqlite3.connect(url) as lite:
+            lite.execute("UPDATE purposeguard_consent SET expires_at = ? WHERE tenant = 'contoso'", (expiry,))
+        lite.close()
+    with caplog.at_level("ERROR", logger="purposeguard.audit"), ConsentStore(url) as store:
+        # Neither the record's expiry nor the row's: no consent at all (fail closed).
+        assert not store.has_consent("contoso", "improvement", CONTENT)
+        assert store.has_consent("fabrikam", "improvement", CONTENT)
+    assert "differs from the chain's consent records" in caplog.text
+    line = _one_line_error(cli("audit", "verify", url))
+    assert "the consent table's grant to 'contoso' of improvement for customer_data expires otherwise" in line
+
+
+@pytest.mark.parametrize("sink_on", ["postgres", "sqlite"])
+def test_a_sink_on_another_log_verifies_and_the_store_still_proves_its_table(
+    sink_on: str, pg_url: str, tmp_path: Path
+) -> None:
+    file = str(tmp_path / "other.db")
+    store_url, sink_url = (file, pg_url) if sink_on == "postgres" else (pg_url, file)
+    store = ConsentStore(store_url)
+    pg.configure("trust-center", consents=store, audit=sink_url)
+    store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    pg.configure("trust-center", audit=False)
+    store.close()
+    for url in (sink_url, store_url):
+        done = cli("audit", "verify", url)
+        assert done.returncode == 0 and "intact, 1 records" in done.stdout, done.stderr
+    if sink_on == "sqlite":
+        with psycopg.connect(pg_url) as conn:
+            conn.execute("DELETE FROM purposeguard_consent")
+    else:
+        import sqlite3
+
+        with sqlite3.connect(file) as lite:
+            lite.execute("DELETE FROM purposeguard_consent")
+        lite.close()
+    assert "lacks the grant to 'contoso'" in _one_line_error(cli("audit", "verify", store_url))
+    assert cli("audit", "verify", sink_url).returncode == 0

@@ -1,7 +1,7 @@
 """Keep labelled content out of log records.
 
 >>> from purposeguard.integrations.logging import setup, teardown
->>> guard_filter = setup()   # every handler of the root logger gets the filter
+>>> guard_filter = setup()   # every logger and handler below the root gets the filter
 >>> teardown(guard_filter)
 
 A log line serves ``service.operations.logs`` (configurable; the built-in
@@ -21,35 +21,67 @@ Standard library only.
 
 Each filter decides for its own purpose: a record that passed a filter for
 ``service.operations`` is judged again by a filter for a stricter purpose on
-another handler (one filter object on several handlers judges it once).
-:func:`setup` covers the handlers of the logger and of every logger below
-it (all of them for the root logger), those that exist and those added
-later: a child logger's own handler sees its records before the parent's
-does, and one that does not propagate never reaches the parent's.
+another handler (one filter object on several handlers, or several filters
+for one purpose, judge it once; which records were judged is kept by
+purposeguard, keyed by the record, never in a record attribute that
+``extra=`` could set).
+
+:func:`setup` puts the filter on the logger and on every logger below it
+(all of them for the root logger), those that exist and those created
+later, so every record made there is judged before any handler sees it:
+handlers put in place without ``addHandler`` (``logger.handlers = [h]``),
+a child logger that does not propagate, and Python's last-resort handler
+(``logging.lastResort``, which prints to stderr when no handler is
+configured) all get judged records. The handlers of those loggers get the
+filter too, now and as ``addHandler`` adds them, for handlers shared with
+loggers outside the tree. Not covered: a record made outside the tree and
+handed straight to a handler ``setup()`` never reached (``handler.handle(record)``),
+and a logger's filter list replaced by hand (``logger.filters = []``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
 from purposeguard._context import FLAGS, ZONE
 from purposeguard._errors import PurposeViolation
-from purposeguard._labels import WalkLimit, labels_in_values
+from purposeguard._labels import NO_LABELS, WalkLimit, labels_in_values
 from purposeguard._runtime import check_zone, get_guard, require_purpose_key
 
 from ._patch import Patcher
 
 __all__ = ["PurposeGuardFilter", "setup", "teardown"]
 
-# What a LogRecord holds before any ``extra=`` is merged in.
 # Set while a record's zone check runs (see PurposeGuardFilter.filter).
 _JUDGING: ContextVar[bool] = ContextVar("purposeguard.logging.judging", default=False)
+# What a LogRecord holds before any ``extra=`` is merged in.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-_CHECKED = "_purposeguard_checked"
+# The purposes each record was judged for, by the record's id: a record
+# attribute would be one ``extra=`` could forge. The weak reference tells a
+# reused id apart (its entry is replaced); entries of records that died
+# without their id coming back are swept as the table grows.
+_JUDGED: dict[int, tuple[weakref.ref[Any], set[str]]] = {}
+_SWEEP_AT = [1024]
+
+
+def _first_judgement(record: logging.LogRecord) -> set[str]:
+    """A new entry for a record no filter has judged yet."""
+    purposes: set[str] = set()
+    try:
+        reference = weakref.ref(record)
+    except TypeError:  # a record factory's type without weak references: judged every time
+        return purposes
+    if len(_JUDGED) >= _SWEEP_AT[0]:
+        for dead in [key for key, (ref, _) in list(_JUDGED.items()) if ref() is None]:
+            _JUDGED.pop(dead, None)
+        _SWEEP_AT[0] = max(1024, 2 * len(_JUDGED))
+    _JUDGED[id(record)] = (reference, purposes)
+    return purposes
 
 
 def _exception_parts(record: logging.LogRecord) -> list[Any]:
@@ -87,22 +119,33 @@ class PurposeGuardFilter(logging.Filter):
         # Judged once per purpose: the same filter on two handlers (or a
         # logger-level and a handler-level filter of one setup()) reports
         # once; a filter for another purpose still decides for itself.
-        checked = record.__dict__.get(_CHECKED)
-        if checked is None:
-            checked = record.__dict__[_CHECKED] = set()
-        elif self.purpose in checked:
-            return True
+        entry = _JUDGED.get(id(record))
+        if entry is not None and entry[0]() is record:
+            checked = entry[1]
+            if self.purpose in checked:
+                return True
+        else:
+            checked = _first_judgement(record)
         checked.add(self.purpose)
-        extras = [key for key in record.__dict__ if key not in _STANDARD and key != _CHECKED]
+        fields = record.__dict__
+        extras = [] if fields.keys() <= _STANDARD else [key for key in fields if key not in _STANDARD]
         message_labels: frozenset[str] = frozenset()
         error_labels: frozenset[str] = frozenset()
         # Which walk is running: a part whose walk hit the bound is redacted
         # whole (in enforce mode), since what it holds was not looked at.
         walking = "message"
         try:
-            message_labels = _labels(
-                (record.msg, record.args, [record.__dict__[k] for k in extras]), self.purpose, record.name
-            )
+            args = record.args
+            # The usual record (a plain message, plain arguments) has nothing
+            # to walk: the walk's own first test, without the walk.
+            if (
+                extras
+                or type(record.msg) not in NO_LABELS
+                or not (args is None or (type(args) is tuple and NO_LABELS.issuperset(map(type, args))))
+            ):
+                message_labels = _labels(
+                    (record.msg, args, [fields[key] for key in extras]), self.purpose, record.name
+                )
             walking = "exception"
             if _has_exception(record):
                 error_labels = _labels(_exception_parts(record), self.purpose, record.name)
@@ -179,10 +222,12 @@ def _redact(
     record.__dict__.pop("message", None)
 
 
-# -- setup: handlers that exist now and those added later ---------------------------------
+# -- setup: loggers and handlers that exist now and those added later ---------------------
 
 _LOCK = threading.Lock()
 _WATCHED: dict[logging.Logger, list[PurposeGuardFilter]] = {}
+# The last-resort handler each root setup() gave its filter to, for teardown().
+_LAST_RESORT: dict[PurposeGuardFilter, logging.Handler] = {}
 
 
 def _add_handler(
@@ -196,6 +241,33 @@ def _add_handler(
         for guard_filter in _WATCHED.get(logger, ()):
             handler.addFilter(guard_filter)
         logger = logger.parent
+    return result
+
+
+def _covers(target: logging.Logger, name: str) -> bool:
+    """Whether a logger named ``name`` is ``target`` or below it: the
+    manager's tree is the tree of dotted names."""
+    if target is target.manager.root:
+        return True
+    if target.manager.loggerDict.get(target.name) is not target:
+        return False  # a logger made by hand has no tree below it
+    return name == target.name or name.startswith(target.name + ".")
+
+
+def _new_logger(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # A logger created after setup(): its records are judged where they are
+    # made, whatever handlers it is given later and however.
+    result = wrapped(*args, **kwargs)
+    name = args[0] if args else kwargs.get("name")
+    if isinstance(name, str):
+        with _LOCK:
+            watched = [(t, list(f)) for t, f in _WATCHED.items()]
+        for target, filters in watched:
+            if _covers(target, name):
+                for guard_filter in filters:
+                    instance.addFilter(guard_filter)
     return result
 
 
@@ -213,10 +285,11 @@ def _below(target: logging.Logger) -> list[logging.Logger]:
     return found
 
 
-# Logger.addHandler is the one public door every configuration goes through
-# (basicConfig, dictConfig, fileConfig, direct calls); wrapt wraps it in place
-# and the last teardown() puts the original back.
-_PATCHER = Patcher("logging", [("Logger", "addHandler", _add_handler)])
+# Logger.addHandler is the public door every configuration goes through
+# (basicConfig, dictConfig, fileConfig, direct calls), Logger.__init__ the
+# one every new logger goes through; wrapt wraps them in place and the last
+# teardown() puts the originals back.
+_PATCHER = Patcher("logging", [("Logger", "addHandler", _add_handler), ("Logger", "__init__", _new_logger)])
 
 
 def _resolve(logger: logging.Logger | str | None) -> logging.Logger:
@@ -226,26 +299,32 @@ def _resolve(logger: logging.Logger | str | None) -> logging.Logger:
 def setup(
     logger: logging.Logger | str | None = None, *, purpose: str = "service.operations.logs"
 ) -> PurposeGuardFilter:
-    """Add one :class:`PurposeGuardFilter` to every handler of ``logger`` (root by default)
-    and of every logger below it, now and later.
+    """Add one :class:`PurposeGuardFilter` to ``logger`` (root by default), to
+    every logger below it and to all their handlers, now and later.
 
-    Handler filters see records propagated from child loggers too, which a
-    filter on the logger itself does not. Handlers added to ``logger`` later
-    (``logging.basicConfig`` after ``setup()``, ``dictConfig``) get the filter
-    as they are added through ``Logger.addHandler``, which purposeguard wraps
-    until the last :func:`teardown`. The logger gets the filter too, for its
-    own records while it has no handler (Python's last-resort handler).
-    Returns the filter.
+    The loggers' filter judges each record where it is made, before any
+    handler: a handler set without ``addHandler`` (``logger.handlers =
+    [h]``) or Python's last-resort handler gets a judged record. Loggers
+    created later get the filter as they are created, handlers added later
+    as ``Logger.addHandler`` adds them (``logging.basicConfig`` after
+    ``setup()``, ``dictConfig``); purposeguard wraps both until the last
+    :func:`teardown`. For the root logger, ``logging.lastResort`` gets the
+    filter too, for records of loggers made outside the tree. Returns the
+    filter.
     """
     target = _resolve(logger)
     guard_filter = PurposeGuardFilter(purpose)
     with _LOCK:
         _WATCHED.setdefault(target, []).append(guard_filter)
         _PATCHER.install()
-    for logger in _below(target):
-        for handler in list(logger.handlers):
+    for below in _below(target):
+        below.addFilter(guard_filter)
+        for handler in list(below.handlers):
             handler.addFilter(guard_filter)
-    target.addFilter(guard_filter)
+    last_resort = logging.lastResort
+    if target is target.manager.root and last_resort is not None:
+        last_resort.addFilter(guard_filter)
+        _LAST_RESORT[guard_filter] = last_resort
     return guard_filter
 
 
@@ -260,7 +339,10 @@ def teardown(guard_filter: PurposeGuardFilter, logger: logging.Logger | str | No
             _WATCHED.pop(target, None)
         if not _WATCHED:
             _PATCHER.remove()
-    target.removeFilter(guard_filter)
-    for logger in _below(target):
-        for handler in list(logger.handlers):
+    for below in _below(target):
+        below.removeFilter(guard_filter)
+        for handler in list(below.handlers):
             handler.removeFilter(guard_filter)
+    last_resort = _LAST_RESORT.pop(guard_filter, None)
+    if last_resort is not None:
+        last_resort.removeFilter(guard_filter)

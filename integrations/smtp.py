@@ -17,13 +17,25 @@ is not loopback.
 Why the ``email`` package is watched too: building a message encodes its
 text (``EmailMessage.set_content`` re-wraps lines, headers become header
 objects), so the labels of what went in are gone by the time it is sent.
-``instrument()`` therefore remembers, per message part, the labels of the
-values set as its headers, payload or content, and ``send_message`` reads
-them back. ``Message.as_string`` / ``as_bytes`` label the text they flatten with the
-message's labels, and parsing (``email.message_from_string``,
-``message_from_bytes``, ``FeedParser``) keeps the labels of the text on the
-parsed message. Text flattened another way (a ``Generator`` by hand) keeps
-none; the zone still sees what was labelled while it was open.
+``instrument()`` therefore wraps every method of ``Message``, ``MIMEPart``
+and ``EmailMessage`` that is not a reader (``get*``, ``is_*``, ``iter_*``,
+``walk``, ``keys``/``values``/``items``; the list is read from the classes
+when ``email.message`` is imported, so a setter a later Python adds is
+covered too): the labels of its arguments go onto the message part as
+side-table labels, and parts it creates from a labelled part (``make_mixed``,
+``add_attachment``) get that part's labels. Side-table labels follow the
+object through ``copy.copy``, ``copy.deepcopy`` and pickling, so a copied
+message is still labelled; they make the message itself a labelled value
+for every other exit (a task queue, a log line). At send time the guard
+reads each part's own labels and, again, everything the part holds (header
+values, payload, preamble, epilogue): text that kept its labels is seen
+even if it was stored without any setter. ``Message.as_string`` /
+``as_bytes`` (and ``str()``/``bytes()`` of a message) label the text they
+flatten with the message's labels, and parsing
+(``email.message_from_string``, ``message_from_bytes``, ``FeedParser``)
+keeps the labels of the text on the parsed message. Text flattened another
+way (a ``Generator`` by hand) keeps none; the zone still sees what was
+labelled while it was open.
 
 Mail sent by hand with ``mail()``, ``rcpt()`` and ``data()`` is checked
 too: ``data()`` like ``sendmail`` (the message and the zone), a labelled
@@ -39,46 +51,74 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from purposeguard._labels import EMPTY, labels_of, merge_tenants, relabel, tenant_of, tenant_of_values
+from purposeguard._labels import (
+    EMPTY,
+    _item_labels,
+    merge_tenants,
+    relabel,
+    tenant_of,
+    tenant_of_values,
+)
 
 from . import _unguarded
 from ._egress import check_egress, deep_labels, input_labels
-from ._patch import Patcher
+from ._patch import Patcher, Wrapper
 
 __all__ = ["instrument", "is_instrumented", "message_labels", "uninstrument"]
 
 _FUNCTION = "smtplib.SMTP.sendmail"
-# Labels of the values a message part was built from, by part, and whose
-# data they are: text flattened from the message carries both, so another
-# tenant's consent never releases it.
-_PARTS: weakref.WeakKeyDictionary[Any, tuple[frozenset[str], str | None]] = weakref.WeakKeyDictionary()
+# Labels fed to a parser, and whose data they are, until ``close()`` hands
+# them to the message it builds. Message parts themselves keep their labels
+# in the labels layer's side table, which copies and pickles them along.
+_FED: weakref.WeakKeyDictionary[Any, tuple[frozenset[str], str | None]] = weakref.WeakKeyDictionary()
 _NOTHING: tuple[frozenset[str], str | None] = (EMPTY, None)
 # Labels of the message ``send_message`` is flattening, for the ``sendmail`` it calls.
 _PENDING: ContextVar[frozenset[str]] = ContextVar("purposeguard.smtp.pending", default=EMPTY)
 # True inside ``sendmail``, which checked the whole message: the ``mail``,
 # ``rcpt`` and ``data`` commands it sends are not checked again.
 _CHECKED: ContextVar[bool] = ContextVar("purposeguard.smtp.checked", default=False)
+# Methods of the ``email.message`` classes that only read: every other one
+# is wrapped, so a setter nobody listed cannot drop labels.
+_READERS = ("get", "is_", "iter_", "walk", "keys", "values", "items", "raw_items")
+_FLATTENERS = ("as_string", "as_bytes")
 
 
 def _remember(part: Any, values: tuple[Any, ...]) -> None:
-    labels = deep_labels(values)
+    labels = input_labels(values)
     if labels:
-        _add(part, labels, tenant_of_values((values,)))
+        _label_part(part, labels, tenant_of_values(values))
 
 
-def _add(part: Any, labels: frozenset[str], tenant: str | None) -> None:
-    try:
-        known, known_tenant = _PARTS.get(part, _NOTHING)
-        _PARTS[part] = (known | labels, merge_tenants(known_tenant, tenant))
-    except TypeError:  # not weak-referenceable: the zone check still applies
-        pass
+def _label_part(part: Any, labels: frozenset[str], tenant: str | None) -> None:
+    # In the labels layer's side table (a message part is weakly
+    # referenceable), which copy, deepcopy and pickle carry along.
+    relabel(part, *sorted(labels), tenant=tenant)
 
 
 def _remembering(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
+    own = _item_labels(instance)
+    if not own:
+        result = wrapped(*args, **kwargs)
+        _remember(instance, (*args, *kwargs.values()))
+        return result
+    # A labelled part restructured (make_mixed, add_attachment): the parts it
+    # creates hold what it held, encoded; they carry its labels. A part
+    # passed in (attach) keeps its own.
+    payload = getattr(instance, "_payload", None)
+    before = {id(part) for part in payload} if isinstance(payload, list) else set()
     result = wrapped(*args, **kwargs)
-    _remember(instance, (args, tuple(kwargs.values())))
+    _remember(instance, (*args, *kwargs.values()))
+    payload = getattr(instance, "_payload", None)
+    if isinstance(payload, list):
+        values = (*args, *kwargs.values())
+        given = {id(value) for value in values}
+        given.update(id(part) for value in values if isinstance(value, list) for part in value)
+        tenant = tenant_of(instance)
+        for part in payload:
+            if id(part) not in before and id(part) not in given:
+                _label_part(part, own, tenant)
     return result
 
 
@@ -93,18 +133,18 @@ def _labels_and_tenant(message: Any) -> tuple[frozenset[str], str | None]:
     walk = getattr(message, "walk", None)
     parts = walk() if walk is not None else (message,)
     for part in parts:
-        labels, part_tenant = _PARTS.get(part, _NOTHING)
-        payload = part.get_payload() if hasattr(part, "get_payload") else None
-        if isinstance(payload, (str, bytes)):
-            payload_labels = labels_of(payload)
-            if payload_labels:
-                labels = labels | payload_labels
-                part_tenant = merge_tenants(part_tenant, tenant_of(payload))
-        for value in getattr(part, "_headers", ()):
-            header_labels = deep_labels(value)
-            if header_labels:
-                labels = labels | header_labels
-                part_tenant = merge_tenants(part_tenant, tenant_of_values((value,)))
+        labels = _item_labels(part)
+        part_tenant = tenant_of(part) if labels else None
+        # What the part holds, read again: a value stored without a setter
+        # (``msg.preamble = ...``, ``set_raw``) is seen if it kept its labels.
+        for name, value in getattr(part, "__dict__", {}).items():
+            if name == "policy" or (name == "_payload" and isinstance(value, list)):
+                continue  # configuration; sub-parts are walked themselves
+            for item in value if name == "_headers" and isinstance(value, list) else (value,):
+                item_labels = deep_labels(item)
+                if item_labels:
+                    labels = labels | item_labels
+                    part_tenant = merge_tenants(part_tenant, tenant_of_values((item,)))
         if labels:
             tenant = merge_tenants(tenant, part_tenant)
             found = found | labels
@@ -176,20 +216,24 @@ def _parsed(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], k
     # Parsing reads the text through StringIO and splits it into lines,
     # which drops its labels: the parsed message keeps them.
     message = wrapped(*args, **kwargs)
-    _remember(message, (args[:1] if args else (kwargs.get("text"),)))
+    _remember(message, (args[0] if args else kwargs.get("text"),))
     return message
 
 
 def _feed(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    _remember(instance, (args, tuple(kwargs.values())))
+    values = (*args, *kwargs.values())
+    labels = input_labels(values)
+    if labels:
+        known, known_tenant = _FED.get(instance, _NOTHING)
+        _FED[instance] = (known | labels, merge_tenants(known_tenant, tenant_of_values(values)))
     return wrapped(*args, **kwargs)
 
 
 def _close(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     message = wrapped(*args, **kwargs)
-    fed, tenant = _PARTS.pop(instance, _NOTHING)
+    fed, tenant = _FED.pop(instance, _NOTHING)
     if fed:
-        _add(message, fed, tenant)
+        _label_part(message, fed, tenant)
     return message
 
 
@@ -205,17 +249,27 @@ _SMTP = Patcher(
 )
 _PARSER = Patcher("email.parser", [("Parser", "parsestr", _parsed), ("BytesParser", "parsebytes", _parsed)])
 _FEEDPARSER = Patcher("email.feedparser", [("FeedParser", "feed", _feed), ("FeedParser", "close", _close)])
-_EMAIL = Patcher(
-    "email.message",
-    [
-        ("Message", "__setitem__", _remembering),
-        ("Message", "add_header", _remembering),
-        ("Message", "set_payload", _remembering),
-        ("MIMEPart", "set_content", _remembering),
-        ("Message", "as_string", _flattened),
-        ("Message", "as_bytes", _flattened),
-    ],
-)
+
+
+class _EmailPatcher(Patcher):
+    """Wraps the ``email.message`` classes' methods as the module is
+    imported, reading which there are from the classes themselves."""
+
+    def _apply(self, module: Any) -> None:
+        targets: list[tuple[str, str, Wrapper]] = []
+        for class_name in ("Message", "MIMEPart", "EmailMessage"):
+            for name, value in vars(getattr(module, class_name)).items():
+                if not callable(value):
+                    continue
+                if name in _FLATTENERS:
+                    targets.append((class_name, name, _flattened))
+                elif name == "__setitem__" or not (name.startswith("_") or name.startswith(_READERS)):
+                    targets.append((class_name, name, _remembering))
+        self.targets = targets
+        super()._apply(module)
+
+
+_EMAIL = _EmailPatcher("email.message", [])
 
 
 def instrument() -> None:

@@ -48,7 +48,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from purposeguard._context import FLAGS, ZONE
+from purposeguard._context import FLAGS, REDACTING, ZONE
 from purposeguard._errors import PurposeViolation
 from purposeguard._labels import NO_LABELS, WalkLimit, labels_in_values
 from purposeguard._runtime import check_zone, get_guard, require_purpose_key
@@ -153,7 +153,12 @@ class PurposeGuardFilter(logging.Filter):
             labels = message_labels | error_labels
             guard = get_guard()
             if labels:
-                guard.check_labels(labels, self.purpose, via="egress", function=f"logging.{record.name}")
+                # A refusal here redacts the record: the traced operation did not fail.
+                redacting = REDACTING.set(True)
+                try:
+                    guard.check_labels(labels, self.purpose, via="egress", function=f"logging.{record.name}")
+                finally:
+                    REDACTING.reset(redacting)
             state = ZONE.get() if FLAGS.zones else None
             # purposeguard's own records name categories and rules, never
             # values (and one about a violation must not report another).
@@ -164,9 +169,11 @@ class PurposeGuardFilter(logging.Filter):
                 # A violation callback that logs must not be judged again
                 # from inside this check (it would report itself, endlessly).
                 token = _JUDGING.set(True)
+                redacting = REDACTING.set(True)
                 try:
                     check_zone(guard, state, self.purpose, labels, f"logging.{record.name}")
                 finally:
+                    REDACTING.reset(redacting)
                     _JUDGING.reset(token)
         except PurposeViolation as error:
             rebuilt = walking == "zone"
@@ -176,6 +183,7 @@ class PurposeGuardFilter(logging.Filter):
                 extras,
                 bool(message_labels) or walking == "message" or rebuilt,
                 bool(error_labels) or walking == "exception" or (rebuilt and _has_exception(record)),
+                rebuilt and not message_labels,
             )
         return True
 
@@ -189,13 +197,21 @@ def _has_exception(record: logging.LogRecord) -> bool:
 
 
 def _redact(
-    record: logging.LogRecord, error: PurposeViolation, extras: list[str], message: bool, exception: bool
+    record: logging.LogRecord,
+    error: PurposeViolation,
+    extras: list[str],
+    message: bool,
+    exception: bool,
+    by_zone: bool = False,
 ) -> None:
     categories = ", ".join(sorted({v.category for v in error.violations}))
     rules = ", ".join(sorted({v.rule or "the policy default" for v in error.violations}))
     if message:
+        # Refused through the zone, the message itself carried no label: it
+        # was written where that content had been read, and may quote it.
+        carried = f"written in a zone that had read {categories}" if by_zone else f"it carried {categories}"
         record.msg = (
-            f"[purposeguard redacted this message: it carried {categories}, "
+            f"[purposeguard redacted this message: {carried}, "
             f"not allowed for {error.violations[0].purpose} (rule {rules})]"
         )
         record.args = None

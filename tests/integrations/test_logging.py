@@ -306,6 +306,8 @@ def test_an_f_string_of_content_in_a_zone_is_redacted_under_context_enforce(
     text = read(path)
     assert marker not in text
     assert text.count("redacted") >= 2
+    # The line carried no label of its own: it says where it was written, not what it carried.
+    assert f"written in a zone that had read {CONTENT}" in text
     assert {(v.via, v.mode) for v in violations} == {("context", "enforce")}
 
 

@@ -16,8 +16,9 @@ into something that cannot carry a label first (Base64 of a password),
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -264,3 +265,32 @@ def header_labels(pairs: Any) -> frozenset[str]:
             if tenant is not None:
                 note_owner(labels, tenant)
     return found
+
+
+# The signatures of the client functions bound_arguments reads, once each.
+_SIGNATURES: dict[Any, inspect.Signature] = {}
+
+
+def bound_arguments(
+    wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], call: str
+) -> dict[str, Any]:
+    """A client call's arguments by name, as the client's function receives
+    them (extra keywords alongside): how a guard reads a call shape it does
+    not read by position. ``TypeError`` for a call the client would refuse
+    too; ``ValueError`` when the function takes ``*args``, whose meaning is
+    unknown."""
+    function = getattr(wrapped, "__func__", wrapped)
+    signature = _SIGNATURES.get(function)
+    if signature is None:
+        signature = _SIGNATURES[function] = inspect.signature(wrapped)
+    named: dict[str, Any] = {}
+    for name, value in signature.bind(*args, **kwargs).arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            # Not in any release of the clients guarded: which of them is the body is unknown.
+            raise ValueError(f"{call}(*{name}) cannot be read")
+        else:
+            named[name] = value
+    return named

@@ -26,7 +26,6 @@ checked there, before encoding, and are not checked twice.
 from __future__ import annotations
 
 import http.client
-import inspect
 import urllib.error
 import weakref
 from collections.abc import Callable, Iterator
@@ -41,6 +40,7 @@ from purposeguard._runtime import get_guard
 from . import _unguarded
 from ._egress import _LAYER as _CHECKING
 from ._egress import (
+    bound_arguments,
     check_chunk,
     check_egress,
     checked_by,
@@ -90,28 +90,6 @@ def _streamed(body: Any) -> bool:
 # them positionally, other callers by keyword too.
 _REQUEST_PARAMETERS = ("method", "url", "body", "headers")
 _TAKEN = tuple(frozenset(_REQUEST_PARAMETERS[:n]) for n in range(len(_REQUEST_PARAMETERS) + 1))
-# The signature of the original ``request`` (bound: no ``self``), read once.
-_SIGNATURES: dict[Any, inspect.Signature] = {}
-
-
-def _bind(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The arguments by name, as ``request`` receives them; ``TypeError``
-    for a call http.client would refuse too."""
-    function = getattr(wrapped, "__func__", wrapped)
-    signature = _SIGNATURES.get(function)
-    if signature is None:
-        signature = _SIGNATURES[function] = inspect.signature(wrapped)
-    named: dict[str, Any] = {}
-    for name, value in signature.bind(*args, **kwargs).arguments.items():
-        kind = signature.parameters[name].kind
-        if kind is inspect.Parameter.VAR_KEYWORD:
-            named.update(value)
-        elif kind is inspect.Parameter.VAR_POSITIONAL:
-            # Not in any Python release: which of them is the body is unknown.
-            raise ValueError(f"request(*{name}) cannot be read")
-        else:
-            named[name] = value
-    return named
 
 
 def _request(
@@ -132,7 +110,7 @@ def _request(
         # Keyword shapes (``request(method=..., url=...)``, ``request("GET", url=...)``):
         # read as Python binds them to request, never by guessing positions.
         try:
-            kwargs = _bind(wrapped, args, kwargs)
+            kwargs = bound_arguments(wrapped, args, kwargs, "request")
         except TypeError:
             raise  # http.client would refuse the call the same way: nothing is sent
         except Exception as error:

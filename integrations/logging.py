@@ -209,9 +209,9 @@ def _redact(
     if message:
         # Refused through the zone, the message itself carried no label: it
         # was written where that content had been read, and may quote it.
-        carried = f"written in a zone that had read {categories}" if by_zone else f"it carried {categories}"
+        why = f"written in a zone that had read {categories}" if by_zone else f"it carried {categories}"
         record.msg = (
-            f"[purposeguard redacted this message: {carried}, "
+            f"[purposeguard redacted this message: {why}, "
             f"not allowed for {error.violations[0].purpose} (rule {rules})]"
         )
         record.args = None

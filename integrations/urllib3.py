@@ -30,7 +30,6 @@ Where the checks hook in, and why:
 from __future__ import annotations
 
 import functools
-import inspect
 import sys
 import threading
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from purposeguard._runtime import get_guard
 from . import _unguarded, baggage
 from ._egress import (
     CheckedBody,
+    bound_arguments,
     carry_labels,
     check_egress,
     checked_by,
@@ -91,7 +91,7 @@ def _url(pool: Any, url: str) -> str:
 # ``urlopen``'s parameters, in order: urllib3 calls itself positionally for
 # retries and redirects, requests by keyword. The calls that name no argument
 # twice are read from these directly; any other shape is bound by the real
-# signature (``_bind``).
+# signature (``bound_arguments``).
 _URLOPEN_PARAMETERS = (
     "method",
     "url",
@@ -110,30 +110,6 @@ _URLOPEN_PARAMETERS = (
 )
 # By number of positional arguments: the parameters they fill, which a keyword may not name again.
 _TAKEN = tuple(frozenset(_URLOPEN_PARAMETERS[:n]) for n in range(len(_URLOPEN_PARAMETERS) + 1))
-# The signature of the original ``urlopen`` (bound: no ``self``), read once.
-_SIGNATURES: dict[Any, inspect.Signature] = {}
-
-
-def _bind(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The arguments as urllib3 itself receives them: by name, with the
-    extra keywords (``**response_kw``) alongside. Raises ``TypeError`` for a
-    call urllib3 would refuse too."""
-    function = getattr(wrapped, "__func__", wrapped)
-    signature = _SIGNATURES.get(function)
-    if signature is None:
-        signature = _SIGNATURES[function] = inspect.signature(wrapped)
-    bound = signature.bind(*args, **kwargs).arguments
-    named: dict[str, Any] = {}
-    for name, value in bound.items():
-        kind = signature.parameters[name].kind
-        if kind is inspect.Parameter.VAR_KEYWORD:
-            named.update(value)
-        elif kind is inspect.Parameter.VAR_POSITIONAL:
-            # Not in any urllib3 release: which of them is the body is unknown.
-            raise ValueError(f"urlopen(*{name}) cannot be read")
-        else:
-            named[name] = value
-    return named
 
 
 def _unreadable(error: Exception) -> None:
@@ -161,7 +137,7 @@ def _urlopen(
         # Mixed shapes (``urlopen("POST", url=..., body=...)``): read them the
         # way Python binds them to urlopen, never by guessing positions.
         try:
-            kwargs = _bind(wrapped, args, kwargs)
+            kwargs = bound_arguments(wrapped, args, kwargs, "urlopen")
         except TypeError:
             raise  # urllib3 would refuse the call the same way: nothing is sent
         except Exception as error:

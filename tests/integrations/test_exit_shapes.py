@@ -120,7 +120,7 @@ def test_urllib3_arguments_that_cannot_be_read_are_refused_in_enforce_mode(
     def unreadable(*args: Any) -> dict[str, Any]:
         raise ValueError("no signature")
 
-    monkeypatch.setattr(pg_urllib3, "_bind", unreadable)
+    monkeypatch.setattr(pg_urllib3, "bound_arguments", unreadable)
     pool = urllib3.HTTPConnectionPool("127.0.0.1", recorder.port)
     with pg.purpose("service.operations"), pytest.raises(pg.PurposeViolation) as caught:
         pool.urlopen("POST", url="/x", body=b"x")

@@ -21,37 +21,9 @@ from purposeguard.integrations import smtp as pg_smtp
 
 import purposeguard as pg
 
-from .conftest import free_port
+from .test_exits import SMTPServer
 
 CONTENT = "customer_data.content.email"
-
-
-class _Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        self.messages.append(envelope.content)
-        return "250 OK"
-
-
-class SMTPServer:
-    def __init__(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.mailbox = _Mailbox()
-        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=free_port(), ready_timeout=10)
-
-    def __enter__(self) -> SMTPServer:
-        self.controller.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.controller.stop()
-
-    @property
-    def port(self) -> int:
-        return int(self.controller.port)
 
 
 @pytest.fixture

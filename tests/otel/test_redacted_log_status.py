@@ -23,6 +23,11 @@ def test_a_redacted_log_line_does_not_mark_the_request_span_failed(telemetry: Te
     pg.configure("trust-center", mode="enforce", context_mode="enforce")
     logger = logging.getLogger("pgtest.redacted.status")
     logger.propagate = False
+    # Whatever earlier tests left on the logging tree, this logger writes warnings.
+    logger.disabled = False
+    logger.setLevel(logging.INFO)
+    disabled = logging.root.manager.disable
+    logging.disable(logging.NOTSET)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     logger.addHandler(handler)
@@ -35,6 +40,7 @@ def test_a_redacted_log_line_does_not_mark_the_request_span_failed(telemetry: Te
     finally:
         teardown(guard_filter, logger)
         logger.removeHandler(handler)
+        logging.disable(disabled)
     assert SECRET not in stream.getvalue() and stream.getvalue().count("redacted") == 2
     (span,) = telemetry.spans.get_finished_spans()
     assert span.status.status_code is StatusCode.UNSET

@@ -139,8 +139,9 @@ def test_a_zone_holding_another_tenants_data_does_not_become_one_tenant_downstre
 
 def _asgi_downstream(seen: dict[str, Any], name_tenant: str) -> Any:
     from purposeguard.integrations.asgi import PurposeGuardMiddleware as AsgiMiddleware
+    from purposeguard.integrations.asgi import Receive, Scope, Send
 
-    async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         while (await receive()).get("more_body"):

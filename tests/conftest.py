@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,18 @@ def trace_guard() -> pg.Guard:
 @pytest.fixture
 def content() -> str:
     return pg.label("Quarterly numbers attached, call me", "customer_data.content.email")
+
+
+@pytest.fixture
+def consents() -> Iterator[Any]:
+    """acme consented to improvement for customer data; globex did not (an
+    in-memory consent store, enforce mode for calls and zones)."""
+    from purposeguard.consent import ConsentStore
+
+    store = ConsentStore(":memory:")
+    try:
+        pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=store)
+        store.grant("acme", "improvement", ["customer_data"], granted_by="admin@acme")
+        yield store
+    finally:
+        store.close()

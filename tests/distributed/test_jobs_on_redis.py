@@ -377,20 +377,6 @@ def improvement_allowed_here(*text: str) -> dict[str, Any]:
     return {"tenant": pg.current_tenant(), "improvement": allowed}
 
 
-@pytest.fixture
-def consents() -> Iterator[Any]:
-    """acme consented to improvement for customer data; globex did not."""
-    from purposeguard.consent import ConsentStore
-
-    store = ConsentStore(":memory:")
-    try:
-        pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=store)
-        store.grant("acme", "improvement", ["customer_data"], granted_by="admin@acme")
-        yield store
-    finally:
-        store.close()
-
-
 def _stored(queue: Queue, job_id: str) -> bool:
     return bool(queue.connection.exists(f"rq:job:{job_id}"))
 

@@ -34,8 +34,8 @@ from purposeguard.integrations import urllib3 as pg_urllib3
 
 import purposeguard as pg
 
-CONTENT = "customer_data.content.email"
-SECRET = "Quarterly-numbers-for-the-board"
+from .test_exit_arguments import CONTENT, SECRET, refused, secret
+
 MODULES = (pg_urllib3, pg_http_client, pg_aiohttp, pg_requests, pg_httpx)
 
 
@@ -48,18 +48,6 @@ def guards() -> Iterator[None]:
     for module in MODULES:
         module.uninstrument()
     _unguarded.reset()
-
-
-def secret() -> str:
-    return pg.label(SECRET, CONTENT)
-
-
-def refused(send: Callable[[], Any], purpose: str = "advertising") -> pg.PurposeViolation:
-    with pg.purpose(purpose), pytest.raises(pg.PurposeViolation) as caught:
-        send()
-    assert caught.value.violations[0].via == "egress"
-    assert SECRET not in str(caught.value)
-    return caught.value
 
 
 # -- urllib3: urlopen however its arguments are given -------------------------------------------

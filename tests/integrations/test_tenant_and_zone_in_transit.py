@@ -31,18 +31,6 @@ from .conftest import RecordingServer, Signer
 CONTENT = "customer_data.content.email"
 
 
-@pytest.fixture
-def consents() -> Iterator[ConsentStore]:
-    """acme consented to improvement for customer data; globex did not."""
-    store = ConsentStore(":memory:")
-    try:
-        pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=store)
-        store.grant("acme", "improvement", ["customer_data"], granted_by="admin@acme")
-        yield store
-    finally:
-        store.close()
-
-
 @pytest.fixture(autouse=True)
 def guards() -> Iterator[None]:
     for module in (pg_requests, pg_urllib3, pg_http_client):

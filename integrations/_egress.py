@@ -48,7 +48,10 @@ __all__ = [
 
 TRANSPORT_RULE = "transport.require_tls"
 # Schemes that send in the clear: what ``[transport] require_tls`` refuses off-host.
-PLAINTEXT_SCHEMES = frozenset({"http", "smtp", "ws", "ftp"})
+# Task brokers count: a job's arguments cross the network to Redis or RabbitMQ
+# as plainly as a request body does (the queue integrations name a broker
+# reached over TLS ``rediss``/``amqps``, whatever the setting that asked for it).
+PLAINTEXT_SCHEMES = frozenset({"http", "smtp", "ws", "ftp", "redis", "amqp"})
 
 # The client library whose guard checked the call in progress. Clients are
 # stacked (requests on urllib3 on http.client): the outermost guard checks the
@@ -248,7 +251,9 @@ def _refuse_plain_http(
 ) -> None:
     # The request's own labels run in the guard's mode, categories only the
     # zone saw in context_mode: Guard.violate resolves which.
-    text = "{} may leave this host only encrypted: use TLS (https://, SMTP with STARTTLS)"
+    text = (
+        "{} may leave this host only encrypted: use TLS (https://, SMTP with STARTTLS, rediss://, amqps://)"
+    )
     denials = [Denial(category, TRANSPORT_RULE, None, text.format(category)) for category in categories]
     guard.violate(purpose, denials, via="transport", function=function, tenant=tenant, context=context)
 

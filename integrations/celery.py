@@ -131,6 +131,18 @@ def _send_task(wrapped: Any, app: Any, args: tuple[Any, ...], kwargs: dict[str, 
     return wrapped(*args, **kwargs)
 
 
+_BROKER_FAMILIES = {
+    "redis": "redis",
+    "rediss": "redis",
+    "sentinel": "redis",
+    "amqp": "amqp",
+    "amqps": "amqp",
+    "pyamqp": "amqp",
+    "librabbitmq": "amqp",
+}
+_ENCRYPTED = frozenset({"rediss", "amqps"})
+
+
 def _broker_url(app: Any) -> str:
     """Where a Celery app publishes, as a URL the egress check understands
     (scheme, host and port; never the credentials)."""
@@ -143,7 +155,13 @@ def _broker_url(app: Any) -> str:
         parts = urlsplit(str(url).split(";", 1)[0].strip())
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme or 'amqp'}://{host}{port}/"
+        scheme = (parts.scheme or "amqp").lower()
+        # Transport aliases by the wire they use, so that require_tls knows a
+        # broker reached in the clear from one reached over TLS.
+        family = _BROKER_FAMILIES.get(scheme.split("+", 1)[0])
+        if family is not None:
+            scheme = f"{family}s" if scheme in _ENCRYPTED or conf.broker_use_ssl else family
+        return f"{scheme}://{host}{port}/"
     except Exception:  # noqa: BLE001 - an unusual broker setting still gets its check
         return "amqp://localhost/"
 

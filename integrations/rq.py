@@ -78,16 +78,29 @@ _STATE = _State()
 def _queue_url(queue: Any) -> str:
     """Where a queue's jobs go, as a URL the egress check understands."""
     try:
-        kwargs = queue.connection.connection_pool.connection_kwargs
+        pool = queue.connection.connection_pool
+        kwargs = pool.connection_kwargs
         host = kwargs.get("host") or "localhost"
         port = kwargs.get("port") or 6379
         db = kwargs.get("db") or 0
-        scheme = "rediss" if kwargs.get("ssl") else "redis"
+        scheme = "rediss" if _encrypted(pool) else "redis"
         if kwargs.get("path"):
             return f"unix://localhost/{queue.name}"
         return f"{scheme}://{host}:{port}/{db}/{queue.name}"
     except Exception:  # noqa: BLE001 - an unusual connection still gets its check
         return f"redis://localhost/{getattr(queue, 'name', 'default')}"
+
+
+def _encrypted(pool: Any) -> bool:
+    """Whether a redis-py pool connects over TLS. ``Redis(ssl=True)`` and
+    ``rediss://`` both leave no ``ssl`` among the connection keywords: the
+    connection class says it."""
+    try:
+        from redis.connection import SSLConnection
+    except ImportError:  # pragma: no cover - rq depends on redis
+        return False
+    connection_class = getattr(pool, "connection_class", None)
+    return isinstance(connection_class, type) and issubclass(connection_class, SSLConnection)
 
 
 def _function_name(func: Any) -> str:

@@ -492,12 +492,19 @@ class PostgresStorage:
         return int(rows[0][0]), str(rows[0][1])
 
     def grants(self, tenant: str | None = None) -> list[Grant]:
-        sql = "SELECT tenant, purpose, category, granted_by, granted_at, expires_at FROM purposeguard_consent"
-        if tenant is None:
-            rows = self._query(sql + " ORDER BY tenant, purpose, category")
-        else:
-            rows = self._query(sql + " WHERE tenant = %s ORDER BY purpose, category", (tenant,))
-        return [_grant(row) for row in rows]
+        """The grants decisions use (as the SQLite backend lists them): those
+        the table holds that the chain's consent records also grant, so that
+        a listing never shows a grant added by hand that no decision honours."""
+        psycopg = self._psycopg
+        with self._lock:
+            try:
+                kept = self._load(self._connection())
+            except psycopg.Error as error:
+                raise self._failed(error, "read consents") from None
+        if tenant is not None:
+            kept = [grant for grant in kept if grant.tenant == tenant]
+        # Code-point order, as SQLite's binary collation sorts (not the database's locale).
+        return sorted(kept, key=lambda grant: (grant.tenant, grant.purpose, grant.category))
 
     def generation(self) -> tuple[int, int]:
         # Only meaningful beside cached_grants(): changes arrive by NOTIFY.

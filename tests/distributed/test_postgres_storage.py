@@ -264,6 +264,9 @@ def test_a_grant_inserted_by_hand_is_never_used(pg_url: str, caplog: pytest.LogC
         assert not store.has_consent("fabrikam", "improvement", "customer_data.content.email")
         # The recorded grant still holds, never longer than its record says (no expiry: the table's).
         assert store.has_consent("contoso", "improvement", "customer_data.content.email")
+        # Listed as decided: the grant added by hand is not shown as held.
+        assert [(g.tenant, g.expires_at) for g in store.list()] == [("contoso", 4102444800)]
+        assert store.list("fabrikam") == []
     assert "differs from the chain's consent records" in caplog.text
 
 

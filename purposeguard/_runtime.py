@@ -413,8 +413,7 @@ class Guard:
             }.get(via, "hand on only what is needed")
             reason = (
                 f"the label walk gave up on {where or 'a value nested too deep or too large to look through'}; "
-                f"{smaller}, not the whole object, or read its type's labels with a foreign reader "
-                "(purposeguard._labels.register_foreign)"
+                f"{smaller}, not the whole object that holds it"
             )
         elif where is not None:
             # The application's code raised while its labels were read (a

@@ -108,7 +108,9 @@ def test_more_values_than_the_bound_names_the_attribute_chain_and_no_key_or_valu
     message = str(refusal)
     assert "service: Service -> .cache: Cache -> .entries: dict -> [...]: list" in message
     assert f"more than the {MAX_ITEMS} values the walk looks into" in message
-    assert "register_foreign" in message
+    assert "pass the function only what it needs" in message
+    # Advice a user can follow: nothing private to purposeguard.
+    assert "purposeguard._" not in message
     for shown in (message, caplog.text, repr(refusal.violations), *(v.remediation for v in recorded)):
         assert SECRET not in shown and "row of" not in shown
     assert recorded[0].remediation == refusal.violations[0].remediation

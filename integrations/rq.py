@@ -20,8 +20,9 @@ share. ``Queue.create_job`` (under ``enqueue``, ``enqueue_call``,
 ``enqueue_at``/``enqueue_in`` and ``enqueue_many``) checks while it still
 sees the labelled arguments; ``Queue.enqueue_job`` and
 ``Queue.schedule_job`` check and tag a job made any other way
-(``Job.create`` then ``enqueue_job``, a job fetched back from Redis), once
-per job and queue: a job ``create_job`` checked for that queue is not
+(``Job.create`` then ``enqueue_job``, a job fetched back from Redis), and
+``Job.save`` a job never handed to a queue (``job.save()`` then
+``queue.push_job_id(job.id)``), once per job and queue: a job ``create_job`` checked for that queue is not
 checked or recorded again. A job that already carries baggage verified for
 it keeps what it carried (its categories and tenant join the enqueuer's). The worker reads them back, verified and validated like any incoming
 baggage (meta copied onto another job is ignored), and runs the job in a zone of its
@@ -77,18 +78,22 @@ _STATE = _State()
 
 def _queue_url(queue: Any) -> str:
     """Where a queue's jobs go, as a URL the egress check understands."""
+    return _redis_url(getattr(queue, "connection", None), getattr(queue, "name", "default"))
+
+
+def _redis_url(connection: Any, name: str) -> str:
     try:
-        pool = queue.connection.connection_pool
+        pool = connection.connection_pool
         kwargs = pool.connection_kwargs
         host = kwargs.get("host") or "localhost"
         port = kwargs.get("port") or 6379
         db = kwargs.get("db") or 0
         scheme = "rediss" if _encrypted(pool) else "redis"
         if kwargs.get("path"):
-            return f"unix://localhost/{queue.name}"
-        return f"{scheme}://{host}:{port}/{db}/{queue.name}"
+            return f"unix://localhost/{name}"
+        return f"{scheme}://{host}:{port}/{db}/{name}"
     except Exception:  # noqa: BLE001 - an unusual connection still gets its check
-        return f"redis://localhost/{getattr(queue, 'name', 'default')}"
+        return f"redis://localhost/{name}"
 
 
 def _encrypted(pool: Any) -> bool:
@@ -157,7 +162,10 @@ def _create_job(original: Any) -> Any:
 def _prepared(queue: Any, job: Any) -> None:
     """Check and tag a job ``Queue.create_job`` did not make for this queue
     (``Job.create``, a job fetched back from Redis), before it is stored."""
-    url = _queue_url(queue)
+    _prepare(_queue_url(queue), job)
+
+
+def _prepare(url: str, job: Any) -> None:
     if getattr(job, _CHECKED, None) == url:
         return  # create_job checked it, with the labels it saw then
     func = _job_function(job)
@@ -218,6 +226,31 @@ def _schedule_job(original: Any) -> Any:
 
     schedule_job.__wrapped__ = original  # type: ignore[attr-defined]
     return schedule_job
+
+
+# A job in one of these states was never handed to a queue: saving it is
+# publishing it (``job.save()`` then ``queue.push_job_id(job.id)`` enqueues
+# without ``enqueue_job``). RQ before 2 leaves a new job's status unset.
+_UNPUBLISHED = frozenset({None, "created", "deferred"})
+
+
+def _save(original: Any) -> Any:
+    def save(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, _CHECKED, None) is None and _status(self) in _UNPUBLISHED:
+            _prepare(
+                _redis_url(getattr(self, "connection", None), getattr(self, "origin", None) or "default"),
+                self,
+            )
+        return original(self, *args, **kwargs)
+
+    save.__wrapped__ = original  # type: ignore[attr-defined]
+    return save
+
+
+def _status(job: Any) -> str | None:
+    # As stored on the job, never fetched from Redis (the property may be).
+    status = job.__dict__.get("_status")
+    return getattr(status, "value", status) if status is not None else None
 
 
 def _perform(original: Any) -> Any:
@@ -288,7 +321,12 @@ def instrument() -> None:
     with _STATE.lock:
         if _STATE.originals:
             return
-        originals = {"create_job": Queue.create_job, "enqueue_job": Queue.enqueue_job, "perform": Job.perform}
+        originals = {
+            "create_job": Queue.create_job,
+            "enqueue_job": Queue.enqueue_job,
+            "perform": Job.perform,
+            "save": Job.save,
+        }
         if hasattr(Queue, "schedule_job"):
             originals["schedule_job"] = Queue.schedule_job
         _STATE.originals = originals
@@ -298,6 +336,7 @@ def instrument() -> None:
         if "schedule_job" in originals:
             setattr(Queue, "schedule_job", _schedule_job(Queue.schedule_job))  # noqa: B010
         setattr(Job, "perform", _perform(Job.perform))  # noqa: B010
+        setattr(Job, "save", _save(Job.save))  # noqa: B010
 
 
 def uninstrument() -> None:
@@ -313,6 +352,7 @@ def uninstrument() -> None:
             if name in originals:
                 setattr(Queue, name, originals[name])
         setattr(Job, "perform", originals["perform"])  # noqa: B010
+        setattr(Job, "save", originals["save"])  # noqa: B010
         _STATE.originals = {}
 
 

@@ -381,7 +381,7 @@ def _stored(queue: Queue, job_id: str) -> bool:
     return bool(queue.connection.exists(f"rq:job:{job_id}"))
 
 
-@pytest.mark.parametrize("how", ["enqueue_job", "schedule_job", "enqueue_many", "enqueue_in"])
+@pytest.mark.parametrize("how", ["enqueue_job", "schedule_job", "enqueue_many", "enqueue_in", "save_and_push"])
 def test_rq_a_job_made_any_way_is_checked_before_redis(
     rq_queue: tuple[Queue, str], marker: str, how: str
 ) -> None:
@@ -402,6 +402,12 @@ def test_rq_a_job_made_any_way_is_checked_before_redis(
         elif how == "schedule_job":
             job = Job.create(jobs.advertise_job, args=(body,), id=job_id, connection=queue.connection)
             queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(minutes=5))
+        elif how == "save_and_push":
+            job = Job.create(
+                jobs.advertise_job, args=(body,), id=job_id, origin=queue.name, connection=queue.connection
+            )
+            job.save()
+            queue.push_job_id(job.id)
         elif how == "enqueue_many":
             queue.enqueue_many([Queue.prepare_data(jobs.advertise_job, args=(body,), job_id=job_id)])
         else:
@@ -419,6 +425,22 @@ def test_rq_a_prepared_job_carries_purpose_tenant_and_zone_to_the_worker(rq_queu
         pg.label("mail body", CONTENT)
         job = queue.enqueue_job(Job.create(jobs.inspect_job, connection=queue.connection))
     assert pg_rq.META_KEY in job.meta
+    assert wait_job(job) == "finished"
+    assert job.return_value() == {"purpose": "service.operations", "tenant": "contoso", "zone": [CONTENT]}
+
+
+def test_rq_a_saved_job_pushed_by_id_carries_purpose_tenant_and_zone_to_the_worker(
+    rq_queue: tuple[Queue, str],
+) -> None:
+    from rq.job import Job
+
+    queue, _ = rq_queue
+    with pg.testing.capture() as seen, pg.zone(tenant="contoso"), pg.purpose("service.operations"):
+        pg.label("mail body", CONTENT)
+        job = Job.create(jobs.inspect_job, origin=queue.name, connection=queue.connection)
+        job.save()
+        queue.push_job_id(job.id)
+    assert pg_rq.META_KEY in job.meta and seen == []
     assert wait_job(job) == "finished"
     assert job.return_value() == {"purpose": "service.operations", "tenant": "contoso", "zone": [CONTENT]}
 

@@ -41,11 +41,13 @@ def delegate(
     on_item: Callable[[Any], Any],
     context: tuple[ContextVar[Any], Any] | None = None,
     on_receive: Callable[[Any], None] | None = None,
+    on_return: Callable[[Any], Any] | None = None,
 ) -> Generator[Any, Any, Any]:
-    """``yield from generator`` with ``on_item`` applied to what it yields and
+    """``yield from generator`` with ``on_item`` applied to what it yields,
     ``on_receive`` to what the caller sends or throws in before each step
     (None for a plain ``next()`` and for the first step; a refusal there
-    closes the generator and reaches the caller)."""
+    closes the generator and reaches the caller) and ``on_return`` to what
+    it returns."""
     var, value = context if context is not None else (None, None)
     to_send: Any = None
     to_throw: BaseException | None = None
@@ -67,7 +69,7 @@ def delegate(
             else:
                 item = generator.send(to_send)
         except StopIteration as stop:
-            return stop.value
+            return stop.value if on_return is None else on_return(stop.value)
         finally:
             if token is not None:
                 var.reset(token)  # type: ignore[union-attr]
@@ -93,6 +95,7 @@ def generator_function(
     before: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None,
     context: tuple[ContextVar[Any], Any] | None = None,
     on_receive: Callable[[Any], None] | None = None,
+    on_return: Callable[[Any], Any] | None = None,
 ) -> Callable[..., Generator[Any, Any, Any]]:
     """A generator function that runs ``before(args, kwargs)`` when called and
     then delegates to ``fn``'s generator (creating it inside ``context`` too)."""
@@ -108,7 +111,7 @@ def generator_function(
                 context[0].reset(token)
         else:
             generator = fn(*args, **kwargs)
-        return (yield from delegate(generator, on_item, context, on_receive))
+        return (yield from delegate(generator, on_item, context, on_receive, on_return))
 
     return wrapper
 

@@ -19,11 +19,13 @@ import sys
 import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
+from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import Any, TypeVar
 
 from ._context import FLAGS, PURPOSE, ZONE, ZoneState
 from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError, PurposeViolation
+from ._labelled import _LabelledNumber
 from ._labels import FLAT_OBJECTS, NO_LABELS, WalkLimit, labels_in_values, learn_flat, tenant_of_values
 from ._runtime import COUNTERS, check_zone, frame_name, get_guard, require_purpose_key
 from ._shortcut import allowed_classes, hits, learn, remember_zone, zone_allows
@@ -331,6 +333,42 @@ def _return_check(
         _learn_if_allowed(guard, purpose_key, (value,))
 
 
+def _returned(purpose_key: str, name: str, value: Any, arguments: tuple[Any, ...]) -> Any:
+    """What a guarded plain function hands back: checked as its return value,
+    or, when it is a coroutine or generator whose body has not run yet (an
+    ``async def`` or generator function under a decorator that hid it, a
+    thin wrapper returning a client's coroutine), wrapped so that the body
+    runs for the declared purpose and what it returns or yields is checked.
+    Otherwise the body would run later under the caller's purpose."""
+    t = type(value)
+    if t is CoroutineType:
+        return _awaited_for(purpose_key, name, value)
+    if t is GeneratorType:
+        return _generator_wrapper(lambda: value, purpose_key, name)()
+    if t is AsyncGeneratorType:
+        return _async_generator_wrapper(lambda: value, purpose_key, name)()
+    _return_check(purpose_key, name, value, arguments)
+    return value
+
+
+async def _awaited_for(purpose_key: str, name: str, coroutine: Any) -> Any:
+    if FLAGS.zones:
+        # The body runs now, perhaps long after the call: against the zone as it stands.
+        try:
+            _zone_check(purpose_key, name)
+        except BaseException:
+            coroutine.close()  # refused before it started: it never will
+            raise
+    token = PURPOSE.set(purpose_key)
+    try:
+        result = await coroutine
+    finally:
+        PURPOSE.reset(token)
+    if type(result) not in NO_LABELS:
+        _return_check(purpose_key, name, result)
+    return result
+
+
 _TEMPLATE = """
 def {name}({params}):
 {entry}    _pg_tok = _pg_set(_pg_P)
@@ -344,7 +382,7 @@ def {name}({params}):
             if _pg_C.enabled and {not_handed_back}:
                 _pg_next(_pg_HIT)
         else:
-            _pg_return_check(_pg_P, _pg_N, _pg_r, {values})
+            _pg_r = _pg_returned(_pg_P, _pg_N, _pg_r, {values})
     return _pg_r
 """
 
@@ -427,7 +465,7 @@ def _generated_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         "_pg_zone_check": _zone_check,
         "_pg_entry_check": _entry_check,
         "_pg_A": _Arguments(fn, signature),
-        "_pg_return_check": _return_check,
+        "_pg_returned": _returned,
         "_pg_handed_back": _handed_back,
         "_pg_OK": allowed_classes(purpose_key),
         "_pg_HIT": hits(purpose_key).steps,
@@ -594,7 +632,7 @@ def _generic_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Cal
         finally:
             PURPOSE.reset(token)
         if type(result) not in NO_LABELS:
-            _return_check(purpose_key, name, result, values)
+            return _returned(purpose_key, name, result, values)
         return result
 
     return wrapper
@@ -638,6 +676,17 @@ def _item_checker(purpose_key: str, name: str) -> Callable[[Any], Any]:
     return check_item
 
 
+def _result_checker(purpose_key: str, name: str) -> Callable[[Any], Any]:
+    # What a generator returns (``StopIteration.value``, the value of a
+    # ``yield from`` over it) leaves its code as a plain function's result does.
+    def check_result(result: Any) -> Any:
+        if type(result) not in NO_LABELS:
+            _return_check(purpose_key, name, result)
+        return result
+
+    return check_result
+
+
 def _receive_checker(purpose_key: str, name: str) -> Callable[[Any], None]:
     # What send()/asend() hands in (and the exception athrow()/throw() does)
     # enters the generator's code like an argument, and is checked like one.
@@ -662,6 +711,7 @@ def _generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         before=lambda args, kwargs: _enter_values(purpose_key, name, args, kwargs, arguments),
         context=(PURPOSE, purpose_key),
         on_receive=_receive_checker(purpose_key, name),
+        on_return=_result_checker(purpose_key, name),
     )
 
 
@@ -708,8 +758,12 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
     not decorated hands its purpose to whoever consumes the generator, until
     it is resumed (generators share their consumer's context: that is how a
     ``@contextlib.contextmanager`` or a test fixture sets a purpose for the
-    block it wraps). To give a generator's own code a purpose, decorate the
-    generator function: its purpose is current only while its body runs.
+    block it wraps). A generator abandoned inside such a block (never
+    resumed, closed or collected: a cursor kept in a cache, a reference
+    cycle) leaves its purpose current for the rest of the consumer's
+    context, on a thread that serves request after request the next ones
+    too. To give a generator's own code a purpose, decorate the generator
+    function: its purpose is current only while its body runs.
     """
 
     __slots__ = ("key", "enabled", "output")
@@ -813,16 +867,24 @@ def _open_frame() -> tuple[Any, Any]:
     return outer, ZONE.set(inner)
 
 
+# Exact types only: a subclass of int can carry attributes (text rebuilt
+# from what the frame read), and labelled text can be a labelled name with
+# content appended in C (``name + f" wrote: {body}"``), its label the name's.
+_DECISION_TYPES = frozenset({type(None), bool, int, float})
+
+
 def _is_decision(value: Any, depth: int = 0) -> bool:
-    """A result that is a decision, not data: None, a truth value, a number,
-    an enum member, a labelled value (its labels flow on), or a short tuple
-    or list of those. Text, bytes, mappings and objects can carry what the
-    frame read rebuilt without a label, so they hand the frame's categories on."""
-    if value is None or isinstance(value, (bool, int, float, enum.Enum)):
+    """A result that is a decision, not data: None, a truth value, a number
+    (labelled or not: its labels flow on), an enum member, or a short tuple
+    or list of those. Text and bytes (labelled or not), mappings and objects
+    can carry what the frame read rebuilt without a label, so they hand the
+    frame's categories on."""
+    t = type(value)
+    if t in _DECISION_TYPES or isinstance(value, enum.Enum):
         return True
-    if getattr(type(value), "_pg_kind", None) is not None and isinstance(value, (str, bytes)):
+    if isinstance(value, _LabelledNumber):  # no attributes: its value and labels only
         return True
-    if type(value) in (tuple, list) and depth < 2 and len(value) <= 64:
+    if t in (tuple, list) and depth < 2 and len(value) <= 64:
         return all(_is_decision(item, depth + 1) for item in value)
     return False
 
@@ -855,8 +917,15 @@ def _close_frame(outer: Any, token: Any, result: Any) -> None:
     ZONE.reset(token)
     # What the decision hands on is what flows on: its own labels, and
     # everything the frame saw when the result could be data in disguise.
-    labels = labels_in_values((result,))
-    if not _is_decision(result) and inner is not None:
+    try:
+        labels = labels_in_values((result,))
+        whole = not _is_decision(result)
+    except WalkLimit as error:
+        # Too large to look through: no decision. What was found and all the
+        # frame saw flow on; the checkpoint the result reaches next decides
+        # on it under its own mode (trace mode goes on, as for any value).
+        labels, whole = error.labels, True
+    if whole and inner is not None:
         labels = labels | inner.categories
     if labels:
         outer.add(labels)

@@ -22,6 +22,7 @@ from ._errors import PolicyError, PurposeGuardError, key_shaped, shown
 from ._labels import (
     KEYS,
     MAX_TENANT_LENGTH,
+    WalkLimit,
     labels_in_values,
     relabel,
     require_tenant,
@@ -229,6 +230,21 @@ def transform(transform_id: str) -> Callable[[F], F]:
         def after(result: Any, accepted: frozenset[str], refused: tuple[str, ...], tenant: str | None) -> Any:
             guard = get_guard()
             spec = guard.policy.transforms[transform_id]
+            if result is not None:
+                # Data the body read for itself (not through its arguments)
+                # is declassified only within ``from`` too: anything else on
+                # the result is refused as an input outside ``from`` is, and
+                # keeps its label in trace mode.
+                try:
+                    carried = labels_in_values((result,))
+                except WalkLimit as error:
+                    carried = error.labels
+                outside = tuple(
+                    sorted(c for c in carried if c not in refused and not _covered(c, spec.from_categories))
+                )
+                if outside:
+                    _refuse(guard, transform_id, outside, name, tenant, via="return")
+                    refused = tuple(sorted({*refused, *outside}))
             # What the transform does not accept is not declassified by it.
             # None carries nothing (and a proxy of it would break `is None`).
             out = None if result is None else relabel(_declassified(result), spec.to, *refused, tenant=tenant)
@@ -268,7 +284,14 @@ def transform(transform_id: str) -> Callable[[F], F]:
     return decorate
 
 
-def _refuse(guard: Any, transform_id: str, refused: tuple[str, ...], name: str, tenant: str | None) -> None:
+def _refuse(
+    guard: Any,
+    transform_id: str,
+    refused: tuple[str, ...],
+    name: str,
+    tenant: str | None,
+    via: str = "argument",
+) -> None:
     """Categories a transform does not accept reached it: a violation, with
     the transform that would accept each of them as the fix."""
     policy = guard.policy
@@ -285,7 +308,7 @@ def _refuse(guard: Any, transform_id: str, refused: tuple[str, ...], name: str, 
         else:
             fix, text = "block", f"{accepts}; no transform of the policy accepts {category}: block the flow"
         denials.append(Denial(category, transform_id, None, text, fix))
-    guard.violate(PURPOSE.get() or "transform", denials, via="argument", function=name, tenant=tenant)
+    guard.violate(PURPOSE.get() or "transform", denials, via=via, function=name, tenant=tenant)
 
 
 # -- executors ---------------------------------------------------------------------------

@@ -381,7 +381,9 @@ def _stored(queue: Queue, job_id: str) -> bool:
     return bool(queue.connection.exists(f"rq:job:{job_id}"))
 
 
-@pytest.mark.parametrize("how", ["enqueue_job", "schedule_job", "enqueue_many", "enqueue_in", "save_and_push"])
+@pytest.mark.parametrize(
+    "how", ["enqueue_job", "schedule_job", "enqueue_many", "enqueue_in", "save_and_push"]
+)
 def test_rq_a_job_made_any_way_is_checked_before_redis(
     rq_queue: tuple[Queue, str], marker: str, how: str
 ) -> None:

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import inspect
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._context import FLAGS, PURPOSE, ZONE
+from ._context import FLAGS, MIXED_TENANT, PURPOSE, ZONE
 from ._errors import ObligationError, PurposeViolation, SinkFailure
 from ._labels import (
     _OBJECT_REFS,
@@ -141,6 +142,19 @@ class Released(Mapping[str, Any]):
         return f"<Released case={self._case!r} fields={list(self._values)}>"
 
 
+# Case references, authorities and prohibition references are names kept in
+# every record, notice and report: bounded and printable, as tenant ids are.
+MAX_TEXT_LENGTH = 256
+
+
+def _is_async(notifier: object) -> bool:
+    if inspect.iscoroutinefunction(notifier):
+        return True
+    # A callable object whose __call__ is a coroutine function.
+    call = inspect.getattr_static(type(notifier), "__call__", None)
+    return not inspect.isfunction(notifier) and inspect.iscoroutinefunction(call)
+
+
 def _required_text(value: object, name: str, obligation: str) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ObligationError(
@@ -152,6 +166,17 @@ def _required_text(value: object, name: str, obligation: str) -> str:
         raise ObligationError(
             f"{name}= must not be a labelled value: disclosure records hold names, never data",
             obligation=obligation,
+        )
+    if len(value) > MAX_TEXT_LENGTH or not value.isprintable():
+        raise ObligationError(
+            f"{name}= must be at most {MAX_TEXT_LENGTH} printable characters (the {_MEANING[name]})",
+            obligation=obligation,
+        )
+    if name == "tenant" and value == MIXED_TENANT:
+        # The marker for data of several tenants names no customer: none to
+        # redirect to or notify, and any mixed field would match it.
+        raise ObligationError(
+            f"tenant= must name one customer, not {MIXED_TENANT!r}", obligation=obligation
         )
     return value
 
@@ -231,6 +256,12 @@ class CompelledDisclosure:
             )
         if notifier is not None and not callable(notifier):
             raise ObligationError("notifier= must be callable", obligation="notify_tenant")
+        if notifier is not None and _is_async(notifier):
+            raise ObligationError(
+                "notifier= must notify before it returns: release() cannot await an async notifier "
+                "(send the notice synchronously, e.g. asyncio.run_coroutine_threadsafe(...).result())",
+                obligation="notify_tenant",
+            )
         self.redirect_attempted = redirect_attempted
         self.notification_prohibited = notification_prohibited
         self.prohibition_ref = prohibition_ref
@@ -287,7 +318,7 @@ class CompelledDisclosure:
         if owner is None:
             state = ZONE.get() if FLAGS.zones else None
             owner = state.tenant if state is not None else None
-        if owner is None or owner == self.tenant:
+        if owner is None or (owner == self.tenant and owner != MIXED_TENANT):
             return
         found = sorted(categories | labels_in_values((value,))) or ["customer_data"]
         text = (
@@ -342,7 +373,19 @@ class CompelledDisclosure:
             # addresses) is not read for the disclosure's purpose.
             token = PURPOSE.set(None)
             try:
-                self.notifier(notice)
+                sent = self.notifier(notice)
+                if inspect.isawaitable(sent):
+                    # Nothing was sent yet: a notice still to be awaited is no notice.
+                    close = getattr(sent, "close", None)
+                    if callable(close):
+                        close()
+                    raise ObligationError(
+                        f"case {_shown(self.case)}: the notifier returned an awaitable instead of "
+                        "notifying; nothing released",
+                        obligation="notify_tenant",
+                    )
+            except ObligationError:
+                raise
             except Exception as error:
                 raise ObligationError(
                     f"case {_shown(self.case)}: notifying the tenant's administrators failed "

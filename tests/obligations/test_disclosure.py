@@ -334,3 +334,84 @@ def test_in_trace_mode_an_attached_sink_that_cannot_write_blocks_the_release(
     with AuditLog(log_path, readonly=True) as reader:
         assert reader.verify().count == kept_before
         assert "disclosure" not in {e.kind for e in reader.records()}
+
+
+# -- found by a red-team pass ----------------------------------------------------------------
+
+
+def test_a_case_cannot_name_the_several_tenants_marker_as_its_customer(log_path: Path) -> None:
+    mixed = pg.label("alice;", "customer_data", tenant="contoso") + pg.label(
+        "bob", "customer_data", tenant="fabrikam"
+    )
+    outbox = Outbox()
+    with AuditLog(log_path) as log:
+        with pytest.raises(pg.ObligationError, match="must name one customer"):
+            with pg.compelled_disclosure(
+                **request(tenant="(several tenants)"), notifier=outbox, audit=log
+            ) as disclosure:
+                disclosure.release({"who": mixed}, fields=["who"])
+        assert outbox.notices == []
+        assert log.verify().count == 0
+
+
+def test_a_field_of_several_tenants_is_refused_whatever_the_case_names(log_path: Path) -> None:
+    from purposeguard.disclosure import CompelledDisclosure
+
+    mixed = pg.label("alice;", "customer_data", tenant="contoso") + pg.label(
+        "bob", "customer_data", tenant="fabrikam"
+    )
+    outbox = Outbox()
+    with AuditLog(log_path) as log:
+        with pg.compelled_disclosure(**request(), notifier=outbox, audit=log) as disclosure:
+            # As if the marker had got past the boundary: the field check holds alone.
+            object.__setattr__(disclosure, "tenant", "(several tenants)")
+            assert isinstance(disclosure, CompelledDisclosure)
+            with pytest.raises(pg.ObligationError, match="another tenant"):
+                disclosure.release({"who": mixed}, fields=["who"])
+        assert outbox.notices == []
+
+
+class AsyncOutbox:
+    def __init__(self) -> None:
+        self.sent: list[DisclosureNotice] = []
+
+    async def __call__(self, notice: DisclosureNotice) -> None:
+        self.sent.append(notice)
+
+
+def test_an_async_notifier_is_refused_before_anything_is_released(log_path: Path) -> None:
+    async def notify(notice: DisclosureNotice) -> None:
+        raise AssertionError("never run")
+
+    with AuditLog(log_path) as log:
+        for notifier in (notify, AsyncOutbox()):
+            with pytest.raises(pg.ObligationError, match="async notifier"):
+                with pg.compelled_disclosure(**request(), notifier=notifier, audit=log):
+                    pass
+        assert log.verify().count == 0
+
+
+def test_a_notifier_that_returns_an_awaitable_has_not_notified(
+    mailbox: dict[str, Any], log_path: Path
+) -> None:
+    async def send(notice: DisclosureNotice) -> None:
+        raise AssertionError("never run")
+
+    def notifier(notice: DisclosureNotice) -> Any:
+        return send(notice)  # a plain function handing back the coroutine
+
+    with AuditLog(log_path) as log:
+        with pg.compelled_disclosure(**request(), notifier=notifier, audit=log) as disclosure:
+            with pytest.raises(pg.ObligationError, match="returned an awaitable"):
+                disclosure.release(mailbox, fields=["owner"])
+        assert log.verify().count == 0
+
+
+@pytest.mark.parametrize("field", ["case", "authority", "tenant"])
+@pytest.mark.parametrize("text", ["x" * 257, "LE-1\x1b[2J", "line\nbreak"], ids=["long", "escape", "newline"])
+def test_names_kept_in_records_are_bounded_and_printable(field: str, text: str, log_path: Path) -> None:
+    with AuditLog(log_path) as log:
+        with pytest.raises(pg.ObligationError, match="printable characters"):
+            with pg.compelled_disclosure(**request(**{field: text}), notifier=Outbox(), audit=log):
+                pass
+        assert log.verify().count == 0

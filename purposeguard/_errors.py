@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._records import Violation
@@ -46,24 +46,22 @@ class PurposeViolation(PurposeGuardError, PermissionError):
     checkpoint; none of them holds the value itself.
     """
 
-    def __init__(self, violations: Sequence[Violation]) -> None:
-        self.violations: list[Violation] = list(violations)
-        first = self.violations[0] if self.violations else None
-        if first is None:
-            message = "purpose violation"
+    def __init__(self, violations: Sequence[Violation] | str, records: Sequence[Any] = ()) -> None:
+        if isinstance(violations, str):
+            # Rebuilt by a serializer that keeps only the arguments (Celery's
+            # JSON results call ``cls(*args)``): the message and the records
+            # as plain mappings, so ``except PurposeViolation`` still matches
+            # where the task's result is read.
+            self.violations = _violations_from(records)
+            message = violations
         else:
-            rule = first.rule or "the policy default"
-            message = (
-                f"{first.category} may not be used for {first.purpose} "
-                f"(rule {rule}, via {first.via}, in {first.function})"
-            )
-            if len(self.violations) > 1:
-                message += f" and {len(self.violations) - 1} more"
-            # The fix travels with the exception, so a traceback says it too.
-            remediation = getattr(first, "remediation", "")
-            if remediation:
-                message += f"; fix: {remediation}"
+            self.violations = list(violations)
+            message = _message_of(self.violations)
         super().__init__(message)
+        self.args = (message, [_mapping_of(v) for v in self.violations])
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "purpose violation"
 
     def __reduce__(self) -> tuple[object, ...]:
         # Rebuilt from the records, not the message, so a violation raised in
@@ -81,6 +79,51 @@ class PurposeViolation(PurposeGuardError, PermissionError):
     @property
     def rule(self) -> str | None:
         return self.violations[0].rule if self.violations else None
+
+
+def _message_of(violations: Sequence[Violation]) -> str:
+    first = violations[0] if violations else None
+    if first is None:
+        return "purpose violation"
+    rule = first.rule or "the policy default"
+    message = f"{first.category} may not be used for {first.purpose} (rule {rule}, via {first.via}, in {first.function})"
+    if len(violations) > 1:
+        message += f" and {len(violations) - 1} more"
+    # The fix travels with the exception, so a traceback says it too.
+    remediation = getattr(first, "remediation", "")
+    if remediation:
+        message += f"; fix: {remediation}"
+    return message
+
+
+def _mapping_of(violation: Any) -> dict[str, Any]:
+    fields = getattr(type(violation), "__dataclass_fields__", None)
+    if fields is None:
+        return {}
+    return {name: getattr(violation, name) for name in fields}
+
+
+# The record type, set by the records module when it loads (it sits above
+# this one: errors import nothing of the library).
+_VIOLATION_TYPE: list[Any] = []
+
+
+def _violations_from(records: Any) -> list[Violation]:
+    """Violations from the mappings :class:`PurposeViolation` keeps in its
+    arguments; what does not rebuild into one is left out (the message stays)."""
+    found: list[Violation] = []
+    violation_type = _VIOLATION_TYPE[0] if _VIOLATION_TYPE else None
+    if violation_type is None or not isinstance(records, (list, tuple)):
+        return found
+    fields = violation_type.__dataclass_fields__
+    for record in records[:1000]:
+        if not isinstance(record, dict):
+            continue
+        try:
+            found.append(violation_type(**{name: record[name] for name in fields if name in record}))
+        except (TypeError, ValueError):
+            continue
+    return found
 
 
 class PolicyError(PurposeGuardError):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import _errors
+
 __all__ = ["Declassification", "Record", "Repeats", "Violation", "VIAS"]
 
 VIAS = ("argument", "return", "context", "egress", "transport", "obligation", "source")
@@ -102,3 +104,8 @@ class Declassification(Record):
     @property
     def kind(self) -> str:
         return "declassification"
+
+
+# PurposeViolation rebuilds its records from plain mappings (a task queue's
+# JSON result) with this type.
+_errors._VIOLATION_TYPE[:] = [Violation]

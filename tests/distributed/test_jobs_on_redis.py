@@ -177,6 +177,13 @@ def test_celery_refuses_a_forbidden_job_in_the_worker_and_records_it_once(
     result.get(timeout=30, propagate=False)
     assert result.state == "FAILURE"
     assert "no-advertising" in str(result.result) and marker not in str(result.result)
+    # Rebuilt from Celery's JSON result whole: the caller can catch it and read its records.
+    with pytest.raises(pg.PurposeViolation) as caught:
+        result.get(timeout=30)
+    assert [(v.rule, v.via, v.tenant) for v in caught.value.violations] == [
+        ("no-advertising", "context", "contoso")
+    ]
+    assert marker not in repr(caught.value)
     record = recorded_once(celery_worker, "advertise_job")
     assert (record["category"], record["purpose"], record["via"], record["tenant"], record["mode"]) == (
         CONTENT,

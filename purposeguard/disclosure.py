@@ -175,9 +175,7 @@ def _required_text(value: object, name: str, obligation: str) -> str:
     if name == "tenant" and value == MIXED_TENANT:
         # The marker for data of several tenants names no customer: none to
         # redirect to or notify, and any mixed field would match it.
-        raise ObligationError(
-            f"tenant= must name one customer, not {MIXED_TENANT!r}", obligation=obligation
-        )
+        raise ObligationError(f"tenant= must name one customer, not {MIXED_TENANT!r}", obligation=obligation)
     return value
 
 

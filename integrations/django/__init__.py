@@ -14,6 +14,12 @@ In ``settings.py``::
         "tenant_from": "notes.tenancy.tenant_of",  # callable(request) -> str | None
     }
 
+Every keyword of ``pg.configure`` is a key too (``context_mode``,
+``audit``, ``consents``, also as a dotted path, ``telemetry``,
+``audit_key``, ``baggage_keys``), given to one ``configure()`` call; and
+``read_baggage`` (default True). An unknown key stops the start with
+``ImproperlyConfigured`` naming it and the accepted ones.
+
 and in ``models.py``, one declaration per field::
 
     class Note(models.Model):
@@ -68,8 +74,12 @@ when a declared field is read, not when the row is loaded: the login layer
 loading the user does not taint a request that never reads the user's
 fields (an annotation on an instance has no field to read: the zone
 learns its categories when the row is loaded). The middleware opens a zone per request (sync and
-async views), names its tenant with ``tenant_from(request)`` once the
-request is authenticated (in ``process_view``), and answers a
+async views), seeded with the categories of the caller's signed W3C
+baggage (read as the ASGI and WSGI middlewares read it), makes the
+caller's purpose current until a view declared for its own runs, names the
+zone's tenant with ``tenant_from(request)`` once the request is
+authenticated (in ``process_view``; the caller's tenant when it names
+none), checks the caller's purpose against the caller's zone there, and answers a
 :class:`~purposeguard.PurposeViolation` with a 403: JSON for requests that
 accept or send JSON, an HTML page otherwise; neither ever holds the data.
 ``@pg.purpose`` works on views as on any function.

@@ -1,9 +1,17 @@
-"""``PurposeGuardMiddleware``: a zone per request, the tenant after authentication, 403 on violations."""
+"""``PurposeGuardMiddleware``: a zone per request, the tenant after authentication, 403 on violations.
+
+Incoming W3C baggage is read as the ASGI and WSGI middlewares read it
+(``integrations.baggage``: only members signed with a key this service
+holds; one warning per request for the rest): the caller's zone categories
+seed the request's zone, the caller's purpose is current until a view
+declared for a purpose of its own runs, and the caller's tenant is the
+request's unless ``tenant_from`` names one."""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Awaitable, Callable
+from contextvars import Token
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -12,14 +20,17 @@ from django.http import HttpRequest, HttpResponse
 from purposeguard._context import PURPOSE, ZONE, ZoneState
 from purposeguard._errors import PurposeViolation
 from purposeguard._guarded import PURPOSE_MARK
-from purposeguard._zones import current_zone, set_tenant, zone
+from purposeguard._zones import current_zone, enter_zone, leave_zone, set_tenant
 
-from .. import _server
+from .. import _server, baggage
 from . import _settings
 
 __all__ = ["PurposeGuardMiddleware"]
 
 _REQUEST_ZONE = "_purposeguard_zone"
+# What the request's signed baggage said (baggage.NOTHING when it said nothing).
+_INCOMING = "_purposeguard_incoming"
+_FUNCTION = "purposeguard.integrations.django.PurposeGuardMiddleware"
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -54,8 +65,10 @@ def forbidden(request: HttpRequest, error: PurposeViolation) -> HttpResponse:
 
 
 class PurposeGuardMiddleware:
-    """A zone per request (sync and async), its tenant from ``PURPOSEGUARD["tenant_from"]``
-    once the request is authenticated, and a 403 for a :class:`~purposeguard.PurposeViolation`."""
+    """A zone per request (sync and async) seeded from the caller's signed
+    baggage, its tenant from ``PURPOSEGUARD["tenant_from"]`` once the request
+    is authenticated (else the baggage's), and a 403 for a
+    :class:`~purposeguard.PurposeViolation`."""
 
     sync_capable = True
     async_capable = True
@@ -69,16 +82,20 @@ class PurposeGuardMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
-        with zone() as state:
-            setattr(request, _REQUEST_ZONE, state)
+        state, token = _open(request)
+        try:
             response = self.get_response(request)
+        finally:
+            _close(state, token)
         return _streamed_within(request, response, state)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
-        with zone() as state:
-            setattr(request, _REQUEST_ZONE, state)
+        state, token = _open(request)
+        try:
             response = await get_response(request)
+        finally:
+            _close(state, token)
         return _streamed_within(request, response, state)
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
@@ -87,17 +104,28 @@ class PurposeGuardMiddleware:
         key = getattr(view, PURPOSE_MARK, None)
         if isinstance(key, str):
             setattr(request, _VIEW_PURPOSE, key)
+        state: ZoneState | None = getattr(request, _REQUEST_ZONE, None)
+        incoming: baggage.Incoming = getattr(request, _INCOMING, baggage.NOTHING)
         # Views run after every middleware's request phase: authentication is done.
         resolver = _settings.LOADED.tenant_from
-        if resolver is None:
-            return None
-        if getattr(request, _REQUEST_ZONE, None) is None and current_zone() is None:
-            return None
-        tenant = resolver(request)
-        if tenant is None:
-            return None
-        # One request, one tenant: naming another raises PolicyError.
-        set_tenant(tenant if isinstance(tenant, str) else str(tenant))
+        if resolver is not None and (state is not None or current_zone() is not None):
+            # As the ASGI and WSGI middlewares: the application's tenant
+            # first, else the one the calling service signed.
+            tenant = resolver(request)
+            if tenant is None:
+                tenant = incoming.tenant
+            if tenant is not None:
+                # One request, one tenant: naming another raises PolicyError.
+                set_tenant(tenant if isinstance(tenant, str) else str(tenant))
+        if state is not None and incoming.purpose is not None:
+            # The caller's purpose against what the caller's zone held, as the
+            # ASGI and WSGI middlewares check it before the route runs (a
+            # view's own purpose is checked again when it is called); here,
+            # once the tenant whose consent applies is known.
+            try:
+                _server.check_purpose(incoming.purpose, state, _FUNCTION)
+            except PurposeViolation as violation:
+                return forbidden(request, violation)
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
@@ -110,10 +138,53 @@ class PurposeGuardMiddleware:
 _VIEW_PURPOSE = "_purposeguard_view_purpose"
 
 
+def _incoming(request: HttpRequest) -> baggage.Incoming:
+    """The purpose, tenant and zone a calling service signed into the
+    request's W3C baggage, read as the WSGI middleware reads them (Django
+    hands a header over as the WSGI environ does, latin-1 decoded, several
+    joined with commas); one warning per request for what is not read."""
+    if not _settings.LOADED.read_baggage:
+        return baggage.NOTHING
+    meta = request.META
+    raw = meta.get("HTTP_BAGGAGE")
+    if not raw or not isinstance(raw, str):
+        return baggage.NOTHING
+    return baggage.parse(_server.wire_bytes(raw), traceparent=meta.get("HTTP_TRACEPARENT"))
+
+
+def _open(request: HttpRequest) -> tuple[ZoneState, Token[str | None] | None]:
+    """The request's zone, opened with what its baggage carried, and the
+    caller's purpose made current: (the zone, the purpose's token to reset)."""
+    incoming = _incoming(request)
+    # tenant_from is asked in process_view, once the request is
+    # authenticated; its tenant, if it names one, wins over the baggage's.
+    tenant = incoming.tenant if _settings.LOADED.tenant_from is None else None
+    state = enter_zone(tenant, incoming.categories)
+    baggage.mark_zone(state, incoming)
+    setattr(request, _REQUEST_ZONE, state)
+    setattr(request, _INCOMING, incoming)
+    key = incoming.purpose
+    if key is None:
+        return state, None
+    # The caller's purpose until a view declared for one of its own runs
+    # (its @pg.purpose makes its own current): the middlewares after this
+    # one, an undeclared view and its streamed body run under it.
+    setattr(request, _VIEW_PURPOSE, key)
+    return state, PURPOSE.set(key)
+
+
+def _close(state: ZoneState, token: Token[str | None] | None) -> None:
+    # A thread of a WSGI server serves request after request in one context:
+    # the caller's purpose must not outlive its request.
+    if token is not None:
+        PURPOSE.reset(token)
+    leave_zone(state)
+
+
 def _streamed_within(request: HttpRequest, response: Any, state: ZoneState) -> Any:
-    """A ``StreamingHttpResponse`` whose view declared a purpose: each chunk
-    is produced in the request's zone and under the view's purpose, as the
-    view's own code was, so a chunk that reads declared fields for a purpose
+    """A ``StreamingHttpResponse`` whose view declared a purpose (or whose
+    caller's baggage named one): each chunk is produced in the request's
+    zone and under that purpose, as the view's own code was, so a chunk that reads declared fields for a purpose
     that may not have them is refused (the stream stops) instead of being
     sent unseen after the view returned."""
     key = getattr(request, _VIEW_PURPOSE, None)

@@ -1087,3 +1087,295 @@ def test_a_streamed_response_for_an_allowed_purpose_streams(site: dict[str, Any]
         response = _client(site).get("/notes-feed/")
         assert response.status_code == 200
         assert b"".join(response.streaming_content) == (BODY[:20] + "\n").encode()
+
+
+# -- what a calling service signed into its baggage governs the request --------------------------
+
+BAGGAGE_KEY = "django-tests-baggage-key-4e9b1c07d2a8f6"
+# Values that must never show up in a warning or a 403 body.
+SECRET_TENANT = "zq-tenant-3b8e"
+CONTACT = "customer_data"  # a profile's email
+
+
+@pytest.fixture
+def shared_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """This service holds the key its callers sign baggage with."""
+    monkeypatch.setenv("PURPOSEGUARD_BAGGAGE_KEYS", BAGGAGE_KEY)
+    return BAGGAGE_KEY
+
+
+@pytest.fixture
+def served_asgi(site: dict[str, Any]) -> Iterator[str]:
+    import socket
+    import time
+
+    import uvicorn
+    from django.core.asgi import get_asgi_application
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        get_asgi_application(), host="127.0.0.1", port=port, log_level="error", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(params=["wsgi", "asgi"])
+def server(request: pytest.FixtureRequest) -> str:
+    """The site served on loopback, through WSGI (sync middleware) and ASGI (async)."""
+    return str(request.getfixturevalue("served" if request.param == "wsgi" else "served_asgi"))
+
+
+def _signed(**members: Any) -> str:
+    from purposeguard.integrations import baggage
+
+    categories = members.pop("zone", ())
+    return baggage.signed_header(categories=categories, key=BAGGAGE_KEY, **members)
+
+
+def _call(url: str, baggage_header: str, cookie: str | None = None) -> Any:
+    import httpx
+
+    headers = {"Accept": "application/json", "baggage": baggage_header}
+    if cookie is not None:
+        headers["Cookie"] = f"sessionid={cookie}"
+    return httpx.get(url, headers=headers, timeout=20)
+
+
+def test_a_calling_services_zone_tenant_and_purpose_reach_the_view(
+    site: dict[str, Any], server: str, shared_key: str
+) -> None:
+    """Sent by purposeguard's own httpx instrumentation from a zone holding a
+    document under service.operations: the view sees all three."""
+    import httpx
+    from purposeguard.integrations import httpx as pg_httpx
+
+    @pg.purpose("service.operations")
+    def ask(text: str) -> tuple[int, Any]:
+        response = httpx.get(server + "/whoami/", headers={"Accept": "application/json"}, timeout=20)
+        return response.status_code, response.json()
+
+    pg_httpx.instrument()
+    try:
+        with pg.zone(tenant="contoso"):
+            status, seen = ask(pg.label(BODY, DOCUMENT))
+    finally:
+        pg_httpx.uninstrument()
+    assert status == 200, seen
+    assert seen == {
+        "purpose": "service.operations",
+        "tenant": "contoso",  # nobody signed in: tenant_from names none, the caller's stands
+        "zone": [DOCUMENT],
+        "data_tenant": "contoso",
+    }
+
+
+def test_the_applications_tenant_wins_over_the_callers(
+    site: dict[str, Any], server: str, shared_key: str
+) -> None:
+    cookie = _session_cookie(site, "alice")
+    response = _call(server + "/whoami/", _signed(tenant=SECRET_TENANT, zone=[CONTACT]), cookie)
+    assert response.status_code == 200, response.text
+    alice = str(site["alice"].pk)
+    assert response.json() == {"purpose": None, "tenant": alice, "zone": [CONTACT], "data_tenant": alice}
+
+
+def test_a_caller_holding_several_tenants_data_leaves_the_zone_no_tenants(
+    site: dict[str, Any], server: str, shared_key: str
+) -> None:
+    cookie = _session_cookie(site, "alice")
+    response = _call(server + "/whoami/", _signed(tenant=MIXED_TENANT, zone=[CONTACT]), cookie)
+    assert response.status_code == 200, response.text
+    seen = response.json()
+    # Signed in as alice, but what arrived is no one tenant's: her consent covers none of it.
+    assert (seen["tenant"], seen["data_tenant"]) == (str(site["alice"].pk), MIXED_TENANT)
+
+
+def test_an_undeclared_view_runs_under_the_callers_purpose(
+    site: dict[str, Any], server: str, shared_key: str
+) -> None:
+    """An advertising caller asks an internal endpoint for the notes: reading
+    them under advertising is refused, and nothing of them goes back."""
+    with pg.testing.capture() as violations:
+        response = _call(server + "/internal-notes/", _signed(purpose="advertising", tenant=SECRET_TENANT))
+    assert response.status_code == 403, response.text
+    body = response.json()
+    assert (body["purpose"], body["category"], body["via"]) == ("advertising", DOCUMENT, "source")
+    assert BODY not in response.text and SECRET_TENANT not in response.text
+    assert {v.purpose for v in violations} == {"advertising"}
+
+
+@pytest.mark.parametrize(
+    ("path", "purpose", "signed_in"),
+    [
+        # A view calling an advertising function, the caller's purpose allowed.
+        ("/house-ad/", "service.operations", True),
+        # The caller's own purpose may not have what its zone held.
+        ("/whoami/", "advertising", False),
+    ],
+    ids=["view-for-advertising", "callers-purpose"],
+)
+def test_what_the_callers_zone_held_is_refused_to_a_forbidden_purpose(
+    site: dict[str, Any], server: str, shared_key: str, path: str, purpose: str, signed_in: bool
+) -> None:
+    _enforce_zone_flows()
+    cookie = _session_cookie(site, "alice") if signed_in else None
+    header = _signed(purpose=purpose, tenant=SECRET_TENANT, zone=[DOCUMENT])
+    with pg.testing.capture() as violations:
+        response = _call(server + path, header, cookie)
+    assert response.status_code == 403, response.text
+    body = response.json()
+    assert (body["purpose"], body["category"], body["via"]) == ("advertising", DOCUMENT, "context")
+    assert SECRET_TENANT not in response.text
+    expected_tenant = str(site["alice"].pk) if signed_in else SECRET_TENANT
+    assert [(v.via, v.tenant) for v in violations] == [("context", expected_tenant)]
+    # Without the caller's zone the same request is allowed.
+    with pg.testing.assert_no_violations():
+        assert _call(server + path, _signed(purpose=purpose), cookie).status_code == 200
+
+
+def _unsigned() -> str:
+    return (
+        f"purposeguard.purpose=advertising,purposeguard.tenant={SECRET_TENANT},purposeguard.zone={DOCUMENT}"
+    )
+
+
+def _tampered() -> str:
+    # Signed for another tenant: the signature holds for none of these members.
+    signature = _signed(tenant="someone").split(",")[-1]
+    return _unsigned() + "," + signature
+
+
+def _other_key() -> str:
+    from purposeguard.integrations import baggage
+
+    return baggage.signed_header(
+        purpose="advertising", tenant=SECRET_TENANT, categories=[DOCUMENT], key="x" * 40
+    )
+
+
+@pytest.mark.parametrize(
+    "make", [_unsigned, _tampered, _other_key], ids=["unsigned", "tampered", "other-key"]
+)
+def test_a_forged_header_is_ignored_with_one_warning_naming_no_value(
+    site: dict[str, Any], server: str, shared_key: str, make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="purposeguard"):
+        response = _call(server + "/whoami/", make())
+    assert response.status_code == 200, response.text
+    assert response.json() == {"purpose": None, "tenant": None, "zone": [], "data_tenant": None}
+    said = [
+        r.getMessage() for r in caplog.records if r.name == "purposeguard" and "baggage" in r.getMessage()
+    ]
+    assert len(said) == 1, said
+    assert "advertising" not in said[0]
+    assert not any(SECRET_TENANT in r.getMessage() for r in caplog.records)
+
+
+def test_read_baggage_false_reads_none_of_it(site: dict[str, Any], served: str, shared_key: str) -> None:
+    from django.test import override_settings
+    from purposeguard.integrations.django import _settings
+
+    with override_settings(PURPOSEGUARD={"read_baggage": False, "tenant_from": "djnotes.tenancy.tenant_of"}):
+        _settings.apply()
+        response = _call(served + "/whoami/", _signed(purpose="advertising", zone=[DOCUMENT]))
+    _settings.apply()
+    assert response.json() == {"purpose": None, "tenant": None, "zone": [], "data_tenant": None}
+
+
+# -- every keyword of pg.configure in PURPOSEGUARD ------------------------------------------------
+
+
+def test_purposeguard_takes_every_keyword_of_configure(
+    site: dict[str, Any], served: str, tmp_path: Path
+) -> None:
+    """Mode, audit log, consents, telemetry and baggage keys from the setting
+    alone: no second configure() in the app's ready() to drop the mode."""
+    from django.test import override_settings
+    from purposeguard.integrations.django import _settings
+
+    from purposeguard import audit as pg_audit
+    from purposeguard.otel import instrumented
+
+    setting = {
+        "policy": "trust-center",
+        "mode": "trace",
+        "context_mode": "enforce",
+        "audit": str(tmp_path / "audit.db"),
+        "consents": "djnotes.tenancy.CONSENTS",
+        "telemetry": True,
+        "baggage_keys": [BAGGAGE_KEY],
+        "tenant_from": "djnotes.tenancy.tenant_of",
+    }
+    with override_settings(PURPOSEGUARD=setting):
+        _settings.apply()
+        from djnotes.tenancy import CONSENTS
+
+        try:
+            guard = pg.get_guard()
+            assert (guard.mode, guard.consents) == ("trace", CONSENTS)
+            assert instrumented()
+            # The key came from the setting: signed baggage is read with it.
+            response = _call(served + "/whoami/", _signed(purpose="service.operations", zone=[DOCUMENT]))
+            assert response.json()["zone"] == [DOCUMENT]
+            # In trace mode the advertising view runs; its violation goes to the audit log.
+            assert _client(site).get("/ads/").status_code == 200
+            sink = pg_audit.attached()
+            assert sink is not None
+            sink.flush()
+        finally:
+            pg_audit.detach()
+    with pg_audit.AuditLog(str(tmp_path / "audit.db")) as log:
+        kinds = [(entry.kind, entry.data.get("purpose")) for entry in log.records()]
+    assert ("violation", "advertising") in kinds, kinds
+
+
+def test_an_unknown_key_names_itself_and_every_accepted_key(site: dict[str, Any]) -> None:
+    import inspect
+
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import override_settings
+    from purposeguard.integrations.django import _settings
+
+    with override_settings(PURPOSEGUARD={"policy": "trust-center", "audti": "x.db"}):
+        with pytest.raises(ImproperlyConfigured) as refused:
+            _settings.apply()
+    message = str(refused.value)
+    assert "'audti'" in message
+    for key in [*inspect.signature(pg.configure).parameters, "tenant_from", "read_baggage"]:
+        assert key in message
+
+
+@pytest.mark.parametrize(
+    ("setting", "error", "message"),
+    [
+        ({"read_baggage": "no"}, "ImproperlyConfigured", "read_baggage'\\] must be True or False"),
+        ({"consents": "djnotes.tenancy.nobody"}, "ImproperlyConfigured", "PURPOSEGUARD\\['consents'\\]"),
+        ({"mode": "loud"}, "PolicyError", "loud"),
+        ({"baggage_keys": ["short"]}, "ConfigurationError", "32"),
+    ],
+)
+def test_a_bad_value_is_refused_as_configure_refuses_it(
+    site: dict[str, Any], setting: dict[str, Any], error: str, message: str
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import override_settings
+    from purposeguard.integrations.django import _settings
+
+    errors = {"ImproperlyConfigured": ImproperlyConfigured, "PolicyError": pg.PolicyError}
+    expected = errors.get(error) or getattr(pg, error)
+    guard = pg.get_guard()
+    with override_settings(PURPOSEGUARD=setting), pytest.raises(expected, match=message):
+        _settings.apply()
+    assert pg.get_guard() is guard  # nothing half-applied

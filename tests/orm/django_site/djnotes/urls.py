@@ -15,4 +15,6 @@ urlpatterns = [
     path("digest-feed/", views.digest_feed),
     path("digest-of-a-query/", views.digest_of_a_query),
     path("notes-feed/", views.notes_feed),
+    path("whoami/", views.whoami),
+    path("internal-notes/", views.internal_notes),
 ]

@@ -141,3 +141,24 @@ def digest_of_a_query(request: HttpRequest) -> StreamingHttpResponse:
 def notes_feed(request: HttpRequest) -> StreamingHttpResponse:
     notes = Note.objects.filter(owner=request.user).order_by("id").iterator()
     return StreamingHttpResponse(f"{summarise(note.body)}\n" for note in notes)
+
+
+# -- called by another service: what arrives in its signed baggage governs ---------------
+
+
+def whoami(request: HttpRequest) -> JsonResponse:
+    # No login and no purpose of its own: what this service holds of its caller.
+    zone = pg.current_zone()
+    return JsonResponse(
+        {
+            "purpose": pg.current_purpose(),
+            "tenant": pg.current_tenant(),
+            "zone": sorted(zone.categories) if zone is not None else None,
+            "data_tenant": zone.data_tenant() if zone is not None else None,
+        }
+    )
+
+
+def internal_notes(request: HttpRequest) -> JsonResponse:
+    # An internal endpoint without a purpose of its own: the caller's governs it.
+    return JsonResponse({"notes": [note.body for note in Note.objects.order_by("id")]})

@@ -19,6 +19,30 @@ policy's ``context_mode``: the built-in pack records such a flow, and
 ``context_mode="enforce"`` redacts the record's message and exception).
 Standard library only.
 
+A redacted record keeps the shape of its arguments, as formatters take
+``record.args`` apart themselves (uvicorn's access formatter unpacks five
+and calls ``int()`` on the status): a tuple stays a tuple of the same length,
+a mapping keeps the keys its message names, each value becomes
+``[redacted: <categories>]`` (bytes stay bytes) but a plain number, a
+boolean or None, which quotes no text and carries no label (a labelled
+number becomes the text: any number in its place would read as data). The
+message consumes the arguments without showing them, so ``getMessage()``
+gives the redaction note alone. Inside a refusing zone, text in ``extra=``
+fields is redacted too.
+
+Trusted loggers. A server's access logger (``uvicorn.access``,
+``gunicorn.access``) writes the request line, the status and the client's
+address, nothing the application's zone put there; in a zone that read
+content each line would record a flow, and ``context_mode="enforce"`` would
+redact it. ``setup(trusted_loggers=["uvicorn.access"])`` names loggers (each
+covering the loggers below it) whose records skip the zone check, when the
+code making the record lives in the package the logger is named after
+(``uvicorn.protocols.http.h11_impl`` for ``uvicorn.access``): an application
+logging its own lines through ``getLogger("uvicorn.error")`` is held to the
+zone like anywhere else. A labelled value through a trusted logger is judged
+as anywhere else, and so is an exception (the application's text), against
+the zone too. Nothing is trusted by default (see docs/telemetry.md).
+
 Each filter decides for its own purpose: a record that passed a filter for
 ``service.operations`` is judged again by a filter for a stricter purpose on
 another handler (one filter object on several handlers, or several filters
@@ -42,10 +66,13 @@ and a logger's filter list replaced by hand (``logger.filters = []``).
 from __future__ import annotations
 
 import logging
+import re
+import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
+from types import FrameType
 from typing import Any
 
 from purposeguard._context import FLAGS, REDACTING, ZONE
@@ -104,6 +131,92 @@ def _labels(values: Any, purpose: str, name: str) -> frozenset[str]:
         return error.labels
 
 
+# -- trusted loggers: a server's own records skip the zone check -----------------------
+
+# Logger names resolved per filter: past this many (loggers named at run
+# time), the rest are resolved on each record instead of kept.
+_MAX_LOGGERS = 1024
+# How far up the stack the code making a record is looked for.
+_CALLER_DEPTH = 24
+
+
+class _Trusted:
+    """The trusted loggers of one filter, and per logger name whether it is one of them or below one."""
+
+    __slots__ = ("names", "resolved")
+
+    def __init__(self, names: frozenset[str] = frozenset()) -> None:
+        self.names = names
+        self.resolved: dict[str, bool] = {}
+
+    def covers(self, name: str) -> bool:
+        found = self.resolved.get(name)
+        if found is None:
+            found = any(name == trusted or name.startswith(trusted + ".") for trusted in self.names)
+            if len(self.resolved) < _MAX_LOGGERS:
+                self.resolved[name] = found
+        return found
+
+
+def _trusted(loggers: Iterable[str] | None) -> _Trusted:
+    """``trusted_loggers`` checked: logger names, each covering the loggers below it."""
+    if loggers is None:
+        return _Trusted()
+    if isinstance(loggers, (str, bytes, bytearray)):
+        raise TypeError(
+            f"trusted_loggers takes an iterable of logger names, not a single {type(loggers).__name__}"
+        )
+    try:
+        entries = list(loggers)
+    except TypeError:
+        raise TypeError(
+            f"trusted_loggers takes an iterable of logger names, not {type(loggers).__name__}"
+        ) from None
+    names: set[str] = set()
+    for entry in entries:
+        if not isinstance(entry, str):
+            # Its type only: a wrong entry may be anything, content included.
+            raise TypeError(f"trusted_loggers holds logger names (str), not {type(entry).__name__}")
+        name = str.__str__(entry)
+        if not name:
+            raise ValueError("trusted_loggers holds an empty logger name")
+        if "*" in name:
+            raise ValueError(
+                f"trusted_loggers entry {name!r}: a logger name covers the loggers below it,"
+                " no '*' is needed (nor taken)"
+            )
+        if name != name.strip() or "" in name.split("."):
+            raise ValueError(f"trusted_loggers entry {name!r} is not a logger name")
+        if name == "root":
+            raise ValueError(
+                "trusted_loggers entry 'root' trusts the root logger's records, the application's"
+                " own: name the server's loggers"
+            )
+        names.add(name)
+    return _Trusted(frozenset(names))
+
+
+def _made_by_its_package(name: str) -> bool:
+    """Whether the code making the record lives in the package the logger
+    is named after (``uvicorn.access`` and ``uvicorn.protocols``): an
+    application that logs through a server's logger (``getLogger("uvicorn.error")``
+    for its own lines) is held to the zone like anywhere else."""
+    package = name.partition(".")[0]
+    # The filter's caller is the logging module (Filterer.filter); the code
+    # that made the record is the first frame outside it and this module.
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(_CALLER_DEPTH):
+        if frame is None:
+            return False
+        module = frame.f_globals.get("__name__")
+        if not isinstance(module, str):
+            return False
+        if module != "logging" and not module.startswith("logging.") and module != __name__:
+            return module == package or module.startswith(package + ".")
+        frame = frame.f_back
+    return False
+
+
 class PurposeGuardFilter(logging.Filter):
     """A ``logging.Filter`` that redacts (enforce) or reports (trace) labelled records.
 
@@ -111,9 +224,21 @@ class PurposeGuardFilter(logging.Filter):
     logged, and which categories were removed.
     """
 
-    def __init__(self, purpose: str = "service.operations.logs", name: str = "") -> None:
+    def __init__(
+        self,
+        purpose: str = "service.operations.logs",
+        name: str = "",
+        *,
+        trusted_loggers: Iterable[str] | None = None,
+    ) -> None:
         super().__init__(name)
         self.purpose = require_purpose_key(purpose)
+        self._trusted = _trusted(trusted_loggers)
+
+    @property
+    def trusted_loggers(self) -> frozenset[str]:
+        """The loggers whose records skip the zone check (see :func:`setup`)."""
+        return self._trusted.names
 
     def filter(self, record: logging.LogRecord) -> bool:
         # Judged once per purpose: the same filter on two handlers (or a
@@ -165,7 +290,18 @@ class PurposeGuardFilter(logging.Filter):
             if state is not None and state.categories and not _own(record.name) and not _JUDGING.get():
                 # Text rebuilt from what the zone saw (an f-string, a
                 # traceback quoting a value) carries no label of its own.
+                # A trusted logger's message is the server's own (a request
+                # line, a status): only an exception, the application's
+                # text, is held to the zone there.
                 walking = "zone"
+                if (
+                    self._trusted.names
+                    and self._trusted.covers(record.name)
+                    and _made_by_its_package(record.name)
+                ):
+                    walking = "zone exception" if _has_exception(record) else ""
+                if not walking:
+                    return True
                 # A violation callback that logs must not be judged again
                 # from inside this check (it would report itself, endlessly).
                 token = _JUDGING.set(True)
@@ -177,13 +313,19 @@ class PurposeGuardFilter(logging.Filter):
                     _JUDGING.reset(token)
         except PurposeViolation as error:
             rebuilt = walking == "zone"
+            # A trusted logger's exception refused by the zone: its message stays.
+            exception_only = walking == "zone exception"
             _redact(
                 record,
                 error,
                 extras,
-                bool(message_labels) or walking == "message" or rebuilt,
-                bool(error_labels) or walking == "exception" or (rebuilt and _has_exception(record)),
-                rebuilt and not message_labels,
+                not exception_only and (bool(message_labels) or walking == "message" or rebuilt),
+                exception_only
+                or bool(error_labels)
+                or walking == "exception"
+                or (rebuilt and _has_exception(record)),
+                by_zone=rebuilt and not message_labels,
+                zone=rebuilt,
             )
         return True
 
@@ -202,26 +344,37 @@ def _redact(
     extras: list[str],
     message: bool,
     exception: bool,
+    *,
     by_zone: bool = False,
+    zone: bool = False,
 ) -> None:
+    """Redact the record in place. ``by_zone``: refused through the zone
+    alone (the message carried no label); ``zone``: refused through the zone."""
     categories = ", ".join(sorted({v.category for v in error.violations}))
     rules = ", ".join(sorted({v.rule or "the policy default" for v in error.violations}))
+    mark = f"[redacted: {categories}]"
     if message:
         # Refused through the zone, the message itself carried no label: it
         # was written where that content had been read, and may quote it.
         why = f"written in a zone that had read {categories}" if by_zone else f"it carried {categories}"
-        record.msg = (
+        text = (
             f"[purposeguard redacted this message: {why}, "
             f"not allowed for {error.violations[0].purpose} (rule {rules})]"
         )
-        record.args = None
+        record.msg, record.args = _reshaped(text, record.msg, record.args, mark)
         for key in extras:
+            value = record.__dict__[key]
+            if zone and isinstance(value, (str, bytes, bytearray)):
+                # Text rebuilt from what the zone read carries no label: the
+                # zone that refused the message refuses text beside it too.
+                record.__dict__[key] = _stand_in(value, mark)
+                continue
             try:
-                carried = labels_in_values((record.__dict__[key],))
+                carried = labels_in_values((value,))
             except WalkLimit:
                 carried = frozenset({"beyond the bound"})
             if carried:
-                record.__dict__[key] = f"[redacted: {categories}]"
+                record.__dict__[key] = _stand_in(value, mark)
     if exception:
         exc_info = record.exc_info
         kind = (
@@ -236,6 +389,59 @@ def _redact(
             record.stack_info = "[purposeguard redacted the stack]"
     # A handler may have formatted the record already.
     record.__dict__.pop("message", None)
+
+
+# What a redacted argument keeps: a plain number or None quotes no text and
+# carries no label (a labelled number is a subclass), as on spans.
+_PLAIN = frozenset({int, float, bool, type(None)})
+# The names a message's template gives its mapping argument: ``%(name)s``.
+_NAMED = re.compile(r"%\(([^()]*)\)")
+
+
+def _stand_in(value: Any, mark: str) -> Any:
+    """What a redacted value becomes: a plain number stays; text of the
+    value's own kind says what was removed. A number that carried a refused
+    label gets the text too: any number put in its place would read as data."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if isinstance(value, bytearray):
+        return bytearray(mark.encode())
+    if isinstance(value, bytes):
+        return mark.encode()
+    return mark
+
+
+def _reshaped(text: str, template: Any, args: Any, mark: str) -> tuple[str, Any]:
+    """The redacted message and arguments of the original arguments' shape.
+
+    Formatters take ``record.args`` apart themselves (uvicorn's access
+    formatter unpacks five and calls ``int()`` on the status), so a tuple
+    stays a tuple of the same length and a mapping keeps the keys its
+    template names; each ``%.0s`` added to the message consumes an argument
+    and shows nothing of it, so ``getMessage()`` gives ``text``."""
+    if not args:
+        return text, args  # getMessage() does not format: the text stays as it is
+    escaped = text.replace("%", "%%")
+    if isinstance(args, tuple):
+        return escaped + "%.0s" * len(args), tuple(_stand_in(value, mark) for value in args)
+    # A single argument that is not a tuple (a mapping, a list, any object)
+    # is one argument to the % operator.
+    if isinstance(args, Mapping):
+        kept: dict[str, Any] = {}
+        # Only the keys the template names (names the code wrote): a mapping
+        # logged whole (``log.info("%s", mapping)``) may have content as keys.
+        for name in _NAMED.findall(template) if isinstance(template, str) else ():
+            try:
+                if name not in kept:
+                    kept[name] = _stand_in(args[name], mark)
+            except Exception:  # a key the mapping does not have: left out, as a dict would
+                continue
+        # An empty mapping is not formatted at all: the text must not be escaped then.
+        return (escaped + "%.0s", kept) if kept else (text, kept)
+    if isinstance(args, list):
+        return escaped + "%.0s", [_stand_in(value, mark) for value in args]
+    return escaped + "%.0s", _stand_in(args, mark)
 
 
 # -- setup: loggers and handlers that exist now and those added later ---------------------
@@ -313,7 +519,10 @@ def _resolve(logger: logging.Logger | str | None) -> logging.Logger:
 
 
 def setup(
-    logger: logging.Logger | str | None = None, *, purpose: str = "service.operations.logs"
+    logger: logging.Logger | str | None = None,
+    *,
+    purpose: str = "service.operations.logs",
+    trusted_loggers: Iterable[str] | None = None,
 ) -> PurposeGuardFilter:
     """Add one :class:`PurposeGuardFilter` to ``logger`` (root by default), to
     every logger below it and to all their handlers, now and later.
@@ -327,9 +536,20 @@ def setup(
     :func:`teardown`. For the root logger, ``logging.lastResort`` gets the
     filter too, for records of loggers made outside the tree. Returns the
     filter.
+
+    ``trusted_loggers`` names loggers (each covering the loggers below it)
+    whose records, made by code of the package the logger is named after,
+    skip the zone check: a server's access lines hold the request line, the
+    status and the client's address, nothing the application's zone put
+    there. Their labelled values and their exceptions are judged still. None
+    (the default) trusts no logger; an entry that is not a logger name
+    raises TypeError or ValueError before anything is set up.
+
+    >>> guard_filter = setup(trusted_loggers=["uvicorn.access", "gunicorn.access"])
+    >>> teardown(guard_filter)
     """
     target = _resolve(logger)
-    guard_filter = PurposeGuardFilter(purpose)
+    guard_filter = PurposeGuardFilter(purpose, trusted_loggers=trusted_loggers)
     with _LOCK:
         _WATCHED.setdefault(target, []).append(guard_filter)
         _PATCHER.install()

@@ -163,7 +163,7 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
     if type(value) is str:
         try:
             cls = _STR_FAST.get(categories)
-        except TypeError:  # an unhashable "category": _attach names the mistake
+        except Exception:  # an unhashable "category", a str subclass whose hash raises: _attach sees to it
             cls = None
         if cls is not None and not FLAGS.activations:
             fast: Any
@@ -172,8 +172,9 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
             else:
                 # The tenant goes on the instance: no class per tenant, no
                 # cache that a million tenants would fill.
+                tenant = _checked_tenant(tenant) if type(tenant) is str else _exact_tenant(tenant)
                 fast = cls._pg_kind.tstr_cls(value)
-                fast._pg_tenant = _checked_tenant(tenant)
+                fast._pg_tenant = tenant
             if FLAGS.zones:
                 state = ZONE.get()
                 if state is not None:
@@ -207,9 +208,13 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
         kind = _KINDS_NO_TENANT.get(categories) if not FLAGS.activations else None
     except TypeError:
         _unhashable(categories, tenant)
+    except Exception:  # a str subclass whose hash or == raises: looked up as plain text below
+        kind = None
     if kind is None:
         if not categories:
             raise TypeError("label() needs at least one category")
+        # Before the caches key on them: a hit later is an equal tuple of plain str.
+        categories = _exact_categories(categories)
         try:
             kind = _resolve(categories).base
         except UnknownKeyError as error:
@@ -220,7 +225,7 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
                 ) from None
             raise error from None
     if tenant is not None:
-        tenant = _checked_tenant(tenant)
+        tenant = _checked_tenant(tenant) if type(tenant) is str else _exact_tenant(tenant)
     attached = kind
     t = type(value)
     result: Any
@@ -274,6 +279,32 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
     return result, attached
 
 
+def _exact_categories(categories: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``categories`` with each category key given as a ``str`` subclass (a
+    ``StrEnum`` member) as the plain ``str``: labels, caches and violations
+    hold exact strings (a subclass's ``repr`` or ``==`` is its own). What is
+    not a key is left as given, for the caller's error, which does not show
+    text that could be data."""
+    if all(type(category) is str for category in categories):
+        return categories
+    known = KEYS.current().categories
+    exact: list[Any] = []
+    for category in categories:
+        if type(category) is not str and isinstance(category, str):
+            plain = str.__str__(category)
+            if plain in known:
+                category = plain
+        exact.append(category)
+    return tuple(exact)
+
+
+def _exact_tenant(tenant: object) -> str:
+    """A valid tenant id (see ``require_tenant``) as the plain ``str``: a
+    ``str`` subclass would be what records, baggage and violations show."""
+    checked = _checked_tenant(tenant)
+    return checked if type(checked) is str else str.__str__(checked)
+
+
 def strip_labels(value: T) -> T:
     """The plain value under a labelled one. Internal: removing labels is a
     declassification, which only a policy transform may do."""
@@ -320,7 +351,8 @@ class Category:
         for category in categories:
             if not isinstance(category, str) or category not in taxonomy.categories:
                 raise UnknownKeyError(category, "category", field=_defining_field(sys._getframe(1)))
-        self.categories = frozenset(categories)
+        # Plain str: the walk reports these categories as they are kept here.
+        self.categories = frozenset(str.__str__(category) for category in categories)
         # As given, for label(): its caches are keyed by the categories' tuple.
         self._keys: tuple[str, ...] = tuple(sorted(self.categories))
 
@@ -565,7 +597,10 @@ def produces(*categories: str, tenant: str | None = None) -> Callable[[T], T]:
     """
     if not categories:
         raise TypeError("produces() needs at least one category")
+    categories = _exact_categories(categories)
     _resolve(categories, tenant)  # unknown keys fail when decorating
+    if tenant is not None:
+        tenant = _exact_tenant(tenant)
 
     def relabel(item: Any) -> Any:
         return label(item, *categories, tenant=tenant)

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple
 from ._context import ACTIVE_GUARD, FLAGS, MIXED_TENANT, PURPOSE, ZONE
 from ._errors import PolicyError, PurposeGuardError, PurposeViolation, SinkFailure, UnknownKeyError
 from ._labels import WalkLimit, labels_in_values, set_taxonomy, tenant_of_values
-from ._policy import MODES, ConsentLookup, Decision, Policy, effective_mode, environment_mode
+from ._policy import MODES, STRICTNESS, ConsentLookup, Decision, Policy, effective_mode, environment_mode
 from ._records import Record, Repeats, Violation
 from ._shortcut import invalidate
 from ._state import STATE, remember
@@ -149,6 +150,12 @@ class Guard:
         self.mode_setting = _check_mode(mode, "mode")
         self.context_mode_setting = _check_mode(context_mode, "context_mode")
         self.consents = consents
+        # True only for the guard get_guard() loads before anything is
+        # configured: replacing it loosens nothing anyone chose.
+        self.implicit = False
+        # Guards this one was already said to loosen when activated over
+        # them, by id (the weak reference tells a reused id apart).
+        self._said_looser: dict[int, weakref.ref[Guard]] = {}
         # Read once, here: an invalid value fails configure(), not a later check.
         self.environment_mode = environment_mode("PURPOSEGUARD_MODE", os.environ)
         self.environment_context_mode = environment_mode("PURPOSEGUARD_CONTEXT_MODE", os.environ)
@@ -163,9 +170,11 @@ class Guard:
 
     @policy.setter
     def policy(self, policy: Policy) -> None:
+        before = (self.mode, self.context_mode)
         self._policy = policy
         self._denial_memo = {}
         self._resolve_modes()
+        _say_if_looser(before, self, "reloading the policy")
         # Wrappers' shortcuts were learnt from the old policy.
         invalidate("policy replaced")
 
@@ -192,6 +201,9 @@ class Guard:
         # transport, engine failures), resolved once per policy.
         self.mode: str = self.mode_for(None)
         self.context_mode: str = self.mode_for(None, context=True)
+        self._strictness = (STRICTNESS[self.mode], STRICTNESS[self.context_mode])
+        # Engine failures' modes, per (purpose, context): see failure_mode().
+        self._failure_modes: dict[tuple[str, bool], str] = {}
         self._say_overridden()
 
     def _say_overridden(self) -> None:
@@ -236,6 +248,36 @@ class Guard:
                 also_capped_by=self.mode_setting,
             )
         return effective_mode(rule_mode, self.mode_setting, self._policy.mode, self.environment_mode)
+
+    def failure_mode(self, purpose: object, *, context: bool = False) -> str:
+        """The mode of an engine failure while checking for ``purpose``.
+
+        The failure leaves unknown which rule would have decided, so it takes
+        the strictest mode of any deny rule that could (one naming ``purpose``
+        or an ancestor), and never less than the guard's own: a rule that
+        says enforce in a policy rolled out in trace still fails closed.
+        Allow rules are left out, as their mode never applies to anything.
+        Memoised per purpose; a purpose the taxonomy lacks has no rule, so
+        the guard's mode.
+        """
+        policy = self._policy
+        if not isinstance(purpose, str) or purpose not in policy.taxonomy.purposes:
+            return self.context_mode if context else self.mode
+        # An exact str: the memo never holds a caller's str subclass.
+        key = (str.__str__(purpose), context)
+        found = self._failure_modes.get(key)
+        if found is None:
+            chain = frozenset(policy.taxonomy.purpose_ancestors(key[0]))
+            found = self.mode_for(None, context=context)
+            for rule in policy.rules:
+                if rule.effect != "deny" or chain.isdisjoint(rule.purposes):
+                    continue
+                mode = self.mode_for(rule.context_mode if context else rule.mode, context=context)
+                if STRICTNESS[mode] > STRICTNESS[found]:
+                    found = mode
+            # Bounded by the taxonomy: two entries per purpose key at most.
+            self._failure_modes[key] = found
+        return found
 
     def reload(self, path_or_pack: str | Path | None = None) -> Policy:
         """Load the policy again (or another one); on any error keep the old one."""
@@ -396,12 +438,17 @@ class Guard:
         where: str | None = None,
     ) -> Decision:
         """The engine failed while checking: enforce mode denies (fail
-        closed), trace mode records the failure and the call proceeds.
+        closed), trace mode records the failure and the call proceeds; the
+        mode is the strictest any rule for ``purpose`` carries
+        (:meth:`failure_mode`), not only the guard's.
 
         ``where`` is set when reading the labels failed rather than the
         policy: which value, and where inside it (type and attribute names
         only, see ``_walk_diagnosis``)."""
-        mode = self.context_mode if context else self.mode
+        try:
+            mode = self.failure_mode(purpose, context=context)
+        except Exception:  # pragma: no cover - the failure path itself must not fail
+            mode = self.context_mode if context else self.mode
         failed = type(error).__name__
         if isinstance(error, WalkLimit):
             # Not a fault of the policy: the value is too big or too deep to
@@ -541,6 +588,46 @@ def report_repeats(guard: Guard, state: Any) -> None:
             pass  # logged by dispatch; the violation itself was kept at its first occurrence
 
 
+def _say_if_looser(before: tuple[str, str], guard: Guard, how: str) -> None:
+    """Log a warning when ``guard``'s modes are looser than ``before`` (the
+    modes of what it replaces): a second configure() from a library or a
+    setup script must not switch enforcement off without a word, and ``off``
+    records nothing else. Names modes only, never values."""
+    changes = [
+        f"{name} {old} -> {new}"
+        for name, old, new in (
+            ("mode", before[0], guard.mode),
+            ("context_mode", before[1], guard.context_mode),
+        )
+        if STRICTNESS[new] < STRICTNESS[old]
+    ]
+    if not changes:
+        return
+    off = any(change.endswith("-> off") for change in changes)
+    logger.warning(
+        "purposeguard: %s loosens enforcement: %s; what was refused until now %s",
+        how,
+        ", ".join(changes),
+        "passes unrecorded" if off else "is only traced",
+    )
+
+
+def _say_looser_once(guard: Guard, previous: Guard) -> None:
+    """:func:`_say_if_looser` for an activation, once per pair of guards: a
+    guard activated per request would otherwise say it on every request."""
+    new, old = guard._strictness, previous._strictness
+    if previous.implicit or not (new[0] < old[0] or new[1] < old[1]):
+        return
+    said = guard._said_looser
+    known = said.get(id(previous))
+    if known is not None and known() is previous:
+        return
+    if len(said) >= 64:  # guards come and go (tests, reloads): forget the old ones
+        said.clear()
+    said[id(previous)] = weakref.ref(previous)
+    _say_if_looser((previous.mode, previous.context_mode), guard, "Guard.activate()")
+
+
 _lock_flags = FLAGS.lock.acquire
 _unlock_flags = FLAGS.lock.release
 
@@ -553,6 +640,11 @@ class _Activation:
         self.token: Any = None
 
     def __enter__(self) -> Guard:
+        guard = self.guard
+        previous = _ACTIVE.get() or STATE.guard
+        # Guards in the same modes (the usual case) cost one comparison.
+        if previous is not None and previous._strictness != guard._strictness:
+            _say_looser_once(guard, previous)
         # Under the flags' lock: `activations += 1` is a read and a write, and
         # a lost update between threads would let the shortcut decide while a
         # guard is activated. The hot path only reads the flags. (Bound
@@ -563,8 +655,8 @@ class _Activation:
             FLAGS.refresh()
         finally:
             _unlock_flags()
-        self.token = _ACTIVE.set(self.guard)
-        return self.guard
+        self.token = _ACTIVE.set(guard)
+        return guard
 
     def __exit__(self, *exc: object) -> None:
         _ACTIVE.reset(self.token)
@@ -595,6 +687,7 @@ def get_guard() -> Guard:
                 # PURPOSEGUARD_POLICY lets modules decorated at import time use a
                 # policy's own keys before configure() runs.
                 guard = Guard(Policy.load(os.environ.get("PURPOSEGUARD_POLICY") or "trust-center"))
+                guard.implicit = True
                 STATE.guard = guard
                 set_taxonomy(guard.policy.taxonomy)
     return guard
@@ -608,6 +701,8 @@ def install(guard: Guard) -> Guard:
         previous = STATE.guard
         if previous is not None and guard.consents is None:
             guard.consents = previous.consents
+        if previous is not None and previous is not guard and not previous.implicit:
+            _say_if_looser((previous.mode, previous.context_mode), guard, "configure()")
         STATE.guard = guard
         invalidate("guard configured")
         set_taxonomy(guard.policy.taxonomy)

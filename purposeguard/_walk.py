@@ -9,7 +9,11 @@ and named tuples, and their subclasses), into labelled containers and
 proxies, into the attribute values of plain objects (``__dict__`` and
 ``__slots__``), and into what lazy and wrapping values hold without
 consuming them (generators, built-in iterators, ``functools.partial``,
-``memoryview``, ``re.Match``, ``UserString``: see :func:`_holder`).
+bound methods, ``memoryview``, ``re.Match``, ``re.Pattern``, ``slice``,
+``contextvars.Context``, ``UserString``: see :func:`_holder`). A subclass of
+a built-in container is read through the built-in type's own iteration,
+never through its class's ``items()`` or ``__iter__``, which could hide
+what it holds.
 
 The walk is bounded: :data:`MAX_DEPTH` levels of nesting and
 :data:`MAX_ITEMS` values looked into (values of a type known to carry no
@@ -26,6 +30,7 @@ bounds and its per-type memos are one concern, read in one place.
 from __future__ import annotations
 
 import array
+import contextvars
 import functools
 import re
 import sys
@@ -188,6 +193,22 @@ def _memoryview_object(value: Any) -> Iterable[Any]:
         return ()
 
 
+def _bound_self(value: Any) -> Iterable[Any]:
+    # A callback holds its object: f(profile.summary) hands f the profile. A
+    # module's function is bound to the module, which is code, not data.
+    owner = value.__self__
+    return () if owner is None or isinstance(owner, types.ModuleType) else (owner,)
+
+
+def _slice_bounds(value: Any) -> Iterable[Any]:
+    return (value.start, value.stop, value.step)
+
+
+def _context_values(value: Any) -> Iterable[Any]:
+    # Its keys are the ContextVar objects; what they were set to is in its values.
+    return tuple(value.values())
+
+
 def _partial_arguments(value: Any) -> Iterable[Any]:
     state = getattr(value, "__dict__", None)
     return (*value.args, *value.keywords.values(), *(state.values() if isinstance(state, dict) else ()))
@@ -212,6 +233,16 @@ _FRAMES: dict[type, Callable[[Any], Iterable[Any] | None]] = {
     types.CoroutineType: _frame_locals("cr_frame", "cr_await"),
     types.AsyncGeneratorType: _frame_locals("ag_frame", "ag_await"),
 }
+# Methods bound to an object (a C method of a list, ``obj.__repr__``):
+# looked into through the object they are bound to.
+_BOUND = frozenset({types.MethodType, types.BuiltinMethodType, types.MethodWrapperType})
+# Holders looked into best effort (see _Walk.best_effort): a generator's
+# locals, a context's variables and a bound method's object, which hold
+# libraries' machinery (a tracing span, a database session, the application
+# object a handler is a method of) far past the bounds beside any data. A
+# callback is passed all the time; refusing every one bound to a large
+# object would make enforce mode refuse ordinary code.
+_LOOSE = frozenset({*_FRAMES, contextvars.Context, *_BOUND})
 # type -> how to read what an instance holds (see _holder), decided once per type.
 _HOLDERS: dict[type, Callable[[Any], Iterable[Any] | None]] = {}
 
@@ -224,7 +255,15 @@ def _holder(t: type) -> Callable[[Any], Iterable[Any] | None] | None:
     None when an instance will not tell."""
     read = _FRAMES.get(t)
     if read is None:
-        if issubclass(t, memoryview):
+        if t in _BOUND:
+            read = _bound_self
+        elif t is slice:
+            read = _slice_bounds
+        elif t is contextvars.Context:
+            read = _context_values
+        elif t is re.Pattern:
+            read = _attribute("pattern")
+        elif issubclass(t, memoryview):
             read = _memoryview_object
         elif issubclass(t, re.Match):
             read = _attribute("string")
@@ -331,7 +370,7 @@ class _Walk:
                 t in _BUILTIN_CONTAINERS
                 or getattr(t, "_pg_kind", None) is not None
                 or getattr(t, "_pg_box", None) is not None
-                or _shape(t)[0] == _HOLDER
+                or (_shape(t)[0] == _HOLDER and t not in _BOUND)
             ):
                 self.visit(child, level - 1)
                 if self.short:
@@ -417,13 +456,15 @@ class _Walk:
             else:
                 # Code of the application's own: iterated no further than
                 # the bounds (an endless __iter__ is content not looked at),
-                # with its public attributes looked into beside its items. A lazy proxy
+                # a subclass of a built-in container through the built-in
+                # type's iteration (see _NATIVE_ITEMS), with its public
+                # attributes looked into beside its items. A lazy proxy
                 # (Django's SimpleLazyObject) may claim to be a collection and
                 # fail to iterate: then its attributes are what it holds, and
                 # a collection that neither iterates nor has attributes holds
                 # what could not be looked at.
                 try:
-                    items = self.items_of(_pairs(value) if how == _MAPPING else value)
+                    items = self.items_of((_ITEMS.get(t) or _items_reader(t, how))(value))
                 except Exception:
                     state = getattr(value, "__dict__", None)
                     held = list(state.values()) if isinstance(state, dict) else []
@@ -447,7 +488,7 @@ class _Walk:
                 # Holds something it would not hand over: not looked at.
                 self.short = True
                 return
-            if t in _FRAMES:
+            if t in _LOOSE:
                 self.best_effort(held_values, level)
                 return
             children = held_values
@@ -487,6 +528,40 @@ def _pairs(mapping: Any) -> Iterable[Any]:
     for key, item in mapping.items():
         yield key
         yield item
+
+
+def _dict_pairs(mapping: Any) -> Iterable[Any]:
+    for key, item in dict.items(mapping):
+        yield key
+        yield item
+
+
+def _iterated(collection: Any) -> Iterable[Any]:
+    return collection  # type: ignore[no-any-return]
+
+
+# A subclass of a built-in container keeps its items in the built-in
+# storage: read there, its class's items() or __iter__ (which could mask or
+# refuse what it holds) is not asked.
+_NATIVE_ITEMS: tuple[tuple[type, Callable[[Any], Iterable[Any]]], ...] = (
+    (dict, _dict_pairs),
+    (list, list.__iter__),
+    (tuple, tuple.__iter__),
+    (set, set.__iter__),
+    (frozenset, frozenset.__iter__),
+    (deque, deque.__iter__),
+)
+# type -> how to read the items of a container of the application's own, decided once per type.
+_ITEMS: dict[type, Callable[[Any], Iterable[Any]]] = {}
+
+
+def _items_reader(t: type, how: int) -> Callable[[Any], Iterable[Any]]:
+    found: Callable[[Any], Iterable[Any]] = _pairs if how == _MAPPING else _iterated
+    for base, read in _NATIVE_ITEMS:
+        if issubclass(t, base):
+            found = read
+            break
+    return remember(_ITEMS, t, found)  # type: ignore[no-any-return]
 
 
 def _walk(

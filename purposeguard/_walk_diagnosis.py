@@ -12,21 +12,29 @@ hot path of every guarded call) keeps no path: :class:`_Diagnosis` is the
 walk with a stack beside it, making the same reads in the same order within
 the same bounds; naming a hop reads the holder's ``__dict__`` or slots again,
 as the walk did, and a list's or tuple's items through the built-in type's
-own iteration. It costs about as much as the walk, once per failure. The chain holds type names and attribute names only, never
-a value: a mapping entry is ``[...]`` (keys can be customer data, an e-mail
-address), a sequence item ``[i]``, an attribute whose name could be data
-(set from a mapping's keys) ``.<attribute>``. Nothing here raises: what it
-cannot tell, it leaves out.
+own iteration. It costs about as much as the walk, once per failure. The
+chain holds type names and attribute names only, never a value: a mapping
+entry is ``[...]`` (keys can be customer data, an e-mail address), a
+sequence item ``[i]``, and an attribute ``.name`` only when its class
+declares the name (in its ``__slots__``, its annotations or dataclass
+fields, as a class attribute, or as a name its methods use, as
+``self.name = ...`` in ``__init__``); any other attribute, such as one set
+from a mapping's keys (``SimpleNamespace(**row)``), is ``.<attribute>``.
+Nothing here raises: what it cannot tell, it leaves out.
 """
 
 from __future__ import annotations
 
+import functools
+import types
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ._labelled import LabelledProxy
+from ._state import remember
 from ._walk import (
+    _BOUND,
     _COLLECTION,
     _EXCEPTION,
     _ITERATION_LIMIT,
@@ -189,6 +197,8 @@ def _edge(parent: Any, child: Any) -> str:
             if name is not None:
                 return f".{name}"
             return "(arguments)" if how == _EXCEPTION else ".<attribute>"
+        if t in _BOUND:
+            return ".__self__"
         # A generator, an iterator, a partial: what it holds, unnamed.
         return "(held)"
     except Exception:
@@ -211,23 +221,80 @@ def _index(parent: Any, t: type, child: Any) -> int | None:
 
 def _attribute(parent: Any, t: type, child: Any) -> str | None:
     """The name of the attribute of ``parent`` that holds ``child``, read
-    as the walk reads attributes; ``<attribute>`` for a name that is not a
-    plain identifier (an object filled from a mapping's keys)."""
+    as the walk reads attributes; ``<attribute>`` for a name its class does
+    not declare (an object filled from a mapping's keys: the name is data)."""
     state = getattr(parent, "__dict__", None)
     if isinstance(state, dict):
         for name, item in tuple(state.items()):
             if item is child:
-                return _attribute_name(name)
+                return _attribute_name(name, t)
     for name in _slots(t):
         try:
             if object.__getattribute__(parent, name) is child:
-                return _attribute_name(name)
+                return _attribute_name(name, t)
         except AttributeError:
             continue
     return None
 
 
-def _attribute_name(name: object) -> str:
-    if type(name) is str and name.isascii() and name.isidentifier():
+def _attribute_name(name: object, t: type) -> str:
+    if type(name) is str and name.isascii() and name.isidentifier() and name in _declared(t):
         return capped(name)
     return "<attribute>"
+
+
+# type -> the attribute names its code declares (see _declared), bounded.
+_DECLARED: dict[type, frozenset[str]] = {}
+
+
+def _declared(t: type) -> frozenset[str]:
+    """The attribute names ``t``'s code declares: its slots, annotations,
+    dataclass and attrs fields, class attributes, and the names its methods
+    use (``self.cache = ...`` in ``__init__``). A name only data supplied
+    (``setattr(obj, key, ...)``, ``SimpleNamespace(**row)``) is not among them."""
+    found = _DECLARED.get(t)
+    if found is None:
+        names: set[str] = set(_slots(t))
+        for klass in t.__mro__:
+            namespace = klass.__dict__
+            names.update(name for name in namespace if type(name) is str)
+            annotations = namespace.get("__annotations__")
+            if isinstance(annotations, dict):
+                names.update(name for name in annotations if type(name) is str)
+            for member in tuple(namespace.values()):
+                for code in _code_of(member):
+                    names.update(_code_names(code))
+        for field in getattr(t, "__attrs_attrs__", ()) or ():
+            name = getattr(field, "name", None)
+            if type(name) is str:
+                names.add(name)
+        found = remember(_DECLARED, t, frozenset(names))
+    return found
+
+
+def _code_of(member: object) -> Iterator[types.CodeType]:
+    """The code of a method, static or class method, or property in a class's
+    namespace; nothing for other members (their attributes are not read)."""
+    if type(member) is staticmethod or type(member) is classmethod:
+        member = member.__func__
+    elif type(member) is functools.cached_property:
+        member = member.func
+    parts = (member.fget, member.fset, member.fdel) if type(member) is property else (member,)
+    for part in parts:
+        # A decorated method (functools.wraps): the function it wraps names the attributes.
+        for _ in range(4):
+            if type(part) is not types.FunctionType:
+                break
+            yield part.__code__
+            part = part.__dict__.get("__wrapped__")
+
+
+def _code_names(code: types.CodeType) -> Iterator[str]:
+    """The names ``code`` and the functions, lambdas and comprehensions inside it use."""
+    pending = [code]
+    for _ in range(256):
+        if not pending:
+            return
+        current = pending.pop()
+        yield from current.co_names
+        pending.extend(const for const in current.co_consts if isinstance(const, types.CodeType))

@@ -230,18 +230,17 @@ def test_unnamed_fields_stay_closed_after_a_path_release(tmp_path: Path) -> None
     ids=["newline", "ansi", "sql", "long"],
 )
 def test_hostile_case_ids_are_escaped_in_errors(tmp_path: Path, case: str) -> None:
-    """Secure: a hostile case id appears escaped and bounded in error messages, never raw."""
-    with (
-        pg.compelled_disclosure(
+    """Secure: a hostile case id is refused when the case opens (not short
+    printable text) or appears escaped and bounded in error messages, never raw."""
+    with pytest.raises(pg.ObligationError) as raised:  # noqa: PT012 - opening or releasing refuses
+        with pg.compelled_disclosure(
             case=case,
             tenant="contoso",
             authority="Court",
             redirect_attempted=True,
             notifier=Outbox(),
             audit=tmp_path / "a.db",
-        ) as disclosure,
-        pytest.raises(pg.ObligationError) as raised,
-    ):
-        disclosure.release({"a": 1}, fields=["nope"])
+        ) as disclosure:
+            disclosure.release({"a": 1}, fields=["nope"])
     message = str(raised.value)
     assert "\n" not in message and "\x1b" not in message and len(message) < 400

@@ -208,7 +208,12 @@ class Guard:
 
     def _say_overridden(self) -> None:
         """An operator's environment variable that the policy's own setting
-        outranks does nothing: said once per guard and policy, not silently."""
+        outranks does nothing: said once per guard and policy, not silently.
+        Not for the guard loaded before anything is configured (an
+        integration instrumented first): the policy it names is rarely the
+        one the application then configures, where it is said."""
+        if _BUILDING_IMPLICIT[0]:
+            return
         policy = self._policy
         for variable, from_environment, from_policy, setting in (
             ("PURPOSEGUARD_MODE", self.environment_mode, policy.mode, self.mode_setting),
@@ -686,11 +691,20 @@ def get_guard() -> Guard:
             if guard is None:
                 # PURPOSEGUARD_POLICY lets modules decorated at import time use a
                 # policy's own keys before configure() runs.
-                guard = Guard(Policy.load(os.environ.get("PURPOSEGUARD_POLICY") or "trust-center"))
+                _BUILDING_IMPLICIT[0] = True
+                try:
+                    guard = Guard(Policy.load(os.environ.get("PURPOSEGUARD_POLICY") or "trust-center"))
+                finally:
+                    _BUILDING_IMPLICIT[0] = False
                 guard.implicit = True
                 STATE.guard = guard
                 set_taxonomy(guard.policy.taxonomy)
     return guard
+
+
+# Set while get_guard() builds the guard used before anything is configured
+# (under the state's guard lock).
+_BUILDING_IMPLICIT = [False]
 
 
 def install(guard: Guard) -> Guard:

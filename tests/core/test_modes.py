@@ -426,6 +426,24 @@ def test_an_environment_variable_the_policy_outranks_is_said(
     assert pg.get_guard().context_mode == "trace"
 
 
+def test_the_guard_used_before_configure_says_nothing_of_the_environment(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An integration instrumented before ``configure()`` loads the built-in
+    pack: the warning would name a policy the application is not using. It
+    is said for the policy the application configures."""
+    from purposeguard._state import STATE
+
+    monkeypatch.setenv("PURPOSEGUARD_CONTEXT_MODE", "enforce")
+    STATE.guard = None
+    with caplog.at_level("WARNING", logger="purposeguard"):
+        assert pg.get_guard().implicit
+        assert not [r for r in caplog.records if "has no effect" in r.getMessage()]
+        pg.configure(pg.Policy.from_toml('[policy]\nname = "mine"\nextends = "trust-center"\n'))
+    said = [r.getMessage() for r in caplog.records if "has no effect" in r.getMessage()]
+    assert len(said) == 1 and "'mine'" in said[0]
+
+
 @pytest.mark.parametrize(
     ("environment", "configured"),
     [("trace", None), ("enforce", "enforce")],

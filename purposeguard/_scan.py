@@ -26,7 +26,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Finding", "ScanResult", "scan", "KINDS"]
+from ._files import read_regular
+
+__all__ = ["Finding", "ScanResult", "scan", "KINDS", "MAX_SOURCE_BYTES"]
+
+# A source file larger than this is skipped (named, with the reason), not
+# read: hand-written modules stay far below it; what is past it is generated
+# data or a file that never ends.
+MAX_SOURCE_BYTES = 16 * 1024 * 1024
 
 KINDS = ("purpose", "produces", "transform", "category", "label")
 _CANONICAL = {
@@ -615,7 +622,9 @@ def scan(source: str | os.PathLike[str]) -> ScanResult:
         relative = path.relative_to(base)
         shown = relative.as_posix()
         try:
-            text = path.read_bytes()
+            # Never a FIFO (it would block), a device (/dev/zero never ends)
+            # or a file past the limit: each is named as skipped instead.
+            text = read_regular(path, MAX_SOURCE_BYTES)
         except OSError as error:
             result.skipped.append((shown, error.strerror or str(error)))
             continue

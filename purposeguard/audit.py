@@ -193,8 +193,14 @@ def _escaped(value: Any, where: str, found: list[str]) -> Any:
             return value
         found.append(where or "(record)")
         return repr(value)  # 'nan', 'inf', '-inf': a name, never a number
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        if value.bit_length() <= _LONGEST_INT_BITS:
+            return value
+        # Past what Python turns into text by default (4,300 digits): its size, never its digits.
+        found.append(where or "(record)")
+        return f"<int of {value.bit_length()} bits>"
     if isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
@@ -206,6 +212,10 @@ def _escaped(value: Any, where: str, found: list[str]) -> Any:
     found.append(where or "(record)")
     return f"<{type(value).__name__}>"
 
+
+# Integers longer than this are escaped: well within the digits Python
+# converts to text by default.
+_LONGEST_INT_BITS = 4096
 
 # One encoder for every record: json.dumps with options builds a new one per call.
 _JSON = json.JSONEncoder(
@@ -228,9 +238,12 @@ def encode(record: Record | Mapping[str, Any]) -> Pending:
     _refuse_values(data, "")
     data["kind"] = kind
     stamp = data.get("timestamp")
-    timestamp = (
-        float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else time.time()
-    )
+    try:
+        timestamp = (
+            float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else time.time()
+        )
+    except OverflowError:
+        timestamp = math.inf  # an int past any float: handled as a non-finite time
     if not math.isfinite(timestamp):
         timestamp = time.time()  # the entry's own time; the record's stays in its fields, escaped
     try:
@@ -399,7 +412,9 @@ class AuditLog:
 
     def tail(self, n: int = 10) -> list[AuditEntry]:
         """The last ``n`` entries, oldest first."""
-        return [_as_entry(s) for s in self.storage.last(n)]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise AuditError(f"tail takes a number of entries (0 or more), not {n!r}")
+        return [_as_entry(s) for s in self.storage.last(n)] if n else []
 
     def __len__(self) -> int:
         return self.storage.head()[0]

@@ -291,13 +291,14 @@ class ConsentStore:
                     self._generation = generation
             except AuditError as error:
                 # Deciding on a store that cannot be read: no consent (the deny stands).
-                logger.error(
-                    "consent store %s unreadable, treating as no consent: %s", self.audit.path, error
-                )
+                self._unreadable(error)
                 return False
             grants = self._by_tenant.get(tenant)
             if grants is None:
-                grants = self._load(tenant)
+                loaded = self._load(tenant)
+                if loaded is None:
+                    return False
+                grants = loaded
         return self._matches(grants, purpose, category)
 
     def _matches(self, grants: tuple[Grant, ...], purpose: str, category: str) -> bool:
@@ -320,12 +321,17 @@ class ConsentStore:
                 "consent store %s unreadable, treating as no consent: %s", self.audit.path, error.reason
             )
 
-    def _load(self, tenant: str) -> tuple[Grant, ...]:
+    def _load(self, tenant: str) -> tuple[Grant, ...] | None:
+        """``tenant``'s grants, or None when the store cannot be read or its
+        consent records cannot be trusted (no consent, said once)."""
         try:
             grants = tuple(self.audit.storage.grants(tenant))
         except AuditError as error:
-            logger.error("consent store %s unreadable: %s", self.audit.path, error)
-            return ()
+            self._unreadable(error)
+            return None
+        if self._reported:
+            self._reported = False
+            logger.warning("consent store %s: readable again", self.audit.path)
         # Bounded: the tenant reaching a decision can come from a request.
         remember(self._by_tenant, tenant, grants, self.TENANTS_LIMIT)
         return grants
@@ -449,12 +455,29 @@ def _expiry(value: float | datetime | None, now: float) -> float | None:
             raise PolicyError("expires_at must be timezone-aware", field="expires_at")
         stamp = value.timestamp()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        stamp = float(value)
+        try:
+            stamp = float(value)
+        except OverflowError:
+            raise PolicyError(
+                f"expires_at is past the latest expiry ({LATEST_EXPIRY_TEXT})", field="expires_at"
+            ) from None
     else:
         raise PolicyError("expires_at must be a datetime or seconds since the epoch", field="expires_at")
     if not math.isfinite(stamp):
         # inf would never end and nan compares false both ways: neither is a time.
         raise PolicyError(f"expires_at must be a finite time, not {stamp!r}", field="expires_at")
+    if stamp > LATEST_EXPIRY:
+        # A time no calendar shows (reports, `audit tail`): no expiry is meant that far.
+        raise PolicyError(
+            f"expires_at is past the latest expiry ({LATEST_EXPIRY_TEXT}); omit it for a grant that "
+            "does not expire",
+            field="expires_at",
+        )
     if stamp <= now:
         raise PolicyError("expires_at is already past", field="expires_at")
     return stamp
+
+
+# The last second of the year 9999 (UTC): the latest time a date shows.
+LATEST_EXPIRY = 253402300799.0
+LATEST_EXPIRY_TEXT = "9999-12-31T23:59:59Z"

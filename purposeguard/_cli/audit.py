@@ -8,9 +8,9 @@ import re
 import time
 from typing import Any
 
-from .._storage import ChainKey, is_postgres, is_url, load_key_file, redact
+from .._storage import AuditError, ChainKey, is_postgres, is_url, load_key_file, redact, sqlite_path
 from ..audit import AuditEntry, AuditLog, default_key
-from . import EXIT_INVALID, EXIT_USAGE, CommandError
+from . import EXIT_INVALID, EXIT_USAGE, CommandError, shown
 
 WHERE = "audit log: a file (SQLite), sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
 
@@ -99,26 +99,26 @@ def _verify(args: argparse.Namespace) -> int:
             f"purposeguard audit verify: --anchor takes a head hash (64 hex digits), not {anchor!r}",
             EXIT_USAGE,
         )
-    shown = redact(args.path)
+    named = shown(redact(args.path))
     key = load_key_file(args.key_file) if args.key_file is not None else default_key()
     with _open(args.path, key) as log:
         if log.keyed and key is None:
             raise CommandError(
-                f"{shown}: the chain is keyed (key id {log.storage.key_id}): pass --key-file FILE "
+                f"{named}: the chain is keyed (key id {log.storage.key_id}): pass --key-file FILE "
                 "(or set PURPOSEGUARD_AUDIT_KEY_FILE) to verify it",
                 EXIT_USAGE,
             )
         result = log.verify(anchor=anchor)
     if not result.ok:
-        raise CommandError(f"{shown}: NOT intact: {result.reason}", EXIT_INVALID)
+        raise CommandError(f"{named}: NOT intact: {result.reason}", EXIT_INVALID)
     # The head stays the last word: scripts keep it as an anchor.
     if result.keyed:
         print(
-            f"{shown}: keyed chain (key id {key_id(key)}): intact, {result.count} records, head {result.head}"
+            f"{named}: keyed chain (key id {key_id(key)}): intact, {result.count} records, head {result.head}"
         )
     else:
         print(
-            f"{shown}: unkeyed chain, integrity against accidents only (whoever can write the log could "
+            f"{named}: unkeyed chain, integrity against accidents only (whoever can write the log could "
             f"rewrite it): intact, {result.count} records, head {result.head}"
         )
     return 0
@@ -129,12 +129,32 @@ def key_id(key: ChainKey | None) -> str:
 
 
 def _init(args: argparse.Namespace) -> int:
+    if in_memory(args.path):
+        # The library opens such a log for tests; here it would vanish as the command ends.
+        raise CommandError(
+            f"purposeguard audit init: {shown(args.path)} names an in-memory log, gone when the command "
+            "ends: name a file (PATH or sqlite:///PATH) or a postgresql:// URL",
+            EXIT_USAGE,
+        )
     with AuditLog(args.path, create=True) as log:
         count = len(log)
     print(
-        f"{redact(args.path)}: audit log ready (schema version {_schema_version(args.path)}, {count} records)"
+        f"{shown(redact(args.path))}: audit log ready (schema version {_schema_version(args.path)}, "
+        f"{count} records)"
     )
     return 0
+
+
+def in_memory(path: str) -> bool:
+    """Does ``path`` name an in-memory SQLite log (``:memory:``, ``sqlite://``, ``sqlite:///``)?"""
+    if path == ":memory:":
+        return True
+    if is_url(path) and path.partition("://")[0].lower() == "sqlite":
+        try:
+            return sqlite_path(path) == ":memory:"
+        except AuditError:
+            return False  # malformed: opening it says why
+    return False
 
 
 def _schema_version(path: str) -> int:
@@ -214,10 +234,13 @@ def _migrate(args: argparse.Namespace) -> int:
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
+# More records than any terminal shows; past SQLite's LIMIT, a number is an error.
+MAX_TAIL = 1_000_000_000
+
 
 def _tail(args: argparse.Namespace) -> int:
-    if args.n < 0:
-        raise CommandError("purposeguard audit tail: -n must be 0 or more", EXIT_USAGE)
+    if not 0 <= args.n <= MAX_TAIL:
+        raise CommandError(f"purposeguard audit tail: -n must be 0 to {MAX_TAIL}", EXIT_USAGE)
     with _open(args.path) as log:
         entries = log.tail(args.n) if args.n else []
     for entry in entries:
@@ -252,25 +275,3 @@ def _line(entry: AuditEntry) -> str:
     if entry.data.get("escaped"):
         parts.append("(escaped)")
     return f"{entry.seq:>6}  {stamp}  {shown(entry.kind):<16} {' '.join(parts)}"
-
-
-def shown(text: str, *, quote: bool = False) -> str:
-    """``text`` as one line that cannot pass for anything else: control and
-    other unprintable characters (newlines, terminal escapes, lone
-    surrogates) and backslashes escaped; with ``quote``, a value holding a
-    space, ``=`` or ``"`` in double quotes, so it cannot forge another field."""
-    out = []
-    for char in text:
-        if char == "\\":
-            out.append("\\\\")
-        elif char.isprintable():
-            out.append(char)
-        else:
-            code = ord(char)
-            out.append(
-                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-            )
-    line = "".join(out)
-    if quote and (not line or any(c in line for c in ' ="')):
-        line = '"' + line.replace('"', '\\"') + '"'
-    return line

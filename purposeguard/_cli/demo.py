@@ -110,7 +110,14 @@ def _clear_previous_log(path: Path) -> None:
     try:
         with AuditLog(path, create=False, readonly=True):
             pass
-    except (AuditError, OSError):
+    except AuditError as error:
+        if "locked by another connection" in error.reason:
+            # Still in use (a demo still running?): a log, not something else.
+            raise CommandError(f"{PROG}: {path}: {error.reason}") from None
+        raise CommandError(
+            f"{PROG}: {path} exists and is not a purposeguard audit log; not overwriting it (choose another --out)"
+        ) from None
+    except OSError:
         raise CommandError(
             f"{PROG}: {path} exists and is not a purposeguard audit log; not overwriting it (choose another --out)"
         ) from None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from .._policy import Policy
 from .._table import matrix_data
-from . import CommandError
+from . import EXIT_USAGE, CommandError, shown
 
 
 def register(subparsers: Any) -> None:
@@ -34,7 +36,16 @@ def register(subparsers: Any) -> None:
     explain.add_argument("--tenant", default=None)
     explain.add_argument("--policy", default="trust-center", help="pack name or TOML file")
     explain.add_argument(
-        "--consents", default=None, metavar="PATH", help="an audit/consent SQLite file whose grants apply"
+        "--consents",
+        default=None,
+        metavar="PATH",
+        help="an audit/consent store (SQLite file or URL) whose grants apply; opened read-only",
+    )
+    explain.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="the audit key a keyed consent store was written with (one line); "
+        "default: PURPOSEGUARD_AUDIT_KEY or PURPOSEGUARD_AUDIT_KEY_FILE",
     )
     explain.set_defaults(handler=_explain)
 
@@ -62,6 +73,10 @@ def render(policy: Policy, fmt: str) -> str:
     data = matrix_data(policy)
     if fmt == "json":
         return json.dumps(data, indent=2)
+    # Free text from the policy file (its name, where a rule came from) is
+    # shown escaped: a control character or line break in it cannot act on
+    # the terminal or forge a line. JSON escapes its own.
+    name = shown(policy.name)
     columns = data["columns"]
     head = ["use (purpose)"] + [c["title"] for c in columns]
     body = [[row["purpose"]] + [row[c["category"]] for c in columns] for row in data["rows"]]
@@ -73,7 +88,7 @@ def render(policy: Policy, fmt: str) -> str:
     ]
     legend = (
         "yes* = allowed with obligations; consent = denied unless the tenant consents; default: "
-        + policy.default
+        + shown(policy.default)
     )
     rules_head = ["rule", "effect", "categories", "purposes", "mode", "context_mode", "from"]
     rules_body = [
@@ -88,17 +103,22 @@ def render(policy: Policy, fmt: str) -> str:
         ]
         for r in data["rules"]
     ]
+    body = [[shown(str(cell)) for cell in row] for row in body]
+    full_body = [[shown(str(cell)) for cell in row] for row in full_body]
+    rules_body = [[shown(str(cell)) for cell in row] for row in rules_body]
+    head = [shown(str(cell)) for cell in head]
+    full_head = [shown(str(cell)) for cell in full_head]
     modes = _modes_line(policy) + "; - = unset"
     if policy.extends:
         modes += (
             "\nextends: "
-            + " <- ".join(policy.extends)
+            + " <- ".join(shown(source) for source in policy.extends)
             + " (rules merged by id; from = where each rule was written)"
         )
     if fmt == "markdown":
         return "\n".join(
             [
-                f"## Data-use table: {policy.name}",
+                f"## Data-use table: {name}",
                 "",
                 _markdown(head, body),
                 "",
@@ -117,7 +137,7 @@ def render(policy: Policy, fmt: str) -> str:
         )
     return "\n".join(
         [
-            f"Data-use table: {policy.name}",
+            f"Data-use table: {name}",
             _table(head, body),
             "",
             "Every category",
@@ -156,7 +176,7 @@ def _show(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     policy = Policy.load(args.file)
     print(
-        f"{args.file}: valid policy {policy.name!r}: {_count(len(policy.rules), 'rule')}, "
+        f"{shown(args.file)}: valid policy {shown(policy.name, quote=True)}: {_count(len(policy.rules), 'rule')}, "
         f"{_count(len(policy.transforms), 'transform')}, {_count(len(policy.destinations), 'destination')}"
     )
     return 0
@@ -175,18 +195,69 @@ def _explain(args: argparse.Namespace) -> int:
     ):
         if key not in known:
             raise CommandError(
-                f"purposeguard explain: unknown {kind} {key!r} (see: purposeguard policy show)", 2
+                f"purposeguard explain: unknown {kind} {key!r} (see: purposeguard policy show)",
+                EXIT_USAGE,
             )
-    consents = None
-    if args.consents is not None:
-        from pathlib import Path
-
-        from ..consent import ConsentStore
-
-        if not Path(args.consents).exists():
-            raise CommandError(f"purposeguard explain: no such consent file: {args.consents}")
-        if not Path(args.consents).is_file():
-            raise CommandError(f"purposeguard explain: not a file: {args.consents}")
-        consents = ConsentStore(args.consents, policy=policy)
-    print(policy.explain(args.category, args.purpose, tenant=args.tenant, consents=consents))
+    if args.key_file is not None and args.consents is None:
+        raise CommandError(
+            "purposeguard explain: --key-file goes with --consents PATH (see --help)", EXIT_USAGE
+        )
+    if args.consents is None:
+        print(_explained(policy, args, None))
+        return 0
+    with _consents(args, policy) as consents:
+        print(_explained(policy, args, consents))
     return 0
+
+
+@contextlib.contextmanager
+def _consents(args: argparse.Namespace, policy: Policy) -> Iterator[Any]:
+    """The consent store ``--consents`` names, opened read-only: explaining a
+    decision never creates a file or a table, nor writes to a store."""
+    from pathlib import Path
+
+    from .._storage import AuditError, is_url, load_key_file
+    from ..audit import AuditLog, default_key
+    from ..consent import ConsentStore
+
+    where = args.consents
+    if not is_url(where):
+        path = Path(where)
+        if not path.exists():
+            raise CommandError(f"purposeguard explain: no such consent file: {shown(where)}")
+        if not path.is_file():
+            raise CommandError(f"purposeguard explain: not a regular file: {shown(where)}")
+    key = load_key_file(args.key_file) if args.key_file is not None else default_key()
+    with AuditLog(where, create=False, readonly=True, key=key) as log:
+        if log.keyed and key is None:
+            raise CommandError(
+                f"purposeguard explain: the consent store {shown(where)} is keyed (key id "
+                f"{log.storage.key_id}): pass --key-file FILE (or set PURPOSEGUARD_AUDIT_KEY_FILE) "
+                "to prove its grants",
+                EXIT_USAGE,
+            )
+        try:
+            # Read and proven once up front: a store whose grants cannot be
+            # trusted is an error here, not a silent "no consent".
+            log.storage.grants()
+        except AuditError as error:
+            raise CommandError(f"purposeguard explain: consent store {error}") from None
+        yield ConsentStore(log, policy=policy)
+
+
+def _explained(policy: Policy, args: argparse.Namespace, consents: Any) -> str:
+    """``policy.explain`` as lines a terminal shows as they are: the rule's
+    description (free text) escaped whole, so a line break in it cannot
+    forge a line, and every other line with its control characters escaped."""
+    text = policy.explain(args.category, args.purpose, tenant=args.tenant, consents=consents)
+    rule = policy.cell(args.category, args.purpose)[1]
+    raw = f"  rule says: {rule.description}" if rule is not None and rule.description else None
+    if raw is None or raw not in text:
+        return _lines(text)
+    before, after = text.split(raw, 1)
+    assert rule is not None
+    return _lines(before) + f"  rule says: {shown(rule.description)}" + _lines(after)
+
+
+def _lines(text: str) -> str:
+    return "\n".join(shown(line) for line in text.split("\n"))

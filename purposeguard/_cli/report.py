@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_USAGE, CommandError
+from . import EXIT_USAGE, CommandError, shown
 
 PROG = "purposeguard report"
 
@@ -50,6 +50,9 @@ def readable_file(path: str, what: str, prog: str) -> Path:
         raise CommandError(f"{prog}: no such {what}: {path}")
     if file.is_dir():
         raise CommandError(f"{prog}: {what} is a directory: {path}")
+    if not file.is_file():
+        # A FIFO or a device: opening it would block or never end.
+        raise CommandError(f"{prog}: {what} is not a regular file: {path}")
     if not os.access(file, os.R_OK):
         raise CommandError(f"{prog}: cannot read {what}: {path}")
     return file
@@ -61,7 +64,8 @@ def readable_source(path: str, prog: str) -> Path:
         raise CommandError(f"{prog}: no such source path: {path}")
     if not os.access(source, os.R_OK) or (source.is_dir() and not os.access(source, os.X_OK)):
         raise CommandError(f"{prog}: cannot read source path: {path}")
-    if not source.is_dir() and source.suffix != ".py":
+    if not source.is_dir() and (source.suffix != ".py" or not source.is_file()):
+        # A FIFO or a device named x.py is not a file to read: it would block or never end.
         raise CommandError(f"{prog}: --source is neither a directory nor a .py file: {path}")
     return source
 
@@ -115,7 +119,12 @@ def _report(args: argparse.Namespace) -> int:
             if is_url(args.audit) or "audit key" in error.reason:
                 # The error names the database (without its password) and the cause.
                 raise CommandError(f"{PROG}: {error}") from None
-            raise CommandError(f"{PROG}: not a purposeguard audit log: {args.audit} ({error})") from None
+            prefix = "not a purposeguard audit log: "
+            if error.reason.startswith(prefix):
+                detail = error.reason[len(prefix) :]
+                raise CommandError(f"{PROG}: not a purposeguard audit log: {args.audit} ({detail})") from None
+            # A log that is locked, damaged or of another version is still a log: say what is wrong.
+            raise CommandError(f"{PROG}: cannot read the audit log {args.audit}: {error.reason}") from None
         args.audit = redact(args.audit)
     scanned = scan_source(args.source, PROG) if args.source is not None else None
     data = build_report(
@@ -143,7 +152,7 @@ def _report(args: argparse.Namespace) -> int:
     scanned_text = f", {code.files} files scanned, {len(code.skipped)} skipped" if code.scanned else ""
     chain = f", audit chain intact ({checked.count} records)" if checked is not None else ""
     print(
-        f"wrote {html_path} and {md_path}: {audit.violations} violations in "
+        f"wrote {shown(str(html_path))} and {shown(str(md_path))}: {audit.violations} violations in "
         f"{len(data.violations)} rules, {audit.declassifications} declassifications, "
         f"{audit.consents} consent changes, {audit.disclosures} disclosures{scanned_text}{chain}"
     )

@@ -185,7 +185,7 @@ def declassification_groups(
                 first_seen=min(seen),
                 last_seen=max(seen),
                 from_categories=tuple(
-                    sorted({str(c) for e in group for c in e.data.get("from_categories") or ()})
+                    sorted({c for e in group for c in _names(e.data.get("from_categories")) or ()})
                 ),
                 # The first record names the target; the policy's transform when it does not.
                 to=str(group[0].data.get("to") or (spec.to if spec else "")),
@@ -239,7 +239,9 @@ def consent_state(
         tenant, purpose = str(data.get("tenant") or ""), data.get("purpose")
         if not isinstance(purpose, str) or not purpose:
             continue
-        categories = [str(c) for c in data.get("categories") or ()]
+        categories = _names(data.get("categories"))
+        if categories is None:
+            continue  # not a consent change this report can read (written by hand?)
         if data.get("action") == "grant":
             expiry = data.get("expires_at")
             for category in categories:
@@ -266,6 +268,19 @@ def consents_in_force(in_force: Mapping[ConsentKey, set[str]]) -> tuple[ConsentI
         for (category, purpose), tenants in sorted(in_force.items())
         for tenant in sorted(tenants)
     )
+
+
+def _names(value: Any) -> list[str] | None:
+    """A record's list of names (categories) as text: a name alone counts as
+    a list of one, a missing one as none; None for anything else (a number,
+    a mapping), which no purposeguard record holds there."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return None
 
 
 def _categories_of(data: Mapping[str, Any]) -> list[str]:

@@ -25,7 +25,11 @@ def when(timestamp: float | None) -> str:
     """A timestamp as the report shows it: UTC, to the second."""
     if timestamp is None:
         return ""
-    return _dt.datetime.fromtimestamp(timestamp, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    try:
+        return _dt.datetime.fromtimestamp(timestamp, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError, TypeError):
+        # Any number a record may hold (1e300, nan, before year 1): shown, not a date.
+        return f"{timestamp!r} (not a date)"
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,11 @@ from typing import ClassVar
 # obeys ESC sequences in a `cat`ted report), zero-width and bidirectional
 # formatting (they reorder or hide what a reader sees), line and paragraph
 # separators. Shown as escapes instead, so a name reads as it is. Tab, line
-# feed and carriage return are left to each format.
-_ACTING = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# feed and carriage return are left to each format. Lone surrogates (a file
+# name or title that was not UTF-8) cannot be written as UTF-8 at all.
+_ACTING = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ud800-\udfff\ufeff]"
+)
 
 
 class Markup:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._errors import AuditError
+from .._files import TooLarge, read_regular
 
 __all__ = [
     "FORMAT",
@@ -34,12 +35,14 @@ __all__ = [
     "AuditError",
     "ChainKey",
     "Checkpoint",
+    "ConsentReplay",
     "Grant",
     "Head",
     "Pending",
     "Revoke",
     "Storage",
     "StoredEntry",
+    "apply_consent",
     "check_key",
     "consent_difference",
     "decide_on",
@@ -149,14 +152,14 @@ def load_key_file(path: str) -> ChainKey:
     """The key a key file holds: one line of at least 32 characters (no spaces
     or control characters), a trailing newline allowed."""
     try:
-        with open(path, "rb") as file:
-            raw = file.read(4097)
+        raw = read_regular(path, 4096)
     except IsADirectoryError:
         raise AuditError(f"the audit key file {path!r} is a directory") from None
+    except TooLarge:
+        raise AuditError(f"malformed audit key file {path!r}: longer than 4096 bytes") from None
     except OSError as error:
+        # A FIFO or a device is refused before it is read: either could block or never end.
         raise AuditError(f"cannot read the audit key file {path!r}: {error.strerror or error}") from None
-    if len(raw) > 4096:
-        raise AuditError(f"malformed audit key file {path!r}: longer than 4096 bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -359,10 +362,12 @@ def replay_consents(
     log_id: str = "",
 ) -> None:
     """Apply the chain's consent records, in order, to ``grants`` (by tenant,
-    purpose, category): what the consent table must hold. A record whose
-    hash does not match its content grants nothing (verification names it),
-    and neither does a copy of another log's consent change (see
-    :func:`forwarded_from`)."""
+    purpose, category): what the consent table must hold. A copy of another
+    log's consent change grants nothing (see :func:`forwarded_from`).
+
+    Raises :class:`AuditError` at a consent record whose hash does not match
+    its content: skipping it could skip a revocation and bring back a
+    withdrawn grant, so nothing past it is trusted."""
     for entry in entries:
         if entry.kind != "consent":
             continue
@@ -370,29 +375,154 @@ def replay_consents(
             link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data, key, log_id)
             != entry.hash
         ):
-            continue
-        try:
-            data = json.loads(entry.data)
-            action, tenant, purpose = str(data["action"]), str(data["tenant"]), str(data["purpose"])
-            categories = [str(c) for c in data.get("categories") or ()]
-            expires = data.get("expires_at")
-            expires_at = None if expires is None else float(expires)
-            granted_at = float(data.get("timestamp") or entry.timestamp)
-        except (ValueError, KeyError, TypeError):
-            continue
-        if forwarded_from(data, log_id) is not None:
-            continue  # proven in the store's own log, whose table holds its grants
-        if expires_at is not None and not math.isfinite(expires_at):
-            continue  # never an expiry that does not end (or compare)
-        if action == "grant":
-            for category in categories:
-                grants[(tenant, purpose, category)] = Grant(
-                    tenant, purpose, category, str(data.get("actor", "")), granted_at, expires_at
+            raise AuditError(
+                f"consent record {entry.seq} was altered or moved: its hash does not match its content"
+            )
+        apply_consent(entry, grants, log_id)
+
+
+def apply_consent(entry: StoredEntry, grants: dict[GrantKey, Grant], log_id: str) -> None:
+    """Apply one consent record, already proven by its hash, to ``grants``."""
+    try:
+        data = json.loads(entry.data)
+        action, tenant, purpose = str(data["action"]), str(data["tenant"]), str(data["purpose"])
+        categories = [str(c) for c in data.get("categories") or ()]
+        expires = data.get("expires_at")
+        expires_at = None if expires is None else float(expires)
+        granted_at = float(data.get("timestamp") or entry.timestamp)
+    except (ValueError, KeyError, TypeError, OverflowError):
+        return  # written with the key, but no consent change this version reads
+    if forwarded_from(data, log_id) is not None:
+        return  # proven in the store's own log, whose table holds its grants
+    if expires_at is not None and not math.isfinite(expires_at):
+        return  # never an expiry that does not end (or compare)
+    if action == "grant":
+        for category in categories:
+            grants[(tenant, purpose, category)] = Grant(
+                tenant, purpose, category, str(data.get("actor", "")), granted_at, expires_at
+            )
+    elif action == "revoke":
+        for held in [k for k in grants if k[0] == tenant and k[1] == purpose]:
+            if not categories or held[2] in categories:
+                del grants[held]
+
+
+class ConsentReplay:
+    """The grants a log's consent records make, kept current by walking every
+    record appended since the last walk, in order: what a consent store
+    decides on.
+
+    Every record is checked, not only consent records: a revocation whose
+    kind or content was changed, or that was deleted, would otherwise vanish
+    from the view and bring its grant back (with the table row restored by
+    hand, nothing else would tell). A record out of place, altered, or
+    missing makes the view unusable for good (:attr:`broken`; a new store
+    reads the repaired log); the recorded end is checked on every walk, so
+    records cut off the tail are missed no more than ``audit verify`` misses
+    them. Each record is hashed once per replay object, so the first walk
+    costs what verifying the log costs.
+    """
+
+    __slots__ = ("broken", "grants", "hash", "key", "key_id", "location", "log_id", "seq")
+
+    def __init__(self, key: ChainKey | None, key_id: str | None, log_id: str, location: str) -> None:
+        self.key = key
+        self.key_id = key_id
+        self.log_id = log_id
+        self.location = location
+        self.grants: dict[GrantKey, Grant] = {}
+        self.seq = 0
+        self.hash = GENESIS
+        self.broken: str | None = None
+
+    def _fail(self, problem: str) -> AuditError:
+        self.broken = (
+            f"its consent records cannot be trusted: {problem}; no consent applies "
+            "(run `purposeguard audit verify`)"
+        )
+        return AuditError(self.broken, path=self.location)
+
+    def feed(self, entries: Iterable[StoredEntry]) -> None:
+        """Walk ``entries``, the records after :attr:`seq` in order; raises
+        :class:`AuditError` at the first one that does not fit."""
+        if self.broken is not None:
+            raise AuditError(self.broken, path=self.location)
+        if self.key_id and self.key is None:
+            raise AuditError(
+                f"the chain is keyed (key id {self.key_id}): its consents are proven only with its key",
+                path=self.location,
+            )
+        key, log_id = self.key, self.log_id
+        for entry in entries:
+            expected = self.seq + 1
+            if entry.seq != expected:
+                if entry.seq > expected:
+                    missing = f"{expected}" if entry.seq == expected + 1 else f"{expected}-{entry.seq - 1}"
+                    raise self._fail(f"record {missing} is missing (deleted)")
+                raise self._fail(f"record {entry.seq} is out of place")
+            if entry.prev_hash != self.hash:
+                raise self._fail(f"record {entry.seq} does not follow record {self.seq}")
+            if (
+                link(entry.prev_hash, entry.seq, entry.kind, entry.timestamp, entry.data, key, log_id)
+                != entry.hash
+            ):
+                raise self._fail(
+                    f"record {entry.seq} was altered or moved: its hash does not match its content"
                 )
-        elif action == "revoke":
-            for held in [k for k in grants if k[0] == tenant and k[1] == purpose]:
-                if not categories or held[2] in categories:
-                    del grants[held]
+            if entry.kind == "consent":
+                apply_consent(entry, self.grants, log_id)
+            self.seq, self.hash = entry.seq, entry.hash
+
+    def check_end(
+        self,
+        head: Head | tuple[int, str],
+        checkpoint: Checkpoint | None = None,
+        *,
+        needs_checkpoint: bool = False,
+    ) -> None:
+        """Does the walk end where the log's recorded end (read in the same
+        snapshot) and, for a keyed file, its signed checkpoint (read before
+        the snapshot) say it ends? Raises :class:`AuditError` when not; it is
+        checked again on the next walk (a checkpoint may be being written)."""
+        problem = self._end_problem(head, checkpoint, needs_checkpoint)
+        if problem is not None:
+            raise AuditError(
+                f"its consent records cannot be trusted: {problem}; no consent applies "
+                "(run `purposeguard audit verify`)",
+                path=self.location,
+            )
+
+    def _end_problem(
+        self, head: Head | tuple[int, str], checkpoint: Checkpoint | None, needs_checkpoint: bool
+    ) -> str | None:
+        head_seq, head_hash = head[0], head[1]
+        if head_seq > self.seq:
+            return f"record {self.seq + 1} is missing (deleted): {head_seq} were written"
+        if head_seq < self.seq:
+            return f"record {head_seq + 1} was inserted after the recorded end"
+        if head_hash != self.hash:
+            return f"record {self.seq} was altered: it is not the recorded end"
+        key = self.key
+        if key is None:
+            return None
+        signature = head[2] if len(head) > 2 else None
+        if (self.seq or signature is not None) and (
+            not isinstance(signature, str) or not key.checks_head(self.log_id, head_seq, head_hash, signature)
+        ):
+            return f"records from {self.seq + 1} on were cut off: the recorded end is not signed with the key"
+        if checkpoint is None:
+            if needs_checkpoint and self.seq:
+                return "its signed checkpoint file is missing"
+            return None
+        if checkpoint.log_id != self.log_id or not key.checks_head(
+            checkpoint.log_id, checkpoint.seq, checkpoint.hash, checkpoint.mac
+        ):
+            return "its checkpoint file is not this log's, or not signed with the key"
+        if checkpoint.seq > self.seq:
+            return f"records {self.seq + 1}-{checkpoint.seq} are missing: a signed checkpoint says they were written"
+        if checkpoint.seq == self.seq and checkpoint.hash != self.hash:
+            return f"record {self.seq} is not the one the signed checkpoint names"
+        return None
 
 
 def forwarded_from(data: dict[str, Any], log_id: str) -> str | None:
@@ -449,8 +579,9 @@ def decide_on(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -> tuple[l
     the table differed (edited by hand). Every backend decides with this.
 
     A row whose expiry is not a finite time (``Infinity``, ``-Infinity``,
-    ``NaN`` written by hand) is refused, whatever the record says: no grant
-    is ever made with one, and which end such a row meant cannot be told."""
+    ``NaN`` or text written by hand) is refused, whatever the record says:
+    no grant is ever made with one, and which end such a row meant cannot
+    be told."""
     kept: list[Grant] = []
     rows = list(table)
     differs = len(rows) != len(chained)
@@ -459,8 +590,11 @@ def decide_on(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -> tuple[l
         if recorded is None:
             differs = True
             continue
-        if grant.expires_at is not None and not math.isfinite(grant.expires_at):
-            differs = True
+        expiry: object = grant.expires_at
+        if expiry is not None and (
+            not isinstance(expiry, (int, float)) or isinstance(expiry, bool) or not math.isfinite(expiry)
+        ):
+            differs = True  # text written by hand into the column is no time either
             continue
         if recorded.expires_at != grant.expires_at:
             differs = True
@@ -506,8 +640,14 @@ def write_checkpoint(path: str, key: ChainKey, log_id: str, seq: int, head_hash:
         sort_keys=True,
     )
     temporary = f"{path}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)  # whatever was left there (a FIFO would block the open)
     try:
-        with open(temporary, "w", encoding="ascii") as file:
+        # Created afresh: never opened through a link or a FIFO put in its place.
+        descriptor = os.open(
+            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666
+        )
+        with open(descriptor, "w", encoding="ascii") as file:
             file.write(text + "\n")
             file.flush()
             os.fsync(file.fileno())
@@ -522,10 +662,12 @@ def read_checkpoint(path: str) -> Checkpoint | None:
     """The checkpoint file at ``path``; None when there is none. A damaged
     one raises :class:`AuditError`."""
     try:
-        with open(path, "rb") as file:
-            raw = file.read(4097)
+        # Never a wait: the application's writer reads it before each checkpoint.
+        raw = read_regular(path, 4096)
     except FileNotFoundError:
         return None
+    except TooLarge:
+        raise AuditError(f"the checkpoint file {path} is damaged (not a purposeguard checkpoint)") from None
     except OSError as error:
         raise AuditError(f"cannot read the checkpoint file {path}: {error.strerror or error}") from None
     try:

@@ -32,6 +32,7 @@ from .base import (
     GENESIS,
     AuditError,
     ChainKey,
+    ConsentReplay,
     Grant,
     Head,
     Pending,
@@ -190,10 +191,12 @@ class PostgresStorage:
         self._stop = threading.Event()
         self._watch_error: str | None = None
         self._pid = os.getpid()
-        # The grants the chain's consent records make, replayed up to seq _replayed.
+        # The grants the chain's consent records make, replayed over every record.
         self._replay_lock = threading.Lock()
-        self._chained: dict[tuple[str, str, str], Grant] = {}
-        self._replayed = 0
+        self._replayer: ConsentReplay | None = None
+        # Why the last load found the consent records untrustworthy (None: it did not).
+        self._untrusted: str | None = None
+        self._untrusted_reported = False
         self._mismatch_reported = False
         with self._lock:
             self._conn = self._connect()
@@ -482,7 +485,10 @@ class PostgresStorage:
             after = int(rows[-1][0])
 
     def last(self, n: int) -> list[StoredEntry]:
-        rows = self._query(f"SELECT {_COLUMNS} FROM purposeguard_audit ORDER BY seq DESC LIMIT %s", (n,))
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM purposeguard_audit ORDER BY seq DESC LIMIT %s",
+            (min(max(n, 0), 2**63 - 1),),
+        )
         return [_entry(row) for row in reversed(rows)]
 
     def head(self) -> tuple[int, str]:
@@ -558,6 +564,9 @@ class PostgresStorage:
         watcher = self._watcher
         if watcher is None or not watcher.is_alive():
             self._start_watcher()
+        untrusted = self._untrusted
+        if untrusted is not None:
+            raise AuditError(untrusted, path=self.location)
         view = self._view
         if view is None:
             raise AuditError(
@@ -638,10 +647,17 @@ class PostgresStorage:
                 conn.execute("SELECT 1")
                 for _ in conn.notifies(timeout=0):
                     changed = True
-                if changed:
+                if changed or self._untrusted is not None:
                     self._publish(self._load(conn), started)
                 else:
                     self._confirm(started)
+            except AuditError as error:
+                # The consent records do not hold together: cached_grants
+                # refuses every consent until a load succeeds.
+                if not self._untrusted_reported:
+                    self._untrusted_reported = True
+                    logger.error("purposeguard consent store %s: %s", self.location, error.reason)
+                stop.wait(self.heartbeat)
             except psycopg.Error as error:
                 self._watch_error = f"database unreachable ({_line(error)})"
                 if not reported:
@@ -670,10 +686,17 @@ class PostgresStorage:
         table by hand, without its record, is never used."""
         # One snapshot for both, so a change committed in between is not
         # taken for an edit by hand.
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            table = _consent_table(conn)
-            chained = self._replay(conn)
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                table = _consent_table(conn)
+                chained = self._replay(conn)
+        except AuditError as error:
+            self._untrusted = error.reason
+            raise
+        if self._untrusted is not None:
+            self._untrusted = None
+            self._untrusted_reported = False
         kept, differs = decide_on(table, chained)
         if differs and not self._mismatch_reported:
             self._mismatch_reported = True
@@ -681,17 +704,26 @@ class PostgresStorage:
         return kept
 
     def _replay(self, conn: Any) -> dict[tuple[str, str, str], Grant]:
-        # Incremental: the seq index reads only records appended since the last replay.
+        # Incremental: every record appended since the last replay, read in
+        # pages by the seq index, in the caller's one snapshot with the head.
         with self._replay_lock:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM purposeguard_audit WHERE seq > %s AND kind = 'consent' ORDER BY seq",
-                (self._replayed,),
-            ).fetchall()
-            entries = [_entry(row) for row in rows]
-            replay_consents(entries, self._chained, self.key, self.log_id)
-            if entries:
-                self._replayed = entries[-1].seq
-            return dict(self._chained)
+            replay = self._replayer
+            if replay is None:
+                replay = self._replayer = ConsentReplay(self.key, self.key_id, self.log_id, self.location)
+            row = conn.execute("SELECT seq, hash FROM purposeguard_head WHERE id = 1").fetchone()
+            if row is None:
+                raise AuditError("damaged audit log: its recorded head is missing", path=self.location)
+            mac = conn.execute("SELECT value FROM purposeguard_meta WHERE key = 'head_mac'").fetchone()
+            while True:
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM purposeguard_audit WHERE seq > %s ORDER BY seq LIMIT 1000",
+                    (replay.seq,),
+                ).fetchall()
+                if not rows:
+                    break
+                replay.feed(_entry(found) for found in rows)
+            replay.check_end((int(row[0]), str(row[1]), str(mac[0]) if mac else None))
+            return dict(replay.grants)
 
     def consent_mismatch(self) -> str | None:
         """How the consent table differs from the chain's consent records, read
@@ -709,7 +741,10 @@ class PostgresStorage:
             except psycopg.Error as error:
                 raise self._failed(error, "read consents") from None
         chained: dict[tuple[str, str, str], Grant] = {}
-        replay_consents((_entry(row) for row in rows), chained, self.key, self.log_id)
+        try:
+            replay_consents((_entry(row) for row in rows), chained, self.key, self.log_id)
+        except AuditError as error:
+            return error.reason
         return consent_difference(table, chained)
 
     def close(self) -> None:

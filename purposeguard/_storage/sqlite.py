@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import os
 import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from .._files import not_regular
 from .base import (
     FORMAT,
     GENESIS,
     VERSION,
     AuditError,
     ChainKey,
+    Checkpoint,
+    ConsentReplay,
     Grant,
     Head,
     Pending,
@@ -69,7 +74,35 @@ def _describe(error: sqlite3.Error) -> str:
         return "not a purposeguard audit log: not an SQLite database (file is not a database)"
     if "malformed" in text:
         return f"corrupted SQLite file ({text})"
+    if text in ("database is locked", "database table is locked"):
+        # Busy, not broken: another process holds a lock longer than the timeout.
+        return "the database is locked by another connection (busy); try again once it is released"
     return text
+
+
+# Longest LIMIT SQLite takes (a 64-bit integer).
+_MOST = 2**63 - 1
+
+
+def _read_only_uri(path: str) -> str:
+    """The URI that opens ``path`` for reading, writing nothing beside it when
+    it can: a file no one may write (mode without write bits) and with no
+    write-ahead log or journal beside it holds every record in itself and
+    cannot change, so SQLite is told it is immutable and creates no -wal or
+    -shm files. Any other file is opened read-only the usual way: its
+    write-ahead log may hold committed records, and reading those needs
+    the shared-memory index."""
+    # SQLite keeps the -wal beside the file the path resolves to.
+    resolved = Path(path).resolve()
+    uri = f"{resolved.as_uri()}?mode=ro"
+    try:
+        writable = os.stat(resolved).st_mode & 0o222
+    except OSError:
+        return uri
+    # A -journal left by a crash must be rolled back before the file is read.
+    if not writable and not any(os.path.lexists(f"{resolved}{s}") for s in ("-wal", "-journal")):
+        return uri + "&immutable=1"
+    return uri
 
 
 class SQLiteStorage:
@@ -113,9 +146,9 @@ class SQLiteStorage:
         self._checkpointed = 0
         self._checkpoint_failed = False
         self.key_id: str | None = None
-        # The grants the chain's consent records make, replayed up to seq _replayed.
-        self._chained: dict[tuple[str, str, str], Grant] = {}
-        self._replayed = 0
+        # The grants the chain's consent records make, replayed over every
+        # record (set once the log id and key id are known).
+        self._replay: ConsentReplay | None = None
         self._mismatch_reported = False
         self._lock = threading.RLock()
         self._timeout = timeout
@@ -143,10 +176,22 @@ class SQLiteStorage:
                 raise AuditError("no such audit log", path=self.location)
             if not file.parent.is_dir():
                 raise AuditError(f"no such directory {str(file.parent)!r}", path=self.location)
-            mode = "ro" if readonly else ("rwc" if create else "rw")
+            # SQLite would open a FIFO (or a link to a device) and wait on it forever.
+            resolved = str(file.resolve())
+            odd = not_regular([self.location] + [resolved + s for s in ("-wal", "-shm", "-journal")])
+            if odd is not None:
+                what = odd[1] if odd[1].startswith("not ") else f"{odd[1]}, not a regular file"
+                if odd[0] == self.location:
+                    raise AuditError(f"not a purposeguard audit log: {what}", path=self.location)
+                raise AuditError(f"damaged audit log: {odd[0]} beside it is {what}", path=self.location)
+            uri = (
+                _read_only_uri(self.location)
+                if readonly
+                else f"{file.resolve().as_uri()}?mode={'rwc' if create else 'rw'}"
+            )
             try:
                 connection = sqlite3.connect(
-                    f"{file.resolve().as_uri()}?mode={mode}",
+                    uri,
                     uri=True,
                     isolation_level=None,
                     check_same_thread=False,
@@ -414,7 +459,7 @@ class SQLiteStorage:
         rows = self._query(
             "SELECT seq, kind, timestamp, data, prev_hash, hash FROM purposeguard_audit "
             "ORDER BY seq DESC LIMIT ?",
-            (n,),
+            (min(max(n, 0), _MOST),),
         )
         return [_entry(row) for row in reversed(rows)]
 
@@ -428,46 +473,67 @@ class SQLiteStorage:
     def grants(self, tenant: str | None = None) -> list[Grant]:
         """The grants to decide on: those the consent table holds that the
         chain's consent records also grant. A grant added to (or widened in)
-        the table by hand, without its record, is never used."""
-        sql = "SELECT tenant, purpose, category, granted_by, granted_at, expires_at FROM purposeguard_consent"
+        the table by hand, without its record, is never used; a log whose
+        records do not hold together (see :class:`ConsentReplay`) raises
+        :class:`AuditError`: no grant is used."""
         with self._lock:
-            # One read transaction for both, so a change committed in between
-            # is not taken for an edit by hand (in memory this lock suffices).
-            own = self._connection.in_transaction
-            try:
-                if not own:
-                    self._connection.execute("BEGIN")
-                try:
-                    if tenant is None:
-                        rows = self._connection.execute(
-                            sql + " ORDER BY tenant, purpose, category"
-                        ).fetchall()
-                    else:
-                        rows = self._connection.execute(
-                            sql + " WHERE tenant = ? ORDER BY purpose, category", (tenant,)
-                        ).fetchall()
-                    records = self._connection.execute(
-                        "SELECT seq, kind, timestamp, data, prev_hash, hash FROM purposeguard_audit "
-                        "WHERE seq > ? AND kind = 'consent' ORDER BY seq",
-                        (self._replayed,),
-                    ).fetchall()
-                finally:
-                    if not own:
-                        self._connection.execute("ROLLBACK")
-            except sqlite3.Error as error:
-                raise AuditError(_describe(error), path=self.location) from None
-            entries = [_entry(row) for row in records]
-            replay_consents(entries, self._chained, self.key, self.log_id)
-            if entries:
-                self._replayed = entries[-1].seq
-            chained = self._chained
-            if tenant is not None:
-                chained = {k: g for k, g in chained.items() if k[0] == tenant}
-            kept, differs = decide_on((Grant(*row) for row in rows), chained)
+            rows, chained = self._consents(tenant, table=True)
+            kept, differs = decide_on((Grant(*row) for row in rows), chained)  # type: ignore[arg-type]
         if differs and not self._mismatch_reported:
             self._mismatch_reported = True
             log_table_differs(self.location)
         return kept
+
+    def _consents(
+        self, tenant: str | None, *, table: bool
+    ) -> tuple[list[tuple[object, ...]], dict[tuple[str, str, str], Grant]]:
+        """The consent table's rows (for ``tenant``, or all; none unless
+        ``table``) and the grants the chain's records make, read in one
+        transaction after walking the records appended since the last walk."""
+        sql = "SELECT tenant, purpose, category, granted_by, granted_at, expires_at FROM purposeguard_consent"
+        replay = self._replay
+        if replay is None:
+            replay = self._replay = ConsentReplay(self.key, self.key_id, self.log_id, self.location)
+        checkpoint = self._signed_end()
+        rows: list[tuple[object, ...]] = []
+        # One read transaction for the table, the records and the end, so a
+        # change committed in between is not taken for an edit by hand (in
+        # memory this lock suffices).
+        own = self._connection.in_transaction
+        try:
+            if not own:
+                self._connection.execute("BEGIN")
+            try:
+                if table and tenant is None:
+                    rows = self._connection.execute(sql + " ORDER BY tenant, purpose, category").fetchall()
+                elif table:
+                    rows = self._connection.execute(
+                        sql + " WHERE tenant = ? ORDER BY purpose, category", (tenant,)
+                    ).fetchall()
+                head = self._head()
+                cursor = self._connection.execute(
+                    "SELECT seq, kind, timestamp, data, prev_hash, hash FROM purposeguard_audit "
+                    "WHERE seq > ? ORDER BY seq",
+                    (replay.seq,),
+                )
+                replay.feed(_rows(cursor, self.location))
+            finally:
+                if not own:
+                    self._connection.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            raise AuditError(_describe(error), path=self.location) from None
+        replay.check_end(head, checkpoint, needs_checkpoint=self.checkpoint_path is not None)
+        chained = replay.grants
+        if tenant is not None:
+            chained = {k: g for k, g in chained.items() if k[0] == tenant}
+        return rows, chained
+
+    def _signed_end(self) -> Checkpoint | None:
+        """A keyed file's checkpoint, read before the records it must be
+        checked against (it is written after its commit)."""
+        if self.key is None or self.checkpoint_path is None:
+            return None
+        return read_checkpoint(self.checkpoint_path)
 
     def generation(self) -> tuple[int, int]:
         # data_version moves when another connection (or process) commits,
@@ -480,7 +546,7 @@ class SQLiteStorage:
         """A read-only connection of its own to the file."""
         try:
             return sqlite3.connect(
-                f"{Path(self.location).resolve().as_uri()}?mode=ro",
+                _read_only_uri(self.location),
                 uri=True,
                 isolation_level=None,
                 timeout=self._timeout,
@@ -545,7 +611,10 @@ class SQLiteStorage:
             finally:
                 reader.close()
         chained: dict[tuple[str, str, str], Grant] = {}
-        replay_consents((_entry(row) for row in rows), chained, self.key, self.log_id)
+        try:
+            replay_consents((_entry(row) for row in rows), chained, self.key, self.log_id)
+        except AuditError as error:
+            return error.reason
         return consent_difference([Grant(*row) for row in table], chained)  # type: ignore[arg-type]
 
     def cached_grants(self, tenant: str) -> tuple[Grant, ...] | None:
@@ -553,7 +622,11 @@ class SQLiteStorage:
         return None
 
     def refresh(self) -> None:
-        pass
+        """Walk the records appended since the last walk. The consent store
+        calls it as it starts, so the first walk (as long as verifying the
+        log) happens then rather than in its first decision."""
+        with self._lock:
+            self._consents(None, table=False)
 
     def trace(self, callback: object) -> None:
         """Install an SQLite trace callback (tests: which threads run statements)."""
@@ -602,4 +675,10 @@ def _rows(cursor: sqlite3.Cursor, location: str) -> Iterator[StoredEntry]:
 
 def _entry(row: tuple[object, ...]) -> StoredEntry:
     seq, kind, timestamp, data, prev_hash, digest = row
-    return StoredEntry(int(seq), str(kind), float(timestamp), str(data), str(prev_hash), str(digest))  # type: ignore[call-overload,arg-type]
+    try:
+        stamp = float(timestamp)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        # Text or bytes written by hand into the REAL column: an altered
+        # record (its hash no longer matches), never a crash of the reader.
+        stamp = math.nan
+    return StoredEntry(int(seq), str(kind), stamp, str(data), str(prev_hash), str(digest))  # type: ignore[call-overload]

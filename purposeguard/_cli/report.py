@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--source", metavar="PATH", help="source tree (or .py file) to scan; never imported")
     parser.add_argument(
-        "--policy", default="trust-center", help="pack name or TOML file (default: trust-center)"
+        "--policy",
+        default=None,
+        help="pack name or TOML file the log was written under (default: PURPOSEGUARD_POLICY, else trust-center)",
     )
     parser.add_argument(
         "--out", metavar="DIR", required=True, help="directory to write report.html and report.md into"
@@ -92,6 +95,31 @@ def _key(key_file: str | None) -> Any:
         raise CommandError(f"{PROG}: {error}") from None
 
 
+def _say_if_other_policy(records: list[Any], policy: Any) -> None:
+    """A log written under another policy than the one the report assumed:
+    its matrix and verdicts would be that policy's. Said once, on stderr; the
+    report is still written."""
+    known = {
+        *policy.rules_by_id,
+        *policy.transforms,
+        "transport.require_tls",
+        "disclosure-tenant-boundary",
+    }
+    for record in records:
+        rule = record.data.get("rule") if isinstance(record.data, Mapping) else None
+        if (
+            isinstance(rule, str)
+            and rule not in known
+            and not rule.startswith(("purposeguard.", "disclosure."))
+        ):
+            print(
+                f"{PROG}: the log names rule {shown(rule)}, which policy {shown(policy.name)} does not define: "
+                "pass --policy with the policy the log was written under",
+                file=sys.stderr,
+            )
+            return
+
+
 def _report(args: argparse.Namespace) -> int:
     from .._policy import Policy
     from ..audit import AuditError
@@ -104,7 +132,8 @@ def _report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CommandError(f"{PROG}: --out is not a directory: {args.out}")
-    policy = Policy.load(args.policy)
+    given = args.policy is not None
+    policy = Policy.load(args.policy or os.environ.get("PURPOSEGUARD_POLICY") or "trust-center")
     records: list[Entry] = []
     checked: Integrity | None = None
     if args.audit is not None:
@@ -126,6 +155,9 @@ def _report(args: argparse.Namespace) -> int:
             # A log that is locked, damaged or of another version is still a log: say what is wrong.
             raise CommandError(f"{PROG}: cannot read the audit log {args.audit}: {error.reason}") from None
         args.audit = redact(args.audit)
+    if not given and (checked is None or checked.ok):
+        # (A log that is not intact is said to be so instead: its rules may be forged.)
+        _say_if_other_policy(records, policy)
     scanned = scan_source(args.source, PROG) if args.source is not None else None
     data = build_report(
         records, scanned, policy, title=args.title, audit_source=args.audit, audit_integrity=checked

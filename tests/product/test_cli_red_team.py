@@ -583,3 +583,41 @@ def test_policy_show_and_explain_escape_free_text(tmp_path: Path) -> None:
     assert shown.splitlines()[0] == "Data-use table: x\\x1b[31mRED\\x0aFAKE line"
     as_json = json.loads(run("policy", "show", str(hostile), "--format", "json").stdout)
     assert as_json["policy"] == "x\x1b[31mRED\nFAKE line"  # JSON escapes its own
+
+
+# -- a report made with another policy than the log's --------------------------------------------
+
+
+def test_a_report_says_when_the_log_names_rules_its_policy_does_not_define(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PURPOSEGUARD_POLICY", raising=False)
+    path = tmp_path / "audit.db"
+    with AuditLog(path) as log:
+        log.append_many([{**violation(1), "rule": "no-ads-in-mail"}])
+    mine = tmp_path / "mine.toml"
+    mine.write_text(
+        textwrap.dedent(
+            """
+            [policy]
+            name = "mine"
+            extends = "trust-center"
+
+            [[rules]]
+            id = "no-ads-in-mail"
+            categories = ["customer_data.content.email"]
+            purposes = ["advertising"]
+            effect = "deny"
+            """
+        )
+    )
+    assumed = run("report", "--audit", str(path), "--out", str(tmp_path / "a"))
+    assert assumed.returncode == 0, assumed.stderr
+    assert "names rule no-ads-in-mail, which policy trust-center does not define" in assumed.stderr
+    given = run("report", "--audit", str(path), "--policy", str(mine), "--out", str(tmp_path / "b"))
+    assert given.returncode == 0 and given.stderr == "", given.stderr
+    # PURPOSEGUARD_POLICY names the policy when --policy is not given.
+    monkeypatch.setenv("PURPOSEGUARD_POLICY", str(mine))
+    from_environment = run("report", "--audit", str(path), "--out", str(tmp_path / "c"))
+    assert from_environment.returncode == 0 and from_environment.stderr == "", from_environment.stderr
+    assert "mine" in (tmp_path / "c" / "report.md").read_text()

@@ -24,17 +24,25 @@ lineage cannot be derived carries every category of the plan (fail closed).
 Importing this module lets ``pg.labels_of``, ``@pg.purpose``, ``pg.label``
 and ``@pg.transform`` read and write DataFrame labels. ``instrument()`` adds
 what needs patching: UDFs run with the purpose that was current where they
-were defined (also in the Python workers), and writing a DataFrame to a path
+were defined (also in the Python workers), writing a DataFrame to a path
 or table is an egress checked against the policy's ``[[destinations]]``
-(``paths``, ``tables``). Needs ``pip install 'purposeguard[spark]'``.
+(``paths``, ``tables``), and data that reaches the driver (``collect()``,
+``toPandas()``, ``df.rdd`` and their kin) is a read: checked against the
+current purpose, learned by the zone, and carried by the rows into any
+DataFrame made from them. Needs ``pip install 'purposeguard[spark]'``.
 """
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import functools
 import inspect
+import itertools
 import json
+import numbers
 import os
+import sys
 import threading
 import time
 import weakref
@@ -45,18 +53,33 @@ from typing import Any
 from purposeguard import _runtime
 from purposeguard._context import FLAGS, PURPOSE, ZONE
 from purposeguard._errors import PurposeGuardError
-from purposeguard._labels import KEYS, MIXED_TENANT, register_foreign, tenant_of, unregister_foreign
+from purposeguard._labelled import _str_with
+from purposeguard._labels import (
+    KEYS,
+    MAX_TENANT_LENGTH,
+    MIXED_TENANT,
+    _resolve,
+    labels_of,
+    merge_tenants,
+    register_foreign,
+    relabel,
+    strip_labels,
+    tenant_of,
+    unregister_foreign,
+)
 from purposeguard._policy import Policy
 from purposeguard._records import Record
-from purposeguard._runtime import check_zone, get_guard, logger
+from purposeguard._runtime import check_zone, frame_name, get_guard, logger
 from purposeguard._state import STATE, remember
 
 from . import require
+from ._patch import Patcher
 
 require("pyspark", "spark")
 
 import pyspark  # noqa: E402 - after the check that names the extra
-from pyspark.sql import Column, DataFrame  # noqa: E402
+from pyspark.sql import Column, DataFrame, Row  # noqa: E402
+from pyspark.sql.types import _create_row  # noqa: E402
 
 __all__ = [
     "ConsentSnapshot",
@@ -234,13 +257,16 @@ class Lineage:
     """What each output column of a DataFrame carries, in output order.
 
     ``consents`` maps a purpose to the categories a :func:`consented` filter
-    covers for it, per column.
+    covers for it, per column. ``tenanted``: a column somewhere in the plan
+    was named the tenant column, so the rows may be several tenants' data
+    even where the output no longer shows that column.
     """
 
     names: tuple[str, ...]
     categories: tuple[frozenset[str], ...]
     consents: tuple[Mapping[str, frozenset[str]], ...]
     derived: bool  # False: the plan could not be read, every column carries everything
+    tenanted: bool = False
 
     def all(self) -> frozenset[str]:
         return frozenset().union(*self.categories) if self.categories else frozenset()
@@ -334,6 +360,13 @@ class _Plan:
             refs, opaque = self._refs(node.get("projections"))
             for attr in self._attributes(node.get("output")):
                 self.defined[attr] = (refs, opaque)
+        elif "serializer" in node or "outputObjAttr" in node:
+            # Typed operators (toJSON(), object maps): the serializer reads
+            # the objects by position (no attribute reference to follow) and
+            # an object holds every column it was made from.
+            for key in ("serializer", "outputObjAttr"):
+                for attr in self._attributes(node.get(key)):
+                    self.defined[attr] = (set(), True)
         elif "functionExpr" in node and "output" in node:
             # mapInPandas, applyInPandas, cogrouped and Arrow maps: the
             # function sees the columns its expression takes (and the group
@@ -531,7 +564,8 @@ class _Plan:
             names.append(str(field.get("name")))
             categories.append(cats)
             consents.append(cons)
-        return Lineage(tuple(names), tuple(categories), tuple(consents), True)
+        tenanted = any(own.get("tenant") for own in self.meta.values())
+        return Lineage(tuple(names), tuple(categories), tuple(consents), True, tenanted)
 
 
 def _trees(value: Any) -> list[list[Mapping[str, Any]]]:
@@ -625,14 +659,15 @@ def _schema_only(df: DataFrame) -> Lineage:
     DataFrame's own schema)."""
     fields = df.schema.fields
     everything = set(c for f in fields for c in _meta(f.metadata).get("categories", ()) if isinstance(c, str))
+    tenanted = any(_meta(f.metadata).get("tenant") for f in fields)
     try:
         stack = [df._jdf.queryExecution().analyzed()]
         while stack:
             node = stack.pop()
             for field in json.loads(node.schema().json()).get("fields", []):
-                everything.update(
-                    c for c in _meta(field.get("metadata")).get("categories", ()) if isinstance(c, str)
-                )
+                own = _meta(field.get("metadata"))
+                everything.update(c for c in own.get("categories", ()) if isinstance(c, str))
+                tenanted = tenanted or bool(own.get("tenant"))
             children = node.children()
             stack.extend(children.apply(k) for k in range(children.size()))
     except Exception:
@@ -643,6 +678,7 @@ def _schema_only(df: DataFrame) -> Lineage:
         tuple(found for _ in fields),
         tuple(_NO_CONSENT for _ in fields),
         False,
+        tenanted,
     )
 
 
@@ -683,6 +719,20 @@ def lineage(df: DataFrame) -> Lineage:
 # -- the label reader registered with purposeguard ----------------------------------------------
 
 
+def _data_tenant(df: DataFrame, found: Lineage) -> str | None:
+    """Whose data ``df``'s rows are: several tenants' (``MIXED_TENANT``, which
+    no consent covers) where a tenant column is in the output or anywhere in
+    its plan (a projection that left it out still holds every tenant's rows),
+    else the owner its labels name."""
+    fields = df.schema.fields
+    if found.tenanted or any(_meta(f.metadata).get("tenant") for f in fields):
+        return MIXED_TENANT
+    owners = {_meta(f.metadata).get("owner") for f in fields} - {None}
+    if len(owners) == 1:
+        return str(owners.pop())
+    return MIXED_TENANT if owners else None
+
+
 class _DataFrameLabels:
     """How ``pg.labels_of``, ``@pg.purpose``, ``pg.label`` and ``@pg.transform``
     see a DataFrame."""
@@ -692,13 +742,7 @@ class _DataFrameLabels:
         return found.for_purpose(purpose) if purpose is not None else found.all()
 
     def tenant(self, value: Any) -> str | None:
-        fields = value.schema.fields
-        if any(_meta(f.metadata).get("tenant") for f in fields):
-            return MIXED_TENANT
-        owners = {_meta(f.metadata).get("owner") for f in fields} - {None}
-        if len(owners) == 1:
-            return str(owners.pop())
-        return MIXED_TENANT if owners else None
+        return _data_tenant(value, lineage(value))
 
     def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
         found = lineage(value)
@@ -720,6 +764,7 @@ class _DataFrameLabels:
                 tuple(have | categories for have in found.categories),
                 found.consents,
                 found.derived,
+                found.tenanted,
             ),
         )
         return result
@@ -923,7 +968,7 @@ def consented(
         changes[field.name] = _with_meta(field.metadata, consented=granted)
         marked.append({p: frozenset(c) for p, c in granted.items()})
     result = _relabelled(kept, changes)
-    _seed(result, Lineage(found.names, found.categories, tuple(marked), found.derived))
+    _seed(result, Lineage(found.names, found.categories, tuple(marked), found.derived, found.tenanted))
     guard.dispatch(
         ConsentSnapshot(
             purpose=purpose,
@@ -960,13 +1005,15 @@ class _WithPurpose:
     """
 
     def __init__(self, fn: Callable[..., Any], purpose: str) -> None:
+        # First: it copies the function's own attributes, which must not
+        # replace this wrapper's.
+        functools.update_wrapper(self, fn)
         self.fn = fn
         self.purpose = purpose
         guard = get_guard()
         source = guard.policy.source or ""
         self.policy: str | None = source if source.startswith("pack:") or os.path.isfile(source) else None
         self.modes = (guard.mode_setting, guard.context_mode_setting)
-        functools.update_wrapper(self, fn)
 
     @property
     def __signature__(self) -> inspect.Signature:
@@ -1080,6 +1127,761 @@ def _path_of(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
     return str(path) if path is not None else None
 
 
+# -- data that reaches Python ---------------------------------------------------------------------
+#
+# Labels live in the plan; collect() and its kin hand plain Python values to
+# the driver. Each such read is a use: the zone learns what it read, a
+# current purpose is checked against it (via="source"), and the rows carry
+# their columns' categories so a check outside any zone still sees them.
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """What a DataFrame's rows hold: its lineage, where its tenant column
+    is, and whose data the rows are when no column of theirs says."""
+
+    found: Lineage
+    tenant_at: int | None
+    tenant: str | None
+
+    def columns(self, purpose: str | None) -> tuple[tuple[str, ...], ...]:
+        """The categories each column's values carry for ``purpose``: what a
+        :func:`consented` filter covers for it is left out, as the
+        ``@pg.purpose`` check of the DataFrame leaves it out."""
+        out = []
+        for categories, consents in zip(self.found.categories, self.found.consents, strict=True):
+            covered = consents.get(purpose) if purpose is not None else None
+            out.append(tuple(sorted(categories - covered if covered else categories)))
+        return tuple(out)
+
+
+def _origin(df: Any) -> _Origin | None:
+    found = lineage(df)
+    if not found.all():
+        return None
+    tenant_at = next((k for k, f in enumerate(df.schema.fields) if _meta(f.metadata).get("tenant")), None)
+    return _Origin(found, tenant_at, _data_tenant(df, found))
+
+
+_SKIPPED_FRAMES = ("purposeguard", "pyspark", "py4j", "wrapt", "functools", "contextlib")
+
+
+def _reader_name() -> str:
+    """The application code that asked for the data (the frames of
+    purposeguard and PySpark between are machinery)."""
+    frame = sys._getframe(1)
+    for _ in range(64):
+        module = str(frame.f_globals.get("__name__", ""))
+        if not module.startswith(_SKIPPED_FRAMES) or frame.f_back is None:
+            break
+        frame = frame.f_back
+    return frame_name(frame)
+
+
+def _reading(df: Any) -> tuple[_Origin, str | None] | None:
+    """Before ``df``'s data moves: check the read against the current purpose
+    (``via="source"``, as loading a labelled row is checked) and return what
+    the rows hold, with that purpose. None when they hold nothing labelled."""
+    try:
+        origin = _origin(df)
+    except Exception:
+        # The schema itself cannot be read: the action fails the same way.
+        logger.debug("purposeguard could not read the DataFrame before an action", exc_info=True)
+        return None
+    if origin is None:
+        return None
+    purpose = PURPOSE.get()
+    if purpose is not None:
+        labels = frozenset().union(*map(frozenset, origin.columns(purpose)))
+        if labels:
+            guard = get_guard()
+            if not guard.allowed_without_consent(labels, purpose):
+                tenant = origin.tenant
+                if tenant is None:
+                    state = ZONE.get() if FLAGS.zones else None
+                    tenant = state.tenant if state is not None else None
+                guard.check_labels(labels, purpose, via="source", function=_reader_name, tenant=tenant)
+    return origin, purpose
+
+
+def _learn(origin: _Origin, tenant: str | None) -> None:
+    """The zone learns every category the read handed over (consent or not:
+    the zone holds them for whatever purpose comes next) and whose they are."""
+    if FLAGS.zones:
+        state = ZONE.get()
+        if state is not None:
+            state.add(origin.found.all(), tenant)
+
+
+def _tenant_id(value: Any) -> str:
+    """A tenant column's value as a tenant id; a value that names no one (a
+    null, an empty string) is several tenants' data, which no consent covers."""
+    if isinstance(value, str):
+        value = str.__str__(value)  # numpy's and pandas' text types, a labelled str
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = str(int(value))
+    if type(value) is str and value and len(value) <= MAX_TENANT_LENGTH and value.isprintable():
+        if value == value.strip():
+            return value
+    return MIXED_TENANT
+
+
+def _rows_tenant(origin: _Origin, rows: Iterable[Any]) -> str | None:
+    at = origin.tenant_at
+    if at is None:
+        return origin.tenant
+    try:
+        found = {tuple.__getitem__(row, at) for row in rows}
+    except TypeError:  # a value that cannot be a set member names no one tenant
+        return MIXED_TENANT
+    return _tenant_id(found.pop()) if len(found) == 1 else MIXED_TENANT
+
+
+# Values of these exact types come back labelled from a labelled row; others
+# (None, booleans, dates, decimals, nested rows) stay as Spark made them,
+# and the zone and the row's own labels (pg.labels_of(row)) cover them.
+_LABELLABLE = frozenset({str, bytes, int, float, list, dict})
+
+
+class _LabelledRow(Row):
+    """A collected Row whose values carry their column's categories when read
+    (``row.body``, ``row["body"]``, ``row[1]``, iterating, ``asDict()``), with
+    the row's tenant (its tenant column's value) when the DataFrame had one.
+    Made by changing the class of the Row Spark built: no copy, and a value
+    is labelled only when it is read."""
+
+    __slots__ = ()
+    _pgs_columns: tuple[tuple[str, ...], ...] = ()
+    _pgs_kinds: list[Any] = []
+    _pgs_labels: frozenset[str] = frozenset()
+    _pgs_tenant_at: int | None = None
+    _pgs_owner: str | None = None
+
+    def _pgs_tenant(self) -> str | None:
+        at = type(self)._pgs_tenant_at
+        if at is None:
+            return type(self)._pgs_owner
+        return _tenant_id(tuple.__getitem__(self, at))
+
+    def _pgs_value(self, index: int, value: Any) -> Any:
+        cls = type(self)
+        columns = cls._pgs_columns
+        categories = columns[index] if 0 <= index < len(columns) else ()
+        if not categories:
+            return value
+        t = type(value)
+        if t is str and not FLAGS.activations:
+            # Text is what rows mostly hold: the column's kind, found once per
+            # row class, labels it at a third of relabel()'s cost.
+            kinds = cls._pgs_kinds
+            kind = kinds[index]
+            if kind is None or kind.evicted:
+                kind = kinds[index] = _resolve(categories).base
+            tenant = self._pgs_tenant()
+            if FLAGS.zones:
+                state = ZONE.get()
+                if state is not None:
+                    state.add(kind.labels, tenant)
+            return _str_with(kind, tenant, value)
+        if t not in _LABELLABLE:
+            return value
+        return relabel(value, *categories, tenant=self._pgs_tenant())
+
+    def __getitem__(self, item: Any) -> Any:
+        value = Row.__getitem__(self, item)
+        if isinstance(item, int):
+            return self._pgs_value(item + len(self) if item < 0 else item, value)
+        if isinstance(item, slice):
+            return tuple(self._pgs_value(k, v) for k, v in zip(range(len(self))[item], value, strict=True))
+        if isinstance(item, str):
+            return self._pgs_value(self.__fields__.index(item), value)
+        return value
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self._pgs_value(k, v) for k, v in enumerate(tuple.__iter__(self)))
+
+
+_ROW_CLASSES: dict[tuple[Any, ...], type[_LabelledRow]] = {}
+_ROW_CLASSES_LIMIT = 256
+_set_class = object.__setattr__  # Row.__setattr__ refuses every name but __fields__
+
+
+def _row_class(columns: tuple[tuple[str, ...], ...], tenant_at: int | None, owner: str | None) -> type | None:
+    if not any(columns):
+        return None  # every category is covered for the purpose: plain rows
+    key = (columns, tenant_at, owner)
+    found = _ROW_CLASSES.get(key)
+    if found is None:
+        attributes = {
+            "__slots__": (),
+            "__module__": __name__,
+            "_pgs_columns": columns,
+            "_pgs_kinds": [None] * len(columns),
+            "_pgs_labels": frozenset(c for categories in columns for c in categories),
+            "_pgs_tenant_at": tenant_at,
+            "_pgs_owner": owner,
+        }
+        found = remember(
+            _ROW_CLASSES, key, type("LabelledRow", (_LabelledRow,), attributes), _ROW_CLASSES_LIMIT
+        )
+    return found
+
+
+def _labelled(row: Any, cls: type | None) -> Any:
+    if cls is not None and type(row) is Row and hasattr(row, "__fields__"):
+        _set_class(row, "__class__", cls)
+    return row
+
+
+class _RowLabels:
+    """``pg.labels_of(row)`` and checks of a collected row: every category of
+    its columns (also those whose values cannot carry a label), and its tenant."""
+
+    def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
+        return type(value)._pgs_labels  # type: ignore[no-any-return]
+
+    def tenant(self, value: Any) -> str | None:
+        return value._pgs_tenant()  # type: ignore[no-any-return]
+
+    def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
+        cls = type(value)
+        columns = tuple(tuple(sorted(set(own) | categories)) for own in cls._pgs_columns)
+        owner = value._pgs_tenant() if tenant is None else merge_tenants(value._pgs_tenant(), tenant)
+        return _labelled(self.strip(value), _row_class(columns, None, owner))
+
+    def strip(self, value: Any) -> Any:
+        return _create_row(value.__fields__, tuple.__getitem__(value, slice(None)))
+
+
+_ROW_READER = _RowLabels()
+register_foreign(_LabelledRow, _ROW_READER)
+
+
+def _rows_read(origin_purpose: tuple[_Origin, str | None] | None, rows: list[Any]) -> list[Any]:
+    """Rows that reached the driver: the zone learns them, and they carry
+    their columns' categories."""
+    if origin_purpose is None:
+        return rows
+    origin, purpose = origin_purpose
+    if rows:
+        _learn(origin, _rows_tenant(origin, rows))
+    cls = _row_class(origin.columns(purpose), origin.tenant_at, origin.tenant)
+    if cls is not None:
+        for row in rows:
+            _labelled(row, cls)
+    return rows
+
+
+def _rows_iterated(origin_purpose: tuple[_Origin, str | None], rows: Iterator[Any]) -> Iterator[Any]:
+    origin, purpose = origin_purpose
+    cls = _row_class(origin.columns(purpose), origin.tenant_at, origin.tenant)
+    learned: set[str | None] = set()
+    for row in rows:
+        tenant = _rows_tenant(origin, (row,))
+        if tenant not in learned:
+            learned.add(tenant)
+            _learn(origin, tenant)
+        yield _labelled(row, cls)
+
+
+# RDDs taken from a labelled DataFrame (df.rdd, df.toJSON()) or made from
+# labelled values (sc.parallelize(rows)): a DataFrame made from one, or from
+# an RDD mapped from one, carries what it held (categories, tenant).
+_RDDS: weakref.WeakKeyDictionary[Any, tuple[frozenset[str], str | None]] = weakref.WeakKeyDictionary()
+_RDD_DEPTH = 64
+
+
+def _remember_rdd(rdd: Any, labels: frozenset[str], tenant: str | None) -> None:
+    try:
+        _RDDS[rdd] = labels, tenant
+    except TypeError:
+        pass
+
+
+def _rdd_origin(rdd: Any) -> tuple[frozenset[str], str | None] | None:
+    for _ in range(_RDD_DEPTH):
+        if rdd is None:
+            return None
+        try:
+            found = _RDDS.get(rdd)
+        except TypeError:
+            return None
+        if found is not None:
+            return found
+        rdd = getattr(rdd, "prev", None)
+    return None
+
+
+class _RowsFor:
+    """The function given to ``foreach``/``foreachPartition`` while a purpose
+    is current, as the workers run it: each row it receives carries its
+    columns' categories (and runs under that purpose: see :class:`_WithPurpose`)."""
+
+    __slots__ = ("fn", "columns", "tenant_at", "tenant", "each")
+
+    def __init__(
+        self, fn: Callable[..., Any], columns: tuple[tuple[str, ...], ...], origin: _Origin, each: bool
+    ) -> None:
+        self.fn = fn
+        self.columns = columns
+        self.tenant_at = origin.tenant_at
+        self.tenant = origin.tenant
+        self.each = each
+
+    def __call__(self, rows: Any) -> Any:
+        cls = _row_class(self.columns, self.tenant_at, self.tenant)
+        if self.each:
+            return self.fn(_labelled(rows, cls))
+        return self.fn(_labelled(row, cls) for row in rows)
+
+
+# -- making a DataFrame from Python data --
+
+
+class _Found:
+    """The categories and tenants found in local data, by column."""
+
+    __slots__ = ("by_name", "by_position", "everywhere", "tenant", "tenant_columns")
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, set[str]] = {}
+        self.by_position: dict[int, set[str]] = {}
+        self.everywhere: set[str] = set()
+        self.tenant: str | None = None
+        self.tenant_columns: set[str] = set()
+
+    def note(self, name: str | None, position: int | None, labels: Iterable[str], tenant: str | None) -> None:
+        labels = set(labels)
+        if not labels:
+            return
+        if name is not None:
+            self.by_name.setdefault(name, set()).update(labels)
+        elif position is not None:
+            self.by_position.setdefault(position, set()).update(labels)
+        else:
+            self.everywhere.update(labels)
+        if tenant is not None:
+            self.tenant = merge_tenants(self.tenant, tenant)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_name or self.by_position or self.everywhere)
+
+
+# Cells of these types carry no label: data made only of them is passed on untouched.
+_PLAIN_CELLS = frozenset(
+    {str, bytes, bytearray, int, float, bool, type(None), datetime.date, datetime.datetime, decimal.Decimal}
+)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` without labels, as deep as rows nest (Spark converts
+    only its own types: a labelled ``str`` is not one)."""
+    t = type(value)
+    if t in _PLAIN_CELLS:
+        return value
+    value = strip_labels(value)
+    if isinstance(value, tuple):
+        return _rebuilt(value, [_plain(v) for v in tuple.__iter__(value)])
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _rebuilt(row: Any, values: list[Any]) -> Any:
+    """``row`` (a Row, a namedtuple, a tuple or a list) holding ``values`` instead."""
+    if isinstance(row, Row):
+        fields = getattr(row, "__fields__", None)
+        return _create_row(fields, values) if fields is not None else tuple.__new__(Row, values)
+    if isinstance(row, tuple):
+        make = getattr(type(row), "_make", None)
+        return make(values) if make is not None and hasattr(type(row), "_fields") else tuple(values)
+    return values
+
+
+def _cell(found: _Found, name: str | None, position: int | None, value: Any) -> Any:
+    if type(value) in _PLAIN_CELLS:
+        return value
+    labels = labels_of(value)
+    if labels:
+        found.note(name, position, labels, tenant_of(value))
+    return _plain(value)
+
+
+def _looks_plain(data: list[Any] | tuple[Any, ...]) -> bool:
+    kinds = set(map(type, data))
+    if kinds <= _PLAIN_CELLS:
+        return True
+    if all(issubclass(k, (tuple, list)) for k in kinds):
+        # A labelled row yields labelled values here: never plain.
+        return set(map(type, itertools.chain.from_iterable(data))) <= _PLAIN_CELLS
+    if all(issubclass(k, dict) for k in kinds):
+        return set(map(type, itertools.chain.from_iterable(d.values() for d in data))) <= _PLAIN_CELLS
+    return False
+
+
+def _local_rows(data: list[Any] | tuple[Any, ...]) -> tuple[list[Any] | tuple[Any, ...], _Found | None]:
+    """Rows, tuples, dicts or values for ``createDataFrame``: with labels
+    (collected rows, values read from them), the plain data Spark converts
+    and what each column carried."""
+    if _looks_plain(data):
+        return data, None
+    found = _Found()
+    out: list[Any] = []
+    for row in data:
+        if isinstance(row, _LabelledRow):
+            fields = row.__fields__
+            for k, categories in enumerate(type(row)._pgs_columns):
+                found.note(fields[k] if k < len(fields) else None, k, categories, row._pgs_tenant())
+            at = type(row)._pgs_tenant_at
+            if at is not None and at < len(fields):
+                found.tenant_columns.add(fields[at])
+            out.append(_create_row(fields, [_plain(v) for v in tuple.__iter__(row)]))
+        elif isinstance(row, dict):
+            out.append({k: _cell(found, str(k), None, v) for k, v in row.items()})
+        elif isinstance(row, (tuple, list)):
+            # A Row or a namedtuple names its columns.
+            fields = (
+                getattr(row, "__fields__", None) if isinstance(row, Row) else getattr(row, "_fields", None)
+            )
+            values = [
+                _cell(found, str(fields[k]) if fields is not None and k < len(fields) else None, k, v)
+                for k, v in enumerate(tuple.__iter__(row) if isinstance(row, tuple) else row)
+            ]
+            out.append(_rebuilt(row, values))
+        else:
+            out.append(_cell(found, None, None, row))
+    return out, (found or None)
+
+
+def _pandas_found(frame: Any) -> tuple[Any, _Found | None]:
+    """A pandas DataFrame: what ``toPandas()`` noted in its ``attrs``, and
+    labelled values in object columns (made plain)."""
+    found = _Found()
+    known = KEYS.current().categories
+    note = frame.attrs.get(KEY) if isinstance(getattr(frame, "attrs", None), dict) else None
+    if isinstance(note, Mapping):
+        columns = note.get("columns")
+        before = note.get("names")
+        if isinstance(columns, Mapping) and isinstance(before, list):
+            every: set[str] = set()
+            for categories in columns.values():
+                if isinstance(categories, list):
+                    every.update(c for c in categories if c in known)
+            for name in map(str, frame.columns):
+                if name in before:
+                    own = columns.get(name)
+                    found.note(
+                        name, None, (c for c in own if c in known) if isinstance(own, list) else (), None
+                    )
+                else:
+                    # Made or renamed in pandas: it may hold any column's values.
+                    found.note(name, None, every, None)
+        tenant = note.get("tenant")
+        if isinstance(tenant, str) and found:
+            found.tenant = merge_tenants(found.tenant, tenant)
+        if isinstance(note.get("tenant_column"), str):
+            found.tenant_columns.add(note["tenant_column"])
+    copied = None
+    for position, name in enumerate(frame.columns):
+        column = frame.iloc[:, position]
+        if column.dtype != object or set(map(type, column)) <= _PLAIN_CELLS:
+            continue
+        values = [_cell(found, str(name), None, v) for v in column]
+        if copied is None:
+            copied = frame.copy(deep=False)
+        copied.isetitem(position, values)
+    return (copied if copied is not None else frame), (found or None)
+
+
+def _arrow_found(table: Any) -> _Found | None:
+    found = _Found()
+    known = KEYS.current().categories
+    for field in table.schema:
+        raw = (field.metadata or {}).get(KEY.encode())
+        if raw is None:
+            continue
+        try:
+            own = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(own, Mapping):
+            categories = own.get("categories")
+            if isinstance(categories, list):
+                owner = own.get("owner")
+                found.note(
+                    field.name,
+                    None,
+                    (c for c in categories if c in known),
+                    owner if isinstance(owner, str) else None,
+                )
+            if own.get("tenant"):
+                found.tenant_columns.add(field.name)
+    return found or None
+
+
+def _made_from(df: Any, found: _Found) -> Any:
+    """``df``, made by ``createDataFrame`` from data that carried ``found``,
+    with those categories on its columns (a column it cannot place: on every column)."""
+    fields = df.schema.fields
+    names = [f.name for f in fields]
+    everywhere = set(found.everywhere)
+    per: list[set[str]] = [set() for _ in fields]
+    for name, labels in found.by_name.items():
+        if name in names:
+            per[names.index(name)].update(labels)
+        else:
+            everywhere.update(labels)
+    for position, labels in found.by_position.items():
+        if position < len(per):
+            per[position].update(labels)
+        else:
+            everywhere.update(labels)
+    changes: dict[str, dict[str, Any]] = {}
+    for field, labels in zip(fields, per, strict=True):
+        labels |= everywhere
+        extra: dict[str, Any] = {}
+        if labels:
+            before = frozenset(_meta(field.metadata).get("categories", ()))
+            extra["categories"] = sorted(before | labels)
+            if found.tenant is not None:
+                extra["owner"] = found.tenant
+        if field.name in found.tenant_columns:
+            extra["tenant"] = True
+        if extra:
+            changes[field.name] = _with_meta(changes.get(field.name, field.metadata), **extra)
+    result = _relabelled(df, changes)
+    everything = frozenset(everywhere.union(*per))
+    if everything and FLAGS.zones:
+        state = ZONE.get()
+        if state is not None:
+            state.add(everything, found.tenant)
+    return result
+
+
+def _create_data_frame(
+    wrapped: Callable[..., Any], session: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    data = kwargs.get("data", args[0] if args else None)
+    found: _Found | None = None
+    origin: tuple[frozenset[str], str | None] | None = None
+    if isinstance(data, Iterator):
+        data = list(data)  # Spark makes a list of it too
+    if isinstance(data, (list, tuple)):
+        data, found = _local_rows(data)
+    elif type(data).__module__.startswith("pandas") and hasattr(data, "iloc"):
+        data, found = _pandas_found(data)
+    elif type(data).__module__.startswith("pyarrow") and hasattr(data, "schema"):
+        found = _arrow_found(data)
+    else:
+        origin = _rdd_origin(data)
+    if "data" in kwargs:
+        kwargs = {**kwargs, "data": data}
+    elif args:
+        args = (data, *args[1:])
+    df = wrapped(*args, **kwargs)
+    if origin is not None:
+        # A function mapped over the rows may move any column's values anywhere.
+        found = _Found()
+        found.note(None, None, *origin)
+    if found:
+        df = _made_from(df, found)
+    return df
+
+
+# -- the actions patched --
+
+
+def _collect_like(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    read = _reading(df)
+    rows = wrapped(*args, **kwargs)
+    if read is not None and isinstance(rows, list):
+        _rows_read(read, rows)
+    return rows
+
+
+def _local_iterator(
+    wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    read = _reading(df)
+    rows = wrapped(*args, **kwargs)
+    return rows if read is None else _rows_iterated(read, iter(rows))
+
+
+def _to_pandas(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    read = _reading(df)
+    frame = wrapped(*args, **kwargs)
+    if read is None:
+        return frame
+    origin, purpose = read
+    if len(frame):
+        at = origin.tenant_at
+        tenant = origin.tenant
+        if at is not None and at < frame.shape[1]:
+            tenants = frame.iloc[:, at].unique()
+            tenant = _tenant_id(tenants[0]) if len(tenants) == 1 else MIXED_TENANT
+        _learn(origin, tenant)
+    try:
+        # pandas values cannot all carry a label (its string columns hold
+        # their own copies): the frame says what it holds, for
+        # createDataFrame() to put back; pandas keeps attrs through many of
+        # its operations.
+        names = [str(c) for c in frame.columns]
+        columns = origin.columns(purpose)
+        frame.attrs[KEY] = {
+            "names": names,
+            "columns": {n: list(c) for n, c in zip(names, columns, strict=False) if c},
+            "tenant": origin.tenant,
+            "tenant_column": names[origin.tenant_at] if origin.tenant_at is not None else None,
+        }
+    except Exception:
+        logger.debug("purposeguard could not note labels on a pandas frame", exc_info=True)
+    return frame
+
+
+def _to_arrow(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    read = _reading(df)
+    table = wrapped(*args, **kwargs)
+    if read is None:
+        return table
+    origin, purpose = read
+    if table.num_rows:
+        tenant = origin.tenant
+        if origin.tenant_at is not None:
+            tenants = table.column(origin.tenant_at).unique().to_pylist()
+            tenant = _tenant_id(tenants[0]) if len(tenants) == 1 else MIXED_TENANT
+        _learn(origin, tenant)
+    try:
+        schema = table.schema
+        for k, (field, categories) in enumerate(zip(table.schema, origin.columns(purpose), strict=True)):
+            own: dict[str, Any] = {}
+            if categories:
+                own["categories"] = list(categories)
+                if origin.tenant is not None:
+                    own["owner"] = origin.tenant
+            if k == origin.tenant_at:
+                own["tenant"] = True
+            if own:
+                meta = {**(field.metadata or {}), KEY.encode(): json.dumps(own).encode()}
+                schema = schema.set(k, field.with_metadata(meta))
+        # The same buffers under a schema that says what each column holds.
+        table = type(table).from_arrays(table.columns, schema=schema)
+    except Exception:
+        logger.debug("purposeguard could not note labels on an Arrow table", exc_info=True)
+    return table
+
+
+def _shown(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    read = _reading(df)
+    text = wrapped(*args, **kwargs)
+    if read is not None:
+        _learn(read[0], read[0].tenant)
+    return text
+
+
+def _rdd_of(df: Any, rdd: Any) -> Any:
+    read = _reading(df)
+    if read is not None:
+        # An RDD hands the rows to Python (map, foreach, collect): its
+        # consumer is not known here, so the zone learns them now.
+        _learn(read[0], read[0].tenant)
+        _remember_rdd(rdd, read[0].found.all(), read[0].tenant)
+    return rdd
+
+
+def _parallelize(
+    wrapped: Callable[..., Any], context: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``sc.parallelize(rows)``: Spark cannot take labelled values (nor do
+    its workers need purposeguard for them); they go plain, and what they
+    carried is remembered for a DataFrame made from the RDD."""
+    data = kwargs.get("c", args[0] if args else None)
+    if not isinstance(data, (list, tuple)):
+        return wrapped(*args, **kwargs)
+    data, found = _local_rows(data)
+    if "c" in kwargs:
+        kwargs = {**kwargs, "c": data}
+    else:
+        args = (data, *args[1:])
+    rdd = wrapped(*args, **kwargs)
+    if found:
+        labels = frozenset(found.everywhere.union(*found.by_name.values(), *found.by_position.values()))
+        _remember_rdd(rdd, labels, found.tenant)
+    return rdd
+
+
+def _to_json(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    result = wrapped(*args, **kwargs)
+    if isinstance(result, DataFrame):
+        return result  # its own lineage says what it holds (every category: fail closed)
+    return _rdd_of(df, result)
+
+
+def _foreach(each: bool) -> Callable[..., Any]:
+    def run(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        purpose = PURPOSE.get()
+        if purpose is not None and args and callable(args[0]):
+            try:
+                origin = _origin(df)
+            except Exception:  # the schema cannot be read: the action fails the same way
+                origin = None
+            if origin is not None:
+                fn = _RowsFor(args[0], origin.columns(purpose), origin, each)
+                args = (_WithPurpose(fn, purpose), *args[1:])
+        # The rows go to the workers through df.rdd, which the zone learns.
+        return wrapped(*args, **kwargs)
+
+    return run
+
+
+_INSIDE = threading.local()
+
+
+def _outermost(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    """``wrapper`` for the outermost action only: PySpark's toPandas()
+    without Arrow calls collect(), and one read is checked and learned once."""
+
+    def run(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if getattr(_INSIDE, "action", False):
+            return wrapped(*args, **kwargs)
+        _INSIDE.action = True
+        try:
+            return wrapper(wrapped, df, args, kwargs)
+        finally:
+            _INSIDE.action = False
+
+    return run
+
+
+# method -> wrapper(wrapped, instance, args, kwargs)
+_READS: tuple[tuple[str, Callable[..., Any]], ...] = (
+    ("collect", _outermost(_collect_like)),
+    ("tail", _outermost(_collect_like)),
+    ("toLocalIterator", _outermost(_local_iterator)),
+    ("toPandas", _outermost(_to_pandas)),
+    ("toArrow", _outermost(_to_arrow)),
+    ("_show_string", _outermost(_shown)),
+    ("toJSON", _to_json),
+    ("foreach", _foreach(True)),
+    ("foreachPartition", _foreach(False)),
+)
+# Spark Connect's public methods of the same names (its foreach runs as a
+# UDF, its toJSON returns a DataFrame, it has no rdd); a private method that
+# a release may rename would break importing its client, so show() is left.
+_CONNECT = Patcher(
+    "pyspark.sql.connect.dataframe",
+    [
+        ("DataFrame", name, wrapper)
+        for name, wrapper in _READS
+        if name in ("collect", "tail", "toLocalIterator", "toPandas", "toArrow")
+    ],
+)
+_CONNECT_SESSION = Patcher(
+    "pyspark.sql.connect.session", [("SparkSession", "createDataFrame", _create_data_frame)]
+)
+
+
 # -- instrument ------------------------------------------------------------------------------------
 
 
@@ -1140,7 +1942,10 @@ def _v2_writer(name: str) -> Callable[[Any], Any]:
 def instrument() -> None:
     """Patch PySpark: UDFs keep the purpose current where they were defined
     (in the workers too); DataFrame writes are checked as egress; columns
-    taken from a DataFrame remember it. Idempotent."""
+    taken from a DataFrame remember it; data that reaches the driver is a
+    read (checked, learned by the zone, labelled on the rows) and
+    ``createDataFrame`` puts labels found in its data on the columns.
+    Idempotent."""
     version = int(pyspark.__version__.split(".")[0])
     if version not in SUPPORTED:
         logger.warning(
@@ -1182,6 +1987,37 @@ def instrument() -> None:
         for name in ("__getitem__", "__getattr__"):
             if name in frame_class.__dict__:
                 _patch(frame_class, name, _column_getter)
+        # Data that reaches Python: the zone learns it, a current purpose reads it.
+        for name, wrapper in _READS:
+            if name in frame_class.__dict__:
+                _patch(frame_class, name, _adapted(wrapper))
+        rdd = frame_class.__dict__.get("rdd")
+        if rdd is not None and hasattr(rdd, "__get__"):
+            # A property (a data descriptor), where PySpark has a cached
+            # property: each access is seen, not only the first.
+            _PATCHES.originals.append((frame_class, "rdd", rdd))
+            frame_class.rdd = property(lambda self: _rdd_of(self, rdd.__get__(self, type(self))))  # type: ignore[method-assign,assignment]
+        from pyspark.sql.session import SparkSession
+
+        _patch(SparkSession, "createDataFrame", _adapted(_create_data_frame))
+        from pyspark.core.context import SparkContext
+
+        _patch(SparkContext, "parallelize", _adapted(_parallelize))
+    # Spark Connect's classes, when (if) PySpark's Connect client is imported.
+    _CONNECT.install()
+    _CONNECT_SESSION.install()
+
+
+def _adapted(wrapper: Callable[..., Any]) -> Callable[[Any], Any]:
+    """A wrapt-style wrapper (wrapped, instance, args, kwargs) as a ``_patch`` maker."""
+
+    def make(original: Any) -> Any:
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return wrapper(functools.partial(original, self), self, args, kwargs)
+
+        return method
+
+    return make
 
 
 def _column_getter(original: Any) -> Any:
@@ -1200,6 +2036,8 @@ def uninstrument() -> None:
         while _PATCHES.originals:
             owner, name, original = _PATCHES.originals.pop()
             setattr(owner, name, original)
+    _CONNECT.remove()
+    _CONNECT_SESSION.remove()
 
 
 def is_instrumented() -> bool:

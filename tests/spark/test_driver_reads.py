@@ -1,0 +1,276 @@
+"""Data that reaches the driver (collect() and its kin) is a read: the zone
+learns it, a current purpose is checked against it, and the rows carry their
+columns' categories into whatever is built from them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from purposeguard.integrations import spark as pg_spark
+from pyspark.sql import functions as F
+
+import purposeguard as pg
+from purposeguard.consent import ConsentStore
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
+    # PySpark 4's toPandas() passes pandas 3 a keyword it deprecates.
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+    # toJSON() says its return type will change; what it returns now is read here.
+    pytest.mark.filterwarnings("ignore:The return type of DataFrame.toJSON:UserWarning"),
+]
+
+EMAIL = "customer_data.content.email"
+TEXT = "Body of message"  # what every message body starts with: never in a violation
+
+
+def _plain_text(values: list[Any]) -> str:
+    # An f-string that adds text gives a plain str: only the zone still knows.
+    return "|".join(f"<{value}>" for value in values)
+
+
+READS: dict[str, Callable[[Any], list[Any]]] = {
+    "collect": lambda frame: [r.body for r in frame.collect()],
+    "take": lambda frame: [r.body for r in frame.take(2)],
+    "first": lambda frame: [frame.first().body],
+    "tail": lambda frame: [r.body for r in frame.tail(1)],
+    "toLocalIterator": lambda frame: [r.body for r in frame.toLocalIterator()],
+    "toPandas": lambda frame: list(frame.toPandas()["body"]),
+    "toArrow": lambda frame: frame.toArrow().column("body").to_pylist(),
+    "rdd": lambda frame: [r.body for r in frame.rdd.collect()],
+    "toJSON": lambda frame: frame.toJSON().collect(),
+}
+
+
+@pytest.fixture
+def strict() -> pg.Guard:
+    return pg.configure("trust-center", mode="enforce", context_mode="enforce")
+
+
+@pg.purpose("advertising")
+def build_audience(data: Any) -> int:
+    return len(data) if isinstance(data, str) else int(data.count())
+
+
+def _no_value_in(error: pg.PurposeViolation) -> None:
+    shown = str(error) + repr(error.violations) + repr([v.to_dict() for v in error.violations])
+    assert TEXT not in shown
+
+
+@pytest.mark.parametrize("read", READS.values(), ids=READS.keys())
+def test_data_read_into_the_driver_inside_a_zone_is_refused_to_a_forbidden_purpose(
+    read: Callable[[Any], list[Any]], mail: Any, strict: pg.Guard
+) -> None:
+    """Labelled before the zone opened: the read itself tells the zone."""
+    with pg.zone():
+        text = _plain_text(read(mail.select("id", "body")))
+        assert TEXT in text and pg.labels_of(text) == frozenset()
+        with pytest.raises(pg.PurposeViolation) as refused:
+            build_audience(text)
+    assert {(v.via, v.category) for v in refused.value.violations} == {("context", EMAIL)}
+    _no_value_in(refused.value)
+
+
+def _rows(frame: Any, spark: Any) -> Any:
+    return spark.createDataFrame(frame.collect())
+
+
+def _values_read(frame: Any, spark: Any) -> Any:
+    return spark.createDataFrame([(r.id, r.body.upper()) for r in frame.collect()], ["who", "words"])
+
+
+def _pandas(frame: Any, spark: Any) -> Any:
+    return spark.createDataFrame(frame.toPandas())
+
+
+def _pandas_derived(frame: Any, spark: Any) -> Any:
+    # A column made in pandas may hold any column's values: it carries them all.
+    local = frame.toPandas()
+    return spark.createDataFrame(local.assign(words=local["body"].str.upper())[["id", "words"]])
+
+
+def _arrow(frame: Any, spark: Any) -> Any:
+    return spark.createDataFrame(frame.toArrow())
+
+
+def _mapped_rdd(frame: Any, spark: Any) -> Any:
+    return frame.rdd.map(lambda r: (r.id, r.body)).toDF(["who", "words"])
+
+
+def _parallelized(frame: Any, spark: Any) -> Any:
+    return spark.sparkContext.parallelize(frame.collect()).toDF()
+
+
+REBUILT = {
+    "rows": _rows,
+    "values_read": _values_read,
+    "pandas": _pandas,
+    "pandas_derived": _pandas_derived,
+    "arrow": _arrow,
+    "mapped_rdd": _mapped_rdd,
+    "parallelized": _parallelized,
+}
+
+
+@pytest.mark.parametrize("zoned", [False, True], ids=["no_zone", "zone"])
+@pytest.mark.parametrize("rebuild", REBUILT.values(), ids=REBUILT.keys())
+def test_a_dataframe_rebuilt_from_collected_data_keeps_its_categories(
+    rebuild: Callable[[Any, Any], Any], zoned: bool, mail: Any, spark: Any, strict: pg.Guard
+) -> None:
+    ran = []
+
+    @pg.purpose("advertising")
+    def audience(frame: Any) -> None:
+        ran.append(frame)
+
+    with pg.zone() if zoned else contextlib.nullcontext(), pytest.raises(pg.PurposeViolation) as refused:
+        rebuilt = rebuild(mail.select("id", "body"), spark)
+        assert EMAIL in pg.labels_of(rebuilt)
+        audience(rebuilt)
+    assert ran == []
+    assert EMAIL in {v.category for v in refused.value.violations}
+    assert "argument" in {v.via for v in refused.value.violations}
+    _no_value_in(refused.value)
+
+
+def test_a_labelled_parquet_file_read_back_collected_and_rebuilt_is_refused(
+    mail: Any, spark: Any, strict: pg.Guard, tmp_path: Path
+) -> None:
+    """As a job does it: a labelled copy written, read back in a zone, its rows
+    collected and made into a new DataFrame for an advertising function."""
+    mail.write.parquet(str(tmp_path / "mail.parquet"))
+    with pg.zone(), pytest.raises(pg.PurposeViolation) as refused:
+        again = spark.read.parquet(str(tmp_path / "mail.parquet"))
+        build_audience(spark.createDataFrame(again.select("sender", "body").collect()))
+    assert EMAIL in {v.category for v in refused.value.violations}
+
+
+def test_collected_rows_carry_categories_and_each_row_s_tenant(mail: Any, strict: pg.Guard) -> None:
+    rows = mail.select("tenant", "body", "size").collect()
+    for row in rows[:4]:
+        assert pg.labels_of(row) == frozenset({EMAIL})
+        assert pg.labels_of(row.body) == pg.labels_of(row["body"]) == pg.labels_of(row[1]) == {EMAIL}
+        assert pg.tenant_of(row.body) == row.tenant
+        assert pg.labels_of(row.asDict()["body"]) == {EMAIL}
+        assert pg.labels_of(row.tenant) == frozenset()
+    # Values compare equal to what Spark made; unlabelled columns stay as they were.
+    assert rows[0] == tuple(rows[0]) and type(rows[0].size) is int
+    # The rows go back into Spark (labels taken off for it, put on the columns).
+    again = mail.sparkSession.createDataFrame(rows)
+    assert pg_spark.lineage(again).categories == (frozenset(), frozenset({EMAIL}), frozenset())
+    assert again.count() == 40
+
+
+def test_reading_is_a_use_under_the_current_purpose(mail: Any) -> None:
+    pg.configure("trust-center", mode="trace")
+    with pg.testing.capture() as seen, pg.purpose("advertising"):
+        mail.select("body").toPandas()
+    assert {(v.via, v.category, v.function.rsplit(".", 1)[-1]) for v in seen} == {
+        ("source", EMAIL, "test_reading_is_a_use_under_the_current_purpose")
+    }
+    pg.configure("trust-center", mode="enforce")
+    with pg.purpose("advertising"), pytest.raises(pg.PurposeViolation) as refused:
+        mail.select("body").collect()
+    assert {v.via for v in refused.value.violations} == {"source"}
+
+
+def test_the_allowed_path_passes(mail: Any, strict: pg.Guard) -> None:
+    @pg.purpose("service.security")
+    def scan(frame: Any) -> list[str]:
+        return [r.body for r in frame.filter(F.col("size") > 1500).collect()]
+
+    @pg.purpose("service.security")
+    def report(found: list[str]) -> int:
+        return len(found)
+
+    with pg.testing.capture() as seen, pg.zone():
+        assert report(scan(mail)) == 10
+        assert report([_plain_text(scan(mail))]) == 1
+    assert seen == []
+
+
+def test_consented_rows_read_in_a_zone_stay_covered_for_their_purpose(mail: Any) -> None:
+    """Rows of the consenting tenants only: the zone learns them as those
+    tenants' data, and their consent still covers the next step."""
+    consents = ConsentStore(":memory:")
+    consents.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=consents)
+
+    @pg.purpose("improvement")
+    def lengths(frame: Any) -> list[Any]:
+        return frame.groupBy("tenant").agg(F.avg(F.length("body")).alias("average")).collect()
+
+    try:
+        with pg.testing.capture() as seen, pg.zone():
+            first = lengths(pg_spark.consented(mail, "improvement"))
+            assert [r.tenant for r in first] == ["contoso"]
+            assert lengths(pg_spark.consented(mail, "improvement")) == first
+        assert seen == []
+        with pg.zone(), pytest.raises(pg.PurposeViolation) as refused:
+            lengths(pg_spark.consented(mail, "improvement"))
+            build_audience(_plain_text([1]))
+        assert {(v.via, v.purpose) for v in refused.value.violations} == {("context", "advertising")}
+    finally:
+        consents.close()
+
+
+def test_foreach_under_a_purpose_gives_the_workers_labelled_rows(mail: Any, spark: Any) -> None:
+    seen = spark.sparkContext.accumulator(0)
+
+    def look(row: Any) -> None:
+        if pg.current_purpose() == "service.security" and pg.labels_of(row.body) == {EMAIL}:
+            seen.add(1)
+
+    with pg.purpose("service.security"):
+        mail.foreach(look)
+    assert seen.value == 40
+
+
+def test_uninstrument_restores_the_actions() -> None:
+    from pyspark.sql.classic.dataframe import DataFrame
+    from pyspark.sql.session import SparkSession
+
+    patched = (DataFrame.collect, DataFrame.__dict__["rdd"], SparkSession.createDataFrame)
+    pg_spark.uninstrument()
+    try:
+        restored = (DataFrame.collect, DataFrame.__dict__["rdd"], SparkSession.createDataFrame)
+        assert all(a is not b for a, b in zip(patched, restored, strict=True))
+        assert type(DataFrame.__dict__["rdd"]).__name__ == "cached_property"
+    finally:
+        pg_spark.instrument()
+
+
+def test_a_projection_without_the_tenant_column_is_still_several_tenants_data(mail: Any) -> None:
+    """One tenant's consent, in that tenant's zone, never covers every
+    tenant's rows because the tenant column was left out of a select."""
+    consents = ConsentStore(":memory:")
+    consents.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=consents)
+
+    @pg.purpose("improvement")
+    def lengths(frame: Any) -> list[int]:
+        return [len(r.body) for r in frame.collect()]
+
+    try:
+        with pg.zone(tenant="contoso"), pytest.raises(pg.PurposeViolation) as refused:
+            lengths(mail.select("body"))
+        assert {(v.via, v.tenant) for v in refused.value.violations} == {("argument", "(several tenants)")}
+        with pg.zone(tenant="contoso"):
+            assert len(lengths(pg_spark.consented(mail, "improvement").select("body"))) == 10
+    finally:
+        consents.close()
+
+
+def test_to_json_as_a_dataframe_carries_every_category(mail: Any, spark: Any) -> None:
+    """Spark serializes the rows by position, with no column reference to
+    follow: the JSON text carries every category of the plan (fail closed)."""
+    spark.conf.set("spark.sql.pyspark.toJSON.returnDataFrame", "true")
+    try:
+        as_json = mail.select("id", "body").toJSON()
+        assert pg_spark.lineage(as_json).categories == (frozenset({EMAIL, "customer_data"}),)
+    finally:
+        spark.conf.unset("spark.sql.pyspark.toJSON.returnDataFrame")

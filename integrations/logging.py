@@ -80,6 +80,7 @@ from purposeguard._errors import PurposeViolation
 from purposeguard._labels import NO_LABELS, WalkLimit, labels_in_values
 from purposeguard._runtime import check_zone, get_guard, require_purpose_key
 
+from ._options import name_list
 from ._patch import Patcher
 
 __all__ = ["PurposeGuardFilter", "setup", "teardown"]
@@ -162,24 +163,8 @@ def _trusted(loggers: Iterable[str] | None) -> _Trusted:
     """``trusted_loggers`` checked: logger names, each covering the loggers below it."""
     if loggers is None:
         return _Trusted()
-    if isinstance(loggers, (str, bytes, bytearray)):
-        raise TypeError(
-            f"trusted_loggers takes an iterable of logger names, not a single {type(loggers).__name__}"
-        )
-    try:
-        entries = list(loggers)
-    except TypeError:
-        raise TypeError(
-            f"trusted_loggers takes an iterable of logger names, not {type(loggers).__name__}"
-        ) from None
     names: set[str] = set()
-    for entry in entries:
-        if not isinstance(entry, str):
-            # Its type only: a wrong entry may be anything, content included.
-            raise TypeError(f"trusted_loggers holds logger names (str), not {type(entry).__name__}")
-        name = str.__str__(entry)
-        if not name:
-            raise ValueError("trusted_loggers holds an empty logger name")
+    for name in name_list(loggers, "trusted_loggers", "logger"):
         if "*" in name:
             raise ValueError(
                 f"trusted_loggers entry {name!r}: a logger name covers the loggers below it,"
@@ -361,13 +346,15 @@ def _redact(
             f"[purposeguard redacted this message: {why}, "
             f"not allowed for {error.violations[0].purpose} (rule {rules})]"
         )
-        record.msg, record.args = _reshaped(text, record.msg, record.args, mark)
+        record.msg, record.args = _reshaped(text, record.msg, record.args, mark, zone)
         for key in extras:
             value = record.__dict__[key]
-            if zone and isinstance(value, (str, bytes, bytearray)):
-                # Text rebuilt from what the zone read carries no label: the
-                # zone that refused the message refuses text beside it too.
-                record.__dict__[key] = _stand_in(value, mark)
+            if zone:
+                # What was rebuilt from what the zone read carries no label,
+                # at any depth of an extra (a JSON formatter prints it
+                # whole): the zone that refused the message refuses what
+                # was put beside it too.
+                record.__dict__[key] = _stand_in(value, mark, zone)
                 continue
             try:
                 carried = labels_in_values((value,))
@@ -394,17 +381,26 @@ def _redact(
 # What a redacted argument keeps: a plain number or None quotes no text and
 # carries no label (a labelled number is a subclass), as on spans.
 _PLAIN = frozenset({int, float, bool, type(None)})
+# Integers below this stay in a record the zone refused: no card, account or
+# phone number is this short, and status codes and ports are.
+_SMALL = 65_536
 # The names a message's template gives its mapping argument: ``%(name)s``.
 _NAMED = re.compile(r"%\(([^()]*)\)")
 
 
-def _stand_in(value: Any, mark: str) -> Any:
+def _stand_in(value: Any, mark: str, zone: bool = False) -> Any:
     """What a redacted value becomes: a plain number stays; text of the
     value's own kind says what was removed. A number that carried a refused
-    label gets the text too: any number put in its place would read as data."""
+    label gets the text too: any number put in its place would read as data.
+
+    ``zone``: refused through the zone, which read data a number may have
+    been rebuilt from (``int(card)``, an amount): only None, truth values and
+    small integers stay (a status code, a port, a count, which formatters
+    such as uvicorn's take apart with ``int()``)."""
     kind = type(value)
     if kind in _PLAIN:
-        return value
+        if not zone or value is None or kind is bool or (kind is int and -_SMALL < value < _SMALL):
+            return value
     if isinstance(value, bytearray):
         return bytearray(mark.encode())
     if isinstance(value, bytes):
@@ -412,7 +408,7 @@ def _stand_in(value: Any, mark: str) -> Any:
     return mark
 
 
-def _reshaped(text: str, template: Any, args: Any, mark: str) -> tuple[str, Any]:
+def _reshaped(text: str, template: Any, args: Any, mark: str, zone: bool = False) -> tuple[str, Any]:
     """The redacted message and arguments of the original arguments' shape.
 
     Formatters take ``record.args`` apart themselves (uvicorn's access
@@ -424,7 +420,7 @@ def _reshaped(text: str, template: Any, args: Any, mark: str) -> tuple[str, Any]
         return text, args  # getMessage() does not format: the text stays as it is
     escaped = text.replace("%", "%%")
     if isinstance(args, tuple):
-        return escaped + "%.0s" * len(args), tuple(_stand_in(value, mark) for value in args)
+        return escaped + "%.0s" * len(args), tuple(_stand_in(value, mark, zone) for value in args)
     # A single argument that is not a tuple (a mapping, a list, any object)
     # is one argument to the % operator.
     if isinstance(args, Mapping):
@@ -434,14 +430,14 @@ def _reshaped(text: str, template: Any, args: Any, mark: str) -> tuple[str, Any]
         for name in _NAMED.findall(template) if isinstance(template, str) else ():
             try:
                 if name not in kept:
-                    kept[name] = _stand_in(args[name], mark)
+                    kept[name] = _stand_in(args[name], mark, zone)
             except Exception:  # a key the mapping does not have: left out, as a dict would
                 continue
         # An empty mapping is not formatted at all: the text must not be escaped then.
         return (escaped + "%.0s", kept) if kept else (text, kept)
     if isinstance(args, list):
-        return escaped + "%.0s", [_stand_in(value, mark) for value in args]
-    return escaped + "%.0s", _stand_in(args, mark)
+        return escaped + "%.0s", [_stand_in(value, mark, zone) for value in args]
+    return escaped + "%.0s", _stand_in(args, mark, zone)
 
 
 # -- setup: loggers and handlers that exist now and those added later ---------------------

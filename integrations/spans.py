@@ -90,6 +90,8 @@ from purposeguard._labels import EMPTY, WalkLimit, labels_in_values
 from purposeguard._runtime import Guard, check_zone, get_guard, require_purpose_key
 from purposeguard.otel import OWN_TELEMETRY
 
+from ._options import name_list
+
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
 # Set while a value is judged, and (by purposeguard.otel itself) while a
@@ -209,25 +211,9 @@ def _trusted(tracers: Iterable[str] | None) -> _Tracers:
     """``trusted_tracers`` checked: exact names and prefixes (a trailing ``*``)."""
     if tracers is None:
         return _Tracers()
-    if isinstance(tracers, (str, bytes, bytearray)):
-        raise TypeError(
-            f"trusted_tracers takes an iterable of tracer names, not a single {type(tracers).__name__}"
-        )
-    try:
-        entries = list(tracers)
-    except TypeError:
-        raise TypeError(
-            f"trusted_tracers takes an iterable of tracer names, not {type(tracers).__name__}"
-        ) from None
     names: set[str] = set()
     prefixes: set[str] = set()
-    for entry in entries:
-        if not isinstance(entry, str):
-            # Its type only: a wrong entry may be anything, content included.
-            raise TypeError(f"trusted_tracers holds tracer names (str), not {type(entry).__name__}")
-        name = str.__str__(entry)
-        if not name:
-            raise ValueError("trusted_tracers holds an empty tracer name")
+    for name in name_list(tracers, "trusted_tracers", "tracer"):
         pattern = name.endswith("*")
         stem = name[:-1] if pattern else name
         if "*" in stem:

@@ -42,12 +42,14 @@ def delegate(
     context: tuple[ContextVar[Any], Any] | None = None,
     on_receive: Callable[[Any], None] | None = None,
     on_return: Callable[[Any], Any] | None = None,
+    owned: bool = True,
 ) -> Generator[Any, Any, Any]:
     """``yield from generator`` with ``on_item`` applied to what it yields,
     ``on_receive`` to what the caller sends or throws in before each step
     (None for a plain ``next()`` and for the first step; a refusal there
     closes the generator and reaches the caller) and ``on_return`` to what
-    it returns."""
+    it returns. ``owned=False``: the generator was made elsewhere and may be
+    shared, so closing this delegate (or a refusal) leaves it open."""
     var, value = context if context is not None else (None, None)
     to_send: Any = None
     to_throw: BaseException | None = None
@@ -59,7 +61,8 @@ def delegate(
             try:
                 on_receive(to_send if to_throw is None else to_throw)
             except BaseException:
-                _close_after(generator.close, context)
+                if owned:
+                    _close_after(generator.close, context)
                 raise
         token = var.set(value) if var is not None else None
         try:
@@ -77,12 +80,8 @@ def delegate(
         try:
             to_send = yield item
         except GeneratorExit:
-            token = var.set(value) if var is not None else None
-            try:
-                generator.close()
-            finally:
-                if token is not None:
-                    var.reset(token)  # type: ignore[union-attr]
+            if owned:
+                _close_after(generator.close, context)
             raise
         except BaseException as error:  # noqa: BLE001 - forwarded into the generator
             to_throw, to_send = error, None
@@ -96,6 +95,7 @@ def generator_function(
     context: tuple[ContextVar[Any], Any] | None = None,
     on_receive: Callable[[Any], None] | None = None,
     on_return: Callable[[Any], Any] | None = None,
+    owned: bool = True,
 ) -> Callable[..., Generator[Any, Any, Any]]:
     """A generator function that runs ``before(args, kwargs)`` when called and
     then delegates to ``fn``'s generator (creating it inside ``context`` too)."""
@@ -111,7 +111,7 @@ def generator_function(
                 context[0].reset(token)
         else:
             generator = fn(*args, **kwargs)
-        return (yield from delegate(generator, on_item, context, on_receive, on_return))
+        return (yield from delegate(generator, on_item, context, on_receive, on_return, owned))
 
     return wrapper
 
@@ -123,6 +123,7 @@ def async_generator_function(
     before: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None,
     context: tuple[ContextVar[Any], Any] | None = None,
     on_receive: Callable[[Any], None] | None = None,
+    owned: bool = True,
 ) -> Callable[..., AsyncGenerator[Any, Any]]:
     """The asynchronous twin of :func:`generator_function` (async generators
     have no ``yield from``, so the forwarding is written out here, once)."""
@@ -139,7 +140,8 @@ def async_generator_function(
                 try:
                     on_receive(to_send if to_throw is None else to_throw)
                 except BaseException:
-                    await _aclose_after(generator, context)
+                    if owned:
+                        await _aclose_after(generator, context)
                     raise
             token = var.set(value) if var is not None else None
             try:
@@ -157,7 +159,8 @@ def async_generator_function(
             try:
                 to_send = yield item
             except GeneratorExit:
-                await _aclose_after(generator, context)
+                if owned:
+                    await _aclose_after(generator, context)
                 raise
             except BaseException as error:  # noqa: BLE001 - forwarded into the generator
                 to_throw, to_send = error, None

@@ -15,6 +15,7 @@ import inspect
 import itertools
 import keyword
 import linecache
+import numbers
 import sys
 import weakref
 from collections.abc import Callable
@@ -341,14 +342,34 @@ def _returned(purpose_key: str, name: str, value: Any, arguments: tuple[Any, ...
     runs for the declared purpose and what it returns or yields is checked.
     Otherwise the body would run later under the caller's purpose."""
     t = type(value)
-    if t is CoroutineType:
-        return _awaited_for(purpose_key, name, value)
-    if t is GeneratorType:
-        return _generator_wrapper(lambda: value, purpose_key, name)()
-    if t is AsyncGeneratorType:
-        return _async_generator_wrapper(lambda: value, purpose_key, name)()
+    if t in _SUSPENDED and _not_started(value) and not _handed_back(value, arguments):
+        # Not run yet and not handed in: its body is this function's. One
+        # handed in, or already started, is someone else's. Even a new one
+        # may be shared (a cursor kept by the function): the wrapper never
+        # closes it, its owner or the collector does.
+        if t is CoroutineType:
+            return _awaited_for(purpose_key, name, value)
+        if t is GeneratorType:
+            return _generator_wrapper(lambda: value, purpose_key, name, owned=False)()
+        return _async_generator_wrapper(lambda: value, purpose_key, name, owned=False)()
     _return_check(purpose_key, name, value, arguments)
     return value
+
+
+_SUSPENDED = frozenset({CoroutineType, GeneratorType, AsyncGeneratorType})
+
+
+def _not_started(value: Any) -> bool:
+    if type(value) is CoroutineType:
+        return inspect.getcoroutinestate(value) == inspect.CORO_CREATED
+    if type(value) is GeneratorType:
+        return inspect.getgeneratorstate(value) == inspect.GEN_CREATED
+    state = getattr(inspect, "getasyncgenstate", None)  # Python 3.12+
+    if state is not None:
+        return bool(state(value) == inspect.AGEN_CREATED)  # type: ignore[attr-defined]
+    # Before 3.12: not started means still at its first instruction.
+    frame = value.ag_frame
+    return frame is not None and not value.ag_running and frame.f_lasti <= 0
 
 
 async def _awaited_for(purpose_key: str, name: str, coroutine: Any) -> Any:
@@ -701,7 +722,9 @@ def _receive_checker(purpose_key: str, name: str) -> Callable[[Any], None]:
     return check_received
 
 
-def _generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any]:
+def _generator_wrapper(
+    fn: Callable[..., Any], purpose_key: str, name: str, *, owned: bool = True
+) -> Callable[..., Any]:
     # The purpose is current only while the generator body runs: it is set
     # around each step and reset before the value goes back to the caller.
     arguments = _Arguments(fn)
@@ -712,10 +735,13 @@ def _generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> C
         context=(PURPOSE, purpose_key),
         on_receive=_receive_checker(purpose_key, name),
         on_return=_result_checker(purpose_key, name),
+        owned=owned,
     )
 
 
-def _async_generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str) -> Callable[..., Any]:
+def _async_generator_wrapper(
+    fn: Callable[..., Any], purpose_key: str, name: str, *, owned: bool = True
+) -> Callable[..., Any]:
     arguments = _Arguments(fn)
     return async_generator_function(
         fn,
@@ -723,6 +749,7 @@ def _async_generator_wrapper(fn: Callable[..., Any], purpose_key: str, name: str
         before=lambda args, kwargs: _enter_values(purpose_key, name, args, kwargs, arguments),
         context=(PURPOSE, purpose_key),
         on_receive=_receive_checker(purpose_key, name),
+        owned=owned,
     )
 
 
@@ -748,11 +775,17 @@ class purpose:  # noqa: N801 - used like a function: @purpose("..."), with purpo
     a user in, score a mail as spam, check a quota): what it reads inside
     stays in its own frame instead of tainting the rest of the request's
     zone; only what it returns flows on into the zone: its labels, and, when
-    the result is not a decision (None, a truth value, a number, an enum
-    member, a labelled value, a short tuple of those) but text, bytes or an
-    object that could carry what was read, everything the frame saw. It is
+    the result is not a decision (None, a truth value, a number, labelled or
+    not, that can hold nothing else, an enum member, a short tuple of those)
+    but text (labelled or not), bytes or an object that could carry what was
+    read, everything the frame saw. It is
     checked like any guarded function, against the zone as it stands, and
     applies to functions and coroutine functions, not generators.
+
+    A plain function that returns a coroutine or generator it made (an
+    ``async def`` under a decorator that hid it, a wrapper returning a
+    client's coroutine) has that body run for its purpose too, checked
+    against the zone when it starts, and what it returns or yields checked.
 
     A ``with purpose(...)`` block around a ``yield`` in a generator that is
     not decorated hands its purpose to whoever consumes the generator, until
@@ -873,6 +906,22 @@ def _open_frame() -> tuple[Any, Any]:
 _DECISION_TYPES = frozenset({type(None), bool, int, float})
 
 
+# type -> whether its instances can hold nothing beside their number.
+_NUMBER_ONLY: dict[type, bool] = {}
+
+
+def _holds_nothing_else(t: type) -> bool:
+    """A subclass of int or float whose instances have no ``__dict__`` and no
+    slots: nothing the frame read can ride along on one."""
+    found = _NUMBER_ONLY.get(t)
+    if found is None:
+        found = getattr(t, "__dictoffset__", 1) == 0 and not any(
+            getattr(base, "__slots__", ()) for base in t.__mro__ if base.__module__ != "builtins"
+        )
+        remember(_NUMBER_ONLY, t, found, 512)
+    return found
+
+
 def _is_decision(value: Any, depth: int = 0) -> bool:
     """A result that is a decision, not data: None, a truth value, a number
     (labelled or not: its labels flow on), an enum member, or a short tuple
@@ -882,6 +931,8 @@ def _is_decision(value: Any, depth: int = 0) -> bool:
     t = type(value)
     if t in _DECISION_TYPES or isinstance(value, enum.Enum):
         return True
+    if isinstance(value, (int, float, numbers.Number)) and _holds_nothing_else(t):
+        return True  # numpy.float64, a score from a model: a number and no more
     if isinstance(value, _LabelledNumber):  # no attributes: its value and labels only
         return True
     if t in (tuple, list) and depth < 2 and len(value) <= 64:

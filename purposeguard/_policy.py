@@ -9,9 +9,7 @@ only for denials that a ``consentable`` rule decided.
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
-import stat
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from typing import Any, Protocol
 
 from ._context import MIXED_TENANT
 from ._errors import PolicyError, UnknownKeyError
+from ._files import NotRegularFile, TooLarge, read_regular
 from ._state import remember
 from ._taxonomy import Taxonomy, is_valid_key
 
@@ -669,37 +668,20 @@ def _pack_text(name: str) -> str:
     return resources.files("purposeguard.packs").joinpath(f"{name}.toml").read_text(encoding="utf-8")
 
 
-def _nonblocking(path: str, flags: int) -> int:
-    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
-
-
 def _read_policy_file(path: Path, *, referrer: str | None = None) -> str:
     # ``referrer`` is the policy whose ``extends`` named this file: errors name it.
     where: dict[str, Any] = {"path": referrer, "field": "policy.extends"} if referrer else {"path": str(path)}
     named = f" {str(path)!r}" if referrer else ""
     try:
-        # Opened without blocking and checked to be a regular file before a
-        # byte is read: a FIFO would block, /dev/zero never ends. At most one
-        # byte past the limit is read, whatever the size the file claims.
-        with open(path, "rb", buffering=0, opener=_nonblocking) as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                raise PolicyError(f"the policy file{named} is not a regular file", **where)
-            # Raw reads may come back short (network and FUSE file systems):
-            # read until the end, or one byte past the limit.
-            chunks: list[bytes] = []
-            size = 0
-            while size <= MAX_POLICY_BYTES:
-                chunk = file.read(MAX_POLICY_BYTES + 1 - size)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            data = b"".join(chunks)
-        if len(data) > MAX_POLICY_BYTES:
-            raise PolicyError(
-                f"the policy file{named} is over the limit of {MAX_POLICY_BYTES:,} bytes", **where
-            )
+        # A FIFO would block, /dev/zero never ends: see _files.
+        data = read_regular(path, MAX_POLICY_BYTES)
         return data.decode("utf-8")
+    except NotRegularFile:
+        raise PolicyError(f"the policy file{named} is not a regular file", **where) from None
+    except TooLarge:
+        raise PolicyError(
+            f"the policy file{named} is over the limit of {MAX_POLICY_BYTES:,} bytes", **where
+        ) from None
     except FileNotFoundError:
         hint = f" (built-in packs: {', '.join(PACKS)})" if not path.suffix or referrer else ""
         raise PolicyError(f"no such policy file{named}{hint}", **where) from None

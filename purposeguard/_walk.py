@@ -74,6 +74,13 @@ MAX_ITEMS = 50_000
 # Of MAX_ITEMS, what one best-effort look may take (a generator's locals, a
 # collection's attributes: see _Walk.best_effort).
 FRAME_BUDGET = 2_000
+# A bound method's object, looked into on every call that passes the method
+# (a callback, a handler held by a service): a glance, not a search. Its own
+# attributes, and what small built-in containers among them hold: a profile
+# whose summary is passed is seen; an application object is not searched at
+# each call (measured: milliseconds for a large one).
+BOUND_BUDGET = 64
+BOUND_DEPTH = 2
 # Items of a collection of the application's own iterated at most, plain ones
 # included: its __iter__ may never end.
 _ITERATION_LIMIT = 10 * MAX_ITEMS
@@ -198,6 +205,33 @@ def _bound_self(value: Any) -> Iterable[Any]:
     # module's function is bound to the module, which is code, not data.
     owner = value.__self__
     return () if owner is None or isinstance(owner, types.ModuleType) else (owner,)
+
+
+def _at_hand(owner: Any) -> list[Any]:
+    """What a bound method's object holds within reach: the object itself if
+    labelled or a small built-in container, else its own attributes that
+    are (never a large container's items nor another object's attributes)."""
+    candidates: Iterable[Any]
+    t = type(owner)
+    if getattr(t, "_pg_kind", None) is not None or t in _BUILTIN_CONTAINERS:
+        candidates = (owner,)
+    else:
+        try:
+            state = object.__getattribute__(owner, "__dict__")
+        except (AttributeError, TypeError):
+            state = None
+        held = list(state.values())[:BOUND_BUDGET] if type(state) is dict else []
+        candidates = held + _slot_values(owner, t)[:BOUND_BUDGET]
+    found = []
+    for value in candidates:
+        kind = type(value)
+        if kind in NO_LABELS:
+            continue
+        if getattr(kind, "_pg_kind", None) is not None or getattr(kind, "_pg_box", None) is not None:
+            found.append(value)
+        elif kind in _BUILTIN_CONTAINERS and len(value) <= BOUND_BUDGET:
+            found.append(value)
+    return found
 
 
 def _slice_bounds(value: Any) -> Iterable[Any]:
@@ -377,12 +411,17 @@ class _Walk:
                     return
             else:
                 rest.append(child)
-        if not rest:
-            return
+        if rest:
+            self.glance(rest, level, FRAME_BUDGET)
+
+    def glance(self, held: Iterable[Any], level: int, budget: int) -> None:
+        """Look into ``held`` with at most ``budget`` values of the walk's
+        budget and never past ``level``; what lies beyond is not looked at,
+        and is not a reason to refuse."""
         inner = _Walk(self.purpose)
-        share = inner.budget = min(self.budget, FRAME_BUDGET)
+        share = inner.budget = min(self.budget, budget)
         inner.seen = set()
-        for child in rest:
+        for child in held:
             if inner.budget <= 0:
                 break
             inner.visit(child, level - 1)
@@ -487,6 +526,10 @@ class _Walk:
             if held_values is None:
                 # Holds something it would not hand over: not looked at.
                 self.short = True
+                return
+            if t in _BOUND:
+                for owner in held_values:
+                    self.glance(_at_hand(owner), min(level, BOUND_DEPTH), BOUND_BUDGET)
                 return
             if t in _LOOSE:
                 self.best_effort(held_values, level)

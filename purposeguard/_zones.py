@@ -239,9 +239,10 @@ def transform(transform_id: str) -> Callable[[F], F]:
                     carried = labels_in_values((result,))
                 except WalkLimit as error:
                     carried = error.labels
-                outside = tuple(
-                    sorted(c for c in carried if c not in refused and not _covered(c, spec.from_categories))
-                )
+                # What the transform produces (its ``to``, or a narrower
+                # transform's output it built on) is not outside it either.
+                accepts = (*spec.from_categories, spec.to)
+                outside = tuple(sorted(c for c in carried if c not in refused and not _covered(c, accepts)))
                 if outside:
                     _refuse(guard, transform_id, outside, name, tenant, via="return")
                     refused = tuple(sorted({*refused, *outside}))

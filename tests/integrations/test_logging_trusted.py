@@ -84,7 +84,10 @@ def test_uvicorns_access_formatter_writes_a_line_redacted_through_the_zone(marke
     "message, args, shape",
     [
         ("took %d ms for %s", (5, "tail"), (5, REDACTED)),
-        ("flags %s %r %x %.2f", (True, None, 255, 1.5), (True, None, 255, 1.5)),
+        # In a zone that read data, only what no data fits in stays: truth
+        # values, None, small integers (a status, a port, a count).
+        ("flags %s %r %x %.2f", (True, None, 255, 1.5), (True, None, 255, REDACTED)),
+        ("card %d", (4111111111111111,), (REDACTED,)),
         ("%(h)s %(s)d", ({"h": "10.0.0.1", "s": 200, "unnamed": "x"},), {"h": REDACTED, "s": 200}),
         ("%s", ({"someone@contoso.example": 3},), {}),  # a mapping logged whole: its keys may be content
         ("bytes %s", (b"raw", bytearray(b"raw")), (REDACTED.encode(), bytearray(REDACTED.encode()))),
@@ -351,3 +354,15 @@ def test_an_entry_that_is_not_a_logger_name_is_refused_before_anything_is_set_up
         setup(logger, trusted_loggers=trusted)
     assert "4242" not in str(raised.value)  # an entry's type, never its value
     assert logger.filters == before
+
+
+@pytest.mark.usefixtures("enforce_context")
+def test_in_a_refusing_zone_extras_at_any_depth_are_redacted(marker: str) -> None:
+    record = logging.LogRecord("pgtest.extras", logging.INFO, __file__, 1, "saved %s", ("draft",), None)
+    record.__dict__.update({"payload": {"body": f"{marker}!"}, "amount": 129.99, "retries": 2})
+    with pg.zone(tenant="contoso"):
+        pg.label(marker, CONTENT)
+        PurposeGuardFilter().filter(record)
+    assert record.__dict__["payload"] == REDACTED and record.__dict__["amount"] == REDACTED
+    assert record.__dict__["retries"] == 2
+    assert marker not in repr(record.__dict__)

@@ -279,3 +279,58 @@ def test_in_trace_mode_what_a_transform_may_not_declassify_keeps_its_label() -> 
         out = contact_count(crm)
     assert pg.labels_of(out) == {"usage_data", CONTENT}
     assert [(v.via, v.category) for v in seen] == [("return", CONTENT)]
+
+
+# -- found by review: what must stay as it was -----------------------------------------------
+
+
+def test_a_generator_handed_in_or_already_started_is_handed_back_as_it_is(enforcing: pg.Guard) -> None:
+    """A shared cursor returned by a guarded function is not wrapped: closing
+    a wrapper would close the cursor for everyone else."""
+
+    def rows() -> Iterator[str]:
+        yield from ("row1", "row2", "row3", "row4")
+
+    shared = rows()
+
+    @pg.purpose("service.operations")
+    def cursor() -> Iterator[str]:
+        return shared
+
+    @pg.purpose("service.operations")
+    def same(feed: Iterator[str]) -> Iterator[str]:
+        return feed
+
+    first = cursor()  # not started: run for the purpose, but left open when dropped
+    assert next(first) == "row1"
+    del first
+    assert cursor() is shared and same(shared) is shared  # started, or handed in: as it is
+    assert list(cursor()) == ["row2", "row3", "row4"]
+
+
+class MlScore(float):
+    """What a model library returns: a float subclass that holds nothing else."""
+
+    __slots__ = ()
+
+
+def test_a_number_subclass_that_holds_nothing_else_is_a_decision(enforcing: pg.Guard) -> None:
+    @pg.purpose("service.security", output="decision")
+    def spam_probability() -> float:
+        load_mail()
+        return MlScore(0.93)
+
+    with pg.zone(tenant="contoso") as state:
+        assert spam_probability() == 0.93
+        assert CONTENT not in state.categories
+
+
+def test_a_transform_may_return_its_own_output_category() -> None:
+    pg.configure("trust-center", mode="enforce")
+    mail = [pg.label(BODY, CONTENT)]
+
+    @pg.transform("usage-aggregate")
+    def size(messages: list[str]) -> int:
+        return pg.label(sum(map(len, messages)), "usage_data")
+
+    assert pg.labels_of(size(mail)) == {"usage_data"}

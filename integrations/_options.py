@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
-__all__ = ["name_list"]
+__all__ = ["calling_module", "name_list"]
+
+# Frames walked up at most to find the code that called: a logging or
+# tracing call passes through a handful of library frames first.
+CALLER_DEPTH = 24
+
+
+def calling_module(depth: int, passing_through: Callable[[str], bool]) -> str | None:
+    """The module of the first frame, ``depth`` frames above the caller of
+    this function, that ``passing_through`` does not skip (the library the
+    call goes through); None when it cannot be told."""
+    frame: FrameType | None = sys._getframe(depth + 1)
+    for _ in range(CALLER_DEPTH):
+        if frame is None:
+            return None
+        module = frame.f_globals.get("__name__")
+        if not isinstance(module, str):
+            return None
+        if not passing_through(module):
+            return module
+        frame = frame.f_back
+    return None
 
 
 def name_list(value: Any, option: str, what: str) -> list[str]:

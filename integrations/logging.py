@@ -67,12 +67,10 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
-from types import FrameType
 from typing import Any
 
 from purposeguard._context import FLAGS, REDACTING, ZONE
@@ -80,7 +78,7 @@ from purposeguard._errors import PurposeViolation
 from purposeguard._labels import NO_LABELS, WalkLimit, labels_in_values
 from purposeguard._runtime import check_zone, get_guard, require_purpose_key
 
-from ._options import name_list
+from ._options import calling_module, name_list
 from ._patch import Patcher
 
 __all__ = ["PurposeGuardFilter", "setup", "teardown"]
@@ -137,8 +135,6 @@ def _labels(values: Any, purpose: str, name: str) -> frozenset[str]:
 # Logger names resolved per filter: past this many (loggers named at run
 # time), the rest are resolved on each record instead of kept.
 _MAX_LOGGERS = 1024
-# How far up the stack the code making a record is looked for.
-_CALLER_DEPTH = 24
 
 
 class _Trusted:
@@ -189,17 +185,12 @@ def _made_by_its_package(name: str) -> bool:
     package = name.partition(".")[0]
     # The filter's caller is the logging module (Filterer.filter); the code
     # that made the record is the first frame outside it and this module.
-    frame: FrameType | None = sys._getframe(2)
-    for _ in range(_CALLER_DEPTH):
-        if frame is None:
-            return False
-        module = frame.f_globals.get("__name__")
-        if not isinstance(module, str):
-            return False
-        if module != "logging" and not module.startswith("logging.") and module != __name__:
-            return module == package or module.startswith(package + ".")
-        frame = frame.f_back
-    return False
+    module = calling_module(2, _in_logging)
+    return module is not None and (module == package or module.startswith(package + "."))
+
+
+def _in_logging(module: str) -> bool:
+    return module == "logging" or module.startswith("logging.") or module == __name__
 
 
 class PurposeGuardFilter(logging.Filter):

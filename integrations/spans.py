@@ -78,10 +78,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 import threading
 from collections.abc import Callable, Iterable
-from types import FrameType
 from typing import Any
 
 from purposeguard._context import FLAGS, REDACTING, ZONE
@@ -90,7 +88,7 @@ from purposeguard._labels import EMPTY, WalkLimit, labels_in_values
 from purposeguard._runtime import Guard, check_zone, get_guard, require_purpose_key
 from purposeguard.otel import OWN_TELEMETRY
 
-from ._options import name_list
+from ._options import calling_module, name_list
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -185,8 +183,6 @@ _PASSING_THROUGH = (
     "functools",
     __name__,
 )
-# How far up the stack the setting code is looked for.
-_CALLER_DEPTH = 24
 
 
 def _set_by_trusted(tracers: _Tracers) -> bool:
@@ -194,17 +190,8 @@ def _set_by_trusted(tracers: _Tracers) -> bool:
     tracers' names are their modules' names): the application's own code
     putting text on a trusted tracer's span (``get_current_span()`` in a
     handler, an instrumentation's request hook) is held to the zone."""
-    frame: FrameType | None = sys._getframe(2)
-    for _ in range(_CALLER_DEPTH):
-        if frame is None:
-            return False
-        module = frame.f_globals.get("__name__")
-        if not isinstance(module, str):
-            return False
-        if not module.startswith(_PASSING_THROUGH):
-            return tracers.trusts_module(module)
-        frame = frame.f_back
-    return False
+    module = calling_module(2, lambda name: name.startswith(_PASSING_THROUGH))
+    return module is not None and tracers.trusts_module(module)
 
 
 def _trusted(tracers: Iterable[str] | None) -> _Tracers:

@@ -363,6 +363,10 @@ def _not_started(value: Any) -> bool:
     if type(value) is CoroutineType:
         return inspect.getcoroutinestate(value) == inspect.CORO_CREATED
     if type(value) is GeneratorType:
+        # A generator-based coroutine (``@types.coroutine``) is awaited, not
+        # iterated: a wrapping generator could not be awaited. Left as it is.
+        if value.gi_code.co_flags & inspect.CO_ITERABLE_COROUTINE:
+            return False
         return inspect.getgeneratorstate(value) == inspect.GEN_CREATED
     state = getattr(inspect, "getasyncgenstate", None)  # Python 3.12+
     if state is not None:

@@ -111,12 +111,17 @@ class PurposeGuardMiddleware:
         if resolver is not None and (state is not None or current_zone() is not None):
             # As the ASGI and WSGI middlewares: the application's tenant
             # first, else the one the calling service signed.
-            tenant = resolver(request)
+            named = resolver(request)
+            if isinstance(named, int) and not isinstance(named, bool):
+                named = str(named)  # an organisation's primary key, as Django models have them
+            # As ASGI and WSGI: an empty, padded or unprintable tenant (an
+            # anonymous user's "") is no tenant, said once, never a 500.
+            tenant = baggage.clean_tenant(named, "tenant_from")
             if tenant is None:
                 tenant = incoming.tenant
             if tenant is not None:
                 # One request, one tenant: naming another raises PolicyError.
-                set_tenant(tenant if isinstance(tenant, str) else str(tenant))
+                set_tenant(tenant)
         if state is not None and incoming.purpose is not None:
             # The caller's purpose against what the caller's zone held, as the
             # ASGI and WSGI middlewares check it before the route runs (a

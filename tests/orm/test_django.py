@@ -1294,6 +1294,32 @@ def test_read_baggage_false_reads_none_of_it(site: dict[str, Any], served: str, 
     assert response.json() == {"purpose": None, "tenant": None, "zone": [], "data_tenant": None}
 
 
+@pytest.mark.parametrize(
+    ("returned", "tenant"),
+    [("empty", None), ("padded", "acme"), ("plain", "fabrikam"), ("number", "42")],
+)
+def test_a_tenant_from_value_is_cleaned_as_asgi_and_wsgi_clean_it(
+    site: dict[str, Any], served: str, returned: str, tenant: str | None
+) -> None:
+    """An anonymous visitor's "" is no tenant and a padded id is stripped,
+    never a 500."""
+    from django.test import override_settings
+    from purposeguard.integrations.django import _settings
+
+    with override_settings(PURPOSEGUARD={"tenant_from": "djnotes.tenancy.anonymous_is_empty"}):
+        _settings.apply()
+        import httpx
+
+        response = httpx.get(
+            served + "/whoami/",
+            headers={"Accept": "application/json", "X-Test-Tenant-Shape": returned},
+            timeout=20,
+        )
+    _settings.apply()
+    assert response.status_code == 200
+    assert response.json()["tenant"] == tenant
+
+
 # -- every keyword of pg.configure in PURPOSEGUARD ------------------------------------------------
 
 

@@ -334,3 +334,21 @@ def test_a_transform_may_return_its_own_output_category() -> None:
         return pg.label(sum(map(len, messages)), "usage_data")
 
     assert pg.labels_of(size(mail)) == {"usage_data"}
+
+
+def test_a_generator_based_coroutine_returned_is_still_awaitable(enforcing: pg.Guard) -> None:
+    import types
+
+    @types.coroutine
+    def legacy() -> Any:
+        yield
+        return "done"
+
+    @pg.purpose("service.security")
+    def start() -> Any:
+        return legacy()
+
+    async def caller() -> Any:
+        return await start()
+
+    assert asyncio.run(caller()) == "done"

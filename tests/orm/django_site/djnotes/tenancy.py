@@ -15,3 +15,10 @@ class Consents:
 
 
 CONSENTS = Consents()
+
+
+def anonymous_is_empty(request: Any) -> Any:
+    """What an app may return for a visitor who is not signed in: an empty
+    string, a padded id, or a model's integer key."""
+    shapes = {"empty": "", "padded": " acme", "plain": "fabrikam", "number": 42}
+    return shapes.get(request.META.get("HTTP_X_TEST_TENANT_SHAPE", ""), "")

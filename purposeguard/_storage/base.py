@@ -677,6 +677,7 @@ def read_checkpoint(path: str) -> Checkpoint | None:
         checkpoint = Checkpoint(str(data["log_id"]), int(data["seq"]), str(data["hash"]), str(data["mac"]))
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
         raise AuditError(f"the checkpoint file {path} is damaged (not a purposeguard checkpoint)") from None
-    if checkpoint.seq < 1:
+    # Seq 0 is the empty chain's, written when a keyed log is created.
+    if checkpoint.seq < 0 or (checkpoint.seq == 0 and checkpoint.hash != GENESIS):
         raise AuditError(f"the checkpoint file {path} is damaged (not a purposeguard checkpoint)")
     return checkpoint

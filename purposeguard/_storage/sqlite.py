@@ -291,6 +291,7 @@ class SQLiteStorage:
         try:
             # Another process may have created it while we waited for the lock.
             if not self._tables():
+                log_id = uuid.uuid4().hex
                 for statement in _SCHEMA:
                     connection.execute(statement)
                 connection.executemany(
@@ -298,11 +299,25 @@ class SQLiteStorage:
                     [
                         ("format", FORMAT),
                         ("version", VERSION),
-                        ("log_id", uuid.uuid4().hex),
+                        ("log_id", log_id),
                         ("head_seq", "0"),
                         ("head_hash", GENESIS),
                     ],
                 )
+                if self.key is not None and self.checkpoint_path is not None:
+                    # Signed for the empty chain before anyone can append:
+                    # between the first commit and its checkpoint, another
+                    # process reading consents would otherwise find none and
+                    # take the log for cut off. Under this transaction's
+                    # lock, so no newer checkpoint can be overwritten.
+                    try:
+                        write_checkpoint(self.checkpoint_path, self.key, log_id, 0, GENESIS)
+                    except OSError as error:
+                        logger.warning(
+                            "purposeguard audit log %s: cannot write its first checkpoint file (%s)",
+                            self.location,
+                            error.strerror or type(error).__name__,
+                        )
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")

@@ -469,3 +469,38 @@ def test_a_configure_whose_audit_log_fails_to_open_keeps_the_previous_key(tmp_pa
         assert audit.default_key() is not None and audit.default_key().key_id == ChainKey(KEY).key_id  # type: ignore[union-attr]
     finally:
         audit.set_key(None)
+
+
+def test_a_reader_between_the_first_commit_and_its_checkpoint_sees_the_grant(
+    log_path: Path, key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keyed log is signed for its empty chain when it is created: another
+    store reading consents while the first grant's checkpoint is still being
+    written finds a checkpoint, not a log that looks cut off."""
+    import threading
+
+    import purposeguard._storage.sqlite as sqlite_storage
+
+    writer = ConsentStore(AuditLog(log_path, key=key_file))
+    reader = ConsentStore(AuditLog(log_path, key=key_file))
+    original = sqlite_storage.write_checkpoint
+    paused, go = threading.Event(), threading.Event()
+
+    def slow(*args: Any, **kwargs: Any) -> None:
+        paused.set()
+        go.wait(10)
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite_storage, "write_checkpoint", slow)
+    granting = threading.Thread(
+        target=lambda: writer.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    )
+    granting.start()
+    try:
+        assert paused.wait(10)
+        assert reader.has_consent("contoso", "improvement", "customer_data.content.email")
+    finally:
+        go.set()
+        granting.join(10)
+    writer.close()
+    reader.close()

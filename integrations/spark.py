@@ -1144,15 +1144,14 @@ class _Origin:
     tenant_at: int | None
     tenant: str | None
 
-    def columns(self, purpose: str | None) -> tuple[tuple[str, ...], ...]:
-        """The categories each column's values carry for ``purpose``: what a
-        :func:`consented` filter covers for it is left out, as the
-        ``@pg.purpose`` check of the DataFrame leaves it out."""
-        out = []
-        for categories, consents in zip(self.found.categories, self.found.consents, strict=True):
-            covered = consents.get(purpose) if purpose is not None else None
-            out.append(tuple(sorted(categories - covered if covered else categories)))
-        return tuple(out)
+    @property
+    def columns(self) -> tuple[tuple[str, ...], ...]:
+        """The categories each column's values carry: all of them. What a
+        :func:`consented` filter covers is a note on the DataFrame's plan,
+        true of the rows that plan keeps; values taken out of it (rows,
+        pandas, Arrow, a DataFrame made from them) are checked again where
+        they are used, with their own tenant, and consent decides there."""
+        return tuple(tuple(sorted(categories)) for categories in self.found.categories)
 
 
 def _origin(df: Any) -> _Origin | None:
@@ -1178,10 +1177,10 @@ def _reader_name() -> str:
     return frame_name(frame)
 
 
-def _reading(df: Any) -> tuple[_Origin, str | None] | None:
+def _reading(df: Any) -> _Origin | None:
     """Before ``df``'s data moves: check the read against the current purpose
     (``via="source"``, as loading a labelled row is checked) and return what
-    the rows hold, with that purpose. None when they hold nothing labelled."""
+    the rows hold. None when they hold nothing labelled."""
     try:
         origin = _origin(df)
     except Exception:
@@ -1192,7 +1191,8 @@ def _reading(df: Any) -> tuple[_Origin, str | None] | None:
         return None
     purpose = PURPOSE.get()
     if purpose is not None:
-        labels = frozenset().union(*map(frozenset, origin.columns(purpose)))
+        # The read itself: the consent the plan shows covers it.
+        labels = origin.found.for_purpose(purpose)
         if labels:
             guard = get_guard()
             if not guard.allowed_without_consent(labels, purpose):
@@ -1201,7 +1201,7 @@ def _reading(df: Any) -> tuple[_Origin, str | None] | None:
                     state = ZONE.get() if FLAGS.zones else None
                     tenant = state.tenant if state is not None else None
                 guard.check_labels(labels, purpose, via="source", function=_reader_name, tenant=tenant)
-    return origin, purpose
+    return origin
 
 
 def _learn(origin: _Origin, tenant: str | None) -> None:
@@ -1237,9 +1237,9 @@ def _rows_tenant(origin: _Origin, rows: Iterable[Any]) -> str | None:
     return _tenant_id(found.pop()) if len(found) == 1 else MIXED_TENANT
 
 
-# Values of these exact types come back labelled from a labelled row; others
-# (None, booleans, dates, decimals, nested rows) stay as Spark made them,
-# and the zone and the row's own labels (pg.labels_of(row)) cover them.
+# Values of these exact types come back labelled from a labelled row, and a
+# nested row as a labelled row; others (None, booleans, dates, decimals) stay
+# as Spark made them, and the zone and the row's own labels cover them.
 _LABELLABLE = frozenset({str, bytes, int, float, list, dict})
 
 
@@ -1284,6 +1284,8 @@ class _LabelledRow(Row):
                     state.add(kind.labels, tenant)
             return _str_with(kind, tenant, value)
         if t not in _LABELLABLE:
+            if isinstance(value, Row) and hasattr(value, "__fields__"):
+                return _nested(value, categories, self._pgs_tenant())
             return value
         return relabel(value, *categories, tenant=self._pgs_tenant())
 
@@ -1308,7 +1310,7 @@ _set_class = object.__setattr__  # Row.__setattr__ refuses every name but __fiel
 
 def _row_class(columns: tuple[tuple[str, ...], ...], tenant_at: int | None, owner: str | None) -> type | None:
     if not any(columns):
-        return None  # every category is covered for the purpose: plain rows
+        return None  # no column carries a category: plain rows
     key = (columns, tenant_at, owner)
     found = _ROW_CLASSES.get(key)
     if found is None:
@@ -1325,6 +1327,17 @@ def _row_class(columns: tuple[tuple[str, ...], ...], tenant_at: int | None, owne
             _ROW_CLASSES, key, type("LabelledRow", (_LabelledRow,), attributes), _ROW_CLASSES_LIMIT
         )
     return found
+
+
+def _nested(value: Any, categories: tuple[str, ...], tenant: str | None) -> Any:
+    """A struct column's value: a row whose every field carries the column's
+    categories and the outer row's tenant. A copy, so the outer row keeps
+    the Row Spark made (and goes back into Spark as it came)."""
+    if isinstance(value, _LabelledRow):
+        return value
+    fields = value.__fields__
+    copy = _create_row(fields, tuple.__getitem__(value, slice(None)))
+    return _labelled(copy, _row_class((categories,) * len(fields), None, tenant))
 
 
 def _labelled(row: Any, cls: type | None) -> Any:
@@ -1357,24 +1370,22 @@ _ROW_READER = _RowLabels()
 register_foreign(_LabelledRow, _ROW_READER)
 
 
-def _rows_read(origin_purpose: tuple[_Origin, str | None] | None, rows: list[Any]) -> list[Any]:
+def _rows_read(origin: _Origin | None, rows: list[Any]) -> list[Any]:
     """Rows that reached the driver: the zone learns them, and they carry
     their columns' categories."""
-    if origin_purpose is None:
+    if origin is None:
         return rows
-    origin, purpose = origin_purpose
     if rows:
         _learn(origin, _rows_tenant(origin, rows))
-    cls = _row_class(origin.columns(purpose), origin.tenant_at, origin.tenant)
+    cls = _row_class(origin.columns, origin.tenant_at, origin.tenant)
     if cls is not None:
         for row in rows:
             _labelled(row, cls)
     return rows
 
 
-def _rows_iterated(origin_purpose: tuple[_Origin, str | None], rows: Iterator[Any]) -> Iterator[Any]:
-    origin, purpose = origin_purpose
-    cls = _row_class(origin.columns(purpose), origin.tenant_at, origin.tenant)
+def _rows_iterated(origin: _Origin, rows: Iterator[Any]) -> Iterator[Any]:
+    cls = _row_class(origin.columns, origin.tenant_at, origin.tenant)
     learned: set[str | None] = set()
     for row in rows:
         tenant = _rows_tenant(origin, (row,))
@@ -1413,9 +1424,9 @@ def _rdd_origin(rdd: Any) -> tuple[frozenset[str], str | None] | None:
 
 
 class _RowsFor:
-    """The function given to ``foreach``/``foreachPartition`` while a purpose
-    is current, as the workers run it: each row it receives carries its
-    columns' categories (and runs under that purpose: see :class:`_WithPurpose`)."""
+    """The function given to ``foreach``/``foreachPartition``, as the workers
+    run it: each row it receives carries its columns' categories (and, when
+    a purpose is current, runs under it: see :class:`_WithPurpose`)."""
 
     __slots__ = ("fn", "columns", "tenant_at", "tenant", "each")
 
@@ -1710,11 +1721,10 @@ def _local_iterator(
 
 
 def _to_pandas(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    read = _reading(df)
+    origin = _reading(df)
     frame = wrapped(*args, **kwargs)
-    if read is None:
+    if origin is None:
         return frame
-    origin, purpose = read
     if len(frame):
         at = origin.tenant_at
         tenant = origin.tenant
@@ -1728,10 +1738,9 @@ def _to_pandas(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwar
         # createDataFrame() to put back; pandas keeps attrs through many of
         # its operations.
         names = [str(c) for c in frame.columns]
-        columns = origin.columns(purpose)
         frame.attrs[KEY] = {
             "names": names,
-            "columns": {n: list(c) for n, c in zip(names, columns, strict=False) if c},
+            "columns": {n: list(c) for n, c in zip(names, origin.columns, strict=False) if c},
             "tenant": origin.tenant,
             "tenant_column": names[origin.tenant_at] if origin.tenant_at is not None else None,
         }
@@ -1741,11 +1750,10 @@ def _to_pandas(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwar
 
 
 def _to_arrow(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    read = _reading(df)
+    origin = _reading(df)
     table = wrapped(*args, **kwargs)
-    if read is None:
+    if origin is None:
         return table
-    origin, purpose = read
     if table.num_rows:
         tenant = origin.tenant
         if origin.tenant_at is not None:
@@ -1754,7 +1762,7 @@ def _to_arrow(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwarg
         _learn(origin, tenant)
     try:
         schema = table.schema
-        for k, (field, categories) in enumerate(zip(table.schema, origin.columns(purpose), strict=True)):
+        for k, (field, categories) in enumerate(zip(table.schema, origin.columns, strict=True)):
             own: dict[str, Any] = {}
             if categories:
                 own["categories"] = list(categories)
@@ -1773,21 +1781,45 @@ def _to_arrow(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwarg
 
 
 def _shown(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    read = _reading(df)
+    origin = _reading(df)
     text = wrapped(*args, **kwargs)
-    if read is not None:
-        _learn(read[0], read[0].tenant)
+    if origin is not None:
+        _learn(origin, origin.tenant)
     return text
 
 
+# The RDD of a DataFrame's own rows (df.rdd): its collect() hands back those
+# rows, labelled as df.collect() labels them. Only that RDD: one mapped from
+# it holds whatever its function made (a DataFrame made from it still
+# carries every category: _RDDS).
+_RDD_ROWS: weakref.WeakKeyDictionary[Any, _Origin] = weakref.WeakKeyDictionary()
+
+
 def _rdd_of(df: Any, rdd: Any) -> Any:
-    read = _reading(df)
-    if read is not None:
+    origin = _reading(df)
+    if origin is not None:
         # An RDD hands the rows to Python (map, foreach, collect): its
         # consumer is not known here, so the zone learns them now.
-        _learn(read[0], read[0].tenant)
-        _remember_rdd(rdd, read[0].found.all(), read[0].tenant)
+        _learn(origin, origin.tenant)
+        _remember_rdd(rdd, origin.found.all(), origin.tenant)
+        try:
+            _RDD_ROWS[rdd] = origin
+        except TypeError:
+            pass
     return rdd
+
+
+def _rdd_collect(wrapped: Callable[..., Any], rdd: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    rows = wrapped(*args, **kwargs)
+    try:
+        origin = _RDD_ROWS.get(rdd)
+    except TypeError:
+        return rows
+    if origin is not None and isinstance(rows, list):
+        cls = _row_class(origin.columns, origin.tenant_at, origin.tenant)
+        for row in rows:
+            _labelled(row, cls)
+    return rows
 
 
 def _parallelize(
@@ -1820,15 +1852,19 @@ def _to_json(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs
 
 def _foreach(each: bool) -> Callable[..., Any]:
     def run(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        purpose = PURPOSE.get()
-        if purpose is not None and args and callable(args[0]):
+        if args and callable(args[0]):
             try:
                 origin = _origin(df)
             except Exception:  # the schema cannot be read: the action fails the same way
                 origin = None
             if origin is not None:
-                fn = _RowsFor(args[0], origin.columns(purpose), origin, each)
-                args = (_WithPurpose(fn, purpose), *args[1:])
+                # Labelled rows with or without a purpose: a worker's check
+                # sees them either way.
+                fn: Callable[..., Any] = _RowsFor(args[0], origin.columns, origin, each)
+                purpose = PURPOSE.get()
+                if purpose is not None:
+                    fn = _WithPurpose(fn, purpose)
+                args = (fn, *args[1:])
         # The rows go to the workers through df.rdd, which the zone learns.
         return wrapped(*args, **kwargs)
 
@@ -2003,6 +2039,9 @@ def instrument() -> None:
         from pyspark.core.context import SparkContext
 
         _patch(SparkContext, "parallelize", _adapted(_parallelize))
+        from pyspark.core.rdd import RDD
+
+        _patch(RDD, "collect", _adapted(_rdd_collect))
     # Spark Connect's classes, when (if) PySpark's Connect client is imported.
     _CONNECT.install()
     _CONNECT_SESSION.install()

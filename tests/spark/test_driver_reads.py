@@ -274,3 +274,90 @@ def test_to_json_as_a_dataframe_carries_every_category(mail: Any, spark: Any) ->
         assert pg_spark.lineage(as_json).categories == (frozenset({EMAIL, "customer_data"}),)
     finally:
         spark.conf.unset("spark.sql.pyspark.toJSON.returnDataFrame")
+
+
+def test_rows_read_under_a_consented_purpose_keep_every_category(
+    mail: Any, spark: Any, tmp_path: Path
+) -> None:
+    """Consent covers the read, not what is built from it: the rows, the
+    pandas and Arrow copies and a DataFrame made from them still carry the
+    categories, a later use for the same purpose is decided by consent with
+    each row's tenant, and a copy written and read back is refused to
+    advertising."""
+    consents = ConsentStore(":memory:")
+    consents.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=consents)
+    out = str(tmp_path / "improved.parquet")
+
+    @pg.purpose("improvement")
+    def summary(body: str) -> int:
+        return len(body)
+
+    @pg.purpose("improvement")
+    def improve(frame: Any) -> tuple[list[Any], Any, Any]:
+        rows = frame.select("tenant", "body").collect()
+        assert {r.tenant for r in rows} == {"contoso"}
+        assert all(summary(r.body) > 0 for r in rows)  # contoso's consent, at this use
+        rebuilt = spark.createDataFrame(rows)
+        assert EMAIL in pg.labels_of(rebuilt)
+        pg_spark.consented(rebuilt, "improvement").write.parquet(out)
+        return rows, frame.toPandas(), frame.toArrow()
+
+    try:
+        with pg.testing.capture() as seen:
+            rows, local, table = improve(pg_spark.consented(mail, "improvement"))
+        assert seen == []
+        assert pg.labels_of(rows[0]) == pg.labels_of(rows[0].body) == {EMAIL}
+        assert pg.tenant_of(rows[0].body) == "contoso"
+        assert local.attrs["purposeguard"]["columns"]["body"] == [EMAIL]
+        for made in (spark.createDataFrame(rows), spark.createDataFrame(local), spark.createDataFrame(table)):
+            with pytest.raises(pg.PurposeViolation):
+                build_audience(made)
+        with pytest.raises(pg.PurposeViolation) as refused:
+            build_audience(spark.read.parquet(out))
+        assert {(v.category, v.purpose) for v in refused.value.violations} == {(EMAIL, "advertising")}
+        with pytest.raises(pg.PurposeViolation):
+            build_audience(rows[0].body)
+    finally:
+        consents.close()
+
+
+@pytest.mark.parametrize("each", [True, False], ids=["foreach", "foreachPartition"])
+def test_foreach_without_a_purpose_gives_the_workers_labelled_rows(each: bool, mail: Any, spark: Any) -> None:
+    seen = spark.sparkContext.accumulator(0)
+
+    def look(row: Any) -> None:
+        if pg.current_purpose() is None and pg.labels_of(row.body) == {EMAIL}:
+            seen.add(1)
+
+    def look_all(rows: Any) -> None:
+        for row in rows:
+            look(row)
+
+    if each:
+        mail.foreach(look)
+    else:
+        mail.foreachPartition(look_all)
+    assert seen.value == 40
+
+
+def test_a_struct_column_s_fields_carry_its_categories_outside_a_zone(mail: Any, strict: pg.Guard) -> None:
+    rows = mail.select("tenant", F.struct("id", "body").alias("s")).collect()
+    row = rows[0]
+    assert pg.labels_of(row.s) == pg.labels_of(row.s.body) == {EMAIL}
+    assert pg.tenant_of(row.s.body) == row.tenant
+    assert pg.labels_of(row.asDict(True)["s"]["body"]) == {EMAIL}
+    assert pg.labels_of(row["s"][1]) == {EMAIL}
+    with pytest.raises(pg.PurposeViolation):
+        build_audience(row.s.body)
+    # The outer row keeps the struct Spark made: the rows go back in as they came.
+    again = mail.sparkSession.createDataFrame(rows)
+    assert EMAIL in pg.labels_of(again) and again.count() == 40
+
+
+def test_rows_of_a_dataframe_s_rdd_carry_its_categories_outside_a_zone(mail: Any, strict: pg.Guard) -> None:
+    rows = mail.select("tenant", "body").rdd.collect()
+    assert pg.labels_of(rows[0]) == pg.labels_of(rows[0].body) == {EMAIL}
+    assert pg.tenant_of(rows[0].body) == rows[0].tenant
+    with pytest.raises(pg.PurposeViolation):
+        build_audience(rows[0].body)

@@ -84,7 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str) -> None:
-    print(" ".join(message.split()), file=sys.stderr)
+    # One line, and one a terminal shows as it is: a message may quote a
+    # path or a name an attacker chose (a terminal escape, a lone surrogate).
+    line = " ".join(message.split())
+    print("".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in line), file=sys.stderr)
 
 
 def run() -> NoReturn:  # console-script entry point

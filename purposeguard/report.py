@@ -21,6 +21,7 @@ never becomes markup.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -136,9 +137,14 @@ def write_files(out: str | os.PathLike[str], report: Report) -> tuple[Path, Path
     temporary: list[Path] = []
     try:
         for target, text in targets:
-            part = target.with_name(f".{target.name}.{os.getpid()}.part")
+            # Created afresh under a name no one could prepare (a FIFO put
+            # at a predictable name would block the write).
+            descriptor, name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".part")
+            part = Path(name)
             temporary.append(part)
-            part.write_text(text, encoding="utf-8")
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                file.write(text)
+            part.chmod(0o644)  # mkstemp's 0600 would keep the report from its readers
         for (target, _), part in zip(targets, temporary, strict=True):
             os.replace(part, target)
     finally:

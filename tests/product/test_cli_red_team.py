@@ -621,3 +621,30 @@ def test_a_report_says_when_the_log_names_rules_its_policy_does_not_define(
     from_environment = run("report", "--audit", str(path), "--out", str(tmp_path / "c"))
     assert from_environment.returncode == 0 and from_environment.stderr == "", from_environment.stderr
     assert "mine" in (tmp_path / "c" / "report.md").read_text()
+
+
+def test_a_failure_line_shows_terminal_escapes_escaped(tmp_path: Path) -> None:
+    hostile = tmp_path / "log\x1b[2Jname.db"
+    line = one_line_failure(run("audit", "verify", str(hostile)))
+    assert "\x1b" not in line and "\\u001b[2J" in line
+
+
+def test_the_report_is_written_through_names_no_one_can_prepare(tmp_path: Path) -> None:
+    import threading
+
+    from purposeguard.report import write_files
+
+    out = tmp_path / "report"
+    out.mkdir()
+    # What a predictable temporary name would meet: a FIFO, which blocks its writer.
+    trap = out / f".report.html.{os.getpid()}.part"
+    os.mkfifo(trap)
+    data = build_report([], None, policy(), title="t")
+    writing = threading.Thread(target=write_files, args=(out, data), daemon=True)
+    writing.start()
+    writing.join(20)
+    if writing.is_alive():
+        os.open(trap, os.O_RDONLY | os.O_NONBLOCK)  # let the stuck writer go before failing
+    assert not writing.is_alive()
+    assert (out / "report.html").read_text().rstrip().endswith("</html>")
+    assert oct((out / "report.html").stat().st_mode & 0o777) == oct(0o644)

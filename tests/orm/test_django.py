@@ -452,34 +452,12 @@ def test_served_over_loopback_zone_flows_enforced(site: dict[str, Any], served: 
     assert status == 403 and json.loads(body)["via"] == "context" and EMAIL not in body
 
 
-def test_served_through_asgi_over_loopback(site: dict[str, Any]) -> None:
-    import socket
-    import time
-
-    import uvicorn
-    from django.core.asgi import get_asgi_application
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        get_asgi_application(), host="127.0.0.1", port=port, log_level="error", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        cookie = _session_cookie(site, "bob")
-        status, body = _get(f"http://127.0.0.1:{port}/notes-async/", cookie)
-        assert status == 200 and json.loads(body)["notes"] == ["Bob's shopping list"]
-        status, body = _get(f"http://127.0.0.1:{port}/ads-async/", cookie, accept="text/html")
-        assert status == 403 and "<h1>403 Forbidden</h1>" in body
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+def test_served_through_asgi_over_loopback(site: dict[str, Any], served_asgi: str) -> None:
+    cookie = _session_cookie(site, "bob")
+    status, body = _get(served_asgi + "/notes-async/", cookie)
+    assert status == 200 and json.loads(body)["notes"] == ["Bob's shopping list"]
+    status, body = _get(served_asgi + "/ads-async/", cookie, accept="text/html")
+    assert status == 403 and "<h1>403 Forbidden</h1>" in body
 
 
 # -- bad input ----------------------------------------------------------------------------------

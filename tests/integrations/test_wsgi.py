@@ -291,17 +291,40 @@ def test_route_marks_stay_first_when_the_preprocessors_are_replaced_later(state_
             "tenant": None,
             "zone": [],
         }
-        # A tuple, after the first request: the marks go back first.
-        app.url_value_preprocessors[None] = (lambda endpoint, values: None,)  # type: ignore[assignment]
+        # A tuple, after the first request: the marks run before the
+        # preprocessors whatever the app keeps there.
+        seen: list[str | None] = []
+        app.url_value_preprocessors[None] = (lambda endpoint, values: seen.append(pg.current_purpose()),)  # type: ignore[assignment]
         assert test_client.get("/admin/ops").json == {
             "purpose": "service.operations",
             "tenant": None,
             "zone": [],
         }
-    assert isinstance(app.url_value_preprocessors[None], list)
+    assert seen == ["service.operations"]
 
 
-def test_init_app_twice_leaves_the_preprocessors_alone_between_requests(state_of: Any) -> None:
+def test_route_marks_go_back_in_front_when_the_app_replaces_preprocess_request(state_of: Any) -> None:
+    app = _admin_app(state_of)
+    original = type(app).preprocess_request.__get__(app)
+    seen: list[str | None] = []
+
+    def replacement() -> Any:
+        # An extension's own hook, set after init_app and the first request.
+        seen.append(pg.current_purpose())
+        return original()
+
+    with app.test_client() as test_client:
+        assert (test_client.get("/admin/ops").json or {}).get("purpose") == "service.operations"
+        app.preprocess_request = replacement  # type: ignore[method-assign]
+        for _ in range(2):
+            assert (test_client.get("/admin/ops").json or {}).get("purpose") == "service.operations"
+    # The replacement ran behind the marks, under the route's purpose, and
+    # the marks were put in front of it once, not once per request.
+    assert seen == ["service.operations", "service.operations"]
+    assert app.preprocess_request.inner is replacement  # type: ignore[attr-defined]
+
+
+def test_init_app_twice_leaves_preprocess_request_alone_between_requests(state_of: Any) -> None:
     app = Flask("twice")
 
     @app.get("/ops")
@@ -311,12 +334,19 @@ def test_init_app_twice_leaves_the_preprocessors_alone_between_requests(state_of
 
     init_app(app)
     init_app(app)
-    hooks = app.url_value_preprocessors[None]
+    head = app.preprocess_request
     with app.test_client() as test_client:
         for _ in range(3):
             assert (test_client.get("/ops").json or {}).get("purpose") == "service.operations"
-    # Both middlewares' marks lead the list; neither rebuilt it per request.
-    assert app.url_value_preprocessors[None] is hooks and len(hooks) == 2
+    # Both middlewares' marks run in front of Flask's own; neither
+    # re-installed itself per request.
+    assert app.preprocess_request is head
+    chain = []
+    current: Any = head
+    while hasattr(current, "inner"):
+        chain.append(current)
+        current = current.inner
+    assert len(chain) == 2 and current.__func__ is Flask.preprocess_request
 
 
 def test_a_mark_on_a_plain_views_dispatch_request_is_read(state_of: Any) -> None:

@@ -1788,11 +1788,29 @@ def _shown(wrapped: Callable[..., Any], df: Any, args: tuple[Any, ...], kwargs: 
     return text
 
 
-# The RDD of a DataFrame's own rows (df.rdd): its collect() hands back those
-# rows, labelled as df.collect() labels them. Only that RDD: one mapped from
+# The RDD of a DataFrame's own rows (df.rdd), and those made from it that
+# hand on the same rows (filter, sample, distinct, ...): what their actions
+# bring to the driver (collect, take, first, toLocalIterator, ...) are those
+# rows, labelled as df.collect() labels them. Not an RDD mapped from them:
 # it holds whatever its function made (a DataFrame made from it still
 # carries every category: _RDDS).
 _RDD_ROWS: weakref.WeakKeyDictionary[Any, _Origin] = weakref.WeakKeyDictionary()
+
+# RDD methods whose result holds the rows they were given, unchanged.
+_ROW_KEEPING = (
+    "filter",
+    "sample",
+    "distinct",
+    "repartition",
+    "coalesce",
+    "sortBy",
+    "cache",
+    "persist",
+    "subtract",
+    "randomSplit",
+)
+# RDD actions that bring rows to the driver as a list (first() is take(1)).
+_ROW_LISTS = ("collect", "take", "takeSample", "top", "takeOrdered")
 
 
 def _rdd_of(df: Any, rdd: Any) -> Any:
@@ -1809,17 +1827,45 @@ def _rdd_of(df: Any, rdd: Any) -> Any:
     return rdd
 
 
-def _rdd_collect(wrapped: Callable[..., Any], rdd: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    rows = wrapped(*args, **kwargs)
+def _rows_origin(rdd: Any) -> _Origin | None:
     try:
-        origin = _RDD_ROWS.get(rdd)
+        return _RDD_ROWS.get(rdd)
     except TypeError:
-        return rows
+        return None
+
+
+def _rdd_keeping(wrapped: Callable[..., Any], rdd: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    result = wrapped(*args, **kwargs)
+    origin = _rows_origin(rdd)
+    if origin is not None:
+        # randomSplit hands back several RDDs; the rest one.
+        for made in result if isinstance(result, list) else (result,):
+            try:
+                _RDD_ROWS[made] = origin
+            except TypeError:
+                pass
+    return result
+
+
+def _rdd_rows(wrapped: Callable[..., Any], rdd: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    rows = wrapped(*args, **kwargs)
+    origin = _rows_origin(rdd)
     if origin is not None and isinstance(rows, list):
         cls = _row_class(origin.columns, origin.tenant_at, origin.tenant)
         for row in rows:
             _labelled(row, cls)
     return rows
+
+
+def _rdd_local_iterator(
+    wrapped: Callable[..., Any], rdd: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    rows = wrapped(*args, **kwargs)
+    origin = _rows_origin(rdd)
+    if origin is None:
+        return rows
+    cls = _row_class(origin.columns, origin.tenant_at, origin.tenant)
+    return (_labelled(row, cls) for row in rows)
 
 
 def _parallelize(
@@ -2041,7 +2087,11 @@ def instrument() -> None:
         _patch(SparkContext, "parallelize", _adapted(_parallelize))
         from pyspark.core.rdd import RDD
 
-        _patch(RDD, "collect", _adapted(_rdd_collect))
+        for name in _ROW_LISTS:
+            _patch(RDD, name, _adapted(_rdd_rows))
+        for name in _ROW_KEEPING:
+            _patch(RDD, name, _adapted(_rdd_keeping))
+        _patch(RDD, "toLocalIterator", _adapted(_rdd_local_iterator))
     # Spark Connect's classes, when (if) PySpark's Connect client is imported.
     _CONNECT.install()
     _CONNECT_SESSION.install()

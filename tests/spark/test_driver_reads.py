@@ -355,6 +355,43 @@ def test_a_struct_column_s_fields_carry_its_categories_outside_a_zone(mail: Any,
     assert EMAIL in pg.labels_of(again) and again.count() == 40
 
 
+RDD_READS: dict[str, Callable[[Any], list[Any]]] = {
+    "take": lambda rdd: rdd.take(2),
+    "first": lambda rdd: [rdd.first()],
+    "toLocalIterator": lambda rdd: list(rdd.toLocalIterator()),
+    "takeSample": lambda rdd: rdd.takeSample(False, 2, seed=1),
+    "takeOrdered": lambda rdd: rdd.takeOrdered(2, key=lambda row: row.body),
+    "top": lambda rdd: rdd.top(2, key=lambda row: row.body),
+    "filter": lambda rdd: rdd.filter(lambda row: row.body is not None).collect(),
+    "sample": lambda rdd: rdd.sample(False, 0.5, seed=1).collect(),
+    "distinct": lambda rdd: rdd.distinct().collect(),
+    "repartition": lambda rdd: rdd.repartition(2).collect(),
+    "cache": lambda rdd: rdd.cache().collect(),
+    "sortBy": lambda rdd: rdd.sortBy(lambda row: row.body).take(2),
+    "randomSplit": lambda rdd: rdd.randomSplit([0.5, 0.5], seed=1)[0].collect(),
+}
+
+
+@pytest.mark.parametrize("read", RDD_READS.values(), ids=RDD_READS.keys())
+def test_rows_an_rdd_action_brings_from_a_dataframe_s_rdd_are_labelled(
+    read: Callable[[Any], list[Any]], mail: Any, strict: pg.Guard
+) -> None:
+    rows = read(mail.select("tenant", "body").rdd)
+    assert rows
+    for row in rows:
+        assert pg.labels_of(row) == pg.labels_of(row.body) == {EMAIL}
+        assert pg.tenant_of(row.body) == row.tenant
+    with pytest.raises(pg.PurposeViolation) as refused:
+        build_audience(rows[0].body)
+    _no_value_in(refused.value)
+
+
+def test_an_rdd_mapped_from_a_dataframe_s_rows_is_not_taken_for_them(mail: Any, strict: pg.Guard) -> None:
+    # Its function made what it holds: not rows of the frame's columns.
+    taken = mail.select("tenant", "body").rdd.map(lambda row: (row.tenant, len(row.body))).take(2)
+    assert all(type(item) is tuple for item in taken)
+
+
 def test_rows_of_a_dataframe_s_rdd_carry_its_categories_outside_a_zone(mail: Any, strict: pg.Guard) -> None:
     rows = mail.select("tenant", "body").rdd.collect()
     assert pg.labels_of(rows[0]) == pg.labels_of(rows[0].body) == {EMAIL}

@@ -30,9 +30,13 @@ bounds and its per-type memos are one concern, read in one place.
 from __future__ import annotations
 
 import array
+import asyncio
+import concurrent.futures
 import contextvars
 import functools
 import re
+import selectors
+import socket
 import sys
 import types
 import weakref
@@ -98,6 +102,15 @@ _OPAQUE = (
     property,
     classmethod,
     staticmethod,
+    # The process's machinery, which a client object (an aiohttp session, a
+    # connection pool) reaches through its connector: an event loop's ready
+    # queue and selector go far past the walk's bounds and are no call's
+    # data. A value handed to a callback on a loop is checked where that
+    # callback runs.
+    asyncio.AbstractEventLoop,
+    selectors.BaseSelector,
+    socket.socket,
+    concurrent.futures.Executor,
 )
 # array.array holds machine numbers or characters: nothing a label stays on.
 _TEXT = (str, bytes, bytearray, memoryview, array.array)

@@ -230,3 +230,52 @@ def test_plain_items_of_a_large_collection_of_the_applications_own_are_free() ->
         profile(OrderedDict((str(n), n) for n in range(30_000)))
         profile({n: n for n in range(60_000)}.keys())
         profile(itertools.pairwise([1, 2, 3]))
+
+
+def test_a_client_that_reaches_the_event_loop_is_not_a_walk_past_the_bound() -> None:
+    import asyncio
+
+    import aiohttp
+
+    pg.configure("trust-center", mode="enforce")
+
+    @pg.purpose("service.operations")
+    async def notify(session: Any, to: str) -> str:
+        return type(session).__name__
+
+    @pg.purpose("advertising")
+    async def advertise(session: Any, to: str) -> str:
+        return type(session).__name__
+
+    async def main() -> None:
+        # An aiohttp session reaches the loop through its connector: the
+        # loop's selector and ready queue are machinery, not the call's data.
+        async with aiohttp.ClientSession() as session:
+            assert await notify(session, "ops") == "ClientSession"
+            # What the call is handed beside the session is still checked.
+            with pytest.raises(pg.PurposeViolation):
+                await advertise(session, pg.label(SECRET, EMAIL))
+
+    asyncio.run(main())
+
+
+def test_labelled_data_in_an_object_beside_the_loop_is_still_found() -> None:
+    import asyncio
+
+    pg.configure("trust-center", mode="enforce")
+
+    class Sender:
+        def __init__(self, loop: asyncio.AbstractEventLoop, draft: str) -> None:
+            self.loop = loop
+            self.draft = draft
+
+    @pg.purpose("advertising")
+    def advertise(sender: Sender) -> None:
+        pass
+
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(pg.PurposeViolation):
+            advertise(Sender(loop, pg.label(SECRET, EMAIL)))
+    finally:
+        loop.close()

@@ -95,3 +95,17 @@ def say_if_nothing_travels(labels: frozenset[str]) -> None:
         "without the labels of its arguments and without the publisher's zone, purpose and "
         "tenant; only a task declared with @pg.purpose was checked, where it was published"
     )
+
+
+# What a task queue shows for a job's arguments where they are protected.
+WITHHELD = "arguments withheld by purposeguard"
+
+
+def arguments_protected(labels: frozenset[str]) -> bool:
+    """Whether a job's arguments must not be described by their values:
+    they carry labels, or the zone that publishes holds categories (an
+    argument may be made from its data: an f-string drops labels)."""
+    if labels:
+        return True
+    state = ZONE.get() if FLAGS.zones else None
+    return state is not None and bool(state.categories)

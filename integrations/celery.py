@@ -51,7 +51,7 @@ from purposeguard._zones import zone
 from . import baggage
 from ._egress import check_egress, deep_labels, sent_labels
 from ._patch import Patcher
-from ._tasks import check_published, say_if_nothing_travels
+from ._tasks import WITHHELD, arguments_protected, check_published, say_if_nothing_travels
 
 __all__ = ["HEADER", "instrument", "uninstrument", "is_instrumented"]
 
@@ -101,6 +101,13 @@ def _before_publish(sender: Any = None, body: Any = None, headers: Any = None, *
         return
     if value:
         headers[HEADER] = value
+    if isinstance(headers, dict) and arguments_protected(labels):
+        # Celery puts the arguments' repr in the message (argsrepr,
+        # kwargsrepr): the broker keeps it, and task events hand it to
+        # monitors (Flower) and workers' logs, as plain text.
+        for key in ("argsrepr", "kwargsrepr"):
+            if key in headers:
+                headers[key] = f"({WITHHELD})"
 
 
 def _send_task(wrapped: Any, app: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

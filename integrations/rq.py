@@ -55,7 +55,7 @@ from purposeguard._zones import zone
 
 from . import baggage
 from ._egress import check_egress, sent_labels
-from ._tasks import check_published, say_if_nothing_travels
+from ._tasks import WITHHELD, arguments_protected, check_published, say_if_nothing_travels
 
 __all__ = ["META_KEY", "instrument", "is_instrumented", "uninstrument"]
 
@@ -144,14 +144,31 @@ def _tag(
         logger.exception("purposeguard could not add its baggage to an RQ job")
 
 
+def _describe_without_values(job: Any, labels: frozenset[str]) -> None:
+    """RQ describes a job by its call with each argument's ``repr``: stored
+    in Redis and logged by the worker ("default: jobs.notify('...')") as
+    plain text, outside the job's zone and past any log redaction. Where
+    the arguments are protected, the description RQ made names the function
+    only. A description the application gave is kept: its labels were
+    checked with the arguments."""
+    if not arguments_protected(labels):
+        return
+    try:
+        if job.description == job.get_call_string():
+            job.description = f"{job.func_name}({WITHHELD})"
+    except Exception:  # noqa: BLE001 - enqueueing never fails over a description
+        logger.debug("purposeguard could not replace an RQ job's description", exc_info=True)
+
+
 def _create_job(original: Any) -> Any:
     def create_job(
         self: Any, func: Any, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any
     ) -> Any:
         url = _queue_url(self)
-        labels, tenant = sent_labels((args, kwargs))
+        labels, tenant = sent_labels((args, kwargs, options.get("description"), rest))
         _check(url, func, labels, tenant, _function_name(func))
         job = original(self, func, args, kwargs, *rest, **options)
+        _describe_without_values(job, labels)
         _tag(job, url, labels, tenant)
         return job
 
@@ -173,10 +190,16 @@ def _prepare(url: str, job: Any) -> None:
     # from Redis as its serializer read them back (pickle keeps labels).
     args = job.__dict__.get("_args")
     kwargs = job.__dict__.get("_kwargs")
+    description = job.__dict__.get("description")
     labels, tenant = sent_labels(
-        (args if isinstance(args, (list, tuple)) else (), kwargs if isinstance(kwargs, dict) else {})
+        (
+            args if isinstance(args, (list, tuple)) else (),
+            kwargs if isinstance(kwargs, dict) else {},
+            description if isinstance(description, str) else None,
+        )
     )
     _check(url, func, labels, tenant, _function_name(func) if func is not None else str(job.func_name))
+    _describe_without_values(job, labels)
     carried = None
     meta = job.meta if isinstance(getattr(job, "meta", None), dict) else None
     raw = meta.get(META_KEY) if meta is not None else None

@@ -39,12 +39,28 @@ def _names_of(query: Any) -> list[str]:
     return [*query.extra_select, *query.values_select, *query.annotation_select]
 
 
-def _resolve_path(model: Any, path: str) -> tuple[Any, str, str] | None:
-    """(model, field name, relation prefix) of a ``values()`` path, or None."""
+def _resolve_path(model: Any, path: str, filtered: dict[str, Any] | None = None) -> tuple[Any, str, str] | None:
+    """(model, field name, relation prefix) of a ``values()`` path, or None.
+    ``filtered`` is the query's ``FilteredRelation`` aliases: a path may start
+    with one (``"n__body"`` after ``annotate(n=FilteredRelation("notes"))``),
+    which stands for the relation it filters; the prefix keeps the alias, as
+    the row's other columns spell it (``"n__owner"``)."""
     from django.core.exceptions import FieldDoesNotExist
 
     prefix = ""
     parts = path.split("__")
+    if filtered and parts[0] in filtered and len(parts) > 1:
+        try:
+            model._meta.get_field(parts[0])
+        except FieldDoesNotExist:
+            for hop in filtered[parts[0]].relation_name.split("__"):
+                try:
+                    model = model._meta.get_field(hop).related_model
+                except FieldDoesNotExist:
+                    return None
+                if model is None:
+                    return None
+            prefix, parts = parts[0] + "__", parts[1:]
     for index, part in enumerate(parts):
         try:
             field = model._meta.get_field(part)
@@ -126,7 +142,7 @@ def _columns_of(expression: Any, query: Any, depth: int = 0, outer: tuple[Any, .
                     nested = _columns_of(named.annotations[name], named, depth + 1, outer[level + 1 :])
                     found.extend((model, field, None) for model, field, _ in nested)
                 else:
-                    resolved = _resolve_path(named.model, name)
+                    resolved = _resolve_path(named.model, name, getattr(named, "_filtered_relations", None))
                     if resolved is not None:
                         found.append((resolved[0], resolved[1], None))
     return found
@@ -203,6 +219,7 @@ def _plan_of(query: Any, names: list[str]) -> _Plan:
     annotations = query.annotation_select
     extra = query.extra_select
     base = query.model
+    filtered = getattr(query, "_filtered_relations", None)
     # A tenant is taken from a selected field, never from an annotation or
     # extra SQL that names itself like one.
     position = {
@@ -214,7 +231,7 @@ def _plan_of(query: Any, names: list[str]) -> _Plan:
         if name in annotations:
             sources = _columns_of(annotations[name], query)
         elif name not in extra:  # extra(select=...) is raw SQL: see the module docstring
-            resolved = _resolve_path(base, name)
+            resolved = _resolve_path(base, name, filtered)
             if resolved is not None:
                 sources = [resolved]
         plan.append(_entry(sources, position))

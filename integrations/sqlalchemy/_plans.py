@@ -35,20 +35,16 @@ def _positions(statement: Any) -> list[list[Any]] | None:
     """Per position of a row, the table columns it is computed from, or None
     for a statement whose rows this integration does not label."""
     from sqlalchemy.sql import CompoundSelect, Select
+    from sqlalchemy.sql.selectable import TextualSelect
 
+    statement = _resolved(statement)
     if isinstance(statement, CompoundSelect):
-        # UNION and friends: a position holds what any of the selects puts there.
-        merged: list[list[Any]] | None = None
-        for select in statement.selects:
-            part = _positions(select)
-            if part is None:
-                continue
-            if merged is None:
-                merged = [list(columns) for columns in part]
-            else:
-                merged = [_merged(columns, more) for columns, more in zip(merged, part, strict=False)]
-        return merged
-    if isinstance(statement, Select):
+        return _compound(statement)
+    if isinstance(statement, TextualSelect):
+        # text(...).columns(Post.body): the SQL is opaque, but the columns it
+        # is declared to return are the table's own.
+        return [_columns_or_members(column) for column in statement.column_args]
+    if isinstance(statement, Select) or _is_from_statement(statement):
         descriptions: Sequence[dict[str, Any]] = statement.column_descriptions
     elif getattr(statement, "is_dml", False):
         # INSERT, UPDATE, DELETE ... RETURNING: rows read back from the table.
@@ -67,6 +63,73 @@ def _positions(statement: Any) -> list[list[Any]] | None:
     return per_position
 
 
+def _resolved(statement: Any) -> Any:
+    """The statement a ``lambda_stmt`` stands for (SQLAlchemy builds it from
+    the lambda once per code and closure, and keeps it as ``_resolved``)."""
+    if getattr(statement, "_is_lambda_element", False):
+        return statement._resolved
+    return statement
+
+
+def _is_from_statement(statement: Any) -> bool:
+    # select(Post.body).from_statement(...): the ORM's construct, in its own module.
+    from sqlalchemy.orm.context import FromStatement
+
+    return isinstance(statement, FromStatement)
+
+
+def _compound(statement: Any) -> list[list[Any]] | None:
+    """UNION and friends: a position holds what any of the selects puts there,
+    and is the row's tenant only when every select puts the same tenant
+    column there (a literal or another column in one of them would give
+    its rows another row's, or a made-up, tenant)."""
+    parts: list[list[list[Any]]] = []
+    unknown = False
+    for select in statement.selects:
+        part = _positions(select)
+        if part is None:
+            unknown = True
+        else:
+            parts.append(part)
+    if not parts:
+        return None
+    width = min(len(part) for part in parts)
+    return [_merged([part[position] for part in parts], unknown) for position in range(width)]
+
+
+def _merged(per_part: list[list[Any]], unknown: bool = False) -> list[Any]:
+    """One position of a union: what each select puts there. Bundles of one
+    shape merge member by member; otherwise a bundle's members are read as
+    the position's columns."""
+    first = per_part[0]
+    if all(
+        len(columns) == 1
+        and type(columns[0]) is _Members
+        and len(columns[0].per_member) == len(first[0].per_member)
+        for columns in per_part
+    ):
+        members = [[columns[0].per_member[i] for columns in per_part] for i in range(len(first[0].per_member))]
+        return [_Members([_merged(member, unknown) for member in members])]
+    if not unknown and all(len(columns) == 1 and _same_read(columns[0], first[0]) for columns in per_part):
+        return [first[0]]
+    merged = [column for columns in per_part for column in _flattened(columns)]
+    # Never alone in its position, so never taken for the row's tenant column.
+    return [*merged, _NOT_TENANT]
+
+
+def _same_read(one: Any, other: Any) -> bool:
+    return (
+        type(one) is _Read
+        and type(other) is _Read
+        and one.plain
+        and other.plain
+        and not one.other_rows
+        and not other.other_rows
+        and one.column is other.column
+        and one.origin == other.origin
+    )
+
+
 def _columns_or_members(expr: Any) -> list[Any]:
     from sqlalchemy.orm import Bundle
 
@@ -76,22 +139,6 @@ def _columns_or_members(expr: Any) -> list[Any]:
     columns = _columns_in(expr)
     declared = _declared_on_property(expr)
     return [*columns, declared] if declared is not None else columns
-
-
-def _merged(columns: list[Any], more: list[Any]) -> list[Any]:
-    """One position of a union: what either select puts there. Two bundles
-    of one shape merge member by member; otherwise a bundle's members are
-    read as the position's columns."""
-    if (
-        len(columns) == 1
-        and len(more) == 1
-        and type(columns[0]) is _Members
-        and type(more[0]) is _Members
-        and len(columns[0].per_member) == len(more[0].per_member)
-    ):
-        pairs = zip(columns[0].per_member, more[0].per_member, strict=True)
-        return [_Members([_merged(a, b) for a, b in pairs])]
-    return _flattened(columns) + _flattened(more)
 
 
 def _flattened(columns: list[Any]) -> list[Any]:
@@ -125,6 +172,10 @@ class _Declared:
 
     def __init__(self, categories: tuple[str, ...]) -> None:
         self.categories = categories
+
+
+# A column of a union's position that some select fills otherwise: no categories.
+_NOT_TENANT = _Declared(())
 
 
 def _declared_on_property(expr: Any) -> _Declared | None:

@@ -164,6 +164,40 @@ def test_celery_runs_an_allowed_job(celery_worker: str) -> None:
     }
 
 
+@pytest.mark.parametrize("how", ["labelled_argument", "zone_holds_content", "nothing_protected"])
+def test_celery_a_message_s_argument_repr_names_no_argument_where_the_data_is_protected(
+    celery_worker: str, marker: str, how: str
+) -> None:
+    from celery import signals
+
+    sent: list[dict[str, Any]] = []
+
+    def seen(headers: Any = None, **_: Any) -> None:
+        # Connected after purposeguard's receiver: what goes to the broker.
+        sent.append(dict(headers or {}))
+
+    signals.before_task_publish.connect(seen, weak=False)
+    try:
+        with pg.zone(tenant="contoso"):
+            if how == "labelled_argument":
+                result = jobs.celery_operate.delay(pg.label(marker, "customer_data.content.crm"))
+            elif how == "zone_holds_content":
+                body = pg.label(marker, CONTENT)
+                result = jobs.celery_operate.delay(f"re: {body}")
+            else:
+                result = jobs.celery_inspect.delay(marker)
+        result.get(timeout=30)
+    finally:
+        signals.before_task_publish.disconnect(seen)
+    [headers] = sent
+    if how == "nothing_protected":
+        # Nothing protected: Celery's own repr, as it made it.
+        assert marker in headers["argsrepr"]
+    else:
+        assert marker not in headers["argsrepr"] and marker not in headers["kwargsrepr"]
+        assert "withheld" in headers["argsrepr"]
+
+
 def test_celery_refuses_a_forbidden_job_in_the_worker_and_records_it_once(
     celery_worker: str, marker: str
 ) -> None:
@@ -322,6 +356,56 @@ def test_rq_enqueue_is_an_egress_check(rq_queue: tuple[Queue, str], marker: str)
         queue.enqueue(jobs.inspect_job, content)
     assert refused.value.violations[0].via == "egress"
     assert queue.count == count  # nothing reached Redis
+
+
+@pytest.mark.parametrize("how", ["labelled_argument", "zone_holds_content", "job_create"])
+def test_rq_a_job_s_description_names_no_argument_where_the_data_is_protected(
+    rq_queue: tuple[Queue, str], marker: str, how: str
+) -> None:
+    from rq.job import Job
+
+    queue, _ = rq_queue
+    with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
+        if how == "labelled_argument":
+            job = queue.enqueue(jobs.operate_job, pg.label(marker, "customer_data.content.crm"))
+        elif how == "zone_holds_content":
+            # A plain argument made from what the zone read (an f-string drops labels).
+            body = pg.label(marker, CONTENT)
+            job = queue.enqueue(jobs.operate_job, f"re: {body}")
+        else:
+            body = pg.label(marker, CONTENT)
+            job = queue.enqueue_job(
+                Job.create(jobs.operate_job, args=(f"re: {body}",), connection=queue.connection)
+            )
+    # RQ stores the description in Redis and its worker logs it: the call's
+    # arguments are not in it.
+    stored = Job.fetch(job.id, connection=queue.connection)
+    for description in (job.description, stored.description):
+        assert marker not in str(description)
+        assert str(description).startswith(f"{jobs.__name__}.operate_job(")
+    assert wait_job(job) == "finished"
+
+
+def test_rq_a_job_s_description_is_rq_s_own_where_nothing_is_protected(rq_queue: tuple[Queue, str]) -> None:
+    queue, _ = rq_queue
+    job = queue.enqueue(jobs.operate_job, "ticket-7")
+    assert job.description == f"{jobs.__name__}.operate_job('ticket-7')"
+    given = queue.enqueue(jobs.operate_job, "ticket-8", description="nightly reindex")
+    assert given.description == "nightly reindex"
+    assert wait_job(job) == "finished" and wait_job(given) == "finished"
+
+
+def test_rq_a_labelled_description_is_checked_as_an_argument(
+    rq_queue: tuple[Queue, str], marker: str
+) -> None:
+    queue, _ = rq_queue
+    pg.configure("trust-center", mode="enforce")
+    content = pg.label(marker, CONTENT)
+    waiting = queue.count
+    with pg.purpose("advertising"), pytest.raises(pg.PurposeViolation) as refused:
+        queue.enqueue(jobs.operate_job, "ticket-9", description=content)
+    assert refused.value.violations[0].via == "egress"
+    assert queue.count == waiting
 
 
 def test_rq_uninstrument_restores_rq(rq_queue: tuple[Queue, str]) -> None:

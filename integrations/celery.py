@@ -101,13 +101,6 @@ def _before_publish(sender: Any = None, body: Any = None, headers: Any = None, *
         return
     if value:
         headers[HEADER] = value
-    if isinstance(headers, dict) and arguments_protected(labels):
-        # Celery puts the arguments' repr in the message (argsrepr,
-        # kwargsrepr): the broker keeps it, and task events hand it to
-        # monitors (Flower) and workers' logs, as plain text.
-        for key in ("argsrepr", "kwargsrepr"):
-            if key in headers:
-                headers[key] = f"({WITHHELD})"
 
 
 def _send_task(wrapped: Any, app: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -116,7 +109,7 @@ def _send_task(wrapped: Any, app: Any, args: tuple[Any, ...], kwargs: dict[str, 
     name = args[0] if args else kwargs.get("name")
     task_args = args[1] if len(args) > 1 else kwargs.get("args")
     task_kwargs = args[2] if len(args) > 2 else kwargs.get("kwargs")
-    labels, tenant = sent_labels((task_args, task_kwargs))
+    labels, tenant = sent_labels((task_args, task_kwargs, kwargs.get("argsrepr"), kwargs.get("kwargsrepr")))
     # The tasks a chain, a chord or a link runs next travel in the same
     # message, with their own arguments.
     following = [
@@ -135,6 +128,15 @@ def _send_task(wrapped: Any, app: Any, args: tuple[Any, ...], kwargs: dict[str, 
     for next_name, next_labels, next_tenant in following:
         check_published(_registered(app, next_name), next_labels, f"celery.{next_name}", tenant=next_tenant)
     say_if_nothing_travels(sent)
+    if arguments_protected(sent):
+        # Celery describes the arguments by their repr (argsrepr, kwargsrepr)
+        # in the message, which the broker keeps, and in the task-sent
+        # event, which monitors (Flower) show: where they are protected, it
+        # describes them by this text instead. Reprs the application gave
+        # are its own text, kept (their labels were checked as arguments).
+        for key in ("argsrepr", "kwargsrepr"):
+            if kwargs.get(key) is None:
+                kwargs[key] = f"({WITHHELD})"
     return wrapped(*args, **kwargs)
 
 

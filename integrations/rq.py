@@ -144,20 +144,40 @@ def _tag(
         logger.exception("purposeguard could not add its baggage to an RQ job")
 
 
+# Set on a job Job.create made here: whether the application gave its description.
+_DESCRIPTION_GIVEN = "_purposeguard_description_given"
+
+
 def _describe_without_values(job: Any, labels: frozenset[str]) -> None:
     """RQ describes a job by its call with each argument's ``repr``: stored
     in Redis and logged by the worker ("default: jobs.notify('...')") as
     plain text, outside the job's zone and past any log redaction. Where
-    the arguments are protected, the description RQ made names the function
-    only. A description the application gave is kept: its labels were
-    checked with the arguments."""
-    if not arguments_protected(labels):
+    the arguments are protected, a description RQ made names the function
+    only. A description the application gave is its own text, kept (its
+    labels were checked with the arguments); a job whose description's
+    origin is not known here (fetched from Redis) is described by its
+    function too."""
+    if getattr(job, _DESCRIPTION_GIVEN, False) or not arguments_protected(labels):
         return
-    try:
-        if job.description == job.get_call_string():
-            job.description = f"{job.func_name}({WITHHELD})"
-    except Exception:  # noqa: BLE001 - enqueueing never fails over a description
-        logger.debug("purposeguard could not replace an RQ job's description", exc_info=True)
+    job.description = f"{job.func_name}({WITHHELD})"
+
+
+def _job_create(original: Any) -> Any:
+    import inspect
+
+    signature = inspect.signature(original)
+
+    def create(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        job = original(cls, *args, **kwargs)
+        try:
+            given = signature.bind_partial(cls, *args, **kwargs).arguments.get("description") is not None
+        except TypeError:
+            given = False
+        setattr(job, _DESCRIPTION_GIVEN, given)
+        return job
+
+    create.__wrapped__ = original  # type: ignore[attr-defined]
+    return create
 
 
 def _create_job(original: Any) -> Any:
@@ -165,7 +185,9 @@ def _create_job(original: Any) -> Any:
         self: Any, func: Any, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any
     ) -> Any:
         url = _queue_url(self)
-        labels, tenant = sent_labels((args, kwargs, options.get("description"), rest))
+        # create_job(func, args, kwargs, timeout, result_ttl, ttl, failure_ttl, description, ...)
+        description = options.get("description", rest[4] if len(rest) > 4 else None)
+        labels, tenant = sent_labels((args, kwargs, description))
         _check(url, func, labels, tenant, _function_name(func))
         job = original(self, func, args, kwargs, *rest, **options)
         _describe_without_values(job, labels)
@@ -345,6 +367,7 @@ def instrument() -> None:
         if _STATE.originals:
             return
         originals = {
+            "create": Job.__dict__["create"],
             "create_job": Queue.create_job,
             "enqueue_job": Queue.enqueue_job,
             "perform": Job.perform,
@@ -360,6 +383,7 @@ def instrument() -> None:
             setattr(Queue, "schedule_job", _schedule_job(Queue.schedule_job))  # noqa: B010
         setattr(Job, "perform", _perform(Job.perform))  # noqa: B010
         setattr(Job, "save", _save(Job.save))  # noqa: B010
+        setattr(Job, "create", classmethod(_job_create(originals["create"].__func__)))  # noqa: B010
 
 
 def uninstrument() -> None:
@@ -376,6 +400,7 @@ def uninstrument() -> None:
                 setattr(Queue, name, originals[name])
         setattr(Job, "perform", originals["perform"])  # noqa: B010
         setattr(Job, "save", originals["save"])  # noqa: B010
+        setattr(Job, "create", originals["create"])  # noqa: B010
         _STATE.originals = {}
 
 

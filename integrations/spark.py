@@ -1809,8 +1809,13 @@ _ROW_KEEPING = (
     "subtract",
     "randomSplit",
 )
-# RDD actions that bring rows to the driver as a list (first() is take(1)).
+# RDD actions that bring rows to the driver as a list (first() is take(1)),
+# and those that bring one of the rows (by a key, or by the rows' order).
 _ROW_LISTS = ("collect", "take", "takeSample", "top", "takeOrdered")
+_ONE_ROW = ("max", "min")
+# RDD methods that combine two RDDs' rows: rows of the same frame's RDD
+# only when both sides hold that frame's rows.
+_ROW_COMBINING = ("union", "intersection")
 
 
 def _rdd_of(df: Any, rdd: Any) -> Any:
@@ -1838,13 +1843,35 @@ def _rdd_keeping(wrapped: Callable[..., Any], rdd: Any, args: tuple[Any, ...], k
     result = wrapped(*args, **kwargs)
     origin = _rows_origin(rdd)
     if origin is not None:
-        # randomSplit hands back several RDDs; the rest one.
+        # randomSplit hands back a list of RDDs, each holding some of the rows.
         for made in result if isinstance(result, list) else (result,):
             try:
                 _RDD_ROWS[made] = origin
             except TypeError:
                 pass
     return result
+
+
+def _rdd_combining(
+    wrapped: Callable[..., Any], rdd: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    result = wrapped(*args, **kwargs)
+    origin = _rows_origin(rdd)
+    other = args[0] if args else kwargs.get("other")
+    if origin is not None and _rows_origin(other) is origin:
+        try:
+            _RDD_ROWS[result] = origin
+        except TypeError:
+            pass
+    return result
+
+
+def _rdd_one_row(wrapped: Callable[..., Any], rdd: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    row = wrapped(*args, **kwargs)
+    origin = _rows_origin(rdd)
+    if origin is not None:
+        _labelled(row, _row_class(origin.columns, origin.tenant_at, origin.tenant))
+    return row
 
 
 def _rdd_rows(wrapped: Callable[..., Any], rdd: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -2091,6 +2118,10 @@ def instrument() -> None:
             _patch(RDD, name, _adapted(_rdd_rows))
         for name in _ROW_KEEPING:
             _patch(RDD, name, _adapted(_rdd_keeping))
+        for name in _ONE_ROW:
+            _patch(RDD, name, _adapted(_rdd_one_row))
+        for name in _ROW_COMBINING:
+            _patch(RDD, name, _adapted(_rdd_combining))
         _patch(RDD, "toLocalIterator", _adapted(_rdd_local_iterator))
     # Spark Connect's classes, when (if) PySpark's Connect client is imported.
     _CONNECT.install()

@@ -173,7 +173,8 @@ class PurposeGuardMiddleware:
                 # Flask has matched the URL, and only where no mark replaces
                 # it: they find the request's zone by its opener.
                 state.opener = marks if key is None else (marks, key)
-                if marks.app.__dict__.get("preprocess_request") is not marks:
+                head = marks.app.__dict__.get("preprocess_request")
+                if type(head) is not _MarksFirst or head.marks is not marks:
                     marks.install()
             if key is not None:
                 # Never reset: the context belongs to this request alone.
@@ -346,8 +347,6 @@ class FlaskRouteMarks:
         self.request: Any = request
         self.found: dict[str, tuple[Any, str | None]] = {}
         self.status = int(middleware.status.split()[0])
-        # What ran as the app's preprocess_request before these marks.
-        self.inner: Callable[[], Any] = app.preprocess_request
 
     def install(self) -> None:
         """In front of the app's ``preprocess_request`` (behind the route
@@ -356,19 +355,19 @@ class FlaskRouteMarks:
         purpose unnoticed."""
         head = self.app.__dict__.get("preprocess_request")
         current = head
-        while isinstance(current, FlaskRouteMarks):
-            if current is self:
+        # Bounded: each install adds one link, and a chain this long is an
+        # app re-installing in a loop, not marks to look for.
+        for _ in range(64):
+            if type(current) is not _MarksFirst:
+                break
+            if current.marks is self:
                 return
             current = current.inner
-        # Replaced since (or never installed): whatever is there now runs
-        # after the marks. A replacement that kept calling the marks it
-        # replaced runs them twice; the second time finds nothing to do.
-        self.inner = head if head is not None else self.app.preprocess_request
-        self.app.preprocess_request = self
-
-    def __call__(self) -> Any:
-        self.mark()
-        return self.inner()
+        # A new link in front of whatever is there now, never a change to a
+        # link installed before: an extension that saved the old head and
+        # calls it from its replacement reaches these marks again further
+        # down, where they find nothing left to do (one mark per request).
+        self.app.preprocess_request = _MarksFirst(self, head)
 
     def mark(self) -> None:
         # The request's zone (its opener is these marks, with the purpose of
@@ -438,6 +437,28 @@ class FlaskRouteMarks:
         if key is None and getattr(view, "view_class", None) is not None:
             return _BY_METHOD
         return key
+
+
+class _MarksFirst:
+    """The app's ``preprocess_request``: the route marks, then what was
+    there before them. Never changed once installed (see
+    :meth:`FlaskRouteMarks.install`)."""
+
+    __slots__ = ("marks", "inner")
+
+    def __init__(self, marks: FlaskRouteMarks, inner: Callable[[], Any] | None) -> None:
+        self.marks = marks
+        # None: the app's class's own, looked up per request, so a patch of
+        # the class made after init_app (an APM's) still runs.
+        self.inner = inner
+
+    def __call__(self) -> Any:
+        self.marks.mark()
+        inner = self.inner
+        if inner is None:
+            app = self.marks.app
+            return type(app).preprocess_request(app)
+        return inner()
 
 
 def _flask_refusal(violation: PurposeViolation, status: int) -> Any:

@@ -102,16 +102,30 @@ _OPAQUE = (
     property,
     classmethod,
     staticmethod,
-    # The process's machinery, which a client object (an aiohttp session, a
-    # connection pool) reaches through its connector: an event loop's ready
-    # queue and selector go far past the walk's bounds and are no call's
-    # data. A value handed to a callback on a loop is checked where that
-    # callback runs.
+)
+# The process's machinery, which a client object (an aiohttp session, a
+# connection pool) reaches through its connector: an event loop's ready
+# queue and selector go far past the walk's bounds and are no call's data.
+# Only the standard library's own classes (and uvloop's loop): a subclass
+# the application wrote may keep its data on itself, and is walked (the
+# machinery it holds is then passed over). A value handed to a callback on
+# a loop is checked where that callback runs.
+_MACHINERY = (
     asyncio.AbstractEventLoop,
     selectors.BaseSelector,
     socket.socket,
     concurrent.futures.Executor,
 )
+_MACHINERY_MODULES = frozenset({*sys.stdlib_module_names, "uvloop"})
+
+
+def _machinery(t: type) -> bool:
+    return (
+        issubclass(t, _MACHINERY)
+        and str(getattr(t, "__module__", "")).partition(".")[0] in _MACHINERY_MODULES
+    )
+
+
 # array.array holds machine numbers or characters: nothing a label stays on.
 _TEXT = (str, bytes, bytearray, memoryview, array.array)
 
@@ -164,7 +178,7 @@ def _shape(t: type) -> tuple[int, tuple[str, ...]]:
         if holder is not None:
             remember(_HOLDERS, t, holder)
             how = _HOLDER
-        elif issubclass(t, _TEXT) or issubclass(t, _OPAQUE):
+        elif issubclass(t, _TEXT) or issubclass(t, _OPAQUE) or _machinery(t):
             how = _OPAQUE_SHAPE
         elif issubclass(t, BaseException):
             how = _EXCEPTION

@@ -386,6 +386,44 @@ def test_rq_a_job_s_description_names_no_argument_where_the_data_is_protected(
     assert wait_job(job) == "finished"
 
 
+class _Draft:
+    """An argument whose repr shows state that changes: RQ's description of
+    it differs from a second rendering of the same call."""
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self.shown = 0
+
+    def __repr__(self) -> str:
+        self.shown += 1
+        return f"Draft({self.body}, shown={self.shown})"
+
+
+@pytest.mark.parametrize("how", ["enqueue", "job_create"])
+def test_rq_a_description_rq_made_is_withheld_however_its_arguments_render(
+    rq_queue: tuple[Queue, str], marker: str, how: str
+) -> None:
+    from rq.job import Job
+
+    queue, _ = rq_queue
+    # No worker serves this queue: the jobs stay stored, unrun.
+    idle = Queue("pgjobs-idle", connection=queue.connection)
+    try:
+        with pg.zone(tenant="contoso"):
+            pg.label(marker, CONTENT)
+            draft = _Draft(marker)
+            if how == "enqueue":
+                job = idle.enqueue(jobs.operate_job, draft)
+            else:
+                job = idle.enqueue_job(
+                    Job.create(jobs.operate_job, args=(draft,), connection=idle.connection)
+                )
+        assert marker not in str(job.description)
+        assert marker not in str(Job.fetch(job.id, connection=idle.connection).description)
+    finally:
+        idle.empty()
+
+
 def test_rq_a_job_s_description_is_rq_s_own_where_nothing_is_protected(rq_queue: tuple[Queue, str]) -> None:
     queue, _ = rq_queue
     job = queue.enqueue(jobs.operate_job, "ticket-7")

@@ -308,3 +308,35 @@ def test_a_partial_of_a_declared_task_function_keeps_its_purpose() -> None:
         return None
 
     assert declared_purpose(functools.partial(advertise, "spring")) == "advertising"
+
+
+def test_the_task_sent_event_names_no_argument_where_the_data_is_protected(marker: str) -> None:
+    from celery.events import EventDispatcher
+
+    events: list[tuple[str, dict[str, Any]]] = []
+    original = EventDispatcher.publish
+
+    def publish(self: Any, type: str, fields: Any, *args: Any, **kwargs: Any) -> Any:
+        # What monitors (Flower) read.
+        events.append((type, dict(fields)))
+        return original(self, type, fields, *args, **kwargs)
+
+    sender = Celery("purposeguard-sent-events", broker="memory://", backend="cache+memory://")
+    sender.conf.task_send_sent_event = True
+    pg_celery.instrument()
+    EventDispatcher.publish = publish  # type: ignore[method-assign]
+    try:
+        with pg.zone(tenant="contoso"):
+            sender.send_task("pgtest.operate", args=(pg.label(marker, CONTENT),))
+            sender.send_task("pgtest.operate", args=("T-2",), argsrepr="('T-2',)")
+        sender.send_task("pgtest.operate", args=(f"plain {marker}",))
+    finally:
+        EventDispatcher.publish = original  # type: ignore[method-assign]
+        pg_celery.uninstrument()
+    sent = [fields for type, fields in events if type == "task-sent"]
+    assert len(sent) == 3
+    # Labelled arguments: withheld. A repr the application gave: its own.
+    # Nothing protected: Celery's own repr.
+    assert marker not in str(sent[0]["args"]) and "withheld" in str(sent[0]["args"])
+    assert sent[1]["args"] == "('T-2',)"
+    assert marker in str(sent[2]["args"])

@@ -346,7 +346,47 @@ def test_init_app_twice_leaves_preprocess_request_alone_between_requests(state_o
     while hasattr(current, "inner"):
         chain.append(current)
         current = current.inner
-    assert len(chain) == 2 and current.__func__ is Flask.preprocess_request
+    # Behind both: Flask's own, looked up on the class per request.
+    assert len(chain) == 2 and current is None
+
+
+def test_an_extension_that_wraps_preprocess_request_after_init_app_keeps_the_marks(state_of: Any) -> None:
+    app = _admin_app(state_of)
+    # The usual monkeypatch: save what is there (the marks), call it from
+    # the replacement.
+    saved = app.preprocess_request
+    calls: list[str | None] = []
+
+    def wrapped() -> Any:
+        calls.append(pg.current_purpose())
+        return saved()
+
+    app.preprocess_request = wrapped  # type: ignore[method-assign]
+    with app.test_client() as test_client:
+        for _ in range(3):
+            with test_client.get("/admin/ops") as response:
+                assert response.status_code == 200
+                assert (response.json or {}).get("purpose") == "service.operations"
+    assert calls == ["service.operations"] * 3
+
+
+def test_a_patch_of_the_flask_class_after_init_app_still_runs(state_of: Any) -> None:
+    app = _admin_app(state_of)
+    seen: list[str | None] = []
+    original = Flask.preprocess_request
+
+    def traced(self: Flask) -> Any:
+        # An APM patching the class once the app is built.
+        seen.append(pg.current_purpose())
+        return original(self)
+
+    Flask.preprocess_request = traced  # type: ignore[method-assign]
+    try:
+        with app.test_client() as test_client:
+            assert (test_client.get("/admin/ops").json or {}).get("purpose") == "service.operations"
+    finally:
+        Flask.preprocess_request = original  # type: ignore[method-assign]
+    assert seen == ["service.operations"]
 
 
 def test_a_mark_on_a_plain_views_dispatch_request_is_read(state_of: Any) -> None:

@@ -279,3 +279,34 @@ def test_labelled_data_in_an_object_beside_the_loop_is_still_found() -> None:
             advertise(Sender(loop, pg.label(SECRET, EMAIL)))
     finally:
         loop.close()
+
+
+def test_an_applications_own_subclass_of_the_machinery_is_looked_into() -> None:
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    pg.configure("trust-center", mode="enforce")
+
+    class Outbox(ThreadPoolExecutor):
+        # The application's own: it may keep data on itself.
+        def __init__(self, draft: str) -> None:
+            super().__init__(max_workers=1)
+            self.draft = draft
+
+    class Tagged(socket.socket):
+        pass
+
+    @pg.purpose("advertising")
+    def advertise(holder: Any) -> None:
+        pass
+
+    outbox = Outbox(pg.label(SECRET, EMAIL))
+    tagged = Tagged()
+    tagged.note = pg.label(SECRET, EMAIL)  # type: ignore[attr-defined]
+    try:
+        for holder in (outbox, tagged):
+            with pytest.raises(pg.PurposeViolation):
+                advertise(holder)
+    finally:
+        outbox.shutdown()
+        tagged.close()

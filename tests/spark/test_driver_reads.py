@@ -369,6 +369,13 @@ RDD_READS: dict[str, Callable[[Any], list[Any]]] = {
     "cache": lambda rdd: rdd.cache().collect(),
     "sortBy": lambda rdd: rdd.sortBy(lambda row: row.body).take(2),
     "randomSplit": lambda rdd: rdd.randomSplit([0.5, 0.5], seed=1)[0].collect(),
+    "coalesce": lambda rdd: rdd.coalesce(1).collect(),
+    "persist": lambda rdd: rdd.persist().take(2),
+    "subtract": lambda rdd: rdd.subtract(rdd.filter(lambda row: False)).collect(),
+    "max": lambda rdd: [rdd.max(key=lambda row: row.body)],
+    "min": lambda rdd: [rdd.min(key=lambda row: row.body)],
+    "union": lambda rdd: rdd.union(rdd.filter(lambda row: True)).collect(),
+    "intersection": lambda rdd: rdd.intersection(rdd.sample(False, 0.5, seed=1)).collect(),
 }
 
 
@@ -390,6 +397,15 @@ def test_an_rdd_mapped_from_a_dataframe_s_rows_is_not_taken_for_them(mail: Any, 
     # Its function made what it holds: not rows of the frame's columns.
     taken = mail.select("tenant", "body").rdd.map(lambda row: (row.tenant, len(row.body))).take(2)
     assert all(type(item) is tuple for item in taken)
+
+
+def test_a_union_with_another_frame_s_rows_is_not_given_either_frame_s_labels(
+    mail: Any, strict: pg.Guard
+) -> None:
+    # Rows of two frames (other columns): neither frame's row class fits both.
+    ids = mail.select("id").rdd
+    rows = mail.select("tenant", "body").rdd.union(ids).collect()
+    assert any(not pg.labels_of(row) for row in rows if len(row) == 1)
 
 
 def test_rows_of_a_dataframe_s_rdd_carry_its_categories_outside_a_zone(mail: Any, strict: pg.Guard) -> None:

@@ -43,12 +43,24 @@ computed from (more categories than strictly needed, never fewer):
 * annotations, on instances and in ``values()``/``values_list()`` rows
   (``F``, functions, aggregates, window functions, JSON keys, ``Subquery``
   and ``OuterRef``, followed into nested subqueries);
-* ``values()``/``values_list()`` rows, related paths (``"author__email"``)
-  included, and the columns of ``union()``/``intersection()``/``difference()``
+* ``values()``/``values_list()`` rows, related paths (``"author__email"``,
+  and a ``FilteredRelation`` alias's, ``"n__body"``) included, and the columns of ``union()``/``intersection()``/``difference()``
   (a column holds what any of the combined queries selects there; so does
   ``values()`` called after ``union()``);
-* ``aggregate()``/``aaggregate()`` results (``Max``, ``Min``, custom
-  aggregates; a ``Count`` is a number of rows and stays plain).
+* ``aggregate()``/``aaggregate()`` results (``Max``, ``Min``, ``StringAgg``,
+  ``ArrayAgg``, custom aggregates; a ``Count`` is a number of rows and stays plain);
+* the text ``django.core.serializers.serialize()`` returns (JSON, XML, YAML,
+  JSON Lines), with the categories of the declared fields it holds (none
+  when ``fields=`` leaves them out); text written to a ``stream=`` is not.
+
+Writes: an ``update()``, ``bulk_update()``, ``save()`` or ``create()``
+whose expressions read declared fields in SQL (``update(title=F("body"))``,
+``Concat``, ``Subquery``) reads them: checked against the current purpose
+before it runs (``via="source"``), of several tenants, and told to the
+zone. Data written into a field that declares no category (a labelled value,
+a declared field copied in SQL) reads back unlabelled: not refused, but
+logged once per model field and categories on the ``purposeguard`` logger,
+naming them (never the value). Declare the field if it holds such data.
 
 Tenants: an instance's values carry its row's tenant. A ``values()`` row
 carries it when the tenant field (or the related one, ``"author__tenant"``)
@@ -63,7 +75,9 @@ combined queries whose tenants are not in the same column, a ``raw()`` row
 without the tenant column) carry several tenants (``MIXED_TENANT``), which
 no one tenant's consent covers.
 
-Not labelled: SQL run through ``connection.cursor()``; the extra columns
+Not labelled: SQL run through ``connection.cursor()``; ``RawSQL``
+expressions (in annotations, ``values()``, updates: SQL text, not read
+for the columns it names); the extra columns
 of ``raw()`` (those not fields of the model) and of ``extra(select=...)``;
 ``Exists`` annotations and other truth values (booleans cannot carry a
 label); values of fields with no ``Category`` (``dates()`` over a plain

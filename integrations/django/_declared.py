@@ -60,6 +60,9 @@ class _State:
         # Declared fields' descriptors whose class was swapped for a reading
         # one, with the class each had before: put back by forget().
         self.readers: list[tuple[Any, type]] = []
+        # (model, field name, categories) already logged as written into a
+        # field with no Category (see _writes): once per process, so kept by forget().
+        self.laundered: set[tuple[type, str, frozenset[str]]] = set()
 
     def forget(self) -> None:
         for descriptor, original in self.readers:

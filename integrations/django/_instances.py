@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from purposeguard._context import FLAGS, MIXED_TENANT, ZONE
-from purposeguard._labels import _label_object, _resolve, label
+from purposeguard._labels import _label_object, _resolve, label, merge_tenants, relabel
 
 from ._declared import STATE, Declaration, as_tenant, declaration_of
 
@@ -159,3 +159,57 @@ def bulk_create(wrapped: Any, queryset: Any, args: tuple[Any, ...], kwargs: dict
             for instance in made:
                 _label_server_values(instance)
     return made
+
+
+# -- serializers ---------------------------------------------------------------------------
+
+
+def serialize(wrapped: Any, serializer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``serializers.serialize("json", queryset)`` (and XML, YAML, JSON
+    Lines): text the serializer's writer makes from the field values, which
+    keeps no label. What the objects' declared fields held, and their rows'
+    tenants, are noted as the objects pass, for ``getvalue()`` to label the text with."""
+    if not STATE.instrumented:
+        return wrapped(*args, **kwargs)
+    selected = kwargs.get("fields")
+    chosen = None if selected is None else set(selected)
+    categories: set[str] = set()
+    tenant: list[str | None] = [None]
+
+    def passing(objects: Any) -> Any:
+        for obj in objects:
+            yield obj
+            # After the object was written: deferred fields have loaded.
+            declared = declaration_of(type(obj)) if hasattr(obj, "_meta") else None
+            if declared is None or not declared.fields:
+                continue
+            values = obj.__dict__
+            held = [
+                found
+                for name, attname, found in declared.fields
+                if (chosen is None or name in chosen or attname in chosen) and values.get(attname) is not None
+            ]
+            if held:
+                for found in held:
+                    categories.update(found)
+                tenant[0] = merge_tenants(tenant[0], _row_tenant(values, declared))
+
+    if args:
+        args = (passing(args[0]), *args[1:])
+    else:
+        kwargs["queryset"] = passing(kwargs["queryset"])
+    serializer.__dict__.pop("_pg_serialized", None)
+    result = wrapped(*args, **kwargs)
+    if categories:
+        serializer.__dict__["_pg_serialized"] = (tuple(sorted(categories)), tenant[0])
+    return result
+
+
+def getvalue(wrapped: Any, serializer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    result = wrapped(*args, **kwargs)
+    serialized = serializer.__dict__.get("_pg_serialized")
+    if serialized is not None and isinstance(result, (str, bytes)):
+        categories, tenant = serialized
+        # Read already (each field's read told the zone, each load was checked): carried on.
+        result = relabel(result, *categories, tenant=tenant)
+    return result

@@ -1,15 +1,17 @@
 """Django ORM values arrive labelled, from the ``Category`` annotations on
 model fields. What is and is not labelled, and with which tenant, is listed
-in the package docstring; the work is split in three modules:
+in the package docstring; the work is split in four modules:
 
 * ``_declared``: what each model declares (checked by :func:`instrument`, or
   on a model's first load) and the reading descriptors of declared fields,
   which tell the request's zone what a read hands out;
 * ``_instances``: instances loaded, refreshed and saved (``from_db``,
-  ``refresh_from_db``, values the database makes on INSERT);
+  ``refresh_from_db``, values the database makes on INSERT), and serialized;
 * ``_queries``: what each column of a queryset's SQL is computed from:
   ``values()``/``values_list()`` rows, annotations, combined queries,
-  ``aggregate()`` results.
+  ``aggregate()`` results;
+* ``_writes``: what ``UPDATE`` and ``INSERT`` statements read in SQL and
+  write into fields that declare no category.
 
 This module patches Django's methods with them and switches labelling on and off."""
 
@@ -23,7 +25,7 @@ from purposeguard._walk import _walk
 
 from .. import require
 from .._patch import Patcher
-from . import _instances, _queries
+from . import _instances, _queries, _writes
 from ._declared import STATE, declaration_of, declare, read_through
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -51,6 +53,22 @@ _PATCHERS = (
         ],
     ),
     Patcher("django.db.models.sql.query", [("Query", "get_aggregation", _queries.get_aggregation)]),
+    # Serialized text (JSON, XML, YAML) keeps no label: the serializer labels it.
+    Patcher(
+        "django.core.serializers.base",
+        [
+            ("Serializer", "serialize", _instances.serialize),
+            ("Serializer", "getvalue", _instances.getvalue),
+        ],
+    ),
+    # What UPDATE and INSERT statements write, as they run.
+    Patcher(
+        "django.db.models.sql.compiler",
+        [
+            ("SQLUpdateCompiler", "execute_sql", _writes.update_sql),
+            ("SQLInsertCompiler", "execute_sql", _writes.insert_sql),
+        ],
+    ),
 )
 
 

@@ -39,7 +39,9 @@ def _names_of(query: Any) -> list[str]:
     return [*query.extra_select, *query.values_select, *query.annotation_select]
 
 
-def _resolve_path(model: Any, path: str, filtered: dict[str, Any] | None = None) -> tuple[Any, str, str] | None:
+def _resolve_path(
+    model: Any, path: str, filtered: dict[str, Any] | None = None
+) -> tuple[Any, str, str] | None:
     """(model, field name, relation prefix) of a ``values()`` path, or None.
     ``filtered`` is the query's ``FilteredRelation`` aliases: a path may start
     with one (``"n__body"`` after ``annotate(n=FilteredRelation("notes"))``),

@@ -56,6 +56,7 @@ def _read_by(expression: Any, query: Any) -> tuple[list[_Source], frozenset[str]
     labels of the values it holds (``Value(labelled)``, as ``bulk_update()``
     writes them)."""
     from django.db.models import F, OuterRef, Value
+    from django.db.models.expressions import ResolvedOuterRef
 
     sources = list(_columns_of(expression, query))
     carried: frozenset[str] = EMPTY
@@ -64,7 +65,7 @@ def _read_by(expression: Any, query: Any) -> tuple[list[_Source], frozenset[str]
         if isinstance(node, Value):
             if type(node.value) not in NO_LABELS:
                 carried = carried | _carried(node.value)
-        elif isinstance(node, F) and not isinstance(node, OuterRef):
+        elif isinstance(node, F) and not isinstance(node, (OuterRef, ResolvedOuterRef)):
             # Still unresolved: a parent's table's update (multi-table
             # inheritance) resolves its expressions only as it is compiled.
             resolved = _resolve_path(query.model, node.name)
@@ -81,6 +82,7 @@ def _written(query: Any, writes: Iterable[tuple[Any, Any]]) -> None:
             continue
         if hasattr(value, "resolve_expression"):
             sources, carried = _read_by(value, query)
+            found: tuple[tuple[str, ...], tuple[object, ...], str | None] | None
             found = _labelling(sources, _nowhere)
             if found is not None:
                 categories, _places, tenant = found
@@ -90,6 +92,8 @@ def _written(query: Any, writes: Iterable[tuple[Any, Any]]) -> None:
                 carried = carried | frozenset(categories)
         elif hasattr(value, "prepare_database_save"):
             continue  # a related instance: its key is written, not its fields
+        elif declaration_of(field.model).by_name.get(field.name):
+            continue  # a declared field reads back labelled
         else:
             carried = _carried(value)
         if carried and not declaration_of(field.model).by_name.get(field.name):

@@ -126,7 +126,18 @@ class PurposeCache:
         exact = type(raw) is bytes or type(raw) is str
         found = self.tenants.get(raw) if exact else None
         if found is None:
-            found = clean_tenant(wire_bytes(raw) if isinstance(raw, str) else raw, source)
+            wire = wire_bytes(raw) if isinstance(raw, str) else raw
+            if b"," in wire:
+                # The header came twice (a WSGI server joins the values with
+                # commas; the ASGI middleware passes a comma for it): a
+                # gateway that sets it did not strip the client's own.
+                logging.getLogger("purposeguard").warning(
+                    "purposeguard: %s came more than once (or holds a list): no tenant taken from it; "
+                    "the gateway must replace the header a client sent, not add its own beside it",
+                    source,
+                )
+                return None
+            found = clean_tenant(wire, source)
             if found is not None and exact:
                 remember(self.tenants, raw, found, self.LIMIT)
         return found

@@ -24,7 +24,9 @@ group, as task groups raise it; also past the 500 that a Starlette or
 FastAPI app wrapped from outside, ``PurposeGuardMiddleware(app)``, sends
 for it before re-raising: wrapped so, a complete 500 waits until the app
 returns, a background task of its included, and an app's handler that
-answers every exception with another status answers violations too)
+answers every exception with another status answers violations too, as
+does one for ``OSError`` or ``PermissionError``: a violation is a
+``PermissionError``; the function it stopped did not run either way)
 becomes a 403 with a JSON body naming rule,
 purpose and category (``"rule": null, "decided_by": "policy default"`` when
 no rule matched and the policy's default denied; see
@@ -142,7 +144,8 @@ class PurposeGuardMiddleware:
         tenant_header = self.tenant_header
         for name, value in scope.get("headers", ()):
             if name == tenant_header:
-                raw_tenant = value
+                # Twice: refused as a WSGI server's joined value is (PurposeCache.tenant).
+                raw_tenant = value if raw_tenant is None else b","
             elif name == _BAGGAGE and self.read_baggage:
                 if raw_baggage is None:
                     raw_baggage = [value]
@@ -168,7 +171,7 @@ class PurposeGuardMiddleware:
             tenant = None
         if tenant is None:
             tenant = incoming.tenant
-        key = (self.paths.match(scope["path"]) if self._has_paths else None) or incoming.purpose
+        key = (self.paths.match(_route_path(scope)) if self._has_paths else None) or incoming.purpose
 
         started = False
         # A complete 500 from the error middleware of the Starlette or
@@ -388,6 +391,20 @@ def _read_connections_as_requests() -> None:
     for found in (getattr(requests, "HTTPConnection", None), getattr(applications, "Starlette", None)):
         if isinstance(found, type) and foreign_reader(found) is None:
             register_foreign(found, _CONNECTION)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the app routes on: without the ``root_path`` a server or
+    proxy mounts the app under (the ASGI path includes it), as the WSGI
+    middleware matches ``PATH_INFO`` without ``SCRIPT_NAME`` and as
+    Starlette's router strips it."""
+    path: str = scope["path"]
+    root = scope.get("root_path")
+    if not root or not path.startswith(root):
+        return path
+    if len(path) == len(root):
+        return "/"
+    return path[len(root) :] if path[len(root)] == "/" else path
 
 
 def _route_template(scope: Scope) -> str | None:

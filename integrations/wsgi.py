@@ -153,7 +153,7 @@ class PurposeGuardMiddleware:
                 sys.exc_info(),
             )
             return [body]
-        return _Body(result, context, state, environ)
+        return _Body(result, context, state, environ, start_response, self.status)
 
     def _start(
         self,
@@ -219,10 +219,27 @@ class _Body:
     Its own iterator (no generator in between): a server steps it once per
     chunk, and each step is one entry into the context."""
 
-    __slots__ = ("_result", "_iterator", "_context", "_zone", "_closed", "_environ")
+    __slots__ = (
+        "_result",
+        "_iterator",
+        "_context",
+        "_zone",
+        "_closed",
+        "_environ",
+        "_start_response",
+        "_status",
+        "_sent",
+        "_refusal",
+    )
 
     def __init__(
-        self, result: Iterable[bytes], context: contextvars.Context, state: ZoneState, environ: Environ
+        self,
+        result: Iterable[bytes],
+        context: contextvars.Context,
+        state: ZoneState,
+        environ: Environ,
+        start_response: StartResponse,
+        status: str,
     ) -> None:
         self._result = result
         self._iterator: Iterator[bytes] | None = None
@@ -230,6 +247,12 @@ class _Body:
         self._zone = state
         self._closed = False
         self._environ = environ
+        self._start_response = start_response
+        self._status = status
+        # Whether a non-empty chunk went to the server: until then it has
+        # sent no header (PEP 3333), and a violation can still be the 403.
+        self._sent = False
+        self._refusal: bytes | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         # Once: iter() of an iterator is the iterator itself, and a server
@@ -241,11 +264,16 @@ class _Body:
     def __next__(self) -> bytes:
         if self._iterator is None:
             self._iterator = self._context.run(iter, self._result)
+        elif self._refusal is not None:
+            # The 403 went out in its place: the app's body is not stepped again.
+            raise StopIteration
         try:
             # The end as a value, not a StopIteration through the context
             # switch and this frame: about 1 µs a request.
             chunk = self._context.run(next, self._iterator, _END)
         except PurposeViolation as violation:
+            if not self._sent and self._refusal is None and self._refuse(violation):
+                return self._refusal  # type: ignore[return-value]
             # The status went out with the first chunk: the server cuts the
             # response off.
             environ = self._environ
@@ -254,7 +282,25 @@ class _Body:
             raise
         if chunk is _END:
             raise StopIteration
+        if chunk:
+            self._sent = True
         return chunk
+
+    def _refuse(self, violation: PurposeViolation) -> bool:
+        """The 403 in place of a response whose body was refused before its
+        first byte: PEP 3333 lets start_response replace the status and
+        headers, given the error, until a chunk went out."""
+        body = violation_body(violation)
+        try:
+            self._start_response(
+                self._status,
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+                sys.exc_info(),
+            )
+        except BaseException:  # noqa: BLE001 - the server sent the headers after all: cut off
+            return False
+        self._refusal = body
+        return True
 
     def close(self) -> None:
         if self._closed:
@@ -280,7 +326,13 @@ class _Body:
 
 def _view_mark(view: Any, method: str | None) -> str | None:
     """The purpose marked on a Flask view: the function, or for a class-based
-    view (``View.as_view``) its class or the method serving ``method``."""
+    view (``View.as_view``) its class or the method serving ``method``; a
+    ``functools.partial`` of a marked function is read through."""
+    while isinstance(view, functools.partial):
+        key = getattr(view, MARK, None)
+        if isinstance(key, str):
+            return key
+        view = view.func
     key = getattr(view, MARK, None)
     if key is None:
         view_class = getattr(view, "view_class", None)

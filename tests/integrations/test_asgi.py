@@ -443,3 +443,21 @@ def test_violation_in_a_started_stream_is_cut_off_and_said_without_data(
     assert "GET /digest/{who}" in said[0]
     assert "no-content-in-service-communications" in said[0]
     assert "someone-secret" not in said[0] and marker not in said[0]
+
+
+@pytest.mark.parametrize("root_path", ["", "/api"])
+def test_path_patterns_match_the_path_the_app_routes_on_under_a_root_path(
+    state_of: Callable[[], dict[str, Any]], root_path: str
+) -> None:
+    app = FastAPI()
+
+    @app.get("/comms/{item}")
+    async def comms(item: int) -> dict[str, Any]:
+        return state_of()
+
+    wrapped = PurposeGuardMiddleware(app, purposes={"/comms/*": "service.communications"})
+    # A proxy mounts the app under /api: the ASGI path includes the root path.
+    with TestClient(wrapped, root_path=root_path) as test_client:
+        response = test_client.get(f"{root_path}/comms/1")
+        assert response.status_code == 200
+        assert response.json()["purpose"] == "service.communications"

@@ -3,6 +3,8 @@ a client header counts only where the application names it."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import warnings
 from typing import Any
 
@@ -126,3 +128,48 @@ def test_a_labelled_tenant_header_equal_to_a_known_tenant_is_refused() -> None:
         list(body)
         body.close()
     assert seen == ["contoso", None]
+
+
+def test_a_tenant_header_sent_twice_names_no_tenant(caplog: pytest.LogCaptureFixture) -> None:
+    """A gateway that adds its header beside the client's own: the WSGI
+    servers join the two with a comma, ASGI hands both over. Neither the
+    joined text nor either value is taken."""
+    from purposeguard.integrations.asgi import PurposeGuardMiddleware as ASGIMiddleware
+    from purposeguard.integrations.wsgi import PurposeGuardMiddleware as WSGIMiddleware
+
+    seen: list[str | None] = []
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(pg.current_tenant())
+        start_response("200 OK", [])
+        return [b""]
+
+    async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(pg.current_tenant())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    caplog.set_level(logging.WARNING, logger="purposeguard")
+    body = WSGIMiddleware(wsgi_app, tenant_header="x-tenant")(
+        {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_X_TENANT": "gateway, client"}, lambda *a: None
+    )
+    body.close()  # type: ignore[attr-defined]
+
+    async def call() -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: Any) -> None:
+            pass
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "headers": [(b"x-tenant", b"gateway"), (b"x-tenant", b"client")],
+        }
+        await ASGIMiddleware(asgi_app, tenant_header="x-tenant")(scope, receive, send)
+
+    asyncio.run(call())
+    assert seen == [None, None]
+    assert sum("came more than once" in r.getMessage() for r in caplog.records) == 2

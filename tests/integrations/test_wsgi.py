@@ -586,3 +586,56 @@ def test_violation_in_a_started_stream_is_cut_off_and_said_without_data(
     assert "response to GET had started" in said[0]
     assert "no-content-in-service-communications" in said[0]
     assert "someone-secret" not in said[0] and marker not in said[0]
+
+
+def _refused_at_first_chunk(marker: str) -> Flask:
+    app = Flask("purposeguard-first-chunk")
+
+    @app.get("/digest")
+    @route_purpose("service.communications")
+    def digest() -> Response:
+        def chunks() -> Iterator[str]:
+            pg.check(pg.label(marker, CONTENT))
+            yield "never sent\n"
+
+        return Response(chunks(), mimetype="text/plain", headers={"X-From-App": "1"})
+
+    @app.get("/ok")
+    def ok() -> str:
+        return "fine"
+
+    init_app(app)
+    return app
+
+
+def test_a_stream_refused_before_its_first_byte_is_a_403(
+    marker: str, serve_wsgi: Callable[[Any], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server has sent nothing before the first non-empty chunk (PEP
+    3333): the refusal is the 403, not a broken 200 or the server's 500."""
+    caplog.set_level(logging.WARNING, logger="purposeguard")
+    server = serve_wsgi(_refused_at_first_chunk(marker))
+    with httpx.Client(base_url=server.url) as client:
+        response = client.get("/digest")
+        assert response.status_code == 403
+        assert response.json()["purpose"] == "service.communications"
+        assert marker not in response.text and "never sent" not in response.text
+        # The connection and the server go on.
+        assert client.get("/ok").text == "fine"
+    assert not [r for r in caplog.records if "cut off" in r.getMessage()]
+
+
+def test_a_partial_of_a_marked_view_runs_under_its_purpose(state_of: Any) -> None:
+    import functools
+
+    app = Flask("purposeguard-partial")
+
+    @route_purpose("service.operations")
+    def report(kind: str) -> Any:
+        return jsonify({"kind": kind, **state_of()})
+
+    app.add_url_rule("/report", "report", functools.partial(report, "weekly"))
+    init_app(app)
+    with app.test_client() as test_client:
+        body = test_client.get("/report").json or {}
+    assert body["kind"] == "weekly" and body["purpose"] == "service.operations"

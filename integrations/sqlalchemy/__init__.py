@@ -29,7 +29,7 @@ Once instrumented:
   their column's categories and the row's tenant (the value of the column
   ``__purposeguard_tenant__`` names); the instance itself carries the union;
 - rows of ``select(Post.id, Post.body)`` (through a ``Session`` or a Core
-  ``Connection``) carry the same labels in the positions of labelled
+  ``Connection``, also as a ``lambda_stmt``) carry the same labels in the positions of labelled
   columns, and so do SQL expressions computed from a labelled column
   (``func.lower(Post.body)``): derived in SQL from content is still content.
   The tenant of such a row comes from the tenant column when the row
@@ -37,7 +37,8 @@ Once instrumented:
   for a value computed from two rows, its tenant is several tenants'
   (``"(several tenants)"``), so no one tenant's consent, not the request's
   either, can widen its use: select the tenant column where consent should
-  apply. A column of a subquery, alias, CTE, union or table-valued
+  apply (in a union, it counts only where every select puts it in that
+  position). A column of a subquery, alias, CTE, union or table-valued
   function is labelled as the table columns it was selected from (also
   through expressions inside the subquery), and so are rows of
   ``INSERT``/``UPDATE``/``DELETE ... RETURNING`` and ``Connection.scalar``;
@@ -46,7 +47,18 @@ Once instrumented:
   and async ``stream`` buffer);
 - a ``column_property`` is labelled with the categories declared on it
   (``info=`` or its annotation), else with those of the columns its
-  expression reads (``func.lower(body)``, a correlated subquery);
+  expression reads (``func.lower(body)``, a correlated subquery); a
+  ``query_expression()`` filled by ``with_expression()`` with those of the
+  columns that expression reads (of several tenants unless it reads only
+  its own row), told to the zone as it loads;
+- textual SQL given the model's columns (``text(...).columns(Post.body)``,
+  ``select(Post.body).from_statement(...)``) is labelled as those columns;
+- an ``INSERT``/``UPDATE``/``DELETE`` whose SQL reads a declared column
+  (``from_select``, a subquery in its values, its ``WHERE``, ``RETURNING``)
+  is a read of several tenants' rows: checked under the current purpose
+  before it runs, and told to the zone. A labelled value stored in a column
+  that declares no category reads back unlabelled: said once per column and
+  categories on the ``purposeguard`` logger;
 - not labelled: textual SQL (``text()``, ``exec_driver_sql``, and
   ``literal_column``/``column()`` names, which name no declared column),
   lightweight ``table()`` constructs, and the members of a composite
@@ -84,8 +96,10 @@ from .. import require
 # The parts, each importing only those listed before it: _lineage (which table
 # columns an expression reads), _reading (the attribute class that tells the
 # zone on read), _declarations (what models and tables declare, and the one
-# store), _plans (per statement, what each row position carries) and _loading
-# (the ORM's events and the Connection patches that label what is loaded).
+# store), _plans (per statement, what each row position carries), _writes
+# (what an INSERT, UPDATE or DELETE reads and where it stores) and _loading
+# (the ORM's events and the Connection patches that label what is loaded and
+# check what is written).
 from ._declarations import _STATE as _STATE
 from ._declarations import INFO_KEY as INFO_KEY
 from ._declarations import TABLE_TENANT_KEY as TABLE_TENANT_KEY

@@ -27,12 +27,14 @@ _ELSEWHERE = "(the tenant column is in another table)"
 # Tables whose declarations are remembered; past it the oldest eighth is read again when next selected.
 TABLES_LIMIT = 4096
 TABLE_TENANT_KEY = "purposeguard_tenant"
+# The loader strategy of a query_expression() attribute (and of with_expression()).
+QUERY_EXPRESSION = (("query_expression", True),)
 
 
 class _Model:
     """What one mapped class declares: labelled attributes and its tenant attribute."""
 
-    __slots__ = ("fields", "tenant", "categories", "undeclared", "loud", "of_other_rows")
+    __slots__ = ("fields", "tenant", "categories", "undeclared", "loud", "of_other_rows", "expressions")
 
     def __init__(
         self,
@@ -40,12 +42,16 @@ class _Model:
         tenant: str | None,
         undeclared: bool = False,
         of_other_rows: frozenset[str] = frozenset(),
+        expressions: tuple[str, ...] = (),
     ) -> None:
         self.fields = fields
         self.tenant = tenant
         # column_property values computed from other tables' rows (a
         # correlated subquery): not the row's own, so not of its tenant.
         self.of_other_rows = of_other_rows
+        # query_expression() attributes: what with_expression() fills them
+        # with is known only from the query that loads the instance.
+        self.expressions = expressions
         # Some categories come from column info only (labels_of(instance) cannot see them).
         self.undeclared = undeclared
         # Loads tell the zone at once: an attribute could not be made to tell it on read.
@@ -180,7 +186,14 @@ def _declare(mapper: Any) -> _Model:
                 field="__purposeguard_tenant__",
             )
         tenant_column = mapper.columns[tenant]
-    model = _Model(tuple(fields), tenant, undeclared, frozenset(of_other_rows))
+    # Not mapper.column_attrs: it configures every mapper, and a relationship
+    # to a class not defined yet would fail here.
+    expression_keys = tuple(
+        key
+        for key in mapper.columns.keys()
+        if getattr(_property(mapper, key), "strategy_key", None) == QUERY_EXPRESSION
+    )
+    model = _Model(tuple(fields), tenant, undeclared, frozenset(of_other_rows), expression_keys)
     with _STATE.lock:
         _STATE.plans.clear()
         _STATE.models[cls] = model

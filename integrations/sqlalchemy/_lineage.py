@@ -147,7 +147,12 @@ def _table_columns(
         # A table-valued function's column (json_each(Post.data)): what the
         # function reads.
         out.extend(_columns_in(function, depth + 1, origin))
-    for base in getattr(column, "base_columns", ()):
+    bases = getattr(column, "base_columns", ())
+    if len(bases) > 1:
+        # A union's column: each select fills it from another column (or a
+        # literal), so no one of them is the row's own tenant column.
+        plain = False
+    for base in bases:
         if base is column:
             # A column of a lightweight table() or a textual FROM: it names no
             # table that could declare anything.

@@ -14,9 +14,10 @@ from purposeguard._labels import EMPTY, _label_object, _resolve, label, tenant_o
 from purposeguard._walk import _walk
 
 from .._patch import Patcher
-from ._declarations import _STATE, _declare, _model
-from ._plans import _Plan, _plan
+from ._declarations import _STATE, _declare, _Model, _model
+from ._plans import _expressions, _Plan, _plan
 from ._reading import _tenant
+from ._writes import _check_write, _is_write
 
 # Set while a Session runs a statement this integration labels itself, so the
 # Connection underneath hands the ORM its own result untouched.
@@ -52,16 +53,18 @@ def _label_instance(state: Any, attrs: Iterable[str] | None) -> None:
             _label_object(obj, _resolve(model.categories, tenant))
 
 
-def _quietly(attrs: Iterable[str] | None, state: Any) -> None:
+def _quietly(attrs: Iterable[str] | None, state: Any, context: Any = None) -> None:
     """Label a loaded instance without telling the request's zone: loading a
     row is not yet a flow (the reading attribute tells the zone when a value
     is read). The labels still pass the source check under the current
     purpose, in a scratch zone with the request's tenant and categories that
     records flows where the request's zone does."""
-    outer = ZONE.get() if FLAGS.zones else None
     model = _STATE.models.get(state.class_) or _declare(state.mapper)
+    if model.expressions and context is not None:
+        _label_expressions(state, model, attrs, context)
     if not model.fields:
         return
+    outer = ZONE.get() if FLAGS.zones else None
     if outer is None or model.loud:
         _label_instance(state, attrs)
         return
@@ -72,12 +75,39 @@ def _quietly(attrs: Iterable[str] | None, state: Any) -> None:
         ZONE.reset(token)
 
 
-def _on_load(state: Any, _context: Any) -> None:
-    _quietly(None, state)
+def _label_expressions(state: Any, model: _Model, attrs: Iterable[str] | None, context: Any) -> None:
+    """``query_expression()`` attributes as the query's ``with_expression()``
+    filled them: labelled as the columns the expression reads, with the row's
+    tenant when it reads only its own row, else of several tenants. Told to
+    the zone as they load: the attribute class does not know what a query
+    will put there, so it cannot tell the zone on read."""
+    values = state.dict
+    statement = getattr(context, "query", None)
+    if statement is None or all(values.get(key) is None for key in model.expressions):
+        return
+    found = _expressions(statement)
+    if not found:
+        return
+    wanted = None if attrs is None else set(attrs)
+    for key in model.expressions:
+        entry = found.get(key)
+        value = values.get(key)
+        if entry is None or value is None or (wanted is not None and key not in wanted):
+            continue
+        categories, own_row = entry
+        if not own_row:
+            tenant: str | None = MIXED_TENANT
+        else:
+            tenant = _tenant(values.get(model.tenant)) if model.tenant is not None else None
+        values[key] = label(value, *categories, tenant=tenant)
 
 
-def _on_refresh(state: Any, _context: Any, attrs: Iterable[str] | None) -> None:
-    _quietly(attrs, state)
+def _on_load(state: Any, context: Any) -> None:
+    _quietly(None, state, context)
+
+
+def _on_refresh(state: Any, context: Any, attrs: Iterable[str] | None) -> None:
+    _quietly(attrs, state, context)
 
 
 def _on_refresh_flush(state: Any, _flush_context: Any, attrs: Iterable[str] | None) -> None:
@@ -175,14 +205,20 @@ def _on_orm_execute(state: Any) -> Any:
 
 
 def _connection_execute(wrapped: Any, _instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if _IN_SESSION.get() or not _STATE.instrumented:
+    if not _STATE.instrumented:
+        return wrapped(*args, **kwargs)
+    statement = args[0] if args else kwargs.get("statement")
+    if _is_write(statement):
+        # Every write reaches the database here (a flush, the ORM's own
+        # INSERT/UPDATE/DELETE, Core): checked before it runs.
+        _check_write(statement, args[1] if len(args) > 1 else kwargs.get("parameters"))
+    if _IN_SESSION.get():
         return wrapped(*args, **kwargs)
     options = kwargs.get("execution_options") or {}
     if any(type(key) is str and key.startswith("_sa_orm_") for key in options):
         # The ORM reads this result itself (loads, ORM-enabled INSERT, UPDATE,
         # DELETE): its rows are labelled above it, in the session's event.
         return wrapped(*args, **kwargs)
-    statement = args[0] if args else kwargs.get("statement")
     # Planned before it runs: a statement whose columns cannot be followed
     # to their tables is refused before it reaches the database.
     plan = _plan(statement)
@@ -197,6 +233,9 @@ def _connection_scalar(wrapped: Any, instance: Any, args: tuple[Any, ...], kwarg
         return wrapped(*args, **kwargs)
     statement = args[0] if args else kwargs.get("statement")
     if _plan(statement) is None:
+        if _is_write(statement):
+            # scalar() runs it without execute(): the same check before it runs.
+            _check_write(statement, args[1] if len(args) > 1 else kwargs.get("parameters"))
         return wrapped(*args, **kwargs)
     # The first column of the first row, as execute().scalar() reads it, so
     # that it is labelled (with its row's tenant when the row selects it).

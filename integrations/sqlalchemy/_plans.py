@@ -14,7 +14,7 @@ from typing import Any
 from purposeguard._context import MIXED_TENANT
 from purposeguard._state import remember
 
-from ._declarations import _ELSEWHERE, _STATE, _table
+from ._declarations import _ELSEWHERE, _STATE, QUERY_EXPRESSION, _table
 from ._lineage import _columns_in, _Read
 
 # (position, categories, position of the row's tenant column or None)
@@ -108,7 +108,9 @@ def _merged(per_part: list[list[Any]], unknown: bool = False) -> list[Any]:
         and len(columns[0].per_member) == len(first[0].per_member)
         for columns in per_part
     ):
-        members = [[columns[0].per_member[i] for columns in per_part] for i in range(len(first[0].per_member))]
+        members = [
+            [columns[0].per_member[i] for columns in per_part] for i in range(len(first[0].per_member))
+        ]
         return [_Members([_merged(member, unknown) for member in members])]
     if not unknown and all(len(columns) == 1 and _same_read(columns[0], first[0]) for columns in per_part):
         return [first[0]]
@@ -194,11 +196,7 @@ def _plan(statement: Any) -> _Plan | None:
     statement's cache key (SQLAlchemy's own, memoised on the statement and
     used for its compiled cache): a plan depends on the statement's shape and
     the declarations, never on bound values, and costs tens of microseconds."""
-    try:
-        cache_key = statement._generate_cache_key()
-    except Exception:  # noqa: BLE001 - not a statement SQLAlchemy can cache: planned each time
-        cache_key = None
-    key = getattr(cache_key, "key", None)
+    key = _cache_key(statement)
     if key is not None:
         found = _STATE.plans.get(key, _UNPLANNED)
         if found is not _UNPLANNED:
@@ -210,7 +208,78 @@ def _plan(statement: Any) -> _Plan | None:
     return plan
 
 
+def _cache_key(statement: Any) -> Any:
+    try:
+        cache_key = statement._generate_cache_key()
+    except Exception:  # noqa: BLE001 - not a statement SQLAlchemy can cache: planned each time
+        return None
+    return getattr(cache_key, "key", None)
+
+
+# An attribute's with_expression(): its categories, and whether it reads its
+# own row only (then its tenant is the row's).
+_Expressions = dict[str, tuple[tuple[str, ...], bool]]
+
+
+def _expressions(statement: Any) -> _Expressions:
+    """What each ``with_expression()`` option of ``statement`` fills its
+    ``query_expression()`` attribute with, by attribute name (two options
+    naming one attribute name: both's categories, of several tenants).
+    Remembered by the statement's cache key, as plans are."""
+    key = _cache_key(statement)
+    if key is not None:
+        found = _STATE.plans.get((_EXPRESSIONS, key))
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+    expressions: _Expressions = {}
+    for option in getattr(_resolved(statement), "_with_options", ()):
+        for element in getattr(option, "context", ()):
+            criteria = getattr(element, "_extra_criteria", ())
+            path: Any = getattr(element, "path", ())
+            if getattr(element, "strategy", None) != QUERY_EXPRESSION or not criteria or not len(path):
+                continue
+            prop = path[-1]
+            name = getattr(prop, "key", None)
+            if not isinstance(name, str):
+                continue
+            categories, own_row = _expression_reads(criteria[0], getattr(prop, "parent", None))
+            if not categories:
+                continue
+            if name in expressions:
+                before = expressions[name][0]
+                categories, own_row = tuple(sorted({*before, *categories})), False
+            expressions[name] = (categories, own_row)
+    if key is not None:
+        remember(_STATE.plans, (_EXPRESSIONS, key), expressions, PLANS_LIMIT)
+    return expressions
+
+
+def _expression_reads(expression: Any, mapper: Any) -> tuple[tuple[str, ...], bool]:
+    """The categories of the columns ``expression`` reads, and whether it
+    reads only the loaded row's own columns (not another table's, an
+    alias's, a subquery's or an aggregate's, whose rows' tenants may differ)."""
+    from sqlalchemy.sql import visitors
+    from sqlalchemy.sql.selectable import ScalarSelect, SelectBase
+
+    own_tables = {id(table) for table in getattr(mapper, "tables", ())}
+    categories: set[str] = set()
+    own_row = not any(isinstance(node, (ScalarSelect, SelectBase)) for node in visitors.iterate(expression))
+    for read in _columns_in(expression):
+        found = _table(read.table).columns.get(read.name)
+        if not found:
+            continue
+        categories.update(found)
+        own_row = (
+            own_row
+            and not read.other_rows
+            and id(read.table) in own_tables
+            and read.origin == frozenset({id(read.table)})
+        )
+    return tuple(sorted(categories)), own_row
+
+
 _UNPLANNED = object()
+_EXPRESSIONS = "with_expression"
 # Statement shapes whose plan is remembered; past it the oldest eighth is planned again.
 PLANS_LIMIT = 2048
 

@@ -92,7 +92,7 @@ def running(
     ``consents`` store if consent should decide anything. A port in use raises
     :class:`PortInUse` before anything starts. ``log_level`` is uvicorn's.
     """
-    from ._integrations import pg_httpx, pg_sqlalchemy
+    from ._integrations import pg_http_client, pg_httpx, pg_sqlalchemy
 
     outside = OutsideServer()
     service = MailService(store, consents=consents, audit=audit, outside=outside.routes())
@@ -102,7 +102,9 @@ def running(
         outside.server.server_close()
         service.close()
         raise
-    switched_on = [m for m in (pg_httpx, pg_sqlalchemy) if not m.is_instrumented()]
+    # http_client as well: httpx imports urllib.request (through
+    # http.cookiejar), which purposeguard names once when its guard is off.
+    switched_on = [m for m in (pg_httpx, pg_http_client, pg_sqlalchemy) if not m.is_instrumented()]
     for module in switched_on:
         module.instrument()
     try:

@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from integrations import http_client as pg_http_client
     from integrations import httpx as pg_httpx
     from integrations import sqlalchemy as pg_sqlalchemy
     from integrations.asgi import PurposeGuardMiddleware, route_purpose
 else:
+    from purposeguard.integrations import http_client as pg_http_client
     from purposeguard.integrations import httpx as pg_httpx
     from purposeguard.integrations import sqlalchemy as pg_sqlalchemy
     from purposeguard.integrations.asgi import PurposeGuardMiddleware, route_purpose
 
-__all__ = ["PurposeGuardMiddleware", "pg_httpx", "pg_sqlalchemy", "route_purpose"]
+__all__ = ["PurposeGuardMiddleware", "pg_http_client", "pg_httpx", "pg_sqlalchemy", "route_purpose"]

@@ -96,16 +96,24 @@ class StorageUsed(Base):
     bytes: Mapped[Annotated[int, pg.Category("usage_data.end_user")]]
 
 
+# A name for the annotation: SQLAlchemy reads a string annotation's
+# arguments by splitting it at commas, so two categories inline would not load.
+NoticeText = Annotated[str, pg.Category("customer_data", "usage_data.end_user")]
+
+
 class Sent(Base):
-    """A notice that left for an administrator's inbox."""
+    """A notice that left for an administrator's inbox: the administrator's
+    address, and a text made from the tenant's data (usage figures, and a
+    mail's subject where a notice quotes one)."""
 
     __tablename__ = "outbox"
+    __purposeguard_tenant__ = "tenant"
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(index=True)
-    recipient: Mapped[str]
+    recipient: Mapped[Annotated[str, pg.Category("administrator_data")]]
     kind: Mapped[str]
-    text: Mapped[str]
+    text: Mapped[NoticeText]
     sent: Mapped[float]
 
 

@@ -9,13 +9,16 @@ request's unless ``tenant_from`` names one."""
 
 from __future__ import annotations
 
+import functools
 import html
-from collections.abc import Awaitable, Callable
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import Token
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from purposeguard._context import PURPOSE, ZONE, ZoneState
 from purposeguard._errors import PurposeViolation
@@ -31,6 +34,8 @@ _REQUEST_ZONE = "_purposeguard_zone"
 # What the request's signed baggage said (baggage.NOTHING when it said nothing).
 _INCOMING = "_purposeguard_incoming"
 _FUNCTION = "purposeguard.integrations.django.PurposeGuardMiddleware"
+
+logger = logging.getLogger("purposeguard")
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -85,24 +90,32 @@ class PurposeGuardMiddleware:
         state, token = _open(request)
         try:
             response = self.get_response(request)
-        finally:
+        except BaseException:
             _close(state, token)
-        return _streamed_within(request, response, state)
+            raise
+        if getattr(response, "streaming", False):
+            return _streamed_within(request, response, state, token)
+        _close(state, token)
+        return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
         state, token = _open(request)
         try:
             response = await get_response(request)
-        finally:
+        except BaseException:
             _close(state, token)
-        return _streamed_within(request, response, state)
+            raise
+        if getattr(response, "streaming", False):
+            return _streamed_within(request, response, state, token)
+        _close(state, token)
+        return response
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
         # A streamed response runs its content after the view returned: it is
         # produced under the view's purpose too (see _streamed_within).
-        key = getattr(view, PURPOSE_MARK, None)
-        if isinstance(key, str):
+        key = _view_mark(view, request.method)
+        if key is not None:
             setattr(request, _VIEW_PURPOSE, key)
         state: ZoneState | None = getattr(request, _REQUEST_ZONE, None)
         incoming: baggage.Incoming = getattr(request, _INCOMING, baggage.NOTHING)
@@ -186,54 +199,252 @@ def _close(state: ZoneState, token: Token[str | None] | None) -> None:
     leave_zone(state)
 
 
-def _streamed_within(request: HttpRequest, response: Any, state: ZoneState) -> Any:
-    """A ``StreamingHttpResponse`` whose view declared a purpose (or whose
-    caller's baggage named one): each chunk is produced in the request's
-    zone and under that purpose, as the view's own code was, so a chunk that reads declared fields for a purpose
-    that may not have them is refused (the stream stops) instead of being
-    sent unseen after the view returned."""
-    key = getattr(request, _VIEW_PURPOSE, None)
-    if key is None or not getattr(response, "streaming", False):
+def _view_mark(view: Any, method: str | None) -> str | None:
+    """The purpose marked on the view Django resolved: the function (a
+    ``functools.partial`` read through), or for a class-based view
+    (``View.as_view``) its class, the method serving ``method`` (HEAD served
+    by ``get`` when the class has no ``head``), or ``dispatch``; as the WSGI
+    middleware reads a Flask view's. ``@method_decorator(pg.purpose(...))``
+    copies the mark onto the method it makes."""
+    while isinstance(view, functools.partial):
+        key = getattr(view, PURPOSE_MARK, None)
+        if isinstance(key, str):
+            return key
+        view = view.func
+    key = getattr(view, PURPOSE_MARK, None)
+    if key is None:
+        view_class = getattr(view, "view_class", None)
+        if view_class is not None:
+            key = getattr(view_class, PURPOSE_MARK, None)
+            if key is None and method:
+                handler = getattr(view_class, method.lower(), None)
+                if handler is None and method == "HEAD":
+                    handler = getattr(view_class, "get", None)
+                key = getattr(handler, PURPOSE_MARK, None)
+            if key is None:
+                key = getattr(getattr(view_class, "dispatch", None), PURPOSE_MARK, None)
+    return key if isinstance(key, str) else None
+
+
+def _streamed_within(
+    request: HttpRequest, response: Any, state: ZoneState, token: Token[str | None] | None
+) -> Any:
+    """A streamed response's body, run in the request's zone and under the
+    request's purpose (the view's declared one, else the caller's, else
+    none), as the ASGI and WSGI middlewares run one: each chunk, and the
+    body's close (a client gone mid-stream runs the generator's ``finally``
+    there). A chunk that reads declared fields for a purpose that may not
+    have them is refused (the stream stops) instead of being sent unseen.
+    The zone stays open, out of this context, until the body ends or is
+    closed: a zone counted closed is one a reconfiguration may switch zone
+    checks off under while the body still reads."""
+    # This context goes back to the server (a WSGI thread serves the next
+    # request in it): the caller's purpose and the zone leave it now.
+    if token is not None:
+        PURPOSE.reset(token)
+    if not isinstance(response, StreamingHttpResponse):
+        # Streaming by its own account but not Django's class: nothing to step through.
+        leave_zone(state)
         return response
+    zone_token = state.token
+    state.token = None
+    if zone_token is not None:
+        ZONE.reset(zone_token)
     # Said if a chunk is refused (see say_cut_off): the pattern, not the path.
     route = getattr(getattr(request, "resolver_match", None), "route", None)
-    where = (request.method, route if isinstance(route, str) else None)
-    if getattr(response, "is_async", False):
-        response.streaming_content = _async_steps(response.streaming_content, state, key, where)
+    body = _Body(
+        state,
+        getattr(request, _VIEW_PURPOSE, None),
+        (request.method, route if isinstance(route, str) else None),
+        response,
+    )
+    if response.is_async:
+        response.streaming_content = _AsyncSteps(body)
     else:
-        response.streaming_content = _steps(response.streaming_content, state, key, where)
+        response.streaming_content = _Steps(body)
     return response
 
 
-def _steps(chunks: Any, state: ZoneState, key: str, where: tuple[Any, str | None]) -> Any:
-    iterator = iter(chunks)
-    while True:
-        zone_token, purpose_token = ZONE.set(state), PURPOSE.set(key)
+# Bodies whose zone is still open. Django's ASGI handler leaves a response a
+# client abandoned in a reference cycle; the collector may finalise the
+# view's generator in it before the steps wrapping it, outside the zone.
+# Held here, the view's generator is closed by its steps' close, in the zone.
+_BODIES: set[_Body] = set()
+
+
+class _Body:
+    """What a streamed body runs within: the request's zone and purpose, the
+    closers the response had when the view returned (its content's own
+    close first among them), and the zone's one close."""
+
+    __slots__ = ("state", "key", "where", "inner", "response", "closers", "pending")
+
+    def __init__(
+        self, state: ZoneState, key: str | None, where: tuple[Any, str | None], response: Any
+    ) -> None:
+        self.state = state
+        self.key = key
+        self.where = where
+        # The view's own iterator, not Django's map over it: closing it is
+        # what runs its ``finally``.
+        self.inner: Any = response._iterator
+        # Weakly: the response holds this body, and a cycle would keep an
+        # abandoned async body from being finalised (its close, see
+        # _AsyncSteps) until the cycle collector runs.
+        self.response = weakref.ref(response)
+        # Django closes a response by calling these in order, the content's
+        # (registered when the view built the response) first: taken over so
+        # they run here, in the zone, before anything else sees the close.
+        closers: list[Callable[[], Any]] = response._resource_closers
+        self.closers = list(closers)
+        closers.clear()
+        # The zone, until it is closed: popped once, by whichever end comes first.
+        self.pending = [state]
+        _BODIES.add(self)
+
+    def run_closers(self) -> None:
+        """The closers the response had, in the zone under the purpose."""
+        closers, self.closers = self.closers, []
+        zone_token, purpose_token = ZONE.set(self.state), PURPOSE.set(self.key)
         try:
-            chunk = next(iterator)
+            for closer in closers:
+                # As HttpResponseBase.close: one closer's error stops none of the others.
+                try:
+                    closer()
+                except Exception:  # noqa: BLE001 - Django drops them too
+                    logger.debug("purposeguard: a streamed response's closer failed", exc_info=True)
+        finally:
+            PURPOSE.reset(purpose_token)
+            ZONE.reset(zone_token)
+
+    def close_within(self) -> None:
+        """The closers, then the zone's close."""
+        try:
+            self.run_closers()
+        finally:
+            self.finish()
+
+    def finish(self) -> None:
+        """Close the request's zone, once (the body ended, or was closed)."""
+        try:
+            state = self.pending.pop()
+        except IndexError:
+            return
+        _BODIES.discard(self)
+        # Entered again here: the context the middleware opened it in has
+        # moved on, and leave_zone closes a zone in the context at hand.
+        state.token = ZONE.set(state)
+        try:
+            leave_zone(state)
+        except Exception:  # noqa: BLE001 - never fail a response over bookkeeping
+            logger.debug("purposeguard could not close a request zone", exc_info=True)
+
+    def bytes_of(self, chunk: Any) -> bytes:
+        """A chunk as the response encodes it, inside the step (encoding a
+        labelled text is a use of it too)."""
+        response = self.response()
+        if response is None:
+            return chunk if isinstance(chunk, bytes) else str(chunk).encode()
+        made: bytes = response.make_bytes(chunk)
+        return made
+
+    def refused(self, violation: PurposeViolation) -> None:
+        _server.say_cut_off(*self.where, violation)
+
+
+class _Steps:
+    """A sync body: each step in the zone under the purpose; its close
+    (Django's ``response.close()``, the server's) closes the view's iterator
+    there too."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: _Body) -> None:
+        self.body = body
+
+    def __iter__(self) -> _Steps:
+        return self
+
+    def __next__(self) -> bytes:
+        body = self.body
+        zone_token, purpose_token = ZONE.set(body.state), PURPOSE.set(body.key)
+        try:
+            return body.bytes_of(next(body.inner))
         except StopIteration:
-            return
+            body.finish()
+            raise
         except PurposeViolation as violation:
-            _server.say_cut_off(*where, violation)
+            body.refused(violation)
             raise
         finally:
             PURPOSE.reset(purpose_token)
             ZONE.reset(zone_token)
-        yield chunk
+
+    def close(self) -> None:
+        self.body.close_within()
+
+    def __del__(self) -> None:
+        # A response dropped unclosed (a middleware answering 304 in its
+        # place): the view's iterator is closed in the zone, which closes.
+        if self.body.pending:
+            self.close()
 
 
-async def _async_steps(chunks: Any, state: ZoneState, key: str, where: tuple[Any, str | None]) -> Any:
-    iterator = chunks.__aiter__()
-    while True:
-        zone_token, purpose_token = ZONE.set(state), PURPOSE.set(key)
+class _AsyncSteps:
+    """An async body: Django steps the generator ``__aiter__`` gives; its
+    sync ``close`` is among the response's closers."""
+
+    __slots__ = ("body", "started")
+
+    def __init__(self, body: _Body) -> None:
+        self.body = body
+        self.started = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._steps()
+
+    async def _steps(self) -> AsyncIterator[bytes]:
+        body = self.body
+        self.started = True
+        inner = body.inner
         try:
-            chunk = await iterator.__anext__()
-        except StopAsyncIteration:
-            return
-        except PurposeViolation as violation:
-            _server.say_cut_off(*where, violation)
-            raise
+            while True:
+                zone_token, purpose_token = ZONE.set(body.state), PURPOSE.set(body.key)
+                try:
+                    chunk = body.bytes_of(await inner.__anext__())
+                except StopAsyncIteration:
+                    return
+                except PurposeViolation as violation:
+                    body.refused(violation)
+                    raise
+                finally:
+                    PURPOSE.reset(purpose_token)
+                    ZONE.reset(zone_token)
+                yield chunk
         finally:
-            PURPOSE.reset(purpose_token)
-            ZONE.reset(zone_token)
-        yield chunk
+            # Ended, refused, or closed mid-stream (Django's ASGI handler
+            # leaves a body a client abandoned to be finalised by the event
+            # loop): the view's iterator closes in the zone too.
+            zone_token, purpose_token = ZONE.set(body.state), PURPOSE.set(body.key)
+            try:
+                aclose = getattr(inner, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            finally:
+                PURPOSE.reset(purpose_token)
+                ZONE.reset(zone_token)
+                body.finish()
+
+    def close(self) -> None:
+        if self.started:
+            # Its generator closes the zone when it ends or is finalised.
+            self.body.run_closers()
+        else:
+            # Never stepped: nothing of the view's body ran; the zone closes now.
+            self.body.close_within()
+
+    def __del__(self) -> None:
+        # Dropped unclosed and never stepped (a started one is finalised by
+        # the event loop, see _steps).
+        if not self.started and self.body.pending:
+            self.body.close_within()

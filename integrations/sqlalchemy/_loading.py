@@ -17,6 +17,7 @@ from .._patch import Patcher
 from ._declarations import _STATE, _declare, _Model, _model
 from ._plans import _expressions, _Plan, _plan
 from ._reading import _tenant
+from ._textual import say_textual
 from ._writes import _check_write, _is_write
 
 # Set while a Session runs a statement this integration labels itself, so the
@@ -212,6 +213,8 @@ def _connection_execute(wrapped: Any, _instance: Any, args: tuple[Any, ...], kwa
         # Every write reaches the database here (a flush, the ORM's own
         # INSERT/UPDATE/DELETE, Core): checked before it runs.
         _check_write(statement, args[1] if len(args) > 1 else kwargs.get("parameters"))
+    elif getattr(statement, "__visit_name__", None) == "textclause":
+        say_textual(getattr(statement, "text", None))
     if _IN_SESSION.get():
         return wrapped(*args, **kwargs)
     options = kwargs.get("execution_options") or {}
@@ -226,6 +229,14 @@ def _connection_execute(wrapped: Any, _instance: Any, args: tuple[Any, ...], kwa
     if plan is None or not getattr(result, "returns_rows", False):
         return result
     return _relabelled(result, plan)
+
+
+def _connection_exec_driver_sql(
+    wrapped: Any, _instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if _STATE.instrumented:
+        say_textual(args[0] if args else kwargs.get("statement"))
+    return wrapped(*args, **kwargs)
 
 
 def _connection_scalar(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -358,5 +369,6 @@ _PATCHER = Patcher(
         ("Connection", "execute", _connection_execute),
         # scalar() runs the statement without execute(): see _connection_scalar.
         ("Connection", "scalar", _connection_scalar),
+        ("Connection", "exec_driver_sql", _connection_exec_driver_sql),
     ],
 )

@@ -1,10 +1,13 @@
 """Writes: an ``INSERT``, ``UPDATE`` or ``DELETE`` is checked before it runs.
 
-- What its SQL reads of declared columns (``insert(...).from_select(select(
-  Post.body))``, an ``UPDATE`` whose values or ``WHERE`` read a declared
-  column, ``RETURNING``) is a read, of several tenants' rows: under a
-  current purpose that may not hold those categories it is refused before
-  it reaches the database, and a zone learns them.
+- What its SQL reads of declared columns into what it stores or hands
+  back (``insert(...).from_select(select(Post.body))``, an ``UPDATE`` whose
+  values read a declared column, ``RETURNING``) is a read, of several
+  tenants' rows: under a current purpose that may not hold those
+  categories it is refused before it reaches the database, and a zone
+  learns them. Its ``WHERE`` is not: it picks rows, as a select's does
+  (the ORM's own UPDATE and DELETE find rows by their primary key, which
+  may be a declared column).
 - A labelled value stored in a column that declares no category (bound as a
   parameter, or copied in SQL from a declared column) will read back
   unlabelled: no rule forbids storing it, so it is said once per column and
@@ -31,9 +34,15 @@ from ._plans import PLANS_LIMIT, _cache_key, _Declared, _Members, _positions, _r
 
 logger = logging.getLogger("purposeguard")
 
-# The statement attributes that are written, not read: the target table
-# (its columns are named as targets) and the ORM's own options.
-_NOT_READ = frozenset({"table", "_with_options", "_propagate_attrs", "_compile_state_funcs", "_hints"})
+# The statement attributes that are not read into what it stores or
+# returns: the target table (its columns are named as targets), the ORM's
+# own options, and the WHERE criteria that pick the rows.
+_NOT_READ = frozenset(
+    {"table", "_with_options", "_propagate_attrs", "_compile_state_funcs", "_hints", "_where_criteria"}
+)
+# Tables Alembic's batch mode copies a table through (a declared column
+# copied into its temporary twin is the same data, moved back at once).
+_ALEMBIC_COPY = "_alembic_tmp_"
 
 
 class _Write:
@@ -121,7 +130,7 @@ def _analysed(statement: Any) -> _Write:
             if isinstance(element, ClauseElement):
                 reads.update(_categories_read(element, proposed))
     table = _target_table(statement)
-    if table is None:
+    if table is None or str(getattr(table, "name", "")).startswith(_ALEMBIC_COPY):
         return _Write(tuple(sorted(reads)), (), {}) if reads else _NOTHING
     undeclared = _undeclared_columns(table)
     copies: dict[str, set[str]] = {}
@@ -253,7 +262,10 @@ def _check_stored(statement: Any, parameters: Any, write: _Write) -> None:
         name = targets.get(_key_of(column))
         if name is None:
             continue
-        if isinstance(value, ClauseElement):
+        if type(value) is BindParameter:
+            # What values() makes of a plain value: its value is the one stored.
+            _check_value(name, value.value)
+        elif isinstance(value, ClauseElement):
             for node in visitors.iterate(value):
                 if isinstance(node, BindParameter):
                     _check_value(name, node.value)

@@ -312,13 +312,10 @@ def test_a_write_that_reads_declared_columns_is_refused_before_it_runs(db: Any) 
     writes = {
         "insert from select": insert(Board).from_select(["id", "text"], select(Letter.id + 100, Letter.body)),
         "update set from a subquery": update(Board).values(text=body_of_one),
-        "update where a declared column": update(Board)
-        .where(Board.id.in_(select(Letter.id).where(Letter.body.like("Contoso%"))))
-        .values(text="x"),
-        "delete where a declared column": delete(Board).where(
-            Board.id.in_(select(Letter.id).where(Letter.body.like("Contoso%")))
-        ),
-        "update of the table itself": update(Letter).where(Letter.body.like("Contoso%")).values(title="x"),
+        "update returning a declared column": update(Letter)
+        .where(Letter.id == 1)
+        .values(title="x")
+        .returning(Letter.body),
     }
     for name, statement in writes.items():
         with Session(db) as session:
@@ -336,6 +333,22 @@ def test_a_write_that_reads_declared_columns_is_refused_before_it_runs(db: Any) 
         copy_bodies(session)
     assert caught.value.violations[0].via == "source"
     assert _board(db) == before
+
+
+def test_a_writes_where_picks_rows_and_is_not_a_read(db: Any) -> None:
+    # As a select's WHERE: it reads into nothing stored or handed back (the
+    # ORM's own UPDATE and DELETE find rows by a key that may be declared).
+    pg.configure("trust-center", mode="enforce")
+    picks = [
+        update(Board)
+        .where(Board.id.in_(select(Letter.id).where(Letter.body.like("Nobody%"))))
+        .values(text="x"),
+        delete(Board).where(Board.id.in_(select(Letter.id).where(Letter.body.like("Nobody%")))),
+        update(Letter).where(Letter.body.like("Nobody%")).values(title="x"),
+    ]
+    with pg.testing.assert_no_violations(), pg.purpose("advertising"), db.begin() as connection:
+        for statement in picks:
+            connection.execute(statement)
 
 
 def test_writes_that_read_no_declared_column_run_under_any_purpose(db: Any) -> None:
@@ -455,3 +468,25 @@ def test_values_stored_in_declared_columns_or_unlabelled_are_not_said(
         session.add(Board(id=4, text="plain text"))
         session.commit()
     assert [r for r in caplog.records if r.name == "purposeguard"] == []
+
+
+def test_textual_sql_naming_a_declared_table_is_said_once_per_table(
+    db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlalchemy import text
+
+    caplog.set_level(logging.WARNING, logger="purposeguard")
+    with db.connect() as connection:
+        # Unlabelled, as documented; said, naming the table, never the statement.
+        rows = connection.execute(text("select body from exit_letters where body like 'Contoso%'")).all()
+        assert rows and not pg.labels_of(rows[0][0])
+        connection.execute(text('SELECT "body" FROM "exit_letters"')).all()
+        connection.exec_driver_sql("select title from exit_letters").all()
+        connection.execute(text("select 1")).all()
+        # Not reads: a migration's statements, the dialect's schema queries.
+        connection.execute(text("update exit_letters set title = title where id = 0"))
+        if db.dialect.name == "sqlite":
+            connection.exec_driver_sql('PRAGMA main.table_info("exit_letters")').all()
+    said = [r.getMessage() for r in caplog.records if "textual SQL" in r.getMessage()]
+    assert len(said) == 1 and "exit_letters" in said[0]
+    assert "Contoso" not in said[0] and "select" not in said[0].lower().split("textual sql")[1][:20]

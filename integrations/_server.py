@@ -118,6 +118,7 @@ class PurposeCache:
         # Keyed by the header as the server hands it over: bytes (ASGI) or
         # latin-1 decoded text (WSGI).
         self.tenants: dict[bytes | str, str] = {}
+        self.said_twice = False
 
     def tenant(self, raw: bytes | str, source: str) -> str | None:
         """A tenant header value, validated once per distinct value (bad ones warn every time)."""
@@ -130,7 +131,11 @@ class PurposeCache:
             if b"," in wire:
                 # The header came twice (a WSGI server joins the values with
                 # commas; the ASGI middleware passes a comma for it): a
-                # gateway that sets it did not strip the client's own.
+                # gateway that sets it did not strip the client's own. Said
+                # once per middleware: a client can send it on every request.
+                if self.said_twice:
+                    return None
+                self.said_twice = True
                 logging.getLogger("purposeguard").warning(
                     "purposeguard: %s came more than once (or holds a list): no tenant taken from it; "
                     "the gateway must replace the header a client sent, not add its own beside it",

@@ -137,23 +137,28 @@ class PurposeGuardMiddleware:
         # The request runs in a context of its own: the server iterates the
         # body after __call__ returned, and each step re-enters this context.
         context = contextvars.copy_context()
+        # The app's status and headers are held until its body's first
+        # non-empty chunk goes out: a refusal before that is the server's
+        # first start_response call. (Servers differ in what a second call
+        # with exc_info does: gunicorn adds the new headers to the app's,
+        # two Content-Lengths a proxy rejects.)
+        start = _Start(start_response)
         try:
-            state, result = context.run(self._start, tenant, incoming, key, environ, start_response)
+            state, result = context.run(self._start, tenant, incoming, key, environ, start)
         except BaseException as error:
             violation = violation_in(error)
             if violation is None:
                 raise
             body = violation_body(violation)
-            # PEP 3333: called from an error handler with exc_info, the
-            # server replaces headers the app may have set already (and sets
-            # them if it set none), so no wrapper watches start_response.
-            start_response(
-                self.status,
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-                sys.exc_info(),
-            )
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            if start.write is None:
+                start_response(self.status, headers)
+            else:
+                # The app wrote part of its body already (write()): the
+                # server says whether it can still replace the response.
+                start_response(self.status, headers, sys.exc_info())
             return [body]
-        return _Body(result, context, state, environ, start_response, self.status)
+        return _Body(result, context, state, environ, start, self.status)
 
     def _start(
         self,
@@ -161,7 +166,7 @@ class PurposeGuardMiddleware:
         incoming: baggage.Incoming,
         key: str | None,
         environ: Environ,
-        start_response: StartResponse,
+        start_response: _Start,
     ) -> tuple[ZoneState, Iterable[bytes]]:
         state = enter_zone(tenant, incoming.categories)
         if incoming.several_tenants:
@@ -213,6 +218,41 @@ def _leave(state: ZoneState) -> None:
         logger.debug("purposeguard could not close a request zone", exc_info=True)
 
 
+class _Start:
+    """``start_response`` as the app sees it: the status and headers it
+    gives are held, and handed to the server's own once, when the body's
+    first non-empty chunk (or the app's first ``write()``) goes out, or
+    when an empty body ends. PEP 3333 lets an app replace them with a
+    second call, given the error, until then."""
+
+    __slots__ = ("server", "status", "headers", "write")
+
+    def __init__(self, server: StartResponse) -> None:
+        self.server = server
+        self.status: str | None = None
+        self.headers: Any = None
+        # The server's write(), once the held status and headers went to it.
+        self.write: Callable[[bytes], Any] | None = None
+
+    def __call__(self, status: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], Any]:
+        if exc_info is not None and self.write is not None:
+            # Sent already: PEP 3333 has the error raised again.
+            raise exc_info[1].with_traceback(exc_info[2])
+        self.status = status
+        self.headers = headers
+        return self._written
+
+    def send(self) -> None:
+        if self.write is None and self.status is not None:
+            self.write = self.server(self.status, self.headers)
+
+    def _written(self, data: bytes) -> Any:
+        self.send()
+        if self.write is None:
+            raise AssertionError("write() before start_response()")
+        return self.write(data)
+
+
 class _Body:
     """The app's response iterable, stepped inside the request's context.
 
@@ -226,9 +266,8 @@ class _Body:
         "_zone",
         "_closed",
         "_environ",
-        "_start_response",
+        "_start",
         "_status",
-        "_sent",
         "_refusal",
     )
 
@@ -238,7 +277,7 @@ class _Body:
         context: contextvars.Context,
         state: ZoneState,
         environ: Environ,
-        start_response: StartResponse,
+        start: _Start,
         status: str,
     ) -> None:
         self._result = result
@@ -247,11 +286,8 @@ class _Body:
         self._zone = state
         self._closed = False
         self._environ = environ
-        self._start_response = start_response
+        self._start = start
         self._status = status
-        # Whether a non-empty chunk went to the server: until then it has
-        # sent no header (PEP 3333), and a violation can still be the 403.
-        self._sent = False
         self._refusal: bytes | None = None
 
     def __iter__(self) -> Iterator[bytes]:
@@ -267,37 +303,41 @@ class _Body:
         elif self._refusal is not None:
             # The 403 went out in its place: the app's body is not stepped again.
             raise StopIteration
-        try:
-            # The end as a value, not a StopIteration through the context
-            # switch and this frame: about 1 µs a request.
-            chunk = self._context.run(next, self._iterator, _END)
-        except PurposeViolation as violation:
-            if not self._sent and self._refusal is None and self._refuse(violation):
-                return self._refusal  # type: ignore[return-value]
-            # The status went out with the first chunk: the server cuts the
-            # response off.
-            environ = self._environ
-            rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
-            say_cut_off(environ.get("REQUEST_METHOD"), getattr(rule, "rule", None), violation)
-            raise
-        if chunk is _END:
-            raise StopIteration
-        if chunk:
-            self._sent = True
-        return chunk
+        start = self._start
+        while True:
+            try:
+                # The end as a value, not a StopIteration through the context
+                # switch and this frame: about 1 µs a request.
+                chunk = self._context.run(next, self._iterator, _END)
+            except PurposeViolation as violation:
+                if start.write is None and self._refuse(violation):
+                    return self._refusal  # type: ignore[return-value]
+                # The status went out with the first chunk: the server cuts the
+                # response off.
+                environ = self._environ
+                rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+                say_cut_off(environ.get("REQUEST_METHOD"), getattr(rule, "rule", None), violation)
+                raise
+            if chunk is _END:
+                if start.write is None:
+                    start.send()
+                raise StopIteration
+            if start.write is None:
+                if not chunk:
+                    # Nothing to send yet: the headers stay held.
+                    continue
+                start.send()
+            return chunk
 
     def _refuse(self, violation: PurposeViolation) -> bool:
         """The 403 in place of a response whose body was refused before its
-        first byte: PEP 3333 lets start_response replace the status and
-        headers, given the error, until a chunk went out."""
+        first byte: the server's first start_response call."""
         body = violation_body(violation)
         try:
-            self._start_response(
-                self._status,
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-                sys.exc_info(),
+            self._start.server(
+                self._status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             )
-        except BaseException:  # noqa: BLE001 - the server sent the headers after all: cut off
+        except Exception:  # noqa: BLE001 - the server refuses: cut off as after the first chunk
             return False
         self._refusal = body
         return True

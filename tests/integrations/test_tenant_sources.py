@@ -173,3 +173,9 @@ def test_a_tenant_header_sent_twice_names_no_tenant(caplog: pytest.LogCaptureFix
     asyncio.run(call())
     assert seen == [None, None]
     assert sum("came more than once" in r.getMessage() for r in caplog.records) == 2
+    # Said once per middleware: a client can send it on every request.
+    again = WSGIMiddleware(wsgi_app, tenant_header="x-tenant")
+    for _ in range(3):
+        again({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_X_TENANT": "a, b"}, lambda *a: None).close()  # type: ignore[attr-defined]
+    assert seen[2:] == [None, None, None]
+    assert sum("came more than once" in r.getMessage() for r in caplog.records) == 3

@@ -15,7 +15,7 @@ from purposeguard.integrations.wsgi import PurposeGuardMiddleware, init_app, rou
 
 import purposeguard as pg
 
-from .conftest import Signer, sign_baggage
+from .conftest import Signer, free_port, sign_baggage, wait_for_port
 
 CONTENT = "customer_data.content.email"
 
@@ -639,3 +639,76 @@ def test_a_partial_of_a_marked_view_runs_under_its_purpose(state_of: Any) -> Non
     with app.test_client() as test_client:
         body = test_client.get("/report").json or {}
     assert body["kind"] == "weekly" and body["purpose"] == "service.operations"
+
+
+_REFUSED_APP = """
+import purposeguard as pg
+from purposeguard.integrations.wsgi import PurposeGuardMiddleware
+
+pg.configure("trust-center", mode="enforce")
+
+
+@pg.purpose("advertising")
+def ad(body):
+    return b"an ad"
+
+
+def app(environ, start_response):
+    start_response(
+        "200 OK",
+        [("Content-Type", "text/html"), ("Content-Length", "5"), ("Set-Cookie", "session=abc"), ("X-App", "1")],
+    )
+
+    def body():
+        if environ["PATH_INFO"] == "/empty-first":
+            yield b""
+        yield ad(pg.label("{marker}", "customer_data.content.email"))
+
+    return body()
+
+
+app = PurposeGuardMiddleware(app)
+"""
+
+
+@pytest.mark.parametrize("path", ["/first", "/empty-first"])
+def test_under_gunicorn_the_403_replaces_the_apps_headers(tmp_path: Any, marker: str, path: str) -> None:
+    """gunicorn adds the headers of a second start_response call to the
+    first's: the refusal must be the only call it sees, or the response
+    carries two Content-Lengths (which proxies reject) and the app's cookie."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "refused_app.py").write_text(_REFUSED_APP.replace("{marker}", marker))
+    port = free_port()
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    server = subprocess.Popen(
+        [
+            gunicorn,
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "1",
+            "-k",
+            "gthread",
+            "--threads",
+            "2",
+            "refused_app:app",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+            response = client.get(path)
+        assert response.status_code == 403
+        assert response.headers.get_list("content-length") == [str(len(response.content))]
+        assert response.headers.get_list("content-type") == ["application/json"]
+        assert "set-cookie" not in response.headers and "x-app" not in response.headers
+        assert marker not in response.text and response.json()["rule"] == "no-advertising"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -142,23 +142,23 @@ class PurposeGuardMiddleware:
         # first start_response call. (Servers differ in what a second call
         # with exc_info does: gunicorn adds the new headers to the app's,
         # two Content-Lengths a proxy rejects.)
-        start = _Start(start_response)
+        body = _Body(context, environ, start_response, self.status)
         try:
-            state, result = context.run(self._start, tenant, incoming, key, environ, start)
+            context.run(self._start, tenant, incoming, key, environ, body)
         except BaseException as error:
             violation = violation_in(error)
             if violation is None:
                 raise
-            body = violation_body(violation)
-            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-            if start.write is None:
+            refusal = violation_body(violation)
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(refusal)))]
+            if body._write is None:
                 start_response(self.status, headers)
             else:
                 # The app wrote part of its body already (write()): the
                 # server says whether it can still replace the response.
                 start_response(self.status, headers, sys.exc_info())
-            return [body]
-        return _Body(result, context, state, environ, start, self.status)
+            return [refusal]
+        return body
 
     def _start(
         self,
@@ -166,9 +166,9 @@ class PurposeGuardMiddleware:
         incoming: baggage.Incoming,
         key: str | None,
         environ: Environ,
-        start_response: _Start,
-    ) -> tuple[ZoneState, Iterable[bytes]]:
-        state = enter_zone(tenant, incoming.categories)
+        body: _Body,
+    ) -> None:
+        state = body._zone = enter_zone(tenant, incoming.categories)
         if incoming.several_tenants:
             baggage.mark_zone(state, incoming)
         try:
@@ -186,12 +186,11 @@ class PurposeGuardMiddleware:
                 PURPOSE.set(key)
                 if marks is None:
                     check_purpose(key, state, _FUNCTION)
-            result = self.app(environ, start_response)
+            body._result = self.app(environ, body)
         except BaseException:
             _leave(state)
             raise
         self._before_first_request = None
-        return state, result
 
     def _route_purpose(self, environ: Environ) -> str | None:
         path = environ.get("PATH_INFO", "") or "/"
@@ -218,46 +217,17 @@ def _leave(state: ZoneState) -> None:
         logger.debug("purposeguard could not close a request zone", exc_info=True)
 
 
-class _Start:
-    """``start_response`` as the app sees it: the status and headers it
-    gives are held, and handed to the server's own once, when the body's
-    first non-empty chunk (or the app's first ``write()``) goes out, or
-    when an empty body ends. PEP 3333 lets an app replace them with a
-    second call, given the error, until then."""
-
-    __slots__ = ("server", "status", "headers", "write")
-
-    def __init__(self, server: StartResponse) -> None:
-        self.server = server
-        self.status: str | None = None
-        self.headers: Any = None
-        # The server's write(), once the held status and headers went to it.
-        self.write: Callable[[bytes], Any] | None = None
-
-    def __call__(self, status: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], Any]:
-        if exc_info is not None and self.write is not None:
-            # Sent already: PEP 3333 has the error raised again.
-            raise exc_info[1].with_traceback(exc_info[2])
-        self.status = status
-        self.headers = headers
-        return self._written
-
-    def send(self) -> None:
-        if self.write is None and self.status is not None:
-            self.write = self.server(self.status, self.headers)
-
-    def _written(self, data: bytes) -> Any:
-        self.send()
-        if self.write is None:
-            raise AssertionError("write() before start_response()")
-        return self.write(data)
-
-
 class _Body:
-    """The app's response iterable, stepped inside the request's context.
+    """The app's response iterable, stepped inside the request's context,
+    and the ``start_response`` the app is given.
 
-    Its own iterator (no generator in between): a server steps it once per
-    chunk, and each step is one entry into the context."""
+    The status and headers the app gives are held, and handed to the
+    server's own ``start_response`` once, when the body's first non-empty
+    chunk (or the app's first ``write()``) goes out, or when an empty body
+    ends: until then PEP 3333 lets them be replaced, and a refusal is the
+    server's first call. Its own iterator (no generator in between): a
+    server steps it once per chunk, and each step is one entry into the
+    context. One object for both: a request makes one allocation."""
 
     __slots__ = (
         "_result",
@@ -266,29 +236,53 @@ class _Body:
         "_zone",
         "_closed",
         "_environ",
-        "_start",
+        "_server",
         "_status",
+        "_app_status",
+        "_app_headers",
+        "_write",
         "_refusal",
     )
 
     def __init__(
-        self,
-        result: Iterable[bytes],
-        context: contextvars.Context,
-        state: ZoneState,
-        environ: Environ,
-        start: _Start,
-        status: str,
+        self, context: contextvars.Context, environ: Environ, server: StartResponse, status: str
     ) -> None:
-        self._result = result
+        self._result: Iterable[bytes] = ()
         self._iterator: Iterator[bytes] | None = None
         self._context = context
-        self._zone = state
+        self._zone: ZoneState | None = None
         self._closed = False
         self._environ = environ
-        self._start = start
+        self._server = server
+        # The status of a refusal.
         self._status = status
+        self._app_status: str | None = None
+        self._app_headers: Any = None
+        # The server's write(), once the held status and headers went to it.
+        self._write: Callable[[bytes], Any] | None = None
         self._refusal: bytes | None = None
+
+    # -- start_response, as the app sees it --------------------------------------
+
+    def __call__(self, status: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], Any]:
+        if exc_info is not None and self._write is not None:
+            # Sent already: PEP 3333 has the error raised again.
+            raise exc_info[1].with_traceback(exc_info[2])
+        self._app_status = status
+        self._app_headers = headers
+        return self._written
+
+    def _send(self) -> None:
+        if self._write is None and self._app_status is not None:
+            self._write = self._server(self._app_status, self._app_headers)
+
+    def _written(self, data: bytes) -> Any:
+        self._send()
+        if self._write is None:
+            raise AssertionError("write() before start_response()")
+        return self._write(data)
+
+    # -- the body --------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[bytes]:
         # Once: iter() of an iterator is the iterator itself, and a server
@@ -303,14 +297,13 @@ class _Body:
         elif self._refusal is not None:
             # The 403 went out in its place: the app's body is not stepped again.
             raise StopIteration
-        start = self._start
         while True:
             try:
                 # The end as a value, not a StopIteration through the context
                 # switch and this frame: about 1 µs a request.
                 chunk = self._context.run(next, self._iterator, _END)
             except PurposeViolation as violation:
-                if start.write is None and self._refuse(violation):
+                if self._write is None and self._refuse(violation):
                     return self._refusal  # type: ignore[return-value]
                 # The status went out with the first chunk: the server cuts the
                 # response off.
@@ -319,14 +312,14 @@ class _Body:
                 say_cut_off(environ.get("REQUEST_METHOD"), getattr(rule, "rule", None), violation)
                 raise
             if chunk is _END:
-                if start.write is None:
-                    start.send()
+                if self._write is None:
+                    self._send()
                 raise StopIteration
-            if start.write is None:
+            if self._write is None:
                 if not chunk:
                     # Nothing to send yet: the headers stay held.
                     continue
-                start.send()
+                self._send()
             return chunk
 
     def _refuse(self, violation: PurposeViolation) -> bool:
@@ -334,7 +327,7 @@ class _Body:
         first byte: the server's first start_response call."""
         body = violation_body(violation)
         try:
-            self._start.server(
+            self._server(
                 self._status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             )
         except Exception:  # noqa: BLE001 - the server refuses: cut off as after the first chunk
@@ -356,7 +349,8 @@ class _Body:
                 close()
         finally:
             try:
-                leave_zone(self._zone)
+                if self._zone is not None:
+                    leave_zone(self._zone)
             except Exception:  # noqa: BLE001 - never fail a response over bookkeeping
                 logger.debug("purposeguard could not close a request zone", exc_info=True)
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from purposeguard._context import PURPOSE
 from purposeguard._errors import PurposeViolation
 from purposeguard._guarded import PURPOSE_MARK
-from purposeguard._labels import EMPTY
+from purposeguard._labels import EMPTY, SERIALIZER_REFUSALS
 from purposeguard._runtime import check_zone, get_guard, require_purpose_key
 from purposeguard._state import remember
 
@@ -212,6 +212,18 @@ def violation_in(error: BaseException) -> PurposeViolation | None:
     """
     if isinstance(error, PurposeViolation):
         return error
+    if type(error).__name__ == "PydanticSerializationError":
+        # pydantic wraps what a serializer raises (a declared field written
+        # out in JSON mode under a purpose that may not read it), and its
+        # JSON writer keeps only the message: the refusal is the one kept
+        # where it was raised, if the message is its.
+        cause = error.__cause__
+        if isinstance(cause, PurposeViolation):
+            return cause
+        kept = SERIALIZER_REFUSALS[0]
+        if isinstance(kept, PurposeViolation) and str(kept) in str(error):
+            return kept
+        return None
     if not _GROUPS or not isinstance(error, _GROUPS):
         return None
     found: list[PurposeViolation] = []

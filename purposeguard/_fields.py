@@ -17,8 +17,10 @@ is pydantic metadata itself.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import logging
+import re
 import sys
 import typing
 from typing import Any
@@ -62,6 +64,27 @@ class _Setter:
         return f"<labelled field {self.name!r} {list(self.keys)}>"
 
 
+class _DefaultedSetter(_Setter):
+    """A dataclass field whose default stays on the class (``field(init=False,
+    default=...)``: dataclasses' ``__init__`` does not set it, and a read of
+    an instance that never set it finds the class attribute). Reads go
+    through here, for these fields only."""
+
+    __slots__ = ("default",)
+
+    def __init__(self, name: str, keys: tuple[str, ...], default: Any) -> None:
+        super().__init__(name, keys)
+        self.default = label(default, *keys)
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            return self.default
+
+
 class _SlotSetter:
     """The same for a ``__slots__`` field: the slot keeps the value."""
 
@@ -88,6 +111,17 @@ class _SlotSetter:
 
 
 _SETTERS = (_Setter, _SlotSetter)
+# Names a postponed annotation may use that hold no Annotated.
+_PLAIN_NAMES = frozenset(dir(__import__("builtins"))) | {"None"}
+
+
+def _class_default(cls: type, name: str) -> Any:
+    """The default a dataclass field keeps on the class (init=False, no
+    factory), else MISSING."""
+    field = (getattr(cls, "__dataclass_fields__", None) or {}).get(name)
+    if field is None or field.init or field.default is dataclasses.MISSING:
+        return dataclasses.MISSING
+    return field.default
 
 
 def labelled_fields(cls: type) -> dict[str, tuple[str, ...]]:
@@ -101,18 +135,46 @@ def labelled_fields(cls: type) -> dict[str, tuple[str, ...]]:
 
 
 def _declares_annotated(cls: type) -> bool:
-    """Whether the class's own annotations may hold a Category: a cheap test
-    run for every dataclass in the process, most of which hold none."""
+    """Whether the class's own annotations (or attrs' field types) may hold
+    a Category: a cheap test run for every dataclass in the process, most
+    of which hold none."""
     try:
         own = inspect.get_annotations(cls)
     except Exception:  # noqa: BLE001 - let the full reading decide
         return True
-    return any(_mentions_annotated(hint) for hint in own.values())
+    hints = [*own.values(), *(getattr(a, "type", None) for a in getattr(cls, "__attrs_attrs__", ()) or ())]
+    module = sys.modules.get(getattr(cls, "__module__", ""), None)
+    namespace = vars(module) if module is not None else {}
+    return any(_mentions_annotated(hint, namespace) for hint in hints if hint is not None)
 
 
-def _mentions_annotated(hint: Any) -> bool:
+# A dotted name in a string annotation.
+_NAME = re.compile(r"[A-Za-z_][\w.]*")
+
+
+def _mentions_annotated(hint: Any, namespace: Any = None) -> bool:
     if isinstance(hint, str):
-        return "Annotated" in hint
+        # A postponed annotation: "Annotated[...]" itself, or a name the
+        # module binds to an alias that holds one (Email = Annotated[...]).
+        if "Annotated" in hint:
+            return True
+        for name in _NAME.findall(hint):
+            head, _, rest = name.partition(".")
+            if namespace is None or head not in namespace:
+                if head in _PLAIN_NAMES:
+                    continue
+                # Not known here (a class body's or a function's own name):
+                # the full reading decides.
+                return True
+            found = namespace[head]
+            for part in rest.split(".") if rest else ():
+                found = getattr(found, part, None)
+            if found is not None and not isinstance(found, str) and _mentions_annotated(found):
+                return True
+        return False
+    if type(hint).__name__ == "TypeAliasType":
+        # type Email = Annotated[...]: what the alias stands for.
+        return _mentions_annotated(getattr(hint, "__value__", None))
     if typing.get_origin(hint) is typing.Annotated:
         return True
     return any(_mentions_annotated(arg) for arg in typing.get_args(hint))
@@ -127,7 +189,15 @@ def _install_setters(cls: type) -> None:
         if isinstance(current, _SETTERS):
             continue
         slot = current if type(current).__name__ == "member_descriptor" else None
-        setattr(cls, name, _Setter(name, keys) if slot is None else _SlotSetter(name, keys, slot))
+        if slot is not None:
+            setattr(cls, name, _SlotSetter(name, keys, slot))
+            continue
+        default = _class_default(cls, name)
+        setattr(
+            cls,
+            name,
+            _Setter(name, keys) if default is dataclasses.MISSING else _DefaultedSetter(name, keys, default),
+        )
 
 
 def _inherited_setters_out_of_the_way(cls: type) -> None:
@@ -155,7 +225,34 @@ def _finish_attrs_class(wrapped: Any, instance: Any, args: tuple[Any, ...], kwar
     built = wrapped(*args, **kwargs)
     if isinstance(built, type):
         _install_setters(built)
+        if _writes_its_dict(built):
+            _label_after_init(built)
     return built
+
+
+def _writes_its_dict(cls: type) -> bool:
+    """A frozen attrs class with a ``__dict__``: its ``__init__`` writes the
+    instance dictionary directly, past the fields' setters."""
+    make = sys.modules.get("attr._make")
+    frozen = getattr(make, "_frozen_setattrs", None)
+    return frozen is not None and getattr(cls, "__setattr__", None) is frozen and "__slots__" not in vars(cls)
+
+
+def _label_after_init(cls: type) -> None:
+    fields = list(labelled_fields(cls).items())
+    if not fields:
+        return
+    original = cls.__init__  # type: ignore[misc]
+
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        values = self.__dict__
+        for name, keys in fields:
+            if name in values:
+                values[name] = label(values[name], *keys)
+
+    cls.__init__ = __init__  # type: ignore[misc]
 
 
 def _patch_attrs(module: Any) -> None:

@@ -192,6 +192,19 @@ def label(value: T, *categories: str, tenant: str | None = None) -> T:
     return result  # type: ignore[no-any-return]
 
 
+def _read_again(kind: _Kind, tenant: str | None) -> None:
+    """A labelled value read again where its copy cannot carry the label
+    (pydantic's JSON output): the zone learns it, and the current purpose is
+    checked as at :func:`label`, without making a labelled copy."""
+    if FLAGS.zones:
+        state = ZONE.get()
+        if state is not None:
+            state.add(kind.labels, tenant)
+    purpose = _current_purpose()
+    if purpose is not None and not _read_allowed(kind, purpose):
+        _read_in_purpose(kind, tenant, purpose)
+
+
 def relabel(value: T, *categories: str, tenant: str | None = None) -> T:
     """:func:`label` for values already read: what is built from labelled
     values (a rendered page, a transform's output) carries their labels on
@@ -332,6 +345,11 @@ def strip_labels(value: T) -> T:
 # -- field annotations -----------------------------------------------------------
 
 
+# The last refusal raised while pydantic serialised a declared field, for
+# the middlewares to find behind pydantic's own error (see _server.violation_in).
+SERIALIZER_REFUSALS: list[BaseException | None] = [None]
+
+
 class Category:
     """Marks a field's categories: ``body: Annotated[str, Category("customer_data.content.email")]``.
 
@@ -378,14 +396,39 @@ class Category:
         def keep_labels(value: Any, validate: Any) -> Any:
             result = validate(value)
             carried = labels_of(value) if type(value) not in NO_LABELS else EMPTY
-            tenant = tenant_of(value) if carried else None
+            # A list or dict of labelled items names its items' tenant.
+            tenant = (tenant_of(value) or tenant_of_values((value,))) if carried else None
             extra = carried - self.categories
             if extra:
                 # Read where the input was labelled: carried on, not read again.
                 result = relabel(result, *sorted(extra), tenant=tenant)
             return label(result, *keys, tenant=tenant if not extra else None)
 
-        return core_schema.no_info_wrap_validator_function(keep_labels, handler(source))
+        def serialized(value: Any, serialize: Any) -> Any:
+            # JSON mode builds new plain values (model_dump(mode="json"),
+            # model_dump_json(), FastAPI's encoder): they are labelled as
+            # the field's value is, which tells a zone (and the current
+            # purpose) of them when a model validated elsewhere (another
+            # request, a cache) is written out. Python mode hands back the
+            # labelled value itself.
+            result = serialize(value)
+            kind = getattr(type(value), "_pg_kind", None)
+            if kind is None or result is None:
+                return result
+            try:
+                _read_again(kind, _tenant_on(value))
+            except BaseException as refused:
+                # pydantic wraps it in its own error, and model_dump_json()
+                # drops the cause: kept where a middleware finds it.
+                SERIALIZER_REFUSALS[0] = refused
+                raise
+            return result
+
+        return core_schema.no_info_wrap_validator_function(
+            keep_labels,
+            handler(source),
+            serialization=core_schema.wrap_serializer_function_ser_schema(serialized, when_used="json"),
+        )
 
 
 def _defining_field(frame: Any) -> str | None:
@@ -447,6 +490,12 @@ def annotated_fields(t: type) -> tuple[tuple[str, frozenset[str]], ...]:
                     except Exception:
                         continue
                 hints[name] = hint
+    # attrs fields given their type as an argument (attr.ib(type=...),
+    # attrs.make_class) rather than an annotation.
+    for attribute in getattr(t, "__attrs_attrs__", ()) or ():
+        name = getattr(attribute, "name", None)
+        if isinstance(name, str) and name not in hints and getattr(attribute, "type", None) is not None:
+            hints[name] = attribute.type
     for name, hint in hints.items():
         categories = _categories_in_hint(hint)
         if categories:
@@ -469,8 +518,19 @@ def annotated_fields(t: type) -> tuple[tuple[str, frozenset[str]], ...]:
     return result
 
 
+def _alias_value(hint: Any) -> Any:
+    """What a ``type X = ...`` alias (``TypeAliasType``) stands for; other hints as they are."""
+    for _ in range(16):
+        value = getattr(hint, "__value__", None) if type(hint).__name__ == "TypeAliasType" else None
+        if value is None:
+            return hint
+        hint = value
+    return hint
+
+
 def _categories_in_hint(hint: Any) -> frozenset[str]:
     found: frozenset[str] = frozenset()
+    hint = _alias_value(hint)
     if typing.get_origin(hint) is typing.Annotated:
         for meta in hint.__metadata__:
             if isinstance(meta, Category):

@@ -3,6 +3,7 @@ the 403 body, and the per-request decisions that do not depend on a framework.""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -55,6 +56,33 @@ def route_purpose(key: str) -> Callable[[F], F]:
         return fn
 
     return mark
+
+
+def view_mark(view: Any, method: str | None, dispatch: str) -> str | None:
+    """The purpose marked on the view a framework routed to: the function
+    (a ``functools.partial`` read through), or for a class-based view
+    (``as_view()``, which keeps ``view_class``) its class, the method serving
+    ``method`` (HEAD served by ``get`` when the class has no ``head``), or
+    the method named ``dispatch`` that serves every method
+    (``dispatch_request`` on Flask, ``dispatch`` on Django)."""
+    while isinstance(view, functools.partial):
+        key = getattr(view, MARK, None)
+        if isinstance(key, str):
+            return key
+        view = view.func
+    key = getattr(view, MARK, None)
+    if key is None:
+        view_class = getattr(view, "view_class", None)
+        if view_class is not None:
+            key = getattr(view_class, MARK, None)
+            if key is None and method:
+                handler = getattr(view_class, method.lower(), None)
+                if handler is None and method == "HEAD":
+                    handler = getattr(view_class, "get", None)
+                key = getattr(handler, MARK, None)
+            if key is None:
+                key = getattr(getattr(view_class, dispatch, None), MARK, None)
+    return key if isinstance(key, str) else None
 
 
 _SEGMENT = re.compile(r"\{[^{}/]+\}|\*\*|\*")

@@ -34,13 +34,13 @@ from purposeguard._zones import enter_zone, leave_zone
 from . import baggage
 from ._server import (
     EXCEPTION_GROUP,
-    MARK,
     PathPurposes,
     PurposeCache,
     check_purpose,
     resolve_tenant_header,
     route_purpose,
     say_cut_off,
+    view_mark,
     violation_body,
     violation_in,
     wire_bytes,
@@ -359,27 +359,8 @@ class _Body:
 
 
 def _view_mark(view: Any, method: str | None) -> str | None:
-    """The purpose marked on a Flask view: the function, or for a class-based
-    view (``View.as_view``) its class or the method serving ``method``; a
-    ``functools.partial`` of a marked function is read through."""
-    while isinstance(view, functools.partial):
-        key = getattr(view, MARK, None)
-        if isinstance(key, str):
-            return key
-        view = view.func
-    key = getattr(view, MARK, None)
-    if key is None:
-        view_class = getattr(view, "view_class", None)
-        if view_class is not None:
-            key = getattr(view_class, MARK, None)
-            if key is None and method:
-                key = getattr(getattr(view_class, method.lower(), None), MARK, None)
-                if key is None and method == "HEAD":
-                    key = getattr(getattr(view_class, "get", None), MARK, None)
-            if key is None:
-                # A plain View serves every method from dispatch_request.
-                key = getattr(getattr(view_class, "dispatch_request", None), MARK, None)
-    return key if isinstance(key, str) else None
+    """The purpose marked on a Flask view (see :func:`_server.view_mark`)."""
+    return view_mark(view, method, "dispatch_request")
 
 
 def flask_resolver(app: Any) -> Resolver:

@@ -9,7 +9,6 @@ request's unless ``tenant_from`` names one."""
 
 from __future__ import annotations
 
-import functools
 import html
 import logging
 import weakref
@@ -22,7 +21,6 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from purposeguard._context import PURPOSE, ZONE, ZoneState
 from purposeguard._errors import PurposeViolation
-from purposeguard._guarded import PURPOSE_MARK
 from purposeguard._zones import current_zone, enter_zone, leave_zone, set_tenant
 
 from .. import _server, baggage
@@ -200,30 +198,10 @@ def _close(state: ZoneState, token: Token[str | None] | None) -> None:
 
 
 def _view_mark(view: Any, method: str | None) -> str | None:
-    """The purpose marked on the view Django resolved: the function (a
-    ``functools.partial`` read through), or for a class-based view
-    (``View.as_view``) its class, the method serving ``method`` (HEAD served
-    by ``get`` when the class has no ``head``), or ``dispatch``; as the WSGI
-    middleware reads a Flask view's. ``@method_decorator(pg.purpose(...))``
+    """The purpose marked on the view Django resolved (see
+    :func:`_server.view_mark`); ``@method_decorator(pg.purpose(...))``
     copies the mark onto the method it makes."""
-    while isinstance(view, functools.partial):
-        key = getattr(view, PURPOSE_MARK, None)
-        if isinstance(key, str):
-            return key
-        view = view.func
-    key = getattr(view, PURPOSE_MARK, None)
-    if key is None:
-        view_class = getattr(view, "view_class", None)
-        if view_class is not None:
-            key = getattr(view_class, PURPOSE_MARK, None)
-            if key is None and method:
-                handler = getattr(view_class, method.lower(), None)
-                if handler is None and method == "HEAD":
-                    handler = getattr(view_class, "get", None)
-                key = getattr(handler, PURPOSE_MARK, None)
-            if key is None:
-                key = getattr(getattr(view_class, "dispatch", None), PURPOSE_MARK, None)
-    return key if isinstance(key, str) else None
+    return _server.view_mark(view, method, "dispatch")
 
 
 def _streamed_within(

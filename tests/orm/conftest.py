@@ -43,3 +43,36 @@ def engine(database_url: str) -> Iterator[Any]:
     engine = sqlalchemy.create_engine(database_url)
     yield engine
     engine.dispose()
+
+
+DJANGO_SITE = Path(__file__).resolve().parent / "django_site"
+
+
+def set_up_notes_site(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Django set up for the notes test site (tests/orm/django_site), once per
+    process: settings cannot be configured twice, so the test files that use
+    the site share what the first one set up (SQLite in a temporary folder,
+    migrated)."""
+    import django
+    from django.conf import settings
+
+    if str(DJANGO_SITE) not in sys.path:
+        sys.path.insert(0, str(DJANGO_SITE))
+    if settings.configured:
+        if "djnotes" not in settings.INSTALLED_APPS:
+            pytest.fail("Django was configured for another site in this process: run this file on its own")
+        return
+    import djnotes_settings as site_settings
+
+    values = {k: v for k, v in vars(site_settings).items() if k.isupper()}
+    values["DATABASES"] = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(tmp_path_factory.mktemp("django") / "db.sqlite3"),
+        }
+    }
+    settings.configure(**values)
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", run_syncdb=True, verbosity=0)

@@ -21,6 +21,8 @@ import pytest
 import purposeguard as pg
 from purposeguard._context import MIXED_TENANT
 
+from .conftest import set_up_notes_site
+
 SITE = Path(__file__).parent / "django_site"
 DOCUMENT = "customer_data.content.document"
 BODY = "Minutes of the board meeting: merger talks with Fabrikam"
@@ -29,26 +31,10 @@ BODY = "Minutes of the board meeting: merger talks with Fabrikam"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The Django project, set up once: settings, apps (our AppConfig.ready()), tables, two users."""
-    import django
-    from django.conf import settings
-
-    sys.path.insert(0, str(SITE))
-    import djnotes_settings as site_settings
-
-    values = {k: v for k, v in vars(site_settings).items() if k.isupper()}
-    values["DATABASES"] = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(tmp_path_factory.mktemp("django") / "db.sqlite3"),
-        }
-    }
-    settings.configure(**values)
-    django.setup()
+    set_up_notes_site(tmp_path_factory)
     from django.contrib.auth.models import User
-    from django.core.management import call_command
     from djnotes.models import Note, Profile
 
-    call_command("migrate", run_syncdb=True, verbosity=0)
     alice = User.objects.create_user("alice", password="pw-alice")
     bob = User.objects.create_user("bob", password="pw-bob")
     Note.objects.create(owner=alice, title="board", body=BODY)

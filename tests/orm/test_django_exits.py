@@ -40,27 +40,10 @@ EMAIL = "carol@contoso.example"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    import django
-    from django.conf import settings
+    # Imported here: this file also runs as a script (the PostgreSQL case, below).
+    from .conftest import set_up_notes_site
 
-    if settings.configured and "djnotes" not in settings.INSTALLED_APPS:
-        pytest.skip("Django was set up for another site in this process")
-    sys.path.insert(0, str(SITE))
-    if not settings.configured:
-        import djnotes_settings as site_settings
-
-        values = {k: v for k, v in vars(site_settings).items() if k.isupper()}
-        values["DATABASES"] = {
-            "default": {
-                "ENGINE": "django.db.backends.sqlite3",
-                "NAME": str(tmp_path_factory.mktemp("django-exits") / "db.sqlite3"),
-            }
-        }
-        settings.configure(**values)
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", run_syncdb=True, verbosity=0)
+    set_up_notes_site(tmp_path_factory)
     from django.contrib.auth.models import User
     from djnotes.models import Note, Profile
     from purposeguard.integrations import django as pg_django

@@ -32,6 +32,8 @@ from purposeguard.integrations.wsgi import route_purpose
 import purposeguard as pg
 from purposeguard._state import STATE
 
+from .conftest import set_up_notes_site
+
 HERE = Path(__file__).resolve().parent
 SITE = HERE / "django_site"
 DOCUMENT = "customer_data.content.document"
@@ -186,27 +188,7 @@ def _views() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    import django
-    from django.conf import settings
-
-    if settings.configured and "djnotes" not in settings.INSTALLED_APPS:
-        pytest.skip("Django was set up for another site in this process")
-    sys.path.insert(0, str(SITE))
-    if not settings.configured:
-        import djnotes_settings as site_settings
-
-        values = {k: v for k, v in vars(site_settings).items() if k.isupper()}
-        values["DATABASES"] = {
-            "default": {
-                "ENGINE": "django.db.backends.sqlite3",
-                "NAME": str(tmp_path_factory.mktemp("django-streaming") / "db.sqlite3"),
-            }
-        }
-        settings.configure(**values)
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", run_syncdb=True, verbosity=0)
+    set_up_notes_site(tmp_path_factory)
     from django.contrib.auth.models import User
     from django.test import override_settings
     from django.urls import path

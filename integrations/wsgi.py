@@ -342,6 +342,16 @@ class _Body:
         # One entry into the request's context for both steps.
         self._context.run(self._finish)
 
+    def __del__(self) -> None:
+        # A body dropped without close() (PEP 3333 servers always call it;
+        # a test client's response that is never closed does not): the zone
+        # is closed here, or it stays counted open and the zones switch on.
+        if not self._closed:
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - nothing to tell a finaliser
+                logger.debug("purposeguard could not close a dropped response body", exc_info=True)
+
     def _finish(self) -> None:
         try:
             close = getattr(self._result, "close", None)

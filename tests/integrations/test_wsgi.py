@@ -712,3 +712,25 @@ def test_under_gunicorn_the_403_replaces_the_apps_headers(tmp_path: Any, marker:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_a_response_body_dropped_unclosed_closes_its_zone() -> None:
+    """Servers always call close() (PEP 3333); a test client's response
+    that is never closed does not: the zone closes when the body is collected."""
+    import gc
+
+    from purposeguard._state import STATE
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"fine"
+
+    middleware = PurposeGuardMiddleware(app)
+    gc.collect()
+    open_before = STATE.flags.opened.value() - STATE.flags.closed.value()
+    body = middleware({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda *args: None)
+    assert b"".join(body) == b"fine"
+    assert STATE.flags.opened.value() - STATE.flags.closed.value() == open_before + 1
+    del body
+    gc.collect()
+    assert STATE.flags.opened.value() - STATE.flags.closed.value() == open_before

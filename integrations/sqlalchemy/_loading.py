@@ -18,7 +18,7 @@ from ._declarations import _STATE, _declare, _Model, _model
 from ._plans import _expressions, _Plan, _plan
 from ._reading import _tenant
 from ._textual import say_textual
-from ._writes import _check_write, _is_write
+from ._writes import _check_copy, _check_write, _is_copy, _is_write
 
 # Set while a Session runs a statement this integration labels itself, so the
 # Connection underneath hands the ORM its own result untouched.
@@ -215,6 +215,8 @@ def _connection_execute(wrapped: Any, _instance: Any, args: tuple[Any, ...], kwa
         _check_write(statement, args[1] if len(args) > 1 else kwargs.get("parameters"))
     elif getattr(statement, "__visit_name__", None) == "textclause":
         say_textual(getattr(statement, "text", None))
+    elif _is_copy(statement):
+        _check_copy(statement)
     if _IN_SESSION.get():
         return wrapped(*args, **kwargs)
     options = kwargs.get("execution_options") or {}

@@ -13,6 +13,10 @@
   unlabelled: no rule forbids storing it, so it is said once per column and
   categories on the ``purposeguard`` logger, naming neither value nor row.
 
+A table or view made from a select (``CreateTableAs``, ``CreateView``)
+reads what its select reads, and what it holds reads back unlabelled: both
+checked and said the same way.
+
 What a statement reads and which of its target columns declare nothing
 depend on its shape only: worked out once per statement cache key.
 """
@@ -89,6 +93,34 @@ def _check_write(statement: Any, parameters: Any) -> None:
         _say_stored(target, categories)
     if write.targets:
         _check_stored(statement, parameters, write)
+
+
+# Schema statements that copy a select's rows (CREATE TABLE ... AS) or keep
+# it to be read later (CREATE VIEW): SQLAlchemy 2.1's CreateTableAs, CreateView.
+_COPYING_DDL = frozenset({"create_table_as", "create_view"})
+
+
+def _is_copy(statement: Any) -> bool:
+    return getattr(statement, "__visit_name__", None) in _COPYING_DDL
+
+
+def _check_copy(statement: Any) -> None:
+    """Run before a CREATE TABLE ... AS or CREATE VIEW: what its select reads
+    of declared columns is a read (as an INSERT ... SELECT's is), and the
+    table or view it makes declares nothing, so it is said as data stored
+    where it reads back unlabelled."""
+    selected = getattr(statement, "selectable", None)
+    if selected is None:
+        return
+    found: set[str] = set()
+    for columns in _positions(selected) or ():
+        found |= _categories_of_position(columns)
+    if not found:
+        return
+    categories = tuple(sorted(found))
+    label(None, *categories, tenant=MIXED_TENANT)
+    made = getattr(getattr(statement, "table", None), "name", None) or getattr(statement, "table_name", "?")
+    _say_stored(f"{made} (made from a select)", categories)
 
 
 def _write(statement: Any) -> _Write:

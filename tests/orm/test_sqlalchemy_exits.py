@@ -490,3 +490,28 @@ def test_textual_sql_naming_a_declared_table_is_said_once_per_table(
     said = [r.getMessage() for r in caplog.records if "textual SQL" in r.getMessage()]
     assert len(said) == 1 and "exit_letters" in said[0]
     assert "Contoso" not in said[0] and "select" not in said[0].lower().split("textual sql")[1][:20]
+
+
+@pytest.mark.parametrize("kind", ["table", "view"])
+def test_a_table_or_view_made_from_a_select_of_declared_columns_reads_them(
+    db: Any, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlalchemy.schema import CreateTableAs, CreateView
+
+    def make(name: str) -> Any:
+        selected = select(Letter.id, Letter.body)
+        return CreateTableAs(selected, name) if kind == "table" else CreateView(selected, name)
+
+    pg.configure("trust-center", mode="enforce")
+    # Under a purpose that may not read the bodies: refused before it runs.
+    with db.begin() as connection:
+        _refused(lambda: connection.execute(make("exit_copied_refused")))
+    assert "exit_copied_refused" not in sa.inspect(db).get_table_names() + sa.inspect(db).get_view_names()
+    # Elsewhere it runs, and is said: what it holds reads back unlabelled.
+    caplog.set_level(logging.WARNING, logger="purposeguard")
+    with db.begin() as connection:
+        connection.execute(make("exit_copied"))
+        copied = connection.execute(sa.text("select body from exit_copied")).scalars().all()
+    assert copied and not pg.labels_of(copied[0])
+    said = [r.getMessage() for r in caplog.records if "exit_copied (made from a select)" in r.getMessage()]
+    assert len(said) == 1 and EMAIL in said[0] and CONTOSO_BODY not in said[0]

@@ -76,3 +76,48 @@ def set_up_notes_site(tmp_path_factory: pytest.TempPathFactory) -> None:
     from django.core.management import call_command
 
     call_command("migrate", run_syncdb=True, verbosity=0)
+
+
+def served_django_asgi() -> Iterator[str]:
+    """The configured Django project served by uvicorn on a free loopback
+    port, in a thread, until the generator is closed: its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from django.core.asgi import get_asgi_application
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        get_asgi_application(), host="127.0.0.1", port=port, log_level="error", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def temporary_models(site: dict[str, Any]) -> Iterator[list[str]]:
+    """Models a Django test defines on the fly, taken out of the app registry
+    afterwards (``site`` is the test file's own set-up of the notes site)."""
+    from django.apps import apps
+    from purposeguard.integrations import django as pg_django
+
+    names: list[str] = []
+    yield names
+    for name in names:
+        apps.all_models["djnotes"].pop(name.lower(), None)
+    apps.clear_cache()
+    pg_django.uninstrument()  # forgets their declarations
+    pg_django.instrument()

@@ -21,7 +21,7 @@ import pytest
 import purposeguard as pg
 from purposeguard._context import MIXED_TENANT
 
-from .conftest import set_up_notes_site
+from .conftest import served_django_asgi, set_up_notes_site
 
 SITE = Path(__file__).parent / "django_site"
 DOCUMENT = "customer_data.content.document"
@@ -447,21 +447,6 @@ def test_served_through_asgi_over_loopback(site: dict[str, Any], served_asgi: st
 
 
 # -- bad input ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def temporary_models(site: dict[str, Any]) -> Iterator[list[str]]:
-    """Models a test defines on the fly, taken out of the app registry afterwards."""
-    from django.apps import apps
-    from purposeguard.integrations import django as pg_django
-
-    names: list[str] = []
-    yield names
-    for name in names:
-        apps.all_models["djnotes"].pop(name.lower(), None)
-    apps.clear_cache()
-    pg_django.uninstrument()
-    pg_django.instrument()
 
 
 def _model(name: str, namespace: dict[str, Any], names: list[str]) -> type:
@@ -1070,29 +1055,7 @@ def shared_key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def served_asgi(site: dict[str, Any]) -> Iterator[str]:
-    import socket
-    import time
-
-    import uvicorn
-    from django.core.asgi import get_asgi_application
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        get_asgi_application(), host="127.0.0.1", port=port, log_level="error", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    yield from served_django_asgi()
 
 
 @pytest.fixture(params=["wsgi", "asgi"])

@@ -88,21 +88,6 @@ def said(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[], list[str]]]:
     STATE.laundered.clear()
 
 
-@pytest.fixture
-def temporary_models(site: dict[str, Any]) -> Iterator[list[str]]:
-    """Models a test defines on the fly, taken out of the app registry afterwards."""
-    from django.apps import apps
-    from purposeguard.integrations import django as pg_django
-
-    names: list[str] = []
-    yield names
-    for name in names:
-        apps.all_models["djnotes"].pop(name.lower(), None)
-    apps.clear_cache()
-    pg_django.uninstrument()  # forgets their declarations
-    pg_django.instrument()
-
-
 def _model(name: str, namespace: dict[str, Any], names: list[str], base: Any = None) -> Any:
     from django.db import models
 

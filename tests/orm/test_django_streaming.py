@@ -32,7 +32,7 @@ from purposeguard.integrations.wsgi import route_purpose
 import purposeguard as pg
 from purposeguard._state import STATE
 
-from .conftest import set_up_notes_site
+from .conftest import served_django_asgi, set_up_notes_site
 
 HERE = Path(__file__).resolve().parent
 SITE = HERE / "django_site"
@@ -252,31 +252,10 @@ def _served_wsgi() -> Generator[str, None, None]:
         thread.join(timeout=10)
 
 
-def _served_asgi() -> Generator[str, None, None]:
-    import uvicorn
-    from django.core.asgi import get_asgi_application
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        get_asgi_application(), host="127.0.0.1", port=port, log_level="error", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        _until(lambda: server.started)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.fixture(params=["wsgi", "asgi"])
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """(base URL, the suffix of the views it serves: sync bodies for WSGI, async ones for ASGI)."""
-    served = _served_wsgi() if request.param == "wsgi" else _served_asgi()
+    served = _served_wsgi() if request.param == "wsgi" else served_django_asgi()
     yield next(served), "" if request.param == "wsgi" else "-async"
     served.close()
 

@@ -4,7 +4,7 @@ same tests on a throwaway PostgreSQL server (the distributed tests' fixture)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ def set_up_notes_site(tmp_path_factory: pytest.TempPathFactory) -> None:
     call_command("migrate", run_syncdb=True, verbosity=0)
 
 
-def served_django_asgi() -> Iterator[str]:
+def served_django_asgi() -> Generator[str, None, None]:
     """The configured Django project served by uvicorn on a free loopback
     port, in a thread, until the generator is closed: its base URL."""
     import socket

@@ -30,7 +30,11 @@ does one for ``OSError`` or ``PermissionError``: a violation is a
 becomes a 403 with a JSON body naming rule,
 purpose and category (``"rule": null, "decided_by": "policy default"`` when
 no rule matched and the policy's default denied; see
-``_server.violation_body``); every other exception passes through.
+``_server.violation_body``); every other exception passes through. On a
+WebSocket, a violation before the connection is accepted is refused the same
+way (the 403 through the server's ``websocket.http.response`` extension, else
+a close, which servers answer with a 403); after it was accepted, the
+connection is closed with code 1008 (policy violation), and said.
 
 Pure ASGI: the middleware itself needs no framework; finding routes needs
 Starlette (``pip install 'purposeguard[asgi]'``).
@@ -78,6 +82,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _BAGGAGE = b"baggage"
 _TRACEPARENT = b"traceparent"
 _FUNCTION = "purposeguard.integrations.asgi.PurposeGuardMiddleware"
+# The close code for a WebSocket a violation ends after it was accepted (RFC 6455).
+WEBSOCKET_POLICY_VIOLATION = 1008
 # Requests with no endpoint seen before an app with marked routes is reported.
 UNROUTED_BEFORE_WARNING = 20
 
@@ -181,26 +187,44 @@ class PurposeGuardMiddleware:
         holds_500 = self._holds_500
         held: list[Message] | None = None
 
-        def watch(message: Message) -> Awaitable[None]:
-            # Hands back the server's own awaitable: no coroutine of ours
-            # per message sent.
-            nonlocal started, held
-            if held:
-                if (
-                    len(held) == 1
-                    and message["type"] == "http.response.body"
-                    and not message.get("more_body")
-                ):
-                    held.append(message)
-                    return _HELD
-                # A streamed 500 is the app's own: it goes on as it comes.
-                return _release(held, send, message)
-            if message["type"] == "http.response.start":
-                started = True
-                if holds_500 and message.get("status") == 500:
-                    held = [message]
-                    return _HELD
-            return send(message)
+        # Whether a WebSocket connection was closed (by the app or by us).
+        closed = False
+        if kind == "http":
+
+            def watch(message: Message) -> Awaitable[None]:
+                # Hands back the server's own awaitable: no coroutine of ours
+                # per message sent.
+                nonlocal started, held
+                if held:
+                    if (
+                        len(held) == 1
+                        and message["type"] == "http.response.body"
+                        and not message.get("more_body")
+                    ):
+                        held.append(message)
+                        return _HELD
+                    # A streamed 500 is the app's own: it goes on as it comes.
+                    return _release(held, send, message)
+                if message["type"] == "http.response.start":
+                    started = True
+                    if holds_500 and message.get("status") == 500:
+                        held = [message]
+                        return _HELD
+                return send(message)
+
+        else:
+
+            def watch(message: Message) -> Awaitable[None]:
+                # A WebSocket is answered once: accepted, refused with an
+                # HTTP response, or closed; a violation after that can only
+                # close it (see _refuse_websocket).
+                nonlocal started, closed
+                sent = message["type"]
+                if sent == "websocket.accept":
+                    started = True
+                elif sent == "websocket.close" or sent == "websocket.http.response.start":
+                    closed = True
+                return send(message)
 
         state = enter_zone(tenant, incoming.categories)
         if incoming.several_tenants:
@@ -226,6 +250,9 @@ class PurposeGuardMiddleware:
             except BaseException as error:
                 # A violation, or a task group's ExceptionGroup holding one.
                 violation = violation_in(error)
+                if violation is not None and kind == "websocket" and not closed:
+                    await self._refuse_websocket(routed, send, violation, accepted=started)
+                    return
                 if violation is None or kind != "http" or (started and not held):
                     if held:
                         await _release(held, send)
@@ -285,7 +312,8 @@ class PurposeGuardMiddleware:
             "purpose marked on it was not made current; route marks need a router that "
             "writes its match with scope.update (Starlette's and FastAPI's do); use the "
             "middleware's purposes= path patterns for this router",
-            scope.get("path", "?"),
+            # The template, never the path: a path can quote what a client typed.
+            _route_template(scope) or "a request",
         )
 
     async def _forbid(self, send: Send, error: PurposeViolation) -> None:
@@ -301,6 +329,48 @@ class PurposeGuardMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    async def _refuse_websocket(
+        self, scope: Scope, send: Send, error: PurposeViolation, *, accepted: bool
+    ) -> None:
+        """A violation in a WebSocket route. Before the connection was
+        accepted it is refused as an HTTP request is: the 403 with its JSON
+        body where the server offers the ``websocket.http.response``
+        extension, else a close, which servers answer with a 403. Once
+        accepted, the connection is closed with 1008 (policy violation),
+        and said, since the client sees only the close code."""
+        if not accepted:
+            extensions = scope.get("extensions")
+            if isinstance(extensions, Mapping) and "websocket.http.response" in extensions:
+                body = violation_body(error)
+                await send(
+                    {
+                        "type": "websocket.http.response.start",
+                        "status": self.status_code,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode("ascii")),
+                        ],
+                    }
+                )
+                await send({"type": "websocket.http.response.body", "body": body})
+            else:
+                await send({"type": "websocket.close", "code": WEBSOCKET_POLICY_VIOLATION})
+            return
+        route = _route_template(scope)
+        logger.warning(
+            "purposeguard: a purpose violation was raised after the WebSocket connection to %s "
+            "was accepted (rule %s, purpose %s, category %s): the connection is closed with "
+            "code %d (policy violation)",
+            route if route is not None else "a route",
+            error.rule,
+            error.purpose,
+            error.category,
+            WEBSOCKET_POLICY_VIOLATION,
+        )
+        await send(
+            {"type": "websocket.close", "code": WEBSOCKET_POLICY_VIOLATION, "reason": "purpose violation"}
+        )
 
     # -- route purposes --------------------------------------------------------------
 
@@ -454,6 +524,10 @@ def _wraps_starlette(app: Any) -> bool:
     return False
 
 
+# Starlette's WebSocketEndpoint methods, in the order a mark on them is read.
+_WEBSOCKET_METHODS = ("on_receive", "on_connect", "on_disconnect")
+
+
 def _route_mark(endpoint: Any, scope: Scope) -> str | None:
     """The purpose marked on what the router picked: a function (also
     behind ``functools.partial``, which Starlette routes to), a class-based
@@ -471,7 +545,12 @@ def _route_mark(endpoint: Any, scope: Scope) -> str | None:
         if handler is None and method == "HEAD":
             handler = getattr(endpoint, "get", None)
         if handler is None and scope.get("type") == "websocket":
-            handler = getattr(endpoint, "on_receive", None)
+            # A WebSocketEndpoint: one purpose for the connection, from the
+            # first of its methods that is marked.
+            for name in _WEBSOCKET_METHODS:
+                key = getattr(getattr(endpoint, name, None), MARK, None)
+                if isinstance(key, str):
+                    return key
         key = getattr(handler, MARK, None) if handler is not None else None
     return key if isinstance(key, str) else None
 
@@ -582,7 +661,7 @@ def marked_routes(app: Any) -> list[tuple[str, str]]:
 def _method_marks(endpoint: Any) -> str | None:
     if not isinstance(endpoint, type):
         return None
-    for name in ("get", "post", "put", "patch", "delete", "head", "options", "on_receive"):
+    for name in ("get", "post", "put", "patch", "delete", "head", "options", *_WEBSOCKET_METHODS):
         key = getattr(getattr(endpoint, name, None), MARK, None)
         if isinstance(key, str):
             return key

@@ -188,6 +188,8 @@ class PurposeGuardMiddleware:
                     check_purpose(key, state, _FUNCTION)
             body._result = self.app(environ, body)
         except BaseException:
+            # Left here: the body, dropped with the error, has no zone to close.
+            body._zone = None
             _leave(state)
             raise
         self._before_first_request = None

@@ -28,7 +28,7 @@ from ._delegation import async_generator_function, generator_function
 from ._errors import PurposeGuardError, PurposeViolation
 from ._labelled import _LabelledNumber
 from ._labels import FLAT_OBJECTS, NO_LABELS, WalkLimit, labels_in_values, learn_flat, tenant_of_values
-from ._runtime import COUNTERS, check_zone, frame_name, get_guard, require_purpose_key
+from ._runtime import COUNTERS, check_zone, frame_name, get_guard, printable_name, require_purpose_key
 from ._shortcut import allowed_classes, hits, learn, remember_zone, zone_allows
 from ._state import on_reset, remember
 from ._walk_diagnosis import capped, diagnose, type_name
@@ -50,12 +50,9 @@ _CM_TOKENS: ContextVar[tuple[Any, Any] | None] = ContextVar("purposeguard.cm_tok
 
 
 def _function_name(fn: Any) -> str:
-    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', getattr(fn, '__name__', '?'))}"
-    # Names go into records, logs and exports: a function named by hostile
-    # code (setattr __qualname__) carries no line breaks or escapes there.
-    if not name.isprintable():
-        name = name.encode("unicode_escape").decode("ascii")
-    return name if len(name) <= 300 else name[:297] + "..."
+    return printable_name(
+        f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', getattr(fn, '__name__', '?'))}"
+    )
 
 
 def _tenant_in(values: tuple[Any, ...]) -> str | None:

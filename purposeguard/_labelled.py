@@ -152,6 +152,20 @@ def _merged(
     return kind, tenant
 
 
+def _quoting(error: BaseException, kind: _Kind, tenant: str | None) -> None:
+    """An error raised by a method of labelled text may quote a piece of it
+    (``str.format`` names the missing field of a labelled template): the
+    text in its arguments carries the labels on, so a log or span that
+    shows the error is checked as the text would be."""
+    try:
+        error.args = tuple(
+            _relabel(arg, kind, tenant) if type(arg) in (str, bytes) else arg for arg in error.args
+        )
+    except Exception:
+        # An error class whose args cannot be set keeps them as they are.
+        return
+
+
 def _relabel(result: Any, kind: _Kind, tenant: str | None) -> Any:
     t = type(result)
     own = getattr(t, "_pg_kind", None) if t not in NO_LABELS else None
@@ -199,7 +213,11 @@ def {name}(self{params}):
 """
 _COMBINING = """
 def {name}(self, *args, **kwargs):
-    result = _base(self, *args, **kwargs)
+    try:
+        result = _base(self, *args, **kwargs)
+    except Exception as error:
+        _quoting(error, *_merged(type(self)._pg_kind, _getattr(self, "_pg_tenant", None), args, kwargs))
+        raise
     if result is NotImplemented:
         return result
     return _relabel(result, *_merged(type(self)._pg_kind, _getattr(self, "_pg_tenant", None), args, kwargs))
@@ -278,6 +296,7 @@ def _install(cls: type, base: type, template: str, names: Iterable[str]) -> None
         namespace: dict[str, Any] = {
             "_base": getattr(base, name),
             "_relabel": _relabel,
+            "_quoting": _quoting,
             "_merged": _merged,
             "_getattr": getattr,
             "_str_with": _str_with,
@@ -502,7 +521,13 @@ class LabelledBytes(bytes):
         return _bytes_with(type(self)._pg_kind, _tenant_on(self), result) if type(result) is bytes else result
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return _str_with(type(self)._pg_kind, _tenant_on(self), bytes.decode(self, encoding, errors))  # type: ignore[no-any-return]
+        try:
+            text = bytes.decode(self, encoding, errors)
+        except UnicodeDecodeError as error:
+            # The error quotes the bytes it was given, a plain copy: given
+            # these instead, whatever shows the error is checked as they are.
+            raise UnicodeDecodeError(error.encoding, self, error.start, error.end, error.reason) from None
+        return _str_with(type(self)._pg_kind, _tenant_on(self), text)  # type: ignore[no-any-return]
 
     def __bytes__(self) -> bytes:
         return self

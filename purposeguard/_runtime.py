@@ -390,7 +390,7 @@ class Guard:
             if via == "source" or tenant == MIXED_TENANT:
                 remediation = _in_context(remediation, fix, category, purpose, via, tenant)
             if name is None:
-                name = function() if callable(function) else function
+                name = printable_name(function() if callable(function) else function)
             recorded.append(
                 Violation(category, purpose, rule, via, name, tenant, mode, now, remediation, fix)
             )
@@ -803,6 +803,15 @@ def caller_name(depth: int) -> str:
     except ValueError:  # pragma: no cover - no such frame
         return "<unknown>"
     return frame_name(frame)
+
+
+def printable_name(name: str) -> str:
+    """A function's name as records, logs and exports show it: a name given
+    by hostile code (a logger or tracer name, a ``__qualname__`` set at run
+    time) carries no line breaks or escapes there, and is bounded."""
+    if not name.isprintable():
+        name = name.encode("unicode_escape").decode("ascii")
+    return name if len(name) <= 300 else name[:297] + "..."
 
 
 def frame_name(frame: Any) -> str:

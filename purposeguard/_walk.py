@@ -349,6 +349,20 @@ def _attribute(name: str) -> Callable[[Any], Iterable[Any]]:
     return held
 
 
+def _inputs_behind(error: BaseException) -> list[Any]:
+    """What an exception keeps of its inputs outside ``args`` and its
+    ``__dict__``: pydantic's ValidationError holds each failing input (and
+    quotes it in its message) behind ``errors()``."""
+    pydantic_core = sys.modules.get("pydantic_core")
+    validation_error = getattr(pydantic_core, "ValidationError", None)
+    if validation_error is None or not isinstance(error, validation_error):
+        return []
+    try:
+        return list(error.errors(include_url=False))
+    except Exception:
+        return []
+
+
 def _slot_values(value: Any, t: type) -> list[Any]:
     found: list[Any] = []
     for name in _slots(t):
@@ -570,6 +584,7 @@ class _Walk:
                 *getattr(value, "__dict__", {}).values(),
                 value.__cause__,
                 value.__context__,
+                *_inputs_behind(value),
             )
         else:
             if not fields and t not in SIDE_TABLE_TYPES:

@@ -58,14 +58,14 @@ def free_port() -> int:
 
 
 class UvicornThread:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, ws: str = "none") -> None:
         import uvicorn
 
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = int(self.sock.getsockname()[1])
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none", access_log=False)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", ws=ws, access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

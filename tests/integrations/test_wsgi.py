@@ -734,3 +734,36 @@ def test_a_response_body_dropped_unclosed_closes_its_zone() -> None:
     del body
     gc.collect()
     assert STATE.flags.opened.value() - STATE.flags.closed.value() == open_before
+
+
+def test_a_refusal_before_start_response_closes_its_zone_once(caplog: pytest.LogCaptureFixture) -> None:
+    import gc
+
+    from werkzeug.test import Client
+
+    from purposeguard._state import STATE
+
+    pg.configure("trust-center", mode="enforce")
+
+    @pg.purpose("advertising")
+    def advertise(body: Any) -> None:
+        pass
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        advertise(pg.label("the body of a note", "customer_data"))
+        start_response("200 OK", [])
+        return [b"sent"]
+
+    def still_open() -> int:
+        return int(STATE.flags.opened.value() - STATE.flags.closed.value())
+
+    before = still_open()
+    with caplog.at_level("DEBUG", logger="purposeguard"):
+        response = Client(PurposeGuardMiddleware(app)).get("/")
+        assert response.status_code == 403
+        response.close()
+        del response
+        # The body is dropped with the refusal's traceback: finalised here.
+        gc.collect()
+    assert still_open() == before
+    assert not [r for r in caplog.records if "could not close" in r.getMessage()]

@@ -76,6 +76,27 @@ def plain_feed(request: Any) -> Any:
     return StreamingHttpResponse(chunks())
 
 
+# What a failing closer's error quotes: never in purposeguard's own records.
+CLOSER_TEXT = "could not flush the draft of megan.bowen@contoso.example"
+
+
+class _FailingBody:
+    def __init__(self) -> None:
+        self.parts = iter([b"a", b"b"])
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.parts
+
+    def close(self) -> None:
+        raise RuntimeError(CLOSER_TEXT)
+
+
+def failing_close_feed(request: Any) -> Any:
+    from django.http import StreamingHttpResponse
+
+    return StreamingHttpResponse(_FailingBody())
+
+
 async def plain_feed_async(request: Any) -> Any:
     from django.http import StreamingHttpResponse
 
@@ -200,6 +221,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     urls.urlpatterns = [  # type: ignore[attr-defined]
         *site_urls.urlpatterns,
         path("pg-stream/plain/", plain_feed),
+        path("pg-stream/failing-close/", failing_close_feed),
         path("pg-stream/plain-async/", plain_feed_async),
         path("pg-stream/slow/", slow_feed),
         path("pg-stream/slow-async/", slow_feed_async),
@@ -500,4 +522,22 @@ def test_a_streamed_body_never_read_closes_its_zone_when_closed(site: dict[str, 
     response = Client().get("/pg-stream/plain/")
     assert _zones_open() == before + 1
     response.close()
+    assert _zones_open() == before
+
+
+def test_a_failing_closer_is_said_by_its_type_not_its_message(
+    site: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """purposeguard's own records are not checked against the zone: what a
+    closer's error quotes (the body's data) stays out of them."""
+    from django.test import Client
+
+    before = _zones_open()
+    with caplog.at_level("DEBUG", logger="purposeguard"):
+        response = Client().get("/pg-stream/failing-close/")
+        assert b"".join(response.streaming_content) == b"ab"
+        response.close()
+    said = [r for r in caplog.records if "closer failed" in r.getMessage()]
+    assert len(said) == 1 and "RuntimeError" in said[0].getMessage()
+    assert all(CLOSER_TEXT not in r.getMessage() and r.exc_info is None for r in caplog.records)
     assert _zones_open() == before

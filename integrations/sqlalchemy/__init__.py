@@ -66,6 +66,13 @@ Once instrumented:
   members are labelled each as its column;
 - values the database makes during a flush (server defaults, computed
   columns) are labelled as they are fetched;
+- once a flush has inserted or updated an instance, the values of its
+  declared columns it holds are what the database stores: labelled as a
+  load labels them (with the row's tenant), so the instance the identity
+  map hands back to a later query in the same session carries them. Not a
+  read (the application had the values): no check under the current
+  purpose, and the zone learns them when they are read. Values it holds
+  labelled already stay as they are; nothing is loaded to label it;
 - labelling goes through :func:`purposeguard.label`, so a value loaded while
   a purpose is current is checked like any other labelled value;
 - a request's zone learns a loaded instance's categories when a labelled
@@ -109,6 +116,8 @@ from ._lineage import MAX_NESTING as MAX_NESTING
 from ._loading import (
     _MACHINERY,
     _PATCHER,
+    _on_after_flush,
+    _on_flushed,
     _on_load,
     _on_mapper,
     _on_orm_execute,
@@ -186,6 +195,8 @@ def instrument() -> None:
         event.listen(Mapper, "refresh_flush", _on_refresh_flush, raw=True)
         event.listen(Mapper, "after_mapper_constructed", _on_mapper)
         event.listen(Session, "do_orm_execute", _on_orm_execute)
+        event.listen(Session, "after_flush", _on_after_flush)
+        event.listen(Session, "after_flush_postexec", _on_flushed)
         for machinery in machinery_types():
             register_foreign(machinery, _MACHINERY)
         _STATE.instrumented = True
@@ -207,6 +218,8 @@ def uninstrument() -> None:
         event.remove(Mapper, "refresh_flush", _on_refresh_flush)
         event.remove(Mapper, "after_mapper_constructed", _on_mapper)
         event.remove(Session, "do_orm_execute", _on_orm_execute)
+        event.remove(Session, "after_flush", _on_after_flush)
+        event.remove(Session, "after_flush_postexec", _on_flushed)
         _STATE.instrumented = False
         _STATE.forget()
     _PATCHER.remove()

@@ -1,6 +1,8 @@
-"""Labelling what is loaded: instances on the ORM's load and refresh events,
-and rows of a ``Session`` or ``Connection`` (``RETURNING`` and
-``Connection.scalar`` too), relabelled by their statement's plan.
+"""Labelling what is loaded: instances on the ORM's load and refresh events
+(and the instances a flush has written, whose values are then what the
+database stores), and rows of a ``Session`` or ``Connection``
+(``RETURNING`` and ``Connection.scalar`` too), relabelled by their
+statement's plan.
 """
 
 from __future__ import annotations
@@ -10,7 +12,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from purposeguard._context import FLAGS, MIXED_TENANT, ZONE
-from purposeguard._labels import EMPTY, _label_object, _resolve, label, tenant_of_values
+from purposeguard._kinds import _checked_tenant
+from purposeguard._labels import (
+    EMPTY,
+    NO_LABELS,
+    _label_object,
+    _own_labels,
+    _resolve,
+    label,
+    relabel,
+    tenant_of_values,
+)
 from purposeguard._walk import _walk
 
 from .._patch import Patcher
@@ -27,23 +39,32 @@ _IN_SESSION: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
-def _label_instance(state: Any, attrs: Iterable[str] | None) -> None:
+def _label_instance(state: Any, attrs: Iterable[str] | None, flushed: bool = False) -> None:
     model = _STATE.models.get(state.class_) or _declare(state.mapper)
     if not model.fields:
         return
     values = state.dict
-    tenant = values.get(model.tenant) if model.tenant is not None else None
-    if tenant is not None and type(tenant) is not str:
-        tenant = str(tenant)
+    if flushed:
+        tenant = _flushed_tenant(values, model.tenant)
+    else:
+        tenant = values.get(model.tenant) if model.tenant is not None else None
+        if tenant is not None and type(tenant) is not str:
+            tenant = str(tenant)
+    # What a flush wrote was the application's already, not read from the
+    # database: labelled without the check of a read under the current purpose.
+    mark = relabel if flushed else label
     wanted = None if attrs is None else set(attrs)
     for key, categories in model.fields:
         if wanted is not None and key not in wanted:
             continue
         value = values.get(key)
         if value is not None:
+            if flushed and type(value) not in NO_LABELS and _own_labels(value):
+                # Labelled by the application (or loaded): kept as it is.
+                continue
             # Straight into the instance dict: the ORM sees no change to flush.
             whose = MIXED_TENANT if key in model.of_other_rows else tenant
-            values[key] = label(value, *categories, tenant=whose)
+            values[key] = mark(value, *categories, tenant=whose)
     if model.undeclared:
         # Categories given only in column info are not in the class's
         # annotations: the instance carries them (and the tenant) itself, for
@@ -54,12 +75,33 @@ def _label_instance(state: Any, attrs: Iterable[str] | None) -> None:
             _label_object(obj, _resolve(model.categories, tenant))
 
 
-def _quietly(attrs: Iterable[str] | None, state: Any, context: Any = None) -> None:
+def _flushed_tenant(values: dict[str, Any], key: str | None) -> str | None:
+    """The tenant of a row a flush wrote, from the instance's tenant
+    attribute as the application set it. Not loaded (expired, or made by
+    the database and not fetched) or not a tenant id: several tenants', so
+    no one tenant's consent widens the use of its values."""
+    if key is None:
+        return None
+    if key not in values:
+        return MIXED_TENANT
+    tenant = values[key]
+    if tenant is None:
+        return None
+    text = tenant if isinstance(tenant, str) else str(tenant)
+    try:
+        return _checked_tenant(str.__str__(text))
+    except (TypeError, ValueError):
+        return MIXED_TENANT
+
+
+def _quietly(attrs: Iterable[str] | None, state: Any, context: Any = None, flushed: bool = False) -> None:
     """Label a loaded instance without telling the request's zone: loading a
     row is not yet a flow (the reading attribute tells the zone when a value
     is read). The labels still pass the source check under the current
     purpose, in a scratch zone with the request's tenant and categories that
-    records flows where the request's zone does."""
+    records flows where the request's zone does. An instance a flush wrote
+    (``flushed``) is labelled the same way, less that check (see
+    :func:`_label_instance`)."""
     model = _STATE.models.get(state.class_) or _declare(state.mapper)
     if model.expressions and context is not None:
         _label_expressions(state, model, attrs, context)
@@ -67,11 +109,11 @@ def _quietly(attrs: Iterable[str] | None, state: Any, context: Any = None) -> No
         return
     outer = ZONE.get() if FLAGS.zones else None
     if outer is None or model.loud:
-        _label_instance(state, attrs)
+        _label_instance(state, attrs, flushed)
         return
     token = ZONE.set(outer.scratch())
     try:
-        _label_instance(state, attrs)
+        _label_instance(state, attrs, flushed)
     finally:
         ZONE.reset(token)
 
@@ -116,6 +158,48 @@ def _on_refresh_flush(state: Any, _flush_context: Any, attrs: Iterable[str] | No
     # columns, fetched with RETURNING or a SELECT): loaded, so labelled. The
     # values the application set itself are left as it set them.
     _quietly(attrs or (), state)
+
+
+# Where a flush keeps, from its after_flush event to its after_flush_postexec,
+# the states of declared models it writes (UOWTransaction.attributes: kept
+# for outside code, gone with the flush).
+_FLUSHED = "purposeguard_flushed"
+
+
+def _on_after_flush(session: Any, flush_context: Any) -> None:
+    """Note the instances of declared models this flush inserts or updates:
+    the session's ``new`` and ``dirty`` still show them here (``dirty``
+    leaves out deleted ones), and no longer once the flush is done. They
+    are labelled then (see :func:`_on_flushed`): a flush event may not
+    change attribute state while it runs."""
+    from sqlalchemy.orm.attributes import instance_state
+
+    flushed = []
+    for instances in (session.new, session.dirty):
+        for instance in instances:
+            state = instance_state(instance)
+            if _model(state.class_, state.mapper).fields:
+                flushed.append(state)
+    if flushed:
+        flush_context.attributes[_FLUSHED] = flushed
+
+
+def _on_flushed(_session: Any, flush_context: Any) -> None:
+    """Once a flush has written an instance, the values of its declared
+    columns held on it are what the database stores: labelled as a load
+    labels them (the categories, the row's tenant), so the instance the
+    identity map hands back to a later ``select`` in the same session
+    carries them. Only values the instance holds (nothing is loaded or
+    unexpired), straight into its dict (nothing to flush again); values
+    labelled already stay as they are."""
+    flushed = flush_context.attributes.pop(_FLUSHED, None)
+    if not flushed:
+        return
+    for state in flushed:
+        # Not written by this flush: left out of a flush(objects=...), or
+        # changed again by another listener since.
+        if state.persistent and not state.modified:
+            _quietly(None, state, flushed=True)
 
 
 def _on_mapper(mapper: Any, _cls: type) -> None:

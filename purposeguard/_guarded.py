@@ -57,12 +57,14 @@ def _function_name(fn: Any) -> str:
 
 def _tenant_in(values: tuple[Any, ...]) -> str | None:
     """Whose data this is, for consent: the values' own tenant (several
-    tenants make a mixed value no consent covers), else the zone's."""
+    tenants make a mixed value no consent covers), else whose data the zone
+    holds (its tenant, or none when it read several tenants' data: a value
+    naming no tenant may be any of theirs)."""
     found = tenant_of_values(values)
     if found is not None:
         return found
     state = ZONE.get() if FLAGS.zones else None
-    return state.tenant if state is not None else None
+    return state.data_tenant() if state is not None else None
 
 
 def _read_labels(

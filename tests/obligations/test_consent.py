@@ -282,3 +282,20 @@ def test_a_foreign_file_is_refused(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00garbage" * 500)
     with pytest.raises(pg.PurposeGuardError, match="not an SQLite database"):
         ConsentStore(junk)
+
+
+def test_a_value_naming_no_tenant_in_a_zone_that_read_another_tenants_data_is_no_ones_to_consent_for(
+    store: ConsentStore,
+) -> None:
+    """The zone's tenant consented; the zone also read another tenant's data:
+    a value that names no tenant of its own may be either's, and one
+    tenant's consent never covers the other's data."""
+    pg.configure("trust-center", consents=store)
+    store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    with pg.zone(tenant="contoso"):
+        assert train_spam_model(pg.label("spam sample", EMAIL)) == 11
+    with pg.zone(tenant="contoso"):
+        str(pg.label("a note of another tenant", EMAIL, tenant="fabrikam"))
+        with pytest.raises(pg.PurposeViolation) as caught:
+            train_spam_model(pg.label("spam sample", EMAIL))
+    assert caught.value.rule == "improvement-only-with-consent"

@@ -60,6 +60,7 @@ from ._storage import (
     Pending,
     Storage,
     StoredEntry,
+    checkpoint_problem,
     link,
     load_key_file,
     open_storage,
@@ -323,8 +324,9 @@ class AuditLog:
     by default the configured key or the environment's, if any. A log
     started with a key needs that key to be written to or verified; a log
     started without one cannot take one later. A keyed SQLite file also
-    signs its end into ``PATH-checkpoint`` (every ``checkpoint_every``
-    records, default 256, and at close): keep and copy it with the file.
+    signs its end into ``PATH-checkpoint`` (at every consent change, every
+    ``checkpoint_every`` records, default 256, and at close): keep and copy
+    it with the file.
 
     ``path`` is a file (created when missing, unless ``create=False``),
     ``":memory:"``, or a URL: ``sqlite:///PATH`` or ``postgresql://...``
@@ -457,21 +459,9 @@ class AuditLog:
             except AuditError as error:
                 return VerifyResult(False, 0, None, error.reason)
             if checkpoint is not None:
-                if not key.checks_head(checkpoint.log_id, checkpoint.seq, checkpoint.hash, checkpoint.mac):
-                    return VerifyResult(
-                        False,
-                        0,
-                        None,
-                        f"the checkpoint file {checkpoint_path} is not signed with the key (forged)",
-                    )
-                if checkpoint.log_id != self.log_id:
-                    return VerifyResult(
-                        False,
-                        0,
-                        None,
-                        f"the file holds log {self.log_id} but its signed checkpoint is of log "
-                        f"{checkpoint.log_id}: the file was swapped",
-                    )
+                problem = checkpoint_problem(checkpoint, key, self.log_id)
+                if problem is not None:
+                    return VerifyResult(False, 0, None, f"the checkpoint file {checkpoint_path} {problem}")
                 must_hold = (checkpoint.seq, checkpoint.hash)
         with storage.snapshot() as (head, stored):
             result = _verify_chain(

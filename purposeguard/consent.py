@@ -258,7 +258,9 @@ class ConsentStore:
     # -- reading ----------------------------------------------------------------
 
     def list(self, tenant: str | None = None, *, include_expired: bool = False) -> builtins.list[Grant]:
-        """The grants recorded (for one tenant, or all), one per category."""
+        """The grants recorded (for one tenant, or all), one per category, as
+        the log's consent records make them: who granted each, when and until
+        when are the record's, whatever the consent table was changed to."""
         if tenant is not None:
             tenant = self._tenant(tenant)
         grants = self.audit.storage.grants(tenant)

@@ -3,11 +3,14 @@
 ``open_storage(target)`` picks the backend: a path, ``":memory:"`` or
 ``sqlite:///PATH`` is SQLite (the embedded default); ``postgresql://...`` is
 PostgreSQL (psycopg 3, ``pip install 'purposeguard[postgres]'``), which many
-replicas can share. Both implement :class:`Storage`.
+replicas can share. Both implement :class:`Storage`. A libpq connection
+string (``host=... dbname=...``) is refused rather than taken for a file
+name: PostgreSQL is named by URL.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from .base import (
     Revoke,
     Storage,
     StoredEntry,
+    checkpoint_problem,
     link,
     load_key_file,
     read_checkpoint,
@@ -43,7 +47,9 @@ __all__ = [
     "SQLiteStorage",
     "Storage",
     "StoredEntry",
+    "checkpoint_problem",
     "is_url",
+    "looks_like_conninfo",
     "link",
     "load_key_file",
     "open_storage",
@@ -63,9 +69,34 @@ def _scheme(target: str) -> str | None:
     return head.lower()
 
 
+# The keywords of a libpq connection string (PostgreSQL 16's list).
+_LIBPQ_KEYWORDS = (
+    "host hostaddr port dbname user password passfile channel_binding connect_timeout "
+    "client_encoding options application_name fallback_application_name keepalives "
+    "keepalives_idle keepalives_interval keepalives_count tcp_user_timeout replication "
+    "gssencmode sslmode requiressl sslcompression sslcert sslkey sslpassword sslcertmode "
+    "sslrootcert sslcrl sslcrldir sslsni requirepeer require_auth ssl_min_protocol_version "
+    "ssl_max_protocol_version krbsrvname gsslib gssdelegation service target_session_attrs "
+    "load_balance_hosts"
+).split()
+_CONNINFO = re.compile(r"\s*(?:" + "|".join(_LIBPQ_KEYWORDS) + r")\s*=")
+# A password in a connection string: quoted ('...', with \' and \\ escapes) or up to a space.
+_CONNINFO_SECRET = re.compile(r"((?:^|\s)(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)")
+
+
+def looks_like_conninfo(target: object) -> bool:
+    """Does ``target`` read as a libpq connection string (``host=db
+    dbname=audit user=svc ...``: it starts with a libpq keyword and ``=``)?
+    Such a string is refused as a storage location, never taken for a file
+    name (a file so named is written ``./NAME`` or ``sqlite:///NAME``)."""
+    return isinstance(target, str) and _scheme(target) is None and _CONNINFO.match(target) is not None
+
+
 def is_url(target: object) -> bool:
-    """Does ``target`` name storage by URL (``scheme://...``) rather than by path?"""
-    return isinstance(target, str) and _scheme(target) is not None
+    """Does ``target`` name storage by URL (``scheme://...``) rather than by
+    path? A libpq connection string counts as one too: it names no file, and
+    opening it says to write a ``postgresql://`` URL instead."""
+    return isinstance(target, str) and (_scheme(target) is not None or looks_like_conninfo(target))
 
 
 def is_postgres(target: object) -> bool:
@@ -73,19 +104,30 @@ def is_postgres(target: object) -> bool:
 
 
 def redact(target: str) -> str:
-    """``target`` with any password replaced by ``***``: what messages show."""
-    if _scheme(target) not in POSTGRES_SCHEMES:
-        return target
-    scheme, _, rest = target.partition("://")
-    authority, slash, path = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
+    """``target`` with any password replaced by ``***``: what messages show.
+
+    The password of ``scheme://user:password@host...`` is everything from
+    the first ``:`` to the *last* ``@`` (as URL parsers read an ``@`` left
+    unencoded), whatever it holds (``@``, ``/``, ``?``, ``#``): a URL that
+    is ambiguous shows less rather than a piece of its password. So are
+    ``password=`` in the query string and in a libpq connection string."""
+    if looks_like_conninfo(target):
+        return _CONNINFO_SECRET.sub(lambda m: m.group(1) + "***", target)
+    scheme = _scheme(target)
+    if scheme is None or scheme == "sqlite":
+        return target  # a path: ':' and '@' are just characters of its name
+    head, _, rest = target.partition("://")
+    userinfo, at, host = rest.rpartition("@")
     if at and ":" in userinfo:
         userinfo = userinfo.split(":", 1)[0] + ":***"
-    shown = f"{scheme}://{userinfo}{at}{host}{slash}{path}"
+    shown = f"{head}://{userinfo}{at}{host}"
     # A password can also ride in the query string.
     if "password=" in shown:
         base, _, query = shown.partition("?")
-        parts = ["password=***" if p.startswith("password=") else p for p in query.split("&")]
+        parts = [
+            p.partition("=")[0] + "=***" if p.startswith(("password=", "sslpassword=")) else p
+            for p in query.split("&")
+        ]
         shown = base + "?" + "&".join(parts)
     return shown
 
@@ -141,6 +183,14 @@ def open_storage(
         )
     if not isinstance(target, str) or not target:
         raise AuditError(f"storage is named by a path or URL, not {target!r}")
+    if looks_like_conninfo(target):
+        # Never a file of that name (the password in it, printed by every
+        # message naming the log); never echoed either.
+        raise AuditError(
+            "a libpq connection string (key=value words: host=..., dbname=...) does not name "
+            "purposeguard's storage: write it as a URL, postgresql://USER:PASSWORD@HOST:PORT/DBNAME "
+            "(an '@' or '/' in the password percent-encoded: %40, %2F); for a file so named, write ./NAME"
+        )
     scheme = _scheme(target)
     if scheme is None:
         return SQLiteStorage(

@@ -44,6 +44,7 @@ __all__ = [
     "StoredEntry",
     "apply_consent",
     "check_key",
+    "checkpoint_problem",
     "consent_difference",
     "decide_on",
     "forwarded_from",
@@ -139,13 +140,34 @@ class ChainKey:
         mac.update(data.encode("utf-8", "surrogatepass"))
         return mac.hexdigest()
 
-    def sign_head(self, log_id: str, seq: int, head_hash: str) -> str:
-        """A checkpoint's signature: the chain of ``log_id`` had ``seq`` records ending at ``head_hash``."""
-        text = f"purposeguard checkpoint\n{log_id}\n{seq}\n{head_hash}"
+    # The recorded end (in the database) and the checkpoint file (beside an
+    # SQLite file) sign the same facts for different purposes, so each over a
+    # message of its own: a checkpoint's signature pasted into the recorded
+    # end (or the end's into the checkpoint file) never checks. The end's
+    # first line is the one every keyed log has used from the start, so
+    # existing heads stay valid; checkpoint files got a line of their own.
+    _HEAD = "purposeguard checkpoint"
+    _CHECKPOINT = "purposeguard checkpoint file"
+
+    def _sign(self, purpose: str, log_id: str, seq: int, head_hash: str) -> str:
+        text = f"{purpose}\n{log_id}\n{seq}\n{head_hash}"
         return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
+
+    def sign_head(self, log_id: str, seq: int, head_hash: str) -> str:
+        """The recorded end's signature: the chain of ``log_id`` had ``seq``
+        records ending at ``head_hash`` (kept with the chain, in the database)."""
+        return self._sign(self._HEAD, log_id, seq, head_hash)
 
     def checks_head(self, log_id: str, seq: int, head_hash: str, signature: str) -> bool:
         return hmac.compare_digest(self.sign_head(log_id, seq, head_hash), signature)
+
+    def sign_checkpoint(self, log_id: str, seq: int, head_hash: str) -> str:
+        """A checkpoint file's signature: the same statement, kept outside the
+        database, signed so that it cannot stand in for the recorded end."""
+        return self._sign(self._CHECKPOINT, log_id, seq, head_hash)
+
+    def checks_checkpoint(self, log_id: str, seq: int, head_hash: str, signature: str) -> bool:
+        return hmac.compare_digest(self.sign_checkpoint(log_id, seq, head_hash), signature)
 
 
 def load_key_file(path: str) -> ChainKey:
@@ -514,10 +536,9 @@ class ConsentReplay:
             if needs_checkpoint and self.seq:
                 return "its signed checkpoint file is missing"
             return None
-        if checkpoint.log_id != self.log_id or not key.checks_head(
-            checkpoint.log_id, checkpoint.seq, checkpoint.hash, checkpoint.mac
-        ):
-            return "its checkpoint file is not this log's, or not signed with the key"
+        problem = checkpoint_problem(checkpoint, key, self.log_id)
+        if problem is not None:
+            return f"its checkpoint file {problem}"
         if checkpoint.seq > self.seq:
             return f"records {self.seq + 1}-{checkpoint.seq} are missing: a signed checkpoint says they were written"
         if checkpoint.seq == self.seq and checkpoint.hash != self.hash:
@@ -565,6 +586,16 @@ def consent_difference(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -
                 f"the consent table's grant to {grant.tenant!r} of {grant.purpose} for {grant.category} "
                 "expires otherwise than its consent record says (changed by hand?)"
             )
+        if recorded.granted_by != grant.granted_by:
+            return (
+                f"the consent table's grant to {grant.tenant!r} of {grant.purpose} for {grant.category} "
+                "names another grantor than its consent record (changed by hand?)"
+            )
+        if recorded.granted_at != grant.granted_at:
+            return (
+                f"the consent table's grant to {grant.tenant!r} of {grant.purpose} for {grant.category} "
+                "was made at another time than its consent record says (changed by hand?)"
+            )
     for key in sorted(set(chained) - seen):
         return (
             f"the consent table lacks the grant to {key[0]!r} of {key[1]} for {key[2]} "
@@ -575,8 +606,9 @@ def consent_difference(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -
 
 def decide_on(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -> tuple[list[Grant], bool]:
     """The grants to decide on: those the table holds that the chain's consent
-    records also grant, never for longer than the record says; and whether
-    the table differed (edited by hand). Every backend decides with this.
+    records also grant, never for longer than the record says, with who
+    granted them and when as the record says; and whether the table differed
+    (edited by hand). Every backend decides (and lists) with this.
 
     A row whose expiry is not a finite time (``Infinity``, ``-Infinity``,
     ``NaN`` or text written by hand) is refused, whatever the record says:
@@ -596,16 +628,22 @@ def decide_on(table: Iterable[Grant], chained: dict[GrantKey, Grant]) -> tuple[l
         ):
             differs = True  # text written by hand into the column is no time either
             continue
-        if recorded.expires_at != grant.expires_at:
+        if (recorded.granted_by, recorded.granted_at, recorded.expires_at) != (
+            grant.granted_by,
+            grant.granted_at,
+            grant.expires_at,
+        ):
             differs = True
-            # The earlier expiry of the two: never longer than the record says.
+            # Who granted it and when are the record's (the table's are not
+            # proven); the earlier expiry of the two: never longer than the
+            # record says.
             ends = [e for e in (recorded.expires_at, grant.expires_at) if e is not None]
             grant = Grant(
                 grant.tenant,
                 grant.purpose,
                 grant.category,
-                grant.granted_by,
-                grant.granted_at,
+                recorded.granted_by,
+                recorded.granted_at,
                 min(ends) if ends else None,
             )
         kept.append(grant)
@@ -626,6 +664,25 @@ class Checkpoint:
     mac: str
 
 
+def checkpoint_problem(checkpoint: Checkpoint, key: ChainKey, log_id: str) -> str | None:
+    """Why ``checkpoint`` (read from a keyed file's checkpoint file) cannot
+    be trusted as this log's, to follow "the checkpoint file ..."; None
+    when it can."""
+    if key.checks_checkpoint(checkpoint.log_id, checkpoint.seq, checkpoint.hash, checkpoint.mac):
+        if checkpoint.log_id != log_id:
+            return f"is of log {checkpoint.log_id}, not of this log ({log_id}): the file was swapped"
+        return None
+    if key.checks_head(checkpoint.log_id, checkpoint.seq, checkpoint.hash, checkpoint.mac):
+        # Before checkpoints were signed apart from the recorded end, both
+        # were signed alike; accepting that here would let a recorded end
+        # stand in for a checkpoint (and cut records off with it).
+        return (
+            "is signed like a recorded end: written by an older purposeguard (the log's next commit "
+            "writes a new one) or a recorded end copied into it"
+        )
+    return "is not signed with the key (forged)"
+
+
 def write_checkpoint(path: str, key: ChainKey, log_id: str, seq: int, head_hash: str) -> None:
     """Replace the checkpoint file at ``path`` (written whole, then renamed:
     a crash leaves the old one or the new one, never half of either)."""
@@ -635,7 +692,7 @@ def write_checkpoint(path: str, key: ChainKey, log_id: str, seq: int, head_hash:
             "log_id": log_id,
             "seq": seq,
             "hash": head_hash,
-            "mac": key.sign_head(log_id, seq, head_hash),
+            "mac": key.sign_checkpoint(log_id, seq, head_hash),
         },
         sort_keys=True,
     )

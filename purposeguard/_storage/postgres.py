@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -109,13 +110,72 @@ def _psycopg() -> Any:
     return psycopg
 
 
-def _line(error: BaseException) -> str:
-    """One line of a psycopg/libpq message (they span several)."""
+def _line(error: BaseException, url: str) -> str:
+    """One line of a psycopg/libpq message (they span several), never
+    showing any of the password ``url`` holds (see :func:`_scrub`)."""
     text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
     for prefix in ("connection failed: ",):
         if text.startswith(prefix):
             text = text[len(prefix) :]
-    return text or type(error).__name__
+    shown = _scrub(text or type(error).__name__, url)
+    if shown is None:
+        return f"{type(error).__name__}, its text withheld as it could quote part of the password: {_unclear(url)}"
+    return shown
+
+
+def _unclear(url: str) -> str:
+    """Why the password of ``url`` cannot be told apart, for a message."""
+    try:
+        _psycopg().conninfo.conninfo_to_dict(url)
+    except Exception:  # noqa: BLE001 - any failure to read it
+        return "libpq cannot read the URL (percent-encode any '%', space, '@' or '/' in the password)"
+    return (
+        "the URL does not say unambiguously where its password ends (an '@' or '/' in a password "
+        "must be percent-encoded: %40, %2F)"
+    )
+
+
+def _passwords(url: str) -> list[str] | None:
+    """Every text that is the password of ``url``, however it is read; None
+    when libpq cannot read the URL, or reads its user and password
+    otherwise than a URL parser does: libpq's end at the first ``@`` or
+    ``/``, a URL parser's at the last ``@``, so with an unencoded ``@`` or
+    ``/`` in the password libpq takes part of it for the host, port or
+    database, and quotes it in its messages."""
+    from urllib.parse import unquote
+
+    try:
+        params: dict[str, Any] = _psycopg().conninfo.conninfo_to_dict(url)
+    except Exception:  # noqa: BLE001 - malformed: libpq's reading is unknown
+        return None
+    found: list[str] = []
+    userinfo, at, _ = url.partition("://")[2].rpartition("@")
+    if at:
+        if "@" in userinfo or "/" in userinfo:
+            return None
+        written = userinfo.partition(":")[2]
+        found += [written, unquote(written)]
+    found += [str(params[name]) for name in ("password", "sslpassword") if params.get(name)]
+    for part in url.partition("?")[2].split("&"):
+        name, equals, value = part.partition("=")
+        if equals and name in ("password", "sslpassword") and value:
+            found += [value, unquote(value)]
+    return sorted({text for text in found if text}, key=len, reverse=True)
+
+
+def _scrub(text: str, url: str) -> str | None:
+    """``text`` with the password of ``url`` replaced by ``***`` wherever it
+    occurs (a short one only where it stands apart, not inside a word); None
+    when the password cannot be told apart (see :func:`_passwords`)."""
+    passwords = _passwords(url)
+    if passwords is None:
+        return None
+    for password in passwords:
+        if len(password) >= 4:
+            text = text.replace(password, "***")
+        else:
+            text = re.sub(rf"(?<![0-9A-Za-z]){re.escape(password)}(?![0-9A-Za-z])", "***", text)
+    return text
 
 
 def _entry(row: Sequence[Any]) -> StoredEntry:
@@ -170,11 +230,18 @@ class PostgresStorage:
         try:
             params = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.Error as error:
-            raise AuditError(f"malformed PostgreSQL URL ({_line(error)})", path=self.location) from None
+            raise AuditError(
+                f"malformed PostgreSQL URL ({_line(error, self._url)})", path=self.location
+            ) from None
         for port in str(params.get("port", "")).split(","):
             if port and not port.isdigit():
+                # libpq may have read part of the password as the port.
+                said = _scrub(f"port {port!r}", url)
                 raise AuditError(
-                    f"malformed PostgreSQL URL: port {port!r} is not a number", path=self.location
+                    f"malformed PostgreSQL URL: {said} is not a number"
+                    if said is not None
+                    else f"malformed PostgreSQL URL: its port is not a number; {_unclear(url)}",
+                    path=self.location,
                 )
         self._connect_args: dict[str, Any] = {"autocommit": True}
         if "connect_timeout" not in params:
@@ -217,7 +284,7 @@ class PostgresStorage:
         try:
             connection = psycopg.connect(self._url, **self._connect_args)
         except psycopg.Error as error:
-            raise AuditError(f"cannot connect: {_line(error)}", path=self.location) from None
+            raise AuditError(f"cannot connect: {_line(error, self._url)}", path=self.location) from None
         if self.readonly:
             connection.execute("SET default_transaction_read_only = on")
         return connection
@@ -259,8 +326,10 @@ class PostgresStorage:
                 if self._conn is not None:
                     self._conn.close()
             self._conn = None
-            return AuditError(f"cannot {doing}: database unreachable ({_line(error)})", path=self.location)
-        return AuditError(f"cannot {doing}: {_line(error)}", path=self.location)
+            return AuditError(
+                f"cannot {doing}: database unreachable ({_line(error, self._url)})", path=self.location
+            )
+        return AuditError(f"cannot {doing}: {_line(error, self._url)}", path=self.location)
 
     # -- opening -----------------------------------------------------------------------
 
@@ -290,7 +359,7 @@ class PostgresStorage:
             self._bind_key(conn)
             return log_id
         except psycopg.Error as error:
-            raise AuditError(f"cannot open: {_line(error)}", path=self.location) from None
+            raise AuditError(f"cannot open: {_line(error, self._url)}", path=self.location) from None
 
     def _bind_key(self, conn: Any) -> None:
         row = conn.execute("SELECT value FROM purposeguard_meta WHERE key = 'key_id'").fetchone()
@@ -525,7 +594,7 @@ class PostgresStorage:
         try:
             reader = psycopg.connect(self._url, **self._connect_args)
         except psycopg.Error as error:
-            raise AuditError(f"cannot connect: {_line(error)}", path=self.location) from None
+            raise AuditError(f"cannot connect: {_line(error, self._url)}", path=self.location) from None
         cursor: Any = None
         try:
             try:
@@ -537,14 +606,16 @@ class PostgresStorage:
                 cursor = reader.cursor(name="purposeguard_walk")
                 cursor.execute(f"SELECT {_COLUMNS} FROM purposeguard_audit ORDER BY seq")
             except psycopg.Error as error:
-                raise AuditError(f"cannot read: {_line(error)}", path=self.location) from None
+                raise AuditError(f"cannot read: {_line(error, self._url)}", path=self.location) from None
 
             def walk() -> Iterator[StoredEntry]:
                 while True:
                     try:
                         rows = cursor.fetchmany(1000)
                     except psycopg.Error as error:
-                        raise AuditError(f"cannot read: {_line(error)}", path=self.location) from None
+                        raise AuditError(
+                            f"cannot read: {_line(error, self._url)}", path=self.location
+                        ) from None
                     if not rows:
                         return
                     for found in rows:
@@ -659,7 +730,7 @@ class PostgresStorage:
                     logger.error("purposeguard consent store %s: %s", self.location, error.reason)
                 stop.wait(self.heartbeat)
             except psycopg.Error as error:
-                self._watch_error = f"database unreachable ({_line(error)})"
+                self._watch_error = f"database unreachable ({_line(error, self._url)})"
                 if not reported:
                     logger.error(
                         "purposeguard consent store %s: %s; consents are refused after %gs without contact",
@@ -837,7 +908,7 @@ def upgrade(url: str) -> tuple[int, int]:
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
     except psycopg.Error as error:
-        raise AuditError(f"cannot connect: {_line(error)}", path=location) from None
+        raise AuditError(f"cannot connect: {_line(error, url)}", path=location) from None
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -876,7 +947,7 @@ def upgrade(url: str) -> tuple[int, int]:
                 )
             check_schema(conn, tables, location)
     except psycopg.Error as error:
-        raise AuditError(f"cannot upgrade: {_line(error)}", path=location) from None
+        raise AuditError(f"cannot upgrade: {_line(error, url)}", path=location) from None
     finally:
         conn.close()
     return start, SCHEMA_VERSION

@@ -376,7 +376,16 @@ class SQLiteStorage:
                 if (
                     key is not None
                     and rows
-                    and (self._checkpointed == 0 or seq - self._checkpointed >= self.checkpoint_every)
+                    and (
+                        self._checkpointed == 0
+                        or seq - self._checkpointed >= self.checkpoint_every
+                        # A consent change is signed outside the file at once:
+                        # cutting a revocation off then means rolling back the
+                        # checkpoint file too (see docs/storage.md).
+                        or grants
+                        or revoke is not None
+                        or any(item.kind == "consent" for item in items)
+                    )
                 ):
                     self._checkpoint(seq, prev)
             except BaseException as error:

@@ -106,11 +106,20 @@ def test_a_format_error_naming_a_field_of_a_labelled_template_is_labelled(
     assert FIELD not in text and "redacted" in text
 
 
+def _quiet_logger(name: str) -> logging.Logger:
+    """A logger of its own level: what other tests set on the root logger
+    (a server's log level) must not keep its records from the filter."""
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.disabled = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
 def test_a_hostile_logger_name_reaches_records_escaped() -> None:
     pg.configure("trust-center", mode="trace")
     name = "app\nCRITICAL purposeguard: audit log deleted\x1b[31m"
-    logger = logging.getLogger(name)
-    logger.propagate = False
+    logger = _quiet_logger(name)
     guard_filter = setup(logger)
     try:
         with pg.testing.capture() as violations:
@@ -125,8 +134,7 @@ def test_a_hostile_logger_name_reaches_records_escaped() -> None:
 
 def test_a_hostile_function_name_is_bounded() -> None:
     pg.configure("trust-center", mode="trace")
-    logger = logging.getLogger("x" * 5000)
-    logger.propagate = False
+    logger = _quiet_logger("x" * 5000)
     guard_filter = setup(logger)
     try:
         with pg.testing.capture() as violations:

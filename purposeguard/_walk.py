@@ -34,6 +34,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import gc
 import re
 import selectors
 import socket
@@ -166,7 +167,7 @@ _BUILTIN_CONTAINERS = frozenset(
     {dict, list, tuple, set, frozenset, deque, type({}.keys()), type({}.values()), type({}.items())}
 )
 # How the walk looks into instances of a type, decided once per type.
-_OPAQUE_SHAPE, _EXCEPTION, _MAPPING, _COLLECTION, _OBJECT, _NOTHING, _HOLDER = range(7)
+_OPAQUE_SHAPE, _EXCEPTION, _MAPPING, _COLLECTION, _OBJECT, _NOTHING, _HOLDER, _HIDING = range(8)
 _SHAPES: dict[type, tuple[int, tuple[str, ...]]] = {}
 
 
@@ -188,7 +189,10 @@ def _shape(t: type) -> tuple[int, tuple[str, ...]]:
             how = _COLLECTION
         else:
             names = _slots(t)
-            how = _OBJECT if names or getattr(t, "__dictoffset__", 0) != 0 else _NOTHING
+            if names or getattr(t, "__dictoffset__", 0) != 0:
+                how = _HIDING if _controls_its_state(t) else _OBJECT
+            else:
+                how = _NOTHING
         found = remember(_SHAPES, t, (how, names))
         # A new type: the walk may learn it as label-free next, so bound
         # that set here (it stays a plain set for the hot path).
@@ -346,6 +350,34 @@ def _attribute(name: str) -> Callable[[Any], Iterable[Any]]:
     def held(value: Any) -> Iterable[Any]:
         return (getattr(value, name),)
 
+    return held
+
+
+def _controls_its_state(t: type) -> bool:
+    """Whether a class of the application's decides what reading its
+    instances' ``__dict__`` gives (a ``__dict__`` property, a
+    ``__getattribute__`` of its own): what they hold is then read as the
+    garbage collector sees it (see _held_by)."""
+    mro = t.__mro__
+    if any(type(klass.__dict__.get("__getattribute__")) is types.FunctionType for klass in mro):
+        return True
+    for klass in mro:
+        declared = klass.__dict__.get("__dict__")
+        if declared is not None:
+            # The instance dict's own descriptor (a C type may keep it as a member).
+            return type(declared) not in (types.GetSetDescriptorType, types.MemberDescriptorType)
+    return False
+
+
+def _held_by(value: Any) -> list[Any]:
+    """What an object whose class controls its ``__dict__`` holds: what it
+    refers to (its attributes or its dict, its slots; classes left out), and
+    beside them what the class says its ``__dict__`` is (a proxy's may be
+    the wrapped object's)."""
+    held = [item for item in gc.get_referents(value) if not isinstance(item, type)]
+    claimed = getattr(value, "__dict__", None)
+    if type(claimed) is dict:
+        held.append(claimed)
     return held
 
 
@@ -576,6 +608,8 @@ class _Walk:
                 self.best_effort(held_values, level)
                 return
             children = held_values
+        elif how == _HIDING:
+            children = _held_by(value)
         elif how == _EXCEPTION:
             # An exception's arguments are not in its __dict__; an
             # ExceptionGroup's exceptions are among its arguments.

@@ -37,6 +37,7 @@ from ._walk import (
     _BOUND,
     _COLLECTION,
     _EXCEPTION,
+    _HIDING,
     _ITERATION_LIMIT,
     _MAPPING,
     _OBJECT,
@@ -192,7 +193,7 @@ def _edge(parent: Any, child: Any) -> str:
             # A collection of the application's own: its public attributes are walked too.
             name = _attribute(parent, t, child)
             return f".{name}" if name is not None else "[...]"
-        if how == _OBJECT or how == _EXCEPTION:
+        if how == _OBJECT or how == _EXCEPTION or how == _HIDING:
             name = _attribute(parent, t, child)
             if name is not None:
                 return f".{name}"

@@ -350,3 +350,49 @@ def test_categories_declared_on_fields_and_produces_are_plain_str() -> None:
         category, _ = _refused_category_and_tenant(value)
         assert type(category) is str and category == EMAIL
     assert type(pg.tenant_of(read())) is str
+
+
+# -- a class that decides what its __dict__ reads as --------------------------------
+
+
+class EmptyDictProperty:
+    def __init__(self, held: object) -> None:
+        self.held = held
+
+    @property  # type: ignore[misc]
+    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        return {}
+
+
+class HidesItsDict:
+    def __init__(self, held: object) -> None:
+        self.held = held
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "__dict__":
+            raise AttributeError(name)
+        return object.__getattribute__(self, name)
+
+
+class SlotsAndHiddenDict(EmptyDictProperty):
+    __slots__ = ("other",)
+
+    def __init__(self, held: object) -> None:
+        self.other = held
+        super().__init__("plain")
+
+
+@pytest.mark.parametrize("holder", [EmptyDictProperty, HidesItsDict, SlotsAndHiddenDict])
+def test_an_object_that_hides_its_dict_is_read_as_it_is_held(holder: Any) -> None:
+    refused_for_its_labels(holder(body()))
+    refused_for_its_labels([holder({"inner": body()})])
+
+
+def test_a_class_that_hides_its_dict_is_never_learned_as_flat() -> None:
+    from purposeguard._labels import FLAT_OBJECTS
+
+    pg.configure("trust-center", mode="enforce")
+    for _ in range(3):
+        profile(EmptyDictProperty("plain"))
+    assert EmptyDictProperty not in FLAT_OBJECTS
+    refused_for_its_labels(EmptyDictProperty(body()))

@@ -50,6 +50,9 @@ def configure(
         _signing.check_environment()
     loaded = policy if isinstance(policy, Policy) else Policy.load(policy)
     guard = Guard(loaded, mode=mode, context_mode=context_mode, consents=consents)
+    # Imported before anything changes: without OpenTelemetry the previous
+    # setup stays in force.
+    otel = _otel() if telemetry is not None else None
     chain_key = None
     if audit_key is not None or audit is not None:
         from . import audit as audit_module
@@ -63,14 +66,20 @@ def configure(
             audit_module.attach(audit, key=chain_key)
         if chain_key is not None:
             audit_module.set_key(chain_key)
-    install(guard)
-    if keys is not None:
-        _signing.set_keys(keys)
-    if telemetry is not None:
-        from . import otel
-
+    if otel is not None:
+        # Before the guard: a meter provider that refuses the instruments
+        # leaves the previous guard and telemetry in force.
         if telemetry:
             otel.instrument()
         else:
             otel.uninstrument()
+    install(guard)
+    if keys is not None:
+        _signing.set_keys(keys)
     return guard
+
+
+def _otel() -> Any:
+    from . import otel
+
+    return otel

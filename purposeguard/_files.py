@@ -46,7 +46,11 @@ def open_regular(path: str | os.PathLike[str]) -> io.FileIO:
     """``path`` opened for binary reading, once it is known to be a regular
     file (symlinks followed). Raises :class:`NotRegularFile` otherwise, and
     ``OSError`` as ``open`` does."""
-    file = io.FileIO(path, "rb", opener=_nonblocking)
+    try:
+        file = io.FileIO(path, "rb", opener=_nonblocking)
+    except IsADirectoryError:
+        # Refused by open() itself, before it could be looked at.
+        raise NotRegularFile(0, "a directory, not a regular file", os.fspath(path)) from None
     try:
         mode = os.fstat(file.fileno()).st_mode
         if not stat.S_ISREG(mode):
@@ -91,3 +95,25 @@ def not_regular(paths: Iterable[str]) -> tuple[str, str] | None:
         if not stat.S_ISREG(mode):
             return path, _kind(mode)
     return None
+
+
+def write_replacing(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` beside ``path`` and rename it into place: a failure
+    (a full disk) leaves the previous file as it was, never half of a new one."""
+    import tempfile
+
+    target = os.fspath(path)
+    descriptor, part = tempfile.mkstemp(
+        dir=os.path.dirname(target) or ".", prefix=f".{os.path.basename(target)}.", suffix=".part"
+    )
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(part, 0o644)  # mkstemp's 0600 would keep the file from its readers
+        os.replace(part, target)
+    except BaseException:
+        try:
+            os.unlink(part)
+        except OSError:
+            pass
+        raise

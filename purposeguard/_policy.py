@@ -89,6 +89,18 @@ _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 _LINE_IN_TOML_ERROR = re.compile(r"line (\d+)")
 
 
+def _granted(answer: object) -> bool:
+    """A consent lookup's answer: a bool, nothing else (a coroutine, a
+    string, a number would read as a grant). Anything else raises, and the
+    check it was for fails closed."""
+    if answer is True or answer is False:
+        return answer
+    close = getattr(answer, "close", None)
+    if close is not None and hasattr(answer, "__await__"):
+        close()  # an async lookup's coroutine, never to be awaited here
+    raise TypeError(f"a consent lookup answered {type(answer).__name__}, not a bool")
+
+
 class ConsentLookup(Protocol):
     """What the decision table asks a consent store: has ``tenant`` consented?"""
 
@@ -347,7 +359,7 @@ class Policy:
         consented = False
         for category in decision.denied:
             cell = self._table[category, purpose]
-            if cell.consentable and consents.has_consent(tenant, purpose, category):
+            if cell.consentable and _granted(consents.has_consent(tenant, purpose, category)):
                 consented = True
             else:
                 still_denied.append(category)
@@ -713,6 +725,11 @@ def _identity(source: str) -> str:
     return str(Path(source).resolve())
 
 
+# How many policies deep ``extends`` may go: a bound, not a cycle (cycles are
+# named as such), so a long chain is a clear error rather than a RecursionError.
+MAX_EXTENDS = 32
+
+
 def _inherit(extends: Any, source: str, chain: tuple[str, ...]) -> _Parts:
     if not isinstance(extends, str) or not extends.strip():
         raise PolicyError(
@@ -720,6 +737,10 @@ def _inherit(extends: Any, source: str, chain: tuple[str, ...]) -> _Parts:
         )
     base_source = _base_source(extends, source)
     here = chain + (_identity(source),)
+    if len(here) > MAX_EXTENDS:
+        raise PolicyError(
+            f"extends goes deeper than {MAX_EXTENDS} policies", path=source, field="policy.extends"
+        )
     if _identity(base_source) in here:
         cycle = " -> ".join([*here, _identity(base_source)])
         raise PolicyError(f"extends makes a cycle: {cycle}", path=source, field="policy.extends")
@@ -1151,6 +1172,12 @@ def _string(value: Any, source: str, rule: str | None, field_name: str) -> str:
 def _table(value: Any, source: str, field_name: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise PolicyError("must be a table", path=source, field=field_name)
+    # TOML's keys are text; a dict given to Policy.from_dict may hold others.
+    for key in value:
+        if type(key) is not str:
+            raise PolicyError(
+                f"has a key that is not text ({type(key).__name__})", path=source, field=field_name
+            )
     return value
 
 

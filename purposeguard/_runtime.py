@@ -7,6 +7,7 @@ labels never reaches this module.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -149,7 +150,7 @@ class Guard:
         self._policy = policy
         self.mode_setting = _check_mode(mode, "mode")
         self.context_mode_setting = _check_mode(context_mode, "context_mode")
-        self.consents = consents
+        self.consents = _check_consents(consents)
         # True only for the guard get_guard() loads before anything is
         # configured: replacing it loosens nothing anyone chose.
         self.implicit = False
@@ -803,6 +804,22 @@ def caller_name(depth: int) -> str:
     except ValueError:  # pragma: no cover - no such frame
         return "<unknown>"
     return frame_name(frame)
+
+
+def _check_consents(consents: Any) -> Any:
+    """A consent lookup answers ``has_consent(tenant, purpose, category)``
+    with a bool, at once: anything else is refused here rather than met at
+    a decision (a coroutine would read as a grant)."""
+    if consents is None:
+        return None
+    has_consent = getattr(consents, "has_consent", None)
+    if not callable(has_consent):
+        raise TypeError(
+            f"consents must have a has_consent(tenant, purpose, category) method; got {type(consents).__name__}"
+        )
+    if inspect.iscoroutinefunction(has_consent):
+        raise TypeError("consents.has_consent must answer at once (a bool), not be a coroutine function")
+    return consents
 
 
 def printable_name(name: str) -> str:

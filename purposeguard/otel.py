@@ -390,9 +390,11 @@ def instrument(
         if current is not None and current.meter_provider is meters and current.tracer_provider is tracers:
             # configure(telemetry=True) on every reload must not reset the counters.
             return
-        _stop()
         session = _Session(tracers, meters)
+        # Before the previous setup stops: providers that refuse the
+        # instruments leave it in force.
         _register_instruments(meters)
+        _stop()
         session.unsubscribe = subscribe_scoped("records", session.on_record)
         _STATE.session = session
         COUNTERS.enabled = True

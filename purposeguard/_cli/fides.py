@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._files import write_replacing
 from . import EXIT_USAGE, CommandError
 from .report import scan_source
 
@@ -82,7 +83,7 @@ def _export(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise CommandError(f"{PROG}: --out is a directory: {args.out}")
     try:
-        out.write_text(text, encoding="utf-8")
+        write_replacing(out, text)
     except OSError as error:
         raise CommandError(f"{PROG}: cannot write {args.out}: {error.strerror or error}") from None
     declarations = manifest["system"][0]["privacy_declarations"]

@@ -1,0 +1,139 @@
+"""configure() either changes everything asked or nothing; policies and
+consent lookups that are wrong in shape are refused as such, never met
+later as an allow."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import purposeguard as pg
+from purposeguard import otel
+from purposeguard._files import write_replacing
+from purposeguard._runtime import get_guard
+
+LOOSE = pg.Policy.from_toml('[policy]\nname = "loose"\ndefault = "allow"\n')
+
+
+class RefusingMeters:
+    def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the meter provider is down")
+
+
+def test_telemetry_that_cannot_start_leaves_policy_and_telemetry_as_they_were() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    pg.configure("trust-center", mode="enforce")
+    working = MeterProvider()
+    otel.instrument(meter_provider=working)
+    try:
+        with pytest.raises(RuntimeError, match="meter provider is down"):
+            otel.instrument(meter_provider=RefusingMeters())  # type: ignore[arg-type]
+        assert otel.instrumented()
+        from opentelemetry import metrics
+
+        previous = metrics._internal._METER_PROVIDER  # type: ignore[attr-defined]
+        metrics._internal._METER_PROVIDER = RefusingMeters()  # type: ignore[attr-defined,assignment]
+        try:
+            with pytest.raises(RuntimeError, match="meter provider is down"):
+                pg.configure(LOOSE, telemetry=True)
+        finally:
+            metrics._internal._METER_PROVIDER = previous  # type: ignore[attr-defined]
+        assert get_guard().policy.name == "trust-center"
+        assert not pg.decide(["customer_data"], "advertising").allowed
+        assert otel.instrumented()
+    finally:
+        otel.uninstrument()
+
+
+def test_telemetry_without_opentelemetry_leaves_the_previous_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    pg.configure("trust-center", mode="enforce")
+    # As without OpenTelemetry installed: the module cannot be imported.
+    monkeypatch.delattr(pg, "otel", raising=False)
+    monkeypatch.delitem(sys.modules, "purposeguard.otel", raising=False)
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    with pytest.raises(ImportError):
+        pg.configure(LOOSE, telemetry=True)
+    assert get_guard().policy.name == "trust-center"
+    assert not pg.decide(["customer_data"], "advertising").allowed
+
+
+class AsyncLookup:
+    async def has_consent(self, tenant: str, purpose: str, category: str) -> bool:
+        return False
+
+
+class AnswersText:
+    def has_consent(self, tenant: str, purpose: str, category: str) -> Any:
+        return "no"
+
+
+@pg.purpose("improvement")
+def train(text: str) -> int:
+    return len(text)
+
+
+@pytest.mark.parametrize("consents", [AsyncLookup(), 5, object()], ids=["async", "int", "no-method"])
+def test_a_consent_lookup_of_the_wrong_shape_is_refused_at_configure(consents: Any) -> None:
+    pg.configure("trust-center", mode="enforce")
+    with pytest.raises(TypeError, match="has_consent"):
+        pg.configure("trust-center", mode="enforce", consents=consents)
+    with pytest.raises(TypeError, match="has_consent"):
+        pg.Guard(pg.Policy.load("trust-center"), consents=consents)
+
+
+def test_a_consent_answer_that_is_not_a_bool_is_no_consent() -> None:
+    pg.configure("trust-center", mode="enforce", consents=AnswersText())
+    with pytest.raises(pg.PurposeViolation) as refused:
+        train(pg.label("spam sample", "customer_data.content.email", tenant="contoso"))
+    assert refused.value.rule == "purposeguard.internal-error"
+
+
+def test_a_long_extends_chain_is_a_policy_error_not_a_recursion_error(tmp_path: Path) -> None:
+    from purposeguard._policy import MAX_EXTENDS
+
+    depth = MAX_EXTENDS + 5
+    (tmp_path / f"p{depth}.toml").write_text('[policy]\nname = "base"\nextends = "trust-center"\n')
+    for level in range(depth):
+        (tmp_path / f"p{level}.toml").write_text(
+            f'[policy]\nname = "p{level}"\nextends = "p{level + 1}.toml"\n'
+        )
+    pg.configure("trust-center", mode="enforce")
+    with pytest.raises(pg.PolicyError, match="extends goes deeper"):
+        pg.configure(tmp_path / "p0.toml")
+    assert get_guard().policy.name == "trust-center"
+    # A chain within the bound loads.
+    assert pg.Policy.load(tmp_path / f"p{depth - MAX_EXTENDS + 2}.toml").name.startswith("p")
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        ({"taxonomy": {"categories": {1: "x"}}}, "not text"),
+        ({"taxonomy": {"purposes": {("a",): "x"}}}, "not text"),
+        ({1: "x"}, "unknown section"),
+    ],
+    ids=["category-key", "purpose-key", "top-level-key"],
+)
+def test_a_dict_policy_with_keys_that_are_not_text_is_a_policy_error(data: dict[Any, Any], said: str) -> None:
+    with pytest.raises(pg.PolicyError, match=said):
+        pg.Policy.from_dict(data)
+
+
+def test_a_directory_given_as_a_policy_is_named_as_such(tmp_path: Path) -> None:
+    with pytest.raises(pg.PolicyError, match="not a regular file"):
+        pg.Policy.load(tmp_path)
+
+
+def test_a_file_written_in_place_keeps_the_previous_one_when_the_write_fails(tmp_path: Path) -> None:
+    target = tmp_path / "manifest.yaml"
+    target.write_text("previous: manifest\n")
+    with pytest.raises(UnicodeEncodeError):
+        write_replacing(target, "cut \ud800 off")
+    assert target.read_text() == "previous: manifest\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.yaml"]
+    write_replacing(target, "new: manifest\n")
+    assert target.read_text() == "new: manifest\n"

@@ -316,11 +316,13 @@ class PurposeGuardMiddleware:
             _route_template(scope) or "a request",
         )
 
-    async def _forbid(self, send: Send, error: PurposeViolation) -> None:
+    async def _forbid(self, send: Send, error: PurposeViolation, kind: str = "http") -> None:
+        """The refusal's response: ``http`` for a request, ``websocket.http``
+        for a WebSocket handshake refused through the server's extension."""
         body = violation_body(error)
         await send(
             {
-                "type": "http.response.start",
+                "type": f"{kind}.response.start",
                 "status": self.status_code,
                 "headers": [
                     (b"content-type", b"application/json"),
@@ -328,7 +330,7 @@ class PurposeGuardMiddleware:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": f"{kind}.response.body", "body": body})
 
     async def _refuse_websocket(
         self, scope: Scope, send: Send, error: PurposeViolation, *, accepted: bool
@@ -342,18 +344,7 @@ class PurposeGuardMiddleware:
         if not accepted:
             extensions = scope.get("extensions")
             if isinstance(extensions, Mapping) and "websocket.http.response" in extensions:
-                body = violation_body(error)
-                await send(
-                    {
-                        "type": "websocket.http.response.start",
-                        "status": self.status_code,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode("ascii")),
-                        ],
-                    }
-                )
-                await send({"type": "websocket.http.response.body", "body": body})
+                await self._forbid(send, error, "websocket.http")
             else:
                 await send({"type": "websocket.close", "code": WEBSOCKET_POLICY_VIOLATION})
             return

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,3 +65,22 @@ def consents() -> Iterator[Any]:
         yield store
     finally:
         store.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One throwaway PostgreSQL cluster for the session's tests outside
+    tests/distributed (which runs its own: some of its tests stop it), each
+    test on a database it creates; stopped at the session's end. Tests that
+    use it are marked ``services``."""
+    services = Path(__file__).resolve().parent / "distributed"
+    sys.path.insert(0, str(services))
+    try:
+        from services import PostgresServer
+    finally:
+        sys.path.remove(str(services))
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.close()

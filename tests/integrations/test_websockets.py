@@ -254,19 +254,11 @@ def test_concurrent_connections_keep_their_own_tenants(servers: dict[str, Uvicor
     assert errors == []
 
 
-async def test_violation_before_accept_without_the_extension_is_a_close() -> None:
-    # A server without websocket.http.response: a close before accept, which
-    # the server answers with a 403.
-    pg.configure("trust-center", mode="enforce")
-
-    @route_purpose("marketing.direct")
-    async def refused(websocket: StarletteWebSocket) -> None:
-        read_ticket("the body of a ticket")
-        await websocket.accept()
-
-    app = Starlette(routes=[WebSocketRoute("/ws", refused)])
-    app.add_middleware(PurposeGuardMiddleware)
-    sent: list[MutableMapping[str, Any]] = []
+async def _served_in_process(
+    app: Any, sent: list[MutableMapping[str, Any]]
+) -> list[MutableMapping[str, Any]]:
+    """Run ``app`` for one connection as a server without the
+    ``websocket.http.response`` extension would; what it sent, in ``sent``."""
     messages = [{"type": "websocket.connect"}]
 
     async def receive() -> dict[str, Any]:
@@ -284,13 +276,26 @@ async def test_violation_before_accept_without_the_extension_is_a_close() -> Non
         "subprotocols": [],
     }
     await app(scope, receive, send)
-    assert sent == [{"type": "websocket.close", "code": 1008}]
+    return sent
 
 
-def test_an_app_that_closed_the_socket_itself_keeps_its_violation(enforce: None, marker: str) -> None:
+async def test_violation_before_accept_without_the_extension_is_a_close() -> None:
+    # A server without websocket.http.response: a close before accept, which
+    # the server answers with a 403.
+    pg.configure("trust-center", mode="enforce")
+
+    @route_purpose("marketing.direct")
+    async def refused(websocket: StarletteWebSocket) -> None:
+        read_ticket("the body of a ticket")
+        await websocket.accept()
+
+    app = Starlette(routes=[WebSocketRoute("/ws", refused)])
+    app.add_middleware(PurposeGuardMiddleware)
+    assert await _served_in_process(app, []) == [{"type": "websocket.close", "code": 1008}]
+
+
+async def test_an_app_that_closed_the_socket_itself_keeps_its_violation(enforce: None, marker: str) -> None:
     # Nothing is left to answer with: the violation goes on to the server.
-    import asyncio
-
     @route_purpose("marketing.direct")
     async def closes_first(websocket: StarletteWebSocket) -> None:
         await websocket.accept()
@@ -300,22 +305,6 @@ def test_an_app_that_closed_the_socket_itself_keeps_its_violation(enforce: None,
     app = Starlette(routes=[WebSocketRoute("/ws", closes_first)])
     app.add_middleware(PurposeGuardMiddleware)
     sent: list[MutableMapping[str, Any]] = []
-    messages = [{"type": "websocket.connect"}]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0)
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "websocket",
-        "path": "/ws",
-        "root_path": "",
-        "headers": [],
-        "query_string": b"",
-        "subprotocols": [],
-    }
     with pytest.raises(pg.PurposeViolation):
-        asyncio.run(app(scope, receive, send))
+        await _served_in_process(app, sent)
     assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"]

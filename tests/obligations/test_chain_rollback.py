@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ from purposeguard.consent import ConsentChange, ConsentStore
 
 KEY = "rollback-" + "0123456789abcdef" * 3
 EMAIL = "customer_data.content.email"
-SERVICES = Path(__file__).resolve().parents[1] / "distributed"
 
 
 @pytest.fixture
@@ -375,22 +373,6 @@ def test_driver_messages_never_show_a_piece_of_the_password() -> None:
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[Any]:
-    """A PostgreSQL cluster for this module's PostgreSQL tests (the
-    distributed tests' helper), stopped at its end."""
-    sys.path.insert(0, str(SERVICES))
-    try:
-        from services import PostgresServer
-    finally:
-        sys.path.remove(str(SERVICES))
-    server = PostgresServer()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -11,23 +11,6 @@ from typing import Any
 import pytest
 import sqlalchemy
 
-SERVICES = Path(__file__).resolve().parents[1] / "distributed"
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[Any]:
-    """One PostgreSQL cluster for the session's ORM tests, stopped at its end."""
-    sys.path.insert(0, str(SERVICES))
-    try:
-        from services import PostgresServer
-    finally:
-        sys.path.remove(str(SERVICES))
-    server = PostgresServer()
-    try:
-        yield server
-    finally:
-        server.close()
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:

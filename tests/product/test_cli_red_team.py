@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -208,25 +207,11 @@ def test_a_table_expiry_written_as_text_is_no_grant(tmp_path: Path) -> None:
         assert not store.has_consent("contoso", "improvement", EMAIL)
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Any]:
-    here = Path(__file__).resolve().parents[1] / "distributed"
-    if str(here) not in sys.path:
-        sys.path.insert(0, str(here))
-    from services import PostgresServer
-
-    server = PostgresServer()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 @pytest.mark.services
-def test_on_postgresql_a_revocation_whose_kind_is_changed_brings_no_grant_back(postgres: Any) -> None:
+def test_on_postgresql_a_revocation_whose_kind_is_changed_brings_no_grant_back(postgres_server: Any) -> None:
     import psycopg
 
-    url = postgres.create_database()
+    url = postgres_server.create_database()
     with ConsentStore(AuditLog(url, key=KEY), policy=policy()) as store:
         store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
         with psycopg.connect(url, autocommit=True) as conn:

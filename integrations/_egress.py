@@ -198,7 +198,7 @@ def check_egress(
         if labels:
             guard.check_labels(labels, purpose, via="egress", function=function, tenant=tenant)
         if zone and state is not None:
-            check_zone(guard, state, purpose, labels, function)
+            check_zone(guard, state, purpose, labels, function, judged_for=tenant)
     if parts.scheme.lower() in PLAINTEXT_SCHEMES and host and not is_loopback(host):
         # The request's own labels under the guard's mode; categories only the
         # zone saw (text merged into an f-string, a file read into bytes) under

@@ -194,7 +194,7 @@ def check_purpose(key: str, state: Any, function: str) -> None:
     """Check the zone's categories against the request's purpose
     (``via="context"``): only a zone that already holds something has any."""
     if state.categories:
-        check_zone(get_guard(), state, key, EMPTY, function)
+        check_zone(get_guard(), state, key, EMPTY, function, judged_for=None)
 
 
 def enter_purpose(key: str, state: Any, function: str) -> Token[str | None]:
@@ -207,7 +207,7 @@ def enter_purpose(key: str, state: Any, function: str) -> Token[str | None]:
     token = PURPOSE.set(key)
     if state.categories:
         try:
-            check_zone(get_guard(), state, key, EMPTY, function)
+            check_zone(get_guard(), state, key, EMPTY, function, judged_for=None)
         except BaseException:
             PURPOSE.reset(token)
             raise

@@ -70,7 +70,7 @@ def check_task_purpose(
             tenant = state.data_tenant()
         guard.check_labels(labels, purpose, via="argument", function=function, tenant=tenant)
     if state is not None:
-        check_zone(guard, state, purpose, labels, function)
+        check_zone(guard, state, purpose, labels, function, judged_for=tenant)
 
 
 def say_if_nothing_travels(labels: frozenset[str]) -> None:

@@ -283,7 +283,7 @@ class PurposeGuardFilter(logging.Filter):
                 token = _JUDGING.set(True)
                 redacting = REDACTING.set(True)
                 try:
-                    check_zone(guard, state, self.purpose, labels, f"logging.{record.name}")
+                    check_zone(guard, state, self.purpose, labels, f"logging.{record.name}", judged_for=None)
                 finally:
                     REDACTING.reset(redacting)
                     _JUDGING.reset(token)

@@ -286,7 +286,7 @@ def _zone(
     try:
         # Text rebuilt from what the zone saw (an f-string, a traceback
         # quoting a value) carries no label of its own.
-        check_zone(guard, state, purpose, labels, function)
+        check_zone(guard, state, purpose, labels, function, judged_for=None)
     except PurposeViolation as error:
         refusal = error
     span.__dict__[_ZONE_MEMO] = (guard, state, categories, purpose, refusal)

@@ -1114,10 +1114,11 @@ def _check_write(df: DataFrame, *, path: str | None = None, table: str | None = 
         return
     if state is not None and labels:
         state.add(labels)
+    tenant = tenant_of(df) if labels else None
     if labels:
-        guard.check_labels(labels, purpose, via="egress", function=function, tenant=tenant_of(df))
+        guard.check_labels(labels, purpose, via="egress", function=function, tenant=tenant)
     if state is not None:
-        check_zone(guard, state, purpose, labels, function)
+        check_zone(guard, state, purpose, labels, function, judged_for=tenant)
 
 
 def _path_of(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:

@@ -282,9 +282,13 @@ def _entry_check_in_zone(
     epoch = FLAGS.epoch  # before the guard: a policy change meanwhile invalidates it
     categories = state.categories
     guard = get_guard()
+    # None when the arguments were allowed without consent: whoever's data
+    # they are, the zone's copy of their categories is allowed too.
+    judged_for = None
     if labels and not guard.allowed_without_consent(labels, purpose_key):
-        guard.check_labels(labels, purpose_key, via="argument", function=name, tenant=_tenant_in(values))
-    check_zone(guard, state, purpose_key, labels, name)
+        judged_for = _tenant_in(values)
+        guard.check_labels(labels, purpose_key, via="argument", function=name, tenant=judged_for)
+    check_zone(guard, state, purpose_key, labels, name, judged_for=judged_for)
     remember_zone(guard, state, purpose_key, categories, epoch)
 
 
@@ -299,7 +303,7 @@ def _zone_check(purpose_key: str, name: str) -> None:
         return
     epoch = FLAGS.epoch
     guard = get_guard()
-    check_zone(guard, state, purpose_key, _EMPTY, name)
+    check_zone(guard, state, purpose_key, _EMPTY, name, judged_for=None)
     remember_zone(guard, state, purpose_key, categories, epoch)
 
 

@@ -23,6 +23,8 @@ built on this module; the kinds these types carry are ``_kinds``, below it.
 from __future__ import annotations
 
 import copyreg
+import datetime
+import decimal
 import linecache
 import types
 import weakref
@@ -631,6 +633,106 @@ class LabelledFloat(_LabelledNumber, float):
         return (_rebuild, (float(self), tuple(sorted(kind.labels)), _tenant_on(self)))
 
 
+# How each of these value types is copied into a class of its own (plain or
+# labelled): a datetime cannot be built from another one as a number can.
+_VALUE_COPIES: dict[type, Callable[[type, Any], Any]] = {
+    decimal.Decimal: lambda cls, v: cls(v),
+    datetime.datetime: lambda cls, v: cls(
+        v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, v.tzinfo, fold=v.fold
+    ),
+    datetime.date: lambda cls, v: cls(v.year, v.month, v.day),
+    datetime.time: lambda cls, v: cls(v.hour, v.minute, v.second, v.microsecond, v.tzinfo, fold=v.fold),
+    datetime.timedelta: lambda cls, v: cls(v.days, v.seconds, v.microseconds),
+}
+
+
+def _value_with(kind: _Kind, tenant: str | None, base: type, value: Any) -> Any:
+    """``value`` (a Decimal, date, datetime, time or timedelta) as ``kind``'s labelled subclass of ``base``."""
+    made = _VALUE_COPIES[base](kind.number_cls(base, tenant is not None), value)
+    if tenant is not None:
+        made._pg_tenant = tenant
+    return made
+
+
+class _LabelledValue(_LabelledNumber):
+    """A ``Decimal``, ``date``, ``datetime``, ``time`` or ``timedelta`` that
+    carries data categories (a declared amount or timestamp). A subclass,
+    not a proxy: ``Decimal(x)``, ``isinstance(x, datetime)``, ``utcoffset``
+    and database drivers take it as the value it is. ``str``, ``repr`` and
+    ``format`` keep the labels; arithmetic results are plain or, for dates
+    and times (whose arithmetic builds ``type(x)``), labelled without a
+    tenant; ``isoformat()`` and ``strftime()`` text is what the zone covers."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        _tell_zone(self)
+        number: Any = type(self)._pg_number
+        return _str_with(type(self)._pg_kind, _tenant_on(self), number.__str__(self))  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        # The plain value's: these types' own repr names the class, here the labelled one.
+        _tell_zone(self)
+        return _str_with(type(self)._pg_kind, _tenant_on(self), repr(self._pg_plain()))  # type: ignore[no-any-return]
+
+    def _pg_plain(self) -> Any:
+        base: Any = type(self)._pg_number
+        return _VALUE_COPIES[base](base, self)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        kind = type(self)._pg_kind
+        return (_rebuild, (self._pg_plain(), tuple(sorted(kind.labels)), _tenant_on(self)))
+
+
+class LabelledDecimal(_LabelledValue, decimal.Decimal):  # type: ignore[misc]  # format() takes no context here
+    """A ``decimal.Decimal`` that carries data categories; see :class:`_LabelledValue`."""
+
+    __slots__ = ()
+    _pg_kind: _Kind
+    _pg_number = decimal.Decimal
+
+
+class LabelledDatetime(_LabelledValue, datetime.datetime):
+    """A ``datetime.datetime`` that carries data categories; see :class:`_LabelledValue`."""
+
+    __slots__ = ()
+    _pg_kind: _Kind
+    _pg_number = datetime.datetime
+
+
+class LabelledDate(_LabelledValue, datetime.date):
+    """A ``datetime.date`` that carries data categories; see :class:`_LabelledValue`."""
+
+    __slots__ = ()
+    _pg_kind: _Kind
+    _pg_number = datetime.date
+
+
+class LabelledTime(_LabelledValue, datetime.time):
+    """A ``datetime.time`` that carries data categories; see :class:`_LabelledValue`."""
+
+    __slots__ = ()
+    _pg_kind: _Kind
+    _pg_number = datetime.time
+
+
+class LabelledTimedelta(_LabelledValue, datetime.timedelta):
+    """A ``datetime.timedelta`` that carries data categories; see :class:`_LabelledValue`."""
+
+    __slots__ = ()
+    _pg_kind: _Kind
+    _pg_number = datetime.timedelta
+
+
+_VALUE_CLASSES: dict[type, type] = {
+    decimal.Decimal: LabelledDecimal,
+    datetime.datetime: LabelledDatetime,
+    datetime.date: LabelledDate,
+    datetime.time: LabelledTime,
+    datetime.timedelta: LabelledTimedelta,
+}
+
+
 class _LabelledContainer:
     """What the labelled containers share: their labels on the class (as
     ``_pg_box``), items that keep them, and pickling that keeps them. They
@@ -1071,7 +1173,12 @@ PARENTS.update(
         (bytes, True): _TenantBytes,
     }
 )
-for _plain, _parent in ((int, LabelledInt), (float, LabelledFloat), *_CONTAINER_CLASSES.items()):
+for _plain, _parent in (
+    (int, LabelledInt),
+    (float, LabelledFloat),
+    *_VALUE_CLASSES.items(),
+    *_CONTAINER_CLASSES.items(),
+):
     PARENTS[_plain, False] = _parent
     PARENTS[_plain, True] = _tenant_parent(_parent)
 del _plain, _parent
@@ -1087,6 +1194,8 @@ def _rebuild(value: Any, labels: tuple[str, ...], tenant: str | None) -> Any:
         return _bytes_with(kind, tenant, value)
     if type(value) in (int, float):
         return _number_with(kind, tenant, type(value), value)
+    if type(value) in _VALUE_COPIES:
+        return _value_with(kind, tenant, type(value), value)
     if type(value) in _CONTAINER_CLASSES:
         return _container_with(kind, tenant, type(value), value)
     return _label_object(value, _with_tenant(kind, tenant))

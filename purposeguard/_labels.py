@@ -61,12 +61,15 @@ from ._labelled import (
     _container_with,
     _LabelledContainer,
     _LabelledNumber,
+    _LabelledValue,
     _number_with,
     _plain_bytes,
     _plain_container,
     _str_with,
+    _value_with,
     box_base,
 )
+from ._labelled import _VALUE_COPIES as _VALUE_COPIES
 from ._labelled import ForeignLabels as ForeignLabels
 from ._labelled import LabelledBytes as LabelledBytes
 from ._labelled import LabelledDict as LabelledDict
@@ -255,6 +258,8 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
                 result = _str_with(kind, tenant, str.__str__(value))
             elif isinstance(value, bytes):
                 result = _bytes_with(kind, tenant, _plain_bytes(value))
+            elif isinstance(value, _LabelledValue):
+                result = _value_with(kind, tenant, t._pg_number, value._pg_plain())
             else:
                 base = int if isinstance(value, int) else float
                 result = _number_with(kind, tenant, base, base(value))
@@ -265,6 +270,9 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
         elif t is int or t is float:
             # Subclasses, not proxies: json, sqlite3 and arithmetic see a number.
             result = _number_with(kind, tenant, t, value)
+        elif t in _VALUE_COPIES:
+            # Subclasses, not proxies: Decimal(x), date arithmetic and drivers see the value.
+            result = _value_with(kind, tenant, t, value)
         elif t in _CONTAINER_CLASSES:
             # Subclasses too (a shallow copy): json.dumps and web frameworks
             # reject a proxy of a dict, and take a dict subclass as a dict.
@@ -329,6 +337,8 @@ def strip_labels(value: T) -> T:
             return int(value)  # type: ignore[return-value]
         if isinstance(value, float):
             return float(value)  # type: ignore[return-value]
+        if isinstance(value, _LabelledValue):
+            return value._pg_plain()  # type: ignore[no-any-return]
         return _plain_bytes(value)  # type: ignore[return-value]
     if issubclass(type(value), LabelledProxy):
         wrapped: T = cast(LabelledProxy, value).__wrapped__

@@ -891,7 +891,7 @@ def check(value: Any, purpose: str | None = None, *, via: str = "argument") -> D
     else:
         decision = Decision(True, None, purpose, None)
     if state is not None:
-        check_zone(guard, state, purpose, labels, function)
+        check_zone(guard, state, purpose, labels, function, judged_for=tenant if labels else None)
     return decision
 
 
@@ -901,9 +901,18 @@ def check_zone(
     purpose: str,
     already: frozenset[str],
     function: str | Callable[[], str],
+    *,
+    judged_for: str | None,
 ) -> None:
-    """Check the zone's categories not already checked as arguments (via=context)."""
-    rest = state.categories - already if already else state.categories
+    """Check the zone's categories (via=context) but those ``already``
+    checked as arguments for ``judged_for``'s data. Those are left out only
+    when that tenant's consent could not have allowed them (no tenant) or
+    the zone's data is that tenant's too: one tenant's consented argument
+    never clears another tenant's data the zone holds."""
+    if already and (judged_for is None or judged_for == state.data_tenant()):
+        rest = state.categories - already
+    else:
+        rest = state.categories
     if rest:
         # Every guarded call in a request lands here: a zone already allowed
         # for this purpose costs one memo lookup.

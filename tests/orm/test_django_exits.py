@@ -541,3 +541,55 @@ def test_postgres_aggregates_json_keys_and_dates_of_declared_fields_are_labelled
 
 if __name__ == "__main__":
     print(json.dumps(_postgres_checks(sys.argv[1])))
+
+
+# -- declared Decimal and datetime fields stay usable where Django needs the type -------------
+
+
+def test_declared_decimal_and_datetime_fields_save_filter_and_format_as_their_types(
+    site: dict[str, Any], temporary_models: list[str]
+) -> None:
+    """A labelled Decimal or datetime is a Decimal or datetime (not a proxy):
+    saving a loaded row, filtering and updating by its value, ``Decimal(x)``
+    and Django's date formatting work, and the value is still refused where
+    the policy refuses its category."""
+    import datetime
+    import decimal
+    from typing import Annotated
+
+    from django.db import models
+    from django.utils import dateformat, formats
+
+    Ledger = _model(
+        "ExitsLedger",
+        {
+            "__purposeguard_tenant__": "owner",
+            "__annotations__": {
+                "amount": Annotated[decimal.Decimal, pg.Category("customer_data")],
+                "at": Annotated[datetime.datetime, pg.Category("customer_data")],
+            },
+            "owner": models.CharField(max_length=20),
+            "amount": models.DecimalField(max_digits=8, decimal_places=2),
+            "at": models.DateTimeField(),
+        },
+        temporary_models,
+    )
+    at = datetime.datetime(2024, 1, 1, 12, tzinfo=datetime.timezone.utc)
+    with _tables(Ledger):
+        Ledger.objects.create(owner="contoso", amount=decimal.Decimal("12.50"), at=at)
+        row = Ledger.objects.get()
+        assert isinstance(row.amount, decimal.Decimal) and isinstance(row.at, datetime.datetime)
+        assert pg.labels_of(row.amount) == pg.labels_of(row.at) == {"customer_data"}
+        assert pg.tenant_of(row.amount) == "contoso"
+        row.save()
+        assert Ledger.objects.filter(amount=row.amount, at=row.at).count() == 1
+        assert Ledger.objects.filter(pk=row.pk).update(amount=row.amount) == 1
+        assert decimal.Decimal(row.amount) == decimal.Decimal("12.50")
+        assert dateformat.format(row.at, "Y") == "2024"
+        assert formats.date_format(row.at, "Y-m-d") == "2024-01-01"
+
+        def under_ads() -> None:
+            with pg.purpose("advertising"):
+                pg.check([row.amount, row.at])
+
+        assert _refused(under_ads) == [("argument", "advertising", "customer_data")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import pickle
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -225,6 +226,40 @@ def test_two_tenants_data_laundered_together_is_refused_by_the_zone(
         with pytest.raises(pg.PurposeViolation):
             train(both)
     assert [(v.via, v.tenant) for v in violations] == [("context", MIXED)]
+
+
+@pg.purpose("improvement")
+def train_on(*signals: object) -> int:
+    return len(signals)
+
+
+def _laundered_beside_own(store: ConsentStore, call: Callable[[Any, Any], Any]) -> list[Any]:
+    """Fabrikam's text laundered (json) in contoso's zone, handed on beside a
+    value of contoso's own that contoso's consent allows: the violations."""
+    pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=store)
+    with pg.zone(tenant="contoso"), pg.testing.capture() as violations:
+        own = _mine("contoso's mail")
+        # The control: before fabrikam's data, contoso's own value is allowed by its consent.
+        assert train_on(own) == 1
+        laundered = json.dumps({"mail": _theirs("fabrikam's mail")})
+        with pytest.raises(pg.PurposeViolation):
+            call(laundered, own)
+    return [(v.via, v.tenant) for v in violations]
+
+
+def test_a_consented_argument_of_this_tenant_never_clears_another_tenants_data_in_the_zone(
+    store: ConsentStore,
+) -> None:
+    """The zone's copy of the category is several tenants' data: checked as such, not as the
+    argument's (whose tenant consented)."""
+    assert _laundered_beside_own(store, lambda laundered, own: train_on(laundered, own)) == [
+        ("context", MIXED)
+    ]
+
+
+def test_pg_check_of_both_is_refused_as_several_tenants_data(store: ConsentStore) -> None:
+    refused = _laundered_beside_own(store, lambda laundered, own: pg.check([laundered, own], "improvement"))
+    assert refused == [("context", MIXED)]
 
 
 @pytest.mark.parametrize("combine", COMBINATIONS.values(), ids=COMBINATIONS.keys())

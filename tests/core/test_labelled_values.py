@@ -1,0 +1,97 @@
+"""Decimals, dates, times and durations labelled as subclasses of their own
+type: usable wherever the plain value is (``Decimal(x)``, ``utcoffset``,
+database drivers), their labels kept through text, pickling and copies, and
+refused where the policy refuses their category."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import decimal
+import pickle
+from typing import Any
+
+import pytest
+
+import purposeguard as pg
+from purposeguard._labels import strip_labels
+
+DOCUMENT = "customer_data.content.document"
+UTC = datetime.timezone.utc
+
+VALUES: dict[str, Any] = {
+    "decimal": decimal.Decimal("12.50"),
+    "datetime": datetime.datetime(2024, 5, 1, 10, 30, 5, 7, tzinfo=UTC, fold=1),
+    "naive datetime": datetime.datetime(2024, 5, 1, 10, 30),
+    "date": datetime.date(2024, 5, 1),
+    "time": datetime.time(10, 30, 5, 7, tzinfo=UTC),
+    "timedelta": datetime.timedelta(days=2, seconds=5, microseconds=7),
+}
+
+
+@pg.purpose("advertising")
+def choose_ad(value: object) -> None:
+    pass
+
+
+@pytest.mark.parametrize("plain", VALUES.values(), ids=VALUES.keys())
+def test_a_labelled_value_is_its_own_type_and_equal_to_the_plain_one(plain: Any) -> None:
+    labelled = pg.label(plain, DOCUMENT, tenant="contoso")
+    assert isinstance(labelled, type(plain)) and type(labelled) is not type(plain)
+    assert labelled == plain and hash(labelled) == hash(plain)
+    assert pg.labels_of(labelled) == {DOCUMENT} and pg.tenant_of(labelled) == "contoso"
+    stripped = strip_labels(labelled)
+    assert type(stripped) is type(plain) and stripped == plain
+    if isinstance(plain, datetime.datetime):
+        assert stripped.fold == plain.fold and stripped.tzinfo is plain.tzinfo
+
+
+@pytest.mark.parametrize("plain", VALUES.values(), ids=VALUES.keys())
+def test_text_made_from_it_reads_as_the_plain_values_and_keeps_the_labels(plain: Any) -> None:
+    labelled = pg.label(plain, DOCUMENT, tenant="contoso")
+    for made, expected in (
+        (str(labelled), str(plain)),
+        (repr(labelled), repr(plain)),
+        (f"{labelled}", f"{plain}"),
+    ):
+        assert made == expected
+        assert pg.labels_of(made) == {DOCUMENT} and pg.tenant_of(made) == "contoso"
+
+
+@pytest.mark.parametrize("plain", VALUES.values(), ids=VALUES.keys())
+def test_pickles_and_copies_keep_labels_and_tenant(plain: Any) -> None:
+    labelled = pg.label(plain, DOCUMENT, tenant="contoso")
+    for made in (pickle.loads(pickle.dumps(labelled)), copy.copy(labelled), copy.deepcopy(labelled)):
+        assert made == plain and type(made) is type(labelled)
+        assert pg.labels_of(made) == {DOCUMENT} and pg.tenant_of(made) == "contoso"
+
+
+@pytest.mark.parametrize("plain", VALUES.values(), ids=VALUES.keys())
+def test_labelling_again_merges_the_categories(plain: Any) -> None:
+    twice = pg.label(pg.label(plain, DOCUMENT), "customer_data.content.email")
+    assert twice == plain
+    assert pg.labels_of(twice) == {DOCUMENT, "customer_data.content.email"}
+
+
+@pytest.mark.parametrize("plain", VALUES.values(), ids=VALUES.keys())
+def test_it_is_refused_where_its_category_is(plain: Any) -> None:
+    pg.configure("trust-center", mode="enforce")
+    with pytest.raises(pg.PurposeViolation) as refused:
+        choose_ad(pg.label(plain, DOCUMENT))
+    assert [(v.category, v.via) for v in refused.value.violations] == [(DOCUMENT, "argument")]
+
+
+def test_the_type_itself_takes_it_where_a_proxy_was_refused() -> None:
+    amount = pg.label(decimal.Decimal("12.50"), DOCUMENT)
+    assert decimal.Decimal(amount) == decimal.Decimal("12.50")
+    at = pg.label(VALUES["datetime"], DOCUMENT)
+    assert UTC.utcoffset(at) == datetime.timedelta(0)
+    assert datetime.datetime.fromisoformat(str(at)) == VALUES["datetime"]
+
+
+def test_date_arithmetic_keeps_the_labels_without_a_tenant() -> None:
+    """Date arithmetic builds the value's own class: the labels stay; it names no tenant."""
+    at = pg.label(VALUES["datetime"], DOCUMENT, tenant="contoso")
+    later = at + datetime.timedelta(days=1)
+    assert later == VALUES["datetime"] + datetime.timedelta(days=1)
+    assert pg.labels_of(later) == {DOCUMENT} and pg.tenant_of(later) != "contoso"

@@ -4,7 +4,9 @@ that gives what the queryset hands out: ``values()``/``values_list()`` rows
 combined queries (``ModelIterable``, which also loads the tenant field
 beside the declared fields ``only()``/``defer()`` load), and ``aggregate()``
 results (``Query.get_aggregation``). Columns are followed through
-relations, annotations, ``Subquery``/``OuterRef`` and ``union()``; a value
+relations, annotations, ``Subquery``/``OuterRef``, ``union()`` and
+conditions (a ``When``'s, a ``Q`` as a value, an aggregate's ``filter=``, a
+subquery's ``WHERE``: what a value is computed through); a value
 computed from other rows (a subquery's, a window's, an aggregate's) carries
 several tenants (``MIXED_TENANT``)."""
 
@@ -107,24 +109,85 @@ def _every_field(model: Any) -> list[_Source]:
     return [(model, name, None) for name, _attname, _categories in declaration_of(model).fields]
 
 
+def _nodes(expression: Any) -> Iterator[Any]:
+    """Every node an expression is built from, conditions included: what
+    ``get_source_expressions()`` gives (Django's ``flatten()`` stops at a
+    ``WhereNode``, which has no ``flatten()``), a ``WhereNode``'s or a
+    ``Q``'s children (a ``When``'s condition, an aggregate's ``filter=``,
+    ``ExpressionWrapper(Q(...))``) and a lookup's left and right sides, a
+    list of values on the right (``__in``) item by item. A subquery (``Query``, a ``QuerySet``'s in a ``Q`` not yet resolved)
+    is yielded, not entered: its caller reads it as other rows'. Each node
+    once: the walk ends however the tree is shared."""
+    from django.db.models.lookups import Lookup
+    from django.db.models.query import QuerySet
+    from django.db.models.sql.query import Query
+    from django.utils import tree
+
+    stack = [expression]
+    # Held, not only their ids: a node made by get_source_expressions() and
+    # dropped could hand its id to the next one, which would be skipped.
+    seen: dict[int, Any] = {}
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen[id(node)] = node
+        if isinstance(node, (list, tuple, set, frozenset)):
+            stack.extend(node)
+            continue
+        if isinstance(node, QuerySet):
+            stack.append(node.query)
+            continue
+        yield node
+        if isinstance(node, Query):
+            continue
+        if isinstance(node, tree.Node):
+            # A Q not yet resolved holds (path, value) pairs: the path is read
+            # by the caller from the Q itself, the value (an F, a subquery) here.
+            stack.extend(child[1] if isinstance(child, tuple) else child for child in node.children)
+            continue
+        if isinstance(node, Lookup):
+            stack.extend((node.lhs, node.rhs))
+        sources = getattr(node, "get_source_expressions", None)
+        if sources is not None:
+            stack.extend(sources())
+
+
+def _unread(node: Any) -> bool:
+    """Whether ``node`` is SQL of a shape :func:`_nodes` cannot see into (an
+    ``extra(where=)`` clause in a subquery, a third-party node with no source
+    expressions), as opposed to a plain value compared with."""
+    from django.db.models.expressions import Col
+    from django.db.models.sql.where import NothingNode
+    from django.utils import tree
+
+    if isinstance(node, (Col, NothingNode, tree.Node)) or hasattr(node, "get_source_expressions"):
+        return False
+    return hasattr(node, "as_sql") or hasattr(node, "resolve_expression")
+
+
 def _columns_of(expression: Any, query: Any, depth: int = 0, outer: tuple[Any, ...] = ()) -> list[_Source]:
-    """Every column an expression of ``query`` is computed from, followed into
-    subqueries (whose columns are of other rows) and the outer columns they name.
-    An expression holding a window function or an aggregate is computed from
-    other rows (a window's frame, a group, a relation's rows) wherever its
-    columns are: all of them are of other rows."""
-    from django.db.models import Aggregate
+    """Every column an expression of ``query`` is computed from, followed
+    through conditions, into subqueries (whose columns are of other rows) and
+    the outer columns they name. An expression holding a window function or
+    an aggregate is computed from other rows (a window's frame, a group, a
+    relation's rows) wherever its columns are: all of them are of other rows.
+    A node of a shape not read reads, for all anyone can tell, every declared
+    field of ``query``'s model. Expressions an ``UPDATE`` has not resolved
+    yet (a parent's table's, in multi-table inheritance) name their columns
+    by path (``F("body")``, ``Q(body__icontains=...)``): of no one row."""
+    from django.db.models import Aggregate, F, OuterRef, Q
     from django.db.models.expressions import Col, ResolvedOuterRef, Window
     from django.db.models.sql.query import Query
 
     found: list[_Source] = []
-    flatten = getattr(expression, "flatten", None)
-    if flatten is None:
+    if expression is None:
         return found
-    nodes = list(flatten())
+    nodes = list(_nodes(expression))
     own = query is not None and depth == 0
     if own and any(isinstance(node, (Window, Aggregate)) for node in nodes):
         own = False
+    base = getattr(query, "model", None)
     for node in nodes:
         if isinstance(node, Col):
             prefix = _prefix(query, node.alias) if own else None
@@ -147,6 +210,22 @@ def _columns_of(expression: Any, query: Any, depth: int = 0, outer: tuple[Any, .
                     resolved = _resolve_path(named.model, name, getattr(named, "_filtered_relations", None))
                     if resolved is not None:
                         found.append((resolved[0], resolved[1], None))
+        elif isinstance(node, OuterRef):
+            continue  # not resolved: no query it refers to is known
+        elif isinstance(node, (F, Q)):
+            if base is None:
+                continue
+            paths = (
+                [node.name]
+                if isinstance(node, F)
+                else [child[0] for child in node.children if isinstance(child, tuple)]
+            )
+            for path in paths:
+                resolved = _resolve_path(base, path) if isinstance(path, str) else None
+                if resolved is not None:
+                    found.append((resolved[0], resolved[1], None))
+        elif base is not None and _unread(node):
+            found.extend(_every_field(base))
     return found
 
 
@@ -159,6 +238,11 @@ def _selected_by(query: Any, depth: int, outer: tuple[Any, ...]) -> list[_Source
         found.extend(_columns_of(column, query, depth, outer))
     for expression in query.annotation_select.values():
         found.extend(_columns_of(expression, query, depth, outer))
+    # What a subquery gives depends on the rows it keeps (Exists(), a
+    # Subquery's first row): its conditions are read, the outer columns an
+    # OuterRef in them names included. The outermost query's own WHERE is
+    # not: it picks the rows handed out, whose values are labelled by column.
+    found.extend(_columns_of(query.where, query, depth, outer))
     if query.default_cols:
         found.extend(_every_field(query.model))
     for combined in getattr(query, "combined_queries", ()):
@@ -494,6 +578,25 @@ def model_iter(wrapped: Any, iterable: Any, args: tuple[Any, ...], kwargs: dict[
 # -- aggregate() ---------------------------------------------------------------------------
 
 
+def _counted_by(count: Any, query: Any) -> list[Any]:
+    """What decides which rows a ``Count`` counts, beyond the rows themselves:
+    its ``filter=`` and what it counts when that is computed
+    (``Count(Case(When(body__icontains=...)))``, an annotation's name). A
+    count of rows or of a column's values (``Count("*")``, ``Count("id")``)
+    reads no value of them."""
+    from django.db.models import F
+    from django.db.models.expressions import Col, Star
+
+    found = [] if count.filter is None else [count.filter]
+    for source in count.source_expressions:
+        if isinstance(source, (Star, Col)):
+            continue
+        if type(source) is F and source.name not in query.annotations:
+            continue  # not resolved yet: a field's name
+        found.append(source)
+    return found
+
+
 def get_aggregation(wrapped: Any, query: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Label aggregate() results (a dict made by the SQL compiler, through no
     iterable) with the categories of the columns each is computed from. They
@@ -503,7 +606,9 @@ def get_aggregation(wrapped: Any, query: Any, args: tuple[Any, ...], kwargs: dic
         return wrapped(*args, **kwargs)
     from django.db.models import Count
 
-    if all(isinstance(expression, Count) for expression in exprs.values()):
+    if all(
+        isinstance(expression, Count) and not _counted_by(expression, query) for expression in exprs.values()
+    ):
         # count(): a number of rows, not a value of them (the hot path stays as it is).
         return wrapped(*args, **kwargs)
     # Resolved as Django resolves them, on a clone: get_aggregation changes the query it runs.
@@ -514,8 +619,11 @@ def get_aggregation(wrapped: Any, query: Any, args: tuple[Any, ...], kwargs: dic
             resolved = expression.resolve_expression(probe, allow_joins=True, reuse=None, summarize=True)
             probe.annotations[alias] = resolved  # later aggregates may name it
             if isinstance(resolved, Count):
-                continue
-            entry = _entry([(model, field, None) for model, field, _ in _columns_of(resolved, probe)], {})
+                counted = _counted_by(resolved, probe)
+                sources = [source for part in counted for source in _columns_of(part, probe)]
+            else:
+                sources = _columns_of(resolved, probe)
+            entry = _entry([(model, field, None) for model, field, _ in sources], {})
             if entry is not None:
                 plan[alias] = entry
     except Exception:  # noqa: BLE001 - Django raises its own error below; if not, label with every category

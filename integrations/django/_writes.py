@@ -26,7 +26,7 @@ from typing import Any
 from purposeguard._labels import EMPTY, NO_LABELS, SIDE_TABLE_TYPES, _own_labels_shallow, label, labels_of
 
 from ._declared import STATE, Declaration, declaration_of
-from ._queries import _columns_of, _labelling, _resolve_path, _Source
+from ._queries import _columns_of, _labelling, _nodes, _Source
 
 logger = logging.getLogger("purposeguard")
 
@@ -55,22 +55,16 @@ def _read_by(expression: Any, query: Any) -> tuple[list[_Source], frozenset[str]
     """The declared columns an expression written by ``query`` reads, and the
     labels of the values it holds (``Value(labelled)``, as ``bulk_update()``
     writes them)."""
-    from django.db.models import F, OuterRef, Value
-    from django.db.models.expressions import ResolvedOuterRef
+    from django.db.models import Value
 
-    sources = list(_columns_of(expression, query))
+    # A parent's table's update (multi-table inheritance) resolves its
+    # expressions only as it is compiled: _columns_of reads their F() and
+    # Q() paths against the model updated.
+    sources = _columns_of(expression, query)
     carried: frozenset[str] = EMPTY
-    flatten = getattr(expression, "flatten", None)
-    for node in flatten() if flatten is not None else (expression,):
-        if isinstance(node, Value):
-            if type(node.value) not in NO_LABELS:
-                carried = carried | _carried(node.value)
-        elif isinstance(node, F) and not isinstance(node, (OuterRef, ResolvedOuterRef)):
-            # Still unresolved: a parent's table's update (multi-table
-            # inheritance) resolves its expressions only as it is compiled.
-            resolved = _resolve_path(query.model, node.name)
-            if resolved is not None:
-                sources.append((resolved[0], resolved[1], None))
+    for node in _nodes(expression):
+        if isinstance(node, Value) and type(node.value) not in NO_LABELS:
+            carried = carried | _carried(node.value)
     return sources, carried
 
 

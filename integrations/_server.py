@@ -58,28 +58,42 @@ def route_purpose(key: str) -> Callable[[F], F]:
     return mark
 
 
+def mark_through_partials(view: Any) -> tuple[str | None, Any]:
+    """The purpose marked on ``view`` or on a ``functools.partial`` around
+    it (outermost first, as routers call it), and the callable at the
+    bottom of the partials."""
+    while isinstance(view, functools.partial):
+        key = getattr(view, MARK, None)
+        if isinstance(key, str):
+            return key, view
+        view = view.func
+    key = getattr(view, MARK, None)
+    return (key if isinstance(key, str) else None), view
+
+
+def method_handler(view_class: Any, method: str) -> Any:
+    """The method of a class-based view serving the HTTP ``method``, HEAD
+    served by ``get`` when the class has no ``head`` (as Starlette, Flask
+    and Django dispatch it)."""
+    handler = getattr(view_class, method.lower(), None)
+    if handler is None and method == "HEAD":
+        handler = getattr(view_class, "get", None)
+    return handler
+
+
 def view_mark(view: Any, method: str | None, dispatch: str) -> str | None:
     """The purpose marked on the view a framework routed to: the function
     (a ``functools.partial`` read through), or for a class-based view
     (``as_view()``, which keeps ``view_class``) its class, the method serving
-    ``method`` (HEAD served by ``get`` when the class has no ``head``), or
-    the method named ``dispatch`` that serves every method
+    ``method``, or the method named ``dispatch`` that serves every method
     (``dispatch_request`` on Flask, ``dispatch`` on Django)."""
-    while isinstance(view, functools.partial):
-        key = getattr(view, MARK, None)
-        if isinstance(key, str):
-            return key
-        view = view.func
-    key = getattr(view, MARK, None)
+    key, view = mark_through_partials(view)
     if key is None:
         view_class = getattr(view, "view_class", None)
         if view_class is not None:
             key = getattr(view_class, MARK, None)
             if key is None and method:
-                handler = getattr(view_class, method.lower(), None)
-                if handler is None and method == "HEAD":
-                    handler = getattr(view_class, "get", None)
-                key = getattr(handler, MARK, None)
+                key = getattr(method_handler(view_class, method), MARK, None)
             if key is None:
                 key = getattr(getattr(view_class, dispatch, None), MARK, None)
     return key if isinstance(key, str) else None

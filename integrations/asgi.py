@@ -42,7 +42,6 @@ Starlette (``pip install 'purposeguard[asgi]'``).
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Generator, Mapping, MutableMapping
@@ -62,6 +61,8 @@ from ._server import (
     PathPurposes,
     PurposeCache,
     check_purpose,
+    mark_through_partials,
+    method_handler,
     resolve_tenant_header,
     route_purpose,
     say_cut_off,
@@ -522,19 +523,12 @@ _WEBSOCKET_METHODS = ("on_receive", "on_connect", "on_disconnect")
 def _route_mark(endpoint: Any, scope: Scope) -> str | None:
     """The purpose marked on what the router picked: a function (also
     behind ``functools.partial``, which Starlette routes to), a class-based
-    endpoint (on the class or on the method for this request, ``get`` for a
-    HEAD as Starlette dispatches it), or a mounted app."""
-    while isinstance(endpoint, functools.partial):
-        key = getattr(endpoint, MARK, None)
-        if isinstance(key, str):
-            return key
-        endpoint = endpoint.func
-    key = getattr(endpoint, MARK, None)
+    endpoint (on the class or on the method for this request), or a
+    mounted app."""
+    key, endpoint = mark_through_partials(endpoint)
     if key is None and isinstance(endpoint, type):
         method = scope.get("method")
-        handler = getattr(endpoint, method.lower(), None) if isinstance(method, str) else None
-        if handler is None and method == "HEAD":
-            handler = getattr(endpoint, "get", None)
+        handler = method_handler(endpoint, method) if isinstance(method, str) else None
         if handler is None and scope.get("type") == "websocket":
             # A WebSocketEndpoint: one purpose for the connection, from the
             # first of its methods that is marked.

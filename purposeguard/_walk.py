@@ -423,15 +423,25 @@ def _public_attributes(value: Any, t: type) -> list[Any]:
 
 
 class _Walk:
-    __slots__ = ("labels", "tenant", "budget", "seen", "purpose", "short")
+    __slots__ = ("labels", "tenant", "budget", "seen", "purpose", "short", "strict")
 
-    def __init__(self, purpose: str | None) -> None:
+    def __init__(self, purpose: str | None, strict: bool = True) -> None:
         self.labels: set[str] = set()
         self.tenant: str | None = None
         self.budget = MAX_ITEMS
         self.seen: set[int] = set()
         self.purpose = purpose
         self.short = False
+        self.strict = strict
+
+    def beyond(self) -> None:
+        """Content not looked at: past the depth bound, or held by an object
+        that would not hand it over. A strict walk stops there (the check
+        fails closed); a best-effort one goes on with what lies beside it,
+        so a labelled value next to a deep object is still read. Only the
+        item budget ends a best-effort walk."""
+        if self.strict:
+            self.short = True
 
     def add(self, kind: Any, tenant: str | None = None) -> None:
         self.labels.update(kind.labels)
@@ -491,7 +501,7 @@ class _Walk:
         """Look into ``held`` with at most ``budget`` values of the walk's
         budget and never past ``level``; what lies beyond is not looked at,
         and is not a reason to refuse."""
-        inner = _Walk(self.purpose)
+        inner = _Walk(self.purpose, strict=False)
         share = inner.budget = min(self.budget, budget)
         inner.seen = set()
         for child in held:
@@ -582,12 +592,12 @@ class _Walk:
                     held = list(state.values()) if isinstance(state, dict) else []
                     held.extend(_slot_values(value, t))
                     if not held:
-                        self.short = True
+                        self.beyond()
                         return
                     children = held
                 else:
                     if items is None:
-                        self.short = True
+                        self.beyond()
                         return
                     children = items
                     self.best_effort(_public_attributes(value, t), level)
@@ -598,7 +608,7 @@ class _Walk:
             held_values = read(value) if read is not None else None
             if held_values is None:
                 # Holds something it would not hand over: not looked at.
-                self.short = True
+                self.beyond()
                 return
             if t in _BOUND:
                 for owner in held_values:
@@ -630,7 +640,7 @@ class _Walk:
         if level <= 0:
             for child in children:  # anything that may hold labels is beyond the bound
                 if type(child) not in NO_LABELS:
-                    self.short = True
+                    self.beyond()
                     return
             return
         key = id(value)
@@ -694,7 +704,7 @@ def _walk(
     returned. ``purpose`` lets foreign readers leave out categories they show
     to be allowed for it.
     """
-    state = _Walk(purpose)
+    state = _Walk(purpose, strict)
     for value in values:
         state.visit(value, MAX_DEPTH)
         if state.short:

@@ -25,7 +25,7 @@ from purposeguard._walk import _walk
 
 from .. import require
 from .._patch import Patcher
-from . import _instances, _queries, _writes
+from . import _instances, _queries, _requests, _writes
 from ._declared import STATE, declaration_of, declare, read_through
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -163,6 +163,7 @@ def instrument() -> None:
 
     register_foreign(LazyObject, _LAZY)
     register_foreign(QuerySet, _QUERYSETS)
+    _requests.read()
     for patcher in _PATCHERS:
         patcher.install()
 
@@ -178,6 +179,7 @@ def uninstrument() -> None:
 
     unregister_foreign(LazyObject)
     unregister_foreign(QuerySet)
+    _requests.unread()
     for patcher in _PATCHERS:
         patcher.remove()
 

@@ -17,6 +17,7 @@ The names other modules import from here stay importable from here.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import inspect
 import linecache
@@ -263,6 +264,13 @@ def _attach(value: Any, categories: tuple[str, ...], tenant: str | None) -> tupl
             else:
                 base = int if isinstance(value, int) else float
                 result = _number_with(kind, tenant, base, base(value))
+        elif isinstance(value, enum.Enum):
+            # A member is a singleton of the program's own (a status read
+            # from a column is the very Status.OPEN the code names): labelled
+            # in place, every use of it anywhere would carry the labels; as
+            # a copy it would lose its type. It stays itself, as None does,
+            # and its categories go to the zone (below).
+            result = value
         elif isinstance(value, str):
             result = _str_with(kind, tenant, str.__str__(value))
         elif isinstance(value, bytes):
@@ -421,18 +429,36 @@ class Category:
             # purpose) of them when a model validated elsewhere (another
             # request, a cache) is written out. Python mode hands back the
             # labelled value itself.
-            result = serialize(value)
-            kind = getattr(type(value), "_pg_kind", None)
-            if kind is None or result is None:
-                return result
+            # Checked before pydantic reads it: a labelled container's items
+            # come out of pydantic's C iteration plain, and a refusal from
+            # inside that iteration (a set's) is not one pydantic can carry.
+            if value is None:
+                return serialize(value)
+            t = type(value)
+            kind = getattr(t, "_pg_kind", None)
+            if kind is not None:
+                tenant = _tenant_on(value)
+            else:
+                # A labelled list, dict or tuple, a nested model, an object
+                # labelled in place: what any check reads of it; and the
+                # field's own categories whatever the value carries (a bool,
+                # which stays itself, or what a validator after this one
+                # rebuilt), as the data of the zone's tenant.
+                carried = labels_of(value) if t not in NO_LABELS else EMPTY
+                if carried:
+                    tenant = tenant_of(value)
+                else:
+                    state = ZONE.get() if FLAGS.zones else None
+                    tenant = state.data_tenant() if state is not None else None
+                kind = _kind_for(carried | self.categories)
             try:
-                _read_again(kind, _tenant_on(value))
+                _read_again(kind, tenant)
             except BaseException as refused:
                 # pydantic wraps it in its own error, and model_dump_json()
                 # drops the cause: kept where a middleware finds it.
                 SERIALIZER_REFUSALS[0] = refused
                 raise
-            return result
+            return serialize(value)
 
         return core_schema.no_info_wrap_validator_function(
             keep_labels,

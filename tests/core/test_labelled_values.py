@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import datetime
 import decimal
+import enum
 import pickle
 from typing import Any
 
@@ -95,3 +96,29 @@ def test_date_arithmetic_keeps_the_labels_without_a_tenant() -> None:
     later = at + datetime.timedelta(days=1)
     assert later == VALUES["datetime"] + datetime.timedelta(days=1)
     assert pg.labels_of(later) == {DOCUMENT} and pg.tenant_of(later) != "contoso"
+
+
+class Status(enum.Enum):
+    OPEN = "open"
+
+
+class Priority(enum.IntEnum):
+    HIGH = 1
+
+
+class Colour(str, enum.Enum):
+    RED = "red"
+
+
+@pytest.mark.parametrize(
+    "member", [Status.OPEN, Priority.HIGH, Colour.RED], ids=["Enum", "IntEnum", "str Enum"]
+)
+def test_an_enum_member_stays_itself_and_is_never_labelled_for_the_whole_program(member: Any) -> None:
+    """A member is a singleton the program names in its code: labelling one
+    read from a column must not label every use of it, nor turn it into text."""
+    pg.configure("trust-center", mode="enforce")
+    with pg.zone() as zone:
+        assert pg.label(member, DOCUMENT) is member
+    assert zone.categories == {DOCUMENT}
+    assert pg.labels_of(member) == frozenset()
+    choose_ad(member)  # the code's own constant is no customer data

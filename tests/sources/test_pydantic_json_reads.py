@@ -1,0 +1,80 @@
+"""A declared pydantic field written out in JSON mode is a read of its
+categories whatever its value is: a labelled list, dict or tuple, a nested
+model, a UUID or an enum (labelled in place or staying itself), a bool, or
+text an after-validator rebuilt. Validated earlier, written out under a
+purpose that may not read it: refused, and nothing is written."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Annotated, Any
+
+import pytest
+from pydantic import AfterValidator, BaseModel
+
+import purposeguard as pg
+
+EMAIL = pg.Category("customer_data.content.email")
+SECRET = "zq-secret-9f1@contoso.example"
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class Inner(BaseModel):
+    note: str = SECRET
+
+
+class Profile(BaseModel):
+    emails: Annotated[list[str], EMAIL] = []
+    headers: Annotated[dict[str, str], EMAIL] = {}
+    pair: Annotated[tuple[str, ...], EMAIL] = ()
+    inner: Annotated[Inner | None, EMAIL] = None
+    uid: Annotated[uuid.UUID | None, EMAIL] = None
+    colour: Annotated[Colour | None, EMAIL] = None
+    subscribed: Annotated[bool | None, EMAIL] = None
+    squeezed: Annotated[
+        str | None, EMAIL, AfterValidator(lambda text: " ".join(text.split()) if text else text)
+    ] = None
+    on_the_whole_union: Annotated[str | int | None, EMAIL] = None
+
+
+FIELDS: dict[str, Any] = {
+    "emails": [SECRET],
+    "headers": {"to": SECRET},
+    "pair": (SECRET,),
+    "inner": {"note": SECRET},
+    "uid": uuid.UUID(int=7),
+    "colour": Colour.RED,
+    "subscribed": True,
+    "squeezed": f"  {SECRET}  ",
+    "on_the_whole_union": SECRET,
+}
+
+
+@pytest.mark.parametrize("field", FIELDS, ids=FIELDS.keys())
+@pytest.mark.parametrize("dump", ["model_dump_json", "model_dump(mode=json)"])
+def test_a_declared_field_written_out_as_json_under_a_refused_purpose_is_refused(
+    field: str, dump: str
+) -> None:
+    pg.configure("trust-center", mode="enforce")
+    profile = Profile.model_validate({field: FIELDS[field]})
+    with pg.testing.capture() as violations, pg.purpose("advertising"):
+        with pytest.raises(Exception) as refused:  # pydantic wraps it in its own error
+            if dump == "model_dump_json":
+                profile.model_dump_json(include={field})
+            else:
+                profile.model_dump(mode="json", include={field})
+    assert SECRET not in str(refused.value)
+    assert [(v.purpose, v.category) for v in violations] == [("advertising", "customer_data.content.email")]
+
+
+@pytest.mark.parametrize("field", FIELDS, ids=FIELDS.keys())
+def test_the_same_write_out_is_allowed_where_the_purpose_may_read_it(field: str) -> None:
+    pg.configure("trust-center", mode="enforce")
+    profile = Profile.model_validate({field: FIELDS[field]})
+    with pg.testing.capture() as violations, pg.purpose("service.operations"):
+        profile.model_dump_json(include={field})
+    assert violations == []

@@ -569,6 +569,47 @@ def check_flask_routes(app: Any) -> None:
                 ) from None
 
 
+def _prepare_flask(app: Any, forbid: Callable[[Exception], Any]) -> None:
+    """Before the first request, when every blueprint is registered (Flask
+    refuses one later): the routes' purposes are checked, and a violation
+    is the 403 wherever Flask would otherwise answer it with something else.
+
+    Flask asks a blueprint's own error handlers before the app's, so a
+    blueprint's ``errorhandler(Exception)`` would take a violation raised in
+    its views: the 403 handler is added to each blueprint with handlers.
+    A violation raised where Flask's own 500 answers it (an ``after_request``
+    hook, an error handler of the app, pydantic's wrapped refusal in
+    production, where exceptions do not propagate) is the 403 too, unless
+    the app answers server errors itself (a 500 handler, or one for
+    ``HTTPException`` or ``Exception``): then that is the app's answer.
+    """
+    check_flask_routes(app)
+    from werkzeug.exceptions import InternalServerError
+
+    spec = app.error_handler_spec
+    answers_500 = False
+    for name, by_code in list(spec.items()):
+        handlers = by_code.get(None)
+        if name is None:
+            # The app's own; a blueprint's apply to its requests, and Flask asks them first.
+            answers_500 = bool(by_code.get(500)) or any(
+                issubclass(InternalServerError, caught) for caught in handlers or ()
+            )
+            continue
+        if handlers:
+            handlers.setdefault(PurposeViolation, forbid)
+            if EXCEPTION_GROUP is not None:
+                handlers.setdefault(EXCEPTION_GROUP, forbid)
+    if not answers_500:
+
+        def forbid_server_error(error: Any) -> Any:
+            original = getattr(error, "original_exception", None)
+            violation = violation_in(original) if isinstance(original, BaseException) else None
+            return error if violation is None else forbid(violation)
+
+        app.register_error_handler(InternalServerError, forbid_server_error)
+
+
 def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
     """Install the middleware on a Flask app and answer violations with a 403.
 
@@ -606,7 +647,7 @@ def init_app(app: Any, **options: Any) -> PurposeGuardMiddleware:
         marks = FlaskRouteMarks(app, middleware)
         marks.install()
         middleware._flask_marks = marks
-    middleware._before_first_request = functools.partial(check_flask_routes, app)
+    middleware._before_first_request = functools.partial(_prepare_flask, app, forbid)
     app.register_error_handler(PurposeViolation, forbid)
     if EXCEPTION_GROUP is not None:
         # Flask looks handlers up by the exception's class: a violation raised

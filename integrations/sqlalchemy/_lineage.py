@@ -64,7 +64,6 @@ class _Read:
 def _columns_in(expr: Any, depth: int = 0, origin: frozenset[int] = frozenset()) -> list[_Read]:
     """Every table column an expression is computed from (a column, a label,
     a function of columns), through subqueries, aliases and CTEs."""
-    from sqlalchemy.sql import visitors
     from sqlalchemy.sql.elements import ColumnClause, Label
 
     while isinstance(expr, Label):
@@ -76,17 +75,52 @@ def _columns_in(expr: Any, depth: int = 0, origin: frozenset[int] = frozenset())
     element = clause() if clause is not None else expr
     out = []
     try:
-        nodes = list(visitors.iterate(element))
+        nodes = list(_nodes(element))
     except Exception:  # noqa: BLE001 - not a SQL expression: nothing to label
         return []
-    other_rows = any(_of_other_rows(node) for node in nodes)
-    for node in nodes:
+    other_rows = any(_of_other_rows(node) for node, _correlated in nodes)
+    for node, correlated in nodes:
         # ColumnClause: a table's Column, and a subquery's column of an expression.
         if isinstance(node, ColumnClause):
             column = _column_of(node)
             if column is not None:
-                out.extend(_table_columns(column, depth, origin, plain=False, other_rows=other_rows))
+                # Read inside a nested SELECT (a scalar subquery, EXISTS, IN):
+                # another row's, even of the same table (no alias tells the
+                # two rows apart), unless that select correlates the table
+                # explicitly, so the column is the outer row's own.
+                nested = correlated is not None and id(column.table) not in correlated
+                out.extend(
+                    _table_columns(column, depth, origin, plain=False, other_rows=other_rows or nested)
+                )
     return out
+
+
+def _nodes(element: Any) -> list[tuple[Any, frozenset[int] | None]]:
+    """Every node of an expression, with, for a node inside a nested SELECT,
+    the tables every select around it correlates explicitly (``None``
+    outside any nested select). Auto-correlation is decided only when the
+    statement compiles: a table it might correlate counts as another row's."""
+    from sqlalchemy.sql.selectable import Select, SelectBase
+
+    out: list[tuple[Any, frozenset[int] | None]] = []
+    stack: list[tuple[Any, frozenset[int] | None]] = [(element, None)]
+    while stack:
+        node, correlated = stack.pop()
+        out.append((node, correlated))
+        if isinstance(node, SelectBase):
+            named = (
+                frozenset(id(_deannotated(table)) for table in getattr(node, "_correlate", ()) or ())
+                if isinstance(node, Select)
+                else frozenset()
+            )
+            correlated = named if correlated is None else correlated & named
+        stack.extend((child, correlated) for child in node.get_children())
+    return out
+
+
+def _deannotated(element: Any) -> Any:
+    deannotate = getattr(element, "_deannotate", None)
+    return deannotate() if deannotate is not None else element
 
 
 # Aggregate functions by name (SQLAlchemy has no flag for them): a value

@@ -8,6 +8,7 @@ statement's plan.
 from __future__ import annotations
 
 import contextvars
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ from .._patch import Patcher
 from ._declarations import _STATE, _declare, _Model, _model
 from ._plans import _expressions, _Plan, _plan
 from ._reading import _tenant
-from ._textual import say_textual
+from ._textual import say_textual, say_textual_statement
 from ._writes import _check_copy, _check_write, _is_copy, _is_write
 
 # Set while a Session runs a statement this integration labels itself, so the
@@ -247,6 +248,10 @@ def _relabelled(result: Any, plan: _Plan) -> Any:
     scalars = getattr(frozen, "_source_supports_scalars", False)
     rows = [_labelled_row((item,) if scalars else item, plan) for item in frozen.data]
     relabelled = frozen.with_new_rows(rows)()
+    # Still answers what the driver's result answers (cursor, returns_rows,
+    # lastrowid, ...), as the result the application asked for would.
+    relabelled.__class__ = _labelled_result_class()
+    relabelled._pg_original = result
     # What a guarded function handed the result reads from it (see _Machinery).
     relabelled._pg_categories = frozenset(_every_category(plan))
     relabelled._pg_rows = rows
@@ -261,6 +266,25 @@ def _relabelled(result: Any, plan: _Plan) -> Any:
         except Exception:  # noqa: BLE001 - a result that has none (inserted_primary_key of an UPDATE)
             continue
     return relabelled
+
+
+@functools.cache
+def _labelled_result_class() -> type:
+    """An ``IteratorResult`` that answers what it does not have itself
+    (public names only) from the result it was made from."""
+    from sqlalchemy.engine.result import IteratorResult
+
+    class LabelledResult(IteratorResult):  # type: ignore[type-arg]
+        # No new slots: the frozen result's class can be swapped for it.
+        __slots__ = ()
+
+        def __getattr__(self, name: str) -> Any:
+            original = self.__dict__.get("_pg_original")
+            if original is None or name.startswith("_"):
+                raise AttributeError(name)
+            return getattr(original, name)
+
+    return LabelledResult
 
 
 _DML_ATTRIBUTES = (
@@ -297,10 +321,10 @@ def _connection_execute(wrapped: Any, _instance: Any, args: tuple[Any, ...], kwa
         # Every write reaches the database here (a flush, the ORM's own
         # INSERT/UPDATE/DELETE, Core): checked before it runs.
         _check_write(statement, args[1] if len(args) > 1 else kwargs.get("parameters"))
-    elif getattr(statement, "__visit_name__", None) == "textclause":
-        say_textual(getattr(statement, "text", None))
     elif _is_copy(statement):
         _check_copy(statement)
+    else:
+        say_textual_statement(statement, getattr(_instance, "dialect", None))
     if _IN_SESSION.get():
         return wrapped(*args, **kwargs)
     options = kwargs.get("execution_options") or {}
@@ -333,6 +357,8 @@ def _connection_scalar(wrapped: Any, instance: Any, args: tuple[Any, ...], kwarg
         if _is_write(statement):
             # scalar() runs it without execute(): the same check before it runs.
             _check_write(statement, args[1] if len(args) > 1 else kwargs.get("parameters"))
+        else:
+            say_textual_statement(statement, getattr(instance, "dialect", None))
         return wrapped(*args, **kwargs)
     # The first column of the first row, as execute().scalar() reads it, so
     # that it is labelled (with its row's tenant when the row selects it).

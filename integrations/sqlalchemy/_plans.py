@@ -48,7 +48,12 @@ def _positions(statement: Any) -> list[list[Any]] | None:
         descriptions: Sequence[dict[str, Any]] = statement.column_descriptions
     elif getattr(statement, "is_dml", False):
         # INSERT, UPDATE, DELETE ... RETURNING: rows read back from the table.
-        descriptions = getattr(statement, "returning_column_descriptions", None) or ()
+        try:
+            descriptions = statement.returning_column_descriptions
+        except AttributeError:
+            # The ORM's descriptions fail on an expression (returning
+            # func.lower(Note.body)): read what the statement returns.
+            return _returned(statement)
         if not descriptions:
             return None
     else:
@@ -61,6 +66,22 @@ def _positions(statement: Any) -> list[list[Any]] | None:
         else:
             per_position.append(_columns_or_members(expr))
     return per_position
+
+
+def _returned(statement: Any) -> list[list[Any]] | None:
+    """Per position of an ORM statement's RETURNING rows, the columns it is
+    computed from: a mapped entity (its instances, labelled by the load
+    event) takes one position, any other table its every column."""
+    per_position: list[list[Any]] = []
+    for element in getattr(statement, "_returning", ()):
+        if getattr(element, "is_selectable", False) and getattr(element, "columns", None) is not None:
+            if "parententity" in getattr(element, "_annotations", {}):
+                per_position.append([])
+            else:
+                per_position.extend(_columns_or_members(column) for column in element.columns)
+        else:
+            per_position.append(_columns_or_members(element))
+    return per_position or None
 
 
 def _resolved(statement: Any) -> Any:

@@ -1,12 +1,15 @@
 """Textual SQL that reads declared tables: said once per table.
 
-``text("select body from notes")`` and ``exec_driver_sql(...)`` hand back
-what the database returns, with no columns to follow to their
-declarations: their values come back unlabelled and are checked against no
-purpose. That cannot be labelled, but it need not be silent: the first
-statement that names a table with declared columns is said on the
-``purposeguard`` logger, naming the table (never the statement, which can
-quote values), with what to use instead.
+``text("select body from notes")``, ``exec_driver_sql(...)`` and a select
+whose columns or FROM are textual (``literal_column``, a lightweight
+``column()``/``table()``, ``from_statement(text(...))``) hand back what the
+database returns, with no columns to follow to their declarations: their
+values come back unlabelled and are checked against no purpose. That
+cannot be labelled, but it need not be silent: the first statement that
+names a table with declared columns is said on the ``purposeguard``
+logger, naming the table (never the statement, which can quote values),
+with what to use instead. A select that labels a declared column, or loads
+instances, is not said: what it reads is labelled.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from purposeguard._state import on_reset, remember
 
 from ._declarations import _STATE
+from ._plans import _cache_key, _is_entity, _is_from_statement, _plan
 
 logger = logging.getLogger("purposeguard")
 
@@ -25,6 +29,8 @@ logger = logging.getLogger("purposeguard")
 # forgotten past the limit, and looked at again when next met).
 _LOOKED_AT: dict[str, None] = {}
 _LIMIT = 4096
+# Statement shapes (cache keys) looked at already, bounded as above.
+_SHAPES: dict[Any, None] = {}
 # Tables said already, and the pattern for the declared tables' names,
 # rebuilt when the declarations change.
 _SAID: set[str] = set()
@@ -80,9 +86,82 @@ def say_textual(text: Any) -> None:
         )
 
 
+def say_textual_statement(statement: Any, dialect: Any) -> None:
+    """Say the declared tables a statement's textual SQL reads from, when it
+    selects no declared column (one that does is labelled) and loads no
+    instance (labelled as it loads): once per statement shape."""
+    if getattr(statement, "__visit_name__", None) == "textclause":
+        say_textual(getattr(statement, "text", None))
+        return
+    from sqlalchemy.sql import CompoundSelect, Select
+    from sqlalchemy.sql.selectable import TextualSelect
+
+    if not isinstance(statement, (Select, CompoundSelect, TextualSelect)) and not _is_from_statement(
+        statement
+    ):
+        return
+    key = _cache_key(statement)
+    if key is not None:
+        if key in _SHAPES:
+            return
+        remember(_SHAPES, key, None, _LIMIT)
+    try:
+        if not _holds_text(statement) or _plan(statement) is not None or _loads_instances(statement):
+            return
+        sql = str(statement.compile(dialect=dialect))
+    except Exception:  # noqa: BLE001 - not one to look into: SQLAlchemy says what is wrong as it runs it
+        return
+    say_textual(sql)
+
+
+def _holds_text(statement: Any) -> bool:
+    """Whether what a select returns comes from textual SQL: a TextClause
+    (its FROM, or the statement itself), a literal column, or a lightweight
+    ``column()``/``table()`` that no declaration can be found for."""
+    from sqlalchemy.sql import CompoundSelect, Select, visitors
+    from sqlalchemy.sql.selectable import TextualSelect
+
+    if isinstance(statement, TextualSelect):
+        return True
+    if isinstance(statement, CompoundSelect):
+        return any(_holds_text(select) for select in statement.selects)
+    if _is_from_statement(statement):
+        inner = statement.element
+        return getattr(inner, "__visit_name__", None) == "textclause" or _holds_text(inner)
+    if not isinstance(statement, Select):
+        return False
+    # The selected columns and the FROMs, not the WHERE: what a WHERE names
+    # picks rows and is not returned.
+    parts = [*statement.selected_columns, *statement.get_final_froms()]
+    return any(_is_textual(node) for part in parts for node in visitors.iterate(part))
+
+
+def _is_textual(node: Any) -> bool:
+    from sqlalchemy.sql.elements import ColumnClause, TextClause
+    from sqlalchemy.sql.selectable import TableClause
+
+    if isinstance(node, TextClause) or type(node) is TableClause:
+        return True
+    if not isinstance(node, ColumnClause):
+        return False
+    if node.is_literal:
+        return node.name != "*"  # count(*), EXISTS (SELECT * ...)
+    table = node.table
+    return table is None or type(table) is TableClause
+
+
+def _loads_instances(statement: Any) -> bool:
+    descriptions = getattr(statement, "column_descriptions", ())
+    return any(
+        _is_entity(description) or getattr(description.get("expr"), "is_aliased_class", False)
+        for description in descriptions
+    )
+
+
 def forget_said() -> None:
     _SAID.clear()
     _LOOKED_AT.clear()
+    _SHAPES.clear()
 
 
 on_reset("sqlalchemy textual statements", forget_said)

@@ -78,3 +78,25 @@ def test_the_same_write_out_is_allowed_where_the_purpose_may_read_it(field: str)
     with pg.testing.capture() as violations, pg.purpose("service.operations"):
         profile.model_dump_json(include={field})
     assert violations == []
+
+
+class Tags(BaseModel):
+    tags: Annotated[set[str], EMAIL] = set()
+    frozen: Annotated[frozenset[str], EMAIL] = frozenset()
+
+
+def test_a_labelled_set_field_dumped_under_a_refused_purpose_never_aborts_inside_pydantic() -> None:
+    """pydantic iterates a set in its own code, where a refusal raised by the
+    set's iteration is not an exception it can carry (it aborts): the JSON
+    write-out is refused before that, and a Python-mode dump copies the
+    plain items and tells the zone."""
+    pg.configure("trust-center", mode="enforce")
+    tags = Tags(tags={SECRET}, frozen=frozenset({SECRET}))
+    with pg.purpose("advertising"):
+        with pytest.raises(Exception) as refused:
+            tags.model_dump_json()
+        assert isinstance(refused.value, Exception) and SECRET not in str(refused.value)
+        with pg.zone() as zone:
+            dumped = tags.model_dump()
+    assert dumped == {"tags": {SECRET}, "frozen": frozenset({SECRET})}
+    assert zone.categories == {"customer_data.content.email"}

@@ -190,11 +190,19 @@ class PurposeGuardMiddleware:
 
         # Whether a WebSocket connection was closed (by the app or by us).
         closed = False
-        if kind == "http":
+        if kind == "http" and not holds_500:
 
             def watch(message: Message) -> Awaitable[None]:
                 # Hands back the server's own awaitable: no coroutine of ours
                 # per message sent.
+                nonlocal started
+                if not started and message["type"] == "http.response.start":
+                    started = True
+                return send(message)
+
+        elif kind == "http":
+
+            def watch(message: Message) -> Awaitable[None]:
                 nonlocal started, held
                 if held:
                     if (
@@ -565,6 +573,10 @@ class RouteMarks:
         return key
 
 
+_dict_update = dict.update
+_dict_get = dict.get
+
+
 class _RoutedScope(dict):  # type: ignore[type-arg]
     """The request's scope, passed down in place of the server's: it sees
     the router write ``endpoint`` (Starlette's and FastAPI's routers write
@@ -586,10 +598,10 @@ class _RoutedScope(dict):  # type: ignore[type-arg]
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         if kwargs:
-            dict.update(self, other, **kwargs)
+            _dict_update(self, other, **kwargs)
         else:
-            dict.update(self, other)
-        endpoint = self.get("endpoint")
+            _dict_update(self, other)
+        endpoint = _dict_get(self, "endpoint")
         if endpoint is not None:
             self.pg_seen = endpoint
             found = self.pg_found.get(id(endpoint))

@@ -13,7 +13,7 @@ from contextvars import Token
 from typing import Any, TypeVar
 
 from purposeguard._context import PURPOSE
-from purposeguard._errors import PurposeViolation
+from purposeguard._errors import PurposeViolation, UnknownKeyError
 from purposeguard._guarded import PURPOSE_MARK
 from purposeguard._labels import EMPTY, SERIALIZER_REFUSALS
 from purposeguard._runtime import check_zone, get_guard, require_purpose_key
@@ -126,7 +126,13 @@ class PathPurposes:
         for pattern, key in (purposes or {}).items():
             if not isinstance(pattern, str) or not pattern.startswith("/"):
                 raise ValueError(f"a path pattern must start with '/': {pattern!r}")
-            require_purpose_key(key)
+            try:
+                require_purpose_key(key)
+            except UnknownKeyError:
+                # The pattern is the app's own text: named, as a marked route is.
+                raise UnknownKeyError(
+                    key, "purpose", hint=f"given for the path pattern {pattern!r}"
+                ) from None
             literal = len(_SEGMENT.sub("", pattern))
             entries.append((literal, pattern, _compile(pattern), key))
         entries.sort(key=lambda e: (-e[0], e[1]))

@@ -78,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("purposeguard: interrupted")
         return 130
+    except ImportError as error:
+        # A missing extra: the message names what to install.
+        _fail(f"purposeguard: {error}")
+        return EXIT_INVALID
     except Exception as error:  # noqa: BLE001 - the CLI never shows a traceback
         _fail(f"purposeguard: internal error: {type(error).__name__}: {error}")
         return EXIT_INVALID

@@ -408,10 +408,10 @@ def _labelled(row: Sequence[Any], plan: _Plan) -> list[Any]:
     for index, entry in enumerate(plan):
         if entry is None or index >= len(values):
             continue
-        value = values[index]
-        if value is not None:
-            categories, positions, fixed = entry
-            values[index] = label(value, *categories, tenant=_tenant_in(row, positions, fixed))
+        # A NULL is read too (what a condition found, an empty field):
+        # label() keeps it None, tells the zone and checks the read.
+        categories, positions, fixed = entry
+        values[index] = label(values[index], *categories, tenant=_tenant_in(row, positions, fixed))
     return values
 
 
@@ -446,12 +446,8 @@ def flat_values_iter(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs:
         return rows
     # One column: the row's tenant is in it only where it is the tenant field itself.
     categories, positions, fixed = planned[1][0]
-    return (
-        label(value, *categories, tenant=_tenant_in((value,), positions, fixed))
-        if value is not None
-        else None
-        for value in rows
-    )
+    # A NULL is read too (see _labelled): label() keeps it None.
+    return (label(value, *categories, tenant=_tenant_in((value,), positions, fixed)) for value in rows)
 
 
 # -- model instances: their tenant always loaded, their annotations labelled ---------------

@@ -212,12 +212,13 @@ def _labelled_row(row: Sequence[Any], plan: _Plan) -> tuple[Any, ...]:
     values = list(row)
     for position, categories, tenant_at, members in plan:
         value = values[position]
-        if value is None:
-            continue
-        if members is not None:
+        if members is not None and value is not None:
             values[position] = _labelled_bundle(value, members)
             continue
         tenant = _tenant(row[tenant_at]) if isinstance(tenant_at, int) else tenant_at
+        # A NULL is read too (it says what a condition found, or that a
+        # field is empty): label() keeps it None, tells the zone and checks
+        # the read, as for every other value.
         values[position] = label(value, *categories, tenant=tenant)
     return tuple(values)
 

@@ -416,7 +416,7 @@ def code_section(scanned: ScanResult | None, policy: Policy) -> CodeSection:
 
 
 def build_report(
-    audit: Iterable[Any] = (),
+    audit: Iterable[Any] | str | os.PathLike[str] = (),
     scanned: ScanResult | None = None,
     policy: Policy | None = None,
     *,
@@ -427,9 +427,17 @@ def build_report(
 ) -> Report:
     """The report's model, which :func:`render_html` and :func:`render_markdown` turn into pages.
 
-    ``audit_integrity`` is :func:`integrity` of the log the entries came
-    from; without it the summary says the chain was not checked.
+    ``audit`` is the log's entries (:func:`read_audit`) or the log's path,
+    whose chain is then verified as :func:`read_verified_audit` verifies it
+    (an unkeyed check). ``audit_integrity`` is :func:`integrity` of the log
+    the entries came from; without it the summary says the chain was not
+    checked.
     """
+    if isinstance(audit, (str, os.PathLike)):
+        # A path (as write_report takes): a str would otherwise be read as its characters.
+        audit_source = audit_source or os.fspath(audit)
+        audit, checked = read_verified_audit(audit)
+        audit_integrity = audit_integrity or checked
     now = now if now is not None else time.time()
     policy = policy or Policy.load("trust-center")
     records = entries(audit)

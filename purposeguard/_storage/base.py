@@ -251,6 +251,34 @@ class Revoke:
 Head = tuple[int, str, "str | None"]
 
 
+# The key each log this process opened keyed was opened with, by location:
+# a writer that opened the same log before it was keyed (a ConsentStore
+# made before configure(audit_key=...) keyed the new log) takes it on.
+_KEYS_IN_USE: dict[str, ChainKey] = {}
+
+
+def remember_key(location: str, key: ChainKey | None, recorded: str | None) -> None:
+    """Note the key a writer of ``location`` holds, once it fits the log."""
+    if key is not None and recorded == key.key_id and location != ":memory:":
+        _KEYS_IN_USE[location] = key
+
+
+def key_keyed_since(location: str, recorded: str) -> ChainKey:
+    """The key for a log that was keyed (key id ``recorded``) after a writer
+    without a key opened it: the key this process keyed it with. Appending
+    unkeyed records to a keyed chain would break it without a word, so
+    without that key the append is refused."""
+    key = _KEYS_IN_USE.get(location)
+    if key is None or key.key_id != recorded:
+        raise AuditError(
+            f"the log's chain was keyed (key id {recorded}) after this writer opened it without a key: "
+            "open it again with its key (make the ConsentStore after configure(audit_key=...), or set "
+            "PURPOSEGUARD_AUDIT_KEY_FILE for every process)",
+            path=location,
+        )
+    return key
+
+
 def check_key(
     recorded: str | None, key: ChainKey | None, *, empty: bool, readonly: bool, location: str
 ) -> bool:

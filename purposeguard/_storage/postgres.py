@@ -43,8 +43,10 @@ from .base import (
     consent_difference,
     decide_on,
     grant_rows,
+    key_keyed_since,
     linked_rows,
     log_table_differs,
+    remember_key,
     replay_consents,
     revoke_grants,
 )
@@ -376,6 +378,8 @@ class PostgresStorage:
             row = conn.execute("SELECT value FROM purposeguard_meta WHERE key = 'key_id'").fetchone()
             self.key_id = str(row[0]) if row else None
             check_key(self.key_id, self.key, empty=True, readonly=True, location=self.location)
+        if not self.readonly:
+            remember_key(self.location, self.key, self.key_id)
 
     def _create(self, conn: Any) -> None:
         with conn.transaction():
@@ -415,6 +419,15 @@ class PostgresStorage:
                             "damaged audit log: its recorded head is missing", path=self.location
                         )
                     seq, prev = int(row[0]), str(row[1])
+                    if self.key is None:
+                        # Another writer may have keyed the log since this one opened it.
+                        keyed = conn.execute(
+                            "SELECT value FROM purposeguard_meta WHERE key = 'key_id'"
+                        ).fetchone()
+                        if keyed and keyed[0]:
+                            self.key = key_keyed_since(self.location, str(keyed[0]))
+                            self.key_id = self.key.key_id
+                            self._replayer = None
                     if revoke is not None:
                         revoke_grants(conn.execute, revoke, _REVOKE_EVERY, _REVOKE_EACH)
                     if grants:

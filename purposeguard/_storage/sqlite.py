@@ -30,9 +30,11 @@ from .base import (
     consent_difference,
     decide_on,
     grant_rows,
+    key_keyed_since,
     linked_rows,
     log_table_differs,
     read_checkpoint,
+    remember_key,
     replay_consents,
     revoke_grants,
     write_checkpoint,
@@ -132,6 +134,8 @@ class SQLiteStorage:
         if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes <= 0):
             raise AuditError("max_bytes must be a positive number of bytes")
         self.location = str(path)
+        # The file however its path was written: what other writers of it are known by.
+        self._file = self.location if self.location == ":memory:" else str(Path(path).resolve())
         self.readonly = readonly
         self.key = key
         if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
@@ -259,6 +263,8 @@ class SQLiteStorage:
             if check_key(self.key_id, self.key, empty=empty, readonly=self.readonly, location=self.location):
                 self.key_id = self._record_key()
                 check_key(self.key_id, self.key, empty=True, readonly=True, location=self.location)
+            if not memory and not self.readonly:
+                remember_key(self._file, self.key, self.key_id)
             return log_id
         except sqlite3.Error as error:
             raise AuditError(_describe(error), path=self.location) from None
@@ -452,6 +458,15 @@ class SQLiteStorage:
         if known is not None and version == self._known_version:
             return known
         seq, prev, _ = self._head()
+        if self.key is None and self.location != ":memory:":
+            # Another writer may have keyed the log since this one opened it.
+            row = self._connection.execute(
+                "SELECT value FROM purposeguard_meta WHERE key = 'key_id'"
+            ).fetchone()
+            if row and row[0]:
+                self.key = key_keyed_since(self._file, str(row[0]))
+                self.key_id = self.key.key_id
+                self._replay = None
         self._known_head, self._known_version = (seq, prev), version
         return seq, prev
 

@@ -153,3 +153,14 @@ def test_policy_show_takes_the_file_as_argument_or_option(
         assert code == 0 and "Data-use table: mine" in out
     code, _, err = run(capsys, "policy", "show", str(path), "--policy", "trust-center")
     assert code == 2 and err.count("\n") == 1
+
+
+def test_a_missing_extra_is_one_line_naming_it_not_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As if psycopg were not installed: importing it raises ImportError.
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    assert main(["audit", "verify", "postgresql://svc:secret@127.0.0.1:1/x"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("purposeguard: PostgreSQL storage needs psycopg 3") and "[postgres]" in err
+    assert "internal error" not in err and "\n" not in err and "secret" not in err

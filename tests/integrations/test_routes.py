@@ -725,3 +725,16 @@ def test_a_violation_is_a_403_past_a_large_500_page_when_wrapped_from_outside(
         denied = client.get("/send")
     assert denied.status_code == 403 and denied.json()["purpose"] == "marketing.direct"
     assert MARKER not in denied.text
+
+
+@pytest.mark.parametrize("framework", ["asgi", "flask"])
+def test_a_typo_in_a_path_patterns_purpose_names_the_pattern(framework: str) -> None:
+    from purposeguard.integrations import asgi, wsgi
+
+    pg.configure("trust-center")
+    with pytest.raises(pg.UnknownKeyError) as refused:
+        if framework == "asgi":
+            asgi.PurposeGuardMiddleware(Starlette(), purposes={"/ads/{id}": "advertsing"})
+        else:
+            wsgi.init_app(flask.Flask("typo"), purposes={"/ads/{id}": "advertsing"})
+    assert str(refused.value) == "unknown purpose 'advertsing'; given for the path pattern '/ads/{id}'"

@@ -504,3 +504,72 @@ def test_a_reader_between_the_first_commit_and_its_checkpoint_sees_the_grant(
         granting.join(10)
     writer.close()
     reader.close()
+
+
+# -- a consent store made before configure(audit_key=...) ----------------------------------------
+
+
+def _store_before_key(location: str, key_file: Path) -> None:
+    """As the storage docs order it: the store first, then configure() with
+    the key, which keys the new log the store already holds open."""
+    store = ConsentStore(location)
+    pg.configure("trust-center", audit=location, consents=store, audit_key=key_file)
+    store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso.example")
+
+
+@pg.purpose("improvement")
+def _improve(value: object) -> int:
+    return 1
+
+
+def _consent_after_reopen(location: str, key_file: Path) -> None:
+    pg.configure("trust-center", audit=location, audit_key=key_file, mode="enforce")
+    store = ConsentStore(location)
+    pg.configure("trust-center", audit=location, consents=store, audit_key=key_file, mode="enforce")
+    assert _improve(pg.label("x", "customer_data", tenant="contoso")) == 1
+    store.close()
+
+
+def test_a_store_opened_before_its_log_was_keyed_takes_the_key_on(
+    tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its grant is chained with the key: the log verifies, and a process
+    started later finds the consent."""
+    location = str(tmp_path / "consent.db")
+    _store_before_key(location, key_file)
+    pg.configure("trust-center")
+    code, text = verify(Path(location), key_file, capsys)
+    assert code == 0 and "intact" in text, text
+    _consent_after_reopen(location, key_file)
+
+
+def test_a_store_whose_log_another_process_keyed_is_refused_not_broken(
+    tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the key in this process, appending unkeyed records to the now
+    keyed chain would break it without a word: the grant is refused."""
+    location = str(tmp_path / "consent.db")
+    store = ConsentStore(location)
+    keying = (
+        "import sys, purposeguard as pg\n"
+        "from pathlib import Path\n"
+        "pg.configure('trust-center', audit=sys.argv[1], audit_key=Path(sys.argv[2]))\n"
+    )
+    subprocess.run([sys.executable, "-c", keying, location, str(key_file)], check=True, timeout=120)
+    with pytest.raises(AuditError, match="keyed .* after this writer opened it"):
+        store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso.example")
+    store.close()
+    code, text = verify(Path(location), key_file, capsys)
+    assert code == 0 and "intact" in text, text
+
+
+@pytest.mark.services
+def test_a_postgresql_store_opened_before_its_log_was_keyed_takes_the_key_on(
+    postgres_server: Any, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    location = postgres_server.create_database()
+    _store_before_key(location, key_file)
+    pg.configure("trust-center")
+    code, text = verify(location, key_file, capsys)  # type: ignore[arg-type]
+    assert code == 0 and "intact" in text, text
+    _consent_after_reopen(location, key_file)

@@ -351,3 +351,16 @@ def test_an_update_of_a_parents_field_through_a_condition_is_refused(
         with connection.schema_editor() as editor:
             editor.delete_model(Premium)
             editor.delete_model(Account)
+
+
+def test_a_null_a_condition_gives_is_a_read_too(site: dict[str, Any]) -> None:
+    """No match is an answer too: the NULL stays None, the zone learns it,
+    and it is refused under a purpose that may not read the field."""
+    from django.db.models import Case, CharField, Value, When
+
+    found = Case(When(body__icontains="layoffs", then=Value("yes")), output_field=CharField())
+    with pg.zone() as zone:
+        assert list(_notes(site).values_list(found, flat=True)) == [None, None]
+    assert zone.categories == {DOCUMENT}
+    with pg.purpose("advertising"), pytest.raises(pg.PurposeViolation):
+        list(_notes(site).values_list(found, flat=True))

@@ -265,3 +265,19 @@ def test_selects_that_label_what_they_read_are_not_said(db: Any, caplog: pytest.
         session.execute(select(exists().where(Memo.id == 1))).scalar()
         session.execute(select(Memo.title).where(text("id = 1"))).all()
     assert _said(caplog) == []
+
+
+# -- a NULL read from a declared column ----------------------------------------------------------
+
+
+def test_a_null_computed_from_a_declared_column_is_a_read_too(db: Any) -> None:
+    """No match is an answer too ("no note mentions layoffs"): the NULL stays
+    None, the zone learns it, and it is refused where the column is."""
+    pg.configure("trust-center", mode="enforce")
+    found = case((Memo.body.contains("layoffs"), "yes"))
+    statement = select(Memo.tenant, found.label("v")).where(Memo.id == 1)
+    with pg.zone() as zone, Session(db) as session:
+        assert session.execute(statement).one().v is None
+    assert zone.categories == {DOC}
+    with pg.purpose("advertising"), Session(db) as session, pytest.raises(pg.PurposeViolation):
+        session.execute(statement).one()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import purposeguard as pg
 from purposeguard import Policy
 from purposeguard._scan import scan
 from purposeguard.report import (
@@ -293,3 +294,26 @@ def test_the_tenants_column_names_the_tenants_it_counts(report: Report) -> None:
 def test_the_summary_says_when_the_audit_chain_was_not_checked(report: Report) -> None:
     assert report.audit.integrity.checked is False
     assert 'data-integrity="unchecked">audit chain: not checked' in render_html(report)
+
+
+def test_build_report_takes_the_logs_path_as_write_report_does(tmp_path: Path) -> None:
+    """A path is read and verified, not taken for entries (a str would be read as its characters)."""
+    from purposeguard import audit
+
+    path = tmp_path / "audit.db"
+    pg.configure("trust-center", audit=path)
+
+    @pg.purpose("advertising")
+    def choose_ad(value: object) -> None:
+        pass
+
+    with pytest.raises(pg.PurposeViolation):
+        choose_ad(pg.label("x", "customer_data.content.email"))
+    sink = audit.attached()
+    assert sink is not None
+    sink.flush()
+    pg.configure("trust-center", audit=False)
+    for given in (path, str(path)):
+        report = build_report(given)
+        assert report.audit.source == str(path) and report.audit.entries >= 1
+        assert [g.rule for g in report.violations] == ["no-advertising"]

@@ -99,6 +99,23 @@ def view_mark(view: Any, method: str | None, dispatch: str) -> str | None:
     return key if isinstance(key, str) else None
 
 
+# What a connection's scope holds that is the framework's, not the request's:
+# the app, its router and routes (FastAPI's reach pydantic's models), exit stacks.
+ASGI_FRAMEWORK_KEYS = frozenset(
+    {
+        "app",
+        "router",
+        "route",
+        "endpoint",
+        "fastapi_astack",
+        "fastapi_inner_astack",
+        "fastapi_function_astack",
+        "starlette.exception_handlers",
+        "extensions",
+    }
+)
+
+
 _SEGMENT = re.compile(r"\{[^{}/]+\}|\*\*|\*")
 
 

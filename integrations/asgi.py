@@ -57,6 +57,7 @@ from purposeguard._zones import enter_zone, leave_zone
 
 from . import baggage
 from ._server import (
+    ASGI_FRAMEWORK_KEYS,
     MARK,
     PathPurposes,
     PurposeCache,
@@ -403,23 +404,6 @@ class PurposeGuardMiddleware:
                 ) from None
 
 
-# What a connection's scope holds that is the framework's, not the request's:
-# the app, its router and routes (FastAPI's reach pydantic's models), exit stacks.
-_FRAMEWORK_KEYS = frozenset(
-    {
-        "app",
-        "router",
-        "route",
-        "endpoint",
-        "fastapi_astack",
-        "fastapi_inner_astack",
-        "fastapi_function_astack",
-        "starlette.exception_handlers",
-        "extensions",
-    }
-)
-
-
 class _Connection:
     """Label reading for Starlette's and FastAPI's ``Request`` and
     ``WebSocket`` (and the app behind them), handed to a guarded handler or
@@ -441,7 +425,7 @@ class _Connection:
         scope = own.get("scope")
         held = [item for key, item in own.items() if key not in ("scope", "app", "_receive", "_send")]
         if isinstance(scope, Mapping):
-            held.extend(item for key, item in scope.items() if key not in _FRAMEWORK_KEYS)
+            held.extend(item for key, item in scope.items() if key not in ASGI_FRAMEWORK_KEYS)
         return _walk(held, purpose, strict=False)
 
     def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:

@@ -17,6 +17,8 @@ from typing import Any
 from purposeguard._labels import EMPTY, merge_tenants, register_foreign, unregister_foreign
 from purposeguard._walk import NO_LABELS, _walk
 
+from .._server import ASGI_FRAMEWORK_KEYS
+
 __all__ = ["read", "unread"]
 
 # A request's attributes that are Django's or purposeguard's own: the URL
@@ -33,21 +35,6 @@ _REQUEST_MACHINERY = frozenset(
         "_purposeguard_zone",
         "_purposeguard_incoming",
         "_purposeguard_view_purpose",
-    }
-)
-# What an ASGI scope holds that is a framework's, not the request's (as the
-# ASGI integration reads it): the app, its router and routes, exit stacks.
-_SCOPE_MACHINERY = frozenset(
-    {
-        "app",
-        "router",
-        "route",
-        "endpoint",
-        "fastapi_astack",
-        "fastapi_inner_astack",
-        "fastapi_function_astack",
-        "starlette.exception_handlers",
-        "extensions",
     }
 )
 # A response's attributes that are no content: the template to render and
@@ -108,7 +95,7 @@ def _request_values(request: Any) -> list[Any]:
         if key in ("META", "environ") and isinstance(item, Mapping):
             held.extend(_environment(item))
         elif key == "scope" and isinstance(item, Mapping):
-            held.extend(entry for name, entry in item.items() if name not in _SCOPE_MACHINERY)
+            held.extend(entry for name, entry in item.items() if name not in ASGI_FRAMEWORK_KEYS)
         elif isinstance(item, SessionBase):
             # What the session holds once loaded, without loading it (a check
             # must not read the session store); not its backend (a cache

@@ -22,6 +22,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def sqlalchemy_instrumented() -> Iterator[None]:
+    """SQLAlchemy labelling switched on for one test and off after it."""
+    from purposeguard.integrations import sqlalchemy as pg_sqlalchemy
+
+    pg_sqlalchemy.instrument()
+    yield
+    pg_sqlalchemy.uninstrument()
+
+
+@pytest.fixture
 def engine(database_url: str) -> Iterator[Any]:
     engine = sqlalchemy.create_engine(database_url)
     yield engine

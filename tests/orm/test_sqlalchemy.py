@@ -1,6 +1,5 @@
 """SQLAlchemy 2: values loaded from the database arrive labelled, one declaration per column."""
 
-from collections.abc import Iterator
 from typing import Annotated, Any, Optional
 
 import pytest
@@ -118,11 +117,8 @@ documents = Table(
 )
 
 
-@pytest.fixture(autouse=True)
-def instrumented() -> Iterator[None]:
-    pg_sqlalchemy.instrument()
-    yield
-    pg_sqlalchemy.uninstrument()
+# SQLAlchemy labelling on for each test, off after it (tests/orm/conftest.py).
+pytestmark = pytest.mark.usefixtures("sqlalchemy_instrumented")
 
 
 @pytest.fixture

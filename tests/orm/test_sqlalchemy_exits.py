@@ -7,12 +7,10 @@ nothing (said on the ``purposeguard`` logger).
 """
 
 import logging
-from collections.abc import Iterator
 from typing import Annotated, Any, Optional
 
 import pytest
 import sqlalchemy as sa
-from purposeguard.integrations import sqlalchemy as pg_sqlalchemy
 from sqlalchemy import ForeignKey, delete, func, insert, lambda_stmt, literal, select, text, update
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -56,11 +54,8 @@ class Board(Base):
     text: Mapped[Optional[str]]
 
 
-@pytest.fixture(autouse=True)
-def instrumented() -> Iterator[None]:
-    pg_sqlalchemy.instrument()
-    yield
-    pg_sqlalchemy.uninstrument()
+# SQLAlchemy labelling on for each test, off after it (tests/orm/conftest.py).
+pytestmark = pytest.mark.usefixtures("sqlalchemy_instrumented")
 
 
 @pytest.fixture

@@ -46,11 +46,8 @@ class Counter(Base):
     name: Mapped[str]
 
 
-@pytest.fixture(autouse=True)
-def instrumented() -> Iterator[None]:
-    pg_sqlalchemy.instrument()
-    yield
-    pg_sqlalchemy.uninstrument()
+# SQLAlchemy labelling on for each test, off after it (tests/orm/conftest.py).
+pytestmark = pytest.mark.usefixtures("sqlalchemy_instrumented")
 
 
 @pytest.fixture

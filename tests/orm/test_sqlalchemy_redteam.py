@@ -7,11 +7,10 @@ driver's result answers; textual SQL in a select's columns or FROM is said.
 """
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import pytest
-from purposeguard.integrations import sqlalchemy as pg_sqlalchemy
 from sqlalchemy import case, column, delete, exists, func, insert, literal_column, select, table, text, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, column_property, mapped_column
 
@@ -49,11 +48,8 @@ class Pinned(Base):
     )
 
 
-@pytest.fixture(autouse=True)
-def instrumented() -> Iterator[None]:
-    pg_sqlalchemy.instrument()
-    yield
-    pg_sqlalchemy.uninstrument()
+# SQLAlchemy labelling on for each test, off after it (tests/orm/conftest.py).
+pytestmark = pytest.mark.usefixtures("sqlalchemy_instrumented")
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ import contextvars
 import functools
 import gc
 import re
+import logging
 import selectors
 import socket
 import sys
@@ -116,6 +117,13 @@ _MACHINERY = (
     selectors.BaseSelector,
     socket.socket,
     concurrent.futures.Executor,
+    # A logger reaches every logger of the process (its manager's
+    # loggerDict) and their handlers' streams: an object that keeps
+    # ``self.log`` (an RQ job, a service class) is walked without it. What
+    # is logged is checked where it is logged (the logging integration).
+    logging.Logger,
+    logging.Manager,
+    logging.Handler,
 )
 _MACHINERY_MODULES = frozenset({*sys.stdlib_module_names, "uvloop"})
 

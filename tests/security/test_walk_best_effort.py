@@ -53,3 +53,34 @@ def test_a_starlette_request_with_a_deep_object_in_its_state_still_shows_the_not
     with pytest.raises(pg.PurposeViolation) as refused:
         choose_ad(request)
     assert [(v.via, v.category) for v in refused.value.violations] == [("argument", DOCUMENT)]
+
+
+def test_an_object_keeping_a_logger_is_read_without_the_processs_loggers() -> None:
+    """A logger reaches every logger of the process and their handlers (an
+    RQ job's ``log``, a service's ``self.log``): passing such an object to
+    guarded code must not fail closed on them, and what it holds beside the
+    logger is still read."""
+    import logging
+
+    for index in range(200):  # a process with many loggers, as one using a few libraries has
+        logging.getLogger(f"purposeguard-test.walk.{index}").addHandler(logging.NullHandler())
+
+    class Service:
+        def __init__(self, note: object) -> None:
+            self.log = logging.getLogger("purposeguard-test.walk.service")
+            self.note = note
+
+    pg.configure("trust-center", mode="enforce")
+
+    @pg.purpose("service.operations")
+    def operate(service: Service) -> str:
+        return "ran"
+
+    @pg.purpose("advertising")
+    def choose_ad(service: Service) -> str:
+        return "ad"
+
+    assert operate(Service("plain")) == "ran"
+    with pytest.raises(pg.PurposeViolation) as refused:
+        choose_ad(Service(pg.label("a note", DOCUMENT)))
+    assert [(v.via, v.category) for v in refused.value.violations] == [("argument", DOCUMENT)]

@@ -35,8 +35,8 @@ import concurrent.futures
 import contextvars
 import functools
 import gc
-import re
 import logging
+import re
 import selectors
 import socket
 import sys

@@ -1112,9 +1112,10 @@ def _check_write(df: DataFrame, *, path: str | None = None, table: str | None = 
     except Exception as error:
         guard._internal_error(error, frozenset(), purpose, "egress", function, None, False)
         return
-    if state is not None and labels:
-        state.add(labels)
     tenant = tenant_of(df) if labels else None
+    if state is not None and labels:
+        # With whose data it is: the zone's data tenant is then the frame's.
+        state.add(labels, tenant)
     if labels:
         guard.check_labels(labels, purpose, via="egress", function=function, tenant=tenant)
     if state is not None:

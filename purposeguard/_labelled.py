@@ -659,9 +659,10 @@ class _LabelledValue(_LabelledNumber):
     carries data categories (a declared amount or timestamp). A subclass,
     not a proxy: ``Decimal(x)``, ``isinstance(x, datetime)``, ``utcoffset``
     and database drivers take it as the value it is. ``str``, ``repr`` and
-    ``format`` keep the labels; arithmetic results are plain or, for dates
-    and times (whose arithmetic builds ``type(x)``), labelled without a
-    tenant; ``isoformat()`` and ``strftime()`` text is what the zone covers."""
+    ``format`` keep the labels; a decimal's arithmetic results are plain, a
+    date's or time's (which CPython builds as ``type(x)``) keep the labels
+    and the tenant; ``isoformat()`` and ``strftime()`` text is what the zone
+    covers. ``sqlite3`` adapts by exact type: bind the plain value there."""
 
     __slots__ = ()
 
@@ -684,6 +685,43 @@ class _LabelledValue(_LabelledNumber):
         return (_rebuild, (self._pg_plain(), tuple(sorted(kind.labels)), _tenant_on(self)))
 
 
+def _with_tenant_of(source: Any, result: Any) -> Any:
+    """``result`` of date arithmetic on ``source``, which CPython builds as
+    ``type(source)(...)``: it keeps ``source``'s tenant (a class carrying a
+    tenant would otherwise name several tenants, which no consent covers)."""
+    if type(result) is type(source):
+        tenant = _tenant_on(source)
+        if tenant is not None:
+            result._pg_tenant = tenant
+    return result
+
+
+class _DateArithmetic:
+    """What builds a new date, datetime or time of the value's own class."""
+
+    __slots__ = ()
+
+    def __add__(self, other: Any) -> Any:
+        number: Any = type(self)._pg_number  # type: ignore[attr-defined]
+        return _with_tenant_of(self, number.__add__(self, other))
+
+    def __radd__(self, other: Any) -> Any:
+        number: Any = type(self)._pg_number  # type: ignore[attr-defined]
+        return _with_tenant_of(self, number.__radd__(self, other))
+
+    def __sub__(self, other: Any) -> Any:
+        number: Any = type(self)._pg_number  # type: ignore[attr-defined]
+        return _with_tenant_of(self, number.__sub__(self, other))
+
+    def replace(self, *args: Any, **kwargs: Any) -> Any:
+        number: Any = type(self)._pg_number  # type: ignore[attr-defined]
+        return _with_tenant_of(self, number.replace(self, *args, **kwargs))
+
+    def astimezone(self, *args: Any, **kwargs: Any) -> Any:
+        number: Any = type(self)._pg_number  # type: ignore[attr-defined]
+        return _with_tenant_of(self, number.astimezone(self, *args, **kwargs))
+
+
 class LabelledDecimal(_LabelledValue, decimal.Decimal):  # type: ignore[misc]  # format() takes no context here
     """A ``decimal.Decimal`` that carries data categories; see :class:`_LabelledValue`."""
 
@@ -692,7 +730,7 @@ class LabelledDecimal(_LabelledValue, decimal.Decimal):  # type: ignore[misc]  #
     _pg_number = decimal.Decimal
 
 
-class LabelledDatetime(_LabelledValue, datetime.datetime):
+class LabelledDatetime(_DateArithmetic, _LabelledValue, datetime.datetime):
     """A ``datetime.datetime`` that carries data categories; see :class:`_LabelledValue`."""
 
     __slots__ = ()
@@ -700,7 +738,7 @@ class LabelledDatetime(_LabelledValue, datetime.datetime):
     _pg_number = datetime.datetime
 
 
-class LabelledDate(_LabelledValue, datetime.date):
+class LabelledDate(_DateArithmetic, _LabelledValue, datetime.date):
     """A ``datetime.date`` that carries data categories; see :class:`_LabelledValue`."""
 
     __slots__ = ()
@@ -708,7 +746,7 @@ class LabelledDate(_LabelledValue, datetime.date):
     _pg_number = datetime.date
 
 
-class LabelledTime(_LabelledValue, datetime.time):
+class LabelledTime(_DateArithmetic, _LabelledValue, datetime.time):
     """A ``datetime.time`` that carries data categories; see :class:`_LabelledValue`."""
 
     __slots__ = ()

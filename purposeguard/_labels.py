@@ -422,29 +422,16 @@ class Category:
                 result = relabel(result, *sorted(extra), tenant=tenant)
             return label(result, *keys, tenant=tenant if not extra else None)
 
-        def serialized(value: Any, serialize: Any, info: Any) -> Any:
-            if value is None:
-                return serialize(value)
-            t = type(value)
-            kind = getattr(t, "_pg_kind", None)
-            if not info.mode_is_json():
-                # Python mode hands back a labelled value itself. A labelled
-                # container pydantic copies item by item in C, and its copy
-                # comes out plain whatever this returns: the zone is told,
-                # and the plain items go in (a set's own iteration would
-                # check each where pydantic cannot carry a refusal).
-                if kind is not None or t in NO_LABELS or getattr(t, "_pg_box", None) is None:
-                    return serialize(value)
-                if FLAGS.zones:
-                    state = ZONE.get()
-                    if state is not None:
-                        state.add(labels_of(value), tenant_of(value))
-                return serialize(_plain_container(value))
+        def serialized(value: Any, serialize: Any) -> Any:
             # JSON mode builds new plain values (model_dump(mode="json"),
             # model_dump_json(), FastAPI's encoder): writing the field out
             # is a read, which tells a zone (and the current purpose) of it
             # when a model validated elsewhere (another request, a cache) is
             # written out. Checked before pydantic reads the value.
+            if value is None:
+                return serialize(value)
+            t = type(value)
+            kind = getattr(t, "_pg_kind", None)
             if kind is not None:
                 tenant = _tenant_on(value)
             else:
@@ -470,11 +457,35 @@ class Category:
             # Checked: the plain items go in, with no check of each on the way.
             return serialize(_plain_container(value) if getattr(t, "_pg_box", None) is not None else value)
 
+        def serialized_copied(value: Any, serialize: Any, info: Any) -> Any:
+            if info.mode_is_json():
+                return serialized(value, serialize)
+            # Python mode hands back a labelled value itself. A labelled
+            # container pydantic copies item by item in C, and its copy
+            # comes out plain whatever this returns: the zone is told, and
+            # the plain items go in (a set's own iteration would check each
+            # where pydantic cannot carry a refusal).
+            if getattr(type(value), "_pg_box", None) is None:
+                return serialize(value)
+            if FLAGS.zones:
+                state = ZONE.get()
+                if state is not None:
+                    state.add(labels_of(value), tenant_of(value))
+            return serialize(_plain_container(value))
+
+        # Python mode is seen only where pydantic copies the value item by
+        # item (a container field): every other field's Python-mode dump
+        # hands back the value itself, and a call per field per dump would
+        # cost more than the dump.
+        origin = typing.get_origin(source) or source
+        copied = isinstance(origin, type) and issubclass(origin, (list, tuple, set, frozenset, dict))
         return core_schema.no_info_wrap_validator_function(
             keep_labels,
             handler(source),
-            serialization=core_schema.wrap_serializer_function_ser_schema(
-                serialized, info_arg=True, when_used="always"
+            serialization=(
+                core_schema.wrap_serializer_function_ser_schema(serialized_copied, info_arg=True)
+                if copied
+                else core_schema.wrap_serializer_function_ser_schema(serialized, when_used="json")
             ),
         )
 

@@ -10,16 +10,19 @@ be refused for what holds no data."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from purposeguard._labels import EMPTY, merge_tenants, register_foreign, unregister_foreign
-from purposeguard._walk import NO_LABELS, _walk
+from purposeguard._walk import NO_LABELS, WalkLimit, _walk
 
 from .._server import ASGI_FRAMEWORK_KEYS
 
 __all__ = ["read", "unread"]
+
+logger = logging.getLogger("purposeguard")
 
 # A request's attributes that are Django's or purposeguard's own: the URL
 # resolution, the body's stream and upload handlers (both hold the handler's
@@ -124,7 +127,13 @@ def _walk_each(held: Iterable[Any], purpose: str | None) -> tuple[frozenset[str]
     """The labels in ``held`` and whose data they are, each value walked
     with an item budget of its own: one large value (a parsed body, a
     client object) must not use up the budget for what was put beside it.
-    Plain and labelled scalars go in one walk, which they cannot use up."""
+    Plain and labelled scalars go in one walk, which they cannot use up.
+
+    Best effort: a request commonly carries objects past the walk's bounds
+    (a client, a pool, an app's services) that hold no request data, and
+    failing closed on them would refuse every guarded call given the
+    request. What such a value nests past the bounds is not seen by checks
+    of the request; said once per type, so it is never silent."""
     labels: set[str] = set()
     tenant: str | None = None
     scalars: list[Any] = []
@@ -133,7 +142,11 @@ def _walk_each(held: Iterable[Any], purpose: str | None) -> tuple[frozenset[str]
         if t in NO_LABELS or getattr(t, "_pg_kind", None) is not None:
             scalars.append(item)
             continue
-        found, owner = _walk((item,), purpose, strict=False)
+        try:
+            found, owner = _walk((item,), purpose)
+        except WalkLimit as limit:
+            found, owner = limit.labels, limit.tenant
+            _say_not_looked_at(t)
         labels.update(found)
         if owner is not None:
             tenant = merge_tenants(tenant, owner)
@@ -143,6 +156,23 @@ def _walk_each(held: Iterable[Any], purpose: str | None) -> tuple[frozenset[str]
         if owner is not None:
             tenant = merge_tenants(tenant, owner)
     return (frozenset(labels) if labels else EMPTY), tenant
+
+
+# Types of request values already said to go past the walk's bounds (bounded by the app's types).
+_SAID: set[str] = set()
+
+
+def _say_not_looked_at(t: type) -> None:
+    name = f"{t.__module__}.{t.__qualname__}"
+    if name in _SAID or len(_SAID) >= 256:
+        return
+    _SAID.add(name)
+    logger.warning(
+        "purposeguard: a %s on a Django request or response nests past the label walk's bounds; "
+        "checks of the request did not look at all of it (a labelled value deep inside it is "
+        "not seen there): pass guarded code the values it uses, not the request",
+        name,
+    )
 
 
 class _Read:

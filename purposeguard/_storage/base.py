@@ -251,16 +251,24 @@ class Revoke:
 Head = tuple[int, str, "str | None"]
 
 
-# The key each log this process opened keyed was opened with, by location:
-# a writer that opened the same log before it was keyed (a ConsentStore
-# made before configure(audit_key=...) keyed the new log) takes it on.
-_KEYS_IN_USE: dict[str, ChainKey] = {}
+# The key each log this process holds open keyed was opened with, by
+# location, beside the writer holding it: a writer that opened the same log
+# before it was keyed (a ConsentStore made before configure(audit_key=...)
+# keyed the new log) takes it on. Forgotten when that writer closes.
+_KEYS_IN_USE: dict[str, tuple[ChainKey, object]] = {}
 
 
-def remember_key(location: str, key: ChainKey | None, recorded: str | None) -> None:
-    """Note the key a writer of ``location`` holds, once it fits the log."""
+def remember_key(location: str, key: ChainKey | None, recorded: str | None, writer: object) -> None:
+    """Note the key ``writer`` holds for ``location``, once it fits the log."""
     if key is not None and recorded == key.key_id and location != ":memory:":
-        _KEYS_IN_USE[location] = key
+        _KEYS_IN_USE[location] = (key, writer)
+
+
+def forget_key(location: str, writer: object) -> None:
+    """``writer`` closed: its key is no longer handed on."""
+    entry = _KEYS_IN_USE.get(location)
+    if entry is not None and entry[1] is writer:
+        del _KEYS_IN_USE[location]
 
 
 def key_keyed_since(location: str, recorded: str) -> ChainKey:
@@ -268,7 +276,8 @@ def key_keyed_since(location: str, recorded: str) -> ChainKey:
     without a key opened it: the key this process keyed it with. Appending
     unkeyed records to a keyed chain would break it without a word, so
     without that key the append is refused."""
-    key = _KEYS_IN_USE.get(location)
+    entry = _KEYS_IN_USE.get(location)
+    key = entry[0] if entry is not None else None
     if key is None or key.key_id != recorded:
         raise AuditError(
             f"the log's chain was keyed (key id {recorded}) after this writer opened it without a key: "

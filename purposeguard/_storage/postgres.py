@@ -42,6 +42,7 @@ from .base import (
     check_key,
     consent_difference,
     decide_on,
+    forget_key,
     grant_rows,
     key_keyed_since,
     linked_rows,
@@ -379,7 +380,7 @@ class PostgresStorage:
             self.key_id = str(row[0]) if row else None
             check_key(self.key_id, self.key, empty=True, readonly=True, location=self.location)
         if not self.readonly:
-            remember_key(self.location, self.key, self.key_id)
+            remember_key(self.location, self.key, self.key_id, self)
 
     def _create(self, conn: Any) -> None:
         with conn.transaction():
@@ -842,6 +843,7 @@ class PostgresStorage:
                     self._conn.close()
             self._conn = None
         _OPEN.discard(self)
+        forget_key(self.location, self)
 
 
 def _grant(row: Sequence[Any]) -> Grant:

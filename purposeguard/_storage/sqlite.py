@@ -29,6 +29,7 @@ from .base import (
     check_key,
     consent_difference,
     decide_on,
+    forget_key,
     grant_rows,
     key_keyed_since,
     linked_rows,
@@ -264,7 +265,7 @@ class SQLiteStorage:
                 self.key_id = self._record_key()
                 check_key(self.key_id, self.key, empty=True, readonly=True, location=self.location)
             if not memory and not self.readonly:
-                remember_key(self._file, self.key, self.key_id)
+                remember_key(self._file, self.key, self.key_id, self)
             return log_id
         except sqlite3.Error as error:
             raise AuditError(_describe(error), path=self.location) from None
@@ -682,6 +683,7 @@ class SQLiteStorage:
                 if seq and seq != self._checkpointed:
                     self._checkpoint(seq, head_hash)
             self._connection.close()
+            forget_key(self._file, self)
 
 
 _SELECT_ALL = "SELECT seq, kind, timestamp, data, prev_hash, hash FROM purposeguard_audit ORDER BY seq"

@@ -90,12 +90,42 @@ def test_the_type_itself_takes_it_where_a_proxy_was_refused() -> None:
     assert datetime.datetime.fromisoformat(str(at)) == VALUES["datetime"]
 
 
-def test_date_arithmetic_keeps_the_labels_without_a_tenant() -> None:
-    """Date arithmetic builds the value's own class: the labels stay; it names no tenant."""
+def test_date_arithmetic_keeps_the_labels_and_the_tenant() -> None:
+    """Date arithmetic builds the value's own class: the labels stay, and so
+    does the tenant (else a consenting tenant's due date plus 30 days would
+    be no one's, which no consent covers)."""
     at = pg.label(VALUES["datetime"], DOCUMENT, tenant="contoso")
-    later = at + datetime.timedelta(days=1)
-    assert later == VALUES["datetime"] + datetime.timedelta(days=1)
-    assert pg.labels_of(later) == {DOCUMENT} and pg.tenant_of(later) != "contoso"
+    day = pg.label(VALUES["date"], DOCUMENT, tenant="contoso")
+    made = {
+        "datetime + timedelta": at + datetime.timedelta(days=1),
+        "timedelta + datetime": datetime.timedelta(days=1) + at,
+        "datetime - timedelta": at - datetime.timedelta(days=1),
+        "replace": at.replace(year=2030),
+        "astimezone": at.astimezone(datetime.timezone(datetime.timedelta(hours=2))),
+        "date + timedelta": day + datetime.timedelta(days=30),
+    }
+    assert made["datetime + timedelta"] == VALUES["datetime"] + datetime.timedelta(days=1)
+    for name, value in made.items():
+        assert (pg.labels_of(value), pg.tenant_of(value)) == ({DOCUMENT}, "contoso"), name
+    # A difference of two dates is a plain duration.
+    assert type(at - VALUES["datetime"]) is datetime.timedelta
+
+
+def test_a_consenting_tenants_date_arithmetic_stays_covered_by_its_consent(tmp_path: Any) -> None:
+    from purposeguard.consent import ConsentStore
+
+    store = ConsentStore(tmp_path / "consent.db")
+    store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+    pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=store)
+
+    @pg.purpose("improvement")
+    def plan(due: datetime.date) -> datetime.date:
+        return due
+
+    with pg.zone(tenant="contoso"):
+        due = pg.label(VALUES["date"], "customer_data", tenant="contoso")
+        assert plan(due + datetime.timedelta(days=30)) == VALUES["date"] + datetime.timedelta(days=30)
+    store.close()
 
 
 class Status(enum.Enum):

@@ -573,3 +573,14 @@ def test_a_postgresql_store_opened_before_its_log_was_keyed_takes_the_key_on(
     code, text = verify(location, key_file, capsys)  # type: ignore[arg-type]
     assert code == 0 and "intact" in text, text
     _consent_after_reopen(location, key_file)
+
+
+def test_a_key_is_handed_on_only_while_its_writer_is_open(tmp_path: Path, key_file: Path) -> None:
+    from purposeguard._storage import base
+
+    location = str(tmp_path / "consent.db")
+    _store_before_key(location, key_file)
+    resolved = str(Path(location).resolve())
+    assert resolved in base._KEYS_IN_USE
+    pg.configure("trust-center", audit=False)  # the keyed sink is closed
+    assert resolved not in base._KEYS_IN_USE

@@ -17,6 +17,7 @@ the session, its site is used; else this module sets the site up the same way.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import types
 from collections.abc import Iterator
@@ -391,3 +392,26 @@ def test_the_readers_go_with_the_orm_labelling(site: dict[str, Any]) -> None:
     finally:
         pg_django.instrument()
     assert foreign_reader(HttpRequest) is not None
+
+
+def test_a_value_on_the_request_past_the_walks_bounds_is_said_not_refused(
+    site: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Requests carry objects past the bounds (a client, a pool) that hold no
+    request data: the request is still read, and what was not looked at is
+    said, by type, never silently passed over."""
+    from django.test import RequestFactory
+    from purposeguard.integrations.django import _requests
+
+    class DeepServices:
+        def __init__(self) -> None:
+            self.inner = _nested(MAX_DEPTH + 4)
+
+    _requests._SAID.discard(f"{DeepServices.__module__}.{DeepServices.__qualname__}")
+    request = RequestFactory().get("/")
+    request.services = DeepServices()  # type: ignore[attr-defined]
+    request.note = pg.label("a note", DOCUMENT)  # type: ignore[attr-defined]
+    with caplog.at_level(logging.WARNING, logger="purposeguard"):
+        assert pg.labels_of(request) == {DOCUMENT}
+    said = [record.getMessage() for record in caplog.records if "nests past" in record.getMessage()]
+    assert len(said) == 1 and "DeepServices" in said[0] and "a note" not in said[0]

@@ -221,3 +221,16 @@ def test_the_job_group_check_sees_jobs(raw_mail: Any, spark: Any) -> None:
         assert list(context.statusTracker().getJobIdsForGroup("purposeguard-probe"))
     finally:
         context.setLocalProperty("spark.jobGroup.id", None)
+
+
+def test_one_consenting_tenants_frame_written_in_a_zone_is_allowed(
+    spark: Any, store: ConsentStore, tmp_path: Any
+) -> None:
+    """The zone learns whose data the written frame is: its copy of the
+    categories is that tenant's, which the tenant's consent covers."""
+    pg.configure("trust-center", mode="enforce", context_mode="enforce", consents=store)
+    frame = pg.label(spark.createDataFrame([("hello",)], ["body"]), "customer_data", tenant="contoso")
+    with pg.testing.capture() as seen, pg.purpose("improvement"), pg.zone() as zone:
+        frame.write.mode("overwrite").parquet(str(tmp_path / "out"))
+    assert seen == []
+    assert zone.data_tenant() == "contoso"

@@ -700,25 +700,26 @@ class _DateArithmetic:
     """What builds a new date, datetime or time of the value's own class."""
 
     __slots__ = ()
+    _pg_number: Any
 
     def __add__(self, other: Any) -> Any:
-        number: Any = type(self)._pg_number  # type: ignore[attr-defined]
+        number: Any = type(self)._pg_number
         return _with_tenant_of(self, number.__add__(self, other))
 
     def __radd__(self, other: Any) -> Any:
-        number: Any = type(self)._pg_number  # type: ignore[attr-defined]
+        number: Any = type(self)._pg_number
         return _with_tenant_of(self, number.__radd__(self, other))
 
     def __sub__(self, other: Any) -> Any:
-        number: Any = type(self)._pg_number  # type: ignore[attr-defined]
+        number: Any = type(self)._pg_number
         return _with_tenant_of(self, number.__sub__(self, other))
 
     def replace(self, *args: Any, **kwargs: Any) -> Any:
-        number: Any = type(self)._pg_number  # type: ignore[attr-defined]
+        number: Any = type(self)._pg_number
         return _with_tenant_of(self, number.replace(self, *args, **kwargs))
 
     def astimezone(self, *args: Any, **kwargs: Any) -> Any:
-        number: Any = type(self)._pg_number  # type: ignore[attr-defined]
+        number: Any = type(self)._pg_number
         return _with_tenant_of(self, number.astimezone(self, *args, **kwargs))
 
 

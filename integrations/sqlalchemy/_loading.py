@@ -275,7 +275,7 @@ def _labelled_result_class() -> type:
     (public names only) from the result it was made from."""
     from sqlalchemy.engine.result import IteratorResult
 
-    class LabelledResult(IteratorResult):  # type: ignore[type-arg]
+    class LabelledResult(IteratorResult[Any]):
         # No new slots: the frozen result's class can be swapped for it.
         __slots__ = ()
 

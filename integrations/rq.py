@@ -35,6 +35,11 @@ zone against its declared purpose, before anything reaches Redis: a
 serializer that drops labels (JSON) and a missing baggage key (said once
 per process) leave the worker nothing to check.
 
+The job's success, failure and stopped callbacks run in the job's zone
+too (with what the job learned while it ran, and the enqueuer's purpose):
+a callback declared for a purpose the job's data forbids is refused, though
+the result it is handed was laundered of its labels.
+
 In the worker, call :func:`instrument` where the worker imports its
 settings (``rq worker -c settings``) after ``pg.configure(...)``. RQ runs
 each job in a forked process that exits without running exit handlers, so
@@ -45,6 +50,8 @@ Needs ``pip install 'purposeguard[rq]'``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import sys
 import threading
@@ -298,20 +305,29 @@ def _status(job: Any) -> str | None:
     return getattr(status, "value", status) if status is not None else None
 
 
+def _incoming(job: Any) -> baggage.Incoming:
+    """What the enqueuer's baggage says, verified for this job."""
+    raw = job.meta.get(META_KEY) if isinstance(getattr(job, "meta", None), dict) else None
+    if raw is not None and not isinstance(raw, (str, bytes)):
+        logger.warning("purposeguard ignored an RQ job's baggage that is not a string")
+        raw = None
+    if raw is None:
+        return baggage.NOTHING
+    return baggage.parse(raw, channel=baggage.task_channel("rq", job.id, job.func_name))
+
+
+# Set on a job while and after it runs here: the zone it ran in and the
+# purpose that was current, for its callbacks.
+_RAN_IN = "_purposeguard_ran_in"
+
+
 def _perform(original: Any) -> Any:
     def perform(self: Any) -> Any:
-        raw = self.meta.get(META_KEY) if isinstance(getattr(self, "meta", None), dict) else None
-        if raw is not None and not isinstance(raw, (str, bytes)):
-            logger.warning("purposeguard ignored an RQ job's baggage that is not a string")
-            raw = None
-        incoming = (
-            baggage.parse(raw, channel=baggage.task_channel("rq", self.id, self.func_name))
-            if raw is not None
-            else baggage.NOTHING
-        )
+        incoming = _incoming(self)
         try:
             with zone(incoming.tenant, categories=incoming.categories) as state:
                 baggage.mark_zone(state, incoming)
+                self.__dict__[_RAN_IN] = (state, incoming.purpose)
                 token = PURPOSE.set(incoming.purpose) if incoming.purpose else None
                 try:
                     return original(self)
@@ -323,6 +339,60 @@ def _perform(original: Any) -> Any:
 
     perform.__wrapped__ = original  # type: ignore[attr-defined]
     return perform
+
+
+def _callback_property(original: property) -> property:
+    """``Job.success_callback`` (and the failure and stopped ones) hands RQ
+    the callback to run in the job's zone. RQ calls a callback after
+    ``perform`` returned, with the job's result or exception: outside the
+    zone, what the job learned (a row it read, a value it laundered into
+    its result) would not be known to the callback, and a callback
+    declared for a purpose the job's data forbids would run."""
+    fget = original.fget
+    assert fget is not None
+
+    def get(self: Any) -> Any:
+        callback = fget(self)
+        # RQ refuses coroutine callbacks itself: a wrapper would hide what they are.
+        if callback is None or not callable(callback) or inspect.iscoroutinefunction(callback):
+            return callback
+        return _in_job_zone(self, callback)
+
+    return property(get, original.fset, original.fdel, original.__doc__)
+
+
+def _in_job_zone(job: Any, callback: Any) -> Any:
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        ran_in = job.__dict__.get(_RAN_IN)
+        if ran_in is not None:
+            ran, purpose = ran_in
+            tenant, categories, owners = ran.tenant, ran.categories, ran.owners
+        else:
+            # A callback run where the job did not run (a failure callback
+            # for a job the worker lost): the zone the enqueuer sent.
+            incoming = _incoming(job)
+            tenant, categories, owners, purpose = incoming.tenant, incoming.categories, (), incoming.purpose
+        try:
+            with zone(tenant, categories=categories) as state:
+                for owner in owners:
+                    state.add(frozenset(), owner)
+                if ran_in is None:
+                    baggage.mark_zone(state, incoming)
+                token = PURPOSE.set(purpose) if purpose else None
+                try:
+                    return callback(*args, **kwargs)
+                finally:
+                    if token is not None:
+                        PURPOSE.reset(token)
+        finally:
+            # The work horse exits right after its callbacks.
+            _flush_audit()
+
+    return run
+
+
+_CALLBACKS = ("success_callback", "failure_callback", "stopped_callback")
 
 
 def _flush_audit() -> None:
@@ -375,6 +445,10 @@ def instrument() -> None:
         }
         if hasattr(Queue, "schedule_job"):
             originals["schedule_job"] = Queue.schedule_job
+        callbacks = {
+            name: Job.__dict__[name] for name in _CALLBACKS if isinstance(Job.__dict__.get(name), property)
+        }
+        originals.update(callbacks)
         _STATE.originals = originals
         # setattr: the classes are RQ's own, patched in place for every queue and job.
         setattr(Queue, "create_job", _create_job(Queue.create_job))  # noqa: B010
@@ -384,6 +458,8 @@ def instrument() -> None:
         setattr(Job, "perform", _perform(Job.perform))  # noqa: B010
         setattr(Job, "save", _save(Job.save))  # noqa: B010
         setattr(Job, "create", classmethod(_job_create(originals["create"].__func__)))  # noqa: B010
+        for name, callback in callbacks.items():
+            setattr(Job, name, _callback_property(callback))
 
 
 def uninstrument() -> None:
@@ -401,6 +477,9 @@ def uninstrument() -> None:
         setattr(Job, "perform", originals["perform"])  # noqa: B010
         setattr(Job, "save", originals["save"])  # noqa: B010
         setattr(Job, "create", originals["create"])  # noqa: B010
+        for name in _CALLBACKS:
+            if name in originals:
+                setattr(Job, name, originals[name])
         _STATE.originals = {}
 
 

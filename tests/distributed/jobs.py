@@ -8,6 +8,7 @@ environment: ``PG_JOBS_AUDIT`` (where records go) and
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -39,6 +40,29 @@ def advertise_job(campaign: str) -> dict[str, Any]:
 @pg.purpose("service.operations")
 def operate_job(ticket: str) -> dict[str, Any]:
     return {"ticket": ticket, **state()}
+
+
+def learn_job() -> str:
+    """Reads customer content in the worker and returns it laundered (no label)."""
+    return json.dumps({"body": str(pg.label("a mail body", CONTENT))})
+
+
+def fail_job() -> None:
+    pg.label("a mail body", CONTENT)
+    raise RuntimeError("the job failed")
+
+
+def _callback_key(job: Any) -> str:
+    return f"pgjobs:callback:{job.id}"
+
+
+def record_callback_state(job: Any, connection: Any, *rest: Any) -> None:
+    connection.set(_callback_key(job), json.dumps(state()))
+
+
+@pg.purpose("advertising")
+def advertise_callback(job: Any, connection: Any, *rest: Any) -> None:
+    connection.set(_callback_key(job), "ran")
 
 
 app = Celery(

@@ -4,6 +4,7 @@ the worker and recorded once."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -455,10 +456,14 @@ def test_rq_uninstrument_restores_rq(rq_queue: tuple[Queue, str]) -> None:
         assert not hasattr(Job.perform, "__wrapped__") and not hasattr(Queue.create_job, "__wrapped__")
         for name in ("enqueue_job", "schedule_job"):
             assert not hasattr(getattr(Queue, name), "__wrapped__")
+        for name in ("success_callback", "failure_callback", "stopped_callback"):
+            assert Job.__dict__[name].fget.__module__.startswith("rq")
     finally:
         pg_rq.instrument()
     pg_rq.instrument()  # idempotent
     assert Job.perform.__wrapped__.__name__ == "perform"  # type: ignore[attr-defined]
+    for name in ("success_callback", "failure_callback", "stopped_callback"):
+        assert Job.__dict__[name].fget.__module__ == pg_rq.__name__
 
 
 @pytest.fixture
@@ -598,6 +603,53 @@ def test_rq_a_job_enqueued_again_keeps_the_zone_it_carried(rq_queue: tuple[Queue
     queue.enqueue_job(again)  # from a context that holds nothing
     assert wait_job(again) == "finished"
     assert again.return_value() == {"purpose": None, "tenant": "contoso", "zone": [CONTENT]}
+
+
+def _callback_saw(queue: Queue, job: Any) -> Any:
+    raw = queue.connection.get(f"pgjobs:callback:{job.id}")
+    return None if raw is None else json.loads(raw) if raw != b"ran" else "ran"
+
+
+def test_rq_a_success_callback_runs_in_the_job_s_zone_with_its_purpose(rq_queue: tuple[Queue, str]) -> None:
+    from rq import Callback
+
+    queue, _ = rq_queue
+    with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
+        job = queue.enqueue(jobs.learn_job, on_success=Callback(jobs.record_callback_state))
+    assert wait_job(job) == "finished"
+    # What the job itself read in the worker is known to its callback.
+    assert _callback_saw(queue, job) == {
+        "purpose": "service.operations",
+        "tenant": "contoso",
+        "zone": [CONTENT],
+    }
+
+
+def test_rq_a_failure_callback_runs_in_the_job_s_zone(rq_queue: tuple[Queue, str]) -> None:
+    from rq import Callback
+
+    queue, _ = rq_queue
+    with pg.zone(tenant="contoso"):
+        job = queue.enqueue(jobs.fail_job, on_failure=Callback(jobs.record_callback_state))
+    assert wait_job(job) == "failed"
+    assert _callback_saw(queue, job) == {"purpose": None, "tenant": "contoso", "zone": [CONTENT]}
+
+
+def test_rq_a_callback_declared_for_a_forbidden_purpose_is_refused_with_what_the_job_learned(
+    rq_queue: tuple[Queue, str],
+) -> None:
+    from rq import Callback
+
+    queue, audit_url = rq_queue
+    # Nothing labelled travels with the job: only what it read in the worker
+    # (and returned laundered) stands between the callback and the data.
+    job = queue.enqueue(jobs.learn_job, on_success=Callback(jobs.advertise_callback))
+    assert wait_job(job) == "failed"
+    assert _callback_saw(queue, job) is None
+    job.refresh()
+    assert "no-advertising" in str(job.latest_result().exc_string)  # type: ignore[union-attr]
+    record = recorded_once(audit_url, "advertise_callback")
+    assert (record["category"], record["purpose"], record["mode"]) == (CONTENT, "advertising", "enforce")
 
 
 def _held(queue: Queue) -> Queue:

@@ -26,6 +26,7 @@ import copyreg
 import datetime
 import decimal
 import linecache
+import sys
 import types
 import weakref
 from collections.abc import Callable, ItemsView, Iterable, KeysView, Mapping, ValuesView
@@ -656,15 +657,30 @@ def _value_with(kind: _Kind, tenant: str | None, base: type, value: Any) -> Any:
 
 class _LabelledValue(_LabelledNumber):
     """A ``Decimal``, ``date``, ``datetime``, ``time`` or ``timedelta`` that
-    carries data categories (a declared amount or timestamp). A subclass,
-    not a proxy: ``Decimal(x)``, ``isinstance(x, datetime)``, ``utcoffset``
-    and database drivers take it as the value it is. ``str``, ``repr`` and
-    ``format`` keep the labels; a decimal's arithmetic results are plain, a
-    date's or time's (which CPython builds as ``type(x)``) keep the labels
-    and the tenant; ``isoformat()`` and ``strftime()`` text is what the zone
-    covers. ``sqlite3`` adapts by exact type: bind the plain value there."""
+        carries data categories (a declared amount or timestamp). A subclass,
+        not a proxy: ``Decimal(x)``, ``isinstance(x, datetime)``, ``utcoffset``
+        and database drivers take it as the value it is. ``str``, ``repr`` and
+        ``format`` keep the labels; a decimal's arithmetic results are plain, a
+        date's or time's (which CPython builds as ``type(x)``) keep the labels
+        and the tenant; ``isoformat()`` and ``strftime()`` text is what the zone
+        covers. ``sqlite3``, which looks its adapters up by exact type, binds it
+    with the adapter registered for the plain type (see ``__conform__``)."""
 
     __slots__ = ()
+
+    def __conform__(self, protocol: Any) -> Any:
+        # sqlite3 asks the value itself when no adapter is registered for
+        # its exact type: a labelled date is bound as a plain one would be
+        # (the application's own adapter for Decimal included), and the
+        # zone learns of it as of any text made from it.
+        sqlite3 = sys.modules.get("sqlite3")
+        if sqlite3 is None or protocol is not sqlite3.PrepareProtocol:
+            return None
+        adapter = sqlite3.adapters.get((type(self)._pg_number, protocol))
+        if adapter is None:
+            return None
+        _tell_zone(self)
+        return adapter(self._pg_plain())
 
     def __str__(self) -> str:
         _tell_zone(self)

@@ -10,6 +10,8 @@ import datetime
 import decimal
 import enum
 import pickle
+import sqlite3
+import warnings
 from typing import Any
 
 import pytest
@@ -88,6 +90,40 @@ def test_the_type_itself_takes_it_where_a_proxy_was_refused() -> None:
     at = pg.label(VALUES["datetime"], DOCUMENT)
     assert UTC.utcoffset(at) == datetime.timedelta(0)
     assert datetime.datetime.fromisoformat(str(at)) == VALUES["datetime"]
+
+
+@pytest.mark.parametrize("plain", VALUES.values(), ids=VALUES.keys())
+def test_sqlite3_binds_it_as_it_binds_the_plain_value(plain: Any) -> None:
+    # sqlite3 finds adapters by exact type; the application's adapters (here
+    # for Decimal, time and timedelta) serve the labelled value too.
+    connection = sqlite3.connect(":memory:")
+    registered = [decimal.Decimal, datetime.time, datetime.timedelta]
+    for kind in registered:
+        sqlite3.register_adapter(kind, str)
+    try:
+        connection.execute("create table t (v)")
+        with warnings.catch_warnings():
+            # Python 3.12 deprecates the default date adapters, for both alike.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            connection.execute("insert into t values (?)", (plain,))
+            with pg.zone(tenant="contoso") as zone:
+                connection.execute("insert into t values (?)", (pg.label(plain, DOCUMENT, tenant="contoso"),))
+        stored = [row[0] for row in connection.execute("select v from t")]
+        assert stored[0] == stored[1] and type(stored[1]) is type(stored[0])
+        # Bound as text or a number made from it: the zone knows what was written.
+        assert zone.categories == {DOCUMENT}
+    finally:
+        for kind in registered:
+            del sqlite3.adapters[(kind, sqlite3.PrepareProtocol)]
+        connection.close()
+
+
+def test_sqlite3_refuses_it_where_it_refuses_the_plain_value() -> None:
+    connection = sqlite3.connect(":memory:")
+    for value in (decimal.Decimal("1.5"), pg.label(decimal.Decimal("1.5"), DOCUMENT)):
+        with pytest.raises(sqlite3.ProgrammingError, match="not supported"):
+            connection.execute("select ?", (value,))
+    connection.close()
 
 
 def test_date_arithmetic_keeps_the_labels_and_the_tenant() -> None:

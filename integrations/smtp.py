@@ -40,7 +40,16 @@ labelled while it was open.
 Mail sent by hand with ``mail()``, ``rcpt()`` and ``data()`` is checked
 too: ``data()`` like ``sendmail`` (the message and the zone), a labelled
 address at ``mail()``/``rcpt()`` before it is sent; inside ``sendmail``
-these commands are not checked again.
+these commands are not checked again. Lower still, text given to
+``send()`` (``docmd()``, ``putcmd()``) is checked for its labels, and a
+DATA command sent that way checks the zone as ``data()`` does. The mail
+server is the host ``connect()`` was given (``SMTP()`` then
+``connect(host)`` included), for ``[[destinations]]`` and TLS alike.
+
+A message part keeps the labels of everything it was given: replacing its
+content with plain text (``set_content``) or deleting a labelled header
+leaves them on it, and mail built from it is checked as holding them.
+Build a new message instead.
 """
 
 from __future__ import annotations
@@ -166,7 +175,9 @@ def _send_message(
 
 
 def _check(client: Any, labels: frozenset[str], function: str, *, zone: bool = True) -> None:
-    host = str(getattr(client, "_host", "") or "")
+    # The host connect() was last given, not the constructor's: smtplib
+    # keeps only the constructor's, and SMTP() then connect(host) is common.
+    host = _CONNECTED.get(client) or str(getattr(client, "_host", "") or "")
     encrypted = isinstance(getattr(client, "sock", None), ssl.SSLSocket)
     check_egress(f"{'smtps' if encrypted else 'smtp'}://{host}", labels, function=function, zone=zone)
 
@@ -185,9 +196,10 @@ def _sendmail(
 def _data(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     # The message itself, sent by hand (mail, rcpt, data): checked like
     # sendmail, the zone included.
-    if not _CHECKED.get():
-        _check(instance, input_labels((*args, *kwargs.values())), "smtplib.SMTP.data")
-    return wrapped(*args, **kwargs)
+    if _CHECKED.get():
+        return wrapped(*args, **kwargs)
+    _check(instance, input_labels((*args, *kwargs.values())), "smtplib.SMTP.data")
+    return _checked_call(wrapped, args, kwargs)
 
 
 def _envelope(
@@ -195,11 +207,54 @@ def _envelope(
 ) -> Any:
     # A labelled address sent with mail() or rcpt() by hand leaves before
     # data(): its own labels are checked here, the zone once at data().
+    if _CHECKED.get():
+        return wrapped(*args, **kwargs)
+    labels = input_labels((*args, *kwargs.values()))
+    if labels:
+        _check(instance, labels, f"smtplib.SMTP.{wrapped.__name__}", zone=False)
+    return _checked_call(wrapped, args, kwargs)
+
+
+def _checked_call(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # What a checked command sends through send() is not checked again.
+    token = _CHECKED.set(True)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _CHECKED.reset(token)
+
+
+# The DATA command, as send() sees it: what follows it is the message.
+_DATA_COMMANDS = frozenset({"data", b"data"})
+
+
+def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # The lowest layer: a session driven by hand with docmd()/putcmd() and
+    # send() (the DATA command, then the message) never calls data(). Its
+    # text is checked for its own labels; the DATA command is where the
+    # message starts, and where the zone is checked, as data() checks it.
+    # EHLO, STARTTLS and AUTH never meet the zone.
     if not _CHECKED.get():
-        labels = input_labels((*args, *kwargs.values()))
-        if labels:
-            _check(instance, labels, f"smtplib.SMTP.{wrapped.__name__}", zone=False)
+        sent = args[0] if args else kwargs.get("s")
+        labels = input_labels((sent,))
+        if isinstance(sent, (str, bytes)) and len(sent) <= 8 and sent.strip().lower() in _DATA_COMMANDS:
+            _check(instance, labels, "smtplib.SMTP.send")
+        elif labels:
+            _check(instance, labels, "smtplib.SMTP.send", zone=False)
     return wrapped(*args, **kwargs)
+
+
+# Each client's host as connect() was last given it.
+_CONNECTED: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _connect(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    host = args[0] if args else kwargs.get("host", "localhost")
+    result = wrapped(*args, **kwargs)
+    _CONNECTED[instance] = str(host)
+    return result
 
 
 def _flattened(
@@ -245,6 +300,8 @@ _SMTP = Patcher(
         ("SMTP", "mail", _envelope),
         ("SMTP", "rcpt", _envelope),
         ("SMTP", "data", _data),
+        ("SMTP", "send", _send),
+        ("SMTP", "connect", _connect),
     ],
 )
 _PARSER = Patcher("email.parser", [("Parser", "parsestr", _parsed), ("BytesParser", "parsebytes", _parsed)])

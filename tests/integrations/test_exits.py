@@ -264,6 +264,81 @@ def test_zone_content_in_a_plain_mail_to_a_marketing_host_is_a_context_flow(mail
     assert mail_server.mailbox.messages == []
 
 
+def _connected_later(host: str, server: SMTPServer, constructed_for: str) -> smtplib.SMTP:
+    # SMTP() (or a client made for another host), then connect(host): the
+    # host given to connect() is the mail server.
+    client_class = type("Client", (AsIf,), {"loopback_port": server.port})
+    client = client_class(constructed_for, 25, timeout=10) if constructed_for else client_class(timeout=10)
+    if constructed_for:
+        client.close()
+    client.connect(host, 25)
+    return client
+
+
+@pytest.mark.parametrize("constructed_for", ["", "127.0.0.1"], ids=["SMTP()", "SMTP(loopback)"])
+def test_the_host_given_to_connect_is_the_mail_server(
+    mail_server: SMTPServer, marker: str, constructed_for: str
+) -> None:
+    pg.configure(pg.Policy.from_toml(MARKETING_POLICY))
+    body = pg.label(marker, CONTENT)
+    with pg.purpose("service.operations"), pytest.raises(pg.PurposeViolation) as caught:
+        with _connected_later("smtp.bulkmail.example", mail_server, constructed_for) as client:
+            client.send_message(newsletter("list@service.example", body))
+    assert {(v.purpose, v.via) for v in caught.value.violations} == {("marketing.direct", "egress")}
+    # And plain SMTP off the host, connected that way, is refused for content.
+    with pg.purpose("service.operations"), pytest.raises(pg.PurposeViolation) as plain:
+        with _connected_later("mail.example.com", mail_server, constructed_for) as client:
+            client.send_message(newsletter("ops@service.example", body))
+    assert [(v.via, v.rule) for v in plain.value.violations] == [("transport", "transport.require_tls")]
+    assert mail_server.mailbox.messages == []
+
+
+def test_a_session_driven_by_hand_with_send_is_checked(mail_server: SMTPServer, marker: str) -> None:
+    pg.configure(pg.Policy.from_toml(MARKETING_POLICY), context_mode="enforce")
+    body = pg.label(marker, CONTENT)
+    # The text's own labels, in whatever send() carries.
+    with pg.purpose("service.operations"), pytest.raises(pg.PurposeViolation) as labelled:
+        with mail_host("smtp.bulkmail.example", mail_server) as client:
+            client.ehlo()
+            client.docmd("MAIL FROM:<news@service.example>")
+            client.docmd("RCPT TO:<list@service.example>")
+            client.docmd("DATA")
+            client.send(body)
+    assert [(v.via, v.function) for v in labelled.value.violations] == [("egress", "smtplib.SMTP.send")]
+    # Laundered text: the DATA command checks the zone, as data() does;
+    # EHLO and the envelope commands never meet it.
+    with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
+        laundered = f"{pg.label(marker, CONTENT)}"
+        with pytest.raises(pg.PurposeViolation) as zone_flow:
+            with mail_host("smtp.bulkmail.example", mail_server) as client:
+                client.ehlo()
+                client.docmd("MAIL FROM:<news@service.example>")
+                client.docmd("RCPT TO:<list@service.example>")
+                client.docmd("DATA")
+                client.send(laundered.encode() + b"\r\n.\r\n")
+    assert [(v.via, v.function) for v in zone_flow.value.violations] == [("context", "smtplib.SMTP.send")]
+    assert mail_server.mailbox.messages == []
+
+
+def test_a_hand_driven_session_for_an_allowed_purpose_is_delivered_and_checked_once(
+    mail_server: SMTPServer,
+) -> None:
+    pg.configure("trust-center", context_mode="enforce")
+    with (
+        pg.testing.assert_no_violations() as seen,
+        pg.zone(tenant="contoso"),
+        pg.purpose("service.operations"),
+    ):
+        body = pg.label("the mail body", CONTENT)
+        with smtplib.SMTP("127.0.0.1", mail_server.port, timeout=10) as client:
+            client.ehlo()
+            client.mail("ops@service.example")
+            client.rcpt("admin@service.example")
+            client.data(f"Subject: status\r\n\r\n{body}")
+    assert list(seen) == []
+    assert len(mail_server.mailbox.messages) == 1
+
+
 def test_uninstrument_restores_smtplib_and_email(mail_server: SMTPServer) -> None:
     pg_smtp.uninstrument()
     assert not pg_smtp.is_instrumented()

@@ -26,7 +26,13 @@ value the template read on its way to the output, whatever the path:
   where they are read, to keep a render without labels cheap.
 
 A value read only to decide (``{% if body %}``, ``{{ body|length }}``) labels
-the page too: over-labelling rather than under-labelling. A variable passed
+the page too: over-labelling rather than under-labelling. Each item a
+``{% for %}`` takes is noted as the loop takes it (and each member of a
+tuple item, ``{% for k, v in d.items() %}``), as a variable read at the top
+level is. Filters added after :func:`instrument` (Flask's
+``@app.template_filter``) are watched as they are added. A macro called
+from Python (``template.module.mail(body)``, Flask's
+``get_template_attribute``) returns text labelled as a render's is. A variable passed
 in and never read adds nothing. This holds across ``include``, ``extends``,
 ``import``, macros and ``call`` blocks, in ``render``, ``render_async``, and
 in each chunk of ``generate``, ``generate_async`` and ``stream`` (a chunk
@@ -698,6 +704,8 @@ class LabelledTemplate(jinja2.Template):
             if join is not None and not hasattr(join, "__purposeguard_join__"):
                 namespace[name] = _joined(join)
                 namespace[name].__purposeguard_join__ = join
+        if namespace.get("Macro") is jinja2.runtime.Macro:
+            namespace["Macro"] = _LabelledMacro
         return super()._from_namespace(environment, namespace, globals)
 
     # A module made by {% import %} is cached on its template and reused by
@@ -774,6 +782,27 @@ class LabelledTemplate(jinja2.Template):
             yield _labelled(chunk, seen)
 
 
+class _LabelledMacro(jinja2.runtime.Macro):
+    """A macro called from Python (``template.module.mail(body)``, Flask's
+    ``get_template_attribute``) renders on its own: its text carries what
+    it read and the labels of its arguments, as a render's does. Called
+    from a template, it adds to that render as before."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _RENDER.get() is not None:
+            return super().__call__(*args, **kwargs)
+        seen, token = _start()
+        try:
+            for value in args:
+                _note_argument(seen, value)
+            for value in kwargs.values():
+                _note_argument(seen, value)
+            made = super().__call__(*args, **kwargs)
+        finally:
+            _finish(seen, token)
+        return _labelled(made, seen) if isinstance(made, str) else made
+
+
 def _module_labelled(module: Any, seen: _Seen) -> Any:
     if not seen.labels:
         return module
@@ -820,6 +849,9 @@ class _LabelledContext(jinja2.runtime.Context):
         return value
 
     def call(self, obj: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if obj is _loop_over:
+            # A loop's iterable: its items are noted one by one as it runs.
+            return _loop_over(args[0])
         seen = _RENDER.get()
         if seen is not None:
             for value in args:
@@ -893,6 +925,42 @@ def _with(base: type, extra: type) -> type:
     return made
 
 
+class _WatchedFilters(dict):  # type: ignore[type-arg]
+    """An environment's filters, each watched as it is added: a filter
+    registered after :func:`instrument` (an f-string, base64) would
+    otherwise turn a labelled argument into plain text unseen."""
+
+    def __init__(self, filters: Any = (), /) -> None:
+        super().__init__()
+        self.update(filters)
+
+    def __setitem__(self, name: str, fn: Any) -> None:
+        super().__setitem__(name, _watched(fn))
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        items = other.items() if hasattr(other, "items") else other
+        for name, fn in (*items, *kwargs.items()):
+            self[name] = fn
+
+    def setdefault(self, name: str, fn: Any = None, /) -> Any:
+        if name not in self:
+            self[name] = fn
+        return self[name]
+
+    def copy(self) -> _WatchedFilters:
+        return _WatchedFilters(self)
+
+    def __ior__(self, other: Any) -> _WatchedFilters:  # type: ignore[misc]
+        self.update(other)
+        return self
+
+
+def _watched(fn: Any) -> Any:
+    if not callable(fn) or hasattr(fn, "__purposeguard_filter__"):
+        return fn
+    return _watched_filter(fn)
+
+
 def _watched_filter(fn: Callable[..., Any]) -> Callable[..., Any]:
     skip = 1 if getattr(fn, "jinja_pass_arg", None) is not None else 0
 
@@ -910,10 +978,53 @@ def _watched_filter(fn: Callable[..., Any]) -> Callable[..., Any]:
     return watched
 
 
+_LOOP_OVER = f"{__name__}._loop_over"
+
+
+def _loop_over(iterable: Any) -> Any:
+    """What a ``{% for %}`` iterates, each item noted (its own labels, and
+    those of a tuple's members: ``{% for k, v in d.items() %}``) as the
+    loop takes it, so a chunk carries what the loop had reached. The
+    context hands the iterable here as it is (see ``_LabelledContext.call``)."""
+    if _RENDER.get() is None or hasattr(iterable, "__aiter__") or not hasattr(iterable, "__iter__"):
+        return iterable
+    return _noting(iterable)
+
+
+def _noting(iterable: Any) -> Iterator[Any]:
+    for item in iterable:
+        seen = _RENDER.get()
+        if seen is not None:
+            if type(item) is tuple:
+                for member in item:
+                    seen.note_own(member)
+            else:
+                seen.note_own(item)
+        yield item
+
+
+def _is_loop_call(node: Any) -> bool:
+    callee = getattr(node, "node", None) if isinstance(node, jinja2.nodes.Call) else None
+    return isinstance(callee, jinja2.nodes.ImportedName) and callee.importname == _LOOP_OVER
+
+
 class _CodeGenerator(jinja2.compiler.CodeGenerator):
     """Compiles ``a % b`` with ``b`` passed through ``context.call(identity, b)``:
     a dict or list formatted whole is looked into like any call's argument.
+    What a ``{% for %}`` iterates goes through ``_loop_over``: a loop's
+    items are local variables that no context read sees, and an item read
+    only to decide (``{% if x == ... %}``) must label the page as a
+    variable read at the top level does.
     Both are in every compiled template; the environment needs nothing more."""
+
+    def visit_Template(self, node: Any, frame: Any = None) -> None:
+        # Before the template's imports are collected: the loops' calls import _loop_over.
+        nodes = jinja2.nodes
+        for loop in node.find_all(nodes.For):
+            if not _is_loop_call(loop.iter):
+                over = nodes.ImportedName(_LOOP_OVER, lineno=loop.lineno)
+                loop.iter = nodes.Call(over, [loop.iter], [], None, None, lineno=loop.lineno)
+        super().visit_Template(node, frame)
 
     @jinja2.compiler.optimizeconst
     def visit_Mod(self, node: Any, frame: Any) -> None:
@@ -931,17 +1042,15 @@ def instrument(env: Any) -> Any:
     and ``Markup`` and ``escape`` carry labels (process-wide, until
     :func:`uninstrument`).
 
-    Idempotent. Returns ``env``. Filters added to ``env.filters`` later are
-    not watched (their output still is, through ``finalize``)."""
+    Idempotent. Returns ``env``. Filters added to ``env.filters`` later
+    (Flask's ``@app.template_filter``) are watched as they are added."""
     if not isinstance(env, jinja2.Environment):
         raise TypeError(f"instrument() needs a jinja2.Environment, not {type(env).__name__}")
     _patch_markupsafe()
     if getattr(env, _MARK, False):
         return env
     env.finalize = _finalizer(env.finalize)
-    for name, fn in list(env.filters.items()):
-        if not hasattr(fn, "__purposeguard_filter__"):
-            env.filters[name] = _watched_filter(fn)
+    env.filters = _WatchedFilters(env.filters)
     env.template_class = _with(env.template_class, LabelledTemplate)
     env.context_class = _with(env.context_class, _LabelledContext)
     env.code_generator_class = _with(env.code_generator_class, _CodeGenerator)

@@ -5,6 +5,7 @@ reads, loops, macros, includes, sandboxes, async rendering and streaming."""
 from __future__ import annotations
 
 import asyncio
+import codecs
 import io
 from collections.abc import Callable
 from typing import Any
@@ -163,6 +164,56 @@ def test_generated_and_streamed_chunks_are_labelled() -> None:
     stream = template.stream(items=items)
     stream.enable_buffering(2)
     assert [pg.labels_of(chunk) for chunk in stream] == [set(), {EMAIL}, {EMAIL}]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% for x in items %}{% if x == 'Quarterly numbers' %}yes{% endif %}{% endfor %}",
+        "{% for x in items %}{{ x|length }}{% endfor %}",
+        "{% for x in items if x %}{{ loop.index }}{% endfor %}",
+        "{% for k, v in pairs.items() %}{% if v %}1{% endif %}{% endfor %}",
+    ],
+)
+def test_a_loop_item_read_only_to_decide_labels_the_page(source: str) -> None:
+    for env in (
+        Environment(),
+        Environment(enable_async=True),
+        instrument(jinja2.sandbox.SandboxedEnvironment()),
+    ):
+        template = env.from_string(source)
+        values = {"items": [body()], "pairs": {"k": body()}}
+        page = asyncio.run(template.render_async(**values)) if env.is_async else template.render(**values)
+        assert page and pg.labels_of(page) == {EMAIL}
+
+
+def test_a_filter_added_after_instrument_is_watched() -> None:
+    env = jinja2.Environment()
+    instrument(env)
+    # As Flask's @app.template_filter adds one: an f-string drops the labels.
+    env.filters["shout"] = lambda value: f"* {value} *"
+    env.filters.update({"rot": lambda value: codecs.encode(str(value), "rot13")})
+    for source in ("{{ body|shout }}", "{% for x in items %}{{ x|rot }}{% endfor %}"):
+        page = env.from_string(source).render(body=body(), items=[body()])
+        assert pg.labels_of(page) == {EMAIL}
+    assert env.filters["shout"].__purposeguard_filter__ is not None
+
+
+def test_a_macro_called_from_python_labels_what_it_returns() -> None:
+    # Flask's get_template_attribute and template.module.<macro>() call a
+    # macro outside any render.
+    env = Environment(
+        loader=jinja2.DictLoader(
+            {"macros.html": "{% macro mail(x) %}Dear customer, {{ x|upper }}{% endmacro %}"}
+        ),
+        autoescape=True,
+    )
+    made = env.get_template("macros.html").module.mail(body())
+    assert "QUARTERLY NUMBERS" in made and pg.labels_of(made) == {EMAIL}
+    assert isinstance(made, Markup)
+    # Plain arguments: plain text, the macro's own kind.
+    plain = env.get_template("macros.html").module.mail("hello")
+    assert pg.labels_of(plain) == set() and isinstance(plain, Markup)
 
 
 class _Writes(io.StringIO):

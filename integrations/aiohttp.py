@@ -22,6 +22,12 @@ Where the checks hook in, and why:
   aiohttp encodes into headers itself, dropping labels: ``auth`` and
   ``proxy_auth`` (Base64), the cookies of the hop (the session's jar and the
   call's own) and ``proxy_headers``, session defaults included.
+* ``ClientRequest.send`` checks a hop again if it changed after it was
+  made: a client middleware (aiohttp 3.12) may send it to another host,
+  add a labelled header or replace the body (``update_body``, whose
+  argument's labels are remembered). A violation raised while sending,
+  which aiohttp would turn into its ``ClientOSError``, reaches the caller
+  as the violation.
 * ``ClientSession.__init__`` remembers the labels of ``base_url`` (yarl
   parses it into plain strings); a relative URL sent from that session
   carries them.
@@ -121,12 +127,12 @@ def _request(
             labels = labels | base
     if _SESSION_PROXY and kwargs.get("proxy") is None:
         labels = labels | _SESSION_PROXY.get(instance, EMPTY)
-    if not labels and streamed is None:
-        return wrapped(*args, **kwargs)
 
     async def remembering() -> Any:
-        # The coroutine runs later, in the caller's task: set the labels there.
-        token = _PENDING.set(_PENDING.get() | labels)
+        # The coroutine runs later, in the caller's task: set the labels
+        # there. This call's own: a request a middleware or trace hook sends
+        # while this one is in flight is judged by what it carries.
+        token = _PENDING.set(labels)
         try:
             return await wrapped(*args, **kwargs)
         except PurposeViolation:
@@ -134,11 +140,27 @@ def _request(
         except Exception as error:
             if streamed is not None and streamed.violation is not None:
                 raise streamed.violation from error
+            # aiohttp turns an OSError raised while sending (a violation is a
+            # PermissionError) into its ClientOSError: the refusal is the violation.
+            violation = _violation_behind(error)
+            if violation is not None:
+                raise violation from error
             raise
         finally:
             _PENDING.reset(token)
 
     return remembering()
+
+
+def _violation_behind(error: BaseException) -> PurposeViolation | None:
+    seen = 0
+    cause = error.__cause__
+    while cause is not None and seen < 8:
+        if isinstance(cause, PurposeViolation):
+            return cause
+        cause = cause.__cause__
+        seen += 1
+    return None
 
 
 def _init_request(
@@ -155,9 +177,42 @@ def _init_request(
     extra = (kwargs.get("auth"), kwargs.get("proxy_auth"), kwargs.get("proxy_headers"))
     if extra != (None, None, None):
         labels = labels | input_labels(extra)
-    egress = check_egress(str(instance.url), labels, function=_FUNCTION)
+    url = str(instance.url)
+    egress = check_egress(url, labels, function=_FUNCTION)
     baggage.inject(instance.headers, extra_categories=labels, include=not egress.external)
+    _CHECKED[instance] = (url, labels)
     return result
+
+
+# The URL and labels each hop was checked with when it was made; the labels
+# of a body set later with ``update_body``.
+_CHECKED: weakref.WeakKeyDictionary[Any, tuple[str, frozenset[str]]] = weakref.WeakKeyDictionary()
+_BODIES: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def _update_body(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    labels = deep_labels(args[0] if args else kwargs.get("body"))
+    if labels:
+        _BODIES[instance] = _BODIES.get(instance, EMPTY) | labels
+    return wrapped(*args, **kwargs)
+
+
+def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # A client middleware (aiohttp 3.12) runs between the hop's making and
+    # its sending, and may send it elsewhere (``request.url``), add a
+    # header or replace the body: what leaves is checked again if it
+    # changed since the hop was checked.
+    checked = _CHECKED.get(instance)
+    url = str(instance.url)
+    labels = header_labels(instance.headers.items()) | _BODIES.get(instance, EMPTY)
+    if checked is None or url != checked[0] or not labels <= checked[1]:
+        labels = labels | (checked[1] if checked is not None else _PENDING.get())
+        egress = check_egress(url, labels, function=_FUNCTION)
+        baggage.inject(instance.headers, extra_categories=labels, include=not egress.external)
+        _CHECKED[instance] = (url, labels)
+    return wrapped(*args, **kwargs)
 
 
 def _cookie_labels(cookies: Any) -> frozenset[str]:
@@ -177,7 +232,15 @@ def _cookie_labels(cookies: Any) -> frozenset[str]:
 _SESSION = Patcher(
     "aiohttp", [("ClientSession", "__init__", _init_session), ("ClientSession", "_request", _request)]
 )
-_REQUEST = Patcher("aiohttp", [("ClientRequest", "__init__", _init_request)])
+_REQUEST = Patcher(
+    "aiohttp",
+    [
+        ("ClientRequest", "__init__", _init_request),
+        ("ClientRequest", "send", _send),
+    ],
+)
+# update_body is newer (3.12) than the oldest aiohttp the extra allows: patched where present.
+_UPDATE_BODY = Patcher("aiohttp.client_reqrep", [("ClientRequest", "update_body", _update_body)])
 
 # What puts a message on a client WebSocket, and the argument that holds it.
 # ``send_frame`` (3.11) and ``send_json_bytes`` are newer than the oldest
@@ -245,6 +308,10 @@ def instrument() -> None:
     require("aiohttp", "aiohttp")
     _SESSION.install()
     _REQUEST.install()
+    import aiohttp
+
+    if callable(getattr(aiohttp.ClientRequest, "update_body", None)):
+        _UPDATE_BODY.install()
     _websocket().install()
     _unguarded.activate("aiohttp")
 
@@ -254,6 +321,7 @@ def uninstrument() -> None:
     websocket = _WEBSOCKET.get("patcher")
     if websocket is not None:
         websocket.remove()
+    _UPDATE_BODY.remove()
     _REQUEST.remove()
     _SESSION.remove()
     _unguarded.deactivate("aiohttp")

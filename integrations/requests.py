@@ -84,8 +84,12 @@ def _prepare(
 ) -> Any:
     result = wrapped(*args, **kwargs)
     # What Session.request saw stays with the request, for a later
-    # session.send(response.request).
-    _remember(instance, _PENDING.get())
+    # session.send(response.request). Handed to the first request prepared
+    # only: one a hook prepares while this call is in flight carries its own.
+    pending = _PENDING.get()
+    if pending:
+        _remember(instance, pending)
+        _PENDING.set(EMPTY)
     _remember(instance, deep_labels(_not_walked((*args, *kwargs.values()))))
     return result
 

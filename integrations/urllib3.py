@@ -224,7 +224,19 @@ _PATCHER = Patcher(
         ("HTTPConnectionPool", "urlopen", _urlopen),
     ],
 )
-_METHODS = Patcher("urllib3._request_methods", [("RequestMethods", "request", _request)])
+# request_encode_url and request_encode_body are public too, and encode
+# fields into plain text before any pool sees them; PoolManager.urlopen
+# parses the URL into plain text before the pool's urlopen: each remembers
+# the labels of what it was given for the pool's check.
+_METHODS = Patcher(
+    "urllib3._request_methods",
+    [
+        ("RequestMethods", "request", _request),
+        ("RequestMethods", "request_encode_url", _request),
+        ("RequestMethods", "request_encode_body", _request),
+    ],
+)
+_POOL_MANAGER = Patcher("urllib3.poolmanager", [("PoolManager", "urlopen", _request)])
 
 
 def instrument() -> None:
@@ -233,6 +245,7 @@ def instrument() -> None:
 
     require("urllib3", "urllib3")
     _METHODS.install()
+    _POOL_MANAGER.install()
     _PATCHER.install()
     _patch_make_headers()
     _unguarded.activate("urllib3")
@@ -242,6 +255,7 @@ def uninstrument() -> None:
     """Restore urllib3 as it was."""
     _unpatch_make_headers()
     _PATCHER.remove()
+    _POOL_MANAGER.remove()
     _METHODS.remove()
     _unguarded.deactivate("urllib3")
 

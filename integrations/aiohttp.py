@@ -28,6 +28,13 @@ Where the checks hook in, and why:
   argument's labels are remembered). A violation raised while sending,
   which aiohttp would turn into its ``ClientOSError``, reaches the caller
   as the violation.
+* A payload (``JsonPayload``, ``StringPayload``, ``BytesPayload``, and so
+  the parts ``MultipartWriter.append_json``/``append_form`` make) carries
+  the labels of the value it encoded when it was made; ``BasicAuth.encode``
+  and ``encode_basic_auth`` (which aiohttp recommends for an
+  ``Authorization`` header) return text carrying the password's labels.
+  URLs built with yarl (``URL(...) / part``, ``with_query``) keep no labels:
+  pass labelled parts as ``params=`` or in the URL string.
 * ``ClientSession.__init__`` remembers the labels of ``base_url`` (yarl
   parses it into plain strings); a relative URL sent from that session
   carries them.
@@ -41,6 +48,8 @@ Where the checks hook in, and why:
 
 from __future__ import annotations
 
+import functools
+import sys
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -48,10 +57,18 @@ from contextvars import ContextVar
 from typing import Any
 
 from purposeguard._errors import PurposeViolation
-from purposeguard._labels import EMPTY
+from purposeguard._labels import EMPTY, relabel
 
 from . import _unguarded, baggage
-from ._egress import check_chunk, check_egress, deep_labels, header_labels, input_labels
+from ._egress import (
+    carry_labels,
+    check_chunk,
+    check_egress,
+    deep_labels,
+    header_labels,
+    input_labels,
+    sent_labels,
+)
 from ._patch import Patcher
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -229,6 +246,78 @@ def _cookie_labels(cookies: Any) -> frozenset[str]:
     return found
 
 
+def _init_payload(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # A payload encodes its value when it is made (JsonPayload dumps the
+    # dict, StringPayload encodes the text): the payload carries the labels
+    # of what it was made from, for the check of the request it is sent
+    # with, alone or as a part of a MultipartWriter.
+    result = wrapped(*args, **kwargs)
+    labels, tenant = sent_labels(args[0] if args else kwargs.get("value"))
+    if labels:
+        relabel(instance, *sorted(labels), tenant=tenant)
+    return result
+
+
+def _append_encoded(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # append_form url-encodes its fields into plain text first: the part it
+    # returns carries the fields' labels.
+    part = wrapped(*args, **kwargs)
+    labels, tenant = sent_labels(args[0] if args else kwargs.get("obj"))
+    if labels and part is not None:
+        relabel(part, *sorted(labels), tenant=tenant)
+    return part
+
+
+def _basic_auth_encode(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # Base64 drops a labelled password's labels: the header value carries them.
+    return carry_labels(wrapped(*args, **kwargs), (instance.login, instance.password))
+
+
+def _carrying_encode_basic_auth(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def encode_basic_auth(*args: Any, **kwargs: Any) -> Any:
+        return carry_labels(original(*args, **kwargs), (*args, *kwargs.values()))
+
+    encode_basic_auth.__pg_original__ = original  # type: ignore[attr-defined]
+    return encode_basic_auth
+
+
+# Where aiohttp binds encode_basic_auth (its deprecation warnings for auth=
+# recommend it for an Authorization header), the defining module first.
+_ENCODE_HOMES = ("aiohttp.helpers", "aiohttp")
+
+
+def _patch_encode_basic_auth(install: bool) -> None:
+    home = sys.modules.get(_ENCODE_HOMES[0])
+    current = getattr(home, "encode_basic_auth", None)
+    if current is None:
+        return
+    original = getattr(current, "__pg_original__", current)
+    replacement = _carrying_encode_basic_auth(original) if install else original
+    if install and current is not original:
+        return
+    for name in _ENCODE_HOMES:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "encode_basic_auth", None) is current:
+            setattr(module, "encode_basic_auth", replacement)  # noqa: B010 - ModuleType has no such attribute for mypy
+
+
+_PAYLOADS = Patcher(
+    "aiohttp.payload",
+    [
+        (name, "__init__", _init_payload)
+        for name in ("Payload", "BytesPayload", "StringPayload", "JsonPayload")
+    ],
+)
+_BASIC_AUTH = Patcher("aiohttp.helpers", [("BasicAuth", "encode", _basic_auth_encode)])
+_MULTIPART = Patcher("aiohttp.multipart", [("MultipartWriter", "append_form", _append_encoded)])
+
 _SESSION = Patcher(
     "aiohttp", [("ClientSession", "__init__", _init_session), ("ClientSession", "_request", _request)]
 )
@@ -261,6 +350,8 @@ _WS_SENDING: ContextVar[Any] = ContextVar("purposeguard.aiohttp.ws_sending", def
 # Built on first ``instrument()``, once aiohttp is imported: which methods it has.
 _WEBSOCKET: dict[str, Patcher] = {}
 _WEBSOCKET_LOCK = threading.Lock()
+# Instrumenting from two threads at once patches, and restores, encode_basic_auth once.
+_STATE_LOCK = threading.Lock()
 
 
 def _ws_send(method: str, argument: str) -> Callable[..., Any]:
@@ -308,6 +399,11 @@ def instrument() -> None:
     require("aiohttp", "aiohttp")
     _SESSION.install()
     _REQUEST.install()
+    _PAYLOADS.install()
+    _MULTIPART.install()
+    _BASIC_AUTH.install()
+    with _STATE_LOCK:
+        _patch_encode_basic_auth(True)
     import aiohttp
 
     if callable(getattr(aiohttp.ClientRequest, "update_body", None)):
@@ -322,6 +418,11 @@ def uninstrument() -> None:
     if websocket is not None:
         websocket.remove()
     _UPDATE_BODY.remove()
+    with _STATE_LOCK:
+        _patch_encode_basic_auth(False)
+    _BASIC_AUTH.remove()
+    _MULTIPART.remove()
+    _PAYLOADS.remove()
     _REQUEST.remove()
     _SESSION.remove()
     _unguarded.deactivate("aiohttp")

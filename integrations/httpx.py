@@ -53,12 +53,13 @@ than guarding some requests and silently missing others.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, cast
 
-from purposeguard._labels import EMPTY, labels_of
+from purposeguard._labels import EMPTY, labels_of, register_foreign, unregister_foreign
 
 from . import _unguarded, baggage
 from ._egress import carry_labels, check_chunk, check_egress, deep_labels, header_labels, input_labels
@@ -128,6 +129,30 @@ def _url_labels(url: Any) -> frozenset[str]:
     if isinstance(url, str):
         return labels_of(url)
     return getattr(url, _URL_LABELS, EMPTY)
+
+
+class _URLLabels:
+    """Every reader of labels (a checkpoint, the logging redaction, a walk)
+    reads an ``httpx.URL``'s labels where it keeps them: httpx logs each
+    request's URL ("HTTP Request: GET ..."), and a URL made from labelled
+    text must be seen there as it is at the egress check."""
+
+    def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
+        return _url_labels(value)
+
+    def tenant(self, value: Any) -> str | None:
+        return None
+
+    def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
+        raise TypeError("label the text an httpx.URL is made from, not the URL")
+
+    def strip(self, value: Any) -> Any:
+        import httpx
+
+        return httpx.URL(str(value))
+
+
+_URL_READER = _URLLabels()
 
 
 def _init_url(
@@ -313,7 +338,10 @@ def instrument() -> None:
     from . import require
 
     check_version(getattr(require("httpx", "httpx"), "__version__", ""))
+    import httpx
+
     _PATCHER.install()
+    register_foreign(httpx.URL, _URL_READER)
     _unguarded.activate("httpx")
 
 
@@ -336,6 +364,9 @@ def check_version(version: str) -> None:
 def uninstrument() -> None:
     """Restore httpx as it was."""
     _PATCHER.remove()
+    httpx = sys.modules.get("httpx")
+    if httpx is not None:
+        unregister_foreign(httpx.URL)
     _unguarded.deactivate("httpx")
 
 

@@ -1,4 +1,5 @@
-"""What changes a request after it was checked, and what is sent beside it:
+"""What changes a request after it was checked, what is sent beside it, and
+what a client library encodes before any request sees it:
 an aiohttp client middleware that moves a request, adds a header or
 replaces the body; urllib3's other public entry points; a data-free call a
 hook sends while a labelled one is in flight. Against a real server on
@@ -7,10 +8,13 @@ loopback, where ``localhost`` is an advertising destination."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import aiohttp
+import aiohttp.payload
+import httpx
 import pytest
 import requests
 import urllib3
@@ -138,3 +142,101 @@ def test_urllib3_s_other_public_entry_points_are_checked(recorder: Any, marker: 
     # The same calls with plain values go through.
     with pg.testing.assert_no_violations(), pg.purpose("advertising"):
         assert manager.request_encode_url("GET", recorder.url() + "/q", fields={"q": "plain"}).status == 200
+
+
+def test_httpx_s_own_log_line_of_a_labelled_url_is_redacted(recorder: Any, marker: str) -> None:
+    # httpx logs each request's URL at INFO ("HTTP Request: GET ..."): an
+    # allowed request with content in its URL must not write it to the logs.
+    from purposeguard.integrations import httpx as pg_httpx
+    from purposeguard.integrations import logging as pg_logging
+
+    pg_httpx.instrument()
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    keep = Keep()
+    httpx_logger = logging.getLogger("httpx")
+    httpx_logger.addHandler(keep)
+    level = httpx_logger.level
+    httpx_logger.setLevel(logging.INFO)
+    guard = pg_logging.setup()
+    try:
+        with pg.purpose("service.operations"):
+            assert (
+                httpx.get(recorder.url() + "/q/" + pg.label(marker, CONTENT), timeout=10).status_code == 200
+            )
+            assert httpx.get(recorder.url() + "/plain", timeout=10).status_code == 200
+    finally:
+        pg_logging.teardown(guard)
+        httpx_logger.removeHandler(keep)
+        httpx_logger.setLevel(level)
+        pg_httpx.uninstrument()
+    assert len(lines) == 2 and not any(marker in line for line in lines)
+    assert "redacted" in lines[0] and "/plain" in lines[1]
+
+
+# -- what aiohttp encodes before any request sees it ---------------------------------------------
+
+
+def _aiohttp_body(make: Callable[[str], Any]) -> Callable[[str, str], Coroutine[Any, Any, int]]:
+    async def post(url: str, value: str) -> int:
+        async with aiohttp.ClientSession() as session, session.post(url, data=make(value)) as response:
+            return response.status
+
+    return post
+
+
+def _multipart(append: str) -> Callable[[str], Any]:
+    def make(value: str) -> Any:
+        writer = aiohttp.MultipartWriter("form-data")
+        if append == "json":
+            writer.append_json({"body": value})
+        else:
+            writer.append_form([("body", value)])
+        return writer
+
+    return make
+
+
+AIOHTTP_ENCODED: dict[str, Callable[[str, str], Coroutine[Any, Any, int]]] = {
+    "JsonPayload": _aiohttp_body(lambda value: aiohttp.payload.JsonPayload({"body": value})),
+    "StringPayload": _aiohttp_body(lambda value: aiohttp.payload.StringPayload(value)),
+    "MultipartWriter.append_json": _aiohttp_body(_multipart("json")),
+    "MultipartWriter.append_form": _aiohttp_body(_multipart("form")),
+}
+
+
+async def _with_authorization(url: str, value: str, header: str) -> int:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, headers={"Authorization": header}) as response,
+    ):
+        return response.status
+
+
+@pytest.mark.parametrize("shape", [*AIOHTTP_ENCODED, "encode_basic_auth", "BasicAuth.encode"])
+def test_what_aiohttp_encodes_carries_the_labels_of_what_it_encoded(
+    recorder: Any, marker: str, shape: str
+) -> None:
+    value = pg.label(marker, CONTENT)
+    url = recorder.url() + "/api"
+    if shape == "encode_basic_auth":
+        # What aiohttp's deprecation of auth= recommends instead.
+        call = _with_authorization(url, value, aiohttp.encode_basic_auth("user", value))
+    elif shape == "BasicAuth.encode":
+        with pytest.warns(DeprecationWarning):
+            header = aiohttp.BasicAuth("user", value).encode()
+        call = _with_authorization(url, value, header)
+    else:
+        call = AIOHTTP_ENCODED[shape](url, value)
+    with pg.purpose("advertising"), pytest.raises(pg.PurposeViolation) as caught:
+        asyncio.run(call)
+    assert [(v.category, v.via) for v in caught.value.violations] == [(CONTENT, "egress")]
+    assert recorder.received == []
+    # Plain values go through, encoded the same way.
+    if shape in AIOHTTP_ENCODED:
+        with pg.testing.assert_no_violations(), pg.purpose("advertising"):
+            assert asyncio.run(AIOHTTP_ENCODED[shape](url, "plain words")) == 200

@@ -13,8 +13,10 @@ the W3C ``baggage`` header (not to a policy destination).
 Where the checks hook in, and why:
 
 * ``RequestMethods.request`` (``PoolManager.request``, ``pool.request``,
-  ``urllib3.request``) remembers the labels of its arguments: it encodes
-  ``json=`` and ``fields=`` to plain bytes, which carry no label.
+  ``urllib3.request``), ``request_encode_url``, ``request_encode_body`` and
+  ``PoolManager.urlopen`` remember the labels of their arguments: they
+  encode ``json=`` and ``fields=`` to plain bytes, and parse the URL into
+  plain text, which carry no label.
 * ``HTTPConnectionPool.urlopen`` runs once per hop, including the retries
   and redirects urllib3 follows itself, each checked against its own host.
 * ``make_headers`` (``urllib3.make_headers``, ``urllib3.util.make_headers``)
@@ -25,6 +27,10 @@ Where the checks hook in, and why:
   original function.
 * A call made by the requests integration was checked there already, with
   the labels requests saw before encoding: urllib3 does not check it again.
+
+urllib3's own DEBUG line of each request (``"GET /path HTTP/1.1" 200``) is
+written from the plain path: with content in a URL, keep urllib3's logger
+above DEBUG.
 """
 
 from __future__ import annotations

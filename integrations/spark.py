@@ -19,14 +19,19 @@ projections, aliases, files written with their schema). Where Spark drops it
 a column are derived from Spark's own analysed plan: an output column carries
 the union of the categories of every column its expression references,
 followed by expression id down to the source relations. A column whose
-lineage cannot be derived carries every category of the plan (fail closed).
+lineage cannot be derived carries every category of the plan and of its
+subqueries (fail closed). Marks that lift labels (a transform's
+declassification, ``consented()``) count only on the projections
+purposeguard made, by expression id: one set in metadata by other code is
+ignored.
 
 Importing this module lets ``pg.labels_of``, ``@pg.purpose``, ``pg.label``
 and ``@pg.transform`` read and write DataFrame labels. ``instrument()`` adds
 what needs patching: UDFs run with the purpose that was current where they
 were defined (also in the Python workers), writing a DataFrame to a path
 or table is an egress checked against the policy's ``[[destinations]]``
-(``paths``, ``tables``), and data that reaches the driver (``collect()``,
+(``paths``, ``tables``), what is written or checkpointed carries each
+column's derived categories in its metadata, and data that reaches the driver (``collect()``,
 ``toPandas()``, ``df.rdd`` and their kin) is a read: checked against the
 current purpose, learned by the zone, and carried by the rows into any
 DataFrame made from them. Needs ``pip install 'purposeguard[spark]'``.
@@ -238,6 +243,7 @@ def label_columns(
     if tenant_column is not None:
         changes[tenant_column] = _with_meta(changes.get(tenant_column, schema[tenant_column]), tenant=True)
     labelled = _relabelled(df, changes)
+    _note_session(frozenset().union(*wanted.values()))
     _add_to_zone(frozenset().union(*wanted.values()))
     return labelled
 
@@ -314,6 +320,14 @@ class _Plan:
         self.merged: dict[int, list[int]] = {}
         self.sources: set[int] = set()
         self.meta: dict[int, dict[str, Any]] = {}
+        # Categories of the plans of subquery expressions (their columns are
+        # not this plan's), and whether any of them holds several tenants' rows.
+        self.nested: set[str] = set()
+        self.nested_tenanted = False
+        # A node made from data Spark already read (a transpose): its input is
+        # not in the plan, so its columns may hold any category the session labelled.
+        self.unknown_input = False
+        self._subquery = False
         self._paths: list[tuple[int, ...]] = []
         self._walk_plan()
 
@@ -343,11 +357,17 @@ class _Plan:
     def _read_node(self, index: int, node: Mapping[str, Any]) -> None:
         name = _class(node)
         explicit = False
+        self._subquery = False
         for key, value in node.items():
             if key in ("class", "num-children"):
                 continue
             explicit = self._scan(value) or explicit
+        if self._subquery:
+            self._read_subqueries(index)
         children = int(node.get("num-children", 0))
+        if children == 0 and name in _MATERIALISED_LEAVES:
+            self._read_materialised(node)
+            return
         if children == 0 or explicit:
             self._read_schema(index, source=children == 0)
         if name in ("Union", "Intersect", "Except"):
@@ -357,9 +377,7 @@ class _Plan:
             for attr in self._attributes(node.get("generatorOutput")):
                 self.defined[attr] = (refs, opaque)
         elif name == "Expand":
-            refs, opaque = self._refs(node.get("projections"))
-            for attr in self._attributes(node.get("output")):
-                self.defined[attr] = (refs, opaque)
+            self._read_expand(index, node)
         elif "serializer" in node or "outputObjAttr" in node:
             # Typed operators (toJSON(), object maps): the serializer reads
             # the objects by position (no attribute reference to follow) and
@@ -400,6 +418,70 @@ class _Plan:
                 self.meta[expr_id] = own
             if source:
                 self.sources.add(expr_id)
+
+    def _read_expand(self, index: int, node: Mapping[str, Any]) -> None:
+        """Expand (unpivot, melt, rollup, cube, grouping sets): output column
+        k holds, row by row, the k-th expression of each projection. Spark's
+        JSON gives no projections (a list of lists): they are read from the
+        JVM. A column whose projections cannot be read holds anything."""
+        outputs = self._attributes(node.get("output"))
+        children = self._children(index)
+        try:
+            passing = set(self._output_of(children[0])) if children else set()
+        except Exception:
+            passing = set()
+        per: list[tuple[set[int], bool]] | None = None
+        try:
+            rows = node.get("projections")
+            if not (isinstance(rows, list) and rows and all(isinstance(r, list) for r in rows)):
+                jrows = self._jnode(index).projections()
+                rows = []
+                for r in range(jrows.size()):
+                    jrow = jrows.apply(r)
+                    rows.append([json.loads(jrow.apply(k).toJSON()) for k in range(jrow.size())])
+            per = [(set(), False) for _ in outputs]
+            for row in rows:
+                if len(row) != len(outputs):
+                    raise ValueError("an Expand projection of another width")
+                for k, item in enumerate(row):
+                    refs, opaque = self._refs([item])
+                    per[k] = (per[k][0] | refs, per[k][1] or opaque)
+        except Exception:
+            logger.debug("purposeguard could not read an Expand's projections", exc_info=True)
+            per = None
+        for k, attr in enumerate(outputs):
+            if attr in passing:
+                continue  # the child's own column, handed on unchanged
+            self.defined[attr] = per[k] if per is not None else (set(), True)
+
+    def _read_subqueries(self, index: int) -> None:
+        """The plans of the subquery expressions in a node (scalar, EXISTS,
+        IN): a column built from one may hold anything they read."""
+        try:
+            found = self._jnode(index).subqueries()
+            for k in range(found.size()):
+                # Every category its sources hold, not only those of its
+                # output: EXISTS and a filter inside say something of them.
+                nested = _Plan(found.apply(k))
+                self.nested.update(nested.everything())
+                self.nested_tenanted = self.nested_tenanted or nested.has_tenants()
+        except Exception:
+            logger.debug("purposeguard could not read a subquery's plan", exc_info=True)
+            self.unknown_input = True
+
+    def _read_materialised(self, node: Mapping[str, Any]) -> None:
+        for attr in self._attributes(node.get("output")):
+            known = _MATERIALISED.get(attr)
+            if known is None:
+                self.unknown_input = True
+                self.defined[attr] = (set(), True)
+            else:
+                categories, tenanted = known
+                own: dict[str, Any] = {"categories": sorted(categories)}
+                if tenanted:
+                    own["tenant"] = True  # several tenants' rows, as the frame transposed
+                self.meta[attr] = own
+                self.sources.add(attr)
 
     def _read_set_operation(self, index: int) -> None:
         outputs = [self._output_of(child) for child in self._children(index)]
@@ -450,6 +532,8 @@ class _Plan:
             name = _class(node)
             refs: set[int] = set()
             opaque = "Subquery" in name or name in ("Exists", "ListQuery", "LateralSubquery")
+            if opaque:
+                self._subquery = True
             expr_id = _expr_id(node)
             if name in ("AttributeReference", "OuterReference") and expr_id is not None:
                 refs.add(expr_id)
@@ -476,7 +560,8 @@ class _Plan:
                 expr_id = _expr_id(node)
                 if name in ("AttributeReference", "OuterReference") and expr_id is not None:
                     refs.add(expr_id)
-                opaque = opaque or "Subquery" in name
+                if "Subquery" in name or name in ("Exists", "ListQuery"):
+                    opaque = self._subquery = True
         return refs, opaque
 
     def _attributes(self, value: Any) -> list[int]:
@@ -489,10 +574,26 @@ class _Plan:
 
     # -- resolving ---------------------------------------------------------------------------
 
-    def resolve(self) -> Lineage:
-        everything = frozenset(
+    def everything(self) -> frozenset[str]:
+        """Every category the plan's sources and subqueries hold (what a
+        column whose lineage cannot be followed may carry)."""
+        found = frozenset(
             c for own in self.meta.values() for c in own.get("categories", ()) if isinstance(c, str)
+        ) | frozenset(self.nested)
+        if self.unknown_input:
+            return found | _session_categories()
+        _SESSION_CATEGORIES.update(found - _SESSION_CATEGORIES)
+        return found
+
+    def has_tenants(self) -> bool:
+        return (
+            any(own.get("tenant") for own in self.meta.values())
+            or self.nested_tenanted
+            or (self.unknown_input and bool(self.everything()))
         )
+
+    def resolve(self) -> Lineage:
+        everything = self.everything()
         memo: dict[int, tuple[frozenset[str], Mapping[str, frozenset[str]]]] = {}
 
         def own_of(expr_id: int) -> tuple[frozenset[str], dict[str, frozenset[str]] | None, bool]:
@@ -504,7 +605,13 @@ class _Plan:
                 if isinstance(raw, Mapping)
                 else None
             )
-            return cats, consents, bool(own.get("declassified"))
+            # Only the marks purposeguard itself put on a column count
+            # (declassified by a transform, covered by consented()): a mark
+            # set by other code, or read back from a file, is ignored.
+            genuine = expr_id in _OWN_MARKS
+            if not genuine:
+                consents = None
+            return cats, consents, genuine and bool(own.get("declassified"))
 
         def of(expr_id: int, depth: int = 0) -> tuple[frozenset[str], Mapping[str, frozenset[str]]]:
             found = memo.get(expr_id)
@@ -564,8 +671,53 @@ class _Plan:
             names.append(str(field.get("name")))
             categories.append(cats)
             consents.append(cons)
-        tenanted = any(own.get("tenant") for own in self.meta.values())
+        tenanted = self.has_tenants()
         return Lineage(tuple(names), tuple(categories), tuple(consents), True, tenanted)
+
+
+# Leaf nodes Spark makes from data it has already read (DataFrame.transpose()
+# runs its input when analysed): their input is not in the plan.
+_MATERIALISED_LEAVES = frozenset({"Transpose"})
+# Output expression id of such a node -> (categories of its input, whether the
+# input held several tenants' rows), noted by the patched DataFrame.transpose().
+_MATERIALISED: dict[int, tuple[frozenset[str], bool]] = {}
+_MATERIALISED_LIMIT = 1 << 16
+
+# Every category a labelled source of this process held: what a column whose
+# input cannot be found may hold.
+_SESSION_CATEGORIES: set[str] = set()
+
+
+def _session_categories() -> frozenset[str]:
+    return frozenset(_SESSION_CATEGORIES)
+
+
+def _note_session(categories: Iterable[str]) -> None:
+    _SESSION_CATEGORIES.update(categories)
+
+
+# Expression ids of the columns of projections purposeguard made with a mark
+# that lifts labels (a transform's declassification, consented()'s consent):
+# only there does the mark count. Spark never reuses an expression id in a
+# JVM, and a projection another caller makes (withMetadata, an alias with
+# metadata) or a file read back gets fresh ids, so a copied or forged mark
+# is ignored and the column keeps what its lineage carries.
+_OWN_MARKS: dict[int, None] = {}
+_OWN_MARKS_LIMIT = 1 << 16
+
+
+def _mark_own(df: DataFrame, names: Iterable[str]) -> None:
+    wanted = set(names)
+    if not wanted:
+        return
+    try:
+        output = df._jdf.queryExecution().analyzed().output()
+        for k, field in enumerate(df.schema.fields):
+            if field.name in wanted:
+                remember(_OWN_MARKS, int(output.apply(k).exprId().id()), None, _OWN_MARKS_LIMIT)
+    except Exception:
+        # Not noted: the marks do not count, and the columns keep their lineage (fail closed).
+        logger.warning("purposeguard could not note the columns it marked", exc_info=True)
 
 
 def _trees(value: Any) -> list[list[Mapping[str, Any]]]:
@@ -752,10 +904,15 @@ class _DataFrameLabels:
             extra: dict[str, Any] = {"categories": sorted(have | categories)}
             if tenant is not None:
                 extra["owner"] = tenant
-            if stripped or _meta(field.metadata).get("declassified"):
+            if stripped:
+                # A mark only counts on the columns of this projection
+                # (_OWN_MARKS); columns derived from them reach it by lineage.
                 extra["declassified"] = True
             changes[field.name] = _with_meta(field.metadata, **extra)
         result = _relabelled(value, changes)
+        if stripped:
+            _mark_own(result, changes)
+        _note_session(categories)
         # The projection added is known: no need to read its plan again.
         _seed(
             result,
@@ -968,6 +1125,7 @@ def consented(
         changes[field.name] = _with_meta(field.metadata, consented=granted)
         marked.append({p: frozenset(c) for p, c in granted.items()})
     result = _relabelled(kept, changes)
+    _mark_own(result, changes)
     _seed(result, Lineage(found.names, found.categories, tuple(marked), found.derived, found.tenanted))
     guard.dispatch(
         ConsentSnapshot(
@@ -1093,15 +1251,15 @@ def _check_write(df: DataFrame, *, path: str | None = None, table: str | None = 
     policy = guard.policy
     destination = None
     if path is not None:
-        candidates = [path]
-        if "://" not in path and not path.startswith("file:"):
-            candidates.append(os.path.abspath(path))
-        for candidate in candidates:
+        for candidate in _path_candidates(path):
             destination = policy.destination_for_path(candidate)
             if destination is not None:
                 break
-    elif table is not None:
-        destination = policy.destination_for_table(table)
+    if destination is None and table is not None:
+        for candidate in _table_candidates(df, table):
+            destination = policy.destination_for_table(candidate)
+            if destination is not None:
+                break
     purpose = destination.purpose if destination is not None else PURPOSE.get()
     if purpose is None:
         return
@@ -1122,11 +1280,116 @@ def _check_write(df: DataFrame, *, path: str | None = None, table: str | None = 
         check_zone(guard, state, purpose, labels, function, judged_for=tenant)
 
 
+def _path_candidates(path: str) -> list[str]:
+    """The forms of a written path a destination may name: as given, a
+    ``file:`` URL as its local path, a local path made absolute and normal."""
+    out = [path]
+    local: str | None = None
+    if path[:5].lower() == "file:":
+        from urllib.parse import unquote, urlsplit
+
+        local = unquote(urlsplit(path).path) or None
+    elif "://" not in path:
+        local = path
+    if local is not None:
+        for candidate in (local, os.path.abspath(local)):
+            if candidate not in out:
+                out.append(candidate)
+    return out
+
+
+def _identifier_parts(name: str) -> list[str]:
+    """A multi-part Spark identifier (``db.tbl``, `` `a.b`.c ``) as its parts, unquoted."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    k = 0
+    while k < len(name):
+        char = name[k]
+        if char == "`":
+            if quoted and name[k + 1 : k + 2] == "`":
+                current.append("`")
+                k += 2
+                continue
+            quoted = not quoted
+        elif char == "." and not quoted:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+        k += 1
+    parts.append("".join(current).strip())
+    return parts
+
+
+def _table_candidates(df: DataFrame, table: str) -> list[str]:
+    """The names a written table goes by, for the policy's ``tables``: as
+    given, unquoted, and with and without the session catalog and the
+    current database (``ads``, ``default.ads``, ``spark_catalog.default.ads``)."""
+    out = [table]
+    parts = _identifier_parts(table)
+    if not all(parts):
+        return out
+    if len(parts) == 3 and parts[0].lower() == "spark_catalog":
+        parts = parts[1:]
+    if len(parts) == 1 or len(parts) == 2:
+        try:
+            current = str(df.sparkSession.catalog.currentDatabase())
+        except Exception:
+            current = "default"
+        database = parts[0] if len(parts) == 2 else current
+        bare = parts[-1]
+        names = [f"{database}.{bare}", f"spark_catalog.{database}.{bare}"]
+        if database.lower() == current.lower():
+            names.insert(0, bare)
+    else:
+        names = [".".join(parts)]
+    for name in names:
+        if name not in out:
+            out.append(name)
+    return out
+
+
 def _path_of(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
     path = kwargs.get("path", args[0] if args else None)
     if isinstance(path, (list, tuple)):
         path = path[0] if path else None
     return str(path) if path is not None else None
+
+
+def _persisted(df: DataFrame) -> DataFrame:
+    """``df`` as it is written or checkpointed: each column's metadata says
+    what its lineage carries (categories, and whose rows they are), so the
+    file, table or checkpoint read back is labelled like ``df``. Marks that
+    lift labels (declassified, consented) are left out: they count only on
+    the projections purposeguard made, and consent is decided where the data
+    is used again."""
+    try:
+        found = lineage(df)
+        fields = df.schema.fields
+        tenant = _data_tenant(df, found)
+        has_tenant_column = any(_meta(f.metadata).get("tenant") for f in fields)
+        changes: dict[str, dict[str, Any]] = {}
+        for field, categories in zip(fields, found.categories, strict=True):
+            own = _meta(field.metadata)
+            wanted = {k: v for k, v in own.items() if k not in ("declassified", "consented")}
+            if categories:
+                wanted["categories"] = sorted(categories)
+                if tenant is not None and not has_tenant_column:
+                    wanted["owner"] = tenant
+            if wanted != own:
+                out = {k: v for k, v in (field.metadata or {}).items() if not k.startswith("__")}
+                out[KEY] = wanted
+                changes[field.name] = out
+        if not changes:
+            return df
+        result = _relabelled(df, changes)
+        # The check of the write is the frame's own (with its consent).
+        _seed(result, found)
+        return result
+    except Exception:
+        logger.warning("purposeguard could not note a DataFrame's labels on what it writes", exc_info=True)
+        return df
 
 
 # -- data that reaches Python ---------------------------------------------------------------------
@@ -1666,6 +1929,7 @@ def _made_from(df: Any, found: _Found) -> Any:
             changes[field.name] = _with_meta(changes.get(field.name, field.metadata), **extra)
     result = _relabelled(df, changes)
     everything = frozenset(everywhere.union(*per))
+    _note_session(everything)
     if everything and FLAGS.zones:
         state = ZONE.get()
         if state is not None:
@@ -2003,7 +2267,7 @@ class _Patches:
 
 
 _PATCHES = _Patches()
-_PATH_METHODS = ("save", "parquet", "csv", "json", "orc", "text")
+_PATH_METHODS = ("save", "parquet", "csv", "json", "orc", "text", "xml")
 _TABLE_METHODS = ("saveAsTable", "insertInto")
 _V2_METHODS = ("create", "replace", "createOrReplace", "append", "overwrite", "overwritePartitions")
 
@@ -2019,7 +2283,9 @@ def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
 def _path_writer(name: str) -> Callable[[Any], Any]:
     def make(original: Any) -> Any:
         def write(self: Any, *args: Any, **kwargs: Any) -> Any:
-            _check_write(self._df, path=_path_of(args, kwargs), method=name)
+            # A path given as an option (option("path", ...)) is where save() writes.
+            path = _path_of(args, kwargs) or getattr(self, "_pg_path", None)
+            _check_write(self._df, path=path, method=name)
             return original(self, *args, **kwargs)
 
         return write
@@ -2031,7 +2297,9 @@ def _table_writer(name: str) -> Callable[[Any], Any]:
     def make(original: Any) -> Any:
         def write(self: Any, *args: Any, **kwargs: Any) -> Any:
             table = kwargs.get("name", kwargs.get("tableName", args[0] if args else None))
-            _check_write(self._df, table=str(table), method=name)
+            # saveAsTable with a path option writes the table's files there.
+            path = getattr(self, "_pg_path", None) if name == "saveAsTable" else None
+            _check_write(self._df, path=path, table=str(table), method=name)
             return original(self, *args, **kwargs)
 
         return write
@@ -2042,12 +2310,78 @@ def _table_writer(name: str) -> Callable[[Any], Any]:
 def _v2_writer(name: str) -> Callable[[Any], Any]:
     def make(original: Any) -> Any:
         def write(self: Any, *args: Any, **kwargs: Any) -> Any:
-            _check_write(self._df, table=getattr(self, "_pg_table", None) or "", method=f"writeTo.{name}")
+            _check_write(
+                self._df,
+                path=getattr(self, "_pg_path", None),
+                table=getattr(self, "_pg_table", None) or "",
+                method=f"writeTo.{name}",
+            )
             return original(self, *args, **kwargs)
 
         return write
 
     return make
+
+
+def _writer_init(original: Any) -> Any:
+    def __init__(self: Any, df: Any, *args: Any, **kwargs: Any) -> None:
+        # What is written says what its columns carry (read back labelled).
+        original(self, _persisted(df), *args, **kwargs)
+        if args:
+            self._pg_table = args[0]
+
+    return __init__
+
+
+def _noted_path(key: Any, value: Any, writer: Any) -> None:
+    if isinstance(key, str) and key.lower() == "path" and value is not None:
+        writer._pg_path = str(value)
+
+
+def _option_setter(original: Any) -> Any:
+    def option(self: Any, key: Any, value: Any) -> Any:
+        result = original(self, key, value)
+        _noted_path(key, value, self)
+        return result
+
+    return option
+
+
+def _options_setter(original: Any) -> Any:
+    def options(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs)
+        for key, value in kwargs.items():
+            _noted_path(key, value, self)
+        return result
+
+    return options
+
+
+def _checkpointer(original: Any) -> Any:
+    def checkpoint(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # The checkpoint's relation is made from the schema: put the lineage there.
+        return original(_persisted(self), *args, **kwargs)
+
+    return checkpoint
+
+
+def _transposer(original: Any) -> Any:
+    def transpose(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs)
+        try:
+            found = lineage(self)
+            if found.all():
+                tenanted = _data_tenant(self, found) == MIXED_TENANT
+                output = result._jdf.queryExecution().analyzed().output()
+                for k in range(output.size()):
+                    expr_id = int(output.apply(k).exprId().id())
+                    remember(_MATERIALISED, expr_id, (found.all(), tenanted), _MATERIALISED_LIMIT)
+        except Exception:
+            # Not noted: the transposed columns carry every category the session labelled.
+            logger.debug("purposeguard could not note what a transpose read", exc_info=True)
+        return result
+
+    return transpose
 
 
 def instrument() -> None:
@@ -2078,22 +2412,24 @@ def instrument() -> None:
             return __init__
 
         _patch(udf.UserDefinedFunction, "__init__", udf_init)
+        for writer in (readwriter.DataFrameWriter, readwriter.DataFrameWriterV2):
+            _patch(writer, "__init__", _writer_init)
+            _patch(writer, "option", _option_setter)
+            _patch(writer, "options", _options_setter)
         for name in _PATH_METHODS:
-            _patch(readwriter.DataFrameWriter, name, _path_writer(name))
+            if name in readwriter.DataFrameWriter.__dict__:
+                _patch(readwriter.DataFrameWriter, name, _path_writer(name))
         for name in _TABLE_METHODS:
             _patch(readwriter.DataFrameWriter, name, _table_writer(name))
-
-        def v2_init(original: Any) -> Any:
-            def __init__(self: Any, df: Any, table: str) -> None:
-                original(self, df, table)
-                self._pg_table = table
-
-            return __init__
-
-        _patch(readwriter.DataFrameWriterV2, "__init__", v2_init)
         for name in _V2_METHODS:
             _patch(readwriter.DataFrameWriterV2, name, _v2_writer(name))
         from pyspark.sql.classic.dataframe import DataFrame as frame_class
+
+        for name in ("checkpoint", "localCheckpoint"):
+            if name in frame_class.__dict__:
+                _patch(frame_class, name, _checkpointer)
+        if "transpose" in frame_class.__dict__:
+            _patch(frame_class, "transpose", _transposer)
 
         for name in ("__getitem__", "__getattr__"):
             if name in frame_class.__dict__:

@@ -12,13 +12,21 @@ Per HTTP or WebSocket connection the middleware opens a zone with the tenant
 arriving in W3C baggage, and makes the route's purpose current for the whole
 request, streaming bodies and background tasks included. The route's purpose
 comes from ``@route_purpose``/``@pg.purpose`` on the endpoint the
-framework's router picks (it writes it into the scope before calling it:
-routes of included FastAPI routers, mounted apps and hosts alike; a mounted
-app or a class-based endpoint, or one of its methods, can be marked too),
-else from the ``purposes`` path patterns, else from the caller's baggage.
+framework's router picks (routes of included FastAPI routers, mounted apps
+and hosts alike; a mounted app or a class-based endpoint, or one of its
+methods, can be marked too), else from the ``purposes`` path patterns, else
+from the caller's baggage.
 When the server starts the app (or on the first request without lifespan),
 every purpose marked on a route reachable from the app is checked against
-the policy: an unknown key is a :class:`~purposeguard.PolicyError` then. A :class:`~purposeguard.PurposeViolation` that
+the policy (an unknown key is a :class:`~purposeguard.PolicyError` then),
+and each marked route's ``handle`` is given the making current of its
+purpose: the app reads the server's own scope, unchanged. Where a route may
+run without its ``handle`` (a Starlette route in a FastAPI included router,
+which FastAPI runs through a copy), the scope passed down watches the
+router's match instead. A marked endpoint that a request ended on without
+its purpose (a route added after the routes were read, a router whose route
+tables purposeguard cannot read) is said once, and its routes are read
+again. A :class:`~purposeguard.PurposeViolation` that
 escapes the app before the response started (also inside an exception
 group, as task groups raise it; also past the 500 that a Starlette or
 FastAPI app wrapped from outside, ``PurposeGuardMiddleware(app)``, sends
@@ -47,7 +55,7 @@ import sys
 from collections.abc import Awaitable, Callable, Generator, Mapping, MutableMapping
 from typing import Any
 
-from purposeguard._context import PURPOSE
+from purposeguard._context import FLAGS, PURPOSE, ZONE
 from purposeguard._errors import PolicyError, PurposeViolation
 from purposeguard._labels import foreign_reader, register_foreign
 from purposeguard._runtime import require_purpose_key
@@ -81,13 +89,16 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+# Endpoints a middleware remembers as carrying no mark; past it, the oldest are forgotten.
+UNMARKED_LIMIT = 1024
+# The scope key a marked route's handle writes when it runs: the purpose it
+# made current (None for a class-based endpoint's unmarked method).
+ROUTE_PURPOSE_KEY = "purposeguard.route_purpose"
 _BAGGAGE = b"baggage"
 _TRACEPARENT = b"traceparent"
 _FUNCTION = "purposeguard.integrations.asgi.PurposeGuardMiddleware"
 # The close code for a WebSocket a violation ends after it was accepted (RFC 6455).
 WEBSOCKET_POLICY_VIOLATION = 1008
-# Requests with no endpoint seen before an app with marked routes is reported.
-UNROUTED_BEFORE_WARNING = 20
 
 
 class PurposeGuardMiddleware:
@@ -120,7 +131,6 @@ class PurposeGuardMiddleware:
         self.tenant_from = tenant_from
         self.paths = PathPurposes(purposes)
         self._has_paths = bool(self.paths)
-        self._marks = RouteMarks()
         self.read_baggage = read_baggage
         self.status_code = status_code
         self._holds_500 = _wraps_starlette(app)
@@ -130,12 +140,17 @@ class PurposeGuardMiddleware:
         # before costs one lookup.
         self._tenants = self._cache.tenants
         self._checked = False
-        self._warned_unseen = False
-        # Whether the app has marked routes, and whether a router was ever
-        # seen picking an endpoint (see _count_unrouted).
-        self._marked = False
-        self._endpoints_seen = False
-        self._unrouted = 0
+        self._warned_unhooked = False
+        # The app the route tables were read from (see _check_routes), and
+        # the endpoints requests ended on that carry no mark (by id, with
+        # the endpoint: a mounted Router is not hashable; bounded).
+        self._routes_of: Any = None
+        self._unmarked: dict[int, Any] = {}
+        # Whether some marked route may run without its hooked handle (a
+        # Starlette route in a FastAPI included router runs through a copy):
+        # then each request's scope is a _RoutedScope, which sees the match.
+        self._fallback = False
+        self._marks = RouteMarks()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -240,19 +255,17 @@ class PurposeGuardMiddleware:
         if incoming.several_tenants:
             baggage.mark_zone(state, incoming)
         try:
-            # The framework's router writes the endpoint it picked into the
-            # scope before calling it: that is where a route's own purpose
-            # is read, whatever nesting (included routers, mounted apps,
-            # hosts) led there.
-            routed = _RoutedScope(scope)
-            routed.pg_state = state
-            routed.pg_marks = self._marks
-            routed.pg_found = self._marks.found
-            routed.pg_seen = None
             # Set for the request when there is a purpose to set or one to
             # hide from it; either way the request leaves it as it found it
-            # (see below), with whatever purpose the route made current.
+            # (see below), with whatever purpose the route made current
+            # (each marked route's handle makes its own current: see
+            # _hook_routes).
             token = PURPOSE.set(key) if key is not None or PURPOSE.get() is not None else None
+            routed: Scope = scope
+            if self._fallback:
+                routed = _RoutedScope(scope)
+                routed.pg_state = state
+                routed.pg_marks = self._marks
             try:
                 if key is not None and state.categories:
                     check_purpose(key, state, _FUNCTION)
@@ -279,51 +292,52 @@ class PurposeGuardMiddleware:
                 elif PURPOSE.get() is not None:
                     # No purpose before the request: none after it either.
                     PURPOSE.set(None)
-                seen = routed.pg_seen
-                endpoint = dict.get(routed, "endpoint")
-                if endpoint is not None and endpoint is not seen:
-                    self._unseen_endpoint(endpoint, routed)
-                elif not self._endpoints_seen:
-                    self._count_unrouted(seen)
+                # The router writes the endpoint it picked into the scope.
+                # The router writes the endpoint it picked into the scope, and
+                # a marked route's handle writes that it ran.
+                endpoint = routed.get("endpoint")
+                if (
+                    endpoint is not None
+                    and ROUTE_PURPOSE_KEY not in routed
+                    and self._unmarked.get(id(endpoint)) is not endpoint
+                ):
+                    self._after_endpoint(endpoint, routed)
         finally:
             leave_zone(state)
 
-    def _count_unrouted(self, seen: Any) -> None:
-        """Until a router is first seen picking an endpoint: an app with
-        marked routes whose router never tells this middleware (a middleware
-        in between hands the router a copy of the scope) would run every
-        route without its purpose. Said once, after a few requests."""
-        if seen is not None:
-            self._endpoints_seen = True
+    def _after_endpoint(self, endpoint: Any, scope: Scope) -> None:
+        """The request ended on ``endpoint`` and no marked route's handle ran:
+        if it is marked with a purpose, it ran without it (a route added to
+        the app after its routes were read, one a router ran without its
+        ``handle``, or one picked by a router whose route tables are not
+        Starlette's). The routes are read again so a late route has it from
+        the next request, and that is said once, loudly, rather than routes
+        running without their purpose unnoticed."""
+        if (_route_mark(endpoint, {}) or _method_marks(endpoint)) is None:
+            remember(self._unmarked, id(endpoint), endpoint, UNMARKED_LIMIT)
             return
-        if not self._marked or self._warned_unseen:
+        hooked_before = _HOOKED.get(id(endpoint)) is endpoint
+        _hook_routes(scope.get("app") or self._routes_of or self.app)
+        if hooked_before:
+            why = "its route was run without its handle"
+        elif _HOOKED.get(id(endpoint)) is endpoint:
+            why = "it was added to the app after its routes were read (at startup or the first request)"
+        else:
+            why = "it was picked by a router whose route tables purposeguard cannot read"
+        if hooked_before or _HOOKED.get(id(endpoint)) is not endpoint:
+            # From the next request on, the scope itself watches for the match.
+            self._fallback = True
+        if self._warned_unhooked:
             return
-        self._unrouted += 1
-        if self._unrouted >= UNROUTED_BEFORE_WARNING:
-            self._warned_unseen = True
-            logger.warning(
-                "purposeguard: %d requests and the router never told the middleware which "
-                "endpoint it picked, though the app has routes marked with purposes: their "
-                "purposes were not made current. A middleware between PurposeGuardMiddleware "
-                "and the router may hand on a copy of the scope: add PurposeGuardMiddleware "
-                "after it (innermost), or use the middleware's purposes= path patterns",
-                self._unrouted,
-            )
-
-    def _unseen_endpoint(self, endpoint: Any, scope: Scope) -> None:
-        """A router wrote the endpoint it picked without ``scope.update``:
-        a purpose marked on it was not made current. Said once, loudly,
-        rather than a route running without its purpose unnoticed."""
-        if self._warned_unseen or self._marks.of(endpoint, scope) is None:
-            return
-        self._warned_unseen = True
+        self._warned_unhooked = True
         logger.warning(
-            "purposeguard: the router wrote the endpoint for %s without scope.update, so the "
-            "purpose marked on it was not made current; route marks need a router that "
-            "writes its match with scope.update (Starlette's and FastAPI's do); use the "
-            "middleware's purposes= path patterns for this router",
+            "purposeguard: the endpoint for %s is marked with a purpose, but %s, so its purpose "
+            "was not made current for that request; route marks need the app's Starlette or "
+            "FastAPI route tables; use the middleware's purposes= path patterns for routes "
+            "they cannot reach",
             # The template, never the path: a path can quote what a client typed.
             _route_template(scope) or "a request",
+            why,
         )
 
     async def _forbid(self, send: Send, error: PurposeViolation, kind: str = "http") -> None:
@@ -392,8 +406,9 @@ class PurposeGuardMiddleware:
         later ``configure()`` dropped fails here, loudly, not as a request
         that silently runs without its purpose."""
         self._checked = True
+        app = _routes_owner(app)
+        self._routes_of = app
         found = marked_routes(app)
-        self._marked = bool(found)
         for where, key in found:
             try:
                 require_purpose_key(key)
@@ -402,6 +417,8 @@ class PurposeGuardMiddleware:
                 raise PolicyError(
                     f"route {where} is marked with a purpose the policy does not define: {error}"
                 ) from None
+        if _hook_routes(app):
+            self._fallback = True
 
 
 class _Connection:
@@ -532,6 +549,75 @@ def _route_mark(endpoint: Any, scope: Scope) -> str | None:
     return key if isinstance(key, str) else None
 
 
+# The endpoints and mounted apps whose routes carry a purpose hook (see
+# _hook_routes), by id with the object (a mounted Router is not hashable):
+# one per marked route of the apps served, which live as long as their app.
+_HOOKED: dict[int, Any] = {}
+# The attribute a hooked route's handle keeps the endpoint or app it reads its mark from in.
+_SOURCE = "_purposeguard_mark_source"
+
+
+def _hook_routes(app: Any) -> bool:
+    """Give every route of ``app`` whose endpoint (or mounted app) is marked
+    with a purpose a ``handle`` that makes that purpose current (and checks
+    the zone against it) before the route runs: its dependencies, its
+    endpoint, its streamed body and background tasks all run inside
+    ``handle``. Starlette's and FastAPI's routers call ``route.handle`` for
+    the route they picked, whatever nesting (included routers, mounted
+    apps, hosts) led there, and however a middleware in between passed the
+    scope on. The request's scope stays the server's own dict: a subclass of
+    it would cost every read of it (CPython reads a dict subclass's items
+    through its methods). Returns whether some marked route may run
+    without its handle: a Starlette route (not FastAPI's own) in a FastAPI
+    included router, which FastAPI runs through a copy of the route."""
+    _, hooks, uncovered = _route_table(app)
+    for route, source in hooks:
+        _hook_route(route, source)
+    return uncovered
+
+
+def _hook_route(route: Any, source: Any) -> None:
+    current = vars(route).get("handle")
+    if current is not None and getattr(current, _SOURCE, None) is source:
+        return
+    original = getattr(current, "__wrapped__", None) if current is not None else None
+    if original is None:
+        original = route.handle
+    # A function's or app's mark is read once; a class-based endpoint's
+    # depends on the request's method, read per request.
+    mark: Any = source if isinstance(source, type) else _route_mark(source, {})
+
+    def handle(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Hands back the route's own awaitable: no coroutine of ours per request.
+        key = mark if type(mark) is str else _route_mark(mark, scope)
+        scope[ROUTE_PURPOSE_KEY] = key
+        if key is not None:
+            # Reset with the rest of the request's context by the middleware.
+            PURPOSE.set(key)
+            state = ZONE.get() if FLAGS.zones else None
+            if state is not None and state.categories:
+                check_purpose(key, state, _FUNCTION)
+        return original(scope, receive, send)  # type: ignore[no-any-return]
+
+    handle.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(handle, _SOURCE, source)
+    route.handle = handle
+    _HOOKED[id(source)] = source
+
+
+def _routes_owner(app: Any) -> Any:
+    """The app whose route tables are read: ``app``, or the Starlette or
+    FastAPI app behind plain ASGI middlewares that keep it as ``.app``."""
+    found = app
+    for _ in range(8):
+        if isinstance(getattr(found, "routes", None), list) or getattr(found, "router", None) is not None:
+            return found
+        found = getattr(found, "app", None)
+        if found is None or not callable(found):
+            return app
+    return app
+
+
 class RouteMarks:
     """The purpose marked on each endpoint a router picked, looked up once.
 
@@ -559,26 +645,25 @@ class RouteMarks:
 
 _dict_update = dict.update
 _dict_get = dict.get
+_dict_set = dict.__setitem__
 
 
 class _RoutedScope(dict):  # type: ignore[type-arg]
-    """The request's scope, passed down in place of the server's: it sees
-    the router write ``endpoint`` (Starlette's and FastAPI's routers write
-    a match into the scope with ``scope.update``) and makes the endpoint's
-    purpose current before the endpoint runs (and for its streamed body and
-    background tasks, which run in the same context).
+    """The request's scope, passed down in place of the server's where route
+    hooks do not reach every route (see ``PurposeGuardMiddleware._fallback``):
+    it sees the router write ``endpoint`` (Starlette's and FastAPI's routers
+    write a match into the scope with ``scope.update``, whatever path then
+    runs it) and makes the endpoint's purpose current before the endpoint
+    runs. It costs every read of the scope (CPython reads a dict subclass's
+    items through its methods), so it is the fallback, not the rule.
 
     Only ``update`` is watched: every other write stays the dict's own,
     which a request makes several of (a FastAPI request about ten).
     """
 
-    __slots__ = ("pg_state", "pg_marks", "pg_found", "pg_seen")
+    __slots__ = ("pg_state", "pg_marks")
     pg_state: Any
     pg_marks: RouteMarks
-    pg_found: dict[int, tuple[Any, str | None]]
-    # The last endpoint seen written with update: one written some other way
-    # is found when the request ends and reported (see _unseen_endpoint).
-    pg_seen: Any
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         if kwargs:
@@ -587,10 +672,9 @@ class _RoutedScope(dict):  # type: ignore[type-arg]
             _dict_update(self, other)
         endpoint = _dict_get(self, "endpoint")
         if endpoint is not None:
-            self.pg_seen = endpoint
-            found = self.pg_found.get(id(endpoint))
-            key = found[1] if found is not None and found[0] is endpoint else self.pg_marks.of(endpoint, self)
+            key = self.pg_marks.of(endpoint, self)
             if key is not None:
+                _dict_set(self, ROUTE_PURPOSE_KEY, key)
                 # Reset with the rest of the request's context by the middleware.
                 PURPOSE.set(key)
                 if self.pg_state.categories:
@@ -601,10 +685,23 @@ def marked_routes(app: Any) -> list[tuple[str, str]]:
     """``(route, purpose)`` for each marked route reachable from ``app``
     through the route tables Starlette and FastAPI expose (``routes`` of an
     app, router, ``Mount`` or ``Host``; FastAPI's included routers)."""
-    found: list[tuple[str, str]] = []
-    seen: set[int] = set()
+    return _route_table(app)[0]
 
-    def walk(node: Any, prefix: str, depth: int) -> None:
+
+def _route_table(app: Any) -> tuple[list[tuple[str, str]], list[tuple[Any, Any]], bool]:
+    """The marked routes reachable from ``app`` (``marked_routes``),
+    ``(route, source)`` for each route object to hook (``source`` is the
+    endpoint or mounted app its purpose is read from), and whether one of
+    them may run without its handle (see :func:`_hook_routes`)."""
+    found: list[tuple[str, str]] = []
+    hooks: list[tuple[Any, Any]] = []
+    seen: set[int] = set()
+    uncovered = False
+    fastapi_routing = sys.modules.get("fastapi.routing")
+    fastapi_route = getattr(fastapi_routing, "APIRoute", None)
+
+    def walk(node: Any, prefix: str, depth: int, included: bool = False) -> None:
+        nonlocal uncovered
         if node is None or depth > 32 or id(node) in seen:
             return
         seen.add(id(node))
@@ -619,24 +716,44 @@ def marked_routes(app: Any) -> list[tuple[str, str]]:
             return
         for route in routes:
             # FastAPI keeps an included router's prefix on its include context.
-            included = getattr(getattr(route, "include_context", None), "prefix", "")
-            path = prefix + str(getattr(route, "path", "") or included or "")
+            included_prefix = getattr(getattr(route, "include_context", None), "prefix", "")
+            path = prefix + str(getattr(route, "path", "") or included_prefix or "")
             endpoint = getattr(route, "endpoint", None)
+            handles = callable(getattr(route, "handle", None))
             if endpoint is not None:
                 key = _route_mark(endpoint, {}) or _method_marks(endpoint)
                 if key is not None:
                     found.append((path or "/", key))
+                    if handles:
+                        hooks.append((route, endpoint))
+                    if included and not (
+                        isinstance(fastapi_route, type) and isinstance(route, fastapi_route)
+                    ):
+                        uncovered = True
+            mounted = getattr(route, "app", None)
+            if (
+                handles
+                and mounted is not None
+                and mounted is not endpoint
+                and endpoint is None
+                and _route_mark(mounted, {}) is not None
+            ):
+                # A Mount or Host of a marked app: the router writes the app as the endpoint.
+                hooks.append((route, mounted))
+                uncovered = uncovered or included
             # Mount and Host hold an app; FastAPI's include_router keeps the
-            # included router itself.
-            for inner in (getattr(route, "app", None), getattr(route, "original_router", None)):
-                if inner is not None and inner is not endpoint:
-                    walk(inner, path, depth + 1)
+            # included router itself (and runs its routes its own way).
+            if mounted is not None and mounted is not endpoint:
+                walk(mounted, path, depth + 1, included)
+            original_router = getattr(route, "original_router", None)
+            if original_router is not None:
+                walk(original_router, path, depth + 1, True)
             walk_routes = getattr(route, "routes", None)
-            if isinstance(walk_routes, list) and getattr(route, "app", None) is None:
-                walk(route, path, depth + 1)
+            if isinstance(walk_routes, list) and mounted is None:
+                walk(route, path, depth + 1, included)
 
     walk(app, "", 0)
-    return found
+    return found, hooks, uncovered
 
 
 def _method_marks(endpoint: Any) -> str | None:

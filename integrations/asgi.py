@@ -20,7 +20,8 @@ When the server starts the app (or on the first request without lifespan),
 every purpose marked on a route reachable from the app is checked against
 the policy (an unknown key is a :class:`~purposeguard.PolicyError` then),
 and each marked route's ``handle`` is given the making current of its
-purpose: the app reads the server's own scope, unchanged. Where a route may
+purpose: the app reads a plain copy of the server's scope (what it writes
+there never reaches the server's access log line). Where a route may
 run without its ``handle`` (a Starlette route in a FastAPI included router,
 which FastAPI runs through a copy), the scope passed down watches the
 router's match instead. A marked endpoint that a request ended on without
@@ -261,11 +262,17 @@ class PurposeGuardMiddleware:
             # (each marked route's handle makes its own current: see
             # _hook_routes).
             token = PURPOSE.set(key) if key is not None or PURPOSE.get() is not None else None
-            routed: Scope = scope
+            # A copy: what the app writes into its scope never reaches the
+            # server's, from which its access log line is written (a trusted
+            # logger's line skips the zone check: see integrations.logging).
+            routed: Scope
             if self._fallback:
-                routed = _RoutedScope(scope)
-                routed.pg_state = state
-                routed.pg_marks = self._marks
+                watching = _RoutedScope(scope)
+                watching.pg_state = state
+                watching.pg_marks = self._marks
+                routed = watching
+            else:
+                routed = dict(scope)
             try:
                 if key is not None and state.categories:
                     check_purpose(key, state, _FUNCTION)

@@ -554,9 +554,9 @@ def test_routes_behind_a_scope_copying_middleware_get_their_purpose(
     assert not [r for r in caplog.records if r.name == "purposeguard"]
 
 
-def test_marked_routes_see_the_server_s_own_scope_and_still_get_their_purpose() -> None:
+def test_marked_routes_see_a_plain_scope_and_still_get_their_purpose() -> None:
     # The purpose is made current by each marked route's handle: the app
-    # reads the server's scope dict itself (a subclass of it would cost every
+    # reads a plain dict copy of the server's scope (a subclass would cost every
     # read of the scope), in Starlette apps and FastAPI included routers alike.
     seen: list[tuple[type, str | None]] = []
 
@@ -821,3 +821,40 @@ def test_a_typo_in_a_path_patterns_purpose_names_the_pattern(framework: str) -> 
         else:
             wsgi.init_app(flask.Flask("typo"), purposes={"/ads/{id}": "advertsing"})
     assert str(refused.value) == "unknown purpose 'advertsing'; given for the path pattern '/ads/{id}'"
+
+
+def test_what_the_app_writes_into_its_scope_never_reaches_the_server_s() -> None:
+    # A server writes its access log line from its own scope; a trusted
+    # access logger's line skips the zone check, so the app must not be able
+    # to put text there (a laundered value as the path).
+    @route_purpose("service.operations")
+    async def ops(request: StarletteRequest) -> JSONResponse:
+        request.scope["path"] = "/rewritten-by-the-app"
+        return JSONResponse(purpose_now())
+
+    middleware = PurposeGuardMiddleware(Starlette(routes=[Route("/ops", ops)]))
+    server_scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/ops",
+        "raw_path": b"/ops",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    anyio.run(middleware, server_scope, receive, send)
+    assert sent[0]["status"] == 200 and b"service.operations" in sent[1]["body"]
+    assert server_scope["path"] == "/ops" and "endpoint" not in server_scope

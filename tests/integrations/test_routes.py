@@ -855,6 +855,9 @@ def test_what_the_app_writes_into_its_scope_never_reaches_the_server_s() -> None
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    anyio.run(middleware, server_scope, receive, send)
+    async def serve() -> None:
+        await middleware(server_scope, receive, send)
+
+    anyio.run(serve)
     assert sent[0]["status"] == 200 and b"service.operations" in sent[1]["body"]
     assert server_scope["path"] == "/ops" and "endpoint" not in server_scope

@@ -208,11 +208,12 @@ def test_a_macro_called_from_python_labels_what_it_returns() -> None:
         ),
         autoescape=True,
     )
-    made = env.get_template("macros.html").module.mail(body())
+    macros: Any = env.get_template("macros.html").module
+    made = macros.mail(body())
     assert "QUARTERLY NUMBERS" in made and pg.labels_of(made) == {EMAIL}
     assert isinstance(made, Markup)
     # Plain arguments: plain text, the macro's own kind.
-    plain = env.get_template("macros.html").module.mail("hello")
+    plain = macros.mail("hello")
     assert pg.labels_of(plain) == set() and isinstance(plain, Markup)
 
 

@@ -849,10 +849,10 @@ def test_what_the_app_writes_into_its_scope_never_reaches_the_server_s() -> None
     }
     sent: list[dict[str, Any]] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Any:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Any) -> None:
         sent.append(message)
 
     async def serve() -> None:

@@ -58,3 +58,45 @@ class Patcher:
     @property
     def applied(self) -> bool:
         return bool(self._applied)
+
+
+# Where a replaced function keeps the function it replaced.
+ORIGINAL = "__pg_original__"
+
+
+class FunctionPatch:
+    """Replaces the module-level function ``name`` in each module of
+    ``homes`` that binds it (the defining module first), with
+    ``make(original)``, and puts the original back on :meth:`remove`. For
+    functions a library calls, and its users call, by module attribute
+    (``urllib3.make_headers``, ``aiohttp.encode_basic_auth``); a reference
+    taken before :meth:`install` keeps the original. Installing from two
+    threads at once patches, and restores, once."""
+
+    def __init__(
+        self, name: str, homes: tuple[str, ...], make: Callable[[Callable[..., Any]], Callable[..., Any]]
+    ) -> None:
+        self.name = name
+        self.homes = homes
+        self.make = make
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        with self._lock:
+            original = getattr(sys.modules.get(self.homes[0]), self.name, None)
+            if original is None or hasattr(original, ORIGINAL):
+                return
+            replacement = self.make(original)
+            setattr(replacement, ORIGINAL, original)
+            for home in self.homes:
+                module = sys.modules.get(home)
+                if module is not None and getattr(module, self.name, None) is original:
+                    setattr(module, self.name, replacement)
+
+    def remove(self) -> None:
+        with self._lock:
+            for home in self.homes:
+                module = sys.modules.get(home)
+                original = getattr(getattr(module, self.name, None), ORIGINAL, None)
+                if module is not None and original is not None:
+                    setattr(module, self.name, original)

@@ -49,7 +49,6 @@ Where the checks hook in, and why:
 from __future__ import annotations
 
 import functools
-import sys
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -69,7 +68,7 @@ from ._egress import (
     input_labels,
     sent_labels,
 )
-from ._patch import Patcher
+from ._patch import FunctionPatch, Patcher
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -284,28 +283,14 @@ def _carrying_encode_basic_auth(original: Callable[..., Any]) -> Callable[..., A
     def encode_basic_auth(*args: Any, **kwargs: Any) -> Any:
         return carry_labels(original(*args, **kwargs), (*args, *kwargs.values()))
 
-    encode_basic_auth.__pg_original__ = original  # type: ignore[attr-defined]
     return encode_basic_auth
 
 
-# Where aiohttp binds encode_basic_auth (its deprecation warnings for auth=
-# recommend it for an Authorization header), the defining module first.
-_ENCODE_HOMES = ("aiohttp.helpers", "aiohttp")
-
-
-def _patch_encode_basic_auth(install: bool) -> None:
-    home = sys.modules.get(_ENCODE_HOMES[0])
-    current = getattr(home, "encode_basic_auth", None)
-    if current is None:
-        return
-    original = getattr(current, "__pg_original__", current)
-    replacement = _carrying_encode_basic_auth(original) if install else original
-    if install and current is not original:
-        return
-    for name in _ENCODE_HOMES:
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, "encode_basic_auth", None) is current:
-            setattr(module, "encode_basic_auth", replacement)  # noqa: B010 - ModuleType has no such attribute for mypy
+# aiohttp's deprecation warnings for auth= recommend encode_basic_auth for an
+# Authorization header; bound in its defining module and re-exported.
+_ENCODE_BASIC_AUTH = FunctionPatch(
+    "encode_basic_auth", ("aiohttp.helpers", "aiohttp"), _carrying_encode_basic_auth
+)
 
 
 _PAYLOADS = Patcher(
@@ -350,8 +335,6 @@ _WS_SENDING: ContextVar[Any] = ContextVar("purposeguard.aiohttp.ws_sending", def
 # Built on first ``instrument()``, once aiohttp is imported: which methods it has.
 _WEBSOCKET: dict[str, Patcher] = {}
 _WEBSOCKET_LOCK = threading.Lock()
-# Instrumenting from two threads at once patches, and restores, encode_basic_auth once.
-_STATE_LOCK = threading.Lock()
 
 
 def _ws_send(method: str, argument: str) -> Callable[..., Any]:
@@ -402,8 +385,7 @@ def instrument() -> None:
     _PAYLOADS.install()
     _MULTIPART.install()
     _BASIC_AUTH.install()
-    with _STATE_LOCK:
-        _patch_encode_basic_auth(True)
+    _ENCODE_BASIC_AUTH.install()
     import aiohttp
 
     if callable(getattr(aiohttp.ClientRequest, "update_body", None)):
@@ -418,8 +400,7 @@ def uninstrument() -> None:
     if websocket is not None:
         websocket.remove()
     _UPDATE_BODY.remove()
-    with _STATE_LOCK:
-        _patch_encode_basic_auth(False)
+    _ENCODE_BASIC_AUTH.remove()
     _BASIC_AUTH.remove()
     _MULTIPART.remove()
     _PAYLOADS.remove()

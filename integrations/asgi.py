@@ -587,9 +587,10 @@ def _hook_route(route: Any, source: Any) -> None:
     current = vars(route).get("handle")
     if current is not None and getattr(current, _SOURCE, None) is source:
         return
-    original = getattr(current, "__wrapped__", None) if current is not None else None
-    if original is None:
-        original = route.handle
+    unwrapped = getattr(current, "__wrapped__", None) if current is not None else None
+    original: Callable[[Scope, Receive, Send], Awaitable[None]] = (
+        unwrapped if unwrapped is not None else route.handle
+    )
     # A function's or app's mark is read once; a class-based endpoint's
     # depends on the request's method, read per request.
     mark: Any = source if isinstance(source, type) else _route_mark(source, {})
@@ -604,7 +605,7 @@ def _hook_route(route: Any, source: Any) -> None:
             state = ZONE.get() if FLAGS.zones else None
             if state is not None and state.categories:
                 check_purpose(key, state, _FUNCTION)
-        return original(scope, receive, send)  # type: ignore[no-any-return]
+        return original(scope, receive, send)
 
     handle.__wrapped__ = original  # type: ignore[attr-defined]
     setattr(handle, _SOURCE, source)

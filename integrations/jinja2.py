@@ -925,7 +925,7 @@ def _with(base: type, extra: type) -> type:
     return made
 
 
-class _WatchedFilters(dict):  # type: ignore[type-arg]
+class _WatchedFilters(dict[str, Any]):
     """An environment's filters, each watched as it is added: a filter
     registered after :func:`instrument` (an f-string, base64) would
     otherwise turn a labelled argument into plain text unseen."""
@@ -950,7 +950,9 @@ class _WatchedFilters(dict):  # type: ignore[type-arg]
     def copy(self) -> _WatchedFilters:
         return _WatchedFilters(self)
 
-    def __ior__(self, other: Any) -> _WatchedFilters:  # type: ignore[misc]
+    # dict's own |= adds items in C, past __setitem__. typeshed types
+    # dict.__or__/__ior__ as overloads that no single signature matches.
+    def __ior__(self, other: Any) -> _WatchedFilters:  # type: ignore[override,misc]
         self.update(other)
         return self
 

@@ -36,8 +36,6 @@ above DEBUG.
 from __future__ import annotations
 
 import functools
-import sys
-import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -58,7 +56,7 @@ from ._egress import (
     header_labels,
     outer_layer,
 )
-from ._patch import Patcher
+from ._patch import FunctionPatch, Patcher
 from .http_client import unmarked_chunks
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -180,12 +178,6 @@ def _urlopen(
         raise
 
 
-# ``make_headers`` is a function, bound under these names by urllib3 itself.
-_MAKE_HEADERS_HOMES = ("urllib3.util.request", "urllib3.util", "urllib3")
-# Instrumenting from two threads at once must patch, and restore, once.
-_MAKE_HEADERS_LOCK = threading.Lock()
-
-
 def _carrying_make_headers(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def make_headers(*args: Any, **kwargs: Any) -> Any:
@@ -198,30 +190,13 @@ def _carrying_make_headers(original: Callable[..., Any]) -> Callable[..., Any]:
                 headers[name] = carry_labels(headers[name], (*args, *kwargs.values()))
         return headers
 
-    make_headers.__pg_original__ = original  # type: ignore[attr-defined]
     return make_headers
 
 
-def _patch_make_headers() -> None:
-    with _MAKE_HEADERS_LOCK:
-        home = sys.modules.get(_MAKE_HEADERS_HOMES[0])
-        original = getattr(home, "make_headers", None)
-        if original is None or hasattr(original, "__pg_original__"):
-            return
-        carrying = _carrying_make_headers(original)
-        for name in _MAKE_HEADERS_HOMES:
-            module = sys.modules.get(name)
-            if module is not None and getattr(module, "make_headers", None) is original:
-                setattr(module, "make_headers", carrying)  # noqa: B010 - ModuleType has no such attribute for mypy
-
-
-def _unpatch_make_headers() -> None:
-    with _MAKE_HEADERS_LOCK:
-        for name in _MAKE_HEADERS_HOMES:
-            module = sys.modules.get(name)
-            original = getattr(getattr(module, "make_headers", None), "__pg_original__", None)
-            if module is not None and original is not None:
-                setattr(module, "make_headers", original)  # noqa: B010 - as above
+# ``make_headers`` is a function, bound under these names by urllib3 itself.
+_MAKE_HEADERS = FunctionPatch(
+    "make_headers", ("urllib3.util.request", "urllib3.util", "urllib3"), _carrying_make_headers
+)
 
 
 _PATCHER = Patcher(
@@ -253,13 +228,13 @@ def instrument() -> None:
     _METHODS.install()
     _POOL_MANAGER.install()
     _PATCHER.install()
-    _patch_make_headers()
+    _MAKE_HEADERS.install()
     _unguarded.activate("urllib3")
 
 
 def uninstrument() -> None:
     """Restore urllib3 as it was."""
-    _unpatch_make_headers()
+    _MAKE_HEADERS.remove()
     _PATCHER.remove()
     _POOL_MANAGER.remove()
     _METHODS.remove()

@@ -321,7 +321,7 @@ def test_route_marks_go_back_in_front_when_the_app_replaces_preprocess_request(s
     # The replacement ran behind the marks, under the route's purpose, and
     # the marks were put in front of it once, not once per request.
     assert seen == ["service.operations", "service.operations"]
-    assert app.preprocess_request.inner is replacement  # type: ignore[attr-defined]
+    assert app.preprocess_request.__self__.inner is replacement  # type: ignore[attr-defined]
 
 
 def test_init_app_twice_leaves_preprocess_request_alone_between_requests(state_of: Any) -> None:
@@ -343,9 +343,10 @@ def test_init_app_twice_leaves_preprocess_request_alone_between_requests(state_o
     assert app.preprocess_request is head
     chain = []
     current: Any = head
-    while hasattr(current, "inner"):
+    # Each link is installed as its bound run(): its __self__ holds the rest.
+    while hasattr(getattr(current, "__self__", None), "inner"):
         chain.append(current)
-        current = current.inner
+        current = current.__self__.inner
     # Behind both: Flask's own, looked up on the class per request.
     assert len(chain) == 2 and current is None
 
@@ -716,24 +717,67 @@ def test_under_gunicorn_the_403_replaces_the_apps_headers(tmp_path: Any, marker:
 
 def test_a_response_body_dropped_unclosed_closes_its_zone() -> None:
     """Servers always call close() (PEP 3333); a test client's response
-    that is never closed does not: the zone closes when the body is collected."""
+    that is never closed, or read only in part, does not: the zone closes
+    when the body is collected (and the app's own close() runs)."""
     import gc
 
     from purposeguard._state import STATE
 
+    closed: list[bool] = []
+
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])
-        yield b"fine"
+        try:
+            yield b"fine"
+            yield b" and more"
+        finally:
+            closed.append(True)
+
+    def still_open() -> int:
+        return int(STATE.flags.opened.value() - STATE.flags.closed.value())
 
     middleware = PurposeGuardMiddleware(app)
     gc.collect()
-    open_before = STATE.flags.opened.value() - STATE.flags.closed.value()
-    body = middleware({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda *args: None)
-    assert b"".join(body) == b"fine"
-    assert STATE.flags.opened.value() - STATE.flags.closed.value() == open_before + 1
+    open_before = still_open()
+    body = iter(middleware({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda *args: None))
+    assert next(body) == b"fine"
+    assert still_open() == open_before + 1 and not closed
     del body
     gc.collect()
-    assert STATE.flags.opened.value() - STATE.flags.closed.value() == open_before
+    assert still_open() == open_before and closed == [True]
+
+
+def test_a_response_body_read_to_its_end_closes_the_app_and_the_zone_once() -> None:
+    from purposeguard._state import STATE
+
+    closes: list[str | None] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            return iter([b"fine"])
+
+        def close(self) -> None:
+            # In the request's zone, under its purpose.
+            closes.append(pg.current_purpose())
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Body:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    def still_open() -> int:
+        return int(STATE.flags.opened.value() - STATE.flags.closed.value())
+
+    pg.configure("trust-center")
+    middleware = PurposeGuardMiddleware(app, purposes={"/**": "service.operations"})
+    open_before = still_open()
+    body = middleware({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda *args: None)
+    assert list(body) == [b"fine"]
+    # The end of the body ends the request: the app's close() and the zone.
+    assert closes == ["service.operations"] and still_open() == open_before
+    close = getattr(body, "close", None)
+    assert close is not None
+    close()
+    assert closes == ["service.operations"] and still_open() == open_before
 
 
 def test_a_refusal_before_start_response_closes_its_zone_once(caplog: pytest.LogCaptureFixture) -> None:

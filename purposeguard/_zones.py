@@ -138,16 +138,7 @@ def leave_zone(state: ZoneState) -> None:
         raise PurposeGuardError(
             "leaving a zone from another task or context than the one that entered it"
         ) from None
-    state.token = None
-    if state.parent is None:
-        # Nothing to hand to a parent (see ZoneState.close): one call fewer
-        # on every request.
-        state.closed = True
-    else:
-        state.close()
-    next(_CLOSED)
-    if state.flows:
-        report_repeats(get_guard(), state)
+    drop_zone(state)
 
 
 def drop_zone(state: ZoneState) -> None:
@@ -159,6 +150,8 @@ def drop_zone(state: ZoneState) -> None:
         raise PurposeGuardError("leaving a zone that was never entered here")
     state.token = None
     if state.parent is None:
+        # Nothing to hand to a parent (see ZoneState.close): one call fewer
+        # on every request.
         state.closed = True
     else:
         state.close()

@@ -24,6 +24,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MethodType
 from typing import Any
 
 from purposeguard._context import PURPOSE, ZONE, ZoneState
@@ -137,22 +138,30 @@ class PurposeGuardMiddleware:
         # The request runs in a context of its own: the server iterates the
         # body after __call__ returned, and each step re-enters this context.
         context = contextvars.copy_context()
-        held = _Held(start_response)
+        response = _Response(start_response, context)
         try:
-            return context.run(self._start, tenant, incoming, key, environ, held, context)
+            return context.run(self._start, tenant, incoming, key, environ, response)
         except BaseException as error:
             violation = violation_in(error)
             if violation is None:
                 raise
             refusal = violation_body(violation)
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(refusal)))]
-            if held.write is None:
+            if response.write is None:
                 start_response(self.status, headers)
             else:
                 # The app wrote part of its body already (write()): the
                 # server says whether it can still replace the response.
                 start_response(self.status, headers, sys.exc_info())
-            return [refusal]
+            if response.result is None:
+                # The app itself raised: nothing of it to close, its zone left.
+                return [refusal]
+            # The refusal in place of the app's body, which the server's
+            # close() still closes (in the zone, which ends then); a
+            # response dropped unclosed does so when collected.
+            response.steps = iter((refusal,))
+            response.__class__ = _RefusedResponse
+            return response
 
     def _start(
         self,
@@ -160,10 +169,9 @@ class PurposeGuardMiddleware:
         incoming: baggage.Incoming,
         key: str | None,
         environ: Environ,
-        held: _Held,
-        context: contextvars.Context,
-    ) -> Iterator[bytes]:
-        state = enter_zone(tenant, incoming.categories)
+        response: _Response,
+    ) -> _Response:
+        state = response.state = enter_zone(tenant, incoming.categories)
         if incoming.several_tenants:
             baggage.mark_zone(state, incoming)
         try:
@@ -180,15 +188,16 @@ class PurposeGuardMiddleware:
                 PURPOSE.set(key)
                 if marks is None:
                     check_purpose(key, state, _FUNCTION)
-            result = self.app(environ, held.start_response)
+            result = self.app(environ, response.start_response)
         except BaseException:
             _leave(state)
             raise
         self._before_first_request = None
-        first: Any = _END
+        response.result = result
+        first: Any = None
         try:
             iterator = iter(result)
-            if held.write is None:
+            if response.write is None:
                 # The body's first non-empty chunk, in this same entry into
                 # the request's context (the server asks for it next anyway):
                 # a refusal up to here is the 403 in place of the response,
@@ -196,24 +205,26 @@ class PurposeGuardMiddleware:
                 first = next(iterator, _END)
                 while not first:
                     first = next(iterator, _END)
-                held.send()
-            else:
-                first = None
-        except BaseException:
-            # The server never sees this body: it is closed here.
-            try:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-            finally:
-                _leave(state)
+                response.send()
+        except BaseException as error:
+            if violation_in(error) is None:
+                # The server gets the error, not this response: the app's
+                # close() and the zone's end are here. The app's error is the
+                # one the server sees.
+                response.done[0] = True
+                try:
+                    _finish(result, state)
+                except Exception:  # noqa: BLE001 - the app's error comes first
+                    logger.debug("purposeguard: the app's close() failed after its body did", exc_info=True)
             raise
-        body = _body(context, iterator, first, result, state, environ)
-        # Started, so that its close() and its finaliser (a test client's
-        # response never closed) run its end: a generator not started yet
-        # closes without running anything.
-        next(body)
-        return body
+        steps = response.steps = _body(
+            response.context, iterator, first, result, state, environ, response.done
+        )
+        # Started, so that a body dropped before its end (a test client's
+        # response never read to the end nor closed) still runs the end: a
+        # generator not started yet closes without running anything.
+        next(steps)
+        return response
 
     def _route_purpose(self, environ: Environ) -> str | None:
         path = environ.get("PATH_INFO", "") or "/"
@@ -240,23 +251,37 @@ def _leave(state: ZoneState) -> None:
         logger.debug("purposeguard could not close a request zone", exc_info=True)
 
 
-class _Held:
-    """The ``start_response`` the app is given. The status and headers the
-    app gives are held, and handed to the server's own ``start_response``
-    once the body's first non-empty chunk is known (or at the app's first
-    ``write()``): until then PEP 3333 lets them be replaced, and a refusal is
-    the server's first call. (Servers differ in what a second call with
-    ``exc_info`` does: gunicorn adds the new headers to the app's, two
-    Content-Lengths a proxy rejects.)"""
+class _Response:
+    """What the server gets for a request, and the ``start_response`` the app
+    is given.
 
-    __slots__ = ("server", "status", "headers", "write")
+    The status and headers the app gives are held, and handed to the
+    server's own ``start_response`` once the body's first non-empty chunk is
+    known (or at the app's first ``write()``): until then PEP 3333 lets them
+    be replaced, and a refusal is the server's first call. (Servers differ
+    in what a second call with ``exc_info`` does: gunicorn adds the new
+    headers to the app's, two Content-Lengths a proxy rejects.)
 
-    def __init__(self, server: StartResponse) -> None:
+    Iterating it steps the app's body (a generator: the server steps it with
+    no call from C into Python per chunk); its ``close()`` runs the app's in
+    the request's context, after the server wrote the end of the response,
+    as PEP 3333 has it."""
+
+    __slots__ = ("server", "context", "status", "headers", "write", "result", "state", "steps", "done")
+
+    def __init__(self, server: StartResponse, context: contextvars.Context) -> None:
         self.server = server
+        self.context = context
         self.status: str | None = None
         self.headers: Any = None
         # The server's write(), once the held status and headers went to it.
         self.write: Callable[[bytes], Any] | None = None
+        self.result: Iterable[bytes] | None = None
+        self.state: ZoneState | None = None
+        self.steps: Iterator[bytes] = _NO_STEPS
+        # Whether the app's close() ran: shared with the body's steps (a
+        # list, not this object, so that the two make no reference cycle).
+        self.done = [False]
 
     def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], Any]:
         if exc_info is not None and self.write is not None:
@@ -276,6 +301,37 @@ class _Held:
             raise AssertionError("write() before start_response()")
         return self.write(data)
 
+    def __iter__(self) -> Iterator[bytes]:
+        return self.steps
+
+    def __next__(self) -> bytes:
+        # For a server or client that steps the result without iter().
+        return next(self.steps)
+
+    def close(self) -> None:
+        done = self.done
+        if done[0]:
+            return
+        done[0] = True
+        self.context.run(_finish, self.result, self.state)
+
+
+class _RefusedResponse(_Response):
+    """A refusal in place of the app's body: rare, so it may pay for a
+    finaliser (a test client's response never closed still closes the
+    app's body and ends the zone)."""
+
+    __slots__ = ()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - nothing to tell a finaliser
+            logger.debug("purposeguard could not close a dropped response body", exc_info=True)
+
+
+_NO_STEPS: Iterator[bytes] = iter(())
+
 
 def _body(
     context: contextvars.Context,
@@ -284,51 +340,66 @@ def _body(
     result: Iterable[bytes],
     state: ZoneState,
     environ: Environ,
+    done: list[bool],
 ) -> Iterator[bytes]:
-    """The app's response body, each step in the request's context; the
-    app's ``close()`` and the zone's end when the body ends, is closed, or
-    is dropped unclosed. A generator, not a class with ``__next__``: a
-    server steps it without a Python call per chunk (about 4,000 CPU
-    instructions a request)."""
+    """The app's response body, each step in the request's context. The
+    zone ends with the body (the app's ``close()`` is the server's
+    ``close()``, after the end of the response went out); a body closed or
+    dropped before its end closes the app's body too."""
     try:
-        # Where _start leaves it: from here close() and the finaliser run
-        # the end below.
+        # Where _start leaves it: from here a close or the finaliser runs
+        # the ends below.
         yield b""
-        if first is not None:
-            # The first non-empty chunk, stepped with the app's call.
-            if first is _END:
-                return
-            yield first
-        while True:
+        if first is not _END:
+            if first is not None:
+                # The first non-empty chunk, stepped with the app's call.
+                yield first
+            while True:
+                try:
+                    # The end as a value, not a StopIteration through the
+                    # context switch.
+                    chunk = context.run(next, iterator, _END)
+                except PurposeViolation as violation:
+                    # The status went out with the first chunk: the server
+                    # cuts the response off.
+                    rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+                    say_cut_off(environ.get("REQUEST_METHOD"), getattr(rule, "rule", None), violation)
+                    raise
+                if chunk is _END:
+                    break
+                yield chunk
+    except GeneratorExit:
+        # Closed or dropped before its end, and the app's close() not run
+        # yet (a test client's response never closed): run it here.
+        if not done[0]:
+            done[0] = True
             try:
-                # The end as a value, not a StopIteration through the context
-                # switch.
-                chunk = context.run(next, iterator, _END)
-            except PurposeViolation as violation:
-                # The status went out with the first chunk: the server cuts
-                # the response off.
-                rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
-                say_cut_off(environ.get("REQUEST_METHOD"), getattr(rule, "rule", None), violation)
-                raise
-            if chunk is _END:
-                return
-            yield chunk
+                context.run(_finish, result, state)
+            except Exception:  # noqa: BLE001 - nothing to tell a finaliser
+                logger.debug("purposeguard could not close a dropped response body", exc_info=True)
+        raise
     finally:
-        # One entry into the request's context for both steps.
-        context.run(_finish, result, state)
+        if state.token is not None:
+            # The body's end (or its error) ends the zone, in the request's
+            # context: the repeats a closing zone reports are the request's.
+            try:
+                context.run(drop_zone, state)
+            except Exception:  # noqa: BLE001 - never fail a response over bookkeeping
+                logger.debug("purposeguard could not close a request zone", exc_info=True)
 
 
-def _finish(result: Iterable[bytes], state: ZoneState) -> None:
+def _finish(result: Iterable[bytes] | None, state: ZoneState | None) -> None:
     try:
         close = getattr(result, "close", None)
         if close is not None:
             close()
     finally:
-        try:
-            # The context is this request's own and ends here.
-            drop_zone(state)
-        except Exception:  # noqa: BLE001 - never fail a response over bookkeeping
-            logger.debug("purposeguard could not close a request zone", exc_info=True)
+        if state is not None and state.token is not None:
+            try:
+                # The context is this request's own and ends here.
+                drop_zone(state)
+            except Exception:  # noqa: BLE001 - never fail a response over bookkeeping
+                logger.debug("purposeguard could not close a request zone", exc_info=True)
 
 
 # -- Flask ----------------------------------------------------------------------------
@@ -404,7 +475,12 @@ class FlaskRouteMarks:
         # Bounded: each install adds one link, and a chain this long is an
         # app re-installing in a loop, not marks to look for.
         for _ in range(64):
-            link = getattr(current, "__self__", None)
+            # A bound method's own type, not anything that passes
+            # __self__ through (a wrapt proxy an extension put in front
+            # must not read as these marks' link).
+            if type(current) is not MethodType:
+                break
+            link = current.__self__
             if type(link) is not _MarksFirst:
                 break
             if link.marks is self:

@@ -747,7 +747,11 @@ def test_a_response_body_dropped_unclosed_closes_its_zone() -> None:
     assert still_open() == open_before and closed == [True]
 
 
-def test_a_response_body_read_to_its_end_closes_the_app_and_the_zone_once() -> None:
+def test_a_response_body_read_to_its_end_ends_the_zone_and_leaves_close_to_the_server() -> None:
+    """The zone ends with the body; the app's close() runs at the server's
+    close(), after the end of the response went out (PEP 3333): a close()
+    that raises or takes long must not cut off or delay a response the
+    server has not finished writing."""
     from purposeguard._state import STATE
 
     closes: list[str | None] = []
@@ -757,8 +761,9 @@ def test_a_response_body_read_to_its_end_closes_the_app_and_the_zone_once() -> N
             return iter([b"fine"])
 
         def close(self) -> None:
-            # In the request's zone, under its purpose.
+            # In the request's context, under its purpose.
             closes.append(pg.current_purpose())
+            raise RuntimeError("the app's close() failed")
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Body:
         start_response("200 OK", [("Content-Type", "text/plain")])
@@ -771,13 +776,101 @@ def test_a_response_body_read_to_its_end_closes_the_app_and_the_zone_once() -> N
     middleware = PurposeGuardMiddleware(app, purposes={"/**": "service.operations"})
     open_before = still_open()
     body = middleware({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda *args: None)
+    # Read to the end without the app's close() failing the iteration.
     assert list(body) == [b"fine"]
-    # The end of the body ends the request: the app's close() and the zone.
-    assert closes == ["service.operations"] and still_open() == open_before
+    assert closes == [] and still_open() == open_before
     close = getattr(body, "close", None)
     assert close is not None
-    close()
+    with pytest.raises(RuntimeError, match="close"):
+        close()
     assert closes == ["service.operations"] and still_open() == open_before
+    close()
+    assert closes == ["service.operations"]
+
+
+def test_a_refusal_on_the_first_chunk_stays_a_403_when_the_apps_close_fails() -> None:
+    from werkzeug.test import Client
+
+    pg.configure("trust-center", mode="enforce")
+
+    @pg.purpose("advertising")
+    def advertise(body: Any) -> None:
+        pass
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            advertise(pg.label("the body of a note", "customer_data"))
+            yield b"sent"
+
+        def close(self) -> None:
+            raise RuntimeError("the app's close() failed")
+
+    def app(environ: dict[str, Any], start_response: Any) -> Body:
+        start_response("200 OK", [])
+        return Body()
+
+    response = Client(PurposeGuardMiddleware(app)).get("/", buffered=False)
+    assert response.status_code == 403
+    assert response.get_json()["error"] == "purpose_violation"
+    # The app's close() is the server's to run, after the 403 went out.
+    with pytest.raises(RuntimeError, match="close"):
+        response.close()
+
+
+def test_a_dropped_body_whose_close_fails_says_it_at_debug_only(caplog: pytest.LogCaptureFixture) -> None:
+    import gc
+    import sys
+
+    from purposeguard._state import STATE
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            return iter([b"fine", b" and more"])
+
+        def close(self) -> None:
+            raise RuntimeError("the app's close() failed")
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Body:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    unraisable: list[Any] = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    try:
+        open_before = int(STATE.flags.opened.value() - STATE.flags.closed.value())
+        with caplog.at_level("DEBUG", logger="purposeguard"):
+            body = iter(
+                PurposeGuardMiddleware(app)({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda *a: None)
+            )
+            assert next(body) == b"fine"
+            del body
+            gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert unraisable == []
+    assert [r for r in caplog.records if "could not close a dropped response body" in r.getMessage()]
+    assert int(STATE.flags.opened.value() - STATE.flags.closed.value()) == open_before
+
+
+def test_route_marks_go_back_in_front_of_a_wrapt_wrapper_of_preprocess_request(state_of: Any) -> None:
+    import wrapt
+
+    app = _admin_app(state_of)
+    seen: list[str | None] = []
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        # An extension's hook, wrapped around whatever preprocess_request was.
+        seen.append(pg.current_purpose())
+        return wrapped(*args, **kwargs)
+
+    with app.test_client() as test_client:
+        assert (test_client.get("/admin/ops").json or {}).get("purpose") == "service.operations"
+        app.preprocess_request = wrapt.FunctionWrapper(app.preprocess_request, wrapper)  # type: ignore[method-assign]
+        for _ in range(2):
+            assert (test_client.get("/admin/ops").json or {}).get("purpose") == "service.operations"
+    # Behind the marks: the wrapper ran under the route's purpose.
+    assert seen == ["service.operations", "service.operations"]
 
 
 def test_a_refusal_before_start_response_closes_its_zone_once(caplog: pytest.LogCaptureFixture) -> None:

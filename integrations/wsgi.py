@@ -577,6 +577,8 @@ class _MarksFirst:
                 token = PURPOSE.set(key)
             else:
                 key = fallback
+            # state is the zone the walk started from, so it is set whenever
+            # current is (mypy cannot follow the walk).
             if key is not None and state.categories:  # type: ignore[union-attr]
                 try:
                     check_purpose(key, state, _FUNCTION)

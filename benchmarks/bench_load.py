@@ -11,7 +11,8 @@ guarded server of a kind back to back, the order alternating between rounds.
 Each variant runs as ``PROCESSES`` server processes, one per round in turn:
 two processes of the very same app differ by up to 2-3% in requests per
 second (where the allocator and hash seed put things), which one process
-per side would count as purposeguard's. Where the machine has two CPUs or
+per side would count as purposeguard's (with three a side, the same app
+measured against itself still came out at 0.96x and 1.02x). Where the machine has two CPUs or
 more, the servers run on the last and ``wrk`` on the first, so neither
 moves the other between cores.
 Beside requests per second, each row reports the server's own CPU time per
@@ -19,9 +20,9 @@ request (its processes' user + system time over the requests wrk counted),
 which the shared machine's other load moves much less. A row's ratio is the median
 over rounds of plain / guarded requests per second; its note gives the
 middle half of the rounds' ratios, the benchmark's own spread. Rounds are
-short and many (30 of one second a side): this machine's speed drifts by
-10-15% over seconds, so two loads close in time compare better, and the
-median of 30 moves less than that of a few long ones (in runs of the same
+short and many (48 of one second a side): this machine's speed drifts by
+10-40% over seconds, so two loads close in time compare better, and the
+median of many moves less than that of a few long ones (in runs of the same
 code minutes apart, medians of 30 one-second rounds moved by about 4
 points, of 9 three-second rounds by 10-19). Target: at most 5% fewer
 requests per second with purposeguard (a ratio of at most 1/0.95).
@@ -57,7 +58,7 @@ KINDS = {
 }
 THREADS = 4
 # Server processes per variant, taken in turn by the rounds.
-PROCESSES = 3
+PROCESSES = 6
 # The ticket ids wrk cycles through: more than any per-path cache holds.
 DISTINCT_TICKETS = 100_000
 
@@ -305,7 +306,7 @@ def rows(quick: bool = False, smoke: bool = False) -> list[Any]:
 
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (the Debian package wrk; scripts/test installs it)")
-    rounds, seconds = (1, 1.0) if smoke else (12, 1.0) if quick else (30, 1.0)
+    rounds, seconds = (1, 1.0) if smoke else (12, 1.0) if quick else (48, 1.0)
     connections = 8
     out: list[Any] = []
     group = f"web under load (wrk, {connections} keep-alive connections, loopback)"

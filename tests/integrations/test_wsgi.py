@@ -324,6 +324,17 @@ def test_route_marks_go_back_in_front_when_the_app_replaces_preprocess_request(s
     assert app.preprocess_request.__self__.inner is replacement  # type: ignore[attr-defined]
 
 
+def test_route_marks_go_back_in_front_when_the_app_deletes_preprocess_request(state_of: Any) -> None:
+    app = _admin_app(state_of)
+    with app.test_client() as test_client:
+        assert (test_client.get("/admin/ops").json or {}).get("purpose") == "service.operations"
+        # Back to Flask's own method: the marks are no longer on the app.
+        del app.preprocess_request
+        assert "preprocess_request" not in vars(app)
+        assert (test_client.get("/admin/ops").json or {}).get("purpose") == "service.operations"
+    assert "preprocess_request" in vars(app)
+
+
 def test_init_app_twice_leaves_preprocess_request_alone_between_requests(state_of: Any) -> None:
     app = Flask("twice")
 

@@ -102,6 +102,14 @@ _FUNCTION = "purposeguard.integrations.asgi.PurposeGuardMiddleware"
 WEBSOCKET_POLICY_VIOLATION = 1008
 
 
+def _header_names(tenant_header: bytes | None) -> frozenset[bytes]:
+    """The request headers the middleware reads."""
+    names = {_BAGGAGE, _TRACEPARENT}
+    if tenant_header is not None:
+        names.add(tenant_header)
+    return frozenset(names)
+
+
 class PurposeGuardMiddleware:
     """Open a zone per request, set the route's purpose, turn violations into 403s.
 
@@ -133,6 +141,9 @@ class PurposeGuardMiddleware:
         self.paths = PathPurposes(purposes)
         self._has_paths = bool(self.paths)
         self.read_baggage = read_baggage
+        # The header names a request's scan stops at: one set lookup per
+        # header, most of which are none of them.
+        self._read_headers = _header_names(self.tenant_header)
         self.status_code = status_code
         self._holds_500 = _wraps_starlette(app)
         _read_connections_as_requests()
@@ -166,16 +177,24 @@ class PurposeGuardMiddleware:
         raw_baggage: list[bytes] | None = None
         traceparent: bytes | None = None
         tenant_header = self.tenant_header
+        read_headers = self._read_headers
+        if tenant_header is not None and tenant_header not in read_headers:
+            # tenant_header set after __init__.
+            read_headers = self._read_headers = _header_names(tenant_header)
         for name, value in scope.get("headers", ()):
+            if name not in read_headers:
+                continue
             if name == tenant_header:
                 # Twice: refused as a WSGI server's joined value is (PurposeCache.tenant).
                 raw_tenant = value if raw_tenant is None else b","
-            elif name == _BAGGAGE and self.read_baggage:
+            elif name == _BAGGAGE:
+                if not self.read_baggage:
+                    continue
                 if raw_baggage is None:
                     raw_baggage = [value]
                 else:
                     raw_baggage.append(value)
-            elif name == _TRACEPARENT:
+            else:
                 # Two traceparents name no one trace: a signature bound to a
                 # trace holds in neither.
                 traceparent = value if traceparent is None else b""

@@ -71,6 +71,32 @@ def test_a_header_the_application_names_is_the_tenant() -> None:
     assert _wsgi_tenant({"x-tenant": "contoso"}, tenant_header="x-tenant") == "contoso"
 
 
+def test_a_tenant_header_named_after_the_asgi_middleware_was_built_is_read() -> None:
+    # The scan for the headers the middleware reads follows its attribute.
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "headers": [(b"x-other", b"contoso"), (b"x-tenant", b"fabrikam"), (b"accept", b"*/*")],
+    }
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(pg.current_tenant())
+
+    async def receive() -> Any:
+        return {"type": "http.request"}
+
+    async def send(message: Any) -> None:
+        return None
+
+    middleware = asgi.PurposeGuardMiddleware(app, tenant_header="x-tenant")
+    asyncio.run(middleware(scope, receive, send))
+    middleware.tenant_header = b"x-other"
+    asyncio.run(middleware(scope, receive, send))
+    assert seen == ["fabrikam", "contoso"]
+
+
 def test_the_applications_identity_wins_over_a_named_header() -> None:
     client = _asgi(tenant_header="x-tenant", tenant_from=lambda scope: "fabrikam")
     assert client.get("/whoami", headers={"x-tenant": "contoso"}).json() == {"tenant": "fabrikam"}

@@ -13,18 +13,30 @@ import functools
 import logging
 from typing import Any
 
-from purposeguard._context import FLAGS, ZONE
+from purposeguard._context import FLAGS, MIXED_TENANT, ZONE
 from purposeguard._guarded import PURPOSE_MARK
+from purposeguard._labels import relabel
 from purposeguard._runtime import check_zone, get_guard
 from purposeguard._signing import current_keys
 from purposeguard._state import STATE
 
-__all__ = ["check_published", "check_task_purpose", "declared_purpose", "say_if_nothing_travels"]
+from . import baggage
+from ._egress import sent_labels
+
+__all__ = [
+    "check_published",
+    "check_task_purpose",
+    "declared_purpose",
+    "read_result",
+    "result_header",
+    "say_if_nothing_travels",
+]
 
 logger = logging.getLogger("purposeguard")
 
 # Said once per process (forgotten by pg.testing.reset()).
 _TOPIC = "tasks without a baggage key"
+_RESULT_TOPIC = "task results without a baggage key"
 
 
 def declared_purpose(function: Any) -> str | None:
@@ -109,3 +121,75 @@ def arguments_protected(labels: frozenset[str]) -> bool:
         return True
     state = ZONE.get() if FLAGS.zones else None
     return state is not None and bool(state.categories)
+
+
+# -- results ------------------------------------------------------------------------------
+#
+# A task's result is made from what the task read in the worker, and the
+# serializer drops every label on it: without this, a task declared for an
+# allowed purpose could read customer content and hand a summary of it back
+# to a caller that uses it for anything. The worker stores, next to the
+# result, the categories its zone holds and whose data they are (signed for
+# that task id); the caller that reads the result gets them back on the
+# value and in its zone, as if the task had run in-process.
+
+
+def result_channel(kind: str, task_id: object) -> str:
+    """The channel a task's result is signed for: never a task header's."""
+    return baggage.task_channel(f"{kind} result", task_id)
+
+
+def result_header(kind: str, task_id: object, value: Any) -> str | None:
+    """In the worker, while the task's zone is still open: what the zone
+    holds and the labels ``value`` carries, signed for the result of
+    ``task_id``; None when there is nothing to tell (said once per process
+    when data is there and no baggage key is)."""
+    labels, tenant = sent_labels((value,))
+    header = baggage.zone_header(result_channel(kind, task_id), extra_categories=labels, extra_tenant=tenant)
+    if header is None:
+        _say_if_result_carries_nothing(labels)
+    return header
+
+
+def _say_if_result_carries_nothing(labels: frozenset[str]) -> None:
+    said = STATE.baggage_said
+    if _RESULT_TOPIC in said:
+        return
+    state = ZONE.get() if FLAGS.zones else None
+    if not labels and (state is None or not state.categories):
+        return
+    try:
+        keys = current_keys()
+    except Exception:  # noqa: BLE001 - an unusable key is said by the baggage module itself
+        return
+    if keys:
+        return
+    said.add(_RESULT_TOPIC)
+    logger.warning(
+        "purposeguard: a task stored a result made in a zone that holds data, and results are "
+        "signed with a baggage key, which is not set (configure(baggage_keys=...) or "
+        "PURPOSEGUARD_BAGGAGE_KEYS): whoever reads the result gets it without the categories "
+        "the task saw"
+    )
+
+
+def read_result(kind: str, task_id: object, raw: object, value: Any) -> Any:
+    """Where a result is read: the categories its task saw (``raw``, the
+    header :func:`result_header` made, verified for ``task_id``) join the
+    reader's zone, and ``value`` comes back labelled with them. A header
+    that does not verify is ignored, as any baggage is (and logged)."""
+    if raw is None:
+        return value
+    if not isinstance(raw, (str, bytes)):
+        logger.warning("purposeguard ignored a task result's header that is not a string")
+        return value
+    incoming = baggage.parse(raw, channel=result_channel(kind, task_id))
+    if not incoming.categories:
+        return value
+    state = ZONE.get() if FLAGS.zones else None
+    if state is not None:
+        state.add(incoming.categories, MIXED_TENANT if incoming.several_tenants else incoming.tenant)
+    if isinstance(value, BaseException):
+        # A failed task's error: the zone knows; the exception stays the one raised.
+        return value
+    return relabel(value, *sorted(incoming.categories), tenant=incoming.tenant)

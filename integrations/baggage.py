@@ -549,6 +549,32 @@ def header_value(
     return carrier.get("baggage")
 
 
+def zone_header(
+    channel: str, *, extra_categories: frozenset[str] = EMPTY, extra_tenant: str | None = None
+) -> str | None:
+    """purposeguard's members alone for what the current zone holds (its
+    categories and whose data they are, plus ``extra_categories`` of
+    ``extra_tenant``), signed for ``channel``; None when there is nothing
+    to carry or no baggage key. No purpose and no other vendor's baggage:
+    for a task's result, which tells its reader what the task saw, not
+    what it was for."""
+    keys = _keys()
+    if not keys:
+        return None
+    state = ZONE.get() if FLAGS.zones else None
+    tenant = state.data_tenant() if state is not None else None
+    categories = (state.categories if state is not None else EMPTY) | extra_categories
+    if extra_tenant is not None and extra_categories:
+        tenant = merge_tenants(tenant, extra_tenant)
+    zone = zone_value(categories)
+    if zone is None:
+        # A tenant with no categories: no data of theirs to tell of.
+        return None
+    signature = sign(keys[0], channel=channel, trace=None, purpose=None, tenant=tenant, zone=zone)
+    members = [f"{name}={quote_plus(value)}" for name, value in ((TENANT_KEY, tenant), (ZONE_KEY, zone)) if value]
+    return ",".join([*members, f"{SIG_KEY}={signature}"])
+
+
 def inject(
     headers: MutableMapping[str, Any], *, extra_categories: frozenset[str] = EMPTY, include: bool = True
 ) -> None:

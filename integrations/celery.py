@@ -33,6 +33,18 @@ arguments of the tasks a chain, chord or link runs next) is checked like
 any egress against the purpose of the broker's host (a policy
 ``[[destinations]]`` entry) or else the current purpose, with the
 publisher's zone, whether or not the task was declared with a purpose.
+A task's result comes back with what its zone held: the worker stores the
+categories (and whose data they are), signed for that task id, next to the
+result in the result backend, and the caller that reads the result
+(``get()``, ``wait()``, ``result``/``info``, ``traceback``, a group's
+``join()``/``join_native()``) gets them on the value and in its own zone,
+as if the task had run in-process: a task that read customer content and
+returned a summary of it cannot launder it for its caller. Backends that
+keep only their own fields (database, MongoDB, Cassandra) drop it (said
+once). A chord's callback is handed its header tasks' results by the
+backend without it: the callback runs with the zone of the header task
+that finished last only.
+
 Needs ``pip install 'purposeguard[celery]'``.
 """
 
@@ -48,10 +60,19 @@ from purposeguard._context import PURPOSE
 from purposeguard._labels import merge_tenants
 from purposeguard._zones import zone
 
+from purposeguard._state import STATE
+
 from . import baggage
 from ._egress import check_egress, deep_labels, sent_labels
 from ._patch import Patcher
-from ._tasks import WITHHELD, arguments_protected, check_published, say_if_nothing_travels
+from ._tasks import (
+    WITHHELD,
+    arguments_protected,
+    check_published,
+    read_result,
+    result_header,
+    say_if_nothing_travels,
+)
 
 __all__ = ["HEADER", "instrument", "uninstrument", "is_instrumented"]
 
@@ -210,6 +231,117 @@ def _signatures(options: Mapping[str, Any], depth: int) -> list[Any]:
 _PATCHER = Patcher("celery.app.base", [("Celery", "send_task", _send_task)])
 
 
+# -- results ----------------------------------------------------------------------------
+
+# Result backends that store or read back only the fields they know: the
+# header stored next to a result never reaches its reader.
+_DROPS_HEADER = ("celery.backends.database", "celery.backends.mongodb", "celery.backends.cassandra")
+
+
+def _result_meta(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The meta a backend stores for a task's state (its result, its error,
+    a custom state's info), with what the task's zone holds: in the worker
+    this runs before the task's zone closes."""
+    meta = wrapped(*args, **kwargs)
+    request = kwargs["request"] if "request" in kwargs else (args[3] if len(args) > 3 else None)
+    task_id = getattr(request, "id", None)
+    if task_id is None or not isinstance(meta, dict):
+        return meta
+    value = kwargs["result"] if "result" in kwargs else (args[0] if args else None)
+    header = result_header("celery", task_id, value)
+    if header is not None:
+        meta[HEADER] = header
+        if type(backend).__module__.startswith(_DROPS_HEADER):
+            _say_backend_drops_header(backend)
+    return meta
+
+
+def _say_backend_drops_header(backend: Any) -> None:
+    topic = f"celery result backend {type(backend).__module__}"
+    if topic in STATE.baggage_said:
+        return
+    STATE.baggage_said.add(topic)
+    logger.warning(
+        "purposeguard: the Celery result backend %s keeps only its own fields: task results "
+        "reach whoever reads them without the categories the task saw (a key-value backend "
+        "such as redis keeps them)",
+        type(backend).__name__,
+    )
+
+
+def _read(result: Any, meta: Any, value: Any) -> Any:
+    raw = meta.get(HEADER) if isinstance(meta, dict) else None
+    return read_result("celery", result.id, raw, value)
+
+
+def _maybe_throw(wrapped: Any, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # Under get(), wait() and a result set's join(): the value a caller reads.
+    try:
+        value = wrapped(*args, **kwargs)
+    except BaseException:
+        # The task's error is raised here; its message may be made of the data.
+        _read(result, result._cache, None)
+        raise
+    return _read(result, result._cache, value)
+
+
+def _iter_native(wrapped: Any, results: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # Under a group's join_native() (and so get()): each member's meta, read as it comes.
+    for task_id, meta in wrapped(*args, **kwargs):
+        if isinstance(meta, dict) and meta.get(HEADER) is not None:
+            meta = {**meta, "result": read_result("celery", task_id, meta[HEADER], meta.get("result"))}
+        yield task_id, meta
+
+
+def _result_property(result: Any) -> Any:
+    """``AsyncResult.result`` (and ``info``): as Celery's, read through the
+    task's header. A custom state's meta is never cached, so the meta is
+    read once here, not through Celery's property."""
+    meta = result._get_task_meta()
+    return _read(result, meta, meta["result"])
+
+
+def _traceback_property(result: Any) -> Any:
+    meta = result._get_task_meta()
+    return _read(result, meta, meta.get("traceback"))
+
+
+_RESULT_PROPERTIES = {"result": _result_property, "info": _result_property, "traceback": _traceback_property}
+
+
+class _Properties:
+    """The result properties replaced on ``AsyncResult``, and Celery's own."""
+
+    def __init__(self) -> None:
+        self.originals: dict[str, Any] = {}
+
+    def install(self) -> None:
+        from celery.result import AsyncResult
+
+        if self.originals:
+            return
+        for name, read in _RESULT_PROPERTIES.items():
+            original = AsyncResult.__dict__.get(name)
+            if not isinstance(original, property):
+                continue
+            self.originals[name] = original
+            setattr(AsyncResult, name, property(read, original.fset, original.fdel, original.__doc__))
+
+    def remove(self) -> None:
+        from celery.result import AsyncResult
+
+        for name, original in self.originals.items():
+            setattr(AsyncResult, name, original)
+        self.originals.clear()
+
+
+_PROPERTIES = _Properties()
+_RESULTS = Patcher(
+    "celery.result", [("AsyncResult", "maybe_throw", _maybe_throw), ("ResultSet", "iter_native", _iter_native)]
+)
+_STORED = Patcher("celery.backends.base", [("Backend", "_get_result_meta", _result_meta)])
+
+
 def _incoming(task: Any) -> baggage.Incoming:
     request = getattr(task, "request", None)
     raw = getattr(request, HEADER, None)
@@ -268,6 +400,9 @@ def instrument() -> None:
     signals.task_prerun.connect(_prerun, weak=False, dispatch_uid=_UID + ".prerun")
     signals.task_postrun.connect(_postrun, weak=False, dispatch_uid=_UID + ".postrun")
     _PATCHER.install()
+    _STORED.install()
+    _RESULTS.install()
+    _PROPERTIES.install()
 
 
 def uninstrument() -> None:
@@ -281,6 +416,9 @@ def uninstrument() -> None:
     signals.task_prerun.disconnect(_prerun, dispatch_uid=_UID + ".prerun")
     signals.task_postrun.disconnect(_postrun, dispatch_uid=_UID + ".postrun")
     _PATCHER.remove()
+    _STORED.remove()
+    _RESULTS.remove()
+    _PROPERTIES.remove()
     with _RUNNING.lock:
         _RUNNING.connected = False
 

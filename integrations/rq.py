@@ -40,6 +40,14 @@ too (with what the job learned while it ran, and the enqueuer's purpose):
 a callback declared for a purpose the job's data forbids is refused, though
 the result it is handed was laundered of its labels.
 
+A job's result comes back with what its zone held: the worker stores the
+categories (and whose data they are), signed for that job id, in the
+result RQ writes to Redis, and whoever reads it (``job.return_value()``,
+``latest_result()``, ``results()``) gets the value and a failure's text
+labelled with them, and its zone told, as if the job had run in-process: a
+job that read customer content and returned a summary of it cannot launder
+it for its reader.
+
 In the worker, call :func:`instrument` where the worker imports its
 settings (``rq worker -c settings``) after ``pg.configure(...)``. RQ runs
 each job in a forked process that exits without running exit handlers, so
@@ -58,11 +66,20 @@ import threading
 from typing import Any
 
 from purposeguard._context import PURPOSE
+from purposeguard._state import remember
 from purposeguard._zones import zone
 
 from . import baggage
 from ._egress import check_egress, sent_labels
-from ._tasks import WITHHELD, arguments_protected, check_published, say_if_nothing_travels
+from ._patch import Patcher
+from ._tasks import (
+    WITHHELD,
+    arguments_protected,
+    check_published,
+    read_result,
+    result_header,
+    say_if_nothing_travels,
+)
 
 __all__ = ["META_KEY", "instrument", "is_instrumented", "uninstrument"]
 
@@ -330,15 +347,66 @@ def _perform(original: Any) -> Any:
                 self.__dict__[_RAN_IN] = (state, incoming.purpose)
                 token = PURPOSE.set(incoming.purpose) if incoming.purpose else None
                 try:
-                    return original(self)
+                    value = original(self)
+                except BaseException:
+                    # The error's text is stored as the job's failed result.
+                    _keep_result_header(self, None)
+                    raise
                 finally:
                     if token is not None:
                         PURPOSE.reset(token)
+                _keep_result_header(self, value)
+                return value
         finally:
             _flush_audit()
 
     perform.__wrapped__ = original  # type: ignore[attr-defined]
     return perform
+
+
+# Job id -> the header for its result, made while the job's zone was open:
+# RQ stores the result (Result.create, from the worker's success or failure
+# handling) after perform() returned. A work horse runs one job; a worker
+# that runs jobs in its own process keeps the last LIMIT.
+_RESULT_HEADERS: dict[str, str] = {}
+_RESULT_HEADERS_LIMIT = 1024
+
+
+def _keep_result_header(job: Any, value: Any) -> None:
+    header = result_header("rq", job.id, value)
+    if header is None:
+        _RESULT_HEADERS.pop(job.id, None)
+    else:
+        remember(_RESULT_HEADERS, job.id, header, _RESULT_HEADERS_LIMIT)
+
+
+def _serialize(wrapped: Any, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    data = wrapped(*args, **kwargs)
+    header = _RESULT_HEADERS.get(result.job_id)
+    if header is not None and isinstance(data, dict):
+        data[META_KEY] = header
+    return data
+
+
+def _restore(wrapped: Any, cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A result read from Redis (``job.return_value()``, ``latest_result()``,
+    ``results()``): its value and the failure's text labelled with what the
+    job's zone held, and the reader's zone told."""
+    result = wrapped(*args, **kwargs)
+    job_id = kwargs["job_id"] if "job_id" in kwargs else (args[0] if args else None)
+    payload = kwargs["payload"] if "payload" in kwargs else (args[2] if len(args) > 2 else None)
+    raw = None
+    if isinstance(payload, dict):
+        raw = payload.get(META_KEY.encode(), payload.get(META_KEY))
+    if raw is None or job_id is None:
+        return result
+    result.return_value = read_result("rq", job_id, raw, result.return_value)
+    if result.exc_string:
+        result.exc_string = read_result("rq", job_id, raw, result.exc_string)
+    return result
+
+
+_RESULTS = Patcher("rq.results", [("Result", "serialize", _serialize), ("Result", "restore", _restore)])
 
 
 def _callback_property(original: property) -> property:
@@ -460,6 +528,7 @@ def instrument() -> None:
         setattr(Job, "create", classmethod(_job_create(originals["create"].__func__)))  # noqa: B010
         for name, callback in callbacks.items():
             setattr(Job, name, _callback_property(callback))
+        _RESULTS.install()
 
 
 def uninstrument() -> None:
@@ -480,6 +549,7 @@ def uninstrument() -> None:
         for name in _CALLBACKS:
             if name in originals:
                 setattr(Job, name, originals[name])
+        _RESULTS.remove()
         _STATE.originals = {}
 
 

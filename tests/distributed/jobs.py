@@ -82,6 +82,8 @@ celery_inspect = app.task(name="pgjobs.inspect")(inspect_job)
 # name only, as another service's code would (see the tests).
 celery_advertise = app.task(name="pgjobs.advertise", shared=False)(advertise_job)
 celery_operate = app.task(name="pgjobs.operate")(operate_job)
+celery_learn = app.task(name="pgjobs.learn")(learn_job)
+celery_fail = app.task(name="pgjobs.fail")(fail_job)
 
 if os.environ.get("PG_JOBS_WORKER") == "1":
     from purposeguard.integrations import celery as pg_celery

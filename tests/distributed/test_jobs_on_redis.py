@@ -727,3 +727,130 @@ def test_celery_a_zone_of_several_tenants_reaches_the_worker_as_no_ones(
         with pg.purpose("service.operations"):
             outcome = jobs.celery_inspect.delay(f"copy: {globex}").get(timeout=30)
     assert (outcome["tenant"], outcome["zone"]) == (None, [CONTENT])
+
+
+# -- results come back with what the job read ------------------------------------------------
+
+
+@pg.purpose("advertising")
+def advertise_with(value: Any) -> None:
+    """Guarded in the reading process: refused where its zone holds content."""
+
+
+def _enforcing() -> None:
+    pg.configure("trust-center", mode="enforce", context_mode="enforce")
+
+
+def test_celery_a_result_comes_back_with_what_the_task_read_in_the_worker(celery_worker: str) -> None:
+    _enforcing()
+    # Nothing labelled goes to the task: it reads content in the worker and
+    # returns it laundered (a JSON string the serializer carries as text).
+    with pg.zone() as reader:
+        value = jobs.celery_learn.delay().get(timeout=30)
+        assert json.loads(value) == {"body": "a mail body"}
+        assert pg.labels_of(value) == {CONTENT}
+        assert CONTENT in reader.categories
+        # Used for what the data forbids, in the reader's zone: refused,
+        # though the value handed over is a plain copy.
+        with pytest.raises(pg.PurposeViolation) as refused:
+            advertise_with(str.__str__(value))
+    assert {(v.via, v.category) for v in refused.value.violations} == {("context", CONTENT)}
+    # Read outside any zone, the value still carries the labels.
+    assert pg.labels_of(jobs.celery_learn.delay().get(timeout=30)) == {CONTENT}
+    # A task that read nothing hands back a plain value.
+    assert pg.labels_of(jobs.celery_inspect.delay().get(timeout=30)) == frozenset()
+
+
+def test_celery_a_result_read_as_a_property_or_in_a_group_carries_what_the_tasks_read(
+    celery_worker: str,
+) -> None:
+    from celery import group
+    from celery.result import AsyncResult
+
+    learned = jobs.celery_learn.delay()
+    learned.get(timeout=30)
+    # A new handle on the same task id, as another request would make.
+    assert pg.labels_of(AsyncResult(learned.id, app=jobs.app).result) == {CONTENT}
+    members = group(jobs.celery_learn.s(), jobs.celery_inspect.s()).apply_async()
+    with pg.zone() as reader:
+        bodies = members.get(timeout=30)
+        assert [pg.labels_of(body) for body in bodies] == [{CONTENT}, frozenset()]
+        assert reader.categories == {CONTENT}
+
+
+def test_celery_a_failed_task_s_error_and_traceback_tell_the_reader_what_it_read(celery_worker: str) -> None:
+    failed = jobs.celery_fail.delay()
+    with pg.zone() as reader:
+        error = failed.get(timeout=30, propagate=False)
+        assert isinstance(error, Exception)
+        assert reader.categories == {CONTENT}
+    assert pg.labels_of(failed.traceback) == {CONTENT}
+    with pg.zone() as raising, pytest.raises(Exception, match="the job failed"):
+        jobs.celery_fail.delay().get(timeout=30)
+    assert raising.categories == {CONTENT}
+
+
+def test_celery_a_result_header_names_categories_never_values(celery_worker: str) -> None:
+    learned = jobs.celery_learn.delay()
+    learned.get(timeout=30)
+    meta = jobs.app.backend.get_task_meta(learned.id)
+    header = meta[pg_celery.HEADER]
+    assert "customer_data.content.email" in header
+    assert "mail" not in header.replace("customer_data.content.email", "")
+
+
+def test_celery_a_result_header_copied_onto_another_task_gains_nothing(
+    celery_worker: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = jobs.app.backend
+    learned = jobs.celery_learn.delay()
+    learned.get(timeout=30)
+    meta = backend.get_task_meta(learned.id)
+    forged_id = f"forged-{learned.id}"
+    # Another task's result, with the learned task's signed header put on it.
+    backend.client.set(
+        backend.get_key_for_task(forged_id),
+        backend.encode({**meta, "task_id": forged_id, "result": "plain text", "children": []}),
+    )
+    from celery.result import AsyncResult
+
+    with pg.zone() as reader, caplog.at_level("WARNING", logger="purposeguard"):
+        value = AsyncResult(forged_id, app=jobs.app).get(timeout=10)
+    assert value == "plain text"
+    assert pg.labels_of(value) == frozenset()
+    assert reader.categories == frozenset()
+    assert "badly signed" in caplog.text
+
+
+def test_rq_a_result_comes_back_with_what_the_job_read_in_the_worker(rq_queue: tuple[Queue, str]) -> None:
+    from rq.job import Job
+
+    _enforcing()
+    queue, _ = rq_queue
+    job = queue.enqueue(jobs.learn_job)
+    assert wait_job(job) == "finished"
+    with pg.zone() as reader:
+        value = job.return_value()
+        assert json.loads(value) == {"body": "a mail body"}  # type: ignore[arg-type]
+        assert pg.labels_of(value) == {CONTENT}
+        assert CONTENT in reader.categories
+        with pytest.raises(pg.PurposeViolation):
+            advertise_with(str.__str__(value))  # type: ignore[arg-type]
+    # Read back by id, as another process would.
+    fetched = Job.fetch(job.id, connection=queue.connection)
+    assert pg.labels_of(fetched.latest_result().return_value) == {CONTENT}  # type: ignore[union-attr]
+    plain = queue.enqueue(jobs.inspect_job)
+    assert wait_job(plain) == "finished"
+    assert pg.labels_of(plain.return_value()) == frozenset()
+
+
+def test_rq_a_failed_job_s_error_text_carries_what_it_read(rq_queue: tuple[Queue, str]) -> None:
+    queue, _ = rq_queue
+    job = queue.enqueue(jobs.fail_job)
+    assert wait_job(job) == "failed"
+    with pg.zone() as reader:
+        failure = job.latest_result()
+        assert failure is not None
+        assert "the job failed" in str(failure.exc_string)
+        assert pg.labels_of(failure.exc_string) == {CONTENT}
+        assert reader.categories == {CONTENT}

@@ -57,6 +57,12 @@ def operate_task(ticket: str) -> dict[str, Any]:
     return {"ticket": ticket, **state()}
 
 
+@app.task(name="pgtest.learn")
+def learn_task() -> str:
+    """Reads customer content and returns it laundered (no label)."""
+    return f"summary of {pg.label('a mail body', CONTENT)}"
+
+
 # A publisher that does not know the tasks by their functions (another
 # service's code base): only the worker can check them.
 remote = Celery("purposeguard-test-publisher", broker="memory://", backend="cache+memory://")
@@ -288,6 +294,27 @@ def test_the_tasks_a_chain_a_chord_or_a_link_runs_next_are_checked_too(worker: A
         assert [(v.via, v.rule) for v in refused.value.violations] == [("argument", "no-advertising")]
 
 
+def test_a_result_carries_what_the_task_read_back_to_its_reader(worker: Any) -> None:
+    with pg.zone() as reader:
+        value = learn_task.delay().get(timeout=10, interval=0.01)
+        assert value == "summary of a mail body"
+        assert pg.labels_of(value) == {CONTENT}
+        assert reader.categories == {CONTENT}
+
+
+def test_without_a_baggage_key_a_result_made_from_data_is_said_once(
+    worker: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pg.configure("trust-center", baggage_keys=[])
+    monkeypatch.delenv("PURPOSEGUARD_BAGGAGE_KEYS", raising=False)
+    with caplog.at_level(logging.WARNING, logger="purposeguard"):
+        values = [learn_task.delay().get(timeout=10, interval=0.01) for _ in range(2)]
+        inspect_task.delay("plain").get(timeout=10, interval=0.01)
+    assert [pg.labels_of(value) for value in values] == [frozenset(), frozenset()]
+    said = [r for r in caplog.records if "results are signed with a baggage key" in r.getMessage()]
+    assert len(said) == 1
+
+
 def test_sending_by_name_never_finalizes_the_app() -> None:
     lazy = Celery("purposeguard-lazy", broker="memory://", autofinalize=False)
     pg_celery.instrument()
@@ -340,3 +367,28 @@ def test_the_task_sent_event_names_no_argument_where_the_data_is_protected(marke
     assert marker not in str(sent[0]["args"]) and "withheld" in str(sent[0]["args"])
     assert sent[1]["args"] == "('T-2',)"
     assert marker in str(sent[2]["args"])
+
+
+def test_a_result_backend_that_keeps_only_its_own_fields_is_said_once(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from celery.app.task import Context
+    from celery.result import AsyncResult
+
+    pg_celery.instrument()
+    stored = Celery("purposeguard-test-db", backend=f"db+sqlite:///{tmp_path / 'results.db'}")
+    try:
+        with caplog.at_level(logging.WARNING, logger="purposeguard"):
+            for task_id in ("db-1", "db-2"):
+                with pg.zone():
+                    pg.label("a mail body", CONTENT)
+                    stored.backend.store_result(task_id, "a summary", "SUCCESS", request=Context(id=task_id))
+        said = [r for r in caplog.records if "keeps only its own fields" in r.getMessage()]
+        assert len(said) == 1
+        assert "DatabaseBackend" in said[0].getMessage()
+        # What the warning says: the reader gets the value without the categories.
+        value = AsyncResult("db-1", app=stored).result
+        assert (value, pg.labels_of(value)) == ("a summary", frozenset())
+    finally:
+        pg_celery.uninstrument()
+        stored.close()

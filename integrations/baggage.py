@@ -571,7 +571,9 @@ def zone_header(
         # A tenant with no categories: no data of theirs to tell of.
         return None
     signature = sign(keys[0], channel=channel, trace=None, purpose=None, tenant=tenant, zone=zone)
-    members = [f"{name}={quote_plus(value)}" for name, value in ((TENANT_KEY, tenant), (ZONE_KEY, zone)) if value]
+    members = [
+        f"{name}={quote_plus(value)}" for name, value in ((TENANT_KEY, tenant), (ZONE_KEY, zone)) if value
+    ]
     return ",".join([*members, f"{SIG_KEY}={signature}"])
 
 

@@ -58,9 +58,8 @@ from urllib.parse import urlsplit
 
 from purposeguard._context import PURPOSE
 from purposeguard._labels import merge_tenants
-from purposeguard._zones import zone
-
 from purposeguard._state import STATE
+from purposeguard._zones import zone
 
 from . import baggage
 from ._egress import check_egress, deep_labels, sent_labels
@@ -337,7 +336,8 @@ class _Properties:
 
 _PROPERTIES = _Properties()
 _RESULTS = Patcher(
-    "celery.result", [("AsyncResult", "maybe_throw", _maybe_throw), ("ResultSet", "iter_native", _iter_native)]
+    "celery.result",
+    [("AsyncResult", "maybe_throw", _maybe_throw), ("ResultSet", "iter_native", _iter_native)],
 )
 _STORED = Patcher("celery.backends.base", [("Backend", "_get_result_meta", _result_meta)])
 

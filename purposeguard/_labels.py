@@ -409,6 +409,15 @@ class Category:
         """
         from pydantic_core import core_schema
 
+        union = _enclosing_union(sys._getframe(1))
+        if union is not None:
+            field = getattr(handler, "field_name", None)
+            raise TypeError(
+                f"{self!r} is declared on one member of a union ({union}"
+                f"{f', field {field!r}' if field else ''}): pydantic's union serializer swallows "
+                "a refusal from one member and writes the value anyway. Declare the category on the "
+                "whole union: Annotated[str | int, Category(...)]"
+            )
         keys = self._keys
 
         def keep_labels(value: Any, validate: Any) -> Any:
@@ -488,6 +497,31 @@ class Category:
                 else core_schema.wrap_serializer_function_ser_schema(serialized, when_used="json")
             ),
         )
+
+
+# pydantic's schema builder for a union: a Category met while it builds one
+# member's schema is inside the union.
+_UNION_BUILDER = ("_union_schema", "/pydantic/_internal/_generate_schema.py")
+
+
+def _enclosing_union(frame: Any) -> str | None:
+    """The union (of more than one type besides None) whose member's schema
+    pydantic is building around this frame, if any, as text. An Optional
+    field is a nullable schema, not a union: its refusals propagate."""
+    name, path = _UNION_BUILDER
+    for _ in range(256):
+        if frame is None:
+            return None
+        code = frame.f_code
+        if code.co_name == name and code.co_filename.replace("\\", "/").endswith(path):
+            union = frame.f_locals.get("union_type")
+            members = [arg for arg in typing.get_args(union) if arg is not None and arg is not type(None)]
+            if len(members) > 1:
+                return " | ".join(
+                    member.__name__ if isinstance(member, type) else repr(member) for member in members
+                )
+        frame = frame.f_back
+    return None
 
 
 def _defining_field(frame: Any) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+import warnings
 from typing import Annotated, Any
 
 import pytest
@@ -100,3 +101,53 @@ def test_a_labelled_set_field_dumped_under_a_refused_purpose_never_aborts_inside
             dumped = tags.model_dump()
     assert dumped == {"tags": {SECRET}, "frozen": frozenset({SECRET})}
     assert zone.categories == {"customer_data.content.email"}
+
+
+def test_a_category_on_one_member_of_a_union_is_refused_when_the_class_is_defined() -> None:
+    # pydantic's union serializer would swallow the member's refusal and
+    # write the value (in a warning that quotes it, too): refused at once.
+    with pytest.raises(TypeError, match="one member of a union") as refused:
+
+        class Note(BaseModel):
+            body: Annotated[str, EMAIL] | int
+
+    assert "'body'" in str(refused.value)
+    assert "Annotated[str | int, Category(...)]" in str(refused.value)
+    with pytest.raises(TypeError, match="one member of a union"):
+
+        class Notes(BaseModel):
+            bodies: list[Annotated[str, EMAIL]] | int | None = None
+
+
+def test_a_category_on_an_optional_member_or_the_whole_union_is_declared_and_refused_when_written() -> None:
+    class Note(BaseModel):
+        maybe: Annotated[str, EMAIL] | None = None
+        whole: Annotated[str | int, EMAIL] = 0
+
+    pg.configure("trust-center", mode="enforce")
+    for note in (Note(maybe=SECRET), Note(whole=SECRET)):
+        with pg.testing.capture() as violations, pg.purpose("advertising"):
+            with pytest.raises(Exception) as refused:  # pydantic wraps it in its own error
+                note.model_dump_json()
+        assert SECRET not in str(refused.value)
+        assert [(v.purpose, v.category) for v in violations] == [
+            ("advertising", "customer_data.content.email")
+        ]
+
+
+def test_a_declared_model_as_one_member_of_a_union_is_refused_when_written_not_swallowed() -> None:
+    class Mail(BaseModel):
+        body: Annotated[str, EMAIL]
+
+    class Envelope(BaseModel):
+        content: Mail | int
+
+    pg.configure("trust-center", mode="enforce")
+    envelope = Envelope(content=Mail(body=SECRET))
+    with warnings.catch_warnings(record=True) as warned, pg.testing.capture() as violations:
+        warnings.simplefilter("always")
+        with pg.purpose("advertising"), pytest.raises(Exception) as refused:  # pydantic's own error
+            envelope.model_dump_json()
+    assert SECRET not in str(refused.value)
+    assert not [w for w in warned if SECRET in str(w.message)]
+    assert violations and {v.category for v in violations} == {"customer_data.content.email"}

@@ -265,7 +265,11 @@ class Lineage:
     ``consents`` maps a purpose to the categories a :func:`consented` filter
     covers for it, per column. ``tenanted``: a column somewhere in the plan
     was named the tenant column, so the rows may be several tenants' data
-    even where the output no longer shows that column.
+    even where the output no longer shows that column. ``combined``: the
+    plan's windows and aggregations that are not keyed by a tenant column,
+    each as (what it is, the names of the columns it is keyed by): one of
+    them puts several rows' data in one row, whatever that row's tenant
+    column says.
     """
 
     names: tuple[str, ...]
@@ -273,6 +277,7 @@ class Lineage:
     consents: tuple[Mapping[str, frozenset[str]], ...]
     derived: bool  # False: the plan could not be read, every column carries everything
     tenanted: bool = False
+    combined: tuple[tuple[str, frozenset[str]], ...] = ()
 
     def all(self) -> frozenset[str]:
         return frozenset().union(*self.categories) if self.categories else frozenset()
@@ -329,6 +334,12 @@ class _Plan:
         self.unknown_input = False
         self._subquery = False
         self._paths: list[tuple[int, ...]] = []
+        # Windows and aggregations: (node index, what it is, the exprIds and
+        # names of the columns it is keyed by). Each row they make may hold
+        # several rows' data.
+        self.across_rows: list[tuple[int, str, set[int], frozenset[str]]] = []
+        # Nodes whose schema names a tenant column (where one enters the plan).
+        self.tenant_nodes: set[int] = set()
         self._walk_plan()
 
     # -- reading ------------------------------------------------------------------------------
@@ -365,6 +376,17 @@ class _Plan:
         if self._subquery:
             self._read_subqueries(index)
         children = int(node.get("num-children", 0))
+        keyed_by = _ACROSS_ROWS.get(name)
+        if keyed_by is not None:
+            kind, field = keyed_by
+            keys, _ = self._refs(node.get(field))
+            names = frozenset(
+                str(tree_node.get("name"))
+                for tree in _trees(node.get(field))
+                for tree_node in tree
+                if _class(tree_node) == "AttributeReference"
+            )
+            self.across_rows.append((index, kind, keys, names))
         if children == 0 and name in _MATERIALISED_LEAVES:
             self._read_materialised(node)
             return
@@ -416,6 +438,8 @@ class _Plan:
         for expr_id, own in read:
             if own:
                 self.meta[expr_id] = own
+                if own.get("tenant"):
+                    self.tenant_nodes.add(index)
             if source:
                 self.sources.add(expr_id)
 
@@ -585,6 +609,38 @@ class _Plan:
         _SESSION_CATEGORIES.update(found - _SESSION_CATEGORIES)
         return found
 
+    def combined(self) -> tuple[tuple[str, frozenset[str]], ...]:
+        """The windows and aggregations over tenants' rows (a tenant column
+        enters the plan below them) not keyed by a tenant column (one labelled
+        as such, or a column made from it alone). One over reference data
+        with no tenant (a lookup table's counts) combines no tenant's rows."""
+        if not self.across_rows or not self.tenant_nodes:
+            return ()
+        tenant = {expr_id for expr_id, own in self.meta.items() if own.get("tenant")}
+        grown = bool(tenant)
+        while grown:
+            grown = False
+            for expr_id, (refs, opaque) in self.defined.items():
+                if expr_id not in tenant and refs and not opaque and refs <= tenant:
+                    tenant.add(expr_id)
+                    grown = True
+
+        def holds_tenants(start: int) -> bool:
+            end = self._end(start)
+            return any(start <= node < end for node in self.tenant_nodes)
+
+        found: list[tuple[str, frozenset[str]]] = []
+        for index, kind, keys, names in self.across_rows:
+            if kind == "a join":
+                # Rows of two tenant-labelled sides: keyed where the condition
+                # ties a tenant column of each (two of them at least).
+                sides = self._children(index)
+                if len(keys & tenant) < 2 and len(sides) == 2 and all(holds_tenants(side) for side in sides):
+                    found.append((kind, names))
+            elif not keys & tenant and holds_tenants(index + 1):
+                found.append((kind, names))
+        return tuple(found)
+
     def has_tenants(self) -> bool:
         return (
             any(own.get("tenant") for own in self.meta.values())
@@ -672,8 +728,23 @@ class _Plan:
             categories.append(cats)
             consents.append(cons)
         tenanted = self.has_tenants()
-        return Lineage(tuple(names), tuple(categories), tuple(consents), True, tenanted)
+        return Lineage(
+            tuple(names),
+            tuple(categories),
+            tuple(consents),
+            True,
+            tenanted,
+            self.combined() if tenanted else (),
+        )
 
+
+# Plan nodes that make one row from several (by their class): what they
+# are, and the field that lists what they are keyed by.
+_ACROSS_ROWS = {
+    "Window": ("a window", "partitionSpec"),
+    "Aggregate": ("an aggregation", "groupingExpressions"),
+    "Join": ("a join", "condition"),
+}
 
 # Leaf nodes Spark makes from data it has already read (DataFrame.transpose()
 # runs its input when analysed): their input is not in the plan.
@@ -1086,6 +1157,17 @@ def consented(
     policy.taxonomy.require_purpose(purpose)
     column = _tenant_column(df, tenant_column)
     found = lineage(df)
+    for kind, keys in found.combined:
+        if column not in keys:
+            # Each row's tenant would be asked for data that is other rows'
+            # too (a lag() over every tenant's mail, a collect_list() per day).
+            raise SchemaError(
+                f"consented(): the DataFrame was made with {kind} that is not keyed by the tenant "
+                f"column {column!r}, so a row holds other tenants' data and its tenant's consent "
+                "cannot cover it: filter with consented() before combining rows, or partition or "
+                "group by the tenant column",
+                column,
+            )
     covered: list[str] = []
     rules: list[str] = []
     for category in sorted(found.all()):
@@ -1423,7 +1505,12 @@ def _origin(df: Any) -> _Origin | None:
     found = lineage(df)
     if not found.all():
         return None
-    tenant_at = next((k for k, f in enumerate(df.schema.fields) if _meta(f.metadata).get("tenant")), None)
+    fields = df.schema.fields
+    tenant_at = next((k for k, f in enumerate(fields) if _meta(f.metadata).get("tenant")), None)
+    if tenant_at is not None and any(fields[tenant_at].name not in keys for _, keys in found.combined):
+        # Rows a window or an aggregation combined across tenants: a row's
+        # tenant column does not say whose data the row holds.
+        tenant_at = None
     return _Origin(found, tenant_at, _data_tenant(df, found))
 
 

@@ -234,3 +234,61 @@ def test_one_consenting_tenants_frame_written_in_a_zone_is_allowed(
         frame.write.mode("overwrite").parquet(str(tmp_path / "out"))
     assert seen == []
     assert zone.data_tenant() == "contoso"
+
+
+# -- rows combined across tenants ------------------------------------------------------------------
+
+
+def test_consented_refuses_rows_combined_across_tenants(mail: Any, store: ConsentStore) -> None:
+    """A row's tenant column says whose row it was, not whose data a window
+    or an aggregation across tenants put in it: its consent cannot cover
+    that, so consented() refuses, before reading the store."""
+    from pyspark.sql import Window
+
+    previous = mail.withColumn("previous_body", F.lag("body").over(Window.orderBy("id")))
+    with pytest.raises(
+        pg_spark.SchemaError, match="a window that is not keyed by the tenant column 'tenant'"
+    ):
+        pg_spark.consented(previous, "improvement")
+    per_day = mail.groupBy("day").agg(
+        F.first("tenant").alias("tenant"), F.collect_list("body").alias("bodies")
+    )
+    with pytest.raises(pg_spark.SchemaError, match="an aggregation") as refused:
+        pg_spark.consented(per_day, "improvement", tenant_column="tenant")
+    assert refused.value.column == "tenant"
+
+
+def test_rows_combined_per_tenant_or_with_reference_data_stay_consentable(
+    mail: Any, store: ConsentStore, spark: Any
+) -> None:
+    from pyspark.sql import Window
+
+    per_tenant = mail.withColumn(
+        "previous_body", F.lag("body").over(Window.partitionBy("tenant").orderBy("id"))
+    )
+    assert _tenants(pg_spark.consented(per_tenant, "improvement")) == ["contoso", "northwind"]
+    grouped = mail.groupBy("tenant", "day").agg(F.collect_list("body").alias("bodies"))
+    assert _tenants(pg_spark.consented(grouped, "improvement", tenant_column="tenant")) == [
+        "contoso",
+        "northwind",
+    ]
+    # Counts over a lookup table that holds no tenant's rows combine none.
+    calendar = spark.createDataFrame([(f"2026-11-{d:02d}", 1) for d in (1, 2, 3)], ["day", "weight"])
+    enriched = mail.join(calendar.groupBy("day").agg(F.sum("weight").alias("weight")), "day", "left")
+    assert _tenants(pg_spark.consented(enriched, "improvement")) == ["contoso", "northwind"]
+
+
+def test_consented_refuses_a_join_of_two_tenants_data_unless_it_ties_their_tenants(
+    mail: Any, raw_mail: Any, store: ConsentStore
+) -> None:
+    notes = pg_spark.label_columns(
+        raw_mail.select("sender", "tenant", F.concat(F.lit("note on "), "body").alias("note")),
+        {"note": EMAIL},
+        tenant_column="tenant",
+    )
+    # A contoso message joined with every tenant's notes on the same sender name.
+    by_sender = mail.join(notes.withColumnRenamed("tenant", "note_tenant"), "sender")
+    with pytest.raises(pg_spark.SchemaError, match="a join"):
+        pg_spark.consented(by_sender, "improvement")
+    tied = mail.join(notes, ["tenant", "sender"])
+    assert _tenants(pg_spark.consented(tied, "improvement")) == ["contoso", "northwind"]

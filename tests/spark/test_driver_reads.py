@@ -414,3 +414,23 @@ def test_rows_of_a_dataframe_s_rdd_carry_its_categories_outside_a_zone(mail: Any
     assert pg.tenant_of(rows[0].body) == rows[0].tenant
     with pytest.raises(pg.PurposeViolation):
         build_audience(rows[0].body)
+
+
+def test_rows_a_window_combined_across_tenants_name_no_one_tenant(mail: Any) -> None:
+    """Collected after a window over every tenant's rows, a row of contoso's
+    holds another tenant's body too: its values and the zone name several
+    tenants, whatever the tenant column says."""
+    from pyspark.sql import Window
+
+    previous = mail.withColumn("previous_body", F.lag("body").over(Window.orderBy("id")))
+    with pg.zone(tenant="contoso") as reading:
+        rows = previous.where(F.col("tenant") == "contoso").select("tenant", "previous_body").collect()
+    assert {row.tenant for row in rows} == {"contoso"}
+    assert pg.tenant_of(rows[1].previous_body) != "contoso"
+    assert "(several tenants)" in reading.owners
+    # Partitioned by the tenant column, the tenant column still says whose rows they are.
+    own = mail.withColumn("previous_body", F.lag("body").over(Window.partitionBy("tenant").orderBy("id")))
+    with pg.zone(tenant="contoso") as reading:
+        rows = own.where(F.col("tenant") == "contoso").select("tenant", "previous_body").collect()
+    assert pg.tenant_of(rows[1].previous_body) == "contoso"
+    assert "(several tenants)" not in reading.owners

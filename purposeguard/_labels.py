@@ -499,21 +499,32 @@ class Category:
         )
 
 
-# pydantic's schema builder for a union: a Category met while it builds one
-# member's schema is inside the union.
-_UNION_BUILDER = ("_union_schema", "/pydantic/_internal/_generate_schema.py")
+# pydantic's schema builders: a Category met while it builds one member of
+# a union is inside the union, unless a model's schema is built in between
+# (a model member, a deferred or recursive model): a model's own serializer
+# refuses when it is written, and the union does not swallow that.
+_SCHEMA_BUILDERS = "/pydantic/_internal/_generate_schema.py"
+_UNION_BUILDER = "_union_schema"
+_MODEL_BUILDER = "_model_schema"
 
 
 def _enclosing_union(frame: Any) -> str | None:
     """The union (of more than one type besides None) whose member's schema
     pydantic is building around this frame, if any, as text. An Optional
     field is a nullable schema, not a union: its refusals propagate."""
-    name, path = _UNION_BUILDER
     for _ in range(256):
         if frame is None:
             return None
         code = frame.f_code
-        if code.co_name == name and code.co_filename.replace("\\", "/").endswith(path):
+        name = code.co_name
+        if name not in (_UNION_BUILDER, _MODEL_BUILDER) or not code.co_filename.replace("\\", "/").endswith(
+            _SCHEMA_BUILDERS
+        ):
+            frame = frame.f_back
+            continue
+        if name == _MODEL_BUILDER:
+            return None
+        if name == _UNION_BUILDER:
             union = frame.f_locals.get("union_type")
             members = [arg for arg in typing.get_args(union) if arg is not None and arg is not type(None)]
             if len(members) > 1:

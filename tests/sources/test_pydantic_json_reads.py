@@ -12,7 +12,7 @@ import warnings
 from typing import Annotated, Any
 
 import pytest
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 import purposeguard as pg
 
@@ -151,3 +151,24 @@ def test_a_declared_model_as_one_member_of_a_union_is_refused_when_written_not_s
     assert SECRET not in str(refused.value)
     assert not [w for w in warned if SECRET in str(w.message)]
     assert violations and {v.category for v in violations} == {"customer_data.content.email"}
+
+
+class Deferred(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+    body: Annotated[str, EMAIL]
+
+
+def test_a_model_built_inside_a_union_keeps_its_own_declared_fields() -> None:
+    """A deferred model first built as one member of a union is no member
+    declared with a category: its own serializer refuses when written."""
+
+    class Holder(BaseModel):
+        content: Deferred | int
+
+    pg.configure("trust-center", mode="enforce")
+    holder = Holder(content=Deferred(body=SECRET))
+    with pg.testing.capture() as violations, pg.purpose("advertising"):
+        with pytest.raises(Exception) as refused:  # pydantic's own error
+            holder.model_dump_json()
+    assert SECRET not in str(refused.value)
+    assert violations

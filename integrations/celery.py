@@ -36,8 +36,12 @@ publisher's zone, whether or not the task was declared with a purpose.
 A task's result comes back with what its zone held: the worker stores the
 categories (and whose data they are), signed for that task id, next to the
 result in the result backend, and the caller that reads the result
-(``get()``, ``wait()``, ``result``/``info``, ``traceback``, a group's
-``join()``/``join_native()``) gets them on the value and in its own zone,
+(``get()`` and its ``callback``, ``wait()``, ``result``/``info``,
+``traceback``, a group's ``join()``/``join_native()``, the backend's
+``get_result()``) gets them on the value and in its own zone (the raw meta
+``get_task_meta()`` returns is Celery's, unread), signed for the task id
+the state was stored for (``update_state(task_id=...)``, ``store_result()``
+by hand, with or without a request),
 as if the task had run in-process: a task that read customer content and
 returned a summary of it cannot launder it for its caller. Backends that
 keep only their own fields (database, MongoDB, Cassandra) drop it (said
@@ -53,6 +57,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -237,13 +242,30 @@ _PATCHER = Patcher("celery.app.base", [("Celery", "send_task", _send_task)])
 _DROPS_HEADER = ("celery.backends.database", "celery.backends.mongodb", "celery.backends.cassandra")
 
 
+# The task id a backend's store_result() is storing a state for: the meta it
+# builds is that task's, whatever request (or none) came with it
+# (update_state(task_id=...), mark_as_done() called by hand).
+_STORING: ContextVar[Any] = ContextVar("purposeguard_celery_storing", default=None)
+
+
+def _store_result(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    task_id = kwargs["task_id"] if "task_id" in kwargs else (args[0] if args else None)
+    token = _STORING.set(task_id)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _STORING.reset(token)
+
+
 def _result_meta(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The meta a backend stores for a task's state (its result, its error,
     a custom state's info), with what the task's zone holds: in the worker
     this runs before the task's zone closes."""
     meta = wrapped(*args, **kwargs)
     request = kwargs["request"] if "request" in kwargs else (args[3] if len(args) > 3 else None)
-    task_id = getattr(request, "id", None)
+    task_id = _STORING.get()
+    if task_id is None:
+        task_id = request.get("id") if isinstance(request, dict) else getattr(request, "id", None)
     if task_id is None or not isinstance(meta, dict):
         return meta
     value = kwargs["result"] if "result" in kwargs else (args[0] if args else None)
@@ -275,13 +297,30 @@ def _read(result: Any, meta: Any, value: Any) -> Any:
 
 def _maybe_throw(wrapped: Any, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     # Under get(), wait() and a result set's join(): the value a caller reads.
+    # maybe_throw(propagate=True, callback=None): the callback gets the value
+    # as the caller does, labelled.
+    callback = kwargs.pop("callback", None)
+    if len(args) > 1:
+        callback, args = args[1], args[:1]
     try:
         value = wrapped(*args, **kwargs)
     except BaseException:
         # The task's error is raised here; its message may be made of the data.
         _read(result, result._cache, None)
         raise
-    return _read(result, result._cache, value)
+    value = _read(result, result._cache, value)
+    if callback is not None:
+        callback(result.id, value)
+    return value
+
+
+def _get_result(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # backend.get_result(task_id), as Celery's: the meta's result, read
+    # through the task's header.
+    task_id = kwargs["task_id"] if "task_id" in kwargs else args[0]
+    meta = backend.get_task_meta(task_id)
+    raw = meta.get(HEADER) if isinstance(meta, dict) else None
+    return read_result("celery", task_id, raw, meta.get("result"))
 
 
 def _iter_native(wrapped: Any, results: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -339,7 +378,14 @@ _RESULTS = Patcher(
     "celery.result",
     [("AsyncResult", "maybe_throw", _maybe_throw), ("ResultSet", "iter_native", _iter_native)],
 )
-_STORED = Patcher("celery.backends.base", [("Backend", "_get_result_meta", _result_meta)])
+_STORED = Patcher(
+    "celery.backends.base",
+    [
+        ("Backend", "store_result", _store_result),
+        ("Backend", "_get_result_meta", _result_meta),
+        ("Backend", "get_result", _get_result),
+    ],
+)
 
 
 def _incoming(task: Any) -> baggage.Incoming:

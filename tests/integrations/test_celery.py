@@ -63,6 +63,14 @@ def learn_task() -> str:
     return f"summary of {pg.label('a mail body', CONTENT)}"
 
 
+@app.task(name="pgtest.report", bind=True)
+def report_task(self: Any, other_id: str) -> None:
+    """Reports progress for another task id, made from what it read."""
+    self.update_state(
+        task_id=other_id, state="PROGRESS", meta={"seen": f"{pg.label('a mail body', CONTENT)}"}
+    )
+
+
 # A publisher that does not know the tasks by their functions (another
 # service's code base): only the worker can check them.
 remote = Celery("purposeguard-test-publisher", broker="memory://", backend="cache+memory://")
@@ -313,6 +321,28 @@ def test_without_a_baggage_key_a_result_made_from_data_is_said_once(
     assert [pg.labels_of(value) for value in values] == [frozenset(), frozenset()]
     said = [r for r in caplog.records if "results are signed with a baggage key" in r.getMessage()]
     assert len(said) == 1
+
+
+def test_a_get_callback_gets_the_value_labelled(worker: Any) -> None:
+    seen: list[Any] = []
+    with pg.zone():
+        value = learn_task.delay().get(timeout=10, interval=0.01, callback=lambda _id, v: seen.append(v))
+    assert [pg.labels_of(v) for v in seen] == [{CONTENT}]
+    assert pg.labels_of(value) == {CONTENT}
+
+
+def test_a_state_stored_for_another_task_or_by_hand_carries_what_its_zone_held(worker: Any) -> None:
+    from celery.result import AsyncResult
+
+    report_task.delay("progress-of-another-task").get(timeout=10, interval=0.01)
+    info = AsyncResult("progress-of-another-task", app=app).info
+    assert info == {"seen": "a mail body"}
+    assert pg.labels_of(info) == {CONTENT}
+    with pg.zone():
+        pg.label("a mail body", CONTENT)
+        app.backend.store_result("stored-by-hand", "a summary", "SUCCESS")
+    for read in (AsyncResult("stored-by-hand", app=app).result, app.backend.get_result("stored-by-hand")):
+        assert (read, pg.labels_of(read)) == ("a summary", {CONTENT})
 
 
 def test_sending_by_name_never_finalizes_the_app() -> None:

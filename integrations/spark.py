@@ -39,6 +39,7 @@ DataFrame made from them. Needs ``pip install 'purposeguard[spark]'``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import functools
@@ -265,11 +266,13 @@ class Lineage:
     ``consents`` maps a purpose to the categories a :func:`consented` filter
     covers for it, per column. ``tenanted``: a column somewhere in the plan
     was named the tenant column, so the rows may be several tenants' data
-    even where the output no longer shows that column. ``combined``: the
-    plan's windows and aggregations that are not keyed by a tenant column,
-    each as (what it is, the names of the columns it is keyed by): one of
-    them puts several rows' data in one row, whatever that row's tenant
-    column says.
+    even where the output no longer shows that column. ``combined``: what in
+    the plan puts several tenants' rows' data in one row (a window or an
+    aggregation not keyed by a tenant column, a join of two tenants' data
+    not tied by their tenant columns, a map over batches of rows, a scalar
+    subquery over tenants' rows), each as (what it is, the purposes for
+    which consent already covers every category it combines): a row's
+    tenant column does not say whose data such a row holds.
     """
 
     names: tuple[str, ...]
@@ -334,12 +337,14 @@ class _Plan:
         self.unknown_input = False
         self._subquery = False
         self._paths: list[tuple[int, ...]] = []
-        # Windows and aggregations: (node index, what it is, the exprIds and
-        # names of the columns it is keyed by). Each row they make may hold
-        # several rows' data.
-        self.across_rows: list[tuple[int, str, set[int], frozenset[str]]] = []
+        # Nodes that make one row from several rows' data (see _Across).
+        self.across_rows: list[_Across] = []
         # Nodes whose schema names a tenant column (where one enters the plan).
         self.tenant_nodes: set[int] = set()
+        # exprId -> the attribute an alias copies unchanged (tenant.alias("t")).
+        self.copies: dict[int, int] = {}
+        # Categories of scalar subqueries over tenants' rows in this plan.
+        self._scalar = False
         self._walk_plan()
 
     # -- reading ------------------------------------------------------------------------------
@@ -368,7 +373,7 @@ class _Plan:
     def _read_node(self, index: int, node: Mapping[str, Any]) -> None:
         name = _class(node)
         explicit = False
-        self._subquery = False
+        self._subquery = self._scalar = False
         for key, value in node.items():
             if key in ("class", "num-children"):
                 continue
@@ -376,17 +381,7 @@ class _Plan:
         if self._subquery:
             self._read_subqueries(index)
         children = int(node.get("num-children", 0))
-        keyed_by = _ACROSS_ROWS.get(name)
-        if keyed_by is not None:
-            kind, field = keyed_by
-            keys, _ = self._refs(node.get(field))
-            names = frozenset(
-                str(tree_node.get("name"))
-                for tree in _trees(node.get(field))
-                for tree_node in tree
-                if _class(tree_node) == "AttributeReference"
-            )
-            self.across_rows.append((index, kind, keys, names))
+        self._read_across_rows(index, name, node)
         if children == 0 and name in _MATERIALISED_LEAVES:
             self._read_materialised(node)
             return
@@ -489,6 +484,11 @@ class _Plan:
                 nested = _Plan(found.apply(k))
                 self.nested.update(nested.everything())
                 self.nested_tenanted = self.nested_tenanted or nested.has_tenants()
+                if self._scalar and nested.tenant_nodes and nested.everything():
+                    # One value made from every tenant's rows, put in each row.
+                    self.across_rows.append(
+                        _Across(index, "a scalar subquery over tenants' rows", fixed=nested.everything())
+                    )
         except Exception:
             logger.debug("purposeguard could not read a subquery's plan", exc_info=True)
             self.unknown_input = True
@@ -558,6 +558,8 @@ class _Plan:
             opaque = "Subquery" in name or name in ("Exists", "ListQuery", "LateralSubquery")
             if opaque:
                 self._subquery = True
+                if name == "ScalarSubquery":
+                    self._scalar = True
             expr_id = _expr_id(node)
             if name in ("AttributeReference", "OuterReference") and expr_id is not None:
                 refs.add(expr_id)
@@ -568,6 +570,11 @@ class _Plan:
                 opaque = opaque or child_opaque
             if name == "Alias" and expr_id is not None:
                 self.defined[expr_id] = (refs, opaque)
+                # An alias of a column itself: a copy of it.
+                child = nodes[i + 1] if int(node.get("num-children", 0)) == 1 and i + 1 < len(nodes) else None
+                copied = _expr_id(child) if child is not None else None
+                if child is not None and copied is not None and _class(child) == "AttributeReference":
+                    self.copies[expr_id] = copied
                 if node.get("explicitMetadata") is not None:
                     explicit = True
             return nxt, refs, opaque
@@ -609,36 +616,82 @@ class _Plan:
         _SESSION_CATEGORIES.update(found - _SESSION_CATEGORIES)
         return found
 
-    def combined(self) -> tuple[tuple[str, frozenset[str]], ...]:
-        """The windows and aggregations over tenants' rows (a tenant column
-        enters the plan below them) not keyed by a tenant column (one labelled
-        as such, or a column made from it alone). One over reference data
-        with no tenant (a lookup table's counts) combines no tenant's rows."""
-        if not self.across_rows or not self.tenant_nodes:
-            return ()
+    def _read_across_rows(self, index: int, name: str, node: Mapping[str, Any]) -> None:
+        """Note a node that makes one row from several rows' data."""
+        if name == "Window":
+            keys = _root_attributes(node.get("partitionSpec"))
+            mixed = _refs_below(node.get("windowExpressions"), "WindowExpression", first_child=True)
+            self.across_rows.append(_Across(index, "a window", keys, mixed))
+        elif name == "Aggregate":
+            keys = _root_attributes(node.get("groupingExpressions"))
+            mixed = _refs_below(node.get("aggregateExpressions"), "AggregateExpression")
+            self.across_rows.append(_Across(index, "an aggregation", keys, mixed))
+        elif name in _GROUPED_MAPS:
+            keys = _root_attributes(node.get("groupingAttributes"))
+            mixed, _ = self._refs(node.get("functionExpr"))
+            self.across_rows.append(_Across(index, "a function over groups of rows", keys, mixed))
+        elif name in _BATCH_MAPS:
+            # The function is handed batches (or co-groups) of rows.
+            mixed, _ = self._refs(node.get("functionExpr"))
+            self.across_rows.append(_Across(index, "a function over batches of rows", set(), mixed))
+        elif name == "Join":
+            self.across_rows.append(_Across(index, "a join", pairs=_equal_attributes(node.get("condition"))))
+
+    def _tenant_columns(self) -> set[int]:
+        """The exprIds of tenant columns: labelled as such, or a plain copy of one."""
         tenant = {expr_id for expr_id, own in self.meta.items() if own.get("tenant")}
         grown = bool(tenant)
         while grown:
             grown = False
-            for expr_id, (refs, opaque) in self.defined.items():
-                if expr_id not in tenant and refs and not opaque and refs <= tenant:
+            for expr_id, copied in self.copies.items():
+                if expr_id not in tenant and copied in tenant:
                     tenant.add(expr_id)
                     grown = True
+        return tenant
 
-        def holds_tenants(start: int) -> bool:
-            end = self._end(start)
-            return any(start <= node < end for node in self.tenant_nodes)
+    def _holds_tenants(self, start: int) -> bool:
+        end = self._end(start)
+        return any(start <= node < end for node in self.tenant_nodes)
 
+    def combined(
+        self, of: Callable[[int], tuple[frozenset[str], Mapping[str, frozenset[str]]]]
+    ) -> tuple[tuple[str, frozenset[str]], ...]:
+        """What in the plan puts several tenants' rows' data in one row (see
+        :class:`Lineage`), given ``of``: an exprId's categories and consents.
+        Only what combines categories counts (a ``row_number()``, a
+        ``count()`` combines none), and only over tenants' rows (a lookup
+        table's counts joined in combine no tenant's rows)."""
+        if not self.across_rows or not self.tenant_nodes:
+            return ()
+        tenant = self._tenant_columns()
         found: list[tuple[str, frozenset[str]]] = []
-        for index, kind, keys, names in self.across_rows:
-            if kind == "a join":
-                # Rows of two tenant-labelled sides: keyed where the condition
-                # ties a tenant column of each (two of them at least).
-                sides = self._children(index)
-                if len(keys & tenant) < 2 and len(sides) == 2 and all(holds_tenants(side) for side in sides):
-                    found.append((kind, names))
-            elif not keys & tenant and holds_tenants(index + 1):
-                found.append((kind, names))
+        for across in self.across_rows:
+            if across.fixed:
+                found.append((across.kind, frozenset()))
+                continue
+            if across.kind == "a join":
+                sides = self._children(across.index)
+                if len(sides) != 2 or not all(self._holds_tenants(side) for side in sides):
+                    continue
+                if any(a != b and a in tenant and b in tenant for a, b in across.pairs):
+                    continue  # tied: a row joins rows of its own tenant
+                outputs = [self._output_of(side) for side in sides]
+                if not all(any(of(expr_id)[0] for expr_id in output) for output in outputs):
+                    continue  # one side brings no data of any category
+                mixed: Iterable[int] = (expr_id for output in outputs for expr_id in output)
+            else:
+                if across.keys & tenant or not self._holds_tenants(across.index + 1):
+                    continue
+                mixed = across.mixed
+            covering: set[str] | None = None
+            for expr_id in mixed:
+                categories, consents = of(expr_id)
+                if not categories:
+                    continue
+                purposes = {purpose for purpose, covered in consents.items() if categories <= covered}
+                covering = purposes if covering is None else covering & purposes
+            if covering is not None:
+                found.append((across.kind, frozenset(covering)))
         return tuple(found)
 
     def has_tenants(self) -> bool:
@@ -734,17 +787,97 @@ class _Plan:
             tuple(consents),
             True,
             tenanted,
-            self.combined() if tenanted else (),
+            self.combined(of) if tenanted else (),
         )
 
 
-# Plan nodes that make one row from several (by their class): what they
-# are, and the field that lists what they are keyed by.
-_ACROSS_ROWS = {
-    "Window": ("a window", "partitionSpec"),
-    "Aggregate": ("an aggregation", "groupingExpressions"),
-    "Join": ("a join", "condition"),
-}
+@dataclass(slots=True)
+class _Across:
+    """A plan node that makes one row from several rows' data: where it is,
+    what it is, the exprIds it is keyed by (the root attributes of its
+    partition or grouping keys), the exprIds whose data it combines, for a
+    join the attribute pairs its condition's equalities tie, and, for a
+    scalar subquery, the categories it combines."""
+
+    index: int
+    kind: str
+    keys: set[int] = dataclasses.field(default_factory=set)
+    mixed: set[int] = dataclasses.field(default_factory=set)
+    pairs: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    fixed: frozenset[str] = frozenset()
+
+
+# Grouped maps (applyInPandas, applyInArrow) and maps over batches of rows.
+_GROUPED_MAPS = frozenset({"FlatMapGroupsInPandas", "FlatMapGroupsInArrow"})
+_BATCH_MAPS = frozenset(
+    {"MapInPandas", "MapInArrow", "PythonMapInArrow", "FlatMapCoGroupsInPandas", "FlatMapCoGroupsInArrow"}
+)
+
+
+def _root_attributes(value: Any) -> set[int]:
+    """The exprIds of the expressions in ``value`` that are a column itself
+    (a key made from a column, ``length(tenant)``, keys nothing by it)."""
+    out: set[int] = set()
+    for tree in _trees(value):
+        expr_id = _expr_id(tree[0])
+        if expr_id is not None and _class(tree[0]) == "AttributeReference":
+            out.add(expr_id)
+    return out
+
+
+def _tree_end(tree: list[Mapping[str, Any]], index: int) -> int:
+    nxt = index + 1
+    for _ in range(int(tree[index].get("num-children", 0))):
+        nxt = _tree_end(tree, nxt)
+    return nxt
+
+
+def _refs_below(value: Any, under: str, *, first_child: bool = False) -> set[int]:
+    """The columns referenced below each ``under`` node of the trees in
+    ``value`` (its first child only with ``first_child``: a window
+    expression's function, not its window specification)."""
+    out: set[int] = set()
+    for tree in _trees(value):
+        for index, node in enumerate(tree):
+            if _class(node) != under:
+                continue
+            start = index + 1
+            end = (
+                _tree_end(tree, start)
+                if first_child and int(node.get("num-children", 0))
+                else _tree_end(tree, index)
+            )
+            for inner in tree[start:end]:
+                expr_id = _expr_id(inner)
+                if expr_id is not None and _class(inner) in ("AttributeReference", "OuterReference"):
+                    out.add(expr_id)
+    return out
+
+
+def _equal_attributes(value: Any) -> list[tuple[int, int]]:
+    """The column pairs a join condition ties by an equality that must hold
+    (one of its top-level AND parts: ``a.tenant == b.tenant``)."""
+    pairs: list[tuple[int, int]] = []
+    for tree in _trees(value):
+        stack = [0]
+        while stack:
+            index = stack.pop()
+            name = _class(tree[index])
+            if name == "And":
+                left = index + 1
+                stack.extend((left, _tree_end(tree, left)))
+            elif name in ("EqualTo", "EqualNullSafe"):
+                left = index + 1
+                right = _tree_end(tree, left)
+                if right < len(tree):
+                    ids = [
+                        _expr_id(tree[side]) if _class(tree[side]) == "AttributeReference" else None
+                        for side in (left, right)
+                    ]
+                    if ids[0] is not None and ids[1] is not None:
+                        pairs.append((ids[0], ids[1]))
+    return pairs
+
 
 # Leaf nodes Spark makes from data it has already read (DataFrame.transpose()
 # runs its input when analysed): their input is not in the plan.
@@ -1157,15 +1290,16 @@ def consented(
     policy.taxonomy.require_purpose(purpose)
     column = _tenant_column(df, tenant_column)
     found = lineage(df)
-    for kind, keys in found.combined:
-        if column not in keys:
+    for kind, covering in found.combined:
+        if purpose not in covering:
             # Each row's tenant would be asked for data that is other rows'
-            # too (a lag() over every tenant's mail, a collect_list() per day).
+            # too (a lag() over every tenant's mail, a collect_list() per day):
+            # unless what it combines was filtered for this purpose before.
             raise SchemaError(
                 f"consented(): the DataFrame was made with {kind} that is not keyed by the tenant "
                 f"column {column!r}, so a row holds other tenants' data and its tenant's consent "
-                "cannot cover it: filter with consented() before combining rows, or partition or "
-                "group by the tenant column",
+                "cannot cover it: filter with consented() before combining rows, or partition, "
+                "group or join by the tenant column",
                 column,
             )
     covered: list[str] = []
@@ -1507,7 +1641,7 @@ def _origin(df: Any) -> _Origin | None:
         return None
     fields = df.schema.fields
     tenant_at = next((k for k, f in enumerate(fields) if _meta(f.metadata).get("tenant")), None)
-    if tenant_at is not None and any(fields[tenant_at].name not in keys for _, keys in found.combined):
+    if tenant_at is not None and found.combined:
         # Rows a window or an aggregation combined across tenants: a row's
         # tenant column does not say whose data the row holds.
         tenant_at = None

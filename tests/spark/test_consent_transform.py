@@ -292,3 +292,65 @@ def test_consented_refuses_a_join_of_two_tenants_data_unless_it_ties_their_tenan
         pg_spark.consented(by_sender, "improvement")
     tied = mail.join(notes, ["tenant", "sender"])
     assert _tenants(pg_spark.consented(tied, "improvement")) == ["contoso", "northwind"]
+
+
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_keys_and_conditions_that_only_mention_the_tenant_column_do_not_key_by_it(
+    mail: Any, raw_mail: Any, store: ConsentStore
+) -> None:
+    from pyspark.sql import Window
+
+    notes = pg_spark.label_columns(
+        raw_mail.select("sender", F.col("tenant").alias("note_tenant"), F.col("body").alias("note")),
+        {"note": EMAIL},
+        tenant_column="note_tenant",
+    )
+    made = {
+        "grouped by a function of the tenant": mail.groupBy(F.length("tenant").alias("n")).agg(
+            F.collect_list("body").alias("bodies"), F.first("tenant").alias("tenant")
+        ),
+        "partitioned by a test of the tenant": mail.withColumn(
+            "previous_body", F.lag("body").over(Window.partitionBy(F.col("tenant").isNotNull()).orderBy("id"))
+        ),
+        "a rollup's grand total": mail.rollup("tenant", "day").agg(F.collect_list("body").alias("bodies")),
+        "a join that names both tenants without tying them": mail.join(
+            notes,
+            (mail.sender == notes.sender) & mail.tenant.isNotNull() & notes.note_tenant.isNotNull(),
+        ),
+        "a join that ties the tenant to another column": mail.join(notes, mail.tenant == notes.sender),
+        "a scalar subquery over every tenant's mail": mail.withColumn(
+            "everything", mail.select(F.concat_ws(",", F.collect_list("body"))).scalar()
+        ),
+        "a grouped function": mail.groupBy("day").applyInPandas(
+            lambda frame: frame, "id string, tenant string, sender string, body string, size long, day string"
+        ),
+    }
+    for what, frame in made.items():
+        with pytest.raises(pg_spark.SchemaError, match="not keyed by the tenant column"):
+            pg_spark.consented(frame, "improvement", tenant_column="tenant")
+            pytest.fail(f"{what}: consented")
+
+
+def test_common_pipelines_that_combine_no_tenants_data_stay_consentable(
+    mail: Any, store: ConsentStore
+) -> None:
+    from pyspark.sql import Window
+
+    # The latest message of each id: row_number() combines no category.
+    latest = (
+        mail.withColumn("rank", F.row_number().over(Window.partitionBy("id").orderBy(F.desc("size"))))
+        .where("rank = 1")
+        .drop("rank")
+    )
+    assert _tenants(pg_spark.consented(latest, "improvement")) == ["contoso", "northwind"]
+    # Per-day counts over every tenant, joined back: counts carry no category.
+    per_day = mail.join(mail.groupBy("day").count(), "day")
+    assert _tenants(pg_spark.consented(per_day, "improvement")) == ["contoso", "northwind"]
+    # Combined after the filter, for the purpose it was filtered for: the
+    # rows combined are all consenting tenants'.
+    daily = (
+        pg_spark.consented(mail, "improvement")
+        .groupBy("day")
+        .agg(F.collect_list("body").alias("bodies"), F.first("tenant").alias("tenant"))
+    )
+    assert pg_spark.consented(daily, "improvement", tenant_column="tenant").count() == 3

@@ -195,14 +195,21 @@ def _quoted(name: str) -> str:
 
 
 def _relabelled_by_select(df: DataFrame, changes: Mapping[str, Mapping[str, Any]]) -> DataFrame:
+    # By position: a name two columns share (a join's "sender" on each
+    # side) is ambiguous to Spark. An alias keeps a column's metadata and
+    # its lineage.
+    fields = df.schema.fields
+    positional = df.toDF(*[f"_purposeguard_{k}" for k in range(len(fields))])
     columns = []
-    for field in df.schema.fields:
+    for k, field in enumerate(fields):
+        column = positional[f"_purposeguard_{k}"]
         change = changes.get(field.name)
-        if change is None:
-            columns.append(df[field.name])
-        else:
-            columns.append(df[field.name].alias(field.name, metadata=dict(change)))
-    return df.select(*columns)
+        columns.append(
+            column.alias(field.name, metadata=dict(change))
+            if change is not None
+            else column.alias(field.name)
+        )
+    return positional.select(*columns)
 
 
 def label_columns(
@@ -339,8 +346,10 @@ class _Plan:
         self._paths: list[tuple[int, ...]] = []
         # Nodes that make one row from several rows' data (see _Across).
         self.across_rows: list[_Across] = []
-        # Nodes whose schema names a tenant column (where one enters the plan).
+        # Nodes whose schema names a tenant column (where one enters the plan),
+        # or an owner (pg.label(df, ..., tenant=...)): tenants' data enters there.
         self.tenant_nodes: set[int] = set()
+        self.owner_nodes: set[int] = set()
         # exprId -> the attribute an alias copies unchanged (tenant.alias("t")).
         self.copies: dict[int, int] = {}
         # Categories of scalar subqueries over tenants' rows in this plan.
@@ -435,6 +444,18 @@ class _Plan:
                 self.meta[expr_id] = own
                 if own.get("tenant"):
                     self.tenant_nodes.add(index)
+                if own.get("owner"):
+                    self.owner_nodes.add(index)
+                kinds = own.get("combined")
+                if kinds and isinstance(kinds, list):
+                    # Written from rows combined across tenants (see _persisted).
+                    self.across_rows.append(
+                        _Across(
+                            index,
+                            f"{', '.join(str(kind) for kind in kinds)} before it was written",
+                            fixed=frozenset(str(kind) for kind in kinds),
+                        )
+                    )
             if source:
                 self.sources.add(expr_id)
 
@@ -487,7 +508,11 @@ class _Plan:
                 if self._scalar and nested.tenant_nodes and nested.everything():
                     # One value made from every tenant's rows, put in each row.
                     self.across_rows.append(
-                        _Across(index, "a scalar subquery over tenants' rows", fixed=nested.everything())
+                        _Across(
+                            index,
+                            "a scalar or lateral subquery over tenants' rows",
+                            fixed=nested.everything(),
+                        )
                     )
         except Exception:
             logger.debug("purposeguard could not read a subquery's plan", exc_info=True)
@@ -558,7 +583,7 @@ class _Plan:
             opaque = "Subquery" in name or name in ("Exists", "ListQuery", "LateralSubquery")
             if opaque:
                 self._subquery = True
-                if name == "ScalarSubquery":
+                if name in ("ScalarSubquery", "LateralSubquery"):
                     self._scalar = True
             expr_id = _expr_id(node)
             if name in ("AttributeReference", "OuterReference") and expr_id is not None:
@@ -624,7 +649,7 @@ class _Plan:
             self.across_rows.append(_Across(index, "a window", keys, mixed))
         elif name == "Aggregate":
             keys = _root_attributes(node.get("groupingExpressions"))
-            mixed = _refs_below(node.get("aggregateExpressions"), "AggregateExpression")
+            mixed = _refs_below(node.get("aggregateExpressions"), "AggregateExpression", skip=_COUNTS)
             self.across_rows.append(_Across(index, "an aggregation", keys, mixed))
         elif name in _GROUPED_MAPS:
             keys = _root_attributes(node.get("groupingAttributes"))
@@ -649,9 +674,30 @@ class _Plan:
                     grown = True
         return tenant
 
-    def _holds_tenants(self, start: int) -> bool:
+    def _holds_tenants(self, start: int, *, owners: bool = False) -> bool:
         end = self._end(start)
-        return any(start <= node < end for node in self.tenant_nodes)
+        return any(start <= node < end for node in self.tenant_nodes) or (
+            owners and any(start <= node < end for node in self.owner_nodes)
+        )
+
+    def _joined_across_tenants(self, across: _Across, tenant: set[int]) -> list[int]:
+        """What a join hands on next to a tenant column of the other side,
+        from a side that holds tenants' data: other tenants' data in a
+        tenant's row. Nothing where an equality ties a tenant column of
+        each side, and nothing of a side a semi or anti join drops."""
+        sides = self._children(across.index)
+        if len(sides) != 2:
+            return []
+        outputs = [set(self._output_of(side)) for side in sides]
+        for a, b in across.pairs:
+            if a in tenant and b in tenant and ({a, b} & outputs[0]) and ({a, b} & outputs[1]) and a != b:
+                return []
+        joined = set(self._output_of(across.index))
+        mixed: list[int] = []
+        for this, other in ((0, 1), (1, 0)):
+            if outputs[this] & joined & tenant and self._holds_tenants(sides[other], owners=True):
+                mixed.extend(outputs[other] & joined)
+        return mixed
 
     def combined(
         self, of: Callable[[int], tuple[frozenset[str], Mapping[str, frozenset[str]]]]
@@ -669,16 +715,11 @@ class _Plan:
             if across.fixed:
                 found.append((across.kind, frozenset()))
                 continue
+            mixed: Iterable[int]
             if across.kind == "a join":
-                sides = self._children(across.index)
-                if len(sides) != 2 or not all(self._holds_tenants(side) for side in sides):
+                mixed = self._joined_across_tenants(across, tenant)
+                if not mixed:
                     continue
-                if any(a != b and a in tenant and b in tenant for a, b in across.pairs):
-                    continue  # tied: a row joins rows of its own tenant
-                outputs = [self._output_of(side) for side in sides]
-                if not all(any(of(expr_id)[0] for expr_id in output) for output in outputs):
-                    continue  # one side brings no data of any category
-                mixed: Iterable[int] = (expr_id for output in outputs for expr_id in output)
             else:
                 if across.keys & tenant or not self._holds_tenants(across.index + 1):
                     continue
@@ -807,6 +848,8 @@ class _Across:
     fixed: frozenset[str] = frozenset()
 
 
+# Aggregates that hand on a count of the rows, not their data.
+_COUNTS = frozenset({"Count", "HyperLogLogPlusPlus", "CountIf"})
 # Grouped maps (applyInPandas, applyInArrow) and maps over batches of rows.
 _GROUPED_MAPS = frozenset({"FlatMapGroupsInPandas", "FlatMapGroupsInArrow"})
 _BATCH_MAPS = frozenset(
@@ -832,14 +875,19 @@ def _tree_end(tree: list[Mapping[str, Any]], index: int) -> int:
     return nxt
 
 
-def _refs_below(value: Any, under: str, *, first_child: bool = False) -> set[int]:
+def _refs_below(
+    value: Any, under: str, *, first_child: bool = False, skip: frozenset[str] = frozenset()
+) -> set[int]:
     """The columns referenced below each ``under`` node of the trees in
     ``value`` (its first child only with ``first_child``: a window
-    expression's function, not its window specification)."""
+    expression's function, not its window specification), except below
+    one whose first child is of a class in ``skip``."""
     out: set[int] = set()
     for tree in _trees(value):
         for index, node in enumerate(tree):
             if _class(node) != under:
+                continue
+            if skip and index + 1 < len(tree) and _class(tree[index + 1]) in skip:
                 continue
             start = index + 1
             end = (
@@ -1290,6 +1338,17 @@ def consented(
     policy.taxonomy.require_purpose(purpose)
     column = _tenant_column(df, tenant_column)
     found = lineage(df)
+    for field in df.schema.fields:
+        own = _meta(field.metadata)
+        if own.get("owner") == MIXED_TENANT and own.get("categories"):
+            # Made from rows read from several tenants (collected rows, a
+            # pandas frame): a tenant column given here does not say whose.
+            raise SchemaError(
+                f"consented(): column {field.name!r} holds several tenants' data (it was made from "
+                f"rows read from them), so the tenant column {column!r} cannot say whose each row is: "
+                "filter with consented() where the rows are read",
+                column,
+            )
     for kind, covering in found.combined:
         if purpose not in covering:
             # Each row's tenant would be asked for data that is other rows'
@@ -1585,10 +1644,15 @@ def _persisted(df: DataFrame) -> DataFrame:
         fields = df.schema.fields
         tenant = _data_tenant(df, found)
         has_tenant_column = any(_meta(f.metadata).get("tenant") for f in fields)
+        # Rows combined across tenants stay so once written: the tenant
+        # column read back says it, and consented() refuses them.
+        combined = sorted({kind for kind, _ in found.combined})
         changes: dict[str, dict[str, Any]] = {}
         for field, categories in zip(fields, found.categories, strict=True):
             own = _meta(field.metadata)
             wanted = {k: v for k, v in own.items() if k not in ("declassified", "consented")}
+            if combined and own.get("tenant"):
+                wanted["combined"] = sorted(set(wanted.get("combined") or ()) | set(combined))
             if categories:
                 wanted["categories"] = sorted(categories)
                 if tenant is not None and not has_tenant_column:

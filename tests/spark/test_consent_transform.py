@@ -354,3 +354,98 @@ def test_common_pipelines_that_combine_no_tenants_data_stay_consentable(
         .agg(F.collect_list("body").alias("bodies"), F.first("tenant").alias("tenant"))
     )
     assert pg_spark.consented(daily, "improvement", tenant_column="tenant").count() == 3
+
+
+def test_joins_that_put_another_tenants_data_next_to_a_tenant_column_are_refused(
+    mail: Any, raw_mail: Any, store: ConsentStore, spark: Any
+) -> None:
+    notes = pg_spark.label_columns(
+        raw_mail.select(F.col("sender").alias("s2"), F.col("tenant").alias("note_tenant"), "body"),
+        {"body": EMAIL},
+        tenant_column="note_tenant",
+    )
+    fabrikam = pg.label(
+        spark.createDataFrame([("2026-11-01", "fabrikam's own note")], ["day", "note"]),
+        "customer_data",
+        tenant="fabrikam",
+    )
+    made = {
+        # One side hands on the tenant column only, the other the bodies of every tenant.
+        "tenant from one side, bodies from the other": mail.select("id", "tenant", "day").join(
+            mail.select("day", "body"), "day"
+        ),
+        "a tie between two tenant columns of the same side": mail.withColumn("t2", F.col("tenant")).join(
+            notes, (F.col("tenant") == F.col("t2")) & (F.col("sender") == F.col("s2"))
+        ),
+        "another tenant's frame, labelled with its owner": mail.join(fabrikam, "day"),
+        "a lateral subquery over every tenant's mail": _lateral(mail, spark),
+    }
+    for what, frame in made.items():
+        with pytest.raises(pg_spark.SchemaError, match="not keyed by the tenant column"):
+            pg_spark.consented(frame, "improvement", tenant_column="tenant")
+            pytest.fail(f"{what}: consented")
+
+
+def _lateral(mail: Any, spark: Any) -> Any:
+    mail.createOrReplaceTempView("mail_for_lateral")
+    return spark.sql(
+        "SELECT m.*, l.everything FROM mail_for_lateral m, "
+        "LATERAL (SELECT concat_ws(',', collect_list(body)) AS everything FROM mail_for_lateral) l"
+    )
+
+
+def test_semi_joins_counts_and_a_tied_join_with_shared_names_stay_consentable(
+    mail: Any, raw_mail: Any, store: ConsentStore
+) -> None:
+    notes = pg_spark.label_columns(
+        raw_mail.select("sender", F.col("tenant").alias("note_tenant"), F.col("body").alias("note")),
+        {"note": EMAIL},
+        tenant_column="note_tenant",
+    )
+    senders = mail.select("sender").distinct()
+    assert _tenants(pg_spark.consented(mail.join(senders, "sender", "left_semi"), "improvement")) == [
+        "contoso",
+        "northwind",
+    ]
+    # Counted per day over every tenant, keyed by tenant and day: a count
+    # of a labelled column is no row's data.
+    counted = mail.groupBy("tenant", "day").agg(F.count("body").alias("n"))
+    assert _tenants(pg_spark.consented(counted, "improvement", tenant_column="tenant")) == [
+        "contoso",
+        "northwind",
+    ]
+    per_day = mail.groupBy("day").agg(F.count("body").alias("n"), F.first("tenant").alias("tenant"))
+    assert set(_tenants(pg_spark.consented(per_day, "improvement", tenant_column="tenant"))) <= {
+        "contoso",
+        "northwind",
+    }
+    # Tied by the tenants, and both sides name a column "sender".
+    tied = mail.join(notes, (mail.tenant == notes.note_tenant) & (mail.sender == notes.sender))
+    kept = pg_spark.consented(tied, "improvement")
+    assert sorted({row.tenant for row in kept.select("tenant").collect()}) == ["contoso", "northwind"]
+
+
+def test_rows_combined_across_tenants_stay_so_when_written_checkpointed_or_collected(
+    mail: Any, store: ConsentStore, spark: Any, tmp_path: Any
+) -> None:
+    from pyspark.sql import Window
+
+    previous = mail.withColumn("previous_body", F.lag("body").over(Window.orderBy("id")))
+    previous.write.parquet(str(tmp_path / "previous"))
+    made = {
+        "read back from parquet": spark.read.parquet(str(tmp_path / "previous")),
+        "checkpointed": previous.localCheckpoint(),
+    }
+    for what, frame in made.items():
+        with pytest.raises(pg_spark.SchemaError, match="before it was written"):
+            pg_spark.consented(frame, "improvement")
+            pytest.fail(f"{what}: consented")
+    rebuilt = spark.createDataFrame(previous.collect())
+    with pytest.raises(pg_spark.SchemaError, match="several tenants' data"):
+        pg_spark.consented(rebuilt, "improvement", tenant_column="tenant")
+    # Written from rows each of its own tenant, it is consentable again.
+    mail.write.parquet(str(tmp_path / "mail"))
+    assert _tenants(pg_spark.consented(spark.read.parquet(str(tmp_path / "mail")), "improvement")) == [
+        "contoso",
+        "northwind",
+    ]

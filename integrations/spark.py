@@ -288,6 +288,9 @@ class Lineage:
     derived: bool  # False: the plan could not be read, every column carries everything
     tenanted: bool = False
     combined: tuple[tuple[str, frozenset[str]], ...] = ()
+    # Output columns that are a tenant column itself (labelled as such, or a
+    # plain copy of one, in every branch of a union).
+    tenant_columns: frozenset[str] = frozenset()
 
     def all(self) -> frozenset[str]:
         return frozenset().union(*self.categories) if self.categories else frozenset()
@@ -812,9 +815,13 @@ class _Plan:
         names: list[str] = []
         categories: list[frozenset[str]] = []
         consents: list[Mapping[str, frozenset[str]]] = []
+        tenant_ids = self._tenant_columns()
+        genuine: list[str] = []
         for expr_id, field in zip(ids, fields, strict=True):
             # What Spark kept on the output column itself counts too.
             top = _meta(field.get("metadata"))
+            if expr_id in tenant_ids and all(other in tenant_ids for other in self.merged.get(expr_id, ())):
+                genuine.append(str(field.get("name")))
             cats, cons = of(expr_id)
             if not top.get("declassified"):
                 cats = cats | frozenset(c for c in top.get("categories", ()) if isinstance(c, str))
@@ -829,6 +836,7 @@ class _Plan:
             True,
             tenanted,
             self.combined(of) if tenanted else (),
+            frozenset(genuine),
         )
 
 
@@ -1361,6 +1369,17 @@ def consented(
                 "group or join by the tenant column",
                 column,
             )
+    if found.derived and found.tenanted and column not in found.tenant_columns and found.for_purpose(purpose):
+        # A column overwritten (withColumn("tenant", F.lit(...))), rebuilt
+        # (F.lower("tenant")) or another one named: each row's consent would
+        # be asked of a tenant the data was never labelled with. (Where
+        # consent for this purpose covers every column already, filtering
+        # again only narrows.)
+        raise SchemaError(
+            f"consented(): column {column!r} is not the tenant column the data was labelled with (or a "
+            "plain copy of it, in every branch of a union): filter with consented() before changing it",
+            column,
+        )
     covered: list[str] = []
     rules: list[str] = []
     for category in sorted(found.all()):

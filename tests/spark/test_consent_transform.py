@@ -414,11 +414,10 @@ def test_semi_joins_counts_and_a_tied_join_with_shared_names_stay_consentable(
         "contoso",
         "northwind",
     ]
+    # A tenant column made of the first row's tenant of each day is no row's tenant.
     per_day = mail.groupBy("day").agg(F.count("body").alias("n"), F.first("tenant").alias("tenant"))
-    assert set(_tenants(pg_spark.consented(per_day, "improvement", tenant_column="tenant"))) <= {
-        "contoso",
-        "northwind",
-    }
+    with pytest.raises(pg_spark.SchemaError, match="not the tenant column"):
+        pg_spark.consented(per_day, "improvement", tenant_column="tenant")
     # Tied by the tenants, and both sides name a column "sender".
     tied = mail.join(notes, (mail.tenant == notes.note_tenant) & (mail.sender == notes.sender))
     kept = pg_spark.consented(tied, "improvement")
@@ -446,6 +445,26 @@ def test_rows_combined_across_tenants_stay_so_when_written_checkpointed_or_colle
     # Written from rows each of its own tenant, it is consentable again.
     mail.write.parquet(str(tmp_path / "mail"))
     assert _tenants(pg_spark.consented(spark.read.parquet(str(tmp_path / "mail")), "improvement")) == [
+        "contoso",
+        "northwind",
+    ]
+
+
+def test_a_tenant_column_overwritten_rebuilt_or_forged_in_a_union_is_no_tenant_column(
+    mail: Any, store: ConsentStore
+) -> None:
+    made = {
+        "overwritten": mail.withColumn("tenant", F.lit("contoso")),
+        "rebuilt": mail.withColumn("tenant", F.lower("tenant")),
+        "forged in one branch of a union": mail.union(mail.withColumn("tenant", F.lit("contoso"))),
+    }
+    for what, frame in made.items():
+        with pytest.raises(pg_spark.SchemaError, match="not the tenant column the data was labelled with"):
+            pg_spark.consented(frame, "improvement", tenant_column="tenant")
+            pytest.fail(f"{what}: consented")
+    # A plain copy under another name is the tenant column still.
+    copied = mail.withColumn("owner", F.col("tenant"))
+    assert _tenants(pg_spark.consented(copied, "improvement", tenant_column="owner")) == [
         "contoso",
         "northwind",
     ]

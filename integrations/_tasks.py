@@ -88,8 +88,21 @@ def check_task_purpose(
 def say_if_nothing_travels(labels: frozenset[str]) -> None:
     """Said once per process: a task published with labelled arguments or
     from a zone that holds data, with no baggage key to carry them."""
+    _say_once_without_key(
+        _TOPIC,
+        labels,
+        "purposeguard: a task was published with labelled data and no baggage key "
+        "(configure(baggage_keys=...) or PURPOSEGUARD_BAGGAGE_KEYS): the worker runs it "
+        "without the labels of its arguments and without the publisher's zone, purpose and "
+        "tenant; only a task declared with @pg.purpose was checked, where it was published",
+    )
+
+
+def _say_once_without_key(topic: str, labels: frozenset[str], message: str) -> None:
+    """``message``, once per process, where ``labels`` or the zone hold data
+    and no baggage key is set."""
     said = STATE.baggage_said
-    if _TOPIC in said:
+    if topic in said:
         return
     state = ZONE.get() if FLAGS.zones else None
     if not labels and (state is None or not state.categories):
@@ -100,13 +113,8 @@ def say_if_nothing_travels(labels: frozenset[str]) -> None:
         return
     if keys:
         return
-    said.add(_TOPIC)
-    logger.warning(
-        "purposeguard: a task was published with labelled data and no baggage key "
-        "(configure(baggage_keys=...) or PURPOSEGUARD_BAGGAGE_KEYS): the worker runs it "
-        "without the labels of its arguments and without the publisher's zone, purpose and "
-        "tenant; only a task declared with @pg.purpose was checked, where it was published"
-    )
+    said.add(topic)
+    logger.warning(message)
 
 
 # What a task queue shows for a job's arguments where they are protected.
@@ -152,24 +160,13 @@ def result_header(kind: str, task_id: object, value: Any) -> str | None:
 
 
 def _say_if_result_carries_nothing(labels: frozenset[str]) -> None:
-    said = STATE.baggage_said
-    if _RESULT_TOPIC in said:
-        return
-    state = ZONE.get() if FLAGS.zones else None
-    if not labels and (state is None or not state.categories):
-        return
-    try:
-        keys = current_keys()
-    except Exception:  # noqa: BLE001 - an unusable key is said by the baggage module itself
-        return
-    if keys:
-        return
-    said.add(_RESULT_TOPIC)
-    logger.warning(
+    _say_once_without_key(
+        _RESULT_TOPIC,
+        labels,
         "purposeguard: a task stored a result made in a zone that holds data, and results are "
         "signed with a baggage key, which is not set (configure(baggage_keys=...) or "
         "PURPOSEGUARD_BAGGAGE_KEYS): whoever reads the result gets it without the categories "
-        "the task saw"
+        "the task saw",
     )
 
 

@@ -275,11 +275,15 @@ def test_publishing_to_a_task_declared_for_a_forbidden_purpose_is_refused_at_onc
     assert marker not in str(refused.value)
 
 
-def test_without_a_baggage_key_publishing_labelled_data_is_said_once(
-    worker: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.fixture
+def no_baggage_key(monkeypatch: pytest.MonkeyPatch) -> None:
     pg.configure("trust-center", baggage_keys=[])
     monkeypatch.delenv("PURPOSEGUARD_BAGGAGE_KEYS", raising=False)
+
+
+def test_without_a_baggage_key_publishing_labelled_data_is_said_once(
+    worker: Any, no_baggage_key: None, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger="purposeguard"):
         inspect_task.delay(pg.label("mail body", CONTENT)).get(timeout=10, interval=0.01)
         inspect_task.delay(pg.label("mail body", CONTENT)).get(timeout=10, interval=0.01)
@@ -311,10 +315,8 @@ def test_a_result_carries_what_the_task_read_back_to_its_reader(worker: Any) -> 
 
 
 def test_without_a_baggage_key_a_result_made_from_data_is_said_once(
-    worker: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    worker: Any, no_baggage_key: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    pg.configure("trust-center", baggage_keys=[])
-    monkeypatch.delenv("PURPOSEGUARD_BAGGAGE_KEYS", raising=False)
     with caplog.at_level(logging.WARNING, logger="purposeguard"):
         values = [learn_task.delay().get(timeout=10, interval=0.01) for _ in range(2)]
         inspect_task.delay("plain").get(timeout=10, interval=0.01)

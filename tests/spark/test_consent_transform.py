@@ -294,17 +294,22 @@ def test_consented_refuses_a_join_of_two_tenants_data_unless_it_ties_their_tenan
     assert _tenants(pg_spark.consented(tied, "improvement")) == ["contoso", "northwind"]
 
 
+def _notes(raw_mail: Any) -> Any:
+    """Every tenant's notes on a sender, with a tenant column of their own."""
+    return pg_spark.label_columns(
+        raw_mail.select("sender", F.col("tenant").alias("note_tenant"), F.col("body").alias("note")),
+        {"note": EMAIL},
+        tenant_column="note_tenant",
+    )
+
+
 @pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_keys_and_conditions_that_only_mention_the_tenant_column_do_not_key_by_it(
     mail: Any, raw_mail: Any, store: ConsentStore
 ) -> None:
     from pyspark.sql import Window
 
-    notes = pg_spark.label_columns(
-        raw_mail.select("sender", F.col("tenant").alias("note_tenant"), F.col("body").alias("note")),
-        {"note": EMAIL},
-        tenant_column="note_tenant",
-    )
+    notes = _notes(raw_mail)
     made = {
         "grouped by a function of the tenant": mail.groupBy(F.length("tenant").alias("n")).agg(
             F.collect_list("body").alias("bodies"), F.first("tenant").alias("tenant")
@@ -397,11 +402,7 @@ def _lateral(mail: Any, spark: Any) -> Any:
 def test_semi_joins_counts_and_a_tied_join_with_shared_names_stay_consentable(
     mail: Any, raw_mail: Any, store: ConsentStore
 ) -> None:
-    notes = pg_spark.label_columns(
-        raw_mail.select("sender", F.col("tenant").alias("note_tenant"), F.col("body").alias("note")),
-        {"note": EMAIL},
-        tenant_column="note_tenant",
-    )
+    notes = _notes(raw_mail)
     senders = mail.select("sender").distinct()
     assert _tenants(pg_spark.consented(mail.join(senders, "sender", "left_semi"), "improvement")) == [
         "contoso",

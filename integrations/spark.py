@@ -355,8 +355,10 @@ class _Plan:
         self.owner_nodes: set[int] = set()
         # exprId -> the attribute an alias copies unchanged (tenant.alias("t")).
         self.copies: dict[int, int] = {}
-        # Categories of scalar subqueries over tenants' rows in this plan.
+        # While a node is read: a scalar subquery is in it, and the columns
+        # its non-deterministic Python functions take.
         self._scalar = False
+        self._unpredictable: set[int] = set()
         self._walk_plan()
 
     # -- reading ------------------------------------------------------------------------------
@@ -386,6 +388,7 @@ class _Plan:
         name = _class(node)
         explicit = False
         self._subquery = self._scalar = False
+        self._unpredictable = set()
         for key, value in node.items():
             if key in ("class", "num-children"):
                 continue
@@ -394,6 +397,12 @@ class _Plan:
             self._read_subqueries(index)
         children = int(node.get("num-children", 0))
         self._read_across_rows(index, name, node)
+        if self._unpredictable:
+            # A Python function declared non-deterministic is handed batches
+            # of rows and owes no row its own result.
+            self.across_rows.append(
+                _Across(index, "a non-deterministic Python function", set(), set(self._unpredictable))
+            )
         if children == 0 and name in _MATERIALISED_LEAVES:
             self._read_materialised(node)
             return
@@ -596,6 +605,8 @@ class _Plan:
                 nxt, child_refs, child_opaque = visit(nxt)
                 refs |= child_refs
                 opaque = opaque or child_opaque
+            if name == "PythonUDF" and node.get("udfDeterministic") is False:
+                self._unpredictable |= refs
             if name == "Alias" and expr_id is not None:
                 self.defined[expr_id] = (refs, opaque)
                 # An alias of a column itself: a copy of it.

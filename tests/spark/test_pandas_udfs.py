@@ -219,3 +219,33 @@ def test_a_pandas_map_whose_inputs_cannot_be_seen_carries_every_category(mail: A
     its output carries every category of the plan, never none."""
     mapped = mail.select().mapInPandas(_purposes_of_rows, "p string")
     assert pg_spark.lineage(mapped).categories == (frozenset({EMAIL, "customer_data"}),)
+
+
+def _upper(texts: pd.Series) -> pd.Series:
+    return texts.str.upper()
+
+
+def _joined_with_the_batch(texts: pd.Series) -> pd.Series:
+    return texts.map(lambda text: f"{text} | {' / '.join(texts)}")
+
+
+def test_consented_refuses_what_a_non_deterministic_pandas_function_made_of_a_batch(mail: Any) -> None:
+    """A pandas function is handed a batch of rows, every tenant's; one
+    declared non-deterministic owes no row its own result, so its column is
+    combined across tenants. A deterministic one is trusted to keep the
+    row-wise contract pandas UDFs have."""
+    from purposeguard.consent import ConsentStore
+
+    store = ConsentStore(":memory:")
+    try:
+        store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
+        pg.configure("trust-center", mode="enforce", consents=store)
+        batch = F.pandas_udf(_joined_with_the_batch, "string").asNondeterministic()
+        mixed = mail.withColumn("digest", batch("body"))
+        with pytest.raises(pg_spark.SchemaError, match="a non-deterministic Python function"):
+            pg_spark.consented(mixed, "improvement")
+        row_wise = mail.withColumn("digest", F.pandas_udf(_upper, "string")("body"))
+        kept = pg_spark.consented(row_wise, "improvement").select("tenant").distinct().collect()
+        assert [row.tenant for row in kept] == ["contoso"]
+    finally:
+        store.close()

@@ -518,12 +518,16 @@ class _Plan:
                 self.nested.update(nested.everything())
                 self.nested_tenanted = self.nested_tenanted or nested.has_tenants()
                 if self._scalar and nested.tenant_nodes and nested.everything():
-                    # One value made from every tenant's rows, put in each row.
+                    # One value made from every tenant's rows, put in each row:
+                    # unless consent for a purpose filtered what it read.
+                    read = nested.resolve()
+                    purposes = {purpose for consents in read.consents for purpose in consents}
                     self.across_rows.append(
                         _Across(
                             index,
                             "a scalar or lateral subquery over tenants' rows",
                             fixed=nested.everything(),
+                            covering=frozenset(p for p in purposes if not read.for_purpose(p)),
                         )
                     )
         except Exception:
@@ -727,7 +731,7 @@ class _Plan:
         found: list[tuple[str, frozenset[str]]] = []
         for across in self.across_rows:
             if across.fixed:
-                found.append((across.kind, frozenset()))
+                found.append((across.kind, across.covering))
                 continue
             mixed: Iterable[int]
             if across.kind == "a join":
@@ -857,7 +861,8 @@ class _Across:
     what it is, the exprIds it is keyed by (the root attributes of its
     partition or grouping keys), the exprIds whose data it combines, for a
     join the attribute pairs its condition's equalities tie, and, for a
-    scalar subquery, the categories it combines."""
+    scalar subquery or rows combined before they were written, the
+    categories it combines and the purposes consent covers them for."""
 
     index: int
     kind: str
@@ -865,6 +870,7 @@ class _Across:
     mixed: set[int] = dataclasses.field(default_factory=set)
     pairs: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     fixed: frozenset[str] = frozenset()
+    covering: frozenset[str] = frozenset()
 
 
 # Aggregates that hand on a count of the rows, not their data.

@@ -359,6 +359,13 @@ def test_common_pipelines_that_combine_no_tenants_data_stay_consentable(
         .agg(F.collect_list("body").alias("bodies"), F.first("tenant").alias("tenant"))
     )
     assert pg_spark.consented(daily, "improvement", tenant_column="tenant").count() == 3
+    # So is a scalar subquery over rows consented for that purpose.
+    consenting = pg_spark.consented(mail, "improvement")
+    everything = consenting.select(F.concat_ws(",", F.collect_list("body"))).scalar()
+    assert _tenants(pg_spark.consented(mail.withColumn("everything", everything), "improvement")) == [
+        "contoso",
+        "northwind",
+    ]
 
 
 def test_joins_that_put_another_tenants_data_next_to_a_tenant_column_are_refused(

@@ -243,6 +243,17 @@ def label_columns(
             f"label_columns(): no tenant column {tenant_column!r} (the DataFrame has {', '.join(present)})",
             tenant_column,
         )
+    if tenant_column is not None:
+        found = lineage(df)
+        if found.derived and found.tenanted and tenant_column not in found.tenant_columns:
+            # Naming another column the tenant column of data already labelled
+            # with one would let its rows claim any tenant (a literal, a
+            # rebuilt id) where consent is asked.
+            raise SchemaError(
+                f"label_columns(): the DataFrame's rows are already labelled with a tenant column, and "
+                f"{tenant_column!r} is not it (nor a plain copy of it)",
+                tenant_column,
+            )
     schema = {field.name: field.metadata for field in df.schema.fields}
     changes: dict[str, dict[str, Any]] = {}
     for name, categories in wanted.items():
@@ -517,16 +528,17 @@ class _Plan:
                 nested = _Plan(found.apply(k))
                 self.nested.update(nested.everything())
                 self.nested_tenanted = self.nested_tenanted or nested.has_tenants()
-                if self._scalar and nested.tenant_nodes and nested.everything():
-                    # One value made from every tenant's rows, put in each row:
+                read = nested.resolve() if self._scalar and nested.tenant_nodes else None
+                if read is not None and read.all():
+                    # One value made from every tenant's rows, put in each row
+                    # (one that carries a category: a count() carries none):
                     # unless consent for a purpose filtered what it read.
-                    read = nested.resolve()
                     purposes = {purpose for consents in read.consents for purpose in consents}
                     self.across_rows.append(
                         _Across(
                             index,
                             "a scalar or lateral subquery over tenants' rows",
-                            fixed=nested.everything(),
+                            fixed=read.all(),
                             covering=frozenset(p for p in purposes if not read.for_purpose(p)),
                         )
                     )
@@ -613,8 +625,12 @@ class _Plan:
                 self._unpredictable |= refs
             if name == "Alias" and expr_id is not None:
                 self.defined[expr_id] = (refs, opaque)
-                # An alias of a column itself: a copy of it.
-                child = nodes[i + 1] if int(node.get("num-children", 0)) == 1 and i + 1 < len(nodes) else None
+                # An alias of a column itself, or of it cast (to text, as
+                # tenant ids are compared): a copy of it.
+                child_at = i + 1 if int(node.get("num-children", 0)) == 1 and i + 1 < len(nodes) else None
+                if child_at is not None and _class(nodes[child_at]) == "Cast" and child_at + 1 < len(nodes):
+                    child_at += 1
+                child = nodes[child_at] if child_at is not None else None
                 copied = _expr_id(child) if child is not None else None
                 if child is not None and copied is not None and _class(child) == "AttributeReference":
                     self.copies[expr_id] = copied
@@ -725,13 +741,14 @@ class _Plan:
         Only what combines categories counts (a ``row_number()``, a
         ``count()`` combines none), and only over tenants' rows (a lookup
         table's counts joined in combine no tenant's rows)."""
-        if not self.across_rows or not self.tenant_nodes:
-            return ()
+        # Marks of rows combined before they were written count wherever they
+        # are read (a write partitioned by the tenant column loses its metadata).
+        found: list[tuple[str, frozenset[str]]] = [(a.kind, a.covering) for a in self.across_rows if a.fixed]
+        if not self.tenant_nodes:
+            return tuple(found)
         tenant = self._tenant_columns()
-        found: list[tuple[str, frozenset[str]]] = []
         for across in self.across_rows:
             if across.fixed:
-                found.append((across.kind, across.covering))
                 continue
             mixed: Iterable[int]
             if across.kind == "a join":
@@ -850,7 +867,7 @@ class _Plan:
             tuple(consents),
             True,
             tenanted,
-            self.combined(of) if tenanted else (),
+            self.combined(of) if self.across_rows else (),
             frozenset(genuine),
         )
 
@@ -1193,13 +1210,7 @@ class _DataFrameLabels:
         # The projection added is known: no need to read its plan again.
         _seed(
             result,
-            Lineage(
-                found.names,
-                tuple(have | categories for have in found.categories),
-                found.consents,
-                found.derived,
-                found.tenanted,
-            ),
+            dataclasses.replace(found, categories=tuple(have | categories for have in found.categories)),
         )
         return result
 
@@ -1332,6 +1343,12 @@ def _tenant_column(df: DataFrame, tenant_column: str | None) -> str:
     for field in df.schema.fields:
         if _meta(field.metadata).get("tenant"):
             return str(field.name)
+    if lineage(df).tenanted:
+        raise SchemaError(
+            "consented(): the DataFrame's tenant column was dropped or changed (its rows were "
+            "labelled with one): keep the tenant column, or filter with consented() before changing it",
+            "",
+        )
     raise SchemaError(
         "consented(): the DataFrame names no tenant column: label it with "
         "label_columns(..., tenant_column=...) or pass tenant_column=",
@@ -1370,8 +1387,9 @@ def consented(
             # pandas frame): a tenant column given here does not say whose.
             raise SchemaError(
                 f"consented(): column {field.name!r} holds several tenants' data (it was made from "
-                f"rows read from them), so the tenant column {column!r} cannot say whose each row is: "
-                "filter with consented() where the rows are read",
+                f"several tenants' rows, then collected or written), so the tenant column {column!r} "
+                "cannot say whose each row is: filter with consented() before the rows are combined "
+                "or collected",
                 column,
             )
     for kind, covering in found.combined:
@@ -1420,7 +1438,23 @@ def consented(
     )
     from pyspark.sql import functions as F
 
-    kept = df.join(F.broadcast(snapshot), df[column] == snapshot["consenting_tenant"], "left_semi")
+    names = [field.name for field in df.schema.fields]
+    if names.count(column) > 1:
+        # Two columns of that name (each side of a join tied by tenant):
+        # Spark cannot tell them apart by name, so the filter goes by
+        # position (the first, as _tenant_column picked) and the names come back.
+        positional = df.toDF(*[f"_purposeguard_{k}" for k in range(len(names))])
+        tenant_of_row = positional[f"_purposeguard_{names.index(column)}"]
+        kept = positional.join(
+            F.broadcast(snapshot), tenant_of_row.cast("string") == snapshot["consenting_tenant"], "left_semi"
+        ).toDF(*names)
+    else:
+        # As text: the store's tenant ids are text, and Spark's strict casts
+        # refuse to compare a number column with one that is not a number.
+        tenant_of_row = df[_quoted(column)]
+        kept = df.join(
+            F.broadcast(snapshot), tenant_of_row.cast("string") == snapshot["consenting_tenant"], "left_semi"
+        )
     # left_semi keeps the left side's columns (and their order): mark them.
     changes: dict[str, dict[str, Any]] = {}
     marked: list[Mapping[str, frozenset[str]]] = []
@@ -1437,7 +1471,7 @@ def consented(
         marked.append({p: frozenset(c) for p, c in granted.items()})
     result = _relabelled(kept, changes)
     _mark_own(result, changes)
-    _seed(result, Lineage(found.names, found.categories, tuple(marked), found.derived, found.tenanted))
+    _seed(result, dataclasses.replace(found, consents=tuple(marked)))
     guard.dispatch(
         ConsentSnapshot(
             purpose=purpose,
@@ -1687,7 +1721,9 @@ def _persisted(df: DataFrame) -> DataFrame:
         for field, categories in zip(fields, found.categories, strict=True):
             own = _meta(field.metadata)
             wanted = {k: v for k, v in own.items() if k not in ("declassified", "consented")}
-            if combined and own.get("tenant"):
+            if combined and (own.get("tenant") or categories):
+                # On the data's columns too: a write partitioned by the tenant
+                # column keeps that column in directory names, without metadata.
                 wanted["combined"] = sorted(set(wanted.get("combined") or ()) | set(combined))
             if categories:
                 wanted["categories"] = sorted(categories)

@@ -476,3 +476,72 @@ def test_a_tenant_column_overwritten_rebuilt_or_forged_in_a_union_is_no_tenant_c
         "contoso",
         "northwind",
     ]
+
+
+def test_tenant_columns_of_the_same_name_a_number_or_a_dotted_name_are_filtered(
+    mail: Any, raw_mail: Any, store: ConsentStore, spark: Any
+) -> None:
+    notes = pg_spark.label_columns(
+        raw_mail.select("tenant", "sender", F.col("body").alias("note")),
+        {"note": EMAIL},
+        tenant_column="tenant",
+    )
+    # Tied by tenant, both sides named "tenant" (and "sender").
+    tied = mail.join(notes, (mail.tenant == notes.tenant) & (mail.sender == notes.sender))
+    kept = pg_spark.consented(tied, "improvement")
+    assert sorted({row[1] for row in kept.collect()}) == ["contoso", "northwind"]
+    # Tenant ids stored as numbers, compared as the store's text.
+    store.grant("42", "improvement", ["customer_data"], granted_by="admin@42")
+    numbered = pg_spark.label_columns(
+        spark.createDataFrame([(42, "mail of 42"), (7, "mail of 7")], ["tenant", "body"]),
+        {"body": EMAIL},
+        tenant_column="tenant",
+    )
+    assert [row.tenant for row in pg_spark.consented(numbered, "improvement").collect()] == [42]
+    dotted = pg_spark.label_columns(
+        mail.withColumnRenamed("tenant", "org.id"), {"body": EMAIL}, tenant_column="org.id"
+    )
+    assert pg_spark.consented(dotted, "improvement").count() == 20
+
+
+def test_counted_subqueries_cast_tenant_columns_and_labelled_frames_stay_consentable(
+    mail: Any, store: ConsentStore
+) -> None:
+    counted = mail.withColumn("messages", mail.select(F.count("*")).scalar())
+    assert _tenants(pg_spark.consented(counted, "improvement")) == ["contoso", "northwind"]
+    cast = mail.withColumn("tenant", F.col("tenant").cast("string"))
+    assert _tenants(pg_spark.consented(cast, "improvement", tenant_column="tenant")) == [
+        "contoso",
+        "northwind",
+    ]
+    # pg.label() on a DataFrame keeps what consented() needs to know of it.
+    relabelled = pg.label(pg_spark.consented(mail, "improvement"), "customer_data")
+    assert _tenants(pg_spark.consented(relabelled, "improvement")) == ["contoso", "northwind"]
+    assert _tenants(pg_spark.consented(pg.label(mail, "customer_data"), "improvement")) == [
+        "contoso",
+        "northwind",
+    ]
+
+
+def test_a_tenant_column_named_anew_over_tenant_labelled_rows_is_refused(
+    mail: Any, store: ConsentStore
+) -> None:
+    with pytest.raises(pg_spark.SchemaError, match="already labelled with a tenant column"):
+        pg_spark.label_columns(
+            mail.withColumn("tenant", F.lit("contoso")), {"body": EMAIL}, tenant_column="tenant"
+        )
+    with pytest.raises(pg_spark.SchemaError, match="tenant column was dropped or changed"):
+        pg_spark.consented(mail.withColumn("tenant", F.lit("contoso")), "improvement")
+
+
+def test_rows_combined_across_tenants_stay_so_in_a_write_partitioned_by_tenant(
+    mail: Any, store: ConsentStore, spark: Any, tmp_path: Any
+) -> None:
+    from pyspark.sql import Window
+
+    previous = mail.withColumn("previous_body", F.lag("body").over(Window.orderBy("id")))
+    previous.write.partitionBy("tenant").parquet(str(tmp_path / "previous"))
+    with pytest.raises(pg_spark.SchemaError, match="before it was written"):
+        pg_spark.consented(
+            spark.read.parquet(str(tmp_path / "previous")), "improvement", tenant_column="tenant"
+        )

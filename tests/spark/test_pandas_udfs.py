@@ -240,11 +240,11 @@ def test_consented_refuses_what_a_non_deterministic_pandas_function_made_of_a_ba
     try:
         store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso")
         pg.configure("trust-center", mode="enforce", consents=store)
-        batch = F.pandas_udf(_joined_with_the_batch, "string").asNondeterministic()
+        batch = _pandas_udf(_joined_with_the_batch, "string").asNondeterministic()
         mixed = mail.withColumn("digest", batch("body"))
         with pytest.raises(pg_spark.SchemaError, match="a non-deterministic Python function"):
             pg_spark.consented(mixed, "improvement")
-        row_wise = mail.withColumn("digest", F.pandas_udf(_upper, "string")("body"))
+        row_wise = mail.withColumn("digest", _pandas_udf(_upper, "string")("body"))
         kept = pg_spark.consented(row_wise, "improvement").select("tenant").distinct().collect()
         assert [row.tenant for row in kept] == ["contoso"]
     finally:

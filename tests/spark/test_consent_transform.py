@@ -13,6 +13,8 @@ import purposeguard as pg
 from purposeguard.consent import ConsentStore
 
 EMAIL = "customer_data.content.email"
+# The tenants the store fixture has consenting to improvement.
+CONSENTING = ["contoso", "northwind"]
 
 
 @pytest.fixture
@@ -31,9 +33,17 @@ def _tenants(frame: Any) -> list[str]:
     return sorted(r.tenant for r in frame.select("tenant").distinct().collect())
 
 
+def _each_refused(made: dict[str, Any], match: str, tenant_column: str | None = None) -> None:
+    """consented() refuses every frame of ``made``, saying ``match``."""
+    for what, frame in made.items():
+        with pytest.raises(pg_spark.SchemaError, match=match):
+            pg_spark.consented(frame, "improvement", tenant_column=tenant_column)
+            pytest.fail(f"{what}: consented")
+
+
 def test_consented_keeps_the_tenants_that_consented(mail: Any, store: ConsentStore) -> None:
     kept = pg_spark.consented(mail, "improvement")
-    assert _tenants(kept) == ["contoso", "northwind"]
+    assert _tenants(kept) == CONSENTING
     assert kept.count() == 20
     assert kept.columns == mail.columns
 
@@ -266,16 +276,13 @@ def test_rows_combined_per_tenant_or_with_reference_data_stay_consentable(
     per_tenant = mail.withColumn(
         "previous_body", F.lag("body").over(Window.partitionBy("tenant").orderBy("id"))
     )
-    assert _tenants(pg_spark.consented(per_tenant, "improvement")) == ["contoso", "northwind"]
+    assert _tenants(pg_spark.consented(per_tenant, "improvement")) == CONSENTING
     grouped = mail.groupBy("tenant", "day").agg(F.collect_list("body").alias("bodies"))
-    assert _tenants(pg_spark.consented(grouped, "improvement", tenant_column="tenant")) == [
-        "contoso",
-        "northwind",
-    ]
+    assert _tenants(pg_spark.consented(grouped, "improvement", tenant_column="tenant")) == CONSENTING
     # Counts over a lookup table that holds no tenant's rows combine none.
     calendar = spark.createDataFrame([(f"2026-11-{d:02d}", 1) for d in (1, 2, 3)], ["day", "weight"])
     enriched = mail.join(calendar.groupBy("day").agg(F.sum("weight").alias("weight")), "day", "left")
-    assert _tenants(pg_spark.consented(enriched, "improvement")) == ["contoso", "northwind"]
+    assert _tenants(pg_spark.consented(enriched, "improvement")) == CONSENTING
 
 
 def test_consented_refuses_a_join_of_two_tenants_data_unless_it_ties_their_tenants(
@@ -291,7 +298,7 @@ def test_consented_refuses_a_join_of_two_tenants_data_unless_it_ties_their_tenan
     with pytest.raises(pg_spark.SchemaError, match="a join"):
         pg_spark.consented(by_sender, "improvement")
     tied = mail.join(notes, ["tenant", "sender"])
-    assert _tenants(pg_spark.consented(tied, "improvement")) == ["contoso", "northwind"]
+    assert _tenants(pg_spark.consented(tied, "improvement")) == CONSENTING
 
 
 def _notes(raw_mail: Any) -> Any:
@@ -330,10 +337,7 @@ def test_keys_and_conditions_that_only_mention_the_tenant_column_do_not_key_by_i
             lambda frame: frame, "id string, tenant string, sender string, body string, size long, day string"
         ),
     }
-    for what, frame in made.items():
-        with pytest.raises(pg_spark.SchemaError, match="not keyed by the tenant column"):
-            pg_spark.consented(frame, "improvement", tenant_column="tenant")
-            pytest.fail(f"{what}: consented")
+    _each_refused(made, "not keyed by the tenant column", "tenant")
 
 
 def test_common_pipelines_that_combine_no_tenants_data_stay_consentable(
@@ -347,10 +351,10 @@ def test_common_pipelines_that_combine_no_tenants_data_stay_consentable(
         .where("rank = 1")
         .drop("rank")
     )
-    assert _tenants(pg_spark.consented(latest, "improvement")) == ["contoso", "northwind"]
+    assert _tenants(pg_spark.consented(latest, "improvement")) == CONSENTING
     # Per-day counts over every tenant, joined back: counts carry no category.
     per_day = mail.join(mail.groupBy("day").count(), "day")
-    assert _tenants(pg_spark.consented(per_day, "improvement")) == ["contoso", "northwind"]
+    assert _tenants(pg_spark.consented(per_day, "improvement")) == CONSENTING
     # Combined after the filter, for the purpose it was filtered for: the
     # rows combined are all consenting tenants'.
     daily = (
@@ -362,10 +366,9 @@ def test_common_pipelines_that_combine_no_tenants_data_stay_consentable(
     # So is a scalar subquery over rows consented for that purpose.
     consenting = pg_spark.consented(mail, "improvement")
     everything = consenting.select(F.concat_ws(",", F.collect_list("body"))).scalar()
-    assert _tenants(pg_spark.consented(mail.withColumn("everything", everything), "improvement")) == [
-        "contoso",
-        "northwind",
-    ]
+    assert (
+        _tenants(pg_spark.consented(mail.withColumn("everything", everything), "improvement")) == CONSENTING
+    )
 
 
 def test_joins_that_put_another_tenants_data_next_to_a_tenant_column_are_refused(
@@ -392,10 +395,7 @@ def test_joins_that_put_another_tenants_data_next_to_a_tenant_column_are_refused
         "another tenant's frame, labelled with its owner": mail.join(fabrikam, "day"),
         "a lateral subquery over every tenant's mail": _lateral(mail, spark),
     }
-    for what, frame in made.items():
-        with pytest.raises(pg_spark.SchemaError, match="not keyed by the tenant column"):
-            pg_spark.consented(frame, "improvement", tenant_column="tenant")
-            pytest.fail(f"{what}: consented")
+    _each_refused(made, "not keyed by the tenant column", "tenant")
 
 
 def _lateral(mail: Any, spark: Any) -> Any:
@@ -411,17 +411,13 @@ def test_semi_joins_counts_and_a_tied_join_with_shared_names_stay_consentable(
 ) -> None:
     notes = _notes(raw_mail)
     senders = mail.select("sender").distinct()
-    assert _tenants(pg_spark.consented(mail.join(senders, "sender", "left_semi"), "improvement")) == [
-        "contoso",
-        "northwind",
-    ]
+    assert (
+        _tenants(pg_spark.consented(mail.join(senders, "sender", "left_semi"), "improvement")) == CONSENTING
+    )
     # Counted per day over every tenant, keyed by tenant and day: a count
     # of a labelled column is no row's data.
     counted = mail.groupBy("tenant", "day").agg(F.count("body").alias("n"))
-    assert _tenants(pg_spark.consented(counted, "improvement", tenant_column="tenant")) == [
-        "contoso",
-        "northwind",
-    ]
+    assert _tenants(pg_spark.consented(counted, "improvement", tenant_column="tenant")) == CONSENTING
     # A tenant column made of the first row's tenant of each day is no row's tenant.
     per_day = mail.groupBy("day").agg(F.count("body").alias("n"), F.first("tenant").alias("tenant"))
     with pytest.raises(pg_spark.SchemaError, match="not the tenant column"):
@@ -429,7 +425,7 @@ def test_semi_joins_counts_and_a_tied_join_with_shared_names_stay_consentable(
     # Tied by the tenants, and both sides name a column "sender".
     tied = mail.join(notes, (mail.tenant == notes.note_tenant) & (mail.sender == notes.sender))
     kept = pg_spark.consented(tied, "improvement")
-    assert sorted({row.tenant for row in kept.select("tenant").collect()}) == ["contoso", "northwind"]
+    assert sorted({row.tenant for row in kept.select("tenant").collect()}) == CONSENTING
 
 
 def test_rows_combined_across_tenants_stay_so_when_written_checkpointed_or_collected(
@@ -443,19 +439,15 @@ def test_rows_combined_across_tenants_stay_so_when_written_checkpointed_or_colle
         "read back from parquet": spark.read.parquet(str(tmp_path / "previous")),
         "checkpointed": previous.localCheckpoint(),
     }
-    for what, frame in made.items():
-        with pytest.raises(pg_spark.SchemaError, match="before it was written"):
-            pg_spark.consented(frame, "improvement")
-            pytest.fail(f"{what}: consented")
+    _each_refused(made, "before it was written")
     rebuilt = spark.createDataFrame(previous.collect())
     with pytest.raises(pg_spark.SchemaError, match="several tenants' data"):
         pg_spark.consented(rebuilt, "improvement", tenant_column="tenant")
     # Written from rows each of its own tenant, it is consentable again.
     mail.write.parquet(str(tmp_path / "mail"))
-    assert _tenants(pg_spark.consented(spark.read.parquet(str(tmp_path / "mail")), "improvement")) == [
-        "contoso",
-        "northwind",
-    ]
+    assert (
+        _tenants(pg_spark.consented(spark.read.parquet(str(tmp_path / "mail")), "improvement")) == CONSENTING
+    )
 
 
 def test_a_tenant_column_overwritten_rebuilt_or_forged_in_a_union_is_no_tenant_column(
@@ -466,16 +458,10 @@ def test_a_tenant_column_overwritten_rebuilt_or_forged_in_a_union_is_no_tenant_c
         "rebuilt": mail.withColumn("tenant", F.lower("tenant")),
         "forged in one branch of a union": mail.union(mail.withColumn("tenant", F.lit("contoso"))),
     }
-    for what, frame in made.items():
-        with pytest.raises(pg_spark.SchemaError, match="not the tenant column the data was labelled with"):
-            pg_spark.consented(frame, "improvement", tenant_column="tenant")
-            pytest.fail(f"{what}: consented")
+    _each_refused(made, "not the tenant column the data was labelled with", "tenant")
     # A plain copy under another name is the tenant column still.
     copied = mail.withColumn("owner", F.col("tenant"))
-    assert _tenants(pg_spark.consented(copied, "improvement", tenant_column="owner")) == [
-        "contoso",
-        "northwind",
-    ]
+    assert _tenants(pg_spark.consented(copied, "improvement", tenant_column="owner")) == CONSENTING
 
 
 def test_tenant_columns_of_the_same_name_a_number_or_a_dotted_name_are_filtered(
@@ -489,7 +475,7 @@ def test_tenant_columns_of_the_same_name_a_number_or_a_dotted_name_are_filtered(
     # Tied by tenant, both sides named "tenant" (and "sender").
     tied = mail.join(notes, (mail.tenant == notes.tenant) & (mail.sender == notes.sender))
     kept = pg_spark.consented(tied, "improvement")
-    assert sorted({row[1] for row in kept.collect()}) == ["contoso", "northwind"]
+    assert sorted({row[1] for row in kept.collect()}) == CONSENTING
     # Tenant ids stored as numbers, compared as the store's text.
     store.grant("42", "improvement", ["customer_data"], granted_by="admin@42")
     numbered = pg_spark.label_columns(
@@ -508,19 +494,13 @@ def test_counted_subqueries_cast_tenant_columns_and_labelled_frames_stay_consent
     mail: Any, store: ConsentStore
 ) -> None:
     counted = mail.withColumn("messages", mail.select(F.count("*")).scalar())
-    assert _tenants(pg_spark.consented(counted, "improvement")) == ["contoso", "northwind"]
+    assert _tenants(pg_spark.consented(counted, "improvement")) == CONSENTING
     cast = mail.withColumn("tenant", F.col("tenant").cast("string"))
-    assert _tenants(pg_spark.consented(cast, "improvement", tenant_column="tenant")) == [
-        "contoso",
-        "northwind",
-    ]
+    assert _tenants(pg_spark.consented(cast, "improvement", tenant_column="tenant")) == CONSENTING
     # pg.label() on a DataFrame keeps what consented() needs to know of it.
     relabelled = pg.label(pg_spark.consented(mail, "improvement"), "customer_data")
-    assert _tenants(pg_spark.consented(relabelled, "improvement")) == ["contoso", "northwind"]
-    assert _tenants(pg_spark.consented(pg.label(mail, "customer_data"), "improvement")) == [
-        "contoso",
-        "northwind",
-    ]
+    assert _tenants(pg_spark.consented(relabelled, "improvement")) == CONSENTING
+    assert _tenants(pg_spark.consented(pg.label(mail, "customer_data"), "improvement")) == CONSENTING
 
 
 def test_a_tenant_column_named_anew_over_tenant_labelled_rows_is_refused(

@@ -831,14 +831,16 @@ def test_rq_a_result_comes_back_with_what_the_job_read_in_the_worker(rq_queue: t
     assert wait_job(job) == "finished"
     with pg.zone() as reader:
         value = job.return_value()
-        assert json.loads(value) == {"body": "a mail body"}  # type: ignore[arg-type]
+        assert isinstance(value, str)
+        assert json.loads(value) == {"body": "a mail body"}
         assert pg.labels_of(value) == {CONTENT}
         assert CONTENT in reader.categories
         with pytest.raises(pg.PurposeViolation):
-            advertise_with(str.__str__(value))  # type: ignore[arg-type]
+            advertise_with(str.__str__(value))
     # Read back by id, as another process would.
-    fetched = Job.fetch(job.id, connection=queue.connection)
-    assert pg.labels_of(fetched.latest_result().return_value) == {CONTENT}  # type: ignore[union-attr]
+    latest = Job.fetch(job.id, connection=queue.connection).latest_result()
+    assert latest is not None
+    assert pg.labels_of(latest.return_value) == {CONTENT}
     plain = queue.enqueue(jobs.inspect_job)
     assert wait_job(plain) == "finished"
     assert pg.labels_of(plain.return_value()) == frozenset()

@@ -290,9 +290,10 @@ def _say_backend_drops_header(backend: Any) -> None:
     )
 
 
-def _read(result: Any, meta: Any, value: Any) -> Any:
+def _read(task_id: Any, meta: Any, value: Any) -> Any:
+    """``value``, read from task ``task_id``'s ``meta`` through its header."""
     raw = meta.get(HEADER) if isinstance(meta, dict) else None
-    return read_result("celery", result.id, raw, value)
+    return read_result("celery", task_id, raw, value)
 
 
 def _maybe_throw(wrapped: Any, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -306,9 +307,9 @@ def _maybe_throw(wrapped: Any, result: Any, args: tuple[Any, ...], kwargs: dict[
         value = wrapped(*args, **kwargs)
     except BaseException:
         # The task's error is raised here; its message may be made of the data.
-        _read(result, result._cache, None)
+        _read(result.id, result._cache, None)
         raise
-    value = _read(result, result._cache, value)
+    value = _read(result.id, result._cache, value)
     if callback is not None:
         callback(result.id, value)
     return value
@@ -319,15 +320,14 @@ def _get_result(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[
     # through the task's header.
     task_id = kwargs["task_id"] if "task_id" in kwargs else args[0]
     meta = backend.get_task_meta(task_id)
-    raw = meta.get(HEADER) if isinstance(meta, dict) else None
-    return read_result("celery", task_id, raw, meta.get("result"))
+    return _read(task_id, meta, meta.get("result"))
 
 
 def _iter_native(wrapped: Any, results: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     # Under a group's join_native() (and so get()): each member's meta, read as it comes.
     for task_id, meta in wrapped(*args, **kwargs):
         if isinstance(meta, dict) and meta.get(HEADER) is not None:
-            meta = {**meta, "result": read_result("celery", task_id, meta[HEADER], meta.get("result"))}
+            meta = {**meta, "result": _read(task_id, meta, meta.get("result"))}
         yield task_id, meta
 
 
@@ -336,12 +336,12 @@ def _result_property(result: Any) -> Any:
     task's header. A custom state's meta is never cached, so the meta is
     read once here, not through Celery's property."""
     meta = result._get_task_meta()
-    return _read(result, meta, meta["result"])
+    return _read(result.id, meta, meta["result"])
 
 
 def _traceback_property(result: Any) -> Any:
     meta = result._get_task_meta()
-    return _read(result, meta, meta.get("traceback"))
+    return _read(result.id, meta, meta.get("traceback"))
 
 
 _RESULT_PROPERTIES = {"result": _result_property, "info": _result_property, "traceback": _traceback_property}

@@ -462,6 +462,7 @@ class _Plan:
             )
             if key is not None:
                 remember(_NODE_READS, key, read, _NODE_READS_LIMIT)
+        written: set[str] = set()
         for expr_id, own in read:
             if own:
                 self.meta[expr_id] = own
@@ -471,16 +472,15 @@ class _Plan:
                     self.owner_nodes.add(index)
                 kinds = own.get("combined")
                 if kinds and isinstance(kinds, list):
-                    # Written from rows combined across tenants (see _persisted).
-                    self.across_rows.append(
-                        _Across(
-                            index,
-                            f"{', '.join(str(kind) for kind in kinds)} before it was written",
-                            fixed=frozenset(str(kind) for kind in kinds),
-                        )
-                    )
+                    written.update(str(kind) for kind in kinds)
             if source:
                 self.sources.add(expr_id)
+        if written:
+            # Written from rows combined across tenants (see _persisted): one
+            # entry for the node, whichever of its columns carry the mark.
+            self.across_rows.append(
+                _Across(index, f"{', '.join(sorted(written))} before it was written", fixed=True)
+            )
 
     def _read_expand(self, index: int, node: Mapping[str, Any]) -> None:
         """Expand (unpivot, melt, rollup, cube, grouping sets): output column
@@ -538,7 +538,7 @@ class _Plan:
                         _Across(
                             index,
                             "a scalar or lateral subquery over tenants' rows",
-                            fixed=read.all(),
+                            fixed=True,
                             covering=frozenset(p for p in purposes if not read.for_purpose(p)),
                         )
                     )
@@ -878,15 +878,16 @@ class _Across:
     what it is, the exprIds it is keyed by (the root attributes of its
     partition or grouping keys), the exprIds whose data it combines, for a
     join the attribute pairs its condition's equalities tie, and, for a
-    scalar subquery or rows combined before they were written, the
-    categories it combines and the purposes consent covers them for."""
+    scalar subquery or rows combined before they were written (``fixed``:
+    combining whatever else the plan says), the purposes consent covers
+    what it combines for."""
 
     index: int
     kind: str
     keys: set[int] = dataclasses.field(default_factory=set)
     mixed: set[int] = dataclasses.field(default_factory=set)
     pairs: list[tuple[int, int]] = dataclasses.field(default_factory=list)
-    fixed: frozenset[str] = frozenset()
+    fixed: bool = False
     covering: frozenset[str] = frozenset()
 
 

@@ -45,9 +45,10 @@ by hand, with or without a request),
 as if the task had run in-process: a task that read customer content and
 returned a summary of it cannot launder it for its caller. Backends that
 keep only their own fields (database, MongoDB, Cassandra) drop it (said
-once). A chord's callback is handed its header tasks' results by the
-backend without it: the callback runs with the zone of the header task
-that finished last only.
+once). A chord's callback gets what every header task read: the redis
+backend hands the callback its header tasks' results, each read through
+its task's stored header (one read per part) in the worker that publishes
+the callback; other backends join the header's results, as a caller does.
 
 Needs ``pip install 'purposeguard[celery]'``.
 """
@@ -331,6 +332,44 @@ def _iter_native(wrapped: Any, results: Any, args: tuple[Any, ...], kwargs: dict
         yield task_id, meta
 
 
+def _chord_part(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A chord header task's result as the redis backend hands it to the
+    chord's callback: read through that task's header, in the worker that
+    publishes the callback (the zone of the header task that finished last,
+    still open there), so the callback's message carries what every header
+    task read. The backend keeps the parts without the header: it is read
+    from the task's stored meta, one read per part."""
+    tup = args[0] if args else kwargs.pop("tup")
+    decode = args[1] if len(args) > 1 else kwargs.pop("decode")
+    decoded: list[Any] = []
+
+    def decoding(raw: Any) -> Any:
+        part = decode(raw)
+        decoded.append(part)
+        return part
+
+    try:
+        value = wrapped(tup, decoding, *args[2:], **kwargs)
+    except BaseException:
+        # A failed header task: the chord fails; its zone learns what it read.
+        _read_part(backend, decoded, None)
+        raise
+    return _read_part(backend, decoded, value)
+
+
+def _read_part(backend: Any, decoded: list[Any], value: Any) -> Any:
+    part = decoded[0] if decoded else None
+    if not isinstance(part, (list, tuple)) or len(part) < 2 or not isinstance(part[1], str):
+        return value
+    task_id = part[1]
+    try:
+        meta = backend.get_task_meta(task_id)
+    except Exception:  # noqa: BLE001 - the callback still runs, with the zone it had
+        logger.warning("purposeguard could not read the stored header of chord part %s", task_id)
+        return value
+    return _read(task_id, meta, value)
+
+
 def _result_property(result: Any) -> Any:
     """``AsyncResult.result`` (and ``info``): as Celery's, read through the
     task's header. A custom state's meta is never cached, so the meta is
@@ -374,6 +413,8 @@ class _Properties:
 
 
 _PROPERTIES = _Properties()
+# Imported only where a redis result backend is configured.
+_CHORDS = Patcher("celery.backends.redis", [("RedisBackend", "_unpack_chord_result", _chord_part)])
 _RESULTS = Patcher(
     "celery.result",
     [("AsyncResult", "maybe_throw", _maybe_throw), ("ResultSet", "iter_native", _iter_native)],
@@ -448,6 +489,7 @@ def instrument() -> None:
     _PATCHER.install()
     _STORED.install()
     _RESULTS.install()
+    _CHORDS.install()
     _PROPERTIES.install()
 
 
@@ -464,6 +506,7 @@ def uninstrument() -> None:
     _PATCHER.remove()
     _STORED.remove()
     _RESULTS.remove()
+    _CHORDS.remove()
     _PROPERTIES.remove()
     with _RUNNING.lock:
         _RUNNING.connected = False

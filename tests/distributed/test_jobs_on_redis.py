@@ -778,6 +778,40 @@ def test_celery_a_result_read_as_a_property_or_in_a_group_carries_what_the_tasks
         assert reader.categories == {CONTENT}
 
 
+@pytest.mark.parametrize("learner_first", [True, False], ids=["learner-first", "learner-last"])
+def test_celery_a_chord_s_callback_knows_what_every_header_task_read(
+    celery_worker: str, learner_first: bool
+) -> None:
+    from celery import chord
+
+    # One worker process, one task at a time: the header tasks finish in the
+    # order sent, so the plain one finishes last in one of the two runs (the
+    # callback is published from the zone of the one that finished last).
+    header = [jobs.celery_learn.s(), jobs.celery_inspect.s()]
+    if not learner_first:
+        header.reverse()
+    with pg.zone() as reader:
+        outcome = chord(header)(jobs.celery_inspect.s()).get(timeout=60)
+        assert outcome["zone"] == [CONTENT]
+        # The callback's own result carries it back to whoever reads it.
+        assert pg.labels_of(outcome) == {CONTENT}
+        assert reader.categories == {CONTENT}
+
+
+def test_celery_a_chord_whose_header_holds_a_group_of_results_tells_its_callback_too(
+    celery_worker: str,
+) -> None:
+    from celery import chain, chord, group
+
+    # A chain that ends in a group, in the header: the backend joins the
+    # header's results (kept as a group of groups) instead of reading its
+    # stored parts. (A bare group in a header is flattened into it.)
+    ends_in_group = chain(jobs.celery_inspect.si(), group(jobs.celery_learn.si(), jobs.celery_inspect.si()))
+    header = [ends_in_group, jobs.celery_inspect.si()]
+    outcome = chord(header)(jobs.celery_inspect.s()).get(timeout=60)
+    assert outcome["zone"] == [CONTENT]
+
+
 def test_celery_a_failed_task_s_error_and_traceback_tell_the_reader_what_it_read(celery_worker: str) -> None:
     failed = jobs.celery_fail.delay()
     with pg.zone() as reader:

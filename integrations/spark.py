@@ -48,6 +48,7 @@ import itertools
 import json
 import numbers
 import os
+import re
 import sys
 import threading
 import time
@@ -1592,9 +1593,10 @@ def _worker_guard(source: str, modes: tuple[str | None, str | None]) -> Any:
 # -- writes are egress ----------------------------------------------------------------------------
 
 
-def _check_write(df: DataFrame, *, path: str | None = None, table: str | None = None, method: str) -> None:
-    guard = get_guard()
-    policy = guard.policy
+def _write_purpose(session: Any, path: str | None, table: str | None) -> str | None:
+    """The purpose a write to ``path`` or ``table`` is for: the purpose of
+    the policy's destination that names it, else the current purpose."""
+    policy = get_guard().policy
     destination = None
     if path is not None:
         for candidate in _path_candidates(path):
@@ -1602,14 +1604,26 @@ def _check_write(df: DataFrame, *, path: str | None = None, table: str | None = 
             if destination is not None:
                 break
     if destination is None and table is not None:
-        for candidate in _table_candidates(df, table):
+        for candidate in _table_candidates(session, table):
             destination = policy.destination_for_table(candidate)
             if destination is not None:
                 break
-    purpose = destination.purpose if destination is not None else PURPOSE.get()
+    return destination.purpose if destination is not None else PURPOSE.get()
+
+
+def _check_write(
+    df: DataFrame,
+    *,
+    path: str | None = None,
+    table: str | None = None,
+    method: str,
+    function: str | None = None,
+) -> None:
+    guard = get_guard()
+    purpose = _write_purpose(df.sparkSession, path, table)
     if purpose is None:
         return
-    function = f"pyspark.sql.DataFrameWriter.{method}"
+    function = function or f"pyspark.sql.DataFrameWriter.{method}"
     state = ZONE.get() if FLAGS.zones else None
     try:
         labels = _DATAFRAME_READER.labels(df, purpose)
@@ -1668,7 +1682,7 @@ def _identifier_parts(name: str) -> list[str]:
     return parts
 
 
-def _table_candidates(df: DataFrame, table: str) -> list[str]:
+def _table_candidates(session: Any, table: str) -> list[str]:
     """The names a written table goes by, for the policy's ``tables``: as
     given, unquoted, and with and without the session catalog and the
     current database (``ads``, ``default.ads``, ``spark_catalog.default.ads``)."""
@@ -1680,7 +1694,7 @@ def _table_candidates(df: DataFrame, table: str) -> list[str]:
         parts = parts[1:]
     if len(parts) == 1 or len(parts) == 2:
         try:
-            current = str(df.sparkSession.catalog.currentDatabase())
+            current = str(session.catalog.currentDatabase())
         except Exception:
             current = "default"
         database = parts[0] if len(parts) == 2 else current
@@ -1743,6 +1757,229 @@ def _persisted(df: DataFrame) -> DataFrame:
     except Exception:
         logger.warning("purposeguard could not note a DataFrame's labels on what it writes", exc_info=True)
         return df
+
+
+# -- writes issued as SQL text --------------------------------------------------------------------
+#
+# spark.sql() runs a statement that writes (INSERT, CREATE TABLE AS SELECT,
+# MERGE, INSERT OVERWRITE DIRECTORY) at once, inside the JVM: no
+# DataFrameWriter is made. The statement is parsed first, its query made a
+# DataFrame of its own (analysed, never run), and that is checked as the
+# DataFrame API's write of it would be; then Spark runs the statement.
+
+# A statement with none of these words writes nothing: handed on unparsed.
+_SQL_WRITE_WORDS = re.compile(r"(?i)\b(?:insert|create|replace|merge|execute|begin)\b")
+# The parsed plans that write a query's rows somewhere.
+_SQL_WRITES = frozenset(
+    {"InsertIntoStatement", "CreateTableAsSelect", "ReplaceTableAsSelect", "InsertIntoDir", "MergeIntoTable"}
+)
+# Statements whose writes are not known before they run (their text is
+# built when they run, or they hold several statements).
+_SQL_UNREAD = frozenset({"UnresolvedExecuteImmediate", "ExecuteImmediateQuery", "CompoundBody"})
+_SQL_FUNCTION = "pyspark.sql.SparkSession.sql"
+_SQL_SAID: set[str] = set()
+_SQL_SAID_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _SqlWrite:
+    """What a SQL statement writes: the plan of the rows, and where they go."""
+
+    query: Any
+    table: str | None
+    path: str | None
+    kind: str
+
+
+def _sql_runner(original: Any) -> Any:
+    def sql(self: Any, sqlQuery: Any, args: Any = None, **kwargs: Any) -> Any:
+        if not isinstance(sqlQuery, str) or _SQL_WRITE_WORDS.search(sqlQuery) is None:
+            return original(self, sqlQuery, args, **kwargs)
+        formatter = None
+        text = sqlQuery
+        if kwargs:
+            # Formatted here, as PySpark would: the frames named in the text
+            # are temporary views while the statement is checked and run.
+            from pyspark.sql.sql_formatter import SQLStringFormatter
+
+            formatter = SQLStringFormatter(self)
+            text = formatter.format(sqlQuery, **kwargs)
+        try:
+            _check_sql(self, text, args)
+            return original(self, text, args)
+        finally:
+            if formatter is not None:
+                formatter.clear()
+
+    return sql
+
+
+def _check_sql(session: Any, text: str, args: Any) -> None:
+    try:
+        parsed = session._jsparkSession.sessionState().sqlParser().parsePlan(text)
+    except Exception:
+        # Spark refuses the statement itself, with its own error.
+        return
+    try:
+        write = _sql_write(parsed, session._jvm)
+    except Exception as error:
+        write = None
+        logger.warning("purposeguard could not read a SQL statement's plan (%s)", type(error).__name__)
+    if write is None:
+        kind = parsed.getClass().getSimpleName()
+        if kind in _SQL_UNREAD:
+            _say_sql_once(
+                kind,
+                "purposeguard: a SQL statement that builds or holds other statements (%s) is not "
+                "checked: what it writes is not known before it runs; write through df.write, or run "
+                "each statement with spark.sql()",
+                kind,
+            )
+        return
+    purpose = _write_purpose(session, write.path, write.table)
+    if purpose is None:
+        return
+    # The statement's own text: a labelled value put into it (VALUES, a
+    # literal in the query) is written too.
+    written = labels_of(text) | labels_of(args)
+    if written:
+        get_guard().check_labels(
+            written, purpose, via="egress", function=_SQL_FUNCTION, tenant=tenant_of(text)
+        )
+    try:
+        frame = _sql_query_frame(session, write.query, args)
+    except Exception as error:
+        # Spark would analyse the same query: a statement this cannot read
+        # is not one to let through unchecked (enforce mode denies).
+        get_guard()._internal_error(error, frozenset(), purpose, "egress", _SQL_FUNCTION, None, False)
+        return
+    _check_write(frame, path=write.path, table=write.table, method="sql", function=_SQL_FUNCTION)
+    _say_if_labels_stay_behind(session, frame, write)
+
+
+def _sql_write(parsed: Any, jvm: Any) -> _SqlWrite | None:
+    """What ``parsed`` (a statement's parsed plan) writes, or None."""
+    root = parsed
+    kind = root.getClass().getSimpleName()
+    ctes = None
+    if kind == "UnresolvedWith":
+        # WITH ... INSERT INTO: the query keeps the common table expressions.
+        ctes, root = root, root.child()
+        kind = root.getClass().getSimpleName()
+    if kind not in _SQL_WRITES:
+        return None
+    table: str | None = None
+    path: str | None = None
+    if kind == "InsertIntoStatement":
+        query = root.query()
+        table = _sql_relation_name(root.table())
+    elif kind in ("CreateTableAsSelect", "ReplaceTableAsSelect"):
+        query = root.query()
+        table = _sql_relation_name(root.name())
+        location = root.tableSpec().location()
+        path = str(location.get()) if location.isDefined() else None
+    elif kind == "InsertIntoDir":
+        query = root.child()
+        location = root.storage().locationUri()
+        path = str(location.get()) if location.isDefined() else None
+    else:  # MergeIntoTable: the source's rows go into the target.
+        query = root.sourceTable()
+        table = _sql_relation_name(root.targetTable())
+    if ctes is not None:
+        query = ctes.withNewChildren(_seq(jvm, [query]))
+    return _SqlWrite(query, table, path, kind)
+
+
+def _sql_relation_name(node: Any) -> str | None:
+    """A written table's name as the policy's ``tables`` match it, or None
+    where the statement computes it (IDENTIFIER(:name))."""
+    kind = node.getClass().getSimpleName()
+    if kind == "SubqueryAlias":
+        # MERGE INTO t AS target
+        node = node.child()
+        kind = node.getClass().getSimpleName()
+    if kind == "UnresolvedRelation":
+        parts = node.multipartIdentifier()
+    elif kind == "UnresolvedIdentifier":
+        parts = node.nameParts()
+    else:
+        return None
+    names = [str(parts.apply(k)) for k in range(parts.size())]
+    return ".".join(f"`{n.replace('`', '``')}`" if "." in n or "`" in n else n for n in names)
+
+
+def _seq(jvm: Any, items: list[Any]) -> Any:
+    """A Scala ``Seq`` of ``items`` (JVM objects or strings)."""
+    listed = jvm.java.util.ArrayList()
+    for item in items:
+        listed.add(item)
+    return jvm.org.apache.spark.api.python.PythonUtils.toSeq(listed)
+
+
+def _sql_query_frame(session: Any, query: Any, args: Any) -> DataFrame:
+    """The statement's query as a DataFrame (analysed, not run), its
+    parameters bound as Spark binds them."""
+    from pyspark.sql.classic.dataframe import DataFrame as ClassicFrame
+
+    jss = session._jsparkSession
+    jvm = session._jvm
+    if args:
+        from pyspark.sql.classic.column import _to_java_column
+        from pyspark.sql.functions import lit
+
+        analysis = jvm.org.apache.spark.sql.catalyst.analysis
+        if isinstance(args, dict):
+            values = [jss.expression(_to_java_column(lit(v))) for v in args.values()]
+            query = analysis.NameParameterizedQuery(query, _seq(jvm, list(args)), _seq(jvm, values))
+        else:
+            values = [jss.expression(_to_java_column(lit(v))) for v in args]
+            query = analysis.PosParameterizedQuery(query, _seq(jvm, values))
+    dataset = getattr(jvm, "org.apache.spark.sql.classic.Dataset")
+    return ClassicFrame(dataset.ofRows(jss, query), session)
+
+
+def _say_if_labels_stay_behind(session: Any, frame: DataFrame, write: _SqlWrite) -> None:
+    """What a SQL statement writes keeps the column metadata of its query's
+    columns (a plain copy of a labelled column keeps its labels), or, into
+    an existing table, that table's: a column derived from labelled ones
+    (``upper(body)``) is read back without their labels, where ``df.write``
+    would have written them. Said once per target."""
+    found = lineage(frame)
+    if not found.all():
+        return
+    left: set[str] = set()
+    if write.kind in ("InsertIntoStatement", "MergeIntoTable") and write.table is not None:
+        try:
+            left = set(found.all() - lineage(session.table(write.table)).all())
+        except Exception:
+            logger.debug("purposeguard could not read the labels of a table SQL writes to", exc_info=True)
+            left = set(found.all())
+    else:
+        for field, categories in zip(frame.schema.fields, found.categories, strict=True):
+            kept = _meta(field.metadata).get("categories") or ()
+            left |= categories - set(kept)
+    if not left:
+        return
+    where = write.table or write.path or "a table"
+    _say_sql_once(
+        f"labels left behind:{where}",
+        "purposeguard: a SQL statement wrote columns derived from data labelled %s to %s, which is "
+        "read back without those labels (SQL keeps only the metadata a column already has): write it "
+        "with df.write or df.writeTo, or label it where it is read (label_columns)",
+        ", ".join(sorted(left)),
+        where,
+    )
+
+
+def _say_sql_once(topic: str, message: str, *values: Any) -> None:
+    with _SAID_LOCK:
+        if topic in _SQL_SAID or len(_SQL_SAID) >= _SQL_SAID_LIMIT:
+            return
+        _SQL_SAID.add(topic)
+    logger.warning(message, *values)
+
+
+_SAID_LOCK = threading.Lock()
 
 
 # -- data that reaches Python ---------------------------------------------------------------------
@@ -2805,6 +3042,7 @@ def instrument() -> None:
         from pyspark.sql.session import SparkSession
 
         _patch(SparkSession, "createDataFrame", _adapted(_create_data_frame))
+        _patch(SparkSession, "sql", _sql_runner)
         from pyspark.core.context import SparkContext
 
         _patch(SparkContext, "parallelize", _adapted(_parallelize))

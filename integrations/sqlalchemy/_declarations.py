@@ -148,12 +148,25 @@ def _declare(mapper: Any) -> _Model:
     undeclared = False
     by_table: dict[int, tuple[Any, dict[str, tuple[str, ...]]]] = {}
     expressions: list[tuple[str, Any]] = []
+    declares = bool(annotated) or any(
+        _info_categories(getattr(column, "info", None), owner, key)
+        or _info_categories(getattr(_property(mapper, key), "info", None), owner, key)
+        for key, column in mapper.columns.items()
+    )
     for key, column in mapper.columns.items():
         # column_property(..., info=...) keeps its info on the property.
         from_info = _info_categories(getattr(column, "info", None), owner, key) | _info_categories(
             getattr(_property(mapper, key), "info", None), owner, key
         )
         categories = from_info | set(annotated.get(key, ()))
+        if not categories and not declares and _is_table_column(column):
+            # A class that declares nothing, mapped to a table reflected
+            # again (automap, a second MetaData): what a model declares for
+            # that table holds for it.
+            namesake = _namesake(column.table)
+            if namesake is not None:
+                from_info = set(namesake.columns.get(column.name, ()))
+                categories = from_info
         if not categories:
             if not _is_table_column(column):
                 expressions.append((key, column))
@@ -176,6 +189,11 @@ def _declare(mapper: Any) -> _Model:
             if other_rows:
                 of_other_rows.add(key)
     tenant = getattr(cls, "__purposeguard_tenant__", None)
+    if tenant is None and fields:
+        local = getattr(mapper, "local_table", None)
+        namesake = _namesake(local) if local is not None else None
+        if namesake is not None and namesake.tenant in mapper.columns and namesake.tenant is not _ELSEWHERE:
+            tenant = namesake.tenant
     tenant_column: Any = None
     if tenant is not None:
         if not isinstance(tenant, str) or tenant not in mapper.columns:
@@ -196,6 +214,8 @@ def _declare(mapper: Any) -> _Model:
     model = _Model(tuple(fields), tenant, undeclared, frozenset(of_other_rows), expression_keys)
     with _STATE.lock:
         _STATE.plans.clear()
+        # Tables read before this model was declared may be its namesakes.
+        _STATE.tables.clear()
         _STATE.models[cls] = model
         _read_through(mapper, model, _STATE.readers)
         for table_id, (table, columns) in by_table.items():
@@ -209,7 +229,7 @@ def _declare(mapper: Any) -> _Model:
             if known is None or known.table is not table:
                 # Declared by a model: kept while instrumented (the bounded
                 # cache of Core tables would forget it first).
-                known = _STATE.declared[table_id] = _table_info(table)
+                known = _STATE.declared[table_id] = _table_info(table, namesakes=not declares)
                 _STATE.tables.pop(table_id, None)
             known.columns.update(columns)
             if tenant_name is not None and (known.tenant is None or known.tenant is _ELSEWHERE):
@@ -273,7 +293,7 @@ def _table(table: Any) -> _Table:
     return entry
 
 
-def _table_info(table: Any) -> _Table:
+def _table_info(table: Any, *, namesakes: bool = True) -> _Table:
     """What a table's own ``info`` declares (a Core table, or one no mapper maps)."""
     owner = str(getattr(table, "fullname", None) or getattr(table, "name", "table"))
     columns: dict[str, tuple[str, ...]] = {}
@@ -288,4 +308,32 @@ def _table_info(table: Any) -> _Table:
             path=owner,
             field=TABLE_TENANT_KEY,
         )
+    if not columns and namesakes:
+        namesake = _namesake(table)
+        if namesake is not None:
+            names = {column.name for column in getattr(table, "columns", ())}
+            columns = {name: found for name, found in namesake.columns.items() if name in names}
+            if tenant is None and namesake.tenant in names:
+                tenant = namesake.tenant
     return _Table(table, columns, tenant)
+
+
+def _namesake(table: Any) -> _Table | None:
+    """The declarations of a model's table of the same name (and schema, where
+    both name one), if ``table`` is another object for it: reflected
+    (``autoload_with``, ``MetaData.reflect``, automap) or defined again in
+    another ``MetaData``. Its columns carry no declaration of their own; the
+    model's hold for the same table. Two databases with a table of the same
+    name are both labelled so: more labels, never fewer."""
+    name = getattr(table, "name", None)
+    if not isinstance(name, str) or not _STATE.declared:
+        return None
+    schema = getattr(table, "schema", None)
+    for known in list(_STATE.declared.values()):
+        other = known.table
+        if other is table or not known.columns or getattr(other, "name", None) != name:
+            continue
+        other_schema = getattr(other, "schema", None)
+        if schema is None or other_schema is None or schema == other_schema:
+            return known
+    return None

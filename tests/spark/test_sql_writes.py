@@ -253,7 +253,8 @@ def test_uninstrument_restores_spark_sql(spark: Any) -> None:
     patched = SparkSession.sql
     pg_spark.uninstrument()
     try:
-        assert SparkSession.sql is not patched
+        original = SparkSession.sql
+        assert original is not patched
     finally:
         pg_spark.instrument()
-    assert SparkSession.sql is patched or SparkSession.sql.__wrapped__ is patched.__wrapped__
+    assert SparkSession.sql is not original

@@ -38,8 +38,8 @@ categories (and whose data they are), signed for that task id, next to the
 result in the result backend, and the caller that reads the result
 (``get()`` and its ``callback``, ``wait()``, ``result``/``info``,
 ``traceback``, a group's ``join()``/``join_native()``, the backend's
-``get_result()``) gets them on the value and in its own zone (the raw meta
-``get_task_meta()`` returns is Celery's, unread), signed for the task id
+``get_result()`` and ``get_task_meta()``) gets them on the value and in
+its own zone, signed for the task id
 the state was stored for (``update_state(task_id=...)``, ``store_result()``
 by hand, with or without a request),
 as if the task had run in-process: a task that read customer content and
@@ -316,6 +316,22 @@ def _maybe_throw(wrapped: Any, result: Any, args: tuple[Any, ...], kwargs: dict[
     return value
 
 
+def _task_meta(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``backend.get_task_meta(task_id)``, as Celery's, read through the
+    task's header: a finished task's result comes back labelled (a copy of
+    the meta), and the reader's zone learns what any stored state says."""
+    meta = wrapped(*args, **kwargs)
+    if not isinstance(meta, dict) or meta.get(HEADER) is None:
+        return meta
+    task_id = kwargs["task_id"] if "task_id" in kwargs else (args[0] if args else None)
+    if meta.get("status") == "SUCCESS":
+        return {**meta, "result": _read(task_id, meta, meta.get("result"))}
+    # An error's or a custom state's meta: Celery rebuilds the exception
+    # from it as it is; the zone learns what the task read.
+    _read(task_id, meta, None)
+    return meta
+
+
 def _get_result(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     # backend.get_result(task_id), as Celery's: the meta's result, read
     # through the task's header.
@@ -425,6 +441,7 @@ _STORED = Patcher(
         ("Backend", "store_result", _store_result),
         ("Backend", "_get_result_meta", _result_meta),
         ("Backend", "get_result", _get_result),
+        ("Backend", "get_task_meta", _task_meta),
     ],
 )
 

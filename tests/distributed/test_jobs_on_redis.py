@@ -824,6 +824,27 @@ def test_celery_a_failed_task_s_error_and_traceback_tell_the_reader_what_it_read
     assert raising.categories == {CONTENT}
 
 
+def test_celery_the_backend_s_own_meta_carries_what_the_task_read(celery_worker: str) -> None:
+    learned = jobs.celery_learn.delay()
+    learned.get(timeout=30)
+    failed = jobs.celery_fail.delay()
+    failed.get(timeout=30, propagate=False)
+    # Read as a dashboard or an admin script would, by task id.
+    backend = jobs.app.backend
+    with pg.zone() as reader:
+        meta = backend.get_task_meta(learned.id)
+        assert meta["status"] == "SUCCESS"
+        assert pg.labels_of(meta["result"]) == {CONTENT}
+        assert reader.categories == {CONTENT}
+    with pg.zone() as reader:
+        assert backend.get_task_meta(failed.id)["status"] == "FAILURE"
+        assert reader.categories == {CONTENT}
+    # A task that read nothing: Celery's meta as it is.
+    plain = jobs.celery_inspect.delay()
+    plain.get(timeout=30)
+    assert pg.labels_of(backend.get_task_meta(plain.id)["result"]) == frozenset()
+
+
 def test_celery_a_result_header_names_categories_never_values(celery_worker: str) -> None:
     learned = jobs.celery_learn.delay()
     learned.get(timeout=30)

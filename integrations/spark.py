@@ -77,7 +77,7 @@ from purposeguard._labels import (
 from purposeguard._policy import Policy
 from purposeguard._records import Record
 from purposeguard._runtime import check_zone, frame_name, get_guard, logger
-from purposeguard._state import STATE, remember
+from purposeguard._state import STATE, on_reset, remember
 
 from . import require
 from ._patch import Patcher
@@ -1620,6 +1620,9 @@ def _check_write(
     function: str | None = None,
 ) -> None:
     guard = get_guard()
+    if path is None and table is not None:
+        # A table's files are where its location (or its database's) says.
+        path = _table_location(df.sparkSession, table)
     purpose = _write_purpose(df.sparkSession, path, table)
     if purpose is None:
         return
@@ -1699,9 +1702,9 @@ def _table_candidates(session: Any, table: str) -> list[str]:
             current = "default"
         database = parts[0] if len(parts) == 2 else current
         bare = parts[-1]
-        names = [f"{database}.{bare}", f"spark_catalog.{database}.{bare}"]
-        if database.lower() == current.lower():
-            names.insert(0, bare)
+        # The bare name too, in any database: a pattern without a database
+        # (ads_*) names such tables wherever they are made.
+        names = [bare, f"{database}.{bare}", f"spark_catalog.{database}.{bare}"]
     else:
         names = [".".join(parts)]
     for name in names:
@@ -1768,7 +1771,7 @@ def _persisted(df: DataFrame) -> DataFrame:
 # DataFrame API's write of it would be; then Spark runs the statement.
 
 # A statement with none of these words writes nothing: handed on unparsed.
-_SQL_WRITE_WORDS = re.compile(r"(?i)\b(?:insert|create|replace|merge|execute|begin)\b")
+_SQL_WRITE_WORDS = re.compile(r"(?i)\b(?:insert|create|replace|merge|execute|begin|set|declare)\b")
 # The parsed plans that write a query's rows somewhere.
 _SQL_WRITES = frozenset(
     {"InsertIntoStatement", "CreateTableAsSelect", "ReplaceTableAsSelect", "InsertIntoDir", "MergeIntoTable"}
@@ -1776,9 +1779,14 @@ _SQL_WRITES = frozenset(
 # Statements whose writes are not known before they run (their text is
 # built when they run, or they hold several statements).
 _SQL_UNREAD = frozenset({"UnresolvedExecuteImmediate", "ExecuteImmediateQuery", "CompoundBody"})
+# Session variables set from a query: what they hold is not followed into
+# the statements that read them.
+_SQL_VARIABLES = frozenset({"SetVariable", "CreateVariable"})
 _SQL_FUNCTION = "pyspark.sql.SparkSession.sql"
 _SQL_SAID: set[str] = set()
 _SQL_SAID_LIMIT = 1024
+# Plan nodes looked through for writes (a multi-insert's union of inserts).
+_SQL_NODES_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -1793,81 +1801,139 @@ class _SqlWrite:
 
 def _sql_runner(original: Any) -> Any:
     def sql(self: Any, sqlQuery: Any, args: Any = None, **kwargs: Any) -> Any:
-        if not isinstance(sqlQuery, str) or _SQL_WRITE_WORDS.search(sqlQuery) is None:
+        if not isinstance(sqlQuery, str):
             return original(self, sqlQuery, args, **kwargs)
-        formatter = None
-        text = sqlQuery
-        if kwargs:
-            # Formatted here, as PySpark would: the frames named in the text
-            # are temporary views while the statement is checked and run.
-            from pyspark.sql.sql_formatter import SQLStringFormatter
+        if not kwargs:
+            if _SQL_WRITE_WORDS.search(sqlQuery) is None:
+                return original(self, sqlQuery, args)
+            _check_sql(self, sqlQuery, args, ())
+            return original(self, sqlQuery, args)
+        # Formatted here, as PySpark would, before the words are looked for
+        # (a Column argument is put in as its SQL text): the frames named in
+        # the text are temporary views while the statement is checked and run.
+        from pyspark.sql.sql_formatter import SQLStringFormatter
 
-            formatter = SQLStringFormatter(self)
-            text = formatter.format(sqlQuery, **kwargs)
+        formatter = SQLStringFormatter(self)
+        text = formatter.format(sqlQuery, **kwargs)
         try:
-            _check_sql(self, text, args)
+            if _SQL_WRITE_WORDS.search(text) is not None:
+                _check_sql(self, text, args, kwargs.values())
             return original(self, text, args)
         finally:
-            if formatter is not None:
-                formatter.clear()
+            formatter.clear()
 
     return sql
 
 
-def _check_sql(session: Any, text: str, args: Any) -> None:
+def _check_sql(session: Any, text: str, args: Any, formatted: Iterable[Any]) -> None:
     try:
-        parsed = session._jsparkSession.sessionState().sqlParser().parsePlan(text)
+        parsed = _parse_sql(session, text, args)
     except Exception:
         # Spark refuses the statement itself, with its own error.
         return
     try:
-        write = _sql_write(parsed, session._jvm)
+        writes = _sql_writes(parsed, session._jvm)
     except Exception as error:
-        write = None
-        logger.warning("purposeguard could not read a SQL statement's plan (%s)", type(error).__name__)
-    if write is None:
-        kind = parsed.getClass().getSimpleName()
-        if kind in _SQL_UNREAD:
-            _say_sql_once(
-                kind,
-                "purposeguard: a SQL statement that builds or holds other statements (%s) is not "
-                "checked: what it writes is not known before it runs; write through df.write, or run "
-                "each statement with spark.sql()",
-                kind,
-            )
-        return
-    purpose = _write_purpose(session, write.path, write.table)
-    if purpose is None:
-        return
-    # The statement's own text: a labelled value put into it (VALUES, a
-    # literal in the query) is written too.
-    written = labels_of(text) | labels_of(args)
-    if written:
-        get_guard().check_labels(
-            written, purpose, via="egress", function=_SQL_FUNCTION, tenant=tenant_of(text)
+        # Not read: the statement is not let through unread.
+        get_guard()._internal_error(
+            error, frozenset(), PURPOSE.get() or _NO_PURPOSE, "egress", _SQL_FUNCTION, None, False
         )
-    try:
-        frame = _sql_query_frame(session, write.query, args)
-    except Exception as error:
-        # Spark would analyse the same query: a statement this cannot read
-        # is not one to let through unchecked (enforce mode denies).
-        get_guard()._internal_error(error, frozenset(), purpose, "egress", _SQL_FUNCTION, None, False)
         return
-    _check_write(frame, path=write.path, table=write.table, method="sql", function=_SQL_FUNCTION)
+    kind = parsed.getClass().getSimpleName()
+    if kind in _SQL_UNREAD:
+        _say_sql_once(
+            kind,
+            "purposeguard: a SQL statement that builds or holds other statements (%s) is not "
+            "checked: what it writes is not known before it runs; write through df.write, or run "
+            "each statement with spark.sql()",
+            kind,
+        )
+    elif kind in _SQL_VARIABLES:
+        _say_if_variable_holds_data(session, parsed)
+    # A labelled value put into the statement's text or its args (VALUES, a
+    # literal in the query), or formatted into it (the text made from it
+    # is plain), is written too.
+    put_in = [text, args, *(v for v in formatted if not isinstance(v, (DataFrame, Column)))]
+    for write in writes:
+        _check_sql_write(session, write, labels_of(put_in), tenant_of(put_in))
+
+
+# The purpose an internal error is judged under where no purpose is current.
+_NO_PURPOSE = "(none)"
+
+
+def _check_sql_write(session: Any, write: _SqlWrite, put_in: frozenset[str], put_tenant: str | None) -> None:
+    path = write.path or _table_location(session, write.table)
+    purpose = _write_purpose(session, path, write.table)
+    if put_in and purpose is not None:
+        get_guard().check_labels(put_in, purpose, via="egress", function=_SQL_FUNCTION, tenant=put_tenant)
+    try:
+        frame = _sql_query_frame(session, write.query)
+    except Exception as error:
+        if _literal_rows(write.query):
+            # VALUES of literals (and DEFAULT, which only the target table
+            # resolves): what they hold is the text, checked above.
+            return
+        if purpose is not None:
+            # Spark would analyse the same query: a statement this cannot
+            # read is not one to let through unchecked (enforce mode denies).
+            get_guard()._internal_error(error, frozenset(), purpose, "egress", _SQL_FUNCTION, None, False)
+        return
+    if purpose is not None:
+        _check_write(frame, path=path, table=write.table, method="sql", function=_SQL_FUNCTION)
     _say_if_labels_stay_behind(session, frame, write)
 
 
-def _sql_write(parsed: Any, jvm: Any) -> _SqlWrite | None:
-    """What ``parsed`` (a statement's parsed plan) writes, or None."""
-    root = parsed
-    kind = root.getClass().getSimpleName()
-    ctes = None
-    if kind == "UnresolvedWith":
-        # WITH ... INSERT INTO: the query keeps the common table expressions.
-        ctes, root = root, root.child()
-        kind = root.getClass().getSimpleName()
-    if kind not in _SQL_WRITES:
-        return None
+def _parse_sql(session: Any, text: str, args: Any) -> Any:
+    """``text`` parsed as ``spark.sql(text, args)`` parses it: parameters
+    (also in a path or ``IDENTIFIER(:name)``) put in by the parser."""
+    jss = session._jsparkSession
+    parser = jss.sessionState().sqlParser()
+    if not args:
+        return parser.parsePlan(text)
+    from pyspark.sql.classic.column import _to_java_column
+    from pyspark.sql.functions import lit
+
+    jvm = session._jvm
+    contexts = jvm.org.apache.spark.sql.catalyst.parser
+    if isinstance(args, dict):
+        values = jvm.java.util.HashMap()
+        for name, value in args.items():
+            values.put(name, jss.expression(_to_java_column(lit(value))))
+        context = contexts.NamedParameterContext(
+            jvm.org.apache.spark.api.python.PythonUtils.toScalaMap(values)
+        )
+    else:
+        context = contexts.PositionalParameterContext(
+            _seq(jvm, [jss.expression(_to_java_column(lit(value))) for value in args])
+        )
+    return parser.parsePlanWithParameters(text, context)
+
+
+def _sql_writes(parsed: Any, jvm: Any) -> list[_SqlWrite]:
+    """Every write in ``parsed`` (a statement's parsed plan): one, or a
+    multi-insert's several, each with the common table expressions above it."""
+    found: list[_SqlWrite] = []
+    stack: list[tuple[Any, Any]] = [(parsed, None)]
+    seen = 0
+    while stack:
+        node, ctes = stack.pop()
+        seen += 1
+        if seen > _SQL_NODES_LIMIT:
+            raise PurposeGuardError(f"a SQL statement's plan has more than {_SQL_NODES_LIMIT} nodes")
+        kind = node.getClass().getSimpleName()
+        if kind in _SQL_WRITES:
+            found.append(_sql_write(node, kind, ctes, jvm))
+            continue
+        if kind == "UnresolvedWith":
+            ctes = node
+        children = node.children()
+        for k in range(children.size()):
+            stack.append((children.apply(k), ctes))
+    return found
+
+
+def _sql_write(root: Any, kind: str, ctes: Any, jvm: Any) -> _SqlWrite:
     table: str | None = None
     path: str | None = None
     if kind == "InsertIntoStatement":
@@ -1886,13 +1952,56 @@ def _sql_write(parsed: Any, jvm: Any) -> _SqlWrite | None:
         query = root.sourceTable()
         table = _sql_relation_name(root.targetTable())
     if ctes is not None:
+        # WITH ... INSERT INTO: the query keeps the common table expressions.
         query = ctes.withNewChildren(_seq(jvm, [query]))
     return _SqlWrite(query, table, path, kind)
 
 
+def _literal_rows(query: Any) -> bool:
+    """Whether ``query`` is a VALUES list reading no table (no subquery)."""
+    try:
+        kind = query.getClass().getSimpleName()
+        return (
+            kind in ("UnresolvedInlineTable", "LocalRelation")
+            and "subquery" not in str(query.toString()).lower()
+        )
+    except Exception:
+        return False
+
+
+def _table_location(session: Any, table: str | None) -> str | None:
+    """Where a written table's files are, for the policy's ``paths``: the
+    table's own location, or, for a table not made yet, its database's
+    (only read where a destination names paths)."""
+    if table is None or not any(d.paths for d in get_guard().policy.destinations):
+        return None
+    try:
+        if session.catalog.tableExists(table):
+            return _described_location(session, f"DESCRIBE TABLE EXTENDED {table}")
+        parts = _identifier_parts(table)
+        if len(parts) > 2:
+            return None  # another catalog's table: no database location to read
+        database = parts[0] if len(parts) == 2 else str(session.catalog.currentDatabase())
+        if not session.catalog.databaseExists(database):
+            return None
+        quoted = f"`{database.replace('`', '``')}`"
+        location = _described_location(session, f"DESCRIBE DATABASE EXTENDED {quoted}")
+        return f"{location.rstrip('/')}/{parts[-1]}" if location else None
+    except Exception:
+        logger.debug("purposeguard could not find where a written table's files go", exc_info=True)
+        return None
+
+
+def _described_location(session: Any, statement: str) -> str | None:
+    for row in session.sql(statement).collect():
+        if str(row[0]).strip() == "Location":
+            return str(row[1])
+    return None
+
+
 def _sql_relation_name(node: Any) -> str | None:
     """A written table's name as the policy's ``tables`` match it, or None
-    where the statement computes it (IDENTIFIER(:name))."""
+    where the statement computes it (IDENTIFIER(<expression>))."""
     kind = node.getClass().getSimpleName()
     if kind == "SubqueryAlias":
         # MERGE INTO t AS target
@@ -1916,26 +2025,35 @@ def _seq(jvm: Any, items: list[Any]) -> Any:
     return jvm.org.apache.spark.api.python.PythonUtils.toSeq(listed)
 
 
-def _sql_query_frame(session: Any, query: Any, args: Any) -> DataFrame:
-    """The statement's query as a DataFrame (analysed, not run), its
-    parameters bound as Spark binds them."""
+def _sql_query_frame(session: Any, query: Any) -> DataFrame:
+    """The statement's query as a DataFrame (analysed, not run)."""
     from pyspark.sql.classic.dataframe import DataFrame as ClassicFrame
 
-    jss = session._jsparkSession
-    jvm = session._jvm
-    if args:
-        from pyspark.sql.classic.column import _to_java_column
-        from pyspark.sql.functions import lit
+    dataset = getattr(session._jvm, "org.apache.spark.sql.classic.Dataset")
+    return ClassicFrame(dataset.ofRows(session._jsparkSession, query), session)
 
-        analysis = jvm.org.apache.spark.sql.catalyst.analysis
-        if isinstance(args, dict):
-            values = [jss.expression(_to_java_column(lit(v))) for v in args.values()]
-            query = analysis.NameParameterizedQuery(query, _seq(jvm, list(args)), _seq(jvm, values))
-        else:
-            values = [jss.expression(_to_java_column(lit(v))) for v in args]
-            query = analysis.PosParameterizedQuery(query, _seq(jvm, values))
-    dataset = getattr(jvm, "org.apache.spark.sql.classic.Dataset")
-    return ClassicFrame(dataset.ofRows(jss, query), session)
+
+def _say_if_variable_holds_data(session: Any, parsed: Any) -> None:
+    """A session variable set from a query that reads labelled columns
+    holds their data without labels: said once per variable."""
+    try:
+        queries = [child for child in (parsed.children().apply(k) for k in range(parsed.children().size()))]
+        carried: set[str] = set()
+        for query in queries:
+            try:
+                carried |= lineage(_sql_query_frame(session, query)).all()
+            except Exception:
+                continue
+    except Exception:
+        return
+    if carried:
+        _say_sql_once(
+            "variable",
+            "purposeguard: a SQL session variable was set from columns labelled %s: what it holds "
+            "reaches the statements that read it without labels (they are not checked for it); "
+            "select the columns in the statement that writes them instead",
+            ", ".join(sorted(carried)),
+        )
 
 
 def _say_if_labels_stay_behind(session: Any, frame: DataFrame, write: _SqlWrite) -> None:
@@ -1980,6 +2098,8 @@ def _say_sql_once(topic: str, message: str, *values: Any) -> None:
 
 
 _SAID_LOCK = threading.Lock()
+# A reset says each of them again.
+on_reset("spark sql statements", _SQL_SAID.clear)
 
 
 # -- data that reaches Python ---------------------------------------------------------------------

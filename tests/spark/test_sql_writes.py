@@ -160,6 +160,115 @@ def test_a_labelled_value_put_into_the_statement_is_written_too(
     assert spark.table(names["ads"]).count() == 0
 
 
+def test_every_insert_of_a_multi_insert_is_checked(
+    spark: Any, ads_policy: Path, names: dict[str, str], mail_view: str
+) -> None:
+    _ads_table(spark, names["ads"])
+    spark.sql(f"CREATE TABLE {names['backup']} (b STRING) USING parquet")
+    for statement in (
+        f"FROM {mail_view} INSERT INTO {names['backup']} SELECT day INSERT INTO {names['ads']} SELECT body",
+        f"WITH m AS (SELECT * FROM {mail_view}) "
+        f"FROM m INSERT INTO {names['backup']} SELECT day INSERT INTO {names['ads']} SELECT sender",
+    ):
+        assert _refused(functools.partial(spark.sql, statement)) == EGRESS_TO_ADS, statement
+    assert spark.table(names["ads"]).count() == 0
+
+
+def test_parameters_naming_the_target_are_read_as_spark_reads_them(
+    spark: Any, ads_policy: Path, names: dict[str, str], mail_view: str
+) -> None:
+    _ads_table(spark, names["ads"])
+    target = (ads_policy / "ads" / "by-parameter").as_posix()
+    runs = [
+        functools.partial(
+            spark.sql,
+            f"INSERT OVERWRITE DIRECTORY :p USING parquet SELECT body FROM {mail_view}",
+            {"p": target},
+        ),
+        functools.partial(
+            spark.sql, f"INSERT OVERWRITE DIRECTORY ? USING parquet SELECT body FROM {mail_view}", [target]
+        ),
+        functools.partial(
+            spark.sql,
+            f"CREATE TABLE {names['backup']} USING parquet LOCATION :p AS SELECT body FROM {mail_view}",
+            {"p": target},
+        ),
+        functools.partial(
+            spark.sql, f"INSERT INTO IDENTIFIER(:t) SELECT body FROM {mail_view}", {"t": names["ads"]}
+        ),
+        functools.partial(
+            spark.sql, f"INSERT INTO IDENTIFIER('{names['ads']}') SELECT body FROM {mail_view}"
+        ),
+    ]
+    for run in runs:
+        assert _refused(run) == EGRESS_TO_ADS
+    assert not (ads_policy / "ads" / "by-parameter").exists()
+    assert spark.table(names["ads"]).count() == 0
+
+
+def test_a_write_word_formatted_in_is_seen(
+    spark: Any, ads_policy: Path, names: dict[str, str], mail_view: str
+) -> None:
+    _ads_table(spark, names["ads"])
+    # A Column argument is put into the text as its SQL, unquoted.
+    statement = f"{{verb}} INTO {names['ads']} SELECT body FROM {mail_view}"
+    assert _refused(functools.partial(spark.sql, statement, verb=F.col("INSERT"))) == EGRESS_TO_ADS
+    # A labelled string formatted into the text makes a plain one: its labels are checked.
+    address = pg.label("someone@contoso.example", "customer_data")
+    statement = f"INSERT INTO {names['ads']} VALUES ({{a}})"
+    assert _refused(functools.partial(spark.sql, statement, a=address)) == EGRESS_TO_ADS
+    assert spark.table(names["ads"]).count() == 0
+
+
+def test_a_table_whose_files_are_in_an_ad_path_is_written_to_that_path(
+    spark: Any, ads_policy: Path, names: dict[str, str], mail: Any, mail_view: str
+) -> None:
+    located = (ads_policy / "ads" / "located").as_posix()
+    spark.sql(f"CREATE TABLE {names['backup']} (body STRING) USING parquet LOCATION '{located}'")
+    assert (
+        _refused(functools.partial(spark.sql, f"INSERT INTO {names['backup']} SELECT body FROM {mail_view}"))
+        == EGRESS_TO_ADS
+    )
+    with pytest.raises(pg.PurposeViolation):
+        mail.select("body").write.insertInto(names["backup"])
+    # A database made in an ad path: its tables' files are there.
+    database = f"db_{names['backup']}"
+    spark.sql(f"CREATE DATABASE {database} LOCATION '{(ads_policy / 'ads' / 'database').as_posix()}'")
+    try:
+        statement = f"CREATE TABLE {database}.copied USING parquet AS SELECT body FROM {mail_view}"
+        assert _refused(functools.partial(spark.sql, statement)) == EGRESS_TO_ADS
+    finally:
+        spark.sql(f"DROP DATABASE {database} CASCADE")
+    assert spark.table(names["backup"]).count() == 0
+
+
+def test_an_ad_table_in_another_database_matches_the_pattern(
+    spark: Any, ads_policy: Path, names: dict[str, str], mail: Any, mail_view: str
+) -> None:
+    database = f"db_{names['ads']}"
+    spark.sql(f"CREATE DATABASE {database}")
+    try:
+        statement = f"CREATE TABLE {database}.{names['ads']} USING parquet AS SELECT body FROM {mail_view}"
+        assert _refused(functools.partial(spark.sql, statement)) == EGRESS_TO_ADS
+        with pytest.raises(pg.PurposeViolation):
+            mail.select("body").write.saveAsTable(f"{database}.{names['ads']}")
+    finally:
+        spark.sql(f"DROP DATABASE {database} CASCADE")
+
+
+def test_values_with_default_are_written_and_a_subquery_in_values_is_read(
+    spark: Any, ads_policy: Path, names: dict[str, str], mail_view: str
+) -> None:
+    spark.sql(f"CREATE TABLE {names['ads']} (b STRING, n INT DEFAULT 7) USING parquet")
+    with pg.purpose("service.operations"):
+        spark.sql(f"INSERT INTO {names['ads']} VALUES ('plain', DEFAULT)")
+    assert [tuple(r) for r in spark.table(names["ads"]).collect()] == [("plain", 7)]
+    statement = f"INSERT INTO {names['ads']} VALUES ((SELECT max(body) FROM {mail_view}), 1)"
+    with pytest.raises(pg.PurposeViolation):
+        spark.sql(statement)
+    assert spark.table(names["ads"]).count() == 1
+
+
 def test_unlabelled_rows_may_go_to_an_ad_table_and_queries_are_untouched(
     spark: Any, ads_policy: Path, names: dict[str, str], mail_view: str
 ) -> None:
@@ -215,6 +324,30 @@ def test_labels_a_sql_write_leaves_behind_are_said_once_naming_no_value(
     assert pg.labels_of(spark.table(derived)) == frozenset()
     assert EMAIL in pg.labels_of(spark.table(copied))
     assert EMAIL in pg.labels_of(spark.table(kept))
+
+
+def test_labels_a_sql_write_leaves_behind_are_said_with_no_purpose_current(
+    spark: Any, names: dict[str, str], mail_view: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pg.configure("trust-center", mode="enforce")
+    with caplog.at_level(logging.WARNING, logger="purposeguard"):
+        spark.sql(
+            f"CREATE TABLE {names['backup']} USING parquet AS SELECT concat(body, '') AS b FROM {mail_view}"
+        )
+    assert any(
+        names["backup"] in r.getMessage() and "read back without" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_a_session_variable_set_from_labelled_columns_is_said(
+    spark: Any, mail_view: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pg.configure("trust-center", mode="enforce")
+    with caplog.at_level(logging.WARNING, logger="purposeguard"):
+        spark.sql("DECLARE OR REPLACE VARIABLE pg_held STRING")
+        spark.sql(f"SET VAR pg_held = (SELECT max(body) FROM {mail_view})")
+    said = [r.getMessage() for r in caplog.records if "session variable" in r.getMessage()]
+    assert len(said) == 1 and EMAIL in said[0] and "Body of message" not in said[0]
 
 
 def test_statements_that_build_statements_are_said_not_checked(

@@ -1655,7 +1655,8 @@ def _path_candidates(path: str) -> list[str]:
     elif "://" not in path:
         local = path
     if local is not None:
-        for candidate in (local, os.path.abspath(local)):
+        # A symbolic link into a destination's folder writes there.
+        for candidate in (local, os.path.abspath(local), os.path.realpath(local)):
             if candidate not in out:
                 out.append(candidate)
     return out
@@ -1771,10 +1772,18 @@ def _persisted(df: DataFrame) -> DataFrame:
 # DataFrame API's write of it would be; then Spark runs the statement.
 
 # A statement with none of these words writes nothing: handed on unparsed.
-_SQL_WRITE_WORDS = re.compile(r"(?i)\b(?:insert|create|replace|merge|execute|begin|set|declare)\b")
+_SQL_WRITE_WORDS = re.compile(r"(?i)\b(?:insert|create|replace|merge|execute|begin|set|declare|rename)\b")
 # The parsed plans that write a query's rows somewhere.
 _SQL_WRITES = frozenset(
-    {"InsertIntoStatement", "CreateTableAsSelect", "ReplaceTableAsSelect", "InsertIntoDir", "MergeIntoTable"}
+    {
+        "InsertIntoStatement",
+        "CreateTableAsSelect",
+        "ReplaceTableAsSelect",
+        "InsertIntoDir",
+        "MergeIntoTable",
+        # ALTER TABLE ... RENAME TO: the table's rows, under a new name.
+        "RenameTable",
+    }
 )
 # Statements whose writes are not known before they run (their text is
 # built when they run, or they hold several statements).
@@ -1797,6 +1806,8 @@ class _SqlWrite:
     table: str | None
     path: str | None
     kind: str
+    # A table whose rows are written whole (a rename's): read as spark.table().
+    source: str | None = None
 
 
 def _sql_runner(original: Any) -> Any:
@@ -1868,9 +1879,14 @@ def _check_sql_write(session: Any, write: _SqlWrite, put_in: frozenset[str], put
     if put_in and purpose is not None:
         get_guard().check_labels(put_in, purpose, via="egress", function=_SQL_FUNCTION, tenant=put_tenant)
     try:
-        frame = _sql_query_frame(session, write.query)
+        if write.kind == "RenameTable":
+            if write.source is None:
+                return
+            frame = session.table(write.source)
+        else:
+            frame = _sql_query_frame(session, write.query)
     except Exception as error:
-        if _literal_rows(write.query):
+        if write.query is not None and _literal_rows(write.query):
             # VALUES of literals (and DEFAULT, which only the target table
             # resolves): what they hold is the text, checked above.
             return
@@ -1881,7 +1897,9 @@ def _check_sql_write(session: Any, write: _SqlWrite, put_in: frozenset[str], put
         return
     if purpose is not None:
         _check_write(frame, path=path, table=write.table, method="sql", function=_SQL_FUNCTION)
-    _say_if_labels_stay_behind(session, frame, write)
+    if write.kind != "RenameTable":
+        # (A renamed table keeps its columns' metadata.)
+        _say_if_labels_stay_behind(session, frame, write)
 
 
 def _parse_sql(session: Any, text: str, args: Any) -> Any:
@@ -1922,6 +1940,15 @@ def _sql_writes(parsed: Any, jvm: Any) -> list[_SqlWrite]:
         if seen > _SQL_NODES_LIMIT:
             raise PurposeGuardError(f"a SQL statement's plan has more than {_SQL_NODES_LIMIT} nodes")
         kind = node.getClass().getSimpleName()
+        if kind == "RenameTable":
+            if not node.isView():
+                # A view renamed stores nothing: reading it reads its tables.
+                new_name = ".".join(
+                    f"`{n.replace('`', '``')}`" if "." in n or "`" in n else n
+                    for n in (str(node.newName().apply(k)) for k in range(node.newName().size()))
+                )
+                found.append(_SqlWrite(None, new_name, None, kind, _sql_relation_name(node.child())))
+            continue
         if kind in _SQL_WRITES:
             found.append(_sql_write(node, kind, ctes, jvm))
             continue
@@ -2007,7 +2034,7 @@ def _sql_relation_name(node: Any) -> str | None:
         # MERGE INTO t AS target
         node = node.child()
         kind = node.getClass().getSimpleName()
-    if kind == "UnresolvedRelation":
+    if kind in ("UnresolvedRelation", "UnresolvedTableOrView", "UnresolvedTable"):
         parts = node.multipartIdentifier()
     elif kind == "UnresolvedIdentifier":
         parts = node.nameParts()

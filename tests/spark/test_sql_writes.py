@@ -256,6 +256,29 @@ def test_an_ad_table_in_another_database_matches_the_pattern(
         spark.sql(f"DROP DATABASE {database} CASCADE")
 
 
+def test_a_labelled_table_renamed_to_an_ad_table_is_refused(
+    spark: Any, ads_policy: Path, names: dict[str, str], mail: Any
+) -> None:
+    with pg.purpose("service.operations"):
+        mail.select("body").write.saveAsTable(names["backup"])
+    statement = f"ALTER TABLE {names['backup']} RENAME TO {names['ads']}"
+    assert _refused(functools.partial(spark.sql, statement)) == EGRESS_TO_ADS
+    assert spark.catalog.tableExists(names["backup"]) and not spark.catalog.tableExists(names["ads"])
+    # A table of no labelled data may be renamed so.
+    spark.sql(f"CREATE TABLE {names['backup']}_plain (n INT) USING parquet")
+    spark.sql(f"ALTER TABLE {names['backup']}_plain RENAME TO {names['ads']}")
+    assert spark.catalog.tableExists(names["ads"])
+
+
+def test_a_symbolic_link_into_an_ad_path_is_written_there(ads_policy: Path, mail: Any) -> None:
+    (ads_policy / "ads").mkdir()
+    link = ads_policy / "reports"
+    link.symlink_to(ads_policy / "ads", target_is_directory=True)
+    with pytest.raises(pg.PurposeViolation):
+        mail.select("body").write.parquet(str(link / "weekly"))
+    assert not (ads_policy / "ads" / "weekly").exists()
+
+
 def test_values_with_default_are_written_and_a_subquery_in_values_is_read(
     spark: Any, ads_policy: Path, names: dict[str, str], mail_view: str
 ) -> None:

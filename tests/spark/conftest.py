@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,3 +98,19 @@ def mail(raw_mail: Any) -> Any:
 @pytest.fixture
 def enforce() -> pg.Guard:
     return pg.configure("trust-center", mode="enforce")
+
+
+@pytest.fixture
+def ads_policy(tmp_path: Path) -> Iterator[Path]:
+    """Enforce mode, with writes to ``<tmp_path>/ads/*``, s3://ads-bucket/* and
+    tables named ``ads_*`` declared for advertising; yields ``tmp_path``."""
+    from importlib import resources
+
+    pack = resources.files("purposeguard.packs").joinpath("trust-center.toml").read_text(encoding="utf-8")
+    text = pack + (
+        '\n[[destinations]]\nid = "ads-bucket"\n'
+        f'paths = ["{tmp_path.as_posix()}/ads/*", "s3://ads-bucket/*"]\n'
+        'tables = ["ads_*"]\npurpose = "advertising"\n'
+    )
+    pg.configure(pg.Policy.from_toml(text, source="ads-test"), mode="enforce")
+    yield tmp_path

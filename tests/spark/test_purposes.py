@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,20 +142,6 @@ def test_a_purpose_inside_a_udf_is_checked_in_the_worker(raw_mail: Any) -> None:
 
 
 # -- writes ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def ads_policy(tmp_path: Path) -> Iterator[Path]:
-    from importlib import resources
-
-    pack = resources.files("purposeguard.packs").joinpath("trust-center.toml").read_text(encoding="utf-8")
-    text = pack + (
-        '\n[[destinations]]\nid = "ads-bucket"\n'
-        f'paths = ["{tmp_path.as_posix()}/ads/*", "s3://ads-bucket/*"]\n'
-        'tables = ["ads_*"]\npurpose = "advertising"\n'
-    )
-    pg.configure(pg.Policy.from_toml(text, source="ads-test"), mode="enforce")
-    yield tmp_path
 
 
 def test_writing_labelled_data_to_an_ad_path_is_refused(mail: Any, ads_policy: Path) -> None:

@@ -20,20 +20,6 @@ SQL = "pyspark.sql.SparkSession.sql"
 
 
 @pytest.fixture
-def ads_policy(tmp_path: Path) -> Iterator[Path]:
-    from importlib import resources
-
-    pack = resources.files("purposeguard.packs").joinpath("trust-center.toml").read_text(encoding="utf-8")
-    text = pack + (
-        '\n[[destinations]]\nid = "ads-bucket"\n'
-        f'paths = ["{tmp_path.as_posix()}/ads/*"]\n'
-        'tables = ["ads_*"]\npurpose = "advertising"\n'
-    )
-    pg.configure(pg.Policy.from_toml(text, source="ads-test"), mode="enforce")
-    yield tmp_path
-
-
-@pytest.fixture
 def names() -> Iterator[dict[str, str]]:
     """Table and view names of this test alone (the session is shared)."""
     suffix = uuid.uuid4().hex[:8]

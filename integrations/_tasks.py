@@ -18,7 +18,7 @@ from purposeguard._guarded import PURPOSE_MARK
 from purposeguard._labels import relabel
 from purposeguard._runtime import check_zone, get_guard
 from purposeguard._signing import current_keys
-from purposeguard._state import STATE
+from purposeguard._state import STATE, on_reset, remember
 
 from . import baggage
 from ._egress import sent_labels
@@ -170,23 +170,55 @@ def _say_if_result_carries_nothing(labels: frozenset[str]) -> None:
     )
 
 
-def read_result(kind: str, task_id: object, raw: object, value: Any) -> Any:
+def read_result(kind: str, task_id: object, raw: object, value: Any, *, tell_zone: bool = True) -> Any:
     """Where a result is read: the categories its task saw (``raw``, the
     header :func:`result_header` made, verified for ``task_id``) join the
     reader's zone, and ``value`` comes back labelled with them. A header
-    that does not verify is ignored, as any baggage is (and logged)."""
+    that does not verify is ignored, as any baggage is (and logged).
+    ``tell_zone=False`` where the value is handed over, not read (a raw
+    meta a status check also goes through): its labels say it."""
     if raw is None:
         return value
     if not isinstance(raw, (str, bytes)):
         logger.warning("purposeguard ignored a task result's header that is not a string")
         return value
-    incoming = baggage.parse(raw, channel=result_channel(kind, task_id))
+    incoming = _verified(kind, task_id, raw)
     if not incoming.categories:
         return value
-    state = ZONE.get() if FLAGS.zones else None
-    if state is not None:
-        state.add(incoming.categories, MIXED_TENANT if incoming.several_tenants else incoming.tenant)
+    if tell_zone:
+        state = ZONE.get() if FLAGS.zones else None
+        if state is not None:
+            state.add(incoming.categories, MIXED_TENANT if incoming.several_tenants else incoming.tenant)
     if isinstance(value, BaseException):
         # A failed task's error: the zone knows; the exception stays the one raised.
         return value
-    return relabel(value, *sorted(incoming.categories), tenant=incoming.tenant)
+    if tell_zone or not FLAGS.zones:
+        return relabel(value, *sorted(incoming.categories), tenant=incoming.tenant)
+    # Labelling tells the current zone: with none current for it.
+    token = ZONE.set(None)
+    try:
+        return relabel(value, *sorted(incoming.categories), tenant=incoming.tenant)
+    finally:
+        ZONE.reset(token)
+
+
+# (kind, task id, header) -> what it verified to: one result is read
+# through several of Celery's layers (get() reads it twice), and a header
+# costs a signature check. Bounded; a reset forgets it (keys may change).
+_VERIFIED: dict[tuple[str, object, object], baggage.Incoming] = {}
+_VERIFIED_LIMIT = 1024
+
+
+def _verified(kind: str, task_id: object, raw: str | bytes) -> baggage.Incoming:
+    key = (kind, task_id, raw)
+    try:
+        found = _VERIFIED.get(key)
+    except TypeError:  # an unhashable task id
+        return baggage.parse(raw, channel=result_channel(kind, task_id))
+    if found is None:
+        found = baggage.parse(raw, channel=result_channel(kind, task_id))
+        remember(_VERIFIED, key, found, _VERIFIED_LIMIT)
+    return found
+
+
+on_reset("task result headers verified", _VERIFIED.clear)

@@ -38,17 +38,19 @@ categories (and whose data they are), signed for that task id, next to the
 result in the result backend, and the caller that reads the result
 (``get()`` and its ``callback``, ``wait()``, ``result``/``info``,
 ``traceback``, a group's ``join()``/``join_native()``, the backend's
-``get_result()`` and ``get_task_meta()``) gets them on the value and in
-its own zone, signed for the task id
+``get_result()``) gets them on the value and in its own zone (the raw
+meta of ``get_task_meta()`` and ``get_many()`` of a key-value backend:
+on the value only, as a status check reads it too), signed for the task id
 the state was stored for (``update_state(task_id=...)``, ``store_result()``
 by hand, with or without a request),
 as if the task had run in-process: a task that read customer content and
 returned a summary of it cannot launder it for its caller. Backends that
 keep only their own fields (database, MongoDB, Cassandra) drop it (said
-once). A chord's callback gets what every header task read: the redis
-backend hands the callback its header tasks' results, each read through
-its task's stored header (one read per part) in the worker that publishes
-the callback; other backends join the header's results, as a caller does.
+once). A chord's callback gets what every header task read: on the redis
+backend each header task stores its header next to its state as it joins
+the chord (also when it ignores its result), and the worker that publishes
+the callback reads each part through it (one read per part); other
+backends join the header's results, as a caller does.
 
 Needs ``pip install 'purposeguard[celery]'``.
 """
@@ -291,10 +293,10 @@ def _say_backend_drops_header(backend: Any) -> None:
     )
 
 
-def _read(task_id: Any, meta: Any, value: Any) -> Any:
+def _read(task_id: Any, meta: Any, value: Any, *, tell_zone: bool = True) -> Any:
     """``value``, read from task ``task_id``'s ``meta`` through its header."""
     raw = meta.get(HEADER) if isinstance(meta, dict) else None
-    return read_result("celery", task_id, raw, value)
+    return read_result("celery", task_id, raw, value, tell_zone=tell_zone)
 
 
 def _maybe_throw(wrapped: Any, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -325,11 +327,22 @@ def _task_meta(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[s
         return meta
     task_id = kwargs["task_id"] if "task_id" in kwargs else (args[0] if args else None)
     if meta.get("status") == "SUCCESS":
-        return {**meta, "result": _read(task_id, meta, meta.get("result"))}
+        # Labelled, not told to the zone: a status check (state, ready())
+        # reads this meta too, and learns nothing of the data. Reading the
+        # value (get(), result) tells the zone.
+        return {**meta, "result": _read(task_id, meta, meta.get("result"), tell_zone=False)}
     # An error's or a custom state's meta: Celery rebuilds the exception
-    # from it as it is; the zone learns what the task read.
-    _read(task_id, meta, None)
+    # from it as it is (get() and traceback tell the zone).
     return meta
+
+
+def _get_many(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # backend.get_many(ids): each finished task's result labelled, as
+    # get_task_meta() hands it (join_native() reads it through here too).
+    for task_id, meta in wrapped(*args, **kwargs):
+        if isinstance(meta, dict) and meta.get(HEADER) is not None and meta.get("status") == "SUCCESS":
+            meta = {**meta, "result": _read(task_id, meta, meta.get("result"), tell_zone=False)}
+        yield task_id, meta
 
 
 def _get_result(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -348,13 +361,35 @@ def _iter_native(wrapped: Any, results: Any, args: tuple[Any, ...], kwargs: dict
         yield task_id, meta
 
 
+# Next to a chord header task's stored state, in the redis backend: its
+# result header, for the chord's callback (a task that ignores its result,
+# or whose result expired, still hands the callback its value).
+_PART_KEY = ".purposeguard"
+
+
+def _chord_part_return(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """In the worker, as a chord header task's result joins the chord (its
+    zone still open): what the zone holds, stored for the callback."""
+    request = args[0] if args else kwargs.get("request")
+    result = args[2] if len(args) > 2 else kwargs.get("result")
+    task_id = getattr(request, "id", None)
+    if isinstance(task_id, str) and getattr(request, "group", None):
+        try:
+            header = result_header("celery", task_id, result)
+            if header is not None:
+                backend.set(backend.get_key_for_task(task_id, _PART_KEY), header)
+        except Exception:  # noqa: BLE001 - the chord goes on; its callback learns less
+            logger.warning("purposeguard could not store what chord part %s read", task_id, exc_info=True)
+    return wrapped(*args, **kwargs)
+
+
 def _chord_part(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """A chord header task's result as the redis backend hands it to the
     chord's callback: read through that task's header, in the worker that
     publishes the callback (the zone of the header task that finished last,
     still open there), so the callback's message carries what every header
     task read. The backend keeps the parts without the header: it is read
-    from the task's stored meta, one read per part."""
+    from the key stored next to the task's state, one read per part."""
     tup = args[0] if args else kwargs.pop("tup")
     decode = args[1] if len(args) > 1 else kwargs.pop("decode")
     decoded: list[Any] = []
@@ -379,11 +414,16 @@ def _read_part(backend: Any, decoded: list[Any], value: Any) -> Any:
         return value
     task_id = part[1]
     try:
-        meta = backend.get_task_meta(task_id)
+        raw = backend.get(backend.get_key_for_task(task_id, _PART_KEY))
+        if raw is None:
+            # Stored by a worker that wrote no part key: the task's own meta.
+            raw = backend.get_task_meta(task_id).get(HEADER)
     except Exception:  # noqa: BLE001 - the callback still runs, with the zone it had
         logger.warning("purposeguard could not read the stored header of chord part %s", task_id)
         return value
-    return _read(task_id, meta, value)
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    return read_result("celery", task_id, raw, value)
 
 
 def _result_property(result: Any) -> Any:
@@ -430,7 +470,13 @@ class _Properties:
 
 _PROPERTIES = _Properties()
 # Imported only where a redis result backend is configured.
-_CHORDS = Patcher("celery.backends.redis", [("RedisBackend", "_unpack_chord_result", _chord_part)])
+_CHORDS = Patcher(
+    "celery.backends.redis",
+    [
+        ("RedisBackend", "_unpack_chord_result", _chord_part),
+        ("RedisBackend", "on_chord_part_return", _chord_part_return),
+    ],
+)
 _RESULTS = Patcher(
     "celery.result",
     [("AsyncResult", "maybe_throw", _maybe_throw), ("ResultSet", "iter_native", _iter_native)],
@@ -442,6 +488,7 @@ _STORED = Patcher(
         ("Backend", "_get_result_meta", _result_meta),
         ("Backend", "get_result", _get_result),
         ("Backend", "get_task_meta", _task_meta),
+        ("BaseKeyValueStoreBackend", "get_many", _get_many),
     ],
 )
 

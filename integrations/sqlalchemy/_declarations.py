@@ -90,6 +90,12 @@ class _State:
         # of mapped models are kept apart, never forgotten while instrumented.
         self.declared: dict[int, _Table] = {}
         self.tables: dict[int, _Table] = {}
+        # The declared tables by lower-case name: where a table reflected or
+        # defined again finds its model's declarations (see _namesake).
+        self.by_name: dict[str, list[_Table]] = {}
+        # Counts declarations: a table entry or plan worked out while one was
+        # made is not kept (it may predate the declaration).
+        self.epoch = 0
         # Statement cache key -> its plan (see _plan); emptied when a model
         # is declared, since a plan reads the declarations.
         self.plans: dict[Any, Any] = {}
@@ -101,7 +107,9 @@ class _State:
         self.models.clear()
         self.declared.clear()
         self.tables.clear()
+        self.by_name.clear()
         self.plans.clear()
+        self.epoch += 1
 
 
 _STATE = _State()
@@ -148,6 +156,7 @@ def _declare(mapper: Any) -> _Model:
     undeclared = False
     by_table: dict[int, tuple[Any, dict[str, tuple[str, ...]]]] = {}
     expressions: list[tuple[str, Any]] = []
+    borrowed = False
     declares = bool(annotated) or any(
         _info_categories(getattr(column, "info", None), owner, key)
         or _info_categories(getattr(_property(mapper, key), "info", None), owner, key)
@@ -165,8 +174,9 @@ def _declare(mapper: Any) -> _Model:
             # that table holds for it.
             namesake = _namesake(column.table)
             if namesake is not None:
-                from_info = set(namesake.columns.get(column.name, ()))
+                from_info = set(namesake.columns.get(str(column.name).lower(), ()))
                 categories = from_info
+                borrowed = borrowed or bool(from_info)
         if not categories:
             if not _is_table_column(column):
                 expressions.append((key, column))
@@ -189,11 +199,8 @@ def _declare(mapper: Any) -> _Model:
             if other_rows:
                 of_other_rows.add(key)
     tenant = getattr(cls, "__purposeguard_tenant__", None)
-    if tenant is None and fields:
-        local = getattr(mapper, "local_table", None)
-        namesake = _namesake(local) if local is not None else None
-        if namesake is not None and namesake.tenant in mapper.columns and namesake.tenant is not _ELSEWHERE:
-            tenant = namesake.tenant
+    if tenant is None and borrowed:
+        tenant = _borrowed_tenant(mapper, fields, of_other_rows)
     tenant_column: Any = None
     if tenant is not None:
         if not isinstance(tenant, str) or tenant not in mapper.columns:
@@ -213,6 +220,7 @@ def _declare(mapper: Any) -> _Model:
     )
     model = _Model(tuple(fields), tenant, undeclared, frozenset(of_other_rows), expression_keys)
     with _STATE.lock:
+        _STATE.epoch += 1
         _STATE.plans.clear()
         # Tables read before this model was declared may be its namesakes.
         _STATE.tables.clear()
@@ -231,6 +239,11 @@ def _declare(mapper: Any) -> _Model:
                 # cache of Core tables would forget it first).
                 known = _STATE.declared[table_id] = _table_info(table, namesakes=not declares)
                 _STATE.tables.pop(table_id, None)
+                name = getattr(table, "name", None)
+                if isinstance(name, str):
+                    _STATE.by_name.setdefault(name.lower(), []).append(known)
+                    if columns:
+                        _forget_namesakes_of(name.lower(), cls)
             known.columns.update(columns)
             if tenant_name is not None and (known.tenant is None or known.tenant is _ELSEWHERE):
                 known.tenant = tenant_name
@@ -287,9 +300,11 @@ def _table(table: Any) -> _Table:
     known = _STATE.declared.get(id(table)) or _STATE.tables.get(id(table))
     if known is not None and known.table is table:
         return known
+    epoch = _STATE.epoch
     entry = _table_info(table)
     with _STATE.lock:
-        remember(_STATE.tables, id(table), entry, TABLES_LIMIT)
+        if _STATE.epoch == epoch:
+            remember(_STATE.tables, id(table), entry, TABLES_LIMIT)
     return entry
 
 
@@ -308,32 +323,86 @@ def _table_info(table: Any, *, namesakes: bool = True) -> _Table:
             path=owner,
             field=TABLE_TENANT_KEY,
         )
-    if not columns and namesakes:
+    if namesakes:
         namesake = _namesake(table)
         if namesake is not None:
-            names = {column.name for column in getattr(table, "columns", ())}
-            columns = {name: found for name, found in namesake.columns.items() if name in names}
-            if tenant is None and namesake.tenant in names:
-                tenant = namesake.tenant
+            # Only adds: a column the table declares itself keeps its own.
+            for column in getattr(table, "columns", ()):
+                borrowed = namesake.columns.get(str(column.name).lower())
+                if borrowed and column.name not in columns:
+                    columns[column.name] = borrowed
+            if tenant is None and namesake.tenant is not None:
+                tenant = _ELSEWHERE
+                if namesake.tenant is not _ELSEWHERE:
+                    wanted = namesake.tenant.lower()
+                    tenant = next(
+                        (c.name for c in getattr(table, "columns", ()) if str(c.name).lower() == wanted),
+                        _ELSEWHERE,
+                    )
     return _Table(table, columns, tenant)
 
 
 def _namesake(table: Any) -> _Table | None:
-    """The declarations of a model's table of the same name (and schema, where
-    both name one), if ``table`` is another object for it: reflected
-    (``autoload_with``, ``MetaData.reflect``, automap) or defined again in
-    another ``MetaData``. Its columns carry no declaration of their own; the
-    model's hold for the same table. Two databases with a table of the same
-    name are both labelled so: more labels, never fewer."""
+    """What the models declare for a table of the same name as ``table``,
+    if ``table`` is another object for it: reflected (``autoload_with``,
+    ``MetaData.reflect``, automap) or defined again in another
+    ``MetaData``. Names compare without case (as most databases fold
+    them); a model's table of the same schema is preferred, else those
+    whose schema either side leaves unnamed; several are merged (their
+    categories together, and a tenant column only where all name the same
+    one: else several tenants'). Two databases with a table of the same
+    name are both labelled so: more labels, never fewer. Its columns are
+    keyed by lower-case name."""
     name = getattr(table, "name", None)
-    if not isinstance(name, str) or not _STATE.declared:
+    if not isinstance(name, str):
+        return None
+    candidates = [k for k in _STATE.by_name.get(name.lower(), ()) if k.table is not table and k.columns]
+    if not candidates:
         return None
     schema = getattr(table, "schema", None)
-    for known in list(_STATE.declared.values()):
-        other = known.table
-        if other is table or not known.columns or getattr(other, "name", None) != name:
+    exact = [k for k in candidates if schema is not None and getattr(k.table, "schema", None) == schema]
+    if not exact:
+        exact = [k for k in candidates if schema is None or getattr(k.table, "schema", None) is None]
+    if not exact:
+        return None
+    columns: dict[str, set[str]] = {}
+    tenants: set[str | None] = set()
+    for known in exact:
+        for column, categories in known.columns.items():
+            columns.setdefault(column.lower(), set()).update(categories)
+        tenants.add(known.tenant.lower() if known.tenant not in (None, _ELSEWHERE) else known.tenant)
+    tenant = tenants.pop() if len(tenants) == 1 else _ELSEWHERE
+    return _Table(None, {c: tuple(sorted(found)) for c, found in columns.items()}, tenant)
+
+
+def _forget_namesakes_of(name: str, declaring: type) -> None:
+    """Classes that declared nothing, mapped to a table named ``name``
+    (automapped before the model was declared): read again when next loaded,
+    so they take the model's declarations. (A class that declared nothing
+    had no attribute made a reader: nothing to put back.)"""
+    for cls, model in list(_STATE.models.items()):
+        if model.fields or cls is declaring:
             continue
-        other_schema = getattr(other, "schema", None)
-        if schema is None or other_schema is None or schema == other_schema:
-            return known
+        table_name = getattr(getattr(cls, "__table__", None), "name", None)
+        if isinstance(table_name, str) and table_name.lower() == name:
+            del _STATE.models[cls]
+
+
+def _borrowed_tenant(
+    mapper: Any, fields: list[tuple[str, tuple[str, ...]]], of_other_rows: set[str]
+) -> str | None:
+    """The tenant attribute of a class whose declarations come from its
+    table's namesake: the attribute mapping the namesake's tenant column.
+    Where the class maps no such column (a reflected child table under
+    joined inheritance, a table defined without it), its values are
+    several tenants' (noted in ``of_other_rows``): never no one's."""
+    local = getattr(mapper, "local_table", None)
+    namesake = _namesake(local) if local is not None else None
+    if namesake is None or namesake.tenant is None:
+        return None
+    if namesake.tenant is not _ELSEWHERE:
+        for key, column in mapper.columns.items():
+            if str(getattr(column, "name", "")).lower() == namesake.tenant:
+                return str(key)
+    of_other_rows.update(key for key, _ in fields)
     return None

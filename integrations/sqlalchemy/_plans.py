@@ -222,11 +222,20 @@ def _plan(statement: Any) -> _Plan | None:
         found = _STATE.plans.get(key, _UNPLANNED)
         if found is not _UNPLANNED:
             return found  # type: ignore[no-any-return]
+    epoch = _STATE.epoch
     per_position = _positions(statement)
     plan = _plan_of(per_position) or None if per_position is not None else None
     if key is not None:
-        remember(_STATE.plans, key, plan, PLANS_LIMIT)
+        keep_plan(key, plan, epoch)
     return plan
+
+
+def keep_plan(key: Any, plan: Any, epoch: int) -> None:
+    """Remember a plan worked out from the declarations as they were at
+    ``epoch``, unless a model was declared since (it may read differently)."""
+    with _STATE.lock:
+        if _STATE.epoch == epoch:
+            remember(_STATE.plans, key, plan, PLANS_LIMIT)
 
 
 def _cache_key(statement: Any) -> Any:
@@ -252,6 +261,7 @@ def _expressions(statement: Any) -> _Expressions:
         found = _STATE.plans.get((_EXPRESSIONS, key))
         if found is not None:
             return found  # type: ignore[no-any-return]
+    epoch = _STATE.epoch
     expressions: _Expressions = {}
     for option in getattr(_resolved(statement), "_with_options", ()):
         for element in getattr(option, "context", ()):
@@ -271,7 +281,7 @@ def _expressions(statement: Any) -> _Expressions:
                 categories, own_row = tuple(sorted({*before, *categories})), False
             expressions[name] = (categories, own_row)
     if key is not None:
-        remember(_STATE.plans, (_EXPRESSIONS, key), expressions, PLANS_LIMIT)
+        keep_plan((_EXPRESSIONS, key), expressions, epoch)
     return expressions
 
 

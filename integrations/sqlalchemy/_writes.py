@@ -30,11 +30,11 @@ from typing import Any
 
 from purposeguard._context import MIXED_TENANT
 from purposeguard._labels import NO_LABELS, label, labels_of
-from purposeguard._state import on_reset, remember
+from purposeguard._state import on_reset
 
 from ._declarations import _STATE, _table
 from ._lineage import _columns_in
-from ._plans import PLANS_LIMIT, _cache_key, _Declared, _Members, _positions, _resolved
+from ._plans import _cache_key, _Declared, _Members, _positions, _resolved, keep_plan
 
 logger = logging.getLogger("purposeguard")
 
@@ -129,9 +129,10 @@ def _write(statement: Any) -> _Write:
         found = _STATE.plans.get((_WRITES, key))
         if found is not None:
             return found  # type: ignore[no-any-return]
+    epoch = _STATE.epoch
     write = _analysed(statement)
     if key is not None:
-        remember(_STATE.plans, (_WRITES, key), write, PLANS_LIMIT)
+        keep_plan((_WRITES, key), write, epoch)
     return write
 
 

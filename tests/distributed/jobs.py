@@ -83,6 +83,8 @@ celery_inspect = app.task(name="pgjobs.inspect")(inspect_job)
 celery_advertise = app.task(name="pgjobs.advertise", shared=False)(advertise_job)
 celery_operate = app.task(name="pgjobs.operate")(operate_job)
 celery_learn = app.task(name="pgjobs.learn")(learn_job)
+# Stores no result: in a chord's header, its value still reaches the callback.
+celery_learn_ignored = app.task(name="pgjobs.learn_ignored", ignore_result=True)(learn_job)
 celery_fail = app.task(name="pgjobs.fail")(fail_job)
 
 if os.environ.get("PG_JOBS_WORKER") == "1":

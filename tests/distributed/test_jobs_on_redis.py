@@ -778,16 +778,21 @@ def test_celery_a_result_read_as_a_property_or_in_a_group_carries_what_the_tasks
         assert reader.categories == {CONTENT}
 
 
-@pytest.mark.parametrize("learner_first", [True, False], ids=["learner-first", "learner-last"])
+@pytest.mark.parametrize(
+    ("learner_first", "ignored"),
+    [(True, False), (False, False), (True, True)],
+    ids=["learner-first", "learner-last", "learner-ignores-its-result"],
+)
 def test_celery_a_chord_s_callback_knows_what_every_header_task_read(
-    celery_worker: str, learner_first: bool
+    celery_worker: str, learner_first: bool, ignored: bool
 ) -> None:
     from celery import chord
 
     # One worker process, one task at a time: the header tasks finish in the
     # order sent, so the plain one finishes last in one of the two runs (the
     # callback is published from the zone of the one that finished last).
-    header = [jobs.celery_learn.s(), jobs.celery_inspect.s()]
+    learner = jobs.celery_learn_ignored if ignored else jobs.celery_learn
+    header = [learner.s(), jobs.celery_inspect.s()]
     if not learner_first:
         header.reverse()
     with pg.zone() as reader:
@@ -831,14 +836,20 @@ def test_celery_the_backend_s_own_meta_carries_what_the_task_read(celery_worker:
     failed.get(timeout=30, propagate=False)
     # Read as a dashboard or an admin script would, by task id.
     backend = jobs.app.backend
-    with pg.zone() as reader:
-        meta = backend.get_task_meta(learned.id)
-        assert meta["status"] == "SUCCESS"
-        assert pg.labels_of(meta["result"]) == {CONTENT}
-        assert reader.categories == {CONTENT}
-    with pg.zone() as reader:
-        assert backend.get_task_meta(failed.id)["status"] == "FAILURE"
-        assert reader.categories == {CONTENT}
+    meta = backend.get_task_meta(learned.id)
+    assert meta["status"] == "SUCCESS"
+    assert pg.labels_of(meta["result"]) == {CONTENT}
+    assert backend.get_task_meta(failed.id)["status"] == "FAILURE"
+    # Read by id several at once, as a dashboard would.
+    many = dict(backend.get_many([learned.id]))
+    assert pg.labels_of(many[learned.id]["result"]) == {CONTENT}
+    # A status check reads the meta too: the zone learns nothing of the data.
+    from celery.result import AsyncResult
+
+    with pg.zone() as polling:
+        handle = AsyncResult(learned.id, app=jobs.app)
+        assert handle.state == "SUCCESS" and handle.ready() and handle.successful()
+        assert polling.categories == frozenset()
     # A task that read nothing: Celery's meta as it is.
     plain = jobs.celery_inspect.delay()
     plain.get(timeout=30)

@@ -102,3 +102,126 @@ def test_a_model_that_declares_its_own_columns_is_not_relabelled_by_a_namesake(l
         summary = session.scalars(select(Summary)).one()
         assert pg.labels_of(summary.title) == {"customer_data"}
         assert pg.labels_of(summary.body) == frozenset()
+
+
+class Memo(Base):
+    """No tenant column: an automapped class of its table must still load."""
+
+    __tablename__ = "reflected_memos"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[Annotated[str, pg.Category(EMAIL)]]
+
+
+def test_automapping_a_table_whose_model_has_no_tenant_loads_labelled(letters: Any) -> None:
+    from sqlalchemy.ext.automap import automap_base
+
+    with Session(letters) as session:
+        session.add(Memo(id=1, text=BODY))
+        session.commit()
+    mapped = automap_base()
+    mapped.prepare(autoload_with=letters)
+    memo_class: Any = mapped.classes.reflected_memos
+    with Session(letters) as session:
+        memo = session.scalars(select(memo_class)).one()
+        assert pg.labels_of(memo.text) == {EMAIL}
+        assert pg.tenant_of(memo.text) is None
+
+
+def test_a_table_object_without_the_tenant_column_reads_several_tenants_data(letters: Any) -> None:
+    from purposeguard._context import MIXED_TENANT
+
+    without_tenant = Table(
+        "reflected_letters", MetaData(), Column("id", Integer, primary_key=True), Column("body", String)
+    )
+    reflected = Table("reflected_letters", MetaData(), autoload_with=letters, include_columns=["id", "body"])
+    with letters.connect() as connection:
+        for table in (without_tenant, reflected):
+            body = connection.execute(select(table.c.body)).scalar_one()
+            assert pg.labels_of(body) == {EMAIL}
+            # Never no one's: no one tenant's consent may widen its use.
+            assert pg.tenant_of(body) == MIXED_TENANT
+
+
+def test_names_compare_without_case_and_a_table_s_own_declarations_only_add(letters: Any) -> None:
+    shouted = Table(
+        "REFLECTED_LETTERS", MetaData(), Column("ID", Integer, primary_key=True), Column("BODY", String)
+    )
+    own = Table(
+        "reflected_letters",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("title", String, info={"purposeguard": "customer_data"}),
+        Column("body", String),
+    )
+    with letters.connect() as connection:
+        if letters.dialect.name == "sqlite":
+            # (PostgreSQL quotes a name in capitals: another table there.)
+            assert pg.labels_of(connection.execute(select(shouted.c.BODY)).scalar_one()) == {EMAIL}
+        row = connection.execute(select(own.c.title, own.c.body)).one()
+    assert pg.labels_of(row.title) == {"customer_data"}
+    assert pg.labels_of(row.body) == {EMAIL}
+
+
+def test_a_class_automapped_before_its_model_is_declared_takes_the_declarations_then(
+    engine: Any, sqlalchemy_instrumented: None
+) -> None:
+    from sqlalchemy.ext.automap import automap_base
+
+    # A name of this run's own: the model made in another run is declared too.
+    name = f"late_letters_{engine.dialect.name}"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, body VARCHAR)")
+        connection.exec_driver_sql(f"INSERT INTO {name} VALUES (1, '{BODY}')")
+    mapped = automap_base()
+    mapped.prepare(autoload_with=engine)
+    late_class: Any = getattr(mapped.classes, name)
+    with Session(engine) as session:
+        assert pg.labels_of(session.scalars(select(late_class)).one().body) == frozenset()
+
+    class LateBase(DeclarativeBase):
+        pass
+
+    class LateLetter(LateBase):
+        # Imported late (a module loaded on first use): declared after the automap.
+        __tablename__ = name
+        id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[Annotated[str, pg.Category(EMAIL)]]
+
+    with Session(engine) as session:
+        session.scalars(select(LateLetter)).one()
+    with Session(engine) as session:
+        assert pg.labels_of(session.scalars(select(late_class)).one().body) == {EMAIL}
+
+
+def test_a_model_s_schema_is_preferred_to_a_namesake_without_one(
+    engine: Any, sqlalchemy_instrumented: None
+) -> None:
+    from purposeguard.integrations.sqlalchemy._declarations import _namesake
+
+    class SchemaBase(DeclarativeBase):
+        pass
+
+    class PlainNote(SchemaBase):
+        __tablename__ = "schema_notes"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[Annotated[str, pg.Category(EMAIL)]]
+
+    class StaffNote(SchemaBase):
+        __tablename__ = "schema_notes"
+        __table_args__ = {"schema": "hr"}
+        id: Mapped[int] = mapped_column(primary_key=True)
+        ssn: Mapped[Annotated[str, pg.Category("customer_data")]]
+
+    with Session(engine) as session:
+        # Declared as they are first loaded.
+        for model in (PlainNote, StaffNote):
+            try:
+                session.scalars(select(model)).all()
+            except sa.exc.DBAPIError:
+                session.rollback()
+    in_hr = _namesake(Table("schema_notes", MetaData(), Column("ssn", String), schema="hr"))
+    unnamed = _namesake(Table("schema_notes", MetaData(), Column("ssn", String)))
+    assert in_hr is not None and unnamed is not None
+    assert in_hr.columns == {"ssn": ("customer_data",)}
+    # A table that names no schema may be either: both declarations hold.
+    assert unnamed.columns == {"body": (EMAIL,), "ssn": ("customer_data",)}

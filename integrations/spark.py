@@ -80,7 +80,7 @@ from purposeguard._runtime import check_zone, frame_name, get_guard, logger
 from purposeguard._state import STATE, on_reset, remember
 
 from . import require
-from ._patch import Patcher
+from ._patch import FunctionPatch, Patcher
 
 require("pyspark", "spark")
 
@@ -354,6 +354,8 @@ class _Plan:
         # not this plan's), and whether any of them holds several tenants' rows.
         self.nested: set[str] = set()
         self.nested_tenanted = False
+        # A labelled literal with a tenant is in the plan (see _literal).
+        self.literal_tenanted = False
         # A node made from data Spark already read (a transpose): its input is
         # not in the plan, so its columns may hold any category the session labelled.
         self.unknown_input = False
@@ -617,6 +619,10 @@ class _Plan:
             expr_id = _expr_id(node)
             if name in ("AttributeReference", "OuterReference") and expr_id is not None:
                 refs.add(expr_id)
+            elif name == "Literal" and _SENT:
+                sent = self._literal(node)
+                if sent is not None:
+                    refs.add(sent)
             nxt = i + 1
             for _ in range(int(node.get("num-children", 0))):
                 nxt, child_refs, child_opaque = visit(nxt)
@@ -651,9 +657,30 @@ class _Plan:
                 expr_id = _expr_id(node)
                 if name in ("AttributeReference", "OuterReference") and expr_id is not None:
                     refs.add(expr_id)
+                elif name == "Literal" and _SENT:
+                    sent = self._literal(node)
+                    if sent is not None:
+                        refs.add(sent)
                 if "Subquery" in name or name in ("Exists", "ListQuery"):
                     opaque = self._subquery = True
         return refs, opaque
+
+    def _literal(self, node: Mapping[str, Any]) -> int | None:
+        """A literal whose text a labelled value sent to Spark (``F.lit(v)``,
+        ``col == v``, ``when(..., v)``): a source of its own, carrying the
+        value's categories (and several tenants' data where it had a tenant,
+        its tenant is not kept in the plan)."""
+        value = node.get("value")
+        sent = _SENT.get(value) if isinstance(value, str) else None
+        if sent is None:
+            return None
+        categories, tenant = sent
+        # Ids Spark never gives (its own count up from 0).
+        expr_id = -1 - len(self.meta)
+        self.meta[expr_id] = {"categories": list(categories)}
+        if tenant is not None:
+            self.literal_tenanted = True
+        return expr_id
 
     def _attributes(self, value: Any) -> list[int]:
         out = []
@@ -775,6 +802,7 @@ class _Plan:
         return (
             any(own.get("tenant") for own in self.meta.values())
             or self.nested_tenanted
+            or self.literal_tenanted
             or (self.unknown_input and bool(self.everything()))
         )
 
@@ -1865,8 +1893,32 @@ def _check_sql(session: Any, text: str, args: Any, formatted: Iterable[Any]) -> 
     # literal in the query), or formatted into it (the text made from it
     # is plain), is written too.
     put_in = [text, args, *(v for v in formatted if not isinstance(v, (DataFrame, Column)))]
+    labels, tenant = labels_of(put_in), tenant_of(put_in)
+    sent = _sent_in_columns(session, args.values() if isinstance(args, dict) else (args or ()))
+    if sent:
+        labels, tenant = labels | sent, MIXED_TENANT
     for write in writes:
-        _check_sql_write(session, write, labels_of(put_in), tenant_of(put_in))
+        _check_sql_write(session, write, labels, tenant)
+
+
+def _sent_in_columns(session: Any, values: Iterable[Any]) -> frozenset[str]:
+    """The categories of labelled values made literals (``F.lit(v)``) among
+    a statement's parameters."""
+    found: set[str] = set()
+    if not _SENT:
+        return frozenset()
+    for value in values:
+        if not isinstance(value, Column):
+            continue
+        try:
+            expression = session._jsparkSession.expression(value._jc)
+            if expression.getClass().getSimpleName() == "Literal":
+                sent = _SENT.get(str(expression.value()))
+                if sent is not None:
+                    found.update(sent[0])
+        except Exception:  # noqa: BLE001 - not a literal Spark can hand back
+            continue
+    return frozenset(found)
 
 
 # The purpose an internal error is judged under where no purpose is current.
@@ -2999,6 +3051,42 @@ _CONNECT_SESSION = Patcher(
 )
 
 
+# -- labelled values sent to the JVM ---------------------------------------------------------------
+#
+# A labelled str handed to Spark as a value (F.lit(v), col == v, when(c, v),
+# fillna(v), a SQL parameter) becomes a literal in the plan: Python's label
+# does not cross. Every argument of a call into the JVM passes py4j's
+# get_command_part, which notes the text of each labelled one; a literal of
+# that text in a plan is then a source carrying its categories. Bounded:
+# the oldest eighth is forgotten past the limit (a literal of a forgotten
+# text reads unlabelled, as before it was noted).
+
+_SENT: dict[str, tuple[tuple[str, ...], str | None]] = {}
+_SENT_LIMIT = 4096
+
+
+def _noting_sent(original: Callable[..., Any]) -> Callable[..., Any]:
+    def get_command_part(parameter: Any, *args: Any, **kwargs: Any) -> Any:
+        if type(parameter) is not str and isinstance(parameter, str):
+            try:
+                found = labels_of(parameter)
+                if found:
+                    text = str.__str__(parameter)
+                    if text not in _SENT:
+                        remember(_SENT, text, (tuple(sorted(found)), tenant_of(parameter)), _SENT_LIMIT)
+            except Exception:  # noqa: BLE001 - the call goes on; the literal reads unlabelled
+                logger.debug("purposeguard could not note a labelled value sent to Spark", exc_info=True)
+        return original(parameter, *args, **kwargs)
+
+    return get_command_part
+
+
+_SENT_PATCH = FunctionPatch(
+    "get_command_part", ("py4j.protocol", "py4j.java_gateway", "py4j.java_collections"), _noting_sent
+)
+on_reset("spark literals sent", _SENT.clear)
+
+
 # -- instrument ------------------------------------------------------------------------------------
 
 
@@ -3204,6 +3292,7 @@ def instrument() -> None:
         for name in _ROW_COMBINING:
             _patch(RDD, name, _adapted(_rdd_combining))
         _patch(RDD, "toLocalIterator", _adapted(_rdd_local_iterator))
+    _SENT_PATCH.install()
     # Spark Connect's classes, when (if) PySpark's Connect client is imported.
     _CONNECT.install()
     _CONNECT_SESSION.install()
@@ -3237,6 +3326,7 @@ def uninstrument() -> None:
         while _PATCHES.originals:
             owner, name, original = _PATCHES.originals.pop()
             setattr(owner, name, original)
+    _SENT_PATCH.remove()
     _CONNECT.remove()
     _CONNECT_SESSION.remove()
 

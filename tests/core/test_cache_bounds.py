@@ -161,3 +161,18 @@ def test_an_unsubscribed_failing_handler_is_forgotten(caplog: pytest.LogCaptureF
     assert "handler failed" in caplog.text
     unsubscribe()
     assert id(failing) not in STATE.handlers.failed
+
+
+def test_task_result_headers_verified_for_many_tasks_keep_a_bounded_memory(monkeypatch: Any) -> None:
+    from purposeguard.integrations import _tasks
+
+    pg.configure("trust-center")
+    monkeypatch.setattr(_tasks, "_VERIFIED_LIMIT", 64)
+    _tasks._VERIFIED.clear()
+    sizes = []
+    for number in range(500):
+        # Headers a result backend can hand back (here unsigned: ignored, no labels).
+        assert _tasks.read_result("celery", f"task-{number}", "purpose=x", "value") == "value"
+        sizes.append(len(_tasks._VERIFIED))
+    assert max(sizes) <= 64
+    assert min(sizes[100:]) >= 64 - 64 // 8

@@ -1655,13 +1655,29 @@ def _check_write(
     if purpose is None:
         return
     function = function or f"pyspark.sql.DataFrameWriter.{method}"
-    state = ZONE.get() if FLAGS.zones else None
     try:
         labels = _DATAFRAME_READER.labels(df, purpose)
     except Exception as error:
         guard._internal_error(error, frozenset(), purpose, "egress", function, None, False)
         return
-    tenant = tenant_of(df) if labels else None
+    _check_written(labels, tenant_of(df) if labels else None, purpose, function)
+    if path is not None and labels and _keeps_no_metadata(path, method):
+        _say_sql_once(
+            f"labels left behind:{path}",
+            "purposeguard: columns labelled %s were written as %s to %s, a format that keeps no column "
+            "metadata: read back, they carry no labels (write parquet or orc, or label them where "
+            "they are read with label_columns)",
+            ", ".join(sorted(labels)),
+            method,
+            path,
+        )
+
+
+def _check_written(labels: frozenset[str], tenant: str | None, purpose: str, function: str) -> None:
+    """A write of data labelled ``labels`` (whose ``tenant``) for ``purpose``:
+    checked as egress, with the zone's own categories."""
+    guard = get_guard()
+    state = ZONE.get() if FLAGS.zones else None
     if state is not None and labels:
         # With whose data it is: the zone's data tenant is then the frame's.
         state.add(labels, tenant)
@@ -1669,6 +1685,15 @@ def _check_write(
         guard.check_labels(labels, purpose, via="egress", function=function, tenant=tenant)
     if state is not None:
         check_zone(guard, state, purpose, labels, function, judged_for=tenant)
+
+
+# Writers whose files keep no Spark schema metadata: what they write is read
+# back unlabelled.
+_NO_METADATA = frozenset({"csv", "json", "text", "xml"})
+
+
+def _keeps_no_metadata(path: str, method: str) -> bool:
+    return method in _NO_METADATA
 
 
 def _path_candidates(path: str) -> list[str]:
@@ -1687,6 +1712,11 @@ def _path_candidates(path: str) -> list[str]:
         for candidate in (local, os.path.abspath(local), os.path.realpath(local)):
             if candidate not in out:
                 out.append(candidate)
+    # Spark writes its part files into the folder named: "<folder>/*" names it.
+    for candidate in list(out):
+        inside = candidate.rstrip("/") + "/part-00000"
+        if inside not in out:
+            out.append(inside)
     return out
 
 
@@ -1743,7 +1773,11 @@ def _table_candidates(session: Any, table: str) -> list[str]:
 
 
 def _path_of(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
-    path = kwargs.get("path", args[0] if args else None)
+    path = args[0] if args else None
+    for key, value in kwargs.items():
+        # Spark reads its options without case (PATH=..., Path=...).
+        if isinstance(key, str) and key.lower() == "path" and value is not None:
+            path = value
     if isinstance(path, (list, tuple)):
         path = path[0] if path else None
     return str(path) if path is not None else None
@@ -1930,6 +1964,16 @@ def _check_sql_write(session: Any, write: _SqlWrite, put_in: frozenset[str], put
     purpose = _write_purpose(session, path, write.table)
     if put_in and purpose is not None:
         get_guard().check_labels(put_in, purpose, via="egress", function=_SQL_FUNCTION, tenant=put_tenant)
+    if write.query is not None and _literal_rows(write.query):
+        # VALUES of literals (and DEFAULT, which only the target table
+        # resolves): what they hold is the text, checked above, and labelled
+        # values sent as literals, found in it. Not analysed: Spark would
+        # log its own error for a DEFAULT out of its table, and a long list
+        # costs more to analyse than to write.
+        sent = _sent_in(str(write.query.toString()))
+        if sent and purpose is not None:
+            _check_written(sent, MIXED_TENANT, purpose, _SQL_FUNCTION)
+        return
     try:
         if write.kind == "RenameTable":
             if write.source is None:
@@ -1938,10 +1982,6 @@ def _check_sql_write(session: Any, write: _SqlWrite, put_in: frozenset[str], put
         else:
             frame = _sql_query_frame(session, write.query)
     except Exception as error:
-        if write.query is not None and _literal_rows(write.query):
-            # VALUES of literals (and DEFAULT, which only the target table
-            # resolves): what they hold is the text, checked above.
-            return
         if purpose is not None:
             # Spark would analyse the same query: a statement this cannot
             # read is not one to let through unchecked (enforce mode denies).
@@ -2006,6 +2046,10 @@ def _sql_writes(parsed: Any, jvm: Any) -> list[_SqlWrite]:
             continue
         if kind == "UnresolvedWith":
             ctes = node
+        elif kind != "Union" and node is not parsed:
+            # Writes are statements: only a multi-insert's union of them, and
+            # the WITH above it, hold any (a query's nodes never do).
+            continue
         children = node.children()
         for k in range(children.size()):
             stack.append((children.apply(k), ctes))
@@ -2034,6 +2078,15 @@ def _sql_write(root: Any, kind: str, ctes: Any, jvm: Any) -> _SqlWrite:
         # WITH ... INSERT INTO: the query keeps the common table expressions.
         query = ctes.withNewChildren(_seq(jvm, [query]))
     return _SqlWrite(query, table, path, kind)
+
+
+def _sent_in(text: str) -> frozenset[str]:
+    """The categories of labelled values sent to Spark whose text ``text`` holds."""
+    found: set[str] = set()
+    for sent, (categories, _tenant) in list(_SENT.items()):
+        if sent in text:
+            found.update(categories)
+    return frozenset(found)
 
 
 def _literal_rows(query: Any) -> bool:
@@ -3065,20 +3118,38 @@ _SENT: dict[str, tuple[tuple[str, ...], str | None]] = {}
 _SENT_LIMIT = 4096
 
 
+# Shorter texts are not noted: a plain literal of the same text ('', 'US')
+# would read labelled everywhere after.
+_SENT_SHORTEST = 3
+# The quoted literals of a labelled text that is itself SQL ("SELECT '" +
+# address + "'", F.expr(...)): each a literal of its own in the plan.
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.|'')*)'|\"((?:[^\"\\]|\\.)*)\"")
+
+
 def _noting_sent(original: Callable[..., Any]) -> Callable[..., Any]:
     def get_command_part(parameter: Any, *args: Any, **kwargs: Any) -> Any:
         if type(parameter) is not str and isinstance(parameter, str):
             try:
-                found = labels_of(parameter)
-                if found:
-                    text = str.__str__(parameter)
-                    if text not in _SENT:
-                        remember(_SENT, text, (tuple(sorted(found)), tenant_of(parameter)), _SENT_LIMIT)
+                _note_sent(parameter)
             except Exception:  # noqa: BLE001 - the call goes on; the literal reads unlabelled
                 logger.debug("purposeguard could not note a labelled value sent to Spark", exc_info=True)
         return original(parameter, *args, **kwargs)
 
     return get_command_part
+
+
+def _note_sent(parameter: str) -> None:
+    found = labels_of(parameter)
+    if not found:
+        return
+    entry = (tuple(sorted(found)), tenant_of(parameter))
+    text = str.__str__(parameter)
+    texts = [text]
+    if "'" in text or '"' in text:
+        texts += [single if single else double for single, double in _QUOTED.findall(text)]
+    for one in texts:
+        if len(one.strip()) >= _SENT_SHORTEST and one not in _SENT:
+            remember(_SENT, one, entry, _SENT_LIMIT)
 
 
 _SENT_PATCH = FunctionPatch(
@@ -3127,8 +3198,11 @@ def _table_writer(name: str) -> Callable[[Any], Any]:
     def make(original: Any) -> Any:
         def write(self: Any, *args: Any, **kwargs: Any) -> Any:
             table = kwargs.get("name", kwargs.get("tableName", args[0] if args else None))
-            # saveAsTable with a path option writes the table's files there.
-            path = getattr(self, "_pg_path", None) if name == "saveAsTable" else None
+            # saveAsTable with a path option (set before, or among its own
+            # options) writes the table's files there.
+            path = None
+            if name == "saveAsTable":
+                path = _path_of((), kwargs) or getattr(self, "_pg_path", None)
             _check_write(self._df, path=path, table=str(table), method=name)
             return original(self, *args, **kwargs)
 
@@ -3151,6 +3225,60 @@ def _v2_writer(name: str) -> Callable[[Any], Any]:
         return write
 
     return make
+
+
+def _stream_writer(name: str) -> Callable[[Any], Any]:
+    """``writeStream.start(path)`` / ``toTable(name)``: each batch the query
+    writes is the frame's rows, checked once as the query starts."""
+
+    def make(original: Any) -> Any:
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if name == "toTable":
+                table = kwargs.get("tableName", args[0] if args else None)
+                path = _path_of((), kwargs) or getattr(self, "_pg_path", None)
+                _check_write(self._df, path=path, table=str(table), method=f"writeStream.{name}")
+            else:
+                path = _path_of(args, kwargs) or getattr(self, "_pg_path", None)
+                _check_write(self._df, path=path, method=f"writeStream.{name}")
+            return original(self, *args, **kwargs)
+
+        return write
+
+    return make
+
+
+def _rdd_save(name: str) -> Callable[..., Any]:
+    """``rdd.saveAsTextFile(path)`` and its kin: an RDD of a labelled
+    frame's rows (or mapped from one) written out."""
+
+    def save(wrapped: Callable[..., Any], rdd: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        found = _rdd_origin(rdd)
+        if found is not None:
+            labels, tenant = found
+            path = _path_of(args, kwargs)
+            purpose = _write_purpose(None, path, None)
+            if purpose is not None:
+                _check_written(labels, tenant, purpose, f"pyspark.RDD.{name}")
+            if path is not None and labels and name in ("saveAsTextFile", "saveAsSequenceFile"):
+                _say_sql_once(
+                    f"labels left behind:{path}",
+                    "purposeguard: an RDD of columns labelled %s was written to %s: read back, it "
+                    "carries no labels (label it where it is read)",
+                    ", ".join(sorted(labels)),
+                    path,
+                )
+        return wrapped(*args, **kwargs)
+
+    return save
+
+
+_RDD_SAVES = (
+    "saveAsTextFile",
+    "saveAsPickleFile",
+    "saveAsSequenceFile",
+    "saveAsHadoopFile",
+    "saveAsNewAPIHadoopFile",
+)
 
 
 def _writer_init(original: Any) -> Any:
@@ -3253,6 +3381,12 @@ def instrument() -> None:
             _patch(readwriter.DataFrameWriter, name, _table_writer(name))
         for name in _V2_METHODS:
             _patch(readwriter.DataFrameWriterV2, name, _v2_writer(name))
+        from pyspark.sql.streaming import readwriter as streaming
+
+        _patch(streaming.DataStreamWriter, "option", _option_setter)
+        _patch(streaming.DataStreamWriter, "options", _options_setter)
+        for name in ("start", "toTable"):
+            _patch(streaming.DataStreamWriter, name, _stream_writer(name))
         from pyspark.sql.classic.dataframe import DataFrame as frame_class
 
         for name in ("checkpoint", "localCheckpoint"):
@@ -3292,6 +3426,9 @@ def instrument() -> None:
         for name in _ROW_COMBINING:
             _patch(RDD, name, _adapted(_rdd_combining))
         _patch(RDD, "toLocalIterator", _adapted(_rdd_local_iterator))
+        for name in _RDD_SAVES:
+            if name in RDD.__dict__:
+                _patch(RDD, name, _adapted(_rdd_save(name)))
     _SENT_PATCH.install()
     # Spark Connect's classes, when (if) PySpark's Connect client is imported.
     _CONNECT.install()

@@ -65,3 +65,20 @@ def test_uninstrument_stops_noting_what_is_sent(spark: Any) -> None:
     finally:
         pg_spark.instrument()
     assert hasattr(py4j.java_gateway.get_command_part, "__pg_original__")
+
+
+def test_sql_text_built_with_a_labelled_value_labels_its_literals(spark: Any) -> None:
+    address = pg.label("builder@contoso.example", "customer_data")
+    assert pg.labels_of(spark.sql("SELECT '" + address + "' AS e")) == {"customer_data"}
+    assert pg.labels_of(spark.range(1).select(F.expr("'" + address + "'").alias("e"))) == {"customer_data"}
+    assert pg.labels_of(spark.range(1).selectExpr("concat('to: ', '" + address + "') AS e")) == {
+        "customer_data"
+    }
+
+
+def test_short_labelled_texts_are_not_noted(spark: Any) -> None:
+    # Noted, every plain '' or 'US' in the session would read labelled.
+    for short in ("", "US", " x "):
+        spark.range(1).withColumn("c", F.lit(pg.label(short, "customer_data"))).schema  # noqa: B018
+    for plain in ("", "US"):
+        assert pg.labels_of(spark.range(1).withColumn("c", F.lit(plain))) == frozenset()

@@ -247,3 +247,58 @@ def test_a_worker_decides_by_the_driver_s_policy_file(raw_mail: Any, tmp_path: P
         as_udf = F.udf(profile, StringType())
     rows = raw_mail.select(as_udf("body").alias("p")).distinct().collect()
     assert [r.p for r in rows] == ["advertising:trace:True"]
+
+
+def test_a_path_given_any_way_is_where_the_write_goes(mail: Any, ads_policy: Path) -> None:
+    ads = ads_policy / "ads"
+    writes = [
+        # Among saveAsTable's own options.
+        lambda: mail.select("body").write.saveAsTable("backup_options", path=str(ads / "table")),
+        # Spark reads its options without case.
+        lambda: mail.select("body").write.save(format="parquet", PATH=str(ads / "shouted")),
+        # The destination's folder itself: the part files land in it.
+        lambda: mail.select("body").write.mode("append").parquet(str(ads)),
+    ]
+    for write in writes:
+        with pytest.raises(pg.PurposeViolation):
+            write()
+    assert not (ads / "table").exists() and not (ads / "shouted").exists()
+    assert not ads.exists() or not any(ads.iterdir())
+
+
+def test_a_streaming_query_s_sink_is_checked_as_it_starts(spark: Any, mail: Any, ads_policy: Path) -> None:
+    mail.select("body", "tenant").write.parquet(str(ads_policy / "source"))
+    stream = spark.readStream.schema(mail.select("body", "tenant").schema).parquet(str(ads_policy / "source"))
+    labelled = pg_spark.label_columns(stream, {"body": EMAIL}, tenant_column="tenant")
+    checkpoint = str(ads_policy / "checkpoint")
+    with pytest.raises(pg.PurposeViolation):
+        labelled.writeStream.format("parquet").option("checkpointLocation", checkpoint).start(
+            str(ads_policy / "ads" / "stream")
+        )
+    with pytest.raises(pg.PurposeViolation):
+        labelled.writeStream.option("checkpointLocation", checkpoint).toTable("ads_stream")
+    assert not (ads_policy / "ads" / "stream").exists()
+
+
+def test_an_rdd_of_labelled_rows_saved_to_an_ad_path_is_refused(mail: Any, ads_policy: Path) -> None:
+    target = ads_policy / "ads" / "rdd"
+    with pytest.raises(pg.PurposeViolation):
+        mail.rdd.map(lambda row: row.body).saveAsTextFile(str(target))
+    with pytest.warns(UserWarning, match="toJSON"):
+        as_json = mail.toJSON()
+    with pytest.raises(pg.PurposeViolation):
+        as_json.saveAsTextFile(str(target))
+    assert not target.exists()
+
+
+def test_a_format_that_keeps_no_metadata_is_said_to_leave_labels_behind(
+    mail: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    pg.configure("trust-center", mode="enforce")
+    with caplog.at_level(logging.WARNING, logger="purposeguard"), pg.purpose("service.operations"):
+        mail.select("body").write.csv(str(tmp_path / "as-csv"))
+        mail.select("body").write.parquet(str(tmp_path / "as-parquet"))
+    said = [r.getMessage() for r in caplog.records if "keeps no column metadata" in r.getMessage()]
+    assert len(said) == 1 and "as-csv" in said[0] and EMAIL in said[0]

@@ -38,6 +38,15 @@ def letters(engine: Any, sqlalchemy_instrumented: None) -> Any:
     return engine
 
 
+def _automapped(engine: Any, table: str) -> Any:
+    """The class automap makes for ``table`` of the database behind ``engine``."""
+    from sqlalchemy.ext.automap import automap_base
+
+    mapped = automap_base()
+    mapped.prepare(autoload_with=engine)
+    return getattr(mapped.classes, table)
+
+
 def test_a_reflected_table_reads_as_the_model_declares_it(letters: Any) -> None:
     reflected = Table("reflected_letters", MetaData(), autoload_with=letters)
     with letters.connect() as connection:
@@ -67,11 +76,7 @@ def test_a_whole_reflected_schema_and_a_table_defined_again_read_so_too(letters:
 
 
 def test_an_automapped_class_loads_labelled_instances(letters: Any) -> None:
-    from sqlalchemy.ext.automap import automap_base
-
-    mapped = automap_base()
-    mapped.prepare(autoload_with=letters)
-    letter_class: Any = mapped.classes.reflected_letters
+    letter_class = _automapped(letters, "reflected_letters")
     with Session(letters) as session:
         letter = session.scalars(select(letter_class)).one()
         assert pg.labels_of(letter.body) == {EMAIL}
@@ -113,14 +118,10 @@ class Memo(Base):
 
 
 def test_automapping_a_table_whose_model_has_no_tenant_loads_labelled(letters: Any) -> None:
-    from sqlalchemy.ext.automap import automap_base
-
     with Session(letters) as session:
         session.add(Memo(id=1, text=BODY))
         session.commit()
-    mapped = automap_base()
-    mapped.prepare(autoload_with=letters)
-    memo_class: Any = mapped.classes.reflected_memos
+    memo_class = _automapped(letters, "reflected_memos")
     with Session(letters) as session:
         memo = session.scalars(select(memo_class)).one()
         assert pg.labels_of(memo.text) == {EMAIL}
@@ -165,16 +166,12 @@ def test_names_compare_without_case_and_a_table_s_own_declarations_only_add(lett
 def test_a_class_automapped_before_its_model_is_declared_takes_the_declarations_then(
     engine: Any, sqlalchemy_instrumented: None
 ) -> None:
-    from sqlalchemy.ext.automap import automap_base
-
     # A name of this run's own: the model made in another run is declared too.
     name = f"late_letters_{engine.dialect.name}"
     with engine.begin() as connection:
         connection.exec_driver_sql(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, body VARCHAR)")
         connection.exec_driver_sql(f"INSERT INTO {name} VALUES (1, '{BODY}')")
-    mapped = automap_base()
-    mapped.prepare(autoload_with=engine)
-    late_class: Any = getattr(mapped.classes, name)
+    late_class = _automapped(engine, name)
     with Session(engine) as session:
         assert pg.labels_of(session.scalars(select(late_class)).one().body) == frozenset()
 

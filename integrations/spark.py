@@ -1979,6 +1979,10 @@ def _check_sql_write(session: Any, write: _SqlWrite, put_in: frozenset[str], put
             if write.source is None:
                 return
             frame = session.table(write.source)
+        elif write.kind == "CreateTable":
+            frame = _files_at(session, write.source)
+            if frame is None:
+                return
         else:
             frame = _sql_query_frame(session, write.query)
     except Exception as error:
@@ -1989,9 +1993,28 @@ def _check_sql_write(session: Any, write: _SqlWrite, put_in: frozenset[str], put
         return
     if purpose is not None:
         _check_write(frame, path=path, table=write.table, method="sql", function=_SQL_FUNCTION)
-    if write.kind != "RenameTable":
-        # (A renamed table keeps its columns' metadata.)
+    if write.kind not in ("RenameTable", "CreateTable"):
+        # (A renamed table, or one over files, keeps its columns' metadata.)
         _say_if_labels_stay_behind(session, frame, write)
+
+
+def _files_at(session: Any, source: str | None) -> DataFrame | None:
+    """The rows of the files a table is made over (``provider\nlocation``),
+    or None where there are none to read (a new, empty location)."""
+    if source is None:
+        return None
+    provider, _, location = source.partition("\n")
+    try:
+        jvm = session._jvm
+        hadoop_path = jvm.org.apache.hadoop.fs.Path(location)
+        files = hadoop_path.getFileSystem(session._jsc.hadoopConfiguration())
+        if not files.exists(hadoop_path):
+            return None
+        return session.read.format(provider or "parquet").load(location)  # type: ignore[no-any-return]
+    except Exception:
+        # Nothing there yet (or not readable so): no rows enter the table.
+        logger.debug("purposeguard found no files to read where a table is made", exc_info=True)
+        return None
 
 
 def _parse_sql(session: Any, text: str, args: Any) -> Any:
@@ -2032,6 +2055,22 @@ def _sql_writes(parsed: Any, jvm: Any) -> list[_SqlWrite]:
         if seen > _SQL_NODES_LIMIT:
             raise PurposeGuardError(f"a SQL statement's plan has more than {_SQL_NODES_LIMIT} nodes")
         kind = node.getClass().getSimpleName()
+        if kind == "CreateTable":
+            # A table made over files already written (LOCATION): their rows,
+            # under the table's name.
+            location = node.tableSpec().location()
+            if location.isDefined():
+                provider = node.tableSpec().provider()
+                found.append(
+                    _SqlWrite(
+                        None,
+                        _sql_relation_name(node.name()),
+                        None,
+                        kind,
+                        f"{provider.get() if provider.isDefined() else ''}\n{location.get()}",
+                    )
+                )
+            continue
         if kind == "RenameTable":
             if not node.isView():
                 # A view renamed stores nothing: reading it reads its tables.

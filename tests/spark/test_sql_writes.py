@@ -265,6 +265,21 @@ def test_a_symbolic_link_into_an_ad_path_is_written_there(ads_policy: Path, mail
     assert not (ads_policy / "ads" / "weekly").exists()
 
 
+def test_an_ad_table_made_over_labelled_files_is_refused(
+    spark: Any, ads_policy: Path, names: dict[str, str], mail: Any
+) -> None:
+    source = (ads_policy / "derived").as_posix()
+    with pg.purpose("service.operations"):
+        mail.select("body").write.parquet(source)
+    statement = f"CREATE TABLE {names['ads']} USING parquet LOCATION '{source}'"
+    assert _refused(functools.partial(spark.sql, statement)) == EGRESS_TO_ADS
+    assert not spark.catalog.tableExists(names["ads"])
+    # Over a new, empty location: nothing enters it.
+    empty = (ads_policy / "empty").as_posix()
+    spark.sql(f"CREATE TABLE {names['ads']} (b STRING) USING parquet LOCATION '{empty}'")
+    assert spark.catalog.tableExists(names["ads"])
+
+
 def test_values_with_default_are_written_and_a_subquery_in_values_is_read(
     spark: Any, ads_policy: Path, names: dict[str, str], mail_view: str
 ) -> None:

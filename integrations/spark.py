@@ -1709,7 +1709,15 @@ def _path_candidates(path: str) -> list[str]:
         local = path
     if local is not None:
         # A symbolic link into a destination's folder writes there.
-        for candidate in (local, os.path.abspath(local), os.path.realpath(local)):
+        candidates = [local, os.path.abspath(local), os.path.realpath(local)]
+        if not os.path.isabs(local):
+            # Spark makes a relative path absolute against the JVM's folder,
+            # the one the process had when Spark started (not Python's now).
+            started_in = _jvm_folder()
+            if started_in is not None:
+                joined = os.path.normpath(os.path.join(started_in, local))
+                candidates += [joined, os.path.realpath(joined)]
+        for candidate in candidates:
             if candidate not in out:
                 out.append(candidate)
     # Spark writes its part files into the folder named: "<folder>/*" names it.
@@ -1718,6 +1726,25 @@ def _path_candidates(path: str) -> list[str]:
         if inside not in out:
             out.append(inside)
     return out
+
+
+_JVM_FOLDER: list[str | None] = []
+
+
+def _jvm_folder() -> str | None:
+    """The JVM's working folder (read once: a JVM's never changes)."""
+    if not _JVM_FOLDER:
+        from pyspark import SparkContext
+
+        jvm = SparkContext._jvm
+        if jvm is None:
+            return None
+        try:
+            _JVM_FOLDER.append(str(jvm.java.lang.System.getProperty("user.dir")))
+        except Exception:
+            logger.debug("purposeguard could not read the JVM's working folder", exc_info=True)
+            return None
+    return _JVM_FOLDER[0]
 
 
 def _identifier_parts(name: str) -> list[str]:
@@ -1834,7 +1861,9 @@ def _persisted(df: DataFrame) -> DataFrame:
 # DataFrame API's write of it would be; then Spark runs the statement.
 
 # A statement with none of these words writes nothing: handed on unparsed.
-_SQL_WRITE_WORDS = re.compile(r"(?i)\b(?:insert|create|replace|merge|execute|begin|set|declare|rename)\b")
+_SQL_WRITE_WORDS = re.compile(
+    r"(?i)\b(?:insert|create|replace|merge|execute|begin|set|declare|rename|location)\b"
+)
 # The parsed plans that write a query's rows somewhere.
 _SQL_WRITES = frozenset(
     {
@@ -2070,6 +2099,17 @@ def _sql_writes(parsed: Any, jvm: Any) -> list[_SqlWrite]:
                         f"{provider.get() if provider.isDefined() else ''}\n{location.get()}",
                     )
                 )
+            continue
+        if kind in ("SetTableLocation", "AddPartitions"):
+            # A table (or a partition of it) pointed at files already written.
+            if kind == "SetTableLocation":
+                locations = [str(node.location())]
+            else:
+                parts = node.parts()
+                found_at = (parts.apply(k).location() for k in range(parts.size()))
+                locations = [str(at.get()) for at in found_at if at.isDefined()]
+            table = _sql_relation_name(node.child())
+            found.extend(_SqlWrite(None, table, None, "CreateTable", f"\n{at}") for at in locations)
             continue
         if kind == "RenameTable":
             if not node.isView():

@@ -280,6 +280,43 @@ def test_an_ad_table_made_over_labelled_files_is_refused(
     assert spark.catalog.tableExists(names["ads"])
 
 
+def test_an_ad_table_or_partition_pointed_at_labelled_files_is_refused(
+    spark: Any, ads_policy: Path, names: dict[str, str], mail: Any
+) -> None:
+    source = (ads_policy / "derived").as_posix()
+    with pg.purpose("service.operations"):
+        mail.select("body").write.parquet(source)
+    _ads_table(spark, names["ads"])
+    statement = f"ALTER TABLE {names['ads']} SET LOCATION '{source}'"
+    assert _refused(functools.partial(spark.sql, statement)) == EGRESS_TO_ADS
+    assert spark.table(names["ads"]).count() == 0
+    partitioned = names["ads"] + "_p"
+    spark.sql(f"CREATE TABLE {partitioned} (body STRING, d INT) USING parquet PARTITIONED BY (d)")
+    statement = f"ALTER TABLE {partitioned} ADD PARTITION (d=1) LOCATION '{source}'"
+    assert _refused(functools.partial(spark.sql, statement)) == EGRESS_TO_ADS
+    assert spark.table(partitioned).count() == 0
+
+
+def test_a_relative_path_is_where_spark_puts_it(
+    ads_policy: Path, mail: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from pyspark import SparkContext
+
+    jvm = SparkContext._jvm
+    assert jvm is not None
+    started_in = Path(str(jvm.java.lang.System.getProperty("user.dir")))
+    # Python's folder moved on since Spark started: Spark still resolves from its own.
+    elsewhere = ads_policy / "elsewhere" / "deeper"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    relative = os.path.relpath(ads_policy / "ads" / "relative", started_in)
+    with pytest.raises(pg.PurposeViolation):
+        mail.select("body").write.parquet(relative)
+    assert not (ads_policy / "ads" / "relative").exists()
+
+
 def test_values_with_default_are_written_and_a_subquery_in_values_is_read(
     spark: Any, ads_policy: Path, names: dict[str, str], mail_view: str
 ) -> None:

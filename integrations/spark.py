@@ -1646,9 +1646,11 @@ def _check_write(
     table: str | None = None,
     method: str,
     function: str | None = None,
+    located: bool = False,
 ) -> None:
+    """``located``: ``path`` is the table's location already looked up."""
     guard = get_guard()
-    if path is None and table is not None:
+    if path is None and table is not None and not located:
         # A table's files are where its location (or its database's) says.
         path = _table_location(df.sparkSession, table)
     purpose = _write_purpose(df.sparkSession, path, table)
@@ -1661,8 +1663,8 @@ def _check_write(
         guard._internal_error(error, frozenset(), purpose, "egress", function, None, False)
         return
     _check_written(labels, tenant_of(df) if labels else None, purpose, function)
-    if path is not None and labels and _keeps_no_metadata(path, method):
-        _say_sql_once(
+    if path is not None and labels and method in _NO_METADATA:
+        _say_once(
             f"labels left behind:{path}",
             "purposeguard: columns labelled %s were written as %s to %s, a format that keeps no column "
             "metadata: read back, they carry no labels (write parquet or orc, or label them where "
@@ -1690,10 +1692,6 @@ def _check_written(labels: frozenset[str], tenant: str | None, purpose: str, fun
 # Writers whose files keep no Spark schema metadata: what they write is read
 # back unlabelled.
 _NO_METADATA = frozenset({"csv", "json", "text", "xml"})
-
-
-def _keeps_no_metadata(path: str, method: str) -> bool:
-    return method in _NO_METADATA
 
 
 def _path_candidates(path: str) -> list[str]:
@@ -1883,8 +1881,8 @@ _SQL_UNREAD = frozenset({"UnresolvedExecuteImmediate", "ExecuteImmediateQuery", 
 # the statements that read them.
 _SQL_VARIABLES = frozenset({"SetVariable", "CreateVariable"})
 _SQL_FUNCTION = "pyspark.sql.SparkSession.sql"
-_SQL_SAID: set[str] = set()
-_SQL_SAID_LIMIT = 1024
+_SAID: set[str] = set()
+_SAID_LIMIT = 1024
 # Plan nodes looked through for writes (a multi-insert's union of inserts).
 _SQL_NODES_LIMIT = 10_000
 
@@ -1899,6 +1897,8 @@ class _SqlWrite:
     kind: str
     # A table whose rows are written whole (a rename's): read as spark.table().
     source: str | None = None
+    # Files a table is pointed at (provider, location): read as the write.
+    files: tuple[str, str] | None = None
 
 
 def _sql_runner(original: Any) -> Any:
@@ -1943,7 +1943,7 @@ def _check_sql(session: Any, text: str, args: Any, formatted: Iterable[Any]) -> 
         return
     kind = parsed.getClass().getSimpleName()
     if kind in _SQL_UNREAD:
-        _say_sql_once(
+        _say_once(
             kind,
             "purposeguard: a SQL statement that builds or holds other statements (%s) is not "
             "checked: what it writes is not known before it runs; write through df.write, or run "
@@ -2009,7 +2009,7 @@ def _check_sql_write(session: Any, write: _SqlWrite, put_in: frozenset[str], put
                 return
             frame = session.table(write.source)
         elif write.kind == "CreateTable":
-            frame = _files_at(session, write.source)
+            frame = _files_at(session, write.files)
             if frame is None:
                 return
         else:
@@ -2021,25 +2021,26 @@ def _check_sql_write(session: Any, write: _SqlWrite, put_in: frozenset[str], put
             get_guard()._internal_error(error, frozenset(), purpose, "egress", _SQL_FUNCTION, None, False)
         return
     if purpose is not None:
-        _check_write(frame, path=path, table=write.table, method="sql", function=_SQL_FUNCTION)
+        _check_write(frame, path=path, table=write.table, method="sql", function=_SQL_FUNCTION, located=True)
     if write.kind not in ("RenameTable", "CreateTable"):
         # (A renamed table, or one over files, keeps its columns' metadata.)
         _say_if_labels_stay_behind(session, frame, write)
 
 
-def _files_at(session: Any, source: str | None) -> DataFrame | None:
-    """The rows of the files a table is made over (``provider\nlocation``),
-    or None where there are none to read (a new, empty location)."""
-    if source is None:
+def _files_at(session: Any, files: tuple[str, str] | None) -> DataFrame | None:
+    """The rows of the files a table is made over (provider, location), or
+    None where there are none to read (a new, empty location)."""
+    if files is None:
         return None
-    provider, _, location = source.partition("\n")
+    provider, location = files
     try:
         jvm = session._jvm
         hadoop_path = jvm.org.apache.hadoop.fs.Path(location)
-        files = hadoop_path.getFileSystem(session._jsc.hadoopConfiguration())
-        if not files.exists(hadoop_path):
+        file_system = hadoop_path.getFileSystem(session._jsc.hadoopConfiguration())
+        if not file_system.exists(hadoop_path):
             return None
-        return session.read.format(provider or "parquet").load(location)  # type: ignore[no-any-return]
+        frame: DataFrame = session.read.format(provider or "parquet").load(location)
+        return frame
     except Exception:
         # Nothing there yet (or not readable so): no rows enter the table.
         logger.debug("purposeguard found no files to read where a table is made", exc_info=True)
@@ -2096,7 +2097,7 @@ def _sql_writes(parsed: Any, jvm: Any) -> list[_SqlWrite]:
                         _sql_relation_name(node.name()),
                         None,
                         kind,
-                        f"{provider.get() if provider.isDefined() else ''}\n{location.get()}",
+                        files=(str(provider.get()) if provider.isDefined() else "", str(location.get())),
                     )
                 )
             continue
@@ -2109,15 +2110,12 @@ def _sql_writes(parsed: Any, jvm: Any) -> list[_SqlWrite]:
                 found_at = (parts.apply(k).location() for k in range(parts.size()))
                 locations = [str(at.get()) for at in found_at if at.isDefined()]
             table = _sql_relation_name(node.child())
-            found.extend(_SqlWrite(None, table, None, "CreateTable", f"\n{at}") for at in locations)
+            found.extend(_SqlWrite(None, table, None, "CreateTable", files=("", at)) for at in locations)
             continue
         if kind == "RenameTable":
             if not node.isView():
                 # A view renamed stores nothing: reading it reads its tables.
-                new_name = ".".join(
-                    f"`{n.replace('`', '``')}`" if "." in n or "`" in n else n
-                    for n in (str(node.newName().apply(k)) for k in range(node.newName().size()))
-                )
+                new_name = _joined_name(node.newName())
                 found.append(_SqlWrite(None, new_name, None, kind, _sql_relation_name(node.child())))
             continue
         if kind in _SQL_WRITES:
@@ -2224,6 +2222,11 @@ def _sql_relation_name(node: Any) -> str | None:
         parts = node.nameParts()
     else:
         return None
+    return _joined_name(parts)
+
+
+def _joined_name(parts: Any) -> str:
+    """A Scala ``Seq`` of name parts as one name ``_identifier_parts`` reads back."""
     names = [str(parts.apply(k)) for k in range(parts.size())]
     return ".".join(f"`{n.replace('`', '``')}`" if "." in n or "`" in n else n for n in names)
 
@@ -2247,18 +2250,16 @@ def _sql_query_frame(session: Any, query: Any) -> DataFrame:
 def _say_if_variable_holds_data(session: Any, parsed: Any) -> None:
     """A session variable set from a query that reads labelled columns
     holds their data without labels: said once per variable."""
+    carried: set[str] = set()
     try:
-        queries = [child for child in (parsed.children().apply(k) for k in range(parsed.children().size()))]
-        carried: set[str] = set()
-        for query in queries:
-            try:
-                carried |= lineage(_sql_query_frame(session, query)).all()
-            except Exception:
-                continue
+        children = parsed.children()
+        for k in range(children.size()):
+            carried |= lineage(_sql_query_frame(session, children.apply(k))).all()
     except Exception:
-        return
+        # Not read (a value with no query): nothing known to say.
+        logger.debug("purposeguard could not read what a SQL variable is set from", exc_info=True)
     if carried:
-        _say_sql_once(
+        _say_once(
             "variable",
             "purposeguard: a SQL session variable was set from columns labelled %s: what it holds "
             "reaches the statements that read it without labels (they are not checked for it); "
@@ -2290,7 +2291,7 @@ def _say_if_labels_stay_behind(session: Any, frame: DataFrame, write: _SqlWrite)
     if not left:
         return
     where = write.table or write.path or "a table"
-    _say_sql_once(
+    _say_once(
         f"labels left behind:{where}",
         "purposeguard: a SQL statement wrote columns derived from data labelled %s to %s, which is "
         "read back without those labels (SQL keeps only the metadata a column already has): write it "
@@ -2300,17 +2301,17 @@ def _say_if_labels_stay_behind(session: Any, frame: DataFrame, write: _SqlWrite)
     )
 
 
-def _say_sql_once(topic: str, message: str, *values: Any) -> None:
+def _say_once(topic: str, message: str, *values: Any) -> None:
     with _SAID_LOCK:
-        if topic in _SQL_SAID or len(_SQL_SAID) >= _SQL_SAID_LIMIT:
+        if topic in _SAID or len(_SAID) >= _SAID_LIMIT:
             return
-        _SQL_SAID.add(topic)
+        _SAID.add(topic)
     logger.warning(message, *values)
 
 
 _SAID_LOCK = threading.Lock()
 # A reset says each of them again.
-on_reset("spark sql statements", _SQL_SAID.clear)
+on_reset("spark warnings said once", _SAID.clear)
 
 
 # -- data that reaches Python ---------------------------------------------------------------------
@@ -3339,7 +3340,7 @@ def _rdd_save(name: str) -> Callable[..., Any]:
             if purpose is not None:
                 _check_written(labels, tenant, purpose, f"pyspark.RDD.{name}")
             if path is not None and labels and name in ("saveAsTextFile", "saveAsSequenceFile"):
-                _say_sql_once(
+                _say_once(
                     f"labels left behind:{path}",
                     "purposeguard: an RDD of columns labelled %s was written to %s: read back, it "
                     "carries no labels (label it where it is read)",

@@ -91,8 +91,12 @@ Instrumenting swaps the environment's class for a subclass (same name) and
 its ``template_class``, ``context_class`` and ``code_generator_class``
 likewise, and replaces ``Markup``'s constructor and mixing operations,
 ``markupsafe.escape``, ``escape_silent`` and ``_escape_inner``, and the
-``escape`` jinja2's modules imported; :func:`uninstrument` puts markupsafe
-and jinja2's names back as they were (environments stay instrumented).
+``escape`` jinja2's modules imported. From then on a template made directly
+(``jinja2.Template(source)``, a subclass of it) compiles in an instrumented
+environment of Jinja's shared ones, and a ``template_class`` passed to
+``from_string`` labels what it renders too. :func:`uninstrument` puts
+markupsafe and jinja2's names (``Template.environment_class`` among them)
+back as they were (environments stay instrumented).
 
 Needs Jinja2 (``pip install 'purposeguard[jinja2]'``).
 """
@@ -622,6 +626,10 @@ def _patch_markupsafe() -> None:
                 and vars(module).get("escape") is _ESCAPE
             ):
                 _patch(module, "escape", _escape)
+        # A template made directly (jinja2.Template(source)) is compiled by a
+        # shared environment Jinja makes of this class: an instrumented one,
+        # or its render would drop every label it interpolated.
+        _patch(jinja2.Template, "environment_class", Environment)
 
 
 def _unpatch_markupsafe() -> None:
@@ -878,6 +886,18 @@ class _Reads(jinja2.Environment):
     labelled object is itself a plain value. The value read is noted where
     it goes (output, filter, ``~``, call, or the object of the next read)."""
 
+    def from_string(
+        self,
+        source: Any,
+        globals: Any = None,  # noqa: A002 - Jinja's own parameter name
+        template_class: type[Any] | None = None,
+    ) -> Any:
+        # A template class named by the caller (jinja2.Template(source) names
+        # its own) still labels what it renders.
+        if template_class is not None:
+            template_class = _with(template_class, LabelledTemplate)
+        return super().from_string(source, globals, template_class)
+
     # Every a.b and a[b] of every render comes here: the common case (a plain
     # object or container, a plain value) is tested inline, without a call.
 
@@ -1068,8 +1088,9 @@ def instrument(env: Any) -> Any:
 
 
 def uninstrument() -> None:
-    """Restore markupsafe (``Markup``, ``escape``, ``escape_silent``) and
-    jinja2's names for ``escape`` as they were. Environments instrumented
+    """Restore markupsafe (``Markup``, ``escape``, ``escape_silent``),
+    jinja2's names for ``escape`` and ``jinja2.Template``'s environment class
+    as they were. Environments instrumented
     stay so (they label what they render); a Markup already labelled keeps
     its labels. The next :func:`instrument` (or :class:`Environment`)
     instruments markupsafe again."""

@@ -114,6 +114,45 @@ def test_a_mail_built_from_content_is_checked_where_it_leaves() -> None:
     assert "zq-jinja" not in str(caught.value)
 
 
+@pytest.mark.parametrize("autoescape", [True, False], ids=["autoescape", "no-autoescape"])
+def test_a_template_made_directly_labels_what_it_renders(autoescape: bool) -> None:
+    # jinja2.Template(source) compiles in a shared environment of Jinja's
+    # own making, which no instrument() call ever saw.
+    instrument(jinja2.Environment())
+
+    class Letter(jinja2.Template):
+        pass
+
+    for template in (
+        jinja2.Template("<p>{{ body }}</p>", autoescape=autoescape),
+        Letter("<p>{{ body|upper }}</p>", autoescape=autoescape),
+        Environment().from_string("<p>{{ body }}</p>", template_class=jinja2.Template),
+    ):
+        page = template.render(body=body())
+        assert "zq-jinja-6b0d" in page.lower()
+        assert pg.labels_of(page) == {EMAIL}
+        assert pg.tenant_of(page) == "contoso"
+
+    @pg.purpose("marketing.direct")
+    def send_newsletter(html: str) -> None:
+        raise AssertionError("the guard must stop this call")
+
+    with pytest.raises(pg.PurposeViolation):
+        send_newsletter(jinja2.Template("News: {{ body }}").render(body=body()))
+
+
+def test_uninstrument_gives_templates_made_directly_jinjas_own_environment() -> None:
+    from purposeguard.integrations.jinja2 import uninstrument
+
+    instrument(jinja2.Environment())
+    uninstrument()
+    try:
+        assert jinja2.Template.environment_class is jinja2.Environment
+        assert pg.labels_of(jinja2.Template("{{ body }}").render(body=body())) == frozenset()
+    finally:
+        instrument(jinja2.Environment())
+
+
 def test_rendering_is_not_a_new_read() -> None:
     env = Environment()
     content = body()

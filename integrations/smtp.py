@@ -33,9 +33,14 @@ even if it was stored without any setter. ``Message.as_string`` /
 ``as_bytes`` (and ``str()``/``bytes()`` of a message) label the text they
 flatten with the message's labels, and parsing
 (``email.message_from_string``, ``message_from_bytes``, ``FeedParser``)
-keeps the labels of the text on the parsed message. Text flattened another
-way (a ``Generator`` by hand) keeps none; the zone still sees what was
-labelled while it was open.
+keeps the labels of the text on the parsed message. Django's mail is
+watched where it loses labels: the message ``EmailMessage.message()``
+builds carries the labels of everything the ``EmailMessage`` held (its
+headers are made with ``str(address)``, its envelope and ``bcc`` with
+``sanitize_address()``), and the ``as_string``/``as_bytes`` Django's MIME
+classes define for themselves label what they flatten. Text flattened
+another way (a ``Generator`` by hand) keeps none; the zone still sees what
+was labelled while it was open.
 
 Mail sent by hand with ``mail()``, ``rcpt()`` and ``data()`` is checked
 too: ``data()`` like ``sendmail`` (the message and the zone), a labelled
@@ -70,7 +75,7 @@ from purposeguard._labels import (
 )
 
 from . import _unguarded
-from ._egress import check_egress, deep_labels, input_labels
+from ._egress import check_egress, deep_labels, input_labels, sent_labels
 from ._patch import Patcher, Wrapper
 
 __all__ = ["instrument", "is_instrumented", "message_labels", "uninstrument"]
@@ -328,10 +333,58 @@ class _EmailPatcher(Patcher):
 
 _EMAIL = _EmailPatcher("email.message", [])
 
+# What a Django EmailMessage holds and puts into the message it builds (or,
+# for bcc, into the envelope only). Not its connection: a mail backend.
+_DJANGO_FIELDS = (
+    "subject",
+    "body",
+    "from_email",
+    "to",
+    "cc",
+    "bcc",
+    "reply_to",
+    "extra_headers",
+    "attachments",
+    "alternatives",
+)
+
+
+def _django_message(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # Django builds its headers from str(address) and its envelope from
+    # sanitize_address(), which drop labels: the message carries the labels
+    # of everything the EmailMessage held, bcc included.
+    message = wrapped(*args, **kwargs)
+    held = tuple(getattr(instance, name, None) for name in _DJANGO_FIELDS)
+    labels, tenant = sent_labels(held)
+    if labels:
+        _label_part(message, labels, tenant)
+    return message
+
+
+class _DjangoMailPatcher(Patcher):
+    """Django's mail classes: ``EmailMessage.message()`` and, before Django
+    6, the ``as_string``/``as_bytes`` its MIME classes define for
+    themselves (``MIMEMixin``), which the ``email.message`` wrappers never
+    see."""
+
+    def _apply(self, module: Any) -> None:
+        targets: list[tuple[str, str, Wrapper]] = [("EmailMessage", "message", _django_message)]
+        mixin = getattr(module, "MIMEMixin", None)
+        if mixin is not None:
+            targets.extend(("MIMEMixin", name, _flattened) for name in _FLATTENERS if name in vars(mixin))
+        self.targets = targets
+        super()._apply(module)
+
+
+_DJANGO_MAIL = _DjangoMailPatcher("django.core.mail.message", [])
+
 
 def instrument() -> None:
     """Guard every message sent with ``smtplib`` (and the mailers built on it) from now on."""
     _EMAIL.install()
+    _DJANGO_MAIL.install()
     _PARSER.install()
     _FEEDPARSER.install()
     _SMTP.install()
@@ -343,6 +396,7 @@ def uninstrument() -> None:
     _SMTP.remove()
     _FEEDPARSER.remove()
     _PARSER.remove()
+    _DJANGO_MAIL.remove()
     _EMAIL.remove()
     _unguarded.deactivate("smtp")
 

@@ -43,7 +43,9 @@ __all__ = [
     "input_labels",
     "sent_labels",
     "is_loopback",
+    "labelled_url",
     "outer_layer",
+    "url_labels",
 ]
 
 TRANSPORT_RULE = "transport.require_tls"
@@ -73,6 +75,33 @@ def checked_by(layer: str) -> Iterator[None]:
         yield
     finally:
         _LAYER.reset(token)
+
+
+# Labels of the URL (path and query) of the call in progress. A client
+# below writes its own log lines about the call (urllib3's DEBUG line of
+# each request names its path and query) from text it rebuilt without them.
+_URL: ContextVar[frozenset[str]] = ContextVar("purposeguard.egress.url", default=EMPTY)
+
+
+@contextmanager
+def url_labels(labels: frozenset[str]) -> Iterator[None]:
+    """The URL of the calls made inside the block carries ``labels`` (with
+    those of the calls around it)."""
+    token = _URL.set(_URL.get() | labels)
+    try:
+        yield
+    finally:
+        _URL.reset(token)
+
+
+def labelled_url(url: Any) -> Any:
+    """``url`` (text) carrying the labels of the URL of the call in progress,
+    for the log lines the client writes with it: the logging integration
+    then judges them as any labelled value."""
+    labels = _URL.get()
+    if not labels or not isinstance(url, str):
+        return url
+    return relabel(url, *sorted(labels))
 
 
 def deep_labels(values: Any) -> frozenset[str]:

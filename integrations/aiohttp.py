@@ -33,8 +33,14 @@ Where the checks hook in, and why:
   the labels of the value it encoded when it was made; ``BasicAuth.encode``
   and ``encode_basic_auth`` (which aiohttp recommends for an
   ``Authorization`` header) return text carrying the password's labels.
-  URLs built with yarl (``URL(...) / part``, ``with_query``) keep no labels:
-  pass labelled parts as ``params=`` or in the URL string.
+* yarl quotes the parts a URL is built from into new, plain text
+  (``URL.build``, ``with_query``, ``update_query``, ``extend_query``, ``%``,
+  ``/``, ``joinpath``, ``join``, ``with_path``, ``with_user``,
+  ``with_password`` and the other ``with_*``), so a URL made from labelled
+  parts keeps their labels, as does every URL derived from it (even where
+  the labelled part was replaced: refused rather than missed). ``origin()``
+  and ``parent`` keep none. yarl hands equal inputs the same URL object, so
+  a labelled one is a copy of its own.
 * ``ClientSession.__init__`` remembers the labels of ``base_url`` (yarl
   parses it into plain strings); a relative URL sent from that session
   carries them.
@@ -293,6 +299,87 @@ _ENCODE_BASIC_AUTH = FunctionPatch(
 )
 
 
+# Where a yarl URL keeps the labels of the parts it was made from: in the
+# dict yarl caches a URL's parsed pieces in (a slot every walk reads), as a
+# labelled empty text. yarl URLs take no attributes and no weak references.
+_URL_LABELS = "_pg_labels"
+# The arguments of a URL method that carry no label: nothing to look into.
+_PLAIN_ARGUMENTS = frozenset({str, int, bool, type(None)})
+# The yarl methods that make a URL from the one they are called on and their
+# arguments; the ones the installed yarl has are patched.
+_URL_METHODS = (
+    "build",
+    "join",
+    "joinpath",
+    "relative",
+    "update_query",
+    "extend_query",
+    "with_query",
+    "without_query_params",
+    "with_scheme",
+    "with_user",
+    "with_password",
+    "with_host",
+    "with_port",
+    "with_path",
+    "with_fragment",
+    "with_name",
+    "with_suffix",
+    "__truediv__",
+    "__mod__",
+)
+
+
+def _url_labels(url: Any) -> Any:
+    cache = getattr(url, "_cache", None) if not isinstance(url, type) else None
+    return cache.get(_URL_LABELS) if isinstance(cache, dict) else None
+
+
+def _derived_url(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    made = wrapped(*args, **kwargs)
+    mark = _url_labels(instance)
+    values = (*args, *kwargs.values())
+    if mark is None and all(type(value) in _PLAIN_ARGUMENTS for value in values):
+        return made
+    # A URL argument (join) is read through its own cache, like any value.
+    labels, tenant = sent_labels((mark, values))
+    if not labels or not isinstance(getattr(made, "_cache", None), dict):
+        return made
+    return _labelled_url(made, labels, tenant)
+
+
+def _labelled_url(url: Any, labels: frozenset[str], tenant: str | None) -> Any:
+    # A copy: yarl returns one URL object for equal inputs (its lru_caches),
+    # and the labels of this call must not reach another's equal URL.
+    cls = type(url)
+    copy = object.__new__(cls)
+    for name in cls.__slots__:
+        try:
+            object.__setattr__(copy, name, object.__getattribute__(url, name))
+        except AttributeError:
+            continue
+    copy._cache = {**url._cache, _URL_LABELS: relabel("", *sorted(labels), tenant=tenant)}
+    return copy
+
+
+# Built on first ``instrument()``, once yarl is imported: which methods it has.
+_YARL: dict[str, Patcher] = {}
+_YARL_LOCK = threading.Lock()
+
+
+def _yarl() -> Patcher:
+    with _YARL_LOCK:
+        patcher = _YARL.get("patcher")
+        if patcher is None:
+            import yarl
+
+            present = [name for name in _URL_METHODS if callable(getattr(yarl.URL, name, None))]
+            patcher = _YARL["patcher"] = Patcher("yarl", [("URL", name, _derived_url) for name in present])
+        return patcher
+
+
 _PAYLOADS = Patcher(
     "aiohttp.payload",
     [
@@ -391,14 +478,15 @@ def instrument() -> None:
     if callable(getattr(aiohttp.ClientRequest, "update_body", None)):
         _UPDATE_BODY.install()
     _websocket().install()
+    _yarl().install()
     _unguarded.activate("aiohttp")
 
 
 def uninstrument() -> None:
     """Restore aiohttp as it was."""
-    websocket = _WEBSOCKET.get("patcher")
-    if websocket is not None:
-        websocket.remove()
+    for built in (_YARL.get("patcher"), _WEBSOCKET.get("patcher")):
+        if built is not None:
+            built.remove()
     _UPDATE_BODY.remove()
     _ENCODE_BASIC_AUTH.remove()
     _BASIC_AUTH.remove()

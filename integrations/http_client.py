@@ -69,7 +69,9 @@ def _encrypted(connection: Any) -> bool:
     )
 
 
-def _url(connection: Any, path: str) -> str:
+def connection_url(connection: Any, path: str) -> str:
+    """The full URL ``connection`` sends ``path`` to (the tunnelled host
+    through a proxy), as the egress check reads destinations."""
     if "://" in path:  # an absolute URL, as sent to a proxy
         return path
     host = getattr(connection, "_tunnel_host", None) or connection.host
@@ -124,7 +126,7 @@ def _request(
         body = kwargs.pop("body", None)
         headers = kwargs.pop("headers", None)
     headers = headers or {}
-    full_url = _url(instance, str(url))
+    full_url = connection_url(instance, str(url))
     labels = deep_labels(url) | header_labels(headers.items()) | _PENDING.get()
     if _streamed(body):
         body = _checked(body, full_url)
@@ -140,7 +142,7 @@ def _putrequest(
 ) -> Any:
     if outer_layer() is None:
         path = args[1] if len(args) > 1 else kwargs.get("url", "/")
-        url = _url(instance, str(path))
+        url = connection_url(instance, str(path))
         check_egress(url, deep_labels(path) | _PENDING.get(), function=_FUNCTION)
         _URLS[instance] = url
     return wrapped(*args, **kwargs)
@@ -153,7 +155,9 @@ def _putheader(
         # The name too (a keyword ``header=`` as well): all of it goes on the wire.
         labels = input_labels((*args, *kwargs.values()))
         if labels:
-            check_egress(_URLS.get(instance) or _url(instance, "/"), labels, function=_FUNCTION, zone=False)
+            check_egress(
+                _URLS.get(instance) or connection_url(instance, "/"), labels, function=_FUNCTION, zone=False
+            )
     return wrapped(*args, **kwargs)
 
 
@@ -187,7 +191,7 @@ def _send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwa
     if outer_layer() is not None or (not args and "data" not in kwargs):
         return wrapped(*args, **kwargs)  # checked above, or a call http.client refuses itself
     data = args[0] if args else kwargs["data"]
-    url = _URLS.get(instance) or _url(instance, "/")
+    url = _URLS.get(instance) or connection_url(instance, "/")
     if isinstance(data, (str, bytes, bytearray, memoryview)):
         labels = deep_labels(data)
         if labels:

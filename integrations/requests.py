@@ -23,6 +23,14 @@ values. A streamed
 body (a generator) is wrapped so each chunk is checked before it is written;
 content whose labels cannot be known (a file object) falls to the zone check.
 
+Base64 drops the labels of a labelled password: requests' one encoder of
+Basic credentials (``requests.auth._basic_auth_str``, behind
+``HTTPBasicAuth``, ``HTTPProxyAuth``, ``PreparedRequest.prepare_auth`` and a
+proxy's credentials) returns a header value carrying them, so the header is
+checked with the request however it was set. A reference taken before
+``instrument()`` (``from requests.auth import _basic_auth_str``) keeps the
+original function.
+
 urllib3 and http.client do not check again what requests checked: only the
 adapter's send (``HTTPAdapter.send``) of the request ``Session.send`` just
 checked is marked as checked for them. What a response hook or an auth
@@ -33,6 +41,7 @@ retry) checks the request itself.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -42,8 +51,17 @@ from purposeguard._errors import PurposeViolation
 from purposeguard._labels import EMPTY
 
 from . import _unguarded, baggage
-from ._egress import CheckedBody, check_egress, checked_by, deep_labels, header_labels, input_labels
-from ._patch import Patcher
+from ._egress import (
+    CheckedBody,
+    carry_labels,
+    check_egress,
+    checked_by,
+    deep_labels,
+    header_labels,
+    input_labels,
+    url_labels,
+)
+from ._patch import FunctionPatch, Patcher
 from .http_client import unmarked_chunks
 
 __all__ = ["instrument", "uninstrument", "is_instrumented"]
@@ -54,6 +72,8 @@ _PENDING: ContextVar[frozenset[str]] = ContextVar("purposeguard.requests.pending
 # ones) and walks only what is new.
 _WALKED: ContextVar[tuple[Any, ...]] = ContextVar("purposeguard.requests.walked", default=())
 _LABELS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+# The labels of each prepared request's URL alone.
+_URLS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 _FUNCTION = "requests.Session.send"
 _ADAPTER = "requests.adapters.HTTPAdapter.send"
 # The prepared request Session.send checked and is handing to its adapter.
@@ -104,6 +124,18 @@ def _prepare_part(
     return result
 
 
+def _prepare_url(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    result = _prepare_part(wrapped, instance, args, kwargs)
+    # The URL's own labels (url and params), read even where Session.request
+    # walked them: urllib3 below writes the path and query in its log lines.
+    labels = input_labels((*args, *kwargs.values()))
+    if labels:
+        _URLS[instance] = _URLS.get(instance, EMPTY) | labels
+    return result
+
+
 def _not_walked(values: tuple[Any, ...]) -> tuple[Any, ...]:
     walked = _WALKED.get()
     if not walked:
@@ -114,6 +146,9 @@ def _not_walked(values: tuple[Any, ...]) -> tuple[Any, ...]:
 def _copy(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     new = wrapped(*args, **kwargs)
     _remember(new, _LABELS.get(instance, EMPTY))
+    url = _URLS.get(instance)
+    if url:
+        _URLS[new] = url
     return new
 
 
@@ -194,9 +229,29 @@ def _adapter_send(
         checked = _check(request, args[5] if len(args) > 5 else kwargs.get("proxies"), _ADAPTER)
     # One check, one send: sending the same request again from a hook is checked again.
     _CHECKED.set(None)
-    with checked_by("requests"):
-        # urllib3 and http.client below send what was just checked.
+    url = _URLS.get(request, EMPTY) | (deep_labels(request.url) if type(request.url) is not str else EMPTY)
+    with checked_by("requests"), url_labels(url):
+        # urllib3 and http.client below send what was just checked; urllib3
+        # logs the URL's path and query, from plain text: it is told their labels.
         return _sending(wrapped, args, kwargs, checked)
+
+
+def _carrying_basic_auth_str(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def _basic_auth_str(*args: Any, **kwargs: Any) -> Any:
+        # Base64 drops a labelled password's labels: the header value carries
+        # them to the check of the request it is sent with.
+        return carry_labels(original(*args, **kwargs), (*args, *kwargs.values()))
+
+    return _basic_auth_str
+
+
+# Every Basic header requests builds (HTTPBasicAuth and HTTPProxyAuth, called
+# by hand or from an auth callable, PreparedRequest.prepare_auth, a proxy's
+# credentials) goes through this function, bound under these names.
+_BASIC_AUTH_STR = FunctionPatch(
+    "_basic_auth_str", ("requests.auth", "requests.adapters", "requests.sessions"), _carrying_basic_auth_str
+)
 
 
 _PATCHER = Patcher(
@@ -205,7 +260,7 @@ _PATCHER = Patcher(
         ("Session", "request", _request),
         ("Session", "send", _send),
         ("PreparedRequest", "prepare", _prepare),
-        ("PreparedRequest", "prepare_url", _prepare_part),
+        ("PreparedRequest", "prepare_url", _prepare_url),
         ("PreparedRequest", "prepare_body", _prepare_part),
         ("PreparedRequest", "copy", _copy),
     ],
@@ -220,11 +275,13 @@ def instrument() -> None:
     require("requests", "requests")
     _PATCHER.install()
     _ADAPTERS.install()
+    _BASIC_AUTH_STR.install()
     _unguarded.activate("requests")
 
 
 def uninstrument() -> None:
     """Restore requests as it was."""
+    _BASIC_AUTH_STR.remove()
     _ADAPTERS.remove()
     _PATCHER.remove()
     _unguarded.deactivate("requests")

@@ -25,12 +25,21 @@ Where the checks hook in, and why:
   drops; ``urlopen`` then checks them with the request. A reference taken
   before ``instrument()`` (``from urllib3 import make_headers``) keeps the
   original function.
+* ``HTTPConnection.request`` (and ``request_chunked``), for a connection
+  driven without a pool: urllib3 frames each chunk of a chunked body into
+  new bytes before http.client's ``send`` sees it, dropping its labels, so
+  the request is checked whole here and each chunk of a streamed body
+  before it is written.
 * A call made by the requests integration was checked there already, with
   the labels requests saw before encoding: urllib3 does not check it again.
 
-urllib3's own DEBUG line of each request (``"GET /path HTTP/1.1" 200``) is
-written from the plain path: with content in a URL, keep urllib3's logger
-above DEBUG.
+urllib3's own DEBUG lines of each request (``"GET /path?q=... HTTP/1.1"
+200``, retries, redirects) are written from the path and query it encodes
+anew (``_encode_target``): that text carries the labels of the URL and
+fields given to urllib3 (or to requests above it), so the logging
+integration judges those lines as any labelled value. Through an HTTP proxy
+urllib3 logs the absolute URL it parsed anew, without them: keep urllib3's
+logger above DEBUG there.
 """
 
 from __future__ import annotations
@@ -54,10 +63,12 @@ from ._egress import (
     checked_by,
     deep_labels,
     header_labels,
+    labelled_url,
     outer_layer,
+    url_labels,
 )
 from ._patch import FunctionPatch, Patcher
-from .http_client import unmarked_chunks
+from .http_client import connection_url, unmarked_chunks
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -72,9 +83,20 @@ def _request(
     labels = deep_labels((args, tuple(kwargs.values())))
     token = _PENDING.set(_PENDING.get() | labels)
     try:
-        return wrapped(*args, **kwargs)
+        with url_labels(_url_part_labels(args, kwargs, wrapped.__name__) if labels else EMPTY):
+            return wrapped(*args, **kwargs)
     finally:
         _PENDING.reset(token)
+
+
+def _url_part_labels(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> frozenset[str]:
+    # What ends up in the path and query urllib3 sends (and logs): the URL,
+    # and the fields request_encode_url encodes into the query (request()
+    # hands a GET's fields to it by keyword).
+    parts = [args[1] if len(args) > 1 else kwargs.get("url")]
+    if name == "request_encode_url":
+        parts.append(args[2] if len(args) > 2 else kwargs.get("fields"))
+    return deep_labels(tuple(parts))
 
 
 def _streamed(body: Any) -> bool:
@@ -128,7 +150,13 @@ def _urlopen(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     if outer_layer() not in (None, _LAYER):
-        return wrapped(*args, **kwargs)  # checked by the client above (requests)
+        # Checked by the client above (requests); the URL it hands down
+        # carries the labels it knew, for urllib3's own log lines.
+        if "url" in kwargs:
+            kwargs = {**kwargs, "url": labelled_url(kwargs["url"])}
+        elif len(args) > 1:
+            args = (args[0], labelled_url(args[1]), *args[2:])
+        return wrapped(*args, **kwargs)
     count = len(args)
     if 2 <= count <= len(_URLOPEN_PARAMETERS) and _TAKEN[count].isdisjoint(kwargs):
         kwargs = {**dict(zip(_URLOPEN_PARAMETERS[2:], args[2:], strict=False)), **kwargs}
@@ -169,7 +197,53 @@ def _urlopen(
         kwargs["body"] = body = CheckedBody(unmarked_chunks(body), full_url, _FUNCTION)
     try:
         with checked_by(_LAYER):
-            return wrapped(method, url, **kwargs)
+            # urllib3 logs the path and query it sends (DEBUG): the text it
+            # encodes them into carries the labels (``_encode_target``).
+            return wrapped(method, labelled_url(url), **kwargs)
+    except PurposeViolation:
+        raise
+    except Exception as error:
+        if isinstance(body, CheckedBody) and body.violation is not None:
+            raise body.violation from error
+        raise
+
+
+_CONNECTION = "urllib3.HTTPConnection.request"
+
+
+def _connection_request(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # urllib3's connection frames each chunk of a chunked body itself
+    # (``b"%x\r\n%b\r\n" % ...``), dropping its labels before http.client's
+    # ``send`` sees it: a connection driven by hand (``request(...,
+    # chunked=True)``, ``request_chunked``) is checked here, chunk by chunk.
+    if outer_layer() is not None:
+        return wrapped(*args, **kwargs)  # a pool's (or requests') request, checked there
+    if len(args) == 2 and "method" not in kwargs and "url" not in kwargs:
+        named = {"method": args[0], "url": args[1], **kwargs}  # the usual shape
+    else:
+        try:
+            named = bound_arguments(wrapped, args, kwargs, "request")
+        except TypeError:
+            raise  # urllib3 would refuse the call the same way: nothing is sent
+        except Exception as error:
+            _unreadable(error)
+            return wrapped(*args, **kwargs)
+    url = named.get("url", "/")
+    body = named.get("body")
+    headers = named.get("headers")
+    full_url = connection_url(instance, str(url))
+    streamed = _streamed(body)
+    labels = deep_labels(url) | (EMPTY if streamed else deep_labels(body))
+    if headers is not None:
+        labels = labels | header_labels(headers.items())
+    check_egress(full_url, labels, function=_CONNECTION)
+    if streamed:
+        named["body"] = body = CheckedBody(unmarked_chunks(body), full_url, _CONNECTION)
+    try:
+        with checked_by(_LAYER):
+            return wrapped(**named)
     except PurposeViolation:
         raise
     except Exception as error:
@@ -191,6 +265,21 @@ def _carrying_make_headers(original: Callable[..., Any]) -> Callable[..., Any]:
         return headers
 
     return make_headers
+
+
+def _carrying_encode_target(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def _encode_target(*args: Any, **kwargs: Any) -> Any:
+        # The path and query urllib3 sends and writes in its log lines,
+        # percent-encoded into new text: it carries the labels of the text given.
+        return carry_labels(original(*args, **kwargs), (*args, *kwargs.values()))
+
+    return _encode_target
+
+
+_ENCODE_TARGET = FunctionPatch(
+    "_encode_target", ("urllib3.util.url", "urllib3.connectionpool"), _carrying_encode_target
+)
 
 
 # ``make_headers`` is a function, bound under these names by urllib3 itself.
@@ -218,6 +307,8 @@ _METHODS = Patcher(
     ],
 )
 _POOL_MANAGER = Patcher("urllib3.poolmanager", [("PoolManager", "urlopen", _request)])
+# ``request_chunked`` (deprecated) goes through ``request`` too.
+_CONNECTIONS = Patcher("urllib3.connection", [("HTTPConnection", "request", _connection_request)])
 
 
 def instrument() -> None:
@@ -228,13 +319,17 @@ def instrument() -> None:
     _METHODS.install()
     _POOL_MANAGER.install()
     _PATCHER.install()
+    _CONNECTIONS.install()
     _MAKE_HEADERS.install()
+    _ENCODE_TARGET.install()
     _unguarded.activate("urllib3")
 
 
 def uninstrument() -> None:
     """Restore urllib3 as it was."""
+    _ENCODE_TARGET.remove()
     _MAKE_HEADERS.remove()
+    _CONNECTIONS.remove()
     _PATCHER.remove()
     _POOL_MANAGER.remove()
     _METHODS.remove()

@@ -15,7 +15,7 @@ from typing import Any
 
 from purposeguard._context import FLAGS, MIXED_TENANT, ZONE
 from purposeguard._guarded import PURPOSE_MARK
-from purposeguard._labels import relabel
+from purposeguard._labels import labels_of, merge_tenants, relabel
 from purposeguard._runtime import check_zone, get_guard
 from purposeguard._signing import current_keys
 from purposeguard._state import STATE, on_reset, remember
@@ -147,12 +147,21 @@ def result_channel(kind: str, task_id: object) -> str:
     return baggage.task_channel(f"{kind} result", task_id)
 
 
-def result_header(kind: str, task_id: object, value: Any) -> str | None:
+def result_header(
+    kind: str, task_id: object, value: Any, *, carried: baggage.Incoming = baggage.NOTHING
+) -> str | None:
     """In the worker, while the task's zone is still open: what the zone
     holds and the labels ``value`` carries, signed for the result of
     ``task_id``; None when there is nothing to tell (said once per process
-    when data is there and no baggage key is)."""
+    when data is there and no baggage key is). ``carried``: what the task's
+    message carried, verified, where the state stored holds the task's
+    arguments and may be stored outside its zone (a task that expired
+    before it ran)."""
     labels, tenant = sent_labels((value,))
+    if carried.categories:
+        owner = MIXED_TENANT if carried.several_tenants else carried.tenant
+        tenant = merge_tenants(tenant, owner) if labels else owner
+        labels = labels | carried.categories
     header = baggage.zone_header(result_channel(kind, task_id), extra_categories=labels, extra_tenant=tenant)
     if header is None:
         _say_if_result_carries_nothing(labels)
@@ -170,13 +179,22 @@ def _say_if_result_carries_nothing(labels: frozenset[str]) -> None:
     )
 
 
-def read_result(kind: str, task_id: object, raw: object, value: Any, *, tell_zone: bool = True) -> Any:
+# How reading a result tells the reader's zone (read_result's ``tell_zone``).
+ALWAYS = "always"
+# The value is handed over, not read (a raw meta): its labels say what it
+# holds; a value that cannot carry them (True, False, None) tells the zone.
+UNLESS_LABELLED = "unless labelled"
+# A status check reads the value's meta too: it learns nothing of the data
+# (the reader that then reads the value tells the zone).
+NEVER = "never"
+
+
+def read_result(kind: str, task_id: object, raw: object, value: Any, *, tell_zone: str = ALWAYS) -> Any:
     """Where a result is read: the categories its task saw (``raw``, the
     header :func:`result_header` made, verified for ``task_id``) join the
     reader's zone, and ``value`` comes back labelled with them. A header
     that does not verify is ignored, as any baggage is (and logged).
-    ``tell_zone=False`` where the value is handed over, not read (a raw
-    meta a status check also goes through): its labels say it."""
+    ``tell_zone``: :data:`ALWAYS`, :data:`UNLESS_LABELLED` or :data:`NEVER`."""
     if raw is None:
         return value
     if not isinstance(raw, (str, bytes)):
@@ -185,21 +203,26 @@ def read_result(kind: str, task_id: object, raw: object, value: Any, *, tell_zon
     incoming = _verified(kind, task_id, raw)
     if not incoming.categories:
         return value
-    if tell_zone:
-        state = ZONE.get() if FLAGS.zones else None
-        if state is not None:
-            state.add(incoming.categories, MIXED_TENANT if incoming.several_tenants else incoming.tenant)
+    tenant = MIXED_TENANT if incoming.several_tenants else incoming.tenant
+    state = ZONE.get() if FLAGS.zones else None
+    if tell_zone == ALWAYS and state is not None:
+        state.add(incoming.categories, tenant)
     if isinstance(value, BaseException):
         # A failed task's error: the zone knows; the exception stays the one raised.
         return value
-    if tell_zone or not FLAGS.zones:
+    if tell_zone == ALWAYS or state is None:
         return relabel(value, *sorted(incoming.categories), tenant=incoming.tenant)
     # Labelling tells the current zone: with none current for it.
     token = ZONE.set(None)
     try:
-        return relabel(value, *sorted(incoming.categories), tenant=incoming.tenant)
+        labelled = relabel(value, *sorted(incoming.categories), tenant=incoming.tenant)
     finally:
         ZONE.reset(token)
+    if tell_zone == UNLESS_LABELLED and not labels_of(labelled):
+        # True, False, None (and enum members) stay themselves: the zone is
+        # the only place their categories can go.
+        state.add(incoming.categories, tenant)
+    return labelled
 
 
 # (kind, task id, header) -> what it verified to: one result is read

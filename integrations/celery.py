@@ -35,18 +35,25 @@ any egress against the purpose of the broker's host (a policy
 publisher's zone, whether or not the task was declared with a purpose.
 A task's result comes back with what its zone held: the worker stores the
 categories (and whose data they are), signed for that task id, next to the
-result in the result backend, and the caller that reads the result
-(``get()`` and its ``callback``, ``wait()``, ``result``/``info``,
-``traceback``, a group's ``join()``/``join_native()``, the backend's
-``get_result()``) gets them on the value and in its own zone (the raw
-meta of ``get_task_meta()`` and ``get_many()`` of a key-value backend:
-on the value only, as a status check reads it too), signed for the task id
+result in the result backend (or in the rpc backend's reply message), and
+the caller that reads the result (``get()`` and its ``callback``,
+``wait()``, ``result``/``info``, ``traceback``, a group's
+``join()``/``join_native()``, the backend's ``get_result()``) gets them on
+the value and in its own zone (the raw meta of ``get_task_meta()``, the rpc
+backend's too, and ``get_many()`` of a key-value backend: on the value only,
+as a status check reads it too; a value that cannot carry a label, True,
+False or None, tells the zone there, unless Celery reads the meta for a
+task's state), signed for the task id
 the state was stored for (``update_state(task_id=...)``, ``store_result()``
 by hand, with or without a request),
 as if the task had run in-process: a task that read customer content and
 returned a summary of it cannot launder it for its caller. Backends that
 keep only their own fields (database, MongoDB, Cassandra) drop it (said
-once). A chord's callback gets what every header task read: on the redis
+once). With ``result_extended`` the arguments Celery stores next to the
+state (``AsyncResult.args``/``kwargs``, the meta's ``args``/``kwargs``) come
+back labelled the same way, with what the task's message carried, also for
+a state stored before the task ran (expired, revoked). A chord's callback
+gets what every header task read: on the redis
 backend each header task stores its header next to its state as it joins
 the chord (also when it ignores its result), and the worker that publishes
 the callback reads each part through it (one read per part); other
@@ -73,6 +80,9 @@ from . import baggage
 from ._egress import check_egress, deep_labels, sent_labels
 from ._patch import Patcher
 from ._tasks import (
+    ALWAYS,
+    NEVER,
+    UNLESS_LABELLED,
     WITHHELD,
     arguments_protected,
     check_published,
@@ -272,7 +282,12 @@ def _result_meta(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict
     if task_id is None or not isinstance(meta, dict):
         return meta
     value = kwargs["result"] if "result" in kwargs else (args[0] if args else None)
-    header = result_header("celery", task_id, value)
+    # With result_extended the meta holds the task's arguments too: what
+    # their message carried is told with them, also where the state is
+    # stored outside the task's zone (a task expired or revoked before it ran).
+    stored_arguments = any(meta.get(field) is not None for field in _STORED_ARGUMENTS)
+    carried = _carried(request, task_id) if stored_arguments else baggage.NOTHING
+    header = result_header("celery", task_id, value, carried=carried)
     if header is not None:
         meta[HEADER] = header
         if type(backend).__module__.startswith(_DROPS_HEADER):
@@ -293,10 +308,53 @@ def _say_backend_drops_header(backend: Any) -> None:
     )
 
 
-def _read(task_id: Any, meta: Any, value: Any, *, tell_zone: bool = True) -> Any:
+def _read(task_id: Any, meta: Any, value: Any, *, tell_zone: str = ALWAYS) -> Any:
     """``value``, read from task ``task_id``'s ``meta`` through its header."""
     raw = meta.get(HEADER) if isinstance(meta, dict) else None
     return read_result("celery", task_id, raw, value, tell_zone=tell_zone)
+
+
+# What result_extended stores of the task's call next to its state: the
+# arguments are the caller's data, whose labels the serializer dropped.
+# (The task's name, worker and queue are not data.)
+_STORED_ARGUMENTS = ("args", "kwargs")
+
+
+def _read_meta(task_id: Any, meta: Any, *, tell_zone: str, any_state: bool = False) -> Any:
+    """A copy of a backend's ``meta`` of ``task_id`` read through its header:
+    the result of a finished task (of any state with ``any_state``) and the
+    arguments stored with it, labelled; the meta itself where there is no header."""
+    if not isinstance(meta, dict) or meta.get(HEADER) is None:
+        return meta
+    read: dict[str, Any] = {}
+    if any_state or meta.get("status") == "SUCCESS":
+        # An error's or a custom state's meta is otherwise left as it is:
+        # Celery rebuilds the exception from it (get() and traceback tell the zone).
+        read["result"] = _read(task_id, meta, meta.get("result"), tell_zone=tell_zone)
+    for field in _STORED_ARGUMENTS:
+        if meta.get(field) is not None:
+            read[field] = _read(task_id, meta, meta[field], tell_zone=tell_zone)
+    return {**meta, **read} if read else meta
+
+
+# Set while Celery reads a task's meta for its state (AsyncResult.state,
+# ready(), backend.get_state()): a status check learns nothing of the data.
+_STATUS_READ: ContextVar[bool] = ContextVar("purposeguard_celery_status_read", default=False)
+
+
+def _status_read(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    token = _STATUS_READ.set(True)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _STATUS_READ.reset(token)
+
+
+def _meta_tells_zone() -> str:
+    # A raw meta read by hand (a dashboard, an admin script) hands its values
+    # over labelled; one that cannot carry a label (True, False, None) tells
+    # the reader's zone instead, unless Celery reads it for a status check.
+    return NEVER if _STATUS_READ.get() else UNLESS_LABELLED
 
 
 def _maybe_throw(wrapped: Any, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -319,30 +377,23 @@ def _maybe_throw(wrapped: Any, result: Any, args: tuple[Any, ...], kwargs: dict[
 
 
 def _task_meta(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """``backend.get_task_meta(task_id)``, as Celery's, read through the
-    task's header: a finished task's result comes back labelled (a copy of
-    the meta), and the reader's zone learns what any stored state says."""
+    """``backend.get_task_meta(task_id)``, as Celery's (the rpc backend's
+    too), read through the task's header: a finished task's result and the
+    arguments stored with it come back labelled (a copy of the meta).
+    Labelled, not told to the zone: a status check (state, ready()) reads
+    this meta too, and learns nothing of the data; reading the value
+    (get(), result) tells the zone."""
     meta = wrapped(*args, **kwargs)
-    if not isinstance(meta, dict) or meta.get(HEADER) is None:
-        return meta
     task_id = kwargs["task_id"] if "task_id" in kwargs else (args[0] if args else None)
-    if meta.get("status") == "SUCCESS":
-        # Labelled, not told to the zone: a status check (state, ready())
-        # reads this meta too, and learns nothing of the data. Reading the
-        # value (get(), result) tells the zone.
-        return {**meta, "result": _read(task_id, meta, meta.get("result"), tell_zone=False)}
-    # An error's or a custom state's meta: Celery rebuilds the exception
-    # from it as it is (get() and traceback tell the zone).
-    return meta
+    return _read_meta(task_id, meta, tell_zone=_meta_tells_zone())
 
 
 def _get_many(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    # backend.get_many(ids): each finished task's result labelled, as
-    # get_task_meta() hands it (join_native() reads it through here too).
+    # backend.get_many(ids): each meta read as get_task_meta() hands it
+    # (join_native() reads it through here too, then tells the zone).
+    tell_zone = _meta_tells_zone()
     for task_id, meta in wrapped(*args, **kwargs):
-        if isinstance(meta, dict) and meta.get(HEADER) is not None and meta.get("status") == "SUCCESS":
-            meta = {**meta, "result": _read(task_id, meta, meta.get("result"), tell_zone=False)}
-        yield task_id, meta
+        yield task_id, _read_meta(task_id, meta, tell_zone=tell_zone)
 
 
 def _get_result(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -356,9 +407,7 @@ def _get_result(wrapped: Any, backend: Any, args: tuple[Any, ...], kwargs: dict[
 def _iter_native(wrapped: Any, results: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     # Under a group's join_native() (and so get()): each member's meta, read as it comes.
     for task_id, meta in wrapped(*args, **kwargs):
-        if isinstance(meta, dict) and meta.get(HEADER) is not None:
-            meta = {**meta, "result": _read(task_id, meta, meta.get("result"))}
-        yield task_id, meta
+        yield task_id, _read_meta(task_id, meta, tell_zone=ALWAYS, any_state=True)
 
 
 # Next to a chord header task's stored state, in the redis backend: its
@@ -439,7 +488,23 @@ def _traceback_property(result: Any) -> Any:
     return _read(result.id, meta, meta.get("traceback"))
 
 
-_RESULT_PROPERTIES = {"result": _result_property, "info": _result_property, "traceback": _traceback_property}
+def _stored_argument(field: str) -> Any:
+    def read(result: Any) -> Any:
+        # ``AsyncResult.args`` / ``kwargs``: the arguments result_extended stored.
+        meta = result._get_task_meta()
+        value = meta.get(field)
+        return None if value is None else _read(result.id, meta, value)
+
+    return read
+
+
+_RESULT_PROPERTIES = {
+    "result": _result_property,
+    "info": _result_property,
+    "traceback": _traceback_property,
+    "args": _stored_argument("args"),
+    "kwargs": _stored_argument("kwargs"),
+}
 
 
 class _Properties:
@@ -477,9 +542,16 @@ _CHORDS = Patcher(
         ("RedisBackend", "on_chord_part_return", _chord_part_return),
     ],
 )
+# Imported only where an rpc result backend is configured: results are
+# messages, read by a get_task_meta() of its own.
+_RPC = Patcher("celery.backends.rpc", [("RPCBackend", "get_task_meta", _task_meta)])
 _RESULTS = Patcher(
     "celery.result",
-    [("AsyncResult", "maybe_throw", _maybe_throw), ("ResultSet", "iter_native", _iter_native)],
+    [
+        ("AsyncResult", "maybe_throw", _maybe_throw),
+        ("AsyncResult", "_get_task_meta", _status_read),
+        ("ResultSet", "iter_native", _iter_native),
+    ],
 )
 _STORED = Patcher(
     "celery.backends.base",
@@ -488,6 +560,8 @@ _STORED = Patcher(
         ("Backend", "_get_result_meta", _result_meta),
         ("Backend", "get_result", _get_result),
         ("Backend", "get_task_meta", _task_meta),
+        ("Backend", "get_state", _status_read),
+        ("Backend", "get_status", _status_read),
         ("BaseKeyValueStoreBackend", "get_many", _get_many),
     ],
 )
@@ -495,18 +569,33 @@ _STORED = Patcher(
 
 def _incoming(task: Any) -> baggage.Incoming:
     request = getattr(task, "request", None)
-    raw = getattr(request, HEADER, None)
-    if raw is None:
+    return _message_baggage(request, getattr(request, "id", None), getattr(task, "name", None))
+
+
+def _carried(request: Any, task_id: Any) -> baggage.Incoming:
+    """What the message of the task a state is stored for carried, verified."""
+    if isinstance(request, dict):
+        name = request.get("task")
+    else:
+        name = getattr(request, "task", None)
+    return _message_baggage(request, task_id, name if isinstance(name, str) else None)
+
+
+def _message_baggage(request: Any, task_id: Any, name: str | None) -> baggage.Incoming:
+    if isinstance(request, dict):
+        raw = request.get(HEADER)
+        extra = request.get("headers")
+    else:
+        raw = getattr(request, HEADER, None)
         extra = getattr(request, "headers", None)
-        if isinstance(extra, dict):
-            raw = extra.get(HEADER)
+    if raw is None and isinstance(extra, dict):
+        raw = extra.get(HEADER)
     if raw is None:
         return baggage.NOTHING
     if not isinstance(raw, (str, bytes)):
         logger.warning("purposeguard ignored a task header that is not a string")
         return baggage.NOTHING
-    task_id = getattr(request, "id", None)
-    return baggage.parse(raw, channel=baggage.task_channel("celery", task_id, getattr(task, "name", None)))
+    return baggage.parse(raw, channel=baggage.task_channel("celery", task_id, name))
 
 
 def _prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
@@ -554,6 +643,7 @@ def instrument() -> None:
     _STORED.install()
     _RESULTS.install()
     _CHORDS.install()
+    _RPC.install()
     _PROPERTIES.install()
 
 
@@ -571,6 +661,7 @@ def uninstrument() -> None:
     _STORED.remove()
     _RESULTS.remove()
     _CHORDS.remove()
+    _RPC.remove()
     _PROPERTIES.remove()
     with _RUNNING.lock:
         _RUNNING.connected = False

@@ -28,7 +28,7 @@ def state() -> dict[str, Any]:
     }
 
 
-def inspect_job(*args: Any) -> dict[str, Any]:
+def inspect_job(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return state()
 
 
@@ -45,6 +45,13 @@ def operate_job(ticket: str) -> dict[str, Any]:
 def learn_job() -> str:
     """Reads customer content in the worker and returns it laundered (no label)."""
     return json.dumps({"body": str(pg.label("a mail body", CONTENT))})
+
+
+def answer_job(answer: str) -> Any:
+    """Reads customer content in the worker and answers with a value that
+    cannot carry a label (True, False, None)."""
+    pg.label("a mail body", CONTENT)
+    return {"true": True, "false": False, "none": None}[answer]
 
 
 def fail_job() -> None:
@@ -86,6 +93,34 @@ celery_learn = app.task(name="pgjobs.learn")(learn_job)
 # Stores no result: in a chord's header, its value still reaches the callback.
 celery_learn_ignored = app.task(name="pgjobs.learn_ignored", ignore_result=True)(learn_job)
 celery_fail = app.task(name="pgjobs.fail")(fail_job)
+celery_answer = app.task(name="pgjobs.answer")(answer_job)
+
+
+def _results_app(name: str, backend: str | None, **settings: Any) -> Celery:
+    """A Celery app of its own, on a queue of its own, served by a worker of its own."""
+    other = Celery(name, broker=os.environ.get("PG_JOBS_BROKER", "memory://"), backend=backend)
+    other.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_default_queue=name,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        worker_prefetch_multiplier=1,
+        **settings,
+    )
+    return other
+
+
+# Results sent back as messages over the broker (here redis), not stored.
+rpc_app = _results_app("pgjobs-rpc", "rpc://")
+rpc_inspect = rpc_app.task(name="pgjobs.rpc.inspect", shared=False)(inspect_job)
+rpc_learn = rpc_app.task(name="pgjobs.rpc.learn", shared=False)(learn_job)
+rpc_answer = rpc_app.task(name="pgjobs.rpc.answer", shared=False)(answer_job)
+rpc_fail = rpc_app.task(name="pgjobs.rpc.fail", shared=False)(fail_job)
+# Results stored with the task's name, arguments and keyword arguments.
+extended_app = _results_app("pgjobs-extended", os.environ.get("PG_JOBS_BROKER"), result_extended=True)
+extended_inspect = extended_app.task(name="pgjobs.extended.inspect", shared=False)(inspect_job)
 
 if os.environ.get("PG_JOBS_WORKER") == "1":
     from purposeguard.integrations import celery as pg_celery

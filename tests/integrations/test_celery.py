@@ -424,3 +424,27 @@ def test_a_result_backend_that_keeps_only_its_own_fields_is_said_once(
     finally:
         pg_celery.uninstrument()
         stored.close()
+
+
+def test_uninstrument_restores_how_celery_reads_results() -> None:
+    from celery.backends.base import Backend
+    from celery.backends.rpc import RPCBackend
+    from celery.result import AsyncResult
+
+    pg_celery.instrument()
+    try:
+        assert hasattr(RPCBackend.get_task_meta, "__wrapped__")
+        assert hasattr(AsyncResult._get_task_meta, "__wrapped__")
+        assert hasattr(Backend.get_state, "__wrapped__")
+        assert AsyncResult.__dict__["args"].fget.__module__ == pg_celery.__name__
+    finally:
+        pg_celery.uninstrument()
+    for method in (
+        RPCBackend.get_task_meta,
+        AsyncResult._get_task_meta,
+        Backend.get_state,
+        Backend.get_status,
+    ):
+        assert not hasattr(method, "__wrapped__")
+    for name in ("args", "kwargs", "result"):
+        assert AsyncResult.__dict__[name].fget.__module__ == "celery.result"

@@ -38,6 +38,15 @@ computed from (more categories than strictly needed, never fewer):
   row's tenant. ``only()``/``defer()`` load the tenant field beside a
   declared one; a refreshed value also carries the tenant the instance
   holds, so a tenant changed in memory gives values of several tenants;
+* instances the application writes: once ``save()``, ``create()`` (a
+  ``ModelForm``'s ``save()``, ``get_or_create()``, ``update_or_create()``),
+  ``bulk_create()`` or ``bulk_update()`` has written a row, the declared
+  values its instance holds are what the database stores, labelled as a
+  load labels them, with the tenant its tenant field holds (several tenants
+  when that field is deferred or holds no tenant id), before ``post_save``
+  receivers run. Not a read (the application had the values): no check
+  under the current purpose, and the zone learns them when they are read;
+  a value labelled already keeps its own labels and tenant too;
 * values the database makes on INSERT (``db_default``, ``GeneratedField``)
   in ``create()``, ``save()``, ``get_or_create()`` and ``bulk_create()``;
 * annotations, on instances and in ``values()``/``values_list()`` rows

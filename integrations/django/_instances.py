@@ -1,8 +1,12 @@
 """Model instances labelled as Django makes them: loaded (``Model.from_db``),
-refreshed or loaded later (``refresh_from_db``), and given values the
-database makes on INSERT (``Model._save_table``, ``QuerySet.bulk_create``).
-Labelling a load tells the request's zone nothing (``_quietly``); reading a
-declared field does (the reading descriptors in ``_declared``)."""
+refreshed or loaded later (``refresh_from_db``), and written: once a row is
+saved (``Model._save_table``: ``save()``, ``create()``, ``get_or_create()``,
+``update_or_create()``) or written in bulk (``QuerySet.bulk_create``,
+``QuerySet.bulk_update``), the declared values the instance holds are what
+the database stores, labelled as a load labels them, and values the
+database makes on INSERT are loaded. Labelling tells the request's zone
+nothing (``_quietly``); reading a declared field does (the reading
+descriptors in ``_declared``)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from purposeguard._context import FLAGS, MIXED_TENANT, ZONE
+from purposeguard._kinds import _checked_tenant
 from purposeguard._labels import _label_object, _resolve, label, merge_tenants, relabel
 
 from ._declared import STATE, Declaration, as_tenant, declaration_of
@@ -133,32 +138,100 @@ def _server_fields(instance: Any, model: Declaration) -> tuple[tuple[str, tuple[
     return found
 
 
-def _label_server_values(instance: Any) -> None:
-    """Label what the database made on INSERT (db_default, GeneratedField):
-    Django sets it with setattr, not through ``from_db``."""
-    model = declaration_of(type(instance))
-    server = _server_fields(instance, model) if model.fields else ()
-    if not server:
-        return
+def _written_tenant(values: dict[str, Any], model: Declaration) -> str | None:
+    """The tenant of a row the application wrote, from the instance's tenant
+    field as the application set it (the tenant a load of the row gives its
+    values). Not held (deferred) or not a tenant id: several tenants', so no
+    one tenant's consent widens the use of its values."""
+    if model.tenant is None:
+        return None
+    if model.tenant not in values:
+        return MIXED_TENANT
+    tenant = values[model.tenant]
+    if tenant is None:
+        return None
+    # Plain text: a labelled value is no tenant id (records and baggage keep it).
+    text = str.__str__(tenant) if isinstance(tenant, str) else str.__str__(str(tenant))
+    try:
+        return _checked_tenant(text)
+    except (TypeError, ValueError):
+        return MIXED_TENANT
+
+
+def _label_written(instance: Any, model: Declaration) -> None:
+    """Label the declared values a written instance holds as a load of its
+    row labels them: the field's categories, the row's tenant. The
+    application had the values already, so this is not a read (no check
+    under the current purpose: see ``relabel``); a value labelled otherwise
+    keeps its labels and tenant too (merged), never fewer. Deferred fields
+    are not loaded for it (they load labelled), and an expression
+    (``F("n") + 1``, Django's DatabaseDefault marker) is not a value."""
     values = instance.__dict__
-    _quietly(model, _label_values, values, server, _row_tenant(values, model))
+    tenant = _written_tenant(values, model)
+    for _field, attname, categories in model.fields:
+        value = values.get(attname)
+        if value is None or hasattr(value, "resolve_expression"):
+            continue
+        kind = getattr(type(value), "_pg_kind", None)
+        if (
+            kind is not None
+            and getattr(value, "_pg_tenant", None) == tenant
+            and kind.labels >= _resolve(categories).labels
+        ):
+            continue  # loaded, or written before, with this row's tenant: nothing to add
+        # Into the instance dict: no descriptor, nothing marked changed.
+        values[attname] = relabel(value, *categories, tenant=tenant)
+    _label_object(instance, _resolve(model.categories, tenant))
+
+
+def _label_saved(
+    instances: Sequence[Any], model: Declaration, server: tuple[tuple[str, tuple[str, ...]], ...]
+) -> None:
+    for instance in instances:
+        values = instance.__dict__
+        if server:
+            # What the database made on INSERT (db_default, GeneratedField),
+            # which Django sets with setattr: loaded, so read (checked).
+            _label_values(values, server, _row_tenant(values, model))
+        _label_written(instance, model)
+
+
+def _written(instances: Sequence[Any], model: Declaration, inserted: bool = True) -> None:
+    if instances and model.fields:
+        server = _server_fields(instances[0], model) if inserted else ()
+        _quietly(model, _label_saved, instances, model, server)
 
 
 def save_table(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # Before save_base() sends post_save: its receivers get a labelled instance.
     result = wrapped(*args, **kwargs)
     if STATE.instrumented:
-        _label_server_values(instance)
+        _written((instance,), declaration_of(type(instance)))
     return result
 
 
 def bulk_create(wrapped: Any, queryset: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     made = wrapped(*args, **kwargs)
     if STATE.instrumented and made:
-        model = declaration_of(queryset.model)
-        if model.fields and _server_fields(made[0], model):
-            for instance in made:
-                _label_server_values(instance)
+        _written(made, declaration_of(queryset.model))
     return made
+
+
+def bulk_update(wrapped: Any, queryset: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not STATE.instrumented:
+        return wrapped(*args, **kwargs)
+    # Held, to label once written: the objects may come as a generator.
+    if args:
+        objs = tuple(args[0])
+        args = (objs, *args[1:])
+    elif "objs" in kwargs:
+        objs = kwargs["objs"] = tuple(kwargs["objs"])
+    else:
+        return wrapped(*args, **kwargs)
+    result = wrapped(*args, **kwargs)
+    # An UPDATE: the database made no value of its own.
+    _written(objs, declaration_of(queryset.model), inserted=False)
+    return result
 
 
 # -- serializers ---------------------------------------------------------------------------

@@ -5,8 +5,9 @@ in the package docstring; the work is split in four modules:
 * ``_declared``: what each model declares (checked by :func:`instrument`, or
   on a model's first load) and the reading descriptors of declared fields,
   which tell the request's zone what a read hands out;
-* ``_instances``: instances loaded, refreshed and saved (``from_db``,
-  ``refresh_from_db``, values the database makes on INSERT), and serialized;
+* ``_instances``: instances loaded, refreshed and written (``from_db``,
+  ``refresh_from_db``, ``save()`` and the bulk writes, values the database
+  makes on INSERT), and serialized;
 * ``_queries``: what each column of a queryset's SQL is computed from:
   ``values()``/``values_list()`` rows, annotations, combined queries,
   ``aggregate()`` results;
@@ -41,7 +42,7 @@ _PATCHERS = (
         ],
     ),
     # What a queryset hands back: instances with their annotations,
-    # values()/values_list() rows, bulk_create()'s instances.
+    # values()/values_list() rows; the instances bulk_create() and bulk_update() wrote.
     Patcher(
         "django.db.models.query",
         [
@@ -50,6 +51,7 @@ _PATCHERS = (
             ("ValuesListIterable", "__iter__", _queries.values_list_iter),
             ("FlatValuesListIterable", "__iter__", _queries.flat_values_iter),
             ("QuerySet", "bulk_create", _instances.bulk_create),
+            ("QuerySet", "bulk_update", _instances.bulk_update),
         ],
     ),
     Patcher("django.db.models.sql.query", [("Query", "get_aggregation", _queries.get_aggregation)]),

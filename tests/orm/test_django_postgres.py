@@ -568,6 +568,53 @@ def test_values_the_database_makes_on_insert_are_labelled(site: _Django) -> None
     assert seen["notes"] == [True]
 
 
+@_probe
+def written(site: dict[str, Any]) -> dict[str, Any]:
+    from django.db import connection
+
+    Ledger, Note = site["Ledger"], site["Note"]
+    try:
+        made = Ledger.objects.create(account="acct-7", entries={"plan": "gold"}, tags=["vip"])
+        (bulk,) = Ledger.objects.bulk_create(
+            [Ledger(account="acct-7", entries={"plan": "silver"}, tags=["eu"])],
+            update_conflicts=True,
+            unique_fields=["account"],
+            update_fields=["entries", "tags"],
+        )
+        note = Note.objects.create(owner=site["bob"], title="t2", body="two")
+        note.body = "two, revised"
+        Note.objects.bulk_update([note], ["body"])
+        made.entries = {**made.entries, "seats": 3}  # a labelled document saved again
+        made.save()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "select entries->>'plan', entries->>'seats', tags from djnotes_pg_ledger where account = 'acct-7'"
+            )
+            stored = cursor.fetchone()
+        return {
+            "create": (_seen(made.entries), _seen(made.tags), _seen(made.stamp)),
+            "upsert": (_seen(bulk.entries), _seen(bulk.tags)),
+            "bulk_update": _seen(note.body),
+            "stored": stored,
+        }
+    finally:
+        Ledger.objects.all().delete()
+        Note.objects.filter(title="t2").delete()
+
+
+def test_instances_the_application_writes_are_labelled_with_their_row_tenant(site: _Django) -> None:
+    seen = site.run(written)
+    data = {"customer_data"}
+    assert seen["create"] == (
+        ({"plan": "gold", "seats": 3}, data, "acct-7"),
+        (["vip"], data, "acct-7"),
+        ("server-side secret", data, "acct-7"),
+    )
+    assert seen["upsert"] == (({"plan": "silver"}, data, "acct-7"), (["eu"], data, "acct-7"))
+    assert seen["bulk_update"] == ("two, revised", {DOCUMENT}, site.tenant("bob"))
+    assert seen["stored"] == ("gold", "3", ["vip"])
+
+
 # -- PostgreSQL's own field types ----------------------------------------------------------------
 
 

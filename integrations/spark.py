@@ -1621,22 +1621,31 @@ def _worker_guard(source: str, modes: tuple[str | None, str | None]) -> Any:
 # -- writes are egress ----------------------------------------------------------------------------
 
 
-def _write_purpose(session: Any, path: str | None, table: str | None) -> str | None:
-    """The purpose a write to ``path`` or ``table`` is for: the purpose of
-    the policy's destination that names it, else the current purpose."""
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where a write lands, for the policy's destinations: the paths its
+    files may go to, and the names of the tables it writes."""
+
+    paths: tuple[str, ...]
+    tables: tuple[str, ...]
+
+
+def _write_purpose(session: Any, target: _Target) -> str | None:
+    """The purpose a write to ``target`` is for: the purpose of the policy's
+    destination that names one of its paths, else one of its tables, else
+    the current purpose."""
     policy = get_guard().policy
-    destination = None
-    if path is not None:
+    for path in target.paths:
         for candidate in _path_candidates(path):
             destination = policy.destination_for_path(candidate)
             if destination is not None:
-                break
-    if destination is None and table is not None:
+                return destination.purpose
+    for table in target.tables:
         for candidate in _table_candidates(session, table):
             destination = policy.destination_for_table(candidate)
             if destination is not None:
-                break
-    return destination.purpose if destination is not None else PURPOSE.get()
+                return destination.purpose
+    return PURPOSE.get()
 
 
 def _check_write(
@@ -1646,14 +1655,18 @@ def _check_write(
     table: str | None = None,
     method: str,
     function: str | None = None,
-    located: bool = False,
+    target: _Target | None = None,
 ) -> None:
-    """``located``: ``path`` is the table's location already looked up."""
+    """``target``: where the write lands, already looked up."""
     guard = get_guard()
-    if path is None and table is not None and not located:
-        # A table's files are where its location (or its database's) says.
-        path = _table_location(df.sparkSession, table)
-    purpose = _write_purpose(df.sparkSession, path, table)
+    if target is None:
+        if path is None and table:
+            # A table's files are where its location (or its database's,
+            # its partitions', a temporary view's files) says.
+            target = _target_of(df.sparkSession, table, {})
+        else:
+            target = _Target((path,) if path is not None else (), (table,) if table else ())
+    purpose = _write_purpose(df.sparkSession, target)
     if purpose is None:
         return
     function = function or f"pyspark.sql.DataFrameWriter.{method}"
@@ -1899,6 +1912,9 @@ class _SqlWrite:
     source: str | None = None
     # Files a table is pointed at (provider, location): read as the write.
     files: tuple[str, str] | None = None
+    # The partition values an INSERT names (PARTITION (d=1)); the columns it
+    # leaves to the rows (PARTITION (d), or no PARTITION) are not among them.
+    partition: tuple[tuple[str, str | None], ...] = ()
 
 
 def _sql_runner(original: Any) -> Any:
@@ -1988,11 +2004,23 @@ def _sent_in_columns(session: Any, values: Iterable[Any]) -> frozenset[str]:
 _NO_PURPOSE = "(none)"
 
 
-def _check_sql_write(session: Any, write: _SqlWrite, put_in: frozenset[str], put_tenant: str | None) -> None:
-    path = write.path or _table_location(session, write.table)
-    purpose = _write_purpose(session, path, write.table)
+def _check_sql_write(
+    session: Any,
+    write: _SqlWrite,
+    put_in: frozenset[str],
+    put_tenant: str | None,
+    function: str = _SQL_FUNCTION,
+) -> None:
+    if write.path:
+        target = _Target((write.path,), (write.table,) if write.table else ())
+    else:
+        # Files a table is pointed at stay where they are: no partition's
+        # own location receives them.
+        partition = None if write.kind == "CreateTable" else dict(write.partition)
+        target = _target_of(session, write.table, partition)
+    purpose = _write_purpose(session, target)
     if put_in and purpose is not None:
-        get_guard().check_labels(put_in, purpose, via="egress", function=_SQL_FUNCTION, tenant=put_tenant)
+        get_guard().check_labels(put_in, purpose, via="egress", function=function, tenant=put_tenant)
     if write.query is not None and _literal_rows(write.query):
         # VALUES of literals (and DEFAULT, which only the target table
         # resolves): what they hold is the text, checked above, and labelled
@@ -2001,7 +2029,7 @@ def _check_sql_write(session: Any, write: _SqlWrite, put_in: frozenset[str], put
         # costs more to analyse than to write.
         sent = _sent_in(str(write.query.toString()))
         if sent and purpose is not None:
-            _check_written(sent, MIXED_TENANT, purpose, _SQL_FUNCTION)
+            _check_written(sent, MIXED_TENANT, purpose, function)
         return
     try:
         if write.kind == "RenameTable":
@@ -2018,10 +2046,10 @@ def _check_sql_write(session: Any, write: _SqlWrite, put_in: frozenset[str], put
         if purpose is not None:
             # Spark would analyse the same query: a statement this cannot
             # read is not one to let through unchecked (enforce mode denies).
-            get_guard()._internal_error(error, frozenset(), purpose, "egress", _SQL_FUNCTION, None, False)
+            get_guard()._internal_error(error, frozenset(), purpose, "egress", function, None, False)
         return
     if purpose is not None:
-        _check_write(frame, path=path, table=write.table, method="sql", function=_SQL_FUNCTION, located=True)
+        _check_write(frame, table=write.table, method="sql", function=function, target=target)
     if write.kind not in ("RenameTable", "CreateTable"):
         # (A renamed table, or one over files, keeps its columns' metadata.)
         _say_if_labels_stay_behind(session, frame, write)
@@ -2136,9 +2164,13 @@ def _sql_writes(parsed: Any, jvm: Any) -> list[_SqlWrite]:
 def _sql_write(root: Any, kind: str, ctes: Any, jvm: Any) -> _SqlWrite:
     table: str | None = None
     path: str | None = None
+    partition: tuple[tuple[str, str | None], ...] = ()
     if kind == "InsertIntoStatement":
         query = root.query()
         table = _sql_relation_name(root.table())
+        spec = jvm.scala.jdk.javaapi.CollectionConverters.asJava(root.partitionSpec())
+        values = ((str(k), v.get()) for k, v in spec.items() if v.isDefined())
+        partition = tuple((k, None if v is None else str(v)) for k, v in values)
     elif kind in ("CreateTableAsSelect", "ReplaceTableAsSelect"):
         query = root.query()
         table = _sql_relation_name(root.name())
@@ -2154,7 +2186,7 @@ def _sql_write(root: Any, kind: str, ctes: Any, jvm: Any) -> _SqlWrite:
     if ctes is not None:
         # WITH ... INSERT INTO: the query keeps the common table expressions.
         query = ctes.withNewChildren(_seq(jvm, [query]))
-    return _SqlWrite(query, table, path, kind)
+    return _SqlWrite(query, table, path, kind, partition=partition)
 
 
 def _sent_in(text: str) -> frozenset[str]:
@@ -2199,6 +2231,104 @@ def _table_location(session: Any, table: str | None) -> str | None:
     except Exception:
         logger.debug("purposeguard could not find where a written table's files go", exc_info=True)
         return None
+
+
+def _target_of(session: Any, table: str | None, partition: Mapping[str, str | None] | None) -> _Target:
+    """Where a write into ``table`` lands: the table's location (or its
+    database's), the own locations of the partitions it may write (those
+    ``partition``'s values name; with none named, every one, as which a
+    write's rows pick is known only when it runs; None: no partition's),
+    and, for a temporary view over files or over a table, those files and
+    that table (an INSERT into such a view writes there)."""
+    if not table:
+        return _Target((), ())
+    destinations = get_guard().policy.destinations
+    if not destinations:
+        return _Target((), (table,))
+    paths: list[str] = []
+    tables = [table]
+    viewed = _viewed_relation(session, table)
+    if viewed is not None:
+        files, under = viewed
+        paths.extend(files)
+        if under is None:
+            return _Target(tuple(paths), tuple(tables))
+        tables.append(under)
+        table = under
+    if any(d.paths for d in destinations):
+        location = _table_location(session, table)
+        if location is not None:
+            paths.append(location)
+        if partition is not None:
+            paths.extend(_partition_locations(session, table, partition))
+    return _Target(tuple(dict.fromkeys(paths)), tuple(tables))
+
+
+def _viewed_relation(session: Any, name: str) -> tuple[list[str], str | None] | None:
+    """For a temporary view Spark inserts into (one over files, ``CREATE
+    TEMPORARY VIEW ... USING parquet OPTIONS (path ...)`` or
+    ``spark.read.parquet(...).createOrReplaceTempView``, or over a table),
+    the folders of its files and the table's name; None for any other name."""
+    try:
+        state = session._jsparkSession.sessionState()
+        if not state.catalog().isTempView(state.sqlParser().parseMultipartIdentifier(name)):
+            return None
+        plan = session.table(name)._jdf.queryExecution().analyzed()
+        while plan.getClass().getSimpleName() in ("SubqueryAlias", "View"):
+            plan = plan.child()
+        if plan.getClass().getSimpleName() != "LogicalRelation":
+            return [], None  # a view of a query: Spark refuses to insert into it
+        files: list[str] = []
+        relation = plan.relation()
+        if relation.getClass().getSimpleName() == "HadoopFsRelation":
+            roots = relation.location().rootPaths()
+            files = [str(roots.apply(k)) for k in range(roots.size())]
+        table = plan.catalogTable()
+        return files, str(table.get().identifier().quotedString()) if table.isDefined() else None
+    except Exception:
+        logger.debug("purposeguard could not read what a temporary view is over", exc_info=True)
+        return None
+
+
+def _partition_locations(session: Any, table: str, partition: Mapping[str, str | None]) -> list[str]:
+    """The locations of a session catalog table's partitions that a write
+    naming the values ``partition`` may write (ALTER TABLE ... ADD PARTITION
+    ... LOCATION and SET LOCATION put one anywhere), found as Spark finds
+    them when it writes: by the values named, with the table's own column
+    names (any case)."""
+    parts = _identifier_parts(table)
+    if len(parts) == 3 and parts[0].lower() == "spark_catalog":
+        parts = parts[1:]
+    if len(parts) > 2 or not all(parts):
+        return []  # another catalog's table: its partitions are its own
+    jvm = session._jvm
+    try:
+        catalog = session._jsparkSession.sessionState().catalog()
+        database = jvm.scala.Option.apply(parts[0] if len(parts) == 2 else None)
+        identifier = jvm.org.apache.spark.sql.catalyst.TableIdentifier(parts[-1], database)
+        if not catalog.tableExists(identifier):
+            return []
+        columns = catalog.getTableMetadata(identifier).partitionColumnNames()
+        named = [str(columns.apply(k)) for k in range(columns.size())]
+        if not named:
+            return []
+        spec: dict[str, str] = {}
+        for key, value in partition.items():
+            column = next((c for c in named if c.lower() == key.lower()), None)
+            if column is None or value is None:
+                # Not a column Spark would find, or a NULL Spark writes under
+                # its own default name: every partition.
+                spec = {}
+                break
+            spec[column] = value
+        values = jvm.scala.Option.apply(
+            jvm.org.apache.spark.api.python.PythonUtils.toScalaMap(spec) if spec else None
+        )
+        found = catalog.listPartitions(identifier, values)
+        return [str(found.apply(k).location()) for k in range(found.size())]
+    except Exception:
+        logger.debug("purposeguard could not read where a table's partitions are", exc_info=True)
+        return []
 
 
 def _described_location(session: Any, statement: str) -> str | None:
@@ -3336,7 +3466,7 @@ def _rdd_save(name: str) -> Callable[..., Any]:
         if found is not None:
             labels, tenant = found
             path = _path_of(args, kwargs)
-            purpose = _write_purpose(None, path, None)
+            purpose = _write_purpose(None, _Target((path,) if path is not None else (), ()))
             if purpose is not None:
                 _check_written(labels, tenant, purpose, f"pyspark.RDD.{name}")
             if path is not None and labels and name in ("saveAsTextFile", "saveAsSequenceFile"):
@@ -3393,6 +3523,37 @@ def _options_setter(original: Any) -> Any:
         return result
 
     return options
+
+
+_CREATE_TABLE_FUNCTION = "pyspark.sql.Catalog.createTable"
+
+
+def _table_creator(original: Any) -> Any:
+    """``spark.catalog.createTable(name, path=...)`` (and
+    ``createExternalTable``, which calls it): a table pointed at files
+    already written, checked as ``CREATE TABLE ... LOCATION`` is."""
+
+    def createTable(
+        self: Any,
+        tableName: str,
+        path: str | None = None,
+        source: str | None = None,
+        schema: Any = None,
+        description: str | None = None,
+        **options: str,
+    ) -> Any:
+        # Spark reads the path among the options without case (PATH=...).
+        locations = [path] if path is not None else []
+        locations += [v for k, v in options.items() if k.lower() == "path" and v is not None]
+        if locations:
+            session = self._sparkSession
+            provider = source or str(session._jconf.defaultDataSourceName())
+            for location in dict.fromkeys(str(at) for at in locations):
+                write = _SqlWrite(None, str(tableName), None, "CreateTable", files=(provider, location))
+                _check_sql_write(session, write, frozenset(), None, _CREATE_TABLE_FUNCTION)
+        return original(self, tableName, path, source, schema, description, **options)
+
+    return createTable
 
 
 def _checkpointer(original: Any) -> Any:
@@ -3492,6 +3653,9 @@ def instrument() -> None:
 
         _patch(SparkSession, "createDataFrame", _adapted(_create_data_frame))
         _patch(SparkSession, "sql", _sql_runner)
+        from pyspark.sql.catalog import Catalog
+
+        _patch(Catalog, "createTable", _table_creator)
         from pyspark.core.context import SparkContext
 
         _patch(SparkContext, "parallelize", _adapted(_parallelize))

@@ -304,7 +304,7 @@ _ENCODE_BASIC_AUTH = FunctionPatch(
 # labelled empty text. yarl URLs take no attributes and no weak references.
 _URL_LABELS = "_pg_labels"
 # The arguments of a URL method that carry no label: nothing to look into.
-_PLAIN_ARGUMENTS = frozenset({str, int, bool, type(None)})
+_PLAIN_ARGUMENTS = frozenset({str, int, float, bool, type(None)})
 # The yarl methods that make a URL from the one they are called on and their
 # arguments; the ones the installed yarl has are patched.
 _URL_METHODS = (
@@ -335,14 +335,56 @@ def _url_labels(url: Any) -> Any:
     return cache.get(_URL_LABELS) if isinstance(cache, dict) else None
 
 
+def _plain_argument(value: Any) -> bool:
+    """Whether a URL method's argument surely carries no label, told without
+    the labels layer's walk (which costs a plain request tens of
+    microseconds per call): plain scalars, a URL without a mark, and a
+    query given as a dict or a sequence of pairs of plain scalars."""
+    t = type(value)
+    if t in _PLAIN_ARGUMENTS:
+        return True
+    if t is dict:
+        for key, item in value.items():
+            if type(key) not in _PLAIN_ARGUMENTS or type(item) not in _PLAIN_ARGUMENTS:
+                return False
+        return True
+    if t is list or t is tuple:
+        for item in value:
+            if type(item) is tuple:
+                for part in item:
+                    if type(part) not in _PLAIN_ARGUMENTS:
+                        return False
+            elif type(item) not in _PLAIN_ARGUMENTS:
+                return False
+        return True
+    if _YARL_URL.get("class") is not t or not _YARL_PARTS:
+        return False
+    # A yarl URL without a mark, whose parts are plain text: a URL made from
+    # a labelled str keeps the labelled pieces in its slots, not a mark.
+    if _URL_LABELS in value._cache:
+        return False
+    for name in _YARL_PARTS:
+        if type(getattr(value, name, None)) not in _PLAIN_ARGUMENTS:
+            return False
+    return True
+
+
 def _derived_url(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     made = wrapped(*args, **kwargs)
     mark = _url_labels(instance)
+    if mark is None:
+        for value in args:
+            if not _plain_argument(value):
+                break
+        else:
+            for value in kwargs.values():
+                if not _plain_argument(value):
+                    break
+            else:
+                return made
     values = (*args, *kwargs.values())
-    if mark is None and all(type(value) in _PLAIN_ARGUMENTS for value in values):
-        return made
     # A URL argument (join) is read through its own cache, like any value.
     labels, tenant = sent_labels((mark, values))
     if not labels or not isinstance(getattr(made, "_cache", None), dict):
@@ -366,6 +408,12 @@ def _labelled_url(url: Any, labels: frozenset[str], tenant: str | None) -> Any:
 
 # Built on first ``instrument()``, once yarl is imported: which methods it has.
 _YARL: dict[str, Patcher] = {}
+# yarl's URL class, for telling a URL argument from another object with a
+# _cache attribute.
+_YARL_URL: dict[str, type] = {}
+# Its slots that hold the URL's parts (all but its cache), read where a URL
+# argument is told plain.
+_YARL_PARTS: list[str] = []
 _YARL_LOCK = threading.Lock()
 
 
@@ -375,6 +423,8 @@ def _yarl() -> Patcher:
         if patcher is None:
             import yarl
 
+            _YARL_PARTS[:] = [name for name in getattr(yarl.URL, "__slots__", ()) if name != "_cache"]
+            _YARL_URL["class"] = yarl.URL
             present = [name for name in _URL_METHODS if callable(getattr(yarl.URL, name, None))]
             patcher = _YARL["patcher"] = Patcher("yarl", [("URL", name, _derived_url) for name in present])
         return patcher

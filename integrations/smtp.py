@@ -356,11 +356,42 @@ def _django_message(
     # sanitize_address(), which drop labels: the message carries the labels
     # of everything the EmailMessage held, bcc included.
     message = wrapped(*args, **kwargs)
-    held = tuple(getattr(instance, name, None) for name in _DJANGO_FIELDS)
+    held = tuple(
+        value
+        for value in (getattr(instance, name, None) for name in _DJANGO_FIELDS)
+        if not _plain_text(value)
+    )
+    if not held:
+        return message
     labels, tenant = sent_labels(held)
     if labels:
         _label_part(message, labels, tenant)
     return message
+
+
+def _plain_text(value: Any) -> bool:
+    """Whether a field of a Django EmailMessage surely carries no label,
+    told without the labels layer's walk: plain text, nothing, or a list or
+    dict of plain text (addresses, headers) or attachments given as plain
+    (filename, content, mimetype) triples."""
+    t = type(value)
+    if t is str or value is None:
+        return True
+    if t is list or t is tuple:
+        for item in value:
+            if type(item) is tuple:
+                for part in item:
+                    if type(part) is not str and part is not None:
+                        return False
+            elif type(item) is not str:
+                return False
+        return True
+    if t is dict:
+        for key, item in value.items():
+            if type(key) is not str or type(item) is not str:
+                return False
+        return True
+    return False
 
 
 class _DjangoMailPatcher(Patcher):

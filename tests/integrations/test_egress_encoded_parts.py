@@ -227,6 +227,47 @@ def test_yarl_keeps_one_calls_labels_off_an_equal_url_made_from_plain_text() -> 
     assert (deep_labels(labelled), deep_labels(plain)) == (frozenset({CONTENT}), frozenset())
 
 
+def test_yarl_methods_tell_plain_arguments_without_the_labels_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain URL method call must not pay for the labels layer's walk
+    (tens of microseconds a call): plain scalars, plain query dicts and
+    pairs, and plain URLs are told apart by their types; anything else is
+    walked."""
+    import yarl
+
+    walks: list[object] = []
+    real = pg_aiohttp.sent_labels
+
+    def counting(values: Any) -> Any:
+        walks.append(values)
+        return real(values)
+
+    monkeypatch.setattr(pg_aiohttp, "sent_labels", counting)
+    url = yarl.URL("http://127.0.0.1/api/")
+    plain_calls = [
+        lambda: url.with_query({"a": "1", "b": 2, "c": 1.5}),
+        lambda: url.with_query([("a", "1"), ("b", "2")]),
+        lambda: url.update_query(a="1"),
+        lambda: url.join(yarl.URL("x/y")),
+        lambda: url / "users",
+        lambda: url.with_fragment(None),
+        lambda: yarl.URL.build(scheme="http", host="127.0.0.1", path="/a", query={"q": "1"}),
+    ]
+    for call in plain_calls:
+        call()
+    assert walks == []
+    labelled = [
+        url.with_query({"q": secret()}),
+        url.with_query([("q", secret())]),
+        url.join(yarl.URL(secret())),
+        url.join(url.with_query(q=secret())),
+    ]
+    assert len(walks) >= len(labelled)
+    monkeypatch.undo()
+    from purposeguard.integrations._egress import deep_labels
+
+    assert [deep_labels(made) for made in labelled] == [frozenset({CONTENT})] * len(labelled)
+
+
 def test_aiohttp_a_yarl_url_allowed_for_the_purpose_is_sent(recorder: RecordingServer) -> None:
     url = _yarl_shapes(recorder.url() + "/", recorder.port, secret())["with_query(keywords)"]()
     with pg.purpose("service.operations"):

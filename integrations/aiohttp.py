@@ -62,7 +62,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from purposeguard._errors import PurposeViolation
-from purposeguard._labels import EMPTY, relabel
+from purposeguard._labels import EMPTY, labels_of, relabel, tenant_of
 
 from . import _unguarded, baggage
 from ._egress import (
@@ -74,7 +74,7 @@ from ._egress import (
     input_labels,
     sent_labels,
 )
-from ._patch import FunctionPatch, Patcher
+from ._patch import FunctionPatch, Patcher, Wrapper
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -330,6 +330,10 @@ _URL_METHODS = (
 )
 
 
+# The yarl methods that give a URL's text.
+_URL_TEXTS = ("__str__", "human_repr")
+
+
 def _url_labels(url: Any) -> Any:
     cache = getattr(url, "_cache", None) if not isinstance(url, type) else None
     return cache.get(_URL_LABELS) if isinstance(cache, dict) else None
@@ -392,6 +396,19 @@ def _derived_url(
     return _labelled_url(made, labels, tenant)
 
 
+def _url_text(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # str(url) and human_repr(): the text a labelled URL is sent or logged
+    # as (requests.get(str(url))) carries the labels of the parts it holds.
+    text = wrapped(*args, **kwargs)
+    cache = getattr(instance, "_cache", None)
+    mark = cache.get(_URL_LABELS) if type(cache) is dict else None
+    if mark is None:
+        return text
+    return relabel(text, *sorted(labels_of(mark)), tenant=tenant_of(mark))
+
+
 def _labelled_url(url: Any, labels: frozenset[str], tenant: str | None) -> Any:
     # A copy: yarl returns one URL object for equal inputs (its lru_caches),
     # and the labels of this call must not reach another's equal URL.
@@ -426,7 +443,11 @@ def _yarl() -> Patcher:
             _YARL_PARTS[:] = [name for name in getattr(yarl.URL, "__slots__", ()) if name != "_cache"]
             _YARL_URL["class"] = yarl.URL
             present = [name for name in _URL_METHODS if callable(getattr(yarl.URL, name, None))]
-            patcher = _YARL["patcher"] = Patcher("yarl", [("URL", name, _derived_url) for name in present])
+            targets: list[tuple[str, str, Wrapper]] = [("URL", name, _derived_url) for name in present]
+            targets.extend(
+                ("URL", name, _url_text) for name in _URL_TEXTS if callable(getattr(yarl.URL, name, None))
+            )
+            patcher = _YARL["patcher"] = Patcher("yarl", targets)
         return patcher
 
 

@@ -227,6 +227,20 @@ def test_yarl_keeps_one_calls_labels_off_an_equal_url_made_from_plain_text() -> 
     assert (deep_labels(labelled), deep_labels(plain)) == (frozenset({CONTENT}), frozenset())
 
 
+@pytest.mark.parametrize("text", [str, lambda url: url.human_repr()], ids=["str", "human_repr"])
+def test_the_text_of_a_labelled_yarl_url_is_checked_where_another_client_sends_it(
+    recorder: RecordingServer, text: Callable[[Any], str]
+) -> None:
+    import yarl
+
+    url = yarl.URL(recorder.url() + "/").with_query(q=secret())
+    assert pg.labels_of(text(url)) == {CONTENT}
+    refused(lambda: requests.get(text(url), timeout=10))
+    assert recorder.received == []
+    plain = yarl.URL(recorder.url() + "/").with_query(q="plain")
+    assert type(str(plain)) is str and pg.labels_of(plain.human_repr()) == frozenset()
+
+
 def test_yarl_methods_tell_plain_arguments_without_the_labels_walk(monkeypatch: pytest.MonkeyPatch) -> None:
     """A plain URL method call must not pay for the labels layer's walk
     (tens of microseconds a call): plain scalars, plain query dicts and

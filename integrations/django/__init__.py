@@ -60,7 +60,10 @@ computed from (more categories than strictly needed, never fewer):
   ``ArrayAgg``, custom aggregates; a ``Count`` is a number of rows and stays plain);
 * the text ``django.core.serializers.serialize()`` returns (JSON, XML, YAML,
   JSON Lines), with the categories of the declared fields it holds (none
-  when ``fields=`` leaves them out); text written to a ``stream=`` is not.
+  when ``fields=`` leaves them out) and of every declared value read while
+  it is made (a related row's ``natural_key()`` under
+  ``use_natural_foreign_keys=True``, however it builds its text), with those
+  rows' tenants; text written to a ``stream=`` is not.
 
 Writes: an ``update()``, ``bulk_update()``, ``save()`` or ``create()``
 whose expressions read declared fields in SQL (``update(title=F("body"))``,

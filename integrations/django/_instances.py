@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from purposeguard._context import FLAGS, MIXED_TENANT, ZONE
+from purposeguard._context import FLAGS, MIXED_TENANT, ZONE, ZoneState
 from purposeguard._kinds import _checked_tenant
 from purposeguard._labels import _label_object, _resolve, label, merge_tenants, relabel
+from purposeguard._zones import zone
 
 from ._declared import STATE, Declaration, as_tenant, declaration_of
 
@@ -237,13 +238,61 @@ def bulk_update(wrapped: Any, queryset: Any, args: tuple[Any, ...], kwargs: dict
 # -- serializers ---------------------------------------------------------------------------
 
 
+class _Reading(ZoneState):
+    """The zone a serialization runs in, nested in the current one. It
+    decides and records flows as the enclosing zone does (its categories,
+    tenant, owners, memo and flow records, shared as ``ZoneState.scratch``
+    shares them) and hands what it learns back as it closes; it also notes
+    what is read in it (``read``, ``tenants``): the declared values the
+    serializer reads through their descriptors, natural keys' included,
+    however ``natural_key()`` builds its text from them. Loads are not reads
+    (they label in a scratch zone), so a field ``fields=`` leaves out is not
+    noted."""
+
+    __slots__ = ("read", "tenants")
+
+    def __init__(self, outer: ZoneState) -> None:
+        super().__init__(None, outer)
+        self.read: frozenset[str] = frozenset()
+        self.tenants: set[str] = set()
+        with outer._lock:
+            if outer.flows is None:
+                outer.flows = {}
+        self.flows = outer.flows
+        self.allowed = outer.memo()
+        self._own_lock = outer._lock
+
+    def add(self, labels: frozenset[str], tenant: str | None = None) -> None:
+        if labels:
+            with self._lock:
+                self.read = self.read | labels
+                if tenant is not None:
+                    self.tenants.add(tenant)
+        super().add(labels, tenant)
+
+
 def serialize(wrapped: Any, serializer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``serializers.serialize("json", queryset)`` (and XML, YAML, JSON
     Lines): text the serializer's writer makes from the field values, which
-    keeps no label. What the objects' declared fields held, and their rows'
-    tenants, are noted as the objects pass, for ``getvalue()`` to label the text with."""
+    keeps no label. It is labelled with what it was made from: the declared
+    fields the objects hold (noted as they pass, with their rows' tenants)
+    and every declared value read while it is made (a natural key's text
+    from a related row's field, a custom field's ``value_to_string()``),
+    noted by the zone it is made in (see :class:`_Reading`); ``getvalue()``
+    labels the text with them."""
     if not STATE.instrumented:
         return wrapped(*args, **kwargs)
+    outer = ZONE.get() if FLAGS.zones else None
+    if outer is None:
+        # Outside any zone (a dumpdata-like script): one for the reads to be told to.
+        with zone() as opened:
+            return _serialize(wrapped, serializer, args, kwargs, opened)
+    return _serialize(wrapped, serializer, args, kwargs, outer)
+
+
+def _serialize(
+    wrapped: Any, serializer: Any, args: tuple[Any, ...], kwargs: dict[str, Any], outer: ZoneState
+) -> Any:
     selected = kwargs.get("fields")
     chosen = None if selected is None else set(selected)
     categories: set[str] = set()
@@ -272,9 +321,22 @@ def serialize(wrapped: Any, serializer: Any, args: tuple[Any, ...], kwargs: dict
     else:
         kwargs["queryset"] = passing(kwargs["queryset"])
     serializer.__dict__.pop("_pg_serialized", None)
-    result = wrapped(*args, **kwargs)
+    reading = _Reading(outer)
+    token = ZONE.set(reading)
+    try:
+        result = wrapped(*args, **kwargs)
+    finally:
+        ZONE.reset(token)
+        reading.close()
+    categories.update(reading.read)
+    for owner in reading.tenants:
+        tenant[0] = merge_tenants(tenant[0], owner)
     if categories:
-        serializer.__dict__["_pg_serialized"] = (tuple(sorted(categories)), tenant[0])
+        found = tuple(sorted(categories))
+        serializer.__dict__["_pg_serialized"] = (found, tenant[0])
+        if isinstance(result, (str, bytes)):
+            # Serializer.serialize() hands back getvalue() too, called before this knew.
+            result = relabel(result, *found, tenant=tenant[0])
     return result
 
 

@@ -387,6 +387,81 @@ def test_serializing_inside_a_zone_tells_it_what_was_written(site: dict[str, Any
     assert zone.categories == {DOCUMENT}
 
 
+def _tickets(names: list[str]) -> tuple[Any, Any]:
+    """A ticket model whose natural key is text built from its declared body,
+    and an order model that names tickets (a foreign key, a many-to-many)."""
+    from typing import Annotated
+
+    from django.db import models
+
+    def natural_key(self: Any) -> tuple[str]:
+        # An ordinary natural key: the f-string keeps no label of the body.
+        return (f"ticket: {self.body}",)
+
+    Ticket = _model(
+        "ExitsTicket",
+        {
+            "__purposeguard_tenant__": "tenant",
+            "__annotations__": {"body": Annotated[str, pg.Category(DOCUMENT)]},
+            "tenant": models.CharField(max_length=20),
+            "body": models.TextField(),
+            "natural_key": natural_key,
+        },
+        names,
+    )
+    Order = _model(
+        "ExitsOrder",
+        {
+            "ticket": models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="exits_orders"),
+            "also": models.ManyToManyField(Ticket, related_name="exits_orders_also"),
+            "total": models.IntegerField(default=0),
+        },
+        names,
+    )
+    return Ticket, Order
+
+
+def test_natural_keys_in_serialized_text_carry_the_labels_of_what_they_are_made_from(
+    site: dict[str, Any], temporary_models: list[str]
+) -> None:
+    """use_natural_foreign_keys=True writes a related row's natural_key() into
+    the text: the order model declares nothing, its tickets' bodies are in it."""
+    from django.core import serializers
+
+    Ticket, Order = _tickets(temporary_models)
+    with _tables(Ticket, Order):
+        first = Ticket.objects.create(tenant="contoso", body=BODY)
+        other = Ticket.objects.create(tenant="fabrikam", body=OTHER)
+        order = Order.objects.create(ticket=first, total=5)
+        orders = Order.objects.all()
+        by_key = serializers.serialize("json", orders, use_natural_foreign_keys=True)
+        as_xml = serializers.serialize("xml", orders, use_natural_foreign_keys=True)
+        # The serializer's own serialize() hands the text back too.
+        direct = serializers.get_serializer("json")().serialize(orders, use_natural_foreign_keys=True)
+        order.also.add(first, other)
+        both = serializers.serialize("jsonl", orders, use_natural_foreign_keys=True)
+        by_id = serializers.serialize("json", orders)
+        left_out = serializers.serialize("json", orders, fields=("total",), use_natural_foreign_keys=True)
+        with pg.zone(tenant="contoso") as zone:
+            assert site["Profile"].objects.get(user=site["carol"]).email == EMAIL  # read before
+            in_zone = serializers.serialize("json", orders, fields=("ticket",), use_natural_foreign_keys=True)
+            plain_in_zone = serializers.serialize("json", orders, fields=("total",))
+    for text in (by_key, as_xml, direct):
+        assert f"ticket: {BODY}" in text
+        assert pg.labels_of(text) == {DOCUMENT} and pg.tenant_of(text) == "contoso"
+        with pytest.raises(pg.PurposeViolation):
+            pg.check(text, "advertising")
+    assert (
+        f"ticket: {OTHER}" in both and pg.labels_of(both) == {DOCUMENT} and pg.tenant_of(both) == MIXED_TENANT
+    )
+    for text in (by_id, left_out):
+        assert BODY not in text and pg.labels_of(text) == frozenset()
+    # What the zone saw before (an address) is not what the text was made from.
+    assert pg.labels_of(in_zone) == {DOCUMENT} and pg.tenant_of(in_zone) == "contoso"
+    assert pg.labels_of(plain_in_zone) == frozenset()
+    assert zone.categories == {"customer_data", DOCUMENT}
+
+
 # -- dates() and JSON keys of declared fields -------------------------------------------------
 
 

@@ -602,6 +602,37 @@ def written(site: dict[str, Any]) -> dict[str, Any]:
         Note.objects.filter(title="t2").delete()
 
 
+@_probe
+def natural_keys(site: dict[str, Any]) -> dict[str, Any]:
+    from django.core import serializers
+
+    User, Note = site["User"], site["Note"]
+
+    def by_address(user: Any) -> tuple[str]:
+        # A natural key read through a relation: the address on the user's profile.
+        return (f"{user.profile.email}",)
+
+    own = User.__dict__.get("natural_key")
+    User.natural_key = by_address
+    try:
+        notes = Note.objects.filter(title="board")
+        text = serializers.serialize("json", notes, fields=("owner",), use_natural_foreign_keys=True)
+        by_id = serializers.serialize("json", notes, fields=("owner",))
+    finally:
+        if own is None:
+            del User.natural_key
+        else:
+            User.natural_key = own
+    return {"text": _seen(text), "by_id": _seen(by_id)}
+
+
+def test_natural_keys_in_serialized_text_carry_the_labels_of_what_they_are_made_from(site: _Django) -> None:
+    seen = site.run(natural_keys)
+    text, labels, tenant = seen["text"]
+    assert "alice@contoso.example" in text and (labels, tenant) == ({"customer_data"}, site.tenant("alice"))
+    assert "alice@contoso.example" not in seen["by_id"][0] and seen["by_id"][1:] == (frozenset(), None)
+
+
 def test_instances_the_application_writes_are_labelled_with_their_row_tenant(site: _Django) -> None:
     seen = site.run(written)
     data = {"customer_data"}

@@ -120,7 +120,18 @@ _SEGMENT = re.compile(r"\{[^{}/]+\}|\*\*|\*")
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
-    """``/mail/{id}`` (one segment), ``/files/*`` (within a segment), ``/api/**`` (anything)."""
+    """``/mail/{id}`` (one segment), ``/files/*`` (within a segment), ``/api/**``
+    (anything below ``/api``, and ``/api`` itself). A path with a trailing
+    slash matches as the one without: routers serve both, and a route left
+    without its purpose by a slash would run unchecked."""
+    if pattern.endswith("/**"):
+        return re.compile(_regex(pattern[:-3]) + "(?:/.*)?")
+    if pattern.endswith("/") and pattern != "/":
+        pattern = pattern[:-1]
+    return re.compile(_regex(pattern) + ("" if pattern == "/" else "/?"))
+
+
+def _regex(pattern: str) -> str:
     out = []
     position = 0
     for match in _SEGMENT.finditer(pattern):
@@ -132,7 +143,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
             out.append("[^/]*" if token == "*" else "[^/]+")
         position = match.end()
     out.append(re.escape(pattern[position:]))
-    return re.compile("".join(out))
+    return "".join(out)
 
 
 class PathPurposes:

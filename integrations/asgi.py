@@ -117,7 +117,9 @@ class PurposeGuardMiddleware:
     ``tenant_header``: a header naming the tenant (none by default: a client can send any header;
     name one only behind a gateway that authenticates callers and sets it). ``tenant_from`` wins.
     ``purposes``: ``{path pattern: purpose}``; ``{name}`` matches one path
-    segment, ``*`` part of one, ``**`` anything. Route marks win over patterns.
+    segment, ``*`` part of one, ``**`` anything (``/admin/**`` covers ``/admin``
+    too); a path with a trailing slash matches as the one without. Route
+    marks win over patterns.
     ``read_baggage``: read purpose, tenant and zone from incoming baggage (only
     members signed with a baggage key this service holds are read).
     ``status_code``: the status of the response to a violation (403).

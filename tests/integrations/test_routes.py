@@ -861,3 +861,47 @@ def test_what_the_app_writes_into_its_scope_never_reaches_the_server_s() -> None
     anyio.run(serve)
     assert sent[0]["status"] == 200 and b"service.operations" in sent[1]["body"]
     assert server_scope["path"] == "/ops" and "endpoint" not in server_scope
+
+
+@pytest.mark.parametrize("framework", ["asgi", "flask"])
+def test_a_path_pattern_covers_its_base_path_and_a_trailing_slash(
+    framework: str,
+    serve_asgi: Callable[[Any], Any],
+    serve_wsgi: Callable[[Any], Any],
+) -> None:
+    """``/admin/**`` covers ``/admin`` itself, and ``/reports/{id}`` covers
+    ``/reports/7/``: a client leaving off or adding a slash must not reach a
+    route with no purpose (egress to a host that is not a destination is
+    then judged by none)."""
+    from purposeguard.integrations import asgi
+
+    pg.configure("trust-center")
+    patterns = {"/admin/**": "service.operations", "/reports/{id}": "service.communications"}
+    if framework == "asgi":
+
+        async def answer(request: StarletteRequest) -> JSONResponse:
+            return JSONResponse(purpose_now())
+
+        routes = ["/admin", "/admin/{rest:path}", "/administrator", "/reports/{id}/"]
+        app = Starlette(routes=[Route(path, answer) for path in routes])
+        server = serve_asgi(asgi.PurposeGuardMiddleware(app, purposes=patterns))
+    else:
+        flask_app = flask.Flask("patterns")
+
+        def answer_flask(**_: str) -> Any:
+            return purpose_now()
+
+        for number, path in enumerate(["/admin", "/admin/<path:rest>", "/administrator", "/reports/<id>/"]):
+            flask_app.add_url_rule(path, f"route{number}", answer_flask)
+        wsgi.init_app(flask_app, purposes=patterns)
+        server = serve_wsgi(flask_app)
+    with httpx.Client(base_url=server.url, timeout=10, follow_redirects=False) as client:
+        seen = {
+            path: client.get(path).json()["purpose"] for path in ("/admin", "/admin/users", "/reports/7/")
+        }
+        assert client.get("/administrator").json()["purpose"] is None
+    assert seen == {
+        "/admin": "service.operations",
+        "/admin/users": "service.operations",
+        "/reports/7/": "service.communications",
+    }

@@ -19,6 +19,31 @@ policy's ``context_mode``: the built-in pack records such a flow, and
 ``context_mode="enforce"`` redacts the record's message and exception).
 Standard library only.
 
+Formatting. An argument's text may be made only when the record is
+formatted (a Django model whose ``__str__`` follows a ForeignKey to a
+declared field): a record with arguments other than plain text and numbers
+is formatted by the filter, and what formatting read (told to a zone of
+the record's own, then to the current zone) is judged with the record's
+own labels. The record then holds the judged text as its message, with no
+arguments, so every handler writes that text and ``__str__`` runs once.
+
+Beside the message. A refused record has every ``extra=`` field redacted,
+not only those carrying labels: Django's query log puts the statement with
+its parameters interpolated in ``extra={"sql": ...}``, plain text rebuilt
+from the refused value. Attributes a handler's filter adds after the
+record was judged (request context set through ``dictConfig``) are judged
+when that handler's copy of the filter meets the record, and redacted with
+a refused record.
+
+Frames. The local values of the frames of a logged exception's traceback
+(and of the exceptions it was raised from or during) are looked at, as far
+as a bounded look goes (``FRAME_BUDGET`` values; what lies beyond is not
+looked at, and is no reason to refuse): Django's ``AdminEmailHandler``
+(``include_html=True``) and error trackers show them. Labelled values there
+that the policy refuses take the frames out: the record keeps its
+traceback as the text a formatter prints, with a note naming the
+categories, and no ``exc_info`` to read frames from.
+
 A redacted record keeps the shape of its arguments, as formatters take
 ``record.args`` apart themselves (uvicorn's access formatter unpacks five
 and calls ``int()`` on the status): a tuple stays a tuple of the same length,
@@ -71,12 +96,15 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
+from types import TracebackType
 from typing import Any
 
-from purposeguard._context import FLAGS, REDACTING, ZONE
+from purposeguard._context import FLAGS, REDACTING, ZONE, ZoneState
 from purposeguard._errors import PurposeViolation
+from purposeguard._kinds import EMPTY
 from purposeguard._labels import NO_LABELS, WalkLimit, labels_in_values
 from purposeguard._runtime import check_zone, get_guard, require_purpose_key
+from purposeguard._walk import FRAME_BUDGET, MAX_DEPTH, _Walk
 
 from ._options import calling_module, name_list
 from ._patch import Patcher
@@ -87,27 +115,66 @@ __all__ = ["PurposeGuardFilter", "setup", "teardown"]
 _JUDGING: ContextVar[bool] = ContextVar("purposeguard.logging.judging", default=False)
 # What a LogRecord holds before any ``extra=`` is merged in.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-# The purposes each record was judged for, by the record's id: a record
-# attribute would be one ``extra=`` could forge. The weak reference tells a
-# reused id apart (its entry is replaced); entries of records that died
-# without their id coming back are swept as the table grows.
-_JUDGED: dict[int, tuple[weakref.ref[Any], set[str]]] = {}
+# What a formatter adds to the record from what was judged: a later
+# handler's filter finding them has nothing new to judge.
+_FORMATTED = frozenset({"message", "asctime"})
+
+
+class _Verdict:
+    """One purpose's judgment of one record: how many attributes the record
+    had when it was judged, and the refusal, if any, that redacted it."""
+
+    __slots__ = ("fields", "refusal", "zone")
+
+    def __init__(self) -> None:
+        # None while the judgment runs: a record met again meanwhile (from
+        # code the judgment calls) is not judged inside its own judgment.
+        self.fields: int | None = None
+        self.refusal: PurposeViolation | None = None
+        self.zone = False
+
+
+class _Judged:
+    """The judgments of one record, by purpose, and the labels its message
+    carried before it was replaced by its formatted text."""
+
+    __slots__ = ("ref", "verdicts", "carried")
+
+    def __init__(self, ref: weakref.ref[Any] | None) -> None:
+        self.ref = ref
+        self.verdicts: dict[str, _Verdict] = {}
+        self.carried: frozenset[str] = EMPTY
+
+
+# The judgments of each record, by the record's id: a record attribute would
+# be one ``extra=`` could forge. The weak reference tells a reused id apart
+# (its entry is replaced); entries of records that died without their id
+# coming back are swept as the table grows.
+_JUDGED: dict[int, _Judged] = {}
 _SWEEP_AT = [1024]
 
 
-def _first_judgement(record: logging.LogRecord) -> set[str]:
+def _first_judgement(record: logging.LogRecord) -> _Judged:
     """A new entry for a record no filter has judged yet."""
-    purposes: set[str] = set()
     try:
         reference = weakref.ref(record)
     except TypeError:  # a record factory's type without weak references: judged every time
-        return purposes
+        return _Judged(None)
     if len(_JUDGED) >= _SWEEP_AT[0]:
-        for dead in [key for key, (ref, _) in list(_JUDGED.items()) if ref() is None]:
+        for dead in [key for key, entry in list(_JUDGED.items()) if entry.ref is None or entry.ref() is None]:
             _JUDGED.pop(dead, None)
         _SWEEP_AT[0] = max(1024, 2 * len(_JUDGED))
-    _JUDGED[id(record)] = (reference, purposes)
-    return purposes
+    judged = _Judged(reference)
+    _JUDGED[id(record)] = judged
+    return judged
+
+
+def _added(fields: dict[str, Any], judged: int) -> list[str]:
+    """The attributes set on the record since its first ``judged`` ones were
+    judged (a handler's filter adding request context), but what a
+    formatter wrote from what was judged: a dict keeps the order keys were
+    added in."""
+    return [key for key in list(fields)[judged:] if key not in _FORMATTED]
 
 
 def _exception_parts(record: logging.LogRecord) -> list[Any]:
@@ -128,6 +195,130 @@ def _labels(values: Any, purpose: str, name: str) -> frozenset[str]:
             error, error.labels, purpose, "egress", f"logging.{name}", error.tenant, False
         )
         return error.labels
+
+
+# -- what formatting reads: arguments whose text is made when the record is formatted ----
+
+
+class _Told(ZoneState):
+    """The zone a record is formatted in: what formatting reads tells it (a
+    labelled value made text, a model's field a ``__str__`` loads), and
+    ``told`` keeps those categories apart from what the zone knew before.
+    It starts from the current zone's categories and tenant, so checks made
+    while formatting decide as they would in the zone itself."""
+
+    __slots__ = ("told",)
+
+    def __init__(self, outer: ZoneState | None) -> None:
+        super().__init__(None, outer)
+        self.told: set[str] = set()
+
+    def add(self, labels: frozenset[str], tenant: str | None = None) -> None:
+        self.told.update(labels)
+        super().add(labels, tenant)
+
+
+def _formatted(record: logging.LogRecord) -> tuple[str | None, frozenset[str]]:
+    """The record's message as a handler would format it, and the categories
+    formatting read. A ``__str__`` of an argument runs here, once, where it
+    is judged: the handler then writes this text, not text made anew.
+
+    Labelled values tell the current zone when made text; with no zone in
+    use in the process nothing listens, and only the labels of the text
+    itself are found. None for a message that does not format (the
+    handler reports that itself, as it would have)."""
+    if not FLAGS.zones:
+        try:
+            text = record.getMessage()
+        except PurposeViolation:
+            raise
+        except Exception:
+            return None, EMPTY
+        return text, labels_in_values((text,))
+    outer = ZONE.get()
+    told = _Told(outer)
+    token = ZONE.set(told)
+    try:
+        text = record.getMessage()
+    except PurposeViolation:
+        raise
+    except Exception:
+        return None, EMPTY
+    finally:
+        ZONE.reset(token)
+        if outer is not None and told.told:
+            # Formatting happened in the zone: what it read, the zone read.
+            learned = frozenset(told.told)
+            outer.add(learned)
+            for owner in told.owners - outer.owners:
+                outer.add(learned, owner)
+    return text, frozenset(told.told) | labels_in_values((text,))
+
+
+# -- a traceback's frames: handlers that render their local values ----------------------
+
+# Exceptions along a record's cause/context chain whose frames are looked at.
+_MAX_CHAIN = 16
+
+
+def _frame_values(exc_info: Any) -> list[Any]:
+    """The local values of the frames of the record's exception and of the
+    exceptions it was raised from or during, innermost frames first:
+    Django's AdminEmailHandler (``include_html``) and error trackers show
+    them. Values that carry their own labels come first, as they cost the
+    bounded walk nothing."""
+    if not isinstance(exc_info, tuple) or len(exc_info) < 3:
+        return []
+    error = exc_info[1]
+    tracebacks: list[TracebackType | None] = [exc_info[2]]
+    seen = {id(error)}
+    while isinstance(error, BaseException) and len(seen) <= _MAX_CHAIN:
+        error = error.__cause__ or error.__context__
+        if error is None or id(error) in seen:
+            break
+        seen.add(id(error))
+        tracebacks.append(error.__traceback__)
+    labelled: list[Any] = []
+    rest: list[Any] = []
+    for tb in tracebacks:
+        frames = []
+        while isinstance(tb, TracebackType):
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        for frame in reversed(frames):
+            for value in frame.f_locals.values():
+                kind = type(value)
+                if kind in NO_LABELS:
+                    continue
+                if getattr(kind, "_pg_kind", None) is not None:
+                    labelled.append(value)
+                else:
+                    rest.append(value)
+    return labelled + rest
+
+
+def _frames_hold_labels(record: logging.LogRecord) -> bool:
+    """Whether the frames of a refused record's traceback hold labelled
+    values (a refused message's record keeps no frames holding content)."""
+    if not isinstance(record.exc_info, tuple):
+        return False
+    try:
+        return bool(_frame_labels(record))
+    except Exception:  # not looked at: refused with the record
+        return True
+
+
+def _frame_labels(record: logging.LogRecord) -> frozenset[str]:
+    """The labels held by the frames' local values, as far as a bounded look
+    goes (``FRAME_BUDGET`` values in all): a frame also holds the request,
+    the settings, the ORM's machinery, far past the walk's bounds, and what
+    lies beyond the budget is not looked at rather than refused."""
+    values = _frame_values(record.exc_info)
+    if not values:
+        return EMPTY
+    walk = _Walk(None, strict=False)
+    walk.glance(values, MAX_DEPTH, FRAME_BUDGET)
+    return frozenset(walk.labels)
 
 
 # -- trusted loggers: a server's own records skip the zone check -----------------------
@@ -219,32 +410,56 @@ class PurposeGuardFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         # Judged once per purpose: the same filter on two handlers (or a
         # logger-level and a handler-level filter of one setup()) reports
-        # once; a filter for another purpose still decides for itself.
-        entry = _JUDGED.get(id(record))
-        if entry is not None and entry[0]() is record:
-            checked = entry[1]
-            if self.purpose in checked:
+        # once; a filter for another purpose still decides for itself. What
+        # was set on the record after its judgment (a handler's filter
+        # adding request context) is judged when a handler's copy meets it.
+        judged = _JUDGED.get(id(record))
+        if judged is not None and judged.ref is not None and judged.ref() is record:
+            verdict = judged.verdicts.get(self.purpose)
+            if verdict is not None:
+                judged_fields = verdict.fields
+                if judged_fields is not None and len(record.__dict__) > judged_fields:
+                    added = _added(record.__dict__, judged_fields)
+                    if added:
+                        self._judge_again(record, verdict, added)
+                    verdict.fields = len(record.__dict__)
                 return True
         else:
-            checked = _first_judgement(record)
-        checked.add(self.purpose)
+            judged = _first_judgement(record)
+        verdict = judged.verdicts[self.purpose] = _Verdict()
+        try:
+            self._judge(record, judged, verdict)
+        finally:
+            verdict.fields = len(record.__dict__)
+        return True
+
+    def _judge(self, record: logging.LogRecord, judged: _Judged, verdict: _Verdict) -> None:
         fields = record.__dict__
         extras = [] if fields.keys() <= _STANDARD else [key for key in fields if key not in _STANDARD]
-        message_labels: frozenset[str] = frozenset()
-        error_labels: frozenset[str] = frozenset()
+        # A message replaced by its formatted text (below) for another
+        # purpose's filter carried these.
+        message_labels: frozenset[str] = judged.carried
+        error_labels: frozenset[str] = EMPTY
+        frame_labels: frozenset[str] = EMPTY
+        text: str | None = None
         # Which walk is running: a part whose walk hit the bound is redacted
         # whole (in enforce mode), since what it holds was not looked at.
         walking = "message"
         try:
             args = record.args
             # The usual record (a plain message, plain arguments) has nothing
-            # to walk: the walk's own first test, without the walk.
-            if (
-                extras
-                or type(record.msg) not in NO_LABELS
-                or not (args is None or (type(args) is tuple and NO_LABELS.issuperset(map(type, args))))
-            ):
-                message_labels = _labels(
+            # to walk or to format: the walk's own first test, without the walk.
+            plain = type(record.msg) in NO_LABELS and (
+                args is None or (type(args) is tuple and NO_LABELS.issuperset(map(type, args)))
+            )
+            if not plain:
+                # An argument's text may be made only when it is formatted
+                # (a model's __str__ loading a related row): formatted here,
+                # what it read is judged with the rest.
+                text, told = _formatted(record)
+                message_labels = message_labels | told
+            if extras or not plain:
+                message_labels = message_labels | _labels(
                     (record.msg, args, [fields[key] for key in extras]), self.purpose, record.name
                 )
             walking = "exception"
@@ -276,34 +491,107 @@ class PurposeGuardFilter(logging.Filter):
                     and _made_by_its_package(record.name)
                 ):
                     walking = "zone exception" if _has_exception(record) else ""
-                if not walking:
-                    return True
-                # A violation callback that logs must not be judged again
-                # from inside this check (it would report itself, endlessly).
-                token = _JUDGING.set(True)
-                redacting = REDACTING.set(True)
-                try:
-                    check_zone(guard, state, self.purpose, labels, f"logging.{record.name}", judged_for=None)
-                finally:
-                    REDACTING.reset(redacting)
-                    _JUDGING.reset(token)
+                if walking:
+                    # A violation callback that logs must not be judged again
+                    # from inside this check (it would report itself, endlessly).
+                    token = _JUDGING.set(True)
+                    redacting = REDACTING.set(True)
+                    try:
+                        check_zone(
+                            guard, state, self.purpose, labels, f"logging.{record.name}", judged_for=None
+                        )
+                    finally:
+                        REDACTING.reset(redacting)
+                        _JUDGING.reset(token)
+            # Last, so that the zone still judges the traceback's text: the
+            # values the traceback's frames hold, for their own labels but
+            # those already allowed above.
+            walking = "frames"
+            if isinstance(record.exc_info, tuple):
+                frame_labels = self._frame_labels(record) - labels
+                if frame_labels:
+                    redacting = REDACTING.set(True)
+                    try:
+                        guard.check_labels(
+                            frame_labels, self.purpose, via="egress", function=f"logging.{record.name}"
+                        )
+                    finally:
+                        REDACTING.reset(redacting)
         except PurposeViolation as error:
             rebuilt = walking == "zone"
             # A trusted logger's exception refused by the zone: its message stays.
             exception_only = walking == "zone exception"
-            _redact(
-                record,
-                error,
-                extras,
-                not exception_only and (bool(message_labels) or walking == "message" or rebuilt),
+            # Refused for the values the traceback's frames hold alone: the
+            # frames go, the traceback's text stays.
+            frames_only = walking == "frames"
+            message = (
+                not exception_only
+                and not frames_only
+                and (bool(message_labels) or walking == "message" or rebuilt)
+            )
+            exception = not frames_only and (
                 exception_only
                 or bool(error_labels)
                 or walking == "exception"
-                or (rebuilt and _has_exception(record)),
+                or (rebuilt and _has_exception(record))
+            )
+            frames = frames_only or (not exception and _frames_hold_labels(record))
+            every_extra = message or exception
+            if every_extra and not exception_only:
+                # What a handler's filter sets on the record later is redacted too.
+                verdict.refusal, verdict.zone = error, rebuilt
+            _redact(
+                record,
+                error,
+                [] if exception_only else extras,
+                message,
+                exception,
+                # A refused message or exception: what was put beside it may
+                # be rebuilt from the same value (Django's query log puts the
+                # statement with its parameters in ``extra={"sql": ...}``).
+                every_extra=every_extra,
+                frames=frames,
                 by_zone=rebuilt and not message_labels,
                 zone=rebuilt,
             )
-        return True
+            return
+        if text is not None:
+            # The handler writes the text that was judged, not text made
+            # anew (an argument's __str__ may read something else the next
+            # time); a filter for another purpose still finds the labels.
+            record.msg, record.args = text, ()
+            judged.carried = message_labels
+
+    def _frame_labels(self, record: logging.LogRecord) -> frozenset[str]:
+        try:
+            return _frame_labels(record)
+        except Exception as error:
+            # Frames that could not be looked at: enforce mode refuses them.
+            get_guard()._internal_error(
+                error, EMPTY, self.purpose, "egress", f"logging.{record.name}", None, False
+            )
+            return EMPTY
+
+    def _judge_again(self, record: logging.LogRecord, verdict: _Verdict, added: list[str]) -> None:
+        """Judge what was set on the record after its judgment. A record
+        refused then has those redacted too, as every extra was; one that
+        passed has them judged for their own labels (the zone's verdict on
+        the record stands: it was made in the same zone)."""
+        fields = record.__dict__
+        try:
+            labels = _labels([fields[key] for key in added], self.purpose, record.name)
+            if labels:
+                redacting = REDACTING.set(True)
+                try:
+                    get_guard().check_labels(
+                        labels, self.purpose, via="egress", function=f"logging.{record.name}"
+                    )
+                finally:
+                    REDACTING.reset(redacting)
+        except PurposeViolation as error:
+            verdict.refusal, verdict.zone = error, False
+        if verdict.refusal is not None:
+            _redact(record, verdict.refusal, added, False, False, by_zone=verdict.zone, zone=verdict.zone)
 
 
 def _own(name: str) -> bool:
@@ -321,11 +609,16 @@ def _redact(
     message: bool,
     exception: bool,
     *,
+    every_extra: bool = True,
+    frames: bool = False,
     by_zone: bool = False,
     zone: bool = False,
 ) -> None:
-    """Redact the record in place. ``by_zone``: refused through the zone
-    alone (the message carried no label); ``zone``: refused through the zone."""
+    """Redact the record in place. ``extras``: the fields to redact, every
+    one of them or (not ``every_extra``) those carrying labels; ``frames``:
+    the traceback's frames go, its text stays; ``by_zone``: refused through
+    the zone alone (the message carried no label); ``zone``: refused
+    through the zone."""
     categories = ", ".join(sorted({v.category for v in error.violations}))
     rules = ", ".join(sorted({v.rule or "the policy default" for v in error.violations}))
     mark = f"[redacted: {categories}]"
@@ -338,35 +631,48 @@ def _redact(
             f"not allowed for {error.violations[0].purpose} (rule {rules})]"
         )
         record.msg, record.args = _reshaped(text, record.msg, record.args, mark, zone)
-        for key in extras:
-            value = record.__dict__[key]
-            if zone:
-                # What was rebuilt from what the zone read carries no label,
-                # at any depth of an extra (a JSON formatter prints it
-                # whole): the zone that refused the message refuses what
-                # was put beside it too.
-                record.__dict__[key] = _stand_in(value, mark, zone)
-                continue
+    for key in extras:
+        value = record.__dict__[key]
+        if not every_extra:
+            # Refused for what the traceback's frames held: an extra answers
+            # for its own labels.
             try:
                 carried = labels_in_values((value,))
             except WalkLimit:
                 carried = frozenset({"beyond the bound"})
-            if carried:
-                record.__dict__[key] = _stand_in(value, mark)
+            if not carried:
+                continue
+        # What was rebuilt from the refused value carries no label, at any
+        # depth of an extra (a JSON formatter prints it whole).
+        record.__dict__[key] = _stand_in(value, mark, zone)
+    exc_info = record.exc_info
+    kind = (
+        type(exc_info[1]).__name__
+        if isinstance(exc_info, tuple) and len(exc_info) > 1 and exc_info[1] is not None
+        else "exception"
+    )
     if exception:
-        exc_info = record.exc_info
-        kind = (
-            type(exc_info[1]).__name__
-            if isinstance(exc_info, tuple) and exc_info[1] is not None
-            else "exception"
-        )
         # Formatter.format renders exc_text when exc_info is gone.
         record.exc_info = None
         record.exc_text = f"[purposeguard redacted a {kind} traceback: it carried {categories}]"
         if record.stack_info:
             record.stack_info = "[purposeguard redacted the stack]"
+    elif frames and isinstance(exc_info, tuple):
+        # Handlers that show the frames' local values (Django's
+        # AdminEmailHandler, error trackers) read them from exc_info: the
+        # record keeps the traceback's text only, as a formatter prints it.
+        shown = record.exc_text or _TRACEBACK.formatException(exc_info)
+        record.exc_info = None
+        record.exc_text = (
+            f"{shown}\n[purposeguard removed this {kind} traceback's frames: their local values"
+            f" held {categories}]"
+        )
     # A handler may have formatted the record already.
     record.__dict__.pop("message", None)
+
+
+# Formats a traceback as logging.Formatter does by default.
+_TRACEBACK = logging.Formatter()
 
 
 # What a redacted argument keeps: a plain number or None quotes no text and

@@ -154,6 +154,11 @@ def clean_tenant(value: object, source: str, report: Callable[[str], None] | Non
     if len(value) > MAX_TENANT or not value.isprintable():
         say(f"longer than {MAX_TENANT} characters or not printable")
         return None
+    if value == MIXED_TENANT:
+        # Records would read it as data of several tenants, not a tenant a
+        # gateway or the application named.
+        say("the marker of several tenants' data, never a tenant id")
+        return None
     return value
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from ._context import FLAGS, PURPOSE, ZONE, ZoneState
+from ._context import FLAGS, MIXED_TENANT, PURPOSE, ZONE, ZoneState
 from ._errors import PolicyError, PurposeGuardError, key_shaped, shown
 from ._labels import (
     KEYS,
@@ -439,8 +439,9 @@ def set_tenant(tenant: str) -> None:
     A zone's tenant is set once: naming the same tenant again does nothing,
     naming a different one raises :class:`PolicyError` (one request serves
     one tenant). The id must be a non-empty printable string of at most 256
-    characters, and not a labelled value (tenant ids travel in records and
-    baggage). Outside a zone it raises :class:`PolicyError`.
+    characters, not a labelled value (tenant ids travel in records and
+    baggage) and not ``"(several tenants)"`` (the mark of several tenants'
+    data). Outside a zone it raises :class:`PolicyError`.
     """
     if not isinstance(tenant, str):
         raise PolicyError(f"a tenant id is a string, not {type(tenant).__name__}", field="tenant")
@@ -452,6 +453,10 @@ def set_tenant(tenant: str) -> None:
         raise PolicyError(
             f"a tenant id is 1 to {MAX_TENANT_LENGTH} printable characters without surrounding spaces",
             field="tenant",
+        )
+    if tenant == MIXED_TENANT:
+        raise PolicyError(
+            f"{MIXED_TENANT!r} marks data of several tenants and is never a tenant id", field="tenant"
         )
     state = ZONE.get() if FLAGS.zones else None
     if state is None:

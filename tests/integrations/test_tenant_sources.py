@@ -205,3 +205,18 @@ def test_a_tenant_header_sent_twice_names_no_tenant(caplog: pytest.LogCaptureFix
         again({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_X_TENANT": "a, b"}, lambda *a: None).close()  # type: ignore[attr-defined]
     assert seen[2:] == [None, None, None]
     assert sum("came more than once" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_the_marker_of_several_tenants_data_is_never_a_tenant(caplog: pytest.LogCaptureFixture) -> None:
+    # Records would read a zone of that tenant as data of several tenants:
+    # a gateway's header, tenant_from and set_tenant refuse it, as signed
+    # baggage does.
+    marker = "(several tenants)"
+    with caplog.at_level("WARNING", logger="purposeguard"):
+        header = _asgi(tenant_header="x-tenant").get("/whoami", headers={"x-tenant": marker}).json()
+        wsgi_header = _wsgi_tenant({"x-tenant": marker}, tenant_header="x-tenant")
+        from_app = _wsgi_tenant({}, tenant_from=lambda environ: marker)
+    assert header == {"tenant": None} and wsgi_header is None and from_app is None
+    assert len([r for r in caplog.records if "several tenants' data" in r.getMessage()]) == 3
+    with pg.zone(), pytest.raises(pg.PolicyError, match="never a tenant id"):
+        pg.set_tenant(marker)

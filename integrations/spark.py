@@ -1624,10 +1624,12 @@ def _worker_guard(source: str, modes: tuple[str | None, str | None]) -> Any:
 @dataclass(frozen=True, slots=True)
 class _Target:
     """Where a write lands, for the policy's destinations: the paths its
-    files may go to, and the names of the tables it writes."""
+    files may go to, the names of the tables it writes, and the hosts of
+    the databases it sends rows to (JDBC)."""
 
     paths: tuple[str, ...]
     tables: tuple[str, ...]
+    hosts: tuple[str, ...] = ()
 
 
 def _write_purpose(session: Any, target: _Target) -> str | None:
@@ -1640,6 +1642,10 @@ def _write_purpose(session: Any, target: _Target) -> str | None:
             destination = policy.destination_for_path(candidate)
             if destination is not None:
                 return destination.purpose
+    for host in target.hosts:
+        destination = policy.destination_for(host)
+        if destination is not None:
+            return destination.purpose
     for table in target.tables:
         for candidate in _table_candidates(session, table):
             destination = policy.destination_for_table(candidate)
@@ -1656,8 +1662,10 @@ def _check_write(
     method: str,
     function: str | None = None,
     target: _Target | None = None,
+    url: str | None = None,
 ) -> None:
-    """``target``: where the write lands, already looked up."""
+    """``target``: where the write lands, already looked up; ``url``: the
+    database a JDBC write sends its rows to."""
     guard = get_guard()
     if target is None:
         if path is None and table:
@@ -1666,6 +1674,8 @@ def _check_write(
             target = _target_of(df.sparkSession, table, {})
         else:
             target = _Target((path,) if path is not None else (), (table,) if table else ())
+    if url is not None:
+        target = _Target(target.paths, target.tables, _url_hosts(url))
     purpose = _write_purpose(df.sparkSession, target)
     if purpose is None:
         return
@@ -1686,6 +1696,38 @@ def _check_write(
             method,
             path,
         )
+    if url is not None and labels:
+        where = ", ".join(target.hosts) or "a database"
+        _say_once(
+            f"labels left behind:jdbc:{where}",
+            "purposeguard: columns labelled %s were written through JDBC to %s, which keeps no column "
+            "metadata: read back, they carry no labels (label them where they are read with "
+            "label_columns)",
+            ", ".join(sorted(labels)),
+            where,
+        )
+
+
+_URL_NETWORK = re.compile(r"[a-z0-9:+._-]*[:@]//", re.IGNORECASE)
+
+
+def _url_hosts(url: str) -> tuple[str, ...]:
+    """The hosts a JDBC URL names after ``//`` (``jdbc:postgresql://db.example:5432/x``,
+    several separated by commas, ``jdbc:oracle:thin:@//db.example/x``);
+    none for a URL of another form (``jdbc:derby:/data/db``)."""
+    rest = url[5:] if url[:5].lower() == "jdbc:" else url
+    # "//" right after the subprotocol: one inside a file's path is no host.
+    network = _URL_NETWORK.match(rest)
+    if network is None:
+        return ()
+    authority = re.split(r"[/;?]", rest[network.end() :], maxsplit=1)[0]
+    hosts: list[str] = []
+    for part in authority.split(","):
+        part = part.rpartition("@")[2].strip()
+        host = part[1:].partition("]")[0] if part.startswith("[") else part.partition(":")[0]
+        if host:
+            hosts.append(host.lower())
+    return tuple(hosts)
 
 
 def _check_written(labels: frozenset[str], tenant: str | None, purpose: str, function: str) -> None:
@@ -3396,7 +3438,9 @@ def _path_writer(name: str) -> Callable[[Any], Any]:
         def write(self: Any, *args: Any, **kwargs: Any) -> Any:
             # A path given as an option (option("path", ...)) is where save() writes.
             path = _path_of(args, kwargs) or getattr(self, "_pg_path", None)
-            _check_write(self._df, path=path, method=name)
+            # A JDBC source's rows go to the database its url option names.
+            url = _option_of(kwargs, "url") or getattr(self, "_pg_url", None)
+            _check_write(self._df, path=path, method=name, url=url)
             return original(self, *args, **kwargs)
 
         return write
@@ -3501,15 +3545,39 @@ def _writer_init(original: Any) -> Any:
     return __init__
 
 
-def _noted_path(key: Any, value: Any, writer: Any) -> None:
-    if isinstance(key, str) and key.lower() == "path" and value is not None:
-        writer._pg_path = str(value)
+def _noted_destination(key: Any, value: Any, writer: Any) -> None:
+    if isinstance(key, str) and value is not None:
+        if key.lower() == "path":
+            writer._pg_path = str(value)
+        elif key.lower() == "url":
+            writer._pg_url = str(value)
+
+
+def _option_of(options: Mapping[str, Any], name: str) -> str | None:
+    """An option Spark reads without case (``URL=``) among ``options``."""
+    found = None
+    for key, value in options.items():
+        if isinstance(key, str) and key.lower() == name and value is not None:
+            found = str(value)
+    return found
+
+
+def _jdbc_writer(original: Any) -> Any:
+    """``df.write.jdbc(url, table)``: the rows go to the database the URL
+    names, checked against the destination naming its host, else the
+    current purpose."""
+
+    def jdbc(self: Any, url: str, table: str, mode: str | None = None, properties: Any = None) -> Any:
+        _check_write(self._df, method="jdbc", url=str(url))
+        return original(self, url, table, mode, properties)
+
+    return jdbc
 
 
 def _option_setter(original: Any) -> Any:
     def option(self: Any, key: Any, value: Any) -> Any:
         result = original(self, key, value)
-        _noted_path(key, value, self)
+        _noted_destination(key, value, self)
         return result
 
     return option
@@ -3519,7 +3587,7 @@ def _options_setter(original: Any) -> Any:
     def options(self: Any, *args: Any, **kwargs: Any) -> Any:
         result = original(self, *args, **kwargs)
         for key, value in kwargs.items():
-            _noted_path(key, value, self)
+            _noted_destination(key, value, self)
         return result
 
     return options
@@ -3620,6 +3688,7 @@ def instrument() -> None:
                 _patch(readwriter.DataFrameWriter, name, _path_writer(name))
         for name in _TABLE_METHODS:
             _patch(readwriter.DataFrameWriter, name, _table_writer(name))
+        _patch(readwriter.DataFrameWriter, "jdbc", _jdbc_writer)
         for name in _V2_METHODS:
             _patch(readwriter.DataFrameWriterV2, name, _v2_writer(name))
         from pyspark.sql.streaming import readwriter as streaming

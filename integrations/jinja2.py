@@ -94,7 +94,11 @@ likewise, and replaces ``Markup``'s constructor and mixing operations,
 ``escape`` jinja2's modules imported. From then on a template made directly
 (``jinja2.Template(source)``, a subclass of it) compiles in an instrumented
 environment of Jinja's shared ones, and a ``template_class`` passed to
-``from_string`` labels what it renders too. :func:`uninstrument` puts
+``from_string`` labels what it renders too; the text of a template module
+(``str()`` and ``__html__()`` of ``make_module()`` or an import) carries the
+module's labels. A ``Template`` subclass that names an ``environment_class``
+of its own (a sandboxed one) renders through that class, which is
+instrumented only where the application instruments it. :func:`uninstrument` puts
 markupsafe and jinja2's names (``Template.environment_class`` among them)
 back as they were (environments stay instrumented).
 
@@ -626,6 +630,11 @@ def _patch_markupsafe() -> None:
                 and vars(module).get("escape") is _ESCAPE
             ):
                 _patch(module, "escape", _escape)
+        # str() and Markup of a module (make_module(), {% import %}) join its
+        # body's chunks with a plain join: the module's own labels go on it.
+        module_class = jinja2.environment.TemplateModule
+        _patch(module_class, "__str__", _module_text(vars(module_class)["__str__"]))
+        _patch(module_class, "__html__", _module_text(vars(module_class)["__html__"]))
         # A template made directly (jinja2.Template(source)) is compiled by a
         # shared environment Jinja makes of this class: an instrumented one,
         # or its render would drop every label it interpolated.
@@ -815,6 +824,21 @@ def _module_labelled(module: Any, seen: _Seen) -> Any:
     if not seen.labels:
         return module
     return relabel(module, *sorted(seen.labels), tenant=seen.tenant)
+
+
+def _module_text(original: Callable[[Any], str]) -> Callable[[Any], str]:
+    def text(module: Any) -> str:
+        made = original(module)
+        labels = labels_of(module)
+        if not labels:
+            return made
+        if isinstance(made, markupsafe.Markup):
+            return _markup_of(
+                type(made), made, relabel(str.__str__(made), *sorted(labels), tenant=tenant_of(module))
+            )
+        return relabel(made, *sorted(labels), tenant=tenant_of(module))
+
+    return functools.wraps(original)(text)
 
 
 def _imported(module: Any) -> Any:

@@ -141,6 +141,20 @@ def test_a_template_made_directly_labels_what_it_renders(autoescape: bool) -> No
         send_newsletter(jinja2.Template("News: {{ body }}").render(body=body()))
 
 
+@pytest.mark.parametrize("autoescape", [True, False], ids=["autoescape", "no-autoescape"])
+def test_the_text_of_a_template_module_is_labelled(autoescape: bool) -> None:
+    # make_module() (and {% import %}) keep the body's chunks and join them
+    # with a plain join in str() and __html__().
+    env = Environment(autoescape=autoescape)
+    module = env.from_string("<p>{{ body }}</p>").make_module({"body": body()})
+    for text in (str(module), module.__html__()):
+        assert "zq-jinja-6b0d" in text.lower()
+        assert pg.labels_of(text) == {EMAIL} and pg.tenant_of(text) == "contoso"
+    assert isinstance(module.__html__(), Markup)
+    plain = env.from_string("<p>{{ body }}</p>").make_module({"body": "plain words"})
+    assert type(str(plain)) is str and type(plain.__html__()) is Markup
+
+
 def test_uninstrument_gives_templates_made_directly_jinjas_own_environment() -> None:
     from purposeguard.integrations.jinja2 import uninstrument
 
@@ -148,6 +162,7 @@ def test_uninstrument_gives_templates_made_directly_jinjas_own_environment() -> 
     uninstrument()
     try:
         assert jinja2.Template.environment_class is jinja2.Environment
+        assert "__wrapped__" not in vars(vars(jinja2.environment.TemplateModule)["__str__"])
         assert pg.labels_of(jinja2.Template("{{ body }}").render(body=body())) == frozenset()
     finally:
         instrument(jinja2.Environment())

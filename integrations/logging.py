@@ -555,10 +555,12 @@ class PurposeGuardFilter(logging.Filter):
                 zone=rebuilt,
             )
             return
-        if text is not None:
+        if text is not None and type(record).getMessage is _GET_MESSAGE:
             # The handler writes the text that was judged, not text made
             # anew (an argument's __str__ may read something else the next
             # time); a filter for another purpose still finds the labels.
+            # A record factory's own getMessage (str.format style) would
+            # read the text as a template again: its record keeps its own.
             record.msg, record.args = text, ()
             judged.carried = message_labels
 
@@ -673,6 +675,7 @@ def _redact(
 
 # Formats a traceback as logging.Formatter does by default.
 _TRACEBACK = logging.Formatter()
+_GET_MESSAGE = logging.LogRecord.getMessage
 
 
 # What a redacted argument keeps: a plain number or None quotes no text and

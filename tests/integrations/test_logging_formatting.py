@@ -136,3 +136,26 @@ def test_plain_records_keep_their_arguments(stream_logger: tuple[logging.Logger,
     logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/", "1.1", 200)
     assert seen == [("127.0.0.1:5000", "GET", "/", "1.1", 200)]
     assert written(streams[0]) == '127.0.0.1:5000 - "GET / HTTP/1.1" 200\n'
+
+
+class BraceRecord(logging.LogRecord):
+    """A record factory's record formatting its message with str.format."""
+
+    def getMessage(self) -> str:
+        return str(self.msg).format(*self.args)
+
+
+def test_a_record_with_its_own_formatting_keeps_its_template(
+    stream_logger: tuple[logging.Logger, list[io.StringIO]], tmp_path: Path
+) -> None:
+    """The formatted text is not handed back as a template its getMessage
+    would read again ("{'a': 1}" is no str.format template)."""
+    logger, streams = stream_logger
+    factory = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(BraceRecord)
+    try:
+        with pg.testing.assert_no_violations():
+            logger.info("settings {0}", ({"a": 1},))
+    finally:
+        logging.setLogRecordFactory(factory)
+    assert written(streams[0]) == "settings ({'a': 1},)\n"

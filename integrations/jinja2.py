@@ -832,11 +832,11 @@ def _module_text(original: Callable[[Any], str]) -> Callable[[Any], str]:
         labels = labels_of(module)
         if not labels:
             return made
+        labelled: str = relabel(str.__str__(made), *sorted(labels), tenant=tenant_of(module))
         if isinstance(made, markupsafe.Markup):
-            return _markup_of(
-                type(made), made, relabel(str.__str__(made), *sorted(labels), tenant=tenant_of(module))
-            )
-        return relabel(made, *sorted(labels), tenant=tenant_of(module))
+            markup: str = _markup_of(type(made), made, labelled)
+            return markup
+        return labelled
 
     return functools.wraps(original)(text)
 

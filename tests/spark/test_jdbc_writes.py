@@ -28,7 +28,12 @@ def ads_db_policy() -> Iterator[None]:
     yield
 
 
-def _derby(folder: Path) -> str:
+def _derby(spark: Any, folder: Path) -> str:
+    jvm = spark.sparkContext._jvm
+    # Derby writes its log where the JVM started (the repository) unless told
+    # otherwise before it first starts.
+    if jvm.java.lang.System.getProperty("derby.stream.error.file") is None:
+        jvm.java.lang.System.setProperty("derby.stream.error.file", (folder / "derby.log").as_posix())
     return f"jdbc:derby:{(folder / 'derby').as_posix()};create=true"
 
 
@@ -65,7 +70,7 @@ def test_unlabelled_rows_may_go_to_an_ad_database(ads_db_policy: None, mail: Any
 def test_a_jdbc_write_elsewhere_is_checked_against_the_current_purpose(
     spark: Any, enforce: pg.Guard, mail: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = _derby(tmp_path)
+    url = _derby(spark, tmp_path)
     with pg.purpose("advertising"):
         assert _refused(functools.partial(mail.select("body").write.jdbc, url, "audience")) == {
             ("egress", "advertising", "pyspark.sql.DataFrameWriter.jdbc")

@@ -71,7 +71,9 @@ def _sync_to_product_analytics(email: str) -> str:
 def _refused_rule(call: Any) -> str:
     with pytest.raises(pg.PurposeViolation) as caught:
         call()
-    return caught.value.violations[0].rule
+    rule = caught.value.violations[0].rule
+    assert rule is not None
+    return rule
 
 
 def test_a_created_instance_has_labelled_fields_and_its_row_tenant(site: dict[str, Any]) -> None:

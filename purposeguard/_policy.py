@@ -575,8 +575,12 @@ class Policy:
         return tuple(found.values())
 
     def _compile(self) -> dict[tuple[str, str], _Cell]:
-        # Rules indexed by each (category, purpose) pair they name: a cell
-        # then looks up its own ancestor pairs, instead of scoring every rule.
+        # Rules indexed by each (category, purpose) pair they name. A cell's
+        # rules are those of the deepest category on its chain that has a
+        # match, at the deepest purpose there: worked out once per category
+        # that has rules (its row of the table, purposes parents first), and
+        # once per list of rules for the winner, so loading grows with the
+        # table and the rules, not with their product or the taxonomy's depth.
         by_pair = self._by_pair
         by_category: dict[str, dict[str, list[Rule]]] = {}
         for rule in self.rules:
@@ -586,49 +590,61 @@ class Policy:
                     row.setdefault(purpose, []).append(rule)
                     by_pair.setdefault((category, purpose), row[purpose])
         default = _Cell(self.default == "allow", None, False)
+        taxonomy = self.taxonomy
+        purposes = sorted(taxonomy.purposes, key=lambda key: len(taxonomy.purpose_ancestors(key)))
+        parent_purpose = {key: taxonomy.purpose_ancestors(key)[1:2] for key in purposes}
+        # Per category with rules: each purpose's most specific rules on its
+        # chain of categories from there up (None where no rule matches).
+        tops: dict[str, dict[str, list[Rule] | None]] = {}
+
+        def top_row(key: str) -> dict[str, list[Rule] | None]:
+            found = tops.get(key)
+            if found is not None:
+                return found
+            up = next((k for k in taxonomy.category_ancestors(key)[1:] if k in by_category), None)
+            above = top_row(up) if up is not None else None
+            row = by_category[key]
+            best: dict[str, list[Rule] | None] = {}
+            for purpose in purposes:
+                rules: list[Rule] | None = row.get(purpose) or None
+                if rules is None:
+                    parent = parent_purpose[purpose]
+                    if parent:
+                        rules = best[parent[0]]
+                best[purpose] = rules
+            if above is not None:
+                for purpose, rules in best.items():
+                    if rules is None:
+                        best[purpose] = above[purpose]
+            tops[key] = best
+            return best
+
         # Cells are shared: most cells of a big table repeat a few outcomes.
         outcomes: dict[tuple[str, bool], _Cell] = {}
-        purpose_chains = [(p, self.taxonomy.purpose_ancestors(p)) for p in self.taxonomy.purposes]
+        winners: dict[int, _Cell] = {}
         table: dict[tuple[str, str], _Cell] = {}
-        for category in self.taxonomy.categories:
-            # Deepest first: the first row with a match is the most specific.
-            rows = [
-                by_category[key] for key in self.taxonomy.category_ancestors(category) if key in by_category
-            ]
-            if not rows:
-                table.update(dict.fromkeys([(category, p) for p, _ in purpose_chains], default))
+        for category in taxonomy.categories:
+            own = next((k for k in taxonomy.category_ancestors(category) if k in by_category), None)
+            if own is None:
+                table.update(dict.fromkeys([(category, p) for p in purposes], default))
                 continue
-            for purpose, purpose_chain in purpose_chains:
-                top = _most_specific(rows, purpose_chain)
+            for purpose, top in top_row(own).items():
                 if top is None:
                     table[category, purpose] = default
                     continue
-                winner, consentable = _winner(top)
-                key = (winner.id, consentable)
-                cell = outcomes.get(key)
+                cell = winners.get(id(top))
                 if cell is None:
-                    cell = outcomes[key] = _Cell(winner.effect == "allow", winner, consentable)
+                    winner, consentable = _winner(top)
+                    key = (winner.id, consentable)
+                    cell = outcomes.get(key)
+                    if cell is None:
+                        cell = outcomes[key] = _Cell(winner.effect == "allow", winner, consentable)
+                    winners[id(top)] = cell
                 table[category, purpose] = cell
         return table
 
     def __repr__(self) -> str:
         return f"<Policy {self.name!r} rules={len(self.rules)} source={self.source!r}>"
-
-
-def _most_specific(rows: list[dict[str, list[Rule]]], purpose_chain: tuple[str, ...]) -> list[Rule] | None:
-    """The matching rules of the deepest category, then the deepest purpose.
-
-    ``rows`` are the rules by purpose of the cell's category and its ancestors,
-    deepest first; chains hold one key per depth, so the first pair with rules
-    is the most specific one, and every rule of that specificity is listed
-    under exactly that pair.
-    """
-    for row in rows:
-        for purpose in purpose_chain:
-            rules = row.get(purpose)
-            if rules:
-                return rules
-    return None
 
 
 def _winner(top: list[Rule]) -> tuple[Rule, bool]:

@@ -148,6 +148,63 @@ def test_a_large_policy_matches_the_reference() -> None:
     _assert_same_decisions(pg.Policy.from_toml(_big_policy_text(300, keys=40)))
 
 
+def _deep_policy_text(depth_levels: int, rules_per_pair: int = 1) -> str:
+    """Categories and purposes nested ``depth_levels`` deep (two siblings a
+    level), a rule on every ancestor pair of the first chain, some denied."""
+    categories = [
+        ".".join(["c"] + [f"l{level}" for level in range(1, d)]) for d in range(1, depth_levels + 1)
+    ]
+    purposes = [".".join(["u"] + [f"l{level}" for level in range(1, d)]) for d in range(1, depth_levels + 1)]
+    categories += [key + ".x" for key in categories]
+    purposes += [key + ".x" for key in purposes]
+    lines = ['[policy]\nname = "deep"', "[taxonomy.categories]"]
+    lines += [f'"{c}" = "c"' for c in categories]
+    lines.append("[taxonomy.purposes]")
+    lines += [f'"{p}" = "p"' for p in purposes]
+    index = 0
+    for i, category in enumerate(categories[:depth_levels]):
+        for j, purpose in enumerate(purposes[:depth_levels]):
+            if (i * 3 + j) % 4 == 0:
+                continue
+            for _ in range(rules_per_pair):
+                effect = "deny" if (i + j + index) % 5 == 0 else "allow"
+                lines.append(
+                    f'[[rules]]\nid = "r{index}"\ncategories = ["{category}"]\n'
+                    f'purposes = ["{purpose}"]\neffect = "{effect}"'
+                )
+                index += 1
+    return "\n".join(lines) + "\n"
+
+
+def test_a_deep_taxonomy_with_rules_on_every_level_matches_the_reference() -> None:
+    _assert_same_decisions(pg.Policy.from_toml(_deep_policy_text(9, rules_per_pair=2)))
+
+
+def test_rules_naming_one_pair_are_ranked_once_not_once_per_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of rules on one (category, purpose) pair made every cell
+    below it rank them all again: a small file took minutes to load."""
+    calls: list[int] = []
+    real = _policy._winner
+
+    def counting(top: list[Rule]) -> tuple[Rule, bool]:
+        calls.append(len(top))
+        return real(top)
+
+    monkeypatch.setattr(_policy, "_winner", counting)
+    lines = ['[policy]\nname = "one-pair"', "[taxonomy.categories]", '"c" = "c"']
+    lines += [f'"c.k{i}" = "c"' for i in range(40)]
+    lines += ["[taxonomy.purposes]", '"u" = "p"']
+    lines += [f'"u.k{i}" = "p"' for i in range(40)]
+    lines += [
+        f'[[rules]]\nid = "r{i}"\ncategories = ["c"]\npurposes = ["u"]\neffect = "allow"' for i in range(500)
+    ]
+    text = "\n".join(lines)
+    policy = pg.Policy.from_toml(text + "\n")
+    assert policy.cell("c.k3", "u.k7")[0] is True
+    # One list of rules, ranked once (the table has 41 × 41 cells under it).
+    assert calls == [500]
+
+
 # -- bad input: bounded, never a hang ---------------------------------------------------------
 
 

@@ -142,7 +142,8 @@ class BraceRecord(logging.LogRecord):
     """A record factory's record formatting its message with str.format."""
 
     def getMessage(self) -> str:
-        return str(self.msg).format(*self.args)
+        args = self.args if isinstance(self.args, tuple) else ()
+        return str(self.msg).format(*args)
 
 
 def test_a_record_with_its_own_formatting_keeps_its_template(

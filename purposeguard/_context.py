@@ -33,6 +33,10 @@ ACTIVE_GUARD: ContextVar[Any] = ContextVar("purposeguard.guard", default=None)
 # record, a span attribute): an enforce-mode violation there is caught by the
 # exit, so it is not the failure of the operation the current span traces.
 REDACTING: ContextVar[bool] = ContextVar("purposeguard.redacting", default=False)
+# The obligation procedure under way in this context (a compelled
+# disclosure's block): a rule that allows only with obligations allows
+# nothing outside one.
+PROCEDURE: ContextVar[Any] = ContextVar("purposeguard.procedure", default=None)
 
 
 # The switches the generated wrappers read; owned by the process state.

@@ -302,7 +302,11 @@ class Policy:
             decision = self._decide_uncached(categories, purpose)
             # Label sets a program uses are few, but decide() takes any:
             # past the bound the oldest eighth is decided again when next asked.
-            remember(by_labels, categories, decision, DECISIONS_LIMIT)
+            # An allow with obligations is not kept: the runtime's shortcuts
+            # read this memo, and such an allow holds only inside the
+            # procedure that meets them (decided again each time, rare).
+            if not (decision.allowed and decision.obligations):
+                remember(by_labels, categories, decision, DECISIONS_LIMIT)
         # Data of several tenants is no one tenant's to consent for, whatever
         # a store holds under the marker's name (a tenant may call itself so).
         if decision.allowed or tenant is None or consents is None or tenant == MIXED_TENANT:

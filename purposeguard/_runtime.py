@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ._context import ACTIVE_GUARD, FLAGS, MIXED_TENANT, PURPOSE, ZONE
+from ._context import ACTIVE_GUARD, FLAGS, MIXED_TENANT, PROCEDURE, PURPOSE, ZONE
 from ._errors import PolicyError, PurposeGuardError, PurposeViolation, SinkFailure, UnknownKeyError
 from ._labels import WalkLimit, labels_in_values, set_taxonomy, tenant_of_values
 from ._policy import MODES, STRICTNESS, ConsentLookup, Decision, Policy, effective_mode, environment_mode
@@ -126,6 +126,17 @@ class Denial(NamedTuple):
     mode: str | None = None
     remediation: str | None = None
     fix: str = "block"
+
+
+def _procedure_denials(decision: Decision, labels: frozenset[str]) -> list[Denial]:
+    """An allow with obligations met outside their procedure: each category
+    refused under the rule that carries them."""
+    advice = (
+        f"{decision.purpose} allows this only with its obligations met "
+        f"({', '.join(decision.obligations)}): release the fields through "
+        "pg.compelled_disclosure(...).release()"
+    )
+    return [Denial(category, decision.rule, None, advice) for category in sorted(labels)]
 
 
 class Guard:
@@ -336,6 +347,20 @@ class Guard:
             if COUNTERS.enabled:
                 COUNTERS.count(purpose, "allowed" if decision.allowed else "denied")
             if decision.allowed:
+                if decision.obligations and via != "source" and PROCEDURE.get() is None:
+                    # Allowed only through the procedure that meets the
+                    # rule's obligations (pg.compelled_disclosure): naming
+                    # the purpose is not following it. Reading the data
+                    # (at its source) to prepare the procedure is no use
+                    # of it yet.
+                    self.violate(
+                        decision.purpose,
+                        _procedure_denials(decision, labels),
+                        via="obligation",
+                        function=function,
+                        tenant=tenant,
+                        context=context,
+                    )
                 return decision
             self.violate(
                 decision.purpose,

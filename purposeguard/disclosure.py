@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._context import FLAGS, MIXED_TENANT, PURPOSE, ZONE
+from ._context import FLAGS, MIXED_TENANT, PROCEDURE, PURPOSE, ZONE
 from ._errors import ObligationError, PurposeViolation, SinkFailure
 from ._labels import (
     _OBJECT_REFS,
@@ -283,16 +283,20 @@ class CompelledDisclosure:
                 f"audit= takes a path or an AuditLog, not a {type(audit).__name__}", obligation="record"
             )
         self.releases: list[Disclosure] = []
-        self._token: Any = None
+        self._token: list[tuple[Any, Any]] = []
 
     def __enter__(self) -> CompelledDisclosure:
-        self._token = PURPOSE.set(PURPOSE_KEY)
+        # A stack of tokens: the same disclosure entered again (nested, or
+        # from another thread or task) restores each entry's context on its
+        # own exit, never leaving the purpose behind.
+        self._token.append((PURPOSE.set(PURPOSE_KEY), PROCEDURE.set(self)))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        PURPOSE.reset(self._token)
-        self._token = None
-        if self._owns_audit and self.audit is not None:
+        purpose_token, procedure_token = self._token.pop()
+        PROCEDURE.reset(procedure_token)
+        PURPOSE.reset(purpose_token)
+        if not self._token and self._owns_audit and self.audit is not None:
             self.audit.close()
 
     def _refuse_other_tenant(
@@ -341,7 +345,7 @@ class CompelledDisclosure:
         (raising or recording per mode), notifies the tenant's administrators,
         appends the audit record, then returns the fields.
         """
-        if self._token is None:
+        if PROCEDURE.get() is not self:
             raise ObligationError(
                 "release() outside its `with compelled_disclosure(...)` block", obligation="record"
             )

@@ -415,3 +415,55 @@ def test_names_kept_in_records_are_bounded_and_printable(field: str, text: str, 
             with pg.compelled_disclosure(**request(**{field: text}), notifier=Outbox(), audit=log):
                 pass
         assert log.verify().count == 0
+
+
+def test_naming_the_compelled_purpose_is_not_following_its_procedure(
+    mailbox: dict[str, Any], log_path: Path
+) -> None:
+    """Secure: a function marked disclosure.compelled, or a check for it, outside
+    pg.compelled_disclosure(...) is refused (via="obligation"): no redirect, no
+    minimum, no notice and no record would stand behind what it hands over."""
+    records: list[pg.Violation] = []
+    unsubscribe = pg.get_guard().on_violation(records.append)
+
+    @pg.purpose("disclosure.compelled")
+    def hand_over(value: Any) -> Any:
+        return value
+
+    try:
+        with pytest.raises(pg.PurposeViolation) as caught:
+            hand_over({"owner": mailbox["owner"], "body": mailbox["body"]})
+        with pg.purpose("disclosure.compelled"), pytest.raises(pg.PurposeViolation):
+            pg.check(mailbox["owner"])
+    finally:
+        unsubscribe()
+    assert caught.value.rule == "compelled-disclosure"
+    assert {violation.via for violation in records} == {"obligation"}
+    assert "megan" not in str(caught.value) and "Quarterly" not in str(caught.value)
+    # What the policy says is unchanged: allowed, with the obligations to meet.
+    decision = pg.decide(["customer_data"], "disclosure.compelled")
+    assert decision.allowed and decision.obligations == ("redirect_first", "minimize", "notify_tenant")
+    # Reading the data to prepare a disclosure is no use of it yet.
+    with pg.purpose("disclosure.compelled"):
+        assert pg.label("2026-01-04", "customer_data", tenant="contoso") == "2026-01-04"
+    # Inside the procedure, what release() let out may be handed over.
+    with pg.compelled_disclosure(**request(), notifier=Outbox(), audit=log_path) as disclosure:
+        released = disclosure.release(mailbox, fields=["owner"])
+        assert hand_over(released["owner"]) == "megan@contoso.example"
+    with pytest.raises(pg.PurposeViolation):
+        hand_over(released["owner"])
+
+
+def test_one_disclosure_entered_twice_restores_each_entry(mailbox: dict[str, Any], log_path: Path) -> None:
+    disclosure = pg.compelled_disclosure(**request(), notifier=Outbox(), audit=log_path)
+    with pg.purpose("service.operations"):
+        with disclosure:
+            with disclosure:
+                assert pg.current_purpose() == "disclosure.compelled"
+                disclosure.release(mailbox, fields=["owner"])
+            assert pg.current_purpose() == "disclosure.compelled"
+            disclosure.release(mailbox, fields=["created"])
+        assert pg.current_purpose() == "service.operations"
+        with pytest.raises(pg.ObligationError, match="outside its"):
+            disclosure.release(mailbox, fields=["owner"])
+    assert [record.fields for record in disclosure.releases] == [("owner",), ("created",)]

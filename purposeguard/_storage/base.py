@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -720,9 +721,28 @@ def checkpoint_problem(checkpoint: Checkpoint, key: ChainKey, log_id: str) -> st
     return "is not signed with the key (forged)"
 
 
+# One lock per checkpoint file this process writes (each keyed log's one;
+# a handful per process, never evicted): the audit sink's writer and a
+# consent store on the same file read, compare and replace it in turn, so
+# neither removes the other's file in progress nor puts back an older end.
+_CHECKPOINT_LOCKS: dict[str, threading.Lock] = {}
+_CHECKPOINT_LOCKS_GUARD = threading.Lock()
+
+
+def checkpoint_lock(path: str) -> threading.Lock:
+    """The lock to hold while reading and replacing the checkpoint file at ``path``."""
+    key = os.path.abspath(path)
+    with _CHECKPOINT_LOCKS_GUARD:
+        lock = _CHECKPOINT_LOCKS.get(key)
+        if lock is None:
+            lock = _CHECKPOINT_LOCKS[key] = threading.Lock()
+        return lock
+
+
 def write_checkpoint(path: str, key: ChainKey, log_id: str, seq: int, head_hash: str) -> None:
     """Replace the checkpoint file at ``path`` (written whole, then renamed:
-    a crash leaves the old one or the new one, never half of either)."""
+    a crash leaves the old one or the new one, never half of either). Hold
+    :func:`checkpoint_lock` around reading the current one and this."""
     text = json.dumps(
         {
             "format": CHECKPOINT_FORMAT,
@@ -733,7 +753,8 @@ def write_checkpoint(path: str, key: ChainKey, log_id: str, seq: int, head_hash:
         },
         sort_keys=True,
     )
-    temporary = f"{path}.{os.getpid()}.tmp"
+    # Named for this process and thread: no other writer's file in progress.
+    temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temporary)  # whatever was left there (a FIFO would block the open)
     try:

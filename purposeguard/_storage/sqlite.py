@@ -27,6 +27,7 @@ from .base import (
     Revoke,
     StoredEntry,
     check_key,
+    checkpoint_lock,
     consent_difference,
     decide_on,
     forget_key,
@@ -318,7 +319,8 @@ class SQLiteStorage:
                     # take the log for cut off. Under this transaction's
                     # lock, so no newer checkpoint can be overwritten.
                     try:
-                        write_checkpoint(self.checkpoint_path, self.key, log_id, 0, GENESIS)
+                        with checkpoint_lock(self.checkpoint_path):
+                            write_checkpoint(self.checkpoint_path, self.key, log_id, 0, GENESIS)
                     except OSError as error:
                         logger.warning(
                             "purposeguard audit log %s: cannot write its first checkpoint file (%s)",
@@ -415,9 +417,13 @@ class SQLiteStorage:
     def _checkpoint(self, seq: int, head_hash: str) -> None:
         if self.key is None or self.checkpoint_path is None:
             return
+        with checkpoint_lock(self.checkpoint_path):
+            self._checkpoint_locked(self.checkpoint_path, self.key, seq, head_hash)
+
+    def _checkpoint_locked(self, checkpoint_path: str, key: ChainKey, seq: int, head_hash: str) -> None:
         try:
             try:
-                current = read_checkpoint(self.checkpoint_path)
+                current = read_checkpoint(checkpoint_path)
             except AuditError:
                 current = None  # damaged: replaced by a good one
             if current is not None and current.log_id != self.log_id:
@@ -433,7 +439,7 @@ class SQLiteStorage:
                 return
             # Another process may have signed a later end already.
             if current is None or current.seq < seq:
-                write_checkpoint(self.checkpoint_path, self.key, self.log_id, seq, head_hash)
+                write_checkpoint(checkpoint_path, key, self.log_id, seq, head_hash)
             self._checkpointed = seq
             if self._checkpoint_failed:
                 self._checkpoint_failed = False

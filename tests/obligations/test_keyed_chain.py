@@ -584,3 +584,54 @@ def test_a_key_is_handed_on_only_while_its_writer_is_open(tmp_path: Path, key_fi
     assert resolved in base._KEYS_IN_USE
     pg.configure("trust-center", audit=False)  # the keyed sink is closed
     assert resolved not in base._KEYS_IN_USE
+
+
+@pytest.mark.slow
+def test_every_revocation_is_covered_by_the_checkpoint_file_while_the_sink_writes_too(
+    tmp_path: Path, key_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The documented set-up, configure(audit=path, audit_key=...) and a
+    ConsentStore on the same file, with requests writing violations all the
+    while: each revoke() returns with the checkpoint file covering it (the
+    two writers once replaced each other's file in progress, and a
+    revocation could then be cut off with the checkpoint file untouched)."""
+    import threading
+
+    from purposeguard._storage.base import read_checkpoint
+
+    path = tmp_path / "audit.db"
+    pg.configure("trust-center", mode="trace", audit=path, audit_key=key_file)
+    store = ConsentStore(path)
+    pg.configure("trust-center", mode="trace", audit=path, audit_key=key_file, consents=store)
+    value = pg.label("x", "customer_data", tenant="fabrikam")
+
+    @pg.purpose("advertising")
+    def advertise(text: str) -> None:
+        return None
+
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            advertise(value)
+
+    threads = [threading.Thread(target=traffic) for _ in range(2)]
+    uncovered = 0
+    with caplog.at_level("ERROR", logger="purposeguard"):
+        for thread in threads:
+            thread.start()
+        try:
+            for _ in range(200):
+                store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso.example")
+                revoked = store.revoke("contoso", "improvement", revoked_by="admin@contoso.example")
+                seq = int(revoked.audit_ref.split(":")[1])
+                checkpoint = read_checkpoint(f"{path}-checkpoint")
+                if checkpoint is None or checkpoint.seq < seq:
+                    uncovered += 1
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+    store.close()
+    assert uncovered == 0
+    assert not [r for r in caplog.records if "checkpoint" in r.getMessage()]

@@ -624,6 +624,7 @@ def test_every_revocation_is_covered_by_the_checkpoint_file_while_the_sink_write
             for _ in range(200):
                 store.grant("contoso", "improvement", ["customer_data"], granted_by="admin@contoso.example")
                 revoked = store.revoke("contoso", "improvement", revoked_by="admin@contoso.example")
+                assert revoked.audit_ref is not None
                 seq = int(revoked.audit_ref.split(":")[1])
                 checkpoint = read_checkpoint(f"{path}-checkpoint")
                 if checkpoint is None or checkpoint.seq < seq:

@@ -79,9 +79,12 @@ Once instrumented:
   attribute is read (``post.body``), not when the row is loaded: the login
   layer loading the user does not taint a request that never reads the
   user's personal fields. Rows of ``select(Post.body)`` are reads: their
-  categories reach the zone as they are returned. Reading the instance's
-  ``__dict__`` directly hands out the labelled values without telling the
-  zone.
+  categories reach the zone as they are returned. FastAPI's
+  ``jsonable_encoder(post)`` (a route returning an instance with no
+  response model) reads the instance's ``__dict__``: the encoder is wrapped
+  once FastAPI is imported, so it tells the zone what it encodes. Reading
+  ``__dict__`` anywhere else hands out the labelled values without telling
+  the zone.
 
 Labelled values bound as parameters (writes, WHERE clauses) are ``str``,
 ``bytes``, ``int`` or ``float`` subclasses: the database stores the plain
@@ -112,6 +115,7 @@ from ._declarations import INFO_KEY as INFO_KEY
 from ._declarations import TABLE_TENANT_KEY as TABLE_TENANT_KEY
 from ._declarations import TABLES_LIMIT as TABLES_LIMIT
 from ._declarations import _declare
+from ._encoders import _ENCODER
 from ._lineage import MAX_NESTING as MAX_NESTING
 from ._loading import (
     _MACHINERY,
@@ -201,6 +205,7 @@ def instrument() -> None:
             register_foreign(machinery, _MACHINERY)
         _STATE.instrumented = True
     _PATCHER.install()
+    _ENCODER.install()
 
 
 def uninstrument() -> None:
@@ -223,6 +228,7 @@ def uninstrument() -> None:
         _STATE.instrumented = False
         _STATE.forget()
     _PATCHER.remove()
+    _ENCODER.remove()
 
 
 def is_instrumented() -> bool:

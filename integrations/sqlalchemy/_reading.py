@@ -56,21 +56,49 @@ def _reader_base() -> type:
                         or not kind.labels <= zone.categories
                         or ((tenant := _tenant_on(value)) is not None and tenant not in zone.owners)
                     ):
-                        _note_read(zone, type(self), instance, value)
+                        _note_read(zone, type(self), values, value)
             return value
 
     _READER.append(ReadingAttribute)
     return ReadingAttribute
 
 
-def _note_read(zone: ZoneState, reader: Any, instance: Any, value: Any) -> None:
+def _note_read(zone: ZoneState, reader: Any, values: dict[str, Any], value: Any) -> None:
+    """Tell ``zone`` what reading ``value`` of an instance (whose ``__dict__``
+    is ``values``) through the attribute class ``reader`` hands out."""
     kind = getattr(type(value), "_pg_kind", None) or getattr(type(value), "_pg_box", None)
     if kind is not None:
         zone.add(kind.labels, _tenant_on(value))
         return
     # None, a truth value, a proxy: the column's categories with the row's tenant.
-    tenant = instance.__dict__.get(reader._pg_tenant) if reader._pg_tenant is not None else None
+    tenant = values.get(reader._pg_tenant) if reader._pg_tenant is not None else None
     zone.add(reader._pg_labels, _tenant(tenant))
+
+
+def note_wholesale(values: dict[str, Any], include: Any = None, exclude: Any = None) -> None:
+    """Tell the request's zone what reading a loaded instance's ``__dict__``
+    (``values``) wholesale hands out: each declared attribute it holds, as a
+    read of that attribute would (less the keys ``exclude`` names, and those
+    ``include`` leaves out, when given). ``values`` that are not an
+    instance's ``__dict__`` tell nothing."""
+    if not FLAGS.zones:
+        return
+    zone = ZONE.get()
+    state = values.get("_sa_instance_state")
+    manager = getattr(state, "manager", None)
+    if zone is None or manager is None:
+        return
+    base = _reader_base()
+    for key, value in list(values.items()):
+        if (
+            value is None
+            or (include is not None and key not in include)
+            or (exclude is not None and key in exclude)
+        ):
+            continue
+        attribute = manager.get(key)
+        if isinstance(attribute, base):
+            _note_read(zone, type(attribute), values, value)
 
 
 def _read_through(mapper: Any, model: _Model, readers: list[tuple[Any, type]]) -> None:

@@ -53,26 +53,41 @@ def configure(
     # Imported before anything changes: without OpenTelemetry the previous
     # setup stays in force.
     otel = _otel() if telemetry is not None else None
+    touches_audit = audit_key is not None or audit is not None
     chain_key = None
-    if audit_key is not None or audit is not None:
+    sink = None
+    if touches_audit:
         from . import audit as audit_module
 
         # Read (and checked) first, set only once the log it keys is open: a
         # log that fails to open leaves the previous key in force too.
         chain_key = audit_module.as_key(audit_key) if audit_key is not None else None
+        if audit is not None and audit is not False:
+            # Opened, not yet attached: records keep going to the previous sink.
+            sink = audit_module.sink_for(audit, key=chain_key)
+    if otel is not None:
+        # Before the guard and the audit sink change: a meter provider that
+        # refuses the instruments leaves the previous guard, telemetry, sink
+        # and audit key in force.
+        try:
+            if telemetry:
+                otel.instrument()
+            else:
+                otel.uninstrument()
+        except BaseException:
+            if sink is not None and sink is not audit:
+                sink.close()  # never attached; closes the log it opened
+            raise
+    # Everything that can fail on what was asked has run: now it all changes.
+    if touches_audit:
+        from . import audit as audit_module
+
         if audit is False:
             audit_module.detach()
-        elif audit is not None:
-            audit_module.attach(audit, key=chain_key)
+        elif sink is not None:
+            audit_module.attach(sink)
         if chain_key is not None:
             audit_module.set_key(chain_key)
-    if otel is not None:
-        # Before the guard: a meter provider that refuses the instruments
-        # leaves the previous guard and telemetry in force.
-        if telemetry:
-            otel.instrument()
-        else:
-            otel.uninstrument()
     install(guard)
     if keys is not None:
         _signing.set_keys(keys)

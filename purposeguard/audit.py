@@ -935,19 +935,33 @@ def attach(
     ``pg.configure(audit=path)`` calls this; ``pg.configure(audit=False)``
     calls :func:`detach`.
     """
-    if isinstance(audit, AuditSink):
-        sink = audit
-    elif isinstance(audit, AuditLog):
-        sink = AuditSink(audit, **options)
-    elif isinstance(audit, (str, Path)) and str(audit):
-        sink = AuditSink(AuditLog(audit, key=key), owns_log=True, **options)
-    else:
-        raise AuditError(f"audit= takes a path, an AuditLog or False, not {audit!r}")
+    sink = sink_for(audit, key=key, **options)
     detach()
     with _ATTACHED.lock:
         _ATTACHED.sink = sink
         _ATTACHED.unsubscribe = on_record(sink)
     return sink
+
+
+def sink_for(
+    audit: str | Path | AuditLog | AuditSink, *, key: KeyLike | None = None, **options: Any
+) -> AuditSink:
+    """The sink :func:`attach` would install, opened but not attached: what
+    can fail (a log that cannot be opened) fails here, before anything
+    changes. One made here and not attached after all is the caller's to
+    close (``sink.close()`` also closes a log it opened from a path)."""
+    if isinstance(audit, AuditSink):
+        return audit
+    if isinstance(audit, AuditLog):
+        return AuditSink(audit, **options)
+    if isinstance(audit, (str, Path)) and str(audit):
+        log = AuditLog(audit, key=key)
+        try:
+            return AuditSink(log, owns_log=True, **options)
+        except BaseException:
+            log.close()
+            raise
+    raise AuditError(f"audit= takes a path, an AuditLog or False, not {audit!r}")
 
 
 def attached() -> AuditSink | None:

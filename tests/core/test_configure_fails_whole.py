@@ -5,13 +5,15 @@ later as an allow."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import purposeguard as pg
-from purposeguard import otel
+from purposeguard import audit, otel
 from purposeguard._files import write_replacing
 from purposeguard._runtime import get_guard
 
@@ -47,6 +49,100 @@ def test_telemetry_that_cannot_start_leaves_policy_and_telemetry_as_they_were() 
         assert otel.instrumented()
     finally:
         otel.uninstrument()
+
+
+@contextmanager
+def refusing_global_meters() -> Iterator[None]:
+    """The process's meter provider refuses every instrument while inside."""
+    from opentelemetry import metrics
+
+    previous = metrics._internal._METER_PROVIDER  # type: ignore[attr-defined]
+    metrics._internal._METER_PROVIDER = RefusingMeters()  # type: ignore[attr-defined,assignment]
+    try:
+        yield
+    finally:
+        metrics._internal._METER_PROVIDER = previous  # type: ignore[attr-defined]
+
+
+def _advertise(value: str) -> None:
+    with pg.purpose("advertising"):
+        pg.check(value)
+
+
+def _kinds_in(path: Path) -> list[str]:
+    with audit.AuditLog(path, create=False, readonly=True) as log:
+        return [entry.kind for entry in log.records()]
+
+
+def test_telemetry_that_cannot_start_leaves_the_audit_sink_and_key_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PURPOSEGUARD_AUDIT_KEY", raising=False)
+    monkeypatch.delenv("PURPOSEGUARD_AUDIT_KEY_FILE", raising=False)
+    old_log, new_log = tmp_path / "old.db", tmp_path / "new.db"
+    pg.configure("trust-center", mode="trace", audit=old_log)
+    before = audit.attached()
+    with refusing_global_meters(), pytest.raises(RuntimeError, match="meter provider is down"):
+        pg.configure("trust-center", mode="trace", audit=new_log, audit_key="k" * 40, telemetry=True)
+    assert audit.attached() is before
+    assert audit.default_key() is None
+    assert not otel.instrumented()
+    _advertise(pg.label("sample", "customer_data.content.email"))
+    assert before is not None
+    before.flush()
+    assert _kinds_in(old_log) == ["violation"]
+    # The log opened for the failed configure was closed again, empty: an
+    # unkeyed log a later configure can still open without the key.
+    assert _kinds_in(new_log) == []
+    audit.detach()
+
+
+def test_telemetry_that_cannot_start_leaves_the_audit_sink_attached_when_asked_to_detach(
+    tmp_path: Path,
+) -> None:
+    log_path = tmp_path / "audit.db"
+    pg.configure("trust-center", mode="trace", audit=log_path)
+    before = audit.attached()
+    with refusing_global_meters(), pytest.raises(RuntimeError, match="meter provider is down"):
+        pg.configure("trust-center", audit=False, telemetry=True)
+    assert audit.attached() is before
+    _advertise(pg.label("sample", "customer_data.content.email"))
+    assert before is not None
+    before.flush()
+    assert _kinds_in(log_path) == ["violation"]
+    audit.detach()
+
+
+def test_a_configure_that_succeeds_moves_the_audit_sink_and_sets_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    monkeypatch.delenv("PURPOSEGUARD_AUDIT_KEY", raising=False)
+    monkeypatch.delenv("PURPOSEGUARD_AUDIT_KEY_FILE", raising=False)
+    old_log, new_log = tmp_path / "old.db", tmp_path / "new.db"
+    pg.configure("trust-center", mode="trace", audit=old_log)
+    from opentelemetry import metrics
+
+    previous = metrics._internal._METER_PROVIDER  # type: ignore[attr-defined]
+    metrics._internal._METER_PROVIDER = MeterProvider()  # type: ignore[attr-defined]
+    try:
+        pg.configure("trust-center", mode="trace", audit=new_log, audit_key="k" * 40, telemetry=True)
+        assert otel.instrumented()
+    finally:
+        otel.uninstrument()
+        metrics._internal._METER_PROVIDER = previous  # type: ignore[attr-defined]
+    sink = audit.attached()
+    assert sink is not None and Path(sink.log.path) == new_log
+    assert sink.log.storage.key is not None
+    assert audit.default_key() is not None
+    _advertise(pg.label("sample", "customer_data.content.email"))
+    pg.configure("trust-center", audit=False)
+    assert audit.attached() is None
+    with audit.AuditLog(new_log, create=False, readonly=True) as log:
+        assert [entry.kind for entry in log.records()] == ["violation"]
+    audit.set_key(None)  # the old log is unkeyed
+    assert _kinds_in(old_log) == []
 
 
 def test_telemetry_without_opentelemetry_leaves_the_previous_guard(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ import fnmatch
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -256,11 +257,20 @@ class Policy:
     def from_toml(cls, text: str, *, source: str = "<string>") -> Policy:
         """Parse and validate a policy; a bad policy raises and yields nothing."""
         data = _parse(text, source)
-        return cls.from_dict(data, source=source)
+        token = _CHAIN_BYTES.set([_size(text)])
+        try:
+            return cls.from_dict(data, source=source)
+        finally:
+            _CHAIN_BYTES.reset(token)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> Policy:
-        parts = _parts(data, source, ())
+        token = _CHAIN_BYTES.set([0]) if _CHAIN_BYTES.get() is None else None
+        try:
+            parts = _parts(data, source, ())
+        finally:
+            if token is not None:
+                _CHAIN_BYTES.reset(token)
         return cls(
             name=parts.name,
             taxonomy=parts.taxonomy,
@@ -768,7 +778,26 @@ def _inherit(extends: Any, source: str, chain: tuple[str, ...]) -> _Parts:
         text = _pack_text(extends)
     else:
         text = _read_policy_file(Path(base_source), referrer=source)
+    # Each file is bounded, and so is the chain: every level's parsed text
+    # stays in memory while its base is read.
+    spent = _CHAIN_BYTES.get() or [0]
+    spent[0] += _size(text)
+    if spent[0] > MAX_POLICY_BYTES:
+        raise PolicyError(
+            f"the policy and the files it extends are over the limit of {MAX_POLICY_BYTES:,} bytes in all",
+            path=source,
+            field="policy.extends",
+        )
     return _parts(_parse(text, base_source), base_source, here)
+
+
+# Bytes of policy text read for the policy being loaded, its extends chain
+# included (a list, so each level adds to the one count).
+_CHAIN_BYTES: ContextVar[list[int] | None] = ContextVar("purposeguard.policy_chain_bytes", default=None)
+
+
+def _size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _parse(text: str, source: str) -> dict[str, Any]:
@@ -808,6 +837,9 @@ def _parts(data: Mapping[str, Any], source: str, chain: tuple[str, ...]) -> _Par
         )
     header = _table(data.get("policy", {}), source, "policy")
     _no_unknown_keys(header, _POLICY_KEYS, source, None, "policy")
+    # Before the base is read: a file refused for its own keys costs no more.
+    transport = _table(data.get("transport", {}), source, "transport")
+    _no_unknown_keys(transport, _TRANSPORT_KEYS, source, None, "transport")
     base = _inherit(header["extends"], source, chain) if "extends" in header else None
     remove = header.get("remove", [])
     if not isinstance(remove, list) or not all(isinstance(r, str) for r in remove):
@@ -862,8 +894,6 @@ def _parts(data: Mapping[str, Any], source: str, chain: tuple[str, ...]) -> _Par
         destination_ids.add(destination.id)
         destinations.append(destination)
 
-    transport = _table(data.get("transport", {}), source, "transport")
-    _no_unknown_keys(transport, _TRANSPORT_KEYS, source, None, "transport")
     require_tls = _keys(
         transport.get("require_tls", []),
         "category",

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from ._context import ACTIVE_GUARD, FLAGS, MIXED_TENANT, PROCEDURE, PURPOSE, ZONE
 from ._errors import PolicyError, PurposeGuardError, PurposeViolation, SinkFailure, UnknownKeyError
-from ._labels import WalkLimit, labels_in_values, set_taxonomy, tenant_of_values
+from ._labels import WalkLimit, labels_in_values, require_tenant, set_taxonomy, tenant_of_values
 from ._policy import MODES, STRICTNESS, ConsentLookup, Decision, Policy, effective_mode, environment_mode
 from ._records import Record, Repeats, Violation
 from ._shortcut import invalidate
@@ -794,8 +794,15 @@ def decide(categories: Iterable[str] | str, purpose: str, *, tenant: str | None 
     except (KeyError, TypeError):
         pass
     else:
-        if tenant is None or decision.allowed:
+        if tenant is None:
             return decision
+        # A tenant is a bounded printable string wherever it is given.
+        require_tenant(tenant)
+        if decision.allowed:
+            return decision
+        return guard.decide(key, purpose, tenant=tenant)
+    if tenant is not None:
+        require_tenant(tenant)
     return guard.decide(key, purpose, tenant=tenant)
 
 
@@ -820,6 +827,8 @@ def _single_set(category: str) -> frozenset[str]:
 
 def explain(category: str, purpose: str, *, tenant: str | None = None) -> str:
     """Which rule decides ``category`` for ``purpose``, and why."""
+    if tenant is not None:
+        require_tenant(tenant)
     return get_guard().explain(category, purpose, tenant=tenant)
 
 

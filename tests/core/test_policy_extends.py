@@ -174,6 +174,36 @@ def test_an_error_in_the_base_names_the_base_file(tmp_path: Path) -> None:
     )
 
 
+def test_a_chain_of_files_over_the_size_limit_in_all_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file under the limit, the chain over it: every level's parsed
+    text stays in memory while its base is read, so the chain is bounded."""
+    from purposeguard import _policy
+
+    monkeypatch.setattr(_policy, "MAX_POLICY_BYTES", 40_000)
+    filler = "x" * 15_000
+    for index in range(3):
+        extends = f"p{index + 1}.toml" if index < 2 else "trust-center"
+        _write(tmp_path, f"p{index}.toml", f'[policy]\nextends = "{extends}"\ndescription = "{filler}"\n')
+    assert pg.Policy.load(tmp_path / "p1.toml").description == filler  # two files: 30,000 bytes
+    with pytest.raises(pg.PolicyError) as refused:
+        pg.Policy.load(tmp_path / "p0.toml")
+    assert "40,000 bytes in all" in str(refused.value) and refused.value.field == "policy.extends"
+    # The count is the one load's: loading again, or from a dict, starts afresh.
+    assert pg.Policy.load(tmp_path / "p1.toml").description == filler
+    data = {"policy": {"extends": str(tmp_path / "p1.toml")}}
+    assert pg.Policy.from_dict(data, source=str(tmp_path / "d.toml")).description == filler
+    assert pg.Policy.from_dict(data, source=str(tmp_path / "d.toml")).description == filler
+
+
+def test_an_unknown_transport_key_is_refused_before_the_base_is_read(tmp_path: Path) -> None:
+    path = _write(tmp_path, "team.toml", '[policy]\nextends = "missing.toml"\n[transport]\njunk = [[], []]\n')
+    with pytest.raises(pg.PolicyError) as refused:
+        pg.Policy.load(path)
+    assert refused.value.field == "transport.junk"
+
+
 def test_a_key_only_the_child_defines_is_unknown_to_the_base(tmp_path: Path) -> None:
     _write(
         tmp_path,

@@ -112,3 +112,28 @@ def test_no_grant_covers_data_of_several_tenants_even_under_the_markers_name() -
         assert pg.tenant_of(mixed) == MIXED_TENANT
         with pytest.raises(pg.PurposeViolation):
             pg.check(mixed, "improvement")
+
+
+@pytest.mark.parametrize(
+    "tenant",
+    [5, b"contoso", "x" * 300, "con\x00toso", "", " contoso"],
+    ids=["int", "bytes", "too-long", "nul", "empty", "padded"],
+)
+def test_decide_and_explain_refuse_a_tenant_that_is_no_tenant_id(tenant: object) -> None:
+    pg.configure("trust-center")
+    with pytest.raises((TypeError, ValueError)):
+        pg.decide(["customer_data"], "improvement", tenant=tenant)  # type: ignore[arg-type]
+    with pytest.raises((TypeError, ValueError)):
+        pg.explain("customer_data", "improvement", tenant=tenant)  # type: ignore[arg-type]
+    # Seen before (memoised) or not, the same answer.
+    with pytest.raises((TypeError, ValueError)):
+        pg.decide(["customer_data"], "improvement", tenant=tenant)  # type: ignore[arg-type]
+
+
+def test_a_labelled_tenant_is_refused_and_its_value_never_quoted() -> None:
+    pg.configure("trust-center")
+    tenant = pg.label("megan@contoso.example", "customer_data")
+    with pytest.raises(ValueError) as refused:
+        pg.decide(["customer_data"], "improvement", tenant=tenant)
+    assert "megan" not in str(refused.value)
+    assert pg.decide(["customer_data"], "improvement", tenant="contoso").allowed is False

@@ -45,6 +45,7 @@ __all__ = [
     "is_loopback",
     "labelled_url",
     "outer_layer",
+    "surely_plain",
     "url_labels",
 ]
 
@@ -102,6 +103,33 @@ def labelled_url(url: Any) -> Any:
     if not labels or not isinstance(url, str):
         return url
     return relabel(url, *sorted(labels))
+
+
+_PLAIN_SCALARS = frozenset({str, bytes, int, float, bool, type(None)})
+
+
+def surely_plain(value: Any) -> bool:
+    """Whether ``value`` surely carries no label, told by types alone (no
+    walk): a plain scalar, or a dict, list or tuple of plain scalars and
+    pairs of them (a query's parameters). False means "walk it"."""
+    t = type(value)
+    if t in _PLAIN_SCALARS:
+        return True
+    if t is dict:
+        for key, item in value.items():
+            if type(key) not in _PLAIN_SCALARS or type(item) not in _PLAIN_SCALARS:
+                return False
+        return True
+    if t is list or t is tuple:
+        for item in value:
+            if type(item) is tuple:
+                for part in item:
+                    if type(part) not in _PLAIN_SCALARS:
+                        return False
+            elif type(item) not in _PLAIN_SCALARS:
+                return False
+        return True
+    return False
 
 
 def deep_labels(values: Any) -> frozenset[str]:

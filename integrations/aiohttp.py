@@ -73,6 +73,7 @@ from ._egress import (
     header_labels,
     input_labels,
     sent_labels,
+    surely_plain,
 )
 from ._patch import FunctionPatch, Patcher, Wrapper
 
@@ -344,23 +345,9 @@ def _plain_argument(value: Any) -> bool:
     the labels layer's walk (which costs a plain request tens of
     microseconds per call): plain scalars, a URL without a mark, and a
     query given as a dict or a sequence of pairs of plain scalars."""
+    if surely_plain(value):
+        return True
     t = type(value)
-    if t in _PLAIN_ARGUMENTS:
-        return True
-    if t is dict:
-        for key, item in value.items():
-            if type(key) not in _PLAIN_ARGUMENTS or type(item) not in _PLAIN_ARGUMENTS:
-                return False
-        return True
-    if t is list or t is tuple:
-        for item in value:
-            if type(item) is tuple:
-                for part in item:
-                    if type(part) not in _PLAIN_ARGUMENTS:
-                        return False
-            elif type(item) not in _PLAIN_ARGUMENTS:
-                return False
-        return True
     if _YARL_URL.get("class") is not t or not _YARL_PARTS:
         return False
     # A yarl URL without a mark, whose parts are plain text: a URL made from

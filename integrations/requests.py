@@ -59,6 +59,7 @@ from ._egress import (
     deep_labels,
     header_labels,
     input_labels,
+    surely_plain,
     url_labels,
 )
 from ._patch import FunctionPatch, Patcher
@@ -130,9 +131,13 @@ def _prepare_url(
     result = _prepare_part(wrapped, instance, args, kwargs)
     # The URL's own labels (url and params), read even where Session.request
     # walked them: urllib3 below writes the path and query in its log lines.
-    labels = input_labels((*args, *kwargs.values()))
-    if labels:
-        _URLS[instance] = _URLS.get(instance, EMPTY) | labels
+    values = (*args, *kwargs.values())
+    for value in values:
+        if not surely_plain(value):
+            labels = input_labels(values)
+            if labels:
+                _URLS[instance] = _URLS.get(instance, EMPTY) | labels
+            break
     return result
 
 
@@ -230,9 +235,13 @@ def _adapter_send(
     # One check, one send: sending the same request again from a hook is checked again.
     _CHECKED.set(None)
     url = _URLS.get(request, EMPTY) | (deep_labels(request.url) if type(request.url) is not str else EMPTY)
-    with checked_by("requests"), url_labels(url):
+    with checked_by("requests"):
         # urllib3 and http.client below send what was just checked; urllib3
-        # logs the URL's path and query, from plain text: it is told their labels.
+        # logs the URL's path and query, from plain text: it is told their
+        # labels (a plain URL enters nothing more).
+        if url:
+            with url_labels(url):
+                return _sending(wrapped, args, kwargs, checked)
         return _sending(wrapped, args, kwargs, checked)
 
 

@@ -83,8 +83,11 @@ def _request(
     labels = deep_labels((args, tuple(kwargs.values())))
     token = _PENDING.set(_PENDING.get() | labels)
     try:
-        with url_labels(_url_part_labels(args, kwargs, wrapped.__name__) if labels else EMPTY):
-            return wrapped(*args, **kwargs)
+        if labels:
+            with url_labels(_url_part_labels(args, kwargs, wrapped.__name__)):
+                return wrapped(*args, **kwargs)
+        # Nothing labelled: no context to enter on the plain call's path.
+        return wrapped(*args, **kwargs)
     finally:
         _PENDING.reset(token)
 

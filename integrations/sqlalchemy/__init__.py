@@ -27,7 +27,12 @@ Once instrumented:
 - attribute values of instances loaded or refreshed from the database
   (queries, lazy and deferred loads, ``session.refresh``) are labelled with
   their column's categories and the row's tenant (the value of the column
-  ``__purposeguard_tenant__`` names); the instance itself carries the union;
+  ``__purposeguard_tenant__`` names); the instance itself carries the union.
+  A model that names no tenant column holds, as far as anyone can tell,
+  every tenant's rows: its values are several tenants'
+  (``"(several tenants)"``) unless it says ``__purposeguard_tenant__ =
+  None`` (its rows are one tenant's, whichever zone reads them: the zone's;
+  a Core table: ``info={"purposeguard_tenant": None}``);
 - rows of ``select(Post.id, Post.body)`` (through a ``Session`` or a Core
   ``Connection``, also as a ``lambda_stmt``) carry the same labels in the positions of labelled
   columns, and so do SQL expressions computed from a labelled column

@@ -24,6 +24,13 @@ INFO_KEY = "purposeguard"
 # The tenant of a table whose model keeps its rows' tenant in another table
 # (a subclass under joined inheritance): its values' tenant is not read.
 _ELSEWHERE = "(the tenant column is in another table)"
+# The tenant of a table the application says is one tenant's, whichever
+# reads it (``__purposeguard_tenant__ = None``, or a Core table's
+# ``info={"purposeguard_tenant": None}``): a database per tenant, or an
+# application with one tenant. Its values name no tenant: the zone's.
+_ZONES = "(the rows are the reading zone's tenant's)"
+# A model that leaves __purposeguard_tenant__ out (None is an answer).
+_UNSAID = object()
 # Tables whose declarations are remembered; past it the oldest eighth is read again when next selected.
 TABLES_LIMIT = 4096
 TABLE_TENANT_KEY = "purposeguard_tenant"
@@ -34,7 +41,16 @@ QUERY_EXPRESSION = (("query_expression", True),)
 class _Model:
     """What one mapped class declares: labelled attributes and its tenant attribute."""
 
-    __slots__ = ("fields", "tenant", "categories", "undeclared", "loud", "of_other_rows", "expressions")
+    __slots__ = (
+        "fields",
+        "tenant",
+        "categories",
+        "undeclared",
+        "loud",
+        "of_other_rows",
+        "expressions",
+        "tenantless",
+    )
 
     def __init__(
         self,
@@ -43,9 +59,14 @@ class _Model:
         undeclared: bool = False,
         of_other_rows: frozenset[str] = frozenset(),
         expressions: tuple[str, ...] = (),
+        tenantless: bool = False,
     ) -> None:
         self.fields = fields
         self.tenant = tenant
+        # Names no tenant column, and was not said to be one tenant's: its
+        # values are several tenants' (a consent covers one tenant's data,
+        # and nothing says whose these rows are).
+        self.tenantless = tenantless
         # column_property values computed from other tables' rows (a
         # correlated subquery): not the row's own, so not of its tenant.
         self.of_other_rows = of_other_rows
@@ -198,9 +219,14 @@ def _declare(mapper: Any) -> _Model:
             undeclared = True
             if other_rows:
                 of_other_rows.add(key)
-    tenant = getattr(cls, "__purposeguard_tenant__", None)
-    if tenant is None and borrowed:
-        tenant = _borrowed_tenant(mapper, fields, of_other_rows)
+    said = getattr(cls, "__purposeguard_tenant__", _UNSAID)
+    zones = said is None
+    tenant = None if said is _UNSAID else said
+    if said is _UNSAID and borrowed:
+        tenant = _borrowed_tenant(mapper)
+        zones = tenant is _ZONES
+        if zones or tenant is _ELSEWHERE:
+            tenant = None
     tenant_column: Any = None
     if tenant is not None:
         if not isinstance(tenant, str) or tenant not in mapper.columns:
@@ -218,7 +244,14 @@ def _declare(mapper: Any) -> _Model:
         for key in mapper.columns.keys()
         if getattr(_property(mapper, key), "strategy_key", None) == QUERY_EXPRESSION
     )
-    model = _Model(tuple(fields), tenant, undeclared, frozenset(of_other_rows), expression_keys)
+    model = _Model(
+        tuple(fields),
+        tenant,
+        undeclared,
+        frozenset(of_other_rows),
+        expression_keys,
+        tenantless=tenant is None and not zones and bool(fields),
+    )
     with _STATE.lock:
         _STATE.epoch += 1
         _STATE.plans.clear()
@@ -233,6 +266,8 @@ def _declare(mapper: Any) -> _Model:
                 # tenant is in its parent's table.
                 same = getattr(tenant_column, "table", None) is table
                 tenant_name = tenant_column.name if same else _ELSEWHERE
+            elif zones:
+                tenant_name = _ZONES
             known = _STATE.declared.get(table_id)
             if known is None or known.table is not table:
                 # Declared by a model: kept while instrumented (the bounded
@@ -316,8 +351,11 @@ def _table_info(table: Any, *, namesakes: bool = True) -> _Table:
         categories = _info_categories(getattr(column, "info", None), owner, column.name)
         if categories:
             columns[column.name] = _validated(categories, owner, column.name)
-    tenant = (getattr(table, "info", None) or {}).get(TABLE_TENANT_KEY)
-    if tenant is not None and (not isinstance(tenant, str) or tenant not in table.columns):
+    info = getattr(table, "info", None) or {}
+    tenant = info.get(TABLE_TENANT_KEY)
+    if tenant is None and TABLE_TENANT_KEY in info:
+        tenant = _ZONES
+    elif tenant is not None and (not isinstance(tenant, str) or tenant not in table.columns):
         raise PolicyError(
             f"info={{{TABLE_TENANT_KEY!r}: {tenant!r}}} names no column of the table",
             path=owner,
@@ -332,8 +370,8 @@ def _table_info(table: Any, *, namesakes: bool = True) -> _Table:
                 if borrowed and column.name not in columns:
                     columns[column.name] = borrowed
             if tenant is None and namesake.tenant is not None:
-                tenant = _ELSEWHERE
-                if namesake.tenant is not _ELSEWHERE:
+                tenant = _ZONES if namesake.tenant == _ZONES else _ELSEWHERE
+                if namesake.tenant not in (_ELSEWHERE, _ZONES):
                     wanted = namesake.tenant.lower()
                     tenant = next(
                         (c.name for c in getattr(table, "columns", ()) if str(c.name).lower() == wanted),
@@ -370,7 +408,7 @@ def _namesake(table: Any) -> _Table | None:
     for known in exact:
         for column, categories in known.columns.items():
             columns.setdefault(column.lower(), set()).update(categories)
-        tenants.add(known.tenant.lower() if known.tenant not in (None, _ELSEWHERE) else known.tenant)
+        tenants.add(known.tenant.lower() if known.tenant not in (None, _ELSEWHERE, _ZONES) else known.tenant)
     tenant = tenants.pop() if len(tenants) == 1 else _ELSEWHERE
     return _Table(None, {c: tuple(sorted(found)) for c, found in columns.items()}, tenant)
 
@@ -388,21 +426,20 @@ def _forget_namesakes_of(name: str, declaring: type) -> None:
             del _STATE.models[cls]
 
 
-def _borrowed_tenant(
-    mapper: Any, fields: list[tuple[str, tuple[str, ...]]], of_other_rows: set[str]
-) -> str | None:
+def _borrowed_tenant(mapper: Any) -> str | None:
     """The tenant attribute of a class whose declarations come from its
-    table's namesake: the attribute mapping the namesake's tenant column.
+    table's namesake: the attribute mapping the namesake's tenant column;
+    :data:`_ZONES` where the namesake's rows are the zone's tenant's.
     Where the class maps no such column (a reflected child table under
-    joined inheritance, a table defined without it), its values are
-    several tenants' (noted in ``of_other_rows``): never no one's."""
+    joined inheritance, a table defined without it), :data:`_ELSEWHERE`,
+    and where the namesake names no tenant, None: its values are several
+    tenants', never no one's."""
     local = getattr(mapper, "local_table", None)
     namesake = _namesake(local) if local is not None else None
-    if namesake is None or namesake.tenant is None:
-        return None
+    if namesake is None or namesake.tenant is None or namesake.tenant is _ZONES:
+        return None if namesake is None else namesake.tenant
     if namesake.tenant is not _ELSEWHERE:
         for key, column in mapper.columns.items():
             if str(getattr(column, "name", "")).lower() == namesake.tenant:
                 return str(key)
-    of_other_rows.update(key for key, _ in fields)
-    return None
+    return _ELSEWHERE

@@ -45,7 +45,9 @@ def _label_instance(state: Any, attrs: Iterable[str] | None, flushed: bool = Fal
     if not model.fields:
         return
     values = state.dict
-    if flushed:
+    if model.tenantless:
+        tenant: str | None = MIXED_TENANT
+    elif flushed:
         tenant = _flushed_tenant(values, model.tenant)
     else:
         tenant = values.get(model.tenant) if model.tenant is not None else None
@@ -139,7 +141,7 @@ def _label_expressions(state: Any, model: _Model, attrs: Iterable[str] | None, c
         if entry is None or value is None or (wanted is not None and key not in wanted):
             continue
         categories, own_row = entry
-        if not own_row:
+        if not own_row or model.tenantless:
             tenant: str | None = MIXED_TENANT
         else:
             tenant = _tenant(values.get(model.tenant)) if model.tenant is not None else None

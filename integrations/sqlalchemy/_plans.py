@@ -14,7 +14,7 @@ from typing import Any
 from purposeguard._context import MIXED_TENANT
 from purposeguard._state import remember
 
-from ._declarations import _ELSEWHERE, _STATE, QUERY_EXPRESSION, _table
+from ._declarations import _ELSEWHERE, _STATE, _ZONES, QUERY_EXPRESSION, _table
 from ._lineage import _columns_in, _Read
 
 # (position, categories, position of the row's tenant column or None)
@@ -334,15 +334,16 @@ def _plan_of(per_position: list[list[Any]]) -> _Plan:
             if not found:
                 continue
             categories.update(found)
-            if entry.tenant is not None:
+            if entry.tenant is not _ZONES:
                 at = (
                     _position_of(per_position, column, entry.tenant)
-                    if entry.tenant is not _ELSEWHERE and not column.other_rows
+                    if entry.tenant is not None and entry.tenant is not _ELSEWHERE and not column.other_rows
                     else None
                 )
                 # A tenanted row's value whose tenant the row does not
                 # select (or computed from two rows', or from many by an
-                # aggregate or a window): whose it is is unknown, so no one
+                # aggregate or a window), or a value of a table that names
+                # no tenant column: whose it is is unknown, so no one
                 # tenant's consent, not the request's either, may widen its use.
                 found_at: int | str = at if at is not None else MIXED_TENANT
                 tenant_at = found_at if tenant_at is None or tenant_at == found_at else MIXED_TENANT

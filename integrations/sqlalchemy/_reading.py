@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from purposeguard._context import FLAGS, ZONE, ZoneState
+from purposeguard._context import FLAGS, MIXED_TENANT, ZONE, ZoneState
 from purposeguard._labels import _resolve, _tenant_on
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ def _reader_base() -> type:
         # model's tenant attribute, for values that cannot carry a label.
         _pg_labels: frozenset[str] = frozenset()
         _pg_tenant: str | None = None
+        # The tenant of its values where the model names no tenant column.
+        _pg_owner: str | None = None
 
         def __get__(self, instance: Any, owner: Any) -> Any:
             if instance is None:
@@ -71,7 +73,7 @@ def _note_read(zone: ZoneState, reader: Any, values: dict[str, Any], value: Any)
         zone.add(kind.labels, _tenant_on(value))
         return
     # None, a truth value, a proxy: the column's categories with the row's tenant.
-    tenant = values.get(reader._pg_tenant) if reader._pg_tenant is not None else None
+    tenant = values.get(reader._pg_tenant) if reader._pg_tenant is not None else reader._pg_owner
     zone.add(reader._pg_labels, _tenant(tenant))
 
 
@@ -124,6 +126,7 @@ def _read_through(mapper: Any, model: _Model, readers: list[tuple[Any, type]]) -
                 "inherit_cache": True,
                 "_pg_labels": _resolve(categories, None).labels,
                 "_pg_tenant": model.tenant,
+                "_pg_owner": MIXED_TENANT if model.tenantless else None,
             },
         )
         attribute.__class__ = reader

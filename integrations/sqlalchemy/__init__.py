@@ -52,7 +52,10 @@ Once instrumented:
   and async ``stream`` buffer);
 - a ``column_property`` is labelled with the categories declared on it
   (``info=`` or its annotation), else with those of the columns its
-  expression reads (``func.lower(body)``, a correlated subquery); a
+  expression reads (``func.lower(body)``, a correlated subquery), else,
+  written in SQL text (``literal_column("posts.body")``), with those of the
+  declared columns its text names, as several tenants' data, and said once
+  on the ``purposeguard`` logger; a
   ``query_expression()`` filled by ``with_expression()`` with those of the
   columns that expression reads (of several tenants unless it reads only
   its own row), told to the zone as it loads;
@@ -64,6 +67,9 @@ Once instrumented:
   before it runs, and told to the zone. A labelled value stored in a column
   that declares no category reads back unlabelled: said once per column and
   categories on the ``purposeguard`` logger;
+- textual SQL that stores rows (``INSERT``, ``UPDATE``, ``CREATE ... AS``)
+  naming a declared table and one of its declared columns is said once per
+  table: what it copies is not checked;
 - not labelled: textual SQL (``text()``, ``exec_driver_sql``, and
   ``literal_column``/``column()`` names, which name no declared column),
   lightweight ``table()`` constructs, and the members of a composite

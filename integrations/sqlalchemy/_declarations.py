@@ -9,16 +9,20 @@ each model is declared.
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 from collections.abc import Iterable
 from typing import Any
 
 from purposeguard._errors import PolicyError, UnknownKeyError
 from purposeguard._labels import KEYS, annotated_fields
-from purposeguard._state import remember
+from purposeguard._state import on_reset, remember
 
 from ._lineage import _columns_in
 from ._reading import _read_through
+
+logger = logging.getLogger("purposeguard")
 
 INFO_KEY = "purposeguard"
 # The tenant of a table whose model keeps its rows' tenant in another table
@@ -36,6 +40,8 @@ TABLES_LIMIT = 4096
 TABLE_TENANT_KEY = "purposeguard_tenant"
 # The loader strategy of a query_expression() attribute (and of with_expression()).
 QUERY_EXPRESSION = (("query_expression", True),)
+# A name in SQL text: where a textual column_property names a declared column.
+_IDENTIFIER = re.compile(r"[A-Za-z_][\w$]*")
 
 
 class _Model:
@@ -214,6 +220,14 @@ def _declare(mapper: Any) -> _Model:
         # column_property(func.lower(body)) or a correlated subquery: what is
         # computed in SQL from labelled columns carries their categories.
         derived, other_rows = _derived_categories(expression, by_table)
+        if not derived:
+            # Written in SQL text (literal_column, text()): no column to
+            # follow, so labelled by the declared names it holds, of no
+            # one row (a text may read any), and said.
+            derived, tables = _textual_categories(expression, by_table)
+            if derived:
+                other_rows = True
+                _say_textual_property(owner, key, tables, derived)
         if derived:
             fields.append((key, derived))
             undeclared = True
@@ -322,6 +336,77 @@ def _derived_categories(
                 or source.origin != frozenset({id(source.table)})
             )
     return tuple(sorted(found)), other_rows
+
+
+def _textual_categories(
+    expression: Any, by_table: dict[int, tuple[Any, dict[str, tuple[str, ...]]]]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The categories of the declared columns that textual SQL inside
+    ``expression`` names (``literal_column("notes.body")``, ``text(...)``, a
+    lightweight ``column("body")``), and the tables they are of: its own
+    model's columns by name, another declared table's where the text names
+    that table too. Nothing can be followed through text, so this reads
+    names, not SQL: a name that happens to match labels more, never less."""
+    from sqlalchemy.sql import visitors
+    from sqlalchemy.sql.elements import ColumnClause, TextClause
+    from sqlalchemy.sql.selectable import TableClause
+
+    texts: list[str] = []
+    try:
+        for node in visitors.iterate(expression):
+            if isinstance(node, TextClause):
+                texts.append(str(node.text))
+            elif isinstance(node, ColumnClause) and (
+                node.is_literal or node.table is None or type(node.table) is TableClause
+            ):
+                texts.append(f"{getattr(node.table, 'name', '')} {node.name}")
+    except Exception:  # noqa: BLE001 - not a SQL expression: nothing textual in it
+        return (), ()
+    if not texts:
+        return (), ()
+    words = {word.lower() for word in _IDENTIFIER.findall(" ".join(texts))}
+    found: set[str] = set()
+    tables: set[str] = set()
+    own = {id(table) for table, _columns in by_table.values()}
+    candidates = [(table, columns) for table, columns in by_table.values()]
+    candidates += [(known.table, known.columns) for known in list(_STATE.declared.values())]
+    for table, columns in candidates:
+        name = str(getattr(table, "name", ""))
+        if id(table) not in own and name.lower() not in words:
+            continue
+        named = [categories for column, categories in columns.items() if column.lower() in words]
+        for categories in named:
+            found.update(categories)
+        if named:
+            tables.add(name)
+    return tuple(sorted(found)), tuple(sorted(tables))
+
+
+# Textual column_property expressions said already: (class, attribute, categories).
+_SAID_TEXTUAL: set[tuple[str, str, tuple[str, ...]]] = set()
+
+
+def _say_textual_property(owner: str, key: str, tables: tuple[str, ...], categories: tuple[str, ...]) -> None:
+    with _STATE.lock:
+        if (owner, key, categories) in _SAID_TEXTUAL:
+            return
+        _SAID_TEXTUAL.add((owner, key, categories))
+    logger.warning(
+        "purposeguard: %s.%s is a column_property written in textual SQL that names declared columns of "
+        "%s: no column can be followed through it, so it is labelled %s as several tenants' data; write "
+        "it with the model's columns (func.lower(Model.column)) to have it labelled with the row's tenant",
+        owner,
+        key,
+        ", ".join(tables),
+        ", ".join(categories),
+    )
+
+
+def _forget_said() -> None:
+    _SAID_TEXTUAL.clear()
+
+
+on_reset("sqlalchemy textual column properties", _forget_said)
 
 
 def _model(cls: type, mapper: Any) -> _Model:

@@ -190,11 +190,14 @@ class _Declared:
     info, or categories derived for it), standing in a row position beside
     the table columns the expression reads."""
 
-    __slots__ = ("categories",)
+    __slots__ = ("categories", "of_other_rows")
     table = None  # no table: never a row's tenant column
 
-    def __init__(self, categories: tuple[str, ...]) -> None:
+    def __init__(self, categories: tuple[str, ...], of_other_rows: bool = False) -> None:
         self.categories = categories
+        # Not the row's own (a textual expression, a model that names no
+        # tenant column): several tenants', whatever else the row selects.
+        self.of_other_rows = of_other_rows
 
 
 # A column of a union's position that some select fills otherwise: no categories.
@@ -209,7 +212,9 @@ def _declared_on_property(expr: Any) -> _Declared | None:
     if model is None or not isinstance(key, str):
         return None
     categories = dict(model.fields).get(key)
-    return _Declared(categories) if categories else None
+    if not categories:
+        return None
+    return _Declared(categories, key in model.of_other_rows or model.tenantless)
 
 
 def _plan(statement: Any) -> _Plan | None:
@@ -328,6 +333,8 @@ def _plan_of(per_position: list[list[Any]]) -> _Plan:
         for column in columns:
             if type(column) is _Declared:
                 categories.update(column.categories)
+                if column.of_other_rows:
+                    tenant_at = MIXED_TENANT
                 continue
             entry = _table(column.table)
             found = entry.columns.get(column.name)

@@ -10,6 +10,11 @@ names a table with declared columns is said on the ``purposeguard``
 logger, naming the table (never the statement, which can quote values),
 with what to use instead. A select that labels a declared column, or loads
 instances, is not said: what it reads is labelled.
+
+Textual SQL that stores rows (``INSERT``, ``UPDATE``, ``CREATE TABLE ... AS``,
+``REPLACE``, ``MERGE``: a migration's ``op.execute``) and names a declared
+table and one of its declared columns (or ``*``) may copy them where they
+read back unlabelled, checked against no purpose: said once per table too.
 """
 
 from __future__ import annotations
@@ -53,14 +58,66 @@ def _declared_names() -> frozenset[str]:
 # A read: what comes back is rows (not a schema query of the dialect's own,
 # PRAGMA table_info("notes"), nor a migration's UPDATE).
 _READ = re.compile(r"\A[\s(]*(?:select|with|table|values)\b", re.IGNORECASE)
+# A statement that stores rows, which it may copy from a declared column.
+# (CREATE only as CREATE TABLE/VIEW ... AS: an index or a plain table stores nothing.)
+_STORE = re.compile(
+    r"\A[\s(]*(?:insert|update|replace|merge|upsert)\b|\A[\s(]*create\b.*?\bas\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_NAME = re.compile(r"[A-Za-z_][\w$]*")
+# Tables said already for textual SQL that stores rows.
+_SAID_STORING: set[str] = set()
+
+
+def _declared_columns() -> dict[str, set[str]]:
+    """The declared tables' names, each with its declared columns' (lower case)."""
+    found: dict[str, set[str]] = {}
+    for entry in (*_STATE.declared.values(), *_STATE.tables.values()):
+        name = getattr(entry.table, "name", None)
+        if entry.columns and isinstance(name, str):
+            found.setdefault(name, set()).update(column.lower() for column in entry.columns)
+    for cls, model in list(_STATE.models.items()):
+        name = getattr(getattr(cls, "__table__", None), "name", None)
+        if model.fields and isinstance(name, str):
+            found.setdefault(name, set()).update(key.lower() for key, _categories in model.fields)
+    return found
+
+
+def _say_storing(text: str) -> None:
+    """Say the declared tables textual SQL that stores rows names along with
+    one of their declared columns (or ``*``): once each."""
+    declared = _declared_columns()
+    if not declared:
+        return
+    names = {word.lower() for word in _NAME.findall(text)}
+    every_column = "*" in text
+    for table in sorted(declared):
+        if table.lower() not in names or table in _SAID_STORING:
+            continue
+        if not every_column and not declared[table] & names:
+            continue
+        with _STATE.lock:
+            if table in _SAID_STORING:
+                continue
+            _SAID_STORING.add(table)
+        logger.warning(
+            "purposeguard: textual SQL that stores rows names table %s and its declared columns: what it "
+            "copies from them is checked against no purpose and reads back unlabelled where it lands in a "
+            "column that declares no category; write it with insert()/update() and the model's columns, "
+            "or declare the column it stores into",
+            table,
+        )
 
 
 def say_textual(text: Any) -> None:
-    """Say the declared tables a textual read names, once each."""
+    """Say the declared tables a textual read (or a textual statement that
+    stores rows) names, once each."""
     if type(text) is not str or text in _LOOKED_AT:
         return
     remember(_LOOKED_AT, text, None, _LIMIT)
     if _READ.match(text) is None:
+        if _STORE.match(text) is not None:
+            _say_storing(text)
         return
     names = _declared_names()
     if not names:
@@ -160,6 +217,7 @@ def _loads_instances(statement: Any) -> bool:
 
 def forget_said() -> None:
     _SAID.clear()
+    _SAID_STORING.clear()
     _LOOKED_AT.clear()
     _SHAPES.clear()
 

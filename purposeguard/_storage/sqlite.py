@@ -6,6 +6,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import sqlite3
 import threading
 import uuid
@@ -72,8 +73,23 @@ _REVOKE_EVERY = "DELETE FROM purposeguard_consent WHERE tenant = ? AND purpose =
 _REVOKE_EACH = "DELETE FROM purposeguard_consent WHERE tenant = ? AND purpose = ? AND category = ?"
 
 
-def _describe(error: sqlite3.Error) -> str:
+# What SQLite raises on a damaged file. A message quoting a name from a
+# damaged schema may not be UTF-8, and Python's sqlite3 then raises
+# UnicodeDecodeError in place of the error itself.
+_SQLITE_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+
+_NOT_UTF8 = re.compile(r"Could not decode to UTF-8 column ('[^']*')")
+
+
+def _describe(error: sqlite3.Error | UnicodeDecodeError) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        quoted = bytes(error.object).decode("utf-8", "replace")
+        return f"corrupted SQLite file ({quoted})"
     text = str(error)
+    undecodable = _NOT_UTF8.match(text)
+    if undecodable is not None:
+        # Named by column, without the text: it is a record's content.
+        return f"corrupted SQLite file (column {undecodable[1]} holds text that is not UTF-8)"
     if text == "file is not a database":
         return "not a purposeguard audit log: not an SQLite database (file is not a database)"
     if "malformed" in text:
@@ -203,7 +219,7 @@ class SQLiteStorage:
                     check_same_thread=False,
                     timeout=timeout,
                 )
-            except sqlite3.Error as error:
+            except _SQLITE_ERRORS as error:
                 raise AuditError(f"cannot open: {_describe(error)}", path=self.location) from None
         self._connection = connection
         try:
@@ -268,7 +284,7 @@ class SQLiteStorage:
             if not memory and not self.readonly:
                 remember_key(self._file, self.key, self.key_id, self)
             return log_id
-        except sqlite3.Error as error:
+        except _SQLITE_ERRORS as error:
             raise AuditError(_describe(error), path=self.location) from None
 
     def _record_key(self) -> str | None:
@@ -343,7 +359,7 @@ class SQLiteStorage:
         with self._lock:
             try:
                 connection.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as error:
+            except _SQLITE_ERRORS as error:
                 raise AuditError(f"cannot write: {_describe(error)}", path=self.location) from None
             try:
                 seq, prev = self._write_head()
@@ -401,7 +417,7 @@ class SQLiteStorage:
                 self._known_head = None
                 try:
                     connection.execute("ROLLBACK")
-                except sqlite3.Error:
+                except _SQLITE_ERRORS:
                     pass  # SQLite already rolled back (e.g. after SQLITE_FULL)
                 if isinstance(error, sqlite3.IntegrityError):
                     raise AuditError(
@@ -409,7 +425,7 @@ class SQLiteStorage:
                         "(run `purposeguard audit verify`)",
                         path=self.location,
                     ) from None
-                if isinstance(error, sqlite3.Error):
+                if isinstance(error, _SQLITE_ERRORS):
                     raise AuditError(f"cannot write: {_describe(error)}", path=self.location) from None
                 raise
             return seqs
@@ -483,7 +499,7 @@ class SQLiteStorage:
         with self._lock:
             try:
                 return self._connection.execute(sql, params).fetchall()
-            except sqlite3.Error as error:
+            except _SQLITE_ERRORS as error:
                 raise AuditError(_describe(error), path=self.location) from None
 
     def entries(self, start: int = 1) -> Iterator[StoredEntry]:
@@ -513,7 +529,7 @@ class SQLiteStorage:
         with self._lock:
             try:
                 return self._head()[:2]
-            except sqlite3.Error as error:
+            except _SQLITE_ERRORS as error:
                 raise AuditError(_describe(error), path=self.location) from None
 
     def grants(self, tenant: str | None = None) -> list[Grant]:
@@ -566,7 +582,7 @@ class SQLiteStorage:
             finally:
                 if not own:
                     self._connection.execute("ROLLBACK")
-        except sqlite3.Error as error:
+        except _SQLITE_ERRORS as error:
             raise AuditError(_describe(error), path=self.location) from None
         replay.check_end(head, checkpoint, needs_checkpoint=self.checkpoint_path is not None)
         chained = replay.grants
@@ -597,7 +613,7 @@ class SQLiteStorage:
                 isolation_level=None,
                 timeout=self._timeout,
             )
-        except sqlite3.Error as error:
+        except _SQLITE_ERRORS as error:
             raise AuditError(f"cannot open: {_describe(error)}", path=self.location) from None
 
     @contextlib.contextmanager
@@ -609,7 +625,7 @@ class SQLiteStorage:
                 try:
                     head = self._head()
                     cursor = self._connection.execute(_SELECT_ALL)
-                except sqlite3.Error as error:
+                except _SQLITE_ERRORS as error:
                     raise AuditError(_describe(error), path=self.location) from None
                 yield head, _rows(cursor, self.location)
             return
@@ -622,13 +638,13 @@ class SQLiteStorage:
                 reader.execute("BEGIN")
                 head = _read_head(reader, self.location)
                 cursor = reader.execute(_SELECT_ALL)
-            except sqlite3.Error as error:
+            except _SQLITE_ERRORS as error:
                 raise AuditError(_describe(error), path=self.location) from None
             yield head, _rows(cursor, self.location)
         finally:
             try:
                 reader.execute("ROLLBACK")
-            except sqlite3.Error:
+            except _SQLITE_ERRORS:
                 pass
             reader.close()
 
@@ -652,7 +668,7 @@ class SQLiteStorage:
                 rows = reader.execute(records).fetchall()
                 table = reader.execute(grants).fetchall()
                 reader.execute("ROLLBACK")
-            except sqlite3.Error as error:
+            except _SQLITE_ERRORS as error:
                 raise AuditError(_describe(error), path=self.location) from None
             finally:
                 reader.close()
@@ -684,7 +700,7 @@ class SQLiteStorage:
             if self.key is not None and not self.readonly and self.key_id:
                 try:
                     seq, head_hash, _ = self._head()
-                except sqlite3.Error:
+                except _SQLITE_ERRORS:
                     seq = 0
                 if seq and seq != self._checkpointed:
                     self._checkpoint(seq, head_hash)
@@ -712,7 +728,7 @@ def _rows(cursor: sqlite3.Cursor, location: str) -> Iterator[StoredEntry]:
     while True:
         try:
             rows = cursor.fetchmany(1000)
-        except sqlite3.Error as error:
+        except _SQLITE_ERRORS as error:
             raise AuditError(_describe(error), path=location) from None
         if not rows:
             return

@@ -309,8 +309,12 @@ def default_key() -> ChainKey | None:
 def _as_entry(stored: StoredEntry) -> AuditEntry:
     try:
         data = json.loads(stored.data)
-    except ValueError:
-        data = {"unreadable": True}
+    except (ValueError, RecursionError):
+        # purposeguard writes only JSON it can read back: text that is not,
+        # or is nested past what the reader takes, was put there by hand.
+        # Shown as such (the chain's check names it too), never a crash of
+        # whoever reads the log.
+        data = {"unreadable": f"record {stored.seq} was altered: its data is not readable JSON"}
     if not isinstance(data, dict):
         data = {"value": data}
     return AuditEntry(stored.seq, stored.kind, stored.timestamp, data, stored.prev_hash, stored.hash)

@@ -274,4 +274,6 @@ def _line(entry: AuditEntry) -> str:
         parts.append(f"{shown(str(key))}={shown(str(value), quote=True)}")
     if entry.data.get("escaped"):
         parts.append("(escaped)")
+    if isinstance(entry.data.get("unreadable"), str):
+        parts.append(f"({shown(entry.data['unreadable'])})")
     return f"{entry.seq:>6}  {stamp}  {shown(entry.kind):<16} {' '.join(parts)}"

@@ -36,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ._errors import PolicyError, SinkFailure, UnknownKeyError, shown
+from ._labels import _exact_tenant
 from ._policy import Policy
 from ._records import Record
 from ._runtime import get_guard, logger
@@ -271,7 +272,16 @@ class ConsentStore:
 
     def has_consent(self, tenant: str, purpose: str, category: str) -> bool:
         """Has ``tenant`` an unexpired grant of ``purpose`` (or an ancestor) for
-        ``category`` (or an ancestor)? The guard's :class:`ConsentLookup`."""
+        ``category`` (or an ancestor)? The guard's :class:`ConsentLookup`.
+
+        ``tenant`` is a tenant id as a zone or label takes it (1 to 256
+        printable characters without surrounding spaces, not a labelled
+        value); anything else raises :class:`PolicyError`, as grant() and
+        revoke() do. The guard only asks about tenants a zone, label or
+        baggage accepted, so that error never reaches a request; should a
+        lookup raise there all the same, the check fails closed. A
+        well-formed id no grant can name ("Acme Corp") has no consent."""
+        tenant = _asked_tenant(tenant)
         storage = self.audit.storage
         try:
             # A backend that keeps its own current view (PostgreSQL, told of
@@ -378,6 +388,19 @@ class ConsentStore:
         for key in keys:
             policy.taxonomy.require_category(key)
         return tuple(sorted(keys))
+
+
+def _asked_tenant(tenant: object) -> str:
+    """``tenant`` as the plain ``str`` has_consent looks up (a ``str``
+    subclass could compare or hash as another tenant in the cache). The
+    error names the rule, never the value: a lookup's tenant can come from
+    a request."""
+    try:
+        return _exact_tenant(tenant)
+    except TypeError:
+        raise PolicyError(f"a tenant id is a string, not {type(tenant).__name__}", field="tenant") from None
+    except ValueError as error:
+        raise PolicyError(str(error), field="tenant") from None
 
 
 def _actor(value: object, name: str) -> str:

@@ -36,7 +36,7 @@ class Draft(Base):
     body: Mapped[Annotated[str, pg.Category(DOCUMENT)]]
     teaser = column_property(func.substr(literal_column("textual_drafts.body"), 1, 6))
     # Names no declared column: nothing to label, nothing to say.
-    one = column_property(literal_column("1"))
+    one: Mapped[int] = column_property(literal_column("1"))
 
 
 class Copy(Base):

@@ -75,7 +75,7 @@ from purposeguard._labels import (
 )
 
 from . import _unguarded
-from ._egress import check_egress, deep_labels, input_labels, sent_labels
+from ._egress import check_egress, deep_labels, input_labels, sent_labels, surely_plain
 from ._patch import Patcher, Wrapper
 
 __all__ = ["instrument", "is_instrumented", "message_labels", "uninstrument"]
@@ -359,7 +359,7 @@ def _django_message(
     held = tuple(
         value
         for value in (getattr(instance, name, None) for name in _DJANGO_FIELDS)
-        if not _plain_text(value)
+        if not surely_plain(value)
     )
     if not held:
         return message
@@ -367,31 +367,6 @@ def _django_message(
     if labels:
         _label_part(message, labels, tenant)
     return message
-
-
-def _plain_text(value: Any) -> bool:
-    """Whether a field of a Django EmailMessage surely carries no label,
-    told without the labels layer's walk: plain text, nothing, or a list or
-    dict of plain text (addresses, headers) or attachments given as plain
-    (filename, content, mimetype) triples."""
-    t = type(value)
-    if t is str or value is None:
-        return True
-    if t is list or t is tuple:
-        for item in value:
-            if type(item) is tuple:
-                for part in item:
-                    if type(part) is not str and part is not None:
-                        return False
-            elif type(item) is not str:
-                return False
-        return True
-    if t is dict:
-        for key, item in value.items():
-            if type(key) is not str or type(item) is not str:
-                return False
-        return True
-    return False
 
 
 class _DjangoMailPatcher(Patcher):

@@ -171,13 +171,10 @@ def _urlopen(
     else:
         # Mixed shapes (``urlopen("POST", url=..., body=...)``): read them the
         # way Python binds them to urlopen, never by guessing positions.
-        try:
-            kwargs = bound_arguments(wrapped, args, kwargs, "urlopen")
-        except TypeError:
-            raise  # urllib3 would refuse the call the same way: nothing is sent
-        except Exception as error:
-            _unreadable(error)
+        bound = _bound(wrapped, args, kwargs, "urlopen")
+        if bound is None:
             return wrapped(*args, **kwargs)
+        kwargs = bound
         method = kwargs.pop("method")
         url = kwargs.pop("url")
     body = kwargs.get("body")
@@ -214,6 +211,20 @@ def _urlopen(
 _CONNECTION = "urllib3.HTTPConnection.request"
 
 
+def _bound(
+    wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], name: str
+) -> dict[str, Any] | None:
+    """The call's arguments by name, as Python binds them to ``wrapped``;
+    None (said once) where they cannot be read and the call goes on as is."""
+    try:
+        return bound_arguments(wrapped, args, kwargs, name)
+    except TypeError:
+        raise  # urllib3 would refuse the call the same way: nothing is sent
+    except Exception as error:
+        _unreadable(error)
+        return None
+
+
 def _connection_request(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -226,13 +237,10 @@ def _connection_request(
     if len(args) == 2 and "method" not in kwargs and "url" not in kwargs:
         named = {"method": args[0], "url": args[1], **kwargs}  # the usual shape
     else:
-        try:
-            named = bound_arguments(wrapped, args, kwargs, "request")
-        except TypeError:
-            raise  # urllib3 would refuse the call the same way: nothing is sent
-        except Exception as error:
-            _unreadable(error)
+        bound = _bound(wrapped, args, kwargs, "request")
+        if bound is None:
             return wrapped(*args, **kwargs)
+        named = bound
     url = named.get("url", "/")
     body = named.get("body")
     headers = named.get("headers")

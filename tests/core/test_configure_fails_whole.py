@@ -35,15 +35,8 @@ def test_telemetry_that_cannot_start_leaves_policy_and_telemetry_as_they_were() 
         with pytest.raises(RuntimeError, match="meter provider is down"):
             otel.instrument(meter_provider=RefusingMeters())  # type: ignore[arg-type]
         assert otel.instrumented()
-        from opentelemetry import metrics
-
-        previous = metrics._internal._METER_PROVIDER  # type: ignore[attr-defined]
-        metrics._internal._METER_PROVIDER = RefusingMeters()  # type: ignore[attr-defined,assignment]
-        try:
-            with pytest.raises(RuntimeError, match="meter provider is down"):
-                pg.configure(LOOSE, telemetry=True)
-        finally:
-            metrics._internal._METER_PROVIDER = previous  # type: ignore[attr-defined]
+        with refusing_global_meters(), pytest.raises(RuntimeError, match="meter provider is down"):
+            pg.configure(LOOSE, telemetry=True)
         assert get_guard().policy.name == "trust-center"
         assert not pg.decide(["customer_data"], "advertising").allowed
         assert otel.instrumented()
@@ -52,16 +45,23 @@ def test_telemetry_that_cannot_start_leaves_policy_and_telemetry_as_they_were() 
 
 
 @contextmanager
-def refusing_global_meters() -> Iterator[None]:
-    """The process's meter provider refuses every instrument while inside."""
+def global_meter_provider(provider: Any) -> Iterator[None]:
+    """``provider`` is the process's meter provider while inside. OpenTelemetry
+    lets the global provider be set once per process, so the test swaps its
+    private slot (untyped: the ignores) and puts it back."""
     from opentelemetry import metrics
 
     previous = metrics._internal._METER_PROVIDER  # type: ignore[attr-defined]
-    metrics._internal._METER_PROVIDER = RefusingMeters()  # type: ignore[attr-defined,assignment]
+    metrics._internal._METER_PROVIDER = provider  # type: ignore[attr-defined]
     try:
         yield
     finally:
         metrics._internal._METER_PROVIDER = previous  # type: ignore[attr-defined]
+
+
+def refusing_global_meters() -> Any:
+    """The process's meter provider refuses every instrument while inside."""
+    return global_meter_provider(RefusingMeters())
 
 
 def _advertise(value: str) -> None:
@@ -122,16 +122,12 @@ def test_a_configure_that_succeeds_moves_the_audit_sink_and_sets_the_key(
     monkeypatch.delenv("PURPOSEGUARD_AUDIT_KEY_FILE", raising=False)
     old_log, new_log = tmp_path / "old.db", tmp_path / "new.db"
     pg.configure("trust-center", mode="trace", audit=old_log)
-    from opentelemetry import metrics
-
-    previous = metrics._internal._METER_PROVIDER  # type: ignore[attr-defined]
-    metrics._internal._METER_PROVIDER = MeterProvider()  # type: ignore[attr-defined]
-    try:
-        pg.configure("trust-center", mode="trace", audit=new_log, audit_key="k" * 40, telemetry=True)
-        assert otel.instrumented()
-    finally:
-        otel.uninstrument()
-        metrics._internal._METER_PROVIDER = previous  # type: ignore[attr-defined]
+    with global_meter_provider(MeterProvider()):
+        try:
+            pg.configure("trust-center", mode="trace", audit=new_log, audit_key="k" * 40, telemetry=True)
+            assert otel.instrumented()
+        finally:
+            otel.uninstrument()
     sink = audit.attached()
     assert sink is not None and Path(sink.log.path) == new_log
     assert sink.log.storage.key is not None

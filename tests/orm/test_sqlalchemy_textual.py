@@ -10,6 +10,7 @@ is said once per table, as a textual ``SELECT`` is.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Annotated, Any, Optional
 
 import pytest
@@ -48,6 +49,20 @@ class Copy(Base):
 
 
 pytestmark = pytest.mark.usefixtures("sqlalchemy_instrumented")
+
+
+@pytest.fixture(autouse=True)
+def _hear_purposeguard(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """What the integration says while the instrumenting fixture runs is
+    captured whatever an earlier test left the logger at (autouse: set up
+    before the instrumenting fixture)."""
+    logger = logging.getLogger("purposeguard")
+    # A logging set-up of another test (a dictConfig) may have disabled it.
+    propagate, disabled = logger.propagate, logger.disabled
+    logger.propagate, logger.disabled = True, False
+    caplog.set_level(logging.DEBUG, logger="purposeguard")
+    yield
+    logger.propagate, logger.disabled = propagate, disabled
 
 
 @pytest.fixture

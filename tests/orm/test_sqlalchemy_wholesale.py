@@ -193,4 +193,9 @@ def test_a_route_returning_an_instance_tells_the_requests_zone(
     url, seen = served
     response = httpx.get(url + "/documents/1", timeout=10)
     assert response.status_code == 200 and response.json()["body"] == BODY
+    # The server notes the zone once the response has gone out: the client
+    # can read it first (bounded wait, not a timing assertion).
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert seen == [([DOCUMENT], ["contoso"])]

@@ -32,17 +32,22 @@ BODY = "Minutes of the board meeting: merger talks with Fabrikam"
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The Django project, set up once: settings, apps (our AppConfig.ready()), tables, two users."""
     set_up_notes_site(tmp_path_factory)
+    from django.apps import apps
     from django.contrib.auth.models import User
     from djnotes.models import Note, Profile
+    from purposeguard.integrations import django as pg_django
 
+    if not pg_django.is_instrumented():
+        # Django ran the app's ready() when another test file set the site up,
+        # and that file switched labelling off as it ended: run it again, as
+        # django.setup() would in a process of its own.
+        apps.get_app_config("purposeguard").ready()
     alice = User.objects.create_user("alice", password="pw-alice")
     bob = User.objects.create_user("bob", password="pw-bob")
     Note.objects.create(owner=alice, title="board", body=BODY)
     Note.objects.create(owner=bob, title="shopping", body="Bob's shopping list")
     Profile.objects.create(user=alice, email="alice@contoso.example")
     yield {"alice": alice, "bob": bob, "Note": Note, "Profile": Profile}
-    from purposeguard.integrations import django as pg_django
-
     pg_django.uninstrument()
     sys.path.remove(str(SITE))
 
@@ -67,9 +72,19 @@ def _client(site: dict[str, Any], user: str = "alice") -> Any:
 
 
 def test_listing_the_app_switches_orm_labelling_on(site: dict[str, Any]) -> None:
+    from django.apps import apps
     from purposeguard.integrations import django as pg_django
 
     assert pg_django.is_instrumented()
+    # What django.setup() runs for an app listed in INSTALLED_APPS, from
+    # labelling off (the state this file's fixture may have found it in).
+    assert apps.is_installed("purposeguard.integrations.django")
+    pg_django.uninstrument()
+    try:
+        apps.get_app_config("purposeguard").ready()
+        assert pg_django.is_instrumented()
+    finally:
+        pg_django.instrument()
 
 
 def test_a_loaded_instance_has_labelled_fields_and_the_row_tenant(site: dict[str, Any]) -> None:

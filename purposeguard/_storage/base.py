@@ -14,12 +14,15 @@ processes share one chain without forks or gaps.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
 import json
 import logging
 import math
 import os
+import stat
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -45,6 +48,7 @@ __all__ = [
     "StoredEntry",
     "apply_consent",
     "check_key",
+    "checkpoint_guard",
     "checkpoint_problem",
     "consent_difference",
     "decide_on",
@@ -730,7 +734,8 @@ _CHECKPOINT_LOCKS_GUARD = threading.Lock()
 
 
 def checkpoint_lock(path: str) -> threading.Lock:
-    """The lock to hold while reading and replacing the checkpoint file at ``path``."""
+    """This process's lock on the checkpoint file at ``path`` (its threads
+    only: :func:`checkpoint_guard` also keeps other processes out)."""
     key = os.path.abspath(path)
     with _CHECKPOINT_LOCKS_GUARD:
         lock = _CHECKPOINT_LOCKS.get(key)
@@ -739,10 +744,52 @@ def checkpoint_lock(path: str) -> threading.Lock:
         return lock
 
 
+def checkpoint_lock_path(path: str) -> str:
+    """The file beside the checkpoint file at ``path`` whose advisory lock
+    writers in every process take: the checkpoint file itself is replaced
+    by a rename, so a lock on it would be a lock on a file already gone."""
+    return path + ".lock"
+
+
+@contextlib.contextmanager
+def checkpoint_guard(path: str) -> Iterator[None]:
+    """Held while reading the checkpoint file at ``path``, comparing and
+    replacing it: this process's lock for its threads, then an exclusive
+    advisory lock (``flock``) on :func:`checkpoint_lock_path` for other
+    processes, so two writers never both find an older end and the later
+    rename put back the older of theirs. Raises ``OSError`` when the lock
+    file cannot be opened (the checkpoint could not be written either)."""
+    with checkpoint_lock(path):
+        if sys.platform == "win32":  # no flock: the processes' race stays (docs/storage.md)
+            yield
+            return
+        import fcntl
+
+        # Opened afresh each time, never kept: a descriptor inherited by a
+        # forked child would share its lock, and the lock would then keep no
+        # one out. Read-only is enough for flock, so a lock file another
+        # user created (readable) still serves; never through a link, and
+        # without blocking on a FIFO put in its place.
+        descriptor = os.open(
+            checkpoint_lock_path(path),
+            os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW,
+            0o666,
+        )
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise OSError(
+                    errno.EINVAL, f"its lock file {checkpoint_lock_path(path)} is not a regular file"
+                )
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield  # closing the descriptor releases the lock
+        finally:
+            os.close(descriptor)
+
+
 def write_checkpoint(path: str, key: ChainKey, log_id: str, seq: int, head_hash: str) -> None:
     """Replace the checkpoint file at ``path`` (written whole, then renamed:
     a crash leaves the old one or the new one, never half of either). Hold
-    :func:`checkpoint_lock` around reading the current one and this."""
+    :func:`checkpoint_guard` around reading the current one and this."""
     text = json.dumps(
         {
             "format": CHECKPOINT_FORMAT,

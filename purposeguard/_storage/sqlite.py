@@ -28,7 +28,7 @@ from .base import (
     Revoke,
     StoredEntry,
     check_key,
-    checkpoint_lock,
+    checkpoint_guard,
     consent_difference,
     decide_on,
     forget_key,
@@ -335,7 +335,7 @@ class SQLiteStorage:
                     # take the log for cut off. Under this transaction's
                     # lock, so no newer checkpoint can be overwritten.
                     try:
-                        with checkpoint_lock(self.checkpoint_path):
+                        with checkpoint_guard(self.checkpoint_path):
                             write_checkpoint(self.checkpoint_path, self.key, log_id, 0, GENESIS)
                     except OSError as error:
                         logger.warning(
@@ -433,33 +433,10 @@ class SQLiteStorage:
     def _checkpoint(self, seq: int, head_hash: str) -> None:
         if self.key is None or self.checkpoint_path is None:
             return
-        with checkpoint_lock(self.checkpoint_path):
-            self._checkpoint_locked(self.checkpoint_path, self.key, seq, head_hash)
-
-    def _checkpoint_locked(self, checkpoint_path: str, key: ChainKey, seq: int, head_hash: str) -> None:
         try:
-            try:
-                current = read_checkpoint(checkpoint_path)
-            except AuditError:
-                current = None  # damaged: replaced by a good one
-            if current is not None and current.log_id != self.log_id:
-                # Evidence that the file was swapped: kept for verify, never overwritten.
-                if not self._checkpoint_failed:
-                    self._checkpoint_failed = True
-                    logger.error(
-                        "purposeguard audit log %s: its checkpoint file is of another log (%s); "
-                        "the file was swapped? (run `purposeguard audit verify`)",
-                        self.location,
-                        current.log_id,
-                    )
-                return
-            # Another process may have signed a later end already.
-            if current is None or current.seq < seq:
-                write_checkpoint(checkpoint_path, key, self.log_id, seq, head_hash)
-            self._checkpointed = seq
-            if self._checkpoint_failed:
-                self._checkpoint_failed = False
-                logger.warning("purposeguard audit log %s: checkpoint file written again", self.location)
+            # Every process's writers in turn: see checkpoint_guard.
+            with checkpoint_guard(self.checkpoint_path):
+                self._checkpoint_locked(self.checkpoint_path, self.key, seq, head_hash)
         except OSError as error:
             # The records are committed; the next commit tries again.
             if not self._checkpoint_failed:
@@ -469,6 +446,30 @@ class SQLiteStorage:
                     self.location,
                     error.strerror or error,
                 )
+
+    def _checkpoint_locked(self, checkpoint_path: str, key: ChainKey, seq: int, head_hash: str) -> None:
+        try:
+            current = read_checkpoint(checkpoint_path)
+        except AuditError:
+            current = None  # damaged: replaced by a good one
+        if current is not None and current.log_id != self.log_id:
+            # Evidence that the file was swapped: kept for verify, never overwritten.
+            if not self._checkpoint_failed:
+                self._checkpoint_failed = True
+                logger.error(
+                    "purposeguard audit log %s: its checkpoint file is of another log (%s); "
+                    "the file was swapped? (run `purposeguard audit verify`)",
+                    self.location,
+                    current.log_id,
+                )
+            return
+        # Another writer (of this process or another) may have signed a later end already.
+        if current is None or current.seq < seq:
+            write_checkpoint(checkpoint_path, key, self.log_id, seq, head_hash)
+        self._checkpointed = seq
+        if self._checkpoint_failed:
+            self._checkpoint_failed = False
+            logger.warning("purposeguard audit log %s: checkpoint file written again", self.location)
 
     def _head(self) -> Head:
         return _read_head(self._connection, self.location)

@@ -275,6 +275,34 @@ def test_a_fifo_checkpoint_fails_verify_and_never_blocks_the_writer(tmp_path: Pa
     assert run("audit", "verify", str(log), "--key-file", str(key_file)).returncode == 0
 
 
+def test_a_fifo_in_place_of_the_checkpoint_lock_never_blocks_the_writer(
+    tmp_path: Path, key_file: Path
+) -> None:
+    log = keyed_log(tmp_path / "audit.db")
+    lock = Path(f"{log}-checkpoint.lock")
+    lock.unlink(missing_ok=True)
+    os.mkfifo(lock)
+    writer = textwrap.dedent(
+        f"""
+        from purposeguard.audit import AuditLog
+        with AuditLog({str(log)!r}, key={KEY!r}, checkpoint_every=2) as log:
+            for i in range(6):
+                log.append({{"kind": "note", "n": i}})
+        print("done")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", writer], capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr
+    # Said, once: the records are committed, their end is not signed outside the file.
+    assert done.stderr.count("cannot write its checkpoint file") == 1, done.stderr
+    assert "checkpoint.lock is not a regular file" in done.stderr, done.stderr
+    lock.unlink()
+    done = subprocess.run([sys.executable, "-c", writer], capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0 and "cannot write" not in done.stderr, done.stderr
+    assert lock.is_file()
+    assert run("audit", "verify", str(log), "--key-file", str(key_file)).returncode == 0
+
+
 def test_a_fifo_beside_the_log_is_refused(tmp_path: Path) -> None:
     log = tmp_path / "audit.db"
     with AuditLog(log) as opened:

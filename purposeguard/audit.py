@@ -134,7 +134,21 @@ class VerifyResult:
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
-def _refuse_values(data: Any, where: str) -> None:
+# Containers within containers a record may hold: far past any record
+# purposeguard writes, and well within the recursion its writers (and the
+# JSON encoder) need, whatever the caller's stack depth.
+_DEEPEST = 64
+
+
+def _too_deep() -> AuditError:
+    # Names no field: a caller's keys may be anything.
+    return AuditError(
+        f"cannot audit a record nested more than {_DEEPEST} containers deep (or holding itself): "
+        "audit records hold names, flat"
+    )
+
+
+def _refuse_values(data: Any, where: str, depth: int = 0) -> None:
     # A labelled str/bytes or proxy is a protected value, whatever field it sits in.
     if type(data) in _PLAIN:
         return
@@ -148,13 +162,17 @@ def _refuse_values(data: Any, where: str) -> None:
         )
     # Plain members are checked inline: this runs for every record the sink writes.
     if isinstance(data, Mapping):
+        if depth >= _DEEPEST:
+            raise _too_deep()
         for key, value in data.items():
             if type(value) not in _PLAIN:
-                _refuse_values(value, f"{where}.{key}" if where else str(key))
+                _refuse_values(value, f"{where}.{key}" if where else str(key), depth + 1)
     elif isinstance(data, (list, tuple)):
+        if depth >= _DEEPEST:
+            raise _too_deep()
         for index, value in enumerate(data):
             if type(value) not in _PLAIN:
-                _refuse_values(value, f"{where}[{index}]")
+                _refuse_values(value, f"{where}[{index}]", depth + 1)
 
 
 # Record type -> its field names, for records that keep Record.to_dict: the
@@ -236,6 +254,14 @@ def encode(record: Record | Mapping[str, Any]) -> Pending:
         raise AuditError(f"cannot audit a {type(record).__name__}: expected a purposeguard record")
     if not isinstance(kind, str) or not kind:
         raise AuditError("an audit record needs a kind")
+    try:
+        return _encoded(kind, data)
+    except RecursionError:
+        # Called with most of the stack already used: the library's error, never Python's.
+        raise _too_deep() from None
+
+
+def _encoded(kind: str, data: dict[str, Any]) -> Pending:
     _refuse_values(data, "")
     data["kind"] = kind
     stamp = data.get("timestamp")

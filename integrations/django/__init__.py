@@ -85,7 +85,11 @@ Values computed from other rows
 row's own table or grouped by its tenant, ``aggregate()``,
 combined queries whose tenants are not in the same column, a ``raw()`` row
 without the tenant column) carry several tenants (``MIXED_TENANT``), which
-no one tenant's consent covers.
+no one tenant's consent covers. So do the values of a model with declared
+fields that names no tenant field (its rows may be any tenant's), unless it
+says they are the reading zone's tenant's with ``__purposeguard_tenant__ =
+None``, and those of a row whose tenant field holds no tenant id (logged
+once per model, never the value).
 
 Not labelled: SQL run through ``connection.cursor()``; ``RawSQL``
 expressions (in annotations, ``values()``, updates: SQL text, not read

@@ -2,6 +2,14 @@
 ``__purposeguard_tenant__`` declare (checked once, kept in :data:`STATE`),
 and the reading descriptor class its declared fields get.
 
+A model with declared fields that leaves ``__purposeguard_tenant__`` out
+names no tenant field: its rows may be any tenant's (a child table whose
+tenant is on a parent row), so its values are several tenants' data
+(``MIXED_TENANT``), which no one tenant's consent covers. A model said to be
+one tenant's, whichever zone reads it (``__purposeguard_tenant__ = None``: a
+database per tenant, an application with one tenant), gives its values no
+tenant: the reading zone's.
+
 A request's zone learns an instance's categories when a declared field is
 read (``profile.email``), not when the row is loaded: the login layer loading
 the user does not taint a request that never reads the user's personal
@@ -10,26 +18,51 @@ fields. Declared fields' descriptors get a reading subclass of Django's
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
-from purposeguard._context import FLAGS, ZONE, ZoneState
+from purposeguard._context import FLAGS, MIXED_TENANT, ZONE, ZoneState
 from purposeguard._errors import PolicyError, UnknownKeyError
+from purposeguard._kinds import MAX_TENANT_LENGTH, _checked_tenant
 from purposeguard._labels import KEYS, _resolve, annotated_fields
+
+logger = logging.getLogger("purposeguard")
+
+# A model that leaves __purposeguard_tenant__ out (None is an answer).
+_UNSAID = object()
 
 
 class Declaration:
     """What one model declares: (field name, attname, categories) and its tenant attname."""
 
-    __slots__ = ("fields", "by_name", "tenant", "tenant_name", "categories", "loud", "server")
+    __slots__ = (
+        "fields",
+        "by_name",
+        "tenant",
+        "tenant_name",
+        "categories",
+        "loud",
+        "server",
+        "tenantless",
+        "label",
+    )
 
     def __init__(
         self,
         fields: tuple[tuple[str, str, tuple[str, ...]], ...],
         tenant: str | None,
         tenant_name: str | None,
+        tenantless: bool = False,
+        label: str = "",
     ) -> None:
         self.fields = fields
+        # Names no tenant field, and was not said to be one tenant's: its
+        # values are several tenants' (a consent covers one tenant's data,
+        # and nothing says whose these rows are).
+        self.tenantless = tenantless
+        # The model as Django names it ("app_label.Model"), for what is logged.
+        self.label = label
         self.by_name: dict[str, tuple[str, ...]] = {}
         for name, attname, categories in fields:
             self.by_name[name] = categories
@@ -63,6 +96,9 @@ class _State:
         # (model, field name, categories) already logged as written into a
         # field with no Category (see _writes): once per process, so kept by forget().
         self.laundered: set[tuple[type, str, frozenset[str]]] = set()
+        # Models (their labels, "" where a row's model is not known) logged as
+        # holding a tenant field value that is no tenant id: once per process too.
+        self.untenanted: set[str] = set()
 
     def forget(self) -> None:
         for descriptor, original in self.readers:
@@ -105,7 +141,8 @@ def declare(model: type) -> Declaration:
             ) from None
         attname = getattr(field, "attname", None) or name
         fields.append((name, attname, tuple(sorted(categories))))
-    tenant_name = getattr(model, "__purposeguard_tenant__", None)
+    said: Any = getattr(model, "__purposeguard_tenant__", _UNSAID)
+    tenant_name = None if said is _UNSAID else said
     tenant = None
     if tenant_name is not None:
         try:
@@ -120,7 +157,8 @@ def declare(model: type) -> Declaration:
                 field="__purposeguard_tenant__",
             )
         tenant = tenant_field.attname
-    found = Declaration(tuple(fields), tenant, tenant_name)
+    tenantless = said is _UNSAID and bool(fields)
+    found = Declaration(tuple(fields), tenant, tenant_name, tenantless, meta.label)
     STATE.models[model] = found
     return found
 
@@ -137,10 +175,39 @@ def declaration_of(model: type) -> Declaration:
     return found
 
 
-def as_tenant(value: Any) -> str | None:
+def as_tenant(value: Any, model: Declaration | None = None) -> str | None:
+    """The tenant of a row whose tenant field holds ``value`` (loaded or
+    written). A value that is no tenant id (empty, too long, unprintable,
+    spaces around it) names no one tenant: the row is several tenants'
+    (``MIXED_TENANT``), as no one tenant's consent covers, and the model is
+    logged once, naming its tenant field, never the value. Plain text: a
+    labelled value is no tenant id (records and baggage keep it)."""
     if value is None:
         return None
-    return value if type(value) is str else str(value)
+    if type(value) is str:
+        text = value
+    else:
+        text = str.__str__(value) if isinstance(value, str) else str.__str__(str(value))
+    try:
+        return _checked_tenant(text)
+    except (TypeError, ValueError):
+        _not_a_tenant(model)
+        return MIXED_TENANT
+
+
+def _not_a_tenant(model: Declaration | None) -> None:
+    key = "" if model is None else model.label
+    if key in STATE.untenanted:
+        return
+    STATE.untenanted.add(key)
+    named = "a selected tenant field" if model is None else f"{model.label}.{model.tenant_name}"
+    logger.warning(
+        "purposeguard: %s held a value that is not a tenant id (1 to %d printable characters "
+        "without surrounding spaces): the row's declared values are labelled as several "
+        "tenants' data, which no one tenant's consent covers",
+        named,
+        MAX_TENANT_LENGTH,
+    )
 
 
 # -- reading descriptors -------------------------------------------------------------------
@@ -161,7 +228,7 @@ def _reader_base() -> type:
     return ReadingAttribute
 
 
-def _reader(attname: str, labels: frozenset[str], tenant_attname: str | None) -> type:
+def _reader(attname: str, labels: frozenset[str], model: Declaration) -> type:
     """The descriptor class of one declared field: Django's own, plus telling
     the zone what a read hands out.
 
@@ -206,7 +273,7 @@ def _reader(attname: str, labels: frozenset[str], tenant_attname: str | None) ->
                         pass
                 kind = getattr(t, "_pg_kind", None)
                 if kind is None:
-                    _note_read(zone, instance, value, labels, tenant_attname)
+                    _note_read(zone, instance, value, labels, model)
                     return value
                 # The row's tenant is on the value, not its class.
                 tenant = getattr(value, "_pg_tenant", None)
@@ -224,7 +291,7 @@ def _reader(attname: str, labels: frozenset[str], tenant_attname: str | None) ->
 
 
 def _note_read(
-    zone: ZoneState, instance: Any, value: Any, labels: frozenset[str], tenant_attname: str | None
+    zone: ZoneState, instance: Any, value: Any, labels: frozenset[str], model: Declaration
 ) -> None:
     kind = getattr(type(value), "_pg_kind", None) or getattr(type(value), "_pg_box", None)
     if kind is not None:
@@ -232,8 +299,21 @@ def _note_read(
         return
     # A value that carries no label (a date, a truth value, an object): the
     # field's categories with the row's tenant.
-    tenant = instance.__dict__.get(tenant_attname) if tenant_attname is not None else None
-    zone.add(labels, as_tenant(tenant))
+    zone.add(labels, row_tenant(instance.__dict__, model))
+
+
+def row_tenant(values: dict[str, Any], model: Declaration) -> str | None:
+    """The tenant of the row an instance dict holds: its tenant field's;
+    several tenants' where the model names none (unless said to be one
+    tenant's) or the field is not loaded (a ``raw()`` query that does not
+    select it: whose the values are is unknown)."""
+    if model.tenantless:
+        return MIXED_TENANT
+    if model.tenant is None:
+        return None
+    if model.tenant not in values:
+        return MIXED_TENANT
+    return as_tenant(values[model.tenant], model)
 
 
 def _descriptor(model: type, attname: str) -> Any:
@@ -261,6 +341,6 @@ def read_through(model: type, declared: Declaration) -> None:
         if descriptor is None or original is not DeferredAttribute:
             declared.loud = True
             continue
-        reader = _reader(attname, _resolve(categories, None).labels, declared.tenant)
+        reader = _reader(attname, _resolve(categories, None).labels, declared)
         descriptor.__class__ = reader
         STATE.readers.append((descriptor, original))

@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from purposeguard._context import FLAGS, MIXED_TENANT, ZONE, ZoneState
-from purposeguard._kinds import _checked_tenant
+from purposeguard._context import FLAGS, ZONE, ZoneState
 from purposeguard._labels import _label_object, _resolve, label, merge_tenants, relabel
 from purposeguard._zones import zone
 
-from ._declared import STATE, Declaration, as_tenant, declaration_of
+from ._declared import STATE, Declaration, as_tenant, declaration_of, row_tenant
 
 
 def from_db(wrapped: Any, _cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -48,19 +47,9 @@ def _quietly(model: Declaration, labelling: Callable[..., None], *args: Any) -> 
         ZONE.reset(token)
 
 
-def _row_tenant(values: dict[str, Any], model: Declaration) -> str | None:
-    if model.tenant is None:
-        return None
-    if model.tenant not in values:
-        # Declared values without their row's tenant (a raw() query that does
-        # not select it): whose they are is unknown, so no tenant's consent covers them.
-        return MIXED_TENANT
-    return as_tenant(values[model.tenant])
-
-
 def _label_instance(instance: Any, model: Declaration) -> None:
     values = instance.__dict__
-    tenant = _row_tenant(values, model)
+    tenant = row_tenant(values, model)
     for _field, attname, categories in model.fields:
         value = values.get(attname)
         if value is not None:
@@ -120,7 +109,7 @@ def refresh_from_db(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: 
     refreshed = [
         (attname, categories) for name, attname, categories in model.fields if {name, attname} & asked
     ]
-    _quietly(model, _label_values, values, refreshed, as_tenant(held))
+    _quietly(model, _label_values, values, refreshed, as_tenant(held, model))
     return result
 
 
@@ -139,36 +128,18 @@ def _server_fields(instance: Any, model: Declaration) -> tuple[tuple[str, tuple[
     return found
 
 
-def _written_tenant(values: dict[str, Any], model: Declaration) -> str | None:
-    """The tenant of a row the application wrote, from the instance's tenant
-    field as the application set it (the tenant a load of the row gives its
-    values). Not held (deferred) or not a tenant id: several tenants', so no
-    one tenant's consent widens the use of its values."""
-    if model.tenant is None:
-        return None
-    if model.tenant not in values:
-        return MIXED_TENANT
-    tenant = values[model.tenant]
-    if tenant is None:
-        return None
-    # Plain text: a labelled value is no tenant id (records and baggage keep it).
-    text = str.__str__(tenant) if isinstance(tenant, str) else str.__str__(str(tenant))
-    try:
-        return _checked_tenant(text)
-    except (TypeError, ValueError):
-        return MIXED_TENANT
-
-
 def _label_written(instance: Any, model: Declaration) -> None:
     """Label the declared values a written instance holds as a load of its
-    row labels them: the field's categories, the row's tenant. The
-    application had the values already, so this is not a read (no check
+    row labels them: the field's categories, the row's tenant (several
+    tenants' where the tenant field is not held, holds no tenant id, or the
+    model names none: no one tenant's consent widens the use of its
+    values). The application had the values already, so this is not a read (no check
     under the current purpose: see ``relabel``); a value labelled otherwise
     keeps its labels and tenant too (merged), never fewer. Deferred fields
     are not loaded for it (they load labelled), and an expression
     (``F("n") + 1``, Django's DatabaseDefault marker) is not a value."""
     values = instance.__dict__
-    tenant = _written_tenant(values, model)
+    tenant = row_tenant(values, model)
     for _field, attname, categories in model.fields:
         value = values.get(attname)
         if value is None or hasattr(value, "resolve_expression"):
@@ -193,7 +164,7 @@ def _label_saved(
         if server:
             # What the database made on INSERT (db_default, GeneratedField),
             # which Django sets with setattr: loaded, so read (checked).
-            _label_values(values, server, _row_tenant(values, model))
+            _label_values(values, server, row_tenant(values, model))
         _label_written(instance, model)
 
 
@@ -314,7 +285,7 @@ def _serialize(
             if held:
                 for found in held:
                     categories.update(found)
-                tenant[0] = merge_tenants(tenant[0], _row_tenant(values, declared))
+                tenant[0] = merge_tenants(tenant[0], row_tenant(values, declared))
 
     if args:
         args = (passing(args[0]), *args[1:])

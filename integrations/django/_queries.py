@@ -271,6 +271,10 @@ def _labelling(
         if not found:
             continue
         categories.update(found)
+        if declared.tenantless:
+            # A model that names no tenant field: its rows are several tenants'.
+            fixed = MIXED_TENANT
+            continue
         if declared.tenant is None:
             continue
         place = None if prefix is None else tenant_at(declared, prefix)
@@ -525,7 +529,10 @@ def _combined_fields(query: Any, using: str) -> _Annotations:
             (model, field) != (target.model, target.name) for model, field, _ in sources
         ):
             # Another query's column: its row's tenant is not this field's.
-            tenanted = any(declaration_of(model).tenant is not None for model, _field, _ in sources)
+            tenanted = any(
+                declaration_of(model).tenant is not None or declaration_of(model).tenantless
+                for model, _field, _ in sources
+            )
             plan.append(
                 (target.attname, tuple(sorted(categories | set(own))), (), MIXED_TENANT if tenanted else None)
             )

@@ -36,9 +36,18 @@ do: a rule on the parent may allow what a rule on a child denies). A
 signed list longer than ``MAX_ZONE_CATEGORIES`` (from another sender) is
 read whole: every category in it that the policy defines is kept.
 
-Writing goes through OpenTelemetry's ``W3CBaggagePropagator``, on top of the
-current OpenTelemetry baggage and of any ``baggage`` header already set, so
-other baggage members travel unchanged.
+Writing keeps W3C Baggage's limits (``MAX_MEMBER`` bytes a member,
+``MAX_HEADER`` bytes and ``MAX_MEMBERS`` members a header: what
+OpenTelemetry's propagator, and any hop built on it, keeps of a header):
+purposeguard's members come first, and the zone member is sized to fit, so
+no hop that trims baggage to those limits cuts the signature or the zone
+(which would void all three: the receiver would lose the sender's
+categories). The current OpenTelemetry baggage and any ``baggage`` header
+already set travel after them, as far as the limits leave room.
+
+A received header longer than ``MAX_HEADER`` is still read: the members'
+signature vouches for them, the server bounds the header, and dropping it
+would lose the categories the caller's zone held (said once per process).
 """
 
 from __future__ import annotations
@@ -88,9 +97,12 @@ _SIGNED = (*_KEYS, SIG_KEY)
 HTTP = "http"
 _PREFIX = "purposeguard."
 
-# W3C baggage limits the whole header to 8192 bytes; our own members get
-# tighter bounds, generous for real keys and small enough to bound the work.
+# W3C Baggage's limits, which OpenTelemetry's propagator keeps (it drops a
+# longer member, and the members past either header limit); our own members
+# get tighter bounds, generous for real keys and small enough to bound the work.
 MAX_HEADER = 8192
+MAX_MEMBERS = 180
+MAX_MEMBER = 4096
 MAX_PURPOSE = 128
 MAX_TENANT = 256
 MAX_ZONE = 4096
@@ -249,14 +261,28 @@ def parse(
     if signed_at and not warnings and remembered is not None and channel == HTTP:
         remember(seen, remembered, (incoming, signed_at[0], keys, taxonomy), MAX_REMEMBERED)
     if warnings:
-        more = f" (and {dropped[0]} more)" if dropped[0] else ""
-        logger.warning("purposeguard ignored baggage: %s%s", "; ".join(warnings), more)
+        problems = [warning for warning in warnings if warning != _LONG]
+        if problems or dropped[0]:
+            more = f" (and {dropped[0]} more)" if dropped[0] else ""
+            logger.warning("purposeguard ignored baggage: %s%s", "; ".join(problems), more)
+        if len(problems) < len(warnings) and signed_at:
+            # Not a reason to ignore anything (see the module's docstring);
+            # a peer that keeps sending such headers is said once, not per request.
+            _say_once(
+                "long header",
+                "purposeguard read a baggage header longer than %d bytes, W3C Baggage's limit: its signed "
+                "members were read (some hop between the services does not keep to the limit; one "
+                "that does would drop such a header whole)",
+                MAX_HEADER,
+            )
         incoming = replace(incoming, warnings=tuple(warnings))
     return incoming
 
 
 # At most this many distinct problems are named per header; the rest are counted.
 MAX_WARNINGS = 5
+# In Incoming.warnings, though nothing is ignored for it.
+_LONG = f"the baggage header is longer than {MAX_HEADER} bytes"
 # Verified headers remembered per process (each is a few hundred bytes).
 MAX_REMEMBERED = 1024
 
@@ -292,7 +318,7 @@ def _members(
     # A bad member of another vendor drops that member alone; the work stays
     # linear in the header, which the server already bounds.
     if len(text) > MAX_HEADER:
-        warn(f"the baggage header is longer than {MAX_HEADER} bytes")
+        warn(_LONG)
     found: dict[str, str] = {}
     broken = False
     for member in text.split(","):
@@ -442,14 +468,14 @@ def zone_value(categories: frozenset[str]) -> str | None:
     if not categories:
         return None
     value = ",".join(sorted(categories))
-    if len(categories) <= MAX_ZONE_CATEGORIES and len(value) <= MAX_ZONE:
+    if len(categories) <= MAX_ZONE_CATEGORIES and _fits(value):
         return value
     exact = set(categories)
     # Categories standing for their whole subtree ("" for every category).
     wholes: set[str] = set()
     while True:
         value = ",".join(sorted([*exact, *(whole + SUBTREE if whole else EVERYTHING for whole in wholes)]))
-        if len(exact) + len(wholes) <= MAX_ZONE_CATEGORIES and len(value) <= MAX_ZONE:
+        if len(exact) + len(wholes) <= MAX_ZONE_CATEGORIES and _fits(value):
             return value
         deepest = max(_level(node) for node in exact | wholes)
         if deepest < 0:
@@ -463,6 +489,18 @@ def zone_value(categories: frozenset[str]) -> str | None:
             for node in exact
             if _level(node) < deepest and node not in wholes and not _under(node, wholes)
         }
+
+
+def _fits(value: str) -> bool:
+    """Whether a zone value is within ``MAX_ZONE`` characters and, as sent
+    (percent-encoded, with its key), within one member's ``MAX_MEMBER``
+    bytes: a hop that keeps W3C's limits drops a longer member, and the
+    signature over it with it."""
+    if len(value) > MAX_ZONE:
+        return False
+    room = MAX_MEMBER - len(ZONE_KEY) - 1
+    # Encoding at most triples the length; only a value near the limit is encoded to measure it.
+    return 3 * len(value) <= room or len(quote_plus(value)) <= room
 
 
 def _level(node: str) -> int:
@@ -541,17 +579,50 @@ def header_value(
     ctx = otel_context.get_current()
     if existing:
         ctx = _PROPAGATOR.extract({"baggage": existing}, context=ctx)
-    for key, value in (
-        (PURPOSE_KEY, purpose),
-        (TENANT_KEY, tenant),
-        (ZONE_KEY, zone),
-        (SIG_KEY, signature),
-    ):
+    for key in _SIGNED:
         # Stale members (from the request that reached us) must not travel on.
-        ctx = otel_baggage.set_baggage(key, value, ctx) if value else otel_baggage.remove_baggage(key, ctx)
+        ctx = otel_baggage.remove_baggage(key, ctx)
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, context=ctx)
-    return carrier.get("baggage")
+    ours = [
+        f"{key}={quote_plus(value)}"
+        for key, value in (
+            (PURPOSE_KEY, purpose),
+            (TENANT_KEY, tenant),
+            (ZONE_KEY, zone),
+            (SIG_KEY, signature),
+        )
+        if value
+    ]
+    return _within_limits(ours, carrier.get("baggage"))
+
+
+def _within_limits(ours: list[str], others: str | None) -> str | None:
+    """purposeguard's members first, then as many of the others (already
+    encoded, each within ``MAX_MEMBER``) as W3C's limits leave room for.
+    Last, they would be the ones a hop keeping the limits cuts: without its
+    signature, the zone is read by no one."""
+    members = list(ours)
+    length = sum(map(len, members)) + max(len(members) - 1, 0)
+    left_out = 0
+    for member in others.split(",") if others else ():
+        added = len(member) + (1 if members else 0)
+        if len(members) >= MAX_MEMBERS or length + added > MAX_HEADER:
+            left_out += 1
+            continue
+        members.append(member)
+        length += added
+    if left_out:
+        _say_once(
+            "trimmed",
+            "purposeguard left %d other baggage member(s) out of an outgoing header: with purposeguard's "
+            "own they would pass W3C Baggage's limits (%d bytes, %d members), and a hop keeping to "
+            "those would cut the header's last members",
+            left_out,
+            MAX_HEADER,
+            MAX_MEMBERS,
+        )
+    return ",".join(members) if members else None
 
 
 def zone_header(

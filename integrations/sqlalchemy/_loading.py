@@ -50,9 +50,8 @@ def _label_instance(state: Any, attrs: Iterable[str] | None, flushed: bool = Fal
     elif flushed:
         tenant = _flushed_tenant(values, model.tenant)
     else:
-        tenant = values.get(model.tenant) if model.tenant is not None else None
-        if tenant is not None and type(tenant) is not str:
-            tenant = str(tenant)
+        # A value that is no tenant id: several tenants' (see _tenant).
+        tenant = _tenant(values.get(model.tenant)) if model.tenant is not None else None
     # What a flush wrote was the application's already, not read from the
     # database: labelled without the check of a read under the current purpose.
     mark = relabel if flushed else label

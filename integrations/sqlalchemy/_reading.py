@@ -3,19 +3,41 @@ request's zone what the read hands out (loading the row did not)."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from purposeguard._context import FLAGS, MIXED_TENANT, ZONE, ZoneState
+from purposeguard._kinds import _checked_tenant
 from purposeguard._labels import _resolve, _tenant_on
 
 if TYPE_CHECKING:
     from ._declarations import _Model
 
 
+logger = logging.getLogger("purposeguard")
+# Said once per process: a damaged tenant column is read on every row.
+_SAID_BAD_TENANT: list[bool] = []
+
+
 def _tenant(value: Any) -> str | None:
+    """The tenant of a row, from its tenant column's value. A value that is
+    no tenant id (blank, too long, surrounded by spaces) makes the row
+    several tenants' data, as a flush of such a row labels it: no one
+    tenant's consent releases it, and reading the row never fails on it."""
     if value is None:
         return None
-    return value if type(value) is str else str(value)
+    text = value if type(value) is str else str(value)
+    try:
+        return _checked_tenant(text)
+    except (TypeError, ValueError):
+        if not _SAID_BAD_TENANT:
+            _SAID_BAD_TENANT.append(True)
+            # Names the problem, never the column's value.
+            logger.warning(
+                "purposeguard: a tenant column holds a value that is not a tenant id; "
+                "its row's values are labelled as several tenants' data"
+            )
+        return MIXED_TENANT
 
 
 _READER: list[type] = []

@@ -9,11 +9,13 @@ Core table) the application says is one tenant's, whichever zone reads it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 import pytest
 import sqlalchemy as sa
+from purposeguard.integrations.sqlalchemy import _reading
 from sqlalchemy import ForeignKey, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -151,3 +153,63 @@ def test_a_reflected_table_reads_as_its_model_says_whose_rows_are(db: Any) -> No
         message = connection.execute(select(messages.c.body).limit(1)).one().body
     assert pg.labels_of(memo) == {EMAIL} and pg.tenant_of(memo) is None
     assert pg.labels_of(message) == {EMAIL} and pg.tenant_of(message) == MIXED_TENANT
+
+
+class Ticket(Base):
+    """A model with a tenant column, one row of which holds no tenant id."""
+
+    __tablename__ = "tenantless_tickets"
+    __purposeguard_tenant__ = "tenant"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str]
+    body: Mapped[Annotated[str, pg.Category(EMAIL)]]
+
+
+DAMAGED_TENANT = " not-a-tenant id "
+
+
+@pytest.fixture
+def damaged(engine: Any) -> Any:
+    Base.metadata.create_all(engine)
+    # Written past the ORM (an import, another service): the tenant column
+    # holds text that is no tenant id.
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(Ticket.__table__),
+            [
+                {"id": 1, "tenant": DAMAGED_TENANT, "body": "damaged row's mail"},
+                {"id": 2, "tenant": "contoso", "body": "ok"},
+            ],
+        )
+    return engine
+
+
+def test_a_row_whose_tenant_column_holds_no_tenant_id_reads_as_several_tenants(
+    damaged: Any,
+    contoso_consents: ConsentStore,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every way of reading the row: never an error of the app's read, the
+    # values several tenants' (as a flush of such a row labels them), and no
+    # tenant's consent releases them.
+    caplog.set_level(logging.WARNING, logger="purposeguard")
+    # Said once per process: as if for the first time here.
+    monkeypatch.setattr(_reading, "_SAID_BAD_TENANT", [])
+    with Session(damaged) as session:
+        ticket = session.get_one(Ticket, 1)
+        assert pg.tenant_of(ticket.body) == MIXED_TENANT
+        assert pg.tenant_of(session.get_one(Ticket, 2).body) == "contoso"
+        row = session.execute(select(Ticket.body, Ticket.tenant).where(Ticket.id == 1)).one()
+        assert pg.tenant_of(row.body) == MIXED_TENANT
+    with damaged.connect() as connection:
+        table = Ticket.__table__
+        row = connection.execute(select(table.c.body, table.c.tenant).where(table.c.id == 1)).one()
+        assert pg.tenant_of(row.body) == MIXED_TENANT
+    with pg.zone(tenant="contoso"), Session(damaged) as session:
+        with pytest.raises(pg.PurposeViolation), pg.purpose("improvement"):
+            session.get_one(Ticket, 1)
+    # Said on the purposeguard logger once, never with the column's value.
+    said = [r for r in caplog.records if "not a tenant id" in r.getMessage()]
+    assert len(said) == 1
+    assert all(DAMAGED_TENANT.strip() not in record.getMessage() for record in caplog.records)

@@ -42,8 +42,10 @@ no rule matched and the policy's default denied; see
 ``_server.violation_body``); every other exception passes through. On a
 WebSocket, a violation before the connection is accepted is refused the same
 way (the 403 through the server's ``websocket.http.response`` extension, else
-a close, which servers answer with a 403); after it was accepted, the
-connection is closed with code 1008 (policy violation), and said.
+a close, which servers answer with a 403; a close on uvicorn's
+websockets-sansio implementation too, which logs an error after a denial
+response, and said there, since the client sees only the 403); after it was
+accepted, the connection is closed with code 1008 (policy violation), and said.
 
 Pure ASGI: the middleware itself needs no framework; finding routes needs
 Starlette (``pip install 'purposeguard[asgi]'``).
@@ -320,7 +322,6 @@ class PurposeGuardMiddleware:
                 elif PURPOSE.get() is not None:
                     # No purpose before the request: none after it either.
                     PURPOSE.set(None)
-                # The router writes the endpoint it picked into the scope.
                 # The router writes the endpoint it picked into the scope, and
                 # a marked route's handle writes that it ran.
                 endpoint = routed.get("endpoint")
@@ -390,15 +391,27 @@ class PurposeGuardMiddleware:
         """A violation in a WebSocket route. Before the connection was
         accepted it is refused as an HTTP request is: the 403 with its JSON
         body where the server offers the ``websocket.http.response``
-        extension, else a close, which servers answer with a 403. Once
+        extension, else a close, which servers answer with a 403 (also on
+        uvicorn's websockets-sansio, see ``_denial_said_as_error``). Once
         accepted, the connection is closed with 1008 (policy violation),
         and said, since the client sees only the close code."""
         if not accepted:
             extensions = scope.get("extensions")
-            if isinstance(extensions, Mapping) and "websocket.http.response" in extensions:
+            bare = _denial_said_as_error(send)
+            if isinstance(extensions, Mapping) and "websocket.http.response" in extensions and not bare:
                 await self._forbid(send, error, "websocket.http")
-            else:
-                await send({"type": "websocket.close", "code": WEBSOCKET_POLICY_VIOLATION})
+                return
+            if bare:
+                # The client sees a bare 403: the refusal is said here instead.
+                logger.warning(
+                    "purposeguard refused the WebSocket connection to %s before it was accepted "
+                    "(rule %s, purpose %s, category %s): closed, which the server answers with a 403",
+                    _route_template(scope) or "a route",
+                    error.rule,
+                    error.purpose,
+                    error.category,
+                )
+            await send({"type": "websocket.close", "code": WEBSOCKET_POLICY_VIOLATION})
             return
         route = _route_template(scope)
         logger.warning(
@@ -490,6 +503,20 @@ def _read_connections_as_requests() -> None:
     for found in (getattr(requests, "HTTPConnection", None), getattr(applications, "Starlette", None)):
         if isinstance(found, type) and foreign_reader(found) is None:
             register_foreign(found, _CONNECTION)
+
+
+# uvicorn's websockets-sansio implementation (its default for WebSockets)
+# sends a denial response but does not count it as the end of the handshake:
+# once the app returns it logs "ASGI callable returned without completing
+# handshake" as an error, on every refusal (Kludex/uvicorn pull request 3138).
+_SANSIO_MODULE = "uvicorn.protocols.websockets.websockets_sansio_impl"
+
+
+def _denial_said_as_error(send: Send) -> bool:
+    """Whether ``send`` is that implementation's own (passed down unwrapped,
+    as uvicorn and Starlette's middlewares pass it): a close refuses there
+    as cleanly, with the 403 and without the body."""
+    return type(getattr(send, "__self__", None)).__module__ == _SANSIO_MODULE
 
 
 def _route_path(scope: Scope) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -135,21 +136,53 @@ def enforce() -> None:
     pg.configure("trust-center", mode="enforce")
 
 
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _connections_done(server: UvicornThread) -> None:
+    """Wait (bounded) until the server's connection tasks have returned:
+    uvicorn says what it thinks of a handshake once the app has returned."""
+    deadline = time.monotonic() + 10
+    while server.server.server_state.tasks:
+        assert time.monotonic() < deadline, "uvicorn's connection tasks did not finish"
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("kind", ["starlette", "fastapi"])
-def test_violation_before_accept_is_refused_with_the_403_body(
-    servers: dict[str, UvicornThread], enforce: None, kind: str, marker: str
+def test_violation_before_accept_is_a_clean_403_on_uvicorns_default(
+    servers: dict[str, UvicornThread],
+    enforce: None,
+    kind: str,
+    marker: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with pytest.raises(InvalidStatus) as refused:
-        with connect(url(servers[kind], "/before"), open_timeout=10):
-            pass
-    response = refused.value.response
-    assert response.status_code == 403
-    body = json.loads(response.body)
-    assert body["error"] == "purpose_violation"
-    assert body["rule"] == "no-direct-marketing"
-    assert body["purpose"] == "marketing.direct"
-    assert body["category"] == CONTENT
-    assert marker not in response.body.decode()
+    """uvicorn's websockets-sansio implementation logged "ASGI callable
+    returned without completing handshake" as an error after every denial
+    response: there the refusal is a close, which it answers with a 403,
+    and purposeguard says what was refused."""
+    # uvicorn's own logger does not propagate: listen on it directly.
+    heard = _Records()
+    uvicorn_logger = logging.getLogger("uvicorn.error")
+    uvicorn_logger.addHandler(heard)
+    try:
+        with caplog.at_level(logging.WARNING, logger="purposeguard"):
+            with pytest.raises(InvalidStatus) as refused:
+                with connect(url(servers[kind], "/before"), open_timeout=10):
+                    pass
+            _connections_done(servers[kind])
+    finally:
+        uvicorn_logger.removeHandler(heard)
+    assert refused.value.response.status_code == 403
+    assert [r.getMessage() for r in heard.records if r.levelno >= logging.ERROR] == []
+    said = [r.getMessage() for r in caplog.records if "before it was accepted" in r.getMessage()]
+    assert len(said) == 1 and "no-direct-marketing" in said[0] and CONTENT in said[0]
+    assert marker not in said[0] and marker not in bytes(refused.value.response.body).decode()
 
 
 def test_violation_after_accept_closes_with_1008_and_says_so(
@@ -255,10 +288,11 @@ def test_concurrent_connections_keep_their_own_tenants(servers: dict[str, Uvicor
 
 
 async def _served_in_process(
-    app: Any, sent: list[MutableMapping[str, Any]]
+    app: Any, sent: list[MutableMapping[str, Any]], *, extensions: dict[str, Any] | None = None
 ) -> list[MutableMapping[str, Any]]:
     """Run ``app`` for one connection as a server without the
-    ``websocket.http.response`` extension would; what it sent, in ``sent``."""
+    ``websocket.http.response`` extension would (or with the ``extensions``
+    given); what it sent, in ``sent``."""
     messages = [{"type": "websocket.connect"}]
 
     async def receive() -> dict[str, Any]:
@@ -267,7 +301,7 @@ async def _served_in_process(
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
+    scope: dict[str, Any] = {
         "type": "websocket",
         "path": "/ws",
         "root_path": "",
@@ -275,6 +309,8 @@ async def _served_in_process(
         "query_string": b"",
         "subprotocols": [],
     }
+    if extensions is not None:
+        scope["extensions"] = extensions
     await app(scope, receive, send)
     return sent
 
@@ -292,6 +328,31 @@ async def test_violation_before_accept_without_the_extension_is_a_close() -> Non
     app = Starlette(routes=[WebSocketRoute("/ws", refused)])
     app.add_middleware(PurposeGuardMiddleware)
     assert await _served_in_process(app, []) == [{"type": "websocket.close", "code": 1008}]
+
+
+async def test_violation_before_accept_with_the_extension_is_the_403_body(marker: str) -> None:
+    # A server offering websocket.http.response (other than uvicorn's
+    # websockets-sansio): the refusal carries the same JSON body as HTTP's.
+    pg.configure("trust-center", mode="enforce")
+
+    @route_purpose("marketing.direct")
+    async def refused(websocket: StarletteWebSocket) -> None:
+        read_ticket(marker)
+        await websocket.accept()
+
+    app = Starlette(routes=[WebSocketRoute("/ws", refused)])
+    app.add_middleware(PurposeGuardMiddleware)
+    sent = await _served_in_process(app, [], extensions={"websocket.http.response": {}})
+    assert [m["type"] for m in sent] == ["websocket.http.response.start", "websocket.http.response.body"]
+    assert sent[0]["status"] == 403
+    body = json.loads(sent[1]["body"])
+    assert (body["error"], body["rule"], body["purpose"], body["category"]) == (
+        "purpose_violation",
+        "no-direct-marketing",
+        "marketing.direct",
+        CONTENT,
+    )
+    assert marker not in sent[1]["body"].decode()
 
 
 async def test_an_app_that_closed_the_socket_itself_keeps_its_violation(enforce: None, marker: str) -> None:

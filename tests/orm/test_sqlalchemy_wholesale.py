@@ -9,8 +9,6 @@ the zone must still learn what it hands out, or the JSON text made from it
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -29,6 +27,8 @@ from sqlalchemy import ForeignKey
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 import purposeguard as pg
+
+from ..integrations.conftest import UvicornThread
 
 DOCUMENT = "customer_data.content.document"
 BODY = "secret merger plans"
@@ -139,32 +139,6 @@ def test_uninstrument_puts_fastapis_encoder_back() -> None:
 # -- a route returning an instance, served by uvicorn on loopback ----------------------------
 
 
-class _Served:
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> _Served:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-
 @pytest.fixture
 def served(db: Any) -> Iterator[tuple[str, list[tuple[list[str], list[str]]]]]:
     api = FastAPI()
@@ -183,7 +157,7 @@ def served(db: Any) -> Iterator[tuple[str, list[tuple[list[str], list[str]]]]]:
             seen.append((sorted(_zone().categories), sorted(_zone().owners)))
 
     app = PurposeGuardMiddleware(recording, tenant_from=lambda scope: "contoso")
-    with _Served(app) as server:
+    with UvicornThread(app) as server:
         yield server.url, seen
 
 

@@ -30,10 +30,22 @@ arguments, so every handler writes that text and ``__str__`` runs once.
 Beside the message. A refused record has every ``extra=`` field redacted,
 not only those carrying labels: Django's query log puts the statement with
 its parameters interpolated in ``extra={"sql": ...}``, plain text rebuilt
-from the refused value. Attributes a handler's filter adds after the
-record was judged (request context set through ``dictConfig``) are judged
-when that handler's copy of the filter meets the record, and redacted with
-a refused record.
+from the refused value. Attributes a handler's filter sets after the
+record was judged (request context set through ``dictConfig``), added or
+put in place of a value the record had, are judged when that handler's
+copy of the filter meets the record, and redacted with a refused record.
+A filter added to a logger or a handler after :func:`setup` runs before
+purposeguard's (``addFilter`` keeps purposeguard's last).
+
+What the handler writes. After the handler's formatter made the line,
+what it set on the record (the current user, added or replaced), the
+line's own labels and, inside a zone, the labelled values formatting made
+text (an f-string of the current user) are judged too: refused values on
+the record are redacted and the line is made again; a line that still
+carries them (a formatter that sets them on every line, or writes them
+into the line itself) is replaced by a note naming the categories. A
+refused record's plain attributes that a formatter sets stay: it sets them
+again on every line, from what it was given, not from the record's content.
 
 Frames. The local values of the frames of a logged exception's traceback
 (and of the exceptions it was raised from or during) are looked at, as far
@@ -85,7 +97,10 @@ configured) all get judged records. The handlers of those loggers get the
 filter too, now and as ``addHandler`` adds them, for handlers shared with
 loggers outside the tree. Not covered: a record made outside the tree and
 handed straight to a handler ``setup()`` never reached (``handler.handle(record)``),
-and a logger's filter list replaced by hand (``logger.filters = []``).
+a logger's filter list replaced by hand (``logger.filters = []``), and a
+filter put in a handler's list by hand after purposeguard's
+(``handler.filters.append(f)``) on a handler that writes no formatted line
+(``HTTPHandler`` sends the record's attributes).
 """
 
 from __future__ import annotations
@@ -96,8 +111,10 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
+from itertools import compress
+from operator import is_not
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from purposeguard._context import FLAGS, REDACTING, ZONE, ZoneState
 from purposeguard._errors import PurposeViolation
@@ -111,25 +128,36 @@ from ._patch import Patcher
 
 __all__ = ["PurposeGuardFilter", "setup", "teardown"]
 
+_T = TypeVar("_T")
+
 # Set while a record's zone check runs (see PurposeGuardFilter.filter).
 _JUDGING: ContextVar[bool] = ContextVar("purposeguard.logging.judging", default=False)
 # What a LogRecord holds before any ``extra=`` is merged in.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-# What a formatter adds to the record from what was judged: a later
-# handler's filter finding them has nothing new to judge.
+# What a formatter sets from what was judged, as plain text: a later check
+# finding them has nothing new to judge.
 _FORMATTED = frozenset({"message", "asctime"})
+# The attributes whose change redacts a refused record's message, or its exception.
+_MESSAGE = frozenset({"msg", "args"})
+_EXCEPTION = frozenset({"exc_info", "exc_text", "stack_info"})
 
 
 class _Verdict:
-    """One purpose's judgment of one record: how many attributes the record
-    had when it was judged, and the refusal, if any, that redacted it."""
+    """One purpose's judgment of one record: the record's values when it was
+    last judged, the labels judged and let through, and the refusal, if
+    any, that redacted it."""
 
-    __slots__ = ("fields", "refusal", "zone")
+    __slots__ = ("passed", "refusal", "refused", "seen", "zone")
 
     def __init__(self) -> None:
         # None while the judgment runs: a record met again meanwhile (from
         # code the judgment calls) is not judged inside its own judgment.
-        self.fields: int | None = None
+        self.seen: tuple[Any, ...] | None = None
+        # Reported once: trace mode lets a refused label through, and a
+        # formatter writing it again is no new flow.
+        self.passed: frozenset[str] = EMPTY
+        # The refusal of each category refused, redacted again without a new report.
+        self.refused: dict[str, PurposeViolation] = {}
         self.refusal: PurposeViolation | None = None
         self.zone = False
 
@@ -169,12 +197,17 @@ def _first_judgement(record: logging.LogRecord) -> _Judged:
     return judged
 
 
-def _added(fields: dict[str, Any], judged: int) -> list[str]:
-    """The attributes set on the record since its first ``judged`` ones were
-    judged (a handler's filter adding request context), but what a
-    formatter wrote from what was judged: a dict keeps the order keys were
-    added in."""
-    return [key for key in list(fields)[judged:] if key not in _FORMATTED]
+def _changed(fields: dict[str, Any], seen: tuple[Any, ...]) -> list[str]:
+    """The attributes set on the record, or put in place of what it held,
+    since it held the values ``seen`` (in the order a dict keeps): a
+    handler's filter adding request context or replacing an ``extra=``
+    value, a formatter setting its own. A value is told by its identity, in
+    C, so an unchanged record costs no Python loop; a removed attribute
+    shifts the rest, which are then judged again, as changed."""
+    moved = list(compress(fields, map(is_not, fields.values(), seen)))
+    if len(fields) > len(seen):
+        moved += list(fields)[len(seen) :]
+    return moved
 
 
 def _exception_parts(record: logging.LogRecord) -> list[Any]:
@@ -218,41 +251,50 @@ class _Told(ZoneState):
         super().add(labels, tenant)
 
 
+def _in_own_zone(
+    call: Callable[[logging.LogRecord], _T], record: logging.LogRecord
+) -> tuple[_T, frozenset[str]]:
+    """``call(record)`` in a zone of its own, and the categories of the
+    labelled values it made text. The current zone learns them too: what
+    formatting read, the zone read. With no zone in use in the process
+    nothing listens, and nothing is found."""
+    if not FLAGS.zones:
+        return call(record), EMPTY
+    outer = ZONE.get()
+    told = _Told(outer)
+    token = ZONE.set(told)
+    try:
+        result = call(record)
+    finally:
+        ZONE.reset(token)
+        if outer is not None and told.told:
+            learned = frozenset(told.told)
+            outer.add(learned)
+            for owner in told.owners - outer.owners:
+                outer.add(learned, owner)
+    return result, frozenset(told.told)
+
+
+def _message(record: logging.LogRecord) -> str:
+    return record.getMessage()
+
+
 def _formatted(record: logging.LogRecord) -> tuple[str | None, frozenset[str]]:
     """The record's message as a handler would format it, and the categories
     formatting read. A ``__str__`` of an argument runs here, once, where it
     is judged: the handler then writes this text, not text made anew.
 
     Labelled values tell the current zone when made text; with no zone in
-    use in the process nothing listens, and only the labels of the text
-    itself are found. None for a message that does not format (the
-    handler reports that itself, as it would have)."""
-    if not FLAGS.zones:
-        try:
-            text = record.getMessage()
-        except PurposeViolation:
-            raise
-        except Exception:
-            return None, EMPTY
-        return text, labels_in_values((text,))
-    outer = ZONE.get()
-    told = _Told(outer)
-    token = ZONE.set(told)
+    use in the process only the labels of the text itself are found. None
+    for a message that does not format (the handler reports that itself,
+    as it would have)."""
     try:
-        text = record.getMessage()
+        text, told = _in_own_zone(_message, record)
     except PurposeViolation:
         raise
     except Exception:
         return None, EMPTY
-    finally:
-        ZONE.reset(token)
-        if outer is not None and told.told:
-            # Formatting happened in the zone: what it read, the zone read.
-            learned = frozenset(told.told)
-            outer.add(learned)
-            for owner in told.owners - outer.owners:
-                outer.add(learned, owner)
-    return text, frozenset(told.told) | labels_in_values((text,))
+    return text, told | labels_in_values((text,))
 
 
 # -- a traceback's frames: handlers that render their local values ----------------------
@@ -408,32 +450,57 @@ class PurposeGuardFilter(logging.Filter):
         return self._trusted.names
 
     def filter(self, record: logging.LogRecord) -> bool:
-        # Judged once per purpose: the same filter on two handlers (or a
-        # logger-level and a handler-level filter of one setup()) reports
-        # once; a filter for another purpose still decides for itself. What
-        # was set on the record after its judgment (a handler's filter
-        # adding request context) is judged when a handler's copy meets it.
+        self._check(record)
+        return True
+
+    def _verdict(self, record: logging.LogRecord) -> _Verdict | None:
+        judged = _JUDGED.get(id(record))
+        if judged is None or judged.ref is None or judged.ref() is not record:
+            return None
+        return judged.verdicts.get(self.purpose)
+
+    def _check(self, record: logging.LogRecord) -> PurposeViolation | None:
+        """Judge the record, or what changed on it since its judgment; the
+        refusal that redacted it now, if any.
+
+        Judged once per purpose: the same filter on two handlers (or a
+        logger-level and a handler-level filter of one setup()) reports
+        once; a filter for another purpose still decides for itself. What
+        was set on the record after its judgment (a handler's filter adding
+        request context, or putting a value in place of one the record
+        had) is judged when a handler's copy meets it."""
         judged = _JUDGED.get(id(record))
         if judged is not None and judged.ref is not None and judged.ref() is record:
             verdict = judged.verdicts.get(self.purpose)
             if verdict is not None:
-                judged_fields = verdict.fields
-                if judged_fields is not None and len(record.__dict__) > judged_fields:
-                    added = _added(record.__dict__, judged_fields)
-                    if added:
-                        self._judge_again(record, verdict, added)
-                    verdict.fields = len(record.__dict__)
-                return True
+                return self._judge_again(record, verdict)
         else:
             judged = _first_judgement(record)
         verdict = judged.verdicts[self.purpose] = _Verdict()
         try:
-            self._judge(record, judged, verdict)
+            return self._judge(record, judged, verdict)
         finally:
-            verdict.fields = len(record.__dict__)
-        return True
+            verdict.seen = tuple(record.__dict__.values())
 
-    def _judge(self, record: logging.LogRecord, judged: _Judged, verdict: _Verdict) -> None:
+    def _after_format(
+        self, record: logging.LogRecord, text: Any, told: frozenset[str]
+    ) -> PurposeViolation | None:
+        """Judge what the handler's formatter set on the record, the line's
+        own labels and what formatting made text (``told``); the refusal
+        that redacted the record, if any. A record that reached the
+        formatter unjudged (a handler's ``emit()`` called directly, a record
+        a filter returned in place of the one it was given) is judged first."""
+        verdict = self._verdict(record)
+        if verdict is None:
+            refusal = self._check(record)
+            verdict = self._verdict(record)
+            if refusal is not None or verdict is None:
+                return refusal
+        return self._judge_again(record, verdict, text, told)
+
+    def _judge(
+        self, record: logging.LogRecord, judged: _Judged, verdict: _Verdict
+    ) -> PurposeViolation | None:
         fields = record.__dict__
         extras = [] if fields.keys() <= _STANDARD else [key for key in fields if key not in _STANDARD]
         # A message replaced by its formatted text (below) for another
@@ -475,6 +542,7 @@ class PurposeGuardFilter(logging.Filter):
                     guard.check_labels(labels, self.purpose, via="egress", function=f"logging.{record.name}")
                 finally:
                     REDACTING.reset(redacting)
+                verdict.passed = labels
             state = ZONE.get() if FLAGS.zones else None
             # purposeguard's own records name categories and rules, never
             # values (and one about a violation must not report another).
@@ -517,7 +585,9 @@ class PurposeGuardFilter(logging.Filter):
                         )
                     finally:
                         REDACTING.reset(redacting)
+                    verdict.passed = verdict.passed | frame_labels
         except PurposeViolation as error:
+            verdict.refused.update(dict.fromkeys((v.category for v in error.violations), error))
             rebuilt = walking == "zone"
             # A trusted logger's exception refused by the zone: its message stays.
             exception_only = walking == "zone exception"
@@ -554,7 +624,7 @@ class PurposeGuardFilter(logging.Filter):
                 by_zone=rebuilt and not message_labels,
                 zone=rebuilt,
             )
-            return
+            return error
         if text is not None and type(record).getMessage is _GET_MESSAGE:
             # The handler writes the text that was judged, not text made
             # anew (an argument's __str__ may read something else the next
@@ -563,6 +633,7 @@ class PurposeGuardFilter(logging.Filter):
             # read the text as a template again: its record keeps its own.
             record.msg, record.args = text, ()
             judged.carried = message_labels
+        return None
 
     def _frame_labels(self, record: logging.LogRecord) -> frozenset[str]:
         try:
@@ -574,26 +645,79 @@ class PurposeGuardFilter(logging.Filter):
             )
             return EMPTY
 
-    def _judge_again(self, record: logging.LogRecord, verdict: _Verdict, added: list[str]) -> None:
-        """Judge what was set on the record after its judgment. A record
-        refused then has those redacted too, as every extra was; one that
+    def _judge_again(
+        self,
+        record: logging.LogRecord,
+        verdict: _Verdict,
+        text: Any = None,
+        told: frozenset[str] = EMPTY,
+    ) -> PurposeViolation | None:
+        """Judge what was set on the record, or put in place of what it
+        held, since ``verdict`` last saw it; after formatting, the line's own
+        labels and what formatting made text too. The refusal that redacted
+        the record now, if any.
+
+        Before formatting (a handler's filter), a record refused then has
+        every changed attribute redacted, as every extra was; one that
         passed has them judged for their own labels (the zone's verdict on
-        the record stands: it was made in the same zone)."""
+        the record stands: it was made in the same zone). After formatting,
+        only what carries a refused label is redacted: a formatter sets its
+        attributes again on every line, and its plain ones were not built
+        from the record's content."""
         fields = record.__dict__
+        seen = verdict.seen
+        if seen is None:
+            return None  # met again while its judgment runs
+        formatted = text is not None
+        unseen = told - verdict.passed
+        moved = _changed(fields, seen)
+        if not moved and not unseen and type(text) in NO_LABELS:
+            return None  # the usual line: nothing new since the judgment
+        verdict.seen = tuple(fields.values())
+        # A formatter's message and time, plain text from what was judged.
+        changed = [key for key in moved if key not in _FORMATTED or type(fields[key]) is not str]
+        refusal: PurposeViolation | None = None
         try:
-            labels = _labels([fields[key] for key in added], self.purpose, record.name)
-            if labels:
+            parts = [fields[key] for key in changed]
+            if formatted and type(text) not in NO_LABELS:
+                parts.append(text)
+            labels = (_labels(parts, self.purpose, record.name) if parts else EMPTY) | unseen
+            fresh = labels - verdict.passed - verdict.refused.keys()
+            if fresh:
                 redacting = REDACTING.set(True)
                 try:
                     get_guard().check_labels(
-                        labels, self.purpose, via="egress", function=f"logging.{record.name}"
+                        fresh, self.purpose, via="egress", function=f"logging.{record.name}"
                     )
                 finally:
                     REDACTING.reset(redacting)
+                verdict.passed = verdict.passed | fresh
+            for label in labels & verdict.refused.keys():
+                refusal = verdict.refused[label]
         except PurposeViolation as error:
-            verdict.refusal, verdict.zone = error, False
-        if verdict.refusal is not None:
-            _redact(record, verdict.refusal, added, False, False, by_zone=verdict.zone, zone=verdict.zone)
+            refusal = error
+            verdict.refused.update(dict.fromkeys((v.category for v in error.violations), error))
+            if verdict.refusal is None:
+                verdict.refusal, verdict.zone = error, False
+        if formatted:
+            if refusal is None:
+                return None
+        elif verdict.refusal is None or not changed:
+            return None
+        else:
+            refusal = verdict.refusal
+        _redact(
+            record,
+            refusal,
+            [key for key in changed if key not in _MESSAGE and key not in _EXCEPTION],
+            not _MESSAGE.isdisjoint(changed),
+            not _EXCEPTION.isdisjoint(changed),
+            every_extra=not formatted,
+            by_zone=verdict.zone and not formatted,
+            zone=verdict.zone and not formatted,
+        )
+        verdict.seen = tuple(fields.values())
+        return refusal
 
 
 def _own(name: str) -> bool:
@@ -621,8 +745,7 @@ def _redact(
     the traceback's frames go, its text stays; ``by_zone``: refused through
     the zone alone (the message carried no label); ``zone``: refused
     through the zone."""
-    categories = ", ".join(sorted({v.category for v in error.violations}))
-    rules = ", ".join(sorted({v.rule or "the policy default" for v in error.violations}))
+    categories, rules = _why(error)
     mark = f"[redacted: {categories}]"
     if message:
         # Refused through the zone, the message itself carried no label: it
@@ -671,6 +794,24 @@ def _redact(
         )
     # A handler may have formatted the record already.
     record.__dict__.pop("message", None)
+
+
+def _why(error: PurposeViolation) -> tuple[str, str]:
+    """The categories and the rules of a refusal, as a redaction names them."""
+    categories = ", ".join(sorted({v.category for v in error.violations}))
+    rules = ", ".join(sorted({v.rule or "the policy default" for v in error.violations}))
+    return categories, rules
+
+
+def _refused_line(error: PurposeViolation) -> str:
+    """What a handler writes in place of a line its formatter wrote with a
+    refused value again after the record was redacted (a formatter that
+    sets it on every line, or writes it into the line itself)."""
+    categories, rules = _why(error)
+    return (
+        f"[purposeguard redacted a line its formatter wrote: it carried {categories},"
+        f" not allowed for {error.violations[0].purpose} (rule {rules})]"
+    )
 
 
 # Formats a traceback as logging.Formatter does by default.
@@ -762,6 +903,48 @@ def _add_handler(
     return result
 
 
+def _add_filter(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # A filter added after setup() (request context on a handler or a
+    # logger) runs before purposeguard's: what it sets is judged where the
+    # record is, before a handler outside the tree gets it.
+    result = wrapped(*args, **kwargs)
+    filters = instance.filters
+    ours = [f for f in filters if isinstance(f, PurposeGuardFilter)]
+    if ours and filters[len(filters) - len(ours) :] != ours:
+        # A new list, not one changed in place: a thread may be going through the old one.
+        instance.filters = [f for f in filters if not isinstance(f, PurposeGuardFilter)] + ours
+    return result
+
+
+def _format(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # What the handler writes: a formatter may set attributes on the record
+    # (the current user) or write values into the line itself.
+    guards = [f for f in instance.filters if isinstance(f, PurposeGuardFilter)]
+    if not guards:
+        return wrapped(*args, **kwargs)
+    record = args[0] if args else kwargs["record"]
+    text, told = _in_own_zone(wrapped, record)
+    if _line_refusal(guards, record, text, told) is None:
+        return text
+    # Written again from the redacted record.
+    text, told = _in_own_zone(wrapped, record)
+    refusal = _line_refusal(guards, record, text, told)
+    # Refused again: the formatter sets the value on every line, or writes
+    # it into the line itself.
+    return text if refusal is None else _refused_line(refusal)
+
+
+def _line_refusal(
+    guards: list[PurposeGuardFilter], record: logging.LogRecord, text: Any, told: frozenset[str]
+) -> PurposeViolation | None:
+    refusal = None
+    for guard in guards:
+        refusal = guard._after_format(record, text, told) or refusal
+    return refusal
+
+
 def _covers(target: logging.Logger, name: str) -> bool:
     """Whether a logger named ``name`` is ``target`` or below it: the
     manager's tree is the tree of dotted names."""
@@ -805,9 +988,19 @@ def _below(target: logging.Logger) -> list[logging.Logger]:
 
 # Logger.addHandler is the public door every configuration goes through
 # (basicConfig, dictConfig, fileConfig, direct calls), Logger.__init__ the
-# one every new logger goes through; wrapt wraps them in place and the last
-# teardown() puts the originals back.
-_PATCHER = Patcher("logging", [("Logger", "addHandler", _add_handler), ("Logger", "__init__", _new_logger)])
+# one every new logger goes through, addFilter the one every filter goes
+# through, and Handler.format the one every line a handler writes goes
+# through; wrapt wraps them in place and the last teardown() puts the
+# originals back.
+_PATCHER = Patcher(
+    "logging",
+    [
+        ("Logger", "addHandler", _add_handler),
+        ("Logger", "__init__", _new_logger),
+        ("Filterer", "addFilter", _add_filter),
+        ("Handler", "format", _format),
+    ],
+)
 
 
 def _resolve(logger: logging.Logger | str | None) -> logging.Logger:
@@ -828,8 +1021,11 @@ def setup(
     [h]``) or Python's last-resort handler gets a judged record. Loggers
     created later get the filter as they are created, handlers added later
     as ``Logger.addHandler`` adds them (``logging.basicConfig`` after
-    ``setup()``, ``dictConfig``); purposeguard wraps both until the last
-    :func:`teardown`. For the root logger, ``logging.lastResort`` gets the
+    ``setup()``, ``dictConfig``). Filters added later run before
+    purposeguard's, and what a handler's formatter sets or writes is
+    judged before the handler writes the line. purposeguard wraps
+    ``Logger.__init__``, ``addHandler``, ``addFilter`` and
+    ``Handler.format`` until the last :func:`teardown`. For the root logger, ``logging.lastResort`` gets the
     filter too, for records of loggers made outside the tree. Returns the
     filter.
 

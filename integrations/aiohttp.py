@@ -38,9 +38,14 @@ Where the checks hook in, and why:
   ``/``, ``joinpath``, ``join``, ``with_path``, ``with_user``,
   ``with_password`` and the other ``with_*``), so a URL made from labelled
   parts keeps their labels, as does every URL derived from it (even where
-  the labelled part was replaced: refused rather than missed). ``origin()``
-  and ``parent`` keep none. yarl hands equal inputs the same URL object, so
-  a labelled one is a copy of its own.
+  the labelled part was replaced: refused rather than missed), ``origin()``
+  and ``parent`` included, and every text read from it: ``str()``,
+  ``repr()``, ``human_repr()``, the cached properties (``query`` and its
+  values, ``query_string``, ``path``, ``path_qs``, ``parts``, ``name``,
+  ``host``...). ``URL(text)`` of a labelled text is labelled, and pickling
+  or copying a labelled URL keeps its labels. yarl hands equal inputs the
+  same URL object, so a labelled one is a copy of its own; a plain URL pays
+  only on the first read of each cached property.
 * ``ClientSession.__init__`` remembers the labels of ``base_url`` (yarl
   parses it into plain strings); a relative URL sent from that session
   carries them.
@@ -332,7 +337,13 @@ _URL_METHODS = (
 
 
 # The yarl methods that give a URL's text.
-_URL_TEXTS = ("__str__", "human_repr")
+_URL_TEXTS = ("__str__", "human_repr", "__repr__")
+# yarl's cached properties that hold no text of the URL (a port, a flag) or
+# only yarl's own bookkeeping: left as yarl computes them.
+_URL_FACTS = frozenset({"_val", "absolute", "port", "explicit_port"})
+# What yarl's ``_cache_netloc`` writes into the cache besides the property
+# that asked for it: labelled with it, else read later as plain text.
+_NETLOC_TEXTS = ("raw_user", "raw_password", "raw_host")
 
 
 def _url_labels(url: Any) -> Any:
@@ -406,8 +417,142 @@ def _labelled_url(url: Any, labels: frozenset[str], tenant: str | None) -> Any:
             object.__setattr__(copy, name, object.__getattribute__(url, name))
         except AttributeError:
             continue
-    copy._cache = {**url._cache, _URL_LABELS: relabel("", *sorted(labels), tenant=tenant)}
+    # Only the mark: what yarl computed and cached on the plain URL (its
+    # query, path, origin) is plain, and is computed again, labelled.
+    copy._cache = {_URL_LABELS: relabel("", *sorted(labels), tenant=tenant)}
     return copy
+
+
+def _marked(value: Any, mark: Any) -> Any:
+    """``value``, read from a URL carrying ``mark``, with the mark's labels:
+    text, a URL (``origin()``, ``parent``), the path's parts and the query
+    (a ``MultiDictProxy`` whose keys and values are labelled text)."""
+    t = type(value)
+    if t is str:
+        return relabel(value, *sorted(labels_of(mark)), tenant=tenant_of(mark)) if value else value
+    if t is tuple:
+        return tuple(_marked(item, mark) for item in value)
+    if t is list:
+        return [_marked(item, mark) for item in value]
+    if t is _YARL_URL.get("class"):
+        if _URL_LABELS in value._cache:
+            return value
+        return _labelled_url(value, labels_of(mark), tenant_of(mark))
+    if t is _YARL_URL.get("query"):
+        from multidict import MultiDict, MultiDictProxy
+
+        return MultiDictProxy(MultiDict([(_marked(k, mark), _marked(v, mark)) for k, v in value.items()]))
+    return value
+
+
+def _labelling_property(name: str, compute: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    # yarl computes a cached property once per URL object and keeps it in
+    # the URL's cache; a plain URL pays this only on that first read.
+    def get(url: Any) -> Any:
+        value = compute(url)
+        cache = url._cache
+        mark = cache.get(_URL_LABELS)
+        if mark is None:
+            return value
+        for key in _NETLOC_TEXTS:
+            if type(cache.get(key)) is str:
+                cache[key] = _marked(cache[key], mark)
+        return _marked(value, mark)
+
+    get.__name__ = name
+    get.__qualname__ = f"URL.{name}"
+    get.__doc__ = compute.__doc__
+    return get
+
+
+def _get_state(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # Pickling and copy.copy/deepcopy send the URL's parts and make a new URL
+    # from them with an empty cache: the mark goes along (labels survive
+    # pickling), after the parts, where yarl's own __setstate__ ignores it.
+    state = wrapped(*args, **kwargs)
+    mark = instance._cache.get(_URL_LABELS)
+    if mark is None or type(state) is not tuple:
+        return state
+    return (*state, mark)
+
+
+def _set_state(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    result = wrapped(*args, **kwargs)
+    state = args[0] if args else kwargs.get("state")
+    if type(state) is tuple and len(state) == 2 and state[0] is not None:
+        labels = labels_of(state[1])
+        if labels:
+            instance._cache[_URL_LABELS] = relabel("", *sorted(labels), tenant=tenant_of(state[1]))
+    return result
+
+
+# URL() called with no value (unpickling): yarl's own default is used.
+_NO_VALUE: Any = object()
+
+
+def _url_new(original: Callable[..., Any]) -> Callable[..., Any]:
+    # URL(text) parses through lru_caches keyed by the text: a labelled text
+    # would get (or leave behind) the URL object of an equal plain one. It is
+    # parsed as plain text and the URL made carries its labels as a mark.
+    def __new__(cls: type, val: Any = _NO_VALUE, **kwargs: Any) -> Any:
+        t = type(val)
+        if t is str and not kwargs:
+            return original(cls, val)
+        if val is _NO_VALUE:
+            return original(cls, **kwargs)
+        if t is not str and isinstance(val, str):
+            labels, tenant = sent_labels(val)
+            made = original(cls, str.__str__(val), **kwargs)
+            if labels and type(made) is _YARL_URL.get("class"):
+                return _labelled_url(made, labels, tenant)
+            return made
+        return original(cls, val, **kwargs)
+
+    __new__.__doc__ = original.__doc__
+    return __new__
+
+
+class _ClassAttributes:
+    """Replaces attributes of yarl's URL class that wrapt cannot wrap (its
+    cached-property descriptors, ``__new__``) and puts them back."""
+
+    def __init__(self) -> None:
+        self.replaced: list[tuple[type, str, Any, Any]] = []
+        self.lock = threading.Lock()
+
+    def install(self, cls: type) -> None:
+        with self.lock:
+            if self.replaced:
+                return
+            descriptor_type = type(vars(cls).get("host"))
+            for name, attribute in list(vars(cls).items()):
+                if type(attribute) is descriptor_type and name not in _URL_FACTS:
+                    compute = getattr(attribute, "wrapped", None)
+                    if callable(compute):
+                        self._replace(
+                            cls, name, attribute, descriptor_type(_labelling_property(name, compute))
+                        )
+            original = vars(cls).get("__new__")
+            if isinstance(original, staticmethod):
+                self._replace(cls, "__new__", original, staticmethod(_url_new(original.__func__)))
+
+    def _replace(self, cls: type, name: str, original: Any, replacement: Any) -> None:
+        setattr(cls, name, replacement)
+        self.replaced.append((cls, name, original, replacement))
+
+    def remove(self) -> None:
+        with self.lock:
+            for cls, name, original, replacement in reversed(self.replaced):
+                if vars(cls).get(name) is replacement:
+                    setattr(cls, name, original)
+            self.replaced.clear()
+
+
+_URL_ATTRIBUTES = _ClassAttributes()
 
 
 # Built on first ``instrument()``, once yarl is imported: which methods it has.
@@ -429,11 +574,16 @@ def _yarl() -> Patcher:
 
             _YARL_PARTS[:] = [name for name in getattr(yarl.URL, "__slots__", ()) if name != "_cache"]
             _YARL_URL["class"] = yarl.URL
+            _YARL_URL["query"] = type(yarl.URL("?q=").query)
             present = [name for name in _URL_METHODS if callable(getattr(yarl.URL, name, None))]
             targets: list[tuple[str, str, Wrapper]] = [("URL", name, _derived_url) for name in present]
             targets.extend(
                 ("URL", name, _url_text) for name in _URL_TEXTS if callable(getattr(yarl.URL, name, None))
             )
+            if callable(getattr(yarl.URL, "__getstate__", None)) and callable(
+                getattr(yarl.URL, "__setstate__", None)
+            ):
+                targets.extend((("URL", "__getstate__", _get_state), ("URL", "__setstate__", _set_state)))
             patcher = _YARL["patcher"] = Patcher("yarl", targets)
         return patcher
 
@@ -537,11 +687,15 @@ def instrument() -> None:
         _UPDATE_BODY.install()
     _websocket().install()
     _yarl().install()
+    import yarl
+
+    _URL_ATTRIBUTES.install(yarl.URL)
     _unguarded.activate("aiohttp")
 
 
 def uninstrument() -> None:
     """Restore aiohttp as it was."""
+    _URL_ATTRIBUTES.remove()
     for built in (_YARL.get("patcher"), _WEBSOCKET.get("patcher")):
         if built is not None:
             built.remove()

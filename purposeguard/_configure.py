@@ -76,7 +76,11 @@ def configure(
                 otel.uninstrument()
         except BaseException:
             if sink is not None and sink is not audit:
-                sink.close()  # never attached; closes the log it opened
+                from . import audit as audit_module
+
+                # Never attached: closes the log it opened, and a log file
+                # it created is removed again (a failed configure leaves no file).
+                audit_module.abandon(sink)
             raise
     # Everything that can fail on what was asked has run: now it all changes.
     if touches_audit:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import dataclasses
 import json
 import logging
@@ -61,10 +62,13 @@ from ._storage import (
     Storage,
     StoredEntry,
     checkpoint_problem,
+    in_memory,
+    is_url,
     link,
     load_key_file,
     open_storage,
     read_checkpoint,
+    sqlite_path,
 )
 
 __all__ = [
@@ -505,6 +509,12 @@ class AuditLog:
                 f"the signed checkpoint file {checkpoint_path} is missing (deleted, or the log copied "
                 "without it): records lost from its write-ahead log could not be detected",
             )
+        return self._and_consents(result)
+
+    def _and_consents(self, result: VerifyResult) -> VerifyResult:
+        """``result``, unless the chain holds and the consent table does not
+        hold exactly the grants its records make (a row that cannot be read
+        raises :class:`AuditError`)."""
         if result.ok:
             # The grants decisions use must be the ones the chain records.
             mismatch = self.storage.consent_mismatch()
@@ -515,7 +525,9 @@ class AuditLog:
     def verified_records(self) -> tuple[list[AuditEntry], VerifyResult]:
         """Every entry and the chain's verification, read as of one moment:
         what a report shows is what was verified. Entries after the first
-        bad one are returned too (the result says where the chain breaks)."""
+        bad one are returned too (the result says where the chain breaks).
+        The consent table is checked against the records as :meth:`verify`
+        checks it; one that cannot be read raises :class:`AuditError`."""
         kept: list[StoredEntry] = []
         if self.storage.key_id and self.storage.key is None:
             # Readable, but only its key can prove it.
@@ -531,7 +543,7 @@ class AuditLog:
 
             result = _verify_chain(collect(), head, None, self.storage.key, self.log_id)
             kept.extend(stored)  # the rest, when the walk stopped early
-        return [_as_entry(s) for s in kept], result
+        return [_as_entry(s) for s in kept], self._and_consents(result)
 
     def close(self) -> None:
         if not self.closed:
@@ -581,6 +593,16 @@ def _verify_chain(
                 expected - 1,
                 entry.seq - 1,
                 f"record {entry.seq - 1} was altered: record {entry.seq} does not follow it",
+            )
+        if not math.isfinite(entry.timestamp):
+            # purposeguard writes the entry's own time when a record's is not
+            # a number: such a time was written by hand (with the hash made
+            # to match), and a report could not place the record.
+            return VerifyResult(
+                False,
+                expected - 1,
+                entry.seq,
+                f"record {entry.seq} was altered: its time is not a finite number (written by hand?)",
             )
         seen[entry.hash] = entry.seq
         prev = entry.hash
@@ -730,6 +752,9 @@ class AuditSink:
         self.error: AuditError | None = None
         self.written = 0
         self.dropped = 0
+        # The files opening its log from a new path created (see sink_for):
+        # what abandon() removes again.
+        self._created: tuple[str, ...] = ()
         self._pending: collections.deque[Record] = collections.deque()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -979,19 +1004,79 @@ def sink_for(
     """The sink :func:`attach` would install, opened but not attached: what
     can fail (a log that cannot be opened) fails here, before anything
     changes. One made here and not attached after all is the caller's to
-    close (``sink.close()`` also closes a log it opened from a path)."""
+    close (``sink.close()`` also closes a log it opened from a path).
+
+    A path or URL naming an in-memory log (``":memory:"``, ``sqlite://``) is
+    refused: nothing it records outlives the process, so it would pass for
+    an audit trail that no one can read afterwards. An
+    :class:`AuditLog` opened in memory on purpose (a test reading it back)
+    is taken."""
     if isinstance(audit, AuditSink):
         return audit
     if isinstance(audit, AuditLog):
         return AuditSink(audit, **options)
+    if in_memory(audit):
+        raise AuditError(
+            "audit= names an in-memory log (':memory:' or sqlite://): nothing it records outlives the "
+            "process, so it is no audit trail; give a file path or a URL (or an AuditLog(':memory:') "
+            "opened on purpose, to read back in this process)"
+        )
     if isinstance(audit, (str, Path)) and str(audit):
+        created = _new_files(audit)
         log = AuditLog(audit, key=key)
         try:
-            return AuditSink(log, owns_log=True, **options)
+            sink = AuditSink(log, owns_log=True, **options)
         except BaseException:
             log.close()
+            _remove(created)
             raise
+        sink._created = created
+        return sink
     raise AuditError(f"audit= takes a path, an AuditLog or False, not {audit!r}")
+
+
+def abandon(sink: AuditSink) -> None:
+    """Close a sink :func:`sink_for` made that is not attached after all
+    (``configure()`` failing later): a log file it created, still empty, is
+    removed again with the files beside it, so what failed leaves no file."""
+    created = sink._created
+    try:
+        # Another process that opened the same new file meanwhile may have
+        # written to it: kept then.
+        empty = bool(created) and len(sink.log) == 0
+    except AuditError:
+        empty = False
+    sink.close()
+    if empty:
+        _remove(created)
+
+
+# What opening a new SQLite log at PATH creates beside it (SQLite's own files,
+# which a closed log may leave, and a keyed log's checkpoint and its lock).
+_BESIDE = ("-wal", "-shm", "-journal", "-checkpoint", "-checkpoint.lock")
+
+
+def _new_files(audit: str | Path) -> tuple[str, ...]:
+    """The files opening ``audit`` would create, when it names an SQLite file
+    that does not exist yet (none for anything else)."""
+    if isinstance(audit, str) and is_url(audit):
+        if not audit.lower().startswith("sqlite:"):
+            return ()
+        try:
+            path = sqlite_path(audit)
+        except AuditError:
+            return ()  # malformed: opening it says why
+    else:
+        path = str(audit)
+    if path == ":memory:" or os.path.lexists(path):
+        return ()
+    return tuple(path + suffix for suffix in ("", *_BESIDE) if not os.path.lexists(path + suffix))
+
+
+def _remove(paths: Iterable[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def attached() -> AuditSink | None:

@@ -8,7 +8,7 @@ import re
 import time
 from typing import Any
 
-from .._storage import AuditError, ChainKey, is_postgres, is_url, load_key_file, redact, sqlite_path
+from .._storage import ChainKey, in_memory, is_postgres, is_url, load_key_file, redact
 from ..audit import AuditEntry, AuditLog, default_key
 from . import EXIT_INVALID, EXIT_USAGE, CommandError, shown
 
@@ -143,18 +143,6 @@ def _init(args: argparse.Namespace) -> int:
         f"{count} records)"
     )
     return 0
-
-
-def in_memory(path: str) -> bool:
-    """Does ``path`` name an in-memory SQLite log (``:memory:``, ``sqlite://``, ``sqlite:///``)?"""
-    if path == ":memory:":
-        return True
-    if is_url(path) and path.partition("://")[0].lower() == "sqlite":
-        try:
-            return sqlite_path(path) == ":memory:"
-        except AuditError:
-            return False  # malformed: opening it says why
-    return False
 
 
 def _schema_version(path: str) -> int:

@@ -48,6 +48,7 @@ __all__ = [
     "Storage",
     "StoredEntry",
     "checkpoint_problem",
+    "in_memory",
     "is_url",
     "looks_like_conninfo",
     "link",
@@ -97,6 +98,24 @@ def is_url(target: object) -> bool:
     path? A libpq connection string counts as one too: it names no file, and
     opening it says to write a ``postgresql://`` URL instead."""
     return isinstance(target, str) and (_scheme(target) is not None or looks_like_conninfo(target))
+
+
+def in_memory(target: object) -> bool:
+    """Does ``target`` name an in-memory SQLite log (``:memory:``,
+    ``sqlite://``, ``sqlite:///:memory:``), which nothing outlives the
+    process that opened it?"""
+    if isinstance(target, Path):
+        target = str(target)
+    if not isinstance(target, str):
+        return False
+    if target == ":memory:":
+        return True
+    if _scheme(target) == "sqlite":
+        try:
+            return sqlite_path(target) == ":memory:"
+        except AuditError:
+            return False  # malformed: opening it says why
+    return False
 
 
 def is_postgres(target: object) -> bool:

@@ -74,26 +74,53 @@ def _kinds_in(path: Path) -> list[str]:
         return [entry.kind for entry in log.records()]
 
 
-def test_telemetry_that_cannot_start_leaves_the_audit_sink_and_key_as_they_were(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _configured_with_an_old_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """The guard configured (trace mode) with an unkeyed log at old.db, no
+    audit key from the environment; new.db, not made yet, for the next configure."""
     monkeypatch.delenv("PURPOSEGUARD_AUDIT_KEY", raising=False)
     monkeypatch.delenv("PURPOSEGUARD_AUDIT_KEY_FILE", raising=False)
     old_log, new_log = tmp_path / "old.db", tmp_path / "new.db"
     pg.configure("trust-center", mode="trace", audit=old_log)
+    return old_log, new_log
+
+
+def _files_of(log: Path) -> list[str]:
+    return sorted(p.name for p in log.parent.iterdir() if p.name.startswith(log.name))
+
+
+@pytest.mark.parametrize("form", ["path", "url"])
+def test_telemetry_that_cannot_start_leaves_the_audit_sink_and_key_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    old_log, new_log = _configured_with_an_old_log(tmp_path, monkeypatch)
     before = audit.attached()
+    target: str | Path = new_log if form == "path" else f"sqlite:///{new_log}"
     with refusing_global_meters(), pytest.raises(RuntimeError, match="meter provider is down"):
-        pg.configure("trust-center", mode="trace", audit=new_log, audit_key="k" * 40, telemetry=True)
+        pg.configure("trust-center", mode="trace", audit=target, audit_key="k" * 40, telemetry=True)
     assert audit.attached() is before
     assert audit.default_key() is None
     assert not otel.instrumented()
+    # The log opened for the failed configure was closed and its files
+    # (the database, its checkpoint and the checkpoint's lock) removed.
+    assert _files_of(new_log) == []
     _advertise(pg.label("sample", "customer_data.content.email"))
     assert before is not None
     before.flush()
     assert _kinds_in(old_log) == ["violation"]
-    # The log opened for the failed configure was closed again, empty: an
-    # unkeyed log a later configure can still open without the key.
-    assert _kinds_in(new_log) == []
+    audit.detach()
+
+
+def test_telemetry_that_cannot_start_leaves_an_existing_log_it_was_to_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old_log, new_log = _configured_with_an_old_log(tmp_path, monkeypatch)
+    with audit.AuditLog(new_log) as existing:
+        existing.append({"kind": "note"})
+    files = _files_of(new_log)
+    with refusing_global_meters(), pytest.raises(RuntimeError, match="meter provider is down"):
+        pg.configure("trust-center", mode="trace", audit=new_log, telemetry=True)
+    assert _files_of(new_log) == files
+    assert _kinds_in(new_log) == ["note"]
     audit.detach()
 
 
@@ -118,10 +145,7 @@ def test_a_configure_that_succeeds_moves_the_audit_sink_and_sets_the_key(
 ) -> None:
     from opentelemetry.sdk.metrics import MeterProvider
 
-    monkeypatch.delenv("PURPOSEGUARD_AUDIT_KEY", raising=False)
-    monkeypatch.delenv("PURPOSEGUARD_AUDIT_KEY_FILE", raising=False)
-    old_log, new_log = tmp_path / "old.db", tmp_path / "new.db"
-    pg.configure("trust-center", mode="trace", audit=old_log)
+    old_log, new_log = _configured_with_an_old_log(tmp_path, monkeypatch)
     with global_meter_provider(MeterProvider()):
         try:
             pg.configure("trust-center", mode="trace", audit=new_log, audit_key="k" * 40, telemetry=True)
@@ -138,6 +162,36 @@ def test_a_configure_that_succeeds_moves_the_audit_sink_and_sets_the_key(
     with audit.AuditLog(new_log, create=False, readonly=True) as log:
         assert [entry.kind for entry in log.records()] == ["violation"]
     audit.set_key(None)  # the old log is unkeyed
+    assert _kinds_in(old_log) == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    [":memory:", Path(":memory:"), "sqlite://", "sqlite:///:memory:", "SQLite:///:memory:"],
+    ids=["memory", "memory-path", "sqlite-url", "sqlite-memory-url", "sqlite-memory-url-upper"],
+)
+def test_an_in_memory_audit_log_is_refused_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str | Path
+) -> None:
+    old_log, _ = _configured_with_an_old_log(tmp_path, monkeypatch)
+    before = audit.attached()
+    with pytest.raises(pg.AuditError, match="in-memory log") as refused:
+        pg.configure(LOOSE, mode="enforce", audit=target, audit_key="k" * 40)
+    assert isinstance(refused.value, pg.PurposeGuardError)
+    assert "outlives the process" in str(refused.value)
+    assert audit.attached() is before
+    assert audit.default_key() is None
+    assert get_guard().policy.name == "trust-center"
+    with pytest.raises(pg.AuditError, match="in-memory log"):
+        audit.attach(target)
+    assert audit.attached() is before
+    # An in-memory log opened on purpose (to read back in this process) is taken.
+    kept = audit.AuditLog(":memory:")
+    pg.configure("trust-center", mode="trace", audit=kept)
+    _advertise(pg.label("sample", "customer_data.content.email"))
+    pg.configure("trust-center", audit=False)
+    assert [entry.kind for entry in kept.records()] == ["violation"]
+    kept.close()
     assert _kinds_in(old_log) == []
 
 

@@ -60,10 +60,10 @@ from typing import Any
 
 from purposeguard._context import FLAGS, PURPOSE, ZONE
 from purposeguard._errors import PolicyError, PurposeViolation
-from purposeguard._labels import foreign_reader, register_foreign
+from purposeguard._labels import foreign_reader, merge_tenants, register_foreign
 from purposeguard._runtime import require_purpose_key
 from purposeguard._state import remember
-from purposeguard._walk import _walk
+from purposeguard._walk import NO_LABELS, WalkLimit, _walk
 from purposeguard._zones import enter_zone, leave_zone
 
 from . import baggage
@@ -102,6 +102,9 @@ _TRACEPARENT = b"traceparent"
 _FUNCTION = "purposeguard.integrations.asgi.PurposeGuardMiddleware"
 # The close code for a WebSocket a violation ends after it was accepted (RFC 6455).
 WEBSOCKET_POLICY_VIOLATION = 1008
+# The scope key holding the server's lifespan state as the request found it
+# (see _Connection): those values are the app's, shared by every request.
+SHARED_STATE_KEY = "purposeguard.shared_state"
 
 
 def _header_names(tenant_header: bytes | None) -> frozenset[bytes]:
@@ -296,6 +299,10 @@ class PurposeGuardMiddleware:
                 routed = watching
             else:
                 routed = dict(scope)
+            shared = scope.get("state")
+            if shared:
+                # What the lifespan put there, before the request adds its own (see _Connection).
+                routed[SHARED_STATE_KEY] = dict(shared)
             try:
                 if key is not None and state.categories:
                     check_purpose(key, state, _FUNCTION)
@@ -465,11 +472,24 @@ class PurposeGuardMiddleware:
 class _Connection:
     """Label reading for Starlette's and FastAPI's ``Request`` and
     ``WebSocket`` (and the app behind them), handed to a guarded handler or
-    service: what the request carries (its scope's own values, what the app
-    put in ``request.state`` or ``app.state``, bodies already read), read best
-    effort, without the app and its routes, which go far past the walk's
-    bounds (a FastAPI route reaches pydantic's schema objects) and hold no
-    request data."""
+    service: what the request carries (its scope's own values, bodies
+    already read, what the app put in ``request.state``), without the app
+    and its routes, which go far past the walk's bounds (a FastAPI route
+    reaches pydantic's schema objects) and hold no request data.
+
+    What the server and the framework parsed (headers, bodies, path
+    parameters) and what the lifespan put in the state for every request
+    (clients, engines: as the middleware found it, ``SHARED_STATE_KEY``) are
+    read best effort, as the app's own ``app.state`` is not read at all.
+    What the request's code put in ``request.state`` (or set on the
+    request itself) is the app's data beside the request: each value is
+    walked on a budget of its own, so no value, however large, uses up the
+    look at the others (a labelled note after a list of many rows went
+    unread); what one value nests past the walk's bounds is said once per
+    type, never silent. It is not refused: a request commonly carries
+    objects past the bounds (a client a dependency put there) that hold no
+    request data, and failing closed on them would refuse every guarded
+    call given the request."""
 
     def labels(self, value: Any, purpose: str | None) -> frozenset[str]:
         return self._read(value, purpose)[0]
@@ -481,10 +501,46 @@ class _Connection:
     def _read(value: Any, purpose: str | None) -> tuple[frozenset[str], str | None]:
         own = vars(value) if hasattr(value, "__dict__") else {}
         scope = own.get("scope")
-        held = [item for key, item in own.items() if key not in ("scope", "app", "_receive", "_send")]
+        held: list[Any] = []
+        own_values: list[Any] = []
+        for key, item in own.items():
+            if key in _NOT_READ or type(item) in NO_LABELS:
+                continue
+            # Starlette's own attributes are private; a public one is the app's.
+            (held if key.startswith("_") else own_values).append(item)
+        state: Any = None
+        shared: Any = None
         if isinstance(scope, Mapping):
-            held.extend(item for key, item in scope.items() if key not in ASGI_FRAMEWORK_KEYS)
-        return _walk(held, purpose, strict=False)
+            state = scope.get("state")
+            shared = scope.get(SHARED_STATE_KEY)
+            held.extend(
+                item
+                for key, item in scope.items()
+                if key not in ASGI_FRAMEWORK_KEYS and key != "state" and key != SHARED_STATE_KEY
+            )
+        if not isinstance(shared, dict):
+            shared = {}
+        if isinstance(state, dict):
+            for key, item in list(state.items()):
+                if type(item) in NO_LABELS:
+                    continue
+                if shared.get(key, _ABSENT) is item:
+                    held.append(item)
+                else:
+                    own_values.append(item)
+        labels, tenant = _walk(held, purpose, strict=False)
+        for item in own_values:
+            try:
+                found, owner = _walk((item,), purpose)
+            except WalkLimit:
+                # Read again best effort, which goes on past what it cannot
+                # look into: a strict walk stops there.
+                found, owner = _walk((item,), purpose, strict=False)
+                _say_past_bounds(type(item))
+            labels = labels | found
+            if owner is not None:
+                tenant = merge_tenants(tenant, owner)
+        return labels, tenant
 
     def label(self, value: Any, categories: frozenset[str], tenant: str | None) -> Any:
         raise TypeError("a request is not data: label the values read from it")
@@ -494,6 +550,25 @@ class _Connection:
 
 
 _CONNECTION = _Connection()
+_ABSENT = object()
+# A connection's attributes that are not request data (``_state`` wraps the
+# scope's ``state``, read on its own).
+_NOT_READ = frozenset({"scope", "app", "_receive", "_send", "_state"})
+# Types of request.state values already said to nest past the walk's bounds (bounded).
+_SAID_PAST_BOUNDS: set[str] = set()
+
+
+def _say_past_bounds(t: type) -> None:
+    name = f"{t.__module__}.{t.__qualname__}"
+    if name in _SAID_PAST_BOUNDS or len(_SAID_PAST_BOUNDS) >= 256:
+        return
+    _SAID_PAST_BOUNDS.add(name)
+    logger.warning(
+        "purposeguard: a %s the app put on a request (request.state) nests past the label walk's "
+        "bounds; checks of the request did not look at all of it (a labelled value deep inside "
+        "it is not seen there): pass guarded code the values it uses, not the request",
+        name,
+    )
 
 
 def _read_connections_as_requests() -> None:

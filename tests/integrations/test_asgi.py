@@ -3,11 +3,12 @@ and through each framework's test client."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 import purposeguard as pg
+from purposeguard._walk import MAX_DEPTH, MAX_ITEMS
 
 from .conftest import Signer, sign_baggage
 
@@ -473,3 +475,66 @@ def test_path_patterns_match_the_path_the_app_routes_on_under_a_root_path(
         response = test_client.get(f"{root_path}/comms/1")
         assert response.status_code == 200
         assert response.json()["purpose"] == "service.communications"
+
+
+# -- what the app put in request.state, read when the request is handed to guarded code ----------
+
+
+@pg.purpose("service.communications")
+def notify(request: Request) -> str:
+    return "sent"
+
+
+def _state_app(note: object) -> Starlette:
+    async def rows_then_note(request: Request) -> JSONResponse:
+        # Many rows first, a labelled note after them: one budget for both
+        # ran out on the rows, and the note went unread.
+        request.state.rows = [{"row": index} for index in range(MAX_ITEMS + 10)]
+        request.state.note = note
+        return JSONResponse({"sent": notify(request)})
+
+    async def shared_only(request: Request) -> JSONResponse:
+        return JSONResponse({"sent": notify(request)})
+
+    app = Starlette(routes=[Route("/rows", rows_then_note), Route("/shared", shared_only)])
+    app.add_middleware(PurposeGuardMiddleware)
+    return app
+
+
+def test_a_note_after_many_rows_in_request_state_is_still_checked(
+    serve_asgi: Callable[[Any], Any], marker: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pg.configure("trust-center", mode="enforce")
+    # Read before any request's zone opened (a cache): only the request's state tells of it.
+    note = pg.label(marker, CONTENT)
+    server = serve_asgi(_state_app(note))
+    with caplog.at_level(logging.WARNING, logger="purposeguard"):
+        for _ in range(2):
+            response = httpx.get(server.url + "/rows", timeout=30)
+            assert response.status_code == 403, response.text
+            assert response.json()["category"] == CONTENT and marker not in response.text
+    # What the rows nest past the bounds is said, once for their type.
+    said = [r.getMessage() for r in caplog.records if "request.state" in r.getMessage()]
+    assert len(said) == 1 and "builtins.list" in said[0], said
+
+
+def test_what_the_lifespan_put_in_the_state_is_read_as_before(caplog: pytest.LogCaptureFixture) -> None:
+    """The lifespan's values (clients, engines) are the app's, shared by
+    every request, read best effort as before: not said to be past the
+    bounds, and a guarded call given the request runs."""
+    pg.configure("trust-center", mode="enforce")
+    deep: Any = "bottom"
+    for _ in range(MAX_DEPTH + 4):
+        deep = {"inner": deep}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        yield {"client": deep}
+
+    app = _state_app("plain")
+    app.router.lifespan_context = lifespan
+    with caplog.at_level(logging.WARNING, logger="purposeguard"):
+        with TestClient(app) as test_client:
+            response = test_client.get("/shared")
+    assert response.status_code == 200 and response.json() == {"sent": "sent"}
+    assert not [r for r in caplog.records if "request.state" in r.getMessage()]

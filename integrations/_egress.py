@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import inspect
 import ipaddress
+import sys
+import threading
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -31,10 +34,12 @@ from purposeguard._runtime import Denial, check_zone, get_guard
 from purposeguard._walk import _walk
 
 from . import _unguarded
+from ._patch import FunctionPatch
 
 __all__ = [
     "CheckedBody",
     "Egress",
+    "HelperPatch",
     "check_chunk",
     "carry_labels",
     "check_egress",
@@ -356,3 +361,88 @@ def bound_arguments(
         else:
             named[name] = value
     return named
+
+
+def _trampoline(*args: Any, **kwargs: Any) -> Any:
+    # The code a patched helper runs: its global name is rewritten to the
+    # one the helper's module holds the replacement under.
+    return _replacement(*args, **kwargs)
+
+
+def _replacement(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("purposeguard: a helper's trampoline ran unpatched")  # pragma: no cover
+
+
+class HelperPatch:
+    """Makes a client's module-level helper (``requests.auth._basic_auth_str``,
+    ``urllib3.util.make_headers``) run ``make(original)`` from
+    :meth:`install` on, in place: the function object's code is swapped
+    for a call to the replacement, so a reference taken before
+    (``from urllib3 import make_headers``), by the application or the
+    client's own modules, goes through it too. :meth:`remove` puts the code
+    back. A helper that is not a plain function (a C function, one that
+    closes over variables) is replaced by module attribute instead, where
+    the ``homes`` bind it (:class:`FunctionPatch`)."""
+
+    def __init__(
+        self, name: str, homes: tuple[str, ...], make: Callable[[Callable[..., Any]], Callable[..., Any]]
+    ) -> None:
+        self.name = name
+        self.homes = homes
+        self.make = make
+        self.slot = f"__purposeguard_{name}__"
+        self._fallback = FunctionPatch(name, homes, make)
+        self._lock = threading.Lock()
+        # The patched function, its own code and defaults, and its plain twin.
+        self._saved: tuple[types.FunctionType, types.CodeType, Any, Any, Callable[..., Any]] | None = None
+
+    def install(self) -> None:
+        with self._lock:
+            if self._saved is not None:
+                return
+            function = getattr(sys.modules.get(self.homes[0]), self.name, None)
+            if type(function) is not types.FunctionType or function.__closure__ is not None:
+                self._fallback.install()
+                return
+            # The helper as it was, in a function object of its own (same
+            # code, globals and defaults): what the replacement calls.
+            twin = types.FunctionType(
+                function.__code__, function.__globals__, function.__name__, function.__defaults__
+            )
+            twin.__kwdefaults__ = dict(function.__kwdefaults__) if function.__kwdefaults__ else None
+            twin.__qualname__ = function.__qualname__
+            twin.__module__ = function.__module__
+            twin.__doc__ = function.__doc__
+            twin.__annotations__ = dict(function.__annotations__)
+            replacement = self.make(twin)
+            code = _trampoline.__code__.replace(
+                co_names=tuple(
+                    self.slot if n == "_replacement" else n for n in _trampoline.__code__.co_names
+                ),
+                co_name=function.__code__.co_name,
+            )
+            if sys.version_info >= (3, 11):
+                code = code.replace(co_qualname=function.__code__.co_qualname)
+            saved = (function, function.__code__, function.__defaults__, function.__kwdefaults__, twin)
+            function.__globals__[self.slot] = replacement
+            function.__code__ = code
+            function.__defaults__ = None
+            function.__kwdefaults__ = None
+            # inspect.signature reads the helper's own signature through this.
+            function.__dict__["__wrapped__"] = twin
+            self._saved = saved
+
+    def remove(self) -> None:
+        with self._lock:
+            self._fallback.remove()
+            saved = self._saved
+            if saved is None:
+                return
+            function, code, defaults, kwdefaults, twin = saved
+            function.__code__ = code
+            function.__defaults__ = defaults
+            function.__kwdefaults__ = kwdefaults
+            function.__dict__.pop("__wrapped__", None)
+            # A call between reading the code and the slot runs the helper as it was.
+            function.__globals__[self.slot] = twin
+            self._saved = None

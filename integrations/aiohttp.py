@@ -32,7 +32,8 @@ Where the checks hook in, and why:
   the parts ``MultipartWriter.append_json``/``append_form`` make) carries
   the labels of the value it encoded when it was made; ``BasicAuth.encode``
   and ``encode_basic_auth`` (which aiohttp recommends for an
-  ``Authorization`` header) return text carrying the password's labels.
+  ``Authorization`` header, patched in place: a reference taken before
+  ``instrument()`` too) return text carrying the password's labels.
 * yarl quotes the parts a URL is built from into new, plain text
   (``URL.build``, ``with_query``, ``update_query``, ``extend_query``, ``%``,
   ``/``, ``joinpath``, ``join``, ``with_path``, ``with_user``,
@@ -71,6 +72,7 @@ from purposeguard._labels import EMPTY, labels_of, relabel, tenant_of
 
 from . import _unguarded, baggage
 from ._egress import (
+    HelperPatch,
     carry_labels,
     check_chunk,
     check_egress,
@@ -80,7 +82,7 @@ from ._egress import (
     sent_labels,
     surely_plain,
 )
-from ._patch import FunctionPatch, Patcher, Wrapper
+from ._patch import Patcher, Wrapper
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -300,7 +302,7 @@ def _carrying_encode_basic_auth(original: Callable[..., Any]) -> Callable[..., A
 
 # aiohttp's deprecation warnings for auth= recommend encode_basic_auth for an
 # Authorization header; bound in its defining module and re-exported.
-_ENCODE_BASIC_AUTH = FunctionPatch(
+_ENCODE_BASIC_AUTH = HelperPatch(
     "encode_basic_auth", ("aiohttp.helpers", "aiohttp"), _carrying_encode_basic_auth
 )
 

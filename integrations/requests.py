@@ -27,9 +27,10 @@ Base64 drops the labels of a labelled password: requests' one encoder of
 Basic credentials (``requests.auth._basic_auth_str``, behind
 ``HTTPBasicAuth``, ``HTTPProxyAuth``, ``PreparedRequest.prepare_auth`` and a
 proxy's credentials) returns a header value carrying them, so the header is
-checked with the request however it was set. A reference taken before
-``instrument()`` (``from requests.auth import _basic_auth_str``) keeps the
-original function.
+checked with the request however it was set. The function is patched in
+place, so a reference taken before ``instrument()`` (``from requests.auth
+import _basic_auth_str``) encodes with the labels too; a header encoded
+before ``instrument()`` carries none.
 
 urllib3 and http.client do not check again what requests checked: only the
 adapter's send (``HTTPAdapter.send``) of the request ``Session.send`` just
@@ -53,6 +54,7 @@ from purposeguard._labels import EMPTY
 from . import _unguarded, baggage
 from ._egress import (
     CheckedBody,
+    HelperPatch,
     carry_labels,
     check_egress,
     checked_by,
@@ -62,7 +64,7 @@ from ._egress import (
     surely_plain,
     url_labels,
 )
-from ._patch import FunctionPatch, Patcher
+from ._patch import Patcher
 from .http_client import unmarked_chunks
 
 __all__ = ["instrument", "uninstrument", "is_instrumented"]
@@ -258,7 +260,7 @@ def _carrying_basic_auth_str(original: Callable[..., Any]) -> Callable[..., Any]
 # Every Basic header requests builds (HTTPBasicAuth and HTTPProxyAuth, called
 # by hand or from an auth callable, PreparedRequest.prepare_auth, a proxy's
 # credentials) goes through this function, bound under these names.
-_BASIC_AUTH_STR = FunctionPatch(
+_BASIC_AUTH_STR = HelperPatch(
     "_basic_auth_str", ("requests.auth", "requests.adapters", "requests.sessions"), _carrying_basic_auth_str
 )
 

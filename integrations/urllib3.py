@@ -22,9 +22,10 @@ Where the checks hook in, and why:
 * ``make_headers`` (``urllib3.make_headers``, ``urllib3.util.make_headers``)
   labels the ``authorization`` and ``proxy-authorization`` values it builds
   with the labels of ``basic_auth`` / ``proxy_basic_auth``, which Base64
-  drops; ``urlopen`` then checks them with the request. A reference taken
-  before ``instrument()`` (``from urllib3 import make_headers``) keeps the
-  original function.
+  drops; ``urlopen`` then checks them with the request. The function is
+  patched in place, so a reference taken before ``instrument()`` (``from
+  urllib3 import make_headers``) labels them too; headers made before
+  ``instrument()`` carry none.
 * ``HTTPConnection.request`` (and ``request_chunked``), for a connection
   driven without a pool: urllib3 frames each chunk of a chunked body into
   new bytes before http.client's ``send`` sees it, dropping its labels, so
@@ -57,6 +58,7 @@ from purposeguard._runtime import get_guard
 from . import _unguarded, baggage
 from ._egress import (
     CheckedBody,
+    HelperPatch,
     bound_arguments,
     carry_labels,
     check_egress,
@@ -67,7 +69,7 @@ from ._egress import (
     outer_layer,
     url_labels,
 )
-from ._patch import FunctionPatch, Patcher
+from ._patch import Patcher
 from .http_client import connection_url, unmarked_chunks
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -288,13 +290,13 @@ def _carrying_encode_target(original: Callable[..., Any]) -> Callable[..., Any]:
     return _encode_target
 
 
-_ENCODE_TARGET = FunctionPatch(
+_ENCODE_TARGET = HelperPatch(
     "_encode_target", ("urllib3.util.url", "urllib3.connectionpool"), _carrying_encode_target
 )
 
 
 # ``make_headers`` is a function, bound under these names by urllib3 itself.
-_MAKE_HEADERS = FunctionPatch(
+_MAKE_HEADERS = HelperPatch(
     "make_headers", ("urllib3.util.request", "urllib3.util", "urllib3"), _carrying_make_headers
 )
 

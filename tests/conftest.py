@@ -84,3 +84,57 @@ def postgres_server() -> Iterator[Any]:
         yield server
     finally:
         server.close()
+
+
+# -- a real SMTP server on loopback ------------------------------------------------------------
+
+
+class Mailbox:
+    """The aiosmtpd handler: every message accepted, in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        self.messages.append(envelope.content)
+        return "250 OK"
+
+
+class SMTPServer:
+    """An aiosmtpd server on a free loopback port (STARTTLS with
+    ``tls_context``), running inside ``with``."""
+
+    def __init__(self, tls_context: Any = None) -> None:
+        import socket
+
+        from aiosmtpd.controller import Controller
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        self.mailbox = Mailbox()
+        self.controller = Controller(
+            self.mailbox, hostname="127.0.0.1", port=port, tls_context=tls_context, ready_timeout=10
+        )
+
+    def __enter__(self) -> SMTPServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
+
+    @property
+    def messages(self) -> list[bytes]:
+        return self.mailbox.messages
+
+
+@pytest.fixture
+def mail_server() -> Iterator[SMTPServer]:
+    """A real SMTP server on a free loopback port until the test ends."""
+    with SMTPServer() as server:
+        yield server

@@ -33,7 +33,7 @@ from purposeguard.integrations import urllib3 as pg_urllib3
 
 import purposeguard as pg
 
-from .test_exits import SMTPServer
+from ..conftest import SMTPServer
 
 CONTENT = "customer_data.content.email"
 SECRET = "Quarterly-numbers-for-the-board"
@@ -48,12 +48,6 @@ def guards() -> Iterator[None]:
     yield
     for module in MODULES:
         module.uninstrument()
-
-
-@pytest.fixture
-def mail_server() -> Iterator[SMTPServer]:
-    with SMTPServer() as server:
-        yield server
 
 
 def secret() -> str:

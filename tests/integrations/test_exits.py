@@ -31,43 +31,14 @@ from purposeguard.integrations import urllib3 as pg_urllib3
 
 import purposeguard as pg
 
-from .conftest import Signer, free_port, loopback_policy_text
+from ..conftest import SMTPServer
+from .conftest import Signer, loopback_policy_text
 
 CONTENT = "customer_data.content.email"
 ADDRESS = "customer_data"
 
 
-# -- a real SMTP server on loopback ------------------------------------------------------------
-
-
-class _Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        self.messages.append(envelope.content)
-        return "250 OK"
-
-
-class SMTPServer:
-    def __init__(self, tls_context: ssl.SSLContext | None = None) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.mailbox = _Mailbox()
-        self.controller = Controller(
-            self.mailbox, hostname="127.0.0.1", port=free_port(), tls_context=tls_context, ready_timeout=10
-        )
-
-    def __enter__(self) -> SMTPServer:
-        self.controller.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.controller.stop()
-
-    @property
-    def port(self) -> int:
-        return int(self.controller.port)
+# -- a real SMTP server on loopback (tests/conftest.py: mail_server) ----------------------------
 
 
 class AsIf(smtplib.SMTP):
@@ -78,12 +49,6 @@ class AsIf(smtplib.SMTP):
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.loopback_port), timeout)
-
-
-@pytest.fixture
-def mail_server() -> Iterator[SMTPServer]:
-    with SMTPServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

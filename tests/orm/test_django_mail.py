@@ -13,7 +13,6 @@ once per process as the other Django test files do."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,42 +21,27 @@ import pytest
 
 import purposeguard as pg
 
+from ..conftest import Mailbox, SMTPServer
+
 SITE = Path(__file__).resolve().parent / "django_site"
 BODY = "zq-mail Fabrikam merger terms"
 ADDRESS = "carol-mail@contoso.example"
 
 
-class _Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        self.messages.append(envelope.content)
-        return "250 OK"
-
-
 @pytest.fixture
-def mailbox() -> Iterator[_Mailbox]:
-    """A real SMTP server on a free loopback port, and Django's SMTP backend
-    pointed at it."""
-    from aiosmtpd.controller import Controller
+def mailbox(mail_server: SMTPServer) -> Iterator[Mailbox]:
+    """The shared loopback SMTP server (tests/conftest.py), and Django's SMTP
+    backend pointed at it."""
     from django.conf import settings
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    box = _Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=port, ready_timeout=10)
-    controller.start()
     saved = {name: getattr(settings, name) for name in ("EMAIL_BACKEND", "EMAIL_HOST", "EMAIL_PORT")}
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", mail_server.port
     try:
-        yield box
+        yield mail_server.mailbox
     finally:
         for name, value in saved.items():
             setattr(settings, name, value)
-        controller.stop()
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +122,7 @@ def _bcc_only(body: str, address: str) -> None:
     ids=lambda f: f.__name__,
 )
 def test_django_mail_for_marketing_is_refused_before_it_leaves(
-    site: dict[str, Any], mailbox: _Mailbox, send: Any
+    site: dict[str, Any], mailbox: Mailbox, send: Any
 ) -> None:
     body, address = _loaded(site)
     with pytest.raises(pg.PurposeViolation) as caught, pg.purpose("marketing.direct"):
@@ -149,7 +133,7 @@ def test_django_mail_for_marketing_is_refused_before_it_leaves(
 
 
 def test_service_communications_may_use_the_address_but_not_the_content(
-    site: dict[str, Any], mailbox: _Mailbox
+    site: dict[str, Any], mailbox: Mailbox
 ) -> None:
     from django.core.mail import EmailMessage
 
@@ -163,7 +147,7 @@ def test_service_communications_may_use_the_address_but_not_the_content(
 
 
 def test_a_request_zone_without_consent_refuses_django_mail_for_improvement(
-    site: dict[str, Any], mailbox: _Mailbox
+    site: dict[str, Any], mailbox: Mailbox
 ) -> None:
     with pg.zone(tenant="contoso"):
         body, address = _loaded(site)

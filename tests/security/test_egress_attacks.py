@@ -27,6 +27,8 @@ from purposeguard.integrations import urllib3 as pg_urllib3
 
 import purposeguard as pg
 
+from ..conftest import SMTPServer
+
 EMAIL = "customer_data.content.email"
 MARKER = "PGMARK-egress-4b1e"
 BODY = f"Board minutes {MARKER}: the merger closes Friday"
@@ -188,33 +190,6 @@ def test_trace_mode_records_the_flow_without_the_value(recorder: Recorder, exit_
     assert MARKER not in repr(seen)
 
 
-class _Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        self.messages.append(envelope.content)
-        return "250 OK"
-
-
-@pytest.fixture
-def mail_server() -> Iterator[Any]:
-    import socket
-
-    from aiosmtpd.controller import Controller
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    mailbox = _Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port, ready_timeout=10)
-    controller.start()
-    try:
-        yield controller, mailbox
-    finally:
-        controller.stop()
-
-
 def _bulk_mail_client(port: int) -> smtplib.SMTP:
     import socket
 
@@ -234,9 +209,8 @@ def _bulk_mail_client(port: int) -> smtplib.SMTP:
     ],
     ids=["fstring-body", "base64-body", "labelled-recipient"],
 )
-def test_newsletter_mail_with_request_data_never_leaves(mail_server: Any, build: Any) -> None:
+def test_newsletter_mail_with_request_data_never_leaves(mail_server: SMTPServer, build: Any) -> None:
     """Secure: mail to a marketing host carrying request data (laundered or labelled) is refused before sending."""
-    controller, mailbox = mail_server
     with pg.zone(tenant="contoso"), pg.purpose("service.operations"):
         body = pg.label(BODY, EMAIL)
         to, text = build(body)
@@ -245,6 +219,6 @@ def test_newsletter_mail_with_request_data_never_leaves(mail_server: Any, build:
         message["To"] = to
         message["Subject"] = "Spring offers"
         message.set_content(text)
-        with _bulk_mail_client(controller.port) as client, pytest.raises(pg.PurposeViolation):
+        with _bulk_mail_client(mail_server.port) as client, pytest.raises(pg.PurposeViolation):
             client.send_message(message)
-    assert mailbox.messages == []
+    assert mail_server.messages == []

@@ -731,6 +731,35 @@ def checkpoint_problem(checkpoint: Checkpoint, key: ChainKey, log_id: str) -> st
 # neither removes the other's file in progress nor puts back an older end.
 _CHECKPOINT_LOCKS: dict[str, threading.Lock] = {}
 _CHECKPOINT_LOCKS_GUARD = threading.Lock()
+# The lock files' descriptors open now (one per checkpoint being written),
+# so a forked child can let go of its copies; opened and closed under
+# _FORK_GUARD, which a fork waits for: never one the child cannot see.
+_HELD: set[int] = set()
+_FORK_GUARD = threading.Lock()
+
+
+def _let_go_in_child() -> None:
+    # A child forked while one of the parent's threads wrote a checkpoint has
+    # no such thread: its copy of the descriptor would keep the flock (shared
+    # with the parent's) held until the child exits, stopping every writer of
+    # the log, and its copy of the thread lock would stay locked. Closing the
+    # copies releases nothing of the parent's.
+    global _CHECKPOINT_LOCKS_GUARD, _FORK_GUARD
+    for descriptor in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+    _HELD.clear()
+    _CHECKPOINT_LOCKS.clear()
+    _CHECKPOINT_LOCKS_GUARD = threading.Lock()
+    _FORK_GUARD = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=lambda: _FORK_GUARD.acquire(),
+        after_in_parent=lambda: _FORK_GUARD.release(),
+        after_in_child=_let_go_in_child,
+    )
 
 
 def checkpoint_lock(path: str) -> threading.Lock:
@@ -770,20 +799,24 @@ def checkpoint_guard(path: str) -> Iterator[None]:
         # one out. Read-only is enough for flock, so a lock file another
         # user created (readable) still serves; never through a link, and
         # without blocking on a FIFO put in its place.
-        descriptor = os.open(
-            checkpoint_lock_path(path),
-            os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW,
-            0o666,
-        )
+        with _FORK_GUARD:
+            descriptor = os.open(
+                checkpoint_lock_path(path),
+                os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW,
+                0o666,
+            )
+            _HELD.add(descriptor)
         try:
             if not stat.S_ISREG(os.fstat(descriptor).st_mode):
                 raise OSError(
                     errno.EINVAL, f"its lock file {checkpoint_lock_path(path)} is not a regular file"
                 )
             fcntl.flock(descriptor, fcntl.LOCK_EX)
-            yield  # closing the descriptor releases the lock
+            yield
         finally:
-            os.close(descriptor)
+            with _FORK_GUARD:
+                _HELD.discard(descriptor)
+                os.close(descriptor)  # releases the lock
 
 
 def write_checkpoint(path: str, key: ChainKey, log_id: str, seq: int, head_hash: str) -> None:

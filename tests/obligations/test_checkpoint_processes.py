@@ -154,3 +154,55 @@ def test_processes_signing_every_commit_leave_the_newest_end_signed(
         result = reader.verify()
     assert result.ok, result.reason
     assert result.count == 120
+
+
+def test_a_process_forked_while_a_checkpoint_is_written_holds_no_lock(tmp_path: Path) -> None:
+    """A prefork worker forked while one of the parent's threads signs the
+    end: neither the worker's copy of the lock file's descriptor nor its copy
+    of the thread lock keeps a writer (the parent's, its own) waiting."""
+    import os
+
+    from purposeguard._storage.base import checkpoint_guard
+
+    path = str(tmp_path / "audit.db-checkpoint")
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with checkpoint_guard(path):
+            inside.set()
+            release.wait(60)
+
+    def take(taken: threading.Event) -> None:
+        with checkpoint_guard(path):
+            taken.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(60)
+    go_read, go_write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the worker: once the parent has looked, it signs its own end
+        code = 1
+        try:
+            os.close(go_write)
+            os.read(go_read, 1)
+            taken = threading.Event()
+            threading.Thread(target=take, args=(taken,), daemon=True).start()
+            code = 0 if taken.wait(10) else 3
+        finally:
+            os._exit(code)
+    os.close(go_read)
+    try:
+        release.set()
+        holder.join(60)
+        taken = threading.Event()
+        threading.Thread(target=take, args=(taken,), daemon=True).start()
+        # A bound, not a measure: with the worker's copy still locked it
+        # would wait until the worker exits.
+        taken_while_the_worker_lives = taken.wait(10)
+    finally:
+        os.write(go_write, b"g")
+        os.close(go_write)
+        _, status = os.waitpid(child, 0)
+    assert taken_while_the_worker_lives
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import pytest
 import sqlalchemy as sa
@@ -175,7 +175,7 @@ def damaged(engine: Any) -> Any:
     # holds text that is no tenant id.
     with engine.begin() as connection:
         connection.execute(
-            sa.insert(Ticket.__table__),
+            sa.insert(cast(sa.Table, Ticket.__table__)),
             [
                 {"id": 1, "tenant": DAMAGED_TENANT, "body": "damaged row's mail"},
                 {"id": 2, "tenant": "contoso", "body": "ok"},

@@ -245,3 +245,22 @@ def test_uninstrument_gives_yarl_its_own_attributes_back() -> None:
     pg_aiohttp.instrument()
     assert {name: vars(yarl.URL)[name] for name in names} == again
     assert deep_labels(url.with_query(q=secret()).origin()) == {CONTENT}
+
+
+def test_a_plain_url_is_made_and_read_without_the_labels_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain text parses as yarl parses it, and what is read from a plain URL
+    is yarl's own plain value: no walk of the labels layer on that path."""
+    walks: list[object] = []
+    real = pg_aiohttp.sent_labels
+
+    def counting(values: Any) -> Any:
+        walks.append(values)
+        return real(values)
+
+    monkeypatch.setattr(pg_aiohttp, "sent_labels", counting)
+    url = yarl.URL("http://127.0.0.1:1/plain/read?page=2")
+    reads = [str(url.origin()), url.parent.path, url.query["page"], url.path_qs, repr(url), url.host]
+    assert walks == []
+    assert all(type(read) is str for read in reads)
+    yarl.URL(pg.label("http://127.0.0.1:1/?q=x", CONTENT))
+    assert len(walks) == 1

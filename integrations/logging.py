@@ -111,6 +111,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
+from functools import partial
 from itertools import compress
 from operator import is_not
 from types import TracebackType
@@ -197,15 +198,15 @@ def _first_judgement(record: logging.LogRecord) -> _Judged:
     return judged
 
 
-def _changed(fields: dict[str, Any], seen: tuple[Any, ...]) -> list[str]:
+def _moved(fields: dict[str, Any], values: tuple[Any, ...], seen: tuple[Any, ...]) -> list[str]:
     """The attributes set on the record, or put in place of what it held,
-    since it held the values ``seen`` (in the order a dict keeps): a
-    handler's filter adding request context or replacing an ``extra=``
-    value, a formatter setting its own. A value is told by its identity, in
-    C, so an unchanged record costs no Python loop; a removed attribute
-    shifts the rest, which are then judged again, as changed."""
-    moved = list(compress(fields, map(is_not, fields.values(), seen)))
-    if len(fields) > len(seen):
+    since it held the values ``seen`` (in the order a dict keeps; ``values``
+    are those it holds now): a handler's filter adding request context or
+    replacing an ``extra=`` value, a formatter setting its own. A value is
+    told by its identity; a removed attribute shifts the rest, which are
+    then judged again, as changed."""
+    moved = list(compress(fields, map(is_not, values, seen)))
+    if len(values) > len(seen):
         moved += list(fields)[len(seen) :]
     return moved
 
@@ -450,7 +451,25 @@ class PurposeGuardFilter(logging.Filter):
         return self._trusted.names
 
     def filter(self, record: logging.LogRecord) -> bool:
-        self._check(record)
+        # Judged once per purpose: the same filter on two handlers (or a
+        # logger-level and a handler-level filter of one setup()) reports
+        # once; a filter for another purpose still decides for itself. What
+        # was set on the record after its judgment (a handler's filter
+        # adding request context, or putting a value in place of one the
+        # record had) is judged when a handler's copy meets it.
+        judged = _JUDGED.get(id(record))
+        if judged is not None and judged.ref is not None and judged.ref() is record:
+            verdict = judged.verdicts.get(self.purpose)
+            if verdict is not None:
+                self._judge_again(record, verdict)
+                return True
+        else:
+            judged = _first_judgement(record)
+        verdict = judged.verdicts[self.purpose] = _Verdict()
+        try:
+            self._judge(record, judged, verdict)
+        finally:
+            verdict.seen = tuple(record.__dict__.values())
         return True
 
     def _verdict(self, record: logging.LogRecord) -> _Verdict | None:
@@ -459,48 +478,7 @@ class PurposeGuardFilter(logging.Filter):
             return None
         return judged.verdicts.get(self.purpose)
 
-    def _check(self, record: logging.LogRecord) -> PurposeViolation | None:
-        """Judge the record, or what changed on it since its judgment; the
-        refusal that redacted it now, if any.
-
-        Judged once per purpose: the same filter on two handlers (or a
-        logger-level and a handler-level filter of one setup()) reports
-        once; a filter for another purpose still decides for itself. What
-        was set on the record after its judgment (a handler's filter adding
-        request context, or putting a value in place of one the record
-        had) is judged when a handler's copy meets it."""
-        judged = _JUDGED.get(id(record))
-        if judged is not None and judged.ref is not None and judged.ref() is record:
-            verdict = judged.verdicts.get(self.purpose)
-            if verdict is not None:
-                return self._judge_again(record, verdict)
-        else:
-            judged = _first_judgement(record)
-        verdict = judged.verdicts[self.purpose] = _Verdict()
-        try:
-            return self._judge(record, judged, verdict)
-        finally:
-            verdict.seen = tuple(record.__dict__.values())
-
-    def _after_format(
-        self, record: logging.LogRecord, text: Any, told: frozenset[str]
-    ) -> PurposeViolation | None:
-        """Judge what the handler's formatter set on the record, the line's
-        own labels and what formatting made text (``told``); the refusal
-        that redacted the record, if any. A record that reached the
-        formatter unjudged (a handler's ``emit()`` called directly, a record
-        a filter returned in place of the one it was given) is judged first."""
-        verdict = self._verdict(record)
-        if verdict is None:
-            refusal = self._check(record)
-            verdict = self._verdict(record)
-            if refusal is not None or verdict is None:
-                return refusal
-        return self._judge_again(record, verdict, text, told)
-
-    def _judge(
-        self, record: logging.LogRecord, judged: _Judged, verdict: _Verdict
-    ) -> PurposeViolation | None:
+    def _judge(self, record: logging.LogRecord, judged: _Judged, verdict: _Verdict) -> None:
         fields = record.__dict__
         extras = [] if fields.keys() <= _STANDARD else [key for key in fields if key not in _STANDARD]
         # A message replaced by its formatted text (below) for another
@@ -624,7 +602,7 @@ class PurposeGuardFilter(logging.Filter):
                 by_zone=rebuilt and not message_labels,
                 zone=rebuilt,
             )
-            return error
+            return
         if text is not None and type(record).getMessage is _GET_MESSAGE:
             # The handler writes the text that was judged, not text made
             # anew (an argument's __str__ may read something else the next
@@ -633,7 +611,6 @@ class PurposeGuardFilter(logging.Filter):
             # read the text as a template again: its record keeps its own.
             record.msg, record.args = text, ()
             judged.carried = message_labels
-        return None
 
     def _frame_labels(self, record: logging.LogRecord) -> frozenset[str]:
         try:
@@ -664,22 +641,44 @@ class PurposeGuardFilter(logging.Filter):
         only what carries a refused label is redacted: a formatter sets its
         attributes again on every line, and its plain ones were not built
         from the record's content."""
-        fields = record.__dict__
         seen = verdict.seen
         if seen is None:
             return None  # met again while its judgment runs
+        fields = record.__dict__
+        values = tuple(fields.values())
+        plain_line = text is None or type(text) is str
+        # The usual record changed nothing, or only had a formatter's
+        # message and time added: one comparison of tuples in C says so (a
+        # value the same object or equal to the one before: a line
+        # formatted again, the same text).
+        count = len(seen)
+        try:
+            same = (values if len(values) == count else values[:count]) == seen
+        except Exception:  # an __eq__ that raises (an array's): told by identity
+            same = False
+        if not same:
+            moved = _moved(fields, values, seen)
+        elif len(values) > count:
+            moved = list(fields)[count:]
+        elif not told and plain_line:
+            return None
+        else:
+            moved = []
+        verdict.seen = values
+        if _FORMATTED.issuperset(moved) and str is type(fields.get("message", "")) is type(
+            fields.get("asctime", "")
+        ):
+            changed = []  # the usual line: a formatter's message and time, plain text from what was judged
+        else:
+            changed = [key for key in moved if key not in _FORMATTED or type(fields[key]) is not str]
+        unseen = told - verdict.passed if told else EMPTY
+        if not changed and not unseen and plain_line:
+            return None
         formatted = text is not None
-        unseen = told - verdict.passed
-        moved = _changed(fields, seen)
-        if not moved and not unseen and type(text) in NO_LABELS:
-            return None  # the usual line: nothing new since the judgment
-        verdict.seen = tuple(fields.values())
-        # A formatter's message and time, plain text from what was judged.
-        changed = [key for key in moved if key not in _FORMATTED or type(fields[key]) is not str]
         refusal: PurposeViolation | None = None
         try:
             parts = [fields[key] for key in changed]
-            if formatted and type(text) not in NO_LABELS:
+            if not plain_line:
                 parts.append(text)
             labels = (_labels(parts, self.purpose, record.name) if parts else EMPTY) | unseen
             fresh = labels - verdict.passed - verdict.refused.keys()
@@ -918,31 +917,73 @@ def _add_filter(
     return result
 
 
-def _format(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    # What the handler writes: a formatter may set attributes on the record
-    # (the current user) or write values into the line itself.
-    guards = [f for f in instance.filters if isinstance(f, PurposeGuardFilter)]
-    if not guards:
-        return wrapped(*args, **kwargs)
-    record = args[0] if args else kwargs["record"]
-    text, told = _in_own_zone(wrapped, record)
-    if _line_refusal(guards, record, text, told) is None:
+def _format(handler: logging.Handler, record: logging.LogRecord) -> str:
+    """``Handler.format`` while :func:`setup` is in effect: what the handler
+    writes is judged. A formatter may set attributes on the record (the
+    current user) or write values into the line itself."""
+    original = _FORMAT[0]
+    filters = handler.filters
+    for guard in filters:
+        if isinstance(guard, PurposeGuardFilter):
+            break
+    else:
+        return original(handler, record)
+    text, told = (
+        _in_own_zone(partial(original, handler), record)
+        if FLAGS.zones
+        else (original(handler, record), EMPTY)
+    )
+    if _line_refusal(filters, record, text, told) is None:
         return text
     # Written again from the redacted record.
-    text, told = _in_own_zone(wrapped, record)
-    refusal = _line_refusal(guards, record, text, told)
+    text, told = _in_own_zone(partial(original, handler), record)
+    refusal = _line_refusal(filters, record, text, told)
     # Refused again: the formatter sets the value on every line, or writes
     # it into the line itself.
     return text if refusal is None else _refused_line(refusal)
 
 
 def _line_refusal(
-    guards: list[PurposeGuardFilter], record: logging.LogRecord, text: Any, told: frozenset[str]
+    filters: list[Any], record: logging.LogRecord, text: Any, told: frozenset[str]
 ) -> PurposeViolation | None:
+    """What the handler's purposeguard filters say of a line its formatter
+    made: the refusal that redacted the record, if any."""
     refusal = None
-    for guard in guards:
-        refusal = guard._after_format(record, text, told) or refusal
+    for guard in filters:
+        if not isinstance(guard, PurposeGuardFilter):
+            continue
+        verdict = guard._verdict(record)
+        if verdict is None:
+            # The record reached the formatter unjudged (a handler's emit()
+            # called directly, a record a filter returned in place of the
+            # one it was given): judged now.
+            guard.filter(record)
+            verdict = guard._verdict(record)
+            if verdict is None:
+                continue  # a record without weak references: judged, and not kept
+            if verdict.refused:
+                refusal = next(iter(verdict.refused.values()))
+                continue
+        refusal = guard._judge_again(record, verdict, text, told) or refusal
     return refusal
+
+
+# ``Handler.format`` as it was before setup() put _format in its place: a
+# plain function there, not a wrapper, as every line a handler writes pays
+# for it. The last teardown() puts it back, if nothing was put over it.
+_FORMAT: list[Callable[[logging.Handler, logging.LogRecord], str]] = [logging.Handler.format]
+
+
+def _install_format() -> None:
+    current = logging.Handler.format
+    if current is not _format:
+        _FORMAT[0] = current
+        setattr(logging.Handler, "format", _format)  # noqa: B010 - mypy refuses a method assigned
+
+
+def _remove_format() -> None:
+    if vars(logging.Handler).get("format") is _format:
+        setattr(logging.Handler, "format", _FORMAT[0])  # noqa: B010 - mypy refuses a method assigned
 
 
 def _covers(target: logging.Logger, name: str) -> bool:
@@ -989,16 +1030,15 @@ def _below(target: logging.Logger) -> list[logging.Logger]:
 # Logger.addHandler is the public door every configuration goes through
 # (basicConfig, dictConfig, fileConfig, direct calls), Logger.__init__ the
 # one every new logger goes through, addFilter the one every filter goes
-# through, and Handler.format the one every line a handler writes goes
 # through; wrapt wraps them in place and the last teardown() puts the
-# originals back.
+# originals back. Handler.format, the door every line a handler writes goes
+# through, is replaced by _format (above).
 _PATCHER = Patcher(
     "logging",
     [
         ("Logger", "addHandler", _add_handler),
         ("Logger", "__init__", _new_logger),
         ("Filterer", "addFilter", _add_filter),
-        ("Handler", "format", _format),
     ],
 )
 
@@ -1045,6 +1085,7 @@ def setup(
     with _LOCK:
         _WATCHED.setdefault(target, []).append(guard_filter)
         _PATCHER.install()
+        _install_format()
     for below in _below(target):
         below.addFilter(guard_filter)
         for handler in list(below.handlers):
@@ -1067,6 +1108,7 @@ def teardown(guard_filter: PurposeGuardFilter, logger: logging.Logger | str | No
             _WATCHED.pop(target, None)
         if not _WATCHED:
             _PATCHER.remove()
+            _remove_format()
     for below in _below(target):
         below.removeFilter(guard_filter)
         for handler in list(below.handlers):

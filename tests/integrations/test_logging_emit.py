@@ -313,3 +313,19 @@ def test_trace_mode_reports_a_formatters_labelled_attribute_once(
         logger.removeHandler(second)
     assert [(v.category, v.via) for v in violations] == [(CONTENT, "egress")]
     assert stream.getvalue() == f"exported report user={user}\n"
+
+
+@pytest.mark.usefixtures("no_logging_errors")
+def test_a_record_handed_straight_to_emit_is_judged_when_formatted(
+    streamed: tuple[logging.Logger, logging.StreamHandler[io.StringIO], io.StringIO], marker: str
+) -> None:
+    """``emit()`` skips the handler's filters (a handler that wraps another
+    calls it so): the line is judged where it is made."""
+    _, handler, stream = streamed
+    record = logging.LogRecord(
+        "pgtest.emit.stream", logging.INFO, __file__, 1, "indexing %s", (pg.label(marker, CONTENT),), None
+    )
+    handler.emit(record)
+    text = stream.getvalue()
+    assert marker not in text
+    assert text.startswith("[purposeguard redacted this message: it carried customer_data.content.document")

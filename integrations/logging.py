@@ -928,6 +928,17 @@ def _format(handler: logging.Handler, record: logging.LogRecord) -> str:
             break
     else:
         return original(handler, record)
+    formatter = handler.formatter
+    if (
+        (formatter is None or type(formatter) is logging.Formatter)
+        and guard is filters[-1]
+        and guard._verdict(record) is not None
+    ):
+        # The standard formatter sets only the message, the time and the
+        # traceback's text, from what the handler's filter judged: it is the
+        # handler's last, and its only purposeguard filter, so no filter
+        # ran after it.
+        return original(handler, record)
     text, told = (
         _in_own_zone(partial(original, handler), record)
         if FLAGS.zones

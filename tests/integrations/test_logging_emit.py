@@ -329,3 +329,15 @@ def test_a_record_handed_straight_to_emit_is_judged_when_formatted(
     text = stream.getvalue()
     assert marker not in text
     assert text.startswith("[purposeguard redacted this message: it carried customer_data.content.document")
+
+
+@pytest.mark.usefixtures("no_logging_errors")
+def test_a_filter_put_in_the_handlers_list_by_hand_after_purposeguards_is_judged_when_formatted(
+    streamed: tuple[logging.Logger, logging.StreamHandler[io.StringIO], io.StringIO], user: str
+) -> None:
+    logger, handler, stream = streamed
+    handler.setFormatter(logging.Formatter("%(message)s user=%(user)s"))
+    handler.filters.append(AddUser())  # not through addFilter: runs after purposeguard's
+    logger.info("exported report")
+    assert user not in stream.getvalue()
+    assert stream.getvalue() == f"exported report user=[redacted: {CONTENT}]\n"
